@@ -1,0 +1,1 @@
+//! Micro benchmarks of the proxy engine, run with `cargo bench -p sozu-benches`.

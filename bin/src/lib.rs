@@ -1,0 +1,1 @@
+//! The `sozu` program: the main process, its workers and the command line.

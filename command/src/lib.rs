@@ -1,0 +1,5 @@
+//! The language every part of the proxy speaks: the configuration file, the orders that change
+//! the routing state, the state itself, and the channel that carries orders and responses.
+//!
+//! This crate has no event loop and no TLS: it parses, validates and serialises. `sozu-lib`
+//! applies orders to live sockets, and the `sozu` binary moves them between processes.
