@@ -206,7 +206,7 @@ pub struct ClusterId {
 }
 
 /// A cluster: backends routed to as one, and how traffic is spread among them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     #[serde(alias = "app_id")]
@@ -401,7 +401,7 @@ fn parse_name<T: Copy>(
 }
 
 /// Active health checking of a cluster's backends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// The path requested from each backend.
@@ -447,7 +447,7 @@ pub struct HealthCheckFilter {
 }
 
 /// A backend server of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(try_from = "RawBackend")]
 pub struct AddBackend {
     pub cluster_id: String,
@@ -568,7 +568,7 @@ impl TryFrom<RawBackend> for RemoveBackend {
 ///
 /// A frontend is identified by its listener address, hostname, path rule and method; the
 /// remaining fields describe what it does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct HttpFrontend {
     /// The cluster requests go to. A frontend without a cluster redirects, denies or answers.
@@ -807,7 +807,7 @@ pub struct FixedAnswer {
 }
 
 /// A TCP frontend: every connection accepted on a TCP listener goes to one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct TcpFrontend {
     #[serde(alias = "app_id")]

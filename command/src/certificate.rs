@@ -1,0 +1,218 @@
+//! What the state needs to know of a certificate: its fingerprint, the names it answers for and
+//! its validity. The PEM text is decoded and the leaf certificate read as X.509; whether the key
+//! matches the certificate is checked by the TLS code of `sozu-lib`, which owns the crypto.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use x509_parser::{extensions::GeneralName, prelude::FromDer};
+
+use crate::request::{CertificateAndKey, Fingerprint};
+
+/// The facts read from a certificate and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    pub fingerprint: Fingerprint,
+    /// DNS names of the subject alternative names, then the common name if not among them,
+    /// lowercased; or the names the order lists explicitly.
+    pub names: Vec<String>,
+    /// Validity bounds, in seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl CertificateFacts {
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        now > self.not_after
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("the certificate is not PEM with a CERTIFICATE block")]
+    NoCertificate,
+    #[error("the certificate PEM is invalid")]
+    InvalidCertificatePem(#[source] rustls_pki_types::pem::Error),
+    #[error("the certificate chain PEM is invalid")]
+    InvalidChainPem(#[source] rustls_pki_types::pem::Error),
+    #[error("the key is not a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)")]
+    InvalidKeyPem(#[source] rustls_pki_types::pem::Error),
+    #[error("the certificate is not valid X.509")]
+    InvalidX509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("the certificate names no DNS name (no subject alternative name nor common name)")]
+    NoNames,
+    #[error(
+        "the certificate expired at {not_after} (seconds since the epoch); allow expired certificates to load it"
+    )]
+    Expired { not_after: i64 },
+}
+
+/// Decodes a certificate and its key, and reads the facts the state keeps.
+pub fn inspect(certificate: &CertificateAndKey) -> Result<CertificateFacts, CertificateError> {
+    let leaf = leaf_der(&certificate.certificate)?;
+    for chain in &certificate.certificate_chain {
+        for der in CertificateDer::pem_slice_iter(chain.as_bytes()) {
+            der.map_err(CertificateError::InvalidChainPem)?;
+        }
+    }
+    PrivateKeyDer::from_pem_slice(certificate.key.as_bytes())
+        .map_err(CertificateError::InvalidKeyPem)?;
+
+    let (_, x509) = x509_parser::certificate::X509Certificate::from_der(&leaf)
+        .map_err(CertificateError::InvalidX509)?;
+    let names = if certificate.names.is_empty() {
+        names_of(&x509)
+    } else {
+        certificate
+            .names
+            .iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect()
+    };
+    if names.is_empty() {
+        return Err(CertificateError::NoNames);
+    }
+    Ok(CertificateFacts {
+        fingerprint: Fingerprint::of_der(&leaf),
+        names,
+        not_before: x509.validity().not_before.timestamp(),
+        not_after: x509.validity().not_after.timestamp(),
+    })
+}
+
+/// [`inspect`], refusing a certificate whose validity has ended unless `allow_expired`.
+pub fn inspect_valid(
+    certificate: &CertificateAndKey,
+    allow_expired: bool,
+) -> Result<CertificateFacts, CertificateError> {
+    let facts = inspect(certificate)?;
+    if !allow_expired && facts.is_expired_at(unix_now()) {
+        return Err(CertificateError::Expired {
+            not_after: facts.not_after,
+        });
+    }
+    Ok(facts)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The DER of the first certificate of a PEM text.
+fn leaf_der(pem: &str) -> Result<CertificateDer<'static>, CertificateError> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or(CertificateError::NoCertificate)?
+        .map_err(CertificateError::InvalidCertificatePem)
+}
+
+fn names_of(x509: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Ok(Some(san)) = x509.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => names.push(dns.to_ascii_lowercase()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Some(ip) = ip_from_bytes(bytes) {
+                        names.push(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for common_name in x509.subject().iter_common_name() {
+        if let Ok(cn) = common_name.as_str() {
+            let cn = cn.to_ascii_lowercase();
+            if !names.contains(&cn) {
+                names.push(cn);
+            }
+        }
+    }
+    names
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `localhost` and `127.0.0.1`, valid 2024–2124.
+    pub(crate) const CERTIFICATE: &str = include_str!("../tests/fixtures/localhost.pem");
+    pub(crate) const KEY: &str = include_str!("../tests/fixtures/localhost.key");
+    /// Another self-signed certificate, for `example.com` and `*.example.com`.
+    pub(crate) const OTHER_CERTIFICATE: &str = include_str!("../tests/fixtures/example.pem");
+    pub(crate) const OTHER_KEY: &str = include_str!("../tests/fixtures/example.key");
+    /// A certificate whose validity ended in 2021.
+    const EXPIRED_CERTIFICATE: &str = include_str!("../tests/fixtures/expired.pem");
+    const EXPIRED_KEY: &str = include_str!("../tests/fixtures/expired.key");
+
+    pub(crate) fn certificate_and_key(certificate: &str, key: &str) -> CertificateAndKey {
+        CertificateAndKey {
+            certificate: certificate.to_string(),
+            certificate_chain: Vec::new(),
+            key: key.to_string(),
+            versions: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn names_come_from_san_and_cn() {
+        let facts = inspect(&certificate_and_key(CERTIFICATE, KEY)).unwrap();
+        assert_eq!(facts.names, ["localhost", "127.0.0.1"]);
+        let facts = inspect(&certificate_and_key(OTHER_CERTIFICATE, OTHER_KEY)).unwrap();
+        assert_eq!(facts.names, ["example.com", "*.example.com"]);
+    }
+
+    #[test]
+    fn explicit_names_override() {
+        let mut certificate = certificate_and_key(CERTIFICATE, KEY);
+        certificate.names = vec!["Other.Test".to_string()];
+        assert_eq!(inspect(&certificate).unwrap().names, ["other.test"]);
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_of_der() {
+        let facts = inspect(&certificate_and_key(CERTIFICATE, KEY)).unwrap();
+        let der = leaf_der(CERTIFICATE).unwrap();
+        assert_eq!(facts.fingerprint, Fingerprint::of_der(&der));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(matches!(
+            inspect(&certificate_and_key("hello", KEY)),
+            Err(CertificateError::NoCertificate)
+        ));
+        assert!(matches!(
+            inspect(&certificate_and_key(CERTIFICATE, "no key here")),
+            Err(CertificateError::InvalidKeyPem(_))
+        ));
+        let broken = CERTIFICATE.replace("MII", "MIX");
+        assert!(inspect(&certificate_and_key(&broken, KEY)).is_err());
+    }
+
+    #[test]
+    fn expired_is_refused_unless_allowed() {
+        let expired = certificate_and_key(EXPIRED_CERTIFICATE, EXPIRED_KEY);
+        assert!(matches!(
+            inspect_valid(&expired, false),
+            Err(CertificateError::Expired { .. })
+        ));
+        assert!(inspect_valid(&expired, true).is_ok());
+        assert!(inspect_valid(&certificate_and_key(CERTIFICATE, KEY), false).is_ok());
+    }
+}

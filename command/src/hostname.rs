@@ -1,0 +1,245 @@
+//! Hostname patterns of HTTP frontends: exact names, a leading `*` wildcard label, and labels
+//! written as regular expressions between slashes.
+//!
+//! `api.example.com` matches itself; `*.example.com` matches one or more labels in front of
+//! `example.com` (not `example.com` itself); `/api[0-9]+/.example.com` matches `api1.example.com`.
+//! A regex label is anchored: it must match the whole label. Names compare case-insensitively,
+//! so patterns are kept in lowercase (regex labels are compiled case-insensitive).
+
+use std::fmt;
+
+/// One label of a hostname pattern, in the order written (leftmost first).
+#[derive(Debug, Clone)]
+pub enum LabelPattern {
+    Exact(String),
+    /// `*`, allowed as the leftmost label only.
+    Wildcard,
+    Regex(regex::Regex),
+}
+
+impl PartialEq for LabelPattern {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LabelPattern::Exact(a), LabelPattern::Exact(b)) => a == b,
+            (LabelPattern::Wildcard, LabelPattern::Wildcard) => true,
+            (LabelPattern::Regex(a), LabelPattern::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for LabelPattern {}
+
+impl fmt::Display for LabelPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelPattern::Exact(label) => f.write_str(label),
+            LabelPattern::Wildcard => f.write_str("*"),
+            LabelPattern::Regex(regex) => {
+                let source = regex.as_str();
+                let inner = source
+                    .strip_prefix("(?i)^(?:")
+                    .and_then(|s| s.strip_suffix(")$"))
+                    .unwrap_or(source);
+                write!(f, "/{inner}/")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostnameError {
+    #[error("the hostname is empty")]
+    Empty,
+    #[error("the hostname `{0}` is longer than 253 characters")]
+    TooLong(String),
+    #[error("the hostname `{hostname}` has an empty label")]
+    EmptyLabel { hostname: String },
+    #[error("in hostname `{hostname}`, `*` is only allowed as the leftmost label")]
+    MisplacedWildcard { hostname: String },
+    #[error(
+        "in hostname `{hostname}`, the label `{label}` has a character other than letters, digits, `-` and `_`"
+    )]
+    InvalidCharacter { hostname: String, label: String },
+    #[error("in hostname `{hostname}`, a regex label is not closed by `/`")]
+    UnclosedRegex { hostname: String },
+    #[error("in hostname `{hostname}`, invalid regex label `{label}`")]
+    InvalidRegex {
+        hostname: String,
+        label: String,
+        source: regex::Error,
+    },
+}
+
+/// Splits and checks a hostname pattern.
+///
+/// A port suffix is not part of a pattern: frontends match hostnames with the port stripped.
+pub fn parse_pattern(hostname: &str) -> Result<Vec<LabelPattern>, HostnameError> {
+    if hostname.is_empty() {
+        return Err(HostnameError::Empty);
+    }
+    if hostname.len() > 253 {
+        return Err(HostnameError::TooLong(hostname.to_string()));
+    }
+    if let Some(literal) = hostname.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match literal.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(vec![LabelPattern::Exact(hostname.to_ascii_lowercase())]),
+            Err(_) => Err(HostnameError::InvalidCharacter {
+                hostname: hostname.to_string(),
+                label: hostname.to_string(),
+            }),
+        };
+    }
+    let mut labels = Vec::new();
+    let mut rest = hostname;
+    loop {
+        let (label, remainder) = split_label(rest, hostname)?;
+        labels.push(label_pattern(label, hostname, labels.is_empty())?);
+        match remainder {
+            Some(remainder) => rest = remainder,
+            None => return Ok(labels),
+        }
+    }
+}
+
+/// The first label of `rest` and what follows its dot. A regex label runs to the next `/`
+/// that ends the label, so it may contain dots.
+fn split_label<'a>(
+    rest: &'a str,
+    hostname: &str,
+) -> Result<(&'a str, Option<&'a str>), HostnameError> {
+    let end = if let Some(body) = rest.strip_prefix('/') {
+        let close = body
+            .match_indices('/')
+            .map(|(i, _)| i + 1)
+            .find(|&i| matches!(rest.as_bytes().get(i + 1), None | Some(b'.')))
+            .ok_or_else(|| HostnameError::UnclosedRegex {
+                hostname: hostname.to_string(),
+            })?;
+        close + 1
+    } else {
+        rest.find('.').unwrap_or(rest.len())
+    };
+    let (label, after) = rest.split_at(end);
+    match after.strip_prefix('.') {
+        Some("") => Err(HostnameError::EmptyLabel {
+            hostname: hostname.to_string(),
+        }),
+        Some(remainder) => Ok((label, Some(remainder))),
+        None => Ok((label, None)),
+    }
+}
+
+fn label_pattern(
+    label: &str,
+    hostname: &str,
+    is_first: bool,
+) -> Result<LabelPattern, HostnameError> {
+    if label.is_empty() {
+        return Err(HostnameError::EmptyLabel {
+            hostname: hostname.to_string(),
+        });
+    }
+    if label == "*" {
+        return if is_first {
+            Ok(LabelPattern::Wildcard)
+        } else {
+            Err(HostnameError::MisplacedWildcard {
+                hostname: hostname.to_string(),
+            })
+        };
+    }
+    if let Some(source) = label.strip_prefix('/').and_then(|l| l.strip_suffix('/')) {
+        return regex::Regex::new(&format!("(?i)^(?:{source})$"))
+            .map(LabelPattern::Regex)
+            .map_err(|source| HostnameError::InvalidRegex {
+                hostname: hostname.to_string(),
+                label: label.to_string(),
+                source,
+            });
+    }
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(HostnameError::InvalidCharacter {
+            hostname: hostname.to_string(),
+            label: label.to_string(),
+        });
+    }
+    Ok(LabelPattern::Exact(label.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(hostname: &str) -> Vec<String> {
+        parse_pattern(hostname)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn exact_names_are_lowercased() {
+        assert_eq!(labels("API.Example.com"), ["api", "example", "com"]);
+    }
+
+    #[test]
+    fn wildcard_only_leftmost() {
+        assert_eq!(labels("*.example.com"), ["*", "example", "com"]);
+        assert!(matches!(
+            parse_pattern("api.*.com"),
+            Err(HostnameError::MisplacedWildcard { .. })
+        ));
+    }
+
+    #[test]
+    fn regex_label_may_contain_dots() {
+        assert_eq!(
+            labels("/a.c[0-9]/.example.com"),
+            ["/a.c[0-9]/", "example", "com"]
+        );
+        let Ok(patterns) = parse_pattern("/api[0-9]+/.example.com") else {
+            panic!("regex label refused");
+        };
+        let LabelPattern::Regex(regex) = &patterns[0] else {
+            panic!("not a regex: {patterns:?}");
+        };
+        assert!(regex.is_match("API12"));
+        assert!(!regex.is_match("xapi1"));
+    }
+
+    #[test]
+    fn ipv6_literal_is_one_label() {
+        assert_eq!(labels("[::1]"), ["[::1]"]);
+        assert!(parse_pattern("[nope]").is_err());
+    }
+
+    #[test]
+    fn invalid_patterns_say_why() {
+        assert!(matches!(parse_pattern(""), Err(HostnameError::Empty)));
+        assert!(matches!(
+            parse_pattern("a..b"),
+            Err(HostnameError::EmptyLabel { .. })
+        ));
+        assert!(matches!(
+            parse_pattern("example.com."),
+            Err(HostnameError::EmptyLabel { .. })
+        ));
+        assert!(matches!(
+            parse_pattern("exa mple.com"),
+            Err(HostnameError::InvalidCharacter { .. })
+        ));
+        assert!(matches!(
+            parse_pattern("/api(/.com"),
+            Err(HostnameError::InvalidRegex { .. })
+        ));
+        assert!(matches!(
+            parse_pattern("/api.com"),
+            Err(HostnameError::UnclosedRegex { .. })
+        ));
+    }
+}

@@ -1,0 +1,479 @@
+use std::net::SocketAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    certificate::tests::{CERTIFICATE, KEY, OTHER_CERTIFICATE, OTHER_KEY, certificate_and_key},
+    request::{
+        FixedAnswer, LoadBalancingAlgorithm, PathRule, RulePosition, TlsListenerConfig,
+        UpdateTcpListener,
+    },
+};
+
+fn address(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn http_listener(port: u16) -> Order {
+    Order::AddHttpListener(HttpListenerConfig::new(address(port)))
+}
+
+fn https_listener(port: u16) -> Order {
+    Order::AddHttpsListener(HttpsListenerConfig {
+        http: HttpListenerConfig::new(address(port)),
+        tls: TlsListenerConfig::default(),
+    })
+}
+
+fn cluster(id: &str) -> Order {
+    Order::AddCluster(Cluster::new(id))
+}
+
+fn backend(cluster: &str, id: &str, port: u16) -> AddBackend {
+    AddBackend {
+        cluster_id: cluster.to_string(),
+        backend_id: id.to_string(),
+        address: address(port),
+        sticky_id: None,
+        weight: 100,
+        backup: false,
+    }
+}
+
+fn frontend(cluster: &str, port: u16, hostname: &str) -> HttpFrontend {
+    HttpFrontend::new(Some(cluster.to_string()), address(port), hostname)
+}
+
+fn state_of(orders: &[Order]) -> ConfigState {
+    let mut state = ConfigState::new();
+    for order in orders {
+        state.apply(order).unwrap();
+    }
+    state
+}
+
+/// Applies `order` expecting a refusal, and checks that nothing changed.
+fn refused(state: &mut ConfigState, order: Order) -> String {
+    let before = state.clone();
+    let error = state.apply(&order).unwrap_err().to_string();
+    assert_eq!(*state, before, "a refused {order} changed the state");
+    error
+}
+
+#[test]
+fn frontend_needs_its_cluster_and_listener() {
+    let mut state = state_of(&[http_listener(80), cluster("api")]);
+    let error = refused(
+        &mut state,
+        Order::AddHttpFrontend(frontend("web", 80, "example.com")),
+    );
+    assert_eq!(error, "no cluster `web`");
+    let error = refused(
+        &mut state,
+        Order::AddHttpFrontend(frontend("api", 81, "example.com")),
+    );
+    assert_eq!(error, "no HTTP listener on 127.0.0.1:81");
+    let error = refused(
+        &mut state,
+        Order::AddHttpsFrontend(frontend("api", 80, "example.com")),
+    );
+    assert_eq!(error, "no HTTPS listener on 127.0.0.1:80");
+    state
+        .apply(&Order::AddHttpFrontend(frontend("api", 80, "example.com")))
+        .unwrap();
+}
+
+#[test]
+fn duplicates_are_named() {
+    let mut state = state_of(&[
+        http_listener(80),
+        cluster("api"),
+        Order::AddBackend(backend("api", "b1", 9000)),
+        Order::AddHttpFrontend(frontend("api", 80, "example.com")),
+    ]);
+    assert_eq!(
+        refused(&mut state, Order::AddBackend(backend("api", "b1", 9001))),
+        "cluster `api` already has a backend `b1`"
+    );
+    assert_eq!(
+        refused(
+            &mut state,
+            Order::AddHttpFrontend(frontend("api", 80, "Example.COM"))
+        ),
+        "a frontend for 127.0.0.1:80 example.com already exists"
+    );
+    assert_eq!(
+        refused(&mut state, http_listener(80)),
+        "a HTTP listener already uses 127.0.0.1:80"
+    );
+}
+
+#[test]
+fn add_cluster_again_updates_its_settings_and_keeps_the_rest() {
+    let mut state = state_of(&[
+        cluster("api"),
+        Order::AddBackend(backend("api", "b1", 9000)),
+    ]);
+    let mut changed = Cluster::new("api");
+    changed.load_balancing = LoadBalancingAlgorithm::Maglev;
+    state.apply(&Order::AddCluster(changed.clone())).unwrap();
+    assert_eq!(state.clusters["api"], changed);
+    assert_eq!(state.backends["api"].len(), 1);
+}
+
+#[test]
+fn remove_backend_checks_the_address() {
+    let mut state = state_of(&[
+        cluster("api"),
+        Order::AddBackend(backend("api", "b1", 9000)),
+    ]);
+    let error = refused(
+        &mut state,
+        Order::RemoveBackend(RemoveBackend {
+            cluster_id: "api".to_string(),
+            backend_id: "b1".to_string(),
+            address: address(9999),
+        }),
+    );
+    assert!(error.contains("127.0.0.1:9000"), "{error}");
+    state
+        .apply(&Order::RemoveBackend(RemoveBackend {
+            cluster_id: "api".to_string(),
+            backend_id: "b1".to_string(),
+            address: address(9000),
+        }))
+        .unwrap();
+    assert!(state.backends.is_empty());
+}
+
+#[test]
+fn remove_cluster_takes_its_frontends_and_backends() {
+    let mut state = state_of(&[
+        http_listener(80),
+        cluster("api"),
+        cluster("web"),
+        Order::AddBackend(backend("api", "b1", 9000)),
+        Order::AddHttpFrontend(frontend("api", 80, "api.example.com")),
+        Order::AddHttpFrontend(frontend("web", 80, "www.example.com")),
+    ]);
+    state
+        .apply(&Order::RemoveCluster(ClusterId {
+            cluster_id: "api".to_string(),
+        }))
+        .unwrap();
+    assert!(state.backends.is_empty());
+    assert_eq!(state.http_frontends.len(), 1);
+}
+
+#[test]
+fn invalid_frontends_are_refused_with_the_reason() {
+    let mut state = state_of(&[http_listener(80), cluster("api")]);
+    let error = refused(
+        &mut state,
+        Order::AddHttpFrontend(frontend("api", 80, "a b.com")),
+    );
+    assert!(error.contains("a b.com"), "{error}");
+    let mut regex = frontend("api", 80, "example.com");
+    regex.path = PathRule {
+        kind: PathRuleKind::Regex,
+        value: "(".to_string(),
+    };
+    let error = refused(&mut state, Order::AddHttpFrontend(regex));
+    assert!(error.contains("invalid path regex"), "{error}");
+    let mut method = frontend("api", 80, "example.com");
+    method.method = Some("GE T".to_string());
+    refused(&mut state, Order::AddHttpFrontend(method));
+    let nowhere = HttpFrontend::new(None, address(80), "example.com");
+    let error = refused(&mut state, Order::AddHttpFrontend(nowhere.clone()));
+    assert!(error.contains("no cluster"), "{error}");
+    let mut answer = nowhere;
+    answer.answer = Some(FixedAnswer {
+        status: 200,
+        headers: Vec::new(),
+        body: "hello".to_string(),
+    });
+    state.apply(&Order::AddHttpFrontend(answer)).unwrap();
+}
+
+#[test]
+fn certificates_need_an_https_listener_and_valid_pem() {
+    let mut state = state_of(&[http_listener(80), https_listener(443)]);
+    let add = |port, certificate: &str, key: &str| {
+        Order::AddCertificate(AddCertificate {
+            address: address(port),
+            certificate: certificate_and_key(certificate, key),
+            allow_expired: false,
+        })
+    };
+    assert_eq!(
+        refused(&mut state, add(80, CERTIFICATE, KEY)),
+        "no HTTPS listener on 127.0.0.1:80"
+    );
+    let error = refused(&mut state, add(443, "garbage", KEY));
+    assert_eq!(error, "invalid certificate for 127.0.0.1:443");
+    state.apply(&add(443, CERTIFICATE, KEY)).unwrap();
+    let error = refused(&mut state, add(443, CERTIFICATE, KEY));
+    assert!(error.contains("already loaded"), "{error}");
+
+    let fingerprint = state.certificates[&address(443)]
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    state
+        .apply(&Order::ReplaceCertificate(ReplaceCertificate {
+            address: address(443),
+            new_certificate: certificate_and_key(OTHER_CERTIFICATE, OTHER_KEY),
+            old_fingerprint: fingerprint.clone(),
+            allow_expired: false,
+        }))
+        .unwrap();
+    let loaded = &state.certificates[&address(443)];
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(
+        loaded.values().next().unwrap().names,
+        ["example.com", "*.example.com"]
+    );
+    let error = refused(
+        &mut state,
+        Order::RemoveCertificate(RemoveCertificate {
+            address: address(443),
+            fingerprint,
+        }),
+    );
+    assert!(error.starts_with("no certificate"), "{error}");
+}
+
+#[test]
+fn queries_are_not_state_changes() {
+    let mut state = ConfigState::new();
+    assert_eq!(
+        refused(&mut state, Order::Status),
+        "STATUS does not change the routing state"
+    );
+}
+
+#[test]
+fn listener_update_patches_in_place() {
+    let mut state = state_of(&[Order::AddTcpListener(TcpListenerConfig::new(address(5000)))]);
+    state
+        .apply(&Order::UpdateTcpListenerConfig(UpdateTcpListener {
+            address: address(5000),
+            public_address: Some(Some(address(6000))),
+            expect_proxy: Some(true),
+            front_timeout: None,
+            back_timeout: None,
+            connect_timeout: None,
+            splice: None,
+        }))
+        .unwrap();
+    let config = &state.tcp_listeners[&address(5000)].config;
+    assert!(config.expect_proxy);
+    assert_eq!(config.public_address, Some(address(6000)));
+}
+
+#[test]
+fn load_names_the_bad_line() {
+    let text = format!(
+        "# a saved state\n{}\n\n{}\n",
+        serde_json::to_string(&cluster("api")).unwrap(),
+        serde_json::to_string(&Order::AddBackend(backend("web", "b1", 9000))).unwrap()
+    );
+    let error = ConfigState::load(text.as_bytes()).unwrap_err();
+    assert_eq!(error.to_string(), "line 4: ADD_BACKEND refused");
+    let error = ConfigState::load("{\"type\":\"ADD_CLUSTER\"}".as_bytes()).unwrap_err();
+    assert_eq!(error.to_string(), "line 1 is not a valid order");
+}
+
+// Random order sequences over small pools of names, so that orders collide often.
+
+const PORTS: [u16; 3] = [8080, 8443, 5000];
+const CLUSTERS: [&str; 3] = ["api", "web", "db"];
+
+fn arb_port() -> impl Strategy<Value = u16> {
+    prop::sample::select(&PORTS[..])
+}
+
+fn arb_cluster() -> impl Strategy<Value = String> {
+    prop::sample::select(&CLUSTERS[..]).prop_map(str::to_string)
+}
+
+fn arb_listener() -> impl Strategy<Value = Order> {
+    (arb_port(), 0..3u8, any::<bool>()).prop_map(|(port, kind, expect_proxy)| match kind {
+        0 => {
+            let mut config = HttpListenerConfig::new(address(port));
+            config.expect_proxy = expect_proxy;
+            Order::AddHttpListener(config)
+        }
+        1 => https_listener(port),
+        _ => {
+            let mut config = TcpListenerConfig::new(address(port));
+            config.expect_proxy = expect_proxy;
+            Order::AddTcpListener(config)
+        }
+    })
+}
+
+fn arb_listener_address() -> impl Strategy<Value = ListenerAddress> {
+    (arb_port(), 0..3u8).prop_map(|(port, kind)| ListenerAddress {
+        address: address(port),
+        proxy: [ListenerType::Http, ListenerType::Https, ListenerType::Tcp][usize::from(kind)],
+    })
+}
+
+fn arb_cluster_order() -> impl Strategy<Value = Order> {
+    (arb_cluster(), 0..6usize, any::<bool>()).prop_map(|(id, algorithm, sticky)| {
+        let mut cluster = Cluster::new(id);
+        cluster.load_balancing = LoadBalancingAlgorithm::ALL[algorithm];
+        cluster.sticky_session = sticky;
+        Order::AddCluster(cluster)
+    })
+}
+
+fn arb_backend() -> impl Strategy<Value = AddBackend> {
+    (arb_cluster(), 0..3u8, 9000..9003u16, 0..3u32).prop_map(|(cluster, id, port, weight)| {
+        let mut backend = backend(&cluster, &format!("b{id}"), port);
+        backend.weight = weight * 50;
+        backend
+    })
+}
+
+/// Mostly `port`, sometimes any port of the pool (which may hold another kind of listener).
+fn mostly(port: u16) -> impl Strategy<Value = u16> {
+    prop_oneof![4 => Just(port), 1 => arb_port()]
+}
+
+fn arb_http_frontend(port: u16) -> impl Strategy<Value = HttpFrontend> {
+    (
+        arb_cluster(),
+        mostly(port),
+        prop::sample::select(&["example.com", "*.example.com", "/api[0-9]/.test"][..]),
+        prop::sample::select(&["", "/api", "/static"][..]),
+        any::<bool>(),
+    )
+        .prop_map(|(cluster, port, hostname, path, post)| {
+            let mut frontend = frontend(&cluster, port, hostname);
+            frontend.path = PathRule::prefix(path);
+            if post {
+                frontend.position = RulePosition::Post;
+            }
+            frontend
+        })
+}
+
+fn arb_certificate() -> impl Strategy<Value = AddCertificate> {
+    (mostly(PORTS[1]), any::<bool>()).prop_map(|(port, first)| {
+        let (certificate, key) = if first {
+            (CERTIFICATE, KEY)
+        } else {
+            (OTHER_CERTIFICATE, OTHER_KEY)
+        };
+        AddCertificate {
+            address: address(port),
+            certificate: certificate_and_key(certificate, key),
+            allow_expired: false,
+        }
+    })
+}
+
+fn arb_order() -> impl Strategy<Value = Order> {
+    prop_oneof![
+        3 => arb_listener(),
+        1 => arb_listener_address().prop_map(Order::RemoveListener),
+        2 => arb_listener_address().prop_map(Order::ActivateListener),
+        1 => arb_listener_address().prop_map(Order::DeactivateListener),
+        3 => arb_cluster_order(),
+        1 => arb_cluster().prop_map(|cluster_id| Order::RemoveCluster(ClusterId { cluster_id })),
+        4 => arb_backend().prop_map(Order::AddBackend),
+        1 => arb_backend().prop_map(|b| Order::RemoveBackend(RemoveBackend {
+            cluster_id: b.cluster_id,
+            backend_id: b.backend_id,
+            address: b.address,
+        })),
+        4 => arb_http_frontend(PORTS[0]).prop_map(Order::AddHttpFrontend),
+        3 => arb_http_frontend(PORTS[1]).prop_map(Order::AddHttpsFrontend),
+        1 => arb_http_frontend(PORTS[0]).prop_map(Order::RemoveHttpFrontend),
+        2 => (arb_cluster(), mostly(PORTS[2])).prop_map(|(cluster_id, port)| {
+            Order::AddTcpFrontend(TcpFrontend {
+                cluster_id,
+                address: address(port),
+                tags: Default::default(),
+            })
+        }),
+        2 => arb_certificate().prop_map(Order::AddCertificate),
+        1 => (0..4u64).prop_map(|limit| Order::SetMaxConnectionsPerIp(ConnectionLimit {
+            max_connections_per_ip: limit,
+        })),
+    ]
+}
+
+/// A sequence that starts with one listener of each kind and every cluster, so that later
+/// orders find what they refer to more often than not, followed by random orders.
+fn arb_orders() -> impl Strategy<Value = Vec<Order>> {
+    prop::collection::vec(arb_order(), 0..60).prop_map(|random| {
+        let mut orders = vec![
+            http_listener(PORTS[0]),
+            https_listener(PORTS[1]),
+            Order::AddTcpListener(TcpListenerConfig::new(address(PORTS[2]))),
+        ];
+        orders.extend(CLUSTERS.iter().map(|id| cluster(id)));
+        orders.extend(random);
+        orders
+    })
+}
+
+/// The state built by applying `orders`, skipping those refused. Checks on the way that a
+/// refused order changes nothing.
+fn build(orders: &[Order]) -> ConfigState {
+    let mut state = ConfigState::new();
+    for order in orders {
+        let before = state.clone();
+        if state.apply(order).is_err() {
+            assert_eq!(state, before, "refused {order} changed the state");
+        }
+    }
+    state
+}
+
+fn apply_all(state: &mut ConfigState, orders: &[Order]) {
+    for order in orders {
+        if let Err(error) = state.apply(order) {
+            panic!("diff order {order} refused: {error}\n{order:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn orders_of_a_state_rebuild_it(orders in arb_orders()) {
+        let state = build(&orders);
+        let mut rebuilt = ConfigState::new();
+        apply_all(&mut rebuilt, &state.orders());
+        prop_assert_eq!(rebuilt, state);
+    }
+
+    #[test]
+    fn diff_turns_one_state_into_another(
+        from in arb_orders(),
+        to in arb_orders(),
+    ) {
+        let mut state = build(&from);
+        let target = build(&to);
+        let orders = state.diff(&target);
+        apply_all(&mut state, &orders);
+        prop_assert_eq!(&state, &target);
+        prop_assert!(state.diff(&target).is_empty());
+    }
+
+    #[test]
+    fn save_then_load_gives_the_same_state(orders in arb_orders()) {
+        let state = build(&orders);
+        let mut saved = Vec::new();
+        state.save(&mut saved).unwrap();
+        let loaded = ConfigState::load(saved.as_slice()).unwrap();
+        prop_assert_eq!(loaded, state);
+    }
+}
