@@ -3,9 +3,14 @@
 //!
 //! This crate has no event loop and no TLS: it parses, validates and serialises. `sozu-lib`
 //! applies orders to live sockets, and the `sozu` binary moves them between processes.
+//!
+//! Only [`scm`] (file descriptor passing) uses `unsafe`; every other module is safe code.
+#![deny(unsafe_code)]
 
 pub mod certificate;
+pub mod channel;
 pub mod hostname;
 pub mod request;
 pub mod response;
+pub mod scm;
 pub mod state;

@@ -1,0 +1,978 @@
+//! A typed, bidirectional channel over a Unix stream: one JSON message per line.
+//!
+//! Framing is newline-delimited JSON. `serde_json` escapes every newline inside strings, so a
+//! serialised message never contains a raw `\n` and the newline alone ends it. Any language can
+//! drive the proxy with a Unix socket and a JSON library; blank lines are ignored.
+//!
+//! A [`Channel`] owns its socket and two buffers. It works in two modes:
+//!
+//! - **blocking** (the CLI): [`Channel::write_message`] returns once everything is written and
+//!   [`Channel::read_message`] waits for a message; [`Channel::read_message_timeout`] bounds the
+//!   wait;
+//! - **non-blocking** (event loops): the channel is a [`mio::event::Source`]. On a readable event
+//!   call [`Channel::readable`], then [`Channel::read_message`] until it returns `Ok(None)`; on a
+//!   writable event call [`Channel::writable`]. [`Channel::interest`] says whether the channel
+//!   waits for writability, i.e. whether output is pending.
+//!
+//! Limits: one line longer than the maximum message size is refused with
+//! [`ChannelError::MessageTooLarge`]; the channel then drops bytes up to the next newline and
+//! carries on. The limit applies to one message, never to a batch of them, and the input buffer
+//! never grows past the maximum plus one read chunk.
+//!
+//! What the channel leaves to its caller: answering a refused or malformed message (the error
+//! carries the request id when it can be read), and closing the channel on a fatal error
+//! ([`ChannelError::is_fatal`]).
+
+use std::{
+    io::{self, Read, Write},
+    marker::PhantomData,
+    ops::Range,
+    os::{fd::AsRawFd, unix::net::UnixStream},
+    time::{Duration, Instant},
+};
+
+use log::warn;
+use mio::{Interest, Registry, Token, event::Source, unix::SourceFd};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Longest excerpt of a malformed line kept in [`ChannelError::InvalidMessage`], in bytes.
+const EXCERPT_LEN: usize = 100;
+
+/// What can go wrong on a channel. [`ChannelError::is_fatal`] tells which errors leave the
+/// channel usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The peer sent a line longer than the maximum. The channel drops the rest of that line and
+    /// goes on with the next one.
+    #[error("message of at least {size_so_far} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge { size_so_far: usize, max: usize },
+    /// A line is not a valid message. The channel goes on with the next line.
+    #[error("invalid message {line_excerpt:?}")]
+    InvalidMessage {
+        /// The start of the line, at most 100 bytes, lossily decoded as UTF-8.
+        line_excerpt: String,
+        /// The line's `"id"` field, when the line is a JSON object with a string `id`, so that
+        /// the answer can name the request it refuses.
+        id: Option<String>,
+        source: serde_json::Error,
+    },
+    /// A message given to [`Channel::write_message`] serialises to more than the maximum. Nothing
+    /// was queued.
+    #[error("outgoing message of {size} bytes exceeds the maximum of {max} bytes")]
+    OutgoingMessageTooLarge { size: usize, max: usize },
+    /// A message given to [`Channel::write_message`] cannot be serialised. Nothing was queued.
+    #[error("cannot serialise message")]
+    Serialize(#[source] serde_json::Error),
+    /// [`Channel::read_message_timeout`] saw no complete message in time.
+    #[error("no message received within {timeout:?}")]
+    Timeout { timeout: Duration },
+    /// The socket could not be created or switched between blocking and non-blocking.
+    #[error("cannot configure the channel socket")]
+    Socket(#[source] io::Error),
+    #[error("cannot read from the channel")]
+    Read(#[source] io::Error),
+    #[error("cannot write to the channel")]
+    Write(#[source] io::Error),
+}
+
+impl ChannelError {
+    /// Whether the channel is unusable after this error and should be closed. Refused or
+    /// malformed messages and timeouts leave it usable.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Self::MessageTooLarge { .. }
+            | Self::InvalidMessage { .. }
+            | Self::OutgoingMessageTooLarge { .. }
+            | Self::Serialize(_)
+            | Self::Timeout { .. } => false,
+            Self::Socket(_) | Self::Read(_) | Self::Write(_) => true,
+        }
+    }
+}
+
+/// How the socket behaves when it has nothing to give or cannot take more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Reads wait for data and writes wait until the kernel took everything.
+    Blocking,
+    /// Reads and writes return `WouldBlock` at once; an event loop says when to retry.
+    NonBlocking,
+}
+
+/// A typed, bidirectional channel: sends `Tx` and receives `Rx`, one JSON message per line.
+///
+/// The peer closing the socket is not an error: [`Channel::read_message`] returns the messages
+/// still buffered, then `Ok(None)` forever, and [`Channel::is_closed`] turns true.
+#[derive(Debug)]
+pub struct Channel<Tx, Rx> {
+    stream: UnixStream,
+    mode: Mode,
+    /// Whether the kernel may have more to read: set by [`Channel::readable`], cleared when a
+    /// read returns `WouldBlock`. Only meaningful in non-blocking mode.
+    is_readable: bool,
+    closed: bool,
+    input: LineBuffer,
+    output: OutputBuffer,
+    /// A `fn` pointer type keeps the channel `Send` and `Sync` whatever `Tx` and `Rx` are: it
+    /// holds bytes, never values of those types.
+    types: PhantomData<fn(Tx) -> Rx>,
+}
+
+impl<Tx, Rx> Channel<Tx, Rx> {
+    /// Wraps a mio stream, which is non-blocking: the channel starts in non-blocking mode.
+    ///
+    /// `buffer_size` is the size of one read (and the initial input buffer); `max_message_size`
+    /// the longest line accepted, newline excluded. Both are at least 1.
+    pub fn new(stream: mio::net::UnixStream, buffer_size: usize, max_message_size: usize) -> Self {
+        Self::with_mode(
+            UnixStream::from(stream),
+            Mode::NonBlocking,
+            buffer_size,
+            max_message_size,
+        )
+    }
+
+    /// Wraps a std stream and puts it in blocking mode, as a CLI uses it. See [`Channel::new`]
+    /// for the sizes.
+    pub fn from_std(
+        stream: UnixStream,
+        buffer_size: usize,
+        max_message_size: usize,
+    ) -> Result<Self, ChannelError> {
+        stream
+            .set_nonblocking(false)
+            .map_err(ChannelError::Socket)?;
+        Ok(Self::with_mode(
+            stream,
+            Mode::Blocking,
+            buffer_size,
+            max_message_size,
+        ))
+    }
+
+    /// A connected pair, for tests and for embedding a worker in a thread: the first end is
+    /// blocking (the side that sends orders and waits for answers), the second non-blocking
+    /// (the side an event loop drives).
+    #[expect(
+        clippy::type_complexity,
+        reason = "the pair's type says which end sends what"
+    )]
+    pub fn pair(
+        buffer_size: usize,
+        max_message_size: usize,
+    ) -> Result<(Channel<Tx, Rx>, Channel<Rx, Tx>), ChannelError> {
+        let (first, second) = UnixStream::pair().map_err(ChannelError::Socket)?;
+        let first = Channel::from_std(first, buffer_size, max_message_size)?;
+        let mut second = Channel::from_std(second, buffer_size, max_message_size)?;
+        second.nonblocking()?;
+        Ok((first, second))
+    }
+
+    fn with_mode(
+        stream: UnixStream,
+        mode: Mode,
+        buffer_size: usize,
+        max_message_size: usize,
+    ) -> Self {
+        Self {
+            stream,
+            mode,
+            is_readable: true,
+            closed: false,
+            input: LineBuffer::new(buffer_size.max(1), max_message_size.max(1)),
+            output: OutputBuffer::default(),
+            types: PhantomData,
+        }
+    }
+
+    /// Switches to blocking mode: writes return once everything is written, reads wait.
+    pub fn blocking(&mut self) -> Result<(), ChannelError> {
+        self.stream
+            .set_nonblocking(false)
+            .map_err(ChannelError::Socket)?;
+        self.mode = Mode::Blocking;
+        Ok(())
+    }
+
+    /// Switches to non-blocking mode, for an event loop.
+    pub fn nonblocking(&mut self) -> Result<(), ChannelError> {
+        self.stream
+            .set_nonblocking(true)
+            .map_err(ChannelError::Socket)?;
+        self.mode = Mode::NonBlocking;
+        // Readiness is unknown after a switch: let the next read find out.
+        self.is_readable = true;
+        Ok(())
+    }
+
+    pub fn is_blocking(&self) -> bool {
+        self.mode == Mode::Blocking
+    }
+
+    /// Whether the peer closed the socket (end of stream, reset, or broken pipe on write).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn max_message_size(&self) -> usize {
+        self.input.max_line
+    }
+
+    /// Whether queued output still waits for the socket to take it.
+    pub fn has_pending_output(&self) -> bool {
+        !self.output.pending().is_empty()
+    }
+
+    /// What an event loop should wait for: readability always, writability while output is
+    /// pending.
+    pub fn interest(&self) -> Interest {
+        if self.has_pending_output() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// Reads what the kernel has into the input buffer, until `WouldBlock`, the end of stream, or
+    /// a full buffer holding complete lines (those are read by [`Channel::read_message`], which
+    /// reads the rest). Returns the number of bytes read.
+    ///
+    /// Call it on every readable event, then [`Channel::read_message`] until it returns
+    /// `Ok(None)`. In blocking mode it reads at most once, as the next read would wait.
+    pub fn readable(&mut self) -> Result<usize, ChannelError> {
+        self.is_readable = true;
+        let mut total = 0;
+        loop {
+            match self.fill()? {
+                Fill::Bytes(read) if self.mode == Mode::NonBlocking => total += read,
+                Fill::Bytes(read) => return Ok(total + read),
+                Fill::WouldBlock | Fill::Closed | Fill::Full => return Ok(total),
+            }
+        }
+    }
+
+    /// Writes queued output until the socket takes no more (non-blocking mode) or until all is
+    /// written (blocking mode). Returns the number of bytes written.
+    ///
+    /// Call it on every writable event. A broken pipe or a reset marks the channel closed.
+    pub fn writable(&mut self) -> Result<usize, ChannelError> {
+        let mut total = 0;
+        while !self.output.pending().is_empty() {
+            match self.stream.write(self.output.pending()) {
+                Ok(0) => return Err(ChannelError::Write(io::ErrorKind::WriteZero.into())),
+                Ok(written) => {
+                    self.output.consume(written);
+                    total += written;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    if is_peer_gone(&error) {
+                        self.closed = true;
+                    }
+                    return Err(ChannelError::Write(error));
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Reads once into the input buffer.
+    fn fill(&mut self) -> Result<Fill, ChannelError> {
+        if self.closed {
+            return Ok(Fill::Closed);
+        }
+        let room = self.input.spare();
+        if room.is_empty() {
+            return Ok(Fill::Full);
+        }
+        let read = match self.stream.read(room) {
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.is_readable = false;
+                return Ok(Fill::WouldBlock);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(Fill::Bytes(0)),
+            Err(error) if is_peer_gone(&error) => 0,
+            Err(error) => return Err(ChannelError::Read(error)),
+        };
+        if read == 0 {
+            self.closed = true;
+            if self.input.has_unfinished_line() {
+                warn!("channel closed by the peer in the middle of a message");
+            }
+            return Ok(Fill::Closed);
+        }
+        self.input.end += read;
+        Ok(Fill::Bytes(read))
+    }
+}
+
+impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
+    /// Queues one message and writes as much as the socket takes: everything in blocking mode,
+    /// until `WouldBlock` in non-blocking mode (the rest goes on writable events, see
+    /// [`Channel::writable`]).
+    ///
+    /// A message that cannot be serialised or exceeds the maximum message size is refused and
+    /// nothing is queued.
+    pub fn write_message(&mut self, message: &Tx) -> Result<(), ChannelError> {
+        self.output.push_line(message, self.input.max_line)?;
+        self.writable().map(drop)
+    }
+}
+
+impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
+    /// The next message.
+    ///
+    /// In blocking mode it waits for one. In non-blocking mode it returns `Ok(None)` when no
+    /// complete line is buffered and the socket has nothing more to read now; it reads from the
+    /// socket itself while [`Channel::readable`] left data there.
+    ///
+    /// Returns `Ok(None)` forever once the peer closed the socket and every buffered message was
+    /// returned. [`ChannelError::MessageTooLarge`] and [`ChannelError::InvalidMessage`] concern
+    /// one line: the next call returns the next message.
+    pub fn read_message(&mut self) -> Result<Option<Rx>, ChannelError> {
+        self.receive(None)
+    }
+
+    /// Like [`Channel::read_message`] in blocking mode, but waits at most `timeout`, whatever the
+    /// channel's mode (which is restored before returning). Returns
+    /// [`ChannelError::Timeout`] when no complete message arrived in time; a message arriving
+    /// later is returned by the next read.
+    pub fn read_message_timeout(&mut self, timeout: Duration) -> Result<Option<Rx>, ChannelError> {
+        let mode = self.mode;
+        if mode == Mode::NonBlocking {
+            self.blocking()?;
+        }
+        let received = self.receive(Some(timeout));
+        let restored = self
+            .stream
+            .set_read_timeout(None)
+            .map_err(ChannelError::Socket)
+            .and_then(|()| match mode {
+                Mode::NonBlocking => self.nonblocking(),
+                Mode::Blocking => Ok(()),
+            });
+        let message = received?;
+        restored?;
+        Ok(message)
+    }
+
+    /// Reads until a complete frame is buffered. With a timeout (blocking mode only), each read
+    /// waits at most until the deadline; a timeout too large for `Instant` waits without limit.
+    fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Rx>, ChannelError> {
+        let deadline =
+            timeout.and_then(|timeout| Some((Instant::now().checked_add(timeout)?, timeout)));
+        loop {
+            match self.input.next_frame() {
+                Frame::Line(line) => return self.parse(line).map(Some),
+                Frame::TooLarge { size_so_far } => {
+                    return Err(ChannelError::MessageTooLarge {
+                        size_so_far,
+                        max: self.input.max_line,
+                    });
+                }
+                Frame::Incomplete => {}
+            }
+            if self.closed {
+                return Ok(None);
+            }
+            if self.mode == Mode::NonBlocking && !self.is_readable {
+                return Ok(None);
+            }
+            if let Some((deadline, timeout)) = deadline {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(ChannelError::Timeout { timeout });
+                }
+                self.stream
+                    .set_read_timeout(Some(remaining))
+                    .map_err(ChannelError::Socket)?;
+            }
+            // `WouldBlock` ends the next turn in non-blocking mode (it clears `is_readable`) and
+            // means that the read timed out in blocking mode (the next turn checks the deadline).
+            // The next turn also reports an end of stream. `Full` cannot follow an incomplete
+            // frame (see `LineBuffer::spare`).
+            self.fill()?;
+        }
+    }
+
+    fn parse(&self, line: Range<usize>) -> Result<Rx, ChannelError> {
+        let bytes = self.input.data.get(line).unwrap_or_default();
+        serde_json::from_slice(bytes).map_err(|source| ChannelError::InvalidMessage {
+            line_excerpt: excerpt(bytes),
+            id: peek_id(bytes),
+            source,
+        })
+    }
+}
+
+impl<Tx, Rx> Source for Channel<Tx, Rx> {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.stream.as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.stream.as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.stream.as_raw_fd()).deregister(registry)
+    }
+}
+
+/// Whether an I/O error means the peer is gone, which closes the channel.
+fn is_peer_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The start of a line for an error message, at most [`EXCERPT_LEN`] bytes, marked with `…`
+/// when cut.
+fn excerpt(line: &[u8]) -> String {
+    match line.get(..EXCERPT_LEN) {
+        Some(head) if head.len() < line.len() => format!("{}…", String::from_utf8_lossy(head)),
+        _ => String::from_utf8_lossy(line).into_owned(),
+    }
+}
+
+/// The string `"id"` field of a line that failed to parse as a message, if it has one.
+fn peek_id(line: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Identified {
+        id: String,
+    }
+    serde_json::from_slice::<Identified>(line)
+        .ok()
+        .map(|identified| identified.id)
+}
+
+/// What one read into the input buffer gave.
+#[derive(Debug, PartialEq, Eq)]
+enum Fill {
+    Bytes(usize),
+    WouldBlock,
+    Closed,
+    /// The buffer holds complete lines and has no room left at its current size.
+    Full,
+}
+
+/// What the input buffer holds next.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// A complete line, newline excluded, as a range of `LineBuffer::data`, valid until the
+    /// buffer changes.
+    Line(Range<usize>),
+    /// A line longer than the maximum; its bytes are dropped.
+    TooLarge { size_so_far: usize },
+    /// No complete line yet.
+    Incomplete,
+}
+
+/// Bytes read from the socket, cut into lines.
+///
+/// Invariants: `start <= scanned <= end <= data.len() <= max_line + chunk`. `data[start..end]`
+/// is input not handed out yet and `data[start..scanned]` holds no newline, so each byte is
+/// searched once. `data[end..]` is room for the next read. After `next_frame` returns
+/// `Incomplete`, `end - start <= max_line`.
+#[derive(Debug)]
+struct LineBuffer {
+    data: Vec<u8>,
+    start: usize,
+    scanned: usize,
+    end: usize,
+    /// While dropping an oversized line: the number of its bytes dropped so far.
+    discarded: Option<usize>,
+    /// The size of one read, and the size the buffer shrinks back to when empty.
+    chunk: usize,
+    max_line: usize,
+}
+
+impl LineBuffer {
+    fn new(chunk: usize, max_line: usize) -> Self {
+        Self {
+            data: vec![0; chunk],
+            start: 0,
+            scanned: 0,
+            end: 0,
+            discarded: None,
+            chunk,
+            max_line,
+        }
+    }
+
+    /// Cuts the next frame out of the buffered input. Blank lines are skipped.
+    fn next_frame(&mut self) -> Frame {
+        loop {
+            let Some(newline) = self.find_newline() else {
+                return self.incomplete_frame();
+            };
+            let line = self.start..newline;
+            self.start = newline + 1;
+            self.scanned = self.start;
+            if self.discarded.take().is_some() {
+                // The end of an oversized line: the channel is in sync again.
+                continue;
+            }
+            if line.len() > self.max_line {
+                return Frame::TooLarge {
+                    size_so_far: line.len(),
+                };
+            }
+            if !self.data[line.clone()].iter().all(u8::is_ascii_whitespace) {
+                return Frame::Line(line);
+            }
+        }
+    }
+
+    /// Searches the bytes not searched yet for a newline and returns its index; `scanned` stops
+    /// on it, so searching again costs nothing until it is consumed.
+    fn find_newline(&mut self) -> Option<usize> {
+        match memchr::memchr(b'\n', &self.data[self.scanned..self.end]) {
+            Some(offset) => {
+                self.scanned += offset;
+                Some(self.scanned)
+            }
+            None => {
+                self.scanned = self.end;
+                None
+            }
+        }
+    }
+
+    /// No newline is buffered: drops the pending bytes if they belong to an oversized line.
+    fn incomplete_frame(&mut self) -> Frame {
+        let pending = self.end - self.start;
+        if let Some(discarded) = &mut self.discarded {
+            *discarded += pending;
+            self.clear();
+            return Frame::Incomplete;
+        }
+        if pending > self.max_line {
+            self.discarded = Some(pending);
+            self.clear();
+            return Frame::TooLarge {
+                size_so_far: pending,
+            };
+        }
+        Frame::Incomplete
+    }
+
+    /// Whether the peer left part of a message behind.
+    fn has_unfinished_line(&self) -> bool {
+        self.discarded.is_some()
+            || self.data[self.start..self.end]
+                .iter()
+                .any(|b| !b.is_ascii_whitespace())
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.scanned = 0;
+        self.end = 0;
+    }
+
+    /// Room for the next read, at least one chunk unless the buffer holds a complete line.
+    ///
+    /// Empties are reset for free and shrink back to one chunk; the pending bytes move to the
+    /// front only when the room left is smaller than a chunk. The buffer grows (geometrically, up
+    /// to `max_line + chunk`) only when no newline is buffered, i.e. when an unfinished line
+    /// needs the room. As `next_frame` keeps an unfinished line within `max_line`, a read after
+    /// an `Incomplete` frame always finds at least a chunk of room.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.clear();
+            if self.data.len() > self.chunk {
+                self.data.truncate(self.chunk);
+                self.data.shrink_to_fit();
+            }
+        }
+        if self.data.len() - self.end < self.chunk {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.scanned -= self.start;
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let has_newline = self.find_newline().is_some();
+            let limit = self.max_line.saturating_add(self.chunk);
+            if self.data.len() - self.end < self.chunk && !has_newline && self.data.len() < limit {
+                let size = (self.data.len().saturating_mul(2))
+                    .max(self.end + self.chunk)
+                    .min(limit);
+                self.data.resize(size, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+}
+
+/// Serialised messages waiting for the socket to take them.
+///
+/// Invariant: `start <= data.len()`; `data[start..]` is pending, each message ending with a
+/// newline.
+#[derive(Debug, Default)]
+struct OutputBuffer {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl OutputBuffer {
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    /// Appends `message` and a newline, or nothing when it fails or is longer than `max`.
+    fn push_line<T: Serialize>(&mut self, message: &T, max: usize) -> Result<(), ChannelError> {
+        let before = self.data.len();
+        if let Err(error) = serde_json::to_writer(&mut self.data, message) {
+            self.data.truncate(before);
+            return Err(ChannelError::Serialize(error));
+        }
+        let size = self.data.len() - before;
+        if size > max {
+            self.data.truncate(before);
+            return Err(ChannelError::OutgoingMessageTooLarge { size, max });
+        }
+        self.data.push(b'\n');
+        Ok(())
+    }
+
+    /// Drops `written` bytes from the front of the pending output. Memory moves only once the
+    /// written part is at least half of the buffer, so moving costs O(1) per byte written.
+    fn consume(&mut self, written: usize) {
+        self.start = (self.start + written).min(self.data.len());
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        } else if self.start >= self.data.len() / 2 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        os::unix::net::UnixStream,
+        thread,
+        time::{Duration, Instant},
+    };
+
+    use mio::{Events, Interest, Poll, Token};
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Order {
+        id: String,
+        n: u64,
+    }
+
+    fn order(n: u64) -> Order {
+        Order {
+            id: format!("order-{n}"),
+            n,
+        }
+    }
+
+    fn line(n: u64) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&order(n)).unwrap();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A channel reading orders from the returned raw stream, in blocking mode.
+    fn reader(max: usize) -> (Channel<Order, Order>, UnixStream) {
+        let (raw, other) = UnixStream::pair().unwrap();
+        (Channel::from_std(other, 1024, max).unwrap(), raw)
+    }
+
+    #[test]
+    fn message_written_byte_by_byte_arrives_whole() {
+        let (mut channel, mut raw) = reader(1024);
+        channel.nonblocking().unwrap();
+        let bytes = line(7);
+        for (index, byte) in bytes.iter().enumerate() {
+            assert_eq!(channel.read_message().unwrap(), None);
+            raw.write_all(&[*byte]).unwrap();
+            assert_eq!(channel.readable().unwrap(), 1, "byte {index}");
+        }
+        assert_eq!(channel.read_message().unwrap(), Some(order(7)));
+        assert_eq!(channel.read_message().unwrap(), None);
+    }
+
+    #[test]
+    fn messages_split_across_small_writes_arrive_whole() {
+        let (mut channel, mut raw) = reader(1024);
+        let writer = thread::spawn(move || {
+            let bytes: Vec<u8> = (0..200).flat_map(line).collect();
+            for piece in bytes.chunks(3) {
+                raw.write_all(piece).unwrap();
+            }
+        });
+        for n in 0..200 {
+            assert_eq!(
+                channel.read_message_timeout(TIMEOUT).unwrap(),
+                Some(order(n))
+            );
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn oversized_line_is_refused_and_the_next_message_arrives() {
+        const MAX: usize = 1 << 20;
+        let (mut channel, mut raw) = reader(MAX);
+        let writer = thread::spawn(move || {
+            let huge = vec![b'a'; 10 << 20];
+            raw.write_all(&huge).unwrap();
+            raw.write_all(b"\n").unwrap();
+            raw.write_all(&line(1)).unwrap();
+        });
+        let error = channel.read_message_timeout(TIMEOUT).unwrap_err();
+        assert!(
+            matches!(error, ChannelError::MessageTooLarge { size_so_far, max: MAX } if size_so_far > MAX),
+            "{error:?}"
+        );
+        assert!(!error.is_fatal());
+        assert!(channel.input.data.len() <= MAX + 1024);
+        assert_eq!(
+            channel.read_message_timeout(TIMEOUT).unwrap(),
+            Some(order(1))
+        );
+        assert!(channel.input.data.len() <= MAX + 1024);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn complete_oversized_line_is_refused_but_a_line_of_exactly_max_is_not() {
+        let exact = line(3);
+        let max = exact.len() - 1;
+        let (mut channel, mut raw) = reader(max);
+        raw.write_all(&line(12345)).unwrap();
+        raw.write_all(&exact).unwrap();
+        let error = channel.read_message().unwrap_err();
+        assert!(
+            matches!(error, ChannelError::MessageTooLarge { size_so_far, .. } if size_so_far == max + 8),
+            "{error:?}"
+        );
+        assert_eq!(channel.read_message().unwrap(), Some(order(3)));
+    }
+
+    #[test]
+    fn many_small_messages_flow_whatever_the_maximum() {
+        const COUNT: u64 = 100_000;
+        let (mut channel, raw) = reader(64);
+        let writer = thread::spawn(move || {
+            let mut sender: Channel<Order, Order> = Channel::from_std(raw, 1024, 64).unwrap();
+            for n in 0..COUNT {
+                sender.write_message(&order(n)).unwrap();
+            }
+        });
+        for n in 0..COUNT {
+            assert_eq!(
+                channel.read_message_timeout(TIMEOUT).unwrap(),
+                Some(order(n))
+            );
+        }
+        assert!(channel.input.data.len() <= 64 + 1024);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn ten_thousand_messages_arrive_in_order_under_a_mio_loop() {
+        const COUNT: u64 = 10_000;
+        const SENDER: Token = Token(0);
+        const RECEIVER: Token = Token(1);
+        let (mio_sender, mio_receiver) = mio::net::UnixStream::pair().unwrap();
+        let mut sender: Channel<Order, Order> = Channel::new(mio_sender, 4096, 1024);
+        let mut receiver: Channel<Order, Order> = Channel::new(mio_receiver, 4096, 1024);
+        let mut poll = Poll::new().unwrap();
+        let both = Interest::READABLE | Interest::WRITABLE;
+        poll.registry().register(&mut sender, SENDER, both).unwrap();
+        poll.registry()
+            .register(&mut receiver, RECEIVER, Interest::READABLE)
+            .unwrap();
+        // Padded so that the backlog exceeds the socket buffer and writes resume on events.
+        let padded = |n| Order {
+            id: format!("{n}{}", "p".repeat(200)),
+            n,
+        };
+        for n in 0..COUNT {
+            sender.write_message(&padded(n)).unwrap();
+        }
+        assert!(sender.has_pending_output());
+        let deadline = Instant::now() + TIMEOUT;
+        let mut events = Events::with_capacity(16);
+        let mut next = 0;
+        while next < COUNT {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            assert!(!remaining.is_zero(), "received {next} of {COUNT} messages");
+            poll.poll(&mut events, Some(remaining)).unwrap();
+            for event in &events {
+                match event.token() {
+                    SENDER if event.is_writable() => drop(sender.writable().unwrap()),
+                    RECEIVER if event.is_readable() => {
+                        receiver.readable().unwrap();
+                        while let Some(message) = receiver.read_message().unwrap() {
+                            assert_eq!(message, padded(next));
+                            next += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(!sender.has_pending_output());
+        assert_eq!(sender.interest(), Interest::READABLE);
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_and_the_next_line_parses() {
+        let (mut channel, mut raw) = reader(1024);
+        raw.write_all(b"{\"id\":\"req-1\",\"n\":\"not a number\"}\n")
+            .unwrap();
+        raw.write_all(b"not json at all\n").unwrap();
+        raw.write_all(&[b'x'; 300]).unwrap();
+        raw.write_all(b"\n\n  \r\n").unwrap();
+        raw.write_all(&line(2)).unwrap();
+
+        let error = channel.read_message().unwrap_err();
+        assert!(!error.is_fatal());
+        let ChannelError::InvalidMessage {
+            line_excerpt, id, ..
+        } = error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(id.as_deref(), Some("req-1"));
+        assert_eq!(line_excerpt, r#"{"id":"req-1","n":"not a number"}"#);
+
+        let error = channel.read_message().unwrap_err();
+        assert!(
+            matches!(&error, ChannelError::InvalidMessage { id: None, line_excerpt, .. } if line_excerpt == "not json at all"),
+            "{error:?}"
+        );
+        let error = channel.read_message().unwrap_err();
+        assert!(
+            matches!(&error, ChannelError::InvalidMessage { line_excerpt, .. } if *line_excerpt == format!("{}…", "x".repeat(100))),
+            "{error:?}"
+        );
+        assert_eq!(channel.read_message().unwrap(), Some(order(2)));
+    }
+
+    #[test]
+    fn peer_close_is_reported_after_the_buffered_messages() {
+        for blocking in [true, false] {
+            let (mut channel, mut raw) = reader(1024);
+            if !blocking {
+                channel.nonblocking().unwrap();
+            }
+            raw.write_all(&line(1)).unwrap();
+            raw.write_all(b"{\"unfinished").unwrap();
+            drop(raw);
+            channel.readable().unwrap();
+            assert_eq!(channel.read_message().unwrap(), Some(order(1)));
+            assert_eq!(channel.read_message().unwrap(), None);
+            assert!(channel.is_closed());
+            assert_eq!(channel.read_message().unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn writing_to_a_closed_peer_fails_and_marks_the_channel_closed() {
+        let (mut channel, raw) = reader(1024);
+        drop(raw);
+        let error = channel.write_message(&order(1)).unwrap_err();
+        assert!(error.is_fatal(), "{error:?}");
+        assert!(channel.is_closed());
+    }
+
+    #[test]
+    fn large_backlog_is_flushed_once_the_slow_peer_reads() {
+        const COUNT: u64 = 2_000;
+        let (mut sender, mut receiver) = Channel::<Order, Order>::pair(4096, 8192).unwrap();
+        assert!(sender.is_blocking() && !receiver.is_blocking());
+        sender.nonblocking().unwrap();
+        let padding = "p".repeat(1000);
+        for n in 0..COUNT {
+            let mut message = order(n);
+            message.id.push_str(&padding);
+            sender.write_message(&message).unwrap();
+        }
+        assert!(sender.has_pending_output());
+        assert_eq!(sender.interest(), Interest::READABLE | Interest::WRITABLE);
+
+        receiver.blocking().unwrap();
+        let reader = thread::spawn(move || {
+            for n in 0..COUNT {
+                let message = receiver.read_message_timeout(TIMEOUT).unwrap().unwrap();
+                assert_eq!(message.n, n);
+            }
+        });
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut sender, Token(0), Interest::WRITABLE)
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut events = Events::with_capacity(4);
+        while sender.has_pending_output() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            assert!(!remaining.is_zero(), "backlog not flushed in time");
+            sender.writable().unwrap();
+            if sender.has_pending_output() {
+                poll.poll(&mut events, Some(remaining)).unwrap();
+            }
+        }
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn read_timeout_expires_and_keeps_the_channel_usable() {
+        let (mut channel, mut raw) = reader(1024);
+        channel.nonblocking().unwrap();
+        raw.write_all(b"{\"id\":").unwrap();
+        let error = channel
+            .read_message_timeout(Duration::from_millis(20))
+            .unwrap_err();
+        assert!(matches!(error, ChannelError::Timeout { .. }), "{error:?}");
+        assert!(!channel.is_blocking(), "the mode is restored");
+        raw.write_all(b"\"x\",\"n\":5}\n").unwrap();
+        let message = channel.read_message_timeout(TIMEOUT).unwrap();
+        assert_eq!(message.map(|order| order.n), Some(5));
+    }
+
+    #[test]
+    fn outgoing_message_over_the_maximum_is_refused_and_nothing_is_queued() {
+        let (mut sender, mut receiver) = Channel::<Order, Order>::pair(1024, 40).unwrap();
+        let mut big = order(1);
+        big.id = "i".repeat(100);
+        let error = sender.write_message(&big).unwrap_err();
+        assert!(
+            matches!(error, ChannelError::OutgoingMessageTooLarge { max: 40, .. }),
+            "{error:?}"
+        );
+        assert!(!sender.has_pending_output());
+        sender.write_message(&order(2)).unwrap();
+        receiver.blocking().unwrap();
+        assert_eq!(receiver.read_message().unwrap(), Some(order(2)));
+    }
+}
