@@ -1,0 +1,630 @@
+//! The backends of every cluster, their health as connections reveal it, and the choice of a
+//! backend for a new connection.
+//!
+//! A backend is NORMAL (takes new connections), DOWN (failed `FAILURES_BEFORE_DOWN` connects
+//! in a row; one probe connection is let through when its backoff ends, and a success brings it
+//! back) or DRAINING (removed by an order: no new connection; it is forgotten when its last
+//! connection ends). Backups are chosen only when no normal backend is available.
+//!
+//! Sessions hold a [`BackendKey`]; a key stays valid while the backend has connections, and a
+//! stale key (the backend is gone) is simply not found.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use slab::Slab;
+use sozu_command_lib::{
+    request::{AddBackend, Cluster, LoadBalancingAlgorithm, LoadMetric},
+    response::{BackendRuntime, BackendStatus, Event, EventKind},
+};
+
+use crate::load_balancing::{Candidate, Load, LoadBalancer, client_key};
+
+/// Connect failures in a row that mark a backend down.
+pub const FAILURES_BEFORE_DOWN: u32 = 3;
+/// The first wait before a down backend is tried again; it doubles on each failed probe.
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Names a backend for as long as it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendKey {
+    index: usize,
+    uid: u64,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    uid: u64,
+    pub cluster_id: String,
+    pub id: String,
+    pub address: SocketAddr,
+    pub sticky_id: Option<String>,
+    pub weight: u32,
+    pub backup: bool,
+    pub status: BackendStatus,
+    /// Open connections (including connects in progress).
+    pub connections: u64,
+    /// Requests sent and not yet answered.
+    pub requests: u64,
+    /// Connect failures in a row.
+    pub failures: u32,
+    /// When a down backend may be probed again.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// Exponentially weighted average of connect times.
+    connect_time: Duration,
+}
+
+impl Backend {
+    fn is_eligible(&self, now: Instant) -> bool {
+        match self.status {
+            BackendStatus::Normal => true,
+            BackendStatus::Down => self.retry_at.is_some_and(|at| at <= now),
+            BackendStatus::Draining => false,
+        }
+    }
+
+    fn load(&self) -> Load {
+        Load {
+            connections: self.connections,
+            requests: self.requests,
+            average_connect_time: self.connect_time,
+        }
+    }
+
+    pub fn runtime(&self) -> BackendRuntime {
+        BackendRuntime {
+            status: self.status,
+            active_connections: self.connections,
+            failures: self.failures,
+        }
+    }
+}
+
+/// The backends of one cluster and how it chooses among them.
+struct ClusterBackends {
+    /// Slab indices of the cluster's backends, draining ones included.
+    members: Vec<usize>,
+    balancer: LoadBalancer,
+    algorithm: LoadBalancingAlgorithm,
+    metric: LoadMetric,
+    /// Slab indices of the backends the balancer chooses among, in its candidate order.
+    eligible: Vec<usize>,
+    /// `eligible` must be recomputed (a member or a status changed).
+    dirty: bool,
+    /// The earliest moment a down backend becomes eligible again.
+    next_retry: Option<Instant>,
+    /// Whether the last pick found no backend (to report recovery once).
+    was_unavailable: bool,
+}
+
+impl ClusterBackends {
+    fn new(algorithm: LoadBalancingAlgorithm, metric: LoadMetric) -> Self {
+        ClusterBackends {
+            members: Vec::new(),
+            balancer: LoadBalancer::new(algorithm, metric),
+            algorithm,
+            metric,
+            eligible: Vec::new(),
+            dirty: true,
+            next_retry: None,
+            was_unavailable: false,
+        }
+    }
+}
+
+/// Why no backend could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickError {
+    #[error("no cluster `{0}`")]
+    NoCluster(String),
+    #[error("cluster `{0}` has no available backend")]
+    NoBackend(String),
+}
+
+/// Every backend of a worker.
+#[derive(Default)]
+pub struct BackendMap {
+    backends: Slab<Backend>,
+    clusters: HashMap<String, ClusterBackends>,
+    next_uid: u64,
+    /// Events waiting to be reported to the main process.
+    events: Vec<Event>,
+}
+
+impl BackendMap {
+    pub fn new() -> Self {
+        BackendMap::default()
+    }
+
+    /// Creates the cluster's entry or applies a new algorithm to it.
+    pub fn set_cluster(&mut self, cluster: &Cluster) {
+        let metric = cluster.load_metric.unwrap_or_default();
+        let entry = self
+            .clusters
+            .entry(cluster.cluster_id.clone())
+            .or_insert_with(|| ClusterBackends::new(cluster.load_balancing, metric));
+        if entry.algorithm != cluster.load_balancing || entry.metric != metric {
+            entry.balancer = LoadBalancer::new(cluster.load_balancing, metric);
+            entry.algorithm = cluster.load_balancing;
+            entry.metric = metric;
+            entry.dirty = true;
+        }
+    }
+
+    /// Drains every backend of a cluster and forgets the cluster.
+    pub fn remove_cluster(&mut self, cluster_id: &str) {
+        let Some(cluster) = self.clusters.remove(cluster_id) else {
+            return;
+        };
+        for index in cluster.members {
+            if let Some(backend) = self.backends.get_mut(index) {
+                backend.status = BackendStatus::Draining;
+                if backend.connections == 0 {
+                    self.backends.remove(index);
+                }
+            }
+        }
+    }
+
+    /// Adds a backend. The caller has validated the order against the state, so the cluster
+    /// exists there; its entry here is created with default settings if missing.
+    pub fn add(&mut self, add: &AddBackend) {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        let index = self.backends.insert(Backend {
+            uid,
+            cluster_id: add.cluster_id.clone(),
+            id: add.backend_id.clone(),
+            address: add.address,
+            sticky_id: add.sticky_id.clone(),
+            weight: add.weight,
+            backup: add.backup,
+            status: BackendStatus::Normal,
+            connections: 0,
+            requests: 0,
+            failures: 0,
+            retry_at: None,
+            backoff: INITIAL_BACKOFF,
+            connect_time: Duration::ZERO,
+        });
+        let cluster = self
+            .clusters
+            .entry(add.cluster_id.clone())
+            .or_insert_with(|| {
+                ClusterBackends::new(LoadBalancingAlgorithm::default(), LoadMetric::default())
+            });
+        cluster.members.push(index);
+        cluster.dirty = true;
+    }
+
+    /// Starts draining a backend: it takes no new connection and is forgotten when its last
+    /// connection ends.
+    pub fn remove(&mut self, cluster_id: &str, backend_id: &str) {
+        let Some(cluster) = self.clusters.get_mut(cluster_id) else {
+            return;
+        };
+        let found = cluster.members.iter().copied().find(|&index| {
+            self.backends
+                .get(index)
+                .is_some_and(|b| b.id == backend_id && b.status != BackendStatus::Draining)
+        });
+        let Some(index) = found else {
+            return;
+        };
+        cluster.dirty = true;
+        if let Some(backend) = self.backends.get_mut(index) {
+            backend.status = BackendStatus::Draining;
+            if backend.connections == 0 {
+                self.forget(index);
+            }
+        }
+    }
+
+    /// Removes a drained backend for good.
+    fn forget(&mut self, index: usize) {
+        let Some(backend) = self.backends.try_remove(index) else {
+            return;
+        };
+        if let Some(cluster) = self.clusters.get_mut(&backend.cluster_id) {
+            cluster.members.retain(|&member| member != index);
+            cluster.dirty = true;
+        }
+        self.events.push(Event {
+            kind: EventKind::RemovedBackendHasNoConnections,
+            cluster_id: Some(backend.cluster_id),
+            backend_id: Some(backend.id),
+            address: Some(backend.address),
+            message: String::new(),
+        });
+    }
+
+    pub fn get(&self, key: BackendKey) -> Option<&Backend> {
+        self.backends.get(key.index).filter(|b| b.uid == key.uid)
+    }
+
+    fn get_mut(&mut self, key: BackendKey) -> Option<&mut Backend> {
+        self.backends
+            .get_mut(key.index)
+            .filter(|b| b.uid == key.uid)
+    }
+
+    /// Chooses a backend of the cluster for a new connection from `client`.
+    pub fn pick(
+        &mut self,
+        cluster_id: &str,
+        client: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<BackendKey, PickError> {
+        let cluster = self
+            .clusters
+            .get_mut(cluster_id)
+            .ok_or_else(|| PickError::NoCluster(cluster_id.to_string()))?;
+        if cluster.next_retry.is_some_and(|at| at <= now) {
+            cluster.dirty = true;
+        }
+        if cluster.dirty {
+            refresh_eligible(cluster, &self.backends, now);
+        }
+        let candidates: Vec<Candidate<'_>> = cluster
+            .eligible
+            .iter()
+            .filter_map(|&index| self.backends.get(index))
+            .map(|backend| Candidate {
+                id: &backend.id,
+                weight: backend.weight,
+                load: backend.load(),
+            })
+            .collect();
+        let picked = cluster
+            .balancer
+            .pick(&candidates, client.map(client_key))
+            .and_then(|position| cluster.eligible.get(position).copied());
+        drop(candidates);
+        let Some(index) = picked else {
+            if !cluster.was_unavailable {
+                cluster.was_unavailable = true;
+                self.events.push(Event {
+                    kind: EventKind::NoAvailableBackends,
+                    cluster_id: Some(cluster_id.to_string()),
+                    backend_id: None,
+                    address: None,
+                    message: String::new(),
+                });
+            }
+            return Err(PickError::NoBackend(cluster_id.to_string()));
+        };
+        let backend = self
+            .backends
+            .get_mut(index)
+            .ok_or_else(|| PickError::NoBackend(cluster_id.to_string()))?;
+        if backend.status == BackendStatus::Down {
+            // One probe at a time: the next one waits for another backoff period.
+            backend.retry_at = Some(now + backend.backoff);
+            cluster.dirty = true;
+        }
+        Ok(BackendKey {
+            index,
+            uid: backend.uid,
+        })
+    }
+
+    /// The backend of the cluster whose sticky id is `sticky_id`, if it takes connections.
+    pub fn pick_sticky(
+        &self,
+        cluster_id: &str,
+        sticky_id: &str,
+        now: Instant,
+    ) -> Option<BackendKey> {
+        let cluster = self.clusters.get(cluster_id)?;
+        cluster.members.iter().find_map(|&index| {
+            let backend = self.backends.get(index)?;
+            let matches = backend.sticky_id.as_deref().unwrap_or(&backend.id) == sticky_id;
+            (matches && backend.is_eligible(now)).then_some(BackendKey {
+                index,
+                uid: backend.uid,
+            })
+        })
+    }
+
+    /// A connection to the backend is being opened.
+    pub fn connection_opened(&mut self, key: BackendKey) {
+        if let Some(backend) = self.get_mut(key) {
+            backend.connections += 1;
+        }
+    }
+
+    /// A connect to the backend succeeded after `connect_time`.
+    pub fn connect_succeeded(&mut self, key: BackendKey, connect_time: Duration) {
+        let Some(backend) = self.get_mut(key) else {
+            return;
+        };
+        backend.failures = 0;
+        backend.backoff = INITIAL_BACKOFF;
+        backend.connect_time = if backend.connect_time.is_zero() {
+            connect_time
+        } else {
+            (backend.connect_time * 7 + connect_time) / 8
+        };
+        if backend.status == BackendStatus::Down {
+            backend.status = BackendStatus::Normal;
+            backend.retry_at = None;
+            let event = Event {
+                kind: EventKind::BackendUp,
+                cluster_id: Some(backend.cluster_id.clone()),
+                backend_id: Some(backend.id.clone()),
+                address: Some(backend.address),
+                message: String::new(),
+            };
+            let cluster_id = backend.cluster_id.clone();
+            self.events.push(event);
+            self.mark_dirty(&cluster_id);
+        }
+        self.note_recovery(key);
+    }
+
+    /// Reports a cluster that found no backend before and has one now.
+    fn note_recovery(&mut self, key: BackendKey) {
+        let Some(cluster_id) = self.get(key).map(|b| b.cluster_id.clone()) else {
+            return;
+        };
+        if let Some(cluster) = self.clusters.get_mut(&cluster_id) {
+            if cluster.was_unavailable {
+                cluster.was_unavailable = false;
+                self.events.push(Event {
+                    kind: EventKind::ClusterRecovered,
+                    cluster_id: Some(cluster_id),
+                    backend_id: None,
+                    address: None,
+                    message: String::new(),
+                });
+            }
+        }
+    }
+
+    /// A connect to the backend failed (refused, reset or timed out).
+    pub fn connect_failed(&mut self, key: BackendKey, now: Instant) {
+        let Some(backend) = self.get_mut(key) else {
+            return;
+        };
+        backend.failures = backend.failures.saturating_add(1);
+        match backend.status {
+            BackendStatus::Normal if backend.failures >= FAILURES_BEFORE_DOWN => {
+                backend.status = BackendStatus::Down;
+                backend.retry_at = Some(now + backend.backoff);
+                let event = Event {
+                    kind: EventKind::BackendDown,
+                    cluster_id: Some(backend.cluster_id.clone()),
+                    backend_id: Some(backend.id.clone()),
+                    address: Some(backend.address),
+                    message: format!("{} connect failures in a row", backend.failures),
+                };
+                let cluster_id = backend.cluster_id.clone();
+                self.events.push(event);
+                self.mark_dirty(&cluster_id);
+            }
+            BackendStatus::Down => {
+                backend.backoff = (backend.backoff * 2).min(MAX_BACKOFF);
+                backend.retry_at = Some(now + backend.backoff);
+                let cluster_id = backend.cluster_id.clone();
+                self.mark_dirty(&cluster_id);
+            }
+            BackendStatus::Normal | BackendStatus::Draining => {}
+        }
+    }
+
+    /// A connection to the backend ended. A draining backend without connections is
+    /// forgotten.
+    pub fn connection_closed(&mut self, key: BackendKey) {
+        let Some(backend) = self.get_mut(key) else {
+            return;
+        };
+        backend.connections = backend.connections.saturating_sub(1);
+        if backend.status == BackendStatus::Draining && backend.connections == 0 {
+            self.forget(key.index);
+        }
+    }
+
+    pub fn request_started(&mut self, key: BackendKey) {
+        if let Some(backend) = self.get_mut(key) {
+            backend.requests += 1;
+        }
+    }
+
+    pub fn request_ended(&mut self, key: BackendKey) {
+        if let Some(backend) = self.get_mut(key) {
+            backend.requests = backend.requests.saturating_sub(1);
+        }
+    }
+
+    fn mark_dirty(&mut self, cluster_id: &str) {
+        if let Some(cluster) = self.clusters.get_mut(cluster_id) {
+            cluster.dirty = true;
+        }
+    }
+
+    /// The backends of a cluster, draining ones included.
+    pub fn cluster_backends(&self, cluster_id: &str) -> impl Iterator<Item = &Backend> {
+        self.clusters
+            .get(cluster_id)
+            .into_iter()
+            .flat_map(|cluster| cluster.members.iter())
+            .filter_map(|&index| self.backends.get(index))
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// Recomputes which backends the balancer chooses among: the eligible normal ones, or the
+/// eligible backups when no normal backend is eligible.
+fn refresh_eligible(cluster: &mut ClusterBackends, backends: &Slab<Backend>, now: Instant) {
+    let eligible = |backup: bool| -> Vec<usize> {
+        cluster
+            .members
+            .iter()
+            .copied()
+            .filter(|&index| {
+                backends
+                    .get(index)
+                    .is_some_and(|b| b.backup == backup && b.is_eligible(now))
+            })
+            .collect()
+    };
+    let mut chosen = eligible(false);
+    if chosen.is_empty() {
+        chosen = eligible(true);
+    }
+    cluster.next_retry = cluster
+        .members
+        .iter()
+        .filter_map(|&index| backends.get(index))
+        .filter(|b| b.status == BackendStatus::Down)
+        .filter_map(|b| b.retry_at)
+        .filter(|&at| at > now)
+        .min();
+    if chosen != cluster.eligible {
+        let candidates: Vec<Candidate<'_>> = chosen
+            .iter()
+            .filter_map(|&index| backends.get(index))
+            .map(|backend| Candidate {
+                id: &backend.id,
+                weight: backend.weight,
+                load: backend.load(),
+            })
+            .collect();
+        cluster.balancer.set_candidates(&candidates);
+        cluster.eligible = chosen;
+    }
+    cluster.dirty = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(map: &mut BackendMap, cluster: &str, id: &str, port: u16, backup: bool) {
+        map.add(&AddBackend {
+            cluster_id: cluster.to_string(),
+            backend_id: id.to_string(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            sticky_id: None,
+            weight: 100,
+            backup,
+        });
+    }
+
+    fn picked_id(map: &mut BackendMap, now: Instant) -> Option<String> {
+        let key = map.pick("c", None, now).ok()?;
+        map.get(key).map(|b| b.id.clone())
+    }
+
+    #[test]
+    fn round_robin_alternates_between_normal_backends() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add(&mut map, "c", "a", 1, false);
+        add(&mut map, "c", "b", 2, false);
+        add(&mut map, "c", "spare", 3, true);
+        let now = Instant::now();
+        let picks: Vec<_> = (0..4).map(|_| picked_id(&mut map, now).unwrap()).collect();
+        assert_eq!(picks.iter().filter(|id| *id == "a").count(), 2);
+        assert_eq!(picks.iter().filter(|id| *id == "b").count(), 2);
+    }
+
+    #[test]
+    fn failing_backend_goes_down_then_is_probed_after_backoff() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add(&mut map, "c", "a", 1, false);
+        add(&mut map, "c", "spare", 3, true);
+        let now = Instant::now();
+        let key = map.pick("c", None, now).unwrap();
+        for _ in 0..FAILURES_BEFORE_DOWN {
+            map.connect_failed(key, now);
+        }
+        assert_eq!(map.get(key).unwrap().status, BackendStatus::Down);
+        assert_eq!(
+            picked_id(&mut map, now).as_deref(),
+            Some("spare"),
+            "backup takes over"
+        );
+        let later = now + INITIAL_BACKOFF;
+        assert_eq!(
+            picked_id(&mut map, later).as_deref(),
+            Some("a"),
+            "probe after backoff"
+        );
+        map.connect_succeeded(key, Duration::from_millis(1));
+        assert_eq!(map.get(key).unwrap().status, BackendStatus::Normal);
+        let kinds: Vec<_> = map.take_events().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::BackendDown, EventKind::BackendUp]);
+    }
+
+    #[test]
+    fn no_backend_is_reported_once() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        let now = Instant::now();
+        assert_eq!(
+            map.pick("c", None, now),
+            Err(PickError::NoBackend("c".to_string()))
+        );
+        assert_eq!(
+            map.pick("c", None, now),
+            Err(PickError::NoBackend("c".to_string()))
+        );
+        assert_eq!(map.take_events().len(), 1);
+        assert_eq!(
+            map.pick("x", None, now),
+            Err(PickError::NoCluster("x".to_string()))
+        );
+    }
+
+    #[test]
+    fn removed_backend_drains_until_its_last_connection_ends() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add(&mut map, "c", "a", 1, false);
+        add(&mut map, "c", "b", 2, false);
+        let now = Instant::now();
+        let key = loop {
+            let key = map.pick("c", None, now).unwrap();
+            if map.get(key).unwrap().id == "a" {
+                break key;
+            }
+        };
+        map.connection_opened(key);
+        map.remove("c", "a");
+        assert_eq!(map.get(key).unwrap().status, BackendStatus::Draining);
+        for _ in 0..10 {
+            assert_eq!(picked_id(&mut map, now).as_deref(), Some("b"));
+        }
+        map.connection_closed(key);
+        assert!(map.get(key).is_none());
+        assert_eq!(map.cluster_backends("c").count(), 1);
+        let kinds: Vec<_> = map.take_events().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::RemovedBackendHasNoConnections]);
+    }
+
+    #[test]
+    fn sticky_pick_finds_the_named_backend_while_it_is_up() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add(&mut map, "c", "a", 1, false);
+        add(&mut map, "c", "b", 2, false);
+        let now = Instant::now();
+        let key = map.pick_sticky("c", "b", now).unwrap();
+        assert_eq!(map.get(key).unwrap().id, "b");
+        for _ in 0..FAILURES_BEFORE_DOWN {
+            map.connect_failed(key, now);
+        }
+        assert!(map.pick_sticky("c", "b", now).is_none());
+    }
+}

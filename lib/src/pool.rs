@@ -1,0 +1,226 @@
+//! Fixed-size buffers reused across sessions, so memory per connection is bounded and known.
+//!
+//! A [`Buffer`] is checked out of a [`Pool`] and goes back to it when dropped. The pool keeps
+//! at most `max_idle` free buffers; beyond that, returned buffers are freed. The number of
+//! buffers in use is bounded by the sessions (`max_connections`), not by the pool.
+
+use std::{
+    cell::RefCell,
+    io::{self, Read, Write},
+    rc::Rc,
+};
+
+/// Free buffers shared by the sessions of one worker.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Rc<RefCell<PoolInner>>,
+}
+
+struct PoolInner {
+    free: Vec<Box<[u8]>>,
+    buffer_size: usize,
+    max_idle: usize,
+    in_use: usize,
+}
+
+impl Pool {
+    /// A pool of `buffer_size`-byte buffers, with `min_idle` allocated up front and at most
+    /// `max_idle` kept when unused.
+    pub fn new(buffer_size: usize, min_idle: usize, max_idle: usize) -> Self {
+        let free = (0..min_idle.min(max_idle))
+            .map(|_| vec![0; buffer_size].into_boxed_slice())
+            .collect();
+        Pool {
+            inner: Rc::new(RefCell::new(PoolInner {
+                free,
+                buffer_size,
+                max_idle,
+                in_use: 0,
+            })),
+        }
+    }
+
+    /// An empty buffer.
+    pub fn checkout(&self) -> Buffer {
+        let mut inner = self.inner.borrow_mut();
+        inner.in_use += 1;
+        let data = match inner.free.pop() {
+            Some(data) => data,
+            None => vec![0; inner.buffer_size].into_boxed_slice(),
+        };
+        Buffer {
+            data,
+            start: 0,
+            end: 0,
+            pool: Rc::downgrade(&self.inner),
+        }
+    }
+
+    pub fn buffer_size(&self) -> usize {
+        self.inner.borrow().buffer_size
+    }
+
+    /// Buffers checked out now.
+    pub fn in_use(&self) -> usize {
+        self.inner.borrow().in_use
+    }
+}
+
+/// Bytes read from one socket and not yet written to the other.
+///
+/// Invariant: `start <= end <= data.len()`. `data[start..end]` is pending data;
+/// `data[end..]` is free room for the next read.
+pub struct Buffer {
+    data: Box<[u8]>,
+    start: usize,
+    end: usize,
+    pool: std::rc::Weak<RefCell<PoolInner>>,
+}
+
+impl Buffer {
+    /// Pending bytes.
+    pub fn data(&self) -> &[u8] {
+        self.data.get(self.start..self.end).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Room left after the pending bytes, counting what compaction would free.
+    pub fn available(&self) -> usize {
+        self.data.len() - self.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.available() == 0
+    }
+
+    /// Marks `count` pending bytes as used.
+    pub fn consume(&mut self, count: usize) {
+        self.start = (self.start + count).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Free room at the end, after moving pending bytes to the front if that makes room.
+    pub fn space(&mut self) -> &mut [u8] {
+        if self.end == self.data.len() && self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.data.get_mut(self.end..).unwrap_or_default()
+    }
+
+    /// Marks `count` bytes written into [`Buffer::space`] as pending.
+    pub fn fill(&mut self, count: usize) {
+        self.end = (self.end + count).min(self.data.len());
+    }
+
+    /// Appends as much of `bytes` as fits; returns how much did.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> usize {
+        let space = self.space();
+        let count = space.len().min(bytes.len());
+        if let (Some(target), Some(source)) = (space.get_mut(..count), bytes.get(..count)) {
+            target.copy_from_slice(source);
+        }
+        self.fill(count);
+        count
+    }
+
+    /// Reads once from `reader` into the free room.
+    pub fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+        let count = reader.read(self.space())?;
+        self.fill(count);
+        Ok(count)
+    }
+
+    /// Writes pending bytes once to `writer` and consumes what was written.
+    pub fn write_to(&mut self, writer: &mut impl Write) -> io::Result<usize> {
+        let count = writer.write(self.data())?;
+        self.consume(count);
+        Ok(count)
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            let mut pool = pool.borrow_mut();
+            pool.in_use = pool.in_use.saturating_sub(1);
+            if pool.free.len() < pool.max_idle && self.data.len() == pool.buffer_size {
+                pool.free.push(std::mem::take(&mut self.data));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("pending", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_return_to_the_pool() {
+        let pool = Pool::new(16, 1, 2);
+        let a = pool.checkout();
+        let b = pool.checkout();
+        let c = pool.checkout();
+        assert_eq!(pool.in_use(), 3);
+        drop((a, b, c));
+        assert_eq!(pool.in_use(), 0);
+        assert_eq!(pool.inner.borrow().free.len(), 2, "keeps at most max_idle");
+    }
+
+    #[test]
+    fn fill_consume_and_compact() {
+        let pool = Pool::new(8, 0, 1);
+        let mut buffer = pool.checkout();
+        assert_eq!(buffer.extend_from_slice(b"abcdefghij"), 8);
+        assert!(buffer.is_full());
+        buffer.consume(5);
+        assert_eq!(buffer.data(), b"fgh");
+        assert_eq!(buffer.available(), 5);
+        assert_eq!(buffer.extend_from_slice(b"ijk"), 3);
+        assert_eq!(buffer.data(), b"fghijk");
+        buffer.consume(6);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.space().len(), 8);
+    }
+
+    #[test]
+    fn read_and_write_move_bytes() {
+        let pool = Pool::new(4, 0, 1);
+        let mut buffer = pool.checkout();
+        let mut source: &[u8] = b"hello";
+        assert_eq!(buffer.read_from(&mut source).unwrap(), 4);
+        let mut sink = Vec::new();
+        assert_eq!(buffer.write_to(&mut sink).unwrap(), 4);
+        assert_eq!(sink, b"hell");
+        assert!(buffer.is_empty());
+    }
+}

@@ -1,0 +1,266 @@
+//! One end of a session: a TCP socket, its event-loop token, and its readiness.
+//!
+//! Sockets are registered once, edge-triggered, for both reading and writing. The kernel's
+//! side of readiness (`event`) is set by events and cleared when a call would block; the
+//! protocol's side (`interest`) says what the session wants to do next. The session is driven
+//! while `event & interest` is not empty, so no `epoll_ctl` is needed when interest changes.
+
+use std::{
+    io::{self, ErrorKind, IoSlice, Read, Write},
+    net::Shutdown,
+    ops::{BitAnd, BitOr, BitOrAssign, Not},
+};
+
+use mio::{Token, net::TcpStream};
+
+/// A set of readiness flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ready(u8);
+
+impl Ready {
+    pub const EMPTY: Ready = Ready(0);
+    pub const READABLE: Ready = Ready(1);
+    pub const WRITABLE: Ready = Ready(2);
+    /// The peer closed its write side (or the whole connection): the end of stream is
+    /// waiting to be read.
+    pub const HUP: Ready = Ready(4);
+    pub const ERROR: Ready = Ready(8);
+    pub const ALL: Ready = Ready(15);
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, other: Ready) -> bool {
+        self.0 & other.0 == other.0 && !other.is_empty()
+    }
+
+    pub fn insert(&mut self, other: Ready) {
+        self.0 |= other.0;
+    }
+
+    pub fn remove(&mut self, other: Ready) {
+        self.0 &= !other.0;
+    }
+
+    /// The flags of a mio event.
+    pub fn from_event(event: &mio::event::Event) -> Ready {
+        let mut ready = Ready::EMPTY;
+        if event.is_readable() || event.is_read_closed() {
+            ready.insert(Ready::READABLE);
+        }
+        if event.is_writable() || event.is_write_closed() {
+            ready.insert(Ready::WRITABLE);
+        }
+        if event.is_read_closed() {
+            ready.insert(Ready::HUP);
+        }
+        if event.is_error() {
+            ready.insert(Ready::ERROR);
+        }
+        ready
+    }
+}
+
+impl BitAnd for Ready {
+    type Output = Ready;
+    fn bitand(self, rhs: Ready) -> Ready {
+        Ready(self.0 & rhs.0)
+    }
+}
+
+impl BitOr for Ready {
+    type Output = Ready;
+    fn bitor(self, rhs: Ready) -> Ready {
+        Ready(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for Ready {
+    fn bitor_assign(&mut self, rhs: Ready) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl Not for Ready {
+    type Output = Ready;
+    fn not(self) -> Ready {
+        Ready(!self.0 & Ready::ALL.0)
+    }
+}
+
+/// What the kernel reported and what the protocol wants, for one socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    pub event: Ready,
+    pub interest: Ready,
+}
+
+impl Readiness {
+    /// What can be done now.
+    pub fn filter(&self) -> Ready {
+        self.event & self.interest
+    }
+
+    pub fn can_read(&self) -> bool {
+        self.filter().contains(Ready::READABLE)
+    }
+
+    pub fn can_write(&self) -> bool {
+        self.filter().contains(Ready::WRITABLE)
+    }
+}
+
+/// What a read or write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Moved this many bytes (more than zero).
+    Moved(usize),
+    /// Nothing to do until the next event.
+    WouldBlock,
+    /// End of stream (read) or the peer is gone (write).
+    Closed,
+    /// A socket error other than the peer going away.
+    Error(ErrorKind),
+}
+
+/// A socket of a session.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub stream: TcpStream,
+    pub token: Token,
+    pub readiness: Readiness,
+    /// The peer reported end of stream (read side finished).
+    pub read_closed: bool,
+    /// We shut our write side down.
+    pub write_shut: bool,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl Endpoint {
+    pub fn new(stream: TcpStream, token: Token) -> Self {
+        Endpoint {
+            stream,
+            token,
+            readiness: Readiness::default(),
+            read_closed: false,
+            write_shut: false,
+            bytes_read: 0,
+            bytes_written: 0,
+        }
+    }
+
+    /// Reads into `space`. A short read means the kernel had no more at that moment, so the
+    /// readable flag is cleared without another call to see `EAGAIN`, unless the peer
+    /// already reported a hangup (then the end of stream is still to be read).
+    pub fn read(&mut self, space: &mut [u8]) -> Transfer {
+        if space.is_empty() {
+            return Transfer::WouldBlock;
+        }
+        loop {
+            match self.stream.read(space) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    self.readiness.event.remove(Ready::READABLE);
+                    return Transfer::Closed;
+                }
+                Ok(count) => {
+                    self.bytes_read += count as u64;
+                    if count < space.len() && !self.readiness.event.contains(Ready::HUP) {
+                        self.readiness.event.remove(Ready::READABLE);
+                    }
+                    return Transfer::Moved(count);
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    self.readiness.event.remove(Ready::READABLE);
+                    return Transfer::WouldBlock;
+                }
+                Err(error) => return self.failed(error),
+            }
+        }
+    }
+
+    /// Writes `data`, clearing the writable flag when the kernel takes less than offered.
+    pub fn write(&mut self, data: &[u8]) -> Transfer {
+        self.write_vectored(&[IoSlice::new(data)])
+    }
+
+    /// Writes several slices in one system call.
+    pub fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> Transfer {
+        let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+        if offered == 0 {
+            return Transfer::WouldBlock;
+        }
+        loop {
+            match self.stream.write_vectored(slices) {
+                Ok(0) => return Transfer::Closed,
+                Ok(count) => {
+                    self.bytes_written += count as u64;
+                    if count < offered {
+                        self.readiness.event.remove(Ready::WRITABLE);
+                    }
+                    return Transfer::Moved(count);
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    self.readiness.event.remove(Ready::WRITABLE);
+                    return Transfer::WouldBlock;
+                }
+                Err(error) => return self.failed(error),
+            }
+        }
+    }
+
+    fn failed(&mut self, error: io::Error) -> Transfer {
+        self.readiness
+            .event
+            .remove(Ready::READABLE | Ready::WRITABLE);
+        match error.kind() {
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected => Transfer::Closed,
+            kind => Transfer::Error(kind),
+        }
+    }
+
+    /// Shuts our write side: the peer reads end of stream once it has read what we sent.
+    pub fn shutdown_write(&mut self) {
+        if !self.write_shut {
+            self.write_shut = true;
+            // The peer may be gone already; nothing more to do then.
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_set_operations() {
+        let mut ready = Ready::READABLE;
+        ready |= Ready::WRITABLE;
+        assert!(ready.contains(Ready::READABLE | Ready::WRITABLE));
+        ready.remove(Ready::READABLE);
+        assert_eq!(ready, Ready::WRITABLE);
+        assert!(!ready.contains(Ready::EMPTY));
+        assert_eq!(
+            !Ready::WRITABLE & Ready::ALL,
+            Ready::READABLE | Ready::HUP | Ready::ERROR
+        );
+    }
+
+    #[test]
+    fn readiness_filters_by_interest() {
+        let readiness = Readiness {
+            event: Ready::READABLE | Ready::WRITABLE,
+            interest: Ready::WRITABLE,
+        };
+        assert!(readiness.can_write());
+        assert!(!readiness.can_read());
+    }
+}

@@ -1,0 +1,157 @@
+//! TCP mode: every connection accepted on a TCP listener is piped to a backend of the cluster
+//! of the listener's frontend.
+//!
+//! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Pipe`. The pipe
+//! is created before the backend connection exists, so the client's first bytes wait in its
+//! buffer; a PROXY header for the backend, when the cluster sends one, is put in front of them.
+
+use sozu_command_lib::request::ProxyProtocolConfig;
+
+use crate::{
+    pool::{Buffer, Pool},
+    protocol::{
+        pipe::{Pipe, PipeStatus},
+        proxy_protocol,
+    },
+    session::{Action, Context, Session, Stage},
+    socket::{Ready, Transfer},
+    timer::TimeoutKind,
+};
+
+/// Waiting for the PROXY protocol header a listener with `expect_proxy` requires.
+pub struct ExpectProxy {
+    buffer: Buffer,
+    /// What to send the backend once the header is read.
+    to_backend: Option<ProxyProtocolConfig>,
+}
+
+/// The first stage of a TCP session accepted on a listener.
+pub fn first_stage(
+    session: &Session,
+    pool: &Pool,
+    expect_proxy: bool,
+    to_backend: Option<ProxyProtocolConfig>,
+) -> Stage {
+    if expect_proxy {
+        Stage::ExpectProxy(ExpectProxy {
+            buffer: pool.checkout(),
+            to_backend,
+        })
+    } else {
+        let mut front_to_back = pool.checkout();
+        write_backend_header(session, to_backend, &mut front_to_back);
+        Stage::Pipe(Pipe::new(front_to_back, pool.checkout()))
+    }
+}
+
+/// Puts the PROXY header the backend must receive at the start of `buffer`.
+fn write_backend_header(
+    session: &Session,
+    to_backend: Option<ProxyProtocolConfig>,
+    buffer: &mut Buffer,
+) {
+    match (to_backend, &session.received_proxy_header) {
+        (Some(ProxyProtocolConfig::RelayHeader), Some(raw)) => {
+            buffer.extend_from_slice(raw);
+        }
+        (Some(ProxyProtocolConfig::SendHeader | ProxyProtocolConfig::RelayHeader), _) => {
+            let mut header = Vec::with_capacity(52);
+            proxy_protocol::write_v2(session.client_address, session.local_address, &mut header);
+            buffer.extend_from_slice(&header);
+        }
+        (Some(ProxyProtocolConfig::ExpandHeader) | None, _) => {}
+    }
+}
+
+/// Drives a TCP session until it would block.
+pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
+    if let Stage::ExpectProxy(_) = session.stage {
+        match read_proxy_header(session, context) {
+            Some(action) => return action,
+            None => {
+                if let Some(cluster_id) = session.cluster_id.clone() {
+                    return Action::Connect { cluster_id };
+                }
+                return Action::Close;
+            }
+        }
+    }
+    let Stage::Pipe(pipe) = &mut session.stage else {
+        return Action::Close;
+    };
+    let Some(back) = session.back.as_mut().filter(|back| back.connected) else {
+        return Action::Wait;
+    };
+    match pipe.run(&mut session.front, &mut back.endpoint) {
+        PipeStatus::Wait {
+            front_active,
+            back_active,
+        } => {
+            let timeouts = session.timeouts;
+            if front_active {
+                session.touch_front(timeouts.front, context.now, context.timers);
+            }
+            if back_active {
+                session.touch_back(timeouts.back, context.now, context.timers);
+            }
+            Action::Wait
+        }
+        PipeStatus::Done | PipeStatus::Broken => Action::Close,
+    }
+}
+
+/// Reads the PROXY header. Returns `None` once the header is read and the pipe is set up,
+/// or the action to take while it is not.
+fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Option<Action> {
+    let timer_key = session.timer_key(TimeoutKind::Front);
+    let Stage::ExpectProxy(expect) = &mut session.stage else {
+        return Some(Action::Close);
+    };
+    loop {
+        match proxy_protocol::parse(expect.buffer.data()) {
+            Ok(Some(header)) => {
+                let raw = expect
+                    .buffer
+                    .data()
+                    .get(..header.length)
+                    .map(<[u8]>::to_vec);
+                expect.buffer.consume(header.length);
+                let to_backend = expect.to_backend;
+                let Stage::ExpectProxy(expect) =
+                    std::mem::replace(&mut session.stage, Stage::Closed)
+                else {
+                    return Some(Action::Close);
+                };
+                session.received_proxy_header = raw;
+                session.set_proxy_addresses(header.addresses);
+                let mut front_to_back = context.pool.checkout();
+                write_backend_header(session, to_backend, &mut front_to_back);
+                front_to_back.extend_from_slice(expect.buffer.data());
+                session.stage = Stage::Pipe(Pipe::new(front_to_back, context.pool.checkout()));
+                return None;
+            }
+            Ok(None) if expect.buffer.is_full() => return Some(Action::Close),
+            Ok(None) => {}
+            Err(error) => {
+                log::debug!("session {}: {error}", session.uid);
+                return Some(Action::Close);
+            }
+        }
+        if !session.front.readiness.event.contains(Ready::READABLE) {
+            return Some(Action::Wait);
+        }
+        match session.front.read(expect.buffer.space()) {
+            Transfer::Moved(count) => {
+                expect.buffer.fill(count);
+                session.front_timeout.set_after(
+                    context.now,
+                    session.timeouts.front,
+                    timer_key,
+                    context.timers,
+                );
+            }
+            Transfer::WouldBlock => return Some(Action::Wait),
+            Transfer::Closed | Transfer::Error(_) => return Some(Action::Close),
+        }
+    }
+}

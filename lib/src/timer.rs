@@ -1,0 +1,244 @@
+//! Timeouts of sessions, each firing when due without scanning every session.
+//!
+//! [`Timers`] is a min-heap of deadlines. A session keeps one [`Timeout`] per kind; moving a
+//! deadline later (the common case: a socket was active, so its idle timeout restarts) only
+//! writes a field. When the heap entry comes due, [`Timeout::on_due`] compares it with the
+//! current deadline and either fires or queues the entry again at the new deadline. So each
+//! timeout has at most one live heap entry, and pushing a deadline costs O(1) on the hot path.
+
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    time::{Duration, Instant},
+};
+
+/// Which timeout of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimeoutKind {
+    /// The client side: idle connection, or a request head that takes too long.
+    Front,
+    /// The backend side: connecting, or waiting for the backend.
+    Back,
+}
+
+/// Names the timeout a heap entry belongs to. `uid` tells a session from a later one that
+/// reuses its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerKey {
+    pub session: usize,
+    pub uid: u64,
+    pub kind: TimeoutKind,
+}
+
+/// The deadlines of every session of a worker.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+}
+
+impl Timers {
+    pub fn new() -> Self {
+        Timers::default()
+    }
+
+    /// The earliest queued deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// How long the event loop may wait before a timer is due (None: no timer queued).
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        self.next_deadline()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// The next entry due at `now`, removed from the heap.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKey)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, at: Instant, key: TimerKey) {
+        self.heap.push(Reverse((at, key)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// One timeout of a session.
+///
+/// Invariant: when `deadline` is set, `queued` is set and `queued <= deadline`; the heap holds
+/// an entry at `queued` for this timeout. Entries at another instant are stale and ignored.
+#[derive(Debug, Default, Clone)]
+pub struct Timeout {
+    deadline: Option<Instant>,
+    queued: Option<Instant>,
+}
+
+impl Timeout {
+    /// Arms the timeout to fire at `at`, replacing any earlier deadline.
+    pub fn set(&mut self, at: Instant, key: TimerKey, timers: &mut Timers) {
+        self.deadline = Some(at);
+        if self.queued.is_none_or(|queued| at < queued) {
+            self.queued = Some(at);
+            timers.push(at, key);
+        }
+    }
+
+    /// Arms the timeout to fire `after` from `now`.
+    pub fn set_after(&mut self, now: Instant, after: Duration, key: TimerKey, timers: &mut Timers) {
+        self.set(now + after, key, timers);
+    }
+
+    /// Disarms the timeout. Its heap entry stays and is ignored when due.
+    pub fn cancel(&mut self) {
+        self.deadline = None;
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Handles this timeout's heap entry for instant `at` coming due at `now`. Returns true
+    /// when the timeout fires (it is then disarmed).
+    pub fn on_due(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        key: TimerKey,
+        timers: &mut Timers,
+    ) -> bool {
+        if self.queued != Some(at) {
+            return false;
+        }
+        self.queued = None;
+        match self.deadline {
+            Some(deadline) if deadline <= now => {
+                self.deadline = None;
+                true
+            }
+            Some(deadline) => {
+                self.queued = Some(deadline);
+                timers.push(deadline, key);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(session: usize) -> TimerKey {
+        TimerKey {
+            session,
+            uid: session as u64,
+            kind: TimeoutKind::Front,
+        }
+    }
+
+    /// Pops every due entry and returns the sessions whose timeout fired.
+    fn fire(timers: &mut Timers, timeouts: &mut [Timeout], now: Instant) -> Vec<usize> {
+        let mut fired = Vec::new();
+        while let Some((at, key)) = timers.pop_due(now) {
+            if timeouts[key.session].on_due(at, now, key, timers) {
+                fired.push(key.session);
+            }
+        }
+        fired
+    }
+
+    #[test]
+    fn fires_when_due_and_only_then() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut timeouts = vec![Timeout::default(), Timeout::default()];
+        timeouts[0].set(start + Duration::from_secs(1), key(0), &mut timers);
+        timeouts[1].set(start + Duration::from_secs(2), key(1), &mut timers);
+        assert_eq!(timers.poll_timeout(start), Some(Duration::from_secs(1)));
+        assert!(fire(&mut timers, &mut timeouts, start).is_empty());
+        assert_eq!(
+            fire(&mut timers, &mut timeouts, start + Duration::from_secs(1)),
+            [0]
+        );
+        assert_eq!(
+            fire(&mut timers, &mut timeouts, start + Duration::from_secs(5)),
+            [1]
+        );
+        assert!(timers.is_empty());
+    }
+
+    #[test]
+    fn a_later_deadline_is_requeued_without_a_new_entry() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut timeouts = vec![Timeout::default()];
+        for step in 1..=100 {
+            timeouts[0].set(
+                start + Duration::from_millis(1000 + step),
+                key(0),
+                &mut timers,
+            );
+        }
+        assert_eq!(timers.len(), 1, "pushing the deadline later adds no entry");
+        assert!(
+            fire(
+                &mut timers,
+                &mut timeouts,
+                start + Duration::from_millis(1001)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            timers.next_deadline(),
+            Some(start + Duration::from_millis(1100))
+        );
+        assert_eq!(
+            fire(
+                &mut timers,
+                &mut timeouts,
+                start + Duration::from_millis(1100)
+            ),
+            [0]
+        );
+    }
+
+    #[test]
+    fn an_earlier_deadline_fires_early_once() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut timeouts = vec![Timeout::default()];
+        timeouts[0].set(start + Duration::from_secs(10), key(0), &mut timers);
+        timeouts[0].set(start + Duration::from_secs(1), key(0), &mut timers);
+        assert_eq!(
+            fire(&mut timers, &mut timeouts, start + Duration::from_secs(1)),
+            [0]
+        );
+        assert!(fire(&mut timers, &mut timeouts, start + Duration::from_secs(20)).is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_timeout_never_fires() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut timeouts = vec![Timeout::default()];
+        timeouts[0].set(start + Duration::from_secs(1), key(0), &mut timers);
+        timeouts[0].cancel();
+        assert!(fire(&mut timers, &mut timeouts, start + Duration::from_secs(2)).is_empty());
+        timeouts[0].set(start + Duration::from_secs(3), key(0), &mut timers);
+        assert_eq!(
+            fire(&mut timers, &mut timeouts, start + Duration::from_secs(3)),
+            [0]
+        );
+    }
+}
