@@ -1,1 +1,229 @@
-//! Harness for end-to-end tests: real `sozu` processes, real backends, real clients.
+//! Harness for end-to-end tests: real workers, real backends, real clients, all on 127.0.0.1
+//! with ephemeral ports.
+//!
+//! [`Worker`] runs a `sozu-lib` event loop on a thread and drives it through its command
+//! channel; the backends in [`backend`] are small servers on threads. Every wait is bounded by
+//! a deadline ([`wait_until`]); nothing sleeps to synchronise.
+
+pub mod backend;
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use sozu_command_lib::{
+    channel::Channel,
+    request::{
+        AddBackend, Cluster, ListenerAddress, ListenerType, Order, Request, TcpFrontend,
+        TcpListenerConfig,
+    },
+    response::{Event, Response, ResponseStatus},
+    scm::Listeners,
+};
+use sozu_lib::server::{EVENT_RESPONSE_ID, Server, ServerConfig, ServerError};
+
+/// How long a test waits for anything before failing.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A worker event loop on its own thread, and the client end of its command channel.
+pub struct Worker {
+    command: Channel<Request, Response>,
+    thread: Option<JoinHandle<Result<(), ServerError>>>,
+    next_id: u64,
+    /// Events received while waiting for responses.
+    pub events: Vec<Event>,
+}
+
+impl Worker {
+    pub fn start(config: ServerConfig) -> Worker {
+        // Logs go to the test's output, shown when it fails (RUST_LOG=debug for details).
+        let _ = env_logger::builder().is_test(true).try_init();
+        let (command, worker_end) =
+            Channel::<Request, Response>::pair(4096, 16 << 20).expect("create a channel pair");
+        let thread = std::thread::spawn(move || {
+            Server::new(config, worker_end, Listeners::default())?.run()
+        });
+        Worker {
+            command,
+            thread: Some(thread),
+            next_id: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Sends an order and returns its final response (PROCESSING responses are skipped).
+    pub fn order(&mut self, order: Order) -> Response {
+        let id = self.send(order);
+        self.response_to(&id)
+    }
+
+    /// Sends an order without waiting; returns its id.
+    pub fn send(&mut self, order: Order) -> String {
+        self.next_id += 1;
+        let id = format!("test-{}", self.next_id);
+        self.command
+            .write_message(&Request::new(id.clone(), order))
+            .expect("send an order");
+        id
+    }
+
+    /// Waits for the final response to request `id`.
+    pub fn response_to(&mut self, id: &str) -> Response {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no response to {id} in time");
+            let response = self
+                .command
+                .read_message_timeout(left)
+                .expect("read a response")
+                .expect("the worker closed its channel");
+            if let Some(event) = as_event(&response) {
+                self.events.push(event);
+                continue;
+            }
+            if response.id == id && response.is_final() {
+                return response;
+            }
+        }
+    }
+
+    /// Sends an order and checks that it succeeded.
+    pub fn ok(&mut self, order: Order) {
+        let name = order.name();
+        let response = self.order(order);
+        assert_eq!(
+            response.status,
+            ResponseStatus::Ok,
+            "{name} failed: {}",
+            response.message
+        );
+    }
+
+    /// Waits until an event matching `wanted` arrives.
+    pub fn wait_event(&mut self, wanted: impl Fn(&Event) -> bool) -> Event {
+        if let Some(index) = self.events.iter().position(&wanted) {
+            return self.events.remove(index);
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the awaited event did not come");
+            let Ok(Some(response)) = self.command.read_message_timeout(left) else {
+                panic!("the worker channel closed while waiting for an event");
+            };
+            if let Some(event) = as_event(&response) {
+                if wanted(&event) {
+                    return event;
+                }
+                self.events.push(event);
+            }
+        }
+    }
+
+    /// Adds and activates a TCP listener on a free port routed to a new cluster with the
+    /// given backends; returns the listener's address.
+    pub fn tcp_proxy(&mut self, cluster: Cluster, backends: &[SocketAddr]) -> SocketAddr {
+        self.tcp_proxy_with(TcpListenerConfig::new(free_address()), cluster, backends)
+    }
+
+    /// Like [`Worker::tcp_proxy`] with a listener configured by the caller.
+    pub fn tcp_proxy_with(
+        &mut self,
+        listener: TcpListenerConfig,
+        cluster: Cluster,
+        backends: &[SocketAddr],
+    ) -> SocketAddr {
+        let address = listener.address;
+        let cluster_id = cluster.cluster_id.clone();
+        self.ok(Order::AddTcpListener(listener));
+        self.ok(Order::AddCluster(cluster));
+        for (index, backend) in backends.iter().enumerate() {
+            self.ok(Order::AddBackend(backend_order(
+                &cluster_id,
+                &format!("{cluster_id}-{index}"),
+                *backend,
+            )));
+        }
+        self.ok(Order::AddTcpFrontend(TcpFrontend {
+            cluster_id,
+            address,
+            tags: Default::default(),
+        }));
+        self.ok(Order::ActivateListener(ListenerAddress {
+            address,
+            proxy: ListenerType::Tcp,
+        }));
+        address
+    }
+
+    /// Waits for the worker thread to end; true if it ended before the deadline.
+    pub fn join(mut self, timeout: Duration) -> bool {
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // Bounded polling of a thread's end: std has no timed join.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        matches!(thread.join(), Ok(Ok(())))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self
+                .command
+                .write_message(&Request::new("drop", Order::HardStop));
+        }
+    }
+}
+
+fn as_event(response: &Response) -> Option<Event> {
+    match (&response.content, response.id.as_str()) {
+        (Some(sozu_command_lib::response::ResponseContent::Event(event)), EVENT_RESPONSE_ID) => {
+            Some(event.clone())
+        }
+        _ => None,
+    }
+}
+
+/// An AddBackend order with default settings.
+pub fn backend_order(cluster_id: &str, backend_id: &str, address: SocketAddr) -> AddBackend {
+    AddBackend {
+        cluster_id: cluster_id.to_string(),
+        backend_id: backend_id.to_string(),
+        address,
+        sticky_id: None,
+        weight: 100,
+        backup: false,
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on at the time of the call.
+pub fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port")
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, at most `timeout`.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

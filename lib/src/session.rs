@@ -153,11 +153,9 @@ impl Session {
         if back.connected {
             return None;
         }
-        let event = back.endpoint.readiness.event;
-        if event.contains(Ready::ERROR) || event.contains(Ready::HUP) {
-            return Some(Action::ConnectFailed);
-        }
-        if !event.contains(Ready::WRITABLE) {
+        // A backend may accept, answer and close before we look: a hangup alone is no
+        // failure. The socket's pending error tells.
+        if back.endpoint.readiness.event.is_empty() {
             return Some(Action::Wait);
         }
         match back.endpoint.stream.take_error() {
