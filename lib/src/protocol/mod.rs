@@ -1,5 +1,6 @@
 //! The protocols a session moves through: each is a stage that works on the session's sockets
-//! and says what it needs from the event loop.
+//! and buffers and says what it needs from the event loop; none touches the loop itself.
 
+pub mod http;
 pub mod pipe;
 pub mod proxy_protocol;

@@ -479,7 +479,9 @@ mod tests {
         assert!(response.contains("&lt;script&gt;/x"), "{response}");
         assert!(!response.contains("<script>"));
         let response = render(&Template::builtin(301), &context, false);
-        assert!(!response.contains("\r\nSet-Cookie"), "{response}");
+        let (head, _) = response.split_once("\r\n\r\n").unwrap();
+        assert!(!head.contains("\r\nSet-Cookie"), "{response}");
+        assert!(head.contains("Location: /aSet-Cookie: evil=1\r\n"), "{response}");
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! HTTP/1.1: parsing message heads and finding where bodies end ([`parser`]), and the answers
+//! the proxy writes itself ([`answers`]).
+//!
+//! Bytes enter as the session's read buffer; what leaves is positions into that buffer
+//! (method, target, header fields, body framing), never copies.
+
+pub mod answers;
+pub mod parser;
