@@ -218,7 +218,9 @@ pub fn reason(status: u16) -> &'static str {
 /// What the built-in page of a status says.
 fn builtin_message(status: u16) -> &'static str {
     match status {
-        301 | 302 | 307 | 308 => "This page has moved to <a href=\"%REDIRECT_LOCATION\">%REDIRECT_LOCATION</a>.",
+        301 | 302 | 307 | 308 => {
+            "This page has moved to <a href=\"%REDIRECT_LOCATION\">%REDIRECT_LOCATION</a>."
+        }
         400 => "The request could not be understood: %DETAILS",
         401 => "This resource requires authentication.",
         404 => "No service is configured for %ROUTE.",
@@ -243,7 +245,9 @@ impl Template {
             Text::parse("text/html; charset=utf-8"),
         )];
         match status {
-            301 | 302 | 307 | 308 => headers.push(("Location".to_string(), Text::parse("%REDIRECT_LOCATION"))),
+            301 | 302 | 307 | 308 => {
+                headers.push(("Location".to_string(), Text::parse("%REDIRECT_LOCATION")))
+            }
             401 => headers.push((
                 "WWW-Authenticate".to_string(),
                 Text::parse("Basic realm=\"%WWW_AUTHENTICATE\""),
@@ -289,17 +293,21 @@ impl Template {
         let mut headers = Vec::new();
         for line in lines {
             let line = line.trim_end_matches('\r');
-            let (name, value) = line.split_once(':').ok_or_else(|| AnswerError::HeaderLine {
-                status,
-                line: line.to_string(),
-            })?;
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| AnswerError::HeaderLine {
+                    status,
+                    line: line.to_string(),
+                })?;
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(AnswerError::HeaderLine {
                     status,
                     line: line.to_string(),
                 });
             }
-            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("connection") {
+            if name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("connection")
+            {
                 continue;
             }
             headers.push((name.to_string(), Text::parse(value.trim())));
@@ -357,7 +365,9 @@ fn is_token_byte(byte: u8) -> bool {
 }
 
 /// The statuses the proxy answers by itself, whose built-in pages are prepared up front.
-pub const PROXY_STATUSES: [u16; 13] = [301, 400, 401, 404, 408, 413, 414, 421, 429, 431, 502, 503, 504];
+pub const PROXY_STATUSES: [u16; 13] = [
+    301, 400, 401, 404, 408, 413, 414, 421, 429, 431, 502, 503, 504,
+];
 
 /// The answers of one listener, with each cluster's own overrides.
 #[derive(Debug, Default, Clone)]
@@ -380,7 +390,11 @@ impl Answers {
         })
     }
 
-    pub fn set_cluster(&mut self, cluster_id: &str, answers: &BTreeMap<u16, String>) -> Result<(), AnswerError> {
+    pub fn set_cluster(
+        &mut self,
+        cluster_id: &str,
+        answers: &BTreeMap<u16, String>,
+    ) -> Result<(), AnswerError> {
         let templates = parse_map(answers)?;
         if templates.is_empty() {
             self.clusters.remove(cluster_id);
@@ -395,7 +409,14 @@ impl Answers {
     }
 
     /// Writes the answer for `status`: the cluster's, else the listener's, else the built-in.
-    pub fn render(&self, status: u16, context: &AnswerContext<'_>, close: bool, extra: &str, out: &mut Vec<u8>) {
+    pub fn render(
+        &self,
+        status: u16,
+        context: &AnswerContext<'_>,
+        close: bool,
+        extra: &str,
+        out: &mut Vec<u8>,
+    ) {
         let custom = context
             .cluster_id
             .and_then(|cluster| self.clusters.get(cluster))
@@ -439,7 +460,9 @@ mod tests {
 
     #[test]
     fn every_builtin_answer_is_well_framed() {
-        for status in [301, 400, 401, 404, 408, 413, 414, 421, 429, 431, 502, 503, 504] {
+        for status in [
+            301, 400, 401, 404, 408, 413, 414, 421, 429, 431, 502, 503, 504,
+        ] {
             let context = AnswerContext {
                 request_id: "id-1",
                 location: Some("https://example.com/"),
@@ -448,7 +471,10 @@ mod tests {
                 ..AnswerContext::default()
             };
             let response = render(&Template::builtin(status), &context, true);
-            assert!(response.starts_with(&format!("HTTP/1.1 {status} ")), "{response}");
+            assert!(
+                response.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{response}"
+            );
             assert!(response.contains("Connection: close\r\n\r\n"));
             content_length_matches(&response);
         }
@@ -462,8 +488,14 @@ mod tests {
             retry_after: Some(30),
             ..AnswerContext::default()
         };
-        assert!(render(&Template::builtin(301), &context, false).contains("Location: https://example.com/a\r\n"));
-        assert!(render(&Template::builtin(401), &context, false).contains("WWW-Authenticate: Basic realm=\"admin\"\r\n"));
+        assert!(
+            render(&Template::builtin(301), &context, false)
+                .contains("Location: https://example.com/a\r\n")
+        );
+        assert!(
+            render(&Template::builtin(401), &context, false)
+                .contains("WWW-Authenticate: Basic realm=\"admin\"\r\n")
+        );
         assert!(render(&Template::builtin(429), &context, false).contains("Retry-After: 30\r\n"));
     }
 
@@ -481,7 +513,10 @@ mod tests {
         let response = render(&Template::builtin(301), &context, false);
         let (head, _) = response.split_once("\r\n\r\n").unwrap();
         assert!(!head.contains("\r\nSet-Cookie"), "{response}");
-        assert!(head.contains("Location: /aSet-Cookie: evil=1\r\n"), "{response}");
+        assert!(
+            head.contains("Location: /aSet-Cookie: evil=1\r\n"),
+            "{response}"
+        );
     }
 
     #[test]
@@ -506,7 +541,9 @@ mod tests {
             ..AnswerContext::default()
         };
         let response = render(&template, &context, false);
-        assert!(response.starts_with("HTTP/1.1 503 Maintenance\r\nContent-Type: text/plain\r\nX-Why: upgrade\r\n"));
+        assert!(response.starts_with(
+            "HTTP/1.1 503 Maintenance\r\nContent-Type: text/plain\r\nX-Why: upgrade\r\n"
+        ));
         assert!(!response.contains("999"));
         content_length_matches(&response);
     }

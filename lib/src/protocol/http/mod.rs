@@ -5,4 +5,5 @@
 //! (method, target, header fields, body framing), never copies.
 
 pub mod answers;
+pub mod editor;
 pub mod parser;

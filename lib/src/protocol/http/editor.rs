@@ -1,0 +1,557 @@
+//! Header edits: the head the proxy sends on, built from the parsed head in one pass.
+//!
+//! A request head loses its hop-by-hop fields (RFC 9110 §7.6.1: Connection and the fields it
+//! names, Keep-Alive, Proxy-Connection, TE, Upgrade unless the request upgrades), gets
+//! `X-Forwarded-For` appended, `X-Forwarded-Proto`, `X-Forwarded-Port`, `Forwarded`
+//! (RFC 7239) and the request id set, `X-Real-IP` set or removed as the listener says, the
+//! frontend's header rules and rewrites applied, and the sticky cookie removed. An
+//! absolute-form target is sent in origin form, with a Host that agrees with it. A response
+//! head loses its hop-by-hop fields and gets the frontend's rules, HSTS, the sticky cookie
+//! and the request id.
+//!
+//! The new head is written to a reusable buffer: the kept lines are copied as they are, so
+//! editing costs one copy of a few hundred bytes and no allocation once the buffer has grown.
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    net::{IpAddr, SocketAddr},
+};
+
+use sozu_command_lib::request::{HeaderEdit, HeaderPosition, Hsts};
+
+use super::parser::{Header, HeaderKind, RequestHead, ResponseHead, Span, TargetForm};
+
+/// What to change in a request head.
+pub struct RequestEdits<'a> {
+    pub client: SocketAddr,
+    /// The address the client connected to (public address when the listener has one).
+    pub listener: SocketAddr,
+    pub is_tls: bool,
+    pub request_id_header: &'a str,
+    pub request_id: &'a str,
+    pub send_x_real_ip: bool,
+    pub elide_x_real_ip: bool,
+    /// New Host, without port, and new port; `None` keeps them.
+    pub rewrite_host: Option<&'a [u8]>,
+    pub rewrite_port: Option<u16>,
+    /// New path and query.
+    pub rewrite_path: Option<&'a [u8]>,
+    pub rules: &'a [HeaderEdit],
+    /// The sticky cookie's name, removed from the Cookie field when the cluster is sticky.
+    pub sticky_cookie: Option<&'a str>,
+    /// Keep `Upgrade` and send `Connection: upgrade`.
+    pub upgrade: bool,
+}
+
+/// What to change in a response head.
+pub struct ResponseEdits<'a> {
+    pub request_id_header: &'a str,
+    pub request_id: &'a str,
+    pub rules: &'a [HeaderEdit],
+    pub hsts: Option<&'a Hsts>,
+    /// `(cookie name, sticky id)` to set.
+    pub set_sticky: Option<(&'a str, &'a str)>,
+    /// The connection to the client ends after this response.
+    pub close: bool,
+    /// A 101 answer: keep `Upgrade` and send `Connection: upgrade`.
+    pub upgrade: bool,
+}
+
+/// Whether a field is hop-by-hop for a message that does not upgrade.
+fn is_hop_by_hop(header: &Header) -> bool {
+    header.is_connection_option
+        || matches!(
+            header.kind,
+            HeaderKind::Connection
+                | HeaderKind::KeepAlive
+                | HeaderKind::ProxyConnection
+                | HeaderKind::Te
+        )
+}
+
+fn is_ruled(name: &[u8], rules: &[HeaderEdit], position: HeaderPosition) -> bool {
+    rules
+        .iter()
+        .any(|rule| applies(rule, position) && rule.key.as_bytes().eq_ignore_ascii_case(name))
+}
+
+fn applies(rule: &HeaderEdit, position: HeaderPosition) -> bool {
+    rule.position == position || rule.position == HeaderPosition::Both
+}
+
+fn write_rules(rules: &[HeaderEdit], position: HeaderPosition, out: &mut Vec<u8>) {
+    for rule in rules
+        .iter()
+        .filter(|rule| applies(rule, position) && !rule.value.is_empty())
+    {
+        write_field(out, rule.key.as_bytes(), rule.value.as_bytes());
+    }
+}
+
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request head to send to the backend.
+pub fn write_request_head(
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[Header],
+    edits: &RequestEdits<'_>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(head.method_span.slice(buf));
+    out.push(b' ');
+    match edits.rewrite_path {
+        Some(path) => out.extend_from_slice(path),
+        None => write_origin_target(buf, head, out),
+    }
+    out.push(b' ');
+    out.extend_from_slice(head.version.as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    let absolute = head.target_form == TargetForm::Absolute;
+    let rewrites_host = edits.rewrite_host.is_some() || edits.rewrite_port.is_some() || absolute;
+    let mut forwarded_for: Vec<Span> = Vec::new();
+    let mut forwarded: Vec<Span> = Vec::new();
+    for header in headers {
+        let name = header.name.slice(buf);
+        let keep = match header.kind {
+            HeaderKind::Host => !rewrites_host,
+            HeaderKind::Upgrade => edits.upgrade,
+            HeaderKind::XForwardedFor => {
+                forwarded_for.push(header.value);
+                false
+            }
+            HeaderKind::Forwarded => {
+                forwarded.push(header.value);
+                false
+            }
+            HeaderKind::XForwardedProto | HeaderKind::XForwardedPort | HeaderKind::RequestId => {
+                false
+            }
+            HeaderKind::XRealIp => !(edits.send_x_real_ip || edits.elide_x_real_ip),
+            HeaderKind::Cookie if edits.sticky_cookie.is_some() => {
+                write_cookie_without(buf, header, edits.sticky_cookie.unwrap_or_default(), out);
+                false
+            }
+            _ => !is_hop_by_hop(header),
+        };
+        if keep && !is_ruled(name, edits.rules, HeaderPosition::Request) {
+            out.extend_from_slice(header.line().slice(buf));
+        }
+    }
+    if rewrites_host {
+        write_host(buf, head, edits, out);
+    }
+    write_forwarded_for(buf, &forwarded_for, edits.client.ip(), out);
+    write_forwarded(buf, &forwarded, edits, out);
+    write_field(
+        out,
+        b"X-Forwarded-Proto",
+        if edits.is_tls { b"https" } else { b"http" },
+    );
+    let _ = write!(out, "X-Forwarded-Port: {}\r\n", edits.listener.port());
+    if edits.send_x_real_ip {
+        let _ = write!(out, "X-Real-IP: {}\r\n", edits.client.ip());
+    }
+    if !edits.request_id_header.is_empty() {
+        write_field(
+            out,
+            edits.request_id_header.as_bytes(),
+            edits.request_id.as_bytes(),
+        );
+    }
+    write_rules(edits.rules, HeaderPosition::Request, out);
+    if edits.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request target in origin form: an absolute-form target loses its scheme and authority.
+fn write_origin_target(buf: &[u8], head: &RequestHead, out: &mut Vec<u8>) {
+    if head.target_form != TargetForm::Absolute {
+        out.extend_from_slice(head.target.slice(buf));
+        return;
+    }
+    let path = head.path.slice(buf);
+    if !path.starts_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path);
+}
+
+fn write_host(buf: &[u8], head: &RequestHead, edits: &RequestEdits<'_>, out: &mut Vec<u8>) {
+    let (host, port) = match &head.authority {
+        Some(authority) => (authority.host.slice(buf), authority.port),
+        None => (&b""[..], None),
+    };
+    let host = edits.rewrite_host.unwrap_or(host);
+    out.extend_from_slice(b"Host: ");
+    out.extend_from_slice(host);
+    if let Some(port) = edits.rewrite_port.or(port) {
+        let _ = write!(out, ":{port}");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Removes the `name=value` pair of the sticky cookie from a Cookie field; drops the field if
+/// nothing remains.
+fn write_cookie_without(buf: &[u8], header: &Header, name: &str, out: &mut Vec<u8>) {
+    let value = header.value.slice(buf);
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for pair in value.split(|&b| b == b';') {
+        let pair = pair.trim_ascii();
+        let is_sticky = pair
+            .split(|&b| b == b'=')
+            .next()
+            .is_some_and(|key| key.trim_ascii() == name.as_bytes());
+        if !pair.is_empty() && !is_sticky {
+            kept.push(pair);
+        }
+    }
+    if kept.is_empty() {
+        return;
+    }
+    out.extend_from_slice(header.name.slice(buf));
+    out.extend_from_slice(b": ");
+    for (index, pair) in kept.iter().enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_forwarded_for(buf: &[u8], previous: &[Span], client: IpAddr, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for value in previous
+        .iter()
+        .map(|span| span.slice(buf))
+        .filter(|v| !v.is_empty())
+    {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{client}\r\n");
+}
+
+/// `Forwarded` with the earlier elements, then ours (RFC 7239 §4: IPv6 in brackets, quoted).
+fn write_forwarded(buf: &[u8], previous: &[Span], edits: &RequestEdits<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"Forwarded: ");
+    for value in previous
+        .iter()
+        .map(|span| span.slice(buf))
+        .filter(|v| !v.is_empty())
+    {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    let mut element = String::with_capacity(96);
+    element.push_str("for=");
+    write_node(&mut element, edits.client.ip());
+    element.push_str(";by=");
+    write_node(&mut element, edits.listener.ip());
+    element.push_str(if edits.is_tls {
+        ";proto=https"
+    } else {
+        ";proto=http"
+    });
+    out.extend_from_slice(element.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_node(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "\"[{ip}]\"");
+        }
+    }
+}
+
+/// Writes the response head to send to the client.
+pub fn write_response_head(
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[Header],
+    edits: &ResponseEdits<'_>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(head.reason.slice(buf));
+    out.extend_from_slice(b"\r\n");
+    let mut has_hsts = false;
+    for header in headers {
+        let name = header.name.slice(buf);
+        let keep = match header.kind {
+            HeaderKind::Upgrade => edits.upgrade,
+            _ => {
+                !is_hop_by_hop(header)
+                    && !name.eq_ignore_ascii_case(edits.request_id_header.as_bytes())
+            }
+        };
+        if !keep || is_ruled(name, edits.rules, HeaderPosition::Response) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"strict-transport-security") {
+            if edits.hsts.is_some_and(|hsts| hsts.force_replace_backend) {
+                continue;
+            }
+            has_hsts = true;
+        }
+        out.extend_from_slice(header.line().slice(buf));
+    }
+    if let Some(hsts) = edits.hsts.filter(|hsts| hsts.enabled && !has_hsts) {
+        let _ = write!(
+            out,
+            "Strict-Transport-Security: max-age={}",
+            hsts.max_age.as_secs()
+        );
+        if hsts.include_subdomains {
+            out.extend_from_slice(b"; includeSubDomains");
+        }
+        if hsts.preload {
+            out.extend_from_slice(b"; preload");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, value)) = edits.set_sticky {
+        let _ = write!(out, "Set-Cookie: {name}={value}; Path=/\r\n");
+    }
+    if !edits.request_id_header.is_empty() {
+        write_field(
+            out,
+            edits.request_id_header.as_bytes(),
+            edits.request_id.as_bytes(),
+        );
+    }
+    write_rules(edits.rules, HeaderPosition::Response, out);
+    if edits.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if edits.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Finds the value of cookie `name` in the Cookie fields of a request.
+pub fn find_cookie<'b>(buf: &'b [u8], headers: &[Header], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .filter(|header| header.kind == HeaderKind::Cookie)
+        .flat_map(|header| header.value.slice(buf).split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (key, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            (key.trim_ascii() == name.as_bytes())
+                .then(|| value.get(1..).unwrap_or_default().trim_ascii())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use sozu_command_lib::request::default_hsts_max_age;
+
+    use super::*;
+    use crate::protocol::http::parser::{
+        Limits, Method, Parsed, parse_request_head, parse_response_head,
+    };
+
+    fn request_edits<'a>(rules: &'a [HeaderEdit]) -> RequestEdits<'a> {
+        RequestEdits {
+            client: "203.0.113.5:4000".parse().unwrap(),
+            listener: "127.0.0.1:8080".parse().unwrap(),
+            is_tls: false,
+            request_id_header: "Sozu-Id",
+            request_id: "req-1",
+            send_x_real_ip: false,
+            elide_x_real_ip: false,
+            rewrite_host: None,
+            rewrite_port: None,
+            rewrite_path: None,
+            rules,
+            sticky_cookie: None,
+            upgrade: false,
+        }
+    }
+
+    fn edit_request(raw: &str, edits: &RequestEdits<'_>) -> String {
+        let mut headers = Vec::new();
+        let Ok(Parsed::Complete(head)) =
+            parse_request_head(raw.as_bytes(), &Limits::default(), b"sozu-id", &mut headers)
+        else {
+            panic!("not a request: {raw}");
+        };
+        let mut out = Vec::new();
+        write_request_head(raw.as_bytes(), &head, &headers, edits, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed_and_forwarding_fields_added() {
+        let edited = edit_request(
+            "GET /a HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\nSozu-Id: spoofed\r\n\r\n",
+            &request_edits(&[]),
+        );
+        assert_eq!(
+            edited,
+            "GET /a HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\
+             X-Forwarded-For: 10.0.0.1, 203.0.113.5\r\n\
+             Forwarded: for=203.0.113.5;by=127.0.0.1;proto=http\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\nSozu-Id: req-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarded_quotes_ipv6_and_keeps_earlier_elements() {
+        let mut edits = request_edits(&[]);
+        edits.client = "[2001:db8::1]:4000".parse().unwrap();
+        edits.is_tls = true;
+        let edited = edit_request(
+            "GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=192.0.2.60;proto=http\r\n\r\n",
+            &edits,
+        );
+        assert!(edited.contains(
+            "Forwarded: for=192.0.2.60;proto=http, for=\"[2001:db8::1]\";by=127.0.0.1;proto=https\r\n"
+        ), "{edited}");
+        assert!(edited.contains("X-Forwarded-Proto: https\r\n"));
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_matching_host() {
+        let edited = edit_request(
+            "GET http://Example.com:8080?q=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+            &request_edits(&[]),
+        );
+        assert!(edited.starts_with("GET /?q=1 HTTP/1.1\r\n"), "{edited}");
+        assert!(edited.contains("Host: Example.com:8080\r\n"));
+        assert!(!edited.contains("Host: other"));
+    }
+
+    #[test]
+    fn rules_replace_add_and_delete() {
+        let rules = [
+            HeaderEdit {
+                position: HeaderPosition::Request,
+                key: "X-Team".to_string(),
+                value: "blue".to_string(),
+            },
+            HeaderEdit {
+                position: HeaderPosition::Both,
+                key: "X-Debug".to_string(),
+                value: String::new(),
+            },
+        ];
+        let edited = edit_request(
+            "GET / HTTP/1.1\r\nHost: a\r\nx-team: red\r\nX-Debug: on\r\n\r\n",
+            &request_edits(&rules),
+        );
+        assert!(edited.contains("X-Team: blue\r\n"), "{edited}");
+        assert!(!edited.contains("red"));
+        assert!(!edited.to_lowercase().contains("x-debug"));
+    }
+
+    #[test]
+    fn rewrites_and_real_ip() {
+        let mut edits = request_edits(&[]);
+        edits.rewrite_host = Some(b"internal.svc");
+        edits.rewrite_port = Some(9000);
+        edits.rewrite_path = Some(b"/v2/a?x=1");
+        edits.send_x_real_ip = true;
+        let edited = edit_request(
+            "GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Real-IP: 1.1.1.1\r\n\r\n",
+            &edits,
+        );
+        assert!(edited.starts_with("GET /v2/a?x=1 HTTP/1.1\r\n"), "{edited}");
+        assert!(edited.contains("Host: internal.svc:9000\r\n"));
+        assert!(edited.contains("X-Real-IP: 203.0.113.5\r\n"));
+        assert!(!edited.contains("1.1.1.1"));
+    }
+
+    #[test]
+    fn sticky_cookie_is_removed_from_the_request() {
+        let mut edits = request_edits(&[]);
+        edits.sticky_cookie = Some("SOZUBALANCEID");
+        let edited = edit_request(
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1; SOZUBALANCEID=b2; c=3\r\n\r\n",
+            &edits,
+        );
+        assert!(edited.contains("Cookie: a=1; c=3\r\n"), "{edited}");
+        let edited = edit_request(
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: SOZUBALANCEID=b2\r\n\r\n",
+            &edits,
+        );
+        assert!(!edited.contains("Cookie"), "{edited}");
+    }
+
+    #[test]
+    fn upgrade_is_kept_only_when_asked() {
+        let raw =
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let edited = edit_request(raw, &request_edits(&[]));
+        assert!(!edited.contains("Upgrade"), "{edited}");
+        let mut edits = request_edits(&[]);
+        edits.upgrade = true;
+        let edited = edit_request(raw, &edits);
+        assert!(edited.contains("Upgrade: websocket\r\n"), "{edited}");
+        assert!(edited.contains("Connection: upgrade\r\n"));
+    }
+
+    #[test]
+    fn finds_cookie_values() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1; SOZUBALANCEID=api-2\r\n\r\n";
+        let mut headers = Vec::new();
+        parse_request_head(raw, &Limits::default(), b"", &mut headers).unwrap();
+        assert_eq!(
+            find_cookie(raw, &headers, "SOZUBALANCEID"),
+            Some(&b"api-2"[..])
+        );
+        assert_eq!(find_cookie(raw, &headers, "missing"), None);
+    }
+
+    #[test]
+    fn response_gets_hsts_sticky_cookie_and_close() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nok";
+        let mut headers = Vec::new();
+        let Ok(Parsed::Complete(head)) =
+            parse_response_head(raw, &Limits::default(), Method::Get, &mut headers)
+        else {
+            panic!("not a response");
+        };
+        let hsts = Hsts {
+            enabled: true,
+            max_age: default_hsts_max_age(),
+            include_subdomains: true,
+            preload: false,
+            force_replace_backend: false,
+        };
+        let edits = ResponseEdits {
+            request_id_header: "Sozu-Id",
+            request_id: "req-1",
+            rules: &[],
+            hsts: Some(&hsts),
+            set_sticky: Some(("SOZUBALANCEID", "api-2")),
+            close: true,
+            upgrade: false,
+        };
+        let mut out = Vec::new();
+        write_response_head(raw, &head, &headers, &edits, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\
+             Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n\
+             Set-Cookie: SOZUBALANCEID=api-2; Path=/\r\nSozu-Id: req-1\r\nConnection: close\r\n\r\n"
+        );
+    }
+}
