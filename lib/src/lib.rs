@@ -75,9 +75,11 @@
 #![deny(unsafe_code)]
 
 pub mod backends;
+pub mod http;
 pub mod load_balancing;
 pub mod pool;
 pub mod protocol;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod socket;

@@ -7,14 +7,17 @@
 //! connection, or close. Stages never reach into the loop.
 
 use std::{
+    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use mio::Token;
+use sozu_command_lib::request::Cluster;
 
 use crate::{
     backends::BackendKey,
+    http::{self, Failure, Http, HttpListener},
     pool::Pool,
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses},
     socket::{Endpoint, Ready},
@@ -27,12 +30,27 @@ use crate::{
 pub enum Action {
     /// Nothing more until the next event.
     Wait,
-    /// Open a connection to a backend of `cluster_id`.
-    Connect { cluster_id: String },
+    /// The session could go on but yields to the others: drive it again on the next turn.
+    Yield,
+    /// Open a connection to a backend of `cluster_id` (the one named by `sticky_id` when it
+    /// is available), replacing any backend connection the session has.
+    Connect {
+        cluster_id: String,
+        sticky_id: Option<String>,
+    },
     /// The backend connection just got established.
     Connected,
     /// The backend connection failed before any byte was sent: try another backend.
     ConnectFailed,
+    /// A kept backend connection turned out closed: open another one, without counting a
+    /// failure against the backend.
+    Reconnect { cluster_id: String },
+    /// An exchange ended and the backend connection stays for the next request.
+    ExchangeDone,
+    /// An exchange ended and the backend connection must be closed.
+    DropBack,
+    /// The session switched to a byte pipe (after a protocol upgrade); drive it again.
+    Upgraded,
     /// Close the session.
     Close,
 }
@@ -61,14 +79,19 @@ pub struct Context<'a> {
     pub now: Instant,
     pub timers: &'a mut Timers,
     pub pool: &'a Pool,
+    /// HTTP and HTTPS listeners, by address.
+    pub listeners: &'a HashMap<SocketAddr, HttpListener>,
+    pub clusters: &'a BTreeMap<String, Cluster>,
 }
 
 /// Where a session is in its protocol. Stages only move forward.
 pub enum Stage {
     /// Reading the PROXY protocol header the listener expects.
     ExpectProxy(tcp::ExpectProxy),
-    /// Copying bytes both ways (TCP mode).
+    /// Copying bytes both ways (TCP mode, or after an HTTP upgrade).
     Pipe(Pipe),
+    /// HTTP/1.1 requests and responses.
+    Http(Box<Http>),
     /// Terminal.
     Closed,
 }
@@ -141,9 +164,17 @@ impl Session {
         if let Some(action) = self.check_connection() {
             return action;
         }
-        match self.stage {
-            Stage::ExpectProxy(_) | Stage::Pipe(_) => tcp::ready(self, context),
-            Stage::Closed => Action::Close,
+        loop {
+            return match self.stage {
+                Stage::ExpectProxy(_) => match tcp::read_proxy_header(self, context) {
+                    Some(action) => action,
+                    // The header is read and the next stage is in place.
+                    None => continue,
+                },
+                Stage::Pipe(_) => tcp::ready(self, context),
+                Stage::Http(_) => http::ready(self, context),
+                Stage::Closed => Action::Close,
+            };
         }
     }
 
@@ -185,9 +216,15 @@ impl Session {
     }
 
     /// A timeout of the session fired. Returns what the loop must do.
-    pub fn timed_out(&mut self, kind: TimeoutKind) -> Action {
+    pub fn timed_out(&mut self, kind: TimeoutKind, context: &mut Context<'_>) -> Action {
         match (kind, &self.back) {
             (TimeoutKind::Back, Some(back)) if !back.connected => Action::ConnectFailed,
+            (TimeoutKind::Back, _) if http::awaits_response(self) => {
+                http::answer_for(self, context, Failure::BackTimeout)
+            }
+            (TimeoutKind::Front, _) if matches!(self.stage, Stage::Http(_)) => {
+                http::answer_for(self, context, Failure::FrontTimeout)
+            }
             _ => Action::Close,
         }
     }

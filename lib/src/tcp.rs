@@ -8,6 +8,7 @@
 use sozu_command_lib::request::ProxyProtocolConfig;
 
 use crate::{
+    http::Http,
     pool::{Buffer, Pool},
     protocol::{
         pipe::{Pipe, PipeStatus},
@@ -21,26 +22,34 @@ use crate::{
 /// Waiting for the PROXY protocol header a listener with `expect_proxy` requires.
 pub struct ExpectProxy {
     buffer: Buffer,
-    /// What to send the backend once the header is read.
-    to_backend: Option<ProxyProtocolConfig>,
+    then: AfterProxy,
 }
 
-/// The first stage of a TCP session accepted on a listener.
-pub fn first_stage(
-    session: &Session,
-    pool: &Pool,
-    expect_proxy: bool,
-    to_backend: Option<ProxyProtocolConfig>,
-) -> Stage {
+/// The stage that follows the PROXY header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterProxy {
+    /// TCP mode, sending the backend what the cluster's PROXY setting says.
+    Pipe(Option<ProxyProtocolConfig>),
+    /// HTTP.
+    Http,
+}
+
+/// The first stage of a session accepted on a listener: the PROXY header when the listener
+/// expects one, else what follows it.
+pub fn first_stage(session: &Session, pool: &Pool, expect_proxy: bool, then: AfterProxy) -> Stage {
     if expect_proxy {
-        Stage::ExpectProxy(ExpectProxy {
+        return Stage::ExpectProxy(ExpectProxy {
             buffer: pool.checkout(),
-            to_backend,
-        })
-    } else {
-        let mut front_to_back = pool.checkout();
-        write_backend_header(session, to_backend, &mut front_to_back);
-        Stage::Pipe(Pipe::new(front_to_back, pool.checkout()))
+            then,
+        });
+    }
+    match then {
+        AfterProxy::Pipe(to_backend) => {
+            let mut front_to_back = pool.checkout();
+            write_backend_header(session, to_backend, &mut front_to_back);
+            Stage::Pipe(Pipe::new(front_to_back, pool.checkout()))
+        }
+        AfterProxy::Http => Stage::Http(Box::new(Http::new(pool))),
     }
 }
 
@@ -63,25 +72,23 @@ fn write_backend_header(
     }
 }
 
-/// Drives a TCP session until it would block.
+/// Drives a piped session until it would block: connect first, then copy.
 pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
-    if let Stage::ExpectProxy(_) = session.stage {
-        match read_proxy_header(session, context) {
-            Some(action) => return action,
-            None => {
-                if let Some(cluster_id) = session.cluster_id.clone() {
-                    return Action::Connect { cluster_id };
-                }
-                return Action::Close;
-            }
-        }
-    }
     let Stage::Pipe(pipe) = &mut session.stage else {
         return Action::Close;
     };
-    let Some(back) = session.back.as_mut().filter(|back| back.connected) else {
-        return Action::Wait;
+    let Some(back) = session.back.as_mut() else {
+        return match &session.cluster_id {
+            Some(cluster_id) => Action::Connect {
+                cluster_id: cluster_id.clone(),
+                sticky_id: None,
+            },
+            None => Action::Close,
+        };
     };
+    if !back.connected {
+        return Action::Wait;
+    }
     match pipe.run(&mut session.front, &mut back.endpoint) {
         PipeStatus::Wait {
             front_active,
@@ -100,9 +107,9 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
     }
 }
 
-/// Reads the PROXY header. Returns `None` once the header is read and the pipe is set up,
-/// or the action to take while it is not.
-fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Option<Action> {
+/// Reads the PROXY header. Returns `None` once the header is read and the next stage is set
+/// up, or the action to take while it is not.
+pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Option<Action> {
     let timer_key = session.timer_key(TimeoutKind::Front);
     let Stage::ExpectProxy(expect) = &mut session.stage else {
         return Some(Action::Close);
@@ -116,7 +123,6 @@ fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Option
                     .get(..header.length)
                     .map(<[u8]>::to_vec);
                 expect.buffer.consume(header.length);
-                let to_backend = expect.to_backend;
                 let Stage::ExpectProxy(expect) =
                     std::mem::replace(&mut session.stage, Stage::Closed)
                 else {
@@ -124,10 +130,17 @@ fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Option
                 };
                 session.received_proxy_header = raw;
                 session.set_proxy_addresses(header.addresses);
-                let mut front_to_back = context.pool.checkout();
-                write_backend_header(session, to_backend, &mut front_to_back);
-                front_to_back.extend_from_slice(expect.buffer.data());
-                session.stage = Stage::Pipe(Pipe::new(front_to_back, context.pool.checkout()));
+                session.stage = match expect.then {
+                    AfterProxy::Pipe(to_backend) => {
+                        let mut front_to_back = context.pool.checkout();
+                        write_backend_header(session, to_backend, &mut front_to_back);
+                        front_to_back.extend_from_slice(expect.buffer.data());
+                        Stage::Pipe(Pipe::new(front_to_back, context.pool.checkout()))
+                    }
+                    AfterProxy::Http => {
+                        Stage::Http(Box::new(Http::with_input(context.pool, expect.buffer)))
+                    }
+                };
                 return None;
             }
             Ok(None) if expect.buffer.is_full() => return Some(Action::Close),

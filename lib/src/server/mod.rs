@@ -7,7 +7,7 @@
 //! never panics the loop: a session in trouble is closed and the loop goes on.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     io::{self, ErrorKind},
     net::{IpAddr, SocketAddr},
     os::fd::OwnedFd,
@@ -22,23 +22,23 @@ use mio::{
 use slab::Slab;
 use sozu_command_lib::{
     channel::{Channel, ChannelError},
-    request::{ListenerAddress, ListenerType, Order, Request},
-    response::{
-        BackendInformation, ClusterInformation, Event, Response, ResponseContent, RunState,
-        WorkerStatus,
-    },
+    request::{ListenerType, Request},
+    response::{Event, Response, ResponseContent},
     scm::Listeners,
     state::ConfigState,
 };
 
 use crate::{
     backends::{BackendMap, PickError},
+    http::{self, Failure, Http, HttpListener},
     pool::Pool,
     session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
     socket::{Endpoint, Ready},
     tcp,
     timer::{TimeoutKind, Timers},
 };
+
+mod orders;
 
 /// Settings of a worker that orders do not change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub connect_attempts: u32,
     /// Connections accepted from one listener before serving other events.
     pub accept_batch: usize,
+    /// The `Retry-After` of 429 answers, unless the cluster sets its own.
+    pub retry_after: Duration,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             max_command_buffer_size: 2_000_000,
             connect_attempts: 3,
             accept_batch: 64,
+            retry_after: Duration::from_secs(60),
         }
     }
 }
@@ -126,6 +129,10 @@ pub struct Server {
     sockets: Slab<Owner>,
     sessions: Slab<Session>,
     listeners: HashMap<SocketAddr, ListenerSocket>,
+    /// Routes, answers and settings of HTTP and HTTPS listeners.
+    http_listeners: HashMap<SocketAddr, HttpListener>,
+    /// Sessions that yielded with work left, to drive again on the next turn.
+    yielded: Vec<usize>,
     /// Listener sockets received from another process, used when their listener is activated.
     inherited: HashMap<SocketAddr, std::net::TcpListener>,
     channel: Channel<Response, Request>,
@@ -172,6 +179,8 @@ impl Server {
             sockets,
             sessions: Slab::with_capacity(config.max_connections.min(65_536)),
             listeners: HashMap::new(),
+            http_listeners: HashMap::new(),
+            yielded: Vec::new(),
             inherited,
             channel,
             state: ConfigState::new(),
@@ -208,6 +217,7 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(event.token(), Ready::from_event(event));
             }
+            self.drive_yielded();
             self.accept_pending();
             self.fire_timers();
             self.send_events();
@@ -222,7 +232,8 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.can_accept() && self.listeners.values().any(|l| l.pending) {
+        let accepts_waiting = self.can_accept() && self.listeners.values().any(|l| l.pending);
+        if accepts_waiting || !self.yielded.is_empty() {
             return Some(Duration::ZERO);
         }
         self.timers.poll_timeout(Instant::now())
@@ -297,18 +308,14 @@ impl Server {
     ) {
         match kind {
             ListenerType::Tcp => self.create_tcp_session(listener, stream, peer),
-            ListenerType::Http | ListenerType::Https => {
-                debug!("{kind} listener {listener}: protocol not served by this worker yet");
+            ListenerType::Http => self.create_http_session(listener, stream, peer),
+            ListenerType::Https => {
+                debug!("HTTPS listener {listener}: TLS is not served by this worker yet");
             }
         }
     }
 
-    fn create_tcp_session(
-        &mut self,
-        listener: SocketAddr,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-    ) {
+    fn create_tcp_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
         let Some(config) = self
             .state
             .tcp_listeners
@@ -331,6 +338,60 @@ impl Server {
             .clusters
             .get(&cluster_id)
             .and_then(|c| c.proxy_protocol);
+        let timeouts = SessionTimeouts {
+            front: config.front_timeout,
+            back: config.back_timeout,
+            connect: config.connect_timeout,
+            request: config.front_timeout,
+        };
+        let then = tcp::AfterProxy::Pipe(to_backend);
+        let Some(key) = self.new_session(
+            listener,
+            stream,
+            peer,
+            timeouts,
+            Some(cluster_id),
+            |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
+        ) else {
+            return;
+        };
+        self.drive(key);
+    }
+
+    fn create_http_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
+        let Some(config) = self.http_listeners.get(&listener).map(|l| l.config.clone()) else {
+            return;
+        };
+        let timeouts = SessionTimeouts {
+            front: config.front_timeout,
+            back: config.back_timeout,
+            connect: config.connect_timeout,
+            request: config.request_timeout,
+        };
+        let Some(key) =
+            self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
+                if config.expect_proxy {
+                    tcp::first_stage(session, pool, true, tcp::AfterProxy::Http)
+                } else {
+                    Stage::Http(Box::new(Http::new(pool)))
+                }
+            })
+        else {
+            return;
+        };
+        self.drive(key);
+    }
+
+    /// Registers an accepted connection and stores its session; returns the session's key.
+    fn new_session(
+        &mut self,
+        listener: SocketAddr,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        timeouts: SessionTimeouts,
+        cluster_id: Option<String>,
+        first_stage: impl FnOnce(&Session, &Pool) -> Stage,
+    ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(listener);
         let entry = self.sessions.vacant_entry();
@@ -343,17 +404,11 @@ impl Server {
         ) {
             error!("cannot register a connection from {peer}: {error}");
             self.sockets.remove(token.0);
-            return;
+            return None;
         }
         let uid = self.next_uid;
         self.next_uid += 1;
         let now = Instant::now();
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.front_timeout,
-        };
         let mut session = Session {
             uid,
             key,
@@ -364,7 +419,7 @@ impl Server {
             local_address: local,
             received_proxy_header: None,
             stage: Stage::Closed,
-            cluster_id: Some(cluster_id.clone()),
+            cluster_id,
             timeouts,
             front_timeout: Default::default(),
             back_timeout: Default::default(),
@@ -372,16 +427,11 @@ impl Server {
             started: now,
             counted_for_ip: None,
         };
-        session.stage = tcp::first_stage(&session, &self.pool, config.expect_proxy, to_backend);
+        session.stage = first_stage(&session, &self.pool);
         session.touch_front(timeouts.front, now, &mut self.timers);
-        let expect_proxy = config.expect_proxy;
         entry.insert(session);
         debug!("session {uid}: accepted {peer} on {listener}");
-        if expect_proxy {
-            self.drive(key);
-        } else {
-            self.handle_action(key, Action::Connect { cluster_id });
-        }
+        Some(key)
     }
 
     /// Runs a session until it waits, acting on what it asks.
@@ -399,24 +449,70 @@ impl Server {
             now: Instant::now(),
             timers: &mut self.timers,
             pool: &self.pool,
+            listeners: &self.http_listeners,
+            clusters: &self.state.clusters,
         };
         session.ready(&mut context)
     }
 
+    /// Drives again the sessions that yielded on the last turn.
+    fn drive_yielded(&mut self) {
+        for key in std::mem::take(&mut self.yielded) {
+            self.drive(key);
+        }
+    }
+
+    /// Lets an HTTP session answer by itself for something the loop found.
+    fn answer_failure(&mut self, key: usize, failure: Failure) -> Action {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        if !matches!(session.stage, Stage::Http(_)) {
+            return Action::Close;
+        }
+        let mut context = Context {
+            now: Instant::now(),
+            timers: &mut self.timers,
+            pool: &self.pool,
+            listeners: &self.http_listeners,
+            clusters: &self.state.clusters,
+        };
+        http::answer_for(session, &mut context, failure)
+    }
+
     fn handle_action(&mut self, key: usize, mut action: Action) {
-        // Each round makes progress: connect attempts are bounded, and a connected session
-        // runs until it waits. The bound only guards against a bug looping forever.
+        // Each round makes progress: connect attempts are bounded, and a session runs until it
+        // waits or yields. The bound only guards against a bug looping forever.
         for _ in 0..64 {
             action = match action {
                 Action::Wait => return,
+                Action::Yield => {
+                    self.yielded.push(key);
+                    return;
+                }
                 Action::Close => {
                     self.close_session(key);
                     return;
                 }
-                Action::Connect { cluster_id } => self.connect(key, &cluster_id),
+                Action::Connect {
+                    cluster_id,
+                    sticky_id,
+                } => {
+                    self.release_back(key);
+                    self.connect(key, &cluster_id, sticky_id.as_deref())
+                }
+                Action::Reconnect { cluster_id } => {
+                    self.release_back(key);
+                    self.connect(key, &cluster_id, None)
+                }
                 Action::ConnectFailed => self.connect_failed(key),
                 Action::Connected => {
                     self.connected(key);
+                    self.run_session(key)
+                }
+                Action::ExchangeDone | Action::Upgraded => self.run_session(key),
+                Action::DropBack => {
+                    self.release_back(key);
                     self.run_session(key)
                 }
             };
@@ -425,18 +521,18 @@ impl Server {
         self.close_session(key);
     }
 
-    /// Opens a connection to a backend of the cluster for the session.
-    fn connect(&mut self, key: usize, cluster_id: &str) -> Action {
+    /// Opens a connection to a backend of the cluster for the session: the one `sticky_id`
+    /// names if it is available, else one the cluster's balancer picks.
+    fn connect(&mut self, key: usize, cluster_id: &str, sticky_id: Option<&str>) -> Action {
         let now = Instant::now();
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
+        session.cluster_id = Some(cluster_id.to_string());
         let client_ip = session.client_address.ip();
         if session.counted_for_ip.is_none() {
-            let limit = self
-                .state
-                .clusters
-                .get(cluster_id)
+            let cluster = self.state.clusters.get(cluster_id);
+            let limit = cluster
                 .and_then(|c| c.max_connections_per_ip)
                 .unwrap_or(self.state.max_connections_per_ip);
             let count = self
@@ -448,23 +544,29 @@ impl Server {
                     "session {}: {client_ip} is over its {limit} connections to `{cluster_id}`",
                     session.uid
                 );
-                return Action::Close;
+                let retry_after = cluster
+                    .and_then(|c| c.retry_after)
+                    .unwrap_or(self.config.retry_after)
+                    .as_secs();
+                return self.answer_failure(key, Failure::TooManyConnections { retry_after });
             }
             *count += 1;
             session.counted_for_ip = Some(cluster_id.to_string());
         }
-        let backend = match self.backends.pick(cluster_id, Some(client_ip), now) {
-            Ok(backend) => backend,
-            Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
-                debug!(
-                    "session {}: no backend available in `{cluster_id}`",
-                    session.uid
-                );
-                return Action::Close;
-            }
-        };
+        let sticky = sticky_id.and_then(|id| self.backends.pick_sticky(cluster_id, id, now));
+        let backend =
+            match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
+                Ok(backend) => backend,
+                Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
+                    debug!(
+                        "session {}: no backend available in `{cluster_id}`",
+                        session.uid
+                    );
+                    return self.answer_failure(key, Failure::NoBackend);
+                }
+            };
         let Some(address) = self.backends.get(backend).map(|b| b.address) else {
-            return Action::Close;
+            return self.answer_failure(key, Failure::NoBackend);
         };
         session.connect_attempts += 1;
         let mut stream = match TcpStream::connect(address) {
@@ -502,6 +604,19 @@ impl Server {
         Action::Wait
     }
 
+    /// Closes the session's backend connection, if it has one.
+    fn release_back(&mut self, key: usize) {
+        let Some(back) = self
+            .sessions
+            .get_mut(key)
+            .and_then(|session| session.back.take())
+        else {
+            return;
+        };
+        self.backends.connection_closed(back.backend);
+        self.drop_back(back);
+    }
+
     /// The backend connection is up: account for it and start the back idle timeout.
     fn connected(&mut self, key: usize) {
         let now = Instant::now();
@@ -512,7 +627,11 @@ impl Server {
             self.backends
                 .connect_succeeded(back.backend, now.duration_since(back.connect_started));
             debug!("session {}: connected to {}", session.uid, back.address);
+            if let Some(backend) = self.backends.get(back.backend) {
+                http::connected(session, backend.sticky_id.as_deref().unwrap_or(&backend.id));
+            }
         }
+        session.connect_attempts = 0;
         let after = session.timeouts.back;
         session.touch_back(after, now, &mut self.timers);
     }
@@ -545,9 +664,10 @@ impl Server {
             Some(cluster_id) if session.connect_attempts < self.config.connect_attempts => {
                 Action::Connect {
                     cluster_id: cluster_id.clone(),
+                    sticky_id: None,
                 }
             }
-            _ => Action::Close,
+            _ => self.answer_failure(key, Failure::NoBackend),
         }
     }
 
@@ -600,14 +720,33 @@ impl Server {
             };
             if timeout.on_due(at, now, key, &mut self.timers) {
                 debug!("session {}: {:?} timeout", session.uid, key.kind);
-                let action = session.timed_out(key.kind);
+                let mut context = Context {
+                    now,
+                    timers: &mut self.timers,
+                    pool: &self.pool,
+                    listeners: &self.http_listeners,
+                    clusters: &self.state.clusters,
+                };
+                let action = session.timed_out(key.kind, &mut context);
                 self.handle_action(key.session, action);
             }
         }
     }
 
-    /// Ends a soft stop once the last session is gone.
+    /// Ends a soft stop once the last session is gone. Keep-alive sessions waiting between
+    /// requests are closed: their next request could not be served anyway.
     fn check_drained(&mut self) {
+        if let Run::Draining { .. } = &self.run {
+            let idle: Vec<usize> = self
+                .sessions
+                .iter()
+                .filter(|(_, session)| http::is_idle(session))
+                .map(|(key, _)| key)
+                .collect();
+            for key in idle {
+                self.close_session(key);
+            }
+        }
         if let Run::Draining { request_id } = &self.run {
             if self.sessions.is_empty() {
                 let response = Response::ok(request_id.clone(), None);
@@ -666,250 +805,6 @@ impl Server {
         let _ = self.channel.blocking();
         let _ = self.channel.writable();
     }
-
-    fn handle_request(&mut self, request: Request) {
-        let Request { id, order } = request;
-        debug!("order {id}: {order}");
-        let response = match order {
-            Order::Status => Response::ok(id, Some(ResponseContent::WorkerStatus(self.status()))),
-            Order::SoftStop => {
-                info!(
-                    "soft stop: no more accepts, waiting for {} sessions",
-                    self.sessions.len()
-                );
-                self.deactivate_all();
-                self.respond(Response::processing(id.clone(), "draining sessions"));
-                self.run = Run::Draining { request_id: id };
-                return;
-            }
-            Order::HardStop => {
-                info!("hard stop: closing {} sessions", self.sessions.len());
-                let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
-                for key in keys {
-                    self.close_session(key);
-                }
-                self.respond(Response::ok(id, None));
-                self.flush_channel();
-                self.run = Run::Stopped;
-                return;
-            }
-            Order::QueryClusterById(query) => {
-                let clusters = self.cluster_information(Some(&query.cluster_id));
-                Response::ok(id, Some(ResponseContent::Clusters(clusters)))
-            }
-            Order::QueryClustersHashes => Response::ok(
-                id,
-                Some(ResponseContent::ClusterHashes(self.state.cluster_hashes())),
-            ),
-            Order::ListListeners | Order::ListFrontends(_) | Order::QueryClustersByDomain(_) => {
-                Response::failure(id, format!("{order} is answered by the main process"))
-            }
-            order if order.is_state_change() => match self.apply_order(&order) {
-                Ok(()) => Response::ok(id, None),
-                Err(message) => Response::failure(id, message),
-            },
-            order => Response::failure(id, format!("{order} is not handled by a worker")),
-        };
-        self.respond(response);
-    }
-
-    fn status(&self) -> WorkerStatus {
-        let listeners: BTreeMap<SocketAddr, bool> = self
-            .state
-            .http_listeners
-            .iter()
-            .map(|(address, l)| (*address, l.active))
-            .chain(
-                self.state
-                    .https_listeners
-                    .iter()
-                    .map(|(a, l)| (*a, l.active)),
-            )
-            .chain(self.state.tcp_listeners.iter().map(|(a, l)| (*a, l.active)))
-            .collect();
-        WorkerStatus {
-            run_state: match self.run {
-                Run::Running => RunState::Running,
-                Run::Draining { .. } => RunState::Stopping,
-                Run::Stopped => RunState::Stopped,
-            },
-            sessions: self.sessions.len() as u64,
-            max_connections: self.config.max_connections as u64,
-            listeners,
-        }
-    }
-
-    /// Clusters with their backends as this worker sees them.
-    fn cluster_information(&self, only: Option<&str>) -> Vec<ClusterInformation> {
-        self.state
-            .clusters
-            .values()
-            .filter(|cluster| only.is_none_or(|id| cluster.cluster_id == id))
-            .map(|cluster| {
-                let cluster_id = &cluster.cluster_id;
-                let belongs = |f: &&sozu_command_lib::request::HttpFrontend| {
-                    f.cluster_id.as_ref() == Some(cluster_id)
-                };
-                let configured = self.state.backends.get(cluster_id);
-                let mut backends: Vec<BackendInformation> = self
-                    .backends
-                    .cluster_backends(cluster_id)
-                    .map(|runtime| BackendInformation {
-                        backend: configured
-                            .and_then(|c| c.get(&runtime.id))
-                            .filter(|b| b.address == runtime.address)
-                            .cloned()
-                            .unwrap_or_else(|| sozu_command_lib::request::AddBackend {
-                                cluster_id: cluster_id.clone(),
-                                backend_id: runtime.id.clone(),
-                                address: runtime.address,
-                                sticky_id: runtime.sticky_id.clone(),
-                                weight: runtime.weight,
-                                backup: runtime.backup,
-                            }),
-                        runtime: Some(runtime.runtime()),
-                    })
-                    .collect();
-                backends.sort_by(|a, b| a.backend.backend_id.cmp(&b.backend.backend_id));
-                ClusterInformation {
-                    cluster: cluster.clone(),
-                    http_frontends: self
-                        .state
-                        .http_frontends
-                        .values()
-                        .filter(belongs)
-                        .cloned()
-                        .collect(),
-                    https_frontends: self
-                        .state
-                        .https_frontends
-                        .values()
-                        .filter(belongs)
-                        .cloned()
-                        .collect(),
-                    tcp_frontends: self
-                        .state
-                        .tcp_frontends
-                        .values()
-                        .filter(|f| &f.cluster_id == cluster_id)
-                        .cloned()
-                        .collect(),
-                    backends,
-                }
-            })
-            .collect()
-    }
-
-    /// Validates an order against the state, then applies it to the running worker. On error
-    /// nothing changed.
-    fn apply_order(&mut self, order: &Order) -> Result<(), String> {
-        // Binding can fail after validation; do it first so a failed bind changes nothing.
-        if let Order::ActivateListener(listener) = order {
-            if self.state.listener_kind(listener.address) != Some(listener.proxy) {
-                return Err(format!(
-                    "no {} listener on {}",
-                    listener.proxy, listener.address
-                ));
-            }
-            self.activate(listener)?;
-        }
-        if let Err(error) = self.state.apply(order) {
-            if let Order::ActivateListener(listener) = order {
-                self.deactivate(listener.address);
-            }
-            return Err(error_chain(&error));
-        }
-        match order {
-            Order::AddCluster(cluster) => self.backends.set_cluster(cluster),
-            Order::RemoveCluster(id) => self.backends.remove_cluster(&id.cluster_id),
-            Order::AddBackend(backend) => self.backends.add(backend),
-            Order::RemoveBackend(backend) => self
-                .backends
-                .remove(&backend.cluster_id, &backend.backend_id),
-            Order::DeactivateListener(listener) => self.deactivate(listener.address),
-            Order::RemoveListener(listener) => self.deactivate(listener.address),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Starts accepting on a listener: an inherited socket for its address, or a new one.
-    fn activate(&mut self, listener: &ListenerAddress) -> Result<(), String> {
-        let address = listener.address;
-        if self.listeners.contains_key(&address) {
-            return Ok(());
-        }
-        let std_listener = match self.inherited.remove(&address) {
-            Some(socket) => socket,
-            None => {
-                bind(address).map_err(|error| format!("cannot listen on {address}: {error}"))?
-            }
-        };
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|error| format!("cannot set {address} non-blocking: {error}"))?;
-        let mut socket = TcpListener::from_std(std_listener);
-        let token = Token(self.sockets.insert(Owner::Listener(address)));
-        if let Err(error) = self
-            .poll
-            .registry()
-            .register(&mut socket, token, Interest::READABLE)
-        {
-            self.sockets.remove(token.0);
-            return Err(format!("cannot register listener {address}: {error}"));
-        }
-        info!("listening on {address} ({})", listener.proxy);
-        self.listeners.insert(
-            address,
-            ListenerSocket {
-                kind: listener.proxy,
-                socket,
-                token,
-                pending: true,
-            },
-        );
-        Ok(())
-    }
-
-    fn deactivate(&mut self, address: SocketAddr) {
-        if let Some(mut listener) = self.listeners.remove(&address) {
-            let _ = self.poll.registry().deregister(&mut listener.socket);
-            self.sockets.try_remove(listener.token.0);
-            info!("stopped listening on {address}");
-        }
-    }
-
-    fn deactivate_all(&mut self) {
-        let addresses: Vec<SocketAddr> = self.listeners.keys().copied().collect();
-        for address in addresses {
-            self.deactivate(address);
-        }
-    }
-}
-
-/// Binds a listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so several workers (and a
-/// new worker during an upgrade) can listen on the same address.
-fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let domain = socket2::Domain::for_address(address);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-/// An error and its causes, in one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 fn event_response(event: Event) -> Response {

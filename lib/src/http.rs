@@ -1,0 +1,1449 @@
+//! HTTP/1.1 listeners and their sessions.
+//!
+//! A session reads a request head, routes it ([`crate::router`]), and then either answers by
+//! itself (redirections, authentication, answer frontends, errors) or forwards the request to
+//! a backend of the frontend's cluster and relays the response. Requests on a keep-alive
+//! connection are handled one after the other, each routed on its own, so pipelined requests
+//! are answered in order; the backend connection is kept for the next request to the same
+//! cluster. An `Upgrade` accepted with 101 turns the session into a byte pipe (WebSocket).
+//!
+//! Bodies are forwarded as they come, never buffered whole: the framing trackers of the
+//! parser find where a message ends, so bytes after it (a pipelined request, say) are never
+//! sent with it.
+
+use std::{fmt::Write as _, io::IoSlice, net::SocketAddr, time::Instant};
+
+use sozu_command_lib::request::{
+    FixedAnswer, HeaderEdit, HeaderPosition, Hsts, HttpListenerConfig, RedirectPolicy,
+    RedirectScheme,
+};
+
+use crate::{
+    pool::{Buffer, Pool},
+    protocol::{
+        http::{
+            answers::{AnswerContext, Answers, reason},
+            editor::{self, RequestEdits, ResponseEdits},
+            parser::{
+                BodyFraming, BodyProgress, ChunkedBody, ContentLengthBody, Header, HeaderKind,
+                Limits, Method, ParseError, Parsed, Persistence, RequestHead, parse_request_head,
+                parse_response_head,
+            },
+        },
+        pipe::Pipe,
+    },
+    router::Router,
+    session::{Action, Context, Session, Stage},
+    socket::{Ready, Transfer},
+    timer::TimeoutKind,
+};
+
+/// An HTTP or HTTPS listener as sessions see it: settings, routes and answers.
+pub struct HttpListener {
+    pub config: HttpListenerConfig,
+    pub router: Router,
+    pub answers: Answers,
+    pub is_tls: bool,
+    /// HSTS policy of an HTTPS listener, for frontends without their own.
+    pub hsts: Option<Hsts>,
+    pub limits: Limits,
+}
+
+impl HttpListener {
+    /// The address clients know the listener by.
+    pub fn public_address(&self) -> SocketAddr {
+        self.config.public_address.unwrap_or(self.config.address)
+    }
+}
+
+/// Where a message body stands.
+#[derive(Debug, Clone)]
+enum Body {
+    /// Complete (or there is none).
+    Done,
+    Length(ContentLengthBody),
+    Chunked(ChunkedBody),
+    /// Ends when the backend closes.
+    UntilClose,
+}
+
+impl Body {
+    fn new(framing: BodyFraming, limits: &Limits) -> Body {
+        match framing {
+            BodyFraming::None | BodyFraming::ContentLength(0) => Body::Done,
+            BodyFraming::ContentLength(length) => Body::Length(ContentLengthBody::new(length)),
+            BodyFraming::Chunked => Body::Chunked(ChunkedBody::new(limits)),
+            BodyFraming::UntilClose => Body::UntilClose,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+
+    /// How many of `input`'s bytes belong to the body; `Err` when the chunked framing is
+    /// broken. Moves to `Done` when the body ends within `input`.
+    fn take(&mut self, input: &[u8]) -> Result<usize, ()> {
+        let progress = match self {
+            Body::Done => return Ok(0),
+            Body::UntilClose => return Ok(input.len()),
+            Body::Length(body) => body.feed(input),
+            Body::Chunked(body) => body.feed(input).map_err(|_| ())?,
+        };
+        Ok(match progress {
+            BodyProgress::Partial => input.len(),
+            BodyProgress::Complete { len } => {
+                *self = Body::Done;
+                len
+            }
+        })
+    }
+}
+
+/// The phase of the current exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request head.
+    Head,
+    /// Waiting for the connection to a backend.
+    Connecting,
+    /// Sending the request and relaying the response.
+    Forward,
+    /// Writing a response of the proxy; then close, or the next request.
+    Answer { close: bool },
+}
+
+/// Per-request state, reset for each request.
+#[derive(Default)]
+struct Exchange {
+    /// When the first byte of the request head arrived.
+    head_started: Option<Instant>,
+    method: Option<Method>,
+    cluster_id: String,
+    host: String,
+    path: String,
+    request_id: String,
+    /// Request body bytes still to take from the front buffer.
+    request_body: Option<Body>,
+    /// Bytes of this request sent to the backend.
+    request_sent: u64,
+    /// The backend sent something for this request.
+    response_started: bool,
+    response_body: Option<Body>,
+    /// The final response head was parsed.
+    response_head_done: bool,
+    /// The client connection ends after this exchange.
+    close: bool,
+    /// The backend connection must not be reused after this exchange.
+    back_close: bool,
+    upgrade: bool,
+    /// The sticky cookie's name, when the cluster is sticky.
+    sticky_name: Option<String>,
+    /// The backend the request's sticky cookie names.
+    requested_sticky: Option<String>,
+    /// Sticky cookie to set on the response: (name, backend sticky id).
+    sticky_cookie: Option<(String, String)>,
+    /// Header rules of the frontend that apply to the response.
+    response_rules: Vec<HeaderEdit>,
+    hsts: Option<Hsts>,
+    /// A request that failed on a reused backend connection may be sent again.
+    retryable: bool,
+}
+
+/// The HTTP stage of a session.
+pub struct Http {
+    front_buf: Buffer,
+    back_buf: Buffer,
+    headers: Vec<Header>,
+    /// Head to send to the backend, and how much of it was sent.
+    request_out: Vec<u8>,
+    request_out_sent: usize,
+    /// Head (or whole answer) to send to the client, and how much of it was sent.
+    response_out: Vec<u8>,
+    response_out_sent: usize,
+    phase: Phase,
+    exchange: Exchange,
+    /// Requests answered on this connection.
+    served: u64,
+    /// The cluster the attached backend connection belongs to.
+    back_cluster: String,
+    /// The backend connection was used for an earlier request.
+    back_reused: bool,
+    /// The sticky id of the attached backend connection's backend.
+    back_sticky_id: Option<String>,
+}
+
+/// What a step of the session achieved.
+enum Step {
+    /// Something moved; try again.
+    Progress,
+    /// Nothing more until the next event.
+    Wait,
+    /// The event loop must act.
+    Do(Action),
+}
+
+impl Http {
+    pub fn new(pool: &Pool) -> Http {
+        Http {
+            front_buf: pool.checkout(),
+            back_buf: pool.checkout(),
+            headers: Vec::with_capacity(32),
+            request_out: Vec::with_capacity(1024),
+            request_out_sent: 0,
+            response_out: Vec::with_capacity(1024),
+            response_out_sent: 0,
+            phase: Phase::Head,
+            exchange: Exchange::default(),
+            served: 0,
+            back_cluster: String::new(),
+            back_reused: false,
+            back_sticky_id: None,
+        }
+    }
+
+    /// An HTTP stage whose first input was already read (after a PROXY header).
+    pub fn with_input(pool: &Pool, input: Buffer) -> Http {
+        let mut http = Http::new(pool);
+        http.front_buf = input;
+        http
+    }
+
+    /// The cluster of the request being forwarded.
+    pub fn cluster_id(&self) -> Option<&str> {
+        (!self.exchange.cluster_id.is_empty()).then_some(self.exchange.cluster_id.as_str())
+    }
+}
+
+/// Drives an HTTP session until it would block.
+pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
+    for _ in 0..1024 {
+        let step = step(session, context);
+        match step {
+            Step::Progress => continue,
+            Step::Wait => return Action::Wait,
+            Step::Do(action) => return action,
+        }
+    }
+    // A session that keeps making progress yields to the others; its sockets are still ready
+    // and it will be driven again on the next turn.
+    Action::Yield
+}
+
+fn step(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    match http.phase {
+        Phase::Head => read_request_head(session, context),
+        Phase::Connecting => Step::Wait,
+        Phase::Answer { close } => write_answer(session, context, close),
+        Phase::Forward => forward(session, context),
+    }
+}
+
+/// Reads and parses a request head, then routes the request.
+fn read_request_head(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Step::Do(Action::Close);
+    };
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if !http.front_buf.is_empty() {
+        let parsed = parse_request_head(
+            http.front_buf.data(),
+            &listener.limits,
+            listener.config.sozu_id_header.as_bytes(),
+            &mut http.headers,
+        );
+        match parsed {
+            Ok(Parsed::Complete(head)) => return route(session, context, listener, head),
+            Ok(Parsed::Partial) => {}
+            Err(error) => return refuse(session, context, listener, error),
+        }
+    }
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if http.front_buf.is_full() {
+        // The parser refuses an oversized head before the buffer fills; stay safe anyway.
+        return answer(
+            session,
+            context,
+            listener,
+            431,
+            "request head too large",
+            true,
+        );
+    }
+    if session.front.read_closed || !session.front.readiness.event.contains(Ready::READABLE) {
+        if session.front.read_closed {
+            return Step::Do(Action::Close);
+        }
+        arm_head_timeout(session, context);
+        return Step::Wait;
+    }
+    match session.front.read(http.front_buf.space()) {
+        Transfer::Moved(count) => {
+            http.front_buf.fill(count);
+            if http.exchange.head_started.is_none() {
+                http.exchange.head_started = Some(context.now);
+            }
+            Step::Progress
+        }
+        Transfer::WouldBlock => {
+            arm_head_timeout(session, context);
+            Step::Wait
+        }
+        Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
+    }
+}
+
+/// While a head is awaited: the idle timeout until its first byte, then the request timeout
+/// from that byte (a slow client cannot stretch it by trickling bytes).
+fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
+    let Stage::Http(http) = &session.stage else {
+        return;
+    };
+    let key = session.timer_key(TimeoutKind::Front);
+    let deadline = match http.exchange.head_started {
+        Some(started) => started + session.timeouts.request,
+        None => context.now + session.timeouts.front,
+    };
+    if session.front_timeout.deadline() != Some(deadline) {
+        session.front_timeout.set(deadline, key, context.timers);
+    }
+}
+
+/// Answers a request head that cannot be parsed, and closes.
+fn refuse(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    error: ParseError,
+) -> Step {
+    let status = error.status();
+    log::debug!("session {}: {error}: {}", session.uid, error.violation());
+    answer(
+        session,
+        context,
+        listener,
+        status,
+        &error.violation().to_string(),
+        true,
+    )
+}
+
+/// Writes an answer of the proxy into `response_out` and switches to writing it.
+fn answer(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    status: u16,
+    details: &str,
+    close: bool,
+) -> Step {
+    answer_with(session, context, listener, status, details, close, None)
+}
+
+fn answer_with(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    status: u16,
+    details: &str,
+    close: bool,
+    extra: Option<AnswerExtra<'_>>,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let exchange = &mut http.exchange;
+    if exchange.request_id.is_empty() {
+        new_request_id(exchange, session.uid, http.served);
+    }
+    let extra = extra.unwrap_or_default();
+    let answer_context = AnswerContext {
+        request_id: &exchange.request_id,
+        cluster_id: (!exchange.cluster_id.is_empty()).then_some(exchange.cluster_id.as_str()),
+        backend_id: None,
+        host: &exchange.host,
+        path: &exchange.path,
+        details,
+        location: extra.location,
+        www_authenticate: extra.www_authenticate,
+        retry_after: extra.retry_after,
+    };
+    let mut id_header = String::new();
+    if !listener.config.sozu_id_header.is_empty() {
+        let _ = write!(
+            id_header,
+            "{}: {}\r\n",
+            listener.config.sozu_id_header, exchange.request_id
+        );
+    }
+    http.response_out.clear();
+    http.response_out_sent = 0;
+    listener.answers.render(
+        status,
+        &answer_context,
+        close,
+        &id_header,
+        &mut http.response_out,
+    );
+    start_answer(session, context, close)
+}
+
+/// Extra values of an answer.
+#[derive(Default, Clone, Copy)]
+struct AnswerExtra<'a> {
+    location: Option<&'a str>,
+    www_authenticate: Option<&'a str>,
+    retry_after: Option<u64>,
+}
+
+/// Switches to writing `response_out` to the client.
+fn start_answer(session: &mut Session, context: &mut Context<'_>, close: bool) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    http.phase = Phase::Answer { close };
+    let after = session.timeouts.front;
+    session.touch_front(after, context.now, context.timers);
+    Step::Progress
+}
+
+fn new_request_id(exchange: &mut Exchange, session_uid: u64, served: u64) {
+    exchange.request_id.clear();
+    let _ = write!(
+        exchange.request_id,
+        "{:08x}{:08x}{:08x}",
+        worker_seed(),
+        session_uid,
+        served
+    );
+}
+
+/// A per-process random value, so request ids of two workers differ.
+fn worker_seed() -> u32 {
+    use std::{
+        hash::{BuildHasher, RandomState},
+        sync::OnceLock,
+    };
+    static SEED: OnceLock<u32> = OnceLock::new();
+    *SEED.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32)
+}
+
+/// Writes the proxy's answer; then closes or goes on with the next request.
+fn write_answer(session: &mut Session, context: &mut Context<'_>, close: bool) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if http.response_out_sent < http.response_out.len() {
+        if !session.front.readiness.event.contains(Ready::WRITABLE) {
+            return Step::Wait;
+        }
+        let pending = http
+            .response_out
+            .get(http.response_out_sent..)
+            .unwrap_or_default();
+        match session.front.write(pending) {
+            Transfer::Moved(count) => {
+                http.response_out_sent += count;
+                return Step::Progress;
+            }
+            Transfer::WouldBlock => return Step::Wait,
+            Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
+        }
+    }
+    if close {
+        session.front.shutdown_write();
+        return Step::Do(Action::Close);
+    }
+    finish_exchange(session, context)
+}
+
+/// Ends an exchange on a connection that stays open: the next request may be in the buffer.
+fn finish_exchange(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    http.served += 1;
+    http.phase = Phase::Head;
+    http.request_out.clear();
+    http.request_out_sent = 0;
+    http.response_out.clear();
+    http.response_out_sent = 0;
+    let back_close = http.exchange.back_close;
+    let had_backend = !http.exchange.cluster_id.is_empty();
+    let mut exchange = std::mem::take(&mut http.exchange);
+    // Keep the allocations of the reusable strings.
+    exchange.cluster_id.clear();
+    exchange.host.clear();
+    exchange.path.clear();
+    exchange.request_id.clear();
+    http.exchange = Exchange {
+        cluster_id: exchange.cluster_id,
+        host: exchange.host,
+        path: exchange.path,
+        request_id: exchange.request_id,
+        ..Exchange::default()
+    };
+    session.back_timeout.cancel();
+    let after = session.timeouts.front;
+    session.touch_front(after, context.now, context.timers);
+    if had_backend {
+        let action = if back_close {
+            Action::DropBack
+        } else {
+            Action::ExchangeDone
+        };
+        return Step::Do(action);
+    }
+    Step::Progress
+}
+
+/// Decides what to do with a parsed request: answer it, or forward it to a cluster.
+fn route(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    head: RequestHead,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let buf = http.front_buf.data();
+    let exchange = &mut http.exchange;
+    new_request_id(exchange, session.uid, http.served);
+    let host = head
+        .authority
+        .map(|a| a.span.slice(buf))
+        .unwrap_or_default();
+    exchange.host.clear();
+    exchange.host.push_str(&String::from_utf8_lossy(host));
+    exchange.path.clear();
+    exchange
+        .path
+        .push_str(&String::from_utf8_lossy(head.path.slice(buf)));
+    exchange.method = Some(head.method);
+    exchange.close = head.persistence == Persistence::Close;
+    session.front_timeout.cancel();
+
+    let Some(found) =
+        listener
+            .router
+            .lookup(host, head.path.slice(buf), head.method_span.slice(buf))
+    else {
+        let close = exchange.close || head.body != BodyFraming::None;
+        return answer(
+            session,
+            context,
+            listener,
+            404,
+            "no frontend matches",
+            close,
+        );
+    };
+    let frontend = found.frontend();
+    // A request with a body that the proxy answers is not read: close after the answer.
+    let close = exchange.close || head.body != BodyFraming::None;
+    let public = listener.public_address();
+
+    if let Some(fixed) = &frontend.answer {
+        let fixed = fixed.clone();
+        return fixed_answer(session, context, listener, &fixed, close);
+    }
+    let cluster = frontend
+        .cluster_id
+        .as_deref()
+        .and_then(|id| context.clusters.get(id));
+    if let Some(cluster) = cluster {
+        exchange.cluster_id.clear();
+        exchange.cluster_id.push_str(&cluster.cluster_id);
+    }
+    match frontend.redirect {
+        RedirectPolicy::Forward => {}
+        RedirectPolicy::Unauthorized => {
+            let realm = cluster
+                .and_then(|c| c.www_authenticate.clone())
+                .unwrap_or_else(|| "sozu".to_string());
+            let extra = AnswerExtra {
+                www_authenticate: Some(&realm),
+                ..AnswerExtra::default()
+            };
+            return answer_with(
+                session,
+                context,
+                listener,
+                401,
+                "denied by the frontend",
+                close,
+                Some(extra),
+            );
+        }
+        policy => {
+            let status = match policy {
+                RedirectPolicy::Found => 302,
+                RedirectPolicy::PermanentRedirect => 308,
+                _ => 301,
+            };
+            let location = match found.redirect_location(host, head.path.slice(buf), public.port())
+            {
+                Some(location) => String::from_utf8_lossy(&location).into_owned(),
+                None => {
+                    let scheme = match frontend.redirect_scheme {
+                        RedirectScheme::UseHttp => "http",
+                        RedirectScheme::UseHttps => "https",
+                        RedirectScheme::UseSame if listener.is_tls => "https",
+                        RedirectScheme::UseSame => "http",
+                    };
+                    format!(
+                        "{scheme}://{}{}",
+                        exchange.host,
+                        origin_path(&exchange.path)
+                    )
+                }
+            };
+            let extra = AnswerExtra {
+                location: Some(&location),
+                ..AnswerExtra::default()
+            };
+            return answer_with(
+                session,
+                context,
+                listener,
+                status,
+                "redirected by the frontend",
+                close,
+                Some(extra),
+            );
+        }
+    }
+    let Some(cluster) = cluster else {
+        return answer(
+            session,
+            context,
+            listener,
+            503,
+            "the frontend's cluster does not exist",
+            close,
+        );
+    };
+    if cluster.https_redirect && !listener.is_tls {
+        let host_only = head
+            .authority
+            .map(|a| a.host.slice(buf))
+            .unwrap_or_default();
+        let mut location = format!("https://{}", String::from_utf8_lossy(host_only));
+        if let Some(port) = cluster.https_redirect_port.filter(|port| *port != 443) {
+            let _ = write!(location, ":{port}");
+        }
+        location.push_str(origin_path(&exchange.path));
+        let extra = AnswerExtra {
+            location: Some(&location),
+            ..AnswerExtra::default()
+        };
+        return answer_with(
+            session,
+            context,
+            listener,
+            301,
+            "HTTPS required",
+            close,
+            Some(extra),
+        );
+    }
+    if frontend.required_auth && !is_authorized(buf, &http.headers, &cluster.authorized_hashes) {
+        let realm = cluster
+            .www_authenticate
+            .clone()
+            .unwrap_or_else(|| "sozu".to_string());
+        let extra = AnswerExtra {
+            www_authenticate: Some(&realm),
+            ..AnswerExtra::default()
+        };
+        return answer_with(
+            session,
+            context,
+            listener,
+            401,
+            "authentication required",
+            close,
+            Some(extra),
+        );
+    }
+
+    // Forward: build the head for the backend now, while the request bytes are here.
+    let rewrite = found.rewrite(host, head.path.slice(buf), public.port());
+    let upgrade = head.upgrade.is_some() && head.is_connection_upgrade;
+    let sticky_name = listener.config.sticky_name.as_str();
+    let sticky_cookie = cluster.sticky_session.then_some(sticky_name);
+    let sticky_id = sticky_cookie
+        .and_then(|name| editor::find_cookie(buf, &http.headers, name))
+        .map(|value| String::from_utf8_lossy(value).into_owned());
+    let request_rules: Vec<HeaderEdit> = Vec::new();
+    let rules = if frontend.headers.is_empty() {
+        &request_rules[..]
+    } else {
+        &frontend.headers[..]
+    };
+    let edits = RequestEdits {
+        client: session.client_address,
+        listener: public,
+        is_tls: listener.is_tls,
+        request_id_header: &listener.config.sozu_id_header,
+        request_id: &exchange.request_id,
+        send_x_real_ip: listener.config.send_x_real_ip,
+        elide_x_real_ip: listener.config.elide_x_real_ip,
+        rewrite_host: rewrite.as_ref().and_then(|r| r.host.as_deref()),
+        rewrite_port: rewrite.as_ref().and_then(|r| r.port),
+        rewrite_path: rewrite.as_ref().and_then(|r| r.path.as_deref()),
+        rules,
+        sticky_cookie,
+        upgrade,
+    };
+    editor::write_request_head(buf, &head, &http.headers, &edits, &mut http.request_out);
+    http.request_out_sent = 0;
+    exchange.response_rules = frontend
+        .headers
+        .iter()
+        .filter(|rule| rule.position != HeaderPosition::Request)
+        .cloned()
+        .collect();
+    exchange.hsts = if listener.is_tls {
+        frontend.hsts.clone().or_else(|| listener.hsts.clone())
+    } else {
+        None
+    };
+    exchange.upgrade = upgrade;
+    exchange.request_body = Some(Body::new(head.body, &listener.limits));
+    exchange.retryable = head.body == BodyFraming::None && is_idempotent(head.method);
+    http.front_buf.consume(head.head_len);
+
+    exchange.sticky_name = sticky_cookie.map(str::to_string);
+    exchange.requested_sticky.clone_from(&sticky_id);
+    let cluster_id = exchange.cluster_id.clone();
+    let back_usable = session.back.as_ref().is_some_and(|back| {
+        back.connected
+            && !back.endpoint.read_closed
+            && !back.endpoint.readiness.event.contains(Ready::HUP)
+    });
+    let same_backend = back_usable
+        && http.back_cluster == cluster_id
+        && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
+    if same_backend {
+        http.phase = Phase::Forward;
+        http.back_reused = true;
+        if let (Some(name), Some(backend_sticky)) = (&exchange.sticky_name, &http.back_sticky_id) {
+            if exchange.requested_sticky.as_ref() != Some(backend_sticky) {
+                exchange.sticky_cookie = Some((name.clone(), backend_sticky.clone()));
+            }
+        }
+        return Step::Progress;
+    }
+    http.phase = Phase::Connecting;
+    http.back_reused = false;
+    http.back_cluster.clear();
+    http.back_cluster.push_str(&cluster_id);
+    Step::Do(Action::Connect {
+        cluster_id,
+        sticky_id,
+    })
+}
+
+/// The path of a redirection target: the request's path, or `/` for an empty one.
+fn origin_path(path: &str) -> &str {
+    if path.starts_with('/') { path } else { "/" }
+}
+
+fn is_idempotent(method: Method) -> bool {
+    matches!(
+        method,
+        Method::Get | Method::Head | Method::Options | Method::Trace | Method::Put | Method::Delete
+    )
+}
+
+/// HTTP Basic credentials of the request, checked against `user:sha256hex` entries with a
+/// comparison whose time does not depend on where the bytes differ.
+fn is_authorized(buf: &[u8], headers: &[Header], authorized: &[String]) -> bool {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some(credentials) = headers
+        .iter()
+        .find(|header| header.kind == HeaderKind::Authorization)
+        .map(|header| header.value.slice(buf))
+        .and_then(|value| {
+            value
+                .strip_prefix(b"Basic ")
+                .or_else(|| value.strip_prefix(b"basic "))
+        })
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim_ascii())
+                .ok()
+        })
+    else {
+        return false;
+    };
+    let Some(colon) = credentials.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (user, password) = credentials.split_at(colon);
+    let password = password.get(1..).unwrap_or_default();
+    let digest = sha2::Sha256::digest(password);
+    let mut hex = [0u8; 64];
+    for (index, byte) in digest.iter().enumerate() {
+        let digits = b"0123456789abcdef";
+        if let (Some(high), Some(low)) =
+            (hex.get_mut(index * 2), digits.get(usize::from(byte >> 4)))
+        {
+            *high = *low;
+        }
+        if let (Some(slot), Some(low)) = (
+            hex.get_mut(index * 2 + 1),
+            digits.get(usize::from(byte & 0xf)),
+        ) {
+            *slot = *low;
+        }
+    }
+    let mut found = false;
+    for entry in authorized {
+        let Some((entry_user, entry_hash)) = entry.split_once(':') else {
+            continue;
+        };
+        let same_user = constant_time_eq(entry_user.as_bytes(), user);
+        let same_hash = constant_time_eq(entry_hash.to_ascii_lowercase().as_bytes(), &hex);
+        found |= same_user & same_hash;
+    }
+    found
+}
+
+/// Compares two byte strings in a time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers with a frontend's fixed response.
+fn fixed_answer(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    fixed: &FixedAnswer,
+    close: bool,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let out = &mut http.response_out;
+    out.clear();
+    http.response_out_sent = 0;
+    let _ = write!(
+        AsFmt(out),
+        "HTTP/1.1 {} {}\r\n",
+        fixed.status,
+        reason(fixed.status)
+    );
+    let mut has_content_type = false;
+    for (name, value) in &fixed.headers {
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        has_content_type |= name.eq_ignore_ascii_case("content-type");
+        let _ = write!(AsFmt(out), "{name}: {value}\r\n");
+    }
+    if !has_content_type && !fixed.body.is_empty() {
+        out.extend_from_slice(b"Content-Type: text/html; charset=utf-8\r\n");
+    }
+    if !listener.config.sozu_id_header.is_empty() {
+        let _ = write!(
+            AsFmt(out),
+            "{}: {}\r\n",
+            listener.config.sozu_id_header,
+            http.exchange.request_id
+        );
+    }
+    let is_head = http.exchange.method == Some(Method::Head);
+    let _ = write!(AsFmt(out), "Content-Length: {}\r\n", fixed.body.len());
+    out.extend_from_slice(if close {
+        b"Connection: close\r\n\r\n"
+    } else {
+        b"\r\n"
+    });
+    if !is_head {
+        out.extend_from_slice(fixed.body.as_bytes());
+    }
+    start_answer(session, context, close)
+}
+
+/// `fmt::Write` over a byte vector.
+struct AsFmt<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for AsFmt<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Sends the request to the backend and relays the response, both ways at once.
+fn forward(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Step::Do(Action::Close);
+    };
+    let Some(back) = session.back.as_mut() else {
+        return Step::Do(Action::Close);
+    };
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let front = &mut session.front;
+    let back = &mut back.endpoint;
+    let mut progress = false;
+    let mut front_active = false;
+    let mut back_active = false;
+
+    // Client → backend: the head, then body bytes as the framing allows.
+    if let Some(body) = http.exchange.request_body.as_mut() {
+        let head_pending = http.request_out_sent < http.request_out.len();
+        let body_available = if body.is_done() {
+            0
+        } else {
+            let mut probe = body.clone();
+            match probe.take(http.front_buf.data()) {
+                Ok(count) => count,
+                Err(()) => {
+                    return answer(
+                        session,
+                        context,
+                        listener,
+                        400,
+                        "invalid chunked body",
+                        true,
+                    );
+                }
+            }
+        };
+        if (head_pending || body_available > 0) && back.readiness.event.contains(Ready::WRITABLE) {
+            let head = http
+                .request_out
+                .get(http.request_out_sent..)
+                .unwrap_or_default();
+            let body_bytes = http
+                .front_buf
+                .data()
+                .get(..body_available)
+                .unwrap_or_default();
+            match back.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
+                Transfer::Moved(count) => {
+                    let from_head = count.min(head.len());
+                    http.request_out_sent += from_head;
+                    let from_body = count - from_head;
+                    if from_body > 0 {
+                        let taken = body
+                            .take(http.front_buf.data().get(..from_body).unwrap_or_default())
+                            .unwrap_or(from_body);
+                        http.front_buf.consume(taken);
+                    }
+                    http.exchange.request_sent += count as u64;
+                    progress = true;
+                    back_active = true;
+                }
+                Transfer::WouldBlock => {}
+                Transfer::Closed | Transfer::Error(_) => {
+                    return backend_failed(session, context, listener);
+                }
+            }
+        }
+        if !body.is_done()
+            && !http.front_buf.is_full()
+            && !front.read_closed
+            && front.readiness.event.contains(Ready::READABLE)
+        {
+            match front.read(http.front_buf.space()) {
+                Transfer::Moved(count) => {
+                    http.front_buf.fill(count);
+                    progress = true;
+                    front_active = true;
+                }
+                Transfer::WouldBlock => {}
+                Transfer::Closed => {
+                    // The client ended its stream in the middle of a request body.
+                    return Step::Do(Action::Close);
+                }
+                Transfer::Error(_) => return Step::Do(Action::Close),
+            }
+        }
+        if body.is_done() && http.request_out_sent == http.request_out.len() {
+            http.exchange.request_body = None;
+            progress = true;
+        }
+    }
+
+    // Backend → client.
+    if !http.exchange.response_head_done {
+        match read_response_head(session, context, listener) {
+            Step::Progress => progress = true,
+            Step::Wait => {}
+            other => return other,
+        }
+    } else {
+        match relay_response_body(session, context) {
+            Step::Progress => progress = true,
+            Step::Wait => {}
+            other => return other,
+        }
+    }
+    if front_active {
+        let after = session.timeouts.front;
+        session.touch_front(after, context.now, context.timers);
+    }
+    if back_active {
+        let after = session.timeouts.back;
+        session.touch_back(after, context.now, context.timers);
+    }
+    if progress { Step::Progress } else { Step::Wait }
+}
+
+/// The backend connection failed while the request was being sent or the response awaited.
+fn backend_failed(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if http.exchange.response_started {
+        // Part of the response went out: the client cannot be told more than a cut.
+        return Step::Do(Action::Close);
+    }
+    if http.back_reused && http.exchange.retryable {
+        // A kept connection the backend closed meanwhile (RFC 9112 §9.3.1): send the request
+        // again on a new connection, once.
+        http.back_reused = false;
+        http.exchange.retryable = false;
+        http.request_out_sent = 0;
+        http.exchange.request_body = Some(Body::Done);
+        http.phase = Phase::Connecting;
+        return Step::Do(Action::Reconnect {
+            cluster_id: http.exchange.cluster_id.clone(),
+        });
+    }
+    answer(
+        session,
+        context,
+        listener,
+        502,
+        "the backend closed the connection before answering",
+        true,
+    )
+}
+
+/// Reads and parses the backend's response head; forwards 1xx heads, switches to a pipe on
+/// 101, and prepares the edited head of the final response.
+fn read_response_head(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let Some(back_connection) = session.back.as_mut() else {
+        return Step::Do(Action::Close);
+    };
+    let back = &mut back_connection.endpoint;
+    // A 1xx head being written to the client blocks reading the next head.
+    if http.response_out_sent < http.response_out.len() {
+        return write_response_out(session, context);
+    }
+    let method = http.exchange.method.unwrap_or(Method::Get);
+    if !http.back_buf.is_empty() {
+        match parse_response_head(
+            http.back_buf.data(),
+            &listener.limits,
+            method,
+            &mut http.headers,
+        ) {
+            Ok(Parsed::Complete(head)) => {
+                let buf = http.back_buf.data();
+                if (100..200).contains(&head.status) && head.status != 101 {
+                    // Interim response: relay it as is and read the final one.
+                    http.response_out.clear();
+                    http.response_out
+                        .extend_from_slice(buf.get(..head.head_len).unwrap_or_default());
+                    http.response_out_sent = 0;
+                    http.back_buf.consume(head.head_len);
+                    return Step::Progress;
+                }
+                let upgrade = head.status == 101 && http.exchange.upgrade;
+                if head.status == 101 && !upgrade {
+                    return answer(
+                        session,
+                        context,
+                        listener,
+                        502,
+                        "101 without an upgrade request",
+                        true,
+                    );
+                }
+                let close = http.exchange.close
+                    || head.persistence == Persistence::Close
+                    || http.exchange.request_body.is_some();
+                http.exchange.back_close |= head.persistence == Persistence::Close;
+                http.exchange.close = close && !upgrade;
+                let set_sticky = http
+                    .exchange
+                    .sticky_cookie
+                    .as_ref()
+                    .map(|(name, value)| (name.as_str(), value.as_str()));
+                let edits = ResponseEdits {
+                    request_id_header: &listener.config.sozu_id_header,
+                    request_id: &http.exchange.request_id,
+                    rules: &http.exchange.response_rules,
+                    hsts: http.exchange.hsts.as_ref(),
+                    set_sticky,
+                    close: http.exchange.close,
+                    upgrade,
+                };
+                editor::write_response_head(
+                    buf,
+                    &head,
+                    &http.headers,
+                    &edits,
+                    &mut http.response_out,
+                );
+                http.response_out_sent = 0;
+                http.back_buf.consume(head.head_len);
+                http.exchange.response_head_done = true;
+                http.exchange.response_body = Some(if upgrade {
+                    Body::Done
+                } else {
+                    Body::new(head.body, &listener.limits)
+                });
+                session.back_timeout.cancel();
+                return Step::Progress;
+            }
+            Ok(Parsed::Partial) => {}
+            Err(error) => {
+                log::warn!("session {}: {error}: {}", session.uid, error.violation());
+                http.exchange.back_close = true;
+                return answer(
+                    session,
+                    context,
+                    listener,
+                    502,
+                    &error.violation().to_string(),
+                    true,
+                );
+            }
+        }
+        if http.back_buf.is_full() {
+            return answer(
+                session,
+                context,
+                listener,
+                502,
+                "response head too large",
+                true,
+            );
+        }
+    }
+    if back.read_closed {
+        return backend_failed(session, context, listener);
+    }
+    if !back.readiness.event.contains(Ready::READABLE) {
+        return Step::Wait;
+    }
+    match back.read(http.back_buf.space()) {
+        Transfer::Moved(count) => {
+            http.back_buf.fill(count);
+            http.exchange.response_started = true;
+            let after = session.timeouts.back;
+            session.touch_back(after, context.now, context.timers);
+            Step::Progress
+        }
+        Transfer::WouldBlock => Step::Wait,
+        Transfer::Closed | Transfer::Error(_) => backend_failed(session, context, listener),
+    }
+}
+
+/// Writes pending bytes of `response_out` to the client.
+fn write_response_out(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if !session.front.readiness.event.contains(Ready::WRITABLE) {
+        return Step::Wait;
+    }
+    let pending = http
+        .response_out
+        .get(http.response_out_sent..)
+        .unwrap_or_default();
+    match session.front.write(pending) {
+        Transfer::Moved(count) => {
+            http.response_out_sent += count;
+            let after = session.timeouts.front;
+            session.touch_front(after, context.now, context.timers);
+            Step::Progress
+        }
+        Transfer::WouldBlock => Step::Wait,
+        Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
+    }
+}
+
+/// Relays the response head and body to the client, and ends the exchange when the body is
+/// complete.
+fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let front_key = session.timer_key(TimeoutKind::Front);
+    let back_key = session.timer_key(TimeoutKind::Back);
+    let timeouts = session.timeouts;
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let Some(back_connection) = session.back.as_mut() else {
+        return Step::Do(Action::Close);
+    };
+    let back = &mut back_connection.endpoint;
+    let front = &mut session.front;
+    let Some(body) = http.exchange.response_body.as_mut() else {
+        return Step::Do(Action::Close);
+    };
+    let mut progress = false;
+
+    let head_pending = http.response_out_sent < http.response_out.len();
+    let body_available = match body.clone().take(http.back_buf.data()) {
+        Ok(count) => count,
+        Err(()) => {
+            log::warn!("session {}: invalid chunked response body", session.uid);
+            return Step::Do(Action::Close);
+        }
+    };
+    if (head_pending || body_available > 0) && front.readiness.event.contains(Ready::WRITABLE) {
+        let head = http
+            .response_out
+            .get(http.response_out_sent..)
+            .unwrap_or_default();
+        let body_bytes = http
+            .back_buf
+            .data()
+            .get(..body_available)
+            .unwrap_or_default();
+        match front.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
+            Transfer::Moved(count) => {
+                let from_head = count.min(head.len());
+                http.response_out_sent += from_head;
+                let from_body = count - from_head;
+                if from_body > 0 {
+                    let taken = body
+                        .take(http.back_buf.data().get(..from_body).unwrap_or_default())
+                        .unwrap_or(from_body);
+                    http.back_buf.consume(taken);
+                }
+                progress = true;
+                session.front_timeout.set_after(
+                    context.now,
+                    timeouts.front,
+                    front_key,
+                    context.timers,
+                );
+            }
+            Transfer::WouldBlock => {}
+            Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
+        }
+    }
+    let head_sent = http.response_out_sent == http.response_out.len();
+    if head_sent && body.is_done() {
+        if http.exchange.upgrade {
+            return upgrade_to_pipe(session, context);
+        }
+        if http.exchange.request_body.is_some() {
+            // The backend answered before the whole request was sent: the connection
+            // cannot carry another request.
+            http.exchange.close = true;
+            http.exchange.back_close = true;
+        }
+        if http.exchange.close {
+            session.front.shutdown_write();
+            return Step::Do(Action::Close);
+        }
+        return finish_exchange(session, context);
+    }
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let Some(body) = http.exchange.response_body.as_mut() else {
+        return Step::Do(Action::Close);
+    };
+    if !http.back_buf.is_full()
+        && !back.read_closed
+        && back.readiness.event.contains(Ready::READABLE)
+    {
+        match back.read(http.back_buf.space()) {
+            Transfer::Moved(count) => {
+                http.back_buf.fill(count);
+                progress = true;
+                session.back_timeout.set_after(
+                    context.now,
+                    timeouts.back,
+                    back_key,
+                    context.timers,
+                );
+            }
+            Transfer::WouldBlock => {}
+            Transfer::Closed => {
+                if matches!(body, Body::UntilClose) {
+                    *body = Body::Done;
+                    http.exchange.close = true;
+                    http.exchange.back_close = true;
+                    progress = true;
+                } else if http.back_buf.is_empty() {
+                    // The backend ended its stream before the end of the body: the client
+                    // gets a cut response and the connection closes.
+                    log::warn!(
+                        "session {}: backend closed in the middle of a response",
+                        session.uid
+                    );
+                    return Step::Do(Action::Close);
+                }
+            }
+            Transfer::Error(_) => return Step::Do(Action::Close),
+        }
+    } else if back.read_closed && http.back_buf.is_empty() && !body.is_done() {
+        if matches!(body, Body::UntilClose) {
+            *body = Body::Done;
+            http.exchange.close = true;
+            http.exchange.back_close = true;
+            progress = true;
+        } else {
+            return Step::Do(Action::Close);
+        }
+    }
+    if progress { Step::Progress } else { Step::Wait }
+}
+
+/// After a 101: the rest of the connection is a pipe of bytes both ways.
+fn upgrade_to_pipe(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Stage::Http(http) = std::mem::replace(&mut session.stage, Stage::Closed) else {
+        return Step::Do(Action::Close);
+    };
+    let Http {
+        front_buf,
+        back_buf,
+        ..
+    } = *http;
+    session.stage = Stage::Pipe(Pipe::new(front_buf, back_buf));
+    let after = session.timeouts.front;
+    session.touch_front(after, context.now, context.timers);
+    Step::Do(Action::Upgraded)
+}
+
+/// Answers the client for an event the loop saw: no backend (503), the per-address cap (429),
+/// a connect that failed on every attempt (503).
+pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Failure) -> Action {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Action::Close;
+    };
+    let step = match failure {
+        Failure::NoBackend => answer(
+            session,
+            context,
+            listener,
+            503,
+            "no backend available",
+            true,
+        ),
+        Failure::TooManyConnections { retry_after } => {
+            let extra = AnswerExtra {
+                retry_after: Some(retry_after),
+                ..AnswerExtra::default()
+            };
+            answer_with(
+                session,
+                context,
+                listener,
+                429,
+                "too many connections",
+                true,
+                Some(extra),
+            )
+        }
+        Failure::BackTimeout => answer(
+            session,
+            context,
+            listener,
+            504,
+            "the backend did not answer in time",
+            true,
+        ),
+        Failure::FrontTimeout => {
+            let Stage::Http(http) = &session.stage else {
+                return Action::Close;
+            };
+            let waiting_for_first_request =
+                http.served == 0 && http.exchange.head_started.is_none();
+            if http.phase == Phase::Head
+                && (http.exchange.head_started.is_some() || waiting_for_first_request)
+            {
+                answer(session, context, listener, 408, "request timeout", true)
+            } else {
+                return Action::Close;
+            }
+        }
+    };
+    match step {
+        Step::Do(action) => action,
+        Step::Progress | Step::Wait => ready(session, context),
+    }
+}
+
+/// Why the loop asks the session to answer by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    NoBackend,
+    TooManyConnections { retry_after: u64 },
+    BackTimeout,
+    FrontTimeout,
+}
+
+/// The backend connection is established: start forwarding. `backend_sticky_id` names the
+/// backend for sticky sessions.
+pub fn connected(session: &mut Session, backend_sticky_id: &str) {
+    let Stage::Http(http) = &mut session.stage else {
+        return;
+    };
+    if http.phase == Phase::Connecting {
+        http.phase = Phase::Forward;
+    }
+    http.back_sticky_id = Some(backend_sticky_id.to_string());
+    let exchange = &mut http.exchange;
+    if let Some(name) = &exchange.sticky_name {
+        if exchange.requested_sticky.as_deref() != Some(backend_sticky_id) {
+            exchange.sticky_cookie = Some((name.clone(), backend_sticky_id.to_string()));
+        }
+    }
+}
+
+/// Whether the exchange is waiting for the response head (a back timeout is then a 504).
+pub fn awaits_response(session: &Session) -> bool {
+    matches!(&session.stage, Stage::Http(http) if http.phase == Phase::Forward && !http.exchange.response_head_done)
+}
+
+/// Whether the session sits between requests with an idle backend connection.
+pub fn is_idle(session: &Session) -> bool {
+    matches!(&session.stage, Stage::Http(http) if http.phase == Phase::Head && http.front_buf.is_empty())
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("phase", &self.phase)
+            .field("served", &self.served)
+            .finish()
+    }
+}
