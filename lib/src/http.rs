@@ -504,8 +504,20 @@ fn finish_exchange(session: &mut Session, context: &mut Context<'_>) -> Step {
     Step::Progress
 }
 
-/// Decides what to do with a parsed request: answer it, or forward it to a cluster.
-fn route(
+/// Decides what to do with a parsed request: answer it, or forward it to a cluster. An
+/// answered request's head leaves the buffer, so the next request is read after it.
+fn route(session: &mut Session, context: &mut Context<'_>, listener: &HttpListener, head: RequestHead) -> Step {
+    let head_len = head.head_len;
+    let step = route_request(session, context, listener, head);
+    if let Stage::Http(http) = &mut session.stage {
+        if matches!(http.phase, Phase::Answer { .. }) {
+            http.front_buf.consume(head_len);
+        }
+    }
+    step
+}
+
+fn route_request(
     session: &mut Session,
     context: &mut Context<'_>,
     listener: &HttpListener,
