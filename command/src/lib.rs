@@ -4,5 +4,6 @@
 //! This crate has no event loop and no TLS: it parses, validates and serialises. `sozu-lib`
 //! applies orders to live sockets, and the `sozu` binary moves them between processes.
 
+pub mod config;
 pub mod request;
 pub mod response;

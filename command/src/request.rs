@@ -419,6 +419,20 @@ pub struct HealthCheckConfig {
     pub expected_status: u16,
 }
 
+impl HealthCheckConfig {
+    /// A health check of `uri` with every other setting at its default.
+    pub fn new(uri: impl Into<String>) -> Self {
+        HealthCheckConfig {
+            uri: uri.into(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            healthy_threshold: default_threshold(),
+            unhealthy_threshold: default_threshold(),
+            expected_status: 0,
+        }
+    }
+}
+
 fn default_health_interval() -> Duration {
     Duration::from_secs(10)
 }
