@@ -148,6 +148,26 @@ fn header_pairs(field: Field<'_, '_>) -> Result<Vec<(String, String)>, ConfigErr
         .collect()
 }
 
+/// Whether `text` is an HTTP token (RFC 9110, section 5.6.2), as header names, methods and
+/// cookie names are.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+const TOKEN: &str = "a name made of letters, digits and !#$%&'*+-.^_`|~";
+
+/// A string field that must be an HTTP token.
+pub(super) fn token(field: Field<'_, '_>) -> Result<String, ConfigError> {
+    let text = field.string()?;
+    if !is_token(text) {
+        return Err(field.invalid(TOKEN));
+    }
+    Ok(text.to_string())
+}
+
 /// Refuses a header name that is not an HTTP token, and a value that would break the header
 /// block (CR, LF or NUL).
 pub(super) fn check_header(
@@ -155,11 +175,8 @@ pub(super) fn check_header(
     name: &str,
     value: &str,
 ) -> Result<(), ConfigError> {
-    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(is_token_char) {
-        return Err(field.invalid(format!(
-            "a header name made of letters, digits and !#$%&'*+-.^_`|~; `{name}` is not one"
-        )));
+    if !is_token(name) {
+        return Err(field.invalid(format!("{TOKEN} as header name; `{name}` is not one")));
     }
     if value.contains(['\r', '\n', '\0']) {
         return Err(field.invalid("a header value without CR, LF or NUL"));

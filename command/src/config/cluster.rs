@@ -74,7 +74,7 @@ pub(super) fn read_all(
     };
     for (id, field) in table.entries() {
         let read = read(loader, id, field, routing);
-        if let Some((cluster, cluster_backends)) = loader.keep(read) {
+        if let Some((cluster, cluster_backends)) = loader.keep(read).flatten() {
             clusters.push(cluster);
             backends.extend(cluster_backends);
         }
@@ -82,13 +82,14 @@ pub(super) fn read_all(
     (clusters, backends)
 }
 
-/// One cluster and its backends; its frontends are added to `routing`.
+/// One cluster and its backends; its frontends are added to `routing`. `None` when the errors
+/// found are recorded already.
 fn read(
     loader: &mut Loader,
     id: &str,
     field: Field<'_, '_>,
     routing: &mut Routing<'_>,
-) -> Result<(Cluster, Vec<AddBackend>), ConfigError> {
+) -> Result<Option<(Cluster, Vec<AddBackend>)>, ConfigError> {
     let name = format!("[clusters.{id}]");
     let mut table = field.table(&name)?;
     loader.check_keys(&mut table, &[KEYS]);
@@ -112,41 +113,9 @@ fn read(
         ));
     };
 
-    let mut cluster = Cluster::new(id);
-    cluster.load_balancing = table
-        .with("load_balancing", Field::named)?
-        .unwrap_or_default();
-    cluster.load_metric = table.with("load_metric", Field::named)?;
-    cluster.max_connections_per_ip = table.integer("max_connections_per_ip")?;
-    cluster.retry_after = table.seconds("retry_after")?;
-    cluster.health_check = table
-        .field("health_check")
-        .map(|field| health_check(loader, field, &name))
-        .transpose()?;
-    let http2 = table.ignore(
-        "http2",
-        "accepted and ignored: HTTP/2 is not built yet, backends are spoken to in HTTP/1.1",
-    );
-    loader.warn(http2);
-    let send_proxy = match protocol {
-        ClusterProtocol::Http => {
-            http_settings(loader, &mut table, &mut cluster)?;
-            let warning = table.ignore(
-                "send_proxy",
-                "accepted and ignored: it applies to tcp clusters",
-            );
-            loader.warn(warning);
-            false
-        }
-        ClusterProtocol::Tcp => {
-            for &key in HTTP_KEYS {
-                let warning =
-                    table.ignore(key, "accepted and ignored: it applies to http clusters");
-                loader.warn(warning);
-            }
-            table.bool("send_proxy")?.unwrap_or(false)
-        }
-    };
+    // A mistake in the settings still lets the backends and frontends be checked.
+    let settings = settings(loader, &mut table, id, protocol, &name);
+    let settings = loader.keep(settings);
 
     let backends = table
         .field("backends")
@@ -164,14 +133,65 @@ fn read(
         for item in field.items()? {
             addresses.extend(routing.add(loader, item, &frontend_name, Some(&owner)));
         }
-        if protocol == ClusterProtocol::Tcp {
-            cluster.proxy_protocol = proxy_protocol(field, id, &addresses, routing, send_proxy)?;
-        }
-    } else if send_proxy {
-        cluster.proxy_protocol = Some(ProxyProtocolConfig::SendHeader);
     }
+    // Keys left unread after a mistake in the settings are not reported as misplaced.
+    let Some((mut cluster, send_proxy)) = settings else {
+        return Ok(None);
+    };
     table.unused()?;
-    Ok((cluster, backends))
+    if protocol == ClusterProtocol::Tcp {
+        let frontends_line = table.field("frontends").map_or(table.line(), |f| f.line());
+        cluster.proxy_protocol =
+            proxy_protocol(frontends_line, id, &addresses, routing, send_proxy)?;
+    }
+    Ok(Some((cluster, backends)))
+}
+
+/// The settings of a cluster, and whether it sends a PROXY protocol header (`send_proxy`).
+fn settings(
+    loader: &mut Loader,
+    table: &mut Table<'_, '_>,
+    id: &str,
+    protocol: ClusterProtocol,
+    name: &str,
+) -> Result<(Cluster, bool), ConfigError> {
+    let mut cluster = Cluster::new(id);
+    cluster.load_balancing = table
+        .with("load_balancing", Field::named)?
+        .unwrap_or_default();
+    cluster.load_metric = table.with("load_metric", Field::named)?;
+    cluster.max_connections_per_ip = table.integer("max_connections_per_ip")?;
+    cluster.retry_after = table.seconds("retry_after")?;
+    cluster.health_check = table
+        .field("health_check")
+        .map(|field| health_check(loader, field, name))
+        .transpose()?;
+    let http2 = table.ignore(
+        "http2",
+        "accepted and ignored: HTTP/2 is not built yet, backends are spoken to in HTTP/1.1",
+    );
+    loader.warn(http2);
+    let send_proxy = match protocol {
+        ClusterProtocol::Http => {
+            http_settings(loader, table, &mut cluster)?;
+            let warning = table.ignore(
+                "send_proxy",
+                "accepted and ignored: it applies to tcp clusters",
+            );
+            loader.warn(warning);
+            false
+        }
+        ClusterProtocol::Tcp => {
+            for &key in HTTP_KEYS {
+                let warning =
+                    table.ignore(key, "accepted and ignored: it applies to http clusters");
+                loader.warn(warning);
+            }
+            table.bool("send_proxy")?.unwrap_or(false)
+        }
+    };
+
+    Ok((cluster, send_proxy))
 }
 
 /// The settings only HTTP clusters have.
@@ -210,7 +230,7 @@ fn authorized_hashes(field: Field<'_, '_>) -> Result<Vec<String>, ConfigError> {
 /// How a TCP cluster uses the PROXY protocol, as Sōzu decides it: from `send_proxy` and
 /// whether its frontends' listeners expect a header.
 fn proxy_protocol(
-    field: Field<'_, '_>,
+    frontends_line: usize,
     id: &str,
     addresses: &[SocketAddr],
     routing: &Routing<'_>,
@@ -224,7 +244,7 @@ fn proxy_protocol(
     if any_expect && !expect_proxy.iter().all(|&expects| expects) {
         return Err(ConfigError::MixedExpectProxy {
             cluster: id.to_string(),
-            line: field.line(),
+            line: frontends_line,
         });
     }
     Ok(match (any_expect, send_proxy) {

@@ -125,6 +125,31 @@ pub enum ConfigError {
     MixedExpectProxy { cluster: String, line: usize },
 }
 
+impl ConfigError {
+    /// The line of the file the error is about; `None` when it is about the whole file.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Syntax { line, .. }
+            | ConfigError::DuplicateTable { line, .. }
+            | ConfigError::DuplicateKey { line, .. }
+            | ConfigError::UnknownKey { line, .. }
+            | ConfigError::MissingKey { line, .. }
+            | ConfigError::NotApplicable { line, .. }
+            | ConfigError::InvalidValue { line, .. }
+            | ConfigError::InvalidAddress { line, .. }
+            | ConfigError::Refused { line, .. }
+            | ConfigError::Requires { line, .. }
+            | ConfigError::Exclusive { line, .. }
+            | ConfigError::File { line, .. }
+            | ConfigError::Duplicate { line, .. }
+            | ConfigError::NoListener { line, .. }
+            | ConfigError::ListenerKind { line, .. }
+            | ConfigError::MixedExpectProxy { line, .. } => Some(*line),
+        }
+    }
+}
+
 fn in_key(key: &Option<String>) -> String {
     key.as_ref()
         .map(|key| format!(" in `{key}`"))
@@ -137,7 +162,7 @@ fn did_you_mean(suggestion: &Option<&'static str>) -> String {
         .unwrap_or_default()
 }
 
-/// Every mistake found in a configuration file, in the order of the file's sections.
+/// Every mistake found in a configuration file, by line.
 ///
 /// Invariant: never empty.
 #[derive(Debug)]
@@ -145,7 +170,8 @@ pub struct ConfigErrors(Vec<ConfigError>);
 
 impl ConfigErrors {
     /// `None` when there is no error.
-    pub(super) fn new(errors: Vec<ConfigError>) -> Option<Self> {
+    pub(super) fn new(mut errors: Vec<ConfigError>) -> Option<Self> {
+        errors.sort_by_key(ConfigError::line);
         (!errors.is_empty()).then_some(ConfigErrors(errors))
     }
 

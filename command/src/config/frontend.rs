@@ -309,20 +309,38 @@ fn http(
     }
     let cluster_id = owner.map(|owner| owner.id.to_string());
     let mut frontend = HttpFrontend::new(cluster_id, address, hostname);
-    let path = table.string("path")?.unwrap_or_default();
-    let kind = table.choice(
-        "path_type",
-        &[
-            ("PREFIX", PathRuleKind::Prefix),
-            ("REGEX", PathRuleKind::Regex),
-            ("EQUALS", PathRuleKind::Equals),
-        ],
-    )?;
-    frontend.path = PathRule {
-        kind: kind.unwrap_or_default(),
-        value: path,
-    };
-    frontend.method = table.string("method")?;
+    let kind = table
+        .choice(
+            "path_type",
+            &[
+                ("PREFIX", PathRuleKind::Prefix),
+                ("REGEX", PathRuleKind::Regex),
+                ("EQUALS", PathRuleKind::Equals),
+            ],
+        )?
+        .unwrap_or_default();
+    let path = table
+        .with("path", |field| {
+            let path = field.string()?;
+            if kind == PathRuleKind::Regex {
+                regex::Regex::new(path).map_err(|error| {
+                    // The parser's message draws the pattern over several lines; its last line
+                    // says what is wrong.
+                    let message = error.to_string();
+                    let reason = message
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    field.invalid(format!("a regular expression ({reason})"))
+                })?;
+            }
+            Ok(path.to_string())
+        })?
+        .unwrap_or_default();
+    frontend.path = PathRule { kind, value: path };
+    frontend.method = table.with("method", answers::token)?;
     frontend.position = table
         .choice(
             "position",

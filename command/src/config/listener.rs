@@ -306,10 +306,10 @@ fn http(
     let mut config = HttpListenerConfig::new(address);
     config.public_address = table.address("public_address")?;
     config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
-    if let Some(sticky_name) = table.with("sticky_name", token)? {
+    if let Some(sticky_name) = table.with("sticky_name", answers::token)? {
         config.sticky_name = sticky_name;
     }
-    if let Some(sozu_id_header) = table.with("sozu_id_header", token)? {
+    if let Some(sozu_id_header) = table.with("sozu_id_header", answers::token)? {
         config.sozu_id_header = sozu_id_header;
     }
     config.front_timeout = table
@@ -328,16 +328,6 @@ fn http(
     config.send_x_real_ip = table.bool("send_x_real_ip")?.unwrap_or(false);
     config.elide_x_real_ip = table.bool("elide_x_real_ip")?.unwrap_or(false);
     Ok(config)
-}
-
-/// A cookie or header name: an HTTP token.
-fn token(field: Field<'_, '_>) -> Result<String, ConfigError> {
-    let name = field.string()?;
-    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(is_token_char) {
-        return Err(field.invalid("a name made of letters, digits and !#$%&'*+-.^_`|~"));
-    }
-    Ok(name.to_string())
 }
 
 /// The TLS settings of an HTTPS listener.

@@ -400,6 +400,22 @@ frontends = [{ address = "127.0.0.1:5432", hostname = "db" }]
 }
 
 #[test]
+fn regex_path_must_compile() {
+    let message = error(&format!(
+        "{HTTP_LISTENER}\n[clusters.web]\nprotocol = \"http\"\nfrontends = [\n  {{ address = \"127.0.0.1:8080\", hostname = \"a\", path_type = \"REGEX\", path = \"/(api\" }},\n]\n"
+    ));
+    assert_names(
+        &message,
+        &[
+            "`path` at line 9",
+            "a regular expression (",
+            "unclosed group",
+        ],
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
 fn every_error_of_a_file_is_reported() {
     let message = error(
         r#"
