@@ -1065,13 +1065,16 @@ pub struct HttpsListenerConfig {
 pub struct TlsListenerConfig {
     #[serde(default = "default_tls_versions")]
     pub versions: Vec<TlsVersion>,
-    /// TLS 1.2 cipher suites by OpenSSL or IANA name; empty means the defaults.
+    /// TLS 1.2 cipher suites; empty means the defaults. The configuration writes rustls's
+    /// names (`CipherSuite::as_str`); [`crate::config::tls::cipher_suite`] maps the OpenSSL
+    /// and IANA spellings to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cipher_list: Vec<String>,
-    /// TLS 1.3 cipher suites; empty means the defaults.
+    /// TLS 1.3 cipher suites, named as `cipher_list`; empty means the defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cipher_suites: Vec<String>,
-    /// Key exchange groups in order of preference; empty means the defaults.
+    /// Key exchange groups in order of preference, by rustls's names (`X25519`, `secp256r1`,
+    /// `secp384r1`; see [`crate::config::tls::group`]); empty means the defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups_list: Vec<String>,
     /// The default certificate, for clients that send no SNI or an unknown name.

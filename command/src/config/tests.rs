@@ -749,6 +749,39 @@ frontends = [{ address = "127.0.0.1:5432" }]
     assert_eq!(config.listeners[0].kind(), ListenerType::Tcp);
 }
 
+#[test]
+fn example_of_the_documentation_is_valid() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/configure.md"))
+        .unwrap();
+    let example = doc
+        .split("## A complete example")
+        .nth(1)
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    for sub in ["certs", "pages"] {
+        fs::create_dir(folder.path().join(sub)).unwrap();
+    }
+    for (from, to) in [
+        ("certificate.pem", "certs/default.pem"),
+        ("key.pem", "certs/default.key"),
+        ("certificate.pem", "certs/example.pem"),
+        ("key.pem", "certs/example.key"),
+        ("certificate_chain.pem", "certs/chain.pem"),
+        ("503.html", "pages/503.html"),
+    ] {
+        fs::copy(fixtures().join(from), folder.path().join(to)).unwrap();
+    }
+    let (config, warnings) = Config::parse(example, folder.path()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.frontends.len(), 6);
+    assert_eq!(
+        config.clusters[2].proxy_protocol,
+        Some(ProxyProtocolConfig::RelayHeader)
+    );
+}
+
 /// 10,000 clusters with 10 HTTP frontends each, one in ten of them on the HTTPS listener with its
 /// own certificate file: 100,000 frontends and 10,000 certificates.
 #[test]
