@@ -9,6 +9,7 @@
 
 pub mod certificate;
 pub mod channel;
+pub mod config;
 pub mod hostname;
 pub mod request;
 pub mod response;

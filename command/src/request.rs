@@ -419,6 +419,20 @@ pub struct HealthCheckConfig {
     pub expected_status: u16,
 }
 
+impl HealthCheckConfig {
+    /// A health check of `uri` with every other setting at its default.
+    pub fn new(uri: impl Into<String>) -> Self {
+        HealthCheckConfig {
+            uri: uri.into(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            healthy_threshold: default_threshold(),
+            unhealthy_threshold: default_threshold(),
+            expected_status: 0,
+        }
+    }
+}
+
 fn default_health_interval() -> Duration {
     Duration::from_secs(10)
 }
@@ -1051,13 +1065,16 @@ pub struct HttpsListenerConfig {
 pub struct TlsListenerConfig {
     #[serde(default = "default_tls_versions")]
     pub versions: Vec<TlsVersion>,
-    /// TLS 1.2 cipher suites by OpenSSL or IANA name; empty means the defaults.
+    /// TLS 1.2 cipher suites; empty means the defaults. The configuration writes rustls's
+    /// names (`CipherSuite::as_str`); [`crate::config::tls::cipher_suite`] maps the OpenSSL
+    /// and IANA spellings to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cipher_list: Vec<String>,
-    /// TLS 1.3 cipher suites; empty means the defaults.
+    /// TLS 1.3 cipher suites, named as `cipher_list`; empty means the defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cipher_suites: Vec<String>,
-    /// Key exchange groups in order of preference; empty means the defaults.
+    /// Key exchange groups in order of preference, by rustls's names (`X25519`, `secp256r1`,
+    /// `secp384r1`; see [`crate::config::tls::group`]); empty means the defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups_list: Vec<String>,
     /// The default certificate, for clients that send no SNI or an unknown name.

@@ -506,7 +506,12 @@ fn finish_exchange(session: &mut Session, context: &mut Context<'_>) -> Step {
 
 /// Decides what to do with a parsed request: answer it, or forward it to a cluster. An
 /// answered request's head leaves the buffer, so the next request is read after it.
-fn route(session: &mut Session, context: &mut Context<'_>, listener: &HttpListener, head: RequestHead) -> Step {
+fn route(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    head: RequestHead,
+) -> Step {
     let head_len = head.head_len;
     let step = route_request(session, context, listener, head);
     if let Stage::Http(http) = &mut session.stage {

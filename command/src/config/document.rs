@@ -1,0 +1,530 @@
+//! The configuration file as a TOML document that remembers where each key is written.
+//!
+//! [`Document`] parses the text with spans and turns byte offsets into line numbers. A
+//! [`Table`] gives typed access to the keys of one table and records which keys were read, so
+//! that a key nobody reads is reported instead of silently ignored. A [`Field`] is one value
+//! with its key and line; its conversions fail with errors that name both.
+
+use std::{net::SocketAddr, ops::Range, str::FromStr, time::Duration};
+
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue},
+};
+
+use super::error::{ConfigError, ConfigWarning};
+use crate::request::UnknownName;
+
+/// The text of a configuration file and where its lines start.
+pub(super) struct Document<'i> {
+    text: &'i str,
+    /// Byte offset of the first character of each line; `line_starts[0] == 0`.
+    line_starts: Vec<usize>,
+}
+
+impl<'i> Document<'i> {
+    pub fn new(text: &'i str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(offset, _)| offset + 1))
+            .collect();
+        Document { text, line_starts }
+    }
+
+    /// The tables and values of the document, or the first syntax error.
+    pub fn parse(&self) -> Result<Spanned<DeTable<'i>>, ConfigError> {
+        DeTable::parse(self.text).map_err(|error| self.syntax_error(&error))
+    }
+
+    /// The line (counted from 1) of a byte offset.
+    pub fn line(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&start| start <= offset)
+    }
+
+    /// The text of a line (counted from 1), without its end of line.
+    fn line_text(&self, line: usize) -> &'i str {
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let end = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len());
+        self.text.get(start..end).unwrap_or("").trim_end()
+    }
+
+    /// A value as written in the file, shortened to fit in a message.
+    fn snippet(&self, span: Range<usize>) -> String {
+        const MAX_CHARS: usize = 40;
+        let text = self.text.get(span).unwrap_or("").trim();
+        if text.chars().count() <= MAX_CHARS {
+            return text.to_string();
+        }
+        let mut short: String = text.chars().take(MAX_CHARS).collect();
+        short.push('…');
+        short
+    }
+
+    pub fn table<'t>(
+        &'t self,
+        name: &'t str,
+        entries: &'t DeTable<'i>,
+        offset: usize,
+    ) -> Table<'t, 'i> {
+        Table {
+            doc: self,
+            name,
+            entries,
+            line: self.line(offset),
+            used: Vec::with_capacity(entries.len()),
+        }
+    }
+
+    /// Turns the TOML parser's error into one that names the key or table of its line.
+    fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        let offset = error.span().map_or(0, |span| span.start);
+        let line = self.line(offset);
+        let line_text = self.line_text(line);
+        let header = table_header(line_text);
+        // The parser names no error kind; its message for a key or table written twice is this.
+        if error.message() == "duplicate key" {
+            if let Some(table) = header {
+                if let Some(first_line) = self.first_header(table, line) {
+                    return ConfigError::DuplicateTable {
+                        table: table.to_string(),
+                        line,
+                        first_line,
+                    };
+                }
+            }
+            let key = error
+                .span()
+                .and_then(|span| self.text.get(span))
+                .unwrap_or(line_text);
+            return ConfigError::DuplicateKey {
+                key: key.trim().to_string(),
+                line,
+            };
+        }
+        let line_start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(1, |before| before.chars().count() + 1);
+        let key = header.or_else(|| {
+            line_text
+                .split_once('=')
+                .map(|(key, _)| key.trim())
+                .filter(|key| is_bare_key(key))
+        });
+        ConfigError::Syntax {
+            key: key.map(str::to_string),
+            line,
+            column,
+            message: error.message().to_string(),
+        }
+    }
+
+    /// The first line before `before` whose table header is `table`.
+    fn first_header(&self, table: &str, before: usize) -> Option<usize> {
+        (1..before).find(|&line| table_header(self.line_text(line)) == Some(table))
+    }
+}
+
+/// `clusters.web` for the line `[clusters.web]` or `[[clusters.web]]`.
+fn table_header(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let inner = line.strip_prefix('[')?.split(']').next()?;
+    Some(inner.trim_start_matches('[').trim())
+}
+
+fn is_bare_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | ' '))
+}
+
+/// One table of the file: a section such as `[[listeners]]`, or an inline table such as a
+/// frontend.
+pub(super) struct Table<'t, 'i> {
+    doc: &'t Document<'i>,
+    /// How messages name the table: `[[listeners]]`, `[clusters.web]`, `a frontend`.
+    name: &'t str,
+    entries: &'t DeTable<'i>,
+    line: usize,
+    /// The keys read so far, and the unknown ones already reported.
+    used: Vec<&'t str>,
+}
+
+impl<'t, 'i> Table<'t, 'i> {
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The entries of the table in file order, with their line.
+    pub fn entries(&self) -> Vec<(&'t str, Field<'t, 'i>)> {
+        let mut entries: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(key, value)| {
+                let key_text: &'t str = key.get_ref();
+                let field = Field {
+                    doc: self.doc,
+                    key: key_text,
+                    line: self.doc.line(key.span().start),
+                    value,
+                };
+                (key.span().start, key_text, field)
+            })
+            .collect();
+        entries.sort_unstable_by_key(|(offset, _, _)| *offset);
+        entries
+            .into_iter()
+            .map(|(_, key, field)| (key, field))
+            .collect()
+    }
+
+    /// Unknown keys, each with the closest known one when it looks like a typo. They count as
+    /// read, so that [`Table::unused`] does not report them again.
+    pub fn unknown_keys(&mut self, known: &[&'static [&'static str]]) -> Vec<ConfigError> {
+        let is_known = |key: &str| known.iter().any(|group| group.contains(&key));
+        let entries: &'t DeTable<'i> = self.entries;
+        let mut errors = Vec::new();
+        for (key, _) in entries.iter().filter(|(key, _)| !is_known(key.get_ref())) {
+            let name: &'t str = key.get_ref();
+            self.used.push(name);
+            errors.push(ConfigError::UnknownKey {
+                key: name.to_string(),
+                section: self.name.to_string(),
+                line: self.doc.line(key.span().start),
+                suggestion: closest(name, known),
+                expected: expected_keys(known),
+            });
+        }
+        errors
+    }
+
+    /// The value of `key`, if the table has one; `key` counts as read.
+    pub fn field(&mut self, key: &'static str) -> Option<Field<'t, 'i>> {
+        self.used.push(key);
+        self.entries
+            .get_key_value(key)
+            .map(|(spanned_key, value)| Field {
+                doc: self.doc,
+                key,
+                line: self.doc.line(spanned_key.span().start),
+                value,
+            })
+    }
+
+    pub fn required(&mut self, key: &'static str) -> Result<Field<'t, 'i>, ConfigError> {
+        self.field(key).ok_or_else(|| ConfigError::MissingKey {
+            key,
+            section: self.name.to_string(),
+            line: self.line,
+        })
+    }
+
+    /// A warning when the table has `key`, which is accepted and not in force.
+    pub fn ignore(&mut self, key: &'static str, message: &str) -> Option<ConfigWarning> {
+        self.field(key).map(|field| field.warning(message))
+    }
+
+    /// Reads a key with `read` when the table has it.
+    pub fn with<T>(
+        &mut self,
+        key: &'static str,
+        read: impl FnOnce(Field<'t, 'i>) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.field(key).map(read).transpose()
+    }
+
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        self.with(key, |field| field.string().map(str::to_string))
+    }
+
+    pub fn bool(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        self.with(key, Field::bool)
+    }
+
+    pub fn integer<T: TryFrom<i64>>(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.with(key, Field::integer)
+    }
+
+    pub fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>, ConfigError> {
+        self.with(key, Field::seconds)
+    }
+
+    pub fn address(&mut self, key: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+        self.with(key, Field::address)
+    }
+
+    pub fn choice<T: Copy>(
+        &mut self,
+        key: &'static str,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        self.with(key, |field| field.choice(choices))
+    }
+
+    /// The first key of the table that was never read: a key that has no meaning where it is.
+    pub fn unused(&self) -> Result<(), ConfigError> {
+        let mut unused = self
+            .entries
+            .iter()
+            .filter(|(key, _)| !self.used.contains(&key.get_ref().as_ref()));
+        match unused.next() {
+            Some((key, _)) => Err(ConfigError::NotApplicable {
+                key: key.get_ref().to_string(),
+                section: self.name.to_string(),
+                line: self.doc.line(key.span().start),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The known key within two edits of `key`, if there is one.
+fn closest(key: &str, known: &[&'static [&'static str]]) -> Option<&'static str> {
+    known
+        .iter()
+        .flat_map(|group| group.iter())
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, a_char) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, b_char) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a_char != *b_char);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The known keys for a message, with the families `h2_*` and `answer_NNN` written once.
+fn expected_keys(known: &[&[&'static str]]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for key in known.iter().flat_map(|group| group.iter()) {
+        let name = if key.starts_with("h2_") {
+            "h2_*"
+        } else if key.starts_with("answer_") {
+            "answer_NNN"
+        } else {
+            key
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(", ")
+}
+
+/// One value of the file, with its key and line.
+#[derive(Clone, Copy)]
+pub(super) struct Field<'t, 'i> {
+    doc: &'t Document<'i>,
+    key: &'t str,
+    line: usize,
+    value: &'t Spanned<DeValue<'i>>,
+}
+
+impl<'t, 'i> Field<'t, 'i> {
+    pub fn key(&self) -> &'t str {
+        self.key
+    }
+
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The value refused, with what was expected instead.
+    pub fn invalid(&self, expected: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: self.key.to_string(),
+            line: self.line,
+            value: self.doc.snippet(self.value.span()),
+            expected: expected.into(),
+        }
+    }
+
+    pub fn refused(&self, reason: &'static str) -> ConfigError {
+        ConfigError::Refused {
+            key: self.key.to_string(),
+            line: self.line,
+            reason,
+        }
+    }
+
+    pub fn requires(&self, required: &'static str) -> ConfigError {
+        ConfigError::Requires {
+            key: self.key.to_string(),
+            line: self.line,
+            required,
+        }
+    }
+
+    pub fn warning(&self, message: impl Into<String>) -> ConfigWarning {
+        ConfigWarning {
+            key: self.key.to_string(),
+            line: self.line,
+            message: message.into(),
+        }
+    }
+
+    pub fn string(&self) -> Result<&'t str, ConfigError> {
+        match self.value.get_ref() {
+            DeValue::String(text) => Ok(text),
+            _ => Err(self.invalid("a string")),
+        }
+    }
+
+    pub fn bool(self) -> Result<bool, ConfigError> {
+        self.value
+            .get_ref()
+            .as_bool()
+            .ok_or_else(|| self.invalid("true or false"))
+    }
+
+    /// A whole number that fits in `T`, an unsigned integer type.
+    pub fn integer<T: TryFrom<i64>>(self) -> Result<T, ConfigError> {
+        let expected = || {
+            let bits = std::mem::size_of::<T>().saturating_mul(8).clamp(8, 64);
+            let max = (u64::MAX >> (64 - bits)).min(i64::MAX as u64);
+            self.invalid(format!("a whole number from 0 to {max}"))
+        };
+        let DeValue::Integer(integer) = self.value.get_ref() else {
+            return Err(expected());
+        };
+        i64::from_str_radix(integer.as_str(), integer.radix())
+            .ok()
+            .and_then(|value| T::try_from(value).ok())
+            .ok_or_else(expected)
+    }
+
+    /// A whole number of seconds.
+    pub fn seconds(self) -> Result<Duration, ConfigError> {
+        self.integer::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| self.invalid("a whole number of seconds"))
+    }
+
+    /// A whole number of milliseconds.
+    pub fn milliseconds(self) -> Result<Duration, ConfigError> {
+        self.integer::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| self.invalid("a whole number of milliseconds"))
+    }
+
+    pub fn address(self) -> Result<SocketAddr, ConfigError> {
+        let text = self
+            .string()
+            .map_err(|_| self.invalid("an address as a string, like \"127.0.0.1:8080\""))?;
+        text.parse().map_err(|_| ConfigError::InvalidAddress {
+            key: self.key.to_string(),
+            line: self.line,
+            value: text.to_string(),
+        })
+    }
+
+    /// One of `choices` by name, ignoring case and taking `-` for `_`.
+    pub fn choice<T: Copy>(self, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let expected = || {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            self.invalid(format!("one of {}", names.join(", ")))
+        };
+        let text = self.string().map_err(|_| expected())?;
+        let wanted = text.trim().replace('-', "_");
+        choices
+            .iter()
+            .find(|(name, _)| name.replace('-', "_").eq_ignore_ascii_case(&wanted))
+            .map(|(_, value)| *value)
+            .ok_or_else(expected)
+    }
+
+    /// A value of an enumeration that parses its own names.
+    pub fn named<T: FromStr<Err = UnknownName>>(self) -> Result<T, ConfigError> {
+        self.string()?
+            .parse()
+            .map_err(|error: UnknownName| self.invalid(format!("one of {}", error.expected)))
+    }
+
+    /// The elements of an array, each with this field's key and its own line.
+    pub fn items(self) -> Result<Vec<Field<'t, 'i>>, ConfigError> {
+        let DeValue::Array(array) = self.value.get_ref() else {
+            return Err(self.invalid("an array"));
+        };
+        Ok(array
+            .iter()
+            .map(|value| Field {
+                doc: self.doc,
+                key: self.key,
+                line: self.doc.line(value.span().start),
+                value,
+            })
+            .collect())
+    }
+
+    pub fn strings(self) -> Result<Vec<String>, ConfigError> {
+        self.items()?
+            .into_iter()
+            .map(|item| {
+                item.string()
+                    .map(str::to_string)
+                    .map_err(|_| self.invalid("an array of strings"))
+            })
+            .collect()
+    }
+
+    /// The value as a table called `name` in messages.
+    pub fn table(self, name: &'t str) -> Result<Table<'t, 'i>, ConfigError> {
+        match self.value.get_ref() {
+            DeValue::Table(entries) => Ok(self.doc.table(name, entries, self.value.span().start)),
+            _ => Err(self.invalid("a table")),
+        }
+    }
+
+    /// The start of the value in the file, to sort values in file order.
+    pub fn offset(&self) -> usize {
+        self.value.span().start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_counted_from_one() {
+        let doc = Document::new("a = 1\nb = 2\n\nc = 3");
+        assert_eq!(doc.line(0), 1);
+        assert_eq!(doc.line(6), 2);
+        assert_eq!(doc.line(13), 4);
+    }
+
+    #[test]
+    fn close_typo_gets_a_suggestion() {
+        assert_eq!(
+            closest("fron_timeout", &[&["front_timeout", "back_timeout"]]),
+            Some("front_timeout")
+        );
+        assert_eq!(closest("zzz", &[&["front_timeout"]]), None);
+    }
+
+    #[test]
+    fn header_of_a_table_line() {
+        assert_eq!(table_header("[clusters.web]"), Some("clusters.web"));
+        assert_eq!(table_header("  [[listeners]] # x"), Some("listeners"));
+        assert_eq!(table_header("a = [1]"), None);
+    }
+}

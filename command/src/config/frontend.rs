@@ -1,0 +1,468 @@
+//! Frontends: the `frontends` of each `[clusters.<id>]`, and our extension, top-level
+//! `frontends` without a cluster (answer, redirect and deny frontends). A frontend is HTTP,
+//! HTTPS or TCP by the kind of listener at its `address`.
+//!
+//! [`Routing`] gathers the frontends of the whole file: it refuses duplicates and adds each
+//! SNI certificate once per listener, however many frontends name its files.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, hash_map::Entry},
+    net::SocketAddr,
+    path::PathBuf,
+};
+
+use super::{
+    Loader, answers,
+    document::{Field, Table},
+    error::ConfigError,
+    listener::{Listener, Listeners},
+    tls::{self, CertificateFiles},
+};
+use crate::request::{
+    AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, Order, PathRule,
+    PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend, TlsVersion,
+};
+
+/// A frontend of the configuration, as its `Add…Frontend` order carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frontend {
+    Http(HttpFrontend),
+    Https(HttpFrontend),
+    Tcp(TcpFrontend),
+}
+
+impl Frontend {
+    pub fn add_order(&self) -> Order {
+        match self {
+            Frontend::Http(frontend) => Order::AddHttpFrontend(frontend.clone()),
+            Frontend::Https(frontend) => Order::AddHttpsFrontend(frontend.clone()),
+            Frontend::Tcp(frontend) => Order::AddTcpFrontend(frontend.clone()),
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "address",
+    "hostname",
+    "path",
+    "path_type",
+    "method",
+    "position",
+    "tags",
+    "certificate",
+    "key",
+    "certificate_chain",
+    "tls_versions",
+    "redirect",
+    "redirect_scheme",
+    "redirect_template",
+    "rewrite_host",
+    "rewrite_path",
+    "rewrite_port",
+    "required_auth",
+    "headers",
+    "hsts",
+    "answer",
+];
+
+/// The keys of a frontend's SNI certificate.
+const CERTIFICATE_KEYS: [&str; 4] = ["certificate", "key", "certificate_chain", "tls_versions"];
+
+const HEADER_EDIT_KEYS: &[&str] = &["position", "key", "value"];
+
+/// What a cluster's frontends carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClusterProtocol {
+    /// HTTP and HTTPS frontends.
+    Http,
+    Tcp,
+}
+
+/// The cluster a frontend is written in.
+pub(super) struct Owner<'a> {
+    pub id: &'a str,
+    pub protocol: ClusterProtocol,
+}
+
+/// A frontend read from the file, before the checks across frontends.
+struct ReadFrontend {
+    /// Where the frontend starts in the file, to keep file order.
+    offset: usize,
+    line: usize,
+    frontend: Frontend,
+    certificate: Option<(CertificateFiles, Vec<TlsVersion>)>,
+}
+
+/// The files and versions that make one SNI certificate of one listener.
+type CertificateSource = (
+    SocketAddr,
+    PathBuf,
+    PathBuf,
+    Option<PathBuf>,
+    Vec<TlsVersion>,
+);
+
+/// Every frontend and SNI certificate of the file.
+pub(super) struct Routing<'l> {
+    listeners: &'l Listeners,
+    /// With their offset in the file.
+    frontends: Vec<(usize, Frontend)>,
+    certificates: Vec<(usize, AddCertificate)>,
+    /// The line of each HTTP and HTTPS frontend, by identity.
+    http_lines: HashMap<FrontendKey, usize>,
+    /// The line of each TCP frontend, by address: a TCP listener leads to one cluster.
+    tcp_lines: HashMap<SocketAddr, usize>,
+    certificate_sources: HashSet<CertificateSource>,
+}
+
+impl<'l> Routing<'l> {
+    pub fn new(listeners: &'l Listeners) -> Self {
+        Routing {
+            listeners,
+            frontends: Vec::new(),
+            certificates: Vec::new(),
+            http_lines: HashMap::new(),
+            tcp_lines: HashMap::new(),
+            certificate_sources: HashSet::new(),
+        }
+    }
+
+    /// Reads the frontend `item` of `owner` (or of no cluster) and adds it; errors are recorded.
+    /// Returns the address of the frontend once added.
+    pub fn add(
+        &mut self,
+        loader: &mut Loader,
+        item: Field<'_, '_>,
+        name: &str,
+        owner: Option<&Owner<'_>>,
+    ) -> Option<SocketAddr> {
+        let read = read(loader, item, name, owner, self.listeners);
+        let read = loader.keep(read)?;
+        let inserted = self.insert(read);
+        loader.keep(inserted)
+    }
+
+    fn insert(&mut self, read: ReadFrontend) -> Result<SocketAddr, ConfigError> {
+        let address = match &read.frontend {
+            Frontend::Http(frontend) | Frontend::Https(frontend) => {
+                match self.http_lines.entry(frontend.key()) {
+                    Entry::Occupied(first) => {
+                        return Err(ConfigError::Duplicate {
+                            what: "frontend",
+                            name: first.key().to_string(),
+                            key: "frontends",
+                            line: read.line,
+                            first_line: *first.get(),
+                        });
+                    }
+                    Entry::Vacant(entry) => entry.insert(read.line),
+                };
+                frontend.address
+            }
+            Frontend::Tcp(frontend) => {
+                if let Some(&first_line) = self.tcp_lines.get(&frontend.address) {
+                    return Err(ConfigError::Duplicate {
+                        what: "tcp frontend",
+                        name: frontend.address.to_string(),
+                        key: "address",
+                        line: read.line,
+                        first_line,
+                    });
+                }
+                self.tcp_lines.insert(frontend.address, read.line);
+                frontend.address
+            }
+        };
+        if let Some((files, versions)) = read.certificate {
+            let source = (
+                address,
+                files.certificate.0.clone(),
+                files.key.0.clone(),
+                files.chain.as_ref().map(|(path, _)| path.clone()),
+                versions.clone(),
+            );
+            if self.certificate_sources.insert(source) {
+                let certificate = AddCertificate {
+                    address,
+                    certificate: files.contents(versions),
+                    allow_expired: false,
+                };
+                self.certificates.push((read.offset, certificate));
+            }
+        }
+        self.frontends.push((read.offset, read.frontend));
+        Ok(address)
+    }
+
+    /// Whether the listener at `address` reads a PROXY protocol header.
+    pub fn expects_proxy(&self, address: SocketAddr) -> bool {
+        self.listeners.expects_proxy(address)
+    }
+
+    /// The certificates and frontends, in file order.
+    pub fn finish(mut self) -> (Vec<AddCertificate>, Vec<Frontend>) {
+        self.certificates.sort_by_key(|(offset, _)| *offset);
+        self.frontends.sort_by_key(|(offset, _)| *offset);
+        (
+            self.certificates.into_iter().map(|(_, c)| c).collect(),
+            self.frontends.into_iter().map(|(_, f)| f).collect(),
+        )
+    }
+}
+
+/// Top-level `frontends`: frontends of no cluster, which answer, redirect or deny.
+pub(super) fn read_top_level(
+    loader: &mut Loader,
+    top: &mut Table<'_, '_>,
+    routing: &mut Routing<'_>,
+) {
+    let Some(field) = top.field("frontends") else {
+        return;
+    };
+    let Some(items) = loader.keep(field.items()) else {
+        return;
+    };
+    for item in items {
+        routing.add(loader, item, "a top-level frontend", None);
+    }
+}
+
+fn read(
+    loader: &mut Loader,
+    item: Field<'_, '_>,
+    name: &str,
+    owner: Option<&Owner<'_>>,
+    listeners: &Listeners,
+) -> Result<ReadFrontend, ConfigError> {
+    let mut table = item.table(name)?;
+    loader.check_keys(&mut table, &[KEYS]);
+    let address_field = table.required("address")?;
+    let address = address_field.address()?;
+    let listener = listeners.find(address, address_field)?;
+    let mismatch = |listener: &'static str, frontend: String| ConfigError::ListenerKind {
+        address,
+        line: address_field.line(),
+        listener,
+        frontend,
+    };
+    let (frontend, certificate) = match (owner, listener) {
+        (Some(owner), Listener::Tcp(_)) if owner.protocol == ClusterProtocol::Tcp => {
+            let tags = table.with("tags", tags)?.unwrap_or_default();
+            let frontend = TcpFrontend {
+                cluster_id: owner.id.to_string(),
+                address,
+                tags,
+            };
+            (Frontend::Tcp(frontend), None)
+        }
+        (Some(owner), Listener::Http(_) | Listener::Https(_))
+            if owner.protocol == ClusterProtocol::Tcp =>
+        {
+            let listener = match listener {
+                Listener::Https(_) => "an https",
+                _ => "an http",
+            };
+            return Err(mismatch(
+                listener,
+                format!("frontends of tcp cluster `{}`", owner.id),
+            ));
+        }
+        (_, Listener::Tcp(_)) => {
+            return Err(mismatch(
+                "a tcp",
+                "http frontends: put the frontend in a cluster with protocol = \"tcp\"".to_string(),
+            ));
+        }
+        (_, Listener::Http(_)) => {
+            let frontend = http(loader, &mut table, address, owner, item, false)?;
+            ignore_certificate(loader, &mut table);
+            (Frontend::Http(frontend), None)
+        }
+        (_, Listener::Https(_)) => {
+            let frontend = http(loader, &mut table, address, owner, item, true)?;
+            let certificate = certificate(loader, &mut table)?;
+            (Frontend::Https(frontend), certificate)
+        }
+    };
+    table.unused()?;
+    Ok(ReadFrontend {
+        offset: item.offset(),
+        line: item.line(),
+        frontend,
+        certificate,
+    })
+}
+
+/// An HTTP or HTTPS frontend.
+fn http(
+    loader: &mut Loader,
+    table: &mut Table<'_, '_>,
+    address: SocketAddr,
+    owner: Option<&Owner<'_>>,
+    item: Field<'_, '_>,
+    is_https: bool,
+) -> Result<HttpFrontend, ConfigError> {
+    let hostname_field = table.required("hostname")?;
+    let hostname = hostname_field.string()?;
+    if hostname.is_empty() {
+        return Err(hostname_field.invalid("a hostname"));
+    }
+    let cluster_id = owner.map(|owner| owner.id.to_string());
+    let mut frontend = HttpFrontend::new(cluster_id, address, hostname);
+    let kind = table
+        .choice(
+            "path_type",
+            &[
+                ("PREFIX", PathRuleKind::Prefix),
+                ("REGEX", PathRuleKind::Regex),
+                ("EQUALS", PathRuleKind::Equals),
+            ],
+        )?
+        .unwrap_or_default();
+    let path = table
+        .with("path", |field| {
+            let path = field.string()?;
+            if kind == PathRuleKind::Regex {
+                regex::Regex::new(path).map_err(|error| {
+                    // The parser's message draws the pattern over several lines; its last line
+                    // says what is wrong.
+                    let message = error.to_string();
+                    let reason = message
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    field.invalid(format!("a regular expression ({reason})"))
+                })?;
+            }
+            Ok(path.to_string())
+        })?
+        .unwrap_or_default();
+    frontend.path = PathRule { kind, value: path };
+    frontend.method = table.with("method", answers::token)?;
+    frontend.position = table
+        .choice(
+            "position",
+            &[
+                ("TREE", RulePosition::Tree),
+                ("PRE", RulePosition::Pre),
+                ("POST", RulePosition::Post),
+            ],
+        )?
+        .unwrap_or_default();
+    frontend.tags = table.with("tags", tags)?.unwrap_or_default();
+    frontend.redirect = table
+        .choice(
+            "redirect",
+            &[
+                ("forward", RedirectPolicy::Forward),
+                ("permanent", RedirectPolicy::Permanent),
+                ("found", RedirectPolicy::Found),
+                ("permanent_redirect", RedirectPolicy::PermanentRedirect),
+                ("unauthorized", RedirectPolicy::Unauthorized),
+            ],
+        )?
+        .unwrap_or_default();
+    frontend.redirect_scheme = table
+        .choice(
+            "redirect_scheme",
+            &[
+                ("use-same", RedirectScheme::UseSame),
+                ("use-http", RedirectScheme::UseHttp),
+                ("use-https", RedirectScheme::UseHttps),
+            ],
+        )?
+        .unwrap_or_default();
+    frontend.redirect_template = table.string("redirect_template")?;
+    frontend.rewrite_host = table.string("rewrite_host")?;
+    frontend.rewrite_path = table.string("rewrite_path")?;
+    frontend.rewrite_port = table.integer("rewrite_port")?;
+    frontend.required_auth = table.bool("required_auth")?.unwrap_or(false);
+    if let Some(field) = table.field("headers") {
+        frontend.headers = header_edits(loader, field)?;
+    }
+    if is_https {
+        frontend.hsts = table
+            .field("hsts")
+            .map(|field| tls::hsts(loader, field))
+            .transpose()?;
+    } else {
+        let warning = table.ignore(
+            "hsts",
+            "accepted and ignored: HSTS is sent over https only, and this frontend's listener is http",
+        );
+        loader.warn(warning);
+    }
+    if let Some(field) = table.field("answer") {
+        frontend.answer = Some(answers::fixed_answer(loader, field)?);
+    }
+    if owner.is_none() && frontend.answer.is_none() && frontend.redirect == RedirectPolicy::Forward
+    {
+        return Err(item.requires(
+            "`answer`, or a `redirect` other than forward: a frontend outside [clusters.<id>] \
+             has no cluster to forward to",
+        ));
+    }
+    Ok(frontend)
+}
+
+/// The SNI certificate of an HTTPS frontend, with the versions it is offered with.
+fn certificate(
+    loader: &mut Loader,
+    table: &mut Table<'_, '_>,
+) -> Result<Option<(CertificateFiles, Vec<TlsVersion>)>, ConfigError> {
+    let versions = match table.field("tls_versions") {
+        Some(field) => tls::versions(field, &mut loader.warnings)?,
+        None => Vec::new(),
+    };
+    let files = CertificateFiles::read(loader, table)?;
+    Ok(files.map(|files| (files, versions)))
+}
+
+/// Certificate keys on a frontend of an HTTP listener are accepted and ignored, as Sōzu does.
+fn ignore_certificate(loader: &mut Loader, table: &mut Table<'_, '_>) {
+    for key in CERTIFICATE_KEYS {
+        let warning = table.ignore(
+            key,
+            "accepted and ignored: the listener at this frontend's address is http, not https",
+        );
+        loader.warn(warning);
+    }
+}
+
+/// `tags = { key = "value", … }`.
+fn tags(field: Field<'_, '_>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let table = field.table("`tags`")?;
+    table
+        .entries()
+        .into_iter()
+        .map(|(key, value)| Ok((key.to_string(), value.string()?.to_string())))
+        .collect()
+}
+
+/// `headers = [{ position = "request", key = "X-Name", value = "…" }, …]`; an empty or
+/// absent value deletes the header.
+fn header_edits(loader: &mut Loader, field: Field<'_, '_>) -> Result<Vec<HeaderEdit>, ConfigError> {
+    let mut edits = Vec::new();
+    for item in field.items()? {
+        let mut table = item.table("a header edit")?;
+        loader.check_keys(&mut table, &[HEADER_EDIT_KEYS]);
+        let position = table.required("position")?.choice(&[
+            ("request", HeaderPosition::Request),
+            ("response", HeaderPosition::Response),
+            ("both", HeaderPosition::Both),
+        ])?;
+        let key_field = table.required("key")?;
+        let key = key_field.string()?;
+        let value = table.string("value")?.unwrap_or_default();
+        answers::check_header(key_field, key, &value)?;
+        table.unused()?;
+        edits.push(HeaderEdit {
+            position,
+            key: key.to_string(),
+            value,
+        });
+    }
+    Ok(edits)
+}

@@ -1,0 +1,403 @@
+//! `[[listeners]]`: HTTP, HTTPS and TCP listeners. UDP listeners are refused: they are not
+//! built, and ignoring one would drop its traffic.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+};
+
+use super::{
+    Config, Loader, answers,
+    document::{Field, Table},
+    error::ConfigError,
+    tls::{self, CertificateFiles},
+};
+use crate::request::{
+    HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
+    TcpListenerConfig, TlsListenerConfig, TlsVersion,
+};
+
+/// A listener of the configuration, as its `Add…Listener` order carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a configuration has a handful of listeners; boxing would only add indirection"
+)]
+pub enum Listener {
+    Http(HttpListenerConfig),
+    Https(HttpsListenerConfig),
+    Tcp(TcpListenerConfig),
+}
+
+impl Listener {
+    pub fn address(&self) -> SocketAddr {
+        match self {
+            Listener::Http(config) => config.address,
+            Listener::Https(config) => config.http.address,
+            Listener::Tcp(config) => config.address,
+        }
+    }
+
+    pub fn kind(&self) -> ListenerType {
+        match self {
+            Listener::Http(_) => ListenerType::Http,
+            Listener::Https(_) => ListenerType::Https,
+            Listener::Tcp(_) => ListenerType::Tcp,
+        }
+    }
+
+    /// What names the listener in `ActivateListener` and the like.
+    pub fn listener_address(&self) -> ListenerAddress {
+        ListenerAddress {
+            address: self.address(),
+            proxy: self.kind(),
+        }
+    }
+
+    pub fn add_order(&self) -> Order {
+        match self {
+            Listener::Http(config) => Order::AddHttpListener(config.clone()),
+            Listener::Https(config) => Order::AddHttpsListener(config.clone()),
+            Listener::Tcp(config) => Order::AddTcpListener(config.clone()),
+        }
+    }
+
+    fn expects_proxy(&self) -> bool {
+        match self {
+            Listener::Http(config) => config.expect_proxy,
+            Listener::Https(config) => config.http.expect_proxy,
+            Listener::Tcp(config) => config.expect_proxy,
+        }
+    }
+}
+
+/// Keys of every kind of listener.
+const COMMON_KEYS: &[&str] = &[
+    "protocol",
+    "address",
+    "public_address",
+    "expect_proxy",
+    "front_timeout",
+    "back_timeout",
+    "connect_timeout",
+];
+
+/// Keys of HTTP and HTTPS listeners, besides the `answer_NNN` ones.
+const HTTP_KEYS: &[&str] = &[
+    "request_timeout",
+    "sticky_name",
+    "sozu_id_header",
+    "answers",
+    "elide_x_real_ip",
+    "send_x_real_ip",
+];
+
+/// Keys of HTTPS listeners.
+const TLS_KEYS: &[&str] = &[
+    "certificate",
+    "certificate_chain",
+    "key",
+    "tls_versions",
+    "cipher_list",
+    "cipher_suites",
+    "groups_list",
+    "send_tls13_tickets",
+    "alpn_protocols",
+    "strict_sni_binding",
+    "disable_http11",
+    "hsts",
+];
+
+/// HTTP/2 flood limits and tuning of HTTPS listeners: accepted and ignored.
+const H2_KEYS: &[&str] = &[
+    "h2_max_rst_stream_per_window",
+    "h2_max_ping_per_window",
+    "h2_max_settings_per_window",
+    "h2_max_empty_data_per_window",
+    "h2_max_window_update_stream0_per_window",
+    "h2_max_continuation_frames",
+    "h2_max_glitch_count",
+    "h2_max_rst_stream_lifetime",
+    "h2_max_rst_stream_abusive_lifetime",
+    "h2_max_rst_stream_emitted_lifetime",
+    "h2_initial_connection_window",
+    "h2_max_concurrent_streams",
+    "h2_stream_shrink_ratio",
+    "h2_max_header_list_size",
+    "h2_max_header_table_size",
+    "h2_max_header_fields",
+    "h2_stream_idle_timeout_seconds",
+    "h2_graceful_shutdown_deadline_seconds",
+];
+
+/// Keys of TCP listeners only (our extension).
+const TCP_KEYS: &[&str] = &["splice"];
+
+/// Keys of UDP listeners, which are refused.
+const UDP_KEYS: &[&str] = &["max_rx_datagram_size", "max_flows"];
+
+/// The listeners of a configuration, and how frontends find them by address.
+#[derive(Default)]
+pub(super) struct Listeners {
+    list: Vec<Listener>,
+    /// Index in `list` by address.
+    by_address: HashMap<SocketAddr, usize>,
+    /// Addresses of the refused UDP listeners, to explain why their frontends have no listener.
+    udp: HashSet<SocketAddr>,
+}
+
+impl Listeners {
+    /// The listener at the address of a frontend's `address` field.
+    pub fn find(
+        &self,
+        address: SocketAddr,
+        field: Field<'_, '_>,
+    ) -> Result<&Listener, ConfigError> {
+        if let Some(listener) = self
+            .by_address
+            .get(&address)
+            .and_then(|&index| self.list.get(index))
+        {
+            return Ok(listener);
+        }
+        if self.udp.contains(&address) {
+            return Err(field.refused(
+                "the listener at this address is a udp listener, and UDP is not built yet",
+            ));
+        }
+        Err(ConfigError::NoListener {
+            address,
+            line: field.line(),
+        })
+    }
+
+    /// Whether the listener at `address` reads a PROXY protocol header.
+    pub fn expects_proxy(&self, address: SocketAddr) -> bool {
+        self.by_address
+            .get(&address)
+            .and_then(|&index| self.list.get(index))
+            .is_some_and(Listener::expects_proxy)
+    }
+
+    pub fn into_listeners(self) -> Vec<Listener> {
+        self.list
+    }
+}
+
+/// Every `[[listeners]]` entry; `settings` gives the default timeouts.
+pub(super) fn read_all(
+    loader: &mut Loader,
+    top: &mut Table<'_, '_>,
+    settings: &Config,
+) -> Listeners {
+    let mut listeners = Listeners::default();
+    let Some(field) = top.field("listeners") else {
+        return listeners;
+    };
+    let Some(items) = loader.keep(field.items()) else {
+        return listeners;
+    };
+    let mut lines = HashMap::new();
+    for item in items {
+        let read = read(loader, item, settings, &mut listeners.udp);
+        let Some((listener, line)) = loader.keep(read) else {
+            continue;
+        };
+        let address = listener.address();
+        if let Some(&first_line) = lines.get(&address) {
+            loader.errors.push(ConfigError::Duplicate {
+                what: "listener",
+                name: address.to_string(),
+                key: "address",
+                line,
+                first_line,
+            });
+            continue;
+        }
+        lines.insert(address, line);
+        listeners.by_address.insert(address, listeners.list.len());
+        listeners.list.push(listener);
+    }
+    listeners
+}
+
+/// One listener, with the line of its address.
+fn read(
+    loader: &mut Loader,
+    item: Field<'_, '_>,
+    settings: &Config,
+    udp: &mut HashSet<SocketAddr>,
+) -> Result<(Listener, usize), ConfigError> {
+    let mut table = item.table("[[listeners]]")?;
+    loader.check_keys(
+        &mut table,
+        &[
+            COMMON_KEYS,
+            HTTP_KEYS,
+            answers::LISTENER_LEGACY_KEYS,
+            TLS_KEYS,
+            H2_KEYS,
+            TCP_KEYS,
+            UDP_KEYS,
+        ],
+    );
+    let address_field = table.required("address")?;
+    let address = address_field.address()?;
+    let protocol_field = table.required("protocol")?;
+    let protocol = protocol_field.choice(&[
+        ("http", Some(ListenerType::Http)),
+        ("https", Some(ListenerType::Https)),
+        ("tcp", Some(ListenerType::Tcp)),
+        ("udp", None),
+    ])?;
+    let Some(protocol) = protocol else {
+        udp.insert(address);
+        return Err(protocol_field.refused(
+            "UDP listeners are not built yet, and ignoring the listener would drop its traffic",
+        ));
+    };
+    ignore(loader, &mut table, H2_KEYS, "HTTP/2 is not built yet");
+    ignore(loader, &mut table, UDP_KEYS, "it applies to udp listeners");
+    let listener = match protocol {
+        ListenerType::Http => {
+            ignore(
+                loader,
+                &mut table,
+                TLS_KEYS,
+                "it applies to https listeners",
+            );
+            ignore(loader, &mut table, TCP_KEYS, "it applies to tcp listeners");
+            Listener::Http(http(loader, &mut table, address, settings)?)
+        }
+        ListenerType::Https => {
+            ignore(loader, &mut table, TCP_KEYS, "it applies to tcp listeners");
+            let http = http(loader, &mut table, address, settings)?;
+            let tls = tls(loader, &mut table)?;
+            Listener::Https(HttpsListenerConfig { http, tls })
+        }
+        ListenerType::Tcp => {
+            let reason = "it applies to http and https listeners";
+            ignore(loader, &mut table, HTTP_KEYS, reason);
+            ignore(loader, &mut table, answers::LISTENER_LEGACY_KEYS, reason);
+            ignore(loader, &mut table, TLS_KEYS, reason);
+            Listener::Tcp(tcp(&mut table, address, settings)?)
+        }
+    };
+    table.unused()?;
+    Ok((listener, address_field.line()))
+}
+
+/// Warns about each of `keys` that the table has: accepted and ignored for `reason`.
+fn ignore(loader: &mut Loader, table: &mut Table<'_, '_>, keys: &[&'static str], reason: &str) {
+    let message = format!("accepted and ignored: {reason}");
+    for &key in keys {
+        let warning = table.ignore(key, &message);
+        loader.warn(warning);
+    }
+}
+
+/// The settings HTTP and HTTPS listeners share.
+fn http(
+    loader: &mut Loader,
+    table: &mut Table<'_, '_>,
+    address: SocketAddr,
+    settings: &Config,
+) -> Result<HttpListenerConfig, ConfigError> {
+    let mut config = HttpListenerConfig::new(address);
+    config.public_address = table.address("public_address")?;
+    config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
+    if let Some(sticky_name) = table.with("sticky_name", answers::token)? {
+        config.sticky_name = sticky_name;
+    }
+    if let Some(sozu_id_header) = table.with("sozu_id_header", answers::token)? {
+        config.sozu_id_header = sozu_id_header;
+    }
+    config.front_timeout = table
+        .seconds("front_timeout")?
+        .unwrap_or(settings.front_timeout);
+    config.back_timeout = table
+        .seconds("back_timeout")?
+        .unwrap_or(settings.back_timeout);
+    config.connect_timeout = table
+        .seconds("connect_timeout")?
+        .unwrap_or(settings.connect_timeout);
+    config.request_timeout = table
+        .seconds("request_timeout")?
+        .unwrap_or(settings.request_timeout);
+    config.answers = answers::custom_answers(loader, table, answers::LISTENER_LEGACY_KEYS)?;
+    config.send_x_real_ip = table.bool("send_x_real_ip")?.unwrap_or(false);
+    config.elide_x_real_ip = table.bool("elide_x_real_ip")?.unwrap_or(false);
+    Ok(config)
+}
+
+/// The TLS settings of an HTTPS listener.
+fn tls(loader: &mut Loader, table: &mut Table<'_, '_>) -> Result<TlsListenerConfig, ConfigError> {
+    let mut config = TlsListenerConfig::default();
+    if let Some(field) = table.field("tls_versions") {
+        config.versions = tls::versions(field, &mut loader.warnings)?;
+    }
+    // Sōzu's `cipher_list` names TLS 1.3 suites too: each suite goes to the list of its
+    // version, `cipher_list` for TLS 1.2 and `cipher_suites` for TLS 1.3.
+    let mut suites = Vec::new();
+    for key in ["cipher_suites", "cipher_list"] {
+        if let Some(field) = table.field(key) {
+            suites.extend(tls::cipher_suites(field)?);
+        }
+    }
+    for suite in suites {
+        let list = match suite.version {
+            TlsVersion::Tls12 => &mut config.cipher_list,
+            TlsVersion::Tls13 => &mut config.cipher_suites,
+        };
+        if !list.iter().any(|name| name == suite.name) {
+            list.push(suite.name.to_string());
+        }
+    }
+    if let Some(field) = table.field("groups_list") {
+        config.groups_list = tls::groups(field, &mut loader.warnings)?;
+    }
+    config.certificate =
+        CertificateFiles::read(loader, table)?.map(|files| files.contents(Vec::new()));
+    if let Some(tickets) = table.integer("send_tls13_tickets")? {
+        config.send_tls13_tickets = tickets;
+    }
+    if let Some(field) = table.field("alpn_protocols") {
+        config.alpn_protocols = tls::alpn_protocols(field, &mut loader.warnings)?;
+    }
+    if let Some(strict) = table.bool("strict_sni_binding")? {
+        config.strict_sni_binding = strict;
+    }
+    if let Some(field) = table.field("disable_http11") {
+        if field.bool()? {
+            return Err(field.refused(
+                "HTTP/2 is not built yet, so a listener without HTTP/1.1 could serve no one",
+            ));
+        }
+    }
+    config.hsts = table
+        .field("hsts")
+        .map(|field| tls::hsts(loader, field))
+        .transpose()?;
+    Ok(config)
+}
+
+fn tcp(
+    table: &mut Table<'_, '_>,
+    address: SocketAddr,
+    settings: &Config,
+) -> Result<TcpListenerConfig, ConfigError> {
+    let mut config = TcpListenerConfig::new(address);
+    config.public_address = table.address("public_address")?;
+    config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
+    config.front_timeout = table
+        .seconds("front_timeout")?
+        .unwrap_or(settings.front_timeout);
+    config.back_timeout = table
+        .seconds("back_timeout")?
+        .unwrap_or(settings.back_timeout);
+    config.connect_timeout = table
+        .seconds("connect_timeout")?
+        .unwrap_or(settings.connect_timeout);
+    config.splice = table.bool("splice")?.unwrap_or(false);
+    Ok(config)
+}

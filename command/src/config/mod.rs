@@ -1,0 +1,251 @@
+//! The configuration file: Sōzu's `config.toml` format parsed into a typed [`Config`], and the
+//! orders that build the same routing state from empty.
+//!
+//! [`Config::load`] reads the file and every file it names (certificates, answers), so that
+//! orders carry contents, never paths. Relative paths resolve against the configuration file's
+//! folder. Every key of Sōzu 2.1 is recognised: keys in force become typed fields; keys of
+//! features not built yet are accepted with a [`ConfigWarning`] when ignoring them only changes
+//! tuning, and refused when ignoring them would change what traffic gets. Unknown keys, invalid
+//! values and missing keys are [`ConfigError`]s that name the key and its line; all the errors
+//! of a file are reported at once, as [`ConfigErrors`].
+//!
+//! `doc/configure.md` describes every key for operators.
+
+mod answers;
+mod cluster;
+mod document;
+mod error;
+mod files;
+mod frontend;
+mod global;
+mod listener;
+pub mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use self::{
+    document::{Document, Table},
+    files::Files,
+};
+pub use self::{
+    error::{ConfigError, ConfigErrors, ConfigWarning},
+    frontend::Frontend,
+    listener::Listener,
+};
+use crate::request::{AddBackend, AddCertificate, Cluster, ConnectionLimit, Order};
+
+/// A parsed configuration file: the settings of the main process and the workers, and the
+/// routing state to build at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The Unix socket of the command channel.
+    pub command_socket: PathBuf,
+    /// The size of a command channel's buffer, in bytes.
+    pub command_buffer_size: usize,
+    /// The largest message accepted on the command channel, in bytes.
+    pub max_command_buffer_size: usize,
+    /// How long the command line waits for an answer.
+    pub ctl_command_timeout: Duration,
+    /// The state file loaded at start and written by `automatic_state_save`.
+    pub saved_state: Option<PathBuf>,
+    /// Save the state to `saved_state` after every routing change.
+    pub automatic_state_save: bool,
+
+    /// A level (`info`) or a filter in `env_logger` syntax (`info,sozu_lib::http=debug`).
+    pub log_level: String,
+    pub log_target: LogTarget,
+    /// Where access logs go; `None` sends them with the other logs.
+    pub access_logs_target: Option<LogTarget>,
+    pub access_logs_format: AccessLogFormat,
+
+    pub worker_count: u16,
+    /// Start a new worker when one dies.
+    pub worker_automatic_restart: bool,
+    /// How long the main process waits for a worker's answer before calling it not answering.
+    pub worker_timeout: Duration,
+    pub pid_file_path: Option<PathBuf>,
+
+    /// Sessions a worker keeps at once; accepting pauses at the cap.
+    pub max_connections: usize,
+    /// Buffers a worker's pool holds at most.
+    pub max_buffers: usize,
+    /// The size of one buffer, in bytes.
+    pub buffer_size: usize,
+    /// Listener defaults: a listener without its own timeout takes these.
+    pub front_timeout: Duration,
+    pub back_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Start listening on every listener at start (`ActivateListener` orders).
+    pub activate_listeners: bool,
+    /// Cap on connections from one client address to one cluster; 0 means no cap.
+    pub max_connections_per_ip: u64,
+    /// The `Retry-After` value of 429 answers.
+    pub retry_after: Duration,
+    pub metrics: Option<MetricsConfig>,
+
+    /// The routing state, in file order within each kind.
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+    pub backends: Vec<AddBackend>,
+    /// SNI certificates of HTTPS frontends, one per listener and certificate file.
+    pub certificates: Vec<AddCertificate>,
+    pub frontends: Vec<Frontend>,
+}
+
+/// Where logs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    /// `file://PATH`.
+    File(PathBuf),
+    /// `tcp://IP:PORT`.
+    Tcp(SocketAddr),
+    /// `udp://IP:PORT`.
+    Udp(SocketAddr),
+    /// `unix://PATH`, a datagram socket.
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// One human-readable line per request.
+    #[default]
+    Ascii,
+    /// One JSON object per request.
+    Json,
+}
+
+/// The `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where metrics are pushed as statsd over UDP.
+    pub address: Option<SocketAddr>,
+    /// Where a Prometheus text endpoint is served.
+    pub prometheus_address: Option<SocketAddr>,
+    /// Statsd metrics with tags rather than names carrying the cluster and backend.
+    pub tagged_metrics: bool,
+    /// Prefix of every statsd metric name.
+    pub prefix: String,
+}
+
+impl Config {
+    /// Reads and checks a configuration file and every file it names.
+    ///
+    /// On success, also returns the warnings about keys accepted but not in force.
+    pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let absolute = std::path::absolute(path).map_err(read_error)?;
+        let folder = absolute.parent().unwrap_or(Path::new("/"));
+        Config::parse(&text, folder)
+    }
+
+    /// Checks the text of a configuration file whose relative paths resolve against `folder`.
+    pub fn parse(text: &str, folder: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
+        let doc = Document::new(text);
+        let root = doc.parse()?;
+        let mut loader = Loader {
+            files: Files::new(folder),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut top = doc.table("the top level", root.get_ref(), 0);
+        loader.check_keys(&mut top, &[global::KEYS]);
+        let mut config = global::settings(&mut loader, &mut top);
+        let listeners = listener::read_all(&mut loader, &mut top, &config);
+        let mut routing = frontend::Routing::new(&listeners);
+        let (clusters, backends) = cluster::read_all(&mut loader, &mut top, &mut routing);
+        frontend::read_top_level(&mut loader, &mut top, &mut routing);
+        loader.keep(top.unused());
+        if let Some(errors) = ConfigErrors::new(loader.errors) {
+            return Err(errors);
+        }
+        let (certificates, frontends) = routing.finish();
+        config.listeners = listeners.into_listeners();
+        config.clusters = clusters;
+        config.backends = backends;
+        config.certificates = certificates;
+        config.frontends = frontends;
+        let mut warnings = loader.warnings;
+        warnings.sort_by_key(|warning| warning.line);
+        Ok((config, warnings))
+    }
+
+    /// The orders that build this configuration's routing state from empty: listeners, their
+    /// activation, clusters, backends, certificates, frontends, then the connection limit.
+    pub fn orders(&self) -> Vec<Order> {
+        let activations = if self.activate_listeners {
+            self.listeners.len()
+        } else {
+            0
+        };
+        let mut orders = Vec::with_capacity(
+            self.listeners.len()
+                + activations
+                + self.clusters.len()
+                + self.backends.len()
+                + self.certificates.len()
+                + self.frontends.len()
+                + 1,
+        );
+        orders.extend(self.listeners.iter().map(Listener::add_order));
+        if self.activate_listeners {
+            orders.extend(
+                self.listeners
+                    .iter()
+                    .map(|listener| Order::ActivateListener(listener.listener_address())),
+            );
+        }
+        orders.extend(self.clusters.iter().cloned().map(Order::AddCluster));
+        orders.extend(self.backends.iter().cloned().map(Order::AddBackend));
+        orders.extend(self.certificates.iter().cloned().map(Order::AddCertificate));
+        orders.extend(self.frontends.iter().map(Frontend::add_order));
+        if self.max_connections_per_ip != 0 {
+            orders.push(Order::SetMaxConnectionsPerIp(ConnectionLimit {
+                max_connections_per_ip: self.max_connections_per_ip,
+            }));
+        }
+        orders
+    }
+}
+
+/// What reading a file needs at every step: the files it names, and the errors and warnings
+/// found so far.
+struct Loader {
+    files: Files,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl Loader {
+    /// Records the unknown keys of `table`.
+    fn check_keys(&mut self, table: &mut Table<'_, '_>, known: &[&'static [&'static str]]) {
+        self.errors.extend(table.unknown_keys(known));
+    }
+
+    /// The value, or `None` once its error is recorded.
+    fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.errors.push(error)).ok()
+    }
+
+    /// The value of an optional key, or `default` when it is absent or invalid (the error is
+    /// recorded).
+    fn or<T>(&mut self, value: Result<Option<T>, ConfigError>, default: T) -> T {
+        self.keep(value).flatten().unwrap_or(default)
+    }
+
+    fn warn(&mut self, warning: Option<ConfigWarning>) {
+        self.warnings.extend(warning);
+    }
+}

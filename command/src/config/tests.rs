@@ -1,0 +1,841 @@
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::*;
+use crate::request::{
+    HttpFrontend, ListenerType, LoadBalancingAlgorithm, ProxyProtocolConfig, RedirectPolicy,
+    TlsVersion,
+};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Parses `text` as if it were a file of the fixtures folder.
+fn parse(text: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
+    Config::parse(text, &fixtures())
+}
+
+/// The message of a file that must be refused.
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(errors) => errors.to_string(),
+    }
+}
+
+fn assert_names(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+}
+
+const HTTP_LISTENER: &str = r#"
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:8080"
+"#;
+
+#[test]
+fn defaults_of_an_empty_file_are_sozu_defaults() {
+    let (config, warnings) = parse("").unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(config.command_socket, fixtures().join("sozu.sock"));
+    assert_eq!(config.worker_count, 2);
+    assert!(config.worker_automatic_restart);
+    assert_eq!(config.max_connections, 10_000);
+    assert_eq!(config.buffer_size, 16_393);
+    assert_eq!(config.max_buffers, 1_000);
+    assert_eq!(config.command_buffer_size, 1_000_000);
+    assert_eq!(config.max_command_buffer_size, 2_000_000);
+    assert_eq!(config.ctl_command_timeout, Duration::from_millis(1000));
+    assert_eq!(config.front_timeout, Duration::from_secs(60));
+    assert_eq!(config.back_timeout, Duration::from_secs(30));
+    assert_eq!(config.connect_timeout, Duration::from_secs(3));
+    assert_eq!(config.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.worker_timeout, Duration::from_secs(10));
+    assert_eq!(config.retry_after, Duration::from_secs(60));
+    assert_eq!(config.log_level, "info");
+    assert_eq!(config.log_target, LogTarget::Stdout);
+    assert!(config.activate_listeners);
+    assert!(config.orders().is_empty());
+}
+
+#[test]
+fn sozu_2_1_config_loads_with_warnings_only() {
+    let (config, warnings) = Config::load(&fixtures().join("sozu-2.1.toml")).unwrap();
+    let warned: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
+    for key in [
+        "log_colored",
+        "handle_process_affinity",
+        "min_buffers",
+        "zombie_check_interval",
+        "detail",
+        "groups_list",
+        "alpn_protocols",
+        "h2_max_concurrent_streams",
+    ] {
+        assert!(warned.contains(&key), "no warning for {key}: {warned:?}");
+    }
+    assert_eq!(config.listeners.len(), 3);
+    assert_eq!(config.clusters.len(), 3);
+    assert_eq!(config.backends.len(), 4);
+    assert_eq!(config.certificates.len(), 1);
+    assert_eq!(config.frontends.len(), 5);
+    assert_eq!(config.saved_state, Some(fixtures().join("./state.json")));
+    assert_eq!(
+        config.access_logs_target,
+        Some(LogTarget::File(fixtures().join("access.log")))
+    );
+    let metrics = config.metrics.as_ref().unwrap();
+    assert_eq!(metrics.address, Some("127.0.0.1:8125".parse().unwrap()));
+
+    let Listener::Https(https) = &config.listeners[1] else {
+        panic!("not https: {:?}", config.listeners[1]);
+    };
+    assert_eq!(https.tls.cipher_suites.len(), 3);
+    assert_eq!(https.tls.cipher_list.len(), 6);
+    assert!(https.tls.cipher_suites[0].starts_with("TLS13_"));
+    assert_eq!(https.tls.groups_list, ["X25519", "secp256r1", "secp384r1"]);
+    assert_eq!(https.tls.alpn_protocols, ["http/1.1"]);
+    let certificate = https.tls.certificate.as_ref().unwrap();
+    assert!(
+        certificate
+            .certificate
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert_eq!(certificate.certificate_chain.len(), 1);
+    assert!(https.http.answers[&404].starts_with("HTTP/1.1 404"));
+    assert!(https.tls.hsts.as_ref().is_some_and(|hsts| hsts.enabled));
+
+    let tcp = &config.clusters[2];
+    assert_eq!(tcp.cluster_id, "TcpTest");
+    assert_eq!(tcp.load_balancing, LoadBalancingAlgorithm::Random);
+    assert_eq!(tcp.proxy_protocol, Some(ProxyProtocolConfig::SendHeader));
+    assert!(config.clusters[0].answers[&503].starts_with("HTTP/1.1 503"));
+    assert_eq!(
+        config.clusters[0]
+            .health_check
+            .as_ref()
+            .map(|check| check.uri.as_str()),
+        Some("/health")
+    );
+    assert_eq!(config.backends[2].backend_id, "TcpTest-0-127.0.0.1:4000");
+    assert_eq!(config.backends[3].weight, 50);
+}
+
+#[test]
+fn sample_config_orders_build_listeners_then_clusters_then_frontends() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bin/config.toml");
+    let (config, warnings) = Config::load(&sample).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let names: Vec<&str> = config.orders().iter().map(Order::name).collect();
+    assert_eq!(
+        names,
+        [
+            "ADD_HTTP_LISTENER",
+            "ADD_HTTPS_LISTENER",
+            "ACTIVATE_LISTENER",
+            "ACTIVATE_LISTENER",
+            "ADD_HTTP_FRONTEND",
+            "ADD_HTTPS_FRONTEND",
+        ]
+    );
+    let Order::AddHttpsFrontend(welcome) = &config.orders()[5] else {
+        panic!("not an https frontend");
+    };
+    assert_eq!(welcome.cluster_id, None);
+    assert_eq!(welcome.hostname, "localhost");
+    let answer = welcome.answer.as_ref().unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.contains("sozu is running"));
+    assert_eq!(
+        answer.headers,
+        [(
+            "Content-Type".to_string(),
+            "text/html; charset=utf-8".to_string()
+        )]
+    );
+}
+
+#[test]
+fn orders_follow_the_documented_sequence() {
+    let (config, _) = Config::load(&fixtures().join("sozu-2.1.toml")).unwrap();
+    let names: Vec<&str> = config.orders().iter().map(Order::name).collect();
+    let rank = |name: &str| match name {
+        "ADD_HTTP_LISTENER" | "ADD_HTTPS_LISTENER" | "ADD_TCP_LISTENER" => 0,
+        "ACTIVATE_LISTENER" => 1,
+        "ADD_CLUSTER" => 2,
+        "ADD_BACKEND" => 3,
+        "ADD_CERTIFICATE" => 4,
+        "ADD_HTTP_FRONTEND" | "ADD_HTTPS_FRONTEND" | "ADD_TCP_FRONTEND" => 5,
+        other => panic!("unexpected order {other}"),
+    };
+    let ranks: Vec<u8> = names.iter().map(|name| rank(name)).collect();
+    assert!(ranks.is_sorted(), "{names:?}");
+    assert_eq!(names.len(), 3 + 3 + 3 + 4 + 1 + 5);
+}
+
+#[test]
+fn activate_listeners_false_leaves_listeners_inactive_and_limit_is_set() {
+    let text = format!("activate_listeners = false\nmax_connections_per_ip = 5\n{HTTP_LISTENER}");
+    let (config, _) = parse(&text).unwrap();
+    let orders = config.orders();
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        orders[1],
+        Order::SetMaxConnectionsPerIp(ConnectionLimit {
+            max_connections_per_ip: 5
+        })
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line_and_a_suggestion() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:8080"
+fron_timeout = 12
+"#,
+    );
+    assert_names(
+        &message,
+        &[
+            "unknown key `fron_timeout`",
+            "[[listeners]]",
+            "line 5",
+            "did you mean `front_timeout`?",
+            "expected one of",
+        ],
+    );
+}
+
+#[test]
+fn invalid_address_is_named_with_its_line() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:99999"
+"#,
+    );
+    assert_names(
+        &message,
+        &["invalid address `127.0.0.1:99999`", "`address`", "line 4"],
+    );
+}
+
+#[test]
+fn invalid_load_balancing_lists_the_choices() {
+    let message = error(
+        r#"
+[clusters.web]
+protocol = "http"
+load_balancing = "fastest"
+"#,
+    );
+    assert_names(
+        &message,
+        &[
+            "`load_balancing`",
+            "line 4",
+            "\"fastest\"",
+            "ROUND_ROBIN, RANDOM, LEAST_LOADED, POWER_OF_TWO, HRW, MAGLEV",
+        ],
+    );
+}
+
+#[test]
+fn every_load_balancing_value_parses_in_any_case() {
+    for (name, algorithm) in [
+        ("round_robin", LoadBalancingAlgorithm::RoundRobin),
+        ("RANDOM", LoadBalancingAlgorithm::Random),
+        ("least_loaded", LoadBalancingAlgorithm::LeastLoaded),
+        ("Power_Of_Two", LoadBalancingAlgorithm::PowerOfTwo),
+        ("hrw", LoadBalancingAlgorithm::Hrw),
+        ("MAGLEV", LoadBalancingAlgorithm::Maglev),
+    ] {
+        let text = format!("[clusters.web]\nprotocol = \"http\"\nload_balancing = \"{name}\"\n");
+        let (config, _) = parse(&text).unwrap();
+        assert_eq!(config.clusters[0].load_balancing, algorithm);
+    }
+}
+
+#[test]
+fn missing_key_is_named_with_the_line_of_its_table() {
+    let message = error("\n\n[[listeners]]\nprotocol = \"http\"\n");
+    assert_names(
+        &message,
+        &["missing key `address`", "[[listeners]]", "line 3"],
+    );
+    let message = error(&format!(
+        "{HTTP_LISTENER}\n[clusters.web]\nprotocol = \"http\"\nfrontends = [\n  {{ hostname = \"a\" }},\n]\n"
+    ));
+    assert_names(&message, &["missing key `address`", "line 9"]);
+}
+
+#[test]
+fn duplicate_cluster_names_both_lines() {
+    let message = error(
+        r#"
+[clusters.web]
+protocol = "http"
+
+[clusters.web]
+protocol = "tcp"
+"#,
+    );
+    assert_names(
+        &message,
+        &[
+            "duplicate table `[clusters.web]`",
+            "line 5",
+            "first defined at line 2",
+        ],
+    );
+}
+
+#[test]
+fn duration_must_be_whole_seconds() {
+    let message = error("front_timeout = \"60s\"\n");
+    assert_names(
+        &message,
+        &["`front_timeout`", "line 1", "a whole number of seconds"],
+    );
+    let message = error("back_timeout = -1\n");
+    assert_names(&message, &["`back_timeout`", "line 1"]);
+}
+
+#[test]
+fn udp_listener_is_refused() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "udp"
+address = "127.0.0.1:5353"
+"#,
+    );
+    assert_names(&message, &["`protocol`", "line 3", "refused", "UDP"]);
+}
+
+#[test]
+fn frontend_of_a_udp_listener_is_refused_as_such() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "udp"
+address = "127.0.0.1:5353"
+
+[clusters.dns]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:5353" }]
+"#,
+    );
+    assert_names(
+        &message,
+        &["`address` at line 8 is refused", "udp listener"],
+    );
+}
+
+#[test]
+fn udp_cluster_is_refused() {
+    let message = error("[clusters.dns]\nprotocol = \"udp\"\n");
+    assert_names(&message, &["`protocol` at line 2 is refused"]);
+    let message = error("[clusters.dns]\nprotocol = \"tcp\"\n[clusters.dns.udp]\nresponses = 1\n");
+    assert_names(&message, &["`udp` at line 3 is refused"]);
+}
+
+#[test]
+fn frontend_without_listener_names_its_address_and_line() {
+    let message = error(&format!(
+        "{HTTP_LISTENER}\n[clusters.web]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:9999\", hostname = \"a\" }}]\n"
+    ));
+    assert_names(
+        &message,
+        &["no listener at 127.0.0.1:9999", "`address`", "line 8"],
+    );
+}
+
+#[test]
+fn tcp_cluster_frontend_needs_a_tcp_listener() {
+    let message = error(&format!(
+        "{HTTP_LISTENER}\n[clusters.db]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:8080\" }}]\n"
+    ));
+    assert_names(
+        &message,
+        &[
+            "`address` 127.0.0.1:8080 at line 8",
+            "an http listener",
+            "tcp cluster `db`",
+        ],
+    );
+}
+
+#[test]
+fn key_of_http_frontends_does_not_apply_to_tcp_ones() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:5432"
+
+[clusters.db]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:5432", hostname = "db" }]
+"#,
+    );
+    assert_names(
+        &message,
+        &[
+            "key `hostname` at line 8 does not apply",
+            "tcp cluster `db`",
+        ],
+    );
+}
+
+#[test]
+fn regex_path_must_compile() {
+    let message = error(&format!(
+        "{HTTP_LISTENER}\n[clusters.web]\nprotocol = \"http\"\nfrontends = [\n  {{ address = \"127.0.0.1:8080\", hostname = \"a\", path_type = \"REGEX\", path = \"/(api\" }},\n]\n"
+    ));
+    assert_names(
+        &message,
+        &[
+            "`path` at line 9",
+            "a regular expression (",
+            "unclosed group",
+        ],
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported() {
+    let message = error(
+        r#"
+worker_count = 0
+log_level = "verbose"
+
+[[listeners]]
+protocol = "http"
+address = "nowhere"
+"#,
+    );
+    assert_names(
+        &message,
+        &[
+            "`worker_count` at line 2",
+            "`log_level` at line 3",
+            "line 7",
+        ],
+    );
+    assert_eq!(message.lines().count(), 3, "{message}");
+}
+
+#[test]
+fn syntax_error_names_the_key_and_line() {
+    let message = error("worker_count = 2\nlog_level = \"info\nfront_timeout = 3\n");
+    assert_names(&message, &["invalid TOML in `log_level` at line 2"]);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let folder = tempfile::tempdir().unwrap();
+    let certs = folder.path().join("certs");
+    fs::create_dir(&certs).unwrap();
+    fs::write(certs.join("cert.pem"), "CERTIFICATE").unwrap();
+    fs::write(certs.join("key.pem"), "KEY").unwrap();
+    fs::write(folder.path().join("404.html"), "not here").unwrap();
+    let path = folder.path().join("config.toml");
+    fs::write(
+        &path,
+        r#"
+command_socket = "run/sozu.sock"
+saved_state = "state.json"
+pid_file_path = "/run/sozu.pid"
+log_target = "file://logs/sozu.log"
+
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:8443"
+certificate = "certs/cert.pem"
+key = "certs/key.pem"
+answers = { 404 = "file://404.html", 503 = "<h1>later</h1>" }
+"#,
+    )
+    .unwrap();
+    // Loaded from another working directory, through a relative path would work the same: the
+    // folder is made absolute first.
+    let (config, _) = Config::load(&path).unwrap();
+    assert_eq!(config.command_socket, folder.path().join("run/sozu.sock"));
+    assert_eq!(config.saved_state, Some(folder.path().join("state.json")));
+    assert_eq!(config.pid_file_path, Some(PathBuf::from("/run/sozu.pid")));
+    assert_eq!(
+        config.log_target,
+        LogTarget::File(folder.path().join("logs/sozu.log"))
+    );
+    let Listener::Https(https) = &config.listeners[0] else {
+        panic!("not https");
+    };
+    let certificate = https.tls.certificate.as_ref().unwrap();
+    assert_eq!(certificate.certificate, "CERTIFICATE");
+    assert_eq!(certificate.key, "KEY");
+    assert_eq!(https.http.answers[&404], "not here");
+    assert_eq!(https.http.answers[&503], "<h1>later</h1>");
+}
+
+#[test]
+fn missing_certificate_file_names_the_file_key_and_line() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:8443"
+certificate = "nowhere/cert.pem"
+key = "key.pem"
+"#,
+    );
+    assert_names(
+        &message,
+        &["cannot read", "nowhere/cert.pem", "`certificate` at line 5"],
+    );
+}
+
+#[test]
+fn certificate_needs_its_key() {
+    let message = error(
+        r#"
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:8443"
+certificate = "certificate.pem"
+"#,
+    );
+    assert_names(&message, &["`certificate` at line 5 requires `key`"]);
+}
+
+#[test]
+fn frontend_certificates_are_added_once_per_listener_and_file() {
+    let (config, _) = parse(
+        r#"
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:8443"
+
+[clusters.web]
+protocol = "http"
+frontends = [
+  { address = "127.0.0.1:8443", hostname = "a.lolcatho.st", certificate = "certificate.pem", key = "key.pem" },
+  { address = "127.0.0.1:8443", hostname = "b.lolcatho.st", certificate = "certificate.pem", key = "key.pem" },
+  { address = "127.0.0.1:8443", hostname = "c.lolcatho.st", certificate = "certificate.pem", key = "key.pem", tls_versions = ["TLS_V13"] },
+]
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.certificates.len(), 2);
+    assert_eq!(
+        config.certificates[1].certificate.versions,
+        [TlsVersion::Tls13]
+    );
+    assert!(
+        config
+            .frontends
+            .iter()
+            .all(|f| matches!(f, Frontend::Https(_)))
+    );
+}
+
+#[test]
+fn duplicate_backend_id_and_frontend_are_refused() {
+    let message = error(&format!(
+        r#"{HTTP_LISTENER}
+[clusters.web]
+protocol = "http"
+frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "Example.com" }},
+  {{ address = "127.0.0.1:8080", hostname = "example.com" }},
+]
+backends = [
+  {{ address = "127.0.0.1:1026", backend_id = "one" }},
+  {{ address = "127.0.0.1:1027", backend_id = "one" }},
+]
+"#
+    ));
+    assert_names(
+        &message,
+        &[
+            "duplicate frontend `127.0.0.1:8080 example.com` (`frontends`) at line 10, first defined at line 9",
+            "duplicate backend `one` (`backend_id`) at line 14, first defined at line 13",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_listener_is_refused() {
+    let message = error(&format!("{HTTP_LISTENER}{HTTP_LISTENER}"));
+    assert_names(
+        &message,
+        &["duplicate listener `127.0.0.1:8080` (`address`) at line 8, first defined at line 4"],
+    );
+}
+
+#[test]
+fn automatic_state_save_requires_saved_state() {
+    let message = error("automatic_state_save = true\n");
+    assert_names(
+        &message,
+        &["`automatic_state_save` at line 1 requires `saved_state`"],
+    );
+    assert!(parse("automatic_state_save = true\nsaved_state = \"state.json\"\n").is_ok());
+}
+
+#[test]
+fn answer_frontend_needs_no_cluster_and_reads_its_file() {
+    let (config, _) = parse(&format!(
+        r#"
+frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "localhost", answer = {{ status = 503, file = "503.html" }} }},
+  {{ address = "127.0.0.1:8080", hostname = "old.localhost", redirect = "permanent", redirect_template = "https://localhost%PATH" }},
+]
+{HTTP_LISTENER}"#
+    ))
+    .unwrap();
+    let Frontend::Http(answer) = &config.frontends[0] else {
+        panic!("not http");
+    };
+    assert_eq!(answer.cluster_id, None);
+    assert!(
+        answer
+            .answer
+            .as_ref()
+            .unwrap()
+            .body
+            .starts_with("HTTP/1.1 503")
+    );
+    let Frontend::Http(redirect) = &config.frontends[1] else {
+        panic!("not http");
+    };
+    assert_eq!(redirect.redirect, RedirectPolicy::Permanent);
+}
+
+#[test]
+fn frontend_outside_clusters_must_answer_or_redirect() {
+    let message = error(&format!(
+        "frontends = [{{ address = \"127.0.0.1:8080\", hostname = \"a\" }}]\n{HTTP_LISTENER}"
+    ));
+    assert_names(&message, &["`frontends` at line 1 requires `answer`"]);
+}
+
+#[test]
+fn answer_body_and_file_exclude_each_other() {
+    let message = error(&format!(
+        "frontends = [{{ address = \"127.0.0.1:8080\", hostname = \"a\", answer = {{ status = 200, body = \"x\", file = \"404.html\" }} }}]\n{HTTP_LISTENER}"
+    ));
+    assert_names(
+        &message,
+        &["`body` and `file` at line 1 exclude each other"],
+    );
+}
+
+#[test]
+fn frontend_in_a_cluster_keeps_its_cluster_when_it_answers() {
+    let (config, _) = parse(&format!(
+        r#"{HTTP_LISTENER}
+[clusters.web]
+protocol = "http"
+frontends = [{{ address = "127.0.0.1:8080", hostname = "a", answer = {{ status = 200, body = "ok" }} }}]
+"#
+    ))
+    .unwrap();
+    let expected = HttpFrontend {
+        answer: Some(crate::request::FixedAnswer {
+            status: 200,
+            headers: Vec::new(),
+            body: "ok".to_string(),
+        }),
+        ..HttpFrontend::new(
+            Some("web".to_string()),
+            "127.0.0.1:8080".parse().unwrap(),
+            "a",
+        )
+    };
+    assert_eq!(config.frontends, [Frontend::Http(expected)]);
+}
+
+#[test]
+fn h2_alone_in_alpn_is_refused_and_disable_http11_too() {
+    let https = "[[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\n";
+    let message = error(&format!("{https}alpn_protocols = [\"h2\"]\n"));
+    assert_names(&message, &["`alpn_protocols` at line 4 is refused"]);
+    let message = error(&format!("{https}disable_http11 = true\n"));
+    assert_names(&message, &["`disable_http11` at line 4 is refused"]);
+    let (_, warnings) =
+        parse(&format!("{https}alpn_protocols = [\"h2\", \"http/1.1\"]\n")).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(
+        (warnings[0].key.as_str(), warnings[0].line),
+        ("alpn_protocols", 4)
+    );
+}
+
+#[test]
+fn cipher_and_group_names_are_checked_and_made_canonical() {
+    let https = "[[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\n";
+    let (config, warnings) = parse(&format!(
+        "{https}cipher_list = \"ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_128_GCM_SHA256\"\n\
+         groups_list = [\"P-384\", \"X25519MLKEM768\"]\n"
+    ))
+    .unwrap();
+    let Listener::Https(listener) = &config.listeners[0] else {
+        panic!("not https");
+    };
+    assert_eq!(
+        listener.tls.cipher_list,
+        ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]
+    );
+    assert_eq!(listener.tls.cipher_suites, ["TLS13_AES_128_GCM_SHA256"]);
+    assert_eq!(listener.tls.groups_list, ["secp384r1"]);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].message.contains("X25519MLKEM768"));
+
+    let message = error(&format!("{https}cipher_suites = [\"RC4-MD5\"]\n"));
+    assert_names(
+        &message,
+        &["`cipher_suites` at line 4", "`RC4-MD5` is not one"],
+    );
+    let message = error(&format!("{https}groups_list = [\"P-521\"]\n"));
+    assert_names(&message, &["`groups_list` at line 4", "`P-521` is not one"]);
+}
+
+#[test]
+fn ignored_keys_warn_with_their_line() {
+    let (_, warnings) = parse("worker_count = 3\nlog_colored = true\n").unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].key, "log_colored");
+    assert_eq!(warnings[0].line, 2);
+    assert!(
+        warnings[0]
+            .to_string()
+            .starts_with("`log_colored` at line 2: accepted and ignored")
+    );
+}
+
+#[test]
+fn tcp_cluster_relays_proxy_header_when_its_listener_expects_one() {
+    let (config, _) = parse(
+        r#"
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:5432"
+expect_proxy = true
+
+[clusters.db]
+protocol = "tcp"
+send_proxy = true
+frontends = [{ address = "127.0.0.1:5432" }]
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.clusters[0].proxy_protocol,
+        Some(ProxyProtocolConfig::RelayHeader)
+    );
+    assert_eq!(config.listeners[0].kind(), ListenerType::Tcp);
+}
+
+#[test]
+fn example_of_the_documentation_is_valid() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/configure.md"))
+        .unwrap();
+    let example = doc
+        .split("## A complete example")
+        .nth(1)
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    for sub in ["certs", "pages"] {
+        fs::create_dir(folder.path().join(sub)).unwrap();
+    }
+    for (from, to) in [
+        ("certificate.pem", "certs/default.pem"),
+        ("key.pem", "certs/default.key"),
+        ("certificate.pem", "certs/example.pem"),
+        ("key.pem", "certs/example.key"),
+        ("certificate_chain.pem", "certs/chain.pem"),
+        ("503.html", "pages/503.html"),
+    ] {
+        fs::copy(fixtures().join(from), folder.path().join(to)).unwrap();
+    }
+    let (config, warnings) = Config::parse(example, folder.path()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.frontends.len(), 6);
+    assert_eq!(
+        config.clusters[2].proxy_protocol,
+        Some(ProxyProtocolConfig::RelayHeader)
+    );
+}
+
+/// 10,000 clusters with 10 HTTP frontends each, one in ten of them on the HTTPS listener with its
+/// own certificate file: 100,000 frontends and 10,000 certificates.
+#[test]
+fn hundred_thousand_frontends_load_in_reasonable_time() {
+    const CLUSTERS: usize = 10_000;
+    let folder = tempfile::tempdir().unwrap();
+    let certs = folder.path().join("certs");
+    fs::create_dir(&certs).unwrap();
+    fs::write(folder.path().join("key.pem"), "KEY").unwrap();
+    let mut text = String::from(
+        "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:8080\"\n\n\
+         [[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\n\n",
+    );
+    for cluster in 0..CLUSTERS {
+        fs::write(
+            certs.join(format!("{cluster}.pem")),
+            format!("CERTIFICATE {cluster}"),
+        )
+        .unwrap();
+        let _ = write!(
+            text,
+            "[clusters.c{cluster}]\nprotocol = \"http\"\nfrontends = [\n  \
+             {{ address = \"127.0.0.1:8443\", hostname = \"c{cluster}.example.com\", \
+             certificate = \"certs/{cluster}.pem\", key = \"key.pem\" }},\n"
+        );
+        for path in 1..10 {
+            let _ = writeln!(
+                text,
+                "  {{ address = \"127.0.0.1:8080\", hostname = \"c{cluster}.example.com\", path = \"/p{path}\" }},"
+            );
+        }
+        let _ = writeln!(
+            text,
+            "]\nbackends = [{{ address = \"127.0.0.1:{}\" }}]\n",
+            1024 + cluster
+        );
+    }
+    let path = folder.path().join("config.toml");
+    fs::write(&path, text).unwrap();
+
+    let start = Instant::now();
+    let (config, warnings) = Config::load(&path).unwrap();
+    let loaded = start.elapsed();
+    let orders = config.orders();
+    let elapsed = start.elapsed();
+    eprintln!("load {loaded:?}");
+    eprintln!("100,000 frontends and 10,000 certificates: loaded with orders in {elapsed:?}");
+
+    assert!(warnings.is_empty());
+    assert_eq!(config.frontends.len(), 100_000);
+    assert_eq!(config.certificates.len(), 10_000);
+    assert_eq!(orders.len(), 2 + 2 + CLUSTERS + CLUSTERS + 10_000 + 100_000);
+    assert_eq!(
+        config.certificates[9_999].certificate.certificate,
+        "CERTIFICATE 9999"
+    );
+}
