@@ -1,0 +1,198 @@
+//! Hostnames as requests carry them, and the hostname pattern of one frontend.
+//!
+//! A request's `host[:port]` is reduced to its hostname by [`normalize`]; labels are then read
+//! with ASCII case folding, so nothing is allocated to compare them. Patterns come from
+//! [`sozu_command_lib::hostname::parse_pattern`]; this module only adds the catch-all `*`.
+
+use sozu_command_lib::hostname::{HostnameError, LabelPattern, parse_pattern};
+
+/// The longest hostname a pattern other than `*` can match, as in DNS.
+pub(crate) const MAX_NAME: usize = 253;
+
+/// The hostname of `host[:port]`: the port and one trailing dot removed.
+///
+/// `Example.COM.:8080` gives `Example.COM`, `[::1]:8080` gives `[::1]`. The case is kept:
+/// every comparison folds it.
+pub(crate) fn normalize(host: &[u8]) -> &[u8] {
+    // The port is the digits after the last colon; scanning from the right reads only them,
+    // and stops before the colons of an IPv6 literal (`[::1]:80`, `[::1]`).
+    let name = match host.iter().rposition(|b| !b.is_ascii_digit()) {
+        Some(colon) if host.get(colon) == Some(&b':') => host.split_at(colon).0,
+        _ => host,
+    };
+    name.strip_suffix(b".").unwrap_or(name)
+}
+
+/// The port written after a hostname, if there is a valid one.
+pub(crate) fn port(host: &[u8]) -> Option<u16> {
+    let after_name = host.get(normalize(host).len()..)?;
+    let digits = after_name.strip_prefix(b".").unwrap_or(after_name);
+    std::str::from_utf8(digits.strip_prefix(b":")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The rightmost label of a normalized hostname, and the labels left of it.
+///
+/// An IPv6 literal is a single label even though it may contain dots (`[::ffff:1.2.3.4]`).
+pub(crate) fn split_last_label(name: &[u8]) -> (&[u8], Option<&[u8]>) {
+    if name.first() == Some(&b'[') {
+        return (name, None);
+    }
+    // Labels are short: a plain scan beats `memrchr` and its set-up.
+    match name.iter().rposition(|&b| b == b'.') {
+        Some(dot) => {
+            let (left, dot_and_label) = name.split_at(dot);
+            (dot_and_label.get(1..).unwrap_or_default(), Some(left))
+        }
+        None => (name, None),
+    }
+}
+
+/// The labels of a normalized hostname, leftmost first.
+fn labels(name: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let is_literal = name.first() == Some(&b'[');
+    name.split(move |&b| b == b'.' && !is_literal)
+}
+
+/// Whether a label written in a request matches one label of a pattern.
+///
+/// An empty label matches nothing: a pattern has no empty label.
+pub(crate) fn label_matches(pattern: &LabelPattern, label: &[u8]) -> bool {
+    if label.is_empty() {
+        return false;
+    }
+    match pattern {
+        LabelPattern::Exact(exact) => exact.as_bytes().eq_ignore_ascii_case(label),
+        LabelPattern::Wildcard => true,
+        LabelPattern::Regex(regex) => std::str::from_utf8(label).is_ok_and(|l| regex.is_match(l)),
+    }
+}
+
+/// The hostname pattern of a frontend.
+#[derive(Debug, Clone)]
+pub(crate) enum HostPattern {
+    /// `*` alone: every non-empty hostname (even one longer than [`MAX_NAME`]), tried after
+    /// every other pattern of its position.
+    Any,
+    /// Labels leftmost first, as [`parse_pattern`] gives them; a wildcard stands for exactly
+    /// one label and only comes first. Matches hostnames of at most [`MAX_NAME`] bytes.
+    Labels(Vec<LabelPattern>),
+}
+
+impl HostPattern {
+    pub(crate) fn parse(hostname: &str) -> Result<Self, HostnameError> {
+        let labels = parse_pattern(hostname)?;
+        Ok(match labels.as_slice() {
+            [LabelPattern::Wildcard] => HostPattern::Any,
+            _ => HostPattern::Labels(labels),
+        })
+    }
+
+    /// Whether a normalized hostname matches, label by label.
+    pub(crate) fn matches(&self, name: &[u8]) -> bool {
+        match self {
+            HostPattern::Any => !name.is_empty(),
+            HostPattern::Labels(patterns) => {
+                if name.len() > MAX_NAME {
+                    return false;
+                }
+                let mut labels = labels(name);
+                patterns
+                    .iter()
+                    .all(|pattern| labels.next().is_some_and(|l| label_matches(pattern, l)))
+                    && labels.next().is_none()
+            }
+        }
+    }
+
+    /// How many `$HOST[n]` captures, past `$HOST[0]`, a match provides: one for a wildcard,
+    /// and the groups of each regex label.
+    pub(crate) fn capture_count(&self) -> usize {
+        match self {
+            HostPattern::Any => 0,
+            HostPattern::Labels(patterns) => patterns
+                .iter()
+                .map(|pattern| match pattern {
+                    LabelPattern::Exact(_) => 0,
+                    LabelPattern::Wildcard => 1,
+                    LabelPattern::Regex(regex) => regex.captures_len().saturating_sub(1),
+                })
+                .sum(),
+        }
+    }
+
+    /// Pushes the captures `$HOST[1]`… of a normalized hostname this pattern matched, in the
+    /// order the labels are written. A group that took no part in the match captures nothing.
+    pub(crate) fn captures<'h>(&self, name: &'h [u8], out: &mut Vec<&'h [u8]>) {
+        let HostPattern::Labels(patterns) = self else {
+            return;
+        };
+        for (pattern, label) in patterns.iter().zip(labels(name)) {
+            match pattern {
+                LabelPattern::Exact(_) => {}
+                LabelPattern::Wildcard => out.push(label),
+                LabelPattern::Regex(regex) => {
+                    let groups = regex.captures_len().saturating_sub(1);
+                    let found = std::str::from_utf8(label)
+                        .ok()
+                        .and_then(|l| regex.captures(l));
+                    out.extend((1..=groups).map(|i| {
+                        found
+                            .as_ref()
+                            .and_then(|c| c.get(i))
+                            .map_or(&b""[..], |m| m.as_str().as_bytes())
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_strips_port_and_trailing_dot() {
+        assert_eq!(normalize(b"Example.com:8080"), b"Example.com");
+        assert_eq!(normalize(b"example.com."), b"example.com");
+        assert_eq!(normalize(b"example.com.:80"), b"example.com");
+        assert_eq!(normalize(b"[::1]:8080"), b"[::1]");
+        assert_eq!(normalize(b"[::1]"), b"[::1]");
+        assert_eq!(normalize(b"[::ffff:1.2.3.4]"), b"[::ffff:1.2.3.4]");
+        assert_eq!(normalize(b"example.com:"), b"example.com");
+        assert_eq!(normalize(b""), b"");
+    }
+
+    #[test]
+    fn port_is_read_after_the_name() {
+        assert_eq!(port(b"example.com:8080"), Some(8080));
+        assert_eq!(port(b"example.com.:81"), Some(81));
+        assert_eq!(port(b"[::1]:443"), Some(443));
+        assert_eq!(port(b"example.com"), None);
+        assert_eq!(port(b"example.com:x"), None);
+    }
+
+    #[test]
+    fn labels_are_split_from_the_right() {
+        assert_eq!(split_last_label(b"a.b.c"), (&b"c"[..], Some(&b"a.b"[..])));
+        assert_eq!(split_last_label(b"c"), (&b"c"[..], None));
+        assert_eq!(
+            split_last_label(b"[::ffff:1.2.3.4]"),
+            (&b"[::ffff:1.2.3.4]"[..], None)
+        );
+    }
+
+    #[test]
+    fn pattern_captures_follow_the_written_order() {
+        let Ok(pattern) = HostPattern::parse("/(a)b/./c(d)?/.com") else {
+            panic!("pattern refused");
+        };
+        assert_eq!(pattern.capture_count(), 2);
+        let mut captures = Vec::new();
+        pattern.captures(b"AB.c.com", &mut captures);
+        assert_eq!(captures, [&b"A"[..], &b""[..]]);
+    }
+}

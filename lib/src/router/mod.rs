@@ -1,0 +1,391 @@
+//! The HTTP router of one listener: which frontend takes a request, from its host, path and
+//! method.
+//!
+//! The listener adds and removes [`HttpFrontend`]s as orders arrive; a session calls
+//! [`Router::lookup`] once per request, which borrows the matching [`Route`] and allocates
+//! nothing. What to do with the request (forward, redirect, answer, edit headers) is read from
+//! the route's frontend by the caller; [`RouteMatch::rewrite`] and
+//! [`RouteMatch::redirect_location`] expand its templates (see `template` for their syntax).
+//!
+//! # Precedence
+//!
+//! A request goes to the first frontend that takes it, in this order:
+//!
+//! 1. PRE frontends, one by one, in the order they were added;
+//! 2. TREE frontends (the default position), most specific hostname first. Labels are
+//!    compared from the right (TLD first); at each label an exact label beats a regex label
+//!    (regex labels in the order they were added), which beats the leftmost `*`; the catch-all
+//!    `*` comes last. Among the frontends of one hostname pattern, EQUALS rules come first,
+//!    then REGEX rules in the order they were added, then PREFIX rules, longest first (see
+//!    `path`). When no frontend of the most specific hostname takes the path and method, the
+//!    next less specific hostname is tried: `api.example.com` with only `/v1` falls back to
+//!    `*.example.com` for `/`;
+//! 3. POST frontends, one by one, in the order they were added.
+//!
+//! A frontend with a method takes only that method (compared byte for byte: methods are
+//! case-sensitive); one without takes any.
+//!
+//! # Hostnames
+//!
+//! The host is given as `host[:port]` (the Host header, or the authority of an absolute-form
+//! target). The port and one trailing dot are ignored, and labels compare without case:
+//! `API.Example.com.:8080` is `api.example.com`; `[::1]:8080` is the IPv6 literal `[::1]`.
+//! As in Sōzu, `*.example.com` stands for exactly one label (`a.example.com`, not
+//! `a.b.example.com` nor `example.com`); `*` alone matches every hostname. A regex label
+//! (`/api[0-9]+/.example.com`) must match one whole label, case-insensitively. A hostname
+//! longer than 253 bytes (the DNS limit) or with an empty label only matches `*`.
+//!
+//! # Paths
+//!
+//! Rules see the path without its query. PREFIX is a byte prefix (the empty prefix takes
+//! every path), EQUALS the whole path, REGEX an unanchored search (write `^` to anchor it),
+//! as Sōzu does.
+//!
+//! # Rewrites
+//!
+//! `rewrite_host`, `rewrite_path` and `redirect_template` are templates, compiled when the
+//! frontend is added: `$HOST[0]` (or `%HOST`) is the hostname, `$HOST[n]` the n-th capture of
+//! the hostname pattern in the order its labels are written (the label of a leading `*`, then
+//! the groups of each regex label); `$PATH[0]` (or `%PATH`) is the path without query,
+//! `$PATH[1]` the rest after a PREFIX, `$PATH[n]` the n-th group of a REGEX; `%PORT` the
+//! request's port. A template naming a capture the frontend cannot have is refused. The
+//! query of the request is appended to a rewritten path and to a redirect location. Unlike
+//! Sōzu, `$PATH[n]` of a REGEX is its n-th group (Sōzu shifts them by one), and `$HOST[n]`
+//! counts labels from the left in the tree as in PRE and POST rules.
+
+mod host;
+mod path;
+mod template;
+mod trie;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use sozu_command_lib::{
+    hostname::HostnameError,
+    request::{FrontendKey, HttpFrontend, RulePosition},
+};
+
+use host::HostPattern;
+use path::PathMatcher;
+pub use template::TemplateError;
+use template::{Template, Values};
+use trie::Trie;
+
+/// Why a frontend could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("frontend {0} already exists")]
+    Duplicate(Box<FrontendKey>),
+    #[error("no frontend {0}")]
+    NotFound(Box<FrontendKey>),
+    #[error("invalid hostname pattern")]
+    Hostname(#[from] HostnameError),
+    #[error("invalid path regex `{path}`")]
+    PathRegex { path: String, source: regex::Error },
+    #[error("invalid {field} `{template}`")]
+    Template {
+        field: &'static str,
+        template: String,
+        source: TemplateError,
+    },
+}
+
+/// A frontend, compiled for matching.
+#[derive(Debug)]
+pub struct Route {
+    frontend: HttpFrontend,
+    host: HostPattern,
+    path: PathMatcher,
+    method: Option<Box<[u8]>>,
+    rewrite_host: Option<Template>,
+    rewrite_path: Option<Template>,
+    redirect_template: Option<Template>,
+}
+
+impl Route {
+    /// Compiles the patterns and templates of `frontend`.
+    fn new(frontend: HttpFrontend) -> Result<Self, RouterError> {
+        let host = HostPattern::parse(&frontend.hostname)?;
+        let path = PathMatcher::new(&frontend.path)?;
+        let compile = |field: &'static str, source: &Option<String>| {
+            source
+                .as_deref()
+                .map(|source| {
+                    Template::parse(source, host.capture_count(), path.capture_count()).map_err(
+                        |error| RouterError::Template {
+                            field,
+                            template: source.to_string(),
+                            source: error,
+                        },
+                    )
+                })
+                .transpose()
+        };
+        let rewrite_host = compile("rewrite_host", &frontend.rewrite_host)?;
+        let rewrite_path = compile("rewrite_path", &frontend.rewrite_path)?;
+        let redirect_template = compile("redirect_template", &frontend.redirect_template)?;
+        Ok(Route {
+            method: frontend.method.as_deref().map(|m| m.as_bytes().into()),
+            host,
+            path,
+            rewrite_host,
+            rewrite_path,
+            redirect_template,
+            frontend,
+        })
+    }
+
+    pub fn frontend(&self) -> &HttpFrontend {
+        &self.frontend
+    }
+
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.frontend.cluster_id.as_deref()
+    }
+
+    /// Whether this frontend takes a path (without query) and method; the hostname is the
+    /// caller's business.
+    fn takes(&self, path: &[u8], method: &[u8]) -> bool {
+        self.method.as_deref().is_none_or(|m| same_bytes(m, method)) && self.path.matches(path)
+    }
+
+    /// Whether this frontend takes the request, hostname included (`name` is normalized).
+    fn takes_request(&self, name: &[u8], path: &[u8], method: &[u8]) -> bool {
+        self.takes(path, method) && self.host.matches(name)
+    }
+
+    fn has_key(&self, key: &FrontendKey) -> bool {
+        let frontend = &self.frontend;
+        frontend.address == key.address
+            && frontend.hostname.eq_ignore_ascii_case(&key.hostname)
+            && frontend.path == key.path
+            && frontend.method == key.method
+    }
+}
+
+/// What [`Router::lookup`] found: the route of the frontend that takes the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteMatch<'r> {
+    route: &'r Route,
+}
+
+/// New values for a request that a frontend rewrites; `None` fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The new Host.
+    pub host: Option<Vec<u8>>,
+    /// The new path, with the request's query appended.
+    pub path: Option<Vec<u8>>,
+    /// The new port of the Host.
+    pub port: Option<u16>,
+}
+
+impl<'r> RouteMatch<'r> {
+    pub fn route(&self) -> &'r Route {
+        self.route
+    }
+
+    pub fn frontend(&self) -> &'r HttpFrontend {
+        &self.route.frontend
+    }
+
+    pub fn cluster_id(&self) -> Option<&'r str> {
+        self.route.cluster_id()
+    }
+
+    /// The rewrites of the frontend for this request, or `None` when it has none.
+    ///
+    /// `host` and `target` are those given to [`Router::lookup`]; `listener_port` stands for
+    /// `%PORT` when the host has no port. The request's query, if any, is appended to a
+    /// rewritten path (after `&` if the template already wrote a `?`).
+    pub fn rewrite(&self, host: &[u8], target: &[u8], listener_port: u16) -> Option<Rewrite> {
+        let route = self.route;
+        let port = route.frontend.rewrite_port;
+        if route.rewrite_host.is_none() && route.rewrite_path.is_none() && port.is_none() {
+            return None;
+        }
+        let values = Values::new(&route.host, &route.path, host, target, listener_port);
+        let expand = |template: &Template| {
+            let mut out = Vec::new();
+            template.expand(&values, &mut out);
+            out
+        };
+        Some(Rewrite {
+            host: route.rewrite_host.as_ref().map(expand),
+            path: route
+                .rewrite_path
+                .as_ref()
+                .map(|template| with_query(expand(template), target)),
+            port,
+        })
+    }
+
+    /// Where the frontend's `redirect_template` sends this request, with the request's query
+    /// appended, or `None` when it has no template (the caller then redirects to the same
+    /// host and path). Arguments as for [`RouteMatch::rewrite`].
+    pub fn redirect_location(
+        &self,
+        host: &[u8],
+        target: &[u8],
+        listener_port: u16,
+    ) -> Option<Vec<u8>> {
+        let route = self.route;
+        let template = route.redirect_template.as_ref()?;
+        let values = Values::new(&route.host, &route.path, host, target, listener_port);
+        let mut out = Vec::new();
+        template.expand(&values, &mut out);
+        Some(with_query(out, target))
+    }
+}
+
+/// `rewritten` followed by the query of the request target, if it has a non-empty one.
+fn with_query(mut rewritten: Vec<u8>, target: &[u8]) -> Vec<u8> {
+    if let Some(query) = path::query(target).filter(|q| !q.is_empty()) {
+        let separator = if rewritten.contains(&b'?') {
+            b'&'
+        } else {
+            b'?'
+        };
+        rewritten.push(separator);
+        rewritten.extend_from_slice(query);
+    }
+    rewritten
+}
+
+/// The frontends of one listener, by position.
+///
+/// The address of a frontend is part of its key, not of the match: the caller adds the
+/// frontends of its own listener only.
+#[derive(Debug, Default)]
+pub struct Router {
+    pre: Vec<Route>,
+    tree: Trie,
+    post: Vec<Route>,
+    /// Every frontend, and where it sits.
+    places: HashMap<FrontendKey, Place>,
+}
+
+/// Where a frontend sits; a TREE frontend keeps its hostname pattern to be found again.
+#[derive(Debug)]
+enum Place {
+    Pre,
+    Tree(HostPattern),
+    Post,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    /// How many frontends the router holds.
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    /// Adds a frontend. Fails, changing nothing, when one with the same key exists or when
+    /// its hostname, path regex or a template is invalid.
+    pub fn add(&mut self, frontend: HttpFrontend) -> Result<(), RouterError> {
+        let key = frontend.key();
+        if self.places.contains_key(&key) {
+            return Err(RouterError::Duplicate(Box::new(key)));
+        }
+        let route = Route::new(frontend)?;
+        let place = match route.frontend.position {
+            RulePosition::Pre => {
+                self.pre.push(route);
+                Place::Pre
+            }
+            RulePosition::Tree => {
+                let host = route.host.clone();
+                self.tree.insert(route);
+                Place::Tree(host)
+            }
+            RulePosition::Post => {
+                self.post.push(route);
+                Place::Post
+            }
+        };
+        self.places.insert(key, place);
+        Ok(())
+    }
+
+    /// Removes the frontend with this key and gives it back.
+    pub fn remove(&mut self, key: &FrontendKey) -> Result<HttpFrontend, RouterError> {
+        let not_found = || RouterError::NotFound(Box::new(key.clone()));
+        let place = self.places.remove(key).ok_or_else(not_found)?;
+        let is_target = |route: &Route| route.has_key(key);
+        let removed = match &place {
+            Place::Pre => take_first(&mut self.pre, is_target),
+            Place::Tree(host) => self.tree.remove(host, is_target),
+            Place::Post => take_first(&mut self.post, is_target),
+        };
+        removed.map(|route| route.frontend).ok_or_else(not_found)
+    }
+
+    /// Removes every frontend of a cluster; returns how many there were.
+    pub fn remove_cluster(&mut self, cluster_id: &str) -> usize {
+        let mut removed = Vec::new();
+        let mut keep = |route: &Route| {
+            let belongs = route.cluster_id() == Some(cluster_id);
+            if belongs {
+                removed.push(route.frontend.key());
+            }
+            !belongs
+        };
+        self.pre.retain(|route| keep(route));
+        self.post.retain(|route| keep(route));
+        self.tree.retain(&mut keep);
+        for key in &removed {
+            self.places.remove(key);
+        }
+        removed.len()
+    }
+
+    /// The frontend that takes a request to `host` (`host[:port]`), `target` (the path, with
+    /// or without query) and `method`, by the precedence of the module doc.
+    pub fn lookup(&self, host: &[u8], target: &[u8], method: &[u8]) -> Option<RouteMatch<'_>> {
+        let name = host::normalize(host);
+        let path = path::without_query(target);
+        let takes = |route: &&Route| route.takes_request(name, path, method);
+        self.pre
+            .iter()
+            .find(takes)
+            .or_else(|| self.tree.find(name, &|rules| rules.find(path, method)))
+            .or_else(|| self.post.iter().find(takes))
+            .map(|route| RouteMatch { route })
+    }
+}
+
+/// Whether two byte strings are equal, compared in place, eight bytes at a time.
+///
+/// Labels, paths and methods are short: for them a call to libc's `memcmp`, which `==` on
+/// slices makes, costs more than the comparison (it was most of a lookup's time).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| chunk.try_into().ok().map(u64::from_ne_bytes);
+    let (mut a_words, mut b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    (&mut a_words)
+        .zip(&mut b_words)
+        .all(|(x, y)| word(x) == word(y))
+        && a_words
+            .remainder()
+            .iter()
+            .zip(b_words.remainder())
+            .all(|(x, y)| x == y)
+}
+
+/// Removes and returns the first route for which `is_target` holds.
+fn take_first(routes: &mut Vec<Route>, is_target: impl Fn(&Route) -> bool) -> Option<Route> {
+    let index = routes.iter().position(is_target)?;
+    Some(routes.remove(index))
+}

@@ -1,0 +1,263 @@
+//! The hostnames of TREE frontends, most specific first.
+//!
+//! A hostname made of exact labels only (the common case, and the most specific match a
+//! hostname can have) is found with one hash lookup of the whole lowercase name. The other
+//! patterns (with a `*` or a regex label) live in a tree with one node per label, read from
+//! the right (TLD first): each node keeps its exact children in a hash map keyed by the
+//! lowercase label, and its regex children and `*.` frontends apart, so a lookup walks the
+//! labels of one hostname and never its siblings. Either way its cost does not depend on how
+//! many hostnames there are. The hostname is folded to lowercase in a stack buffer; a lookup
+//! allocates nothing.
+
+use hashbrown::{Equivalent, HashMap};
+use regex::Regex;
+use rustc_hash::FxBuildHasher;
+use sozu_command_lib::hostname::LabelPattern;
+
+use super::host::{self, HostPattern, MAX_NAME};
+use super::path::PathRules;
+use super::{Route, same_bytes};
+
+/// The hostnames of TREE frontends, and the frontends of each.
+#[derive(Debug, Default)]
+pub(crate) struct Trie {
+    /// Frontends of hostnames made of exact labels, by lowercase hostname.
+    exact: HashMap<Box<[u8]>, PathRules, FxBuildHasher>,
+    /// The patterns with a `*` or a regex label.
+    root: Node,
+    /// The frontends of the catch-all `*`, tried after every hostname of the tree.
+    any: PathRules,
+}
+
+/// The hostname made of the labels on the way from the root to this node.
+///
+/// Invariant: a node other than the root holds at least one frontend, itself or below. A
+/// pattern of exact labels only is never in a node: [`Trie::exact`] has it.
+#[derive(Debug, Default)]
+struct Node {
+    /// Frontends of exactly this hostname.
+    routes: PathRules,
+    /// Frontends of `*.` this hostname: one more label, any.
+    wildcard: PathRules,
+    /// Children by lowercase label.
+    exact: HashMap<Box<[u8]>, Node, FxBuildHasher>,
+    /// Children whose label is a regex, in the order they were added.
+    regexes: Vec<(Regex, Node)>,
+}
+
+impl Trie {
+    pub(crate) fn insert(&mut self, route: Route) {
+        let rules = match &route.host {
+            HostPattern::Any => &mut self.any,
+            HostPattern::Labels(labels) => match exact_name(labels) {
+                Some(name) => self.exact.entry(name).or_default(),
+                None => self.root.rules_mut(labels),
+            },
+        };
+        rules.insert(route);
+    }
+
+    /// Removes the first frontend of `host` for which `is_target` holds.
+    pub(crate) fn remove(
+        &mut self,
+        host: &HostPattern,
+        is_target: impl Fn(&Route) -> bool,
+    ) -> Option<Route> {
+        match host {
+            HostPattern::Any => self.any.remove(is_target),
+            HostPattern::Labels(labels) => match exact_name(labels) {
+                Some(name) => {
+                    let rules = self.exact.get_mut(&name)?;
+                    let removed = rules.remove(is_target)?;
+                    if rules.is_empty() {
+                        self.exact.remove(&name);
+                    }
+                    Some(removed)
+                }
+                None => self.root.remove(labels, &is_target),
+            },
+        }
+    }
+
+    /// Keeps the frontends for which `keep` holds and drops the nodes left empty.
+    pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&Route) -> bool) {
+        self.exact.retain(|_, rules| {
+            rules.retain(keep);
+            !rules.is_empty()
+        });
+        self.root.retain(keep);
+        self.any.retain(keep);
+    }
+
+    /// The route `pick` chooses among the frontends of the most specific hostname pattern
+    /// matching `name` (a normalized hostname), falling back to less specific patterns while
+    /// `pick` chooses none.
+    ///
+    /// The hostname of exact labels comes first. Then, at each label from the right: the exact
+    /// child, then the regex children in the order they were added, then, for the leftmost
+    /// label only, the `*.` frontends. The catch-all `*` comes last.
+    pub(crate) fn find<'t>(
+        &'t self,
+        name: &[u8],
+        pick: &impl Fn(&'t PathRules) -> Option<&'t Route>,
+    ) -> Option<&'t Route> {
+        if name.is_empty() {
+            return None;
+        }
+        let mut buffer = [0; MAX_NAME];
+        match buffer.get_mut(..name.len()) {
+            Some(folded) => {
+                for (to, from) in folded.iter_mut().zip(name) {
+                    *to = from.to_ascii_lowercase();
+                }
+                let folded = &*folded;
+                (self.exact.get(&Lowercase(folded)).and_then(pick))
+                    .or_else(|| self.root.find(Some(folded), pick))
+            }
+            // Longer than any hostname a pattern other than `*` matches.
+            None => None,
+        }
+        .or_else(|| pick(&self.any))
+    }
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+            && self.wildcard.is_empty()
+            && self.exact.is_empty()
+            && self.regexes.is_empty()
+    }
+
+    /// The frontends of the hostname `labels` (leftmost first) below this node, creating the
+    /// nodes on the way.
+    fn rules_mut(&mut self, labels: &[LabelPattern]) -> &mut PathRules {
+        match labels.split_last() {
+            None => &mut self.routes,
+            // `parse_pattern` only accepts a wildcard as the leftmost label.
+            Some((LabelPattern::Wildcard, _)) => &mut self.wildcard,
+            Some((LabelPattern::Exact(label), left)) => self
+                .exact
+                .entry(label.as_bytes().into())
+                .or_default()
+                .rules_mut(left),
+            Some((LabelPattern::Regex(regex), left)) => {
+                let index = self
+                    .regexes
+                    .iter()
+                    .position(|(r, _)| r.as_str() == regex.as_str())
+                    .unwrap_or_else(|| {
+                        self.regexes.push((regex.clone(), Node::default()));
+                        self.regexes.len() - 1
+                    });
+                // `index` was just found or pushed.
+                self.regexes[index].1.rules_mut(left)
+            }
+        }
+    }
+
+    fn remove(
+        &mut self,
+        labels: &[LabelPattern],
+        is_target: &impl Fn(&Route) -> bool,
+    ) -> Option<Route> {
+        match labels.split_last() {
+            None => self.routes.remove(is_target),
+            Some((LabelPattern::Wildcard, _)) => self.wildcard.remove(is_target),
+            Some((LabelPattern::Exact(label), left)) => {
+                let child = self.exact.get_mut(label.as_bytes())?;
+                let removed = child.remove(left, is_target)?;
+                if child.is_empty() {
+                    self.exact.remove(label.as_bytes());
+                }
+                Some(removed)
+            }
+            Some((LabelPattern::Regex(regex), left)) => {
+                let index = self
+                    .regexes
+                    .iter()
+                    .position(|(r, _)| r.as_str() == regex.as_str())?;
+                let (_, child) = self.regexes.get_mut(index)?;
+                let removed = child.remove(left, is_target)?;
+                if child.is_empty() {
+                    self.regexes.remove(index);
+                }
+                Some(removed)
+            }
+        }
+    }
+
+    fn retain(&mut self, keep: &mut impl FnMut(&Route) -> bool) {
+        self.routes.retain(keep);
+        self.wildcard.retain(keep);
+        self.exact.retain(|_, child| {
+            child.retain(keep);
+            !child.is_empty()
+        });
+        self.regexes.retain_mut(|(_, child)| {
+            child.retain(keep);
+            !child.is_empty()
+        });
+    }
+
+    /// See [`Trie::find`]. `rest` is what is left of the lowercase hostname at this node,
+    /// `None` once every label has been read.
+    fn find<'t>(
+        &'t self,
+        rest: Option<&[u8]>,
+        pick: &impl Fn(&'t PathRules) -> Option<&'t Route>,
+    ) -> Option<&'t Route> {
+        let Some(rest) = rest else {
+            return pick(&self.routes);
+        };
+        let (label, left) = host::split_last_label(rest);
+        if label.is_empty() {
+            return None;
+        }
+        if let Some(child) = self.exact.get(&Lowercase(label)) {
+            if let found @ Some(_) = child.find(left, pick) {
+                return found;
+            }
+        }
+        if !self.regexes.is_empty() {
+            let text = std::str::from_utf8(label).ok();
+            for (regex, child) in &self.regexes {
+                if text.is_some_and(|l| regex.is_match(l)) {
+                    if let found @ Some(_) = child.find(left, pick) {
+                        return found;
+                    }
+                }
+            }
+        }
+        match left {
+            None => pick(&self.wildcard),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The lowercase hostname of a pattern made of exact labels only.
+fn exact_name(labels: &[LabelPattern]) -> Option<Box<[u8]>> {
+    let mut name = Vec::new();
+    for label in labels {
+        let LabelPattern::Exact(label) = label else {
+            return None;
+        };
+        if !name.is_empty() {
+            name.push(b'.');
+        }
+        name.extend_from_slice(label.as_bytes());
+    }
+    Some(name.into())
+}
+
+/// A lowercase label or hostname looked up among the keys of a map. It hashes as the keys do
+/// and compares with [`same_bytes`].
+#[derive(Hash)]
+struct Lowercase<'a>(&'a [u8]);
+
+impl Equivalent<Box<[u8]>> for Lowercase<'_> {
+    fn equivalent(&self, key: &Box<[u8]>) -> bool {
+        same_bytes(self.0, key)
+    }
+}
