@@ -40,6 +40,18 @@
 //! Rules see the path without its query. PREFIX is a byte prefix (the empty prefix takes
 //! every path), EQUALS the whole path, REGEX an unanchored search (write `^` to anchor it),
 //! as Sōzu does.
+//!
+//! # Rewrites
+//!
+//! `rewrite_host`, `rewrite_path` and `redirect_template` are templates, compiled when the
+//! frontend is added: `$HOST[0]` (or `%HOST`) is the hostname, `$HOST[n]` the n-th capture of
+//! the hostname pattern in the order its labels are written (the label of a leading `*`, then
+//! the groups of each regex label); `$PATH[0]` (or `%PATH`) is the path without query,
+//! `$PATH[1]` the rest after a PREFIX, `$PATH[n]` the n-th group of a REGEX; `%PORT` the
+//! request's port. A template naming a capture the frontend cannot have is refused. The
+//! query of the request is appended to a rewritten path and to a redirect location. Unlike
+//! Sōzu, `$PATH[n]` of a REGEX is its n-th group (Sōzu shifts them by one), and `$HOST[n]`
+//! counts labels from the left in the tree as in PRE and POST rules.
 
 mod host;
 mod path;
@@ -137,7 +149,7 @@ impl Route {
     /// Whether this frontend takes a path (without query) and method; the hostname is the
     /// caller's business.
     fn takes(&self, path: &[u8], method: &[u8]) -> bool {
-        self.method.as_deref().is_none_or(|m| m == method) && self.path.matches(path)
+        self.method.as_deref().is_none_or(|m| same_bytes(m, method)) && self.path.matches(path)
     }
 
     /// Whether this frontend takes the request, hostname included (`name` is normalized).
@@ -244,6 +256,9 @@ fn with_query(mut rewritten: Vec<u8>, target: &[u8]) -> Vec<u8> {
 }
 
 /// The frontends of one listener, by position.
+///
+/// The address of a frontend is part of its key, not of the match: the caller adds the
+/// frontends of its own listener only.
 #[derive(Debug, Default)]
 pub struct Router {
     pre: Vec<Route>,
@@ -347,6 +362,26 @@ impl Router {
             .or_else(|| self.post.iter().find(takes))
             .map(|route| RouteMatch { route })
     }
+}
+
+/// Whether two byte strings are equal, compared in place, eight bytes at a time.
+///
+/// Labels, paths and methods are short: for them a call to libc's `memcmp`, which `==` on
+/// slices makes, costs more than the comparison (it was most of a lookup's time).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| chunk.try_into().ok().map(u64::from_ne_bytes);
+    let (mut a_words, mut b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    (&mut a_words)
+        .zip(&mut b_words)
+        .all(|(x, y)| word(x) == word(y))
+        && a_words
+            .remainder()
+            .iter()
+            .zip(b_words.remainder())
+            .all(|(x, y)| x == y)
 }
 
 /// Removes and returns the first route for which `is_target` holds.

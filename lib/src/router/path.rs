@@ -14,7 +14,7 @@
 use regex::bytes::Regex;
 use sozu_command_lib::request::{PathRule, PathRuleKind};
 
-use super::{Route, RouterError};
+use super::{Route, RouterError, same_bytes};
 
 /// The path of a request target without its query.
 pub(crate) fn without_query(path: &[u8]) -> &[u8] {
@@ -63,8 +63,10 @@ impl PathMatcher {
     /// Whether a path without query matches.
     pub(crate) fn matches(&self, path: &[u8]) -> bool {
         match self {
-            PathMatcher::Prefix(prefix) => path.starts_with(prefix),
-            PathMatcher::Equals(value) => path == &**value,
+            PathMatcher::Prefix(prefix) => path
+                .get(..prefix.len())
+                .is_some_and(|start| same_bytes(start, prefix)),
+            PathMatcher::Equals(value) => same_bytes(path, value),
             PathMatcher::Regex(regex) => regex.is_match(path),
         }
     }

@@ -454,6 +454,25 @@ fn redirect_template_expands_the_same_variables() {
 
 proptest! {
     #[test]
+    fn same_bytes_agrees_with_slice_equality(
+        a in prop::collection::vec(any::<u8>(), 0..40),
+        flip in any::<prop::sample::Index>(),
+        shorten in any::<bool>(),
+    ) {
+        let mut b = a.clone();
+        prop_assert!(same_bytes(&a, &b));
+        if shorten {
+            b.pop();
+        } else if !b.is_empty() {
+            let at = flip.index(b.len());
+            if let Some(byte) = b.get_mut(at) {
+                *byte ^= 1;
+            }
+        }
+        prop_assert_eq!(same_bytes(&a, &b), a == b);
+    }
+
+    #[test]
     fn inserted_hostname_is_found(host in "[a-z]{1,8}(\\.[a-z]{1,8}){1,3}") {
         let router = router([frontend("c", &host)]);
         prop_assert_eq!(get(&router, &host, "/"), cluster("c"));

@@ -9,15 +9,14 @@
 //! many hostnames there are. The hostname is folded to lowercase in a stack buffer; a lookup
 //! allocates nothing.
 
-use std::collections::HashMap;
-
+use hashbrown::{Equivalent, HashMap};
 use regex::Regex;
 use rustc_hash::FxBuildHasher;
 use sozu_command_lib::hostname::LabelPattern;
 
-use super::Route;
 use super::host::{self, HostPattern, MAX_NAME};
 use super::path::PathRules;
+use super::{Route, same_bytes};
 
 /// The hostnames of TREE frontends, and the frontends of each.
 #[derive(Debug, Default)]
@@ -112,7 +111,7 @@ impl Trie {
                     *to = from.to_ascii_lowercase();
                 }
                 let folded = &*folded;
-                (self.exact.get(folded).and_then(pick))
+                (self.exact.get(&Lowercase(folded)).and_then(pick))
                     .or_else(|| self.root.find(Some(folded), pick))
             }
             // Longer than any hostname a pattern other than `*` matches.
@@ -215,7 +214,7 @@ impl Node {
         if label.is_empty() {
             return None;
         }
-        if let Some(child) = self.exact.get(label) {
+        if let Some(child) = self.exact.get(&Lowercase(label)) {
             if let found @ Some(_) = child.find(left, pick) {
                 return found;
             }
@@ -250,4 +249,15 @@ fn exact_name(labels: &[LabelPattern]) -> Option<Box<[u8]>> {
         name.extend_from_slice(label.as_bytes());
     }
     Some(name.into())
+}
+
+/// A lowercase label or hostname looked up among the keys of a map. It hashes as the keys do
+/// and compares with [`same_bytes`].
+#[derive(Hash)]
+struct Lowercase<'a>(&'a [u8]);
+
+impl Equivalent<Box<[u8]>> for Lowercase<'_> {
+    fn equivalent(&self, key: &Box<[u8]>) -> bool {
+        same_bytes(self.0, key)
+    }
 }
