@@ -19,6 +19,7 @@ use sozu_command_lib::request::{
 };
 
 use crate::{
+    https::HttpsSettings,
     pool::{Buffer, Pool},
     protocol::{
         http::{
@@ -43,7 +44,8 @@ pub struct HttpListener {
     pub config: HttpListenerConfig,
     pub router: Router,
     pub answers: Answers,
-    pub is_tls: bool,
+    /// TLS settings and certificates, for an HTTPS listener.
+    pub tls: Option<HttpsSettings>,
     /// HSTS policy of an HTTPS listener, for frontends without their own.
     pub hsts: Option<Hsts>,
     pub limits: Limits,
@@ -613,7 +615,7 @@ fn route_request(
                     let scheme = match frontend.redirect_scheme {
                         RedirectScheme::UseHttp => "http",
                         RedirectScheme::UseHttps => "https",
-                        RedirectScheme::UseSame if listener.is_tls => "https",
+                        RedirectScheme::UseSame if listener.tls.is_some() => "https",
                         RedirectScheme::UseSame => "http",
                     };
                     format!(
@@ -648,7 +650,7 @@ fn route_request(
             close,
         );
     };
-    if cluster.https_redirect && !listener.is_tls {
+    if cluster.https_redirect && listener.tls.is_none() {
         let host_only = head
             .authority
             .map(|a| a.host.slice(buf))
@@ -709,7 +711,7 @@ fn route_request(
     let edits = RequestEdits {
         client: session.client_address,
         listener: public,
-        is_tls: listener.is_tls,
+        is_tls: listener.tls.is_some(),
         request_id_header: &listener.config.sozu_id_header,
         request_id: &exchange.request_id,
         send_x_real_ip: listener.config.send_x_real_ip,
@@ -729,7 +731,7 @@ fn route_request(
         .filter(|rule| rule.position != HeaderPosition::Request)
         .cloned()
         .collect();
-    exchange.hsts = if listener.is_tls {
+    exchange.hsts = if listener.tls.is_some() {
         frontend.hsts.clone().or_else(|| listener.hsts.clone())
     } else {
         None
@@ -1402,6 +1404,15 @@ pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Fai
             let Stage::Http(http) = &session.stage else {
                 return Action::Close;
             };
+            if session
+                .front
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.is_handshaking())
+            {
+                // A handshake that did not finish in time: nothing can be said to the client.
+                return Action::Close;
+            }
             let waiting_for_first_request =
                 http.served == 0 && http.exchange.head_started.is_none();
             if http.phase == Phase::Head

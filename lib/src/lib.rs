@@ -76,6 +76,7 @@
 
 pub mod backends;
 pub mod http;
+pub mod https;
 pub mod load_balancing;
 pub mod pool;
 pub mod protocol;

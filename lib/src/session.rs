@@ -92,6 +92,8 @@ pub enum Stage {
     Pipe(Pipe),
     /// HTTP/1.1 requests and responses.
     Http(Box<Http>),
+    /// Closing: the last encrypted bytes for the client are still to be sent.
+    Flushing,
     /// Terminal.
     Closed,
 }
@@ -161,6 +163,12 @@ impl Session {
 
     /// Works until the session would block, and says what the loop must do next.
     pub fn ready(&mut self, context: &mut Context<'_>) -> Action {
+        if self.front.has_pending_output() && self.front.readiness.event.contains(Ready::WRITABLE) {
+            let flushed = self.front.flush();
+            if matches!(self.stage, Stage::Flushing) {
+                return if flushed { Action::Close } else { Action::Wait };
+            }
+        }
         if let Some(action) = self.check_connection() {
             return action;
         }
@@ -173,6 +181,7 @@ impl Session {
                 },
                 Stage::Pipe(_) => tcp::ready(self, context),
                 Stage::Http(_) => http::ready(self, context),
+                Stage::Flushing => Action::Wait,
                 Stage::Closed => Action::Close,
             };
         }

@@ -13,6 +13,8 @@ use std::{
 
 use mio::{Token, net::TcpStream};
 
+use crate::protocol::tls::TlsStream;
+
 /// A set of readiness flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ready(u8);
@@ -124,10 +126,12 @@ pub enum Transfer {
     Error(ErrorKind),
 }
 
-/// A socket of a session.
+/// A socket of a session: plain, or encrypted when `tls` is set (then reads and writes carry
+/// plaintext, and the handshake advances as bytes arrive).
 #[derive(Debug)]
 pub struct Endpoint {
     pub stream: TcpStream,
+    pub tls: Option<Box<TlsStream>>,
     pub token: Token,
     pub readiness: Readiness,
     /// The peer reported end of stream (read side finished).
@@ -142,6 +146,7 @@ impl Endpoint {
     pub fn new(stream: TcpStream, token: Token) -> Self {
         Endpoint {
             stream,
+            tls: None,
             token,
             readiness: Readiness::default(),
             read_closed: false,
@@ -157,6 +162,19 @@ impl Endpoint {
     pub fn read(&mut self, space: &mut [u8]) -> Transfer {
         if space.is_empty() {
             return Transfer::WouldBlock;
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            let mut readable = self.readiness.event.contains(Ready::READABLE);
+            let transfer = tls.read(&mut self.stream, space, &mut readable);
+            if !readable {
+                self.readiness.event.remove(Ready::READABLE);
+            }
+            match transfer {
+                Transfer::Moved(count) => self.bytes_read += count as u64,
+                Transfer::Closed => self.read_closed = true,
+                Transfer::WouldBlock | Transfer::Error(_) => {}
+            }
+            return transfer;
         }
         loop {
             match self.stream.read(space) {
@@ -193,6 +211,17 @@ impl Endpoint {
         if offered == 0 {
             return Transfer::WouldBlock;
         }
+        if let Some(tls) = self.tls.as_mut() {
+            let mut writable = self.readiness.event.contains(Ready::WRITABLE);
+            let transfer = tls.write(&mut self.stream, slices, &mut writable);
+            if !writable {
+                self.readiness.event.remove(Ready::WRITABLE);
+            }
+            if let Transfer::Moved(count) = transfer {
+                self.bytes_written += count as u64;
+            }
+            return transfer;
+        }
         loop {
             match self.stream.write_vectored(slices) {
                 Ok(0) => return Transfer::Closed,
@@ -226,12 +255,45 @@ impl Endpoint {
         }
     }
 
-    /// Shuts our write side: the peer reads end of stream once it has read what we sent.
+    /// Shuts our write side: the peer reads end of stream once it has read what we sent. On
+    /// TLS, a close_notify is queued and the socket is shut once it is sent.
     pub fn shutdown_write(&mut self) {
-        if !self.write_shut {
-            self.write_shut = true;
+        if self.write_shut {
+            return;
+        }
+        self.write_shut = true;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close();
+        }
+        if self.flush() {
             // The peer may be gone already; nothing more to do then.
             let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Encrypted bytes are waiting for the socket.
+    pub fn has_pending_output(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
+    /// Sends pending encrypted bytes; true when nothing is left (or nothing can be sent any
+    /// more because the socket failed).
+    pub fn flush(&mut self) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return true;
+        };
+        match tls.flush(&mut self.stream) {
+            Ok(()) => {
+                if self.write_shut {
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                }
+                true
+            }
+            Err(Transfer::WouldBlock) => {
+                self.readiness.event.remove(Ready::WRITABLE);
+                false
+            }
+            Err(_) => true,
         }
     }
 }

@@ -5,6 +5,9 @@
 //! is created before the backend connection exists, so the client's first bytes wait in its
 //! buffer; a PROXY header for the backend, when the cluster sends one, is put in front of them.
 
+use std::sync::Arc;
+
+use rustls::ServerConfig;
 use sozu_command_lib::request::ProxyProtocolConfig;
 
 use crate::{
@@ -13,6 +16,7 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
+        tls::TlsStream,
     },
     session::{Action, Context, Session, Stage},
     socket::{Ready, Transfer},
@@ -26,12 +30,12 @@ pub struct ExpectProxy {
 }
 
 /// The stage that follows the PROXY header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AfterProxy {
     /// TCP mode, sending the backend what the cluster's PROXY setting says.
     Pipe(Option<ProxyProtocolConfig>),
-    /// HTTP.
-    Http,
+    /// HTTP, over TLS when a TLS configuration is given.
+    Http(Option<Arc<ServerConfig>>),
 }
 
 /// The first stage of a session accepted on a listener: the PROXY header when the listener
@@ -49,7 +53,7 @@ pub fn first_stage(session: &Session, pool: &Pool, expect_proxy: bool, then: Aft
             write_backend_header(session, to_backend, &mut front_to_back);
             Stage::Pipe(Pipe::new(front_to_back, pool.checkout()))
         }
-        AfterProxy::Http => Stage::Http(Box::new(Http::new(pool))),
+        AfterProxy::Http(_) => Stage::Http(Box::new(Http::new(pool))),
     }
 }
 
@@ -137,8 +141,20 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
                         front_to_back.extend_from_slice(expect.buffer.data());
                         Stage::Pipe(Pipe::new(front_to_back, context.pool.checkout()))
                     }
-                    AfterProxy::Http => {
+                    AfterProxy::Http(None) => {
                         Stage::Http(Box::new(Http::with_input(context.pool, expect.buffer)))
+                    }
+                    AfterProxy::Http(Some(config)) => {
+                        // TLS starts after the header: what followed it is the ClientHello.
+                        let mut tls = match TlsStream::new(config, context.pool.buffer_size()) {
+                            Ok(tls) => tls,
+                            Err(_) => return Some(Action::Close),
+                        };
+                        if tls.feed(expect.buffer.data()).is_err() {
+                            return Some(Action::Close);
+                        }
+                        session.front.tls = Some(Box::new(tls));
+                        Stage::Http(Box::new(Http::new(context.pool)))
                     }
                 };
                 return None;

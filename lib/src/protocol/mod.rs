@@ -4,3 +4,4 @@
 pub mod http;
 pub mod pipe;
 pub mod proxy_protocol;
+pub mod tls;

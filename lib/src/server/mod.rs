@@ -32,6 +32,7 @@ use crate::{
     backends::{BackendMap, PickError},
     http::{self, Failure, Http, HttpListener},
     pool::Pool,
+    protocol::tls::TlsStream,
     session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
     socket::{Endpoint, Ready},
     tcp,
@@ -308,9 +309,8 @@ impl Server {
     ) {
         match kind {
             ListenerType::Tcp => self.create_tcp_session(listener, stream, peer),
-            ListenerType::Http => self.create_http_session(listener, stream, peer),
-            ListenerType::Https => {
-                debug!("HTTPS listener {listener}: TLS is not served by this worker yet");
+            ListenerType::Http | ListenerType::Https => {
+                self.create_http_session(listener, stream, peer)
             }
         }
     }
@@ -359,19 +359,27 @@ impl Server {
     }
 
     fn create_http_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
-        let Some(config) = self.http_listeners.get(&listener).map(|l| l.config.clone()) else {
+        let Some(http_listener) = self.http_listeners.get(&listener) else {
             return;
         };
+        let config = http_listener.config.clone();
+        let tls_config = http_listener
+            .tls
+            .as_ref()
+            .map(|settings| settings.config.clone());
+        let buffer_size = self.config.buffer_size;
         let timeouts = SessionTimeouts {
             front: config.front_timeout,
             back: config.back_timeout,
             connect: config.connect_timeout,
             request: config.request_timeout,
         };
+        let expect_proxy = config.expect_proxy;
+        let after_proxy = tcp::AfterProxy::Http(tls_config.clone());
         let Some(key) =
             self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
-                if config.expect_proxy {
-                    tcp::first_stage(session, pool, true, tcp::AfterProxy::Http)
+                if expect_proxy {
+                    tcp::first_stage(session, pool, true, after_proxy)
                 } else {
                     Stage::Http(Box::new(Http::new(pool)))
                 }
@@ -379,6 +387,19 @@ impl Server {
         else {
             return;
         };
+        if let (Some(tls_config), false) = (tls_config, expect_proxy) {
+            let Some(session) = self.sessions.get_mut(key) else {
+                return;
+            };
+            match TlsStream::new(tls_config, buffer_size) {
+                Ok(tls) => session.front.tls = Some(Box::new(tls)),
+                Err(error) => {
+                    error!("session {}: cannot start TLS: {error}", session.uid);
+                    self.close_session(key);
+                    return;
+                }
+            }
+        }
         self.drive(key);
     }
 
@@ -491,7 +512,7 @@ impl Server {
                     return;
                 }
                 Action::Close => {
-                    self.close_session(key);
+                    self.close_when_flushed(key);
                     return;
                 }
                 Action::Connect {
@@ -674,6 +695,24 @@ impl Server {
     fn drop_back(&mut self, mut back: BackConnection) {
         let _ = self.poll.registry().deregister(&mut back.endpoint.stream);
         self.sockets.try_remove(back.endpoint.token.0);
+    }
+
+    /// Closes the session once the client socket has sent what is pending (the end of an
+    /// encrypted answer, a close_notify), within the front timeout.
+    fn close_when_flushed(&mut self, key: usize) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if !session.front.has_pending_output() || session.front.flush() {
+            self.close_session(key);
+            return;
+        }
+        self.release_back(key);
+        if let Some(session) = self.sessions.get_mut(key) {
+            session.stage = Stage::Flushing;
+            let after = session.timeouts.front;
+            session.touch_front(after, Instant::now(), &mut self.timers);
+        }
     }
 
     fn close_session(&mut self, key: usize) {

@@ -19,7 +19,9 @@ use sozu_command_lib::{
 use super::{ListenerSocket, Owner, Run, Server};
 use crate::{
     http::HttpListener,
+    https::HttpsSettings,
     protocol::http::{answers::Answers, parser::Limits},
+    protocol::tls::{LoadedCertificate, load_certificate},
     router::Router,
 };
 
@@ -170,16 +172,42 @@ impl Server {
                 self.apply_to_state(order)
             }
             Order::AddHttpListener(config) => {
-                let listener = http_listener(&self.state, config, false, None)?;
+                let listener = http_listener(&self.state, config, None, None)?;
                 self.apply_to_state(order)?;
                 self.http_listeners.insert(config.address, listener);
                 Ok(())
             }
             Order::AddHttpsListener(config) => {
-                let listener =
-                    http_listener(&self.state, &config.http, true, config.tls.hsts.clone())?;
+                let settings = HttpsSettings::new(&config.tls).map_err(|error| {
+                    format!("listener {}: {}", config.http.address, error_chain(&error))
+                })?;
+                let hsts = config.tls.hsts.clone();
+                let listener = http_listener(&self.state, &config.http, Some(settings), hsts)?;
                 self.apply_to_state(order)?;
                 self.http_listeners.insert(config.http.address, listener);
+                Ok(())
+            }
+            Order::AddCertificate(add) => {
+                let loaded = self.load_certificate(add.address, &add.certificate)?;
+                self.apply_to_state(order)?;
+                if let Some(settings) = self.https_settings(add.address) {
+                    settings.add_certificate(loaded);
+                }
+                Ok(())
+            }
+            Order::ReplaceCertificate(replace) => {
+                let loaded = self.load_certificate(replace.address, &replace.new_certificate)?;
+                self.apply_to_state(order)?;
+                if let Some(settings) = self.https_settings(replace.address) {
+                    settings.replace_certificate(&replace.old_fingerprint, loaded);
+                }
+                Ok(())
+            }
+            Order::RemoveCertificate(remove) => {
+                self.apply_to_state(order)?;
+                if let Some(settings) = self.https_settings(remove.address) {
+                    settings.remove_certificate(&remove.fingerprint);
+                }
                 Ok(())
             }
             Order::UpdateHttpListenerConfig(update) => {
@@ -197,16 +225,26 @@ impl Server {
                 let mut config = self.listener_config(update.address)?;
                 update.http.apply(&mut config);
                 let answers = cluster_answers(&self.state, &config)?;
-                self.apply_to_state(order)?;
-                let hsts = self
+                let mut tls = self
                     .state
                     .https_listeners
                     .get(&update.address)
-                    .and_then(|l| l.config.tls.hsts.clone());
+                    .map(|l| l.config.tls.clone())
+                    .ok_or_else(|| format!("no HTTPS listener on {}", update.address))?;
+                update.tls.apply(&mut tls);
+                let settings = self
+                    .https_settings(update.address)
+                    .ok_or_else(|| format!("no HTTPS listener on {}", update.address))?
+                    .updated(&tls)
+                    .map_err(|error| {
+                        format!("listener {}: {}", update.address, error_chain(&error))
+                    })?;
+                self.apply_to_state(order)?;
                 if let Some(listener) = self.http_listeners.get_mut(&update.address) {
                     listener.answers = answers;
                     listener.config = config;
-                    listener.hsts = hsts;
+                    listener.hsts = tls.hsts;
+                    listener.tls = Some(settings);
                 }
                 Ok(())
             }
@@ -295,6 +333,25 @@ impl Server {
             .ok_or_else(|| format!("no HTTP or HTTPS listener on {address}"))
     }
 
+    fn https_settings(&self, address: SocketAddr) -> Option<&HttpsSettings> {
+        self.http_listeners
+            .get(&address)
+            .and_then(|l| l.tls.as_ref())
+    }
+
+    /// Decodes a certificate for an HTTPS listener; the state checks the rest.
+    fn load_certificate(
+        &self,
+        address: SocketAddr,
+        certificate: &sozu_command_lib::request::CertificateAndKey,
+    ) -> Result<LoadedCertificate, String> {
+        if self.https_settings(address).is_none() {
+            return Err(format!("no HTTPS listener on {address}"));
+        }
+        load_certificate(certificate)
+            .map_err(|error| format!("invalid certificate for {address}: {}", error_chain(&error)))
+    }
+
     fn add_route(&mut self, frontend: &HttpFrontend) -> Result<(), String> {
         let listener = self
             .http_listeners
@@ -364,7 +421,7 @@ impl Server {
 fn http_listener(
     state: &ConfigState,
     config: &HttpListenerConfig,
-    is_tls: bool,
+    tls: Option<HttpsSettings>,
     hsts: Option<sozu_command_lib::request::Hsts>,
 ) -> Result<HttpListener, String> {
     let answers = cluster_answers(state, config)?;
@@ -372,7 +429,7 @@ fn http_listener(
         config: config.clone(),
         router: Router::new(),
         answers,
-        is_tls,
+        tls,
         hsts,
         limits: Limits::default(),
     })

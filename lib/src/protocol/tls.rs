@@ -1,0 +1,528 @@
+//! TLS termination with rustls: the server configuration of an HTTPS listener, its
+//! certificates chosen by SNI, and the encrypted transport of a session's client socket.
+//!
+//! Certificates are found by the names they carry (subject alternative names and common name,
+//! exact or `*.` wildcard) unless an order lists names explicitly; a client without SNI, or
+//! with an unknown name, gets the listener's default certificate (or, without one, the most
+//! recently added). A certificate change swaps one immutable table for another under a lock,
+//! so a handshake sees the old set or the new one, never a mix; connections already open keep
+//! the certificate they were given.
+//!
+//! The transport ([`TlsStream`]) sits inside [`crate::socket::Endpoint`]: protocols read and
+//! write plaintext as on a plain socket, and the handshake advances as bytes arrive.
+
+use std::{
+    collections::HashMap,
+    io::{self, ErrorKind, IoSlice, Read, Write},
+    sync::{Arc, RwLock},
+};
+
+use mio::net::TcpStream;
+use rustls::{
+    ServerConfig, ServerConnection, SupportedCipherSuite, SupportedProtocolVersion,
+    crypto::ring,
+    server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache},
+    sign::CertifiedKey,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use sozu_command_lib::{
+    certificate::{self, CertificateError},
+    request::{CertificateAndKey, Fingerprint, TlsListenerConfig, TlsVersion},
+};
+
+use crate::socket::Transfer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error("the certificate chain is not valid PEM")]
+    ChainPem(#[source] rustls_pki_types::pem::Error),
+    #[error("the private key is not valid PEM")]
+    KeyPem(#[source] rustls_pki_types::pem::Error),
+    #[error("the private key type is not supported (RSA, ECDSA P-256/P-384 and Ed25519 are)")]
+    KeyType(#[source] rustls::Error),
+    #[error("the private key does not match the certificate")]
+    KeyMismatch(#[source] rustls::Error),
+    #[error("unknown cipher suite `{0}`")]
+    CipherSuite(String),
+    #[error("unknown key exchange group `{0}`")]
+    Group(String),
+    #[error("no TLS version enabled")]
+    NoVersion,
+    #[error("the TLS settings are inconsistent")]
+    Settings(#[source] rustls::Error),
+    #[error("cannot create a session ticket key")]
+    Ticketer(#[source] rustls::Error),
+}
+
+/// A certificate ready to serve, with what identifies it.
+#[derive(Debug, Clone)]
+pub struct LoadedCertificate {
+    pub fingerprint: Fingerprint,
+    pub names: Vec<String>,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// Decodes a certificate, its chain and its key, and checks that the key matches.
+pub fn load_certificate(certificate: &CertificateAndKey) -> Result<LoadedCertificate, TlsError> {
+    let facts = certificate::inspect(certificate)?;
+    let mut chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(certificate.certificate.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(TlsError::ChainPem)?;
+    for pem in &certificate.certificate_chain {
+        for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            chain.push(der.map_err(TlsError::ChainPem)?);
+        }
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(certificate.key.as_bytes()).map_err(TlsError::KeyPem)?;
+    let signing_key = ring::sign::any_supported_type(&key).map_err(TlsError::KeyType)?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(TlsError::KeyMismatch)?;
+    Ok(LoadedCertificate {
+        fingerprint: facts.fingerprint,
+        names: facts.names,
+        key: Arc::new(certified),
+    })
+}
+
+/// The certificates of one listener, as an immutable table swapped whole on change.
+#[derive(Debug, Default, Clone)]
+struct CertificateTable {
+    by_fingerprint: HashMap<Fingerprint, LoadedCertificate>,
+    /// Exact names, lowercase, to fingerprints in the order they were added.
+    exact: HashMap<String, Vec<Fingerprint>>,
+    /// `*.suffix` names by suffix.
+    wildcard: HashMap<String, Vec<Fingerprint>>,
+    /// The listener's own certificate.
+    default: Option<LoadedCertificate>,
+    /// Fingerprints in the order they were added.
+    order: Vec<Fingerprint>,
+}
+
+impl CertificateTable {
+    fn add(&mut self, certificate: LoadedCertificate) {
+        let fingerprint = certificate.fingerprint.clone();
+        for name in &certificate.names {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(suffix) => self.wildcard.entry(suffix.to_string()).or_default(),
+                None => self.exact.entry(name).or_default(),
+            }
+            .push(fingerprint.clone());
+        }
+        self.order.push(fingerprint.clone());
+        self.by_fingerprint.insert(fingerprint, certificate);
+    }
+
+    fn remove(&mut self, fingerprint: &Fingerprint) -> bool {
+        if self.by_fingerprint.remove(fingerprint).is_none() {
+            return false;
+        }
+        for list in self.exact.values_mut().chain(self.wildcard.values_mut()) {
+            list.retain(|f| f != fingerprint);
+        }
+        self.exact.retain(|_, list| !list.is_empty());
+        self.wildcard.retain(|_, list| !list.is_empty());
+        self.order.retain(|f| f != fingerprint);
+        true
+    }
+
+    /// The certificate for an SNI name: exact, then wildcard, then the default.
+    fn find(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let by_name = server_name.and_then(|name| {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let newest =
+                |list: &Vec<Fingerprint>| list.last().and_then(|f| self.by_fingerprint.get(f));
+            self.exact.get(&name).and_then(newest).or_else(|| {
+                let (_, suffix) = name.split_once('.')?;
+                self.wildcard.get(suffix).and_then(newest)
+            })
+        });
+        by_name
+            .or(self.default.as_ref())
+            .or_else(|| self.order.last().and_then(|f| self.by_fingerprint.get(f)))
+            .map(|certificate| certificate.key.clone())
+    }
+}
+
+/// Chooses the certificate of a handshake by SNI.
+#[derive(Debug, Default)]
+pub struct CertificateResolver {
+    table: RwLock<Arc<CertificateTable>>,
+}
+
+impl CertificateResolver {
+    fn current(&self) -> Arc<CertificateTable> {
+        match self.table.read() {
+            Ok(table) => table.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies `change` to a copy of the table and installs the copy.
+    fn update<T>(&self, change: impl FnOnce(&mut CertificateTable) -> T) -> T {
+        let mut table = (*self.current()).clone();
+        let result = change(&mut table);
+        match self.table.write() {
+            Ok(mut slot) => *slot = Arc::new(table),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
+        }
+        result
+    }
+
+    pub fn add(&self, certificate: LoadedCertificate) {
+        self.update(|table| table.add(certificate));
+    }
+
+    /// Swaps `old` for `new` in one step.
+    pub fn replace(&self, old: &Fingerprint, new: LoadedCertificate) {
+        self.update(|table| {
+            table.remove(old);
+            table.add(new);
+        });
+    }
+
+    pub fn remove(&self, fingerprint: &Fingerprint) -> bool {
+        self.update(|table| table.remove(fingerprint))
+    }
+
+    pub fn set_default(&self, certificate: Option<LoadedCertificate>) {
+        self.update(|table| table.default = certificate);
+    }
+}
+
+impl ResolvesServerCert for CertificateResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current().find(client_hello.server_name())
+    }
+}
+
+/// The rustls configuration of an HTTPS listener.
+pub fn server_config(
+    settings: &TlsListenerConfig,
+    resolver: Arc<CertificateResolver>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut provider = ring::default_provider();
+    let wanted: Vec<&String> = settings
+        .cipher_list
+        .iter()
+        .chain(&settings.cipher_suites)
+        .collect();
+    if !wanted.is_empty() {
+        provider.cipher_suites = wanted
+            .iter()
+            .map(|name| cipher_suite(name).ok_or_else(|| TlsError::CipherSuite((*name).clone())))
+            .collect::<Result<_, _>>()?;
+        // A version left without suites would fail every handshake: keep its defaults.
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            if !provider
+                .cipher_suites
+                .iter()
+                .any(|s| s.version() == version)
+            {
+                provider.cipher_suites.extend(
+                    ring::DEFAULT_CIPHER_SUITES
+                        .iter()
+                        .filter(|s| s.version() == version)
+                        .copied(),
+                );
+            }
+        }
+    }
+    if !settings.groups_list.is_empty() {
+        provider.kx_groups = settings
+            .groups_list
+            .iter()
+            .map(|name| {
+                ring::ALL_KX_GROUPS
+                    .iter()
+                    .find(|group| format!("{:?}", group.name()).eq_ignore_ascii_case(name))
+                    .copied()
+                    .ok_or_else(|| TlsError::Group(name.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    let versions: Vec<&'static SupportedProtocolVersion> = settings
+        .versions
+        .iter()
+        .map(|version| match version {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect();
+    if versions.is_empty() {
+        return Err(TlsError::NoVersion);
+    }
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .map_err(TlsError::Settings)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = settings
+        .alpn_protocols
+        .iter()
+        .filter(|protocol| protocol.as_str() == "http/1.1")
+        .map(|protocol| protocol.as_bytes().to_vec())
+        .collect();
+    config.send_tls13_tickets = settings.send_tls13_tickets as usize;
+    if settings.send_tls13_tickets > 0 {
+        config.ticketer = ring::Ticketer::new().map_err(TlsError::Ticketer)?;
+    }
+    config.session_storage = ServerSessionMemoryCache::new(20_000);
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}
+
+/// A cipher suite of the ring provider by its rustls name.
+fn cipher_suite(name: &str) -> Option<SupportedCipherSuite> {
+    ring::ALL_CIPHER_SUITES
+        .iter()
+        .find(|suite| {
+            suite
+                .suite()
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .copied()
+}
+
+/// Whether the provider knows every name, for validating settings without building them.
+pub fn check_settings(settings: &TlsListenerConfig) -> Result<(), TlsError> {
+    server_config(settings, Arc::new(CertificateResolver::default())).map(|_| ())
+}
+
+/// The encrypted side of a client socket.
+pub struct TlsStream {
+    connection: ServerConnection,
+}
+
+impl TlsStream {
+    pub fn new(config: Arc<ServerConfig>, buffer_limit: usize) -> Result<TlsStream, rustls::Error> {
+        let mut connection = ServerConnection::new(config)?;
+        connection.set_buffer_limit(Some(buffer_limit));
+        Ok(TlsStream { connection })
+    }
+
+    /// Bytes read from the socket before TLS started (after a PROXY header).
+    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), rustls::Error> {
+        while !input.is_empty() {
+            match self.connection.read_tls(&mut input) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    self.connection.process_new_packets()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn server_name(&self) -> Option<&str> {
+        self.connection.server_name()
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.connection.is_handshaking()
+    }
+
+    /// Ciphertext is waiting for the socket.
+    pub fn wants_write(&self) -> bool {
+        self.connection.wants_write()
+    }
+
+    /// Reads plaintext into `space`, pulling TLS records from `socket` as needed. `readable`
+    /// says whether the socket may have bytes; it is cleared when the socket is drained.
+    pub fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        space: &mut [u8],
+        readable: &mut bool,
+    ) -> Transfer {
+        loop {
+            match self.connection.reader().read(space) {
+                Ok(0) => return Transfer::Closed,
+                Ok(count) => return Transfer::Moved(count),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return Transfer::Closed,
+            }
+            if !*readable {
+                return Transfer::WouldBlock;
+            }
+            match self.connection.read_tls(socket) {
+                Ok(0) => {
+                    // End of stream without close_notify: whatever was decrypted was read.
+                    *readable = false;
+                    return Transfer::Closed;
+                }
+                Ok(_) => {
+                    if let Err(error) = self.connection.process_new_packets() {
+                        log::debug!("TLS error: {error}");
+                        // Send the alert rustls prepared, best effort.
+                        let _ = self.flush(socket);
+                        return Transfer::Error(ErrorKind::InvalidData);
+                    }
+                    // Handshake messages and tickets go out as soon as they exist.
+                    if let Err(transfer) = self.flush(socket) {
+                        return transfer;
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    *readable = false;
+                    return Transfer::WouldBlock;
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return failed(&error),
+            }
+        }
+    }
+
+    /// Encrypts plaintext and sends what the socket takes. Returns how much plaintext was
+    /// accepted; the ciphertext may still be pending ([`TlsStream::wants_write`]).
+    pub fn write(
+        &mut self,
+        socket: &mut TcpStream,
+        slices: &[IoSlice<'_>],
+        writable: &mut bool,
+    ) -> Transfer {
+        if let Err(transfer) = self.flush_if(socket, writable) {
+            return transfer;
+        }
+        let accepted = match self.connection.writer().write_vectored(slices) {
+            Ok(0) => return Transfer::WouldBlock,
+            Ok(count) => count,
+            Err(error) => return failed(&error),
+        };
+        if let Err(transfer) = self.flush_if(socket, writable) {
+            return transfer;
+        }
+        Transfer::Moved(accepted)
+    }
+
+    fn flush_if(&mut self, socket: &mut TcpStream, writable: &mut bool) -> Result<(), Transfer> {
+        if !*writable {
+            return Ok(());
+        }
+        match self.flush(socket) {
+            Err(Transfer::WouldBlock) => {
+                *writable = false;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes pending ciphertext until the socket would block (`Err(WouldBlock)`) or nothing
+    /// is left (`Ok`).
+    pub fn flush(&mut self, socket: &mut TcpStream) -> Result<(), Transfer> {
+        while self.connection.wants_write() {
+            match self.connection.write_tls(socket) {
+                Ok(0) => return Err(Transfer::Closed),
+                Ok(_) => {}
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    return Err(Transfer::WouldBlock);
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(failed(&error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a close_notify alert.
+    pub fn close(&mut self) {
+        self.connection.send_close_notify();
+    }
+}
+
+fn failed(error: &io::Error) -> Transfer {
+    match error.kind() {
+        ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::NotConnected => Transfer::Closed,
+        kind => Transfer::Error(kind),
+    }
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("handshaking", &self.connection.is_handshaking())
+            .field("server_name", &self.connection.server_name())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(certificate: &str, key: &str) -> CertificateAndKey {
+        CertificateAndKey {
+            certificate: certificate.to_string(),
+            certificate_chain: Vec::new(),
+            key: key.to_string(),
+            versions: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    const LOCALHOST: &str = include_str!("../../../command/tests/fixtures/localhost.pem");
+    const LOCALHOST_KEY: &str = include_str!("../../../command/tests/fixtures/localhost.key");
+    const EXAMPLE: &str = include_str!("../../../command/tests/fixtures/example.pem");
+    const EXAMPLE_KEY: &str = include_str!("../../../command/tests/fixtures/example.key");
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        assert!(load_certificate(&pair(LOCALHOST, LOCALHOST_KEY)).is_ok());
+        assert!(matches!(
+            load_certificate(&pair(LOCALHOST, EXAMPLE_KEY)),
+            Err(TlsError::KeyMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn names_find_their_certificate_and_others_get_the_default() {
+        let mut table = CertificateTable::default();
+        let localhost = load_certificate(&pair(LOCALHOST, LOCALHOST_KEY)).unwrap();
+        let example = load_certificate(&pair(EXAMPLE, EXAMPLE_KEY)).unwrap();
+        table.add(localhost.clone());
+        table.add(example.clone());
+        let is = |found: Option<Arc<CertifiedKey>>, expected: &LoadedCertificate| {
+            found.is_some_and(|key| Arc::ptr_eq(&key, &expected.key))
+        };
+        assert!(is(table.find(Some("localhost")), &localhost));
+        assert!(is(table.find(Some("EXAMPLE.com")), &example));
+        assert!(is(table.find(Some("www.example.com")), &example));
+        assert!(
+            is(table.find(Some("a.b.example.com")), &example),
+            "no default: newest"
+        );
+        table.default = Some(localhost.clone());
+        assert!(is(table.find(Some("unknown.test")), &localhost));
+        assert!(is(table.find(None), &localhost));
+        assert!(table.remove(&example.fingerprint));
+        assert!(is(table.find(Some("example.com")), &localhost));
+    }
+
+    #[test]
+    fn unknown_cipher_names_are_refused() {
+        let mut settings = TlsListenerConfig::default();
+        assert!(check_settings(&settings).is_ok());
+        settings.cipher_suites = vec!["TLS13_AES_256_GCM_SHA384".to_string()];
+        assert!(check_settings(&settings).is_ok());
+        settings.cipher_suites = vec!["TLS13_ROT13".to_string()];
+        assert!(matches!(
+            check_settings(&settings),
+            Err(TlsError::CipherSuite(_))
+        ));
+        settings.cipher_suites.clear();
+        settings.versions.clear();
+        assert!(matches!(
+            check_settings(&settings),
+            Err(TlsError::NoVersion)
+        ));
+    }
+}
