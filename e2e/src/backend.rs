@@ -113,6 +113,33 @@ impl Backend {
         })
     }
 
+    /// An HTTP/1.1 server answering every request with 200 and `body`, keeping connections
+    /// alive. It records each request head. Requests must not have a body.
+    pub fn http_ok(body: &'static str) -> Backend {
+        Backend::spawn(move |mut stream, received| {
+            let mut buffer = vec![0; 64 * 1024];
+            let mut pending: Vec<u8> = Vec::new();
+            loop {
+                let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(count) => pending.extend_from_slice(&buffer[..count]),
+                    }
+                    continue;
+                };
+                let head: Vec<u8> = pending.drain(..end + 4).collect();
+                received.lock().expect("record").push(head);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)

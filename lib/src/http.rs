@@ -550,6 +550,26 @@ fn route_request(
     exchange.close = head.persistence == Persistence::Close;
     session.front_timeout.cancel();
 
+    let server_name = session.front.tls.as_ref().and_then(|tls| tls.server_name());
+    if let (Some(settings), Some(server_name)) = (&listener.tls, server_name) {
+        let host_only = head
+            .authority
+            .map(|a| a.host.slice(buf))
+            .unwrap_or_default();
+        let host_only = host_only.strip_suffix(b".").unwrap_or(host_only);
+        if settings.strict_sni_binding && !host_only.eq_ignore_ascii_case(server_name.as_bytes()) {
+            let close = exchange.close || head.body != BodyFraming::None;
+            return answer(
+                session,
+                context,
+                listener,
+                421,
+                "the Host differs from the TLS server name",
+                close,
+            );
+        }
+    }
+
     let Some(found) =
         listener
             .router
