@@ -238,8 +238,14 @@ pub struct AggregatedMetrics {
     /// listener when labelled `name{listener=...}`).
     #[serde(default)]
     pub proxy: BTreeMap<String, FilteredMetric>,
+    /// Figures of each listener, by address.
+    #[serde(default)]
+    pub listeners: BTreeMap<String, BTreeMap<String, FilteredMetric>>,
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterMetrics>,
+    /// Figures of each worker, when asked per worker.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workers: BTreeMap<String, AggregatedMetrics>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -260,6 +266,18 @@ pub enum FilteredMetric {
     Count(u64),
     /// A distribution of durations in microseconds.
     Percentiles(Percentiles),
+    /// A distribution of durations in microseconds, as recorded: what workers send so that
+    /// the main process can merge distributions exactly before computing percentiles.
+    Histogram(HistogramData),
+}
+
+/// The recorded values of a distribution: `(value, count)` pairs, values in microseconds,
+/// each value standing for the bucket of values equivalent to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramData {
+    pub values: Vec<(u64, u64)>,
+    /// Sum of the recorded durations, in microseconds.
+    pub sum: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

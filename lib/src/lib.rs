@@ -74,10 +74,12 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod backends;
 pub mod http;
 pub mod https;
 pub mod load_balancing;
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod router;

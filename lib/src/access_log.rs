@@ -1,0 +1,297 @@
+//! Access logs: one line per request and per TCP connection, human-readable or JSON, to
+//! stdout, a file, or a UDP, TCP or Unix datagram address — or, without a target of their own,
+//! through the process's logger at `info` with the target `access`.
+//!
+//! Lines are formatted into one buffer and written once per turn of the event loop
+//! ([`AccessLog::flush`]), so logging costs no system call per request. A sink that cannot
+//! take more (a full socket) drops lines rather than block the worker.
+
+use std::{
+    fmt::Write as _,
+    fs::{File, OpenOptions},
+    io::{self, BufWriter, Write},
+    net::{TcpStream, UdpSocket},
+    os::unix::net::UnixDatagram,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use sozu_command_lib::config::{AccessLogFormat, LogTarget};
+
+use crate::metrics::RequestRecord;
+
+/// Where lines go.
+enum Sink {
+    Logger,
+    Stdout(io::Stdout),
+    File(BufWriter<File>),
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+    Unix(UnixDatagram),
+}
+
+pub struct AccessLog {
+    format: AccessLogFormat,
+    sink: Sink,
+    /// Formatted lines waiting for the next flush, each ending with a newline.
+    pending: String,
+}
+
+impl AccessLog {
+    /// Opens the target (`None`: the process's logger).
+    pub fn new(target: Option<&LogTarget>, format: AccessLogFormat) -> io::Result<AccessLog> {
+        let sink = match target {
+            None => Sink::Logger,
+            Some(LogTarget::Stdout) => Sink::Stdout(io::stdout()),
+            Some(LogTarget::File(path)) => {
+                Sink::File(BufWriter::new(OpenOptions::new().create(true).append(true).open(path)?))
+            }
+            Some(LogTarget::Udp(address)) => {
+                let socket = UdpSocket::bind(if address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+                socket.connect(address)?;
+                socket.set_nonblocking(true)?;
+                Sink::Udp(socket)
+            }
+            Some(LogTarget::Tcp(address)) => {
+                let stream = TcpStream::connect_timeout(address, Duration::from_secs(1))?;
+                stream.set_nonblocking(true)?;
+                Sink::Tcp(stream)
+            }
+            Some(LogTarget::Unix(path)) => {
+                let socket = UnixDatagram::unbound()?;
+                socket.connect(path)?;
+                socket.set_nonblocking(true)?;
+                Sink::Unix(socket)
+            }
+        };
+        Ok(AccessLog {
+            format,
+            sink,
+            pending: String::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Formats the line of a request.
+    pub fn log(&mut self, record: &RequestRecord<'_>) {
+        let start = self.pending.len();
+        match self.format {
+            AccessLogFormat::Ascii => write_ascii(&mut self.pending, record),
+            AccessLogFormat::Json => write_json(&mut self.pending, record),
+        }
+        if let Sink::Logger = self.sink {
+            let line = self.pending.split_off(start);
+            log::info!(target: "access", "{}", line.trim_end());
+        }
+    }
+
+    /// Writes the lines formatted since the last flush.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let result = match &mut self.sink {
+            Sink::Logger => Ok(()),
+            Sink::Stdout(stdout) => stdout.lock().write_all(self.pending.as_bytes()),
+            Sink::File(file) => file.write_all(self.pending.as_bytes()).and_then(|()| file.flush()),
+            Sink::Tcp(stream) => stream.write_all(self.pending.as_bytes()),
+            Sink::Udp(socket) => send_lines(&self.pending, |line| socket.send(line)),
+            Sink::Unix(socket) => send_lines(&self.pending, |line| socket.send(line)),
+        };
+        if let Err(error) = result {
+            log::debug!("access log lines dropped: {error}");
+        }
+        self.pending.clear();
+    }
+}
+
+/// One datagram per line.
+fn send_lines(pending: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
+    for line in pending.lines() {
+        send(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_ascii(out: &mut String, record: &RequestRecord<'_>) {
+    write_time(out, SystemTime::now());
+    let _ = write!(out, " {} {} -> {}", record.request_id, record.client, record.listener);
+    let _ = write!(
+        out,
+        " {} {}/{}",
+        record.protocol,
+        record.cluster_id.unwrap_or("-"),
+        record.backend_id.unwrap_or("-"),
+    );
+    if record.method.is_empty() {
+        out.push_str(" -");
+    } else {
+        let _ = write!(out, " \"{} {}{}\"", record.method, escape_ascii(record.host), escape_ascii(record.path));
+    }
+    match record.status {
+        Some(status) => {
+            let _ = write!(out, " {status}");
+        }
+        None => out.push_str(" -"),
+    }
+    let _ = write!(out, " in={} out={}", record.bytes_in, record.bytes_out);
+    let _ = write!(out, " total={}", Millis(record.total_time));
+    if let Some(connect) = record.connect_time {
+        let _ = write!(out, " connect={}", Millis(connect));
+    }
+    if let Some(first_byte) = record.first_byte_time {
+        let _ = write!(out, " response={}", Millis(first_byte));
+    }
+    if !record.user_agent.is_empty() {
+        let _ = write!(out, " \"{}\"", escape_ascii(record.user_agent));
+    }
+    out.push('\n');
+}
+
+/// A duration in milliseconds with microsecond precision.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}ms", micros / 1000, micros % 1000)
+    }
+}
+
+/// Request text as printable ASCII: quotes, backslashes and other bytes escaped.
+fn escape_ascii(text: &str) -> String {
+    text.bytes().flat_map(std::ascii::escape_default).map(char::from).collect()
+}
+
+fn write_json(out: &mut String, record: &RequestRecord<'_>) {
+    let mut time = String::new();
+    write_time(&mut time, SystemTime::now());
+    let micros = |duration: Option<Duration>| duration.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let line = serde_json::json!({
+        "time": time,
+        "request_id": record.request_id,
+        "client": record.client.to_string(),
+        "listener": record.listener.to_string(),
+        "protocol": record.protocol,
+        "cluster": record.cluster_id,
+        "backend": record.backend_id,
+        "backend_address": record.backend_address.map(|a| a.to_string()),
+        "method": (!record.method.is_empty()).then_some(record.method),
+        "host": (!record.host.is_empty()).then_some(record.host),
+        "path": (!record.path.is_empty()).then_some(record.path),
+        "status": record.status,
+        "answered_by_proxy": record.answered_by_proxy,
+        "bytes_in": record.bytes_in,
+        "bytes_out": record.bytes_out,
+        "total_us": micros(Some(record.total_time)),
+        "connect_us": micros(record.connect_time),
+        "response_us": micros(record.first_byte_time),
+        "user_agent": (!record.user_agent.is_empty()).then_some(record.user_agent),
+    });
+    let _ = write!(out, "{line}");
+    out.push('\n');
+}
+
+/// RFC 3339 UTC time with milliseconds.
+fn write_time(out: &mut String, time: SystemTime) {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let (year, month, day) = civil_from_days(days);
+    let of_day = seconds % 86_400;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_millis()
+    );
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RequestRecord<'static> {
+        RequestRecord {
+            listener: "127.0.0.1:8080".parse().unwrap(),
+            client: "203.0.113.5:40000".parse().unwrap(),
+            protocol: "HTTP",
+            cluster_id: Some("api"),
+            backend_id: Some("api-1"),
+            backend_address: Some("127.0.0.1:9000".parse().unwrap()),
+            method: "GET",
+            host: "example.com",
+            path: "/a\"b",
+            status: Some(200),
+            answered_by_proxy: false,
+            bytes_in: 120,
+            bytes_out: 4567,
+            connect_time: Some(Duration::from_micros(250)),
+            first_byte_time: Some(Duration::from_micros(1200)),
+            total_time: Duration::from_micros(1500),
+            user_agent: "curl/8.0",
+            request_id: "req-1",
+        }
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_422), (2025, 11, 30));
+        let mut out = String::new();
+        write_time(&mut out, UNIX_EPOCH + Duration::from_millis(1_764_460_800_123));
+        assert_eq!(out, "2025-11-30T00:00:00.123Z");
+    }
+
+    #[test]
+    fn ascii_line_has_every_field() {
+        let mut out = String::new();
+        write_ascii(&mut out, &record());
+        let line = out.split_once(' ').unwrap().1;
+        assert_eq!(
+            line,
+            "req-1 203.0.113.5:40000 -> 127.0.0.1:8080 HTTP api/api-1 \"GET example.com/a\\\"b\" 200 in=120 out=4567 total=1.500ms connect=0.250ms response=1.200ms \"curl/8.0\"\n"
+        );
+    }
+
+    #[test]
+    fn json_line_parses() {
+        let mut out = String::new();
+        write_json(&mut out, &record());
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(value["status"], 200);
+        assert_eq!(value["path"], "/a\"b");
+        assert_eq!(value["cluster"], "api");
+        assert_eq!(value["connect_us"], 250);
+        assert!(value["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn file_sink_writes_at_flush() {
+        let directory = std::env::temp_dir().join(format!("sozu-access-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("access.log");
+        let mut log = AccessLog::new(Some(&LogTarget::File(path.clone())), AccessLogFormat::Json).unwrap();
+        log.log(&record());
+        log.log(&record());
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "");
+        log.flush();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+}

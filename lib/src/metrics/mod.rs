@@ -1,0 +1,570 @@
+//! What a worker counts: requests, answers by status, bytes, connections and timings, for the
+//! proxy as a whole, each listener, each cluster and each backend.
+//!
+//! Figures are plain integers and histograms owned by the worker's loop: no lock, and no
+//! allocation on the hot path once a cluster or backend has been seen (its entry is created on
+//! its first request). Timing histograms are created on their first sample, so idle clusters
+//! cost a few words. [`Metrics::snapshot`] turns the figures into the command channel's
+//! [`AggregatedMetrics`], with histograms as recorded values so that the main process can merge
+//! the workers' distributions ([`merge`]) before computing percentiles; [`prometheus`] renders
+//! the text exposition format; [`statsd`] pushes figures over UDP.
+//!
+//! Names: `requests`, `status.2xx` (and `status.404` for each error code), `bytes_in` (from
+//! clients), `bytes_out` (to clients), `connections` (total accepted or opened),
+//! `active_connections`, `connect_time`, `first_byte_time` (request sent to response head),
+//! `response_time` (request head read to response end), `connect_failures`, `retries`,
+//! `proxy_answers.CODE` (answers the proxy wrote itself), `tls.handshakes`,
+//! `tls.handshake_failures`, `backends.up`/`down`/`draining`, `up` (a backend: 1 or 0).
+
+pub mod merge;
+pub mod prometheus;
+pub mod statsd;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+
+use crate::access_log::AccessLog;
+use sozu_command_lib::{
+    request::QueryMetrics,
+    response::{AggregatedMetrics, BackendStatus, ClusterMetrics, FilteredMetric, HistogramData},
+};
+
+/// The longest duration a histogram records (longer samples are clamped): one hour.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A distribution of durations, in microseconds.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    histogram: Histogram<u32>,
+    sum: u64,
+}
+
+impl Timing {
+    fn new() -> Option<Timing> {
+        Histogram::new_with_bounds(1, MAX_MICROS, 2)
+            .ok()
+            .map(|histogram| Timing { histogram, sum: 0 })
+    }
+
+    fn record(&mut self, duration: Duration) {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(MAX_MICROS).clamp(1, MAX_MICROS);
+        // In bounds by the clamp: recording cannot fail.
+        let _ = self.histogram.record(micros);
+        self.sum = self.sum.saturating_add(micros);
+    }
+
+    fn data(&self) -> HistogramData {
+        HistogramData {
+            values: self
+                .histogram
+                .iter_recorded()
+                .map(|value| (value.value_iterated_to(), value.count_at_value().into()))
+                .collect(),
+            sum: self.sum,
+        }
+    }
+}
+
+/// Records into an optional timing, creating it on the first sample.
+fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
+    if timing.is_none() {
+        *timing = Timing::new().map(Box::new);
+    }
+    if let Some(timing) = timing {
+        timing.record(duration);
+    }
+}
+
+/// Figures of traffic through a listener, a cluster or a backend.
+#[derive(Debug, Default, Clone)]
+pub struct Traffic {
+    pub requests: u64,
+    pub connections: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Responses by class: 1xx to 5xx.
+    pub status_classes: [u64; 5],
+    /// Responses by code, for codes of 400 and more.
+    pub error_codes: BTreeMap<u16, u64>,
+    /// Answers written by the proxy itself, by code.
+    pub proxy_answers: BTreeMap<u16, u64>,
+    pub connect_failures: u64,
+    pub retries: u64,
+    pub connect_time: Option<Box<Timing>>,
+    pub first_byte_time: Option<Box<Timing>>,
+    pub response_time: Option<Box<Timing>>,
+}
+
+impl Traffic {
+    fn record_status(&mut self, status: u16, by_proxy: bool) {
+        if let Some(class) = self.status_classes.get_mut(usize::from(status / 100).wrapping_sub(1)) {
+            *class += 1;
+        }
+        if status >= 400 {
+            *self.error_codes.entry(status).or_default() += 1;
+        }
+        if by_proxy {
+            *self.proxy_answers.entry(status).or_default() += 1;
+        }
+    }
+
+    fn record_request(&mut self, record: &RequestRecord<'_>) {
+        self.requests += 1;
+        self.bytes_in += record.bytes_in;
+        self.bytes_out += record.bytes_out;
+        if let Some(status) = record.status {
+            self.record_status(status, record.answered_by_proxy);
+        }
+        if let Some(time) = record.first_byte_time {
+            sample(&mut self.first_byte_time, time);
+        }
+        sample(&mut self.response_time, record.total_time);
+    }
+
+    /// The figures, with `names` filtering them (empty: all).
+    fn write(&self, names: &[String], out: &mut BTreeMap<String, FilteredMetric>) {
+        let mut put = |name: String, value: FilteredMetric| {
+            if names.is_empty() || names.iter().any(|n| *n == name) {
+                out.insert(name, value);
+            }
+        };
+        put("requests".to_string(), FilteredMetric::Count(self.requests));
+        put("connections".to_string(), FilteredMetric::Count(self.connections));
+        put("bytes_in".to_string(), FilteredMetric::Count(self.bytes_in));
+        put("bytes_out".to_string(), FilteredMetric::Count(self.bytes_out));
+        for (index, count) in self.status_classes.iter().enumerate() {
+            put(format!("status.{}xx", index + 1), FilteredMetric::Count(*count));
+        }
+        for (code, count) in &self.error_codes {
+            put(format!("status.{code}"), FilteredMetric::Count(*count));
+        }
+        for (code, count) in &self.proxy_answers {
+            put(format!("proxy_answers.{code}"), FilteredMetric::Count(*count));
+        }
+        put("connect_failures".to_string(), FilteredMetric::Count(self.connect_failures));
+        put("retries".to_string(), FilteredMetric::Count(self.retries));
+        for (name, timing) in [
+            ("connect_time", &self.connect_time),
+            ("first_byte_time", &self.first_byte_time),
+            ("response_time", &self.response_time),
+        ] {
+            if let Some(timing) = timing {
+                put(name.to_string(), FilteredMetric::Histogram(timing.data()));
+            }
+        }
+    }
+}
+
+/// Figures of one cluster and its backends.
+#[derive(Debug, Default, Clone)]
+struct ClusterFigures {
+    traffic: Traffic,
+    backends: HashMap<String, Traffic>,
+}
+
+/// What happened to one request (or one TCP connection), for metrics and access logs.
+#[derive(Debug, Clone)]
+pub struct RequestRecord<'a> {
+    pub listener: SocketAddr,
+    pub client: SocketAddr,
+    /// `HTTP`, `HTTPS` or `TCP`.
+    pub protocol: &'static str,
+    pub cluster_id: Option<&'a str>,
+    pub backend_id: Option<&'a str>,
+    pub backend_address: Option<SocketAddr>,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    /// The status sent to the client; none for TCP connections and requests left unanswered.
+    pub status: Option<u16>,
+    pub answered_by_proxy: bool,
+    /// Bytes from the client (request) and to the client (response).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_time: Option<Duration>,
+    pub first_byte_time: Option<Duration>,
+    pub total_time: Duration,
+    pub user_agent: &'a str,
+    pub request_id: &'a str,
+}
+
+/// A backend's state for gauges.
+#[derive(Debug, Clone)]
+pub struct BackendGauge<'a> {
+    pub cluster_id: &'a str,
+    pub backend_id: &'a str,
+    pub status: BackendStatus,
+    pub connections: u64,
+}
+
+/// What a worker records of each request: figures, and the access log line.
+pub struct Recorder {
+    pub metrics: Metrics,
+    pub access_log: Option<AccessLog>,
+}
+
+impl Recorder {
+    pub fn request_done(&mut self, record: &RequestRecord<'_>) {
+        self.metrics.request_done(record);
+        if let Some(access_log) = self.access_log.as_mut() {
+            access_log.log(record);
+        }
+    }
+}
+
+/// Every figure of a worker.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    enabled: bool,
+    proxy: Traffic,
+    listeners: HashMap<SocketAddr, Traffic>,
+    clusters: HashMap<String, ClusterFigures>,
+    tls_handshakes: u64,
+    tls_handshake_failures: u64,
+    /// Figures are not kept per cluster and backend (`disable_cluster_metrics`).
+    without_clusters: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(false)
+    }
+}
+
+impl Metrics {
+    pub fn new(without_clusters: bool) -> Metrics {
+        Metrics {
+            enabled: true,
+            proxy: Traffic::default(),
+            listeners: HashMap::new(),
+            clusters: HashMap::new(),
+            tls_handshakes: 0,
+            tls_handshake_failures: 0,
+            without_clusters,
+        }
+    }
+
+    pub fn set_enabled(&mut self, enabled: bool) {
+        self.enabled = enabled;
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Forgets every figure.
+    pub fn clear(&mut self) {
+        *self = Metrics {
+            enabled: self.enabled,
+            without_clusters: self.without_clusters,
+            ..Metrics::new(self.without_clusters)
+        };
+    }
+
+    fn listener(&mut self, address: SocketAddr) -> &mut Traffic {
+        self.listeners.entry(address).or_default()
+    }
+
+    /// The figures of a cluster, created on its first use.
+    fn cluster(&mut self, cluster_id: &str) -> Option<&mut ClusterFigures> {
+        if self.without_clusters {
+            return None;
+        }
+        if !self.clusters.contains_key(cluster_id) {
+            self.clusters.insert(cluster_id.to_string(), ClusterFigures::default());
+        }
+        self.clusters.get_mut(cluster_id)
+    }
+
+    fn backend(&mut self, cluster_id: &str, backend_id: &str) -> Option<&mut Traffic> {
+        let cluster = self.cluster(cluster_id)?;
+        if !cluster.backends.contains_key(backend_id) {
+            cluster.backends.insert(backend_id.to_string(), Traffic::default());
+        }
+        cluster.backends.get_mut(backend_id)
+    }
+
+    /// A client connection was accepted on `listener`.
+    pub fn accepted(&mut self, listener: SocketAddr) {
+        if !self.enabled {
+            return;
+        }
+        self.proxy.connections += 1;
+        self.listener(listener).connections += 1;
+    }
+
+    pub fn tls_handshake(&mut self, succeeded: bool) {
+        if !self.enabled {
+            return;
+        }
+        if succeeded {
+            self.tls_handshakes += 1;
+        } else {
+            self.tls_handshake_failures += 1;
+        }
+    }
+
+    /// A backend connection was established after `connect_time`.
+    pub fn connected(&mut self, cluster_id: &str, backend_id: &str, connect_time: Duration) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(cluster) = self.cluster(cluster_id) {
+            cluster.traffic.connections += 1;
+            sample(&mut cluster.traffic.connect_time, connect_time);
+        }
+        if let Some(backend) = self.backend(cluster_id, backend_id) {
+            backend.connections += 1;
+            sample(&mut backend.connect_time, connect_time);
+        }
+    }
+
+    /// A connect to a backend failed; `retried` when another attempt follows.
+    pub fn connect_failed(&mut self, cluster_id: &str, backend_id: &str, retried: bool) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(cluster) = self.cluster(cluster_id) {
+            cluster.traffic.connect_failures += 1;
+            cluster.traffic.retries += u64::from(retried);
+        }
+        if let Some(backend) = self.backend(cluster_id, backend_id) {
+            backend.connect_failures += 1;
+        }
+    }
+
+    /// A request (or TCP connection) ended.
+    pub fn request_done(&mut self, record: &RequestRecord<'_>) {
+        if !self.enabled {
+            return;
+        }
+        self.proxy.record_request(record);
+        self.listener(record.listener).record_request(record);
+        if let Some(cluster_id) = record.cluster_id {
+            if let Some(cluster) = self.cluster(cluster_id) {
+                cluster.traffic.record_request(record);
+            }
+            if let Some(backend_id) = record.backend_id {
+                if let Some(backend) = self.backend(cluster_id, backend_id) {
+                    backend.record_request(record);
+                }
+            }
+        }
+    }
+
+    /// The figures asked for. `sessions` is the count of open sessions; `backends` gives the
+    /// state of every backend for the gauges.
+    pub fn snapshot(&self, query: &QueryMetrics, sessions: usize, backends: &[BackendGauge<'_>]) -> AggregatedMetrics {
+        let names = &query.metric_names;
+        let mut snapshot = AggregatedMetrics::default();
+        self.proxy.write(names, &mut snapshot.proxy);
+        let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
+        let gauges = [
+            ("active_connections", i64::try_from(sessions).unwrap_or(i64::MAX)),
+        ];
+        for (name, value) in gauges {
+            if wanted(name) {
+                snapshot.proxy.insert(name.to_string(), FilteredMetric::Gauge(value));
+            }
+        }
+        for (name, value) in [
+            ("tls.handshakes", self.tls_handshakes),
+            ("tls.handshake_failures", self.tls_handshake_failures),
+        ] {
+            if wanted(name) {
+                snapshot.proxy.insert(name.to_string(), FilteredMetric::Count(value));
+            }
+        }
+        for (address, traffic) in &self.listeners {
+            let mut figures = BTreeMap::new();
+            traffic.write(names, &mut figures);
+            snapshot.listeners.insert(address.to_string(), figures);
+        }
+        if query.no_clusters {
+            return snapshot;
+        }
+        let cluster_wanted = |id: &str| query.cluster_ids.is_empty() || query.cluster_ids.iter().any(|c| c == id);
+        let backend_wanted = |id: &str| query.backend_ids.is_empty() || query.backend_ids.iter().any(|b| b == id);
+        for (cluster_id, cluster) in &self.clusters {
+            if !cluster_wanted(cluster_id) {
+                continue;
+            }
+            let entry = snapshot.clusters.entry(cluster_id.clone()).or_default();
+            cluster.traffic.write(names, &mut entry.cluster);
+            for (backend_id, traffic) in &cluster.backends {
+                if backend_wanted(backend_id) {
+                    traffic.write(names, entry.backends.entry(backend_id.clone()).or_default());
+                }
+            }
+        }
+        for gauge in backends {
+            if !cluster_wanted(gauge.cluster_id) {
+                continue;
+            }
+            let entry: &mut ClusterMetrics = snapshot.clusters.entry(gauge.cluster_id.to_string()).or_default();
+            let state = match gauge.status {
+                BackendStatus::Normal => "backends.up",
+                BackendStatus::Down => "backends.down",
+                BackendStatus::Draining => "backends.draining",
+            };
+            if wanted(state) {
+                let slot = entry.cluster.entry(state.to_string()).or_insert(FilteredMetric::Gauge(0));
+                if let FilteredMetric::Gauge(count) = slot {
+                    *count += 1;
+                }
+            }
+            if backend_wanted(gauge.backend_id) {
+                let figures = entry.backends.entry(gauge.backend_id.to_string()).or_default();
+                if wanted("active_connections") {
+                    figures.insert(
+                        "active_connections".to_string(),
+                        FilteredMetric::Gauge(i64::try_from(gauge.connections).unwrap_or(i64::MAX)),
+                    );
+                }
+                if wanted("up") {
+                    let up = i64::from(gauge.status == BackendStatus::Normal);
+                    figures.insert("up".to_string(), FilteredMetric::Gauge(up));
+                }
+            }
+        }
+        snapshot
+    }
+
+    /// Every metric name a snapshot may hold.
+    pub fn names(&self) -> Vec<String> {
+        let mut all = BTreeMap::new();
+        let everything = QueryMetrics::default();
+        let snapshot = self.snapshot(&everything, 0, &[]);
+        for name in snapshot.proxy.keys() {
+            all.insert(name.clone(), ());
+        }
+        for figures in snapshot.listeners.values() {
+            all.extend(figures.keys().map(|name| (name.clone(), ())));
+        }
+        for cluster in snapshot.clusters.values() {
+            all.extend(cluster.cluster.keys().map(|name| (name.clone(), ())));
+            for figures in cluster.backends.values() {
+                all.extend(figures.keys().map(|name| (name.clone(), ())));
+            }
+        }
+        all.into_keys().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(status: Option<u16>, cluster: Option<&'a str>, backend: Option<&'a str>) -> RequestRecord<'a> {
+        RequestRecord {
+            listener: "127.0.0.1:80".parse().unwrap(),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            protocol: "HTTP",
+            cluster_id: cluster,
+            backend_id: backend,
+            backend_address: None,
+            method: "GET",
+            host: "example.com",
+            path: "/",
+            status,
+            answered_by_proxy: false,
+            bytes_in: 100,
+            bytes_out: 1000,
+            connect_time: None,
+            first_byte_time: Some(Duration::from_millis(2)),
+            total_time: Duration::from_millis(3),
+            user_agent: "",
+            request_id: "id",
+        }
+    }
+
+    fn count(figures: &BTreeMap<String, FilteredMetric>, name: &str) -> u64 {
+        match figures.get(name) {
+            Some(FilteredMetric::Count(count)) => *count,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_at_every_level() {
+        let mut metrics = Metrics::new(false);
+        metrics.request_done(&record(Some(200), Some("api"), Some("api-1")));
+        metrics.request_done(&record(Some(404), Some("api"), Some("api-1")));
+        metrics.request_done(&record(Some(503), None, None));
+        let snapshot = metrics.snapshot(&QueryMetrics::default(), 1, &[]);
+        assert_eq!(count(&snapshot.proxy, "requests"), 3);
+        assert_eq!(count(&snapshot.proxy, "status.5xx"), 1);
+        assert_eq!(count(&snapshot.proxy, "bytes_out"), 3000);
+        let api = &snapshot.clusters["api"];
+        assert_eq!(count(&api.cluster, "requests"), 2);
+        assert_eq!(count(&api.cluster, "status.404"), 1);
+        assert_eq!(count(&api.backends["api-1"], "status.2xx"), 1);
+        let Some(FilteredMetric::Histogram(histogram)) = api.cluster.get("response_time") else {
+            panic!("no response time");
+        };
+        assert_eq!(histogram.values.iter().map(|(_, n)| n).sum::<u64>(), 2);
+        assert_eq!(histogram.sum, 6000);
+    }
+
+    #[test]
+    fn queries_filter_clusters_backends_and_names() {
+        let mut metrics = Metrics::new(false);
+        metrics.request_done(&record(Some(200), Some("api"), Some("api-1")));
+        metrics.request_done(&record(Some(200), Some("web"), Some("web-1")));
+        let query = QueryMetrics {
+            cluster_ids: vec!["web".to_string()],
+            metric_names: vec!["requests".to_string()],
+            ..QueryMetrics::default()
+        };
+        let snapshot = metrics.snapshot(&query, 0, &[]);
+        assert_eq!(snapshot.clusters.keys().collect::<Vec<_>>(), ["web"]);
+        assert_eq!(snapshot.proxy.keys().collect::<Vec<_>>(), ["requests"]);
+        let snapshot = metrics.snapshot(&QueryMetrics { no_clusters: true, ..QueryMetrics::default() }, 0, &[]);
+        assert!(snapshot.clusters.is_empty());
+    }
+
+    #[test]
+    fn disabled_metrics_count_nothing_and_clear_forgets() {
+        let mut metrics = Metrics::new(false);
+        metrics.set_enabled(false);
+        metrics.request_done(&record(Some(200), Some("api"), None));
+        metrics.set_enabled(true);
+        metrics.request_done(&record(Some(200), Some("api"), None));
+        let snapshot = metrics.snapshot(&QueryMetrics::default(), 0, &[]);
+        assert_eq!(count(&snapshot.proxy, "requests"), 1);
+        metrics.clear();
+        let snapshot = metrics.snapshot(&QueryMetrics::default(), 0, &[]);
+        assert_eq!(count(&snapshot.proxy, "requests"), 0);
+        assert!(metrics.is_enabled());
+    }
+
+    #[test]
+    fn backend_gauges_count_states() {
+        let metrics = Metrics::new(false);
+        let backends = [
+            BackendGauge {
+                cluster_id: "api",
+                backend_id: "a",
+                status: BackendStatus::Normal,
+                connections: 2,
+            },
+            BackendGauge {
+                cluster_id: "api",
+                backend_id: "b",
+                status: BackendStatus::Down,
+                connections: 0,
+            },
+        ];
+        let snapshot = metrics.snapshot(&QueryMetrics::default(), 0, &backends);
+        let api = &snapshot.clusters["api"];
+        assert_eq!(api.cluster["backends.up"], FilteredMetric::Gauge(1));
+        assert_eq!(api.cluster["backends.down"], FilteredMetric::Gauge(1));
+        assert_eq!(api.backends["a"]["active_connections"], FilteredMetric::Gauge(2));
+        assert_eq!(api.backends["b"]["up"], FilteredMetric::Gauge(0));
+    }
+}
