@@ -77,9 +77,16 @@ impl Statsd {
 
     fn line(&mut self, tags: &[(&str, &str)], name: &str, value: &FilteredMetric) {
         let key = self.key(tags, name);
+        // What was last sent, by metric and tags (tagged names repeat across clusters).
+        let state_key = if self.tagged {
+            let tags: Vec<String> = tags.iter().map(|(tag, value)| format!("{tag}={value}")).collect();
+            format!("{key}#{}", tags.join(","))
+        } else {
+            key.clone()
+        };
         match value {
             FilteredMetric::Count(count) => {
-                let previous = self.last_counts.insert(key.clone(), *count).unwrap_or(0);
+                let previous = self.last_counts.insert(state_key, *count).unwrap_or(0);
                 let delta = count.saturating_sub(previous);
                 if delta > 0 {
                     self.push(&key, tags, &format!("{delta}|c"));
@@ -87,11 +94,11 @@ impl Statsd {
             }
             FilteredMetric::Gauge(gauge) => self.push(&key, tags, &format!("{gauge}|g")),
             FilteredMetric::Histogram(data) => {
-                let interval = match self.last_histograms.get(&key) {
+                let interval = match self.last_histograms.get(&state_key) {
                     Some(previous) => difference(data, previous),
                     None => data.clone(),
                 };
-                self.last_histograms.insert(key.clone(), data.clone());
+                self.last_histograms.insert(state_key, data.clone());
                 if interval.values.is_empty() {
                     return;
                 }
