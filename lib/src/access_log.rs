@@ -42,11 +42,15 @@ impl AccessLog {
         let sink = match target {
             None => Sink::Logger,
             Some(LogTarget::Stdout) => Sink::Stdout(io::stdout()),
-            Some(LogTarget::File(path)) => {
-                Sink::File(BufWriter::new(OpenOptions::new().create(true).append(true).open(path)?))
-            }
+            Some(LogTarget::File(path)) => Sink::File(BufWriter::new(
+                OpenOptions::new().create(true).append(true).open(path)?,
+            )),
             Some(LogTarget::Udp(address)) => {
-                let socket = UdpSocket::bind(if address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+                let socket = UdpSocket::bind(if address.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                })?;
                 socket.connect(address)?;
                 socket.set_nonblocking(true)?;
                 Sink::Udp(socket)
@@ -91,7 +95,9 @@ impl AccessLog {
         let result = match &mut self.sink {
             Sink::Logger => Ok(()),
             Sink::Stdout(stdout) => stdout.lock().write_all(self.pending.as_bytes()),
-            Sink::File(file) => file.write_all(self.pending.as_bytes()).and_then(|()| file.flush()),
+            Sink::File(file) => file
+                .write_all(self.pending.as_bytes())
+                .and_then(|()| file.flush()),
             Sink::Tcp(stream) => stream.write_all(self.pending.as_bytes()),
             Sink::Udp(socket) => send_lines(&self.pending, |line| socket.send(line)),
             Sink::Unix(socket) => send_lines(&self.pending, |line| socket.send(line)),
@@ -113,7 +119,11 @@ fn send_lines(pending: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -
 
 fn write_ascii(out: &mut String, record: &RequestRecord<'_>) {
     write_time(out, SystemTime::now());
-    let _ = write!(out, " {} {} -> {}", record.request_id, record.client, record.listener);
+    let _ = write!(
+        out,
+        " {} {} -> {}",
+        record.request_id, record.client, record.listener
+    );
     let _ = write!(
         out,
         " {} {}/{}",
@@ -124,7 +134,13 @@ fn write_ascii(out: &mut String, record: &RequestRecord<'_>) {
     if record.method.is_empty() {
         out.push_str(" -");
     } else {
-        let _ = write!(out, " \"{} {}{}\"", record.method, escape_ascii(record.host), escape_ascii(record.path));
+        let _ = write!(
+            out,
+            " \"{} {}{}\"",
+            record.method,
+            escape_ascii(record.host),
+            escape_ascii(record.path)
+        );
     }
     match record.status {
         Some(status) => {
@@ -158,13 +174,18 @@ impl std::fmt::Display for Millis {
 
 /// Request text as printable ASCII: quotes, backslashes and other bytes escaped.
 fn escape_ascii(text: &str) -> String {
-    text.bytes().flat_map(std::ascii::escape_default).map(char::from).collect()
+    text.bytes()
+        .flat_map(std::ascii::escape_default)
+        .map(char::from)
+        .collect()
 }
 
 fn write_json(out: &mut String, record: &RequestRecord<'_>) {
     let mut time = String::new();
     write_time(&mut time, SystemTime::now());
-    let micros = |duration: Option<Duration>| duration.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let micros = |duration: Option<Duration>| {
+        duration.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    };
     let line = serde_json::json!({
         "time": time,
         "request_id": record.request_id,
@@ -212,11 +233,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -254,7 +280,10 @@ mod tests {
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(20_422), (2025, 11, 30));
         let mut out = String::new();
-        write_time(&mut out, UNIX_EPOCH + Duration::from_millis(1_764_460_800_123));
+        write_time(
+            &mut out,
+            UNIX_EPOCH + Duration::from_millis(1_764_460_800_123),
+        );
         assert_eq!(out, "2025-11-30T00:00:00.123Z");
     }
 
@@ -286,7 +315,8 @@ mod tests {
         let directory = std::env::temp_dir().join(format!("sozu-access-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("access.log");
-        let mut log = AccessLog::new(Some(&LogTarget::File(path.clone())), AccessLogFormat::Json).unwrap();
+        let mut log =
+            AccessLog::new(Some(&LogTarget::File(path.clone())), AccessLogFormat::Json).unwrap();
         log.log(&record());
         log.log(&record());
         assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "");

@@ -20,6 +20,7 @@ use sozu_command_lib::request::{
 
 use crate::{
     https::HttpsSettings,
+    metrics::RequestRecord,
     pool::{Buffer, Pool},
     protocol::{
         http::{
@@ -150,6 +151,23 @@ struct Exchange {
     hsts: Option<Hsts>,
     /// A request that failed on a reused backend connection may be sent again.
     retryable: bool,
+    /// When the request was routed, its head fully sent to the backend, and its response head
+    /// read.
+    routed_at: Option<Instant>,
+    request_sent_at: Option<Instant>,
+    first_byte_time: Option<std::time::Duration>,
+    method_text: String,
+    user_agent: String,
+    /// The status sent to the client, and whether the proxy wrote the answer itself.
+    status: Option<u16>,
+    answered_by_proxy: bool,
+    /// Request bytes read from the client, response bytes written to it.
+    bytes_in: u64,
+    bytes_out: u64,
+    /// A backend connection served this request.
+    used_backend: bool,
+    /// The exchange was recorded (metrics and access log).
+    recorded: bool,
 }
 
 /// The HTTP stage of a session.
@@ -365,6 +383,8 @@ fn answer_with(
     if exchange.request_id.is_empty() {
         new_request_id(exchange, session.uid, http.served);
     }
+    exchange.status = Some(status);
+    exchange.answered_by_proxy = true;
     let extra = extra.unwrap_or_default();
     let answer_context = AnswerContext {
         request_id: &exchange.request_id,
@@ -481,15 +501,23 @@ fn finish_exchange(session: &mut Session, context: &mut Context<'_>) -> Step {
     let had_backend = !http.exchange.cluster_id.is_empty();
     let mut exchange = std::mem::take(&mut http.exchange);
     // Keep the allocations of the reusable strings.
-    exchange.cluster_id.clear();
-    exchange.host.clear();
-    exchange.path.clear();
-    exchange.request_id.clear();
+    for text in [
+        &mut exchange.cluster_id,
+        &mut exchange.host,
+        &mut exchange.path,
+        &mut exchange.request_id,
+        &mut exchange.method_text,
+        &mut exchange.user_agent,
+    ] {
+        text.clear();
+    }
     http.exchange = Exchange {
         cluster_id: exchange.cluster_id,
         host: exchange.host,
         path: exchange.path,
         request_id: exchange.request_id,
+        method_text: exchange.method_text,
+        user_agent: exchange.user_agent,
         ..Exchange::default()
     };
     session.back_timeout.cancel();
@@ -547,6 +575,20 @@ fn route_request(
         .path
         .push_str(&String::from_utf8_lossy(head.path.slice(buf)));
     exchange.method = Some(head.method);
+    exchange
+        .method_text
+        .push_str(&String::from_utf8_lossy(head.method_span.slice(buf)));
+    if let Some(agent) = http
+        .headers
+        .iter()
+        .find(|header| header.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
+    {
+        exchange
+            .user_agent
+            .push_str(&String::from_utf8_lossy(agent.value.slice(buf)));
+    }
+    exchange.routed_at = Some(context.now);
+    exchange.bytes_in = head.head_len as u64;
     exchange.close = head.persistence == Persistence::Close;
     session.front_timeout.cancel();
 
@@ -878,6 +920,8 @@ fn fixed_answer(
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
+    http.exchange.status = Some(fixed.status);
+    http.exchange.answered_by_proxy = true;
     let out = &mut http.response_out;
     out.clear();
     http.response_out_sent = 0;
@@ -981,14 +1025,21 @@ fn forward(session: &mut Session, context: &mut Context<'_>) -> Step {
                 Transfer::Moved(count) => {
                     let from_head = count.min(head.len());
                     http.request_out_sent += from_head;
+                    if http.request_out_sent == http.request_out.len()
+                        && http.exchange.request_sent_at.is_none()
+                    {
+                        http.exchange.request_sent_at = Some(context.now);
+                    }
                     let from_body = count - from_head;
                     if from_body > 0 {
                         let taken = body
                             .take(http.front_buf.data().get(..from_body).unwrap_or_default())
                             .unwrap_or(from_body);
                         http.front_buf.consume(taken);
+                        http.exchange.bytes_in += taken as u64;
                     }
                     http.exchange.request_sent += count as u64;
+                    http.exchange.used_backend = true;
                     progress = true;
                     back_active = true;
                 }
@@ -1160,6 +1211,11 @@ fn read_response_head(
                 http.response_out_sent = 0;
                 http.back_buf.consume(head.head_len);
                 http.exchange.response_head_done = true;
+                http.exchange.status = Some(head.status);
+                http.exchange.first_byte_time = http
+                    .exchange
+                    .request_sent_at
+                    .map(|sent| context.now.saturating_duration_since(sent));
                 http.exchange.response_body = Some(if upgrade {
                     Body::Done
                 } else {
@@ -1277,6 +1333,7 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
             Transfer::Moved(count) => {
                 let from_head = count.min(head.len());
                 http.response_out_sent += from_head;
+                http.exchange.bytes_out += count as u64;
                 let from_body = count - from_head;
                 if from_body > 0 {
                     let taken = body
@@ -1298,6 +1355,10 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
     }
     let head_sent = http.response_out_sent == http.response_out.len();
     if head_sent && body.is_done() {
+        record_exchange(session, context);
+        let Stage::Http(http) = &mut session.stage else {
+            return Step::Do(Action::Close);
+        };
         if http.exchange.upgrade {
             return upgrade_to_pipe(session, context);
         }
@@ -1380,6 +1441,56 @@ fn upgrade_to_pipe(session: &mut Session, context: &mut Context<'_>) -> Step {
     let after = session.timeouts.front;
     session.touch_front(after, context.now, context.timers);
     Step::Do(Action::Upgraded)
+}
+
+/// Records the current exchange (metrics and access log), once.
+fn record_exchange(session: &mut Session, context: &mut Context<'_>) {
+    let Stage::Http(http) = &mut session.stage else {
+        return;
+    };
+    let exchange = &mut http.exchange;
+    let Some(routed_at) = exchange.routed_at else {
+        return;
+    };
+    if exchange.recorded {
+        return;
+    }
+    exchange.recorded = true;
+    let back = session.back.as_ref().filter(|_| exchange.used_backend);
+    let record = RequestRecord {
+        listener: session.listener_address,
+        client: session.client_address,
+        protocol: if session.front.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        },
+        cluster_id: (!exchange.cluster_id.is_empty()).then_some(exchange.cluster_id.as_str()),
+        backend_id: back.map(|b| b.backend_id.as_str()),
+        backend_address: back.map(|b| b.address),
+        method: &exchange.method_text,
+        host: &exchange.host,
+        path: &exchange.path,
+        status: exchange.status,
+        answered_by_proxy: exchange.answered_by_proxy,
+        bytes_in: exchange.bytes_in,
+        bytes_out: exchange.bytes_out,
+        connect_time: if exchange.used_backend && !http.back_reused {
+            session.connect_time
+        } else {
+            None
+        },
+        first_byte_time: exchange.first_byte_time,
+        total_time: context.now.saturating_duration_since(routed_at),
+        user_agent: &exchange.user_agent,
+        request_id: &exchange.request_id,
+    };
+    context.recorder.request_done(&record);
+}
+
+/// Records a request that ends without a complete answer, when its session closes.
+pub fn record_unfinished(session: &mut Session, context: &mut Context<'_>) {
+    record_exchange(session, context);
 }
 
 /// Answers the client for an event the loop saw: no backend (503), the per-address cap (429),

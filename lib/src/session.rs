@@ -18,6 +18,7 @@ use sozu_command_lib::request::Cluster;
 use crate::{
     backends::BackendKey,
     http::{self, Failure, Http, HttpListener},
+    metrics::Recorder,
     pool::Pool,
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses},
     socket::{Endpoint, Ready},
@@ -60,6 +61,7 @@ pub enum Action {
 pub struct BackConnection {
     pub endpoint: Endpoint,
     pub backend: BackendKey,
+    pub backend_id: String,
     pub address: SocketAddr,
     pub connected: bool,
     pub connect_started: Instant,
@@ -82,6 +84,8 @@ pub struct Context<'a> {
     /// HTTP and HTTPS listeners, by address.
     pub listeners: &'a HashMap<SocketAddr, HttpListener>,
     pub clusters: &'a BTreeMap<String, Cluster>,
+    /// Figures and access logs.
+    pub recorder: &'a mut Recorder,
 }
 
 /// Where a session is in its protocol. Stages only move forward.
@@ -121,6 +125,10 @@ pub struct Session {
     pub started: Instant,
     /// Whether the session counts in the per-(cluster, client address) limit.
     pub counted_for_ip: Option<String>,
+    /// How long the last backend connect took.
+    pub connect_time: Option<Duration>,
+    /// The TLS handshake was counted in the metrics.
+    pub handshake_counted: bool,
 }
 
 impl Session {

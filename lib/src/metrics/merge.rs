@@ -28,7 +28,10 @@ pub fn merge(snapshots: impl IntoIterator<Item = AggregatedMetrics>) -> Aggregat
     total
 }
 
-fn merge_figures(total: &mut BTreeMap<String, FilteredMetric>, figures: BTreeMap<String, FilteredMetric>) {
+fn merge_figures(
+    total: &mut BTreeMap<String, FilteredMetric>,
+    figures: BTreeMap<String, FilteredMetric>,
+) {
     for (name, value) in figures {
         match total.get_mut(&name) {
             None => {
@@ -124,8 +127,12 @@ mod tests {
 
     fn worker(requests: u64, times: &[(u64, u64)]) -> AggregatedMetrics {
         let mut metrics = AggregatedMetrics::default();
-        metrics.proxy.insert("requests".to_string(), FilteredMetric::Count(requests));
-        metrics.proxy.insert("response_time".to_string(), histogram(times));
+        metrics
+            .proxy
+            .insert("requests".to_string(), FilteredMetric::Count(requests));
+        metrics
+            .proxy
+            .insert("response_time".to_string(), histogram(times));
         metrics
     }
 

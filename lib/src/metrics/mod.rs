@@ -52,7 +52,9 @@ impl Timing {
     }
 
     fn record(&mut self, duration: Duration) {
-        let micros = u64::try_from(duration.as_micros()).unwrap_or(MAX_MICROS).clamp(1, MAX_MICROS);
+        let micros = u64::try_from(duration.as_micros())
+            .unwrap_or(MAX_MICROS)
+            .clamp(1, MAX_MICROS);
         // In bounds by the clamp: recording cannot fail.
         let _ = self.histogram.record(micros);
         self.sum = self.sum.saturating_add(micros);
@@ -102,7 +104,10 @@ pub struct Traffic {
 
 impl Traffic {
     fn record_status(&mut self, status: u16, by_proxy: bool) {
-        if let Some(class) = self.status_classes.get_mut(usize::from(status / 100).wrapping_sub(1)) {
+        if let Some(class) = self
+            .status_classes
+            .get_mut(usize::from(status / 100).wrapping_sub(1))
+        {
             *class += 1;
         }
         if status >= 400 {
@@ -129,24 +134,39 @@ impl Traffic {
     /// The figures, with `names` filtering them (empty: all).
     fn write(&self, names: &[String], out: &mut BTreeMap<String, FilteredMetric>) {
         let mut put = |name: String, value: FilteredMetric| {
-            if names.is_empty() || names.iter().any(|n| *n == name) {
+            if names.is_empty() || names.contains(&name) {
                 out.insert(name, value);
             }
         };
         put("requests".to_string(), FilteredMetric::Count(self.requests));
-        put("connections".to_string(), FilteredMetric::Count(self.connections));
+        put(
+            "connections".to_string(),
+            FilteredMetric::Count(self.connections),
+        );
         put("bytes_in".to_string(), FilteredMetric::Count(self.bytes_in));
-        put("bytes_out".to_string(), FilteredMetric::Count(self.bytes_out));
+        put(
+            "bytes_out".to_string(),
+            FilteredMetric::Count(self.bytes_out),
+        );
         for (index, count) in self.status_classes.iter().enumerate() {
-            put(format!("status.{}xx", index + 1), FilteredMetric::Count(*count));
+            put(
+                format!("status.{}xx", index + 1),
+                FilteredMetric::Count(*count),
+            );
         }
         for (code, count) in &self.error_codes {
             put(format!("status.{code}"), FilteredMetric::Count(*count));
         }
         for (code, count) in &self.proxy_answers {
-            put(format!("proxy_answers.{code}"), FilteredMetric::Count(*count));
+            put(
+                format!("proxy_answers.{code}"),
+                FilteredMetric::Count(*count),
+            );
         }
-        put("connect_failures".to_string(), FilteredMetric::Count(self.connect_failures));
+        put(
+            "connect_failures".to_string(),
+            FilteredMetric::Count(self.connect_failures),
+        );
         put("retries".to_string(), FilteredMetric::Count(self.retries));
         for (name, timing) in [
             ("connect_time", &self.connect_time),
@@ -276,7 +296,8 @@ impl Metrics {
             return None;
         }
         if !self.clusters.contains_key(cluster_id) {
-            self.clusters.insert(cluster_id.to_string(), ClusterFigures::default());
+            self.clusters
+                .insert(cluster_id.to_string(), ClusterFigures::default());
         }
         self.clusters.get_mut(cluster_id)
     }
@@ -284,7 +305,9 @@ impl Metrics {
     fn backend(&mut self, cluster_id: &str, backend_id: &str) -> Option<&mut Traffic> {
         let cluster = self.cluster(cluster_id)?;
         if !cluster.backends.contains_key(backend_id) {
-            cluster.backends.insert(backend_id.to_string(), Traffic::default());
+            cluster
+                .backends
+                .insert(backend_id.to_string(), Traffic::default());
         }
         cluster.backends.get_mut(backend_id)
     }
@@ -359,17 +382,25 @@ impl Metrics {
 
     /// The figures asked for. `sessions` is the count of open sessions; `backends` gives the
     /// state of every backend for the gauges.
-    pub fn snapshot(&self, query: &QueryMetrics, sessions: usize, backends: &[BackendGauge<'_>]) -> AggregatedMetrics {
+    pub fn snapshot(
+        &self,
+        query: &QueryMetrics,
+        sessions: usize,
+        backends: &[BackendGauge<'_>],
+    ) -> AggregatedMetrics {
         let names = &query.metric_names;
         let mut snapshot = AggregatedMetrics::default();
         self.proxy.write(names, &mut snapshot.proxy);
         let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
-        let gauges = [
-            ("active_connections", i64::try_from(sessions).unwrap_or(i64::MAX)),
-        ];
+        let gauges = [(
+            "active_connections",
+            i64::try_from(sessions).unwrap_or(i64::MAX),
+        )];
         for (name, value) in gauges {
             if wanted(name) {
-                snapshot.proxy.insert(name.to_string(), FilteredMetric::Gauge(value));
+                snapshot
+                    .proxy
+                    .insert(name.to_string(), FilteredMetric::Gauge(value));
             }
         }
         for (name, value) in [
@@ -377,7 +408,9 @@ impl Metrics {
             ("tls.handshake_failures", self.tls_handshake_failures),
         ] {
             if wanted(name) {
-                snapshot.proxy.insert(name.to_string(), FilteredMetric::Count(value));
+                snapshot
+                    .proxy
+                    .insert(name.to_string(), FilteredMetric::Count(value));
             }
         }
         for (address, traffic) in &self.listeners {
@@ -388,8 +421,10 @@ impl Metrics {
         if query.no_clusters {
             return snapshot;
         }
-        let cluster_wanted = |id: &str| query.cluster_ids.is_empty() || query.cluster_ids.iter().any(|c| c == id);
-        let backend_wanted = |id: &str| query.backend_ids.is_empty() || query.backend_ids.iter().any(|b| b == id);
+        let cluster_wanted =
+            |id: &str| query.cluster_ids.is_empty() || query.cluster_ids.iter().any(|c| c == id);
+        let backend_wanted =
+            |id: &str| query.backend_ids.is_empty() || query.backend_ids.iter().any(|b| b == id);
         for (cluster_id, cluster) in &self.clusters {
             if !cluster_wanted(cluster_id) {
                 continue;
@@ -406,20 +441,29 @@ impl Metrics {
             if !cluster_wanted(gauge.cluster_id) {
                 continue;
             }
-            let entry: &mut ClusterMetrics = snapshot.clusters.entry(gauge.cluster_id.to_string()).or_default();
+            let entry: &mut ClusterMetrics = snapshot
+                .clusters
+                .entry(gauge.cluster_id.to_string())
+                .or_default();
             let state = match gauge.status {
                 BackendStatus::Normal => "backends.up",
                 BackendStatus::Down => "backends.down",
                 BackendStatus::Draining => "backends.draining",
             };
             if wanted(state) {
-                let slot = entry.cluster.entry(state.to_string()).or_insert(FilteredMetric::Gauge(0));
+                let slot = entry
+                    .cluster
+                    .entry(state.to_string())
+                    .or_insert(FilteredMetric::Gauge(0));
                 if let FilteredMetric::Gauge(count) = slot {
                     *count += 1;
                 }
             }
             if backend_wanted(gauge.backend_id) {
-                let figures = entry.backends.entry(gauge.backend_id.to_string()).or_default();
+                let figures = entry
+                    .backends
+                    .entry(gauge.backend_id.to_string())
+                    .or_default();
                 if wanted("active_connections") {
                     figures.insert(
                         "active_connections".to_string(),
@@ -460,7 +504,11 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    fn record<'a>(status: Option<u16>, cluster: Option<&'a str>, backend: Option<&'a str>) -> RequestRecord<'a> {
+    fn record<'a>(
+        status: Option<u16>,
+        cluster: Option<&'a str>,
+        backend: Option<&'a str>,
+    ) -> RequestRecord<'a> {
         RequestRecord {
             listener: "127.0.0.1:80".parse().unwrap(),
             client: "127.0.0.1:5000".parse().unwrap(),
@@ -524,7 +572,14 @@ mod tests {
         let snapshot = metrics.snapshot(&query, 0, &[]);
         assert_eq!(snapshot.clusters.keys().collect::<Vec<_>>(), ["web"]);
         assert_eq!(snapshot.proxy.keys().collect::<Vec<_>>(), ["requests"]);
-        let snapshot = metrics.snapshot(&QueryMetrics { no_clusters: true, ..QueryMetrics::default() }, 0, &[]);
+        let snapshot = metrics.snapshot(
+            &QueryMetrics {
+                no_clusters: true,
+                ..QueryMetrics::default()
+            },
+            0,
+            &[],
+        );
         assert!(snapshot.clusters.is_empty());
     }
 
@@ -564,7 +619,10 @@ mod tests {
         let api = &snapshot.clusters["api"];
         assert_eq!(api.cluster["backends.up"], FilteredMetric::Gauge(1));
         assert_eq!(api.cluster["backends.down"], FilteredMetric::Gauge(1));
-        assert_eq!(api.backends["a"]["active_connections"], FilteredMetric::Gauge(2));
+        assert_eq!(
+            api.backends["a"]["active_connections"],
+            FilteredMetric::Gauge(2)
+        );
         assert_eq!(api.backends["b"]["up"], FilteredMetric::Gauge(0));
     }
 }

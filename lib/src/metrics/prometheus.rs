@@ -38,35 +38,100 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
         help: help.to_string(),
         label: None,
     };
-    let labelled = |base: &str, kind: &'static str, help: &str, label: &'static str, value: &str| Family {
-        name: format!("{prefix}_{base}"),
-        kind,
-        help: help.to_string(),
-        label: Some((label, value.to_string())),
-    };
+    let labelled =
+        |base: &str, kind: &'static str, help: &str, label: &'static str, value: &str| Family {
+            name: format!("{prefix}_{base}"),
+            kind,
+            help: help.to_string(),
+            label: Some((label, value.to_string())),
+        };
     Some(match name {
-        "requests" => simple("requests_total", "counter", "Requests (and TCP connections) completed."),
-        "connections" => simple("connections_total", "counter", "Connections accepted from clients or opened to backends."),
+        "requests" => simple(
+            "requests_total",
+            "counter",
+            "Requests (and TCP connections) completed.",
+        ),
+        "connections" => simple(
+            "connections_total",
+            "counter",
+            "Connections accepted from clients or opened to backends.",
+        ),
         "active_connections" => simple("active_connections", "gauge", "Connections open now."),
         "bytes_in" => simple("bytes_in_total", "counter", "Bytes received from clients."),
         "bytes_out" => simple("bytes_out_total", "counter", "Bytes sent to clients."),
-        "connect_failures" => simple("connect_failures_total", "counter", "Failed connects to backends."),
-        "retries" => simple("retries_total", "counter", "Connects retried on another backend."),
-        "tls.handshakes" => simple("tls_handshakes_total", "counter", "TLS handshakes completed."),
-        "tls.handshake_failures" => simple("tls_handshake_failures_total", "counter", "TLS handshakes that failed."),
-        "up" => simple("up", "gauge", "Whether a backend takes connections (1) or not (0)."),
-        "connect_time" => simple("connect_time_seconds", "histogram", "Time to connect to a backend."),
-        "first_byte_time" => simple("first_byte_time_seconds", "histogram", "Time from sending a request to its response head."),
-        "response_time" => simple("response_time_seconds", "histogram", "Time from a request head to the end of its response."),
+        "connect_failures" => simple(
+            "connect_failures_total",
+            "counter",
+            "Failed connects to backends.",
+        ),
+        "retries" => simple(
+            "retries_total",
+            "counter",
+            "Connects retried on another backend.",
+        ),
+        "tls.handshakes" => simple(
+            "tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed.",
+        ),
+        "tls.handshake_failures" => simple(
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed.",
+        ),
+        "up" => simple(
+            "up",
+            "gauge",
+            "Whether a backend takes connections (1) or not (0).",
+        ),
+        "connect_time" => simple(
+            "connect_time_seconds",
+            "histogram",
+            "Time to connect to a backend.",
+        ),
+        "first_byte_time" => simple(
+            "first_byte_time_seconds",
+            "histogram",
+            "Time from sending a request to its response head.",
+        ),
+        "response_time" => simple(
+            "response_time_seconds",
+            "histogram",
+            "Time from a request head to the end of its response.",
+        ),
         _ => {
             if let Some(class) = name.strip_prefix("status.").filter(|c| c.ends_with("xx")) {
-                labelled("responses_total", "counter", "Responses by status class.", "class", class)
+                labelled(
+                    "responses_total",
+                    "counter",
+                    "Responses by status class.",
+                    "class",
+                    class,
+                )
             } else if let Some(code) = name.strip_prefix("status.") {
-                labelled("error_responses_total", "counter", "Error responses by status code.", "code", code)
+                labelled(
+                    "error_responses_total",
+                    "counter",
+                    "Error responses by status code.",
+                    "code",
+                    code,
+                )
             } else if let Some(code) = name.strip_prefix("proxy_answers.") {
-                labelled("proxy_answers_total", "counter", "Answers written by the proxy itself, by status code.", "code", code)
+                labelled(
+                    "proxy_answers_total",
+                    "counter",
+                    "Answers written by the proxy itself, by status code.",
+                    "code",
+                    code,
+                )
             } else if let Some(state) = name.strip_prefix("backends.") {
-                labelled("backends", "gauge", "Backends of a cluster by state.", "state", state)
+                labelled(
+                    "backends",
+                    "gauge",
+                    "Backends of a cluster by state.",
+                    "state",
+                    state,
+                )
             } else {
                 return None;
             }
@@ -84,41 +149,55 @@ struct Sample {
 pub fn render(metrics: &AggregatedMetrics, prefix: &str) -> String {
     let prefix = sanitize(prefix);
     let mut families: BTreeMap<String, (Family, Vec<Sample>)> = BTreeMap::new();
-    let mut add = |level: &str, name: &str, labels: Vec<(&'static str, String)>, value: &FilteredMetric| {
-        let Some(family) = family(&prefix, level, name) else {
-            return;
+    let mut add =
+        |level: &str, name: &str, labels: Vec<(&'static str, String)>, value: &FilteredMetric| {
+            let Some(family) = family(&prefix, level, name) else {
+                return;
+            };
+            let mut labels = labels;
+            if let Some(label) = family.label.clone() {
+                labels.push(label);
+            }
+            families
+                .entry(family.name.clone())
+                .or_insert_with(|| (family, Vec::new()))
+                .1
+                .push(Sample {
+                    labels,
+                    value: value.clone(),
+                });
         };
-        let mut labels = labels;
-        if let Some(label) = family.label.clone() {
-            labels.push(label);
-        }
-        families
-            .entry(family.name.clone())
-            .or_insert_with(|| (family, Vec::new()))
-            .1
-            .push(Sample {
-                labels,
-                value: value.clone(),
-            });
-    };
     for (name, value) in metrics.main.iter().chain(&metrics.proxy) {
         add("", name, Vec::new(), value);
     }
     for (listener, figures) in &metrics.listeners {
         for (name, value) in figures {
-            add("listener", name, vec![("listener", listener.clone())], value);
+            add(
+                "listener",
+                name,
+                vec![("listener", listener.clone())],
+                value,
+            );
         }
     }
     for (cluster_id, cluster) in &metrics.clusters {
         for (name, value) in &cluster.cluster {
-            add("cluster", name, vec![("cluster", cluster_id.clone())], value);
+            add(
+                "cluster",
+                name,
+                vec![("cluster", cluster_id.clone())],
+                value,
+            );
         }
         for (backend_id, figures) in &cluster.backends {
             for (name, value) in figures {
                 add(
                     "backend",
                     name,
-                    vec![("cluster", cluster_id.clone()), ("backend", backend_id.clone())],
+                    vec![
+                        ("cluster", cluster_id.clone()),
+                        ("backend", backend_id.clone()),
+                    ],
                     value,
                 );
             }
@@ -148,7 +227,12 @@ fn write_sample(out: &mut String, name: &str, sample: &Sample) {
     }
 }
 
-fn write_histogram(out: &mut String, name: &str, sample_labels: &[(&'static str, String)], data: &HistogramData) {
+fn write_histogram(
+    out: &mut String,
+    name: &str,
+    sample_labels: &[(&'static str, String)],
+    data: &HistogramData,
+) {
     let mut cumulative = 0u64;
     let mut values = data.values.iter().peekable();
     for bound in BUCKETS {
@@ -158,11 +242,24 @@ fn write_histogram(out: &mut String, name: &str, sample_labels: &[(&'static str,
             cumulative += count;
         }
         let le = format!("{bound}");
-        let _ = writeln!(out, "{name}_bucket{} {cumulative}", labels(sample_labels, Some(&le)));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{} {cumulative}",
+            labels(sample_labels, Some(&le))
+        );
     }
     let total: u64 = data.values.iter().map(|(_, count)| count).sum();
-    let _ = writeln!(out, "{name}_bucket{} {total}", labels(sample_labels, Some("+Inf")));
-    let _ = writeln!(out, "{name}_sum{} {}", labels(sample_labels, None), data.sum as f64 / 1_000_000.0);
+    let _ = writeln!(
+        out,
+        "{name}_bucket{} {total}",
+        labels(sample_labels, Some("+Inf"))
+    );
+    let _ = writeln!(
+        out,
+        "{name}_sum{} {}",
+        labels(sample_labels, None),
+        data.sum as f64 / 1_000_000.0
+    );
     let _ = writeln!(out, "{name}_count{} {total}", labels(sample_labels, None));
 }
 
@@ -173,7 +270,11 @@ fn labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
     }
     let mut out = String::from("{");
     let mut first = true;
-    for (key, value) in labels.iter().map(|(k, v)| (*k, v.as_str())).chain(le.map(|le| ("le", le))) {
+    for (key, value) in labels
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(le.map(|le| ("le", le)))
+    {
         if !first {
             out.push(',');
         }
@@ -215,9 +316,15 @@ mod tests {
     #[test]
     fn families_have_help_type_and_labels() {
         let mut metrics = AggregatedMetrics::default();
-        metrics.proxy.insert("requests".to_string(), FilteredMetric::Count(7));
-        metrics.proxy.insert("status.2xx".to_string(), FilteredMetric::Count(6));
-        metrics.proxy.insert("status.404".to_string(), FilteredMetric::Count(1));
+        metrics
+            .proxy
+            .insert("requests".to_string(), FilteredMetric::Count(7));
+        metrics
+            .proxy
+            .insert("status.2xx".to_string(), FilteredMetric::Count(6));
+        metrics
+            .proxy
+            .insert("status.404".to_string(), FilteredMetric::Count(1));
         let mut cluster = ClusterMetrics::default();
         cluster.cluster.insert(
             "response_time".to_string(),
@@ -237,9 +344,18 @@ mod tests {
         assert!(text.contains("# TYPE sozu_requests_total counter\nsozu_requests_total 7\n"));
         assert!(text.contains("sozu_responses_total{class=\"2xx\"} 6\n"));
         assert!(text.contains("sozu_error_responses_total{code=\"404\"} 1\n"));
-        assert!(text.contains("sozu_cluster_response_time_seconds_bucket{cluster=\"api\",le=\"0.001\"} 2\n"), "{text}");
-        assert!(text.contains("sozu_cluster_response_time_seconds_bucket{cluster=\"api\",le=\"0.05\"} 3\n"));
-        assert!(text.contains("sozu_cluster_response_time_seconds_bucket{cluster=\"api\",le=\"+Inf\"} 3\n"));
+        assert!(
+            text.contains(
+                "sozu_cluster_response_time_seconds_bucket{cluster=\"api\",le=\"0.001\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "sozu_cluster_response_time_seconds_bucket{cluster=\"api\",le=\"0.05\"} 3\n"
+        ));
+        assert!(text.contains(
+            "sozu_cluster_response_time_seconds_bucket{cluster=\"api\",le=\"+Inf\"} 3\n"
+        ));
         assert!(text.contains("sozu_cluster_response_time_seconds_count{cluster=\"api\"} 3\n"));
         assert!(text.contains("sozu_backend_up{cluster=\"api\",backend=\"b\\\"1\"} 1\n"));
         assert_eq!(text.matches("# TYPE sozu_responses_total").count(), 1);

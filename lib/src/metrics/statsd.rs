@@ -68,7 +68,11 @@ impl Statsd {
             }
             for (backend_id, figures) in &cluster.backends {
                 for (name, value) in figures {
-                    self.line(&[("cluster", cluster_id), ("backend", backend_id)], name, value);
+                    self.line(
+                        &[("cluster", cluster_id), ("backend", backend_id)],
+                        name,
+                        value,
+                    );
                 }
             }
         }
@@ -79,7 +83,10 @@ impl Statsd {
         let key = self.key(tags, name);
         // What was last sent, by metric and tags (tagged names repeat across clusters).
         let state_key = if self.tagged {
-            let tags: Vec<String> = tags.iter().map(|(tag, value)| format!("{tag}={value}")).collect();
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|(tag, value)| format!("{tag}={value}"))
+                .collect();
             format!("{key}#{}", tags.join(","))
         } else {
             key.clone()
@@ -103,7 +110,12 @@ impl Statsd {
                     return;
                 }
                 let p = percentiles(&interval);
-                for (suffix, micros) in [("p50", p.p50), ("p90", p.p90), ("p99", p.p99), ("max", p.max)] {
+                for (suffix, micros) in [
+                    ("p50", p.p50),
+                    ("p90", p.p90),
+                    ("p99", p.p99),
+                    ("max", p.max),
+                ] {
                     let millis = micros as f64 / 1000.0;
                     self.push(&format!("{key}.{suffix}"), tags, &format!("{millis}|g"));
                 }
@@ -132,7 +144,10 @@ impl Statsd {
         let mut line = format!("{key}:{value}");
         if self.tagged && !tags.is_empty() {
             line.push_str("|#");
-            let tags: Vec<String> = tags.iter().map(|(tag, value)| format!("{tag}:{}", sanitize(value))).collect();
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|(tag, value)| format!("{tag}:{}", sanitize(value)))
+                .collect();
             line.push_str(&tags.join(","));
         }
         if !self.batch.is_empty() && self.batch.len() + 1 + line.len() > MAX_DATAGRAM {
@@ -160,7 +175,13 @@ impl Statsd {
 fn sanitize(value: &str) -> String {
     value
         .chars()
-        .map(|c| if matches!(c, ':' | '|' | ',' | '#' | '@' | ' ' | '\n') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, ':' | '|' | ',' | '#' | '@' | ' ' | '\n') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -173,7 +194,9 @@ mod tests {
     use super::*;
 
     fn receive_all(socket: &UdpSocket) -> String {
-        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut text = String::new();
         let mut buffer = [0u8; 2048];
         while let Ok(count) = socket.recv(&mut buffer) {
@@ -186,9 +209,13 @@ mod tests {
 
     fn figures(requests: u64) -> AggregatedMetrics {
         let mut metrics = AggregatedMetrics::default();
-        metrics.proxy.insert("requests".to_string(), FilteredMetric::Count(requests));
+        metrics
+            .proxy
+            .insert("requests".to_string(), FilteredMetric::Count(requests));
         let mut cluster = ClusterMetrics::default();
-        cluster.cluster.insert("requests".to_string(), FilteredMetric::Count(requests));
+        cluster
+            .cluster
+            .insert("requests".to_string(), FilteredMetric::Count(requests));
         cluster.cluster.insert(
             "response_time".to_string(),
             FilteredMetric::Histogram(HistogramData {
@@ -212,7 +239,10 @@ mod tests {
         assert!(text.contains("sozu.requests:5|c"), "{text}");
         assert!(text.contains("sozu.requests:3|c"), "{text}");
         assert!(text.contains("sozu.cluster.api.requests:5|c"), "{text}");
-        assert!(text.contains("sozu.cluster.api.response_time.p50:2."), "{text}");
+        assert!(
+            text.contains("sozu.cluster.api.response_time.p50:2."),
+            "{text}"
+        );
 
         let mut statsd = Statsd::new(address, "edge", true).unwrap();
         statsd.flush(&figures(2));

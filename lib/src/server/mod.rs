@@ -22,15 +22,18 @@ use mio::{
 use slab::Slab;
 use sozu_command_lib::{
     channel::{Channel, ChannelError},
-    request::{ListenerType, Request},
-    response::{Event, Response, ResponseContent},
+    config::{AccessLogFormat, LogTarget},
+    request::{ListenerType, QueryMetrics, Request},
+    response::{AggregatedMetrics, Event, Response, ResponseContent},
     scm::Listeners,
     state::ConfigState,
 };
 
 use crate::{
+    access_log::AccessLog,
     backends::{BackendMap, PickError},
     http::{self, Failure, Http, HttpListener},
+    metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
     pool::Pool,
     protocol::tls::TlsStream,
     session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
@@ -62,7 +65,33 @@ pub struct ServerConfig {
     pub accept_batch: usize,
     /// The `Retry-After` of 429 answers, unless the cluster sets its own.
     pub retry_after: Duration,
+    /// Access logs; `None` writes none.
+    pub access_logs: Option<AccessLogSettings>,
+    /// Where figures are pushed as statsd.
+    pub statsd: Option<StatsdSettings>,
+    /// Keep figures for the proxy and listeners only, not per cluster and backend.
+    pub disable_cluster_metrics: bool,
 }
+
+/// Where access logs go and how they look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    /// `None`: through the process's logger, at `info` with the target `access`.
+    pub target: Option<LogTarget>,
+    pub format: AccessLogFormat,
+}
+
+/// A statsd destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsdSettings {
+    pub address: SocketAddr,
+    pub prefix: String,
+    /// DogStatsD tags rather than names carrying the cluster and backend.
+    pub tagged: bool,
+}
+
+/// How often figures are pushed to statsd.
+const STATSD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -76,6 +105,9 @@ impl Default for ServerConfig {
             connect_attempts: 3,
             accept_batch: 64,
             retry_after: Duration::from_secs(60),
+            access_logs: None,
+            statsd: None,
+            disable_cluster_metrics: false,
         }
     }
 }
@@ -88,6 +120,10 @@ pub enum ServerError {
     RegisterChannel(#[source] io::Error),
     #[error("the command channel failed")]
     Channel(#[source] ChannelError),
+    #[error("cannot open the access log target")]
+    AccessLog(#[source] io::Error),
+    #[error("cannot create the statsd socket")]
+    Statsd(#[source] io::Error),
 }
 
 /// The id of responses that carry events rather than answer a request.
@@ -146,6 +182,9 @@ pub struct Server {
     run: Run,
     /// Connections per (cluster, client address), for `max_connections_per_ip`.
     per_ip: HashMap<(String, IpAddr), u64>,
+    recorder: Recorder,
+    statsd: Option<Statsd>,
+    next_statsd_flush: Instant,
 }
 
 impl Server {
@@ -168,6 +207,22 @@ impl Server {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(ServerError::RegisterChannel)?;
+        let access_log = config
+            .access_logs
+            .as_ref()
+            .map(|settings| AccessLog::new(settings.target.as_ref(), settings.format))
+            .transpose()
+            .map_err(ServerError::AccessLog)?;
+        let statsd = config
+            .statsd
+            .as_ref()
+            .map(|settings| Statsd::new(settings.address, &settings.prefix, settings.tagged))
+            .transpose()
+            .map_err(ServerError::Statsd)?;
+        let recorder = Recorder {
+            metrics: Metrics::new(config.disable_cluster_metrics),
+            access_log,
+        };
         let inherited = inherited
             .http
             .into_iter()
@@ -192,6 +247,9 @@ impl Server {
             next_uid: 0,
             run: Run::Running,
             per_ip: HashMap::new(),
+            recorder,
+            statsd,
+            next_statsd_flush: Instant::now() + STATSD_INTERVAL,
         })
     }
 
@@ -222,6 +280,7 @@ impl Server {
             self.accept_pending();
             self.fire_timers();
             self.send_events();
+            self.flush_observations();
             self.check_drained();
             if self.channel.is_closed() && self.run == Run::Running {
                 info!("command channel closed, stopping");
@@ -237,7 +296,55 @@ impl Server {
         if accepts_waiting || !self.yielded.is_empty() {
             return Some(Duration::ZERO);
         }
-        self.timers.poll_timeout(Instant::now())
+        let now = Instant::now();
+        let timers = self.timers.poll_timeout(now);
+        match self.statsd {
+            Some(_) => {
+                let statsd = self.next_statsd_flush.saturating_duration_since(now);
+                Some(timers.map_or(statsd, |timers| timers.min(statsd)))
+            }
+            None => timers,
+        }
+    }
+
+    /// Writes the access log lines of this turn, and pushes figures to statsd when due.
+    fn flush_observations(&mut self) {
+        if let Some(access_log) = self.recorder.access_log.as_mut() {
+            access_log.flush();
+        }
+        let now = Instant::now();
+        if now < self.next_statsd_flush {
+            return;
+        }
+        self.next_statsd_flush = now + STATSD_INTERVAL;
+        if self.statsd.is_some() && self.recorder.metrics.is_enabled() {
+            let snapshot = self.metrics_snapshot(&QueryMetrics::default());
+            if let Some(statsd) = self.statsd.as_mut() {
+                statsd.flush(&snapshot);
+            }
+        }
+    }
+
+    /// The worker's figures for a query.
+    fn metrics_snapshot(&self, query: &QueryMetrics) -> AggregatedMetrics {
+        let gauges: Vec<BackendGauge<'_>> = self
+            .state
+            .clusters
+            .keys()
+            .flat_map(|cluster_id| {
+                self.backends
+                    .cluster_backends(cluster_id)
+                    .map(|backend| BackendGauge {
+                        cluster_id: &backend.cluster_id,
+                        backend_id: &backend.id,
+                        status: backend.status,
+                        connections: backend.connections,
+                    })
+            })
+            .collect();
+        self.recorder
+            .metrics
+            .snapshot(query, self.sessions.len(), &gauges)
     }
 
     fn dispatch(&mut self, token: Token, ready: Ready) {
@@ -430,6 +537,7 @@ impl Server {
         let uid = self.next_uid;
         self.next_uid += 1;
         let now = Instant::now();
+        self.recorder.metrics.accepted(listener);
         let mut session = Session {
             uid,
             key,
@@ -447,6 +555,8 @@ impl Server {
             connect_attempts: 0,
             started: now,
             counted_for_ip: None,
+            connect_time: None,
+            handshake_counted: false,
         };
         session.stage = first_stage(&session, &self.pool);
         session.touch_front(timeouts.front, now, &mut self.timers);
@@ -461,19 +571,57 @@ impl Server {
         self.handle_action(key, action);
     }
 
-    /// Lets the session work until it would block.
-    fn run_session(&mut self, key: usize) -> Action {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
+    /// Runs `work` on a session with the context it may use.
+    fn with_session<R>(
+        &mut self,
+        key: usize,
+        work: impl FnOnce(&mut Session, &mut Context<'_>) -> R,
+    ) -> Option<R> {
+        let Server {
+            sessions,
+            timers,
+            pool,
+            http_listeners,
+            state,
+            recorder,
+            ..
+        } = self;
+        let session = sessions.get_mut(key)?;
         let mut context = Context {
             now: Instant::now(),
-            timers: &mut self.timers,
-            pool: &self.pool,
-            listeners: &self.http_listeners,
-            clusters: &self.state.clusters,
+            timers,
+            pool,
+            listeners: http_listeners,
+            clusters: &state.clusters,
+            recorder,
         };
-        session.ready(&mut context)
+        Some(work(session, &mut context))
+    }
+
+    /// Lets the session work until it would block.
+    fn run_session(&mut self, key: usize) -> Action {
+        let action = self
+            .with_session(key, |session, context| session.ready(context))
+            .unwrap_or(Action::Wait);
+        self.note_handshake(key);
+        action
+    }
+
+    /// Counts a TLS handshake once it completed.
+    fn note_handshake(&mut self, key: usize) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if !session.handshake_counted
+            && session
+                .front
+                .tls
+                .as_ref()
+                .is_some_and(|tls| !tls.is_handshaking())
+        {
+            session.handshake_counted = true;
+            self.recorder.metrics.tls_handshake(true);
+        }
     }
 
     /// Drives again the sessions that yielded on the last turn.
@@ -485,20 +633,14 @@ impl Server {
 
     /// Lets an HTTP session answer by itself for something the loop found.
     fn answer_failure(&mut self, key: usize, failure: Failure) -> Action {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        if !matches!(session.stage, Stage::Http(_)) {
-            return Action::Close;
-        }
-        let mut context = Context {
-            now: Instant::now(),
-            timers: &mut self.timers,
-            pool: &self.pool,
-            listeners: &self.http_listeners,
-            clusters: &self.state.clusters,
-        };
-        http::answer_for(session, &mut context, failure)
+        self.with_session(key, |session, context| {
+            if matches!(session.stage, Stage::Http(_)) {
+                http::answer_for(session, context, failure)
+            } else {
+                Action::Close
+            }
+        })
+        .unwrap_or(Action::Wait)
     }
 
     fn handle_action(&mut self, key: usize, mut action: Action) {
@@ -586,7 +728,11 @@ impl Server {
                     return self.answer_failure(key, Failure::NoBackend);
                 }
             };
-        let Some(address) = self.backends.get(backend).map(|b| b.address) else {
+        let Some((address, backend_id)) = self
+            .backends
+            .get(backend)
+            .map(|b| (b.address, b.id.clone()))
+        else {
             return self.answer_failure(key, Failure::NoBackend);
         };
         session.connect_attempts += 1;
@@ -616,6 +762,7 @@ impl Server {
         session.back = Some(BackConnection {
             endpoint: Endpoint::new(stream, token),
             backend,
+            backend_id,
             address,
             connected: false,
             connect_started: now,
@@ -645,8 +792,14 @@ impl Server {
             return;
         };
         if let Some(back) = &session.back {
-            self.backends
-                .connect_succeeded(back.backend, now.duration_since(back.connect_started));
+            let connect_time = now.duration_since(back.connect_started);
+            self.backends.connect_succeeded(back.backend, connect_time);
+            session.connect_time = Some(connect_time);
+            if let Some(cluster_id) = &session.cluster_id {
+                self.recorder
+                    .metrics
+                    .connected(cluster_id, &back.backend_id, connect_time);
+            }
             debug!("session {}: connected to {}", session.uid, back.address);
             if let Some(backend) = self.backends.get(back.backend) {
                 http::connected(session, backend.sticky_id.as_deref().unwrap_or(&backend.id));
@@ -669,6 +822,12 @@ impl Server {
                 "session {}: connecting to backend {} failed",
                 session.uid, back.address
             );
+            if let Some(cluster_id) = &session.cluster_id {
+                let retried = session.connect_attempts < self.config.connect_attempts;
+                self.recorder
+                    .metrics
+                    .connect_failed(cluster_id, &back.backend_id, retried);
+            }
             self.backends.connect_failed(back.backend, now);
             self.backends.connection_closed(back.backend);
             self.drop_back(back);
@@ -716,9 +875,18 @@ impl Server {
     }
 
     fn close_session(&mut self, key: usize) {
+        self.record_unfinished(key);
         let Some(mut session) = self.sessions.try_remove(key) else {
             return;
         };
+        if session
+            .front
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.is_handshaking())
+        {
+            self.recorder.metrics.tls_handshake(false);
+        }
         debug!(
             "session {}: closed after {:?} ({} bytes in, {} out)",
             session.uid,
@@ -743,6 +911,42 @@ impl Server {
         }
     }
 
+    /// Records what a closing session had not recorded yet: its TCP connection, or an HTTP
+    /// request that got no complete answer.
+    fn record_unfinished(&mut self, key: usize) {
+        self.with_session(key, |session, context| match &session.stage {
+            Stage::Http(_) => http::record_unfinished(session, context),
+            // A pipe on an HTTP listener is an upgraded request, recorded as such.
+            Stage::Pipe(_) | Stage::ExpectProxy(_)
+                if !context.listeners.contains_key(&session.listener_address) =>
+            {
+                let back = session.back.as_ref();
+                let record = RequestRecord {
+                    listener: session.listener_address,
+                    client: session.client_address,
+                    protocol: "TCP",
+                    cluster_id: session.cluster_id.as_deref(),
+                    backend_id: back.map(|b| b.backend_id.as_str()),
+                    backend_address: back.map(|b| b.address),
+                    method: "",
+                    host: "",
+                    path: "",
+                    status: None,
+                    answered_by_proxy: false,
+                    bytes_in: session.front.bytes_read,
+                    bytes_out: session.front.bytes_written,
+                    connect_time: session.connect_time,
+                    first_byte_time: None,
+                    total_time: context.now.duration_since(session.started),
+                    user_agent: "",
+                    request_id: "",
+                };
+                context.recorder.request_done(&record);
+            }
+            _ => {}
+        });
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         while let Some((at, key)) = self.timers.pop_due(now) {
@@ -759,14 +963,11 @@ impl Server {
             };
             if timeout.on_due(at, now, key, &mut self.timers) {
                 debug!("session {}: {:?} timeout", session.uid, key.kind);
-                let mut context = Context {
-                    now,
-                    timers: &mut self.timers,
-                    pool: &self.pool,
-                    listeners: &self.http_listeners,
-                    clusters: &self.state.clusters,
-                };
-                let action = session.timed_out(key.kind, &mut context);
+                let action = self
+                    .with_session(key.session, |session, context| {
+                        session.timed_out(key.kind, context)
+                    })
+                    .unwrap_or(Action::Wait);
                 self.handle_action(key.session, action);
             }
         }

@@ -9,7 +9,10 @@ use std::{collections::BTreeMap, io, net::SocketAddr};
 use log::{debug, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
-    request::{AddBackend, HttpFrontend, HttpListenerConfig, ListenerAddress, Order, Request},
+    request::{
+        AddBackend, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration, Order,
+        Request,
+    },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
     },
@@ -55,6 +58,22 @@ impl Server {
             Order::QueryClusterById(query) => {
                 let clusters = self.cluster_information(Some(&query.cluster_id));
                 Response::ok(id, Some(ResponseContent::Clusters(clusters)))
+            }
+            Order::QueryMetrics(query) => {
+                let content = if query.list {
+                    ResponseContent::MetricNames(self.recorder.metrics.names())
+                } else {
+                    ResponseContent::Metrics(self.metrics_snapshot(&query))
+                };
+                Response::ok(id, Some(content))
+            }
+            Order::ConfigureMetrics(configuration) => {
+                match configuration {
+                    MetricsConfiguration::Enabled => self.recorder.metrics.set_enabled(true),
+                    MetricsConfiguration::Disabled => self.recorder.metrics.set_enabled(false),
+                    MetricsConfiguration::Clear => self.recorder.metrics.clear(),
+                }
+                Response::ok(id, None)
             }
             Order::QueryClustersHashes => Response::ok(
                 id,
