@@ -473,12 +473,14 @@ fn write_answer(session: &mut Session, context: &mut Context<'_>, close: bool) -
         match session.front.write(pending) {
             Transfer::Moved(count) => {
                 http.response_out_sent += count;
+                http.exchange.bytes_out += count as u64;
                 return Step::Progress;
             }
             Transfer::WouldBlock => return Step::Wait,
             Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
         }
     }
+    record_exchange(session, context);
     if close {
         session.front.shutdown_write();
         return Step::Do(Action::Close);
