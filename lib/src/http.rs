@@ -1371,6 +1371,11 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
             http.exchange.back_close = true;
         }
         if http.exchange.close {
+            if !http.exchange.back_close {
+                // The client leaves, but the backend connection is clean: back to waiting
+                // for a request, so the loop can pool it for another session.
+                http.phase = Phase::Head;
+            }
             session.front.shutdown_write();
             return Step::Do(Action::Close);
         }
@@ -1572,15 +1577,16 @@ pub enum Failure {
     FrontTimeout,
 }
 
-/// The backend connection is established: start forwarding. `backend_sticky_id` names the
-/// backend for sticky sessions.
-pub fn connected(session: &mut Session, backend_sticky_id: &str) {
+/// The backend connection is established (or taken from the pool, `reused`): start
+/// forwarding. `backend_sticky_id` names the backend for sticky sessions.
+pub fn connected(session: &mut Session, backend_sticky_id: &str, reused: bool) {
     let Stage::Http(http) = &mut session.stage else {
         return;
     };
     if http.phase == Phase::Connecting {
         http.phase = Phase::Forward;
     }
+    http.back_reused = reused;
     http.back_sticky_id = Some(backend_sticky_id.to_string());
     let exchange = &mut http.exchange;
     if let Some(name) = &exchange.sticky_name {
@@ -1593,6 +1599,20 @@ pub fn connected(session: &mut Session, backend_sticky_id: &str) {
 /// Whether the exchange is waiting for the response head (a back timeout is then a 504).
 pub fn awaits_response(session: &Session) -> bool {
     matches!(&session.stage, Stage::Http(http) if http.phase == Phase::Forward && !http.exchange.response_head_done)
+}
+
+/// Whether the session's backend connection sits idle between requests, clean: it may serve
+/// another session.
+pub fn back_is_reusable(session: &Session) -> bool {
+    let Some(back) = &session.back else {
+        return false;
+    };
+    let clean = back.connected
+        && !back.endpoint.read_closed
+        && !back.endpoint.write_shut
+        && !back.endpoint.readiness.event.contains(Ready::HUP)
+        && !back.endpoint.readiness.event.contains(Ready::ERROR);
+    matches!(&session.stage, Stage::Http(http) if clean && http.phase == Phase::Head && http.back_buf.is_empty())
 }
 
 /// Whether the session sits between requests with an idle backend connection.

@@ -31,7 +31,7 @@ use sozu_command_lib::{
 
 use crate::{
     access_log::AccessLog,
-    backends::{BackendMap, PickError},
+    backends::{BackendKey, BackendMap, PickError},
     http::{self, Failure, Http, HttpListener},
     metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
     pool::Pool,
@@ -138,7 +138,23 @@ enum Owner {
     Listener(SocketAddr),
     Front(usize),
     Back(usize),
+    /// A kept-alive backend connection waiting in the pool of its backend.
+    Idle(BackendKey),
 }
+
+/// A backend connection kept alive after its session was done with it, for the next request
+/// to the same backend from any session: no connect, no accept on the backend.
+struct IdleBackend {
+    back: BackConnection,
+    since: Instant,
+}
+
+/// Idle connections kept per backend.
+const MAX_IDLE_PER_BACKEND: usize = 64;
+/// How long an idle backend connection is kept.
+const IDLE_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle connections are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A bound listener of the worker.
 struct ListenerSocket {
@@ -185,6 +201,9 @@ pub struct Server {
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
+    /// Idle backend connections, most recently used last.
+    idle: HashMap<BackendKey, Vec<IdleBackend>>,
+    next_sweep: Instant,
 }
 
 impl Server {
@@ -250,6 +269,8 @@ impl Server {
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
+            idle: HashMap::new(),
+            next_sweep: Instant::now() + SWEEP_INTERVAL,
         })
     }
 
@@ -281,6 +302,7 @@ impl Server {
             self.fire_timers();
             self.send_events();
             self.flush_observations();
+            self.sweep_idle(Instant::now());
             self.check_drained();
             if self.channel.is_closed() && self.run == Run::Running {
                 info!("command channel closed, stopping");
@@ -297,14 +319,18 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        let timers = self.timers.poll_timeout(now);
-        match self.statsd {
-            Some(_) => {
-                let statsd = self.next_statsd_flush.saturating_duration_since(now);
-                Some(timers.map_or(statsd, |timers| timers.min(statsd)))
-            }
-            None => timers,
+        let mut timeout = self.timers.poll_timeout(now);
+        let mut wake_at = |at: Instant| {
+            let after = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(after, |timeout| timeout.min(after)));
+        };
+        if self.statsd.is_some() {
+            wake_at(self.next_statsd_flush);
         }
+        if !self.idle.is_empty() {
+            wake_at(self.next_sweep);
+        }
+        timeout
     }
 
     /// Writes the access log lines of this turn, and pushes figures to statsd when due.
@@ -361,7 +387,82 @@ impl Server {
                     self.drive(key);
                 }
             }
+            Some(Owner::Idle(backend)) => self.idle_event(backend, token),
             None => debug!("event for unknown token {token:?}"),
+        }
+    }
+
+    /// An idle backend connection has news: the backend closed it, or sent what nobody asked
+    /// for. Either way it cannot carry a request any more.
+    fn idle_event(&mut self, backend: BackendKey, token: Token) {
+        let Some(list) = self.idle.get_mut(&backend) else {
+            return;
+        };
+        if let Some(position) = list
+            .iter()
+            .position(|idle| idle.back.endpoint.token == token)
+        {
+            let idle = list.swap_remove(position);
+            self.drop_back(idle.back);
+        }
+    }
+
+    /// Keeps a backend connection for later, or closes it if the pool is full or its backend
+    /// takes no new connection.
+    fn keep_idle(&mut self, back: BackConnection) {
+        self.backends.connection_closed(back.backend);
+        let takes_connections = self
+            .backends
+            .get(back.backend)
+            .is_some_and(|b| b.status == sozu_command_lib::response::BackendStatus::Normal);
+        let list = self.idle.entry(back.backend).or_default();
+        if !takes_connections || list.len() >= MAX_IDLE_PER_BACKEND {
+            self.drop_back(back);
+            return;
+        }
+        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
+            *owner = Owner::Idle(back.backend);
+        }
+        list.push(IdleBackend {
+            back,
+            since: Instant::now(),
+        });
+    }
+
+    /// A live idle connection to `backend`, if the pool has one.
+    fn take_idle(&mut self, backend: BackendKey, now: Instant) -> Option<BackConnection> {
+        loop {
+            let idle = self.idle.get_mut(&backend)?.pop()?;
+            let endpoint = &idle.back.endpoint;
+            let alive = !endpoint.read_closed
+                && !endpoint.readiness.event.contains(Ready::HUP)
+                && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT;
+            if alive {
+                return Some(idle.back);
+            }
+            self.drop_back(idle.back);
+        }
+    }
+
+    /// Closes idle connections kept too long or whose backend is gone.
+    fn sweep_idle(&mut self, now: Instant) {
+        if now < self.next_sweep || self.idle.is_empty() {
+            return;
+        }
+        self.next_sweep = now + SWEEP_INTERVAL;
+        let mut expired = Vec::new();
+        let backends = &self.backends;
+        self.idle.retain(|backend, list| {
+            let gone = backends.get(*backend).is_none();
+            let (keep, old): (Vec<IdleBackend>, Vec<IdleBackend>) = std::mem::take(list)
+                .into_iter()
+                .partition(|idle| !gone && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT);
+            *list = keep;
+            expired.extend(old);
+            !list.is_empty()
+        });
+        for idle in expired {
+            self.drop_back(idle.back);
         }
     }
 
@@ -728,6 +829,12 @@ impl Server {
                     return self.answer_failure(key, Failure::NoBackend);
                 }
             };
+        if let Some(back) = self.take_idle(backend, now) {
+            return self.reuse(key, backend, back, now);
+        }
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
         let Some((address, backend_id)) = self
             .backends
             .get(backend)
@@ -773,16 +880,52 @@ impl Server {
     }
 
     /// Closes the session's backend connection, if it has one.
+    /// Gives the session an idle connection to `backend` from the pool.
+    fn reuse(
+        &mut self,
+        key: usize,
+        backend: BackendKey,
+        mut back: BackConnection,
+        now: Instant,
+    ) -> Action {
+        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
+            *owner = Owner::Back(key);
+        }
+        // The socket was writable when pooled; edge-triggered, it stays so until a write fills it.
+        back.endpoint.readiness.event.insert(Ready::WRITABLE);
+        self.backends.connection_opened(backend);
+        let sticky = self
+            .backends
+            .get(backend)
+            .map(|b| b.sticky_id.clone().unwrap_or_else(|| b.id.clone()))
+            .unwrap_or_default();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        session.back = Some(back);
+        session.connect_time = None;
+        http::connected(session, &sticky, true);
+        let after = session.timeouts.back;
+        session.touch_back(after, now, &mut self.timers);
+        self.run_session(key)
+    }
+
+    /// Takes the session's backend connection away: into the pool when it is clean and idle,
+    /// else closed.
     fn release_back(&mut self, key: usize) {
-        let Some(back) = self
-            .sessions
-            .get_mut(key)
-            .and_then(|session| session.back.take())
-        else {
+        let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        self.backends.connection_closed(back.backend);
-        self.drop_back(back);
+        let reusable = http::back_is_reusable(session);
+        let Some(back) = session.back.take() else {
+            return;
+        };
+        if reusable {
+            self.keep_idle(back);
+        } else {
+            self.backends.connection_closed(back.backend);
+            self.drop_back(back);
+        }
     }
 
     /// The backend connection is up: account for it and start the back idle timeout.
@@ -802,7 +945,11 @@ impl Server {
             }
             debug!("session {}: connected to {}", session.uid, back.address);
             if let Some(backend) = self.backends.get(back.backend) {
-                http::connected(session, backend.sticky_id.as_deref().unwrap_or(&backend.id));
+                http::connected(
+                    session,
+                    backend.sticky_id.as_deref().unwrap_or(&backend.id),
+                    false,
+                );
             }
         }
         session.connect_attempts = 0;
@@ -896,9 +1043,14 @@ impl Server {
         );
         let _ = self.poll.registry().deregister(&mut session.front.stream);
         self.sockets.try_remove(session.front.token.0);
+        let reusable = http::back_is_reusable(&session);
         if let Some(back) = session.back.take() {
-            self.backends.connection_closed(back.backend);
-            self.drop_back(back);
+            if reusable {
+                self.keep_idle(back);
+            } else {
+                self.backends.connection_closed(back.backend);
+                self.drop_back(back);
+            }
         }
         if let Some(cluster_id) = session.counted_for_ip.take() {
             let ip_key = (cluster_id, session.client_address.ip());
