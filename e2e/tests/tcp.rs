@@ -22,6 +22,13 @@ use sozu_e2e::{
 };
 use sozu_lib::server::ServerConfig;
 
+/// A TCP listener on a free port, copying bytes through user space or splicing them.
+fn listener(splice: bool) -> TcpListenerConfig {
+    let mut config = TcpListenerConfig::new(free_address());
+    config.splice = splice;
+    config
+}
+
 fn connect(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).expect("connect to the proxy");
     stream
@@ -42,12 +49,11 @@ fn exchange(address: SocketAddr, message: &[u8]) -> Vec<u8> {
     answer
 }
 
-#[test]
-fn a_hundred_megabytes_each_way_arrive_intact() {
+fn a_hundred_megabytes_each_way_arrive_intact(splice: bool) {
     const LENGTH: usize = 100 << 20;
     let backend = Backend::exchanger(LENGTH);
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("bulk"), &[backend.address]);
+    let address = worker.tcp_proxy_with(listener(splice), Cluster::new("bulk"), &[backend.address]);
 
     let stream = connect(address);
     let mut writer = stream.try_clone().expect("clone");
@@ -85,11 +91,10 @@ fn a_hundred_megabytes_each_way_arrive_intact() {
     );
 }
 
-#[test]
-fn a_thousand_concurrent_connections_complete() {
+fn a_thousand_concurrent_connections_complete(splice: bool) {
     let backend = Backend::echo();
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("echo"), &[backend.address]);
+    let address = worker.tcp_proxy_with(listener(splice), Cluster::new("echo"), &[backend.address]);
 
     let clients: Vec<TcpStream> = (0..1000).map(|_| connect(address)).collect();
     for (index, mut client) in clients.iter().enumerate() {
@@ -105,11 +110,10 @@ fn a_thousand_concurrent_connections_complete() {
     }
 }
 
-#[test]
-fn half_close_still_delivers_the_whole_answer() {
+fn half_close_still_delivers_the_whole_answer(splice: bool) {
     let backend = Backend::recorder(b"the whole answer after your end of stream");
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("late"), &[backend.address]);
+    let address = worker.tcp_proxy_with(listener(splice), Cluster::new("late"), &[backend.address]);
     assert_eq!(
         exchange(address, b"question"),
         b"the whole answer after your end of stream"
@@ -117,12 +121,11 @@ fn half_close_still_delivers_the_whole_answer() {
     assert_eq!(backend.received(), [b"question".to_vec()]);
 }
 
-#[test]
-fn removed_backend_drains_while_new_connections_go_elsewhere() {
+fn removed_backend_drains_while_new_connections_go_elsewhere(splice: bool) {
     let first = Backend::echo();
     let second = Backend::echo();
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("pair"), &[first.address]);
+    let address = worker.tcp_proxy_with(listener(splice), Cluster::new("pair"), &[first.address]);
 
     // A long transfer in flight on the first backend.
     let mut long = connect(address);
@@ -186,21 +189,27 @@ fn removed_backend_drains_while_new_connections_go_elsewhere() {
     assert_eq!(event.backend_id.as_deref(), Some("pair-0"));
 }
 
-#[test]
-fn a_dead_backend_is_skipped_for_a_live_one() {
+fn a_dead_backend_is_skipped_for_a_live_one(splice: bool) {
     let live = Backend::greeter(b"alive");
     let dead = free_address();
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("mixed"), &[dead, live.address]);
+    let address = worker.tcp_proxy_with(
+        listener(splice),
+        Cluster::new("mixed"),
+        &[dead, live.address],
+    );
     for _ in 0..6 {
         assert_eq!(exchange(address, b""), b"alive");
     }
 }
 
-#[test]
-fn without_a_live_backend_the_client_is_closed_promptly() {
+fn without_a_live_backend_the_client_is_closed_promptly(splice: bool) {
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("none"), &[free_address(), free_address()]);
+    let address = worker.tcp_proxy_with(
+        listener(splice),
+        Cluster::new("none"),
+        &[free_address(), free_address()],
+    );
     let started = Instant::now();
     let mut stream = connect(address);
     let mut answer = Vec::new();
@@ -219,14 +228,13 @@ fn without_a_live_backend_the_client_is_closed_promptly() {
     );
 }
 
-#[test]
-fn connect_timeout_fires_on_a_backend_that_never_answers() {
+fn connect_timeout_fires_on_a_backend_that_never_answers(splice: bool) {
     let unresponsive = Unresponsive::start();
     let mut worker = Worker::start(ServerConfig {
         connect_attempts: 1,
         ..ServerConfig::default()
     });
-    let mut listener = TcpListenerConfig::new(free_address());
+    let mut listener = listener(splice);
     listener.connect_timeout = Duration::from_secs(1);
     let address = worker.tcp_proxy_with(listener, Cluster::new("slow"), &[unresponsive.address]);
     let started = Instant::now();
@@ -242,11 +250,10 @@ fn connect_timeout_fires_on_a_backend_that_never_answers() {
     assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
 }
 
-#[test]
-fn front_idle_timeout_closes_a_silent_client() {
+fn front_idle_timeout_closes_a_silent_client(splice: bool) {
     let backend = Backend::recorder(b"");
     let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = TcpListenerConfig::new(free_address());
+    let mut listener = listener(splice);
     listener.front_timeout = Duration::from_secs(1);
     listener.back_timeout = Duration::from_secs(60);
     let address = worker.tcp_proxy_with(listener, Cluster::new("idle"), &[backend.address]);
@@ -262,13 +269,12 @@ fn front_idle_timeout_closes_a_silent_client() {
     assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
 }
 
-#[test]
-fn back_idle_timeout_closes_when_the_backend_goes_silent() {
+fn back_idle_timeout_closes_when_the_backend_goes_silent(splice: bool) {
     // The backend reads forever and never answers; the client keeps sending, so only the
     // backend side is idle.
     let backend = Backend::recorder(b"");
     let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = TcpListenerConfig::new(free_address());
+    let mut listener = listener(splice);
     listener.front_timeout = Duration::from_secs(60);
     listener.back_timeout = Duration::from_secs(1);
     let address = worker.tcp_proxy_with(listener, Cluster::new("mute"), &[backend.address]);
@@ -285,14 +291,14 @@ fn back_idle_timeout_closes_when_the_backend_goes_silent() {
     assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
 }
 
-#[test]
-fn max_connections_makes_extra_clients_wait_in_the_backlog() {
+fn max_connections_makes_extra_clients_wait_in_the_backlog(splice: bool) {
     let backend = Backend::echo();
     let mut worker = Worker::start(ServerConfig {
         max_connections: 10,
         ..ServerConfig::default()
     });
-    let address = worker.tcp_proxy(Cluster::new("capped"), &[backend.address]);
+    let address =
+        worker.tcp_proxy_with(listener(splice), Cluster::new("capped"), &[backend.address]);
 
     let mut first: Vec<TcpStream> = (0..10).map(|_| connect(address)).collect();
     for client in &mut first {
@@ -325,11 +331,10 @@ fn max_connections_makes_extra_clients_wait_in_the_backlog() {
     }
 }
 
-#[test]
-fn proxy_v1_received_is_relayed_byte_for_byte() {
+fn proxy_v1_received_is_relayed_byte_for_byte(splice: bool) {
     let backend = Backend::recorder(b"ok");
     let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = TcpListenerConfig::new(free_address());
+    let mut listener = listener(splice);
     listener.expect_proxy = true;
     let mut cluster = Cluster::new("relay");
     cluster.proxy_protocol = Some(ProxyProtocolConfig::RelayHeader);
@@ -341,11 +346,10 @@ fn proxy_v1_received_is_relayed_byte_for_byte() {
     assert_eq!(backend.received(), [message]);
 }
 
-#[test]
-fn proxy_v2_received_is_read_and_a_v2_header_is_sent() {
+fn proxy_v2_received_is_read_and_a_v2_header_is_sent(splice: bool) {
     let backend = Backend::recorder(b"ok");
     let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = TcpListenerConfig::new(free_address());
+    let mut listener = listener(splice);
     listener.expect_proxy = true;
     let mut cluster = Cluster::new("send");
     cluster.proxy_protocol = Some(ProxyProtocolConfig::SendHeader);
@@ -365,11 +369,10 @@ fn proxy_v2_received_is_read_and_a_v2_header_is_sent() {
     assert_eq!(backend.received(), [expected]);
 }
 
-#[test]
-fn proxy_v1_received_without_send_proxy_is_stripped() {
+fn proxy_v1_received_without_send_proxy_is_stripped(splice: bool) {
     let backend = Backend::recorder(b"ok");
     let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = TcpListenerConfig::new(free_address());
+    let mut listener = listener(splice);
     listener.expect_proxy = true;
     let address = worker.tcp_proxy_with(listener, Cluster::new("strip"), &[backend.address]);
     let message = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\npayload";
@@ -377,13 +380,12 @@ fn proxy_v1_received_without_send_proxy_is_stripped() {
     assert_eq!(backend.received(), [b"payload".to_vec()]);
 }
 
-#[test]
-fn send_proxy_without_expect_proxy_names_the_socket_peer() {
+fn send_proxy_without_expect_proxy_names_the_socket_peer(splice: bool) {
     let backend = Backend::recorder(b"ok");
     let mut worker = Worker::start(ServerConfig::default());
     let mut cluster = Cluster::new("direct");
     cluster.proxy_protocol = Some(ProxyProtocolConfig::SendHeader);
-    let address = worker.tcp_proxy(cluster, &[backend.address]);
+    let address = worker.tcp_proxy_with(listener(splice), cluster, &[backend.address]);
     let mut stream = connect(address);
     let local = stream.local_addr().expect("client address");
     stream.write_all(b"data").expect("send");
@@ -396,11 +398,10 @@ fn send_proxy_without_expect_proxy_names_the_socket_peer() {
     assert_eq!(backend.received(), [expected]);
 }
 
-#[test]
-fn soft_stop_lets_a_transfer_finish_then_the_worker_exits() {
+fn soft_stop_lets_a_transfer_finish_then_the_worker_exits(splice: bool) {
     let backend = Backend::echo();
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("stop"), &[backend.address]);
+    let address = worker.tcp_proxy_with(listener(splice), Cluster::new("stop"), &[backend.address]);
     let mut stream = connect(address);
     stream.write_all(b"before").expect("send");
     let mut echo = [0; 6];
@@ -444,4 +445,41 @@ fn orders_that_fail_change_nothing() {
     )));
     assert_eq!(response.status, ResponseStatus::Failure);
     assert_eq!(response.message, "no cluster `ghost`");
+}
+
+/// Runs each scenario twice: bytes copied through pooled buffers, and spliced through kernel
+/// pipes (`splice = true` on the listener).
+macro_rules! both_ways {
+    ($($name:ident,)*) => {
+        mod copying {
+            $(#[test]
+            fn $name() {
+                super::$name(false)
+            })*
+        }
+        mod splicing {
+            $(#[test]
+            fn $name() {
+                super::$name(true)
+            })*
+        }
+    };
+}
+
+both_ways! {
+    a_hundred_megabytes_each_way_arrive_intact,
+    a_thousand_concurrent_connections_complete,
+    half_close_still_delivers_the_whole_answer,
+    removed_backend_drains_while_new_connections_go_elsewhere,
+    a_dead_backend_is_skipped_for_a_live_one,
+    without_a_live_backend_the_client_is_closed_promptly,
+    connect_timeout_fires_on_a_backend_that_never_answers,
+    front_idle_timeout_closes_a_silent_client,
+    back_idle_timeout_closes_when_the_backend_goes_silent,
+    max_connections_makes_extra_clients_wait_in_the_backlog,
+    proxy_v1_received_is_relayed_byte_for_byte,
+    proxy_v2_received_is_read_and_a_v2_header_is_sent,
+    proxy_v1_received_without_send_proxy_is_stripped,
+    send_proxy_without_expect_proxy_names_the_socket_peer,
+    soft_stop_lets_a_transfer_finish_then_the_worker_exits,
 }

@@ -32,8 +32,12 @@ pub struct ExpectProxy {
 /// The stage that follows the PROXY header.
 #[derive(Debug, Clone)]
 pub enum AfterProxy {
-    /// TCP mode, sending the backend what the cluster's PROXY setting says.
-    Pipe(Option<ProxyProtocolConfig>),
+    /// TCP mode, sending the backend what the cluster's PROXY setting says, through kernel
+    /// pipes of the given capacity when `splice` is set (0: the kernel's default).
+    Pipe {
+        to_backend: Option<ProxyProtocolConfig>,
+        splice: Option<usize>,
+    },
     /// HTTP, over TLS when a TLS configuration is given.
     Http(Option<Arc<ServerConfig>>),
 }
@@ -48,13 +52,31 @@ pub fn first_stage(session: &Session, pool: &Pool, expect_proxy: bool, then: Aft
         });
     }
     match then {
-        AfterProxy::Pipe(to_backend) => {
+        AfterProxy::Pipe { to_backend, splice } => {
             let mut front_to_back = pool.checkout();
             write_backend_header(session, to_backend, &mut front_to_back);
-            Stage::Pipe(Pipe::new(front_to_back, pool.checkout()))
+            Stage::Pipe(pipe(session, front_to_back, pool, splice))
         }
         AfterProxy::Http(_) => Stage::Http(Box::new(Http::new(pool))),
     }
+}
+
+/// A pipe whose first bytes for the backend are `front_to_back`: through the kernel when
+/// `splice` is set and the kernel allows it, else through pooled buffers.
+fn pipe(session: &Session, front_to_back: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
+    if let Some(capacity) = splice {
+        match Pipe::spliced(front_to_back, capacity) {
+            Ok(pipe) => return pipe,
+            Err((front_to_back, error)) => {
+                log::warn!(
+                    "session {}: cannot create kernel pipes, copying instead: {error}",
+                    session.uid
+                );
+                return Pipe::new(front_to_back, pool.checkout());
+            }
+        }
+    }
+    Pipe::new(front_to_back, pool.checkout())
 }
 
 /// Puts the PROXY header the backend must receive at the start of `buffer`.
@@ -135,11 +157,11 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
                 session.received_proxy_header = raw;
                 session.set_proxy_addresses(header.addresses);
                 session.stage = match expect.then {
-                    AfterProxy::Pipe(to_backend) => {
+                    AfterProxy::Pipe { to_backend, splice } => {
                         let mut front_to_back = context.pool.checkout();
                         write_backend_header(session, to_backend, &mut front_to_back);
                         front_to_back.extend_from_slice(expect.buffer.data());
-                        Stage::Pipe(Pipe::new(front_to_back, context.pool.checkout()))
+                        Stage::Pipe(pipe(session, front_to_back, context.pool, splice))
                     }
                     AfterProxy::Http(None) => {
                         Stage::Http(Box::new(Http::with_input(context.pool, expect.buffer)))

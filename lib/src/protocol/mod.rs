@@ -4,4 +4,5 @@
 pub mod http;
 pub mod pipe;
 pub mod proxy_protocol;
+pub mod splice;
 pub mod tls;

@@ -1,21 +1,120 @@
 //! Bidirectional byte copy between the two sockets of a session: TCP mode, and HTTP
 //! connections after an `Upgrade` (WebSocket).
 //!
-//! Each direction has one pooled buffer. Bytes are read while the buffer has room and written
-//! while it has data; a half-close is propagated (when one side ends its stream, the other side's
-//! write half is shut once the buffer is flushed), so a client that shuts its write side still
+//! Each direction is a [`Lane`]: a pooled buffer, or (TCP listeners with `splice`) a kernel
+//! pipe fed and drained by `splice(2)`. Bytes are read while the lane has room and written while
+//! it has data; a half-close is propagated (when one side ends its stream, the other side's
+//! write half is shut once the lane is flushed), so a client that shuts its write side still
 //! gets the whole answer. The pipe is done when both directions are finished.
+
+use std::os::fd::AsRawFd;
 
 use crate::{
     pool::Buffer,
+    protocol::splice::{KernelPipe, Spliced},
     socket::{Endpoint, Ready, Transfer},
 };
 
 pub struct Pipe {
     /// Client to backend.
-    pub front_to_back: Buffer,
+    pub front_to_back: Lane,
     /// Backend to client.
-    pub back_to_front: Buffer,
+    pub back_to_front: Lane,
+}
+
+/// Where one direction's bytes wait between the two sockets.
+pub enum Lane {
+    /// A pooled buffer in user space.
+    Buffer(Buffer),
+    /// A kernel pipe; `prefix` holds bytes that go first (a PROXY header, bytes read before
+    /// the pipe was set up).
+    Kernel {
+        prefix: Option<Buffer>,
+        pipe: KernelPipe,
+    },
+}
+
+impl Lane {
+    fn is_empty(&self) -> bool {
+        match self {
+            Lane::Buffer(buffer) => buffer.is_empty(),
+            Lane::Kernel { prefix, pipe } => {
+                prefix.as_ref().is_none_or(Buffer::is_empty) && pipe.is_empty()
+            }
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        match self {
+            Lane::Buffer(buffer) => buffer.is_full(),
+            Lane::Kernel { pipe, .. } => pipe.is_full(),
+        }
+    }
+
+    /// Reads from `source` into the lane.
+    fn fill_from(&mut self, source: &mut Endpoint) -> Transfer {
+        match self {
+            Lane::Buffer(buffer) => {
+                let transfer = source.read(buffer.space());
+                if let Transfer::Moved(count) = transfer {
+                    buffer.fill(count);
+                }
+                transfer
+            }
+            Lane::Kernel { pipe, .. } => match pipe.fill_from(source.stream.as_raw_fd()) {
+                Spliced::Moved(count) => {
+                    source.bytes_read += count as u64;
+                    Transfer::Moved(count)
+                }
+                Spliced::End => {
+                    source.read_closed = true;
+                    source.readiness.event.remove(Ready::READABLE);
+                    Transfer::Closed
+                }
+                Spliced::WouldBlock => {
+                    if !pipe.is_full() {
+                        source.readiness.event.remove(Ready::READABLE);
+                    }
+                    Transfer::WouldBlock
+                }
+                Spliced::Failed(kind) => Transfer::Error(kind),
+            },
+        }
+    }
+
+    /// Writes from the lane to `sink`.
+    fn drain_into(&mut self, sink: &mut Endpoint) -> Transfer {
+        match self {
+            Lane::Buffer(buffer) => {
+                let transfer = sink.write(buffer.data());
+                if let Transfer::Moved(count) = transfer {
+                    buffer.consume(count);
+                }
+                transfer
+            }
+            Lane::Kernel { prefix, pipe } => {
+                if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
+                    let transfer = sink.write(buffer.data());
+                    if let Transfer::Moved(count) = transfer {
+                        buffer.consume(count);
+                    }
+                    return transfer;
+                }
+                match pipe.drain_into(sink.stream.as_raw_fd()) {
+                    Spliced::Moved(count) => {
+                        sink.bytes_written += count as u64;
+                        Transfer::Moved(count)
+                    }
+                    Spliced::WouldBlock => {
+                        sink.readiness.event.remove(Ready::WRITABLE);
+                        Transfer::WouldBlock
+                    }
+                    Spliced::End => Transfer::Closed,
+                    Spliced::Failed(kind) => Transfer::Error(kind),
+                }
+            }
+        }
+    }
 }
 
 /// What a run of the pipe achieved.
@@ -44,8 +143,28 @@ struct Progress {
 impl Pipe {
     pub fn new(front_to_back: Buffer, back_to_front: Buffer) -> Self {
         Pipe {
-            front_to_back,
-            back_to_front,
+            front_to_back: Lane::Buffer(front_to_back),
+            back_to_front: Lane::Buffer(back_to_front),
+        }
+    }
+
+    /// A pipe whose bytes go through kernel pipes of `capacity` bytes (0: the kernel's
+    /// default); `prefix` goes to the backend first. If the kernel refuses pipes, `prefix`
+    /// comes back with the error.
+    pub fn spliced(prefix: Buffer, capacity: usize) -> Result<Self, (Buffer, std::io::Error)> {
+        let pipes = KernelPipe::new(capacity).and_then(|up| Ok((up, KernelPipe::new(capacity)?)));
+        match pipes {
+            Ok((up, down)) => Ok(Pipe {
+                front_to_back: Lane::Kernel {
+                    prefix: Some(prefix),
+                    pipe: up,
+                },
+                back_to_front: Lane::Kernel {
+                    prefix: None,
+                    pipe: down,
+                },
+            }),
+            Err(error) => Err((prefix, error)),
         }
     }
 
@@ -70,18 +189,17 @@ impl Pipe {
     }
 }
 
-/// One direction: `source` → `buffer` → `sink`, until neither side can move.
-fn copy(source: &mut Endpoint, buffer: &mut Buffer, sink: &mut Endpoint) -> Progress {
+/// One direction: `source` → `lane` → `sink`, until neither side can move.
+fn copy(source: &mut Endpoint, lane: &mut Lane, sink: &mut Endpoint) -> Progress {
     let mut progress = Progress::default();
     loop {
         let mut moved = false;
         if !source.read_closed
             && source.readiness.event.contains(Ready::READABLE)
-            && !buffer.is_full()
+            && !lane.is_full()
         {
-            match source.read(buffer.space()) {
-                Transfer::Moved(count) => {
-                    buffer.fill(count);
+            match lane.fill_from(source) {
+                Transfer::Moved(_) => {
                     progress.source_active = true;
                     moved = true;
                 }
@@ -92,10 +210,9 @@ fn copy(source: &mut Endpoint, buffer: &mut Buffer, sink: &mut Endpoint) -> Prog
                 }
             }
         }
-        if !buffer.is_empty() && sink.readiness.event.contains(Ready::WRITABLE) {
-            match sink.write(buffer.data()) {
-                Transfer::Moved(count) => {
-                    buffer.consume(count);
+        if !lane.is_empty() && sink.readiness.event.contains(Ready::WRITABLE) {
+            match lane.drain_into(sink) {
+                Transfer::Moved(_) => {
                     progress.sink_active = true;
                     moved = true;
                 }
@@ -110,19 +227,19 @@ fn copy(source: &mut Endpoint, buffer: &mut Buffer, sink: &mut Endpoint) -> Prog
             break;
         }
     }
-    if source.read_closed && buffer.is_empty() {
+    if source.read_closed && lane.is_empty() {
         sink.shutdown_write();
     }
     progress
 }
 
 /// The direction `source` → `sink` has delivered everything and ended.
-fn is_finished(source: &Endpoint, buffer: &Buffer, sink: &Endpoint) -> bool {
-    source.read_closed && buffer.is_empty() && sink.write_shut
+fn is_finished(source: &Endpoint, lane: &Lane, sink: &Endpoint) -> bool {
+    source.read_closed && lane.is_empty() && sink.write_shut
 }
 
 /// Read while there is room to read into; write while there is something to send.
-fn interest(endpoint: &Endpoint, inbound: &Buffer, outbound: &Buffer) -> Ready {
+fn interest(endpoint: &Endpoint, inbound: &Lane, outbound: &Lane) -> Ready {
     let mut interest = Ready::EMPTY;
     if !endpoint.read_closed && !inbound.is_full() {
         interest.insert(Ready::READABLE);

@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub statsd: Option<StatsdSettings>,
     /// Keep figures for the proxy and listeners only, not per cluster and backend.
     pub disable_cluster_metrics: bool,
+    /// Size of the kernel pipes of TCP listeners with `splice`; 0 keeps the kernel's default.
+    pub splice_pipe_capacity: usize,
 }
 
 /// Where access logs go and how they look.
@@ -108,6 +110,7 @@ impl Default for ServerConfig {
             access_logs: None,
             statsd: None,
             disable_cluster_metrics: false,
+            splice_pipe_capacity: 0,
         }
     }
 }
@@ -552,7 +555,10 @@ impl Server {
             connect: config.connect_timeout,
             request: config.front_timeout,
         };
-        let then = tcp::AfterProxy::Pipe(to_backend);
+        let then = tcp::AfterProxy::Pipe {
+            to_backend,
+            splice: config.splice.then_some(self.config.splice_pipe_capacity),
+        };
         let Some(key) = self.new_session(
             listener,
             stream,
