@@ -392,6 +392,14 @@ fn answer_with(
         &id_header,
         &mut http.response_out,
     );
+    if exchange.method == Some(Method::Head) {
+        // A response to HEAD has no body, only the Content-Length a GET would get (RFC 9110
+        // §9.3.2); body bytes would be read as the next response on a kept connection. The
+        // rendered head holds no empty line before its end: values are stripped of CR and LF.
+        if let Some(end) = memchr::memmem::find(&http.response_out, b"\r\n\r\n") {
+            http.response_out.truncate(end + 4);
+        }
+    }
     start_answer(session, context, close)
 }
 
