@@ -1151,7 +1151,14 @@ fn read_response_head(
                 } else {
                     Body::new(head.body, &listener.limits)
                 });
-                session.back_timeout.cancel();
+                if upgrade {
+                    session.back_timeout.cancel();
+                } else {
+                    // The body is awaited from the backend too: one that stalls after the head
+                    // must not hold the client until the front timeout.
+                    let after = session.timeouts.back;
+                    session.touch_back(after, context.now, context.timers);
+                }
                 return Step::Progress;
             }
             Ok(Parsed::Partial) => {}
