@@ -2,7 +2,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{Shutdown, SocketAddr, TcpStream},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -21,7 +21,7 @@ impl Backend {
     /// Serves each accepted connection with `serve`, which gets the stream and a place to
     /// record what it received.
     fn spawn(serve: impl Fn(TcpStream, &Mutex<Vec<Vec<u8>>>) + Send + Sync + 'static) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend");
+        let listener = crate::bind_listener();
         let address = listener.local_addr().expect("backend address");
         let accepted = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
