@@ -229,7 +229,11 @@ pub struct Cluster {
     pub load_metric: Option<LoadMetric>,
     /// Answers that replace the built-in pages for this cluster, by status code: the full
     /// HTTP response (head and body) or only a body, which then gets a head.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "status_map::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub answers: BTreeMap<u16, String>,
     /// `user:sha256hex` entries allowed by HTTP Basic authentication on frontends that
     /// require it.
@@ -997,7 +1001,11 @@ pub struct HttpListenerConfig {
     #[serde(default = "default_request_timeout", with = "seconds")]
     pub request_timeout: Duration,
     /// Answers replacing the built-in pages, by status code.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "status_map::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub answers: BTreeMap<u16, String>,
     /// Add an `X-Real-IP` header with the client address.
     #[serde(default)]
@@ -1239,7 +1247,11 @@ pub struct HttpListenerPatch {
     )]
     pub request_timeout: Option<Duration>,
     /// Answers to set, by status code; an empty string restores the built-in page.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "status_map::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub answers: BTreeMap<u16, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_x_real_ip: Option<bool>,
@@ -1569,6 +1581,61 @@ mod nullable {
     }
 }
 
+/// Maps keyed by status code. JSON writes the keys as strings (`{"503": ...}`); serde_json
+/// turns them back into numbers, but not inside an internally tagged enum such as [`Order`],
+/// whose content is buffered first (serde-rs/serde#1183). So keys are read from numbers or
+/// from strings of digits here.
+mod status_map {
+    use std::{collections::BTreeMap, fmt};
+
+    use serde::{
+        Deserialize, Deserializer,
+        de::{Error, Visitor},
+    };
+
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    struct StatusCode(u16);
+
+    impl<'de> Deserialize<'de> for StatusCode {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer
+                .deserialize_any(StatusCodeVisitor)
+                .map(StatusCode)
+        }
+    }
+
+    struct StatusCodeVisitor;
+
+    impl Visitor<'_> for StatusCodeVisitor {
+        type Value = u16;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a status code")
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<u16, E> {
+            u16::try_from(value).map_err(|_| E::custom(format!("invalid status code {value}")))
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<u16, E> {
+            u16::try_from(value).map_err(|_| E::custom(format!("invalid status code {value}")))
+        }
+
+        fn visit_str<E: Error>(self, value: &str) -> Result<u16, E> {
+            value
+                .parse()
+                .map_err(|_| E::custom(format!("invalid status code `{value}`")))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u16, String>, D::Error> {
+        let map = BTreeMap::<StatusCode, String>::deserialize(deserializer)?;
+        Ok(map.into_iter().map(|(code, text)| (code.0, text)).collect())
+    }
+}
+
 /// Durations written as a whole number of seconds.
 pub mod seconds {
     use std::time::Duration;
@@ -1626,6 +1693,48 @@ mod tests {
         let json = serde_json::to_string(&request).unwrap();
         assert!(json.contains(r#""type":"ADD_HTTP_FRONTEND""#), "{json}");
         assert_eq!(parse(&json).unwrap(), request);
+    }
+
+    #[test]
+    fn orders_with_answers_round_trip_through_json() {
+        let answers = BTreeMap::from([(404, "gone".to_string()), (503, "down".to_string())]);
+        let mut cluster = Cluster::new("api");
+        cluster.answers = answers.clone();
+        let mut listener = HttpListenerConfig::new("127.0.0.1:8080".parse().unwrap());
+        listener.answers = answers.clone();
+        let patch = HttpListenerPatch {
+            answers,
+            ..HttpListenerPatch::default()
+        };
+        let update = UpdateHttpListener {
+            address: listener.address,
+            http: patch,
+        };
+        for order in [
+            Order::AddCluster(cluster),
+            Order::AddHttpListener(listener.clone()),
+            Order::AddHttpsListener(HttpsListenerConfig {
+                http: listener,
+                tls: TlsListenerConfig::default(),
+            }),
+            Order::UpdateHttpListenerConfig(update),
+        ] {
+            let request = Request::new("1", order);
+            let json = serde_json::to_string(&request).unwrap();
+            assert_eq!(parse(&json).unwrap(), request, "{json}");
+        }
+        let request = parse(
+            r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"c","answers":{"503":"x"}}}"#,
+        )
+        .unwrap();
+        let Order::AddCluster(cluster) = request.order else {
+            panic!("not a cluster");
+        };
+        assert_eq!(cluster.answers, BTreeMap::from([(503, "x".to_string())]));
+        assert!(
+            parse(r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"c","answers":{"5x3":"x"}}}"#)
+                .is_err()
+        );
     }
 
     #[test]

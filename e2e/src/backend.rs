@@ -2,7 +2,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{Shutdown, SocketAddr, TcpStream},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -21,7 +21,7 @@ impl Backend {
     /// Serves each accepted connection with `serve`, which gets the stream and a place to
     /// record what it received.
     fn spawn(serve: impl Fn(TcpStream, &Mutex<Vec<Vec<u8>>>) + Send + Sync + 'static) -> Backend {
-        let listener = listen_on_ephemeral_port();
+        let listener = crate::bind_listener();
         let address = listener.local_addr().expect("backend address");
         let accepted = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -149,18 +149,6 @@ impl Backend {
     pub fn received(&self) -> Vec<Vec<u8>> {
         self.received.lock().expect("read records").clone()
     }
-}
-
-/// A listening socket on 127.0.0.1 with a backlog deep enough for a thousand connections at
-/// once (std's default of 128 would make the kernel drop handshakes under load, and their
-/// retransmission takes seconds).
-fn listen_on_ephemeral_port() -> TcpListener {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("create a socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    socket.bind(&any.into()).expect("bind a backend");
-    socket.listen(4096).expect("listen");
-    socket.into()
 }
 
 /// A listener that never accepts, with its backlog already full: new connections to it get no

@@ -2,10 +2,14 @@
 //! with ephemeral ports.
 //!
 //! [`Worker`] runs a `sozu-lib` event loop on a thread and drives it through its command
-//! channel; the backends in [`backend`] are small servers on threads. Every wait is bounded by
-//! a deadline ([`wait_until`]); nothing sleeps to synchronise.
+//! channel; the backends in [`backend`] (TCP) and [`http_backend`] (HTTP) are small servers on
+//! threads, and [`http_client`] is a strict raw-socket HTTP client. Every wait is bounded by a
+//! deadline ([`wait_until`]); nothing sleeps to synchronise.
 
 pub mod backend;
+pub mod http_backend;
+pub mod http_client;
+pub mod wire;
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -16,8 +20,8 @@ use std::{
 use sozu_command_lib::{
     channel::Channel,
     request::{
-        AddBackend, Cluster, ListenerAddress, ListenerType, Order, Request, TcpFrontend,
-        TcpListenerConfig,
+        AddBackend, Cluster, HttpFrontend, HttpListenerConfig, ListenerAddress, ListenerType,
+        Order, Request, TcpFrontend, TcpListenerConfig,
     },
     response::{Event, Response, ResponseStatus},
     scm::Listeners,
@@ -139,14 +143,7 @@ impl Worker {
         let address = listener.address;
         let cluster_id = cluster.cluster_id.clone();
         self.ok(Order::AddTcpListener(listener));
-        self.ok(Order::AddCluster(cluster));
-        for (index, backend) in backends.iter().enumerate() {
-            self.ok(Order::AddBackend(backend_order(
-                &cluster_id,
-                &format!("{cluster_id}-{index}"),
-                *backend,
-            )));
-        }
+        self.cluster(cluster, backends);
         self.ok(Order::AddTcpFrontend(TcpFrontend {
             cluster_id,
             address,
@@ -156,6 +153,70 @@ impl Worker {
             address,
             proxy: ListenerType::Tcp,
         }));
+        address
+    }
+
+    /// Adds a cluster and its backends, named `{cluster_id}-{index}`.
+    pub fn cluster(&mut self, cluster: Cluster, backends: &[SocketAddr]) {
+        let cluster_id = cluster.cluster_id.clone();
+        self.ok(Order::AddCluster(cluster));
+        for (index, backend) in backends.iter().enumerate() {
+            self.ok(Order::AddBackend(backend_order(
+                &cluster_id,
+                &format!("{cluster_id}-{index}"),
+                *backend,
+            )));
+        }
+    }
+
+    /// Adds and activates an HTTP listener; returns its address.
+    pub fn http_listener(&mut self, listener: HttpListenerConfig) -> SocketAddr {
+        let address = listener.address;
+        self.ok(Order::AddHttpListener(listener));
+        self.ok(Order::ActivateListener(ListenerAddress {
+            address,
+            proxy: ListenerType::Http,
+        }));
+        address
+    }
+
+    /// Routes every path of `hostname` on the listener at `address` to `cluster_id`.
+    pub fn route(&mut self, address: SocketAddr, hostname: &str, cluster_id: &str) {
+        self.ok(Order::AddHttpFrontend(HttpFrontend::new(
+            Some(cluster_id.to_string()),
+            address,
+            hostname,
+        )));
+    }
+
+    /// An HTTP listener on a free port that routes `hostname` to a new cluster with the given
+    /// backends; returns the listener's address.
+    pub fn http_proxy(
+        &mut self,
+        hostname: &str,
+        cluster: Cluster,
+        backends: &[SocketAddr],
+    ) -> SocketAddr {
+        self.http_proxy_with(
+            HttpListenerConfig::new(free_address()),
+            hostname,
+            cluster,
+            backends,
+        )
+    }
+
+    /// Like [`Worker::http_proxy`] with a listener configured by the caller.
+    pub fn http_proxy_with(
+        &mut self,
+        listener: HttpListenerConfig,
+        hostname: &str,
+        cluster: Cluster,
+        backends: &[SocketAddr],
+    ) -> SocketAddr {
+        let cluster_id = cluster.cluster_id.clone();
+        let address = self.http_listener(listener);
+        self.cluster(cluster, backends);
+        self.route(address, hostname, &cluster_id);
         address
     }
 
@@ -205,6 +266,18 @@ pub fn backend_order(cluster_id: &str, backend_id: &str, address: SocketAddr) ->
         weight: 100,
         backup: false,
     }
+}
+
+/// A listener on an ephemeral port of 127.0.0.1 with a deep accept queue: std's default of 128
+/// overflows when a test opens hundreds of connections at once, and a connection whose
+/// handshake the kernel dropped then waits for a retransmission, seconds later.
+pub fn bind_listener() -> TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("create a socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind an ephemeral port");
+    socket.listen(4096).expect("listen");
+    socket.into()
 }
 
 /// A port on 127.0.0.1 that nothing listens on at the time of the call.

@@ -414,6 +414,14 @@ fn answer_with(
         &id_header,
         &mut http.response_out,
     );
+    if exchange.method == Some(Method::Head) {
+        // A response to HEAD has no body, only the Content-Length a GET would get (RFC 9110
+        // §9.3.2); body bytes would be read as the next response on a kept connection. The
+        // rendered head holds no empty line before its end: values are stripped of CR and LF.
+        if let Some(end) = memchr::memmem::find(&http.response_out, b"\r\n\r\n") {
+            http.response_out.truncate(end + 4);
+        }
+    }
     start_answer(session, context, close)
 }
 
@@ -1223,7 +1231,14 @@ fn read_response_head(
                 } else {
                     Body::new(head.body, &listener.limits)
                 });
-                session.back_timeout.cancel();
+                if upgrade {
+                    session.back_timeout.cancel();
+                } else {
+                    // The body is awaited from the backend too: one that stalls after the head
+                    // must not hold the client until the front timeout.
+                    let after = session.timeouts.back;
+                    session.touch_back(after, context.now, context.timers);
+                }
                 return Step::Progress;
             }
             Ok(Parsed::Partial) => {}
