@@ -1192,8 +1192,11 @@ fn read_response_head(
                         true,
                     );
                 }
+                // A backend that closes after this response costs its own connection only,
+                // unless the body ends with that close: then the client learns the end the
+                // same way.
                 let close = http.exchange.close
-                    || head.persistence == Persistence::Close
+                    || head.body == BodyFraming::UntilClose
                     || http.exchange.request_body.is_some();
                 http.exchange.back_close |= head.persistence == Persistence::Close;
                 http.exchange.close = close && !upgrade;
@@ -1363,6 +1366,13 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
                     context.now,
                     timeouts.front,
                     front_key,
+                    context.timers,
+                );
+                // The exchange moves: a slow reader does not make the backend look silent.
+                session.back_timeout.set_after(
+                    context.now,
+                    timeouts.back,
+                    back_key,
                     context.timers,
                 );
             }
