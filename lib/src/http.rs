@@ -36,7 +36,7 @@ use crate::{
     },
     router::Router,
     session::{Action, Context, Session, Stage},
-    socket::{Ready, Transfer},
+    socket::{Endpoint, Ready, Transfer},
     timer::TimeoutKind,
 };
 
@@ -1002,62 +1002,37 @@ fn forward(session: &mut Session, context: &mut Context<'_>) -> Step {
 
     // Client → backend: the head, then body bytes as the framing allows.
     if let Some(body) = http.exchange.request_body.as_mut() {
-        let head_pending = http.request_out_sent < http.request_out.len();
-        let body_available = if body.is_done() {
-            0
-        } else {
-            let mut probe = body.clone();
-            match probe.take(http.front_buf.data()) {
-                Ok(count) => count,
-                Err(()) => {
-                    return answer(
-                        session,
-                        context,
-                        listener,
-                        400,
-                        "invalid chunked body",
-                        true,
-                    );
+        match send_message(
+            back,
+            &http.request_out,
+            &mut http.request_out_sent,
+            body,
+            &mut http.front_buf,
+        ) {
+            Sent::Nothing => {}
+            Sent::Moved { head, body } => {
+                if http.request_out_sent == http.request_out.len()
+                    && http.exchange.request_sent_at.is_none()
+                {
+                    http.exchange.request_sent_at = Some(context.now);
                 }
+                http.exchange.bytes_in += body as u64;
+                http.exchange.request_sent += (head + body) as u64;
+                http.exchange.used_backend = true;
+                progress = true;
+                back_active = true;
             }
-        };
-        if (head_pending || body_available > 0) && back.readiness.event.contains(Ready::WRITABLE) {
-            let head = http
-                .request_out
-                .get(http.request_out_sent..)
-                .unwrap_or_default();
-            let body_bytes = http
-                .front_buf
-                .data()
-                .get(..body_available)
-                .unwrap_or_default();
-            match back.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
-                Transfer::Moved(count) => {
-                    let from_head = count.min(head.len());
-                    http.request_out_sent += from_head;
-                    if http.request_out_sent == http.request_out.len()
-                        && http.exchange.request_sent_at.is_none()
-                    {
-                        http.exchange.request_sent_at = Some(context.now);
-                    }
-                    let from_body = count - from_head;
-                    if from_body > 0 {
-                        let taken = body
-                            .take(http.front_buf.data().get(..from_body).unwrap_or_default())
-                            .unwrap_or(from_body);
-                        http.front_buf.consume(taken);
-                        http.exchange.bytes_in += taken as u64;
-                    }
-                    http.exchange.request_sent += count as u64;
-                    http.exchange.used_backend = true;
-                    progress = true;
-                    back_active = true;
-                }
-                Transfer::WouldBlock => {}
-                Transfer::Closed | Transfer::Error(_) => {
-                    return backend_failed(session, context, listener);
-                }
+            Sent::InvalidBody => {
+                return answer(
+                    session,
+                    context,
+                    listener,
+                    400,
+                    "invalid chunked body",
+                    true,
+                );
             }
+            Sent::Failed => return backend_failed(session, context, listener),
         }
         if !body.is_done()
             && !http.front_buf.is_full()
@@ -1107,6 +1082,59 @@ fn forward(session: &mut Session, context: &mut Context<'_>) -> Step {
         session.touch_back(after, context.now, context.timers);
     }
     if progress { Step::Progress } else { Step::Wait }
+}
+
+/// What [`send_message`] achieved.
+enum Sent {
+    /// Nothing to send, or the socket takes nothing now.
+    Nothing,
+    /// Bytes of the head and of the body went out.
+    Moved { head: usize, body: usize },
+    /// The chunked body in the buffer breaks its framing.
+    InvalidBody,
+    /// The socket failed or its peer is gone.
+    Failed,
+}
+
+/// Sends a message on: what is left of its edited head (`out` from `out_sent`), then the body
+/// bytes in `buffer` that its framing allows, in one `writev`. Bytes after the body (a
+/// pipelined request) stay in the buffer.
+fn send_message(
+    sink: &mut Endpoint,
+    out: &[u8],
+    out_sent: &mut usize,
+    body: &mut Body,
+    buffer: &mut Buffer,
+) -> Sent {
+    let head = out.get(*out_sent..).unwrap_or_default();
+    let available = match body.clone().take(buffer.data()) {
+        Ok(count) => count,
+        Err(()) => return Sent::InvalidBody,
+    };
+    if (head.is_empty() && available == 0) || !sink.readiness.event.contains(Ready::WRITABLE) {
+        return Sent::Nothing;
+    }
+    let body_bytes = buffer.data().get(..available).unwrap_or_default();
+    match sink.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
+        Transfer::Moved(count) => {
+            let from_head = count.min(head.len());
+            *out_sent += from_head;
+            let from_body = count - from_head;
+            let mut taken = 0;
+            if from_body > 0 {
+                taken = body
+                    .take(buffer.data().get(..from_body).unwrap_or_default())
+                    .unwrap_or(from_body);
+                buffer.consume(taken);
+            }
+            Sent::Moved {
+                head: from_head,
+                body: taken,
+            }
+        }
+        Transfer::WouldBlock => Sent::Nothing,
+        Transfer::Closed | Transfer::Error(_) => Sent::Failed,
+    }
 }
 
 /// The backend connection failed while the request was being sent or the response awaited.
@@ -1331,54 +1359,30 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
     };
     let mut progress = false;
 
-    let head_pending = http.response_out_sent < http.response_out.len();
-    let body_available = match body.clone().take(http.back_buf.data()) {
-        Ok(count) => count,
-        Err(()) => {
+    match send_message(
+        front,
+        &http.response_out,
+        &mut http.response_out_sent,
+        body,
+        &mut http.back_buf,
+    ) {
+        Sent::Nothing => {}
+        Sent::Moved { head, body } => {
+            http.exchange.bytes_out += (head + body) as u64;
+            progress = true;
+            session
+                .front_timeout
+                .set_after(context.now, timeouts.front, front_key, context.timers);
+            // The exchange moves: a slow reader does not make the backend look silent.
+            session
+                .back_timeout
+                .set_after(context.now, timeouts.back, back_key, context.timers);
+        }
+        Sent::InvalidBody => {
             log::warn!("session {}: invalid chunked response body", session.uid);
             return Step::Do(Action::Close);
         }
-    };
-    if (head_pending || body_available > 0) && front.readiness.event.contains(Ready::WRITABLE) {
-        let head = http
-            .response_out
-            .get(http.response_out_sent..)
-            .unwrap_or_default();
-        let body_bytes = http
-            .back_buf
-            .data()
-            .get(..body_available)
-            .unwrap_or_default();
-        match front.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
-            Transfer::Moved(count) => {
-                let from_head = count.min(head.len());
-                http.response_out_sent += from_head;
-                http.exchange.bytes_out += count as u64;
-                let from_body = count - from_head;
-                if from_body > 0 {
-                    let taken = body
-                        .take(http.back_buf.data().get(..from_body).unwrap_or_default())
-                        .unwrap_or(from_body);
-                    http.back_buf.consume(taken);
-                }
-                progress = true;
-                session.front_timeout.set_after(
-                    context.now,
-                    timeouts.front,
-                    front_key,
-                    context.timers,
-                );
-                // The exchange moves: a slow reader does not make the backend look silent.
-                session.back_timeout.set_after(
-                    context.now,
-                    timeouts.back,
-                    back_key,
-                    context.timers,
-                );
-            }
-            Transfer::WouldBlock => {}
-            Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
-        }
+        Sent::Failed => return Step::Do(Action::Close),
     }
     let head_sent = http.response_out_sent == http.response_out.len();
     if head_sent && body.is_done() {
