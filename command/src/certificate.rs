@@ -160,13 +160,7 @@ pub(crate) mod tests {
     const EXPIRED_KEY: &str = include_str!("../tests/fixtures/expired.key");
 
     pub(crate) fn certificate_and_key(certificate: &str, key: &str) -> CertificateAndKey {
-        CertificateAndKey {
-            certificate: certificate.to_string(),
-            certificate_chain: Vec::new(),
-            key: key.to_string(),
-            versions: Vec::new(),
-            names: Vec::new(),
-        }
+        CertificateAndKey::new(certificate, key)
     }
 
     #[test]

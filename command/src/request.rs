@@ -851,6 +851,19 @@ pub struct CertificateAndKey {
     pub names: Vec<String>,
 }
 
+impl CertificateAndKey {
+    /// A certificate and its key in PEM, without chain, serving the names it carries.
+    pub fn new(certificate: impl Into<String>, key: impl Into<String>) -> Self {
+        CertificateAndKey {
+            certificate: certificate.into(),
+            certificate_chain: Vec::new(),
+            key: key.into(),
+            versions: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddCertificate {

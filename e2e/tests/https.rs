@@ -30,13 +30,10 @@ fn fixture(name: &str) -> String {
 }
 
 fn certificate(name: &str) -> CertificateAndKey {
-    CertificateAndKey {
-        certificate: fixture(&format!("{name}.pem")),
-        certificate_chain: Vec::new(),
-        key: fixture(&format!("{name}.key")),
-        versions: Vec::new(),
-        names: Vec::new(),
-    }
+    CertificateAndKey::new(
+        fixture(&format!("{name}.pem")),
+        fixture(&format!("{name}.key")),
+    )
 }
 
 fn fingerprint(name: &str) -> Fingerprint {

@@ -471,22 +471,7 @@ fn write_answer(session: &mut Session, context: &mut Context<'_>, close: bool) -
         return Step::Do(Action::Close);
     };
     if http.response_out_sent < http.response_out.len() {
-        if !session.front.readiness.event.contains(Ready::WRITABLE) {
-            return Step::Wait;
-        }
-        let pending = http
-            .response_out
-            .get(http.response_out_sent..)
-            .unwrap_or_default();
-        match session.front.write(pending) {
-            Transfer::Moved(count) => {
-                http.response_out_sent += count;
-                http.exchange.bytes_out += count as u64;
-                return Step::Progress;
-            }
-            Transfer::WouldBlock => return Step::Wait,
-            Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
-        }
+        return write_response_out(session, context);
     }
     record_exchange(session, context);
     if close {
@@ -1331,6 +1316,7 @@ fn write_response_out(session: &mut Session, context: &mut Context<'_>) -> Step 
     match session.front.write(pending) {
         Transfer::Moved(count) => {
             http.response_out_sent += count;
+            http.exchange.bytes_out += count as u64;
             let after = session.timeouts.front;
             session.touch_front(after, context.now, context.timers);
             Step::Progress

@@ -126,6 +126,19 @@ pub enum Transfer {
     Error(ErrorKind),
 }
 
+impl Transfer {
+    /// A failed call: the peer going away is an end of stream, anything else an error.
+    pub fn from_error(error: &io::Error) -> Transfer {
+        match error.kind() {
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected => Transfer::Closed,
+            kind => Transfer::Error(kind),
+        }
+    }
+}
+
 /// A socket of a session: plain, or encrypted when `tls` is set (then reads and writes carry
 /// plaintext, and the handshake advances as bytes arrive).
 #[derive(Debug)]
@@ -246,13 +259,7 @@ impl Endpoint {
         self.readiness
             .event
             .remove(Ready::READABLE | Ready::WRITABLE);
-        match error.kind() {
-            ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::NotConnected => Transfer::Closed,
-            kind => Transfer::Error(kind),
-        }
+        Transfer::from_error(&error)
     }
 
     /// Shuts our write side: the peer reads end of stream once it has read what we sent. On

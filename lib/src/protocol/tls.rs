@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashMap,
-    io::{self, ErrorKind, IoSlice, Read, Write},
+    io::{ErrorKind, IoSlice, Read, Write},
     sync::{Arc, RwLock},
 };
 
@@ -373,7 +373,7 @@ impl TlsStream {
                     return Transfer::WouldBlock;
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => return failed(&error),
+                Err(error) => return Transfer::from_error(&error),
             }
         }
     }
@@ -392,7 +392,7 @@ impl TlsStream {
         let accepted = match self.connection.writer().write_vectored(slices) {
             Ok(0) => return Transfer::WouldBlock,
             Ok(count) => count,
-            Err(error) => return failed(&error),
+            Err(error) => return Transfer::from_error(&error),
         };
         if let Err(transfer) = self.flush_if(socket, writable) {
             return transfer;
@@ -424,7 +424,7 @@ impl TlsStream {
                     return Err(Transfer::WouldBlock);
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => return Err(failed(&error)),
+                Err(error) => return Err(Transfer::from_error(&error)),
             }
         }
         Ok(())
@@ -433,16 +433,6 @@ impl TlsStream {
     /// Queues a close_notify alert.
     pub fn close(&mut self) {
         self.connection.send_close_notify();
-    }
-}
-
-fn failed(error: &io::Error) -> Transfer {
-    match error.kind() {
-        ErrorKind::ConnectionReset
-        | ErrorKind::ConnectionAborted
-        | ErrorKind::BrokenPipe
-        | ErrorKind::NotConnected => Transfer::Closed,
-        kind => Transfer::Error(kind),
     }
 }
 
@@ -460,13 +450,7 @@ mod tests {
     use super::*;
 
     fn pair(certificate: &str, key: &str) -> CertificateAndKey {
-        CertificateAndKey {
-            certificate: certificate.to_string(),
-            certificate_chain: Vec::new(),
-            key: key.to_string(),
-            versions: Vec::new(),
-            names: Vec::new(),
-        }
+        CertificateAndKey::new(certificate, key)
     }
 
     const LOCALHOST: &str = include_str!("../../../command/tests/fixtures/localhost.pem");

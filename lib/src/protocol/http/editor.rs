@@ -160,16 +160,33 @@ pub fn write_request_head(
     if edits.send_x_real_ip {
         let _ = write!(out, "X-Real-IP: {}\r\n", edits.client.ip());
     }
-    if !edits.request_id_header.is_empty() {
-        write_field(
-            out,
-            edits.request_id_header.as_bytes(),
-            edits.request_id.as_bytes(),
-        );
+    let connection: &[u8] = if edits.upgrade { b"upgrade" } else { b"" };
+    write_tail(
+        out,
+        edits.request_id_header,
+        edits.request_id,
+        edits.rules,
+        HeaderPosition::Request,
+        connection,
+    );
+}
+
+/// The fields every edited head ends with: the request id, the frontend's rules, and a
+/// Connection field when `connection` is not empty; then the empty line.
+fn write_tail(
+    out: &mut Vec<u8>,
+    request_id_header: &str,
+    request_id: &str,
+    rules: &[HeaderEdit],
+    position: HeaderPosition,
+    connection: &[u8],
+) {
+    if !request_id_header.is_empty() {
+        write_field(out, request_id_header.as_bytes(), request_id.as_bytes());
     }
-    write_rules(edits.rules, HeaderPosition::Request, out);
-    if edits.upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
+    write_rules(rules, position, out);
+    if !connection.is_empty() {
+        write_field(out, b"Connection", connection);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -329,20 +346,21 @@ pub fn write_response_head(
     if let Some((name, value)) = edits.set_sticky {
         let _ = write!(out, "Set-Cookie: {name}={value}; Path=/\r\n");
     }
-    if !edits.request_id_header.is_empty() {
-        write_field(
-            out,
-            edits.request_id_header.as_bytes(),
-            edits.request_id.as_bytes(),
-        );
-    }
-    write_rules(edits.rules, HeaderPosition::Response, out);
-    if edits.upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
+    let connection: &[u8] = if edits.upgrade {
+        b"upgrade"
     } else if edits.close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+        b"close"
+    } else {
+        b""
+    };
+    write_tail(
+        out,
+        edits.request_id_header,
+        edits.request_id,
+        edits.rules,
+        HeaderPosition::Response,
+        connection,
+    );
 }
 
 /// Finds the value of cookie `name` in the Cookie fields of a request.
