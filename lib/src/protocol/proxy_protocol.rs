@@ -164,7 +164,10 @@ fn parse_v2(input: &[u8]) -> Result<Option<ProxyHeader>, ProxyProtocolError> {
                         .unwrap_or_default();
                     IpAddr::V6(Ipv6Addr::from(octets))
                 };
-                let port = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+                let port = |i: usize| {
+                    let pair = bytes.get(i..i + 2).and_then(|p| <[u8; 2]>::try_from(p).ok());
+                    u16::from_be_bytes(pair.unwrap_or_default())
+                };
                 ProxyAddresses::Proxied {
                     source: SocketAddr::new(ip(0..16), port(32)),
                     destination: SocketAddr::new(ip(16..32), port(34)),
