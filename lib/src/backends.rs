@@ -57,10 +57,15 @@ pub struct Backend {
     backoff: Duration,
     /// Exponentially weighted average of connect times.
     connect_time: Duration,
+    /// What active health checks say; always true for a cluster without them.
+    pub healthy: bool,
 }
 
 impl Backend {
     fn is_eligible(&self, now: Instant) -> bool {
+        if !self.healthy {
+            return false;
+        }
         match self.status {
             BackendStatus::Normal => true,
             BackendStatus::Down => self.retry_at.is_some_and(|at| at <= now),
@@ -76,9 +81,17 @@ impl Backend {
         }
     }
 
+    /// The state reported to queries and gauges: a backend failing its health checks is down.
+    pub fn reported_status(&self) -> BackendStatus {
+        match self.status {
+            BackendStatus::Normal if !self.healthy => BackendStatus::Down,
+            status => status,
+        }
+    }
+
     pub fn runtime(&self) -> BackendRuntime {
         BackendRuntime {
-            status: self.status,
+            status: self.reported_status(),
             active_connections: self.connections,
             failures: self.failures,
         }
@@ -191,6 +204,7 @@ impl BackendMap {
             retry_at: None,
             backoff: INITIAL_BACKOFF,
             connect_time: Duration::ZERO,
+            healthy: true,
         });
         let cluster = self
             .clusters
@@ -456,6 +470,65 @@ impl BackendMap {
             .filter_map(|&index| self.backends.get(index))
     }
 
+    /// The backends of a cluster that active health checks probe (all but draining ones).
+    pub fn probe_targets(&self, cluster_id: &str) -> Vec<(BackendKey, SocketAddr)> {
+        self.clusters
+            .get(cluster_id)
+            .into_iter()
+            .flat_map(|cluster| cluster.members.iter())
+            .filter_map(|&index| {
+                let backend = self.backends.get(index)?;
+                (backend.status != BackendStatus::Draining).then_some((
+                    BackendKey {
+                        index,
+                        uid: backend.uid,
+                    },
+                    backend.address,
+                ))
+            })
+            .collect()
+    }
+
+    /// Applies the verdict of health checks to a backend, with an event when it changes.
+    pub fn set_healthy(&mut self, key: BackendKey, healthy: bool, reason: &str) {
+        let Some(backend) = self.get_mut(key) else {
+            return;
+        };
+        if backend.healthy == healthy {
+            return;
+        }
+        backend.healthy = healthy;
+        let event = Event {
+            kind: if healthy {
+                EventKind::HealthCheckHealthy
+            } else {
+                EventKind::HealthCheckUnhealthy
+            },
+            cluster_id: Some(backend.cluster_id.clone()),
+            backend_id: Some(backend.id.clone()),
+            address: Some(backend.address),
+            message: reason.to_string(),
+        };
+        let cluster_id = backend.cluster_id.clone();
+        self.events.push(event);
+        self.mark_dirty(&cluster_id);
+    }
+
+    /// Forgets health verdicts of a cluster whose checks were removed.
+    pub fn clear_health(&mut self, cluster_id: &str) {
+        let keys: Vec<BackendKey> = self
+            .probe_targets(cluster_id)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            if let Some(backend) = self.get_mut(key) {
+                backend.healthy = true;
+            }
+        }
+        self.mark_dirty(cluster_id);
+    }
+
     /// Events since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -506,8 +579,13 @@ fn refresh_eligible(cluster: &mut ClusterBackends, backends: &Slab<Backend>, now
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A key that names no backend, for tests of code that only carries keys.
+    pub(crate) fn key_for_tests() -> BackendKey {
+        BackendKey { index: 0, uid: 0 }
+    }
 
     fn add(map: &mut BackendMap, cluster: &str, id: &str, port: u16, backup: bool) {
         map.add(&AddBackend {

@@ -165,7 +165,9 @@ fn parse_v2(input: &[u8]) -> Result<Option<ProxyHeader>, ProxyProtocolError> {
                     IpAddr::V6(Ipv6Addr::from(octets))
                 };
                 let port = |i: usize| {
-                    let pair = bytes.get(i..i + 2).and_then(|p| <[u8; 2]>::try_from(p).ok());
+                    let pair = bytes
+                        .get(i..i + 2)
+                        .and_then(|p| <[u8; 2]>::try_from(p).ok());
                     u16::from_be_bytes(pair.unwrap_or_default())
                 };
                 ProxyAddresses::Proxied {

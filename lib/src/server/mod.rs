@@ -32,6 +32,7 @@ use sozu_command_lib::{
 use crate::{
     access_log::AccessLog,
     backends::{BackendKey, BackendMap, PickError},
+    health::{HealthRecord, Probe},
     http::{self, Failure, Http, HttpListener},
     metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
     pool::Pool,
@@ -42,6 +43,7 @@ use crate::{
     timer::{TimeoutKind, Timers},
 };
 
+mod health;
 mod orders;
 
 /// Settings of a worker that orders do not change.
@@ -143,6 +145,8 @@ enum Owner {
     Back(usize),
     /// A kept-alive backend connection waiting in the pool of its backend.
     Idle(BackendKey),
+    /// A health check in flight, by its slot.
+    Probe(usize),
 }
 
 /// A backend connection kept alive after its session was done with it, for the next request
@@ -207,6 +211,9 @@ pub struct Server {
     /// Idle backend connections, most recently used last.
     idle: HashMap<BackendKey, Vec<IdleBackend>>,
     next_sweep: Instant,
+    /// Health checks in flight, and what they found so far per backend.
+    probes: Slab<Probe>,
+    health: HashMap<BackendKey, HealthRecord>,
 }
 
 impl Server {
@@ -274,6 +281,8 @@ impl Server {
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
             idle: HashMap::new(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
+            probes: Slab::new(),
+            health: HashMap::new(),
         })
     }
 
@@ -305,7 +314,7 @@ impl Server {
             self.fire_timers();
             self.send_events();
             self.flush_observations();
-            self.sweep_idle(Instant::now());
+            self.housekeeping(Instant::now());
             self.check_drained();
             if self.channel.is_closed() && self.run == Run::Running {
                 info!("command channel closed, stopping");
@@ -330,10 +339,17 @@ impl Server {
         if self.statsd.is_some() {
             wake_at(self.next_statsd_flush);
         }
-        if !self.idle.is_empty() {
+        if !self.idle.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
             wake_at(self.next_sweep);
         }
         timeout
+    }
+
+    fn has_health_checks(&self) -> bool {
+        self.state
+            .clusters
+            .values()
+            .any(|cluster| cluster.health_check.is_some())
     }
 
     /// Writes the access log lines of this turn, and pushes figures to statsd when due.
@@ -366,7 +382,7 @@ impl Server {
                     .map(|backend| BackendGauge {
                         cluster_id: &backend.cluster_id,
                         backend_id: &backend.id,
-                        status: backend.status,
+                        status: backend.reported_status(),
                         connections: backend.connections,
                     })
             })
@@ -391,6 +407,7 @@ impl Server {
                 }
             }
             Some(Owner::Idle(backend)) => self.idle_event(backend, token),
+            Some(Owner::Probe(slot)) => self.probe_event(slot),
             None => debug!("event for unknown token {token:?}"),
         }
     }
@@ -447,12 +464,19 @@ impl Server {
         }
     }
 
-    /// Closes idle connections kept too long or whose backend is gone.
-    fn sweep_idle(&mut self, now: Instant) {
-        if now < self.next_sweep || self.idle.is_empty() {
+    /// Once a tick: closes idle connections kept too long or whose backend is gone, and runs
+    /// the health checks that are due.
+    fn housekeeping(&mut self, now: Instant) {
+        if now < self.next_sweep {
             return;
         }
         self.next_sweep = now + SWEEP_INTERVAL;
+        self.run_health_checks(now);
+        self.sweep_idle(now);
+    }
+
+    /// Closes idle connections kept too long or whose backend is gone.
+    fn sweep_idle(&mut self, now: Instant) {
         let mut expired = Vec::new();
         let backends = &self.backends;
         self.idle.retain(|backend, list| {

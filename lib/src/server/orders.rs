@@ -303,6 +303,9 @@ impl Server {
                     }
                 }
                 self.backends.set_cluster(cluster);
+                if cluster.health_check.is_none() {
+                    self.backends.clear_health(&cluster.cluster_id);
+                }
                 Ok(())
             }
             Order::RemoveCluster(id) => {
@@ -334,6 +337,11 @@ impl Server {
                 self.apply_to_state(order)?;
                 self.deactivate(listener.address);
                 self.http_listeners.remove(&listener.address);
+                Ok(())
+            }
+            Order::RemoveHealthCheck(id) => {
+                self.apply_to_state(order)?;
+                self.backends.clear_health(&id.cluster_id);
                 Ok(())
             }
             order => self.apply_to_state(order),
