@@ -223,6 +223,12 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         !self.output.pending().is_empty()
     }
 
+    /// How many bytes of queued output wait for the socket to take them, so that an event loop
+    /// can drop a peer that does not read what it is sent.
+    pub fn pending_output_len(&self) -> usize {
+        self.output.pending().len()
+    }
+
     /// What an event loop should wait for: readability always, writability while output is
     /// pending.
     pub fn interest(&self) -> Interest {
@@ -404,6 +410,14 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
             id: peek_id(bytes),
             source,
         })
+    }
+}
+
+/// The channel's socket, to hand it to another process (a hot upgrade passes the workers'
+/// channels to the new main process). Bytes already buffered by this side stay here.
+impl<Tx, Rx> std::os::fd::AsFd for Channel<Tx, Rx> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.stream)
     }
 }
 
