@@ -585,11 +585,15 @@ impl LineBuffer {
     }
 
     /// Whether the peer left part of a message behind.
+    /// Whether bytes after the last complete line are pending: complete lines not read yet
+    /// do not count.
     fn has_unfinished_line(&self) -> bool {
-        self.discarded.is_some()
-            || self.data[self.start..self.end]
-                .iter()
-                .any(|b| !b.is_ascii_whitespace())
+        let pending = &self.data[self.start..self.end];
+        let tail = match memchr::memrchr(b'\n', pending) {
+            Some(newline) => pending.get(newline + 1..).unwrap_or_default(),
+            None => pending,
+        };
+        self.discarded.is_some() || tail.iter().any(|b| !b.is_ascii_whitespace())
     }
 
     fn clear(&mut self) {
