@@ -28,27 +28,9 @@ pub struct ListenerSockets {
 impl ListenerSockets {
     /// Binds every active listener of `state`.
     pub fn bind_active(state: &ConfigState) -> Result<Self, BindError> {
-        let active = state
-            .http_listeners
-            .iter()
-            .filter(|(_, l)| l.active)
-            .map(|(address, _)| (*address, ListenerType::Http))
-            .chain(
-                state
-                    .https_listeners
-                    .iter()
-                    .filter(|(_, l)| l.active)
-                    .map(|(address, _)| (*address, ListenerType::Https)),
-            )
-            .chain(
-                state
-                    .tcp_listeners
-                    .iter()
-                    .filter(|(_, l)| l.active)
-                    .map(|(address, _)| (*address, ListenerType::Tcp)),
-            );
         let mut sockets = BTreeMap::new();
-        for (address, kind) in active {
+        for listener in super::queries::active_listeners(state) {
+            let (address, kind) = (listener.address, listener.proxy);
             let socket = bind(address).map_err(|source| BindError { address, source })?;
             info!("listening on {address} ({kind})");
             sockets.insert(address, (kind, socket));

@@ -55,6 +55,8 @@ const FIRST_OWNER_TOKEN: usize = 2;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a retiring worker keeps its sessions that have not sent a byte yet.
+const RETIRE_GRACE: Duration = Duration::from_secs(1);
 
 /// Who a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,9 +302,14 @@ impl Main {
             .workers
             .values()
             .filter_map(|worker| worker.channel_closed_at.map(|at| at + EXIT_GRACE));
+        let retiring = self
+            .workers
+            .values()
+            .filter_map(|worker| worker.soft_stop_at);
         tasks
             .chain(kill)
             .chain(closing)
+            .chain(retiring)
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -317,6 +324,7 @@ impl Main {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        self.stop_retired_workers(now);
         let expired: Vec<u64> = self
             .tasks
             .iter()
@@ -611,6 +619,7 @@ impl Main {
                 run_state: RunState::Running,
                 restarts,
                 retiring: false,
+                soft_stop_at: None,
                 ready: false,
                 channel_closed_at: None,
             },
@@ -627,14 +636,36 @@ impl Main {
     }
 
     /// Tells a worker to finish its sessions and exit, without restarting it.
+    ///
+    /// The worker first stops accepting, and is told to stop only [`RETIRE_GRACE`] later: a
+    /// worker that stops closes the connections that have not sent a byte yet, and a
+    /// connection it accepted a moment ago usually has its request on the way. Other workers
+    /// accept on the same sockets meanwhile.
     fn retire_worker(&mut self, id: u32) {
+        let active = queries::active_listeners(&self.state);
         if let Some(worker) = self.workers.get_mut(&id) {
             worker.retiring = true;
             worker.run_state = RunState::Stopping;
-            let request = Request::new("stop", Order::SoftStop);
-            if let Err(error) = worker.channel.write_message(&request) {
-                warn!("cannot tell worker {id} to stop: {error}");
-                let _ = worker.kill();
+            worker.soft_stop_at = Some(Instant::now() + RETIRE_GRACE);
+            for listener in active {
+                let request = Request::new("retire", Order::DeactivateListener(listener));
+                if let Err(error) = worker.channel.write_message(&request) {
+                    warn!("cannot tell worker {id} to stop accepting: {error}");
+                }
+            }
+        }
+    }
+
+    /// Sends SOFT_STOP to the retiring workers whose grace ended.
+    fn stop_retired_workers(&mut self, now: Instant) {
+        for worker in self.workers.values_mut() {
+            if worker.soft_stop_at.is_some_and(|at| at <= now) {
+                worker.soft_stop_at = None;
+                let request = Request::new("stop", Order::SoftStop);
+                if let Err(error) = worker.channel.write_message(&request) {
+                    warn!("cannot tell worker {} to stop: {error}", worker.id);
+                    let _ = worker.kill();
+                }
             }
         }
     }

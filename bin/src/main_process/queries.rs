@@ -7,13 +7,31 @@ use std::{
 };
 
 use sozu_command_lib::{
-    request::{CertificateFilters, DomainFilter, FrontendFilters, HealthCheckConfig, HttpFrontend},
+    request::{
+        CertificateFilters, DomainFilter, FrontendFilters, HealthCheckConfig, HttpFrontend,
+        ListenerAddress, ListenerType,
+    },
     response::{
         BackendInformation, CertificateSummary, ClusterInformation, ListedFrontends,
         ListedListener, ListenersList,
     },
     state::ConfigState,
 };
+
+/// The listeners that accept connections.
+pub fn active_listeners(state: &ConfigState) -> Vec<ListenerAddress> {
+    let named = |address: &std::net::SocketAddr, proxy| ListenerAddress {
+        address: *address,
+        proxy,
+    };
+    let http = state.http_listeners.iter().filter(|(_, l)| l.active);
+    let https = state.https_listeners.iter().filter(|(_, l)| l.active);
+    let tcp = state.tcp_listeners.iter().filter(|(_, l)| l.active);
+    http.map(|(a, _)| named(a, ListenerType::Http))
+        .chain(https.map(|(a, _)| named(a, ListenerType::Https)))
+        .chain(tcp.map(|(a, _)| named(a, ListenerType::Tcp)))
+        .collect()
+}
 
 pub fn listeners(state: &ConfigState) -> ListenersList {
     ListenersList {

@@ -497,6 +497,7 @@ impl Main {
                 run_state: RunState::Running,
                 restarts: worker.restarts,
                 retiring: false,
+                soft_stop_at: None,
                 ready: true,
                 channel_closed_at: None,
             },

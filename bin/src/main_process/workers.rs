@@ -52,6 +52,8 @@ pub struct Worker {
     /// The worker was told to stop on purpose (shutdown, upgrade, one less worker): it is not
     /// restarted when it exits.
     pub retiring: bool,
+    /// When a retiring worker is told to stop (it stopped accepting already).
+    pub soft_stop_at: Option<Instant>,
     /// The worker answered every order of its initial state.
     pub ready: bool,
     /// When its channel closed, if it did: the process is expected to exit soon.
