@@ -206,6 +206,18 @@ impl Proxy {
         fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
     }
 
+    /// Stops the proxy (hard) and keeps its folder, to start another proxy from it.
+    pub fn stop_keeping_files(mut self) -> (tempfile::TempDir, PathBuf, SocketAddr) {
+        self.ok(&["shutdown", "--hard"]);
+        assert!(wait_until(DEADLINE, || self
+            .main
+            .try_wait()
+            .is_ok_and(|status| status.is_some())));
+        let replacement = tempfile::tempdir().expect("a temporary folder");
+        let dir = std::mem::replace(&mut self.dir, replacement);
+        (dir, self.config.clone(), self.http)
+    }
+
     pub fn get(&self, host: &str) -> std::io::Result<(u16, String)> {
         get(self.http, host)
     }
