@@ -229,7 +229,11 @@ pub struct Cluster {
     pub load_metric: Option<LoadMetric>,
     /// Answers that replace the built-in pages for this cluster, by status code: the full
     /// HTTP response (head and body) or only a body, which then gets a head.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "status_keys::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub answers: BTreeMap<u16, String>,
     /// `user:sha256hex` entries allowed by HTTP Basic authentication on frontends that
     /// require it.
@@ -997,7 +1001,11 @@ pub struct HttpListenerConfig {
     #[serde(default = "default_request_timeout", with = "seconds")]
     pub request_timeout: Duration,
     /// Answers replacing the built-in pages, by status code.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "status_keys::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub answers: BTreeMap<u16, String>,
     /// Add an `X-Real-IP` header with the client address.
     #[serde(default)]
@@ -1239,7 +1247,11 @@ pub struct HttpListenerPatch {
     )]
     pub request_timeout: Option<Duration>,
     /// Answers to set, by status code; an empty string restores the built-in page.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "status_keys::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub answers: BTreeMap<u16, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_x_real_ip: Option<bool>,
@@ -1556,6 +1568,29 @@ pub struct WorkerId {
     pub worker_id: u32,
 }
 
+/// Maps keyed by HTTP status. JSON writes the keys as strings (`{"503": "..."}`); serde reads
+/// them back as numbers only at the top level, not inside an internally tagged enum such as
+/// [`Order`], so the keys are read as strings and parsed here.
+mod status_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u16, String>, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(code, answer)| {
+                let status = code.trim().parse().map_err(|_| {
+                    D::Error::custom(format!("invalid status code `{code}` in answers"))
+                })?;
+                Ok((status, answer))
+            })
+            .collect()
+    }
+}
+
 /// Patch fields that tell "leave as is" (absent) from "remove" (`null`).
 mod nullable {
     use serde::{Deserialize, Deserializer};
@@ -1725,6 +1760,23 @@ mod tests {
             let json = serde_json::to_value(&order).unwrap();
             assert_eq!(json["type"], order.name());
         }
+    }
+
+    #[test]
+    fn answers_by_status_round_trip_inside_an_order() {
+        let mut cluster = Cluster::new("api");
+        cluster.answers.insert(503, "busy".to_string());
+        let request = Request::new("1", Order::AddCluster(cluster));
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(parse(&json).unwrap(), request);
+        let error = parse(
+            r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"x","answers":{"x":"y"}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("invalid status code `x`"),
+            "{error}"
+        );
     }
 
     #[test]

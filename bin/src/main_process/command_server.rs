@@ -34,6 +34,9 @@ pub struct Client {
     pub channel: Channel<Response, Request>,
     /// The client asked for events (`SUBSCRIBE_EVENTS`).
     pub subscribed: bool,
+    /// The client closed its writing side (as `socat` does at the end of its input): it still
+    /// gets the answers to what it sent, then the connection closes.
+    pub input_closed: bool,
 }
 
 /// Creates the command socket at `path`, readable and writable by its owner only.
@@ -119,6 +122,7 @@ impl Main {
                 token,
                 channel,
                 subscribed: false,
+                input_closed: false,
             },
         );
         id
@@ -135,7 +139,35 @@ impl Main {
         if readable {
             self.read_requests(id);
         }
-        if self.clients.get(&id).is_some_and(|c| c.channel.is_closed()) {
+        self.close_if_done(id);
+    }
+
+    /// Disconnects a client whose input ended once it has nothing more to receive: no answer
+    /// pending from the workers and nothing left to write.
+    pub(super) fn close_if_done(&mut self, id: u64) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.channel.is_closed() {
+            client.input_closed = true;
+        }
+        if !client.input_closed || client.channel.has_pending_output() {
+            return;
+        }
+        let waiting = self
+            .tasks
+            .values()
+            .any(|task| task.client.as_ref().is_some_and(|c| c.client == id))
+            || self
+                .stop
+                .as_ref()
+                .is_some_and(|stop| stop.clients.iter().any(|c| c.client == id))
+            || self
+                .replacement
+                .as_ref()
+                .is_some_and(|replacement| replacement.is_for(id))
+            || matches!(&self.pending_main_upgrade, Some(Some(c)) if c.client == id);
+        if !waiting {
             self.disconnect(id);
         }
     }
@@ -181,6 +213,9 @@ impl Main {
     /// Answers a client's request, if the client is still there.
     pub(super) fn reply(&mut self, to: &ClientRef, response: Response) {
         self.send_to_client(to.client, &response);
+        if response.is_final() {
+            self.close_if_done(to.client);
+        }
     }
 
     pub(super) fn send_to_client(&mut self, id: u64, response: &Response) {

@@ -549,7 +549,9 @@ fn forward_response(task: &Task, note: Option<&str>) -> Response {
     let mut parts: Vec<String> = note.into_iter().map(str::to_string).collect();
     parts.extend(task.failures.iter().cloned());
     let message = parts.join("; ");
-    if task.contents.is_empty() && !task.failures.is_empty() {
+    // Without a note, the workers' answers are the outcome; with one, the main process did
+    // its part and the workers' refusals are only reported.
+    if note.is_none() && task.contents.is_empty() && !task.failures.is_empty() {
         return Response::failure("", message);
     }
     let content = match task.contents.len() {

@@ -96,6 +96,15 @@ pub struct Replacement {
     started: Instant,
 }
 
+impl Replacement {
+    /// Whether client `id` waits for this replacement's answer.
+    pub fn is_for(&self, id: u64) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|client| client.client == id)
+    }
+}
+
 impl Main {
     /// `UPGRADE_MAIN` or SIGUSR2: starts as soon as no task waits on the workers.
     pub(super) fn request_main_upgrade(&mut self, to: Option<ClientRef>) {
