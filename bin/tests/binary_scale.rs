@@ -97,6 +97,11 @@ fn a_hundred_thousand_frontends_and_ten_thousand_certificates() {
         .get(&last)
         .is_ok_and(|answer| answer.0 == 200)));
     let start_time = started.elapsed();
+    for line in proxy.log_text().lines() {
+        if line.contains("started in") || line.contains("has the current state") {
+            eprintln!("scale: {line}");
+        }
+    }
     let stats = proxy.ok(&["state", "stats"]);
     assert!(
         stats.contains(&format!("certificates     {CERTIFICATES}")),

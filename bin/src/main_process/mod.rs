@@ -166,9 +166,15 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
     main.write_pid_file();
-    for _ in 0..main.desired_workers {
-        main.launch_new_worker();
-    }
+    // Every worker starts at once; the state's orders are built once for all.
+    let ids: Vec<u32> = (0..main.desired_workers)
+        .filter_map(|_| {
+            let id = main.next_worker_id;
+            main.next_worker_id += 1;
+            main.spawn_worker(id, 0).map(|_| id)
+        })
+        .collect();
+    main.send_state(&ids);
     info!(
         "started in {:?}: {} worker(s), {} listener socket(s), command socket {}",
         started.elapsed(),
@@ -584,6 +590,26 @@ impl Main {
 
     /// Starts a worker process in slot `id` and sends it the current state. Returns its pid.
     fn launch_worker(&mut self, id: u32, restarts: u32) -> Option<i32> {
+        let pid = self.spawn_worker(id, restarts)?;
+        self.send_state(&[id]);
+        Some(pid)
+    }
+
+    /// Sends the current state to workers just started; each is ready once it answered all.
+    fn send_state(&mut self, ids: &[u32]) {
+        let orders = self.state.orders();
+        for id in ids {
+            let task = Task::new(
+                Purpose::Setup { worker: *id },
+                None,
+                self.settings.worker_timeout,
+            );
+            self.start_task(task, &[*id], &orders);
+        }
+    }
+
+    /// Starts a worker process in slot `id`, without state yet. Returns its pid.
+    fn spawn_worker(&mut self, id: u32, restarts: u32) -> Option<i32> {
         let mut settings = self.settings.worker.clone();
         settings.log_filter = self.log_filter.clone();
         let spawned = match workers::spawn(&self.exe, id, &settings, &self.listeners) {
