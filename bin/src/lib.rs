@@ -1,5 +1,12 @@
 //! The `sozu` program: the main process, its workers and the command line.
 //!
-//! Both binaries, `sozu` and `sozuctl`, run [`cli::run`].
+//! Both binaries, `sozu` and `sozuctl`, run [`cli::run`]. `sozu start` runs the
+//! [`main_process`], which re-executes this binary as [`worker`] processes (and, for a hot
+//! upgrade, as a new main process).
+#![deny(unsafe_code)]
 
 pub mod cli;
+mod logging;
+mod main_process;
+mod sys;
+mod worker;

@@ -223,6 +223,12 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         !self.output.pending().is_empty()
     }
 
+    /// How many bytes of queued output wait for the socket to take them, so that an event loop
+    /// can drop a peer that does not read what it is sent.
+    pub fn pending_output_len(&self) -> usize {
+        self.output.pending().len()
+    }
+
     /// What an event loop should wait for: readability always, writability while output is
     /// pending.
     pub fn interest(&self) -> Interest {
@@ -407,6 +413,14 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
     }
 }
 
+/// The channel's socket, to hand it to another process (a hot upgrade passes the workers'
+/// channels to the new main process). Bytes already buffered by this side stay here.
+impl<Tx, Rx> std::os::fd::AsFd for Channel<Tx, Rx> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.stream)
+    }
+}
+
 impl<Tx, Rx> Source for Channel<Tx, Rx> {
     fn register(
         &mut self,
@@ -571,11 +585,15 @@ impl LineBuffer {
     }
 
     /// Whether the peer left part of a message behind.
+    /// Whether bytes after the last complete line are pending: complete lines not read yet
+    /// do not count.
     fn has_unfinished_line(&self) -> bool {
-        self.discarded.is_some()
-            || self.data[self.start..self.end]
-                .iter()
-                .any(|b| !b.is_ascii_whitespace())
+        let pending = &self.data[self.start..self.end];
+        let tail = match memchr::memrchr(b'\n', pending) {
+            Some(newline) => pending.get(newline + 1..).unwrap_or_default(),
+            None => pending,
+        };
+        self.discarded.is_some() || tail.iter().any(|b| !b.is_ascii_whitespace())
     }
 
     fn clear(&mut self) {

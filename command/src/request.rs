@@ -231,7 +231,7 @@ pub struct Cluster {
     /// HTTP response (head and body) or only a body, which then gets a head.
     #[serde(
         default,
-        deserialize_with = "status_map::deserialize",
+        deserialize_with = "status_keys::deserialize",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub answers: BTreeMap<u16, String>,
@@ -1016,7 +1016,7 @@ pub struct HttpListenerConfig {
     /// Answers replacing the built-in pages, by status code.
     #[serde(
         default,
-        deserialize_with = "status_map::deserialize",
+        deserialize_with = "status_keys::deserialize",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub answers: BTreeMap<u16, String>,
@@ -1262,7 +1262,7 @@ pub struct HttpListenerPatch {
     /// Answers to set, by status code; an empty string restores the built-in page.
     #[serde(
         default,
-        deserialize_with = "status_map::deserialize",
+        deserialize_with = "status_keys::deserialize",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub answers: BTreeMap<u16, String>,
@@ -1581,6 +1581,29 @@ pub struct WorkerId {
     pub worker_id: u32,
 }
 
+/// Maps keyed by HTTP status. JSON writes the keys as strings (`{"503": "..."}`); serde reads
+/// them back as numbers only at the top level, not inside an internally tagged enum such as
+/// [`Order`], so the keys are read as strings and parsed here.
+mod status_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u16, String>, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(code, answer)| {
+                let status = code.trim().parse().map_err(|_| {
+                    D::Error::custom(format!("invalid status code `{code}` in answers"))
+                })?;
+                Ok((status, answer))
+            })
+            .collect()
+    }
+}
+
 /// Patch fields that tell "leave as is" (absent) from "remove" (`null`).
 mod nullable {
     use serde::{Deserialize, Deserializer};
@@ -1591,61 +1614,6 @@ mod nullable {
         T: Deserialize<'de>,
     {
         Option::<T>::deserialize(deserializer).map(Some)
-    }
-}
-
-/// Maps keyed by status code. JSON writes the keys as strings (`{"503": ...}`); serde_json
-/// turns them back into numbers, but not inside an internally tagged enum such as [`Order`],
-/// whose content is buffered first (serde-rs/serde#1183). So keys are read from numbers or
-/// from strings of digits here.
-mod status_map {
-    use std::{collections::BTreeMap, fmt};
-
-    use serde::{
-        Deserialize, Deserializer,
-        de::{Error, Visitor},
-    };
-
-    #[derive(PartialEq, Eq, PartialOrd, Ord)]
-    struct StatusCode(u16);
-
-    impl<'de> Deserialize<'de> for StatusCode {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer
-                .deserialize_any(StatusCodeVisitor)
-                .map(StatusCode)
-        }
-    }
-
-    struct StatusCodeVisitor;
-
-    impl Visitor<'_> for StatusCodeVisitor {
-        type Value = u16;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a status code")
-        }
-
-        fn visit_u64<E: Error>(self, value: u64) -> Result<u16, E> {
-            u16::try_from(value).map_err(|_| E::custom(format!("invalid status code {value}")))
-        }
-
-        fn visit_i64<E: Error>(self, value: i64) -> Result<u16, E> {
-            u16::try_from(value).map_err(|_| E::custom(format!("invalid status code {value}")))
-        }
-
-        fn visit_str<E: Error>(self, value: &str) -> Result<u16, E> {
-            value
-                .parse()
-                .map_err(|_| E::custom(format!("invalid status code `{value}`")))
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<BTreeMap<u16, String>, D::Error> {
-        let map = BTreeMap::<StatusCode, String>::deserialize(deserializer)?;
-        Ok(map.into_iter().map(|(code, text)| (code.0, text)).collect())
     }
 }
 
@@ -1847,6 +1815,23 @@ mod tests {
             let json = serde_json::to_value(&order).unwrap();
             assert_eq!(json["type"], order.name());
         }
+    }
+
+    #[test]
+    fn answers_by_status_round_trip_inside_an_order() {
+        let mut cluster = Cluster::new("api");
+        cluster.answers.insert(503, "busy".to_string());
+        let request = Request::new("1", Order::AddCluster(cluster));
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(parse(&json).unwrap(), request);
+        let error = parse(
+            r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"x","answers":{"x":"y"}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("invalid status code `x`"),
+            "{error}"
+        );
     }
 
     #[test]

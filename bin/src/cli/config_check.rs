@@ -3,7 +3,6 @@
 //! `--json`), or its errors (on stderr).
 
 use std::{
-    error::Error,
     io::{self, BufWriter, Write},
     process::ExitCode,
 };
@@ -13,7 +12,7 @@ use sozu_command_lib::{
     request::{HttpFrontend, Order, RedirectPolicy},
 };
 
-use super::Cli;
+use super::{Cli, with_causes};
 
 pub fn run(cli: &Cli) -> ExitCode {
     let Some(path) = &cli.config else {
@@ -54,18 +53,6 @@ pub fn run(cli: &Cli) -> ExitCode {
         warnings.len()
     );
     ExitCode::SUCCESS
-}
-
-/// An error followed by its causes, `: `-separated.
-fn with_causes(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn print_orders(orders: &[Order], json: bool) -> io::Result<()> {

@@ -1,23 +1,42 @@
 //! The command line, compatible with Sōzu's: global flags, then a subcommand.
 //!
-//! The clap structures below declare every subcommand; each one's work lives in its own module
-//! (`config check` in [`config_check`]). Subcommands that talk to a running proxy will read
-//! the configuration only to find its `command_socket`.
+//! The clap structures below declare every subcommand; each family's flags and work live in
+//! its own module. `start` runs the main process; the hidden `worker` and `main` subcommands
+//! are the entry points of the processes it starts. Every other subcommand talks to a running
+//! proxy through its command socket ([`client`]), found with `--socket` or from the
+//! configuration's `command_socket`.
 
+mod backend;
+mod certificate;
+mod client;
+mod cluster;
 mod config_check;
+mod connection_limit;
+mod frontend;
+mod listener;
+mod metrics;
+mod processes;
+mod state;
+mod table;
 
-use std::{num::ParseIntError, path::PathBuf, process::ExitCode, time::Duration};
+use std::{error::Error, num::ParseIntError, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+
+use crate::{main_process, worker};
 
 /// The sozu proxy engine: a reverse proxy for HTTP, HTTPS and TCP whose routing changes while it
 /// runs.
 #[derive(Debug, Parser)]
 #[command(name = "sozu", version)]
 pub struct Cli {
-    /// The configuration file.
+    /// The configuration file (the command line reads only its `command_socket` and
+    /// `ctl_command_timeout`).
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The command socket of the running proxy, instead of the configuration's.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Print results as JSON, one value per line.
     #[arg(short, long, global = true)]
     pub json: bool,
@@ -30,10 +49,86 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start the proxy: the main process and its workers.
+    Start,
+    /// A worker process (started by the main process).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
+    /// A new main process taking over from the previous one (hot upgrade).
+    #[command(hide = true)]
+    Main(main_process::HandoverArgs),
+    /// Stop the proxy: workers finish their sessions first, unless --hard.
+    Shutdown {
+        /// Close every session now.
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Hot upgrade: a new main process from the binary on disk takes over, then every worker
+    /// is replaced; or only one worker with --worker. Pass a longer -t.
+    Upgrade {
+        /// Replace only this worker.
+        #[arg(long, value_name = "ID")]
+        worker: Option<u32>,
+    },
+    /// One line per worker: id, pid, run state.
+    Status,
+    /// Metrics of the workers.
+    Metrics {
+        #[command(subcommand)]
+        command: metrics::MetricsCommand,
+    },
+    /// Set the log level or filter (`info`, `info,sozu_lib=debug`).
+    Logging {
+        /// A level, or env_logger directives.
+        filter: String,
+    },
+    /// Save, load or count the routing state.
+    State {
+        #[command(subcommand)]
+        command: state::StateCommand,
+    },
+    /// Apply the difference between the running routing state and the configuration file.
+    Reload {
+        /// This file rather than the one the proxy started with.
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Clusters: backends routed to as one.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
+    /// Backends of a cluster.
+    Backend {
+        #[command(subcommand)]
+        command: backend::BackendCommand,
+    },
+    /// Frontends: which connections and requests go to which cluster.
+    Frontend {
+        #[command(subcommand)]
+        command: frontend::FrontendCommand,
+    },
+    /// Listeners: the addresses the proxy accepts connections on.
+    Listener {
+        #[command(subcommand)]
+        command: listener::ListenerCommand,
+    },
+    /// Certificates of HTTPS listeners.
+    Certificate {
+        #[command(subcommand)]
+        command: certificate::CertificateCommand,
+    },
     /// Work with the configuration file.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Print events (backend up or down, worker restarted…) as they happen.
+    Events,
+    /// The global cap on connections from one client address to one cluster.
+    ConnectionLimit {
+        #[command(subcommand)]
+        command: connection_limit::ConnectionLimitCommand,
     },
 }
 
@@ -52,15 +147,44 @@ fn milliseconds(text: &str) -> Result<Duration, ParseIntError> {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
+        Command::Start => match &cli.config {
+            Some(config) => main_process::start(config),
+            None => {
+                eprintln!("error: sozu start needs a configuration file: pass -c/--config FILE");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Worker(args) => worker::run(args),
+        Command::Main(args) => main_process::run_handed_over(args),
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check::run(&cli),
+        command => client::run(&cli, command),
     }
+}
+
+/// An error followed by its causes, `: `-separated.
+pub fn with_causes(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
@@ -73,5 +197,179 @@ mod tests {
         let cli = Cli::try_parse_from(["sozu", "--config", "b.toml", "config", "check"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("b.toml")));
         assert!(!cli.json);
+    }
+
+    #[test]
+    fn sozu_scripts_parse_unchanged() {
+        let commands: &[&[&str]] = &[
+            &["sozu", "-c", "c.toml", "status"],
+            &[
+                "sozu",
+                "cluster",
+                "add",
+                "-i",
+                "api",
+                "--load-balancing-policy",
+                "ROUND_ROBIN",
+                "-s",
+            ],
+            &["sozu", "cluster", "list", "-i", "api"],
+            &["sozu", "cluster", "remove", "-i", "api"],
+            &["sozu", "cluster", "h2", "enable", "-i", "api"],
+            &[
+                "sozu",
+                "cluster",
+                "health-check",
+                "set",
+                "-i",
+                "api",
+                "-u",
+                "/health",
+                "--interval",
+                "5",
+            ],
+            &[
+                "sozu",
+                "backend",
+                "add",
+                "-i",
+                "api",
+                "--backend-id",
+                "api-1",
+                "-a",
+                "127.0.0.1:3000",
+                "-b",
+                "true",
+            ],
+            &[
+                "sozu",
+                "backend",
+                "remove",
+                "-i",
+                "api",
+                "--backend-id",
+                "api-1",
+                "-a",
+                "127.0.0.1:3000",
+            ],
+            &[
+                "sozu",
+                "frontend",
+                "http",
+                "add",
+                "-a",
+                "127.0.0.1:8080",
+                "--hostname",
+                "x.example",
+                "-p",
+                "/api",
+                "id",
+                "api",
+            ],
+            &[
+                "sozu",
+                "frontend",
+                "https",
+                "add",
+                "-a",
+                "127.0.0.1:8443",
+                "--hostname",
+                "x.example",
+                "deny",
+            ],
+            &[
+                "sozu",
+                "frontend",
+                "http",
+                "remove",
+                "-a",
+                "127.0.0.1:8080",
+                "--hostname",
+                "x.example",
+                "id",
+                "api",
+            ],
+            &[
+                "sozu",
+                "frontend",
+                "tcp",
+                "add",
+                "-i",
+                "db",
+                "-a",
+                "127.0.0.1:5432",
+            ],
+            &["sozu", "frontend", "list", "--http", "-d", "example"],
+            &[
+                "sozu",
+                "listener",
+                "http",
+                "add",
+                "-a",
+                "127.0.0.1:8081",
+                "--expect-proxy",
+            ],
+            &[
+                "sozu",
+                "listener",
+                "https",
+                "update",
+                "-a",
+                "127.0.0.1:8443",
+                "--strict-sni-binding",
+            ],
+            &[
+                "sozu",
+                "listener",
+                "tcp",
+                "activate",
+                "-a",
+                "127.0.0.1:5432",
+            ],
+            &["sozu", "listener", "list"],
+            &[
+                "sozu",
+                "certificate",
+                "add",
+                "-a",
+                "127.0.0.1:8443",
+                "--certificate",
+                "c.pem",
+                "--key",
+                "k.pem",
+            ],
+            &[
+                "sozu",
+                "certificate",
+                "remove",
+                "-a",
+                "127.0.0.1:8443",
+                "-f",
+                "abababababababababababababababababababababababababababababababab",
+            ],
+            &["sozu", "certificate", "list", "-d", "example", "-w"],
+            &["sozu", "state", "save", "-f", "state.json"],
+            &["sozu", "state", "load", "-f", "state.json"],
+            &["sozu", "state", "stats"],
+            &["sozu", "reload", "-f", "c.toml"],
+            &[
+                "sozu",
+                "metrics",
+                "get",
+                "--clusters",
+                "a,b",
+                "--no-clusters",
+            ],
+            &["sozu", "logging", "debug"],
+            &["sozu", "events"],
+            &["sozu", "connection-limit", "set", "10"],
+            &["sozu", "upgrade", "--worker", "1"],
+            &["sozu", "shutdown", "--hard"],
+        ];
+        for command in commands {
+            if let Err(error) = Cli::try_parse_from(*command) {
+                panic!("{command:?}: {error}");
+            }
+        }
     }
 }

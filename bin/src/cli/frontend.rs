@@ -1,0 +1,382 @@
+//! `frontend http|https|tcp add|remove` and `frontend list`.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use sozu_command_lib::{
+    request::{
+        FrontendFilters, HeaderEdit, HeaderPosition, Hsts, HttpFrontend, Order, PathRule,
+        PathRuleKind, RedirectPolicy, RedirectScheme, TcpFrontend, default_hsts_max_age,
+    },
+    response::ResponseContent,
+};
+
+use super::{
+    client::{Client, content},
+    table,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum FrontendCommand {
+    /// Frontends of HTTP listeners.
+    Http {
+        #[command(subcommand)]
+        command: HttpFrontendCommand,
+    },
+    /// Frontends of HTTPS listeners.
+    Https {
+        #[command(subcommand)]
+        command: HttpFrontendCommand,
+    },
+    /// Frontends of TCP listeners.
+    Tcp {
+        #[command(subcommand)]
+        command: TcpFrontendCommand,
+    },
+    /// List frontends (every kind unless some are named).
+    List {
+        #[arg(long)]
+        http: bool,
+        #[arg(long)]
+        https: bool,
+        #[arg(long)]
+        tcp: bool,
+        /// Only hostnames containing this.
+        #[arg(short, long, value_name = "DOMAIN")]
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HttpFrontendCommand {
+    /// Add a frontend, then say where it goes: `id <CLUSTER>` or `deny`.
+    Add {
+        #[command(flatten)]
+        frontend: HttpFrontendArgs,
+        #[command(subcommand)]
+        route: Route,
+    },
+    /// Remove the frontend with this address, hostname, path and method.
+    Remove {
+        #[command(flatten)]
+        frontend: HttpFrontendArgs,
+        #[command(subcommand)]
+        route: Option<Route>,
+    },
+}
+
+/// Where a frontend's requests go.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Route {
+    /// To this cluster.
+    Id { id: String },
+    /// Nowhere: answer 401.
+    Deny,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpFrontendArgs {
+    #[arg(short, long, value_name = "ADDR")]
+    address: SocketAddr,
+    #[arg(long)]
+    hostname: String,
+    #[arg(short, long, value_name = "PREFIX", group = "path")]
+    path_prefix: Option<String>,
+    #[arg(long, value_name = "REGEX", group = "path")]
+    path_regex: Option<String>,
+    #[arg(long, value_name = "PATH", group = "path")]
+    path_equals: Option<String>,
+    #[arg(short, long)]
+    method: Option<String>,
+    /// `key=value,…`
+    #[arg(long, value_name = "TAGS")]
+    tags: Option<String>,
+    #[arg(long, value_enum)]
+    redirect: Option<RedirectKind>,
+    #[arg(long, value_enum)]
+    redirect_scheme: Option<Scheme>,
+    #[arg(long, value_name = "TEMPLATE")]
+    redirect_template: Option<String>,
+    #[arg(long, value_name = "TEMPLATE")]
+    rewrite_host: Option<String>,
+    #[arg(long, value_name = "TEMPLATE")]
+    rewrite_path: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    rewrite_port: Option<u16>,
+    /// Requests need HTTP Basic credentials of the cluster's authorized hashes.
+    #[arg(long)]
+    required_auth: bool,
+    /// `request|response|both=NAME=VALUE`, repeatable; an empty value deletes the header.
+    #[arg(long, value_name = "POSITION=NAME=VALUE")]
+    header: Vec<String>,
+    #[arg(long, value_name = "SECONDS")]
+    hsts_max_age: Option<u64>,
+    #[arg(long)]
+    hsts_include_subdomains: bool,
+    #[arg(long)]
+    hsts_preload: bool,
+    #[arg(long)]
+    hsts_force_replace_backend: bool,
+    /// Send no HSTS header for this frontend, whatever the listener says.
+    #[arg(long)]
+    hsts_disabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RedirectKind {
+    Forward,
+    Permanent,
+    Found,
+    PermanentRedirect,
+    Unauthorized,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scheme {
+    #[value(name = "use-same")]
+    Same,
+    #[value(name = "use-http")]
+    Http,
+    #[value(name = "use-https")]
+    Https,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TcpFrontendCommand {
+    Add {
+        #[arg(short, long, value_name = "CLUSTER")]
+        id: String,
+        #[arg(short, long, value_name = "ADDR")]
+        address: SocketAddr,
+        #[arg(long, value_name = "TAGS")]
+        tags: Option<String>,
+    },
+    Remove {
+        #[arg(short, long, value_name = "CLUSTER")]
+        id: String,
+        #[arg(short, long, value_name = "ADDR")]
+        address: SocketAddr,
+    },
+}
+
+pub fn run(client: &mut Client, command: &FrontendCommand) -> anyhow::Result<()> {
+    let order = match command {
+        FrontendCommand::Http { command } => http_order(command, false)?,
+        FrontendCommand::Https { command } => http_order(command, true)?,
+        FrontendCommand::Tcp { command } => match command {
+            TcpFrontendCommand::Add { id, address, tags } => Order::AddTcpFrontend(TcpFrontend {
+                cluster_id: id.clone(),
+                address: *address,
+                tags: parse_tags(tags.as_deref())?,
+            }),
+            TcpFrontendCommand::Remove { id, address } => Order::RemoveTcpFrontend(TcpFrontend {
+                cluster_id: id.clone(),
+                address: *address,
+                tags: BTreeMap::new(),
+            }),
+        },
+        FrontendCommand::List {
+            http,
+            https,
+            tcp,
+            domain,
+        } => {
+            return list(
+                client,
+                FrontendFilters {
+                    http: *http,
+                    https: *https,
+                    tcp: *tcp,
+                    domain: domain.clone(),
+                },
+            );
+        }
+    };
+    client.order_and_print(order)
+}
+
+fn http_order(command: &HttpFrontendCommand, https: bool) -> anyhow::Result<Order> {
+    Ok(match command {
+        HttpFrontendCommand::Add { frontend, route } => {
+            let frontend = frontend.build(Some(route))?;
+            if https {
+                Order::AddHttpsFrontend(frontend)
+            } else {
+                Order::AddHttpFrontend(frontend)
+            }
+        }
+        HttpFrontendCommand::Remove { frontend, route } => {
+            let frontend = frontend.build(route.as_ref())?;
+            if https {
+                Order::RemoveHttpsFrontend(frontend)
+            } else {
+                Order::RemoveHttpFrontend(frontend)
+            }
+        }
+    })
+}
+
+impl HttpFrontendArgs {
+    fn build(&self, route: Option<&Route>) -> anyhow::Result<HttpFrontend> {
+        let cluster_id = match route {
+            Some(Route::Id { id }) => Some(id.clone()),
+            Some(Route::Deny) | None => None,
+        };
+        let mut frontend = HttpFrontend::new(cluster_id, self.address, self.hostname.clone());
+        frontend.path = match (&self.path_prefix, &self.path_regex, &self.path_equals) {
+            (Some(prefix), _, _) => PathRule::prefix(prefix.clone()),
+            (_, Some(regex), _) => PathRule {
+                kind: PathRuleKind::Regex,
+                value: regex.clone(),
+            },
+            (_, _, Some(equals)) => PathRule {
+                kind: PathRuleKind::Equals,
+                value: equals.clone(),
+            },
+            _ => PathRule::default(),
+        };
+        frontend.method = self.method.clone();
+        frontend.tags = parse_tags(self.tags.as_deref())?;
+        frontend.redirect = match (self.redirect, route) {
+            (Some(redirect), _) => match redirect {
+                RedirectKind::Forward => RedirectPolicy::Forward,
+                RedirectKind::Permanent => RedirectPolicy::Permanent,
+                RedirectKind::Found => RedirectPolicy::Found,
+                RedirectKind::PermanentRedirect => RedirectPolicy::PermanentRedirect,
+                RedirectKind::Unauthorized => RedirectPolicy::Unauthorized,
+            },
+            (None, Some(Route::Deny)) => RedirectPolicy::Unauthorized,
+            (None, _) => RedirectPolicy::Forward,
+        };
+        frontend.redirect_scheme = match self.redirect_scheme {
+            Some(Scheme::Http) => RedirectScheme::UseHttp,
+            Some(Scheme::Https) => RedirectScheme::UseHttps,
+            Some(Scheme::Same) | None => RedirectScheme::UseSame,
+        };
+        frontend.redirect_template = self.redirect_template.clone();
+        frontend.rewrite_host = self.rewrite_host.clone();
+        frontend.rewrite_path = self.rewrite_path.clone();
+        frontend.rewrite_port = self.rewrite_port;
+        frontend.required_auth = self.required_auth;
+        frontend.headers = self
+            .header
+            .iter()
+            .map(|header| parse_header(header))
+            .collect::<anyhow::Result<_>>()?;
+        frontend.hsts = self.hsts();
+        Ok(frontend)
+    }
+
+    fn hsts(&self) -> Option<Hsts> {
+        let enabled = self.hsts_max_age.is_some()
+            || self.hsts_include_subdomains
+            || self.hsts_preload
+            || self.hsts_force_replace_backend;
+        if self.hsts_disabled {
+            return Some(Hsts {
+                enabled: false,
+                max_age: default_hsts_max_age(),
+                include_subdomains: false,
+                preload: false,
+                force_replace_backend: false,
+            });
+        }
+        enabled.then(|| Hsts {
+            enabled: true,
+            max_age: self
+                .hsts_max_age
+                .map_or_else(default_hsts_max_age, Duration::from_secs),
+            include_subdomains: self.hsts_include_subdomains,
+            preload: self.hsts_preload,
+            force_replace_backend: self.hsts_force_replace_backend,
+        })
+    }
+}
+
+fn parse_tags(tags: Option<&str>) -> anyhow::Result<BTreeMap<String, String>> {
+    let Some(tags) = tags else {
+        return Ok(BTreeMap::new());
+    };
+    tags.split(',')
+        .filter(|tag| !tag.trim().is_empty())
+        .map(|tag| {
+            let (key, value) = tag
+                .split_once('=')
+                .ok_or_else(|| anyhow!("tag {tag:?}: expected key=value"))?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+fn parse_header(header: &str) -> anyhow::Result<HeaderEdit> {
+    let mut parts = header.splitn(3, '=');
+    let (Some(position), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
+    else {
+        bail!("--header {header:?}: expected request|response|both=NAME=VALUE");
+    };
+    let position = match position {
+        "request" => HeaderPosition::Request,
+        "response" => HeaderPosition::Response,
+        "both" => HeaderPosition::Both,
+        other => bail!("--header {header:?}: {other:?} is not request, response or both"),
+    };
+    Ok(HeaderEdit {
+        position,
+        key: key.to_string(),
+        value: value.to_string(),
+    })
+}
+
+fn list(client: &mut Client, filters: FrontendFilters) -> anyhow::Result<()> {
+    let response = client.order(Order::ListFrontends(filters))?;
+    if client.printed_as_json(&response)? {
+        return Ok(());
+    }
+    let ResponseContent::Frontends(frontends) = content(response)? else {
+        bail!("unexpected answer to LIST_FRONTENDS");
+    };
+    let mut rows = Vec::new();
+    for (kind, list) in [("http", &frontends.http), ("https", &frontends.https)] {
+        for frontend in list {
+            rows.push(vec![
+                kind.to_string(),
+                frontend.address.to_string(),
+                frontend.hostname.clone(),
+                frontend.path.to_string(),
+                frontend.method.clone().unwrap_or_default(),
+                target(frontend),
+            ]);
+        }
+    }
+    for frontend in &frontends.tcp {
+        rows.push(vec![
+            "tcp".to_string(),
+            frontend.address.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("cluster {}", frontend.cluster_id),
+        ]);
+    }
+    table::print(
+        &["KIND", "ADDRESS", "HOSTNAME", "PATH", "METHOD", "TARGET"],
+        &rows,
+    )?;
+    Ok(())
+}
+
+/// What an HTTP frontend does with the requests it takes.
+fn target(frontend: &HttpFrontend) -> String {
+    if let Some(answer) = &frontend.answer {
+        return format!("answer {}", answer.status);
+    }
+    match (frontend.redirect, &frontend.cluster_id) {
+        (RedirectPolicy::Forward, Some(cluster)) => format!("cluster {cluster}"),
+        (RedirectPolicy::Forward, None) => "no cluster".to_string(),
+        (RedirectPolicy::Permanent, _) => "redirect 301".to_string(),
+        (RedirectPolicy::Found, _) => "redirect 302".to_string(),
+        (RedirectPolicy::PermanentRedirect, _) => "redirect 308".to_string(),
+        (RedirectPolicy::Unauthorized, _) => "deny 401".to_string(),
+    }
+}

@@ -1,0 +1,116 @@
+//! `status`, `shutdown`, `upgrade`, `events` and `logging`: the processes of the proxy.
+
+use std::io::Write;
+
+use anyhow::bail;
+use sozu_command_lib::{
+    request::{LoggingFilter, Order, WorkerId},
+    response::{Event, ResponseContent, RunState},
+};
+use sozu_lib::server::EVENT_RESPONSE_ID;
+
+use super::{
+    client::{Client, content, print_json},
+    table,
+};
+
+pub fn status(client: &mut Client) -> anyhow::Result<()> {
+    let response = client.order(Order::Status)?;
+    if !response.message.is_empty() {
+        eprintln!("{}", response.message);
+    }
+    if client.printed_as_json(&response)? {
+        return Ok(());
+    }
+    let ResponseContent::Workers(workers) = content(response)? else {
+        bail!("unexpected answer to STATUS");
+    };
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|worker| {
+            vec![
+                worker.id.to_string(),
+                worker.pid.to_string(),
+                worker.run_state.to_string(),
+                worker.restarts.to_string(),
+            ]
+        })
+        .collect();
+    table::print(&["WORKER", "PID", "STATE", "RESTARTS"], &rows)?;
+    if workers
+        .iter()
+        .any(|worker| worker.run_state == RunState::NotAnswering)
+    {
+        bail!("some workers are not answering");
+    }
+    Ok(())
+}
+
+pub fn shutdown(client: &mut Client, hard: bool) -> anyhow::Result<()> {
+    let order = if hard {
+        Order::HardStop
+    } else {
+        Order::SoftStop
+    };
+    let response = client.order_with_progress(order, true)?;
+    client.print_done(&response)
+}
+
+pub fn upgrade(client: &mut Client, worker: Option<u32>) -> anyhow::Result<()> {
+    let order = match worker {
+        Some(worker_id) => Order::UpgradeWorker(WorkerId { worker_id }),
+        None => Order::UpgradeMain,
+    };
+    let response = client.order_with_progress(order, true)?;
+    client.print_done(&response)
+}
+
+pub fn logging(client: &mut Client, filter: &str) -> anyhow::Result<()> {
+    let order = Order::Logging(LoggingFilter {
+        filter: filter.to_string(),
+    });
+    client.order_and_print(order)
+}
+
+/// Subscribes, then prints every event until the proxy closes the connection.
+pub fn events(client: &mut Client) -> anyhow::Result<()> {
+    client.order(Order::SubscribeEvents)?;
+    while let Some(response) = client.next_message(None)? {
+        if response.id != EVENT_RESPONSE_ID {
+            continue;
+        }
+        let Some(ResponseContent::Event(event)) = response.content else {
+            continue;
+        };
+        if client.json {
+            print_json(&event)?;
+        } else {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", describe(&event))?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// One line for an event: its kind, then what it is about.
+fn describe(event: &Event) -> String {
+    let kind = serde_json::to_value(event.kind)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", event.kind));
+    let mut line = kind;
+    if let Some(cluster) = &event.cluster_id {
+        line.push_str(&format!(" cluster={cluster}"));
+    }
+    if let Some(backend) = &event.backend_id {
+        line.push_str(&format!(" backend={backend}"));
+    }
+    if let Some(address) = &event.address {
+        line.push_str(&format!(" address={address}"));
+    }
+    if !event.message.is_empty() {
+        line.push_str(&format!(" {}", event.message));
+    }
+    line
+}

@@ -1,0 +1,157 @@
+//! Logs of the main process and the workers: `env_logger` lines tagged with the process's role
+//! and pid, to stdout or to a file, with a filter that can change while the process runs.
+//!
+//! The filter comes from the configuration's `log_level`; `RUST_LOG`, when set, overrides it at
+//! start. A `LOGGING` order replaces it at run time.
+
+use std::{
+    fs::OpenOptions,
+    io::Write,
+    path::PathBuf,
+    sync::{OnceLock, RwLock},
+};
+
+use log::{Log, Metadata, Record};
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LogOutput {
+    Stdout,
+    /// Appended to this file (every process of the proxy appends to the same file).
+    File(PathBuf),
+}
+
+/// The process-wide logger: an `env_logger` logger that [`set_filter`] can replace.
+struct SwappableLogger {
+    role: String,
+    output: LogOutput,
+    inner: RwLock<env_logger::Logger>,
+}
+
+static LOGGER: OnceLock<SwappableLogger> = OnceLock::new();
+
+/// Installs the logger of this process. `role` tags every line (`main`, `worker 2`). Does
+/// nothing when a logger is already installed.
+pub fn init(role: impl Into<String>, filter: &str, output: LogOutput) {
+    let role = role.into();
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| filter.to_string());
+    let inner = build(&role, &filter, &output);
+    let max_level = inner.filter();
+    let logger = LOGGER.get_or_init(|| SwappableLogger {
+        role,
+        output,
+        inner: RwLock::new(inner),
+    });
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(max_level);
+    }
+}
+
+/// Replaces the filter: a level (`debug`) or `env_logger` directives (`info,sozu_lib=debug`).
+pub fn set_filter(filter: &str) {
+    let Some(logger) = LOGGER.get() else {
+        return;
+    };
+    let inner = build(&logger.role, filter, &logger.output);
+    log::set_max_level(inner.filter());
+    if let Ok(mut current) = logger.inner.write() {
+        *current = inner;
+    }
+}
+
+fn build(role: &str, filter: &str, output: &LogOutput) -> env_logger::Logger {
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(filter);
+    let role = role.to_string();
+    let pid = std::process::id();
+    builder.format(move |buf, record| {
+        writeln!(
+            buf,
+            "{} {:<5} {role}[{pid}] {}",
+            buf.timestamp_millis(),
+            record.level(),
+            record.args()
+        )
+    });
+    match output {
+        LogOutput::Stdout => {
+            builder.target(env_logger::Target::Stdout);
+        }
+        LogOutput::File(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => {
+                builder.target(env_logger::Target::Pipe(Box::new(file)));
+            }
+            Err(error) => {
+                eprintln!(
+                    "cannot open the log file {}: {error}; logging to stderr",
+                    path.display()
+                );
+                builder.target(env_logger::Target::Stderr);
+            }
+        },
+    }
+    builder.build()
+}
+
+impl Log for SwappableLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.inner.read().is_ok_and(|inner| inner.enabled(metadata))
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if let Ok(inner) = self.inner.read() {
+            inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        if let Ok(inner) = self.inner.read() {
+            inner.flush();
+        }
+    }
+}
+
+/// Checks a filter: a level, or comma-separated directives that each end with a level
+/// (`info,sozu_lib::http=debug`). `env_logger` skips what it cannot read; an operator should
+/// be told instead.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err("empty log filter".to_string());
+    }
+    for directive in directives {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level)
+            .trim();
+        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "invalid log directive `{directive}`: expected a level among {} \
+                 or MODULE=LEVEL",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_levels_or_module_directives() {
+        assert!(check_filter("debug").is_ok());
+        assert!(check_filter("info,sozu_lib::http=TRACE").is_ok());
+        assert!(check_filter("verbose").is_err());
+        assert!(check_filter(" , ").is_err());
+    }
+}

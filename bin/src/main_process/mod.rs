@@ -1,0 +1,705 @@
+//! The main process: it holds the authoritative routing state, the listener sockets and the
+//! command socket, starts and restarts the workers, and passes every order to them.
+//!
+//! One thread, one `mio` event loop, whose sources are: the command socket and its clients
+//! ([`command_server`]), the workers' channels ([`workers`]), and the signals ([`signals`]).
+//! An order from a client is applied to the main state first, then sent to every worker; the
+//! client gets its final answer once they all answered ([`tasks`]). Hot upgrades hand
+//! everything to a new main process ([`upgrade`]).
+
+mod command_server;
+mod listeners;
+mod orders;
+mod queries;
+mod settings;
+mod signals;
+mod tasks;
+mod upgrade;
+mod workers;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use log::{error, info, warn};
+use mio::{Events, Interest, Poll, Token, net::UnixListener};
+use slab::Slab;
+use sozu_command_lib::{
+    config::Config,
+    request::{Order, Request},
+    response::{Event, EventKind, Response, ResponseContent, RunState},
+    state::ConfigState,
+};
+use sozu_lib::server::EVENT_RESPONSE_ID;
+
+pub use self::upgrade::{HandoverArgs, run_handed_over};
+use self::{
+    command_server::Client,
+    listeners::ListenerSockets,
+    settings::Settings,
+    tasks::{ClientRef, Purpose, Task},
+    workers::{Process, Worker},
+};
+use crate::logging;
+
+const COMMAND_SOCKET: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// Tokens of clients and workers are their key in [`Main::owners`] plus this.
+const FIRST_OWNER_TOKEN: usize = 2;
+
+/// How long a worker whose channel closed may take to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a retiring worker keeps its sessions that have not sent a byte yet.
+const RETIRE_GRACE: Duration = Duration::from_secs(1);
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Client(u64),
+    Worker(u32),
+}
+
+/// A stop in progress: workers were told to stop; the main process exits once they are gone.
+#[derive(Debug)]
+struct Stop {
+    hard: bool,
+    /// Clients waiting for the final answer.
+    clients: Vec<ClientRef>,
+    /// When remaining workers are killed (hard stops only).
+    kill_at: Option<Instant>,
+}
+
+/// Why the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Every worker stopped: remove the socket and pid files.
+    Stopped,
+    /// A new main process took over: leave its files alone.
+    HandedOver,
+}
+
+pub struct Main {
+    poll: Poll,
+    owners: Slab<Owner>,
+    settings: Settings,
+    /// This binary, as it was at start: an upgrade runs the file now at this path.
+    exe: PathBuf,
+    state: ConfigState,
+    listeners: ListenerSockets,
+    command_listener: UnixListener,
+    clients: HashMap<u64, Client>,
+    next_client: u64,
+    workers: BTreeMap<u32, Worker>,
+    next_worker_id: u32,
+    /// How many workers should run; SIGTTIN and SIGTTOU change it.
+    desired_workers: usize,
+    tasks: HashMap<u64, Task>,
+    next_task: u64,
+    signals: signal_hook_mio::v1_0::Signals,
+    stop: Option<Stop>,
+    replacement: Option<upgrade::Replacement>,
+    /// An upgrade of the main process waiting for in-flight tasks to end.
+    pending_main_upgrade: Option<Option<ClientRef>>,
+    /// Orders received from clients since start, by name.
+    request_counts: BTreeMap<&'static str, u64>,
+    /// The log filter in force, given to workers started from now on.
+    log_filter: String,
+    exit: Option<Exit>,
+}
+
+/// `sozu start`: loads the configuration, opens the sockets, starts the workers and serves
+/// until stopped.
+pub fn start(config_path: &Path) -> ExitCode {
+    let (config, warnings) = match Config::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for error in errors.errors() {
+                eprintln!("error: {}", crate::cli::with_causes(error));
+            }
+            eprintln!(
+                "{}: invalid, {} error(s): sozu did not start",
+                config_path.display(),
+                errors.errors().len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
+    let (settings, setting_warnings) = Settings::new(config_path, &config);
+    logging::init("main", &settings.log_filter, settings.log_output.clone());
+    for warning in setting_warnings {
+        warn!("{warning}");
+    }
+    match boot(settings, &config) {
+        Ok(main) => main.run(),
+        Err(error) => {
+            error!("cannot start: {error:#}");
+            eprintln!("error: cannot start: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the state, opens the sockets, writes the pid file and starts the workers.
+fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
+    let started = Instant::now();
+    let mut state = ConfigState::new();
+    for order in config.orders() {
+        state
+            .apply(&order)
+            .with_context(|| format!("the configuration's {order} order is refused"))?;
+    }
+    if let Some(path) = &settings.saved_state {
+        load_saved_state(&mut state, path);
+    }
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let command_listener = command_server::bind(&settings.command_socket)?;
+    let listeners = ListenerSockets::bind_active(&state)?;
+    let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
+    main.write_pid_file();
+    // Every worker starts at once; the state's orders are built once for all.
+    let ids: Vec<u32> = (0..main.desired_workers)
+        .filter_map(|_| {
+            let id = main.next_worker_id;
+            main.next_worker_id += 1;
+            main.spawn_worker(id, 0).map(|_| id)
+        })
+        .collect();
+    main.send_state(&ids);
+    info!(
+        "started in {:?}: {} worker(s), {} listener socket(s), command socket {}",
+        started.elapsed(),
+        main.workers.len(),
+        main.listeners.len(),
+        main.settings.command_socket.display()
+    );
+    Ok(main)
+}
+
+/// Applies the orders of the saved state file on top of the configuration's state. Orders
+/// refused because the configuration already holds what they add are skipped, as Sōzu does.
+fn load_saved_state(state: &mut ConfigState, path: &Path) {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            info!("no saved state at {} yet", path.display());
+            return;
+        }
+        Err(error) => {
+            warn!("cannot read the saved state {}: {error}", path.display());
+            return;
+        }
+    };
+    match orders::read_state_file(std::io::BufReader::new(file)) {
+        Ok(orders) => {
+            let (mut applied, mut skipped) = (0, 0);
+            for (_, order) in &orders {
+                match state.apply(order) {
+                    Ok(()) => applied += 1,
+                    Err(_) => skipped += 1,
+                }
+            }
+            info!(
+                "saved state {}: {applied} order(s) applied, {skipped} already in the \
+                 configuration or refused",
+                path.display()
+            );
+        }
+        Err(error) => warn!("the saved state {} is not loaded: {error}", path.display()),
+    }
+}
+
+impl Main {
+    fn new(
+        settings: Settings,
+        exe: PathBuf,
+        state: ConfigState,
+        listeners: ListenerSockets,
+        mut command_listener: UnixListener,
+    ) -> anyhow::Result<Main> {
+        let poll = Poll::new().context("cannot create the event loop")?;
+        poll.registry()
+            .register(&mut command_listener, COMMAND_SOCKET, Interest::READABLE)
+            .context("cannot register the command socket")?;
+        let mut signals = signals::register().context("cannot handle signals")?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .context("cannot register the signals")?;
+        Ok(Main {
+            poll,
+            owners: Slab::new(),
+            desired_workers: usize::from(settings.worker_count),
+            log_filter: settings.log_filter.clone(),
+            settings,
+            exe,
+            state,
+            listeners,
+            command_listener,
+            clients: HashMap::new(),
+            next_client: 0,
+            workers: BTreeMap::new(),
+            next_worker_id: 0,
+            tasks: HashMap::new(),
+            next_task: 0,
+            signals,
+            stop: None,
+            replacement: None,
+            pending_main_upgrade: None,
+            request_counts: BTreeMap::new(),
+            exit: None,
+        })
+    }
+
+    fn run(mut self) -> ExitCode {
+        let mut events = Events::with_capacity(1024);
+        let exit = loop {
+            if let Some(exit) = self.exit {
+                break exit;
+            }
+            let timeout = self.poll_timeout();
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                error!("the event loop failed: {error}");
+                self.hard_kill_all();
+                break Exit::Stopped;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    COMMAND_SOCKET => self.accept_clients(),
+                    SIGNALS => self.handle_signals(),
+                    token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
+                        Some(Owner::Client(id)) => {
+                            self.client_ready(id, event.is_readable(), event.is_writable())
+                        }
+                        Some(Owner::Worker(id)) => self.worker_ready(id, event.is_writable()),
+                        None => {}
+                    },
+                }
+            }
+            self.check_deadlines();
+            self.start_pending_main_upgrade();
+            self.check_stopped();
+        };
+        self.flush_clients();
+        if exit == Exit::Stopped {
+            self.remove_files();
+            info!("stopped");
+        }
+        ExitCode::SUCCESS
+    }
+
+    /// Until the next deadline: a task's, a stop's, or a closing worker's.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let tasks = self.tasks.values().map(|task| task.deadline);
+        let kill = self.stop.as_ref().and_then(|stop| stop.kill_at);
+        let closing = self
+            .workers
+            .values()
+            .filter_map(|worker| worker.channel_closed_at.map(|at| at + EXIT_GRACE));
+        let retiring = self
+            .workers
+            .values()
+            .filter_map(|worker| worker.soft_stop_at);
+        tasks
+            .chain(kill)
+            .chain(closing)
+            .chain(retiring)
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    fn register_owner(&mut self, owner: Owner) -> Token {
+        Token(self.owners.insert(owner) + FIRST_OWNER_TOKEN)
+    }
+
+    fn release_token(&mut self, token: Token) {
+        self.owners.try_remove(token.0 - FIRST_OWNER_TOKEN);
+    }
+
+    fn check_deadlines(&mut self) {
+        let now = Instant::now();
+        self.stop_retired_workers(now);
+        let expired: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, task)| task.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let timeout = self.settings.worker_timeout;
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.time_out(timeout);
+                for worker in task.not_answering.clone() {
+                    warn!("worker {worker} did not answer within {timeout:?}");
+                    if let Some(worker) = self.workers.get_mut(&worker) {
+                        worker.run_state = RunState::NotAnswering;
+                    }
+                }
+            }
+            self.finish_task(id);
+        }
+        let late: Vec<u32> = self
+            .workers
+            .values()
+            .filter(|w| w.channel_closed_at.is_some_and(|at| at + EXIT_GRACE <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in late {
+            if let Some(worker) = self.workers.get_mut(&id) {
+                warn!(
+                    "worker {id} (pid {}) closed its channel but did not exit: killing it",
+                    worker.pid
+                );
+                let _ = worker.kill();
+                let why = match worker.process {
+                    Process::Child(ref mut child) => match child.wait() {
+                        Ok(status) => workers::describe_exit(status),
+                        Err(error) => format!("cannot wait for it: {error}"),
+                    },
+                    Process::Adopted => "killed".to_string(),
+                };
+                self.worker_exited(id, &why);
+            }
+        }
+        if let Some(stop) = &mut self.stop {
+            if stop.kill_at.is_some_and(|at| at <= now) {
+                stop.kill_at = None;
+                self.hard_kill_all();
+            }
+        }
+    }
+
+    /// Kills every worker and waits for those that are our children.
+    fn hard_kill_all(&mut self) {
+        let ids: Vec<u32> = self.workers.keys().copied().collect();
+        for id in ids {
+            if let Some(worker) = self.workers.get_mut(&id) {
+                warn!("killing worker {id} (pid {})", worker.pid);
+                let _ = worker.kill();
+                if let Process::Child(child) = &mut worker.process {
+                    let _ = child.wait();
+                }
+                self.worker_exited(id, "killed");
+            }
+        }
+    }
+
+    /// Every worker is gone during a stop: answer the clients that asked and leave the loop.
+    fn check_stopped(&mut self) {
+        let Some(stop) = &self.stop else {
+            return;
+        };
+        if !self.workers.is_empty() {
+            return;
+        }
+        let hard = stop.hard;
+        let clients = self
+            .stop
+            .as_mut()
+            .map(|stop| std::mem::take(&mut stop.clients))
+            .unwrap_or_default();
+        for client in clients {
+            let message = if hard {
+                "hard stop done: every worker stopped"
+            } else {
+                "soft stop done: every worker finished its sessions"
+            };
+            self.reply(&client, ok_message(&client.request_id, message));
+        }
+        self.exit = Some(Exit::Stopped);
+    }
+
+    fn write_pid_file(&self) {
+        if let Some(path) = &self.settings.pid_file_path {
+            if let Err(error) = fs::write(path, format!("{}\n", std::process::id())) {
+                error!("cannot write the pid file {}: {error}", path.display());
+            }
+        }
+    }
+
+    fn remove_files(&self) {
+        if let Some(path) = &self.settings.pid_file_path {
+            if let Err(error) = fs::remove_file(path) {
+                warn!("cannot remove the pid file {}: {error}", path.display());
+            }
+        }
+        if let Err(error) = fs::remove_file(&self.settings.command_socket) {
+            warn!(
+                "cannot remove the command socket {}: {error}",
+                self.settings.command_socket.display()
+            );
+        }
+    }
+
+    /// Tells every subscribed client.
+    fn broadcast(&mut self, event: Event) {
+        let response = Response::ok(EVENT_RESPONSE_ID, Some(ResponseContent::Event(event)));
+        let subscribers: Vec<u64> = self
+            .clients
+            .values()
+            .filter(|client| client.subscribed)
+            .map(|client| client.id)
+            .collect();
+        for client in subscribers {
+            self.send_to_client(client, &response);
+        }
+    }
+
+    fn event(&mut self, kind: EventKind, message: String) {
+        self.broadcast(Event {
+            kind,
+            cluster_id: None,
+            backend_id: None,
+            address: None,
+            message,
+        });
+    }
+
+    /// Workers that take orders: neither stopping nor gone.
+    fn serving_workers(&self) -> Vec<u32> {
+        self.workers
+            .values()
+            .filter(|worker| !worker.retiring && worker.channel_closed_at.is_none())
+            .map(|worker| worker.id)
+            .collect()
+    }
+
+    /// Starts a task: sends `orders` to each of `targets` under the task's id.
+    fn start_task(&mut self, mut task: Task, targets: &[u32], orders: &[Order]) -> u64 {
+        self.next_task += 1;
+        let id = self.next_task;
+        let request_id = id.to_string();
+        for worker_id in targets {
+            let Some(worker) = self.workers.get_mut(worker_id) else {
+                continue;
+            };
+            let mut sent = 0;
+            for order in orders {
+                let request = Request::new(request_id.clone(), order.clone());
+                match worker.channel.write_message(&request) {
+                    Ok(()) => sent += 1,
+                    Err(error) => {
+                        task.fail(*worker_id, format!("cannot send {order}: {error}"));
+                        if error.is_fatal() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if sent > 0 {
+                task.expect(*worker_id, sent);
+            }
+        }
+        self.tasks.insert(id, task);
+        if self.tasks.get(&id).is_some_and(Task::is_complete) {
+            self.finish_task(id);
+        }
+        id
+    }
+
+    /// A response from a worker: an event, or an answer to a task.
+    fn worker_response(&mut self, worker_id: u32, response: Response) {
+        if response.id == EVENT_RESPONSE_ID {
+            if let Some(ResponseContent::Event(event)) = response.content {
+                self.broadcast(event);
+            }
+            return;
+        }
+        if !response.is_final() {
+            return;
+        }
+        if let Some(worker) = self.workers.get_mut(&worker_id) {
+            if worker.run_state == RunState::NotAnswering {
+                worker.run_state = RunState::Running;
+            }
+        }
+        let Ok(task_id) = response.id.parse::<u64>() else {
+            return;
+        };
+        let timeout = self.settings.worker_timeout;
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let failure = (response.status == sozu_command_lib::response::ResponseStatus::Failure)
+            .then_some(response.message);
+        if task.answered(worker_id, failure, response.content, timeout) {
+            self.finish_task(task_id);
+        }
+    }
+
+    /// A worker process ended (reaped, or its adopted channel closed): forget it, and start a
+    /// new one in its slot unless it was told to stop.
+    fn worker_exited(&mut self, id: u32, why: &str) {
+        let Some(mut worker) = self.workers.remove(&id) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut worker.channel);
+        self.release_token(worker.token);
+        let complete: Vec<u64> = self
+            .tasks
+            .iter_mut()
+            .filter(|(_, task)| task.waiting.contains_key(&id))
+            .filter_map(|(task_id, task)| task.worker_gone(id, why).then_some(*task_id))
+            .collect();
+        for task_id in complete {
+            self.finish_task(task_id);
+        }
+        if worker.retiring || self.stop.is_some() {
+            info!("worker {id} (pid {}) {why}", worker.pid);
+            self.advance_replacement();
+            return;
+        }
+        error!("worker {id} (pid {}) died: {why}", worker.pid);
+        self.event(
+            EventKind::WorkerKilled,
+            format!("worker {id} (pid {}) {why}", worker.pid),
+        );
+        if self.settings.worker_automatic_restart {
+            if let Some(pid) = self.launch_worker(id, worker.restarts + 1) {
+                info!(
+                    "worker {id} restarted as pid {pid} (restart {})",
+                    worker.restarts + 1
+                );
+                self.event(
+                    EventKind::WorkerRelaunched,
+                    format!("worker {id} relaunched as pid {pid}"),
+                );
+            }
+        }
+        self.advance_replacement();
+    }
+
+    /// Starts a worker under a new id. Returns its id.
+    fn launch_new_worker(&mut self) -> Option<u32> {
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        self.launch_worker(id, 0).map(|_| id)
+    }
+
+    /// Starts a worker process in slot `id` and sends it the current state. Returns its pid.
+    fn launch_worker(&mut self, id: u32, restarts: u32) -> Option<i32> {
+        let pid = self.spawn_worker(id, restarts)?;
+        self.send_state(&[id]);
+        Some(pid)
+    }
+
+    /// Sends the current state to workers just started; each is ready once it answered all.
+    fn send_state(&mut self, ids: &[u32]) {
+        let orders = self.state.orders();
+        for id in ids {
+            let task = Task::new(
+                Purpose::Setup { worker: *id },
+                None,
+                self.settings.worker_timeout,
+            );
+            self.start_task(task, &[*id], &orders);
+        }
+    }
+
+    /// Starts a worker process in slot `id`, without state yet. Returns its pid.
+    fn spawn_worker(&mut self, id: u32, restarts: u32) -> Option<i32> {
+        let mut settings = self.settings.worker.clone();
+        settings.log_filter = self.log_filter.clone();
+        let spawned = match workers::spawn(&self.exe, id, &settings, &self.listeners) {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                error!("cannot start worker {id}: {error:#}");
+                return None;
+            }
+        };
+        let pid = i32::try_from(spawned.child.id()).unwrap_or(-1);
+        let mut channel = spawned.channel;
+        let token = self.register_owner(Owner::Worker(id));
+        if let Err(error) = self.poll.registry().register(
+            &mut channel,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!("cannot register worker {id}'s channel: {error}");
+            self.release_token(token);
+            let mut child = spawned.child;
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        self.workers.insert(
+            id,
+            Worker {
+                id,
+                pid,
+                process: Process::Child(spawned.child),
+                channel,
+                token,
+                run_state: RunState::Running,
+                restarts,
+                retiring: false,
+                soft_stop_at: None,
+                ready: false,
+                channel_closed_at: None,
+            },
+        );
+        info!("worker {id} started (pid {pid})");
+        let orders = self.state.orders();
+        let task = Task::new(
+            Purpose::Setup { worker: id },
+            None,
+            self.settings.worker_timeout,
+        );
+        self.start_task(task, &[id], &orders);
+        Some(pid)
+    }
+
+    /// Tells a worker to finish its sessions and exit, without restarting it.
+    ///
+    /// The worker first stops accepting, and is told to stop only [`RETIRE_GRACE`] later: a
+    /// worker that stops closes the connections that have not sent a byte yet, and a
+    /// connection it accepted a moment ago usually has its request on the way. Other workers
+    /// accept on the same sockets meanwhile.
+    fn retire_worker(&mut self, id: u32) {
+        let active = queries::active_listeners(&self.state);
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.retiring = true;
+            worker.run_state = RunState::Stopping;
+            worker.soft_stop_at = Some(Instant::now() + RETIRE_GRACE);
+            for listener in active {
+                let request = Request::new("retire", Order::DeactivateListener(listener));
+                if let Err(error) = worker.channel.write_message(&request) {
+                    warn!("cannot tell worker {id} to stop accepting: {error}");
+                }
+            }
+        }
+    }
+
+    /// Sends SOFT_STOP to the retiring workers whose grace ended.
+    fn stop_retired_workers(&mut self, now: Instant) {
+        for worker in self.workers.values_mut() {
+            if worker.soft_stop_at.is_some_and(|at| at <= now) {
+                worker.soft_stop_at = None;
+                let request = Request::new("stop", Order::SoftStop);
+                if let Err(error) = worker.channel.write_message(&request) {
+                    warn!("cannot tell worker {} to stop: {error}", worker.id);
+                    let _ = worker.kill();
+                }
+            }
+        }
+    }
+}
+
+/// An OK answer with a note and no content.
+fn ok_message(id: &str, message: impl Into<String>) -> Response {
+    let mut response = Response::ok(id, None);
+    response.message = message.into();
+    response
+}

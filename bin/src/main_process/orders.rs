@@ -1,0 +1,661 @@
+//! What the main process does with each request of a client: answer it from its own state,
+//! change its state and pass the change to the workers, ask the workers, or act on
+//! processes (stop, upgrade, one more worker).
+//!
+//! A change is applied to the main state first: if the state refuses it, the client gets
+//! FAILURE and nothing reaches the workers. A batch (state load, reload) is checked in full on
+//! a copy of the state, so that one bad order changes nothing.
+
+use std::{
+    fs,
+    io::{self, BufRead, BufWriter, Write},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use log::{debug, error, info, warn};
+use sozu_command_lib::{
+    config::Config,
+    request::{ListenerAddress, Order, Request, WorkerId},
+    response::{ClusterInformation, EventKind, Response, ResponseContent, RunState},
+    state::ConfigState,
+};
+
+use super::{
+    Main, Stop, ok_message, queries,
+    tasks::{ClientRef, Purpose, Task},
+};
+use crate::cli::with_causes;
+
+impl Main {
+    pub(super) fn handle_request(&mut self, client: u64, request: Request) {
+        let Request { id, order } = request;
+        *self.request_counts.entry(order.name()).or_insert(0) += 1;
+        debug!("client {client}: {order} ({id})");
+        let to = ClientRef {
+            client,
+            request_id: id.clone(),
+        };
+        let answer = |content| Response::ok(id.clone(), Some(content));
+        match order {
+            Order::Status => self.status(to),
+            Order::ListWorkers => {
+                let workers = self.workers.values().map(|w| w.info()).collect();
+                self.reply(&to, answer(ResponseContent::Workers(workers)));
+            }
+            Order::ListListeners => {
+                let listeners = queries::listeners(&self.state);
+                self.reply(&to, answer(ResponseContent::Listeners(listeners)));
+            }
+            Order::ListFrontends(filters) => {
+                let frontends = queries::frontends(&self.state, &filters);
+                self.reply(&to, answer(ResponseContent::Frontends(frontends)));
+            }
+            Order::QueryClustersByDomain(filter) => {
+                let clusters = queries::clusters_by_domain(&self.state, &filter);
+                self.reply(&to, answer(ResponseContent::Clusters(clusters)));
+            }
+            Order::QueryClusterById(query) => {
+                if self.state.clusters.contains_key(&query.cluster_id) {
+                    let purpose = Purpose::ClusterById {
+                        cluster_id: query.cluster_id.clone(),
+                    };
+                    self.ask_workers(to, purpose, Order::QueryClusterById(query));
+                } else {
+                    let message = format!("no cluster `{}`", query.cluster_id);
+                    self.reply(&to, Response::failure(id, message));
+                }
+            }
+            Order::QueryClustersHashes => {
+                let hashes = queries::cluster_hashes(&self.state);
+                self.reply(&to, answer(ResponseContent::ClusterHashes(hashes)));
+            }
+            Order::QueryCertificatesFromTheState(filters) => {
+                let certificates = queries::certificates(&self.state, &filters);
+                self.reply(&to, answer(ResponseContent::Certificates(certificates)));
+            }
+            Order::QueryMaxConnectionsPerIp => {
+                let limit = self.state.max_connections_per_ip;
+                self.reply(&to, answer(ResponseContent::MaxConnectionsPerIp(limit)));
+            }
+            Order::QueryHealthChecks(filter) => {
+                let checks = queries::health_checks(&self.state, filter.cluster_id.as_deref());
+                self.reply(&to, answer(ResponseContent::HealthChecks(checks)));
+            }
+            Order::CountRequests => {
+                let mut counts = queries::state_counts(&self.state);
+                counts.extend(
+                    self.request_counts
+                        .iter()
+                        .map(|(name, count)| (format!("orders.{name}"), *count)),
+                );
+                self.reply(&to, answer(ResponseContent::RequestCounts(counts)));
+            }
+            order @ (Order::QueryCertificatesFromWorkers(_)
+            | Order::QueryMetrics(_)
+            | Order::ConfigureMetrics(_)) => {
+                self.ask_workers(to, Purpose::Forward { note: None }, order);
+            }
+            Order::Logging(filter) => self.set_log_filter(to, filter.filter),
+            Order::SubscribeEvents => {
+                if let Some(client) = self.clients.get_mut(&client) {
+                    client.subscribed = true;
+                }
+                let message =
+                    "subscribed: events follow, one JSON response per line, with id EVENT";
+                self.reply(&to, ok_message(&id, message));
+            }
+            Order::SaveState(path) => self.save_state_to(to, Path::new(&path.path)),
+            Order::LoadState(path) => self.load_state_from(Some(to), Path::new(&path.path)),
+            Order::ReloadConfiguration(reload) => {
+                self.reload(Some(to), reload.path.map(PathBuf::from));
+            }
+            Order::UpgradeMain => self.request_main_upgrade(Some(to)),
+            Order::UpgradeWorker(WorkerId { worker_id }) => self.upgrade_worker(to, worker_id),
+            Order::LaunchWorker => self.one_more_worker(Some(to)),
+            Order::SoftStop => self.begin_stop(false, Some(to)),
+            Order::HardStop => self.begin_stop(true, Some(to)),
+            order => self.change(Some(to), order),
+        }
+    }
+
+    /// `STATUS`: asks every worker for its status; those that do not answer in time are
+    /// NOT_ANSWERING.
+    fn status(&mut self, to: ClientRef) {
+        let targets: Vec<u32> = self
+            .workers
+            .values()
+            .filter(|w| w.channel_closed_at.is_none())
+            .map(|w| w.id)
+            .collect();
+        let task = Task::new(Purpose::Status, Some(to), self.settings.worker_timeout);
+        self.start_task(task, &targets, &[Order::Status]);
+    }
+
+    /// Sends a query to every serving worker; the answers are merged when all are in.
+    fn ask_workers(&mut self, to: ClientRef, purpose: Purpose, order: Order) {
+        let targets = self.serving_workers();
+        let task = Task::new(purpose, Some(to), self.settings.worker_timeout);
+        self.start_task(task, &targets, &[order]);
+    }
+
+    fn refuse_while_stopping(&mut self, to: &Option<ClientRef>) -> bool {
+        if self.stop.is_none() {
+            return false;
+        }
+        if let Some(to) = to {
+            let response = Response::failure(to.request_id.clone(), "sozu is stopping");
+            self.reply(to, response);
+        }
+        true
+    }
+
+    /// One order that changes the state.
+    fn change(&mut self, to: Option<ClientRef>, order: Order) {
+        if self.refuse_while_stopping(&to) {
+            return;
+        }
+        if let Err(error) = self.state.apply(&order) {
+            if let Some(to) = &to {
+                let message = with_causes(&error);
+                self.reply(to, Response::failure(to.request_id.clone(), message));
+            }
+            return;
+        }
+        let what = order.name().to_string();
+        self.commit(to, vec![order], what);
+    }
+
+    /// Orders that change the state, all or none: the first one the state refuses is named
+    /// (`describe` says where it comes from, by its index) and nothing changes.
+    fn change_batch(
+        &mut self,
+        to: Option<ClientRef>,
+        orders: Vec<Order>,
+        what: String,
+        describe: impl Fn(usize) -> String,
+    ) -> bool {
+        if self.refuse_while_stopping(&to) {
+            return false;
+        }
+        let mut next = self.state.clone();
+        for (index, order) in orders.iter().enumerate() {
+            if let Err(error) = next.apply(order) {
+                let message = format!(
+                    "{what}: {} ({order}) is refused: {}; nothing was changed",
+                    describe(index),
+                    with_causes(&error)
+                );
+                warn!("{message}");
+                if let Some(to) = &to {
+                    self.reply(to, Response::failure(to.request_id.clone(), message));
+                }
+                return false;
+            }
+        }
+        self.state = next;
+        self.commit(to, orders, what);
+        true
+    }
+
+    /// Orders the main state accepted: forget sockets of listeners that stop, save the state
+    /// if asked to, and pass the orders to every serving worker.
+    fn commit(&mut self, to: Option<ClientRef>, orders: Vec<Order>, what: String) {
+        for order in &orders {
+            if let Order::DeactivateListener(ListenerAddress { address, .. })
+            | Order::RemoveListener(ListenerAddress { address, .. }) = order
+            {
+                self.listeners.forget(*address);
+            }
+        }
+        self.save_automatically();
+        let targets = self.serving_workers();
+        if targets.is_empty() {
+            if let Some(to) = &to {
+                let message = format!("{what}: applied; no worker is running");
+                self.reply(to, ok_message(&to.request_id, message));
+            }
+            return;
+        }
+        if let Some(to) = &to {
+            let message = format!("{what}: sent to {} worker(s)", targets.len());
+            self.reply(to, Response::processing(to.request_id.clone(), message));
+        }
+        let task = Task::new(Purpose::Change { what }, to, self.settings.worker_timeout);
+        self.start_task(task, &targets, &orders);
+    }
+
+    fn save_automatically(&mut self) {
+        if !self.settings.automatic_state_save {
+            return;
+        }
+        if let Some(path) = self.settings.saved_state.clone() {
+            match save_state(&self.state, &path) {
+                Ok(count) => debug!("state saved to {} ({count} orders)", path.display()),
+                Err(error) => error!("cannot save the state to {}: {error}", path.display()),
+            }
+        }
+    }
+
+    fn save_state_to(&mut self, to: ClientRef, path: &Path) {
+        let response = match save_state(&self.state, path) {
+            Ok(count) => {
+                let message = format!("state saved to {} ({count} orders)", path.display());
+                info!("{message}");
+                self.event(EventKind::StateSaved, message.clone());
+                ok_message(&to.request_id, message)
+            }
+            Err(error) => Response::failure(
+                to.request_id.clone(),
+                format!("cannot save the state to {}: {error}", path.display()),
+            ),
+        };
+        self.reply(&to, response);
+    }
+
+    /// `LOAD_STATE`: the orders of a saved state file, applied on top of the current state.
+    fn load_state_from(&mut self, to: Option<ClientRef>, path: &Path) {
+        let started = Instant::now();
+        let orders = fs::File::open(path)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))
+            .and_then(|file| read_state_file(io::BufReader::new(file)));
+        let orders = match orders {
+            Ok(orders) => orders,
+            Err(error) => {
+                if let Some(to) = &to {
+                    let message = format!("state not loaded: {error}");
+                    self.reply(to, Response::failure(to.request_id.clone(), message));
+                }
+                return;
+            }
+        };
+        let count = orders.len();
+        let (lines, orders): (Vec<usize>, Vec<Order>) = orders.into_iter().unzip();
+        let what = format!("state load from {} ({count} orders)", path.display());
+        if self.change_batch(to, orders, what, |index| {
+            format!("line {}", lines.get(index).copied().unwrap_or(0))
+        }) {
+            let message = format!(
+                "state loaded from {}: {count} orders applied in {:?}",
+                path.display(),
+                started.elapsed()
+            );
+            info!("{message}");
+            self.event(EventKind::StateLoaded, message);
+        }
+    }
+
+    /// Applies the difference between the running state and a configuration file (the one
+    /// the proxy started with when `path` is `None`).
+    pub(super) fn reload(&mut self, to: Option<ClientRef>, path: Option<PathBuf>) {
+        let path = path.unwrap_or_else(|| self.settings.config_path.clone());
+        let target = match config_state(&path) {
+            Ok(target) => target,
+            Err(message) => {
+                error!("reload refused: {message}");
+                if let Some(to) = &to {
+                    let response = Response::failure(to.request_id.clone(), message);
+                    self.reply(to, response);
+                }
+                return;
+            }
+        };
+        let orders = self.state.diff(&target);
+        if orders.is_empty() {
+            info!("reload of {}: no change", path.display());
+            if let Some(to) = &to {
+                let message = format!("reload of {}: no change", path.display());
+                self.reply(to, ok_message(&to.request_id, message));
+            }
+            return;
+        }
+        let count = orders.len();
+        let what = format!("reload of {} ({count} changes)", path.display());
+        info!("{what}");
+        let names: Vec<&'static str> = orders.iter().map(Order::name).collect();
+        if self.change_batch(to, orders, what, |index| {
+            format!("change {} ({})", index + 1, names.get(index).unwrap_or(&""))
+        }) {
+            let message = format!("configuration {} reloaded: {count} changes", path.display());
+            self.event(EventKind::ConfigurationReloaded, message);
+        }
+    }
+
+    fn set_log_filter(&mut self, to: ClientRef, filter: String) {
+        if let Err(message) = crate::logging::check_filter(&filter) {
+            self.reply(&to, Response::failure(to.request_id.clone(), message));
+            return;
+        }
+        crate::logging::set_filter(&filter);
+        info!("log filter set to `{filter}`");
+        self.log_filter = filter.clone();
+        let note = format!("main process: log filter set to `{filter}`");
+        self.ask_workers(
+            to,
+            Purpose::Forward { note: Some(note) },
+            Order::Logging(sozu_command_lib::request::LoggingFilter { filter }),
+        );
+    }
+
+    /// One more worker (`LAUNCH_WORKER`, SIGTTIN).
+    pub(super) fn one_more_worker(&mut self, to: Option<ClientRef>) {
+        if self.refuse_while_stopping(&to) {
+            return;
+        }
+        self.desired_workers += 1;
+        let response = match self.launch_new_worker() {
+            Some(id) => Ok(format!("worker {id} launched")),
+            None => Err("cannot launch a worker: see the main process's log".to_string()),
+        };
+        if let Some(to) = &to {
+            let response = match response {
+                Ok(message) => ok_message(&to.request_id, message),
+                Err(message) => Response::failure(to.request_id.clone(), message),
+            };
+            self.reply(to, response);
+        }
+    }
+
+    /// One less worker (SIGTTOU): the newest serving worker finishes its sessions and exits.
+    pub(super) fn one_less_worker(&mut self) {
+        let serving = self.serving_workers();
+        if serving.len() <= 1 {
+            warn!(
+                "one less worker: refused, {} worker(s) serving",
+                serving.len()
+            );
+            return;
+        }
+        if let Some(&id) = serving.last() {
+            self.desired_workers = self.desired_workers.saturating_sub(1);
+            info!("one less worker: stopping worker {id}");
+            self.retire_worker(id);
+        }
+    }
+
+    /// Stops every worker, softly (they finish their sessions) or hard; the main process exits
+    /// once they are gone.
+    pub(super) fn begin_stop(&mut self, hard: bool, to: Option<ClientRef>) {
+        let kind = if hard { "hard" } else { "soft" };
+        if let Some(to) = &to {
+            let message = format!("{kind} stop of {} worker(s)", self.workers.len());
+            self.reply(to, Response::processing(to.request_id.clone(), message));
+        }
+        let kill_at = hard.then(|| Instant::now() + self.settings.worker_timeout);
+        match &mut self.stop {
+            Some(stop) => {
+                stop.clients.extend(to);
+                if hard && !stop.hard {
+                    stop.hard = true;
+                    stop.kill_at = kill_at;
+                } else {
+                    return;
+                }
+            }
+            None => {
+                self.stop = Some(Stop {
+                    hard,
+                    clients: to.into_iter().collect(),
+                    kill_at,
+                });
+            }
+        }
+        info!("{kind} stop requested");
+        let order = if hard {
+            Order::HardStop
+        } else {
+            Order::SoftStop
+        };
+        for worker in self.workers.values_mut() {
+            worker.run_state = RunState::Stopping;
+            if let Err(error) = worker
+                .channel
+                .write_message(&Request::new("stop", order.clone()))
+            {
+                warn!("cannot tell worker {} to stop: {error}", worker.id);
+                let _ = worker.kill();
+            }
+        }
+    }
+
+    /// A task is complete: answer whoever waits for it.
+    pub(super) fn finish_task(&mut self, id: u64) {
+        let Some(task) = self.tasks.remove(&id) else {
+            return;
+        };
+        let response = match &task.purpose {
+            Purpose::Setup { worker } => {
+                self.worker_set_up(*worker, &task);
+                return;
+            }
+            Purpose::Change { what } => change_response(&task, what),
+            Purpose::Status => self.status_response(&task),
+            Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
+            Purpose::Forward { note } => forward_response(&task, note.as_deref()),
+        };
+        if let Some(to) = &task.client {
+            let mut response = response;
+            response.id = to.request_id.clone();
+            self.reply(to, response);
+        }
+    }
+
+    fn worker_set_up(&mut self, id: u32, task: &Task) {
+        if !task.failures.is_empty() {
+            error!(
+                "worker {id} refused part of the initial state: {}",
+                task.failures.join("; ")
+            );
+        }
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.ready = true;
+            info!(
+                "worker {id} (pid {}) has the current state ({:?})",
+                worker.pid,
+                task.started.elapsed()
+            );
+        }
+        self.advance_replacement();
+    }
+
+    fn status_response(&self, task: &Task) -> Response {
+        let workers = self
+            .workers
+            .values()
+            .map(|worker| {
+                let mut info = worker.info();
+                if task.not_answering.contains(&worker.id) {
+                    info.run_state = RunState::NotAnswering;
+                } else if let Some(ResponseContent::WorkerStatus(status)) =
+                    task.contents.get(&worker.id)
+                {
+                    info.run_state = status.run_state;
+                }
+                info
+            })
+            .collect();
+        let mut response = Response::ok("", Some(ResponseContent::Workers(workers)));
+        response.message = task.failures.join("; ");
+        response
+    }
+
+    /// The main state's view of the cluster, with the workers' backend figures added up.
+    fn cluster_response(&self, task: &Task, cluster_id: &str) -> Response {
+        let Some(mut information) = queries::cluster_information(&self.state, cluster_id) else {
+            return Response::failure("", format!("no cluster `{cluster_id}`"));
+        };
+        for content in task.contents.values() {
+            let ResponseContent::Clusters(clusters) = content else {
+                continue;
+            };
+            merge_runtime(&mut information, clusters);
+        }
+        let mut response = Response::ok("", Some(ResponseContent::Clusters(vec![information])));
+        response.message = task.failures.join("; ");
+        response
+    }
+}
+
+/// Adds a worker's view of the backends to the main state's.
+fn merge_runtime(information: &mut ClusterInformation, clusters: &[ClusterInformation]) {
+    let Some(worker_view) = clusters
+        .iter()
+        .find(|c| c.cluster.cluster_id == information.cluster.cluster_id)
+    else {
+        return;
+    };
+    for seen in &worker_view.backends {
+        let Some(runtime) = &seen.runtime else {
+            continue;
+        };
+        let known = information
+            .backends
+            .iter_mut()
+            .find(|b| b.backend.backend_id == seen.backend.backend_id);
+        match known {
+            Some(backend) => match &mut backend.runtime {
+                Some(merged) => {
+                    merged.active_connections += runtime.active_connections;
+                    merged.failures = merged.failures.max(runtime.failures);
+                }
+                None => backend.runtime = Some(runtime.clone()),
+            },
+            // Removed from the state, still draining in the worker.
+            None => information.backends.push(seen.clone()),
+        }
+    }
+}
+
+fn change_response(task: &Task, what: &str) -> Response {
+    if task.failures.is_empty() {
+        return ok_message("", format!("{what}: done"));
+    }
+    error!(
+        "{what} is in the main state but worker(s) refused it: {}",
+        task.failures.join("; ")
+    );
+    Response::failure(
+        "",
+        format!(
+            "{what} is in the main state, but refused by {}",
+            task.failures.join("; ")
+        ),
+    )
+}
+
+/// Passes the workers' answers on: the content itself when there is one, by worker when there
+/// are several; FAILURE when no worker answered with success.
+fn forward_response(task: &Task, note: Option<&str>) -> Response {
+    let mut parts: Vec<String> = note.into_iter().map(str::to_string).collect();
+    parts.extend(task.failures.iter().cloned());
+    let message = parts.join("; ");
+    // Without a note, the workers' answers are the outcome; with one, the main process did
+    // its part and the workers' refusals are only reported.
+    if note.is_none() && task.contents.is_empty() && !task.failures.is_empty() {
+        return Response::failure("", message);
+    }
+    let content = match task.contents.len() {
+        0 => None,
+        1 => task.contents.values().next().cloned(),
+        _ => Some(ResponseContent::WorkerResponses(
+            task.contents
+                .iter()
+                .map(|(id, content)| (id.to_string(), content.clone()))
+                .collect(),
+        )),
+    };
+    let mut response = Response::ok("", content);
+    response.message = message;
+    response
+}
+
+/// Writes the state as one order per line, through a temporary file renamed into place so
+/// that a reader never sees half a state. Returns the number of orders.
+pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut writer = CountLines {
+        inner: BufWriter::new(fs::File::create(&temporary)?),
+        lines: 0,
+    };
+    state.save(&mut writer)?;
+    let lines = writer.lines;
+    writer
+        .inner
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()?;
+    fs::rename(&temporary, path)?;
+    Ok(lines)
+}
+
+/// A writer that counts the lines written through it.
+struct CountLines<W> {
+    inner: W,
+    lines: usize,
+}
+
+impl<W: Write> Write for CountLines<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.lines += buf
+            .get(..written)
+            .map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count());
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The orders of a state file with their line numbers; blank lines and `#` comments are
+/// skipped. The first line that is not an order is named.
+pub fn read_state_file(reader: impl BufRead) -> Result<Vec<(usize, Order)>, String> {
+    let mut orders = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|error| format!("cannot read line {number}: {error}"))?;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let order: Order = serde_json::from_str(text)
+            .map_err(|error| format!("line {number} is not a valid order: {error}"))?;
+        if !order.is_state_change() {
+            return Err(format!(
+                "line {number}: {order} does not change the routing state"
+            ));
+        }
+        orders.push((number, order));
+    }
+    Ok(orders)
+}
+
+/// The routing state a configuration file describes.
+fn config_state(path: &Path) -> Result<ConfigState, String> {
+    let (config, _) = Config::load(path).map_err(|errors| {
+        format!(
+            "{} is invalid: {}",
+            path.display(),
+            errors
+                .errors()
+                .iter()
+                .map(|error| with_causes(error))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let mut state = ConfigState::new();
+    for order in config.orders() {
+        state.apply(&order).map_err(|error| {
+            format!(
+                "{}: the {order} order is refused: {}",
+                path.display(),
+                with_causes(&error)
+            )
+        })?;
+    }
+    Ok(state)
+}

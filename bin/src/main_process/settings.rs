@@ -1,0 +1,81 @@
+//! The settings of the main process, taken from the configuration file at start and handed
+//! as they are to a new main process during a hot upgrade (which must not depend on a file
+//! that may have changed since).
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use sozu_command_lib::config::{Config, LogTarget};
+
+use crate::{logging::LogOutput, worker::WorkerSettings};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The configuration file the proxy started with, absolute: `sozu reload` and SIGHUP
+    /// read it again.
+    pub config_path: PathBuf,
+    pub command_socket: PathBuf,
+    pub command_buffer_size: usize,
+    pub max_command_buffer_size: usize,
+    pub saved_state: Option<PathBuf>,
+    pub automatic_state_save: bool,
+    pub log_filter: String,
+    pub log_output: LogOutput,
+    pub worker_count: u16,
+    pub worker_automatic_restart: bool,
+    pub worker_timeout: Duration,
+    pub pid_file_path: Option<PathBuf>,
+    pub worker: WorkerSettings,
+}
+
+impl Settings {
+    /// The settings of `config`, read from `config_path`, and what could not be honoured.
+    pub fn new(config_path: PathBuf, config: &Config) -> (Settings, Vec<String>) {
+        let mut warnings = Vec::new();
+        let log_output = match &config.log_target {
+            LogTarget::Stdout => LogOutput::Stdout,
+            LogTarget::File(path) => LogOutput::File(path.clone()),
+            other => {
+                warnings.push(format!(
+                    "log_target {other:?} is not supported yet: logging to stdout"
+                ));
+                LogOutput::Stdout
+            }
+        };
+        let log_file = match &log_output {
+            LogOutput::File(path) => Some(path.clone()),
+            LogOutput::Stdout => None,
+        };
+        let settings = Settings {
+            config_path,
+            command_socket: config.command_socket.clone(),
+            command_buffer_size: config.command_buffer_size,
+            max_command_buffer_size: config.max_command_buffer_size,
+            saved_state: config.saved_state.clone(),
+            automatic_state_save: config.automatic_state_save,
+            log_filter: config.log_level.clone(),
+            log_output,
+            worker_count: config.worker_count,
+            worker_automatic_restart: config.worker_automatic_restart,
+            worker_timeout: config.worker_timeout,
+            pid_file_path: config.pid_file_path.clone(),
+            worker: WorkerSettings {
+                max_connections: config.max_connections,
+                buffer_size: config.buffer_size,
+                max_buffers: config.max_buffers,
+                command_buffer_size: config.command_buffer_size,
+                max_command_buffer_size: config.max_command_buffer_size,
+                retry_after: config.retry_after.as_secs(),
+                log_filter: config.log_level.clone(),
+                log_file,
+            },
+        };
+        (settings, warnings)
+    }
+
+    /// The most output a client may leave unread before it is disconnected: a few of the
+    /// largest messages.
+    pub fn max_client_backlog(&self) -> usize {
+        self.max_command_buffer_size.saturating_mul(4).max(1 << 20)
+    }
+}

@@ -1,0 +1,87 @@
+//! The few system calls the binary makes without a safe std API: descriptor flags for handing
+//! sockets to a child across `exec`, signalling a process that is not our child, and the umask
+//! around the creation of the command socket.
+//!
+//! This is the only module of the crate with `unsafe` code; each block says why it is sound.
+#![allow(
+    unsafe_code,
+    reason = "fcntl, kill and umask are FFI calls with no safe std equivalent"
+)]
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+/// Lets `fd` survive `exec`, so that a child started next inherits it under the same number.
+///
+/// The main process is single-threaded, so no other child can be started between this call
+/// and the `spawn` that hands the descriptor over; the caller closes its copy right after.
+pub fn inherit_on_exec(fd: &impl AsRawFd) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: F_GETFD and F_SETFD only read and write the flags of a descriptor that `fd`
+    // owns and keeps open for the duration of the calls.
+    unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Takes ownership of a descriptor inherited across `exec`, whose number came on the command
+/// line, and marks it close-on-exec again so that it does not leak into our own children.
+///
+/// Fails when `raw` is not an open descriptor. The caller must name each inherited descriptor
+/// once: the parent process hands over each number once, and nothing else in this process
+/// opens a descriptor before the inherited ones are taken.
+pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 3 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {raw} is a standard stream, not an inherited socket"),
+        ));
+    }
+    // SAFETY: F_GETFD and F_SETFD only read and write the flags of `raw`; on a closed
+    // descriptor they fail with EBADF and change nothing.
+    unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: `raw` is open (checked above) and was handed to this process by its parent for
+    // this purpose only; per this function's contract nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Sends `signal` to process `pid`. Used for workers adopted from a previous main process,
+/// which are not our children (a [`std::process::Child`] is killed through its own API).
+pub fn send_signal(pid: i32, signal: libc::c_int) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid pid {pid}"),
+        ));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a positive pid
+    // names a single process, never a process group.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `create` with the file mode creation mask set to `mask`, then restores the previous
+/// mask. The command socket is created this way so that it is never reachable by others, not
+/// even between its `bind` and a `chmod`.
+pub fn with_umask<T>(mask: libc::mode_t, create: impl FnOnce() -> T) -> T {
+    // SAFETY: umask(2) only swaps the process's mask; the main process is single-threaded
+    // while it creates the socket, so no other thread creates files under the changed mask.
+    let previous = unsafe { libc::umask(mask) };
+    let result = create();
+    // SAFETY: as above, restoring the mask that was in force.
+    unsafe { libc::umask(previous) };
+    result
+}

@@ -1,0 +1,127 @@
+//! `sozu worker`: the hidden entry point of a worker process, started by the main process.
+//!
+//! The main process hands the worker two inherited sockets, named by number on the command
+//! line: one carries the listener sockets (SCM_RIGHTS, received once, before anything else),
+//! the other is the command channel, on which the main process first sends the orders that
+//! build the current state and then every later order. The worker's event loop
+//! ([`sozu_lib::server::Server`]) serves until a stop order completes or the main process
+//! goes away (its channel closes).
+
+use std::{os::unix::net::UnixStream, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use log::{error, info};
+use sozu_command_lib::{channel::Channel, scm::ScmSocket};
+use sozu_lib::server::{Server, ServerConfig};
+
+use crate::{logging, sys};
+
+/// What a worker is told on its command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// The worker's id, as `sozu status` shows it.
+    #[arg(long)]
+    pub id: u32,
+    /// The inherited socket of the command channel.
+    #[arg(long)]
+    pub channel_fd: i32,
+    /// The inherited socket on which the listener sockets arrive.
+    #[arg(long)]
+    pub scm_fd: i32,
+    #[command(flatten)]
+    pub settings: WorkerSettings,
+}
+
+/// The settings of a worker that orders do not change, as the main process passes them.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize, serde::Deserialize)]
+pub struct WorkerSettings {
+    #[arg(long)]
+    pub max_connections: usize,
+    #[arg(long)]
+    pub buffer_size: usize,
+    #[arg(long)]
+    pub max_buffers: usize,
+    #[arg(long)]
+    pub command_buffer_size: usize,
+    #[arg(long)]
+    pub max_command_buffer_size: usize,
+    /// The `Retry-After` of 429 answers, in seconds.
+    #[arg(long)]
+    pub retry_after: u64,
+    #[arg(long)]
+    pub log_filter: String,
+    /// Log to this file instead of stdout.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+}
+
+impl WorkerSettings {
+    /// The command-line flags that carry these settings to a worker.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--max-connections={}", self.max_connections),
+            format!("--buffer-size={}", self.buffer_size),
+            format!("--max-buffers={}", self.max_buffers),
+            format!("--command-buffer-size={}", self.command_buffer_size),
+            format!("--max-command-buffer-size={}", self.max_command_buffer_size),
+            format!("--retry-after={}", self.retry_after),
+            format!("--log-filter={}", self.log_filter),
+        ];
+        if let Some(file) = &self.log_file {
+            args.push(format!("--log-file={}", file.display()));
+        }
+        args
+    }
+
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_connections: self.max_connections,
+            buffer_size: self.buffer_size,
+            max_buffers: self.max_buffers,
+            command_buffer_size: self.command_buffer_size,
+            max_command_buffer_size: self.max_command_buffer_size,
+            retry_after: Duration::from_secs(self.retry_after),
+            ..ServerConfig::default()
+        }
+    }
+}
+
+pub fn run(args: &WorkerArgs) -> ExitCode {
+    let output = match &args.settings.log_file {
+        Some(file) => logging::LogOutput::File(file.clone()),
+        None => logging::LogOutput::Stdout,
+    };
+    logging::init(
+        format!("worker {}", args.id),
+        &args.settings.log_filter,
+        output,
+    );
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error!("worker {} failed: {error:#}", args.id);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
+    let channel = sys::take_inherited_fd(args.channel_fd).context("the command channel")?;
+    let scm = sys::take_inherited_fd(args.scm_fd).context("the listener socket channel")?;
+    let scm = ScmSocket::new(UnixStream::from(scm))?;
+    let listeners = scm
+        .receive_listeners()
+        .context("cannot receive the listener sockets")?;
+    drop(scm);
+    let inherited = listeners.http.len() + listeners.https.len() + listeners.tcp.len();
+    let settings = &args.settings;
+    let channel = Channel::from_std(
+        UnixStream::from(channel),
+        settings.command_buffer_size,
+        settings.max_command_buffer_size,
+    )?;
+    let server = Server::new(settings.server_config(), channel, listeners)?;
+    info!("started with {inherited} listener socket(s)");
+    server.run()?;
+    Ok(())
+}

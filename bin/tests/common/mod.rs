@@ -1,0 +1,404 @@
+//! Harness for the tests that run the real `sozu` binary: a proxy started from a configuration
+//! in a temporary folder, the command line pointed at its socket, HTTP backends on threads and
+//! a raw HTTP client. Everything listens on 127.0.0.1 with ephemeral ports; every wait is
+//! bounded by a deadline, and the proxy's processes are killed when a [`Proxy`] drops.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses the part of the harness it needs"
+)]
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+/// How long a test waits for anything before failing.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub const SOZU: &str = env!("CARGO_BIN_EXE_sozu");
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("an ephemeral port")
+}
+
+/// A proxy run by the real binary, in its own temporary folder.
+pub struct Proxy {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub pid_file: PathBuf,
+    pub log: PathBuf,
+    /// The HTTP listener.
+    pub http: SocketAddr,
+    pub main: Child,
+}
+
+impl Proxy {
+    /// Starts a proxy with an HTTP listener and `extra` appended to its configuration, and
+    /// waits until its workers answer.
+    pub fn start(extra: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let http = free_address();
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            "command_socket = \"sozu.sock\"\n\
+             pid_file_path = \"sozu.pid\"\n\
+             worker_count = 2\n\
+             worker_timeout = 5\n\
+             log_level = \"info\"\n\
+             {extra}\n\
+             [[listeners]]\n\
+             protocol = \"http\"\n\
+             address = \"{http}\"\n"
+        );
+        fs::write(&config, text).expect("write the configuration");
+        Proxy::start_with(dir, config, http)
+    }
+
+    /// Starts the proxy of a configuration already written in `dir`.
+    pub fn start_with(dir: tempfile::TempDir, config: PathBuf, http: SocketAddr) -> Proxy {
+        let log = dir.path().join("sozu.log");
+        let output = fs::File::create(&log).expect("create the log file");
+        let errors = output.try_clone().expect("clone the log file");
+        let main = Command::new(SOZU)
+            .args(["start", "-c"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .spawn()
+            .expect("start sozu");
+        let proxy = Proxy {
+            socket: dir.path().join("sozu.sock"),
+            pid_file: dir.path().join("sozu.pid"),
+            log,
+            config,
+            dir,
+            http,
+            main,
+        };
+        assert!(
+            wait_until(DEADLINE, || proxy.workers_ready()),
+            "the proxy did not start:\n{}",
+            proxy.log_text()
+        );
+        proxy
+    }
+
+    /// Whether every worker runs (`status` succeeds) and the main process logged that each
+    /// got the state.
+    fn workers_ready(&self) -> bool {
+        self.socket.exists()
+            && self.sozu(&["status"]).status.success()
+            && self.log_text().matches("has the current state").count() >= 2
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `sozu ARGS --socket SOCKET`.
+    pub fn sozu(&self, args: &[&str]) -> Output {
+        Command::new(SOZU)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the command line")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.sozu(args);
+        assert!(
+            output.status.success(),
+            "sozu {args:?} failed: {}{}\nlog:\n{}",
+            text(&output.stdout),
+            text(&output.stderr),
+            self.log_text()
+        );
+        text(&output.stdout)
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.sozu(args);
+        assert!(
+            !output.status.success(),
+            "sozu {args:?} succeeded: {}",
+            text(&output.stdout)
+        );
+        text(&output.stderr)
+    }
+
+    /// A cluster with one backend, and an HTTP frontend for `hostname`.
+    pub fn route(&self, cluster: &str, hostname: &str, backend: &Backend) {
+        let http = self.http.to_string();
+        let address = backend.address.to_string();
+        self.ok(&["cluster", "add", "-i", cluster]);
+        let backend_id = format!("{cluster}-{}", backend.name);
+        self.ok(&[
+            "backend",
+            "add",
+            "-i",
+            cluster,
+            "--backend-id",
+            &backend_id,
+            "-a",
+            &address,
+        ]);
+        self.ok(&[
+            "frontend",
+            "http",
+            "add",
+            "-a",
+            &http,
+            "--hostname",
+            hostname,
+            "id",
+            cluster,
+        ]);
+    }
+
+    /// The workers' pids, from `status --json`.
+    pub fn worker_pids(&self) -> Vec<i64> {
+        let output = self.ok(&["status", "--json"]);
+        let value: serde_json::Value = serde_json::from_str(&output).expect("status as JSON");
+        value["data"]
+            .as_array()
+            .expect("a worker list")
+            .iter()
+            .filter_map(|worker| worker["pid"].as_i64())
+            .collect()
+    }
+
+    /// The pid of the main process now (it changes with upgrades).
+    pub fn main_pid(&self) -> Option<i64> {
+        fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
+    }
+
+    /// Stops the proxy (hard) and keeps its folder, to start another proxy from it.
+    pub fn stop_keeping_files(mut self) -> (tempfile::TempDir, PathBuf, SocketAddr) {
+        self.ok(&["shutdown", "--hard"]);
+        assert!(wait_until(DEADLINE, || self
+            .main
+            .try_wait()
+            .is_ok_and(|status| status.is_some())));
+        let replacement = tempfile::tempdir().expect("a temporary folder");
+        let dir = std::mem::replace(&mut self.dir, replacement);
+        (dir, self.config.clone(), self.http)
+    }
+
+    pub fn get(&self, host: &str) -> std::io::Result<(u16, String)> {
+        get(self.http, host)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("proxy log:\n{}", self.log_text());
+        }
+        // The main process may have been replaced by an upgrade; its workers exit when its
+        // channel closes.
+        if let Some(pid) = self.main_pid() {
+            kill(pid, "KILL");
+        }
+        let _ = self.main.kill();
+        let _ = self.main.wait();
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Sends a signal with kill(1).
+pub fn kill(pid: i64, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn is_alive(pid: i64) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; returns the status and the body.
+pub fn get(address: SocketAddr, host: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// An HTTP backend that answers every request with its name.
+pub struct Backend {
+    pub name: String,
+    pub address: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    /// When set, each request waits for a release before it is answered (see [`Gate`]).
+    gate: Option<Gate>,
+}
+
+/// Holds a slow backend's answers: `arrived` receives a message when a request arrives, and
+/// the answer leaves once `release` is called.
+#[derive(Clone)]
+pub struct Gate {
+    arrived: Arc<Mutex<mpsc::Sender<()>>>,
+    released: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Gate {
+    pub fn release(&self) {
+        let (released, condvar) = &*self.released;
+        *released.lock().expect("gate lock") = true;
+        condvar.notify_all();
+    }
+
+    fn wait(&self) {
+        let _ = self.arrived.lock().expect("gate lock").send(());
+        let (released, condvar) = &*self.released;
+        let guard = released.lock().expect("gate lock");
+        let _unused = condvar
+            .wait_timeout_while(guard, DEADLINE, |released| !*released)
+            .expect("gate wait");
+    }
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        Backend::spawn(name, None)
+    }
+
+    /// A backend whose answers wait for the gate; the receiver tells when a request arrived.
+    pub fn gated(name: &str) -> (Backend, Gate, mpsc::Receiver<()>) {
+        let (sender, receiver) = mpsc::channel();
+        let gate = Gate {
+            arrived: Arc::new(Mutex::new(sender)),
+            released: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+        };
+        (Backend::spawn(name, Some(gate.clone())), gate, receiver)
+    }
+
+    fn spawn(name: &str, gate: Option<Gate>) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend");
+        let address = listener.local_addr().expect("backend address");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let backend = Backend {
+            name: name.to_string(),
+            address,
+            requests: requests.clone(),
+            gate: gate.clone(),
+        };
+        let name = name.to_string();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (name, requests, gate) = (name.clone(), requests.clone(), gate.clone());
+                thread::spawn(move || serve(stream, &name, &requests, gate.as_ref()));
+            }
+        });
+        backend
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Answers each request of a connection (keep-alive) with `name`.
+fn serve(stream: TcpStream, name: &str, requests: &AtomicUsize, gate: Option<&Gate>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        let mut head_lines = 0;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            head_lines += 1;
+        }
+        if head_lines == 0 {
+            continue;
+        }
+        requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(gate) = gate {
+            gate.wait();
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{name}",
+            name.len()
+        );
+        if writer.write_all(answer.as_bytes()).is_err() {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Writes a file in the proxy's folder and returns its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, contents).expect("write a file");
+    path
+}
