@@ -6,12 +6,7 @@
 
 mod common;
 
-use std::{
-    fmt::Write as _,
-    fs,
-    path::Path,
-    time::Instant,
-};
+use std::{fmt::Write as _, fs, path::Path, time::Instant};
 
 use base64::Engine;
 use common::{Backend, DEADLINE, Proxy, free_address, wait_until};

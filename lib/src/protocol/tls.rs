@@ -89,7 +89,7 @@ pub fn load_certificate(certificate: &CertificateAndKey) -> Result<LoadedCertifi
 }
 
 /// The certificates of one listener, as an immutable table swapped whole on change.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct CertificateTable {
     by_fingerprint: HashMap<Fingerprint, LoadedCertificate>,
     /// Exact names, lowercase, to fingerprints in the order they were added.
@@ -149,28 +149,21 @@ impl CertificateTable {
 }
 
 /// Chooses the certificate of a handshake by SNI.
+///
+/// Changes happen under the write lock, a replacement as one change, so a handshake (which
+/// reads under the read lock) sees the certificates before or after a change, never between.
 #[derive(Debug, Default)]
 pub struct CertificateResolver {
-    table: RwLock<Arc<CertificateTable>>,
+    table: RwLock<CertificateTable>,
 }
 
 impl CertificateResolver {
-    fn current(&self) -> Arc<CertificateTable> {
-        match self.table.read() {
-            Ok(table) => table.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Applies `change` to a copy of the table and installs the copy.
+    /// Applies `change` to the table.
     fn update<T>(&self, change: impl FnOnce(&mut CertificateTable) -> T) -> T {
-        let mut table = (*self.current()).clone();
-        let result = change(&mut table);
         match self.table.write() {
-            Ok(mut slot) => *slot = Arc::new(table),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
+            Ok(mut table) => change(&mut table),
+            Err(poisoned) => change(&mut poisoned.into_inner()),
         }
-        result
     }
 
     pub fn add(&self, certificate: LoadedCertificate) {
@@ -196,7 +189,10 @@ impl CertificateResolver {
 
 impl ResolvesServerCert for CertificateResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current().find(client_hello.server_name())
+        match self.table.read() {
+            Ok(table) => table.find(client_hello.server_name()),
+            Err(poisoned) => poisoned.into_inner().find(client_hello.server_name()),
+        }
     }
 }
 
