@@ -24,6 +24,7 @@ PROXY_CPU=${PROXY_CPU:-0}           # the core of the proxies
 LOAD_CPU=${LOAD_CPU:-1}             # the core of wrk and the backend
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 SOZU_BIN=${SOZU_BIN:-}              # the sozu binary; empty: build it (cargo build --release)
+SOZU_NOTE=${SOZU_NOTE:-}            # a note on that binary, written in the report
 
 STARTED_PIDS=()
 WORK=
@@ -101,9 +102,10 @@ start() {
 }
 
 # wait_answer NAME PID HOST URL [CURL ARGS...]: waits until URL, asked for HOST, answers the
-# backend's token.
+# backend's token, for STARTUP_TIMEOUT seconds or the ANSWER_TIMEOUT given.
 wait_answer() {
-    local name=$1 pid=$2 host=$3 url=$4 deadline=$((SECONDS + STARTUP_TIMEOUT)) body
+    local name=$1 pid=$2 host=$3 url=$4 timeout=${ANSWER_TIMEOUT:-$STARTUP_TIMEOUT} body
+    local deadline=$((SECONDS + timeout))
     shift 4
     while ((SECONDS < deadline)); do
         kill -0 "$pid" 2>/dev/null || {
@@ -115,17 +117,25 @@ wait_answer() {
         sleep 0.2
     done
     tail -n 20 "$WORK/$name.log" >&2
-    die "$name does not answer the backend's answer on $url within ${STARTUP_TIMEOUT}s (got: ${body:0:200})"
+    die "$name does not answer the backend's answer on $url within ${timeout}s (got: ${body:0:200})"
 }
 
-# check_proxy NAME PID: the sanity check of a proxy, on each of its three listeners.
+# check_proxy NAME PID: the sanity check of a proxy, on each listener the scenarios use. Once
+# the HTTP listener answers, the proxy is up: the others get a few seconds only.
 check_proxy() {
-    local name=$1 pid=$2 http https tcp
+    local name=$1 pid=$2 http https tcp checked
     read -r http https tcp <<<"${PORTS[$name]}"
     wait_answer "$name" "$pid" localhost "http://127.0.0.1:$http/"
-    wait_answer "$name" "$pid" localhost "https://127.0.0.1:$https/" --cacert "$CERT" --tlsv1.3
-    wait_answer "$name" "$pid" localhost "http://127.0.0.1:$tcp/"
-    say "$name answers on http :$http, https :$https, tcp :$tcp"
+    checked="http :$http"
+    if [[ " ${SCENARIOS} " == *" https-"* ]]; then
+        ANSWER_TIMEOUT=10 wait_answer "$name" "$pid" localhost "https://127.0.0.1:$https/" --cacert "$CERT" --tlsv1.3
+        checked+=", https :$https"
+    fi
+    if [[ " ${SCENARIOS} " == *" tcp-"* ]]; then
+        ANSWER_TIMEOUT=10 wait_answer "$name" "$pid" localhost "http://127.0.0.1:$tcp/"
+        checked+=", tcp :$tcp"
+    fi
+    say "$name answers on $checked"
 }
 
 # --- configurations ----------------------------------------------------------------------------
@@ -445,6 +455,7 @@ main() {
     local date report file sozu_source=built
     date=$(date -u '+%Y-%m-%d %H:%M UTC')
     [[ $SOZU_BIN == "$ROOT/target/release/sozu" ]] || sozu_source="SOZU_BIN override"
+    [[ -z $SOZU_NOTE ]] || sozu_source+=": $SOZU_NOTE"
     report=$(helper report "$results" "$scale_results" "${meta[@]}")
     mkdir -p "$RESULTS_DIR"
     file=$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M).md
@@ -452,7 +463,7 @@ main() {
         echo "# Load benchmark, $date"
         echo
         echo "- machine: $(helper machine)"
-        echo "- sozu: \`$SOZU_BIN\` ($sozu_source; tree at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+        echo "- sozu: \`$SOZU_BIN\` ($sozu_source; benchmark at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
         echo "- proxies on CPU $PROXY_CPU; wrk (1 thread, $CONNECTIONS connections) and the nginx backend on CPU $LOAD_CPU"
         echo "- $ROUNDS rounds of ${DURATION}s per scenario and proxy, medians; large transfer: $STREAMS downloads of ${BIG_FILE_MB} MB at once"
         echo "- load average at start: $LOAD_AVERAGE (other work on the machine makes throughput noisy; CPU per request much less so)"
