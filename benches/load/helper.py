@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""Helpers of the load benchmark (benches/load/run.sh): free ports, process usage, a streaming
+client, wrk output parsing, generated frontends and the final report.
+
+Only the standard library is used. Each subcommand prints plain text for the shell to read.
+"""
+
+import argparse
+import datetime
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+# Scenarios in report order: name, title, what the rate counts, unit of the CPU figure.
+SCENARIOS = [
+    ("tcp-throughput", "TCP, large transfer", "MB/s", "ms/GB"),
+    ("tcp-connect", "TCP, new connection per request", "conn/s", "µs/conn"),
+    ("http-keepalive", "HTTP keep-alive", "req/s", "µs/req"),
+    ("http-close", "HTTP, new connection per request", "req/s", "µs/req"),
+    ("https-keepalive", "HTTPS keep-alive", "req/s", "µs/req"),
+    ("https-handshake", "HTTPS, full handshake per request", "req/s", "µs/req"),
+]
+PROXIES = [("sozu", "sozu"), ("haproxy", "HAProxy"), ("nginx", "nginx")]
+# Results file columns, written by run.sh (one line per measurement).
+COLUMNS = ["scenario", "proxy", "round", "seconds", "units", "p50_ms", "p99_ms",
+           "cpu_seconds", "rss_kb", "errors"]
+
+
+def free_ports(count):
+    """Ports the kernel hands out for 127.0.0.1:0, all distinct (bound at once, then freed)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def process_table():
+    """{pid: (parent pid, utime + stime in ticks, rss in pages)} of every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces: split after the last ')'.
+        fields = text[text.rindex(")") + 2:].split()
+        table[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[21]))
+    return table
+
+
+def tree(root, table):
+    """`root` and all its descendants."""
+    found = [root]
+    for pid in found:
+        found.extend(child for child, (parent, _, _) in table.items() if parent == pid)
+    return [pid for pid in found if pid in table]
+
+
+def usage(root):
+    """CPU seconds (user + system) and RSS in KiB of `root` and its descendants."""
+    table = process_table()
+    pids = tree(root, table)
+    ticks = sum(table[pid][1] for pid in pids)
+    pages = sum(table[pid][2] for pid in pids)
+    return ticks / CLOCK_TICKS, pages * PAGE_KB
+
+
+def stream(port, path, connections, seconds):
+    """Downloads `path` over and over on `connections` connections for `seconds`, reading in
+    1 MiB chunks so that the client costs little per byte. Returns (bytes, elapsed seconds)."""
+    deadline = time.monotonic() + seconds
+    totals = [0] * connections
+    request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+
+    failures = []
+
+    def download(index):
+        buffer = bytearray(1 << 20)
+        try:
+            while time.monotonic() < deadline:
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.sendall(request)
+                    while time.monotonic() < deadline:
+                        count = sock.recv_into(buffer)
+                        if count == 0:
+                            break
+                        totals[index] += count
+        except OSError as error:
+            failures.append(error)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=download, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"download through 127.0.0.1:{port} failed: {failures[0]}")
+    return sum(totals), time.monotonic() - started
+
+
+def milliseconds(text):
+    """wrk's latency ('512.00us', '1.23ms', '2.00s') in milliseconds."""
+    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    raise ValueError(f"unknown latency {text!r}")
+
+
+def parse_wrk(text):
+    """(requests, seconds, p50 ms, p99 ms, errors) from `wrk --latency` output."""
+    requests = seconds = None
+    p50 = p99 = float("nan")
+    errors = 0
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[1] == "requests" and words[2] == "in":
+            requests = int(words[0])
+            seconds = milliseconds(words[3].rstrip(",")) / 1000
+        elif words[:1] == ["50%"]:
+            p50 = milliseconds(words[1])
+        elif words[:1] == ["99%"]:
+            p99 = milliseconds(words[1])
+        elif line.strip().startswith("Socket errors:"):
+            # "Socket errors: connect 0, read 3, write 0, timeout 0"
+            errors += sum(int(word.rstrip(",")) for word in words[2:] if word.rstrip(",").isdigit())
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            errors += int(words[-1])
+    if requests is None:
+        raise ValueError("no 'requests in' line in wrk's output")
+    return requests, seconds, p50, p99, errors
+
+
+def frontends(count, address):
+    """TOML frontend lines host0.example.com … host{count-1}.example.com on `address`."""
+    lines = ["frontends = ["]
+    lines += [f'  {{ address = "{address}", hostname = "host{i}.example.com" }},' for i in range(count)]
+    lines.append("]")
+    return "\n".join(lines)
+
+
+def read_results(path):
+    rows = []
+    with open(path) as results:
+        for line in results:
+            values = line.split()
+            if len(values) != len(COLUMNS):
+                continue
+            row = dict(zip(COLUMNS, values))
+            for key in COLUMNS[3:]:
+                row[key] = float(row[key])
+            rows.append(row)
+    return rows
+
+
+def median(values):
+    values = [v for v in values if v == v]  # drop NaN
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(rows):
+    """{(scenario, proxy): medians} over rounds, of the figures per measurement."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["scenario"], row["proxy"]), []).append(row)
+    summary = {}
+    for key, group in groups.items():
+        per_unit = 1e6 if key[0] != "tcp-throughput" else 1e3 * 1e3  # µs per unit, ms per GB
+        summary[key] = {
+            "rate": median([r["units"] / r["seconds"] for r in group]),
+            "p50": median([r["p50_ms"] for r in group]),
+            "p99": median([r["p99_ms"] for r in group]),
+            "cpu": median([r["cpu_seconds"] * per_unit / r["units"] for r in group if r["units"]]),
+            "busy": median([100 * r["cpu_seconds"] / r["seconds"] for r in group]),
+            "rss": median([r["rss_kb"] / 1024 for r in group]),
+            "errors": sum(r["errors"] for r in group),
+            "units": sum(r["units"] for r in group),
+            "rounds": len(group),
+        }
+    return summary
+
+
+def number(value, digits=None):
+    if value != value:
+        return "–"
+    if digits is None:
+        digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:,.{digits}f}"
+
+
+def ratio(ours, theirs):
+    if ours != ours or theirs != theirs or theirs == 0:
+        return "–"
+    return f"{ours / theirs:.2f}×"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(results, scale_results, meta):
+    summary = summarize(read_results(results))
+    parts = []
+    names = [title for _, title in PROXIES]
+    present = [s for s in SCENARIOS if any((s[0], p) in summary for p, _ in PROXIES)]
+
+    def cell(scenario, proxy, key, digits=None):
+        figures = summary.get((scenario, proxy))
+        return number(figures[key], digits) if figures else "–"
+
+    def ratios(scenario, key):
+        ours = summary.get((scenario, "sozu"), {}).get(key, float("nan"))
+        return [ratio(ours, summary.get((scenario, p), {}).get(key, float("nan")))
+                for p in ("haproxy", "nginx")]
+
+    rows = []
+    for scenario, title, unit, _ in present:
+        rows.append([title, unit] + [cell(scenario, p, "rate") for p, _ in PROXIES]
+                    + ratios(scenario, "rate"))
+    parts.append("### Throughput (median; higher is better)\n\n" + table(
+        ["scenario", "unit"] + names + ["sozu/HAProxy", "sozu/nginx"], rows))
+
+    rows = []
+    for scenario, title, _, unit in present:
+        rows.append([title, unit] + [cell(scenario, p, "cpu") for p, _ in PROXIES]
+                    + ratios(scenario, "cpu")
+                    + ["/".join(cell(scenario, p, "busy", 0) for p, _ in PROXIES)])
+    parts.append("### Proxy CPU per request (median; lower is better)\n\n"
+                 "user + system time of the proxy's processes over the run, divided by what it "
+                 "served; the last column is each proxy's core usage in % (sozu/HAProxy/nginx): "
+                 "below ~95% the proxy was not the bottleneck.\n\n" + table(
+                     ["scenario", "unit"] + names + ["sozu/HAProxy", "sozu/nginx", "core %"],
+                     rows))
+
+    rows = []
+    for scenario, title, _, _ in present:
+        if scenario in ("http-keepalive", "https-keepalive"):
+            rows.append([title + ", p50 / p99 ms"]
+                        + [cell(scenario, p, "p50") + " / " + cell(scenario, p, "p99")
+                           for p, _ in PROXIES])
+    for scenario, title, _, _ in present:
+        rows.append([title + ", RSS MiB"] + [cell(scenario, p, "rss", 1) for p, _ in PROXIES])
+    parts.append("### Latency and memory (median)\n\n" + table(["figure"] + names, rows))
+
+    errors = [f"{title}: {p} {int(summary[(s, p)]['errors'])} of {int(summary[(s, p)]['units'])}"
+              for s, title, unit, _ in present for p, _ in PROXIES
+              if (s, p) in summary and summary[(s, p)]["errors"] and unit != "MB/s"]
+    if errors:
+        parts.append("Errors reported by wrk (socket errors and non-2xx answers): "
+                     + "; ".join(errors) + ".")
+
+    if scale_results and os.path.exists(scale_results):
+        parts.append(scale_report(summarize(read_results(scale_results)), meta))
+    return "\n\n".join(parts)
+
+
+def scale_report(summary, meta):
+    counts = sorted({int(proxy.split("-")[1]) for _, proxy in summary})
+    rows = []
+    for count in counts:
+        figures = summary.get(("http-keepalive", f"sozu-{count}"))
+        load = meta.get(f"load_seconds_{count}", "–")
+        rows.append([f"{count:,}", number(figures["rate"]), number(figures["p99"]),
+                     number(figures["cpu"]), number(figures["busy"], 0), number(figures["rss"], 1),
+                     load])
+    text = ("### Scale: HTTP keep-alive to the last of N frontends (sozu only)\n\n" + table(
+        ["frontends", "req/s", "p99 ms", "CPU µs/req", "core %", "RSS MiB", "start s"], rows))
+    if len(counts) >= 2:
+        small = summary[("http-keepalive", f"sozu-{counts[0]}")]
+        large = summary[("http-keepalive", f"sozu-{counts[-1]}")]
+        text += (f"\n\nAt {counts[-1]:,} frontends ÷ at {counts[0]:,}: CPU per request "
+                 f"**{ratio(large['cpu'], small['cpu'])}**, req/s "
+                 f"{ratio(large['rate'], small['rate'])} (aim: within 5%; the rate only counts "
+                 f"when the core is near 100%).")
+    return text
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs ({model}), kernel {os.uname().release}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("ports").add_argument("count", type=int)
+    command = commands.add_parser("usage")
+    command.add_argument("pid", type=int)
+    commands.add_parser("tree").add_argument("pid", type=int)
+    command = commands.add_parser("stream")
+    for name, kind in (("port", int), ("path", str), ("connections", int), ("seconds", float)):
+        command.add_argument(name, type=kind)
+    commands.add_parser("parse-wrk").add_argument("file")
+    command = commands.add_parser("frontends")
+    command.add_argument("count", type=int)
+    command.add_argument("address")
+    commands.add_parser("machine")
+    command = commands.add_parser("report")
+    command.add_argument("results")
+    command.add_argument("scale_results")
+    command.add_argument("meta", nargs="*", help="key=value pairs")
+    args = parser.parse_args()
+
+    if args.command == "ports":
+        print(*free_ports(args.count))
+    elif args.command == "usage":
+        print("%.2f %d" % usage(args.pid))
+    elif args.command == "tree":
+        print(*tree(args.pid, process_table()))
+    elif args.command == "stream":
+        received, elapsed = stream(args.port, args.path, args.connections, args.seconds)
+        print("%.3f %.3f" % (received / 1e6, elapsed))
+    elif args.command == "parse-wrk":
+        with open(args.file) as output:
+            print("%d %.3f %.3f %.3f %d" % parse_wrk(output.read()))
+    elif args.command == "frontends":
+        print(frontends(args.count, args.address))
+    elif args.command == "machine":
+        print(machine())
+    elif args.command == "report":
+        meta = dict(item.split("=", 1) for item in args.meta)
+        print(report(args.results, args.scale_results, meta))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+#!/usr/bin/env bash
+# The load benchmark: this proxy against HAProxy and nginx, each on one pinned core, with wrk and
+# an nginx backend on another core. Everything listens on 127.0.0.1, on ports chosen at run time.
+# See doc/benchmarks.md for what each scenario means and how to read the figures.
+#
+#   benches/load/run.sh                       # full run: 3 rounds of 10 s per scenario and proxy
+#   ROUNDS=1 DURATION=2 benches/load/run.sh   # a quick look, about a minute
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+helper() { python3 -B "$HERE/helper.py" "$@"; }
+
+ROUNDS=${ROUNDS:-3}                 # rounds; each round runs every proxy once per scenario
+DURATION=${DURATION:-10}            # seconds of one measurement
+CONNECTIONS=${CONNECTIONS:-50}      # wrk connections
+STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer scenario
+BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
+SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake scale}
+PROXIES=${PROXIES:-sozu haproxy nginx}
+SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
+STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-300}          # seconds a proxy may take to answer at start
+PROXY_CPU=${PROXY_CPU:-0}           # the core of the proxies
+LOAD_CPU=${LOAD_CPU:-1}             # the core of wrk and the backend
+RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
+SOZU_BIN=${SOZU_BIN:-}              # the sozu binary; empty: build it (cargo build --release)
+SOZU_NOTE=${SOZU_NOTE:-}            # a note on that binary, written in the report
+
+STARTED_PIDS=()
+WORK=
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    local pid tree pids=()
+    for pid in "${STARTED_PIDS[@]}"; do
+        # Children first gathered (nginx and sozu workers), then every process is asked to stop.
+        read -r -a tree <<<"$(helper tree "$pid" 2>/dev/null || true)"
+        pids+=("${tree[@]}")
+    done
+    if ((${#pids[@]})); then
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "${pids[@]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "${pids[@]}" 2>/dev/null || true
+    fi
+    if [[ -n $WORK && -z ${KEEP_WORK:-} ]]; then
+        rm -rf "$WORK"
+    elif [[ -n $WORK ]]; then
+        say "work files kept in $WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools -------------------------------------------------------------------------------------
+
+install_tools() {
+    local missing=() packages=()
+    command -v haproxy >/dev/null || packages+=(haproxy)
+    command -v nginx >/dev/null || packages+=(nginx)
+    [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || packages+=(libnginx-mod-stream)
+    command -v wrk >/dev/null || packages+=(wrk)
+    command -v curl >/dev/null || packages+=(curl)
+    command -v taskset >/dev/null || packages+=(util-linux)
+    command -v python3 >/dev/null || packages+=(python3)
+    ((${#packages[@]})) || return 0
+    if ((EUID != 0)); then
+        die "missing Debian packages: ${packages[*]}; install them (apt-get install -y ${packages[*]}) or run as root"
+    fi
+    say "installing ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+    for tool in haproxy nginx wrk curl taskset python3; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    ((${#missing[@]} == 0)) || die "still missing after apt-get: ${missing[*]}"
+}
+
+build_sozu() {
+    if [[ -n $SOZU_BIN ]]; then
+        [[ -x $SOZU_BIN ]] || die "SOZU_BIN=$SOZU_BIN is not an executable"
+        return
+    fi
+    say "building sozu (release)"
+    (cd "$ROOT" && cargo build --release --bin sozu)
+    SOZU_BIN=$ROOT/target/release/sozu
+}
+
+# --- processes ---------------------------------------------------------------------------------
+
+# start NAME CPU COMMAND...: runs COMMAND pinned to CPU, output to $WORK/NAME.log; sets $PID.
+start() {
+    local name=$1 cpu=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
+    PID=$!
+    STARTED_PIDS+=("$PID")
+}
+
+# wait_answer NAME PID HOST URL [CURL ARGS...]: waits until URL, asked for HOST, answers the
+# backend's token, for STARTUP_TIMEOUT seconds or the ANSWER_TIMEOUT given.
+wait_answer() {
+    local name=$1 pid=$2 host=$3 url=$4 timeout=${ANSWER_TIMEOUT:-$STARTUP_TIMEOUT} body
+    local deadline=$((SECONDS + timeout))
+    shift 4
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || {
+            tail -n 20 "$WORK/$name.log" >&2
+            die "$name exited at start (log above)"
+        }
+        body=$(curl -sS --max-time 5 -H "Host: $host" "$@" "$url" 2>/dev/null || true)
+        [[ $body == "$TOKEN" ]] && return 0
+        sleep 0.2
+    done
+    tail -n 20 "$WORK/$name.log" >&2
+    die "$name does not answer the backend's answer on $url within ${timeout}s (got: ${body:0:200})"
+}
+
+# check_proxy NAME PID: the sanity check of a proxy, on each listener the scenarios use. Once
+# the HTTP listener answers, the proxy is up: the others get a few seconds only.
+check_proxy() {
+    local name=$1 pid=$2 http https tcp checked
+    read -r http https tcp <<<"${PORTS[$name]}"
+    wait_answer "$name" "$pid" localhost "http://127.0.0.1:$http/"
+    checked="http :$http"
+    if [[ " ${SCENARIOS} " == *" https-"* ]]; then
+        ANSWER_TIMEOUT=10 wait_answer "$name" "$pid" localhost "https://127.0.0.1:$https/" --cacert "$CERT" --tlsv1.3
+        checked+=", https :$https"
+    fi
+    if [[ " ${SCENARIOS} " == *" tcp-"* ]]; then
+        ANSWER_TIMEOUT=10 wait_answer "$name" "$pid" localhost "http://127.0.0.1:$tcp/"
+        checked+=", tcp :$tcp"
+    fi
+    say "$name answers on $checked"
+}
+
+# --- configurations ----------------------------------------------------------------------------
+
+write_backend_config() {
+    mkdir -p "$WORK/www" "$WORK/backend"
+    truncate -s "${BIG_FILE_MB}M" "$WORK/www/big.bin"
+    cat >"$WORK/backend.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/error.log error;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/backend;
+    proxy_temp_path $WORK/backend;
+    fastcgi_temp_path $WORK/backend;
+    uwsgi_temp_path $WORK/backend;
+    scgi_temp_path $WORK/backend;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    tcp_nopush on;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        root $WORK/www;
+        default_type text/plain;
+        location = / { return 200 "$TOKEN"; }
+    }
+}
+EOF
+}
+
+write_sozu_config() {
+    local http https tcp
+    read -r http https tcp <<<"${PORTS[sozu]}"
+    cat >"$WORK/sozu.toml" <<EOF
+command_socket = "sozu.sock"
+log_level = "error"
+log_target = "stdout"
+worker_count = 1
+max_connections = 5000
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:$http"
+
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:$https"
+certificate = "$CERT"
+key = "$KEY"
+tls_versions = ["TLS_V13"]
+cipher_suites = ["TLS13_AES_128_GCM_SHA256"]
+groups_list = ["X25519"]
+send_tls13_tickets = 0
+
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:$tcp"
+
+[clusters.web]
+protocol = "http"
+frontends = [
+  { address = "127.0.0.1:$http", hostname = "localhost" },
+  { address = "127.0.0.1:$https", hostname = "localhost" },
+]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+
+[clusters.stream]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:$tcp" }]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+EOF
+}
+
+# write_scale_config COUNT PORT: a sozu config with COUNT frontends host{i}.example.com.
+write_scale_config() {
+    local count=$1 port=$2
+    mkdir -p "$WORK/scale-$count"
+    {
+        cat <<EOF
+command_socket = "sozu.sock"
+log_level = "error"
+log_target = "stdout"
+worker_count = 1
+max_connections = 5000
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:$port"
+
+[clusters.web]
+protocol = "http"
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+EOF
+        helper frontends "$count" "127.0.0.1:$port"
+    } >"$WORK/scale-$count/sozu.toml"
+}
+
+write_haproxy_config() {
+    local http https tcp
+    read -r http https tcp <<<"${PORTS[haproxy]}"
+    cat "$CERT" "$KEY" >"$WORK/haproxy.pem"
+    cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 5000
+    tune.ssl.cachesize 0
+    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
+    ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
+    ssl-default-bind-curves X25519
+
+defaults
+    timeout connect 3s
+    timeout client 60s
+    timeout server 30s
+
+frontend http
+    mode http
+    bind 127.0.0.1:$http
+    bind 127.0.0.1:$https ssl crt $WORK/haproxy.pem
+    default_backend web
+
+frontend tcp
+    mode tcp
+    bind 127.0.0.1:$tcp
+    default_backend stream
+
+backend web
+    mode http
+    server backend 127.0.0.1:$BACKEND_PORT
+
+backend stream
+    mode tcp
+    server backend 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
+write_nginx_config() {
+    local http https tcp
+    read -r http https tcp <<<"${PORTS[nginx]}"
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log error;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx;
+    proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx;
+    scgi_temp_path $WORK/nginx;
+    keepalive_requests 10000000;
+    upstream web {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen 127.0.0.1:$http;
+        listen 127.0.0.1:$https ssl;
+        ssl_certificate $CERT;
+        ssl_certificate_key $KEY;
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        ssl_ecdh_curve X25519;
+        ssl_session_tickets off;
+        ssl_session_cache off;
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+stream {
+    server {
+        listen 127.0.0.1:$tcp;
+        proxy_pass 127.0.0.1:$BACKEND_PORT;
+    }
+}
+EOF
+}
+
+start_proxy() {
+    case $1 in
+        sozu) start sozu "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/sozu.toml" ;;
+        haproxy) start haproxy "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" ;;
+        nginx) start nginx "$PROXY_CPU" nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx.conf" ;;
+        *) die "unknown proxy $1 (PROXIES: sozu haproxy nginx)" ;;
+    esac
+    PROXY_PID[$1]=$PID
+}
+
+# --- measurements ------------------------------------------------------------------------------
+
+# measure SCENARIO PROXY ROUND RESULTS [HOST]: one run of SCENARIO through PROXY (a name of
+# PORTS and PROXY_PID), appended to RESULTS as one line of helper.py's COLUMNS.
+measure() {
+    local scenario=$1 proxy=$2 round=$3 results=$4 host=${5:-localhost}
+    local pid=${PROXY_PID[$proxy]} http https tcp load cpu_before cpu_after rss
+    local seconds units p50=nan p99=nan errors=0 out=$WORK/run.out
+    local wrk=(wrk -t1 "-c$CONNECTIONS" "-d${DURATION}s" --latency -H "Host: $host")
+    local close=(-H 'Connection: close') command
+    read -r http https tcp <<<"${PORTS[$proxy]}"
+    case $scenario in
+        tcp-throughput) command=(python3 -B "$HERE/helper.py" stream "$tcp" /big.bin "$STREAMS" "$DURATION") ;;
+        tcp-connect) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$tcp/") ;;
+        http-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$http/") ;;
+        http-close) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$http/") ;;
+        https-keepalive) command=("${wrk[@]}" "https://127.0.0.1:$https/") ;;
+        https-handshake) command=("${wrk[@]}" "${close[@]}" "https://127.0.0.1:$https/") ;;
+        *) die "unknown scenario $scenario" ;;
+    esac
+    read -r cpu_before _ < <(helper usage "$pid")
+    taskset -c "$LOAD_CPU" "${command[@]}" >"$out" &
+    load=$!
+    # RSS halfway through, while every connection is open.
+    sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')"
+    read -r _ rss < <(helper usage "$pid")
+    wait "$load" || die "$scenario through $proxy: the load generator failed: $(tail -n 5 "$out")"
+    read -r cpu_after _ < <(helper usage "$pid")
+    kill -0 "$pid" 2>/dev/null || die "$proxy died during $scenario"
+    if [[ $scenario == tcp-throughput ]]; then
+        read -r units seconds <"$out"
+    else
+        read -r units seconds p50 p99 errors < <(helper parse-wrk "$out")
+    fi
+    local cpu
+    cpu=$(awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN { printf "%.2f", a - b }')
+    echo "$scenario $proxy $round $seconds $units $p50 $p99 $cpu $rss $errors" >>"$results"
+    say "$(awk -v s="$scenario" -v p="$proxy" -v r="$round" -v u="$units" -v t="$seconds" \
+        -v p99="$p99" -v c="$cpu" -v e="$errors" \
+        'BEGIN { printf "%-16s %-12s round %s: %10.1f /s, p99 %s ms, cpu %.2f s, errors %d", s, p, r, u / t, p99, c, e }')"
+}
+
+main() {
+    install_tools
+    build_sozu
+    (($(nproc) >= 2)) || say "warning: fewer than 2 CPUs: proxies and load share a core"
+
+    LOAD_AVERAGE=$(cut -d' ' -f1-3 /proc/loadavg)
+    WORK=$(mktemp -d /tmp/sozu-load.XXXXXX)
+    chmod 755 "$WORK" # nginx workers may run as another user
+    CERT=$ROOT/bin/assets/certificate.pem
+    KEY=$ROOT/bin/assets/key.pem
+    TOKEN="backend-$RANDOM$RANDOM"
+    local results=$WORK/results.txt scale_results=$WORK/scale.txt meta=()
+    : >"$results"
+
+    declare -gA PORTS PROXY_PID
+    local ports proxy scenario round
+    read -r -a ports <<<"$(helper ports 10)"
+    BACKEND_PORT=${ports[0]}
+    PORTS[sozu]="${ports[*]:1:3}"
+    PORTS[haproxy]="${ports[*]:4:3}"
+    PORTS[nginx]="${ports[*]:7:3}"
+
+    write_backend_config
+    start backend "$LOAD_CPU" nginx -e "$WORK/backend/error.log" -p "$WORK/backend" -c "$WORK/backend.conf"
+    wait_answer backend "$PID" localhost "http://127.0.0.1:$BACKEND_PORT/"
+
+    local scenarios=() do_scale=
+    for scenario in $SCENARIOS; do
+        if [[ $scenario == scale ]]; then do_scale=1; else scenarios+=("$scenario"); fi
+    done
+
+    read -r -a proxies <<<"$PROXIES"
+    if ((${#scenarios[@]})); then
+        write_sozu_config
+        write_haproxy_config
+        write_nginx_config
+        for proxy in "${proxies[@]}"; do
+            start_proxy "$proxy"
+            check_proxy "$proxy" "${PROXY_PID[$proxy]}"
+        done
+        for round in $(seq "$ROUNDS"); do
+            for scenario in "${scenarios[@]}"; do
+                # Rotate the order each round, so no proxy always runs first on a cold cache.
+                local order=("${proxies[@]:$(((round - 1) % ${#proxies[@]}))}" "${proxies[@]:0:$(((round - 1) % ${#proxies[@]}))}")
+                for proxy in "${order[@]}"; do
+                    measure "$scenario" "$proxy" "$round" "$results"
+                done
+            done
+        done
+    fi
+
+    if [[ -n $do_scale ]]; then
+        local count counts port started
+        read -r -a counts <<<"$SCALE_FRONTENDS"
+        read -r -a ports <<<"$(helper ports "${#counts[@]}")"
+        for i in "${!counts[@]}"; do
+            count=${counts[$i]}
+            port=${ports[$i]}
+            write_scale_config "$count" "$port"
+            say "starting sozu with $count frontends"
+            started=$EPOCHREALTIME
+            start "sozu-$count" "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/scale-$count/sozu.toml"
+            PROXY_PID[sozu-$count]=$PID
+            PORTS[sozu-$count]="$port"
+            wait_answer "sozu-$count" "$PID" "host$((count - 1)).example.com" "http://127.0.0.1:$port/"
+            meta+=("load_seconds_$count=$(awk -v a="$EPOCHREALTIME" -v b="$started" 'BEGIN { printf "%.1f", a - b }')")
+        done
+        for round in $(seq "$ROUNDS"); do
+            for count in "${counts[@]}"; do
+                measure http-keepalive "sozu-$count" "$round" "$scale_results" "host$((count - 1)).example.com"
+            done
+        done
+    fi
+
+    local date report file sozu_source=built
+    date=$(date -u '+%Y-%m-%d %H:%M UTC')
+    [[ $SOZU_BIN == "$ROOT/target/release/sozu" ]] || sozu_source="SOZU_BIN override"
+    [[ -z $SOZU_NOTE ]] || sozu_source+=": $SOZU_NOTE"
+    report=$(helper report "$results" "$scale_results" "${meta[@]}")
+    mkdir -p "$RESULTS_DIR"
+    file=$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M).md
+    {
+        echo "# Load benchmark, $date"
+        echo
+        echo "- machine: $(helper machine)"
+        echo "- sozu: \`$SOZU_BIN\` ($sozu_source; benchmark at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+        echo "- proxies on CPU $PROXY_CPU; wrk (1 thread, $CONNECTIONS connections) and the nginx backend on CPU $LOAD_CPU"
+        echo "- $ROUNDS rounds of ${DURATION}s per scenario and proxy, medians; large transfer: $STREAMS downloads of ${BIG_FILE_MB} MB at once"
+        echo "- load average at start: $LOAD_AVERAGE (other work on the machine makes throughput noisy; CPU per request much less so)"
+        echo
+        echo "$report"
+        echo
+        echo "<details><summary>Every measurement</summary>"
+        echo
+        echo '```'
+        echo "scenario proxy round seconds units p50_ms p99_ms cpu_seconds rss_kb errors"
+        cat "$results" "$scale_results" 2>/dev/null
+        echo '```'
+        echo
+        echo "</details>"
+    } >"$file"
+    echo
+    cat "$file"
+    say "written to $file"
+}
+
+main "$@"
