@@ -1503,7 +1503,7 @@ fn record_exchange(session: &mut Session, context: &mut Context<'_>) {
             None
         },
         first_byte_time: exchange.first_byte_time,
-        total_time: context.now.saturating_duration_since(routed_at),
+        total_time: Instant::now().saturating_duration_since(routed_at),
         user_agent: &exchange.user_agent,
         request_id: &exchange.request_id,
     };

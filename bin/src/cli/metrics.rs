@@ -1,9 +1,16 @@
-//! `metrics enable|disable|clear|get`: passed to the workers; whatever they answer is printed.
+//! `metrics enable|disable|clear|get`: passed to the workers through the main process, which
+//! merges their figures. `get` prints them by level (proxy, listeners, clusters, backends), or
+//! as JSON with `--json`.
 
 use std::time::Duration;
 
 use clap::Subcommand;
-use sozu_command_lib::request::{MetricsConfiguration, Order, QueryMetrics};
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use sozu_command_lib::{
+    request::{MetricsConfiguration, Order, QueryMetrics},
+    response::{AggregatedMetrics, FilteredMetric, ResponseContent},
+};
 
 use super::client::{Client, print_json};
 
@@ -62,6 +69,12 @@ pub fn run(client: &mut Client, command: &MetricsCommand) -> anyhow::Result<()> 
                 let response = client.order(Order::QueryMetrics(query.clone()))?;
                 if !client.printed_as_json(&response)? {
                     match &response.content {
+                        Some(ResponseContent::Metrics(metrics)) => print!("{}", render(metrics)),
+                        Some(ResponseContent::MetricNames(names)) => {
+                            for name in names {
+                                println!("{name}");
+                            }
+                        }
                         Some(content) => println!("{}", serde_json::to_string_pretty(content)?),
                         None => print_json(&response)?,
                     }
@@ -72,5 +85,82 @@ pub fn run(client: &mut Client, command: &MetricsCommand) -> anyhow::Result<()> 
                 std::thread::sleep(Duration::from_secs(*seconds));
             }
         }
+    }
+}
+
+/// Figures by level, one per line, aligned.
+fn render(metrics: &AggregatedMetrics) -> String {
+    let mut out = String::new();
+    if !metrics.workers.is_empty() {
+        for (worker, figures) in &metrics.workers {
+            let _ = writeln!(out, "WORKER {worker}");
+            out.push_str(&render(figures));
+        }
+        return out;
+    }
+    section(&mut out, "PROXY", "", &metrics.proxy);
+    for (listener, figures) in &metrics.listeners {
+        section(&mut out, &format!("LISTENER {listener}"), "", figures);
+    }
+    for (cluster_id, cluster) in &metrics.clusters {
+        section(
+            &mut out,
+            &format!("CLUSTER {cluster_id}"),
+            "",
+            &cluster.cluster,
+        );
+        for (backend_id, figures) in &cluster.backends {
+            section(&mut out, &format!("  BACKEND {backend_id}"), "  ", figures);
+        }
+    }
+    out
+}
+
+fn section(
+    out: &mut String,
+    title: &str,
+    indent: &str,
+    figures: &BTreeMap<String, FilteredMetric>,
+) {
+    if figures.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}");
+    let width = figures.keys().map(String::len).max().unwrap_or(0);
+    for (name, value) in figures {
+        let _ = write!(out, "{indent}  {name:width$}  ");
+        match value {
+            FilteredMetric::Count(count) => {
+                let _ = writeln!(out, "{count}");
+            }
+            FilteredMetric::Gauge(gauge) => {
+                let _ = writeln!(out, "{gauge}");
+            }
+            FilteredMetric::Percentiles(p) => {
+                let _ = writeln!(
+                    out,
+                    "samples {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                    p.samples,
+                    micros(p.p50),
+                    micros(p.p90),
+                    micros(p.p99),
+                    micros(p.p99_9),
+                    micros(p.max)
+                );
+            }
+            FilteredMetric::Histogram(data) => {
+                let samples: u64 = data.values.iter().map(|(_, count)| count).sum();
+                let _ = writeln!(out, "samples {samples}");
+            }
+        }
+    }
+}
+
+/// A duration in microseconds, in the unit that reads best.
+fn micros(value: u64) -> String {
+    match value {
+        0..1_000 => format!("{value}µs"),
+        1_000..1_000_000 => format!("{:.1}ms", value as f64 / 1_000.0),
+        _ => format!("{:.2}s", value as f64 / 1_000_000.0),
     }
 }

@@ -651,13 +651,6 @@ impl Main {
             },
         );
         info!("worker {id} started (pid {pid})");
-        let orders = self.state.orders();
-        let task = Task::new(
-            Purpose::Setup { worker: id },
-            None,
-            self.settings.worker_timeout,
-        );
-        self.start_task(task, &[id], &orders);
         Some(pid)
     }
 

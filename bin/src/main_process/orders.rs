@@ -20,6 +20,7 @@ use sozu_command_lib::{
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState},
     state::ConfigState,
 };
+use sozu_lib::metrics;
 
 use super::{
     Main, Stop, ok_message, queries,
@@ -91,9 +92,14 @@ impl Main {
                 );
                 self.reply(&to, answer(ResponseContent::RequestCounts(counts)));
             }
-            order @ (Order::QueryCertificatesFromWorkers(_)
-            | Order::QueryMetrics(_)
-            | Order::ConfigureMetrics(_)) => {
+            Order::QueryMetrics(query) => {
+                let purpose = Purpose::Metrics {
+                    list: query.list,
+                    workers: query.workers,
+                };
+                self.ask_workers(to, purpose, Order::QueryMetrics(query));
+            }
+            order @ (Order::QueryCertificatesFromWorkers(_) | Order::ConfigureMetrics(_)) => {
                 self.ask_workers(to, Purpose::Forward { note: None }, order);
             }
             Order::Logging(filter) => self.set_log_filter(to, filter.filter),
@@ -432,6 +438,7 @@ impl Main {
             Purpose::Status => self.status_response(&task),
             Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
             Purpose::Forward { note } => forward_response(&task, note.as_deref()),
+            Purpose::Metrics { list, workers } => metrics_response(&task, *list, *workers),
         };
         if let Some(to) = &task.client {
             let mut response = response;
@@ -541,6 +548,48 @@ fn change_response(task: &Task, what: &str) -> Response {
             task.failures.join("; ")
         ),
     )
+}
+
+/// The workers' figures: their metric names together, or their figures merged (counts added,
+/// distributions merged sample by sample) with percentiles computed on the merge.
+fn metrics_response(task: &Task, list: bool, per_worker: bool) -> Response {
+    if task.contents.is_empty() && !task.failures.is_empty() {
+        return Response::failure("", task.failures.join("; "));
+    }
+    let content = if list {
+        let names: std::collections::BTreeSet<String> = task
+            .contents
+            .values()
+            .filter_map(|content| match content {
+                ResponseContent::MetricNames(names) => Some(names.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ResponseContent::MetricNames(names.into_iter().collect())
+    } else {
+        let snapshots = task
+            .contents
+            .iter()
+            .filter_map(|(worker, content)| match content {
+                ResponseContent::Metrics(metrics) => Some((*worker, metrics.clone())),
+                _ => None,
+            });
+        let mut merged = if per_worker {
+            let mut merged = sozu_command_lib::response::AggregatedMetrics::default();
+            merged.workers = snapshots
+                .map(|(worker, metrics)| (worker.to_string(), metrics))
+                .collect();
+            merged
+        } else {
+            metrics::merge::merge(snapshots.map(|(_, metrics)| metrics))
+        };
+        metrics::merge::into_percentiles(&mut merged);
+        ResponseContent::Metrics(merged)
+    };
+    let mut response = Response::ok("", Some(content));
+    response.message = task.failures.join("; ");
+    response
 }
 
 /// Passes the workers' answers on: the content itself when there is one, by worker when there

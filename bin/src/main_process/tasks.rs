@@ -36,6 +36,8 @@ pub enum Purpose {
     Forward { note: Option<String> },
     /// The initial state of a worker just started.
     Setup { worker: u32 },
+    /// `QUERY_METRICS`: the workers' figures, merged (or side by side when `workers`).
+    Metrics { list: bool, workers: bool },
 }
 
 #[derive(Debug)]
