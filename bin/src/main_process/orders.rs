@@ -576,11 +576,12 @@ fn metrics_response(task: &Task, list: bool, per_worker: bool) -> Response {
                 _ => None,
             });
         let mut merged = if per_worker {
-            let mut merged = sozu_command_lib::response::AggregatedMetrics::default();
-            merged.workers = snapshots
-                .map(|(worker, metrics)| (worker.to_string(), metrics))
-                .collect();
-            merged
+            sozu_command_lib::response::AggregatedMetrics {
+                workers: snapshots
+                    .map(|(worker, metrics)| (worker.to_string(), metrics))
+                    .collect(),
+                ..Default::default()
+            }
         } else {
             metrics::merge::merge(snapshots.map(|(_, metrics)| metrics))
         };
