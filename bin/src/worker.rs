@@ -11,8 +11,12 @@ use std::{os::unix::net::UnixStream, path::PathBuf, process::ExitCode, time::Dur
 
 use anyhow::Context;
 use log::{error, info};
-use sozu_command_lib::{channel::Channel, scm::ScmSocket};
-use sozu_lib::server::{Server, ServerConfig};
+use sozu_command_lib::{
+    channel::Channel,
+    config::{AccessLogFormat, LogTarget},
+    scm::ScmSocket,
+};
+use sozu_lib::server::{AccessLogSettings, Server, ServerConfig, StatsdSettings};
 
 use crate::{logging, sys};
 
@@ -53,6 +57,24 @@ pub struct WorkerSettings {
     /// Log to this file instead of stdout.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Where access logs go (`stdout`, `file://PATH`, `udp://…`); absent: with the logs.
+    #[arg(long)]
+    pub access_logs_target: Option<String>,
+    /// `ascii` or `json`.
+    #[arg(long, default_value = "ascii")]
+    pub access_logs_format: String,
+    /// Where figures are pushed as statsd.
+    #[arg(long)]
+    pub statsd_address: Option<std::net::SocketAddr>,
+    #[arg(long, default_value = "sozu")]
+    pub statsd_prefix: String,
+    #[arg(long)]
+    pub tagged_metrics: bool,
+    #[arg(long)]
+    pub disable_cluster_metrics: bool,
+    /// Capacity of the kernel pipes of spliced TCP listeners; 0 keeps the kernel's.
+    #[arg(long, default_value_t = 0)]
+    pub splice_pipe_capacity: usize,
 }
 
 impl WorkerSettings {
@@ -70,19 +92,54 @@ impl WorkerSettings {
         if let Some(file) = &self.log_file {
             args.push(format!("--log-file={}", file.display()));
         }
+        if let Some(target) = &self.access_logs_target {
+            args.push(format!("--access-logs-target={target}"));
+        }
+        args.push(format!("--access-logs-format={}", self.access_logs_format));
+        if let Some(address) = self.statsd_address {
+            args.push(format!("--statsd-address={address}"));
+        }
+        args.push(format!("--statsd-prefix={}", self.statsd_prefix));
+        if self.tagged_metrics {
+            args.push("--tagged-metrics".to_string());
+        }
+        if self.disable_cluster_metrics {
+            args.push("--disable-cluster-metrics".to_string());
+        }
+        args.push(format!(
+            "--splice-pipe-capacity={}",
+            self.splice_pipe_capacity
+        ));
         args
     }
 
-    fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let target = self
+            .access_logs_target
+            .as_deref()
+            .map(str::parse::<LogTarget>)
+            .transpose()?;
+        let format = match self.access_logs_format.as_str() {
+            "json" => AccessLogFormat::Json,
+            _ => AccessLogFormat::Ascii,
+        };
+        Ok(ServerConfig {
             max_connections: self.max_connections,
             buffer_size: self.buffer_size,
             max_buffers: self.max_buffers,
             command_buffer_size: self.command_buffer_size,
             max_command_buffer_size: self.max_command_buffer_size,
             retry_after: Duration::from_secs(self.retry_after),
+            access_logs: Some(AccessLogSettings { target, format }),
+            statsd: self.statsd_address.map(|address| StatsdSettings {
+                address,
+                prefix: self.statsd_prefix.clone(),
+                tagged: self.tagged_metrics,
+            }),
+            disable_cluster_metrics: self.disable_cluster_metrics,
+            splice_pipe_capacity: self.splice_pipe_capacity,
             ..ServerConfig::default()
-        }
+        })
     }
 }
 
@@ -120,7 +177,7 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
         settings.command_buffer_size,
         settings.max_command_buffer_size,
     )?;
-    let server = Server::new(settings.server_config(), channel, listeners)?;
+    let server = Server::new(settings.server_config()?, channel, listeners)?;
     info!("started with {inherited} listener socket(s)");
     server.run()?;
     Ok(())

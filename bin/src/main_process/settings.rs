@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use sozu_command_lib::config::{Config, LogTarget};
+use sozu_command_lib::config::{AccessLogFormat, Config, LogTarget};
 
 use crate::{logging::LogOutput, worker::WorkerSettings};
 
@@ -68,6 +68,22 @@ impl Settings {
                 retry_after: config.retry_after.as_secs(),
                 log_filter: config.log_level.clone(),
                 log_file,
+                access_logs_target: config.access_logs_target.as_ref().map(ToString::to_string),
+                access_logs_format: match config.access_logs_format {
+                    AccessLogFormat::Ascii => "ascii".to_string(),
+                    AccessLogFormat::Json => "json".to_string(),
+                },
+                statsd_address: config.metrics.as_ref().and_then(|metrics| metrics.address),
+                statsd_prefix: config
+                    .metrics
+                    .as_ref()
+                    .map_or_else(|| "sozu".to_string(), |metrics| metrics.prefix.clone()),
+                tagged_metrics: config
+                    .metrics
+                    .as_ref()
+                    .is_some_and(|metrics| metrics.tagged_metrics),
+                disable_cluster_metrics: config.disable_cluster_metrics,
+                splice_pipe_capacity: config.splice_pipe_capacity,
             },
         };
         (settings, warnings)

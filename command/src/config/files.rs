@@ -31,6 +31,11 @@ impl Files {
         self.folder.join(path)
     }
 
+    /// `path` resolved against the configuration's folder (unchanged when absolute).
+    pub fn folder_join(&self, path: &std::path::Path) -> PathBuf {
+        self.folder.join(path)
+    }
+
     /// The path a string field names, resolved.
     pub fn path(&self, field: Field<'_, '_>) -> Result<PathBuf, ConfigError> {
         let text = field.string()?;

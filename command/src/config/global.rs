@@ -1,7 +1,7 @@
 //! The top-level settings of the configuration file and its `[metrics]` section: everything
 //! but the routing state.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use super::{
     AccessLogFormat, Config, Loader, LogTarget, MetricsConfig,
@@ -94,16 +94,8 @@ const IGNORED: &[(&str, &str)] = &[
     ),
     ("evict_on_queue_full", "the accept queue is not built yet"),
     (
-        "disable_cluster_metrics",
-        "metrics are kept per cluster and backend",
-    ),
-    (
         "basic_auth_max_credential_bytes",
         "the credential size limit is not built yet",
-    ),
-    (
-        "splice_pipe_capacity_bytes",
-        "pipes keep the kernel's default capacity",
     ),
 ];
 
@@ -198,6 +190,10 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     let max_connections_per_ip = loader.or(max_connections_per_ip, 0);
     let retry_after = top.seconds("retry_after");
     let retry_after = loader.or(retry_after, Duration::from_secs(60));
+    let disable_cluster_metrics = top.bool("disable_cluster_metrics");
+    let disable_cluster_metrics = loader.or(disable_cluster_metrics, false);
+    let splice_pipe_capacity = top.integer("splice_pipe_capacity_bytes");
+    let splice_pipe_capacity = loader.or(splice_pipe_capacity, 0);
     let metrics = top.field("metrics").map(|field| metrics(loader, field));
     let metrics = metrics.and_then(|metrics| loader.keep(metrics));
 
@@ -226,6 +222,8 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         activate_listeners,
         max_connections_per_ip,
         retry_after,
+        disable_cluster_metrics,
+        splice_pipe_capacity,
         metrics,
         listeners: Vec::new(),
         clusters: Vec::new(),
@@ -267,30 +265,18 @@ fn log_level(field: Field<'_, '_>) -> Result<String, ConfigError> {
     Ok(text.to_string())
 }
 
-/// `stdout`, `tcp://IP:PORT`, `udp://IP:PORT`, `unix://PATH` or `file://PATH`.
+/// `stdout`, `tcp://IP:PORT`, `udp://IP:PORT`, `unix://PATH` or `file://PATH`; relative paths
+/// are resolved against the configuration's folder.
 fn log_target(field: Field<'_, '_>, files: &Files) -> Result<LogTarget, ConfigError> {
-    let expected =
-        || field.invalid("stdout, tcp://IP:PORT, udp://IP:PORT, unix://PATH or file://PATH");
-    let text = field.string().map_err(|_| expected())?;
-    let path = |path: &str| -> Result<PathBuf, ConfigError> {
-        if path.is_empty() {
-            return Err(expected());
-        }
-        Ok(files.resolve(path))
-    };
-    if text == "stdout" {
-        Ok(LogTarget::Stdout)
-    } else if let Some(address) = text.strip_prefix("tcp://") {
-        address.parse().map(LogTarget::Tcp).map_err(|_| expected())
-    } else if let Some(address) = text.strip_prefix("udp://") {
-        address.parse().map(LogTarget::Udp).map_err(|_| expected())
-    } else if let Some(socket) = text.strip_prefix("unix://") {
-        path(socket).map(LogTarget::Unix)
-    } else if let Some(file) = text.strip_prefix("file://") {
-        path(file).map(LogTarget::File)
-    } else {
-        Err(expected())
-    }
+    let text = field.string()?;
+    let target: LogTarget = text
+        .parse()
+        .map_err(|_| field.invalid(LogTarget::EXPECTED))?;
+    Ok(match target {
+        LogTarget::File(path) => LogTarget::File(files.folder_join(&path)),
+        LogTarget::Unix(path) => LogTarget::Unix(files.folder_join(&path)),
+        other => other,
+    })
 }
 
 /// `ascii`, `json`, or Sōzu's `protobuf`, which is accepted and written as ascii.

@@ -89,6 +89,10 @@ pub struct Config {
     pub max_connections_per_ip: u64,
     /// The `Retry-After` value of 429 answers.
     pub retry_after: Duration,
+    /// Keep figures for the proxy and listeners only, not per cluster and backend.
+    pub disable_cluster_metrics: bool,
+    /// Capacity of the kernel pipes of spliced TCP listeners, in bytes; 0 keeps the kernel's.
+    pub splice_pipe_capacity: usize,
     pub metrics: Option<MetricsConfig>,
 
     /// The routing state, in file order within each kind.
@@ -113,6 +117,55 @@ pub enum LogTarget {
     /// `unix://PATH`, a datagram socket.
     Unix(PathBuf),
 }
+
+impl LogTarget {
+    /// The forms a target is written in.
+    pub const EXPECTED: &'static str =
+        "stdout, tcp://IP:PORT, udp://IP:PORT, unix://PATH or file://PATH";
+}
+
+impl std::str::FromStr for LogTarget {
+    type Err = InvalidLogTarget;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidLogTarget(text.to_string());
+        let path = |path: &str| {
+            (!path.is_empty())
+                .then(|| PathBuf::from(path))
+                .ok_or_else(invalid)
+        };
+        if text == "stdout" {
+            Ok(LogTarget::Stdout)
+        } else if let Some(address) = text.strip_prefix("tcp://") {
+            address.parse().map(LogTarget::Tcp).map_err(|_| invalid())
+        } else if let Some(address) = text.strip_prefix("udp://") {
+            address.parse().map(LogTarget::Udp).map_err(|_| invalid())
+        } else if let Some(socket) = text.strip_prefix("unix://") {
+            path(socket).map(LogTarget::Unix)
+        } else if let Some(file) = text.strip_prefix("file://") {
+            path(file).map(LogTarget::File)
+        } else {
+            Err(invalid())
+        }
+    }
+}
+
+impl std::fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogTarget::Stdout => f.write_str("stdout"),
+            LogTarget::File(path) => write!(f, "file://{}", path.display()),
+            LogTarget::Tcp(address) => write!(f, "tcp://{address}"),
+            LogTarget::Udp(address) => write!(f, "udp://{address}"),
+            LogTarget::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// A log target in none of the known forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid log target `{0}`: expected {expected}", expected = LogTarget::EXPECTED)]
+pub struct InvalidLogTarget(pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessLogFormat {
