@@ -10,6 +10,7 @@
 mod command_server;
 mod listeners;
 mod orders;
+mod prometheus;
 mod queries;
 mod settings;
 mod signals;
@@ -50,8 +51,9 @@ use crate::logging;
 
 const COMMAND_SOCKET: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const PROMETHEUS: Token = Token(2);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 2;
+const FIRST_OWNER_TOKEN: usize = 3;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -63,6 +65,8 @@ const RETIRE_GRACE: Duration = Duration::from_secs(1);
 enum Owner {
     Client(u64),
     Worker(u32),
+    /// A connection to the Prometheus endpoint.
+    Scrape(u64),
 }
 
 /// A stop in progress: workers were told to stop; the main process exits once they are gone.
@@ -111,6 +115,10 @@ pub struct Main {
     /// The log filter in force, given to workers started from now on.
     log_filter: String,
     exit: Option<Exit>,
+    /// The Prometheus endpoint, and the scrapes in progress.
+    prometheus: Option<mio::net::TcpListener>,
+    scrapes: HashMap<u64, prometheus::Scrape>,
+    next_scrape: u64,
 }
 
 /// `sozu start`: loads the configuration, opens the sockets, starts the workers and serves
@@ -165,6 +173,7 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let command_listener = command_server::bind(&settings.command_socket)?;
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
+    main.serve_prometheus();
     main.write_pid_file();
     // Every worker starts at once; the state's orders are built once for all.
     let ids: Vec<u32> = (0..main.desired_workers)
@@ -256,6 +265,9 @@ impl Main {
             pending_main_upgrade: None,
             request_counts: BTreeMap::new(),
             exit: None,
+            prometheus: None,
+            scrapes: HashMap::new(),
+            next_scrape: 0,
         })
     }
 
@@ -278,11 +290,13 @@ impl Main {
                 match event.token() {
                     COMMAND_SOCKET => self.accept_clients(),
                     SIGNALS => self.handle_signals(),
+                    PROMETHEUS => self.accept_scrapes(),
                     token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
                         Some(Owner::Client(id)) => {
                             self.client_ready(id, event.is_readable(), event.is_writable())
                         }
                         Some(Owner::Worker(id)) => self.worker_ready(id, event.is_writable()),
+                        Some(Owner::Scrape(id)) => self.scrape_ready(id),
                         None => {}
                     },
                 }

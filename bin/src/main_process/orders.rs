@@ -439,6 +439,10 @@ impl Main {
             Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
             Purpose::Forward { note } => forward_response(&task, note.as_deref()),
             Purpose::Metrics { list, workers } => metrics_response(&task, *list, *workers),
+            Purpose::Scrape { scrape } => {
+                self.answer_scrape(*scrape, &task);
+                return;
+            }
         };
         if let Some(to) = &task.client {
             let mut response = response;

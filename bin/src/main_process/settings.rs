@@ -25,6 +25,9 @@ pub struct Settings {
     pub worker_automatic_restart: bool,
     pub worker_timeout: Duration,
     pub pid_file_path: Option<PathBuf>,
+    /// Where the Prometheus endpoint listens, and the prefix of its metric names.
+    pub prometheus_address: Option<std::net::SocketAddr>,
+    pub metrics_prefix: String,
     pub worker: WorkerSettings,
 }
 
@@ -59,6 +62,14 @@ impl Settings {
             worker_automatic_restart: config.worker_automatic_restart,
             worker_timeout: config.worker_timeout,
             pid_file_path: config.pid_file_path.clone(),
+            prometheus_address: config
+                .metrics
+                .as_ref()
+                .and_then(|metrics| metrics.prometheus_address),
+            metrics_prefix: config
+                .metrics
+                .as_ref()
+                .map_or_else(|| "sozu".to_string(), |metrics| metrics.prefix.clone()),
             worker: WorkerSettings {
                 max_connections: config.max_connections,
                 buffer_size: config.buffer_size,

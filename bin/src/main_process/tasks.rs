@@ -38,6 +38,8 @@ pub enum Purpose {
     Setup { worker: u32 },
     /// `QUERY_METRICS`: the workers' figures, merged (or side by side when `workers`).
     Metrics { list: bool, workers: bool },
+    /// A Prometheus scrape.
+    Scrape { scrape: u64 },
 }
 
 #[derive(Debug)]

@@ -1,0 +1,179 @@
+//! Metrics through the real binary: `sozu metrics get --json` and the Prometheus endpoint
+//! report exactly the requests sent; a scrape passes `promtool check metrics`; `sozu events`
+//! shows a backend going down and coming back.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+};
+
+use common::{Backend, DEADLINE, Proxy, SOZU, free_address, wait_until};
+
+fn scrape(address: std::net::SocketAddr) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the Prometheus endpoint");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sozu\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the scrape");
+    answer
+}
+
+/// The value of a sample line `name value` in a scrape.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[test]
+fn cli_and_prometheus_report_the_requests_sent() {
+    let prometheus = free_address();
+    let proxy = Proxy::start(&format!(
+        "[metrics]\nprometheus_address = \"{prometheus}\"\n"
+    ));
+    let backend = Backend::start("counted");
+    proxy.route("counted", "counted.test", &backend);
+    for _ in 0..7 {
+        assert_eq!(proxy.get("counted.test").expect("a request").0, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(proxy.get("unknown.test").expect("a request").0, 404);
+    }
+
+    let json = proxy.ok(&["metrics", "get", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("metrics as JSON");
+    let figures = &value["data"];
+    assert_eq!(figures["proxy"]["requests"]["COUNT"], 9, "{json}");
+    assert_eq!(figures["proxy"]["status.404"]["COUNT"], 2, "{json}");
+    assert_eq!(
+        figures["clusters"]["counted"]["cluster"]["requests"]["COUNT"], 7,
+        "{json}"
+    );
+    let response_time = &figures["clusters"]["counted"]["cluster"]["response_time"]["PERCENTILES"];
+    assert_eq!(response_time["samples"], 7, "{json}");
+
+    let text = proxy.ok(&["metrics", "get"]);
+    assert!(text.contains("CLUSTER counted"), "{text}");
+
+    let answer = scrape(prometheus);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(sample(body, "sozu_requests_total"), Some(9), "{body}");
+    assert_eq!(
+        sample(body, "sozu_cluster_requests_total{cluster=\"counted\"}"),
+        Some(7),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            body,
+            "sozu_cluster_response_time_seconds_count{cluster=\"counted\"}"
+        ),
+        Some(7),
+        "{body}"
+    );
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (.ci/install-test-tools installs it)");
+    promtool
+        .stdin
+        .take()
+        .expect("promtool's input")
+        .write_all(body.as_bytes())
+        .expect("send the scrape to promtool");
+    let output = promtool.wait_with_output().expect("promtool's verdict");
+    assert!(
+        output.status.success(),
+        "promtool refused the scrape: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn events_show_a_backend_going_down_and_up() {
+    let proxy = Proxy::start("");
+    // A backend address with nothing behind it: connects fail and it goes down.
+    let address = free_address();
+    proxy.ok(&["cluster", "add", "-i", "flaky"]);
+    proxy.ok(&[
+        "backend",
+        "add",
+        "-i",
+        "flaky",
+        "--backend-id",
+        "flaky-0",
+        "-a",
+        &address.to_string(),
+    ]);
+    proxy.ok(&[
+        "frontend",
+        "http",
+        "add",
+        "-a",
+        &proxy.http.to_string(),
+        "--hostname",
+        "flaky.test",
+        "id",
+        "flaky",
+    ]);
+
+    let mut events = Command::new(SOZU)
+        .args(["--socket"])
+        .arg(&proxy.socket)
+        .arg("events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sozu events");
+    let (lines, received) = mpsc::channel();
+    let stdout = events.stdout.take().expect("events output");
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut saw = |wanted: &str, seen: &mut Vec<String>| {
+        wait_until(DEADLINE, || {
+            while let Ok(line) = received.try_recv() {
+                seen.push(line);
+            }
+            // Keep the backend failing (or answering) so that the event happens.
+            let _ = proxy.get("flaky.test");
+            seen.iter().any(|line| line.contains(wanted))
+        })
+    };
+    assert!(
+        saw("BACKEND_DOWN", &mut seen),
+        "no BACKEND_DOWN in {seen:?}"
+    );
+
+    // Something answers on the address now: the next probe after the backoff succeeds.
+    let listener = std::net::TcpListener::bind(address).expect("take the backend's address");
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nup");
+        }
+    });
+    assert!(saw("BACKEND_UP", &mut seen), "no BACKEND_UP in {seen:?}");
+    let _ = events.kill();
+    let _ = events.wait();
+}
