@@ -148,7 +148,7 @@ fn events_show_a_backend_going_down_and_up() {
         }
     });
     let mut seen = Vec::new();
-    let mut saw = |wanted: &str, seen: &mut Vec<String>| {
+    let saw = |wanted: &str, seen: &mut Vec<String>| {
         wait_until(DEADLINE, || {
             while let Ok(line) = received.try_recv() {
                 seen.push(line);
