@@ -1631,9 +1631,20 @@ pub fn back_is_reusable(session: &Session) -> bool {
 }
 
 /// Whether the session sits between requests with an idle backend connection.
-pub fn is_idle(session: &Session) -> bool {
-    matches!(&session.stage, Stage::Http(http) if http.phase == Phase::Head && http.front_buf.is_empty())
+///
+/// A connection that has not sent its first request is idle only after
+/// [`FIRST_REQUEST_GRACE`]: a client that just connected usually has its request on the way.
+pub fn is_idle(session: &Session, now: Instant) -> bool {
+    let Stage::Http(http) = &session.stage else {
+        return false;
+    };
+    let waited =
+        http.served > 0 || now.saturating_duration_since(session.started) >= FIRST_REQUEST_GRACE;
+    http.phase == Phase::Head && http.front_buf.is_empty() && waited
 }
+
+/// How long a stopping worker waits for the first request of a connection it just accepted.
+pub const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

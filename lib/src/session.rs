@@ -7,12 +7,13 @@
 //! connection, or close. Stages never reach into the loop.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use mio::Token;
+use rustc_hash::FxHashMap;
 use sozu_command_lib::request::Cluster;
 
 use crate::{
@@ -82,7 +83,7 @@ pub struct Context<'a> {
     pub timers: &'a mut Timers,
     pub pool: &'a Pool,
     /// HTTP and HTTPS listeners, by address.
-    pub listeners: &'a HashMap<SocketAddr, HttpListener>,
+    pub listeners: &'a FxHashMap<SocketAddr, HttpListener>,
     pub clusters: &'a BTreeMap<String, Cluster>,
     /// Figures and access logs.
     pub recorder: &'a mut Recorder,
@@ -201,11 +202,21 @@ impl Session {
         if back.connected {
             return None;
         }
-        // A backend may accept, answer and close before we look: a hangup alone is no
-        // failure. The socket's pending error tells.
-        if back.endpoint.readiness.event.is_empty() {
+        let event = back.endpoint.readiness.event;
+        if event.is_empty() {
             return Some(Action::Wait);
         }
+        // A connect that failed is reported with an error flag; writable without one means
+        // established, and costs no system call to confirm.
+        if event.contains(Ready::WRITABLE)
+            && !event.contains(Ready::ERROR)
+            && !event.contains(Ready::HUP)
+        {
+            back.connected = true;
+            return Some(Action::Connected);
+        }
+        // A backend may also accept, answer and close before we look: a hangup alone is no
+        // failure. The socket's pending error tells.
         match back.endpoint.stream.take_error() {
             Ok(None) => {}
             Ok(Some(_)) | Err(_) => return Some(Action::ConnectFailed),

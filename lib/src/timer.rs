@@ -68,6 +68,12 @@ impl Timers {
         self.heap.len()
     }
 
+    /// Drops the entries of timeouts that no longer exist (their session closed), which would
+    /// otherwise stay until their deadline.
+    pub fn retain(&mut self, mut exists: impl FnMut(&TimerKey) -> bool) {
+        self.heap.retain(|Reverse((_, key))| exists(key));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

@@ -19,6 +19,7 @@ use mio::{
     Events, Interest, Poll, Token,
     net::{TcpListener, TcpStream},
 };
+use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
     channel::{Channel, ChannelError},
@@ -190,7 +191,7 @@ pub struct Server {
     sessions: Slab<Session>,
     listeners: HashMap<SocketAddr, ListenerSocket>,
     /// Routes, answers and settings of HTTP and HTTPS listeners.
-    http_listeners: HashMap<SocketAddr, HttpListener>,
+    http_listeners: FxHashMap<SocketAddr, HttpListener>,
     /// Sessions that yielded with work left, to drive again on the next turn.
     yielded: Vec<usize>,
     /// Listener sockets received from another process, used when their listener is activated.
@@ -264,7 +265,7 @@ impl Server {
             sockets,
             sessions: Slab::with_capacity(config.max_connections.min(65_536)),
             listeners: HashMap::new(),
-            http_listeners: HashMap::new(),
+            http_listeners: FxHashMap::default(),
             yielded: Vec::new(),
             inherited,
             channel,
@@ -341,6 +342,10 @@ impl Server {
         }
         if !self.idle.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
             wake_at(self.next_sweep);
+        }
+        if let Run::Draining { .. } = self.run {
+            // Fresh connections become idle after their grace without any event.
+            wake_at(now + http::FIRST_REQUEST_GRACE / 4);
         }
         timeout
     }
@@ -652,7 +657,13 @@ impl Server {
         first_stage: impl FnOnce(&Session, &Pool) -> Stage,
     ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(listener);
+        // A listener bound to one address is the connection's local address; only a wildcard
+        // listener needs to ask the kernel (`getsockname`).
+        let local = if listener.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(listener)
+        } else {
+            listener
+        };
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         let token = Token(self.sockets.insert(Owner::Front(key)));
@@ -1028,9 +1039,11 @@ impl Server {
         }
     }
 
-    fn drop_back(&mut self, mut back: BackConnection) {
-        let _ = self.poll.registry().deregister(&mut back.endpoint.stream);
+    /// Closes a backend connection. Closing the socket removes it from epoll: no
+    /// `deregister` call is needed, as the descriptor is not shared.
+    fn drop_back(&mut self, back: BackConnection) {
         self.sockets.try_remove(back.endpoint.token.0);
+        drop(back);
     }
 
     /// Closes the session once the client socket has sent what is pending (the end of an
@@ -1071,7 +1084,7 @@ impl Server {
             session.front.bytes_read,
             session.front.bytes_written
         );
-        let _ = self.poll.registry().deregister(&mut session.front.stream);
+        // Dropping the session closes its socket, which leaves epoll by itself.
         self.sockets.try_remove(session.front.token.0);
         let reusable = http::back_is_reusable(&session);
         if let Some(back) = session.back.take() {
@@ -1130,6 +1143,17 @@ impl Server {
     }
 
     fn fire_timers(&mut self) {
+        // Entries of closed sessions wait for their deadline in the heap; at thousands of
+        // connections per second they would pile up. Sweep them when they outnumber the live
+        // timeouts (two per session) several times over: amortized, a constant per entry.
+        if self.timers.len() > 8 * self.sessions.len() + 4096 {
+            let sessions = &self.sessions;
+            self.timers.retain(|key| {
+                sessions
+                    .get(key.session)
+                    .is_some_and(|session| session.uid == key.uid)
+            });
+        }
         let now = Instant::now();
         while let Some((at, key)) = self.timers.pop_due(now) {
             let Some(session) = self
@@ -1159,10 +1183,11 @@ impl Server {
     /// requests are closed: their next request could not be served anyway.
     fn check_drained(&mut self) {
         if let Run::Draining { .. } = &self.run {
+            let now = Instant::now();
             let idle: Vec<usize> = self
                 .sessions
                 .iter()
-                .filter(|(_, session)| http::is_idle(session))
+                .filter(|(_, session)| http::is_idle(session, now))
                 .map(|(key, _)| key)
                 .collect();
             for key in idle {
