@@ -177,7 +177,12 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
         settings.command_buffer_size,
         settings.max_command_buffer_size,
     )?;
-    let server = Server::new(settings.server_config()?, channel, listeners)?;
+    let mut server = Server::new(settings.server_config()?, channel, listeners)?;
+    server.handle_log_filter(Box::new(|filter| {
+        logging::check_filter(filter)?;
+        logging::set_filter(filter);
+        Ok(())
+    }));
     info!("started with {inherited} listener socket(s)");
     server.run()?;
     Ok(())

@@ -215,7 +215,13 @@ pub struct Server {
     /// Health checks in flight, and what they found so far per backend.
     probes: Slab<Probe>,
     health: HashMap<BackendKey, HealthRecord>,
+    /// Applies a `LOGGING` order: the logger belongs to the program that runs the worker.
+    log_filter_handler: Option<LogFilterHandler>,
 }
+
+/// Changes the log filter of the program running a worker; the error says why a filter is
+/// refused.
+pub type LogFilterHandler = Box<dyn FnMut(&str) -> Result<(), String>>;
 
 impl Server {
     /// A worker that reads orders from `channel`, with listener sockets handed over by another
@@ -284,7 +290,14 @@ impl Server {
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             probes: Slab::new(),
             health: HashMap::new(),
+            log_filter_handler: None,
         })
+    }
+
+    /// Lets `LOGGING` orders change the program's log filter through `handler`; without one,
+    /// the worker refuses them.
+    pub fn handle_log_filter(&mut self, handler: LogFilterHandler) {
+        self.log_filter_handler = Some(handler);
     }
 
     /// Applies the orders that build `state`, before serving (a worker started by the main

@@ -59,6 +59,13 @@ impl Server {
                 let clusters = self.cluster_information(Some(&query.cluster_id));
                 Response::ok(id, Some(ResponseContent::Clusters(clusters)))
             }
+            Order::Logging(filter) => match self.log_filter_handler.as_mut() {
+                Some(handler) => match handler(&filter.filter) {
+                    Ok(()) => Response::ok(id, None),
+                    Err(message) => Response::failure(id, message),
+                },
+                None => Response::failure(id, "this worker's logger is not changed by orders"),
+            },
             Order::QueryMetrics(query) => {
                 let content = if query.list {
                     ResponseContent::MetricNames(self.recorder.metrics.names())
