@@ -177,3 +177,71 @@ fn events_show_a_backend_going_down_and_up() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+#[test]
+fn a_certificate_about_to_expire_is_reported_to_event_subscribers() {
+    let https = free_address();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let generated = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "10",
+            "-subj",
+            "/CN=soon.test",
+            "-addext",
+            "subjectAltName=DNS:soon.test",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("soon.key"))
+        .arg("-out")
+        .arg(dir.path().join("soon.pem"))
+        .output()
+        .expect("openssl must be installed (.ci/install-test-tools installs it)");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let proxy = Proxy::start(&format!(
+        "[[listeners]]\nprotocol = \"https\"\naddress = \"{https}\"\n\n\
+         [clusters.soon]\nprotocol = \"http\"\n\
+         frontends = [{{ address = \"{https}\", hostname = \"soon.test\", \
+         certificate = \"{dir}/soon.pem\", key = \"{dir}/soon.key\" }}]\n\
+         backends = [{{ address = \"127.0.0.1:1\" }}]\n",
+        dir = dir.path().display()
+    ));
+    let mut events = Command::new(SOZU)
+        .arg("--socket")
+        .arg(&proxy.socket)
+        .arg("events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sozu events");
+    let stdout = events.stdout.take().expect("events output");
+    let (lines, received) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = received.recv_timeout(DEADLINE).expect("an event");
+    assert!(line.contains("CERTIFICATE_EXPIRES_SOON"), "{line}");
+    assert!(
+        line.contains("soon.test") && line.contains("expires in"),
+        "{line}"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+}

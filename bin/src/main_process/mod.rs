@@ -119,7 +119,13 @@ pub struct Main {
     prometheus: Option<mio::net::TcpListener>,
     scrapes: HashMap<u64, prometheus::Scrape>,
     next_scrape: u64,
+    /// When certificates are next checked for their coming expiry.
+    next_expiry_check: Instant,
 }
+
+/// A certificate whose validity ends within this time is reported, once a day.
+const EXPIRY_NOTICE: Duration = Duration::from_secs(30 * 24 * 3600);
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// `sozu start`: loads the configuration, opens the sockets, starts the workers and serves
 /// until stopped.
@@ -268,6 +274,7 @@ impl Main {
             prometheus: None,
             scrapes: HashMap::new(),
             next_scrape: 0,
+            next_expiry_check: Instant::now(),
         })
     }
 
@@ -330,6 +337,7 @@ impl Main {
             .chain(kill)
             .chain(closing)
             .chain(retiring)
+            .chain(std::iter::once(self.next_expiry_check))
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -345,6 +353,13 @@ impl Main {
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         self.stop_retired_workers(now);
+        if now >= self.next_expiry_check {
+            self.next_expiry_check = now + EXPIRY_CHECK_INTERVAL;
+            for event in self.expiring_certificates() {
+                warn!("{}", event.message);
+                self.broadcast(event);
+            }
+        }
         let expired: Vec<u64> = self
             .tasks
             .iter()
@@ -455,6 +470,37 @@ impl Main {
                 self.settings.command_socket.display()
             );
         }
+    }
+
+    /// Events for the certificates whose validity ends within [`EXPIRY_NOTICE`].
+    fn expiring_certificates(&self) -> Vec<Event> {
+        let now = sozu_command_lib::certificate::unix_now();
+        let notice = i64::try_from(EXPIRY_NOTICE.as_secs()).unwrap_or(i64::MAX);
+        let mut events = Vec::new();
+        for (address, certificates) in &self.state.certificates {
+            for (fingerprint, certificate) in certificates {
+                let left = certificate.not_after - now;
+                if left > notice {
+                    continue;
+                }
+                let when = if left <= 0 {
+                    format!("expired {} day(s) ago", -left / 86_400)
+                } else {
+                    format!("expires in {} day(s)", left / 86_400)
+                };
+                events.push(Event {
+                    kind: EventKind::CertificateExpiresSoon,
+                    cluster_id: None,
+                    backend_id: None,
+                    address: Some(*address),
+                    message: format!(
+                        "certificate {fingerprint} for {} on {address} {when}",
+                        certificate.names.join(", ")
+                    ),
+                });
+            }
+        }
+        events
     }
 
     /// Tells every subscribed client.

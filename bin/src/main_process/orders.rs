@@ -110,6 +110,14 @@ impl Main {
                 let message =
                     "subscribed: events follow, one JSON response per line, with id EVENT";
                 self.reply(&to, ok_message(&id, message));
+                // A new subscriber learns at once of certificates about to expire.
+                for event in self.expiring_certificates() {
+                    let response = Response::ok(
+                        sozu_lib::server::EVENT_RESPONSE_ID,
+                        Some(ResponseContent::Event(event)),
+                    );
+                    self.send_to_client(client, &response);
+                }
             }
             Order::SaveState(path) => self.save_state_to(to, Path::new(&path.path)),
             Order::LoadState(path) => self.load_state_from(Some(to), Path::new(&path.path)),
