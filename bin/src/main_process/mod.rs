@@ -168,9 +168,9 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let started = Instant::now();
     let mut state = ConfigState::new();
     for order in config.orders() {
-        state
-            .apply(&order)
-            .with_context(|| format!("the configuration's {order} order is refused"))?;
+        orders::apply_order(&mut state, &order).map_err(|error| {
+            anyhow::anyhow!("the configuration's {order} order is refused: {error}")
+        })?;
     }
     if let Some(path) = &settings.saved_state {
         load_saved_state(&mut state, path);
@@ -218,7 +218,7 @@ fn load_saved_state(state: &mut ConfigState, path: &Path) {
         Ok(orders) => {
             let (mut applied, mut skipped) = (0, 0);
             for (_, order) in &orders {
-                match state.apply(order) {
+                match orders::apply_order(state, order) {
                     Ok(()) => applied += 1,
                     Err(_) => skipped += 1,
                 }

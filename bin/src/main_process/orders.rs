@@ -20,7 +20,7 @@ use sozu_command_lib::{
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState},
     state::ConfigState,
 };
-use sozu_lib::metrics;
+use sozu_lib::{metrics, protocol::tls};
 
 use super::{
     Main, Stop, ok_message, queries,
@@ -169,9 +169,8 @@ impl Main {
         if self.refuse_while_stopping(&to) {
             return;
         }
-        if let Err(error) = self.state.apply(&order) {
+        if let Err(message) = apply_order(&mut self.state, &order) {
             if let Some(to) = &to {
-                let message = with_causes(&error);
                 self.reply(to, Response::failure(to.request_id.clone(), message));
             }
             return;
@@ -194,11 +193,10 @@ impl Main {
         }
         let mut next = self.state.clone();
         for (index, order) in orders.iter().enumerate() {
-            if let Err(error) = next.apply(order) {
+            if let Err(error) = apply_order(&mut next, order) {
                 let message = format!(
-                    "{what}: {} ({order}) is refused: {}; nothing was changed",
+                    "{what}: {} ({order}) is refused: {error}; nothing was changed",
                     describe(index),
-                    with_causes(&error)
                 );
                 warn!("{message}");
                 if let Some(to) = &to {
@@ -631,6 +629,30 @@ fn forward_response(task: &Task, note: Option<&str>) -> Response {
     response
 }
 
+/// Applies an order to a state after the checks only the TLS code can make: a certificate's
+/// key is a key the TLS library uses and matches its certificate; an HTTPS listener's TLS
+/// settings name suites and groups that exist. An order the workers would refuse is refused
+/// here, so the main state never holds what the workers do not.
+pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
+    let certificates: Vec<&sozu_command_lib::request::CertificateAndKey> = match order {
+        Order::AddCertificate(add) => vec![&add.certificate],
+        Order::ReplaceCertificate(replace) => vec![&replace.new_certificate],
+        Order::AddHttpsListener(listener) => listener.tls.certificate.iter().collect(),
+        Order::UpdateHttpsListenerConfig(update) => {
+            update.tls.certificate.iter().flatten().collect()
+        }
+        _ => Vec::new(),
+    };
+    for certificate in certificates {
+        tls::load_certificate(certificate)
+            .map_err(|error| format!("invalid certificate: {}", with_causes(&error)))?;
+    }
+    if let Order::AddHttpsListener(listener) = order {
+        tls::check_settings(&listener.tls).map_err(|error| with_causes(&error))?;
+    }
+    state.apply(order).map_err(|error| with_causes(&error))
+}
+
 /// Writes the state as one order per line, through a temporary file renamed into place so
 /// that a reader never sees half a state. Returns the number of orders.
 pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
@@ -711,12 +733,8 @@ fn config_state(path: &Path) -> Result<ConfigState, String> {
     })?;
     let mut state = ConfigState::new();
     for order in config.orders() {
-        state.apply(&order).map_err(|error| {
-            format!(
-                "{}: the {order} order is refused: {}",
-                path.display(),
-                with_causes(&error)
-            )
+        apply_order(&mut state, &order).map_err(|error| {
+            format!("{}: the {order} order is refused: {error}", path.display())
         })?;
     }
     Ok(state)
