@@ -76,6 +76,11 @@ impl AccessLog {
 
     /// Formats the line of a request.
     pub fn log(&mut self, record: &RequestRecord<'_>) {
+        if let Sink::Logger = self.sink {
+            if !log::log_enabled!(target: "access", log::Level::Info) {
+                return;
+            }
+        }
         let start = self.pending.len();
         match self.format {
             AccessLogFormat::Ascii => write_ascii(&mut self.pending, record),
