@@ -268,7 +268,26 @@ def report(results, scale_results, meta):
 
     if scale_results and os.path.exists(scale_results):
         parts.append(scale_report(summarize(read_results(scale_results)), meta))
+    logs_results = meta.get("logs_results")
+    if logs_results and os.path.exists(logs_results):
+        parts.append(logs_report(summarize(read_results(logs_results))))
     return "\n\n".join(parts)
+
+
+def logs_report(summary):
+    quiet = summary.get(("http-keepalive", "sozu-quiet"))
+    logged = summary.get(("http-keepalive", "sozu-logged"))
+    if not quiet or not logged:
+        return ""
+    rows = [[name, number(figures["rate"]), number(figures["p99"]), number(figures["cpu"]),
+             number(figures["busy"], 0)]
+            for name, figures in (("without access logs", quiet),
+                                  ("JSON access log to a file", logged))]
+    return ("### HTTP keep-alive with access logs (sozu only; metrics always kept)\n\n"
+            + table(["sozu", "req/s", "p99 ms", "CPU µs/req", "core %"], rows)
+            + f"\n\nWith access logs ÷ without: CPU per request "
+            f"**{ratio(logged['cpu'], quiet['cpu'])}**, req/s "
+            f"{ratio(logged['rate'], quiet['rate'])} (aim: within 5%).")
 
 
 def scale_report(summary, meta):

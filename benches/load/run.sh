@@ -16,7 +16,7 @@ DURATION=${DURATION:-10}            # seconds of one measurement
 CONNECTIONS=${CONNECTIONS:-50}      # wrk connections
 STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer scenario
 BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
-SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake scale}
+SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake scale logs}
 PROXIES=${PROXIES:-sozu haproxy nginx}
 SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-300}          # seconds a proxy may take to answer at start
@@ -237,6 +237,37 @@ EOF
     } >"$WORK/scale-$count/sozu.toml"
 }
 
+# write_logs_config VARIANT PORT: an HTTP-only sozu config; the `logged` variant writes a JSON
+# access log line per request to a file (metrics are always kept).
+write_logs_config() {
+    local variant=$1 port=$2
+    mkdir -p "$WORK/logs-$variant"
+    {
+        cat <<EOF
+command_socket = "sozu.sock"
+log_level = "error"
+log_target = "stdout"
+worker_count = 1
+max_connections = 5000
+EOF
+        if [[ $variant == logged ]]; then
+            echo "access_logs_target = \"file://$WORK/logs-$variant/access.log\""
+            echo 'access_logs_format = "json"'
+        fi
+        cat <<EOF
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:$port"
+
+[clusters.web]
+protocol = "http"
+frontends = [{ address = "127.0.0.1:$port", hostname = "localhost" }]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+EOF
+    } >"$WORK/logs-$variant/sozu.toml"
+}
+
 write_haproxy_config() {
     local http https tcp
     read -r http https tcp <<<"${PORTS[haproxy]}"
@@ -404,9 +435,13 @@ main() {
     start backend "$LOAD_CPU" nginx -e "$WORK/backend/error.log" -p "$WORK/backend" -c "$WORK/backend.conf"
     wait_answer backend "$PID" localhost "http://127.0.0.1:$BACKEND_PORT/"
 
-    local scenarios=() do_scale=
+    local scenarios=() do_scale= do_logs=
     for scenario in $SCENARIOS; do
-        if [[ $scenario == scale ]]; then do_scale=1; else scenarios+=("$scenario"); fi
+        case $scenario in
+            scale) do_scale=1 ;;
+            logs) do_logs=1 ;;
+            *) scenarios+=("$scenario") ;;
+        esac
     done
 
     read -r -a proxies <<<"$PROXIES"
@@ -450,6 +485,26 @@ main() {
                 measure http-keepalive "sozu-$count" "$round" "$scale_results" "host$((count - 1)).example.com"
             done
         done
+    fi
+
+    if [[ -n $do_logs ]]; then
+        local variant logs_ports
+        read -r -a logs_ports <<<"$(helper ports 2)"
+        for variant in quiet logged; do
+            port=${logs_ports[0]}
+            [[ $variant == logged ]] && port=${logs_ports[1]}
+            write_logs_config "$variant" "$port"
+            start "sozu-$variant" "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/logs-$variant/sozu.toml"
+            PROXY_PID[sozu-$variant]=$PID
+            PORTS[sozu-$variant]="$port"
+            wait_answer "sozu-$variant" "$PID" localhost "http://127.0.0.1:$port/"
+        done
+        for round in $(seq "$ROUNDS"); do
+            for variant in quiet logged; do
+                measure http-keepalive "sozu-$variant" "$round" "$WORK/logs.txt" localhost
+            done
+        done
+        meta+=("logs_results=$WORK/logs.txt")
     fi
 
     local date report file sozu_source=built

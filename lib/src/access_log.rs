@@ -2,17 +2,19 @@
 //! stdout, a file, or a UDP, TCP or Unix datagram address — or, without a target of their own,
 //! through the process's logger at `info` with the target `access`.
 //!
-//! Lines are formatted into one buffer and written once per turn of the event loop
-//! ([`AccessLog::flush`]), so logging costs no system call per request. A sink that cannot
-//! take more (a full socket) drops lines rather than block the worker.
+//! Lines are formatted into one buffer and written when 32 KiB wait or every 100 ms
+//! ([`AccessLog::flush_if_due`]), so logging costs a system call per many requests, not per
+//! request. A sink that cannot take more (a full socket) drops lines rather than block the
+//! worker.
 
 use std::{
     fmt::Write as _,
     fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
+    net::SocketAddr,
     net::{TcpStream, UdpSocket},
     os::unix::net::UnixDatagram,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use sozu_command_lib::config::{AccessLogFormat, LogTarget};
@@ -34,7 +36,14 @@ pub struct AccessLog {
     sink: Sink,
     /// Formatted lines waiting for the next flush, each ending with a newline.
     pending: String,
+    last_flush: Instant,
+    clock: Clock,
 }
+
+/// Lines wait at most this long before they are written…
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// …or until this many bytes are waiting.
+const FLUSH_SIZE: usize = 32 * 1024;
 
 impl AccessLog {
     /// Opens the target (`None`: the process's logger).
@@ -70,7 +79,9 @@ impl AccessLog {
         Ok(AccessLog {
             format,
             sink,
-            pending: String::with_capacity(16 * 1024),
+            pending: String::with_capacity(2 * FLUSH_SIZE),
+            last_flush: Instant::now(),
+            clock: Clock::default(),
         })
     }
 
@@ -83,8 +94,8 @@ impl AccessLog {
         }
         let start = self.pending.len();
         match self.format {
-            AccessLogFormat::Ascii => write_ascii(&mut self.pending, record),
-            AccessLogFormat::Json => write_json(&mut self.pending, record),
+            AccessLogFormat::Ascii => write_ascii(&mut self.pending, &mut self.clock, record),
+            AccessLogFormat::Json => write_json(&mut self.pending, &mut self.clock, record),
         }
         if let Sink::Logger = self.sink {
             let line = self.pending.split_off(start);
@@ -92,8 +103,23 @@ impl AccessLog {
         }
     }
 
+    /// Writes the waiting lines when enough of them wait, or for long enough.
+    pub fn flush_if_due(&mut self, now: Instant) {
+        if self.pending.len() >= FLUSH_SIZE
+            || now.saturating_duration_since(self.last_flush) >= FLUSH_INTERVAL
+        {
+            self.flush();
+        }
+    }
+
+    /// When waiting lines must be written, if any wait.
+    pub fn next_flush(&self) -> Option<Instant> {
+        (!self.pending.is_empty()).then_some(self.last_flush + FLUSH_INTERVAL)
+    }
+
     /// Writes the lines formatted since the last flush.
     pub fn flush(&mut self) {
+        self.last_flush = Instant::now();
         if self.pending.is_empty() {
             return;
         }
@@ -114,6 +140,12 @@ impl AccessLog {
     }
 }
 
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// One datagram per line.
 fn send_lines(pending: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
     for line in pending.lines() {
@@ -122,13 +154,14 @@ fn send_lines(pending: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -
     Ok(())
 }
 
-fn write_ascii(out: &mut String, record: &RequestRecord<'_>) {
-    write_time(out, SystemTime::now());
-    let _ = write!(
-        out,
-        " {} {} -> {}",
-        record.request_id, record.client, record.listener
-    );
+fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
+    clock.write(out, SystemTime::now());
+    out.push(' ');
+    out.push_str(record.request_id);
+    out.push(' ');
+    push_address(out, record.client);
+    out.push_str(" -> ");
+    push_address(out, record.listener);
     let _ = write!(
         out,
         " {} {}/{}",
@@ -139,13 +172,10 @@ fn write_ascii(out: &mut String, record: &RequestRecord<'_>) {
     if record.method.is_empty() {
         out.push_str(" -");
     } else {
-        let _ = write!(
-            out,
-            " \"{} {}{}\"",
-            record.method,
-            escape_ascii(record.host),
-            escape_ascii(record.path)
-        );
+        let _ = write!(out, " \"{} ", record.method);
+        push_escaped(out, record.host);
+        push_escaped(out, record.path);
+        out.push('"');
     }
     match record.status {
         Some(status) => {
@@ -162,7 +192,9 @@ fn write_ascii(out: &mut String, record: &RequestRecord<'_>) {
         let _ = write!(out, " response={}", Millis(first_byte));
     }
     if !record.user_agent.is_empty() {
-        let _ = write!(out, " \"{}\"", escape_ascii(record.user_agent));
+        out.push_str(" \"");
+        push_escaped(out, record.user_agent);
+        out.push('"');
     }
     out.push('\n');
 }
@@ -178,58 +210,160 @@ impl std::fmt::Display for Millis {
 }
 
 /// Request text as printable ASCII: quotes, backslashes and other bytes escaped.
-fn escape_ascii(text: &str) -> String {
-    text.bytes()
-        .flat_map(std::ascii::escape_default)
-        .map(char::from)
-        .collect()
+fn push_escaped(out: &mut String, text: &str) {
+    out.extend(
+        text.bytes()
+            .flat_map(std::ascii::escape_default)
+            .map(char::from),
+    );
 }
 
-fn write_json(out: &mut String, record: &RequestRecord<'_>) {
-    let mut time = String::new();
-    write_time(&mut time, SystemTime::now());
-    let micros = |duration: Option<Duration>| {
-        duration.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    };
-    let line = serde_json::json!({
-        "time": time,
-        "request_id": record.request_id,
-        "client": record.client.to_string(),
-        "listener": record.listener.to_string(),
-        "protocol": record.protocol,
-        "cluster": record.cluster_id,
-        "backend": record.backend_id,
-        "backend_address": record.backend_address.map(|a| a.to_string()),
-        "method": (!record.method.is_empty()).then_some(record.method),
-        "host": (!record.host.is_empty()).then_some(record.host),
-        "path": (!record.path.is_empty()).then_some(record.path),
-        "status": record.status,
-        "answered_by_proxy": record.answered_by_proxy,
-        "bytes_in": record.bytes_in,
-        "bytes_out": record.bytes_out,
-        "total_us": micros(Some(record.total_time)),
-        "connect_us": micros(record.connect_time),
-        "response_us": micros(record.first_byte_time),
-        "user_agent": (!record.user_agent.is_empty()).then_some(record.user_agent),
-    });
-    let _ = write!(out, "{line}");
-    out.push('\n');
-}
-
-/// RFC 3339 UTC time with milliseconds.
-fn write_time(out: &mut String, time: SystemTime) {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since_epoch.as_secs();
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let (year, month, day) = civil_from_days(days);
-    let of_day = seconds % 86_400;
-    let _ = write!(
+/// One JSON object, written field by field into `out` (no intermediate values).
+fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
+    let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    out.push_str("{\"time\":\"");
+    clock.write(out, SystemTime::now());
+    out.push('"');
+    json_string(out, "request_id", Some(record.request_id));
+    out.push_str(",\"client\":\"");
+    push_address(out, record.client);
+    out.push_str("\",\"listener\":\"");
+    push_address(out, record.listener);
+    out.push('"');
+    json_string(out, "protocol", Some(record.protocol));
+    json_string(out, "cluster", record.cluster_id);
+    json_string(out, "backend", record.backend_id);
+    match record.backend_address {
+        Some(address) => {
+            let _ = write!(out, ",\"backend_address\":\"{address}\"");
+        }
+        None => out.push_str(",\"backend_address\":null"),
+    }
+    json_string(out, "method", Some(record.method).filter(|m| !m.is_empty()));
+    json_string(out, "host", Some(record.host).filter(|h| !h.is_empty()));
+    json_string(out, "path", Some(record.path).filter(|p| !p.is_empty()));
+    json_number(out, "status", record.status.map(u64::from));
+    let _ = write!(out, ",\"answered_by_proxy\":{}", record.answered_by_proxy);
+    json_number(out, "bytes_in", Some(record.bytes_in));
+    json_number(out, "bytes_out", Some(record.bytes_out));
+    json_number(out, "total_us", Some(micros(record.total_time)));
+    json_number(out, "connect_us", record.connect_time.map(micros));
+    json_number(out, "response_us", record.first_byte_time.map(micros));
+    json_string(
         out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since_epoch.subsec_millis()
+        "user_agent",
+        Some(record.user_agent).filter(|a| !a.is_empty()),
+    );
+    out.push_str("}\n");
+}
+
+/// `,"name":"value"` with the value escaped, or `,"name":null`.
+fn json_string(out: &mut String, name: &str, value: Option<&str>) {
+    let _ = write!(out, ",\"{name}\":");
+    let Some(value) = value else {
+        out.push_str("null");
+        return;
+    };
+    out.push('"');
+    for character in value.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            control if control.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(control));
+            }
+            other => out.push(other),
+        }
+    }
+    out.push('"');
+}
+
+/// `,"name":value`, or `,"name":null`.
+fn json_number(out: &mut String, name: &str, value: Option<u64>) {
+    match value {
+        Some(value) => {
+            let _ = write!(out, ",\"{name}\":{value}");
+        }
+        None => {
+            let _ = write!(out, ",\"{name}\":null");
+        }
+    }
+}
+
+/// RFC 3339 UTC times with milliseconds; the text of the current second is kept, since a
+/// busy worker logs many lines in one.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`, empty before the first use.
+    text: String,
+}
+
+impl Clock {
+    fn write(&mut self, out: &mut String, time: SystemTime) {
+        let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let seconds = since_epoch.as_secs();
+        if self.text.is_empty() || seconds != self.second {
+            let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+            let (year, month, day) = civil_from_days(days);
+            let of_day = seconds % 86_400;
+            self.text.clear();
+            let _ = write!(
+                self.text,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+                of_day / 3600,
+                of_day / 60 % 60,
+                of_day % 60,
+            );
+            self.second = seconds;
+        }
+        out.push_str(&self.text);
+        let _ = write!(out, ".{:03}Z", since_epoch.subsec_millis());
+    }
+}
+
+/// An address as `a.b.c.d:port` (IPv6 as `[..]:port`), without the formatting machinery on
+/// the common IPv4 path.
+fn push_address(out: &mut String, address: SocketAddr) {
+    match address {
+        SocketAddr::V4(address) => {
+            for (index, octet) in address.ip().octets().iter().enumerate() {
+                if index > 0 {
+                    out.push('.');
+                }
+                push_number(out, u64::from(*octet));
+            }
+            out.push(':');
+            push_number(out, u64::from(address.port()));
+        }
+        SocketAddr::V6(address) => {
+            let _ = write!(out, "{address}");
+        }
+    }
+}
+
+fn push_number(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(slot) = digits.get_mut(start) {
+            *slot = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 || start == 0 {
+            break;
+        }
+    }
+    out.extend(
+        digits
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&d| char::from(d)),
     );
 }
 
@@ -285,17 +419,37 @@ mod tests {
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(20_422), (2025, 11, 30));
         let mut out = String::new();
-        write_time(
+        let mut clock = Clock::default();
+        clock.write(
             &mut out,
             UNIX_EPOCH + Duration::from_millis(1_764_460_800_123),
         );
-        assert_eq!(out, "2025-11-30T00:00:00.123Z");
+        clock.write(
+            &mut out,
+            UNIX_EPOCH + Duration::from_millis(1_764_460_801_004),
+        );
+        assert_eq!(out, "2025-11-30T00:00:00.123Z2025-11-30T00:00:01.004Z");
+    }
+
+    #[test]
+    fn addresses_are_written_like_display() {
+        for address in [
+            "0.0.0.0:0",
+            "203.0.113.5:40000",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+        ] {
+            let address: SocketAddr = address.parse().unwrap();
+            let mut out = String::new();
+            push_address(&mut out, address);
+            assert_eq!(out, address.to_string());
+        }
     }
 
     #[test]
     fn ascii_line_has_every_field() {
         let mut out = String::new();
-        write_ascii(&mut out, &record());
+        write_ascii(&mut out, &mut Clock::default(), &record());
         let line = out.split_once(' ').unwrap().1;
         assert_eq!(
             line,
@@ -306,7 +460,7 @@ mod tests {
     #[test]
     fn json_line_parses() {
         let mut out = String::new();
-        write_json(&mut out, &record());
+        write_json(&mut out, &mut Clock::default(), &record());
         let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(value["status"], 200);
         assert_eq!(value["path"], "/a\"b");

@@ -353,6 +353,14 @@ impl Server {
         if self.statsd.is_some() {
             wake_at(self.next_statsd_flush);
         }
+        if let Some(at) = self
+            .recorder
+            .access_log
+            .as_ref()
+            .and_then(AccessLog::next_flush)
+        {
+            wake_at(at);
+        }
         if !self.idle.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
             wake_at(self.next_sweep);
         }
@@ -372,10 +380,10 @@ impl Server {
 
     /// Writes the access log lines of this turn, and pushes figures to statsd when due.
     fn flush_observations(&mut self) {
-        if let Some(access_log) = self.recorder.access_log.as_mut() {
-            access_log.flush();
-        }
         let now = Instant::now();
+        if let Some(access_log) = self.recorder.access_log.as_mut() {
+            access_log.flush_if_due(now);
+        }
         if now < self.next_statsd_flush {
             return;
         }
