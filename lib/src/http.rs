@@ -642,21 +642,14 @@ fn route_request(
     match frontend.redirect {
         RedirectPolicy::Forward => {}
         RedirectPolicy::Unauthorized => {
-            let realm = cluster
-                .and_then(|c| c.www_authenticate.clone())
-                .unwrap_or_else(|| "sozu".to_string());
-            let extra = AnswerExtra {
-                www_authenticate: Some(&realm),
-                ..AnswerExtra::default()
-            };
-            return answer_with(
+            let realm = cluster.and_then(|c| c.www_authenticate.as_deref());
+            return unauthorized(
                 session,
                 context,
                 listener,
-                401,
+                realm,
                 "denied by the frontend",
                 close,
-                Some(extra),
             );
         }
         policy => {
@@ -732,22 +725,14 @@ fn route_request(
         );
     }
     if frontend.required_auth && !is_authorized(buf, &http.headers, &cluster.authorized_hashes) {
-        let realm = cluster
-            .www_authenticate
-            .clone()
-            .unwrap_or_else(|| "sozu".to_string());
-        let extra = AnswerExtra {
-            www_authenticate: Some(&realm),
-            ..AnswerExtra::default()
-        };
-        return answer_with(
+        let realm = cluster.www_authenticate.as_deref();
+        return unauthorized(
             session,
             context,
             listener,
-            401,
+            realm,
             "authentication required",
             close,
-            Some(extra),
         );
     }
 
@@ -827,6 +812,22 @@ fn route_request(
         cluster_id,
         sticky_id,
     })
+}
+
+/// Answers 401 with a `WWW-Authenticate` for `realm` (`sozu` when the cluster names none).
+fn unauthorized(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    realm: Option<&str>,
+    details: &str,
+    close: bool,
+) -> Step {
+    let extra = AnswerExtra {
+        www_authenticate: Some(realm.unwrap_or("sozu")),
+        ..AnswerExtra::default()
+    };
+    answer_with(session, context, listener, 401, details, close, Some(extra))
 }
 
 /// The path of a redirection target: the request's path, or `/` for an empty one.

@@ -37,14 +37,7 @@ pub struct Scrape {
 /// Binds the endpoint with `SO_REUSEPORT`, so a new main process binds it during an upgrade
 /// while the old one still holds it.
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = socket2::Domain::for_address(address);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(128)?;
-    Ok(TcpListener::from_std(socket.into()))
+    sozu_lib::server::bind_listener(address, 128).map(TcpListener::from_std)
 }
 
 impl Main {

@@ -47,6 +47,8 @@ use crate::{
 mod health;
 mod orders;
 
+pub use orders::bind_listener;
+
 /// Settings of a worker that orders do not change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {

@@ -405,9 +405,8 @@ impl Server {
         }
         let std_listener = match self.inherited.remove(&address) {
             Some(socket) => socket,
-            None => {
-                bind(address).map_err(|error| format!("cannot listen on {address}: {error}"))?
-            }
+            None => bind_listener(address, 1024)
+                .map_err(|error| format!("cannot listen on {address}: {error}"))?,
         };
         std_listener
             .set_nonblocking(true)
@@ -481,16 +480,16 @@ fn cluster_answers(state: &ConfigState, config: &HttpListenerConfig) -> Result<A
     Ok(answers)
 }
 
-/// Binds a listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so several workers (and a
-/// new worker during an upgrade) can listen on the same address.
-fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// Binds a non-blocking listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so several
+/// workers (and a new process during an upgrade) can listen on the same address.
+pub fn bind_listener(address: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(address);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    socket.listen(1024)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 
