@@ -118,6 +118,16 @@ impl PathRules {
     }
 
     pub(crate) fn insert(&mut self, route: Route) {
+        // Most hostnames have one rule: a first push would reserve room for four routes of
+        // several hundred bytes each, which dominates memory at 100,000 frontends.
+        let list = match &route.path {
+            PathMatcher::Equals(_) => &mut self.equals,
+            PathMatcher::Regex(_) => &mut self.regexes,
+            PathMatcher::Prefix(_) => &mut self.prefixes,
+        };
+        if list.is_empty() {
+            list.reserve_exact(1);
+        }
         match &route.path {
             PathMatcher::Equals(_) => {
                 let at = if route.method.is_some() {
