@@ -432,7 +432,8 @@ fn a_stalled_handshake_is_closed_at_the_timeout() {
     let mut worker = Worker::start(ServerConfig::default());
     let address = free_address();
     let mut http = HttpListenerConfig::new(address);
-    http.front_timeout = std::time::Duration::from_secs(1);
+    // The request timeout bounds the handshake of a new connection (the idle timeout is 60 s).
+    http.request_timeout = std::time::Duration::from_secs(1);
     worker.ok(Order::AddHttpsListener(HttpsListenerConfig {
         http,
         tls: with_default_certificate(),

@@ -320,16 +320,21 @@ fn read_request_head(session: &mut Session, context: &mut Context<'_>) -> Step {
     }
 }
 
-/// While a head is awaited: the idle timeout until its first byte, then the request timeout
-/// from that byte (a slow client cannot stretch it by trickling bytes).
+/// While a head is awaited: the idle timeout until its first byte (for a new connection, the
+/// request timeout from accept when it is shorter), then the request timeout from that byte (a
+/// slow client cannot stretch it by trickling bytes).
 fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
     let Stage::Http(http) = &session.stage else {
         return;
     };
     let key = session.timer_key(TimeoutKind::Front);
+    let timeouts = session.timeouts;
     let deadline = match http.exchange.head_started {
-        Some(started) => started + session.timeouts.request,
-        None => context.now + session.timeouts.front,
+        Some(started) => started + timeouts.request,
+        // A new connection (its TLS handshake included) has the request timeout, when shorter,
+        // to send its first request: holding connections open costs a client nothing.
+        None if http.served == 0 => session.started + timeouts.front.min(timeouts.request),
+        None => context.now + timeouts.front,
     };
     if session.front_timeout.deadline() != Some(deadline) {
         session.front_timeout.set(deadline, key, context.timers);
