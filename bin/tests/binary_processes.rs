@@ -3,7 +3,10 @@
 
 mod common;
 
-use std::thread;
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 
 use common::{Backend, DEADLINE, Proxy, is_alive, kill, wait_until};
 
@@ -113,4 +116,50 @@ fn ttin_and_ttou_add_and_remove_a_worker() {
         .contains("exited with status 0")));
     assert!(!proxy.log_text().contains("restarted as pid"));
     assert_eq!(proxy.worker_pids().len(), 2);
+}
+
+#[test]
+fn a_worker_that_keeps_dying_is_restarted_after_a_growing_delay() {
+    let proxy = Proxy::start("");
+    let first = proxy.worker_pids()[0];
+    kill(first, "KILL");
+    // The first death of a young worker restarts it at once.
+    let second = wait_for_new_pid(&proxy, &[first]);
+    let killed = Instant::now();
+    kill(second, "KILL");
+    // The second death in a row within 30 s of its start waits one second before the restart.
+    let third = wait_for_new_pid(&proxy, &[first, second]);
+    assert!(killed.elapsed() >= Duration::from_secs(1));
+    let log = proxy.log_text();
+    assert!(log.contains("died 2 times in a row"), "{log}");
+    assert!(log.contains("restarting it in 1s"), "{log}");
+    let status = proxy.ok(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let restarted = status["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["pid"] == third)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(restarted["restarts"], 2, "{status}");
+    assert_eq!(restarted["run_state"], "RUNNING", "{status}");
+}
+
+/// Waits until two workers run and neither is one of `gone`; returns the new one's pid.
+fn wait_for_new_pid(proxy: &Proxy, gone: &[i64]) -> i64 {
+    let mut new = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            let pids = proxy.worker_pids();
+            new = pids
+                .iter()
+                .copied()
+                .find(|pid| *pid != 0 && !gone.contains(pid));
+            pids.iter().filter(|pid| **pid != 0).count() == 2
+                && pids.iter().all(|pid| !gone.contains(pid))
+        }),
+        "the worker was not restarted"
+    );
+    new.unwrap_or_default()
 }

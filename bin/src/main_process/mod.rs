@@ -45,7 +45,7 @@ use self::{
     listeners::ListenerSockets,
     settings::Settings,
     tasks::{ClientRef, Purpose, Task},
-    workers::{Process, Worker},
+    workers::{PendingRestart, Process, QUICK_DEATH, Worker},
 };
 use crate::logging;
 
@@ -100,6 +100,8 @@ pub struct Main {
     clients: HashMap<u64, Client>,
     next_client: u64,
     workers: BTreeMap<u32, Worker>,
+    /// Worker slots whose process keeps dying, restarted after a delay.
+    pending_restarts: BTreeMap<u32, PendingRestart>,
     next_worker_id: u32,
     /// How many workers should run; SIGTTIN and SIGTTOU change it.
     desired_workers: usize,
@@ -262,6 +264,7 @@ impl Main {
             clients: HashMap::new(),
             next_client: 0,
             workers: BTreeMap::new(),
+            pending_restarts: BTreeMap::new(),
             next_worker_id: 0,
             tasks: HashMap::new(),
             next_task: 0,
@@ -320,7 +323,7 @@ impl Main {
         ExitCode::SUCCESS
     }
 
-    /// Until the next deadline: a task's, a stop's, or a closing worker's.
+    /// Until the next deadline: a task's, a stop's, a closing worker's, or a delayed restart.
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let tasks = self.tasks.values().map(|task| task.deadline);
@@ -333,10 +336,12 @@ impl Main {
             .workers
             .values()
             .filter_map(|worker| worker.soft_stop_at);
+        let restarts = self.pending_restarts.values().map(|pending| pending.at);
         tasks
             .chain(kill)
             .chain(closing)
             .chain(retiring)
+            .chain(restarts)
             .chain(std::iter::once(self.next_expiry_check))
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
@@ -353,6 +358,7 @@ impl Main {
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         self.stop_retired_workers(now);
+        self.restart_pending_workers(now);
         if now >= self.next_expiry_check {
             self.next_expiry_check = now + EXPIRY_CHECK_INTERVAL;
             for event in self.expiring_certificates() {
@@ -627,18 +633,63 @@ impl Main {
             format!("worker {id} (pid {}) {why}", worker.pid),
         );
         if self.settings.worker_automatic_restart {
-            if let Some(pid) = self.launch_worker(id, worker.restarts + 1) {
-                info!(
-                    "worker {id} restarted as pid {pid} (restart {})",
-                    worker.restarts + 1
+            let quick_deaths = if worker.started_at.elapsed() < QUICK_DEATH {
+                worker.quick_deaths + 1
+            } else {
+                0
+            };
+            let delay = workers::restart_delay(quick_deaths);
+            let pending = PendingRestart {
+                at: Instant::now() + delay,
+                restarts: worker.restarts + 1,
+                quick_deaths,
+            };
+            if delay.is_zero() {
+                self.restart_worker(id, pending);
+            } else {
+                warn!(
+                    "worker {id} died {quick_deaths} times in a row within {QUICK_DEATH:?} of \
+                     starting: restarting it in {delay:?}"
                 );
-                self.event(
-                    EventKind::WorkerRelaunched,
-                    format!("worker {id} relaunched as pid {pid}"),
-                );
+                self.pending_restarts.insert(id, pending);
             }
         }
         self.advance_replacement();
+    }
+
+    /// Restarts the worker slots whose delay ended, unless the proxy is stopping.
+    fn restart_pending_workers(&mut self, now: Instant) {
+        if self.stop.is_some() {
+            self.pending_restarts.clear();
+            return;
+        }
+        let due: Vec<u32> = self
+            .pending_restarts
+            .iter()
+            .filter(|(_, pending)| pending.at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(pending) = self.pending_restarts.remove(&id) {
+                self.restart_worker(id, pending);
+            }
+        }
+    }
+
+    fn restart_worker(&mut self, id: u32, pending: PendingRestart) {
+        if let Some(pid) = self.launch_worker(id, pending.restarts) {
+            info!(
+                "worker {id} restarted as pid {pid} (restart {})",
+                pending.restarts
+            );
+            if let Some(worker) = self.workers.get_mut(&id) {
+                worker.quick_deaths = pending.quick_deaths;
+            }
+            self.event(
+                EventKind::WorkerRelaunched,
+                format!("worker {id} relaunched as pid {pid}"),
+            );
+        }
     }
 
     /// Starts a worker under a new id. Returns its id.
@@ -708,6 +759,8 @@ impl Main {
                 soft_stop_at: None,
                 ready: false,
                 channel_closed_at: None,
+                started_at: Instant::now(),
+                quick_deaths: 0,
             },
         );
         info!("worker {id} started (pid {pid})");

@@ -41,7 +41,9 @@ impl Main {
         match order {
             Order::Status => self.status(to),
             Order::ListWorkers => {
-                let workers = self.workers.values().map(|w| w.info()).collect();
+                let workers = self.workers.values().map(|w| w.info());
+                let waiting = self.pending_restarts.iter().map(|(id, p)| p.info(*id));
+                let workers = workers.chain(waiting).collect();
                 self.reply(&to, answer(ResponseContent::Workers(workers)));
             }
             Order::ListListeners => {
@@ -490,6 +492,7 @@ impl Main {
                 }
                 info
             })
+            .chain(self.pending_restarts.iter().map(|(id, p)| p.info(*id)))
             .collect();
         let mut response = Response::ok("", Some(ResponseContent::Workers(workers)));
         response.message = task.failures.join("; ");

@@ -43,8 +43,12 @@ use sozu_command_lib::{
 };
 
 use super::{
-    Exit, Main, Owner, listeners::ListenerSockets, ok_message, settings::Settings,
-    tasks::ClientRef, workers::Process, workers::Worker,
+    Exit, Main, Owner,
+    listeners::ListenerSockets,
+    ok_message,
+    settings::Settings,
+    tasks::ClientRef,
+    workers::{MAX_RESTART_DELAY, PendingRestart, Process, Worker},
 };
 use crate::{logging, sys};
 
@@ -74,6 +78,18 @@ struct Handover {
     next_worker_id: u32,
     desired_workers: usize,
     log_filter: String,
+    /// Worker slots waiting for a delayed restart.
+    #[serde(default)]
+    pending_restarts: Vec<HandedRestart>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HandedRestart {
+    id: u32,
+    restarts: u32,
+    quick_deaths: u32,
+    /// Milliseconds left before the restart.
+    in_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -276,6 +292,22 @@ impl Main {
             next_worker_id: self.next_worker_id,
             desired_workers: self.desired_workers,
             log_filter: self.log_filter.clone(),
+            pending_restarts: self
+                .pending_restarts
+                .iter()
+                .map(|(id, pending)| HandedRestart {
+                    id: *id,
+                    restarts: pending.restarts,
+                    quick_deaths: pending.quick_deaths,
+                    in_ms: u64::try_from(
+                        pending
+                            .at
+                            .saturating_duration_since(Instant::now())
+                            .as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
+                })
+                .collect(),
         };
         let data = serde_json::to_vec(&handover)?;
         ScmSocket::new(stream.try_clone()?)?
@@ -446,6 +478,17 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
     main.next_worker_id = handover.next_worker_id;
     main.desired_workers = handover.desired_workers;
     main.log_filter = handover.log_filter;
+    for pending in handover.pending_restarts {
+        let delay = Duration::from_millis(pending.in_ms).min(MAX_RESTART_DELAY);
+        main.pending_restarts.insert(
+            pending.id,
+            PendingRestart {
+                at: Instant::now() + delay,
+                restarts: pending.restarts,
+                quick_deaths: pending.quick_deaths,
+            },
+        );
+    }
     let mut adopted = Vec::new();
     for (worker, fd) in handover.workers.into_iter().zip(worker_fds) {
         adopted.push(worker.id);
@@ -510,6 +553,8 @@ impl Main {
                 soft_stop_at: None,
                 ready: true,
                 channel_closed_at: None,
+                started_at: Instant::now(),
+                quick_deaths: 0,
             },
         );
         Ok(())

@@ -13,7 +13,7 @@ use std::{
     },
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -58,6 +58,45 @@ pub struct Worker {
     pub ready: bool,
     /// When its channel closed, if it did: the process is expected to exit soon.
     pub channel_closed_at: Option<Instant>,
+    /// When this process started (or was adopted).
+    pub started_at: Instant,
+    /// How many of this slot's previous processes in a row died soon after they started.
+    pub quick_deaths: u32,
+}
+
+/// A worker that dies within this time of its start counts as a crash loop.
+pub const QUICK_DEATH: Duration = Duration::from_secs(30);
+/// The longest wait before restarting a worker that keeps dying.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+/// How long to wait before restarting a worker slot whose processes died `quick_deaths`
+/// times in a row soon after starting: the first restart is immediate, then the wait doubles
+/// from one second up to a minute, so a worker that cannot run does not spin the machine.
+pub fn restart_delay(quick_deaths: u32) -> Duration {
+    match quick_deaths {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_secs(1u64 << (n - 2).min(6)).min(MAX_RESTART_DELAY),
+    }
+}
+
+/// A worker slot whose process died and that restarts later, after a crash loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingRestart {
+    pub at: Instant,
+    pub restarts: u32,
+    pub quick_deaths: u32,
+}
+
+impl PendingRestart {
+    /// The slot as `sozu status` shows it: stopped, no process.
+    pub fn info(&self, id: u32) -> WorkerInfo {
+        WorkerInfo {
+            id,
+            pid: 0,
+            run_state: RunState::Stopped,
+            restarts: self.restarts,
+        }
+    }
 }
 
 impl Worker {
@@ -217,5 +256,17 @@ impl super::Main {
             self.drain_worker(id);
             self.worker_exited(id, &why);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_after_the_first_quick_death() {
+        let delays: Vec<u64> = (0..10).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 0, 1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(restart_delay(u32::MAX), MAX_RESTART_DELAY);
     }
 }
