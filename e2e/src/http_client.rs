@@ -5,6 +5,7 @@
 use std::{
     io::{ErrorKind, Write},
     net::{Shutdown, SocketAddr, TcpStream},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -44,6 +45,8 @@ impl Response {
 /// One client connection.
 pub struct Client {
     reader: Reader,
+    /// Every byte received, in order.
+    transcript: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Client {
@@ -53,9 +56,19 @@ impl Client {
         stream
             .set_read_timeout(Some(DEADLINE))
             .expect("set a read timeout");
+        let transcript = Arc::new(Mutex::new(Vec::new()));
+        let tap = transcript.clone();
         Client {
-            reader: Reader::new(stream),
+            reader: Reader::with_tap(stream, move |bytes| {
+                tap.lock().expect("transcript").extend_from_slice(bytes);
+            }),
+            transcript,
         }
+    }
+
+    /// Every byte received from the proxy so far, in order.
+    pub fn transcript(&self) -> Vec<u8> {
+        self.transcript.lock().expect("transcript").clone()
     }
 
     pub fn stream(&self) -> &TcpStream {

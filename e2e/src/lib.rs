@@ -2,13 +2,16 @@
 //! with ephemeral ports.
 //!
 //! [`Worker`] runs a `sozu-lib` event loop on a thread and drives it through its command
-//! channel; the backends in [`backend`] (TCP) and [`http_backend`] (HTTP) are small servers on
-//! threads, and [`http_client`] is a strict raw-socket HTTP client. Every wait is bounded by a
+//! channel; the backends in [`backend`] (TCP), [`http_backend`] (HTTP) and [`scripted_backend`]
+//! (bytes written by the test, for misbehaving backends) are small servers on threads,
+//! [`http_client`] is a strict raw-socket HTTP client and [`tls`] makes TLS clients. Every wait is bounded by a
 //! deadline ([`wait_until`]); nothing sleeps to synchronise.
 
 pub mod backend;
 pub mod http_backend;
 pub mod http_client;
+pub mod scripted_backend;
+pub mod tls;
 pub mod wire;
 
 use std::{

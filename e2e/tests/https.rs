@@ -1,125 +1,34 @@
 //! HTTPS through a real worker: certificates chosen by SNI, the default certificate, TLS
-//! versions, live certificate changes, refused certificates, strict SNI binding, HSTS, and
-//! `curl` as a client.
+//! versions, live certificate changes, refused certificates, strict SNI binding, HSTS, a client
+//! that stops reading, and `curl` as a client.
 
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     process::Command,
-    sync::Arc,
 };
 
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::ring,
-};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+use rustls_pki_types::{CertificateDer, pem::PemObject};
 use sozu_command_lib::request::{
     AddCertificate, CertificateAndKey, Cluster, Fingerprint, Hsts, HttpFrontend,
     HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
     RemoveCertificate, ReplaceCertificate, TlsListenerConfig, TlsVersion,
 };
-use sozu_e2e::{DEADLINE, Worker, backend::Backend, backend_order, free_address};
+use sozu_command_lib::response::ResponseStatus;
+use sozu_e2e::{
+    DEADLINE, Worker,
+    backend::Backend,
+    backend_order, free_address,
+    http_backend::{HttpBackend, Reply, response},
+    tls::{FIXTURES, TlsClient, certificate, fixture, tls_connect},
+    wait_until,
+};
 use sozu_lib::server::ServerConfig;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../command/tests/fixtures");
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("read a fixture")
-}
-
-fn certificate(name: &str) -> CertificateAndKey {
-    CertificateAndKey::new(
-        fixture(&format!("{name}.pem")),
-        fixture(&format!("{name}.key")),
-    )
-}
 
 fn fingerprint(name: &str) -> Fingerprint {
     let pem = fixture(&format!("{name}.pem"));
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate");
     Fingerprint::of_der(&der)
-}
-
-/// Accepts any certificate: these tests check which one is served, not its trust chain.
-#[derive(Debug)]
-struct AcceptAnything;
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            certificate,
-            signature,
-            &ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            certificate,
-            signature,
-            &ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-type TlsClient = StreamOwned<ClientConnection, TcpStream>;
-
-/// Connects with TLS; `server_name` None sends no SNI.
-fn tls_connect(
-    address: SocketAddr,
-    server_name: Option<&str>,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> Result<TlsClient, std::io::Error> {
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_protocol_versions(&[version])
-        .expect("a valid client version")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-        .with_no_client_auth();
-    let name = match server_name {
-        Some(name) => ServerName::try_from(name.to_string()).expect("a valid name"),
-        None => ServerName::IpAddress(address.ip().into()),
-    };
-    let connection =
-        ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
-    let socket = TcpStream::connect(address)?;
-    socket.set_read_timeout(Some(DEADLINE))?;
-    let mut stream = StreamOwned::new(connection, socket);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(stream)
 }
 
 fn served_fingerprint(stream: &TlsClient) -> Fingerprint {
@@ -466,4 +375,49 @@ fn a_stalled_handshake_is_closed_at_the_timeout() {
         elapsed < std::time::Duration::from_secs(5),
         "closed after {elapsed:?}"
     );
+}
+
+/// A client that stops reading an encrypted response is closed in a bounded time, so a soft
+/// stop ends (issue 10): once the session closes, its last ciphertext gets one idle timeout to
+/// leave, not one more at every expiry.
+#[test]
+fn a_client_that_stops_reading_is_closed_and_a_soft_stop_ends() {
+    // Larger than what the kernel buffers of both sockets and the TLS buffer can hold.
+    let body = vec![b'x'; 16 << 20];
+    let backend = HttpBackend::start(move |_| Reply::Send(response(200, &[], &body)));
+    // The TLS buffer holds up to a buffer's size of ciphertext: far more than a stalled socket
+    // takes when the session closes.
+    let mut worker = Worker::start(ServerConfig {
+        buffer_size: 1 << 20,
+        ..ServerConfig::default()
+    });
+    let address = free_address();
+    let mut http = HttpListenerConfig::new(address);
+    http.front_timeout = std::time::Duration::from_secs(1);
+    worker.ok(Order::AddHttpsListener(HttpsListenerConfig {
+        http,
+        tls: with_default_certificate(),
+    }));
+    worker.cluster(Cluster::new("web"), &[backend.address]);
+    worker.ok(Order::AddHttpsFrontend(HttpFrontend::new(
+        Some("web".to_string()),
+        address,
+        "localhost",
+    )));
+    worker.ok(Order::ActivateListener(ListenerAddress {
+        address,
+        proxy: ListenerType::Https,
+    }));
+    let mut stream =
+        tls_connect(address, Some("localhost"), &rustls::version::TLS13).expect("handshake");
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    assert!(wait_until(DEADLINE, || backend.requests().len() == 1));
+    // The client never reads: the proxy's writes stall, the session times out and closes.
+    let stop = worker.send(Order::SoftStop);
+    let response = worker.response_to(&stop);
+    assert_eq!(response.status, ResponseStatus::Ok);
+    assert!(worker.join(DEADLINE), "the worker did not exit");
+    drop(stream);
 }

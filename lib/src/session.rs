@@ -97,7 +97,8 @@ pub enum Stage {
     Pipe(Pipe),
     /// HTTP/1.1 requests and responses.
     Http(Box<Http>),
-    /// Closing: the last encrypted bytes for the client are still to be sent.
+    /// Closing: the last encrypted bytes for the client are still to be sent. The front timeout
+    /// is armed once when the stage starts; when it fires the session closes, sent or not.
     Flushing,
     /// Terminal.
     Closed,

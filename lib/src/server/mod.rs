@@ -1070,12 +1070,15 @@ impl Server {
     }
 
     /// Closes the session once the client socket has sent what is pending (the end of an
-    /// encrypted answer, a close_notify), within the front timeout.
+    /// encrypted answer, a close_notify), within one front timeout: a session already flushing
+    /// is closed for good, so a client that stops reading cannot hold it open by never
+    /// letting the last bytes out.
     fn close_when_flushed(&mut self, key: usize) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        if !session.front.has_pending_output() || session.front.flush() {
+        let is_flushing = matches!(session.stage, Stage::Flushing);
+        if is_flushing || !session.front.has_pending_output() || session.front.flush() {
             self.close_session(key);
             return;
         }

@@ -1,0 +1,115 @@
+//! TLS clients for tests: rustls connections that accept any certificate (tests check which
+//! certificate is served, not its trust chain), and the certificate fixtures of `command/`.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    sync::Arc,
+};
+
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::ring,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use sozu_command_lib::request::CertificateAndKey;
+
+use crate::DEADLINE;
+
+/// The directory of the certificate fixtures.
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../command/tests/fixtures");
+
+/// The text of a fixture file.
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("read a fixture")
+}
+
+/// The certificate and key fixtures `{name}.pem` and `{name}.key`.
+pub fn certificate(name: &str) -> CertificateAndKey {
+    CertificateAndKey::new(
+        fixture(&format!("{name}.pem")),
+        fixture(&format!("{name}.key")),
+    )
+}
+
+/// Accepts any certificate.
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A TLS connection to the proxy.
+pub type TlsClient = StreamOwned<ClientConnection, TcpStream>;
+
+/// Connects with TLS and completes the handshake; `server_name` None sends no SNI. Every read
+/// waits at most [`DEADLINE`].
+pub fn tls_connect(
+    address: SocketAddr,
+    server_name: Option<&str>,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<TlsClient, std::io::Error> {
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(&[version])
+        .expect("a valid client version")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_no_client_auth();
+    let name = match server_name {
+        Some(name) => ServerName::try_from(name.to_string()).expect("a valid name"),
+        None => ServerName::IpAddress(address.ip().into()),
+    };
+    let connection =
+        ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let socket = TcpStream::connect(address)?;
+    socket.set_read_timeout(Some(DEADLINE))?;
+    let mut stream = StreamOwned::new(connection, socket);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
