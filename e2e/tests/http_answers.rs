@@ -488,6 +488,39 @@ fn too_many_connections_from_one_address_is_429_with_retry_after() {
     assert_eq!(backend.requests().len(), 2);
 }
 
+/// A keep-alive connection counts against the cluster its requests go to, moving with them
+/// (issue 10): a client cannot open its connection on an uncapped cluster and then send its
+/// requests to a capped one.
+#[test]
+fn the_per_ip_cap_counts_a_keep_alive_connection_against_the_cluster_it_moves_to() {
+    let backend = HttpBackend::ok("ok");
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.http_proxy(HOST, Cluster::new("open"), &[backend.address]);
+    let capped = Cluster {
+        max_connections_per_ip: Some(1),
+        ..Cluster::new("capped")
+    };
+    worker.cluster(capped, &[backend.address]);
+    worker.route(address, "capped.example.com", "capped");
+
+    let mut first = Client::connect(address);
+    assert_eq!(first.get(HOST, "/").status, 200);
+    assert_eq!(first.get("capped.example.com", "/").status, 200);
+    let mut second = Client::connect(address);
+    assert_eq!(second.get(HOST, "/").status, 200);
+    let refused = second.get("capped.example.com", "/");
+    assert_builtin(&refused, 429, true);
+    second.assert_closed();
+
+    // Once the first connection moves back to the open cluster, its place is free.
+    assert_eq!(first.get(HOST, "/").status, 200);
+    let mut third = Client::connect(address);
+    assert_eq!(third.get("capped.example.com", "/").status, 200);
+    // And the open cluster has no cap: both connections use it at once.
+    assert_eq!(third.get(HOST, "/").status, 200);
+    assert_eq!(first.get(HOST, "/").status, 200);
+}
+
 #[test]
 fn answers_to_keep_alive_requests_keep_the_connection_and_framing() {
     let backend =

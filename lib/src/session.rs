@@ -125,7 +125,8 @@ pub struct Session {
     pub back_timeout: Timeout,
     pub connect_attempts: u32,
     pub started: Instant,
-    /// Whether the session counts in the per-(cluster, client address) limit.
+    /// The cluster the session counts for in the per-(cluster, client address) limit: the one
+    /// its latest request was forwarded to.
     pub counted_for_ip: Option<String>,
     /// How long the last backend connect took.
     pub connect_time: Option<Duration>,

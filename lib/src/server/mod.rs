@@ -857,20 +857,21 @@ impl Server {
             return Action::Wait;
         };
         session.cluster_id = Some(cluster_id.to_string());
+        let uid = session.uid;
         let client_ip = session.client_address.ip();
-        if session.counted_for_ip.is_none() {
+        if session.counted_for_ip.as_deref() != Some(cluster_id) {
             let cluster = self.state.clusters.get(cluster_id);
             let limit = cluster
                 .and_then(|c| c.max_connections_per_ip)
                 .unwrap_or(self.state.max_connections_per_ip);
             let count = self
                 .per_ip
-                .entry((cluster_id.to_string(), client_ip))
-                .or_insert(0);
-            if limit > 0 && *count >= limit {
+                .get(&(cluster_id.to_string(), client_ip))
+                .copied()
+                .unwrap_or(0);
+            if limit > 0 && count >= limit {
                 debug!(
-                    "session {}: {client_ip} is over its {limit} connections to `{cluster_id}`",
-                    session.uid
+                    "session {uid}: {client_ip} is over its {limit} connections to `{cluster_id}`"
                 );
                 let retry_after = cluster
                     .and_then(|c| c.retry_after)
@@ -878,18 +879,21 @@ impl Server {
                     .as_secs();
                 return self.answer_failure(key, Failure::TooManyConnections { retry_after });
             }
-            *count += 1;
-            session.counted_for_ip = Some(cluster_id.to_string());
+            // A keep-alive connection moving to another cluster stops counting for the one
+            // it leaves: it counts for the cluster it uses now.
+            let left = session.counted_for_ip.replace(cluster_id.to_string());
+            self.uncount_per_ip(left, client_ip);
+            *self
+                .per_ip
+                .entry((cluster_id.to_string(), client_ip))
+                .or_insert(0) += 1;
         }
         let sticky = sticky_id.and_then(|id| self.backends.pick_sticky(cluster_id, id, now));
         let backend =
             match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
                 Ok(backend) => backend,
                 Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
-                    debug!(
-                        "session {}: no backend available in `{cluster_id}`",
-                        session.uid
-                    );
+                    debug!("session {uid}: no backend available in `{cluster_id}`");
                     return self.answer_failure(key, Failure::NoBackend);
                 }
             };
@@ -1121,13 +1125,20 @@ impl Server {
                 self.drop_back(back);
             }
         }
-        if let Some(cluster_id) = session.counted_for_ip.take() {
-            let ip_key = (cluster_id, session.client_address.ip());
-            if let Some(count) = self.per_ip.get_mut(&ip_key) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.per_ip.remove(&ip_key);
-                }
+        self.uncount_per_ip(session.counted_for_ip.take(), session.client_address.ip());
+    }
+
+    /// A connection of `client_ip` stops counting for `cluster_id` (for
+    /// `max_connections_per_ip`).
+    fn uncount_per_ip(&mut self, cluster_id: Option<String>, client_ip: IpAddr) {
+        let Some(cluster_id) = cluster_id else {
+            return;
+        };
+        let ip_key = (cluster_id, client_ip);
+        if let Some(count) = self.per_ip.get_mut(&ip_key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_ip.remove(&ip_key);
             }
         }
     }
