@@ -283,8 +283,9 @@ fn too_many_header_fields_is_431() {
 
 #[test]
 fn unsupported_http_version_is_505() {
-    refused(b"GET /smuggled HTTP/1.2\r\nHost: example.com\r\n\r\n", 505);
     refused(b"GET /smuggled HTTP/2.0\r\nHost: example.com\r\n\r\n", 505);
+    refused(b"GET /smuggled HTTP/3.0\r\nHost: example.com\r\n\r\n", 505);
+    refused(b"GET /smuggled HTTP/0.9\r\nHost: example.com\r\n\r\n", 505);
 }
 
 #[test]

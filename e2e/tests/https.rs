@@ -3,7 +3,7 @@
 //! that stops reading, and `curl` as a client.
 
 use std::{
-    io::{Read, Write},
+    io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
     process::Command,
 };
@@ -57,13 +57,17 @@ struct Setup {
 }
 
 fn setup(tls: TlsListenerConfig) -> Setup {
+    setup_with(tls, |_| {})
+}
+
+/// Like [`setup`], with the listener's HTTP settings changed by `configure`.
+fn setup_with(tls: TlsListenerConfig, configure: impl FnOnce(&mut HttpListenerConfig)) -> Setup {
     let backend = Backend::http_ok("from the backend");
     let mut worker = Worker::start(ServerConfig::default());
     let address = free_address();
-    worker.ok(Order::AddHttpsListener(HttpsListenerConfig {
-        http: HttpListenerConfig::new(address),
-        tls,
-    }));
+    let mut http = HttpListenerConfig::new(address);
+    configure(&mut http);
+    worker.ok(Order::AddHttpsListener(HttpsListenerConfig { http, tls }));
     worker.ok(Order::AddCluster(Cluster::new("web")));
     worker.ok(Order::AddBackend(backend_order(
         "web",
@@ -420,4 +424,52 @@ fn a_client_that_stops_reading_is_closed_and_a_soft_stop_ends() {
     assert_eq!(response.status, ResponseStatus::Ok);
     assert!(worker.join(DEADLINE), "the worker did not exit");
     drop(stream);
+}
+
+/// The idle timeout of a kept connection runs from the end of its last exchange: TLS records
+/// that carry no request byte (here key updates) do not restart it (issue 10).
+#[test]
+fn tls_records_without_data_do_not_keep_an_idle_connection_open() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup_with(with_default_certificate(), |http| {
+        http.front_timeout = std::time::Duration::from_secs(1);
+    });
+    let mut stream =
+        tls_connect(address, Some("localhost"), &rustls::version::TLS13).expect("handshake");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut response = Vec::new();
+    while !response.ends_with(b"from the backend") {
+        let mut chunk = [0; 4096];
+        let count = stream.read(&mut chunk).expect("read the response");
+        assert!(count > 0, "closed before the response");
+        response.extend_from_slice(&chunk[..count]);
+    }
+    let answered = std::time::Instant::now();
+    stream
+        .sock
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let closed = loop {
+        // A key update every 200 ms: records, but no byte of a request.
+        stream.conn.refresh_traffic_keys().expect("key update");
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut stream.sock).expect("send");
+        }
+        let mut byte = [0; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => break true,
+            Ok(_) => panic!("bytes on an idle connection"),
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break true,
+        }
+        if answered.elapsed() > std::time::Duration::from_secs(5) {
+            break false;
+        }
+    };
+    assert!(closed, "the idle connection was still open after 5 s");
 }

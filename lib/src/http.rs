@@ -5,11 +5,18 @@
 //! a backend of the frontend's cluster and relays the response. Requests on a keep-alive
 //! connection are handled one after the other, each routed on its own, so pipelined requests
 //! are answered in order; the backend connection is kept for the next request to the same
-//! cluster. An `Upgrade` accepted with 101 turns the session into a byte pipe (WebSocket).
+//! cluster. A WebSocket `Upgrade` accepted with 101 turns the session into a byte pipe; other
+//! upgrades are removed from the request ([`crate::protocol::http::upgrade`]), and CONNECT is
+//! refused with 405: the proxy opens no tunnel.
 //!
 //! Bodies are forwarded as they come, never buffered whole: the framing trackers of the
 //! parser find where a message ends, so bytes after it (a pipelined request, say) are never
-//! sent with it.
+//! sent with it. No byte crosses from one exchange to the next on the backend side either: a
+//! backend connection that holds bytes after a complete response, or sends any while no
+//! request is outstanding, is closed, never reused (see [`back_is_reusable`]).
+//!
+//! HTTP/1.0 clients get what HTTP/1.0 knows: no interim (1xx) response, and a chunked
+//! response without its chunks, delimited by the end of the connection.
 
 use std::{fmt::Write as _, io::IoSlice, net::SocketAddr, time::Instant};
 
@@ -28,15 +35,16 @@ use crate::{
             editor::{self, RequestEdits, ResponseEdits},
             parser::{
                 BodyFraming, BodyProgress, ChunkedBody, ContentLengthBody, Header, HeaderKind,
-                Limits, Method, ParseError, Parsed, Persistence, RequestHead, parse_request_head,
-                parse_response_head,
+                Limits, Method, ParseError, Parsed, Persistence, RequestHead, Version,
+                parse_request_head, parse_response_head,
             },
+            upgrade,
         },
         pipe::Pipe,
     },
     router::Router,
-    session::{Action, Context, Session, Stage},
-    socket::{Endpoint, Ready, Transfer},
+    session::{Action, BackConnection, Context, Session, Stage},
+    socket::{Endpoint, Ready, Transfer, Unread},
     timer::TimeoutKind,
 };
 
@@ -137,9 +145,17 @@ struct Exchange {
     response_head_done: bool,
     /// The client connection ends after this exchange.
     close: bool,
+    /// The client speaks HTTP/1.0.
+    client_http10: bool,
+    /// The response body is chunked and the client speaks HTTP/1.0: it gets the chunks' data
+    /// only.
+    dechunk: bool,
     /// The backend connection must not be reused after this exchange.
     back_close: bool,
-    upgrade: bool,
+    /// The request offers the backend a WebSocket upgrade.
+    offers_upgrade: bool,
+    /// The backend accepted the upgrade (101): the connection becomes a pipe after the head.
+    switches_protocol: bool,
     /// The sticky cookie's name, when the cluster is sticky.
     sticky_name: Option<String>,
     /// The backend the request's sticky cookie names.
@@ -185,6 +201,8 @@ pub struct Http {
     exchange: Exchange,
     /// Requests answered on this connection.
     served: u64,
+    /// When the last exchange ended: a kept connection idles from then on.
+    idle_since: Instant,
     /// The cluster the attached backend connection belongs to.
     back_cluster: String,
     /// The backend connection was used for an earlier request.
@@ -216,6 +234,7 @@ impl Http {
             phase: Phase::Head,
             exchange: Exchange::default(),
             served: 0,
+            idle_since: Instant::now(),
             back_cluster: String::new(),
             back_reused: false,
             back_sticky_id: None,
@@ -255,11 +274,45 @@ fn step(session: &mut Session, context: &mut Context<'_>) -> Step {
         return Step::Do(Action::Close);
     };
     match http.phase {
-        Phase::Head => read_request_head(session, context),
+        Phase::Head => match back_news(session) {
+            Unread::Nothing => read_request_head(session, context),
+            Unread::Bytes => {
+                log::warn!(
+                    "session {}: the backend sent bytes with no request outstanding",
+                    session.uid
+                );
+                Step::Do(Action::DropBack)
+            }
+            Unread::End => Step::Do(Action::DropBack),
+        },
         Phase::Connecting => Step::Wait,
         Phase::Answer { close } => write_answer(session, context, close),
         Phase::Forward => forward(session, context),
     }
+}
+
+/// What the kept backend connection sent while no request is outstanding on it. Bytes then
+/// answer no request (a leftover of an earlier response, or a forged one): kept, they would
+/// be read as the response to the next request, so the connection must go, as one the
+/// backend closed must.
+fn back_news(session: &mut Session) -> Unread {
+    let Some(back) = session.back.as_mut().filter(|back| back.connected) else {
+        return Unread::Nothing;
+    };
+    let endpoint = &mut back.endpoint;
+    let event = endpoint.readiness.event;
+    if !(event.contains(Ready::READABLE)
+        || event.contains(Ready::HUP)
+        || event.contains(Ready::ERROR))
+    {
+        return Unread::Nothing;
+    }
+    let unread = endpoint.unread();
+    if unread == Unread::Nothing {
+        // A readable flag left from the last response's reads.
+        endpoint.readiness.event.remove(Ready::READABLE);
+    }
+    unread
 }
 
 /// Reads and parses a request head, then routes the request.
@@ -320,9 +373,10 @@ fn read_request_head(session: &mut Session, context: &mut Context<'_>) -> Step {
     }
 }
 
-/// While a head is awaited: the idle timeout until its first byte (for a new connection, the
-/// request timeout from accept when it is shorter), then the request timeout from that byte (a
-/// slow client cannot stretch it by trickling bytes).
+/// While a head is awaited: the idle timeout until its first byte, from the end of the last
+/// exchange (for a new connection, the request timeout from accept when it is shorter), then
+/// the request timeout from that byte. Neither moves once set: a client cannot stretch them by
+/// trickling bytes, nor by sending what holds no request byte (TLS records without data).
 fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
     let Stage::Http(http) = &session.stage else {
         return;
@@ -334,7 +388,7 @@ fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
         // A new connection (its TLS handshake included) has the request timeout, when shorter,
         // to send its first request: holding connections open costs a client nothing.
         None if http.served == 0 => session.started + timeouts.front.min(timeouts.request),
-        None => context.now + timeouts.front,
+        None => http.idle_since + timeouts.front,
     };
     if session.front_timeout.deadline() != Some(deadline) {
         session.front_timeout.set(deadline, key, context.timers);
@@ -492,6 +546,7 @@ fn finish_exchange(session: &mut Session, context: &mut Context<'_>) -> Step {
         return Step::Do(Action::Close);
     };
     http.served += 1;
+    http.idle_since = context.now;
     http.phase = Phase::Head;
     http.request_out.clear();
     http.request_out_sent = 0;
@@ -590,25 +645,40 @@ fn route_request(
     exchange.routed_at = Some(context.now);
     exchange.bytes_in = head.head_len as u64;
     exchange.close = head.persistence == Persistence::Close;
+    exchange.client_http10 = head.version == Version::Http10;
     session.front_timeout.cancel();
 
-    let server_name = session.front.tls.as_ref().and_then(|tls| tls.server_name());
-    if let (Some(settings), Some(server_name)) = (&listener.tls, server_name) {
+    if head.method == Method::Connect {
+        // The proxy opens no tunnel (as nginx): CONNECT is never routed, and the connection
+        // closes, since a client may send tunnel bytes right after its request.
+        return answer(
+            session,
+            context,
+            listener,
+            405,
+            "the CONNECT method is not supported",
+            true,
+        );
+    }
+    if listener
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.strict_sni_binding)
+    {
         let host_only = head
             .authority
             .map(|a| a.host.slice(buf))
             .unwrap_or_default();
         let host_only = host_only.strip_suffix(b".").unwrap_or(host_only);
-        if settings.strict_sni_binding && !host_only.eq_ignore_ascii_case(server_name.as_bytes()) {
+        // A client that sent no SNI bound its connection to no name: it reaches none.
+        let server_name = session.front.tls.as_ref().and_then(|tls| tls.server_name());
+        if !server_name.is_some_and(|name| host_only.eq_ignore_ascii_case(name.as_bytes())) {
             let close = exchange.close || head.body != BodyFraming::None;
-            return answer(
-                session,
-                context,
-                listener,
-                421,
-                "the Host differs from the TLS server name",
-                close,
-            );
+            let details = match server_name {
+                Some(_) => "the Host differs from the TLS server name",
+                None => "the client sent no TLS server name",
+            };
+            return answer(session, context, listener, 421, details, close);
         }
     }
 
@@ -743,7 +813,16 @@ fn route_request(
 
     // Forward: build the head for the backend now, while the request bytes are here.
     let rewrite = found.rewrite(host, head.path.slice(buf), public.port());
-    let upgrade = head.upgrade.is_some() && head.is_connection_upgrade;
+    // WebSocket is the only upgrade let through, offered in a GET without a body (RFC 6455
+    // §4.1); any other Upgrade is removed and the backend answers in HTTP/1.1.
+    let upgrade = head
+        .upgrade
+        .filter(|_| {
+            head.is_connection_upgrade
+                && head.method == Method::Get
+                && head.body == BodyFraming::None
+        })
+        .and_then(|value| upgrade::offered_websocket(value.slice(buf)));
     let sticky_name = listener.config.sticky_name.as_str();
     let sticky_cookie = cluster.sticky_session.then_some(sticky_name);
     let sticky_id = sticky_cookie
@@ -783,7 +862,7 @@ fn route_request(
     } else {
         None
     };
-    exchange.upgrade = upgrade;
+    exchange.offers_upgrade = upgrade.is_some();
     exchange.request_body = Some(Body::new(head.body, &listener.limits));
     exchange.retryable = head.body == BodyFraming::None && is_idempotent(head.method);
     http.front_buf.consume(head.head_len);
@@ -791,11 +870,8 @@ fn route_request(
     exchange.sticky_name = sticky_cookie.map(str::to_string);
     exchange.requested_sticky.clone_from(&sticky_id);
     let cluster_id = exchange.cluster_id.clone();
-    let back_usable = session.back.as_ref().is_some_and(|back| {
-        back.connected
-            && !back.endpoint.read_closed
-            && !back.endpoint.readiness.event.contains(Ready::HUP)
-    });
+    let back_usable =
+        session.back.as_ref().is_some_and(BackConnection::is_clean) && http.back_buf.is_empty();
     let same_backend = back_usable
         && http.back_cluster == cluster_id
         && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
@@ -1128,6 +1204,58 @@ fn send_message(
     }
 }
 
+/// Sends a chunked body without its chunked coding (to an HTTP/1.0 client): once `out` (the
+/// head, then the data of earlier chunks) is sent, the chunks in `buffer` are taken and their
+/// data put in `out`. So `out` never holds more than a buffer's worth of data.
+fn send_dechunked(
+    sink: &mut Endpoint,
+    out: &mut Vec<u8>,
+    out_sent: &mut usize,
+    body: &mut Body,
+    buffer: &mut Buffer,
+) -> Sent {
+    let mut framing_taken = false;
+    if *out_sent == out.len() && !buffer.is_empty() {
+        let Body::Chunked(chunked) = body else {
+            return Sent::Nothing;
+        };
+        out.clear();
+        *out_sent = 0;
+        let input = buffer.data();
+        let taken = match chunked.feed_with(input, |data| out.extend_from_slice(data)) {
+            Ok(BodyProgress::Partial) => input.len(),
+            Ok(BodyProgress::Complete { len }) => {
+                *body = Body::Done;
+                len
+            }
+            Err(_) => return Sent::InvalidBody,
+        };
+        buffer.consume(taken);
+        framing_taken = taken > 0;
+    }
+    // Taking chunk framing alone moves the body on too.
+    let unsent = if framing_taken {
+        Sent::Moved { head: 0, body: 0 }
+    } else {
+        Sent::Nothing
+    };
+    let pending = out.get(*out_sent..).unwrap_or_default();
+    if pending.is_empty() || !sink.readiness.event.contains(Ready::WRITABLE) {
+        return unsent;
+    }
+    match sink.write(pending) {
+        Transfer::Moved(count) => {
+            *out_sent += count;
+            Sent::Moved {
+                head: count,
+                body: 0,
+            }
+        }
+        Transfer::WouldBlock => unsent,
+        Transfer::Closed | Transfer::Error(_) => Sent::Failed,
+    }
+}
+
 /// The backend connection failed while the request was being sent or the response awaited.
 fn backend_failed(
     session: &mut Session,
@@ -1137,9 +1265,21 @@ fn backend_failed(
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
-    if http.exchange.response_started {
-        // Part of the response went out: the client cannot be told more than a cut.
+    if http.exchange.response_head_done || http.response_out_sent < http.response_out.len() {
+        // Part of the final response went out, or an interim one is on its way: the client
+        // cannot be told more than a cut.
         return Step::Do(Action::Close);
+    }
+    if http.exchange.response_started {
+        // The backend closed inside a head: no response, as if it had sent nothing.
+        return answer(
+            session,
+            context,
+            listener,
+            502,
+            "the backend closed the connection inside its response head",
+            true,
+        );
     }
     if http.back_reused && http.exchange.retryable {
         // A kept connection the backend closed meanwhile (RFC 9112 §9.3.1): send the request
@@ -1163,8 +1303,23 @@ fn backend_failed(
     )
 }
 
-/// Reads and parses the backend's response head; forwards 1xx heads, switches to a pipe on
-/// 101, and prepares the edited head of the final response.
+/// Whether the transfer codings of a message are `chunked` alone.
+fn is_chunked_alone(buf: &[u8], headers: &[Header]) -> bool {
+    let mut codings = headers
+        .iter()
+        .filter(|header| header.kind == HeaderKind::TransferEncoding)
+        .flat_map(|header| header.value.slice(buf).split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    codings
+        .next()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
+/// Reads and parses the backend's response head; forwards 1xx heads (not to HTTP/1.0
+/// clients), switches to a pipe on a 101 that accepts the WebSocket upgrade offered, and
+/// prepares the edited head of the final response.
 fn read_response_head(
     session: &mut Session,
     context: &mut Context<'_>,
@@ -1191,34 +1346,67 @@ fn read_response_head(
         ) {
             Ok(Parsed::Complete(head)) => {
                 let buf = http.back_buf.data();
+                let client_http10 = http.exchange.client_http10;
                 if (100..200).contains(&head.status) && head.status != 101 {
-                    // Interim response: relay it as is and read the final one.
-                    http.response_out.clear();
-                    http.response_out
-                        .extend_from_slice(buf.get(..head.head_len).unwrap_or_default());
-                    http.response_out_sent = 0;
+                    // Interim response: relay it as is and read the final one. HTTP/1.0 has no
+                    // 1xx: its clients never see one (RFC 9110 §15.2).
+                    if !client_http10 {
+                        http.response_out.clear();
+                        http.response_out
+                            .extend_from_slice(buf.get(..head.head_len).unwrap_or_default());
+                        http.response_out_sent = 0;
+                    }
                     http.back_buf.consume(head.head_len);
                     return Step::Progress;
                 }
-                let upgrade = head.status == 101 && http.exchange.upgrade;
+                let upgrade = head.status == 101
+                    && http.exchange.offers_upgrade
+                    && head
+                        .upgrade
+                        .is_some_and(|value| upgrade::switches_to_websocket(value.slice(buf)));
                 if head.status == 101 && !upgrade {
+                    http.exchange.back_close = true;
+                    let details = if http.exchange.offers_upgrade {
+                        "101 to a protocol the client did not ask for"
+                    } else {
+                        "101 without an upgrade request"
+                    };
+                    return answer(session, context, listener, 502, details, true);
+                }
+                // An HTTP/1.0 client knows no transfer coding: the proxy removes `chunked`
+                // (RFC 9112 §7.1.3), and cannot remove any other.
+                let dechunk = client_http10 && head.body == BodyFraming::Chunked;
+                let has_transfer_coding = http
+                    .headers
+                    .iter()
+                    .any(|header| header.kind == HeaderKind::TransferEncoding);
+                if client_http10
+                    && head.body != BodyFraming::None
+                    && has_transfer_coding
+                    && !(dechunk && is_chunked_alone(buf, &http.headers))
+                {
+                    http.exchange.back_close = true;
                     return answer(
                         session,
                         context,
                         listener,
                         502,
-                        "101 without an upgrade request",
+                        "a transfer coding an HTTP/1.0 client cannot decode",
                         true,
                     );
                 }
+                http.exchange.dechunk = dechunk;
                 // A backend that closes after this response costs its own connection only,
                 // unless the body ends with that close: then the client learns the end the
-                // same way.
+                // same way. A body without its chunks ends with the connection too.
                 let close = http.exchange.close
                     || head.body == BodyFraming::UntilClose
+                    || dechunk
                     || http.exchange.request_body.is_some();
                 http.exchange.back_close |= head.persistence == Persistence::Close;
                 http.exchange.close = close && !upgrade;
+                // A refused upgrade (any other status) leaves an HTTP connection.
+                http.exchange.switches_protocol = upgrade;
                 let set_sticky = http
                     .exchange
                     .sticky_cookie
@@ -1232,6 +1420,7 @@ fn read_response_head(
                     set_sticky,
                     close: http.exchange.close,
                     upgrade,
+                    client_http10,
                 };
                 editor::write_response_head(
                     buf,
@@ -1351,13 +1540,24 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
     };
     let mut progress = false;
 
-    match send_message(
-        front,
-        &http.response_out,
-        &mut http.response_out_sent,
-        body,
-        &mut http.back_buf,
-    ) {
+    let sent = if http.exchange.dechunk {
+        send_dechunked(
+            front,
+            &mut http.response_out,
+            &mut http.response_out_sent,
+            body,
+            &mut http.back_buf,
+        )
+    } else {
+        send_message(
+            front,
+            &http.response_out,
+            &mut http.response_out_sent,
+            body,
+            &mut http.back_buf,
+        )
+    };
+    match sent {
         Sent::Nothing => {}
         Sent::Moved { head, body } => {
             http.exchange.bytes_out += (head + body) as u64;
@@ -1382,8 +1582,19 @@ fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step
         let Stage::Http(http) = &mut session.stage else {
             return Step::Do(Action::Close);
         };
-        if http.exchange.upgrade {
+        if http.exchange.switches_protocol {
             return upgrade_to_pipe(session, context);
+        }
+        if !http.back_buf.is_empty() {
+            // Bytes after a complete response answer no request (a body on a HEAD response,
+            // a 204 or a 304, bytes past the Content-Length): read as the next response, they
+            // would reach the wrong request. The connection can carry no other request.
+            log::warn!(
+                "session {}: the backend sent {} bytes past the end of its response",
+                session.uid,
+                http.back_buf.data().len()
+            );
+            http.exchange.back_close = true;
         }
         if http.exchange.request_body.is_some() {
             // The backend answered before the whole request was sent: the connection
@@ -1607,6 +1818,8 @@ pub fn connected(session: &mut Session, backend_sticky_id: &str, reused: bool) {
     if http.phase == Phase::Connecting {
         http.phase = Phase::Forward;
     }
+    // Whatever was read from another connection is no part of this one's responses.
+    http.back_buf.clear();
     http.back_reused = reused;
     http.back_sticky_id = Some(backend_sticky_id.to_string());
     let exchange = &mut http.exchange;
@@ -1623,16 +1836,9 @@ pub fn awaits_response(session: &Session) -> bool {
 }
 
 /// Whether the session's backend connection sits idle between requests, clean: it may serve
-/// another session.
+/// another session. Nothing may be left of the last response, in the buffer or the socket.
 pub fn back_is_reusable(session: &Session) -> bool {
-    let Some(back) = &session.back else {
-        return false;
-    };
-    let clean = back.connected
-        && !back.endpoint.read_closed
-        && !back.endpoint.write_shut
-        && !back.endpoint.readiness.event.contains(Ready::HUP)
-        && !back.endpoint.readiness.event.contains(Ready::ERROR);
+    let clean = session.back.as_ref().is_some_and(BackConnection::is_clean);
     matches!(&session.stage, Stage::Http(http) if clean && http.phase == Phase::Head && http.back_buf.is_empty())
 }
 

@@ -22,7 +22,7 @@ use crate::{
     metrics::Recorder,
     pool::Pool,
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses},
-    socket::{Endpoint, Ready},
+    socket::{Endpoint, Ready, Unread},
     tcp,
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
 };
@@ -66,6 +66,20 @@ pub struct BackConnection {
     pub address: SocketAddr,
     pub connected: bool,
     pub connect_started: Instant,
+}
+
+impl BackConnection {
+    /// Whether the connection can carry a new request: established, open both ways, and with
+    /// nothing unread from the backend. Bytes that arrive with no request outstanding answer
+    /// none; on a reused connection they would be read as the response to the next request.
+    pub fn is_clean(&self) -> bool {
+        let event = self.endpoint.readiness.event;
+        self.connected
+            && !self.endpoint.write_shut
+            && !event.contains(Ready::HUP)
+            && !event.contains(Ready::ERROR)
+            && self.endpoint.unread() == Unread::Nothing
+    }
 }
 
 /// The timeouts of a listener, copied into each session it accepts.

@@ -139,6 +139,15 @@ impl Transfer {
     }
 }
 
+/// What a socket holds that was not read yet ([`Endpoint::unread`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    Nothing,
+    Bytes,
+    /// The end of the stream, or an error: the connection is over.
+    End,
+}
+
 /// A socket of a session: plain, or encrypted when `tls` is set (then reads and writes carry
 /// plaintext, and the handshake advances as bytes arrive).
 #[derive(Debug)]
@@ -275,6 +284,25 @@ impl Endpoint {
         if self.flush() {
             // The peer may be gone already; nothing more to do then.
             let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// What the peer sent that was not read yet. It asks the kernel (a non-blocking `MSG_PEEK`
+    /// of one byte, which consumes nothing), so a stale readable flag does not count. For plain
+    /// sockets: backend connections.
+    pub fn unread(&self) -> Unread {
+        if self.read_closed {
+            return Unread::End;
+        }
+        let mut byte = [0u8; 1];
+        loop {
+            return match self.stream.peek(&mut byte) {
+                Ok(0) => Unread::End,
+                Ok(_) => Unread::Bytes,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => Unread::Nothing,
+                Err(_) => Unread::End,
+            };
         }
     }
 

@@ -477,14 +477,13 @@ impl Server {
         });
     }
 
-    /// A live idle connection to `backend`, if the pool has one.
+    /// A live idle connection to `backend`, if the pool has one. One the backend sent anything
+    /// on since it was pooled, even if no event said so yet, is closed instead.
     fn take_idle(&mut self, backend: BackendKey, now: Instant) -> Option<BackConnection> {
         loop {
             let idle = self.idle.get_mut(&backend)?.pop()?;
-            let endpoint = &idle.back.endpoint;
-            let alive = !endpoint.read_closed
-                && !endpoint.readiness.event.contains(Ready::HUP)
-                && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT;
+            let alive =
+                idle.back.is_clean() && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT;
             if alive {
                 return Some(idle.back);
             }

@@ -224,6 +224,7 @@ fn builtin_message(status: u16) -> &'static str {
         400 => "The request could not be understood: %DETAILS",
         401 => "This resource requires authentication.",
         404 => "No service is configured for %ROUTE.",
+        405 => "This proxy does not open tunnels: %DETAILS",
         408 => "The request took too long to arrive.",
         413 => "The request body is larger than allowed.",
         414 => "The request target is longer than allowed.",
@@ -252,6 +253,7 @@ impl Template {
                 "WWW-Authenticate".to_string(),
                 Text::parse("Basic realm=\"%WWW_AUTHENTICATE\""),
             )),
+            405 => headers.push(("Allow".to_string(), Text::parse(FORWARDED_METHODS))),
             429 => headers.push(("Retry-After".to_string(), Text::parse("%RETRY_AFTER"))),
             _ => {}
         }
@@ -365,9 +367,14 @@ fn is_token_byte(byte: u8) -> bool {
 }
 
 /// The statuses the proxy answers by itself, whose built-in pages are prepared up front.
-pub const PROXY_STATUSES: [u16; 13] = [
-    301, 400, 401, 404, 408, 413, 414, 421, 429, 431, 502, 503, 504,
+pub const PROXY_STATUSES: [u16; 14] = [
+    301, 400, 401, 404, 405, 408, 413, 414, 421, 429, 431, 502, 503, 504,
 ];
+
+/// The `Allow` of a 405: the methods of RFC 9110 §9 and PATCH (RFC 5789). The proxy forwards
+/// any method but CONNECT, which it refuses; a field cannot say "any", so it names the
+/// registered methods it forwards.
+pub const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
 
 /// The answers of one listener, with each cluster's own overrides.
 #[derive(Debug, Default, Clone)]
@@ -460,9 +467,7 @@ mod tests {
 
     #[test]
     fn every_builtin_answer_is_well_framed() {
-        for status in [
-            301, 400, 401, 404, 408, 413, 414, 421, 429, 431, 502, 503, 504,
-        ] {
+        for status in PROXY_STATUSES {
             let context = AnswerContext {
                 request_id: "id-1",
                 location: Some("https://example.com/"),

@@ -1,13 +1,15 @@
 //! Header edits: the head the proxy sends on, built from the parsed head in one pass.
 //!
 //! A request head loses its hop-by-hop fields (RFC 9110 §7.6.1: Connection and the fields it
-//! names, Keep-Alive, Proxy-Connection, TE, Upgrade unless the request upgrades), gets
+//! names, Keep-Alive, Proxy-Connection, TE, Upgrade, which is written anew when the proxy
+//! lets the upgrade through, see [`super::upgrade`]), gets
 //! `X-Forwarded-For` appended, `X-Forwarded-Proto`, `X-Forwarded-Port`, `Forwarded`
 //! (RFC 7239) and the request id set, `X-Real-IP` set or removed as the listener says, the
 //! frontend's header rules and rewrites applied, and the sticky cookie removed. An
 //! absolute-form target is sent in origin form, with a Host that agrees with it. A response
 //! head loses its hop-by-hop fields and gets the frontend's rules, HSTS, the sticky cookie
-//! and the request id.
+//! and the request id; for an HTTP/1.0 client it also loses Transfer-Encoding (the body is
+//! sent without its chunks) and says `Connection: keep-alive` when the connection stays.
 //!
 //! The new head is written to a reusable buffer: the kept lines are copied as they are, so
 //! editing costs one copy of a few hundred bytes and no allocation once the buffer has grown.
@@ -40,8 +42,9 @@ pub struct RequestEdits<'a> {
     pub rules: &'a [HeaderEdit],
     /// The sticky cookie's name, removed from the Cookie field when the cluster is sticky.
     pub sticky_cookie: Option<&'a str>,
-    /// Keep `Upgrade` and send `Connection: upgrade`.
-    pub upgrade: bool,
+    /// The protocol to offer the backend in `Upgrade`, with `Connection: upgrade`. The
+    /// request's own `Upgrade` fields are removed either way.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// What to change in a response head.
@@ -56,6 +59,9 @@ pub struct ResponseEdits<'a> {
     pub close: bool,
     /// A 101 answer: keep `Upgrade` and send `Connection: upgrade`.
     pub upgrade: bool,
+    /// The client speaks HTTP/1.0: Transfer-Encoding is removed (the body goes without it),
+    /// and a connection that stays says so with `Connection: keep-alive` (RFC 9112 §C.2.2).
+    pub client_http10: bool,
 }
 
 /// Whether a field is hop-by-hop for a message that does not upgrade.
@@ -123,7 +129,7 @@ pub fn write_request_head(
         let name = header.name.slice(buf);
         let keep = match header.kind {
             HeaderKind::Host => !rewrites_host,
-            HeaderKind::Upgrade => edits.upgrade,
+            HeaderKind::Upgrade => false,
             HeaderKind::XForwardedFor => {
                 forwarded_for.push(header.value);
                 false
@@ -160,7 +166,14 @@ pub fn write_request_head(
     if edits.send_x_real_ip {
         let _ = write!(out, "X-Real-IP: {}\r\n", edits.client.ip());
     }
-    let connection: &[u8] = if edits.upgrade { b"upgrade" } else { b"" };
+    if let Some(protocol) = edits.upgrade {
+        write_field(out, b"Upgrade", protocol);
+    }
+    let connection: &[u8] = if edits.upgrade.is_some() {
+        b"upgrade"
+    } else {
+        b""
+    };
     write_tail(
         out,
         edits.request_id_header,
@@ -313,6 +326,7 @@ pub fn write_response_head(
         let name = header.name.slice(buf);
         let keep = match header.kind {
             HeaderKind::Upgrade => edits.upgrade,
+            HeaderKind::TransferEncoding => !edits.client_http10,
             _ => {
                 !is_hop_by_hop(header)
                     && !name.eq_ignore_ascii_case(edits.request_id_header.as_bytes())
@@ -350,6 +364,8 @@ pub fn write_response_head(
         b"upgrade"
     } else if edits.close {
         b"close"
+    } else if edits.client_http10 {
+        b"keep-alive"
     } else {
         b""
     };
@@ -400,7 +416,7 @@ mod tests {
             rewrite_path: None,
             rules,
             sticky_cookie: None,
-            upgrade: false,
+            upgrade: None,
         }
     }
 
@@ -514,16 +530,20 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_is_kept_only_when_asked() {
-        let raw =
-            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    fn upgrade_is_offered_only_when_asked_and_only_the_protocol_given() {
+        let raw = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\nUpgrade: foo\r\n\r\n";
         let edited = edit_request(raw, &request_edits(&[]));
         assert!(!edited.contains("Upgrade"), "{edited}");
         let mut edits = request_edits(&[]);
-        edits.upgrade = true;
+        edits.upgrade = Some(b"websocket");
         let edited = edit_request(raw, &edits);
-        assert!(edited.contains("Upgrade: websocket\r\n"), "{edited}");
-        assert!(edited.contains("Connection: upgrade\r\n"));
+        assert!(
+            edited.contains(
+                "\r\nUpgrade: websocket\r\nSozu-Id: req-1\r\nConnection: upgrade\r\n\r\n"
+            ),
+            "{edited}"
+        );
+        assert_eq!(edited.matches("Upgrade").count(), 1, "{edited}");
     }
 
     #[test]
@@ -562,6 +582,7 @@ mod tests {
             set_sticky: Some(("SOZUBALANCEID", "api-2")),
             close: true,
             upgrade: false,
+            client_http10: false,
         };
         let mut out = Vec::new();
         write_response_head(raw, &head, &headers, &edits, &mut out);

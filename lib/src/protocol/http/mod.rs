@@ -1,5 +1,6 @@
-//! HTTP/1.1: parsing message heads and finding where bodies end ([`parser`]), and the answers
-//! the proxy writes itself ([`answers`]).
+//! HTTP/1.1: parsing message heads and finding where bodies end ([`parser`]), header edits
+//! ([`editor`]), the protocol upgrades let through ([`upgrade`]), and the answers the proxy
+//! writes itself ([`answers`]).
 //!
 //! Bytes enter as the session's read buffer; what leaves is positions into that buffer
 //! (method, target, header fields, body framing), never copies.
@@ -7,3 +8,4 @@
 pub mod answers;
 pub mod editor;
 pub mod parser;
+pub mod upgrade;

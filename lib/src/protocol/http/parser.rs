@@ -25,7 +25,8 @@
 //!   the four forms of RFC 9112 §3.2 (absolute-form only for `http` and `https`, without
 //!   userinfo; authority-form only with CONNECT, port required; asterisk-form only with
 //!   OPTIONS);
-//! - only HTTP/1.0 and HTTP/1.1 are accepted; another well-formed version is a 505;
+//! - HTTP/1.0 and HTTP/1.1 are accepted, and a higher minor version of HTTP/1 is read as
+//!   HTTP/1.1 (RFC 9110 §2.5); another well-formed version is a 505;
 //! - field names are tokens directly followed by `:`; values hold no control character
 //!   but HTAB; obs-fold and whitespace before the first field line are invalid;
 //! - HTTP/1.1 requests need exactly one Host, and any Host must be a valid

@@ -147,6 +147,16 @@ impl ChunkedBody {
     /// Takes the next bytes of the body. After an error the body cannot be delimited and
     /// the tracker must not be fed again.
     pub fn feed(&mut self, input: &[u8]) -> Result<BodyProgress, ChunkedError> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// Like [`ChunkedBody::feed`], and shows `on_data` each run of chunk data in the bytes fed,
+    /// in order: what is left once the chunked coding is removed (RFC 9112 §7.1.3).
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<BodyProgress, ChunkedError> {
         let mut pos = 0;
         loop {
             match self.stage {
@@ -158,6 +168,7 @@ impl ChunkedBody {
                     }
                     let len = usize::try_from(remaining)
                         .map_or(available, |remaining| remaining.min(available));
+                    on_data(input.get(pos..pos + len).unwrap_or_default());
                     pos += len;
                     let remaining =
                         remaining.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));

@@ -135,14 +135,15 @@ fn status_code(digits: &[u8]) -> Option<u16> {
     }
 }
 
-/// Parses `HTTP/DIGIT.DIGIT`: a well-formed version other than 1.0 and 1.1 is
-/// unsupported (505) rather than invalid.
+/// Parses `HTTP/DIGIT.DIGIT`. A higher minor version of HTTP/1 is HTTP/1.1, the highest the
+/// proxy speaks (RFC 9110 §2.5); another major version is unsupported (505) rather than
+/// invalid.
 fn http_version(input: &[u8]) -> Result<(&[u8], Version), Stop> {
     let (rest, _) = step(tag(&b"HTTP/"[..])(input), Violation::InvalidVersion)?;
     let (rest, digits) = step(take(3usize)(rest), Violation::InvalidVersion)?;
     let version = match *digits {
-        [b'1', b'.', b'1'] => Version::Http11,
         [b'1', b'.', b'0'] => Version::Http10,
+        [b'1', b'.', minor] if minor.is_ascii_digit() => Version::Http11,
         [major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             return Err(Violation::UnsupportedVersion.into());
         }

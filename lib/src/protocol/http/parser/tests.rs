@@ -262,10 +262,20 @@ fn request_line_needs_single_spaces() {
 }
 
 #[test]
-fn only_http10_and_http11_are_supported() {
+fn only_http1_is_supported_and_a_higher_minor_version_is_http11() {
     let (head, _) = complete_request(b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(head.version, Version::Http10);
-    for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9"] {
+    // RFC 9110 §2.5: handled as the highest minor version the proxy speaks.
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        let raw = format!("GET / {version}\r\nHost: a\r\n\r\n");
+        let (head, _) = complete_request(raw.as_bytes());
+        assert_eq!(head.version, Version::Http11, "{version}");
+        assert_eq!(head.persistence, Persistence::KeepAlive, "{version}");
+        let raw = format!("{version} 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let head = complete_response(raw.as_bytes(), Method::Get);
+        assert_eq!(head.version, Version::Http11, "{version}");
+    }
+    for version in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"] {
         let raw = format!("GET / {version}\r\nHost: a\r\n\r\n");
         let error = request(raw.as_bytes()).expect_err("unsupported version");
         assert_eq!(error.violation(), Violation::UnsupportedVersion);
@@ -982,6 +992,25 @@ fn chunked_body_ends_after_the_last_chunk() {
     assert_eq!(chunked(body), Ok(BodyProgress::Complete { len: end }));
     assert_eq!(chunked_bytewise(body), Ok(Some(end)));
     assert_eq!(chunked(&body[..end - 1]), Ok(BodyProgress::Partial));
+}
+
+#[test]
+fn chunk_data_is_shown_without_its_framing_whatever_the_split() {
+    let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\nnext";
+    for split in 0..=body.len() {
+        let (first, second) = body.split_at(split);
+        let mut tracker = ChunkedBody::new(&Limits::default());
+        let mut data = Vec::new();
+        let mut progress = tracker.feed_with(first, |run| data.extend_from_slice(run));
+        if progress == Ok(BodyProgress::Partial) {
+            progress = tracker.feed_with(second, |run| data.extend_from_slice(run));
+        }
+        assert!(
+            matches!(progress, Ok(BodyProgress::Complete { .. })),
+            "split at {split}"
+        );
+        assert_eq!(data, b"hello world", "split at {split}");
+    }
 }
 
 #[test]
