@@ -116,6 +116,16 @@ fn http_1_0_clients_get_a_closed_connection_unless_they_keep_it_alive() {
             response.head
         );
     }
+    // The proxy's own answers too.
+    let unknown = b"GET / HTTP/1.0\r\nHost: nowhere.test\r\nConnection: keep-alive\r\n\r\n";
+    let response = client.exchange("GET", unknown);
+    assert_eq!(response.status, 404);
+    assert!(
+        response.head.connection_has("keep-alive"),
+        "{:?}",
+        response.head
+    );
+    assert_eq!(client.exchange("GET", keep).text(), "ok");
     // HTTP/1.0 without Host reaches no frontend.
     let mut client = Client::connect(address);
     assert_eq!(

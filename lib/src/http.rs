@@ -456,13 +456,16 @@ fn answer_with(
         www_authenticate: extra.www_authenticate,
         retry_after: extra.retry_after,
     };
-    let mut id_header = String::new();
+    let mut extra_fields = String::new();
     if !listener.config.sozu_id_header.is_empty() {
         let _ = write!(
-            id_header,
+            extra_fields,
             "{}: {}\r\n",
             listener.config.sozu_id_header, exchange.request_id
         );
+    }
+    if !close && exchange.client_http10 {
+        extra_fields.push_str(KEEP_ALIVE_FIELD);
     }
     http.response_out.clear();
     http.response_out_sent = 0;
@@ -470,7 +473,7 @@ fn answer_with(
         status,
         &answer_context,
         close,
-        &id_header,
+        &extra_fields,
         &mut http.response_out,
     );
     if exchange.method == Some(Method::Head) {
@@ -483,6 +486,10 @@ fn answer_with(
     }
     start_answer(session, context, close)
 }
+
+/// What tells an HTTP/1.0 client that its connection stays open: without it, the client
+/// takes the connection as closed after the response (RFC 9112 §C.2.2).
+const KEEP_ALIVE_FIELD: &str = "Connection: keep-alive\r\n";
 
 /// Extra values of an answer.
 #[derive(Default, Clone, Copy)]
@@ -1029,11 +1036,12 @@ fn fixed_answer(
     }
     let is_head = http.exchange.method == Some(Method::Head);
     let _ = write!(AsFmt(out), "Content-Length: {}\r\n", fixed.body.len());
-    out.extend_from_slice(if close {
-        b"Connection: close\r\n\r\n"
-    } else {
-        b"\r\n"
-    });
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if http.exchange.client_http10 {
+        out.extend_from_slice(KEEP_ALIVE_FIELD.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
     if !is_head {
         out.extend_from_slice(fixed.body.as_bytes());
     }
