@@ -193,6 +193,9 @@ tls_versions = ["TLS_V13"]
 cipher_suites = ["TLS13_AES_128_GCM_SHA256"]
 groups_list = ["X25519"]
 send_tls13_tickets = 0
+# Clients reach https://127.0.0.1 with Host: localhost and send no SNI (an IP address is no
+# server name); like HAProxy's and nginx's listeners here, this one does not bind names to SNI.
+strict_sni_binding = false
 
 [[listeners]]
 protocol = "tcp"
