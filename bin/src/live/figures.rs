@@ -355,3 +355,140 @@ fn backend_figures(
         rates: figures.map_or_else(Rates::default, |f| Rates::of(f, seconds)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::live::fixtures::{sample, traffic, worker};
+
+    #[test]
+    fn rates_are_counter_increases_over_the_time_between_samples() {
+        let start = Instant::now();
+        let before = sample(
+            start,
+            Duration::ZERO,
+            vec![worker(
+                "api",
+                traffic(100, 90, &[(1000, 100)]),
+                &[("a", true, 1, 100)],
+            )],
+            &["a"],
+        );
+        let after = sample(
+            start,
+            Duration::from_secs(2),
+            vec![worker(
+                "api",
+                traffic(140, 120, &[(1000, 100), (2000, 39), (50_000, 1)]),
+                &[("a", true, 3, 140)],
+            )],
+            &["a"],
+        );
+        let figures = Figures::between(Some(&before), &after);
+        assert_eq!(figures.interval, Some(Duration::from_secs(2)));
+        let api = figures.clusters.iter().find(|c| c.id == "api").unwrap();
+        assert_eq!(api.rates.requests, 20.0);
+        assert_eq!(api.rates.statuses.success, 15.0);
+        assert_eq!(api.rates.statuses.server_error, 5.0);
+        // Only the 40 durations recorded in between: none of the 100 earlier 1 ms ones.
+        let near_2ms = Duration::from_micros(1990)..=Duration::from_micros(2020);
+        assert!(
+            api.rates.p50.is_some_and(|p50| near_2ms.contains(&p50)),
+            "{api:?}"
+        );
+        assert!(
+            api.rates
+                .p99
+                .is_some_and(|p99| p99 >= Duration::from_millis(49))
+        );
+        assert_eq!(api.active_connections, 3);
+        let backend = &figures.backends[0];
+        assert_eq!(backend.rates.requests, 20.0);
+        assert_eq!(backend.state, BackendState::Up);
+    }
+
+    #[test]
+    fn a_first_sample_has_no_rates_and_lists_idle_clusters() {
+        let current = sample(
+            Instant::now(),
+            Duration::ZERO,
+            vec![worker("api", traffic(10, 10, &[(500, 10)]), &[])],
+            &[],
+        );
+        let figures = Figures::between(None, &current);
+        assert_eq!(figures.interval, None);
+        let ids: Vec<&str> = figures.clusters.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["api", "idle"]);
+        assert_eq!(figures.clusters[0].rates, Rates::default());
+    }
+
+    #[test]
+    fn a_backend_down_in_one_worker_is_down() {
+        let workers = vec![
+            worker(
+                "api",
+                traffic(0, 0, &[]),
+                &[("a", true, 0, 0), ("b", true, 0, 0)],
+            ),
+            worker(
+                "api",
+                traffic(0, 0, &[]),
+                &[("a", true, 0, 0), ("b", false, 0, 0)],
+            ),
+        ];
+        let current = sample(Instant::now(), Duration::ZERO, workers, &["a", "b", "new"]);
+        let figures = Figures::between(None, &current);
+        let states: Vec<(BackendState, usize, usize)> = figures
+            .backends
+            .iter()
+            .map(|b| (b.state, b.down_in, b.reported_by))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (BackendState::Up, 0, 2),
+                (BackendState::Down, 1, 2),
+                (BackendState::Unknown, 0, 0)
+            ]
+        );
+        assert_eq!(
+            figures.clusters[0].backends,
+            BackendCounts {
+                up: 1,
+                down: 1,
+                draining: 0
+            }
+        );
+    }
+
+    #[test]
+    fn draining_backends_are_not_counted_down() {
+        let mut metrics = worker(
+            "api",
+            traffic(0, 0, &[]),
+            &[("a", true, 0, 0), ("old", false, 2, 0)],
+        );
+        if let Some(cluster) = metrics.clusters.get_mut("api") {
+            cluster
+                .cluster
+                .insert("backends.draining".into(), FilteredMetric::Gauge(1));
+        }
+        let by_worker = BTreeMap::from([("0".to_string(), metrics)]);
+        assert_eq!(
+            backend_counts(&by_worker, "api"),
+            BackendCounts {
+                up: 1,
+                down: 0,
+                draining: 1
+            }
+        );
+    }
+
+    #[test]
+    fn rates_over_no_time_are_zero() {
+        assert_eq!(per_second(10, 0.0), 0.0);
+        assert_eq!(per_second(10, 4.0), 2.5);
+    }
+}

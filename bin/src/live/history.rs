@@ -72,3 +72,80 @@ impl History {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::live::fixtures::{sample, traffic, worker};
+
+    /// Figures of a second in which cluster `api` completed `requests` requests, `at` seconds
+    /// after the start.
+    fn second(start: Instant, at: u64, requests: u64) -> Figures {
+        let before = sample(
+            start,
+            Duration::from_secs(at - 1),
+            vec![worker("api", traffic(0, 0, &[]), &[])],
+            &[],
+        );
+        let after = sample(
+            start,
+            Duration::from_secs(at),
+            vec![worker("api", traffic(requests, requests, &[]), &[])],
+            &[],
+        );
+        Figures::between(Some(&before), &after)
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_minute() {
+        let start = Instant::now();
+        let mut history = History::default();
+        for at in 1..=90 {
+            history.record(&second(start, at, at));
+        }
+        let requests: Vec<f64> = history
+            .series(Some("api"))
+            .iter()
+            .map(|r| r.requests)
+            .collect();
+        assert_eq!(requests.len(), 61);
+        assert_eq!(requests.first(), Some(&30.0));
+        assert_eq!(requests.last(), Some(&90.0));
+    }
+
+    #[test]
+    fn a_cluster_without_traffic_has_zero_rates_at_that_point() {
+        let start = Instant::now();
+        let mut history = History::default();
+        history.record(&second(start, 1, 5));
+        history.record(&second(start, 2, 0));
+        let requests: Vec<f64> = history
+            .series(Some("api"))
+            .iter()
+            .map(|r| r.requests)
+            .collect();
+        assert_eq!(requests, [5.0, 0.0]);
+        assert!(
+            history
+                .points()
+                .nth(1)
+                .is_some_and(|p| p.clusters.is_empty())
+        );
+        assert!(
+            history
+                .series(Some("other"))
+                .iter()
+                .all(|r| *r == Rates::default())
+        );
+    }
+
+    #[test]
+    fn a_first_sample_adds_no_point() {
+        let mut history = History::default();
+        let first = sample(Instant::now(), Duration::ZERO, Vec::new(), &[]);
+        history.record(&Figures::between(None, &first));
+        assert_eq!(history.points().len(), 0);
+    }
+}

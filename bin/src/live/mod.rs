@@ -13,6 +13,8 @@
 
 mod events;
 mod figures;
+#[cfg(test)]
+pub mod fixtures;
 mod history;
 mod window;
 

@@ -272,3 +272,219 @@ fn response(content_type: &str, body: &[u8]) -> Vec<u8> {
     response.extend_from_slice(body);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use sozu_command_lib::request::{AddBackend, Cluster, HealthCheckConfig, Order};
+
+    use super::*;
+    use crate::live::fixtures::{sample, traffic, worker};
+
+    #[test]
+    fn routes_are_gets_of_the_dashboard_paths() {
+        let route = |head: &str| Route::of(head.as_bytes());
+        assert_eq!(
+            route("GET /dashboard HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(Route::Page)
+        );
+        assert_eq!(route("GET /dashboard/ HTTP/1.1\r\n\r\n"), Some(Route::Page));
+        assert_eq!(
+            route("GET /dashboard/data HTTP/1.1\r\n\r\n"),
+            Some(Route::Data)
+        );
+        assert_eq!(
+            route("GET /dashboard/data?t=1 HTTP/1.1\r\n\r\n"),
+            Some(Route::Data)
+        );
+        assert_eq!(route("POST /dashboard/data HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(route("GET /dashboardx HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(route("GET /metrics HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(route("GET /dashboard"), Some(Route::Page));
+        assert_eq!(route(""), None);
+    }
+
+    #[test]
+    fn the_page_fetches_nothing_from_elsewhere() {
+        assert!(PAGE.starts_with("<!doctype html>"));
+        assert!(PAGE.contains("<script>") && PAGE.contains("<style>"));
+        for outside in ["http:", "https:", "src=", "@import", "url("] {
+            assert!(!PAGE.contains(outside), "the page contains {outside:?}");
+        }
+        assert!(PAGE.contains("fetch(\"/dashboard/data\""));
+        let answer = String::from_utf8(response("text/html; charset=utf-8", PAGE.as_bytes()))
+            .expect("an ASCII head and a UTF-8 page");
+        assert!(answer.contains("Content-Security-Policy: default-src 'none';"));
+        assert!(answer.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
+    }
+
+    #[test]
+    fn backends_of_the_state_and_those_still_draining() {
+        let mut state = ConfigState::new();
+        let mut checked = Cluster::new("api");
+        checked.health_check = Some(HealthCheckConfig::new("/health"));
+        let orders = [
+            Order::AddCluster(checked),
+            Order::AddCluster(Cluster::new("web")),
+            Order::AddBackend(AddBackend {
+                cluster_id: "api".into(),
+                backend_id: "a".into(),
+                address: "127.0.0.1:3000".parse().expect("an address"),
+                sticky_id: None,
+                weight: 100,
+                backup: false,
+            }),
+        ];
+        for order in &orders {
+            state.apply(order).expect("a valid order");
+        }
+        // The worker still has `old`, removed from the state, and `gone`'s traffic figures
+        // without gauges (it finished draining).
+        let mut figures = worker(
+            "api",
+            traffic(1, 1, &[]),
+            &[("a", true, 0, 1), ("old", false, 3, 0)],
+        );
+        if let Some(cluster) = figures.clusters.get_mut("api") {
+            cluster.backends.insert("gone".into(), traffic(5, 5, &[]));
+        }
+        let metrics = BTreeMap::from([("0".to_string(), figures)]);
+        let facts = backend_facts(&state, &metrics);
+        let summary: Vec<(&str, bool, Health, bool)> = facts
+            .iter()
+            .map(|f| {
+                (
+                    f.backend_id.as_str(),
+                    f.draining,
+                    f.health,
+                    f.address.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", false, Health::Unknown, true),
+                ("old", true, Health::Unknown, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_data_answer_has_the_documented_shape() {
+        let start = Instant::now();
+        let before = sample(
+            start,
+            Duration::ZERO,
+            vec![worker(
+                "api",
+                traffic(10, 10, &[(900, 10)]),
+                &[("a", true, 1, 10)],
+            )],
+            &["a"],
+        );
+        let after = sample(
+            start,
+            Duration::from_secs(1),
+            vec![worker(
+                "api",
+                traffic(14, 13, &[(900, 13), (4000, 1)]),
+                &[("a", false, 0, 14)],
+            )],
+            &["a"],
+        );
+        let figures = Figures::between(Some(&before), &after);
+        let mut history = History::default();
+        history.record(&figures);
+        let mut events = EventLog::new(10);
+        events.push(
+            Event {
+                kind: sozu_command_lib::response::EventKind::BackendDown,
+                cluster_id: Some("api".into()),
+                backend_id: Some("a".into()),
+                address: None,
+                message: String::new(),
+            },
+            SystemTime::UNIX_EPOCH,
+        );
+        let data = Data {
+            version: DATA_VERSION,
+            figures: &figures,
+            missing: &[],
+            history: history.points().collect(),
+            events: events.events().collect(),
+        };
+        let json = serde_json::to_value(&data).expect("JSON");
+        let keys = |value: &serde_json::Value| -> Vec<String> {
+            value
+                .as_object()
+                .map(|object| object.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            keys(&json),
+            [
+                "backends",
+                "clusters",
+                "events",
+                "history",
+                "interval",
+                "listeners",
+                "missing",
+                "proxy",
+                "time",
+                "version",
+                "workers"
+            ]
+        );
+        assert_eq!(json["interval"], 1.0);
+        assert_eq!(json["time"], 1_800_000_001_000u64);
+        let rates = ["p50_ms", "p99_ms", "requests", "statuses"];
+        let mut proxy = rates.to_vec();
+        proxy.insert(0, "active_connections");
+        assert_eq!(keys(&json["proxy"]), proxy);
+        assert_eq!(
+            keys(&json["proxy"]["statuses"]),
+            ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        );
+        let api = &json["clusters"][0];
+        assert_eq!(api["id"], "api");
+        assert_eq!(api["requests"], 4.0);
+        assert_eq!(api["statuses"]["5xx"], 1.0);
+        assert!(
+            api["p99_ms"]
+                .as_f64()
+                .is_some_and(|p99| p99 > 3.9 && p99 < 4.1),
+            "{api}"
+        );
+        assert_eq!(
+            api["backends"],
+            serde_json::json!({"up": 0, "down": 1, "draining": 0})
+        );
+        let backend = &json["backends"][0];
+        assert_eq!(
+            keys(backend),
+            [
+                "active_connections",
+                "address",
+                "backend_id",
+                "cluster_id",
+                "down_in",
+                "health",
+                "p50_ms",
+                "p99_ms",
+                "reported_by",
+                "requests",
+                "state",
+                "statuses"
+            ]
+        );
+        assert_eq!(backend["state"], "DOWN");
+        assert_eq!(backend["health"], "PASSING");
+        assert_eq!(keys(&json["history"][0]), ["clusters", "proxy", "time"]);
+        assert_eq!(json["history"][0]["clusters"]["api"]["requests"], 4.0);
+        assert_eq!(json["events"][0]["kind"], "BACKEND_DOWN");
+        assert_eq!(json["events"][0]["seq"], 1);
+        assert_eq!(json["events"][0]["time"], 0);
+        assert_eq!(json["workers"][0]["run_state"], "RUNNING");
+    }
+}
