@@ -32,7 +32,7 @@ use sozu_command_lib::{
 
 pub use self::{
     events::{EventLog, LoggedEvent, describe},
-    figures::{BackendState, ClusterFigures, Figures, Rates},
+    figures::{BackendFigures, BackendState, ClusterFigures, Figures, Rates},
     history::{History, Point},
 };
 

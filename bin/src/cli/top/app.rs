@@ -11,7 +11,9 @@ use std::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sozu_command_lib::response::Event;
 
-use crate::live::{BackendFacts, ClusterFigures, EventLog, Figures, History, Sample};
+use crate::live::{
+    BackendFacts, BackendFigures, BackendState, ClusterFigures, EventLog, Figures, History, Sample,
+};
 
 /// How many events the footer keeps.
 const EVENTS_KEPT: usize = 200;
@@ -158,6 +160,20 @@ impl App {
         clusters
     }
 
+    /// The selected cluster's backends, those in trouble first (a small pane shows them).
+    pub fn selected_backends(&self) -> Vec<&BackendFigures> {
+        let Some(figures) = &self.figures else {
+            return Vec::new();
+        };
+        let mut backends: Vec<&BackendFigures> = figures
+            .backends
+            .iter()
+            .filter(|backend| Some(&backend.cluster_id) == self.selected.as_ref())
+            .collect();
+        backends.sort_by_key(|backend| (trouble_first(backend.state), &backend.backend_id));
+        backends
+    }
+
     /// Handles a key press.
     pub fn key(&mut self, key: KeyEvent) -> Action {
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
@@ -271,4 +287,14 @@ pub fn sort(clusters: &mut [&ClusterFigures], key: SortKey) {
         };
         order.then_with(|| a.id.cmp(&b.id))
     });
+}
+
+/// Down backends come first, then draining ones, then those no worker reports, then those up.
+fn trouble_first(state: BackendState) -> u8 {
+    match state {
+        BackendState::Down => 0,
+        BackendState::Draining => 1,
+        BackendState::Unknown => 2,
+        BackendState::Up => 3,
+    }
 }

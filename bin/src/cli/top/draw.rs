@@ -20,9 +20,17 @@ use super::{
 use crate::live::{BackendState, Health, unix_millis};
 
 pub fn draw(frame: &mut Frame, app: &App) {
+    // As many worker and listener rows as there are, up to four.
+    let process_rows = app.figures.as_ref().map_or(1, |figures| {
+        figures
+            .workers
+            .len()
+            .max(figures.listeners.len())
+            .clamp(1, 4)
+    });
     let [header, processes, clusters, sparklines, backends, events] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(4),
+        Constraint::Length(u16::try_from(process_rows).unwrap_or(4) + 3),
         Constraint::Min(6),
         Constraint::Length(4),
         Constraint::Min(5),
@@ -272,14 +280,8 @@ fn draw_sparklines(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_backends(frame: &mut Frame, app: &App, area: Rect) {
-    let selected = app.selected.as_deref();
-    let backends: Vec<_> = app
-        .figures
-        .iter()
-        .flat_map(|f| &f.backends)
-        .filter(|backend| Some(backend.cluster_id.as_str()) == selected)
-        .collect();
-    let title = match selected {
+    let backends = app.selected_backends();
+    let title = match app.selected.as_deref() {
         Some(id) => format!(" Backends of {id} ({}) ", backends.len()),
         None => " Backends ".to_string(),
     };

@@ -297,3 +297,14 @@ fn the_screen_before_the_first_answer() {
     assert!(screen.contains("Clusters (0/0)"), "{screen}");
     assert!(screen.contains(" Backends "), "{screen}");
 }
+
+#[test]
+fn backends_in_trouble_come_first() {
+    let app = running_app();
+    let order: Vec<&str> = app
+        .selected_backends()
+        .iter()
+        .map(|backend| backend.backend_id.as_str())
+        .collect();
+    assert_eq!(order, ["b", "a"]);
+}

@@ -32,7 +32,7 @@ function clock(millis) {
   return new Date(millis).toLocaleTimeString();
 }
 
-/// An element with attributes and children (strings become text: never HTML).
+// An element with attributes and children (strings become text: never HTML).
 function element(tag, attributes, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes || {})) {
@@ -169,7 +169,7 @@ function renderStatusChoice(data) {
   }
 }
 
-/// The clusters with the most requests over the history, busiest first.
+// The clusters with the most requests over the history, busiest first.
 function busiest(history) {
   const totals = new Map();
   for (const point of history) {
@@ -181,7 +181,7 @@ function busiest(history) {
     .slice(0, MOST_LINES).map(([id]) => id);
 }
 
-/// A round number at least `value`, for the top of a chart's scale.
+// A round number at least `value`, for the top of a chart's scale.
 function ceiling(value) {
   if (!(value > 0)) return 1;
   const magnitude = Math.pow(10, Math.floor(Math.log10(value)));
@@ -192,8 +192,8 @@ function ceiling(value) {
   return 10 * magnitude;
 }
 
-/// Draws series of [time, value] points on a canvas: lines, or areas stacked in order.
-/// The canvas's data-points attribute tells how many points were drawn.
+// Draws series of [time, value] points on a canvas: lines, or areas stacked in order.
+// The canvas's data-points attribute tells how many points were drawn.
 function drawChart(canvas, series, options) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
@@ -244,6 +244,7 @@ function drawChart(canvas, series, options) {
   context.textBaseline = "top";
   for (const seconds of [60, 45, 30, 15, 0]) {
     const label = seconds === 0 ? "now" : "-" + seconds + "s";
+    context.textAlign = seconds === 0 ? "right" : "center";
     context.fillText(label, x(end - seconds * 1000), top + plotHeight + 5);
   }
   context.save();
@@ -258,7 +259,9 @@ function drawChart(canvas, series, options) {
     context.fillStyle = shape.color;
     context.lineWidth = 2;
     if (options.stacked) {
-      context.globalAlpha = 0.55;
+      // An area between the series below and this one; no line, so that a class without
+      // answers leaves no trace.
+      context.globalAlpha = 0.75;
       context.beginPath();
       points.forEach(([time, , high], index) => {
         if (index === 0) context.moveTo(x(time), y(high));
@@ -268,6 +271,7 @@ function drawChart(canvas, series, options) {
       context.closePath();
       context.fill();
       context.globalAlpha = 1;
+      continue;
     }
     context.beginPath();
     points.forEach(([time, , high], index) => {
