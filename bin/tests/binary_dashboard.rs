@@ -65,16 +65,7 @@ fn proxy_with_clusters() -> (Proxy, SocketAddr, Vec<Backend>) {
         Backend::start("c"),
     ];
     proxy.route("api", "api.test", &backends[0]);
-    proxy.ok(&[
-        "backend",
-        "add",
-        "-i",
-        "api",
-        "--backend-id",
-        "api-b",
-        "-a",
-        &backends[1].address.to_string(),
-    ]);
+    proxy.add_backend("api", &backends[1]);
     proxy.route("web", "web.test", &backends[2]);
     (proxy, admin, backends)
 }

@@ -110,16 +110,7 @@ fn top_shows_traffic_a_backend_going_down_and_quits_cleanly() {
     let proxy = Proxy::start("");
     let (up, doomed) = (Backend::start("a"), Backend::start("b"));
     proxy.route("api", "api.test", &up);
-    proxy.ok(&[
-        "backend",
-        "add",
-        "-i",
-        "api",
-        "--backend-id",
-        "api-b",
-        "-a",
-        &doomed.address.to_string(),
-    ]);
+    proxy.add_backend("api", &doomed);
     proxy.ok(&[
         "cluster",
         "health-check",

@@ -361,29 +361,22 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::live::fixtures::{sample, traffic, worker};
+    use crate::live::fixtures::{pair, sample, traffic, worker};
 
     #[test]
     fn rates_are_counter_increases_over_the_time_between_samples() {
-        let start = Instant::now();
-        let before = sample(
-            start,
-            Duration::ZERO,
-            vec![worker(
+        let (before, after) = pair(
+            worker(
                 "api",
                 traffic(100, 90, &[(1000, 100)]),
                 &[("a", true, 1, 100)],
-            )],
-            &["a"],
-        );
-        let after = sample(
-            start,
-            Duration::from_secs(2),
-            vec![worker(
+            ),
+            worker(
                 "api",
                 traffic(140, 120, &[(1000, 100), (2000, 39), (50_000, 1)]),
                 &[("a", true, 3, 140)],
-            )],
+            ),
+            Duration::from_secs(2),
             &["a"],
         );
         let figures = Figures::between(Some(&before), &after);

@@ -42,8 +42,10 @@ pub fn worker(
     cluster: BTreeMap<String, FilteredMetric>,
     backends: &[(&str, bool, i64, u64)],
 ) -> AggregatedMetrics {
-    let mut metrics = AggregatedMetrics::default();
-    metrics.proxy = cluster.clone();
+    let mut metrics = AggregatedMetrics {
+        proxy: cluster.clone(),
+        ..AggregatedMetrics::default()
+    };
     let entry = metrics.clusters.entry(cluster_id.to_string()).or_default();
     entry.cluster = cluster;
     for (backend_id, up, connections, requests) in backends {
@@ -96,4 +98,18 @@ pub fn sample(
             .map(|(id, metrics)| (id.to_string(), metrics))
             .collect(),
     }
+}
+
+/// Two samples of one worker, `interval` apart: its figures `before`, then `after`.
+pub fn pair(
+    before: AggregatedMetrics,
+    after: AggregatedMetrics,
+    interval: Duration,
+    backends: &[&str],
+) -> (Sample, Sample) {
+    let start = Instant::now();
+    (
+        sample(start, Duration::ZERO, vec![before], backends),
+        sample(start, interval, vec![after], backends),
+    )
 }

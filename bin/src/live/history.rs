@@ -78,32 +78,29 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::live::fixtures::{sample, traffic, worker};
+    use crate::live::fixtures::{pair, sample, traffic, worker};
 
-    /// Figures of a second in which cluster `api` completed `requests` requests, `at` seconds
-    /// after the start.
-    fn second(start: Instant, at: u64, requests: u64) -> Figures {
-        let before = sample(
-            start,
-            Duration::from_secs(at - 1),
-            vec![worker("api", traffic(0, 0, &[]), &[])],
+    /// Figures of the second before `at` seconds, in which cluster `api` completed
+    /// `requests` requests.
+    fn second(at: u64, requests: u64) -> Figures {
+        let (mut before, mut after) = pair(
+            worker("api", traffic(0, 0, &[]), &[]),
+            worker("api", traffic(requests, requests, &[]), &[]),
+            Duration::from_secs(1),
             &[],
         );
-        let after = sample(
-            start,
-            Duration::from_secs(at),
-            vec![worker("api", traffic(requests, requests, &[]), &[])],
-            &[],
-        );
+        let shift = Duration::from_secs(at - 1);
+        for sample in [&mut before, &mut after] {
+            sample.time += shift;
+        }
         Figures::between(Some(&before), &after)
     }
 
     #[test]
     fn the_history_keeps_the_last_minute() {
-        let start = Instant::now();
         let mut history = History::default();
         for at in 1..=90 {
-            history.record(&second(start, at, at));
+            history.record(&second(at, at));
         }
         let requests: Vec<f64> = history
             .series(Some("api"))
@@ -117,10 +114,9 @@ mod tests {
 
     #[test]
     fn a_cluster_without_traffic_has_zero_rates_at_that_point() {
-        let start = Instant::now();
         let mut history = History::default();
-        history.record(&second(start, 1, 5));
-        history.record(&second(start, 2, 0));
+        history.record(&second(1, 5));
+        history.record(&second(2, 0));
         let requests: Vec<f64> = history
             .series(Some("api"))
             .iter()

@@ -163,19 +163,8 @@ impl Proxy {
     /// A cluster with one backend, and an HTTP frontend for `hostname`.
     pub fn route(&self, cluster: &str, hostname: &str, backend: &Backend) {
         let http = self.http.to_string();
-        let address = backend.address.to_string();
         self.ok(&["cluster", "add", "-i", cluster]);
-        let backend_id = format!("{cluster}-{}", backend.name);
-        self.ok(&[
-            "backend",
-            "add",
-            "-i",
-            cluster,
-            "--backend-id",
-            &backend_id,
-            "-a",
-            &address,
-        ]);
+        self.add_backend(cluster, backend);
         self.ok(&[
             "frontend",
             "http",
@@ -186,6 +175,21 @@ impl Proxy {
             hostname,
             "id",
             cluster,
+        ]);
+    }
+
+    /// Adds `backend` to `cluster`, as backend `CLUSTER-NAME`.
+    pub fn add_backend(&self, cluster: &str, backend: &Backend) {
+        let backend_id = format!("{cluster}-{}", backend.name);
+        self.ok(&[
+            "backend",
+            "add",
+            "-i",
+            cluster,
+            "--backend-id",
+            &backend_id,
+            "-a",
+            &backend.address.to_string(),
         ]);
     }
 

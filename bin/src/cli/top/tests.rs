@@ -1,7 +1,7 @@
 //! `sozu top` without a proxy: the app fed with samples and keys, drawn into a test buffer of
 //! 80×24.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ratatui::{
     Terminal,
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::live::{
     ClusterFigures, Sample,
-    fixtures::{sample, traffic, worker},
+    fixtures::{pair, traffic, worker},
 };
 
 fn cluster(id: &str, requests: f64, server_errors: f64, connections: u64) -> ClusterFigures {
@@ -41,26 +41,20 @@ fn key(code: KeyCode) -> KeyEvent {
 /// Two samples a second apart: `api` served 42 requests (2 of them 5xx) through backends `a`
 /// (up) and `b` (down in the one worker).
 fn samples() -> (Sample, Sample) {
-    let start = Instant::now();
-    let backends = [("a", true, 2, 0), ("b", false, 0, 0)];
-    let before = sample(
-        start,
-        Duration::ZERO,
-        vec![worker("api", traffic(100, 100, &[(800, 100)]), &backends)],
-        &["a", "b"],
-    );
-    let backends = [("a", true, 2, 42), ("b", false, 0, 0)];
-    let after = sample(
-        start,
-        Duration::from_secs(1),
-        vec![worker(
+    pair(
+        worker(
+            "api",
+            traffic(100, 100, &[(800, 100)]),
+            &[("a", true, 2, 0), ("b", false, 0, 0)],
+        ),
+        worker(
             "api",
             traffic(142, 140, &[(800, 130), (12_000, 12)]),
-            &backends,
-        )],
+            &[("a", true, 2, 42), ("b", false, 0, 0)],
+        ),
+        Duration::from_secs(1),
         &["a", "b"],
-    );
-    (before, after)
+    )
 }
 
 fn running_app() -> App {
