@@ -301,7 +301,7 @@ pub fn backend_counts(
         }
     }
     let up_count = up.values().filter(|is_up| **is_up).count();
-    let not_up = up.len() - up_count;
+    let not_up = up.len().saturating_sub(up_count);
     BackendCounts {
         up: up_count,
         down: not_up.saturating_sub(draining),

@@ -30,7 +30,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     });
     let [header, processes, clusters, sparklines, backends, events] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(u16::try_from(process_rows).unwrap_or(4) + 3),
+        Constraint::Length(u16::try_from(process_rows).unwrap_or(4).saturating_add(3)),
         Constraint::Min(5),
         Constraint::Length(4),
         Constraint::Min(5),
