@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+mod live;
 mod logging;
 mod main_process;
 mod sys;

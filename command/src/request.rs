@@ -1544,6 +1544,11 @@ pub struct QueryMetrics {
     /// One set of figures per worker instead of their merge.
     #[serde(default)]
     pub workers: bool,
+    /// Distributions as recorded (`HISTOGRAM`: values and counts) instead of percentiles, so
+    /// that a client can subtract two answers and get the percentiles of what happened between
+    /// them (what `sozu top` does).
+    #[serde(default)]
+    pub histograms: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

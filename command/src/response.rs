@@ -168,6 +168,14 @@ pub struct BackendRuntime {
     pub active_connections: u64,
     /// Connection failures in a row; reset by a success.
     pub failures: u32,
+    /// What active health checks say: false while the backend fails them. Always true for a
+    /// cluster without health checks.
+    #[serde(default = "healthy_by_default")]
+    pub healthy: bool,
+}
+
+fn healthy_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

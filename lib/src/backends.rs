@@ -94,6 +94,7 @@ impl Backend {
             status: self.reported_status(),
             active_connections: self.connections,
             failures: self.failures,
+            healthy: self.healthy,
         }
     }
 }

@@ -92,7 +92,11 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Listener { command } => listener::run(&mut client, command),
         Command::Certificate { command } => certificate::run(&mut client, command),
         Command::ConnectionLimit { command } => connection_limit::run(&mut client, command),
-        Command::Start | Command::Worker(_) | Command::Main(_) | Command::Config { .. } => {
+        Command::Start
+        | Command::Worker(_)
+        | Command::Main(_)
+        | Command::Config { .. }
+        | Command::Top(_) => {
             bail!("this subcommand does not talk to a running proxy")
         }
     }
@@ -132,7 +136,11 @@ fn read_config_socket(path: &Path) -> anyhow::Result<ConfigSocket> {
 }
 
 impl Client {
-    fn connect(cli: &Cli, cli_timeout: Option<Duration>, is_long: bool) -> anyhow::Result<Client> {
+    pub(super) fn connect(
+        cli: &Cli,
+        cli_timeout: Option<Duration>,
+        is_long: bool,
+    ) -> anyhow::Result<Client> {
         let config = match &cli.config {
             Some(path) => Some((path.clone(), read_config_socket(path)?)),
             None if cli.socket.is_none() && Path::new(DEFAULT_CONFIG).exists() => {

@@ -64,6 +64,7 @@ pub fn run(client: &mut Client, command: &MetricsCommand) -> anyhow::Result<()> 
                 metric_names: names.clone(),
                 no_clusters: *no_clusters,
                 workers: *workers,
+                histograms: false,
             };
             loop {
                 let response = client.order(Order::QueryMetrics(query.clone()))?;
@@ -157,7 +158,7 @@ fn section(
 }
 
 /// A duration in microseconds, in the unit that reads best.
-fn micros(value: u64) -> String {
+pub(super) fn micros(value: u64) -> String {
     match value {
         0..1_000 => format!("{value}µs"),
         1_000..1_000_000 => format!("{:.1}ms", value as f64 / 1_000.0),

@@ -18,6 +18,7 @@ mod metrics;
 mod processes;
 mod state;
 mod table;
+mod top;
 
 use std::{error::Error, num::ParseIntError, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -130,6 +131,9 @@ pub enum Command {
         #[command(subcommand)]
         command: connection_limit::ConnectionLimitCommand,
     },
+    /// A live view in the terminal: workers, listeners, clusters, backends and events,
+    /// refreshed every second. Keys: q quits, s sorts, / filters, arrows select.
+    Top(top::TopArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +163,7 @@ pub fn run() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check::run(&cli),
+        Command::Top(args) => top::run(&cli, args),
         command => client::run(&cli, command),
     }
 }
@@ -362,6 +367,8 @@ mod tests {
             ],
             &["sozu", "logging", "debug"],
             &["sozu", "events"],
+            &["sozu", "top", "-r", "2"],
+            &["sozu", "top", "--refresh-ms", "500"],
             &["sozu", "connection-limit", "set", "10"],
             &["sozu", "upgrade", "--worker", "1"],
             &["sozu", "shutdown", "--hard"],

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::bail;
 use sozu_command_lib::{
     request::{LoggingFilter, Order, WorkerId},
-    response::{Event, ResponseContent, RunState},
+    response::{ResponseContent, RunState},
 };
 use sozu_lib::server::EVENT_RESPONSE_ID;
 
@@ -86,31 +86,9 @@ pub fn events(client: &mut Client) -> anyhow::Result<()> {
             print_json(&event)?;
         } else {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", describe(&event))?;
+            writeln!(out, "{}", crate::live::describe(&event))?;
             out.flush()?;
         }
     }
     Ok(())
-}
-
-/// One line for an event: its kind, then what it is about.
-fn describe(event: &Event) -> String {
-    let kind = serde_json::to_value(event.kind)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{:?}", event.kind));
-    let mut line = kind;
-    if let Some(cluster) = &event.cluster_id {
-        line.push_str(&format!(" cluster={cluster}"));
-    }
-    if let Some(backend) = &event.backend_id {
-        line.push_str(&format!(" backend={backend}"));
-    }
-    if let Some(address) = &event.address {
-        line.push_str(&format!(" address={address}"));
-    }
-    if !event.message.is_empty() {
-        line.push_str(&format!(" {}", event.message));
-    }
-    line
 }

@@ -8,6 +8,7 @@
 //! everything to a new main process ([`upgrade`]).
 
 mod command_server;
+mod dashboard;
 mod listeners;
 mod orders;
 mod prometheus;
@@ -121,6 +122,8 @@ pub struct Main {
     prometheus: Option<mio::net::TcpListener>,
     scrapes: HashMap<u64, prometheus::Scrape>,
     next_scrape: u64,
+    /// What the dashboard page of the Prometheus endpoint keeps between its requests.
+    dashboard: dashboard::Dashboard,
     /// When certificates are next checked for their coming expiry.
     next_expiry_check: Instant,
 }
@@ -277,6 +280,7 @@ impl Main {
             prometheus: None,
             scrapes: HashMap::new(),
             next_scrape: 0,
+            dashboard: dashboard::Dashboard::default(),
             next_expiry_check: Instant::now(),
         })
     }
@@ -509,8 +513,9 @@ impl Main {
         events
     }
 
-    /// Tells every subscribed client.
+    /// Tells every subscribed client, and keeps the event for the dashboard.
     fn broadcast(&mut self, event: Event) {
+        self.dashboard.record(&event);
         let response = Response::ok(EVENT_RESPONSE_ID, Some(ResponseContent::Event(event)));
         let subscribers: Vec<u64> = self
             .clients

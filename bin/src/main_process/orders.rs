@@ -17,7 +17,7 @@ use log::{debug, error, info, warn};
 use sozu_command_lib::{
     config::Config,
     request::{ListenerAddress, Order, Request, WorkerId},
-    response::{ClusterInformation, EventKind, Response, ResponseContent, RunState},
+    response::{ClusterInformation, EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
 use sozu_lib::{metrics, protocol::tls};
@@ -41,9 +41,7 @@ impl Main {
         match order {
             Order::Status => self.status(to),
             Order::ListWorkers => {
-                let workers = self.workers.values().map(|w| w.info());
-                let waiting = self.pending_restarts.iter().map(|(id, p)| p.info(*id));
-                let workers = workers.chain(waiting).collect();
+                let workers = self.worker_list();
                 self.reply(&to, answer(ResponseContent::Workers(workers)));
             }
             Order::ListListeners => {
@@ -98,6 +96,7 @@ impl Main {
                 let purpose = Purpose::Metrics {
                     list: query.list,
                     workers: query.workers,
+                    histograms: query.histograms,
                 };
                 self.ask_workers(to, purpose, Order::QueryMetrics(query));
             }
@@ -133,6 +132,13 @@ impl Main {
             Order::HardStop => self.begin_stop(true, Some(to)),
             order => self.change(Some(to), order),
         }
+    }
+
+    /// The workers as the main process knows them, and the slots waiting for a restart.
+    pub(super) fn worker_list(&self) -> Vec<WorkerInfo> {
+        let workers = self.workers.values().map(|w| w.info());
+        let waiting = self.pending_restarts.iter().map(|(id, p)| p.info(*id));
+        workers.chain(waiting).collect()
     }
 
     /// `STATUS`: asks every worker for its status; those that do not answer in time are
@@ -446,9 +452,17 @@ impl Main {
             Purpose::Status => self.status_response(&task),
             Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
             Purpose::Forward { note } => forward_response(&task, note.as_deref()),
-            Purpose::Metrics { list, workers } => metrics_response(&task, *list, *workers),
+            Purpose::Metrics {
+                list,
+                workers,
+                histograms,
+            } => metrics_response(&task, *list, *workers, *histograms),
             Purpose::Scrape { scrape } => {
                 self.answer_scrape(*scrape, &task);
+                return;
+            }
+            Purpose::Dashboard => {
+                self.answer_dashboard(&task);
                 return;
             }
         };
@@ -537,6 +551,7 @@ fn merge_runtime(information: &mut ClusterInformation, clusters: &[ClusterInform
                 Some(merged) => {
                     merged.active_connections += runtime.active_connections;
                     merged.failures = merged.failures.max(runtime.failures);
+                    merged.healthy &= runtime.healthy;
                 }
                 None => backend.runtime = Some(runtime.clone()),
             },
@@ -565,7 +580,7 @@ fn change_response(task: &Task, what: &str) -> Response {
 
 /// The workers' figures: their metric names together, or their figures merged (counts added,
 /// distributions merged sample by sample) with percentiles computed on the merge.
-fn metrics_response(task: &Task, list: bool, per_worker: bool) -> Response {
+fn metrics_response(task: &Task, list: bool, per_worker: bool, histograms: bool) -> Response {
     if task.contents.is_empty() && !task.failures.is_empty() {
         return Response::failure("", task.failures.join("; "));
     }
@@ -598,7 +613,9 @@ fn metrics_response(task: &Task, list: bool, per_worker: bool) -> Response {
         } else {
             metrics::merge::merge(snapshots.map(|(_, metrics)| metrics))
         };
-        metrics::merge::into_percentiles(&mut merged);
+        if !histograms {
+            metrics::merge::into_percentiles(&mut merged);
+        }
         ResponseContent::Metrics(merged)
     };
     let mut response = Response::ok("", Some(content));

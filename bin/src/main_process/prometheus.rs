@@ -19,7 +19,7 @@ use sozu_command_lib::{
 };
 use sozu_lib::metrics::{merge, prometheus};
 
-use super::{Main, Owner, PROMETHEUS, tasks::Purpose, tasks::Task};
+use super::{Main, Owner, PROMETHEUS, dashboard, tasks::Purpose, tasks::Task};
 
 const MAX_REQUEST: usize = 8 * 1024;
 
@@ -145,6 +145,11 @@ impl Main {
                 }
             }
         }
+        if let Some(route) = dashboard::Route::of(&scrape.request) {
+            scrape.asked = true;
+            self.serve_dashboard(id, route);
+            return;
+        }
         let is_metrics = scrape.request.starts_with(b"GET /metrics ")
             || scrape.request.starts_with(b"GET /metrics?")
             || scrape.request.starts_with(b"GET / ");
@@ -186,6 +191,14 @@ impl Main {
             "text/plain; version=0.0.4; charset=utf-8",
             text.as_bytes(),
         );
+        self.write_scrape(id);
+    }
+
+    /// Sends a complete answer on a connection of the endpoint, then closes it.
+    pub(super) fn answer_scrape_with(&mut self, id: u64, response: Vec<u8>) {
+        if let Some(scrape) = self.scrapes.get_mut(&id) {
+            scrape.response = response;
+        }
         self.write_scrape(id);
     }
 

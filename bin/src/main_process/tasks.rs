@@ -36,10 +36,17 @@ pub enum Purpose {
     Forward { note: Option<String> },
     /// The initial state of a worker just started.
     Setup { worker: u32 },
-    /// `QUERY_METRICS`: the workers' figures, merged (or side by side when `workers`).
-    Metrics { list: bool, workers: bool },
+    /// `QUERY_METRICS`: the workers' figures, merged (or side by side when `workers`), with
+    /// distributions as percentiles unless `histograms`.
+    Metrics {
+        list: bool,
+        workers: bool,
+        histograms: bool,
+    },
     /// A Prometheus scrape.
     Scrape { scrape: u64 },
+    /// The figures of the dashboard's page.
+    Dashboard,
 }
 
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use std::{
     process::{Child, Command, Output, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc,
     },
     thread,
@@ -163,19 +163,8 @@ impl Proxy {
     /// A cluster with one backend, and an HTTP frontend for `hostname`.
     pub fn route(&self, cluster: &str, hostname: &str, backend: &Backend) {
         let http = self.http.to_string();
-        let address = backend.address.to_string();
         self.ok(&["cluster", "add", "-i", cluster]);
-        let backend_id = format!("{cluster}-{}", backend.name);
-        self.ok(&[
-            "backend",
-            "add",
-            "-i",
-            cluster,
-            "--backend-id",
-            &backend_id,
-            "-a",
-            &address,
-        ]);
+        self.add_backend(cluster, backend);
         self.ok(&[
             "frontend",
             "http",
@@ -186,6 +175,21 @@ impl Proxy {
             hostname,
             "id",
             cluster,
+        ]);
+    }
+
+    /// Adds `backend` to `cluster`, as backend `CLUSTER-NAME`.
+    pub fn add_backend(&self, cluster: &str, backend: &Backend) {
+        let backend_id = format!("{cluster}-{}", backend.name);
+        self.ok(&[
+            "backend",
+            "add",
+            "-i",
+            cluster,
+            "--backend-id",
+            &backend_id,
+            "-a",
+            &backend.address.to_string(),
         ]);
     }
 
@@ -290,6 +294,8 @@ pub struct Backend {
     requests: Arc<AtomicUsize>,
     /// When set, each request waits for a release before it is answered (see [`Gate`]).
     gate: Option<Gate>,
+    /// Set by [`Backend::stop`].
+    stopped: Arc<AtomicBool>,
 }
 
 /// Holds a slow backend's answers: `arrived` receives a message when a request arrives, and
@@ -336,21 +342,35 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend");
         let address = listener.local_addr().expect("backend address");
         let requests = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
         let backend = Backend {
             name: name.to_string(),
             address,
             requests: requests.clone(),
             gate: gate.clone(),
+            stopped: stopped.clone(),
         };
         let name = name.to_string();
         thread::spawn(move || {
             for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
                 let Ok(stream) = stream else { continue };
                 let (name, requests, gate) = (name.clone(), requests.clone(), gate.clone());
-                thread::spawn(move || serve(stream, &name, &requests, gate.as_ref()));
+                let stopped = stopped.clone();
+                thread::spawn(move || serve(stream, &name, &requests, gate.as_ref(), &stopped));
             }
         });
         backend
+    }
+
+    /// Stops the backend as if its process died: its address refuses connections, and each
+    /// open connection is closed when its next request arrives, without an answer.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread, which then drops the listener.
+        let _ = TcpStream::connect(self.address);
     }
 
     pub fn requests(&self) -> usize {
@@ -358,8 +378,14 @@ impl Backend {
     }
 }
 
-/// Answers each request of a connection (keep-alive) with `name`.
-fn serve(stream: TcpStream, name: &str, requests: &AtomicUsize, gate: Option<&Gate>) {
+/// Answers each request of a connection (keep-alive) with `name`, until the backend stops.
+fn serve(
+    stream: TcpStream,
+    name: &str,
+    requests: &AtomicUsize,
+    gate: Option<&Gate>,
+    stopped: &AtomicBool,
+) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -381,6 +407,10 @@ fn serve(stream: TcpStream, name: &str, requests: &AtomicUsize, gate: Option<&Ga
         if head_lines == 0 {
             continue;
         }
+        if stopped.load(Ordering::SeqCst) {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
         requests.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = gate {
             gate.wait();
@@ -401,4 +431,44 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);
     fs::write(&path, contents).expect("write a file");
     path
+}
+
+/// Requests sent in a loop by a thread, for figures that move: one to each host in turn,
+/// every few milliseconds, until dropped. Bounded: it stops by itself after a minute or
+/// 20,000 requests.
+pub struct Load {
+    stopped: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(address: SocketAddr, hosts: &[&str]) -> Load {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let hosts: Vec<String> = hosts.iter().map(|host| host.to_string()).collect();
+        let stop = stopped.clone();
+        let thread = thread::spawn(move || {
+            let started = Instant::now();
+            for host in hosts.iter().cycle().take(20_000) {
+                if stop.load(Ordering::SeqCst) || started.elapsed() > Duration::from_secs(60) {
+                    return;
+                }
+                let _ = get(address, host);
+                // Pacing, not waiting for anything: about a hundred requests a second.
+                thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Load {
+            stopped,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
