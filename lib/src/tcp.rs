@@ -3,7 +3,8 @@
 //!
 //! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Pipe`. The pipe
 //! is created before the backend connection exists, so the client's first bytes wait in its
-//! buffer; a PROXY header for the backend, when the cluster sends one, is put in front of them.
+//! buffer (the very buffer the PROXY header was read into, never a copy); a PROXY header for
+//! the backend, when the cluster sends one, goes ahead of them from storage of its own.
 
 use std::sync::Arc;
 
@@ -53,48 +54,48 @@ pub fn first_stage(session: &Session, pool: &Pool, expect_proxy: bool, then: Aft
     }
     match then {
         AfterProxy::Pipe { to_backend, splice } => {
-            let mut front_to_back = pool.checkout();
-            write_backend_header(session, to_backend, &mut front_to_back);
-            Stage::Pipe(pipe(session, front_to_back, pool, splice))
+            Stage::Pipe(pipe(session, pool.checkout(), pool, splice, to_backend))
         }
         AfterProxy::Http(_) => Stage::Http(Box::new(Http::new(pool))),
     }
 }
 
-/// A pipe whose first bytes for the backend are `front_to_back`: through the kernel when
-/// `splice` is set and the kernel allows it, else through pooled buffers.
-fn pipe(session: &Session, front_to_back: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
-    if let Some(capacity) = splice {
-        match Pipe::spliced(front_to_back, capacity) {
-            Ok(pipe) => return pipe,
-            Err((front_to_back, error)) => {
+/// A pipe whose first bytes for the backend are the PROXY header `to_backend` asks for, then
+/// `already_read` (the client's bytes read so far): through the kernel when `splice` is set and
+/// the kernel allows it, else through pooled buffers.
+fn pipe(
+    session: &Session,
+    already_read: Buffer,
+    pool: &Pool,
+    splice: Option<usize>,
+    to_backend: Option<ProxyProtocolConfig>,
+) -> Pipe {
+    let pipe = match splice {
+        None => Pipe::new(already_read, pool.checkout()),
+        Some(capacity) => match Pipe::spliced(already_read, capacity) {
+            Ok(pipe) => pipe,
+            Err((already_read, error)) => {
                 log::warn!(
                     "session {}: cannot create kernel pipes, copying instead: {error}",
                     session.uid
                 );
-                return Pipe::new(front_to_back, pool.checkout());
+                Pipe::new(already_read, pool.checkout())
             }
-        }
-    }
-    Pipe::new(front_to_back, pool.checkout())
+        },
+    };
+    pipe.with_backend_header(backend_header(session, to_backend))
 }
 
-/// Puts the PROXY header the backend must receive at the start of `buffer`.
-fn write_backend_header(
-    session: &Session,
-    to_backend: Option<ProxyProtocolConfig>,
-    buffer: &mut Buffer,
-) {
+/// The PROXY header the backend must receive; empty when the cluster sends none.
+fn backend_header(session: &Session, to_backend: Option<ProxyProtocolConfig>) -> Vec<u8> {
     match (to_backend, &session.received_proxy_header) {
-        (Some(ProxyProtocolConfig::RelayHeader), Some(raw)) => {
-            buffer.extend_from_slice(raw);
-        }
+        (Some(ProxyProtocolConfig::RelayHeader), Some(raw)) => raw.clone(),
         (Some(ProxyProtocolConfig::SendHeader | ProxyProtocolConfig::RelayHeader), _) => {
             let mut header = Vec::with_capacity(52);
             proxy_protocol::write_v2(session.client_address, session.local_address, &mut header);
-            buffer.extend_from_slice(&header);
+            header
         }
-        (Some(ProxyProtocolConfig::ExpandHeader) | None, _) => {}
+        (Some(ProxyProtocolConfig::ExpandHeader) | None, _) => Vec::new(),
     }
 }
 
@@ -157,12 +158,13 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
                 session.received_proxy_header = raw;
                 session.set_proxy_addresses(header.addresses);
                 session.stage = match expect.then {
-                    AfterProxy::Pipe { to_backend, splice } => {
-                        let mut front_to_back = context.pool.checkout();
-                        write_backend_header(session, to_backend, &mut front_to_back);
-                        front_to_back.extend_from_slice(expect.buffer.data());
-                        Stage::Pipe(pipe(session, front_to_back, context.pool, splice))
-                    }
+                    AfterProxy::Pipe { to_backend, splice } => Stage::Pipe(pipe(
+                        session,
+                        expect.buffer,
+                        context.pool,
+                        splice,
+                        to_backend,
+                    )),
                     AfterProxy::Http(None) => {
                         Stage::Http(Box::new(Http::with_input(context.pool, expect.buffer)))
                     }

@@ -1,8 +1,9 @@
 //! Bidirectional byte copy between the two sockets of a session: TCP mode, and HTTP
 //! connections after an `Upgrade` (WebSocket).
 //!
-//! Each direction is a [`Lane`]: a pooled buffer, or (TCP listeners with `splice`) a kernel
-//! pipe fed and drained by `splice(2)`. Bytes are read while the lane has room and written while
+//! Each direction is a lane: a pooled buffer, or (TCP listeners with `splice`) a kernel
+//! pipe fed and drained by `splice(2)`, behind a head of bytes that go first (the PROXY header
+//! for the backend), kept apart so that it never takes room from the stream. Bytes are read while the lane has room and written while
 //! it has data; a half-close is propagated (when one side ends its stream, the other side's
 //! write half is shut once the lane is flushed), so a client that shuts its write side still
 //! gets the whole answer. The pipe is done when both directions are finished.
@@ -17,17 +18,24 @@ use crate::{
 
 pub struct Pipe {
     /// Client to backend.
-    pub front_to_back: Lane,
+    front_to_back: Lane,
     /// Backend to client.
-    pub back_to_front: Lane,
+    back_to_front: Lane,
 }
 
 /// Where one direction's bytes wait between the two sockets.
-pub enum Lane {
+struct Lane {
+    /// Bytes that go out before any other, and never share room with the stream: the PROXY
+    /// header for the backend. Empty once sent.
+    head: Vec<u8>,
+    store: Store,
+}
+
+/// Where a lane keeps the stream's bytes.
+enum Store {
     /// A pooled buffer in user space.
     Buffer(Buffer),
-    /// A kernel pipe; `prefix` holds bytes that go first (a PROXY header, bytes read before
-    /// the pipe was set up).
+    /// A kernel pipe; `prefix` holds bytes read before the pipe was set up, which go first.
     Kernel {
         prefix: Option<Buffer>,
         pipe: KernelPipe,
@@ -35,33 +43,41 @@ pub enum Lane {
 }
 
 impl Lane {
-    fn is_empty(&self) -> bool {
-        match self {
-            Lane::Buffer(buffer) => buffer.is_empty(),
-            Lane::Kernel { prefix, pipe } => {
-                prefix.as_ref().is_none_or(Buffer::is_empty) && pipe.is_empty()
-            }
+    fn new(store: Store) -> Lane {
+        Lane {
+            head: Vec::new(),
+            store,
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.head.is_empty()
+            && match &self.store {
+                Store::Buffer(buffer) => buffer.is_empty(),
+                Store::Kernel { prefix, pipe } => {
+                    prefix.as_ref().is_none_or(Buffer::is_empty) && pipe.is_empty()
+                }
+            }
+    }
+
     fn is_full(&self) -> bool {
-        match self {
-            Lane::Buffer(buffer) => buffer.is_full(),
-            Lane::Kernel { pipe, .. } => pipe.is_full(),
+        match &self.store {
+            Store::Buffer(buffer) => buffer.is_full(),
+            Store::Kernel { pipe, .. } => pipe.is_full(),
         }
     }
 
     /// Reads from `source` into the lane.
     fn fill_from(&mut self, source: &mut Endpoint) -> Transfer {
-        match self {
-            Lane::Buffer(buffer) => {
+        match &mut self.store {
+            Store::Buffer(buffer) => {
                 let transfer = source.read(buffer.space());
                 if let Transfer::Moved(count) = transfer {
                     buffer.fill(count);
                 }
                 transfer
             }
-            Lane::Kernel { pipe, .. } => match pipe.fill_from(source.stream.as_raw_fd()) {
+            Store::Kernel { pipe, .. } => match pipe.fill_from(source.stream.as_raw_fd()) {
                 Spliced::Moved(count) => {
                     source.bytes_read += count as u64;
                     Transfer::Moved(count)
@@ -82,23 +98,21 @@ impl Lane {
         }
     }
 
-    /// Writes from the lane to `sink`.
+    /// Writes from the lane to `sink`: the head, then bytes read before a kernel pipe existed,
+    /// then the stream.
     fn drain_into(&mut self, sink: &mut Endpoint) -> Transfer {
-        match self {
-            Lane::Buffer(buffer) => {
-                let transfer = sink.write(buffer.data());
-                if let Transfer::Moved(count) = transfer {
-                    buffer.consume(count);
-                }
-                transfer
+        if !self.head.is_empty() {
+            let transfer = sink.write(&self.head);
+            if let Transfer::Moved(count) = transfer {
+                self.head.drain(..count.min(self.head.len()));
             }
-            Lane::Kernel { prefix, pipe } => {
+            return transfer;
+        }
+        match &mut self.store {
+            Store::Buffer(buffer) => write_from(buffer, sink),
+            Store::Kernel { prefix, pipe } => {
                 if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
-                    let transfer = sink.write(buffer.data());
-                    if let Transfer::Moved(count) = transfer {
-                        buffer.consume(count);
-                    }
-                    return transfer;
+                    return write_from(buffer, sink);
                 }
                 match pipe.drain_into(sink.stream.as_raw_fd()) {
                     Spliced::Moved(count) => {
@@ -115,6 +129,15 @@ impl Lane {
             }
         }
     }
+}
+
+/// Writes a buffer's pending bytes to `sink` and consumes what was taken.
+fn write_from(buffer: &mut Buffer, sink: &mut Endpoint) -> Transfer {
+    let transfer = sink.write(buffer.data());
+    if let Transfer::Moved(count) = transfer {
+        buffer.consume(count);
+    }
+    transfer
 }
 
 /// What a run of the pipe achieved.
@@ -143,29 +166,36 @@ struct Progress {
 impl Pipe {
     pub fn new(front_to_back: Buffer, back_to_front: Buffer) -> Self {
         Pipe {
-            front_to_back: Lane::Buffer(front_to_back),
-            back_to_front: Lane::Buffer(back_to_front),
+            front_to_back: Lane::new(Store::Buffer(front_to_back)),
+            back_to_front: Lane::new(Store::Buffer(back_to_front)),
         }
     }
 
     /// A pipe whose bytes go through kernel pipes of `capacity` bytes (0: the kernel's
-    /// default); `prefix` goes to the backend first. If the kernel refuses pipes, `prefix`
+    /// default); `prefix` (client bytes read already) goes to the backend first. If the kernel refuses pipes, `prefix`
     /// comes back with the error.
     pub fn spliced(prefix: Buffer, capacity: usize) -> Result<Self, (Buffer, std::io::Error)> {
         let pipes = KernelPipe::new(capacity).and_then(|up| Ok((up, KernelPipe::new(capacity)?)));
         match pipes {
             Ok((up, down)) => Ok(Pipe {
-                front_to_back: Lane::Kernel {
+                front_to_back: Lane::new(Store::Kernel {
                     prefix: Some(prefix),
                     pipe: up,
-                },
-                back_to_front: Lane::Kernel {
+                }),
+                back_to_front: Lane::new(Store::Kernel {
                     prefix: None,
                     pipe: down,
-                },
+                }),
             }),
             Err(error) => Err((prefix, error)),
         }
+    }
+
+    /// The backend gets `header` before any byte of the client's stream. The header has its
+    /// own storage: however full the stream's buffer is, no byte of either is dropped.
+    pub fn with_backend_header(mut self, header: Vec<u8>) -> Self {
+        self.front_to_back.head = header;
+        self
     }
 
     /// Moves bytes both ways as far as the sockets allow.
