@@ -148,13 +148,15 @@ struct Setup {
 }
 
 fn setup(tls: TlsListenerConfig) -> Setup {
+    setup_with(HttpListenerConfig::new(free_address()), tls)
+}
+
+/// Like [`setup`] with the listener's HTTP settings chosen by the caller.
+fn setup_with(http: HttpListenerConfig, tls: TlsListenerConfig) -> Setup {
     let backend = Backend::http_ok("from the backend");
     let mut worker = Worker::start(ServerConfig::default());
-    let address = free_address();
-    worker.ok(Order::AddHttpsListener(HttpsListenerConfig {
-        http: HttpListenerConfig::new(address),
-        tls,
-    }));
+    let address = http.address;
+    worker.ok(Order::AddHttpsListener(HttpsListenerConfig { http, tls }));
     worker.ok(Order::AddCluster(Cluster::new("web")));
     worker.ok(Order::AddBackend(backend_order(
         "web",
@@ -466,4 +468,68 @@ fn a_stalled_handshake_is_closed_at_the_timeout() {
         elapsed < std::time::Duration::from_secs(5),
         "closed after {elapsed:?}"
     );
+}
+
+/// A load balancer in front sends its PROXY header and the client's ClientHello in one segment:
+/// the handshake completes at once (not at the request timeout), and the request is forwarded
+/// with the address the header names.
+#[test]
+fn a_proxy_header_and_the_client_hello_in_one_write_complete_the_handshake() {
+    let headers: [&[u8]; 2] = [
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n",
+        &[
+            0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11,
+            0x00, 0x0c, 203, 0, 113, 7, 127, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb,
+        ],
+    ];
+    for (header, version) in headers.into_iter().flat_map(|header| {
+        [
+            (header, &rustls::version::TLS13),
+            (header, &rustls::version::TLS12),
+        ]
+    }) {
+        let mut http = HttpListenerConfig::new(free_address());
+        http.expect_proxy = true;
+        // Long enough that a handshake stalled until this timeout fails the read below.
+        http.request_timeout = std::time::Duration::from_secs(30);
+        let Setup {
+            worker: _worker,
+            address,
+            backend,
+        } = setup_with(http, with_default_certificate());
+
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_protocol_versions(&[version])
+            .expect("a valid client version")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").expect("a valid name");
+        let mut connection = ClientConnection::new(Arc::new(config), name).expect("a client");
+        let mut first_write = header.to_vec();
+        connection
+            .write_tls(&mut first_write)
+            .expect("the ClientHello");
+        let mut socket = TcpStream::connect(address).expect("connect");
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("set a read timeout");
+        socket.write_all(&first_write).expect("send both at once");
+        let mut stream = StreamOwned::new(connection, socket);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("the handshake completes without waiting for a timeout");
+        }
+        let response = get(&mut stream, "localhost");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("from the backend"), "{response}");
+        let heads = backend.received();
+        let head = String::from_utf8_lossy(heads.last().expect("a request reached the backend"));
+        assert!(
+            head.contains("X-Forwarded-For: 203.0.113.7"),
+            "the PROXY header's client is forwarded: {head}"
+        );
+    }
 }

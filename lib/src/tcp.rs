@@ -17,7 +17,6 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
-        tls::TlsStream,
     },
     session::{Action, Context, Session, Stage},
     socket::{Ready, Transfer},
@@ -43,20 +42,45 @@ pub enum AfterProxy {
     Http(Option<Arc<ServerConfig>>),
 }
 
-/// The first stage of a session accepted on a listener: the PROXY header when the listener
-/// expects one, else what follows it.
-pub fn first_stage(session: &Session, pool: &Pool, expect_proxy: bool, then: AfterProxy) -> Stage {
-    if expect_proxy {
-        return Stage::ExpectProxy(ExpectProxy {
+/// Sets up the first stage of a session accepted on a listener: the PROXY header when the
+/// listener expects one, else what follows it.
+pub fn first_stage(session: &mut Session, pool: &Pool, expect_proxy: bool, then: AfterProxy) {
+    session.stage = if expect_proxy {
+        Stage::ExpectProxy(ExpectProxy {
             buffer: pool.checkout(),
             then,
-        });
-    }
+        })
+    } else {
+        after_proxy(session, pool, then, pool.checkout())
+    };
+}
+
+/// The stage that follows the PROXY header (or the accept, when none is expected), starting
+/// with the client's bytes read so far, `already_read`. TLS starts here and nowhere else.
+fn after_proxy(
+    session: &mut Session,
+    pool: &Pool,
+    then: AfterProxy,
+    already_read: Buffer,
+) -> Stage {
     match then {
         AfterProxy::Pipe { to_backend, splice } => {
-            Stage::Pipe(pipe(session, pool.checkout(), pool, splice, to_backend))
+            Stage::Pipe(pipe(session, already_read, pool, splice, to_backend))
         }
-        AfterProxy::Http(_) => Stage::Http(Box::new(Http::new(pool))),
+        AfterProxy::Http(None) => Stage::Http(Box::new(Http::with_input(pool, already_read))),
+        AfterProxy::Http(Some(config)) => {
+            // What followed the PROXY header is the start of the TLS stream (the ClientHello).
+            match session
+                .front
+                .start_tls(config, pool.buffer_size(), already_read)
+            {
+                Ok(()) => Stage::Http(Box::new(Http::new(pool))),
+                Err(error) => {
+                    log::error!("session {}: cannot start TLS: {error}", session.uid);
+                    Stage::Closed
+                }
+            }
+        }
     }
 }
 
@@ -157,30 +181,7 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
                 };
                 session.received_proxy_header = raw;
                 session.set_proxy_addresses(header.addresses);
-                session.stage = match expect.then {
-                    AfterProxy::Pipe { to_backend, splice } => Stage::Pipe(pipe(
-                        session,
-                        expect.buffer,
-                        context.pool,
-                        splice,
-                        to_backend,
-                    )),
-                    AfterProxy::Http(None) => {
-                        Stage::Http(Box::new(Http::with_input(context.pool, expect.buffer)))
-                    }
-                    AfterProxy::Http(Some(config)) => {
-                        // TLS starts after the header: what followed it is the ClientHello.
-                        let mut tls = match TlsStream::new(config, context.pool.buffer_size()) {
-                            Ok(tls) => tls,
-                            Err(_) => return Some(Action::Close),
-                        };
-                        if tls.feed(expect.buffer.data()).is_err() {
-                            return Some(Action::Close);
-                        }
-                        session.front.tls = Some(Box::new(tls));
-                        Stage::Http(Box::new(Http::new(context.pool)))
-                    }
-                };
+                session.stage = after_proxy(session, context.pool, expect.then, expect.buffer);
                 return None;
             }
             Ok(None) if expect.buffer.is_full() => return Some(Action::Close),
