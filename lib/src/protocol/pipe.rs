@@ -88,11 +88,12 @@ impl Lane {
                     Transfer::Closed
                 }
                 Spliced::WouldBlock => {
-                    if !pipe.is_full() {
-                        source.readiness.event.remove(Ready::READABLE);
-                    }
+                    source.readiness.event.remove(Ready::READABLE);
                     Transfer::WouldBlock
                 }
+                // The socket may hold more: it stays readable, and is read again once the
+                // pipe is drained.
+                Spliced::Full => Transfer::WouldBlock,
                 Spliced::Failed(kind) => Transfer::Error(kind),
             },
         }
@@ -119,7 +120,7 @@ impl Lane {
                         sink.bytes_written += count as u64;
                         Transfer::Moved(count)
                     }
-                    Spliced::WouldBlock => {
+                    Spliced::WouldBlock | Spliced::Full => {
                         sink.readiness.event.remove(Ready::WRITABLE);
                         Transfer::WouldBlock
                     }
@@ -278,4 +279,85 @@ fn interest(endpoint: &Endpoint, inbound: &Lane, outbound: &Lane) -> Ready {
         interest.insert(Ready::WRITABLE);
     }
     interest
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        time::Duration,
+    };
+
+    use mio::Token;
+
+    use super::*;
+    use crate::pool::Pool;
+
+    /// Two ends of a loopback connection: a blocking one for the test, and the other as a
+    /// session's endpoint, with a blocking handle on the same socket to wait on it.
+    fn connection(token: usize) -> (TcpStream, Endpoint, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        peer.set_nodelay(true).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let waiter = ours.try_clone().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let endpoint = Endpoint::new(mio::net::TcpStream::from_std(ours), Token(token));
+        (peer, endpoint, waiter)
+    }
+
+    /// Blocks until the socket has bytes to read (its status flags are shared by both
+    /// handles, so it is made blocking for the wait only).
+    fn wait_readable(waiter: &TcpStream) {
+        waiter.set_nonblocking(false).unwrap();
+        waiter
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(waiter.peek(&mut [0]).unwrap() > 0);
+        waiter.set_nonblocking(true).unwrap();
+    }
+
+    /// A pipe of one page has one slot, which the first piece of the stream spliced in takes
+    /// however small it is: the pipe is full with 5 bytes in it. The socket still holds the
+    /// second piece and must stay readable (edge-triggered: no new event will come for it).
+    #[test]
+    fn a_pipe_out_of_slots_leaves_the_socket_readable() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (backend_side, mut back, _) = connection(1);
+        let mut backend = backend_side;
+        let pool = Pool::new(16, 0, 1);
+        let Ok(mut pipe) = Pipe::spliced(pool.checkout(), 4096) else {
+            panic!("kernel pipes are available");
+        };
+        front.readiness.event = Ready::READABLE | Ready::WRITABLE;
+
+        client.write_all(b"first").unwrap();
+        wait_readable(&front_waiter);
+        // The backend's socket is not writable yet: the first piece stays in the pipe.
+        assert!(matches!(
+            pipe.run(&mut front, &mut back),
+            PipeStatus::Wait { .. }
+        ));
+        client.write_all(b"second").unwrap();
+        wait_readable(&front_waiter);
+        assert!(matches!(
+            pipe.run(&mut front, &mut back),
+            PipeStatus::Wait { .. }
+        ));
+        assert!(
+            front.readiness.event.contains(Ready::READABLE),
+            "a full pipe is not a drained socket"
+        );
+
+        // The backend's socket becomes writable: both pieces go through, in order.
+        back.readiness.event.insert(Ready::WRITABLE);
+        pipe.run(&mut front, &mut back);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut received = [0; 11];
+        backend.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"firstsecond");
+    }
 }
