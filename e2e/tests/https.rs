@@ -95,24 +95,29 @@ impl ServerCertVerifier for AcceptAnything {
 
 type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 
-/// Connects with TLS; `server_name` None sends no SNI.
-fn tls_connect(
-    address: SocketAddr,
-    server_name: Option<&str>,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> Result<TlsClient, std::io::Error> {
+/// A client of one TLS version that accepts any certificate.
+fn client_config(version: &'static rustls::SupportedProtocolVersion) -> Arc<ClientConfig> {
     let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[version])
         .expect("a valid client version")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnything))
         .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Connects with TLS; `server_name` None sends no SNI.
+fn tls_connect(
+    address: SocketAddr,
+    server_name: Option<&str>,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<TlsClient, std::io::Error> {
     let name = match server_name {
         Some(name) => ServerName::try_from(name.to_string()).expect("a valid name"),
         None => ServerName::IpAddress(address.ip().into()),
     };
     let connection =
-        ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+        ClientConnection::new(client_config(version), name).map_err(std::io::Error::other)?;
     let socket = TcpStream::connect(address)?;
     socket.set_read_timeout(Some(DEADLINE))?;
     let mut stream = StreamOwned::new(connection, socket);
@@ -498,14 +503,8 @@ fn a_proxy_header_and_the_client_hello_in_one_write_complete_the_handshake() {
             backend,
         } = setup_with(http, with_default_certificate());
 
-        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_protocol_versions(&[version])
-            .expect("a valid client version")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-            .with_no_client_auth();
         let name = ServerName::try_from("localhost").expect("a valid name");
-        let mut connection = ClientConnection::new(Arc::new(config), name).expect("a client");
+        let mut connection = ClientConnection::new(client_config(version), name).expect("a client");
         let mut first_write = header.to_vec();
         connection
             .write_tls(&mut first_write)
