@@ -83,6 +83,17 @@ impl ServerCertVerifier for AcceptAnything {
     }
 }
 
+/// A client of one TLS version that accepts any certificate.
+pub fn client_config(version: &'static rustls::SupportedProtocolVersion) -> Arc<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(&[version])
+        .expect("a valid client version")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// A TLS connection to the proxy.
 pub type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 
@@ -93,18 +104,12 @@ pub fn tls_connect(
     server_name: Option<&str>,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Result<TlsClient, std::io::Error> {
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_protocol_versions(&[version])
-        .expect("a valid client version")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-        .with_no_client_auth();
     let name = match server_name {
         Some(name) => ServerName::try_from(name.to_string()).expect("a valid name"),
         None => ServerName::IpAddress(address.ip().into()),
     };
     let connection =
-        ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+        ClientConnection::new(client_config(version), name).map_err(std::io::Error::other)?;
     let socket = TcpStream::connect(address)?;
     socket.set_read_timeout(Some(DEADLINE))?;
     let mut stream = StreamOwned::new(connection, socket);

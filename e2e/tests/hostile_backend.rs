@@ -4,7 +4,11 @@
 //! between requests); CONNECT never reaches a backend; only a WebSocket upgrade the client
 //! asked for turns a connection into a pipe; HTTP/1.0 clients get neither interim responses
 //! nor chunked bodies; HTTP/1.2 is served as HTTP/1.1; a response head cut by the backend is a
-//! 502; a TLS client that sent no SNI cannot reach a name under strict SNI binding.
+//! 502; a TLS client that sent no SNI cannot reach a name under strict SNI binding; a PROXY header
+//! sent to a TCP backend never costs a byte of the client's stream (`proxy_protocol`).
+
+#[path = "hostile_backend/proxy_protocol.rs"]
+mod proxy_protocol;
 
 use std::{
     collections::BTreeMap,

@@ -16,8 +16,8 @@ use std::{
 };
 
 use sozu_command_lib::request::{
-    Cluster, ConnectionLimit, FixedAnswer, HttpFrontend, HttpListenerConfig, Order, RedirectPolicy,
-    RedirectScheme,
+    Cluster, ConnectionLimit, FixedAnswer, HttpFrontend, HttpListenerConfig, Order, PathRule,
+    PathRuleKind, RedirectPolicy, RedirectScheme,
 };
 use sozu_e2e::{
     DEADLINE, Worker, free_address,
@@ -292,6 +292,66 @@ fn deny_frontend_answers_401() {
     let response = client.exchange("GET", &with_authorization("dXNlcjpzZWNyZXQ="));
     assert_builtin(&response, 401, false);
     assert!(backend.requests().is_empty());
+}
+
+/// Issue 10, item 12: `//admin`, `/./admin`, `/%61dmin` and `/x/../admin` are `/admin` to the
+/// router, so they get the answer of the `/admin` frontend (401 here) instead of reaching the
+/// `/` frontend's backend; a request that passes is forwarded as the client wrote it.
+#[test]
+fn a_path_spelt_another_way_is_refused_like_the_path_it_names() {
+    let public = HttpBackend::ok("public");
+    let private = HttpBackend::ok("private");
+    let mut worker = Worker::start(ServerConfig::default());
+    let address =
+        worker.http_proxy_with(listener(), HOST, Cluster::new("public"), &[public.address]);
+    let mut cluster = Cluster::new("private");
+    cluster.authorized_hashes = vec![format!("user:{SECRET_HASH}")];
+    worker.cluster(cluster, &[private.address]);
+    let mut admin = HttpFrontend::new(Some("private".to_string()), address, HOST);
+    admin.path = PathRule {
+        kind: PathRuleKind::Prefix,
+        value: "/admin".to_string(),
+    };
+    admin.required_auth = true;
+    worker.ok(Order::AddHttpFrontend(admin));
+    let mut denied = HttpFrontend::new(None, address, HOST);
+    denied.path = PathRule {
+        kind: PathRuleKind::Equals,
+        value: "/internal".to_string(),
+    };
+    denied.redirect = RedirectPolicy::Unauthorized;
+    worker.ok(Order::AddHttpFrontend(denied));
+
+    let mut client = Client::connect(address);
+    assert_eq!(client.get(HOST, "/").text(), "public");
+    for path in [
+        "/admin",
+        "//admin",
+        "/./admin",
+        "/%61dmin",
+        "/x/../admin",
+        "/internal",
+        "//internal",
+        "/%69nternal",
+    ] {
+        assert_builtin(&client.get(HOST, path), 401, false);
+    }
+    assert_eq!(
+        public.requests().len(),
+        1,
+        "only `/` reached the public backend"
+    );
+
+    let authorized = b"GET //admin/./users HTTP/1.1\r\nHost: example.com\r\nAuthorization: Basic dXNlcjpzZWNyZXQ=\r\n\r\n";
+    let response = client.exchange("GET", authorized);
+    assert_eq!(response.text(), "private");
+    let requests = private.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].target(),
+        "//admin/./users",
+        "forwarded as received"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use sozu_command_lib::request::{
     Cluster, HeaderEdit, HeaderPosition, HttpFrontend, HttpListenerConfig, Order, PathRule,
-    PathRuleKind,
+    PathRuleKind, RemoveBackend,
 };
 use sozu_e2e::{
     Worker, backend_order, free_address,
@@ -333,5 +333,63 @@ fn sticky_sessions_keep_a_client_on_its_backend() {
     assert_eq!(
         response.header("set-cookie"),
         Some(format!("SOZUBALANCEID={chosen}; Path=/").as_str())
+    );
+}
+
+/// A cookie naming a backend of weight 0, or a backup while a normal backend is up, is not
+/// honoured: the request goes where it would without a cookie, and the answer carries the
+/// cookie naming that backend (issue 10, item 14). Once no normal backend is left, the backup's
+/// cookie is honoured.
+#[test]
+fn a_sticky_cookie_naming_a_backend_that_takes_no_traffic_is_ignored() {
+    let normal = HttpBackend::ok("normal");
+    let idle = HttpBackend::ok("idle");
+    let spare = HttpBackend::ok("spare");
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.http_listener(HttpListenerConfig::new(free_address()));
+    let mut cluster = Cluster::new("sticky");
+    cluster.sticky_session = true;
+    worker.ok(Order::AddCluster(cluster));
+    for (id, backend, weight, backup) in [
+        ("normal", &normal, 100, false),
+        ("idle", &idle, 0, false),
+        ("spare", &spare, 100, true),
+    ] {
+        let mut order = backend_order("sticky", id, backend.address);
+        order.sticky_id = Some(id.to_string());
+        order.weight = weight;
+        order.backup = backup;
+        worker.ok(Order::AddBackend(order));
+    }
+    worker.route(address, HOST, "sticky");
+    let with_cookie = |id: &str| {
+        let request =
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\nCookie: SOZUBALANCEID={id}\r\n\r\n");
+        Client::connect(address).exchange("GET", request.as_bytes())
+    };
+
+    for id in ["idle", "spare"] {
+        let response = with_cookie(id);
+        assert_eq!(response.text(), "normal", "cookie {id}");
+        assert_eq!(
+            response.header("set-cookie"),
+            Some("SOZUBALANCEID=normal; Path=/")
+        );
+    }
+    assert!(idle.requests().is_empty() && spare.requests().is_empty());
+
+    worker.ok(Order::RemoveBackend(RemoveBackend {
+        cluster_id: "sticky".to_string(),
+        backend_id: "normal".to_string(),
+        address: normal.address,
+    }));
+    let response = with_cookie("spare");
+    assert_eq!(response.text(), "spare");
+    assert!(!response.head.has("set-cookie"), "{:?}", response.head);
+    let response = with_cookie("idle");
+    assert_eq!(response.text(), "spare");
+    assert_eq!(
+        response.header("set-cookie"),
+        Some("SOZUBALANCEID=spare; Path=/")
     );
 }

@@ -8,7 +8,8 @@ use std::{
     process::Command,
 };
 
-use rustls_pki_types::{CertificateDer, pem::PemObject};
+use rustls::{ClientConnection, StreamOwned};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use sozu_command_lib::request::{
     AddCertificate, CertificateAndKey, Cluster, Fingerprint, Hsts, HttpFrontend,
     HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
@@ -20,7 +21,7 @@ use sozu_e2e::{
     backend::Backend,
     backend_order, free_address,
     http_backend::{HttpBackend, Reply, response},
-    tls::{FIXTURES, TlsClient, certificate, fixture, tls_connect},
+    tls::{FIXTURES, TlsClient, certificate, client_config, fixture, tls_connect},
     wait_until,
 };
 use sozu_lib::server::ServerConfig;
@@ -472,4 +473,62 @@ fn tls_records_without_data_do_not_keep_an_idle_connection_open() {
         }
     };
     assert!(closed, "the idle connection was still open after 5 s");
+}
+
+/// A load balancer in front sends its PROXY header and the client's ClientHello in one segment:
+/// the handshake completes at once (not at the request timeout), and the request is forwarded
+/// with the address the header names.
+#[test]
+fn a_proxy_header_and_the_client_hello_in_one_write_complete_the_handshake() {
+    let headers: [&[u8]; 2] = [
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n",
+        &[
+            0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11,
+            0x00, 0x0c, 203, 0, 113, 7, 127, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb,
+        ],
+    ];
+    for (header, version) in headers.into_iter().flat_map(|header| {
+        [
+            (header, &rustls::version::TLS13),
+            (header, &rustls::version::TLS12),
+        ]
+    }) {
+        let Setup {
+            worker: _worker,
+            address,
+            backend,
+        } = setup_with(with_default_certificate(), |http| {
+            http.expect_proxy = true;
+            // Long enough that a handshake stalled until this timeout fails the read below.
+            http.request_timeout = std::time::Duration::from_secs(30);
+        });
+
+        let name = ServerName::try_from("localhost").expect("a valid name");
+        let mut connection = ClientConnection::new(client_config(version), name).expect("a client");
+        let mut first_write = header.to_vec();
+        connection
+            .write_tls(&mut first_write)
+            .expect("the ClientHello");
+        let mut socket = TcpStream::connect(address).expect("connect");
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("set a read timeout");
+        socket.write_all(&first_write).expect("send both at once");
+        let mut stream = StreamOwned::new(connection, socket);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("the handshake completes without waiting for a timeout");
+        }
+        let response = get(&mut stream, "localhost");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("from the backend"), "{response}");
+        let heads = backend.received();
+        let head = String::from_utf8_lossy(heads.last().expect("a request reached the backend"));
+        assert!(
+            head.contains("X-Forwarded-For: 203.0.113.7"),
+            "the PROXY header's client is forwarded: {head}"
+        );
+    }
 }

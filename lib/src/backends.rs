@@ -279,12 +279,7 @@ impl BackendMap {
             .clusters
             .get_mut(cluster_id)
             .ok_or_else(|| PickError::NoCluster(cluster_id.to_string()))?;
-        if cluster.next_retry.is_some_and(|at| at <= now) {
-            cluster.dirty = true;
-        }
-        if cluster.dirty {
-            refresh_eligible(cluster, &self.backends, now);
-        }
+        refresh_if_stale(cluster, &self.backends, now);
         let candidates: Vec<Candidate<'_>> = cluster
             .eligible
             .iter()
@@ -328,18 +323,22 @@ impl BackendMap {
         })
     }
 
-    /// The backend of the cluster whose sticky id is `sticky_id`, if it takes connections.
+    /// The backend of the cluster whose sticky id is `sticky_id`, if the balancer could pick
+    /// it now: up, of weight above 0, and not a backup while a normal backend takes traffic
+    /// (as HAProxy's `cookie` persistence, which ignores a server that is not usable).
+    /// Otherwise the caller picks as if there was no cookie.
     pub fn pick_sticky(
-        &self,
+        &mut self,
         cluster_id: &str,
         sticky_id: &str,
         now: Instant,
     ) -> Option<BackendKey> {
-        let cluster = self.clusters.get(cluster_id)?;
-        cluster.members.iter().find_map(|&index| {
+        let cluster = self.clusters.get_mut(cluster_id)?;
+        refresh_if_stale(cluster, &self.backends, now);
+        cluster.eligible.iter().find_map(|&index| {
             let backend = self.backends.get(index)?;
             let matches = backend.sticky_id.as_deref().unwrap_or(&backend.id) == sticky_id;
-            (matches && backend.is_eligible(now)).then_some(BackendKey {
+            matches.then_some(BackendKey {
                 index,
                 uid: backend.uid,
             })
@@ -536,8 +535,17 @@ impl BackendMap {
     }
 }
 
-/// Recomputes which backends the balancer chooses among: the eligible normal ones, or the
-/// eligible backups when no normal backend is eligible.
+/// Recomputes the eligible backends if a change or a down backend's retry time made them stale.
+fn refresh_if_stale(cluster: &mut ClusterBackends, backends: &Slab<Backend>, now: Instant) {
+    if cluster.dirty || cluster.next_retry.is_some_and(|at| at <= now) {
+        refresh_eligible(cluster, backends, now);
+    }
+}
+
+/// Recomputes which backends the balancer chooses among: the eligible normal ones of weight
+/// above 0, or the eligible backups of weight above 0 when no normal backend is left (as
+/// HAProxy, where a server of weight 0 is not usable and backups take over when no active
+/// server is).
 fn refresh_eligible(cluster: &mut ClusterBackends, backends: &Slab<Backend>, now: Instant) {
     let eligible = |backup: bool| -> Vec<usize> {
         cluster
@@ -547,7 +555,7 @@ fn refresh_eligible(cluster: &mut ClusterBackends, backends: &Slab<Backend>, now
             .filter(|&index| {
                 backends
                     .get(index)
-                    .is_some_and(|b| b.backup == backup && b.is_eligible(now))
+                    .is_some_and(|b| b.backup == backup && b.weight > 0 && b.is_eligible(now))
             })
             .collect()
     };
@@ -589,12 +597,23 @@ pub(crate) mod tests {
     }
 
     fn add(map: &mut BackendMap, cluster: &str, id: &str, port: u16, backup: bool) {
+        add_weighted(map, cluster, id, port, backup, 100);
+    }
+
+    fn add_weighted(
+        map: &mut BackendMap,
+        cluster: &str,
+        id: &str,
+        port: u16,
+        backup: bool,
+        weight: u32,
+    ) {
         map.add(&AddBackend {
             cluster_id: cluster.to_string(),
             backend_id: id.to_string(),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             sticky_id: None,
-            weight: 100,
+            weight,
             backup,
         });
     }
@@ -705,5 +724,37 @@ pub(crate) mod tests {
             map.connect_failed(key, now);
         }
         assert!(map.pick_sticky("c", "b", now).is_none());
+    }
+
+    /// Issue 10, item 14: a cookie must not send traffic where the balancer would not.
+    #[test]
+    fn sticky_pick_ignores_a_backend_of_weight_0_and_a_backup_while_a_normal_one_is_up() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add(&mut map, "c", "normal", 1, false);
+        add_weighted(&mut map, "c", "idle", 2, false, 0);
+        add(&mut map, "c", "spare", 3, true);
+        let now = Instant::now();
+        assert!(map.pick_sticky("c", "normal", now).is_some());
+        assert_eq!(map.pick_sticky("c", "idle", now), None, "weight 0");
+        assert_eq!(map.pick_sticky("c", "spare", now), None, "backup");
+
+        // Once no normal backend takes traffic, the backup does, by cookie too.
+        map.remove("c", "normal");
+        let key = map.pick_sticky("c", "spare", now).unwrap();
+        assert_eq!(map.get(key).unwrap().id, "spare");
+        assert_eq!(map.pick_sticky("c", "idle", now), None, "still weight 0");
+    }
+
+    /// A normal backend of weight 0 takes no traffic, so backups take over when it is the
+    /// only one left (as HAProxy, where a server of weight 0 is not usable).
+    #[test]
+    fn backups_take_over_when_normal_backends_all_have_weight_0() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add_weighted(&mut map, "c", "idle", 1, false, 0);
+        add(&mut map, "c", "spare", 2, true);
+        let now = Instant::now();
+        assert_eq!(picked_id(&mut map, now).as_deref(), Some("spare"));
     }
 }

@@ -133,17 +133,6 @@ impl Buffer {
         self.end = (self.end + count).min(self.data.len());
     }
 
-    /// Appends as much of `bytes` as fits; returns how much did.
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> usize {
-        let space = self.space();
-        let count = space.len().min(bytes.len());
-        if let (Some(target), Some(source)) = (space.get_mut(..count), bytes.get(..count)) {
-            target.copy_from_slice(source);
-        }
-        self.fill(count);
-        count
-    }
-
     /// Reads once from `reader` into the free room.
     pub fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
         let count = reader.read(self.space())?;
@@ -200,12 +189,12 @@ mod tests {
     fn fill_consume_and_compact() {
         let pool = Pool::new(8, 0, 1);
         let mut buffer = pool.checkout();
-        assert_eq!(buffer.extend_from_slice(b"abcdefghij"), 8);
+        assert_eq!(buffer.read_from(&mut &b"abcdefghij"[..]).unwrap(), 8);
         assert!(buffer.is_full());
         buffer.consume(5);
         assert_eq!(buffer.data(), b"fgh");
         assert_eq!(buffer.available(), 5);
-        assert_eq!(buffer.extend_from_slice(b"ijk"), 3);
+        assert_eq!(buffer.read_from(&mut &b"ijk"[..]).unwrap(), 3);
         assert_eq!(buffer.data(), b"fghijk");
         buffer.consume(6);
         assert!(buffer.is_empty());

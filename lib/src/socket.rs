@@ -9,11 +9,13 @@ use std::{
     io::{self, ErrorKind, IoSlice, Read, Write},
     net::Shutdown,
     ops::{BitAnd, BitOr, BitOrAssign, Not},
+    sync::Arc,
 };
 
 use mio::{Token, net::TcpStream};
+use rustls::ServerConfig;
 
-use crate::protocol::tls::TlsStream;
+use crate::{pool::Buffer, protocol::tls::TlsStream};
 
 /// A set of readiness flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,6 +178,26 @@ impl Endpoint {
             bytes_read: 0,
             bytes_written: 0,
         }
+    }
+
+    /// Starts TLS on the socket. `already_read` holds bytes read from the socket before (what
+    /// followed a PROXY header in the same read): they are the start of the TLS stream, so the
+    /// socket counts as readable until they are taken. Every TLS session starts here.
+    pub fn start_tls(
+        &mut self,
+        config: Arc<ServerConfig>,
+        buffer_limit: usize,
+        already_read: Buffer,
+    ) -> Result<(), rustls::Error> {
+        if !already_read.is_empty() {
+            self.readiness.event.insert(Ready::READABLE);
+        }
+        self.tls = Some(Box::new(TlsStream::new(
+            config,
+            buffer_limit,
+            already_read,
+        )?));
+        Ok(())
     }
 
     /// Reads into `space`. A short read means the kernel had no more at that moment, so the

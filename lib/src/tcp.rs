@@ -3,7 +3,8 @@
 //!
 //! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Pipe`. The pipe
 //! is created before the backend connection exists, so the client's first bytes wait in its
-//! buffer; a PROXY header for the backend, when the cluster sends one, is put in front of them.
+//! buffer (the very buffer the PROXY header was read into, never a copy); a PROXY header for
+//! the backend, when the cluster sends one, goes ahead of them from storage of its own.
 
 use std::sync::Arc;
 
@@ -16,7 +17,6 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
-        tls::TlsStream,
     },
     session::{Action, Context, Session, Stage},
     socket::{Ready, Transfer},
@@ -42,59 +42,84 @@ pub enum AfterProxy {
     Http(Option<Arc<ServerConfig>>),
 }
 
-/// The first stage of a session accepted on a listener: the PROXY header when the listener
-/// expects one, else what follows it.
-pub fn first_stage(session: &Session, pool: &Pool, expect_proxy: bool, then: AfterProxy) -> Stage {
-    if expect_proxy {
-        return Stage::ExpectProxy(ExpectProxy {
+/// Sets up the first stage of a session accepted on a listener: the PROXY header when the
+/// listener expects one, else what follows it.
+pub fn first_stage(session: &mut Session, pool: &Pool, expect_proxy: bool, then: AfterProxy) {
+    session.stage = if expect_proxy {
+        Stage::ExpectProxy(ExpectProxy {
             buffer: pool.checkout(),
             then,
-        });
-    }
+        })
+    } else {
+        after_proxy(session, pool, then, pool.checkout())
+    };
+}
+
+/// The stage that follows the PROXY header (or the accept, when none is expected), starting
+/// with the client's bytes read so far, `already_read`. TLS starts here and nowhere else.
+fn after_proxy(
+    session: &mut Session,
+    pool: &Pool,
+    then: AfterProxy,
+    already_read: Buffer,
+) -> Stage {
     match then {
         AfterProxy::Pipe { to_backend, splice } => {
-            let mut front_to_back = pool.checkout();
-            write_backend_header(session, to_backend, &mut front_to_back);
-            Stage::Pipe(pipe(session, front_to_back, pool, splice))
+            Stage::Pipe(pipe(session, already_read, pool, splice, to_backend))
         }
-        AfterProxy::Http(_) => Stage::Http(Box::new(Http::new(pool))),
+        AfterProxy::Http(None) => Stage::Http(Box::new(Http::with_input(pool, already_read))),
+        AfterProxy::Http(Some(config)) => {
+            // What followed the PROXY header is the start of the TLS stream (the ClientHello).
+            match session
+                .front
+                .start_tls(config, pool.buffer_size(), already_read)
+            {
+                Ok(()) => Stage::Http(Box::new(Http::new(pool))),
+                Err(error) => {
+                    log::error!("session {}: cannot start TLS: {error}", session.uid);
+                    Stage::Closed
+                }
+            }
+        }
     }
 }
 
-/// A pipe whose first bytes for the backend are `front_to_back`: through the kernel when
-/// `splice` is set and the kernel allows it, else through pooled buffers.
-fn pipe(session: &Session, front_to_back: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
-    if let Some(capacity) = splice {
-        match Pipe::spliced(front_to_back, capacity) {
-            Ok(pipe) => return pipe,
-            Err((front_to_back, error)) => {
+/// A pipe whose first bytes for the backend are the PROXY header `to_backend` asks for, then
+/// `already_read` (the client's bytes read so far): through the kernel when `splice` is set and
+/// the kernel allows it, else through pooled buffers.
+fn pipe(
+    session: &Session,
+    already_read: Buffer,
+    pool: &Pool,
+    splice: Option<usize>,
+    to_backend: Option<ProxyProtocolConfig>,
+) -> Pipe {
+    let pipe = match splice {
+        None => Pipe::new(already_read, pool.checkout()),
+        Some(capacity) => match Pipe::spliced(already_read, capacity) {
+            Ok(pipe) => pipe,
+            Err((already_read, error)) => {
                 log::warn!(
                     "session {}: cannot create kernel pipes, copying instead: {error}",
                     session.uid
                 );
-                return Pipe::new(front_to_back, pool.checkout());
+                Pipe::new(already_read, pool.checkout())
             }
-        }
-    }
-    Pipe::new(front_to_back, pool.checkout())
+        },
+    };
+    pipe.with_backend_header(backend_header(session, to_backend))
 }
 
-/// Puts the PROXY header the backend must receive at the start of `buffer`.
-fn write_backend_header(
-    session: &Session,
-    to_backend: Option<ProxyProtocolConfig>,
-    buffer: &mut Buffer,
-) {
+/// The PROXY header the backend must receive; empty when the cluster sends none.
+fn backend_header(session: &Session, to_backend: Option<ProxyProtocolConfig>) -> Vec<u8> {
     match (to_backend, &session.received_proxy_header) {
-        (Some(ProxyProtocolConfig::RelayHeader), Some(raw)) => {
-            buffer.extend_from_slice(raw);
-        }
+        (Some(ProxyProtocolConfig::RelayHeader), Some(raw)) => raw.clone(),
         (Some(ProxyProtocolConfig::SendHeader | ProxyProtocolConfig::RelayHeader), _) => {
             let mut header = Vec::with_capacity(52);
             proxy_protocol::write_v2(session.client_address, session.local_address, &mut header);
-            buffer.extend_from_slice(&header);
+            header
         }
-        (Some(ProxyProtocolConfig::ExpandHeader) | None, _) => {}
+        (Some(ProxyProtocolConfig::ExpandHeader) | None, _) => Vec::new(),
     }
 }
 
@@ -156,29 +181,7 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
                 };
                 session.received_proxy_header = raw;
                 session.set_proxy_addresses(header.addresses);
-                session.stage = match expect.then {
-                    AfterProxy::Pipe { to_backend, splice } => {
-                        let mut front_to_back = context.pool.checkout();
-                        write_backend_header(session, to_backend, &mut front_to_back);
-                        front_to_back.extend_from_slice(expect.buffer.data());
-                        Stage::Pipe(pipe(session, front_to_back, context.pool, splice))
-                    }
-                    AfterProxy::Http(None) => {
-                        Stage::Http(Box::new(Http::with_input(context.pool, expect.buffer)))
-                    }
-                    AfterProxy::Http(Some(config)) => {
-                        // TLS starts after the header: what followed it is the ClientHello.
-                        let mut tls = match TlsStream::new(config, context.pool.buffer_size()) {
-                            Ok(tls) => tls,
-                            Err(_) => return Some(Action::Close),
-                        };
-                        if tls.feed(expect.buffer.data()).is_err() {
-                            return Some(Action::Close);
-                        }
-                        session.front.tls = Some(Box::new(tls));
-                        Stage::Http(Box::new(Http::new(context.pool)))
-                    }
-                };
+                session.stage = after_proxy(session, context.pool, expect.then, expect.buffer);
                 return None;
             }
             Ok(None) if expect.buffer.is_full() => return Some(Action::Close),

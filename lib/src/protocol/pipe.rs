@@ -1,8 +1,9 @@
 //! Bidirectional byte copy between the two sockets of a session: TCP mode, and HTTP
 //! connections after an `Upgrade` (WebSocket).
 //!
-//! Each direction is a [`Lane`]: a pooled buffer, or (TCP listeners with `splice`) a kernel
-//! pipe fed and drained by `splice(2)`. Bytes are read while the lane has room and written while
+//! Each direction is a lane: a pooled buffer, or (TCP listeners with `splice`) a kernel
+//! pipe fed and drained by `splice(2)`, behind a head of bytes that go first (the PROXY header
+//! for the backend), kept apart so that it never takes room from the stream. Bytes are read while the lane has room and written while
 //! it has data; a half-close is propagated (when one side ends its stream, the other side's
 //! write half is shut once the lane is flushed), so a client that shuts its write side still
 //! gets the whole answer. The pipe is done when both directions are finished.
@@ -17,17 +18,24 @@ use crate::{
 
 pub struct Pipe {
     /// Client to backend.
-    pub front_to_back: Lane,
+    front_to_back: Lane,
     /// Backend to client.
-    pub back_to_front: Lane,
+    back_to_front: Lane,
 }
 
 /// Where one direction's bytes wait between the two sockets.
-pub enum Lane {
+struct Lane {
+    /// Bytes that go out before any other, and never share room with the stream: the PROXY
+    /// header for the backend. Empty once sent.
+    head: Vec<u8>,
+    store: Store,
+}
+
+/// Where a lane keeps the stream's bytes.
+enum Store {
     /// A pooled buffer in user space.
     Buffer(Buffer),
-    /// A kernel pipe; `prefix` holds bytes that go first (a PROXY header, bytes read before
-    /// the pipe was set up).
+    /// A kernel pipe; `prefix` holds bytes read before the pipe was set up, which go first.
     Kernel {
         prefix: Option<Buffer>,
         pipe: KernelPipe,
@@ -35,33 +43,41 @@ pub enum Lane {
 }
 
 impl Lane {
-    fn is_empty(&self) -> bool {
-        match self {
-            Lane::Buffer(buffer) => buffer.is_empty(),
-            Lane::Kernel { prefix, pipe } => {
-                prefix.as_ref().is_none_or(Buffer::is_empty) && pipe.is_empty()
-            }
+    fn new(store: Store) -> Lane {
+        Lane {
+            head: Vec::new(),
+            store,
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.head.is_empty()
+            && match &self.store {
+                Store::Buffer(buffer) => buffer.is_empty(),
+                Store::Kernel { prefix, pipe } => {
+                    prefix.as_ref().is_none_or(Buffer::is_empty) && pipe.is_empty()
+                }
+            }
+    }
+
     fn is_full(&self) -> bool {
-        match self {
-            Lane::Buffer(buffer) => buffer.is_full(),
-            Lane::Kernel { pipe, .. } => pipe.is_full(),
+        match &self.store {
+            Store::Buffer(buffer) => buffer.is_full(),
+            Store::Kernel { pipe, .. } => pipe.is_full(),
         }
     }
 
     /// Reads from `source` into the lane.
     fn fill_from(&mut self, source: &mut Endpoint) -> Transfer {
-        match self {
-            Lane::Buffer(buffer) => {
+        match &mut self.store {
+            Store::Buffer(buffer) => {
                 let transfer = source.read(buffer.space());
                 if let Transfer::Moved(count) = transfer {
                     buffer.fill(count);
                 }
                 transfer
             }
-            Lane::Kernel { pipe, .. } => match pipe.fill_from(source.stream.as_raw_fd()) {
+            Store::Kernel { pipe, .. } => match pipe.fill_from(source.stream.as_raw_fd()) {
                 Spliced::Moved(count) => {
                     source.bytes_read += count as u64;
                     Transfer::Moved(count)
@@ -72,40 +88,39 @@ impl Lane {
                     Transfer::Closed
                 }
                 Spliced::WouldBlock => {
-                    if !pipe.is_full() {
-                        source.readiness.event.remove(Ready::READABLE);
-                    }
+                    source.readiness.event.remove(Ready::READABLE);
                     Transfer::WouldBlock
                 }
+                // The socket may hold more: it stays readable, and is read again once the
+                // pipe is drained.
+                Spliced::Full => Transfer::WouldBlock,
                 Spliced::Failed(kind) => Transfer::Error(kind),
             },
         }
     }
 
-    /// Writes from the lane to `sink`.
+    /// Writes from the lane to `sink`: the head, then bytes read before a kernel pipe existed,
+    /// then the stream.
     fn drain_into(&mut self, sink: &mut Endpoint) -> Transfer {
-        match self {
-            Lane::Buffer(buffer) => {
-                let transfer = sink.write(buffer.data());
-                if let Transfer::Moved(count) = transfer {
-                    buffer.consume(count);
-                }
-                transfer
+        if !self.head.is_empty() {
+            let transfer = sink.write(&self.head);
+            if let Transfer::Moved(count) = transfer {
+                self.head.drain(..count.min(self.head.len()));
             }
-            Lane::Kernel { prefix, pipe } => {
+            return transfer;
+        }
+        match &mut self.store {
+            Store::Buffer(buffer) => write_from(buffer, sink),
+            Store::Kernel { prefix, pipe } => {
                 if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
-                    let transfer = sink.write(buffer.data());
-                    if let Transfer::Moved(count) = transfer {
-                        buffer.consume(count);
-                    }
-                    return transfer;
+                    return write_from(buffer, sink);
                 }
                 match pipe.drain_into(sink.stream.as_raw_fd()) {
                     Spliced::Moved(count) => {
                         sink.bytes_written += count as u64;
                         Transfer::Moved(count)
                     }
-                    Spliced::WouldBlock => {
+                    Spliced::WouldBlock | Spliced::Full => {
                         sink.readiness.event.remove(Ready::WRITABLE);
                         Transfer::WouldBlock
                     }
@@ -115,6 +130,15 @@ impl Lane {
             }
         }
     }
+}
+
+/// Writes a buffer's pending bytes to `sink` and consumes what was taken.
+fn write_from(buffer: &mut Buffer, sink: &mut Endpoint) -> Transfer {
+    let transfer = sink.write(buffer.data());
+    if let Transfer::Moved(count) = transfer {
+        buffer.consume(count);
+    }
+    transfer
 }
 
 /// What a run of the pipe achieved.
@@ -143,29 +167,36 @@ struct Progress {
 impl Pipe {
     pub fn new(front_to_back: Buffer, back_to_front: Buffer) -> Self {
         Pipe {
-            front_to_back: Lane::Buffer(front_to_back),
-            back_to_front: Lane::Buffer(back_to_front),
+            front_to_back: Lane::new(Store::Buffer(front_to_back)),
+            back_to_front: Lane::new(Store::Buffer(back_to_front)),
         }
     }
 
     /// A pipe whose bytes go through kernel pipes of `capacity` bytes (0: the kernel's
-    /// default); `prefix` goes to the backend first. If the kernel refuses pipes, `prefix`
+    /// default); `prefix` (client bytes read already) goes to the backend first. If the kernel refuses pipes, `prefix`
     /// comes back with the error.
     pub fn spliced(prefix: Buffer, capacity: usize) -> Result<Self, (Buffer, std::io::Error)> {
         let pipes = KernelPipe::new(capacity).and_then(|up| Ok((up, KernelPipe::new(capacity)?)));
         match pipes {
             Ok((up, down)) => Ok(Pipe {
-                front_to_back: Lane::Kernel {
+                front_to_back: Lane::new(Store::Kernel {
                     prefix: Some(prefix),
                     pipe: up,
-                },
-                back_to_front: Lane::Kernel {
+                }),
+                back_to_front: Lane::new(Store::Kernel {
                     prefix: None,
                     pipe: down,
-                },
+                }),
             }),
             Err(error) => Err((prefix, error)),
         }
+    }
+
+    /// The backend gets `header` before any byte of the client's stream. The header has its
+    /// own storage: however full the stream's buffer is, no byte of either is dropped.
+    pub fn with_backend_header(mut self, header: Vec<u8>) -> Self {
+        self.front_to_back.head = header;
+        self
     }
 
     /// Moves bytes both ways as far as the sockets allow.
@@ -248,4 +279,85 @@ fn interest(endpoint: &Endpoint, inbound: &Lane, outbound: &Lane) -> Ready {
         interest.insert(Ready::WRITABLE);
     }
     interest
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        time::Duration,
+    };
+
+    use mio::Token;
+
+    use super::*;
+    use crate::pool::Pool;
+
+    /// Two ends of a loopback connection: a blocking one for the test, and the other as a
+    /// session's endpoint, with a blocking handle on the same socket to wait on it.
+    fn connection(token: usize) -> (TcpStream, Endpoint, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        peer.set_nodelay(true).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let waiter = ours.try_clone().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let endpoint = Endpoint::new(mio::net::TcpStream::from_std(ours), Token(token));
+        (peer, endpoint, waiter)
+    }
+
+    /// Blocks until the socket has bytes to read (its status flags are shared by both
+    /// handles, so it is made blocking for the wait only).
+    fn wait_readable(waiter: &TcpStream) {
+        waiter.set_nonblocking(false).unwrap();
+        waiter
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(waiter.peek(&mut [0]).unwrap() > 0);
+        waiter.set_nonblocking(true).unwrap();
+    }
+
+    /// A pipe of one page has one slot, which the first piece of the stream spliced in takes
+    /// however small it is: the pipe is full with 5 bytes in it. The socket still holds the
+    /// second piece and must stay readable (edge-triggered: no new event will come for it).
+    #[test]
+    fn a_pipe_out_of_slots_leaves_the_socket_readable() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (backend_side, mut back, _) = connection(1);
+        let mut backend = backend_side;
+        let pool = Pool::new(16, 0, 1);
+        let Ok(mut pipe) = Pipe::spliced(pool.checkout(), 4096) else {
+            panic!("kernel pipes are available");
+        };
+        front.readiness.event = Ready::READABLE | Ready::WRITABLE;
+
+        client.write_all(b"first").unwrap();
+        wait_readable(&front_waiter);
+        // The backend's socket is not writable yet: the first piece stays in the pipe.
+        assert!(matches!(
+            pipe.run(&mut front, &mut back),
+            PipeStatus::Wait { .. }
+        ));
+        client.write_all(b"second").unwrap();
+        wait_readable(&front_waiter);
+        assert!(matches!(
+            pipe.run(&mut front, &mut back),
+            PipeStatus::Wait { .. }
+        ));
+        assert!(
+            front.readiness.event.contains(Ready::READABLE),
+            "a full pipe is not a drained socket"
+        );
+
+        // The backend's socket becomes writable: both pieces go through, in order.
+        back.readiness.event.insert(Ready::WRITABLE);
+        pipe.run(&mut front, &mut back);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut received = [0; 11];
+        backend.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"firstsecond");
+    }
 }

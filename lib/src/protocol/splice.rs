@@ -1,8 +1,13 @@
 //! Linux `splice(2)` through a kernel pipe: bytes go from one socket to the other without being
 //! copied into user space. Used by TCP listeners with `splice = true`.
 //!
-//! A [`KernelPipe`] is one direction. It counts what it holds, which tells apart the two
-//! meanings of `EAGAIN` when filling it (the source socket is drained, or the pipe is full).
+//! A [`KernelPipe`] is one direction. Its capacity is what the kernel reports (`F_GETPIPE_SZ`),
+//! not what was asked. `EAGAIN` when filling it has two meanings, the source socket is drained
+//! or the pipe is full, and the byte count cannot tell them apart: a pipe is a ring of page
+//! slots, and each piece of a socket's stream spliced in takes a whole slot, so a pipe can be
+//! full with far fewer bytes than its capacity. As HAProxy does, an empty pipe that cannot
+//! be filled means a drained socket; a pipe holding bytes waits for room (until some are
+//! drained) and the socket is left marked readable, so no edge-triggered event is lost.
 #![allow(
     unsafe_code,
     reason = "splice(2), pipe2(2) and fcntl(2) have no safe wrapper in std"
@@ -19,7 +24,10 @@ pub enum Spliced {
     Moved(usize),
     /// End of stream from the source socket.
     End,
+    /// Filling: the source socket is drained. Draining: the sink socket takes no more.
     WouldBlock,
+    /// Filling: the pipe has no room; the source socket may still hold bytes.
+    Full,
     Failed(io::ErrorKind),
 }
 
@@ -30,7 +38,11 @@ pub struct KernelPipe {
     write_end: OwnedFd,
     /// Bytes in the pipe now.
     pending: usize,
+    /// The pipe's size in bytes, as the kernel reports it.
     capacity: usize,
+    /// The last fill found no room though fewer than `capacity` bytes are pending (slots are
+    /// taken by partial pages); cleared when bytes are drained.
+    out_of_slots: bool,
 }
 
 impl KernelPipe {
@@ -45,42 +57,54 @@ impl KernelPipe {
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read_end, write_end) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut pipe = KernelPipe {
+        if capacity > 0 {
+            let requested = libc::c_int::try_from(capacity).unwrap_or(libc::c_int::MAX);
+            // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; failure (above the system's
+            // limit) leaves the size the pipe had.
+            let _refused_or_size =
+                unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETPIPE_SZ, requested) };
+        }
+        // SAFETY: F_GETPIPE_SZ on a pipe descriptor we own reads its size.
+        let size = unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let capacity = usize::try_from(size)
+            .ok()
+            .filter(|&size| size > 0)
+            .ok_or_else(io::Error::last_os_error)?;
+        Ok(KernelPipe {
             read_end,
             write_end,
             pending: 0,
-            capacity: 65_536,
-        };
-        if capacity > 0 {
-            let requested = libc::c_int::try_from(capacity).unwrap_or(libc::c_int::MAX);
-            // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; failure leaves the default.
-            let size =
-                unsafe { libc::fcntl(pipe.write_end.as_raw_fd(), libc::F_SETPIPE_SZ, requested) };
-            if let Ok(size) = usize::try_from(size) {
-                pipe.capacity = size;
-            }
-        }
-        Ok(pipe)
+            capacity,
+            out_of_slots: false,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.pending == 0
     }
 
+    /// No room for more until some bytes are drained.
     pub fn is_full(&self) -> bool {
-        self.pending >= self.capacity
+        self.out_of_slots || self.pending >= self.capacity
     }
 
-    /// Moves bytes from the `source` socket into the pipe.
+    /// Moves bytes from the `source` socket into the pipe. `WouldBlock` means the socket is
+    /// drained; `Full` that the pipe must be drained before the socket can be read further.
     pub fn fill_from(&mut self, source: RawFd) -> Spliced {
-        let room = self.capacity.saturating_sub(self.pending);
-        if room == 0 {
-            return Spliced::WouldBlock;
+        if self.is_full() {
+            return Spliced::Full;
         }
+        let room = self.capacity.saturating_sub(self.pending);
         match splice(source, self.write_end.as_raw_fd(), room) {
             Spliced::Moved(count) => {
-                self.pending += count;
+                self.pending = self.pending.saturating_add(count);
                 Spliced::Moved(count)
+            }
+            // Only an empty pipe proves the socket drained; one holding bytes may be out of
+            // slots.
+            Spliced::WouldBlock if self.pending > 0 => {
+                self.out_of_slots = true;
+                Spliced::Full
             }
             other => other,
         }
@@ -94,6 +118,7 @@ impl KernelPipe {
         match splice(self.read_end.as_raw_fd(), sink, self.pending) {
             Spliced::Moved(count) => {
                 self.pending = self.pending.saturating_sub(count);
+                self.out_of_slots = false;
                 Spliced::Moved(count)
             }
             Spliced::End => Spliced::Failed(io::ErrorKind::WriteZero),
@@ -152,7 +177,11 @@ mod tests {
         sink.set_nonblocking(true).unwrap();
 
         let mut pipe = KernelPipe::new(0).unwrap();
-        assert_eq!(pipe.fill_from(source.as_raw_fd()), Spliced::WouldBlock);
+        assert_eq!(
+            pipe.fill_from(source.as_raw_fd()),
+            Spliced::WouldBlock,
+            "drained"
+        );
         writer.write_all(b"through the kernel").unwrap();
         let mut moved = 0;
         while moved < 18 {
@@ -173,6 +202,24 @@ mod tests {
                 Spliced::WouldBlock => continue,
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// What the kernel says the pipe's size is.
+    fn kernel_size(pipe: &KernelPipe) -> usize {
+        // SAFETY: F_GETPIPE_SZ on a descriptor the pipe owns.
+        let size = unsafe { libc::fcntl(pipe.write_end.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        usize::try_from(size).unwrap()
+    }
+
+    #[test]
+    fn capacity_is_what_the_kernel_reports() {
+        // A page is the least a pipe holds, sizes round up to a power of two pages, and a size
+        // above the system's limit may be refused: the pipe keeps what it had.
+        for requested in [0, 1, 4096, 5000, 1 << 20, usize::MAX] {
+            let pipe = KernelPipe::new(requested).unwrap();
+            assert_eq!(pipe.capacity, kernel_size(&pipe), "asked for {requested}");
+            assert!(pipe.capacity >= requested.min(4096));
         }
     }
 }

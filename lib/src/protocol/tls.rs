@@ -30,7 +30,7 @@ use sozu_command_lib::{
     request::{CertificateAndKey, Fingerprint, TlsListenerConfig, TlsVersion},
 };
 
-use crate::socket::Transfer;
+use crate::{pool::Buffer, socket::Transfer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -293,26 +293,24 @@ pub fn check_settings(settings: &TlsListenerConfig) -> Result<(), TlsError> {
 /// The encrypted side of a client socket.
 pub struct TlsStream {
     connection: ServerConnection,
+    /// Ciphertext read from the socket before TLS started (what followed a PROXY header in
+    /// the same read), taken before the socket's next bytes. `None` once taken, never empty.
+    early_input: Option<Buffer>,
 }
 
 impl TlsStream {
-    pub fn new(config: Arc<ServerConfig>, buffer_limit: usize) -> Result<TlsStream, rustls::Error> {
+    /// A server connection whose first input is `already_read`, then the socket.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        buffer_limit: usize,
+        already_read: Buffer,
+    ) -> Result<TlsStream, rustls::Error> {
         let mut connection = ServerConnection::new(config)?;
         connection.set_buffer_limit(Some(buffer_limit));
-        Ok(TlsStream { connection })
-    }
-
-    /// Bytes read from the socket before TLS started (after a PROXY header).
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), rustls::Error> {
-        while !input.is_empty() {
-            match self.connection.read_tls(&mut input) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    self.connection.process_new_packets()?;
-                }
-            }
-        }
-        Ok(())
+        Ok(TlsStream {
+            connection,
+            early_input: (!already_read.is_empty()).then_some(already_read),
+        })
     }
 
     pub fn server_name(&self) -> Option<&str> {
@@ -328,7 +326,8 @@ impl TlsStream {
         self.connection.wants_write()
     }
 
-    /// Reads plaintext into `space`, pulling TLS records from `socket` as needed. `readable`
+    /// Reads plaintext into `space`, pulling TLS records from the early input, then from
+    /// `socket`, as needed; handshake messages the records call for are sent at once. `readable`
     /// says whether the socket may have bytes; it is cleared when the socket is drained.
     pub fn read(
         &mut self,
@@ -343,10 +342,21 @@ impl TlsStream {
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => return Transfer::Closed,
             }
-            if !*readable {
-                return Transfer::WouldBlock;
-            }
-            match self.connection.read_tls(socket) {
+            let received = match self.early_input.as_mut() {
+                Some(early) => {
+                    let received = self.connection.read_tls(&mut early.data());
+                    if let Ok(count) = received {
+                        early.consume(count);
+                    }
+                    if early.is_empty() {
+                        self.early_input = None;
+                    }
+                    received
+                }
+                None if !*readable => return Transfer::WouldBlock,
+                None => self.connection.read_tls(socket),
+            };
+            match received {
                 Ok(0) => {
                     // End of stream without close_notify: whatever was decrypted was read.
                     *readable = false;

@@ -37,9 +37,13 @@
 //!
 //! # Paths
 //!
-//! Rules see the path without its query. PREFIX is a byte prefix (the empty prefix takes
-//! every path), EQUALS the whole path, REGEX an unanchored search (write `^` to anchor it),
-//! as Sōzu does.
+//! Rules see the path without its query, normalised (see `normalize`: percent-encoding of
+//! unreserved characters decoded, repeated slashes merged, dot segments removed, `%2F` kept),
+//! so that `//admin` or `/%61dmin` cannot slip past an `/admin` rule; the request is still
+//! forwarded as received. PREFIX is a byte prefix (the empty prefix takes every path), EQUALS
+//! the whole path, REGEX an unanchored search (write `^` to anchor it), as Sōzu does. The
+//! percent-encoding of PREFIX and EQUALS values is normalised the same way when the frontend
+//! is added (`/%7euser` is `/~user`).
 //!
 //! # Rewrites
 //!
@@ -54,6 +58,7 @@
 //! counts labels from the left in the tree as in PRE and POST rules.
 
 mod host;
+mod normalize;
 mod path;
 mod template;
 mod trie;
@@ -198,7 +203,8 @@ impl<'r> RouteMatch<'r> {
 
     /// The rewrites of the frontend for this request, or `None` when it has none.
     ///
-    /// `host` and `target` are those given to [`Router::lookup`]; `listener_port` stands for
+    /// `host` and `target` are those given to [`Router::lookup`]; templates see the normalised
+    /// path, as the rules did; `listener_port` stands for
     /// `%PORT` when the host has no port. The request's query, if any, is appended to a
     /// rewritten path (after `&` if the template already wrote a `?`).
     pub fn rewrite(&self, host: &[u8], target: &[u8], listener_port: u16) -> Option<Rewrite> {
@@ -207,7 +213,8 @@ impl<'r> RouteMatch<'r> {
         if route.rewrite_host.is_none() && route.rewrite_path.is_none() && port.is_none() {
             return None;
         }
-        let values = Values::new(&route.host, &route.path, host, target, listener_port);
+        let path = normalize::normalize(path::without_query(target));
+        let values = Values::new(&route.host, &route.path, host, &path, listener_port);
         let expand = |template: &Template| {
             let mut out = Vec::new();
             template.expand(&values, &mut out);
@@ -234,7 +241,8 @@ impl<'r> RouteMatch<'r> {
     ) -> Option<Vec<u8>> {
         let route = self.route;
         let template = route.redirect_template.as_ref()?;
-        let values = Values::new(&route.host, &route.path, host, target, listener_port);
+        let path = normalize::normalize(path::without_query(target));
+        let values = Values::new(&route.host, &route.path, host, &path, listener_port);
         let mut out = Vec::new();
         template.expand(&values, &mut out);
         Some(with_query(out, target))
@@ -353,7 +361,8 @@ impl Router {
     /// or without query) and `method`, by the precedence of the module doc.
     pub fn lookup(&self, host: &[u8], target: &[u8], method: &[u8]) -> Option<RouteMatch<'_>> {
         let name = host::normalize(host);
-        let path = path::without_query(target);
+        let path = normalize::normalize(path::without_query(target));
+        let path = path.as_ref();
         let takes = |route: &&Route| route.takes_request(name, path, method);
         self.pre
             .iter()

@@ -1,7 +1,8 @@
 //! Path rules: which paths of a hostname a frontend takes, and in which order the frontends of
 //! one hostname are tried.
 //!
-//! Rules see the path without its query (`/a?b=c` is matched as `/a`). For one hostname:
+//! Rules see the path without its query (`/a?b=c` is matched as `/a`), normalised (see
+//! `normalize`). For one hostname:
 //!
 //! 1. EQUALS rules, whose value is the whole path;
 //! 2. REGEX rules, in the order they were added (`is_match`, so unanchored unless the
@@ -14,7 +15,7 @@
 use regex::bytes::Regex;
 use sozu_command_lib::request::{PathRule, PathRuleKind};
 
-use super::{Route, RouterError, same_bytes};
+use super::{Route, RouterError, normalize::normalize_percent_encoding, same_bytes};
 
 /// The path of a request target without its query.
 pub(crate) fn without_query(path: &[u8]) -> &[u8] {
@@ -44,8 +45,10 @@ pub(crate) enum PathMatcher {
 }
 
 impl PathMatcher {
+    /// Compiles a rule; PREFIX and EQUALS values get their percent-encoding normalised, as
+    /// request paths do.
     pub(crate) fn new(rule: &PathRule) -> Result<Self, RouterError> {
-        let value = rule.value.as_bytes().into();
+        let value = normalize_percent_encoding(rule.value.as_bytes()).into();
         Ok(match rule.kind {
             PathRuleKind::Prefix => PathMatcher::Prefix(value),
             PathRuleKind::Equals => PathMatcher::Equals(value),

@@ -7,7 +7,7 @@
 //! - `$HOST[n]`, n ≥ 1: the n-th capture of the hostname pattern, counting in the order the
 //!   labels are written: the label a leading `*` stands for, then the groups of each regex
 //!   label (`/api([0-9]+)/.example.com` captures the digits as `$HOST[1]`);
-//! - `$PATH[0]` (or `%PATH`): the request's path without its query;
+//! - `$PATH[0]` (or `%PATH`): the request's path without its query, normalised as for routing;
 //! - `$PATH[n]`, n ≥ 1: for a PREFIX rule, `$PATH[1]` is the rest of the path after the
 //!   prefix; for a REGEX rule, `$PATH[n]` is its n-th group; an EQUALS rule has none;
 //! - `%PORT`: the port of the request (the one in its Host, else the listener's).
@@ -17,7 +17,7 @@
 //! `%` is literal text, so `%20` stays as written.
 
 use super::host::{self, HostPattern};
-use super::path::{self, PathMatcher};
+use super::path::PathMatcher;
 
 /// Why a template was refused.
 #[derive(Debug, thiserror::Error)]
@@ -148,17 +148,17 @@ pub(crate) struct Values<'r> {
 }
 
 impl<'r> Values<'r> {
-    /// The values for a request to `host` (`host[:port]`) and `target` (path and query) that
-    /// matched these patterns. `listener_port` stands for `%PORT` when the host has no port.
+    /// The values for a request to `host` (`host[:port]`) and `path` (normalised, without
+    /// query) that matched these patterns. `listener_port` stands for `%PORT` when the host
+    /// has no port.
     pub(crate) fn new(
         host_pattern: &HostPattern,
         path_matcher: &PathMatcher,
         host: &'r [u8],
-        target: &'r [u8],
+        path: &'r [u8],
         listener_port: u16,
     ) -> Self {
         let name = host::normalize(host);
-        let path = path::without_query(target);
         let mut host_captures = Vec::new();
         host_pattern.captures(name, &mut host_captures);
         let mut path_captures = Vec::new();

@@ -452,6 +452,98 @@ fn redirect_template_expands_the_same_variables() {
     );
 }
 
+/// Issue 10, item 12: a path spelt another way must reach the frontend of the path it names,
+/// not fall through to `/`.
+#[test]
+fn equivalent_spellings_of_a_path_take_its_frontend() {
+    let admin = with_path(
+        frontend("admin", "example.com"),
+        PathRuleKind::Prefix,
+        "/admin",
+    );
+    let exact = with_path(
+        frontend("exact", "example.com"),
+        PathRuleKind::Equals,
+        "/login",
+    );
+    let regex = with_path(
+        frontend("regex", "example.com"),
+        PathRuleKind::Regex,
+        "^/private$",
+    );
+    let router = router([admin, exact, regex, frontend("app", "example.com")]);
+    for path in [
+        "/admin",
+        "//admin",
+        "/./admin",
+        "/%61dmin",
+        "/x/../admin",
+        "/%2e%2E/admin/",
+        "/.//admin/users?x=1",
+    ] {
+        assert_eq!(
+            get(&router, "example.com", path),
+            cluster("admin"),
+            "{path}"
+        );
+    }
+    for path in ["//login", "/a/../login?next=/", "/%6Cogin"] {
+        assert_eq!(
+            get(&router, "example.com", path),
+            cluster("exact"),
+            "{path}"
+        );
+    }
+    assert_eq!(get(&router, "example.com", "//private"), cluster("regex"));
+    // An encoded slash is not a separator: `%2F` stays as it is.
+    assert_eq!(
+        get(&router, "example.com", "/x%2F..%2Fadmin"),
+        cluster("app")
+    );
+    assert_eq!(get(&router, "example.com", "/adm%2Fin"), cluster("app"));
+}
+
+#[test]
+fn rule_values_match_whatever_the_case_of_their_percent_encoding() {
+    let user = with_path(
+        frontend("user", "example.com"),
+        PathRuleKind::Equals,
+        "/%7euser/a%2fb",
+    );
+    let router = router([user]);
+    for path in ["/~user/a%2Fb", "/%7Euser/a%2fb", "/%7euser/a%2Fb"] {
+        assert_eq!(get(&router, "example.com", path), cluster("user"), "{path}");
+    }
+    assert_eq!(get(&router, "example.com", "/~user/a/b"), None);
+}
+
+#[test]
+fn rewrites_and_redirects_see_the_normalised_path() {
+    let mut prefixed = with_path(frontend("p", "example.com"), PathRuleKind::Prefix, "/old");
+    prefixed.rewrite_path = Some("/new$PATH[1]".to_string());
+    let mut redirect = frontend("r", "old.com");
+    redirect.cluster_id = None;
+    redirect.redirect = RedirectPolicy::Permanent;
+    redirect.redirect_template = Some("https://new.com%PATH".to_string());
+    let router = router([prefixed, redirect]);
+
+    let target = b"//old/./x/../y?z=1";
+    let Some(found) = router.lookup(b"example.com", target, b"GET") else {
+        panic!("no route");
+    };
+    let rewrite = found.rewrite(b"example.com", target, 80);
+    assert_eq!(rewrite.and_then(|r| r.path), Some(b"/new/y?z=1".to_vec()));
+
+    let target = b"/a/%2e%2e/%63art?id=2";
+    let Some(found) = router.lookup(b"old.com", target, b"GET") else {
+        panic!("no route");
+    };
+    assert_eq!(
+        found.redirect_location(b"old.com", target, 443),
+        Some(b"https://new.com/cart?id=2".to_vec())
+    );
+}
+
 proptest! {
     #[test]
     fn same_bytes_agrees_with_slice_equality(

@@ -34,10 +34,9 @@ use crate::{
     access_log::AccessLog,
     backends::{BackendKey, BackendMap, PickError},
     health::{HealthRecord, Probe},
-    http::{self, Failure, Http, HttpListener},
+    http::{self, Failure, HttpListener},
     metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
     pool::Pool,
-    protocol::tls::TlsStream,
     session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
     socket::{Endpoint, Ready},
     tcp,
@@ -632,39 +631,20 @@ impl Server {
             .tls
             .as_ref()
             .map(|settings| settings.config.clone());
-        let buffer_size = self.config.buffer_size;
         let timeouts = SessionTimeouts {
             front: config.front_timeout,
             back: config.back_timeout,
             connect: config.connect_timeout,
             request: config.request_timeout,
         };
-        let expect_proxy = config.expect_proxy;
-        let after_proxy = tcp::AfterProxy::Http(tls_config.clone());
+        let then = tcp::AfterProxy::Http(tls_config);
         let Some(key) =
             self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
-                if expect_proxy {
-                    tcp::first_stage(session, pool, true, after_proxy)
-                } else {
-                    Stage::Http(Box::new(Http::new(pool)))
-                }
+                tcp::first_stage(session, pool, config.expect_proxy, then)
             })
         else {
             return;
         };
-        if let (Some(tls_config), false) = (tls_config, expect_proxy) {
-            let Some(session) = self.sessions.get_mut(key) else {
-                return;
-            };
-            match TlsStream::new(tls_config, buffer_size) {
-                Ok(tls) => session.front.tls = Some(Box::new(tls)),
-                Err(error) => {
-                    error!("session {}: cannot start TLS: {error}", session.uid);
-                    self.close_session(key);
-                    return;
-                }
-            }
-        }
         self.drive(key);
     }
 
@@ -676,7 +656,7 @@ impl Server {
         peer: SocketAddr,
         timeouts: SessionTimeouts,
         cluster_id: Option<String>,
-        first_stage: impl FnOnce(&Session, &Pool) -> Stage,
+        first_stage: impl FnOnce(&mut Session, &Pool),
     ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
         // A listener bound to one address is the connection's local address; only a wildcard
@@ -722,7 +702,7 @@ impl Server {
             connect_time: None,
             handshake_counted: false,
         };
-        session.stage = first_stage(&session, &self.pool);
+        first_stage(&mut session, &self.pool);
         session.touch_front(timeouts.front, now, &mut self.timers);
         entry.insert(session);
         debug!("session {uid}: accepted {peer} on {listener}");
