@@ -8,5 +8,6 @@
 pub mod cli;
 mod logging;
 mod main_process;
+pub mod provider;
 mod sys;
 mod worker;

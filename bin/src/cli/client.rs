@@ -92,7 +92,11 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Listener { command } => listener::run(&mut client, command),
         Command::Certificate { command } => certificate::run(&mut client, command),
         Command::ConnectionLimit { command } => connection_limit::run(&mut client, command),
-        Command::Start | Command::Worker(_) | Command::Main(_) | Command::Config { .. } => {
+        Command::Start
+        | Command::Worker(_)
+        | Command::Main(_)
+        | Command::Config { .. }
+        | Command::Fleet { .. } => {
             bail!("this subcommand does not talk to a running proxy")
         }
     }

@@ -11,6 +11,7 @@ mod command_server;
 mod listeners;
 mod orders;
 mod prometheus;
+mod provider;
 mod queries;
 mod settings;
 mod signals;
@@ -52,8 +53,10 @@ use crate::logging;
 const COMMAND_SOCKET: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const PROMETHEUS: Token = Token(2);
+/// The etcd thread's waker (`[provider.etcd]`).
+const FLEET: Token = Token(3);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 3;
+const FIRST_OWNER_TOKEN: usize = 4;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -123,6 +126,8 @@ pub struct Main {
     next_scrape: u64,
     /// When certificates are next checked for their coming expiry.
     next_expiry_check: Instant,
+    /// The etcd provider, when configured.
+    fleet: Option<provider::Fleet>,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -251,6 +256,8 @@ impl Main {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("cannot register the signals")?;
+        let fleet = provider::Fleet::start(settings.etcd.as_ref(), poll.registry())
+            .context("cannot start the etcd provider")?;
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -278,6 +285,7 @@ impl Main {
             scrapes: HashMap::new(),
             next_scrape: 0,
             next_expiry_check: Instant::now(),
+            fleet,
         })
     }
 
@@ -301,6 +309,7 @@ impl Main {
                     COMMAND_SOCKET => self.accept_clients(),
                     SIGNALS => self.handle_signals(),
                     PROMETHEUS => self.accept_scrapes(),
+                    FLEET => self.fleet_ready(),
                     token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
                         Some(Owner::Client(id)) => {
                             self.client_ready(id, event.is_readable(), event.is_writable())

@@ -183,7 +183,7 @@ impl Main {
 
     /// Orders that change the state, all or none: the first one the state refuses is named
     /// (`describe` says where it comes from, by its index) and nothing changes.
-    fn change_batch(
+    pub(super) fn change_batch(
         &mut self,
         to: Option<ClientRef>,
         orders: Vec<Order>,
