@@ -49,9 +49,8 @@ async fn dispatch(cli: &Cli, command: &FleetCommand) -> anyhow::Result<ExitCode>
     let Some(path) = &cli.config else {
         bail!("no configuration file: pass -c/--config FILE, with a [provider.etcd] section");
     };
-    let (config, _) = Config::load(path).map_err(|errors| {
-        anyhow::anyhow!("{}: invalid configuration: {errors}", path.display())
-    })?;
+    let (config, _) = Config::load(path)
+        .map_err(|errors| anyhow::anyhow!("{}: invalid configuration: {errors}", path.display()))?;
     let Some(settings) = config.etcd.clone() else {
         bail!("{} has no [provider.etcd] section", path.display());
     };
@@ -74,7 +73,10 @@ async fn read_prefix(
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let read = tokio::time::timeout(
         REQUEST_TIMEOUT,
-        client.get(settings.prefix.as_str(), Some(GetOptions::new().with_prefix())),
+        client.get(
+            settings.prefix.as_str(),
+            Some(GetOptions::new().with_prefix()),
+        ),
     )
     .await
     .context("etcd did not answer in time")?
@@ -84,7 +86,10 @@ async fn read_prefix(
         .iter()
         .map(|kv| {
             let key = String::from_utf8_lossy(kv.key());
-            let relative = key.strip_prefix(&settings.prefix).unwrap_or(&key).to_string();
+            let relative = key
+                .strip_prefix(&settings.prefix)
+                .unwrap_or(&key)
+                .to_string();
             (relative, kv.value().to_vec())
         })
         .collect())
@@ -204,7 +209,10 @@ fn print_status(status: &FleetStatus) -> anyhow::Result<()> {
     )?;
     for node in &status.nodes {
         for error in &node.errors {
-            println!("{}: {} refused: {}", node.record.node, error.key, error.error);
+            println!(
+                "{}: {} refused: {}",
+                node.record.node, error.key, error.error
+            );
         }
     }
     let hashes: std::collections::BTreeSet<&str> = status
@@ -269,10 +277,6 @@ async fn import(
             .context("etcd did not answer in time")?
             .context("cannot write into etcd")?;
     }
-    println!(
-        "{} key(s) written under {}",
-        puts.len(),
-        settings.prefix
-    );
+    println!("{} key(s) written under {}", puts.len(), settings.prefix);
     Ok(ExitCode::SUCCESS)
 }

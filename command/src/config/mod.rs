@@ -220,7 +220,9 @@ impl Config {
         let mut top = doc.table("the top level", root.get_ref(), 0);
         loader.check_keys(&mut top, &[global::KEYS]);
         let mut config = global::settings(&mut loader, &mut top);
-        let etcd = top.field("provider").map(|field| provider::read(&mut loader, field));
+        let etcd = top
+            .field("provider")
+            .map(|field| provider::read(&mut loader, field));
         config.etcd = etcd.and_then(|etcd| loader.keep(etcd)).flatten();
         let listeners = listener::read_all(&mut loader, &mut top, &config);
         let mut routing = frontend::Routing::new(&listeners);

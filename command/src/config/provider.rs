@@ -132,7 +132,9 @@ fn endpoints(field: Field<'_, '_>) -> Result<Vec<String>, ConfigError> {
     };
     let schemes: Option<Vec<String>> = endpoints.iter().map(scheme).collect();
     match schemes {
-        Some(schemes) if !schemes.is_empty() && schemes.iter().all(|s| Some(s) == schemes.first()) => {
+        Some(schemes)
+            if !schemes.is_empty() && schemes.iter().all(|s| Some(s) == schemes.first()) =>
+        {
             Ok(endpoints)
         }
         _ => Err(field.invalid(expected)),
@@ -287,7 +289,10 @@ password = "secret"
     #[test]
     fn unknown_provider_is_named() {
         let message = parse("[provider.consul]\naddress = \"x\"\n").unwrap_err();
-        assert!(message.contains("unknown key `consul` in [provider]"), "{message}");
+        assert!(
+            message.contains("unknown key `consul` in [provider]"),
+            "{message}"
+        );
     }
 
     #[test]

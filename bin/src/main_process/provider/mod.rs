@@ -160,7 +160,9 @@ impl Fleet {
                 }
                 Update::Disconnected { error } => {
                     self.disconnections += 1;
-                    warn!("fleet: etcd unreachable ({error}): routing goes on with the current state");
+                    warn!(
+                        "fleet: etcd unreachable ({error}): routing goes on with the current state"
+                    );
                 }
             }
         }

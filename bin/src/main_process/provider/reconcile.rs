@@ -120,11 +120,15 @@ impl<'o> Identity<'o> {
                 Identity::Listener(listener.address, ListenerType::Tcp)
             }
             Order::AddCluster(cluster) => Identity::Cluster(&cluster.cluster_id),
-            Order::AddBackend(backend) => Identity::Backend(&backend.cluster_id, &backend.backend_id),
+            Order::AddBackend(backend) => {
+                Identity::Backend(&backend.cluster_id, &backend.backend_id)
+            }
             Order::AddCertificate(add) => {
                 Identity::Certificate(add.address, &add.certificate.certificate)
             }
-            Order::AddHttpFrontend(frontend) => Identity::Frontend(ListenerType::Http, frontend.key()),
+            Order::AddHttpFrontend(frontend) => {
+                Identity::Frontend(ListenerType::Http, frontend.key())
+            }
             Order::AddHttpsFrontend(frontend) => {
                 Identity::Frontend(ListenerType::Https, frontend.key())
             }
@@ -168,11 +172,14 @@ fn removal(state: &ConfigState, order: &Order) -> Option<Order> {
             })
         }
         Order::AddCertificate(add) => {
-            let (fingerprint, _) = state
-                .certificates
-                .get(&add.address)?
-                .iter()
-                .find(|(_, loaded)| loaded.certificate.certificate == add.certificate.certificate)?;
+            let (fingerprint, _) =
+                state
+                    .certificates
+                    .get(&add.address)?
+                    .iter()
+                    .find(|(_, loaded)| {
+                        loaded.certificate.certificate == add.certificate.certificate
+                    })?;
             Order::RemoveCertificate(RemoveCertificate {
                 address: add.address,
                 fingerprint: fingerprint.clone(),
@@ -208,7 +215,9 @@ fn ensure(state: &mut ConfigState, order: &Order) -> Result<(), String> {
         _ if is_in_place(state, order) => Ok(()),
         _ => {
             let existing = removal(state, order);
-            let restore = existing.as_ref().and_then(|removal| restoring(state, removal));
+            let restore = existing
+                .as_ref()
+                .and_then(|removal| restoring(state, removal));
             if let Some(removal) = &existing {
                 apply_order(state, removal).map_err(refused)?;
             }
@@ -229,11 +238,13 @@ fn is_in_place(state: &ConfigState, order: &Order) -> bool {
         frontends.get(&frontend.key()) == Some(frontend)
     };
     match order {
-        Order::AddBackend(backend) => state
-            .backends
-            .get(&backend.cluster_id)
-            .and_then(|backends| backends.get(&backend.backend_id))
-            == Some(backend),
+        Order::AddBackend(backend) => {
+            state
+                .backends
+                .get(&backend.cluster_id)
+                .and_then(|backends| backends.get(&backend.backend_id))
+                == Some(backend)
+        }
         Order::AddCertificate(add) => state.certificates.get(&add.address).is_some_and(|loaded| {
             loaded.values().any(|loaded| {
                 loaded.certificate == add.certificate && loaded.allow_expired == add.allow_expired
@@ -241,7 +252,9 @@ fn is_in_place(state: &ConfigState, order: &Order) -> bool {
         }),
         Order::AddHttpFrontend(frontend) => same_http(&state.http_frontends, frontend),
         Order::AddHttpsFrontend(frontend) => same_http(&state.https_frontends, frontend),
-        Order::AddTcpFrontend(frontend) => state.tcp_frontends.get(&frontend.address) == Some(frontend),
+        Order::AddTcpFrontend(frontend) => {
+            state.tcp_frontends.get(&frontend.address) == Some(frontend)
+        }
         _ => false,
     }
 }
@@ -257,7 +270,10 @@ fn restoring(state: &ConfigState, removal: &Order) -> Option<Order> {
                 .clone(),
         ),
         Order::RemoveCertificate(remove) => {
-            let loaded = state.certificates.get(&remove.address)?.get(&remove.fingerprint)?;
+            let loaded = state
+                .certificates
+                .get(&remove.address)?
+                .get(&remove.fingerprint)?;
             Order::AddCertificate(sozu_command_lib::request::AddCertificate {
                 address: remove.address,
                 certificate: loaded.certificate.clone(),

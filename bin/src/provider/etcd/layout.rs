@@ -197,8 +197,12 @@ fn same_address(id: &str, address: SocketAddr) -> Result<(), ValueError> {
 /// `None` for orders that have no key (listener activation, the connection limit).
 pub fn key_of(order: &Order) -> Result<Option<String>, ValueError> {
     let key = match order {
-        Order::AddHttpListener(listener) => format!("{}{}", Kind::Listener.folder(), listener.address),
-        Order::AddTcpListener(listener) => format!("{}{}", Kind::Listener.folder(), listener.address),
+        Order::AddHttpListener(listener) => {
+            format!("{}{}", Kind::Listener.folder(), listener.address)
+        }
+        Order::AddTcpListener(listener) => {
+            format!("{}{}", Kind::Listener.folder(), listener.address)
+        }
         Order::AddHttpsListener(listener) => {
             format!("{}{}", Kind::Listener.folder(), listener.http.address)
         }
