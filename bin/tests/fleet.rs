@@ -505,6 +505,12 @@ fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
                 && node.routes_to("good.example", "second")
         },
     );
+    let counts = nodes[0].sozu(&["state", "stats", "--json"]);
+    assert!(
+        text(&counts.stdout).contains("\"fleet.refused_values\":1"),
+        "{}",
+        text(&counts.stdout)
+    );
     etcd.delete("frontends/bad");
 
     // `sozu fleet status` tells the fleet converged.

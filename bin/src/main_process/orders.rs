@@ -92,6 +92,7 @@ impl Main {
                         .iter()
                         .map(|(name, count)| (format!("orders.{name}"), *count)),
                 );
+                counts.extend(self.fleet_counts());
                 self.reply(&to, answer(ResponseContent::RequestCounts(counts)));
             }
             Order::QueryMetrics(query) => {

@@ -62,9 +62,9 @@ pub struct Fleet {
     applied_digest: ViewDigest,
     applied_at_ms: u64,
     /// Keys refused since start (counted once per value).
-    pub refused_values: u64,
+    refused_values: u64,
     /// Disconnections from etcd since start.
-    pub disconnections: u64,
+    disconnections: u64,
 }
 
 impl Fleet {
@@ -211,6 +211,23 @@ impl Fleet {
 }
 
 impl Main {
+    /// The provider's figures for `COUNT_REQUESTS` (`sozu state stats`), when there is one.
+    pub(super) fn fleet_counts(&self) -> Vec<(String, u64)> {
+        let Some(fleet) = &self.fleet else {
+            return Vec::new();
+        };
+        let gauge = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        vec![
+            ("fleet.refused_values".to_string(), fleet.refused_values),
+            ("fleet.refused_now".to_string(), gauge(fleet.refused.len())),
+            ("fleet.disconnections".to_string(), fleet.disconnections),
+            (
+                "fleet.applied_revision".to_string(),
+                u64::try_from(fleet.applied_revision).unwrap_or(0),
+            ),
+        ]
+    }
+
     /// The etcd thread has news.
     pub(super) fn fleet_ready(&mut self) {
         let Some(fleet) = &mut self.fleet else {
