@@ -354,3 +354,199 @@ fn ensure_listener(state: &mut ConfigState, order: &Order) -> Result<(), String>
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use sozu_command_lib::request::{AddBackend, Cluster, HttpListenerConfig};
+
+    use super::*;
+
+    fn listener() -> Order {
+        Order::AddHttpListener(HttpListenerConfig::new("127.0.0.1:8080".parse().unwrap()))
+    }
+
+    fn cluster(id: &str) -> Order {
+        Order::AddCluster(Cluster::new(id))
+    }
+
+    fn backend(cluster: &str, id: &str, port: u16) -> Order {
+        Order::AddBackend(AddBackend {
+            cluster_id: cluster.to_string(),
+            backend_id: id.to_string(),
+            address: ([127, 0, 0, 1], port).into(),
+            sticky_id: None,
+            weight: 100,
+            backup: false,
+        })
+    }
+
+    fn frontend(cluster: &str, hostname: &str) -> Order {
+        Order::AddHttpFrontend(HttpFrontend::new(
+            Some(cluster.to_string()),
+            "127.0.0.1:8080".parse().unwrap(),
+            hostname,
+        ))
+    }
+
+    fn view(entries: &[(&str, Result<Order, &str>)]) -> BTreeMap<String, Result<Order, String>> {
+        entries
+            .iter()
+            .map(|(key, value)| {
+                let value = value.clone().map_err(str::to_string);
+                (key.to_string(), value)
+            })
+            .collect()
+    }
+
+    /// Applies a view to `state` as the main process does: the difference, order by order.
+    fn apply(
+        state: &mut ConfigState,
+        applied: &BTreeMap<String, Order>,
+        view: &BTreeMap<String, Result<Order, String>>,
+    ) -> (Vec<Order>, Reconciled) {
+        let reconciled = reconcile(state, applied, view);
+        let orders = state.diff(&reconciled.target);
+        for order in &orders {
+            apply_order(state, order).unwrap();
+        }
+        assert_eq!(state, &reconciled.target);
+        (orders, reconciled)
+    }
+
+    #[test]
+    fn objects_come_in_dependency_order_whatever_the_key_order() {
+        let mut state = ConfigState::new();
+        let view = view(&[
+            ("a/frontend", Ok(frontend("web", "a.example"))),
+            ("b/backend", Ok(backend("web", "one", 9000))),
+            ("c/cluster", Ok(cluster("web"))),
+            ("d/listener", Ok(listener())),
+        ]);
+        let (_, reconciled) = apply(&mut state, &BTreeMap::new(), &view);
+        assert!(reconciled.errors.is_empty(), "{:?}", reconciled.errors);
+        assert_eq!(reconciled.applied.len(), 4);
+        assert!(
+            state
+                .http_listeners
+                .values()
+                .all(|listener| listener.active)
+        );
+    }
+
+    #[test]
+    fn a_refused_value_is_reported_and_the_rest_applied() {
+        let mut state = ConfigState::new();
+        let view = view(&[
+            ("listeners/l", Ok(listener())),
+            ("clusters/web", Ok(cluster("web"))),
+            ("frontends/bad", Ok(frontend("missing", "bad.example"))),
+            ("frontends/good", Ok(frontend("web", "good.example"))),
+            ("frontends/json", Err("the value is not an order in JSON")),
+        ]);
+        let (_, reconciled) = apply(&mut state, &BTreeMap::new(), &view);
+        let keys: Vec<&str> = reconciled
+            .errors
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        assert_eq!(keys, ["frontends/bad", "frontends/json"]);
+        assert!(reconciled.errors[0].1.contains("no cluster `missing`"));
+        assert_eq!(state.http_frontends.len(), 1);
+    }
+
+    #[test]
+    fn a_value_turned_invalid_keeps_its_last_good_object() {
+        let mut state = ConfigState::new();
+        let first = view(&[
+            ("listeners/l", Ok(listener())),
+            ("clusters/web", Ok(cluster("web"))),
+            ("backends/web/one", Ok(backend("web", "one", 9000))),
+        ]);
+        let (_, first) = apply(&mut state, &BTreeMap::new(), &first);
+        let second = view(&[
+            ("listeners/l", Ok(listener())),
+            ("clusters/web", Ok(cluster("web"))),
+            ("backends/web/one", Err("the value is not an order in JSON")),
+        ]);
+        let (orders, second) = apply(&mut state, &first.applied, &second);
+        assert!(orders.is_empty(), "{orders:?}");
+        assert_eq!(second.errors.len(), 1);
+        assert_eq!(second.applied.len(), 3);
+    }
+
+    #[test]
+    fn a_deleted_key_removes_its_object_and_a_changed_one_is_the_minimal_diff() {
+        let mut state = ConfigState::new();
+        let first = view(&[
+            ("listeners/l", Ok(listener())),
+            ("clusters/web", Ok(cluster("web"))),
+            ("backends/web/one", Ok(backend("web", "one", 9000))),
+            ("frontends/a", Ok(frontend("web", "a.example"))),
+        ]);
+        let (_, first) = apply(&mut state, &BTreeMap::new(), &first);
+        let second = view(&[
+            ("listeners/l", Ok(listener())),
+            ("clusters/web", Ok(cluster("web"))),
+            ("backends/web/two", Ok(backend("web", "two", 9001))),
+            ("frontends/a", Ok(frontend("web", "b.example"))),
+        ]);
+        let (orders, _) = apply(&mut state, &first.applied, &second);
+        let names: Vec<&str> = orders.iter().map(Order::name).collect();
+        assert_eq!(
+            names,
+            [
+                "REMOVE_HTTP_FRONTEND",
+                "REMOVE_BACKEND",
+                "ADD_BACKEND",
+                "ADD_HTTP_FRONTEND"
+            ]
+        );
+    }
+
+    #[test]
+    fn objects_of_the_configuration_file_stay_and_a_dangling_key_applies_once_it_holds() {
+        let mut state = ConfigState::new();
+        for order in [
+            listener(),
+            cluster("local"),
+            frontend("local", "local.example"),
+        ] {
+            apply_order(&mut state, &order).unwrap();
+        }
+        let first = view(&[("frontends/a", Ok(frontend("web", "a.example")))]);
+        let (_, first) = apply(&mut state, &BTreeMap::new(), &first);
+        assert_eq!(first.errors.len(), 1);
+        let second = view(&[
+            ("frontends/a", Ok(frontend("web", "a.example"))),
+            ("clusters/web", Ok(cluster("web"))),
+        ]);
+        let (_, second) = apply(&mut state, &first.applied, &second);
+        assert!(second.errors.is_empty());
+        assert_eq!(state.http_frontends.len(), 2);
+        let (_, _) = apply(&mut state, &second.applied, &BTreeMap::new());
+        assert_eq!(state.http_frontends.len(), 1);
+        assert!(state.clusters.contains_key("local"));
+    }
+
+    #[test]
+    fn a_listener_changed_in_place_keeps_its_frontends() {
+        let mut state = ConfigState::new();
+        let first = view(&[
+            ("listeners/l", Ok(listener())),
+            ("clusters/web", Ok(cluster("web"))),
+            ("frontends/a", Ok(frontend("web", "a.example"))),
+        ]);
+        let (_, first) = apply(&mut state, &BTreeMap::new(), &first);
+        let mut config = HttpListenerConfig::new("127.0.0.1:8080".parse().unwrap());
+        config.sticky_name = "OTHER".to_string();
+        let second = view(&[
+            ("listeners/l", Ok(Order::AddHttpListener(config))),
+            ("clusters/web", Ok(cluster("web"))),
+            ("frontends/a", Ok(frontend("web", "a.example"))),
+        ]);
+        let (orders, _) = apply(&mut state, &first.applied, &second);
+        let names: Vec<&str> = orders.iter().map(Order::name).collect();
+        assert_eq!(names, ["UPDATE_HTTP_LISTENER_CONFIG"]);
+        assert_eq!(state.http_frontends.len(), 1);
+    }
+}

@@ -293,3 +293,164 @@ impl fmt::Display for ViewDigest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use sozu_command_lib::config::Config;
+
+    use super::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../command/tests/fixtures");
+
+    /// A configuration with every kind of object a key holds.
+    fn config() -> Config {
+        let text = r#"
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:8080"
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:8443"
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:5432"
+[clusters.web]
+protocol = "http"
+load_balancing = "POWER_OF_TWO"
+frontends = [
+  { address = "127.0.0.1:8080", hostname = "www.example.com", path = "/api" },
+  { address = "127.0.0.1:8443", hostname = "www.example.com", certificate = "example.pem", key = "example.key" },
+]
+backends = [{ address = "127.0.0.1:9000", weight = 10 }, { address = "127.0.0.1:9001", backup = true }]
+[clusters.db]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:5432" }]
+backends = [{ address = "127.0.0.1:5433" }]
+"#;
+        Config::parse(text, Path::new(FIXTURES)).unwrap().0
+    }
+
+    #[test]
+    fn every_line_of_config_check_json_is_a_value_of_its_key() {
+        let config = config();
+        let mut keys = 0;
+        for order in config.orders() {
+            let Some(key) = key_of(&order).unwrap() else {
+                assert!(matches!(
+                    order,
+                    Order::ActivateListener(_) | Order::SetMaxConnectionsPerIp(_)
+                ));
+                continue;
+            };
+            // What `sozu config check --json` prints for the order.
+            let line = serde_json::to_string(&order).unwrap();
+            let KeyClass::Routing(kind, id) = classify(&key) else {
+                panic!("{key} is not a routing key");
+            };
+            assert_eq!(parse(kind, id, line.as_bytes()).unwrap(), order, "{key}");
+            keys += 1;
+        }
+        assert_eq!(keys, 3 + 2 + 3 + 1 + 3);
+    }
+
+    #[test]
+    fn frontend_ids_are_stable_and_distinct() {
+        let keys: Vec<String> = config()
+            .orders()
+            .iter()
+            .filter_map(|order| key_of(order).unwrap())
+            .filter(|key| key.starts_with(Kind::Frontend.folder()))
+            .collect();
+        let again: Vec<String> = config()
+            .orders()
+            .iter()
+            .filter_map(|order| key_of(order).unwrap())
+            .filter(|key| key.starts_with(Kind::Frontend.folder()))
+            .collect();
+        assert_eq!(keys, again);
+        let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), 3);
+        assert!(
+            keys.iter().all(
+                |key| key.starts_with("frontends/web-") || key.starts_with("frontends/db-tcp-")
+            )
+        );
+    }
+
+    #[test]
+    fn a_value_that_disagrees_with_its_key_is_refused_with_why() {
+        let cases: [(&str, &str, &str); 6] = [
+            (
+                "clusters/api",
+                r#"{"type":"ADD_CLUSTER","cluster_id":"web"}"#,
+                "names api",
+            ),
+            (
+                "backends/web/one",
+                r#"{"type":"ADD_BACKEND","cluster_id":"web","backend_id":"two","address":"127.0.0.1:1"}"#,
+                "names web/one",
+            ),
+            (
+                "listeners/127.0.0.1:1",
+                r#"{"type":"ADD_TCP_LISTENER","address":"127.0.0.1:2"}"#,
+                "127.0.0.1:2",
+            ),
+            ("clusters/web", r#"{"type":"ADD_BACKEND"}"#, "not an order"),
+            (
+                "clusters/web",
+                r#"{"type":"REMOVE_CLUSTER","cluster_id":"web"}"#,
+                "REMOVE_CLUSTER does not belong in clusters/",
+            ),
+            (
+                "clusters/",
+                r#"{"type":"ADD_CLUSTER","cluster_id":""}"#,
+                "empty",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let KeyClass::Routing(kind, id) = classify(key) else {
+                panic!("{key}");
+            };
+            let error = parse(kind, id, value.as_bytes()).unwrap_err().to_string();
+            assert!(error.contains(expected), "{key}: {error}");
+        }
+        let certificate = std::fs::read_to_string(format!("{FIXTURES}/example.pem")).unwrap();
+        let key = std::fs::read_to_string(format!("{FIXTURES}/example.key")).unwrap();
+        let value = serde_json::json!({
+            "type": "ADD_CERTIFICATE",
+            "address": "127.0.0.1:8443",
+            "certificate": {"certificate": certificate, "key": key},
+        })
+        .to_string();
+        let error = parse(Kind::Certificate, &"ab".repeat(32), value.as_bytes()).unwrap_err();
+        assert!(matches!(error, ValueError::KeyMismatch { .. }), "{error}");
+    }
+
+    #[test]
+    fn records_and_unknown_folders_are_told_apart() {
+        assert_eq!(classify("nodes/edge-1"), KeyClass::Record);
+        assert_eq!(classify("status/edge-1"), KeyClass::Record);
+        assert_eq!(classify("cluster/web"), KeyClass::Unknown);
+        assert_eq!(
+            classify("clusters/web"),
+            KeyClass::Routing(Kind::Cluster, "web")
+        );
+    }
+
+    #[test]
+    fn view_digest_ignores_order_and_sees_every_change() {
+        let a = ViewDigest::of_entry("clusters/a", b"1");
+        let b = ViewDigest::of_entry("clusters/b", b"2");
+        let (mut one, mut two) = (ViewDigest::default(), ViewDigest::default());
+        one.toggle(a);
+        one.toggle(b);
+        two.toggle(b);
+        two.toggle(a);
+        assert_eq!(one, two);
+        two.toggle(b);
+        two.toggle(ViewDigest::of_entry("clusters/b", b"3"));
+        assert_ne!(one, two);
+    }
+}
