@@ -542,6 +542,27 @@ fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
         node.routes_to("late.example", "second")
     });
 
+    // A key deleted while a node is cut off and upgraded (a new main process takes over) is
+    // removed once the link is back: the new process knows what the old one applied.
+    network.link(2, false);
+    etcd.delete("frontends/late");
+    let upgrade = nodes[2].sozu(&["upgrade", "-t", "20000"]);
+    assert!(
+        upgrade.status.success(),
+        "{}{}",
+        text(&upgrade.stdout),
+        text(&upgrade.stderr)
+    );
+    network.link(2, true);
+    on_every_node(
+        &nodes,
+        "a key deleted during an upgrade is removed",
+        |node| {
+            node.get("late.example")
+                .is_some_and(|(status, _)| status == 404)
+        },
+    );
+
     // etcd stopped: every node keeps serving.
     etcd.stop();
     for node in &nodes {

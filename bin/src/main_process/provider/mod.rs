@@ -11,6 +11,7 @@ mod reconcile;
 use std::{collections::BTreeMap, io};
 
 use log::{info, warn};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sozu_command_lib::{
     config::EtcdProvider,
@@ -31,6 +32,13 @@ use crate::{
 
 /// The id the fleet has among the command clients; real clients count up from 1.
 pub const CLIENT: u64 = u64::MAX;
+
+/// What a new main process takes over from the previous one during a hot upgrade.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Handed {
+    applied: BTreeMap<String, Order>,
+    keeping_state: bool,
+}
 
 /// One routing key as read.
 struct ViewEntry {
@@ -101,6 +109,19 @@ impl Fleet {
             refused_values: 0,
             disconnections: 0,
         }))
+    }
+
+    pub fn handed(&self) -> Handed {
+        Handed {
+            applied: self.applied.clone(),
+            keeping_state: self.keeping_state,
+        }
+    }
+
+    /// Continues from what the previous main process put in place.
+    pub fn adopt(&mut self, handed: Handed) {
+        self.applied = handed.applied;
+        self.keeping_state = handed.keeping_state;
     }
 
     /// Takes the updates of the etcd thread. Returns whether the routing keys changed.
