@@ -580,18 +580,58 @@ fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
                 && node.routes_to("web.example", "second")
         },
     );
-    etcd.put("clusters/api", &cluster("api"));
-    etcd.put(
-        "backends/api/first",
-        &backend("api", "first", first.address),
-    );
-    etcd.put("frontends/api", &http_frontend("api", "api.example"));
+    // Written again with `sozu fleet import`, whose result `sozu fleet export` prints back as
+    // a file that `sozu config check` accepts.
+    let files = tempfile::tempdir().expect("a temporary folder");
+    let routing = files.path().join("routing.toml");
+    fs::write(
+        &routing,
+        format!(
+            "[[listeners]]\nprotocol = \"http\"\naddress = \"0.0.0.0:8080\"\n\
+             [clusters.api]\nprotocol = \"http\"\n\
+             frontends = [{{ address = \"0.0.0.0:8080\", hostname = \"api.example\" }}]\n\
+             backends = [{{ address = \"{}\" }}]\n\
+             [provider.etcd]\nendpoints = [\"http://{}\"]\nprefix = \"{PREFIX}\"\n\
+             node = \"importer\"\n",
+            first.address, etcd.client
+        ),
+    )
+    .expect("write the file to import");
+    let sozu = |args: &[&str]| {
+        let output = Command::new(SOZU)
+            .arg("-c")
+            .arg(&routing)
+            .args(args)
+            .output()
+            .expect("run sozu");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    let imported = sozu(&["fleet", "import"]);
+    assert!(imported.contains("4 key(s) written"), "{imported}");
     on_every_node(&nodes, "the prefix written again is applied", |node| {
         node.routes_to("api.example", "first")
             && node
                 .get("web.example")
                 .is_some_and(|(status, _)| status == 404)
     });
+    let exported = files.path().join("exported.toml");
+    fs::write(&exported, sozu(&["fleet", "export"])).expect("write the export");
+    let check = Command::new(SOZU)
+        .args(["config", "check", "-c"])
+        .arg(&exported)
+        .output()
+        .expect("run sozu");
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stdout).contains("api.example"),
+        "{}",
+        text(&check.stdout)
+    );
 }
 
 /// The SHA-256 of the certificate's DER, as `openssl` computes it.

@@ -25,6 +25,13 @@ pub enum FleetCommand {
     /// Write the configuration's listeners, clusters, backends, certificates and frontends
     /// into the prefix.
     Import,
+    /// Print what the prefix holds as a configuration file (on standard output).
+    Export {
+        /// The folder where certificate and key files are written (the configuration names
+        /// them); needed when the prefix holds certificates.
+        #[arg(long, value_name = "DIR")]
+        files: Option<std::path::PathBuf>,
+    },
 }
 
 /// Most operations in one transaction: etcd's default `--max-txn-ops`.
@@ -61,6 +68,11 @@ async fn dispatch(cli: &Cli, command: &FleetCommand) -> anyhow::Result<ExitCode>
     match command {
         FleetCommand::Status => status(cli, &mut client, &settings).await,
         FleetCommand::Import => import(&mut client, &settings, &config).await,
+        FleetCommand::Export { files } => {
+            let entries = read_prefix(&mut client, &settings).await?;
+            super::fleet_export::print(&settings, &entries, files.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

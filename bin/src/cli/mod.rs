@@ -13,6 +13,7 @@ mod cluster;
 mod config_check;
 mod connection_limit;
 mod fleet;
+mod fleet_export;
 mod frontend;
 mod listener;
 mod metrics;
@@ -375,6 +376,9 @@ mod tests {
             &["sozu", "shutdown", "--hard"],
             &["sozu", "-c", "c.toml", "fleet", "status", "--json"],
             &["sozu", "-c", "c.toml", "fleet", "import"],
+            &[
+                "sozu", "-c", "c.toml", "fleet", "export", "--files", "certs",
+            ],
         ];
         for command in commands {
             if let Err(error) = Cli::try_parse_from(*command) {
