@@ -580,6 +580,16 @@ fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
                 && node.routes_to("web.example", "second")
         },
     );
+    // Nothing changes, so nothing is written: a node's record does not answer the others'.
+    let revision = || {
+        let output = etcd.ctl(&["get", &format!("{PREFIX}nodes/node-0"), "-w", "json"]);
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        value["header"]["revision"].as_i64()
+    };
+    let before = revision();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(revision(), before, "the nodes keep rewriting their records");
+
     // Written again with `sozu fleet import`, whose result `sozu fleet export` prints back as
     // a file that `sozu config check` accepts.
     let files = tempfile::tempdir().expect("a temporary folder");

@@ -40,6 +40,17 @@ pub struct Handed {
     keeping_state: bool,
 }
 
+/// What the updates of the etcd thread came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Only records of nodes, or a disconnection.
+    Nothing,
+    /// The routing keys changed: apply them.
+    Changed,
+    /// A read of an empty prefix in a store that lost its history: the state is kept.
+    Kept,
+}
+
 /// One routing key as read.
 struct ViewEntry {
     order: Result<Order, String>,
@@ -124,9 +135,9 @@ impl Fleet {
         self.keeping_state = handed.keeping_state;
     }
 
-    /// Takes the updates of the etcd thread. Returns whether the routing keys changed.
-    fn take_updates(&mut self) -> bool {
-        let mut changed = false;
+    /// Takes the updates of the etcd thread.
+    fn take_updates(&mut self) -> Taken {
+        let mut taken = Taken::Nothing;
         let updates: Vec<Update> = self.watcher.updates().collect();
         for update in updates {
             match update {
@@ -151,6 +162,9 @@ impl Fleet {
                         self.keeping_state = true;
                         self.view.clear();
                         self.digest = ViewDigest::default();
+                        if taken == Taken::Nothing {
+                            taken = Taken::Kept;
+                        }
                         continue;
                     }
                     self.keeping_state = false;
@@ -159,7 +173,7 @@ impl Fleet {
                     for (key, value) in routing {
                         self.put(key, &value);
                     }
-                    changed = true;
+                    taken = Taken::Changed;
                 }
                 Update::Changes { revision, changes } => {
                     self.revision = revision;
@@ -167,7 +181,7 @@ impl Fleet {
                         if layout::classify(&key) == KeyClass::Record {
                             continue;
                         }
-                        changed = true;
+                        taken = Taken::Changed;
                         self.keeping_state = false;
                         match value {
                             Some(value) => self.put(key, &value),
@@ -187,7 +201,7 @@ impl Fleet {
                 }
             }
         }
-        changed
+        taken
     }
 
     fn put(&mut self, key: String, value: &[u8]) {
@@ -254,14 +268,17 @@ impl Main {
         let Some(fleet) = &mut self.fleet else {
             return;
         };
-        let changed = fleet.take_updates();
-        if changed {
-            self.fleet_apply();
-        } else if fleet.keeping_state && fleet.in_flight.is_empty() {
-            fleet.applied_revision = fleet.revision;
-            fleet.applied_digest = fleet.digest;
-            let report = fleet.report(&self.state);
-            fleet.watcher.publish(report);
+        match fleet.take_updates() {
+            Taken::Changed => self.fleet_apply(),
+            // Published once per read (a new session has a new lease), never in answer to
+            // other nodes' records, which would have every node answer every other forever.
+            Taken::Kept if fleet.in_flight.is_empty() => {
+                fleet.applied_revision = fleet.revision;
+                fleet.applied_digest = fleet.digest;
+                let report = fleet.report(&self.state);
+                fleet.watcher.publish(report);
+            }
+            Taken::Kept | Taken::Nothing => {}
         }
     }
 
