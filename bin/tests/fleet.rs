@@ -5,7 +5,8 @@
 //! with `ip netns`, joined to this one by a veth pair) and listens on `0.0.0.0:8080` (HTTP)
 //! and `0.0.0.0:8443` (HTTPS). etcd and the backends listen on an address added to this
 //! namespace's loopback interface, which every node reaches through its link. Needs root and iproute2;
-//! `.ci/install-test-tools` installs etcd.
+//! `.ci/install-test-tools` installs etcd. The TLS test runs one node and etcd on 127.0.0.1,
+//! with an authority and certificates made by `openssl` for the test.
 
 mod common;
 
@@ -199,23 +200,127 @@ struct Etcd {
     client: SocketAddr,
     peer: SocketAddr,
     child: Option<Child>,
+    /// Client URL scheme and TLS: (ca, certificate, key) files for the server and etcdctl.
+    tls: Option<Tls>,
+}
+
+/// The files of a test certificate authority and the certificates it signed.
+struct Tls {
+    dir: tempfile::TempDir,
+}
+
+impl Tls {
+    /// An authority, a server certificate for 127.0.0.1 and a client certificate for `client`.
+    fn new(client: &str) -> Tls {
+        let tls = Tls {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let file = |name: &str| tls.path(name);
+        let openssl = |args: &[&str]| run("openssl", args);
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &file("ca.key"),
+                    "-out",
+                    &file("ca.pem"),
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=fleet test authority",
+                ],
+            ]
+            .concat(),
+        );
+        fs::write(
+            tls.dir.path().join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\n",
+        )
+        .expect("write");
+        fs::write(
+            tls.dir.path().join("client.ext"),
+            "extendedKeyUsage=clientAuth\n",
+        )
+        .expect("write");
+        for (name, subject) in [
+            ("server", "/CN=etcd".to_string()),
+            ("client", format!("/CN={client}")),
+        ] {
+            openssl(
+                &[
+                    &["req"][..],
+                    &ec,
+                    &[
+                        "-keyout",
+                        &file(&format!("{name}.key")),
+                        "-out",
+                        &file(&format!("{name}.csr")),
+                        "-subj",
+                        &subject,
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &file(&format!("{name}.csr")),
+                "-CA",
+                &file("ca.pem"),
+                "-CAkey",
+                &file("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &file(&format!("{name}.pem")),
+                "-extfile",
+                &file(&format!("{name}.ext")),
+            ]);
+        }
+        tls
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
 }
 
 impl Etcd {
     fn start(ip: Ipv4Addr) -> Etcd {
+        Etcd::start_with(ip, None)
+    }
+
+    fn start_with(ip: Ipv4Addr, tls: Option<Tls>) -> Etcd {
         let port = free_address().port();
         let mut etcd = Etcd {
             dir: tempfile::tempdir().expect("a temporary folder"),
             client: SocketAddr::new(IpAddr::V4(ip), port),
             peer: free_address(),
             child: None,
+            tls,
         };
         etcd.launch();
         etcd
     }
 
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client)
+    }
+
     fn launch(&mut self) {
-        let url = format!("http://{}", self.client);
+        let url = self.url();
         let peer = format!("http://{}", self.peer);
         let log = fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log");
         let child = Command::new("etcd")
@@ -235,6 +340,17 @@ impl Etcd {
             ])
             .args(["--initial-cluster", &format!("fleet={peer}")])
             .args(["--max-txn-ops", "10000"])
+            .args(self.tls.as_ref().map_or_else(Vec::new, |tls| {
+                vec![
+                    "--cert-file".to_string(),
+                    tls.path("server.pem"),
+                    "--key-file".to_string(),
+                    tls.path("server.key"),
+                    "--trusted-ca-file".to_string(),
+                    tls.path("ca.pem"),
+                    "--client-cert-auth".to_string(),
+                ]
+            }))
             .stdout(log.try_clone().expect("etcd log"))
             .stderr(log)
             .spawn()
@@ -264,9 +380,21 @@ impl Etcd {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl")
+        let mut command = Command::new("etcdctl");
+        command
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &format!("http://{}", self.client)])
+            .args(["--endpoints", &self.url()]);
+        if let Some(tls) = &self.tls {
+            command.args(["--cacert", &tls.path("ca.pem")]);
+            command.args([
+                "--cert",
+                &tls.path("client.pem"),
+                "--key",
+                &tls.path("client.key"),
+            ]);
+            command.args(["--user", "root:root-password"]);
+        }
+        command
             .args(args)
             .output()
             .expect("run etcdctl (Debian package etcd-client)")
@@ -662,4 +790,75 @@ fn certificate_fingerprint(pem: &str) -> String {
         .split_once('=')
         .map(|(_, digits)| digits.trim().replace(':', "").to_ascii_lowercase())
         .expect("a fingerprint")
+}
+
+/// TLS with a client certificate, and etcd's authentication: the node's user may write the
+/// prefix, while the name of its certificate is no user at all, so routing works only if both
+/// the TLS settings and the credentials of `[provider.etcd]` are in force.
+#[test]
+fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
+    let etcd = Etcd::start_with(Ipv4Addr::LOCALHOST, Some(Tls::new("edge")));
+    for args in [
+        &["user", "add", "root:root-password"][..],
+        &["user", "add", "sozu:sozu-password"],
+        &["role", "add", "fleet"],
+        &[
+            "role",
+            "grant-permission",
+            "fleet",
+            "--prefix=true",
+            "readwrite",
+            PREFIX,
+        ],
+        &["user", "grant-role", "sozu", "fleet"],
+        &["auth", "enable"],
+    ] {
+        let output = etcd.ctl(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let tls = etcd.tls.as_ref().expect("TLS files");
+    let secure = Backend::start("secure");
+    let proxy = common::Proxy::start(&format!(
+        "[provider.etcd]\n\
+         endpoints = [\"{}\"]\n\
+         prefix = \"{PREFIX}\"\n\
+         node = \"edge\"\n\
+         ca_certificate = \"{}\"\n\
+         certificate = \"{}\"\n\
+         key = \"{}\"\n\
+         user = \"sozu\"\n\
+         password = \"sozu-password\"\n",
+        etcd.url(),
+        tls.path("ca.pem"),
+        tls.path("client.pem"),
+        tls.path("client.key"),
+    ));
+    etcd.put("clusters/web", &cluster("web"));
+    etcd.put(
+        "backends/web/secure",
+        &backend("web", "secure", secure.address),
+    );
+    etcd.put(
+        "frontends/web",
+        &format!(
+            r#"{{"type":"ADD_HTTP_FRONTEND","cluster_id":"web","address":"{}","hostname":"secure.example"}}"#,
+            proxy.http
+        ),
+    );
+    assert!(
+        wait_until(DEADLINE, || proxy
+            .get("secure.example")
+            .is_ok_and(|answer| answer == (200, "secure".to_string()))),
+        "{}",
+        proxy.log_text()
+    );
+    assert!(
+        wait_until(DEADLINE, || etcd.get("nodes/edge").contains("\"revision\"")),
+        "{}",
+        proxy.log_text()
+    );
 }
