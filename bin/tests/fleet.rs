@@ -861,4 +861,11 @@ fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
         "{}",
         proxy.log_text()
     );
+
+    // A reload of the configuration file keeps what the prefix holds.
+    proxy.ok(&["reload"]);
+    assert_eq!(
+        proxy.get("secure.example").ok(),
+        Some((200, "secure".to_string()))
+    );
 }

@@ -315,6 +315,7 @@ impl Main {
                 return;
             }
         };
+        let target = self.with_fleet(target);
         let orders = self.state.diff(&target);
         if orders.is_empty() {
             info!("reload of {}: no change", path.display());

@@ -10,7 +10,7 @@ mod reconcile;
 
 use std::{collections::BTreeMap, io};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sozu_command_lib::{
@@ -84,6 +84,8 @@ pub struct Fleet {
     refused_values: u64,
     /// Disconnections from etcd since start.
     disconnections: u64,
+    /// False from a lost connection to the next read: an outage is reported once.
+    connected: bool,
 }
 
 impl Fleet {
@@ -119,6 +121,7 @@ impl Fleet {
             applied_at_ms: 0,
             refused_values: 0,
             disconnections: 0,
+            connected: true,
         }))
     }
 
@@ -146,6 +149,11 @@ impl Fleet {
                     entries,
                     history_lost,
                 } => {
+                    info!(
+                        "fleet: read {} at revision {revision}",
+                        self.settings.prefix
+                    );
+                    self.connected = true;
                     let routing: Vec<(String, Vec<u8>)> = entries
                         .into_iter()
                         .filter(|(key, _)| layout::classify(key) != KeyClass::Record)
@@ -194,10 +202,16 @@ impl Fleet {
                     }
                 }
                 Update::Disconnected { error } => {
-                    self.disconnections += 1;
-                    warn!(
-                        "fleet: etcd unreachable ({error}): routing goes on with the current state"
-                    );
+                    if self.connected {
+                        self.connected = false;
+                        self.disconnections += 1;
+                        warn!(
+                            "fleet: etcd unreachable ({error}): routing goes on with the current \
+                             state"
+                        );
+                    } else {
+                        debug!("fleet: etcd still unreachable: {error}");
+                    }
                 }
             }
         }
@@ -261,6 +275,20 @@ impl Main {
                 u64::try_from(fleet.applied_revision).unwrap_or(0),
             ),
         ]
+    }
+
+    /// `target` with the objects of the etcd prefix on top, as they are applied now: a reload
+    /// of the configuration file keeps them.
+    pub(super) fn with_fleet(&self, target: ConfigState) -> ConfigState {
+        let Some(fleet) = &self.fleet else {
+            return target;
+        };
+        let view: BTreeMap<String, Result<Order, String>> = fleet
+            .applied
+            .iter()
+            .map(|(key, order)| (key.clone(), Ok(order.clone())))
+            .collect();
+        reconcile::reconcile(&target, &fleet.applied, &view).target
     }
 
     /// The etcd thread has news.

@@ -164,7 +164,7 @@ impl Link {
                     info!("etcd: the watched revision was compacted: reading the prefix again");
                 }
                 Ended::Lost { error, synced } => {
-                    warn!("etcd: {error}; trying again in {backoff:?}");
+                    debug!("etcd: {error}; trying again in {backoff:?}");
                     if !self.send(Update::Disconnected { error }) {
                         return;
                     }
