@@ -2,7 +2,8 @@
 //! command socket, starts and restarts the workers, and passes every order to them.
 //!
 //! One thread, one `mio` event loop, whose sources are: the command socket and its clients
-//! ([`command_server`]), the workers' channels ([`workers`]), and the signals ([`signals`]).
+//! ([`command_server`]), the workers' channels ([`workers`]), the signals ([`signals`]), and
+//! the waker of the etcd thread when `[provider.etcd]` is set ([`provider`]).
 //! An order from a client is applied to the main state first, then sent to every worker; the
 //! client gets its final answer once they all answered ([`tasks`]). Hot upgrades hand
 //! everything to a new main process ([`upgrade`]).
