@@ -822,8 +822,10 @@ fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
     }
     let tls = etcd.tls.as_ref().expect("TLS files");
     let secure = Backend::start("secure");
+    let prometheus = free_address();
     let proxy = common::Proxy::start(&format!(
-        "[provider.etcd]\n\
+        "[metrics]\nprometheus_address = \"{prometheus}\"\n\
+         [provider.etcd]\n\
          endpoints = [\"{}\"]\n\
          prefix = \"{PREFIX}\"\n\
          node = \"edge\"\n\
@@ -861,6 +863,18 @@ fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
         "{}",
         proxy.log_text()
     );
+
+    // The provider's figures are among the main process's on the Prometheus endpoint.
+    let (status, scrape) = common::get(prometheus, "metrics").expect("a scrape");
+    assert_eq!(status, 200);
+    for family in [
+        "sozu_fleet_refused_values_total 0",
+        "sozu_fleet_refused_keys 0",
+        "sozu_fleet_disconnections_total 0",
+        "sozu_fleet_applied_revision ",
+    ] {
+        assert!(scrape.contains(family), "{family} missing:\n{scrape}");
+    }
 
     // A reload of the configuration file keeps what the prefix holds.
     proxy.ok(&["reload"]);

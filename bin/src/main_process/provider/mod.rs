@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use sozu_command_lib::{
     config::EtcdProvider,
     request::Order,
-    response::{EventKind, Response, ResponseStatus},
+    response::{AggregatedMetrics, EventKind, FilteredMetric, Response, ResponseStatus},
     state::ConfigState,
 };
 
@@ -275,6 +275,17 @@ impl Main {
                 u64::try_from(fleet.applied_revision).unwrap_or(0),
             ),
         ]
+    }
+
+    /// The provider's figures among the main process's, for the Prometheus endpoint.
+    pub(super) fn add_fleet_metrics(&self, metrics: &mut AggregatedMetrics) {
+        for (name, value) in self.fleet_counts() {
+            let value = match name.as_str() {
+                "fleet.refused_values" | "fleet.disconnections" => FilteredMetric::Count(value),
+                _ => FilteredMetric::Gauge(i64::try_from(value).unwrap_or(i64::MAX)),
+            };
+            metrics.main.insert(name, value);
+        }
     }
 
     /// `target` with the objects of the etcd prefix on top, as they are applied now: a reload
