@@ -9,5 +9,6 @@ pub mod cli;
 mod live;
 mod logging;
 mod main_process;
+pub mod provider;
 mod sys;
 mod worker;

@@ -332,6 +332,8 @@ pub enum EventKind {
     ConfigurationReloaded,
     StateLoaded,
     StateSaved,
+    /// A key of the etcd prefix that the node did not apply (`[provider.etcd]`).
+    FleetValueRefused,
 }
 
 #[cfg(test)]

@@ -96,7 +96,8 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         | Command::Worker(_)
         | Command::Main(_)
         | Command::Config { .. }
-        | Command::Top(_) => {
+        | Command::Top(_)
+        | Command::Fleet { .. } => {
             bail!("this subcommand does not talk to a running proxy")
         }
     }

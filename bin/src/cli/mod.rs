@@ -12,6 +12,8 @@ mod client;
 mod cluster;
 mod config_check;
 mod connection_limit;
+mod fleet;
+mod fleet_export;
 mod frontend;
 mod listener;
 mod metrics;
@@ -126,6 +128,12 @@ pub enum Command {
     },
     /// Print events (backend up or down, worker restarted…) as they happen.
     Events,
+    /// A fleet fed from etcd (`[provider.etcd]`): its convergence, and the prefix written from
+    /// or printed as a configuration file.
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCommand,
+    },
     /// The global cap on connections from one client address to one cluster.
     ConnectionLimit {
         #[command(subcommand)]
@@ -164,6 +172,7 @@ pub fn run() -> ExitCode {
             command: ConfigCommand::Check,
         } => config_check::run(&cli),
         Command::Top(args) => top::run(&cli, args),
+        Command::Fleet { command } => fleet::run(&cli, command),
         command => client::run(&cli, command),
     }
 }
@@ -372,6 +381,11 @@ mod tests {
             &["sozu", "connection-limit", "set", "10"],
             &["sozu", "upgrade", "--worker", "1"],
             &["sozu", "shutdown", "--hard"],
+            &["sozu", "-c", "c.toml", "fleet", "status", "--json"],
+            &["sozu", "-c", "c.toml", "fleet", "import"],
+            &[
+                "sozu", "-c", "c.toml", "fleet", "export", "--files", "certs",
+            ],
         ];
         for command in commands {
             if let Err(error) = Cli::try_parse_from(*command) {

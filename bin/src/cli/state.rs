@@ -67,6 +67,11 @@ fn stats(client: &mut Client) -> anyhow::Result<()> {
     table::print(&["STATE", "COUNT"], &rows("state."))?;
     println!();
     table::print(&["ORDERS SINCE START", "COUNT"], &rows("orders."))?;
+    let fleet = rows("fleet.");
+    if !fleet.is_empty() {
+        println!();
+        table::print(&["FLEET (ETCD)", "COUNT"], &fleet)?;
+    }
     Ok(())
 }
 

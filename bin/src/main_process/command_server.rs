@@ -219,6 +219,10 @@ impl Main {
     }
 
     pub(super) fn send_to_client(&mut self, id: u64, response: &Response) {
+        if id == super::provider::CLIENT {
+            self.fleet_answer(response);
+            return;
+        }
         let max_backlog = self.settings.max_client_backlog();
         let Some(client) = self.clients.get_mut(&id) else {
             return;

@@ -2,7 +2,8 @@
 //! command socket, starts and restarts the workers, and passes every order to them.
 //!
 //! One thread, one `mio` event loop, whose sources are: the command socket and its clients
-//! ([`command_server`]), the workers' channels ([`workers`]), and the signals ([`signals`]).
+//! ([`command_server`]), the workers' channels ([`workers`]), the signals ([`signals`]), and
+//! the waker of the etcd thread when `[provider.etcd]` is set ([`provider`]).
 //! An order from a client is applied to the main state first, then sent to every worker; the
 //! client gets its final answer once they all answered ([`tasks`]). Hot upgrades hand
 //! everything to a new main process ([`upgrade`]).
@@ -12,6 +13,7 @@ mod dashboard;
 mod listeners;
 mod orders;
 mod prometheus;
+mod provider;
 mod queries;
 mod settings;
 mod signals;
@@ -53,8 +55,10 @@ use crate::logging;
 const COMMAND_SOCKET: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const PROMETHEUS: Token = Token(2);
+/// The etcd thread's waker (`[provider.etcd]`).
+const FLEET: Token = Token(3);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 3;
+const FIRST_OWNER_TOKEN: usize = 4;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -126,6 +130,8 @@ pub struct Main {
     dashboard: dashboard::Dashboard,
     /// When certificates are next checked for their coming expiry.
     next_expiry_check: Instant,
+    /// The etcd provider, when configured.
+    fleet: Option<provider::Fleet>,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -254,6 +260,8 @@ impl Main {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("cannot register the signals")?;
+        let fleet = provider::Fleet::start(settings.etcd.as_ref(), poll.registry())
+            .context("cannot start the etcd provider")?;
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -282,6 +290,7 @@ impl Main {
             next_scrape: 0,
             dashboard: dashboard::Dashboard::default(),
             next_expiry_check: Instant::now(),
+            fleet,
         })
     }
 
@@ -305,6 +314,7 @@ impl Main {
                     COMMAND_SOCKET => self.accept_clients(),
                     SIGNALS => self.handle_signals(),
                     PROMETHEUS => self.accept_scrapes(),
+                    FLEET => self.fleet_ready(),
                     token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
                         Some(Owner::Client(id)) => {
                             self.client_ready(id, event.is_readable(), event.is_writable())

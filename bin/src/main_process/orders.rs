@@ -90,6 +90,7 @@ impl Main {
                         .iter()
                         .map(|(name, count)| (format!("orders.{name}"), *count)),
                 );
+                counts.extend(self.fleet_counts());
                 self.reply(&to, answer(ResponseContent::RequestCounts(counts)));
             }
             Order::QueryMetrics(query) => {
@@ -189,7 +190,7 @@ impl Main {
 
     /// Orders that change the state, all or none: the first one the state refuses is named
     /// (`describe` says where it comes from, by its index) and nothing changes.
-    fn change_batch(
+    pub(super) fn change_batch(
         &mut self,
         to: Option<ClientRef>,
         orders: Vec<Order>,
@@ -320,6 +321,7 @@ impl Main {
                 return;
             }
         };
+        let target = self.with_fleet(target);
         let orders = self.state.diff(&target);
         if orders.is_empty() {
             info!("reload of {}: no change", path.display());

@@ -178,7 +178,8 @@ impl Main {
             ResponseContent::Metrics(metrics) => Some(metrics.clone()),
             _ => None,
         });
-        let merged = merge::merge(snapshots);
+        let mut merged = merge::merge(snapshots);
+        self.add_fleet_metrics(&mut merged);
         let text = prometheus::render(&merged, &self.settings.metrics_prefix);
         if !task.failures.is_empty() {
             debug!("scrape with missing workers: {}", task.failures.join("; "));

@@ -29,6 +29,9 @@ pub struct Settings {
     pub prometheus_address: Option<std::net::SocketAddr>,
     pub metrics_prefix: String,
     pub worker: WorkerSettings,
+    /// `[provider.etcd]`.
+    #[serde(default)]
+    pub etcd: Option<sozu_command_lib::config::EtcdProvider>,
 }
 
 impl Settings {
@@ -96,6 +99,7 @@ impl Settings {
                 disable_cluster_metrics: config.disable_cluster_metrics,
                 splice_pipe_capacity: config.splice_pipe_capacity,
             },
+            etcd: config.etcd.clone(),
         };
         (settings, warnings)
     }

@@ -81,6 +81,9 @@ struct Handover {
     /// Worker slots waiting for a delayed restart.
     #[serde(default)]
     pending_restarts: Vec<HandedRestart>,
+    /// What the etcd provider put in place, so that the new process removes it when its keys go.
+    #[serde(default)]
+    fleet: Option<super::provider::Handed>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -308,6 +311,7 @@ impl Main {
                     .unwrap_or(u64::MAX),
                 })
                 .collect(),
+            fleet: self.fleet.as_ref().map(super::provider::Fleet::handed),
         };
         let data = serde_json::to_vec(&handover)?;
         ScmSocket::new(stream.try_clone()?)?
@@ -478,6 +482,9 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
     main.next_worker_id = handover.next_worker_id;
     main.desired_workers = handover.desired_workers;
     main.log_filter = handover.log_filter;
+    if let (Some(fleet), Some(handed)) = (&mut main.fleet, handover.fleet) {
+        fleet.adopt(handed);
+    }
     for pending in handover.pending_restarts {
         let delay = Duration::from_millis(pending.in_ms).min(MAX_RESTART_DELAY);
         main.pending_restarts.insert(

@@ -325,7 +325,12 @@ impl Gate {
 
 impl Backend {
     pub fn start(name: &str) -> Backend {
-        Backend::spawn(name, None)
+        Backend::spawn(name, None, "127.0.0.1:0")
+    }
+
+    /// A backend listening on `ip` (an address of a test network), on an ephemeral port.
+    pub fn start_on(name: &str, ip: std::net::IpAddr) -> Backend {
+        Backend::spawn(name, None, SocketAddr::new(ip, 0))
     }
 
     /// A backend whose answers wait for the gate; the receiver tells when a request arrived.
@@ -335,11 +340,15 @@ impl Backend {
             arrived: Arc::new(Mutex::new(sender)),
             released: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
         };
-        (Backend::spawn(name, Some(gate.clone())), gate, receiver)
+        (
+            Backend::spawn(name, Some(gate.clone()), "127.0.0.1:0"),
+            gate,
+            receiver,
+        )
     }
 
-    fn spawn(name: &str, gate: Option<Gate>) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend");
+    fn spawn(name: &str, gate: Option<Gate>, bind: impl std::net::ToSocketAddrs) -> Backend {
+        let listener = TcpListener::bind(bind).expect("bind a backend");
         let address = listener.local_addr().expect("backend address");
         let requests = Arc::new(AtomicUsize::new(0));
         let stopped = Arc::new(AtomicBool::new(false));

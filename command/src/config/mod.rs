@@ -19,6 +19,7 @@ mod files;
 mod frontend;
 mod global;
 mod listener;
+mod provider;
 pub mod tls;
 
 #[cfg(test)]
@@ -38,6 +39,7 @@ pub use self::{
     error::{ConfigError, ConfigErrors, ConfigWarning},
     frontend::Frontend,
     listener::Listener,
+    provider::EtcdProvider,
 };
 use crate::request::{AddBackend, AddCertificate, Cluster, ConnectionLimit, Order};
 
@@ -94,6 +96,8 @@ pub struct Config {
     /// Capacity of the kernel pipes of spliced TCP listeners, in bytes; 0 keeps the kernel's.
     pub splice_pipe_capacity: usize,
     pub metrics: Option<MetricsConfig>,
+    /// `[provider.etcd]`: the etcd cluster this node takes routing from, if any.
+    pub etcd: Option<EtcdProvider>,
 
     /// The routing state, in file order within each kind.
     pub listeners: Vec<Listener>,
@@ -216,6 +220,10 @@ impl Config {
         let mut top = doc.table("the top level", root.get_ref(), 0);
         loader.check_keys(&mut top, &[global::KEYS]);
         let mut config = global::settings(&mut loader, &mut top);
+        let etcd = top
+            .field("provider")
+            .map(|field| provider::read(&mut loader, field));
+        config.etcd = etcd.and_then(|etcd| loader.keep(etcd)).flatten();
         let listeners = listener::read_all(&mut loader, &mut top, &config);
         let mut routing = frontend::Routing::new(&listeners);
         let (clusters, backends) = cluster::read_all(&mut loader, &mut top, &mut routing);

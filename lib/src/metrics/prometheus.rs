@@ -79,6 +79,26 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "counter",
             "TLS handshakes that failed.",
         ),
+        "fleet.refused_values" => simple(
+            "fleet_refused_values_total",
+            "counter",
+            "Values of the etcd prefix the node refused (each value once).",
+        ),
+        "fleet.refused_now" => simple(
+            "fleet_refused_keys",
+            "gauge",
+            "Keys of the etcd prefix the node does not apply now.",
+        ),
+        "fleet.disconnections" => simple(
+            "fleet_disconnections_total",
+            "counter",
+            "Connections to etcd lost.",
+        ),
+        "fleet.applied_revision" => simple(
+            "fleet_applied_revision",
+            "gauge",
+            "The etcd revision of the routing keys every worker applied.",
+        ),
         "up" => simple(
             "up",
             "gauge",

@@ -1,0 +1,885 @@
+//! A fleet of three `sozu` nodes fed from a real etcd (`[provider.etcd]`, doc/fleet.md).
+//!
+//! The nodes of a fleet listen on the same address on different hosts, and a frontend names
+//! its listener's address; so each node runs in its own network namespace (a test host made
+//! with `ip netns`, joined to this one by a veth pair) and listens on `0.0.0.0:8080` (HTTP)
+//! and `0.0.0.0:8443` (HTTPS). etcd and the backends listen on an address added to this
+//! namespace's loopback interface, which every node reaches through its link. Needs root and iproute2;
+//! `.ci/install-test-tools` installs etcd. The TLS test runs one node and etcd on 127.0.0.1,
+//! with an authority and certificates made by `openssl` for the test.
+
+mod common;
+
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Backend, DEADLINE, SOZU, free_address, text, wait_until};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../command/tests/fixtures");
+const PREFIX: &str = "/sozu/";
+
+/// Runs a command that must succeed.
+fn run(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("{program}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        text(&output.stderr)
+    );
+}
+
+/// The test network: the services' address on the loopback interface, and one namespace per
+/// node. Everything is deleted on drop.
+struct Network {
+    /// `10.A.B.0/24`, from this process's id, so that concurrent runs do not collide.
+    base: [u8; 3],
+    tag: String,
+    hosts: usize,
+}
+
+impl Network {
+    fn new(hosts: usize) -> Network {
+        let pid = std::process::id();
+        let base = [
+            10,
+            u8::try_from(100 + (pid >> 8) % 100).unwrap_or(100),
+            u8::try_from(pid & 0xff).unwrap_or(0),
+        ];
+        let network = Network {
+            base,
+            tag: format!("sf{}", pid % 100_000),
+            hosts,
+        };
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/32", network.services()),
+                "dev",
+                "lo",
+            ],
+        );
+        for host in 0..hosts {
+            let (namespace, outside, inside) = network.names(host);
+            run("ip", &["netns", "add", &namespace]);
+            run(
+                "ip",
+                &[
+                    "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+                ],
+            );
+            run("ip", &["link", "set", &inside, "netns", &namespace]);
+            run(
+                "ip",
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/30", network.gateway(host)),
+                    "dev",
+                    &outside,
+                ],
+            );
+            run("ip", &["link", "set", &outside, "up"]);
+            let within = |args: &[&str]| {
+                let mut all = vec!["netns", "exec", namespace.as_str(), "ip"];
+                all.extend_from_slice(args);
+                run("ip", &all);
+            };
+            within(&[
+                "addr",
+                "add",
+                &format!("{}/30", network.node(host)),
+                "dev",
+                &inside,
+            ]);
+            within(&["link", "set", &inside, "up"]);
+            within(&["link", "set", "lo", "up"]);
+            within(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &network.gateway(host).to_string(),
+            ]);
+        }
+        network
+    }
+
+    fn ip(&self, last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(self.base[0], self.base[1], self.base[2], last)
+    }
+
+    /// Where etcd and the backends listen.
+    fn services(&self) -> Ipv4Addr {
+        self.ip(254)
+    }
+
+    fn gateway(&self, host: usize) -> Ipv4Addr {
+        self.ip(u8::try_from(host * 4 + 1).unwrap_or(1))
+    }
+
+    /// The node's address, on which the test reaches it.
+    fn node(&self, host: usize) -> Ipv4Addr {
+        self.ip(u8::try_from(host * 4 + 2).unwrap_or(2))
+    }
+
+    /// Namespace, outside and inside link names of a host.
+    fn names(&self, host: usize) -> (String, String, String) {
+        (
+            format!("{}-{host}", self.tag),
+            format!("{}h{host}", self.tag),
+            format!("{}n{host}", self.tag),
+        )
+    }
+
+    /// Cuts or restores a host's link. A cut also closes the host's connections to the
+    /// services (`ss -K`), as a host that lost its network for longer than its keep-alive
+    /// would find them.
+    fn link(&self, host: usize, up: bool) {
+        let (namespace, outside, _) = self.names(host);
+        run(
+            "ip",
+            &["link", "set", &outside, if up { "up" } else { "down" }],
+        );
+        if !up {
+            let services = self.services().to_string();
+            run(
+                "ip",
+                &["netns", "exec", &namespace, "ss", "-K", "dst", &services],
+            );
+        }
+        if up {
+            // The address's route comes back with the link.
+            let _ = Command::new("ip")
+                .args([
+                    "addr",
+                    "add",
+                    &format!("{}/30", self.gateway(host)),
+                    "dev",
+                    &outside,
+                ])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for host in 0..self.hosts {
+            let (namespace, outside, _) = self.names(host);
+            let _ = Command::new("ip").args(["link", "del", &outside]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &namespace])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args([
+                "addr",
+                "del",
+                &format!("{}/32", self.services()),
+                "dev",
+                "lo",
+            ])
+            .status();
+    }
+}
+
+/// A real etcd, with a data folder of its own.
+struct Etcd {
+    dir: tempfile::TempDir,
+    client: SocketAddr,
+    peer: SocketAddr,
+    child: Option<Child>,
+    /// Client URL scheme and TLS: (ca, certificate, key) files for the server and etcdctl.
+    tls: Option<Tls>,
+}
+
+/// The files of a test certificate authority and the certificates it signed.
+struct Tls {
+    dir: tempfile::TempDir,
+}
+
+impl Tls {
+    /// An authority, a server certificate for 127.0.0.1 and a client certificate for `client`.
+    fn new(client: &str) -> Tls {
+        let tls = Tls {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let file = |name: &str| tls.path(name);
+        let openssl = |args: &[&str]| run("openssl", args);
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &file("ca.key"),
+                    "-out",
+                    &file("ca.pem"),
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=fleet test authority",
+                ],
+            ]
+            .concat(),
+        );
+        fs::write(
+            tls.dir.path().join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\n",
+        )
+        .expect("write");
+        fs::write(
+            tls.dir.path().join("client.ext"),
+            "extendedKeyUsage=clientAuth\n",
+        )
+        .expect("write");
+        for (name, subject) in [
+            ("server", "/CN=etcd".to_string()),
+            ("client", format!("/CN={client}")),
+        ] {
+            openssl(
+                &[
+                    &["req"][..],
+                    &ec,
+                    &[
+                        "-keyout",
+                        &file(&format!("{name}.key")),
+                        "-out",
+                        &file(&format!("{name}.csr")),
+                        "-subj",
+                        &subject,
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &file(&format!("{name}.csr")),
+                "-CA",
+                &file("ca.pem"),
+                "-CAkey",
+                &file("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &file(&format!("{name}.pem")),
+                "-extfile",
+                &file(&format!("{name}.ext")),
+            ]);
+        }
+        tls
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+impl Etcd {
+    fn start(ip: Ipv4Addr) -> Etcd {
+        Etcd::start_with(ip, None)
+    }
+
+    fn start_with(ip: Ipv4Addr, tls: Option<Tls>) -> Etcd {
+        let port = free_address().port();
+        let mut etcd = Etcd {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+            client: SocketAddr::new(IpAddr::V4(ip), port),
+            peer: free_address(),
+            child: None,
+            tls,
+        };
+        etcd.launch();
+        etcd
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client)
+    }
+
+    fn launch(&mut self) {
+        let url = self.url();
+        let peer = format!("http://{}", self.peer);
+        let log = fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", "fleet", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("fleet={peer}")])
+            .args(["--max-txn-ops", "10000"])
+            .args(self.tls.as_ref().map_or_else(Vec::new, |tls| {
+                vec![
+                    "--cert-file".to_string(),
+                    tls.path("server.pem"),
+                    "--key-file".to_string(),
+                    tls.path("server.key"),
+                    "--trusted-ca-file".to_string(),
+                    tls.path("ca.pem"),
+                    "--client-cert-auth".to_string(),
+                ]
+            }))
+            .stdout(log.try_clone().expect("etcd log"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (Debian package etcd-server)");
+        self.child = Some(child);
+        assert!(
+            wait_until(DEADLINE, || self
+                .ctl(&["endpoint", "health"])
+                .status
+                .success()),
+            "etcd did not start"
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops etcd, forgets everything it held, and starts it again on the same ports.
+    fn restart_empty(&mut self) {
+        self.stop();
+        fs::remove_dir_all(self.dir.path().join("data")).expect("remove etcd's data");
+        self.launch();
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.url()]);
+        if let Some(tls) = &self.tls {
+            command.args(["--cacert", &tls.path("ca.pem")]);
+            command.args([
+                "--cert",
+                &tls.path("client.pem"),
+                "--key",
+                &tls.path("client.key"),
+            ]);
+            command.args(["--user", "root:root-password"]);
+        }
+        command
+            .args(args)
+            .output()
+            .expect("run etcdctl (Debian package etcd-client)")
+    }
+
+    fn put(&self, key: &str, value: &str) {
+        let output = self.ctl(&["put", &format!("{PREFIX}{key}"), value]);
+        assert!(
+            output.status.success(),
+            "put {key}: {}",
+            text(&output.stderr)
+        );
+    }
+
+    fn delete(&self, key: &str) {
+        let output = self.ctl(&["del", &format!("{PREFIX}{key}")]);
+        assert!(
+            output.status.success(),
+            "del {key}: {}",
+            text(&output.stderr)
+        );
+    }
+
+    fn get(&self, key: &str) -> String {
+        text(
+            &self
+                .ctl(&["get", "--print-value-only", &format!("{PREFIX}{key}")])
+                .stdout,
+        )
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node: `sozu start` in its host's namespace.
+struct Node {
+    name: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    address: Ipv4Addr,
+    child: Child,
+}
+
+impl Node {
+    fn start(network: &Network, host: usize, etcd: &Etcd) -> Node {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let name = format!("node-{host}");
+        let config = dir.path().join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "command_socket = \"sozu.sock\"\n\
+                 worker_count = 1\n\
+                 worker_timeout = 5\n\
+                 [[listeners]]\nprotocol = \"http\"\naddress = \"0.0.0.0:8080\"\n\
+                 [[listeners]]\nprotocol = \"https\"\naddress = \"0.0.0.0:8443\"\n\
+                 [provider.etcd]\n\
+                 endpoints = [\"http://{}\"]\n\
+                 prefix = \"{PREFIX}\"\n\
+                 node = \"{name}\"\n",
+                etcd.client
+            ),
+        )
+        .expect("write the configuration");
+        let log = fs::File::create(dir.path().join("sozu.log")).expect("log file");
+        let (namespace, _, _) = network.names(host);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &namespace, SOZU, "start", "-c"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start sozu");
+        let node = Node {
+            name,
+            dir,
+            config,
+            address: network.node(host),
+            child,
+        };
+        assert!(
+            wait_until(DEADLINE, || etcd
+                .get(&format!("nodes/{}", node.name))
+                .contains("pid")),
+            "{} did not publish itself:\n{}",
+            node.name,
+            node.log()
+        );
+        node
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sozu.log")).unwrap_or_default()
+    }
+
+    /// The status and body of `GET /` for `host` on the node's HTTP listener.
+    fn get(&self, host: &str) -> Option<(u16, String)> {
+        common::get(SocketAddr::new(IpAddr::V4(self.address), 8080), host).ok()
+    }
+
+    fn routes_to(&self, host: &str, backend: &str) -> bool {
+        self.get(host)
+            .is_some_and(|(status, body)| status == 200 && body == backend)
+    }
+
+    /// Whether curl gets an answer from `backend` over HTTPS, checking the certificate with
+    /// `authority`.
+    fn serves_tls(&self, host: &str, authority: &str, backend: &str) -> bool {
+        let output = Command::new("curl")
+            .args(["-s", "--max-time", "5", "--cacert", authority, "--resolve"])
+            .arg(format!("{host}:8443:{}", self.address))
+            .arg(format!("https://{host}:8443/"))
+            .output();
+        output.is_ok_and(|output| output.status.success() && text(&output.stdout) == backend)
+    }
+
+    fn sozu(&self, args: &[&str]) -> Output {
+        Command::new(SOZU)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run sozu")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.sozu(&["shutdown", "--hard"]);
+        if !wait_until(Duration::from_secs(5), || {
+            self.child.try_wait().ok().flatten().is_some()
+        }) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until every node satisfies `condition`; returns how long it took.
+fn on_every_node(nodes: &[Node], what: &str, condition: impl Fn(&Node) -> bool) -> Duration {
+    let started = Instant::now();
+    for node in nodes {
+        assert!(
+            wait_until(DEADLINE, || condition(node)),
+            "{what}: not on {}:\n{}",
+            node.name,
+            node.log()
+        );
+    }
+    let took = started.elapsed();
+    println!("{what}: on every node in {took:?}");
+    took
+}
+
+fn cluster(id: &str) -> String {
+    format!(r#"{{"type":"ADD_CLUSTER","cluster_id":"{id}"}}"#)
+}
+
+fn backend(cluster: &str, id: &str, address: SocketAddr) -> String {
+    format!(
+        r#"{{"type":"ADD_BACKEND","cluster_id":"{cluster}","backend_id":"{id}","address":"{address}"}}"#
+    )
+}
+
+fn http_frontend(cluster: &str, hostname: &str) -> String {
+    format!(
+        r#"{{"type":"ADD_HTTP_FRONTEND","cluster_id":"{cluster}","address":"0.0.0.0:8080","hostname":"{hostname}"}}"#
+    )
+}
+
+#[test]
+fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
+    let network = Network::new(3);
+    let mut etcd = Etcd::start(network.services());
+    let nodes: Vec<Node> = (0..3)
+        .map(|host| Node::start(&network, host, &etcd))
+        .collect();
+    let services = IpAddr::V4(network.services());
+    let first = Backend::start_on("first", services);
+    let second = Backend::start_on("second", services);
+
+    // A cluster, a backend and a frontend put into etcd route on all three nodes.
+    etcd.put("clusters/web", &cluster("web"));
+    etcd.put(
+        "backends/web/first",
+        &backend("web", "first", first.address),
+    );
+    etcd.put("frontends/web", &http_frontend("web", "web.example"));
+    on_every_node(&nodes, "a new cluster routes", |node| {
+        node.routes_to("web.example", "first")
+    });
+
+    // A backend removed drains: its replacement takes every request on all three.
+    etcd.put(
+        "backends/web/second",
+        &backend("web", "second", second.address),
+    );
+    etcd.delete("backends/web/first");
+    on_every_node(&nodes, "a removed backend drains", |node| {
+        (0..4).all(|_| node.routes_to("web.example", "second"))
+    });
+
+    // A certificate added serves on all three, checked with its authority.
+    let certificate = fs::read_to_string(format!("{FIXTURES}/example.pem")).expect("fixture");
+    let key = fs::read_to_string(format!("{FIXTURES}/example.key")).expect("fixture");
+    let add = serde_json::json!({
+        "type": "ADD_CERTIFICATE",
+        "address": "0.0.0.0:8443",
+        "certificate": {"certificate": certificate, "key": key},
+    });
+    let fingerprint = certificate_fingerprint(&certificate);
+    etcd.put(&format!("certificates/{fingerprint}"), &add.to_string());
+    etcd.put(
+        "frontends/web-tls",
+        r#"{"type":"ADD_HTTPS_FRONTEND","cluster_id":"web","address":"0.0.0.0:8443","hostname":"www.example.com"}"#,
+    );
+    let authority = format!("{FIXTURES}/example.pem");
+    on_every_node(&nodes, "a certificate serves", |node| {
+        node.serves_tls("www.example.com", &authority, "second")
+    });
+
+    // A bad value is reported under status/<node>; the rest of the change is applied.
+    etcd.put("frontends/bad", &http_frontend("missing", "bad.example"));
+    etcd.put("frontends/good", &http_frontend("web", "good.example"));
+    on_every_node(
+        &nodes,
+        "a bad value is reported, the rest applied",
+        |node| {
+            etcd.get(&format!("status/{}", node.name))
+                .contains("no cluster `missing`")
+                && node.routes_to("good.example", "second")
+        },
+    );
+    let counts = nodes[0].sozu(&["state", "stats", "--json"]);
+    assert!(
+        text(&counts.stdout).contains("\"fleet.refused_values\":1"),
+        "{}",
+        text(&counts.stdout)
+    );
+    etcd.delete("frontends/bad");
+
+    // `sozu fleet status` tells the fleet converged.
+    on_every_node(&nodes, "fleet status converged", |node| {
+        node.sozu(&["fleet", "status"]).status.success()
+    });
+    let status = nodes[0].sozu(&["fleet", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON status");
+    assert_eq!(status["converged"], true, "{status}");
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+
+    // A change made while a node is cut off reaches it once its link is back.
+    network.link(2, false);
+    assert!(
+        wait_until(DEADLINE, || nodes[2].log().contains("etcd unreachable")),
+        "the cut node did not notice:\n{}",
+        nodes[2].log()
+    );
+    etcd.put("frontends/late", &http_frontend("web", "late.example"));
+    on_every_node(&nodes[..2], "a change while a node is cut off", |node| {
+        node.routes_to("late.example", "second")
+    });
+    network.link(2, true);
+    on_every_node(&nodes[2..], "the change after reconnection", |node| {
+        node.routes_to("late.example", "second")
+    });
+
+    // A key deleted while a node is cut off and upgraded (a new main process takes over) is
+    // removed once the link is back: the new process knows what the old one applied.
+    network.link(2, false);
+    etcd.delete("frontends/late");
+    let upgrade = nodes[2].sozu(&["upgrade", "-t", "20000"]);
+    assert!(
+        upgrade.status.success(),
+        "{}{}",
+        text(&upgrade.stdout),
+        text(&upgrade.stderr)
+    );
+    network.link(2, true);
+    on_every_node(
+        &nodes,
+        "a key deleted during an upgrade is removed",
+        |node| {
+            node.get("late.example")
+                .is_some_and(|(status, _)| status == 404)
+        },
+    );
+
+    // etcd stopped: every node keeps serving.
+    etcd.stop();
+    for node in &nodes {
+        assert!(node.routes_to("web.example", "second"), "{}", node.log());
+    }
+
+    // etcd restarted empty: the nodes keep their state until the prefix is written again.
+    etcd.restart_empty();
+    on_every_node(
+        &nodes,
+        "nodes keep their state once etcd is back empty",
+        |node| {
+            etcd.get(&format!("nodes/{}", node.name))
+                .contains("\"keeping_state\":true")
+                && node.routes_to("web.example", "second")
+        },
+    );
+    // Nothing changes, so nothing is written: a node's record does not answer the others'.
+    let revision = || {
+        let output = etcd.ctl(&["get", &format!("{PREFIX}nodes/node-0"), "-w", "json"]);
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        value["header"]["revision"].as_i64()
+    };
+    let before = revision();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(revision(), before, "the nodes keep rewriting their records");
+
+    // Written again with `sozu fleet import`, whose result `sozu fleet export` prints back as
+    // a file that `sozu config check` accepts.
+    let files = tempfile::tempdir().expect("a temporary folder");
+    let routing = files.path().join("routing.toml");
+    fs::write(
+        &routing,
+        format!(
+            "[[listeners]]\nprotocol = \"http\"\naddress = \"0.0.0.0:8080\"\n\
+             [clusters.api]\nprotocol = \"http\"\n\
+             frontends = [{{ address = \"0.0.0.0:8080\", hostname = \"api.example\" }}]\n\
+             backends = [{{ address = \"{}\" }}]\n\
+             [provider.etcd]\nendpoints = [\"http://{}\"]\nprefix = \"{PREFIX}\"\n\
+             node = \"importer\"\n",
+            first.address, etcd.client
+        ),
+    )
+    .expect("write the file to import");
+    let sozu = |args: &[&str]| {
+        let output = Command::new(SOZU)
+            .arg("-c")
+            .arg(&routing)
+            .args(args)
+            .output()
+            .expect("run sozu");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    let imported = sozu(&["fleet", "import"]);
+    assert!(imported.contains("4 key(s) written"), "{imported}");
+    on_every_node(&nodes, "the prefix written again is applied", |node| {
+        node.routes_to("api.example", "first")
+            && node
+                .get("web.example")
+                .is_some_and(|(status, _)| status == 404)
+    });
+    let exported = files.path().join("exported.toml");
+    fs::write(&exported, sozu(&["fleet", "export"])).expect("write the export");
+    let check = Command::new(SOZU)
+        .args(["config", "check", "-c"])
+        .arg(&exported)
+        .output()
+        .expect("run sozu");
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stdout).contains("api.example"),
+        "{}",
+        text(&check.stdout)
+    );
+}
+
+/// The SHA-256 of the certificate's DER, as `openssl` computes it.
+fn certificate_fingerprint(pem: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("openssl's input"),
+        pem.as_bytes(),
+    )
+    .expect("write to openssl");
+    let output = child.wait_with_output().expect("openssl's output");
+    text(&output.stdout)
+        .split_once('=')
+        .map(|(_, digits)| digits.trim().replace(':', "").to_ascii_lowercase())
+        .expect("a fingerprint")
+}
+
+/// TLS with a client certificate, and etcd's authentication: the node's user may write the
+/// prefix, while the name of its certificate is no user at all, so routing works only if both
+/// the TLS settings and the credentials of `[provider.etcd]` are in force.
+#[test]
+fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
+    let etcd = Etcd::start_with(Ipv4Addr::LOCALHOST, Some(Tls::new("edge")));
+    for args in [
+        &["user", "add", "root:root-password"][..],
+        &["user", "add", "sozu:sozu-password"],
+        &["role", "add", "fleet"],
+        &[
+            "role",
+            "grant-permission",
+            "fleet",
+            "--prefix=true",
+            "readwrite",
+            PREFIX,
+        ],
+        &["user", "grant-role", "sozu", "fleet"],
+        &["auth", "enable"],
+    ] {
+        let output = etcd.ctl(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let tls = etcd.tls.as_ref().expect("TLS files");
+    let secure = Backend::start("secure");
+    let prometheus = free_address();
+    let proxy = common::Proxy::start(&format!(
+        "[metrics]\nprometheus_address = \"{prometheus}\"\n\
+         [provider.etcd]\n\
+         endpoints = [\"{}\"]\n\
+         prefix = \"{PREFIX}\"\n\
+         node = \"edge\"\n\
+         ca_certificate = \"{}\"\n\
+         certificate = \"{}\"\n\
+         key = \"{}\"\n\
+         user = \"sozu\"\n\
+         password = \"sozu-password\"\n",
+        etcd.url(),
+        tls.path("ca.pem"),
+        tls.path("client.pem"),
+        tls.path("client.key"),
+    ));
+    etcd.put("clusters/web", &cluster("web"));
+    etcd.put(
+        "backends/web/secure",
+        &backend("web", "secure", secure.address),
+    );
+    etcd.put(
+        "frontends/web",
+        &format!(
+            r#"{{"type":"ADD_HTTP_FRONTEND","cluster_id":"web","address":"{}","hostname":"secure.example"}}"#,
+            proxy.http
+        ),
+    );
+    assert!(
+        wait_until(DEADLINE, || proxy
+            .get("secure.example")
+            .is_ok_and(|answer| answer == (200, "secure".to_string()))),
+        "{}",
+        proxy.log_text()
+    );
+    assert!(
+        wait_until(DEADLINE, || etcd.get("nodes/edge").contains("\"revision\"")),
+        "{}",
+        proxy.log_text()
+    );
+
+    // The provider's figures are among the main process's on the Prometheus endpoint.
+    let (status, scrape) = common::get(prometheus, "metrics").expect("a scrape");
+    assert_eq!(status, 200);
+    for family in [
+        "sozu_fleet_refused_values_total 0",
+        "sozu_fleet_refused_keys 0",
+        "sozu_fleet_disconnections_total 0",
+        "sozu_fleet_applied_revision ",
+    ] {
+        assert!(scrape.contains(family), "{family} missing:\n{scrape}");
+    }
+
+    // A reload of the configuration file keeps what the prefix holds.
+    proxy.ok(&["reload"]);
+    assert_eq!(
+        proxy.get("secure.example").ok(),
+        Some((200, "secure".to_string()))
+    );
+}
