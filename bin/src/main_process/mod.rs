@@ -39,13 +39,16 @@ use sozu_command_lib::{
 };
 use sozu_lib::server::EVENT_RESPONSE_ID;
 
-pub use self::upgrade::{HandoverArgs, run_handed_over};
 use self::{
     command_server::Client,
     listeners::ListenerSockets,
     settings::Settings,
     tasks::{ClientRef, Purpose, Task},
     workers::{PendingRestart, Process, QUICK_DEATH, Worker},
+};
+pub use self::{
+    orders::state_of_config,
+    upgrade::{HandoverArgs, run_handed_over},
 };
 use crate::logging;
 
@@ -168,12 +171,8 @@ pub fn start(config_path: &Path) -> ExitCode {
 /// Builds the state, opens the sockets, writes the pid file and starts the workers.
 fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let started = Instant::now();
-    let mut state = ConfigState::new();
-    for order in config.orders() {
-        orders::apply_order(&mut state, &order).map_err(|error| {
-            anyhow::anyhow!("the configuration's {order} order is refused: {error}")
-        })?;
-    }
+    let mut state = orders::state_of_config(config)
+        .map_err(|error| anyhow::anyhow!("the configuration is refused: {error}"))?;
     if let Some(path) = &settings.saved_state {
         load_saved_state(&mut state, path);
     }

@@ -15,12 +15,13 @@ use std::{
 
 use log::{debug, error, info, warn};
 use sozu_command_lib::{
+    certificate,
     config::Config,
     request::{ListenerAddress, Order, Request, WorkerId},
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState},
     state::ConfigState,
 };
-use sozu_lib::{metrics, protocol::tls};
+use sozu_lib::{metrics, server::validate};
 
 use super::{
     Main, Stop, ok_message, queries,
@@ -166,12 +167,16 @@ impl Main {
         true
     }
 
-    /// One order that changes the state.
+    /// One order of a client that changes the state. A certificate it brings is judged
+    /// against the clock here, once: replaying the state later never judges it again.
     fn change(&mut self, to: Option<ClientRef>, order: Order) {
         if self.refuse_while_stopping(&to) {
             return;
         }
-        if let Err(message) = apply_order(&mut self.state, &order) {
+        let checked = certificate::check_not_expired(&order, certificate::unix_now())
+            .map_err(|error| with_causes(&error))
+            .and_then(|()| apply_order(&mut self.state, &order));
+        if let Err(message) = checked {
             if let Some(to) = &to {
                 self.reply(to, Response::failure(to.request_id.clone(), message));
             }
@@ -632,27 +637,11 @@ fn forward_response(task: &Task, note: Option<&str>) -> Response {
     response
 }
 
-/// Applies an order to a state after the checks only the TLS code can make: a certificate's
-/// key is a key the TLS library uses and matches its certificate; an HTTPS listener's TLS
-/// settings name suites and groups that exist. An order the workers would refuse is refused
-/// here, so the main state never holds what the workers do not.
+/// Applies an order to a state after the check every worker makes
+/// ([`sozu_lib::server::validate`]): an order the main state takes is never refused by a
+/// worker, so the main state never holds what the workers do not.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    let certificates: Vec<&sozu_command_lib::request::CertificateAndKey> = match order {
-        Order::AddCertificate(add) => vec![&add.certificate],
-        Order::ReplaceCertificate(replace) => vec![&replace.new_certificate],
-        Order::AddHttpsListener(listener) => listener.tls.certificate.iter().collect(),
-        Order::UpdateHttpsListenerConfig(update) => {
-            update.tls.certificate.iter().flatten().collect()
-        }
-        _ => Vec::new(),
-    };
-    for certificate in certificates {
-        tls::load_certificate(certificate)
-            .map_err(|error| format!("invalid certificate: {}", with_causes(&error)))?;
-    }
-    if let Order::AddHttpsListener(listener) = order {
-        tls::check_settings(&listener.tls).map_err(|error| with_causes(&error))?;
-    }
+    validate(state, order).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
@@ -734,11 +723,16 @@ fn config_state(path: &Path) -> Result<ConfigState, String> {
                 .join("; ")
         )
     })?;
+    state_of_config(&config).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// The routing state a loaded configuration describes, each order checked as the workers
+/// check it: what `sozu config check` accepts, `sozu start` and a reload accept too.
+pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
     for order in config.orders() {
-        apply_order(&mut state, &order).map_err(|error| {
-            format!("{}: the {order} order is refused: {error}", path.display())
-        })?;
+        apply_order(&mut state, &order)
+            .map_err(|error| format!("the {order} order is refused: {error}"))?;
     }
     Ok(state)
 }

@@ -6,8 +6,8 @@ use super::*;
 use crate::{
     certificate::tests::{CERTIFICATE, KEY, OTHER_CERTIFICATE, OTHER_KEY, certificate_and_key},
     request::{
-        FixedAnswer, LoadBalancingAlgorithm, PathRule, RulePosition, TlsListenerConfig,
-        UpdateTcpListener,
+        FixedAnswer, LoadBalancingAlgorithm, PathRule, PathRuleKind, RulePosition,
+        TlsListenerConfig, UpdateTcpListener,
     },
 };
 
@@ -180,13 +180,13 @@ fn invalid_frontends_are_refused_with_the_reason() {
         value: "(".to_string(),
     };
     let error = refused(&mut state, Order::AddHttpFrontend(regex));
-    assert!(error.contains("invalid path regex"), "{error}");
+    assert!(error.contains("a regular expression"), "{error}");
     let mut method = frontend("api", 80, "example.com");
     method.method = Some("GE T".to_string());
     refused(&mut state, Order::AddHttpFrontend(method));
     let nowhere = HttpFrontend::new(None, address(80), "example.com");
     let error = refused(&mut state, Order::AddHttpFrontend(nowhere.clone()));
-    assert!(error.contains("no cluster"), "{error}");
+    assert!(error.contains("a cluster, or else an `answer`"), "{error}");
     let mut answer = nowhere;
     answer.answer = Some(FixedAnswer {
         status: 200,
