@@ -196,3 +196,6 @@ fn load(address: SocketAddr, certificate: &CertificateAndKey) -> Result<Validate
         .map(Validated::Certificate)
         .map_err(|source| OrderError::Certificate { address, source })
 }
+
+#[cfg(test)]
+mod tests;
