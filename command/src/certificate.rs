@@ -180,8 +180,8 @@ pub(crate) mod tests {
     pub(crate) const OTHER_CERTIFICATE: &str = include_str!("../tests/fixtures/example.pem");
     pub(crate) const OTHER_KEY: &str = include_str!("../tests/fixtures/example.key");
     /// A certificate whose validity ended in 2021.
-    const EXPIRED_CERTIFICATE: &str = include_str!("../tests/fixtures/expired.pem");
-    const EXPIRED_KEY: &str = include_str!("../tests/fixtures/expired.key");
+    pub(crate) const EXPIRED_CERTIFICATE: &str = include_str!("../tests/fixtures/expired.pem");
+    pub(crate) const EXPIRED_KEY: &str = include_str!("../tests/fixtures/expired.key");
 
     pub(crate) fn certificate_and_key(certificate: &str, key: &str) -> CertificateAndKey {
         CertificateAndKey::new(certificate, key)

@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::{
     certificate::{self, CertificateError, CertificateFacts},
     request::{
-        AddBackend, AddCertificate, CertificateAndKey, Cluster, ClusterId, ConnectionLimit,
-        Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
-        HttpsListenerConfig, ListenerAddress, ListenerType, Order, RemoveBackend,
-        RemoveCertificate, ReplaceCertificate, SetHealthCheck, TcpFrontend, TcpListenerConfig,
-        TlsListenerPatch, UpdateHttpListener, UpdateHttpsListener, UpdateTcpListener,
+        AddBackend, AddCertificate, CertificateAndKey, CertificateFilters, Cluster, ClusterId,
+        ConnectionLimit, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
+        HttpListenerPatch, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
+        RemoveBackend, RemoveCertificate, ReplaceCertificate, SetHealthCheck, TcpFrontend,
+        TcpListenerConfig, TlsListenerPatch, UpdateHttpListener, UpdateHttpsListener,
+        UpdateTcpListener,
     },
+    response::CertificateSummary,
     rules::{self, InvalidField},
 };
 
@@ -827,6 +829,38 @@ impl ConfigState {
             })?;
         }
         Ok(state)
+    }
+
+    /// The certificates that pass `filters`: a fingerprint, and a part of one of their names.
+    pub fn certificate_summaries(&self, filters: &CertificateFilters) -> Vec<CertificateSummary> {
+        self.certificates
+            .iter()
+            .flat_map(|(address, certificates)| {
+                certificates
+                    .iter()
+                    .map(move |(fingerprint, certificate)| (address, fingerprint, certificate))
+            })
+            .filter(|(_, fingerprint, _)| {
+                filters
+                    .fingerprint
+                    .as_ref()
+                    .is_none_or(|wanted| wanted == *fingerprint)
+            })
+            .filter(|(_, _, certificate)| {
+                filters.domain.as_ref().is_none_or(|domain| {
+                    certificate
+                        .names
+                        .iter()
+                        .any(|name| name.contains(domain.as_str()))
+                })
+            })
+            .map(|(address, fingerprint, certificate)| CertificateSummary {
+                address: *address,
+                fingerprint: fingerprint.clone(),
+                names: certificate.names.clone(),
+                not_after: Some(certificate.not_after),
+            })
+            .collect()
     }
 
     /// Per-cluster hashes of the routing state, to compare workers cheaply.

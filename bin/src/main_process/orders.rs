@@ -75,7 +75,7 @@ impl Main {
                 self.reply(&to, answer(ResponseContent::ClusterHashes(hashes)));
             }
             Order::QueryCertificatesFromTheState(filters) => {
-                let certificates = queries::certificates(&self.state, &filters);
+                let certificates = self.state.certificate_summaries(&filters);
                 self.reply(&to, answer(ResponseContent::Certificates(certificates)));
             }
             Order::QueryMaxConnectionsPerIp => {

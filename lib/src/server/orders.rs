@@ -83,6 +83,12 @@ impl Server {
                 }
                 Response::ok(id, None)
             }
+            Order::QueryCertificatesFromWorkers(filters) => Response::ok(
+                id,
+                Some(ResponseContent::Certificates(
+                    self.state.certificate_summaries(&filters),
+                )),
+            ),
             Order::QueryClustersHashes => Response::ok(
                 id,
                 Some(ResponseContent::ClusterHashes(self.state.cluster_hashes())),
