@@ -9,6 +9,7 @@
 use std::{
     fs,
     io::{self, BufRead, BufWriter, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -647,12 +648,23 @@ pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String>
 
 /// Writes the state as one order per line, through a temporary file renamed into place so
 /// that a reader never sees half a state. Returns the number of orders.
+///
+/// The state holds private keys: the file is readable and writable by its owner only (0600),
+/// whatever the umask, and whether or not a file was there before.
 pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(STATE_FILE_MODE)
+        .open(&temporary)?;
+    // A temporary file left over by an earlier run keeps its own mode: set it.
+    file.set_permissions(fs::Permissions::from_mode(STATE_FILE_MODE))?;
     let mut writer = CountLines {
-        inner: BufWriter::new(fs::File::create(&temporary)?),
+        inner: BufWriter::new(file),
         lines: 0,
     };
     state.save(&mut writer)?;
@@ -665,6 +677,9 @@ pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
     fs::rename(&temporary, path)?;
     Ok(lines)
 }
+
+/// Owner read and write, nothing for others: a state file holds private keys.
+const STATE_FILE_MODE: u32 = 0o600;
 
 /// A writer that counts the lines written through it.
 struct CountLines<W> {
@@ -735,4 +750,30 @@ pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
             .map_err(|error| format!("the {order} order is refused: {error}"))?;
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Issue 10, item 6: the state file, which holds private keys, was created with the umask
+    /// (0644 usually) and kept the mode of a file it replaced.
+    #[test]
+    fn the_state_file_is_private_even_when_it_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_state(&ConfigState::new(), &path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let leftover = dir.path().join("state.json.tmp");
+        fs::write(&leftover, "").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o666)).unwrap();
+        save_state(&ConfigState::new(), &path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
 }
