@@ -322,7 +322,8 @@ impl Main {
         ExitCode::SUCCESS
     }
 
-    /// Until the next deadline: a task's, a stop's, a closing worker's, or a delayed restart.
+    /// Until the next deadline: a task's, a stop's, a closing worker's, a delayed restart, or a
+    /// scrape's.
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let tasks = self.tasks.values().map(|task| task.deadline);
@@ -341,6 +342,7 @@ impl Main {
             .chain(closing)
             .chain(retiring)
             .chain(restarts)
+            .chain(self.next_scrape_deadline())
             .chain(std::iter::once(self.next_expiry_check))
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
@@ -356,6 +358,7 @@ impl Main {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        self.close_late_scrapes(now);
         self.stop_retired_workers(now);
         self.restart_pending_workers(now);
         if now >= self.next_expiry_check {
