@@ -166,7 +166,14 @@ impl Main {
                 .replacement
                 .as_ref()
                 .is_some_and(|replacement| replacement.is_for(id))
-            || matches!(&self.pending_main_upgrade, Some(Some(c)) if c.client == id);
+            || self
+                .pending_main_upgrade
+                .as_ref()
+                .is_some_and(|pending| pending.is_for(id))
+            || self
+                .successor
+                .as_ref()
+                .is_some_and(|successor| successor.is_for(id));
         if !waiting {
             self.disconnect(id);
         }

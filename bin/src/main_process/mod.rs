@@ -24,12 +24,13 @@ use std::{
     io::ErrorKind,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use log::{error, info, warn};
-use mio::{Events, Interest, Poll, Token, net::UnixListener};
+use mio::{Events, Interest, Poll, Token, Waker, net::UnixListener};
 use slab::Slab;
 use sozu_command_lib::{
     config::Config,
@@ -55,8 +56,10 @@ use crate::logging;
 const COMMAND_SOCKET: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const PROMETHEUS: Token = Token(2);
+/// The handover thread of an upgrade wakes the loop with this token.
+const HANDOVER: Token = Token(3);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 3;
+const FIRST_OWNER_TOKEN: usize = 4;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -113,8 +116,12 @@ pub struct Main {
     signals: signal_hook_mio::v1_0::Signals,
     stop: Option<Stop>,
     replacement: Option<upgrade::Replacement>,
-    /// An upgrade of the main process waiting for in-flight tasks to end.
-    pending_main_upgrade: Option<Option<ClientRef>>,
+    /// An upgrade of the main process waiting for in-flight tasks to end and channels to drain.
+    pending_main_upgrade: Option<upgrade::PendingUpgrade>,
+    /// The new main process of an upgrade, being handed everything.
+    successor: Option<upgrade::Successor>,
+    /// Wakes the loop from the handover thread.
+    waker: Arc<Waker>,
     /// Orders received from clients since start, by name.
     request_counts: BTreeMap<&'static str, u64>,
     /// The log filter in force, given to workers started from now on.
@@ -250,6 +257,8 @@ impl Main {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("cannot register the signals")?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), HANDOVER).context("cannot create a waker")?);
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -271,6 +280,8 @@ impl Main {
             stop: None,
             replacement: None,
             pending_main_upgrade: None,
+            successor: None,
+            waker,
             request_counts: BTreeMap::new(),
             exit: None,
             prometheus: None,
@@ -300,6 +311,7 @@ impl Main {
                     COMMAND_SOCKET => self.accept_clients(),
                     SIGNALS => self.handle_signals(),
                     PROMETHEUS => self.accept_scrapes(),
+                    HANDOVER => self.check_successor(),
                     token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
                         Some(Owner::Client(id)) => {
                             self.client_ready(id, event.is_readable(), event.is_writable())
@@ -337,7 +349,12 @@ impl Main {
             .values()
             .filter_map(|worker| worker.soft_stop_at);
         let restarts = self.pending_restarts.values().map(|pending| pending.at);
+        let upgrade = self
+            .pending_main_upgrade
+            .as_ref()
+            .and_then(upgrade::PendingUpgrade::flush_deadline);
         tasks
+            .chain(upgrade)
             .chain(kill)
             .chain(closing)
             .chain(retiring)
@@ -359,8 +376,6 @@ impl Main {
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         self.close_late_scrapes(now);
-        self.stop_retired_workers(now);
-        self.restart_pending_workers(now);
         if now >= self.next_expiry_check {
             self.next_expiry_check = now + EXPIRY_CHECK_INTERVAL;
             for event in self.expiring_certificates() {
@@ -368,6 +383,12 @@ impl Main {
                 self.broadcast(event);
             }
         }
+        if self.is_handing_over() {
+            // The workers are the new process's business until the handover ends.
+            return;
+        }
+        self.stop_retired_workers(now);
+        self.restart_pending_workers(now);
         let expired: Vec<u64> = self
             .tasks
             .iter()
@@ -544,12 +565,19 @@ impl Main {
             .collect()
     }
 
-    /// Starts a task: sends `orders` to each of `targets` under the task's id.
+    /// Starts a task: sends `orders` to each of `targets` under the task's id. During a
+    /// handover the workers' channels belong to the new process: the task fails at once.
     fn start_task(&mut self, mut task: Task, targets: &[u32], orders: &[Order]) -> u64 {
         self.next_task += 1;
         let id = self.next_task;
         let request_id = id.to_string();
+        let handing_over = self.is_handing_over();
         for worker_id in targets {
+            if handing_over {
+                let why = "not asked: the main process is handing over to a new one";
+                task.fail(*worker_id, why.to_string());
+                continue;
+            }
             let Some(worker) = self.workers.get_mut(worker_id) else {
                 continue;
             };

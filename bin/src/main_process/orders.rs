@@ -157,13 +157,19 @@ impl Main {
         self.start_task(task, &targets, &[order]);
     }
 
+    /// Refuses a change while the proxy stops, or while the state is handed to a new main
+    /// process (which gets it as it was). Returns whether it refused.
     fn refuse_while_stopping(&mut self, to: &Option<ClientRef>) -> bool {
-        if self.stop.is_none() {
+        let refusal = if self.stop.is_some() {
+            "sozu is stopping"
+        } else if self.is_handing_over() {
+            "an upgrade of the main process is in progress: try again when it ends"
+        } else {
             return false;
-        }
-        if let Some(to) = to {
-            let response = Response::failure(to.request_id.clone(), "sozu is stopping");
-            self.reply(to, response);
+        };
+        match to {
+            Some(to) => self.reply(to, Response::failure(to.request_id.clone(), refusal)),
+            None => warn!("refused: {refusal}"),
         }
         true
     }
@@ -378,6 +384,9 @@ impl Main {
 
     /// One less worker (SIGTTOU): the newest serving worker finishes its sessions and exits.
     pub(super) fn one_less_worker(&mut self) {
+        if self.refuse_while_stopping(&None) {
+            return;
+        }
         let serving = self.serving_workers();
         if serving.len() <= 1 {
             warn!(
@@ -397,6 +406,7 @@ impl Main {
     /// once they are gone.
     pub(super) fn begin_stop(&mut self, hard: bool, to: Option<ClientRef>) {
         let kind = if hard { "hard" } else { "soft" };
+        self.abort_handover(&format!("a {kind} stop was asked"));
         if let Some(to) = &to {
             let message = format!("{kind} stop of {} worker(s)", self.workers.len());
             self.reply(to, Response::processing(to.request_id.clone(), message));
