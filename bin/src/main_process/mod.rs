@@ -184,7 +184,10 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
         load_saved_state(&mut state, path);
     }
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let command_listener = command_server::bind(&settings.command_socket)?;
+    let command_listener = command_server::bind(
+        &settings.command_socket,
+        settings.command_allowed_uids.is_some(),
+    )?;
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
