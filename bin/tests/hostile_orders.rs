@@ -111,7 +111,7 @@ impl Generator {
         let text = self.text(&["<p>busy</p>", "HTTP/1.1 503 Busy\r\nX-A: b\r\n\r\nbody"]);
         let code = self.random.mostly(&["503", "404"], &["200", "999", "x"]);
         let broken = self.random.mostly(
-            &[text.clone()],
+            std::slice::from_ref(&text),
             &[
                 json!("HTTP/1.1 abc\r\n\r\n"),
                 json!("HTTP/1.1 503 X\r\nA: b\rInjected: 1\r\n\r\n"),

@@ -578,7 +578,7 @@ impl Main {
         for worker_id in targets {
             if handing_over {
                 let why = "not asked: the main process is handing over to a new one";
-                task.fail(*worker_id, why.to_string());
+                task.fail(*worker_id, why);
                 continue;
             }
             let Some(worker) = self.workers.get_mut(worker_id) else {
