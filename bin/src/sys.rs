@@ -1,11 +1,12 @@
 //! The few system calls the binary makes without a safe std API: descriptor flags for handing
-//! sockets to a child across `exec`, signalling a process that is not our child, and the umask
-//! around the creation of the command socket.
+//! sockets to a child across `exec`, signalling a process that is not our child, the umask
+//! around the creation of the command socket, and who is at the other end of it.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
     unsafe_code,
-    reason = "fcntl, kill and umask are FFI calls with no safe std equivalent"
+    reason = "fcntl, kill, umask, geteuid and getsockopt are FFI calls with no safe std \
+              equivalent"
 )]
 
 use std::{
@@ -84,4 +85,37 @@ pub fn with_umask<T>(mask: libc::mode_t, create: impl FnOnce() -> T) -> T {
     // SAFETY: as above, restoring the mask that was in force.
     unsafe { libc::umask(previous) };
     result
+}
+
+/// The effective user id of this process.
+pub fn own_uid() -> u32 {
+    // SAFETY: geteuid(2) takes nothing, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The user and process at the other end of a connected Unix socket, as the kernel recorded
+/// them when it connected (`SO_PEERCRED`).
+pub fn peer_credentials(socket: &impl AsRawFd) -> io::Result<(u32, i32)> {
+    let mut credentials = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut length = libc::socklen_t::try_from(std::mem::size_of::<libc::ucred>())
+        .map_err(|_| io::Error::other("ucred does not fit a socklen_t"))?;
+    // SAFETY: getsockopt(2) writes at most `length` bytes into `credentials`, a `ucred` that
+    // lives through the call, and `length` says its size; the descriptor stays open.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::from_mut(&mut credentials).cast(),
+            &mut length,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((credentials.uid, credentials.pid))
 }

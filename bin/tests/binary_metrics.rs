@@ -245,3 +245,62 @@ fn a_certificate_about_to_expire_is_reported_to_event_subscribers() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+/// Connections to the endpoint the main process may hold at once (`MAX_SCRAPES`), and how long
+/// a scraper may stay silent (`SCRAPE_TIMEOUT`).
+const MAX_SCRAPES: usize = 64;
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The descriptors process `pid` has open.
+fn open_descriptors(pid: i64) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
+
+/// Issue 10, item 7: idle connections to the Prometheus endpoint piled up in the main process
+/// (no timeout, no cap) until it ran out of descriptors.
+#[test]
+fn idle_and_slow_scrapers_cannot_pile_up_in_the_main_process() {
+    let prometheus = free_address();
+    let proxy = Proxy::start(&format!(
+        "[metrics]\nprometheus_address = \"{prometheus}\"\n"
+    ));
+    let main = proxy.main_pid().expect("a pid file");
+    let before = open_descriptors(main);
+
+    // A slow-loris scraper: one byte of its request head now and then, for ever.
+    let slow = TcpStream::connect(prometheus).expect("connect");
+    let mut trickle = slow.try_clone().expect("clone the stream");
+    thread::spawn(move || {
+        for byte in b"GET /metrics HTTP/1.1\r\nX: ".iter().cycle() {
+            if trickle.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    let idle: Vec<TcpStream> = (0..MAX_SCRAPES + 8)
+        .map(|_| TcpStream::connect(prometheus).expect("connect"))
+        .collect();
+    assert!(wait_until(DEADLINE, || open_descriptors(main) >= before + MAX_SCRAPES));
+    let held = open_descriptors(main) - before;
+    assert!(held <= MAX_SCRAPES + 2, "{held} connections held");
+
+    // The slow scraper is closed once its time is up, however it trickles.
+    let started = std::time::Instant::now();
+    let mut reader = slow;
+    reader
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    let mut buffer = [0u8; 64];
+    let closed = matches!(reader.read(&mut buffer), Ok(0) | Err(_));
+    assert!(
+        closed && started.elapsed() < SCRAPE_TIMEOUT * 3,
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A scraper still gets its figures: slots free up as the silent ones are closed.
+    let answer = scrape(prometheus);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    drop(idle);
+}

@@ -148,3 +148,147 @@ fn sighup_reloads_the_file_under_load() {
         failures.len()
     );
 }
+
+/// How long the command socket may take to answer a query the main process answers itself,
+/// whatever a worker or a new main process does.
+const RESPONSIVE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs `sozu ARGS` and checks that it succeeds within [`RESPONSIVE`].
+fn answers_quickly(proxy: &Proxy, args: &[&str]) {
+    let started = std::time::Instant::now();
+    let output = proxy.sozu(args);
+    assert!(
+        output.status.success(),
+        "sozu {args:?}: {}",
+        common::text(&output.stderr)
+    );
+    assert!(
+        started.elapsed() < RESPONSIVE,
+        "sozu {args:?} took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Issue 10, item 8: the old main process waited for a new one in blocking calls, so a new
+/// main process that hangs (here, one that stops itself with SIGSTOP) left the command socket
+/// unanswered for the whole handover timeout.
+#[test]
+fn a_new_main_process_that_hangs_leaves_the_old_one_answering() {
+    let (dir, config, http) = Proxy::prepare("");
+    let program = dir.path().join("sozu-copy");
+    std::fs::copy(common::SOZU, &program).expect("copy the binary");
+    let proxy = Proxy::start_program(&program, dir, config, http);
+    let backend = Backend::start("kept");
+    proxy.route("app", "app.test", &backend);
+    let main = proxy.main_pid();
+
+    // The binary on disk is now a program that stops itself once started.
+    let successor_pid = proxy.dir.path().join("successor.pid");
+    std::fs::remove_file(&program).expect("remove the copy");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho $$ > {}.tmp && mv {0}.tmp {0}\nkill -STOP $$\n",
+            successor_pid.display()
+        ),
+    )
+    .expect("write the script");
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("make it executable");
+
+    thread::scope(|scope| {
+        let upgrade = scope.spawn(|| proxy.sozu(&["upgrade", "-t", "60000"]));
+        assert!(wait_until(DEADLINE, || successor_pid.exists()));
+        let successor: i64 = std::fs::read_to_string(&successor_pid)
+            .expect("the successor's pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+
+        // The handover waits for the stopped process; the old main process answers.
+        answers_quickly(&proxy, &["listener", "list"]);
+        answers_quickly(&proxy, &["status"]);
+        let error = proxy.fails(&["cluster", "add", "-i", "late"]);
+        assert!(error.contains("upgrade"), "{error}");
+        assert_eq!(proxy.get("app.test").unwrap(), (200, "kept".to_string()));
+
+        // Once the new process is gone, the upgrade fails and everything goes on as before.
+        kill(successor, "KILL");
+        let output = upgrade.join().expect("the upgrade command");
+        assert!(!output.status.success());
+        assert!(
+            common::text(&output.stderr).contains("upgrade failed"),
+            "{}",
+            common::text(&output.stderr)
+        );
+    });
+    assert_eq!(proxy.main_pid(), main);
+    proxy.ok(&["cluster", "add", "-i", "late"]);
+    assert_eq!(proxy.get("app.test").unwrap(), (200, "kept".to_string()));
+}
+
+/// Sends one order as a JSON line on the command socket and returns the final answer's
+/// status and message.
+fn raw_order(socket: &std::path::Path, order: &serde_json::Value) -> (String, String) {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    let line = serde_json::json!({ "id": "raw", "order": order });
+    std::io::Write::write_all(&mut stream, format!("{line}\n").as_bytes()).expect("send");
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
+        let response: serde_json::Value =
+            serde_json::from_str(&line.expect("an answer")).expect("JSON");
+        if response["status"] != "PROCESSING" {
+            return (
+                response["status"].as_str().unwrap_or_default().to_string(),
+                response["message"].as_str().unwrap_or_default().to_string(),
+            );
+        }
+    }
+    panic!("no final answer");
+}
+
+/// Issue 10, item 8: a worker that stopped reading (here, stopped with SIGSTOP) with orders
+/// queued for it made the upgrade write to its channel in blocking mode, for ever.
+#[test]
+fn a_hung_worker_fails_the_upgrade_and_the_main_process_keeps_answering() {
+    // A short `worker_timeout`: the order waits for it, then the upgrade for the channel.
+    let (dir, config, http) = Proxy::prepare("");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    std::fs::write(
+        &config,
+        text.replace("worker_timeout = 5", "worker_timeout = 1"),
+    )
+    .expect("write the configuration");
+    let proxy = Proxy::start_with(dir, config, http);
+    let pids = proxy.worker_pids();
+    kill(pids[0], "STOP");
+    // An order larger than the socket buffer: part of it stays queued for the stopped worker.
+    let order = serde_json::json!({
+        "type": "ADD_CLUSTER",
+        "cluster_id": "big",
+        "answers": { "503": "x".repeat(1 << 20) },
+    });
+    let (status, message) = raw_order(&proxy.socket, &order);
+    assert_eq!(status, "FAILURE", "{message}");
+    assert!(message.contains("NOT_ANSWERING"), "{message}");
+
+    thread::scope(|scope| {
+        let upgrade = scope.spawn(|| proxy.sozu(&["upgrade", "-t", "60000"]));
+        // While the upgrade waits for the worker's channel to drain, and after it gave up.
+        while !upgrade.is_finished() {
+            answers_quickly(&proxy, &["listener", "list"]);
+            thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let output = upgrade.join().expect("the upgrade command");
+        let stderr = common::text(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("did not read its channel"), "{stderr}");
+    });
+    answers_quickly(&proxy, &["listener", "list"]);
+    kill(pids[0], "KILL");
+}

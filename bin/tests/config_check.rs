@@ -125,3 +125,22 @@ fn missing_config_file_fails() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("pass -c/--config FILE"));
 }
+
+/// Issue 10, item 4: what the workers would refuse (here a template naming a capture the
+/// frontend cannot have) passed the check, then failed in the workers.
+#[test]
+fn orders_the_workers_would_refuse_fail_the_check() {
+    let folder = tempfile::tempdir().unwrap();
+    let config = folder.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:8080\"\n\
+         [clusters.c]\nprotocol = \"http\"\n\
+         frontends = [{ address = \"127.0.0.1:8080\", hostname = \"a.test\", rewrite_host = \"$HOST[3]\" }]\n",
+    )
+    .unwrap();
+    let output = check(env!("CARGO_BIN_EXE_sozu"), &config, &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`$HOST[3]` does not exist"), "{stderr}");
+}

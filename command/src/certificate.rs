@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use x509_parser::{extensions::GeneralName, prelude::FromDer};
 
-use crate::request::{CertificateAndKey, Fingerprint};
+use crate::request::{CertificateAndKey, Fingerprint, Order};
 
 /// The facts read from a certificate and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,18 +94,28 @@ fn is_private_key_pem(pem: &str) -> bool {
         })
 }
 
-/// [`inspect`], refusing a certificate whose validity has ended unless `allow_expired`.
-pub fn inspect_valid(
-    certificate: &CertificateAndKey,
-    allow_expired: bool,
-) -> Result<CertificateFacts, CertificateError> {
+/// Refuses the certificate a client's order brings (`ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`)
+/// when its validity ended before `now` (seconds since the epoch), unless the order allows it.
+///
+/// Only the main process calls this, once, when a client gives the order: the state and the
+/// workers never judge time, so a state that holds a certificate which expired since is
+/// replayed whole (by a restarted worker, a new main process, a state file).
+pub fn check_not_expired(order: &Order, now: i64) -> Result<(), CertificateError> {
+    let (certificate, allow_expired) = match order {
+        Order::AddCertificate(add) => (&add.certificate, add.allow_expired),
+        Order::ReplaceCertificate(replace) => (&replace.new_certificate, replace.allow_expired),
+        _ => return Ok(()),
+    };
+    if allow_expired {
+        return Ok(());
+    }
     let facts = inspect(certificate)?;
-    if !allow_expired && facts.is_expired_at(unix_now()) {
+    if facts.is_expired_at(now) {
         return Err(CertificateError::Expired {
             not_after: facts.not_after,
         });
     }
-    Ok(facts)
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.
@@ -170,8 +180,8 @@ pub(crate) mod tests {
     pub(crate) const OTHER_CERTIFICATE: &str = include_str!("../tests/fixtures/example.pem");
     pub(crate) const OTHER_KEY: &str = include_str!("../tests/fixtures/example.key");
     /// A certificate whose validity ended in 2021.
-    const EXPIRED_CERTIFICATE: &str = include_str!("../tests/fixtures/expired.pem");
-    const EXPIRED_KEY: &str = include_str!("../tests/fixtures/expired.key");
+    pub(crate) const EXPIRED_CERTIFICATE: &str = include_str!("../tests/fixtures/expired.pem");
+    pub(crate) const EXPIRED_KEY: &str = include_str!("../tests/fixtures/expired.key");
 
     pub(crate) fn certificate_and_key(certificate: &str, key: &str) -> CertificateAndKey {
         CertificateAndKey::new(certificate, key)
@@ -215,12 +225,19 @@ pub(crate) mod tests {
 
     #[test]
     fn expired_is_refused_unless_allowed() {
-        let expired = certificate_and_key(EXPIRED_CERTIFICATE, EXPIRED_KEY);
+        let order = |certificate: &str, key: &str, allow_expired| {
+            Order::AddCertificate(crate::request::AddCertificate {
+                address: "127.0.0.1:443".parse().unwrap(),
+                certificate: certificate_and_key(certificate, key),
+                allow_expired,
+            })
+        };
+        let now = unix_now();
         assert!(matches!(
-            inspect_valid(&expired, false),
+            check_not_expired(&order(EXPIRED_CERTIFICATE, EXPIRED_KEY, false), now),
             Err(CertificateError::Expired { .. })
         ));
-        assert!(inspect_valid(&expired, true).is_ok());
-        assert!(inspect_valid(&certificate_and_key(CERTIFICATE, KEY), false).is_ok());
+        assert!(check_not_expired(&order(EXPIRED_CERTIFICATE, EXPIRED_KEY, true), now).is_ok());
+        assert!(check_not_expired(&order(CERTIFICATE, KEY, false), now).is_ok());
     }
 }

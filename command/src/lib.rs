@@ -7,11 +7,13 @@
 //! Only [`scm`] (file descriptor passing) uses `unsafe`; every other module is safe code.
 #![deny(unsafe_code)]
 
+pub mod answer;
 pub mod certificate;
 pub mod channel;
 pub mod config;
 pub mod hostname;
 pub mod request;
 pub mod response;
+pub mod rules;
 pub mod scm;
 pub mod state;

@@ -17,15 +17,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     certificate::{self, CertificateError, CertificateFacts},
-    hostname::{self, HostnameError},
     request::{
-        AddBackend, AddCertificate, CertificateAndKey, Cluster, ClusterId, ConnectionLimit,
-        Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
-        HttpsListenerConfig, ListenerAddress, ListenerType, Order, PathRuleKind, RedirectPolicy,
+        AddBackend, AddCertificate, CertificateAndKey, CertificateFilters, Cluster, ClusterId,
+        ConnectionLimit, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
+        HttpListenerPatch, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
         RemoveBackend, RemoveCertificate, ReplaceCertificate, SetHealthCheck, TcpFrontend,
         TcpListenerConfig, TlsListenerPatch, UpdateHttpListener, UpdateHttpsListener,
         UpdateTcpListener,
     },
+    response::CertificateSummary,
+    rules::{self, InvalidField},
 };
 
 /// A listener's settings and whether it accepts connections.
@@ -39,6 +40,10 @@ pub struct ListenerState<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateState {
     pub certificate: CertificateAndKey,
+    /// As the order that added it said. The state never judges a certificate's validity
+    /// against the clock: the main process does, once, for the orders of its clients (see
+    /// [`certificate::check_not_expired`]), so that replaying a state (a restarted worker, an
+    /// upgrade, a state file) always rebuilds it whole, expired certificates included.
     pub allow_expired: bool,
     pub names: Vec<String>,
     pub not_after: i64,
@@ -83,8 +88,8 @@ pub enum StateError {
     },
     #[error("no cluster `{0}`")]
     NoCluster(String),
-    #[error("the cluster id is empty")]
-    EmptyClusterId,
+    #[error(transparent)]
+    InvalidField(#[from] InvalidField),
     #[error("cluster `{cluster}` already has a backend `{backend}`")]
     BackendExists { cluster: String, backend: String },
     #[error("cluster `{cluster}` has no backend `{backend}`")]
@@ -96,8 +101,6 @@ pub enum StateError {
         actual: SocketAddr,
         given: SocketAddr,
     },
-    #[error("the backend id is empty")]
-    EmptyBackendId,
     #[error("a frontend for {0} already exists")]
     FrontendExists(FrontendKey),
     #[error("no frontend for {0}")]
@@ -109,16 +112,6 @@ pub enum StateError {
         address: SocketAddr,
         cluster: String,
     },
-    #[error(transparent)]
-    Hostname(#[from] HostnameError),
-    #[error("invalid path regex `{path}`")]
-    PathRegex { path: String, source: regex::Error },
-    #[error("invalid method `{0}`: a method is a token such as GET")]
-    Method(String),
-    #[error("frontend {0} forwards to no cluster: give it a cluster, a redirect, or an answer")]
-    FrontendWithoutTarget(FrontendKey),
-    #[error("invalid answer status {0}: expected 100 to 599")]
-    AnswerStatus(u16),
     #[error("invalid certificate for {address}")]
     Certificate {
         address: SocketAddr,
@@ -141,8 +134,10 @@ impl ConfigState {
         ConfigState::default()
     }
 
-    /// Validates `order` and applies it. On error the state is unchanged.
+    /// Validates `order` (its fields by [`rules::check_order`], then against the state) and
+    /// applies it. On error the state is unchanged.
     pub fn apply(&mut self, order: &Order) -> Result<(), StateError> {
+        rules::check_order(order)?;
         match order {
             Order::AddCluster(cluster) => self.add_cluster(cluster),
             Order::RemoveCluster(id) => self.remove_cluster(id),
@@ -206,9 +201,6 @@ impl ConfigState {
     /// Adds a cluster, or replaces the settings of an existing one (its frontends and backends
     /// stay), as Sōzu does: the CLI changes a cluster by sending it again.
     fn add_cluster(&mut self, cluster: &Cluster) -> Result<(), StateError> {
-        if cluster.cluster_id.is_empty() {
-            return Err(StateError::EmptyClusterId);
-        }
         self.clusters
             .insert(cluster.cluster_id.clone(), cluster.clone());
         Ok(())
@@ -231,9 +223,6 @@ impl ConfigState {
     }
 
     fn add_backend(&mut self, backend: &AddBackend) -> Result<(), StateError> {
-        if backend.backend_id.is_empty() {
-            return Err(StateError::EmptyBackendId);
-        }
         self.require_cluster(&backend.cluster_id)?;
         match self
             .backends
@@ -304,7 +293,6 @@ impl ConfigState {
         kind: ListenerType,
     ) -> Result<(), StateError> {
         self.require_listener(frontend.address, kind)?;
-        validate_http_frontend(frontend)?;
         if let Some(cluster_id) = &frontend.cluster_id {
             self.require_cluster(cluster_id)?;
         }
@@ -369,15 +357,14 @@ impl ConfigState {
     fn inspect_certificate(
         address: SocketAddr,
         certificate: &CertificateAndKey,
-        allow_expired: bool,
     ) -> Result<CertificateFacts, StateError> {
-        certificate::inspect_valid(certificate, allow_expired)
+        certificate::inspect(certificate)
             .map_err(|source| StateError::Certificate { address, source })
     }
 
     fn add_certificate(&mut self, add: &AddCertificate) -> Result<(), StateError> {
         self.require_listener(add.address, ListenerType::Https)?;
-        let facts = Self::inspect_certificate(add.address, &add.certificate, add.allow_expired)?;
+        let facts = Self::inspect_certificate(add.address, &add.certificate)?;
         let certificates = self.certificates.entry(add.address).or_default();
         if certificates.contains_key(&facts.fingerprint) {
             return Err(StateError::CertificateExists {
@@ -400,8 +387,7 @@ impl ConfigState {
     fn replace_certificate(&mut self, replace: &ReplaceCertificate) -> Result<(), StateError> {
         let address = replace.address;
         self.require_listener(address, ListenerType::Https)?;
-        let facts =
-            Self::inspect_certificate(address, &replace.new_certificate, replace.allow_expired)?;
+        let facts = Self::inspect_certificate(address, &replace.new_certificate)?;
         let no_old = || StateError::NoCertificate {
             address,
             fingerprint: replace.old_fingerprint.clone(),
@@ -472,7 +458,7 @@ impl ConfigState {
         let address = config.http.address;
         self.require_free_address(address)?;
         if let Some(certificate) = &config.tls.certificate {
-            Self::inspect_certificate(address, certificate, true)?;
+            Self::inspect_certificate(address, certificate)?;
         }
         self.https_listeners.insert(
             address,
@@ -554,7 +540,7 @@ impl ConfigState {
 
     fn update_https_listener(&mut self, update: &UpdateHttpsListener) -> Result<(), StateError> {
         if let Some(Some(certificate)) = &update.tls.certificate {
-            Self::inspect_certificate(update.address, certificate, true)?;
+            Self::inspect_certificate(update.address, certificate)?;
         }
         let listener =
             self.https_listeners
@@ -845,6 +831,38 @@ impl ConfigState {
         Ok(state)
     }
 
+    /// The certificates that pass `filters`: a fingerprint, and a part of one of their names.
+    pub fn certificate_summaries(&self, filters: &CertificateFilters) -> Vec<CertificateSummary> {
+        self.certificates
+            .iter()
+            .flat_map(|(address, certificates)| {
+                certificates
+                    .iter()
+                    .map(move |(fingerprint, certificate)| (address, fingerprint, certificate))
+            })
+            .filter(|(_, fingerprint, _)| {
+                filters
+                    .fingerprint
+                    .as_ref()
+                    .is_none_or(|wanted| wanted == *fingerprint)
+            })
+            .filter(|(_, _, certificate)| {
+                filters.domain.as_ref().is_none_or(|domain| {
+                    certificate
+                        .names
+                        .iter()
+                        .any(|name| name.contains(domain.as_str()))
+                })
+            })
+            .map(|(address, fingerprint, certificate)| CertificateSummary {
+                address: *address,
+                fingerprint: fingerprint.clone(),
+                names: certificate.names.clone(),
+                not_after: Some(certificate.not_after),
+            })
+            .collect()
+    }
+
     /// Per-cluster hashes of the routing state, to compare workers cheaply.
     pub fn cluster_hashes(&self) -> BTreeMap<String, u64> {
         use std::hash::{Hash, Hasher};
@@ -871,39 +889,6 @@ impl ConfigState {
             })
             .collect()
     }
-}
-
-/// Checks what an HTTP frontend can get wrong by itself, before it meets the state.
-fn validate_http_frontend(frontend: &HttpFrontend) -> Result<(), StateError> {
-    hostname::parse_pattern(&frontend.hostname)?;
-    if frontend.path.kind == PathRuleKind::Regex {
-        regex::Regex::new(&frontend.path.value).map_err(|source| StateError::PathRegex {
-            path: frontend.path.value.clone(),
-            source,
-        })?;
-    }
-    if let Some(method) = &frontend.method {
-        if method.is_empty() || !method.bytes().all(is_token_byte) {
-            return Err(StateError::Method(method.clone()));
-        }
-    }
-    if let Some(answer) = &frontend.answer {
-        if !(100..=599).contains(&answer.status) {
-            return Err(StateError::AnswerStatus(answer.status));
-        }
-    }
-    if frontend.cluster_id.is_none()
-        && frontend.answer.is_none()
-        && frontend.redirect == RedirectPolicy::Forward
-    {
-        return Err(StateError::FrontendWithoutTarget(frontend.key()));
-    }
-    Ok(())
-}
-
-/// A `tchar` of RFC 9110 §5.6.2.
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// Why a saved state could not be loaded; names the line.

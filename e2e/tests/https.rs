@@ -233,7 +233,6 @@ fn bad_certificates_are_refused_with_their_reason() {
             },
             "does not match",
         ),
-        (certificate("expired"), "expired"),
     ];
     for (bad, reason) in cases {
         let response = worker.order(Order::AddCertificate(AddCertificate {
@@ -251,10 +250,12 @@ fn bad_certificates_are_refused_with_their_reason() {
             response.message
         );
     }
+    // A worker never judges a certificate against the clock: the main process does, once,
+    // for its clients' orders, so that a replayed state loads whole (issue 10, item 5).
     worker.ok(Order::AddCertificate(AddCertificate {
         address,
         certificate: certificate("expired"),
-        allow_expired: true,
+        allow_expired: false,
     }));
 }
 

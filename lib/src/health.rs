@@ -16,7 +16,7 @@ use std::{
 use mio::{Token, net::TcpStream};
 use sozu_command_lib::request::HealthCheckConfig;
 
-use crate::backends::BackendKey;
+use crate::{backends::BackendKey, timer};
 
 /// The longest answer head read: the status line is all that matters.
 const MAX_RESPONSE: usize = 1024;
@@ -61,7 +61,7 @@ impl Probe {
             backend,
             stream,
             token,
-            deadline: now + check.timeout,
+            deadline: timer::later(now, check.timeout),
             request,
             written: 0,
             response: Vec::with_capacity(128),
@@ -244,6 +244,21 @@ mod tests {
             probe_against(b"SSH-2.0-OpenSSH\r\n").0,
             ProbeOutcome::Unhealthy(_)
         ));
+    }
+
+    /// Issue 10, item 3: a health check timeout of u64::MAX seconds panicked the worker.
+    #[test]
+    fn a_huge_timeout_starts_a_probe_without_panicking() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let check = HealthCheckConfig {
+            timeout: Duration::from_secs(u64::MAX),
+            ..check()
+        };
+        let key = crate::backends::tests::key_for_tests();
+        let now = Instant::now();
+        let probe =
+            Probe::start(key, listener.local_addr().unwrap(), &check, Token(1), now).unwrap();
+        assert!(probe.deadline > now + Duration::from_secs(365 * 24 * 3600));
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::{
     router::Router,
     session::{Action, BackConnection, Context, Session, Stage},
     socket::{Endpoint, Ready, Transfer, Unread},
-    timer::TimeoutKind,
+    timer::{self, TimeoutKind},
 };
 
 /// An HTTP or HTTPS listener as sessions see it: settings, routes and answers.
@@ -384,11 +384,13 @@ fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
     let key = session.timer_key(TimeoutKind::Front);
     let timeouts = session.timeouts;
     let deadline = match http.exchange.head_started {
-        Some(started) => started + timeouts.request,
+        Some(started) => timer::later(started, timeouts.request),
         // A new connection (its TLS handshake included) has the request timeout, when shorter,
         // to send its first request: holding connections open costs a client nothing.
-        None if http.served == 0 => session.started + timeouts.front.min(timeouts.request),
-        None => http.idle_since + timeouts.front,
+        None if http.served == 0 => {
+            timer::later(session.started, timeouts.front.min(timeouts.request))
+        }
+        None => timer::later(http.idle_since, timeouts.front),
     };
     if session.front_timeout.deadline() != Some(deadline) {
         session.front_timeout.set(deadline, key, context.timers);

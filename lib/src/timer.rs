@@ -12,6 +12,19 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The furthest a deadline is set: far beyond any timeout the rules accept
+/// ([`sozu_command_lib::rules::TIMEOUT`]), and still representable by an `Instant`.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + after`, without the panic of `Instant + Duration` on overflow: `after` comes from
+/// orders and the configuration, and no value of theirs may panic the event loop. A duration
+/// beyond [`FOREVER`] counts as [`FOREVER`].
+pub fn later(at: Instant, after: Duration) -> Instant {
+    // `at + FOREVER` fits on every platform the proxy runs on (64-bit seconds); were it not
+    // to, the deadline would be `at`, a timeout firing early rather than a crash.
+    at.checked_add(after.min(FOREVER)).unwrap_or(at)
+}
+
 /// Which timeout of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimeoutKind {
@@ -101,7 +114,7 @@ impl Timeout {
 
     /// Arms the timeout to fire `after` from `now`.
     pub fn set_after(&mut self, now: Instant, after: Duration, key: TimerKey, timers: &mut Timers) {
-        self.set(now + after, key, timers);
+        self.set(later(now, after), key, timers);
     }
 
     /// Disarms the timeout. Its heap entry stays and is ignored when due.
@@ -162,6 +175,23 @@ mod tests {
             }
         }
         fired
+    }
+
+    /// Issue 10, item 3: a timeout of u64::MAX seconds panicked the worker on `Instant +
+    /// Duration` overflow.
+    #[test]
+    fn a_huge_timeout_never_panics_and_never_fires() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut timeouts = vec![Timeout::default()];
+        timeouts[0].set_after(start, Duration::MAX, key(0), &mut timers);
+        let ten_years = start + Duration::from_secs(10 * 365 * 24 * 3600);
+        assert!(fire(&mut timers, &mut timeouts, ten_years).is_empty());
+        assert_eq!(later(start, Duration::from_secs(u64::MAX)), start + FOREVER);
+        assert_eq!(
+            later(start, Duration::from_secs(5)),
+            start + Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::{
     io::{self, Write},
-    os::unix::net::UnixStream,
+    os::{fd::AsFd, unix::net::UnixStream},
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -30,6 +30,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The least a long operation (stop, upgrade, state load, reload) waits between two answers
 /// when no `-t` is given.
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for the reason of a refused connection.
+const REFUSAL_WAIT: Duration = Duration::from_millis(500);
 /// Messages on the command channel: the proxy's default `max_command_buffer_size` is 2 MB.
 const MAX_MESSAGE: usize = 64 << 20;
 
@@ -190,10 +192,25 @@ impl Client {
     pub fn send(&mut self, order: Order) -> anyhow::Result<String> {
         self.next_id += 1;
         let id = format!("cli-{}-{}", std::process::id(), self.next_id);
-        self.channel
-            .write_message(&Request::new(id.clone(), order))
-            .context("cannot send the order")?;
+        if let Err(error) = self.channel.write_message(&Request::new(id.clone(), order)) {
+            if let Some(refusal) = self.refusal() {
+                bail!("refused: {refusal}");
+            }
+            return Err(error).context("cannot send the order");
+        }
         Ok(id)
+    }
+
+    /// Why the proxy refused this connection, when it did: it says so in one FAILURE answer,
+    /// then closes. Read from the socket itself, since the channel takes a failed write for
+    /// the end of the connection.
+    fn refusal(&self) -> Option<String> {
+        let stream = UnixStream::from(self.channel.as_fd().try_clone_to_owned().ok()?);
+        stream.set_read_timeout(Some(REFUSAL_WAIT)).ok()?;
+        let mut line = String::new();
+        io::BufRead::read_line(&mut io::BufReader::new(stream), &mut line).ok()?;
+        let response: Response = serde_json::from_str(&line).ok()?;
+        (response.status == ResponseStatus::Failure).then_some(response.message)
     }
 
     /// The next message from the proxy, within the timeout. `None` when the proxy closed the
@@ -220,6 +237,11 @@ impl Client {
             let Some(response) = self.next_message(self.timeout)? else {
                 bail!("the proxy closed the connection before answering");
             };
+            // An answer without id is about the connection or a message the proxy could not
+            // read: this order will get no other.
+            if response.id.is_empty() && response.status == ResponseStatus::Failure {
+                bail!("refused: {}", response.message);
+            }
             if response.id != id {
                 continue;
             }

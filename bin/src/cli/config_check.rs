@@ -1,6 +1,6 @@
-//! `sozu config check`: loads the configuration file and prints its warnings (on stderr), then
-//! the orders it turns into (on stdout: one readable line each, or one JSON object per line with
-//! `--json`), or its errors (on stderr).
+//! `sozu config check`: loads the configuration file, checks its orders as the proxy would at
+//! start, and prints its warnings (on stderr), then the orders it turns into (on stdout: one
+//! readable line each, or one JSON object per line with `--json`), or its errors (on stderr).
 
 use std::{
     io::{self, BufWriter, Write},
@@ -35,6 +35,11 @@ pub fn run(cli: &Cli) -> ExitCode {
     };
     for warning in &warnings {
         eprintln!("warning: {warning}");
+    }
+    if let Err(error) = crate::main_process::state_of_config(&config) {
+        eprintln!("error: {error}");
+        eprintln!("{}: invalid, 1 error(s)", path.display());
+        return ExitCode::FAILURE;
     }
     let orders = config.orders();
     match print_orders(&orders, cli.json) {

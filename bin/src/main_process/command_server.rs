@@ -1,5 +1,10 @@
-//! The command socket and its clients: a Unix socket (mode 0600) on which any number of
-//! clients send requests, one JSON object per line, and read responses the same way.
+//! The command socket and its clients: a Unix socket on which any number of clients send
+//! requests, one JSON object per line, and read responses the same way.
+//!
+//! Who may connect: the socket is mode 0600, so its owner (and root) only. With
+//! `command_allowed_uids`, it is mode 0666 and the user at the other end of each connection
+//! (`SO_PEERCRED`) decides: root, the proxy's own user and the listed users are served; any
+//! other is logged, sent one FAILURE answer (request id `""`) and disconnected.
 //!
 //! Every client is a non-blocking [`Channel`] in the main event loop. A client that does not
 //! read what it is sent is disconnected once its backlog passes
@@ -39,11 +44,12 @@ pub struct Client {
     pub input_closed: bool,
 }
 
-/// Creates the command socket at `path`, readable and writable by its owner only.
+/// Creates the command socket at `path`: readable and writable by its owner only, or by
+/// everyone when `open_to_all` (the users admitted are then checked on each connection).
 ///
 /// A socket file nobody answers on is left over from a run that did not clean up: it is
 /// replaced. A socket somebody answers on belongs to a running proxy: refused.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path, open_to_all: bool) -> anyhow::Result<UnixListener> {
     match fs::symlink_metadata(path) {
         Ok(metadata) if !metadata.file_type().is_socket() => bail!(
             "{} exists and is not a socket: remove it or set another command_socket",
@@ -71,19 +77,33 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
             return Err(error).with_context(|| format!("cannot inspect {}", path.display()));
         }
     }
-    let listener = sys::with_umask(0o177, || std::os::unix::net::UnixListener::bind(path))
+    let mask = if open_to_all { 0o111 } else { 0o177 };
+    let listener = sys::with_umask(mask, || std::os::unix::net::UnixListener::bind(path))
         .with_context(|| format!("cannot create the command socket {}", path.display()))?;
     listener.set_nonblocking(true)?;
     Ok(UnixListener::from_std(listener))
+}
+
+/// Tells a refused connection why, in one FAILURE answer, and closes it. The socket is new:
+/// its buffer takes the line at once, and a client that is not reading loses nothing else.
+fn refuse(mut stream: mio::net::UnixStream, refusal: &str) {
+    let mut line = serde_json::to_vec(&Response::failure("", refusal)).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(error) = std::io::Write::write_all(&mut stream, &line) {
+        debug!("command socket: cannot tell a refused client why: {error}");
+    }
 }
 
 impl Main {
     pub(super) fn accept_clients(&mut self) {
         loop {
             match self.command_listener.accept() {
-                Ok((stream, _)) => {
-                    self.add_client(stream);
-                }
+                Ok((stream, _)) => match self.refusal(&stream) {
+                    None => {
+                        self.add_client(stream);
+                    }
+                    Some(refusal) => refuse(stream, &refusal),
+                },
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => {
@@ -92,6 +112,29 @@ impl Main {
                 }
             }
         }
+    }
+
+    /// Why the user at the other end of `stream` may not give orders, if it may not: not
+    /// root, not the proxy's own user, and not in `command_allowed_uids`.
+    fn refusal(&self, stream: &mio::net::UnixStream) -> Option<String> {
+        let allowed = self.settings.command_allowed_uids.as_ref()?;
+        let (uid, pid) = match sys::peer_credentials(stream) {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                warn!("command socket: cannot tell who connected ({error}): refused");
+                return Some("the proxy cannot tell who you are".to_string());
+            }
+        };
+        if uid == 0 || uid == sys::own_uid() || allowed.contains(&uid) {
+            return None;
+        }
+        warn!(
+            "command socket: refused a connection of uid {uid} (pid {pid}): not in \
+             command_allowed_uids"
+        );
+        Some(format!(
+            "uid {uid} may not give orders to this proxy (command_allowed_uids)"
+        ))
     }
 
     /// Adds a connection (accepted, or handed over by a previous main process). Returns its
@@ -166,7 +209,14 @@ impl Main {
                 .replacement
                 .as_ref()
                 .is_some_and(|replacement| replacement.is_for(id))
-            || matches!(&self.pending_main_upgrade, Some(Some(c)) if c.client == id);
+            || self
+                .pending_main_upgrade
+                .as_ref()
+                .is_some_and(|pending| pending.is_for(id))
+            || self
+                .successor
+                .as_ref()
+                .is_some_and(|successor| successor.is_for(id));
         if !waiting {
             self.disconnect(id);
         }

@@ -27,12 +27,13 @@ use std::{
     io::ErrorKind,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use log::{error, info, warn};
-use mio::{Events, Interest, Poll, Token, net::UnixListener};
+use mio::{Events, Interest, Poll, Token, Waker, net::UnixListener};
 use slab::Slab;
 use sozu_command_lib::{
     config::Config,
@@ -42,13 +43,16 @@ use sozu_command_lib::{
 };
 use sozu_lib::server::EVENT_RESPONSE_ID;
 
-pub use self::upgrade::{HandoverArgs, run_handed_over};
 use self::{
     command_server::Client,
     listeners::ListenerSockets,
     settings::Settings,
     tasks::{ClientRef, Purpose, Task},
     workers::{PendingRestart, Process, QUICK_DEATH, Worker},
+};
+pub use self::{
+    orders::state_of_config,
+    upgrade::{HandoverArgs, run_handed_over},
 };
 use crate::logging;
 
@@ -57,8 +61,10 @@ const SIGNALS: Token = Token(1);
 const PROMETHEUS: Token = Token(2);
 /// The etcd thread's waker (`[provider.etcd]`).
 const FLEET: Token = Token(3);
+/// The handover thread of an upgrade wakes the loop with this token.
+const HANDOVER: Token = Token(4);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 4;
+const FIRST_OWNER_TOKEN: usize = 5;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -115,8 +121,12 @@ pub struct Main {
     signals: signal_hook_mio::v1_0::Signals,
     stop: Option<Stop>,
     replacement: Option<upgrade::Replacement>,
-    /// An upgrade of the main process waiting for in-flight tasks to end.
-    pending_main_upgrade: Option<Option<ClientRef>>,
+    /// An upgrade of the main process waiting for in-flight tasks to end and channels to drain.
+    pending_main_upgrade: Option<upgrade::PendingUpgrade>,
+    /// The new main process of an upgrade, being handed everything.
+    successor: Option<upgrade::Successor>,
+    /// Wakes the loop from the handover thread.
+    waker: Arc<Waker>,
     /// Orders received from clients since start, by name.
     request_counts: BTreeMap<&'static str, u64>,
     /// The log filter in force, given to workers started from now on.
@@ -177,17 +187,16 @@ pub fn start(config_path: &Path) -> ExitCode {
 /// Builds the state, opens the sockets, writes the pid file and starts the workers.
 fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let started = Instant::now();
-    let mut state = ConfigState::new();
-    for order in config.orders() {
-        orders::apply_order(&mut state, &order).map_err(|error| {
-            anyhow::anyhow!("the configuration's {order} order is refused: {error}")
-        })?;
-    }
+    let mut state = orders::state_of_config(config)
+        .map_err(|error| anyhow::anyhow!("the configuration is refused: {error}"))?;
     if let Some(path) = &settings.saved_state {
         load_saved_state(&mut state, path);
     }
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let command_listener = command_server::bind(&settings.command_socket)?;
+    let command_listener = command_server::bind(
+        &settings.command_socket,
+        settings.command_allowed_uids.is_some(),
+    )?;
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
@@ -262,6 +271,8 @@ impl Main {
             .context("cannot register the signals")?;
         let fleet = provider::Fleet::start(settings.etcd.as_ref(), poll.registry())
             .context("cannot start the etcd provider")?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), HANDOVER).context("cannot create a waker")?);
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -283,6 +294,8 @@ impl Main {
             stop: None,
             replacement: None,
             pending_main_upgrade: None,
+            successor: None,
+            waker,
             request_counts: BTreeMap::new(),
             exit: None,
             prometheus: None,
@@ -315,6 +328,7 @@ impl Main {
                     SIGNALS => self.handle_signals(),
                     PROMETHEUS => self.accept_scrapes(),
                     FLEET => self.fleet_ready(),
+                    HANDOVER => self.check_successor(),
                     token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
                         Some(Owner::Client(id)) => {
                             self.client_ready(id, event.is_readable(), event.is_writable())
@@ -337,7 +351,8 @@ impl Main {
         ExitCode::SUCCESS
     }
 
-    /// Until the next deadline: a task's, a stop's, a closing worker's, or a delayed restart.
+    /// Until the next deadline: a task's, a stop's, a closing worker's, a delayed restart, or a
+    /// scrape's.
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let tasks = self.tasks.values().map(|task| task.deadline);
@@ -351,11 +366,17 @@ impl Main {
             .values()
             .filter_map(|worker| worker.soft_stop_at);
         let restarts = self.pending_restarts.values().map(|pending| pending.at);
+        let upgrade = self
+            .pending_main_upgrade
+            .as_ref()
+            .and_then(upgrade::PendingUpgrade::flush_deadline);
         tasks
+            .chain(upgrade)
             .chain(kill)
             .chain(closing)
             .chain(retiring)
             .chain(restarts)
+            .chain(self.next_scrape_deadline())
             .chain(std::iter::once(self.next_expiry_check))
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
@@ -371,8 +392,7 @@ impl Main {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
-        self.stop_retired_workers(now);
-        self.restart_pending_workers(now);
+        self.close_late_scrapes(now);
         if now >= self.next_expiry_check {
             self.next_expiry_check = now + EXPIRY_CHECK_INTERVAL;
             for event in self.expiring_certificates() {
@@ -380,6 +400,12 @@ impl Main {
                 self.broadcast(event);
             }
         }
+        if self.is_handing_over() {
+            // The workers are the new process's business until the handover ends.
+            return;
+        }
+        self.stop_retired_workers(now);
+        self.restart_pending_workers(now);
         let expired: Vec<u64> = self
             .tasks
             .iter()
@@ -557,12 +583,19 @@ impl Main {
             .collect()
     }
 
-    /// Starts a task: sends `orders` to each of `targets` under the task's id.
+    /// Starts a task: sends `orders` to each of `targets` under the task's id. During a
+    /// handover the workers' channels belong to the new process: the task fails at once.
     fn start_task(&mut self, mut task: Task, targets: &[u32], orders: &[Order]) -> u64 {
         self.next_task += 1;
         let id = self.next_task;
         let request_id = id.to_string();
+        let handing_over = self.is_handing_over();
         for worker_id in targets {
+            if handing_over {
+                let why = "not asked: the main process is handing over to a new one";
+                task.fail(*worker_id, why);
+                continue;
+            }
             let Some(worker) = self.workers.get_mut(worker_id) else {
                 continue;
             };

@@ -9,18 +9,20 @@
 use std::{
     fs,
     io::{self, BufRead, BufWriter, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::Instant,
 };
 
 use log::{debug, error, info, warn};
 use sozu_command_lib::{
+    certificate,
     config::Config,
     request::{ListenerAddress, Order, Request, WorkerId},
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
-use sozu_lib::{metrics, protocol::tls};
+use sozu_lib::{metrics, server::validate};
 
 use super::{
     Main, Stop, ok_message, queries,
@@ -72,7 +74,7 @@ impl Main {
                 self.reply(&to, answer(ResponseContent::ClusterHashes(hashes)));
             }
             Order::QueryCertificatesFromTheState(filters) => {
-                let certificates = queries::certificates(&self.state, &filters);
+                let certificates = self.state.certificate_summaries(&filters);
                 self.reply(&to, answer(ResponseContent::Certificates(certificates)));
             }
             Order::QueryMaxConnectionsPerIp => {
@@ -162,23 +164,33 @@ impl Main {
         self.start_task(task, &targets, &[order]);
     }
 
+    /// Refuses a change while the proxy stops, or while the state is handed to a new main
+    /// process (which gets it as it was). Returns whether it refused.
     fn refuse_while_stopping(&mut self, to: &Option<ClientRef>) -> bool {
-        if self.stop.is_none() {
+        let refusal = if self.stop.is_some() {
+            "sozu is stopping"
+        } else if self.is_handing_over() {
+            "an upgrade of the main process is in progress: try again when it ends"
+        } else {
             return false;
-        }
-        if let Some(to) = to {
-            let response = Response::failure(to.request_id.clone(), "sozu is stopping");
-            self.reply(to, response);
+        };
+        match to {
+            Some(to) => self.reply(to, Response::failure(to.request_id.clone(), refusal)),
+            None => warn!("refused: {refusal}"),
         }
         true
     }
 
-    /// One order that changes the state.
+    /// One order of a client that changes the state. A certificate it brings is judged
+    /// against the clock here, once: replaying the state later never judges it again.
     fn change(&mut self, to: Option<ClientRef>, order: Order) {
         if self.refuse_while_stopping(&to) {
             return;
         }
-        if let Err(message) = apply_order(&mut self.state, &order) {
+        let checked = certificate::check_not_expired(&order, certificate::unix_now())
+            .map_err(|error| with_causes(&error))
+            .and_then(|()| apply_order(&mut self.state, &order));
+        if let Err(message) = checked {
             if let Some(to) = &to {
                 self.reply(to, Response::failure(to.request_id.clone(), message));
             }
@@ -380,6 +392,9 @@ impl Main {
 
     /// One less worker (SIGTTOU): the newest serving worker finishes its sessions and exits.
     pub(super) fn one_less_worker(&mut self) {
+        if self.refuse_while_stopping(&None) {
+            return;
+        }
         let serving = self.serving_workers();
         if serving.len() <= 1 {
             warn!(
@@ -399,6 +414,7 @@ impl Main {
     /// once they are gone.
     pub(super) fn begin_stop(&mut self, hard: bool, to: Option<ClientRef>) {
         let kind = if hard { "hard" } else { "soft" };
+        self.abort_handover(&format!("a {kind} stop was asked"));
         if let Some(to) = &to {
             let message = format!("{kind} stop of {} worker(s)", self.workers.len());
             self.reply(to, Response::processing(to.request_id.clone(), message));
@@ -651,38 +667,33 @@ fn forward_response(task: &Task, note: Option<&str>) -> Response {
     response
 }
 
-/// Applies an order to a state after the checks only the TLS code can make: a certificate's
-/// key is a key the TLS library uses and matches its certificate; an HTTPS listener's TLS
-/// settings name suites and groups that exist. An order the workers would refuse is refused
-/// here, so the main state never holds what the workers do not.
+/// Applies an order to a state after the check every worker makes
+/// ([`sozu_lib::server::validate`]): an order the main state takes is never refused by a
+/// worker, so the main state never holds what the workers do not.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    let certificates: Vec<&sozu_command_lib::request::CertificateAndKey> = match order {
-        Order::AddCertificate(add) => vec![&add.certificate],
-        Order::ReplaceCertificate(replace) => vec![&replace.new_certificate],
-        Order::AddHttpsListener(listener) => listener.tls.certificate.iter().collect(),
-        Order::UpdateHttpsListenerConfig(update) => {
-            update.tls.certificate.iter().flatten().collect()
-        }
-        _ => Vec::new(),
-    };
-    for certificate in certificates {
-        tls::load_certificate(certificate)
-            .map_err(|error| format!("invalid certificate: {}", with_causes(&error)))?;
-    }
-    if let Order::AddHttpsListener(listener) = order {
-        tls::check_settings(&listener.tls).map_err(|error| with_causes(&error))?;
-    }
+    validate(state, order).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
 /// Writes the state as one order per line, through a temporary file renamed into place so
 /// that a reader never sees half a state. Returns the number of orders.
+///
+/// The state holds private keys: the file is readable and writable by its owner only (0600),
+/// whatever the umask, and whether or not a file was there before.
 pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(STATE_FILE_MODE)
+        .open(&temporary)?;
+    // A temporary file left over by an earlier run keeps its own mode: set it.
+    file.set_permissions(fs::Permissions::from_mode(STATE_FILE_MODE))?;
     let mut writer = CountLines {
-        inner: BufWriter::new(fs::File::create(&temporary)?),
+        inner: BufWriter::new(file),
         lines: 0,
     };
     state.save(&mut writer)?;
@@ -695,6 +706,9 @@ pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
     fs::rename(&temporary, path)?;
     Ok(lines)
 }
+
+/// Owner read and write, nothing for others: a state file holds private keys.
+const STATE_FILE_MODE: u32 = 0o600;
 
 /// A writer that counts the lines written through it.
 struct CountLines<W> {
@@ -753,11 +767,42 @@ fn config_state(path: &Path) -> Result<ConfigState, String> {
                 .join("; ")
         )
     })?;
+    state_of_config(&config).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// The routing state a loaded configuration describes, each order checked as the workers
+/// check it: what `sozu config check` accepts, `sozu start` and a reload accept too.
+pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
     for order in config.orders() {
-        apply_order(&mut state, &order).map_err(|error| {
-            format!("{}: the {order} order is refused: {error}", path.display())
-        })?;
+        apply_order(&mut state, &order)
+            .map_err(|error| format!("the {order} order is refused: {error}"))?;
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Issue 10, item 6: the state file, which holds private keys, was created with the umask
+    /// (0644 usually) and kept the mode of a file it replaced.
+    #[test]
+    fn the_state_file_is_private_even_when_it_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_state(&ConfigState::new(), &path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let leftover = dir.path().join("state.json.tmp");
+        fs::write(&leftover, "").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o666)).unwrap();
+        save_state(&ConfigState::new(), &path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
 }

@@ -3,12 +3,17 @@
 //! exposition format ([`sozu_lib::metrics::prometheus`]).
 //!
 //! A scrape is a small HTTP/1.1 exchange on a non-blocking socket of the main's event loop: read
-//! the request head (at most 8 KiB), ask the workers, write the answer, close. A slow or silent
-//! scraper costs one socket and never stalls the loop.
+//! the request head (at most 8 KiB), route it ([`Route`]), ask the workers, write the answer,
+//! close. A slow or silent scraper never stalls the loop and cannot hold the main process: the
+//! request head must arrive within [`SCRAPE_TIMEOUT`] of the accept and the answer must be
+//! taken within [`SCRAPE_TIMEOUT`] of being ready (a slow-loris client is closed), and at most
+//! [`MAX_SCRAPES`] connections are open at once: past that, new ones wait in the listen
+//! backlog until one ends.
 
 use std::{
     io::{ErrorKind, Read, Write},
     net::SocketAddr,
+    time::{Duration, Instant},
 };
 
 use log::{debug, info, warn};
@@ -22,6 +27,10 @@ use sozu_lib::metrics::{merge, prometheus};
 use super::{Main, Owner, PROMETHEUS, dashboard, tasks::Purpose, tasks::Task};
 
 const MAX_REQUEST: usize = 8 * 1024;
+/// How long a scraper may take to send its request head, and to read the answer.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections to the endpoint open at once.
+pub const MAX_SCRAPES: usize = 64;
 
 /// One scraper's connection.
 pub struct Scrape {
@@ -32,6 +41,42 @@ pub struct Scrape {
     written: usize,
     /// The workers were asked; the answer comes when they all answered.
     asked: bool,
+    /// When the connection is closed if the scraper has not sent its request, or has not
+    /// read its answer, by then; `None` while the workers are asked (the task has its own
+    /// timeout).
+    deadline: Option<Instant>,
+}
+
+/// What a request asks for. A new page is one more variant here and one more arm in
+/// [`Main::serve_route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `GET /metrics` (or `/`): the workers' figures.
+    Metrics,
+    /// The dashboard's page or its data.
+    Dashboard(dashboard::Route),
+    NotFound,
+}
+
+/// The route of a request head, from its request line.
+fn route(request: &[u8]) -> Route {
+    if let Some(page) = dashboard::Route::of(request) {
+        return Route::Dashboard(page);
+    }
+    let line = request
+        .split(|&byte| byte == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut parts = line.split(|&byte| byte == b' ');
+    let (method, target) = (parts.next(), parts.next().unwrap_or_default());
+    let path = target
+        .split(|&byte| byte == b'?')
+        .next()
+        .unwrap_or_default();
+    match (method, path) {
+        (Some(b"GET"), b"/metrics" | b"/") => Route::Metrics,
+        _ => Route::NotFound,
+    }
 }
 
 /// Binds the endpoint with `SO_REUSEPORT`, so a new main process binds it during an upgrade
@@ -67,8 +112,10 @@ impl Main {
         self.prometheus = Some(listener);
     }
 
+    /// Accepts scrapers up to [`MAX_SCRAPES`]; the others wait in the backlog, and are
+    /// accepted when a scrape ends.
     pub(super) fn accept_scrapes(&mut self) {
-        loop {
+        while self.scrapes.len() < MAX_SCRAPES {
             let Some(listener) = &self.prometheus else {
                 return;
             };
@@ -95,6 +142,7 @@ impl Main {
                             response: Vec::new(),
                             written: 0,
                             asked: false,
+                            deadline: Some(Instant::now() + SCRAPE_TIMEOUT),
                         },
                     );
                 }
@@ -145,20 +193,40 @@ impl Main {
                 }
             }
         }
-        if let Some(route) = dashboard::Route::of(&scrape.request) {
-            scrape.asked = true;
-            self.serve_dashboard(id, route);
-            return;
+        let route = route(&scrape.request);
+        self.serve_route(id, route);
+    }
+
+    /// Answers a scrape's request, or asks the workers for what it needs.
+    fn serve_route(&mut self, id: u64, route: Route) {
+        match route {
+            Route::Metrics => self.ask_for_metrics(id),
+            Route::Dashboard(page) => {
+                if self.mark_asked(id) {
+                    self.serve_dashboard(id, page);
+                }
+            }
+            Route::NotFound => {
+                self.answer(id, http_response(404, "text/plain", b"GET /metrics\n"));
+            }
         }
-        let is_metrics = scrape.request.starts_with(b"GET /metrics ")
-            || scrape.request.starts_with(b"GET /metrics?")
-            || scrape.request.starts_with(b"GET / ");
-        if !is_metrics {
-            scrape.response = http_response(404, "text/plain", b"GET /metrics\n");
-            self.write_scrape(id);
-            return;
-        }
+    }
+
+    /// The scrape waits for an answer of the main process (whose task has its own timeout), not
+    /// for its scraper; false when the scrape is gone.
+    fn mark_asked(&mut self, id: u64) -> bool {
+        let Some(scrape) = self.scrapes.get_mut(&id) else {
+            return false;
+        };
         scrape.asked = true;
+        scrape.deadline = None;
+        true
+    }
+
+    fn ask_for_metrics(&mut self, id: u64) {
+        if !self.mark_asked(id) {
+            return;
+        }
         let targets = self.serving_workers();
         let task = Task::new(
             Purpose::Scrape { scrape: id },
@@ -184,23 +252,44 @@ impl Main {
         if !task.failures.is_empty() {
             debug!("scrape with missing workers: {}", task.failures.join("; "));
         }
-        let Some(scrape) = self.scrapes.get_mut(&id) else {
-            return;
-        };
-        scrape.response = http_response(
+        let response = http_response(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
             text.as_bytes(),
         );
+        self.answer(id, response);
+    }
+
+    /// Sends `response`, which the scraper must take within [`SCRAPE_TIMEOUT`].
+    pub(super) fn answer(&mut self, id: u64, response: Vec<u8>) {
+        let Some(scrape) = self.scrapes.get_mut(&id) else {
+            return;
+        };
+        scrape.response = response;
+        scrape.deadline = Some(Instant::now() + SCRAPE_TIMEOUT);
         self.write_scrape(id);
     }
 
-    /// Sends a complete answer on a connection of the endpoint, then closes it.
-    pub(super) fn answer_scrape_with(&mut self, id: u64, response: Vec<u8>) {
-        if let Some(scrape) = self.scrapes.get_mut(&id) {
-            scrape.response = response;
+    /// The earliest deadline of a scrape, for the event loop's wait.
+    pub(super) fn next_scrape_deadline(&self) -> Option<Instant> {
+        self.scrapes
+            .values()
+            .filter_map(|scrape| scrape.deadline)
+            .min()
+    }
+
+    /// Closes the scrapes whose scraper is too slow.
+    pub(super) fn close_late_scrapes(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .scrapes
+            .iter()
+            .filter(|(_, scrape)| scrape.deadline.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            debug!("scrape {id}: no request or no reading within {SCRAPE_TIMEOUT:?}, closing");
+            self.close_scrape(id);
         }
-        self.write_scrape(id);
     }
 
     fn write_scrape(&mut self, id: u64) {
@@ -225,6 +314,8 @@ impl Main {
         if let Some(mut scrape) = self.scrapes.remove(&id) {
             let _ = self.poll.registry().deregister(&mut scrape.stream);
             self.release_token(scrape.token);
+            // A slot is free: a scraper may wait in the backlog.
+            self.accept_scrapes();
         }
     }
 }
@@ -238,4 +329,19 @@ fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     response.extend_from_slice(body);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_routed_by_method_and_path() {
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET / HTTP/1.0\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b""), Route::NotFound);
+    }
 }

@@ -8,12 +8,11 @@ use std::{
 
 use sozu_command_lib::{
     request::{
-        CertificateFilters, DomainFilter, FrontendFilters, HealthCheckConfig, HttpFrontend,
-        ListenerAddress, ListenerType,
+        DomainFilter, FrontendFilters, HealthCheckConfig, HttpFrontend, ListenerAddress,
+        ListenerType,
     },
     response::{
-        BackendInformation, CertificateSummary, ClusterInformation, ListedFrontends,
-        ListedListener, ListenersList,
+        BackendInformation, ClusterInformation, ListedFrontends, ListedListener, ListenersList,
     },
     state::ConfigState,
 };
@@ -154,38 +153,6 @@ pub fn clusters_by_domain(state: &ConfigState, filter: &DomainFilter) -> Vec<Clu
 }
 
 /// Certificates whose fingerprint is the one asked, and one of whose names contains `domain`.
-pub fn certificates(state: &ConfigState, filters: &CertificateFilters) -> Vec<CertificateSummary> {
-    state
-        .certificates
-        .iter()
-        .flat_map(|(address, certificates)| {
-            certificates
-                .iter()
-                .map(move |(fingerprint, certificate)| (address, fingerprint, certificate))
-        })
-        .filter(|(_, fingerprint, _)| {
-            filters
-                .fingerprint
-                .as_ref()
-                .is_none_or(|wanted| wanted == *fingerprint)
-        })
-        .filter(|(_, _, certificate)| {
-            filters.domain.as_ref().is_none_or(|domain| {
-                certificate
-                    .names
-                    .iter()
-                    .any(|name| name.contains(domain.as_str()))
-            })
-        })
-        .map(|(address, fingerprint, certificate)| CertificateSummary {
-            address: *address,
-            fingerprint: fingerprint.clone(),
-            names: certificate.names.clone(),
-            not_after: Some(certificate.not_after),
-        })
-        .collect()
-}
-
 pub fn health_checks(
     state: &ConfigState,
     cluster_id: Option<&str>,

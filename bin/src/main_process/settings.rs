@@ -17,6 +17,10 @@ pub struct Settings {
     pub command_socket: PathBuf,
     pub command_buffer_size: usize,
     pub max_command_buffer_size: usize,
+    /// Users admitted on the command socket besides root and the proxy's own user; `None`
+    /// admits whoever the socket's mode (0600) lets in.
+    #[serde(default)]
+    pub command_allowed_uids: Option<Vec<u32>>,
     pub saved_state: Option<PathBuf>,
     pub automatic_state_save: bool,
     pub log_filter: String,
@@ -57,6 +61,7 @@ impl Settings {
             command_socket: config.command_socket.clone(),
             command_buffer_size: config.command_buffer_size,
             max_command_buffer_size: config.max_command_buffer_size,
+            command_allowed_uids: config.command_allowed_uids.clone(),
             saved_state: config.saved_state.clone(),
             automatic_state_save: config.automatic_state_save,
             log_filter: config.log_level.clone(),

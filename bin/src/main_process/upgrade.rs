@@ -5,14 +5,20 @@
 //! Handover, from the old main process to the new one (the hidden `sozu main` subcommand,
 //! given one inherited socket):
 //!
-//! 1. the old process stops reading its workers' channels, flushes them, and sends over the
-//!    socket (SCM_RIGHTS) the command socket's listener, the listener sockets, the workers'
-//!    channels and the connection of the client that asked, with a JSON description (settings,
-//!    which descriptor is what);
-//! 2. it then writes the state, one order per line, and closes its writing side;
+//! 1. the old process waits until no task is in flight and every channel it hands over is
+//!    drained (a worker or client that does not read within `worker_timeout` fails the
+//!    upgrade: nothing is ever written to a channel in blocking mode);
+//! 2. it stops reading those channels and starts the new process and a thread that sends it,
+//!    over the socket (SCM_RIGHTS), the command socket's listener, the listener sockets, the
+//!    workers' channels and the connection of the client that asked, with a JSON description
+//!    (settings, which descriptor is what), then the state, one order per line;
 //! 3. the new process sets itself up, writes its pid file and answers `ready`: the old process
 //!    exits, leaving the socket and pid files to its successor. If the new process fails or is
 //!    not ready in time, the old one kills it and goes on as before.
+//!
+//! Meanwhile the old process's event loop goes on, whatever the new process does (it may hang
+//! or be stopped): clients get their answers, those that need the workers or would change the
+//! state being refused until the handover ends (the new process gets the state as it was).
 //!
 //! The new process adopts the old workers and replaces each with a worker of its own binary:
 //! the new worker gets the state, and once it answered all of it, the old one is told to
@@ -26,7 +32,8 @@ use std::{
         fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
         unix::{net::UnixStream, process::CommandExt},
     },
-    process::{Command, ExitCode, Stdio},
+    process::{Child, Command, ExitCode, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -124,12 +131,58 @@ impl Replacement {
     }
 }
 
+/// An upgrade of the main process that was asked for and waits for the workers: for the tasks
+/// in flight to end, then for their channels to drain.
+#[derive(Debug)]
+pub struct PendingUpgrade {
+    client: Option<ClientRef>,
+    /// Set once no task is in flight: when the upgrade gives up on channels that do not drain
+    /// (a hung worker, a client that does not read).
+    flush_deadline: Option<Instant>,
+}
+
+impl PendingUpgrade {
+    pub fn is_for(&self, id: u64) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|client| client.client == id)
+    }
+
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        self.flush_deadline
+    }
+}
+
+/// A new main process being handed everything. A thread of its own writes to it and waits for
+/// its `ready`, so that the event loop goes on answering clients whatever the new process does
+/// (fails, hangs, is stopped): it reports through `outcome` and wakes the loop.
+#[derive(Debug)]
+pub struct Successor {
+    child: Child,
+    /// The workers whose channels were handed, paused meanwhile.
+    handed: Vec<u32>,
+    client: Option<ClientRef>,
+    outcome: mpsc::Receiver<anyhow::Result<()>>,
+}
+
+impl Successor {
+    pub fn is_for(&self, id: u64) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|client| client.client == id)
+    }
+}
+
 impl Main {
-    /// `UPGRADE_MAIN` or SIGUSR2: starts as soon as no task waits on the workers.
+    /// `UPGRADE_MAIN` or SIGUSR2: starts once no task waits on the workers and their channels
+    /// are drained.
     pub(super) fn request_main_upgrade(&mut self, to: Option<ClientRef>) {
         let refusal = if self.stop.is_some() {
             Some("sozu is stopping")
-        } else if self.replacement.is_some() || self.pending_main_upgrade.is_some() {
+        } else if self.replacement.is_some()
+            || self.pending_main_upgrade.is_some()
+            || self.successor.is_some()
+        {
             Some("an upgrade is already in progress")
         } else {
             None
@@ -145,18 +198,77 @@ impl Main {
             let message = format!("starting a new main process from {}", self.exe.display());
             self.reply(to, Response::processing(to.request_id.clone(), message));
         }
-        self.pending_main_upgrade = Some(to);
+        self.pending_main_upgrade = Some(PendingUpgrade {
+            client: to,
+            flush_deadline: None,
+        });
     }
 
+    /// Starts the upgrade asked for once nothing is in flight; gives up on channels that do
+    /// not drain within `worker_timeout`.
     pub(super) fn start_pending_main_upgrade(&mut self) {
-        if self.pending_main_upgrade.is_none() || !self.tasks.is_empty() {
+        let timeout = self.settings.worker_timeout;
+        let Some(pending) = &mut self.pending_main_upgrade else {
+            return;
+        };
+        if !self.tasks.is_empty() {
             return;
         }
-        let to = self.pending_main_upgrade.take().flatten();
-        match self.hand_over(to.as_ref()) {
-            Ok(pid) => {
-                info!("upgrade: the new main process (pid {pid}) took over; exiting");
-                self.exit = Some(Exit::HandedOver);
+        let now = Instant::now();
+        let deadline = *pending.flush_deadline.get_or_insert(now + timeout);
+        let client = pending.client.clone();
+        let unflushed = self.unflushed_channels(client.as_ref());
+        if !unflushed.is_empty() && now < deadline {
+            return;
+        }
+        self.pending_main_upgrade = None;
+        if unflushed.is_empty() {
+            self.begin_handover(client);
+            return;
+        }
+        let message = format!(
+            "upgrade failed, nothing changed: {} did not read its channel within {timeout:?}",
+            unflushed.join(", ")
+        );
+        error!("{message}");
+        if let Some(to) = &client {
+            self.reply(to, Response::failure(to.request_id.clone(), message));
+        }
+    }
+
+    /// The handed channels that still have output queued: a process that does not read.
+    fn unflushed_channels(&self, client: Option<&ClientRef>) -> Vec<String> {
+        let workers = self
+            .workers
+            .values()
+            .filter(|w| w.channel_closed_at.is_none() && w.channel.has_pending_output())
+            .map(|w| format!("worker {}", w.id));
+        let client = client
+            .and_then(|to| self.clients.get(&to.client))
+            .filter(|client| client.channel.has_pending_output())
+            .map(|client| format!("the command client {}", client.id));
+        workers.chain(client).collect()
+    }
+
+    /// Starts the new main process and a thread that hands it everything. The handed channels
+    /// are paused meanwhile; the rest of the main process goes on.
+    fn begin_handover(&mut self, to: Option<ClientRef>) {
+        let handed: Vec<u32> = self
+            .workers
+            .values()
+            .filter(|w| w.channel_closed_at.is_none())
+            .map(|w| w.id)
+            .collect();
+        match self.spawn_successor(&handed, to.as_ref()) {
+            Ok((child, outcome)) => {
+                info!("upgrade: new main process started (pid {})", child.id());
+                self.pause_channels(&handed, to.as_ref());
+                self.successor = Some(Successor {
+                    child,
+                    handed,
+                    client: to,
+                    outcome,
+                });
             }
             Err(error) => {
                 error!("upgrade failed, going on as before: {error:#}");
@@ -168,63 +280,117 @@ impl Main {
         }
     }
 
-    /// Starts the new main process and hands it everything. On error, everything is as it
-    /// was. Returns the new process's pid.
-    fn hand_over(&mut self, to: Option<&ClientRef>) -> anyhow::Result<u32> {
-        let handed: Vec<u32> = self
-            .workers
-            .values()
-            .filter(|w| w.channel_closed_at.is_none())
-            .map(|w| w.id)
-            .collect();
-        self.pause_workers(&handed)?;
-        let result = self.spawn_successor(&handed, to);
-        match &result {
-            Ok(_) => {
-                if let Some(to) = to {
+    /// The handover thread has spoken: the new process took over (this one exits), or it did
+    /// not (it is killed and everything goes on as before).
+    pub(super) fn check_successor(&mut self) {
+        let Some(successor) = &self.successor else {
+            return;
+        };
+        let outcome = match successor.outcome.try_recv() {
+            Ok(outcome) => outcome,
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err(anyhow::anyhow!("the handover thread ended without a word"))
+            }
+        };
+        let Some(successor) = self.successor.take() else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {
+                info!(
+                    "upgrade: the new main process (pid {}) took over; exiting",
+                    successor.child.id()
+                );
+                if let Some(to) = &successor.client {
                     // The successor answers this client; our copy of its socket just closes.
                     if let Some(mut client) = self.clients.remove(&to.client) {
                         let _ = self.poll.registry().deregister(&mut client.channel);
                     }
                 }
+                self.exit = Some(Exit::HandedOver);
             }
-            Err(_) => self.resume_workers(&handed),
+            Err(error) => self.abandon_successor(successor, &format!("{error:#}")),
         }
-        result
     }
 
-    /// Stops reading the workers' channels and writes out what is queued for them.
-    fn pause_workers(&mut self, ids: &[u32]) -> anyhow::Result<()> {
-        for id in ids {
+    /// Kills the new process and goes on as before.
+    fn abandon_successor(&mut self, mut successor: Successor, why: &str) {
+        let _ = successor.child.kill();
+        let _ = successor.child.wait();
+        self.resume_channels(&successor.handed, successor.client.as_ref());
+        error!("upgrade failed, going on as before: {why}");
+        if let Some(to) = &successor.client {
+            let message = format!("upgrade failed, nothing changed: {why}");
+            self.reply(to, Response::failure(to.request_id.clone(), message));
+        }
+        // Workers that exited meanwhile were left for now.
+        self.reap_workers();
+    }
+
+    /// Gives up a handover in progress, for a stop.
+    pub(super) fn abort_handover(&mut self, why: &str) {
+        if let Some(successor) = self.successor.take() {
+            self.abandon_successor(successor, why);
+        }
+    }
+
+    /// Whether a handover is in progress: orders that change the state or act on workers are
+    /// refused meanwhile, since the new process is handed the state as it was.
+    pub(super) fn is_handing_over(&self) -> bool {
+        self.successor.is_some()
+    }
+
+    /// Stops reading the handed channels, which the new process reads from now on if it takes
+    /// over.
+    fn pause_channels(&mut self, workers: &[u32], client: Option<&ClientRef>) {
+        for id in workers {
             if let Some(worker) = self.workers.get_mut(id) {
                 let _ = self.poll.registry().deregister(&mut worker.channel);
-                worker.channel.blocking()?;
-                worker
-                    .channel
-                    .writable()
-                    .with_context(|| format!("cannot flush worker {id}'s channel"))?;
             }
         }
-        Ok(())
+        if let Some(client) = client.and_then(|to| self.clients.get_mut(&to.client)) {
+            let _ = self.poll.registry().deregister(&mut client.channel);
+        }
     }
 
-    fn resume_workers(&mut self, ids: &[u32]) {
-        for id in ids {
+    fn resume_channels(&mut self, workers: &[u32], client: Option<&ClientRef>) {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        for id in workers {
             if let Some(worker) = self.workers.get_mut(id) {
-                let _ = worker.channel.nonblocking();
-                if let Err(error) = self.poll.registry().register(
-                    &mut worker.channel,
-                    worker.token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
+                if let Err(error) =
+                    self.poll
+                        .registry()
+                        .register(&mut worker.channel, worker.token, interest)
+                {
                     error!("cannot watch worker {id}'s channel again: {error}");
                 }
             }
         }
+        if let Some(client) = client.and_then(|to| self.clients.get_mut(&to.client)) {
+            if let Err(error) =
+                self.poll
+                    .registry()
+                    .register(&mut client.channel, client.token, interest)
+            {
+                error!("cannot watch client {}'s channel again: {error}", client.id);
+            }
+        }
     }
 
-    fn spawn_successor(&mut self, handed: &[u32], to: Option<&ClientRef>) -> anyhow::Result<u32> {
+    /// Starts the new main process and the thread that hands it the descriptors and the
+    /// state. Returns the process and where the thread tells how it went.
+    fn spawn_successor(
+        &mut self,
+        handed: &[u32],
+        to: Option<&ClientRef>,
+    ) -> anyhow::Result<(Child, mpsc::Receiver<anyhow::Result<()>>)> {
         let (ours, theirs) = UnixStream::pair().context("cannot create the handover socket")?;
+        let (fds, description) = self.handover_contents(handed, to)?;
+        let mut state = Vec::new();
+        self.state
+            .save(&mut state)
+            .context("cannot write the state")?;
         sys::inherit_on_exec(&theirs).context("cannot hand the socket to the new process")?;
         let mut child = Command::new(&self.exe)
             .arg("main")
@@ -234,44 +400,45 @@ impl Main {
             .spawn()
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
         drop(theirs);
-        let pid = child.id();
-        info!("upgrade: new main process started (pid {pid})");
-        match self.send_handover(&ours, handed, to) {
-            Ok(()) => Ok(pid),
-            Err(error) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(error)
-            }
+        let (sender, outcome) = mpsc::channel();
+        let waker = self.waker.clone();
+        let timeout = HANDOVER_TIMEOUT + self.settings.worker_timeout;
+        let thread = std::thread::Builder::new()
+            .name("handover".to_string())
+            .spawn(move || {
+                let result = send_handover(&ours, &fds, &description, &state, timeout);
+                let _ = sender.send(result);
+                if let Err(error) = waker.wake() {
+                    error!("cannot wake the main loop after the handover: {error}");
+                }
+            });
+        if let Err(error) = thread {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error).context("cannot start the handover thread");
         }
+        Ok((child, outcome))
     }
 
-    fn send_handover(
-        &mut self,
-        stream: &UnixStream,
+    /// The descriptors to hand over (copies: ours stay open until the new process is ready)
+    /// and their description.
+    fn handover_contents(
+        &self,
         handed: &[u32],
         to: Option<&ClientRef>,
-    ) -> anyhow::Result<()> {
-        let timeout = HANDOVER_TIMEOUT + self.settings.worker_timeout;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_read_timeout(Some(timeout))?;
-        let client = match to {
-            Some(to) => match self.clients.get_mut(&to.client) {
-                Some(client) => {
-                    let _ = client.channel.blocking();
-                    let _ = client.channel.writable();
-                    Some((to.request_id.clone(), client.channel.as_fd()))
-                }
-                None => None,
-            },
-            None => None,
+    ) -> anyhow::Result<(Vec<OwnedFd>, Vec<u8>)> {
+        let copy = |fd: BorrowedFd<'_>| {
+            fd.try_clone_to_owned()
+                .context("cannot copy a descriptor to hand over")
         };
-        let mut fds: Vec<BorrowedFd<'_>> = vec![self.command_listener.as_fd()];
-        fds.extend(self.listeners.iter().map(|(_, _, fd)| fd));
+        let mut fds = vec![copy(self.command_listener.as_fd())?];
+        for (_, _, fd) in self.listeners.iter() {
+            fds.push(copy(fd)?);
+        }
         let mut workers = Vec::new();
         for id in handed {
             if let Some(worker) = self.workers.get(id) {
-                fds.push(worker.channel.as_fd());
+                fds.push(copy(worker.channel.as_fd())?);
                 workers.push(HandedWorker {
                     id: worker.id,
                     pid: worker.pid,
@@ -279,10 +446,13 @@ impl Main {
                 });
             }
         }
-        let client_request_id = client.map(|(request_id, fd)| {
-            fds.push(fd);
-            request_id
-        });
+        let mut client_request_id = None;
+        if let Some(to) = to {
+            if let Some(client) = self.clients.get(&to.client) {
+                fds.push(copy(client.channel.as_fd())?);
+                client_request_id = Some(to.request_id.clone());
+            }
+        }
         let handover = Handover {
             settings: self.settings.clone(),
             listeners: self
@@ -313,31 +483,17 @@ impl Main {
                 .collect(),
             fleet: self.fleet.as_ref().map(super::provider::Fleet::handed),
         };
-        let data = serde_json::to_vec(&handover)?;
-        ScmSocket::new(stream.try_clone()?)?
-            .send_fds(&fds, &data)
-            .context("cannot send the sockets")?;
-        let mut writer = std::io::BufWriter::new(stream);
-        self.state
-            .save(&mut writer)
-            .context("cannot send the state")?;
-        drop(writer);
-        stream.shutdown(Shutdown::Write)?;
-        let mut ready = String::new();
-        BufReader::new(stream)
-            .read_line(&mut ready)
-            .context("the new main process did not confirm")?;
-        if ready.trim() != "ready" {
-            bail!("the new main process failed before taking over (see its log)");
-        }
-        Ok(())
+        Ok((fds, serde_json::to_vec(&handover)?))
     }
 
     /// `UPGRADE_WORKER`: replaces one worker by a new one from the binary now on disk.
     pub(super) fn upgrade_worker(&mut self, to: ClientRef, worker_id: u32) {
         let refusal = if self.stop.is_some() {
             Some("sozu is stopping".to_string())
-        } else if self.replacement.is_some() || self.pending_main_upgrade.is_some() {
+        } else if self.replacement.is_some()
+            || self.pending_main_upgrade.is_some()
+            || self.successor.is_some()
+        {
             Some("an upgrade is already in progress".to_string())
         } else if !self.serving_workers().contains(&worker_id) {
             Some(format!("no serving worker {worker_id}"))
@@ -422,6 +578,35 @@ impl Main {
             self.reply(to, response);
         }
     }
+}
+
+/// The handover itself, on its own thread: the descriptors with their description, then the
+/// state, then the new process's `ready`, each step bounded by `timeout`.
+fn send_handover(
+    stream: &UnixStream,
+    fds: &[OwnedFd],
+    description: &[u8],
+    state: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_read_timeout(Some(timeout))?;
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    ScmSocket::new(stream.try_clone()?)?
+        .send_fds(&borrowed, description)
+        .context("cannot send the sockets")?;
+    (&*stream)
+        .write_all(state)
+        .context("cannot send the state")?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut ready = String::new();
+    BufReader::new(stream)
+        .read_line(&mut ready)
+        .context("the new main process did not confirm")?;
+    if ready.trim() != "ready" {
+        bail!("the new main process failed before taking over (see its log)");
+    }
+    Ok(())
 }
 
 /// `sozu main`: takes over from the previous main process, then serves.

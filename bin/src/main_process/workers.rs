@@ -242,8 +242,12 @@ impl super::Main {
     }
 
     /// Collects the workers that exited (on SIGCHLD, or when a channel closes), after reading
-    /// what they sent last.
+    /// what they sent last. Not during a handover: the new process is handed the workers as
+    /// they were, and those that exited meanwhile are collected once it failed.
     pub(super) fn reap_workers(&mut self) {
+        if self.is_handing_over() {
+            return;
+        }
         let mut exited = Vec::new();
         for worker in self.workers.values_mut() {
             match worker.try_wait() {

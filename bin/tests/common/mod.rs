@@ -65,6 +65,13 @@ impl Proxy {
     /// Starts a proxy with an HTTP listener and `extra` appended to its configuration, and
     /// waits until its workers answer.
     pub fn start(extra: &str) -> Proxy {
+        let (dir, config, http) = Proxy::prepare(extra);
+        Proxy::start_with(dir, config, http)
+    }
+
+    /// A temporary folder with the configuration [`Proxy::start`] uses; returns it with the
+    /// configuration's path and HTTP listener.
+    pub fn prepare(extra: &str) -> (tempfile::TempDir, PathBuf, SocketAddr) {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let http = free_address();
         let config = dir.path().join("config.toml");
@@ -80,15 +87,26 @@ impl Proxy {
              address = \"{http}\"\n"
         );
         fs::write(&config, text).expect("write the configuration");
-        Proxy::start_with(dir, config, http)
+        (dir, config, http)
     }
 
     /// Starts the proxy of a configuration already written in `dir`.
     pub fn start_with(dir: tempfile::TempDir, config: PathBuf, http: SocketAddr) -> Proxy {
+        Proxy::start_program(Path::new(SOZU), dir, config, http)
+    }
+
+    /// Starts the proxy from `program`, a copy of the binary (what an upgrade runs is the
+    /// file at that path then).
+    pub fn start_program(
+        program: &Path,
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        http: SocketAddr,
+    ) -> Proxy {
         let log = dir.path().join("sozu.log");
         let output = fs::File::create(&log).expect("create the log file");
         let errors = output.try_clone().expect("clone the log file");
-        let main = Command::new(SOZU)
+        let main = Command::new(program)
             .args(["start", "-c"])
             .arg(&config)
             .stdin(Stdio::null())

@@ -8,10 +8,11 @@ use super::{
     document::{Field, Table},
     error::ConfigError,
 };
-use crate::request::FixedAnswer;
-
-/// The status codes whose built-in page can be replaced.
-const CODES: [u16; 12] = [301, 400, 401, 404, 408, 413, 421, 429, 502, 503, 504, 507];
+use crate::{
+    answer::{self, CUSTOM_STATUSES},
+    request::FixedAnswer,
+    rules,
+};
 
 /// Sōzu's per-status keys of listeners, each naming a file; the code is the key's suffix.
 pub(super) const LISTENER_LEGACY_KEYS: &[&str] = &[
@@ -49,6 +50,7 @@ pub(super) fn custom_answers(
                 return Err(field.invalid("a key answer_NNN with NNN a status code"));
             };
             let (_, contents) = loader.files.read(field)?;
+            check_answer(field, code, &contents)?;
             answers.insert(code, contents.to_string());
             legacy_keys.insert(code, key);
         }
@@ -61,13 +63,13 @@ pub(super) fn custom_answers(
         let code = code_text
             .parse::<u16>()
             .ok()
-            .filter(|code| CODES.contains(code))
+            .filter(|code| CUSTOM_STATUSES.contains(code))
             .ok_or_else(|| ConfigError::UnknownKey {
                 key: code_text.to_string(),
                 section: "`answers`".to_string(),
                 line: value.line(),
                 suggestion: None,
-                expected: CODES.map(|code| code.to_string()).join(", "),
+                expected: CUSTOM_STATUSES.map(|code| code.to_string()).join(", "),
             })?;
         if let Some(legacy_key) = legacy_keys.get(&code) {
             return Err(ConfigError::Exclusive {
@@ -85,9 +87,17 @@ pub(super) fn custom_answers(
             }
             None => text.to_string(),
         };
+        check_answer(value, code, &contents)?;
         answers.insert(code, contents);
     }
     Ok(answers)
+}
+
+/// Refuses an answer the proxy could not send as it is (see [`crate::answer`]).
+fn check_answer(field: Field<'_, '_>, code: u16, text: &str) -> Result<(), ConfigError> {
+    answer::parse(code, text)
+        .map(|_| ())
+        .map_err(|error| field.invalid(format!("a custom answer: {error}")))
 }
 
 /// The status code of an `answer_NNN` key.
@@ -103,14 +113,10 @@ pub(super) fn fixed_answer(
 ) -> Result<FixedAnswer, ConfigError> {
     let mut table = field.table("`answer`")?;
     loader.check_keys(&mut table, &[FIXED_ANSWER_KEYS]);
-    let status_field = table.required("status")?;
-    let status: u16 = status_field.integer()?;
-    if !(200..=599).contains(&status) {
-        return Err(status_field.invalid("an HTTP status from 200 to 599"));
-    }
+    let status = table.required("status")?.number(&rules::ANSWER_STATUS)?;
     let body = match (table.field("body"), table.field("file")) {
-        (Some(body), None) => body.string()?.to_string(),
-        (None, Some(file)) => loader.files.read(file)?.1.to_string(),
+        (Some(body), None) => answer_body(body, body.string()?)?,
+        (None, Some(file)) => answer_body(file, &loader.files.read(file)?.1)?,
         (Some(body), Some(_)) => {
             return Err(ConfigError::Exclusive {
                 key: "body".to_string(),
@@ -129,6 +135,14 @@ pub(super) fn fixed_answer(
     })
 }
 
+/// The body of an answer frontend, at most [`rules::MAX_ANSWER`] bytes.
+fn answer_body(field: Field<'_, '_>, body: &str) -> Result<String, ConfigError> {
+    if body.len() > rules::MAX_ANSWER {
+        return Err(field.invalid(format!("a body of at most {} bytes", rules::MAX_ANSWER)));
+    }
+    Ok(body.to_string())
+}
+
 /// `[["Name", "value"], …]`.
 fn header_pairs(field: Field<'_, '_>) -> Result<Vec<(String, String)>, ConfigError> {
     let expected = "[name, value] pairs of strings, like [[\"Content-Type\", \"text/html\"]]";
@@ -142,46 +156,13 @@ fn header_pairs(field: Field<'_, '_>) -> Result<Vec<(String, String)>, ConfigErr
             };
             let name = name.string().map_err(|_| item.invalid(expected))?;
             let value = value.string().map_err(|_| item.invalid(expected))?;
-            check_header(item, name, value)?;
+            answer::check_header_name(name).map_err(|rule| item.invalid(rule))?;
+            rules::HEADER_VALUE
+                .check(value)
+                .map_err(|rule| item.invalid(rule))?;
             Ok((name.to_string(), value.to_string()))
         })
         .collect()
-}
-
-/// Whether `text` is an HTTP token (RFC 9110, section 5.6.2), as header names, methods and
-/// cookie names are.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
-}
-
-const TOKEN: &str = "a name made of letters, digits and !#$%&'*+-.^_`|~";
-
-/// A string field that must be an HTTP token.
-pub(super) fn token(field: Field<'_, '_>) -> Result<String, ConfigError> {
-    let text = field.string()?;
-    if !is_token(text) {
-        return Err(field.invalid(TOKEN));
-    }
-    Ok(text.to_string())
-}
-
-/// Refuses a header name that is not an HTTP token, and a value that would break the header
-/// block (CR, LF or NUL).
-pub(super) fn check_header(
-    field: Field<'_, '_>,
-    name: &str,
-    value: &str,
-) -> Result<(), ConfigError> {
-    if !is_token(name) {
-        return Err(field.invalid(format!("{TOKEN} as header name; `{name}` is not one")));
-    }
-    if value.contains(['\r', '\n', '\0']) {
-        return Err(field.invalid("a header value without CR, LF or NUL"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -192,7 +173,10 @@ mod tests {
     fn every_legacy_key_names_a_replaceable_status() {
         for key in LISTENER_LEGACY_KEYS.iter().chain(CLUSTER_LEGACY_KEYS) {
             let code = legacy_code(key);
-            assert!(code.is_some_and(|code| CODES.contains(&code)), "{key}");
+            assert!(
+                code.is_some_and(|code| CUSTOM_STATUSES.contains(&code)),
+                "{key}"
+            );
         }
     }
 }

@@ -10,8 +10,11 @@ use super::{
     error::ConfigError,
     frontend::{ClusterProtocol, Owner, Routing},
 };
-use crate::request::{
-    AddBackend, Cluster, DEFAULT_BACKEND_WEIGHT, HealthCheckConfig, ProxyProtocolConfig,
+use crate::{
+    request::{
+        AddBackend, Cluster, DEFAULT_BACKEND_WEIGHT, HealthCheckConfig, ProxyProtocolConfig,
+    },
+    rules,
 };
 
 const KEYS: &[&str] = &[
@@ -45,6 +48,13 @@ const HTTP_KEYS: &[&str] = &[
     "www_authenticate",
     "authorized_hashes",
 ];
+
+/// `expected_status` is 0 (any 2xx) or a status of [`rules::EXPECTED_STATUS`].
+const ANY_STATUS: rules::Bounds = rules::Bounds {
+    min: 0,
+    max: 599,
+    unit: rules::Unit::None,
+};
 
 const BACKEND_KEYS: &[&str] = &["address", "backend_id", "weight", "sticky_id", "backup"];
 
@@ -93,8 +103,10 @@ fn read(
     let name = format!("[clusters.{id}]");
     let mut table = field.table(&name)?;
     loader.check_keys(&mut table, &[KEYS]);
-    if id.is_empty() {
-        return Err(field.invalid("a table named by a cluster id, like [clusters.web]"));
+    if let Err(expected) = rules::IDENTIFIER.check(id) {
+        return Err(field.invalid(format!(
+            "a table named by a cluster id of {expected}, like [clusters.web]"
+        )));
     }
     if let Some(udp) = table.field("udp") {
         return Err(udp.refused(
@@ -160,8 +172,9 @@ fn settings(
         .with("load_balancing", Field::named)?
         .unwrap_or_default();
     cluster.load_metric = table.with("load_metric", Field::named)?;
-    cluster.max_connections_per_ip = table.integer("max_connections_per_ip")?;
-    cluster.retry_after = table.seconds("retry_after")?;
+    cluster.max_connections_per_ip =
+        table.number("max_connections_per_ip", &rules::MAX_CONNECTIONS_PER_IP)?;
+    cluster.retry_after = table.seconds("retry_after", &rules::HEADER_SECONDS)?;
     cluster.health_check = table
         .field("health_check")
         .map(|field| health_check(loader, field, name))
@@ -202,9 +215,9 @@ fn http_settings(
 ) -> Result<(), ConfigError> {
     cluster.sticky_session = table.bool("sticky_session")?.unwrap_or(false);
     cluster.https_redirect = table.bool("https_redirect")?.unwrap_or(false);
-    cluster.https_redirect_port = table.integer("https_redirect_port")?;
+    cluster.https_redirect_port = table.number("https_redirect_port", &rules::PORT)?;
     cluster.answers = answers::custom_answers(loader, table, answers::CLUSTER_LEGACY_KEYS)?;
-    cluster.www_authenticate = table.string("www_authenticate")?;
+    cluster.www_authenticate = table.text("www_authenticate", &rules::REALM)?;
     cluster.authorized_hashes = table
         .with("authorized_hashes", authorized_hashes)?
         .unwrap_or_default();
@@ -213,18 +226,14 @@ fn http_settings(
 
 /// `user:sha256hex` entries.
 fn authorized_hashes(field: Field<'_, '_>) -> Result<Vec<String>, ConfigError> {
-    let hashes = field.strings()?;
-    for entry in &hashes {
-        let valid = entry.split_once(':').is_some_and(|(user, hash)| {
-            !user.is_empty() && hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit())
-        });
-        if !valid {
-            return Err(field.invalid(format!(
-                "entries \"user:sha256hex\" with 64 hexadecimal digits; `{entry}` is not one"
-            )));
-        }
-    }
-    Ok(hashes)
+    field
+        .items()?
+        .into_iter()
+        .map(|item| {
+            item.checked(rules::check_authorized_hash)
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// How a TCP cluster uses the PROXY protocol, as Sōzu decides it: from `send_proxy` and
@@ -297,14 +306,16 @@ fn backend(
     loader.check_keys(&mut table, &[BACKEND_KEYS]);
     let address = table.required("address")?.address()?;
     let backend_id = table
-        .string("backend_id")?
+        .text("backend_id", &rules::IDENTIFIER)?
         .unwrap_or_else(|| format!("{cluster_id}-{index}-{address}"));
     let backend = AddBackend {
         cluster_id: cluster_id.to_string(),
         backend_id,
         address,
-        sticky_id: table.string("sticky_id")?,
-        weight: table.integer("weight")?.unwrap_or(DEFAULT_BACKEND_WEIGHT),
+        sticky_id: table.text("sticky_id", &rules::COOKIE_VALUE)?,
+        weight: table
+            .number("weight", &rules::WEIGHT)?
+            .unwrap_or(DEFAULT_BACKEND_WEIGHT),
         backup: table.bool("backup")?.unwrap_or(false),
     };
     table.unused()?;
@@ -320,25 +331,29 @@ fn health_check(
     let name = format!("{}.health_check]", cluster_name.trim_end_matches(']'));
     let mut table = field.table(&name)?;
     loader.check_keys(&mut table, &[HEALTH_CHECK_KEYS]);
-    let uri_field = table.required("uri")?;
-    let uri = uri_field.string()?;
-    if !uri.starts_with('/') {
-        return Err(uri_field.invalid("a path starting with /"));
-    }
+    let uri = table.required("uri")?.text(&rules::HEALTH_CHECK_URI)?;
     let mut config = HealthCheckConfig::new(uri);
-    if let Some(interval) = table.seconds("interval")? {
+    if let Some(interval) = table.seconds("interval", &rules::TIMEOUT)? {
         config.interval = interval;
     }
-    if let Some(timeout) = table.seconds("timeout")? {
+    if let Some(timeout) = table.seconds("timeout", &rules::TIMEOUT)? {
         config.timeout = timeout;
     }
-    if let Some(threshold) = table.integer("healthy_threshold")? {
+    if let Some(threshold) = table.number("healthy_threshold", &rules::HEALTH_THRESHOLD)? {
         config.healthy_threshold = threshold;
     }
-    if let Some(threshold) = table.integer("unhealthy_threshold")? {
+    if let Some(threshold) = table.number("unhealthy_threshold", &rules::HEALTH_THRESHOLD)? {
         config.unhealthy_threshold = threshold;
     }
-    config.expected_status = table.integer("expected_status")?.unwrap_or(0);
+    config.expected_status = table
+        .with("expected_status", |field| {
+            let status: u16 = field.number(&ANY_STATUS)?;
+            if status != 0 && !rules::EXPECTED_STATUS.contains(status.into()) {
+                return Err(field.invalid("0 (any 2xx), or a status from 100 to 599"));
+            }
+            Ok(status)
+        })?
+        .unwrap_or(0);
     table.unused()?;
     Ok(config)
 }

@@ -13,7 +13,10 @@ use toml::{
 };
 
 use super::error::{ConfigError, ConfigWarning};
-use crate::request::UnknownName;
+use crate::{
+    request::UnknownName,
+    rules::{Bounds, TextRule},
+};
 
 /// The text of a configuration file and where its lines start.
 pub(super) struct Document<'i> {
@@ -246,15 +249,29 @@ impl<'t, 'i> Table<'t, 'i> {
         self.with(key, Field::bool)
     }
 
-    pub fn integer<T: TryFrom<i64>>(
+    pub fn number<T: TryFrom<u64>>(
         &mut self,
         key: &'static str,
+        bounds: &Bounds,
     ) -> Result<Option<T>, ConfigError> {
-        self.with(key, Field::integer)
+        self.with(key, |field| field.number(bounds))
     }
 
-    pub fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>, ConfigError> {
-        self.with(key, Field::seconds)
+    pub fn seconds(
+        &mut self,
+        key: &'static str,
+        bounds: &Bounds,
+    ) -> Result<Option<Duration>, ConfigError> {
+        self.with(key, |field| field.seconds(bounds))
+    }
+
+    /// A string that obeys `rule`.
+    pub fn text(
+        &mut self,
+        key: &'static str,
+        rule: &TextRule,
+    ) -> Result<Option<String>, ConfigError> {
+        self.with(key, |field| field.text(rule).map(str::to_string))
     }
 
     pub fn address(&mut self, key: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -396,34 +413,46 @@ impl<'t, 'i> Field<'t, 'i> {
             .ok_or_else(|| self.invalid("true or false"))
     }
 
-    /// A whole number that fits in `T`, an unsigned integer type.
-    pub fn integer<T: TryFrom<i64>>(self) -> Result<T, ConfigError> {
-        let expected = || {
-            let bits = std::mem::size_of::<T>().saturating_mul(8).clamp(8, 64);
-            let max = (u64::MAX >> (64 - bits)).min(i64::MAX as u64);
-            self.invalid(format!("a whole number from 0 to {max}"))
-        };
+    /// A whole number within `bounds` (see [`crate::rules`]).
+    pub fn number<T: TryFrom<u64>>(self, bounds: &Bounds) -> Result<T, ConfigError> {
+        let expected = || self.invalid(format!("a whole number from {bounds}"));
         let DeValue::Integer(integer) = self.value.get_ref() else {
             return Err(expected());
         };
         i64::from_str_radix(integer.as_str(), integer.radix())
             .ok()
+            .and_then(|value| u64::try_from(value).ok())
+            .filter(|value| bounds.contains(*value))
             .and_then(|value| T::try_from(value).ok())
             .ok_or_else(expected)
     }
 
-    /// A whole number of seconds.
-    pub fn seconds(self) -> Result<Duration, ConfigError> {
-        self.integer::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| self.invalid("a whole number of seconds"))
+    /// A whole number of seconds within `bounds`.
+    pub fn seconds(self, bounds: &Bounds) -> Result<Duration, ConfigError> {
+        self.number(bounds).map(Duration::from_secs)
     }
 
-    /// A whole number of milliseconds.
-    pub fn milliseconds(self) -> Result<Duration, ConfigError> {
-        self.integer::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| self.invalid("a whole number of milliseconds"))
+    /// A whole number of milliseconds within `bounds`.
+    pub fn milliseconds(self, bounds: &Bounds) -> Result<Duration, ConfigError> {
+        self.number(bounds).map(Duration::from_millis)
+    }
+
+    /// A string that obeys `rule` (see [`crate::rules`]).
+    pub fn text(self, rule: &TextRule) -> Result<&'t str, ConfigError> {
+        let text = self.string()?;
+        rule.check(text)
+            .map_err(|expected| self.invalid(expected))?;
+        Ok(text)
+    }
+
+    /// A string that passes `check`, a rule of [`crate::rules`] that says what it expected.
+    pub fn checked(
+        self,
+        check: fn(&str) -> Result<(), &'static str>,
+    ) -> Result<&'t str, ConfigError> {
+        let text = self.string()?;
+        check(text).map_err(|expected| self.invalid(expected))?;
+        Ok(text)
     }
 
     pub fn address(self) -> Result<SocketAddr, ConfigError> {

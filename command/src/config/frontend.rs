@@ -18,9 +18,13 @@ use super::{
     listener::{Listener, Listeners},
     tls::{self, CertificateFiles},
 };
-use crate::request::{
-    AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, Order, PathRule,
-    PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend, TlsVersion,
+use crate::{
+    hostname,
+    request::{
+        AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, Order, PathRule,
+        PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend, TlsVersion,
+    },
+    rules,
 };
 
 /// A frontend of the configuration, as its `Add…Frontend` order carries it.
@@ -304,8 +308,8 @@ fn http(
 ) -> Result<HttpFrontend, ConfigError> {
     let hostname_field = table.required("hostname")?;
     let hostname = hostname_field.string()?;
-    if hostname.is_empty() {
-        return Err(hostname_field.invalid("a hostname"));
+    if let Err(error) = hostname::parse_pattern(hostname) {
+        return Err(hostname_field.invalid(format!("a hostname pattern ({error})")));
     }
     let cluster_id = owner.map(|owner| owner.id.to_string());
     let mut frontend = HttpFrontend::new(cluster_id, address, hostname);
@@ -321,7 +325,7 @@ fn http(
         .unwrap_or_default();
     let path = table
         .with("path", |field| {
-            let path = field.string()?;
+            let path = field.text(&rules::PATH_RULE)?;
             if kind == PathRuleKind::Regex {
                 regex::Regex::new(path).map_err(|error| {
                     // The parser's message draws the pattern over several lines; its last line
@@ -340,7 +344,7 @@ fn http(
         })?
         .unwrap_or_default();
     frontend.path = PathRule { kind, value: path };
-    frontend.method = table.with("method", answers::token)?;
+    frontend.method = table.text("method", &rules::TOKEN)?;
     frontend.position = table
         .choice(
             "position",
@@ -374,10 +378,10 @@ fn http(
             ],
         )?
         .unwrap_or_default();
-    frontend.redirect_template = table.string("redirect_template")?;
-    frontend.rewrite_host = table.string("rewrite_host")?;
-    frontend.rewrite_path = table.string("rewrite_path")?;
-    frontend.rewrite_port = table.integer("rewrite_port")?;
+    frontend.redirect_template = table.text("redirect_template", &rules::TEMPLATE)?;
+    frontend.rewrite_host = table.text("rewrite_host", &rules::TEMPLATE)?;
+    frontend.rewrite_path = table.text("rewrite_path", &rules::TEMPLATE)?;
+    frontend.rewrite_port = table.number("rewrite_port", &rules::PORT)?;
     frontend.required_auth = table.bool("required_auth")?.unwrap_or(false);
     if let Some(field) = table.field("headers") {
         frontend.headers = header_edits(loader, field)?;
@@ -437,7 +441,12 @@ fn tags(field: Field<'_, '_>) -> Result<BTreeMap<String, String>, ConfigError> {
     table
         .entries()
         .into_iter()
-        .map(|(key, value)| Ok((key.to_string(), value.string()?.to_string())))
+        .map(|(key, value)| {
+            rules::LABEL
+                .check(key)
+                .map_err(|expected| value.invalid(format!("a tag name of {expected}")))?;
+            Ok((key.to_string(), value.text(&rules::LABEL)?.to_string()))
+        })
         .collect()
 }
 
@@ -453,10 +462,12 @@ fn header_edits(loader: &mut Loader, field: Field<'_, '_>) -> Result<Vec<HeaderE
             ("response", HeaderPosition::Response),
             ("both", HeaderPosition::Both),
         ])?;
-        let key_field = table.required("key")?;
-        let key = key_field.string()?;
-        let value = table.string("value")?.unwrap_or_default();
-        answers::check_header(key_field, key, &value)?;
+        let key = table
+            .required("key")?
+            .checked(rules::check_edited_header_name)?;
+        let value = table
+            .text("value", &rules::HEADER_VALUE)?
+            .unwrap_or_default();
         table.unused()?;
         edits.push(HeaderEdit {
             position,

@@ -9,8 +9,19 @@ use super::{
     error::ConfigError,
     files::Files,
 };
-use crate::request::{
-    default_back_timeout, default_connect_timeout, default_front_timeout, default_request_timeout,
+use crate::{
+    request::{
+        default_back_timeout, default_connect_timeout, default_front_timeout,
+        default_request_timeout,
+    },
+    rules::{self, Bounds, Unit},
+};
+
+/// A user id; `u32::MAX` is `(uid_t) -1`, which names no user.
+const USER_ID: Bounds = Bounds {
+    min: 0,
+    max: 4_294_967_294,
+    unit: Unit::None,
 };
 
 /// Every key of the top level.
@@ -62,10 +73,6 @@ pub(super) const KEYS: &[&str] = &[
 
 /// Top-level keys accepted and not in force, with what is done instead.
 const IGNORED: &[(&str, &str)] = &[
-    (
-        "command_allowed_uids",
-        "UID filtering is not built yet: the command socket (mode 0600) admits its owner and root",
-    ),
     ("log_colored", "colored logs are not built yet"),
     ("access_logs_colored", "colored logs are not built yet"),
     (
@@ -120,10 +127,10 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
 
     let command_socket = top.with("command_socket", |field| loader.files.path(field));
     let command_socket = loader.or(command_socket, loader.files.resolve("sozu.sock"));
-    let command_buffer_size = top.with("command_buffer_size", positive);
+    let command_buffer_size = top.number("command_buffer_size", &rules::COMMAND_BUFFER_SIZE);
     let command_buffer_size = loader.or(command_buffer_size, 1_000_000);
     let max_command_buffer_size = top.with("max_command_buffer_size", |field| {
-        let size = positive(field)?;
+        let size: usize = field.number(&rules::MAX_COMMAND_BUFFER_SIZE)?;
         if size < command_buffer_size {
             return Err(field.invalid(format!(
                 "at least `command_buffer_size` ({command_buffer_size})"
@@ -133,7 +140,11 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     });
     let max_command_buffer_size =
         loader.or(max_command_buffer_size, command_buffer_size.max(2_000_000));
-    let ctl_command_timeout = top.with("ctl_command_timeout", Field::milliseconds);
+    let command_allowed_uids = top.with("command_allowed_uids", allowed_uids);
+    let command_allowed_uids = loader.keep(command_allowed_uids).flatten();
+    let ctl_command_timeout = top.with("ctl_command_timeout", |field| {
+        field.milliseconds(&rules::CTL_COMMAND_TIMEOUT)
+    });
     let ctl_command_timeout = loader.or(ctl_command_timeout, Duration::from_millis(1000));
     let saved_state = top.with("saved_state", |field| loader.files.path(field));
     let saved_state = loader.keep(saved_state).flatten();
@@ -156,44 +167,40 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     let log_target = loader.or(log_target, LogTarget::Stdout);
     let access_logs_format = access_logs_format(loader, top);
 
-    let worker_count = top.with("worker_count", |field| {
-        let count: u16 = field.integer()?;
-        if count == 0 {
-            return Err(field.invalid("at least 1 worker"));
-        }
-        Ok(count)
-    });
+    let worker_count = top.number("worker_count", &rules::WORKER_COUNT);
     let worker_count = loader.or(worker_count, 2);
     let worker_automatic_restart = top.bool("worker_automatic_restart");
     let worker_automatic_restart = loader.or(worker_automatic_restart, true);
-    let worker_timeout = top.seconds("worker_timeout");
+    let worker_timeout = top.seconds("worker_timeout", &rules::TIMEOUT);
     let worker_timeout = loader.or(worker_timeout, Duration::from_secs(10));
     let pid_file_path = top.with("pid_file_path", |field| loader.files.path(field));
     let pid_file_path = loader.keep(pid_file_path).flatten();
 
-    let max_connections = top.with("max_connections", positive);
+    let max_connections = top.number("max_connections", &rules::MAX_CONNECTIONS);
     let max_connections = loader.or(max_connections, 10_000);
-    let max_buffers = top.with("max_buffers", positive);
+    let max_buffers = top.number("max_buffers", &rules::MAX_BUFFERS);
     let max_buffers = loader.or(max_buffers, 1_000);
-    let buffer_size = top.with("buffer_size", positive);
+    let buffer_size = top.number("buffer_size", &rules::BUFFER_SIZE);
     let buffer_size = loader.or(buffer_size, 16_393);
-    let front_timeout = top.seconds("front_timeout");
+    let front_timeout = top.seconds("front_timeout", &rules::TIMEOUT);
     let front_timeout = loader.or(front_timeout, default_front_timeout());
-    let back_timeout = top.seconds("back_timeout");
+    let back_timeout = top.seconds("back_timeout", &rules::TIMEOUT);
     let back_timeout = loader.or(back_timeout, default_back_timeout());
-    let connect_timeout = top.seconds("connect_timeout");
+    let connect_timeout = top.seconds("connect_timeout", &rules::TIMEOUT);
     let connect_timeout = loader.or(connect_timeout, default_connect_timeout());
-    let request_timeout = top.seconds("request_timeout");
+    let request_timeout = top.seconds("request_timeout", &rules::TIMEOUT);
     let request_timeout = loader.or(request_timeout, default_request_timeout());
     let activate_listeners = top.bool("activate_listeners");
     let activate_listeners = loader.or(activate_listeners, true);
-    let max_connections_per_ip = top.integer("max_connections_per_ip");
+    let max_connections_per_ip =
+        top.number("max_connections_per_ip", &rules::MAX_CONNECTIONS_PER_IP);
     let max_connections_per_ip = loader.or(max_connections_per_ip, 0);
-    let retry_after = top.seconds("retry_after");
+    let retry_after = top.seconds("retry_after", &rules::HEADER_SECONDS);
     let retry_after = loader.or(retry_after, Duration::from_secs(60));
     let disable_cluster_metrics = top.bool("disable_cluster_metrics");
     let disable_cluster_metrics = loader.or(disable_cluster_metrics, false);
-    let splice_pipe_capacity = top.integer("splice_pipe_capacity_bytes");
+    let splice_pipe_capacity =
+        top.number("splice_pipe_capacity_bytes", &rules::SPLICE_PIPE_CAPACITY);
     let splice_pipe_capacity = loader.or(splice_pipe_capacity, 0);
     let metrics = top.field("metrics").map(|field| metrics(loader, field));
     let metrics = metrics.and_then(|metrics| loader.keep(metrics));
@@ -202,6 +209,7 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         command_socket,
         command_buffer_size,
         max_command_buffer_size,
+        command_allowed_uids,
         ctl_command_timeout,
         saved_state,
         automatic_state_save,
@@ -235,12 +243,20 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     }
 }
 
-/// A size or count that must not be 0.
-fn positive(field: Field<'_, '_>) -> Result<usize, ConfigError> {
-    match field.integer::<usize>()? {
-        0 => Err(field.invalid("a whole number above 0")),
-        value => Ok(value),
+/// The user ids allowed on the command socket: a list of at least one.
+fn allowed_uids(field: Field<'_, '_>) -> Result<Vec<u32>, ConfigError> {
+    let uids = field
+        .items()?
+        .into_iter()
+        .map(|item| item.number(&USER_ID))
+        .collect::<Result<Vec<u32>, _>>()?;
+    if uids.is_empty() {
+        return Err(field.invalid(
+            "a list of at least one user id (leave the key out to admit every user \
+             the socket's permissions let in)",
+        ));
     }
+    Ok(uids)
 }
 
 /// A level, or an `env_logger` filter whose directives each end with a level.

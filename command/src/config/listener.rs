@@ -12,9 +12,12 @@ use super::{
     error::ConfigError,
     tls::{self, CertificateFiles},
 };
-use crate::request::{
-    HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
-    TcpListenerConfig, TlsListenerConfig, TlsVersion,
+use crate::{
+    request::{
+        HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
+        TcpListenerConfig, TlsListenerConfig, TlsVersion,
+    },
+    rules,
 };
 
 /// A listener of the configuration, as its `Add…Listener` order carries it.
@@ -306,23 +309,26 @@ fn http(
     let mut config = HttpListenerConfig::new(address);
     config.public_address = table.address("public_address")?;
     config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
-    if let Some(sticky_name) = table.with("sticky_name", answers::token)? {
+    if let Some(sticky_name) = table.text("sticky_name", &rules::TOKEN)? {
         config.sticky_name = sticky_name;
     }
-    if let Some(sozu_id_header) = table.with("sozu_id_header", answers::token)? {
-        config.sozu_id_header = sozu_id_header;
+    if let Some(sozu_id_header) = table.with("sozu_id_header", |field| match field.string()? {
+        "" => Ok(""),
+        _ => field.checked(rules::check_edited_header_name),
+    })? {
+        config.sozu_id_header = sozu_id_header.to_string();
     }
     config.front_timeout = table
-        .seconds("front_timeout")?
+        .seconds("front_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.front_timeout);
     config.back_timeout = table
-        .seconds("back_timeout")?
+        .seconds("back_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.back_timeout);
     config.connect_timeout = table
-        .seconds("connect_timeout")?
+        .seconds("connect_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.connect_timeout);
     config.request_timeout = table
-        .seconds("request_timeout")?
+        .seconds("request_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.request_timeout);
     config.answers = answers::custom_answers(loader, table, answers::LISTENER_LEGACY_KEYS)?;
     config.send_x_real_ip = table.bool("send_x_real_ip")?.unwrap_or(false);
@@ -358,7 +364,7 @@ fn tls(loader: &mut Loader, table: &mut Table<'_, '_>) -> Result<TlsListenerConf
     }
     config.certificate =
         CertificateFiles::read(loader, table)?.map(|files| files.contents(Vec::new()));
-    if let Some(tickets) = table.integer("send_tls13_tickets")? {
+    if let Some(tickets) = table.number("send_tls13_tickets", &rules::TLS13_TICKETS)? {
         config.send_tls13_tickets = tickets;
     }
     if let Some(field) = table.field("alpn_protocols") {
@@ -390,13 +396,13 @@ fn tcp(
     config.public_address = table.address("public_address")?;
     config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
     config.front_timeout = table
-        .seconds("front_timeout")?
+        .seconds("front_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.front_timeout);
     config.back_timeout = table
-        .seconds("back_timeout")?
+        .seconds("back_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.back_timeout);
     config.connect_timeout = table
-        .seconds("connect_timeout")?
+        .seconds("connect_timeout", &rules::TIMEOUT)?
         .unwrap_or(settings.connect_timeout);
     config.splice = table.bool("splice")?.unwrap_or(false);
     Ok(config)

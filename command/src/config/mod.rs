@@ -53,6 +53,9 @@ pub struct Config {
     pub command_buffer_size: usize,
     /// The largest message accepted on the command channel, in bytes.
     pub max_command_buffer_size: usize,
+    /// The user ids whose processes may give orders; `None` admits every user the socket's
+    /// permissions let in (its owner and root).
+    pub command_allowed_uids: Option<Vec<u32>>,
     /// How long the command line waits for an answer.
     pub ctl_command_timeout: Duration,
     /// The state file loaded at start and written by `automatic_state_save`.

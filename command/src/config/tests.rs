@@ -306,7 +306,7 @@ fn duration_must_be_whole_seconds() {
     let message = error("front_timeout = \"60s\"\n");
     assert_names(
         &message,
-        &["`front_timeout`", "line 1", "a whole number of seconds"],
+        &["`front_timeout`", "line 1", "1 to 2147483 seconds"],
     );
     let message = error("back_timeout = -1\n");
     assert_names(&message, &["`back_timeout`", "line 1"]);
@@ -838,4 +838,124 @@ fn hundred_thousand_frontends_load_in_reasonable_time() {
         config.certificates[9_999].certificate.certificate,
         "CERTIFICATE 9999"
     );
+}
+
+/// Issue 10, item 3: every duration and count has a range, refused with the key and the line.
+#[test]
+fn numbers_out_of_their_range_are_refused_with_the_key_and_the_line() {
+    let huge = i64::MAX;
+    let cases = [
+        (
+            format!("worker_timeout = {huge}\n"),
+            "worker_timeout",
+            "1 to 2147483 seconds",
+        ),
+        (
+            format!("{HTTP_LISTENER}front_timeout = {huge}\n"),
+            "front_timeout",
+            "seconds",
+        ),
+        (
+            format!("{HTTP_LISTENER}request_timeout = 0\n"),
+            "request_timeout",
+            "1 to",
+        ),
+        (
+            "buffer_size = 10\n".to_string(),
+            "buffer_size",
+            "1024 to 1048576 bytes",
+        ),
+        (
+            "worker_count = 100000\n".to_string(),
+            "worker_count",
+            "1 to 1024",
+        ),
+        (
+            format!("retry_after = {huge}\n"),
+            "retry_after",
+            "0 to 2147483647 seconds",
+        ),
+        (
+            format!(
+                "{HTTP_LISTENER}[clusters.c]\nprotocol = \"http\"\n\
+                 health_check = {{ uri = \"/\", interval = {huge} }}\n"
+            ),
+            "interval",
+            "1 to 2147483 seconds",
+        ),
+        (
+            "[clusters.c]\nprotocol = \"http\"\n\
+             health_check = { uri = \"/\", timeout = 9223372036854775807 }\n"
+                .to_string(),
+            "timeout",
+            "1 to 2147483 seconds",
+        ),
+        (
+            "[clusters.c]\nprotocol = \"http\"\n\
+             backends = [{ address = \"127.0.0.1:1\", weight = 2000000 }]\n"
+                .to_string(),
+            "weight",
+            "0 to 1000000",
+        ),
+    ];
+    for (text, key, range) in cases {
+        let message = error(&text);
+        assert_names(&message, &[&format!("`{key}`"), "at line", range]);
+    }
+}
+
+/// Issue 10, item 4: no byte that would end a header line early reaches an order.
+#[test]
+fn bytes_that_would_forge_a_header_line_are_refused() {
+    let frontend = |extra: &str| {
+        format!(
+            "{HTTP_LISTENER}[clusters.c]\nprotocol = \"http\"\n\
+             frontends = [{{ address = \"127.0.0.1:8080\", hostname = \"a.test\", {extra} }}]\n"
+        )
+    };
+    let cases = [
+        (
+            frontend(
+                r#"headers = [{ position = "response", key = "X", value = "a\r\nSet-Cookie: b" }]"#,
+            ),
+            "value",
+        ),
+        (
+            frontend(
+                r#"headers = [{ position = "request", key = "Transfer-Encoding", value = "chunked" }]"#,
+            ),
+            "key",
+        ),
+        (frontend(r#"rewrite_host = "a\r\nX: 1""#), "rewrite_host"),
+        (frontend(r#"rewrite_path = "/a b""#), "rewrite_path"),
+        (
+            frontend(r#"redirect_template = "https://x\n""#),
+            "redirect_template",
+        ),
+        (
+            "[clusters.c]\nprotocol = \"http\"\nhealth_check = { uri = \"/h\\r\\nX: 1\" }\n"
+                .to_string(),
+            "uri",
+        ),
+        (
+            format!("{HTTP_LISTENER}sozu_id_header = \"Id\\r\\nX\"\n"),
+            "sozu_id_header",
+        ),
+        (
+            "[clusters.c]\nprotocol = \"http\"\n\
+             answers = { 503 = \"HTTP/1.1 503 X\\r\\nA: b\\rc\\r\\n\\r\\n\" }\n"
+                .to_string(),
+            "503",
+        ),
+        (
+            "[clusters.c]\nprotocol = \"http\"\n\
+             backends = [{ address = \"127.0.0.1:1\", sticky_id = \"a;b\" }]\n"
+                .to_string(),
+            "sticky_id",
+        ),
+    ];
+    for (text, key) in cases {
+        let message = error(&text);
+        assert_names(&message, &[&format!("`{key}`"), "at line"]);
+    }
 }

@@ -15,7 +15,10 @@ use super::{
     error::{ConfigError, ConfigWarning},
     files::pem_blocks,
 };
-use crate::request::{CertificateAndKey, Hsts, TlsVersion, default_hsts_max_age};
+use crate::{
+    request::{CertificateAndKey, Hsts, TlsVersion, default_hsts_max_age},
+    rules,
+};
 
 const HSTS_KEYS: &[&str] = &[
     "enabled",
@@ -234,15 +237,11 @@ pub(super) fn alpn_protocols(
     field: Field<'_, '_>,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<Vec<String>, ConfigError> {
-    let protocols = field.strings()?;
-    if let Some(unknown) = protocols
-        .iter()
-        .find(|protocol| !matches!(protocol.as_str(), "h2" | "http/1.1"))
-    {
-        return Err(field.invalid(format!(
-            "protocols among \"h2\" and \"http/1.1\"; `{unknown}` is not one"
-        )));
-    }
+    let protocols = field
+        .items()?
+        .into_iter()
+        .map(|item| item.checked(rules::check_alpn_protocol).map(str::to_string))
+        .collect::<Result<Vec<String>, _>>()?;
     let has_http11 = protocols.iter().any(|protocol| protocol == "http/1.1");
     if protocols.iter().any(|protocol| protocol == "h2") {
         if !has_http11 {
@@ -322,7 +321,7 @@ pub(super) fn hsts(loader: &mut Loader, field: Field<'_, '_>) -> Result<Hsts, Co
     let hsts = Hsts {
         enabled,
         max_age: table
-            .seconds("max_age")?
+            .seconds("max_age", &rules::HEADER_SECONDS)?
             .unwrap_or_else(default_hsts_max_age),
         include_subdomains: table.bool("include_subdomains")?.unwrap_or(false),
         preload: table.bool("preload")?.unwrap_or(false),

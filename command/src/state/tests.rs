@@ -4,10 +4,13 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    certificate::tests::{CERTIFICATE, KEY, OTHER_CERTIFICATE, OTHER_KEY, certificate_and_key},
+    certificate::tests::{
+        CERTIFICATE, EXPIRED_CERTIFICATE, EXPIRED_KEY, KEY, OTHER_CERTIFICATE, OTHER_KEY,
+        certificate_and_key,
+    },
     request::{
-        FixedAnswer, LoadBalancingAlgorithm, PathRule, RulePosition, TlsListenerConfig,
-        UpdateTcpListener,
+        FixedAnswer, LoadBalancingAlgorithm, PathRule, PathRuleKind, RulePosition,
+        TlsListenerConfig, UpdateTcpListener,
     },
 };
 
@@ -180,13 +183,13 @@ fn invalid_frontends_are_refused_with_the_reason() {
         value: "(".to_string(),
     };
     let error = refused(&mut state, Order::AddHttpFrontend(regex));
-    assert!(error.contains("invalid path regex"), "{error}");
+    assert!(error.contains("a regular expression"), "{error}");
     let mut method = frontend("api", 80, "example.com");
     method.method = Some("GE T".to_string());
     refused(&mut state, Order::AddHttpFrontend(method));
     let nowhere = HttpFrontend::new(None, address(80), "example.com");
     let error = refused(&mut state, Order::AddHttpFrontend(nowhere.clone()));
-    assert!(error.contains("no cluster"), "{error}");
+    assert!(error.contains("a cluster, or else an `answer`"), "{error}");
     let mut answer = nowhere;
     answer.answer = Some(FixedAnswer {
         status: 200,
@@ -243,6 +246,37 @@ fn certificates_need_an_https_listener_and_valid_pem() {
         }),
     );
     assert!(error.starts_with("no certificate"), "{error}");
+}
+
+/// Issue 10, item 5: a state holding a certificate that expired since it was added (or added
+/// with `allow_expired`) is replayed whole: the state never judges time, and the certificate
+/// keeps its own `allow_expired` through save and load.
+#[test]
+fn a_state_holding_an_expired_certificate_is_replayed_whole() {
+    let add = |certificate: &str, key: &str, allow_expired| {
+        Order::AddCertificate(AddCertificate {
+            address: address(443),
+            certificate: certificate_and_key(certificate, key),
+            allow_expired,
+        })
+    };
+    let state = state_of(&[
+        https_listener(443),
+        add(EXPIRED_CERTIFICATE, EXPIRED_KEY, false),
+        add(CERTIFICATE, KEY, true),
+    ]);
+    let mut saved = Vec::new();
+    state.save(&mut saved).unwrap();
+    let text = String::from_utf8(saved.clone()).unwrap();
+    assert_eq!(
+        text.matches(r#""allow_expired":false"#).count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches(r#""allow_expired":true"#).count(), 1, "{text}");
+    let loaded = ConfigState::load(saved.as_slice()).unwrap();
+    assert_eq!(loaded, state);
+    assert_eq!(build(&state.orders()), state);
 }
 
 #[test]

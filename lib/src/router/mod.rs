@@ -112,7 +112,7 @@ pub struct Route {
 
 impl Route {
     /// Compiles the patterns and templates of `frontend`.
-    fn new(frontend: HttpFrontend) -> Result<Self, RouterError> {
+    pub fn compile(frontend: HttpFrontend) -> Result<Self, RouterError> {
         let host = HostPattern::parse(&frontend.hostname)?;
         let path = PathMatcher::new(&frontend.path)?;
         let compile = |field: &'static str, source: &Option<String>| {
@@ -301,11 +301,15 @@ impl Router {
     /// Adds a frontend. Fails, changing nothing, when one with the same key exists or when
     /// its hostname, path regex or a template is invalid.
     pub fn add(&mut self, frontend: HttpFrontend) -> Result<(), RouterError> {
-        let key = frontend.key();
+        self.insert(Route::compile(frontend)?)
+    }
+
+    /// Adds a compiled route; refused when a frontend with its key is in already.
+    pub fn insert(&mut self, route: Route) -> Result<(), RouterError> {
+        let key = route.frontend.key();
         if self.places.contains_key(&key) {
             return Err(RouterError::Duplicate(Box::new(key)));
         }
-        let route = Route::new(frontend)?;
         let place = match route.frontend.position {
             RulePosition::Pre => {
                 self.pre.push(route);

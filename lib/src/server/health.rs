@@ -10,6 +10,7 @@ use super::{Owner, Server};
 use crate::{
     backends::BackendKey,
     health::{HealthRecord, Probe, ProbeOutcome},
+    timer,
 };
 
 impl Server {
@@ -36,7 +37,7 @@ impl Server {
                 if record.in_flight.is_some() || record.next_at.is_some_and(|at| at > now) {
                     continue;
                 }
-                record.next_at = Some(now + check.interval);
+                record.next_at = Some(timer::later(now, check.interval));
                 self.start_probe(backend, address, &check, now);
             }
         }

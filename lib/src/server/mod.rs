@@ -45,8 +45,10 @@ use crate::{
 
 mod health;
 mod orders;
+mod validation;
 
 pub use orders::bind_listener;
+pub use validation::{OrderError, Validated, validate};
 
 /// Settings of a worker that orders do not change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,25 +6,26 @@
 
 use std::{collections::BTreeMap, io, net::SocketAddr};
 
-use log::{debug, info};
+use log::{debug, error, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
     request::{
-        AddBackend, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration, Order,
-        Request,
+        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration,
+        Order, Request, UpdateHttpListener, UpdateHttpsListener,
     },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
     },
-    state::ConfigState,
 };
 
-use super::{ListenerSocket, Owner, Run, Server};
+use super::{
+    ListenerSocket, Owner, Run, Server,
+    validation::{Validated, validate},
+};
 use crate::{
     http::HttpListener,
     https::HttpsSettings,
     protocol::http::{answers::Answers, parser::Limits},
-    protocol::tls::{LoadedCertificate, load_certificate},
     router::Router,
 };
 
@@ -82,6 +83,12 @@ impl Server {
                 }
                 Response::ok(id, None)
             }
+            Order::QueryCertificatesFromWorkers(filters) => Response::ok(
+                id,
+                Some(ResponseContent::Certificates(
+                    self.state.certificate_summaries(&filters),
+                )),
+            ),
             Order::QueryClustersHashes => Response::ok(
                 id,
                 Some(ResponseContent::ClusterHashes(self.state.cluster_hashes())),
@@ -183,11 +190,12 @@ impl Server {
             .collect()
     }
 
-    /// Validates an order against the state and the worker, then applies it. On error
-    /// nothing changed.
+    /// Validates an order (with [`validate`], as the main process does) and applies it. On
+    /// error nothing changed.
     pub(super) fn apply_order(&mut self, order: &Order) -> Result<(), String> {
-        match order {
-            Order::ActivateListener(listener) => {
+        let validated = validate(&self.state, order).map_err(|error| error_chain(&error))?;
+        match (order, validated) {
+            (Order::ActivateListener(listener), _) => {
                 if self.state.listener_kind(listener.address) != Some(listener.proxy) {
                     return Err(format!(
                         "no {} listener on {}",
@@ -197,117 +205,96 @@ impl Server {
                 self.activate(listener)?;
                 self.apply_to_state(order)
             }
-            Order::AddHttpListener(config) => {
-                let listener = http_listener(&self.state, config, None, None)?;
-                self.apply_to_state(order)?;
-                self.http_listeners.insert(config.address, listener);
-                Ok(())
+            (Order::AddHttpListener(config), Validated::Listener { answers, tls }) => {
+                self.add_http_listener(order, config, answers, tls, None)
             }
-            Order::AddHttpsListener(config) => {
-                let settings = HttpsSettings::new(&config.tls).map_err(|error| {
-                    format!("listener {}: {}", config.http.address, error_chain(&error))
-                })?;
+            (Order::AddHttpsListener(config), Validated::Listener { answers, tls }) => {
                 let hsts = config.tls.hsts.clone();
-                let listener = http_listener(&self.state, &config.http, Some(settings), hsts)?;
-                self.apply_to_state(order)?;
-                self.http_listeners.insert(config.http.address, listener);
-                Ok(())
+                self.add_http_listener(order, &config.http, answers, tls, hsts)
             }
-            Order::AddCertificate(add) => {
-                let loaded = self.load_certificate(add.address, &add.certificate)?;
+            (Order::AddCertificate(add), Validated::Certificate(loaded)) => {
+                self.require_https_settings(add.address)?;
                 self.apply_to_state(order)?;
                 if let Some(settings) = self.https_settings(add.address) {
                     settings.add_certificate(loaded);
                 }
                 Ok(())
             }
-            Order::ReplaceCertificate(replace) => {
-                let loaded = self.load_certificate(replace.address, &replace.new_certificate)?;
+            (Order::ReplaceCertificate(replace), Validated::Certificate(loaded)) => {
+                self.require_https_settings(replace.address)?;
                 self.apply_to_state(order)?;
                 if let Some(settings) = self.https_settings(replace.address) {
                     settings.replace_certificate(&replace.old_fingerprint, loaded);
                 }
                 Ok(())
             }
-            Order::RemoveCertificate(remove) => {
+            (Order::RemoveCertificate(remove), _) => {
                 self.apply_to_state(order)?;
                 if let Some(settings) = self.https_settings(remove.address) {
                     settings.remove_certificate(&remove.fingerprint);
                 }
                 Ok(())
             }
-            Order::UpdateHttpListenerConfig(update) => {
-                let mut config = self.listener_config(update.address)?;
-                update.http.apply(&mut config);
-                let answers = cluster_answers(&self.state, &config)?;
+            (
+                Order::UpdateHttpListenerConfig(UpdateHttpListener { address, .. })
+                | Order::UpdateHttpsListenerConfig(UpdateHttpsListener { address, .. }),
+                Validated::ListenerUpdate {
+                    config,
+                    answers,
+                    tls,
+                },
+            ) => {
+                let settings = match &tls {
+                    Some(tls) => Some(
+                        self.require_https_settings(*address)?
+                            .updated(tls)
+                            .map_err(|error| {
+                                format!("listener {address}: {}", error_chain(&error))
+                            })?,
+                    ),
+                    None => None,
+                };
                 self.apply_to_state(order)?;
-                if let Some(listener) = self.http_listeners.get_mut(&update.address) {
+                if let Some(listener) = self.http_listeners.get_mut(address) {
                     listener.answers = answers;
                     listener.config = config;
+                    if let Some(tls) = tls {
+                        listener.hsts = tls.hsts;
+                        listener.tls = settings;
+                    }
                 }
                 Ok(())
             }
-            Order::UpdateHttpsListenerConfig(update) => {
-                let mut config = self.listener_config(update.address)?;
-                update.http.apply(&mut config);
-                let answers = cluster_answers(&self.state, &config)?;
-                let mut tls = self
-                    .state
-                    .https_listeners
-                    .get(&update.address)
-                    .map(|l| l.config.tls.clone())
-                    .ok_or_else(|| format!("no HTTPS listener on {}", update.address))?;
-                update.tls.apply(&mut tls);
-                let settings = self
-                    .https_settings(update.address)
-                    .ok_or_else(|| format!("no HTTPS listener on {}", update.address))?
-                    .updated(&tls)
-                    .map_err(|error| {
-                        format!("listener {}: {}", update.address, error_chain(&error))
-                    })?;
+            (
+                Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend),
+                Validated::Route(route),
+            ) => {
+                if !self.http_listeners.contains_key(&frontend.address) {
+                    return Err(format!("no HTTP or HTTPS listener on {}", frontend.address));
+                }
                 self.apply_to_state(order)?;
-                if let Some(listener) = self.http_listeners.get_mut(&update.address) {
-                    listener.answers = answers;
-                    listener.config = config;
-                    listener.hsts = tls.hsts;
-                    listener.tls = Some(settings);
+                if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {
+                    // The state refused a duplicate already, and the router holds what the
+                    // state holds.
+                    if let Err(error) = listener.router.insert(route) {
+                        error!("the router and the state disagree: {error}");
+                    }
                 }
                 Ok(())
             }
-            Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-                self.apply_to_state(order)?;
-                if let Err(error) = self.add_route(frontend) {
-                    let undo = match order {
-                        Order::AddHttpFrontend(_) => Order::RemoveHttpFrontend(frontend.clone()),
-                        _ => Order::RemoveHttpsFrontend(frontend.clone()),
-                    };
-                    // The exact inverse of an order that just succeeded cannot fail.
-                    let _ = self.state.apply(&undo);
-                    return Err(error);
-                }
-                Ok(())
-            }
-            Order::RemoveHttpFrontend(frontend) | Order::RemoveHttpsFrontend(frontend) => {
+            (Order::RemoveHttpFrontend(frontend) | Order::RemoveHttpsFrontend(frontend), _) => {
                 self.apply_to_state(order)?;
                 if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {
                     let _ = listener.router.remove(&frontend.key());
                 }
                 Ok(())
             }
-            Order::AddCluster(cluster) => {
-                let mut parsed = Vec::new();
-                for (address, listener) in &self.http_listeners {
-                    let mut answers = listener.answers.clone();
-                    answers
-                        .set_cluster(&cluster.cluster_id, &cluster.answers)
-                        .map_err(|error| format!("cluster `{}`: {error}", cluster.cluster_id))?;
-                    parsed.push((*address, answers));
-                }
+            (Order::AddCluster(cluster), Validated::Cluster(templates)) => {
                 self.apply_to_state(order)?;
-                for (address, answers) in parsed {
-                    if let Some(listener) = self.http_listeners.get_mut(&address) {
-                        listener.answers = answers;
-                    }
+                for listener in self.http_listeners.values_mut() {
+                    listener
+                        .answers
+                        .set_cluster_templates(&cluster.cluster_id, templates.clone());
                 }
                 self.backends.set_cluster(cluster);
                 if cluster.health_check.is_none() {
@@ -315,7 +302,7 @@ impl Server {
                 }
                 Ok(())
             }
-            Order::RemoveCluster(id) => {
+            (Order::RemoveCluster(id), _) => {
                 self.apply_to_state(order)?;
                 for listener in self.http_listeners.values_mut() {
                     listener.router.remove_cluster(&id.cluster_id);
@@ -324,47 +311,63 @@ impl Server {
                 self.backends.remove_cluster(&id.cluster_id);
                 Ok(())
             }
-            Order::AddBackend(backend) => {
+            (Order::AddBackend(backend), _) => {
                 self.apply_to_state(order)?;
                 self.backends.add(backend);
                 Ok(())
             }
-            Order::RemoveBackend(backend) => {
+            (Order::RemoveBackend(backend), _) => {
                 self.apply_to_state(order)?;
                 self.backends
                     .remove(&backend.cluster_id, &backend.backend_id);
                 Ok(())
             }
-            Order::DeactivateListener(listener) => {
+            (Order::DeactivateListener(listener), _) => {
                 self.apply_to_state(order)?;
                 self.deactivate(listener.address);
                 Ok(())
             }
-            Order::RemoveListener(listener) => {
+            (Order::RemoveListener(listener), _) => {
                 self.apply_to_state(order)?;
                 self.deactivate(listener.address);
                 self.http_listeners.remove(&listener.address);
                 Ok(())
             }
-            Order::RemoveHealthCheck(id) => {
+            (Order::RemoveHealthCheck(id), _) => {
                 self.apply_to_state(order)?;
                 self.backends.clear_health(&id.cluster_id);
                 Ok(())
             }
-            order => self.apply_to_state(order),
+            (order, _) => self.apply_to_state(order),
         }
+    }
+
+    /// Adds the runtime of an HTTP or HTTPS listener once the state took it.
+    fn add_http_listener(
+        &mut self,
+        order: &Order,
+        config: &HttpListenerConfig,
+        answers: Answers,
+        tls: Option<HttpsSettings>,
+        hsts: Option<Hsts>,
+    ) -> Result<(), String> {
+        self.apply_to_state(order)?;
+        self.http_listeners.insert(
+            config.address,
+            HttpListener {
+                config: config.clone(),
+                router: Router::new(),
+                answers,
+                tls,
+                hsts,
+                limits: Limits::default(),
+            },
+        );
+        Ok(())
     }
 
     fn apply_to_state(&mut self, order: &Order) -> Result<(), String> {
         self.state.apply(order).map_err(|error| error_chain(&error))
-    }
-
-    /// The HTTP settings of the HTTP or HTTPS listener on `address`.
-    fn listener_config(&self, address: SocketAddr) -> Result<HttpListenerConfig, String> {
-        self.http_listeners
-            .get(&address)
-            .map(|listener| listener.config.clone())
-            .ok_or_else(|| format!("no HTTP or HTTPS listener on {address}"))
     }
 
     fn https_settings(&self, address: SocketAddr) -> Option<&HttpsSettings> {
@@ -373,28 +376,10 @@ impl Server {
             .and_then(|l| l.tls.as_ref())
     }
 
-    /// Decodes a certificate for an HTTPS listener; the state checks the rest.
-    fn load_certificate(
-        &self,
-        address: SocketAddr,
-        certificate: &sozu_command_lib::request::CertificateAndKey,
-    ) -> Result<LoadedCertificate, String> {
-        if self.https_settings(address).is_none() {
-            return Err(format!("no HTTPS listener on {address}"));
-        }
-        load_certificate(certificate)
-            .map_err(|error| format!("invalid certificate for {address}: {}", error_chain(&error)))
-    }
-
-    fn add_route(&mut self, frontend: &HttpFrontend) -> Result<(), String> {
-        let listener = self
-            .http_listeners
-            .get_mut(&frontend.address)
-            .ok_or_else(|| format!("no HTTP or HTTPS listener on {}", frontend.address))?;
-        listener
-            .router
-            .add(frontend.clone())
-            .map_err(|error| error_chain(&error))
+    /// The TLS settings of the HTTPS listener on `address`, which must exist.
+    fn require_https_settings(&self, address: SocketAddr) -> Result<&HttpsSettings, String> {
+        self.https_settings(address)
+            .ok_or_else(|| format!("no HTTPS listener on {address}"))
     }
 
     /// Starts accepting on a listener: an inherited socket for its address, or a new one.
@@ -448,36 +433,6 @@ impl Server {
             self.deactivate(address);
         }
     }
-}
-
-/// The runtime of an HTTP or HTTPS listener, with the answers of the clusters known so far.
-fn http_listener(
-    state: &ConfigState,
-    config: &HttpListenerConfig,
-    tls: Option<HttpsSettings>,
-    hsts: Option<sozu_command_lib::request::Hsts>,
-) -> Result<HttpListener, String> {
-    let answers = cluster_answers(state, config)?;
-    Ok(HttpListener {
-        config: config.clone(),
-        router: Router::new(),
-        answers,
-        tls,
-        hsts,
-        limits: Limits::default(),
-    })
-}
-
-/// A listener's answers with those of every cluster of the state.
-fn cluster_answers(state: &ConfigState, config: &HttpListenerConfig) -> Result<Answers, String> {
-    let mut answers = Answers::new(&config.answers)
-        .map_err(|error| format!("listener {}: {error}", config.address))?;
-    for cluster in state.clusters.values() {
-        answers
-            .set_cluster(&cluster.cluster_id, &cluster.answers)
-            .map_err(|error| format!("cluster `{}`: {error}", cluster.cluster_id))?;
-    }
-    Ok(answers)
 }
 
 /// Binds a non-blocking listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so several

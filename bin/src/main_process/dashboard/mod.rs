@@ -127,7 +127,7 @@ impl Main {
         match route {
             Route::Page => {
                 let response = response("text/html; charset=utf-8", PAGE.as_bytes());
-                self.answer_scrape_with(scrape, response);
+                self.answer(scrape, response);
             }
             Route::Data => self.dashboard_data(scrape),
         }
@@ -137,7 +137,7 @@ impl Main {
         if let Some((taken, body)) = &self.dashboard.latest {
             if taken.elapsed() < FRESH {
                 let response = response("application/json", body);
-                self.answer_scrape_with(scrape, response);
+                self.answer(scrape, response);
                 return;
             }
         }
@@ -199,7 +199,7 @@ impl Main {
         dashboard.previous = Some(sample);
         dashboard.latest = Some((Instant::now(), body.clone()));
         for scrape in std::mem::take(&mut self.dashboard.waiting) {
-            self.answer_scrape_with(scrape, response("application/json", &body));
+            self.answer(scrape, response("application/json", &body));
         }
     }
 }

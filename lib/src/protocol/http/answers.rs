@@ -3,9 +3,10 @@
 //!
 //! A custom answer is either a whole HTTP response (it starts with `HTTP/`: status line,
 //! header fields, empty line, body; LF or CRLF line ends) or only a body, which then gets the
-//! built-in head of its status. `Content-Length` and `Connection` are always computed by the
-//! proxy, so an answer can never mis-frame the connection. Bodies and headers may hold
-//! variables, replaced when the answer is sent:
+//! built-in head of its status; [`sozu_command_lib::answer`] holds that syntax, shared with the
+//! configuration loader. `Content-Length` and `Connection` are always computed by the proxy,
+//! so an answer can never mis-frame the connection. Bodies and headers may hold variables,
+//! replaced when the answer is sent:
 //!
 //! | variable | value |
 //! |---|---|
@@ -22,6 +23,8 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
+pub use sozu_command_lib::answer::AnswerError;
+
 /// Everything a template may refer to.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AnswerContext<'a> {
@@ -34,16 +37,6 @@ pub struct AnswerContext<'a> {
     pub location: Option<&'a str>,
     pub www_authenticate: Option<&'a str>,
     pub retry_after: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AnswerError {
-    #[error("invalid status {0}: expected 100 to 599")]
-    Status(u16),
-    #[error("the answer for {status} starts with `HTTP/` but its status line is invalid")]
-    StatusLine { status: u16 },
-    #[error("the answer for {status} has an invalid header line `{line}`")]
-    HeaderLine { status: u16, line: String },
 }
 
 /// A response with variables, ready to render.
@@ -273,52 +266,24 @@ impl Template {
 
     /// A custom answer for `status`: a whole response or only a body (see the module docs).
     pub fn custom(status: u16, text: &str) -> Result<Template, AnswerError> {
-        if !(100..=599).contains(&status) {
-            return Err(AnswerError::Status(status));
-        }
-        if !text.starts_with("HTTP/") {
+        let parsed = sozu_command_lib::answer::parse(status, text)?;
+        if !parsed.is_response {
             let mut template = Template::builtin(status);
-            template.body = Text::parse(text);
+            template.body = Text::parse(parsed.body);
             return Ok(template);
         }
-        let (head, body) = split_head(text);
-        let mut lines = head.lines();
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let _version = parts.next();
-        let code: u16 = parts
-            .next()
-            .and_then(|code| code.parse().ok())
-            .filter(|code| (100..=599).contains(code))
-            .ok_or(AnswerError::StatusLine { status })?;
-        let reason_text = parts.next().unwrap_or_else(|| reason(code)).trim();
-        let mut headers = Vec::new();
-        for line in lines {
-            let line = line.trim_end_matches('\r');
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| AnswerError::HeaderLine {
-                    status,
-                    line: line.to_string(),
-                })?;
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return Err(AnswerError::HeaderLine {
-                    status,
-                    line: line.to_string(),
-                });
-            }
-            if name.eq_ignore_ascii_case("content-length")
-                || name.eq_ignore_ascii_case("connection")
-            {
-                continue;
-            }
-            headers.push((name.to_string(), Text::parse(value.trim())));
-        }
         Ok(Template {
-            status: code,
-            reason: reason_text.to_string(),
-            headers,
-            body: Text::parse(body),
+            status: parsed.status,
+            reason: parsed
+                .reason
+                .unwrap_or_else(|| reason(parsed.status))
+                .to_string(),
+            headers: parsed
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), Text::parse(value)))
+                .collect(),
+            body: Text::parse(parsed.body),
         })
     }
 
@@ -351,21 +316,6 @@ impl Template {
     }
 }
 
-/// Splits a response text at its empty line (CRLF or LF).
-fn split_head(text: &str) -> (&str, &str) {
-    for separator in ["\r\n\r\n", "\n\n"] {
-        if let Some(position) = text.find(separator) {
-            let (head, rest) = text.split_at(position);
-            return (head, rest.get(separator.len()..).unwrap_or_default());
-        }
-    }
-    (text, "")
-}
-
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
-
 /// The statuses the proxy answers by itself, whose built-in pages are prepared up front.
 pub const PROXY_STATUSES: [u16; 14] = [
     301, 400, 401, 404, 405, 408, 413, 414, 421, 429, 431, 502, 503, 504,
@@ -392,7 +342,7 @@ impl Answers {
                 .iter()
                 .map(|&status| (status, Template::builtin(status)))
                 .collect(),
-            listener: parse_map(answers)?,
+            listener: parse_answers(answers)?,
             clusters: BTreeMap::new(),
         })
     }
@@ -402,13 +352,17 @@ impl Answers {
         cluster_id: &str,
         answers: &BTreeMap<u16, String>,
     ) -> Result<(), AnswerError> {
-        let templates = parse_map(answers)?;
+        self.set_cluster_templates(cluster_id, parse_answers(answers)?);
+        Ok(())
+    }
+
+    /// Sets a cluster's answers, parsed already by [`parse_answers`].
+    pub fn set_cluster_templates(&mut self, cluster_id: &str, templates: BTreeMap<u16, Template>) {
         if templates.is_empty() {
             self.clusters.remove(cluster_id);
         } else {
             self.clusters.insert(cluster_id.to_string(), templates);
         }
-        Ok(())
     }
 
     pub fn remove_cluster(&mut self, cluster_id: &str) {
@@ -437,7 +391,10 @@ impl Answers {
     }
 }
 
-fn parse_map(answers: &BTreeMap<u16, String>) -> Result<BTreeMap<u16, Template>, AnswerError> {
+/// Parses the custom answers of a listener or a cluster, by status.
+pub fn parse_answers(
+    answers: &BTreeMap<u16, String>,
+) -> Result<BTreeMap<u16, Template>, AnswerError> {
     answers
         .iter()
         .map(|(status, text)| Template::custom(*status, text).map(|t| (*status, t)))

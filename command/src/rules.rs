@@ -1,0 +1,829 @@
+//! The rules every value of an order obeys: the range of each number and duration, and the
+//! bytes each text may hold. One set of rules for both doors: the configuration loader applies
+//! them to the keys of the file (naming the key and its line) and [`check_order`] to every
+//! order that changes the routing state (naming the field), so the file and the command socket
+//! accept exactly the same values, and no order can put on the wire a byte the file refuses.
+//!
+//! The ranges keep every figure far from the limits of the arithmetic done with it: timeouts
+//! end below 2^31 milliseconds (about 24.8 days, HAProxy's ceiling), so an `Instant` plus a
+//! timeout never overflows; texts sent in a message head hold no control character, so no
+//! order can end a header line early (header injection) or change the framing of a message.
+//! `doc/configure.md` and `doc/protocol.md` list the ranges.
+
+use std::{fmt, time::Duration};
+
+use crate::{
+    answer,
+    hostname::{self, HostnameError},
+    request::{
+        AddBackend, AddCertificate, CertificateAndKey, Cluster, FixedAnswer, HeaderEdit,
+        HealthCheckConfig, Hsts, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
+        HttpsListenerConfig, Order, PathRuleKind, RedirectPolicy, RemoveBackend,
+        ReplaceCertificate, TcpFrontend, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch,
+        UpdateTcpListener,
+    },
+};
+
+/// The unit a number is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Milliseconds,
+    Bytes,
+    /// A plain count, or a code.
+    None,
+}
+
+/// The closed range a number must fall in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u64,
+    pub max: u64,
+    pub unit: Unit,
+}
+
+impl Bounds {
+    const fn new(min: u64, max: u64, unit: Unit) -> Self {
+        Bounds { min, max, unit }
+    }
+
+    pub fn contains(&self, value: u64) -> bool {
+        (self.min..=self.max).contains(&value)
+    }
+
+    /// The range in words, as messages show it: `1 to 2147483 seconds`.
+    pub fn expected(&self) -> String {
+        let unit = match self.unit {
+            Unit::Seconds => " seconds",
+            Unit::Milliseconds => " milliseconds",
+            Unit::Bytes => " bytes",
+            Unit::None => "",
+        };
+        format!("{} to {}{unit}", self.min, self.max)
+    }
+}
+
+/// Longest timeout, in seconds: just under 2^31 milliseconds.
+const MAX_TIMEOUT_SECONDS: u64 = 2_147_483;
+
+/// Every timeout: listeners' `front_timeout`, `back_timeout`, `connect_timeout` and
+/// `request_timeout`, `worker_timeout`, and a health check's `interval` and `timeout`.
+pub const TIMEOUT: Bounds = Bounds::new(1, MAX_TIMEOUT_SECONDS, Unit::Seconds);
+/// Seconds sent to clients in a header (`Retry-After`, HSTS `max-age`): a delta-seconds that
+/// every cache can represent (RFC 9111 §1.2.2).
+pub const HEADER_SECONDS: Bounds = Bounds::new(0, 2_147_483_647, Unit::Seconds);
+/// How long the command line waits for an answer; 0 waits without limit.
+pub const CTL_COMMAND_TIMEOUT: Bounds = Bounds::new(0, 2_147_483_647, Unit::Milliseconds);
+/// Probes in a row that move a backend in or out.
+pub const HEALTH_THRESHOLD: Bounds = Bounds::new(1, 1_000, Unit::None);
+/// A backend's share of traffic; 0 sends it nothing.
+pub const WEIGHT: Bounds = Bounds::new(0, 1_000_000, Unit::None);
+/// Connections from one client address to one cluster; 0 is no cap.
+pub const MAX_CONNECTIONS_PER_IP: Bounds = Bounds::new(0, 1_048_576, Unit::None);
+/// A TCP port a client is sent to (`https_redirect_port`, `rewrite_port`).
+pub const PORT: Bounds = Bounds::new(1, 65_535, Unit::None);
+/// TLS 1.3 session tickets sent after a handshake.
+pub const TLS13_TICKETS: Bounds = Bounds::new(0, 16, Unit::None);
+/// The status of an answer frontend: a final status.
+pub const ANSWER_STATUS: Bounds = Bounds::new(200, 599, Unit::None);
+/// The status a healthy backend answers (0 takes any 2xx).
+pub const EXPECTED_STATUS: Bounds = Bounds::new(100, 599, Unit::None);
+/// Workers of a proxy.
+pub const WORKER_COUNT: Bounds = Bounds::new(1, 1_024, Unit::None);
+/// Sessions of a worker, and buffers of its pool.
+pub const MAX_CONNECTIONS: Bounds = Bounds::new(1, 1_048_576, Unit::None);
+pub const MAX_BUFFERS: Bounds = Bounds::new(1, 1_048_576, Unit::None);
+/// One buffer of a session: a request head must fit in it.
+pub const BUFFER_SIZE: Bounds = Bounds::new(1_024, 1_048_576, Unit::Bytes);
+/// One read of the command channel.
+pub const COMMAND_BUFFER_SIZE: Bounds = Bounds::new(1_024, 16_777_216, Unit::Bytes);
+/// The largest message of the command channel.
+pub const MAX_COMMAND_BUFFER_SIZE: Bounds = Bounds::new(1_024, 268_435_456, Unit::Bytes);
+/// The capacity of a splice pipe; 0 keeps the kernel's.
+pub const SPLICE_PIPE_CAPACITY: Bounds = Bounds::new(0, 268_435_456, Unit::Bytes);
+
+/// Which bytes a text may hold, and how long it may be.
+#[derive(Debug, Clone, Copy)]
+pub struct TextRule {
+    pub min_len: usize,
+    pub max_len: usize,
+    allowed: fn(u8) -> bool,
+    /// The first byte, when it is fixed.
+    first: Option<u8>,
+    /// What the text must be, in words.
+    pub expected: &'static str,
+}
+
+impl TextRule {
+    pub fn check(&self, text: &str) -> Result<(), &'static str> {
+        let fits = (self.min_len..=self.max_len).contains(&text.len())
+            && text.bytes().all(self.allowed)
+            && self
+                .first
+                .is_none_or(|first| text.as_bytes().first() == Some(&first));
+        if fits { Ok(()) } else { Err(self.expected) }
+    }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2.
+pub fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// A byte of a field value (RFC 9110 §5.5): visible characters, space, tab and obs-text.
+pub fn is_field_value_byte(byte: u8) -> bool {
+    byte == b'\t' || byte == b' ' || byte.is_ascii_graphic() || byte >= 0x80
+}
+
+fn is_not_control(byte: u8) -> bool {
+    !byte.is_ascii_control()
+}
+
+fn is_visible_ascii(byte: u8) -> bool {
+    byte.is_ascii_graphic()
+}
+
+/// A `cookie-octet` of RFC 6265 §4.1.1.
+fn is_cookie_byte(byte: u8) -> bool {
+    byte.is_ascii_graphic() && !matches!(byte, b'"' | b',' | b';' | b'\\')
+}
+
+/// A `qdtext` of RFC 9110 §5.6.4: what a quoted string holds without escapes.
+fn is_quoted_text_byte(byte: u8) -> bool {
+    is_field_value_byte(byte) && !matches!(byte, b'"' | b'\\')
+}
+
+/// A byte of a request target in origin form, fragment excluded.
+fn is_target_byte(byte: u8) -> bool {
+    byte.is_ascii_graphic() && byte != b'#'
+}
+
+/// Cluster and backend ids.
+pub const IDENTIFIER: TextRule = TextRule {
+    min_len: 1,
+    max_len: 255,
+    allowed: is_not_control,
+    first: None,
+    expected: "1 to 255 bytes without control characters",
+};
+/// Header names, methods and cookie names.
+pub const TOKEN: TextRule = TextRule {
+    min_len: 1,
+    max_len: 255,
+    allowed: is_token_byte,
+    first: None,
+    expected: "a name of 1 to 255 letters, digits and !#$%&'*+-.^_`|~",
+};
+/// A header value set by an order; an empty value deletes the header.
+pub const HEADER_VALUE: TextRule = TextRule {
+    min_len: 0,
+    max_len: 8_192,
+    allowed: is_field_value_byte,
+    first: None,
+    expected: "at most 8192 bytes of visible characters, spaces and tabs (no CR, LF, NUL nor \
+               other control character)",
+};
+/// The value of a sticky cookie.
+pub const COOKIE_VALUE: TextRule = TextRule {
+    min_len: 1,
+    max_len: 255,
+    allowed: is_cookie_byte,
+    first: None,
+    expected: "1 to 255 visible characters other than \" , ; \\",
+};
+/// The realm of a `WWW-Authenticate` header, sent in a quoted string.
+pub const REALM: TextRule = TextRule {
+    min_len: 0,
+    max_len: 255,
+    allowed: is_quoted_text_byte,
+    first: None,
+    expected: "at most 255 visible characters, spaces and tabs, other than \" and \\",
+};
+/// The path a health check requests.
+pub const HEALTH_CHECK_URI: TextRule = TextRule {
+    min_len: 1,
+    max_len: 2_048,
+    allowed: is_target_byte,
+    first: Some(b'/'),
+    expected: "a path starting with /, at most 2048 visible characters without #",
+};
+/// `rewrite_host`, `rewrite_path` and `redirect_template`: sent in a request line, a Host or a
+/// Location.
+pub const TEMPLATE: TextRule = TextRule {
+    min_len: 1,
+    max_len: 2_048,
+    allowed: is_visible_ascii,
+    first: None,
+    expected: "1 to 2048 visible ASCII characters (no space nor control character)",
+};
+/// The value of a path rule.
+pub const PATH_RULE: TextRule = TextRule {
+    min_len: 0,
+    max_len: 2_048,
+    allowed: is_not_control,
+    first: None,
+    expected: "at most 2048 bytes without control characters",
+};
+/// Tags, and the names a certificate is served for.
+pub const LABEL: TextRule = TextRule {
+    min_len: 0,
+    max_len: 1_024,
+    allowed: is_not_control,
+    first: None,
+    expected: "at most 1024 bytes without control characters",
+};
+/// The longest custom answer or answer body, in bytes.
+pub const MAX_ANSWER: usize = 1 << 20;
+
+/// Fields the proxy writes itself to frame a message and run its connections: header rules
+/// and the request id header cannot set them.
+const PROXY_FIELDS: [&str; 7] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A header name an order may set on forwarded messages: a token the proxy does not write
+/// itself.
+pub fn check_edited_header_name(name: &str) -> Result<(), &'static str> {
+    TOKEN.check(name)?;
+    if PROXY_FIELDS
+        .iter()
+        .any(|field| field.eq_ignore_ascii_case(name))
+    {
+        return Err(
+            "a header name other than Connection, Content-Length, Keep-Alive, \
+                    Proxy-Connection, TE, Transfer-Encoding and Upgrade, which the proxy \
+                    writes itself",
+        );
+    }
+    Ok(())
+}
+
+/// An ALPN protocol offered by an HTTPS listener: `h2` (accepted and left out until HTTP/2 is
+/// built) or `http/1.1`.
+pub fn check_alpn_protocol(protocol: &str) -> Result<(), &'static str> {
+    match protocol {
+        "h2" | "http/1.1" => Ok(()),
+        _ => Err("protocols among \"h2\" and \"http/1.1\""),
+    }
+}
+
+/// An `authorized_hashes` entry: `user:` then a SHA-256 in 64 hexadecimal digits.
+pub fn check_authorized_hash(entry: &str) -> Result<(), &'static str> {
+    let valid = entry.split_once(':').is_some_and(|(user, hash)| {
+        IDENTIFIER.check(user).is_ok()
+            && hash.len() == 64
+            && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err("\"user:sha256hex\" with a user of 1 to 255 bytes and 64 hexadecimal digits")
+    }
+}
+
+/// A field of an order that breaks its rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{field}` {value}: expected {expected}")]
+pub struct InvalidField {
+    /// The field's path in the order, as in its JSON (`health_check.interval`).
+    pub field: String,
+    /// The value given, shortened when long.
+    pub value: String,
+    pub expected: String,
+}
+
+/// The value as messages show it: quoted, escaped, at most 64 characters.
+fn excerpt(value: &str) -> String {
+    const SHOWN: usize = 64;
+    let mut shown: String = value.chars().take(SHOWN).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    format!("{shown:?} ({} bytes)", value.len())
+}
+
+/// Checks field after field, naming each by its path.
+struct Checker {
+    /// The path of the structure being checked, with a trailing dot.
+    prefix: String,
+}
+
+impl Checker {
+    fn new() -> Self {
+        Checker {
+            prefix: String::new(),
+        }
+    }
+
+    fn invalid(&self, field: &str, value: String, expected: impl Into<String>) -> InvalidField {
+        InvalidField {
+            field: format!("{}{field}", self.prefix),
+            value,
+            expected: expected.into(),
+        }
+    }
+
+    /// Checks the fields of `name` with the prefix extended by it.
+    fn within<T>(
+        &mut self,
+        name: &str,
+        check: impl FnOnce(&mut Self) -> Result<T, InvalidField>,
+    ) -> Result<T, InvalidField> {
+        let length = self.prefix.len();
+        self.prefix.push_str(name);
+        self.prefix.push('.');
+        let result = check(self);
+        self.prefix.truncate(length);
+        result
+    }
+
+    fn number(&self, field: &str, value: u64, bounds: &Bounds) -> Result<(), InvalidField> {
+        if bounds.contains(value) {
+            Ok(())
+        } else {
+            Err(self.invalid(field, value.to_string(), bounds.expected()))
+        }
+    }
+
+    fn seconds(&self, field: &str, value: Duration, bounds: &Bounds) -> Result<(), InvalidField> {
+        self.number(field, value.as_secs(), bounds)
+    }
+
+    fn text(&self, field: &str, value: &str, rule: &TextRule) -> Result<(), InvalidField> {
+        rule.check(value)
+            .map_err(|expected| self.invalid(field, excerpt(value), expected))
+    }
+
+    fn with(
+        &self,
+        field: &str,
+        value: &str,
+        rule: fn(&str) -> Result<(), &'static str>,
+    ) -> Result<(), InvalidField> {
+        rule(value).map_err(|expected| self.invalid(field, excerpt(value), expected))
+    }
+
+    fn texts<'a>(
+        &self,
+        field: &str,
+        values: impl IntoIterator<Item = &'a String>,
+        rule: &TextRule,
+    ) -> Result<(), InvalidField> {
+        values
+            .into_iter()
+            .try_for_each(|value| self.text(field, value, rule))
+    }
+
+    fn tags<'a>(
+        &self,
+        tags: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<(), InvalidField> {
+        for (key, value) in tags {
+            self.text("tags", key, &LABEL)?;
+            self.text("tags", value, &LABEL)?;
+        }
+        Ok(())
+    }
+
+    fn answers<'a>(
+        &self,
+        answers: impl IntoIterator<Item = (&'a u16, &'a String)>,
+        empty_restores: bool,
+    ) -> Result<(), InvalidField> {
+        for (&status, text) in answers {
+            let field = format!("answers.{status}");
+            if !answer::CUSTOM_STATUSES.contains(&status) {
+                let expected = format!(
+                    "a status among {}",
+                    answer::CUSTOM_STATUSES.map(|s| s.to_string()).join(", ")
+                );
+                return Err(self.invalid("answers", status.to_string(), expected));
+            }
+            if empty_restores && text.is_empty() {
+                continue;
+            }
+            answer::parse(status, text)
+                .map_err(|error| self.invalid(&field, excerpt(text), error.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn cluster(&mut self, cluster: &Cluster) -> Result<(), InvalidField> {
+        self.text("cluster_id", &cluster.cluster_id, &IDENTIFIER)?;
+        if let Some(port) = cluster.https_redirect_port {
+            self.number("https_redirect_port", port.into(), &PORT)?;
+        }
+        self.answers(&cluster.answers, false)?;
+        for entry in &cluster.authorized_hashes {
+            self.with("authorized_hashes", entry, check_authorized_hash)?;
+        }
+        if let Some(realm) = &cluster.www_authenticate {
+            self.text("www_authenticate", realm, &REALM)?;
+        }
+        if let Some(limit) = cluster.max_connections_per_ip {
+            self.number("max_connections_per_ip", limit, &MAX_CONNECTIONS_PER_IP)?;
+        }
+        if let Some(retry_after) = cluster.retry_after {
+            self.seconds("retry_after", retry_after, &HEADER_SECONDS)?;
+        }
+        if let Some(check) = &cluster.health_check {
+            self.within("health_check", |c| c.health_check(check))?;
+        }
+        Ok(())
+    }
+
+    fn health_check(&self, check: &HealthCheckConfig) -> Result<(), InvalidField> {
+        self.text("uri", &check.uri, &HEALTH_CHECK_URI)?;
+        self.seconds("interval", check.interval, &TIMEOUT)?;
+        self.seconds("timeout", check.timeout, &TIMEOUT)?;
+        self.number(
+            "healthy_threshold",
+            check.healthy_threshold.into(),
+            &HEALTH_THRESHOLD,
+        )?;
+        self.number(
+            "unhealthy_threshold",
+            check.unhealthy_threshold.into(),
+            &HEALTH_THRESHOLD,
+        )?;
+        if check.expected_status != 0 {
+            self.number(
+                "expected_status",
+                check.expected_status.into(),
+                &EXPECTED_STATUS,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn backend(&self, backend: &AddBackend) -> Result<(), InvalidField> {
+        self.text("cluster_id", &backend.cluster_id, &IDENTIFIER)?;
+        self.text("backend_id", &backend.backend_id, &IDENTIFIER)?;
+        if let Some(sticky_id) = &backend.sticky_id {
+            self.text("sticky_id", sticky_id, &COOKIE_VALUE)?;
+        }
+        self.number("weight", backend.weight.into(), &WEIGHT)
+    }
+
+    fn http_frontend(&mut self, frontend: &HttpFrontend) -> Result<(), InvalidField> {
+        if let Some(cluster_id) = &frontend.cluster_id {
+            self.text("cluster_id", cluster_id, &IDENTIFIER)?;
+        }
+        hostname::parse_pattern(&frontend.hostname).map_err(|error| {
+            self.invalid(
+                "hostname",
+                excerpt(&frontend.hostname),
+                hostname_rule(&error),
+            )
+        })?;
+        self.within("path", |c| {
+            c.text("value", &frontend.path.value, &PATH_RULE)?;
+            if frontend.path.kind == PathRuleKind::Regex {
+                regex::Regex::new(&frontend.path.value).map_err(|error| {
+                    let reason = error.to_string();
+                    let reason = reason.lines().last().unwrap_or_default().trim();
+                    c.invalid(
+                        "value",
+                        excerpt(&frontend.path.value),
+                        format!("a regular expression ({reason})"),
+                    )
+                })?;
+            }
+            Ok(())
+        })?;
+        if let Some(method) = &frontend.method {
+            self.text("method", method, &TOKEN)?;
+        }
+        self.tags(&frontend.tags)?;
+        for (field, template) in [
+            ("redirect_template", &frontend.redirect_template),
+            ("rewrite_host", &frontend.rewrite_host),
+            ("rewrite_path", &frontend.rewrite_path),
+        ] {
+            if let Some(template) = template {
+                self.text(field, template, &TEMPLATE)?;
+            }
+        }
+        if let Some(port) = frontend.rewrite_port {
+            self.number("rewrite_port", port.into(), &PORT)?;
+        }
+        for edit in &frontend.headers {
+            self.within("headers", |c| c.header_edit(edit))?;
+        }
+        if let Some(hsts) = &frontend.hsts {
+            self.within("hsts", |c| c.hsts(hsts))?;
+        }
+        if let Some(fixed) = &frontend.answer {
+            self.within("answer", |c| c.fixed_answer(fixed))?;
+        }
+        if frontend.cluster_id.is_none()
+            && frontend.answer.is_none()
+            && frontend.redirect == RedirectPolicy::Forward
+        {
+            return Err(self.invalid(
+                "cluster_id",
+                "null".to_string(),
+                "a cluster, or else an `answer` or a `redirect` other than FORWARD",
+            ));
+        }
+        Ok(())
+    }
+
+    fn header_edit(&self, edit: &HeaderEdit) -> Result<(), InvalidField> {
+        self.with("key", &edit.key, check_edited_header_name)?;
+        self.text("value", &edit.value, &HEADER_VALUE)
+    }
+
+    fn hsts(&self, hsts: &Hsts) -> Result<(), InvalidField> {
+        self.seconds("max_age", hsts.max_age, &HEADER_SECONDS)
+    }
+
+    fn fixed_answer(&self, fixed: &FixedAnswer) -> Result<(), InvalidField> {
+        self.number("status", fixed.status.into(), &ANSWER_STATUS)?;
+        for (name, value) in &fixed.headers {
+            self.with("headers", name, answer::check_header_name)?;
+            self.text("headers", value, &HEADER_VALUE)?;
+        }
+        if fixed.body.len() > MAX_ANSWER {
+            return Err(self.invalid(
+                "body",
+                excerpt(&fixed.body),
+                format!("at most {MAX_ANSWER} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tcp_frontend(&self, frontend: &TcpFrontend) -> Result<(), InvalidField> {
+        self.text("cluster_id", &frontend.cluster_id, &IDENTIFIER)?;
+        self.tags(&frontend.tags)
+    }
+
+    fn certificate(&self, certificate: &CertificateAndKey) -> Result<(), InvalidField> {
+        self.texts("names", &certificate.names, &LABEL)
+    }
+
+    fn http_listener(&mut self, config: &HttpListenerConfig) -> Result<(), InvalidField> {
+        self.text("sticky_name", &config.sticky_name, &TOKEN)?;
+        if !config.sozu_id_header.is_empty() {
+            self.with(
+                "sozu_id_header",
+                &config.sozu_id_header,
+                check_edited_header_name,
+            )?;
+        }
+        for (field, timeout) in [
+            ("front_timeout", config.front_timeout),
+            ("back_timeout", config.back_timeout),
+            ("connect_timeout", config.connect_timeout),
+            ("request_timeout", config.request_timeout),
+        ] {
+            self.seconds(field, timeout, &TIMEOUT)?;
+        }
+        self.answers(&config.answers, false)
+    }
+
+    fn http_patch(&mut self, patch: &HttpListenerPatch) -> Result<(), InvalidField> {
+        if let Some(sticky_name) = &patch.sticky_name {
+            self.text("sticky_name", sticky_name, &TOKEN)?;
+        }
+        if let Some(header) = patch.sozu_id_header.as_ref().filter(|h| !h.is_empty()) {
+            self.with("sozu_id_header", header, check_edited_header_name)?;
+        }
+        for (field, timeout) in [
+            ("front_timeout", patch.front_timeout),
+            ("back_timeout", patch.back_timeout),
+            ("connect_timeout", patch.connect_timeout),
+            ("request_timeout", patch.request_timeout),
+        ] {
+            if let Some(timeout) = timeout {
+                self.seconds(field, timeout, &TIMEOUT)?;
+            }
+        }
+        self.answers(&patch.answers, true)
+    }
+
+    fn tls(&mut self, tls: &TlsListenerConfig) -> Result<(), InvalidField> {
+        if let Some(certificate) = &tls.certificate {
+            self.within("certificate", |c| c.certificate(certificate))?;
+        }
+        self.number(
+            "send_tls13_tickets",
+            tls.send_tls13_tickets.into(),
+            &TLS13_TICKETS,
+        )?;
+        for protocol in &tls.alpn_protocols {
+            self.with("alpn_protocols", protocol, check_alpn_protocol)?;
+        }
+        if let Some(hsts) = &tls.hsts {
+            self.within("hsts", |c| c.hsts(hsts))?;
+        }
+        Ok(())
+    }
+
+    fn tls_patch(&mut self, patch: &TlsListenerPatch) -> Result<(), InvalidField> {
+        if let Some(Some(certificate)) = &patch.certificate {
+            self.within("certificate", |c| c.certificate(certificate))?;
+        }
+        if let Some(tickets) = patch.send_tls13_tickets {
+            self.number("send_tls13_tickets", tickets.into(), &TLS13_TICKETS)?;
+        }
+        for protocol in patch.alpn_protocols.iter().flatten() {
+            self.with("alpn_protocols", protocol, check_alpn_protocol)?;
+        }
+        if let Some(Some(hsts)) = &patch.hsts {
+            self.within("hsts", |c| c.hsts(hsts))?;
+        }
+        Ok(())
+    }
+
+    fn https_listener(&mut self, config: &HttpsListenerConfig) -> Result<(), InvalidField> {
+        self.within("http", |c| c.http_listener(&config.http))?;
+        self.within("tls", |c| c.tls(&config.tls))
+    }
+
+    fn tcp_listener(&self, config: &TcpListenerConfig) -> Result<(), InvalidField> {
+        for (field, timeout) in [
+            ("front_timeout", config.front_timeout),
+            ("back_timeout", config.back_timeout),
+            ("connect_timeout", config.connect_timeout),
+        ] {
+            self.seconds(field, timeout, &TIMEOUT)?;
+        }
+        Ok(())
+    }
+
+    fn tcp_patch(&self, update: &UpdateTcpListener) -> Result<(), InvalidField> {
+        for (field, timeout) in [
+            ("front_timeout", update.front_timeout),
+            ("back_timeout", update.back_timeout),
+            ("connect_timeout", update.connect_timeout),
+        ] {
+            if let Some(timeout) = timeout {
+                self.seconds(field, timeout, &TIMEOUT)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_backend(&self, backend: &RemoveBackend) -> Result<(), InvalidField> {
+        self.text("cluster_id", &backend.cluster_id, &IDENTIFIER)?;
+        self.text("backend_id", &backend.backend_id, &IDENTIFIER)
+    }
+
+    fn order(&mut self, order: &Order) -> Result<(), InvalidField> {
+        match order {
+            Order::AddCluster(cluster) => self.cluster(cluster),
+            Order::RemoveCluster(id) | Order::RemoveHealthCheck(id) => {
+                self.text("cluster_id", &id.cluster_id, &IDENTIFIER)
+            }
+            Order::AddBackend(backend) => self.backend(backend),
+            Order::RemoveBackend(backend) => self.remove_backend(backend),
+            Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
+                self.http_frontend(frontend)
+            }
+            Order::AddTcpFrontend(frontend) => self.tcp_frontend(frontend),
+            Order::AddCertificate(AddCertificate { certificate, .. })
+            | Order::ReplaceCertificate(ReplaceCertificate {
+                new_certificate: certificate,
+                ..
+            }) => self.certificate(certificate),
+            Order::AddHttpListener(config) => self.http_listener(config),
+            Order::AddHttpsListener(config) => self.https_listener(config),
+            Order::AddTcpListener(config) => self.tcp_listener(config),
+            Order::UpdateHttpListenerConfig(update) => {
+                self.within("http", |c| c.http_patch(&update.http))
+            }
+            Order::UpdateHttpsListenerConfig(update) => {
+                self.within("http", |c| c.http_patch(&update.http))?;
+                self.within("tls", |c| c.tls_patch(&update.tls))
+            }
+            Order::UpdateTcpListenerConfig(update) => self.tcp_patch(update),
+            Order::SetMaxConnectionsPerIp(limit) => self.number(
+                "max_connections_per_ip",
+                limit.max_connections_per_ip,
+                &MAX_CONNECTIONS_PER_IP,
+            ),
+            Order::SetHealthCheck(set) => {
+                self.text("cluster_id", &set.cluster_id, &IDENTIFIER)?;
+                self.within("health_check", |c| c.health_check(&set.health_check))
+            }
+            // Removals name what exists: the state refuses what it lacks.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a hostname pattern must be, after `error`.
+fn hostname_rule(error: &HostnameError) -> String {
+    format!("a hostname pattern ({error})")
+}
+
+/// Checks every field of an order against its rule. Orders that change nothing and removals
+/// of frontends and certificates have nothing to check here: the state refuses what it lacks.
+pub fn check_order(order: &Order) -> Result<(), InvalidField> {
+    Checker::new().order(order)
+}
+
+impl fmt::Display for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::request::{ClusterId, SetHealthCheck};
+
+    fn health_check_with(change: impl FnOnce(&mut HealthCheckConfig)) -> Order {
+        let mut health_check = HealthCheckConfig::new("/health");
+        change(&mut health_check);
+        Order::SetHealthCheck(SetHealthCheck {
+            cluster_id: "c".to_string(),
+            health_check,
+        })
+    }
+
+    #[test]
+    fn huge_durations_are_refused_with_the_field_and_the_range() {
+        let order = health_check_with(|check| check.interval = Duration::from_secs(u64::MAX));
+        let error = check_order(&order).unwrap_err();
+        assert_eq!(error.field, "health_check.interval");
+        assert_eq!(error.value, u64::MAX.to_string());
+        assert_eq!(error.expected, "1 to 2147483 seconds");
+        let mut listener = HttpListenerConfig::new("127.0.0.1:80".parse().unwrap());
+        listener.request_timeout = Duration::from_secs(u64::MAX);
+        let error = check_order(&Order::AddHttpListener(listener)).unwrap_err();
+        assert_eq!(error.field, "request_timeout");
+        let order = health_check_with(|check| check.timeout = Duration::ZERO);
+        assert_eq!(
+            check_order(&order).unwrap_err().field,
+            "health_check.timeout"
+        );
+    }
+
+    #[test]
+    fn bytes_that_would_end_a_header_line_are_refused_everywhere() {
+        let order = health_check_with(|check| check.uri = "/\r\nX-Forged: 1".to_string());
+        assert!(check_order(&order).is_err());
+
+        let mut frontend = HttpFrontend::new(
+            Some("c".to_string()),
+            "127.0.0.1:80".parse().unwrap(),
+            "example.com",
+        );
+        frontend.headers.push(HeaderEdit {
+            position: crate::request::HeaderPosition::Response,
+            key: "X-Ok".to_string(),
+            value: "a\r\nSet-Cookie: stolen=1".to_string(),
+        });
+        let error = check_order(&Order::AddHttpFrontend(frontend)).unwrap_err();
+        assert_eq!(error.field, "headers.value");
+
+        let mut listener = HttpListenerConfig::new("127.0.0.1:80".parse().unwrap());
+        listener.sozu_id_header = "Id\r\nX".to_string();
+        assert_eq!(
+            check_order(&Order::AddHttpListener(listener))
+                .unwrap_err()
+                .field,
+            "sozu_id_header"
+        );
+
+        let mut cluster = Cluster::new("c");
+        cluster.answers = BTreeMap::from([(503, "HTTP/1.1 503 X\r\nA: b\rc\r\n\r\n".to_string())]);
+        assert_eq!(
+            check_order(&Order::AddCluster(cluster)).unwrap_err().field,
+            "answers.503"
+        );
+    }
+
+    #[test]
+    fn header_rules_cannot_reframe_a_message() {
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Upgrade",
+        ] {
+            assert!(check_edited_header_name(name).is_err(), "{name}");
+        }
+        assert!(check_edited_header_name("X-Forwarded-Host").is_ok());
+    }
+
+    #[test]
+    fn long_values_are_shown_shortened() {
+        let id = "x".repeat(1 << 20);
+        let error = check_order(&Order::RemoveCluster(ClusterId { cluster_id: id })).unwrap_err();
+        assert!(error.to_string().len() < 300, "{error}");
+        assert!(error.to_string().contains("1048576 bytes"), "{error}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The one check of an order, run by the main process before its state takes the order and by
+//! every worker before applying it, so that an order the main process accepts is never refused
+//! by a worker.
+//!
+//! [`validate`] checks every field against [`rules`], then what only the worker's code can
+//! check: custom answers compile, the TLS settings and certificates load in rustls, and a
+//! frontend's patterns and templates compile. [`ConfigState::apply`] then checks the order
+//! against the state (duplicates, dangling references). [`validate`] hands back what it built,
+//! so a worker applies the order without building it twice. What is left can only fail in a
+//! worker for reasons of the machine (a listener that cannot be bound), never because of the
+//! order's content.
+//!
+//! Time is not judged here: whether a certificate has expired is decided once, by the main
+//! process, for the orders of its clients (see
+//! [`sozu_command_lib::certificate::check_not_expired`]).
+
+use std::net::SocketAddr;
+
+use sozu_command_lib::{
+    request::{
+        CertificateAndKey, FrontendKey, HttpListenerConfig, ListenerType, Order, TlsListenerConfig,
+    },
+    rules::{self, InvalidField},
+    state::ConfigState,
+};
+
+use crate::{
+    https::HttpsSettings,
+    protocol::{
+        http::answers::{AnswerError, Answers, Template, parse_answers},
+        tls::{self, LoadedCertificate, TlsError},
+    },
+    router::{Route, RouterError},
+};
+
+/// Why an order is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error(transparent)]
+    Field(#[from] InvalidField),
+    #[error("no {kind} listener on {address}")]
+    NoListener {
+        address: SocketAddr,
+        kind: ListenerType,
+    },
+    #[error("listener {address}")]
+    ListenerAnswers {
+        address: SocketAddr,
+        source: AnswerError,
+    },
+    #[error("cluster `{cluster}`")]
+    ClusterAnswers {
+        cluster: String,
+        source: AnswerError,
+    },
+    #[error("listener {address}")]
+    Tls {
+        address: SocketAddr,
+        source: TlsError,
+    },
+    #[error("invalid certificate for {address}")]
+    Certificate {
+        address: SocketAddr,
+        source: TlsError,
+    },
+    #[error("frontend {key}")]
+    Route {
+        key: Box<FrontendKey>,
+        source: RouterError,
+    },
+}
+
+/// What [`validate`] built for the order, ready for a worker to apply.
+pub enum Validated {
+    /// A new HTTP or HTTPS listener: its answers (with those of every cluster of the state)
+    /// and, for HTTPS, its TLS settings.
+    Listener {
+        answers: Answers,
+        tls: Option<HttpsSettings>,
+    },
+    /// A listener's new settings after an update, and the TLS settings for HTTPS (applied to
+    /// the listener's existing certificate resolver).
+    ListenerUpdate {
+        config: HttpListenerConfig,
+        answers: Answers,
+        tls: Option<TlsListenerConfig>,
+    },
+    Certificate(LoadedCertificate),
+    /// A cluster's custom answers.
+    Cluster(std::collections::BTreeMap<u16, Template>),
+    Route(Route),
+    /// Nothing to build: the state's checks are all.
+    Nothing,
+}
+
+/// Checks `order` against `state` and against what the worker's code accepts. The state is
+/// not changed; [`ConfigState::apply`] then changes it (and makes the checks that depend on
+/// what the state holds: duplicates, dangling references).
+pub fn validate(state: &ConfigState, order: &Order) -> Result<Validated, OrderError> {
+    rules::check_order(order)?;
+    match order {
+        Order::AddHttpListener(config) => Ok(Validated::Listener {
+            answers: listener_answers(state, config)?,
+            tls: None,
+        }),
+        Order::AddHttpsListener(config) => {
+            let address = config.http.address;
+            let tls = HttpsSettings::new(&config.tls)
+                .map_err(|source| OrderError::Tls { address, source })?;
+            Ok(Validated::Listener {
+                answers: listener_answers(state, &config.http)?,
+                tls: Some(tls),
+            })
+        }
+        Order::UpdateHttpListenerConfig(update) => {
+            let mut config = state
+                .http_listeners
+                .get(&update.address)
+                .map(|listener| listener.config.clone())
+                .ok_or(OrderError::NoListener {
+                    address: update.address,
+                    kind: ListenerType::Http,
+                })?;
+            update.http.apply(&mut config);
+            Ok(Validated::ListenerUpdate {
+                answers: listener_answers(state, &config)?,
+                config,
+                tls: None,
+            })
+        }
+        Order::UpdateHttpsListenerConfig(update) => {
+            let address = update.address;
+            let listener = state
+                .https_listeners
+                .get(&address)
+                .ok_or(OrderError::NoListener {
+                    address,
+                    kind: ListenerType::Https,
+                })?;
+            let mut config = listener.config.http.clone();
+            update.http.apply(&mut config);
+            let mut tls = listener.config.tls.clone();
+            update.tls.apply(&mut tls);
+            // What the listener's settings will be built with: the same checks as
+            // `HttpsSettings::updated`.
+            HttpsSettings::new(&tls).map_err(|source| OrderError::Tls { address, source })?;
+            Ok(Validated::ListenerUpdate {
+                answers: listener_answers(state, &config)?,
+                config,
+                tls: Some(tls),
+            })
+        }
+        Order::AddCertificate(add) => load(add.address, &add.certificate),
+        Order::ReplaceCertificate(replace) => load(replace.address, &replace.new_certificate),
+        Order::AddCluster(cluster) => parse_answers(&cluster.answers)
+            .map(Validated::Cluster)
+            .map_err(|source| OrderError::ClusterAnswers {
+                cluster: cluster.cluster_id.clone(),
+                source,
+            }),
+        Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
+            Route::compile(frontend.clone())
+                .map(Validated::Route)
+                .map_err(|source| OrderError::Route {
+                    key: Box::new(frontend.key()),
+                    source,
+                })
+        }
+        _ => Ok(Validated::Nothing),
+    }
+}
+
+/// A listener's answers, with those of every cluster of the state.
+pub(super) fn listener_answers(
+    state: &ConfigState,
+    config: &HttpListenerConfig,
+) -> Result<Answers, OrderError> {
+    let mut answers =
+        Answers::new(&config.answers).map_err(|source| OrderError::ListenerAnswers {
+            address: config.address,
+            source,
+        })?;
+    for cluster in state.clusters.values() {
+        answers
+            .set_cluster(&cluster.cluster_id, &cluster.answers)
+            .map_err(|source| OrderError::ClusterAnswers {
+                cluster: cluster.cluster_id.clone(),
+                source,
+            })?;
+    }
+    Ok(answers)
+}
+
+fn load(address: SocketAddr, certificate: &CertificateAndKey) -> Result<Validated, OrderError> {
+    tls::load_certificate(certificate)
+        .map(Validated::Certificate)
+        .map_err(|source| OrderError::Certificate { address, source })
+}
+
+#[cfg(test)]
+mod tests;
