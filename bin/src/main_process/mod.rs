@@ -3,7 +3,8 @@
 //!
 //! One thread, one `mio` event loop, whose sources are: the command socket and its clients
 //! ([`command_server`]), the workers' channels ([`workers`]), the signals ([`signals`]), and
-//! the waker of the etcd thread when `[provider.etcd]` is set ([`provider`]).
+//! the waker shared by the etcd thread when `[provider.etcd]` is set ([`provider`]) and the
+//! handover thread of an upgrade.
 //! An order from a client is applied to the main state first, then sent to every worker; the
 //! client gets its final answer once they all answered ([`tasks`]). Hot upgrades hand
 //! everything to a new main process ([`upgrade`]).
@@ -59,12 +60,11 @@ use crate::logging;
 const COMMAND_SOCKET: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const PROMETHEUS: Token = Token(2);
-/// The etcd thread's waker (`[provider.etcd]`).
-const FLEET: Token = Token(3);
-/// The handover thread of an upgrade wakes the loop with this token.
-const HANDOVER: Token = Token(4);
+/// Threads of the main process (the etcd watcher of `[provider.etcd]`, the handover thread of
+/// an upgrade) wake the loop with this token; mio allows one waker per poll, so they share it.
+const WAKER: Token = Token(3);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 5;
+const FIRST_OWNER_TOKEN: usize = 4;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -269,10 +269,10 @@ impl Main {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("cannot register the signals")?;
-        let fleet = provider::Fleet::start(settings.etcd.as_ref(), poll.registry())
-            .context("cannot start the etcd provider")?;
         let waker =
-            Arc::new(Waker::new(poll.registry(), HANDOVER).context("cannot create a waker")?);
+            Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create a waker")?);
+        let fleet = provider::Fleet::start(settings.etcd.as_ref(), waker.clone())
+            .context("cannot start the etcd provider")?;
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -327,8 +327,10 @@ impl Main {
                     COMMAND_SOCKET => self.accept_clients(),
                     SIGNALS => self.handle_signals(),
                     PROMETHEUS => self.accept_scrapes(),
-                    FLEET => self.fleet_ready(),
-                    HANDOVER => self.check_successor(),
+                    WAKER => {
+                        self.fleet_ready();
+                        self.check_successor();
+                    }
                     token => match self.owners.get(token.0 - FIRST_OWNER_TOKEN).copied() {
                         Some(Owner::Client(id)) => {
                             self.client_ready(id, event.is_readable(), event.is_writable())

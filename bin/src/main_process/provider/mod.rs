@@ -1,5 +1,5 @@
 //! The main process's side of `[provider.etcd]`: it learns what the prefix holds from the etcd
-//! thread ([`Watcher`], woken through the [`FLEET`](super::FLEET) token of the event loop),
+//! thread ([`Watcher`], woken through the [`WAKER`](super::WAKER) token of the event loop),
 //! turns it into the orders that change its state ([`reconcile`]), and applies them through
 //! the path of a command-socket client: a batch checked in full on a copy of the state, then
 //! sent to every worker, answered once they all answered. The fleet is that client: answers
@@ -8,7 +8,7 @@
 
 mod reconcile;
 
-use std::{collections::BTreeMap, io};
+use std::{collections::BTreeMap, io, sync::Arc};
 
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
@@ -92,12 +92,11 @@ impl Fleet {
     /// Starts the etcd thread when the settings name a provider.
     pub fn start(
         settings: Option<&EtcdProvider>,
-        registry: &mio::Registry,
+        waker: Arc<mio::Waker>,
     ) -> io::Result<Option<Fleet>> {
         let Some(settings) = settings else {
             return Ok(None);
         };
-        let waker = mio::Waker::new(registry, super::FLEET)?;
         let watcher = Watcher::start(settings.clone(), waker)?;
         info!(
             "fleet: node `{}` watching {} on {}",

@@ -76,7 +76,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts the thread; each update it sends is followed by `waker.wake()`.
-    pub fn start(settings: EtcdProvider, waker: mio::Waker) -> std::io::Result<Watcher> {
+    pub fn start(settings: EtcdProvider, waker: Arc<mio::Waker>) -> std::io::Result<Watcher> {
         let (updates_sender, updates) = mpsc::channel();
         let (reports, reports_receiver) = unbounded_channel();
         let thread = thread::Builder::new()
@@ -95,7 +95,7 @@ impl Watcher {
                 let mut link = Link {
                     settings,
                     updates: updates_sender,
-                    waker: Arc::new(waker),
+                    waker,
                     reports: reports_receiver,
                     pending: None,
                     last_revision: 0,
