@@ -269,8 +269,7 @@ impl Main {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("cannot register the signals")?;
-        let waker =
-            Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create a waker")?);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create a waker")?);
         let fleet = provider::Fleet::start(settings.etcd.as_ref(), waker.clone())
             .context("cannot start the etcd provider")?;
         Ok(Main {
