@@ -11,7 +11,9 @@
 use crate::rules::{self, TOKEN};
 
 /// The statuses whose built-in page can be replaced.
-pub const CUSTOM_STATUSES: [u16; 12] = [301, 400, 401, 404, 408, 413, 421, 429, 502, 503, 504, 507];
+pub const CUSTOM_STATUSES: [u16; 16] = [
+    301, 400, 401, 404, 405, 408, 413, 414, 421, 429, 431, 502, 503, 504, 505, 507,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnswerError {
