@@ -1,0 +1,122 @@
+//! Backends: the servers of a cluster, added and removed (drained) by orders.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A backend server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(try_from = "RawBackend")]
+pub struct AddBackend {
+    pub cluster_id: String,
+    pub backend_id: String,
+    pub address: SocketAddr,
+    /// The value of the sticky cookie that designates this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky_id: Option<String>,
+    /// Relative share of traffic for the weighted algorithms; 0 sends nothing.
+    pub weight: u32,
+    /// Used only when no normal backend of the cluster is up.
+    pub backup: bool,
+}
+
+pub const DEFAULT_BACKEND_WEIGHT: u32 = 100;
+
+/// Removes a backend. The backend drains: no new connection goes to it, and it is forgotten
+/// once its last connection ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawBackend")]
+pub struct RemoveBackend {
+    pub cluster_id: String,
+    pub backend_id: String,
+    pub address: SocketAddr,
+}
+
+/// The wire form of a backend, accepting Sōzu's older field names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(alias = "app_id")]
+    cluster_id: String,
+    backend_id: String,
+    #[serde(default)]
+    address: Option<SocketAddr>,
+    #[serde(default)]
+    ip_address: Option<std::net::IpAddr>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    sticky_id: Option<String>,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    load_balancing_parameters: Option<LoadBalancingParameters>,
+    #[serde(default)]
+    backup: Option<bool>,
+}
+
+/// Sōzu's nested form of a backend's weight.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadBalancingParameters {
+    weight: u32,
+}
+
+/// A backend message that names no usable address.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendAddressError {
+    #[error("a backend needs `address`, or `ip_address` and `port`")]
+    Missing,
+    #[error("`address` {address} and `ip_address`/`port` disagree")]
+    Conflicting { address: SocketAddr },
+}
+
+impl RawBackend {
+    fn address(&self) -> Result<SocketAddr, BackendAddressError> {
+        let legacy = match (self.ip_address, self.port) {
+            (Some(ip), Some(port)) => Some(SocketAddr::new(ip, port)),
+            (None, None) => None,
+            _ => return Err(BackendAddressError::Missing),
+        };
+        match (self.address, legacy) {
+            (Some(address), Some(legacy)) if address != legacy => {
+                Err(BackendAddressError::Conflicting { address })
+            }
+            (Some(address), _) | (None, Some(address)) => Ok(address),
+            (None, None) => Err(BackendAddressError::Missing),
+        }
+    }
+}
+
+impl TryFrom<RawBackend> for AddBackend {
+    type Error = BackendAddressError;
+
+    fn try_from(raw: RawBackend) -> Result<Self, Self::Error> {
+        let address = raw.address()?;
+        let weight = raw
+            .weight
+            .or(raw.load_balancing_parameters.map(|p| p.weight))
+            .unwrap_or(DEFAULT_BACKEND_WEIGHT);
+        Ok(AddBackend {
+            cluster_id: raw.cluster_id,
+            backend_id: raw.backend_id,
+            address,
+            sticky_id: raw.sticky_id,
+            weight,
+            backup: raw.backup.unwrap_or(false),
+        })
+    }
+}
+
+impl TryFrom<RawBackend> for RemoveBackend {
+    type Error = BackendAddressError;
+
+    fn try_from(raw: RawBackend) -> Result<Self, Self::Error> {
+        let address = raw.address()?;
+        Ok(RemoveBackend {
+            cluster_id: raw.cluster_id,
+            backend_id: raw.backend_id,
+            address,
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! Clusters: backends routed to as one, how traffic is spread among them, and the active
+//! health checks of their backends.
+
+use std::{collections::BTreeMap, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{UnknownName, optional_seconds, parse_name, seconds, status_keys};
+
+/// Names one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterId {
+    #[serde(alias = "app_id")]
+    pub cluster_id: String,
+}
+
+/// A cluster: backends routed to as one, and how traffic is spread among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    #[serde(alias = "app_id")]
+    pub cluster_id: String,
+    /// Keep a client on the backend named by its sticky cookie.
+    #[serde(default)]
+    pub sticky_session: bool,
+    /// Answer plain HTTP requests with a redirection to HTTPS.
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// The port of the HTTPS redirection target, when it is not 443.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_redirect_port: Option<u16>,
+    /// PROXY protocol towards the backends (TCP clusters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
+    #[serde(default)]
+    pub load_balancing: LoadBalancingAlgorithm,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_metric: Option<LoadMetric>,
+    /// Answers that replace the built-in pages for this cluster, by status code: the full
+    /// HTTP response (head and body) or only a body, which then gets a head.
+    #[serde(
+        default,
+        deserialize_with = "status_keys::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub answers: BTreeMap<u16, String>,
+    /// `user:sha256hex` entries allowed by HTTP Basic authentication on frontends that
+    /// require it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorized_hashes: Vec<String>,
+    /// The realm of the `WWW-Authenticate` header sent with 401 answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub www_authenticate: Option<String>,
+    /// Talk HTTP/2 to the backends.
+    #[serde(default)]
+    pub http2: bool,
+    /// Cap on concurrent connections from one client address to this cluster; `None`
+    /// inherits the global cap, `Some(0)` means no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<u64>,
+    /// The `Retry-After` value sent with 429 answers; `None` inherits the global value.
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+impl Cluster {
+    /// A cluster with every setting at its default.
+    pub fn new(cluster_id: impl Into<String>) -> Self {
+        Cluster {
+            cluster_id: cluster_id.into(),
+            sticky_session: false,
+            https_redirect: false,
+            https_redirect_port: None,
+            proxy_protocol: None,
+            load_balancing: LoadBalancingAlgorithm::default(),
+            load_metric: None,
+            answers: BTreeMap::new(),
+            authorized_hashes: Vec::new(),
+            www_authenticate: None,
+            http2: false,
+            max_connections_per_ip: None,
+            retry_after: None,
+            health_check: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancingAlgorithm {
+    #[default]
+    RoundRobin,
+    Random,
+    LeastLoaded,
+    PowerOfTwo,
+    /// Rendezvous hashing on the client address.
+    Hrw,
+    /// Maglev consistent hashing on the client address.
+    Maglev,
+}
+
+impl LoadBalancingAlgorithm {
+    pub const ALL: [LoadBalancingAlgorithm; 6] = [
+        LoadBalancingAlgorithm::RoundRobin,
+        LoadBalancingAlgorithm::Random,
+        LoadBalancingAlgorithm::LeastLoaded,
+        LoadBalancingAlgorithm::PowerOfTwo,
+        LoadBalancingAlgorithm::Hrw,
+        LoadBalancingAlgorithm::Maglev,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadBalancingAlgorithm::RoundRobin => "ROUND_ROBIN",
+            LoadBalancingAlgorithm::Random => "RANDOM",
+            LoadBalancingAlgorithm::LeastLoaded => "LEAST_LOADED",
+            LoadBalancingAlgorithm::PowerOfTwo => "POWER_OF_TWO",
+            LoadBalancingAlgorithm::Hrw => "HRW",
+            LoadBalancingAlgorithm::Maglev => "MAGLEV",
+        }
+    }
+}
+
+impl FromStr for LoadBalancingAlgorithm {
+    type Err = UnknownName;
+
+    /// Case-insensitive, with `-` or `_` between words, as the CLI accepts it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_name(s, &Self::ALL, |a| a.name())
+    }
+}
+
+/// What LEAST_LOADED and POWER_OF_TWO compare between backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadMetric {
+    /// Active connections.
+    #[default]
+    Connections,
+    /// Requests in flight.
+    Requests,
+    /// Active connections weighted by the average connection time.
+    ConnectionTime,
+}
+
+impl LoadMetric {
+    pub const ALL: [LoadMetric; 3] = [
+        LoadMetric::Connections,
+        LoadMetric::Requests,
+        LoadMetric::ConnectionTime,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadMetric::Connections => "CONNECTIONS",
+            LoadMetric::Requests => "REQUESTS",
+            LoadMetric::ConnectionTime => "CONNECTION_TIME",
+        }
+    }
+}
+
+impl FromStr for LoadMetric {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_name(s, &Self::ALL, |m| m.name())
+    }
+}
+
+/// What a TCP cluster does with the PROXY protocol towards its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProxyProtocolConfig {
+    /// Send a PROXY v2 header built from the client connection.
+    SendHeader,
+    /// Forward the header received from the client (listener with `expect_proxy`).
+    RelayHeader,
+    /// Read the client's header and do not send one.
+    ExpandHeader,
+}
+
+/// Active health checking of a cluster's backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// The path requested from each backend.
+    pub uri: String,
+    #[serde(default = "default_health_interval", with = "seconds")]
+    pub interval: Duration,
+    #[serde(default = "default_health_timeout", with = "seconds")]
+    pub timeout: Duration,
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+    /// The status a healthy backend answers; 0 accepts any 2xx.
+    #[serde(default)]
+    pub expected_status: u16,
+}
+
+impl HealthCheckConfig {
+    /// A health check of `uri` with every other setting at its default.
+    pub fn new(uri: impl Into<String>) -> Self {
+        HealthCheckConfig {
+            uri: uri.into(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            healthy_threshold: default_threshold(),
+            unhealthy_threshold: default_threshold(),
+            expected_status: 0,
+        }
+    }
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_threshold() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetHealthCheck {
+    #[serde(alias = "app_id")]
+    pub cluster_id: String,
+    pub health_check: HealthCheckConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFilter {
+    #[serde(default, alias = "app_id", skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}

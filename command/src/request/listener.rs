@@ -1,0 +1,511 @@
+//! Listeners: HTTP, HTTPS and TCP sockets with their settings, and the patches that change
+//! those settings without rebinding.
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CertificateAndKey, Hsts, TlsVersion, nullable, optional_seconds, seconds, status_keys,
+};
+
+/// Settings shared by HTTP and HTTPS listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerConfig {
+    pub address: SocketAddr,
+    /// The address clients know the listener by, when it differs (behind NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<SocketAddr>,
+    /// Read a PROXY protocol header before the request.
+    #[serde(default)]
+    pub expect_proxy: bool,
+    #[serde(default = "default_sticky_name")]
+    pub sticky_name: String,
+    #[serde(default = "default_id_header")]
+    pub sozu_id_header: String,
+    /// How long a client connection may stay idle.
+    #[serde(default = "default_front_timeout", with = "seconds")]
+    pub front_timeout: Duration,
+    /// How long a backend connection may stay idle while a response is awaited.
+    #[serde(default = "default_back_timeout", with = "seconds")]
+    pub back_timeout: Duration,
+    /// How long connecting to a backend may take.
+    #[serde(default = "default_connect_timeout", with = "seconds")]
+    pub connect_timeout: Duration,
+    /// How long a client may take to send a request's head.
+    #[serde(default = "default_request_timeout", with = "seconds")]
+    pub request_timeout: Duration,
+    /// Answers replacing the built-in pages, by status code.
+    #[serde(
+        default,
+        deserialize_with = "status_keys::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub answers: BTreeMap<u16, String>,
+    /// Add an `X-Real-IP` header with the client address.
+    #[serde(default)]
+    pub send_x_real_ip: bool,
+    /// Remove `X-Real-IP` headers sent by the client.
+    #[serde(default)]
+    pub elide_x_real_ip: bool,
+}
+
+impl HttpListenerConfig {
+    pub fn new(address: SocketAddr) -> Self {
+        HttpListenerConfig {
+            address,
+            public_address: None,
+            expect_proxy: false,
+            sticky_name: default_sticky_name(),
+            sozu_id_header: default_id_header(),
+            front_timeout: default_front_timeout(),
+            back_timeout: default_back_timeout(),
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            answers: BTreeMap::new(),
+            send_x_real_ip: false,
+            elide_x_real_ip: false,
+        }
+    }
+}
+
+pub fn default_sticky_name() -> String {
+    "SOZUBALANCEID".to_string()
+}
+
+pub fn default_id_header() -> String {
+    "Sozu-Id".to_string()
+}
+
+pub fn default_front_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+pub fn default_back_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+pub fn default_connect_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+
+pub fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// An HTTPS listener: the HTTP settings and the TLS ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsListenerConfig {
+    pub http: HttpListenerConfig,
+    #[serde(default)]
+    pub tls: TlsListenerConfig,
+}
+
+/// TLS settings of an HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    #[serde(default = "default_tls_versions")]
+    pub versions: Vec<TlsVersion>,
+    /// TLS 1.2 cipher suites; empty means the defaults. The configuration writes rustls's
+    /// names (`CipherSuite::as_str`); [`crate::config::tls::cipher_suite`] maps the OpenSSL
+    /// and IANA spellings to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cipher_list: Vec<String>,
+    /// TLS 1.3 cipher suites, named as `cipher_list`; empty means the defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups in order of preference, by rustls's names (`X25519`, `secp256r1`,
+    /// `secp384r1`; see [`crate::config::tls::group`]); empty means the defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups_list: Vec<String>,
+    /// The default certificate, for clients that send no SNI or an unknown name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateAndKey>,
+    /// Number of TLS 1.3 session tickets sent after a handshake; 0 disables resumption by ticket.
+    #[serde(default = "default_tls13_tickets")]
+    pub send_tls13_tickets: u32,
+    #[serde(default = "default_alpn_protocols")]
+    pub alpn_protocols: Vec<String>,
+    /// Answer 421 to a request whose Host differs from the name sent in SNI.
+    #[serde(default = "default_true")]
+    pub strict_sni_binding: bool,
+    #[serde(default)]
+    pub disable_http11: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+impl Default for TlsListenerConfig {
+    fn default() -> Self {
+        TlsListenerConfig {
+            versions: default_tls_versions(),
+            cipher_list: Vec::new(),
+            cipher_suites: Vec::new(),
+            groups_list: Vec::new(),
+            certificate: None,
+            send_tls13_tickets: default_tls13_tickets(),
+            alpn_protocols: default_alpn_protocols(),
+            strict_sni_binding: true,
+            disable_http11: false,
+            hsts: None,
+        }
+    }
+}
+
+pub fn default_tls_versions() -> Vec<TlsVersion> {
+    vec![TlsVersion::Tls12, TlsVersion::Tls13]
+}
+
+fn default_tls13_tickets() -> u32 {
+    4
+}
+
+/// The protocols offered by ALPN. `h2` is accepted for compatibility and ignored until the
+/// HTTP/2 frontend exists, so clients fall back to `http/1.1`.
+pub fn default_alpn_protocols() -> Vec<String> {
+    vec!["http/1.1".to_string()]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpListenerConfig {
+    pub address: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<SocketAddr>,
+    #[serde(default)]
+    pub expect_proxy: bool,
+    /// How long a client connection may stay idle.
+    #[serde(default = "default_front_timeout", with = "seconds")]
+    pub front_timeout: Duration,
+    /// How long a backend connection may stay idle while a response is awaited.
+    #[serde(default = "default_back_timeout", with = "seconds")]
+    pub back_timeout: Duration,
+    /// How long connecting to a backend may take.
+    #[serde(default = "default_connect_timeout", with = "seconds")]
+    pub connect_timeout: Duration,
+    /// Move bytes with `splice(2)` through a pipe instead of copying them through user space.
+    #[serde(default)]
+    pub splice: bool,
+}
+
+impl TcpListenerConfig {
+    pub fn new(address: SocketAddr) -> Self {
+        TcpListenerConfig {
+            address,
+            public_address: None,
+            expect_proxy: false,
+            front_timeout: default_front_timeout(),
+            back_timeout: default_back_timeout(),
+            connect_timeout: default_connect_timeout(),
+            splice: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ListenerType {
+    Http,
+    Https,
+    Tcp,
+}
+
+impl ListenerType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerType::Http => "HTTP",
+            ListenerType::Https => "HTTPS",
+            ListenerType::Tcp => "TCP",
+        }
+    }
+}
+
+impl fmt::Display for ListenerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Names one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerAddress {
+    pub address: SocketAddr,
+    pub proxy: ListenerType,
+}
+
+/// Changes to an HTTP listener's settings, applied without rebinding; absent fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerPatch {
+    /// `null` removes the public address.
+    #[serde(
+        default,
+        deserialize_with = "nullable::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub public_address: Option<Option<SocketAddr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_proxy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sozu_id_header: Option<String>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub front_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub back_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_timeout: Option<Duration>,
+    /// Answers to set, by status code; an empty string restores the built-in page.
+    #[serde(
+        default,
+        deserialize_with = "status_keys::deserialize",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub answers: BTreeMap<u16, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_x_real_ip: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elide_x_real_ip: Option<bool>,
+}
+
+impl HttpListenerPatch {
+    pub fn apply(&self, config: &mut HttpListenerConfig) {
+        set(&mut config.public_address, &self.public_address);
+        set(&mut config.expect_proxy, &self.expect_proxy);
+        set(&mut config.sticky_name, &self.sticky_name);
+        set(&mut config.sozu_id_header, &self.sozu_id_header);
+        set(&mut config.front_timeout, &self.front_timeout);
+        set(&mut config.back_timeout, &self.back_timeout);
+        set(&mut config.connect_timeout, &self.connect_timeout);
+        set(&mut config.request_timeout, &self.request_timeout);
+        for (code, answer) in &self.answers {
+            if answer.is_empty() {
+                config.answers.remove(code);
+            } else {
+                config.answers.insert(*code, answer.clone());
+            }
+        }
+        set(&mut config.send_x_real_ip, &self.send_x_real_ip);
+        set(&mut config.elide_x_real_ip, &self.elide_x_real_ip);
+    }
+
+    /// The patch that turns `old` into `new`.
+    pub fn between(old: &HttpListenerConfig, new: &HttpListenerConfig) -> Self {
+        let mut answers: BTreeMap<u16, String> = old
+            .answers
+            .keys()
+            .filter(|code| !new.answers.contains_key(code))
+            .map(|code| (*code, String::new()))
+            .collect();
+        for (code, answer) in &new.answers {
+            if old.answers.get(code) != Some(answer) {
+                answers.insert(*code, answer.clone());
+            }
+        }
+        HttpListenerPatch {
+            public_address: changed(&old.public_address, &new.public_address),
+            expect_proxy: changed(&old.expect_proxy, &new.expect_proxy),
+            sticky_name: changed(&old.sticky_name, &new.sticky_name),
+            sozu_id_header: changed(&old.sozu_id_header, &new.sozu_id_header),
+            front_timeout: changed(&old.front_timeout, &new.front_timeout),
+            back_timeout: changed(&old.back_timeout, &new.back_timeout),
+            connect_timeout: changed(&old.connect_timeout, &new.connect_timeout),
+            request_timeout: changed(&old.request_timeout, &new.request_timeout),
+            answers,
+            send_x_real_ip: changed(&old.send_x_real_ip, &new.send_x_real_ip),
+            elide_x_real_ip: changed(&old.elide_x_real_ip, &new.elide_x_real_ip),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == HttpListenerPatch::default()
+    }
+}
+
+/// Replaces `field` with the patch's value, when the patch has one.
+fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+    if let Some(value) = value {
+        *field = value.clone();
+    }
+}
+
+/// The new value when it differs from the old one.
+fn changed<T: Clone + PartialEq>(old: &T, new: &T) -> Option<T> {
+    (old != new).then(|| new.clone())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateHttpListener {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub http: HttpListenerPatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateHttpsListener {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub http: HttpListenerPatch,
+    #[serde(default)]
+    pub tls: TlsListenerPatch,
+}
+
+/// Changes to an HTTPS listener's TLS settings; absent fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<TlsVersion>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_list: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suites: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_list: Option<Vec<String>>,
+    /// `null` removes the default certificate.
+    #[serde(
+        default,
+        deserialize_with = "nullable::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate: Option<Option<CertificateAndKey>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_tls13_tickets: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn_protocols: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_sni_binding: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_http11: Option<bool>,
+    /// `null` removes the listener's HSTS policy.
+    #[serde(
+        default,
+        deserialize_with = "nullable::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hsts: Option<Option<Hsts>>,
+}
+
+impl TlsListenerPatch {
+    pub fn apply(&self, config: &mut TlsListenerConfig) {
+        set(&mut config.versions, &self.versions);
+        set(&mut config.cipher_list, &self.cipher_list);
+        set(&mut config.cipher_suites, &self.cipher_suites);
+        set(&mut config.groups_list, &self.groups_list);
+        set(&mut config.certificate, &self.certificate);
+        set(&mut config.send_tls13_tickets, &self.send_tls13_tickets);
+        set(&mut config.alpn_protocols, &self.alpn_protocols);
+        set(&mut config.strict_sni_binding, &self.strict_sni_binding);
+        set(&mut config.disable_http11, &self.disable_http11);
+        set(&mut config.hsts, &self.hsts);
+    }
+
+    /// The patch that turns `old` into `new`.
+    pub fn between(old: &TlsListenerConfig, new: &TlsListenerConfig) -> Self {
+        TlsListenerPatch {
+            versions: changed(&old.versions, &new.versions),
+            cipher_list: changed(&old.cipher_list, &new.cipher_list),
+            cipher_suites: changed(&old.cipher_suites, &new.cipher_suites),
+            groups_list: changed(&old.groups_list, &new.groups_list),
+            certificate: changed(&old.certificate, &new.certificate),
+            send_tls13_tickets: changed(&old.send_tls13_tickets, &new.send_tls13_tickets),
+            alpn_protocols: changed(&old.alpn_protocols, &new.alpn_protocols),
+            strict_sni_binding: changed(&old.strict_sni_binding, &new.strict_sni_binding),
+            disable_http11: changed(&old.disable_http11, &new.disable_http11),
+            hsts: changed(&old.hsts, &new.hsts),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == TlsListenerPatch::default()
+    }
+}
+
+/// Changes to a TCP listener's settings; absent fields stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTcpListener {
+    pub address: SocketAddr,
+    /// `null` removes the public address.
+    #[serde(
+        default,
+        deserialize_with = "nullable::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub public_address: Option<Option<SocketAddr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_proxy: Option<bool>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub front_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub back_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splice: Option<bool>,
+}
+
+impl UpdateTcpListener {
+    pub fn apply(&self, config: &mut TcpListenerConfig) {
+        set(&mut config.public_address, &self.public_address);
+        set(&mut config.expect_proxy, &self.expect_proxy);
+        set(&mut config.front_timeout, &self.front_timeout);
+        set(&mut config.back_timeout, &self.back_timeout);
+        set(&mut config.connect_timeout, &self.connect_timeout);
+        set(&mut config.splice, &self.splice);
+    }
+
+    /// The update that turns `old` into `new`.
+    pub fn between(old: &TcpListenerConfig, new: &TcpListenerConfig) -> Self {
+        UpdateTcpListener {
+            address: new.address,
+            public_address: changed(&old.public_address, &new.public_address),
+            expect_proxy: changed(&old.expect_proxy, &new.expect_proxy),
+            front_timeout: changed(&old.front_timeout, &new.front_timeout),
+            back_timeout: changed(&old.back_timeout, &new.back_timeout),
+            connect_timeout: changed(&old.connect_timeout, &new.connect_timeout),
+            splice: changed(&old.splice, &new.splice),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Orders: every change and query the proxy accepts, as one serde enum with stable JSON names.
+//!
+//! A message on the command channel is a [`Request`]: `{"id": "...", "order": {"type": "...", ...}}`.
+//! The `type` tag names the order in `SCREAMING_SNAKE_CASE` (`ADD_CLUSTER`, `REMOVE_BACKEND` …)
+//! and the other fields are the order's own. Fields with a default may be left out. Older field
+//! names of Sōzu are accepted as aliases: `app_id` for `cluster_id`, and `ip_address` + `port`
+//! for a backend's `address`.
+//!
+//! Orders carry contents, never file paths: the configuration loader reads certificate and
+//! answer files, so a worker never touches the file system to apply an order.
+
+mod backend;
+mod certificate;
+mod cluster;
+mod frontend;
+mod listener;
+mod query;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use backend::*;
+pub use certificate::*;
+pub use cluster::*;
+pub use frontend::*;
+pub use listener::*;
+pub use query::*;
+
+/// One message from a client (or the main process) to the proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Chosen by the client; the response carries the same id.
+    pub id: String,
+    pub order: Order,
+}
+
+impl Request {
+    pub fn new(id: impl Into<String>, order: Order) -> Self {
+        Request {
+            id: id.into(),
+            order,
+        }
+    }
+}
+
+/// Every order of the command channel.
+///
+/// Orders that change the routing state are listed by [`Order::is_state_change`]; the others
+/// are queries or act on processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Order {
+    // Clusters and backends.
+    AddCluster(Cluster),
+    RemoveCluster(ClusterId),
+    AddBackend(AddBackend),
+    RemoveBackend(RemoveBackend),
+
+    // Frontends.
+    AddHttpFrontend(HttpFrontend),
+    RemoveHttpFrontend(HttpFrontend),
+    AddHttpsFrontend(HttpFrontend),
+    RemoveHttpsFrontend(HttpFrontend),
+    AddTcpFrontend(TcpFrontend),
+    RemoveTcpFrontend(TcpFrontend),
+
+    // Certificates.
+    AddCertificate(AddCertificate),
+    ReplaceCertificate(ReplaceCertificate),
+    RemoveCertificate(RemoveCertificate),
+
+    // Listeners.
+    AddHttpListener(HttpListenerConfig),
+    AddHttpsListener(HttpsListenerConfig),
+    AddTcpListener(TcpListenerConfig),
+    RemoveListener(ListenerAddress),
+    ActivateListener(ListenerAddress),
+    DeactivateListener(ListenerAddress),
+    UpdateHttpListenerConfig(UpdateHttpListener),
+    UpdateHttpsListenerConfig(UpdateHttpsListener),
+    UpdateTcpListenerConfig(UpdateTcpListener),
+
+    // Limits and health checks.
+    SetMaxConnectionsPerIp(ConnectionLimit),
+    SetHealthCheck(SetHealthCheck),
+    RemoveHealthCheck(ClusterId),
+
+    // Queries.
+    Status,
+    ListWorkers,
+    ListFrontends(FrontendFilters),
+    ListListeners,
+    QueryClusterById(ClusterId),
+    QueryClustersByDomain(DomainFilter),
+    QueryClustersHashes,
+    QueryCertificatesFromTheState(CertificateFilters),
+    QueryCertificatesFromWorkers(CertificateFilters),
+    QueryMetrics(QueryMetrics),
+    QueryMaxConnectionsPerIp,
+    QueryHealthChecks(HealthCheckFilter),
+    CountRequests,
+
+    // Processes, state and logging.
+    SaveState(StatePath),
+    LoadState(StatePath),
+    ReloadConfiguration(ReloadConfiguration),
+    UpgradeMain,
+    UpgradeWorker(WorkerId),
+    LaunchWorker,
+    SoftStop,
+    HardStop,
+    ConfigureMetrics(MetricsConfiguration),
+    Logging(LoggingFilter),
+    SubscribeEvents,
+}
+
+impl Order {
+    /// Whether the order changes the routing state (and so belongs in a saved state).
+    pub fn is_state_change(&self) -> bool {
+        matches!(
+            self,
+            Order::AddCluster(_)
+                | Order::RemoveCluster(_)
+                | Order::AddBackend(_)
+                | Order::RemoveBackend(_)
+                | Order::AddHttpFrontend(_)
+                | Order::RemoveHttpFrontend(_)
+                | Order::AddHttpsFrontend(_)
+                | Order::RemoveHttpsFrontend(_)
+                | Order::AddTcpFrontend(_)
+                | Order::RemoveTcpFrontend(_)
+                | Order::AddCertificate(_)
+                | Order::ReplaceCertificate(_)
+                | Order::RemoveCertificate(_)
+                | Order::AddHttpListener(_)
+                | Order::AddHttpsListener(_)
+                | Order::AddTcpListener(_)
+                | Order::RemoveListener(_)
+                | Order::ActivateListener(_)
+                | Order::DeactivateListener(_)
+                | Order::UpdateHttpListenerConfig(_)
+                | Order::UpdateHttpsListenerConfig(_)
+                | Order::UpdateTcpListenerConfig(_)
+                | Order::SetMaxConnectionsPerIp(_)
+                | Order::SetHealthCheck(_)
+                | Order::RemoveHealthCheck(_)
+        )
+    }
+
+    /// The stable name of the order, as its JSON `type` tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Order::AddCluster(_) => "ADD_CLUSTER",
+            Order::RemoveCluster(_) => "REMOVE_CLUSTER",
+            Order::AddBackend(_) => "ADD_BACKEND",
+            Order::RemoveBackend(_) => "REMOVE_BACKEND",
+            Order::AddHttpFrontend(_) => "ADD_HTTP_FRONTEND",
+            Order::RemoveHttpFrontend(_) => "REMOVE_HTTP_FRONTEND",
+            Order::AddHttpsFrontend(_) => "ADD_HTTPS_FRONTEND",
+            Order::RemoveHttpsFrontend(_) => "REMOVE_HTTPS_FRONTEND",
+            Order::AddTcpFrontend(_) => "ADD_TCP_FRONTEND",
+            Order::RemoveTcpFrontend(_) => "REMOVE_TCP_FRONTEND",
+            Order::AddCertificate(_) => "ADD_CERTIFICATE",
+            Order::ReplaceCertificate(_) => "REPLACE_CERTIFICATE",
+            Order::RemoveCertificate(_) => "REMOVE_CERTIFICATE",
+            Order::AddHttpListener(_) => "ADD_HTTP_LISTENER",
+            Order::AddHttpsListener(_) => "ADD_HTTPS_LISTENER",
+            Order::AddTcpListener(_) => "ADD_TCP_LISTENER",
+            Order::RemoveListener(_) => "REMOVE_LISTENER",
+            Order::ActivateListener(_) => "ACTIVATE_LISTENER",
+            Order::DeactivateListener(_) => "DEACTIVATE_LISTENER",
+            Order::UpdateHttpListenerConfig(_) => "UPDATE_HTTP_LISTENER_CONFIG",
+            Order::UpdateHttpsListenerConfig(_) => "UPDATE_HTTPS_LISTENER_CONFIG",
+            Order::UpdateTcpListenerConfig(_) => "UPDATE_TCP_LISTENER_CONFIG",
+            Order::SetMaxConnectionsPerIp(_) => "SET_MAX_CONNECTIONS_PER_IP",
+            Order::SetHealthCheck(_) => "SET_HEALTH_CHECK",
+            Order::RemoveHealthCheck(_) => "REMOVE_HEALTH_CHECK",
+            Order::Status => "STATUS",
+            Order::ListWorkers => "LIST_WORKERS",
+            Order::ListFrontends(_) => "LIST_FRONTENDS",
+            Order::ListListeners => "LIST_LISTENERS",
+            Order::QueryClusterById(_) => "QUERY_CLUSTER_BY_ID",
+            Order::QueryClustersByDomain(_) => "QUERY_CLUSTERS_BY_DOMAIN",
+            Order::QueryClustersHashes => "QUERY_CLUSTERS_HASHES",
+            Order::QueryCertificatesFromTheState(_) => "QUERY_CERTIFICATES_FROM_THE_STATE",
+            Order::QueryCertificatesFromWorkers(_) => "QUERY_CERTIFICATES_FROM_WORKERS",
+            Order::QueryMetrics(_) => "QUERY_METRICS",
+            Order::QueryMaxConnectionsPerIp => "QUERY_MAX_CONNECTIONS_PER_IP",
+            Order::QueryHealthChecks(_) => "QUERY_HEALTH_CHECKS",
+            Order::CountRequests => "COUNT_REQUESTS",
+            Order::SaveState(_) => "SAVE_STATE",
+            Order::LoadState(_) => "LOAD_STATE",
+            Order::ReloadConfiguration(_) => "RELOAD_CONFIGURATION",
+            Order::UpgradeMain => "UPGRADE_MAIN",
+            Order::UpgradeWorker(_) => "UPGRADE_WORKER",
+            Order::LaunchWorker => "LAUNCH_WORKER",
+            Order::SoftStop => "SOFT_STOP",
+            Order::HardStop => "HARD_STOP",
+            Order::ConfigureMetrics(_) => "CONFIGURE_METRICS",
+            Order::Logging(_) => "LOGGING",
+            Order::SubscribeEvents => "SUBSCRIBE_EVENTS",
+        }
+    }
+}
+
+impl fmt::Display for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of the values an enumeration accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value `{given}`, expected one of {expected}")]
+pub struct UnknownName {
+    pub given: String,
+    pub expected: String,
+}
+
+/// Matches `s` against the names of `all`, ignoring case and treating `-` as `_`.
+fn parse_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, UnknownName> {
+    let wanted = s.trim().replace('-', "_");
+    all.iter()
+        .copied()
+        .find(|&item| name(item).eq_ignore_ascii_case(&wanted))
+        .ok_or_else(|| UnknownName {
+            given: s.to_string(),
+            expected: all
+                .iter()
+                .map(|&item| name(item))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Maps keyed by HTTP status. JSON writes the keys as strings (`{"503": "..."}`); serde reads
+/// them back as numbers only at the top level, not inside an internally tagged enum such as
+/// [`Order`], so the keys are read as strings and parsed here.
+mod status_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u16, String>, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(code, answer)| {
+                let status = code.trim().parse().map_err(|_| {
+                    D::Error::custom(format!("invalid status code `{code}` in answers"))
+                })?;
+                Ok((status, answer))
+            })
+            .collect()
+    }
+}
+
+/// Patch fields that tell "leave as is" (absent) from "remove" (`null`).
+mod nullable {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+/// Durations written as a whole number of seconds.
+pub mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(duration.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}
+
+/// Optional durations written as a whole number of seconds.
+pub mod optional_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => serializer.serialize_some(&duration.as_secs()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(deserializer).map(|secs| secs.map(Duration::from_secs))
+    }
+}

@@ -1,0 +1,204 @@
+//! Orders read and written as JSON.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use super::*;
+
+fn parse(json: &str) -> Result<Request, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
+#[test]
+fn order_round_trips_through_json() {
+    let order = Order::AddHttpFrontend(HttpFrontend::new(
+        Some("api".to_string()),
+        "127.0.0.1:8080".parse().unwrap(),
+        "api.example.com",
+    ));
+    let request = Request::new("1", order);
+    let json = serde_json::to_string(&request).unwrap();
+    assert!(json.contains(r#""type":"ADD_HTTP_FRONTEND""#), "{json}");
+    assert_eq!(parse(&json).unwrap(), request);
+}
+
+#[test]
+fn orders_with_answers_round_trip_through_json() {
+    let answers = BTreeMap::from([(404, "gone".to_string()), (503, "down".to_string())]);
+    let mut cluster = Cluster::new("api");
+    cluster.answers = answers.clone();
+    let mut listener = HttpListenerConfig::new("127.0.0.1:8080".parse().unwrap());
+    listener.answers = answers.clone();
+    let patch = HttpListenerPatch {
+        answers,
+        ..HttpListenerPatch::default()
+    };
+    let update = UpdateHttpListener {
+        address: listener.address,
+        http: patch,
+    };
+    for order in [
+        Order::AddCluster(cluster),
+        Order::AddHttpListener(listener.clone()),
+        Order::AddHttpsListener(HttpsListenerConfig {
+            http: listener,
+            tls: TlsListenerConfig::default(),
+        }),
+        Order::UpdateHttpListenerConfig(update),
+    ] {
+        let request = Request::new("1", order);
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(parse(&json).unwrap(), request, "{json}");
+    }
+    let request = parse(
+        r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"c","answers":{"503":"x"}}}"#,
+    )
+    .unwrap();
+    let Order::AddCluster(cluster) = request.order else {
+        panic!("not a cluster");
+    };
+    assert_eq!(cluster.answers, BTreeMap::from([(503, "x".to_string())]));
+    assert!(
+        parse(
+            r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"c","answers":{"5x3":"x"}}}"#
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn app_id_is_accepted_for_cluster_id() {
+    let request = parse(r#"{"id":"a","order":{"type":"REMOVE_CLUSTER","app_id":"web"}}"#).unwrap();
+    assert_eq!(
+        request.order,
+        Order::RemoveCluster(ClusterId {
+            cluster_id: "web".to_string()
+        })
+    );
+}
+
+#[test]
+fn backend_accepts_ip_address_and_port() {
+    let request = parse(
+        r#"{"id":"a","order":{"type":"ADD_BACKEND","app_id":"web","backend_id":"b1",
+            "ip_address":"10.0.0.1","port":8080}}"#,
+    )
+    .unwrap();
+    let Order::AddBackend(backend) = request.order else {
+        panic!("not a backend: {request:?}");
+    };
+    assert_eq!(backend.address, "10.0.0.1:8080".parse().unwrap());
+    assert_eq!(backend.weight, DEFAULT_BACKEND_WEIGHT);
+    assert!(!backend.backup);
+}
+
+#[test]
+fn backend_without_address_is_refused_with_a_reason() {
+    let error = parse(
+        r#"{"id":"a","order":{"type":"ADD_BACKEND","cluster_id":"web","backend_id":"b1","port":80}}"#,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("ip_address"), "{error}");
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let error =
+        parse(r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"x","stickky":true}}"#)
+            .unwrap_err();
+    assert!(error.to_string().contains("stickky"), "{error}");
+}
+
+#[test]
+fn unknown_order_is_named() {
+    let error = parse(r#"{"id":"a","order":{"type":"LAUNCH_ROCKET"}}"#).unwrap_err();
+    assert!(error.to_string().contains("LAUNCH_ROCKET"), "{error}");
+}
+
+#[test]
+fn unit_orders_need_only_their_type() {
+    assert_eq!(
+        parse(r#"{"id":"s","order":{"type":"STATUS"}}"#)
+            .unwrap()
+            .order,
+        Order::Status
+    );
+}
+
+#[test]
+fn every_load_balancing_name_parses_case_insensitively() {
+    for algorithm in LoadBalancingAlgorithm::ALL {
+        assert_eq!(algorithm.name().to_lowercase().parse(), Ok(algorithm));
+        let json = serde_json::to_string(&algorithm).unwrap();
+        assert_eq!(json, format!("\"{}\"", algorithm.name()));
+    }
+    assert!("round-robin".parse::<LoadBalancingAlgorithm>().is_ok());
+    assert!("fastest".parse::<LoadBalancingAlgorithm>().is_err());
+}
+
+#[test]
+fn order_names_match_their_json_tags() {
+    let orders = [
+        Order::Status,
+        Order::SoftStop,
+        Order::QueryClustersHashes,
+        Order::RemoveCluster(ClusterId {
+            cluster_id: "c".to_string(),
+        }),
+        Order::SetMaxConnectionsPerIp(ConnectionLimit {
+            max_connections_per_ip: 3,
+        }),
+        Order::UpdateTcpListenerConfig(UpdateTcpListener {
+            address: "127.0.0.1:1".parse().unwrap(),
+            public_address: None,
+            expect_proxy: None,
+            front_timeout: None,
+            back_timeout: None,
+            connect_timeout: None,
+            splice: None,
+        }),
+    ];
+    for order in orders {
+        let json = serde_json::to_value(&order).unwrap();
+        assert_eq!(json["type"], order.name());
+    }
+}
+
+#[test]
+fn answers_by_status_round_trip_inside_an_order() {
+    let mut cluster = Cluster::new("api");
+    cluster.answers.insert(503, "busy".to_string());
+    let request = Request::new("1", Order::AddCluster(cluster));
+    let json = serde_json::to_string(&request).unwrap();
+    assert_eq!(parse(&json).unwrap(), request);
+    let error =
+        parse(r#"{"id":"a","order":{"type":"ADD_CLUSTER","cluster_id":"x","answers":{"x":"y"}}}"#)
+            .unwrap_err();
+    assert!(
+        error.to_string().contains("invalid status code `x`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn fingerprint_round_trips_as_hex() {
+    let fingerprint = Fingerprint::of_der(b"certificate");
+    let text = fingerprint.to_string();
+    assert_eq!(text.len(), 64);
+    assert_eq!(text.parse(), Ok(fingerprint));
+    assert!("abc".parse::<Fingerprint>().is_err());
+    assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
+}
+
+#[test]
+fn listener_timeouts_default_to_sozu_values() {
+    let request = parse(
+        r#"{"id":"l","order":{"type":"ADD_HTTP_LISTENER","address":"127.0.0.1:80","front_timeout":5}}"#,
+    )
+    .unwrap();
+    let Order::AddHttpListener(listener) = request.order else {
+        panic!("not a listener: {request:?}");
+    };
+    assert_eq!(listener.front_timeout, Duration::from_secs(5));
+    assert_eq!(listener.back_timeout, Duration::from_secs(30));
+    assert_eq!(listener.sticky_name, "SOZUBALANCEID");
+}
