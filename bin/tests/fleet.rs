@@ -210,8 +210,10 @@ struct Tls {
 }
 
 impl Tls {
-    /// An authority, a server certificate for 127.0.0.1 and a client certificate for `client`.
-    fn new(client: &str) -> Tls {
+    /// An authority, a server certificate for 127.0.0.1 and a client certificate of
+    /// `organisation`, without a common name: etcd refuses a gateway request whose certificate
+    /// has one (it would stand for a user).
+    fn new(organisation: &str) -> Tls {
         let tls = Tls {
             dir: tempfile::tempdir().expect("a temporary folder"),
         };
@@ -253,7 +255,7 @@ impl Tls {
         .expect("write");
         for (name, subject) in [
             ("server", "/CN=etcd".to_string()),
-            ("client", format!("/CN={client}")),
+            ("client", format!("/O={organisation}")),
         ] {
             openssl(
                 &[
@@ -792,9 +794,10 @@ fn certificate_fingerprint(pem: &str) -> String {
         .expect("a fingerprint")
 }
 
-/// TLS with a client certificate, and etcd's authentication: the node's user may write the
-/// prefix, while the name of its certificate is no user at all, so routing works only if both
-/// the TLS settings and the credentials of `[provider.etcd]` are in force.
+/// TLS with a client certificate, and etcd's authentication: etcd takes no connection without
+/// a certificate its authority signed, the node's user may write the prefix, and its
+/// certificate names no user, so routing works only if both the TLS settings and the
+/// credentials of `[provider.etcd]` are in force.
 #[test]
 fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
     let etcd = Etcd::start_with(Ipv4Addr::LOCALHOST, Some(Tls::new("edge")));

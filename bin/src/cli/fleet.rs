@@ -7,14 +7,14 @@ use std::{collections::BTreeMap, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
 use sozu_command_lib::config::{Config, EtcdProvider};
 
 use super::{Cli, table};
 use crate::provider::etcd::{
-    self as etcd,
+    client::Client,
     layout::{self, KeyClass, NODES, STATUS, ViewDigest},
     records::{self, KeyError, NodeRecord, StatusRecord},
+    watcher::relative,
 };
 
 #[derive(Debug, Subcommand)]
@@ -38,12 +38,7 @@ pub enum FleetCommand {
 const MAX_TXN_OPS: usize = 128;
 
 pub fn run(cli: &Cli, command: &FleetCommand) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-        .and_then(|runtime| runtime.block_on(dispatch(cli, command)));
-    match result {
+    match dispatch(cli, command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -52,7 +47,7 @@ pub fn run(cli: &Cli, command: &FleetCommand) -> ExitCode {
     }
 }
 
-async fn dispatch(cli: &Cli, command: &FleetCommand) -> anyhow::Result<ExitCode> {
+fn dispatch(cli: &Cli, command: &FleetCommand) -> anyhow::Result<ExitCode> {
     let Some(path) = &cli.config else {
         bail!("no configuration file: pass -c/--config FILE, with a [provider.etcd] section");
     };
@@ -61,15 +56,13 @@ async fn dispatch(cli: &Cli, command: &FleetCommand) -> anyhow::Result<ExitCode>
     let Some(settings) = config.etcd.clone() else {
         bail!("{} has no [provider.etcd] section", path.display());
     };
-    let mut client = tokio::time::timeout(REQUEST_TIMEOUT, etcd::connect(&settings))
-        .await
-        .context("etcd did not answer in time")?
+    let mut client = Client::connect(&settings, 0, REQUEST_TIMEOUT)
         .with_context(|| format!("cannot connect to {}", settings.endpoints.join(", ")))?;
     match command {
-        FleetCommand::Status => status(cli, &mut client, &settings).await,
-        FleetCommand::Import => import(&mut client, &settings, &config).await,
+        FleetCommand::Status => status(cli, &mut client, &settings),
+        FleetCommand::Import => import(&mut client, &settings, &config),
         FleetCommand::Export { files } => {
-            let entries = read_prefix(&mut client, &settings).await?;
+            let entries = read_prefix(&mut client, &settings)?;
             super::fleet_export::print(&settings, &entries, files.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
@@ -79,31 +72,16 @@ async fn dispatch(cli: &Cli, command: &FleetCommand) -> anyhow::Result<ExitCode>
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every key of the prefix (relative to it) with its value.
-async fn read_prefix(
+fn read_prefix(
     client: &mut Client,
     settings: &EtcdProvider,
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let read = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        client.get(
-            settings.prefix.as_str(),
-            Some(GetOptions::new().with_prefix()),
-        ),
-    )
-    .await
-    .context("etcd did not answer in time")?
-    .with_context(|| format!("cannot read {}", settings.prefix))?;
-    Ok(read
-        .kvs()
-        .iter()
-        .map(|kv| {
-            let key = String::from_utf8_lossy(kv.key());
-            let relative = key
-                .strip_prefix(&settings.prefix)
-                .unwrap_or(&key)
-                .to_string();
-            (relative, kv.value().to_vec())
-        })
+    let (_, kvs) = client
+        .range_prefix(&settings.prefix)
+        .with_context(|| format!("cannot read {}", settings.prefix))?;
+    Ok(kvs
+        .into_iter()
+        .map(|kv| (relative(&settings.prefix, &kv.key), kv.value))
         .collect())
 }
 
@@ -125,12 +103,12 @@ struct NodeStatus {
     errors: Vec<KeyError>,
 }
 
-async fn status(
+fn status(
     cli: &Cli,
     client: &mut Client,
     settings: &EtcdProvider,
 ) -> anyhow::Result<ExitCode> {
-    let entries = read_prefix(client, settings).await?;
+    let entries = read_prefix(client, settings)?;
     let mut view = ViewDigest::default();
     let mut records: BTreeMap<String, NodeRecord> = BTreeMap::new();
     let mut statuses: BTreeMap<String, StatusRecord> = BTreeMap::new();
@@ -259,18 +237,18 @@ fn print_status(status: &FleetStatus) -> anyhow::Result<()> {
 /// Writes the configuration's routing objects, in dependency order, at most
 /// [`MAX_TXN_OPS`] per transaction: nodes that see the first transactions before the last
 /// ones see a state whose references hold.
-async fn import(
+fn import(
     client: &mut Client,
     settings: &EtcdProvider,
     config: &Config,
 ) -> anyhow::Result<ExitCode> {
-    let mut puts: Vec<(String, String)> = Vec::new();
+    let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut keys: BTreeMap<String, String> = BTreeMap::new();
     for order in config.orders() {
         let Some(key) = layout::key_of(&order).context("cannot name an order's key")? else {
             continue;
         };
-        let value = serde_json::to_string(&order)?;
+        let value = serde_json::to_vec(&order)?;
         if let Some(first) = keys.insert(key.clone(), order.to_string()) {
             bail!(
                 "{key} would hold both {first} and {order}: a certificate is kept on one listener \
@@ -280,13 +258,8 @@ async fn import(
         puts.push((format!("{}{key}", settings.prefix), value));
     }
     for chunk in puts.chunks(MAX_TXN_OPS) {
-        let operations: Vec<TxnOp> = chunk
-            .iter()
-            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str(), None))
-            .collect();
-        tokio::time::timeout(REQUEST_TIMEOUT, client.txn(Txn::new().and_then(operations)))
-            .await
-            .context("etcd did not answer in time")?
+        client
+            .put_all(chunk, None)
             .context("cannot write into etcd")?;
     }
     println!("{} key(s) written under {}", puts.len(), settings.prefix);

@@ -1,33 +1,35 @@
-//! The etcd thread: one thread with its own current-thread tokio runtime, so that the main
-//! process's event loop stays what it is (mio, no async).
+//! The etcd thread: one thread that blocks on its [`Client`], so that the main process's event
+//! loop stays what it is (mio, no async).
 //!
-//! A session connects, takes a lease, reads the whole prefix at one revision and sends it as a
-//! [`Update::Snapshot`], then watches the prefix from the next revision and sends each batch of
-//! events as [`Update::Changes`]: nothing is missed between the read and the watch, and nothing
-//! is replayed. Each update is followed by a wake of the main loop's [`mio::Waker`]. The main
-//! process answers with [`Report`]s, written under `nodes/<node>` and `status/<node>` with the
-//! session's lease; only the latest report waits while etcd is unreachable.
+//! A session connects (to the first endpoint that answers, starting after the one the last
+//! session lost), takes a lease, reads the whole prefix at one revision and sends it as an
+//! [`Update::Snapshot`], then watches the prefix from the next revision and sends each batch
+//! of events as [`Update::Changes`]: nothing is missed between the read and the watch, and
+//! nothing is replayed. The watch's answers are read by a thread of their own, which hands
+//! them to the etcd thread through the same channel as the main process's [`Report`]s. Each
+//! update is followed by a wake of the main loop's [`mio::Waker`]. Reports are written under
+//! `nodes/<node>` and `status/<node>` with the session's lease; only the latest report waits
+//! while etcd is unreachable.
 //!
-//! A lost connection (watch or lease keep-alive failing, a request timing out) ends the session
-//! with [`Update::Disconnected`]: the main process keeps routing with what it has, and a new
-//! session starts after a backoff (100 ms, doubling up to 3 s), with a fresh read. A watch from
-//! a compacted revision starts a new session at once. The thread ends when the main process
-//! drops its [`Watcher`]; it then revokes its lease, so the node's records disappear at once.
+//! A lost connection (the watch ending, the lease keep-alive failing, a request without an
+//! answer within [`REQUEST_TIMEOUT`]) ends the session with [`Update::Disconnected`]: the main
+//! process keeps routing with what it has, and a new session starts after a backoff (100 ms,
+//! doubling up to 3 s), with a fresh read. A watch from a compacted revision starts a new
+//! session at once. An ended session's connections are shut, which ends its watch thread. The
+//! thread ends when the main process drops its [`Watcher`]; it then revokes its lease, so the
+//! node's records disappear at once.
 
 use std::{
     sync::{Arc, mpsc},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use etcd_client::{
-    Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions, WatchResponse,
-};
 use log::{debug, info, warn};
 use sozu_command_lib::config::EtcdProvider;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{
+    client::{self, Client, EventKind, WatchResponse},
     layout::{NODES, STATUS},
     records::{NodeRecord, StatusRecord},
 };
@@ -67,10 +69,23 @@ pub struct Report {
     pub status: StatusRecord,
 }
 
+/// What the etcd thread waits for.
+enum Input {
+    /// The main process's latest report.
+    Report(Report),
+    /// An answer of the watch of session `session`, or how it ended.
+    Watched {
+        session: u64,
+        answer: Result<WatchResponse, client::Error>,
+    },
+    /// The main process is gone.
+    Stop,
+}
+
 /// The main process's side of the etcd thread.
 pub struct Watcher {
     updates: mpsc::Receiver<Update>,
-    reports: Option<UnboundedSender<Report>>,
+    inputs: mpsc::Sender<Input>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -78,33 +93,24 @@ impl Watcher {
     /// Starts the thread; each update it sends is followed by `waker.wake()`.
     pub fn start(settings: EtcdProvider, waker: Arc<mio::Waker>) -> std::io::Result<Watcher> {
         let (updates_sender, updates) = mpsc::channel();
-        let (reports, reports_receiver) = unbounded_channel();
+        let (inputs, inputs_receiver) = mpsc::channel();
+        let mut link = Link {
+            settings,
+            updates: updates_sender,
+            waker,
+            inputs: inputs_receiver,
+            watched: inputs.clone(),
+            session: 0,
+            endpoint: 0,
+            pending: None,
+            last_revision: 0,
+        };
         let thread = thread::Builder::new()
             .name("etcd".to_string())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        warn!("etcd: cannot start the runtime: {error}");
-                        return;
-                    }
-                };
-                let mut link = Link {
-                    settings,
-                    updates: updates_sender,
-                    waker,
-                    reports: reports_receiver,
-                    pending: None,
-                    last_revision: 0,
-                };
-                runtime.block_on(link.run());
-            })?;
+            .spawn(move || link.run())?;
         Ok(Watcher {
             updates,
-            reports: Some(reports),
+            inputs,
             thread: Some(thread),
         })
     }
@@ -115,16 +121,15 @@ impl Watcher {
     }
 
     pub fn publish(&self, report: Report) {
-        if let Some(reports) = &self.reports {
-            let _ = reports.send(report);
-        }
+        let _ = self.inputs.send(Input::Report(report));
     }
 }
 
 impl Drop for Watcher {
-    /// Ends the thread, which revokes its lease first (within [`REQUEST_TIMEOUT`]).
+    /// Ends the thread, which revokes its lease first. A request in progress ends first (within
+    /// [`REQUEST_TIMEOUT`], or the connect timeout of each endpoint).
     fn drop(&mut self) {
-        self.reports = None;
+        let _ = self.inputs.send(Input::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -147,7 +152,13 @@ struct Link {
     settings: EtcdProvider,
     updates: mpsc::Sender<Update>,
     waker: Arc<mio::Waker>,
-    reports: UnboundedReceiver<Report>,
+    inputs: mpsc::Receiver<Input>,
+    /// Given to each session's watch thread.
+    watched: mpsc::Sender<Input>,
+    /// The number of the current session: answers of older watches are dropped.
+    session: u64,
+    /// The endpoint the next session tries first.
+    endpoint: usize,
     /// The latest report not written yet.
     pending: Option<Report>,
     /// The revision of the last read or event, to notice a store that went back.
@@ -155,10 +166,26 @@ struct Link {
 }
 
 impl Link {
-    async fn run(&mut self) {
+    fn run(&mut self) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.session().await {
+            self.session = self.session.wrapping_add(1);
+            let client = Client::connect(&self.settings, self.endpoint, REQUEST_TIMEOUT);
+            let ended = match client {
+                Ok(mut client) => {
+                    let ended = self.session(&mut client);
+                    client.shutdown();
+                    if let Ended::Lost { .. } = ended {
+                        self.endpoint = client.index().wrapping_add(1);
+                    }
+                    ended
+                }
+                Err(error) => Ended::Lost {
+                    error: format!("cannot connect: {error}"),
+                    synced: false,
+                },
+            };
+            match ended {
                 Ended::Stop => return,
                 Ended::Resync => {
                     info!("etcd: the watched revision was compacted: reading the prefix again");
@@ -171,7 +198,7 @@ impl Link {
                     if synced {
                         backoff = FIRST_BACKOFF;
                     }
-                    if !self.wait(backoff).await {
+                    if !self.wait(backoff) {
                         return;
                     }
                     backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
@@ -192,62 +219,38 @@ impl Link {
     }
 
     /// Waits for `delay`, keeping the latest report. `false` if the main process is gone.
-    async fn wait(&mut self, delay: Duration) -> bool {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
+    fn wait(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
         loop {
-            tokio::select! {
-                () = &mut sleep => return true,
-                report = self.reports.recv() => match report {
-                    Some(report) => self.pending = Some(report),
-                    None => return false,
-                },
+            let left = until.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(left) {
+                Ok(Input::Report(report)) => self.pending = Some(report),
+                Ok(Input::Watched { .. }) => {}
+                Ok(Input::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) => return true,
             }
         }
     }
 
-    async fn session(&mut self) -> Ended {
+    fn session(&mut self, client: &mut Client) -> Ended {
         let lost = |error: String| Ended::Lost {
             error,
             synced: false,
         };
-        let settings = self.settings.clone();
-        let connecting = timed(super::connect(&settings));
-        tokio::pin!(connecting);
-        let connect = loop {
-            tokio::select! {
-                connected = &mut connecting => break connected,
-                report = self.reports.recv() => match report {
-                    Some(report) => self.pending = Some(report),
-                    None => return Ended::Stop,
-                },
-            }
-        };
-        let mut client = match connect {
-            Ok(client) => client,
-            Err(error) => return lost(format!("cannot connect: {error}")),
-        };
-        let lease = match timed(client.lease_grant(LEASE_TTL, None)).await {
-            Ok(lease) => lease.id(),
+        let lease = match client.lease_grant(LEASE_TTL) {
+            Ok(lease) => lease,
             Err(error) => return lost(format!("cannot take a lease: {error}")),
         };
-        let (mut keeper, mut keep_alive) = match timed(client.lease_keep_alive(lease)).await {
-            Ok(pair) => pair,
-            Err(error) => return lost(format!("cannot keep the lease alive: {error}")),
-        };
         let prefix = self.settings.prefix.clone();
-        let read = timed(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await;
-        let read = match read {
+        let (revision, kvs) = match client.range_prefix(&prefix) {
             Ok(read) => read,
             Err(error) => return lost(format!("cannot read {prefix}: {error}")),
         };
-        let revision = read.header().map_or(0, |header| header.revision());
         let history_lost = revision < self.last_revision;
         self.last_revision = revision;
-        let entries = read
-            .kvs()
-            .iter()
-            .map(|kv| (relative(&prefix, kv.key()), kv.value().to_vec()))
+        let entries = kvs
+            .into_iter()
+            .map(|kv| (relative(&prefix, &kv.key), kv.value))
             .collect();
         debug!("etcd: read {prefix} at revision {revision}");
         if !self.send(Update::Snapshot {
@@ -257,91 +260,116 @@ impl Link {
         }) {
             return Ended::Stop;
         }
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision.saturating_add(1));
-        let mut watch = match timed(client.watch(prefix.as_str(), Some(options))).await {
-            Ok(watch) => watch,
-            Err(error) => {
-                return Ended::Lost {
-                    error: format!("cannot watch {prefix}: {error}"),
-                    synced: true,
-                };
-            }
-        };
         let lost = |error: String| Ended::Lost {
             error,
             synced: true,
         };
+        if let Err(error) = self.start_watch(client, revision.saturating_add(1)) {
+            return lost(format!("cannot watch {prefix}: {error}"));
+        }
         if let Some(report) = self.pending.take() {
-            if let Err(error) = self.write(&mut client, lease, &report).await {
+            if let Err(error) = self.write(client, lease, &report) {
                 self.pending = Some(report);
                 return lost(error);
             }
         }
-        let mut tick = tokio::time::interval(KEEP_ALIVE_EVERY);
+        let mut keep_alive_at = Instant::now() + KEEP_ALIVE_EVERY;
         loop {
-            tokio::select! {
-                message = watch.message() => match message {
-                    Ok(Some(response)) => {
-                        if let Some(ended) = self.watched(&prefix, response) {
-                            return ended;
-                        }
-                    }
-                    Ok(None) => return lost("the watch ended".to_string()),
-                    Err(error) => return lost(format!("the watch failed: {error}")),
-                },
-                _ = tick.tick() => {
-                    if let Err(error) = timed(keeper.keep_alive()).await {
-                        return lost(format!("cannot keep the lease alive: {error}"));
+            let left = keep_alive_at.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(left) {
+                Ok(Input::Watched { session, answer }) if session == self.session => {
+                    let ended = match answer {
+                        Ok(response) => self.watched(&prefix, response),
+                        Err(error) => Some(lost(format!("the watch failed: {error}"))),
+                    };
+                    if let Some(ended) = ended {
+                        return ended;
                     }
                 }
-                answer = keep_alive.message() => match answer {
-                    Ok(Some(answer)) if answer.ttl() > 0 => {}
-                    Ok(_) => return lost("the lease expired".to_string()),
-                    Err(error) => return lost(format!("the lease keep-alive failed: {error}")),
-                },
-                report = self.reports.recv() => match report {
-                    Some(report) => {
-                        if let Err(error) = self.write(&mut client, lease, &report).await {
-                            self.pending = Some(report);
-                            return lost(error);
+                Ok(Input::Watched { .. }) => {}
+                Ok(Input::Report(report)) => {
+                    if let Err(error) = self.write(client, lease, &report) {
+                        self.pending = Some(report);
+                        return lost(error);
+                    }
+                }
+                Ok(Input::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if let Err(error) = client.lease_revoke(lease) {
+                        debug!("etcd: cannot revoke the lease: {error}");
+                    }
+                    return Ended::Stop;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    match client.lease_keep_alive(lease) {
+                        Ok(ttl) if ttl > 0 => {}
+                        Ok(_) => return lost("the lease expired".to_string()),
+                        Err(error) => {
+                            return lost(format!("cannot keep the lease alive: {error}"));
                         }
                     }
-                    None => {
-                        if let Err(error) = timed(client.lease_revoke(lease)).await {
-                            debug!("etcd: cannot revoke the lease: {error}");
-                        }
-                        return Ended::Stop;
-                    }
-                },
+                    keep_alive_at = Instant::now() + KEEP_ALIVE_EVERY;
+                }
             }
         }
+    }
+
+    /// Starts the thread that reads the session's watch from `revision` and hands each answer
+    /// to the etcd thread; it ends with the watch, or when the session's connections are shut.
+    fn start_watch(&self, client: &Client, revision: i64) -> std::io::Result<()> {
+        let client = client.clone();
+        let prefix = self.settings.prefix.clone();
+        let session = self.session;
+        let inputs = self.watched.clone();
+        thread::Builder::new()
+            .name("etcd-watch".to_string())
+            .spawn(move || {
+                let answers = match client.watch(&prefix, revision) {
+                    Ok(answers) => answers,
+                    Err(answer) => {
+                        let _ = inputs.send(Input::Watched {
+                            session,
+                            answer: Err(answer),
+                        });
+                        return;
+                    }
+                };
+                for answer in answers {
+                    let failed = answer.is_err();
+                    if inputs.send(Input::Watched { session, answer }).is_err() || failed {
+                        return;
+                    }
+                }
+                let _ = inputs.send(Input::Watched {
+                    session,
+                    answer: Err(client::Error::Unreachable("the watch ended".to_string())),
+                });
+            })
+            .map(drop)
     }
 
     /// One answer of the watch: changes go to the main process. Returns how the session ends,
     /// if it does.
     fn watched(&mut self, prefix: &str, response: WatchResponse) -> Option<Ended> {
-        if response.compact_revision() > 0 {
+        if response.compact_revision > 0 {
             return Some(Ended::Resync);
         }
-        if response.canceled() {
+        if response.canceled {
             return Some(Ended::Lost {
-                error: format!("the watch was cancelled: {}", response.cancel_reason()),
+                error: format!("the watch was cancelled: {}", response.cancel_reason),
                 synced: true,
             });
         }
         let mut revision = self.last_revision;
         let changes: Vec<(String, Option<Vec<u8>>)> = response
-            .events()
-            .iter()
+            .events
+            .into_iter()
             .filter_map(|event| {
-                let kv = event.kv()?;
-                revision = revision.max(kv.mod_revision());
-                let key = relative(prefix, kv.key());
-                Some(match event.event_type() {
-                    EventType::Put => (key, Some(kv.value().to_vec())),
-                    EventType::Delete => (key, None),
+                let kv = event.kv?;
+                revision = revision.max(kv.mod_revision);
+                let key = relative(prefix, &kv.key);
+                Some(match event.kind {
+                    EventKind::Put => (key, Some(kv.value)),
+                    EventKind::Delete => (key, None),
                 })
             })
             .collect();
@@ -353,36 +381,24 @@ impl Link {
     }
 
     /// Writes the node's records with the session's lease, in one transaction.
-    async fn write(&self, client: &mut Client, lease: i64, report: &Report) -> Result<(), String> {
+    fn write(&self, client: &mut Client, lease: i64, report: &Report) -> Result<(), String> {
         let node = serde_json::to_vec(&report.node).map_err(|error| error.to_string())?;
         let status = serde_json::to_vec(&report.status).map_err(|error| error.to_string())?;
         let prefix = &self.settings.prefix;
         let name = &self.settings.node;
-        let options = || Some(PutOptions::new().with_lease(lease));
-        let txn = Txn::new().and_then(vec![
-            TxnOp::put(format!("{prefix}{NODES}{name}"), node, options()),
-            TxnOp::put(format!("{prefix}{STATUS}{name}"), status, options()),
-        ]);
-        timed(client.txn(txn))
-            .await
-            .map(|_| ())
+        let puts = [
+            (format!("{prefix}{NODES}{name}"), node),
+            (format!("{prefix}{STATUS}{name}"), status),
+        ];
+        client
+            .put_all(&puts, Some(lease))
             .map_err(|error| format!("cannot publish this node: {error}"))
     }
 }
 
 /// A key relative to the prefix; a key that is not UTF-8 is kept as its lossy text, and is
 /// reported as invalid since no folder matches it.
-fn relative(prefix: &str, key: &[u8]) -> String {
+pub fn relative(prefix: &str, key: &[u8]) -> String {
     let key = String::from_utf8_lossy(key);
     key.strip_prefix(prefix).unwrap_or(&key).to_string()
-}
-
-/// A request that fails after [`REQUEST_TIMEOUT`].
-async fn timed<T>(
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-        Ok(result) => result.map_err(|error| error.to_string()),
-        Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
-    }
 }
