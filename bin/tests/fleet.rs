@@ -2,19 +2,27 @@
 //!
 //! The nodes of a fleet listen on the same address on different hosts, and a frontend names
 //! its listener's address; so each node runs in its own network namespace (a test host made
-//! with `ip netns`, joined to this one by a veth pair) and listens on `0.0.0.0:8080` (HTTP)
-//! and `0.0.0.0:8443` (HTTPS). etcd and the backends listen on an address added to this
-//! namespace's loopback interface, which every node reaches through its link. Needs root and iproute2;
+//! with `ip netns`, with its own loopback interface) and listens on `0.0.0.0:8080` (HTTP) and
+//! `0.0.0.0:8443` (HTTPS). etcd and the backends listen on 127.0.0.1 in the test's namespace;
+//! a bridge in each node's namespace relays 127.0.0.1 at their ports to them, and cutting a
+//! node's bridges partitions it. Only 127.0.0.1 is used. Needs root and iproute2;
 //! `.ci/install-test-tools` installs etcd. The TLS test runs one node and etcd on 127.0.0.1,
 //! with an authority and certificates made by `openssl` for the test.
 
 mod common;
 
 use std::{
+    collections::BTreeMap,
     fs,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
     time::{Duration, Instant},
 };
 
@@ -36,161 +44,215 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// The test network: the services' address on the loopback interface, and one namespace per
-/// node. Everything is deleted on drop.
+/// A test host: a network namespace with its own loopback interface and nothing else.
+#[derive(Clone)]
+struct Namespace {
+    name: String,
+    /// `/run/netns/<name>`, to make sockets inside it.
+    handle: Arc<fs::File>,
+}
+
+impl Namespace {
+    /// Runs `work` on a thread that entered the namespace: the sockets it makes belong there.
+    fn within<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns(2) with an open namespace file moves only the calling
+                    // thread, a scoped thread that ends with `work`.
+                    let entered =
+                        unsafe { libc::setns(self.handle.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+                    work()
+                })
+                .join()
+                .expect("a thread within the namespace")
+        })
+    }
+}
+
+/// The connections a [`Bridge`] relays.
+#[derive(Default)]
+struct Relays {
+    /// Cut off: connections are accepted and never answered, as by a host whose link is down.
+    cut: bool,
+    stopped: bool,
+    /// Both sockets of each relayed connection, by number.
+    open: BTreeMap<u64, [TcpStream; 2]>,
+    next: u64,
+    /// Connections accepted while cut off.
+    held: Vec<TcpStream>,
+}
+
+/// Relays the connections made to 127.0.0.1:`port` inside a namespace to 127.0.0.1:`port`
+/// outside it: what a node reaches at that address is the test's service.
+struct Bridge {
+    listener: TcpListener,
+    relays: Arc<Mutex<Relays>>,
+    accepting: Option<thread::JoinHandle<()>>,
+}
+
+impl Bridge {
+    fn new(namespace: &Namespace, port: u16) -> Bridge {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let listener = namespace
+            .within(|| TcpListener::bind(address))
+            .expect("a bridge's listener");
+        let relays = Arc::new(Mutex::new(Relays::default()));
+        let accepting = {
+            let listener = listener.try_clone().expect("the bridge's listener");
+            let relays = relays.clone();
+            thread::spawn(move || Bridge::accept(&listener, &relays, address))
+        };
+        Bridge {
+            listener,
+            relays,
+            accepting: Some(accepting),
+        }
+    }
+
+    fn accept(listener: &TcpListener, relays: &Arc<Mutex<Relays>>, target: SocketAddr) {
+        for incoming in listener.incoming() {
+            let mut state = relays.lock().expect("relays");
+            if state.stopped {
+                return;
+            }
+            let Ok(inside) = incoming else { continue };
+            if state.cut {
+                state.held.push(inside);
+                continue;
+            }
+            drop(state);
+            let Ok(outside) = TcpStream::connect(target) else {
+                continue;
+            };
+            let (Ok(inside_copy), Ok(outside_copy)) = (inside.try_clone(), outside.try_clone())
+            else {
+                continue;
+            };
+            let number = {
+                let mut state = relays.lock().expect("relays");
+                state.next += 1;
+                let number = state.next;
+                state.open.insert(number, [inside_copy, outside_copy]);
+                number
+            };
+            let finished = Arc::new(AtomicUsize::new(0));
+            for (mut from, mut to) in [
+                (inside.try_clone(), outside.try_clone()),
+                (outside.try_clone(), inside.try_clone()),
+            ]
+            .into_iter()
+            .filter_map(|pair| match pair {
+                (Ok(from), Ok(to)) => Some((from, to)),
+                _ => None,
+            }) {
+                let relays = relays.clone();
+                let finished = finished.clone();
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                    if finished.fetch_add(1, Ordering::SeqCst) == 1 {
+                        relays.lock().expect("relays").open.remove(&number);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Cuts the bridge off: its connections are closed, as a host that lost its link for
+    /// longer than its keep-alive would find them, and new ones get no answer.
+    fn cut(&self) {
+        let mut relays = self.relays.lock().expect("relays");
+        relays.cut = true;
+        for sockets in relays.open.values() {
+            for socket in sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+        relays.open.clear();
+    }
+
+    /// Relays again; the connections held while cut off are closed.
+    fn restore(&self) {
+        let mut relays = self.relays.lock().expect("relays");
+        relays.cut = false;
+        for held in relays.held.drain(..) {
+            let _ = held.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.cut();
+        self.relays.lock().expect("relays").stopped = true;
+        // Wakes the accepting thread: accept(2) fails on a listener shut down.
+        let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
+        if let Some(accepting) = self.accepting.take() {
+            let _ = accepting.join();
+        }
+        self.restore();
+    }
+}
+
+/// The test network: one namespace per node, each with its own loopback interface, and
+/// bridges that make the test's services (etcd, backends) reachable from every namespace at
+/// their address on this namespace's loopback, 127.0.0.1. Only 127.0.0.1 is used, and the
+/// nodes listen on the same addresses. Everything is deleted on drop.
 struct Network {
-    /// `10.A.B.0/24`, from this process's id, so that concurrent runs do not collide.
-    base: [u8; 3],
-    tag: String,
-    hosts: usize,
+    /// The bridges of each namespace.
+    bridges: Vec<Vec<Bridge>>,
+    namespaces: Vec<Namespace>,
 }
 
 impl Network {
     fn new(hosts: usize) -> Network {
-        let pid = std::process::id();
-        let base = [
-            10,
-            u8::try_from(100 + (pid >> 8) % 100).unwrap_or(100),
-            u8::try_from(pid & 0xff).unwrap_or(0),
-        ];
-        let network = Network {
-            base,
-            tag: format!("sf{}", pid % 100_000),
-            hosts,
-        };
-        run(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{}/32", network.services()),
-                "dev",
-                "lo",
-            ],
-        );
-        for host in 0..hosts {
-            let (namespace, outside, inside) = network.names(host);
-            run("ip", &["netns", "add", &namespace]);
-            run(
-                "ip",
-                &[
-                    "link", "add", &outside, "type", "veth", "peer", "name", &inside,
-                ],
-            );
-            run("ip", &["link", "set", &inside, "netns", &namespace]);
-            run(
-                "ip",
-                &[
-                    "addr",
-                    "add",
-                    &format!("{}/30", network.gateway(host)),
-                    "dev",
-                    &outside,
-                ],
-            );
-            run("ip", &["link", "set", &outside, "up"]);
-            let within = |args: &[&str]| {
-                let mut all = vec!["netns", "exec", namespace.as_str(), "ip"];
-                all.extend_from_slice(args);
-                run("ip", &all);
-            };
-            within(&[
-                "addr",
-                "add",
-                &format!("{}/30", network.node(host)),
-                "dev",
-                &inside,
-            ]);
-            within(&["link", "set", &inside, "up"]);
-            within(&["link", "set", "lo", "up"]);
-            within(&[
-                "route",
-                "add",
-                "default",
-                "via",
-                &network.gateway(host).to_string(),
-            ]);
+        let tag = format!("sozu-fleet-{}", std::process::id());
+        let namespaces = (0..hosts)
+            .map(|host| {
+                let name = format!("{tag}-{host}");
+                run("ip", &["netns", "add", &name]);
+                run(
+                    "ip",
+                    &["netns", "exec", &name, "ip", "link", "set", "lo", "up"],
+                );
+                let handle = fs::File::open(format!("/run/netns/{name}")).expect("a namespace");
+                Namespace {
+                    name,
+                    handle: Arc::new(handle),
+                }
+            })
+            .collect();
+        Network {
+            bridges: (0..hosts).map(|_| Vec::new()).collect(),
+            namespaces,
         }
-        network
     }
 
-    fn ip(&self, last: u8) -> Ipv4Addr {
-        Ipv4Addr::new(self.base[0], self.base[1], self.base[2], last)
+    /// Makes the service on 127.0.0.1:`port` reachable from every namespace.
+    fn expose(&mut self, port: u16) {
+        for (namespace, bridges) in self.namespaces.iter().zip(&mut self.bridges) {
+            bridges.push(Bridge::new(namespace, port));
+        }
     }
 
-    /// Where etcd and the backends listen.
-    fn services(&self) -> Ipv4Addr {
-        self.ip(254)
-    }
-
-    fn gateway(&self, host: usize) -> Ipv4Addr {
-        self.ip(u8::try_from(host * 4 + 1).unwrap_or(1))
-    }
-
-    /// The node's address, on which the test reaches it.
-    fn node(&self, host: usize) -> Ipv4Addr {
-        self.ip(u8::try_from(host * 4 + 2).unwrap_or(2))
-    }
-
-    /// Namespace, outside and inside link names of a host.
-    fn names(&self, host: usize) -> (String, String, String) {
-        (
-            format!("{}-{host}", self.tag),
-            format!("{}h{host}", self.tag),
-            format!("{}n{host}", self.tag),
-        )
-    }
-
-    /// Cuts or restores a host's link. A cut also closes the host's connections to the
-    /// services (`ss -K`), as a host that lost its network for longer than its keep-alive
-    /// would find them.
+    /// Cuts a host off every service, or restores its link.
     fn link(&self, host: usize, up: bool) {
-        let (namespace, outside, _) = self.names(host);
-        run(
-            "ip",
-            &["link", "set", &outside, if up { "up" } else { "down" }],
-        );
-        if !up {
-            let services = self.services().to_string();
-            run(
-                "ip",
-                &["netns", "exec", &namespace, "ss", "-K", "dst", &services],
-            );
-        }
-        if up {
-            // The address's route comes back with the link.
-            let _ = Command::new("ip")
-                .args([
-                    "addr",
-                    "add",
-                    &format!("{}/30", self.gateway(host)),
-                    "dev",
-                    &outside,
-                ])
-                .stderr(Stdio::null())
-                .status();
+        for bridge in &self.bridges[host] {
+            if up { bridge.restore() } else { bridge.cut() }
         }
     }
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
-        for host in 0..self.hosts {
-            let (namespace, outside, _) = self.names(host);
-            let _ = Command::new("ip").args(["link", "del", &outside]).status();
+        self.bridges.clear();
+        for namespace in &self.namespaces {
             let _ = Command::new("ip")
-                .args(["netns", "del", &namespace])
+                .args(["netns", "del", &namespace.name])
                 .status();
         }
-        let _ = Command::new("ip")
-            .args([
-                "addr",
-                "del",
-                &format!("{}/32", self.services()),
-                "dev",
-                "lo",
-            ])
-            .status();
     }
 }
 
@@ -299,15 +361,14 @@ impl Tls {
 }
 
 impl Etcd {
-    fn start(ip: Ipv4Addr) -> Etcd {
-        Etcd::start_with(ip, None)
+    fn start() -> Etcd {
+        Etcd::start_with(None)
     }
 
-    fn start_with(ip: Ipv4Addr, tls: Option<Tls>) -> Etcd {
-        let port = free_address().port();
+    fn start_with(tls: Option<Tls>) -> Etcd {
         let mut etcd = Etcd {
             dir: tempfile::tempdir().expect("a temporary folder"),
-            client: SocketAddr::new(IpAddr::V4(ip), port),
+            client: free_address(),
             peer: free_address(),
             child: None,
             tls,
@@ -435,12 +496,13 @@ impl Drop for Etcd {
     }
 }
 
-/// A node: `sozu start` in its host's namespace.
+/// A node: `sozu start` in its host's namespace, listening there on 0.0.0.0:8080 (HTTP) and
+/// 0.0.0.0:8443 (HTTPS).
 struct Node {
     name: String,
     dir: tempfile::TempDir,
     config: PathBuf,
-    address: Ipv4Addr,
+    namespace: Namespace,
     child: Child,
 }
 
@@ -466,9 +528,9 @@ impl Node {
         )
         .expect("write the configuration");
         let log = fs::File::create(dir.path().join("sozu.log")).expect("log file");
-        let (namespace, _, _) = network.names(host);
+        let namespace = network.namespaces[host].clone();
         let child = Command::new("ip")
-            .args(["netns", "exec", &namespace, SOZU, "start", "-c"])
+            .args(["netns", "exec", &namespace.name, SOZU, "start", "-c"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
@@ -479,7 +541,7 @@ impl Node {
             name,
             dir,
             config,
-            address: network.node(host),
+            namespace,
             child,
         };
         assert!(
@@ -499,7 +561,8 @@ impl Node {
 
     /// The status and body of `GET /` for `host` on the node's HTTP listener.
     fn get(&self, host: &str) -> Option<(u16, String)> {
-        common::get(SocketAddr::new(IpAddr::V4(self.address), 8080), host).ok()
+        let listener = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+        self.namespace.within(|| common::get(listener, host)).ok()
     }
 
     fn routes_to(&self, host: &str, backend: &str) -> bool {
@@ -510,9 +573,10 @@ impl Node {
     /// Whether curl gets an answer from `backend` over HTTPS, checking the certificate with
     /// `authority`.
     fn serves_tls(&self, host: &str, authority: &str, backend: &str) -> bool {
-        let output = Command::new("curl")
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.namespace.name, "curl"])
             .args(["-s", "--max-time", "5", "--cacert", authority, "--resolve"])
-            .arg(format!("{host}:8443:{}", self.address))
+            .arg(format!("{host}:8443:127.0.0.1"))
             .arg(format!("https://{host}:8443/"))
             .output();
         output.is_ok_and(|output| output.status.success() && text(&output.stdout) == backend)
@@ -574,14 +638,20 @@ fn http_frontend(cluster: &str, hostname: &str) -> String {
 
 #[test]
 fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
-    let network = Network::new(3);
-    let mut etcd = Etcd::start(network.services());
+    let mut network = Network::new(3);
+    let mut etcd = Etcd::start();
+    let first = Backend::start("first");
+    let second = Backend::start("second");
+    for port in [
+        etcd.client.port(),
+        first.address.port(),
+        second.address.port(),
+    ] {
+        network.expose(port);
+    }
     let nodes: Vec<Node> = (0..3)
         .map(|host| Node::start(&network, host, &etcd))
         .collect();
-    let services = IpAddr::V4(network.services());
-    let first = Backend::start_on("first", services);
-    let second = Backend::start_on("second", services);
 
     // A cluster, a backend and a frontend put into etcd route on all three nodes.
     etcd.put("clusters/web", &cluster("web"));
@@ -800,7 +870,7 @@ fn certificate_fingerprint(pem: &str) -> String {
 /// credentials of `[provider.etcd]` are in force.
 #[test]
 fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
-    let etcd = Etcd::start_with(Ipv4Addr::LOCALHOST, Some(Tls::new("edge")));
+    let etcd = Etcd::start_with(Some(Tls::new("edge")));
     for args in [
         &["user", "add", "root:root-password"][..],
         &["user", "add", "sozu:sozu-password"],

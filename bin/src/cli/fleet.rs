@@ -103,11 +103,7 @@ struct NodeStatus {
     errors: Vec<KeyError>,
 }
 
-fn status(
-    cli: &Cli,
-    client: &mut Client,
-    settings: &EtcdProvider,
-) -> anyhow::Result<ExitCode> {
+fn status(cli: &Cli, client: &mut Client, settings: &EtcdProvider) -> anyhow::Result<ExitCode> {
     let entries = read_prefix(client, settings)?;
     let mut view = ViewDigest::default();
     let mut records: BTreeMap<String, NodeRecord> = BTreeMap::new();

@@ -346,11 +346,6 @@ impl Backend {
         Backend::spawn(name, None, "127.0.0.1:0")
     }
 
-    /// A backend listening on `ip` (an address of a test network), on an ephemeral port.
-    pub fn start_on(name: &str, ip: std::net::IpAddr) -> Backend {
-        Backend::spawn(name, None, SocketAddr::new(ip, 0))
-    }
-
     /// A backend whose answers wait for the gate; the receiver tells when a request arrived.
     pub fn gated(name: &str) -> (Backend, Gate, mpsc::Receiver<()>) {
         let (sender, receiver) = mpsc::channel();

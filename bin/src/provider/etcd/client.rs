@@ -231,10 +231,8 @@ impl Client {
 
     /// Renews a lease; its time to live in seconds, 0 once it expired.
     pub fn lease_keep_alive(&mut self, lease: i64) -> Result<i64, Error> {
-        let answer: Streamed<LeaseResponse> = self.call(
-            "/v3/lease/keepalive",
-            &json!({ "ID": lease.to_string() }),
-        )?;
+        let answer: Streamed<LeaseResponse> =
+            self.call("/v3/lease/keepalive", &json!({ "ID": lease.to_string() }))?;
         match answer {
             Streamed {
                 result: Some(lease),
@@ -269,7 +267,9 @@ impl Client {
             .build();
         let response = request.send(body.to_string()).map_err(unreachable)?;
         if response.status() != 200 {
-            return Err(refusal(response.into_body().read_to_vec().map_err(unreachable)?));
+            return Err(refusal(
+                response.into_body().read_to_vec().map_err(unreachable)?,
+            ));
         }
         let reader = BufReader::new(response.into_body().into_reader());
         Ok(serde_json::Deserializer::from_reader(reader)
@@ -483,7 +483,12 @@ mod tests {
             .iter()
             .filter_map(|event| {
                 let kv = event.kv.as_ref()?;
-                Some((&event.kind, kv.key.clone(), kv.value.clone(), kv.mod_revision))
+                Some((
+                    &event.kind,
+                    kv.key.clone(),
+                    kv.value.clone(),
+                    kv.mod_revision,
+                ))
             })
             .collect();
         assert_eq!(
