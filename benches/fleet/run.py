@@ -6,17 +6,21 @@
 2. 1,000 backends changed in one transaction, then the time until `sozu fleet status` says the
    three nodes converged (each node's workers applied them all).
 
-Each node runs in its own network namespace (as the fleet test does: bin/tests/fleet.rs), so
-that all three listen on 0.0.0.0:8080; etcd and the backend listen on an address added to the
-loopback interface. Needs root, iproute2, etcd and etcdctl (.ci/install-test-tools). Run from
-the repository: `sudo benches/fleet/run.py [path/to/sozu]` (default: target/release/sozu, else
-target/debug/sozu). Only the standard library is used; everything is removed at the end.
+Each node runs in its own network namespace with only its own loopback interface (as the
+fleet test does: bin/tests/fleet.rs), so that all three listen on 0.0.0.0:8080; etcd and the
+backend listen on 127.0.0.1 here, and a bridge in each namespace relays 127.0.0.1 at their
+ports to them. Only 127.0.0.1 is used. Needs root, iproute2, etcd and etcdctl
+(.ci/install-test-tools). Run from the repository: `sudo benches/fleet/run.py [path/to/sozu]`
+(default: target/release/sozu, else target/debug/sozu). Only the standard library is used;
+everything is removed at the end.
 """
 
 import base64
+import ctypes
 import http.server
 import json
 import os
+import queue
 import shutil
 import socket
 import statistics
@@ -30,10 +34,10 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = "/sozu/"
 NODES = 3
-TAG = f"sb{os.getpid() % 100000}"
-BASE = f"10.{100 + (os.getpid() >> 8) % 100}.{os.getpid() & 0xff}"
-SERVICES = f"{BASE}.254"
+TAG = f"sozu-fleet-bench-{os.getpid()}"
 CHANGES = 100
+CLONE_NEWNET = 0x40000000
+LIBC = ctypes.CDLL(None, use_errno=True)
 BACKENDS = 1000
 
 
@@ -47,28 +51,68 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def network_up():
-    run("ip", "addr", "add", f"{SERVICES}/32", "dev", "lo")
-    for host in range(NODES):
-        ns, outside, inside = f"{TAG}-{host}", f"{TAG}h{host}", f"{TAG}n{host}"
-        gateway, node = f"{BASE}.{host * 4 + 1}", f"{BASE}.{host * 4 + 2}"
-        run("ip", "netns", "add", ns)
-        run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-        run("ip", "link", "set", inside, "netns", ns)
-        run("ip", "addr", "add", f"{gateway}/30", "dev", outside)
-        run("ip", "link", "set", outside, "up")
-        within = ["ip", "netns", "exec", ns, "ip"]
-        run(*within, "addr", "add", f"{node}/30", "dev", inside)
-        run(*within, "link", "set", inside, "up")
-        run(*within, "link", "set", "lo", "up")
-        run(*within, "route", "add", "default", "via", gateway)
+class Namespace:
+    """A network namespace with only its own loopback interface; `socket()` makes a socket in
+    it (a socket belongs to the namespace of the thread that made it)."""
+
+    def __init__(self, name):
+        self.name = name
+        run("ip", "netns", "add", name)
+        run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        self.requests = queue.Queue()
+        ready = queue.Queue()
+        threading.Thread(target=self._inside, args=(ready,), daemon=True).start()
+        error = ready.get()
+        if error is not None:
+            raise error
+
+    def _inside(self, ready):
+        with open(f"/run/netns/{self.name}") as handle:
+            if LIBC.setns(handle.fileno(), CLONE_NEWNET) != 0:
+                ready.put(OSError(ctypes.get_errno(), f"setns {self.name}"))
+                return
+        ready.put(None)
+        while True:
+            self.requests.get().put(socket.socket())
+
+    def socket(self):
+        answer = queue.Queue()
+        self.requests.put(answer)
+        return answer.get()
+
+    def bridge(self, port):
+        """Relays connections to 127.0.0.1:port in the namespace to 127.0.0.1:port here."""
+        listener = self.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+        threading.Thread(target=accept, args=(listener, port), daemon=True).start()
+
+    def delete(self):
+        subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
 
 
-def network_down():
-    for host in range(NODES):
-        subprocess.run(["ip", "link", "del", f"{TAG}h{host}"], stderr=subprocess.DEVNULL)
-        subprocess.run(["ip", "netns", "del", f"{TAG}-{host}"], stderr=subprocess.DEVNULL)
-    subprocess.run(["ip", "addr", "del", f"{SERVICES}/32", "dev", "lo"], stderr=subprocess.DEVNULL)
+def accept(listener, port):
+    while True:
+        inside, _ = listener.accept()
+        try:
+            outside = socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            inside.close()
+            continue
+        for sock in (inside, outside):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for source, sink in ((inside, outside), (outside, inside)):
+            threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+
+def pump(source, sink):
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 class Answer(http.server.BaseHTTPRequestHandler):
@@ -84,10 +128,12 @@ class Answer(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def status_of(address, host):
-    """The status of GET / for `host` on `address`, or None."""
+def status_of(namespace, host):
+    """The status of GET / for `host` on the node of `namespace`, or None."""
     try:
-        with socket.create_connection(address, timeout=2) as sock:
+        with namespace.socket() as sock:
+            sock.settimeout(2)
+            sock.connect(("127.0.0.1", 8080))
             sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             head = sock.recv(64).split(b" ")
             return int(head[1]) if len(head) > 1 else None
@@ -107,12 +153,18 @@ def main():
         sozu = release if os.path.exists(release) else os.path.join(ROOT, "target/debug/sozu")
     work = tempfile.mkdtemp(prefix="fleet-bench-")
     processes = []
-    network_up()
+    namespaces = []
     try:
-        backend = http.server.ThreadingHTTPServer((SERVICES, 0), Answer)
+        for host in range(NODES):
+            namespaces.append(Namespace(f"{TAG}-{host}"))
+        backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
         threading.Thread(target=backend.serve_forever, daemon=True).start()
-        backend_address = f"{SERVICES}:{backend.server_address[1]}"
-        client, peer = f"http://{SERVICES}:{free_port()}", f"http://127.0.0.1:{free_port()}"
+        backend_address = f"127.0.0.1:{backend.server_address[1]}"
+        client_port = free_port()
+        client, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{free_port()}"
+        for namespace in namespaces:
+            namespace.bridge(client_port)
+            namespace.bridge(backend.server_address[1])
         processes.append(subprocess.Popen(
             ["etcd", "--name", "bench", "--data-dir", os.path.join(work, "etcd"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
@@ -140,9 +192,8 @@ def main():
                     f'node = "node-{host}"\n')
             configs.append(config)
             processes.append(subprocess.Popen(
-                ["ip", "netns", "exec", f"{TAG}-{host}", sozu, "start", "-c", config],
+                ["ip", "netns", "exec", namespaces[host].name, sozu, "start", "-c", config],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        nodes = [(f"{BASE}.{host * 4 + 2}", 8080) for host in range(NODES)]
 
         def put(key, value):
             subprocess.run(etcdctl + ["put", PREFIX + key, value], env=env, check=True,
@@ -154,7 +205,7 @@ def main():
         put("frontends/warm", json.dumps({"type": "ADD_HTTP_FRONTEND", "cluster_id": "bench",
                                           "address": "0.0.0.0:8080", "hostname": "warm.test"}))
         deadline = time.time() + 30
-        while not all(status_of(node, "warm.test") == 200 for node in nodes):
+        while not all(status_of(node, "warm.test") == 200 for node in namespaces):
             if time.time() > deadline:
                 raise SystemExit("the nodes did not start routing")
             time.sleep(0.01)
@@ -169,7 +220,7 @@ def main():
             written = time.perf_counter()
             waiting = set(range(NODES))
             while waiting:
-                waiting = {n for n in waiting if status_of(nodes[n], host) != 200}
+                waiting = {n for n in waiting if status_of(namespaces[n], host) != 200}
                 if time.perf_counter() - written > 10:
                     raise SystemExit(f"change {change} did not reach every node")
             latencies.append((time.perf_counter() - written) * 1000)
@@ -226,7 +277,8 @@ def main():
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        network_down()
+        for namespace in namespaces:
+            namespace.delete()
         shutil.rmtree(work, ignore_errors=True)
 
 
