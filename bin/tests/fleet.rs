@@ -21,12 +21,15 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
+        mpsc,
     },
     thread,
     time::{Duration, Instant},
 };
 
 use common::{Backend, DEADLINE, SOZU, free_address, text, wait_until};
+use sozu::provider::etcd::client::{Client, EventKind, KeyValue};
+use sozu_command_lib::config::EtcdProvider;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../command/tests/fixtures");
 const PREFIX: &str = "/sozu/";
@@ -264,6 +267,8 @@ struct Etcd {
     child: Option<Child>,
     /// Client URL scheme and TLS: (ca, certificate, key) files for the server and etcdctl.
     tls: Option<Tls>,
+    /// etcd's authentication is on: etcdctl is `root`.
+    auth: bool,
 }
 
 /// The files of a test certificate authority and the certificates it signed.
@@ -372,6 +377,7 @@ impl Etcd {
             peer: free_address(),
             child: None,
             tls,
+            auth: false,
         };
         etcd.launch();
         etcd
@@ -455,12 +461,42 @@ impl Etcd {
                 "--key",
                 &tls.path("client.key"),
             ]);
+        }
+        if self.auth {
             command.args(["--user", "root:root-password"]);
         }
         command
             .args(args)
             .output()
             .expect("run etcdctl (Debian package etcd-client)")
+    }
+
+    /// Turns etcd's authentication on, with `root` and `sozu`, who may read and write the
+    /// prefix.
+    fn enable_auth(&mut self) {
+        self.auth = true;
+        for args in [
+            &["user", "add", "root:root-password"][..],
+            &["user", "add", "sozu:sozu-password"],
+            &["role", "add", "fleet"],
+            &[
+                "role",
+                "grant-permission",
+                "fleet",
+                "--prefix=true",
+                "readwrite",
+                PREFIX,
+            ],
+            &["user", "grant-role", "sozu", "fleet"],
+            &["auth", "enable"],
+        ] {
+            let output = self.ctl(args);
+            assert!(
+                output.status.success(),
+                "{args:?}: {}",
+                text(&output.stderr)
+            );
+        }
     }
 
     fn put(&self, key: &str, value: &str) {
@@ -870,29 +906,8 @@ fn certificate_fingerprint(pem: &str) -> String {
 /// credentials of `[provider.etcd]` are in force.
 #[test]
 fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
-    let etcd = Etcd::start_with(Some(Tls::new("edge")));
-    for args in [
-        &["user", "add", "root:root-password"][..],
-        &["user", "add", "sozu:sozu-password"],
-        &["role", "add", "fleet"],
-        &[
-            "role",
-            "grant-permission",
-            "fleet",
-            "--prefix=true",
-            "readwrite",
-            PREFIX,
-        ],
-        &["user", "grant-role", "sozu", "fleet"],
-        &["auth", "enable"],
-    ] {
-        let output = etcd.ctl(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-    }
+    let mut etcd = Etcd::start_with(Some(Tls::new("edge")));
+    etcd.enable_auth();
     let tls = etcd.tls.as_ref().expect("TLS files");
     let secure = Backend::start("secure");
     let prometheus = free_address();
@@ -955,4 +970,118 @@ fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_credentials() {
         proxy.get("secure.example").ok(),
         Some((200, "secure".to_string()))
     );
+}
+
+/// The text of a key and its value.
+fn key_value(kv: &KeyValue) -> (String, String) {
+    (
+        String::from_utf8_lossy(&kv.key).into_owned(),
+        String::from_utf8_lossy(&kv.value).into_owned(),
+    )
+}
+
+/// The gateway client against a real etcd: it takes the first endpoint that answers, reads the
+/// prefix at one revision, watches from the next (the changes since, in order), stops a watch
+/// blocked on another thread when shut down, writes keys that go with their lease, tells a
+/// watch from a compacted revision apart, and takes a new token when etcd forgot its own.
+#[test]
+fn the_gateway_client_reads_watches_and_leases_on_a_real_etcd() {
+    let mut etcd = Etcd::start();
+    etcd.enable_auth();
+    let settings = EtcdProvider {
+        endpoints: vec![format!("http://{}", free_address()), etcd.url()],
+        prefix: PREFIX.to_string(),
+        node: "client".to_string(),
+        ca_certificate: None,
+        client_identity: None,
+        credentials: Some(("sozu".to_string(), "sozu-password".to_string())),
+    };
+    let connect = || Client::connect(&settings, 0, Duration::from_secs(3)).expect("a client");
+    let mut client = connect();
+    assert_eq!(
+        client.index(),
+        1,
+        "the endpoint nobody listens on was taken"
+    );
+
+    etcd.put("clusters/a", "1");
+    let (revision, kvs) = client.range_prefix(PREFIX).expect("a read");
+    let read: Vec<(String, String)> = kvs.iter().map(key_value).collect();
+    assert_eq!(read, [("/sozu/clusters/a".to_string(), "1".to_string())]);
+
+    let (answers, received) = mpsc::channel();
+    let watching = {
+        let client = client.clone();
+        thread::spawn(move || {
+            for answer in client.watch(PREFIX, revision + 1).expect("a watch") {
+                if answers.send(answer).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    etcd.put("clusters/b", "2");
+    etcd.delete("clusters/a");
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let answer = received
+            .recv_timeout(DEADLINE)
+            .expect("a watch answer")
+            .expect("no watch error");
+        for event in &answer.events {
+            if let Some(kv) = &event.kv {
+                events.push((event.kind == EventKind::Put, key_value(kv)));
+            }
+        }
+    }
+    assert_eq!(
+        events,
+        [
+            (true, ("/sozu/clusters/b".to_string(), "2".to_string())),
+            (false, ("/sozu/clusters/a".to_string(), String::new())),
+        ]
+    );
+    client.shutdown();
+    loop {
+        match received.recv_timeout(DEADLINE) {
+            Ok(Ok(answer)) => assert!(answer.events.is_empty(), "{answer:?}"),
+            Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the watch outlived its client"),
+        }
+    }
+    watching.join().expect("the watch thread");
+
+    let mut client = connect();
+    let lease = client.lease_grant(10).expect("a lease");
+    let record = (format!("{PREFIX}nodes/client"), b"up".to_vec());
+    client.put_all(&[record], Some(lease)).expect("a write");
+    assert_eq!(etcd.get("nodes/client").trim_end(), "up");
+    assert!(client.lease_keep_alive(lease).expect("a renewal") > 0);
+    client.lease_revoke(lease).expect("a revocation");
+    assert_eq!(etcd.get("nodes/client"), "");
+    assert_eq!(client.lease_keep_alive(lease).ok(), Some(0));
+
+    let (now, _) = client.range_prefix(PREFIX).expect("a read");
+    let compact = etcd.ctl(&["compact", &now.to_string()]);
+    assert!(compact.status.success(), "{}", text(&compact.stderr));
+    let compacted = client
+        .watch(PREFIX, revision + 1)
+        .expect("a watch")
+        .find_map(|answer| match answer {
+            Ok(answer) if answer.events.is_empty() && !answer.canceled => None,
+            answer => Some(answer),
+        })
+        .expect("an answer")
+        .expect("no watch error");
+    assert_eq!(compacted.compact_revision, now, "{compacted:?}");
+
+    // Authentication turned off and on again: every token given before is forgotten.
+    for args in [["auth", "disable"], ["auth", "enable"]] {
+        let output = etcd.ctl(&args);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let (_, kvs) = client
+        .range_prefix(PREFIX)
+        .expect("a read with a new token");
+    assert_eq!(kvs.len(), 1);
 }
