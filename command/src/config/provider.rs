@@ -41,15 +41,6 @@ pub struct EtcdProvider {
     pub credentials: Option<(String, String)>,
 }
 
-impl EtcdProvider {
-    /// Whether the endpoints are reached over TLS.
-    pub fn uses_tls(&self) -> bool {
-        self.endpoints
-            .first()
-            .is_some_and(|endpoint| endpoint.starts_with("https://"))
-    }
-}
-
 /// The `[provider]` table, whose one provider so far is etcd.
 pub(super) fn read(
     loader: &mut Loader,
@@ -212,7 +203,6 @@ password = "secret"
         assert_eq!(etcd.endpoints.len(), 2);
         assert_eq!(etcd.prefix, "/sozu/");
         assert_eq!(etcd.node, "edge-1");
-        assert!(etcd.uses_tls());
         assert!(etcd.ca_certificate.unwrap().contains("BEGIN CERTIFICATE"));
         let (certificate, key) = etcd.client_identity.unwrap();
         assert!(certificate.contains("BEGIN CERTIFICATE"));
