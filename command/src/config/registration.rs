@@ -34,7 +34,7 @@ const GRACE_PERIOD: Bounds = Bounds {
 };
 
 /// The `[registration]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegistrationConfig {
     pub grace_period: Duration,
     /// The registration socket, if any.
