@@ -360,3 +360,135 @@ fn the_registration_socket_takes_registrations_within_its_limits_only() {
         .ok(&["registration", "list"])
         .contains("evil.test")));
 }
+
+/// Issue 15, item 6 (drain with a deadline, which registrations' ends use too): a transfer
+/// still running at `drain_timeout` is cut, and events count the sessions and seconds left.
+#[test]
+fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
+    let proxy = Proxy::start("");
+    // A backend that answers with a long body, a byte at a time, for as long as it is read.
+    let slow = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = slow.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((mut stream, _)) = slow.accept() else {
+            return;
+        };
+        let mut head = [0u8; 1024];
+        let _ = stream.read(&mut head);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nstart");
+        // Pacing the transfer, bounded to a minute.
+        for _ in 0..600 {
+            thread::sleep(std::time::Duration::from_millis(100));
+            if stream.write_all(b".").is_err() {
+                return;
+            }
+        }
+    });
+    let http = proxy.http.to_string();
+    proxy.ok(&["cluster", "add", "-i", "slow"]);
+    let address = backend.to_string();
+    proxy.ok(&[
+        "backend",
+        "add",
+        "-i",
+        "slow",
+        "--backend-id",
+        "slow-1",
+        "-a",
+        &address,
+    ]);
+    proxy.ok(&[
+        "frontend",
+        "http",
+        "add",
+        "-a",
+        &http,
+        "--hostname",
+        "slow.test",
+        "id",
+        "slow",
+    ]);
+
+    let mut events = Command::new(common::SOZU)
+        .args(["events", "--json", "--socket"])
+        .arg(&proxy.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sozu events");
+    let stdout = events.stdout.take().expect("piped stdout");
+    let (sender, received) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut client = TcpStream::connect(proxy.http).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 64];
+    let read = client.read(&mut first).unwrap();
+    assert!(text_of(&first[..read]).starts_with("HTTP/1.1 200"));
+
+    // The drain's first event follows the order at once: subscribe first.
+    assert!(wait_until(DEADLINE, || events_subscribed(&proxy)));
+    proxy.ok(&[
+        "backend",
+        "remove",
+        "-i",
+        "slow",
+        "--backend-id",
+        "slow-1",
+        "-a",
+        &address,
+        "--drain-timeout",
+        "2",
+    ]);
+    let mut rest = Vec::new();
+    let cut = client.read_to_end(&mut rest);
+    assert!(
+        cut.is_err() || rest.len() < 100_000,
+        "the transfer was not cut: {} bytes",
+        rest.len()
+    );
+
+    // The worker without sessions on the backend forgets it at once; the one with the
+    // transfer reports it, cuts it at the deadline, then forgets the backend.
+    let mut seen = Vec::new();
+    let position =
+        |seen: &[String], needle: &str| seen.iter().position(|line| line.contains(needle));
+    let finished = wait_until(DEADLINE, || {
+        while let Ok(line) = received.try_recv() {
+            seen.push(line);
+        }
+        position(&seen, "deadline reached").is_some_and(|cut| {
+            seen.iter()
+                .skip(cut)
+                .any(|line| line.contains("REMOVED_BACKEND_HAS_NO_CONNECTIONS"))
+        })
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(finished, "no end of drain among {seen:#?}");
+    let left = position(&seen, "1 session(s) left, closed in 2s").expect("a progress event");
+    let cut = position(&seen, "deadline reached: closing 1 session(s)").expect("the cut");
+    assert!(left < cut, "{seen:#?}");
+    assert!(seen[left].contains("BACKEND_DRAINING"), "{seen:#?}");
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether a client subscribed to events (the CLI's `events` subcommand counts as one order).
+fn events_subscribed(proxy: &Proxy) -> bool {
+    proxy
+        .ok(&["state", "stats", "--json"])
+        .contains("orders.SUBSCRIBE_EVENTS")
+}

@@ -338,6 +338,9 @@ pub enum EventKind {
     StateSaved,
     /// A key of the etcd prefix that the node did not apply (`[provider.etcd]`).
     FleetValueRefused,
+    /// A backend removed with a `drain_timeout` still has sessions: how many, and how long
+    /// until they are closed (the message says), once a second in each worker.
+    BackendDraining,
 }
 
 #[cfg(test)]

@@ -360,6 +360,7 @@ impl Main {
                 cluster_id: cluster_id.clone(),
                 backend_id: registration.ids.backend_id.clone(),
                 address: registration.register.backend,
+                drain_timeout: None,
             });
             self.change(None, order);
         }
