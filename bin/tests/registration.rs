@@ -492,3 +492,37 @@ fn events_subscribed(proxy: &Proxy) -> bool {
         .ok(&["state", "stats", "--json"])
         .contains("orders.SUBSCRIBE_EVENTS")
 }
+
+#[test]
+fn a_ttl_registration_outlives_its_connection_until_it_is_not_renewed() {
+    let proxy = proxy_with_registration("grace_period = 0");
+    let socket = registration_socket(&proxy);
+    let backend = free_address();
+    let front = free_address();
+    let answer = order_line(
+        &socket,
+        &format!(
+            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"cron","protocol":"http","listen":"{front}","hostname":"cron.test","backend":"{backend}","ttl":2}}}}"#
+        ),
+    );
+    assert!(answer.contains("REGISTERED"), "{answer}");
+    // The connection that registered is closed, the registration lives on.
+    assert!(proxy.ok(&["registration", "list"]).contains("cron.test"));
+    let renewed = order_line(
+        &socket,
+        r#"{"id":"n","order":{"type":"RENEW","registration_id":"reg-1"}}"#,
+    );
+    assert!(renewed.contains("renewed for 2s"), "{renewed}");
+    assert!(wait_until(DEADLINE, || !proxy
+        .ok(&["registration", "list"])
+        .contains("cron.test")));
+    assert!(wait_until(DEADLINE, || !frontend_listed(
+        &proxy,
+        "cron.test"
+    )));
+    let unknown = order_line(
+        &socket,
+        r#"{"id":"n","order":{"type":"RENEW","registration_id":"reg-1"}}"#,
+    );
+    assert!(unknown.contains("no registration `reg-1`"), "{unknown}");
+}

@@ -231,7 +231,7 @@ impl Main {
     /// only confirmed.
     pub(super) fn renew(&mut self, to: ClientRef, id: RegistrationId) {
         let response = match self.own_registration(&to, &id) {
-            Err(refusal) => refusal,
+            Err(refusal) => Response::failure(to.request_id.clone(), refusal),
             Ok(()) => {
                 let now = Instant::now();
                 let registration = self.registrations.live.get_mut(&id.registration_id);
@@ -253,7 +253,7 @@ impl Main {
     /// `DEREGISTER`: ends the registration now.
     pub(super) fn deregister(&mut self, to: ClientRef, id: RegistrationId) {
         let response = match self.own_registration(&to, &id) {
-            Err(refusal) => refusal,
+            Err(refusal) => Response::failure(to.request_id.clone(), refusal),
             Ok(()) => {
                 self.end_registration(&id.registration_id, "deregistered");
                 ok_message(
@@ -295,12 +295,9 @@ impl Main {
 
     /// Whether the registration exists and the client may act on it: on the registration
     /// socket, only the user that registered may.
-    fn own_registration(&self, to: &ClientRef, id: &RegistrationId) -> Result<(), Response> {
+    fn own_registration(&self, to: &ClientRef, id: &RegistrationId) -> Result<(), String> {
         let Some(registration) = self.registrations.live.get(&id.registration_id) else {
-            return Err(Response::failure(
-                to.request_id.clone(),
-                format!("no registration `{}`", id.registration_id),
-            ));
+            return Err(format!("no registration `{}`", id.registration_id));
         };
         if self.is_restricted(to.client) {
             let uid = self
@@ -309,10 +306,7 @@ impl Main {
                 .and_then(|client| client.peer)
                 .map(|(uid, _)| uid);
             if uid.is_none() || uid != registration.peer.map(|(uid, _)| uid) {
-                return Err(Response::failure(
-                    to.request_id.clone(),
-                    format!("{} belongs to another user", id.registration_id),
-                ));
+                return Err(format!("{} belongs to another user", id.registration_id));
             }
         }
         Ok(())

@@ -364,7 +364,8 @@ mod tests {
         let mut state = ConfigState::new();
         let mut a = register(RegisteredProtocol::Http);
         a.path_prefix = Some("/a".to_string());
-        apply(&mut state, &plan(&a, &ids(1), &state).unwrap());
+        let first = plan(&a, &ids(1), &state).unwrap();
+        apply(&mut state, &first);
         let mut b = register(RegisteredProtocol::Http);
         b.cluster_id = "b".to_string();
         b.path_prefix = Some("/b".to_string());
@@ -386,10 +387,8 @@ mod tests {
     #[test]
     fn a_listener_of_another_kind_or_a_frontend_of_another_cluster_is_refused() {
         let mut state = ConfigState::new();
-        apply(
-            &mut state,
-            &plan(&register(RegisteredProtocol::Tcp), &ids(1), &state).unwrap(),
-        );
+        let tcp = plan(&register(RegisteredProtocol::Tcp), &ids(1), &state).unwrap();
+        apply(&mut state, &tcp);
         let error = plan(&register(RegisteredProtocol::Http), &ids(2), &state).unwrap_err();
         assert!(matches!(error, PlanError::ListenerKind { .. }), "{error}");
         let mut other = register(RegisteredProtocol::Tcp);
