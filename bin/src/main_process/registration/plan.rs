@@ -140,7 +140,7 @@ pub fn plan(
                 wanted: kind,
             });
         }
-        Some(_) => {}
+        Some(_) => plan.uses.push(Resource::Listener(listen, kind)),
         None => {
             plan.create(Resource::Listener(listen, kind), listener_order(register));
             plan.orders.push(Order::ActivateListener(ListenerAddress {
@@ -149,7 +149,6 @@ pub fn plan(
             }));
         }
     }
-    plan.uses.push(Resource::Listener(listen, kind));
 
     let cluster = Resource::Cluster(register.cluster_id.clone());
     if state.clusters.contains_key(&register.cluster_id) {
