@@ -526,3 +526,25 @@ fn a_ttl_registration_outlives_its_connection_until_it_is_not_renewed() {
     );
     assert!(unknown.contains("no registration `reg-1`"), "{unknown}");
 }
+
+#[test]
+fn a_reload_keeps_the_routes_of_live_registrations() {
+    let proxy = proxy_with_registration("");
+    let front = free_address();
+    let service = listen(
+        registration_socket(&proxy),
+        Definition::http("api", front, "api.test"),
+    )
+    .unwrap();
+    let _service = Backend::serve("api", service.try_clone().unwrap());
+    assert_eq!(
+        get_path(front, "api.test", "/").unwrap(),
+        (200, "api".into())
+    );
+    proxy.ok(&["reload"]);
+    assert_eq!(
+        get_path(front, "api.test", "/").unwrap(),
+        (200, "api".into())
+    );
+    assert!(frontend_listed(&proxy, "api.test"));
+}
