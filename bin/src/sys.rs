@@ -1,11 +1,12 @@
 //! The few system calls the binary makes without a safe std API: descriptor flags for handing
 //! sockets to a child across `exec`, signalling a process that is not our child, the umask
-//! around the creation of the command socket, and who is at the other end of it.
+//! around the creation of the command socket, who is at the other end of it, and the id of a
+//! group named in the configuration.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
     unsafe_code,
-    reason = "fcntl, kill, umask, geteuid and getsockopt are FFI calls with no safe std \
+    reason = "fcntl, kill, umask, geteuid, getsockopt and getgrnam_r are FFI calls with no safe std \
               equivalent"
 )]
 
@@ -118,4 +119,36 @@ pub fn peer_credentials(socket: &impl AsRawFd) -> io::Result<(u32, i32)> {
         return Err(io::Error::last_os_error());
     }
     Ok((credentials.uid, credentials.pid))
+}
+
+/// The id of the group called `name` in the system's group database.
+pub fn group_id(name: &str) -> io::Result<u32> {
+    let c_name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a group name without NUL"))?;
+    let mut group = std::mem::MaybeUninit::<libc::group>::uninit();
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r(3) writes the entry into `group` and the strings it points to into
+    // `buffer`, whose length is passed; all three outlive the call, and `found` is set to
+    // `group` or null. Only the gid, a plain integer, is read afterwards.
+    let result = unsafe {
+        libc::getgrnam_r(
+            c_name.as_ptr(),
+            group.as_mut_ptr(),
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::from_raw_os_error(result));
+    }
+    if found.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no group `{name}`"),
+        ));
+    }
+    // SAFETY: `found` is not null, so getgrnam_r filled `group`.
+    Ok(unsafe { group.assume_init() }.gr_gid)
 }

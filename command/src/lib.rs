@@ -12,6 +12,7 @@ pub mod certificate;
 pub mod channel;
 pub mod config;
 pub mod hostname;
+pub mod registration;
 pub mod request;
 pub mod response;
 pub mod rules;

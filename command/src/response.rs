@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::{
     AddBackend, Cluster, Fingerprint, HealthCheckConfig, HttpFrontend, HttpListenerConfig,
-    HttpsListenerConfig, TcpFrontend, TcpListenerConfig,
+    HttpsListenerConfig, RegistrationIds, RegistrationInfo, TcpFrontend, TcpListenerConfig,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +98,10 @@ pub enum ResponseContent {
     Event(Event),
     /// Answers of each worker, by worker id, when they are not merged.
     WorkerResponses(BTreeMap<String, ResponseContent>),
+    /// The answer to `REGISTER`.
+    Registered(RegistrationIds),
+    /// The answer to `LIST_REGISTRATIONS`.
+    Registrations(Vec<RegistrationInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +338,9 @@ pub enum EventKind {
     StateSaved,
     /// A key of the etcd prefix that the node did not apply (`[provider.etcd]`).
     FleetValueRefused,
+    /// A backend removed with a `drain_timeout` still has sessions: how many, and how long
+    /// until they are closed (the message says), once a second in each worker.
+    BackendDraining,
 }
 
 #[cfg(test)]

@@ -655,6 +655,7 @@ impl ConfigState {
                         cluster_id: cluster_id.clone(),
                         backend_id: backend_id.clone(),
                         address: backend.address,
+                        drain_timeout: None,
                     }));
                 }
             }

@@ -382,6 +382,7 @@ fn a_sticky_cookie_naming_a_backend_that_takes_no_traffic_is_ignored() {
         cluster_id: "sticky".to_string(),
         backend_id: "normal".to_string(),
         address: normal.address,
+        drain_timeout: None,
     }));
     let response = with_cookie("spare");
     assert_eq!(response.text(), "spare");

@@ -142,6 +142,7 @@ fn removed_backend_drains_while_new_connections_go_elsewhere(splice: bool) {
         cluster_id: "pair".to_string(),
         backend_id: "pair-0".to_string(),
         address: first.address,
+        drain_timeout: None,
     }));
 
     // The removed backend is draining, still known while its connection lives.

@@ -218,26 +218,26 @@ impl BackendMap {
     }
 
     /// Starts draining a backend: it takes no new connection and is forgotten when its last
-    /// connection ends.
-    pub fn remove(&mut self, cluster_id: &str, backend_id: &str) {
-        let Some(cluster) = self.clusters.get_mut(cluster_id) else {
-            return;
-        };
+    /// connection ends. Returns its key while it still has connections.
+    pub fn remove(&mut self, cluster_id: &str, backend_id: &str) -> Option<BackendKey> {
+        let cluster = self.clusters.get_mut(cluster_id)?;
         let found = cluster.members.iter().copied().find(|&index| {
             self.backends
                 .get(index)
                 .is_some_and(|b| b.id == backend_id && b.status != BackendStatus::Draining)
         });
-        let Some(index) = found else {
-            return;
-        };
+        let index = found?;
         cluster.dirty = true;
-        if let Some(backend) = self.backends.get_mut(index) {
-            backend.status = BackendStatus::Draining;
-            if backend.connections == 0 {
-                self.forget(index);
-            }
+        let backend = self.backends.get_mut(index)?;
+        backend.status = BackendStatus::Draining;
+        if backend.connections == 0 {
+            self.forget(index);
+            return None;
         }
+        Some(BackendKey {
+            index,
+            uid: backend.uid,
+        })
     }
 
     /// Removes a drained backend for good.

@@ -1,6 +1,6 @@
 //! `backend add|remove`.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use clap::Subcommand;
 use sozu_command_lib::request::{AddBackend, DEFAULT_BACKEND_WEIGHT, Order, RemoveBackend};
@@ -36,6 +36,10 @@ pub enum BackendCommand {
         backend_id: String,
         #[arg(short, long, value_name = "ADDR")]
         address: SocketAddr,
+        /// Close the sessions still using the backend after this many seconds; events tell
+        /// how many are left until then (`sozu events`).
+        #[arg(long, value_name = "SECONDS")]
+        drain_timeout: Option<u64>,
     },
 }
 
@@ -60,10 +64,12 @@ pub fn run(client: &mut Client, command: &BackendCommand) -> anyhow::Result<()> 
             id,
             backend_id,
             address,
+            drain_timeout,
         } => Order::RemoveBackend(RemoveBackend {
             cluster_id: id.clone(),
             backend_id: backend_id.clone(),
             address: *address,
+            drain_timeout: drain_timeout.map(Duration::from_secs),
         }),
     };
     client.order_and_print(order)

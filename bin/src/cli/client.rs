@@ -20,7 +20,7 @@ use sozu_command_lib::{
 
 use super::{
     Cli, Command, backend, certificate, cluster, connection_limit, frontend, listener, metrics,
-    processes, state,
+    processes, registration, state,
 };
 
 /// Where Sōzu looks for its configuration when no `-c` is given.
@@ -94,6 +94,7 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Listener { command } => listener::run(&mut client, command),
         Command::Certificate { command } => certificate::run(&mut client, command),
         Command::ConnectionLimit { command } => connection_limit::run(&mut client, command),
+        Command::Registration { command } => registration::run(&mut client, command),
         Command::Start
         | Command::Worker(_)
         | Command::Main(_)

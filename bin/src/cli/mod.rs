@@ -18,6 +18,7 @@ mod frontend;
 mod listener;
 mod metrics;
 mod processes;
+mod registration;
 mod state;
 mod table;
 mod top;
@@ -133,6 +134,11 @@ pub enum Command {
     Fleet {
         #[command(subcommand)]
         command: fleet::FleetCommand,
+    },
+    /// Services registered with REGISTER (doc/registration.md).
+    Registration {
+        #[command(subcommand)]
+        command: registration::RegistrationCommand,
     },
     /// The global cap on connections from one client address to one cluster.
     ConnectionLimit {
@@ -379,6 +385,7 @@ mod tests {
             &["sozu", "top", "-r", "2"],
             &["sozu", "top", "--refresh-ms", "500"],
             &["sozu", "connection-limit", "set", "10"],
+            &["sozu", "registration", "list", "--json"],
             &["sozu", "upgrade", "--worker", "1"],
             &["sozu", "shutdown", "--hard"],
             &["sozu", "-c", "c.toml", "fleet", "status", "--json"],

@@ -42,6 +42,10 @@ pub struct Client {
     /// The client closed its writing side (as `socat` does at the end of its input): it still
     /// gets the answers to what it sent, then the connection closes.
     pub input_closed: bool,
+    /// `(uid, pid)` at the other end (`SO_PEERCRED`), when the kernel told.
+    pub peer: Option<(u32, i32)>,
+    /// A client of the registration socket: registration orders only.
+    pub restricted: bool,
 }
 
 /// Creates the command socket at `path`: readable and writable by its owner only, or by
@@ -142,6 +146,7 @@ impl Main {
     pub(super) fn add_client(&mut self, stream: mio::net::UnixStream) -> u64 {
         self.next_client += 1;
         let id = self.next_client;
+        let peer = sys::peer_credentials(&stream).ok();
         let mut channel = Channel::new(
             stream,
             self.settings.command_buffer_size,
@@ -166,6 +171,8 @@ impl Main {
                 channel,
                 subscribed: false,
                 input_closed: false,
+                peer,
+                restricted: false,
             },
         );
         id
@@ -310,6 +317,7 @@ impl Main {
             let _ = self.poll.registry().deregister(&mut client.channel);
             self.release_token(client.token);
             debug!("client {id} disconnected");
+            self.registrations_client_gone(id);
         }
     }
 

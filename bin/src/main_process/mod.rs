@@ -16,6 +16,7 @@ mod orders;
 mod prometheus;
 mod provider;
 mod queries;
+mod registration;
 mod settings;
 mod signals;
 mod tasks;
@@ -63,8 +64,10 @@ const PROMETHEUS: Token = Token(2);
 /// Threads of the main process (the etcd watcher of `[provider.etcd]`, the handover thread of
 /// an upgrade) wake the loop with this token; mio allows one waker per poll, so they share it.
 const WAKER: Token = Token(3);
+/// The registration socket (`[registration] socket`).
+const REGISTRATION_SOCKET: Token = Token(4);
 /// Tokens of clients and workers are their key in [`Main::owners`] plus this.
-const FIRST_OWNER_TOKEN: usize = 4;
+const FIRST_OWNER_TOKEN: usize = 5;
 
 /// How long a worker whose channel closed may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -142,6 +145,8 @@ pub struct Main {
     next_expiry_check: Instant,
     /// The etcd provider, when configured.
     fleet: Option<provider::Fleet>,
+    /// Services' registrations and the registration socket.
+    registrations: registration::Registrations,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -200,6 +205,7 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
+    main.open_registration_socket();
     main.write_pid_file();
     // Every worker starts at once; the state's orders are built once for all.
     let ids: Vec<u32> = (0..main.desired_workers)
@@ -303,6 +309,7 @@ impl Main {
             dashboard: dashboard::Dashboard::default(),
             next_expiry_check: Instant::now(),
             fleet,
+            registrations: registration::Registrations::default(),
         })
     }
 
@@ -326,6 +333,7 @@ impl Main {
                     COMMAND_SOCKET => self.accept_clients(),
                     SIGNALS => self.handle_signals(),
                     PROMETHEUS => self.accept_scrapes(),
+                    REGISTRATION_SOCKET => self.accept_registration_clients(),
                     WAKER => {
                         self.fleet_ready();
                         self.check_successor();
@@ -379,6 +387,7 @@ impl Main {
             .chain(restarts)
             .chain(self.next_scrape_deadline())
             .chain(std::iter::once(self.next_expiry_check))
+            .chain(self.registrations.next_deadline())
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -407,6 +416,7 @@ impl Main {
         }
         self.stop_retired_workers(now);
         self.restart_pending_workers(now);
+        self.check_registrations(now);
         let expired: Vec<u64> = self
             .tasks
             .iter()
@@ -506,6 +516,7 @@ impl Main {
     }
 
     fn remove_files(&self) {
+        self.remove_registration_socket();
         if let Some(path) = &self.settings.pid_file_path {
             if let Err(error) = fs::remove_file(path) {
                 warn!("cannot remove the pid file {}: {error}", path.display());

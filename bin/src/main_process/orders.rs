@@ -40,6 +40,13 @@ impl Main {
             request_id: id.clone(),
         };
         let answer = |content| Response::ok(id.clone(), Some(content));
+        if !order.is_registration() && self.clients.get(&client).is_some_and(|c| c.restricted) {
+            let message = format!(
+                "{order} is refused: the registration socket takes REGISTER, RENEW and DEREGISTER only"
+            );
+            self.reply(&to, Response::failure(id, message));
+            return;
+        }
         match order {
             Order::Status => self.status(to),
             Order::ListWorkers => {
@@ -131,6 +138,10 @@ impl Main {
             Order::UpgradeMain => self.request_main_upgrade(Some(to)),
             Order::UpgradeWorker(WorkerId { worker_id }) => self.upgrade_worker(to, worker_id),
             Order::LaunchWorker => self.one_more_worker(Some(to)),
+            Order::Register(register) => self.register(to, register),
+            Order::Renew(registration) => self.renew(to, registration),
+            Order::Deregister(registration) => self.deregister(to, registration),
+            Order::ListRegistrations => self.list_registrations(to),
             Order::SoftStop => self.begin_stop(false, Some(to)),
             Order::HardStop => self.begin_stop(true, Some(to)),
             order => self.change(Some(to), order),
@@ -166,7 +177,7 @@ impl Main {
 
     /// Refuses a change while the proxy stops, or while the state is handed to a new main
     /// process (which gets it as it was). Returns whether it refused.
-    fn refuse_while_stopping(&mut self, to: &Option<ClientRef>) -> bool {
+    pub(super) fn refuse_while_stopping(&mut self, to: &Option<ClientRef>) -> bool {
         let refusal = if self.stop.is_some() {
             "sozu is stopping"
         } else if self.is_handing_over() {
@@ -183,7 +194,7 @@ impl Main {
 
     /// One order of a client that changes the state. A certificate it brings is judged
     /// against the clock here, once: replaying the state later never judges it again.
-    fn change(&mut self, to: Option<ClientRef>, order: Order) {
+    pub(super) fn change(&mut self, to: Option<ClientRef>, order: Order) {
         if self.refuse_while_stopping(&to) {
             return;
         }
@@ -234,6 +245,18 @@ impl Main {
     /// Orders the main state accepted: forget sockets of listeners that stop, save the state
     /// if asked to, and pass the orders to every serving worker.
     fn commit(&mut self, to: Option<ClientRef>, orders: Vec<Order>, what: String) {
+        let purpose = Purpose::Change { what: what.clone() };
+        self.commit_as(to, orders, what, purpose);
+    }
+
+    /// [`Main::commit`] of orders whose final answer `purpose` makes.
+    pub(super) fn commit_as(
+        &mut self,
+        to: Option<ClientRef>,
+        orders: Vec<Order>,
+        what: String,
+        purpose: Purpose,
+    ) {
         for order in &orders {
             if let Order::DeactivateListener(ListenerAddress { address, .. })
             | Order::RemoveListener(ListenerAddress { address, .. }) = order
@@ -243,7 +266,7 @@ impl Main {
         }
         self.save_automatically();
         let targets = self.serving_workers();
-        if targets.is_empty() {
+        if targets.is_empty() && matches!(purpose, Purpose::Change { .. }) {
             if let Some(to) = &to {
                 let message = format!("{what}: applied; no worker is running");
                 self.reply(to, ok_message(&to.request_id, message));
@@ -254,7 +277,7 @@ impl Main {
             let message = format!("{what}: sent to {} worker(s)", targets.len());
             self.reply(to, Response::processing(to.request_id.clone(), message));
         }
-        let task = Task::new(Purpose::Change { what }, to, self.settings.worker_timeout);
+        let task = Task::new(purpose, to, self.settings.worker_timeout);
         self.start_task(task, &targets, &orders);
     }
 
@@ -333,7 +356,7 @@ impl Main {
                 return;
             }
         };
-        let target = self.with_fleet(target);
+        let target = self.with_registrations(self.with_fleet(target));
         let orders = self.state.diff(&target);
         if orders.is_empty() {
             info!("reload of {}: no change", path.display());
@@ -482,6 +505,9 @@ impl Main {
             Purpose::Dashboard => {
                 self.answer_dashboard(&task);
                 return;
+            }
+            Purpose::Register { registration_id } => {
+                self.registered(registration_id, &task.failures)
             }
         };
         if let Some(to) = &task.client {

@@ -36,6 +36,8 @@ pub struct Settings {
     /// `[provider.etcd]`.
     #[serde(default)]
     pub etcd: Option<sozu_command_lib::config::EtcdProvider>,
+    /// `[registration]`.
+    pub registration: sozu_command_lib::config::RegistrationConfig,
 }
 
 impl Settings {
@@ -105,6 +107,7 @@ impl Settings {
                 splice_pipe_capacity: config.splice_pipe_capacity,
             },
             etcd: config.etcd.clone(),
+            registration: config.registration.clone(),
         };
         (settings, warnings)
     }

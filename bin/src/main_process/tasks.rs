@@ -47,6 +47,8 @@ pub enum Purpose {
     Scrape { scrape: u64 },
     /// The figures of the dashboard's page.
     Dashboard,
+    /// A `REGISTER`: the registration's ids once the workers applied it.
+    Register { registration_id: String },
 }
 
 #[derive(Debug)]

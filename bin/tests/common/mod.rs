@@ -360,8 +360,17 @@ impl Backend {
         )
     }
 
+    /// A backend answering on a socket bound elsewhere (a registered service's).
+    pub fn serve(name: &str, listener: TcpListener) -> Backend {
+        Backend::on_listener(name, None, listener)
+    }
+
     fn spawn(name: &str, gate: Option<Gate>, bind: impl std::net::ToSocketAddrs) -> Backend {
         let listener = TcpListener::bind(bind).expect("bind a backend");
+        Backend::on_listener(name, gate, listener)
+    }
+
+    fn on_listener(name: &str, gate: Option<Gate>, listener: TcpListener) -> Backend {
         let address = listener.local_addr().expect("backend address");
         let requests = Arc::new(AtomicUsize::new(0));
         let stopped = Arc::new(AtomicBool::new(false));

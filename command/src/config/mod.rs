@@ -20,6 +20,7 @@ mod frontend;
 mod global;
 mod listener;
 mod provider;
+mod registration;
 pub mod tls;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub use self::{
     frontend::Frontend,
     listener::Listener,
     provider::EtcdProvider,
+    registration::RegistrationConfig,
 };
 use crate::request::{AddBackend, AddCertificate, Cluster, ConnectionLimit, Order};
 
@@ -101,6 +103,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[provider.etcd]`: the etcd cluster this node takes routing from, if any.
     pub etcd: Option<EtcdProvider>,
+    /// `[registration]`: registrations of services and the registration socket.
+    pub registration: RegistrationConfig,
 
     /// The routing state, in file order within each kind.
     pub listeners: Vec<Listener>,
@@ -227,6 +231,12 @@ impl Config {
             .field("provider")
             .map(|field| provider::read(&mut loader, field));
         config.etcd = etcd.and_then(|etcd| loader.keep(etcd)).flatten();
+        let registration = top
+            .field("registration")
+            .map(|field| registration::read(&mut loader, field));
+        config.registration = registration
+            .and_then(|registration| loader.keep(registration))
+            .unwrap_or_default();
         let listeners = listener::read_all(&mut loader, &mut top, &config);
         let mut routing = frontend::Routing::new(&listeners);
         let (clusters, backends) = cluster::read_all(&mut loader, &mut top, &mut routing);

@@ -1,8 +1,10 @@
 //! Backends: the servers of a cluster, added and removed (drained) by orders.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
+
+use super::optional_seconds;
 
 /// A backend server of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
@@ -30,7 +32,18 @@ pub struct RemoveBackend {
     pub cluster_id: String,
     pub backend_id: String,
     pub address: SocketAddr,
+    /// The sessions still using the backend this long after the order are closed; without
+    /// it, they finish at their own pace.
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub drain_timeout: Option<Duration>,
 }
+
+/// The longest `drain_timeout`, in seconds (as every timeout: just under 2^31 milliseconds).
+const MAX_DRAIN_TIMEOUT: u64 = 2_147_483;
 
 /// The wire form of a backend, accepting Sōzu's older field names.
 #[derive(Deserialize)]
@@ -53,6 +66,8 @@ struct RawBackend {
     load_balancing_parameters: Option<LoadBalancingParameters>,
     #[serde(default)]
     backup: Option<bool>,
+    #[serde(default, with = "optional_seconds")]
+    drain_timeout: Option<Duration>,
 }
 
 /// Sōzu's nested form of a backend's weight.
@@ -69,6 +84,10 @@ pub enum BackendAddressError {
     Missing,
     #[error("`address` {address} and `ip_address`/`port` disagree")]
     Conflicting { address: SocketAddr },
+    #[error("`drain_timeout` belongs to REMOVE_BACKEND only")]
+    DrainTimeoutOnAdd,
+    #[error("`drain_timeout` must be 1 to {MAX_DRAIN_TIMEOUT} seconds")]
+    DrainTimeoutOutOfRange,
 }
 
 impl RawBackend {
@@ -93,6 +112,9 @@ impl TryFrom<RawBackend> for AddBackend {
 
     fn try_from(raw: RawBackend) -> Result<Self, Self::Error> {
         let address = raw.address()?;
+        if raw.drain_timeout.is_some() {
+            return Err(BackendAddressError::DrainTimeoutOnAdd);
+        }
         let weight = raw
             .weight
             .or(raw.load_balancing_parameters.map(|p| p.weight))
@@ -113,10 +135,42 @@ impl TryFrom<RawBackend> for RemoveBackend {
 
     fn try_from(raw: RawBackend) -> Result<Self, Self::Error> {
         let address = raw.address()?;
+        let in_range = |timeout: &Duration| (1..=MAX_DRAIN_TIMEOUT).contains(&timeout.as_secs());
+        if raw.drain_timeout.is_some_and(|timeout| !in_range(&timeout)) {
+            return Err(BackendAddressError::DrainTimeoutOutOfRange);
+        }
         Ok(RemoveBackend {
             cluster_id: raw.cluster_id,
             backend_id: raw.backend_id,
             address,
+            drain_timeout: raw.drain_timeout,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Order;
+
+    #[test]
+    fn drain_timeout_belongs_to_remove_backend_and_has_a_range() {
+        let remove = r#"{"type":"REMOVE_BACKEND","cluster_id":"api","backend_id":"a","address":"127.0.0.1:3000","drain_timeout":30}"#;
+        let Order::RemoveBackend(removal) = serde_json::from_str(remove).unwrap() else {
+            panic!("not a REMOVE_BACKEND");
+        };
+        assert_eq!(removal.drain_timeout, Some(Duration::from_secs(30)));
+        let again: Order = serde_json::from_str(
+            &serde_json::to_string(&Order::RemoveBackend(removal.clone())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(again, Order::RemoveBackend(removal));
+
+        let add = remove.replace("REMOVE_BACKEND", "ADD_BACKEND");
+        let error = serde_json::from_str::<Order>(&add).unwrap_err();
+        assert!(error.to_string().contains("REMOVE_BACKEND only"), "{error}");
+        let zero = remove.replace(":30}", ":0}");
+        let error = serde_json::from_str::<Order>(&zero).unwrap_err();
+        assert!(error.to_string().contains("1 to 2147483"), "{error}");
     }
 }

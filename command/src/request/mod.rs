@@ -15,6 +15,7 @@ mod cluster;
 mod frontend;
 mod listener;
 mod query;
+mod registration;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ pub use cluster::*;
 pub use frontend::*;
 pub use listener::*;
 pub use query::*;
+pub use registration::*;
 
 /// One message from a client (or the main process) to the proxy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +118,12 @@ pub enum Order {
     ConfigureMetrics(MetricsConfiguration),
     Logging(LoggingFilter),
     SubscribeEvents,
+
+    // Registrations of services (`doc/registration.md`).
+    Register(Register),
+    Renew(RegistrationId),
+    Deregister(RegistrationId),
+    ListRegistrations,
 }
 
 impl Order {
@@ -148,6 +156,15 @@ impl Order {
                 | Order::SetMaxConnectionsPerIp(_)
                 | Order::SetHealthCheck(_)
                 | Order::RemoveHealthCheck(_)
+        )
+    }
+
+    /// Whether the order is one of a service's registration, the only orders the
+    /// registration socket accepts.
+    pub fn is_registration(&self) -> bool {
+        matches!(
+            self,
+            Order::Register(_) | Order::Renew(_) | Order::Deregister(_)
         )
     }
 
@@ -203,6 +220,10 @@ impl Order {
             Order::ConfigureMetrics(_) => "CONFIGURE_METRICS",
             Order::Logging(_) => "LOGGING",
             Order::SubscribeEvents => "SUBSCRIBE_EVENTS",
+            Order::Register(_) => "REGISTER",
+            Order::Renew(_) => "RENEW",
+            Order::Deregister(_) => "DEREGISTER",
+            Order::ListRegistrations => "LIST_REGISTRATIONS",
         }
     }
 }

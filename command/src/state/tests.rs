@@ -137,6 +137,7 @@ fn remove_backend_checks_the_address() {
             cluster_id: "api".to_string(),
             backend_id: "b1".to_string(),
             address: address(9999),
+            drain_timeout: None,
         }),
     );
     assert!(error.contains("127.0.0.1:9000"), "{error}");
@@ -145,6 +146,7 @@ fn remove_backend_checks_the_address() {
             cluster_id: "api".to_string(),
             backend_id: "b1".to_string(),
             address: address(9000),
+            drain_timeout: None,
         }))
         .unwrap();
     assert!(state.backends.is_empty());
@@ -424,6 +426,7 @@ fn arb_order() -> impl Strategy<Value = Order> {
             cluster_id: b.cluster_id,
             backend_id: b.backend_id,
             address: b.address,
+            drain_timeout: None,
         })),
         4 => arb_http_frontend(PORTS[0]).prop_map(Order::AddHttpFrontend),
         3 => arb_http_frontend(PORTS[1]).prop_map(Order::AddHttpsFrontend),

@@ -43,6 +43,7 @@ use crate::{
     timer::{TimeoutKind, Timers},
 };
 
+mod drain;
 mod health;
 mod orders;
 mod validation;
@@ -220,6 +221,8 @@ pub struct Server {
     health: HashMap<BackendKey, HealthRecord>,
     /// Applies a `LOGGING` order: the logger belongs to the program that runs the worker.
     log_filter_handler: Option<LogFilterHandler>,
+    /// Backends draining with a deadline.
+    drains: Vec<drain::Drain>,
 }
 
 /// Changes the log filter of the program running a worker; the error says why a filter is
@@ -294,6 +297,7 @@ impl Server {
             probes: Slab::new(),
             health: HashMap::new(),
             log_filter_handler: None,
+            drains: Vec::new(),
         })
     }
 
@@ -329,6 +333,7 @@ impl Server {
             self.drive_yielded();
             self.accept_pending();
             self.fire_timers();
+            self.check_drains(Instant::now());
             self.send_events();
             self.flush_observations();
             self.housekeeping(Instant::now());
@@ -366,6 +371,9 @@ impl Server {
         }
         if !self.idle.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
             wake_at(self.next_sweep);
+        }
+        if let Some(at) = self.next_drain_wake() {
+            wake_at(at);
         }
         if let Run::Draining { .. } = self.run {
             // Fresh connections become idle after their grace without any event.

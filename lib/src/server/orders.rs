@@ -318,8 +318,12 @@ impl Server {
             }
             (Order::RemoveBackend(backend), _) => {
                 self.apply_to_state(order)?;
-                self.backends
+                let draining = self
+                    .backends
                     .remove(&backend.cluster_id, &backend.backend_id);
+                if let (Some(key), Some(timeout)) = (draining, backend.drain_timeout) {
+                    self.start_drain(key, backend, timeout);
+                }
                 Ok(())
             }
             (Order::DeactivateListener(listener), _) => {

@@ -169,6 +169,7 @@ fn removal(state: &ConfigState, order: &Order) -> Option<Order> {
                 cluster_id: existing.cluster_id.clone(),
                 backend_id: existing.backend_id.clone(),
                 address: existing.address,
+                drain_timeout: None,
             })
         }
         Order::AddCertificate(add) => {
