@@ -77,7 +77,6 @@
 pub mod access_log;
 pub mod backends;
 pub mod health;
-pub mod http;
 pub mod https;
 pub mod load_balancing;
 pub mod metrics;

@@ -18,9 +18,9 @@ use sozu_command_lib::request::Cluster;
 
 use crate::{
     backends::BackendKey,
-    http::{self, Failure, Http, HttpListener},
     metrics::Recorder,
     pool::Pool,
+    protocol::http::{self, Failure, Http, HttpListener, auth::Authorized},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses},
     socket::{Endpoint, Ready, Unread},
     tcp,
@@ -99,6 +99,8 @@ pub struct Context<'a> {
     /// HTTP and HTTPS listeners, by address.
     pub listeners: &'a FxHashMap<SocketAddr, HttpListener>,
     pub clusters: &'a BTreeMap<String, Cluster>,
+    /// The Basic-auth credentials each cluster accepts, parsed when its order was applied.
+    pub authorized: &'a FxHashMap<String, Authorized>,
     /// Figures and access logs.
     pub recorder: &'a mut Recorder,
 }

@@ -12,8 +12,8 @@ use rustls::ServerConfig;
 use sozu_command_lib::request::ProxyProtocolConfig;
 
 use crate::{
-    http::Http,
     pool::{Buffer, Pool},
+    protocol::http::Http,
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,

@@ -34,9 +34,9 @@ use crate::{
     access_log::AccessLog,
     backends::{BackendKey, BackendMap, PickError},
     health::{HealthRecord, Probe},
-    http::{self, Failure, HttpListener},
     metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
     pool::Pool,
+    protocol::http::{self, Failure, HttpListener, auth::Authorized},
     session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
     socket::{Endpoint, Ready},
     tcp,
@@ -195,6 +195,8 @@ pub struct Server {
     listeners: HashMap<SocketAddr, ListenerSocket>,
     /// Routes, answers and settings of HTTP and HTTPS listeners.
     http_listeners: FxHashMap<SocketAddr, HttpListener>,
+    /// The Basic-auth credentials of each cluster that lists some.
+    authorized: FxHashMap<String, Authorized>,
     /// Sessions that yielded with work left, to drive again on the next turn.
     yielded: Vec<usize>,
     /// Listener sockets received from another process, used when their listener is activated.
@@ -275,6 +277,7 @@ impl Server {
             sessions: Slab::with_capacity(config.max_connections.min(65_536)),
             listeners: HashMap::new(),
             http_listeners: FxHashMap::default(),
+            authorized: FxHashMap::default(),
             yielded: Vec::new(),
             inherited,
             channel,
@@ -728,6 +731,7 @@ impl Server {
             timers,
             pool,
             http_listeners,
+            authorized,
             state,
             recorder,
             ..
@@ -739,6 +743,7 @@ impl Server {
             pool,
             listeners: http_listeners,
             clusters: &state.clusters,
+            authorized,
             recorder,
         };
         Some(work(session, &mut context))

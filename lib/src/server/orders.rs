@@ -23,8 +23,8 @@ use super::{
     validation::{Validated, validate},
 };
 use crate::{
-    http::HttpListener,
     https::HttpsSettings,
+    protocol::http::HttpListener,
     protocol::http::{answers::Answers, parser::Limits},
     router::Router,
 };
@@ -289,12 +289,24 @@ impl Server {
                 }
                 Ok(())
             }
-            (Order::AddCluster(cluster), Validated::Cluster(templates)) => {
+            (
+                Order::AddCluster(cluster),
+                Validated::Cluster {
+                    answers,
+                    authorized,
+                },
+            ) => {
                 self.apply_to_state(order)?;
                 for listener in self.http_listeners.values_mut() {
                     listener
                         .answers
-                        .set_cluster_templates(&cluster.cluster_id, templates.clone());
+                        .set_cluster_templates(&cluster.cluster_id, answers.clone());
+                }
+                if authorized.is_empty() {
+                    self.authorized.remove(&cluster.cluster_id);
+                } else {
+                    self.authorized
+                        .insert(cluster.cluster_id.clone(), authorized);
                 }
                 self.backends.set_cluster(cluster);
                 if cluster.health_check.is_none() {
@@ -308,6 +320,7 @@ impl Server {
                     listener.router.remove_cluster(&id.cluster_id);
                     listener.answers.remove_cluster(&id.cluster_id);
                 }
+                self.authorized.remove(&id.cluster_id);
                 self.backends.remove_cluster(&id.cluster_id);
                 Ok(())
             }
