@@ -12,13 +12,14 @@ use rustls::ServerConfig;
 use sozu_command_lib::request::ProxyProtocolConfig;
 
 use crate::{
+    metrics::RequestRecord,
     pool::{Buffer, Pool},
     protocol::http::Http,
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
     },
-    session::{Action, Context, Session, Stage},
+    session::{Action, Context, Session, Stage, backs::Slot},
     socket::{Ready, Transfer},
     timer::TimeoutKind,
 };
@@ -128,9 +129,10 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
     let Stage::Pipe(pipe) = &mut session.stage else {
         return Action::Close;
     };
-    let Some(back) = session.back.as_mut() else {
+    let Some(back) = session.backs.get_mut(Slot::FIRST) else {
         return match &session.cluster_id {
             Some(cluster_id) => Action::Connect {
+                slot: Slot::FIRST,
                 cluster_id: cluster_id.clone(),
                 sticky_id: None,
             },
@@ -150,7 +152,7 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
                 session.touch_front(timeouts.front, context.now, context.timers);
             }
             if back_active {
-                session.touch_back(timeouts.back, context.now, context.timers);
+                session.touch_back(Slot::FIRST, timeouts.back, context.now, context.timers);
             }
             Action::Wait
         }
@@ -208,4 +210,30 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
             Transfer::Closed | Transfer::Error(_) => return Some(Action::Close),
         }
     }
+}
+
+/// Records a TCP connection (metrics and access log) when its session closes.
+pub fn record_connection(session: &Session, context: &mut Context<'_>) {
+    let back = session.backs.get(Slot::FIRST);
+    let record = RequestRecord {
+        listener: session.listener_address,
+        client: session.client_address,
+        protocol: "TCP",
+        cluster_id: session.cluster_id.as_deref(),
+        backend_id: back.map(|b| b.backend_id.as_str()),
+        backend_address: back.map(|b| b.address),
+        method: "",
+        host: "",
+        path: "",
+        status: None,
+        answered_by_proxy: false,
+        bytes_in: session.front.bytes_read,
+        bytes_out: session.front.bytes_written,
+        connect_time: session.connect_time,
+        first_byte_time: None,
+        total_time: context.now.duration_since(session.started),
+        user_agent: "",
+        request_id: "",
+    };
+    context.recorder.request_done(&record);
 }

@@ -34,18 +34,25 @@ use crate::{
     access_log::AccessLog,
     backends::{BackendKey, BackendMap, PickError},
     health::{HealthRecord, Probe},
-    metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
+    metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
-    protocol::http::{self, Failure, HttpListener, auth::Authorized},
-    session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
+    protocol::http::{HttpListener, auth::Authorized},
+    session::{
+        Action, BackConnection, BackUse, Context, FIRST_REQUEST_GRACE, Failure, Session,
+        SessionTimeouts, Stage,
+        backs::{Backs, Slot},
+    },
     socket::{Endpoint, Ready},
     tcp,
-    timer::{TimeoutKind, Timers},
+    timer::{Timeout, TimeoutKind, Timers},
 };
 
+mod backend_pool;
 mod health;
 mod orders;
 mod validation;
+
+use backend_pool::{BackendPool, IdleConnection};
 
 pub use orders::bind_listener;
 pub use validation::{OrderError, Validated, validate};
@@ -146,24 +153,17 @@ enum Owner {
     Channel,
     Listener(SocketAddr),
     Front(usize),
-    Back(usize),
+    /// A backend connection of a session, in one of its slots.
+    Back {
+        session: usize,
+        slot: Slot,
+    },
     /// A kept-alive backend connection waiting in the pool of its backend.
     Idle(BackendKey),
     /// A health check in flight, by its slot.
     Probe(usize),
 }
 
-/// A backend connection kept alive after its session was done with it, for the next request
-/// to the same backend from any session: no connect, no accept on the backend.
-struct IdleBackend {
-    back: BackConnection,
-    since: Instant,
-}
-
-/// Idle connections kept per backend.
-const MAX_IDLE_PER_BACKEND: usize = 64;
-/// How long an idle backend connection is kept.
-const IDLE_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often idle connections are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -214,8 +214,8 @@ pub struct Server {
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
-    /// Idle backend connections, most recently used last.
-    idle: HashMap<BackendKey, Vec<IdleBackend>>,
+    /// Idle backend connections.
+    idle_pool: BackendPool,
     next_sweep: Instant,
     /// Health checks in flight, and what they found so far per backend.
     probes: Slab<Probe>,
@@ -292,7 +292,7 @@ impl Server {
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
-            idle: HashMap::new(),
+            idle_pool: BackendPool::default(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             probes: Slab::new(),
             health: HashMap::new(),
@@ -367,12 +367,12 @@ impl Server {
         {
             wake_at(at);
         }
-        if !self.idle.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
+        if !self.idle_pool.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
             wake_at(self.next_sweep);
         }
         if let Run::Draining { .. } = self.run {
             // Fresh connections become idle after their grace without any event.
-            wake_at(now + http::FIRST_REQUEST_GRACE / 4);
+            wake_at(now + FIRST_REQUEST_GRACE / 4);
         }
         timeout
     }
@@ -415,7 +415,7 @@ impl Server {
                         cluster_id: &backend.cluster_id,
                         backend_id: &backend.id,
                         status: backend.reported_status(),
-                        connections: backend.connections,
+                        connections: backend.connections(),
                     })
             })
             .collect();
@@ -432,9 +432,15 @@ impl Server {
                     listener.pending = true;
                 }
             }
-            Some(Owner::Front(key) | Owner::Back(key)) => {
+            Some(Owner::Front(key)) => {
                 if let Some(session) = self.sessions.get_mut(key) {
-                    session.add_event(token, ready);
+                    session.add_front_event(ready);
+                    self.drive(key);
+                }
+            }
+            Some(Owner::Back { session: key, slot }) => {
+                if let Some(session) = self.sessions.get_mut(key) {
+                    session.add_back_event(slot, ready);
                     self.drive(key);
                 }
             }
@@ -447,52 +453,55 @@ impl Server {
     /// An idle backend connection has news: the backend closed it, or sent what nobody asked
     /// for. Either way it cannot carry a request any more.
     fn idle_event(&mut self, backend: BackendKey, token: Token) {
-        let Some(list) = self.idle.get_mut(&backend) else {
-            return;
-        };
-        if let Some(position) = list
-            .iter()
-            .position(|idle| idle.back.endpoint.token == token)
-        {
-            let idle = list.swap_remove(position);
-            self.drop_back(idle.back);
+        if let Some(idle) = self.idle_pool.remove(backend, token) {
+            self.close_idle(idle);
         }
     }
 
     /// Keeps a backend connection for later, or closes it if the pool is full or its backend
     /// takes no new connection.
     fn keep_idle(&mut self, back: BackConnection) {
-        self.backends.connection_closed(back.backend);
         let takes_connections = self
             .backends
-            .get(back.backend)
+            .get(back.lease.key())
             .is_some_and(|b| b.status == sozu_command_lib::response::BackendStatus::Normal);
-        let list = self.idle.entry(back.backend).or_default();
-        if !takes_connections || list.len() >= MAX_IDLE_PER_BACKEND {
-            self.drop_back(back);
+        let idle = IdleConnection::new(back, Instant::now());
+        if !takes_connections {
+            self.close_idle(idle);
             return;
         }
-        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
-            *owner = Owner::Idle(back.backend);
+        let (token, backend) = (idle.endpoint.token, idle.backend);
+        match self.idle_pool.keep(idle) {
+            None => {
+                if let Some(owner) = self.sockets.get_mut(token.0) {
+                    *owner = Owner::Idle(backend);
+                }
+            }
+            Some(refused) => self.close_idle(refused),
         }
-        list.push(IdleBackend {
-            back,
-            since: Instant::now(),
-        });
     }
 
-    /// A live idle connection to `backend`, if the pool has one. One the backend sent anything
-    /// on since it was pooled, even if no event said so yet, is closed instead.
+    /// A live idle connection to `backend`, if the pool has one, attached to a session again.
     fn take_idle(&mut self, backend: BackendKey, now: Instant) -> Option<BackConnection> {
-        loop {
-            let idle = self.idle.get_mut(&backend)?.pop()?;
-            let alive =
-                idle.back.is_clean() && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT;
-            if alive {
-                return Some(idle.back);
-            }
-            self.drop_back(idle.back);
-        }
+        let Server {
+            idle_pool, sockets, ..
+        } = self;
+        let idle = idle_pool.take(backend, now, |stale| {
+            sockets.try_remove(stale.endpoint.token.0);
+        })?;
+        let Some(lease) = self.backends.lease(backend) else {
+            self.close_idle(idle);
+            return None;
+        };
+        Some(BackConnection {
+            endpoint: idle.endpoint,
+            lease,
+            backend_id: idle.backend_id,
+            address: idle.address,
+            connected: true,
+            connect_started: now,
+            timeout: Timeout::default(),
+        })
     }
 
     /// Once a tick: closes idle connections kept too long or whose backend is gone, and runs
@@ -508,20 +517,18 @@ impl Server {
 
     /// Closes idle connections kept too long or whose backend is gone.
     fn sweep_idle(&mut self, now: Instant) {
-        let mut expired = Vec::new();
         let backends = &self.backends;
-        self.idle.retain(|backend, list| {
-            let gone = backends.get(*backend).is_none();
-            let (keep, old): (Vec<IdleBackend>, Vec<IdleBackend>) = std::mem::take(list)
-                .into_iter()
-                .partition(|idle| !gone && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT);
-            *list = keep;
-            expired.extend(old);
-            !list.is_empty()
-        });
+        let expired = self
+            .idle_pool
+            .sweep(now, |backend| backends.get(backend).is_none());
         for idle in expired {
-            self.drop_back(idle.back);
+            self.close_idle(idle);
         }
+    }
+
+    /// Closes an idle backend connection. Closing the socket removes it from epoll.
+    fn close_idle(&mut self, idle: IdleConnection) {
+        self.sockets.try_remove(idle.endpoint.token.0);
     }
 
     fn can_accept(&self) -> bool {
@@ -692,7 +699,7 @@ impl Server {
             key,
             listener_address: listener,
             front: Endpoint::new(stream, token),
-            back: None,
+            backs: Backs::default(),
             client_address: peer,
             local_address: local,
             received_proxy_header: None,
@@ -700,7 +707,6 @@ impl Server {
             cluster_id,
             timeouts,
             front_timeout: Default::default(),
-            back_timeout: Default::default(),
             connect_attempts: 0,
             started: now,
             counted_for_ip: None,
@@ -782,14 +788,10 @@ impl Server {
         }
     }
 
-    /// Lets an HTTP session answer by itself for something the loop found.
+    /// Lets the session answer by itself for something the loop found.
     fn answer_failure(&mut self, key: usize, failure: Failure) -> Action {
         self.with_session(key, |session, context| {
-            if matches!(session.stage, Stage::Http(_)) {
-                http::answer_for(session, context, failure)
-            } else {
-                Action::Close
-            }
+            session.answer_failure(failure, context)
         })
         .unwrap_or(Action::Wait)
     }
@@ -809,24 +811,25 @@ impl Server {
                     return;
                 }
                 Action::Connect {
+                    slot,
                     cluster_id,
                     sticky_id,
                 } => {
-                    self.release_back(key);
-                    self.connect(key, &cluster_id, sticky_id.as_deref())
+                    self.release_back(key, slot);
+                    self.connect(key, slot, &cluster_id, sticky_id.as_deref())
                 }
-                Action::Reconnect { cluster_id } => {
-                    self.release_back(key);
-                    self.connect(key, &cluster_id, None)
+                Action::Reconnect { slot, cluster_id } => {
+                    self.release_back(key, slot);
+                    self.connect(key, slot, &cluster_id, None)
                 }
-                Action::ConnectFailed => self.connect_failed(key),
-                Action::Connected => {
-                    self.connected(key);
+                Action::ConnectFailed(slot) => self.connect_failed(key, slot),
+                Action::Connected(slot) => {
+                    self.connected(key, slot);
                     self.run_session(key)
                 }
                 Action::ExchangeDone | Action::Upgraded => self.run_session(key),
-                Action::DropBack => {
-                    self.release_back(key);
+                Action::DropBack(slot) => {
+                    self.release_back(key, slot);
                     self.run_session(key)
                 }
             };
@@ -835,9 +838,15 @@ impl Server {
         self.close_session(key);
     }
 
-    /// Opens a connection to a backend of the cluster for the session: the one `sticky_id`
-    /// names if it is available, else one the cluster's balancer picks.
-    fn connect(&mut self, key: usize, cluster_id: &str, sticky_id: Option<&str>) -> Action {
+    /// Opens a connection to a backend of the cluster in the session's `slot`: the one
+    /// `sticky_id` names if it is available, else one the cluster's balancer picks.
+    fn connect(
+        &mut self,
+        key: usize,
+        slot: Slot,
+        cluster_id: &str,
+        sticky_id: Option<&str>,
+    ) -> Action {
         let now = Instant::now();
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
@@ -884,7 +893,7 @@ impl Server {
                 }
             };
         if let Some(back) = self.take_idle(backend, now) {
-            return self.reuse(key, backend, back, now);
+            return self.reuse(key, slot, backend, back, now);
         }
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
@@ -905,11 +914,11 @@ impl Server {
                     session.uid
                 );
                 self.backends.connect_failed(backend, now);
-                return self.retry_or_give_up(key);
+                return self.retry_or_give_up(key, slot);
             }
         };
         let _ = stream.set_nodelay(true);
-        let token = Token(self.sockets.insert(Owner::Back(key)));
+        let token = Token(self.sockets.insert(Owner::Back { session: key, slot }));
         if let Err(error) = self.poll.registry().register(
             &mut stream,
             token,
@@ -919,35 +928,41 @@ impl Server {
             self.sockets.remove(token.0);
             return Action::Close;
         }
-        self.backends.connection_opened(backend);
-        session.back = Some(BackConnection {
-            endpoint: Endpoint::new(stream, token),
-            backend,
-            backend_id,
-            address,
-            connected: false,
-            connect_started: now,
-        });
+        let Some(lease) = self.backends.lease(backend) else {
+            self.sockets.remove(token.0);
+            return self.answer_failure(key, Failure::NoBackend);
+        };
+        session.backs.insert(
+            slot,
+            BackConnection {
+                endpoint: Endpoint::new(stream, token),
+                lease,
+                backend_id,
+                address,
+                connected: false,
+                connect_started: now,
+                timeout: Timeout::default(),
+            },
+        );
         let connect = session.timeouts.connect;
-        session.touch_back(connect, now, &mut self.timers);
+        session.touch_back(slot, connect, now, &mut self.timers);
         Action::Wait
     }
 
-    /// Closes the session's backend connection, if it has one.
-    /// Gives the session an idle connection to `backend` from the pool.
+    /// Gives the session's `slot` an idle connection to `backend` from the pool.
     fn reuse(
         &mut self,
         key: usize,
+        slot: Slot,
         backend: BackendKey,
         mut back: BackConnection,
         now: Instant,
     ) -> Action {
         if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
-            *owner = Owner::Back(key);
+            *owner = Owner::Back { session: key, slot };
         }
         // The socket was writable when pooled; edge-triggered, it stays so until a write fills it.
         back.endpoint.readiness.event.insert(Ready::WRITABLE);
-        self.backends.connection_opened(backend);
         let sticky = self
             .backends
             .get(backend)
@@ -956,41 +971,54 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        session.back = Some(back);
+        session.backs.insert(slot, back);
         session.connect_time = None;
-        http::connected(session, &sticky, true);
+        session.backend_connected(slot, &sticky, BackUse::Reused);
         let after = session.timeouts.back;
-        session.touch_back(after, now, &mut self.timers);
+        session.touch_back(slot, after, now, &mut self.timers);
         self.run_session(key)
     }
 
-    /// Takes the session's backend connection away: into the pool when it is clean and idle,
-    /// else closed.
-    fn release_back(&mut self, key: usize) {
+    /// Takes the backend connection of the session's `slot` away: into the pool when it is
+    /// clean and idle, else closed.
+    fn release_back(&mut self, key: usize, slot: Slot) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        let reusable = http::back_is_reusable(session);
-        let Some(back) = session.back.take() else {
+        let reusable = session.is_back_reusable(slot);
+        let Some(back) = session.backs.take(slot) else {
             return;
         };
         if reusable {
             self.keep_idle(back);
         } else {
-            self.backends.connection_closed(back.backend);
             self.drop_back(back);
         }
     }
 
-    /// The backend connection is up: account for it and start the back idle timeout.
-    fn connected(&mut self, key: usize) {
+    /// Takes every backend connection of the session away (see [`Server::release_back`]).
+    fn release_backs(&mut self, key: usize) {
+        while let Some(slot) = self
+            .sessions
+            .get(key)
+            .and_then(|session| session.backs.iter().next())
+            .map(|(slot, _)| slot)
+        {
+            self.release_back(key, slot);
+        }
+    }
+
+    /// The backend connection of `slot` is up: account for it and start its back idle
+    /// timeout.
+    fn connected(&mut self, key: usize, slot: Slot) {
         let now = Instant::now();
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        if let Some(back) = &session.back {
+        if let Some(back) = session.backs.get(slot) {
             let connect_time = now.duration_since(back.connect_started);
-            self.backends.connect_succeeded(back.backend, connect_time);
+            self.backends
+                .connect_succeeded(back.lease.key(), connect_time);
             session.connect_time = Some(connect_time);
             if let Some(cluster_id) = &session.cluster_id {
                 self.recorder
@@ -998,27 +1026,27 @@ impl Server {
                     .connected(cluster_id, &back.backend_id, connect_time);
             }
             debug!("session {}: connected to {}", session.uid, back.address);
-            if let Some(backend) = self.backends.get(back.backend) {
-                http::connected(
-                    session,
+            if let Some(backend) = self.backends.get(back.lease.key()) {
+                session.backend_connected(
+                    slot,
                     backend.sticky_id.as_deref().unwrap_or(&backend.id),
-                    false,
+                    BackUse::New,
                 );
             }
         }
         session.connect_attempts = 0;
         let after = session.timeouts.back;
-        session.touch_back(after, now, &mut self.timers);
+        session.touch_back(slot, after, now, &mut self.timers);
     }
 
     /// The connect failed before any byte was sent: forget that connection and try another
     /// backend, within the attempt budget.
-    fn connect_failed(&mut self, key: usize) -> Action {
+    fn connect_failed(&mut self, key: usize, slot: Slot) -> Action {
         let now = Instant::now();
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        if let Some(back) = session.back.take() {
+        if let Some(back) = session.backs.take(slot) {
             warn!(
                 "session {}: connecting to backend {} failed",
                 session.uid, back.address
@@ -1029,21 +1057,22 @@ impl Server {
                     .metrics
                     .connect_failed(cluster_id, &back.backend_id, retried);
             }
-            self.backends.connect_failed(back.backend, now);
-            self.backends.connection_closed(back.backend);
+            self.backends.connect_failed(back.lease.key(), now);
             self.drop_back(back);
         }
-        self.retry_or_give_up(key)
+        self.retry_or_give_up(key, slot)
     }
 
-    fn retry_or_give_up(&mut self, key: usize) -> Action {
+    /// After a failed connect in `slot`: another attempt within the budget, else the
+    /// session's answer for no backend.
+    fn retry_or_give_up(&mut self, key: usize, slot: Slot) -> Action {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        session.back_timeout.cancel();
         match &session.cluster_id {
             Some(cluster_id) if session.connect_attempts < self.config.connect_attempts => {
                 Action::Connect {
+                    slot,
                     cluster_id: cluster_id.clone(),
                     sticky_id: None,
                 }
@@ -1052,8 +1081,8 @@ impl Server {
         }
     }
 
-    /// Closes a backend connection. Closing the socket removes it from epoll: no
-    /// `deregister` call is needed, as the descriptor is not shared.
+    /// Closes a backend connection; its lease ends with it. Closing the socket removes it
+    /// from epoll: no `deregister` call is needed, as the descriptor is not shared.
     fn drop_back(&mut self, back: BackConnection) {
         self.sockets.try_remove(back.endpoint.token.0);
         drop(back);
@@ -1072,7 +1101,7 @@ impl Server {
             self.close_session(key);
             return;
         }
-        self.release_back(key);
+        self.release_backs(key);
         if let Some(session) = self.sessions.get_mut(key) {
             session.stage = Stage::Flushing;
             let after = session.timeouts.front;
@@ -1082,6 +1111,7 @@ impl Server {
 
     fn close_session(&mut self, key: usize) {
         self.record_unfinished(key);
+        self.release_backs(key);
         let Some(mut session) = self.sessions.try_remove(key) else {
             return;
         };
@@ -1102,15 +1132,6 @@ impl Server {
         );
         // Dropping the session closes its socket, which leaves epoll by itself.
         self.sockets.try_remove(session.front.token.0);
-        let reusable = http::back_is_reusable(&session);
-        if let Some(back) = session.back.take() {
-            if reusable {
-                self.keep_idle(back);
-            } else {
-                self.backends.connection_closed(back.backend);
-                self.drop_back(back);
-            }
-        }
         self.uncount_per_ip(session.counted_for_ip.take(), session.client_address.ip());
     }
 
@@ -1129,40 +1150,9 @@ impl Server {
         }
     }
 
-    /// Records what a closing session had not recorded yet: its TCP connection, or an HTTP
-    /// request that got no complete answer.
+    /// Records what a closing session had not recorded yet.
     fn record_unfinished(&mut self, key: usize) {
-        self.with_session(key, |session, context| match &session.stage {
-            Stage::Http(_) => http::record_unfinished(session, context),
-            // A pipe on an HTTP listener is an upgraded request, recorded as such.
-            Stage::Pipe(_) | Stage::ExpectProxy(_)
-                if !context.listeners.contains_key(&session.listener_address) =>
-            {
-                let back = session.back.as_ref();
-                let record = RequestRecord {
-                    listener: session.listener_address,
-                    client: session.client_address,
-                    protocol: "TCP",
-                    cluster_id: session.cluster_id.as_deref(),
-                    backend_id: back.map(|b| b.backend_id.as_str()),
-                    backend_address: back.map(|b| b.address),
-                    method: "",
-                    host: "",
-                    path: "",
-                    status: None,
-                    answered_by_proxy: false,
-                    bytes_in: session.front.bytes_read,
-                    bytes_out: session.front.bytes_written,
-                    connect_time: session.connect_time,
-                    first_byte_time: None,
-                    total_time: context.now.duration_since(session.started),
-                    user_agent: "",
-                    request_id: "",
-                };
-                context.recorder.request_done(&record);
-            }
-            _ => {}
-        });
+        self.with_session(key, |session, context| session.record_unfinished(context));
     }
 
     fn fire_timers(&mut self) {
@@ -1188,7 +1178,11 @@ impl Server {
             };
             let timeout = match key.kind {
                 TimeoutKind::Front => &mut session.front_timeout,
-                TimeoutKind::Back => &mut session.back_timeout,
+                TimeoutKind::Back(slot) => match session.backs.timeout_mut(slot) {
+                    Some(timeout) => timeout,
+                    // The connection left the slot: its timeout went with it.
+                    None => continue,
+                },
             };
             if timeout.on_due(at, now, key, &mut self.timers) {
                 debug!("session {}: {:?} timeout", session.uid, key.kind);
@@ -1210,7 +1204,7 @@ impl Server {
             let idle: Vec<usize> = self
                 .sessions
                 .iter()
-                .filter(|(_, session)| http::is_idle(session, now))
+                .filter(|(_, session)| session.is_idle(now))
                 .map(|(key, _)| key)
                 .collect();
             for key in idle {

@@ -33,6 +33,8 @@ impl Server {
     pub(super) fn handle_request(&mut self, request: Request) {
         let Request { id, order } = request;
         debug!("order {id}: {order}");
+        // Orders and queries see backends as the last closed connections left them.
+        self.backends.release_drained();
         let response = match order {
             Order::Status => Response::ok(id, Some(ResponseContent::WorkerStatus(self.status()))),
             Order::SoftStop => {

@@ -8,7 +8,7 @@ use sozu_command_lib::request::HeaderPosition;
 
 use crate::{
     protocol::http::{
-        BackUse, Http, HttpListener,
+        Http, HttpListener, SLOT,
         answers::{AnswerContext, Template},
         body::{Body, Sent, send_message},
         editor::{self, RequestEdits},
@@ -21,7 +21,7 @@ use crate::{
         stream::{Phase, RequestSide, ResponseSide},
         upgrade,
     },
-    session::{Action, BackConnection, Context, Session, Stage},
+    session::{Action, BackConnection, BackUse, Context, Session, Stage},
     socket::{Ready, Transfer},
     timer::{self, TimeoutKind},
 };
@@ -294,12 +294,12 @@ pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) ->
     let back_persistence = http.stream.backend;
     let had_backend = http.stream.cluster_id().is_some();
     http.stream.next();
-    session.back_timeout.cancel();
+    session.cancel_back_timeout(SLOT);
     let after = session.timeouts.front;
     session.touch_front(after, context.now, context.timers);
     if had_backend {
         let action = match back_persistence {
-            Persistence::Close => Action::DropBack,
+            Persistence::Close => Action::DropBack(SLOT),
             Persistence::KeepAlive => Action::ExchangeDone,
         };
         return Step::Do(action);
@@ -361,7 +361,7 @@ fn route(
     let (cluster, status, details, close, extra) =
         match route::decide(listener, context.clusters, context.authorized, request) {
             RouteDecision::Forward(forward) => {
-                let back = session.back.as_ref();
+                let back = session.backs.get(SLOT);
                 return forward_request(
                     http,
                     back,
@@ -516,6 +516,7 @@ fn forward_request(
     http.back_cluster.clear();
     http.back_cluster.push_str(&cluster_id);
     Step::Do(Action::Connect {
+        slot: SLOT,
         cluster_id,
         sticky_id,
     })
@@ -526,7 +527,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Step::Do(Action::Close);
     };
-    let Some(back) = session.back.as_mut() else {
+    let Some(back) = session.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
     let Stage::Http(http) = &mut session.stage else {
@@ -617,7 +618,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
     }
     if back_active {
         let after = session.timeouts.back;
-        session.touch_back(after, context.now, context.timers);
+        session.touch_back(SLOT, after, context.now, context.timers);
     }
     if progress { Step::Progress } else { Step::Wait }
 }
@@ -657,6 +658,7 @@ pub(super) fn backend_failed(
         stream.request = RequestSide::Sending(Body::Done);
         stream.phase = Phase::Connecting;
         return Step::Do(Action::Reconnect {
+            slot: SLOT,
             cluster_id: stream.cluster_id.clone(),
         });
     }

@@ -37,7 +37,7 @@ pub mod route;
 mod stream;
 pub mod upgrade;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use listener::HttpListener;
 
@@ -48,9 +48,15 @@ use crate::{
         parser::Header,
         stream::{Phase, Stream},
     },
-    session::{Action, BackConnection, Context, Session, Stage},
+    session::{
+        Action, BackConnection, BackUse, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage,
+        backs::Slot,
+    },
     socket::{Ready, Unread},
 };
+
+/// The backend connection slot of HTTP/1: one backend connection at a time.
+const SLOT: Slot = Slot::FIRST;
 
 /// The HTTP stage of a session: the HTTP/1 codec's buffers and the stream it carries.
 pub struct Http {
@@ -73,15 +79,6 @@ pub struct Http {
     back_use: BackUse,
     /// The sticky id of the attached backend connection's backend.
     back_sticky_id: Option<String>,
-}
-
-/// Whether the attached backend connection served an earlier request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BackUse {
-    /// Opened for the current request.
-    New,
-    /// Used before: the backend may have closed it meanwhile.
-    Reused,
 }
 
 impl Http {
@@ -147,9 +144,9 @@ fn step(session: &mut Session, context: &mut Context<'_>) -> Step {
                     "session {}: the backend sent bytes with no request outstanding",
                     session.uid
                 );
-                Step::Do(Action::DropBack)
+                Step::Do(Action::DropBack(SLOT))
             }
-            Unread::End => Step::Do(Action::DropBack),
+            Unread::End => Step::Do(Action::DropBack(SLOT)),
         },
         Phase::Connecting => Step::Wait,
         Phase::Answering(close) => connection::write_answer(session, context, close),
@@ -162,7 +159,7 @@ fn step(session: &mut Session, context: &mut Context<'_>) -> Step {
 /// be read as the response to the next request, so the connection must go, as one the
 /// backend closed must.
 fn back_news(session: &mut Session) -> Unread {
-    let Some(back) = session.back.as_mut().filter(|back| back.connected) else {
+    let Some(back) = session.backs.get_mut(SLOT).filter(|back| back.connected) else {
         return Unread::Nothing;
     };
     let endpoint = &mut back.endpoint;
@@ -260,18 +257,9 @@ pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Fai
     }
 }
 
-/// Why the loop asks the session to answer by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    NoBackend,
-    TooManyConnections { retry_after: u64 },
-    BackTimeout,
-    FrontTimeout,
-}
-
-/// The backend connection is established (or taken from the pool, `reused`): start
-/// forwarding. `backend_sticky_id` names the backend for sticky sessions.
-pub fn connected(session: &mut Session, backend_sticky_id: &str, reused: bool) {
+/// The backend connection is established (or taken from the pool): start forwarding.
+/// `backend_sticky_id` names the backend for sticky sessions.
+pub fn connected(session: &mut Session, backend_sticky_id: &str, back_use: BackUse) {
     let Stage::Http(http) = &mut session.stage else {
         return;
     };
@@ -280,11 +268,7 @@ pub fn connected(session: &mut Session, backend_sticky_id: &str, reused: bool) {
     }
     // Whatever was read from another connection is no part of this one's responses.
     http.back_buf.clear();
-    http.back_use = if reused {
-        BackUse::Reused
-    } else {
-        BackUse::New
-    };
+    http.back_use = back_use;
     http.back_sticky_id = Some(backend_sticky_id.to_string());
     let stream = &mut http.stream;
     if let Some(name) = &stream.sticky_name {
@@ -299,10 +283,15 @@ pub fn awaits_response(session: &Session) -> bool {
     matches!(&session.stage, Stage::Http(http) if http.stream.awaits_response())
 }
 
-/// Whether the session's backend connection sits idle between requests, clean: it may serve
-/// another session. Nothing may be left of the last response, in the buffer or the socket.
-pub fn back_is_reusable(session: &Session) -> bool {
-    let clean = session.back.as_ref().is_some_and(BackConnection::is_clean);
+/// Whether the session's backend connection in `slot` sits idle between requests, clean: it
+/// may serve another session. Nothing may be left of the last response, in the buffer or the
+/// socket.
+pub fn back_is_reusable(session: &Session, slot: Slot) -> bool {
+    let clean = slot == SLOT
+        && session
+            .backs
+            .get(SLOT)
+            .is_some_and(BackConnection::is_clean);
     matches!(&session.stage, Stage::Http(http) if clean && http.stream.phase == Phase::Head && http.back_buf.is_empty())
 }
 
@@ -318,9 +307,6 @@ pub fn is_idle(session: &Session, now: Instant) -> bool {
         http.served > 0 || now.saturating_duration_since(session.started) >= FIRST_REQUEST_GRACE;
     http.stream.phase == Phase::Head && http.front_buf.is_empty() && waited
 }
-
-/// How long a stopping worker waits for the first request of a connection it just accepted.
-pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

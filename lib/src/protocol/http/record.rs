@@ -4,7 +4,7 @@ use std::{fmt::Write as _, time::Instant};
 
 use crate::{
     metrics::RequestRecord,
-    protocol::http::stream::Stream,
+    protocol::http::{SLOT, stream::Stream},
     session::{Context, Session, Stage},
 };
 
@@ -45,7 +45,7 @@ pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
         return;
     }
     stream.recorded = true;
-    let back = session.back.as_ref().filter(|_| stream.used_backend);
+    let back = session.backs.get(SLOT).filter(|_| stream.used_backend);
     let record = RequestRecord {
         listener: session.listener_address,
         client: session.client_address,

@@ -5,7 +5,7 @@
 use crate::{
     protocol::{
         http::{
-            Http, HttpListener,
+            Http, HttpListener, SLOT,
             body::{Body, Sent, send_dechunked, send_message},
             connection::{Step, answer, backend_failed, finish_stream, write_response_out},
             editor::{self, ResponseEdits},
@@ -49,7 +49,7 @@ pub(super) fn read_response_head(
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
-    let Some(back_connection) = session.back.as_mut() else {
+    let Some(back_connection) = session.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
     let back = &mut back_connection.endpoint;
@@ -177,12 +177,12 @@ pub(super) fn read_response_head(
                     }
                 };
                 if upgrade {
-                    session.back_timeout.cancel();
+                    session.cancel_back_timeout(SLOT);
                 } else {
                     // The body is awaited from the backend too: one that stalls after the head
                     // must not hold the client until the front timeout.
                     let after = session.timeouts.back;
-                    session.touch_back(after, context.now, context.timers);
+                    session.touch_back(SLOT, after, context.now, context.timers);
                 }
                 return Step::Progress;
             }
@@ -222,7 +222,7 @@ pub(super) fn read_response_head(
             http.back_buf.fill(count);
             http.stream.response = ResponseSide::ReadingHead;
             let after = session.timeouts.back;
-            session.touch_back(after, context.now, context.timers);
+            session.touch_back(SLOT, after, context.now, context.timers);
             Step::Progress
         }
         Transfer::WouldBlock => Step::Wait,
@@ -234,12 +234,12 @@ pub(super) fn read_response_head(
 /// complete.
 pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step {
     let front_key = session.timer_key(TimeoutKind::Front);
-    let back_key = session.timer_key(TimeoutKind::Back);
+    let back_key = session.timer_key(TimeoutKind::Back(SLOT));
     let timeouts = session.timeouts;
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
-    let Some(back_connection) = session.back.as_mut() else {
+    let Some(back_connection) = session.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
     let back = &mut back_connection.endpoint;
@@ -276,8 +276,8 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
                 .front_timeout
                 .set_after(context.now, timeouts.front, front_key, context.timers);
             // The exchange moves: a slow reader does not make the backend look silent.
-            session
-                .back_timeout
+            back_connection
+                .timeout
                 .set_after(context.now, timeouts.back, back_key, context.timers);
         }
         Sent::InvalidBody => {
@@ -304,7 +304,7 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
             Transfer::Moved(count) => {
                 http.back_buf.fill(count);
                 progress = true;
-                session.back_timeout.set_after(
+                back_connection.timeout.set_after(
                     context.now,
                     timeouts.back,
                     back_key,
