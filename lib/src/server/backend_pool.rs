@@ -15,7 +15,8 @@ use std::{
 
 use mio::Token;
 
-use crate::{backends::BackendKey, session::BackConnection, socket::Endpoint};
+use super::{Owner, Server};
+use crate::{backends::BackendKey, session::BackConnection, socket::Endpoint, timer::Timeout};
 
 /// Idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 64;
@@ -132,6 +133,83 @@ impl BackendPool {
             !list.is_empty()
         });
         expired
+    }
+}
+
+/// The loop's side of the pool: sockets of pooled connections belong to the pool.
+impl Server {
+    /// An idle backend connection has news: the backend closed it, or sent what nobody asked
+    /// for. Either way it cannot carry a request any more.
+    pub(super) fn idle_event(&mut self, backend: BackendKey, token: Token) {
+        if let Some(idle) = self.idle_pool.remove(backend, token) {
+            self.close_idle(idle);
+        }
+    }
+
+    /// Keeps a backend connection for later, or closes it if the pool is full or its backend
+    /// takes no new connection.
+    pub(super) fn keep_idle(&mut self, back: BackConnection) {
+        let takes_connections = self
+            .backends
+            .get(back.lease.key())
+            .is_some_and(|b| b.status == sozu_command_lib::response::BackendStatus::Normal);
+        let idle = IdleConnection::new(back, Instant::now());
+        if !takes_connections {
+            self.close_idle(idle);
+            return;
+        }
+        let (token, backend) = (idle.endpoint.token, idle.backend);
+        match self.idle_pool.keep(idle) {
+            None => {
+                if let Some(owner) = self.sockets.get_mut(token.0) {
+                    *owner = Owner::Idle(backend);
+                }
+            }
+            Some(refused) => self.close_idle(refused),
+        }
+    }
+
+    /// A live idle connection to `backend`, if the pool has one, attached to a session again.
+    pub(super) fn take_idle(
+        &mut self,
+        backend: BackendKey,
+        now: Instant,
+    ) -> Option<BackConnection> {
+        let Server {
+            idle_pool, sockets, ..
+        } = self;
+        let idle = idle_pool.take(backend, now, |stale| {
+            sockets.try_remove(stale.endpoint.token.0);
+        })?;
+        let Some(lease) = self.backends.lease(backend) else {
+            self.close_idle(idle);
+            return None;
+        };
+        Some(BackConnection {
+            endpoint: idle.endpoint,
+            lease,
+            backend_id: idle.backend_id,
+            address: idle.address,
+            connected: true,
+            connect_started: now,
+            timeout: Timeout::default(),
+        })
+    }
+
+    /// Closes idle connections kept too long or whose backend is gone.
+    pub(super) fn sweep_idle(&mut self, now: Instant) {
+        let backends = &self.backends;
+        let expired = self
+            .idle_pool
+            .sweep(now, |backend| backends.get(backend).is_none());
+        for idle in expired {
+            self.close_idle(idle);
+        }
+    }
+
+    /// Closes an idle backend connection. Closing the socket removes it from epoll.
+    pub(super) fn close_idle(&mut self, idle: IdleConnection) {
+        self.sockets.try_remove(idle.endpoint.token.0);
     }
 }
 

@@ -15,10 +15,7 @@ use std::{
 };
 
 use log::{debug, error, info, warn};
-use mio::{
-    Events, Interest, Poll, Token,
-    net::{TcpListener, TcpStream},
-};
+use mio::{Events, Interest, Poll, Token, net::TcpListener};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
@@ -32,27 +29,24 @@ use sozu_command_lib::{
 
 use crate::{
     access_log::AccessLog,
-    backends::{BackendKey, BackendMap, PickError},
+    backends::{BackendKey, BackendMap},
     health::{HealthRecord, Probe},
     metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
     protocol::http::{HttpListener, auth::Authorized},
-    session::{
-        Action, BackConnection, BackUse, Context, FIRST_REQUEST_GRACE, Failure, Session,
-        SessionTimeouts, Stage,
-        backs::{Backs, Slot},
-    },
-    socket::{Endpoint, Ready},
-    tcp,
-    timer::{Timeout, TimeoutKind, Timers},
+    session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
+    socket::Ready,
+    timer::{TimeoutKind, Timers},
 };
 
+mod accept;
 mod backend_pool;
+mod connect;
 mod health;
 mod orders;
 mod validation;
 
-use backend_pool::{BackendPool, IdleConnection};
+use backend_pool::BackendPool;
 
 pub use orders::bind_listener;
 pub use validation::{OrderError, Validated, validate};
@@ -450,60 +444,6 @@ impl Server {
         }
     }
 
-    /// An idle backend connection has news: the backend closed it, or sent what nobody asked
-    /// for. Either way it cannot carry a request any more.
-    fn idle_event(&mut self, backend: BackendKey, token: Token) {
-        if let Some(idle) = self.idle_pool.remove(backend, token) {
-            self.close_idle(idle);
-        }
-    }
-
-    /// Keeps a backend connection for later, or closes it if the pool is full or its backend
-    /// takes no new connection.
-    fn keep_idle(&mut self, back: BackConnection) {
-        let takes_connections = self
-            .backends
-            .get(back.lease.key())
-            .is_some_and(|b| b.status == sozu_command_lib::response::BackendStatus::Normal);
-        let idle = IdleConnection::new(back, Instant::now());
-        if !takes_connections {
-            self.close_idle(idle);
-            return;
-        }
-        let (token, backend) = (idle.endpoint.token, idle.backend);
-        match self.idle_pool.keep(idle) {
-            None => {
-                if let Some(owner) = self.sockets.get_mut(token.0) {
-                    *owner = Owner::Idle(backend);
-                }
-            }
-            Some(refused) => self.close_idle(refused),
-        }
-    }
-
-    /// A live idle connection to `backend`, if the pool has one, attached to a session again.
-    fn take_idle(&mut self, backend: BackendKey, now: Instant) -> Option<BackConnection> {
-        let Server {
-            idle_pool, sockets, ..
-        } = self;
-        let idle = idle_pool.take(backend, now, |stale| {
-            sockets.try_remove(stale.endpoint.token.0);
-        })?;
-        let Some(lease) = self.backends.lease(backend) else {
-            self.close_idle(idle);
-            return None;
-        };
-        Some(BackConnection {
-            endpoint: idle.endpoint,
-            lease,
-            backend_id: idle.backend_id,
-            address: idle.address,
-            connected: true,
-            connect_started: now,
-            timeout: Timeout::default(),
-        })
-    }
-
     /// Once a tick: closes idle connections kept too long or whose backend is gone, and runs
     /// the health checks that are due.
     fn housekeeping(&mut self, now: Instant) {
@@ -513,211 +453,6 @@ impl Server {
         self.next_sweep = now + SWEEP_INTERVAL;
         self.run_health_checks(now);
         self.sweep_idle(now);
-    }
-
-    /// Closes idle connections kept too long or whose backend is gone.
-    fn sweep_idle(&mut self, now: Instant) {
-        let backends = &self.backends;
-        let expired = self
-            .idle_pool
-            .sweep(now, |backend| backends.get(backend).is_none());
-        for idle in expired {
-            self.close_idle(idle);
-        }
-    }
-
-    /// Closes an idle backend connection. Closing the socket removes it from epoll.
-    fn close_idle(&mut self, idle: IdleConnection) {
-        self.sockets.try_remove(idle.endpoint.token.0);
-    }
-
-    fn can_accept(&self) -> bool {
-        self.run == Run::Running && self.sessions.len() < self.config.max_connections
-    }
-
-    /// Accepts waiting connections, a bounded batch per listener per turn.
-    fn accept_pending(&mut self) {
-        let pending: Vec<SocketAddr> = self
-            .listeners
-            .iter()
-            .filter(|(_, l)| l.pending)
-            .map(|(address, _)| *address)
-            .collect();
-        for address in pending {
-            for _ in 0..self.config.accept_batch {
-                if !self.can_accept() {
-                    return;
-                }
-                let Some(listener) = self.listeners.get_mut(&address) else {
-                    break;
-                };
-                match listener.socket.accept() {
-                    Ok((stream, peer)) => {
-                        let kind = listener.kind;
-                        self.create_session(address, kind, stream, peer);
-                    }
-                    Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                        listener.pending = false;
-                        break;
-                    }
-                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        // EMFILE and the like: leave the connection in the backlog and retry on
-                        // the next turn rather than spin.
-                        warn!("accept on {address} failed: {error}");
-                        listener.pending = false;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn create_session(
-        &mut self,
-        listener: SocketAddr,
-        kind: ListenerType,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) {
-        match kind {
-            ListenerType::Tcp => self.create_tcp_session(listener, stream, peer),
-            ListenerType::Http | ListenerType::Https => {
-                self.create_http_session(listener, stream, peer)
-            }
-        }
-    }
-
-    fn create_tcp_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
-        let Some(config) = self
-            .state
-            .tcp_listeners
-            .get(&listener)
-            .map(|l| l.config.clone())
-        else {
-            return;
-        };
-        let Some(cluster_id) = self
-            .state
-            .tcp_frontends
-            .get(&listener)
-            .map(|f| f.cluster_id.clone())
-        else {
-            debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
-            return;
-        };
-        let to_backend = self
-            .state
-            .clusters
-            .get(&cluster_id)
-            .and_then(|c| c.proxy_protocol);
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.front_timeout,
-        };
-        let then = tcp::AfterProxy::Pipe {
-            to_backend,
-            splice: config.splice.then_some(self.config.splice_pipe_capacity),
-        };
-        let Some(key) = self.new_session(
-            listener,
-            stream,
-            peer,
-            timeouts,
-            Some(cluster_id),
-            |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
-        ) else {
-            return;
-        };
-        self.drive(key);
-    }
-
-    fn create_http_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
-        let Some(http_listener) = self.http_listeners.get(&listener) else {
-            return;
-        };
-        let config = http_listener.config.clone();
-        let tls_config = http_listener
-            .tls
-            .as_ref()
-            .map(|settings| settings.config.clone());
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.request_timeout,
-        };
-        let then = tcp::AfterProxy::Http(tls_config);
-        let Some(key) =
-            self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
-                tcp::first_stage(session, pool, config.expect_proxy, then)
-            })
-        else {
-            return;
-        };
-        self.drive(key);
-    }
-
-    /// Registers an accepted connection and stores its session; returns the session's key.
-    fn new_session(
-        &mut self,
-        listener: SocketAddr,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        timeouts: SessionTimeouts,
-        cluster_id: Option<String>,
-        first_stage: impl FnOnce(&mut Session, &Pool),
-    ) -> Option<usize> {
-        let _ = stream.set_nodelay(true);
-        // A listener bound to one address is the connection's local address; only a wildcard
-        // listener needs to ask the kernel (`getsockname`).
-        let local = if listener.ip().is_unspecified() {
-            stream.local_addr().unwrap_or(listener)
-        } else {
-            listener
-        };
-        let entry = self.sessions.vacant_entry();
-        let key = entry.key();
-        let token = Token(self.sockets.insert(Owner::Front(key)));
-        if let Err(error) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            error!("cannot register a connection from {peer}: {error}");
-            self.sockets.remove(token.0);
-            return None;
-        }
-        let uid = self.next_uid;
-        self.next_uid += 1;
-        let now = Instant::now();
-        self.recorder.metrics.accepted(listener);
-        let mut session = Session {
-            uid,
-            key,
-            listener_address: listener,
-            front: Endpoint::new(stream, token),
-            backs: Backs::default(),
-            client_address: peer,
-            local_address: local,
-            received_proxy_header: None,
-            stage: Stage::Closed,
-            cluster_id,
-            timeouts,
-            front_timeout: Default::default(),
-            connect_attempts: 0,
-            started: now,
-            counted_for_ip: None,
-            connect_time: None,
-            handshake_counted: false,
-        };
-        first_stage(&mut session, &self.pool);
-        session.touch_front(timeouts.front, now, &mut self.timers);
-        entry.insert(session);
-        debug!("session {uid}: accepted {peer} on {listener}");
-        Some(key)
     }
 
     /// Runs a session until it waits, acting on what it asks.
@@ -838,256 +573,6 @@ impl Server {
         self.close_session(key);
     }
 
-    /// Opens a connection to a backend of the cluster in the session's `slot`: the one
-    /// `sticky_id` names if it is available, else one the cluster's balancer picks.
-    fn connect(
-        &mut self,
-        key: usize,
-        slot: Slot,
-        cluster_id: &str,
-        sticky_id: Option<&str>,
-    ) -> Action {
-        let now = Instant::now();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        session.cluster_id = Some(cluster_id.to_string());
-        let uid = session.uid;
-        let client_ip = session.client_address.ip();
-        if session.counted_for_ip.as_deref() != Some(cluster_id) {
-            let cluster = self.state.clusters.get(cluster_id);
-            let limit = cluster
-                .and_then(|c| c.max_connections_per_ip)
-                .unwrap_or(self.state.max_connections_per_ip);
-            let count = self
-                .per_ip
-                .get(&(cluster_id.to_string(), client_ip))
-                .copied()
-                .unwrap_or(0);
-            if limit > 0 && count >= limit {
-                debug!(
-                    "session {uid}: {client_ip} is over its {limit} connections to `{cluster_id}`"
-                );
-                let retry_after = cluster
-                    .and_then(|c| c.retry_after)
-                    .unwrap_or(self.config.retry_after)
-                    .as_secs();
-                return self.answer_failure(key, Failure::TooManyConnections { retry_after });
-            }
-            // A keep-alive connection moving to another cluster stops counting for the one
-            // it leaves: it counts for the cluster it uses now.
-            let left = session.counted_for_ip.replace(cluster_id.to_string());
-            self.uncount_per_ip(left, client_ip);
-            *self
-                .per_ip
-                .entry((cluster_id.to_string(), client_ip))
-                .or_insert(0) += 1;
-        }
-        let sticky = sticky_id.and_then(|id| self.backends.pick_sticky(cluster_id, id, now));
-        let backend =
-            match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
-                Ok(backend) => backend,
-                Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
-                    debug!("session {uid}: no backend available in `{cluster_id}`");
-                    return self.answer_failure(key, Failure::NoBackend);
-                }
-            };
-        if let Some(back) = self.take_idle(backend, now) {
-            return self.reuse(key, slot, backend, back, now);
-        }
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        let Some((address, backend_id)) = self
-            .backends
-            .get(backend)
-            .map(|b| (b.address, b.id.clone()))
-        else {
-            return self.answer_failure(key, Failure::NoBackend);
-        };
-        session.connect_attempts += 1;
-        let mut stream = match TcpStream::connect(address) {
-            Ok(stream) => stream,
-            Err(error) => {
-                debug!(
-                    "session {}: connect to {address} failed at once: {error}",
-                    session.uid
-                );
-                self.backends.connect_failed(backend, now);
-                return self.retry_or_give_up(key, slot);
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let token = Token(self.sockets.insert(Owner::Back { session: key, slot }));
-        if let Err(error) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            error!("cannot register a connection to {address}: {error}");
-            self.sockets.remove(token.0);
-            return Action::Close;
-        }
-        let Some(lease) = self.backends.lease(backend) else {
-            self.sockets.remove(token.0);
-            return self.answer_failure(key, Failure::NoBackend);
-        };
-        session.backs.insert(
-            slot,
-            BackConnection {
-                endpoint: Endpoint::new(stream, token),
-                lease,
-                backend_id,
-                address,
-                connected: false,
-                connect_started: now,
-                timeout: Timeout::default(),
-            },
-        );
-        let connect = session.timeouts.connect;
-        session.touch_back(slot, connect, now, &mut self.timers);
-        Action::Wait
-    }
-
-    /// Gives the session's `slot` an idle connection to `backend` from the pool.
-    fn reuse(
-        &mut self,
-        key: usize,
-        slot: Slot,
-        backend: BackendKey,
-        mut back: BackConnection,
-        now: Instant,
-    ) -> Action {
-        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
-            *owner = Owner::Back { session: key, slot };
-        }
-        // The socket was writable when pooled; edge-triggered, it stays so until a write fills it.
-        back.endpoint.readiness.event.insert(Ready::WRITABLE);
-        let sticky = self
-            .backends
-            .get(backend)
-            .map(|b| b.sticky_id.clone().unwrap_or_else(|| b.id.clone()))
-            .unwrap_or_default();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        session.backs.insert(slot, back);
-        session.connect_time = None;
-        session.backend_connected(slot, &sticky, BackUse::Reused);
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, now, &mut self.timers);
-        self.run_session(key)
-    }
-
-    /// Takes the backend connection of the session's `slot` away: into the pool when it is
-    /// clean and idle, else closed.
-    fn release_back(&mut self, key: usize, slot: Slot) {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let reusable = session.is_back_reusable(slot);
-        let Some(back) = session.backs.take(slot) else {
-            return;
-        };
-        if reusable {
-            self.keep_idle(back);
-        } else {
-            self.drop_back(back);
-        }
-    }
-
-    /// Takes every backend connection of the session away (see [`Server::release_back`]).
-    fn release_backs(&mut self, key: usize) {
-        while let Some(slot) = self
-            .sessions
-            .get(key)
-            .and_then(|session| session.backs.iter().next())
-            .map(|(slot, _)| slot)
-        {
-            self.release_back(key, slot);
-        }
-    }
-
-    /// The backend connection of `slot` is up: account for it and start its back idle
-    /// timeout.
-    fn connected(&mut self, key: usize, slot: Slot) {
-        let now = Instant::now();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if let Some(back) = session.backs.get(slot) {
-            let connect_time = now.duration_since(back.connect_started);
-            self.backends
-                .connect_succeeded(back.lease.key(), connect_time);
-            session.connect_time = Some(connect_time);
-            if let Some(cluster_id) = &session.cluster_id {
-                self.recorder
-                    .metrics
-                    .connected(cluster_id, &back.backend_id, connect_time);
-            }
-            debug!("session {}: connected to {}", session.uid, back.address);
-            if let Some(backend) = self.backends.get(back.lease.key()) {
-                session.backend_connected(
-                    slot,
-                    backend.sticky_id.as_deref().unwrap_or(&backend.id),
-                    BackUse::New,
-                );
-            }
-        }
-        session.connect_attempts = 0;
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, now, &mut self.timers);
-    }
-
-    /// The connect failed before any byte was sent: forget that connection and try another
-    /// backend, within the attempt budget.
-    fn connect_failed(&mut self, key: usize, slot: Slot) -> Action {
-        let now = Instant::now();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        if let Some(back) = session.backs.take(slot) {
-            warn!(
-                "session {}: connecting to backend {} failed",
-                session.uid, back.address
-            );
-            if let Some(cluster_id) = &session.cluster_id {
-                let retried = session.connect_attempts < self.config.connect_attempts;
-                self.recorder
-                    .metrics
-                    .connect_failed(cluster_id, &back.backend_id, retried);
-            }
-            self.backends.connect_failed(back.lease.key(), now);
-            self.drop_back(back);
-        }
-        self.retry_or_give_up(key, slot)
-    }
-
-    /// After a failed connect in `slot`: another attempt within the budget, else the
-    /// session's answer for no backend.
-    fn retry_or_give_up(&mut self, key: usize, slot: Slot) -> Action {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        match &session.cluster_id {
-            Some(cluster_id) if session.connect_attempts < self.config.connect_attempts => {
-                Action::Connect {
-                    slot,
-                    cluster_id: cluster_id.clone(),
-                    sticky_id: None,
-                }
-            }
-            _ => self.answer_failure(key, Failure::NoBackend),
-        }
-    }
-
-    /// Closes a backend connection; its lease ends with it. Closing the socket removes it
-    /// from epoll: no `deregister` call is needed, as the descriptor is not shared.
-    fn drop_back(&mut self, back: BackConnection) {
-        self.sockets.try_remove(back.endpoint.token.0);
-        drop(back);
-    }
-
     /// Closes the session once the client socket has sent what is pending (the end of an
     /// encrypted answer, a close_notify), within one front timeout: a session already flushing
     /// is closed for good, so a client that stops reading cannot hold it open by never
@@ -1133,21 +618,6 @@ impl Server {
         // Dropping the session closes its socket, which leaves epoll by itself.
         self.sockets.try_remove(session.front.token.0);
         self.uncount_per_ip(session.counted_for_ip.take(), session.client_address.ip());
-    }
-
-    /// A connection of `client_ip` stops counting for `cluster_id` (for
-    /// `max_connections_per_ip`).
-    fn uncount_per_ip(&mut self, cluster_id: Option<String>, client_ip: IpAddr) {
-        let Some(cluster_id) = cluster_id else {
-            return;
-        };
-        let ip_key = (cluster_id, client_ip);
-        if let Some(count) = self.per_ip.get_mut(&ip_key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.per_ip.remove(&ip_key);
-            }
-        }
     }
 
     /// Records what a closing session had not recorded yet.
