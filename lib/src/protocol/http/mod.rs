@@ -316,3 +316,6 @@ impl std::fmt::Debug for Http {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
