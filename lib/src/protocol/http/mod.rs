@@ -10,7 +10,7 @@
 //! refused with 405: the proxy opens no tunnel.
 //!
 //! Bodies are forwarded as they come, never buffered whole: the framing trackers of the
-//! parser find where a message ends ([`body`]), so bytes after it (a pipelined request, say)
+//! parser find where a message ends (`body`), so bytes after it (a pipelined request, say)
 //! are never sent with it. No byte crosses from one exchange to the next on the backend side
 //! either: a backend connection that holds bytes after a complete response, or sends any
 //! while no request is outstanding, is closed, never reused (see [`back_is_reusable`]).
@@ -20,9 +20,9 @@
 //!
 //! The parts: [`parser`] (message heads, zero-copy over the buffer), [`editor`] (header
 //! edits), [`listener`] (what a listener gives its sessions), [`route`] (the routing policy,
-//! without I/O), [`auth`] (Basic authentication), [`stream`] (one request and its response
-//! as typed phases), [`connection`] and [`response`] (the HTTP/1 codec: the request side and
-//! the proxy's answers, the response side), [`record`] (request ids, the access-log record).
+//! without I/O), [`auth`] (Basic authentication), `stream` (one request and its response
+//! as typed phases), `connection` and `response` (the HTTP/1 codec: the request side and
+//! the proxy's answers, the response side), `record` (request ids, the access-log record).
 
 pub mod answers;
 pub mod auth;
