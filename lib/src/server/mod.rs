@@ -48,7 +48,7 @@ mod validation;
 
 use backend_pool::BackendPool;
 
-pub use orders::bind_listener;
+pub use orders::{ApplyError, bind_listener};
 pub use validation::{OrderError, Validated, validate};
 
 /// Settings of a worker that orders do not change.
@@ -302,7 +302,7 @@ impl Server {
 
     /// Applies the orders that build `state`, before serving (a worker started by the main
     /// process gets the current state this way).
-    pub fn load_state(&mut self, state: &ConfigState) -> Result<(), String> {
+    pub fn load_state(&mut self, state: &ConfigState) -> Result<(), ApplyError> {
         for order in state.orders() {
             self.apply_order(&order)?;
         }
