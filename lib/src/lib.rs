@@ -84,7 +84,8 @@
 //!   `server/health.rs` runs active health checks.
 //! - [`session`]: a client connection, its backend connections by slot ([`session::backs`]),
 //!   and the stage (an enum with a hand-written delegating `match`) that moves bytes between
-//!   them; what the loop lends a stage is a [`session::Context`].
+//!   them; what the loop lends a stage is a [`session::Context`]. [`session::endpoint`] is
+//!   one end of a session: a socket, its token and readiness, reads and writes, TLS inside.
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
 //!   request with typed phases, the routing policy as a pure decision, Basic auth, the
 //!   proxy's answers, the access-log record); [`protocol::pipe`] copies bytes both ways (TCP
@@ -95,9 +96,8 @@
 //! - [`router`]: hostnames, paths and methods to frontends; one lookup per request.
 //! - [`backends`] and [`load_balancing`]: backends per cluster, their state, connection
 //!   accounting by lease, and the choice of a backend; [`health`] keeps health check verdicts.
-//! - [`socket`]: the socket abstraction of a session's ends (readiness, reads and writes,
-//!   TLS inside). [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the
-//!   deadlines of sessions. [`metrics`] and [`access_log`]: figures and request lines.
+//! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
+//!   sessions. [`metrics`] and [`access_log`]: figures and request lines.
 #![deny(unsafe_code)]
 
 pub mod access_log;
@@ -111,6 +111,5 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
-pub mod socket;
 pub mod tcp;
 pub mod timer;

@@ -19,8 +19,8 @@ use crate::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
     },
+    session::endpoint::{Ready, Transfer},
     session::{Action, Context, Session, Stage, backs::Slot},
-    socket::{Ready, Transfer},
     timer::TimeoutKind,
 };
 

@@ -10,8 +10,8 @@ use sozu_command_lib::request::ListenerType;
 use super::{Owner, Run, Server};
 use crate::{
     pool::Pool,
+    session::endpoint::Endpoint,
     session::{Session, SessionTimeouts, Stage, backs::Backs},
-    socket::Endpoint,
     tcp,
 };
 

@@ -16,7 +16,11 @@ use std::{
 use mio::Token;
 
 use super::{Owner, Server};
-use crate::{backends::BackendKey, session::BackConnection, socket::Endpoint, timer::Timeout};
+use crate::{
+    backends::BackendKey,
+    session::{BackConnection, endpoint::Endpoint},
+    timer::Timeout,
+};
 
 /// Idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 64;

@@ -10,8 +10,8 @@ use mio::{Interest, Token, net::TcpStream};
 use super::{Owner, Server};
 use crate::{
     backends::{BackendKey, PickError},
+    session::endpoint::{Endpoint, Ready},
     session::{Action, BackConnection, BackUse, Failure, backs::Slot},
-    socket::{Endpoint, Ready},
     timer::Timeout,
 };
 

@@ -34,8 +34,8 @@ use crate::{
     metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
     protocol::http::{HttpListener, auth::Authorized},
+    session::endpoint::Ready,
     session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
-    socket::Ready,
     timer::{TimeoutKind, Timers},
 };
 

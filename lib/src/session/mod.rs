@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 use sozu_command_lib::request::Cluster;
 
 pub mod backs;
+pub mod endpoint;
 
 use crate::{
     backends::BackendLease,
@@ -23,7 +24,7 @@ use crate::{
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses},
-    socket::{Endpoint, Ready},
+    session::endpoint::{Endpoint, Ready},
     tcp,
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
 };

@@ -6,7 +6,7 @@ use std::io::IoSlice;
 use crate::{
     pool::Buffer,
     protocol::http::parser::{BodyFraming, BodyProgress, ChunkedBody, ContentLengthBody, Limits},
-    socket::{Endpoint, Ready, Transfer},
+    session::endpoint::{Endpoint, Ready, Transfer},
 };
 
 /// Where a message body stands.

@@ -21,8 +21,8 @@ use crate::{
         stream::{Phase, RequestSide, ResponseSide},
         upgrade,
     },
+    session::endpoint::{Ready, Transfer},
     session::{Action, BackConnection, BackUse, Context, Session, Stage},
-    socket::{Ready, Transfer},
     timer::{self, TimeoutKind},
 };
 

@@ -48,11 +48,11 @@ use crate::{
         parser::Header,
         stream::{Phase, Stream},
     },
+    session::endpoint::{Ready, Unread},
     session::{
         Action, BackConnection, BackUse, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage,
         backs::Slot,
     },
-    socket::{Ready, Unread},
 };
 
 /// The backend connection slot of HTTP/1: one backend connection at a time.

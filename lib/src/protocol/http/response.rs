@@ -19,8 +19,8 @@ use crate::{
         },
         pipe::Pipe,
     },
+    session::endpoint::{Ready, Transfer},
     session::{Action, Context, Session, Stage},
-    socket::{Ready, Transfer},
     timer::TimeoutKind,
 };
 

@@ -21,8 +21,8 @@ use crate::{
     metrics::{Metrics, Recorder},
     protocol::http::{answers::Answers, parser::Limits},
     router::Router,
+    session::endpoint::{Endpoint, Ready, Unread},
     session::{SessionTimeouts, backs::Backs},
-    socket::{Endpoint, Ready, Unread},
     timer::{Timeout, TimeoutKind, Timers},
 };
 
