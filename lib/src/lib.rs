@@ -89,7 +89,8 @@
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
 //!   request with typed phases, the routing policy as a pure decision, Basic auth, the
 //!   proxy's answers, the access-log record); [`protocol::pipe`] copies bytes both ways (TCP
-//!   mode, upgraded connections), with [`protocol::splice`] on Linux; [`protocol::tls`] is
+//!   mode, upgraded connections), with [`protocol::splice`] on Linux, after
+//!   [`protocol::sniff`] decided where a TCP connection goes; [`protocol::tls`] is
 //!   the rustls server side; [`protocol::proxy_protocol`] reads and writes PROXY headers.
 //! - [`tcp`] and [`https`]: what is particular to TCP listeners (the PROXY header stage, the
 //!   pipe's first bytes) and to HTTPS listeners (TLS settings and certificates).

@@ -1,10 +1,11 @@
 //! TCP mode: every connection accepted on a TCP listener is piped to a backend of the cluster
 //! of the listener's frontend.
 //!
-//! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Pipe`. The pipe
-//! is created before the backend connection exists, so the client's first bytes wait in its
-//! buffer (the very buffer the PROXY header was read into, never a copy); a PROXY header for
-//! the backend, when the cluster sends one, goes ahead of them from storage of its own.
+//! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Sniff` (where
+//! the connection goes, [`crate::protocol::sniff`]) → `Pipe`. The client's first bytes wait in
+//! their buffer (the very buffer the PROXY header was read into, never a copy) until the pipe
+//! replays them; a PROXY header for the backend, when the cluster sends one, goes ahead of
+//! them from storage of its own.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
+        sniff::{Decision, Sniff},
     },
     session::endpoint::{Ready, Transfer},
     session::{Action, Context, Session, Stage, backs::Slot},
@@ -65,9 +67,11 @@ fn after_proxy(
     already_read: Buffer,
 ) -> Stage {
     match then {
-        AfterProxy::Pipe { to_backend, splice } => {
-            Stage::Pipe(pipe(session, already_read, pool, splice, to_backend))
-        }
+        AfterProxy::Pipe { to_backend, splice } => Stage::Sniff(Sniff {
+            buffer: already_read,
+            to_backend,
+            splice,
+        }),
         AfterProxy::Http(None) => Stage::Http(Box::new(Http::with_input(pool, already_read))),
         AfterProxy::Http(Some(config)) => {
             // What followed the PROXY header is the start of the TLS stream (the ClientHello).
@@ -82,6 +86,27 @@ fn after_proxy(
                 }
             }
         }
+    }
+}
+
+/// Decides where the connection goes and builds its pipe. Returns `None` once the pipe is in
+/// place, or the action to take.
+pub fn sniff(session: &mut Session, pool: &Pool) -> Option<Action> {
+    let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
+        return Some(Action::Close);
+    };
+    match sniff.decide(session.cluster_id.as_deref()) {
+        Decision::Route(cluster_id) => {
+            session.cluster_id = Some(cluster_id);
+            let Sniff {
+                buffer,
+                to_backend,
+                splice,
+            } = sniff;
+            session.stage = Stage::Pipe(pipe(session, buffer, pool, splice, to_backend));
+            None
+        }
+        Decision::Close => Some(Action::Close),
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
     metrics::Recorder,
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized},
-    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses},
+    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, sniff::Sniff},
     session::endpoint::{Endpoint, Ready},
     tcp,
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
@@ -138,6 +138,8 @@ pub struct Context<'a> {
 pub enum Stage {
     /// Reading the PROXY protocol header the listener expects.
     ExpectProxy(tcp::ExpectProxy),
+    /// Deciding where a TCP connection goes, its first bytes held.
+    Sniff(Sniff),
     /// Copying bytes both ways (TCP mode, or after an HTTP upgrade).
     Pipe(Pipe),
     /// HTTP/1.1 requests and responses.
@@ -238,6 +240,11 @@ impl Session {
                     // The header is read and the next stage is in place.
                     None => continue,
                 },
+                Stage::Sniff(_) => match tcp::sniff(self, context.pool) {
+                    Some(action) => action,
+                    // The pipe is in place.
+                    None => continue,
+                },
                 Stage::Pipe(_) => tcp::ready(self, context),
                 Stage::Http(_) => http::ready(self, context),
                 Stage::Flushing => Action::Wait,
@@ -278,9 +285,11 @@ impl Session {
     pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
         match self.stage {
             Stage::Http(_) => http::answer_for(self, context, failure),
-            Stage::ExpectProxy(_) | Stage::Pipe(_) | Stage::Flushing | Stage::Closed => {
-                Action::Close
-            }
+            Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => Action::Close,
         }
     }
 
@@ -293,6 +302,7 @@ impl Session {
             }
             Stage::Http(_)
             | Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
             | Stage::Pipe(_)
             | Stage::Flushing
             | Stage::Closed => {}
@@ -304,7 +314,11 @@ impl Session {
     pub fn is_back_reusable(&self, slot: Slot) -> bool {
         match self.stage {
             Stage::Http(_) => http::back_is_reusable(self, slot),
-            Stage::ExpectProxy(_) | Stage::Pipe(_) | Stage::Flushing | Stage::Closed => false,
+            Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
         }
     }
 
@@ -313,7 +327,11 @@ impl Session {
     pub fn is_idle(&self, now: Instant) -> bool {
         match self.stage {
             Stage::Http(_) => http::is_idle(self, now),
-            Stage::ExpectProxy(_) | Stage::Pipe(_) | Stage::Flushing | Stage::Closed => false,
+            Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
         }
     }
 
@@ -323,12 +341,16 @@ impl Session {
         match self.stage {
             Stage::Http(_) => http::record_unfinished(self, context),
             // A pipe on an HTTP listener is an upgraded request, recorded as such.
-            Stage::Pipe(_) | Stage::ExpectProxy(_)
+            Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_)
                 if !context.listeners.contains_key(&self.listener_address) =>
             {
                 tcp::record_connection(self, context)
             }
-            Stage::Pipe(_) | Stage::ExpectProxy(_) | Stage::Flushing | Stage::Closed => {}
+            Stage::Pipe(_)
+            | Stage::Sniff(_)
+            | Stage::ExpectProxy(_)
+            | Stage::Flushing
+            | Stage::Closed => {}
         }
     }
 
