@@ -115,7 +115,7 @@ impl Log for SwappableLogger {
 }
 
 /// Checks a filter: a level, or comma-separated directives that each end with a level
-/// (`info,sozu_lib::http=debug`). `env_logger` skips what it cannot read; an operator should
+/// (`info,sozu_lib::protocol::http=debug`). `env_logger` skips what it cannot read; an operator should
 /// be told instead.
 pub fn check_filter(filter: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];

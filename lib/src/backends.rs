@@ -6,12 +6,17 @@
 //! back) or DRAINING (removed by an order: no new connection; it is forgotten when its last
 //! connection ends). Backups are chosen only when no normal backend is available.
 //!
-//! Sessions hold a [`BackendKey`]; a key stays valid while the backend has connections, and a
-//! stale key (the backend is gone) is simply not found.
+//! Sessions hold a [`BackendLease`] for each backend connection they have: it counts the
+//! connection for its backend from the moment it is attached to a session (connect started,
+//! or taken from the idle pool) until it leaves it (pooled, closed, or the session gone), and
+//! its `Drop` is the only place a connection stops counting. A key stays valid while the
+//! backend has connections, and a stale key (the backend is gone) is simply not found.
 
 use std::{
+    cell::Cell,
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -46,8 +51,8 @@ pub struct Backend {
     pub weight: u32,
     pub backup: bool,
     pub status: BackendStatus,
-    /// Open connections (including connects in progress).
-    pub connections: u64,
+    /// Connections attached to sessions (including connects in progress), counted by leases.
+    counters: Rc<Counters>,
     /// Requests sent and not yet answered.
     pub requests: u64,
     /// Connect failures in a row.
@@ -73,9 +78,14 @@ impl Backend {
         }
     }
 
+    /// Connections attached to sessions (including connects in progress).
+    pub fn connections(&self) -> u64 {
+        self.counters.connections.get()
+    }
+
     fn load(&self) -> Load {
         Load {
-            connections: self.connections,
+            connections: self.connections(),
             requests: self.requests,
             average_connect_time: self.connect_time,
         }
@@ -92,9 +102,45 @@ impl Backend {
     pub fn runtime(&self) -> BackendRuntime {
         BackendRuntime {
             status: self.reported_status(),
-            active_connections: self.connections,
+            active_connections: self.connections(),
             failures: self.failures,
             healthy: self.healthy,
+        }
+    }
+}
+
+/// What the leases of a backend share with it.
+#[derive(Debug)]
+struct Counters {
+    connections: Cell<u64>,
+    /// The backend was removed: it goes when its last connection ends.
+    draining: Cell<bool>,
+    /// Shared by every backend of the map: a draining backend lost its last connection.
+    drained: Rc<Cell<bool>>,
+}
+
+/// One backend connection attached to a session, counted for its backend while the lease
+/// lives.
+#[derive(Debug)]
+pub struct BackendLease {
+    key: BackendKey,
+    counters: Rc<Counters>,
+}
+
+impl BackendLease {
+    /// The backend the connection goes to.
+    pub fn key(&self) -> BackendKey {
+        self.key
+    }
+}
+
+impl Drop for BackendLease {
+    fn drop(&mut self) {
+        let counters = &self.counters;
+        let left = counters.connections.get().saturating_sub(1);
+        counters.connections.set(left);
+        if left == 0 && counters.draining.get() {
+            counters.drained.set(true);
         }
     }
 }
@@ -148,6 +194,9 @@ pub struct BackendMap {
     next_uid: u64,
     /// Events waiting to be reported to the main process.
     events: Vec<Event>,
+    /// A draining backend lost its last connection since the last
+    /// [`BackendMap::release_drained`].
+    drained: Rc<Cell<bool>>,
 }
 
 impl BackendMap {
@@ -178,7 +227,8 @@ impl BackendMap {
         for index in cluster.members {
             if let Some(backend) = self.backends.get_mut(index) {
                 backend.status = BackendStatus::Draining;
-                if backend.connections == 0 {
+                backend.counters.draining.set(true);
+                if backend.connections() == 0 {
                     self.backends.remove(index);
                 }
             }
@@ -199,7 +249,11 @@ impl BackendMap {
             weight: add.weight,
             backup: add.backup,
             status: BackendStatus::Normal,
-            connections: 0,
+            counters: Rc::new(Counters {
+                connections: Cell::new(0),
+                draining: Cell::new(false),
+                drained: self.drained.clone(),
+            }),
             requests: 0,
             failures: 0,
             retry_at: None,
@@ -230,7 +284,8 @@ impl BackendMap {
         cluster.dirty = true;
         let backend = self.backends.get_mut(index)?;
         backend.status = BackendStatus::Draining;
-        if backend.connections == 0 {
+        backend.counters.draining.set(true);
+        if backend.connections() == 0 {
             self.forget(index);
             return None;
         }
@@ -345,11 +400,15 @@ impl BackendMap {
         })
     }
 
-    /// A connection to the backend is being opened.
-    pub fn connection_opened(&mut self, key: BackendKey) {
-        if let Some(backend) = self.get_mut(key) {
-            backend.connections += 1;
-        }
+    /// Counts a connection to the backend for as long as the lease lives; `None` when the
+    /// backend is gone.
+    pub fn lease(&self, key: BackendKey) -> Option<BackendLease> {
+        let backend = self.get(key)?;
+        let counters = backend.counters.clone();
+        counters
+            .connections
+            .set(counters.connections.get().saturating_add(1));
+        Some(BackendLease { key, counters })
     }
 
     /// A connect to the backend succeeded after `connect_time`.
@@ -431,15 +490,19 @@ impl BackendMap {
         }
     }
 
-    /// A connection to the backend ended. A draining backend without connections is
-    /// forgotten.
-    pub fn connection_closed(&mut self, key: BackendKey) {
-        let Some(backend) = self.get_mut(key) else {
+    /// Forgets the draining backends whose last lease ended.
+    pub fn release_drained(&mut self) {
+        if !self.drained.replace(false) {
             return;
-        };
-        backend.connections = backend.connections.saturating_sub(1);
-        if backend.status == BackendStatus::Draining && backend.connections == 0 {
-            self.forget(key.index);
+        }
+        let drained: Vec<usize> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.status == BackendStatus::Draining && b.connections() == 0)
+            .map(|(index, _)| index)
+            .collect();
+        for index in drained {
+            self.forget(index);
         }
     }
 
@@ -529,8 +592,10 @@ impl BackendMap {
         self.mark_dirty(cluster_id);
     }
 
-    /// Events since the last call.
+    /// Events since the last call (draining backends whose last lease ended are forgotten
+    /// first, and reported).
     pub fn take_events(&mut self) -> Vec<Event> {
+        self.release_drained();
         std::mem::take(&mut self.events)
     }
 }
@@ -698,13 +763,14 @@ pub(crate) mod tests {
                 break key;
             }
         };
-        map.connection_opened(key);
+        let lease = map.lease(key).unwrap();
         map.remove("c", "a");
         assert_eq!(map.get(key).unwrap().status, BackendStatus::Draining);
         for _ in 0..10 {
             assert_eq!(picked_id(&mut map, now).as_deref(), Some("b"));
         }
-        map.connection_closed(key);
+        drop(lease);
+        map.release_drained();
         assert!(map.get(key).is_none());
         assert_eq!(map.cluster_backends("c").count(), 1);
         let kinds: Vec<_> = map.take_events().into_iter().map(|e| e.kind).collect();

@@ -72,12 +72,38 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Layout
+//!
+//! - [`server`]: the event loop. It owns the sessions, the sockets (by token), the timers,
+//!   the backends, the idle pool and the orders, and never names a protocol: it acts on the
+//!   [`session::Action`]s sessions return. `server/accept.rs` accepts connections and gives
+//!   each session its first stage by listener kind; `server/connect.rs` opens backend
+//!   connections for a (session, slot); `server/backend_pool.rs` keeps idle backend
+//!   connections; `server/orders.rs` applies orders, checked by `server/validation.rs`;
+//!   `server/health.rs` runs active health checks.
+//! - [`session`]: a client connection, its backend connections by slot ([`session::backs`]),
+//!   and the stage (an enum with a hand-written delegating `match`) that moves bytes between
+//!   them; what the loop lends a stage is a [`session::Context`]. [`session::endpoint`] is
+//!   one end of a session: a socket, its token and readiness, reads and writes, TLS inside.
+//! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
+//!   request with typed phases, the routing policy as a pure decision, Basic auth, the
+//!   proxy's answers, the access-log record); [`protocol::pipe`] copies bytes both ways (TCP
+//!   mode, upgraded connections), with [`protocol::splice`] on Linux, after
+//!   [`protocol::sniff`] decided where a TCP connection goes; [`protocol::tls`] is
+//!   the rustls server side; [`protocol::proxy_protocol`] reads and writes PROXY headers.
+//! - [`tcp`] and [`https`]: what is particular to TCP listeners (the PROXY header stage, the
+//!   pipe's first bytes) and to HTTPS listeners (TLS settings and certificates).
+//! - [`router`]: hostnames, paths and methods to frontends; one lookup per request.
+//! - [`backends`] and [`load_balancing`]: backends per cluster, their state, connection
+//!   accounting by lease, and the choice of a backend; [`health`] keeps health check verdicts.
+//! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
+//!   sessions. [`metrics`] and [`access_log`]: figures and request lines.
 #![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod backends;
 pub mod health;
-pub mod http;
 pub mod https;
 pub mod load_balancing;
 pub mod metrics;
@@ -86,6 +112,5 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
-pub mod socket;
 pub mod tcp;
 pub mod timer;

@@ -1,10 +1,11 @@
 //! TCP mode: every connection accepted on a TCP listener is piped to a backend of the cluster
 //! of the listener's frontend.
 //!
-//! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Pipe`. The pipe
-//! is created before the backend connection exists, so the client's first bytes wait in its
-//! buffer (the very buffer the PROXY header was read into, never a copy); a PROXY header for
-//! the backend, when the cluster sends one, goes ahead of them from storage of its own.
+//! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Sniff` (where
+//! the connection goes, [`crate::protocol::sniff`]) → `Pipe`. The client's first bytes wait in
+//! their buffer (the very buffer the PROXY header was read into, never a copy) until the pipe
+//! replays them; a PROXY header for the backend, when the cluster sends one, goes ahead of
+//! them from storage of its own.
 
 use std::sync::Arc;
 
@@ -12,14 +13,16 @@ use rustls::ServerConfig;
 use sozu_command_lib::request::ProxyProtocolConfig;
 
 use crate::{
-    http::Http,
+    metrics::RequestRecord,
     pool::{Buffer, Pool},
+    protocol::http::Http,
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
+        sniff::{Decision, Sniff},
     },
-    session::{Action, Context, Session, Stage},
-    socket::{Ready, Transfer},
+    session::endpoint::{Ready, Transfer},
+    session::{Action, Context, Session, Stage, backs::Slot},
     timer::TimeoutKind,
 };
 
@@ -64,9 +67,11 @@ fn after_proxy(
     already_read: Buffer,
 ) -> Stage {
     match then {
-        AfterProxy::Pipe { to_backend, splice } => {
-            Stage::Pipe(pipe(session, already_read, pool, splice, to_backend))
-        }
+        AfterProxy::Pipe { to_backend, splice } => Stage::Sniff(Sniff {
+            buffer: already_read,
+            to_backend,
+            splice,
+        }),
         AfterProxy::Http(None) => Stage::Http(Box::new(Http::with_input(pool, already_read))),
         AfterProxy::Http(Some(config)) => {
             // What followed the PROXY header is the start of the TLS stream (the ClientHello).
@@ -81,6 +86,27 @@ fn after_proxy(
                 }
             }
         }
+    }
+}
+
+/// Decides where the connection goes and builds its pipe. Returns `None` once the pipe is in
+/// place, or the action to take.
+pub fn sniff(session: &mut Session, pool: &Pool) -> Option<Action> {
+    let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
+        return Some(Action::Close);
+    };
+    match sniff.decide(session.cluster_id.as_deref()) {
+        Decision::Route(cluster_id) => {
+            session.cluster_id = Some(cluster_id);
+            let Sniff {
+                buffer,
+                to_backend,
+                splice,
+            } = sniff;
+            session.stage = Stage::Pipe(pipe(session, buffer, pool, splice, to_backend));
+            None
+        }
+        Decision::Close => Some(Action::Close),
     }
 }
 
@@ -128,9 +154,10 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
     let Stage::Pipe(pipe) = &mut session.stage else {
         return Action::Close;
     };
-    let Some(back) = session.back.as_mut() else {
+    let Some(back) = session.backs.get_mut(Slot::FIRST) else {
         return match &session.cluster_id {
             Some(cluster_id) => Action::Connect {
+                slot: Slot::FIRST,
                 cluster_id: cluster_id.clone(),
                 sticky_id: None,
             },
@@ -150,7 +177,7 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
                 session.touch_front(timeouts.front, context.now, context.timers);
             }
             if back_active {
-                session.touch_back(timeouts.back, context.now, context.timers);
+                session.touch_back(Slot::FIRST, timeouts.back, context.now, context.timers);
             }
             Action::Wait
         }
@@ -208,4 +235,30 @@ pub fn read_proxy_header(session: &mut Session, context: &mut Context<'_>) -> Op
             Transfer::Closed | Transfer::Error(_) => return Some(Action::Close),
         }
     }
+}
+
+/// Records a TCP connection (metrics and access log) when its session closes.
+pub fn record_connection(session: &Session, context: &mut Context<'_>) {
+    let back = session.backs.get(Slot::FIRST);
+    let record = RequestRecord {
+        listener: session.listener_address,
+        client: session.client_address,
+        protocol: "TCP",
+        cluster_id: session.cluster_id.as_deref(),
+        backend_id: back.map(|b| b.backend_id.as_str()),
+        backend_address: back.map(|b| b.address),
+        method: "",
+        host: "",
+        path: "",
+        status: None,
+        answered_by_proxy: false,
+        bytes_in: session.front.bytes_read,
+        bytes_out: session.front.bytes_written,
+        connect_time: session.connect_time,
+        first_byte_time: None,
+        total_time: context.now.duration_since(session.started),
+        user_agent: "",
+        request_id: "",
+    };
+    context.recorder.request_done(&record);
 }

@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::session::backs::Slot;
+
 /// The furthest a deadline is set: far beyond any timeout the rules accept
 /// ([`sozu_command_lib::rules::TIMEOUT`]), and still representable by an `Instant`.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -30,8 +32,8 @@ pub fn later(at: Instant, after: Duration) -> Instant {
 pub enum TimeoutKind {
     /// The client side: idle connection, or a request head that takes too long.
     Front,
-    /// The backend side: connecting, or waiting for the backend.
-    Back,
+    /// A backend connection of the session: connecting, or waiting for the backend.
+    Back(Slot),
 }
 
 /// Names the timeout a heap entry belongs to. `uid` tells a session from a later one that

@@ -4,5 +4,6 @@
 pub mod http;
 pub mod pipe;
 pub mod proxy_protocol;
+pub mod sniff;
 pub mod splice;
 pub mod tls;

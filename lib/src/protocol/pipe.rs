@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use crate::{
     pool::Buffer,
     protocol::splice::{KernelPipe, Spliced},
-    socket::{Endpoint, Ready, Transfer},
+    session::endpoint::{Endpoint, Ready, Transfer},
 };
 
 pub struct Pipe {

@@ -8,7 +8,7 @@
 //! so a handshake sees the old set or the new one, never a mix; connections already open keep
 //! the certificate they were given.
 //!
-//! The transport ([`TlsStream`]) sits inside [`crate::socket::Endpoint`]: protocols read and
+//! The transport ([`TlsStream`]) sits inside [`crate::session::endpoint::Endpoint`]: protocols read and
 //! write plaintext as on a plain socket, and the handshake advances as bytes arrive.
 
 use std::{
@@ -30,7 +30,7 @@ use sozu_command_lib::{
     request::{CertificateAndKey, Fingerprint, TlsListenerConfig, TlsVersion},
 };
 
-use crate::{pool::Buffer, socket::Transfer};
+use crate::{pool::Buffer, session::endpoint::Transfer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -73,6 +73,8 @@ use sozu_command_lib::{
     request::{FrontendKey, HttpFrontend, RulePosition},
 };
 
+use crate::protocol::http::answers;
+
 use host::HostPattern;
 use path::PathMatcher;
 pub use template::TemplateError;
@@ -108,6 +110,8 @@ pub struct Route {
     rewrite_host: Option<Template>,
     rewrite_path: Option<Template>,
     redirect_template: Option<Template>,
+    /// The frontend's fixed response, ready to render.
+    fixed_answer: Option<answers::Template>,
 }
 
 impl Route {
@@ -133,6 +137,7 @@ impl Route {
         let rewrite_path = compile("rewrite_path", &frontend.rewrite_path)?;
         let redirect_template = compile("redirect_template", &frontend.redirect_template)?;
         Ok(Route {
+            fixed_answer: frontend.answer.as_ref().map(answers::Template::fixed),
             method: frontend.method.as_deref().map(|m| m.as_bytes().into()),
             host,
             path,
@@ -149,6 +154,11 @@ impl Route {
 
     pub fn cluster_id(&self) -> Option<&str> {
         self.frontend.cluster_id.as_deref()
+    }
+
+    /// The frontend's fixed response, when it answers by itself.
+    pub fn fixed_answer(&self) -> Option<&answers::Template> {
+        self.fixed_answer.as_ref()
     }
 
     /// Whether this frontend takes a path (without query) and method; the hostname is the

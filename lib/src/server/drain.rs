@@ -65,7 +65,7 @@ impl Server {
                 self.drains.swap_remove(index);
                 continue;
             };
-            let sessions = backend.connections;
+            let sessions = backend.connections();
             if now >= drain.deadline {
                 let removal = drain.removal.clone();
                 let key = drain.key;
@@ -98,12 +98,7 @@ impl Server {
         let sessions: Vec<usize> = self
             .sessions
             .iter()
-            .filter(|(_, session)| {
-                session
-                    .back
-                    .as_ref()
-                    .is_some_and(|back| back.backend == key)
-            })
+            .filter(|(_, session)| session.backs.iter().any(|(_, back)| back.lease.key() == key))
             .map(|(slot, _)| slot)
             .collect();
         for slot in sessions {

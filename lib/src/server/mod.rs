@@ -15,10 +15,7 @@ use std::{
 };
 
 use log::{debug, error, info, warn};
-use mio::{
-    Events, Interest, Poll, Token,
-    net::{TcpListener, TcpStream},
-};
+use mio::{Events, Interest, Poll, Token, net::TcpListener};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
@@ -32,23 +29,27 @@ use sozu_command_lib::{
 
 use crate::{
     access_log::AccessLog,
-    backends::{BackendKey, BackendMap, PickError},
+    backends::{BackendKey, BackendMap},
     health::{HealthRecord, Probe},
-    http::{self, Failure, HttpListener},
-    metrics::{BackendGauge, Metrics, Recorder, RequestRecord, statsd::Statsd},
+    metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
-    session::{Action, BackConnection, Context, Session, SessionTimeouts, Stage},
-    socket::{Endpoint, Ready},
-    tcp,
+    protocol::http::{HttpListener, auth::Authorized},
+    session::endpoint::Ready,
+    session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
     timer::{TimeoutKind, Timers},
 };
 
+mod accept;
+mod backend_pool;
+mod connect;
 mod drain;
 mod health;
 mod orders;
 mod validation;
 
-pub use orders::bind_listener;
+use backend_pool::BackendPool;
+
+pub use orders::{ApplyError, bind_listener};
 pub use validation::{OrderError, Validated, validate};
 
 /// Settings of a worker that orders do not change.
@@ -147,24 +148,17 @@ enum Owner {
     Channel,
     Listener(SocketAddr),
     Front(usize),
-    Back(usize),
+    /// A backend connection of a session, in one of its slots.
+    Back {
+        session: usize,
+        slot: Slot,
+    },
     /// A kept-alive backend connection waiting in the pool of its backend.
     Idle(BackendKey),
     /// A health check in flight, by its slot.
     Probe(usize),
 }
 
-/// A backend connection kept alive after its session was done with it, for the next request
-/// to the same backend from any session: no connect, no accept on the backend.
-struct IdleBackend {
-    back: BackConnection,
-    since: Instant,
-}
-
-/// Idle connections kept per backend.
-const MAX_IDLE_PER_BACKEND: usize = 64;
-/// How long an idle backend connection is kept.
-const IDLE_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often idle connections are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -196,6 +190,8 @@ pub struct Server {
     listeners: HashMap<SocketAddr, ListenerSocket>,
     /// Routes, answers and settings of HTTP and HTTPS listeners.
     http_listeners: FxHashMap<SocketAddr, HttpListener>,
+    /// The Basic-auth credentials of each cluster that lists some.
+    authorized: FxHashMap<String, Authorized>,
     /// Sessions that yielded with work left, to drive again on the next turn.
     yielded: Vec<usize>,
     /// Listener sockets received from another process, used when their listener is activated.
@@ -213,8 +209,8 @@ pub struct Server {
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
-    /// Idle backend connections, most recently used last.
-    idle: HashMap<BackendKey, Vec<IdleBackend>>,
+    /// Idle backend connections.
+    idle_pool: BackendPool,
     next_sweep: Instant,
     /// Health checks in flight, and what they found so far per backend.
     probes: Slab<Probe>,
@@ -278,6 +274,7 @@ impl Server {
             sessions: Slab::with_capacity(config.max_connections.min(65_536)),
             listeners: HashMap::new(),
             http_listeners: FxHashMap::default(),
+            authorized: FxHashMap::default(),
             yielded: Vec::new(),
             inherited,
             channel,
@@ -292,7 +289,7 @@ impl Server {
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
-            idle: HashMap::new(),
+            idle_pool: BackendPool::default(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             probes: Slab::new(),
             health: HashMap::new(),
@@ -309,7 +306,7 @@ impl Server {
 
     /// Applies the orders that build `state`, before serving (a worker started by the main
     /// process gets the current state this way).
-    pub fn load_state(&mut self, state: &ConfigState) -> Result<(), String> {
+    pub fn load_state(&mut self, state: &ConfigState) -> Result<(), ApplyError> {
         for order in state.orders() {
             self.apply_order(&order)?;
         }
@@ -369,7 +366,7 @@ impl Server {
         {
             wake_at(at);
         }
-        if !self.idle.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
+        if !self.idle_pool.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
             wake_at(self.next_sweep);
         }
         if let Some(at) = self.next_drain_wake() {
@@ -377,7 +374,7 @@ impl Server {
         }
         if let Run::Draining { .. } = self.run {
             // Fresh connections become idle after their grace without any event.
-            wake_at(now + http::FIRST_REQUEST_GRACE / 4);
+            wake_at(now + FIRST_REQUEST_GRACE / 4);
         }
         timeout
     }
@@ -420,7 +417,7 @@ impl Server {
                         cluster_id: &backend.cluster_id,
                         backend_id: &backend.id,
                         status: backend.reported_status(),
-                        connections: backend.connections,
+                        connections: backend.connections(),
                     })
             })
             .collect();
@@ -437,66 +434,21 @@ impl Server {
                     listener.pending = true;
                 }
             }
-            Some(Owner::Front(key) | Owner::Back(key)) => {
+            Some(Owner::Front(key)) => {
                 if let Some(session) = self.sessions.get_mut(key) {
-                    session.add_event(token, ready);
+                    session.add_front_event(ready);
+                    self.drive(key);
+                }
+            }
+            Some(Owner::Back { session: key, slot }) => {
+                if let Some(session) = self.sessions.get_mut(key) {
+                    session.add_back_event(slot, ready);
                     self.drive(key);
                 }
             }
             Some(Owner::Idle(backend)) => self.idle_event(backend, token),
             Some(Owner::Probe(slot)) => self.probe_event(slot),
             None => debug!("event for unknown token {token:?}"),
-        }
-    }
-
-    /// An idle backend connection has news: the backend closed it, or sent what nobody asked
-    /// for. Either way it cannot carry a request any more.
-    fn idle_event(&mut self, backend: BackendKey, token: Token) {
-        let Some(list) = self.idle.get_mut(&backend) else {
-            return;
-        };
-        if let Some(position) = list
-            .iter()
-            .position(|idle| idle.back.endpoint.token == token)
-        {
-            let idle = list.swap_remove(position);
-            self.drop_back(idle.back);
-        }
-    }
-
-    /// Keeps a backend connection for later, or closes it if the pool is full or its backend
-    /// takes no new connection.
-    fn keep_idle(&mut self, back: BackConnection) {
-        self.backends.connection_closed(back.backend);
-        let takes_connections = self
-            .backends
-            .get(back.backend)
-            .is_some_and(|b| b.status == sozu_command_lib::response::BackendStatus::Normal);
-        let list = self.idle.entry(back.backend).or_default();
-        if !takes_connections || list.len() >= MAX_IDLE_PER_BACKEND {
-            self.drop_back(back);
-            return;
-        }
-        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
-            *owner = Owner::Idle(back.backend);
-        }
-        list.push(IdleBackend {
-            back,
-            since: Instant::now(),
-        });
-    }
-
-    /// A live idle connection to `backend`, if the pool has one. One the backend sent anything
-    /// on since it was pooled, even if no event said so yet, is closed instead.
-    fn take_idle(&mut self, backend: BackendKey, now: Instant) -> Option<BackConnection> {
-        loop {
-            let idle = self.idle.get_mut(&backend)?.pop()?;
-            let alive =
-                idle.back.is_clean() && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT;
-            if alive {
-                return Some(idle.back);
-            }
-            self.drop_back(idle.back);
         }
     }
 
@@ -509,214 +461,6 @@ impl Server {
         self.next_sweep = now + SWEEP_INTERVAL;
         self.run_health_checks(now);
         self.sweep_idle(now);
-    }
-
-    /// Closes idle connections kept too long or whose backend is gone.
-    fn sweep_idle(&mut self, now: Instant) {
-        let mut expired = Vec::new();
-        let backends = &self.backends;
-        self.idle.retain(|backend, list| {
-            let gone = backends.get(*backend).is_none();
-            let (keep, old): (Vec<IdleBackend>, Vec<IdleBackend>) = std::mem::take(list)
-                .into_iter()
-                .partition(|idle| !gone && now.duration_since(idle.since) < IDLE_BACKEND_TIMEOUT);
-            *list = keep;
-            expired.extend(old);
-            !list.is_empty()
-        });
-        for idle in expired {
-            self.drop_back(idle.back);
-        }
-    }
-
-    fn can_accept(&self) -> bool {
-        self.run == Run::Running && self.sessions.len() < self.config.max_connections
-    }
-
-    /// Accepts waiting connections, a bounded batch per listener per turn.
-    fn accept_pending(&mut self) {
-        let pending: Vec<SocketAddr> = self
-            .listeners
-            .iter()
-            .filter(|(_, l)| l.pending)
-            .map(|(address, _)| *address)
-            .collect();
-        for address in pending {
-            for _ in 0..self.config.accept_batch {
-                if !self.can_accept() {
-                    return;
-                }
-                let Some(listener) = self.listeners.get_mut(&address) else {
-                    break;
-                };
-                match listener.socket.accept() {
-                    Ok((stream, peer)) => {
-                        let kind = listener.kind;
-                        self.create_session(address, kind, stream, peer);
-                    }
-                    Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                        listener.pending = false;
-                        break;
-                    }
-                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        // EMFILE and the like: leave the connection in the backlog and retry on
-                        // the next turn rather than spin.
-                        warn!("accept on {address} failed: {error}");
-                        listener.pending = false;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn create_session(
-        &mut self,
-        listener: SocketAddr,
-        kind: ListenerType,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) {
-        match kind {
-            ListenerType::Tcp => self.create_tcp_session(listener, stream, peer),
-            ListenerType::Http | ListenerType::Https => {
-                self.create_http_session(listener, stream, peer)
-            }
-        }
-    }
-
-    fn create_tcp_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
-        let Some(config) = self
-            .state
-            .tcp_listeners
-            .get(&listener)
-            .map(|l| l.config.clone())
-        else {
-            return;
-        };
-        let Some(cluster_id) = self
-            .state
-            .tcp_frontends
-            .get(&listener)
-            .map(|f| f.cluster_id.clone())
-        else {
-            debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
-            return;
-        };
-        let to_backend = self
-            .state
-            .clusters
-            .get(&cluster_id)
-            .and_then(|c| c.proxy_protocol);
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.front_timeout,
-        };
-        let then = tcp::AfterProxy::Pipe {
-            to_backend,
-            splice: config.splice.then_some(self.config.splice_pipe_capacity),
-        };
-        let Some(key) = self.new_session(
-            listener,
-            stream,
-            peer,
-            timeouts,
-            Some(cluster_id),
-            |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
-        ) else {
-            return;
-        };
-        self.drive(key);
-    }
-
-    fn create_http_session(&mut self, listener: SocketAddr, stream: TcpStream, peer: SocketAddr) {
-        let Some(http_listener) = self.http_listeners.get(&listener) else {
-            return;
-        };
-        let config = http_listener.config.clone();
-        let tls_config = http_listener
-            .tls
-            .as_ref()
-            .map(|settings| settings.config.clone());
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.request_timeout,
-        };
-        let then = tcp::AfterProxy::Http(tls_config);
-        let Some(key) =
-            self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
-                tcp::first_stage(session, pool, config.expect_proxy, then)
-            })
-        else {
-            return;
-        };
-        self.drive(key);
-    }
-
-    /// Registers an accepted connection and stores its session; returns the session's key.
-    fn new_session(
-        &mut self,
-        listener: SocketAddr,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        timeouts: SessionTimeouts,
-        cluster_id: Option<String>,
-        first_stage: impl FnOnce(&mut Session, &Pool),
-    ) -> Option<usize> {
-        let _ = stream.set_nodelay(true);
-        // A listener bound to one address is the connection's local address; only a wildcard
-        // listener needs to ask the kernel (`getsockname`).
-        let local = if listener.ip().is_unspecified() {
-            stream.local_addr().unwrap_or(listener)
-        } else {
-            listener
-        };
-        let entry = self.sessions.vacant_entry();
-        let key = entry.key();
-        let token = Token(self.sockets.insert(Owner::Front(key)));
-        if let Err(error) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            error!("cannot register a connection from {peer}: {error}");
-            self.sockets.remove(token.0);
-            return None;
-        }
-        let uid = self.next_uid;
-        self.next_uid += 1;
-        let now = Instant::now();
-        self.recorder.metrics.accepted(listener);
-        let mut session = Session {
-            uid,
-            key,
-            listener_address: listener,
-            front: Endpoint::new(stream, token),
-            back: None,
-            client_address: peer,
-            local_address: local,
-            received_proxy_header: None,
-            stage: Stage::Closed,
-            cluster_id,
-            timeouts,
-            front_timeout: Default::default(),
-            back_timeout: Default::default(),
-            connect_attempts: 0,
-            started: now,
-            counted_for_ip: None,
-            connect_time: None,
-            handshake_counted: false,
-        };
-        first_stage(&mut session, &self.pool);
-        session.touch_front(timeouts.front, now, &mut self.timers);
-        entry.insert(session);
-        debug!("session {uid}: accepted {peer} on {listener}");
-        Some(key)
     }
 
     /// Runs a session until it waits, acting on what it asks.
@@ -736,6 +480,7 @@ impl Server {
             timers,
             pool,
             http_listeners,
+            authorized,
             state,
             recorder,
             ..
@@ -747,6 +492,7 @@ impl Server {
             pool,
             listeners: http_listeners,
             clusters: &state.clusters,
+            authorized,
             recorder,
         };
         Some(work(session, &mut context))
@@ -785,14 +531,10 @@ impl Server {
         }
     }
 
-    /// Lets an HTTP session answer by itself for something the loop found.
+    /// Lets the session answer by itself for something the loop found.
     fn answer_failure(&mut self, key: usize, failure: Failure) -> Action {
         self.with_session(key, |session, context| {
-            if matches!(session.stage, Stage::Http(_)) {
-                http::answer_for(session, context, failure)
-            } else {
-                Action::Close
-            }
+            session.answer_failure(failure, context)
         })
         .unwrap_or(Action::Wait)
     }
@@ -812,254 +554,31 @@ impl Server {
                     return;
                 }
                 Action::Connect {
+                    slot,
                     cluster_id,
                     sticky_id,
                 } => {
-                    self.release_back(key);
-                    self.connect(key, &cluster_id, sticky_id.as_deref())
+                    self.release_back(key, slot);
+                    self.connect(key, slot, &cluster_id, sticky_id.as_deref())
                 }
-                Action::Reconnect { cluster_id } => {
-                    self.release_back(key);
-                    self.connect(key, &cluster_id, None)
+                Action::Reconnect { slot, cluster_id } => {
+                    self.release_back(key, slot);
+                    self.connect(key, slot, &cluster_id, None)
                 }
-                Action::ConnectFailed => self.connect_failed(key),
-                Action::Connected => {
-                    self.connected(key);
+                Action::ConnectFailed(slot) => self.connect_failed(key, slot),
+                Action::Connected(slot) => {
+                    self.connected(key, slot);
                     self.run_session(key)
                 }
                 Action::ExchangeDone | Action::Upgraded => self.run_session(key),
-                Action::DropBack => {
-                    self.release_back(key);
+                Action::DropBack(slot) => {
+                    self.release_back(key, slot);
                     self.run_session(key)
                 }
             };
         }
         error!("session in slot {key} looped without settling, closing it");
         self.close_session(key);
-    }
-
-    /// Opens a connection to a backend of the cluster for the session: the one `sticky_id`
-    /// names if it is available, else one the cluster's balancer picks.
-    fn connect(&mut self, key: usize, cluster_id: &str, sticky_id: Option<&str>) -> Action {
-        let now = Instant::now();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        session.cluster_id = Some(cluster_id.to_string());
-        let uid = session.uid;
-        let client_ip = session.client_address.ip();
-        if session.counted_for_ip.as_deref() != Some(cluster_id) {
-            let cluster = self.state.clusters.get(cluster_id);
-            let limit = cluster
-                .and_then(|c| c.max_connections_per_ip)
-                .unwrap_or(self.state.max_connections_per_ip);
-            let count = self
-                .per_ip
-                .get(&(cluster_id.to_string(), client_ip))
-                .copied()
-                .unwrap_or(0);
-            if limit > 0 && count >= limit {
-                debug!(
-                    "session {uid}: {client_ip} is over its {limit} connections to `{cluster_id}`"
-                );
-                let retry_after = cluster
-                    .and_then(|c| c.retry_after)
-                    .unwrap_or(self.config.retry_after)
-                    .as_secs();
-                return self.answer_failure(key, Failure::TooManyConnections { retry_after });
-            }
-            // A keep-alive connection moving to another cluster stops counting for the one
-            // it leaves: it counts for the cluster it uses now.
-            let left = session.counted_for_ip.replace(cluster_id.to_string());
-            self.uncount_per_ip(left, client_ip);
-            *self
-                .per_ip
-                .entry((cluster_id.to_string(), client_ip))
-                .or_insert(0) += 1;
-        }
-        let sticky = sticky_id.and_then(|id| self.backends.pick_sticky(cluster_id, id, now));
-        let backend =
-            match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
-                Ok(backend) => backend,
-                Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
-                    debug!("session {uid}: no backend available in `{cluster_id}`");
-                    return self.answer_failure(key, Failure::NoBackend);
-                }
-            };
-        if let Some(back) = self.take_idle(backend, now) {
-            return self.reuse(key, backend, back, now);
-        }
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        let Some((address, backend_id)) = self
-            .backends
-            .get(backend)
-            .map(|b| (b.address, b.id.clone()))
-        else {
-            return self.answer_failure(key, Failure::NoBackend);
-        };
-        session.connect_attempts += 1;
-        let mut stream = match TcpStream::connect(address) {
-            Ok(stream) => stream,
-            Err(error) => {
-                debug!(
-                    "session {}: connect to {address} failed at once: {error}",
-                    session.uid
-                );
-                self.backends.connect_failed(backend, now);
-                return self.retry_or_give_up(key);
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let token = Token(self.sockets.insert(Owner::Back(key)));
-        if let Err(error) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            error!("cannot register a connection to {address}: {error}");
-            self.sockets.remove(token.0);
-            return Action::Close;
-        }
-        self.backends.connection_opened(backend);
-        session.back = Some(BackConnection {
-            endpoint: Endpoint::new(stream, token),
-            backend,
-            backend_id,
-            address,
-            connected: false,
-            connect_started: now,
-        });
-        let connect = session.timeouts.connect;
-        session.touch_back(connect, now, &mut self.timers);
-        Action::Wait
-    }
-
-    /// Closes the session's backend connection, if it has one.
-    /// Gives the session an idle connection to `backend` from the pool.
-    fn reuse(
-        &mut self,
-        key: usize,
-        backend: BackendKey,
-        mut back: BackConnection,
-        now: Instant,
-    ) -> Action {
-        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
-            *owner = Owner::Back(key);
-        }
-        // The socket was writable when pooled; edge-triggered, it stays so until a write fills it.
-        back.endpoint.readiness.event.insert(Ready::WRITABLE);
-        self.backends.connection_opened(backend);
-        let sticky = self
-            .backends
-            .get(backend)
-            .map(|b| b.sticky_id.clone().unwrap_or_else(|| b.id.clone()))
-            .unwrap_or_default();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        session.back = Some(back);
-        session.connect_time = None;
-        http::connected(session, &sticky, true);
-        let after = session.timeouts.back;
-        session.touch_back(after, now, &mut self.timers);
-        self.run_session(key)
-    }
-
-    /// Takes the session's backend connection away: into the pool when it is clean and idle,
-    /// else closed.
-    fn release_back(&mut self, key: usize) {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let reusable = http::back_is_reusable(session);
-        let Some(back) = session.back.take() else {
-            return;
-        };
-        if reusable {
-            self.keep_idle(back);
-        } else {
-            self.backends.connection_closed(back.backend);
-            self.drop_back(back);
-        }
-    }
-
-    /// The backend connection is up: account for it and start the back idle timeout.
-    fn connected(&mut self, key: usize) {
-        let now = Instant::now();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if let Some(back) = &session.back {
-            let connect_time = now.duration_since(back.connect_started);
-            self.backends.connect_succeeded(back.backend, connect_time);
-            session.connect_time = Some(connect_time);
-            if let Some(cluster_id) = &session.cluster_id {
-                self.recorder
-                    .metrics
-                    .connected(cluster_id, &back.backend_id, connect_time);
-            }
-            debug!("session {}: connected to {}", session.uid, back.address);
-            if let Some(backend) = self.backends.get(back.backend) {
-                http::connected(
-                    session,
-                    backend.sticky_id.as_deref().unwrap_or(&backend.id),
-                    false,
-                );
-            }
-        }
-        session.connect_attempts = 0;
-        let after = session.timeouts.back;
-        session.touch_back(after, now, &mut self.timers);
-    }
-
-    /// The connect failed before any byte was sent: forget that connection and try another
-    /// backend, within the attempt budget.
-    fn connect_failed(&mut self, key: usize) -> Action {
-        let now = Instant::now();
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        if let Some(back) = session.back.take() {
-            warn!(
-                "session {}: connecting to backend {} failed",
-                session.uid, back.address
-            );
-            if let Some(cluster_id) = &session.cluster_id {
-                let retried = session.connect_attempts < self.config.connect_attempts;
-                self.recorder
-                    .metrics
-                    .connect_failed(cluster_id, &back.backend_id, retried);
-            }
-            self.backends.connect_failed(back.backend, now);
-            self.backends.connection_closed(back.backend);
-            self.drop_back(back);
-        }
-        self.retry_or_give_up(key)
-    }
-
-    fn retry_or_give_up(&mut self, key: usize) -> Action {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
-        session.back_timeout.cancel();
-        match &session.cluster_id {
-            Some(cluster_id) if session.connect_attempts < self.config.connect_attempts => {
-                Action::Connect {
-                    cluster_id: cluster_id.clone(),
-                    sticky_id: None,
-                }
-            }
-            _ => self.answer_failure(key, Failure::NoBackend),
-        }
-    }
-
-    /// Closes a backend connection. Closing the socket removes it from epoll: no
-    /// `deregister` call is needed, as the descriptor is not shared.
-    fn drop_back(&mut self, back: BackConnection) {
-        self.sockets.try_remove(back.endpoint.token.0);
-        drop(back);
     }
 
     /// Closes the session once the client socket has sent what is pending (the end of an
@@ -1075,7 +594,7 @@ impl Server {
             self.close_session(key);
             return;
         }
-        self.release_back(key);
+        self.release_backs(key);
         if let Some(session) = self.sessions.get_mut(key) {
             session.stage = Stage::Flushing;
             let after = session.timeouts.front;
@@ -1085,6 +604,7 @@ impl Server {
 
     fn close_session(&mut self, key: usize) {
         self.record_unfinished(key);
+        self.release_backs(key);
         let Some(mut session) = self.sessions.try_remove(key) else {
             return;
         };
@@ -1105,67 +625,12 @@ impl Server {
         );
         // Dropping the session closes its socket, which leaves epoll by itself.
         self.sockets.try_remove(session.front.token.0);
-        let reusable = http::back_is_reusable(&session);
-        if let Some(back) = session.back.take() {
-            if reusable {
-                self.keep_idle(back);
-            } else {
-                self.backends.connection_closed(back.backend);
-                self.drop_back(back);
-            }
-        }
         self.uncount_per_ip(session.counted_for_ip.take(), session.client_address.ip());
     }
 
-    /// A connection of `client_ip` stops counting for `cluster_id` (for
-    /// `max_connections_per_ip`).
-    fn uncount_per_ip(&mut self, cluster_id: Option<String>, client_ip: IpAddr) {
-        let Some(cluster_id) = cluster_id else {
-            return;
-        };
-        let ip_key = (cluster_id, client_ip);
-        if let Some(count) = self.per_ip.get_mut(&ip_key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.per_ip.remove(&ip_key);
-            }
-        }
-    }
-
-    /// Records what a closing session had not recorded yet: its TCP connection, or an HTTP
-    /// request that got no complete answer.
+    /// Records what a closing session had not recorded yet.
     fn record_unfinished(&mut self, key: usize) {
-        self.with_session(key, |session, context| match &session.stage {
-            Stage::Http(_) => http::record_unfinished(session, context),
-            // A pipe on an HTTP listener is an upgraded request, recorded as such.
-            Stage::Pipe(_) | Stage::ExpectProxy(_)
-                if !context.listeners.contains_key(&session.listener_address) =>
-            {
-                let back = session.back.as_ref();
-                let record = RequestRecord {
-                    listener: session.listener_address,
-                    client: session.client_address,
-                    protocol: "TCP",
-                    cluster_id: session.cluster_id.as_deref(),
-                    backend_id: back.map(|b| b.backend_id.as_str()),
-                    backend_address: back.map(|b| b.address),
-                    method: "",
-                    host: "",
-                    path: "",
-                    status: None,
-                    answered_by_proxy: false,
-                    bytes_in: session.front.bytes_read,
-                    bytes_out: session.front.bytes_written,
-                    connect_time: session.connect_time,
-                    first_byte_time: None,
-                    total_time: context.now.duration_since(session.started),
-                    user_agent: "",
-                    request_id: "",
-                };
-                context.recorder.request_done(&record);
-            }
-            _ => {}
-        });
+        self.with_session(key, |session, context| session.record_unfinished(context));
     }
 
     fn fire_timers(&mut self) {
@@ -1191,7 +656,11 @@ impl Server {
             };
             let timeout = match key.kind {
                 TimeoutKind::Front => &mut session.front_timeout,
-                TimeoutKind::Back => &mut session.back_timeout,
+                TimeoutKind::Back(slot) => match session.backs.timeout_mut(slot) {
+                    Some(timeout) => timeout,
+                    // The connection left the slot: its timeout went with it.
+                    None => continue,
+                },
             };
             if timeout.on_due(at, now, key, &mut self.timers) {
                 debug!("session {}: {:?} timeout", session.uid, key.kind);
@@ -1213,7 +682,7 @@ impl Server {
             let idle: Vec<usize> = self
                 .sessions
                 .iter()
-                .filter(|(_, session)| http::is_idle(session, now))
+                .filter(|(_, session)| session.is_idle(now))
                 .map(|(key, _)| key)
                 .collect();
             for key in idle {

@@ -16,16 +16,17 @@ use sozu_command_lib::{
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
     },
+    state::StateError,
 };
 
 use super::{
     ListenerSocket, Owner, Run, Server,
-    validation::{Validated, validate},
+    validation::{OrderError, Validated, validate},
 };
 use crate::{
-    http::HttpListener,
     https::HttpsSettings,
     protocol::http::{answers::Answers, parser::Limits},
+    protocol::{http::HttpListener, tls::TlsError},
     router::Router,
 };
 
@@ -33,6 +34,8 @@ impl Server {
     pub(super) fn handle_request(&mut self, request: Request) {
         let Request { id, order } = request;
         debug!("order {id}: {order}");
+        // Orders and queries see backends as the last closed connections left them.
+        self.backends.release_drained();
         let response = match order {
             Order::Status => Response::ok(id, Some(ResponseContent::WorkerStatus(self.status()))),
             Order::SoftStop => {
@@ -98,7 +101,7 @@ impl Server {
             }
             order if order.is_state_change() => match self.apply_order(&order) {
                 Ok(()) => Response::ok(id, None),
-                Err(message) => Response::failure(id, message),
+                Err(error) => Response::failure(id, error_chain(&error)),
             },
             order => Response::failure(id, format!("{order} is not handled by a worker")),
         };
@@ -192,15 +195,15 @@ impl Server {
 
     /// Validates an order (with [`validate`], as the main process does) and applies it. On
     /// error nothing changed.
-    pub(super) fn apply_order(&mut self, order: &Order) -> Result<(), String> {
-        let validated = validate(&self.state, order).map_err(|error| error_chain(&error))?;
+    pub(super) fn apply_order(&mut self, order: &Order) -> Result<(), ApplyError> {
+        let validated = validate(&self.state, order)?;
         match (order, validated) {
             (Order::ActivateListener(listener), _) => {
                 if self.state.listener_kind(listener.address) != Some(listener.proxy) {
-                    return Err(format!(
-                        "no {} listener on {}",
-                        listener.proxy, listener.address
-                    ));
+                    return Err(ApplyError::Invalid(OrderError::NoListener {
+                        address: listener.address,
+                        kind: listener.proxy,
+                    }));
                 }
                 self.activate(listener)?;
                 self.apply_to_state(order)
@@ -248,8 +251,9 @@ impl Server {
                     Some(tls) => Some(
                         self.require_https_settings(*address)?
                             .updated(tls)
-                            .map_err(|error| {
-                                format!("listener {address}: {}", error_chain(&error))
+                            .map_err(|source| ApplyError::Tls {
+                                address: *address,
+                                source,
                             })?,
                     ),
                     None => None,
@@ -270,7 +274,9 @@ impl Server {
                 Validated::Route(route),
             ) => {
                 if !self.http_listeners.contains_key(&frontend.address) {
-                    return Err(format!("no HTTP or HTTPS listener on {}", frontend.address));
+                    return Err(ApplyError::NoHttpListener {
+                        address: frontend.address,
+                    });
                 }
                 self.apply_to_state(order)?;
                 if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {
@@ -289,12 +295,24 @@ impl Server {
                 }
                 Ok(())
             }
-            (Order::AddCluster(cluster), Validated::Cluster(templates)) => {
+            (
+                Order::AddCluster(cluster),
+                Validated::Cluster {
+                    answers,
+                    authorized,
+                },
+            ) => {
                 self.apply_to_state(order)?;
                 for listener in self.http_listeners.values_mut() {
                     listener
                         .answers
-                        .set_cluster_templates(&cluster.cluster_id, templates.clone());
+                        .set_cluster_templates(&cluster.cluster_id, answers.clone());
+                }
+                if authorized.is_empty() {
+                    self.authorized.remove(&cluster.cluster_id);
+                } else {
+                    self.authorized
+                        .insert(cluster.cluster_id.clone(), authorized);
                 }
                 self.backends.set_cluster(cluster);
                 if cluster.health_check.is_none() {
@@ -308,6 +326,7 @@ impl Server {
                     listener.router.remove_cluster(&id.cluster_id);
                     listener.answers.remove_cluster(&id.cluster_id);
                 }
+                self.authorized.remove(&id.cluster_id);
                 self.backends.remove_cluster(&id.cluster_id);
                 Ok(())
             }
@@ -354,7 +373,7 @@ impl Server {
         answers: Answers,
         tls: Option<HttpsSettings>,
         hsts: Option<Hsts>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ApplyError> {
         self.apply_to_state(order)?;
         self.http_listeners.insert(
             config.address,
@@ -370,8 +389,8 @@ impl Server {
         Ok(())
     }
 
-    fn apply_to_state(&mut self, order: &Order) -> Result<(), String> {
-        self.state.apply(order).map_err(|error| error_chain(&error))
+    fn apply_to_state(&mut self, order: &Order) -> Result<(), ApplyError> {
+        Ok(self.state.apply(order)?)
     }
 
     fn https_settings(&self, address: SocketAddr) -> Option<&HttpsSettings> {
@@ -381,13 +400,13 @@ impl Server {
     }
 
     /// The TLS settings of the HTTPS listener on `address`, which must exist.
-    fn require_https_settings(&self, address: SocketAddr) -> Result<&HttpsSettings, String> {
+    fn require_https_settings(&self, address: SocketAddr) -> Result<&HttpsSettings, ApplyError> {
         self.https_settings(address)
-            .ok_or_else(|| format!("no HTTPS listener on {address}"))
+            .ok_or(ApplyError::NoHttpsListener { address })
     }
 
     /// Starts accepting on a listener: an inherited socket for its address, or a new one.
-    fn activate(&mut self, listener: &ListenerAddress) -> Result<(), String> {
+    fn activate(&mut self, listener: &ListenerAddress) -> Result<(), ApplyError> {
         let address = listener.address;
         if self.listeners.contains_key(&address) {
             return Ok(());
@@ -395,11 +414,11 @@ impl Server {
         let std_listener = match self.inherited.remove(&address) {
             Some(socket) => socket,
             None => bind_listener(address, 1024)
-                .map_err(|error| format!("cannot listen on {address}: {error}"))?,
+                .map_err(|source| ApplyError::Bind { address, source })?,
         };
         std_listener
             .set_nonblocking(true)
-            .map_err(|error| format!("cannot set {address} non-blocking: {error}"))?;
+            .map_err(|source| ApplyError::NonBlocking { address, source })?;
         let mut socket = TcpListener::from_std(std_listener);
         let token = Token(self.sockets.insert(Owner::Listener(address)));
         if let Err(error) = self
@@ -408,7 +427,10 @@ impl Server {
             .register(&mut socket, token, Interest::READABLE)
         {
             self.sockets.remove(token.0);
-            return Err(format!("cannot register listener {address}: {error}"));
+            return Err(ApplyError::Register {
+                address,
+                source: error,
+            });
         }
         info!("listening on {address} ({})", listener.proxy);
         self.listeners.insert(
@@ -437,6 +459,41 @@ impl Server {
             self.deactivate(address);
         }
     }
+}
+
+/// Why a worker refused an order; nothing changed then.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The order breaks a rule, or names what does not exist ([`validate`]).
+    #[error(transparent)]
+    Invalid(#[from] OrderError),
+    /// The routing state refused the change.
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("no HTTP or HTTPS listener on {address}")]
+    NoHttpListener { address: SocketAddr },
+    #[error("no HTTPS listener on {address}")]
+    NoHttpsListener { address: SocketAddr },
+    #[error("listener {address}")]
+    Tls {
+        address: SocketAddr,
+        source: TlsError,
+    },
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot set {address} non-blocking")]
+    NonBlocking {
+        address: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot register listener {address}")]
+    Register {
+        address: SocketAddr,
+        source: io::Error,
+    },
 }
 
 /// Binds a non-blocking listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so several

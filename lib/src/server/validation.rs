@@ -27,7 +27,10 @@ use sozu_command_lib::{
 use crate::{
     https::HttpsSettings,
     protocol::{
-        http::answers::{AnswerError, Answers, Template, parse_answers},
+        http::{
+            answers::{AnswerError, Answers, Template, parse_answers},
+            auth::Authorized,
+        },
         tls::{self, LoadedCertificate, TlsError},
     },
     router::{Route, RouterError},
@@ -87,7 +90,10 @@ pub enum Validated {
     },
     Certificate(LoadedCertificate),
     /// A cluster's custom answers.
-    Cluster(std::collections::BTreeMap<u16, Template>),
+    Cluster {
+        answers: std::collections::BTreeMap<u16, Template>,
+        authorized: Authorized,
+    },
     Route(Route),
     /// Nothing to build: the state's checks are all.
     Nothing,
@@ -153,7 +159,10 @@ pub fn validate(state: &ConfigState, order: &Order) -> Result<Validated, OrderEr
         Order::AddCertificate(add) => load(add.address, &add.certificate),
         Order::ReplaceCertificate(replace) => load(replace.address, &replace.new_certificate),
         Order::AddCluster(cluster) => parse_answers(&cluster.answers)
-            .map(Validated::Cluster)
+            .map(|answers| Validated::Cluster {
+                answers,
+                authorized: Authorized::parse(&cluster.authorized_hashes),
+            })
             .map_err(|source| OrderError::ClusterAnswers {
                 cluster: cluster.cluster_id.clone(),
                 source,

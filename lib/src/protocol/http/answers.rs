@@ -24,6 +24,7 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 pub use sozu_command_lib::answer::AnswerError;
+use sozu_command_lib::request::FixedAnswer;
 
 /// Everything a template may refer to.
 #[derive(Debug, Default, Clone, Copy)]
@@ -88,6 +89,14 @@ enum Piece {
 }
 
 impl Text {
+    /// Text taken as it is, without variables.
+    fn literal(text: &str) -> Text {
+        if text.is_empty() {
+            return Text::default();
+        }
+        Text(vec![Piece::Literal(text.to_string())])
+    }
+
     fn parse(source: &str) -> Text {
         let mut pieces = Vec::new();
         let mut literal = String::new();
@@ -285,6 +294,35 @@ impl Template {
                 .collect(),
             body: Text::parse(parsed.body),
         })
+    }
+
+    /// A frontend's fixed response, taken as it is (no variables). `Content-Length` and
+    /// `Connection` are the proxy's; a body without a `Content-Type` gets the built-in one.
+    pub fn fixed(answer: &FixedAnswer) -> Template {
+        let mut headers: Vec<(String, Text)> = answer
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                !name.eq_ignore_ascii_case("content-length")
+                    && !name.eq_ignore_ascii_case("connection")
+            })
+            .map(|(name, value)| (name.clone(), Text::literal(value)))
+            .collect();
+        let has_content_type = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if !has_content_type && !answer.body.is_empty() {
+            headers.push((
+                "Content-Type".to_string(),
+                Text::literal("text/html; charset=utf-8"),
+            ));
+        }
+        Template {
+            status: answer.status,
+            reason: reason(answer.status).to_string(),
+            headers,
+            body: Text::literal(&answer.body),
+        }
     }
 
     /// Writes the response. `close` adds `Connection: close`; the caller closes after it.
@@ -537,5 +575,38 @@ mod tests {
         out.clear();
         answers.render(404, &AnswerContext::default(), true, "", &mut out);
         assert!(String::from_utf8(out).unwrap().contains("404 Not Found"));
+    }
+
+    #[test]
+    fn fixed_answer_is_taken_literally_and_reframed() {
+        let answer = FixedAnswer {
+            status: 200,
+            headers: vec![
+                ("X-Fixed".to_string(), "%HOST".to_string()),
+                ("Content-Length".to_string(), "1".to_string()),
+                ("Connection".to_string(), "keep-alive".to_string()),
+            ],
+            body: "100% %HOST".to_string(),
+        };
+        let context = AnswerContext {
+            host: "example.com",
+            ..AnswerContext::default()
+        };
+        let response = render(&Template::fixed(&answer), &context, true);
+        assert_eq!(
+            response,
+            "HTTP/1.1 200 OK\r\nX-Fixed: %HOST\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Length: 10\r\nConnection: close\r\n\r\n100% %HOST"
+        );
+        let empty = FixedAnswer {
+            status: 204,
+            headers: Vec::new(),
+            body: String::new(),
+        };
+        let response = render(&Template::fixed(&empty), &context, false);
+        assert_eq!(
+            response,
+            "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 }

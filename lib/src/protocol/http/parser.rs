@@ -162,9 +162,10 @@ pub enum TargetForm {
     Asterisk,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Version {
     Http10,
+    #[default]
     Http11,
 }
 
@@ -200,8 +201,9 @@ pub enum BodyFraming {
 }
 
 /// Whether the connection may carry another message after this one (RFC 9112 §9.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Persistence {
+    #[default]
     KeepAlive,
     Close,
 }

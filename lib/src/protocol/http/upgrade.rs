@@ -14,7 +14,7 @@
 //! alone in its `Upgrade` field; any other `101` is the backend's fault (502).
 //!
 //! `CONNECT` is not an upgrade and never reaches a backend: it is answered 405 (see
-//! [`crate::http`]).
+//! [`crate::protocol::http::route`]).
 
 /// The protocol name of WebSocket in `Upgrade` (RFC 6455 §4.1), compared case-insensitively.
 const WEBSOCKET: &[u8] = b"websocket";

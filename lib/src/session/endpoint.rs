@@ -328,6 +328,18 @@ impl Endpoint {
         }
     }
 
+    /// Whether an established connection can carry a new request: open both ways, no hangup
+    /// or error reported, and nothing unread. Bytes that arrive with no request outstanding
+    /// answer none; on a reused connection they would be read as the response to the next
+    /// request.
+    pub fn is_clean(&self) -> bool {
+        let event = self.readiness.event;
+        !self.write_shut
+            && !event.contains(Ready::HUP)
+            && !event.contains(Ready::ERROR)
+            && self.unread() == Unread::Nothing
+    }
+
     /// Encrypted bytes are waiting for the socket.
     pub fn has_pending_output(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.wants_write())

@@ -1,0 +1,159 @@
+//! Message bodies on their way: where a body ends ([`Body`], over the parser's framing
+//! trackers), and sending a message's head and body bytes on in one write.
+
+use std::io::IoSlice;
+
+use crate::{
+    pool::Buffer,
+    protocol::http::parser::{BodyFraming, BodyProgress, ChunkedBody, ContentLengthBody, Limits},
+    session::endpoint::{Endpoint, Ready, Transfer},
+};
+
+/// Where a message body stands.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Complete (or there is none).
+    Done,
+    Length(ContentLengthBody),
+    Chunked(ChunkedBody),
+    /// Ends when the backend closes.
+    UntilClose,
+}
+
+impl Body {
+    pub fn new(framing: BodyFraming, limits: &Limits) -> Body {
+        match framing {
+            BodyFraming::None | BodyFraming::ContentLength(0) => Body::Done,
+            BodyFraming::ContentLength(length) => Body::Length(ContentLengthBody::new(length)),
+            BodyFraming::Chunked => Body::Chunked(ChunkedBody::new(limits)),
+            BodyFraming::UntilClose => Body::UntilClose,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+
+    /// How many of `input`'s bytes belong to the body; `Err` when the chunked framing is
+    /// broken. Moves to `Done` when the body ends within `input`.
+    pub fn take(&mut self, input: &[u8]) -> Result<usize, ()> {
+        let progress = match self {
+            Body::Done => return Ok(0),
+            Body::UntilClose => return Ok(input.len()),
+            Body::Length(body) => body.feed(input),
+            Body::Chunked(body) => body.feed(input).map_err(|_| ())?,
+        };
+        Ok(match progress {
+            BodyProgress::Partial => input.len(),
+            BodyProgress::Complete { len } => {
+                *self = Body::Done;
+                len
+            }
+        })
+    }
+}
+
+/// What [`send_message`] achieved.
+pub enum Sent {
+    /// Nothing to send, or the socket takes nothing now.
+    Nothing,
+    /// Bytes of the head and of the body went out.
+    Moved { head: usize, body: usize },
+    /// The chunked body in the buffer breaks its framing.
+    InvalidBody,
+    /// The socket failed or its peer is gone.
+    Failed,
+}
+
+/// Sends a message on: what is left of its edited head (`out` from `out_sent`), then the body
+/// bytes in `buffer` that its framing allows, in one `writev`. Bytes after the body (a
+/// pipelined request) stay in the buffer.
+pub fn send_message(
+    sink: &mut Endpoint,
+    out: &[u8],
+    out_sent: &mut usize,
+    body: &mut Body,
+    buffer: &mut Buffer,
+) -> Sent {
+    let head = out.get(*out_sent..).unwrap_or_default();
+    let available = match body.clone().take(buffer.data()) {
+        Ok(count) => count,
+        Err(()) => return Sent::InvalidBody,
+    };
+    if (head.is_empty() && available == 0) || !sink.readiness.event.contains(Ready::WRITABLE) {
+        return Sent::Nothing;
+    }
+    let body_bytes = buffer.data().get(..available).unwrap_or_default();
+    match sink.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
+        Transfer::Moved(count) => {
+            let from_head = count.min(head.len());
+            *out_sent += from_head;
+            let from_body = count - from_head;
+            let mut taken = 0;
+            if from_body > 0 {
+                taken = body
+                    .take(buffer.data().get(..from_body).unwrap_or_default())
+                    .unwrap_or(from_body);
+                buffer.consume(taken);
+            }
+            Sent::Moved {
+                head: from_head,
+                body: taken,
+            }
+        }
+        Transfer::WouldBlock => Sent::Nothing,
+        Transfer::Closed | Transfer::Error(_) => Sent::Failed,
+    }
+}
+
+/// Sends a chunked body without its chunked coding (to an HTTP/1.0 client): once `out` (the
+/// head, then the data of earlier chunks) is sent, the chunks in `buffer` are taken and their
+/// data put in `out`. So `out` never holds more than a buffer's worth of data.
+pub fn send_dechunked(
+    sink: &mut Endpoint,
+    out: &mut Vec<u8>,
+    out_sent: &mut usize,
+    body: &mut Body,
+    buffer: &mut Buffer,
+) -> Sent {
+    let mut framing_taken = false;
+    if *out_sent == out.len() && !buffer.is_empty() {
+        let Body::Chunked(chunked) = body else {
+            return Sent::Nothing;
+        };
+        out.clear();
+        *out_sent = 0;
+        let input = buffer.data();
+        let taken = match chunked.feed_with(input, |data| out.extend_from_slice(data)) {
+            Ok(BodyProgress::Partial) => input.len(),
+            Ok(BodyProgress::Complete { len }) => {
+                *body = Body::Done;
+                len
+            }
+            Err(_) => return Sent::InvalidBody,
+        };
+        buffer.consume(taken);
+        framing_taken = taken > 0;
+    }
+    // Taking chunk framing alone moves the body on too.
+    let unsent = if framing_taken {
+        Sent::Moved { head: 0, body: 0 }
+    } else {
+        Sent::Nothing
+    };
+    let pending = out.get(*out_sent..).unwrap_or_default();
+    if pending.is_empty() || !sink.readiness.event.contains(Ready::WRITABLE) {
+        return unsent;
+    }
+    match sink.write(pending) {
+        Transfer::Moved(count) => {
+            *out_sent += count;
+            Sent::Moved {
+                head: count,
+                body: 0,
+            }
+        }
+        Transfer::WouldBlock => unsent,
+        Transfer::Closed | Transfer::Error(_) => Sent::Failed,
+    }
+}

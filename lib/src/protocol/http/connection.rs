@@ -1,0 +1,698 @@
+//! The HTTP/1 codec, request side: reading request heads from the front buffer, acting on the
+//! routing decision, sending the request on, writing the proxy's own answers, and moving to
+//! the next request of a kept connection. The response side is in [`super::response`].
+
+use std::fmt::Write as _;
+
+use sozu_command_lib::request::HeaderPosition;
+
+use crate::{
+    protocol::http::{
+        Http, HttpListener, SLOT,
+        answers::{AnswerContext, Template},
+        body::{Body, Sent, send_message},
+        editor::{self, RequestEdits},
+        parser::{
+            BodyFraming, Method, ParseError, Parsed, Persistence, RequestHead, parse_request_head,
+        },
+        record::{new_request_id, record_stream},
+        response,
+        route::{self, Close, Forward, Request, Retry, RouteDecision},
+        stream::{Phase, RequestSide, ResponseSide},
+        upgrade,
+    },
+    session::endpoint::{Ready, Transfer},
+    session::{Action, BackConnection, BackUse, Context, Session, Stage},
+    timer::{self, TimeoutKind},
+};
+
+/// What a step of the session achieved.
+pub(super) enum Step {
+    /// Something moved; try again.
+    Progress,
+    /// Nothing more until the next event.
+    Wait,
+    /// The event loop must act.
+    Do(Action),
+}
+
+/// Reads and parses a request head, then routes the request.
+pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Step::Do(Action::Close);
+    };
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if !http.front_buf.is_empty() {
+        let parsed = parse_request_head(
+            http.front_buf.data(),
+            &listener.limits,
+            listener.config.sozu_id_header.as_bytes(),
+            &mut http.headers,
+        );
+        match parsed {
+            Ok(Parsed::Complete(head)) => return route(session, context, listener, head),
+            Ok(Parsed::Partial) => {}
+            Err(error) => return refuse(session, context, listener, error),
+        }
+    }
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if http.front_buf.is_full() {
+        // The parser refuses an oversized head before the buffer fills; stay safe anyway.
+        return answer(
+            session,
+            context,
+            listener,
+            431,
+            "request head too large",
+            Close::AfterAnswer,
+        );
+    }
+    if session.front.read_closed || !session.front.readiness.event.contains(Ready::READABLE) {
+        if session.front.read_closed {
+            return Step::Do(Action::Close);
+        }
+        arm_head_timeout(session, context);
+        return Step::Wait;
+    }
+    match session.front.read(http.front_buf.space()) {
+        Transfer::Moved(count) => {
+            http.front_buf.fill(count);
+            if http.stream.head_started.is_none() {
+                http.stream.head_started = Some(context.now);
+            }
+            Step::Progress
+        }
+        Transfer::WouldBlock => {
+            arm_head_timeout(session, context);
+            Step::Wait
+        }
+        Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
+    }
+}
+
+/// While a head is awaited: the idle timeout until its first byte, from the end of the last
+/// exchange (for a new connection, the request timeout from accept when it is shorter), then
+/// the request timeout from that byte. Neither moves once set: a client cannot stretch them by
+/// trickling bytes, nor by sending what holds no request byte (TLS records without data).
+fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
+    let Stage::Http(http) = &session.stage else {
+        return;
+    };
+    let key = session.timer_key(TimeoutKind::Front);
+    let timeouts = session.timeouts;
+    let deadline = match http.stream.head_started {
+        Some(started) => timer::later(started, timeouts.request),
+        // A new connection (its TLS handshake included) has the request timeout, when shorter,
+        // to send its first request: holding connections open costs a client nothing.
+        None if http.served == 0 => {
+            timer::later(session.started, timeouts.front.min(timeouts.request))
+        }
+        None => timer::later(http.idle_since, timeouts.front),
+    };
+    if session.front_timeout.deadline() != Some(deadline) {
+        session.front_timeout.set(deadline, key, context.timers);
+    }
+}
+
+/// Answers a request head that cannot be parsed, and closes.
+fn refuse(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    error: ParseError,
+) -> Step {
+    let status = error.status();
+    log::debug!("session {}: {error}: {}", session.uid, error.violation());
+    answer(
+        session,
+        context,
+        listener,
+        status,
+        &error.violation().to_string(),
+        Close::AfterAnswer,
+    )
+}
+
+/// Writes an answer of the proxy into `response_out` and switches to writing it.
+pub(super) fn answer(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    status: u16,
+    details: &str,
+    close: Close,
+) -> Step {
+    let extra = AnswerExtra::default();
+    answer_with(session, context, listener, status, details, close, extra)
+}
+
+/// Writes the listener's (or cluster's) answer for `status`, with `extra` values.
+pub(super) fn answer_with(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    status: u16,
+    details: &str,
+    close: Close,
+    extra: AnswerExtra<'_>,
+) -> Step {
+    render_answer(
+        session,
+        context,
+        listener,
+        Rendered::Page(status, details, extra),
+        close,
+    )
+}
+
+/// What the proxy answers with.
+enum Rendered<'a> {
+    /// The listener's (or cluster's) page for a status.
+    Page(u16, &'a str, AnswerExtra<'a>),
+    /// A frontend's fixed response.
+    Fixed(&'a Template),
+}
+
+/// The one place answers of the proxy are written into `response_out`.
+fn render_answer(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    rendered: Rendered<'_>,
+    close: Close,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let stream = &mut http.stream;
+    if stream.request_id.is_empty() {
+        new_request_id(stream, session.uid, http.served);
+    }
+    let (status, details, extra) = match rendered {
+        Rendered::Page(status, details, extra) => (status, details, extra),
+        Rendered::Fixed(template) => (template.status, "", AnswerExtra::default()),
+    };
+    stream.status = Some(status);
+    stream.answered_by_proxy = true;
+    let answer_context = AnswerContext {
+        request_id: &stream.request_id,
+        cluster_id: stream.cluster_id(),
+        backend_id: None,
+        host: &stream.host,
+        path: &stream.path,
+        details,
+        location: extra.location,
+        www_authenticate: extra.www_authenticate,
+        retry_after: extra.retry_after,
+    };
+    let mut extra_fields = String::new();
+    if !listener.config.sozu_id_header.is_empty() {
+        let _ = write!(
+            extra_fields,
+            "{}: {}\r\n",
+            listener.config.sozu_id_header, stream.request_id
+        );
+    }
+    let closes = close == Close::AfterAnswer;
+    if !closes && stream.is_http10() {
+        extra_fields.push_str(KEEP_ALIVE_FIELD);
+    }
+    http.response_out.clear();
+    http.response_out_sent = 0;
+    match rendered {
+        Rendered::Page(..) => listener.answers.render(
+            status,
+            &answer_context,
+            closes,
+            &extra_fields,
+            &mut http.response_out,
+        ),
+        Rendered::Fixed(template) => template.render(
+            &answer_context,
+            closes,
+            &extra_fields,
+            &mut http.response_out,
+        ),
+    }
+    if stream.method == Some(Method::Head) {
+        // A response to HEAD has no body, only the Content-Length a GET would get (RFC 9110
+        // §9.3.2); body bytes would be read as the next response on a kept connection. The
+        // rendered head holds no empty line before its end: values are stripped of CR and LF.
+        if let Some(end) = memchr::memmem::find(&http.response_out, b"\r\n\r\n") {
+            http.response_out.truncate(end + 4);
+        }
+    }
+    http.stream.phase = Phase::Answering(close);
+    let after = session.timeouts.front;
+    session.touch_front(after, context.now, context.timers);
+    Step::Progress
+}
+
+/// What tells an HTTP/1.0 client that its connection stays open: without it, the client
+/// takes the connection as closed after the response (RFC 9112 §C.2.2).
+const KEEP_ALIVE_FIELD: &str = "Connection: keep-alive\r\n";
+
+/// Extra values of an answer.
+#[derive(Default, Clone, Copy)]
+pub(super) struct AnswerExtra<'a> {
+    pub location: Option<&'a str>,
+    pub www_authenticate: Option<&'a str>,
+    pub retry_after: Option<u64>,
+}
+
+/// Writes the proxy's answer; then closes or goes on with the next request.
+pub(super) fn write_answer(session: &mut Session, context: &mut Context<'_>, close: Close) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if http.response_out_sent < http.response_out.len() {
+        return write_response_out(session, context);
+    }
+    record_stream(session, context);
+    if close == Close::AfterAnswer {
+        session.front.shutdown_write();
+        return Step::Do(Action::Close);
+    }
+    finish_stream(session, context)
+}
+
+/// Ends a stream on a connection that stays open: the next request may be in the buffer.
+pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    http.served += 1;
+    http.idle_since = context.now;
+    http.request_out.clear();
+    http.request_out_sent = 0;
+    http.response_out.clear();
+    http.response_out_sent = 0;
+    let back_persistence = http.stream.backend;
+    let had_backend = http.stream.cluster_id().is_some();
+    http.stream.next();
+    session.cancel_back_timeout(SLOT);
+    let after = session.timeouts.front;
+    session.touch_front(after, context.now, context.timers);
+    if had_backend {
+        let action = match back_persistence {
+            Persistence::Close => Action::DropBack(SLOT),
+            Persistence::KeepAlive => Action::ExchangeDone,
+        };
+        return Step::Do(action);
+    }
+    Step::Progress
+}
+
+/// Decides what to do with a parsed request ([`route::decide`]) and does it: answer it, or
+/// forward it to a cluster. An answered request's head leaves the buffer, so the next request
+/// is read after it.
+fn route(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    head: RequestHead,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let http: &mut Http = http;
+    let buf = http.front_buf.data();
+    let stream = &mut http.stream;
+    new_request_id(stream, session.uid, http.served);
+    let host = head
+        .authority
+        .map(|a| a.span.slice(buf))
+        .unwrap_or_default();
+    stream.host.clear();
+    stream.host.push_str(&String::from_utf8_lossy(host));
+    stream.path.clear();
+    stream
+        .path
+        .push_str(&String::from_utf8_lossy(head.path.slice(buf)));
+    stream.method = Some(head.method);
+    stream
+        .method_text
+        .push_str(&String::from_utf8_lossy(head.method_span.slice(buf)));
+    if let Some(agent) = http
+        .headers
+        .iter()
+        .find(|header| header.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
+    {
+        stream
+            .user_agent
+            .push_str(&String::from_utf8_lossy(agent.value.slice(buf)));
+    }
+    stream.routed_at = Some(context.now);
+    stream.bytes_in = head.head_len as u64;
+    stream.client = head.persistence;
+    stream.version = head.version;
+    session.front_timeout.cancel();
+
+    let request = Request {
+        buf,
+        head: &head,
+        headers: &http.headers,
+        server_name: session.front.tls.as_ref().and_then(|tls| tls.server_name()),
+    };
+    let (cluster, status, details, close, extra) =
+        match route::decide(listener, context.clusters, context.authorized, request) {
+            RouteDecision::Forward(forward) => {
+                let back = session.backs.get(SLOT);
+                return forward_request(
+                    http,
+                    back,
+                    session.client_address,
+                    listener,
+                    &head,
+                    forward,
+                );
+            }
+            RouteDecision::Fixed { answer, close } => {
+                let step =
+                    render_answer(session, context, listener, Rendered::Fixed(answer), close);
+                return consume_head(session, step, head.head_len);
+            }
+            RouteDecision::Answer {
+                status,
+                details,
+                cluster,
+                close,
+            } => (cluster, status, details, close, Extra::None),
+            RouteDecision::Redirect {
+                status,
+                location,
+                details,
+                cluster,
+                close,
+            } => (cluster, status, details, close, Extra::Location(location)),
+            RouteDecision::Unauthorized {
+                realm,
+                details,
+                cluster,
+                close,
+            } => (cluster, 401, details, close, Extra::Realm(realm)),
+        };
+    if let Some(cluster) = cluster {
+        http.stream.cluster_id.clear();
+        http.stream.cluster_id.push_str(cluster);
+    }
+    let extra = match &extra {
+        Extra::None => AnswerExtra::default(),
+        Extra::Location(location) => AnswerExtra {
+            location: Some(location),
+            ..AnswerExtra::default()
+        },
+        Extra::Realm(realm) => AnswerExtra {
+            www_authenticate: Some(realm),
+            ..AnswerExtra::default()
+        },
+    };
+    let step = answer_with(session, context, listener, status, details, close, extra);
+    consume_head(session, step, head.head_len)
+}
+
+/// What a routing decision adds to the proxy's answer.
+enum Extra<'a> {
+    None,
+    Location(String),
+    Realm(&'a str),
+}
+
+/// Takes an answered request's head out of the front buffer.
+fn consume_head(session: &mut Session, step: Step, head_len: usize) -> Step {
+    if let Stage::Http(http) = &mut session.stage {
+        http.front_buf.consume(head_len);
+    }
+    step
+}
+
+/// Prepares the head for the backend now, while the request bytes are here, and asks for a
+/// backend connection, unless the attached one serves the same cluster (and backend, for a
+/// sticky request).
+fn forward_request(
+    http: &mut Http,
+    back: Option<&BackConnection>,
+    client: std::net::SocketAddr,
+    listener: &HttpListener,
+    head: &RequestHead,
+    forward: Forward<'_>,
+) -> Step {
+    let Forward {
+        cluster,
+        frontend,
+        rewrite,
+        sticky_cookie,
+        sticky_id,
+        hsts,
+        retry,
+    } = forward;
+    let buf = http.front_buf.data();
+    // WebSocket is the only upgrade let through, offered in a GET without a body (RFC 6455
+    // §4.1); any other Upgrade is removed and the backend answers in HTTP/1.1.
+    let upgrade = head
+        .upgrade
+        .filter(|_| {
+            head.is_connection_upgrade
+                && head.method == Method::Get
+                && head.body == BodyFraming::None
+        })
+        .and_then(|value| upgrade::offered_websocket(value.slice(buf)));
+    let stream = &mut http.stream;
+    stream.cluster_id.clear();
+    stream.cluster_id.push_str(&cluster.cluster_id);
+    let rewrite = rewrite.as_ref();
+    let edits = RequestEdits {
+        client,
+        listener: listener.public_address(),
+        is_tls: listener.tls.is_some(),
+        request_id_header: &listener.config.sozu_id_header,
+        request_id: &stream.request_id,
+        send_x_real_ip: listener.config.send_x_real_ip,
+        elide_x_real_ip: listener.config.elide_x_real_ip,
+        rewrite_host: rewrite.and_then(|r| r.host.as_deref()),
+        rewrite_port: rewrite.and_then(|r| r.port),
+        rewrite_path: rewrite.and_then(|r| r.path.as_deref()),
+        rules: &frontend.headers,
+        sticky_cookie,
+        upgrade,
+    };
+    editor::write_request_head(buf, head, &http.headers, &edits, &mut http.request_out);
+    http.request_out_sent = 0;
+    stream.response_rules = frontend
+        .headers
+        .iter()
+        .filter(|rule| rule.position != HeaderPosition::Request)
+        .cloned()
+        .collect();
+    stream.hsts = hsts.cloned();
+    stream.offers_upgrade = upgrade.is_some();
+    stream.request = RequestSide::Sending(Body::new(head.body, &listener.limits));
+    stream.retry = retry;
+    http.front_buf.consume(head.head_len);
+
+    stream.sticky_name = sticky_cookie.map(str::to_string);
+    stream.requested_sticky.clone_from(&sticky_id);
+    let cluster_id = stream.cluster_id.clone();
+    let back_usable = back.is_some_and(BackConnection::is_clean) && http.back_buf.is_empty();
+    let same_backend = back_usable
+        && http.back_cluster == cluster_id
+        && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
+    if same_backend {
+        stream.phase = Phase::Forwarding;
+        http.back_use = BackUse::Reused;
+        if let (Some(name), Some(backend_sticky)) = (&stream.sticky_name, &http.back_sticky_id) {
+            if stream.requested_sticky.as_ref() != Some(backend_sticky) {
+                stream.sticky_cookie = Some((name.clone(), backend_sticky.clone()));
+            }
+        }
+        return Step::Progress;
+    }
+    stream.phase = Phase::Connecting;
+    http.back_use = BackUse::New;
+    http.back_cluster.clear();
+    http.back_cluster.push_str(&cluster_id);
+    Step::Do(Action::Connect {
+        slot: SLOT,
+        cluster_id,
+        sticky_id,
+    })
+}
+
+/// Sends the request to the backend and relays the response, both ways at once.
+pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Step::Do(Action::Close);
+    };
+    let Some(back) = session.backs.get_mut(SLOT) else {
+        return Step::Do(Action::Close);
+    };
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let front = &mut session.front;
+    let back = &mut back.endpoint;
+    let mut progress = false;
+    let mut front_active = false;
+    let mut back_active = false;
+
+    // Client → backend: the head, then body bytes as the framing allows.
+    if let RequestSide::Sending(body) = &mut http.stream.request {
+        match send_message(
+            back,
+            &http.request_out,
+            &mut http.request_out_sent,
+            body,
+            &mut http.front_buf,
+        ) {
+            Sent::Nothing => {}
+            Sent::Moved { head, body } => {
+                if http.request_out_sent == http.request_out.len()
+                    && http.stream.request_sent_at.is_none()
+                {
+                    http.stream.request_sent_at = Some(context.now);
+                }
+                http.stream.bytes_in += body as u64;
+                http.stream.request_sent += (head + body) as u64;
+                http.stream.used_backend = true;
+                progress = true;
+                back_active = true;
+            }
+            Sent::InvalidBody => {
+                return answer(
+                    session,
+                    context,
+                    listener,
+                    400,
+                    "invalid chunked body",
+                    Close::AfterAnswer,
+                );
+            }
+            Sent::Failed => return backend_failed(session, context, listener),
+        }
+        let RequestSide::Sending(body) = &mut http.stream.request else {
+            return Step::Do(Action::Close);
+        };
+        if !body.is_done()
+            && !http.front_buf.is_full()
+            && !front.read_closed
+            && front.readiness.event.contains(Ready::READABLE)
+        {
+            match front.read(http.front_buf.space()) {
+                Transfer::Moved(count) => {
+                    http.front_buf.fill(count);
+                    progress = true;
+                    front_active = true;
+                }
+                Transfer::WouldBlock => {}
+                Transfer::Closed => {
+                    // The client ended its stream in the middle of a request body.
+                    return Step::Do(Action::Close);
+                }
+                Transfer::Error(_) => return Step::Do(Action::Close),
+            }
+        }
+        if body.is_done() && http.request_out_sent == http.request_out.len() {
+            http.stream.request = RequestSide::Sent;
+            progress = true;
+        }
+    }
+
+    // Backend → client.
+    let step = if http.stream.has_response_head() {
+        response::relay_response_body(session, context)
+    } else {
+        response::read_response_head(session, context, listener)
+    };
+    match step {
+        Step::Progress => progress = true,
+        Step::Wait => {}
+        other => return other,
+    }
+    if front_active {
+        let after = session.timeouts.front;
+        session.touch_front(after, context.now, context.timers);
+    }
+    if back_active {
+        let after = session.timeouts.back;
+        session.touch_back(SLOT, after, context.now, context.timers);
+    }
+    if progress { Step::Progress } else { Step::Wait }
+}
+
+/// The backend connection failed while the request was being sent or the response awaited.
+pub(super) fn backend_failed(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let stream = &mut http.stream;
+    if stream.has_response_head() || http.response_out_sent < http.response_out.len() {
+        // Part of the final response went out, or an interim one is on its way: the client
+        // cannot be told more than a cut.
+        return Step::Do(Action::Close);
+    }
+    if matches!(stream.response, ResponseSide::ReadingHead) {
+        // The backend closed inside a head: no response, as if it had sent nothing.
+        return answer(
+            session,
+            context,
+            listener,
+            502,
+            "the backend closed the connection inside its response head",
+            Close::AfterAnswer,
+        );
+    }
+    if http.back_use == BackUse::Reused && stream.retry == Retry::Once {
+        // A kept connection the backend closed meanwhile (RFC 9112 §9.3.1): send the request
+        // again on a new connection, once.
+        http.back_use = BackUse::New;
+        stream.retry = Retry::Never;
+        http.request_out_sent = 0;
+        stream.request = RequestSide::Sending(Body::Done);
+        stream.phase = Phase::Connecting;
+        return Step::Do(Action::Reconnect {
+            slot: SLOT,
+            cluster_id: stream.cluster_id.clone(),
+        });
+    }
+    answer(
+        session,
+        context,
+        listener,
+        502,
+        "the backend closed the connection before answering",
+        Close::AfterAnswer,
+    )
+}
+
+/// Writes pending bytes of `response_out` to the client.
+pub(super) fn write_response_out(session: &mut Session, context: &mut Context<'_>) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    if !session.front.readiness.event.contains(Ready::WRITABLE) {
+        return Step::Wait;
+    }
+    let pending = http
+        .response_out
+        .get(http.response_out_sent..)
+        .unwrap_or_default();
+    match session.front.write(pending) {
+        Transfer::Moved(count) => {
+            http.response_out_sent += count;
+            http.stream.bytes_out += count as u64;
+            let after = session.timeouts.front;
+            session.touch_front(after, context.now, context.timers);
+            Step::Progress
+        }
+        Transfer::WouldBlock => Step::Wait,
+        Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
+    }
+}

@@ -1,0 +1,30 @@
+//! An HTTP or HTTPS listener as its sessions see it.
+
+use std::net::SocketAddr;
+
+use sozu_command_lib::request::{Hsts, HttpListenerConfig};
+
+use crate::{
+    https::HttpsSettings,
+    protocol::http::{answers::Answers, parser::Limits},
+    router::Router,
+};
+
+/// An HTTP or HTTPS listener as sessions see it: settings, routes and answers.
+pub struct HttpListener {
+    pub config: HttpListenerConfig,
+    pub router: Router,
+    pub answers: Answers,
+    /// TLS settings and certificates, for an HTTPS listener.
+    pub tls: Option<HttpsSettings>,
+    /// HSTS policy of an HTTPS listener, for frontends without their own.
+    pub hsts: Option<Hsts>,
+    pub limits: Limits,
+}
+
+impl HttpListener {
+    /// The address clients know the listener by.
+    pub fn public_address(&self) -> SocketAddr {
+        self.config.public_address.unwrap_or(self.config.address)
+    }
+}

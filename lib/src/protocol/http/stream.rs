@@ -1,0 +1,166 @@
+//! A stream: one request and its response, from the first byte of the request head to the
+//! end of the response, as typed phases.
+//!
+//! A stream owns no socket and no buffer: the connection that carries it (the HTTP/1 codec
+//! in [`super::connection`]) owns the front side and reads and writes for it. HTTP/1 carries
+//! one stream at a time; the state here is all a request needs, so a connection carrying
+//! many can hold many.
+
+use std::time::{Duration, Instant};
+
+use sozu_command_lib::request::{HeaderEdit, Hsts};
+
+use crate::protocol::http::{
+    body::Body,
+    parser::{Method, Persistence, Version},
+    route::{Close, Retry},
+};
+
+/// Where a stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Reading a request head.
+    #[default]
+    Head,
+    /// Waiting for the connection to a backend.
+    Connecting,
+    /// Sending the request and relaying the response.
+    Forwarding,
+    /// Writing a response of the proxy; then close, or the next request.
+    Answering(Close),
+}
+
+/// How far the request went to the backend.
+#[derive(Debug, Clone, Default)]
+pub enum RequestSide {
+    /// The head and then the body bytes the framing allows are being sent.
+    Sending(Body),
+    /// All of it was sent (or nothing is to be sent yet).
+    #[default]
+    Sent,
+}
+
+/// How far the response came from the backend.
+#[derive(Debug, Clone, Default)]
+pub enum ResponseSide {
+    /// Nothing read for this request yet.
+    #[default]
+    AwaitingHead,
+    /// Bytes of a head (or of interim heads) arrived; the final head is not complete.
+    ReadingHead,
+    /// The final head was parsed; its edited head and then its body go to the client.
+    Relaying { body: Body, relay: Relay },
+}
+
+/// How a response body reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// As the backend sent it.
+    AsIs,
+    /// Without its chunked coding, to an HTTP/1.0 client: the body ends with the connection.
+    Dechunked,
+    /// The backend accepted a WebSocket upgrade (101): after the head, the connection becomes
+    /// a pipe.
+    SwitchToPipe,
+}
+
+/// Per-request state, reset for each request.
+#[derive(Default)]
+pub struct Stream {
+    pub phase: Phase,
+    /// When the first byte of the request head arrived.
+    pub head_started: Option<Instant>,
+    pub method: Option<Method>,
+    /// The cluster the request was routed to; empty when none.
+    pub cluster_id: String,
+    pub host: String,
+    pub path: String,
+    pub request_id: String,
+    pub request: RequestSide,
+    /// Bytes of this request sent to the backend.
+    pub request_sent: u64,
+    pub response: ResponseSide,
+    /// Whether the client connection stays open after this stream.
+    pub client: Persistence,
+    /// Whether the backend connection may carry another request after this stream.
+    pub backend: Persistence,
+    /// The request's HTTP version.
+    pub version: Version,
+    /// The request offers the backend a WebSocket upgrade.
+    pub offers_upgrade: bool,
+    /// The sticky cookie's name, when the cluster is sticky.
+    pub sticky_name: Option<String>,
+    /// The backend the request's sticky cookie names.
+    pub requested_sticky: Option<String>,
+    /// Sticky cookie to set on the response: (name, backend sticky id).
+    pub sticky_cookie: Option<(String, String)>,
+    /// Header rules of the frontend that apply to the response.
+    pub response_rules: Vec<HeaderEdit>,
+    pub hsts: Option<Hsts>,
+    pub retry: Retry,
+    /// When the request was routed, its head fully sent to the backend, and its response head
+    /// read.
+    pub routed_at: Option<Instant>,
+    pub request_sent_at: Option<Instant>,
+    pub first_byte_time: Option<Duration>,
+    pub method_text: String,
+    pub user_agent: String,
+    /// The status sent to the client, and whether the proxy wrote the answer itself.
+    pub status: Option<u16>,
+    pub answered_by_proxy: bool,
+    /// Request bytes read from the client, response bytes written to it.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// A backend connection served this request.
+    pub used_backend: bool,
+    /// The stream was recorded (metrics and access log).
+    pub recorded: bool,
+}
+
+impl Stream {
+    /// The next stream on the same connection, keeping the allocations of this one's texts.
+    pub fn next(&mut self) {
+        let mut texts = [
+            std::mem::take(&mut self.cluster_id),
+            std::mem::take(&mut self.host),
+            std::mem::take(&mut self.path),
+            std::mem::take(&mut self.request_id),
+            std::mem::take(&mut self.method_text),
+            std::mem::take(&mut self.user_agent),
+        ];
+        for text in &mut texts {
+            text.clear();
+        }
+        let [cluster_id, host, path, request_id, method_text, user_agent] = texts;
+        *self = Stream {
+            cluster_id,
+            host,
+            path,
+            request_id,
+            method_text,
+            user_agent,
+            ..Stream::default()
+        };
+    }
+
+    /// The cluster the request was routed to.
+    pub fn cluster_id(&self) -> Option<&str> {
+        (!self.cluster_id.is_empty()).then_some(self.cluster_id.as_str())
+    }
+
+    /// Whether the request came in HTTP/1.0 (no interim responses, no transfer codings).
+    pub fn is_http10(&self) -> bool {
+        self.version == Version::Http10
+    }
+
+    /// Whether the final response head was parsed.
+    pub fn has_response_head(&self) -> bool {
+        matches!(self.response, ResponseSide::Relaying { .. })
+    }
+
+    /// Whether the stream waits for the backend's response head (a back timeout is then a
+    /// 504).
+    pub fn awaits_response(&self) -> bool {
+        self.phase == Phase::Forwarding && !self.has_response_head()
+    }
+}

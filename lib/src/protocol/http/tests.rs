@@ -1,0 +1,411 @@
+//! The HTTP stage's decisions, driven without the event loop: a session over loopback
+//! sockets, a listener and clusters built in memory, events given by hand, and the actions
+//! the stage returns checked.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use mio::Token;
+use rustc_hash::FxHashMap;
+use sozu_command_lib::request::{
+    AddBackend, Cluster, FixedAnswer, HttpFrontend, HttpListenerConfig,
+};
+
+use super::*;
+use crate::{
+    backends::BackendMap,
+    metrics::{Metrics, Recorder},
+    protocol::http::{answers::Answers, parser::Limits},
+    router::Router,
+    session::endpoint::{Endpoint, Ready, Unread},
+    session::{SessionTimeouts, backs::Backs},
+    timer::{Timeout, TimeoutKind, Timers},
+};
+
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// A session in the HTTP stage, with everything the loop would lend it.
+struct Harness {
+    session: Session,
+    client: TcpStream,
+    backend: TcpListener,
+    backends: BackendMap,
+    timers: Timers,
+    pool: Pool,
+    listeners: FxHashMap<SocketAddr, HttpListener>,
+    clusters: BTreeMap<String, Cluster>,
+    authorized: FxHashMap<String, auth::Authorized>,
+    recorder: Recorder,
+}
+
+/// Waits, within a bound, for the peer's bytes or end to reach `endpoint`.
+fn arrived(endpoint: &Endpoint) {
+    let deadline = Instant::now() + DEADLINE;
+    while endpoint.unread() == Unread::Nothing {
+        assert!(Instant::now() < deadline, "nothing arrived");
+        std::thread::yield_now();
+    }
+}
+
+/// A connected pair: the proxy's end as an endpoint, and the peer's end, blocking with a
+/// read timeout.
+fn pair(listener: &TcpListener, token: usize) -> (Endpoint, TcpStream) {
+    let proxy_end = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer_end, _) = listener.accept().unwrap();
+    peer_end.set_read_timeout(Some(DEADLINE)).unwrap();
+    proxy_end.set_nonblocking(true).unwrap();
+    let endpoint = Endpoint::new(mio::net::TcpStream::from_std(proxy_end), Token(token));
+    (endpoint, peer_end)
+}
+
+impl Harness {
+    /// `example.com` goes to cluster `api`, `other.com` to `other`, `fixed.com` answers by
+    /// itself; both clusters have the test's backend.
+    fn new() -> Harness {
+        let front_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = front_listener.local_addr().unwrap();
+        let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut router = Router::new();
+        router
+            .add(HttpFrontend::new(
+                Some("api".into()),
+                address,
+                "example.com",
+            ))
+            .unwrap();
+        router
+            .add(HttpFrontend::new(
+                Some("other".into()),
+                address,
+                "other.com",
+            ))
+            .unwrap();
+        let mut fixed = HttpFrontend::new(None, address, "fixed.com");
+        fixed.answer = Some(FixedAnswer {
+            status: 200,
+            headers: Vec::new(),
+            body: "fixed".to_string(),
+        });
+        router.add(fixed).unwrap();
+        let listener = HttpListener {
+            config: HttpListenerConfig::new(address),
+            router,
+            answers: Answers::new(&BTreeMap::new()).unwrap(),
+            tls: None,
+            hsts: None,
+            limits: Limits::default(),
+        };
+        let mut backends = BackendMap::new();
+        let mut clusters = BTreeMap::new();
+        for cluster_id in ["api", "other"] {
+            let cluster = Cluster::new(cluster_id);
+            backends.set_cluster(&cluster);
+            backends.add(&AddBackend {
+                cluster_id: cluster_id.to_string(),
+                backend_id: format!("{cluster_id}-1"),
+                address: backend.local_addr().unwrap(),
+                sticky_id: None,
+                weight: 100,
+                backup: false,
+            });
+            clusters.insert(cluster_id.to_string(), cluster);
+        }
+        let (front, client) = pair(&front_listener, 1);
+        let pool = Pool::new(16_384, 2, 8);
+        let timeout = Duration::from_secs(10);
+        let session = Session {
+            uid: 1,
+            key: 0,
+            listener_address: address,
+            front,
+            backs: Backs::default(),
+            client_address: client.local_addr().unwrap(),
+            local_address: address,
+            received_proxy_header: None,
+            stage: Stage::Http(Box::new(Http::new(&pool))),
+            cluster_id: None,
+            timeouts: SessionTimeouts {
+                front: timeout,
+                back: timeout,
+                connect: timeout,
+                request: timeout,
+            },
+            front_timeout: Timeout::default(),
+            connect_attempts: 0,
+            started: Instant::now(),
+            counted_for_ip: None,
+            connect_time: None,
+            handshake_counted: false,
+        };
+        Harness {
+            session,
+            client,
+            backend,
+            backends,
+            timers: Timers::new(),
+            pool,
+            listeners: [(address, listener)].into_iter().collect(),
+            clusters,
+            authorized: FxHashMap::default(),
+            recorder: Recorder {
+                metrics: Metrics::new(false),
+                access_log: None,
+            },
+        }
+    }
+
+    fn context(&mut self) -> (&mut Session, Context<'_>) {
+        let context = Context {
+            now: Instant::now(),
+            timers: &mut self.timers,
+            pool: &self.pool,
+            listeners: &self.listeners,
+            clusters: &self.clusters,
+            authorized: &self.authorized,
+            recorder: &mut self.recorder,
+        };
+        (&mut self.session, context)
+    }
+
+    /// Runs the stage as the loop would after an event.
+    fn ready(&mut self) -> Action {
+        let (session, mut context) = self.context();
+        session.ready(&mut context)
+    }
+
+    fn timed_out(&mut self, kind: TimeoutKind) -> Action {
+        let (session, mut context) = self.context();
+        session.timed_out(kind, &mut context)
+    }
+
+    /// The client sends `request`; the stage hears of it.
+    fn request(&mut self, request: &str) {
+        self.client.write_all(request.as_bytes()).unwrap();
+        arrived(&self.session.front);
+        self.session
+            .add_front_event(Ready::READABLE | Ready::WRITABLE);
+    }
+
+    /// Gives the session an established connection to the backend of `cluster_id`, as the
+    /// loop does after a connect (`New`) or from the pool (`Reused`); returns the backend's
+    /// end.
+    fn attach(&mut self, cluster_id: &str, back_use: BackUse) -> TcpStream {
+        let (endpoint, backend_end) = pair(&self.backend, 2);
+        let key = self
+            .backends
+            .pick(cluster_id, None, Instant::now())
+            .unwrap();
+        let back = BackConnection {
+            endpoint,
+            lease: self.backends.lease(key).unwrap(),
+            backend_id: format!("{cluster_id}-1"),
+            address: self.backend.local_addr().unwrap(),
+            connected: true,
+            connect_started: Instant::now(),
+            timeout: Timeout::default(),
+        };
+        self.session.backs.insert(SLOT, back);
+        self.session.add_back_event(SLOT, Ready::WRITABLE);
+        self.session
+            .backend_connected(SLOT, &format!("{cluster_id}-1"), back_use);
+        backend_end
+    }
+
+    /// The backend sends `response` on `backend_end`; the stage hears of it.
+    fn respond(&mut self, backend_end: &mut TcpStream, response: &str) {
+        backend_end.write_all(response.as_bytes()).unwrap();
+        arrived(&self.session.backs.get(SLOT).unwrap().endpoint);
+        self.session
+            .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
+    }
+
+    /// What the client received, `expected_len` bytes.
+    fn client_reads(&mut self, expected_len: usize) -> String {
+        let mut received = vec![0; expected_len];
+        self.client.read_exact(&mut received).unwrap();
+        String::from_utf8(received).unwrap()
+    }
+
+    /// What the client received, up to and with `suffix`.
+    fn client_reads_until(&mut self, suffix: &str) -> String {
+        let mut received = Vec::new();
+        let mut byte = [0; 1];
+        while !received.ends_with(suffix.as_bytes()) {
+            self.client.read_exact(&mut byte).unwrap();
+            received.push(byte[0]);
+        }
+        String::from_utf8(received).unwrap()
+    }
+
+    fn client_has_nothing(&mut self) {
+        self.client.set_nonblocking(true).unwrap();
+        let mut byte = [0; 1];
+        let read = self.client.read(&mut byte);
+        assert!(
+            read.as_ref()
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::WouldBlock),
+            "{read:?}"
+        );
+        self.client.set_nonblocking(false).unwrap();
+    }
+}
+
+/// Reads one request head from the backend's end.
+fn backend_reads_head(backend_end: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        backend_end.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+fn connect(cluster_id: &str) -> Action {
+    Action::Connect {
+        slot: SLOT,
+        cluster_id: cluster_id.to_string(),
+        sticky_id: None,
+    }
+}
+
+#[test]
+fn a_request_on_a_reused_connection_the_backend_closed_is_retried_once() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    // A pooled connection the backend closed meanwhile.
+    let backend_end = harness.attach("api", BackUse::Reused);
+    drop(backend_end);
+    arrived(&harness.session.backs.get(SLOT).unwrap().endpoint);
+    harness
+        .session
+        .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
+    assert_eq!(
+        harness.ready(),
+        Action::Reconnect {
+            slot: SLOT,
+            cluster_id: "api".to_string()
+        }
+    );
+    // The new connection fails too: no second retry, a 502.
+    let backend_end = harness.attach("api", BackUse::New);
+    drop(backend_end);
+    arrived(&harness.session.backs.get(SLOT).unwrap().endpoint);
+    harness
+        .session
+        .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
+    assert_eq!(harness.ready(), Action::Close);
+    assert!(harness.client_reads(12).starts_with("HTTP/1.1 502"));
+}
+
+#[test]
+fn a_front_timeout_is_408_while_a_head_is_awaited_and_a_plain_close_between_requests() {
+    let mut harness = Harness::new();
+    harness.session.add_front_event(Ready::WRITABLE);
+    assert_eq!(harness.timed_out(TimeoutKind::Front), Action::Close);
+    assert!(harness.client_reads(12).starts_with("HTTP/1.1 408"));
+
+    let mut harness = Harness::new();
+    let fixed = "GET / HTTP/1.1\r\nHost: fixed.com\r\n\r\n";
+    harness.request(fixed);
+    assert_eq!(harness.ready(), Action::Wait);
+    let response = harness.client_reads_until("fixed");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    // Between requests, an idle connection just closes.
+    assert_eq!(harness.timed_out(TimeoutKind::Front), Action::Close);
+    harness.client_has_nothing();
+}
+
+#[test]
+fn a_kept_connection_serves_the_same_cluster_and_another_cluster_gets_a_new_one() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    assert_eq!(harness.ready(), Action::Wait);
+    assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
+    harness.respond(&mut backend_end, OK);
+    assert_eq!(harness.ready(), Action::ExchangeDone);
+    assert!(
+        harness
+            .client_reads_until("\r\n\r\nok")
+            .starts_with("HTTP/1.1 200 OK")
+    );
+
+    // The same cluster: the kept connection, no connect.
+    harness.request(GET);
+    assert_eq!(harness.ready(), Action::Wait);
+    assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
+    harness.respond(&mut backend_end, OK);
+    assert_eq!(harness.ready(), Action::ExchangeDone);
+    assert!(harness.session.is_back_reusable(SLOT));
+
+    // Another cluster: a new connection.
+    harness.request("GET / HTTP/1.1\r\nHost: other.com\r\n\r\n");
+    assert_eq!(harness.ready(), connect("other"));
+}
+
+#[test]
+fn a_websocket_101_turns_the_session_into_a_pipe() {
+    let mut harness = Harness::new();
+    harness.request(
+        "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    assert_eq!(harness.ready(), Action::Wait);
+    let head = backend_reads_head(&mut backend_end);
+    assert!(head.contains("Upgrade: websocket\r\n"), "{head}");
+    harness.respond(
+        &mut backend_end,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    );
+    assert_eq!(harness.ready(), Action::Upgraded);
+    assert!(matches!(harness.session.stage, Stage::Pipe(_)));
+}
+
+#[test]
+fn an_unsolicited_101_is_a_502_and_the_backend_connection_is_not_kept() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    assert_eq!(harness.ready(), Action::Wait);
+    backend_reads_head(&mut backend_end);
+    harness.respond(
+        &mut backend_end,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    );
+    assert_eq!(harness.ready(), Action::Close);
+    assert!(harness.client_reads(12).starts_with("HTTP/1.1 502"));
+    assert!(!harness.session.is_back_reusable(SLOT));
+}
+
+#[test]
+fn bytes_after_a_complete_response_close_the_backend_connection() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    assert_eq!(harness.ready(), Action::Wait);
+    backend_reads_head(&mut backend_end);
+    harness.respond(
+        &mut backend_end,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+    );
+    assert_eq!(harness.ready(), Action::DropBack(SLOT));
+    assert!(
+        harness
+            .client_reads_until("\r\n\r\nok")
+            .starts_with("HTTP/1.1 200 OK")
+    );
+    harness.client_has_nothing();
+}

@@ -1,0 +1,217 @@
+//! Accepting connections: a bounded batch per listener per turn, and the first stage of each
+//! session, by listener kind.
+
+use std::{io::ErrorKind, net::SocketAddr, time::Instant};
+
+use log::{debug, error, warn};
+use mio::{Interest, Token, net::TcpStream};
+use sozu_command_lib::request::ListenerType;
+
+use super::{Owner, Run, Server};
+use crate::{
+    pool::Pool,
+    session::endpoint::Endpoint,
+    session::{Session, SessionTimeouts, Stage, backs::Backs},
+    tcp,
+};
+
+impl Server {
+    pub(super) fn can_accept(&self) -> bool {
+        self.run == Run::Running && self.sessions.len() < self.config.max_connections
+    }
+
+    /// Accepts waiting connections, a bounded batch per listener per turn.
+    pub(super) fn accept_pending(&mut self) {
+        let pending: Vec<SocketAddr> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.pending)
+            .map(|(address, _)| *address)
+            .collect();
+        for address in pending {
+            for _ in 0..self.config.accept_batch {
+                if !self.can_accept() {
+                    return;
+                }
+                let Some(listener) = self.listeners.get_mut(&address) else {
+                    break;
+                };
+                match listener.socket.accept() {
+                    Ok((stream, peer)) => {
+                        let kind = listener.kind;
+                        self.create_session(address, kind, stream, peer);
+                    }
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                        listener.pending = false;
+                        break;
+                    }
+                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        // EMFILE and the like: leave the connection in the backlog and retry on
+                        // the next turn rather than spin.
+                        warn!("accept on {address} failed: {error}");
+                        listener.pending = false;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn create_session(
+        &mut self,
+        listener: SocketAddr,
+        kind: ListenerType,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        match kind {
+            ListenerType::Tcp => self.create_tcp_session(listener, stream, peer),
+            ListenerType::Http | ListenerType::Https => {
+                self.create_http_session(listener, stream, peer)
+            }
+        }
+    }
+
+    pub(super) fn create_tcp_session(
+        &mut self,
+        listener: SocketAddr,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let Some(config) = self
+            .state
+            .tcp_listeners
+            .get(&listener)
+            .map(|l| l.config.clone())
+        else {
+            return;
+        };
+        let Some(cluster_id) = self
+            .state
+            .tcp_frontends
+            .get(&listener)
+            .map(|f| f.cluster_id.clone())
+        else {
+            debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
+            return;
+        };
+        let to_backend = self
+            .state
+            .clusters
+            .get(&cluster_id)
+            .and_then(|c| c.proxy_protocol);
+        let timeouts = SessionTimeouts {
+            front: config.front_timeout,
+            back: config.back_timeout,
+            connect: config.connect_timeout,
+            request: config.front_timeout,
+        };
+        let then = tcp::AfterProxy::Pipe {
+            to_backend,
+            splice: config.splice.then_some(self.config.splice_pipe_capacity),
+        };
+        let Some(key) = self.new_session(
+            listener,
+            stream,
+            peer,
+            timeouts,
+            Some(cluster_id),
+            |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
+        ) else {
+            return;
+        };
+        self.drive(key);
+    }
+
+    pub(super) fn create_http_session(
+        &mut self,
+        listener: SocketAddr,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let Some(http_listener) = self.http_listeners.get(&listener) else {
+            return;
+        };
+        let config = http_listener.config.clone();
+        let tls_config = http_listener
+            .tls
+            .as_ref()
+            .map(|settings| settings.config.clone());
+        let timeouts = SessionTimeouts {
+            front: config.front_timeout,
+            back: config.back_timeout,
+            connect: config.connect_timeout,
+            request: config.request_timeout,
+        };
+        let then = tcp::AfterProxy::Http(tls_config);
+        let Some(key) =
+            self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
+                tcp::first_stage(session, pool, config.expect_proxy, then)
+            })
+        else {
+            return;
+        };
+        self.drive(key);
+    }
+
+    /// Registers an accepted connection and stores its session; returns the session's key.
+    pub(super) fn new_session(
+        &mut self,
+        listener: SocketAddr,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        timeouts: SessionTimeouts,
+        cluster_id: Option<String>,
+        first_stage: impl FnOnce(&mut Session, &Pool),
+    ) -> Option<usize> {
+        let _ = stream.set_nodelay(true);
+        // A listener bound to one address is the connection's local address; only a wildcard
+        // listener needs to ask the kernel (`getsockname`).
+        let local = if listener.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(listener)
+        } else {
+            listener
+        };
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        let token = Token(self.sockets.insert(Owner::Front(key)));
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!("cannot register a connection from {peer}: {error}");
+            self.sockets.remove(token.0);
+            return None;
+        }
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        let now = Instant::now();
+        self.recorder.metrics.accepted(listener);
+        let mut session = Session {
+            uid,
+            key,
+            listener_address: listener,
+            front: Endpoint::new(stream, token),
+            backs: Backs::default(),
+            client_address: peer,
+            local_address: local,
+            received_proxy_header: None,
+            stage: Stage::Closed,
+            cluster_id,
+            timeouts,
+            front_timeout: Default::default(),
+            connect_attempts: 0,
+            started: now,
+            counted_for_ip: None,
+            connect_time: None,
+            handshake_counted: false,
+        };
+        first_stage(&mut session, &self.pool);
+        session.touch_front(timeouts.front, now, &mut self.timers);
+        entry.insert(session);
+        debug!("session {uid}: accepted {peer} on {listener}");
+        Some(key)
+    }
+}

@@ -1,0 +1,283 @@
+//! Backend connections of sessions: choosing a backend (sticky, balanced, within the
+//! per-address cap), opening the socket for a (session, slot) or reusing a pooled one, the
+//! connect outcome, retries within the attempt budget, and giving the connection up.
+
+use std::{net::IpAddr, time::Instant};
+
+use log::{debug, error, warn};
+use mio::{Interest, Token, net::TcpStream};
+
+use super::{Owner, Server};
+use crate::{
+    backends::{BackendKey, PickError},
+    session::endpoint::{Endpoint, Ready},
+    session::{Action, BackConnection, BackUse, Failure, backs::Slot},
+    timer::Timeout,
+};
+
+impl Server {
+    /// Opens a connection to a backend of the cluster in the session's `slot`: the one
+    /// `sticky_id` names if it is available, else one the cluster's balancer picks.
+    pub(super) fn connect(
+        &mut self,
+        key: usize,
+        slot: Slot,
+        cluster_id: &str,
+        sticky_id: Option<&str>,
+    ) -> Action {
+        let now = Instant::now();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        session.cluster_id = Some(cluster_id.to_string());
+        let uid = session.uid;
+        let client_ip = session.client_address.ip();
+        if session.counted_for_ip.as_deref() != Some(cluster_id) {
+            let cluster = self.state.clusters.get(cluster_id);
+            let limit = cluster
+                .and_then(|c| c.max_connections_per_ip)
+                .unwrap_or(self.state.max_connections_per_ip);
+            let count = self
+                .per_ip
+                .get(&(cluster_id.to_string(), client_ip))
+                .copied()
+                .unwrap_or(0);
+            if limit > 0 && count >= limit {
+                debug!(
+                    "session {uid}: {client_ip} is over its {limit} connections to `{cluster_id}`"
+                );
+                let retry_after = cluster
+                    .and_then(|c| c.retry_after)
+                    .unwrap_or(self.config.retry_after)
+                    .as_secs();
+                return self.answer_failure(key, Failure::TooManyConnections { retry_after });
+            }
+            // A keep-alive connection moving to another cluster stops counting for the one
+            // it leaves: it counts for the cluster it uses now.
+            let left = session.counted_for_ip.replace(cluster_id.to_string());
+            self.uncount_per_ip(left, client_ip);
+            *self
+                .per_ip
+                .entry((cluster_id.to_string(), client_ip))
+                .or_insert(0) += 1;
+        }
+        let sticky = sticky_id.and_then(|id| self.backends.pick_sticky(cluster_id, id, now));
+        let backend =
+            match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
+                Ok(backend) => backend,
+                Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
+                    debug!("session {uid}: no backend available in `{cluster_id}`");
+                    return self.answer_failure(key, Failure::NoBackend);
+                }
+            };
+        if let Some(back) = self.take_idle(backend, now) {
+            return self.reuse(key, slot, backend, back, now);
+        }
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        let Some((address, backend_id)) = self
+            .backends
+            .get(backend)
+            .map(|b| (b.address, b.id.clone()))
+        else {
+            return self.answer_failure(key, Failure::NoBackend);
+        };
+        session.connect_attempts += 1;
+        let mut stream = match TcpStream::connect(address) {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(
+                    "session {}: connect to {address} failed at once: {error}",
+                    session.uid
+                );
+                self.backends.connect_failed(backend, now);
+                return self.retry_or_give_up(key, slot);
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let token = Token(self.sockets.insert(Owner::Back { session: key, slot }));
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!("cannot register a connection to {address}: {error}");
+            self.sockets.remove(token.0);
+            return Action::Close;
+        }
+        let Some(lease) = self.backends.lease(backend) else {
+            self.sockets.remove(token.0);
+            return self.answer_failure(key, Failure::NoBackend);
+        };
+        session.backs.insert(
+            slot,
+            BackConnection {
+                endpoint: Endpoint::new(stream, token),
+                lease,
+                backend_id,
+                address,
+                connected: false,
+                connect_started: now,
+                timeout: Timeout::default(),
+            },
+        );
+        let connect = session.timeouts.connect;
+        session.touch_back(slot, connect, now, &mut self.timers);
+        Action::Wait
+    }
+
+    /// Gives the session's `slot` an idle connection to `backend` from the pool.
+    pub(super) fn reuse(
+        &mut self,
+        key: usize,
+        slot: Slot,
+        backend: BackendKey,
+        mut back: BackConnection,
+        now: Instant,
+    ) -> Action {
+        if let Some(owner) = self.sockets.get_mut(back.endpoint.token.0) {
+            *owner = Owner::Back { session: key, slot };
+        }
+        // The socket was writable when pooled; edge-triggered, it stays so until a write fills it.
+        back.endpoint.readiness.event.insert(Ready::WRITABLE);
+        let sticky = self
+            .backends
+            .get(backend)
+            .map(|b| b.sticky_id.clone().unwrap_or_else(|| b.id.clone()))
+            .unwrap_or_default();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        session.backs.insert(slot, back);
+        session.connect_time = None;
+        session.backend_connected(slot, &sticky, BackUse::Reused);
+        let after = session.timeouts.back;
+        session.touch_back(slot, after, now, &mut self.timers);
+        self.run_session(key)
+    }
+
+    /// Takes the backend connection of the session's `slot` away: into the pool when it is
+    /// clean and idle, else closed.
+    pub(super) fn release_back(&mut self, key: usize, slot: Slot) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let reusable = session.is_back_reusable(slot);
+        let Some(back) = session.backs.take(slot) else {
+            return;
+        };
+        if reusable {
+            self.keep_idle(back);
+        } else {
+            self.drop_back(back);
+        }
+    }
+
+    /// Takes every backend connection of the session away (see [`Server::release_back`]).
+    pub(super) fn release_backs(&mut self, key: usize) {
+        while let Some(slot) = self
+            .sessions
+            .get(key)
+            .and_then(|session| session.backs.iter().next())
+            .map(|(slot, _)| slot)
+        {
+            self.release_back(key, slot);
+        }
+    }
+
+    /// The backend connection of `slot` is up: account for it and start its back idle
+    /// timeout.
+    pub(super) fn connected(&mut self, key: usize, slot: Slot) {
+        let now = Instant::now();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let Some(back) = session.backs.get(slot) {
+            let connect_time = now.duration_since(back.connect_started);
+            self.backends
+                .connect_succeeded(back.lease.key(), connect_time);
+            session.connect_time = Some(connect_time);
+            if let Some(cluster_id) = &session.cluster_id {
+                self.recorder
+                    .metrics
+                    .connected(cluster_id, &back.backend_id, connect_time);
+            }
+            debug!("session {}: connected to {}", session.uid, back.address);
+            if let Some(backend) = self.backends.get(back.lease.key()) {
+                session.backend_connected(
+                    slot,
+                    backend.sticky_id.as_deref().unwrap_or(&backend.id),
+                    BackUse::New,
+                );
+            }
+        }
+        session.connect_attempts = 0;
+        let after = session.timeouts.back;
+        session.touch_back(slot, after, now, &mut self.timers);
+    }
+
+    /// The connect failed before any byte was sent: forget that connection and try another
+    /// backend, within the attempt budget.
+    pub(super) fn connect_failed(&mut self, key: usize, slot: Slot) -> Action {
+        let now = Instant::now();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        if let Some(back) = session.backs.take(slot) {
+            warn!(
+                "session {}: connecting to backend {} failed",
+                session.uid, back.address
+            );
+            if let Some(cluster_id) = &session.cluster_id {
+                let retried = session.connect_attempts < self.config.connect_attempts;
+                self.recorder
+                    .metrics
+                    .connect_failed(cluster_id, &back.backend_id, retried);
+            }
+            self.backends.connect_failed(back.lease.key(), now);
+            self.drop_back(back);
+        }
+        self.retry_or_give_up(key, slot)
+    }
+
+    /// After a failed connect in `slot`: another attempt within the budget, else the
+    /// session's answer for no backend.
+    pub(super) fn retry_or_give_up(&mut self, key: usize, slot: Slot) -> Action {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Action::Wait;
+        };
+        match &session.cluster_id {
+            Some(cluster_id) if session.connect_attempts < self.config.connect_attempts => {
+                Action::Connect {
+                    slot,
+                    cluster_id: cluster_id.clone(),
+                    sticky_id: None,
+                }
+            }
+            _ => self.answer_failure(key, Failure::NoBackend),
+        }
+    }
+
+    /// Closes a backend connection; its lease ends with it. Closing the socket removes it
+    /// from epoll: no `deregister` call is needed, as the descriptor is not shared.
+    pub(super) fn drop_back(&mut self, back: BackConnection) {
+        self.sockets.try_remove(back.endpoint.token.0);
+        drop(back);
+    }
+
+    /// A connection of `client_ip` stops counting for `cluster_id` (for
+    /// `max_connections_per_ip`).
+    pub(super) fn uncount_per_ip(&mut self, cluster_id: Option<String>, client_ip: IpAddr) {
+        let Some(cluster_id) = cluster_id else {
+            return;
+        };
+        let ip_key = (cluster_id, client_ip);
+        if let Some(count) = self.per_ip.get_mut(&ip_key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_ip.remove(&ip_key);
+            }
+        }
+    }
+}

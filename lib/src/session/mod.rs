@@ -1,0 +1,412 @@
+//! A session: a client connection, the backend connections it opened (by slot, [`backs`]),
+//! and the protocol stage that moves bytes between them.
+//!
+//! The event loop ([`crate::server`]) owns sessions and their sockets. It calls
+//! [`Session::ready`] when a socket of the session has an event; the session works until it
+//! would block and returns an [`Action`] for what only the loop can do: open a backend
+//! connection, or close. Stages never reach into the loop.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use rustc_hash::FxHashMap;
+use sozu_command_lib::request::Cluster;
+
+pub mod backs;
+pub mod endpoint;
+
+use crate::{
+    backends::BackendLease,
+    metrics::Recorder,
+    pool::Pool,
+    protocol::http::{self, Http, HttpListener, auth::Authorized},
+    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, sniff::Sniff},
+    session::endpoint::{Endpoint, Ready},
+    tcp,
+    timer::{Timeout, TimeoutKind, TimerKey, Timers},
+};
+use backs::{Backs, Slot};
+
+/// What a session asks of the event loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more until the next event.
+    Wait,
+    /// The session could go on but yields to the others: drive it again on the next turn.
+    Yield,
+    /// Open a connection to a backend of `cluster_id` (the one named by `sticky_id` when it
+    /// is available) in `slot`, replacing any backend connection the slot has.
+    Connect {
+        slot: Slot,
+        cluster_id: String,
+        sticky_id: Option<String>,
+    },
+    /// The backend connection of the slot just got established.
+    Connected(Slot),
+    /// The backend connection of the slot failed before any byte was sent: try another
+    /// backend.
+    ConnectFailed(Slot),
+    /// A kept backend connection turned out closed: open another one in the slot, without
+    /// counting a failure against the backend.
+    Reconnect { slot: Slot, cluster_id: String },
+    /// An exchange ended and the backend connection stays for the next request.
+    ExchangeDone,
+    /// An exchange ended and the slot's backend connection must be closed.
+    DropBack(Slot),
+    /// The session switched to a byte pipe (after a protocol upgrade); drive it again.
+    Upgraded,
+    /// Close the session.
+    Close,
+}
+
+/// Why the loop asks the session to answer by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No backend of the cluster is available.
+    NoBackend,
+    /// The client is over its connection cap for the cluster.
+    TooManyConnections { retry_after: u64 },
+    /// The backend did not answer in time.
+    BackTimeout,
+    /// The client did not send (or finish) its request in time.
+    FrontTimeout,
+}
+
+/// How long a stopping worker waits for the first request of a connection it just accepted.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether a backend connection attached to a session served an earlier request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackUse {
+    /// Opened for the current request.
+    New,
+    /// Taken from the idle pool, or kept from an earlier request: the backend may have closed
+    /// it meanwhile.
+    Reused,
+}
+
+/// The connection to a backend.
+#[derive(Debug)]
+pub struct BackConnection {
+    pub endpoint: Endpoint,
+    /// Counts the connection for its backend while it belongs to the session.
+    pub lease: BackendLease,
+    pub backend_id: String,
+    pub address: SocketAddr,
+    pub connected: bool,
+    pub connect_started: Instant,
+    /// The back timeout: connecting, or waiting for the backend.
+    pub timeout: Timeout,
+}
+
+impl BackConnection {
+    /// Whether the connection can carry a new request: established, open both ways, and with
+    /// nothing unread from the backend. Bytes that arrive with no request outstanding answer
+    /// none; on a reused connection they would be read as the response to the next request.
+    pub fn is_clean(&self) -> bool {
+        self.connected && self.endpoint.is_clean()
+    }
+}
+
+/// The timeouts of a listener, copied into each session it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    pub front: Duration,
+    pub back: Duration,
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+/// What the session can use from the event loop while it runs.
+pub struct Context<'a> {
+    pub now: Instant,
+    pub timers: &'a mut Timers,
+    pub pool: &'a Pool,
+    /// HTTP and HTTPS listeners, by address.
+    pub listeners: &'a FxHashMap<SocketAddr, HttpListener>,
+    pub clusters: &'a BTreeMap<String, Cluster>,
+    /// The Basic-auth credentials each cluster accepts, parsed when its order was applied.
+    pub authorized: &'a FxHashMap<String, Authorized>,
+    /// Figures and access logs.
+    pub recorder: &'a mut Recorder,
+}
+
+/// Where a session is in its protocol. Stages only move forward.
+pub enum Stage {
+    /// Reading the PROXY protocol header the listener expects.
+    ExpectProxy(tcp::ExpectProxy),
+    /// Deciding where a TCP connection goes, its first bytes held.
+    Sniff(Sniff),
+    /// Copying bytes both ways (TCP mode, or after an HTTP upgrade).
+    Pipe(Pipe),
+    /// HTTP/1.1 requests and responses.
+    Http(Box<Http>),
+    /// Closing: the last encrypted bytes for the client are still to be sent. The front timeout
+    /// is armed once when the stage starts; when it fires the session closes, sent or not.
+    Flushing,
+    /// Terminal.
+    Closed,
+}
+
+pub struct Session {
+    /// Unique for the worker's lifetime; tells this session from a later one in the same slot.
+    pub uid: u64,
+    /// The session's slot in the loop's session slab.
+    pub key: usize,
+    pub listener_address: SocketAddr,
+    pub front: Endpoint,
+    pub backs: Backs,
+    /// The client, as the socket or a PROXY header says.
+    pub client_address: SocketAddr,
+    /// The address the client connected to.
+    pub local_address: SocketAddr,
+    /// The raw PROXY header received, kept to relay it to the backend.
+    pub received_proxy_header: Option<Vec<u8>>,
+    pub stage: Stage,
+    pub cluster_id: Option<String>,
+    pub timeouts: SessionTimeouts,
+    pub front_timeout: Timeout,
+    pub connect_attempts: u32,
+    pub started: Instant,
+    /// The cluster the session counts for in the per-(cluster, client address) limit: the one
+    /// its latest request was forwarded to.
+    pub counted_for_ip: Option<String>,
+    /// How long the last backend connect took.
+    pub connect_time: Option<Duration>,
+    /// The TLS handshake was counted in the metrics.
+    pub handshake_counted: bool,
+}
+
+impl Session {
+    pub fn timer_key(&self, kind: TimeoutKind) -> TimerKey {
+        TimerKey {
+            session: self.key,
+            uid: self.uid,
+            kind,
+        }
+    }
+
+    /// Restarts the front idle timeout.
+    pub fn touch_front(&mut self, after: Duration, now: Instant, timers: &mut Timers) {
+        let key = self.timer_key(TimeoutKind::Front);
+        self.front_timeout.set_after(now, after, key, timers);
+    }
+
+    /// Restarts the back timeout of `slot`'s connection.
+    pub fn touch_back(&mut self, slot: Slot, after: Duration, now: Instant, timers: &mut Timers) {
+        let key = self.timer_key(TimeoutKind::Back(slot));
+        if let Some(timeout) = self.backs.timeout_mut(slot) {
+            timeout.set_after(now, after, key, timers);
+        }
+    }
+
+    /// Disarms the back timeout of `slot`'s connection.
+    pub fn cancel_back_timeout(&mut self, slot: Slot) {
+        if let Some(timeout) = self.backs.timeout_mut(slot) {
+            timeout.cancel();
+        }
+    }
+
+    /// Records readiness reported by the loop for the client socket.
+    pub fn add_front_event(&mut self, ready: Ready) {
+        self.front.readiness.event.insert(ready);
+    }
+
+    /// Records readiness reported by the loop for the socket of `slot`.
+    pub fn add_back_event(&mut self, slot: Slot, ready: Ready) {
+        if let Some(back) = self.backs.get_mut(slot) {
+            back.endpoint.readiness.event.insert(ready);
+        }
+    }
+
+    /// Works until the session would block, and says what the loop must do next.
+    pub fn ready(&mut self, context: &mut Context<'_>) -> Action {
+        if self.front.has_pending_output() && self.front.readiness.event.contains(Ready::WRITABLE) {
+            let flushed = self.front.flush();
+            if matches!(self.stage, Stage::Flushing) {
+                return if flushed { Action::Close } else { Action::Wait };
+            }
+        }
+        if let Some(action) = self.check_connection() {
+            return action;
+        }
+        loop {
+            return match self.stage {
+                Stage::ExpectProxy(_) => match tcp::read_proxy_header(self, context) {
+                    Some(action) => action,
+                    // The header is read and the next stage is in place.
+                    None => continue,
+                },
+                Stage::Sniff(_) => match tcp::sniff(self, context.pool) {
+                    Some(action) => action,
+                    // The pipe is in place.
+                    None => continue,
+                },
+                Stage::Pipe(_) => tcp::ready(self, context),
+                Stage::Http(_) => http::ready(self, context),
+                Stage::Flushing => Action::Wait,
+                Stage::Closed => Action::Close,
+            };
+        }
+    }
+
+    /// Detects the end of a backend connect, in the first slot that has news of one:
+    /// established, or failed. While a connect is in progress without news, the stage waits.
+    fn check_connection(&mut self) -> Option<Action> {
+        let mut connecting = false;
+        for (slot, back) in self.backs.iter_mut().filter(|(_, back)| !back.connected) {
+            connecting = true;
+            match connect_outcome(back) {
+                Some(ConnectOutcome::Established) => return Some(Action::Connected(slot)),
+                Some(ConnectOutcome::Failed) => return Some(Action::ConnectFailed(slot)),
+                None => {}
+            }
+        }
+        connecting.then_some(Action::Wait)
+    }
+
+    /// The client address a PROXY header or the socket reported.
+    pub fn set_proxy_addresses(&mut self, addresses: ProxyAddresses) {
+        if let ProxyAddresses::Proxied {
+            source,
+            destination,
+        } = addresses
+        {
+            self.client_address = source;
+            self.local_address = destination;
+        }
+    }
+
+    /// Answers the client by itself for something the loop found (an HTTP answer); other
+    /// stages close.
+    pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
+        match self.stage {
+            Stage::Http(_) => http::answer_for(self, context, failure),
+            Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => Action::Close,
+        }
+    }
+
+    /// The backend connection of `slot` is established (`New`) or was taken from the idle
+    /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions.
+    pub fn backend_connected(&mut self, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
+        match self.stage {
+            Stage::Http(_) if slot == Slot::FIRST => {
+                http::connected(self, backend_sticky_id, back_use)
+            }
+            Stage::Http(_)
+            | Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => {}
+        }
+    }
+
+    /// Whether the backend connection of `slot` sits idle and clean between requests: it may
+    /// go to the idle pool and serve another session.
+    pub fn is_back_reusable(&self, slot: Slot) -> bool {
+        match self.stage {
+            Stage::Http(_) => http::back_is_reusable(self, slot),
+            Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
+        }
+    }
+
+    /// Whether the session waits for a request with nothing in flight (a stopping worker
+    /// closes such sessions).
+    pub fn is_idle(&self, now: Instant) -> bool {
+        match self.stage {
+            Stage::Http(_) => http::is_idle(self, now),
+            Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
+        }
+    }
+
+    /// Records what the closing session had not recorded yet: its TCP connection, or an
+    /// HTTP request that got no complete answer.
+    pub fn record_unfinished(&mut self, context: &mut Context<'_>) {
+        match self.stage {
+            Stage::Http(_) => http::record_unfinished(self, context),
+            // A pipe on an HTTP listener is an upgraded request, recorded as such.
+            Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_)
+                if !context.listeners.contains_key(&self.listener_address) =>
+            {
+                tcp::record_connection(self, context)
+            }
+            Stage::Pipe(_)
+            | Stage::Sniff(_)
+            | Stage::ExpectProxy(_)
+            | Stage::Flushing
+            | Stage::Closed => {}
+        }
+    }
+
+    /// A timeout of the session fired. Returns what the loop must do.
+    pub fn timed_out(&mut self, kind: TimeoutKind, context: &mut Context<'_>) -> Action {
+        match kind {
+            TimeoutKind::Back(slot) if self.backs.get(slot).is_some_and(|b| !b.connected) => {
+                Action::ConnectFailed(slot)
+            }
+            TimeoutKind::Back(_) if http::awaits_response(self) => {
+                http::answer_for(self, context, Failure::BackTimeout)
+            }
+            TimeoutKind::Front if matches!(self.stage, Stage::Http(_)) => {
+                http::answer_for(self, context, Failure::FrontTimeout)
+            }
+            _ => Action::Close,
+        }
+    }
+}
+
+/// How a backend connect ended.
+enum ConnectOutcome {
+    Established,
+    Failed,
+}
+
+/// How a backend connect ended, as its socket's events tell: `None` while it goes on.
+fn connect_outcome(back: &mut BackConnection) -> Option<ConnectOutcome> {
+    let event = back.endpoint.readiness.event;
+    if event.is_empty() {
+        return None;
+    }
+    // A connect that failed is reported with an error flag; writable without one means
+    // established, and costs no system call to confirm.
+    if event.contains(Ready::WRITABLE)
+        && !event.contains(Ready::ERROR)
+        && !event.contains(Ready::HUP)
+    {
+        back.connected = true;
+        return Some(ConnectOutcome::Established);
+    }
+    // A backend may also accept, answer and close before we look: a hangup alone is no
+    // failure. The socket's pending error tells.
+    match back.endpoint.stream.take_error() {
+        Ok(None) => {}
+        Ok(Some(_)) | Err(_) => return Some(ConnectOutcome::Failed),
+    }
+    match back.endpoint.stream.peer_addr() {
+        Ok(_) => {
+            back.connected = true;
+            Some(ConnectOutcome::Established)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotConnected => None,
+        Err(_) => Some(ConnectOutcome::Failed),
+    }
+}
+
+#[cfg(test)]
+mod tests;

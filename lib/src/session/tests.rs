@@ -1,0 +1,142 @@
+//! A session driven without the event loop, over real loopback sockets.
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use mio::Token;
+use rustc_hash::FxHashMap;
+use sozu_command_lib::request::{AddBackend, Cluster};
+
+use super::*;
+use crate::{backends::BackendMap, metrics::Metrics};
+
+/// A session on an accepted client connection, in no stage, with no backend connection.
+fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
+    let timeout = Duration::from_secs(10);
+    Session {
+        uid: 1,
+        key: 0,
+        listener_address: address,
+        front: Endpoint::new(front, Token(1)),
+        backs: Backs::default(),
+        client_address: address,
+        local_address: address,
+        received_proxy_header: None,
+        stage: Stage::Closed,
+        cluster_id: Some("c".to_string()),
+        timeouts: SessionTimeouts {
+            front: timeout,
+            back: timeout,
+            connect: timeout,
+            request: timeout,
+        },
+        front_timeout: Timeout::default(),
+        connect_attempts: 0,
+        started: Instant::now(),
+        counted_for_ip: None,
+        connect_time: None,
+        handshake_counted: false,
+    }
+}
+
+/// A connect in progress to `backend`, counted for the only backend of `map`.
+fn connecting(map: &mut BackendMap, backend: SocketAddr, token: usize) -> BackConnection {
+    let key = map.pick("c", None, Instant::now()).unwrap();
+    BackConnection {
+        endpoint: Endpoint::new(mio::net::TcpStream::connect(backend).unwrap(), Token(token)),
+        lease: map.lease(key).unwrap(),
+        backend_id: "b".to_string(),
+        address: backend,
+        connected: false,
+        connect_started: Instant::now(),
+        timeout: Timeout::default(),
+    }
+}
+
+#[test]
+fn a_session_holds_two_backend_connections_at_once() {
+    let mut map = BackendMap::new();
+    map.set_cluster(&Cluster::new("c"));
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_address = backend.local_addr().unwrap();
+    map.add(&AddBackend {
+        cluster_id: "c".to_string(),
+        backend_id: "b".to_string(),
+        address: backend_address,
+        sticky_id: None,
+        weight: 100,
+        backup: false,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (front, client_address) = listener.accept().unwrap();
+    front.set_nonblocking(true).unwrap();
+    let mut session = session(mio::net::TcpStream::from_std(front), client_address);
+
+    let (first, second) = (Slot(0), Slot(1));
+    session
+        .backs
+        .insert(first, connecting(&mut map, backend_address, 2));
+    session
+        .backs
+        .insert(second, connecting(&mut map, backend_address, 3));
+    let _accepted = [backend.accept().unwrap(), backend.accept().unwrap()];
+    let key = map.pick("c", None, Instant::now()).unwrap();
+    assert_eq!(map.get(key).unwrap().connections(), 2);
+
+    let mut timers = Timers::new();
+    let pool = Pool::new(1024, 1, 4);
+    let listeners = FxHashMap::default();
+    let clusters = BTreeMap::new();
+    let authorized = FxHashMap::default();
+    let mut recorder = Recorder {
+        metrics: Metrics::new(false),
+        access_log: None,
+    };
+    let mut context = Context {
+        now: Instant::now(),
+        timers: &mut timers,
+        pool: &pool,
+        listeners: &listeners,
+        clusters: &clusters,
+        authorized: &authorized,
+        recorder: &mut recorder,
+    };
+
+    // Each slot has its own back timeout.
+    let now = context.now;
+    session.touch_back(first, Duration::from_secs(1), now, context.timers);
+    session.touch_back(second, Duration::from_secs(2), now, context.timers);
+    assert_eq!(
+        session.backs.get(first).unwrap().timeout.deadline(),
+        Some(now + Duration::from_secs(1))
+    );
+    assert_eq!(
+        session.backs.get(second).unwrap().timeout.deadline(),
+        Some(now + Duration::from_secs(2))
+    );
+
+    // No news of either connect: the session waits.
+    assert_eq!(session.ready(&mut context), Action::Wait);
+    // The second connect is reported established first, on its own slot.
+    session.add_back_event(second, Ready::WRITABLE);
+    assert_eq!(session.ready(&mut context), Action::Connected(second));
+    assert!(session.backs.get(second).unwrap().connected);
+    assert!(!session.backs.get(first).unwrap().connected);
+    // The first one's connect timeout names its slot.
+    assert_eq!(
+        session.timed_out(TimeoutKind::Back(first), &mut context),
+        Action::ConnectFailed(first)
+    );
+    session.add_back_event(first, Ready::WRITABLE);
+    assert_eq!(session.ready(&mut context), Action::Connected(first));
+
+    // One connection leaves its slot; the other stays, and only it counts.
+    drop(session.backs.take(first));
+    assert!(session.backs.get(first).is_none());
+    assert_eq!(session.backs.get(second).unwrap().endpoint.token, Token(3));
+    assert_eq!(map.get(key).unwrap().connections(), 1);
+}
