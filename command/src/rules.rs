@@ -19,8 +19,8 @@ use crate::{
         AddBackend, AddCertificate, CertificateAndKey, Cluster, FixedAnswer, HeaderEdit,
         HealthCheckConfig, Hsts, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
         HttpsListenerConfig, Order, PathRuleKind, RedirectPolicy, RemoveBackend,
-        ReplaceCertificate, TcpFrontend, TcpListenerConfig, TcpScript, TlsListenerConfig, TlsListenerPatch,
-        UpdateTcpListener,
+        ReplaceCertificate, TcpFrontend, TcpListenerConfig, TcpScript, TlsListenerConfig,
+        TlsListenerPatch, UpdateTcpListener,
     },
 };
 
@@ -569,9 +569,9 @@ impl Checker {
         self.text("cluster_id", &frontend.cluster_id, &IDENTIFIER)?;
         self.tags(&frontend.tags)?;
         match &frontend.rule {
-            Some(rule) => rule
-                .check()
-                .map_err(|error| self.invalid(rule.key(), excerpt(rule.value()), error.to_string())),
+            Some(rule) => rule.check().map_err(|error| {
+                self.invalid(rule.key(), excerpt(rule.value()), error.to_string())
+            }),
             None => Ok(()),
         }
     }

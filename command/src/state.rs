@@ -226,7 +226,8 @@ impl ConfigState {
         for frontends in self.tcp_frontends.values_mut() {
             frontends.retain(|frontend| &frontend.cluster_id != cluster_id);
         }
-        self.tcp_frontends.retain(|_, frontends| !frontends.is_empty());
+        self.tcp_frontends
+            .retain(|_, frontends| !frontends.is_empty());
         Ok(())
     }
 

@@ -69,7 +69,10 @@ impl InspectArgs {
 
     /// The script named by `--script`, read.
     pub fn script(&self) -> anyhow::Result<Option<TcpScript>> {
-        self.script.as_ref().map(|path| read_script(path)).transpose()
+        self.script
+            .as_ref()
+            .map(|path| read_script(path))
+            .transpose()
     }
 }
 

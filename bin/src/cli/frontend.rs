@@ -366,14 +366,25 @@ fn list(client: &mut Client, filters: FrontendFilters) -> anyhow::Result<()> {
         rows.push(vec![
             "tcp".to_string(),
             frontend.address.to_string(),
-            frontend.rule.as_ref().map(ToString::to_string).unwrap_or_default(),
+            frontend
+                .rule
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             String::new(),
             String::new(),
             format!("cluster {}", frontend.cluster_id),
         ]);
     }
     table::print(
-        &["KIND", "ADDRESS", "HOSTNAME/RULE", "PATH", "METHOD", "TARGET"],
+        &[
+            "KIND",
+            "ADDRESS",
+            "HOSTNAME/RULE",
+            "PATH",
+            "METHOD",
+            "TARGET",
+        ],
         &rows,
     )?;
     Ok(())

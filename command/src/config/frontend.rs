@@ -164,7 +164,10 @@ impl<'l> Routing<'l> {
                 frontend.address
             }
             Frontend::Tcp(frontend) => {
-                let first = self.tcp_lines.iter().find(|(f, _)| f.is_same_rule(frontend));
+                let first = self
+                    .tcp_lines
+                    .iter()
+                    .find(|(f, _)| f.is_same_rule(frontend));
                 if let Some(&(_, first_line)) = first {
                     let rule = crate::state::TcpRuleName(frontend.rule.clone());
                     return Err(ConfigError::Duplicate {

@@ -1011,8 +1011,14 @@ fn tcp_frontends_share_a_listener_with_rules_and_a_script() {
     assert_eq!(
         rules,
         [
-            ("tenant-a".to_string(), Some(TcpRule::Sni("a.test".to_string()))),
-            ("web".to_string(), Some(TcpRule::HttpHost("c.test".to_string()))),
+            (
+                "tenant-a".to_string(),
+                Some(TcpRule::Sni("a.test".to_string()))
+            ),
+            (
+                "web".to_string(),
+                Some(TcpRule::HttpHost("c.test".to_string()))
+            ),
             ("ssh".to_string(), Some(TcpRule::Protocol(TcpProtocol::Ssh))),
             ("fallback".to_string(), None),
         ]

@@ -157,7 +157,7 @@ impl fmt::Display for TcpRule {
 
 fn check_name_pattern(pattern: &str) -> Result<(), RuleError> {
     match NamePattern::parse(pattern) {
-        NamePattern::Exact("") | NamePattern::Regex("") => Err(RuleError::Empty),
+        NamePattern::Exact("") => Err(RuleError::Empty),
         NamePattern::Exact(_) => Ok(()),
         NamePattern::Wildcard(suffix) => {
             if suffix.len() > 1 && suffix.starts_with('.') {
@@ -166,27 +166,49 @@ fn check_name_pattern(pattern: &str) -> Result<(), RuleError> {
                 Err(RuleError::Wildcard)
             }
         }
-        NamePattern::Regex(regex) => check_regex(regex),
+        NamePattern::Regex(regex) => name_regex(regex, false).map(drop),
     }
 }
 
 fn check_regex(pattern: &str) -> Result<(), RuleError> {
+    bytes_regex(pattern).map(drop)
+}
+
+/// The regular expression of a `/regex/` name pattern: it must match the whole name, without
+/// regard to ASCII case when `case_insensitive`.
+pub fn name_regex(pattern: &str, case_insensitive: bool) -> Result<regex::bytes::Regex, RuleError> {
     if pattern.is_empty() {
         return Err(RuleError::Empty);
     }
-    regex::bytes::Regex::new(pattern)
-        .map(drop)
-        .map_err(|error| RuleError::Regex {
-            // The regex crate draws the pattern over several lines; its last line names the
-            // fault.
-            reason: error
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_string(),
-        })
+    regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .case_insensitive(case_insensitive)
+        .build()
+        .map_err(regex_error)
+}
+
+/// The regular expression of a `regex` rule: over bytes (`\xNN` is a byte, `.` any byte),
+/// found anywhere in the inspected bytes unless anchored with `^`.
+pub fn bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, RuleError> {
+    if pattern.is_empty() {
+        return Err(RuleError::Empty);
+    }
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .build()
+        .map_err(regex_error)
+}
+
+fn regex_error(error: regex::Error) -> RuleError {
+    RuleError::Regex {
+        // The regex crate draws the pattern over several lines; its last line names the fault.
+        reason: error
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string(),
+    }
 }
 
 /// The bytes a `prefix` stands for: its text, with `\xNN` for any byte and `\\` for a
@@ -419,12 +441,18 @@ mod tests {
             "a regular expression that compiles (unclosed group)"
         );
         let error = TcpRule::Sni("/[/".to_string()).check().unwrap_err();
-        assert!(error.to_string().contains("unclosed character class"), "{error}");
+        assert!(
+            error.to_string().contains("unclosed character class"),
+            "{error}"
+        );
         assert_eq!(
             TcpRule::Sni("*a.test".to_string()).check(),
             Err(RuleError::Wildcard)
         );
-        assert_eq!(TcpRule::HttpHost(String::new()).check(), Err(RuleError::Empty));
+        assert_eq!(
+            TcpRule::HttpHost(String::new()).check(),
+            Err(RuleError::Empty)
+        );
         assert!(TcpRule::Alpn("h2".to_string()).check().is_ok());
     }
 

@@ -316,11 +316,16 @@ fn a_tcp_listener_holds_several_frontends_in_the_order_they_were_added() {
         .collect();
     assert_eq!(clusters, ["fallback", "a", "b"]);
     assert_eq!(
-        state.default_tcp_frontend(address(5000)).map(|f| f.cluster_id.as_str()),
+        state
+            .default_tcp_frontend(address(5000))
+            .map(|f| f.cluster_id.as_str()),
         Some("fallback")
     );
     assert_eq!(
-        refused(&mut state, Order::AddTcpFrontend(tcp_frontend("b", sni("A.test")))),
+        refused(
+            &mut state,
+            Order::AddTcpFrontend(tcp_frontend("b", sni("A.test")))
+        ),
         "the TCP listener 127.0.0.1:5000 already has a frontend with sni = \"A.test\" (cluster `a`)"
     );
     assert_eq!(
@@ -328,13 +333,20 @@ fn a_tcp_listener_holds_several_frontends_in_the_order_they_were_added() {
         "the TCP listener 127.0.0.1:5000 already has a frontend without a rule (cluster `fallback`)"
     );
     assert_eq!(
-        refused(&mut state, Order::RemoveTcpFrontend(tcp_frontend("b", sni("a.test")))),
+        refused(
+            &mut state,
+            Order::RemoveTcpFrontend(tcp_frontend("b", sni("a.test")))
+        ),
         "no TCP frontend with sni = \"a.test\" on 127.0.0.1:5000 for cluster `b`"
     );
     state
         .apply(&Order::RemoveTcpFrontend(tcp_frontend("a", sni("a.test"))))
         .unwrap();
-    state.apply(&Order::RemoveCluster(ClusterId { cluster_id: "fallback".to_string() })).unwrap();
+    state
+        .apply(&Order::RemoveCluster(ClusterId {
+            cluster_id: "fallback".to_string(),
+        }))
+        .unwrap();
     assert_eq!(state.tcp_frontends[&address(5000)].len(), 1);
     assert_eq!(state.default_tcp_frontend(address(5000)), None);
 }
@@ -347,18 +359,27 @@ fn tcp_rules_that_cannot_be_evaluated_are_refused() {
     ]);
     let error = refused(
         &mut state,
-        Order::AddTcpFrontend(tcp_frontend("a", Some(TcpRule::Regex("(unclosed".to_string())))),
+        Order::AddTcpFrontend(tcp_frontend(
+            "a",
+            Some(TcpRule::Regex("(unclosed".to_string())),
+        )),
     );
     assert_eq!(
         error,
         "invalid `regex` \"(unclosed\" (9 bytes): expected a regular expression that compiles \
          (unclosed group)"
     );
-    let error = refused(&mut state, Order::AddTcpFrontend(tcp_frontend("a", sni("/[z-a]/"))));
+    let error = refused(
+        &mut state,
+        Order::AddTcpFrontend(tcp_frontend("a", sni("/[z-a]/"))),
+    );
     assert!(error.starts_with("invalid `sni` \"/[z-a]/\""), "{error}");
     let error = refused(
         &mut state,
-        Order::AddTcpFrontend(tcp_frontend("a", Some(TcpRule::Prefix(r"\xG0".to_string())))),
+        Order::AddTcpFrontend(tcp_frontend(
+            "a",
+            Some(TcpRule::Prefix(r"\xG0".to_string())),
+        )),
     );
     assert!(error.starts_with("invalid `prefix`"), "{error}");
 }
@@ -379,7 +400,10 @@ fn saved_tcp_frontends_keep_their_order() {
         cluster("a"),
         cluster("b"),
         Order::AddTcpFrontend(tcp_frontend("b", sni("*.a.test"))),
-        Order::AddTcpFrontend(tcp_frontend("a", Some(TcpRule::Prefix(r"\x16\x03".to_string())))),
+        Order::AddTcpFrontend(tcp_frontend(
+            "a",
+            Some(TcpRule::Prefix(r"\x16\x03".to_string())),
+        )),
         Order::AddTcpFrontend(tcp_frontend("a", None)),
     ]);
     let mut saved = Vec::new();
@@ -388,8 +412,16 @@ fn saved_tcp_frontends_keep_their_order() {
     assert_eq!(loaded, state);
     // Removing the first frontend and adding it back puts it last.
     let mut target = state.clone();
-    let first = target.tcp_frontends.get_mut(&address(5000)).unwrap().remove(0);
-    target.tcp_frontends.get_mut(&address(5000)).unwrap().push(first);
+    let first = target
+        .tcp_frontends
+        .get_mut(&address(5000))
+        .unwrap()
+        .remove(0);
+    target
+        .tcp_frontends
+        .get_mut(&address(5000))
+        .unwrap()
+        .push(first);
     let mut changed = state.clone();
     apply_all(&mut changed, &state.diff(&target));
     assert_eq!(changed, target);
