@@ -85,3 +85,134 @@ pub fn read_script(path: &std::path::Path) -> anyhow::Result<TcpScript> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[derive(Parser)]
+    struct RuleOnly {
+        #[command(flatten)]
+        rule: TcpRuleArgs,
+    }
+
+    fn rule(args: &[&str]) -> Result<Option<TcpRule>, clap::Error> {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(args);
+        RuleOnly::try_parse_from(argv).map(|parsed| parsed.rule.rule())
+    }
+
+    #[test]
+    fn each_flag_makes_its_rule_and_none_makes_the_default() {
+        assert_eq!(rule(&[]).unwrap(), None);
+        assert_eq!(
+            rule(&["--sni", "*.a.test"]).unwrap(),
+            Some(TcpRule::Sni("*.a.test".to_string()))
+        );
+        assert_eq!(
+            rule(&["--http-host", "c.test"]).unwrap(),
+            Some(TcpRule::HttpHost("c.test".to_string()))
+        );
+        assert_eq!(
+            rule(&["--prefix", r"\x16"]).unwrap(),
+            Some(TcpRule::Prefix(r"\x16".to_string()))
+        );
+        assert_eq!(
+            rule(&["--protocol", "SSH"]).unwrap(),
+            Some(TcpRule::Protocol(TcpProtocol::Ssh))
+        );
+    }
+
+    #[test]
+    fn two_matches_or_an_unknown_protocol_are_refused() {
+        let error = rule(&["--sni", "a.test", "--alpn", "h2"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let error = rule(&["--protocol", "gopher"]).unwrap_err().to_string();
+        assert!(
+            error.contains("gopher") && error.contains("openvpn"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn listener_and_frontend_subcommands_take_the_flags() {
+        for argv in [
+            &[
+                "sozu",
+                "frontend",
+                "tcp",
+                "add",
+                "-i",
+                "a",
+                "-a",
+                "127.0.0.1:5000",
+                "--sni",
+                "a.test",
+            ][..],
+            &[
+                "sozu",
+                "frontend",
+                "tcp",
+                "remove",
+                "-i",
+                "a",
+                "-a",
+                "127.0.0.1:5000",
+                "--regex",
+                "^x",
+            ],
+            &[
+                "sozu",
+                "listener",
+                "tcp",
+                "add",
+                "-a",
+                "127.0.0.1:5000",
+                "--inspect-bytes",
+                "512",
+                "--inspect-timeout",
+                "3",
+                "--script",
+                "route.lua",
+            ],
+            &[
+                "sozu",
+                "listener",
+                "tcp",
+                "update",
+                "-a",
+                "127.0.0.1:5000",
+                "--no-script",
+            ],
+        ] {
+            Cli::try_parse_from(argv).unwrap_or_else(|error| panic!("{argv:?}: {error}"));
+        }
+        let both = [
+            "sozu",
+            "listener",
+            "tcp",
+            "update",
+            "-a",
+            "127.0.0.1:5000",
+            "--no-script",
+            "--script",
+            "route.lua",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+    }
+
+    #[test]
+    fn a_script_file_is_read_with_its_name() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("route.lua");
+        fs::write(&path, "function route(d, p) end").unwrap();
+        let script = read_script(&path).unwrap();
+        assert_eq!(script.source, "function route(d, p) end");
+        assert!(script.name.ends_with("route.lua"));
+        let error = read_script(&folder.path().join("missing.lua")).unwrap_err();
+        assert!(error.to_string().starts_with("cannot read"), "{error}");
+    }
+}

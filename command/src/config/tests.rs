@@ -1062,3 +1062,44 @@ fn bad_tcp_rules_are_named_with_their_line() {
     );
     assert_names(&message, &["`script`", "line 4", "missing.lua"]);
 }
+
+/// The blocks of `doc/content-routing.md` written in `language`.
+fn doc_blocks(language: &str) -> Vec<String> {
+    let doc = include_str!("../../../doc/content-routing.md");
+    let fence = format!("```{language}\n");
+    doc.split(&fence)
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_content_routing_doc_example_loads_and_applies() {
+    let blocks = doc_blocks("toml");
+    assert_eq!(blocks.len(), 1);
+    let (config, warnings) = parse(&blocks[0]).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut state = crate::state::ConfigState::new();
+    for order in config.orders() {
+        state.apply(&order).unwrap();
+    }
+    let address = "127.0.0.1:5000".parse().unwrap();
+    assert_eq!(state.tcp_frontends[&address].len(), 5);
+    assert_eq!(
+        state
+            .default_tcp_frontend(address)
+            .map(|f| f.cluster_id.as_str()),
+        Some("fallback")
+    );
+}
+
+#[test]
+fn the_content_routing_doc_orders_parse() {
+    let blocks = doc_blocks("json");
+    let lines: Vec<&str> = blocks.iter().flat_map(|block| block.lines()).collect();
+    assert_eq!(lines.len(), 3);
+    for line in lines {
+        let order: crate::request::Order = serde_json::from_str(line).unwrap();
+        assert_eq!(order.name(), "ADD_TCP_FRONTEND");
+    }
+}

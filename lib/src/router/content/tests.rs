@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use sozu_command_lib::request::{TcpProtocol, TcpScript};
+use sozu_command_lib::request::{Order, TcpProtocol, TcpScript};
 
 use super::{client_hello::tests::rustls_client_hello, *};
 
@@ -324,4 +324,70 @@ fn bad_rules_are_refused_with_their_frontend() {
         error.to_string(),
         "TCP frontend regex = \"(\" of cluster `a`"
     );
+}
+
+#[test]
+fn an_order_with_a_script_that_does_not_load_is_refused_naming_the_lua_error() {
+    use sozu_command_lib::{request::UpdateTcpListener, state::ConfigState};
+
+    use crate::server::validate;
+
+    let broken = TcpListenerConfig {
+        script: Some(script("function route(d, p)\n  return {\n")),
+        ..listener()
+    };
+    let Err(error) = validate(&ConfigState::new(), &Order::AddTcpListener(broken)) else {
+        panic!("a script that does not load was accepted");
+    };
+    assert_eq!(error.to_string(), "listener 127.0.0.1:5000");
+    let script_error = std::error::Error::source(&error).unwrap();
+    assert_eq!(script_error.to_string(), "script route.lua does not load");
+    let lua_error = script_error.source().unwrap().to_string();
+    assert!(lua_error.contains("route.lua:3:"), "{lua_error}");
+    let mut state = ConfigState::new();
+    state.apply(&Order::AddTcpListener(listener())).unwrap();
+    let update = UpdateTcpListener {
+        script: Some(Some(script("x = 1"))),
+        ..UpdateTcpListener::between(&listener(), &listener())
+    };
+    let Err(error) = validate(&state, &Order::UpdateTcpListenerConfig(update)) else {
+        panic!("a script without route was accepted");
+    };
+    let script_error = std::error::Error::source(&error).unwrap().to_string();
+    assert!(
+        script_error.contains("defines no function `route(data, peer)`"),
+        "{script_error}"
+    );
+    let good = TcpListenerConfig {
+        script: Some(script(SOCKS4)),
+        ..listener()
+    };
+    assert!(validate(&ConfigState::new(), &Order::AddTcpListener(good)).is_ok());
+}
+
+#[test]
+fn the_script_of_the_content_routing_doc_works() {
+    let doc = include_str!("../../../../doc/content-routing.md");
+    let source = doc
+        .split("```lua\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the doc has a Lua block");
+    let mut router = scripted(source, &[frontend("fallback", None)]);
+    let git = b"0032git-upload-pack /alice/project.git\0host=git.test\0";
+    assert_eq!(router.decide(git, peer(), false), route("git-alice"));
+    let socks = include_bytes!("data/curl-socks4.bin");
+    let Verdict::Script(Decision::Connect { target, .. }) = router.decide(socks, peer(), false)
+    else {
+        panic!("the SOCKS4 request is not proxied");
+    };
+    assert_eq!(target, Target::Remote("10.1.2.3:8080".to_string()));
+    assert_eq!(router.decide(b"hello", peer(), false), Verdict::NeedMore);
+    assert_eq!(router.decide(b"hello", peer(), true), route("fallback"));
+    assert_eq!(
+        router.decide(&[b'?'; 64], peer(), false),
+        Verdict::Script(Decision::Close(b"unknown protocol\n".to_vec()))
+    );
+    router.proxy_error(peer(), "connection refused");
+    assert_eq!(router.stats().script_errors, 0);
 }
