@@ -15,7 +15,8 @@
 //!    that cannot tell yet (a ClientHello cut short, a regex that has not matched) holds the
 //!    rules after it: the router waits for more bytes rather than let a less specific rule
 //!    take the connection.
-//! 2. When every rule has said no, the script, if the listener has one; its `nil` waits.
+//! 2. When every rule has said no, the script, if the listener has one (or the embedding
+//!    program's [`TcpRouter`]); its `nil` ([`Decision::Wait`]) waits.
 //! 3. When no rule and no script decide, and no more bytes will come (`complete`), the
 //!    default frontend (the one without a rule); without one the connection is closed. A
 //!    listener with neither rules nor a script decides at once, before any byte.
@@ -76,9 +77,18 @@ pub enum Verdict {
     Route(String),
     /// Close the connection without a word.
     Close,
-    /// What a script decided beyond a plain cluster or a plain close: a `remote`, bytes to
-    /// send instead or first, a farewell, a file.
-    Script(Decision),
+    /// What a script or a [`TcpRouter`] decided beyond a plain cluster or a plain close: a
+    /// `remote`, bytes to send instead or first, a farewell, a file.
+    Decision(Decision),
+}
+
+/// Routing by the Rust program that embeds the library: the decisions of a script, made by
+/// code. Registered on a listener's router with [`ContentRouter::set_program`], it takes the
+/// place of the listener's script.
+pub trait TcpRouter {
+    /// Called with every byte buffered so far, on every read, until it decides (anything but
+    /// [`Decision::Wait`]).
+    fn route(&mut self, buffered: &[u8], peer: SocketAddr) -> Decision;
 }
 
 /// Why a listener's content routing cannot be built.
@@ -104,7 +114,7 @@ pub struct ContentStats {
     pub defaults_by_size: u64,
     /// Connections given to the default frontend because every rule said no.
     pub defaults_by_miss: u64,
-    /// Connections the script decided.
+    /// Connections the script (or the program's [`TcpRouter`]) decided.
     pub script_decisions: u64,
     /// Calls of the script that failed (error, budget, memory, contract); each closed its
     /// connection.
@@ -123,13 +133,14 @@ struct Entry {
 }
 
 /// The content routing of one TCP listener.
-#[derive(Debug)]
 pub struct ContentRouter {
     inspect_bytes: usize,
     /// Sorted by precedence.
     rules: Vec<Entry>,
     default: Option<String>,
     script: Option<Script>,
+    /// Asked instead of the script when set.
+    program: Option<Box<dyn TcpRouter>>,
     stats: ContentStats,
     /// Where a ClientHello split over records is gathered, kept between calls.
     scratch: Vec<u8>,
@@ -148,6 +159,7 @@ impl ContentRouter {
             rules: Vec::new(),
             default: None,
             script,
+            program: None,
             stats: ContentStats::default(),
             scratch: Vec::new(),
         };
@@ -197,6 +209,16 @@ impl ContentRouter {
         Ok(())
     }
 
+    /// Registers the embedding program's decision function, asked where the script would be.
+    pub fn set_program(&mut self, program: Box<dyn TcpRouter>) {
+        self.program = Some(program);
+    }
+
+    /// Whether something besides the rules decides (a script or a program).
+    fn has_decider(&self) -> bool {
+        self.script.is_some() || self.program.is_some()
+    }
+
     /// Decides where the connection goes.
     ///
     /// `data`: every byte read so far; `complete`: no more bytes will be waited for
@@ -205,7 +227,7 @@ impl ContentRouter {
         let by_size = data.len() >= self.inspect_bytes;
         let data = data.get(..self.inspect_bytes).unwrap_or(data);
         let complete = complete || by_size;
-        if self.rules.is_empty() && self.script.is_none() {
+        if self.rules.is_empty() && !self.has_decider() {
             return self.default_verdict(data, peer);
         }
         let mut facts = Facts::new(data, &mut self.scratch);
@@ -226,10 +248,10 @@ impl ContentRouter {
                 Judgement::NeedMore | Judgement::NoMatch => {}
             }
         }
-        if let Some(verdict) = self.ask_script(data, peer) {
+        if let Some(verdict) = self.ask_decider(data, peer) {
             return verdict;
         }
-        if !complete && self.script.is_some() {
+        if !complete && self.has_decider() {
             return Verdict::NeedMore;
         }
         let reason = if by_size {
@@ -243,31 +265,35 @@ impl ContentRouter {
         self.default_verdict(data, peer)
     }
 
-    /// The script's verdict, `None` when it waits (or there is none). A failing call closes
-    /// the connection.
-    fn ask_script(&mut self, data: &[u8], peer: SocketAddr) -> Option<Verdict> {
-        let script = self.script.as_ref()?;
-        let verdict = match script.route(data, peer) {
-            Ok(None) => return None,
-            Ok(Some(decision)) => {
-                self.stats.script_decisions = self.stats.script_decisions.saturating_add(1);
-                log::debug!("{peer}: script {} decided {decision:?}", script.name());
-                match decision {
-                    Decision::Connect {
-                        target: Target::Cluster(cluster),
-                        data: None,
-                        reply: None,
-                    } => Verdict::Route(cluster),
-                    Decision::Close(farewell) if farewell.is_empty() => Verdict::Close,
-                    decision => Verdict::Script(decision),
+    /// The verdict of the program or the script, `None` when it waits (or there is none). A
+    /// failing script call closes the connection.
+    fn ask_decider(&mut self, data: &[u8], peer: SocketAddr) -> Option<Verdict> {
+        let decision = if let Some(program) = &mut self.program {
+            program.route(data, peer)
+        } else {
+            let script = self.script.as_ref()?;
+            match script.route(data, peer) {
+                Ok(decision) => decision,
+                Err(error) => {
+                    self.stats.script_errors = self.stats.script_errors.saturating_add(1);
+                    log::warn!("{peer}: {}, closing", with_cause(&error));
+                    self.count_inspected(data);
+                    return Some(Verdict::Close);
                 }
             }
-            Err(error) => {
-                self.stats.script_errors = self.stats.script_errors.saturating_add(1);
-                log::warn!("{peer}: {}, closing", with_cause(&error));
-                Verdict::Close
-            }
         };
+        let verdict = match decision {
+            Decision::Wait => return None,
+            Decision::Connect {
+                target: Target::Cluster(cluster),
+                data: None,
+                reply: None,
+            } => Verdict::Route(cluster),
+            Decision::Close(farewell) if farewell.is_empty() => Verdict::Close,
+            decision => Verdict::Decision(decision),
+        };
+        log::debug!("{peer}: the listener's script or program decided {verdict:?}");
+        self.stats.script_decisions = self.stats.script_decisions.saturating_add(1);
         self.count_inspected(data);
         Some(verdict)
     }

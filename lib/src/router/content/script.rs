@@ -53,9 +53,11 @@ pub enum ScriptError {
     Result { name: String, what: String },
 }
 
-/// What a script decided.
+/// What a script (or a [`super::TcpRouter`]) decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Wait for more bytes (a script's `nil`).
+    Wait,
     /// Connect to `target`; send `data` instead of the buffered bytes, and `reply` to the
     /// client first, when given.
     Connect {
@@ -144,12 +146,8 @@ impl Script {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Calls `route(data, peer)`: `None` waits for more bytes.
-    pub fn route(&self, data: &[u8], peer: SocketAddr) -> Result<Option<Decision>, ScriptError> {
+    /// Calls `route(data, peer)`.
+    pub fn route(&self, data: &[u8], peer: SocketAddr) -> Result<Decision, ScriptError> {
         let call_error = |source| ScriptError::Call {
             name: self.name.clone(),
             source,
@@ -161,8 +159,8 @@ impl Script {
             .call((data, peer.to_string()))
             .map_err(call_error)?;
         match value {
-            Value::Nil => Ok(None),
-            Value::Table(table) => self.decision(&table).map(Some),
+            Value::Nil => Ok(Decision::Wait),
+            Value::Table(table) => self.decision(&table),
             other => Err(self.bad_result(format!("a {}, not nil or a table", other.type_name()))),
         }
     }
@@ -359,7 +357,7 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 40000))
     }
 
-    fn route(source: &str, data: &[u8]) -> Result<Option<Decision>, ScriptError> {
+    fn route(source: &str, data: &[u8]) -> Result<Decision, ScriptError> {
         script(source).unwrap().route(data, peer())
     }
 
@@ -381,14 +379,14 @@ mod tests {
               end
               return { remote = "localhost:9000", data = "changed", reply = "hi\0" }
             end"#;
-        assert_eq!(route(source, b"\0\x01").unwrap(), None);
+        assert_eq!(route(source, b"\0\x01").unwrap(), Decision::Wait);
         assert_eq!(
             route(source, b"\0\x01\x02").unwrap(),
-            Some(connect(Target::Cluster("binary".to_string())))
+            (connect(Target::Cluster("binary".to_string())))
         );
         assert_eq!(
             route(source, b"other").unwrap(),
-            Some(Decision::Connect {
+            (Decision::Connect {
                 target: Target::Remote("localhost:9000".to_string()),
                 data: Some(b"changed".to_vec()),
                 reply: Some(b"hi\0".to_vec()),
@@ -399,21 +397,18 @@ mod tests {
     #[test]
     fn close_and_file_decisions() {
         let close = "function route(d, p) return { close = true } end";
-        assert_eq!(
-            route(close, b"x").unwrap(),
-            Some(Decision::Close(Vec::new()))
-        );
+        assert_eq!(route(close, b"x").unwrap(), (Decision::Close(Vec::new())));
         let farewell = "function route(d, p) return { close = 'bye\\n' } end";
         assert_eq!(
             route(farewell, b"x").unwrap(),
-            Some(Decision::Close(b"bye\n".to_vec()))
+            (Decision::Close(b"bye\n".to_vec()))
         );
         let file = "function route(d, p)
                       return { file = '/srv/motd', reply = 'R', offset = 2, nbytes = 10 }
                     end";
         assert_eq!(
             route(file, b"x").unwrap(),
-            Some(Decision::File {
+            (Decision::File {
                 path: PathBuf::from("/srv/motd"),
                 reply: Some(b"R".to_vec()),
                 offset: 2,
@@ -470,7 +465,7 @@ mod tests {
         );
         assert_eq!(
             script.route(b"x", peer()).unwrap(),
-            Some(connect(Target::Cluster("a".to_string())))
+            (connect(Target::Cluster("a".to_string())))
         );
         let error = self::script("while true do end function route() end").unwrap_err();
         assert!(matches!(error, ScriptError::Load { .. }), "{error}");
@@ -501,7 +496,7 @@ mod tests {
             );
             assert_eq!(
                 route(&source, b"x").unwrap(),
-                Some(connect(Target::Cluster("sandboxed".to_string()))),
+                (connect(Target::Cluster("sandboxed".to_string()))),
                 "{name} is reachable"
             );
         }
@@ -535,9 +530,7 @@ mod tests {
         script.proxy_error(peer(), "connection refused").unwrap();
         assert_eq!(
             script.route(b"x", peer()).unwrap(),
-            Some(Decision::Close(
-                b"127.0.0.1:40000 connection refused".to_vec()
-            ))
+            (Decision::Close(b"127.0.0.1:40000 connection refused".to_vec()))
         );
         let without = self::script("function route(d, p) end").unwrap();
         without.proxy_error(peer(), "refused").unwrap();

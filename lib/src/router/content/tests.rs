@@ -242,7 +242,7 @@ fn the_script_decides_what_the_rules_leave() {
     assert_eq!(router.decide(request, peer(), false), route("git-alice"));
     assert_eq!(
         router.decide(&[b'z'; 65], peer(), false),
-        Verdict::Script(Decision::Close(b"unknown repository\n".to_vec()))
+        Verdict::Decision(Decision::Close(b"unknown repository\n".to_vec()))
     );
     assert_eq!(router.decide(b"0032git", peer(), true), route("fallback"));
     assert_eq!(router.stats().script_decisions, 2);
@@ -268,7 +268,7 @@ fn a_socks4_script_connects_to_the_address_the_client_asked() {
     );
     assert_eq!(
         router.decide(request, peer(), false),
-        Verdict::Script(Decision::Connect {
+        Verdict::Decision(Decision::Connect {
             target: Target::Remote("10.1.2.3:8080".to_string()),
             data: Some(Vec::new()),
             reply: Some(b"\0\x5a\0\0\0\0\0\0".to_vec()),
@@ -315,11 +315,12 @@ fn a_script_that_fails_to_load_is_refused_and_the_old_one_stays() {
 
 #[test]
 fn bad_rules_are_refused_with_their_frontend() {
-    let error = ContentRouter::new(
+    let Err(error) = ContentRouter::new(
         &listener(),
         &[frontend("a", Some(TcpRule::Regex("(".to_string())))],
-    )
-    .unwrap_err();
+    ) else {
+        panic!("a regex that does not compile was accepted");
+    };
     assert_eq!(
         error.to_string(),
         "TCP frontend regex = \"(\" of cluster `a`"
@@ -377,7 +378,7 @@ fn the_script_of_the_content_routing_doc_works() {
     let git = b"0032git-upload-pack /alice/project.git\0host=git.test\0";
     assert_eq!(router.decide(git, peer(), false), route("git-alice"));
     let socks = include_bytes!("data/curl-socks4.bin");
-    let Verdict::Script(Decision::Connect { target, .. }) = router.decide(socks, peer(), false)
+    let Verdict::Decision(Decision::Connect { target, .. }) = router.decide(socks, peer(), false)
     else {
         panic!("the SOCKS4 request is not proxied");
     };
@@ -386,8 +387,99 @@ fn the_script_of_the_content_routing_doc_works() {
     assert_eq!(router.decide(b"hello", peer(), true), route("fallback"));
     assert_eq!(
         router.decide(&[b'?'; 64], peer(), false),
-        Verdict::Script(Decision::Close(b"unknown protocol\n".to_vec()))
+        Verdict::Decision(Decision::Close(b"unknown protocol\n".to_vec()))
     );
     router.proxy_error(peer(), "connection refused");
     assert_eq!(router.stats().script_errors, 0);
+}
+
+/// Issue 13, item 4: a SOCKS4 proxy for a program that embeds the library, in about 20 lines.
+struct Socks4;
+
+impl TcpRouter for Socks4 {
+    fn route(&mut self, buffered: &[u8], _peer: SocketAddr) -> Decision {
+        let Some((request, rest)) = buffered.split_at_checked(8) else {
+            return Decision::Wait;
+        };
+        if request[..2] != [4, 1] {
+            return Decision::Close(vec![0, 91, 0, 0, 0, 0, 0, 0]);
+        }
+        if !rest.contains(&0) {
+            return Decision::Wait;
+        }
+        let port = u16::from_be_bytes([request[2], request[3]]);
+        let ip = std::net::Ipv4Addr::new(request[4], request[5], request[6], request[7]);
+        Decision::Connect {
+            target: Target::Remote(SocketAddr::from((ip, port)).to_string()),
+            data: Some(Vec::new()),
+            reply: Some(vec![0, 90, 0, 0, 0, 0, 0, 0]),
+        }
+    }
+}
+
+/// ProxyMachine's Git router: `git-upload-pack /<user>/<repo>` goes to the user's cluster.
+struct GitRouter;
+
+impl TcpRouter for GitRouter {
+    fn route(&mut self, buffered: &[u8], _peer: SocketAddr) -> Decision {
+        // A pkt-line: four hexadecimal digits of length, then the command.
+        let Some(command) = buffered.get(4..) else {
+            return Decision::Wait;
+        };
+        let Some(path) = command.strip_prefix(b"git-upload-pack /") else {
+            return if b"git-upload-pack /".starts_with(command) {
+                Decision::Wait
+            } else {
+                Decision::Close(b"not a git request\n".to_vec())
+            };
+        };
+        match path.iter().position(|&byte| byte == b'/') {
+            Some(end) => Decision::Connect {
+                target: Target::Cluster(format!("git-{}", String::from_utf8_lossy(&path[..end]))),
+                data: None,
+                reply: None,
+            },
+            None => Decision::Wait,
+        }
+    }
+}
+
+#[test]
+fn a_program_routes_like_a_script() {
+    let mut router = ContentRouter::new(&listener(), &[frontend("fallback", None)]).unwrap();
+    router.set_program(Box::new(Socks4));
+    let request = include_bytes!("data/curl-socks4.bin");
+    assert_eq!(
+        router.decide(&request[..8], peer(), false),
+        Verdict::NeedMore
+    );
+    assert_eq!(
+        router.decide(request, peer(), false),
+        Verdict::Decision(Decision::Connect {
+            target: Target::Remote("10.1.2.3:8080".to_string()),
+            data: Some(Vec::new()),
+            reply: Some(vec![0, 90, 0, 0, 0, 0, 0, 0]),
+        })
+    );
+    assert_eq!(router.decide(b"", peer(), true), route("fallback"));
+
+    let mut git = ContentRouter::new(
+        &listener(),
+        &[frontend("ssh", Some(TcpRule::Protocol(TcpProtocol::Ssh)))],
+    )
+    .unwrap();
+    git.set_program(Box::new(GitRouter));
+    let clone = b"0032git-upload-pack /alice/project.git\0host=git.test\0";
+    assert_eq!(git.decide(&clone[..12], peer(), false), Verdict::NeedMore);
+    assert_eq!(git.decide(clone, peer(), false), route("git-alice"));
+    assert_eq!(git.decide(b"SSH-2.0-x\r\n", peer(), false), route("ssh"));
+    assert_eq!(
+        git.decide(b"0000HTTP", peer(), false),
+        Verdict::Decision(Decision::Close(b"not a git request\n".to_vec()))
+    );
+    assert_eq!(
+        git.stats().script_decisions,
+        2,
+        "the SSH rule decided first"
+    );
 }
