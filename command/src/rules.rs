@@ -19,8 +19,8 @@ use crate::{
         AddBackend, AddCertificate, CertificateAndKey, Cluster, FixedAnswer, HeaderEdit,
         HealthCheckConfig, Hsts, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
         HttpsListenerConfig, Order, PathRuleKind, RedirectPolicy, RemoveBackend,
-        ReplaceCertificate, TcpFrontend, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch,
-        UpdateTcpListener,
+        ReplaceCertificate, TcpFrontend, TcpListenerConfig, TcpScript, TlsListenerConfig,
+        TlsListenerPatch, UpdateTcpListener,
     },
 };
 
@@ -101,6 +101,11 @@ pub const COMMAND_BUFFER_SIZE: Bounds = Bounds::new(1_024, 16_777_216, Unit::Byt
 pub const MAX_COMMAND_BUFFER_SIZE: Bounds = Bounds::new(1_024, 268_435_456, Unit::Bytes);
 /// The capacity of a splice pipe; 0 keeps the kernel's.
 pub const SPLICE_PIPE_CAPACITY: Bounds = Bounds::new(0, 268_435_456, Unit::Bytes);
+/// How many first bytes of a TCP connection content routing inspects (the session's buffer
+/// bounds it too).
+pub const INSPECT_BYTES: Bounds = Bounds::new(1, 1_048_576, Unit::Bytes);
+/// The longest routing script's source, in bytes.
+const MAX_SCRIPT: usize = 1_048_576;
 
 /// Which bytes a text may hold, and how long it may be.
 #[derive(Debug, Clone, Copy)]
@@ -562,7 +567,24 @@ impl Checker {
 
     fn tcp_frontend(&self, frontend: &TcpFrontend) -> Result<(), InvalidField> {
         self.text("cluster_id", &frontend.cluster_id, &IDENTIFIER)?;
-        self.tags(&frontend.tags)
+        self.tags(&frontend.tags)?;
+        match &frontend.rule {
+            Some(rule) => rule.check().map_err(|error| {
+                self.invalid(rule.key(), excerpt(rule.value()), error.to_string())
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn script(&self, script: &TcpScript) -> Result<(), InvalidField> {
+        if script.source.len() > MAX_SCRIPT {
+            return Err(self.invalid(
+                "script",
+                excerpt(&script.name),
+                format!("a script of at most {MAX_SCRIPT} bytes"),
+            ));
+        }
+        Ok(())
     }
 
     fn certificate(&self, certificate: &CertificateAndKey) -> Result<(), InvalidField> {
@@ -656,7 +678,9 @@ impl Checker {
         ] {
             self.seconds(field, timeout, &TIMEOUT)?;
         }
-        Ok(())
+        self.number("inspect_bytes", config.inspect_bytes, &INSPECT_BYTES)?;
+        self.seconds("inspect_timeout", config.inspect_timeout, &TIMEOUT)?;
+        config.script.as_ref().map_or(Ok(()), |s| self.script(s))
     }
 
     fn tcp_patch(&self, update: &UpdateTcpListener) -> Result<(), InvalidField> {
@@ -664,12 +688,19 @@ impl Checker {
             ("front_timeout", update.front_timeout),
             ("back_timeout", update.back_timeout),
             ("connect_timeout", update.connect_timeout),
+            ("inspect_timeout", update.inspect_timeout),
         ] {
             if let Some(timeout) = timeout {
                 self.seconds(field, timeout, &TIMEOUT)?;
             }
         }
-        Ok(())
+        if let Some(bytes) = update.inspect_bytes {
+            self.number("inspect_bytes", bytes, &INSPECT_BYTES)?;
+        }
+        match &update.script {
+            Some(Some(script)) => self.script(script),
+            _ => Ok(()),
+        }
     }
 
     fn remove_backend(&self, backend: &RemoveBackend) -> Result<(), InvalidField> {

@@ -22,7 +22,7 @@ use crate::{
         ConnectionLimit, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
         HttpListenerPatch, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
         RemoveBackend, RemoveCertificate, ReplaceCertificate, SetHealthCheck, TcpFrontend,
-        TcpListenerConfig, TlsListenerPatch, UpdateHttpListener, UpdateHttpsListener,
+        TcpListenerConfig, TcpRule, TlsListenerPatch, UpdateHttpListener, UpdateHttpsListener,
         UpdateTcpListener,
     },
     response::CertificateSummary,
@@ -64,8 +64,9 @@ pub struct ConfigState {
     pub backends: BTreeMap<String, BTreeMap<String, AddBackend>>,
     pub http_frontends: BTreeMap<FrontendKey, HttpFrontend>,
     pub https_frontends: BTreeMap<FrontendKey, HttpFrontend>,
-    /// One TCP frontend per TCP listener.
-    pub tcp_frontends: BTreeMap<SocketAddr, TcpFrontend>,
+    /// The TCP frontends of each TCP listener, in the order they were added (which breaks
+    /// ties between rules of the same specificity); at most one has no rule (the default).
+    pub tcp_frontends: BTreeMap<SocketAddr, Vec<TcpFrontend>>,
     pub certificates: BTreeMap<SocketAddr, BTreeMap<Fingerprint, CertificateState>>,
     /// The global cap on connections from one client address to one cluster; 0 is no cap.
     pub max_connections_per_ip: u64,
@@ -105,11 +106,16 @@ pub enum StateError {
     FrontendExists(FrontendKey),
     #[error("no frontend for {0}")]
     NoFrontend(FrontendKey),
-    #[error("the TCP listener {0} already has a frontend")]
-    TcpFrontendExists(SocketAddr),
-    #[error("no TCP frontend on {address} for cluster `{cluster}`")]
+    #[error("the TCP listener {address} already has a frontend {rule} (cluster `{cluster}`)")]
+    TcpFrontendExists {
+        address: SocketAddr,
+        rule: TcpRuleName,
+        cluster: String,
+    },
+    #[error("no TCP frontend {rule} on {address} for cluster `{cluster}`")]
     NoTcpFrontend {
         address: SocketAddr,
+        rule: TcpRuleName,
         cluster: String,
     },
     #[error("invalid certificate for {address}")]
@@ -217,8 +223,11 @@ impl ConfigState {
         self.http_frontends.retain(|_, frontend| !belongs(frontend));
         self.https_frontends
             .retain(|_, frontend| !belongs(frontend));
+        for frontends in self.tcp_frontends.values_mut() {
+            frontends.retain(|frontend| &frontend.cluster_id != cluster_id);
+        }
         self.tcp_frontends
-            .retain(|_, frontend| &frontend.cluster_id != cluster_id);
+            .retain(|_, frontends| !frontends.is_empty());
         Ok(())
     }
 
@@ -329,29 +338,63 @@ impl ConfigState {
         }
     }
 
+    /// Adds a TCP frontend after those of its listener. Two frontends of a listener never
+    /// carry the same rule (nor both none), since only the first could ever take a connection.
     fn add_tcp_frontend(&mut self, frontend: &TcpFrontend) -> Result<(), StateError> {
         self.require_listener(frontend.address, ListenerType::Tcp)?;
         self.require_cluster(&frontend.cluster_id)?;
-        match self.tcp_frontends.entry(frontend.address) {
-            Entry::Occupied(_) => Err(StateError::TcpFrontendExists(frontend.address)),
-            Entry::Vacant(entry) => {
-                entry.insert(frontend.clone());
-                Ok(())
-            }
+        if let Some(existing) = self.tcp_frontend_with_rule_of(frontend) {
+            return Err(StateError::TcpFrontendExists {
+                address: frontend.address,
+                rule: TcpRuleName(frontend.rule.clone()),
+                cluster: existing.cluster_id.clone(),
+            });
         }
+        self.tcp_frontends
+            .entry(frontend.address)
+            .or_default()
+            .push(frontend.clone());
+        Ok(())
     }
 
+    /// The frontend of `frontend`'s listener that takes the same connections, whatever its
+    /// cluster.
+    pub fn tcp_frontend_with_rule_of(&self, frontend: &TcpFrontend) -> Option<&TcpFrontend> {
+        self.tcp_frontends
+            .get(&frontend.address)?
+            .iter()
+            .find(|f| f.is_same_rule(frontend))
+    }
+
+    /// Removes the frontend of the same listener, rule and cluster.
     fn remove_tcp_frontend(&mut self, frontend: &TcpFrontend) -> Result<(), StateError> {
-        match self.tcp_frontends.get(&frontend.address) {
-            Some(existing) if existing.cluster_id == frontend.cluster_id => {
-                self.tcp_frontends.remove(&frontend.address);
-                Ok(())
-            }
-            _ => Err(StateError::NoTcpFrontend {
-                address: frontend.address,
-                cluster: frontend.cluster_id.clone(),
-            }),
+        let missing = || StateError::NoTcpFrontend {
+            address: frontend.address,
+            rule: TcpRuleName(frontend.rule.clone()),
+            cluster: frontend.cluster_id.clone(),
+        };
+        let frontends = self
+            .tcp_frontends
+            .get_mut(&frontend.address)
+            .ok_or_else(missing)?;
+        let position = frontends
+            .iter()
+            .position(|f| f.is_same_rule(frontend) && f.cluster_id == frontend.cluster_id)
+            .ok_or_else(missing)?;
+        frontends.remove(position);
+        if frontends.is_empty() {
+            self.tcp_frontends.remove(&frontend.address);
         }
+        Ok(())
+    }
+
+    /// The frontend without a rule of the TCP listener on `address`: where connections go
+    /// when no rule (and no script) decides.
+    pub fn default_tcp_frontend(&self, address: SocketAddr) -> Option<&TcpFrontend> {
+        self.tcp_frontends
+            .get(&address)?
+            .iter()
+            .find(|frontend| frontend.rule.is_none())
     }
 
     fn inspect_certificate(
@@ -612,8 +655,9 @@ impl ConfigState {
                 orders.push(Order::AddHttpsFrontend(frontend.clone()));
             }
         }
-        for (address, frontend) in &target.tcp_frontends {
-            if self.tcp_frontends.get(address) != Some(frontend) {
+        for (address, frontends) in &target.tcp_frontends {
+            let kept = kept_tcp_frontends(self.tcp_frontends.get(address), frontends);
+            for frontend in frontends.iter().skip(kept) {
                 orders.push(Order::AddTcpFrontend(frontend.clone()));
             }
         }
@@ -639,8 +683,9 @@ impl ConfigState {
                 orders.push(Order::RemoveHttpsFrontend(frontend.clone()));
             }
         }
-        for (address, frontend) in &self.tcp_frontends {
-            if target.tcp_frontends.get(address) != Some(frontend) {
+        for (address, frontends) in &self.tcp_frontends {
+            let kept = kept_tcp_frontends(target.tcp_frontends.get(address), frontends);
+            for frontend in frontends.iter().skip(kept) {
                 orders.push(Order::RemoveTcpFrontend(frontend.clone()));
             }
         }
@@ -884,11 +929,38 @@ impl ConfigState {
                     .for_each(|frontend| frontend.hash(&mut hasher));
                 self.tcp_frontends
                     .values()
+                    .flatten()
                     .filter(|frontend| &frontend.cluster_id == cluster_id)
                     .for_each(|frontend| frontend.hash(&mut hasher));
                 (cluster_id.clone(), hasher.finish())
             })
             .collect()
+    }
+}
+
+/// How many TCP frontends of a listener stay when `current` becomes `target`: those of their
+/// common beginning. The rest is removed and added again, which keeps the order of addition,
+/// on which the precedence of rules of the same specificity depends.
+fn kept_tcp_frontends(target: Option<&Vec<TcpFrontend>>, current: &[TcpFrontend]) -> usize {
+    target.map_or(0, |target| {
+        current
+            .iter()
+            .zip(target)
+            .take_while(|(a, b)| a == b)
+            .count()
+    })
+}
+
+/// A TCP frontend's rule in messages: `sni = "a.test"`, or `without a rule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpRuleName(pub Option<TcpRule>);
+
+impl std::fmt::Display for TcpRuleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(rule) => write!(f, "with {rule}"),
+            None => f.write_str("without a rule"),
+        }
     }
 }
 

@@ -147,11 +147,7 @@ impl Worker {
         let cluster_id = cluster.cluster_id.clone();
         self.ok(Order::AddTcpListener(listener));
         self.cluster(cluster, backends);
-        self.ok(Order::AddTcpFrontend(TcpFrontend {
-            cluster_id,
-            address,
-            tags: Default::default(),
-        }));
+        self.ok(Order::AddTcpFrontend(TcpFrontend::new(cluster_id, address)));
         self.ok(Order::ActivateListener(ListenerAddress {
             address,
             proxy: ListenerType::Tcp,

@@ -51,11 +51,7 @@
 //!         weight: 100,
 //!         backup: false,
 //!     }),
-//!     Order::AddTcpFrontend(TcpFrontend {
-//!         cluster_id: "greeter".into(),
-//!         address,
-//!         tags: Default::default(),
-//!     }),
+//!     Order::AddTcpFrontend(TcpFrontend::new("greeter", address)),
 //!     Order::ActivateListener(ListenerAddress { address, proxy: ListenerType::Tcp }),
 //! ];
 //! for (index, order) in orders.into_iter().enumerate() {

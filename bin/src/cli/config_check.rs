@@ -114,8 +114,9 @@ fn summary(order: &Order) -> String {
             format!("{name} {} -> {}", frontend.key(), target(frontend))
         }
         Order::AddTcpFrontend(frontend) => {
+            let rule = (frontend.rule.as_ref()).map_or(String::new(), |rule| format!(" {rule}"));
             format!(
-                "{name} {} -> cluster {}",
+                "{name} {}{rule} -> cluster {}",
                 frontend.address, frontend.cluster_id
             )
         }

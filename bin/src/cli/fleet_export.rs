@@ -509,6 +509,9 @@ fn tcp_frontend(frontend: &TcpFrontend) -> Table {
     if !frontend.tags.is_empty() {
         table.insert("tags".into(), Value::Table(tags(&frontend.tags)));
     }
+    if let Some(rule) = &frontend.rule {
+        table.insert(rule.key().into(), string(rule.value()));
+    }
     table
 }
 

@@ -14,6 +14,7 @@ use sozu_command_lib::{
 
 use super::{
     client::{Client, content},
+    content::TcpRuleArgs,
     table,
 };
 
@@ -144,6 +145,7 @@ enum Scheme {
 
 #[derive(Debug, Subcommand)]
 pub enum TcpFrontendCommand {
+    /// Add a frontend; with a match, it takes the connections whose first bytes match it.
     Add {
         #[arg(short, long, value_name = "CLUSTER")]
         id: String,
@@ -151,12 +153,17 @@ pub enum TcpFrontendCommand {
         address: SocketAddr,
         #[arg(long, value_name = "TAGS")]
         tags: Option<String>,
+        #[command(flatten)]
+        rule: TcpRuleArgs,
     },
+    /// Remove the frontend of this cluster, address and match.
     Remove {
         #[arg(short, long, value_name = "CLUSTER")]
         id: String,
         #[arg(short, long, value_name = "ADDR")]
         address: SocketAddr,
+        #[command(flatten)]
+        rule: TcpRuleArgs,
     },
 }
 
@@ -165,16 +172,22 @@ pub fn run(client: &mut Client, command: &FrontendCommand) -> anyhow::Result<()>
         FrontendCommand::Http { command } => http_order(command, false)?,
         FrontendCommand::Https { command } => http_order(command, true)?,
         FrontendCommand::Tcp { command } => match command {
-            TcpFrontendCommand::Add { id, address, tags } => Order::AddTcpFrontend(TcpFrontend {
-                cluster_id: id.clone(),
-                address: *address,
+            TcpFrontendCommand::Add {
+                id,
+                address,
+                tags,
+                rule,
+            } => Order::AddTcpFrontend(TcpFrontend {
                 tags: parse_tags(tags.as_deref())?,
+                rule: rule.rule(),
+                ..TcpFrontend::new(id.clone(), *address)
             }),
-            TcpFrontendCommand::Remove { id, address } => Order::RemoveTcpFrontend(TcpFrontend {
-                cluster_id: id.clone(),
-                address: *address,
-                tags: BTreeMap::new(),
-            }),
+            TcpFrontendCommand::Remove { id, address, rule } => {
+                Order::RemoveTcpFrontend(TcpFrontend {
+                    rule: rule.rule(),
+                    ..TcpFrontend::new(id.clone(), *address)
+                })
+            }
         },
         FrontendCommand::List {
             http,
@@ -353,14 +366,25 @@ fn list(client: &mut Client, filters: FrontendFilters) -> anyhow::Result<()> {
         rows.push(vec![
             "tcp".to_string(),
             frontend.address.to_string(),
-            String::new(),
+            frontend
+                .rule
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             String::new(),
             String::new(),
             format!("cluster {}", frontend.cluster_id),
         ]);
     }
     table::print(
-        &["KIND", "ADDRESS", "HOSTNAME", "PATH", "METHOD", "TARGET"],
+        &[
+            "KIND",
+            "ADDRESS",
+            "HOSTNAME/RULE",
+            "PATH",
+            "METHOD",
+            "TARGET",
+        ],
         &rows,
     )?;
     Ok(())

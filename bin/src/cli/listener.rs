@@ -15,6 +15,7 @@ use sozu_command_lib::{
 
 use super::{
     client::{Client, content},
+    content::InspectArgs,
     table,
 };
 
@@ -86,6 +87,8 @@ pub enum TcpListenerCommand {
         public_address: Option<SocketAddr>,
         #[arg(long)]
         expect_proxy: bool,
+        #[command(flatten)]
+        inspect: InspectArgs,
     },
     Remove(Address),
     Activate(Address),
@@ -99,6 +102,11 @@ pub enum TcpListenerCommand {
         timeouts: Timeouts,
         #[command(flatten)]
         proxy: ExpectProxy,
+        #[command(flatten)]
+        inspect: InspectArgs,
+        /// Remove the routing script.
+        #[arg(long, conflicts_with = "script")]
+        no_script: bool,
     },
 }
 
@@ -286,10 +294,18 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
                 address,
                 public_address,
                 expect_proxy,
+                inspect,
             } => {
                 let mut config = TcpListenerConfig::new(*address);
                 config.public_address = *public_address;
                 config.expect_proxy = *expect_proxy;
+                if let Some(bytes) = inspect.inspect_bytes {
+                    config.inspect_bytes = bytes;
+                }
+                if let Some(timeout) = inspect.inspect_timeout() {
+                    config.inspect_timeout = timeout;
+                }
+                config.script = inspect.script()?;
                 Order::AddTcpListener(config)
             }
             TcpListenerCommand::Remove(a) => Order::RemoveListener(named(a, ListenerType::Tcp)),
@@ -302,10 +318,17 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
                 public_address,
                 timeouts,
                 proxy,
+                inspect,
+                no_script,
             } => {
                 if timeouts.request_timeout.is_some() {
                     bail!("a TCP listener has no request timeout");
                 }
+                let script = if *no_script {
+                    Some(None)
+                } else {
+                    inspect.script()?.map(Some)
+                };
                 Order::UpdateTcpListenerConfig(UpdateTcpListener {
                     address: *address,
                     public_address: public_address.map(Some),
@@ -314,6 +337,9 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
                     back_timeout: timeouts.back_timeout.map(Duration::from_secs),
                     connect_timeout: timeouts.connect_timeout.map(Duration::from_secs),
                     splice: None,
+                    inspect_bytes: inspect.inspect_bytes,
+                    inspect_timeout: inspect.inspect_timeout(),
+                    script,
                 })
             }
         },

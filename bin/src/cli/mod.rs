@@ -12,6 +12,7 @@ mod client;
 mod cluster;
 mod config_check;
 mod connection_limit;
+mod content;
 mod fleet;
 mod fleet_export;
 mod frontend;

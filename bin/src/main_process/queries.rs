@@ -88,7 +88,7 @@ pub fn frontends(state: &ConfigState, filters: &FrontendFilters) -> ListedFronte
             .collect();
     }
     if (all || filters.tcp) && filters.domain.is_none() {
-        listed.tcp = state.tcp_frontends.values().cloned().collect();
+        listed.tcp = state.tcp_frontends.values().flatten().cloned().collect();
     }
     listed
 }
@@ -114,6 +114,7 @@ pub fn cluster_information(state: &ConfigState, cluster_id: &str) -> Option<Clus
         tcp_frontends: state
             .tcp_frontends
             .values()
+            .flatten()
             .filter(|f| f.cluster_id == cluster_id)
             .cloned()
             .collect(),
@@ -192,7 +193,7 @@ pub fn cluster_hashes(state: &ConfigState) -> BTreeMap<String, u64> {
             frontend.hash(hasher);
         }
     }
-    for frontend in state.tcp_frontends.values() {
+    for frontend in state.tcp_frontends.values().flatten() {
         if let Some(hasher) = hashers.get_mut(frontend.cluster_id.as_str()) {
             frontend.hash(hasher);
         }
@@ -253,11 +254,7 @@ mod tests {
             Order::AddHttpFrontend(HttpFrontend::new(Some("a".into()), http, "a.example")),
             Order::AddHttpFrontend(HttpFrontend::new(Some("b".into()), http, "b.example")),
             Order::AddHttpFrontend(HttpFrontend::new(Some("a".into()), http, "c.example")),
-            Order::AddTcpFrontend(TcpFrontend {
-                cluster_id: "b".into(),
-                address: tcp,
-                tags: BTreeMap::new(),
-            }),
+            Order::AddTcpFrontend(TcpFrontend::new("b", tcp)),
         ];
         for order in &orders {
             state.apply(order).unwrap();

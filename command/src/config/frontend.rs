@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::{
-    Loader, answers,
+    Loader, answers, content,
     document::{Field, Table},
     error::ConfigError,
     listener::{Listener, Listeners},
@@ -114,8 +114,8 @@ pub(super) struct Routing<'l> {
     certificates: Vec<(usize, AddCertificate)>,
     /// The line of each HTTP and HTTPS frontend, by identity.
     http_lines: HashMap<FrontendKey, usize>,
-    /// The line of each TCP frontend, by address: a TCP listener leads to one cluster.
-    tcp_lines: HashMap<SocketAddr, usize>,
+    /// The line of each TCP frontend, by address, with its rule.
+    tcp_lines: Vec<(TcpFrontend, usize)>,
     certificate_sources: HashSet<CertificateSource>,
 }
 
@@ -126,7 +126,7 @@ impl<'l> Routing<'l> {
             frontends: Vec::new(),
             certificates: Vec::new(),
             http_lines: HashMap::new(),
-            tcp_lines: HashMap::new(),
+            tcp_lines: Vec::new(),
             certificate_sources: HashSet::new(),
         }
     }
@@ -164,16 +164,21 @@ impl<'l> Routing<'l> {
                 frontend.address
             }
             Frontend::Tcp(frontend) => {
-                if let Some(&first_line) = self.tcp_lines.get(&frontend.address) {
+                let first = self
+                    .tcp_lines
+                    .iter()
+                    .find(|(f, _)| f.is_same_rule(frontend));
+                if let Some(&(_, first_line)) = first {
+                    let rule = crate::state::TcpRuleName(frontend.rule.clone());
                     return Err(ConfigError::Duplicate {
                         what: "tcp frontend",
-                        name: frontend.address.to_string(),
+                        name: format!("{} {rule}", frontend.address),
                         key: "address",
                         line: read.line,
                         first_line,
                     });
                 }
-                self.tcp_lines.insert(frontend.address, read.line);
+                self.tcp_lines.push((frontend.clone(), read.line));
                 frontend.address
             }
         };
@@ -239,7 +244,7 @@ fn read(
     listeners: &Listeners,
 ) -> Result<ReadFrontend, ConfigError> {
     let mut table = item.table(name)?;
-    loader.check_keys(&mut table, &[KEYS]);
+    loader.check_keys(&mut table, &[KEYS, content::RULE_KEYS]);
     let address_field = table.required("address")?;
     let address = address_field.address()?;
     let listener = listeners.find(address, address_field)?;
@@ -256,6 +261,7 @@ fn read(
                 cluster_id: owner.id.to_string(),
                 address,
                 tags,
+                rule: content::tcp_rule(&mut table)?,
             };
             (Frontend::Tcp(frontend), None)
         }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    Config, Loader, answers,
+    Config, Loader, answers, content,
     document::{Field, Table},
     error::ConfigError,
     tls::{self, CertificateFiles},
@@ -134,7 +134,7 @@ const H2_KEYS: &[&str] = &[
 ];
 
 /// Keys of TCP listeners only (our extension).
-const TCP_KEYS: &[&str] = &["splice"];
+const TCP_KEYS: &[&str] = &["splice", "inspect_bytes", "inspect_timeout", "script"];
 
 /// Keys of UDP listeners, which are refused.
 const UDP_KEYS: &[&str] = &["max_rx_datagram_size", "max_flows"];
@@ -283,7 +283,9 @@ fn read(
             ignore(loader, &mut table, HTTP_KEYS, reason);
             ignore(loader, &mut table, answers::LISTENER_LEGACY_KEYS, reason);
             ignore(loader, &mut table, TLS_KEYS, reason);
-            Listener::Tcp(tcp(&mut table, address, settings)?)
+            let mut config = tcp(&mut table, address, settings)?;
+            content::read_listener_keys(loader, &mut table, &mut config)?;
+            Listener::Tcp(config)
         }
     };
     table.unused()?;

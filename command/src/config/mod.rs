@@ -13,6 +13,7 @@
 
 mod answers;
 mod cluster;
+mod content;
 mod document;
 mod error;
 mod files;

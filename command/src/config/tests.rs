@@ -959,3 +959,147 @@ fn bytes_that_would_forge_a_header_line_are_refused() {
         assert_names(&message, &[&format!("`{key}`"), "at line"]);
     }
 }
+
+/// The content routing example of issue 13 (doc/content-routing.md), with a script.
+const CONTENT_ROUTING: &str = r#"
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:5000"
+inspect_bytes = 1024
+inspect_timeout = 3
+script = "route.lua"
+
+[clusters.tenant-a]
+protocol = "tcp"
+frontends = [ { address = "127.0.0.1:5000", sni = "a.test" } ]
+backends = [ { address = "127.0.0.1:6001" } ]
+
+[clusters.web]
+protocol = "tcp"
+frontends = [ { address = "127.0.0.1:5000", http_host = "c.test" } ]
+
+[clusters.ssh]
+protocol = "tcp"
+frontends = [ { address = "127.0.0.1:5000", protocol = "ssh" } ]
+
+[clusters.fallback]
+protocol = "tcp"
+frontends = [ { address = "127.0.0.1:5000" } ]
+"#;
+
+#[test]
+fn tcp_frontends_share_a_listener_with_rules_and_a_script() {
+    use crate::request::{TcpProtocol, TcpRule};
+    let (config, warnings) = parse(CONTENT_ROUTING).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let Listener::Tcp(listener) = &config.listeners[0] else {
+        panic!("not a TCP listener");
+    };
+    assert_eq!(listener.inspect_bytes, 1024);
+    assert_eq!(listener.inspect_timeout, Duration::from_secs(3));
+    let script = listener.script.as_ref().unwrap();
+    assert_eq!(script.name, "route.lua");
+    assert!(script.source.contains("function route(data, peer)"));
+    let rules: Vec<(String, Option<TcpRule>)> = config
+        .frontends
+        .iter()
+        .map(|frontend| match frontend {
+            Frontend::Tcp(f) => (f.cluster_id.clone(), f.rule.clone()),
+            other => panic!("not a TCP frontend: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "tenant-a".to_string(),
+                Some(TcpRule::Sni("a.test".to_string()))
+            ),
+            (
+                "web".to_string(),
+                Some(TcpRule::HttpHost("c.test".to_string()))
+            ),
+            ("ssh".to_string(), Some(TcpRule::Protocol(TcpProtocol::Ssh))),
+            ("fallback".to_string(), None),
+        ]
+    );
+    let mut state = crate::state::ConfigState::new();
+    for order in config.orders() {
+        state.apply(&order).unwrap();
+    }
+    assert_eq!(state.tcp_frontends.values().flatten().count(), 4);
+}
+
+#[test]
+fn bad_tcp_rules_are_named_with_their_line() {
+    let tcp = "[[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:5000\"\n\
+               [clusters.a]\nprotocol = \"tcp\"\n";
+    let message = error(&format!(
+        "{tcp}frontends = [ {{ address = \"127.0.0.1:5000\", regex = \"(x\" }} ]\n"
+    ));
+    assert_names(&message, &["`regex`", "line 6", "unclosed group"]);
+    let message = error(&format!(
+        "{tcp}frontends = [ {{ address = \"127.0.0.1:5000\", protocol = \"gopher\" }} ]\n"
+    ));
+    assert_names(&message, &["`protocol`", "line 6", "ssh", "xmpp"]);
+    let message = error(&format!(
+        "{tcp}frontends = [ {{ address = \"127.0.0.1:5000\", sni = \"a\", alpn = \"h2\" }} ]\n"
+    ));
+    assert_names(&message, &["`alpn`", "`sni` is set"]);
+    let message = error(&format!(
+        "{tcp}frontends = [ {{ address = \"127.0.0.1:5000\", sni = \"a\" }},\n\
+         {{ address = \"127.0.0.1:5000\", sni = \"A\" }} ]\n"
+    ));
+    assert_names(&message, &["duplicate", "sni = \"A\""]);
+    let message = error(&format!(
+        "{HTTP_LISTENER}[clusters.a]\nprotocol = \"http\"\nfrontends = [ {{ address = \"127.0.0.1:8080\", \
+         hostname = \"a\", sni = \"a\" }} ]\n"
+    ));
+    assert_names(&message, &["`sni`"]);
+    let message = error(
+        "[[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:5000\"\n\
+         script = \"missing.lua\"\n",
+    );
+    assert_names(&message, &["`script`", "line 4", "missing.lua"]);
+}
+
+/// The blocks of `doc/content-routing.md` written in `language`.
+fn doc_blocks(language: &str) -> Vec<String> {
+    let doc = include_str!("../../../doc/content-routing.md");
+    let fence = format!("```{language}\n");
+    doc.split(&fence)
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_content_routing_doc_example_loads_and_applies() {
+    let blocks = doc_blocks("toml");
+    assert_eq!(blocks.len(), 1);
+    let (config, warnings) = parse(&blocks[0]).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut state = crate::state::ConfigState::new();
+    for order in config.orders() {
+        state.apply(&order).unwrap();
+    }
+    let address = "127.0.0.1:5000".parse().unwrap();
+    assert_eq!(state.tcp_frontends[&address].len(), 5);
+    assert_eq!(
+        state
+            .default_tcp_frontend(address)
+            .map(|f| f.cluster_id.as_str()),
+        Some("fallback")
+    );
+}
+
+#[test]
+fn the_content_routing_doc_orders_parse() {
+    let blocks = doc_blocks("json");
+    let lines: Vec<&str> = blocks.iter().flat_map(|block| block.lines()).collect();
+    assert_eq!(lines.len(), 3);
+    for line in lines {
+        let order: crate::request::Order = serde_json::from_str(line).unwrap();
+        assert_eq!(order.name(), "ADD_TCP_FRONTEND");
+    }
+}

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::seconds;
+use super::{TcpFrontendFields, TcpRule, seconds};
 
 /// An HTTP or HTTPS frontend: which requests on a listener go to which cluster, and what is
 /// done to them on the way.
@@ -250,13 +250,36 @@ pub struct FixedAnswer {
     pub body: String,
 }
 
-/// A TCP frontend: every connection accepted on a TCP listener goes to one cluster.
+/// A TCP frontend: the connections of a TCP listener whose first bytes match its rule go to
+/// its cluster. A listener holds several; the one without a rule is its default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TcpFrontendFields", into = "TcpFrontendFields")]
 pub struct TcpFrontend {
-    #[serde(alias = "app_id")]
     pub cluster_id: String,
     pub address: SocketAddr,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// What the first bytes must match; `None` makes the listener's default frontend.
+    pub rule: Option<TcpRule>,
+}
+
+impl TcpFrontend {
+    /// The default frontend of the listener on `address`.
+    pub fn new(cluster_id: impl Into<String>, address: SocketAddr) -> Self {
+        TcpFrontend {
+            cluster_id: cluster_id.into(),
+            address,
+            tags: BTreeMap::new(),
+            rule: None,
+        }
+    }
+
+    /// Whether `other` takes the same connections: same listener, same rule.
+    pub fn is_same_rule(&self, other: &TcpFrontend) -> bool {
+        self.address == other.address
+            && match (&self.rule, &other.rule) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.is_same(b),
+                _ => false,
+            }
+    }
 }

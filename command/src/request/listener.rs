@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CertificateAndKey, Hsts, TlsVersion, nullable, optional_seconds, seconds, status_keys,
+    CertificateAndKey, Hsts, TcpScript, TlsVersion, nullable, optional_seconds, seconds,
+    status_keys,
 };
 
 /// Settings shared by HTTP and HTTPS listeners.
@@ -193,6 +194,24 @@ pub struct TcpListenerConfig {
     /// Move bytes with `splice(2)` through a pipe instead of copying them through user space.
     #[serde(default)]
     pub splice: bool,
+    /// Content routing: past this many bytes without a matching rule, the default frontend.
+    #[serde(default = "default_inspect_bytes")]
+    pub inspect_bytes: u64,
+    /// Content routing: how long the first bytes are waited for before the default frontend
+    /// takes the connection (a silent client, or a server-speaks-first protocol).
+    #[serde(default = "default_inspect_timeout", with = "seconds")]
+    pub inspect_timeout: Duration,
+    /// Content routing: the Lua script that decides what the rules leave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<TcpScript>,
+}
+
+pub fn default_inspect_bytes() -> u64 {
+    4096
+}
+
+pub fn default_inspect_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 impl TcpListenerConfig {
@@ -205,6 +224,9 @@ impl TcpListenerConfig {
             back_timeout: default_back_timeout(),
             connect_timeout: default_connect_timeout(),
             splice: false,
+            inspect_bytes: default_inspect_bytes(),
+            inspect_timeout: default_inspect_timeout(),
+            script: None,
         }
     }
 }
@@ -484,6 +506,21 @@ pub struct UpdateTcpListener {
     pub connect_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splice: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect_bytes: Option<u64>,
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inspect_timeout: Option<Duration>,
+    /// A new script; `null` removes the script.
+    #[serde(
+        default,
+        deserialize_with = "nullable::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub script: Option<Option<TcpScript>>,
 }
 
 impl UpdateTcpListener {
@@ -494,6 +531,9 @@ impl UpdateTcpListener {
         set(&mut config.back_timeout, &self.back_timeout);
         set(&mut config.connect_timeout, &self.connect_timeout);
         set(&mut config.splice, &self.splice);
+        set(&mut config.inspect_bytes, &self.inspect_bytes);
+        set(&mut config.inspect_timeout, &self.inspect_timeout);
+        set(&mut config.script, &self.script);
     }
 
     /// The update that turns `old` into `new`.
@@ -506,6 +546,9 @@ impl UpdateTcpListener {
             back_timeout: changed(&old.back_timeout, &new.back_timeout),
             connect_timeout: changed(&old.connect_timeout, &new.connect_timeout),
             splice: changed(&old.splice, &new.splice),
+            inspect_bytes: changed(&old.inspect_bytes, &new.inspect_bytes),
+            inspect_timeout: changed(&old.inspect_timeout, &new.inspect_timeout),
+            script: changed(&old.script, &new.script),
         }
     }
 }

@@ -12,6 +12,7 @@
 mod backend;
 mod certificate;
 mod cluster;
+mod content;
 mod frontend;
 mod listener;
 mod query;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::*;
 pub use certificate::*;
 pub use cluster::*;
+pub use content::*;
 pub use frontend::*;
 pub use listener::*;
 pub use query::*;

@@ -155,6 +155,9 @@ fn order_names_match_their_json_tags() {
             back_timeout: None,
             connect_timeout: None,
             splice: None,
+            inspect_bytes: None,
+            inspect_timeout: None,
+            script: None,
         }),
     ];
     for order in orders {

@@ -9,8 +9,8 @@ use crate::{
         certificate_and_key,
     },
     request::{
-        FixedAnswer, LoadBalancingAlgorithm, PathRule, PathRuleKind, RulePosition,
-        TlsListenerConfig, UpdateTcpListener,
+        FixedAnswer, LoadBalancingAlgorithm, PathRule, PathRuleKind, RulePosition, TcpProtocol,
+        TcpScript, TlsListenerConfig, UpdateTcpListener,
     },
 };
 
@@ -290,6 +290,145 @@ fn queries_are_not_state_changes() {
     );
 }
 
+fn tcp_frontend(cluster: &str, rule: Option<TcpRule>) -> TcpFrontend {
+    TcpFrontend {
+        rule,
+        ..TcpFrontend::new(cluster, address(5000))
+    }
+}
+
+fn sni(name: &str) -> Option<TcpRule> {
+    Some(TcpRule::Sni(name.to_string()))
+}
+
+#[test]
+fn a_tcp_listener_holds_several_frontends_in_the_order_they_were_added() {
+    let mut state = state_of(&[
+        Order::AddTcpListener(TcpListenerConfig::new(address(5000))),
+        cluster("a"),
+        cluster("b"),
+        cluster("fallback"),
+        Order::AddTcpFrontend(tcp_frontend("fallback", None)),
+        Order::AddTcpFrontend(tcp_frontend("a", sni("a.test"))),
+        Order::AddTcpFrontend(tcp_frontend("b", Some(TcpRule::Protocol(TcpProtocol::Ssh)))),
+    ]);
+    let clusters: Vec<&str> = state.tcp_frontends[&address(5000)]
+        .iter()
+        .map(|f| f.cluster_id.as_str())
+        .collect();
+    assert_eq!(clusters, ["fallback", "a", "b"]);
+    assert_eq!(
+        state
+            .default_tcp_frontend(address(5000))
+            .map(|f| f.cluster_id.as_str()),
+        Some("fallback")
+    );
+    assert_eq!(
+        refused(
+            &mut state,
+            Order::AddTcpFrontend(tcp_frontend("b", sni("A.test")))
+        ),
+        "the TCP listener 127.0.0.1:5000 already has a frontend with sni = \"A.test\" (cluster `a`)"
+    );
+    assert_eq!(
+        refused(&mut state, Order::AddTcpFrontend(tcp_frontend("a", None))),
+        "the TCP listener 127.0.0.1:5000 already has a frontend without a rule (cluster `fallback`)"
+    );
+    assert_eq!(
+        refused(
+            &mut state,
+            Order::RemoveTcpFrontend(tcp_frontend("b", sni("a.test")))
+        ),
+        "no TCP frontend with sni = \"a.test\" on 127.0.0.1:5000 for cluster `b`"
+    );
+    state
+        .apply(&Order::RemoveTcpFrontend(tcp_frontend("a", sni("a.test"))))
+        .unwrap();
+    state
+        .apply(&Order::RemoveCluster(ClusterId {
+            cluster_id: "fallback".to_string(),
+        }))
+        .unwrap();
+    assert_eq!(state.tcp_frontends[&address(5000)].len(), 1);
+    assert_eq!(state.default_tcp_frontend(address(5000)), None);
+}
+
+#[test]
+fn tcp_rules_that_cannot_be_evaluated_are_refused() {
+    let mut state = state_of(&[
+        Order::AddTcpListener(TcpListenerConfig::new(address(5000))),
+        cluster("a"),
+    ]);
+    let error = refused(
+        &mut state,
+        Order::AddTcpFrontend(tcp_frontend(
+            "a",
+            Some(TcpRule::Regex("(unclosed".to_string())),
+        )),
+    );
+    assert_eq!(
+        error,
+        "invalid `regex` \"(unclosed\" (9 bytes): expected a regular expression that compiles \
+         (unclosed group)"
+    );
+    let error = refused(
+        &mut state,
+        Order::AddTcpFrontend(tcp_frontend("a", sni("/[z-a]/"))),
+    );
+    assert!(error.starts_with("invalid `sni` \"/[z-a]/\""), "{error}");
+    let error = refused(
+        &mut state,
+        Order::AddTcpFrontend(tcp_frontend(
+            "a",
+            Some(TcpRule::Prefix(r"\xG0".to_string())),
+        )),
+    );
+    assert!(error.starts_with("invalid `prefix`"), "{error}");
+}
+
+#[test]
+fn saved_tcp_frontends_keep_their_order() {
+    let listener = TcpListenerConfig {
+        inspect_bytes: 512,
+        inspect_timeout: std::time::Duration::from_secs(5),
+        script: Some(TcpScript {
+            name: "route.lua".to_string(),
+            source: "function route(data, peer) return nil end".to_string(),
+        }),
+        ..TcpListenerConfig::new(address(5000))
+    };
+    let state = state_of(&[
+        Order::AddTcpListener(listener),
+        cluster("a"),
+        cluster("b"),
+        Order::AddTcpFrontend(tcp_frontend("b", sni("*.a.test"))),
+        Order::AddTcpFrontend(tcp_frontend(
+            "a",
+            Some(TcpRule::Prefix(r"\x16\x03".to_string())),
+        )),
+        Order::AddTcpFrontend(tcp_frontend("a", None)),
+    ]);
+    let mut saved = Vec::new();
+    state.save(&mut saved).unwrap();
+    let loaded = ConfigState::load(saved.as_slice()).unwrap();
+    assert_eq!(loaded, state);
+    // Removing the first frontend and adding it back puts it last.
+    let mut target = state.clone();
+    let first = target
+        .tcp_frontends
+        .get_mut(&address(5000))
+        .unwrap()
+        .remove(0);
+    target
+        .tcp_frontends
+        .get_mut(&address(5000))
+        .unwrap()
+        .push(first);
+    let mut changed = state.clone();
+    apply_all(&mut changed, &state.diff(&target));
+    assert_eq!(changed, target);
+}
+
 #[test]
 fn listener_update_patches_in_place() {
     let mut state = state_of(&[Order::AddTcpListener(TcpListenerConfig::new(address(5000)))]);
@@ -302,6 +441,9 @@ fn listener_update_patches_in_place() {
             back_timeout: None,
             connect_timeout: None,
             splice: None,
+            inspect_bytes: None,
+            inspect_timeout: None,
+            script: None,
         }))
         .unwrap();
     let config = &state.tcp_listeners[&address(5000)].config;
@@ -413,6 +555,22 @@ fn arb_certificate() -> impl Strategy<Value = AddCertificate> {
     })
 }
 
+/// TCP frontends of a few clusters with a few rules, so that listeners get several frontends,
+/// duplicates and removals.
+fn arb_tcp_frontend() -> impl Strategy<Value = TcpFrontend> {
+    let rule = prop_oneof![
+        Just(None),
+        Just(Some(TcpRule::Sni("a.test".to_string()))),
+        Just(Some(TcpRule::Sni("*.a.test".to_string()))),
+        Just(Some(TcpRule::Protocol(TcpProtocol::Ssh))),
+        Just(Some(TcpRule::Prefix(r"\x16".to_string()))),
+    ];
+    (arb_cluster(), mostly(PORTS[2]), rule).prop_map(|(cluster_id, port, rule)| TcpFrontend {
+        rule,
+        ..TcpFrontend::new(cluster_id, address(port))
+    })
+}
+
 fn arb_order() -> impl Strategy<Value = Order> {
     prop_oneof![
         3 => arb_listener(),
@@ -431,13 +589,8 @@ fn arb_order() -> impl Strategy<Value = Order> {
         4 => arb_http_frontend(PORTS[0]).prop_map(Order::AddHttpFrontend),
         3 => arb_http_frontend(PORTS[1]).prop_map(Order::AddHttpsFrontend),
         1 => arb_http_frontend(PORTS[0]).prop_map(Order::RemoveHttpFrontend),
-        2 => (arb_cluster(), mostly(PORTS[2])).prop_map(|(cluster_id, port)| {
-            Order::AddTcpFrontend(TcpFrontend {
-                cluster_id,
-                address: address(port),
-                tags: Default::default(),
-            })
-        }),
+        4 => arb_tcp_frontend().prop_map(Order::AddTcpFrontend),
+        1 => arb_tcp_frontend().prop_map(Order::RemoveTcpFrontend),
         2 => arb_certificate().prop_map(Order::AddCertificate),
         1 => (0..4u64).prop_map(|limit| Order::SetMaxConnectionsPerIp(ConnectionLimit {
             max_connections_per_ip: limit,

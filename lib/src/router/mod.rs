@@ -57,6 +57,7 @@
 //! Sōzu, `$PATH[n]` of a REGEX is its n-th group (Sōzu shifts them by one), and `$HOST[n]`
 //! counts labels from the left in the tree as in PRE and POST rules.
 
+pub mod content;
 mod host;
 mod normalize;
 mod path;

@@ -89,8 +89,7 @@ impl Server {
         };
         let Some(cluster_id) = self
             .state
-            .tcp_frontends
-            .get(&listener)
+            .default_tcp_frontend(listener)
             .map(|f| f.cluster_id.clone())
         else {
             debug!("TCP listener {listener} has no frontend, closing connection from {peer}");

@@ -184,6 +184,7 @@ impl Server {
                         .state
                         .tcp_frontends
                         .values()
+                        .flatten()
                         .filter(|f| &f.cluster_id == cluster_id)
                         .cloned()
                         .collect(),

@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 
 use sozu_command_lib::{
     request::{
-        CertificateAndKey, FrontendKey, HttpListenerConfig, ListenerType, Order, TlsListenerConfig,
+        CertificateAndKey, FrontendKey, HttpListenerConfig, ListenerType, Order, TcpScript,
+        TlsListenerConfig,
     },
     rules::{self, InvalidField},
     state::ConfigState,
@@ -33,7 +34,10 @@ use crate::{
         },
         tls::{self, LoadedCertificate, TlsError},
     },
-    router::{Route, RouterError},
+    router::{
+        Route, RouterError,
+        content::{Script, ScriptError},
+    },
 };
 
 /// Why an order is refused.
@@ -65,6 +69,11 @@ pub enum OrderError {
     Certificate {
         address: SocketAddr,
         source: TlsError,
+    },
+    #[error("listener {address}")]
+    Script {
+        address: SocketAddr,
+        source: Box<ScriptError>,
     },
     #[error("frontend {key}")]
     Route {
@@ -175,7 +184,25 @@ pub fn validate(state: &ConfigState, order: &Order) -> Result<Validated, OrderEr
                     source,
                 })
         }
+        Order::AddTcpListener(config) => load_script(config.address, config.script.as_ref()),
+        Order::UpdateTcpListenerConfig(update) => load_script(
+            update.address,
+            update.script.as_ref().and_then(Option::as_ref),
+        ),
         _ => Ok(Validated::Nothing),
+    }
+}
+
+/// A TCP listener's routing script must load (content routing, issue 13).
+fn load_script(address: SocketAddr, script: Option<&TcpScript>) -> Result<Validated, OrderError> {
+    match script {
+        Some(script) => Script::load(script)
+            .map(|_| Validated::Nothing)
+            .map_err(|source| OrderError::Script {
+                address,
+                source: Box::new(source),
+            }),
+        None => Ok(Validated::Nothing),
     }
 }
 

@@ -103,7 +103,10 @@ enum Identity<'o> {
     Backend(&'o str, &'o str),
     Certificate(std::net::SocketAddr, &'o str),
     Frontend(ListenerType, sozu_command_lib::request::FrontendKey),
-    TcpFrontend(std::net::SocketAddr),
+    TcpFrontend(
+        std::net::SocketAddr,
+        Option<&'o sozu_command_lib::request::TcpRule>,
+    ),
     Other,
 }
 
@@ -132,7 +135,9 @@ impl<'o> Identity<'o> {
             Order::AddHttpsFrontend(frontend) => {
                 Identity::Frontend(ListenerType::Https, frontend.key())
             }
-            Order::AddTcpFrontend(frontend) => Identity::TcpFrontend(frontend.address),
+            Order::AddTcpFrontend(frontend) => {
+                Identity::TcpFrontend(frontend.address, frontend.rule.as_ref())
+            }
             _ => Identity::Other,
         }
     }
@@ -193,7 +198,7 @@ fn removal(state: &ConfigState, order: &Order) -> Option<Order> {
             Order::RemoveHttpsFrontend(state.https_frontends.get(&frontend.key())?.clone())
         }
         Order::AddTcpFrontend(frontend) => {
-            Order::RemoveTcpFrontend(state.tcp_frontends.get(&frontend.address)?.clone())
+            Order::RemoveTcpFrontend(state.tcp_frontend_with_rule_of(frontend)?.clone())
         }
         _ => return None,
     })
@@ -254,7 +259,7 @@ fn is_in_place(state: &ConfigState, order: &Order) -> bool {
         Order::AddHttpFrontend(frontend) => same_http(&state.http_frontends, frontend),
         Order::AddHttpsFrontend(frontend) => same_http(&state.https_frontends, frontend),
         Order::AddTcpFrontend(frontend) => {
-            state.tcp_frontends.get(&frontend.address) == Some(frontend)
+            state.tcp_frontend_with_rule_of(frontend) == Some(frontend)
         }
         _ => false,
     }

@@ -45,8 +45,7 @@ impl Resource {
                 .cloned()
                 .map(Order::RemoveHttpsFrontend),
             Resource::TcpFrontend(address) => state
-                .tcp_frontends
-                .get(address)
+                .default_tcp_frontend(*address)
                 .cloned()
                 .map(Order::RemoveTcpFrontend),
             Resource::Certificate(address, fingerprint) => state
@@ -291,7 +290,7 @@ fn plan_tcp_frontend(
     state: &ConfigState,
 ) -> Result<(), PlanError> {
     let resource = Resource::TcpFrontend(register.listen);
-    match state.tcp_frontends.get(&register.listen) {
+    match state.default_tcp_frontend(register.listen) {
         Some(existing) if existing.cluster_id == register.cluster_id => plan.uses.push(resource),
         Some(existing) => {
             return Err(PlanError::FrontendTaken {
@@ -304,6 +303,7 @@ fn plan_tcp_frontend(
             Order::AddTcpFrontend(TcpFrontend {
                 cluster_id: register.cluster_id.clone(),
                 address: register.listen,
+                rule: None,
                 tags: Default::default(),
             }),
         ),

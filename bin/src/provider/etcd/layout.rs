@@ -239,12 +239,13 @@ fn http_frontend_id(frontend: &HttpFrontend) -> String {
     format!("{target}-{}", short_digest(&identity(&frontend.key())))
 }
 
+/// A default frontend (no rule) keeps the key it had before TCP frontends carried rules.
 fn tcp_frontend_id(frontend: &TcpFrontend) -> String {
-    format!(
-        "{}-tcp-{}",
-        frontend.cluster_id,
-        short_digest(&frontend.address.to_string())
-    )
+    let identity = match &frontend.rule {
+        Some(rule) => format!("{} {rule}", frontend.address),
+        None => frontend.address.to_string(),
+    };
+    format!("{}-tcp-{}", frontend.cluster_id, short_digest(&identity))
 }
 
 fn identity(key: &FrontendKey) -> String {

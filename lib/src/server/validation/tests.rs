@@ -468,6 +468,7 @@ fn arb_order() -> impl Strategy<Value = Order> {
                 cluster_id,
                 address,
                 tags: BTreeMap::new(),
+                rule: None,
             })
         }),
         3 => (arb_address(ListenerType::Https), arb_certificate(), any::<bool>()).prop_map(
@@ -497,6 +498,9 @@ fn arb_order() -> impl Strategy<Value = Order> {
                     back_timeout: None,
                     connect_timeout: None,
                     splice: None,
+                    inspect_bytes: None,
+                    inspect_timeout: None,
+                    script: None,
                 })
             }
         ),

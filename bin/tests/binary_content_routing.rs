@@ -1,0 +1,153 @@
+//! Content routing orders through the real binary (issue 13): the command line sends TCP
+//! frontends with rules and listeners with scripts; the main process and the workers refuse
+//! what cannot be evaluated, naming it, and keep their state; `sozu reload` re-reads the
+//! script and a broken one leaves the old one in force.
+
+mod common;
+
+use std::fs;
+
+use common::{Proxy, free_address, write_file};
+use sozu_command_lib::state::ConfigState;
+
+const GOOD: &str = "function route(data, peer)\n  return { cluster = \"a\" }\nend\n";
+const BROKEN: &str = "function route(data, peer)\n  return {\nend\n";
+
+/// The saved state of the proxy.
+fn saved_state(proxy: &Proxy) -> ConfigState {
+    let path = proxy.dir.path().join("state.json");
+    proxy.ok(&["state", "save", "-f", path.to_str().expect("a path")]);
+    let file = fs::File::open(&path).expect("the saved state");
+    ConfigState::load(std::io::BufReader::new(file)).expect("a valid saved state")
+}
+
+#[test]
+fn rules_and_scripts_are_checked_by_the_main_process_and_the_workers() {
+    let proxy = Proxy::start("");
+    let good = write_file(proxy.dir.path(), "good.lua", GOOD);
+    let broken = write_file(proxy.dir.path(), "broken.lua", BROKEN);
+    let address = free_address().to_string();
+    let a = address.as_str();
+
+    let error = proxy.fails(&["listener", "tcp", "add", "-a", a, "--script", path(&broken)]);
+    assert!(error.contains("does not load"), "{error}");
+    assert!(error.contains("broken.lua:3:"), "{error}");
+    let before = saved_state(&proxy);
+    assert!(before.tcp_listeners.is_empty());
+
+    proxy.ok(&[
+        "listener",
+        "tcp",
+        "add",
+        "-a",
+        a,
+        "--inspect-bytes",
+        "512",
+        "--script",
+        path(&good),
+    ]);
+    proxy.ok(&["cluster", "add", "-i", "a"]);
+    proxy.ok(&[
+        "frontend", "tcp", "add", "-i", "a", "-a", a, "--sni", "a.test",
+    ]);
+    proxy.ok(&[
+        "frontend",
+        "tcp",
+        "add",
+        "-i",
+        "a",
+        "-a",
+        a,
+        "--protocol",
+        "ssh",
+    ]);
+    proxy.ok(&["frontend", "tcp", "add", "-i", "a", "-a", a]);
+    let before = saved_state(&proxy);
+
+    let error = proxy.fails(&[
+        "frontend", "tcp", "add", "-i", "a", "-a", a, "--sni", "A.test",
+    ]);
+    assert!(
+        error.contains("already has a frontend with sni = \"A.test\""),
+        "{error}"
+    );
+    let error = proxy.fails(&[
+        "frontend", "tcp", "add", "-i", "a", "-a", a, "--regex", "(x",
+    ]);
+    assert!(error.contains("unclosed group"), "{error}");
+    let error = proxy.fails(&[
+        "frontend",
+        "tcp",
+        "add",
+        "-i",
+        "a",
+        "-a",
+        a,
+        "--protocol",
+        "gopher",
+    ]);
+    assert!(error.contains("gopher"), "{error}");
+    let error = proxy.fails(&[
+        "listener",
+        "tcp",
+        "update",
+        "-a",
+        a,
+        "--script",
+        path(&broken),
+    ]);
+    assert!(error.contains("does not load"), "{error}");
+    assert_eq!(
+        saved_state(&proxy),
+        before,
+        "a refused order changed the state"
+    );
+
+    let listener = &before.tcp_listeners[&a.parse().expect("an address")].config;
+    assert_eq!(listener.inspect_bytes, 512);
+    assert_eq!(
+        listener.script.as_ref().map(|s| s.source.as_str()),
+        Some(GOOD)
+    );
+    let listed = proxy.ok(&["frontend", "list", "--tcp"]);
+    assert!(listed.contains("sni = \"a.test\""), "{listed}");
+    assert!(listed.contains("protocol = \"ssh\""), "{listed}");
+    let log = proxy.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn reload_rereads_the_script_and_a_broken_one_is_refused() {
+    let address = free_address();
+    let listener = format!(
+        "[[listeners]]\nprotocol = \"tcp\"\naddress = \"{address}\"\nscript = \"route.lua\"\n\n\
+         [clusters.a]\nprotocol = \"tcp\"\nfrontends = [ {{ address = \"{address}\" }} ]\n"
+    );
+    let (dir, config, http) = Proxy::prepare("");
+    write_file(dir.path(), "route.lua", GOOD);
+    let text = fs::read_to_string(&config).expect("the configuration") + &listener;
+    fs::write(&config, text).expect("write the configuration");
+    let proxy = Proxy::start_with(dir, config, http);
+    let script = |proxy: &Proxy| {
+        saved_state(proxy).tcp_listeners[&address]
+            .config
+            .script
+            .as_ref()
+            .map(|s| s.source.clone())
+    };
+    assert_eq!(script(&proxy).as_deref(), Some(GOOD));
+
+    let newer = GOOD.replace("\"a\"", "\"a\", data = \"x\"");
+    write_file(proxy.dir.path(), "route.lua", &newer);
+    proxy.ok(&["reload"]);
+    assert_eq!(script(&proxy), Some(newer.clone()));
+
+    write_file(proxy.dir.path(), "route.lua", BROKEN);
+    let error = proxy.fails(&["reload"]);
+    assert!(error.contains("route.lua"), "{error}");
+    assert_eq!(script(&proxy), Some(newer), "the old script stays");
+}
+
+fn path(path: &std::path::Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}

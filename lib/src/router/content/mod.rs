@@ -1,0 +1,350 @@
+//! Content routing of a TCP listener: where a connection goes, from its first bytes, before
+//! anything is forwarded.
+//!
+//! The listener's Sniff stage (`protocol::sniff`) keeps the bytes read so far and calls
+//! [`ContentRouter::decide`] on every read and on its inspection deadline; the router answers
+//! [`Verdict::NeedMore`] until it can decide. It holds the listener's TCP frontends' rules
+//! ([`rule`]), its script ([`script`]) and its default frontend. Nothing here does I/O: a
+//! script's `remote` host name is resolved by [`resolver`], off the event loop, by the caller.
+//!
+//! # Precedence
+//!
+//! 1. Rules, most specific first: exact `sni`, `alpn`, `http_host` and `prefix`; then
+//!    `*.suffix` names; then `/regex/` names and `regex` rules; then `protocol` detectors.
+//!    Rules of the same specificity are tried in the order their frontends were added. A rule
+//!    that cannot tell yet (a ClientHello cut short, a regex that has not matched) holds the
+//!    rules after it: the router waits for more bytes rather than let a less specific rule
+//!    take the connection.
+//! 2. When every rule has said no, the script, if the listener has one (or the embedding
+//!    program's [`TcpRouter`]); its `nil` ([`Decision::Wait`]) waits.
+//! 3. When no rule and no script decide, and no more bytes will come (`complete`), the
+//!    default frontend (the one without a rule); without one the connection is closed. A
+//!    listener with neither rules nor a script decides at once, before any byte.
+//!
+//! Only the first `inspect_bytes` bytes are looked at, and that many bytes make the
+//! decision `complete`: 10 MB without a match go to the default after `inspect_bytes`.
+
+mod client_hello;
+mod detect;
+pub mod resolver;
+mod rule;
+pub mod script;
+
+use std::net::SocketAddr;
+
+use sozu_command_lib::request::{RuleError, TcpFrontend, TcpListenerConfig, TcpRule};
+
+use self::rule::{CompiledRule, Facts};
+pub use self::{
+    client_hello::{ClientHello, Hello, MAX_HELLO, read as read_client_hello},
+    script::{Decision, Script, ScriptError, Target},
+};
+
+/// Whether some bytes match a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    Match,
+    NoMatch,
+    /// More bytes could change the answer.
+    NeedMore,
+}
+
+impl Judgement {
+    fn from_match(matched: bool) -> Judgement {
+        if matched {
+            Judgement::Match
+        } else {
+            Judgement::NoMatch
+        }
+    }
+
+    /// Matches if either does; else needs more if either does.
+    fn or(self, other: Judgement) -> Judgement {
+        match (self, other) {
+            (Judgement::Match, _) | (_, Judgement::Match) => Judgement::Match,
+            (Judgement::NeedMore, _) | (_, Judgement::NeedMore) => Judgement::NeedMore,
+            _ => Judgement::NoMatch,
+        }
+    }
+}
+
+/// What to do with a connection, given its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Wait for more bytes (or for the inspection deadline).
+    NeedMore,
+    /// Connect to this cluster and forward every byte buffered so far.
+    Route(String),
+    /// Close the connection without a word.
+    Close,
+    /// What a script or a [`TcpRouter`] decided beyond a plain cluster or a plain close: a
+    /// `remote`, bytes to send instead or first, a farewell, a file.
+    Decision(Decision),
+}
+
+/// Routing by the Rust program that embeds the library: the decisions of a script, made by
+/// code. Registered on a listener's router with [`ContentRouter::set_program`], it takes the
+/// place of the listener's script.
+pub trait TcpRouter {
+    /// Called with every byte buffered so far, on every read, until it decides (anything but
+    /// [`Decision::Wait`]).
+    fn route(&mut self, buffered: &[u8], peer: SocketAddr) -> Decision;
+}
+
+/// Why a listener's content routing cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("TCP frontend {rule} of cluster `{cluster}`")]
+    Rule {
+        rule: TcpRule,
+        cluster: String,
+        source: RuleError,
+    },
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+}
+
+/// Counters of a listener's content routing, for its metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentStats {
+    /// Connections given to the default frontend because the inspection deadline passed (or
+    /// the client stopped sending) first.
+    pub defaults_by_timeout: u64,
+    /// Connections given to the default frontend after `inspect_bytes` without a match.
+    pub defaults_by_size: u64,
+    /// Connections given to the default frontend because every rule said no.
+    pub defaults_by_miss: u64,
+    /// Connections the script (or the program's [`TcpRouter`]) decided.
+    pub script_decisions: u64,
+    /// Calls of the script that failed (error, budget, memory, contract); each closed its
+    /// connection.
+    pub script_errors: u64,
+    /// Bytes looked at, summed over the decisions.
+    pub bytes_inspected: u64,
+}
+
+/// One rule of the listener, with its frontend's cluster and its hit count.
+#[derive(Debug)]
+struct Entry {
+    rule: TcpRule,
+    cluster: String,
+    compiled: CompiledRule,
+    matches: u64,
+}
+
+/// The content routing of one TCP listener.
+pub struct ContentRouter {
+    inspect_bytes: usize,
+    /// Sorted by precedence.
+    rules: Vec<Entry>,
+    default: Option<String>,
+    script: Option<Script>,
+    /// Asked instead of the script when set.
+    program: Option<Box<dyn TcpRouter>>,
+    stats: ContentStats,
+    /// Where a ClientHello split over records is gathered, kept between calls.
+    scratch: Vec<u8>,
+}
+
+impl ContentRouter {
+    /// The router of the listener `config` with its `frontends` (in the order they were
+    /// added). Fails on a rule that does not compile or a script that does not load.
+    pub fn new(
+        config: &TcpListenerConfig,
+        frontends: &[TcpFrontend],
+    ) -> Result<ContentRouter, ContentError> {
+        let script = config.script.as_ref().map(Script::load).transpose()?;
+        let mut router = ContentRouter {
+            inspect_bytes: usize::try_from(config.inspect_bytes).unwrap_or(usize::MAX),
+            rules: Vec::new(),
+            default: None,
+            script,
+            program: None,
+            stats: ContentStats::default(),
+            scratch: Vec::new(),
+        };
+        router.set_frontends(frontends)?;
+        Ok(router)
+    }
+
+    /// Replaces the rules and the default with those of `frontends`; on error nothing
+    /// changed. Hit counts of rules that stay are kept.
+    pub fn set_frontends(&mut self, frontends: &[TcpFrontend]) -> Result<(), ContentError> {
+        let mut rules = Vec::new();
+        let mut default = None;
+        for frontend in frontends {
+            let Some(rule) = &frontend.rule else {
+                default = Some(frontend.cluster_id.clone());
+                continue;
+            };
+            let compiled = CompiledRule::compile(rule).map_err(|source| ContentError::Rule {
+                rule: rule.clone(),
+                cluster: frontend.cluster_id.clone(),
+                source,
+            })?;
+            let matches = self
+                .rules
+                .iter()
+                .find(|e| e.rule == *rule && e.cluster == frontend.cluster_id)
+                .map_or(0, |e| e.matches);
+            rules.push(Entry {
+                rule: rule.clone(),
+                cluster: frontend.cluster_id.clone(),
+                compiled,
+                matches,
+            });
+        }
+        // A stable sort keeps the order of addition within one specificity.
+        rules.sort_by_key(|entry| entry.rule.specificity());
+        self.rules = rules;
+        self.default = default;
+        Ok(())
+    }
+
+    /// Applies a listener's new settings. A script that fails to load is refused and the old
+    /// one stays.
+    pub fn set_config(&mut self, config: &TcpListenerConfig) -> Result<(), ContentError> {
+        self.script = config.script.as_ref().map(Script::load).transpose()?;
+        self.inspect_bytes = usize::try_from(config.inspect_bytes).unwrap_or(usize::MAX);
+        Ok(())
+    }
+
+    /// Registers the embedding program's decision function, asked where the script would be.
+    pub fn set_program(&mut self, program: Box<dyn TcpRouter>) {
+        self.program = Some(program);
+    }
+
+    /// Whether something besides the rules decides (a script or a program).
+    fn has_decider(&self) -> bool {
+        self.script.is_some() || self.program.is_some()
+    }
+
+    /// Decides where the connection goes.
+    ///
+    /// `data`: every byte read so far; `complete`: no more bytes will be waited for
+    /// (inspect_timeout passed, or the buffer is full, or the client half-closed).
+    pub fn decide(&mut self, data: &[u8], peer: SocketAddr, complete: bool) -> Verdict {
+        let by_size = data.len() >= self.inspect_bytes;
+        let data = data.get(..self.inspect_bytes).unwrap_or(data);
+        let complete = complete || by_size;
+        if self.rules.is_empty() && !self.has_decider() {
+            return self.default_verdict(data, peer);
+        }
+        let mut facts = Facts::new(data, &mut self.scratch);
+        for entry in &mut self.rules {
+            match entry.compiled.judge(&mut facts) {
+                Judgement::Match => {
+                    entry.matches = entry.matches.saturating_add(1);
+                    log::debug!(
+                        "{peer}: content rule {} chose `{}`",
+                        entry.rule,
+                        entry.cluster
+                    );
+                    let cluster = entry.cluster.clone();
+                    self.count_inspected(data);
+                    return Verdict::Route(cluster);
+                }
+                Judgement::NeedMore if !complete => return Verdict::NeedMore,
+                Judgement::NeedMore | Judgement::NoMatch => {}
+            }
+        }
+        if let Some(verdict) = self.ask_decider(data, peer) {
+            return verdict;
+        }
+        if !complete && self.has_decider() {
+            return Verdict::NeedMore;
+        }
+        let reason = if by_size {
+            &mut self.stats.defaults_by_size
+        } else if complete {
+            &mut self.stats.defaults_by_timeout
+        } else {
+            &mut self.stats.defaults_by_miss
+        };
+        *reason = reason.saturating_add(1);
+        self.default_verdict(data, peer)
+    }
+
+    /// The verdict of the program or the script, `None` when it waits (or there is none). A
+    /// failing script call closes the connection.
+    fn ask_decider(&mut self, data: &[u8], peer: SocketAddr) -> Option<Verdict> {
+        let decision = if let Some(program) = &mut self.program {
+            program.route(data, peer)
+        } else {
+            let script = self.script.as_ref()?;
+            match script.route(data, peer) {
+                Ok(decision) => decision,
+                Err(error) => {
+                    self.stats.script_errors = self.stats.script_errors.saturating_add(1);
+                    log::warn!("{peer}: {}, closing", with_cause(&error));
+                    self.count_inspected(data);
+                    return Some(Verdict::Close);
+                }
+            }
+        };
+        let verdict = match decision {
+            Decision::Wait => return None,
+            Decision::Connect {
+                target: Target::Cluster(cluster),
+                data: None,
+                reply: None,
+            } => Verdict::Route(cluster),
+            Decision::Close(farewell) if farewell.is_empty() => Verdict::Close,
+            decision => Verdict::Decision(decision),
+        };
+        log::debug!("{peer}: the listener's script or program decided {verdict:?}");
+        self.stats.script_decisions = self.stats.script_decisions.saturating_add(1);
+        self.count_inspected(data);
+        Some(verdict)
+    }
+
+    fn default_verdict(&mut self, data: &[u8], peer: SocketAddr) -> Verdict {
+        self.count_inspected(data);
+        match &self.default {
+            Some(cluster) => Verdict::Route(cluster.clone()),
+            None => {
+                log::debug!("{peer}: no content rule matched and no default frontend, closing");
+                Verdict::Close
+            }
+        }
+    }
+
+    fn count_inspected(&mut self, data: &[u8]) {
+        let inspected = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        self.stats.bytes_inspected = self.stats.bytes_inspected.saturating_add(inspected);
+    }
+
+    /// Tells the script that the backend it chose cannot be reached (its optional
+    /// `proxy_error(peer, message)`). A failure is logged and counted.
+    pub fn proxy_error(&mut self, peer: SocketAddr, message: &str) {
+        let Some(script) = &self.script else {
+            return;
+        };
+        if let Err(error) = script.proxy_error(peer, message) {
+            self.stats.script_errors = self.stats.script_errors.saturating_add(1);
+            log::warn!("{peer}: {}", with_cause(&error));
+        }
+    }
+
+    pub fn stats(&self) -> &ContentStats {
+        &self.stats
+    }
+
+    /// Each rule with its cluster and how many connections it took, in precedence order.
+    pub fn rule_matches(&self) -> impl Iterator<Item = (&TcpRule, &str, u64)> {
+        self.rules
+            .iter()
+            .map(|entry| (&entry.rule, entry.cluster.as_str(), entry.matches))
+    }
+}
+
+/// A script error with Lua's message (which names the script's line).
+fn with_cause(error: &ScriptError) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
