@@ -13,6 +13,7 @@ mod backend;
 mod certificate;
 mod cluster;
 mod frontend;
+mod h2;
 mod listener;
 mod query;
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use backend::*;
 pub use certificate::*;
 pub use cluster::*;
 pub use frontend::*;
+pub use h2::*;
 pub use listener::*;
 pub use query::*;
 

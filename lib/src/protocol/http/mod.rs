@@ -7,5 +7,6 @@
 
 pub mod answers;
 pub mod editor;
+pub mod h2;
 pub mod parser;
 pub mod upgrade;
