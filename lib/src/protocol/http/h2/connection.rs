@@ -8,6 +8,7 @@
 //! wire goes through checked arithmetic.
 
 use std::{
+    collections::VecDeque,
     mem,
     ops::Range,
     time::{Duration, Instant},
@@ -111,8 +112,13 @@ enum Phase {
 struct PendingBlock {
     stream: StreamId,
     end_stream: bool,
+    is_self_dependent: bool,
     continuations: u32,
 }
+
+/// How many streams reset by the proxy are remembered, so that the header blocks the
+/// client sent before it saw the reset are dropped rather than taken for a protocol error.
+const REMEMBERED_RESETS: usize = 128;
 
 /// One HTTP/2 connection with a client.
 pub struct Connection {
@@ -140,6 +146,8 @@ pub struct Connection {
     /// The deadline of a graceful shutdown in progress; `None` without one or without limit.
     shutdown: Option<Option<Instant>>,
     peer_going_away: bool,
+    /// The streams the proxy reset last, oldest first.
+    recently_reset: VecDeque<StreamId>,
     /// Reused for encoding header blocks.
     scratch: Vec<u8>,
     counters: Counters,
@@ -176,6 +184,7 @@ impl Connection {
             pending: None,
             shutdown: None,
             peer_going_away: false,
+            recently_reset: VecDeque::new(),
             scratch: Vec::new(),
             counters: Counters::default(),
         }
@@ -309,8 +318,7 @@ impl Connection {
         out: &mut Vec<u8>,
     ) -> Result<Option<Event>, ConnectionError> {
         let was_open = self.remove_stream(stream).is_some();
-        frame::write_rst_stream(out, stream, code);
-        self.counters.resets_sent = self.counters.resets_sent.saturating_add(1);
+        self.write_reset(stream, code, out);
         self.count(Lifetime::EmittedRstStream, out)?;
         self.count(Lifetime::Glitch, out)?;
         Ok(was_open.then_some(Event::Aborted { stream, cause }))
@@ -367,19 +375,22 @@ impl Connection {
                 fragment,
                 end_stream,
                 end_headers,
+                is_self_dependent,
             } => {
                 self.block.clear();
                 self.block.extend_from_slice(fragment);
                 self.check_block_size()?;
+                let block = PendingBlock {
+                    stream,
+                    end_stream,
+                    is_self_dependent,
+                    continuations: 0,
+                };
                 if !end_headers {
-                    self.pending = Some(PendingBlock {
-                        stream,
-                        end_stream,
-                        continuations: 0,
-                    });
+                    self.pending = Some(block);
                     return Ok(None);
                 }
-                self.header_block(stream, end_stream, now, out)
+                self.header_block(block, now, out)
             }
             Frame::Continuation {
                 stream,
@@ -406,7 +417,7 @@ impl Connection {
                     return Ok(None);
                 }
                 self.pending = None;
-                self.header_block(stream, pending.end_stream, now, out)
+                self.header_block(pending, now, out)
             }
             Frame::Priority { stream } => {
                 // Priorities are ignored (RFC 9113 §5.3.2). One for a stream that is not
@@ -490,74 +501,37 @@ impl Connection {
 
     fn header_block(
         &mut self,
-        id: StreamId,
-        end_stream: bool,
+        pending: PendingBlock,
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<Option<Event>, FrameError> {
         let block = mem::take(&mut self.block);
-        let result = self.decode_block(id, &block, end_stream, now, out);
+        let result = self.decode_block(pending, &block, now, out);
         self.block = block;
         result
     }
 
+    /// Decodes a complete header block: a new request, trailers, or a block for a closed
+    /// stream. The block is decoded first in every case: the HPACK state must follow the
+    /// client's whatever becomes of the stream.
     fn decode_block(
         &mut self,
-        id: StreamId,
+        pending: PendingBlock,
         block: &[u8],
-        end_stream: bool,
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<Option<Event>, FrameError> {
+        let PendingBlock {
+            stream: id,
+            end_stream,
+            is_self_dependent,
+            ..
+        } = pending;
         let limits = self.list_limits();
-        if let Some(stream) = self.stream(id) {
-            // Trailers. The block is decoded first in every case: the HPACK state must
-            // follow the client's.
-            let recv = stream.recv;
+        let is_new = self.is_idle(id);
+        if !is_new || id % 2 == 0 {
             let trailers = headers::decode_trailers(&mut self.decoder, block, &limits);
-            let fields = match trailers {
-                Err(BlockError::Compression) => {
-                    return Err(connection(ErrorCode::CompressionError, Cause::Compression));
-                }
-                Err(BlockError::Stream(cause)) => {
-                    return Err(FrameError::Stream(id, ErrorCode::ProtocolError, cause));
-                }
-                Ok(fields) => fields,
-            };
-            let Recv::Body {
-                content_length,
-                received,
-            } = recv
-            else {
-                return Err(FrameError::Stream(
-                    id,
-                    ErrorCode::StreamClosed,
-                    Cause::ClosedStream,
-                ));
-            };
-            if !end_stream {
-                return Err(FrameError::Stream(
-                    id,
-                    ErrorCode::ProtocolError,
-                    Cause::TrailersWithoutEndStream,
-                ));
-            }
-            if content_length.is_some_and(|length| length != received) {
-                return Err(FrameError::Stream(
-                    id,
-                    ErrorCode::ProtocolError,
-                    Cause::ContentLengthMismatch,
-                ));
-            }
-            if let Some(stream) = self.stream_mut(id) {
-                stream.recv = Recv::Closed;
-                stream.last_activity = now;
-            }
-            self.remove_if_closed(id);
-            return Ok(Some(Event::Trailers { stream: id, fields }));
-        }
-        if id % 2 == 0 || !self.is_idle(id) {
-            return Err(connection(ErrorCode::ProtocolError, Cause::BadNewStreamId));
+            return self.trailers(id, trailers, end_stream, is_self_dependent, now);
         }
         self.last_client_stream = id;
         let request = headers::decode_request(
@@ -574,17 +548,106 @@ impl Connection {
             Err(BlockError::Stream(cause)) => {
                 return Err(FrameError::Stream(id, ErrorCode::ProtocolError, cause));
             }
+            Ok(_) if is_self_dependent => {
+                return Err(FrameError::Stream(
+                    id,
+                    ErrorCode::ProtocolError,
+                    Cause::SelfDependency,
+                ));
+            }
             Ok(request) => request,
         };
+        self.open_stream(id, request, end_stream, now, out)
+    }
+
+    /// A header block on a stream that is not new: trailers of an open stream. On a
+    /// closed stream (one the proxy reset while the client was still sending) it is
+    /// dropped; on an even id it is an error.
+    fn trailers(
+        &mut self,
+        id: StreamId,
+        trailers: Result<Vec<u8>, BlockError>,
+        end_stream: bool,
+        is_self_dependent: bool,
+        now: Instant,
+    ) -> Result<Option<Event>, FrameError> {
+        let fields = match trailers {
+            Err(BlockError::Compression) => {
+                return Err(connection(ErrorCode::CompressionError, Cause::Compression));
+            }
+            _ if id % 2 == 0 => {
+                return Err(connection(ErrorCode::ProtocolError, Cause::BadNewStreamId));
+            }
+            _ if self.stream(id).is_none() => {
+                if self.recently_reset.contains(&id) {
+                    return Ok(None);
+                }
+                return Err(connection(ErrorCode::StreamClosed, Cause::ClosedStream));
+            }
+            Err(BlockError::Stream(cause)) => {
+                return Err(FrameError::Stream(id, ErrorCode::ProtocolError, cause));
+            }
+            Ok(_) if is_self_dependent => {
+                return Err(FrameError::Stream(
+                    id,
+                    ErrorCode::ProtocolError,
+                    Cause::SelfDependency,
+                ));
+            }
+            Ok(fields) => fields,
+        };
+        let recv = self.stream(id).map_or(Recv::Closed, |stream| stream.recv);
+        let Recv::Body {
+            content_length,
+            received,
+        } = recv
+        else {
+            return Err(FrameError::Stream(
+                id,
+                ErrorCode::StreamClosed,
+                Cause::ClosedStream,
+            ));
+        };
+        if !end_stream {
+            return Err(FrameError::Stream(
+                id,
+                ErrorCode::ProtocolError,
+                Cause::TrailersWithoutEndStream,
+            ));
+        }
+        if content_length.is_some_and(|length| length != received) {
+            return Err(FrameError::Stream(
+                id,
+                ErrorCode::ProtocolError,
+                Cause::ContentLengthMismatch,
+            ));
+        }
+        if let Some(stream) = self.stream_mut(id) {
+            stream.recv = Recv::Closed;
+            stream.last_activity = now;
+        }
+        self.remove_if_closed(id);
+        Ok(Some(Event::Trailers { stream: id, fields }))
+    }
+
+    /// Opens a stream for a decoded request, unless the connection is shutting down or
+    /// the client has too many streams open.
+    fn open_stream(
+        &mut self,
+        id: StreamId,
+        request: Request,
+        end_stream: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Event>, FrameError> {
         if self.shutdown.is_some() {
             // After our GOAWAY, new streams are refused; the client may retry them.
-            frame::write_rst_stream(out, id, ErrorCode::RefusedStream);
+            self.write_reset(id, ErrorCode::RefusedStream, out);
             return Ok(None);
         }
         if self.streams.len() >= self.config.max_concurrent_streams as usize {
-            frame::write_rst_stream(out, id, ErrorCode::RefusedStream);
+            self.write_reset(id, ErrorCode::RefusedStream, out);
             self.counters.streams_refused = self.counters.streams_refused.saturating_add(1);
-            self.counters.resets_sent = self.counters.resets_sent.saturating_add(1);
             self.count(Lifetime::Glitch, out).map_err(escalated)?;
             return Ok(None);
         }
@@ -859,6 +922,7 @@ impl Connection {
         fields: &[Header],
         buf: &[u8],
         end_stream: bool,
+        now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<(), SendError> {
         let stream = self.open_for_send(id)?;
@@ -869,6 +933,7 @@ impl Connection {
         if !is_interim {
             stream.send = if end_stream { Send::Closed } else { Send::Body };
         }
+        stream.last_activity = now;
         let mut block = mem::take(&mut self.scratch);
         self.encoder.response(head, fields, buf, &mut block);
         frame::write_headers(
@@ -963,9 +1028,18 @@ impl Connection {
     /// counted against the client.
     pub fn reset(&mut self, id: StreamId, code: ErrorCode, out: &mut Vec<u8>) {
         if self.remove_stream(id).is_some() {
-            frame::write_rst_stream(out, id, code);
-            self.counters.resets_sent = self.counters.resets_sent.saturating_add(1);
+            self.write_reset(id, code, out);
         }
+    }
+
+    /// Writes RST_STREAM and remembers the stream.
+    fn write_reset(&mut self, id: StreamId, code: ErrorCode, out: &mut Vec<u8>) {
+        frame::write_rst_stream(out, id, code);
+        self.counters.resets_sent = self.counters.resets_sent.saturating_add(1);
+        if self.recently_reset.len() >= REMEMBERED_RESETS {
+            self.recently_reset.pop_front();
+        }
+        self.recently_reset.push_back(id);
     }
 
     /// Starts a graceful shutdown: GOAWAY with NO_ERROR and the last stream the client
@@ -999,7 +1073,8 @@ impl Connection {
         }
         let timeout = self.stream_idle_timeout;
         let is_past = |since: Instant| now.saturating_duration_since(since) >= timeout;
-        if self.stalled_since.is_some_and(is_past) {
+        let is_stream_waiting = self.streams.iter().any(|s| s.stalled_since.is_some());
+        if is_stream_waiting && self.stalled_since.is_some_and(is_past) {
             return Err(self.close(ErrorCode::EnhanceYourCalm, Cause::ZeroWindowStall, out));
         }
         let mut index = 0;
@@ -1013,8 +1088,7 @@ impl Connection {
                     ErrorCode::Cancel
                 };
                 self.streams.swap_remove(index);
-                frame::write_rst_stream(out, id, code);
-                self.counters.resets_sent = self.counters.resets_sent.saturating_add(1);
+                self.write_reset(id, code, out);
                 expired.push(id);
             } else {
                 index += 1;
@@ -1032,7 +1106,9 @@ impl Connection {
             })
         });
         let shutdown = self.shutdown.flatten();
+        let is_stream_waiting = self.streams.iter().any(|s| s.stalled_since.is_some());
         self.stalled_since
+            .filter(|_| is_stream_waiting)
             .into_iter()
             .chain(streams)
             .map(|since| since + timeout)

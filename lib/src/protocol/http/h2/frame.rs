@@ -66,6 +66,9 @@ pub enum Frame<'a> {
         fragment: &'a [u8],
         end_stream: bool,
         end_headers: bool,
+        /// The priority block names the stream itself: a stream error (RFC 9113 §5.3.1),
+        /// raised once the header block is decoded, as the HPACK state needs.
+        is_self_dependent: bool,
     },
     Priority {
         stream: StreamId,
@@ -204,18 +207,13 @@ fn headers(payload: &[u8], flags: u8, stream: StreamId) -> Result<Frame<'_>, Fra
     require_stream(stream)?;
     let range = unpadded(payload, flags)?;
     let mut fragment = payload.get(range).unwrap_or_default();
+    let mut is_self_dependent = false;
     if flags & PRIORITY_FLAG != 0 {
         let Some((dependency, rest)) = fragment.split_first_chunk::<5>() else {
             return Err(connection(ErrorCode::FrameSizeError, Cause::BadFrameLength));
         };
         let depends_on = stream_id([dependency[0], dependency[1], dependency[2], dependency[3]]);
-        if depends_on == stream {
-            return Err(FrameError::Stream(
-                stream,
-                ErrorCode::ProtocolError,
-                Cause::SelfDependency,
-            ));
-        }
+        is_self_dependent = depends_on == stream;
         fragment = rest;
     }
     Ok(Frame::Headers {
@@ -223,6 +221,7 @@ fn headers(payload: &[u8], flags: u8, stream: StreamId) -> Result<Frame<'_>, Fra
         fragment,
         end_stream: flags & END_STREAM != 0,
         end_headers: flags & END_HEADERS != 0,
+        is_self_dependent,
     })
 }
 

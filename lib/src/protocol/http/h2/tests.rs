@@ -12,9 +12,7 @@ use super::{
     error::{Cause, ConnectionError, ErrorCode},
     frame::{self, Decoded, Frame, client},
 };
-use crate::protocol::http::parser::{
-    self, BodyFraming, Limits, Method, Parsed, ResponseHead,
-};
+use crate::protocol::http::parser::{self, BodyFraming, Limits, Method, Parsed, ResponseHead};
 
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -129,7 +127,11 @@ fn server_preface_advertises_limits_and_opens_the_connection_window() {
     let mut client = Client::new(H2Config::default());
     assert_eq!(
         client.frames(),
-        ["SETTINGS ack=false", "WINDOW_UPDATE 0 983041", "SETTINGS ack=true"]
+        [
+            "SETTINGS ack=false",
+            "WINDOW_UPDATE 0 983041",
+            "SETTINGS ack=true"
+        ]
     );
 }
 
@@ -192,7 +194,13 @@ fn frames_round_trip_through_writer_and_reader() {
         at += len;
     }
     assert_eq!(at, bytes.len());
-    assert_eq!(frames[1], Frame::Ping { ack: true, data: *b"12345678" });
+    assert_eq!(
+        frames[1],
+        Frame::Ping {
+            ack: true,
+            data: *b"12345678"
+        }
+    );
     assert_eq!(
         frames[2],
         Frame::RstStream {
@@ -217,7 +225,7 @@ fn frames_round_trip_through_writer_and_reader() {
     assert!(matches!(frames[5], Frame::Settings { ack: false, payload } if payload.len() == 6));
     assert!(matches!(
         frames[6],
-        Frame::Headers { stream: 9, end_headers: true, end_stream: false, fragment } if fragment.len() == 40
+        Frame::Headers { stream: 9, end_headers: true, end_stream: false, fragment, .. } if fragment.len() == 40
     ));
 }
 
@@ -233,7 +241,11 @@ fn large_header_block_is_split_into_continuation_frames() {
     }
     assert_eq!(
         kinds,
-        ["HEADERS 1 end_stream=true", "CONTINUATION 1", "CONTINUATION 1"]
+        [
+            "HEADERS 1 end_stream=true",
+            "CONTINUATION 1",
+            "CONTINUATION 1"
+        ]
     );
 }
 
@@ -262,7 +274,13 @@ fn frame_errors_get_the_right_connection_error() {
         },
         {
             let mut b = Vec::new();
-            client::raw(&mut b, client::KIND_DATA, client::FLAG_PADDED, 1, &[4, 1, 2]);
+            client::raw(
+                &mut b,
+                client::KIND_DATA,
+                client::FLAG_PADDED,
+                1,
+                &[4, 1, 2],
+            );
             (b, ErrorCode::ProtocolError, Cause::BadPadding)
         },
         {
@@ -339,7 +357,12 @@ fn frame_errors_get_the_right_connection_error() {
     for (bytes, code, cause) in cases {
         let mut client = Client::new(H2Config::default());
         assert_eq!(client.feed(&bytes), error(code, cause), "{cause:?}");
-        assert!(client.frames().last().is_some_and(|f| f.starts_with("GOAWAY 0")));
+        assert!(
+            client
+                .frames()
+                .last()
+                .is_some_and(|f| f.starts_with("GOAWAY 0"))
+        );
         assert!(client.connection.is_finished());
     }
 }
@@ -380,7 +403,11 @@ fn request_body_without_length_is_chunked_for_http11() {
     let events = client.feed(&bytes).expect("valid request");
     let request = request_of(&events);
     assert_eq!(request.head.body, BodyFraming::Chunked);
-    assert!(request.bytes.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
+    assert!(
+        request
+            .bytes
+            .ends_with(b"transfer-encoding: chunked\r\n\r\n")
+    );
 }
 
 /// Requests that RFC 9113 §8 calls malformed: the stream is reset, the connection lives.
@@ -388,7 +415,11 @@ fn request_body_without_length_is_chunked_for_http11() {
 fn malformed_requests_reset_their_stream() {
     let cases: &[&[(&[u8], &[u8])]] = &[
         &[(b":method", b"GET"), (b":path", b"/")],
-        &[(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"")],
+        &[
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":path", b""),
+        ],
         &[(b":method", b"GET"), (b":scheme", b"ftp"), (b":path", b"/")],
         &[
             (b":method", b"GET"),
@@ -466,7 +497,11 @@ fn malformed_requests_reset_their_stream() {
             (b":authority", b"a"),
             (b"content-length", b"1, 2"),
         ],
-        &[(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
+        &[
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":path", b"/"),
+        ],
         &[(b":status", b"200")],
     ];
     for fields in cases {
@@ -476,7 +511,11 @@ fn malformed_requests_reset_their_stream() {
         let mut bytes = Vec::new();
         frame::write_headers(&mut bytes, 1, &block, true, 16_384);
         assert_eq!(client.feed(&bytes), Ok(vec![]), "{fields:?}");
-        assert_eq!(client.frames(), ["RST_STREAM 1 ProtocolError"], "{fields:?}");
+        assert_eq!(
+            client.frames(),
+            ["RST_STREAM 1 ProtocolError"],
+            "{fields:?}"
+        );
         // The HPACK state stayed in step: the next request decodes.
         let bytes = client.request(3, true);
         assert_eq!(client.feed(&bytes).map(|e| e.len()), Ok(1), "{fields:?}");
@@ -486,13 +525,106 @@ fn malformed_requests_reset_their_stream() {
 #[test]
 fn connect_request_uses_the_authority_form() {
     let mut client = Client::new(H2Config::default());
-    let block = client.block(&[(b":method", b"CONNECT"), (b":authority", b"example.com:443")]);
+    let block = client.block(&[
+        (b":method", b"CONNECT"),
+        (b":authority", b"example.com:443"),
+    ]);
     let mut bytes = Vec::new();
     frame::write_headers(&mut bytes, 1, &block, false, 16_384);
     let events = client.feed(&bytes).expect("valid CONNECT");
     let request = request_of(&events);
-    assert!(request.bytes.starts_with(b"CONNECT example.com:443 HTTP/1.1\r\n"));
+    assert!(
+        request
+            .bytes
+            .starts_with(b"CONNECT example.com:443 HTTP/1.1\r\n")
+    );
     assert_eq!(request.head.method, Method::Connect);
+}
+
+#[test]
+fn self_dependent_headers_reset_the_stream_after_decoding_the_block() {
+    let mut client = Client::new(H2Config::default());
+    client.frames();
+    let block = client.block(&[
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":authority", b"a"),
+        (b":path", b"/"),
+        (b"x-indexed", b"1"),
+    ]);
+    let mut payload = vec![0, 0, 0, 1, 16];
+    payload.extend_from_slice(&block);
+    let mut bytes = Vec::new();
+    client::raw(
+        &mut bytes,
+        client::KIND_HEADERS,
+        client::FLAG_PRIORITY | client::FLAG_END_HEADERS | 0x1,
+        1,
+        &payload,
+    );
+    assert_eq!(client.feed(&bytes), Ok(vec![]));
+    assert_eq!(client.frames(), ["RST_STREAM 1 ProtocolError"]);
+    // `x-indexed` went into the dynamic table: the next block refers to it.
+    let block = client.block(&[
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":authority", b"a"),
+        (b":path", b"/"),
+        (b"x-indexed", b"1"),
+    ]);
+    let mut bytes = Vec::new();
+    frame::write_headers(&mut bytes, 3, &block, true, 16_384);
+    let events = client.feed(&bytes).expect("the HPACK state is in step");
+    assert!(request_of(&events).bytes.ends_with(b"x-indexed: 1\r\n\r\n"));
+}
+
+#[test]
+fn trailers_in_flight_on_a_reset_stream_are_dropped() {
+    let mut client = Client::new(H2Config::default());
+    let bytes = client.request(1, false);
+    client.feed(&bytes).expect("valid request");
+    client
+        .connection
+        .reset(1, ErrorCode::Cancel, &mut client.out);
+    client.frames();
+    let block = client.block(&[(b"x-trailer", b"1")]);
+    let mut bytes = Vec::new();
+    frame::write_headers(&mut bytes, 1, &block, true, 16_384);
+    assert_eq!(client.feed(&bytes), Ok(vec![]));
+    assert_eq!(client.frames(), Vec::<String>::new());
+    let bytes = client.request(3, true);
+    assert_eq!(client.feed(&bytes).map(|events| events.len()), Ok(1));
+}
+
+#[test]
+fn closed_connection_window_without_waiting_stream_is_not_a_stall() {
+    let mut client = Client::new(H2Config::default());
+    let bytes = client.request(1, true);
+    client.feed(&bytes).expect("valid request");
+    let raw = b"HTTP/1.1 200 OK\r\n\r\n";
+    let (head, fields) = response_head(raw);
+    let now = client.now;
+    client
+        .connection
+        .send_response(1, &head, &fields, raw, false, now, &mut client.out)
+        .expect("open stream");
+    assert_eq!(
+        client
+            .connection
+            .send_data(1, &[0; 70_000], false, now, &mut client.out),
+        Ok(65_535)
+    );
+    client
+        .connection
+        .reset(1, ErrorCode::Cancel, &mut client.out);
+    assert_eq!(client.connection.next_deadline(), None);
+    let mut expired = Vec::new();
+    assert_eq!(
+        client
+            .connection
+            .expire(now + IDLE * 2, &mut client.out, &mut expired),
+        Ok(())
+    );
 }
 
 #[test]
@@ -521,7 +653,7 @@ fn stream_ids_must_be_odd_and_increasing() {
     let bytes = client.request(3, true);
     assert_eq!(
         client.feed(&bytes),
-        error(ErrorCode::ProtocolError, Cause::BadNewStreamId)
+        error(ErrorCode::StreamClosed, Cause::ClosedStream)
     );
 }
 
@@ -681,7 +813,7 @@ fn response_head_is_encoded_without_connection_fields() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, &mut client.out)
+        .send_response(1, &head, &fields, raw, false, client.now, &mut client.out)
         .expect("open stream");
     let out = std::mem::take(&mut client.out);
     let Ok(Decoded::Frame {
@@ -708,7 +840,7 @@ fn response_head_is_encoded_without_connection_fields() {
     assert_eq!(
         client
             .connection
-            .send_response(1, &head, &fields, raw, false, &mut client.out),
+            .send_response(1, &head, &fields, raw, false, client.now, &mut client.out),
         Err(SendError::HeadAlreadySent(1))
     );
 }
@@ -722,7 +854,7 @@ fn send_data_stays_within_the_windows() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, &mut client.out)
+        .send_response(1, &head, &fields, raw, false, client.now, &mut client.out)
         .expect("open stream");
     client.frames();
     let now = client.now;
@@ -742,7 +874,9 @@ fn send_data_stays_within_the_windows() {
         ]
     );
     assert_eq!(
-        client.connection.send_data(1, &body[sent..], true, now, &mut client.out),
+        client
+            .connection
+            .send_data(1, &body[sent..], true, now, &mut client.out),
         Ok(0)
     );
     assert_eq!(client.connection.counters().window_stalls, 1);
@@ -751,7 +885,9 @@ fn send_data_stays_within_the_windows() {
     frame::write_window_update(&mut bytes, 1, 40_000);
     client.feed(&bytes).expect("valid updates");
     assert_eq!(
-        client.connection.send_data(1, &body[sent..], true, now, &mut client.out),
+        client
+            .connection
+            .send_data(1, &body[sent..], true, now, &mut client.out),
         Ok(34_465)
     );
     assert_eq!(
@@ -771,17 +907,21 @@ fn lowered_initial_window_can_make_send_windows_negative() {
     let now = client.now;
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, &mut client.out)
+        .send_response(1, &head, &fields, raw, false, client.now, &mut client.out)
         .expect("open stream");
     assert_eq!(
-        client.connection.send_data(1, &[0; 1000], false, now, &mut client.out),
+        client
+            .connection
+            .send_data(1, &[0; 1000], false, now, &mut client.out),
         Ok(1000)
     );
     let mut bytes = Vec::new();
     frame::write_settings(&mut bytes, &[(4, 100)]);
     client.feed(&bytes).expect("valid settings");
     assert_eq!(
-        client.connection.send_data(1, &[0; 10], false, now, &mut client.out),
+        client
+            .connection
+            .send_data(1, &[0; 10], false, now, &mut client.out),
         Ok(0)
     );
     // The window is -900: 2^31-1 then 900 bring it to 2^31-1, one more byte overflows.
@@ -836,7 +976,7 @@ fn graceful_shutdown_lets_open_streams_finish_and_refuses_new_ones() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, true, &mut client.out)
+        .send_response(1, &head, &fields, raw, true, client.now, &mut client.out)
         .expect("stream 1 may finish");
     assert!(client.connection.is_finished());
 }
@@ -852,7 +992,9 @@ fn graceful_shutdown_deadline_closes_the_connection() {
     assert_eq!(client.connection.next_deadline(), Some(deadline));
     let mut expired = Vec::new();
     assert_eq!(
-        client.connection.expire(deadline, &mut client.out, &mut expired),
+        client
+            .connection
+            .expire(deadline, &mut client.out, &mut expired),
         Err(ConnectionError {
             code: ErrorCode::NoError,
             cause: Cause::ShutdownDeadline
@@ -872,12 +1014,14 @@ fn idle_and_zero_window_streams_are_reset_after_the_timeout() {
     let now = client.now;
     client
         .connection
-        .send_response(3, &head, &fields, raw, false, &mut client.out)
+        .send_response(3, &head, &fields, raw, false, client.now, &mut client.out)
         .expect("open stream");
     let later = now + Duration::from_secs(20);
     let body = vec![0; 70_000];
     assert_eq!(
-        client.connection.send_data(3, &body, false, later, &mut client.out),
+        client
+            .connection
+            .send_data(3, &body, false, later, &mut client.out),
         Ok(65_535)
     );
     client.frames();
@@ -892,7 +1036,9 @@ fn idle_and_zero_window_streams_are_reset_after_the_timeout() {
     // Stream 3 stalled at `later`; the connection window is closed too, so the connection
     // goes first.
     assert_eq!(
-        client.connection.expire(later + IDLE, &mut client.out, &mut expired),
+        client
+            .connection
+            .expire(later + IDLE, &mut client.out, &mut expired),
         Err(ConnectionError {
             code: ErrorCode::EnhanceYourCalm,
             cause: Cause::ZeroWindowStall
@@ -902,11 +1048,19 @@ fn idle_and_zero_window_streams_are_reset_after_the_timeout() {
 
 // Flood defences: each trips one past its limit with GOAWAY ENHANCE_YOUR_CALM.
 
-fn trips(config: H2Config, frames: impl Fn(&mut Client, usize) -> Vec<u8>, limit: usize, cause: Cause) {
+fn trips(
+    config: H2Config,
+    frames: impl Fn(&mut Client, usize) -> Vec<u8>,
+    limit: usize,
+    cause: Cause,
+) {
     let mut client = Client::new(config);
     for index in 0..limit {
         let bytes = frames(&mut client, index);
-        assert!(client.feed(&bytes).is_ok(), "{cause:?} tripped early at {index}");
+        assert!(
+            client.feed(&bytes).is_ok(),
+            "{cause:?} tripped early at {index}"
+        );
     }
     client.frames();
     let bytes = frames(&mut client, limit);
@@ -1144,7 +1298,11 @@ fn header_block_split_over_continuations_decodes() {
         client::continuation(&mut bytes, 1, piece, index == rest.len().div_ceil(2) - 1);
     }
     let events = client.feed(&bytes).expect("valid block");
-    assert!(request_of(&events).bytes.starts_with(b"GET /split HTTP/1.1\r\n"));
+    assert!(
+        request_of(&events)
+            .bytes
+            .starts_with(b"GET /split HTTP/1.1\r\n")
+    );
 }
 
 #[test]
@@ -1167,7 +1325,10 @@ fn hpack_bomb_is_refused_by_the_decoded_size() {
     let mut bytes = Vec::new();
     frame::write_headers(&mut bytes, 1, &block, true, 16_384);
     assert_eq!(client.feed(&bytes), Ok(vec![]));
-    assert_eq!(client.frames().last().map(String::as_str), Some("RST_STREAM 1 ProtocolError"));
+    assert_eq!(
+        client.frames().last().map(String::as_str),
+        Some("RST_STREAM 1 ProtocolError")
+    );
 }
 
 #[test]
@@ -1219,6 +1380,13 @@ fn streams_over_the_concurrency_limit_are_refused() {
     assert_eq!(client.feed(&bytes).map(|events| events.len()), Ok(2));
     assert_eq!(client.frames(), ["RST_STREAM 5 RefusedStream"]);
     assert_eq!(client.connection.counters().streams_refused, 1);
+    assert_eq!(client.connection.counters().resets_sent, 1);
+    // The client's trailers for the refused stream, sent before it saw the reset, are
+    // dropped.
+    let block = client.block(&[(b"x-trailer", b"1")]);
+    let mut bytes = Vec::new();
+    frame::write_headers(&mut bytes, 5, &block, true, 16_384);
+    assert_eq!(client.feed(&bytes), Ok(vec![]));
 }
 
 #[test]
@@ -1248,7 +1416,9 @@ fn data_on_a_reset_stream_is_dropped_and_its_credit_returned() {
     });
     let bytes = client.request(1, false);
     client.feed(&bytes).expect("valid request");
-    client.connection.reset(1, ErrorCode::Cancel, &mut client.out);
+    client
+        .connection
+        .reset(1, ErrorCode::Cancel, &mut client.out);
     client.frames();
     let mut bytes = Vec::new();
     for _ in 0..3 {
@@ -1270,7 +1440,7 @@ fn server_table_size_follows_a_smaller_client_setting() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, true, &mut client.out)
+        .send_response(1, &head, &fields, raw, true, client.now, &mut client.out)
         .expect("open stream");
     let out = std::mem::take(&mut client.out);
     let Ok(Decoded::Frame {
@@ -1313,7 +1483,10 @@ fn rfc7541_request_examples_decode_through_the_codec() {
         let mut bytes = Vec::new();
         frame::write_headers(&mut bytes, stream_id(index), block, true, 16_384);
         let events = client.feed(&bytes).expect("RFC example");
-        assert_eq!(String::from_utf8_lossy(&request_of(&events).bytes), expected);
+        assert_eq!(
+            String::from_utf8_lossy(&request_of(&events).bytes),
+            expected
+        );
     }
 }
 
@@ -1325,7 +1498,9 @@ fn rfc7541_huffman_examples_decode_through_the_codec() {
             0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab,
             0x90, 0xf4, 0xff,
         ],
-        &[0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf],
+        &[
+            0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
+        ],
         &[
             0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f,
             0x89, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xb8, 0xe8, 0xb4, 0xbf,
