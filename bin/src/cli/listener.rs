@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sozu_command_lib::{
     request::{
-        Hsts, HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, ListenerAddress,
+        H2Patch, Hsts, HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, ListenerAddress,
         ListenerType, Order, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch, TlsVersion,
         UpdateHttpListener, UpdateHttpsListener, UpdateTcpListener, default_hsts_max_age,
     },
@@ -47,7 +47,12 @@ pub enum HttpListenerCommand {
     Activate(Address),
     Deactivate(Address),
     /// Change a listener's settings without rebinding it.
-    Update(HttpUpdate),
+    Update {
+        #[command(flatten)]
+        http: HttpUpdate,
+        #[command(flatten)]
+        h2c: H2c,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,11 +136,16 @@ pub struct ExpectProxy {
 
 impl ExpectProxy {
     fn patch(&self) -> Option<bool> {
-        match (self.expect_proxy, self.no_expect_proxy) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        }
+        flag(self.expect_proxy, self.no_expect_proxy)
+    }
+}
+
+/// The value a pair of `--x`/`--no-x` flags sets, if any.
+fn flag(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     }
 }
 
@@ -195,6 +205,85 @@ pub struct HttpUpdate {
     answer_504: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     answer_507: Option<PathBuf>,
+    #[command(flatten)]
+    h2: H2Flags,
+}
+
+/// The `--h2-*` flags: HTTP/2 limits and tuning (see doc/http2.md).
+#[derive(Debug, Args)]
+pub struct H2Flags {
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_ping_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_settings_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_empty_data_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_window_update_stream0_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_continuation_frames: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_glitch_count: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_lifetime: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_abusive_lifetime: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_emitted_lifetime: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_initial_connection_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_concurrent_streams: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_stream_shrink_ratio: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_header_list_size: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_header_table_size: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_header_fields: Option<u32>,
+    #[arg(long, value_name = "SECS")]
+    h2_stream_idle_timeout_seconds: Option<u64>,
+    /// Zero waits for streams without a deadline.
+    #[arg(long, value_name = "SECS")]
+    h2_graceful_shutdown_deadline_seconds: Option<u64>,
+}
+
+impl H2Flags {
+    fn patch(&self) -> H2Patch {
+        let seconds = |value: Option<u64>| value.map(Duration::from_secs);
+        H2Patch {
+            max_rst_stream_per_window: self.h2_max_rst_stream_per_window,
+            max_ping_per_window: self.h2_max_ping_per_window,
+            max_settings_per_window: self.h2_max_settings_per_window,
+            max_empty_data_per_window: self.h2_max_empty_data_per_window,
+            max_window_update_stream0_per_window: self.h2_max_window_update_stream0_per_window,
+            max_continuation_frames: self.h2_max_continuation_frames,
+            max_glitch_count: self.h2_max_glitch_count,
+            max_rst_stream_lifetime: self.h2_max_rst_stream_lifetime,
+            max_rst_stream_abusive_lifetime: self.h2_max_rst_stream_abusive_lifetime,
+            max_rst_stream_emitted_lifetime: self.h2_max_rst_stream_emitted_lifetime,
+            initial_connection_window: self.h2_initial_connection_window,
+            max_concurrent_streams: self.h2_max_concurrent_streams,
+            stream_shrink_ratio: self.h2_stream_shrink_ratio,
+            max_header_list_size: self.h2_max_header_list_size,
+            max_header_table_size: self.h2_max_header_table_size,
+            max_header_fields: self.h2_max_header_fields,
+            stream_idle_timeout: seconds(self.h2_stream_idle_timeout_seconds),
+            graceful_shutdown_deadline: seconds(self.h2_graceful_shutdown_deadline_seconds),
+        }
+    }
+}
+
+/// `--h2c` / `--no-h2c`: HTTP/2 with prior knowledge on a cleartext listener.
+#[derive(Debug, Args)]
+pub struct H2c {
+    #[arg(long, conflicts_with = "no_h2c")]
+    h2c: bool,
+    #[arg(long)]
+    no_h2c: bool,
 }
 
 #[derive(Debug, Args)]
@@ -243,10 +332,12 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
             HttpListenerCommand::Deactivate(a) => {
                 Order::DeactivateListener(named(a, ListenerType::Http))
             }
-            HttpListenerCommand::Update(update) => {
+            HttpListenerCommand::Update { http, h2c } => {
+                let mut patch = http.patch()?;
+                patch.h2c = flag(h2c.h2c, h2c.no_h2c);
                 Order::UpdateHttpListenerConfig(UpdateHttpListener {
-                    address: update.address,
-                    http: update.patch()?,
+                    address: http.address,
+                    http: patch,
                 })
             }
         },
@@ -389,17 +480,14 @@ impl HttpUpdate {
             answers,
             send_x_real_ip: None,
             elide_x_real_ip: None,
+            h2c: None,
+            h2: self.h2.patch(),
         })
     }
 }
 
 impl TlsUpdate {
     fn patch(&self) -> TlsListenerPatch {
-        let flag = |on: bool, off: bool| match (on, off) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        };
         let alpn_protocols = if self.reset_alpn {
             Some(TlsListenerConfig::default().alpn_protocols)
         } else if self.alpn_protocols.is_empty() {
