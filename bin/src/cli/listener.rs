@@ -286,6 +286,12 @@ pub struct H2c {
     no_h2c: bool,
 }
 
+impl H2c {
+    fn patch(&self) -> Option<bool> {
+        flag(self.h2c, self.no_h2c)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct TlsUpdate {
     #[arg(long, conflicts_with = "no_strict_sni_binding")]
@@ -334,7 +340,7 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
             }
             HttpListenerCommand::Update { http, h2c } => {
                 let mut patch = http.patch()?;
-                patch.h2c = flag(h2c.h2c, h2c.no_h2c);
+                patch.h2c = h2c.patch();
                 Order::UpdateHttpListenerConfig(UpdateHttpListener {
                     address: http.address,
                     http: patch,
@@ -561,4 +567,75 @@ fn list(client: &mut Client) -> anyhow::Result<()> {
     }
     table::print(&["ADDRESS", "PROTOCOL", "ACTIVE", "PUBLIC ADDRESS"], &rows)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(subcommand)]
+        listener: ListenerCommand,
+    }
+
+    fn parse(args: &[&str]) -> ListenerCommand {
+        let mut all = vec!["listener"];
+        all.extend_from_slice(args);
+        match Command::try_parse_from(all) {
+            Ok(command) => command.listener,
+            Err(error) => panic!("{args:?}: {error}"),
+        }
+    }
+
+    #[test]
+    fn h2_flags_patch_the_listener() {
+        let command = parse(&[
+            "https",
+            "update",
+            "-a",
+            "127.0.0.1:8443",
+            "--h2-max-rst-stream-per-window",
+            "50",
+            "--h2-max-header-list-size",
+            "32768",
+            "--h2-stream-idle-timeout-seconds",
+            "20",
+            "--h2-graceful-shutdown-deadline-seconds",
+            "0",
+        ]);
+        let ListenerCommand::Https {
+            command: HttpsListenerCommand::Update { http, .. },
+        } = command
+        else {
+            panic!("{command:?}");
+        };
+        let patch = http.patch().unwrap();
+        assert_eq!(
+            patch.h2,
+            H2Patch {
+                max_rst_stream_per_window: Some(50),
+                max_header_list_size: Some(32_768),
+                stream_idle_timeout: Some(Duration::from_secs(20)),
+                graceful_shutdown_deadline: Some(Duration::ZERO),
+                ..H2Patch::default()
+            }
+        );
+    }
+
+    #[test]
+    fn h2c_flags_switch_prior_knowledge_on_and_off() {
+        for (flag, expected) in [("--h2c", Some(true)), ("--no-h2c", Some(false))] {
+            let command = parse(&["http", "update", "-a", "127.0.0.1:8080", flag]);
+            let ListenerCommand::Http {
+                command: HttpListenerCommand::Update { h2c, .. },
+            } = command
+            else {
+                panic!("{command:?}");
+            };
+            assert_eq!(h2c.patch(), expected);
+        }
+    }
 }

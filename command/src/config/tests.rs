@@ -80,7 +80,10 @@ fn sozu_2_1_config_loads_with_warnings_only() {
     ] {
         assert!(warned.contains(&key), "no warning for {key}: {warned:?}");
     }
-    assert!(!warned.iter().any(|key| key.starts_with("h2_")), "{warned:?}");
+    assert!(
+        !warned.iter().any(|key| key.starts_with("h2_")),
+        "{warned:?}"
+    );
     assert_eq!(config.listeners.len(), 3);
     assert_eq!(config.clusters.len(), 3);
     assert_eq!(config.backends.len(), 4);
