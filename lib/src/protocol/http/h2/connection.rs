@@ -22,11 +22,10 @@ use super::{
     error::{Cause, ConnectionError, ErrorCode, FrameError},
     flood::{Flood, Lifetime, Windowed},
     frame::{self, Decoded, Frame, MAX_WINDOW},
-    headers::{self, BlockError, HeaderEncoder, ListLimits, Request},
+    headers::{self, BlockError, HeaderEncoder, ListLimits, ParsedResponse, Request},
     settings::{self, DEFAULT_WINDOW, PeerSettings},
     stream::{Recv, Send, Stream},
 };
-use crate::protocol::http::parser::{Header, ResponseHead};
 
 /// What a frame meant for the session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -912,15 +911,12 @@ impl Connection {
         self.stream_mut(id).ok_or(SendError::UnknownStream(id))
     }
 
-    /// Sends the response head of a stream, translated from an HTTP/1.1 response.
-    /// `fields` and their positions come from parsing `buf`. A 1xx head is interim: more
-    /// heads may follow.
+    /// Sends the response head of a stream, translated from an HTTP/1.1 response. A 1xx
+    /// head is interim: more heads may follow.
     pub fn send_response(
         &mut self,
         id: StreamId,
-        head: &ResponseHead,
-        fields: &[Header],
-        buf: &[u8],
+        response: ParsedResponse<'_>,
         end_stream: bool,
         now: Instant,
         out: &mut Vec<u8>,
@@ -929,13 +925,13 @@ impl Connection {
         if stream.send != Send::AwaitingHead {
             return Err(SendError::HeadAlreadySent(id));
         }
-        let is_interim = head.status < 200;
+        let is_interim = response.head.status < 200;
         if !is_interim {
             stream.send = if end_stream { Send::Closed } else { Send::Body };
         }
         stream.last_activity = now;
         let mut block = mem::take(&mut self.scratch);
-        self.encoder.response(head, fields, buf, &mut block);
+        self.encoder.response(response, &mut block);
         frame::write_headers(
             out,
             id,

@@ -301,6 +301,15 @@ pub fn decode_trailers(
     collect(decoder, block, limits, true).map(|collect| collect.lines)
 }
 
+/// A response head read from an HTTP/1.1 backend: the parsed head, its fields, and the
+/// buffer their positions point into.
+#[derive(Clone, Copy, Debug)]
+pub struct ParsedResponse<'a> {
+    pub head: &'a ResponseHead,
+    pub fields: &'a [Header],
+    pub buf: &'a [u8],
+}
+
 /// Encodes header blocks, keeping the HPACK dynamic table within the size the peer allows.
 pub struct HeaderEncoder {
     encoder: Encoder<'static>,
@@ -355,21 +364,15 @@ impl HeaderEncoder {
 
     /// Encodes a response head read from an HTTP/1.1 backend: `:status`, then the fields
     /// but the connection-specific ones (RFC 9113 §8.2.2), names in lowercase.
-    pub fn response(
-        &mut self,
-        head: &ResponseHead,
-        fields: &[Header],
-        buf: &[u8],
-        block: &mut Vec<u8>,
-    ) {
+    pub fn response(&mut self, response: ParsedResponse<'_>, block: &mut Vec<u8>) {
         self.start_block(block);
         let mut status = [0u8; 3];
-        let digits = head.status.min(999);
+        let digits = response.head.status.min(999);
         status[0] = b'0' + u8::try_from(digits / 100).unwrap_or(0);
         status[1] = b'0' + u8::try_from(digits / 10 % 10).unwrap_or(0);
         status[2] = b'0' + u8::try_from(digits % 10).unwrap_or(0);
         self.field(b":status", &status, block);
-        for field in fields {
+        for field in response.fields {
             let is_connection_specific = field.is_connection_option
                 || matches!(
                     field.kind,
@@ -380,6 +383,7 @@ impl HeaderEncoder {
                         | HeaderKind::Upgrade
                 );
             if !is_connection_specific {
+                let buf = response.buf;
                 self.field(field.name.slice(buf), field.value.slice(buf), block);
             }
         }

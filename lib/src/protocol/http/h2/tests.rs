@@ -11,6 +11,7 @@ use super::{
     connection::{Connection, Event, Progress, SendError},
     error::{Cause, ConnectionError, ErrorCode},
     frame::{self, Decoded, Frame, client},
+    headers::ParsedResponse,
 };
 use crate::protocol::http::parser::{self, BodyFraming, Limits, Method, Parsed, ResponseHead};
 
@@ -606,7 +607,7 @@ fn closed_connection_window_without_waiting_stream_is_not_a_stall() {
     let now = client.now;
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, now, &mut client.out)
+        .send_response(1, parsed(&head, &fields, raw), false, now, &mut client.out)
         .expect("open stream");
     assert_eq!(
         client
@@ -795,6 +796,14 @@ fn trailers_without_end_stream_reset_the_stream() {
     );
 }
 
+fn parsed<'a>(
+    head: &'a ResponseHead,
+    fields: &'a [parser::Header],
+    buf: &'a [u8],
+) -> ParsedResponse<'a> {
+    ParsedResponse { head, fields, buf }
+}
+
 fn response_head(raw: &[u8]) -> (ResponseHead, Vec<parser::Header>) {
     let mut fields = Vec::new();
     match parser::parse_response_head(raw, &Limits::default(), Method::Get, &mut fields) {
@@ -813,7 +822,13 @@ fn response_head_is_encoded_without_connection_fields() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, client.now, &mut client.out)
+        .send_response(
+            1,
+            parsed(&head, &fields, raw),
+            false,
+            client.now,
+            &mut client.out,
+        )
         .expect("open stream");
     let out = std::mem::take(&mut client.out);
     let Ok(Decoded::Frame {
@@ -838,9 +853,13 @@ fn response_head_is_encoded_without_connection_fields() {
         ]
     );
     assert_eq!(
-        client
-            .connection
-            .send_response(1, &head, &fields, raw, false, client.now, &mut client.out),
+        client.connection.send_response(
+            1,
+            parsed(&head, &fields, raw),
+            false,
+            client.now,
+            &mut client.out
+        ),
         Err(SendError::HeadAlreadySent(1))
     );
 }
@@ -854,7 +873,13 @@ fn send_data_stays_within_the_windows() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, client.now, &mut client.out)
+        .send_response(
+            1,
+            parsed(&head, &fields, raw),
+            false,
+            client.now,
+            &mut client.out,
+        )
         .expect("open stream");
     client.frames();
     let now = client.now;
@@ -907,7 +932,13 @@ fn lowered_initial_window_can_make_send_windows_negative() {
     let now = client.now;
     client
         .connection
-        .send_response(1, &head, &fields, raw, false, client.now, &mut client.out)
+        .send_response(
+            1,
+            parsed(&head, &fields, raw),
+            false,
+            client.now,
+            &mut client.out,
+        )
         .expect("open stream");
     assert_eq!(
         client
@@ -976,7 +1007,13 @@ fn graceful_shutdown_lets_open_streams_finish_and_refuses_new_ones() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, true, client.now, &mut client.out)
+        .send_response(
+            1,
+            parsed(&head, &fields, raw),
+            true,
+            client.now,
+            &mut client.out,
+        )
         .expect("stream 1 may finish");
     assert!(client.connection.is_finished());
 }
@@ -1014,7 +1051,13 @@ fn idle_and_zero_window_streams_are_reset_after_the_timeout() {
     let now = client.now;
     client
         .connection
-        .send_response(3, &head, &fields, raw, false, client.now, &mut client.out)
+        .send_response(
+            3,
+            parsed(&head, &fields, raw),
+            false,
+            client.now,
+            &mut client.out,
+        )
         .expect("open stream");
     let later = now + Duration::from_secs(20);
     let body = vec![0; 70_000];
@@ -1440,7 +1483,13 @@ fn server_table_size_follows_a_smaller_client_setting() {
     let (head, fields) = response_head(raw);
     client
         .connection
-        .send_response(1, &head, &fields, raw, true, client.now, &mut client.out)
+        .send_response(
+            1,
+            parsed(&head, &fields, raw),
+            true,
+            client.now,
+            &mut client.out,
+        )
         .expect("open stream");
     let out = std::mem::take(&mut client.out);
     let Ok(Decoded::Frame {
@@ -1527,8 +1576,7 @@ proptest! {
     fn arbitrary_frames_never_panic(input in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let mut client = Client::new(H2Config::default());
         let mut at = 0;
-        loop {
-            let Some(rest) = input.get(at..) else { break };
+        while let Some(rest) = input.get(at..) {
             match client.connection.receive(rest, client.now, &mut client.out) {
                 Ok(Progress::NeedMore) => break,
                 Ok(Progress::Consumed { len, .. }) => {
