@@ -16,8 +16,8 @@ use crate::{
     answer,
     hostname::{self, HostnameError},
     request::{
-        AddBackend, AddCertificate, CertificateAndKey, Cluster, FixedAnswer, HeaderEdit,
-        HealthCheckConfig, Hsts, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
+        AddBackend, AddCertificate, CertificateAndKey, Cluster, FixedAnswer, H2Config, H2Patch,
+        HeaderEdit, HealthCheckConfig, Hsts, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
         HttpsListenerConfig, Order, PathRuleKind, RedirectPolicy, RemoveBackend,
         ReplaceCertificate, TcpFrontend, TcpListenerConfig, TcpScript, TlsListenerConfig,
         TlsListenerPatch, UpdateTcpListener,
@@ -100,6 +100,29 @@ pub const COMMAND_BUFFER_SIZE: Bounds = Bounds::new(1_024, 16_777_216, Unit::Byt
 /// The largest message of the command channel.
 pub const MAX_COMMAND_BUFFER_SIZE: Bounds = Bounds::new(1_024, 268_435_456, Unit::Bytes);
 /// The capacity of a splice pipe; 0 keeps the kernel's.
+/// `h2_graceful_shutdown_deadline_seconds`: zero means no deadline.
+pub const H2_SHUTDOWN_DEADLINE: Bounds = Bounds::new(0, MAX_TIMEOUT_SECONDS, Unit::Seconds);
+
+/// The range of a numeric `h2_*` key ([`crate::request::H2_NUMBER_KEYS`]).
+pub fn h2_bounds(key: &str) -> Bounds {
+    match key {
+        "h2_max_continuation_frames" => Bounds::new(0, 10_000, Unit::None),
+        "h2_max_glitch_count"
+        | "h2_max_rst_stream_lifetime"
+        | "h2_max_rst_stream_abusive_lifetime"
+        | "h2_max_rst_stream_emitted_lifetime" => Bounds::new(1, 1_000_000_000, Unit::None),
+        // At least the default window of RFC 9113 §6.9.2, at most 2^31-1.
+        "h2_initial_connection_window" => Bounds::new(65_535, 2_147_483_647, Unit::Bytes),
+        "h2_max_concurrent_streams" => Bounds::new(1, 100_000, Unit::None),
+        "h2_stream_shrink_ratio" => Bounds::new(2, 64, Unit::None),
+        "h2_max_header_list_size" => Bounds::new(1_024, 16_777_216, Unit::Bytes),
+        "h2_max_header_table_size" => Bounds::new(0, 1_048_576, Unit::Bytes),
+        "h2_max_header_fields" => Bounds::new(1, 10_000, Unit::None),
+        // The per-window caps.
+        _ => Bounds::new(1, 1_000_000, Unit::None),
+    }
+}
+
 pub const SPLICE_PIPE_CAPACITY: Bounds = Bounds::new(0, 268_435_456, Unit::Bytes);
 /// How many first bytes of a TCP connection content routing inspects (the session's buffer
 /// bounds it too).
@@ -608,7 +631,43 @@ impl Checker {
         ] {
             self.seconds(field, timeout, &TIMEOUT)?;
         }
+        self.within("h2", |c| c.h2(&config.h2))?;
         self.answers(&config.answers, false)
+    }
+
+    /// Order fields are the configuration keys without `h2_` (and `_seconds`).
+    fn h2(&self, config: &H2Config) -> Result<(), InvalidField> {
+        for (key, value) in config.numbers() {
+            let field = key.trim_start_matches("h2_");
+            self.number(field, value.into(), &h2_bounds(key))?;
+        }
+        if let Some(timeout) = config.stream_idle_timeout {
+            self.seconds("stream_idle_timeout", timeout, &TIMEOUT)?;
+        }
+        self.seconds(
+            "graceful_shutdown_deadline",
+            config.graceful_shutdown_deadline,
+            &H2_SHUTDOWN_DEADLINE,
+        )
+    }
+
+    fn h2_patch(&self, patch: &H2Patch) -> Result<(), InvalidField> {
+        for (key, value) in patch.numbers() {
+            if let Some(value) = value {
+                self.number(key.trim_start_matches("h2_"), value.into(), &h2_bounds(key))?;
+            }
+        }
+        if let Some(timeout) = patch.stream_idle_timeout {
+            self.seconds("stream_idle_timeout", timeout, &TIMEOUT)?;
+        }
+        if let Some(deadline) = patch.graceful_shutdown_deadline {
+            self.seconds(
+                "graceful_shutdown_deadline",
+                deadline,
+                &H2_SHUTDOWN_DEADLINE,
+            )?;
+        }
+        Ok(())
     }
 
     fn http_patch(&mut self, patch: &HttpListenerPatch) -> Result<(), InvalidField> {
@@ -628,6 +687,7 @@ impl Checker {
                 self.seconds(field, timeout, &TIMEOUT)?;
             }
         }
+        self.within("h2", |c| c.h2_patch(&patch.h2))?;
         self.answers(&patch.answers, true)
     }
 
@@ -800,6 +860,35 @@ mod tests {
             check_order(&order).unwrap_err().field,
             "health_check.timeout"
         );
+    }
+
+    #[test]
+    fn h2_limits_out_of_range_are_refused_with_the_field_and_the_range() {
+        let mut listener = HttpListenerConfig::new("127.0.0.1:80".parse().unwrap());
+        listener.h2.max_concurrent_streams = 0;
+        let error = check_order(&Order::AddHttpListener(listener.clone())).unwrap_err();
+        assert_eq!(error.field, "h2.max_concurrent_streams");
+        assert_eq!(error.expected, "1 to 100000");
+        listener.h2 = H2Config {
+            initial_connection_window: 1_000,
+            ..H2Config::default()
+        };
+        let error = check_order(&Order::AddHttpListener(listener.clone())).unwrap_err();
+        assert_eq!(error.field, "h2.initial_connection_window");
+        listener.h2 = H2Config::default();
+        assert!(check_order(&Order::AddHttpListener(listener)).is_ok());
+        let update = crate::request::UpdateHttpListener {
+            address: "127.0.0.1:80".parse().unwrap(),
+            http: HttpListenerPatch {
+                h2: H2Patch {
+                    stream_idle_timeout: Some(Duration::ZERO),
+                    ..H2Patch::default()
+                },
+                ..HttpListenerPatch::default()
+            },
+        };
+        let error = check_order(&Order::UpdateHttpListenerConfig(update)).unwrap_err();
+        assert_eq!(error.field, "http.h2.stream_idle_timeout");
     }
 
     #[test]

@@ -200,6 +200,9 @@ fn listener(key: &str, order: &Order, files: Option<&Path>) -> anyhow::Result<Ta
         Order::AddHttpListener(config) => {
             table.insert("protocol".into(), string("http"));
             http_listener(&mut table, config);
+            if config.h2c {
+                table.insert("h2c".into(), Value::Boolean(true));
+            }
         }
         Order::AddHttpsListener(config) => {
             table.insert("protocol".into(), string("https"));
@@ -276,6 +279,17 @@ fn http_listener(table: &mut Table, config: &HttpListenerConfig) {
     table.insert(
         "elide_x_real_ip".into(),
         Value::Boolean(config.elide_x_real_ip),
+    );
+    let h2 = &config.h2;
+    for (key, value) in h2.numbers() {
+        table.insert(key.into(), integer(value));
+    }
+    if let Some(timeout) = h2.stream_idle_timeout {
+        table.insert("h2_stream_idle_timeout_seconds".into(), seconds(timeout));
+    }
+    table.insert(
+        "h2_graceful_shutdown_deadline_seconds".into(),
+        seconds(h2.graceful_shutdown_deadline),
     );
 }
 
@@ -599,6 +613,9 @@ sticky_name = "STICKY"
 front_timeout = 12
 answers = { 404 = "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope" }
 send_x_real_ip = true
+h2c = true
+h2_max_ping_per_window = 7
+h2_stream_idle_timeout_seconds = 12
 
 [[listeners]]
 protocol = "https"

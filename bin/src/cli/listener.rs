@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sozu_command_lib::{
     request::{
-        Hsts, HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, ListenerAddress,
+        H2Patch, Hsts, HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, ListenerAddress,
         ListenerType, Order, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch, TlsVersion,
         UpdateHttpListener, UpdateHttpsListener, UpdateTcpListener, default_hsts_max_age,
     },
@@ -48,7 +48,12 @@ pub enum HttpListenerCommand {
     Activate(Address),
     Deactivate(Address),
     /// Change a listener's settings without rebinding it.
-    Update(HttpUpdate),
+    Update {
+        #[command(flatten)]
+        http: HttpUpdate,
+        #[command(flatten)]
+        h2c: H2c,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,11 +144,16 @@ pub struct ExpectProxy {
 
 impl ExpectProxy {
     fn patch(&self) -> Option<bool> {
-        match (self.expect_proxy, self.no_expect_proxy) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        }
+        flag(self.expect_proxy, self.no_expect_proxy)
+    }
+}
+
+/// The value a pair of `--x`/`--no-x` flags sets, if any.
+fn flag(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     }
 }
 
@@ -203,6 +213,91 @@ pub struct HttpUpdate {
     answer_504: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     answer_507: Option<PathBuf>,
+    #[command(flatten)]
+    h2: H2Flags,
+}
+
+/// The `--h2-*` flags: HTTP/2 limits and tuning (see doc/http2.md).
+#[derive(Debug, Args)]
+pub struct H2Flags {
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_ping_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_settings_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_empty_data_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_window_update_stream0_per_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_continuation_frames: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_glitch_count: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_lifetime: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_abusive_lifetime: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_rst_stream_emitted_lifetime: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_initial_connection_window: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_concurrent_streams: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_stream_shrink_ratio: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_header_list_size: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_header_table_size: Option<u32>,
+    #[arg(long, value_name = "N")]
+    h2_max_header_fields: Option<u32>,
+    #[arg(long, value_name = "SECS")]
+    h2_stream_idle_timeout_seconds: Option<u64>,
+    /// Zero waits for streams without a deadline.
+    #[arg(long, value_name = "SECS")]
+    h2_graceful_shutdown_deadline_seconds: Option<u64>,
+}
+
+impl H2Flags {
+    fn patch(&self) -> H2Patch {
+        let seconds = |value: Option<u64>| value.map(Duration::from_secs);
+        H2Patch {
+            max_rst_stream_per_window: self.h2_max_rst_stream_per_window,
+            max_ping_per_window: self.h2_max_ping_per_window,
+            max_settings_per_window: self.h2_max_settings_per_window,
+            max_empty_data_per_window: self.h2_max_empty_data_per_window,
+            max_window_update_stream0_per_window: self.h2_max_window_update_stream0_per_window,
+            max_continuation_frames: self.h2_max_continuation_frames,
+            max_glitch_count: self.h2_max_glitch_count,
+            max_rst_stream_lifetime: self.h2_max_rst_stream_lifetime,
+            max_rst_stream_abusive_lifetime: self.h2_max_rst_stream_abusive_lifetime,
+            max_rst_stream_emitted_lifetime: self.h2_max_rst_stream_emitted_lifetime,
+            initial_connection_window: self.h2_initial_connection_window,
+            max_concurrent_streams: self.h2_max_concurrent_streams,
+            stream_shrink_ratio: self.h2_stream_shrink_ratio,
+            max_header_list_size: self.h2_max_header_list_size,
+            max_header_table_size: self.h2_max_header_table_size,
+            max_header_fields: self.h2_max_header_fields,
+            stream_idle_timeout: seconds(self.h2_stream_idle_timeout_seconds),
+            graceful_shutdown_deadline: seconds(self.h2_graceful_shutdown_deadline_seconds),
+        }
+    }
+}
+
+/// `--h2c` / `--no-h2c`: HTTP/2 with prior knowledge on a cleartext listener.
+#[derive(Debug, Args)]
+pub struct H2c {
+    #[arg(long, conflicts_with = "no_h2c")]
+    h2c: bool,
+    #[arg(long)]
+    no_h2c: bool,
+}
+
+impl H2c {
+    fn patch(&self) -> Option<bool> {
+        flag(self.h2c, self.no_h2c)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -251,10 +346,12 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
             HttpListenerCommand::Deactivate(a) => {
                 Order::DeactivateListener(named(a, ListenerType::Http))
             }
-            HttpListenerCommand::Update(update) => {
+            HttpListenerCommand::Update { http, h2c } => {
+                let mut patch = http.patch()?;
+                patch.h2c = h2c.patch();
                 Order::UpdateHttpListenerConfig(UpdateHttpListener {
-                    address: update.address,
-                    http: update.patch()?,
+                    address: http.address,
+                    http: patch,
                 })
             }
         },
@@ -415,17 +512,14 @@ impl HttpUpdate {
             answers,
             send_x_real_ip: None,
             elide_x_real_ip: None,
+            h2c: None,
+            h2: self.h2.patch(),
         })
     }
 }
 
 impl TlsUpdate {
     fn patch(&self) -> TlsListenerPatch {
-        let flag = |on: bool, off: bool| match (on, off) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        };
         let alpn_protocols = if self.reset_alpn {
             Some(TlsListenerConfig::default().alpn_protocols)
         } else if self.alpn_protocols.is_empty() {
@@ -499,4 +593,75 @@ fn list(client: &mut Client) -> anyhow::Result<()> {
     }
     table::print(&["ADDRESS", "PROTOCOL", "ACTIVE", "PUBLIC ADDRESS"], &rows)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(subcommand)]
+        listener: ListenerCommand,
+    }
+
+    fn parse(args: &[&str]) -> ListenerCommand {
+        let mut all = vec!["listener"];
+        all.extend_from_slice(args);
+        match Command::try_parse_from(all) {
+            Ok(command) => command.listener,
+            Err(error) => panic!("{args:?}: {error}"),
+        }
+    }
+
+    #[test]
+    fn h2_flags_patch_the_listener() {
+        let command = parse(&[
+            "https",
+            "update",
+            "-a",
+            "127.0.0.1:8443",
+            "--h2-max-rst-stream-per-window",
+            "50",
+            "--h2-max-header-list-size",
+            "32768",
+            "--h2-stream-idle-timeout-seconds",
+            "20",
+            "--h2-graceful-shutdown-deadline-seconds",
+            "0",
+        ]);
+        let ListenerCommand::Https {
+            command: HttpsListenerCommand::Update { http, .. },
+        } = command
+        else {
+            panic!("{command:?}");
+        };
+        let patch = http.patch().unwrap();
+        assert_eq!(
+            patch.h2,
+            H2Patch {
+                max_rst_stream_per_window: Some(50),
+                max_header_list_size: Some(32_768),
+                stream_idle_timeout: Some(Duration::from_secs(20)),
+                graceful_shutdown_deadline: Some(Duration::ZERO),
+                ..H2Patch::default()
+            }
+        );
+    }
+
+    #[test]
+    fn h2c_flags_switch_prior_knowledge_on_and_off() {
+        for (flag, expected) in [("--h2c", Some(true)), ("--no-h2c", Some(false))] {
+            let command = parse(&["http", "update", "-a", "127.0.0.1:8080", flag]);
+            let ListenerCommand::Http {
+                command: HttpListenerCommand::Update { h2c, .. },
+            } = command
+            else {
+                panic!("{command:?}");
+            };
+            assert_eq!(h2c.patch(), expected);
+        }
+    }
 }

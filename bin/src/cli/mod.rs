@@ -115,8 +115,9 @@ pub enum Command {
     },
     /// Listeners: the addresses the proxy accepts connections on.
     Listener {
+        // Boxed: the update flags make it much larger than the other commands.
         #[command(subcommand)]
-        command: listener::ListenerCommand,
+        command: Box<listener::ListenerCommand>,
     },
     /// Certificates of HTTPS listeners.
     Certificate {

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::{
     request::{
-        HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
-        TcpListenerConfig, TlsListenerConfig, TlsVersion,
+        H2_NUMBER_KEYS, HttpListenerConfig, HttpsListenerConfig, ListenerAddress, ListenerType,
+        Order, TcpListenerConfig, TlsListenerConfig, TlsVersion,
     },
     rules,
 };
@@ -111,27 +111,14 @@ const TLS_KEYS: &[&str] = &[
     "hsts",
 ];
 
-/// HTTP/2 flood limits and tuning of HTTPS listeners: accepted and ignored.
-const H2_KEYS: &[&str] = &[
-    "h2_max_rst_stream_per_window",
-    "h2_max_ping_per_window",
-    "h2_max_settings_per_window",
-    "h2_max_empty_data_per_window",
-    "h2_max_window_update_stream0_per_window",
-    "h2_max_continuation_frames",
-    "h2_max_glitch_count",
-    "h2_max_rst_stream_lifetime",
-    "h2_max_rst_stream_abusive_lifetime",
-    "h2_max_rst_stream_emitted_lifetime",
-    "h2_initial_connection_window",
-    "h2_max_concurrent_streams",
-    "h2_stream_shrink_ratio",
-    "h2_max_header_list_size",
-    "h2_max_header_table_size",
-    "h2_max_header_fields",
+/// HTTP/2 durations of HTTP and HTTPS listeners; the numbers are [`H2_NUMBER_KEYS`].
+const H2_DURATION_KEYS: &[&str] = &[
     "h2_stream_idle_timeout_seconds",
     "h2_graceful_shutdown_deadline_seconds",
 ];
+
+/// Keys of HTTP listeners only.
+const CLEARTEXT_KEYS: &[&str] = &["h2c"];
 
 /// Keys of TCP listeners only (our extension).
 const TCP_KEYS: &[&str] = &["splice", "inspect_bytes", "inspect_timeout", "script"];
@@ -239,7 +226,9 @@ fn read(
             HTTP_KEYS,
             answers::LISTENER_LEGACY_KEYS,
             TLS_KEYS,
-            H2_KEYS,
+            &H2_NUMBER_KEYS,
+            H2_DURATION_KEYS,
+            CLEARTEXT_KEYS,
             TCP_KEYS,
             UDP_KEYS,
         ],
@@ -259,7 +248,6 @@ fn read(
             "UDP listeners are not built yet, and ignoring the listener would drop its traffic",
         ));
     };
-    ignore(loader, &mut table, H2_KEYS, "HTTP/2 is not built yet");
     ignore(loader, &mut table, UDP_KEYS, "it applies to udp listeners");
     let listener = match protocol {
         ListenerType::Http => {
@@ -270,10 +258,18 @@ fn read(
                 "it applies to https listeners",
             );
             ignore(loader, &mut table, TCP_KEYS, "it applies to tcp listeners");
-            Listener::Http(http(loader, &mut table, address, settings)?)
+            let mut config = http(loader, &mut table, address, settings)?;
+            config.h2c = table.bool("h2c")?.unwrap_or(false);
+            Listener::Http(config)
         }
         ListenerType::Https => {
             ignore(loader, &mut table, TCP_KEYS, "it applies to tcp listeners");
+            ignore(
+                loader,
+                &mut table,
+                CLEARTEXT_KEYS,
+                "it applies to http listeners",
+            );
             let http = http(loader, &mut table, address, settings)?;
             let tls = tls(loader, &mut table)?;
             Listener::Https(HttpsListenerConfig { http, tls })
@@ -283,6 +279,9 @@ fn read(
             ignore(loader, &mut table, HTTP_KEYS, reason);
             ignore(loader, &mut table, answers::LISTENER_LEGACY_KEYS, reason);
             ignore(loader, &mut table, TLS_KEYS, reason);
+            ignore(loader, &mut table, &H2_NUMBER_KEYS, reason);
+            ignore(loader, &mut table, H2_DURATION_KEYS, reason);
+            ignore(loader, &mut table, CLEARTEXT_KEYS, reason);
             let mut config = tcp(&mut table, address, settings)?;
             content::read_listener_keys(loader, &mut table, &mut config)?;
             Listener::Tcp(config)
@@ -335,6 +334,21 @@ fn http(
     config.answers = answers::custom_answers(loader, table, answers::LISTENER_LEGACY_KEYS)?;
     config.send_x_real_ip = table.bool("send_x_real_ip")?.unwrap_or(false);
     config.elide_x_real_ip = table.bool("elide_x_real_ip")?.unwrap_or(false);
+    for key in H2_NUMBER_KEYS {
+        if let Some(value) = table.number(key, &rules::h2_bounds(key))? {
+            if let Some(field) = config.h2.number_mut(key) {
+                *field = value;
+            }
+        }
+    }
+    config.h2.stream_idle_timeout =
+        table.seconds("h2_stream_idle_timeout_seconds", &rules::TIMEOUT)?;
+    if let Some(deadline) = table.seconds(
+        "h2_graceful_shutdown_deadline_seconds",
+        &rules::H2_SHUTDOWN_DEADLINE,
+    )? {
+        config.h2.graceful_shutdown_deadline = deadline;
+    }
     Ok(config)
 }
 

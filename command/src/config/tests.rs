@@ -77,10 +77,13 @@ fn sozu_2_1_config_loads_with_warnings_only() {
         "detail",
         "groups_list",
         "alpn_protocols",
-        "h2_max_concurrent_streams",
     ] {
         assert!(warned.contains(&key), "no warning for {key}: {warned:?}");
     }
+    assert!(
+        !warned.iter().any(|key| key.starts_with("h2_")),
+        "{warned:?}"
+    );
     assert_eq!(config.listeners.len(), 3);
     assert_eq!(config.clusters.len(), 3);
     assert_eq!(config.backends.len(), 4);
@@ -98,6 +101,8 @@ fn sozu_2_1_config_loads_with_warnings_only() {
         panic!("not https: {:?}", config.listeners[1]);
     };
     assert_eq!(https.tls.cipher_suites.len(), 3);
+    assert_eq!(https.http.h2.max_concurrent_streams, 100);
+    assert_eq!(https.http.h2.initial_connection_window, 1_048_576);
     assert_eq!(https.tls.cipher_list.len(), 6);
     assert!(https.tls.cipher_suites[0].starts_with("TLS13_"));
     assert_eq!(https.tls.groups_list, ["X25519", "secp256r1", "secp384r1"]);
@@ -682,6 +687,57 @@ fn h2_alone_in_alpn_is_refused_and_disable_http11_too() {
         (warnings[0].key.as_str(), warnings[0].line),
         ("alpn_protocols", 4)
     );
+}
+
+#[test]
+fn h2_keys_are_read_on_http_and_https_listeners() {
+    let (config, warnings) = parse(
+        "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:8080\"\nh2c = true\n\
+         h2_max_ping_per_window = 7\nh2_max_header_fields = 64\n\
+         h2_stream_idle_timeout_seconds = 12\nh2_graceful_shutdown_deadline_seconds = 0\n",
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let Listener::Http(listener) = &config.listeners[0] else {
+        panic!("not http");
+    };
+    assert!(listener.h2c);
+    assert_eq!(listener.h2.max_ping_per_window, 7);
+    assert_eq!(listener.h2.max_header_fields, 64);
+    assert_eq!(listener.h2.max_rst_stream_per_window, 100);
+    assert_eq!(
+        listener.h2.stream_idle_timeout,
+        Some(Duration::from_secs(12))
+    );
+    assert_eq!(listener.h2.graceful_shutdown_deadline, Duration::ZERO);
+}
+
+#[test]
+fn h2_values_out_of_range_are_refused_with_the_key_and_line() {
+    let https = "[[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\n";
+    let message = error(&format!("{https}h2_max_concurrent_streams = 0\n"));
+    assert_names(
+        &message,
+        &["`h2_max_concurrent_streams` at line 4", "1 to 100000"],
+    );
+    let message = error(&format!("{https}h2_initial_connection_window = 1000\n"));
+    assert_names(&message, &["`h2_initial_connection_window` at line 4"]);
+    let message = error(&format!("{https}h2_stream_idle_timeout_seconds = 0\n"));
+    assert_names(&message, &["`h2_stream_idle_timeout_seconds` at line 4"]);
+}
+
+#[test]
+fn h2c_on_https_and_h2_keys_on_tcp_are_ignored_with_a_warning() {
+    let (_, warnings) = parse(
+        "[[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\nh2c = true\n\
+         [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:9000\"\nh2_max_ping_per_window = 3\n",
+    )
+    .unwrap();
+    let warned: Vec<(&str, usize)> = warnings
+        .iter()
+        .map(|warning| (warning.key.as_str(), warning.line))
+        .collect();
+    assert_eq!(warned, [("h2c", 4), ("h2_max_ping_per_window", 8)]);
 }
 
 #[test]

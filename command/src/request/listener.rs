@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CertificateAndKey, Hsts, TcpScript, TlsVersion, nullable, optional_seconds, seconds,
+    CertificateAndKey, H2Config, H2Patch, Hsts, TcpScript, TlsVersion, nullable, optional_seconds,
+    seconds,
     status_keys,
 };
 
@@ -50,6 +51,13 @@ pub struct HttpListenerConfig {
     /// Remove `X-Real-IP` headers sent by the client.
     #[serde(default)]
     pub elide_x_real_ip: bool,
+    /// Serve HTTP/2 to clients that start with its preface (prior knowledge, RFC 9113 §3.3)
+    /// on a cleartext listener.
+    #[serde(default)]
+    pub h2c: bool,
+    /// HTTP/2 flood limits and tuning.
+    #[serde(default, skip_serializing_if = "H2Config::is_default")]
+    pub h2: H2Config,
 }
 
 impl HttpListenerConfig {
@@ -67,6 +75,8 @@ impl HttpListenerConfig {
             answers: BTreeMap::new(),
             send_x_real_ip: false,
             elide_x_real_ip: false,
+            h2c: false,
+            h2: H2Config::default(),
         }
     }
 }
@@ -315,6 +325,10 @@ pub struct HttpListenerPatch {
     pub send_x_real_ip: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elide_x_real_ip: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h2c: Option<bool>,
+    #[serde(default, skip_serializing_if = "H2Patch::is_empty")]
+    pub h2: H2Patch,
 }
 
 impl HttpListenerPatch {
@@ -336,6 +350,8 @@ impl HttpListenerPatch {
         }
         set(&mut config.send_x_real_ip, &self.send_x_real_ip);
         set(&mut config.elide_x_real_ip, &self.elide_x_real_ip);
+        set(&mut config.h2c, &self.h2c);
+        self.h2.apply(&mut config.h2);
     }
 
     /// The patch that turns `old` into `new`.
@@ -363,6 +379,8 @@ impl HttpListenerPatch {
             answers,
             send_x_real_ip: changed(&old.send_x_real_ip, &new.send_x_real_ip),
             elide_x_real_ip: changed(&old.elide_x_real_ip, &new.elide_x_real_ip),
+            h2c: changed(&old.h2c, &new.h2c),
+            h2: H2Patch::between(&old.h2, &new.h2),
         }
     }
 

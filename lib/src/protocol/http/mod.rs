@@ -19,7 +19,8 @@
 //! response without its chunks, delimited by the end of the connection.
 //!
 //! The parts: [`parser`] (message heads, zero-copy over the buffer), [`editor`] (header
-//! edits), [`listener`] (what a listener gives its sessions), [`route`] (the routing policy,
+//! edits), [`h2`] (HTTP/2 toward clients, a codec of its own whose requests come out as the
+//! same HTTP/1.1 heads), [`listener`] (what a listener gives its sessions), [`route`] (the routing policy,
 //! without I/O), [`auth`] (Basic authentication), `stream` (one request and its response
 //! as typed phases), `connection` and `response` (the HTTP/1 codec: the request side and
 //! the proxy's answers, the response side), `record` (request ids, the access-log record).
@@ -29,6 +30,7 @@ pub mod auth;
 mod body;
 mod connection;
 pub mod editor;
+pub mod h2;
 pub mod listener;
 pub mod parser;
 mod record;

@@ -602,7 +602,7 @@ const TEXT: ByteClass = with_range(
     0xff,
 );
 
-fn is_tchar(byte: u8) -> bool {
+pub(crate) fn is_tchar(byte: u8) -> bool {
     TCHAR[usize::from(byte)]
 }
 
@@ -610,7 +610,7 @@ fn is_target_byte(byte: u8) -> bool {
     TARGET[usize::from(byte)]
 }
 
-fn is_text_byte(byte: u8) -> bool {
+pub(crate) fn is_text_byte(byte: u8) -> bool {
     TEXT[usize::from(byte)]
 }
 

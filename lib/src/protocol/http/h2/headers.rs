@@ -1,0 +1,403 @@
+//! Header blocks: decoding a request's HPACK block into the HTTP/1.1 head the rest of the
+//! proxy reads (RFC 9113 §8.3.1 checks, then the HTTP/1.1 parser's own), and encoding a
+//! response head or trailers.
+//!
+//! A request is written out as an HTTP/1.1 head (`method SP target SP HTTP/1.1`, `host`
+//! from `:authority`, the fields, cookies joined into one line as RFC 9113 §8.2.3 asks)
+//! and parsed by [`parser::parse_request_head`], so an HTTP/2 request gets the same
+//! [`RequestHead`] as an HTTP/1.1 one and exactly the same strictness (Content-Length
+//! syntax, Host syntax): no message can mean one thing to the proxy and another to an
+//! HTTP/1.1 backend. A request with a body and no content-length gets
+//! `transfer-encoding: chunked`, the framing its DATA frames need on HTTP/1.1.
+
+use std::borrow::Cow;
+
+use loona_hpack::{Decoder, Encoder};
+
+use super::error::Cause;
+use crate::protocol::http::parser::{
+    self, Header, HeaderKind, Limits, Parsed, RequestHead, ResponseHead,
+};
+
+/// The bound of one header list, from the listener's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListLimits {
+    /// The RFC 9113 §6.5.2 size: names and values plus 32 bytes per field.
+    pub max_size: u32,
+    pub max_fields: u32,
+}
+
+/// A decoded request head, written as HTTP/1.1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Positions into `bytes`.
+    pub head: RequestHead,
+    /// The head in HTTP/1.1 form, final empty line included.
+    pub bytes: Vec<u8>,
+    /// The content-length the client declared, which its DATA frames must add up to.
+    pub content_length: Option<u64>,
+}
+
+/// Why a header block was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// The block could not be decoded: the HPACK state is lost, the connection must end.
+    Compression,
+    /// The block was decoded but the request is refused: the stream is reset.
+    Stream(Cause),
+}
+
+/// The pseudo-header fields of a request (RFC 9113 §8.3.1).
+#[derive(Default)]
+struct Pseudo {
+    method: Option<Vec<u8>>,
+    scheme: Option<Vec<u8>>,
+    authority: Option<Vec<u8>>,
+    path: Option<Vec<u8>>,
+}
+
+/// Fields gathered while a block is decoded: the checks run field by field, and the first
+/// failure is kept while decoding goes on (the HPACK state must stay in step).
+struct Collect<'l> {
+    limits: &'l ListLimits,
+    size: u64,
+    fields: u32,
+    pseudo: Pseudo,
+    seen_regular: bool,
+    host: Option<Vec<u8>>,
+    cookies: Vec<u8>,
+    /// Regular fields as HTTP/1.1 lines.
+    lines: Vec<u8>,
+    is_trailer: bool,
+    failure: Option<Cause>,
+}
+
+impl Collect<'_> {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.size = self
+            .size
+            .saturating_add(name.len() as u64)
+            .saturating_add(value.len() as u64)
+            .saturating_add(32);
+        self.fields = self.fields.saturating_add(1);
+        if self.failure.is_some() {
+            return;
+        }
+        if self.size > u64::from(self.limits.max_size) {
+            self.failure = Some(Cause::HeaderListTooLarge);
+        } else if self.fields > self.limits.max_fields {
+            self.failure = Some(Cause::TooManyHeaderFields);
+        } else if let Err(cause) = self.check(name, value) {
+            self.failure = Some(cause);
+        }
+    }
+
+    fn check(&mut self, name: &[u8], value: &[u8]) -> Result<(), Cause> {
+        if !is_valid_value(value) {
+            return Err(Cause::Malformed);
+        }
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            if self.seen_regular || self.is_trailer {
+                return Err(Cause::Malformed);
+            }
+            let slot = match pseudo {
+                b"method" => &mut self.pseudo.method,
+                b"scheme" => &mut self.pseudo.scheme,
+                b"authority" => &mut self.pseudo.authority,
+                b"path" => &mut self.pseudo.path,
+                // `:protocol` (RFC 8441) is refused: extended CONNECT is not advertised.
+                _ => return Err(Cause::Malformed),
+            };
+            if slot.is_some() {
+                return Err(Cause::Malformed);
+            }
+            *slot = Some(value.to_vec());
+            return Ok(());
+        }
+        self.seen_regular = true;
+        if !name.iter().all(|&byte| is_lowercase_tchar(byte)) || name.is_empty() {
+            return Err(Cause::Malformed);
+        }
+        match name {
+            // Connection-specific fields (RFC 9113 §8.2.2).
+            b"connection" | b"proxy-connection" | b"keep-alive" | b"transfer-encoding"
+            | b"upgrade" => Err(Cause::Malformed),
+            b"te" if value != b"trailers" => Err(Cause::Malformed),
+            b"host" if !self.is_trailer => {
+                if self.host.is_some() {
+                    return Err(Cause::Malformed);
+                }
+                self.host = Some(value.to_vec());
+                Ok(())
+            }
+            b"cookie" if !self.is_trailer => {
+                if !self.cookies.is_empty() {
+                    self.cookies.extend_from_slice(b"; ");
+                }
+                self.cookies.extend_from_slice(value);
+                Ok(())
+            }
+            _ => {
+                push_line(&mut self.lines, name, value);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `tchar` without uppercase letters: HTTP/2 field names are lowercase (RFC 9113 §8.2.1).
+fn is_lowercase_tchar(byte: u8) -> bool {
+    !byte.is_ascii_uppercase() && parser::is_tchar(byte)
+}
+
+/// A field value without NUL, CR, LF nor leading or trailing whitespace (RFC 9113 §8.2.1),
+/// and without any other control character but HTAB (RFC 9110 §5.5, as the HTTP/1.1 parser).
+fn is_valid_value(value: &[u8]) -> bool {
+    let is_ows = |byte: &u8| matches!(byte, b' ' | b'\t');
+    value.iter().all(|&byte| parser::is_text_byte(byte))
+        && !value.first().is_some_and(is_ows)
+        && !value.last().is_some_and(is_ows)
+}
+
+/// Decodes `block` into fields, checking each; the collected fields, or why they are refused.
+fn collect<'l>(
+    decoder: &mut Decoder<'_>,
+    block: &[u8],
+    limits: &'l ListLimits,
+    is_trailer: bool,
+) -> Result<Collect<'l>, BlockError> {
+    let mut collect = Collect {
+        limits,
+        size: 0,
+        fields: 0,
+        pseudo: Pseudo::default(),
+        seen_regular: false,
+        host: None,
+        cookies: Vec::new(),
+        lines: Vec::new(),
+        is_trailer,
+        failure: None,
+    };
+    decoder
+        .decode_with_cb(block, |name: Cow<'_, [u8]>, value: Cow<'_, [u8]>| {
+            collect.field(&name, &value)
+        })
+        .map_err(|_| BlockError::Compression)?;
+    match collect.failure {
+        Some(cause) => Err(BlockError::Stream(cause)),
+        None => Ok(collect),
+    }
+}
+
+/// Decodes the header block of a request. `end_stream`: the HEADERS frame ended the
+/// stream, so the request has no body.
+pub fn decode_request(
+    decoder: &mut Decoder<'_>,
+    block: &[u8],
+    limits: &ListLimits,
+    request_id_header: &[u8],
+    end_stream: bool,
+) -> Result<Request, BlockError> {
+    let collect = collect(decoder, block, limits, false)?;
+    let malformed = BlockError::Stream(Cause::Malformed);
+    let Pseudo {
+        method,
+        scheme,
+        authority,
+        path,
+    } = collect.pseudo;
+    let method = method.ok_or(malformed)?;
+    let mut bytes = Vec::with_capacity(collect.lines.len() + 128);
+    if method == b"CONNECT" {
+        // RFC 9113 §8.5: only `:method` and `:authority`.
+        let authority = authority.as_deref().ok_or(malformed)?;
+        if scheme.is_some() || path.is_some() {
+            return Err(malformed);
+        }
+        bytes.extend_from_slice(b"CONNECT ");
+        bytes.extend_from_slice(authority);
+    } else {
+        let scheme = scheme.ok_or(malformed)?;
+        let path = path.ok_or(malformed)?;
+        let is_asterisk = path == b"*" && method == b"OPTIONS";
+        if !(scheme == b"http" || scheme == b"https") || !(path.starts_with(b"/") || is_asterisk) {
+            return Err(malformed);
+        }
+        bytes.extend_from_slice(&method);
+        bytes.push(b' ');
+        bytes.extend_from_slice(&path);
+    }
+    bytes.extend_from_slice(b" HTTP/1.1\r\n");
+    // RFC 9113 §8.3.1: `:authority` and Host must name the same thing; one host line.
+    let host = match (authority, collect.host) {
+        (Some(authority), Some(host)) if authority != host => return Err(malformed),
+        (Some(authority), _) => Some(authority),
+        (None, host) => host,
+    };
+    if let Some(host) = &host {
+        push_line(&mut bytes, b"host", host);
+    }
+    if !collect.cookies.is_empty() {
+        push_line(&mut bytes, b"cookie", &collect.cookies);
+    }
+    bytes.extend_from_slice(&collect.lines);
+    bytes.extend_from_slice(b"\r\n");
+    let head = parse_rendered(&bytes, limits, request_id_header)?;
+    let content_length = match head.body {
+        parser::BodyFraming::ContentLength(length) => Some(length),
+        _ => None,
+    };
+    if content_length.is_some() || end_stream {
+        return Ok(Request {
+            head,
+            bytes,
+            content_length,
+        });
+    }
+    bytes.truncate(bytes.len().saturating_sub(2));
+    bytes.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    let head = parse_rendered(&bytes, limits, request_id_header)?;
+    Ok(Request {
+        head,
+        bytes,
+        content_length,
+    })
+}
+
+/// Parses a rendered head with the HTTP/1.1 parser, whose limits the rendering always fits.
+fn parse_rendered(
+    bytes: &[u8],
+    limits: &ListLimits,
+    request_id_header: &[u8],
+) -> Result<RequestHead, BlockError> {
+    let mut fields = Vec::new();
+    let parse_limits = Limits {
+        max_request_line: bytes.len(),
+        max_header_section: bytes.len(),
+        max_headers: usize::try_from(limits.max_fields)
+            .unwrap_or(usize::MAX)
+            .saturating_add(3),
+    };
+    match parser::parse_request_head(bytes, &parse_limits, request_id_header, &mut fields) {
+        Ok(Parsed::Complete(head)) => Ok(head),
+        Ok(Parsed::Partial) | Err(_) => Err(BlockError::Stream(Cause::Malformed)),
+    }
+}
+
+/// Decodes a trailer block: regular fields only, written as HTTP/1.1 field lines (the
+/// trailer section of a chunked body, without its final empty line).
+pub fn decode_trailers(
+    decoder: &mut Decoder<'_>,
+    block: &[u8],
+    limits: &ListLimits,
+) -> Result<Vec<u8>, BlockError> {
+    collect(decoder, block, limits, true).map(|collect| collect.lines)
+}
+
+/// A response head read from an HTTP/1.1 backend: the parsed head, its fields, and the
+/// buffer their positions point into.
+#[derive(Clone, Copy, Debug)]
+pub struct ParsedResponse<'a> {
+    pub head: &'a ResponseHead,
+    pub fields: &'a [Header],
+    pub buf: &'a [u8],
+}
+
+/// Encodes header blocks, keeping the HPACK dynamic table within the size the peer allows.
+pub struct HeaderEncoder {
+    encoder: Encoder<'static>,
+    /// The table size last signalled to the peer.
+    table_size: u32,
+    /// A smaller size the peer asked for, to signal at the start of the next block
+    /// (RFC 7541 §4.2).
+    pending_size: Option<u32>,
+    /// Reused for lowercase field names.
+    name: Vec<u8>,
+}
+
+impl Default for HeaderEncoder {
+    fn default() -> Self {
+        Self {
+            encoder: Encoder::new(),
+            table_size: super::settings::DEFAULT_HEADER_TABLE_SIZE,
+            pending_size: None,
+            name: Vec::new(),
+        }
+    }
+}
+
+impl HeaderEncoder {
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE. The table never grows past the default 4096
+    /// bytes, so only a smaller value changes anything.
+    pub fn set_peer_table_size(&mut self, size: u32) {
+        let size = size.min(super::settings::DEFAULT_HEADER_TABLE_SIZE);
+        if size != self.table_size {
+            self.pending_size = Some(size);
+        }
+    }
+
+    fn start_block(&mut self, block: &mut Vec<u8>) {
+        block.clear();
+        if let Some(size) = self.pending_size.take() {
+            let size = usize::try_from(size).unwrap_or(0);
+            // A dynamic table size update: `001` and a 5-bit prefix integer.
+            if loona_hpack::encoder::encode_integer_into(size, 5, 0x20, block).is_ok() {
+                self.encoder.set_max_table_size(size);
+                self.table_size = u32::try_from(size).unwrap_or(0);
+            }
+        }
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8], block: &mut Vec<u8>) {
+        self.name.clear();
+        self.name.extend(name.iter().map(u8::to_ascii_lowercase));
+        // Writing into a Vec cannot fail.
+        let _ = self.encoder.encode_header_into((&self.name, value), block);
+    }
+
+    /// Encodes a response head read from an HTTP/1.1 backend: `:status`, then the fields
+    /// but the connection-specific ones (RFC 9113 §8.2.2), names in lowercase.
+    pub fn response(&mut self, response: ParsedResponse<'_>, block: &mut Vec<u8>) {
+        self.start_block(block);
+        let mut status = [0u8; 3];
+        let digits = response.head.status.min(999);
+        status[0] = b'0' + u8::try_from(digits / 100).unwrap_or(0);
+        status[1] = b'0' + u8::try_from(digits / 10 % 10).unwrap_or(0);
+        status[2] = b'0' + u8::try_from(digits % 10).unwrap_or(0);
+        self.field(b":status", &status, block);
+        for field in response.fields {
+            let is_connection_specific = field.is_connection_option
+                || matches!(
+                    field.kind,
+                    HeaderKind::Connection
+                        | HeaderKind::KeepAlive
+                        | HeaderKind::ProxyConnection
+                        | HeaderKind::TransferEncoding
+                        | HeaderKind::Upgrade
+                );
+            if !is_connection_specific {
+                let buf = response.buf;
+                self.field(field.name.slice(buf), field.value.slice(buf), block);
+            }
+        }
+    }
+
+    /// Encodes trailers (or any list of regular fields).
+    pub fn fields<'f>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'f [u8], &'f [u8])>,
+        block: &mut Vec<u8>,
+    ) {
+        self.start_block(block);
+        for (name, value) in fields {
+            self.field(name, value, block);
+        }
+    }
+}

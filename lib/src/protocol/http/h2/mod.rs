@@ -1,0 +1,36 @@
+//! HTTP/2 (RFC 9113) toward clients, as a socket-free state machine.
+//!
+//! [`Connection`] takes the bytes a client sent and gives back one [`Event`] per frame
+//! that matters to the session (a new request with its head, request data, trailers, a
+//! reset, a GOAWAY), answering on its own what the protocol requires (SETTINGS ACK, PING
+//! ACK, WINDOW_UPDATE, RST_STREAM, GOAWAY). The session then sends responses through its
+//! commands (head, data within the flow-control windows, trailers, reset, shutdown). Every
+//! byte to send goes into a `Vec<u8>` the caller owns; request data is handed out as a range
+//! of the input, never copied.
+//!
+//! - [`frame`]: reading and writing frames, with the checks that need no state;
+//! - [`settings`]: the client's SETTINGS;
+//! - [`headers`]: HPACK (the `loona-hpack` crate), request heads translated to the
+//!   HTTP/1.1 [`RequestHead`](crate::protocol::http::parser::RequestHead), response heads;
+//! - [`flood`]: the counters of the flood defences;
+//! - [`stream`]: the state of one stream;
+//! - [`connection`]: the state machine.
+//!
+//! Not wired to sessions yet: the HTTP/1.1 stage stays the only one serving clients.
+
+pub mod connection;
+pub mod error;
+pub mod flood;
+pub mod frame;
+pub mod headers;
+pub mod settings;
+pub mod stream;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::{Connection, Counters, Event, Progress, SendError};
+pub use error::{Cause, ConnectionError, ErrorCode};
+
+/// A stream identifier: 31 bits, odd for streams the client opens.
+pub type StreamId = u32;
