@@ -12,6 +12,7 @@
 mod backend;
 mod certificate;
 mod cluster;
+mod fault;
 mod frontend;
 mod listener;
 mod query;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::*;
 pub use certificate::*;
 pub use cluster::*;
+pub use fault::*;
 pub use frontend::*;
 pub use listener::*;
 pub use query::*;
@@ -89,6 +91,13 @@ pub enum Order {
     SetHealthCheck(SetHealthCheck),
     RemoveHealthCheck(ClusterId),
 
+    // Faults.
+    AddFault(AddFault),
+    UpdateFault(AddFault),
+    RemoveFault(FaultName),
+    /// Removes every fault.
+    ResetFaults,
+
     // Queries.
     Status,
     ListWorkers,
@@ -103,6 +112,7 @@ pub enum Order {
     QueryMaxConnectionsPerIp,
     QueryHealthChecks(HealthCheckFilter),
     CountRequests,
+    ListFaults,
 
     // Processes, state and logging.
     SaveState(StatePath),
@@ -148,6 +158,10 @@ impl Order {
                 | Order::SetMaxConnectionsPerIp(_)
                 | Order::SetHealthCheck(_)
                 | Order::RemoveHealthCheck(_)
+                | Order::AddFault(_)
+                | Order::UpdateFault(_)
+                | Order::RemoveFault(_)
+                | Order::ResetFaults
         )
     }
 
@@ -179,6 +193,11 @@ impl Order {
             Order::SetMaxConnectionsPerIp(_) => "SET_MAX_CONNECTIONS_PER_IP",
             Order::SetHealthCheck(_) => "SET_HEALTH_CHECK",
             Order::RemoveHealthCheck(_) => "REMOVE_HEALTH_CHECK",
+            Order::AddFault(_) => "ADD_FAULT",
+            Order::UpdateFault(_) => "UPDATE_FAULT",
+            Order::RemoveFault(_) => "REMOVE_FAULT",
+            Order::ResetFaults => "RESET_FAULTS",
+            Order::ListFaults => "LIST_FAULTS",
             Order::Status => "STATUS",
             Order::ListWorkers => "LIST_WORKERS",
             Order::ListFrontends(_) => "LIST_FRONTENDS",
