@@ -76,6 +76,7 @@
 
 pub mod access_log;
 pub mod backends;
+pub mod faults;
 pub mod health;
 pub mod http;
 pub mod https;
