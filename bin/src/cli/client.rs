@@ -19,8 +19,8 @@ use sozu_command_lib::{
 };
 
 use super::{
-    Cli, Command, backend, certificate, cluster, connection_limit, frontend, listener, metrics,
-    processes, state,
+    Cli, Command, backend, certificate, cluster, connection_limit, fault, frontend, listener,
+    metrics, processes, state,
 };
 
 /// Where Sōzu looks for its configuration when no `-c` is given.
@@ -94,6 +94,7 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Listener { command } => listener::run(&mut client, command),
         Command::Certificate { command } => certificate::run(&mut client, command),
         Command::ConnectionLimit { command } => connection_limit::run(&mut client, command),
+        Command::Fault { command } => fault::run(&mut client, command),
         Command::Start
         | Command::Worker(_)
         | Command::Main(_)

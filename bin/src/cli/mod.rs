@@ -12,6 +12,7 @@ mod client;
 mod cluster;
 mod config_check;
 mod connection_limit;
+mod fault;
 mod fleet;
 mod fleet_export;
 mod frontend;
@@ -138,6 +139,11 @@ pub enum Command {
     ConnectionLimit {
         #[command(subcommand)]
         command: connection_limit::ConnectionLimitCommand,
+    },
+    /// Faults injected on live routes: latency, bandwidth, resets, hangs, HTTP errors…
+    Fault {
+        #[command(subcommand)]
+        command: fault::FaultCommand,
     },
     /// A live view in the terminal: workers, listeners, clusters, backends and events,
     /// refreshed every second. Keys: q quits, s sorts, / filters, arrows select.
@@ -379,6 +385,33 @@ mod tests {
             &["sozu", "top", "-r", "2"],
             &["sozu", "top", "--refresh-ms", "500"],
             &["sozu", "connection-limit", "set", "10"],
+            &[
+                "sozu",
+                "fault",
+                "add",
+                "-n",
+                "slow",
+                "-i",
+                "api",
+                "--type",
+                "latency",
+                "--latency",
+                "200",
+                "--ttl",
+                "60",
+            ],
+            &[
+                "sozu",
+                "fault",
+                "update",
+                "-n",
+                "slow",
+                "--probability",
+                "0.5",
+            ],
+            &["sozu", "fault", "remove", "-n", "slow"],
+            &["sozu", "fault", "list"],
+            &["sozu", "fault", "reset"],
             &["sozu", "upgrade", "--worker", "1"],
             &["sozu", "shutdown", "--hard"],
             &["sozu", "-c", "c.toml", "fleet", "status", "--json"],

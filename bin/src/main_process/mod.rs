@@ -11,6 +11,7 @@
 
 mod command_server;
 mod dashboard;
+mod faults;
 mod listeners;
 mod orders;
 mod prometheus;
@@ -142,6 +143,7 @@ pub struct Main {
     next_expiry_check: Instant,
     /// The etcd provider, when configured.
     fleet: Option<provider::Fleet>,
+    fault_leases: faults::Leases,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -303,6 +305,7 @@ impl Main {
             dashboard: dashboard::Dashboard::default(),
             next_expiry_check: Instant::now(),
             fleet,
+            fault_leases: faults::Leases::default(),
         })
     }
 
@@ -379,6 +382,7 @@ impl Main {
             .chain(restarts)
             .chain(self.next_scrape_deadline())
             .chain(std::iter::once(self.next_expiry_check))
+            .chain(self.fault_leases.next_end())
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -407,6 +411,7 @@ impl Main {
         }
         self.stop_retired_workers(now);
         self.restart_pending_workers(now);
+        self.expire_faults(now);
         let expired: Vec<u64> = self
             .tasks
             .iter()

@@ -81,6 +81,7 @@ impl Main {
                 let limit = self.state.max_connections_per_ip;
                 self.reply(&to, answer(ResponseContent::MaxConnectionsPerIp(limit)));
             }
+            Order::ListFaults => self.list_faults(to),
             Order::QueryHealthChecks(filter) => {
                 let checks = queries::health_checks(&self.state, filter.cluster_id.as_deref());
                 self.reply(&to, answer(ResponseContent::HealthChecks(checks)));
@@ -183,7 +184,7 @@ impl Main {
 
     /// One order of a client that changes the state. A certificate it brings is judged
     /// against the clock here, once: replaying the state later never judges it again.
-    fn change(&mut self, to: Option<ClientRef>, order: Order) {
+    pub(super) fn change(&mut self, to: Option<ClientRef>, order: Order) {
         if self.refuse_while_stopping(&to) {
             return;
         }
@@ -241,6 +242,7 @@ impl Main {
                 self.listeners.forget(*address);
             }
         }
+        self.faults_committed(&orders);
         self.save_automatically();
         let targets = self.serving_workers();
         if targets.is_empty() {
@@ -468,6 +470,7 @@ impl Main {
             }
             Purpose::Change { what } => change_response(&task, what),
             Purpose::Status => self.status_response(&task),
+            Purpose::Faults => self.faults_response(&task),
             Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
             Purpose::Forward { note } => forward_response(&task, note.as_deref()),
             Purpose::Metrics {

@@ -43,6 +43,8 @@ pub enum Purpose {
         workers: bool,
         histograms: bool,
     },
+    /// `LIST_FAULTS`: the faults of the main state, with the workers' touched counters.
+    Faults,
     /// A Prometheus scrape.
     Scrape { scrape: u64 },
     /// The figures of the dashboard's page.

@@ -23,7 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sozu_command_lib::request::{Effect, Fault, FaultTarget, FixedAnswer};
+use sozu_command_lib::{
+    request::{Effect, Fault, FaultTarget, FixedAnswer},
+    response::FilteredMetric,
+};
 
 pub use self::{
     lane::{BANDWIDTH_SLICE, Lane},
@@ -248,6 +251,13 @@ impl FaultSet {
             .map(|(name, active)| (name.as_str(), active.touched))
     }
 
+    /// Adds the touched counters to a worker's proxy metrics, under [`touched_metric`].
+    pub fn write_metrics(&self, proxy: &mut BTreeMap<String, FilteredMetric>) {
+        for (name, touched) in self.touched() {
+            proxy.insert(touched_metric(name), FilteredMetric::Count(touched));
+        }
+    }
+
     /// What the faults do to a new TCP connection on `route`, started at `now`.
     pub fn connection(&mut self, route: &Route<'_>, now: Instant) -> ConnectionPlan {
         let mut plan = ConnectionPlan::default();
@@ -375,6 +385,12 @@ pub struct RequestPlan {
     pub upstream: Vec<Lane>,
     pub downstream: Vec<Lane>,
     pub labels: Vec<Rc<str>>,
+}
+
+/// The name of a fault's touched counter among a worker's proxy metrics, labelled as access
+/// logs label faulted requests.
+pub fn touched_metric(fault: &str) -> String {
+    format!("fault.touched{{fault=\"{fault}\"}}")
 }
 
 /// What all `lanes` allow together for `pending` bytes at `now`.

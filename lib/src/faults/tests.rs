@@ -1,6 +1,9 @@
 use std::{collections::BTreeMap, time::Instant};
 
-use sozu_command_lib::request::{Fault, FixedAnswer};
+use sozu_command_lib::{
+    request::{Fault, FixedAnswer},
+    response::FilteredMetric,
+};
 
 use super::*;
 
