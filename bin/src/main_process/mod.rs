@@ -20,6 +20,7 @@ mod queries;
 mod settings;
 mod signals;
 mod tasks;
+mod toxiproxy;
 mod upgrade;
 mod workers;
 
@@ -79,6 +80,10 @@ enum Owner {
     Worker(u32),
     /// A connection to the Prometheus endpoint.
     Scrape(u64),
+    /// The listener of the Toxiproxy-compatible API.
+    ToxiproxyListener,
+    /// A connection to the Toxiproxy-compatible API.
+    Toxiproxy(u64),
 }
 
 /// A stop in progress: workers were told to stop; the main process exits once they are gone.
@@ -144,6 +149,8 @@ pub struct Main {
     /// The etcd provider, when configured.
     fleet: Option<provider::Fleet>,
     fault_leases: faults::Leases,
+    /// The Toxiproxy-compatible API, when `[toxiproxy]` is set.
+    toxiproxy: Option<toxiproxy::ToxiproxyApi>,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -202,6 +209,7 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
+    main.serve_toxiproxy();
     main.write_pid_file();
     // Every worker starts at once; the state's orders are built once for all.
     let ids: Vec<u32> = (0..main.desired_workers)
@@ -306,6 +314,7 @@ impl Main {
             next_expiry_check: Instant::now(),
             fleet,
             fault_leases: faults::Leases::default(),
+            toxiproxy: None,
         })
     }
 
@@ -339,6 +348,8 @@ impl Main {
                         }
                         Some(Owner::Worker(id)) => self.worker_ready(id, event.is_writable()),
                         Some(Owner::Scrape(id)) => self.scrape_ready(id),
+                        Some(Owner::ToxiproxyListener) => self.accept_toxiproxy(),
+                        Some(Owner::Toxiproxy(id)) => self.toxiproxy_ready(id),
                         None => {}
                     },
                 }
@@ -383,6 +394,7 @@ impl Main {
             .chain(self.next_scrape_deadline())
             .chain(std::iter::once(self.next_expiry_check))
             .chain(self.fault_leases.next_end())
+            .chain(self.next_toxiproxy_deadline())
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -398,6 +410,7 @@ impl Main {
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         self.close_late_scrapes(now);
+        self.close_late_toxiproxy(now);
         if now >= self.next_expiry_check {
             self.next_expiry_check = now + EXPIRY_CHECK_INTERVAL;
             for event in self.expiring_certificates() {

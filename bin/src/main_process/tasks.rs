@@ -45,6 +45,11 @@ pub enum Purpose {
     },
     /// `LIST_FAULTS`: the faults of the main state, with the workers' touched counters.
     Faults,
+    /// A request of the Toxiproxy API: `answer` once every worker applied its change.
+    Toxiproxy {
+        connection: u64,
+        answer: super::toxiproxy::api::Answer,
+    },
     /// A Prometheus scrape.
     Scrape { scrape: u64 },
     /// The figures of the dashboard's page.
