@@ -163,3 +163,66 @@ fn a_lease_ends_by_itself_and_events_say_so() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+#[test]
+fn sozu_chaos_proxies_with_its_behaviours_as_faults() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("a backend");
+    let backend_address = backend.local_addr().expect("its address");
+    thread::spawn(move || {
+        for stream in backend.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = std::io::Write::write_all(&mut stream, b"hello");
+        }
+    });
+    let proxy_address = common::free_address();
+    let socket = dir.path().join("chaos.sock");
+    let mut chaos = Command::new(SOZU)
+        .args(["chaos", "--proxy", &proxy_address.to_string()])
+        .args(["--backend", &backend_address.to_string()])
+        .args([
+            "--behavior",
+            "20:delay,10:error,5:dummy",
+            "--protocol",
+            "redis",
+        ])
+        .arg("--command-socket")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sozu chaos");
+    let faults = || {
+        Command::new(SOZU)
+            .args(["fault", "list", "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| common::text(&output.stdout))
+    };
+    let mut listed = None;
+    assert!(wait_until(DEADLINE, || {
+        listed = faults();
+        listed.is_some()
+    }));
+    let listed: Value = serde_json::from_str(&listed.unwrap_or_default()).expect("JSON");
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|fault| fault["fault"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["chaos-delay", "chaos-error"]);
+    assert!(dir.path().join("chaos.toml").exists());
+    let mut greeting = Vec::new();
+    assert!(wait_until(DEADLINE, || {
+        greeting.clear();
+        std::net::TcpStream::connect(proxy_address)
+            .and_then(|mut stream| std::io::Read::read_to_end(&mut stream, &mut greeting))
+            .is_ok()
+            && greeting == b"hello"
+    }));
+    let _ = chaos.kill();
+    let _ = chaos.wait();
+}

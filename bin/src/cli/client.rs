@@ -100,6 +100,7 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         | Command::Main(_)
         | Command::Config { .. }
         | Command::Top(_)
+        | Command::Chaos(_)
         | Command::Fleet { .. } => {
             bail!("this subcommand does not talk to a running proxy")
         }

@@ -8,6 +8,7 @@
 
 mod backend;
 mod certificate;
+mod chaos;
 mod client;
 mod cluster;
 mod config_check;
@@ -145,6 +146,9 @@ pub enum Command {
         #[command(subcommand)]
         command: fault::FaultCommand,
     },
+    /// Vaurien's one command: proxy --proxy to --backend with faults given as --behavior
+    /// PERCENT:NAME, and a command socket of its own.
+    Chaos(chaos::ChaosArgs),
     /// A live view in the terminal: workers, listeners, clusters, backends and events,
     /// refreshed every second. Keys: q quits, s sorts, / filters, arrows select.
     Top(top::TopArgs),
@@ -178,6 +182,7 @@ pub fn run() -> ExitCode {
             command: ConfigCommand::Check,
         } => config_check::run(&cli),
         Command::Top(args) => top::run(&cli, args),
+        Command::Chaos(args) => chaos::run(args),
         Command::Fleet { command } => fleet::run(&cli, command),
         command => client::run(&cli, command),
     }
@@ -412,6 +417,18 @@ mod tests {
             &["sozu", "fault", "remove", "-n", "slow"],
             &["sozu", "fault", "list"],
             &["sozu", "fault", "reset"],
+            &[
+                "sozu",
+                "chaos",
+                "--proxy",
+                "127.0.0.1:8000",
+                "--backend",
+                "127.0.0.1:80",
+                "--behavior",
+                "20:delay,10:error",
+                "--protocol",
+                "http",
+            ],
             &["sozu", "upgrade", "--worker", "1"],
             &["sozu", "shutdown", "--hard"],
             &["sozu", "-c", "c.toml", "fleet", "status", "--json"],
