@@ -73,18 +73,22 @@ impl Allowance {
 /// Where a connection or request is going, to find the faults that apply to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Route<'a> {
+    /// The listener that accepted the connection.
     pub listener: SocketAddr,
+    /// The cluster it is routed to, once known.
     pub cluster_id: Option<&'a str>,
     /// Known once a backend is chosen; faults on a backend apply from then on.
     pub backend_id: Option<&'a str>,
-    /// HTTP only.
+    /// The request's host name (HTTP only).
     pub hostname: Option<&'a str>,
+    /// The client's address.
     pub client: IpAddr,
 }
 
 /// The parts of an HTTP request a selector looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
+    /// The request target's path.
     pub path: &'a str,
     /// Header fields, as (name, value).
     pub headers: &'a [(&'a str, &'a str)],
@@ -119,6 +123,7 @@ impl ActiveFault {
         }
     }
 
+    /// The fault as the state has it.
     pub fn fault(&self) -> &Fault {
         &self.fault
     }
@@ -221,6 +226,7 @@ impl FaultSet {
         }
     }
 
+    /// Whether no fault is set: the one check a route without faults pays.
     pub fn is_empty(&self) -> bool {
         self.faults.is_empty()
     }
@@ -240,6 +246,7 @@ impl FaultSet {
         }
     }
 
+    /// The fault named `name`.
     pub fn get(&self, name: &str) -> Option<&ActiveFault> {
         self.faults.get(name)
     }
@@ -262,7 +269,12 @@ impl FaultSet {
     pub fn connection(&mut self, route: &Route<'_>, now: Instant) -> ConnectionPlan {
         let mut plan = ConnectionPlan::default();
         for active in self.faults.values_mut() {
-            if !active.is_on_route(route) || !active.selects(route.client, None) {
+            // HTTP faults mean nothing to raw TCP: they are not even drawn.
+            let is_http = matches!(
+                active.fault.effect,
+                Effect::HttpError(_) | Effect::HttpDelay { .. }
+            );
+            if is_http || !active.is_on_route(route) || !active.selects(route.client, None) {
                 continue;
             }
             if !active.draw() {
@@ -275,8 +287,6 @@ impl FaultSet {
                 Effect::Error { protocol } => {
                     Some(ConnectionVerdict::Answer(error_payload(*protocol)))
                 }
-                // HTTP faults mean nothing to raw TCP.
-                Effect::HttpError(_) | Effect::HttpDelay { .. } => None,
                 _ => {
                     active.push_lanes(now, &mut plan.upstream, &mut plan.downstream);
                     None
@@ -300,7 +310,10 @@ impl FaultSet {
     ) -> RequestPlan {
         let mut plan = RequestPlan::default();
         for active in self.faults.values_mut() {
-            if !active.is_on_route(route) || !active.selects(route.client, Some(request)) {
+            // Protocol errors are for raw TCP: they are not even drawn for HTTP.
+            let is_tcp = matches!(active.fault.effect, Effect::Error { .. });
+            if is_tcp || !active.is_on_route(route) || !active.selects(route.client, Some(request))
+            {
                 continue;
             }
             if !active.draw() {
@@ -316,7 +329,6 @@ impl FaultSet {
                 Effect::Down | Effect::Transient { .. } | Effect::Blackout => {
                     plan.answer.get_or_insert(RequestAnswer::NoBackend);
                 }
-                Effect::Error { .. } => {}
                 Effect::HttpDelay { delay } => {
                     if direction.is_upstream() {
                         plan.request_delay = plan.request_delay.saturating_add(*delay);
@@ -349,6 +361,7 @@ pub enum ConnectionVerdict {
 /// The faults acting on one TCP connection.
 #[derive(Debug, Default)]
 pub struct ConnectionPlan {
+    /// What happens to the connection as a whole.
     pub verdict: ConnectionVerdict,
     /// Lanes of bytes going to the backend.
     pub upstream: Vec<Lane>,
@@ -377,13 +390,17 @@ pub enum RequestAnswer {
 /// The faults acting on one HTTP request.
 #[derive(Debug, Default)]
 pub struct RequestPlan {
+    /// The proxy answers the request itself, when set.
     pub answer: Option<RequestAnswer>,
     /// `http_delay` upstream: wait this long before forwarding the request.
     pub request_delay: Duration,
     /// `http_delay` downstream: wait this long before relaying the response.
     pub response_delay: Duration,
+    /// Lanes of the request body.
     pub upstream: Vec<Lane>,
+    /// Lanes of the response body.
     pub downstream: Vec<Lane>,
+    /// The names of the faults that acted, for access logs and metrics (`fault="…"`).
     pub labels: Vec<Rc<str>>,
 }
 

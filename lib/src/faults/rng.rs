@@ -8,10 +8,12 @@ pub struct FaultRng {
 }
 
 impl FaultRng {
+    /// The generator whose sequence `seed` fixes.
     pub fn new(seed: u64) -> Self {
         FaultRng { state: seed }
     }
 
+    /// The next number of the sequence.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

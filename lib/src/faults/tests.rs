@@ -1,9 +1,6 @@
 use std::{collections::BTreeMap, time::Instant};
 
-use sozu_command_lib::{
-    request::{Fault, FixedAnswer},
-    response::FilteredMetric,
-};
+use sozu_command_lib::request::{Fault, FixedAnswer};
 
 use super::*;
 
@@ -129,8 +126,15 @@ fn connection_verdicts_of_each_kind() {
         json["name"] = "f".into();
         json["cluster_id"] = "api".into();
         let mut faults = set(&[fault(json)]);
-        assert_eq!(faults.connection(&route("api"), now).verdict, verdict);
+        let plan = faults.connection(&route("api"), now);
+        assert_eq!(plan.verdict, verdict);
+        assert_eq!(plan.is_clean(), verdict == ConnectionVerdict::Proxy);
     }
+    let mut redis = set(&[fault(serde_json::json!({
+        "name": "f", "cluster_id": "api", "type": "error", "protocol": "redis",
+    }))]);
+    let plan = redis.request(&route("api"), &GET, now);
+    assert!(plan.answer.is_none() && plan.labels.is_empty());
 }
 
 #[test]
