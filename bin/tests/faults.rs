@@ -226,3 +226,10 @@ fn sozu_chaos_proxies_with_its_behaviours_as_faults() {
     let _ = chaos.kill();
     let _ = chaos.wait();
 }
+
+#[test]
+fn the_lease_of_a_fault_of_the_configuration_file_starts_with_the_proxy() {
+    let proxy = Proxy::start(&format!("{CONFIG}ttl = 1\n"));
+    assert_eq!(names(&proxy), ["from-file"]);
+    assert!(wait_until(DEADLINE, || names(&proxy).is_empty()));
+}

@@ -21,6 +21,7 @@ use sozu_command_lib::{
         AggregatedMetrics, Event, EventKind, FaultInformation, FilteredMetric, Response,
         ResponseContent,
     },
+    state::ConfigState,
 };
 use sozu_lib::{faults::touched_metric, metrics::merge};
 
@@ -38,6 +39,18 @@ pub struct Leases {
 }
 
 impl Leases {
+    /// The leases of the faults of a state that arrives whole: each starts at `now`.
+    pub fn starting(state: &ConfigState, now: Instant) -> Self {
+        Leases {
+            ends: state
+                .faults
+                .values()
+                .filter_map(|fault| Some((fault.name.clone(), now.checked_add(fault.ttl?)?)))
+                .collect(),
+            expiring: BTreeSet::new(),
+        }
+    }
+
     /// When the next lease ends.
     pub fn next_end(&self) -> Option<Instant> {
         self.ends.values().min().copied()
@@ -210,6 +223,13 @@ mod tests {
             .proxy
             .insert(touched_metric("leased"), FilteredMetric::Count(12));
         let listed = fault_information(&faults, &leases, &metrics);
+        let state = ConfigState {
+            faults: faults.clone(),
+            ..ConfigState::default()
+        };
+        let now = Instant::now();
+        let started = Leases::starting(&state, now);
+        assert_eq!(started.next_end(), Some(now + Duration::from_secs(60)));
         assert_eq!(listed[0].fault.name, "leased");
         assert!(
             listed[0]

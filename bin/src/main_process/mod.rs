@@ -282,6 +282,8 @@ impl Main {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create a waker")?);
         let fleet = provider::Fleet::start(settings.etcd.as_ref(), waker.clone())
             .context("cannot start the etcd provider")?;
+        // A state that arrives whole (configuration, saved state, upgrade) starts its leases now.
+        let fault_leases = faults::Leases::starting(&state, Instant::now());
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -313,7 +315,7 @@ impl Main {
             dashboard: dashboard::Dashboard::default(),
             next_expiry_check: Instant::now(),
             fleet,
-            fault_leases: faults::Leases::default(),
+            fault_leases,
             toxiproxy: None,
         })
     }
