@@ -95,6 +95,7 @@ pub enum ResponseContent {
     RequestCounts(BTreeMap<String, u64>),
     MaxConnectionsPerIp(u64),
     HealthChecks(BTreeMap<String, HealthCheckConfig>),
+    Faults(Vec<FaultInformation>),
     Event(Event),
     /// Answers of each worker, by worker id, when they are not merged.
     WorkerResponses(BTreeMap<String, ResponseContent>),
@@ -341,6 +342,22 @@ pub enum EventKind {
     /// A backend removed with a `drain_timeout` still has sessions: how many, and how long
     /// until they are closed (the message says), once a second in each worker.
     BackendDraining,
+    /// A fault was added or replaced: injected failures start.
+    FaultStarted,
+    /// A fault's lease ran out: the main process removed it.
+    FaultExpired,
+    /// A fault was removed by an order.
+    FaultRemoved,
+}
+
+/// A fault as `LIST_FAULTS` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultInformation {
+    pub fault: crate::request::Fault,
+    /// Milliseconds until the lease ends; `None` for a fault without `ttl`.
+    pub remaining_ms: Option<u64>,
+    /// Connections and requests the fault acted on, summed over the workers.
+    pub touched: u64,
 }
 
 #[cfg(test)]

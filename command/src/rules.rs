@@ -16,11 +16,11 @@ use crate::{
     answer,
     hostname::{self, HostnameError},
     request::{
-        AddBackend, AddCertificate, CertificateAndKey, Cluster, FixedAnswer, H2Config, H2Patch,
-        HeaderEdit, HealthCheckConfig, Hsts, HttpFrontend, HttpListenerConfig, HttpListenerPatch,
-        HttpsListenerConfig, Order, PathRuleKind, RedirectPolicy, RemoveBackend,
-        ReplaceCertificate, TcpFrontend, TcpListenerConfig, TcpScript, TlsListenerConfig,
-        TlsListenerPatch, UpdateTcpListener,
+        AddBackend, AddCertificate, CertificateAndKey, Cluster, Effect, Fault, FaultTarget,
+        FixedAnswer, H2Config, H2Patch, HeaderEdit, HealthCheckConfig, Hsts, HttpFrontend,
+        HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, Order, PathRuleKind,
+        RedirectPolicy, RemoveBackend, ReplaceCertificate, TcpFrontend, TcpListenerConfig,
+        TcpScript, TlsListenerConfig, TlsListenerPatch, UpdateTcpListener,
     },
 };
 
@@ -29,6 +29,7 @@ use crate::{
 pub enum Unit {
     Seconds,
     Milliseconds,
+    Microseconds,
     Bytes,
     /// A plain count, or a code.
     None,
@@ -56,6 +57,7 @@ impl Bounds {
         let unit = match self.unit {
             Unit::Seconds => " seconds",
             Unit::Milliseconds => " milliseconds",
+            Unit::Microseconds => " microseconds",
             Unit::Bytes => " bytes",
             Unit::None => "",
         };
@@ -129,6 +131,21 @@ pub const SPLICE_PIPE_CAPACITY: Bounds = Bounds::new(0, 268_435_456, Unit::Bytes
 pub const INSPECT_BYTES: Bounds = Bounds::new(1, 1_048_576, Unit::Bytes);
 /// The longest routing script's source, in bytes.
 const MAX_SCRIPT: usize = 1_048_576;
+
+/// The lease of a fault: at most a week, so that a forgotten fault ends by itself.
+pub const FAULT_TTL: Bounds = Bounds::new(1, 604_800, Unit::Seconds);
+/// The delays and timeouts of a fault: below 2^31 milliseconds, as every timeout.
+pub const FAULT_MILLISECONDS: Bounds = Bounds::new(0, 2_147_483_647, Unit::Milliseconds);
+/// The delay between the slices of a `slicer` fault.
+pub const FAULT_MICROSECONDS: Bounds = Bounds::new(0, 2_147_483_647, Unit::Microseconds);
+/// The rate of a `bandwidth` fault, in kilobytes per second (up to 100 GB/s).
+pub const FAULT_RATE: Bounds = Bounds::new(1, 100_000_000, Unit::None);
+/// The average slice of a `slicer` fault.
+pub const FAULT_SLICE: Bounds = Bounds::new(1, 16_777_216, Unit::Bytes);
+/// The bytes a `limit_data` fault lets through (up to 1 PB).
+pub const FAULT_BYTES: Bounds = Bounds::new(0, 1_000_000_000_000_000, Unit::Bytes);
+/// The failures of a `transient` fault.
+pub const FAULT_COUNT: Bounds = Bounds::new(1, 1_000_000_000, Unit::None);
 
 /// Which bytes a text may hold, and how long it may be.
 #[derive(Debug, Clone, Copy)]
@@ -588,6 +605,86 @@ impl Checker {
         Ok(())
     }
 
+    fn fault(&self, fault: &Fault) -> Result<(), InvalidField> {
+        self.text("name", &fault.name, &IDENTIFIER)?;
+        match &fault.target {
+            FaultTarget::Cluster { cluster_id } => {
+                self.text("cluster_id", cluster_id, &IDENTIFIER)?;
+            }
+            FaultTarget::Backend {
+                cluster_id,
+                backend_id,
+            } => {
+                self.text("cluster_id", cluster_id, &IDENTIFIER)?;
+                self.text("backend_id", backend_id, &IDENTIFIER)?;
+            }
+            FaultTarget::Frontend { hostname, .. } => {
+                if let Some(hostname) = hostname {
+                    hostname::parse_pattern(hostname).map_err(|error| {
+                        self.invalid("hostname", excerpt(hostname), hostname_rule(&error))
+                    })?;
+                }
+            }
+        }
+        let probability = fault.probability.0;
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(self.invalid(
+                "probability",
+                probability.to_string(),
+                "a number from 0 to 1",
+            ));
+        }
+        if let Some(ttl) = fault.ttl {
+            self.seconds("ttl", ttl, &FAULT_TTL)?;
+        }
+        if let Some(prefix) = &fault.selector.path_prefix {
+            self.text("path_prefix", prefix, &PATH_RULE)?;
+        }
+        if let Some(header) = &fault.selector.header {
+            self.text("header", &header.name, &TOKEN)?;
+            self.text("header", &header.value, &HEADER_VALUE)?;
+        }
+        self.effect(&fault.effect)
+    }
+
+    fn effect(&self, effect: &Effect) -> Result<(), InvalidField> {
+        let millis = |field, duration: &Duration| {
+            let value = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+            self.number(field, value, &FAULT_MILLISECONDS)
+        };
+        match effect {
+            Effect::Latency { latency, jitter } => {
+                millis("latency", latency)?;
+                millis("jitter", jitter)
+            }
+            Effect::Bandwidth { rate } => self.number("rate", *rate, &FAULT_RATE),
+            Effect::SlowClose { delay } | Effect::HttpDelay { delay } => millis("delay", delay),
+            Effect::Timeout { timeout } | Effect::ResetPeer { timeout } => {
+                millis("timeout", timeout)
+            }
+            Effect::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            } => {
+                self.number("average_size", *average_size, &FAULT_SLICE)?;
+                if size_variation >= average_size {
+                    return Err(self.invalid(
+                        "size_variation",
+                        size_variation.to_string(),
+                        format!("less than average_size ({average_size})"),
+                    ));
+                }
+                let delay = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+                self.number("delay", delay, &FAULT_MICROSECONDS)
+            }
+            Effect::LimitData { bytes } => self.number("bytes", *bytes, &FAULT_BYTES),
+            Effect::Transient { count } => self.number("count", *count, &FAULT_COUNT),
+            Effect::HttpError(answer) => self.fixed_answer(answer),
+            Effect::Blackout | Effect::Down | Effect::Error { .. } => Ok(()),
+        }
+    }
+
     fn tcp_frontend(&self, frontend: &TcpFrontend) -> Result<(), InvalidField> {
         self.text("cluster_id", &frontend.cluster_id, &IDENTIFIER)?;
         self.tags(&frontend.tags)?;
@@ -804,6 +901,9 @@ impl Checker {
             Order::SetHealthCheck(set) => {
                 self.text("cluster_id", &set.cluster_id, &IDENTIFIER)?;
                 self.within("health_check", |c| c.health_check(&set.health_check))
+            }
+            Order::AddFault(add) | Order::UpdateFault(add) => {
+                self.within("fault", |c| c.fault(&add.fault))
             }
             // Removals name what exists: the state refuses what it lacks.
             _ => Ok(()),

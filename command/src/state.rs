@@ -19,7 +19,7 @@ use crate::{
     certificate::{self, CertificateError, CertificateFacts},
     request::{
         AddBackend, AddCertificate, CertificateAndKey, CertificateFilters, Cluster, ClusterId,
-        ConnectionLimit, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
+        ConnectionLimit, Fault, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
         HttpListenerPatch, HttpsListenerConfig, ListenerAddress, ListenerType, Order,
         RemoveBackend, RemoveCertificate, ReplaceCertificate, SetHealthCheck, TcpFrontend,
         TcpListenerConfig, TcpRule, TlsListenerPatch, UpdateHttpListener, UpdateHttpsListener,
@@ -70,6 +70,8 @@ pub struct ConfigState {
     pub certificates: BTreeMap<SocketAddr, BTreeMap<Fingerprint, CertificateState>>,
     /// The global cap on connections from one client address to one cluster; 0 is no cap.
     pub max_connections_per_ip: u64,
+    /// Faults by name (see [`faults`]).
+    pub faults: BTreeMap<String, Fault>,
 }
 
 /// Why an order was refused. The message names what is wrong.
@@ -128,6 +130,12 @@ pub enum StateError {
         address: SocketAddr,
         fingerprint: Fingerprint,
     },
+    #[error("a fault `{0}` already exists")]
+    FaultExists(String),
+    #[error("no fault `{0}`")]
+    NoFault(String),
+    #[error("no listener on {0} for the fault's frontend")]
+    NoFaultListener(SocketAddr),
     #[error("no certificate {fingerprint} on {address}")]
     NoCertificate {
         address: SocketAddr,
@@ -184,6 +192,13 @@ impl ConfigState {
                 self.cluster_mut(&id.cluster_id)?.health_check = None;
                 Ok(())
             }
+            Order::AddFault(add) => self.add_fault(&add.fault),
+            Order::UpdateFault(update) => self.update_fault(&update.fault),
+            Order::RemoveFault(fault) => self.remove_fault(&fault.name),
+            Order::ResetFaults => {
+                self.faults.clear();
+                Ok(())
+            }
             other => Err(StateError::NotAStateChange {
                 order: other.name(),
             }),
@@ -228,6 +243,7 @@ impl ConfigState {
         }
         self.tcp_frontends
             .retain(|_, frontends| !frontends.is_empty());
+        self.remove_cluster_faults(cluster_id);
         Ok(())
     }
 
@@ -544,6 +560,7 @@ impl ConfigState {
                 self.tcp_frontends.remove(&address);
             }
         }
+        self.remove_listener_faults(address);
         Ok(())
     }
 
@@ -621,6 +638,7 @@ impl ConfigState {
     /// removed, so a listener that keeps serving never lacks a certificate.
     pub fn diff(&self, target: &ConfigState) -> Vec<Order> {
         let mut orders = Vec::new();
+        self.diff_removed_faults(target, &mut orders);
         self.diff_removed_frontends(target, &mut orders);
         self.diff_removed_backends(target, &mut orders);
         for cluster_id in self.clusters.keys() {
@@ -667,6 +685,7 @@ impl ConfigState {
                 max_connections_per_ip: target.max_connections_per_ip,
             }));
         }
+        self.diff_added_faults(target, &mut orders);
         orders
     }
 
@@ -982,5 +1001,6 @@ pub enum LoadError {
     },
 }
 
+mod faults;
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,7 @@
 
 pub mod access_log;
 pub mod backends;
+pub mod faults;
 pub mod health;
 pub mod https;
 pub mod load_balancing;

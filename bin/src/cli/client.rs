@@ -19,8 +19,8 @@ use sozu_command_lib::{
 };
 
 use super::{
-    Cli, Command, backend, certificate, cluster, connection_limit, frontend, listener, metrics,
-    processes, registration, state,
+    Cli, Command, backend, certificate, cluster, connection_limit, fault, frontend, listener,
+    metrics, processes, registration, state,
 };
 
 /// Where Sōzu looks for its configuration when no `-c` is given.
@@ -95,11 +95,13 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Certificate { command } => certificate::run(&mut client, command),
         Command::ConnectionLimit { command } => connection_limit::run(&mut client, command),
         Command::Registration { command } => registration::run(&mut client, command),
+        Command::Fault { command } => fault::run(&mut client, command),
         Command::Start
         | Command::Worker(_)
         | Command::Main(_)
         | Command::Config { .. }
         | Command::Top(_)
+        | Command::Chaos(_)
         | Command::Fleet { .. } => {
             bail!("this subcommand does not talk to a running proxy")
         }

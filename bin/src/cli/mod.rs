@@ -8,11 +8,13 @@
 
 mod backend;
 mod certificate;
+mod chaos;
 mod client;
 mod cluster;
 mod config_check;
 mod connection_limit;
 mod content;
+mod fault;
 mod fleet;
 mod fleet_export;
 mod frontend;
@@ -147,6 +149,14 @@ pub enum Command {
         #[command(subcommand)]
         command: connection_limit::ConnectionLimitCommand,
     },
+    /// Faults injected on live routes: latency, bandwidth, resets, hangs, HTTP errors…
+    Fault {
+        #[command(subcommand)]
+        command: fault::FaultCommand,
+    },
+    /// Vaurien's one command: proxy --proxy to --backend with faults given as --behavior
+    /// PERCENT:NAME, and a command socket of its own.
+    Chaos(chaos::ChaosArgs),
     /// A live view in the terminal: workers, listeners, clusters, backends and events,
     /// refreshed every second. Keys: q quits, s sorts, / filters, arrows select.
     Top(top::TopArgs),
@@ -180,6 +190,7 @@ pub fn run() -> ExitCode {
             command: ConfigCommand::Check,
         } => config_check::run(&cli),
         Command::Top(args) => top::run(&cli, args),
+        Command::Chaos(args) => chaos::run(args),
         Command::Fleet { command } => fleet::run(&cli, command),
         command => client::run(&cli, command),
     }
@@ -388,6 +399,45 @@ mod tests {
             &["sozu", "top", "--refresh-ms", "500"],
             &["sozu", "connection-limit", "set", "10"],
             &["sozu", "registration", "list", "--json"],
+            &[
+                "sozu",
+                "fault",
+                "add",
+                "-n",
+                "slow",
+                "-i",
+                "api",
+                "--type",
+                "latency",
+                "--latency",
+                "200",
+                "--ttl",
+                "60",
+            ],
+            &[
+                "sozu",
+                "fault",
+                "update",
+                "-n",
+                "slow",
+                "--probability",
+                "0.5",
+            ],
+            &["sozu", "fault", "remove", "-n", "slow"],
+            &["sozu", "fault", "list"],
+            &["sozu", "fault", "reset"],
+            &[
+                "sozu",
+                "chaos",
+                "--proxy",
+                "127.0.0.1:8000",
+                "--backend",
+                "127.0.0.1:80",
+                "--behavior",
+                "20:delay,10:error",
+                "--protocol",
+                "http",
+            ],
             &["sozu", "upgrade", "--worker", "1"],
             &["sozu", "shutdown", "--hard"],
             &["sozu", "-c", "c.toml", "fleet", "status", "--json"],

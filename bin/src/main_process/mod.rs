@@ -11,6 +11,7 @@
 
 mod command_server;
 mod dashboard;
+mod faults;
 mod listeners;
 mod orders;
 mod prometheus;
@@ -20,6 +21,7 @@ mod registration;
 mod settings;
 mod signals;
 mod tasks;
+mod toxiproxy;
 mod upgrade;
 mod workers;
 
@@ -81,6 +83,10 @@ enum Owner {
     Worker(u32),
     /// A connection to the Prometheus endpoint.
     Scrape(u64),
+    /// The listener of the Toxiproxy-compatible API.
+    ToxiproxyListener,
+    /// A connection to the Toxiproxy-compatible API.
+    Toxiproxy(u64),
 }
 
 /// A stop in progress: workers were told to stop; the main process exits once they are gone.
@@ -147,6 +153,9 @@ pub struct Main {
     fleet: Option<provider::Fleet>,
     /// Services' registrations and the registration socket.
     registrations: registration::Registrations,
+    fault_leases: faults::Leases,
+    /// The Toxiproxy-compatible API, when `[toxiproxy]` is set.
+    toxiproxy: Option<toxiproxy::ToxiproxyApi>,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -206,6 +215,7 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
     main.open_registration_socket();
+    main.serve_toxiproxy();
     main.write_pid_file();
     // Every worker starts at once; the state's orders are built once for all.
     let ids: Vec<u32> = (0..main.desired_workers)
@@ -278,6 +288,8 @@ impl Main {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create a waker")?);
         let fleet = provider::Fleet::start(settings.etcd.as_ref(), waker.clone())
             .context("cannot start the etcd provider")?;
+        // A state that arrives whole (configuration, saved state, upgrade) starts its leases now.
+        let fault_leases = faults::Leases::starting(&state, Instant::now());
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -310,6 +322,8 @@ impl Main {
             next_expiry_check: Instant::now(),
             fleet,
             registrations: registration::Registrations::default(),
+            fault_leases,
+            toxiproxy: None,
         })
     }
 
@@ -344,6 +358,8 @@ impl Main {
                         }
                         Some(Owner::Worker(id)) => self.worker_ready(id, event.is_writable()),
                         Some(Owner::Scrape(id)) => self.scrape_ready(id),
+                        Some(Owner::ToxiproxyListener) => self.accept_toxiproxy(),
+                        Some(Owner::Toxiproxy(id)) => self.toxiproxy_ready(id),
                         None => {}
                     },
                 }
@@ -388,6 +404,8 @@ impl Main {
             .chain(self.next_scrape_deadline())
             .chain(std::iter::once(self.next_expiry_check))
             .chain(self.registrations.next_deadline())
+            .chain(self.fault_leases.next_end())
+            .chain(self.next_toxiproxy_deadline())
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -403,6 +421,7 @@ impl Main {
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         self.close_late_scrapes(now);
+        self.close_late_toxiproxy(now);
         if now >= self.next_expiry_check {
             self.next_expiry_check = now + EXPIRY_CHECK_INTERVAL;
             for event in self.expiring_certificates() {
@@ -417,6 +436,7 @@ impl Main {
         self.stop_retired_workers(now);
         self.restart_pending_workers(now);
         self.check_registrations(now);
+        self.expire_faults(now);
         let expired: Vec<u64> = self
             .tasks
             .iter()

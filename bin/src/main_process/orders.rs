@@ -88,6 +88,7 @@ impl Main {
                 let limit = self.state.max_connections_per_ip;
                 self.reply(&to, answer(ResponseContent::MaxConnectionsPerIp(limit)));
             }
+            Order::ListFaults => self.list_faults(to),
             Order::QueryHealthChecks(filter) => {
                 let checks = queries::health_checks(&self.state, filter.cluster_id.as_deref());
                 self.reply(&to, answer(ResponseContent::HealthChecks(checks)));
@@ -178,11 +179,7 @@ impl Main {
     /// Refuses a change while the proxy stops, or while the state is handed to a new main
     /// process (which gets it as it was). Returns whether it refused.
     pub(super) fn refuse_while_stopping(&mut self, to: &Option<ClientRef>) -> bool {
-        let refusal = if self.stop.is_some() {
-            "sozu is stopping"
-        } else if self.is_handing_over() {
-            "an upgrade of the main process is in progress: try again when it ends"
-        } else {
+        let Some(refusal) = self.change_refusal() else {
             return false;
         };
         match to {
@@ -190,6 +187,37 @@ impl Main {
             None => warn!("refused: {refusal}"),
         }
         true
+    }
+
+    /// Why no change is taken now, if so.
+    fn change_refusal(&self) -> Option<&'static str> {
+        if self.stop.is_some() {
+            Some("sozu is stopping")
+        } else if self.is_handing_over() {
+            Some("an upgrade of the main process is in progress: try again when it ends")
+        } else {
+            None
+        }
+    }
+
+    /// Orders that change the state, all or none, for a caller that follows the workers
+    /// itself (the Toxiproxy API): returns the workers to send them to, or why they are
+    /// refused.
+    pub(super) fn apply_changes(
+        &mut self,
+        orders: Vec<Order>,
+    ) -> Result<(Vec<u32>, Vec<Order>), String> {
+        if let Some(refusal) = self.change_refusal() {
+            return Err(refusal.to_string());
+        }
+        let mut next = self.state.clone();
+        for order in &orders {
+            apply_order(&mut next, order)
+                .map_err(|error| format!("{order} is refused: {error}"))?;
+        }
+        self.state = next;
+        self.committed(&orders);
+        Ok((self.serving_workers(), orders))
     }
 
     /// One order of a client that changes the state. A certificate it brings is judged
@@ -242,8 +270,8 @@ impl Main {
         true
     }
 
-    /// Orders the main state accepted: forget sockets of listeners that stop, save the state
-    /// if asked to, and pass the orders to every serving worker.
+    /// Orders the main state accepted: what follows every change ([`Main::committed`]), then
+    /// the orders go to every serving worker.
     fn commit(&mut self, to: Option<ClientRef>, orders: Vec<Order>, what: String) {
         let purpose = Purpose::Change { what: what.clone() };
         self.commit_as(to, orders, what, purpose);
@@ -257,14 +285,7 @@ impl Main {
         what: String,
         purpose: Purpose,
     ) {
-        for order in &orders {
-            if let Order::DeactivateListener(ListenerAddress { address, .. })
-            | Order::RemoveListener(ListenerAddress { address, .. }) = order
-            {
-                self.listeners.forget(*address);
-            }
-        }
-        self.save_automatically();
+        self.committed(&orders);
         let targets = self.serving_workers();
         if targets.is_empty() && matches!(purpose, Purpose::Change { .. }) {
             if let Some(to) = &to {
@@ -279,6 +300,20 @@ impl Main {
         }
         let task = Task::new(purpose, to, self.settings.worker_timeout);
         self.start_task(task, &targets, &orders);
+    }
+
+    /// What follows every change the main state took: forget the sockets of listeners that
+    /// stop, keep fault leases, save the state if asked to.
+    fn committed(&mut self, orders: &[Order]) {
+        for order in orders {
+            if let Order::DeactivateListener(ListenerAddress { address, .. })
+            | Order::RemoveListener(ListenerAddress { address, .. }) = order
+            {
+                self.listeners.forget(*address);
+            }
+        }
+        self.faults_committed(orders);
+        self.save_automatically();
     }
 
     fn save_automatically(&mut self) {
@@ -491,6 +526,7 @@ impl Main {
             }
             Purpose::Change { what } => change_response(&task, what),
             Purpose::Status => self.status_response(&task),
+            Purpose::Faults => self.faults_response(&task),
             Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
             Purpose::Forward { note } => forward_response(&task, note.as_deref()),
             Purpose::Metrics {
@@ -498,6 +534,10 @@ impl Main {
                 workers,
                 histograms,
             } => metrics_response(&task, *list, *workers, *histograms),
+            Purpose::Toxiproxy { connection, answer } => {
+                self.finish_toxiproxy(*connection, answer, &task);
+                return;
+            }
             Purpose::Scrape { scrape } => {
                 self.answer_scrape(*scrape, &task);
                 return;

@@ -32,6 +32,9 @@ pub struct Settings {
     /// Where the Prometheus endpoint listens, and the prefix of its metric names.
     pub prometheus_address: Option<std::net::SocketAddr>,
     pub metrics_prefix: String,
+    /// `[toxiproxy] address`: where the Toxiproxy-compatible API listens.
+    #[serde(default)]
+    pub toxiproxy_address: Option<std::net::SocketAddr>,
     pub worker: WorkerSettings,
     /// `[provider.etcd]`.
     #[serde(default)]
@@ -76,6 +79,7 @@ impl Settings {
                 .metrics
                 .as_ref()
                 .and_then(|metrics| metrics.prometheus_address),
+            toxiproxy_address: config.toxiproxy,
             metrics_prefix: config
                 .metrics
                 .as_ref()

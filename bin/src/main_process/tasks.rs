@@ -43,6 +43,13 @@ pub enum Purpose {
         workers: bool,
         histograms: bool,
     },
+    /// `LIST_FAULTS`: the faults of the main state, with the workers' touched counters.
+    Faults,
+    /// A request of the Toxiproxy API: `answer` once every worker applied its change.
+    Toxiproxy {
+        connection: u64,
+        answer: super::toxiproxy::api::Answer,
+    },
     /// A Prometheus scrape.
     Scrape { scrape: u64 },
     /// The figures of the dashboard's page.

@@ -665,6 +665,7 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
     let mut main = Main::new(handover.settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
     main.open_registration_socket();
+    main.serve_toxiproxy();
     main.next_worker_id = handover.next_worker_id;
     main.desired_workers = handover.desired_workers;
     main.log_filter = handover.log_filter;

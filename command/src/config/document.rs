@@ -523,6 +523,17 @@ impl<'t, 'i> Field<'t, 'i> {
         }
     }
 
+    /// The value read by its serde form, for values whose form is shared with an order; the
+    /// error says what was `expected` and why the value is not that.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(
+        self,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        use serde::de::IntoDeserializer;
+        T::deserialize(self.value.clone().into_deserializer())
+            .map_err(|error| self.invalid(format!("{expected}: {}", error.message())))
+    }
+
     /// The start of the value in the file, to sort values in file order.
     pub fn offset(&self) -> usize {
         self.value.span().start

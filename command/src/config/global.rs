@@ -65,6 +65,8 @@ pub(super) const KEYS: &[&str] = &[
     "basic_auth_max_credential_bytes",
     "splice_pipe_capacity_bytes",
     "metrics",
+    "toxiproxy",
+    "faults",
     "provider",
     "registration",
     "listeners",
@@ -205,6 +207,10 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     let splice_pipe_capacity = loader.or(splice_pipe_capacity, 0);
     let metrics = top.field("metrics").map(|field| metrics(loader, field));
     let metrics = metrics.and_then(|metrics| loader.keep(metrics));
+    let toxiproxy = top
+        .field("toxiproxy")
+        .map(|field| super::faults::toxiproxy(loader, field));
+    let toxiproxy = toxiproxy.and_then(|address| loader.keep(address));
 
     Config {
         command_socket,
@@ -235,6 +241,7 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         disable_cluster_metrics,
         splice_pipe_capacity,
         metrics,
+        toxiproxy,
         etcd: None,
         registration: super::RegistrationConfig::default(),
         listeners: Vec::new(),
@@ -242,6 +249,7 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         backends: Vec::new(),
         certificates: Vec::new(),
         frontends: Vec::new(),
+        faults: Vec::new(),
     }
 }
 

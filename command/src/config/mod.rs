@@ -16,6 +16,7 @@ mod cluster;
 mod content;
 mod document;
 mod error;
+mod faults;
 mod files;
 mod frontend;
 mod global;
@@ -33,6 +34,7 @@ use std::{
     time::Duration,
 };
 
+pub use self::faults::DEFAULT_TOXIPROXY_ADDRESS;
 use self::{
     document::{Document, Table},
     files::Files,
@@ -44,7 +46,9 @@ pub use self::{
     provider::EtcdProvider,
     registration::RegistrationConfig,
 };
-use crate::request::{AddBackend, AddCertificate, Cluster, ConnectionLimit, Order};
+use crate::request::{
+    AddBackend, AddCertificate, AddFault, Cluster, ConnectionLimit, Fault, Order,
+};
 
 /// A parsed configuration file: the settings of the main process and the workers, and the
 /// routing state to build at start.
@@ -102,6 +106,8 @@ pub struct Config {
     /// Capacity of the kernel pipes of spliced TCP listeners, in bytes; 0 keeps the kernel's.
     pub splice_pipe_capacity: usize,
     pub metrics: Option<MetricsConfig>,
+    /// `[toxiproxy]`: where the Toxiproxy-compatible API is served; off when `None`.
+    pub toxiproxy: Option<SocketAddr>,
     /// `[provider.etcd]`: the etcd cluster this node takes routing from, if any.
     pub etcd: Option<EtcdProvider>,
     /// `[registration]`: registrations of services and the registration socket.
@@ -114,6 +120,8 @@ pub struct Config {
     /// SNI certificates of HTTPS frontends, one per listener and certificate file.
     pub certificates: Vec<AddCertificate>,
     pub frontends: Vec<Frontend>,
+    /// `[[faults]]`, added after everything they may name.
+    pub faults: Vec<Fault>,
 }
 
 /// Where logs go.
@@ -242,6 +250,10 @@ impl Config {
         let mut routing = frontend::Routing::new(&listeners);
         let (clusters, backends) = cluster::read_all(&mut loader, &mut top, &mut routing);
         frontend::read_top_level(&mut loader, &mut top, &mut routing);
+        let faults = top
+            .field("faults")
+            .map(|field| faults::read_all(&mut loader, field))
+            .unwrap_or_default();
         loader.keep(top.unused());
         if let Some(errors) = ConfigErrors::new(loader.errors) {
             return Err(errors);
@@ -252,13 +264,14 @@ impl Config {
         config.backends = backends;
         config.certificates = certificates;
         config.frontends = frontends;
+        config.faults = faults;
         let mut warnings = loader.warnings;
         warnings.sort_by_key(|warning| warning.line);
         Ok((config, warnings))
     }
 
     /// The orders that build this configuration's routing state from empty: listeners, their
-    /// activation, clusters, backends, certificates, frontends, then the connection limit.
+    /// activation, clusters, backends, certificates, frontends, the connection limit, then the faults.
     pub fn orders(&self) -> Vec<Order> {
         let activations = if self.activate_listeners {
             self.listeners.len()
@@ -272,6 +285,7 @@ impl Config {
                 + self.backends.len()
                 + self.certificates.len()
                 + self.frontends.len()
+                + self.faults.len()
                 + 1,
         );
         orders.extend(self.listeners.iter().map(Listener::add_order));
@@ -291,6 +305,12 @@ impl Config {
                 max_connections_per_ip: self.max_connections_per_ip,
             }));
         }
+        orders.extend(
+            self.faults
+                .iter()
+                .cloned()
+                .map(|fault| Order::AddFault(AddFault { fault })),
+        );
         orders
     }
 }

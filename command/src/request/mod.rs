@@ -13,6 +13,7 @@ mod backend;
 mod certificate;
 mod cluster;
 mod content;
+mod fault;
 mod frontend;
 mod h2;
 mod listener;
@@ -29,6 +30,7 @@ pub use backend::*;
 pub use certificate::*;
 pub use cluster::*;
 pub use content::*;
+pub use fault::*;
 pub use frontend::*;
 pub use h2::*;
 pub use listener::*;
@@ -95,6 +97,13 @@ pub enum Order {
     SetHealthCheck(SetHealthCheck),
     RemoveHealthCheck(ClusterId),
 
+    // Faults.
+    AddFault(AddFault),
+    UpdateFault(AddFault),
+    RemoveFault(FaultName),
+    /// Removes every fault.
+    ResetFaults,
+
     // Queries.
     Status,
     ListWorkers,
@@ -109,6 +118,7 @@ pub enum Order {
     QueryMaxConnectionsPerIp,
     QueryHealthChecks(HealthCheckFilter),
     CountRequests,
+    ListFaults,
 
     // Processes, state and logging.
     SaveState(StatePath),
@@ -160,6 +170,10 @@ impl Order {
                 | Order::SetMaxConnectionsPerIp(_)
                 | Order::SetHealthCheck(_)
                 | Order::RemoveHealthCheck(_)
+                | Order::AddFault(_)
+                | Order::UpdateFault(_)
+                | Order::RemoveFault(_)
+                | Order::ResetFaults
         )
     }
 
@@ -200,6 +214,11 @@ impl Order {
             Order::SetMaxConnectionsPerIp(_) => "SET_MAX_CONNECTIONS_PER_IP",
             Order::SetHealthCheck(_) => "SET_HEALTH_CHECK",
             Order::RemoveHealthCheck(_) => "REMOVE_HEALTH_CHECK",
+            Order::AddFault(_) => "ADD_FAULT",
+            Order::UpdateFault(_) => "UPDATE_FAULT",
+            Order::RemoveFault(_) => "REMOVE_FAULT",
+            Order::ResetFaults => "RESET_FAULTS",
+            Order::ListFaults => "LIST_FAULTS",
             Order::Status => "STATUS",
             Order::ListWorkers => "LIST_WORKERS",
             Order::ListFrontends(_) => "LIST_FRONTENDS",

@@ -1,0 +1,930 @@
+//! Faults: injected failures (latency, bandwidth limits, resets, hangs, truncation, slicing,
+//! HTTP error answers) attached by order to a cluster, a backend or a frontend.
+//!
+//! A [`Fault`] is written the same way in the configuration file (`[[faults]]`) and in the
+//! `fault` field of the `ADD_FAULT` and `UPDATE_FAULT` orders: flat keys, `type` naming the
+//! effect and the effect's own parameters beside the common ones (`name`, the target,
+//! `direction`, `probability`, the HTTP selector, `ttl`, `seed`). [`RawFault`] is that wire
+//! form; turning it into a [`Fault`] refuses an unknown type, a parameter the type does not
+//! take, a negative number or a missing target, naming it. Ranges are checked by
+//! [`crate::rules`], as for every order.
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{FixedAnswer, UnknownName, parse_name};
+
+/// One fault: what it does, to which traffic, how often, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawFault", into = "RawFault")]
+pub struct Fault {
+    /// Unique among the faults of the proxy; shown in access logs and metrics (`fault="…"`).
+    pub name: String,
+    pub target: FaultTarget,
+    pub effect: Effect,
+    pub direction: Direction,
+    /// The share of connections (TCP) or requests (HTTP) the fault applies to.
+    pub probability: Probability,
+    /// Which HTTP requests the fault applies to; every one when empty.
+    pub selector: Selector,
+    /// The lease: the fault removes itself this long after it was added or last renewed.
+    pub ttl: Option<Duration>,
+    /// Makes the fault's random choices (probability, jitter, slice sizes) reproducible.
+    pub seed: Option<u64>,
+}
+
+/// What a fault is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FaultTarget {
+    /// Every connection and request routed to the cluster.
+    Cluster { cluster_id: String },
+    /// Connections to one backend of a cluster, matched by its id.
+    Backend {
+        cluster_id: String,
+        backend_id: String,
+    },
+    /// Connections accepted on a listener, and for HTTP only requests for `hostname` if set.
+    Frontend {
+        address: SocketAddr,
+        hostname: Option<String>,
+    },
+}
+
+impl FaultTarget {
+    /// The cluster the fault is attached to, or through its backend.
+    pub fn cluster_id(&self) -> Option<&str> {
+        match self {
+            FaultTarget::Cluster { cluster_id } | FaultTarget::Backend { cluster_id, .. } => {
+                Some(cluster_id)
+            }
+            FaultTarget::Frontend { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for FaultTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultTarget::Cluster { cluster_id } => write!(f, "cluster {cluster_id}"),
+            FaultTarget::Backend {
+                cluster_id,
+                backend_id,
+            } => write!(f, "backend {cluster_id}/{backend_id}"),
+            FaultTarget::Frontend {
+                address,
+                hostname: None,
+            } => write!(f, "frontend {address}"),
+            FaultTarget::Frontend {
+                address,
+                hostname: Some(hostname),
+            } => write!(f, "frontend {address} {hostname}"),
+        }
+    }
+}
+
+/// Which way of the traffic a fault acts on: towards the backend (`upstream`), towards the
+/// client (`downstream`), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Upstream,
+    /// As Toxiproxy's toxics, a fault acts on the answers unless told otherwise.
+    #[default]
+    Downstream,
+    Both,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::Upstream, Direction::Downstream, Direction::Both];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Upstream => "upstream",
+            Direction::Downstream => "downstream",
+            Direction::Both => "both",
+        }
+    }
+
+    /// Whether the fault acts on bytes going towards the backend.
+    pub fn is_upstream(self) -> bool {
+        matches!(self, Direction::Upstream | Direction::Both)
+    }
+
+    /// Whether the fault acts on bytes going towards the client.
+    pub fn is_downstream(self) -> bool {
+        matches!(self, Direction::Downstream | Direction::Both)
+    }
+}
+
+impl FromStr for Direction {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_name(s, &Self::ALL, Direction::name)
+    }
+}
+
+/// A probability, from 0 to 1 when checked by [`crate::rules`].
+///
+/// Compared and hashed by its bits, so that a fault can live in the routing state, which is
+/// compared for equality (two NaNs are equal here, and [`crate::rules`] refuses them anyway).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Probability(pub f64);
+
+impl Probability {
+    pub const ALWAYS: Probability = Probability(1.0);
+}
+
+impl Default for Probability {
+    fn default() -> Self {
+        Probability::ALWAYS
+    }
+}
+
+impl PartialEq for Probability {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Probability {}
+
+impl std::hash::Hash for Probability {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// Which HTTP requests a fault applies to: all of the conditions set must hold. TCP traffic
+/// is selected by `source` only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Selector {
+    /// The request path starts with this.
+    pub path_prefix: Option<String>,
+    /// The request has this header with this value (the name compared without case).
+    pub header: Option<HeaderMatch>,
+    /// The client address is in this network.
+    pub source: Option<Network>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.path_prefix.is_none() && self.header.is_none() && self.source.is_none()
+    }
+}
+
+/// A header field a request must carry, written `name=value`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: String,
+}
+
+impl FromStr for HeaderMatch {
+    type Err = FaultError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => Ok(HeaderMatch {
+                name: name.trim().to_string(),
+                value: value.trim().to_string(),
+            }),
+            _ => Err(FaultError::Header(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for HeaderMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.value)
+    }
+}
+
+/// An IP network written `address/prefix` (`10.0.0.0/8`), or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Network {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Whether `address` is in the network. An IPv4 address mapped into IPv6 is compared as
+    /// IPv4.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.address, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32u32.saturating_sub(self.prefix.into()))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(self.prefix.into()))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Network {
+    type Err = FaultError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || FaultError::Network(s.to_string());
+        let (address, prefix) = match s.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (s, None),
+        };
+        let address: IpAddr = address.trim().parse().map_err(|_| invalid())?;
+        let longest = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix.trim().parse().map_err(|_| invalid())?,
+            None => longest,
+        };
+        if prefix > longest {
+            return Err(invalid());
+        }
+        Ok(Network { address, prefix })
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// Delays the data by `latency`, plus or minus up to `jitter`.
+    Latency { latency: Duration, jitter: Duration },
+    /// Moves at most `rate` kilobytes (1,000 bytes) per second.
+    Bandwidth { rate: u64 },
+    /// Delays the close by `delay`.
+    SlowClose { delay: Duration },
+    /// Stops all data, and closes after `timeout`; zero holds until the fault is removed.
+    Timeout { timeout: Duration },
+    /// Resets the connection (RST) after `timeout`.
+    ResetPeer { timeout: Duration },
+    /// Cuts the data into slices of about `average_size` bytes (± `size_variation`), with
+    /// `delay` between them.
+    Slicer {
+        average_size: u64,
+        size_variation: u64,
+        delay: Duration,
+    },
+    /// Closes the connection once `bytes` bytes went through.
+    LimitData { bytes: u64 },
+    /// Accepts, then closes at once.
+    Blackout,
+    /// Refuses: the listener side answers as if no backend were up.
+    Down,
+    /// The next `count` connections or requests fail, then the fault lets everything through.
+    Transient { count: u64 },
+    /// HTTP: answers this without contacting the backend.
+    HttpError(FixedAnswer),
+    /// HTTP: waits `delay` before forwarding the request (upstream) or relaying the response
+    /// (downstream).
+    HttpDelay { delay: Duration },
+    /// TCP: answers a well-formed error of `protocol`, then closes.
+    Error { protocol: ErrorProtocol },
+}
+
+/// The name of each kind of effect, as `type` writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    Latency,
+    Bandwidth,
+    SlowClose,
+    Timeout,
+    ResetPeer,
+    Slicer,
+    LimitData,
+    Blackout,
+    Down,
+    Transient,
+    HttpError,
+    HttpDelay,
+    Error,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 13] = [
+        FaultKind::Latency,
+        FaultKind::Bandwidth,
+        FaultKind::SlowClose,
+        FaultKind::Timeout,
+        FaultKind::ResetPeer,
+        FaultKind::Slicer,
+        FaultKind::LimitData,
+        FaultKind::Blackout,
+        FaultKind::Down,
+        FaultKind::Transient,
+        FaultKind::HttpError,
+        FaultKind::HttpDelay,
+        FaultKind::Error,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Latency => "latency",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::SlowClose => "slow_close",
+            FaultKind::Timeout => "timeout",
+            FaultKind::ResetPeer => "reset_peer",
+            FaultKind::Slicer => "slicer",
+            FaultKind::LimitData => "limit_data",
+            FaultKind::Blackout => "blackout",
+            FaultKind::Down => "down",
+            FaultKind::Transient => "transient",
+            FaultKind::HttpError => "http_error",
+            FaultKind::HttpDelay => "http_delay",
+            FaultKind::Error => "error",
+        }
+    }
+
+    /// The parameters an effect of this kind takes.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Latency => &["latency", "jitter"],
+            FaultKind::Bandwidth => &["rate"],
+            FaultKind::SlowClose | FaultKind::HttpDelay => &["delay"],
+            FaultKind::Timeout | FaultKind::ResetPeer => &["timeout"],
+            FaultKind::Slicer => &["average_size", "size_variation", "delay"],
+            FaultKind::LimitData => &["bytes"],
+            FaultKind::Blackout | FaultKind::Down => &[],
+            FaultKind::Transient => &["count"],
+            FaultKind::HttpError => &["status", "body", "headers"],
+            FaultKind::Error => &["protocol"],
+        }
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_name(s, &Self::ALL, FaultKind::name)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Effect {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Effect::Latency { .. } => FaultKind::Latency,
+            Effect::Bandwidth { .. } => FaultKind::Bandwidth,
+            Effect::SlowClose { .. } => FaultKind::SlowClose,
+            Effect::Timeout { .. } => FaultKind::Timeout,
+            Effect::ResetPeer { .. } => FaultKind::ResetPeer,
+            Effect::Slicer { .. } => FaultKind::Slicer,
+            Effect::LimitData { .. } => FaultKind::LimitData,
+            Effect::Blackout => FaultKind::Blackout,
+            Effect::Down => FaultKind::Down,
+            Effect::Transient { .. } => FaultKind::Transient,
+            Effect::HttpError(_) => FaultKind::HttpError,
+            Effect::HttpDelay { .. } => FaultKind::HttpDelay,
+            Effect::Error { .. } => FaultKind::Error,
+        }
+    }
+}
+
+/// The protocols whose errors the `error` fault answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorProtocol {
+    Http,
+    Redis,
+    Memcache,
+    Mysql,
+    Smtp,
+}
+
+impl ErrorProtocol {
+    pub const ALL: [ErrorProtocol; 5] = [
+        ErrorProtocol::Http,
+        ErrorProtocol::Redis,
+        ErrorProtocol::Memcache,
+        ErrorProtocol::Mysql,
+        ErrorProtocol::Smtp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorProtocol::Http => "http",
+            ErrorProtocol::Redis => "redis",
+            ErrorProtocol::Memcache => "memcache",
+            ErrorProtocol::Mysql => "mysql",
+            ErrorProtocol::Smtp => "smtp",
+        }
+    }
+}
+
+impl FromStr for ErrorProtocol {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_name(s, &Self::ALL, ErrorProtocol::name)
+    }
+}
+
+/// Why a fault as written is not a fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    #[error("unknown fault type: {0}")]
+    UnknownType(#[source] UnknownName),
+    #[error("`{parameter}` is not a parameter of a {kind} fault (it takes: {expected})")]
+    Parameter {
+        parameter: &'static str,
+        kind: FaultKind,
+        expected: String,
+    },
+    #[error("`{field}` is {value}: it must not be negative")]
+    Negative { field: &'static str, value: i64 },
+    #[error("a {kind} fault needs `{parameter}`")]
+    Missing {
+        parameter: &'static str,
+        kind: FaultKind,
+    },
+    #[error("a fault needs a target: `cluster_id` (and `backend_id`), or `frontend`")]
+    NoTarget,
+    #[error("a fault has one target: `cluster_id` (and `backend_id`), or `frontend`")]
+    TwoTargets,
+    #[error("`{0}` needs `{1}`")]
+    Requires(&'static str, &'static str),
+    #[error("invalid header selector `{0}`: expected name=value")]
+    Header(String),
+    #[error("invalid network `{0}`: expected an address, or address/prefix")]
+    Network(String),
+}
+
+/// The wire form of a [`Fault`], in orders and in the configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_id: Option<String>,
+    /// The address of the listener of a frontend target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default = "one")]
+    pub probability: f64,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// `name=value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// `address/prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<i64>,
+    /// Milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<i64>,
+    /// Kilobytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<i64>,
+    /// Milliseconds; microseconds for `slicer`, as Toxiproxy has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<i64>,
+    /// Milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_variation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Vec<(String, String)>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<ErrorProtocol>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The status of an `http_error` fault that names none.
+pub const DEFAULT_HTTP_ERROR_STATUS: u16 = 503;
+
+impl RawFault {
+    /// The parameters written, by name.
+    fn given_parameters(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("latency", self.latency.is_some()),
+            ("jitter", self.jitter.is_some()),
+            ("rate", self.rate.is_some()),
+            ("delay", self.delay.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("average_size", self.average_size.is_some()),
+            ("size_variation", self.size_variation.is_some()),
+            ("bytes", self.bytes.is_some()),
+            ("count", self.count.is_some()),
+            ("status", self.status.is_some()),
+            ("body", self.body.is_some()),
+            ("headers", self.headers.is_some()),
+            ("protocol", self.protocol.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+    }
+
+    fn target(&self) -> Result<FaultTarget, FaultError> {
+        match (&self.cluster_id, &self.backend_id, self.frontend) {
+            (Some(_), _, Some(_)) => Err(FaultError::TwoTargets),
+            (None, Some(_), _) => Err(FaultError::Requires("backend_id", "cluster_id")),
+            (Some(cluster_id), None, None) => {
+                if self.hostname.is_some() {
+                    return Err(FaultError::Requires("hostname", "frontend"));
+                }
+                Ok(FaultTarget::Cluster {
+                    cluster_id: cluster_id.clone(),
+                })
+            }
+            (Some(cluster_id), Some(backend_id), None) => {
+                if self.hostname.is_some() {
+                    return Err(FaultError::Requires("hostname", "frontend"));
+                }
+                Ok(FaultTarget::Backend {
+                    cluster_id: cluster_id.clone(),
+                    backend_id: backend_id.clone(),
+                })
+            }
+            (None, None, Some(address)) => Ok(FaultTarget::Frontend {
+                address,
+                hostname: self.hostname.clone(),
+            }),
+            (None, None, None) => Err(FaultError::NoTarget),
+        }
+    }
+
+    fn effect(&self, kind: FaultKind) -> Result<Effect, FaultError> {
+        let accepted = kind.parameters();
+        if let Some(parameter) = self.given_parameters().find(|p| !accepted.contains(p)) {
+            return Err(FaultError::Parameter {
+                parameter,
+                kind,
+                expected: if accepted.is_empty() {
+                    "none".to_string()
+                } else {
+                    accepted.join(", ")
+                },
+            });
+        }
+        let millis = |field, value: Option<i64>| {
+            natural(field, value).map(|value| Duration::from_millis(value.unwrap_or(0)))
+        };
+        Ok(match kind {
+            FaultKind::Latency => Effect::Latency {
+                latency: millis("latency", self.latency)?,
+                jitter: millis("jitter", self.jitter)?,
+            },
+            FaultKind::Bandwidth => Effect::Bandwidth {
+                rate: natural("rate", self.rate)?.unwrap_or(0),
+            },
+            FaultKind::SlowClose => Effect::SlowClose {
+                delay: millis("delay", self.delay)?,
+            },
+            FaultKind::Timeout => Effect::Timeout {
+                timeout: millis("timeout", self.timeout)?,
+            },
+            FaultKind::ResetPeer => Effect::ResetPeer {
+                timeout: millis("timeout", self.timeout)?,
+            },
+            FaultKind::Slicer => Effect::Slicer {
+                average_size: natural("average_size", self.average_size)?.unwrap_or(0),
+                size_variation: natural("size_variation", self.size_variation)?.unwrap_or(0),
+                delay: Duration::from_micros(natural("delay", self.delay)?.unwrap_or(0)),
+            },
+            FaultKind::LimitData => Effect::LimitData {
+                bytes: natural("bytes", self.bytes)?.unwrap_or(0),
+            },
+            FaultKind::Blackout => Effect::Blackout,
+            FaultKind::Down => Effect::Down,
+            FaultKind::Transient => Effect::Transient {
+                count: natural("count", self.count)?.unwrap_or(1),
+            },
+            FaultKind::HttpError => Effect::HttpError(FixedAnswer {
+                status: self.status.unwrap_or(DEFAULT_HTTP_ERROR_STATUS),
+                headers: self.headers.clone().unwrap_or_default(),
+                body: self.body.clone().unwrap_or_default(),
+            }),
+            FaultKind::HttpDelay => Effect::HttpDelay {
+                delay: millis("delay", self.delay)?,
+            },
+            FaultKind::Error => Effect::Error {
+                protocol: self.protocol.ok_or(FaultError::Missing {
+                    parameter: "protocol",
+                    kind,
+                })?,
+            },
+        })
+    }
+
+    /// Writes the parameters of `effect`.
+    fn set_effect(&mut self, effect: &Effect) {
+        let millis = |duration: &Duration| Some(whole(duration.as_millis()));
+        match effect {
+            Effect::Latency { latency, jitter } => {
+                self.latency = millis(latency);
+                self.jitter = millis(jitter);
+            }
+            Effect::Bandwidth { rate } => self.rate = Some(whole(*rate)),
+            Effect::SlowClose { delay } | Effect::HttpDelay { delay } => {
+                self.delay = millis(delay);
+            }
+            Effect::Timeout { timeout } | Effect::ResetPeer { timeout } => {
+                self.timeout = millis(timeout);
+            }
+            Effect::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            } => {
+                self.average_size = Some(whole(*average_size));
+                self.size_variation = Some(whole(*size_variation));
+                self.delay = Some(whole(delay.as_micros()));
+            }
+            Effect::LimitData { bytes } => self.bytes = Some(whole(*bytes)),
+            Effect::Blackout | Effect::Down => {}
+            Effect::Transient { count } => self.count = Some(whole(*count)),
+            Effect::HttpError(answer) => {
+                self.status = Some(answer.status);
+                self.body = Some(answer.body.clone());
+                if !answer.headers.is_empty() {
+                    self.headers = Some(answer.headers.clone());
+                }
+            }
+            Effect::Error { protocol } => self.protocol = Some(*protocol),
+        }
+    }
+}
+
+/// A number written in a fault, which must not be negative.
+fn natural(field: &'static str, value: Option<i64>) -> Result<Option<u64>, FaultError> {
+    value
+        .map(|value| u64::try_from(value).map_err(|_| FaultError::Negative { field, value }))
+        .transpose()
+}
+
+/// A count as the wire writes it; the rules keep every count far below `i64::MAX`.
+fn whole(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+impl TryFrom<RawFault> for Fault {
+    type Error = FaultError;
+
+    fn try_from(raw: RawFault) -> Result<Self, Self::Error> {
+        let kind: FaultKind = raw.kind.parse().map_err(FaultError::UnknownType)?;
+        let effect = raw.effect(kind)?;
+        let target = raw.target()?;
+        let ttl = natural("ttl", raw.ttl)?.map(Duration::from_secs);
+        let selector = Selector {
+            path_prefix: raw.path_prefix,
+            header: raw.header.as_deref().map(str::parse).transpose()?,
+            source: raw.source.as_deref().map(str::parse).transpose()?,
+        };
+        Ok(Fault {
+            name: raw.name,
+            target,
+            effect,
+            direction: raw.direction,
+            probability: Probability(raw.probability),
+            selector,
+            ttl,
+            seed: raw.seed,
+        })
+    }
+}
+
+impl From<Fault> for RawFault {
+    fn from(fault: Fault) -> Self {
+        let mut raw = RawFault {
+            name: fault.name,
+            kind: fault.effect.kind().name().to_string(),
+            direction: fault.direction,
+            probability: fault.probability.0,
+            ttl: fault.ttl.map(|ttl| whole(ttl.as_secs())),
+            seed: fault.seed,
+            path_prefix: fault.selector.path_prefix,
+            header: fault.selector.header.map(|header| header.to_string()),
+            source: fault.selector.source.map(|network| network.to_string()),
+            ..RawFault::default()
+        };
+        match fault.target {
+            FaultTarget::Cluster { cluster_id } => raw.cluster_id = Some(cluster_id),
+            FaultTarget::Backend {
+                cluster_id,
+                backend_id,
+            } => {
+                raw.cluster_id = Some(cluster_id);
+                raw.backend_id = Some(backend_id);
+            }
+            FaultTarget::Frontend { address, hostname } => {
+                raw.frontend = Some(address);
+                raw.hostname = hostname;
+            }
+        }
+        raw.set_effect(&fault.effect);
+        raw
+    }
+}
+
+/// `ADD_FAULT` (a new name) and `UPDATE_FAULT` (an existing name: the fault is replaced and
+/// its lease starts again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddFault {
+    pub fault: Fault,
+}
+
+/// Names one fault: `REMOVE_FAULT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultName {
+    pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Fault, String> {
+        serde_json::from_str(json).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_wire_form() {
+        let effects = [
+            Effect::Latency {
+                latency: Duration::from_millis(200),
+                jitter: Duration::from_millis(20),
+            },
+            Effect::Bandwidth { rate: 100 },
+            Effect::SlowClose {
+                delay: Duration::from_millis(5),
+            },
+            Effect::Timeout {
+                timeout: Duration::ZERO,
+            },
+            Effect::ResetPeer {
+                timeout: Duration::from_millis(10),
+            },
+            Effect::Slicer {
+                average_size: 64,
+                size_variation: 32,
+                delay: Duration::from_micros(10),
+            },
+            Effect::LimitData { bytes: 1024 },
+            Effect::Blackout,
+            Effect::Down,
+            Effect::Transient { count: 3 },
+            Effect::HttpError(FixedAnswer {
+                status: 503,
+                headers: vec![("Retry-After".to_string(), "5".to_string())],
+                body: "injected".to_string(),
+            }),
+            Effect::HttpDelay {
+                delay: Duration::from_millis(50),
+            },
+            Effect::Error {
+                protocol: ErrorProtocol::Redis,
+            },
+        ];
+        assert_eq!(effects.len(), FaultKind::ALL.len());
+        for effect in effects {
+            let fault = Fault {
+                name: format!("f-{}", effect.kind()),
+                target: FaultTarget::Backend {
+                    cluster_id: "api".to_string(),
+                    backend_id: "api-0".to_string(),
+                },
+                effect,
+                direction: Direction::Both,
+                probability: Probability(0.25),
+                selector: Selector {
+                    path_prefix: Some("/v1".to_string()),
+                    header: Some("x-chaos=on".parse().unwrap()),
+                    source: Some("10.0.0.0/8".parse().unwrap()),
+                },
+                ttl: Some(Duration::from_secs(60)),
+                seed: Some(7),
+            };
+            let json = serde_json::to_string(&fault).unwrap();
+            assert_eq!(parse(&json).unwrap(), fault, "{json}");
+        }
+    }
+
+    #[test]
+    fn written_faults_take_defaults() {
+        let fault =
+            parse(r#"{"name":"slow","cluster_id":"api","type":"latency","latency":200}"#).unwrap();
+        assert_eq!(fault.direction, Direction::Downstream);
+        assert_eq!(fault.probability, Probability::ALWAYS);
+        assert_eq!(
+            fault.effect,
+            Effect::Latency {
+                latency: Duration::from_millis(200),
+                jitter: Duration::ZERO
+            }
+        );
+        assert_eq!(fault.ttl, None);
+    }
+
+    #[test]
+    fn bad_faults_are_refused_with_the_problem_named() {
+        let cases = [
+            (
+                r#"{"name":"f","cluster_id":"a","type":"lag"}"#,
+                "unknown fault type",
+            ),
+            (
+                r#"{"name":"f","cluster_id":"a","type":"latency","latency":-5}"#,
+                "`latency` is -5: it must not be negative",
+            ),
+            (
+                r#"{"name":"f","cluster_id":"a","type":"latency","rate":5}"#,
+                "`rate` is not a parameter of a latency fault",
+            ),
+            (r#"{"name":"f","type":"down"}"#, "a fault needs a target"),
+            (
+                r#"{"name":"f","cluster_id":"a","frontend":"127.0.0.1:80","type":"down"}"#,
+                "one target",
+            ),
+            (
+                r#"{"name":"f","cluster_id":"a","type":"error"}"#,
+                "needs `protocol`",
+            ),
+            (
+                r#"{"name":"f","cluster_id":"a","type":"down","source":"10.0.0.0/40"}"#,
+                "invalid network",
+            ),
+            (
+                r#"{"name":"f","cluster_id":"a","type":"down","ttl":-1}"#,
+                "`ttl` is -1",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = parse(json).unwrap_err();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let network: Network = "10.1.0.0/16".parse().unwrap();
+        assert!(network.contains("10.1.200.3".parse().unwrap()));
+        assert!(!network.contains("10.2.0.1".parse().unwrap()));
+        assert!(network.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let everything: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(everything.contains("192.0.2.1".parse().unwrap()));
+        let one: Network = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("::2".parse().unwrap()));
+    }
+}

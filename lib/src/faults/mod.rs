@@ -1,0 +1,421 @@
+//! Fault injection decisions: which faults of the routing state act on a connection or a
+//! request, and what they do to it. Pure: no I/O and no clock; every instant comes from the
+//! caller, so the same seed and the same instants give the same decisions.
+//!
+//! A worker keeps one [`FaultSet`], synchronised with the faults of its routing state
+//! ([`FaultSet::sync`]). When a TCP connection is routed, [`FaultSet::connection`] decides
+//! (by probability, source network and transient counters) which faults apply and returns a
+//! [`ConnectionPlan`]: close at once, refuse as if no backend were up, answer a protocol
+//! error, or shape the bytes through one [`Lane`] per fault and direction. An HTTP request
+//! gets a [`RequestPlan`] from [`FaultSet::request`] the same way, with the HTTP faults
+//! (error answer, delays). A copy path asks its lanes how many bytes may move
+//! ([`Lane::allowance`]) and gets an [`Allowance`], the shape the session's write budget
+//! consumes. A route with no fault costs one emptiness check.
+
+mod lane;
+mod payload;
+mod rng;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use sozu_command_lib::{
+    request::{Effect, Fault, FaultTarget, FixedAnswer},
+    response::FilteredMetric,
+};
+
+pub use self::{
+    lane::{BANDWIDTH_SLICE, Lane},
+    payload::error_payload,
+    rng::FaultRng,
+};
+
+/// How many bytes a copy may move now. Combined over several faults by
+/// [`Allowance::and`]: the most restrictive wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// No limit.
+    All,
+    /// At most this many bytes (never zero).
+    Bytes(usize),
+    /// Nothing now; ask again at this instant.
+    Later(Instant),
+    /// Nothing until the fault changes or goes (no timer: the fault's removal resumes it).
+    Held,
+    /// Close after what was already allowed.
+    Cut,
+    /// Reset the connection (RST).
+    Reset,
+}
+
+impl Allowance {
+    /// Both limits at once.
+    pub fn and(self, other: Allowance) -> Allowance {
+        use Allowance::*;
+        match (self, other) {
+            (Reset, _) | (_, Reset) => Reset,
+            (Cut, _) | (_, Cut) => Cut,
+            (Held, _) | (_, Held) => Held,
+            // Asking again at the earlier instant is safe: the other lane says later again.
+            (Later(a), Later(b)) => Later(a.min(b)),
+            (Later(at), _) | (_, Later(at)) => Later(at),
+            (Bytes(a), Bytes(b)) => Bytes(a.min(b)),
+            (Bytes(n), All) | (All, Bytes(n)) => Bytes(n),
+            (All, All) => All,
+        }
+    }
+}
+
+/// Where a connection or request is going, to find the faults that apply to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// The listener that accepted the connection.
+    pub listener: SocketAddr,
+    /// The cluster it is routed to, once known.
+    pub cluster_id: Option<&'a str>,
+    /// Known once a backend is chosen; faults on a backend apply from then on.
+    pub backend_id: Option<&'a str>,
+    /// The request's host name (HTTP only).
+    pub hostname: Option<&'a str>,
+    /// The client's address.
+    pub client: IpAddr,
+}
+
+/// The parts of an HTTP request a selector looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The request target's path.
+    pub path: &'a str,
+    /// Header fields, as (name, value).
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// One fault of the state, as a worker applies it: its settings, its random generator and
+/// its counters.
+#[derive(Debug)]
+pub struct ActiveFault {
+    fault: Fault,
+    /// Shared with the sessions it touches, for their access-log label.
+    name: Rc<str>,
+    rng: FaultRng,
+    /// For `transient`: failures still to inject.
+    failures_left: u64,
+    touched: u64,
+}
+
+impl ActiveFault {
+    /// `entropy` seeds the generator of a fault that has no `seed`.
+    pub fn new(fault: Fault, entropy: u64) -> Self {
+        let failures_left = match fault.effect {
+            Effect::Transient { count } => count,
+            _ => 0,
+        };
+        ActiveFault {
+            name: Rc::from(fault.name.as_str()),
+            rng: FaultRng::new(fault.seed.unwrap_or(entropy)),
+            failures_left,
+            touched: 0,
+            fault,
+        }
+    }
+
+    /// The fault as the state has it.
+    pub fn fault(&self) -> &Fault {
+        &self.fault
+    }
+
+    /// Connections and requests this fault acted on.
+    pub fn touched(&self) -> u64 {
+        self.touched
+    }
+
+    fn is_on_route(&self, route: &Route<'_>) -> bool {
+        match &self.fault.target {
+            FaultTarget::Cluster { cluster_id } => route.cluster_id == Some(cluster_id.as_str()),
+            FaultTarget::Backend {
+                cluster_id,
+                backend_id,
+            } => {
+                route.cluster_id == Some(cluster_id.as_str())
+                    && route.backend_id == Some(backend_id.as_str())
+            }
+            FaultTarget::Frontend { address, hostname } => {
+                *address == route.listener
+                    && hostname.as_deref().is_none_or(|wanted| {
+                        route
+                            .hostname
+                            .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
+                    })
+            }
+        }
+    }
+
+    fn selects(&self, client: IpAddr, request: Option<&RequestFacts<'_>>) -> bool {
+        let selector = &self.fault.selector;
+        if selector
+            .source
+            .is_some_and(|network| !network.contains(client))
+        {
+            return false;
+        }
+        let Some(request) = request else {
+            // TCP traffic has no path nor header: only the source selects it.
+            return true;
+        };
+        let path = selector
+            .path_prefix
+            .as_deref()
+            .is_none_or(|prefix| request.path.starts_with(prefix));
+        let header = selector.header.as_ref().is_none_or(|wanted| {
+            request.headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case(&wanted.name) && *value == wanted.value
+            })
+        });
+        path && header
+    }
+
+    /// Draws whether the fault acts this time, after its route and selector matched.
+    /// A `transient` fault acts on the next `count` matches, then never.
+    fn draw(&mut self) -> bool {
+        if let Effect::Transient { .. } = self.fault.effect {
+            if self.failures_left == 0 {
+                return false;
+            }
+        }
+        if !self.rng.chance(self.fault.probability.0) {
+            return false;
+        }
+        self.failures_left = self.failures_left.saturating_sub(1);
+        self.touched = self.touched.saturating_add(1);
+        true
+    }
+
+    /// Adds the lanes of this fault's effect to those of a connection or request, in the
+    /// fault's directions, each with a generator drawn from the fault's.
+    fn push_lanes(&mut self, now: Instant, upstream: &mut Vec<Lane>, downstream: &mut Vec<Lane>) {
+        let direction = self.fault.direction;
+        if direction.is_upstream() {
+            let rng = FaultRng::new(self.rng.next_u64());
+            upstream.push(Lane::new(&self.fault.effect, now, rng));
+        }
+        if direction.is_downstream() {
+            let rng = FaultRng::new(self.rng.next_u64());
+            downstream.push(Lane::new(&self.fault.effect, now, rng));
+        }
+    }
+}
+
+/// The faults of one worker.
+#[derive(Debug)]
+pub struct FaultSet {
+    faults: BTreeMap<String, ActiveFault>,
+    /// Seeds the faults that have no `seed`, each differently.
+    entropy: FaultRng,
+}
+
+impl FaultSet {
+    /// `entropy` makes unseeded faults differ between workers and runs; the caller draws it.
+    pub fn new(entropy: u64) -> Self {
+        FaultSet {
+            faults: BTreeMap::new(),
+            entropy: FaultRng::new(entropy),
+        }
+    }
+
+    /// Whether no fault is set: the one check a route without faults pays.
+    pub fn is_empty(&self) -> bool {
+        self.faults.is_empty()
+    }
+
+    /// Takes the faults of the routing state: new and changed ones start afresh (a changed
+    /// fault's generator and counters restart), unchanged ones keep their state, and those
+    /// gone are dropped.
+    pub fn sync(&mut self, faults: &BTreeMap<String, Fault>) {
+        self.faults
+            .retain(|name, active| faults.get(name) == Some(&active.fault));
+        for (name, fault) in faults {
+            if !self.faults.contains_key(name) {
+                let entropy = self.entropy.next_u64();
+                self.faults
+                    .insert(name.clone(), ActiveFault::new(fault.clone(), entropy));
+            }
+        }
+    }
+
+    /// The fault named `name`.
+    pub fn get(&self, name: &str) -> Option<&ActiveFault> {
+        self.faults.get(name)
+    }
+
+    /// How many connections and requests each fault touched.
+    pub fn touched(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.faults
+            .iter()
+            .map(|(name, active)| (name.as_str(), active.touched))
+    }
+
+    /// Adds the touched counters to a worker's proxy metrics, under [`touched_metric`].
+    pub fn write_metrics(&self, proxy: &mut BTreeMap<String, FilteredMetric>) {
+        for (name, touched) in self.touched() {
+            proxy.insert(touched_metric(name), FilteredMetric::Count(touched));
+        }
+    }
+
+    /// What the faults do to a new TCP connection on `route`, started at `now`.
+    pub fn connection(&mut self, route: &Route<'_>, now: Instant) -> ConnectionPlan {
+        let mut plan = ConnectionPlan::default();
+        for active in self.faults.values_mut() {
+            // HTTP faults mean nothing to raw TCP: they are not even drawn.
+            let is_http = matches!(
+                active.fault.effect,
+                Effect::HttpError(_) | Effect::HttpDelay { .. }
+            );
+            if is_http || !active.is_on_route(route) || !active.selects(route.client, None) {
+                continue;
+            }
+            if !active.draw() {
+                continue;
+            }
+            plan.labels.push(active.name.clone());
+            let verdict = match &active.fault.effect {
+                Effect::Blackout => Some(ConnectionVerdict::Close),
+                Effect::Down | Effect::Transient { .. } => Some(ConnectionVerdict::NoBackend),
+                Effect::Error { protocol } => {
+                    Some(ConnectionVerdict::Answer(error_payload(*protocol)))
+                }
+                _ => {
+                    active.push_lanes(now, &mut plan.upstream, &mut plan.downstream);
+                    None
+                }
+            };
+            if plan.verdict == ConnectionVerdict::Proxy {
+                if let Some(verdict) = verdict {
+                    plan.verdict = verdict;
+                }
+            }
+        }
+        plan
+    }
+
+    /// What the faults do to an HTTP request on `route`, read at `now`.
+    pub fn request(
+        &mut self,
+        route: &Route<'_>,
+        request: &RequestFacts<'_>,
+        now: Instant,
+    ) -> RequestPlan {
+        let mut plan = RequestPlan::default();
+        for active in self.faults.values_mut() {
+            // Protocol errors are for raw TCP: they are not even drawn for HTTP.
+            let is_tcp = matches!(active.fault.effect, Effect::Error { .. });
+            if is_tcp || !active.is_on_route(route) || !active.selects(route.client, Some(request))
+            {
+                continue;
+            }
+            if !active.draw() {
+                continue;
+            }
+            plan.labels.push(active.name.clone());
+            let direction = active.fault.direction;
+            match &active.fault.effect {
+                Effect::HttpError(answer) => {
+                    plan.answer
+                        .get_or_insert_with(|| RequestAnswer::Fixed(answer.clone()));
+                }
+                Effect::Down | Effect::Transient { .. } | Effect::Blackout => {
+                    plan.answer.get_or_insert(RequestAnswer::NoBackend);
+                }
+                Effect::HttpDelay { delay } => {
+                    if direction.is_upstream() {
+                        plan.request_delay = plan.request_delay.saturating_add(*delay);
+                    }
+                    if direction.is_downstream() {
+                        plan.response_delay = plan.response_delay.saturating_add(*delay);
+                    }
+                }
+                _ => active.push_lanes(now, &mut plan.upstream, &mut plan.downstream),
+            }
+        }
+        plan
+    }
+}
+
+/// What happens to a faulted TCP connection as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionVerdict {
+    /// Proxy it, through the plan's lanes.
+    #[default]
+    Proxy,
+    /// `blackout`: close at once.
+    Close,
+    /// `down`, `transient`: as if the cluster had no backend up.
+    NoBackend,
+    /// `error`: answer these bytes, then close.
+    Answer(&'static [u8]),
+}
+
+/// The faults acting on one TCP connection.
+#[derive(Debug, Default)]
+pub struct ConnectionPlan {
+    /// What happens to the connection as a whole.
+    pub verdict: ConnectionVerdict,
+    /// Lanes of bytes going to the backend.
+    pub upstream: Vec<Lane>,
+    /// Lanes of bytes going to the client.
+    pub downstream: Vec<Lane>,
+    /// The names of the faults that acted, for access logs and metrics (`fault="…"`).
+    pub labels: Vec<Rc<str>>,
+}
+
+impl ConnectionPlan {
+    /// Whether no fault acted.
+    pub fn is_clean(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// How a faulted HTTP request is answered by the proxy itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestAnswer {
+    /// `http_error`: this answer, without contacting the backend.
+    Fixed(FixedAnswer),
+    /// `down`, `transient`, `blackout`: the cluster's answer for no backend up (503).
+    NoBackend,
+}
+
+/// The faults acting on one HTTP request.
+#[derive(Debug, Default)]
+pub struct RequestPlan {
+    /// The proxy answers the request itself, when set.
+    pub answer: Option<RequestAnswer>,
+    /// `http_delay` upstream: wait this long before forwarding the request.
+    pub request_delay: Duration,
+    /// `http_delay` downstream: wait this long before relaying the response.
+    pub response_delay: Duration,
+    /// Lanes of the request body.
+    pub upstream: Vec<Lane>,
+    /// Lanes of the response body.
+    pub downstream: Vec<Lane>,
+    /// The names of the faults that acted, for access logs and metrics (`fault="…"`).
+    pub labels: Vec<Rc<str>>,
+}
+
+/// The name of a fault's touched counter among a worker's proxy metrics, labelled as access
+/// logs label faulted requests.
+pub fn touched_metric(fault: &str) -> String {
+    format!("fault.touched{{fault=\"{fault}\"}}")
+}
+
+/// What all `lanes` allow together for `pending` bytes at `now`.
+pub fn allowance(lanes: &mut [Lane], now: Instant, pending: usize) -> Allowance {
+    lanes.iter_mut().fold(Allowance::All, |allowed, lane| {
+        allowed.and(lane.allowance(now, pending))
+    })
+}
+
+#[cfg(test)]
+mod tests;
