@@ -166,7 +166,7 @@ pub fn start(config_path: &Path) -> ExitCode {
         }
     };
     for warning in &warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("{}: {warning}", warning.severity);
     }
     let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
     let (settings, setting_warnings) = Settings::new(config_path, &config);
