@@ -18,6 +18,7 @@ mod provider;
 mod queries;
 mod settings;
 mod signals;
+mod state_file;
 mod tasks;
 mod upgrade;
 mod workers;
@@ -220,8 +221,9 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     Ok(main)
 }
 
-/// Applies the orders of the saved state file on top of the configuration's state. Orders
-/// refused because the configuration already holds what they add are skipped, as Sōzu does.
+/// Merges the saved state file into the configuration's state, as `state load` does: orders
+/// that recreate what the configuration holds change nothing, conflicting ones are logged with
+/// their line, the rest is applied.
 fn load_saved_state(state: &mut ConfigState, path: &Path) {
     let file = match fs::File::open(path) {
         Ok(file) => file,
@@ -234,20 +236,13 @@ fn load_saved_state(state: &mut ConfigState, path: &Path) {
             return;
         }
     };
-    match orders::read_state_file(std::io::BufReader::new(file)) {
+    match state_file::read(std::io::BufReader::new(file)) {
         Ok(orders) => {
-            let (mut applied, mut skipped) = (0, 0);
-            for (_, order) in &orders {
-                match orders::apply_order(state, order) {
-                    Ok(()) => applied += 1,
-                    Err(_) => skipped += 1,
-                }
+            let merged = state_file::merge(state, orders);
+            info!("saved state {}: {}", path.display(), merged.summary());
+            for conflict in &merged.conflicts {
+                warn!("saved state {}: {conflict}", path.display());
             }
-            info!(
-                "saved state {}: {applied} order(s) applied, {skipped} already in the \
-                 configuration or refused",
-                path.display()
-            );
         }
         Err(error) => warn!("the saved state {} is not loaded: {error}", path.display()),
     }
