@@ -94,3 +94,42 @@ fn a_conflicting_line_of_a_state_file_is_named_and_the_rest_is_applied() {
         .get("app.test")
         .is_ok_and(|answer| answer == (200, "rest".to_string()))));
 }
+
+/// Sōzu 2.1's own state file (`shared/sozu/state-saved.sozu`, saved from
+/// `shared/sozu/config.toml`) loads, detected by its content, and routes like that
+/// configuration. Only its listen and backend ports are rewritten, to the test's.
+#[test]
+fn a_state_file_written_by_sozu_loads_and_routes() {
+    let app = [Backend::start("app-1"), Backend::start("app-2")];
+    let added = Backend::start("added-1");
+    let proxy = Proxy::start("");
+    let (https, tcp) = (common::free_address(), common::free_address());
+    let original = fs::read_to_string(common::sozu_reference().join("state-saved.sozu")).unwrap();
+    let ports = [
+        (28080, proxy.http.port()),
+        (28443, https.port()),
+        (28081, tcp.port()),
+        (23001, app[0].address.port()),
+        (23002, app[1].address.port()),
+        (23003, added.address.port()),
+    ];
+    let mut rewritten = original.clone();
+    for (old, new) in ports {
+        rewritten = rewritten.replace(&format!("\"port\":{old}}}"), &format!("\"port\":{new}}}"));
+    }
+    assert_ne!(rewritten, original);
+    let state_file = proxy.dir.path().join("state-saved.sozu");
+    fs::write(&state_file, rewritten).unwrap();
+
+    let output = proxy.ok(&["state", "load", "-f", state_file.to_str().unwrap()]);
+    assert!(output.contains("0 refused"), "{output}");
+    let (status, body) = proxy.get("app.test").unwrap();
+    assert_eq!(status, 200);
+    assert!(body == "app-1" || body == "app-2", "{body}");
+    // The TCP listener and cluster `db` came from the file too.
+    assert!(common::get_through_tcp(tcp, &["app-2"]).ends_with("app-2"));
+    let clusters = proxy.ok(&["cluster", "list"]);
+    for cluster in ["app", "db", "added"] {
+        assert!(clusters.contains(cluster), "{clusters}");
+    }
+}

@@ -9,13 +9,12 @@ mod common;
 use std::{
     collections::HashMap,
     fs,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::Path,
     process::{Command, Output},
 };
 
-use common::{Backend, DEADLINE, Proxy, SOZU, free_address, get_path, sozu_reference, text};
+use common::{Backend, Proxy, SOZU, free_address, get_path, get_through_tcp, sozu_reference, text};
 
 /// `sozu config check -c CONFIG`, run from `current_folder`.
 fn check(config: &Path, current_folder: &Path) -> Output {
@@ -102,25 +101,6 @@ fn start_sample(
         &samples.join(current_folder),
         workers,
     )
-}
-
-/// A request through a TCP frontend: our HTTP backends answer it through the pipe (and keep
-/// the connection open), so the answer is read until its body is one of `names`.
-fn get_through_tcp(address: SocketAddr, names: &[&str]) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect to the tcp listener");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: tcp\r\n\r\n")
-        .unwrap();
-    let mut response = Vec::new();
-    let mut chunk = [0; 1024];
-    while !names.iter().any(|name| response.ends_with(name.as_bytes())) {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => response.extend_from_slice(&chunk[..read]),
-        }
-    }
-    text(&response)
 }
 
 #[test]

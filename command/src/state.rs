@@ -909,5 +909,6 @@ pub enum LoadError {
     },
 }
 
+pub mod sozu_format;
 #[cfg(test)]
 mod tests;

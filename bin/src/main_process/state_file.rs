@@ -6,14 +6,18 @@
 use std::{
     collections::HashSet,
     fs,
-    io::{self, BufRead, BufWriter, Write},
+    io::{self, BufWriter, Read, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
-use sozu_command_lib::{request::Order, state::ConfigState};
+use sozu_command_lib::{
+    request::Order,
+    state::{ConfigState, sozu_format},
+};
 
 use super::orders::apply_order;
+use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
 #[derive(Debug, Default)]
@@ -119,13 +123,20 @@ impl<W: Write> Write for CountLines<W> {
     }
 }
 
-/// The orders of a state file with their line numbers; blank lines and `#` comments are
-/// skipped. The first line that is not an order is named.
-pub fn read(reader: impl BufRead) -> Result<Vec<(usize, Order)>, String> {
+/// The orders of a state file with their line numbers: ours (one order per line; blank lines
+/// and `#` comments are skipped) or Sōzu's (JSON records separated by `\n\0`), told apart by
+/// content. The first line that is not an order is named.
+pub fn read(mut reader: impl Read) -> Result<Vec<(usize, Order)>, String> {
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|error| format!("cannot read the state file: {error}"))?;
+    if sozu_format::is_sozu_state(&text) {
+        return sozu_format::read(&text).map_err(|error| with_causes(&error));
+    }
     let mut orders = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
+    for (index, line) in text.lines().enumerate() {
         let number = index + 1;
-        let line = line.map_err(|error| format!("cannot read line {number}: {error}"))?;
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;

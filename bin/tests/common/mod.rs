@@ -328,6 +328,25 @@ pub fn get_path(address: SocketAddr, host: &str, path: &str) -> std::io::Result<
     Ok((status, body))
 }
 
+/// A request through a TCP frontend: our HTTP backends answer it through the pipe (and keep
+/// the connection open), so the answer is read until its body is one of `names`.
+pub fn get_through_tcp(address: SocketAddr, names: &[&str]) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the tcp listener");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: tcp\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let mut chunk = [0; 1024];
+    while !names.iter().any(|name| response.ends_with(name.as_bytes())) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => response.extend_from_slice(&chunk[..read]),
+        }
+    }
+    text(&response)
+}
+
 /// An HTTP backend that answers every request with its name.
 pub struct Backend {
     pub name: String,
