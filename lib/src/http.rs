@@ -752,11 +752,14 @@ fn route_request(
                         RedirectScheme::UseSame if listener.tls.is_some() => "https",
                         RedirectScheme::UseSame => "http",
                     };
-                    format!(
-                        "{scheme}://{}{}",
-                        exchange.host,
-                        origin_path(&exchange.path)
-                    )
+                    match found.rewritten_redirect(host, head.path.slice(buf), public.port()) {
+                        Some(target) => format!("{scheme}://{target}"),
+                        None => format!(
+                            "{scheme}://{}{}",
+                            exchange.host,
+                            origin_path(&exchange.path)
+                        ),
+                    }
                 }
             };
             let extra = AnswerExtra {

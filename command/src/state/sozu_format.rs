@@ -509,7 +509,9 @@ mod tests {
         assert!(!is_sozu_state(
             "# saved\n{\"type\":\"ADD_CLUSTER\",\"cluster_id\":\"web\"}\n"
         ));
-        assert!(is_sozu_state(&record(r#"{"ADD_CLUSTER":{"cluster_id":"web"}}"#)));
+        assert!(is_sozu_state(&record(
+            r#"{"ADD_CLUSTER":{"cluster_id":"web"}}"#
+        )));
     }
 
     #[test]

@@ -60,6 +60,7 @@
 mod host;
 mod normalize;
 mod path;
+mod redirect;
 mod template;
 mod trie;
 
