@@ -132,4 +132,29 @@ fn a_state_file_written_by_sozu_loads_and_routes() {
     for cluster in ["app", "db", "added"] {
         assert!(clusters.contains(cluster), "{clusters}");
     }
+
+    // Saved again in Sōzu's format: the same kinds of records, in the same order, and loading
+    // it changes nothing.
+    let saved = proxy.dir.path().join("saved-again.sozu");
+    let saved_path = saved.to_str().unwrap();
+    proxy.ok(&["state", "save", "-f", saved_path, "--format", "sozu"]);
+    let kinds = |text: &str| -> Vec<String> {
+        text.split('\0')
+            .filter(|record| !record.trim().is_empty())
+            .map(|record| {
+                let value: serde_json::Value = serde_json::from_str(record.trim()).unwrap();
+                let request = value["content"]["request_type"].as_object().unwrap();
+                request.keys().next().unwrap().clone()
+            })
+            .collect()
+    };
+    let written = fs::read_to_string(&saved).unwrap();
+    let mut ours = kinds(&written);
+    let mut sozu = kinds(&original);
+    ours.sort();
+    sozu.sort();
+    assert_eq!(ours, sozu);
+    let output = proxy.ok(&["state", "load", "-f", saved_path]);
+    assert!(output.contains("(0 applied,"), "{output}");
+    assert!(output.contains("0 refused"), "{output}");
 }

@@ -17,7 +17,7 @@ use log::{debug, error, info, warn};
 use sozu_command_lib::{
     certificate,
     config::Config,
-    request::{ListenerAddress, Order, Request, WorkerId},
+    request::{ListenerAddress, Order, Request, StateFormat, WorkerId},
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
@@ -122,7 +122,7 @@ impl Main {
                     self.send_to_client(client, &response);
                 }
             }
-            Order::SaveState(path) => self.save_state_to(to, Path::new(&path.path)),
+            Order::SaveState(path) => self.save_state_to(to, Path::new(&path.path), path.format),
             Order::LoadState(path) => self.load_state_from(Some(to), Path::new(&path.path)),
             Order::ReloadConfiguration(reload) => {
                 self.reload(Some(to), reload.path.map(PathBuf::from));
@@ -262,15 +262,15 @@ impl Main {
             return;
         }
         if let Some(path) = self.settings.saved_state.clone() {
-            match state_file::save(&self.state, &path) {
+            match state_file::save(&self.state, &path, StateFormat::Orders) {
                 Ok(count) => debug!("state saved to {} ({count} orders)", path.display()),
                 Err(error) => error!("cannot save the state to {}: {error}", path.display()),
             }
         }
     }
 
-    fn save_state_to(&mut self, to: ClientRef, path: &Path) {
-        let response = match state_file::save(&self.state, path) {
+    fn save_state_to(&mut self, to: ClientRef, path: &Path, format: StateFormat) {
+        let response = match state_file::save(&self.state, path, format) {
             Ok(count) => {
                 let message = format!("state saved to {} ({count} orders)", path.display());
                 info!("{message}");

@@ -12,7 +12,7 @@ use std::{
 };
 
 use sozu_command_lib::{
-    request::Order,
+    request::{Order, StateFormat},
     state::{ConfigState, sozu_format},
 };
 
@@ -68,12 +68,12 @@ pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
     merged
 }
 
-/// Writes the state as one order per line, through a temporary file renamed into place so
-/// that a reader never sees half a state. Returns the number of orders.
+/// Writes the state as one order per line (or as Sōzu's records), through a temporary file
+/// renamed into place so that a reader never sees half a state. Returns the number of orders.
 ///
 /// The state holds private keys: the file is readable and writable by its owner only (0600),
 /// whatever the umask, and whether or not a file was there before.
-pub fn save(state: &ConfigState, path: &Path) -> io::Result<usize> {
+pub fn save(state: &ConfigState, path: &Path, format: StateFormat) -> io::Result<usize> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
@@ -89,7 +89,12 @@ pub fn save(state: &ConfigState, path: &Path) -> io::Result<usize> {
         inner: BufWriter::new(file),
         lines: 0,
     };
-    state.save(&mut writer)?;
+    match format {
+        StateFormat::Orders => state.save(&mut writer)?,
+        StateFormat::Sozu => {
+            sozu_format::write(&state.orders(), &mut writer).map_err(io::Error::other)?;
+        }
+    }
     let lines = writer.lines;
     writer
         .inner
@@ -167,14 +172,14 @@ mod tests {
     fn the_state_file_is_private_even_when_it_replaces_another() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&ConfigState::new(), &path).unwrap();
+        save(&ConfigState::new(), &path, StateFormat::Orders).unwrap();
         assert_eq!(mode(&path), 0o600);
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let leftover = dir.path().join("state.json.tmp");
         fs::write(&leftover, "").unwrap();
         fs::set_permissions(&leftover, fs::Permissions::from_mode(0o666)).unwrap();
-        save(&ConfigState::new(), &path).unwrap();
+        save(&ConfigState::new(), &path, StateFormat::Orders).unwrap();
         assert_eq!(mode(&path), 0o600);
     }
 }
