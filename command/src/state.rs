@@ -1002,5 +1002,6 @@ pub enum LoadError {
 }
 
 mod faults;
+pub mod sozu_format;
 #[cfg(test)]
 mod tests;

@@ -407,6 +407,27 @@ fn redirect_frontends_answer_301_302_and_308() {
     }
 }
 
+/// Issue 11: a redirect frontend with `rewrite_host`/`rewrite_port` answered
+/// `Location: https://old.test:80/…`, the request's host, instead of the rewritten one.
+#[test]
+fn redirect_frontend_sends_to_its_rewritten_host_and_port() {
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.http_listener(listener());
+    let mut frontend = HttpFrontend::new(None, address, "old.test");
+    frontend.redirect = RedirectPolicy::Permanent;
+    frontend.redirect_scheme = RedirectScheme::UseHttps;
+    frontend.rewrite_host = Some("www.test".to_string());
+    frontend.rewrite_port = Some(443);
+    worker.ok(Order::AddHttpFrontend(frontend));
+    let mut client = Client::connect(address);
+    let response = client.get("old.test:80", "/a/b?q=1");
+    assert_builtin(&response, 301, false);
+    assert_eq!(
+        response.header("location"),
+        Some("https://www.test:443/a/b?q=1")
+    );
+}
+
 #[test]
 fn https_redirect_cluster_answers_301_to_https() {
     let backend = HttpBackend::ok("never");

@@ -8,7 +8,7 @@ use std::{
 };
 
 use sozu_command_lib::{
-    config::Config,
+    config::{Config, Severity},
     request::{HttpFrontend, Order, RedirectPolicy},
 };
 
@@ -34,7 +34,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         }
     };
     for warning in &warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("{}: {warning}", warning.severity);
     }
     if let Err(error) = crate::main_process::state_of_config(&config) {
         eprintln!("error: {error}");
@@ -55,7 +55,10 @@ pub fn run(cli: &Cli) -> ExitCode {
         "{}: valid, {} order(s), {} warning(s)",
         path.display(),
         orders.len(),
-        warnings.len()
+        warnings
+            .iter()
+            .filter(|warning| warning.severity == Severity::Warning)
+            .count()
     );
     ExitCode::SUCCESS
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::Subcommand;
 use sozu_command_lib::{
-    request::{Order, ReloadConfiguration, StatePath},
+    request::{Order, ReloadConfiguration, StateFormat, StatePath},
     response::ResponseContent,
 };
 
@@ -16,10 +16,13 @@ use super::{
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// Save the routing state to a file, one order per line.
+    /// Save the routing state to a file, one order per line (or in Sōzu's format).
     Save {
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
+        /// `orders` (one JSON order per line) or `sozu` (Sōzu 2.1's state file).
+        #[arg(long, value_enum, default_value = "orders")]
+        format: FileFormat,
     },
     /// Apply the orders of a saved state file on top of the running state (all or none).
     Load {
@@ -31,14 +34,28 @@ pub enum StateCommand {
     Stats,
 }
 
+/// The formats `state save` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FileFormat {
+    Orders,
+    Sozu,
+}
+
 pub fn run(client: &mut Client, command: &StateCommand) -> anyhow::Result<()> {
     match command {
-        StateCommand::Save { file } => client.order_and_print(Order::SaveState(StatePath {
-            path: absolute(file)?,
-        })),
+        StateCommand::Save { file, format } => {
+            client.order_and_print(Order::SaveState(StatePath {
+                path: absolute(file)?,
+                format: match format {
+                    FileFormat::Orders => StateFormat::Orders,
+                    FileFormat::Sozu => StateFormat::Sozu,
+                },
+            }))
+        }
         StateCommand::Load { file } => {
             let order = Order::LoadState(StatePath {
                 path: absolute(file)?,
+                format: StateFormat::default(),
             });
             let response = client.order_with_progress(order, true)?;
             client.print_done(&response)

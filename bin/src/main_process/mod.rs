@@ -20,6 +20,7 @@ mod queries;
 mod registration;
 mod settings;
 mod signals;
+mod state_file;
 mod tasks;
 mod toxiproxy;
 mod upgrade;
@@ -180,7 +181,7 @@ pub fn start(config_path: &Path) -> ExitCode {
         }
     };
     for warning in &warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("{}: {warning}", warning.severity);
     }
     let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
     let (settings, setting_warnings) = Settings::new(config_path, &config);
@@ -236,8 +237,9 @@ fn boot(settings: Settings, config: &Config) -> anyhow::Result<Main> {
     Ok(main)
 }
 
-/// Applies the orders of the saved state file on top of the configuration's state. Orders
-/// refused because the configuration already holds what they add are skipped, as Sōzu does.
+/// Merges the saved state file into the configuration's state, as `state load` does: orders
+/// that recreate what the configuration holds change nothing, conflicting ones are logged with
+/// their line, the rest is applied.
 fn load_saved_state(state: &mut ConfigState, path: &Path) {
     let file = match fs::File::open(path) {
         Ok(file) => file,
@@ -250,20 +252,13 @@ fn load_saved_state(state: &mut ConfigState, path: &Path) {
             return;
         }
     };
-    match orders::read_state_file(std::io::BufReader::new(file)) {
+    match state_file::read(std::io::BufReader::new(file)) {
         Ok(orders) => {
-            let (mut applied, mut skipped) = (0, 0);
-            for (_, order) in &orders {
-                match orders::apply_order(state, order) {
-                    Ok(()) => applied += 1,
-                    Err(_) => skipped += 1,
-                }
+            let merged = state_file::merge(state, orders);
+            info!("saved state {}: {}", path.display(), merged.summary());
+            for conflict in &merged.conflicts {
+                warn!("saved state {}: {conflict}", path.display());
             }
-            info!(
-                "saved state {}: {applied} order(s) applied, {skipped} already in the \
-                 configuration or refused",
-                path.display()
-            );
         }
         Err(error) => warn!("the saved state {} is not loaded: {error}", path.display()),
     }

@@ -3,13 +3,12 @@
 //! processes (stop, upgrade, one more worker).
 //!
 //! A change is applied to the main state first: if the state refuses it, the client gets
-//! FAILURE and nothing reaches the workers. A batch (state load, reload) is checked in full on
-//! a copy of the state, so that one bad order changes nothing.
+//! FAILURE and nothing reaches the workers. A reload is checked in full on a copy of the state,
+//! so that one bad order changes nothing; a state load is merged order by order, as in Sōzu
+//! (see [`super::state_file`]).
 
 use std::{
-    fs,
-    io::{self, BufRead, BufWriter, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    fs, io,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -18,14 +17,14 @@ use log::{debug, error, info, warn};
 use sozu_command_lib::{
     certificate,
     config::Config,
-    request::{ListenerAddress, Order, Request, WorkerId},
+    request::{ListenerAddress, Order, Request, StateFormat, WorkerId},
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
 use sozu_lib::{metrics, server::validate};
 
 use super::{
-    Main, Stop, ok_message, queries,
+    Main, Stop, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -131,7 +130,7 @@ impl Main {
                     self.send_to_client(client, &response);
                 }
             }
-            Order::SaveState(path) => self.save_state_to(to, Path::new(&path.path)),
+            Order::SaveState(path) => self.save_state_to(to, Path::new(&path.path), path.format),
             Order::LoadState(path) => self.load_state_from(Some(to), Path::new(&path.path)),
             Order::ReloadConfiguration(reload) => {
                 self.reload(Some(to), reload.path.map(PathBuf::from));
@@ -321,15 +320,15 @@ impl Main {
             return;
         }
         if let Some(path) = self.settings.saved_state.clone() {
-            match save_state(&self.state, &path) {
+            match state_file::save(&self.state, &path, StateFormat::Orders) {
                 Ok(count) => debug!("state saved to {} ({count} orders)", path.display()),
                 Err(error) => error!("cannot save the state to {}: {error}", path.display()),
             }
         }
     }
 
-    fn save_state_to(&mut self, to: ClientRef, path: &Path) {
-        let response = match save_state(&self.state, path) {
+    fn save_state_to(&mut self, to: ClientRef, path: &Path, format: StateFormat) {
+        let response = match state_file::save(&self.state, path, format) {
             Ok(count) => {
                 let message = format!("state saved to {} ({count} orders)", path.display());
                 info!("{message}");
@@ -344,12 +343,16 @@ impl Main {
         self.reply(&to, response);
     }
 
-    /// `LOAD_STATE`: the orders of a saved state file, applied on top of the current state.
+    /// `LOAD_STATE`: the orders of a saved state file, merged into the current state as Sōzu
+    /// loads a state ([`state_file::merge`]). The client gets FAILURE naming each refused
+    /// line, once the rest is applied.
     fn load_state_from(&mut self, to: Option<ClientRef>, path: &Path) {
-        let started = Instant::now();
+        if self.refuse_while_stopping(&to) {
+            return;
+        }
         let orders = fs::File::open(path)
             .map_err(|error| format!("cannot open {}: {error}", path.display()))
-            .and_then(|file| read_state_file(io::BufReader::new(file)));
+            .and_then(|file| state_file::read(io::BufReader::new(file)));
         let orders = match orders {
             Ok(orders) => orders,
             Err(error) => {
@@ -360,19 +363,31 @@ impl Main {
                 return;
             }
         };
-        let count = orders.len();
-        let (lines, orders): (Vec<usize>, Vec<Order>) = orders.into_iter().unzip();
-        let what = format!("state load from {} ({count} orders)", path.display());
-        if self.change_batch(to, orders, what, |index| {
-            format!("line {}", lines.get(index).copied().unwrap_or(0))
-        }) {
+        let merged = state_file::merge(&mut self.state, orders);
+        let what = format!("state load from {} ({})", path.display(), merged.summary());
+        info!("{what}");
+        for conflict in &merged.conflicts {
+            warn!("state load from {}: {conflict}", path.display());
+        }
+        self.event(EventKind::StateLoaded, what.clone());
+        let (waiting, refused) = if merged.conflicts.is_empty() {
+            (to, None)
+        } else {
             let message = format!(
-                "state loaded from {}: {count} orders applied in {:?}",
-                path.display(),
-                started.elapsed()
+                "{what}; the other orders were applied: {}",
+                merged.conflicts.join("; ")
             );
-            info!("{message}");
-            self.event(EventKind::StateLoaded, message);
+            (None, to.map(|to| (to, message)))
+        };
+        if merged.applied.is_empty() {
+            if let Some(to) = &waiting {
+                self.reply(to, ok_message(&to.request_id, format!("{what}: done")));
+            }
+        } else {
+            self.commit(waiting, merged.applied, what);
+        }
+        if let Some((to, message)) = refused {
+            self.reply(&to, Response::failure(to.request_id.clone(), message));
         }
     }
 
@@ -741,84 +756,6 @@ pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String>
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
-/// Writes the state as one order per line, through a temporary file renamed into place so
-/// that a reader never sees half a state. Returns the number of orders.
-///
-/// The state holds private keys: the file is readable and writable by its owner only (0600),
-/// whatever the umask, and whether or not a file was there before.
-pub fn save_state(state: &ConfigState, path: &Path) -> io::Result<usize> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(STATE_FILE_MODE)
-        .open(&temporary)?;
-    // A temporary file left over by an earlier run keeps its own mode: set it.
-    file.set_permissions(fs::Permissions::from_mode(STATE_FILE_MODE))?;
-    let mut writer = CountLines {
-        inner: BufWriter::new(file),
-        lines: 0,
-    };
-    state.save(&mut writer)?;
-    let lines = writer.lines;
-    writer
-        .inner
-        .into_inner()
-        .map_err(io::IntoInnerError::into_error)?
-        .sync_all()?;
-    fs::rename(&temporary, path)?;
-    Ok(lines)
-}
-
-/// Owner read and write, nothing for others: a state file holds private keys.
-const STATE_FILE_MODE: u32 = 0o600;
-
-/// A writer that counts the lines written through it.
-struct CountLines<W> {
-    inner: W,
-    lines: usize,
-}
-
-impl<W: Write> Write for CountLines<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.lines += buf
-            .get(..written)
-            .map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count());
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// The orders of a state file with their line numbers; blank lines and `#` comments are
-/// skipped. The first line that is not an order is named.
-pub fn read_state_file(reader: impl BufRead) -> Result<Vec<(usize, Order)>, String> {
-    let mut orders = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|error| format!("cannot read line {number}: {error}"))?;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
-        let order: Order = serde_json::from_str(text)
-            .map_err(|error| format!("line {number} is not a valid order: {error}"))?;
-        if !order.is_state_change() {
-            return Err(format!(
-                "line {number}: {order} does not change the routing state"
-            ));
-        }
-        orders.push((number, order));
-    }
-    Ok(orders)
-}
-
 /// The routing state a configuration file describes.
 fn config_state(path: &Path) -> Result<ConfigState, String> {
     let (config, _) = Config::load(path).map_err(|errors| {
@@ -845,30 +782,4 @@ pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
             .map_err(|error| format!("the {order} order is refused: {error}"))?;
     }
     Ok(state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    /// Issue 10, item 6: the state file, which holds private keys, was created with the umask
-    /// (0644 usually) and kept the mode of a file it replaced.
-    #[test]
-    fn the_state_file_is_private_even_when_it_replaces_another() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        save_state(&ConfigState::new(), &path).unwrap();
-        assert_eq!(mode(&path), 0o600);
-
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let leftover = dir.path().join("state.json.tmp");
-        fs::write(&leftover, "").unwrap();
-        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o666)).unwrap();
-        save_state(&ConfigState::new(), &path).unwrap();
-        assert_eq!(mode(&path), 0o600);
-    }
 }

@@ -59,6 +59,8 @@ pub struct Proxy {
     /// The HTTP listener.
     pub http: SocketAddr,
     pub main: Child,
+    /// How many workers must have the state before the proxy counts as started.
+    workers: usize,
 }
 
 impl Proxy {
@@ -103,12 +105,27 @@ impl Proxy {
         config: PathBuf,
         http: SocketAddr,
     ) -> Proxy {
+        let current_folder = dir.path().to_path_buf();
+        Proxy::launch(program, dir, config, http, &current_folder, 2)
+    }
+
+    /// Starts the binary on a configuration whose command socket is `sozu.sock` in `dir`, run
+    /// from `current_folder`, and waits until its `workers` workers have the state.
+    pub fn launch(
+        program: &Path,
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        http: SocketAddr,
+        current_folder: &Path,
+        workers: usize,
+    ) -> Proxy {
         let log = dir.path().join("sozu.log");
         let output = fs::File::create(&log).expect("create the log file");
         let errors = output.try_clone().expect("clone the log file");
         let main = Command::new(program)
             .args(["start", "-c"])
             .arg(&config)
+            .current_dir(current_folder)
             .stdin(Stdio::null())
             .stdout(output)
             .stderr(errors)
@@ -122,6 +139,7 @@ impl Proxy {
             dir,
             http,
             main,
+            workers,
         };
         assert!(
             wait_until(DEADLINE, || proxy.workers_ready()),
@@ -136,7 +154,7 @@ impl Proxy {
     fn workers_ready(&self) -> bool {
         self.socket.exists()
             && self.sozu(&["status"]).status.success()
-            && self.log_text().matches("has the current state").count() >= 2
+            && self.log_text().matches("has the current state").count() >= self.workers
     }
 
     pub fn log_text(&self) -> String {
@@ -283,13 +301,18 @@ pub fn is_alive(pid: i64) -> bool {
     }
 }
 
-/// One HTTP/1.1 request on a new connection; returns the status and the body.
+/// One HTTP/1.1 request for `/` on a new connection; returns the status and the body.
 pub fn get(address: SocketAddr, host: &str) -> std::io::Result<(u16, String)> {
+    get_path(address, host, "/")
+}
+
+/// One HTTP/1.1 request for `path` on a new connection; returns the status and the body.
+pub fn get_path(address: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(DEADLINE))?;
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -303,6 +326,25 @@ pub fn get(address: SocketAddr, host: &str) -> std::io::Result<(u16, String)> {
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// A request through a TCP frontend: our HTTP backends answer it through the pipe (and keep
+/// the connection open), so the answer is read until its body is one of `names`.
+pub fn get_through_tcp(address: SocketAddr, names: &[&str]) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the tcp listener");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: tcp\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let mut chunk = [0; 1024];
+    while !names.iter().any(|name| response.ends_with(name.as_bytes())) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => response.extend_from_slice(&chunk[..read]),
+        }
+    }
+    text(&response)
 }
 
 /// An HTTP backend that answers every request with its name.
@@ -502,4 +544,15 @@ impl Drop for Load {
             let _ = thread.join();
         }
     }
+}
+
+/// `shared/sozu/`: what the real Sōzu 2.1 printed and wrote, and its sample configurations.
+/// Found in a parent folder of the crate (the project's checkout sits beside `shared/`); read
+/// from there, never copied into the project.
+pub fn sozu_reference() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|folder| folder.join("shared/sozu"))
+        .find(|folder| folder.is_dir())
+        .expect("shared/sozu/ (Sōzu 2.1's outputs and samples) in a parent folder of the project")
 }

@@ -12,7 +12,7 @@ use toml::{
     de::{DeTable, DeValue},
 };
 
-use super::error::{ConfigError, ConfigWarning};
+use super::error::{ConfigError, ConfigWarning, Severity};
 use crate::{
     request::UnknownName,
     rules::{Bounds, TextRule},
@@ -189,21 +189,55 @@ impl<'t, 'i> Table<'t, 'i> {
     /// Unknown keys, each with the closest known one when it looks like a typo. They count as
     /// read, so that [`Table::unused`] does not report them again.
     pub fn unknown_keys(&mut self, known: &[&'static [&'static str]]) -> Vec<ConfigError> {
+        self.unknown(known)
+            .into_iter()
+            .map(|(key, line, suggestion)| ConfigError::UnknownKey {
+                key: key.to_string(),
+                section: self.name.to_string(),
+                line,
+                suggestion,
+                expected: expected_keys(known),
+            })
+            .collect()
+    }
+
+    /// Unknown keys as warnings: ignored, as Sōzu ignores unknown top-level keys, so that a
+    /// file written for a newer Sōzu still starts. They count as read.
+    pub fn ignored_unknown_keys(
+        &mut self,
+        known: &[&'static [&'static str]],
+    ) -> Vec<ConfigWarning> {
+        self.unknown(known)
+            .into_iter()
+            .map(|(key, line, suggestion)| ConfigWarning {
+                severity: Severity::Warning,
+                key: key.to_string(),
+                line,
+                message: format!(
+                    "unknown key in {}, ignored as Sōzu ignores it{}",
+                    self.name,
+                    suggestion
+                        .map(|known| format!(" (did you mean `{known}`?)"))
+                        .unwrap_or_default()
+                ),
+            })
+            .collect()
+    }
+
+    /// The keys not in `known`, with their line and the closest known key; marked as read.
+    fn unknown(
+        &mut self,
+        known: &[&'static [&'static str]],
+    ) -> Vec<(&'t str, usize, Option<&'static str>)> {
         let is_known = |key: &str| known.iter().any(|group| group.contains(&key));
         let entries: &'t DeTable<'i> = self.entries;
-        let mut errors = Vec::new();
+        let mut unknown = Vec::new();
         for (key, _) in entries.iter().filter(|(key, _)| !is_known(key.get_ref())) {
             let name: &'t str = key.get_ref();
             self.used.push(name);
-            errors.push(ConfigError::UnknownKey {
-                key: name.to_string(),
-                section: self.name.to_string(),
-                line: self.doc.line(key.span().start),
-                suggestion: closest(name, known),
-                expected: expected_keys(known),
-            });
+            unknown.push((name, self.doc.line(key.span().start), closest(name, known)));
         }
-        errors
+        unknown
     }
 
     /// The value of `key`, if the table has one; `key` counts as read.
@@ -225,6 +259,11 @@ impl<'t, 'i> Table<'t, 'i> {
             section: self.name.to_string(),
             line: self.line,
         })
+    }
+
+    /// Whether the table has `key`; it does not count as read.
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
     }
 
     /// A warning when the table has `key`, which is accepted and not in force.
@@ -391,8 +430,17 @@ impl<'t, 'i> Field<'t, 'i> {
         }
     }
 
+    /// A [`Severity::Info`] note about what this key implies.
+    pub fn info(&self, message: impl Into<String>) -> ConfigWarning {
+        ConfigWarning {
+            severity: Severity::Info,
+            ..self.warning(message)
+        }
+    }
+
     pub fn warning(&self, message: impl Into<String>) -> ConfigWarning {
         ConfigWarning {
+            severity: Severity::Warning,
             key: self.key.to_string(),
             line: self.line,
             message: message.into(),

@@ -105,8 +105,6 @@ pub enum ConfigError {
         line: usize,
         first_line: usize,
     },
-    #[error("no listener at {address} for the frontend's `address` at line {line}")]
-    NoListener { address: SocketAddr, line: usize },
     #[error(
         "frontend `address` {address} at line {line} is {listener} listener, which cannot take \
          {frontend}"
@@ -143,7 +141,6 @@ impl ConfigError {
             | ConfigError::Exclusive { line, .. }
             | ConfigError::File { line, .. }
             | ConfigError::Duplicate { line, .. }
-            | ConfigError::NoListener { line, .. }
             | ConfigError::ListenerKind { line, .. }
             | ConfigError::MixedExpectProxy { line, .. } => Some(*line),
         }
@@ -206,13 +203,34 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// A key that is accepted but not in force, or a value that was changed to one in force.
+/// A key that is accepted but not in force, or a value that was changed to one in force; or,
+/// at [`Severity::Info`], something the file implies that it does not write out (a listener
+/// created for a frontend's address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning {
+    pub severity: Severity,
     pub key: String,
     pub line: usize,
     /// What is done with the key, and why.
     pub message: String,
+}
+
+/// How much a [`ConfigWarning`] asks of the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Done as Sōzu does; said so that nothing happens unseen.
+    Info,
+    /// Part of the file is not in force.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+        })
+    }
 }
 
 impl fmt::Display for ConfigWarning {

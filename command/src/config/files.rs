@@ -1,5 +1,6 @@
-//! Files named by the configuration: paths resolved against the configuration's folder, and
-//! read once each however many keys name them.
+//! Files named by the configuration: paths resolved against the configuration's folder (or the
+//! current folder, as Sōzu does, when only there they name something), and read once each
+//! however many keys name them.
 
 use std::{
     collections::HashMap,
@@ -26,9 +27,18 @@ impl Files {
         }
     }
 
-    /// `path` as written in the file, made relative to the configuration's folder.
+    /// `path` as written in the file, made relative to the configuration's folder; or to the
+    /// current folder when only there does it name something, as in Sōzu, which opens paths as
+    /// written (its sample `command/assets/config.toml` names `./assets/…` from `command/`).
     pub fn resolve(&self, path: &str) -> PathBuf {
-        self.folder.join(path)
+        let in_folder = self.folder.join(path);
+        if in_folder.exists() {
+            return in_folder;
+        }
+        match std::path::absolute(path) {
+            Ok(in_current_folder) if in_current_folder.exists() => in_current_folder,
+            _ => in_folder,
+        }
     }
 
     /// `path` resolved against the configuration's folder (unchanged when absolute).

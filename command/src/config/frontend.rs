@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::{
-    Loader, answers, content,
+    Config, Loader, answers, content,
     document::{Field, Table},
     error::ConfigError,
     listener::{Listener, Listeners},
@@ -21,8 +21,9 @@ use super::{
 use crate::{
     hostname,
     request::{
-        AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, Order, PathRule,
-        PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend, TlsVersion,
+        AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, ListenerType, Order,
+        PathRule, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend,
+        TlsVersion,
     },
     rules,
 };
@@ -108,7 +109,10 @@ type CertificateSource = (
 
 /// Every frontend and SNI certificate of the file.
 pub(super) struct Routing<'l> {
-    listeners: &'l Listeners,
+    /// Grows by the listeners created for frontends whose address has none.
+    listeners: &'l mut Listeners,
+    /// The defaults of created listeners.
+    settings: &'l Config,
     /// With their offset in the file.
     frontends: Vec<(usize, Frontend)>,
     certificates: Vec<(usize, AddCertificate)>,
@@ -120,9 +124,10 @@ pub(super) struct Routing<'l> {
 }
 
 impl<'l> Routing<'l> {
-    pub fn new(listeners: &'l Listeners) -> Self {
+    pub fn new(listeners: &'l mut Listeners, settings: &'l Config) -> Self {
         Routing {
             listeners,
+            settings,
             frontends: Vec::new(),
             certificates: Vec::new(),
             http_lines: HashMap::new(),
@@ -140,7 +145,7 @@ impl<'l> Routing<'l> {
         name: &str,
         owner: Option<&Owner<'_>>,
     ) -> Option<SocketAddr> {
-        let read = read(loader, item, name, owner, self.listeners);
+        let read = read(loader, item, name, owner, self.listeners, self.settings);
         let read = loader.keep(read)?;
         let inserted = self.insert(read);
         loader.keep(inserted)
@@ -241,13 +246,27 @@ fn read(
     item: Field<'_, '_>,
     name: &str,
     owner: Option<&Owner<'_>>,
-    listeners: &Listeners,
+    listeners: &mut Listeners,
+    settings: &Config,
 ) -> Result<ReadFrontend, ConfigError> {
     let mut table = item.table(name)?;
     loader.check_keys(&mut table, &[KEYS, content::RULE_KEYS]);
     let address_field = table.required("address")?;
     let address = address_field.address()?;
-    let listener = listeners.find(address, address_field)?;
+    // The listener Sōzu creates for an address that has none: TCP for a TCP cluster, else
+    // HTTPS when the frontend brings a certificate.
+    let wanted = match owner {
+        Some(owner) if owner.protocol == ClusterProtocol::Tcp => ListenerType::Tcp,
+        _ if table.has("certificate") => ListenerType::Https,
+        _ => ListenerType::Http,
+    };
+    let listener = listeners.find_or_create(
+        address,
+        wanted,
+        settings,
+        address_field,
+        &mut loader.warnings,
+    )?;
     let mismatch = |listener: &'static str, frontend: String| ConfigError::ListenerKind {
         address,
         line: address_field.line(),

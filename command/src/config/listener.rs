@@ -9,7 +9,7 @@ use std::{
 use super::{
     Config, Loader, answers, content,
     document::{Field, Table},
-    error::ConfigError,
+    error::{ConfigError, ConfigWarning},
     tls::{self, CertificateFiles},
 };
 use crate::{
@@ -137,28 +137,36 @@ pub(super) struct Listeners {
 }
 
 impl Listeners {
-    /// The listener at the address of a frontend's `address` field.
-    pub fn find(
-        &self,
+    /// The listener at the address of a frontend's `address` field. When there is none, a
+    /// listener of kind `wanted` is created with the defaults of `settings`, as Sōzu does, and
+    /// an info note says so.
+    pub fn find_or_create(
+        &mut self,
         address: SocketAddr,
+        wanted: ListenerType,
+        settings: &Config,
         field: Field<'_, '_>,
+        warnings: &mut Vec<ConfigWarning>,
     ) -> Result<&Listener, ConfigError> {
-        if let Some(listener) = self
-            .by_address
-            .get(&address)
-            .and_then(|&index| self.list.get(index))
-        {
-            return Ok(listener);
-        }
         if self.udp.contains(&address) {
             return Err(field.refused(
                 "the listener at this address is a udp listener, and UDP is not built yet",
             ));
         }
-        Err(ConfigError::NoListener {
-            address,
-            line: field.line(),
-        })
+        let index = match self.by_address.get(&address) {
+            Some(&index) => index,
+            None => {
+                warnings.push(field.info(format!(
+                    "no listener at {address}, so one is created ({wanted}, with the defaults), \
+                     as Sōzu does"
+                )));
+                let index = self.list.len();
+                self.list.push(default_listener(wanted, address, settings));
+                self.by_address.insert(address, index);
+                index
+            }
+        };
+        Ok(&self.list[index])
     }
 
     /// Whether the listener at `address` reads a PROXY protocol header.
@@ -289,6 +297,33 @@ fn read(
     };
     table.unused()?;
     Ok((listener, address_field.line()))
+}
+
+/// A listener with nothing but its address, and the default timeouts of `settings`.
+fn default_listener(kind: ListenerType, address: SocketAddr, settings: &Config) -> Listener {
+    match kind {
+        ListenerType::Http => Listener::Http(default_http(address, settings)),
+        ListenerType::Https => Listener::Https(HttpsListenerConfig {
+            http: default_http(address, settings),
+            tls: TlsListenerConfig::default(),
+        }),
+        ListenerType::Tcp => {
+            let mut config = TcpListenerConfig::new(address);
+            config.front_timeout = settings.front_timeout;
+            config.back_timeout = settings.back_timeout;
+            config.connect_timeout = settings.connect_timeout;
+            Listener::Tcp(config)
+        }
+    }
+}
+
+fn default_http(address: SocketAddr, settings: &Config) -> HttpListenerConfig {
+    let mut config = HttpListenerConfig::new(address);
+    config.front_timeout = settings.front_timeout;
+    config.back_timeout = settings.back_timeout;
+    config.connect_timeout = settings.connect_timeout;
+    config.request_timeout = settings.request_timeout;
+    config
 }
 
 /// Warns about each of `keys` that the table has: accepted and ignored for `reason`.

@@ -3,11 +3,13 @@
 //!
 //! [`Config::load`] reads the file and every file it names (certificates, answers), so that
 //! orders carry contents, never paths. Relative paths resolve against the configuration file's
-//! folder. Every key of Sōzu 2.1 is recognised: keys in force become typed fields; keys of
+//! folder, or against the current folder when only there they name something (Sōzu's way). Every key of Sōzu 2.1 is recognised: keys in force become typed fields; keys of
 //! features not built yet are accepted with a [`ConfigWarning`] when ignoring them only changes
-//! tuning, and refused when ignoring them would change what traffic gets. Unknown keys, invalid
+//! tuning, and refused when ignoring them would change what traffic gets. Unknown top-level
+//! keys are warned about and ignored, as Sōzu ignores them; unknown keys inside a table, invalid
 //! values and missing keys are [`ConfigError`]s that name the key and its line; all the errors
-//! of a file are reported at once, as [`ConfigErrors`].
+//! of a file are reported at once, as [`ConfigErrors`]. A frontend whose address has no
+//! listener gets one with the defaults, as in Sōzu, with an info note.
 //!
 //! `doc/configure.md` describes every key for operators.
 
@@ -40,7 +42,7 @@ use self::{
     files::Files,
 };
 pub use self::{
-    error::{ConfigError, ConfigErrors, ConfigWarning},
+    error::{ConfigError, ConfigErrors, ConfigWarning, Severity},
     frontend::Frontend,
     listener::Listener,
     provider::EtcdProvider,
@@ -234,7 +236,8 @@ impl Config {
             warnings: Vec::new(),
         };
         let mut top = doc.table("the top level", root.get_ref(), 0);
-        loader.check_keys(&mut top, &[global::KEYS]);
+        let ignored = top.ignored_unknown_keys(&[global::KEYS]);
+        loader.warnings.extend(ignored);
         let mut config = global::settings(&mut loader, &mut top);
         let etcd = top
             .field("provider")
@@ -246,8 +249,8 @@ impl Config {
         config.registration = registration
             .and_then(|registration| loader.keep(registration))
             .unwrap_or_default();
-        let listeners = listener::read_all(&mut loader, &mut top, &config);
-        let mut routing = frontend::Routing::new(&listeners);
+        let mut listeners = listener::read_all(&mut loader, &mut top, &config);
+        let mut routing = frontend::Routing::new(&mut listeners, &config);
         let (clusters, backends) = cluster::read_all(&mut loader, &mut top, &mut routing);
         frontend::read_top_level(&mut loader, &mut top, &mut routing);
         let faults = top

@@ -5,6 +5,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::net::SocketAddr;
+
 use super::*;
 use crate::request::{
     HttpFrontend, ListenerType, LoadBalancingAlgorithm, ProxyProtocolConfig, RedirectPolicy,
@@ -357,14 +359,74 @@ fn udp_cluster_is_refused() {
 }
 
 #[test]
-fn frontend_without_listener_names_its_address_and_line() {
-    let message = error(&format!(
-        "{HTTP_LISTENER}\n[clusters.web]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:9999\", hostname = \"a\" }}]\n"
-    ));
-    assert_names(
-        &message,
-        &["no listener at 127.0.0.1:9999", "`address`", "line 8"],
+fn frontend_without_listener_gets_one_of_its_kind_as_in_sozu() {
+    let (config, warnings) = parse(
+        r#"
+[clusters.web]
+protocol = "http"
+frontends = [
+    { address = "127.0.0.1:9080", hostname = "a" },
+    { address = "127.0.0.1:9443", hostname = "a", certificate = "certificate.pem", key = "key.pem" },
+    { address = "127.0.0.1:9080", hostname = "b" },
+]
+[clusters.db]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:9432" }]
+"#,
+    )
+    .unwrap();
+    let listeners: Vec<(SocketAddr, ListenerType)> = config
+        .listeners
+        .iter()
+        .map(|listener| (listener.address(), listener.kind()))
+        .collect();
+    assert_eq!(
+        listeners,
+        [
+            ("127.0.0.1:9080".parse().unwrap(), ListenerType::Http),
+            ("127.0.0.1:9443".parse().unwrap(), ListenerType::Https),
+            ("127.0.0.1:9432".parse().unwrap(), ListenerType::Tcp),
+        ]
     );
+    // Created with the file's default timeouts, like a `[[listeners]]` entry without them.
+    let Listener::Http(http) = &config.listeners[0] else {
+        panic!("an http listener");
+    };
+    assert_eq!(http.front_timeout, config.front_timeout);
+    assert_eq!(http.request_timeout, config.request_timeout);
+    // One info note per created listener, naming the frontend's `address` and its line.
+    let notes: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(warnings.iter().all(|note| note.severity == Severity::Info));
+    assert_names(
+        &notes[0],
+        &["`address` at line 5", "127.0.0.1:9080", "HTTP"],
+    );
+    assert_names(
+        &notes[1],
+        &["`address` at line 6", "127.0.0.1:9443", "HTTPS"],
+    );
+    assert_names(
+        &notes[2],
+        &["`address` at line 11", "127.0.0.1:9432", "TCP"],
+    );
+}
+
+#[test]
+fn unknown_top_level_key_is_warned_with_its_line_and_ignored() {
+    let (config, warnings) =
+        parse("worker_count = 3\nfeature_of_sozu_3 = true\nwroker_count = 4\n").unwrap();
+    assert_eq!(config.worker_count, 3);
+    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_names(&warnings[0], &["`feature_of_sozu_3` at line 2", "ignored"]);
+    assert_names(
+        &warnings[1],
+        &["`wroker_count` at line 3", "did you mean `worker_count`?"],
+    );
+    // Inside a table, an unknown key stays an error.
+    let message = error("[metrics]\naddress = \"127.0.0.1:8125\"\nunknown = 1\n");
+    assert_names(&message, &["unknown key `unknown`", "line 3"]);
 }
 
 #[test]

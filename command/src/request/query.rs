@@ -87,6 +87,26 @@ pub struct LoggingFilter {
 #[serde(deny_unknown_fields)]
 pub struct StatePath {
     pub path: String,
+    /// What `SAVE_STATE` writes; `LOAD_STATE` tells the formats apart by content.
+    #[serde(default, skip_serializing_if = "StateFormat::is_default")]
+    pub format: StateFormat,
+}
+
+/// The format of a state file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateFormat {
+    /// One order per JSON line.
+    #[default]
+    Orders,
+    /// Sōzu 2.1's: its JSON requests separated by `\n\0` (`state::sozu_format`).
+    Sozu,
+}
+
+impl StateFormat {
+    fn is_default(&self) -> bool {
+        *self == StateFormat::Orders
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

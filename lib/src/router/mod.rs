@@ -61,6 +61,7 @@ pub mod content;
 mod host;
 mod normalize;
 mod path;
+mod redirect;
 mod template;
 mod trie;
 

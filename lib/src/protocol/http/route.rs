@@ -202,11 +202,14 @@ pub fn decide<'a>(
                         RedirectScheme::UseSame if listener.tls.is_some() => "https",
                         RedirectScheme::UseSame => "http",
                     };
-                    format!(
-                        "{scheme}://{}{}",
-                        String::from_utf8_lossy(host),
-                        origin_path(&String::from_utf8_lossy(path))
-                    )
+                    match found.rewritten_redirect(host, path, public.port()) {
+                        Some(target) => format!("{scheme}://{target}"),
+                        None => format!(
+                            "{scheme}://{}{}",
+                            String::from_utf8_lossy(host),
+                            origin_path(&String::from_utf8_lossy(path))
+                        ),
+                    }
                 }
             };
             return RouteDecision::Redirect {

@@ -1,0 +1,185 @@
+//! State files: the routing state saved as one order per line (ours), read back, and merged
+//! on top of a running state the way Sōzu loads a state: an order that would recreate an
+//! identical item changes nothing, a conflicting one is reported with its line, and the rest is
+//! applied.
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::{self, BufWriter, Read, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use sozu_command_lib::{
+    request::{Order, StateFormat},
+    state::{ConfigState, sozu_format},
+};
+
+use super::orders::apply_order;
+use crate::cli::with_causes;
+
+/// What merging a state file into a state did.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// The orders the state took, in file order: what the workers must get.
+    pub applied: Vec<Order>,
+    /// Orders that would recreate an item identical to one the state holds.
+    pub unchanged: usize,
+    /// The orders the state refused, each as `line N: ORDER is refused: why`.
+    pub conflicts: Vec<String>,
+}
+
+impl Merged {
+    /// `N applied, N already in force, N refused`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} applied, {} already in force, {} refused",
+            self.applied.len(),
+            self.unchanged,
+            self.conflicts.len()
+        )
+    }
+}
+
+/// Applies each order of a state file (with its line) to `state`, one by one: an order equal
+/// to one that builds `state` is skipped, an order the state refuses is reported, the others
+/// change it.
+pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
+    // Orders compare by their JSON text, which is canonical: one field order, one spelling.
+    let existing: HashSet<String> = state
+        .orders()
+        .iter()
+        .filter_map(|order| serde_json::to_string(order).ok())
+        .collect();
+    let mut merged = Merged::default();
+    for (line, order) in orders {
+        if serde_json::to_string(&order).is_ok_and(|text| existing.contains(&text)) {
+            merged.unchanged += 1;
+            continue;
+        }
+        match apply_order(state, &order) {
+            Ok(()) => merged.applied.push(order),
+            Err(error) => merged
+                .conflicts
+                .push(format!("line {line}: {order} is refused: {error}")),
+        }
+    }
+    merged
+}
+
+/// Writes the state as one order per line (or as Sōzu's records), through a temporary file
+/// renamed into place so that a reader never sees half a state. Returns the number of orders.
+///
+/// The state holds private keys: the file is readable and writable by its owner only (0600),
+/// whatever the umask, and whether or not a file was there before.
+pub fn save(state: &ConfigState, path: &Path, format: StateFormat) -> io::Result<usize> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(STATE_FILE_MODE)
+        .open(&temporary)?;
+    // A temporary file left over by an earlier run keeps its own mode: set it.
+    file.set_permissions(fs::Permissions::from_mode(STATE_FILE_MODE))?;
+    let mut writer = CountLines {
+        inner: BufWriter::new(file),
+        lines: 0,
+    };
+    match format {
+        StateFormat::Orders => state.save(&mut writer)?,
+        StateFormat::Sozu => {
+            sozu_format::write(&state.orders(), &mut writer).map_err(io::Error::other)?;
+        }
+    }
+    let lines = writer.lines;
+    writer
+        .inner
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()?;
+    fs::rename(&temporary, path)?;
+    Ok(lines)
+}
+
+/// Owner read and write, nothing for others: a state file holds private keys.
+const STATE_FILE_MODE: u32 = 0o600;
+
+/// A writer that counts the lines written through it.
+struct CountLines<W> {
+    inner: W,
+    lines: usize,
+}
+
+impl<W: Write> Write for CountLines<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.lines += buf
+            .get(..written)
+            .map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count());
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The orders of a state file with their line numbers: ours (one order per line; blank lines
+/// and `#` comments are skipped) or Sōzu's (JSON records separated by `\n\0`), told apart by
+/// content. The first line that is not an order is named.
+pub fn read(mut reader: impl Read) -> Result<Vec<(usize, Order)>, String> {
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|error| format!("cannot read the state file: {error}"))?;
+    if sozu_format::is_sozu_state(&text) {
+        return sozu_format::read(&text).map_err(|error| with_causes(&error));
+    }
+    let mut orders = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let order: Order = serde_json::from_str(text)
+            .map_err(|error| format!("line {number} is not a valid order: {error}"))?;
+        if !order.is_state_change() {
+            return Err(format!(
+                "line {number}: {order} does not change the routing state"
+            ));
+        }
+        orders.push((number, order));
+    }
+    Ok(orders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Issue 10, item 6: the state file, which holds private keys, was created with the umask
+    /// (0644 usually) and kept the mode of a file it replaced.
+    #[test]
+    fn the_state_file_is_private_even_when_it_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&ConfigState::new(), &path, StateFormat::Orders).unwrap();
+        assert_eq!(mode(&path), 0o600);
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let leftover = dir.path().join("state.json.tmp");
+        fs::write(&leftover, "").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o666)).unwrap();
+        save(&ConfigState::new(), &path, StateFormat::Orders).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+}
