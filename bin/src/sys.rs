@@ -1,13 +1,13 @@
 //! The few system calls the binary makes without a safe std API: descriptor flags for handing
 //! sockets to a child across `exec`, signalling a process that is not our child, the umask
 //! around the creation of the command socket, who is at the other end of it, and the id of a
-//! group named in the configuration.
+//! group named in the configuration, and the monotonic clock as systemd reads it.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
     unsafe_code,
-    reason = "fcntl, kill, umask, geteuid, getsockopt and getgrnam_r are FFI calls with no safe std \
-              equivalent"
+    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r and clock_gettime are FFI calls \
+              with no safe std equivalent"
 )]
 
 use std::{
@@ -92,6 +92,24 @@ pub fn with_umask<T>(mask: libc::mode_t, create: impl FnOnce() -> T) -> T {
 pub fn own_uid() -> u32 {
     // SAFETY: geteuid(2) takes nothing, touches no memory of ours and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// CLOCK_MONOTONIC in microseconds: the clock systemd compares `MONOTONIC_USEC=` against
+/// (`std::time::Instant` hides its value).
+pub fn monotonic_microseconds() -> io::Result<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes one `timespec` into `now`, which lives for the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanoseconds = u64::try_from(now.tv_nsec).unwrap_or(0);
+    Ok(seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(nanoseconds / 1_000))
 }
 
 /// The user and process at the other end of a connected Unix socket, as the kernel recorded

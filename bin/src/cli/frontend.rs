@@ -80,7 +80,8 @@ pub enum Route {
 pub struct HttpFrontendArgs {
     #[arg(short, long, value_name = "ADDR")]
     address: SocketAddr,
-    #[arg(long)]
+    /// `--host` too, as Sōzu spells it.
+    #[arg(long, visible_alias = "host")]
     hostname: String,
     #[arg(short, long, value_name = "PREFIX", group = "path")]
     path_prefix: Option<String>,
@@ -93,9 +94,11 @@ pub struct HttpFrontendArgs {
     /// `key=value,…`
     #[arg(long, value_name = "TAGS")]
     tags: Option<String>,
-    #[arg(long, value_enum)]
+    /// Any case, `_` or `-` (`Permanent`, `permanent_redirect`), as Sōzu accepts.
+    #[arg(long, value_enum, ignore_case = true)]
     redirect: Option<RedirectKind>,
-    #[arg(long, value_enum)]
+    /// Any case, `_` or `-` (`use_https`, `USE-HTTPS`), as Sōzu accepts.
+    #[arg(long, value_enum, ignore_case = true)]
     redirect_scheme: Option<Scheme>,
     #[arg(long, value_name = "TEMPLATE")]
     redirect_template: Option<String>,
@@ -129,17 +132,18 @@ enum RedirectKind {
     Forward,
     Permanent,
     Found,
+    #[value(alias = "permanent_redirect")]
     PermanentRedirect,
     Unauthorized,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scheme {
-    #[value(name = "use-same")]
+    #[value(name = "use-same", alias = "use_same")]
     Same,
-    #[value(name = "use-http")]
+    #[value(name = "use-http", alias = "use_http")]
     Http,
-    #[value(name = "use-https")]
+    #[value(name = "use-https", alias = "use_https")]
     Https,
 }
 
@@ -402,5 +406,65 @@ fn target(frontend: &HttpFrontend) -> String {
         (RedirectPolicy::Found, _) => "redirect 302".to_string(),
         (RedirectPolicy::PermanentRedirect, _) => "redirect 308".to_string(),
         (RedirectPolicy::Unauthorized, _) => "deny 401".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// The order `sozu frontend http ARGS` sends.
+    fn http_add(args: &[&str]) -> HttpFrontend {
+        let command = ["sozu", "frontend", "http"].iter().chain(args);
+        let cli = Cli::try_parse_from(command).expect("a valid command line");
+        let Command::Frontend {
+            command: FrontendCommand::Http { command },
+        } = cli.command
+        else {
+            panic!("not a frontend command");
+        };
+        match http_order(&command, false).expect("an order") {
+            Order::AddHttpFrontend(frontend) => frontend,
+            other => panic!("not an added frontend: {other}"),
+        }
+    }
+
+    // Issue 11, item 7: Sōzu's `--host` and its enum spellings.
+    #[test]
+    fn host_alias_and_enum_values_in_any_case_with_underscores() {
+        let frontend = http_add(&[
+            "add",
+            "-a",
+            "127.0.0.1:8080",
+            "--host",
+            "old.test",
+            "--redirect",
+            "Permanent",
+            "--redirect-scheme",
+            "use_https",
+            "id",
+            "c",
+        ]);
+        assert_eq!(frontend.hostname, "old.test");
+        assert_eq!(frontend.redirect, RedirectPolicy::Permanent);
+        assert_eq!(frontend.redirect_scheme, RedirectScheme::UseHttps);
+        let frontend = http_add(&[
+            "add",
+            "-a",
+            "127.0.0.1:8080",
+            "--hostname",
+            "new.test",
+            "--redirect",
+            "PERMANENT_REDIRECT",
+            "--redirect-scheme",
+            "Use-Http",
+            "id",
+            "c",
+        ]);
+        assert_eq!(frontend.redirect, RedirectPolicy::PermanentRedirect);
+        assert_eq!(frontend.redirect_scheme, RedirectScheme::UseHttp);
     }
 }

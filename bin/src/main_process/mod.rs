@@ -13,6 +13,7 @@ mod command_server;
 mod dashboard;
 mod faults;
 mod listeners;
+mod notify;
 mod orders;
 mod prometheus;
 mod provider;
@@ -157,6 +158,8 @@ pub struct Main {
     fault_leases: faults::Leases,
     /// The Toxiproxy-compatible API, when `[toxiproxy]` is set.
     toxiproxy: Option<toxiproxy::ToxiproxyApi>,
+    /// systemd's readiness notifications.
+    notifier: notify::Notifier,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -319,6 +322,7 @@ impl Main {
             registrations: registration::Registrations::default(),
             fault_leases,
             toxiproxy: None,
+            notifier: notify::Notifier::from_env(),
         })
     }
 

@@ -392,18 +392,33 @@ impl Main {
     }
 
     /// Applies the difference between the running state and a configuration file (the one
-    /// the proxy started with when `path` is `None`).
+    /// the proxy started with when `path` is `None`), between RELOADING=1 and READY=1 for
+    /// systemd: READY=1 waits until the workers answered the changes.
     pub(super) fn reload(&mut self, to: Option<ClientRef>, path: Option<PathBuf>) {
+        self.notifier.reloading();
+        let last_task = self.next_task;
+        let status = self.apply_reload(to, path);
+        let task = self.next_task;
+        if task != last_task && self.tasks.contains_key(&task) {
+            self.notifier.reload_waits_for(task);
+        } else {
+            self.notifier.ready(&status);
+        }
+    }
+
+    /// [`Main::reload`]'s work; returns a line on its outcome for systemd's status.
+    fn apply_reload(&mut self, to: Option<ClientRef>, path: Option<PathBuf>) -> String {
         let path = path.unwrap_or_else(|| self.settings.config_path.clone());
         let target = match config_state(&path) {
             Ok(target) => target,
             Err(message) => {
                 error!("reload refused: {message}");
+                let status = format!("reload refused: {message}");
                 if let Some(to) = &to {
                     let response = Response::failure(to.request_id.clone(), message);
                     self.reply(to, response);
                 }
-                return;
+                return status;
             }
         };
         let target = self.with_registrations(self.with_fleet(target));
@@ -414,7 +429,7 @@ impl Main {
                 let message = format!("reload of {}: no change", path.display());
                 self.reply(to, ok_message(&to.request_id, message));
             }
-            return;
+            return "reload: no change".to_string();
         }
         let count = orders.len();
         let what = format!("reload of {} ({count} changes)", path.display());
@@ -424,7 +439,10 @@ impl Main {
             format!("change {} ({})", index + 1, names.get(index).unwrap_or(&""))
         }) {
             let message = format!("configuration {} reloaded: {count} changes", path.display());
-            self.event(EventKind::ConfigurationReloaded, message);
+            self.event(EventKind::ConfigurationReloaded, message.clone());
+            message
+        } else {
+            format!("reload of {} refused", path.display())
         }
     }
 
@@ -512,6 +530,7 @@ impl Main {
             }
         }
         info!("{kind} stop requested");
+        self.notifier.stopping(&format!("{kind} stop"));
         let order = if hard {
             Order::HardStop
         } else {
@@ -534,6 +553,9 @@ impl Main {
         let Some(task) = self.tasks.remove(&id) else {
             return;
         };
+        if self.notifier.is_waiting_for(id) {
+            self.notifier.ready(&reload_status(&task));
+        }
         let response = match &task.purpose {
             Purpose::Setup { worker } => {
                 self.worker_set_up(*worker, &task);
@@ -586,6 +608,10 @@ impl Main {
                 worker.pid,
                 task.started.elapsed()
             );
+        }
+        if self.notifier.is_starting() && self.workers.values().all(|worker| worker.ready) {
+            let status = format!("serving with {} worker(s)", self.workers.len());
+            self.notifier.ready(&status);
         }
         self.advance_replacement();
     }
@@ -782,4 +808,16 @@ pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
             .map_err(|error| format!("the {order} order is refused: {error}"))?;
     }
     Ok(state)
+}
+
+/// systemd's status line once the workers answered a reload.
+fn reload_status(task: &Task) -> String {
+    if task.failures.is_empty() {
+        "configuration reloaded".to_string()
+    } else {
+        format!(
+            "configuration reloaded; refused by workers: {}",
+            task.failures.join("; ")
+        )
+    }
 }

@@ -152,6 +152,7 @@ pub fn spawn(
         .arg(format!("--channel-fd={}", worker_channel.as_raw_fd()))
         .arg(format!("--scm-fd={}", worker_scm.as_raw_fd()))
         .args(settings.to_args())
+        .env_remove(super::notify::VARIABLE)
         .stdin(Stdio::null())
         .process_group(0)
         .spawn()
