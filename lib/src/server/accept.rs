@@ -87,19 +87,16 @@ impl Server {
         else {
             return;
         };
-        let Some(cluster_id) = self
-            .state
-            .default_tcp_frontend(listener)
-            .map(|f| f.cluster_id.clone())
-        else {
+        if config.script.is_none()
+            && self
+                .state
+                .tcp_frontends
+                .get(&listener)
+                .is_none_or(Vec::is_empty)
+        {
             debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
             return;
-        };
-        let to_backend = self
-            .state
-            .clusters
-            .get(&cluster_id)
-            .and_then(|c| c.proxy_protocol);
+        }
         let timeouts = SessionTimeouts {
             front: config.front_timeout,
             back: config.back_timeout,
@@ -107,15 +104,15 @@ impl Server {
             request: config.front_timeout,
         };
         let then = tcp::AfterProxy::Pipe {
-            to_backend,
             splice: config.splice.then_some(self.config.splice_pipe_capacity),
+            inspect_timeout: config.inspect_timeout,
         };
         let Some(key) = self.new_session(
             listener,
             stream,
             peer,
             timeouts,
-            Some(cluster_id),
+            None,
             |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
         ) else {
             return;
