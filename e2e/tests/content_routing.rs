@@ -170,6 +170,47 @@ fn a_silent_client_goes_to_the_default_after_inspect_timeout() {
 }
 
 #[test]
+fn a_client_hello_cut_short_goes_to_the_default_after_inspect_timeout_with_its_bytes() {
+    let port = Port::start(
+        |listener| listener.inspect_timeout = Duration::from_secs(1),
+        &[("a", sni("a.test")), ("fallback", None)],
+        plain_cluster,
+    );
+    let hello = client_hello("a.test");
+    let start = &hello[..10];
+    assert_eq!(port.reach(start, 1), "fallback");
+    assert_eq!(port.received_by("fallback"), start);
+}
+
+#[test]
+fn a_script_can_answer_the_client_first_and_replace_the_held_bytes() {
+    let source = r#"
+function route(data, peer)
+  if #data == 0 then
+    return nil
+  end
+  if data:sub(1, 1) ~= "\4" then
+    return { close = true }
+  end
+  return { cluster = "granted", reply = "ok ", data = "rewritten:" }
+end
+"#;
+    let port = Port::start(
+        |listener| {
+            listener.script = Some(TcpScript {
+                name: "grant.lua".to_string(),
+                source: source.to_string(),
+            })
+        },
+        &[("granted", None)],
+        plain_cluster,
+    );
+    assert_eq!(port.reach(b"\x04request", 64), "ok granted");
+    assert_eq!(port.received_by("granted"), b"rewritten:");
+    assert_eq!(port.reach(b"refused", 64), "");
+}
+
+#[test]
 fn the_proxy_header_is_the_one_of_the_chosen_cluster() {
     let port = Port::start(
         |_| {},

@@ -16,7 +16,7 @@ use crate::{
     metrics::RequestRecord,
     pool::{Buffer, Pool},
     protocol::http::Http,
-    router::content::Verdict,
+    router::content::{Decision, Target, Verdict},
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
@@ -103,10 +103,18 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
         match sniff.decide(router, session.client_address) {
             Verdict::NeedMore => {}
             Verdict::Route(cluster_id) => {
-                route(session, context, cluster_id);
+                route(session, context, cluster_id, None, None);
                 return None;
             }
             Verdict::Close => return Some(Action::Close),
+            Verdict::Decision(Decision::Connect {
+                target: Target::Cluster(cluster_id),
+                data,
+                reply,
+            }) => {
+                route(session, context, cluster_id, data, reply);
+                return None;
+            }
             Verdict::Decision(decision) => {
                 log::warn!(
                     "session {}: the script's decision {decision:?} is not carried out by \
@@ -148,9 +156,16 @@ pub fn inspection_over(session: &mut Session) {
     }
 }
 
-/// Sends the connection to `cluster_id`: its pipe replays the bytes read so far, after the
-/// PROXY header that cluster asks for.
-fn route(session: &mut Session, context: &mut Context<'_>, cluster_id: String) {
+/// Sends the connection to `cluster_id`: its pipe replays the bytes read so far (or `data`
+/// instead, when a script says so), after the PROXY header that cluster asks for; the client
+/// gets `reply` first.
+fn route(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    cluster_id: String,
+    data: Option<Vec<u8>>,
+    reply: Option<Vec<u8>>,
+) {
     let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
         return;
     };
@@ -159,23 +174,25 @@ fn route(session: &mut Session, context: &mut Context<'_>, cluster_id: String) {
         .get(&cluster_id)
         .and_then(|cluster| cluster.proxy_protocol);
     session.cluster_id = Some(cluster_id);
-    let pipe = pipe(session, sniff.buffer, context.pool, sniff.splice, to_backend);
+    let mut buffer = sniff.buffer;
+    let mut head = backend_header(session, to_backend);
+    if let Some(data) = data {
+        buffer.clear();
+        head.extend_from_slice(&data);
+    }
+    let pipe = pipe(session, buffer, context.pool, sniff.splice)
+        .with_backend_header(head)
+        .with_client_header(reply.unwrap_or_default());
     session.stage = Stage::Pipe(pipe);
     let front = session.timeouts.front;
     session.touch_front(front, context.now, context.timers);
 }
 
-/// A pipe whose first bytes for the backend are the PROXY header `to_backend` asks for, then
-/// `already_read` (the client's bytes read so far): through the kernel when `splice` is set and
-/// the kernel allows it, else through pooled buffers.
-fn pipe(
-    session: &Session,
-    already_read: Buffer,
-    pool: &Pool,
-    splice: Option<usize>,
-    to_backend: Option<ProxyProtocolConfig>,
-) -> Pipe {
-    let pipe = match splice {
+/// A pipe whose first bytes for the backend are `already_read` (the client's bytes read so
+/// far): through the kernel when `splice` is set and the kernel allows it, else through pooled
+/// buffers.
+fn pipe(session: &Session, already_read: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
+    match splice {
         None => Pipe::new(already_read, pool.checkout()),
         Some(capacity) => match Pipe::spliced(already_read, capacity) {
             Ok(pipe) => pipe,
@@ -187,8 +204,7 @@ fn pipe(
                 Pipe::new(already_read, pool.checkout())
             }
         },
-    };
-    pipe.with_backend_header(backend_header(session, to_backend))
+    }
 }
 
 /// The PROXY header the backend must receive; empty when the cluster sends none.
