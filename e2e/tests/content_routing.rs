@@ -76,7 +76,9 @@ impl Port {
             stream.write_all(chunk).expect("send");
         }
         let mut greeting = Vec::new();
-        stream.read_to_end(&mut greeting).expect("read the greeting");
+        stream
+            .read_to_end(&mut greeting)
+            .expect("read the greeting");
         stream.shutdown(Shutdown::Both).expect("close");
         String::from_utf8(greeting).expect("a name")
     }
@@ -226,7 +228,10 @@ fn the_proxy_header_is_the_one_of_the_chosen_cluster() {
     let hello = client_hello("a.test");
     assert_eq!(port.reach(&hello, hello.len()), "a");
     let received = port.received_by("a");
-    assert!(received.starts_with(b"\r\n\r\n\0\r\nQUIT\n"), "a PROXY v2 header");
+    assert!(
+        received.starts_with(b"\r\n\r\n\0\r\nQUIT\n"),
+        "a PROXY v2 header"
+    );
     assert!(received.ends_with(&hello));
 
     let plain = b"hello";

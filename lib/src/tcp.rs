@@ -1,5 +1,6 @@
 //! TCP mode: every connection accepted on a TCP listener is piped to a backend of the cluster
-//! of the listener's frontend.
+//! its first bytes chose among the listener's frontends (content routing), or of the
+//! listener's default frontend.
 //!
 //! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Sniff` (where
 //! the connection goes, [`crate::protocol::sniff`]) → `Pipe`. The client's first bytes wait in
@@ -16,12 +17,12 @@ use crate::{
     metrics::RequestRecord,
     pool::{Buffer, Pool},
     protocol::http::Http,
-    router::content::{Decision, Target, Verdict},
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
         sniff::{Inspection, Sniff},
     },
+    router::content::{Decision, Target, Verdict},
     session::endpoint::{Ready, Transfer},
     session::{Action, Context, Session, Stage, backs::Slot},
     timer::TimeoutKind,

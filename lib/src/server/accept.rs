@@ -107,14 +107,9 @@ impl Server {
             splice: config.splice.then_some(self.config.splice_pipe_capacity),
             inspect_timeout: config.inspect_timeout,
         };
-        let Some(key) = self.new_session(
-            listener,
-            stream,
-            peer,
-            timeouts,
-            None,
-            |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
-        ) else {
+        let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
+            tcp::first_stage(session, pool, config.expect_proxy, then)
+        }) else {
             return;
         };
         self.drive(key);
@@ -141,11 +136,9 @@ impl Server {
             request: config.request_timeout,
         };
         let then = tcp::AfterProxy::Http(tls_config);
-        let Some(key) =
-            self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
-                tcp::first_stage(session, pool, config.expect_proxy, then)
-            })
-        else {
+        let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
+            tcp::first_stage(session, pool, config.expect_proxy, then)
+        }) else {
             return;
         };
         self.drive(key);
@@ -158,7 +151,6 @@ impl Server {
         mut stream: TcpStream,
         peer: SocketAddr,
         timeouts: SessionTimeouts,
-        cluster_id: Option<String>,
         first_stage: impl FnOnce(&mut Session, &Pool),
     ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
@@ -195,7 +187,7 @@ impl Server {
             local_address: local,
             received_proxy_header: None,
             stage: Stage::Closed,
-            cluster_id,
+            cluster_id: None,
             timeouts,
             front_timeout: Default::default(),
             connect_attempts: 0,

@@ -15,7 +15,9 @@ impl Server {
     pub(super) fn sync_content_routers(&mut self, order: &Order) {
         match order {
             Order::AddTcpListener(config) => self.sync_content_router(config.address, false),
-            Order::UpdateTcpListenerConfig(update) => self.sync_content_router(update.address, true),
+            Order::UpdateTcpListenerConfig(update) => {
+                self.sync_content_router(update.address, true)
+            }
             Order::AddTcpFrontend(frontend) | Order::RemoveTcpFrontend(frontend) => {
                 self.sync_content_router(frontend.address, false)
             }
