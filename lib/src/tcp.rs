@@ -1,5 +1,6 @@
 //! TCP mode: every connection accepted on a TCP listener is piped to a backend of the cluster
-//! of the listener's frontend.
+//! its first bytes chose among the listener's frontends (content routing), or of the
+//! listener's default frontend.
 //!
 //! A session goes `ExpectProxy` (when the listener expects a PROXY header) → `Sniff` (where
 //! the connection goes, [`crate::protocol::sniff`]) → `Pipe`. The client's first bytes wait in
@@ -7,7 +8,7 @@
 //! replays them; a PROXY header for the backend, when the cluster sends one, goes ahead of
 //! them from storage of its own.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use rustls::ServerConfig;
 use sozu_command_lib::request::ProxyProtocolConfig;
@@ -19,8 +20,9 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
-        sniff::{Decision, Sniff},
+        sniff::{Inspection, Sniff},
     },
+    router::content::{Decision, Target, Verdict},
     session::endpoint::{Ready, Transfer},
     session::{Action, Context, Session, Stage, backs::Slot},
     timer::TimeoutKind,
@@ -35,11 +37,12 @@ pub struct ExpectProxy {
 /// The stage that follows the PROXY header.
 #[derive(Debug, Clone)]
 pub enum AfterProxy {
-    /// TCP mode, sending the backend what the cluster's PROXY setting says, through kernel
-    /// pipes of the given capacity when `splice` is set (0: the kernel's default).
+    /// TCP mode: the first bytes decide where the connection goes (awaited at most
+    /// `inspect_timeout`), then a pipe through kernel pipes of the given capacity when `splice`
+    /// is set (0: the kernel's default).
     Pipe {
-        to_backend: Option<ProxyProtocolConfig>,
         splice: Option<usize>,
+        inspect_timeout: Duration,
     },
     /// HTTP, over TLS when a TLS configuration is given.
     Http(Option<Arc<ServerConfig>>),
@@ -67,11 +70,10 @@ fn after_proxy(
     already_read: Buffer,
 ) -> Stage {
     match then {
-        AfterProxy::Pipe { to_backend, splice } => Stage::Sniff(Sniff {
-            buffer: already_read,
-            to_backend,
+        AfterProxy::Pipe {
             splice,
-        }),
+            inspect_timeout,
+        } => Stage::Sniff(Sniff::new(already_read, splice, inspect_timeout)),
         AfterProxy::Http(None) => Stage::Http(Box::new(Http::with_input(pool, already_read))),
         AfterProxy::Http(Some(config)) => {
             // What followed the PROXY header is the start of the TLS stream (the ClientHello).
@@ -89,38 +91,109 @@ fn after_proxy(
     }
 }
 
-/// Decides where the connection goes and builds its pipe. Returns `None` once the pipe is in
-/// place, or the action to take.
-pub fn sniff(session: &mut Session, pool: &Pool) -> Option<Action> {
-    let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
-        return Some(Action::Close);
-    };
-    match sniff.decide(session.cluster_id.as_deref()) {
-        Decision::Route(cluster_id) => {
-            session.cluster_id = Some(cluster_id);
-            let Sniff {
-                buffer,
-                to_backend,
-                splice,
-            } = sniff;
-            session.stage = Stage::Pipe(pipe(session, buffer, pool, splice, to_backend));
-            None
+/// Reads the client's first bytes until the listener's content router decides where the
+/// connection goes, then builds its pipe. Returns `None` once the pipe is in place, or the
+/// action to take.
+pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action> {
+    let timer_key = session.timer_key(TimeoutKind::Front);
+    loop {
+        let Stage::Sniff(sniff) = &mut session.stage else {
+            return Some(Action::Close);
+        };
+        let router = context.content_routers.get_mut(&session.listener_address);
+        match sniff.decide(router, session.client_address) {
+            Verdict::NeedMore => {}
+            Verdict::Route(cluster_id) => {
+                route(session, context, cluster_id, None, None);
+                return None;
+            }
+            Verdict::Close => return Some(Action::Close),
+            Verdict::Decision(Decision::Connect {
+                target: Target::Cluster(cluster_id),
+                data,
+                reply,
+            }) => {
+                route(session, context, cluster_id, data, reply);
+                return None;
+            }
+            Verdict::Decision(decision) => {
+                log::warn!(
+                    "session {}: the script's decision {decision:?} is not carried out by \
+                     TCP listeners yet, closing",
+                    session.uid
+                );
+                return Some(Action::Close);
+            }
         }
-        Decision::Close => Some(Action::Close),
+        // The router waits only while more bytes may come.
+        if sniff.is_complete() {
+            return Some(Action::Close);
+        }
+        if sniff.inspection == Inspection::Starting {
+            sniff.inspection = Inspection::Waiting;
+            session.front_timeout.set_after(
+                context.now,
+                sniff.inspect_timeout,
+                timer_key,
+                context.timers,
+            );
+        }
+        if !session.front.readiness.event.contains(Ready::READABLE) {
+            return Some(Action::Wait);
+        }
+        match session.front.read(sniff.buffer.space()) {
+            Transfer::Moved(count) => sniff.buffer.fill(count),
+            Transfer::WouldBlock => return Some(Action::Wait),
+            Transfer::Closed => sniff.inspection = Inspection::Over,
+            Transfer::Error(_) => return Some(Action::Close),
+        }
     }
 }
 
-/// A pipe whose first bytes for the backend are the PROXY header `to_backend` asks for, then
-/// `already_read` (the client's bytes read so far): through the kernel when `splice` is set and
-/// the kernel allows it, else through pooled buffers.
-fn pipe(
-    session: &Session,
-    already_read: Buffer,
-    pool: &Pool,
-    splice: Option<usize>,
-    to_backend: Option<ProxyProtocolConfig>,
-) -> Pipe {
-    let pipe = match splice {
+/// The inspection deadline passed: the router decides with the bytes it has.
+pub fn inspection_over(session: &mut Session) {
+    if let Stage::Sniff(sniff) = &mut session.stage {
+        sniff.inspection = Inspection::Over;
+    }
+}
+
+/// Sends the connection to `cluster_id`: its pipe replays the bytes read so far (or `data`
+/// instead, when a script says so), after the PROXY header that cluster asks for; the client
+/// gets `reply` first.
+fn route(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    cluster_id: String,
+    data: Option<Vec<u8>>,
+    reply: Option<Vec<u8>>,
+) {
+    let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
+        return;
+    };
+    let to_backend = context
+        .clusters
+        .get(&cluster_id)
+        .and_then(|cluster| cluster.proxy_protocol);
+    session.cluster_id = Some(cluster_id);
+    let mut buffer = sniff.buffer;
+    let mut head = backend_header(session, to_backend);
+    if let Some(data) = data {
+        buffer.clear();
+        head.extend_from_slice(&data);
+    }
+    let pipe = pipe(session, buffer, context.pool, sniff.splice)
+        .with_backend_header(head)
+        .with_client_header(reply.unwrap_or_default());
+    session.stage = Stage::Pipe(pipe);
+    let front = session.timeouts.front;
+    session.touch_front(front, context.now, context.timers);
+}
+
+/// A pipe whose first bytes for the backend are `already_read` (the client's bytes read so
+/// far): through the kernel when `splice` is set and the kernel allows it, else through pooled
+/// buffers.
+fn pipe(session: &Session, already_read: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
+    match splice {
         None => Pipe::new(already_read, pool.checkout()),
         Some(capacity) => match Pipe::spliced(already_read, capacity) {
             Ok(pipe) => pipe,
@@ -132,8 +205,7 @@ fn pipe(
                 Pipe::new(already_read, pool.checkout())
             }
         },
-    };
-    pipe.with_backend_header(backend_header(session, to_backend))
+    }
 }
 
 /// The PROXY header the backend must receive; empty when the cluster sends none.

@@ -199,6 +199,12 @@ impl Pipe {
         self
     }
 
+    /// The client gets `reply` before any byte of the backend's stream (a script's `reply`).
+    pub fn with_client_header(mut self, reply: Vec<u8>) -> Self {
+        self.back_to_front.head = reply;
+        self
+    }
+
     /// Moves bytes both ways as far as the sockets allow.
     pub fn run(&mut self, front: &mut Endpoint, back: &mut Endpoint) -> PipeStatus {
         let upstream = copy(front, &mut self.front_to_back, back);

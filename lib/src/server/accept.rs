@@ -87,19 +87,16 @@ impl Server {
         else {
             return;
         };
-        let Some(cluster_id) = self
-            .state
-            .default_tcp_frontend(listener)
-            .map(|f| f.cluster_id.clone())
-        else {
+        if config.script.is_none()
+            && self
+                .state
+                .tcp_frontends
+                .get(&listener)
+                .is_none_or(Vec::is_empty)
+        {
             debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
             return;
-        };
-        let to_backend = self
-            .state
-            .clusters
-            .get(&cluster_id)
-            .and_then(|c| c.proxy_protocol);
+        }
         let timeouts = SessionTimeouts {
             front: config.front_timeout,
             back: config.back_timeout,
@@ -107,17 +104,12 @@ impl Server {
             request: config.front_timeout,
         };
         let then = tcp::AfterProxy::Pipe {
-            to_backend,
             splice: config.splice.then_some(self.config.splice_pipe_capacity),
+            inspect_timeout: config.inspect_timeout,
         };
-        let Some(key) = self.new_session(
-            listener,
-            stream,
-            peer,
-            timeouts,
-            Some(cluster_id),
-            |session, pool| tcp::first_stage(session, pool, config.expect_proxy, then),
-        ) else {
+        let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
+            tcp::first_stage(session, pool, config.expect_proxy, then)
+        }) else {
             return;
         };
         self.drive(key);
@@ -144,11 +136,9 @@ impl Server {
             request: config.request_timeout,
         };
         let then = tcp::AfterProxy::Http(tls_config);
-        let Some(key) =
-            self.new_session(listener, stream, peer, timeouts, None, |session, pool| {
-                tcp::first_stage(session, pool, config.expect_proxy, then)
-            })
-        else {
+        let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
+            tcp::first_stage(session, pool, config.expect_proxy, then)
+        }) else {
             return;
         };
         self.drive(key);
@@ -161,7 +151,6 @@ impl Server {
         mut stream: TcpStream,
         peer: SocketAddr,
         timeouts: SessionTimeouts,
-        cluster_id: Option<String>,
         first_stage: impl FnOnce(&mut Session, &Pool),
     ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
@@ -198,7 +187,7 @@ impl Server {
             local_address: local,
             received_proxy_header: None,
             stage: Stage::Closed,
-            cluster_id,
+            cluster_id: None,
             timeouts,
             front_timeout: Default::default(),
             connect_attempts: 0,

@@ -34,6 +34,7 @@ use crate::{
     metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
     protocol::http::{HttpListener, auth::Authorized},
+    router::content::ContentRouter,
     session::endpoint::Ready,
     session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
     timer::{TimeoutKind, Timers},
@@ -42,6 +43,7 @@ use crate::{
 mod accept;
 mod backend_pool;
 mod connect;
+mod content;
 mod drain;
 mod health;
 mod orders;
@@ -190,6 +192,8 @@ pub struct Server {
     listeners: HashMap<SocketAddr, ListenerSocket>,
     /// Routes, answers and settings of HTTP and HTTPS listeners.
     http_listeners: FxHashMap<SocketAddr, HttpListener>,
+    /// Where connections accepted on each TCP listener go, from their first bytes.
+    content_routers: FxHashMap<SocketAddr, ContentRouter>,
     /// The Basic-auth credentials of each cluster that lists some.
     authorized: FxHashMap<String, Authorized>,
     /// Sessions that yielded with work left, to drive again on the next turn.
@@ -274,6 +278,7 @@ impl Server {
             sessions: Slab::with_capacity(config.max_connections.min(65_536)),
             listeners: HashMap::new(),
             http_listeners: FxHashMap::default(),
+            content_routers: FxHashMap::default(),
             authorized: FxHashMap::default(),
             yielded: Vec::new(),
             inherited,
@@ -480,6 +485,7 @@ impl Server {
             timers,
             pool,
             http_listeners,
+            content_routers,
             authorized,
             state,
             recorder,
@@ -491,6 +497,7 @@ impl Server {
             timers,
             pool,
             listeners: http_listeners,
+            content_routers,
             clusters: &state.clusters,
             authorized,
             recorder,

@@ -198,7 +198,7 @@ impl Server {
     /// error nothing changed.
     pub(super) fn apply_order(&mut self, order: &Order) -> Result<(), ApplyError> {
         let validated = validate(&self.state, order)?;
-        match (order, validated) {
+        let applied = match (order, validated) {
             (Order::ActivateListener(listener), _) => {
                 if self.state.listener_kind(listener.address) != Some(listener.proxy) {
                     return Err(ApplyError::Invalid(OrderError::NoListener {
@@ -363,7 +363,11 @@ impl Server {
                 Ok(())
             }
             (order, _) => self.apply_to_state(order),
+        };
+        if applied.is_ok() {
+            self.sync_content_routers(order);
         }
+        applied
     }
 
     /// Adds the runtime of an HTTP or HTTPS listener once the state took it.

@@ -24,6 +24,7 @@ use crate::{
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, sniff::Sniff},
+    router::content::ContentRouter,
     session::endpoint::{Endpoint, Ready},
     tcp,
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
@@ -127,6 +128,8 @@ pub struct Context<'a> {
     pub pool: &'a Pool,
     /// HTTP and HTTPS listeners, by address.
     pub listeners: &'a FxHashMap<SocketAddr, HttpListener>,
+    /// The content routers of TCP listeners, by address.
+    pub content_routers: &'a mut FxHashMap<SocketAddr, ContentRouter>,
     pub clusters: &'a BTreeMap<String, Cluster>,
     /// The Basic-auth credentials each cluster accepts, parsed when its order was applied.
     pub authorized: &'a FxHashMap<String, Authorized>,
@@ -240,7 +243,7 @@ impl Session {
                     // The header is read and the next stage is in place.
                     None => continue,
                 },
-                Stage::Sniff(_) => match tcp::sniff(self, context.pool) {
+                Stage::Sniff(_) => match tcp::sniff(self, context) {
                     Some(action) => action,
                     // The pipe is in place.
                     None => continue,
@@ -365,6 +368,10 @@ impl Session {
             }
             TimeoutKind::Front if matches!(self.stage, Stage::Http(_)) => {
                 http::answer_for(self, context, Failure::FrontTimeout)
+            }
+            TimeoutKind::Front if matches!(self.stage, Stage::Sniff(_)) => {
+                tcp::inspection_over(self);
+                self.ready(context)
             }
             _ => Action::Close,
         }

@@ -90,6 +90,7 @@ fn a_session_holds_two_backend_connections_at_once() {
     let mut timers = Timers::new();
     let pool = Pool::new(1024, 1, 4);
     let listeners = FxHashMap::default();
+    let mut content_routers = FxHashMap::default();
     let clusters = BTreeMap::new();
     let authorized = FxHashMap::default();
     let mut recorder = Recorder {
@@ -101,6 +102,7 @@ fn a_session_holds_two_backend_connections_at_once() {
         timers: &mut timers,
         pool: &pool,
         listeners: &listeners,
+        content_routers: &mut content_routers,
         clusters: &clusters,
         authorized: &authorized,
         recorder: &mut recorder,

@@ -1,0 +1,280 @@
+//! Content routing through a real worker: one TCP port, the first bytes of each connection
+//! pick its cluster (TLS ClientHello SNI, HTTP Host, a script), the default takes the rest.
+//! The backends greet with their name once connected, so the client learns where it went,
+//! and record what they received, so the test sees that the held bytes were replayed.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use rustls::{ClientConnection, pki_types::ServerName};
+use sozu_command_lib::request::{
+    Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, TcpFrontend,
+    TcpListenerConfig, TcpRule, TcpScript,
+};
+use sozu_e2e::{DEADLINE, Worker, backend::Backend, free_address, tls::client_config, wait_until};
+use sozu_lib::server::ServerConfig;
+
+/// A worker with an active TCP listener configured by `configure`, a default cluster
+/// `fallback` and one cluster per `(name, rule)`; every cluster has one greeter backend that
+/// sends the cluster's name.
+struct Port {
+    _worker: Worker,
+    address: SocketAddr,
+    backends: Vec<(&'static str, Backend)>,
+}
+
+impl Port {
+    fn start(
+        configure: impl FnOnce(&mut TcpListenerConfig),
+        rules: &[(&'static str, Option<TcpRule>)],
+        clusters: impl Fn(&str) -> Cluster,
+    ) -> Port {
+        let mut worker = Worker::start(ServerConfig::default());
+        let mut listener = TcpListenerConfig::new(free_address());
+        configure(&mut listener);
+        let address = listener.address;
+        worker.ok(Order::AddTcpListener(listener));
+        let mut backends = Vec::new();
+        for (name, rule) in rules {
+            let backend = Backend::greeter(name.as_bytes());
+            worker.cluster(clusters(name), &[backend.address]);
+            let mut frontend = TcpFrontend::new(*name, address);
+            frontend.rule = rule.clone();
+            worker.ok(Order::AddTcpFrontend(frontend));
+            backends.push((*name, backend));
+        }
+        worker.ok(Order::ActivateListener(ListenerAddress {
+            address,
+            proxy: ListenerType::Tcp,
+        }));
+        Port {
+            _worker: worker,
+            address,
+            backends,
+        }
+    }
+
+    fn backend(&self, name: &str) -> &Backend {
+        &self
+            .backends
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a backend of that name")
+            .1
+    }
+
+    /// Connects, sends `data` in segments of `segment` bytes, reads the greeting of the
+    /// backend the connection reached, then ends the connection.
+    fn reach(&self, data: &[u8], segment: usize) -> String {
+        let mut stream = TcpStream::connect(self.address).expect("connect to the proxy");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        for chunk in data.chunks(segment) {
+            stream.write_all(chunk).expect("send");
+        }
+        let mut greeting = Vec::new();
+        stream
+            .read_to_end(&mut greeting)
+            .expect("read the greeting");
+        stream.shutdown(Shutdown::Both).expect("close");
+        String::from_utf8(greeting).expect("a name")
+    }
+
+    /// Waits for the backend `name` to record a connection and returns what it received.
+    fn received_by(&self, name: &str) -> Vec<u8> {
+        let backend = self.backend(name);
+        assert!(wait_until(DEADLINE, || !backend.received().is_empty()));
+        backend.received().concat()
+    }
+}
+
+/// The ClientHello a rustls client sends for `server_name`.
+fn client_hello(server_name: &str) -> Vec<u8> {
+    let name = ServerName::try_from(server_name.to_string()).expect("a valid name");
+    let mut connection =
+        ClientConnection::new(client_config(&rustls::version::TLS13), name).expect("a client");
+    let mut hello = Vec::new();
+    connection.write_tls(&mut hello).expect("a ClientHello");
+    hello
+}
+
+/// A cluster with the default settings.
+fn plain_cluster(name: &str) -> Cluster {
+    Cluster::new(name)
+}
+
+fn sni(name: &str) -> Option<TcpRule> {
+    Some(TcpRule::Sni(name.to_string()))
+}
+
+fn tls_port() -> Port {
+    Port::start(
+        |_| {},
+        &[
+            ("a", sni("a.test")),
+            ("fallback", None),
+            ("b", sni("b.test")),
+            ("c", Some(TcpRule::HttpHost("c.test".to_string()))),
+        ],
+        plain_cluster,
+    )
+}
+
+#[test]
+fn tls_client_hellos_go_to_the_cluster_of_their_sni() {
+    let port = tls_port();
+    let hello_a = client_hello("a.test");
+    assert_eq!(port.reach(&hello_a, hello_a.len()), "a");
+    assert_eq!(port.received_by("a"), hello_a);
+    let hello_b = client_hello("b.test");
+    assert_eq!(port.reach(&hello_b, hello_b.len()), "b");
+    assert_eq!(port.received_by("b"), hello_b);
+    let other = client_hello("other.test");
+    assert_eq!(port.reach(&other, other.len()), "fallback");
+}
+
+#[test]
+fn a_client_hello_sent_one_byte_per_segment_is_routed_by_its_sni() {
+    let port = tls_port();
+    let hello = client_hello("b.test");
+    assert_eq!(port.reach(&hello, 1), "b");
+    assert_eq!(port.received_by("b"), hello);
+}
+
+#[test]
+fn plain_http_is_routed_by_its_host() {
+    let port = tls_port();
+    let request = b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n";
+    assert_eq!(port.reach(request, request.len()), "c");
+    assert_eq!(port.received_by("c"), request);
+}
+
+#[test]
+fn garbage_goes_to_the_default() {
+    let port = tls_port();
+    let garbage = b"\x00\x01garbage that no rule knows\r\n\r\n";
+    assert_eq!(port.reach(garbage, garbage.len()), "fallback");
+    assert_eq!(port.received_by("fallback"), garbage);
+}
+
+#[test]
+fn a_silent_client_goes_to_the_default_after_inspect_timeout() {
+    let port = Port::start(
+        |listener| listener.inspect_timeout = Duration::from_secs(1),
+        &[("a", sni("a.test")), ("fallback", None)],
+        plain_cluster,
+    );
+    // A server-speaks-first protocol: the client waits for the greeting.
+    assert_eq!(port.reach(b"", 1), "fallback");
+}
+
+#[test]
+fn a_client_hello_cut_short_goes_to_the_default_after_inspect_timeout_with_its_bytes() {
+    let port = Port::start(
+        |listener| listener.inspect_timeout = Duration::from_secs(1),
+        &[("a", sni("a.test")), ("fallback", None)],
+        plain_cluster,
+    );
+    let hello = client_hello("a.test");
+    let start = &hello[..10];
+    assert_eq!(port.reach(start, 1), "fallback");
+    assert_eq!(port.received_by("fallback"), start);
+}
+
+#[test]
+fn a_script_can_answer_the_client_first_and_replace_the_held_bytes() {
+    let source = r#"
+function route(data, peer)
+  if #data == 0 then
+    return nil
+  end
+  if data:sub(1, 1) ~= "\4" then
+    return { close = true }
+  end
+  return { cluster = "granted", reply = "ok ", data = "rewritten:" }
+end
+"#;
+    let port = Port::start(
+        |listener| {
+            listener.script = Some(TcpScript {
+                name: "grant.lua".to_string(),
+                source: source.to_string(),
+            })
+        },
+        &[("granted", None)],
+        plain_cluster,
+    );
+    assert_eq!(port.reach(b"\x04request", 64), "ok granted");
+    assert_eq!(port.received_by("granted"), b"rewritten:");
+    assert_eq!(port.reach(b"refused", 64), "");
+}
+
+#[test]
+fn the_proxy_header_is_the_one_of_the_chosen_cluster() {
+    let port = Port::start(
+        |_| {},
+        &[("a", sni("a.test")), ("fallback", None)],
+        |name| {
+            let mut cluster = Cluster::new(name);
+            if name == "a" {
+                cluster.proxy_protocol = Some(ProxyProtocolConfig::SendHeader);
+            }
+            cluster
+        },
+    );
+    let hello = client_hello("a.test");
+    assert_eq!(port.reach(&hello, hello.len()), "a");
+    let received = port.received_by("a");
+    assert!(
+        received.starts_with(b"\r\n\r\n\0\r\nQUIT\n"),
+        "a PROXY v2 header"
+    );
+    assert!(received.ends_with(&hello));
+
+    let plain = b"hello";
+    assert_eq!(port.reach(plain, plain.len()), "fallback");
+    assert_eq!(port.received_by("fallback"), plain);
+}
+
+#[test]
+fn a_script_routes_by_prefix() {
+    let source = r#"
+function route(data, peer)
+  if #data < 5 then
+    return nil
+  end
+  if data:sub(1, 5) == "alice" then
+    return { cluster = "alice" }
+  end
+  return { cluster = "bob" }
+end
+"#;
+    let port = Port::start(
+        |listener| {
+            listener.script = Some(TcpScript {
+                name: "prefix.lua".to_string(),
+                source: source.to_string(),
+            })
+        },
+        &[("alice", None), ("bob", sni("never.test"))],
+        plain_cluster,
+    );
+    assert_eq!(port.reach(b"alice/repo", 1), "alice");
+    assert_eq!(port.received_by("alice"), b"alice/repo");
+    assert_eq!(port.reach(b"carol/repo", 3), "bob");
+    assert_eq!(port.received_by("bob"), b"carol/repo");
+}
+
+#[test]
+fn a_default_alone_serves_server_speaks_first_protocols_at_once() {
+    let port = Port::start(
+        // Were the stage waiting for bytes, the greeting would come after this deadline only.
+        |listener| listener.inspect_timeout = Duration::from_secs(3600),
+        &[("fallback", None)],
+        plain_cluster,
+    );
+    assert_eq!(port.reach(b"", 1), "fallback");
+}
