@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CertificateAndKey, H2Config, H2Patch, Hsts, TcpScript, TlsVersion, nullable, optional_seconds,
-    seconds,
-    status_keys,
+    seconds, status_keys,
 };
 
 /// Settings shared by HTTP and HTTPS listeners.

@@ -98,7 +98,12 @@ impl Server {
         let sessions: Vec<usize> = self
             .sessions
             .iter()
-            .filter(|(_, session)| session.backs.iter().any(|(_, back)| back.lease.key() == key))
+            .filter(|(_, session)| {
+                session
+                    .backs
+                    .iter()
+                    .any(|(_, back)| back.lease.key() == key)
+            })
             .map(|(slot, _)| slot)
             .collect();
         for slot in sessions {

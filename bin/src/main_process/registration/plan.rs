@@ -10,10 +10,10 @@ use sozu_command_lib::{
     certificate::{self, CertificateError},
     request::{
         AddBackend, AddCertificate, CertificateAndKey, Cluster, ClusterId, DEFAULT_BACKEND_WEIGHT,
-        Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig, HttpsListenerConfig,
-        ListenerAddress, ListenerType, Order, PathRule, Register, RegisterError,
-        RegisteredProtocol, RegistrationIds, RemoveCertificate, TcpFrontend, TcpListenerConfig,
-        TlsListenerConfig,
+        DEFAULT_HOLD_TIMEOUT, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
+        HttpsListenerConfig, ListenerAddress, ListenerType, Order, PathRule, Register,
+        RegisterError, RegisteredProtocol, RegistrationIds, RemoveCertificate, TcpFrontend,
+        TcpListenerConfig, TlsListenerConfig,
     },
     state::ConfigState,
 };
@@ -153,10 +153,9 @@ pub fn plan(
     if state.clusters.contains_key(&register.cluster_id) {
         plan.uses.push(cluster);
     } else {
-        plan.create(
-            cluster,
-            Order::AddCluster(Cluster::new(register.cluster_id.clone())),
-        );
+        let mut added = Cluster::new(register.cluster_id.clone());
+        added.hold_timeout = Some(register.hold_timeout.unwrap_or(DEFAULT_HOLD_TIMEOUT));
+        plan.create(cluster, Order::AddCluster(added));
     }
     plan.orders.push(Order::AddBackend(AddBackend {
         cluster_id: register.cluster_id.clone(),
