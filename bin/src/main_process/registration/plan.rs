@@ -313,6 +313,7 @@ fn plan_tcp_frontend(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn register(protocol: RegisteredProtocol) -> Register {
         Register {
@@ -355,6 +356,21 @@ mod tests {
         assert!(matches!(second.orders.as_slice(), [Order::AddBackend(_)]));
         apply(&mut state, &second);
         assert_eq!(state.backends["api"].len(), 2);
+    }
+
+    #[test]
+    fn a_registered_cluster_holds_for_the_registration_or_30_seconds() {
+        let hold_timeout = |register: &Register| {
+            let planned = plan(register, &ids(1), &ConfigState::new()).unwrap();
+            planned.orders.iter().find_map(|order| match order {
+                Order::AddCluster(cluster) => Some(cluster.hold_timeout),
+                _ => None,
+            })
+        };
+        let mut register = register(RegisteredProtocol::Http);
+        assert_eq!(hold_timeout(&register), Some(Some(Duration::from_secs(30))));
+        register.hold_timeout = Some(Duration::from_secs(5));
+        assert_eq!(hold_timeout(&register), Some(Some(Duration::from_secs(5))));
     }
 
     #[test]
