@@ -127,10 +127,10 @@ impl Server {
                 let Some(held) = self.holds.pop(&cluster_id, now, available) else {
                     break;
                 };
-                if !self
+                if self
                     .sessions
                     .get(held.key)
-                    .is_some_and(|session| session.uid == held.uid)
+                    .is_none_or(|session| session.uid != held.uid)
                 {
                     continue;
                 }
