@@ -82,6 +82,10 @@ pub const HEALTH_THRESHOLD: Bounds = Bounds::new(1, 1_000, Unit::None);
 pub const WEIGHT: Bounds = Bounds::new(0, 1_000_000, Unit::None);
 /// Connections from one client address to one cluster; 0 is no cap.
 pub const MAX_CONNECTIONS_PER_IP: Bounds = Bounds::new(0, 1_048_576, Unit::None);
+/// How long a cluster holds connections while it has no backend; 0 does not hold.
+pub const HOLD_TIMEOUT: Bounds = Bounds::new(0, MAX_TIMEOUT_SECONDS, Unit::Seconds);
+/// Connections and requests held at once for one cluster in one worker.
+pub const MAX_HELD: Bounds = Bounds::new(0, 1_048_576, Unit::None);
 /// A TCP port a client is sent to (`https_redirect_port`, `rewrite_port`).
 pub const PORT: Bounds = Bounds::new(1, 65_535, Unit::None);
 /// TLS 1.3 session tickets sent after a handshake.
@@ -476,6 +480,12 @@ impl Checker {
         }
         if let Some(retry_after) = cluster.retry_after {
             self.seconds("retry_after", retry_after, &HEADER_SECONDS)?;
+        }
+        if let Some(hold_timeout) = cluster.hold_timeout {
+            self.seconds("hold_timeout", hold_timeout, &HOLD_TIMEOUT)?;
+        }
+        if let Some(max_held) = cluster.max_held {
+            self.number("max_held", max_held, &MAX_HELD)?;
         }
         if let Some(check) = &cluster.health_check {
             self.within("health_check", |c| c.health_check(check))?;

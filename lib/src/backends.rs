@@ -323,6 +323,15 @@ impl BackendMap {
             .filter(|b| b.uid == key.uid)
     }
 
+    /// Whether [`BackendMap::pick`] could choose a backend of the cluster now.
+    pub fn has_available(&mut self, cluster_id: &str, now: Instant) -> bool {
+        let Some(cluster) = self.clusters.get_mut(cluster_id) else {
+            return false;
+        };
+        refresh_if_stale(cluster, &self.backends, now);
+        !cluster.eligible.is_empty()
+    }
+
     /// Chooses a backend of the cluster for a new connection from `client`.
     pub fn pick(
         &mut self,

@@ -56,6 +56,13 @@ pub enum ClusterCommand {
         /// `CODE=BODY` or `CODE=file://PATH`, repeatable.
         #[arg(long, value_name = "CODE=ANSWER")]
         answer: Vec<String>,
+        /// Seconds a connection or request waits while the cluster has no available backend
+        /// (0: fail at once).
+        #[arg(long, value_name = "SECONDS")]
+        hold_timeout: Option<u64>,
+        /// Connections and requests held at once per worker (default 1000).
+        #[arg(long, value_name = "COUNT")]
+        max_held: Option<u64>,
     },
     /// Remove a cluster with its frontends and backends.
     Remove {
@@ -135,6 +142,8 @@ pub fn run(
             www_authenticate,
             authorized_hash,
             answer,
+            hold_timeout,
+            max_held,
         } => {
             let mut cluster = Cluster::new(id.clone());
             cluster.load_balancing = *load_balancing_policy;
@@ -151,6 +160,8 @@ pub fn run(
             cluster.www_authenticate = www_authenticate.clone();
             cluster.authorized_hashes = authorized_hash.clone();
             cluster.answers = answers(answer)?;
+            cluster.hold_timeout = hold_timeout.map(Duration::from_secs);
+            cluster.max_held = *max_held;
             client.order_and_print(Order::AddCluster(cluster))
         }
         ClusterCommand::Remove { id } => client.order_and_print(Order::RemoveCluster(ClusterId {

@@ -341,6 +341,12 @@ fn cluster_table(
     if let Some(retry_after) = cluster.retry_after {
         table.insert("retry_after".into(), seconds(retry_after));
     }
+    if let Some(hold_timeout) = cluster.hold_timeout {
+        table.insert("hold_timeout".into(), seconds(hold_timeout));
+    }
+    if let Some(max_held) = cluster.max_held {
+        table.insert("max_held".into(), integer(max_held));
+    }
     if let Some(check) = &cluster.health_check {
         table.insert("health_check".into(), Value::Table(health_check(check)));
     }

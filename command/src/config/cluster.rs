@@ -32,6 +32,8 @@ const KEYS: &[&str] = &[
     "authorized_hashes",
     "max_connections_per_ip",
     "retry_after",
+    "hold_timeout",
+    "max_held",
     "health_check",
     "udp",
     "frontends",
@@ -175,6 +177,8 @@ fn settings(
     cluster.max_connections_per_ip =
         table.number("max_connections_per_ip", &rules::MAX_CONNECTIONS_PER_IP)?;
     cluster.retry_after = table.seconds("retry_after", &rules::HEADER_SECONDS)?;
+    cluster.hold_timeout = table.seconds("hold_timeout", &rules::HOLD_TIMEOUT)?;
+    cluster.max_held = table.number("max_held", &rules::MAX_HELD)?;
     cluster.health_check = table
         .field("health_check")
         .map(|field| health_check(loader, field, name))

@@ -275,6 +275,22 @@ fn every_load_balancing_value_parses_in_any_case() {
 }
 
 #[test]
+fn cluster_holding_keys_parse_and_default_to_off() {
+    let (config, _) =
+        parse("[clusters.web]\nprotocol = \"http\"\nhold_timeout = 30\nmax_held = 5\n").unwrap();
+    assert_eq!(
+        config.clusters[0].hold_timeout,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(config.clusters[0].max_held, Some(5));
+    let (config, _) = parse("[clusters.web]\nprotocol = \"http\"\n").unwrap();
+    assert_eq!(config.clusters[0].hold_timeout, None);
+    assert_eq!(config.clusters[0].max_held, None);
+    let message = error("[clusters.web]\nprotocol = \"http\"\nmax_held = 2000000\n");
+    assert_names(&message, &["`max_held`", "0 to 1048576"]);
+}
+
+#[test]
 fn missing_key_is_named_with_the_line_of_its_table() {
     let message = error("\n\n[[listeners]]\nprotocol = \"http\"\n");
     assert_names(

@@ -66,9 +66,24 @@ pub struct Cluster {
         skip_serializing_if = "Option::is_none"
     )]
     pub retry_after: Option<Duration>,
+    /// How long a connection or request waits for a backend while the cluster has none
+    /// available; `None` (or 0) does not hold: it fails at once.
+    #[serde(
+        default,
+        with = "optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hold_timeout: Option<Duration>,
+    /// Connections and requests held at once for this cluster in one worker; `None` is
+    /// [`DEFAULT_MAX_HELD`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_held: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckConfig>,
 }
+
+/// Connections and requests a worker holds at once for a cluster without `max_held`.
+pub const DEFAULT_MAX_HELD: u64 = 1_000;
 
 impl Cluster {
     /// A cluster with every setting at its default.
@@ -87,6 +102,8 @@ impl Cluster {
             http2: false,
             max_connections_per_ip: None,
             retry_after: None,
+            hold_timeout: None,
+            max_held: None,
             health_check: None,
         }
     }

@@ -16,9 +16,13 @@
 //! `proxy_answers.CODE` (answers the proxy wrote itself), `tls.handshakes`,
 //! `tls.handshake_failures`, `backends.up`/`down`/`draining`, `up` (a backend: 1 or 0).
 
+mod hold;
 pub mod merge;
 pub mod prometheus;
 pub mod statsd;
+
+pub use hold::HoldEvent;
+use hold::HoldFigures;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -185,6 +189,7 @@ impl Traffic {
 struct ClusterFigures {
     traffic: Traffic,
     backends: HashMap<String, Traffic>,
+    hold: HoldFigures,
 }
 
 /// What happened to one request (or one TCP connection), for metrics and access logs.
@@ -361,6 +366,17 @@ impl Metrics {
         }
     }
 
+    /// A connection or request of the cluster was held, released, timed out or refused;
+    /// `depth` is the count waiting for the cluster after it.
+    pub fn hold(&mut self, cluster_id: &str, event: HoldEvent, depth: usize) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(cluster) = self.cluster(cluster_id) {
+            cluster.hold.record(event, depth);
+        }
+    }
+
     /// A request (or TCP connection) ended.
     pub fn request_done(&mut self, record: &RequestRecord<'_>) {
         if !self.enabled {
@@ -413,6 +429,11 @@ impl Metrics {
                     .insert(name.to_string(), FilteredMetric::Count(value));
             }
         }
+        let mut hold = HoldFigures::default();
+        for cluster in self.clusters.values() {
+            hold.add(&cluster.hold);
+        }
+        hold.write(names, &mut snapshot.proxy);
         for (address, traffic) in &self.listeners {
             let mut figures = BTreeMap::new();
             traffic.write(names, &mut figures);
@@ -431,6 +452,7 @@ impl Metrics {
             }
             let entry = snapshot.clusters.entry(cluster_id.clone()).or_default();
             cluster.traffic.write(names, &mut entry.cluster);
+            cluster.hold.write(names, &mut entry.cluster);
             for (backend_id, traffic) in &cluster.backends {
                 if backend_wanted(backend_id) {
                     traffic.write(names, entry.backends.entry(backend_id.clone()).or_default());

@@ -66,6 +66,9 @@ impl Server {
             match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
                 Ok(backend) => backend,
                 Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
+                    if let Some(held) = self.hold(key, slot, cluster_id, sticky_id, now) {
+                        return held;
+                    }
                     debug!("session {uid}: no backend available in `{cluster_id}`");
                     return self.answer_failure(key, Failure::NoBackend);
                 }

@@ -46,6 +46,7 @@ mod connect;
 mod content;
 mod drain;
 mod health;
+mod hold;
 mod orders;
 mod validation;
 
@@ -223,6 +224,8 @@ pub struct Server {
     log_filter_handler: Option<LogFilterHandler>,
     /// Backends draining with a deadline.
     drains: Vec<drain::Drain>,
+    /// Sessions waiting for a backend of their cluster.
+    holds: hold::HoldQueues,
 }
 
 /// Changes the log filter of the program running a worker; the error says why a filter is
@@ -300,6 +303,7 @@ impl Server {
             health: HashMap::new(),
             log_filter_handler: None,
             drains: Vec::new(),
+            holds: hold::HoldQueues::default(),
         })
     }
 
@@ -336,6 +340,7 @@ impl Server {
             self.accept_pending();
             self.fire_timers();
             self.check_drains(Instant::now());
+            self.check_holds(Instant::now());
             self.send_events();
             self.flush_observations();
             self.housekeeping(Instant::now());
@@ -375,6 +380,9 @@ impl Server {
             wake_at(self.next_sweep);
         }
         if let Some(at) = self.next_drain_wake() {
+            wake_at(at);
+        }
+        if let Some(at) = self.next_hold_wake(now) {
             wake_at(at);
         }
         if let Run::Draining { .. } = self.run {
@@ -610,6 +618,7 @@ impl Server {
     }
 
     fn close_session(&mut self, key: usize) {
+        self.forget_held(key);
         self.record_unfinished(key);
         self.release_backs(key);
         let Some(mut session) = self.sessions.try_remove(key) else {

@@ -10,10 +10,10 @@ use sozu_command_lib::{
     certificate::{self, CertificateError},
     request::{
         AddBackend, AddCertificate, CertificateAndKey, Cluster, ClusterId, DEFAULT_BACKEND_WEIGHT,
-        Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig, HttpsListenerConfig,
-        ListenerAddress, ListenerType, Order, PathRule, Register, RegisterError,
-        RegisteredProtocol, RegistrationIds, RemoveCertificate, TcpFrontend, TcpListenerConfig,
-        TlsListenerConfig,
+        DEFAULT_HOLD_TIMEOUT, Fingerprint, FrontendKey, HttpFrontend, HttpListenerConfig,
+        HttpsListenerConfig, ListenerAddress, ListenerType, Order, PathRule, Register,
+        RegisterError, RegisteredProtocol, RegistrationIds, RemoveCertificate, TcpFrontend,
+        TcpListenerConfig, TlsListenerConfig,
     },
     state::ConfigState,
 };
@@ -153,10 +153,9 @@ pub fn plan(
     if state.clusters.contains_key(&register.cluster_id) {
         plan.uses.push(cluster);
     } else {
-        plan.create(
-            cluster,
-            Order::AddCluster(Cluster::new(register.cluster_id.clone())),
-        );
+        let mut added = Cluster::new(register.cluster_id.clone());
+        added.hold_timeout = Some(register.hold_timeout.unwrap_or(DEFAULT_HOLD_TIMEOUT));
+        plan.create(cluster, Order::AddCluster(added));
     }
     plan.orders.push(Order::AddBackend(AddBackend {
         cluster_id: register.cluster_id.clone(),
@@ -314,6 +313,7 @@ fn plan_tcp_frontend(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn register(protocol: RegisteredProtocol) -> Register {
         Register {
@@ -356,6 +356,21 @@ mod tests {
         assert!(matches!(second.orders.as_slice(), [Order::AddBackend(_)]));
         apply(&mut state, &second);
         assert_eq!(state.backends["api"].len(), 2);
+    }
+
+    #[test]
+    fn a_registered_cluster_holds_for_the_registration_or_30_seconds() {
+        let hold_timeout = |register: &Register| {
+            let planned = plan(register, &ids(1), &ConfigState::new()).unwrap();
+            planned.orders.iter().find_map(|order| match order {
+                Order::AddCluster(cluster) => Some(cluster.hold_timeout),
+                _ => None,
+            })
+        };
+        let mut register = register(RegisteredProtocol::Http);
+        assert_eq!(hold_timeout(&register), Some(Some(Duration::from_secs(30))));
+        register.hold_timeout = Some(Duration::from_secs(5));
+        assert_eq!(hold_timeout(&register), Some(Some(Duration::from_secs(5))));
     }
 
     #[test]
