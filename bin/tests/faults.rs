@@ -132,7 +132,9 @@ fn a_lease_ends_by_itself_and_events_say_so() {
             }
         }
     });
-    // `sozu events` is subscribed once the event of a reset reaches it.
+    // `sozu events` is subscribed once the removal of a probe fault reaches it: a probe is
+    // added and removed until then (a removal made before the subscription is not seen).
+    proxy.ok(&["fault", "reset"]);
     let mut seen = Vec::new();
     let saw = |wanted: &str, seen: &mut Vec<String>| {
         wait_until(DEADLINE, || {
@@ -143,8 +145,12 @@ fn a_lease_ends_by_itself_and_events_say_so() {
         })
     };
     assert!(wait_until(DEADLINE, || {
-        proxy.ok(&["fault", "reset"]);
-        saw("FAULT_REMOVED", &mut seen)
+        proxy.ok(&["fault", "add", "-n", "probe", "-i", "api", "--type", "down"]);
+        proxy.ok(&["fault", "remove", "-n", "probe"]);
+        while let Ok(line) = received.try_recv() {
+            seen.push(line);
+        }
+        seen.iter().any(|line| line.contains("FAULT_REMOVED"))
     }));
 
     let added = Instant::now();
