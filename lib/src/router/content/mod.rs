@@ -248,7 +248,11 @@ impl ContentRouter {
                 Judgement::NeedMore | Judgement::NoMatch => {}
             }
         }
-        if let Some(verdict) = self.ask_decider(data, peer) {
+        // The script is asked on bytes, and once more with none when inspection ends before
+        // any byte came (a silent client): never on an empty buffer that may still fill.
+        if (complete || !data.is_empty())
+            && let Some(verdict) = self.ask_decider(data, peer)
+        {
             return verdict;
         }
         if !complete && self.has_decider() {

@@ -248,6 +248,18 @@ fn the_script_decides_what_the_rules_leave() {
     assert_eq!(router.stats().script_decisions, 2);
 }
 
+#[test]
+fn the_script_is_not_asked_before_a_byte_came_unless_inspection_ended() {
+    let mut router = scripted(
+        "function route(d, p) return { cluster = 'len' .. #d } end",
+        &[],
+    );
+    assert_eq!(router.decide(b"", peer(), false), Verdict::NeedMore);
+    assert_eq!(router.stats().script_decisions, 0);
+    assert_eq!(router.decide(b"", peer(), true), route("len0"));
+    assert_eq!(router.decide(b"ab", peer(), false), route("len2"));
+}
+
 /// A SOCKS4 proxy: the request names the backend, the client gets a grant.
 const SOCKS4: &str = r#"
 function route(data, peer)
