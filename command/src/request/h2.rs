@@ -7,26 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{optional_seconds, seconds};
 
-/// The numeric `h2_*` keys, as the configuration file and the `--h2-*` flags name them.
-pub const H2_NUMBER_KEYS: [&str; 16] = [
-    "h2_max_rst_stream_per_window",
-    "h2_max_ping_per_window",
-    "h2_max_settings_per_window",
-    "h2_max_empty_data_per_window",
-    "h2_max_window_update_stream0_per_window",
-    "h2_max_continuation_frames",
-    "h2_max_glitch_count",
-    "h2_max_rst_stream_lifetime",
-    "h2_max_rst_stream_abusive_lifetime",
-    "h2_max_rst_stream_emitted_lifetime",
-    "h2_initial_connection_window",
-    "h2_max_concurrent_streams",
-    "h2_stream_shrink_ratio",
-    "h2_max_header_list_size",
-    "h2_max_header_table_size",
-    "h2_max_header_fields",
-];
-
 /// HTTP/2 settings of a listener. Each limit, when passed, ends the connection with GOAWAY
 /// (ENHANCE_YOUR_CALM) and counts in the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,72 +80,67 @@ impl Default for H2Config {
     }
 }
 
-impl H2Config {
-    /// The value of a numeric key of [`H2_NUMBER_KEYS`], `None` for another name.
-    pub fn number_mut(&mut self, key: &str) -> Option<&mut u32> {
-        Some(match key {
-            "h2_max_rst_stream_per_window" => &mut self.max_rst_stream_per_window,
-            "h2_max_ping_per_window" => &mut self.max_ping_per_window,
-            "h2_max_settings_per_window" => &mut self.max_settings_per_window,
-            "h2_max_empty_data_per_window" => &mut self.max_empty_data_per_window,
-            "h2_max_window_update_stream0_per_window" => {
-                &mut self.max_window_update_stream0_per_window
+/// Each numeric key and the field of [`H2Config`] and [`H2Patch`] it names, written once: it
+/// makes the list [`H2_NUMBER_KEYS`], and for both types `number_mut` (the field of a key) and
+/// `numbers` (every key with its value).
+macro_rules! numeric_keys {
+    ($($key:literal => $field:ident,)*) => {
+        /// The numeric `h2_*` keys, as the configuration file and the `--h2-*` flags name them.
+        pub const H2_NUMBER_KEYS: [&str; 16] = [$($key),*];
+
+        impl H2Config {
+            /// The value of a numeric key of [`H2_NUMBER_KEYS`], `None` for another name.
+            pub fn number_mut(&mut self, key: &str) -> Option<&mut u32> {
+                Some(match key {
+                    $($key => &mut self.$field,)*
+                    _ => return None,
+                })
             }
-            "h2_max_continuation_frames" => &mut self.max_continuation_frames,
-            "h2_max_glitch_count" => &mut self.max_glitch_count,
-            "h2_max_rst_stream_lifetime" => &mut self.max_rst_stream_lifetime,
-            "h2_max_rst_stream_abusive_lifetime" => &mut self.max_rst_stream_abusive_lifetime,
-            "h2_max_rst_stream_emitted_lifetime" => &mut self.max_rst_stream_emitted_lifetime,
-            "h2_initial_connection_window" => &mut self.initial_connection_window,
-            "h2_max_concurrent_streams" => &mut self.max_concurrent_streams,
-            "h2_stream_shrink_ratio" => &mut self.stream_shrink_ratio,
-            "h2_max_header_list_size" => &mut self.max_header_list_size,
-            "h2_max_header_table_size" => &mut self.max_header_table_size,
-            "h2_max_header_fields" => &mut self.max_header_fields,
-            _ => return None,
-        })
-    }
 
-    /// Every numeric key with its value.
-    pub fn numbers(&self) -> [(&'static str, u32); 16] {
-        [
-            (
-                "h2_max_rst_stream_per_window",
-                self.max_rst_stream_per_window,
-            ),
-            ("h2_max_ping_per_window", self.max_ping_per_window),
-            ("h2_max_settings_per_window", self.max_settings_per_window),
-            (
-                "h2_max_empty_data_per_window",
-                self.max_empty_data_per_window,
-            ),
-            (
-                "h2_max_window_update_stream0_per_window",
-                self.max_window_update_stream0_per_window,
-            ),
-            ("h2_max_continuation_frames", self.max_continuation_frames),
-            ("h2_max_glitch_count", self.max_glitch_count),
-            ("h2_max_rst_stream_lifetime", self.max_rst_stream_lifetime),
-            (
-                "h2_max_rst_stream_abusive_lifetime",
-                self.max_rst_stream_abusive_lifetime,
-            ),
-            (
-                "h2_max_rst_stream_emitted_lifetime",
-                self.max_rst_stream_emitted_lifetime,
-            ),
-            (
-                "h2_initial_connection_window",
-                self.initial_connection_window,
-            ),
-            ("h2_max_concurrent_streams", self.max_concurrent_streams),
-            ("h2_stream_shrink_ratio", self.stream_shrink_ratio),
-            ("h2_max_header_list_size", self.max_header_list_size),
-            ("h2_max_header_table_size", self.max_header_table_size),
-            ("h2_max_header_fields", self.max_header_fields),
-        ]
-    }
+            /// Every numeric key with its value.
+            pub fn numbers(&self) -> [(&'static str, u32); 16] {
+                [$(($key, self.$field)),*]
+            }
+        }
 
+        impl H2Patch {
+            /// The value a numeric key of [`H2_NUMBER_KEYS`] is set to, `None` for another
+            /// name.
+            pub fn number_mut(&mut self, key: &str) -> Option<&mut Option<u32>> {
+                Some(match key {
+                    $($key => &mut self.$field,)*
+                    _ => return None,
+                })
+            }
+
+            /// Every numeric key with the value it is set to.
+            pub fn numbers(&self) -> [(&'static str, Option<u32>); 16] {
+                [$(($key, self.$field)),*]
+            }
+        }
+    };
+}
+
+numeric_keys! {
+    "h2_max_rst_stream_per_window" => max_rst_stream_per_window,
+    "h2_max_ping_per_window" => max_ping_per_window,
+    "h2_max_settings_per_window" => max_settings_per_window,
+    "h2_max_empty_data_per_window" => max_empty_data_per_window,
+    "h2_max_window_update_stream0_per_window" => max_window_update_stream0_per_window,
+    "h2_max_continuation_frames" => max_continuation_frames,
+    "h2_max_glitch_count" => max_glitch_count,
+    "h2_max_rst_stream_lifetime" => max_rst_stream_lifetime,
+    "h2_max_rst_stream_abusive_lifetime" => max_rst_stream_abusive_lifetime,
+    "h2_max_rst_stream_emitted_lifetime" => max_rst_stream_emitted_lifetime,
+    "h2_initial_connection_window" => initial_connection_window,
+    "h2_max_concurrent_streams" => max_concurrent_streams,
+    "h2_stream_shrink_ratio" => stream_shrink_ratio,
+    "h2_max_header_list_size" => max_header_list_size,
+    "h2_max_header_table_size" => max_header_table_size,
+    "h2_max_header_fields" => max_header_fields,
+}
+
+impl H2Config {
     pub fn is_default(&self) -> bool {
         *self == H2Config::default()
     }
@@ -228,71 +203,6 @@ pub struct H2Patch {
 }
 
 impl H2Patch {
-    /// The value a numeric key of [`H2_NUMBER_KEYS`] is set to, `None` for another name.
-    pub fn number_mut(&mut self, key: &str) -> Option<&mut Option<u32>> {
-        Some(match key {
-            "h2_max_rst_stream_per_window" => &mut self.max_rst_stream_per_window,
-            "h2_max_ping_per_window" => &mut self.max_ping_per_window,
-            "h2_max_settings_per_window" => &mut self.max_settings_per_window,
-            "h2_max_empty_data_per_window" => &mut self.max_empty_data_per_window,
-            "h2_max_window_update_stream0_per_window" => {
-                &mut self.max_window_update_stream0_per_window
-            }
-            "h2_max_continuation_frames" => &mut self.max_continuation_frames,
-            "h2_max_glitch_count" => &mut self.max_glitch_count,
-            "h2_max_rst_stream_lifetime" => &mut self.max_rst_stream_lifetime,
-            "h2_max_rst_stream_abusive_lifetime" => &mut self.max_rst_stream_abusive_lifetime,
-            "h2_max_rst_stream_emitted_lifetime" => &mut self.max_rst_stream_emitted_lifetime,
-            "h2_initial_connection_window" => &mut self.initial_connection_window,
-            "h2_max_concurrent_streams" => &mut self.max_concurrent_streams,
-            "h2_stream_shrink_ratio" => &mut self.stream_shrink_ratio,
-            "h2_max_header_list_size" => &mut self.max_header_list_size,
-            "h2_max_header_table_size" => &mut self.max_header_table_size,
-            "h2_max_header_fields" => &mut self.max_header_fields,
-            _ => return None,
-        })
-    }
-
-    /// Every numeric key with the value it is set to.
-    pub fn numbers(&self) -> [(&'static str, Option<u32>); 16] {
-        [
-            (
-                "h2_max_rst_stream_per_window",
-                self.max_rst_stream_per_window,
-            ),
-            ("h2_max_ping_per_window", self.max_ping_per_window),
-            ("h2_max_settings_per_window", self.max_settings_per_window),
-            (
-                "h2_max_empty_data_per_window",
-                self.max_empty_data_per_window,
-            ),
-            (
-                "h2_max_window_update_stream0_per_window",
-                self.max_window_update_stream0_per_window,
-            ),
-            ("h2_max_continuation_frames", self.max_continuation_frames),
-            ("h2_max_glitch_count", self.max_glitch_count),
-            ("h2_max_rst_stream_lifetime", self.max_rst_stream_lifetime),
-            (
-                "h2_max_rst_stream_abusive_lifetime",
-                self.max_rst_stream_abusive_lifetime,
-            ),
-            (
-                "h2_max_rst_stream_emitted_lifetime",
-                self.max_rst_stream_emitted_lifetime,
-            ),
-            (
-                "h2_initial_connection_window",
-                self.initial_connection_window,
-            ),
-            ("h2_max_concurrent_streams", self.max_concurrent_streams),
-            ("h2_stream_shrink_ratio", self.stream_shrink_ratio),
-            ("h2_max_header_list_size", self.max_header_list_size),
-            ("h2_max_header_table_size", self.max_header_table_size),
-            ("h2_max_header_fields", self.max_header_fields),
-        ]
-    }
-
     pub fn is_empty(&self) -> bool {
         *self == H2Patch::default()
     }
