@@ -330,24 +330,8 @@ fn cluster(fields: &Fields) -> Result<Fields, String> {
         "load_balancing".to_string(),
         named(fields, "load_balancing", ALGORITHMS)?,
     );
-    if fields
-        .get("load_metric")
-        .is_some_and(|value| !value.is_null())
-    {
-        order.insert(
-            "load_metric".to_string(),
-            named(fields, "load_metric", LOAD_METRICS)?,
-        );
-    }
-    if fields
-        .get("proxy_protocol")
-        .is_some_and(|value| !value.is_null())
-    {
-        order.insert(
-            "proxy_protocol".to_string(),
-            named(fields, "proxy_protocol", PROXY_PROTOCOLS)?,
-        );
-    }
+    named_if_set(fields, &mut order, "load_metric", LOAD_METRICS)?;
+    named_if_set(fields, &mut order, "proxy_protocol", PROXY_PROTOCOLS)?;
     Ok(order)
 }
 
@@ -379,21 +363,8 @@ fn http_frontend(fields: &Fields) -> Result<Fields, String> {
         "position".to_string(),
         named(fields, "position", POSITIONS)?,
     );
-    if fields.get("redirect").is_some_and(|value| !value.is_null()) {
-        order.insert(
-            "redirect".to_string(),
-            named(fields, "redirect", REDIRECTS)?,
-        );
-    }
-    if fields
-        .get("redirect_scheme")
-        .is_some_and(|value| !value.is_null())
-    {
-        order.insert(
-            "redirect_scheme".to_string(),
-            named(fields, "redirect_scheme", SCHEMES)?,
-        );
-    }
+    named_if_set(fields, &mut order, "redirect", REDIRECTS)?;
+    named_if_set(fields, &mut order, "redirect_scheme", SCHEMES)?;
     if fields
         .get("headers")
         .and_then(Value::as_array)
@@ -435,6 +406,19 @@ fn tls_versions(fields: &Fields) -> Option<Value> {
 
 /// The name of the enumeration value `fields[key]`, a number indexing `names` (a missing or
 /// null field is the first name, protobuf's default).
+/// [`named`] for a field that may be absent or null: copied only when set.
+fn named_if_set(
+    fields: &Fields,
+    order: &mut Fields,
+    key: &str,
+    names: &[&str],
+) -> Result<(), String> {
+    if fields.get(key).is_some_and(|value| !value.is_null()) {
+        order.insert(key.to_string(), named(fields, key, names)?);
+    }
+    Ok(())
+}
+
 fn named(fields: &Fields, key: &str, names: &[&str]) -> Result<Value, String> {
     let number = match fields.get(key) {
         None | Some(Value::Null) => 0,
