@@ -130,7 +130,7 @@ fn top_shows_traffic_a_backend_going_down_and_quits_cleanly() {
     let folder = proxy.dir.path().to_path_buf();
     let command = format!(
         "stty -g > {dir}/stty.before; {SOZU} --socket {socket} top; echo $? > {dir}/top.status; \
-         stty -g > {dir}/stty.after",
+         stty -g > {dir}/stty.tmp; mv {dir}/stty.tmp {dir}/stty.after",
         dir = folder.display(),
         socket = proxy.socket.display(),
     );
