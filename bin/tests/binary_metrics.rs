@@ -251,9 +251,29 @@ fn a_certificate_about_to_expire_is_reported_to_event_subscribers() {
 const MAX_SCRAPES: usize = 64;
 const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The descriptors process `pid` has open.
-fn open_descriptors(pid: i64) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+/// The connections to `address` that process `pid` accepted and holds: its descriptors that
+/// are sockets of an established TCP connection whose local end is `address` (connections
+/// still in the listen backlog are not the process's).
+fn held_connections(pid: i64, address: std::net::SocketAddr) -> usize {
+    let port = format!("{:04X}", address.port());
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let inodes: std::collections::HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit(':').next()?;
+            (local_port == port && fields.get(3) == Some(&"01"))
+                .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+            .filter(|target| inodes.contains(&target.to_string_lossy().into_owned()))
+            .count()
+    })
 }
 
 /// Issue 10, item 7: idle connections to the Prometheus endpoint piled up in the main process
@@ -265,7 +285,6 @@ fn idle_and_slow_scrapers_cannot_pile_up_in_the_main_process() {
         "[metrics]\nprometheus_address = \"{prometheus}\"\n"
     ));
     let main = proxy.main_pid().expect("a pid file");
-    let before = open_descriptors(main);
 
     // A slow-loris scraper: one byte of its request head now and then, for ever.
     let slow = TcpStream::connect(prometheus).expect("connect");
@@ -281,8 +300,9 @@ fn idle_and_slow_scrapers_cannot_pile_up_in_the_main_process() {
     let idle: Vec<TcpStream> = (0..MAX_SCRAPES + 8)
         .map(|_| TcpStream::connect(prometheus).expect("connect"))
         .collect();
-    assert!(wait_until(DEADLINE, || open_descriptors(main) >= before + MAX_SCRAPES));
-    let held = open_descriptors(main) - before;
+    assert!(wait_until(DEADLINE, || held_connections(main, prometheus)
+        >= MAX_SCRAPES));
+    let held = held_connections(main, prometheus);
     assert!(held <= MAX_SCRAPES + 2, "{held} connections held");
 
     // The slow scraper is closed once its time is up, however it trickles.
