@@ -547,12 +547,26 @@ impl Drop for Load {
 }
 
 /// `shared/sozu/`: what the real Sōzu 2.1 printed and wrote, and its sample configurations.
-/// Found in a parent folder of the crate (the project's checkout sits beside `shared/`); read
-/// from there, never copied into the project.
+/// Found in a parent folder of the crate (the project's checkout sits beside `shared/`), or of
+/// the local repository a clean clone was made from; read from there, never copied into the
+/// project.
 pub fn sozu_reference() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|folder| folder.join("shared/sozu"))
-        .find(|folder| folder.is_dir())
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let origin = Command::new("git")
+        .arg("-C")
+        .arg(manifest)
+        .args(["config", "--get", "remote.origin.url"])
+        .output()
+        .ok()
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+        .filter(|origin| origin.is_dir());
+    std::iter::once(manifest.to_path_buf())
+        .chain(origin)
+        .find_map(|start| {
+            start
+                .ancestors()
+                .map(|folder| folder.join("shared/sozu"))
+                .find(|folder| folder.is_dir())
+        })
         .expect("shared/sozu/ (Sōzu 2.1's outputs and samples) in a parent folder of the project")
 }
