@@ -3,7 +3,6 @@
 //! Both binaries, `sozu` and `sozuctl`, run [`cli::run`]. `sozu start` runs the
 //! [`main_process`], which re-executes this binary as [`worker`] processes (and, for a hot
 //! upgrade, as a new main process).
-#![deny(unsafe_code)]
 
 pub mod cli;
 mod live;

@@ -57,6 +57,11 @@ struct Namespace {
 
 impl Namespace {
     /// Runs `work` on a thread that entered the namespace: the sockets it makes belong there.
+    #[allow(
+        unsafe_code,
+        reason = "setns(2) has no safe wrapper in std; only this test harness moves a thread \
+                  into a network namespace"
+    )]
     fn within<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
         thread::scope(|scope| {
             scope

@@ -95,7 +95,6 @@
 //!   accounting by lease, and the choice of a backend; [`health`] keeps health check verdicts.
 //! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
 //!   sessions. [`metrics`] and [`access_log`]: figures and request lines.
-#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod backends;
