@@ -14,6 +14,7 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpListenerConfig {
+    /// The address the listener binds, and the key that names it in orders.
     pub address: SocketAddr,
     /// The address clients know the listener by, when it differs (behind NAT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,8 +22,12 @@ pub struct HttpListenerConfig {
     /// Read a PROXY protocol header before the request.
     #[serde(default)]
     pub expect_proxy: bool,
+    /// The name of the cookie that pins a client to a backend of a sticky cluster (default
+    /// `SOZUBALANCEID`).
     #[serde(default = "default_sticky_name")]
     pub sticky_name: String,
+    /// The header carrying the request id, sent to backends and clients (default `Sozu-Id`); empty
+    /// sends none.
     #[serde(default = "default_id_header")]
     pub sozu_id_header: String,
     /// How long a client connection may stay idle.
@@ -60,6 +65,7 @@ pub struct HttpListenerConfig {
 }
 
 impl HttpListenerConfig {
+    /// A listener on `address` with every other setting at its default.
     pub fn new(address: SocketAddr) -> Self {
         HttpListenerConfig {
             address,
@@ -80,26 +86,32 @@ impl HttpListenerConfig {
     }
 }
 
+/// The sticky session cookie's default name, `SOZUBALANCEID`.
 pub fn default_sticky_name() -> String {
     "SOZUBALANCEID".to_string()
 }
 
+/// The request id header's default name, `Sozu-Id`.
 pub fn default_id_header() -> String {
     "Sozu-Id".to_string()
 }
 
+/// A client connection's default idle limit: 60 seconds.
 pub fn default_front_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
+/// A backend connection's default idle limit while a response is awaited: 30 seconds.
 pub fn default_back_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// A backend connect's default limit: 3 seconds.
 pub fn default_connect_timeout() -> Duration {
     Duration::from_secs(3)
 }
 
+/// The default limit for a client to send a request's head: 10 seconds.
 pub fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -108,7 +120,9 @@ pub fn default_request_timeout() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpsListenerConfig {
+    /// The HTTP settings, as for a cleartext listener.
     pub http: HttpListenerConfig,
+    /// The TLS settings: versions, cipher suites, ALPN, default certificate, HSTS.
     #[serde(default)]
     pub tls: TlsListenerConfig,
 }
@@ -117,6 +131,7 @@ pub struct HttpsListenerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsListenerConfig {
+    /// The TLS versions offered (default TLS 1.2 and 1.3).
     #[serde(default = "default_tls_versions")]
     pub versions: Vec<TlsVersion>,
     /// TLS 1.2 cipher suites; empty means the defaults. The configuration writes rustls's
@@ -137,13 +152,19 @@ pub struct TlsListenerConfig {
     /// Number of TLS 1.3 session tickets sent after a handshake; 0 disables resumption by ticket.
     #[serde(default = "default_tls13_tickets")]
     pub send_tls13_tickets: u32,
+    /// The protocols offered by ALPN, in order of preference (default `http/1.1`); `h2` and
+    /// `http/1.1` are accepted.
     #[serde(default = "default_alpn_protocols")]
     pub alpn_protocols: Vec<String>,
     /// Answer 421 to a request whose Host differs from the name sent in SNI.
     #[serde(default = "default_true")]
     pub strict_sni_binding: bool,
+    /// Refuse HTTP/1.1 clients. Must be false: `true` is refused because the listener would then
+    /// serve HTTP/2 alone.
     #[serde(default)]
     pub disable_http11: bool,
+    /// The `Strict-Transport-Security` header added to responses of this listener's frontends that
+    /// set none; `None` adds none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
 }
@@ -165,6 +186,7 @@ impl Default for TlsListenerConfig {
     }
 }
 
+/// The TLS versions offered by default: TLS 1.2 and TLS 1.3.
 pub fn default_tls_versions() -> Vec<TlsVersion> {
     vec![TlsVersion::Tls12, TlsVersion::Tls13]
 }
@@ -183,12 +205,17 @@ fn default_true() -> bool {
     true
 }
 
+/// A TCP listener: connections are piped to a cluster's backends, chosen by the listener's
+/// frontends (and content routing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpListenerConfig {
+    /// The address the listener binds, and the key that names it in orders.
     pub address: SocketAddr,
+    /// The address clients know the listener by, when it differs (behind NAT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_address: Option<SocketAddr>,
+    /// Read a PROXY protocol header (v1 or v2) before the client's bytes.
     #[serde(default)]
     pub expect_proxy: bool,
     /// How long a client connection may stay idle.
@@ -215,15 +242,18 @@ pub struct TcpListenerConfig {
     pub script: Option<TcpScript>,
 }
 
+/// Content routing's default byte limit: 4096 bytes.
 pub fn default_inspect_bytes() -> u64 {
     4096
 }
 
+/// Content routing's default wait for the first bytes: 2 seconds.
 pub fn default_inspect_timeout() -> Duration {
     Duration::from_secs(2)
 }
 
 impl TcpListenerConfig {
+    /// A listener on `address` with every other setting at its default.
     pub fn new(address: SocketAddr) -> Self {
         TcpListenerConfig {
             address,
@@ -240,15 +270,20 @@ impl TcpListenerConfig {
     }
 }
 
+/// The kinds of listener, written `HTTP`, `HTTPS`, `TCP` in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ListenerType {
+    /// Cleartext HTTP (HTTP/1.1, and HTTP/2 with prior knowledge when `h2c` is on).
     Http,
+    /// HTTP over TLS.
     Https,
+    /// Bytes piped to a backend, whatever the protocol.
     Tcp,
 }
 
 impl ListenerType {
+    /// The kind's name as in JSON: `HTTP`, `HTTPS` or `TCP`.
     pub fn name(self) -> &'static str {
         match self {
             ListenerType::Http => "HTTP",
@@ -268,7 +303,9 @@ impl fmt::Display for ListenerType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerAddress {
+    /// The address the listener is bound to.
     pub address: SocketAddr,
+    /// The listener's kind, which must be that of the listener on `address`.
     pub proxy: ListenerType,
 }
 
@@ -283,30 +320,37 @@ pub struct HttpListenerPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub public_address: Option<Option<SocketAddr>>,
+    /// New value of `expect_proxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_proxy: Option<bool>,
+    /// New name of the sticky session cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky_name: Option<String>,
+    /// New request id header; empty sends none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sozu_id_header: Option<String>,
+    /// New client idle limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub front_timeout: Option<Duration>,
+    /// New backend idle limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub back_timeout: Option<Duration>,
+    /// New backend connect limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub connect_timeout: Option<Duration>,
+    /// New request head limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
@@ -320,17 +364,23 @@ pub struct HttpListenerPatch {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub answers: BTreeMap<u16, String>,
+    /// New value of `send_x_real_ip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_x_real_ip: Option<bool>,
+    /// New value of `elide_x_real_ip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elide_x_real_ip: Option<bool>,
+    /// New value of `h2c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2c: Option<bool>,
+    /// Changes to the HTTP/2 settings; empty changes nothing.
     #[serde(default, skip_serializing_if = "H2Patch::is_empty")]
     pub h2: H2Patch,
 }
 
 impl HttpListenerPatch {
+    /// Writes the patch's values into `config`, leaving the fields it does not set. Answers given
+    /// as empty strings go back to the built-in page.
     pub fn apply(&self, config: &mut HttpListenerConfig) {
         set(&mut config.public_address, &self.public_address);
         set(&mut config.expect_proxy, &self.expect_proxy);
@@ -383,6 +433,7 @@ impl HttpListenerPatch {
         }
     }
 
+    /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == HttpListenerPatch::default()
     }
@@ -400,20 +451,29 @@ fn changed<T: Clone + PartialEq>(old: &T, new: &T) -> Option<T> {
     (old != new).then(|| new.clone())
 }
 
+/// `UPDATE_HTTP_LISTENER_CONFIG`: changes the settings of a cleartext HTTP listener in place. Fails
+/// when no HTTP listener has that address or a value breaks its rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateHttpListener {
+    /// The listener to change.
     pub address: SocketAddr,
+    /// The changes.
     #[serde(default)]
     pub http: HttpListenerPatch,
 }
 
+/// `UPDATE_HTTPS_LISTENER_CONFIG`: changes the settings of an HTTPS listener in place. Fails when
+/// no HTTPS listener has that address, a value breaks its rule, or the TLS settings do not load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateHttpsListener {
+    /// The listener to change.
     pub address: SocketAddr,
+    /// Changes to the HTTP settings.
     #[serde(default)]
     pub http: HttpListenerPatch,
+    /// Changes to the TLS settings.
     #[serde(default)]
     pub tls: TlsListenerPatch,
 }
@@ -422,12 +482,16 @@ pub struct UpdateHttpsListener {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsListenerPatch {
+    /// New TLS versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<TlsVersion>>,
+    /// New TLS 1.2 cipher suites; empty restores the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cipher_list: Option<Vec<String>>,
+    /// New TLS 1.3 cipher suites; empty restores the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cipher_suites: Option<Vec<String>>,
+    /// New key exchange groups; empty restores the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_list: Option<Vec<String>>,
     /// `null` removes the default certificate.
@@ -437,12 +501,16 @@ pub struct TlsListenerPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub certificate: Option<Option<CertificateAndKey>>,
+    /// New number of TLS 1.3 session tickets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_tls13_tickets: Option<u32>,
+    /// New ALPN protocols.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpn_protocols: Option<Vec<String>>,
+    /// New value of `strict_sni_binding`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict_sni_binding: Option<bool>,
+    /// New value of `disable_http11` (only `false` is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_http11: Option<bool>,
     /// `null` removes the listener's HSTS policy.
@@ -455,6 +523,7 @@ pub struct TlsListenerPatch {
 }
 
 impl TlsListenerPatch {
+    /// Writes the patch's values into `config`, leaving the fields it does not set.
     pub fn apply(&self, config: &mut TlsListenerConfig) {
         set(&mut config.versions, &self.versions);
         set(&mut config.cipher_list, &self.cipher_list);
@@ -484,6 +553,7 @@ impl TlsListenerPatch {
         }
     }
 
+    /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == TlsListenerPatch::default()
     }
@@ -493,6 +563,8 @@ impl TlsListenerPatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTcpListener {
+    /// The listener to change (`UPDATE_TCP_LISTENER_CONFIG`); fails when no TCP listener has that
+    /// address.
     pub address: SocketAddr,
     /// `null` removes the public address.
     #[serde(
@@ -501,30 +573,37 @@ pub struct UpdateTcpListener {
         skip_serializing_if = "Option::is_none"
     )]
     pub public_address: Option<Option<SocketAddr>>,
+    /// New value of `expect_proxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_proxy: Option<bool>,
+    /// New client idle limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub front_timeout: Option<Duration>,
+    /// New backend idle limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub back_timeout: Option<Duration>,
+    /// New backend connect limit, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub connect_timeout: Option<Duration>,
+    /// New value of `splice`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splice: Option<bool>,
+    /// New content routing byte limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspect_bytes: Option<u64>,
+    /// New content routing wait for the first bytes, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
@@ -541,6 +620,7 @@ pub struct UpdateTcpListener {
 }
 
 impl UpdateTcpListener {
+    /// Writes the update's values into `config`, leaving the fields it does not set.
     pub fn apply(&self, config: &mut TcpListenerConfig) {
         set(&mut config.public_address, &self.public_address);
         set(&mut config.expect_proxy, &self.expect_proxy);

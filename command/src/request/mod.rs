@@ -43,10 +43,12 @@ pub use registration::*;
 pub struct Request {
     /// Chosen by the client; the response carries the same id.
     pub id: String,
+    /// What to do.
     pub order: Order,
 }
 
 impl Request {
+    /// A request with the id `id`.
     pub fn new(id: impl Into<String>, order: Order) -> Self {
         Request {
             id: id.into(),
@@ -63,80 +65,156 @@ impl Request {
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Order {
     // Clusters and backends.
+    /// Adds a cluster, or replaces the settings of the one with that id (its frontends and backends
+    /// stay).
     AddCluster(Cluster),
+    /// Removes a cluster, its frontends and its backends. Fails when no cluster has that id.
     RemoveCluster(ClusterId),
+    /// Adds a backend to a cluster. Fails when the cluster does not exist or already has a backend
+    /// with that id.
     AddBackend(AddBackend),
+    /// Removes a backend; with `drain_timeout`, its open sessions get that long before they are
+    /// closed. Fails when the cluster has no backend with that id at that address.
     RemoveBackend(RemoveBackend),
 
     // Frontends.
+    /// Routes requests of a cleartext HTTP listener to a cluster (or answers them). Fails when the
+    /// listener or the cluster does not exist, or a frontend with the same hostname, path and
+    /// method is there already.
     AddHttpFrontend(HttpFrontend),
+    /// Removes an HTTP route; fails when it does not exist.
     RemoveHttpFrontend(HttpFrontend),
+    /// Routes requests of an HTTPS listener to a cluster (or answers them). Fails when the listener
+    /// or the cluster does not exist, or a frontend with the same hostname, path and method is
+    /// there already.
     AddHttpsFrontend(HttpFrontend),
+    /// Removes an HTTPS route; fails when it does not exist.
     RemoveHttpsFrontend(HttpFrontend),
+    /// Sends the connections of a TCP listener to a cluster. Fails when the listener or the cluster
+    /// does not exist, or a frontend of the listener has the same rule.
     AddTcpFrontend(TcpFrontend),
+    /// Removes a TCP frontend; fails when it does not exist.
     RemoveTcpFrontend(TcpFrontend),
 
     // Certificates.
+    /// Adds an SNI certificate to an HTTPS listener. Fails when it does not parse, does not match
+    /// its key, the listener has it already, or it has expired (unless `allow_expired`).
     AddCertificate(AddCertificate),
+    /// Replaces a certificate of an HTTPS listener, named by its fingerprint, with a new one in one
+    /// step. Fails when the old one is not there.
     ReplaceCertificate(ReplaceCertificate),
+    /// Removes a certificate from an HTTPS listener, by fingerprint.
     RemoveCertificate(RemoveCertificate),
 
     // Listeners.
+    /// Adds a cleartext HTTP listener, inactive until `ACTIVATE_LISTENER`. Fails when another
+    /// listener has its address.
     AddHttpListener(HttpListenerConfig),
+    /// Adds an HTTPS listener, inactive until `ACTIVATE_LISTENER`. Fails when another listener has
+    /// its address or its TLS settings do not load.
     AddHttpsListener(HttpsListenerConfig),
+    /// Adds a TCP listener, inactive until `ACTIVATE_LISTENER`. Fails when another listener has its
+    /// address.
     AddTcpListener(TcpListenerConfig),
+    /// Removes a listener with its frontends (and, for HTTPS, its certificates). Fails when no
+    /// listener of that kind has that address.
     RemoveListener(ListenerAddress),
+    /// Starts accepting connections on a listener. Fails when the listener does not exist, or in a
+    /// worker when its address cannot be bound.
     ActivateListener(ListenerAddress),
+    /// Stops accepting new connections on a listener.
     DeactivateListener(ListenerAddress),
+    /// Changes an HTTP listener's settings without rebinding.
     UpdateHttpListenerConfig(UpdateHttpListener),
+    /// Changes an HTTPS listener's settings without rebinding.
     UpdateHttpsListenerConfig(UpdateHttpsListener),
+    /// Changes a TCP listener's settings without rebinding.
     UpdateTcpListenerConfig(UpdateTcpListener),
 
     // Limits and health checks.
+    /// Sets the cap on connections from one client address to one cluster (0: no cap); clusters may
+    /// set their own.
     SetMaxConnectionsPerIp(ConnectionLimit),
+    /// Sets (or replaces) a cluster's active health check. Fails when the cluster does not exist.
     SetHealthCheck(SetHealthCheck),
+    /// Removes a cluster's health check; its backends count as healthy again.
     RemoveHealthCheck(ClusterId),
 
     // Faults.
+    /// Starts injecting a fault (`doc/faults.md`). Fails when a fault has that name already or its
+    /// target does not exist.
     AddFault(AddFault),
+    /// Replaces the settings of an existing fault, by name. Fails when no fault has that name.
     UpdateFault(AddFault),
+    /// Removes a fault by name. Fails when no fault has that name.
     RemoveFault(FaultName),
     /// Removes every fault.
     ResetFaults,
 
     // Queries.
+    /// Each worker's run state, sessions and listeners.
     Status,
+    /// The worker processes of the main process.
     ListWorkers,
+    /// The frontends matching some filters.
     ListFrontends(FrontendFilters),
+    /// Every listener and its settings.
     ListListeners,
+    /// A cluster's settings, frontends and backends, with the workers' view of its backends.
     QueryClusterById(ClusterId),
+    /// The clusters with a frontend for a domain (and path).
     QueryClustersByDomain(DomainFilter),
+    /// A hash of each cluster's configuration, to compare nodes.
     QueryClustersHashes,
+    /// The certificates of the state, by listener.
     QueryCertificatesFromTheState(CertificateFilters),
+    /// The certificates each worker serves.
     QueryCertificatesFromWorkers(CertificateFilters),
+    /// Metrics, or the names of the metrics.
     QueryMetrics(QueryMetrics),
+    /// The default cap on connections per client address and cluster.
     QueryMaxConnectionsPerIp,
+    /// The health checks of one cluster or all.
     QueryHealthChecks(HealthCheckFilter),
+    /// Requests served by cluster, the state's sizes and the orders received since start.
     CountRequests,
+    /// The active faults with their remaining lease and figures.
     ListFaults,
 
     // Processes, state and logging.
+    /// Writes the state (every state-changing order applied so far) to a file, in this proxy's
+    /// format or Sōzu's.
     SaveState(StatePath),
+    /// Applies the orders of a state file (this proxy's format or Sōzu's).
     LoadState(StatePath),
+    /// Reads the configuration file again and applies the difference as orders.
     ReloadConfiguration(ReloadConfiguration),
+    /// Replaces the main process by a new executable, keeping the workers and listeners.
     UpgradeMain,
+    /// Replaces one worker by a new one; the old one finishes its sessions.
     UpgradeWorker(WorkerId),
+    /// Starts one more worker.
     LaunchWorker,
+    /// Stops accepting, lets sessions end, then exits.
     SoftStop,
+    /// Closes every session and exits at once.
     HardStop,
+    /// Turns metrics on, off, or clears them.
     ConfigureMetrics(MetricsConfiguration),
+    /// Changes the log filter of every process.
     Logging(LoggingFilter),
+    /// Keeps the channel open and sends an [`crate::response::Event`] for each event from now on.
     SubscribeEvents,
 
     // Registrations of services (`doc/registration.md`).
+    /// Registers a service's routes for a lease (`doc/registration.md`); only order the
+    /// registration socket takes with `RENEW` and `DEREGISTER`.
     Register(Register),
+    /// Extends a registration's lease. Fails when the registration is unknown or expired.
     Renew(RegistrationId),
+    /// Removes a registration and the routes it added. Fails when the registration is unknown.
     Deregister(RegistrationId),
+    /// The live registrations.
     ListRegistrations,
 }
 
@@ -261,7 +339,9 @@ impl fmt::Display for Order {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown value `{given}`, expected one of {expected}")]
 pub struct UnknownName {
+    /// The value given.
     pub given: String,
+    /// The values accepted, separated by commas.
     pub expected: String,
 }
 
@@ -327,10 +407,12 @@ pub mod seconds {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes `duration` as whole seconds, dropping any fraction.
     pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(duration.as_secs())
     }
 
+    /// Reads a whole number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_secs)
     }
@@ -342,6 +424,7 @@ pub mod optional_seconds {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes `duration` as whole seconds (or `null`), dropping any fraction.
     pub fn serialize<S: Serializer>(
         duration: &Option<Duration>,
         serializer: S,
@@ -352,6 +435,7 @@ pub mod optional_seconds {
         }
     }
 
+    /// Reads a whole number of seconds, or `null`.
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Duration>, D::Error> {
