@@ -6,121 +6,193 @@ use std::{fmt, io, net::SocketAddr, path::PathBuf};
 /// One mistake in a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
     #[error("cannot read the configuration file {path}")]
     Read {
+        /// The file asked for.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: io::Error,
     },
+    /// The file is not valid TOML.
     #[error("invalid TOML{} at line {line}, column {column}: {message}", in_key(.key))]
     Syntax {
         /// The key or table header on the line, when there is one.
         key: Option<String>,
+        /// The line of the mistake, from 1.
         line: usize,
+        /// The column of the mistake, from 1.
         column: usize,
+        /// What the TOML parser expected.
         message: String,
     },
+    /// A table header written twice (`[metrics]` twice).
     #[error(
         "duplicate table `[{table}]` at line {line}, first defined at line {first_line}: \
          a table is written once, with all its keys"
     )]
     DuplicateTable {
+        /// The table's name.
         table: String,
+        /// The line of the second header, from 1.
         line: usize,
+        /// The line of the first one.
         first_line: usize,
     },
+    /// A key written twice in one table.
     #[error("duplicate key `{key}` at line {line}")]
-    DuplicateKey { key: String, line: usize },
+    DuplicateKey {
+        /// The key.
+        key: String,
+        /// The line of the second one, from 1.
+        line: usize,
+    },
+    /// A key the section does not have, often misspelt.
     #[error("unknown key `{key}` in {section} at line {line}{}; expected one of {expected}", did_you_mean(.suggestion))]
     UnknownKey {
+        /// The key as written.
         key: String,
+        /// The section it is in: the top level, a listener, a cluster…
         section: String,
+        /// The key's line, from 1.
         line: usize,
         /// The known key closest to the unknown one, when it is close enough to be a typo.
         suggestion: Option<&'static str>,
+        /// The keys the section accepts.
         expected: String,
     },
+    /// A key the section needs is absent.
     #[error("missing key `{key}` in {section} at line {line}")]
     MissingKey {
+        /// The key needed.
         key: &'static str,
+        /// The section that lacks it.
         section: String,
+        /// The section's line, from 1.
         line: usize,
     },
+    /// A key that does not apply to this section.
     #[error("key `{key}` at line {line} does not apply to {section}")]
     NotApplicable {
+        /// The key as written.
         key: String,
+        /// The section it is in.
         section: String,
+        /// The key's line, from 1.
         line: usize,
     },
+    /// A value of the wrong type or out of its range.
     #[error("invalid value {value} for `{key}` at line {line}: expected {expected}")]
     InvalidValue {
+        /// The key.
         key: String,
+        /// The key's line, from 1.
         line: usize,
         /// The value as written in the file, shortened when long.
         value: String,
+        /// What the key accepts.
         expected: String,
     },
+    /// A value that is not a socket address (`127.0.0.1:8080`).
     #[error(
         "invalid address `{value}` for `{key}` at line {line}: expected an IP address and a \
          port, like 127.0.0.1:8080"
     )]
     InvalidAddress {
+        /// The key.
         key: String,
+        /// The key's line, from 1.
         line: usize,
+        /// The value as written.
         value: String,
     },
+    /// A key this proxy does not accept in that form, for a reason it names.
     #[error("`{key}` at line {line} is refused: {reason}")]
     Refused {
+        /// The key.
         key: String,
+        /// The key's line, from 1.
         line: usize,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// A key that only works with another one.
     #[error("`{key}` at line {line} requires {required}")]
     Requires {
+        /// The key.
         key: String,
+        /// The key's line, from 1.
         line: usize,
+        /// What it needs.
         required: &'static str,
     },
+    /// Two keys of which only one may be set.
     #[error("`{key}` and `{other}` at line {line} exclude each other: keep one")]
     Exclusive {
+        /// The first key.
         key: String,
+        /// The other key.
         other: String,
+        /// The line of the first key, from 1.
         line: usize,
     },
+    /// A file named by a key (certificate, answer, script) could not be read.
     #[error("cannot read {path} for `{key}` at line {line}")]
     File {
+        /// The key.
         key: String,
+        /// The key's line, from 1.
         line: usize,
+        /// The file named.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: io::Error,
     },
+    /// Two items with the same name or key (two listeners on one address, two clusters with one
+    /// id…).
     #[error(
         "duplicate {what} `{name}` (`{key}`) at line {line}, first defined at line {first_line}"
     )]
     Duplicate {
+        /// What is duplicated (`listener`, `cluster`, `backend`…).
         what: &'static str,
+        /// The name they share.
         name: String,
+        /// The key that names them.
         key: &'static str,
+        /// The line of the second one, from 1.
         line: usize,
+        /// The line of the first one.
         first_line: usize,
     },
+    /// A frontend on a listener of the wrong kind (an HTTP frontend on a TCP listener…).
     #[error(
         "frontend `address` {address} at line {line} is {listener} listener, which cannot take \
          {frontend}"
     )]
     ListenerKind {
+        /// The frontend's `address`.
         address: SocketAddr,
+        /// The line of the frontend's `address`, from 1.
         line: usize,
         /// `an http`, `an https` or `a tcp`.
         listener: &'static str,
+        /// What the frontend is (`an http frontend`…).
         frontend: String,
     },
+    /// The frontends of a TCP cluster use listeners with and without `expect_proxy`.
     #[error(
         "frontends of tcp cluster `{cluster}` (`frontends` at line {line}) mix listeners with \
          and without `expect_proxy`"
     )]
-    MixedExpectProxy { cluster: String, line: usize },
+    MixedExpectProxy {
+        /// The cluster.
+        cluster: String,
+        /// The line of the cluster's `frontends`, from 1.
+        line: usize,
+    },
 }
 
 impl ConfigError {
@@ -172,6 +244,7 @@ impl ConfigErrors {
         (!errors.is_empty()).then_some(ConfigErrors(errors))
     }
 
+    /// The errors, in line order; never empty.
     pub fn errors(&self) -> &[ConfigError] {
         &self.0
     }
@@ -208,8 +281,11 @@ impl std::error::Error for ConfigErrors {}
 /// created for a frontend's address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning {
+    /// Whether the key is not in force (warning) or only information.
     pub severity: Severity,
+    /// The key concerned.
     pub key: String,
+    /// The key's line, from 1.
     pub line: usize,
     /// What is done with the key, and why.
     pub message: String,

@@ -10,8 +10,11 @@ use super::optional_seconds;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(try_from = "RawBackend")]
 pub struct AddBackend {
+    /// The cluster the backend serves (`app_id` is accepted too).
     pub cluster_id: String,
+    /// The backend's id, unique within its cluster; sticky sessions and hashing follow it.
     pub backend_id: String,
+    /// The backend's address (`ip_address` and `port` are accepted too).
     pub address: SocketAddr,
     /// The value of the sticky cookie that designates this backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,6 +25,7 @@ pub struct AddBackend {
     pub backup: bool,
 }
 
+/// The weight of a backend added without one.
 pub const DEFAULT_BACKEND_WEIGHT: u32 = 100;
 
 /// Removes a backend. The backend drains: no new connection goes to it, and it is forgotten
@@ -29,8 +33,11 @@ pub const DEFAULT_BACKEND_WEIGHT: u32 = 100;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawBackend")]
 pub struct RemoveBackend {
+    /// The cluster (`app_id` is accepted too).
     pub cluster_id: String,
+    /// The backend's id.
     pub backend_id: String,
+    /// The backend's address, which must be the one it was added with.
     pub address: SocketAddr,
     /// The sessions still using the backend this long after the order are closed; without
     /// it, they finish at their own pace.
@@ -80,12 +87,19 @@ struct LoadBalancingParameters {
 /// A backend message that names no usable address.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendAddressError {
+    /// Neither `address` nor both `ip_address` and `port`.
     #[error("a backend needs `address`, or `ip_address` and `port`")]
     Missing,
+    /// `address` and `ip_address`/`port` name different addresses.
     #[error("`address` {address} and `ip_address`/`port` disagree")]
-    Conflicting { address: SocketAddr },
+    Conflicting {
+        /// The `address` given.
+        address: SocketAddr,
+    },
+    /// `drain_timeout` on an `ADD_BACKEND`.
     #[error("`drain_timeout` belongs to REMOVE_BACKEND only")]
     DrainTimeoutOnAdd,
+    /// `drain_timeout` of 0 or above the longest timeout.
     #[error("`drain_timeout` must be 1 to {MAX_DRAIN_TIMEOUT} seconds")]
     DrainTimeoutOutOfRange,
 }

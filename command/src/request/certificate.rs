@@ -11,9 +11,12 @@ use super::UnknownName;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateAndKey {
+    /// The certificate, in PEM.
     pub certificate: String,
+    /// The intermediate certificates sent after it, in PEM, leaf side first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_chain: Vec<String>,
+    /// The certificate's private key, in PEM.
     pub key: String,
     /// TLS versions this certificate is offered with; empty means the listener's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -36,10 +39,13 @@ impl CertificateAndKey {
     }
 }
 
+/// `ADD_CERTIFICATE`: adds an SNI certificate to an HTTPS listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddCertificate {
+    /// The HTTPS listener.
     pub address: SocketAddr,
+    /// The certificate and its key.
     pub certificate: CertificateAndKey,
     /// Accept a certificate whose validity has ended.
     #[serde(default)]
@@ -50,17 +56,24 @@ pub struct AddCertificate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceCertificate {
+    /// The HTTPS listener.
     pub address: SocketAddr,
+    /// The certificate and key that take its place.
     pub new_certificate: CertificateAndKey,
+    /// The fingerprint of the certificate replaced.
     pub old_fingerprint: Fingerprint,
+    /// Accept a new certificate whose validity has ended.
     #[serde(default)]
     pub allow_expired: bool,
 }
 
+/// `REMOVE_CERTIFICATE`: removes a certificate from an HTTPS listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveCertificate {
+    /// The HTTPS listener.
     pub address: SocketAddr,
+    /// The certificate's fingerprint.
     pub fingerprint: Fingerprint,
 }
 
@@ -121,15 +134,20 @@ impl<'de> Deserialize<'de> for Fingerprint {
     }
 }
 
+/// A TLS protocol version, written `TLS_V12` or `TLS_V13` (`TLSv1.2`, `TLS_V1_2` and the like are
+/// accepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TlsVersion {
+    /// TLS 1.2.
     #[serde(rename = "TLS_V12", alias = "TLSv1.2", alias = "TLS_V1_2")]
     Tls12,
+    /// TLS 1.3.
     #[serde(rename = "TLS_V13", alias = "TLSv1.3", alias = "TLS_V1_3")]
     Tls13,
 }
 
 impl TlsVersion {
+    /// The version's name as in JSON and the configuration file.
     pub fn name(self) -> &'static str {
         match self {
             TlsVersion::Tls12 => "TLS_V12",

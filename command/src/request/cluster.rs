@@ -11,6 +11,7 @@ use super::{UnknownName, optional_seconds, parse_name, seconds, status_keys};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterId {
+    /// The cluster's id (`app_id` is accepted too).
     #[serde(alias = "app_id")]
     pub cluster_id: String,
 }
@@ -19,6 +20,7 @@ pub struct ClusterId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
+    /// The cluster's id, which its frontends and backends name (`app_id` is accepted too).
     #[serde(alias = "app_id")]
     pub cluster_id: String,
     /// Keep a client on the backend named by its sticky cookie.
@@ -33,8 +35,10 @@ pub struct Cluster {
     /// PROXY protocol towards the backends (TCP clusters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocolConfig>,
+    /// How a backend is chosen for each new connection (default `ROUND_ROBIN`).
     #[serde(default)]
     pub load_balancing: LoadBalancingAlgorithm,
+    /// What LEAST_LOADED and POWER_OF_TWO compare; `None` compares connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_metric: Option<LoadMetric>,
     /// Answers that replace the built-in pages for this cluster, by status code: the full
@@ -78,6 +82,8 @@ pub struct Cluster {
     /// [`DEFAULT_MAX_HELD`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_held: Option<u64>,
+    /// Active health checks of the backends; `None` checks nothing and every backend counts as
+    /// healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckConfig>,
 }
@@ -109,13 +115,19 @@ impl Cluster {
     }
 }
 
+/// How a cluster chooses a backend for each new connection, written in `SCREAMING_SNAKE_CASE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LoadBalancingAlgorithm {
+    /// Each backend in turn, in proportion to its weight (smooth weighted round-robin); the
+    /// default.
     #[default]
     RoundRobin,
+    /// A backend at random, in proportion to its weight.
     Random,
+    /// The backend with the smallest load (see [`LoadMetric`]) per unit of weight; ties in turn.
     LeastLoaded,
+    /// Two backends drawn at random by weight; the less loaded one wins.
     PowerOfTwo,
     /// Rendezvous hashing on the client address.
     Hrw,
@@ -124,6 +136,7 @@ pub enum LoadBalancingAlgorithm {
 }
 
 impl LoadBalancingAlgorithm {
+    /// Every algorithm, in the order the CLI lists them.
     pub const ALL: [LoadBalancingAlgorithm; 6] = [
         LoadBalancingAlgorithm::RoundRobin,
         LoadBalancingAlgorithm::Random,
@@ -133,6 +146,7 @@ impl LoadBalancingAlgorithm {
         LoadBalancingAlgorithm::Maglev,
     ];
 
+    /// The algorithm's name as in JSON and the configuration file (`ROUND_ROBIN`…).
     pub fn name(self) -> &'static str {
         match self {
             LoadBalancingAlgorithm::RoundRobin => "ROUND_ROBIN",
@@ -168,12 +182,14 @@ pub enum LoadMetric {
 }
 
 impl LoadMetric {
+    /// Every metric, in the order the CLI lists them.
     pub const ALL: [LoadMetric; 3] = [
         LoadMetric::Connections,
         LoadMetric::Requests,
         LoadMetric::ConnectionTime,
     ];
 
+    /// The metric's name as in JSON and the configuration file (`CONNECTIONS`…).
     pub fn name(self) -> &'static str {
         match self {
             LoadMetric::Connections => "CONNECTIONS",
@@ -209,12 +225,16 @@ pub enum ProxyProtocolConfig {
 pub struct HealthCheckConfig {
     /// The path requested from each backend.
     pub uri: String,
+    /// Time between two checks of a backend, in seconds (default 10).
     #[serde(default = "default_health_interval", with = "seconds")]
     pub interval: Duration,
+    /// How long a check may take before it counts as failed, in seconds (default 5).
     #[serde(default = "default_health_timeout", with = "seconds")]
     pub timeout: Duration,
+    /// Checks passed in a row that make an unhealthy backend healthy again (default 3).
     #[serde(default = "default_threshold")]
     pub healthy_threshold: u32,
+    /// Checks failed in a row that make a backend unhealthy: it gets no new connection (default 3).
     #[serde(default = "default_threshold")]
     pub unhealthy_threshold: u32,
     /// The status a healthy backend answers; 0 accepts any 2xx.
@@ -248,17 +268,22 @@ fn default_threshold() -> u32 {
     3
 }
 
+/// `SET_HEALTH_CHECK`: sets or replaces the health check of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetHealthCheck {
+    /// The cluster (`app_id` is accepted too).
     #[serde(alias = "app_id")]
     pub cluster_id: String,
+    /// The health check.
     pub health_check: HealthCheckConfig,
 }
 
+/// `QUERY_HEALTH_CHECKS`: whose health checks to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckFilter {
+    /// Only this cluster's; `None` lists every cluster's.
     #[serde(default, alias = "app_id", skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
 }

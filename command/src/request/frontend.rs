@@ -18,20 +18,29 @@ pub struct HttpFrontend {
     /// The cluster requests go to. A frontend without a cluster redirects, denies or answers.
     #[serde(default, alias = "app_id", skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// The listener the frontend belongs to, by address; its kind (HTTP or HTTPS) follows the
+    /// order.
     pub address: SocketAddr,
     /// An exact name, `*.suffix`, or labels between slashes as regular expressions
     /// (`/api[0-9]+/.example.com`).
     pub hostname: String,
+    /// Which paths it takes (default: every path).
     #[serde(default, skip_serializing_if = "PathRule::is_any")]
     pub path: PathRule,
+    /// The only request method it takes (`GET`…); `None` takes every method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// When it is tried among the listener's frontends (default `TREE`).
     #[serde(default)]
     pub position: RulePosition,
+    /// Free labels (name, value), kept with the frontend and shown in listings; the proxy does
+    /// not act on them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Forward to the cluster (default), redirect, or deny.
     #[serde(default)]
     pub redirect: RedirectPolicy,
+    /// The scheme of a redirection's target: the request's own (default), `http` or `https`.
     #[serde(default)]
     pub redirect_scheme: RedirectScheme,
     /// The target of a redirection, with `%HOST`, `%PATH` and `%PORT` replaced.
@@ -40,15 +49,19 @@ pub struct HttpFrontend {
     /// New Host for the backend; `$HOST[n]` and `$PATH[n]` insert captures of the match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_host: Option<String>,
+    /// New path for the backend; `$HOST[n]` and `$PATH[n]` insert captures of the match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_path: Option<String>,
+    /// New port in the Host sent to the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_port: Option<u16>,
     /// Requests must carry HTTP Basic credentials listed in the cluster's `authorized_hashes`.
     #[serde(default)]
     pub required_auth: bool,
+    /// Headers added, replaced or deleted on the way, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderEdit>,
+    /// The `Strict-Transport-Security` policy of this frontend, replacing the listener's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
     /// Answer every request with this response, without any backend.
@@ -98,9 +111,13 @@ impl HttpFrontend {
 /// Identity of an HTTP or HTTPS frontend.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FrontendKey {
+    /// The listener, by address.
     pub address: SocketAddr,
+    /// The hostname, in lower case.
     pub hostname: String,
+    /// The path rule.
     pub path: PathRule,
+    /// The method, if the frontend takes one only.
     pub method: Option<String>,
 }
 
@@ -118,11 +135,14 @@ impl fmt::Display for FrontendKey {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathRule {
+    /// How `value` is compared with the path.
     pub kind: PathRuleKind,
+    /// The prefix, the exact path, or the regular expression.
     pub value: String,
 }
 
 impl PathRule {
+    /// A rule taking the paths that start with `value`.
     pub fn prefix(value: impl Into<String>) -> Self {
         PathRule {
             kind: PathRuleKind::Prefix,
@@ -152,14 +172,18 @@ impl fmt::Display for PathRule {
     }
 }
 
+/// How a path rule compares a request's path, written in `SCREAMING_SNAKE_CASE`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PathRuleKind {
+    /// The path starts with the value (default).
     #[default]
     Prefix,
+    /// The path matches the value as a regular expression.
     Regex,
+    /// The path is the value.
     Equals,
 }
 
@@ -168,9 +192,12 @@ pub enum PathRuleKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RulePosition {
+    /// Tried one by one, in order, before the hostname tree.
     Pre,
+    /// Tried by the most specific hostname and path (default).
     #[default]
     Tree,
+    /// Tried one by one, in order, after the hostname tree.
     Post,
 }
 
@@ -191,12 +218,16 @@ pub enum RedirectPolicy {
     Unauthorized,
 }
 
+/// The scheme of a redirection's target, written in `SCREAMING_SNAKE_CASE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RedirectScheme {
+    /// The scheme of the request (default).
     #[default]
     UseSame,
+    /// `http`.
     UseHttp,
+    /// `https`.
     UseHttps,
 }
 
@@ -204,17 +235,23 @@ pub enum RedirectScheme {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEdit {
+    /// Which messages the edit applies to.
     pub position: HeaderPosition,
+    /// The header's name; not one the proxy writes itself (`Connection`, `Content-Length`…).
     pub key: String,
     /// An empty value deletes the header.
     pub value: String,
 }
 
+/// Which messages a header edit applies to, written in `SCREAMING_SNAKE_CASE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum HeaderPosition {
+    /// Requests sent to the backend.
     Request,
+    /// Responses sent to the client.
     Response,
+    /// Both.
     Both,
 }
 
@@ -222,11 +259,15 @@ pub enum HeaderPosition {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hsts {
+    /// Send the header; `false` lets a frontend turn off its listener's policy.
     pub enabled: bool,
+    /// The `max-age` directive, in seconds (default one year, 31536000).
     #[serde(default = "default_hsts_max_age", with = "seconds")]
     pub max_age: Duration,
+    /// Add the `includeSubDomains` directive.
     #[serde(default)]
     pub include_subdomains: bool,
+    /// Add the `preload` directive.
     #[serde(default)]
     pub preload: bool,
     /// Replace a `Strict-Transport-Security` header sent by the backend.
@@ -234,6 +275,7 @@ pub struct Hsts {
     pub force_replace_backend: bool,
 }
 
+/// HSTS's default `max-age`: one year (31536000 seconds).
 pub fn default_hsts_max_age() -> Duration {
     Duration::from_secs(31_536_000)
 }
@@ -242,10 +284,12 @@ pub fn default_hsts_max_age() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedAnswer {
+    /// The response's status code (200 to 599).
     pub status: u16,
     /// Extra header fields, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// The response's body, sent with a `Content-Length`.
     #[serde(default)]
     pub body: String,
 }
@@ -255,8 +299,12 @@ pub struct FixedAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(try_from = "TcpFrontendFields", into = "TcpFrontendFields")]
 pub struct TcpFrontend {
+    /// The cluster the connections go to.
     pub cluster_id: String,
+    /// The TCP listener, by address.
     pub address: SocketAddr,
+    /// Free labels (name, value), kept with the frontend and shown in listings; the proxy does
+    /// not act on them.
     pub tags: BTreeMap<String, String>,
     /// What the first bytes must match; `None` makes the listener's default frontend.
     pub rule: Option<TcpRule>,

@@ -141,6 +141,7 @@ numeric_keys! {
 }
 
 impl H2Config {
+    /// Whether every setting is at its default (the listener's JSON then leaves `h2` out).
     pub fn is_default(&self) -> bool {
         *self == H2Config::default()
     }
@@ -156,44 +157,62 @@ impl H2Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct H2Patch {
+    /// New `max_rst_stream_per_window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rst_stream_per_window: Option<u32>,
+    /// New `max_ping_per_window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ping_per_window: Option<u32>,
+    /// New `max_settings_per_window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_settings_per_window: Option<u32>,
+    /// New `max_empty_data_per_window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_empty_data_per_window: Option<u32>,
+    /// New `max_window_update_stream0_per_window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_window_update_stream0_per_window: Option<u32>,
+    /// New `max_continuation_frames`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_continuation_frames: Option<u32>,
+    /// New `max_glitch_count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_glitch_count: Option<u32>,
+    /// New `max_rst_stream_lifetime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rst_stream_lifetime: Option<u32>,
+    /// New `max_rst_stream_abusive_lifetime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rst_stream_abusive_lifetime: Option<u32>,
+    /// New `max_rst_stream_emitted_lifetime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rst_stream_emitted_lifetime: Option<u32>,
+    /// New `initial_connection_window`, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_connection_window: Option<u32>,
+    /// New `max_concurrent_streams`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<u32>,
+    /// New `stream_shrink_ratio`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_shrink_ratio: Option<u32>,
+    /// New `max_header_list_size`, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_list_size: Option<u32>,
+    /// New `max_header_table_size`, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_table_size: Option<u32>,
+    /// New `max_header_fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_fields: Option<u32>,
+    /// New stream idle timeout, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub stream_idle_timeout: Option<Duration>,
+    /// New graceful shutdown deadline, in seconds.
     #[serde(
         default,
         with = "optional_seconds",
@@ -203,10 +222,12 @@ pub struct H2Patch {
 }
 
 impl H2Patch {
+    /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == H2Patch::default()
     }
 
+    /// Writes the patch's values into `config`, leaving the fields it does not set.
     pub fn apply(&self, config: &mut H2Config) {
         for (key, value) in self.numbers() {
             if let (Some(value), Some(field)) = (value, config.number_mut(key)) {

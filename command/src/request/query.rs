@@ -9,47 +9,65 @@ use super::Fingerprint;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionLimit {
+    /// The cap; 0 means no cap.
     pub max_connections_per_ip: u64,
 }
 
+/// `LIST_FRONTENDS`: which frontends to list. With none of `http`, `https`, `tcp` set, every kind
+/// is listed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrontendFilters {
+    /// List HTTP frontends.
     #[serde(default)]
     pub http: bool,
+    /// List HTTPS frontends.
     #[serde(default)]
     pub https: bool,
+    /// List TCP frontends.
     #[serde(default)]
     pub tcp: bool,
+    /// Only frontends whose hostname contains this text; TCP frontends, which have no hostname, are
+    /// then left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
 }
 
+/// `QUERY_CLUSTERS_BY_DOMAIN`: the clusters of the HTTP and HTTPS frontends of one hostname.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainFilter {
+    /// The hostname, compared without case.
     pub hostname: String,
+    /// Only frontends whose path rule's value starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
 
+/// Which certificates `QUERY_CERTIFICATES_FROM_THE_STATE` and `QUERY_CERTIFICATES_FROM_WORKERS`
+/// list; without filters, every one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFilters {
+    /// Only the certificate with this fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// Only certificates one of whose names contains this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
 }
 
+/// `QUERY_METRICS`: which figures to return, and how.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryMetrics {
     /// List the metric names instead of their values.
     #[serde(default)]
     pub list: bool,
+    /// Only these clusters' figures; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_ids: Vec<String>,
+    /// Only these backends' figures; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_ids: Vec<String>,
     /// Only these metrics; empty means all.
@@ -68,14 +86,19 @@ pub struct QueryMetrics {
     pub histograms: bool,
 }
 
+/// `CONFIGURE_METRICS`: what to do with the figures of every worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MetricsConfiguration {
+    /// Record figures (the default at start).
     Enabled,
+    /// Stop recording; the figures kept so far stay.
     Disabled,
+    /// Forget every figure recorded so far.
     Clear,
 }
 
+/// `LOGGING`: the new log filter of the main process and every worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingFilter {
@@ -83,9 +106,11 @@ pub struct LoggingFilter {
     pub filter: String,
 }
 
+/// The file of `SAVE_STATE` and `LOAD_STATE`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatePath {
+    /// The file's path, read by the main process: give an absolute one.
     pub path: String,
     /// What `SAVE_STATE` writes; `LOAD_STATE` tells the formats apart by content.
     #[serde(default, skip_serializing_if = "StateFormat::is_default")]
@@ -109,6 +134,7 @@ impl StateFormat {
     }
 }
 
+/// `RELOAD_CONFIGURATION`: which configuration file to read again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadConfiguration {
@@ -117,8 +143,10 @@ pub struct ReloadConfiguration {
     pub path: Option<String>,
 }
 
+/// `UPGRADE_WORKER`: which worker to replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerId {
+    /// The worker's number, as `LIST_WORKERS` shows it.
     pub worker_id: u32,
 }
