@@ -35,6 +35,10 @@ use log::warn;
 use mio::{Interest, Registry, Token, event::Source, unix::SourceFd};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use buffer::{Frame, LineBuffer, OutputBuffer};
+
+mod buffer;
+
 /// Longest excerpt of a malformed line kept in [`ChannelError::InvalidMessage`], in bytes.
 const EXCERPT_LEN: usize = 100;
 
@@ -45,7 +49,12 @@ pub enum ChannelError {
     /// The peer sent a line longer than the maximum. The channel drops the rest of that line and
     /// goes on with the next one.
     #[error("message of at least {size_so_far} bytes exceeds the maximum of {max} bytes")]
-    MessageTooLarge { size_so_far: usize, max: usize },
+    MessageTooLarge {
+        /// The bytes of the line seen so far.
+        size_so_far: usize,
+        /// The maximum message size, in bytes.
+        max: usize,
+    },
     /// A line is not a valid message. The channel goes on with the next line.
     #[error("invalid message {line_excerpt:?}")]
     InvalidMessage {
@@ -54,23 +63,34 @@ pub enum ChannelError {
         /// The line's `"id"` field, when the line is a JSON object with a string `id`, so that
         /// the answer can name the request it refuses.
         id: Option<String>,
+        /// The JSON error.
         source: serde_json::Error,
     },
     /// A message given to [`Channel::write_message`] serialises to more than the maximum. Nothing
     /// was queued.
     #[error("outgoing message of {size} bytes exceeds the maximum of {max} bytes")]
-    OutgoingMessageTooLarge { size: usize, max: usize },
+    OutgoingMessageTooLarge {
+        /// The serialised message's size, in bytes.
+        size: usize,
+        /// The maximum message size, in bytes.
+        max: usize,
+    },
     /// A message given to [`Channel::write_message`] cannot be serialised. Nothing was queued.
     #[error("cannot serialise message")]
     Serialize(#[source] serde_json::Error),
     /// [`Channel::read_message_timeout`] saw no complete message in time.
     #[error("no message received within {timeout:?}")]
-    Timeout { timeout: Duration },
+    Timeout {
+        /// The wait that expired.
+        timeout: Duration,
+    },
     /// The socket could not be created or switched between blocking and non-blocking.
     #[error("cannot configure the channel socket")]
     Socket(#[source] io::Error),
+    /// Reading the socket failed.
     #[error("cannot read from the channel")]
     Read(#[source] io::Error),
+    /// Writing the socket failed.
     #[error("cannot write to the channel")]
     Write(#[source] io::Error),
 }
@@ -205,6 +225,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         Ok(())
     }
 
+    /// Whether reads and writes wait (the CLI's mode) rather than return `WouldBlock`.
     pub fn is_blocking(&self) -> bool {
         self.mode == Mode::Blocking
     }
@@ -214,8 +235,9 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         self.closed
     }
 
+    /// The largest message accepted or sent, in bytes.
     pub fn max_message_size(&self) -> usize {
-        self.input.max_line
+        self.input.max_line()
     }
 
     /// Whether queued output still waits for the socket to take it.
@@ -309,7 +331,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
             }
             return Ok(Fill::Closed);
         }
-        self.input.end += read;
+        self.input.filled(read);
         Ok(Fill::Bytes(read))
     }
 }
@@ -322,7 +344,7 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
     /// A message that cannot be serialised or exceeds the maximum message size is refused and
     /// nothing is queued.
     pub fn write_message(&mut self, message: &Tx) -> Result<(), ChannelError> {
-        self.output.push_line(message, self.input.max_line)?;
+        self.output.push_line(message, self.input.max_line())?;
         self.writable().map(drop)
     }
 }
@@ -375,7 +397,7 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
                 Frame::TooLarge { size_so_far } => {
                     return Err(ChannelError::MessageTooLarge {
                         size_so_far,
-                        max: self.input.max_line,
+                        max: self.input.max_line(),
                     });
                 }
                 Frame::Incomplete => {}
@@ -404,7 +426,7 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
     }
 
     fn parse(&self, line: Range<usize>) -> Result<Rx, ChannelError> {
-        let bytes = self.input.data.get(line).unwrap_or_default();
+        let bytes = self.input.line(line);
         serde_json::from_slice(bytes).map_err(|source| ChannelError::InvalidMessage {
             line_excerpt: excerpt(bytes),
             id: peek_id(bytes),
@@ -481,205 +503,6 @@ enum Fill {
     Closed,
     /// The buffer holds complete lines and has no room left at its current size.
     Full,
-}
-
-/// What the input buffer holds next.
-#[derive(Debug, PartialEq, Eq)]
-enum Frame {
-    /// A complete line, newline excluded, as a range of `LineBuffer::data`, valid until the
-    /// buffer changes.
-    Line(Range<usize>),
-    /// A line longer than the maximum; its bytes are dropped.
-    TooLarge { size_so_far: usize },
-    /// No complete line yet.
-    Incomplete,
-}
-
-/// Bytes read from the socket, cut into lines.
-///
-/// Invariants: `start <= scanned <= end <= data.len() <= max_line + chunk`. `data[start..end]`
-/// is input not handed out yet and `data[start..scanned]` holds no newline, so each byte is
-/// searched once. `data[end..]` is room for the next read. After `next_frame` returns
-/// `Incomplete`, `end - start <= max_line`.
-#[derive(Debug)]
-struct LineBuffer {
-    data: Vec<u8>,
-    start: usize,
-    scanned: usize,
-    end: usize,
-    /// While dropping an oversized line: the number of its bytes dropped so far.
-    discarded: Option<usize>,
-    /// The size of one read, and the size the buffer shrinks back to when empty.
-    chunk: usize,
-    max_line: usize,
-}
-
-impl LineBuffer {
-    fn new(chunk: usize, max_line: usize) -> Self {
-        Self {
-            data: vec![0; chunk],
-            start: 0,
-            scanned: 0,
-            end: 0,
-            discarded: None,
-            chunk,
-            max_line,
-        }
-    }
-
-    /// Cuts the next frame out of the buffered input. Blank lines are skipped.
-    fn next_frame(&mut self) -> Frame {
-        loop {
-            let Some(newline) = self.find_newline() else {
-                return self.incomplete_frame();
-            };
-            let line = self.start..newline;
-            self.start = newline + 1;
-            self.scanned = self.start;
-            if self.discarded.take().is_some() {
-                // The end of an oversized line: the channel is in sync again.
-                continue;
-            }
-            if line.len() > self.max_line {
-                return Frame::TooLarge {
-                    size_so_far: line.len(),
-                };
-            }
-            if !self.data[line.clone()].iter().all(u8::is_ascii_whitespace) {
-                return Frame::Line(line);
-            }
-        }
-    }
-
-    /// Searches the bytes not searched yet for a newline and returns its index; `scanned` stops
-    /// on it, so searching again costs nothing until it is consumed.
-    fn find_newline(&mut self) -> Option<usize> {
-        match memchr::memchr(b'\n', &self.data[self.scanned..self.end]) {
-            Some(offset) => {
-                self.scanned += offset;
-                Some(self.scanned)
-            }
-            None => {
-                self.scanned = self.end;
-                None
-            }
-        }
-    }
-
-    /// No newline is buffered: drops the pending bytes if they belong to an oversized line.
-    fn incomplete_frame(&mut self) -> Frame {
-        let pending = self.end - self.start;
-        if let Some(discarded) = &mut self.discarded {
-            *discarded += pending;
-            self.clear();
-            return Frame::Incomplete;
-        }
-        if pending > self.max_line {
-            self.discarded = Some(pending);
-            self.clear();
-            return Frame::TooLarge {
-                size_so_far: pending,
-            };
-        }
-        Frame::Incomplete
-    }
-
-    /// Whether the peer left part of a message behind.
-    /// Whether bytes after the last complete line are pending: complete lines not read yet
-    /// do not count.
-    fn has_unfinished_line(&self) -> bool {
-        let pending = &self.data[self.start..self.end];
-        let tail = match memchr::memrchr(b'\n', pending) {
-            Some(newline) => pending.get(newline + 1..).unwrap_or_default(),
-            None => pending,
-        };
-        self.discarded.is_some() || tail.iter().any(|b| !b.is_ascii_whitespace())
-    }
-
-    fn clear(&mut self) {
-        self.start = 0;
-        self.scanned = 0;
-        self.end = 0;
-    }
-
-    /// Room for the next read, at least one chunk unless the buffer holds a complete line.
-    ///
-    /// Empties are reset for free and shrink back to one chunk; the pending bytes move to the
-    /// front only when the room left is smaller than a chunk. The buffer grows (geometrically, up
-    /// to `max_line + chunk`) only when no newline is buffered, i.e. when an unfinished line
-    /// needs the room. As `next_frame` keeps an unfinished line within `max_line`, a read after
-    /// an `Incomplete` frame always finds at least a chunk of room.
-    fn spare(&mut self) -> &mut [u8] {
-        if self.start == self.end {
-            self.clear();
-            if self.data.len() > self.chunk {
-                self.data.truncate(self.chunk);
-                self.data.shrink_to_fit();
-            }
-        }
-        if self.data.len() - self.end < self.chunk {
-            if self.start > 0 {
-                self.data.copy_within(self.start..self.end, 0);
-                self.scanned -= self.start;
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let has_newline = self.find_newline().is_some();
-            let limit = self.max_line.saturating_add(self.chunk);
-            if self.data.len() - self.end < self.chunk && !has_newline && self.data.len() < limit {
-                let size = (self.data.len().saturating_mul(2))
-                    .max(self.end + self.chunk)
-                    .min(limit);
-                self.data.resize(size, 0);
-            }
-        }
-        &mut self.data[self.end..]
-    }
-}
-
-/// Serialised messages waiting for the socket to take them.
-///
-/// Invariant: `start <= data.len()`; `data[start..]` is pending, each message ending with a
-/// newline.
-#[derive(Debug, Default)]
-struct OutputBuffer {
-    data: Vec<u8>,
-    start: usize,
-}
-
-impl OutputBuffer {
-    fn pending(&self) -> &[u8] {
-        &self.data[self.start..]
-    }
-
-    /// Appends `message` and a newline, or nothing when it fails or is longer than `max`.
-    fn push_line<T: Serialize>(&mut self, message: &T, max: usize) -> Result<(), ChannelError> {
-        let before = self.data.len();
-        if let Err(error) = serde_json::to_writer(&mut self.data, message) {
-            self.data.truncate(before);
-            return Err(ChannelError::Serialize(error));
-        }
-        let size = self.data.len() - before;
-        if size > max {
-            self.data.truncate(before);
-            return Err(ChannelError::OutgoingMessageTooLarge { size, max });
-        }
-        self.data.push(b'\n');
-        Ok(())
-    }
-
-    /// Drops `written` bytes from the front of the pending output. Memory moves only once the
-    /// written part is at least half of the buffer, so moving costs O(1) per byte written.
-    fn consume(&mut self, written: usize) {
-        self.start = (self.start + written).min(self.data.len());
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        } else if self.start >= self.data.len() / 2 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -771,12 +594,12 @@ mod tests {
             "{error:?}"
         );
         assert!(!error.is_fatal());
-        assert!(channel.input.data.len() <= MAX + 1024);
+        assert!(channel.input.size() <= MAX + 1024);
         assert_eq!(
             channel.read_message_timeout(TIMEOUT).unwrap(),
             Some(order(1))
         );
-        assert!(channel.input.data.len() <= MAX + 1024);
+        assert!(channel.input.size() <= MAX + 1024);
         writer.join().unwrap();
     }
 
@@ -811,7 +634,7 @@ mod tests {
                 Some(order(n))
             );
         }
-        assert!(channel.input.data.len() <= 64 + 1024);
+        assert!(channel.input.size() <= 64 + 1024);
         writer.join().unwrap();
     }
 
