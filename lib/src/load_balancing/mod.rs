@@ -15,18 +15,23 @@
 //! A backend with weight 0 is never picked. Hashing (HRW, MAGLEV) is stable: it depends only on
 //! the backend ids, their weights and the key, never on the process, so every worker sends a
 //! client to the same backend, and so does the next version of the proxy.
+//!
+//! What the algorithms precompute lives beside this file: `weighted` (smooth round-robin and
+//! weighted random draws) and `hashing` (rendezvous hashing, the Maglev table, stable hashes).
+
+mod hashing;
+mod weighted;
 
 use std::{
-    cmp::{Ordering, Reverse},
-    collections::{BinaryHeap, HashMap, hash_map::RandomState},
-    hash::BuildHasher,
-    mem,
-    net::IpAddr,
+    cmp::Ordering, collections::hash_map::RandomState, hash::BuildHasher, net::IpAddr,
     time::Duration,
 };
 
 use log::error;
 use sozu_command_lib::request::{LoadBalancingAlgorithm, LoadMetric};
+
+use hashing::{CLIENT_SEED, MaglevTable, Rendezvous, hash_bytes};
+use weighted::{SmoothRoundRobin, WeightedSampler};
 
 /// What a backend carries now, as `backends.rs` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,7 +127,7 @@ impl LoadBalancer {
     ///
     /// Call it when the eligible backends, their order or their weights change, not when only
     /// their loads do. Cost: O(n) for every algorithm but MAGLEV, which fills a table of a prime
-    /// size of at least 100 slots per backend (see `maglev_table_size`): for 1,000 backends
+    /// size of at least 100 slots per backend (see `hashing::maglev_table_size`): for 1,000 backends
     /// about 3 ms with equal weights and 8 ms with unequal ones on an idle core, against at
     /// most 0.1 ms for the others (`benches/benches/load_balancing.rs`).
     ///
@@ -296,363 +301,6 @@ fn power_of_two(
     }
 }
 
-/// nginx's smooth weighted round-robin: on each pick every eligible candidate's `current`
-/// grows by its weight, the largest `current` wins and loses the total weight of the eligible
-/// candidates. Over any window of total-weight picks each candidate wins exactly its weight's
-/// share, spread out (weights 5, 1, 1 give a, a, b, a, c, a, a).
-///
-/// Invariant: `entries` has one entry per candidate, in the candidates' order.
-#[derive(Debug, Default)]
-struct SmoothRoundRobin {
-    entries: Vec<RoundRobinEntry>,
-}
-
-#[derive(Debug)]
-struct RoundRobinEntry {
-    id: Box<str>,
-    weight: i64,
-    current: i64,
-}
-
-impl SmoothRoundRobin {
-    /// Follows the new candidates, keeping the `current` of every id already known so that a
-    /// change elsewhere in the list does not restart the cycle; new ids start at 0.
-    fn rebuild(&mut self, candidates: &[Candidate<'_>]) {
-        let previous: HashMap<Box<str>, i64> = mem::take(&mut self.entries)
-            .into_iter()
-            .map(|entry| (entry.id, entry.current))
-            .collect();
-        self.entries = candidates
-            .iter()
-            .map(|candidate| RoundRobinEntry {
-                id: candidate.id.into(),
-                weight: i64::from(candidate.weight),
-                current: previous.get(candidate.id).copied().unwrap_or(0),
-            })
-            .collect();
-    }
-
-    /// One round among the entries of weight above 0 for which `is_eligible(index)` holds.
-    ///
-    /// `current` stays within a few total weights of 0 (its sum over the entries only moves
-    /// when the candidates change), so the saturating operations never saturate in practice;
-    /// they are there so that no input can overflow.
-    fn next_where(&mut self, mut is_eligible: impl FnMut(usize) -> bool) -> Option<usize> {
-        let mut total: i64 = 0;
-        let mut best: Option<(usize, i64)> = None;
-        for (index, entry) in self.entries.iter_mut().enumerate() {
-            if entry.weight == 0 || !is_eligible(index) {
-                continue;
-            }
-            entry.current = entry.current.saturating_add(entry.weight);
-            total = total.saturating_add(entry.weight);
-            if best.is_none_or(|(_, current)| entry.current > current) {
-                best = Some((index, entry.current));
-            }
-        }
-        let (index, _) = best?;
-        let winner = self.entries.get_mut(index)?;
-        winner.current = winner.current.saturating_sub(total);
-        Some(index)
-    }
-}
-
-/// Weighted random choice by binary search in cumulative weights.
-///
-/// Invariant: `cumulative[i]` is the sum of the weights of candidates `0..=i`, so it never
-/// decreases and a candidate of weight 0 owns an empty range.
-#[derive(Debug, Default)]
-struct WeightedSampler {
-    cumulative: Vec<u64>,
-}
-
-impl WeightedSampler {
-    fn new(candidates: &[Candidate<'_>]) -> Self {
-        let cumulative = candidates
-            .iter()
-            .scan(0_u64, |sum, candidate| {
-                *sum = sum.saturating_add(u64::from(candidate.weight));
-                Some(*sum)
-            })
-            .collect();
-        Self { cumulative }
-    }
-
-    fn total(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    /// The candidate whose range `[cumulative[i - 1], cumulative[i])` holds `point`.
-    fn owner(&self, point: u64) -> usize {
-        self.cumulative.partition_point(|&sum| sum <= point)
-    }
-
-    fn sample(&self, rng: &mut Rng) -> Option<usize> {
-        let total = self.total();
-        (total > 0).then(|| self.owner(rng.below(total)))
-    }
-
-    /// A weighted choice among the candidates other than `excluded`: a point is drawn in the
-    /// total range minus the excluded candidate's, then shifted past that range.
-    fn sample_other(&self, rng: &mut Rng, excluded: usize) -> Option<usize> {
-        let end = *self.cumulative.get(excluded)?;
-        let start = match excluded.checked_sub(1) {
-            Some(previous) => *self.cumulative.get(previous)?,
-            None => 0,
-        };
-        let excluded_weight = end.checked_sub(start)?;
-        let rest = self.total().checked_sub(excluded_weight)?;
-        if rest == 0 {
-            return None;
-        }
-        let point = rng.below(rest);
-        let point = if point >= start {
-            point.saturating_add(excluded_weight)
-        } else {
-            point
-        };
-        Some(self.owner(point))
-    }
-}
-
-/// Rendezvous (highest random weight) hashing: each candidate scores a hash of (key, id) and
-/// the highest score wins. Removing a candidate moves only its own keys; adding one moves only
-/// the keys it now wins.
-///
-/// Weighted scores use `weight / -ln(u)` with `u` the hash mapped into (0, 1) (Schindelhauer
-/// and Schomaker's weighted distributed hash tables): a candidate wins a share of the keys
-/// proportional to its weight. Invariant: `backends` has one entry per candidate, in order.
-#[derive(Debug, Default)]
-struct Rendezvous {
-    backends: Vec<RendezvousBackend>,
-    /// All the weights above 0 are equal: scores are then ordered as the raw hashes, and the
-    /// pick skips the logarithms.
-    is_uniform: bool,
-}
-
-#[derive(Debug)]
-struct RendezvousBackend {
-    id_hash: u64,
-    weight: u32,
-}
-
-impl Rendezvous {
-    fn new(candidates: &[Candidate<'_>]) -> Self {
-        let backends: Vec<RendezvousBackend> = candidates
-            .iter()
-            .map(|candidate| RendezvousBackend {
-                id_hash: hash_bytes(candidate.id.as_bytes(), ID_SEED),
-                weight: candidate.weight,
-            })
-            .collect();
-        let mut weights = backends
-            .iter()
-            .map(|backend| backend.weight)
-            .filter(|&weight| weight > 0);
-        let is_uniform = weights
-            .next()
-            .is_none_or(|first| weights.all(|weight| weight == first));
-        Self {
-            backends,
-            is_uniform,
-        }
-    }
-
-    fn pick(&self, key: u64) -> Option<usize> {
-        let key = mix(key ^ KEY_SEED);
-        let scored = self
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(_, backend)| backend.weight > 0)
-            .map(|(index, backend)| (index, mix(key ^ backend.id_hash), backend.weight));
-        if self.is_uniform {
-            scored
-                .max_by_key(|&(_, hash, _)| hash)
-                .map(|(index, _, _)| index)
-        } else {
-            scored
-                .map(|(index, hash, weight)| (index, weighted_score(hash, weight)))
-                .max_by(|(_, a), (_, b)| a.total_cmp(b))
-                .map(|(index, _)| index)
-        }
-    }
-}
-
-/// `weight / -ln(u)`, with `u` the top 53 bits of `hash` mapped to the middle of their
-/// interval, so `0 < u < 1` and the score is finite and positive.
-fn weighted_score(hash: u64, weight: u32) -> f64 {
-    const UNIT: f64 = 1.0 / (1_u64 << 53) as f64;
-    let u = ((hash >> 11) as f64 + 0.5) * UNIT;
-    f64::from(weight) / -u.ln()
-}
-
-/// Table sizes for MAGLEV, all prime. A cluster gets the smallest one with at least 100 slots
-/// per backend of weight above 0, which keeps each backend's share within about 1% of its
-/// weight: 65,537 slots up to 655 backends, 131,071 up to 1,310, and so on; past 10,485
-/// backends the largest one serves, with a coarser balance.
-const MAGLEV_TABLE_SIZES: [usize; 5] = [65_537, 131_071, 262_147, 524_287, 1_048_573];
-
-fn maglev_table_size(backends: usize) -> usize {
-    let wanted = backends.saturating_mul(100);
-    let [.., largest] = MAGLEV_TABLE_SIZES;
-    MAGLEV_TABLE_SIZES
-        .iter()
-        .copied()
-        .find(|&size| size >= wanted)
-        .unwrap_or(largest)
-}
-
-/// Maglev consistent hashing (Eisenbud et al., NSDI 2016): a lookup table of prime size `M`
-/// where each backend owns slots in proportion to its weight, filled so that a change of the
-/// backends moves few slots. Lookup is `table[hash(key) % M]`.
-///
-/// Each backend walks its own permutation of the slots, `offset + j × skip (mod M)` with offset
-/// and skip from two hashes of its id, and takes turns claiming its next free slot. The paper
-/// gives every backend one turn per round; here turns follow the weights (a backend's turns are
-/// spaced by `1 / weight` on a virtual clock), so with equal weights the order is the paper's
-/// and a backend of weight 2 claims twice as many slots as one of weight 1.
-///
-/// Invariant: `slots` is empty, or each of its entries is the index of a candidate of weight
-/// above 0 in the list it was built from.
-#[derive(Debug, Default)]
-struct MaglevTable {
-    slots: Vec<u32>,
-}
-
-/// A backend filling the Maglev table.
-struct MaglevFiller {
-    index: u32,
-    /// The next slot of its permutation.
-    position: u64,
-    skip: u64,
-    /// Distance between two of its turns on the virtual clock: `2^20 × max weight / weight`,
-    /// so at least 2^20 (rounding skews shares by under one slot in a table of 2^20), and the
-    /// clock stays below `table size × 2^20 < 2^41` when the table is full.
-    turn_length: u64,
-}
-
-impl MaglevFiller {
-    /// Takes the next free slot of this filler's permutation; false if none is free (the
-    /// table is full).
-    ///
-    /// The permutation visits every slot within `slots.len()` steps: the length is prime and
-    /// `0 < skip < length`, and `position < length` stays true.
-    fn claim(&mut self, slots: &mut [u32]) -> bool {
-        let length = slots.len() as u64;
-        for _ in 0..slots.len() {
-            let slot = slots.get_mut(self.position as usize);
-            // Both terms are below `length`: a subtraction replaces a division.
-            self.position += self.skip;
-            if self.position >= length {
-                self.position -= length;
-            }
-            if let Some(slot) = slot.filter(|slot| **slot == EMPTY_SLOT) {
-                *slot = self.index;
-                return true;
-            }
-        }
-        false
-    }
-}
-
-/// Fills `slots` with fillers of equal weights taking one turn each per round, in order, as in
-/// the paper. Gives the same table as `fill_by_weight` would, without its heap.
-fn fill_in_rounds(fillers: &mut [MaglevFiller], slots: &mut [u32]) {
-    // Every turn claims one slot, so the table is full after as many turns as slots.
-    for turn in (0..fillers.len()).cycle().take(slots.len()) {
-        let claimed = fillers
-            .get_mut(turn)
-            .is_some_and(|filler| filler.claim(slots));
-        if !claimed {
-            return;
-        }
-    }
-}
-
-/// Fills `slots` with fillers taking turns on a virtual clock, each turn `turn_length` after
-/// the filler's previous one; simultaneous turns go to the earlier candidate.
-fn fill_by_weight(fillers: &mut [MaglevFiller], slots: &mut [u32]) {
-    let mut turns: BinaryHeap<Reverse<(u64, usize)>> = fillers
-        .iter()
-        .enumerate()
-        .map(|(filler, state)| Reverse((state.turn_length, filler)))
-        .collect();
-    let mut filled = 0;
-    while filled < slots.len() {
-        // Rescheduling the earliest turn in place costs one sift instead of a pop and a push.
-        let Some(mut turn) = turns.peek_mut() else {
-            return;
-        };
-        let Reverse((time, filler)) = *turn;
-        let Some(state) = fillers.get_mut(filler) else {
-            return;
-        };
-        if !state.claim(slots) {
-            return;
-        }
-        filled += 1;
-        *turn = Reverse((time.saturating_add(state.turn_length), filler));
-    }
-}
-
-/// A free slot while the Maglev table is filled; never an index, see `MaglevTable::new`.
-const EMPTY_SLOT: u32 = u32::MAX;
-
-impl MaglevTable {
-    /// Builds the table. Candidates beyond index `u32::MAX - 1` are left out (they would need a
-    /// wider table for a cluster no one runs).
-    fn new(candidates: &[Candidate<'_>]) -> Self {
-        let eligible = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, candidate)| candidate.weight > 0)
-            .filter_map(|(index, candidate)| {
-                let index = u32::try_from(index).ok().filter(|&i| i != EMPTY_SLOT)?;
-                Some((index, candidate))
-            });
-        let size = maglev_table_size(eligible.clone().count());
-        let modulus = size as u64;
-        let max_weight = eligible
-            .clone()
-            .map(|(_, candidate)| u64::from(candidate.weight))
-            .max()
-            .unwrap_or(1);
-        let mut fillers: Vec<MaglevFiller> = eligible
-            .map(|(index, candidate)| {
-                let id = candidate.id.as_bytes();
-                MaglevFiller {
-                    index,
-                    position: hash_bytes(id, OFFSET_SEED) % modulus,
-                    skip: hash_bytes(id, SKIP_SEED) % (modulus - 1) + 1,
-                    turn_length: (max_weight << 20) / u64::from(candidate.weight),
-                }
-            })
-            .collect();
-        if fillers.is_empty() {
-            return Self::default();
-        }
-
-        let mut slots = vec![EMPTY_SLOT; size];
-        let first_turn_length = fillers.first().map(|filler| filler.turn_length);
-        let is_uniform = fillers
-            .iter()
-            .all(|filler| Some(filler.turn_length) == first_turn_length);
-        if is_uniform {
-            fill_in_rounds(&mut fillers, &mut slots);
-        } else {
-            fill_by_weight(&mut fillers, &mut slots);
-        }
-        Self { slots }
-    }
-
-    fn lookup(&self, key: u64) -> Option<usize> {
-        let size = self.slots.len() as u64;
-        let slot = mix(key ^ KEY_SEED).checked_rem(size)?;
-        self.slots.get(slot as usize).map(|&index| index as usize)
-    }
-}
-
 /// wyrand (Wang Yi): one addition and one 128-bit multiplication per number, statistically
 /// sound for load balancing; not cryptographic, and nothing here needs it to be.
 #[derive(Debug)]
@@ -674,48 +322,19 @@ impl Rng {
     }
 }
 
-/// Seeds that make the hashes below independent of each other. Changing any of them, or the
-/// functions, moves clients between backends on upgrade.
-const ID_SEED: u64 = 0x5bd1_e995_2f1c_3a4d;
-const OFFSET_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-const SKIP_SEED: u64 = 0xc2b2_ae3d_27d4_eb4f;
-const KEY_SEED: u64 = 0x1656_67b1_9e37_79f9;
-const CLIENT_SEED: u64 = 0x27d4_eb2f_1656_67c5;
-
-/// FNV-1a over `bytes` from a seeded basis, then `mix` so that ids differing in one byte
-/// (`backend-1`, `backend-2`) get unrelated hashes. Fixed, so stable across processes.
-fn hash_bytes(bytes: &[u8], seed: u64) -> u64 {
-    const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = bytes.iter().fold(FNV_OFFSET_BASIS ^ seed, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
-    });
-    mix(hash)
-}
-
-/// The SplitMix64 finaliser: a bijection of `u64` in which every input bit flips about half
-/// of the output bits.
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
 
     const PICKS: usize = 100_000;
 
-    fn ids(count: usize) -> Vec<String> {
+    pub(crate) fn ids(count: usize) -> Vec<String> {
         (0..count).map(|i| format!("backend-{i}")).collect()
     }
 
-    fn candidates<'a>(ids: &'a [String], weights: &[u32]) -> Vec<Candidate<'a>> {
+    pub(crate) fn candidates<'a>(ids: &'a [String], weights: &[u32]) -> Vec<Candidate<'a>> {
         ids.iter()
             .zip(weights)
             .map(|(id, &weight)| Candidate {
@@ -1111,53 +730,6 @@ mod tests {
                 assert_eq!(balancer.pick(&after, Some(key)), Some(1), "{algorithm:?}");
             }
         }
-    }
-
-    #[test]
-    fn maglev_table_fills_every_slot_with_a_weighted_candidate() {
-        let ids = ids(5);
-        let list = candidates(&ids, &[2, 0, 1, 3, 0]);
-        let table = MaglevTable::new(&list);
-        assert_eq!(table.slots.len(), 65_537);
-        let mut counts = [0_usize; 5];
-        for &index in &table.slots {
-            counts[index as usize] += 1;
-        }
-        // Turns follow the weights exactly, so the slot counts are within one turn of them.
-        assert_eq!(counts[1] + counts[4], 0);
-        for (index, weight) in [(0, 2.0), (2, 1.0), (3, 3.0)] {
-            let expected = 65_537.0 * weight / 6.0;
-            assert!((counts[index] as f64 - expected).abs() <= 1.0, "{counts:?}");
-        }
-    }
-
-    #[test]
-    fn maglev_rounds_fill_as_turns_of_equal_weights_do() {
-        let fillers = || -> Vec<MaglevFiller> {
-            (0..7_u32)
-                .map(|index| MaglevFiller {
-                    index,
-                    position: u64::from(index) * 9_001 % 65_537,
-                    skip: u64::from(index) * 4_999 % 65_536 + 1,
-                    turn_length: 1 << 20,
-                })
-                .collect()
-        };
-        let mut in_rounds = vec![EMPTY_SLOT; 65_537];
-        let mut by_weight = vec![EMPTY_SLOT; 65_537];
-        fill_in_rounds(&mut fillers(), &mut in_rounds);
-        fill_by_weight(&mut fillers(), &mut by_weight);
-        assert!(!in_rounds.contains(&EMPTY_SLOT));
-        assert_eq!(in_rounds, by_weight);
-    }
-
-    #[test]
-    fn maglev_table_has_at_least_100_slots_per_backend() {
-        assert_eq!(maglev_table_size(0), 65_537);
-        assert_eq!(maglev_table_size(655), 65_537);
-        assert_eq!(maglev_table_size(656), 131_071);
-        assert_eq!(maglev_table_size(1_000), 131_071);
-        assert_eq!(maglev_table_size(100_000), 1_048_573);
     }
 
     #[test]
