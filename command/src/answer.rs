@@ -15,22 +15,30 @@ pub const CUSTOM_STATUSES: [u16; 16] = [
     301, 400, 401, 404, 405, 408, 413, 414, 421, 429, 431, 502, 503, 504, 505, 507,
 ];
 
+/// Why a custom answer is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnswerError {
+    /// A status outside 100 to 599 (the status given).
     #[error("invalid status {0}: expected 100 to 599")]
     Status(u16),
+    /// The answer is longer than [`rules::MAX_ANSWER`] bytes (its length).
     #[error("the answer is {0} bytes long: at most {max} bytes", max = rules::MAX_ANSWER)]
     TooLong(usize),
+    /// A text starting with `HTTP/` whose status line is malformed.
     #[error(
         "the answer starts with `HTTP/` but its status line is not `HTTP/1.x CODE REASON` with a \
          code from 100 to 599 and a reason of visible characters"
     )]
     StatusLine,
+    /// A header line of a whole response is not `Name: value`.
     #[error(
         "the header line `{line}` is not `Name: value` with a token name and a value of \
              visible characters, spaces and tabs"
     )]
-    HeaderLine { line: String },
+    HeaderLine {
+        /// The line, as written.
+        line: String,
+    },
 }
 
 /// A custom answer, split.
@@ -43,6 +51,7 @@ pub struct ParsedAnswer<'a> {
     /// The header fields of a whole response, `Content-Length` and `Connection` left out; a
     /// body alone has none (it gets the built-in head).
     pub headers: Vec<(&'a str, &'a str)>,
+    /// The body sent.
     pub body: &'a str,
     /// Whether the text is a whole response rather than a body.
     pub is_response: bool,

@@ -12,39 +12,53 @@ use crate::request::{CertificateAndKey, Fingerprint, Order};
 /// The facts read from a certificate and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFacts {
+    /// The SHA-256 of the certificate's DER encoding.
     pub fingerprint: Fingerprint,
     /// DNS names of the subject alternative names, then the common name if not among them,
     /// lowercased; or the names the order lists explicitly.
     pub names: Vec<String>,
     /// Validity bounds, in seconds since the Unix epoch.
     pub not_before: i64,
+    /// End of validity, in seconds since the Unix epoch.
     pub not_after: i64,
 }
 
 impl CertificateFacts {
+    /// Whether the certificate's validity has ended at `now` (seconds since the Unix epoch).
     pub fn is_expired_at(&self, now: i64) -> bool {
         now > self.not_after
     }
 }
 
+/// Why a certificate and its key cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
+    /// The certificate text holds no PEM `CERTIFICATE` block.
     #[error("the certificate is not PEM with a CERTIFICATE block")]
     NoCertificate,
+    /// The certificate's PEM does not decode.
     #[error("the certificate PEM is invalid")]
     InvalidCertificatePem(#[source] rustls_pki_types::pem::Error),
+    /// A certificate of the chain does not decode.
     #[error("the certificate chain PEM is invalid")]
     InvalidChainPem(#[source] rustls_pki_types::pem::Error),
+    /// The key is not a PEM private key of a known kind.
     #[error("the key is not a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)")]
     InvalidKeyPem,
+    /// The certificate's DER is not valid X.509.
     #[error("the certificate is not valid X.509")]
     InvalidX509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// The certificate names no DNS name and the order lists none.
     #[error("the certificate names no DNS name (no subject alternative name nor common name)")]
     NoNames,
+    /// The certificate's validity has ended and the order did not allow it.
     #[error(
         "the certificate expired at {not_after} (seconds since the epoch); allow expired certificates to load it"
     )]
-    Expired { not_after: i64 },
+    Expired {
+        /// End of validity, in seconds since the Unix epoch.
+        not_after: i64,
+    },
 }
 
 /// Decodes a certificate and its key, and reads the facts the state keeps.

@@ -11,9 +11,11 @@ use std::fmt;
 /// One label of a hostname pattern, in the order written (leftmost first).
 #[derive(Debug, Clone)]
 pub enum LabelPattern {
+    /// A label compared without case (`example`).
     Exact(String),
     /// `*`, allowed as the leftmost label only.
     Wildcard,
+    /// A regular expression between slashes (`/api[0-9]+/`), matching a whole label without case.
     Regex(regex::Regex),
 }
 
@@ -47,26 +49,51 @@ impl fmt::Display for LabelPattern {
     }
 }
 
+/// Why a hostname pattern is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HostnameError {
+    /// The pattern is empty.
     #[error("the hostname is empty")]
     Empty,
+    /// The pattern is longer than 253 characters (the pattern given).
     #[error("the hostname `{0}` is longer than 253 characters")]
     TooLong(String),
+    /// Two dots in a row, or a dot at an end.
     #[error("the hostname `{hostname}` has an empty label")]
-    EmptyLabel { hostname: String },
+    EmptyLabel {
+        /// The pattern.
+        hostname: String,
+    },
+    /// `*` elsewhere than the leftmost label.
     #[error("in hostname `{hostname}`, `*` is only allowed as the leftmost label")]
-    MisplacedWildcard { hostname: String },
+    MisplacedWildcard {
+        /// The pattern.
+        hostname: String,
+    },
+    /// A label with a character other than letters, digits, `-` and `_`.
     #[error(
         "in hostname `{hostname}`, the label `{label}` has a character other than letters, digits, `-` and `_`"
     )]
-    InvalidCharacter { hostname: String, label: String },
+    InvalidCharacter {
+        /// The pattern.
+        hostname: String,
+        /// The label.
+        label: String,
+    },
+    /// A label starts with `/` and does not end with one.
     #[error("in hostname `{hostname}`, a regex label is not closed by `/`")]
-    UnclosedRegex { hostname: String },
+    UnclosedRegex {
+        /// The pattern.
+        hostname: String,
+    },
+    /// A regex label that does not compile.
     #[error("in hostname `{hostname}`, invalid regex label `{label}`")]
     InvalidRegex {
+        /// The pattern.
         hostname: String,
+        /// The label.
         label: String,
+        /// Why it does not compile.
         source: regex::Error,
     },
 }

@@ -4,7 +4,10 @@
 //! This crate has no event loop and no TLS: it parses, validates and serialises. `sozu-lib`
 //! applies orders to live sockets, and the `sozu` binary moves them between processes.
 //!
-//! Only [`scm`] (file descriptor passing) uses `unsafe`; every other module is safe code.
+//! Only [`scm`] (file descriptor passing) uses `unsafe`; every other module is safe code. Every
+//! public item is documented (`missing_docs` is denied): a new one says what it means for a user,
+//! with its unit and default, or what an order does and when it fails.
+#![deny(missing_docs)]
 
 pub mod answer;
 pub mod certificate;

@@ -48,6 +48,7 @@ const MAX_ANSWER: u64 = 1 << 20;
 /// [`listen`] binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definition {
+    /// What to register: cluster, protocol, hostname, lease.
     pub register: Register,
     /// The address the service's socket binds; `127.0.0.1:0` (an ephemeral port) by default.
     pub bind: SocketAddr,
@@ -114,19 +115,32 @@ impl Definition {
     }
 }
 
+/// Why a service could not register.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
+    /// The service's socket could not be bound.
     #[error("cannot bind the service's socket on {address}")]
     Bind {
+        /// The address asked for.
         address: SocketAddr,
+        /// Why it failed.
         source: io::Error,
     },
+    /// The proxy's registration socket could not be reached.
     #[error("cannot reach the proxy at {}", path.display())]
-    Connect { path: PathBuf, source: io::Error },
+    Connect {
+        /// The registration socket.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Reading or writing the proxy's socket failed.
     #[error("the connection to the proxy failed")]
     Io(#[from] io::Error),
+    /// The proxy's answer is not a response.
     #[error("the proxy answered with something that is not a response")]
     Answer(#[from] serde_json::Error),
+    /// The proxy answered FAILURE (its message).
     #[error("the proxy refused the registration: {0}")]
     Refused(String),
 }

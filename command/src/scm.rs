@@ -51,36 +51,78 @@ pub const MAX_LISTENERS_DATA_LEN: usize = 1 << 20;
 const HEADER_LEN: usize = MAGIC.len() + 2 * size_of::<u32>();
 const FD_SIZE: usize = size_of::<RawFd>();
 
+/// What can go wrong passing descriptors. After any of them the socket's framing is lost: close it.
 #[derive(Debug, thiserror::Error)]
 pub enum ScmError {
+    /// The socket could not be switched to blocking mode.
     #[error("cannot set the fd socket to blocking mode")]
     Socket(#[source] io::Error),
+    /// `sendmsg` failed.
     #[error("cannot send on the fd socket")]
     Send(#[source] io::Error),
+    /// `recvmsg` failed.
     #[error("cannot receive on the fd socket")]
     Receive(#[source] io::Error),
+    /// The peer closed the socket before a whole message arrived.
     #[error("the peer closed the fd socket")]
     Closed,
+    /// The message does not start with [`MAGIC`]: the peer does not speak this format.
     #[error("message starts with {found:?} instead of the fd-passing magic")]
-    BadMagic { found: [u8; 4] },
+    BadMagic {
+        /// The first four bytes received.
+        found: [u8; 4],
+    },
+    /// The header announces more data bytes than the receiver accepts.
     #[error("message carries {size} data bytes, more than the maximum of {max}")]
-    DataTooLarge { size: usize, max: usize },
+    DataTooLarge {
+        /// The data bytes announced.
+        size: usize,
+        /// The most the receiver accepts.
+        max: usize,
+    },
+    /// The header announces more descriptors than the receiver accepts.
     #[error("message carries {count} file descriptors, more than the maximum of {max}")]
-    TooManyFds { count: usize, max: usize },
+    TooManyFds {
+        /// The descriptors announced.
+        count: usize,
+        /// The most the receiver accepts.
+        max: usize,
+    },
+    /// A descriptor chunk did not start with [`CHUNK_MARKER`].
     #[error("expected a descriptor chunk marker, got byte {found}")]
-    BadChunkMarker { found: u8 },
+    BadChunkMarker {
+        /// The byte received instead.
+        found: u8,
+    },
+    /// A descriptor chunk arrived without any descriptor.
     #[error("a descriptor chunk carried no file descriptor")]
     EmptyChunk,
+    /// The chunks carried another number of descriptors than the header announced.
     #[error("message announced {announced} file descriptors but {received} arrived")]
-    FdCountMismatch { announced: usize, received: usize },
+    FdCountMismatch {
+        /// The descriptors announced.
+        announced: usize,
+        /// The descriptors that arrived.
+        received: usize,
+    },
+    /// The kernel cut the control data: a chunk carried more descriptors than the receiver's buffer
+    /// holds.
     #[error("control data was truncated: a chunk carried too many file descriptors")]
     ControlTruncated,
+    /// The listener addresses could not be written as JSON.
     #[error("cannot serialise the listener addresses")]
     SerializeListeners(#[source] serde_json::Error),
+    /// The data bytes are not the JSON list of listener addresses.
     #[error("invalid listener addresses")]
     InvalidListeners(#[source] serde_json::Error),
+    /// The addresses and the descriptors received do not pair up.
     #[error("message lists {addresses} listener addresses but carries {fds} file descriptors")]
-    ListenerCountMismatch { addresses: usize, fds: usize },
+    ListenerCountMismatch {
+        /// The addresses listed.
+        addresses: usize,
+        /// The descriptors received.
+        fds: usize,
+    },
 }
 
 /// A blocking Unix stream socket that carries file descriptors along with bytes.
@@ -338,8 +380,11 @@ impl ScmSocket {
 /// `OwnedFd`), and [`OwnedFd`] once received.
 #[derive(Debug)]
 pub struct Listeners<Fd> {
+    /// HTTP listeners.
     pub http: Vec<(SocketAddr, Fd)>,
+    /// HTTPS listeners.
     pub https: Vec<(SocketAddr, Fd)>,
+    /// TCP listeners.
     pub tcp: Vec<(SocketAddr, Fd)>,
 }
 

@@ -31,12 +31,16 @@ use crate::{
 /// A frontend of the configuration, as its `Add…Frontend` order carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frontend {
+    /// A frontend of an HTTP cluster on an HTTP listener.
     Http(HttpFrontend),
+    /// A frontend of an HTTP cluster on an HTTPS listener.
     Https(HttpFrontend),
+    /// A frontend of a TCP cluster.
     Tcp(TcpFrontend),
 }
 
 impl Frontend {
+    /// The order that adds the frontend.
     pub fn add_order(&self) -> Order {
         match self {
             Frontend::Http(frontend) => Order::AddHttpFrontend(frontend.clone()),

@@ -27,12 +27,16 @@ use crate::{
     reason = "a configuration has a handful of listeners; boxing would only add indirection"
 )]
 pub enum Listener {
+    /// An HTTP listener (`protocol = "http"`).
     Http(HttpListenerConfig),
+    /// An HTTPS listener (`protocol = "https"`).
     Https(HttpsListenerConfig),
+    /// A TCP listener (`protocol = "tcp"`).
     Tcp(TcpListenerConfig),
 }
 
 impl Listener {
+    /// The address the listener binds.
     pub fn address(&self) -> SocketAddr {
         match self {
             Listener::Http(config) => config.address,
@@ -41,6 +45,7 @@ impl Listener {
         }
     }
 
+    /// The listener's kind.
     pub fn kind(&self) -> ListenerType {
         match self {
             Listener::Http(_) => ListenerType::Http,
@@ -57,6 +62,7 @@ impl Listener {
         }
     }
 
+    /// The order that adds the listener.
     pub fn add_order(&self) -> Order {
         match self {
             Listener::Http(config) => Order::AddHttpListener(config.clone()),

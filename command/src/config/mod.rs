@@ -74,16 +74,20 @@ pub struct Config {
 
     /// A level (`info`) or a filter in `env_logger` syntax (`info,sozu_lib::http=debug`).
     pub log_level: String,
+    /// Where logs go (`log_target`, default stdout).
     pub log_target: LogTarget,
     /// Where access logs go; `None` sends them with the other logs.
     pub access_logs_target: Option<LogTarget>,
+    /// How access logs are written (`access_logs_format`, default one text line per request).
     pub access_logs_format: AccessLogFormat,
 
+    /// Worker processes started (`worker_count`, 1 to 1024, default 2).
     pub worker_count: u16,
     /// Start a new worker when one dies.
     pub worker_automatic_restart: bool,
     /// How long the main process waits for a worker's answer before calling it not answering.
     pub worker_timeout: Duration,
+    /// Where the main process writes its process id (`pid_file_path`); `None` writes none.
     pub pid_file_path: Option<PathBuf>,
 
     /// Sessions a worker keeps at once; accepting pauses at the cap.
@@ -94,8 +98,13 @@ pub struct Config {
     pub buffer_size: usize,
     /// Listener defaults: a listener without its own timeout takes these.
     pub front_timeout: Duration,
+    /// Default idle limit of a backend connection while a response is awaited (`back_timeout`,
+    /// default 30 seconds).
     pub back_timeout: Duration,
+    /// Default limit for connecting to a backend (`connect_timeout`, default 3 seconds).
     pub connect_timeout: Duration,
+    /// Default limit for a client to send a request's head (`request_timeout`, default 10
+    /// seconds).
     pub request_timeout: Duration,
     /// Start listening on every listener at start (`ActivateListener` orders).
     pub activate_listeners: bool,
@@ -107,6 +116,7 @@ pub struct Config {
     pub disable_cluster_metrics: bool,
     /// Capacity of the kernel pipes of spliced TCP listeners, in bytes; 0 keeps the kernel's.
     pub splice_pipe_capacity: usize,
+    /// The `[metrics]` section; `None` sends metrics nowhere (they can still be queried).
     pub metrics: Option<MetricsConfig>,
     /// `[toxiproxy]`: where the Toxiproxy-compatible API is served; off when `None`.
     pub toxiproxy: Option<SocketAddr>,
@@ -117,10 +127,13 @@ pub struct Config {
 
     /// The routing state, in file order within each kind.
     pub listeners: Vec<Listener>,
+    /// `[clusters.ID]` sections, as `ADD_CLUSTER` orders.
     pub clusters: Vec<Cluster>,
+    /// The backends of every cluster, as `ADD_BACKEND` orders.
     pub backends: Vec<AddBackend>,
     /// SNI certificates of HTTPS frontends, one per listener and certificate file.
     pub certificates: Vec<AddCertificate>,
+    /// The frontends of every cluster, as their `ADD_*_FRONTEND` orders.
     pub frontends: Vec<Frontend>,
     /// `[[faults]]`, added after everything they may name.
     pub faults: Vec<Fault>,
@@ -129,6 +142,7 @@ pub struct Config {
 /// Where logs go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
+    /// The process's standard output.
     Stdout,
     /// `file://PATH`.
     File(PathBuf),
@@ -189,6 +203,7 @@ impl std::fmt::Display for LogTarget {
 #[error("invalid log target `{0}`: expected {expected}", expected = LogTarget::EXPECTED)]
 pub struct InvalidLogTarget(pub String);
 
+/// How access logs are written (`access_logs_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessLogFormat {
     /// One human-readable line per request.

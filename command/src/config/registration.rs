@@ -36,6 +36,9 @@ const GRACE_PERIOD: Bounds = Bounds {
 /// The `[registration]` section.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegistrationConfig {
+    /// How long what a lapsed registration created (listener, cluster, frontend, certificate) stays
+    /// once no live registration uses it, so that a new registration can take it over without
+    /// interruption (`grace_period`, default 30 seconds).
     pub grace_period: Duration,
     /// The registration socket, if any.
     pub socket: Option<PathBuf>,

@@ -32,11 +32,13 @@ const HSTS_KEYS: &[&str] = &[
 pub struct CipherSuite {
     /// The canonical spelling (rustls's).
     pub name: &'static str,
+    /// The TLS version the suite belongs to.
     pub version: TlsVersion,
     /// Other accepted spellings.
     aliases: &'static [&'static str],
 }
 
+/// The cipher suites this build supports, with the spellings each is accepted under.
 pub const CIPHER_SUITES: [CipherSuite; 9] = [
     CipherSuite {
         name: "TLS13_AES_128_GCM_SHA256",

@@ -56,6 +56,8 @@ pub enum NamePattern<'a> {
 }
 
 impl<'a> NamePattern<'a> {
+    /// Reads a pattern: `/…/` is a regular expression, `*suffix` a wildcard, anything else an exact
+    /// name.
     pub fn parse(pattern: &'a str) -> Self {
         if let Some(regex) = pattern
             .strip_prefix('/')
@@ -73,14 +75,22 @@ impl<'a> NamePattern<'a> {
 /// Why a rule is refused. The message says what was expected, as rule messages do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
+    /// The pattern is empty.
     #[error("a pattern that is not empty")]
     Empty,
+    /// A `*` pattern not written `*.suffix`.
     #[error("a wildcard written `*.suffix`")]
     Wildcard,
+    /// A regular expression that does not compile.
     #[error("a regular expression that compiles ({reason})")]
-    Regex { reason: String },
+    Regex {
+        /// The compiler's message.
+        reason: String,
+    },
+    /// Text with an escape other than `\xNN` and `\\`.
     #[error("text with bytes written `\\xNN` and a backslash `\\\\`")]
     Escape,
+    /// A frontend with more than one of the rule keys (the keys given).
     #[error("at most one match in a TCP frontend, got {0}")]
     SeveralMatches(String),
 }
@@ -110,6 +120,7 @@ impl TcpRule {
         }
     }
 
+    /// How specific the rule is: more specific rules of a listener are tried first.
     pub fn specificity(&self) -> Specificity {
         match self {
             TcpRule::Sni(pattern) | TcpRule::Alpn(pattern) | TcpRule::HttpHost(pattern) => {
@@ -270,6 +281,7 @@ pub enum TcpProtocol {
 }
 
 impl TcpProtocol {
+    /// Every detector the `protocol` key can name.
     pub const ALL: [TcpProtocol; 10] = [
         TcpProtocol::Tls,
         TcpProtocol::Http,
@@ -283,6 +295,7 @@ impl TcpProtocol {
         TcpProtocol::Xmpp,
     ];
 
+    /// The detector's name, as the `protocol` key takes it (`tls`, `ssh`…).
     pub fn name(self) -> &'static str {
         match self {
             TcpProtocol::Tls => "tls",
@@ -320,6 +333,7 @@ impl fmt::Display for TcpProtocol {
 pub struct TcpScript {
     /// The file it was read from, as the configuration wrote it.
     pub name: String,
+    /// The Lua source.
     pub source: String,
 }
 

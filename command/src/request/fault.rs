@@ -26,8 +26,11 @@ use super::{FixedAnswer, UnknownName, parse_name};
 pub struct Fault {
     /// Unique among the faults of the proxy; shown in access logs and metrics (`fault="…"`).
     pub name: String,
+    /// What the fault is attached to: a cluster, a backend, or a frontend.
     pub target: FaultTarget,
+    /// What the fault does, with its parameters.
     pub effect: Effect,
+    /// Which way of the traffic it acts on (default `downstream`).
     pub direction: Direction,
     /// The share of connections (TCP) or requests (HTTP) the fault applies to.
     pub probability: Probability,
@@ -43,15 +46,22 @@ pub struct Fault {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FaultTarget {
     /// Every connection and request routed to the cluster.
-    Cluster { cluster_id: String },
+    Cluster {
+        /// The cluster.
+        cluster_id: String,
+    },
     /// Connections to one backend of a cluster, matched by its id.
     Backend {
+        /// The cluster.
         cluster_id: String,
+        /// The backend's id.
         backend_id: String,
     },
     /// Connections accepted on a listener, and for HTTP only requests for `hostname` if set.
     Frontend {
+        /// The listener's address.
         address: SocketAddr,
+        /// Only requests for this hostname (HTTP); `None` takes every connection of the listener.
         hostname: Option<String>,
     },
 }
@@ -93,16 +103,20 @@ impl fmt::Display for FaultTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// Bytes going towards the backend (requests).
     Upstream,
     /// As Toxiproxy's toxics, a fault acts on the answers unless told otherwise.
     #[default]
     Downstream,
+    /// Both ways.
     Both,
 }
 
 impl Direction {
+    /// Every direction, in the order the CLI lists them.
     pub const ALL: [Direction; 3] = [Direction::Upstream, Direction::Downstream, Direction::Both];
 
+    /// The direction's name as written (`upstream`, `downstream`, `both`).
     pub fn name(self) -> &'static str {
         match self {
             Direction::Upstream => "upstream",
@@ -139,6 +153,7 @@ impl FromStr for Direction {
 pub struct Probability(pub f64);
 
 impl Probability {
+    /// Every connection or request.
     pub const ALWAYS: Probability = Probability(1.0);
 }
 
@@ -175,6 +190,7 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Whether the selector takes every request.
     pub fn is_empty(&self) -> bool {
         self.path_prefix.is_none() && self.header.is_none() && self.source.is_none()
     }
@@ -183,7 +199,9 @@ impl Selector {
 /// A header field a request must carry, written `name=value`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HeaderMatch {
+    /// The header's name, compared without case.
     pub name: String,
+    /// The value the header must have.
     pub value: String,
 }
 
@@ -210,7 +228,9 @@ impl fmt::Display for HeaderMatch {
 /// An IP network written `address/prefix` (`10.0.0.0/8`), or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Network {
+    /// The network's address.
     pub address: IpAddr,
+    /// The prefix length in bits (32 for one IPv4 address, 128 for one IPv6 address).
     pub prefix: u8,
 }
 
@@ -272,58 +292,104 @@ impl fmt::Display for Network {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Effect {
     /// Delays the data by `latency`, plus or minus up to `jitter`.
-    Latency { latency: Duration, jitter: Duration },
+    Latency {
+        /// The delay added.
+        latency: Duration,
+        /// The most the delay varies, either way.
+        jitter: Duration,
+    },
     /// Moves at most `rate` kilobytes (1,000 bytes) per second.
-    Bandwidth { rate: u64 },
+    Bandwidth {
+        /// Kilobytes (1,000 bytes) per second.
+        rate: u64,
+    },
     /// Delays the close by `delay`.
-    SlowClose { delay: Duration },
+    SlowClose {
+        /// The delay before closing.
+        delay: Duration,
+    },
     /// Stops all data, and closes after `timeout`; zero holds until the fault is removed.
-    Timeout { timeout: Duration },
+    Timeout {
+        /// When to close; zero never closes.
+        timeout: Duration,
+    },
     /// Resets the connection (RST) after `timeout`.
-    ResetPeer { timeout: Duration },
+    ResetPeer {
+        /// When to reset.
+        timeout: Duration,
+    },
     /// Cuts the data into slices of about `average_size` bytes (± `size_variation`), with
     /// `delay` between them.
     Slicer {
+        /// The average slice size, in bytes.
         average_size: u64,
+        /// How much a slice's size may differ from the average, in bytes.
         size_variation: u64,
+        /// The pause between two slices.
         delay: Duration,
     },
     /// Closes the connection once `bytes` bytes went through.
-    LimitData { bytes: u64 },
+    LimitData {
+        /// Bytes let through before the close.
+        bytes: u64,
+    },
     /// Accepts, then closes at once.
     Blackout,
     /// Refuses: the listener side answers as if no backend were up.
     Down,
     /// The next `count` connections or requests fail, then the fault lets everything through.
-    Transient { count: u64 },
+    Transient {
+        /// Connections or requests that fail.
+        count: u64,
+    },
     /// HTTP: answers this without contacting the backend.
     HttpError(FixedAnswer),
     /// HTTP: waits `delay` before forwarding the request (upstream) or relaying the response
     /// (downstream).
-    HttpDelay { delay: Duration },
+    HttpDelay {
+        /// The wait.
+        delay: Duration,
+    },
     /// TCP: answers a well-formed error of `protocol`, then closes.
-    Error { protocol: ErrorProtocol },
+    Error {
+        /// Whose error to answer with.
+        protocol: ErrorProtocol,
+    },
 }
 
 /// The name of each kind of effect, as `type` writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultKind {
+    /// `latency`.
     Latency,
+    /// `bandwidth`.
     Bandwidth,
+    /// `slow_close`.
     SlowClose,
+    /// `timeout`.
     Timeout,
+    /// `reset_peer`.
     ResetPeer,
+    /// `slicer`.
     Slicer,
+    /// `limit_data`.
     LimitData,
+    /// `blackout`.
     Blackout,
+    /// `down`.
     Down,
+    /// `transient`.
     Transient,
+    /// `http_error`.
     HttpError,
+    /// `http_delay`.
     HttpDelay,
+    /// `error`.
     Error,
 }
 
 impl FaultKind {
+    /// Every kind, in the order the CLI lists them.
     pub const ALL: [FaultKind; 13] = [
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -340,6 +406,7 @@ impl FaultKind {
         FaultKind::Error,
     ];
 
+    /// The kind's name, as the fault's `type` writes it.
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Latency => "latency",
@@ -390,6 +457,7 @@ impl fmt::Display for FaultKind {
 }
 
 impl Effect {
+    /// The kind of this effect.
     pub fn kind(&self) -> FaultKind {
         match self {
             Effect::Latency { .. } => FaultKind::Latency,
@@ -413,14 +481,20 @@ impl Effect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorProtocol {
+    /// An HTTP/1.1 error response.
     Http,
+    /// A Redis error reply (`-ERR …`).
     Redis,
+    /// A memcached `SERVER_ERROR` line.
     Memcache,
+    /// A MySQL error packet.
     Mysql,
+    /// An SMTP 4xx reply.
     Smtp,
 }
 
 impl ErrorProtocol {
+    /// Every protocol, in the order the CLI lists them.
     pub const ALL: [ErrorProtocol; 5] = [
         ErrorProtocol::Http,
         ErrorProtocol::Redis,
@@ -429,6 +503,7 @@ impl ErrorProtocol {
         ErrorProtocol::Smtp,
     ];
 
+    /// The protocol's name, as the `protocol` parameter writes it.
     pub fn name(self) -> &'static str {
         match self {
             ErrorProtocol::Http => "http",
@@ -451,29 +526,49 @@ impl FromStr for ErrorProtocol {
 /// Why a fault as written is not a fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
+    /// The `type` names no kind of fault.
     #[error("unknown fault type: {0}")]
     UnknownType(#[source] UnknownName),
+    /// A parameter the fault's kind does not take.
     #[error("`{parameter}` is not a parameter of a {kind} fault (it takes: {expected})")]
     Parameter {
+        /// The parameter given.
         parameter: &'static str,
+        /// The fault's kind.
         kind: FaultKind,
+        /// The parameters the kind takes.
         expected: String,
     },
+    /// A negative number where only zero or more make sense.
     #[error("`{field}` is {value}: it must not be negative")]
-    Negative { field: &'static str, value: i64 },
+    Negative {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: i64,
+    },
+    /// A parameter the fault's kind needs is absent.
     #[error("a {kind} fault needs `{parameter}`")]
     Missing {
+        /// The parameter needed.
         parameter: &'static str,
+        /// The fault's kind.
         kind: FaultKind,
     },
+    /// Neither `cluster_id` nor `frontend`.
     #[error("a fault needs a target: `cluster_id` (and `backend_id`), or `frontend`")]
     NoTarget,
+    /// Both `cluster_id` and `frontend`.
     #[error("a fault has one target: `cluster_id` (and `backend_id`), or `frontend`")]
     TwoTargets,
+    /// A field given without the one it needs (`backend_id` without `cluster_id`…): the field, then
+    /// the one it needs.
     #[error("`{0}` needs `{1}`")]
     Requires(&'static str, &'static str),
+    /// A header selector not written `name=value` (as given).
     #[error("invalid header selector `{0}`: expected name=value")]
     Header(String),
+    /// A source not written `address` or `address/prefix` (as given).
     #[error("invalid network `{0}`: expected an address, or address/prefix")]
     Network(String),
 }
@@ -482,27 +577,36 @@ pub enum FaultError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFault {
+    /// The fault's name, unique among the proxy's faults.
     pub name: String,
+    /// Target: the cluster (with `backend_id`, one of its backends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// Target: a backend of `cluster_id`, by id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_id: Option<String>,
     /// The address of the listener of a frontend target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frontend: Option<SocketAddr>,
+    /// Target: only requests of the frontend listener for this hostname.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// The kind of fault (`latency`, `timeout`, `http_error`…).
     #[serde(rename = "type")]
     pub kind: String,
+    /// Which way of the traffic the fault acts on (default `downstream`).
     #[serde(default)]
     pub direction: Direction,
+    /// The share of connections or requests the fault applies to, from 0 to 1 (default 1).
     #[serde(default = "one")]
     pub probability: f64,
     /// Seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+    /// Makes random choices reproducible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Only HTTP requests whose path starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
     /// `name=value`.
@@ -526,20 +630,28 @@ pub struct RawFault {
     /// Milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
+    /// `slicer`: the average slice size, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_size: Option<i64>,
+    /// `slicer`: how much a slice's size may differ from the average, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_variation: Option<i64>,
+    /// `limit_data`: bytes let through before the close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<i64>,
+    /// `transient`: connections or requests that fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i64>,
+    /// `http_error`: the answer's status (default 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// `http_error`: the answer's body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// `http_error`: extra header fields of the answer, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Vec<(String, String)>>,
+    /// `error`: whose error to answer with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<ErrorProtocol>,
 }
@@ -780,6 +892,7 @@ impl From<Fault> for RawFault {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddFault {
+    /// The fault.
     pub fault: Fault,
 }
 
@@ -787,6 +900,7 @@ pub struct AddFault {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultName {
+    /// The fault's name.
     pub name: String,
 }
 

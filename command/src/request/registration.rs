@@ -15,7 +15,9 @@ use super::{ListenerType, optional_seconds, seconds};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
+    /// The cluster the service joins; created (with default settings) when it does not exist.
     pub cluster_id: String,
+    /// What the listener speaks: `http`, `https` or `tcp`.
     pub protocol: RegisteredProtocol,
     /// The listener's address.
     pub listen: SocketAddr,
@@ -61,12 +63,16 @@ pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RegisteredProtocol {
+    /// Cleartext HTTP.
     Http,
+    /// HTTPS: the registration brings its certificate.
     Https,
+    /// TCP: every connection of the listener goes to the cluster.
     Tcp,
 }
 
 impl RegisteredProtocol {
+    /// The kind of listener the registration uses or creates.
     pub fn listener_type(self) -> ListenerType {
         match self {
             RegisteredProtocol::Http => ListenerType::Http,
@@ -90,6 +96,7 @@ impl fmt::Display for RegisteredProtocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationId {
+    /// The id `REGISTER` answered with.
     pub registration_id: String,
 }
 
@@ -97,6 +104,7 @@ pub struct RegistrationId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationIds {
+    /// The registration's id, to `RENEW` or `DEREGISTER` it.
     pub registration_id: String,
     /// The backend added to the cluster for the registered service.
     pub backend_id: String,
@@ -106,13 +114,17 @@ pub struct RegistrationIds {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationInfo {
+    /// The registration's id.
     pub registration_id: String,
+    /// The backend added for the service.
     pub backend_id: String,
+    /// What was registered.
     pub register: Register,
     /// The process and user at the other end of the connection that registered
     /// (`SO_PEERCRED`), when the proxy could tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// The user id of that process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     /// How long ago it registered.
@@ -127,16 +139,22 @@ pub struct RegistrationInfo {
 /// Fields of a `REGISTER` that do not fit together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
+    /// A field that TCP registrations do not take (the field).
     #[error("a tcp registration takes no `{0}`")]
     NotForTcp(&'static str),
+    /// An HTTP or HTTPS registration without `hostname` (its protocol).
     #[error("an {0} registration needs a `hostname`")]
     NoHostname(RegisteredProtocol),
+    /// An HTTPS registration without `certificate` or `key`.
     #[error("an https registration needs `certificate` and `key`")]
     NoCertificate,
+    /// A field only HTTPS registrations take (the field).
     #[error("only an https registration takes `{0}`")]
     OnlyForHttps(&'static str),
+    /// A `path_prefix` that does not start with `/`.
     #[error("`path_prefix` must start with `/`")]
     RelativePath,
+    /// A `ttl` of zero.
     #[error("`ttl` must be at least one second")]
     ZeroTtl,
 }

@@ -18,17 +18,30 @@ use crate::{config::tls::group, request::Order};
 /// Why a record of a Sōzu state file was not read; names the line the record starts on.
 #[derive(Debug, thiserror::Error)]
 pub enum SozuStateError {
+    /// A line that is not a JSON object.
     #[error("line {line} is not a JSON object")]
     Json {
+        /// The line, from 1.
         line: usize,
+        /// Why it does not parse.
         source: serde_json::Error,
     },
+    /// A record this proxy cannot take, for the reason given.
     #[error("line {line}: {message}")]
-    Record { line: usize, message: String },
+    Record {
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A record whose fields do not make the order it names.
     #[error("line {line}: the {kind} record does not make a valid order")]
     Order {
+        /// The line, from 1.
         line: usize,
+        /// The record's kind, as Sōzu names it.
         kind: String,
+        /// Why its fields do not fit.
         source: serde_json::Error,
     },
 }
@@ -475,10 +488,17 @@ pub fn write(orders: &[Order], out: &mut impl std::io::Write) -> Result<usize, W
 /// Why a state could not be written in Sōzu's format.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The file could not be written.
     #[error("cannot write the state file")]
     Io(#[from] std::io::Error),
+    /// An order that Sōzu's state file cannot express (a fault, a TCP content rule…).
     #[error("{order} has no equivalent in Sōzu's state file: {reason}")]
-    NoEquivalent { order: &'static str, reason: String },
+    NoEquivalent {
+        /// The order's name.
+        order: &'static str,
+        /// What Sōzu lacks.
+        reason: String,
+    },
 }
 
 /// The fields of Sōzu's request for `order`: the inverse of [`convert`].
