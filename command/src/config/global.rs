@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     request::{
-        default_back_timeout, default_connect_timeout, default_front_timeout,
+        Timeouts, default_back_timeout, default_connect_timeout, default_front_timeout,
         default_request_timeout,
     },
     rules::{self, Bounds, Unit},
@@ -231,10 +231,12 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         max_connections,
         max_buffers,
         buffer_size,
-        front_timeout,
-        back_timeout,
-        connect_timeout,
-        request_timeout,
+        timeouts: Timeouts {
+            front: front_timeout,
+            back: back_timeout,
+            connect: connect_timeout,
+            request: request_timeout,
+        },
         activate_listeners,
         max_connections_per_ip,
         retry_after,

@@ -315,9 +315,7 @@ fn default_listener(kind: ListenerType, address: SocketAddr, settings: &Config) 
         }),
         ListenerType::Tcp => {
             let mut config = TcpListenerConfig::new(address);
-            config.front_timeout = settings.front_timeout;
-            config.back_timeout = settings.back_timeout;
-            config.connect_timeout = settings.connect_timeout;
+            config.set_timeouts(settings.timeouts);
             Listener::Tcp(config)
         }
     }
@@ -325,10 +323,7 @@ fn default_listener(kind: ListenerType, address: SocketAddr, settings: &Config) 
 
 fn default_http(address: SocketAddr, settings: &Config) -> HttpListenerConfig {
     let mut config = HttpListenerConfig::new(address);
-    config.front_timeout = settings.front_timeout;
-    config.back_timeout = settings.back_timeout;
-    config.connect_timeout = settings.connect_timeout;
-    config.request_timeout = settings.request_timeout;
+    config.set_timeouts(settings.timeouts);
     config
 }
 
@@ -362,16 +357,16 @@ fn http(
     }
     config.front_timeout = table
         .seconds("front_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.front_timeout);
+        .unwrap_or(settings.timeouts.front);
     config.back_timeout = table
         .seconds("back_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.back_timeout);
+        .unwrap_or(settings.timeouts.back);
     config.connect_timeout = table
         .seconds("connect_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.connect_timeout);
+        .unwrap_or(settings.timeouts.connect);
     config.request_timeout = table
         .seconds("request_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.request_timeout);
+        .unwrap_or(settings.timeouts.request);
     config.answers = answers::custom_answers(loader, table, answers::LISTENER_LEGACY_KEYS)?;
     config.send_x_real_ip = table.bool("send_x_real_ip")?.unwrap_or(false);
     config.elide_x_real_ip = table.bool("elide_x_real_ip")?.unwrap_or(false);
@@ -454,13 +449,13 @@ fn tcp(
     config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
     config.front_timeout = table
         .seconds("front_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.front_timeout);
+        .unwrap_or(settings.timeouts.front);
     config.back_timeout = table
         .seconds("back_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.back_timeout);
+        .unwrap_or(settings.timeouts.back);
     config.connect_timeout = table
         .seconds("connect_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.connect_timeout);
+        .unwrap_or(settings.timeouts.connect);
     config.splice = table.bool("splice")?.unwrap_or(false);
     Ok(config)
 }

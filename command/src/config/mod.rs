@@ -49,7 +49,7 @@ pub use self::{
     registration::RegistrationConfig,
 };
 use crate::request::{
-    AddBackend, AddCertificate, AddFault, Cluster, ConnectionLimit, Fault, Order,
+    AddBackend, AddCertificate, AddFault, Cluster, ConnectionLimit, Fault, Order, Timeouts,
 };
 
 /// A parsed configuration file: the settings of the main process and the workers, and the
@@ -96,16 +96,9 @@ pub struct Config {
     pub max_buffers: usize,
     /// The size of one buffer, in bytes.
     pub buffer_size: usize,
-    /// Listener defaults: a listener without its own timeout takes these.
-    pub front_timeout: Duration,
-    /// Default idle limit of a backend connection while a response is awaited (`back_timeout`,
-    /// default 30 seconds).
-    pub back_timeout: Duration,
-    /// Default limit for connecting to a backend (`connect_timeout`, default 3 seconds).
-    pub connect_timeout: Duration,
-    /// Default limit for a client to send a request's head (`request_timeout`, default 10
-    /// seconds).
-    pub request_timeout: Duration,
+    /// Listener defaults (the top-level `front_timeout`, `back_timeout`, `connect_timeout` and
+    /// `request_timeout`): a listener without its own timeout takes these.
+    pub timeouts: Timeouts,
     /// Start listening on every listener at start (`ActivateListener` orders).
     pub activate_listeners: bool,
     /// Cap on connections from one client address to one cluster; 0 means no cap.

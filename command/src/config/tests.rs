@@ -55,10 +55,10 @@ fn defaults_of_an_empty_file_are_sozu_defaults() {
     assert_eq!(config.command_buffer_size, 1_000_000);
     assert_eq!(config.max_command_buffer_size, 2_000_000);
     assert_eq!(config.ctl_command_timeout, Duration::from_millis(1000));
-    assert_eq!(config.front_timeout, Duration::from_secs(60));
-    assert_eq!(config.back_timeout, Duration::from_secs(30));
-    assert_eq!(config.connect_timeout, Duration::from_secs(3));
-    assert_eq!(config.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.timeouts.front, Duration::from_secs(60));
+    assert_eq!(config.timeouts.back, Duration::from_secs(30));
+    assert_eq!(config.timeouts.connect, Duration::from_secs(3));
+    assert_eq!(config.timeouts.request, Duration::from_secs(10));
     assert_eq!(config.worker_timeout, Duration::from_secs(10));
     assert_eq!(config.retry_after, Duration::from_secs(60));
     assert_eq!(config.log_level, "info");
@@ -408,8 +408,8 @@ frontends = [{ address = "127.0.0.1:9432" }]
     let Listener::Http(http) = &config.listeners[0] else {
         panic!("an http listener");
     };
-    assert_eq!(http.front_timeout, config.front_timeout);
-    assert_eq!(http.request_timeout, config.request_timeout);
+    assert_eq!(http.front_timeout, config.timeouts.front);
+    assert_eq!(http.request_timeout, config.timeouts.request);
     // One info note per created listener, naming the frontend's `address` and its line.
     let notes: Vec<String> = warnings.iter().map(ToString::to_string).collect();
     assert_eq!(notes.len(), 3, "{notes:?}");

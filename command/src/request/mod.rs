@@ -21,6 +21,7 @@ mod query;
 mod registration;
 #[cfg(test)]
 mod tests;
+mod timeouts;
 
 use std::fmt;
 
@@ -36,6 +37,7 @@ pub use h2::*;
 pub use listener::*;
 pub use query::*;
 pub use registration::*;
+pub use timeouts::*;
 
 /// One message from a client (or the main process) to the proxy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

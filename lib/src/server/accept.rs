@@ -5,13 +5,13 @@ use std::{io::ErrorKind, net::SocketAddr, time::Instant};
 
 use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
-use sozu_command_lib::request::ListenerType;
+use sozu_command_lib::request::{ListenerType, Timeouts};
 
 use super::{Owner, Run, Server};
 use crate::{
     pool::Pool,
     session::endpoint::Endpoint,
-    session::{Session, SessionTimeouts, Stage, backs::Backs},
+    session::{Session, Stage, backs::Backs},
     tcp,
 };
 
@@ -97,12 +97,7 @@ impl Server {
             debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
             return;
         }
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.front_timeout,
-        };
+        let timeouts = config.timeouts();
         let then = tcp::AfterProxy::Pipe {
             splice: config.splice.then_some(self.config.splice_pipe_capacity),
             inspect_timeout: config.inspect_timeout,
@@ -129,12 +124,7 @@ impl Server {
             .tls
             .as_ref()
             .map(|settings| settings.config.clone());
-        let timeouts = SessionTimeouts {
-            front: config.front_timeout,
-            back: config.back_timeout,
-            connect: config.connect_timeout,
-            request: config.request_timeout,
-        };
+        let timeouts = config.timeouts();
         let then = tcp::AfterProxy::Http(tls_config);
         let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
             tcp::first_stage(session, pool, config.expect_proxy, then)
@@ -150,7 +140,7 @@ impl Server {
         listener: SocketAddr,
         mut stream: TcpStream,
         peer: SocketAddr,
-        timeouts: SessionTimeouts,
+        timeouts: Timeouts,
         first_stage: impl FnOnce(&mut Session, &Pool),
     ) -> Option<usize> {
         let _ = stream.set_nodelay(true);

@@ -13,7 +13,7 @@ use std::{
 };
 
 use rustc_hash::FxHashMap;
-use sozu_command_lib::request::Cluster;
+use sozu_command_lib::request::{Cluster, Timeouts};
 
 pub mod backs;
 pub mod endpoint;
@@ -112,15 +112,6 @@ impl BackConnection {
     }
 }
 
-/// The timeouts of a listener, copied into each session it accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionTimeouts {
-    pub front: Duration,
-    pub back: Duration,
-    pub connect: Duration,
-    pub request: Duration,
-}
-
 /// What the session can use from the event loop while it runs.
 pub struct Context<'a> {
     pub now: Instant,
@@ -170,7 +161,7 @@ pub struct Session {
     pub received_proxy_header: Option<Vec<u8>>,
     pub stage: Stage,
     pub cluster_id: Option<String>,
-    pub timeouts: SessionTimeouts,
+    pub timeouts: Timeouts,
     pub front_timeout: Timeout,
     pub connect_attempts: u32,
     pub started: Instant,

@@ -27,7 +27,7 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         received_proxy_header: None,
         stage: Stage::Closed,
         cluster_id: Some("c".to_string()),
-        timeouts: SessionTimeouts {
+        timeouts: Timeouts {
             front: timeout,
             back: timeout,
             connect: timeout,

@@ -12,7 +12,7 @@ use std::{
 use mio::Token;
 use rustc_hash::FxHashMap;
 use sozu_command_lib::request::{
-    AddBackend, Cluster, FixedAnswer, HttpFrontend, HttpListenerConfig,
+    AddBackend, Cluster, FixedAnswer, HttpFrontend, HttpListenerConfig, Timeouts,
 };
 
 use super::*;
@@ -21,8 +21,8 @@ use crate::{
     metrics::{Metrics, Recorder},
     protocol::http::{answers::Answers, parser::Limits},
     router::{Router, content::ContentRouter},
+    session::backs::Backs,
     session::endpoint::{Endpoint, Ready, Unread},
-    session::{SessionTimeouts, backs::Backs},
     timer::{Timeout, TimeoutKind, Timers},
 };
 
@@ -129,7 +129,7 @@ impl Harness {
             received_proxy_header: None,
             stage: Stage::Http(Box::new(Http::new(&pool))),
             cluster_id: None,
-            timeouts: SessionTimeouts {
+            timeouts: Timeouts {
                 front: timeout,
                 back: timeout,
                 connect: timeout,
