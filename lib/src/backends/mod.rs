@@ -9,8 +9,10 @@
 //! Sessions hold a [`BackendLease`] for each backend connection they have: it counts the
 //! connection for its backend from the moment it is attached to a session (connect started,
 //! or taken from the idle pool) until it leaves it (pooled, closed, or the session gone), and
-//! its `Drop` is the only place a connection stops counting. A key stays valid while the
-//! backend has connections, and a stale key (the backend is gone) is simply not found.
+//! its `Drop` is the only place a connection stops counting (see `lease.rs`). A key stays valid
+//! while the backend has connections, and a stale key (the backend is gone) is simply not found.
+
+mod lease;
 
 use std::{
     cell::Cell,
@@ -25,6 +27,9 @@ use sozu_command_lib::{
     request::{AddBackend, Cluster, LoadBalancingAlgorithm, LoadMetric},
     response::{BackendRuntime, BackendStatus, Event, EventKind},
 };
+
+pub use lease::BackendLease;
+use lease::Counters;
 
 use crate::load_balancing::{Candidate, Load, LoadBalancer, client_key};
 
@@ -80,7 +85,7 @@ impl Backend {
 
     /// Connections attached to sessions (including connects in progress).
     pub fn connections(&self) -> u64 {
-        self.counters.connections.get()
+        self.counters.connections()
     }
 
     fn load(&self) -> Load {
@@ -105,42 +110,6 @@ impl Backend {
             active_connections: self.connections(),
             failures: self.failures,
             healthy: self.healthy,
-        }
-    }
-}
-
-/// What the leases of a backend share with it.
-#[derive(Debug)]
-struct Counters {
-    connections: Cell<u64>,
-    /// The backend was removed: it goes when its last connection ends.
-    draining: Cell<bool>,
-    /// Shared by every backend of the map: a draining backend lost its last connection.
-    drained: Rc<Cell<bool>>,
-}
-
-/// One backend connection attached to a session, counted for its backend while the lease
-/// lives.
-#[derive(Debug)]
-pub struct BackendLease {
-    key: BackendKey,
-    counters: Rc<Counters>,
-}
-
-impl BackendLease {
-    /// The backend the connection goes to.
-    pub fn key(&self) -> BackendKey {
-        self.key
-    }
-}
-
-impl Drop for BackendLease {
-    fn drop(&mut self) {
-        let counters = &self.counters;
-        let left = counters.connections.get().saturating_sub(1);
-        counters.connections.set(left);
-        if left == 0 && counters.draining.get() {
-            counters.drained.set(true);
         }
     }
 }
@@ -227,7 +196,7 @@ impl BackendMap {
         for index in cluster.members {
             if let Some(backend) = self.backends.get_mut(index) {
                 backend.status = BackendStatus::Draining;
-                backend.counters.draining.set(true);
+                backend.counters.start_draining();
                 if backend.connections() == 0 {
                     self.backends.remove(index);
                 }
@@ -249,11 +218,7 @@ impl BackendMap {
             weight: add.weight,
             backup: add.backup,
             status: BackendStatus::Normal,
-            counters: Rc::new(Counters {
-                connections: Cell::new(0),
-                draining: Cell::new(false),
-                drained: self.drained.clone(),
-            }),
+            counters: Counters::new(self.drained.clone()),
             requests: 0,
             failures: 0,
             retry_at: None,
@@ -284,7 +249,7 @@ impl BackendMap {
         cluster.dirty = true;
         let backend = self.backends.get_mut(index)?;
         backend.status = BackendStatus::Draining;
-        backend.counters.draining.set(true);
+        backend.counters.start_draining();
         if backend.connections() == 0 {
             self.forget(index);
             return None;
@@ -413,11 +378,7 @@ impl BackendMap {
     /// backend is gone.
     pub fn lease(&self, key: BackendKey) -> Option<BackendLease> {
         let backend = self.get(key)?;
-        let counters = backend.counters.clone();
-        counters
-            .connections
-            .set(counters.connections.get().saturating_add(1));
-        Some(BackendLease { key, counters })
+        Some(BackendLease::new(key, backend.counters.clone()))
     }
 
     /// A connect to the backend succeeded after `connect_time`.

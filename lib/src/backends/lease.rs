@@ -1,0 +1,75 @@
+//! Counting the connections of a backend: a [`BackendLease`] is one connection attached to a
+//! session, and the only thing that opens and closes a count.
+//!
+//! A backend shares its [`Counters`] with its leases. Creating a lease counts the connection;
+//! dropping it (connection pooled, closed, or the session gone) uncounts it, and when a
+//! draining backend loses its last connection the map is told, so it can forget the backend.
+
+use std::{cell::Cell, rc::Rc};
+
+use super::BackendKey;
+
+/// What the leases of a backend share with it.
+#[derive(Debug)]
+pub(super) struct Counters {
+    connections: Cell<u64>,
+    /// The backend was removed: it goes when its last connection ends.
+    draining: Cell<bool>,
+    /// Shared by every backend of the map: a draining backend lost its last connection.
+    drained: Rc<Cell<bool>>,
+}
+
+impl Counters {
+    /// The counters of a new backend of the map whose `drained` flag is given.
+    pub(super) fn new(drained: Rc<Cell<bool>>) -> Rc<Self> {
+        Rc::new(Counters {
+            connections: Cell::new(0),
+            draining: Cell::new(false),
+            drained,
+        })
+    }
+
+    /// Connections attached to sessions (including connects in progress).
+    pub(super) fn connections(&self) -> u64 {
+        self.connections.get()
+    }
+
+    /// From now on, the last lease to end tells the map that the backend can be forgotten.
+    pub(super) fn start_draining(&self) {
+        self.draining.set(true);
+    }
+}
+
+/// One backend connection attached to a session, counted for its backend while the lease
+/// lives.
+#[derive(Debug)]
+pub struct BackendLease {
+    key: BackendKey,
+    counters: Rc<Counters>,
+}
+
+impl BackendLease {
+    /// Counts one more connection to the backend `key`, whose counters these are.
+    pub(super) fn new(key: BackendKey, counters: Rc<Counters>) -> Self {
+        counters
+            .connections
+            .set(counters.connections.get().saturating_add(1));
+        BackendLease { key, counters }
+    }
+
+    /// The backend the connection goes to.
+    pub fn key(&self) -> BackendKey {
+        self.key
+    }
+}
+
+impl Drop for BackendLease {
+    fn drop(&mut self) {
+        let counters = &self.counters;
+        let left = counters.connections.get().saturating_sub(1);
+        counters.connections.set(left);
+        if left == 0 && counters.draining.get() {
+            counters.drained.set(true);
+        }
+    }
+}
