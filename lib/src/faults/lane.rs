@@ -7,6 +7,7 @@
 
 use std::{
     collections::VecDeque,
+    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -26,6 +27,9 @@ pub const BANDWIDTH_SLICE: Duration = Duration::from_millis(10);
 pub struct Lane {
     shaping: Shaping,
     rng: FaultRng,
+    /// The fault the lane belongs to, once known: a session drops the lanes of a fault that
+    /// changed or went.
+    fault: Option<Rc<str>>,
 }
 
 #[derive(Debug)]
@@ -105,9 +109,24 @@ impl Lane {
             },
             _ => Shaping::Open,
         };
-        let mut lane = Lane { shaping, rng };
+        let mut lane = Lane {
+            shaping,
+            rng,
+            fault: None,
+        };
         lane.next_slice_size();
         lane
+    }
+
+    /// The same lane, belonging to the fault named `fault`.
+    pub fn of_fault(mut self, fault: Rc<str>) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The fault the lane belongs to.
+    pub fn fault(&self) -> Option<&Rc<str>> {
+        self.fault.as_ref()
     }
 
     /// `count` bytes were read from the source, to be written by this lane.
