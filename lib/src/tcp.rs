@@ -454,7 +454,10 @@ pub fn record_connection(session: &Session, context: &mut Context<'_>) {
         total_time: context.now.duration_since(session.started),
         user_agent: "",
         request_id: "",
-        faults: session.shaper.as_ref().map_or(&[], |faults| faults.labels()),
+        faults: session
+            .shaper
+            .as_ref()
+            .map_or(&[], |faults| faults.labels()),
     };
     context.recorder.request_done(&record);
 }

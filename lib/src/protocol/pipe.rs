@@ -269,13 +269,17 @@ impl Pipe {
             front,
             &mut self.front_to_back,
             back,
-            shaping.as_mut().map(|(s, now)| (&mut **s, Way::ToBackend, *now)),
+            shaping
+                .as_mut()
+                .map(|(s, now)| (&mut **s, Way::ToBackend, *now)),
         );
         let downstream = copy(
             back,
             &mut self.back_to_front,
             front,
-            shaping.as_mut().map(|(s, now)| (&mut **s, Way::ToClient, *now)),
+            shaping
+                .as_mut()
+                .map(|(s, now)| (&mut **s, Way::ToClient, *now)),
         );
         if upstream.reset || downstream.reset {
             return PipeStatus::Reset;

@@ -190,7 +190,10 @@ mod tests {
             }
         }
         assert!(!pipe.is_empty());
-        assert_eq!(pipe.drain_into(sink.as_raw_fd(), usize::MAX), Spliced::Moved(18));
+        assert_eq!(
+            pipe.drain_into(sink.as_raw_fd(), usize::MAX),
+            Spliced::Moved(18)
+        );
         assert!(pipe.is_empty());
         let mut received = [0u8; 18];
         reader.read_exact(&mut received).unwrap();
