@@ -163,6 +163,23 @@ fn limit_data_closes_after_exactly_n_bytes() {
     assert_eq!(received, leaked(5_000)[..1234]);
 }
 
+/// The echo backend keeps its connection open: nothing more comes after the limit, and the
+/// connection still closes once the limit's bytes went through.
+#[test]
+fn limit_data_closes_once_its_bytes_went_through_even_with_nothing_more_waiting() {
+    let backend = Backend::echo();
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.tcp_proxy(Cluster::new("exact"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "cap", "cluster_id": "exact", "type": "limit_data", "bytes": 4}),
+    );
+    let mut stream = connect(address);
+    stream.write_all(b"ping").expect("send");
+    let (received, _) = read_all_counting(&mut stream);
+    assert_eq!(received, b"ping");
+}
+
 #[test]
 fn timeout_zero_holds_until_the_fault_is_removed_then_the_data_flows() {
     let backend = Backend::echo();

@@ -258,12 +258,8 @@ impl Pipe {
         back: &mut Endpoint,
         mut shaping: Option<(&mut Shaper, Instant)>,
     ) -> PipeStatus {
-        if let Some((shaper, now)) = shaping.as_mut() {
-            match shaper.due(*now) {
-                Some(Budget::Reset) => return PipeStatus::Reset,
-                Some(_) => return PipeStatus::Broken,
-                None => {}
-            }
+        if let Some(status) = due(shaping.as_mut()) {
+            return status;
         }
         let upstream = copy(
             front,
@@ -287,6 +283,11 @@ impl Pipe {
         if upstream.broken || downstream.broken {
             return PipeStatus::Broken;
         }
+        // What was just written may have spent a `limit_data`: it closes now, not at the
+        // next event.
+        if let Some(status) = due(shaping.as_mut()) {
+            return status;
+        }
         if is_finished(front, &self.front_to_back, back)
             && is_finished(back, &self.back_to_front, front)
         {
@@ -298,6 +299,15 @@ impl Pipe {
             front_active: upstream.source_active || downstream.sink_active,
             back_active: upstream.sink_active || downstream.source_active,
         }
+    }
+}
+
+/// The end of the connection that the session's faults call for now, if any.
+fn due(shaping: Option<&mut (&mut Shaper, Instant)>) -> Option<PipeStatus> {
+    let (shaper, now) = shaping?;
+    match shaper.due(*now)? {
+        Budget::Reset => Some(PipeStatus::Reset),
+        Budget::Cut | Budget::UpTo(_) | Budget::Wait => Some(PipeStatus::Broken),
     }
 }
 
