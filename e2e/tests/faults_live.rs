@@ -304,3 +304,21 @@ fn the_same_seed_gives_the_same_sequence_twice() {
     let faulted = first.iter().filter(|closed| **closed).count();
     assert!((5..=35).contains(&faulted), "{faulted} of 40");
 }
+
+/// A fault on a backend acts once that backend is chosen.
+#[test]
+fn a_fault_on_a_backend_acts_on_the_connections_to_that_backend() {
+    let faulted = Backend::echo();
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.tcp_proxy(Cluster::new("pair"), &[faulted.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "short", "cluster_id": "pair", "backend_id": "pair-0",
+            "type": "limit_data", "bytes": 2}),
+    );
+    let mut stream = connect(address);
+    stream.write_all(b"ping").expect("send");
+    let (received, _) = read_all_counting(&mut stream);
+    assert_eq!(received, b"pi");
+    assert_eq!(faulted.accepted(), 1);
+}

@@ -252,7 +252,10 @@ fn apply_plan(
             Some(linger(session, context, ANSWER_LINGER))
         }
     };
-    session.shaper = Some(Box::new(faults));
+    match session.shaper.as_mut() {
+        Some(earlier) => earlier.absorb(faults),
+        None => session.shaper = Some(Box::new(faults)),
+    }
     action
 }
 
@@ -282,19 +285,11 @@ fn backend_chosen(session: &mut Session, context: &mut Context<'_>) -> Option<Ac
     if plan.is_clean() {
         return None;
     }
-    match (plan.verdict, session.shaper.as_mut()) {
-        (ConnectionVerdict::Proxy, Some(faults)) => {
-            faults.extend(plan.labels, plan.upstream, plan.downstream);
-            None
-        }
-        (_, _) => {
-            let Stage::Pipe(pipe) = &session.stage else {
-                return Some(Action::Close);
-            };
-            let waiting = pipe.waiting_for_backend();
-            apply_plan(session, context, plan, waiting)
-        }
-    }
+    let Stage::Pipe(pipe) = &session.stage else {
+        return Some(Action::Close);
+    };
+    let waiting = pipe.waiting_for_backend();
+    apply_plan(session, context, plan, waiting)
 }
 
 /// A pipe whose first bytes for the backend are `already_read` (the client's bytes read so

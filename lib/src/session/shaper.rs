@@ -68,11 +68,11 @@ impl Shaper {
         }
     }
 
-    /// Adds faults that acted later (those on a backend, once it is chosen).
-    pub fn extend(&mut self, labels: Vec<Rc<str>>, to_backend: Vec<Lane>, to_client: Vec<Lane>) {
-        self.labels.extend(labels);
-        self.to_backend.extend(to_backend);
-        self.to_client.extend(to_client);
+    /// Adds the faults of `later` (those on a backend, drawn once it is chosen).
+    pub fn absorb(&mut self, later: Shaper) {
+        self.labels.extend(later.labels);
+        self.to_backend.extend(later.to_backend);
+        self.to_client.extend(later.to_client);
     }
 
     /// The names of the faults that acted.
