@@ -322,3 +322,23 @@ fn a_fault_on_a_backend_acts_on_the_connections_to_that_backend() {
     assert_eq!(received, b"pi");
     assert_eq!(faulted.accepted(), 1);
 }
+
+#[test]
+fn slow_close_relays_the_end_of_the_stream_late() {
+    let backend = Backend::echo();
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.tcp_proxy(Cluster::new("lingering"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "late-end", "cluster_id": "lingering", "type": "slow_close",
+            "delay": 300}),
+    );
+    let mut stream = connect(address);
+    round_trip(&mut stream, b"data first");
+    let started = Instant::now();
+    stream.shutdown(Shutdown::Write).expect("end the stream");
+    let (rest, _) = read_all_counting(&mut stream);
+    assert!(rest.is_empty());
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+}
