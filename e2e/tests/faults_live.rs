@@ -9,9 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sozu_command_lib::request::{AddFault, Cluster, Fault, FaultName, Order};
+use sozu_command_lib::{
+    config::{AccessLogFormat, LogTarget},
+    request::{AddFault, Cluster, Fault, FaultName, Order},
+};
 use sozu_e2e::{DEADLINE, Worker, backend::Backend};
-use sozu_lib::server::ServerConfig;
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 fn fault(json: serde_json::Value) -> Fault {
     serde_json::from_value(json).expect("a valid fault")
@@ -269,6 +272,67 @@ fn a_redis_error_is_answered_as_the_wire_protocol_has_it() {
         .expect("a RESP simple error");
     assert!(message.starts_with("ERR ") && !message.contains(['\r', '\n']));
     assert_eq!(backend.accepted(), 0);
+}
+
+/// A faulted TCP connection's access log line names the fault, whether the connection was
+/// answered (`error`), closed (`blackout`) or proxied (`latency`).
+#[test]
+fn faulted_tcp_connections_are_labelled_in_the_access_log() {
+    let directory = std::env::temp_dir().join(format!("sozu-faults-tcp-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let path = directory.join("access.log");
+    let backend = Backend::echo();
+    let mut worker = Worker::start(ServerConfig {
+        access_logs: Some(AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Json,
+        }),
+        ..ServerConfig::default()
+    });
+    let answered = worker.tcp_proxy(Cluster::new("answered"), &[backend.address]);
+    let closed = worker.tcp_proxy(Cluster::new("closed"), &[backend.address]);
+    let proxied = worker.tcp_proxy(Cluster::new("proxied"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "oops", "cluster_id": "answered", "type": "error",
+            "protocol": "smtp"}),
+    );
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "dark", "cluster_id": "closed", "type": "blackout"}),
+    );
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "lag", "cluster_id": "proxied", "type": "latency",
+            "latency": 10}),
+    );
+    for address in [answered, closed] {
+        read_all_counting(&mut connect(address));
+    }
+    let mut stream = connect(proxied);
+    round_trip(&mut stream, b"hello");
+    drop(stream);
+    let mut labels = Vec::new();
+    assert!(sozu_e2e::wait_until(DEADLINE, || {
+        // A round trip on the command channel: the worker flushed its lines before answering.
+        worker.ok(Order::Status);
+        labels = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|line| {
+                format!(
+                    "{}:{}",
+                    line["cluster"].as_str().unwrap_or("-"),
+                    line["fault"].as_str().unwrap_or("-")
+                )
+            })
+            .collect();
+        labels.len() == 3
+    }));
+    labels.sort();
+    assert_eq!(labels, ["answered:oops", "closed:dark", "proxied:lag"]);
+    std::fs::remove_dir_all(directory).expect("clean up");
 }
 
 /// Which of `count` connections a fault closed at once (`true`) instead of proxying.

@@ -226,11 +226,16 @@ fn apply_plan(
         labels,
     } = plan;
     let mut faults = Shaper::new(labels, upstream, downstream);
-    let action = match verdict {
-        ConnectionVerdict::Proxy => {
-            faults.received(shaper::Way::ToBackend, context.now, waiting);
-            None
-        }
+    if verdict == ConnectionVerdict::Proxy {
+        faults.received(shaper::Way::ToBackend, context.now, waiting);
+    }
+    // Installed first: a connection recorded below carries the faults' names.
+    match session.shaper.as_mut() {
+        Some(earlier) => earlier.absorb(faults),
+        None => session.shaper = Some(Box::new(faults)),
+    }
+    match verdict {
+        ConnectionVerdict::Proxy => None,
         ConnectionVerdict::Close => Some(Action::Close),
         ConnectionVerdict::NoBackend => {
             // As a cluster without backend: held for its hold timeout when it holds, then
@@ -251,16 +256,13 @@ fn apply_plan(
             session.front.shutdown_write();
             Some(linger(session, context, ANSWER_LINGER))
         }
-    };
-    match session.shaper.as_mut() {
-        Some(earlier) => earlier.absorb(faults),
-        None => session.shaper = Some(Box::new(faults)),
     }
-    action
 }
 
-/// Keeps the session open, reading nothing, for `duration`, then closes it.
+/// Records the connection, then keeps it open, reading nothing, for `duration`, and closes
+/// it.
 fn linger(session: &mut Session, context: &mut Context<'_>, duration: Duration) -> Action {
+    record_connection(session, context);
     session.stage = Stage::Flushing;
     session.touch_front(duration, context.now, context.timers);
     Action::Wait
