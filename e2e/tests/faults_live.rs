@@ -11,7 +11,7 @@ use std::{
 
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
-    request::{AddFault, Cluster, Fault, FaultName, Order},
+    request::{AddFault, Cluster, Fault, FaultName, Order, TcpListenerConfig},
 };
 use sozu_e2e::{DEADLINE, Worker, backend::Backend};
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
@@ -153,9 +153,22 @@ fn reset_peer_resets_the_client_connection() {
 
 #[test]
 fn limit_data_closes_after_exactly_n_bytes() {
+    limit_data_through(false);
+}
+
+/// A listener that splices keeps splicing under faults: each splice moves at most what the
+/// budget allows.
+#[test]
+fn limit_data_closes_after_exactly_n_bytes_through_kernel_pipes() {
+    limit_data_through(true);
+}
+
+fn limit_data_through(splice: bool) {
     let backend = Backend::greeter(leaked(5_000));
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy(Cluster::new("short"), &[backend.address]);
+    let mut listener = TcpListenerConfig::new(sozu_e2e::free_address());
+    listener.splice = splice;
+    let address = worker.tcp_proxy_with(listener, Cluster::new("short"), &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "cap", "cluster_id": "short", "type": "limit_data", "bytes": 1234}),
