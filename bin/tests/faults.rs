@@ -1,6 +1,6 @@
 //! Faults through the real binary: orders from the command line and the configuration file,
-//! refusals that change nothing, leases that end by themselves with an event, `fault list`.
-//! (The effects on live traffic come with their wiring into sessions.)
+//! refusals that change nothing, leases that end by themselves with an event, `fault list`
+//! with the connections each fault touched, a lease measured on live traffic.
 
 mod common;
 
@@ -238,4 +238,60 @@ fn the_lease_of_a_fault_of_the_configuration_file_starts_with_the_proxy() {
     let proxy = Proxy::start(&format!("{CONFIG}ttl = 1\n"));
     assert_eq!(names(&proxy), ["from-file"]);
     assert!(wait_until(DEADLINE, || names(&proxy).is_empty()));
+}
+
+/// A TCP backend that greets every connection with `hello`, then closes it.
+fn greeter() -> std::net::SocketAddr {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("a backend");
+    let address = backend.local_addr().expect("its address");
+    thread::spawn(move || {
+        for stream in backend.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = std::io::Write::write_all(&mut stream, b"hello");
+        }
+    });
+    address
+}
+
+/// Whether a connection to `address` is proxied to the greeter (not blacked out).
+fn greeted(address: std::net::SocketAddr) -> bool {
+    let mut greeting = Vec::new();
+    std::net::TcpStream::connect(address)
+        .and_then(|mut stream| {
+            stream.set_read_timeout(Some(DEADLINE))?;
+            std::io::Read::read_to_end(&mut stream, &mut greeting)
+        })
+        .is_ok()
+        && greeting == b"hello"
+}
+
+#[test]
+fn a_two_second_lease_ends_the_fault_on_traffic_between_2_and_2_5_seconds() {
+    let listener = common::free_address();
+    let proxy = Proxy::start(&format!(
+        "[[listeners]]\nprotocol = \"tcp\"\naddress = \"{listener}\"\n\n\
+         [clusters.greet]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"{listener}\" }}]\n\
+         backends = [{{ address = \"{}\" }}]\n",
+        greeter()
+    ));
+    assert!(wait_until(DEADLINE, || greeted(listener)));
+    let added = Instant::now();
+    proxy.ok(&[
+        "fault", "add", "-n", "dark", "-i", "greet", "--type", "blackout", "--ttl", "2",
+    ]);
+    assert!(!greeted(listener), "the fault acts");
+    let mut touched = 0;
+    assert!(wait_until(DEADLINE, || {
+        touched = listed(&proxy)
+            .first()
+            .and_then(|fault| fault["touched"].as_u64())
+            .unwrap_or(0);
+        touched >= 1
+    }));
+    assert!(wait_until(DEADLINE, || greeted(listener)));
+    let ended = added.elapsed();
+    assert!(
+        ended >= Duration::from_secs(2) && ended <= Duration::from_millis(2_500),
+        "{ended:?}"
+    );
 }

@@ -1,8 +1,8 @@
 //! The Toxiproxy-compatible API driven by the real Toxiproxy client, `toxiproxy-python`
 //! (installed by `.ci/install-test-tools`): it creates a proxy (a TCP listener, a cluster
 //! and its backend, through which bytes then flow), adds, updates and removes toxics,
-//! resets, and gets Toxiproxy's errors. The toxics' effects on traffic come with their wiring
-//! into sessions.
+//! resets, and gets Toxiproxy's errors; the latency toxic's effect is measured on the
+//! client's round trips, as added and as updated.
 
 mod common;
 
@@ -36,7 +36,7 @@ fn echo_backend() -> std::net::SocketAddr {
 }
 
 const SCRIPT: &str = r#"
-import socket, sys
+import socket, sys, time
 from toxiproxy.server import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import ProxyExists, NotFound, InvalidToxic
@@ -63,7 +63,20 @@ except ProxyExists:
 response = APIConsumer.post("/proxies", json={"name": "again", "upstream": upstream, "listen": listen})
 assert response.status_code == 500, response.status_code
 
+def shortest_round_trip():
+    with socket.create_connection(tuple([listen.split(":")[0], int(listen.split(":")[1])]), timeout=10) as conn:
+        best = None
+        for _ in range(3):
+            started = time.monotonic()
+            conn.sendall(b"ping")
+            assert conn.recv(4) == b"ping"
+            elapsed = time.monotonic() - started
+            best = elapsed if best is None else min(best, elapsed)
+        return best
+
 proxy.add_toxic(type="latency", attributes={"latency": 200, "jitter": 10})
+lagging = shortest_round_trip()
+assert 0.19 <= lagging <= 0.25, lagging
 proxy.add_toxic(name="cut", type="limit_data", stream="upstream", toxicity=0.5, attributes={"bytes": 100})
 toxics = proxy.toxics()
 assert sorted(toxics) == ["cut", "latency_downstream"], toxics
@@ -73,6 +86,9 @@ assert toxics["cut"].stream == "upstream" and toxics["cut"].toxicity == 0.5
 updated = APIConsumer.post("/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": 50}}).json()
 assert updated["attributes"] == {"latency": 50, "jitter": 10}, updated
 assert proxy.get_toxic("latency_downstream").attributes["latency"] == 50
+# Twelve bytes upstream stay under the `cut` toxic's 100.
+lagging = shortest_round_trip()
+assert 0.04 <= lagging <= 0.1, lagging
 
 for bad, expected in [
     ({"type": "lag"}, "invalid toxic type"),

@@ -196,6 +196,11 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
         push_escaped(out, record.user_agent);
         out.push('"');
     }
+    if !record.faults.is_empty() {
+        out.push_str(" fault=\"");
+        push_escaped(out, &fault_names(record.faults));
+        out.push('"');
+    }
     out.push('\n');
 }
 
@@ -254,7 +259,19 @@ fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
         "user_agent",
         Some(record.user_agent).filter(|a| !a.is_empty()),
     );
+    if !record.faults.is_empty() {
+        json_string(out, "fault", Some(&fault_names(record.faults)));
+    }
     out.push_str("}\n");
+}
+
+/// The names of the faults that acted, separated by commas.
+fn fault_names(faults: &[std::rc::Rc<str>]) -> String {
+    faults
+        .iter()
+        .map(|name| &**name)
+        .collect::<Vec<&str>>()
+        .join(",")
 }
 
 /// `,"name":"value"` with the value escaped, or `,"name":null`.
@@ -410,6 +427,7 @@ mod tests {
             total_time: Duration::from_micros(1500),
             user_agent: "curl/8.0",
             request_id: "req-1",
+            faults: &[],
         }
     }
 

@@ -82,6 +82,7 @@
 //!   and the stage (an enum with a hand-written delegating `match`) that moves bytes between
 //!   them; what the loop lends a stage is a [`session::Context`]. [`session::endpoint`] is
 //!   one end of a session: a socket, its token and readiness, reads and writes, TLS inside.
+//!   [`session::shaper`] is a session's write budget while faults act on it.
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
 //!   request with typed phases, the routing policy as a pure decision, Basic auth, the
 //!   proxy's answers, the access-log record); [`protocol::pipe`] copies bytes both ways (TCP
@@ -93,6 +94,8 @@
 //! - [`router`]: hostnames, paths and methods to frontends; one lookup per request.
 //! - [`backends`] and [`load_balancing`]: backends per cluster, their state, connection
 //!   accounting by lease, and the choice of a backend; [`health`] keeps health check verdicts.
+//! - [`faults`]: which injected faults act on a connection or request and what they do,
+//!   pure (no I/O, no clock); `server/faults.rs` keeps the worker's set in step with orders.
 //! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
 //!   sessions. [`metrics`] and [`access_log`]: figures and request lines.
 

@@ -10,6 +10,11 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::{
+    faults::{ConnectionPlan, ConnectionVerdict, Route},
+    session::shaper::{self, Shaper},
+};
+
 use rustls::ServerConfig;
 use sozu_command_lib::request::ProxyProtocolConfig;
 
@@ -103,19 +108,13 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
         let router = context.content_routers.get_mut(&session.listener_address);
         match sniff.decide(router, session.client_address) {
             Verdict::NeedMore => {}
-            Verdict::Route(cluster_id) => {
-                route(session, context, cluster_id, None, None);
-                return None;
-            }
+            Verdict::Route(cluster_id) => return route(session, context, cluster_id, None, None),
             Verdict::Close => return Some(Action::Close),
             Verdict::Decision(Decision::Connect {
                 target: Target::Cluster(cluster_id),
                 data,
                 reply,
-            }) => {
-                route(session, context, cluster_id, data, reply);
-                return None;
-            }
+            }) => return route(session, context, cluster_id, data, reply),
             Verdict::Decision(decision) => {
                 log::warn!(
                     "session {}: the script's decision {decision:?} is not carried out by \
@@ -159,16 +158,29 @@ pub fn inspection_over(session: &mut Session) {
 
 /// Sends the connection to `cluster_id`: its pipe replays the bytes read so far (or `data`
 /// instead, when a script says so), after the PROXY header that cluster asks for; the client
-/// gets `reply` first.
+/// gets `reply` first. The faults on the route may decide otherwise ([`apply_plan`]).
+/// Returns `None` once the pipe is in place, or the action to take.
 fn route(
     session: &mut Session,
     context: &mut Context<'_>,
     cluster_id: String,
     data: Option<Vec<u8>>,
     reply: Option<Vec<u8>>,
-) {
+) -> Option<Action> {
+    let plan = if context.faults.is_empty() {
+        None
+    } else {
+        let route = Route {
+            listener: session.listener_address,
+            cluster_id: Some(&cluster_id),
+            backend_id: None,
+            hostname: None,
+            client: session.client_address.ip(),
+        };
+        Some(context.faults.connection(&route, context.now)).filter(|plan| !plan.is_clean())
+    };
     let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
-        return;
+        return Some(Action::Close);
     };
     let to_backend = context
         .clusters
@@ -184,9 +196,102 @@ fn route(
     let pipe = pipe(session, buffer, context.pool, sniff.splice)
         .with_backend_header(head)
         .with_client_header(reply.unwrap_or_default());
+    let waiting = pipe.waiting_for_backend();
     session.stage = Stage::Pipe(pipe);
     let front = session.timeouts.front;
     session.touch_front(front, context.now, context.timers);
+    let plan = plan?;
+    apply_plan(session, context, plan, waiting)
+}
+
+/// How long a connection answered by a fault (`error`) stays open after the answer, reading
+/// nothing: closing at once, with the client's request unread, would reset the connection
+/// and could destroy the answer before the client reads it.
+const ANSWER_LINGER: Duration = Duration::from_millis(500);
+
+/// Acts on what the faults decided for a piped connection, `waiting` bytes of the client
+/// already read: close it at once (`blackout`), refuse it as if its cluster had no backend up
+/// (`down`, `transient`), answer it and close (`error`), or shape its bytes. Returns `None`
+/// when the pipe goes on.
+fn apply_plan(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    plan: ConnectionPlan,
+    waiting: usize,
+) -> Option<Action> {
+    let ConnectionPlan {
+        verdict,
+        upstream,
+        downstream,
+        labels,
+    } = plan;
+    let mut faults = Shaper::new(labels, upstream, downstream);
+    if verdict == ConnectionVerdict::Proxy {
+        faults.received(shaper::Way::ToBackend, context.now, waiting);
+    }
+    // Installed first: a connection recorded below carries the faults' names.
+    match session.shaper.as_mut() {
+        Some(earlier) => earlier.absorb(faults),
+        None => session.shaper = Some(Box::new(faults)),
+    }
+    match verdict {
+        ConnectionVerdict::Proxy => None,
+        ConnectionVerdict::Close => Some(Action::Close),
+        ConnectionVerdict::NoBackend => {
+            // As a cluster without backend: held for its hold timeout when it holds, then
+            // closed.
+            let hold = session
+                .cluster_id
+                .as_ref()
+                .and_then(|id| context.clusters.get(id))
+                .and_then(|cluster| cluster.hold_timeout)
+                .filter(|timeout| !timeout.is_zero());
+            match hold {
+                Some(timeout) => Some(linger(session, context, timeout)),
+                None => Some(Action::Close),
+            }
+        }
+        ConnectionVerdict::Answer(bytes) => {
+            let _ = session.front.write(bytes);
+            session.front.shutdown_write();
+            Some(linger(session, context, ANSWER_LINGER))
+        }
+    }
+}
+
+/// Records the connection, then keeps it open, reading nothing, for `duration`, and closes
+/// it.
+fn linger(session: &mut Session, context: &mut Context<'_>, duration: Duration) -> Action {
+    record_connection(session, context);
+    session.stage = Stage::Flushing;
+    session.touch_front(duration, context.now, context.timers);
+    Action::Wait
+}
+
+/// Draws the faults on the backend of a piped connection once it is chosen, and acts on
+/// them as on those of its cluster.
+fn backend_chosen(session: &mut Session, context: &mut Context<'_>) -> Option<Action> {
+    let back = session.backs.get(Slot::FIRST)?;
+    let cluster_id = session.cluster_id.as_deref()?;
+    if !context.faults.targets_backends_of(cluster_id) {
+        return None;
+    }
+    let route = Route {
+        listener: session.listener_address,
+        cluster_id: Some(cluster_id),
+        backend_id: Some(&back.backend_id),
+        hostname: None,
+        client: session.client_address.ip(),
+    };
+    let plan = context.faults.backend_connection(&route, context.now);
+    if plan.is_clean() {
+        return None;
+    }
+    let Stage::Pipe(pipe) = &session.stage else {
+        return Some(Action::Close);
+    };
+    let waiting = pipe.waiting_for_backend();
+    apply_plan(session, context, plan, waiting)
 }
 
 /// A pipe whose first bytes for the backend are `already_read` (the client's bytes read so
@@ -239,7 +344,17 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
     if !back.connected {
         return Action::Wait;
     }
-    match pipe.run(&mut session.front, &mut back.endpoint) {
+    if pipe.first_run() {
+        if let Some(action) = backend_chosen(session, context) {
+            return action;
+        }
+        return ready(session, context);
+    }
+    let shaping = session
+        .shaper
+        .as_deref_mut()
+        .map(|faults| (faults, context.now));
+    match pipe.run(&mut session.front, &mut back.endpoint, shaping) {
         PipeStatus::Wait {
             front_active,
             back_active,
@@ -254,6 +369,11 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
             Action::Wait
         }
         PipeStatus::Done | PipeStatus::Broken => Action::Close,
+        PipeStatus::Reset => {
+            shaper::reset_on_close(&session.front);
+            shaper::reset_on_close(&back.endpoint);
+            Action::Close
+        }
     }
 }
 
@@ -331,6 +451,10 @@ pub fn record_connection(session: &Session, context: &mut Context<'_>) {
         total_time: context.now.duration_since(session.started),
         user_agent: "",
         request_id: "",
+        faults: session
+            .shaper
+            .as_ref()
+            .map_or(&[], |faults| faults.labels()),
     };
     context.recorder.request_done(&record);
 }

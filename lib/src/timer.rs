@@ -34,6 +34,9 @@ pub enum TimeoutKind {
     Front,
     /// A backend connection of the session: connecting, or waiting for the backend.
     Back(Slot),
+    /// A write the session's faults deferred ([`crate::session::shaper`]) may go on: the
+    /// session is driven again.
+    Resume,
 }
 
 /// Names the timeout a heap entry belongs to. `uid` tells a session from a later one that

@@ -7,6 +7,7 @@
 
 use std::{
     collections::VecDeque,
+    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -26,6 +27,9 @@ pub const BANDWIDTH_SLICE: Duration = Duration::from_millis(10);
 pub struct Lane {
     shaping: Shaping,
     rng: FaultRng,
+    /// The fault the lane belongs to, once known: a session drops the lanes of a fault that
+    /// changed or went.
+    fault: Option<Rc<str>>,
 }
 
 #[derive(Debug)]
@@ -105,9 +109,24 @@ impl Lane {
             },
             _ => Shaping::Open,
         };
-        let mut lane = Lane { shaping, rng };
+        let mut lane = Lane {
+            shaping,
+            rng,
+            fault: None,
+        };
         lane.next_slice_size();
         lane
+    }
+
+    /// The same lane, belonging to the fault named `fault`.
+    pub fn of_fault(mut self, fault: Rc<str>) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The fault the lane belongs to.
+    pub fn fault(&self) -> Option<&Rc<str>> {
+        self.fault.as_ref()
     }
 
     /// `count` bytes were read from the source, to be written by this lane.
@@ -209,7 +228,12 @@ impl Lane {
                 bytes_per_second,
                 next_free,
             } => {
-                let start = (*next_free).max(now);
+                // A write a little late (the loop wakes at millisecond granularity) does not
+                // push the next ones back: up to one slice of lateness is made up.
+                let start = match next_free.checked_add(BANDWIDTH_SLICE) {
+                    Some(catch_up) if catch_up >= now => *next_free,
+                    _ => now,
+                };
                 *next_free = start
                     .checked_add(time_for(*bytes_per_second, count))
                     .unwrap_or(start);
@@ -335,6 +359,32 @@ mod tests {
             "{elapsed:?}"
         );
         assert!(writes.iter().all(|&w| w <= 1_000));
+    }
+
+    /// The event loop wakes up to a millisecond after the instant a lane names: a lane that
+    /// counted from the wake-up would lose a tenth of its rate at 10 ms slices.
+    #[test]
+    fn bandwidth_keeps_its_rate_when_woken_late() {
+        let start = Instant::now();
+        let mut lane = lane(Effect::Bandwidth { rate: 100 }, start);
+        let mut now = start;
+        let mut left = 100_000usize;
+        lane.received(now, left);
+        while left > 0 {
+            match lane.allowance(now, left) {
+                Allowance::Bytes(count) => {
+                    lane.sent(now, count);
+                    left -= count;
+                }
+                Allowance::Later(at) => now = at + Duration::from_millis(1),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let elapsed = now - start;
+        assert!(
+            elapsed >= Duration::from_millis(950) && elapsed <= Duration::from_millis(1_010),
+            "{elapsed:?}"
+        );
     }
 
     #[test]

@@ -200,11 +200,11 @@ impl ActiveFault {
         let direction = self.fault.direction;
         if direction.is_upstream() {
             let rng = FaultRng::new(self.rng.next_u64());
-            upstream.push(Lane::new(&self.fault.effect, now, rng));
+            upstream.push(Lane::new(&self.fault.effect, now, rng).of_fault(self.name.clone()));
         }
         if direction.is_downstream() {
             let rng = FaultRng::new(self.rng.next_u64());
-            downstream.push(Lane::new(&self.fault.effect, now, rng));
+            downstream.push(Lane::new(&self.fault.effect, now, rng).of_fault(self.name.clone()));
         }
     }
 }
@@ -233,10 +233,13 @@ impl FaultSet {
 
     /// Takes the faults of the routing state: new and changed ones start afresh (a changed
     /// fault's generator and counters restart), unchanged ones keep their state, and those
-    /// gone are dropped.
-    pub fn sync(&mut self, faults: &BTreeMap<String, Fault>) {
+    /// gone are dropped. Returns whether a fault went or changed: the lanes it handed out
+    /// are then stale ([`FaultSet::is_current`]).
+    pub fn sync(&mut self, faults: &BTreeMap<String, Fault>) -> bool {
+        let before = self.faults.len();
         self.faults
             .retain(|name, active| faults.get(name) == Some(&active.fault));
+        let stale = self.faults.len() != before;
         for (name, fault) in faults {
             if !self.faults.contains_key(name) {
                 let entropy = self.entropy.next_u64();
@@ -244,6 +247,24 @@ impl FaultSet {
                     .insert(name.clone(), ActiveFault::new(fault.clone(), entropy));
             }
         }
+        stale
+    }
+
+    /// Whether `name` (a label or lane's fault, as handed out) still names the fault that
+    /// handed it out: false once that fault was removed or changed (a changed fault starts
+    /// afresh, with a new name handle).
+    pub fn is_current(&self, name: &Rc<str>) -> bool {
+        self.faults
+            .get(&**name)
+            .is_some_and(|active| Rc::ptr_eq(&active.name, name))
+    }
+
+    /// Whether a fault targets one backend of `cluster_id`: such faults apply once the
+    /// backend is chosen ([`FaultSet::connection`] with the backend in the route).
+    pub fn targets_backends_of(&self, cluster_id: &str) -> bool {
+        self.faults.values().any(|active| {
+            matches!(&active.fault.target, FaultTarget::Backend { cluster_id: id, .. } if id == cluster_id)
+        })
     }
 
     /// The fault named `name`.
@@ -267,8 +288,29 @@ impl FaultSet {
 
     /// What the faults do to a new TCP connection on `route`, started at `now`.
     pub fn connection(&mut self, route: &Route<'_>, now: Instant) -> ConnectionPlan {
+        self.connection_among(route, now, |_| true)
+    }
+
+    /// What the faults on the route's backend alone do to a connection whose cluster's
+    /// faults were drawn already, by [`FaultSet::connection`] before its backend was chosen:
+    /// none is drawn twice.
+    pub fn backend_connection(&mut self, route: &Route<'_>, now: Instant) -> ConnectionPlan {
+        self.connection_among(route, now, |target| {
+            matches!(target, FaultTarget::Backend { .. })
+        })
+    }
+
+    fn connection_among(
+        &mut self,
+        route: &Route<'_>,
+        now: Instant,
+        among: impl Fn(&FaultTarget) -> bool,
+    ) -> ConnectionPlan {
         let mut plan = ConnectionPlan::default();
         for active in self.faults.values_mut() {
+            if !among(&active.fault.target) {
+                continue;
+            }
             // HTTP faults mean nothing to raw TCP: they are not even drawn.
             let is_http = matches!(
                 active.fault.effect,

@@ -216,6 +216,8 @@ pub struct RequestRecord<'a> {
     pub total_time: Duration,
     pub user_agent: &'a str,
     pub request_id: &'a str,
+    /// The faults that acted on the request or connection (`fault="…"` in access logs).
+    pub faults: &'a [std::rc::Rc<str>],
 }
 
 /// A backend's state for gauges.
@@ -550,6 +552,7 @@ mod tests {
             total_time: Duration::from_millis(3),
             user_agent: "",
             request_id: "id",
+            faults: &[],
         }
     }
 

@@ -7,13 +7,19 @@
 //! it has data; a half-close is propagated (when one side ends its stream, the other side's
 //! write half is shut once the lane is flushed), so a client that shuts its write side still
 //! gets the whole answer. The pipe is done when both directions are finished.
+//!
+//! When faults act on the session, each direction asks the session's write budget
+//! ([`Shaper`]) before writing and tells it what it read and wrote; kernel pipes are
+//! budgeted too (a splice moves at most what the budget allows), so a faulted TCP listener
+//! with `splice` keeps splicing.
 
-use std::os::fd::AsRawFd;
+use std::{os::fd::AsRawFd, time::Instant};
 
 use crate::{
     pool::Buffer,
     protocol::splice::{KernelPipe, Spliced},
     session::endpoint::{Endpoint, Ready, Transfer},
+    session::shaper::{Budget, Shaper, Way},
 };
 
 pub struct Pipe {
@@ -21,6 +27,8 @@ pub struct Pipe {
     front_to_back: Lane,
     /// Backend to client.
     back_to_front: Lane,
+    /// The pipe ran once with its backend connected.
+    started: bool,
 }
 
 /// Where one direction's bytes wait between the two sockets.
@@ -67,6 +75,23 @@ impl Lane {
         }
     }
 
+    /// The bytes waiting in the lane's user-space storage (a kernel pipe's are not counted:
+    /// the budget caps each splice instead).
+    fn pending(&self) -> usize {
+        let stored = match &self.store {
+            Store::Buffer(buffer) => buffer.data().len(),
+            Store::Kernel { prefix, pipe } => {
+                let prefix = prefix.as_ref().map_or(0, |buffer| buffer.data().len());
+                if prefix == 0 && !pipe.is_empty() {
+                    usize::MAX
+                } else {
+                    prefix
+                }
+            }
+        };
+        self.head.len().saturating_add(stored)
+    }
+
     /// Reads from `source` into the lane.
     fn fill_from(&mut self, source: &mut Endpoint) -> Transfer {
         match &mut self.store {
@@ -99,23 +124,24 @@ impl Lane {
         }
     }
 
-    /// Writes from the lane to `sink`: the head, then bytes read before a kernel pipe existed,
-    /// then the stream.
-    fn drain_into(&mut self, sink: &mut Endpoint) -> Transfer {
+    /// Writes at most `limit` bytes from the lane to `sink`: the head, then bytes read before a
+    /// kernel pipe existed, then the stream.
+    fn drain_into(&mut self, sink: &mut Endpoint, limit: usize) -> Transfer {
         if !self.head.is_empty() {
-            let transfer = sink.write(&self.head);
+            let end = self.head.len().min(limit);
+            let transfer = sink.write(&self.head[..end]);
             if let Transfer::Moved(count) = transfer {
                 self.head.drain(..count.min(self.head.len()));
             }
             return transfer;
         }
         match &mut self.store {
-            Store::Buffer(buffer) => write_from(buffer, sink),
+            Store::Buffer(buffer) => write_from(buffer, sink, limit),
             Store::Kernel { prefix, pipe } => {
                 if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
-                    return write_from(buffer, sink);
+                    return write_from(buffer, sink, limit);
                 }
-                match pipe.drain_into(sink.stream.as_raw_fd()) {
+                match pipe.drain_into(sink.stream.as_raw_fd(), limit) {
                     Spliced::Moved(count) => {
                         sink.bytes_written += count as u64;
                         Transfer::Moved(count)
@@ -132,9 +158,10 @@ impl Lane {
     }
 }
 
-/// Writes a buffer's pending bytes to `sink` and consumes what was taken.
-fn write_from(buffer: &mut Buffer, sink: &mut Endpoint) -> Transfer {
-    let transfer = sink.write(buffer.data());
+/// Writes at most `limit` of a buffer's pending bytes to `sink` and consumes what was taken.
+fn write_from(buffer: &mut Buffer, sink: &mut Endpoint, limit: usize) -> Transfer {
+    let data = buffer.data();
+    let transfer = sink.write(&data[..data.len().min(limit)]);
     if let Transfer::Moved(count) = transfer {
         buffer.consume(count);
     }
@@ -152,8 +179,11 @@ pub enum PipeStatus {
     },
     /// Both directions finished: every byte was delivered and both streams ended.
     Done,
-    /// A socket failed or the peer reset; the session must close.
+    /// A socket failed or the peer reset, or a fault cut the connection; the session must
+    /// close.
     Broken,
+    /// A fault resets the connection: the session must close both sockets with a reset.
+    Reset,
 }
 
 /// What one direction did.
@@ -162,6 +192,7 @@ struct Progress {
     source_active: bool,
     sink_active: bool,
     broken: bool,
+    reset: bool,
 }
 
 impl Pipe {
@@ -169,7 +200,14 @@ impl Pipe {
         Pipe {
             front_to_back: Lane::new(Store::Buffer(front_to_back)),
             back_to_front: Lane::new(Store::Buffer(back_to_front)),
+            started: false,
         }
+    }
+
+    /// True the first time it is asked: the backend connection is there, bytes are about
+    /// to move.
+    pub fn first_run(&mut self) -> bool {
+        !std::mem::replace(&mut self.started, true)
     }
 
     /// A pipe whose bytes go through kernel pipes of `capacity` bytes (0: the kernel's
@@ -187,6 +225,7 @@ impl Pipe {
                     prefix: None,
                     pipe: down,
                 }),
+                started: false,
             }),
             Err(error) => Err((prefix, error)),
         }
@@ -205,12 +244,49 @@ impl Pipe {
         self
     }
 
-    /// Moves bytes both ways as far as the sockets allow.
-    pub fn run(&mut self, front: &mut Endpoint, back: &mut Endpoint) -> PipeStatus {
-        let upstream = copy(front, &mut self.front_to_back, back);
-        let downstream = copy(back, &mut self.back_to_front, front);
+    /// The client's bytes read before the pipe existed, to count as received now by the
+    /// faults' lanes towards the backend (with the PROXY header that goes first).
+    pub fn waiting_for_backend(&self) -> usize {
+        self.front_to_back.pending()
+    }
+
+    /// Moves bytes both ways as far as the sockets allow, and as the session's faults allow
+    /// at `now` when `shaping` is given.
+    pub fn run(
+        &mut self,
+        front: &mut Endpoint,
+        back: &mut Endpoint,
+        mut shaping: Option<(&mut Shaper, Instant)>,
+    ) -> PipeStatus {
+        if let Some(status) = due(shaping.as_mut()) {
+            return status;
+        }
+        let upstream = copy(
+            front,
+            &mut self.front_to_back,
+            back,
+            shaping
+                .as_mut()
+                .map(|(s, now)| (&mut **s, Way::ToBackend, *now)),
+        );
+        let downstream = copy(
+            back,
+            &mut self.back_to_front,
+            front,
+            shaping
+                .as_mut()
+                .map(|(s, now)| (&mut **s, Way::ToClient, *now)),
+        );
+        if upstream.reset || downstream.reset {
+            return PipeStatus::Reset;
+        }
         if upstream.broken || downstream.broken {
             return PipeStatus::Broken;
+        }
+        // What was just written may have spent a `limit_data`: it closes now, not at the
+        // next event.
+        if let Some(status) = due(shaping.as_mut()) {
+            return status;
         }
         if is_finished(front, &self.front_to_back, back)
             && is_finished(back, &self.back_to_front, front)
@@ -226,8 +302,23 @@ impl Pipe {
     }
 }
 
-/// One direction: `source` → `lane` → `sink`, until neither side can move.
-fn copy(source: &mut Endpoint, lane: &mut Lane, sink: &mut Endpoint) -> Progress {
+/// The end of the connection that the session's faults call for now, if any.
+fn due(shaping: Option<&mut (&mut Shaper, Instant)>) -> Option<PipeStatus> {
+    let (shaper, now) = shaping?;
+    match shaper.due(*now)? {
+        Budget::Reset => Some(PipeStatus::Reset),
+        Budget::Cut | Budget::UpTo(_) | Budget::Wait => Some(PipeStatus::Broken),
+    }
+}
+
+/// One direction: `source` → `lane` → `sink`, until neither side can move, within the
+/// write budget of `shaping` (the session's faults, the way and the instant) when given.
+fn copy(
+    source: &mut Endpoint,
+    lane: &mut Lane,
+    sink: &mut Endpoint,
+    mut shaping: Option<(&mut Shaper, Way, Instant)>,
+) -> Progress {
     let mut progress = Progress::default();
     loop {
         let mut moved = false;
@@ -236,7 +327,10 @@ fn copy(source: &mut Endpoint, lane: &mut Lane, sink: &mut Endpoint) -> Progress
             && !lane.is_full()
         {
             match lane.fill_from(source) {
-                Transfer::Moved(_) => {
+                Transfer::Moved(count) => {
+                    if let Some((shaper, way, now)) = shaping.as_mut() {
+                        shaper.received(*way, *now, count);
+                    }
                     progress.source_active = true;
                     moved = true;
                 }
@@ -248,13 +342,34 @@ fn copy(source: &mut Endpoint, lane: &mut Lane, sink: &mut Endpoint) -> Progress
             }
         }
         if !lane.is_empty() && sink.readiness.event.contains(Ready::WRITABLE) {
-            match lane.drain_into(sink) {
-                Transfer::Moved(_) => {
+            let limit = match shaping.as_mut() {
+                None => Budget::UpTo(usize::MAX),
+                Some((shaper, way, now)) => shaper.budget(*way, *now, lane.pending()),
+            };
+            let limit = match limit {
+                Budget::UpTo(limit) => limit,
+                // The sink stays writable: it refused nothing.
+                Budget::Wait => 0,
+                Budget::Cut => {
+                    progress.broken = true;
+                    return progress;
+                }
+                Budget::Reset => {
+                    progress.reset = true;
+                    return progress;
+                }
+            };
+            match (limit > 0).then(|| lane.drain_into(sink, limit)) {
+                None => {}
+                Some(Transfer::Moved(count)) => {
+                    if let Some((shaper, way, now)) = shaping.as_mut() {
+                        shaper.sent(*way, *now, count);
+                    }
                     progress.sink_active = true;
                     moved = true;
                 }
-                Transfer::WouldBlock => {}
-                Transfer::Closed | Transfer::Error(_) => {
+                Some(Transfer::WouldBlock) => {}
+                Some(Transfer::Closed | Transfer::Error(_)) => {
                     progress.broken = true;
                     return progress;
                 }
@@ -264,7 +379,13 @@ fn copy(source: &mut Endpoint, lane: &mut Lane, sink: &mut Endpoint) -> Progress
             break;
         }
     }
-    if source.read_closed && lane.is_empty() {
+    if source.read_closed
+        && lane.is_empty()
+        && !sink.write_shut
+        && shaping
+            .as_mut()
+            .is_none_or(|(shaper, way, now)| shaper.may_close(*way, *now))
+    {
         sink.shutdown_write();
     }
     progress
@@ -342,13 +463,13 @@ mod tests {
         wait_readable(&front_waiter);
         // The backend's socket is not writable yet: the first piece stays in the pipe.
         assert!(matches!(
-            pipe.run(&mut front, &mut back),
+            pipe.run(&mut front, &mut back, None),
             PipeStatus::Wait { .. }
         ));
         client.write_all(b"second").unwrap();
         wait_readable(&front_waiter);
         assert!(matches!(
-            pipe.run(&mut front, &mut back),
+            pipe.run(&mut front, &mut back, None),
             PipeStatus::Wait { .. }
         ));
         assert!(
@@ -358,7 +479,7 @@ mod tests {
 
         // The backend's socket becomes writable: both pieces go through, in order.
         back.readiness.event.insert(Ready::WRITABLE);
-        pipe.run(&mut front, &mut back);
+        pipe.run(&mut front, &mut back, None);
         backend
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();

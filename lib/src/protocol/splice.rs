@@ -110,12 +110,12 @@ impl KernelPipe {
         }
     }
 
-    /// Moves bytes from the pipe to the `sink` socket.
-    pub fn drain_into(&mut self, sink: RawFd) -> Spliced {
+    /// Moves at most `limit` bytes from the pipe to the `sink` socket.
+    pub fn drain_into(&mut self, sink: RawFd, limit: usize) -> Spliced {
         if self.pending == 0 {
             return Spliced::WouldBlock;
         }
-        match splice(self.read_end.as_raw_fd(), sink, self.pending) {
+        match splice(self.read_end.as_raw_fd(), sink, self.pending.min(limit)) {
             Spliced::Moved(count) => {
                 self.pending = self.pending.saturating_sub(count);
                 self.out_of_slots = false;
@@ -190,7 +190,10 @@ mod tests {
             }
         }
         assert!(!pipe.is_empty());
-        assert_eq!(pipe.drain_into(sink.as_raw_fd()), Spliced::Moved(18));
+        assert_eq!(
+            pipe.drain_into(sink.as_raw_fd(), usize::MAX),
+            Spliced::Moved(18)
+        );
         assert!(pipe.is_empty());
         let mut received = [0u8; 18];
         reader.read_exact(&mut received).unwrap();

@@ -185,6 +185,7 @@ impl Server {
             counted_for_ip: None,
             connect_time: None,
             handshake_counted: false,
+            shaper: None,
         };
         first_stage(&mut session, &self.pool);
         session.touch_front(timeouts.front, now, &mut self.timers);

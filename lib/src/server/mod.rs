@@ -30,6 +30,7 @@ use sozu_command_lib::{
 use crate::{
     access_log::AccessLog,
     backends::{BackendKey, BackendMap},
+    faults::FaultSet,
     health::{HealthRecord, Probe},
     metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
@@ -45,6 +46,7 @@ mod backend_pool;
 mod connect;
 mod content;
 mod drain;
+mod faults;
 mod health;
 mod hold;
 mod orders;
@@ -226,6 +228,8 @@ pub struct Server {
     drains: Vec<drain::Drain>,
     /// Sessions waiting for a backend of their cluster.
     holds: hold::HoldQueues,
+    /// The faults of the state, as they act on this worker's traffic.
+    faults: FaultSet,
 }
 
 /// Changes the log filter of the program running a worker; the error says why a filter is
@@ -304,6 +308,7 @@ impl Server {
             log_filter_handler: None,
             drains: Vec::new(),
             holds: hold::HoldQueues::default(),
+            faults: FaultSet::new(faults::entropy()),
         })
     }
 
@@ -434,9 +439,12 @@ impl Server {
                     })
             })
             .collect();
-        self.recorder
+        let mut snapshot = self
+            .recorder
             .metrics
-            .snapshot(query, self.sessions.len(), &gauges)
+            .snapshot(query, self.sessions.len(), &gauges);
+        self.faults.write_metrics(&mut snapshot.proxy);
+        snapshot
     }
 
     fn dispatch(&mut self, token: Token, ready: Ready) {
@@ -497,6 +505,7 @@ impl Server {
             authorized,
             state,
             recorder,
+            faults,
             ..
         } = self;
         let session = sessions.get_mut(key)?;
@@ -509,6 +518,7 @@ impl Server {
             clusters: &state.clusters,
             authorized,
             recorder,
+            faults,
         };
         Some(work(session, &mut context))
     }
@@ -675,6 +685,10 @@ impl Server {
                 TimeoutKind::Back(slot) => match session.backs.timeout_mut(slot) {
                     Some(timeout) => timeout,
                     // The connection left the slot: its timeout went with it.
+                    None => continue,
+                },
+                TimeoutKind::Resume => match session.shaper.as_mut() {
+                    Some(shaper) => shaper.resume_timeout(),
                     None => continue,
                 },
             };

@@ -366,6 +366,7 @@ impl Server {
         };
         if applied.is_ok() {
             self.sync_content_routers(order);
+            self.sync_faults();
         }
         applied
     }

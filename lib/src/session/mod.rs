@@ -17,9 +17,11 @@ use sozu_command_lib::request::{Cluster, Timeouts};
 
 pub mod backs;
 pub mod endpoint;
+pub mod shaper;
 
 use crate::{
     backends::BackendLease,
+    faults::FaultSet,
     metrics::Recorder,
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized},
@@ -30,6 +32,7 @@ use crate::{
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
 };
 use backs::{Backs, Slot};
+use shaper::Shaper;
 
 /// What a session asks of the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,8 @@ pub struct Context<'a> {
     pub authorized: &'a FxHashMap<String, Authorized>,
     /// Figures and access logs.
     pub recorder: &'a mut Recorder,
+    /// The worker's faults, asked when a connection or request is routed.
+    pub faults: &'a mut FaultSet,
 }
 
 /// Where a session is in its protocol. Stages only move forward.
@@ -172,6 +177,8 @@ pub struct Session {
     pub connect_time: Option<Duration>,
     /// The TLS handshake was counted in the metrics.
     pub handshake_counted: bool,
+    /// The faults acting on the session, when some do: its write budget.
+    pub shaper: Option<Box<Shaper>>,
 }
 
 impl Session {
@@ -218,6 +225,19 @@ impl Session {
 
     /// Works until the session would block, and says what the loop must do next.
     pub fn ready(&mut self, context: &mut Context<'_>) -> Action {
+        let action = self.run_stage(context);
+        if let Some(shaper) = self.shaper.as_mut() {
+            let key = TimerKey {
+                session: self.key,
+                uid: self.uid,
+                kind: TimeoutKind::Resume,
+            };
+            shaper.arm(context.now, key, context.timers);
+        }
+        action
+    }
+
+    fn run_stage(&mut self, context: &mut Context<'_>) -> Action {
         if self.front.has_pending_output() && self.front.readiness.event.contains(Ready::WRITABLE) {
             let flushed = self.front.flush();
             if matches!(self.stage, Stage::Flushing) {
@@ -364,6 +384,7 @@ impl Session {
                 tcp::inspection_over(self);
                 self.ready(context)
             }
+            TimeoutKind::Resume => self.ready(context),
             _ => Action::Close,
         }
     }

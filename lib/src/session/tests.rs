@@ -39,6 +39,7 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         counted_for_ip: None,
         connect_time: None,
         handshake_counted: false,
+        shaper: None,
     }
 }
 
@@ -97,6 +98,7 @@ fn a_session_holds_two_backend_connections_at_once() {
         metrics: Metrics::new(false),
         access_log: None,
     };
+    let mut faults = crate::faults::FaultSet::new(0);
     let mut context = Context {
         now: Instant::now(),
         timers: &mut timers,
@@ -106,6 +108,7 @@ fn a_session_holds_two_backend_connections_at_once() {
         clusters: &clusters,
         authorized: &authorized,
         recorder: &mut recorder,
+        faults: &mut faults,
     };
 
     // Each slot has its own back timeout.

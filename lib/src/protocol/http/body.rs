@@ -66,20 +66,24 @@ pub enum Sent {
 }
 
 /// Sends a message on: what is left of its edited head (`out` from `out_sent`), then the body
-/// bytes in `buffer` that its framing allows, in one `writev`. Bytes after the body (a
-/// pipelined request) stay in the buffer.
+/// bytes in `buffer` that its framing allows, in one `writev`, at most `limit` bytes in all
+/// (the session's write budget). Bytes after the body (a pipelined request) stay in the
+/// buffer.
 pub fn send_message(
     sink: &mut Endpoint,
     out: &[u8],
     out_sent: &mut usize,
     body: &mut Body,
     buffer: &mut Buffer,
+    limit: usize,
 ) -> Sent {
     let head = out.get(*out_sent..).unwrap_or_default();
+    let head = head.get(..limit.min(head.len())).unwrap_or_default();
     let available = match body.clone().take(buffer.data()) {
         Ok(count) => count,
         Err(()) => return Sent::InvalidBody,
     };
+    let available = available.min(limit.saturating_sub(head.len()));
     if (head.is_empty() && available == 0) || !sink.readiness.event.contains(Ready::WRITABLE) {
         return Sent::Nothing;
     }

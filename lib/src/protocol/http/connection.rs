@@ -7,11 +7,13 @@ use std::fmt::Write as _;
 use sozu_command_lib::request::HeaderPosition;
 
 use crate::{
+    faults::RequestAnswer,
     protocol::http::{
         Http, HttpListener, SLOT,
         answers::{AnswerContext, Template},
         body::{Body, Sent, send_message},
         editor::{self, RequestEdits},
+        faults::{self, Routed},
         parser::{
             BodyFraming, Method, ParseError, Parsed, Persistence, RequestHead, parse_request_head,
         },
@@ -22,6 +24,7 @@ use crate::{
         upgrade,
     },
     session::endpoint::{Ready, Transfer},
+    session::shaper::Way,
     session::{Action, BackConnection, BackUse, Context, Session, Stage},
     timer::{self, TimeoutKind},
 };
@@ -294,6 +297,8 @@ pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) ->
     let back_persistence = http.stream.backend;
     let had_backend = http.stream.cluster_id().is_some();
     http.stream.next();
+    // The faults of a request are its own.
+    session.shaper = None;
     session.cancel_back_timeout(SLOT);
     let after = session.timeouts.front;
     session.touch_front(after, context.now, context.timers);
@@ -361,6 +366,28 @@ fn route(
     let (cluster, status, details, close, extra) =
         match route::decide(listener, context.clusters, context.authorized, request) {
             RouteDecision::Forward(forward) => {
+                let routed = Routed {
+                    cluster_id: &forward.cluster.cluster_id,
+                    host: &http.stream.host,
+                    path: &http.stream.path,
+                    headers: &http.headers,
+                    buf,
+                    head_len: head.head_len,
+                };
+                let addresses = (session.listener_address, session.client_address);
+                let verdict = faults::draw(
+                    context.faults,
+                    &mut session.shaper,
+                    addresses,
+                    &routed,
+                    context.now,
+                );
+                if let faults::Verdict::Answer(answer) = verdict {
+                    http.stream.cluster_id.clear();
+                    http.stream.cluster_id.push_str(&forward.cluster.cluster_id);
+                    let step = fault_answer(session, context, listener, answer, &head);
+                    return consume_head(session, step, head.head_len);
+                }
                 let back = session.backs.get(SLOT);
                 return forward_request(
                     http,
@@ -413,6 +440,38 @@ fn route(
     };
     let step = answer_with(session, context, listener, status, details, close, extra);
     consume_head(session, step, head.head_len)
+}
+
+/// Answers a request by itself, as a fault says: its `http_error` answer, or the 503 of a
+/// cluster with no backend up.
+fn fault_answer(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    answer: RequestAnswer,
+    head: &RequestHead,
+) -> Step {
+    match answer {
+        RequestAnswer::Fixed(fixed) => {
+            let template = Template::fixed(&fixed);
+            let close = route::answer_close(head);
+            render_answer(
+                session,
+                context,
+                listener,
+                Rendered::Fixed(&template),
+                close,
+            )
+        }
+        RequestAnswer::NoBackend => self::answer(
+            session,
+            context,
+            listener,
+            503,
+            "no backend available",
+            Close::AfterAnswer,
+        ),
+    }
 }
 
 /// What a routing decision adds to the proxy's answer.
@@ -541,15 +600,32 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
 
     // Client → backend: the head, then body bytes as the framing allows.
     if let RequestSide::Sending(body) = &mut http.stream.request {
+        let limit = match faults::budget(
+            session.shaper.as_deref_mut(),
+            front,
+            Way::ToBackend,
+            context.now,
+            || {
+                http.request_out.len().saturating_sub(http.request_out_sent)
+                    + http.front_buf.data().len()
+            },
+        ) {
+            Ok(limit) => limit,
+            Err(action) => return Step::Do(action),
+        };
         match send_message(
             back,
             &http.request_out,
             &mut http.request_out_sent,
             body,
             &mut http.front_buf,
+            limit,
         ) {
             Sent::Nothing => {}
             Sent::Moved { head, body } => {
+                if let Some(shaper) = session.shaper.as_deref_mut() {
+                    shaper.sent(Way::ToBackend, context.now, head + body);
+                }
                 if http.request_out_sent == http.request_out.len()
                     && http.stream.request_sent_at.is_none()
                 {
@@ -584,6 +660,9 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
             match front.read(http.front_buf.space()) {
                 Transfer::Moved(count) => {
                     http.front_buf.fill(count);
+                    if let Some(shaper) = session.shaper.as_deref_mut() {
+                        shaper.received(Way::ToBackend, context.now, count);
+                    }
                     progress = true;
                     front_active = true;
                 }

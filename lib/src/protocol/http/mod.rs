@@ -30,6 +30,7 @@ pub mod auth;
 mod body;
 mod connection;
 pub mod editor;
+mod faults;
 pub mod h2;
 pub mod listener;
 pub mod parser;

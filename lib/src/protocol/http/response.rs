@@ -9,6 +9,7 @@ use crate::{
             body::{Body, Sent, send_dechunked, send_message},
             connection::{Step, answer, backend_failed, finish_stream, write_response_out},
             editor::{self, ResponseEdits},
+            faults,
             parser::{
                 BodyFraming, Header, HeaderKind, Method, Parsed, Persistence, parse_response_head,
             },
@@ -20,6 +21,7 @@ use crate::{
         pipe::Pipe,
     },
     session::endpoint::{Ready, Transfer},
+    session::shaper::Way,
     session::{Action, Context, Session, Stage},
     timer::TimeoutKind,
 };
@@ -220,6 +222,9 @@ pub(super) fn read_response_head(
     match back.read(http.back_buf.space()) {
         Transfer::Moved(count) => {
             http.back_buf.fill(count);
+            if let Some(shaper) = session.shaper.as_deref_mut() {
+                shaper.received(Way::ToClient, context.now, count);
+            }
             http.stream.response = ResponseSide::ReadingHead;
             let after = session.timeouts.back;
             session.touch_back(SLOT, after, context.now, context.timers);
@@ -250,7 +255,25 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
     let relay = *relay;
     let mut progress = false;
 
-    let sent = if relay == Relay::Dechunked {
+    let limit = match faults::budget(
+        session.shaper.as_deref_mut(),
+        front,
+        Way::ToClient,
+        context.now,
+        || {
+            http.response_out
+                .len()
+                .saturating_sub(http.response_out_sent)
+                + http.back_buf.data().len()
+        },
+    ) {
+        Ok(limit) => limit,
+        Err(action) => return Step::Do(action),
+    };
+    let sent = if limit == 0 {
+        Sent::Nothing
+    } else if relay == Relay::Dechunked {
+        // An HTTP/1.0 client's dechunked body is deferred by the budget, not sliced by it.
         send_dechunked(
             front,
             &mut http.response_out,
@@ -265,11 +288,15 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
             &mut http.response_out_sent,
             body,
             &mut http.back_buf,
+            limit,
         )
     };
     match sent {
         Sent::Nothing => {}
         Sent::Moved { head, body } => {
+            if let Some(shaper) = session.shaper.as_deref_mut() {
+                shaper.sent(Way::ToClient, context.now, head + body);
+            }
             http.stream.bytes_out += (head + body) as u64;
             progress = true;
             session
@@ -303,6 +330,9 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
         match back.read(http.back_buf.space()) {
             Transfer::Moved(count) => {
                 http.back_buf.fill(count);
+                if let Some(shaper) = session.shaper.as_deref_mut() {
+                    shaper.received(Way::ToClient, context.now, count);
+                }
                 progress = true;
                 back_connection.timeout.set_after(
                     context.now,

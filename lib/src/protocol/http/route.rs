@@ -74,6 +74,16 @@ pub enum Close {
     AfterAnswer,
 }
 
+/// Whether the connection stays open after the proxy answers `head` by itself: a request
+/// with a body that the proxy answers is not read, so the connection closes after it.
+pub fn answer_close(head: &RequestHead) -> Close {
+    if head.persistence == Persistence::Close || head.body != BodyFraming::None {
+        Close::AfterAnswer
+    } else {
+        Close::KeepAlive
+    }
+}
+
 /// A request to forward, and what changes on its way.
 #[derive(Debug)]
 pub struct Forward<'a> {
@@ -119,12 +129,7 @@ pub fn decide<'a>(
             close: Close::AfterAnswer,
         };
     }
-    // A request with a body that the proxy answers is not read: close after the answer.
-    let close = if head.persistence == Persistence::Close || head.body != BodyFraming::None {
-        Close::AfterAnswer
-    } else {
-        Close::KeepAlive
-    };
+    let close = answer_close(head);
     let host = head
         .authority
         .map(|a| a.span.slice(buf))

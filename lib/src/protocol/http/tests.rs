@@ -41,6 +41,7 @@ struct Harness {
     clusters: BTreeMap<String, Cluster>,
     authorized: FxHashMap<String, auth::Authorized>,
     recorder: Recorder,
+    faults: crate::faults::FaultSet,
 }
 
 /// Waits, within a bound, for the peer's bytes or end to reach `endpoint`.
@@ -141,6 +142,7 @@ impl Harness {
             counted_for_ip: None,
             connect_time: None,
             handshake_counted: false,
+            shaper: None,
         };
         Harness {
             session,
@@ -157,6 +159,7 @@ impl Harness {
                 metrics: Metrics::new(false),
                 access_log: None,
             },
+            faults: crate::faults::FaultSet::new(0),
         }
     }
 
@@ -170,6 +173,7 @@ impl Harness {
             clusters: &self.clusters,
             authorized: &self.authorized,
             recorder: &mut self.recorder,
+            faults: &mut self.faults,
         };
         (&mut self.session, context)
     }
