@@ -1,7 +1,8 @@
 //! The few system calls the binary makes without a safe std API: descriptor flags for handing
 //! sockets to a child across `exec`, signalling a process that is not our child, the umask
 //! around the creation of the command socket, who is at the other end of it, and the id of a
-//! group named in the configuration, and the monotonic clock as systemd reads it.
+//! group named in the configuration, the monotonic clock as systemd reads it, and giving
+//! freed heap memory back to the system.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
@@ -170,3 +171,19 @@ pub fn group_id(name: &str) -> io::Result<u32> {
     // SAFETY: `found` is not null, so getgrnam_r filled `group`.
     Ok(unsafe { group.assume_init() }.gr_gid)
 }
+
+/// Gives the free memory of the heap back to the system, also the free pages between live
+/// allocations: the main process calls it once the parsed configuration, larger than the
+/// state it built, is freed, so that its memory stays what the state needs.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_free_memory() {
+    // SAFETY: `malloc_trim` only reorganises the allocator's own free lists and pages; it
+    // takes no pointer and leaves every live allocation where it is.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other allocators than glibc's give memory back by themselves, or not at all.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}

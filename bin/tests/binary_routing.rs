@@ -232,6 +232,22 @@ fn an_unreachable_socket_is_named_with_what_to_check() {
 }
 
 #[test]
+fn the_command_line_reads_only_the_part_of_the_configuration_before_its_first_table() {
+    let proxy = Proxy::start("");
+    // A mistake after the first table: the proxy would refuse this file now, but the command
+    // socket and timeout come before it.
+    let mut config = std::fs::read_to_string(&proxy.config).unwrap();
+    config.push_str("[clusters.broken\n");
+    std::fs::write(&proxy.config, config).unwrap();
+    let output = std::process::Command::new(common::SOZU)
+        .args(["status", "-c"])
+        .arg(&proxy.config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+}
+
+#[test]
 fn a_second_proxy_on_the_same_socket_is_refused() {
     let proxy = Proxy::start("");
     let output = std::process::Command::new(common::SOZU)

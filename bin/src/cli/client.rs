@@ -19,14 +19,13 @@ use sozu_command_lib::{
 };
 
 use super::{
-    Cli, Command, backend, certificate, cluster, connection_limit, fault, frontend, listener,
-    metrics, processes, registration, state,
+    Cli, Command, backend, certificate, cluster,
+    config_socket::{DEFAULT_TIMEOUT, read_config_socket},
+    connection_limit, fault, frontend, listener, metrics, processes, registration, state,
 };
 
 /// Where Sōzu looks for its configuration when no `-c` is given.
 const DEFAULT_CONFIG: &str = "/etc/sozu/config.toml";
-/// The configuration's default `ctl_command_timeout`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The least a long operation (stop, upgrade, state load, reload) waits between two answers
 /// when no `-t` is given.
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -106,39 +105,6 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
             bail!("this subcommand does not talk to a running proxy")
         }
     }
-}
-
-/// What the command line reads of a configuration file: its command socket and timeout.
-struct ConfigSocket {
-    socket: PathBuf,
-    timeout: Duration,
-}
-
-/// Reads only `command_socket` and `ctl_command_timeout`, so that a file with a mistake
-/// elsewhere still lets the operator reach the running proxy.
-fn read_config_socket(path: &Path) -> anyhow::Result<ConfigSocket> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let folder = std::path::absolute(path)
-        .ok()
-        .and_then(|absolute| absolute.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    let socket = match table.get("command_socket") {
-        None => folder.join("sozu.sock"),
-        Some(toml::Value::String(socket)) => folder.join(socket),
-        Some(_) => bail!("`command_socket` in {} is not a string", path.display()),
-    };
-    let timeout = match table.get("ctl_command_timeout") {
-        None => DEFAULT_TIMEOUT,
-        Some(toml::Value::Integer(ms)) => Duration::from_millis(u64::try_from(*ms).unwrap_or(0)),
-        Some(_) => bail!(
-            "`ctl_command_timeout` in {} is not a number of milliseconds",
-            path.display()
-        ),
-    };
-    Ok(ConfigSocket { socket, timeout })
 }
 
 impl Client {

@@ -12,6 +12,7 @@ mod chaos;
 mod client;
 mod cluster;
 mod config_check;
+mod config_socket;
 mod connection_limit;
 mod content;
 mod fault;

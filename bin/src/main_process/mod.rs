@@ -192,7 +192,12 @@ pub fn start(config_path: &Path) -> ExitCode {
     for warning in setting_warnings {
         warn!("{warning}");
     }
-    match boot(settings, &config) {
+    let booted = boot(settings, &config);
+    // The parsed file holds a copy of every frontend: it is not needed once the state is
+    // built, and keeping it while serving doubled the main process's memory per frontend.
+    drop(config);
+    crate::sys::release_free_memory();
+    match booted {
         Ok(main) => main.run(),
         Err(error) => {
             error!("cannot start: {error:#}");

@@ -223,6 +223,8 @@ impl OutputBuffer {
         self.start = (self.start + written).min(self.data.len());
         if self.start == self.data.len() {
             self.data.clear();
+            // A worker's initial state fills it with every order: keep 64 KiB, not all that.
+            self.data.shrink_to(64 << 10);
             self.start = 0;
         } else if self.start >= self.data.len() / 2 {
             self.data.drain(..self.start);

@@ -68,7 +68,8 @@ mod trie;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use rustc_hash::FxBuildHasher;
 
 use sozu_command_lib::{
     hostname::HostnameError,
@@ -284,16 +285,10 @@ pub struct Router {
     pre: Vec<Route>,
     tree: Trie,
     post: Vec<Route>,
-    /// Every frontend, and where it sits.
-    places: HashMap<FrontendKey, Place>,
-}
-
-/// Where a frontend sits; a TREE frontend keeps its hostname pattern to be found again.
-#[derive(Debug)]
-enum Place {
-    Pre,
-    Tree(HostPattern),
-    Post,
+    /// Every frontend, and where it sits. A TREE frontend is found again from its key's
+    /// hostname, parsed anew on removal: keeping each parsed pattern here too (labels and
+    /// their strings) doubled the router's memory per frontend.
+    places: HashMap<FrontendKey, RulePosition, FxBuildHasher>,
 }
 
 impl Router {
@@ -322,35 +317,32 @@ impl Router {
         if self.places.contains_key(&key) {
             return Err(RouterError::Duplicate(Box::new(key)));
         }
-        let place = match route.frontend.position {
-            RulePosition::Pre => {
-                self.pre.push(route);
-                Place::Pre
-            }
-            RulePosition::Tree => {
-                let host = route.host.clone();
-                self.tree.insert(route);
-                Place::Tree(host)
-            }
-            RulePosition::Post => {
-                self.post.push(route);
-                Place::Post
-            }
-        };
-        self.places.insert(key, place);
+        let position = route.frontend.position;
+        match position {
+            RulePosition::Pre => self.pre.push(route),
+            RulePosition::Tree => self.tree.insert(route),
+            RulePosition::Post => self.post.push(route),
+        }
+        self.places.insert(key, position);
         Ok(())
     }
 
     /// Removes the frontend with this key and gives it back.
     pub fn remove(&mut self, key: &FrontendKey) -> Result<HttpFrontend, RouterError> {
         let not_found = || RouterError::NotFound(Box::new(key.clone()));
-        let place = self.places.remove(key).ok_or_else(not_found)?;
+        let position = *self.places.get(key).ok_or_else(not_found)?;
         let is_target = |route: &Route| route.has_key(key);
-        let removed = match &place {
-            Place::Pre => take_first(&mut self.pre, is_target),
-            Place::Tree(host) => self.tree.remove(host, is_target),
-            Place::Post => take_first(&mut self.post, is_target),
+        let removed = match position {
+            RulePosition::Pre => take_first(&mut self.pre, is_target),
+            // The hostname parsed when the frontend was added.
+            RulePosition::Tree => HostPattern::parse(&key.hostname)
+                .ok()
+                .and_then(|host| self.tree.remove(&host, is_target)),
+            RulePosition::Post => take_first(&mut self.post, is_target),
         };
+        if removed.is_some() {
+            self.places.remove(key);
+        }
         removed.map(|route| route.frontend).ok_or_else(not_found)
     }
 

@@ -49,10 +49,8 @@ impl Trie {
     pub(crate) fn insert(&mut self, route: Route) {
         let rules = match &route.host {
             HostPattern::Any => &mut self.any,
-            HostPattern::Labels(labels) => match exact_name(labels) {
-                Some(name) => self.exact.entry(name).or_default(),
-                None => self.root.rules_mut(labels),
-            },
+            HostPattern::Exact(name) => self.exact.entry(name.clone()).or_default(),
+            HostPattern::Labels(labels) => self.root.rules_mut(labels),
         };
         rules.insert(route);
     }
@@ -65,17 +63,15 @@ impl Trie {
     ) -> Option<Route> {
         match host {
             HostPattern::Any => self.any.remove(is_target),
-            HostPattern::Labels(labels) => match exact_name(labels) {
-                Some(name) => {
-                    let rules = self.exact.get_mut(&name)?;
-                    let removed = rules.remove(is_target)?;
-                    if rules.is_empty() {
-                        self.exact.remove(&name);
-                    }
-                    Some(removed)
+            HostPattern::Exact(name) => {
+                let rules = self.exact.get_mut(name)?;
+                let removed = rules.remove(is_target)?;
+                if rules.is_empty() {
+                    self.exact.remove(name);
                 }
-                None => self.root.remove(labels, &is_target),
-            },
+                Some(removed)
+            }
+            HostPattern::Labels(labels) => self.root.remove(labels, &is_target),
         }
     }
 
@@ -234,21 +230,6 @@ impl Node {
             Some(_) => None,
         }
     }
-}
-
-/// The lowercase hostname of a pattern made of exact labels only.
-fn exact_name(labels: &[LabelPattern]) -> Option<Box<[u8]>> {
-    let mut name = Vec::new();
-    for label in labels {
-        let LabelPattern::Exact(label) = label else {
-            return None;
-        };
-        if !name.is_empty() {
-            name.push(b'.');
-        }
-        name.extend_from_slice(label.as_bytes());
-    }
-    Some(name.into())
 }
 
 /// A lowercase label or hostname looked up among the keys of a map. It hashes as the keys do
