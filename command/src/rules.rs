@@ -256,8 +256,7 @@ pub const HEALTH_CHECK_URI: TextRule = TextRule {
     first: Some(b'/'),
     expected: "a path starting with /, at most 2048 visible characters without #",
 };
-/// `rewrite_host`, `rewrite_path` and `redirect_template`: sent in a request line, a Host or a
-/// Location.
+/// `rewrite_host` and `rewrite_path`: sent in a request line, a Host or a Location.
 pub const TEMPLATE: TextRule = TextRule {
     min_len: 1,
     max_len: 2_048,
@@ -556,8 +555,13 @@ impl Checker {
             self.text("method", method, &TOKEN)?;
         }
         self.tags(&frontend.tags)?;
+        if let Some(template) = &frontend.redirect_template {
+            answer::check_redirect_template(frontend.redirect.redirect_status(), template)
+                .map_err(|error| {
+                    self.invalid("redirect_template", excerpt(template), error.to_string())
+                })?;
+        }
         for (field, template) in [
-            ("redirect_template", &frontend.redirect_template),
             ("rewrite_host", &frontend.rewrite_host),
             ("rewrite_path", &frontend.rewrite_path),
         ] {

@@ -684,7 +684,7 @@ fn answer_frontend_needs_no_cluster_and_reads_its_file() {
         r#"
 frontends = [
   {{ address = "127.0.0.1:8080", hostname = "localhost", answer = {{ status = 503, file = "503.html" }} }},
-  {{ address = "127.0.0.1:8080", hostname = "old.localhost", redirect = "permanent", redirect_template = "https://localhost%PATH" }},
+  {{ address = "127.0.0.1:8080", hostname = "old.localhost", redirect = "permanent", redirect_template = "HTTP/1.1 301 Moved Permanently\r\nLocation: %REDIRECT_LOCATION\r\n\r\n" }},
 ]
 {HTTP_LISTENER}"#
     ))
@@ -705,6 +705,30 @@ frontends = [
         panic!("not http");
     };
     assert_eq!(redirect.redirect, RedirectPolicy::Permanent);
+    assert!(
+        redirect
+            .redirect_template
+            .as_deref()
+            .is_some_and(|template| template.contains("Location: %REDIRECT_LOCATION"))
+    );
+}
+
+/// Issue 11: `redirect_template` is Sōzu's whole redirection answer; its status line must be
+/// the frontend's redirect status.
+#[test]
+fn a_redirect_template_with_another_status_is_refused() {
+    let message = error(&format!(
+        "frontends = [{{ address = \"127.0.0.1:8080\", hostname = \"a\", redirect = \"found\", \
+         redirect_template = \"HTTP/1.1 301 Moved\\r\\n\\r\\n\" }}]\n{HTTP_LISTENER}"
+    ));
+    assert_names(
+        &message,
+        &[
+            "`redirect_template`",
+            "at line 1",
+            "its frontend redirects with 302",
+        ],
+    );
 }
 
 #[test]
@@ -1063,7 +1087,7 @@ fn bytes_that_would_forge_a_header_line_are_refused() {
         (frontend(r#"rewrite_host = "a\r\nX: 1""#), "rewrite_host"),
         (frontend(r#"rewrite_path = "/a b""#), "rewrite_path"),
         (
-            frontend(r#"redirect_template = "https://x\n""#),
+            frontend(r#"redirect_template = "HTTP/1.1 301 Moved\r\nLocation: a\rX: 1\r\n\r\n""#),
             "redirect_template",
         ),
         (
