@@ -56,7 +56,7 @@ impl Started {
     }
 
     fn worker_pids(&self) -> Vec<i64> {
-        let output = self.sozu(&["status", "--json"]);
+        let output = self.sozu(&["status", "--json=compact"]);
         let value: serde_json::Value = serde_json::from_str(&output).expect("status as JSON");
         value["data"]
             .as_array()

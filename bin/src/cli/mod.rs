@@ -22,6 +22,7 @@ mod listener;
 mod metrics;
 mod processes;
 mod registration;
+mod sozu_json;
 mod state;
 mod table;
 mod top;
@@ -44,14 +45,32 @@ pub struct Cli {
     /// The command socket of the running proxy, instead of the configuration's.
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print results as JSON, one value per line.
-    #[arg(short, long, global = true)]
-    pub json: bool,
+    /// Print results as JSON: as Sōzu 2.1 prints them, or with `--json=compact` in our compact
+    /// shapes, one value per line.
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "sozu"
+    )]
+    pub json: Option<JsonFormat>,
     /// How long to wait for the proxy's answer, in milliseconds; 0 waits without limit.
     #[arg(short, long, global = true, value_name = "MS", value_parser = milliseconds)]
     pub timeout: Option<Duration>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How `--json` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JsonFormat {
+    /// Sōzu 2.1's shapes (its protobuf JSON), where Sōzu has one; else compact.
+    Sozu,
+    /// Our shapes, one value per line.
+    Compact,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,11 +244,13 @@ mod tests {
             Cli::try_parse_from(["sozu", "config", "check", "-c", "a.toml", "-j", "-t", "500"])
                 .unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("a.toml")));
-        assert!(cli.json);
+        assert_eq!(cli.json, Some(JsonFormat::Sozu));
         assert_eq!(cli.timeout, Some(Duration::from_millis(500)));
         let cli = Cli::try_parse_from(["sozu", "--config", "b.toml", "config", "check"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("b.toml")));
-        assert!(!cli.json);
+        assert_eq!(cli.json, None);
+        let cli = Cli::try_parse_from(["sozu", "status", "--json=compact"]).unwrap();
+        assert_eq!(cli.json, Some(JsonFormat::Compact));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::{
     time::Duration,
 };
 
-pub use self::faults::DEFAULT_TOXIPROXY_ADDRESS;
+pub use self::{answers::LISTENER_LEGACY_KEYS, faults::DEFAULT_TOXIPROXY_ADDRESS};
 use self::{
     document::{Document, Table},
     files::Files,
