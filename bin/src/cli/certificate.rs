@@ -48,7 +48,12 @@ pub enum CertificateCommand {
     Remove {
         #[arg(short, long, value_name = "ADDR")]
         address: SocketAddr,
-        #[arg(long, value_name = "FILE", required_unless_present = "fingerprint")]
+        #[arg(
+            long,
+            alias = "cert",
+            value_name = "FILE",
+            required_unless_present = "fingerprint"
+        )]
         certificate: Option<String>,
         #[arg(
             short,
@@ -68,7 +73,12 @@ pub enum CertificateCommand {
         new_certificate_chain: Option<String>,
         #[arg(long, value_name = "FILE")]
         new_key: String,
-        #[arg(long, value_name = "FILE", required_unless_present = "fingerprint")]
+        #[arg(
+            long,
+            alias = "old-cert",
+            value_name = "FILE",
+            required_unless_present = "fingerprint"
+        )]
         old_certificate: Option<String>,
         #[arg(
             short,

@@ -136,9 +136,10 @@ pub struct Timeouts {
 
 #[derive(Debug, Args)]
 pub struct ExpectProxy {
-    #[arg(long, conflicts_with = "no_expect_proxy")]
+    /// The last of `--expect-proxy` and `--no-expect-proxy` wins, as in Sōzu.
+    #[arg(long, overrides_with = "no_expect_proxy")]
     expect_proxy: bool,
-    #[arg(long)]
+    #[arg(long, overrides_with = "expect_proxy")]
     no_expect_proxy: bool,
 }
 
@@ -662,6 +663,26 @@ mod tests {
                 panic!("{command:?}");
             };
             assert_eq!(h2c.patch(), expected);
+        }
+    }
+
+    /// Issue 11: as in Sōzu, the last of `--expect-proxy` and `--no-expect-proxy` wins.
+    #[test]
+    fn the_last_expect_proxy_flag_wins() {
+        for (flags, expected) in [
+            (["--expect-proxy", "--no-expect-proxy"], Some(false)),
+            (["--no-expect-proxy", "--expect-proxy"], Some(true)),
+        ] {
+            let mut args = vec!["tcp", "update", "-a", "127.0.0.1:5432"];
+            args.extend(flags);
+            let command = parse(&args);
+            let ListenerCommand::Tcp {
+                command: TcpListenerCommand::Update { proxy, .. },
+            } = command
+            else {
+                panic!("{command:?}");
+            };
+            assert_eq!(proxy.patch(), expected, "{flags:?}");
         }
     }
 }
