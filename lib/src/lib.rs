@@ -94,7 +94,8 @@
 //! - [`backends`] and [`load_balancing`]: backends per cluster, their state, connection
 //!   accounting by lease, and the choice of a backend; [`health`] keeps health check verdicts.
 //! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
-//!   sessions. [`metrics`] and [`access_log`]: figures and request lines.
+//!   sessions. [`metrics`] and [`access_log`]: figures and request lines; [`log_socket`]: the
+//!   TCP, UDP and Unix sockets log lines go to.
 #![deny(unsafe_code)]
 
 pub mod access_log;
@@ -103,6 +104,7 @@ pub mod faults;
 pub mod health;
 pub mod https;
 pub mod load_balancing;
+pub mod log_socket;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;

@@ -187,11 +187,13 @@ pub fn start(config_path: &Path) -> ExitCode {
         eprintln!("{}: {warning}", warning.severity);
     }
     let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
-    let (settings, setting_warnings) = Settings::new(config_path, &config);
-    logging::init("main", &settings.log_filter, settings.log_output.clone());
-    for warning in setting_warnings {
-        warn!("{warning}");
-    }
+    let settings = Settings::new(config_path, &config);
+    logging::init(
+        "main",
+        &settings.log_filter,
+        settings.log_output.clone(),
+        settings.log_colored,
+    );
     match boot(settings, &config) {
         Ok(main) => main.run(),
         Err(error) => {

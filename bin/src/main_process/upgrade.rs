@@ -632,6 +632,7 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
         "main",
         &handover.log_filter,
         handover.settings.log_output.clone(),
+        handover.settings.log_colored,
     );
     let expected = 1
         + handover.listeners.len()

@@ -75,6 +75,8 @@ pub struct Config {
     /// A level (`info`) or a filter in `env_logger` syntax (`info,sozu_lib::http=debug`).
     pub log_level: String,
     pub log_target: LogTarget,
+    /// Log levels in colour (ANSI escapes), as Sōzu's `log_colored`.
+    pub log_colored: bool,
     /// Where access logs go; `None` sends them with the other logs.
     pub access_logs_target: Option<LogTarget>,
     pub access_logs_format: AccessLogFormat,
@@ -127,7 +129,7 @@ pub struct Config {
 }
 
 /// Where logs go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LogTarget {
     Stdout,
     /// `file://PATH`.

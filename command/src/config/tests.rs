@@ -72,7 +72,6 @@ fn sozu_2_1_config_loads_with_warnings_only() {
     let (config, warnings) = Config::load(&fixtures().join("sozu-2.1.toml")).unwrap();
     let warned: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
     for key in [
-        "log_colored",
         "handle_process_affinity",
         "min_buffers",
         "zombie_check_interval",
@@ -873,15 +872,18 @@ fn cipher_and_group_names_are_checked_and_made_canonical() {
 
 #[test]
 fn ignored_keys_warn_with_their_line() {
-    let (_, warnings) = parse("worker_count = 3\nlog_colored = true\n").unwrap();
+    let (config, warnings) = parse("worker_count = 3\naccess_logs_colored = true\n").unwrap();
     assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].key, "log_colored");
+    assert_eq!(warnings[0].key, "access_logs_colored");
     assert_eq!(warnings[0].line, 2);
     assert!(
         warnings[0]
             .to_string()
-            .starts_with("`log_colored` at line 2: accepted and ignored")
+            .starts_with("`access_logs_colored` at line 2: accepted and ignored")
     );
+    assert!(!config.log_colored);
+    let (config, warnings) = parse("log_colored = true\n").unwrap();
+    assert!(config.log_colored && warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]
