@@ -302,6 +302,7 @@ impl Main {
                     "upgrade: the new main process (pid {}) took over; exiting",
                     successor.child.id()
                 );
+                self.notifier.handed_over(successor.child.id());
                 if let Some(to) = &successor.client {
                     // The successor answers this client; our copy of its socket just closes.
                     if let Some(mut client) = self.clients.remove(&to.client) {
