@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use sozu_command_lib::{
     request::{
         H2Patch, Hsts, HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, ListenerAddress,
-        ListenerType, Order, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch, TlsVersion,
+        ListenerType, Order, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch,
         UpdateHttpListener, UpdateHttpsListener, UpdateTcpListener, default_hsts_max_age,
     },
     response::ResponseContent,
@@ -17,6 +17,7 @@ use super::{
     client::{Client, content},
     content::InspectArgs,
     table,
+    tls_versions::{self, TlsVersionArg},
 };
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +68,7 @@ pub enum HttpsListenerCommand {
         http: HttpAdd,
         /// TLS_V12, TLS_V13 (comma-separated).
         #[arg(long, value_delimiter = ',', value_name = "VERSIONS")]
-        tls_versions: Vec<TlsVersion>,
+        tls_versions: Vec<TlsVersionArg>,
         /// TLS 1.2 cipher suites (comma-separated).
         #[arg(long, value_delimiter = ',', value_name = "CIPHERS")]
         tls_cipher_list: Vec<String>,
@@ -363,8 +364,9 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
                 tls_cipher_list,
             } => {
                 let mut tls = TlsListenerConfig::default();
+                let tls_versions = tls_versions::supported(tls_versions);
                 if !tls_versions.is_empty() {
-                    tls.versions = tls_versions.clone();
+                    tls.versions = tls_versions;
                 }
                 tls.cipher_list = tls_cipher_list.clone();
                 Order::AddHttpsListener(HttpsListenerConfig {

@@ -25,6 +25,7 @@ mod registration;
 mod sozu_json;
 mod state;
 mod table;
+mod tls_versions;
 mod top;
 
 use std::{
