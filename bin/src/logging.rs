@@ -1,5 +1,7 @@
 //! Logs of the main process and the workers: `env_logger` lines tagged with the process's role
-//! and pid, to stdout or to a file, with a filter that can change while the process runs.
+//! and pid, to stdout, a file, or a TCP, UDP or Unix datagram socket (`log_target`, as in Sōzu),
+//! with a filter that can change while the process runs. A socket that cannot be reached is
+//! named on stderr, where lines then go.
 //!
 //! The filter comes from the configuration's `log_level`; `RUST_LOG`, when set, overrides it at
 //! start. A `LOGGING` order replaces it at run time.
@@ -7,42 +9,37 @@
 use std::{
     fs::OpenOptions,
     io::Write,
-    path::PathBuf,
     sync::{OnceLock, RwLock},
 };
 
 use log::{Log, Metadata, Record};
-
-/// Where log lines go.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum LogOutput {
-    Stdout,
-    /// Appended to this file (every process of the proxy appends to the same file).
-    File(PathBuf),
-}
+use sozu_command_lib::config::LogTarget;
+use sozu_lib::log_socket::LogSocket;
 
 /// The process-wide logger: an `env_logger` logger that [`set_filter`] can replace.
 struct SwappableLogger {
     role: String,
-    output: LogOutput,
+    output: LogTarget,
+    colored: bool,
     inner: RwLock<env_logger::Logger>,
 }
 
 static LOGGER: OnceLock<SwappableLogger> = OnceLock::new();
 
-/// Installs the logger of this process. `role` tags every line (`main`, `worker 2`). Does
-/// nothing when a logger is already installed.
-pub fn init(role: impl Into<String>, filter: &str, output: LogOutput) {
+/// Installs the logger of this process. `role` tags every line (`main`, `worker 2`);
+/// `colored` writes levels in colour. Does nothing when a logger is already installed.
+pub fn init(role: impl Into<String>, filter: &str, output: LogTarget, colored: bool) {
     let role = role.into();
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|value| !value.trim().is_empty())
         .unwrap_or_else(|| filter.to_string());
-    let inner = build(&role, &filter, &output);
+    let inner = build(&role, &filter, &output, colored);
     let max_level = inner.filter();
     let logger = LOGGER.get_or_init(|| SwappableLogger {
         role,
         output,
+        colored,
         inner: RwLock::new(inner),
     });
     if log::set_logger(logger).is_ok() {
@@ -55,32 +52,52 @@ pub fn set_filter(filter: &str) {
     let Some(logger) = LOGGER.get() else {
         return;
     };
-    let inner = build(&logger.role, filter, &logger.output);
+    let inner = build(&logger.role, filter, &logger.output, logger.colored);
     log::set_max_level(inner.filter());
     if let Ok(mut current) = logger.inner.write() {
         *current = inner;
     }
 }
 
-fn build(role: &str, filter: &str, output: &LogOutput) -> env_logger::Logger {
+fn build(role: &str, filter: &str, output: &LogTarget, colored: bool) -> env_logger::Logger {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(filter);
+    builder.write_style(if colored {
+        env_logger::WriteStyle::Always
+    } else {
+        env_logger::WriteStyle::Never
+    });
     let role = role.to_string();
     let pid = std::process::id();
     builder.format(move |buf, record| {
+        let style = buf.default_level_style(record.level());
         writeln!(
             buf,
-            "{} {:<5} {role}[{pid}] {}",
+            "{} {style}{:<5}{style:#} {role}[{pid}] {}",
             buf.timestamp_millis(),
             record.level(),
             record.args()
         )
     });
     match output {
-        LogOutput::Stdout => {
+        LogTarget::Stdout => {
             builder.target(env_logger::Target::Stdout);
         }
-        LogOutput::File(path) => match OpenOptions::new().create(true).append(true).open(path) {
+        LogTarget::Tcp(_) | LogTarget::Udp(_) | LogTarget::Unix(_) => {
+            match LogSocket::connect(output) {
+                Ok(Some(socket)) => {
+                    builder.target(env_logger::Target::Pipe(Box::new(socket)));
+                }
+                Ok(None) => {
+                    builder.target(env_logger::Target::Stdout);
+                }
+                Err(error) => {
+                    eprintln!("cannot reach the log target {output}: {error}; logging to stderr");
+                    builder.target(env_logger::Target::Stderr);
+                }
+            }
+        }
+        LogTarget::File(path) => match OpenOptions::new().create(true).append(true).open(path) {
             Ok(file) => {
                 builder.target(env_logger::Target::Pipe(Box::new(file)));
             }

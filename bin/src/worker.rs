@@ -7,7 +7,7 @@
 //! ([`sozu_lib::server::Server`]) serves until a stop order completes or the main process
 //! goes away (its channel closes).
 
-use std::{os::unix::net::UnixStream, path::PathBuf, process::ExitCode, time::Duration};
+use std::{os::unix::net::UnixStream, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use log::{error, info};
@@ -54,9 +54,14 @@ pub struct WorkerSettings {
     pub retry_after: u64,
     #[arg(long)]
     pub log_filter: String,
-    /// Log to this file instead of stdout.
+    /// Where logs go (`stdout`, `file://PATH`, `tcp://…`, `udp://…`, `unix://PATH`); absent:
+    /// stdout.
     #[arg(long)]
-    pub log_file: Option<PathBuf>,
+    pub log_target: Option<LogTarget>,
+    /// Log levels in colour.
+    #[arg(long)]
+    #[serde(default)]
+    pub log_colored: bool,
     /// Where access logs go (`stdout`, `file://PATH`, `udp://…`); absent: with the logs.
     #[arg(long)]
     pub access_logs_target: Option<String>,
@@ -89,8 +94,11 @@ impl WorkerSettings {
             format!("--retry-after={}", self.retry_after),
             format!("--log-filter={}", self.log_filter),
         ];
-        if let Some(file) = &self.log_file {
-            args.push(format!("--log-file={}", file.display()));
+        if let Some(target) = &self.log_target {
+            args.push(format!("--log-target={target}"));
+        }
+        if self.log_colored {
+            args.push("--log-colored".to_string());
         }
         if let Some(target) = &self.access_logs_target {
             args.push(format!("--access-logs-target={target}"));
@@ -144,14 +152,16 @@ impl WorkerSettings {
 }
 
 pub fn run(args: &WorkerArgs) -> ExitCode {
-    let output = match &args.settings.log_file {
-        Some(file) => logging::LogOutput::File(file.clone()),
-        None => logging::LogOutput::Stdout,
-    };
+    let output = args
+        .settings
+        .log_target
+        .clone()
+        .unwrap_or(LogTarget::Stdout);
     logging::init(
         format!("worker {}", args.id),
         &args.settings.log_filter,
         output,
+        args.settings.log_colored,
     );
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,7 @@ fn a_killed_worker_is_restarted_and_routes_as_before() {
         }),
         "the worker was not restarted"
     );
-    let status = proxy.ok(&["status", "--json"]);
+    let status = proxy.ok(&["status", "--json=compact"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let restarted = &status["data"][0];
     assert_eq!(restarted["restarts"], 1, "{status}");
@@ -133,7 +133,7 @@ fn a_worker_that_keeps_dying_is_restarted_after_a_growing_delay() {
     let log = proxy.log_text();
     assert!(log.contains("died 2 times in a row"), "{log}");
     assert!(log.contains("restarting it in 1s"), "{log}");
-    let status = proxy.ok(&["status", "--json"]);
+    let status = proxy.ok(&["status", "--json=compact"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let restarted = status["data"]
         .as_array()

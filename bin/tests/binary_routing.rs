@@ -147,7 +147,7 @@ fn refused_orders_say_why_and_change_nothing() {
     let backend = Backend::start("one");
     proxy.route("app", "app.test", &backend);
     let address = backend.address.to_string();
-    let before = proxy.ok(&["cluster", "list", "-i", "app", "--json"]);
+    let before = proxy.ok(&["cluster", "list", "-i", "app", "--json=compact"]);
 
     let error = proxy.fails(&[
         "backend",
@@ -199,7 +199,7 @@ fn refused_orders_say_why_and_change_nothing() {
     assert!(error.contains("no HTTP listener on 127.0.0.1:1"), "{error}");
 
     assert_eq!(
-        proxy.ok(&["cluster", "list", "-i", "app", "--json"]),
+        proxy.ok(&["cluster", "list", "-i", "app", "--json=compact"]),
         before
     );
     assert_eq!(proxy.get("app.test").unwrap(), (200, "one".to_string()));

@@ -52,7 +52,7 @@ fn sozu_2_1_config_is_valid_with_warnings() {
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("warning: `log_colored` at line"),
+        stderr.contains("warning: `handle_process_affinity` at line"),
         "{stderr}"
     );
     assert!(

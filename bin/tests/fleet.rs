@@ -746,7 +746,7 @@ fn three_nodes_route_what_etcd_holds_and_ride_out_its_faults() {
                 && node.routes_to("good.example", "second")
         },
     );
-    let counts = nodes[0].sozu(&["state", "stats", "--json"]);
+    let counts = nodes[0].sozu(&["state", "stats", "--json=compact"]);
     assert!(
         text(&counts.stdout).contains("\"fleet.refused_values\":1"),
         "{}",

@@ -333,7 +333,8 @@ fn send(
 
 /// The workers as `status --json` lists them: id, pid and restart count.
 fn workers(proxy: &Proxy) -> Vec<(u64, u64, u64)> {
-    let status: Value = serde_json::from_str(&proxy.ok(&["status", "--json"])).expect("JSON");
+    let status: Value =
+        serde_json::from_str(&proxy.ok(&["status", "--json=compact"])).expect("JSON");
     status["data"]
         .as_array()
         .expect("workers")

@@ -274,7 +274,7 @@ fn a_killed_service_loses_its_backend_at_once_and_its_frontend_after_the_grace_p
     kill_hard(&mut service);
     assert!(
         wait_until(DEADLINE, || !proxy
-            .ok(&["cluster", "list", "-i", "api", "--json"])
+            .ok(&["cluster", "list", "-i", "api", "--json=compact"])
             .contains("api-reg-")),
         "the killed service's backend is still there"
     );
@@ -489,7 +489,7 @@ fn text_of(bytes: &[u8]) -> String {
 /// Whether a client subscribed to events (the CLI's `events` subcommand counts as one order).
 fn events_subscribed(proxy: &Proxy) -> bool {
     proxy
-        .ok(&["state", "stats", "--json"])
+        .ok(&["state", "stats", "--json=compact"])
         .contains("orders.SUBSCRIBE_EVENTS")
 }
 

@@ -56,7 +56,7 @@ impl Started {
     }
 
     fn worker_pids(&self) -> Vec<i64> {
-        let output = self.sozu(&["status", "--json"]);
+        let output = self.sozu(&["status", "--json=compact"]);
         let value: serde_json::Value = serde_json::from_str(&output).expect("status as JSON");
         value["data"]
             .as_array()
@@ -226,4 +226,61 @@ fn abstract_notify_socket_gets_ready_and_stopping_on_sigterm() {
         .main
         .try_wait()
         .is_ok_and(|status| status.is_some())));
+}
+
+/// Issue 11: a hot upgrade under systemd hands the service over. The old main process names
+/// its successor with `MAINPID=`, and the successor says READY=1 with its own pid once its
+/// workers have the state, so that systemd follows the new process instead of taking the old
+/// one's exit for the service's.
+#[test]
+fn a_hot_upgrade_names_the_new_main_process() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let notify_path = dir.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let (config, http, socket) = sample_config(dir.path());
+    let mut started = start(
+        dir.path(),
+        &config,
+        socket,
+        &notify_path.display().to_string(),
+    );
+    let ready = next_message(&listener, &started);
+    assert!(ready.lines().any(|line| line == "READY=1"), "{ready}");
+    let old = started.main.id();
+
+    started.sozu(&["upgrade"]);
+    // The two messages come from two processes: their order is not fixed.
+    let messages = [
+        next_message(&listener, &started),
+        next_message(&listener, &started),
+    ];
+    let main_pid = |message: &String| {
+        message
+            .lines()
+            .find_map(|line| line.strip_prefix("MAINPID="))
+            .and_then(|pid| pid.parse::<u32>().ok())
+    };
+    let Some(handed) = messages
+        .iter()
+        .find(|message| message.contains("STATUS=handed over"))
+    else {
+        panic!("no hand-over message: {messages:?}");
+    };
+    let Some(successor) = main_pid(handed) else {
+        panic!("no MAINPID in {handed}");
+    };
+    assert_ne!(successor, old, "{handed}");
+    assert!(
+        messages
+            .iter()
+            .any(|message| message.lines().any(|line| line == "READY=1")
+                && main_pid(message) == Some(successor)),
+        "no READY=1 from the successor {successor}: {messages:?}"
+    );
+    assert!(wait_until(DEADLINE, || started
+        .main
+        .try_wait()
+        .is_ok_and(|status| status.is_some())));
+    let (status, body) = get(http, "localhost").expect("a request after the upgrade");
+    assert_eq!(status, 200, "{body}");
 }

@@ -39,6 +39,14 @@ pub enum AnswerError {
         /// The line, as written.
         line: String,
     },
+    /// A `redirect_template` whose status line is not the status of its frontend's redirect.
+    #[error("the template answers {found}, but its frontend redirects with {expected}")]
+    RedirectStatus {
+        /// The status of the frontend's `redirect` policy.
+        expected: u16,
+        /// The status of the template's status line.
+        found: u16,
+    },
 }
 
 /// A custom answer, split.
@@ -98,6 +106,22 @@ pub fn parse(status: u16, text: &str) -> Result<ParsedAnswer<'_>, AnswerError> {
         body,
         is_response: true,
     })
+}
+
+/// Checks a frontend's `redirect_template` (Sōzu's meaning: the whole redirection answer, where
+/// `%REDIRECT_LOCATION` stands for the computed Location) for a frontend redirecting with
+/// `status`: a custom answer, whose status line, if it has one, says `status`. A frontend that
+/// does not redirect (`None`) never sends its template, which is then only checked as an
+/// answer.
+pub fn check_redirect_template(status: Option<u16>, text: &str) -> Result<(), AnswerError> {
+    let parsed = parse(status.unwrap_or(301), text)?;
+    match status {
+        Some(expected) if parsed.status != expected => Err(AnswerError::RedirectStatus {
+            expected,
+            found: parsed.status,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `HTTP/1.x CODE REASON`, the reason optional.
@@ -195,5 +219,27 @@ mod tests {
             parse(503, &"x".repeat(rules::MAX_ANSWER + 1)),
             Err(AnswerError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn a_redirect_template_answers_with_its_frontends_status() {
+        let template = "HTTP/1.1 301 Moved Permanently\r\nLocation: %REDIRECT_LOCATION\r\n\r\n";
+        assert_eq!(check_redirect_template(Some(301), template), Ok(()));
+        assert_eq!(check_redirect_template(None, template), Ok(()));
+        assert_eq!(
+            check_redirect_template(Some(308), "moved to %REDIRECT_LOCATION"),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect_template(Some(302), template),
+            Err(AnswerError::RedirectStatus {
+                expected: 302,
+                found: 301
+            })
+        );
+        assert_eq!(
+            check_redirect_template(Some(301), "HTTP/1.1 x\r\n\r\n"),
+            Err(AnswerError::StatusLine)
+        );
     }
 }

@@ -12,23 +12,19 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
     net::SocketAddr,
-    net::{TcpStream, UdpSocket},
-    os::unix::net::UnixDatagram,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use sozu_command_lib::config::{AccessLogFormat, LogTarget};
 
-use crate::metrics::RequestRecord;
+use crate::{log_socket::LogSocket, metrics::RequestRecord};
 
 /// Where lines go.
 enum Sink {
     Logger,
     Stdout(io::Stdout),
     File(BufWriter<File>),
-    Udp(UdpSocket),
-    Tcp(TcpStream),
-    Unix(UnixDatagram),
+    Socket(LogSocket),
 }
 
 pub struct AccessLog {
@@ -54,27 +50,10 @@ impl AccessLog {
             Some(LogTarget::File(path)) => Sink::File(BufWriter::new(
                 OpenOptions::new().create(true).append(true).open(path)?,
             )),
-            Some(LogTarget::Udp(address)) => {
-                let socket = UdpSocket::bind(if address.is_ipv4() {
-                    "0.0.0.0:0"
-                } else {
-                    "[::]:0"
-                })?;
-                socket.connect(address)?;
-                socket.set_nonblocking(true)?;
-                Sink::Udp(socket)
-            }
-            Some(LogTarget::Tcp(address)) => {
-                let stream = TcpStream::connect_timeout(address, Duration::from_secs(1))?;
-                stream.set_nonblocking(true)?;
-                Sink::Tcp(stream)
-            }
-            Some(LogTarget::Unix(path)) => {
-                let socket = UnixDatagram::unbound()?;
-                socket.connect(path)?;
-                socket.set_nonblocking(true)?;
-                Sink::Unix(socket)
-            }
+            Some(target) => match LogSocket::connect(target)? {
+                Some(socket) => Sink::Socket(socket),
+                None => Sink::Stdout(io::stdout()),
+            },
         };
         Ok(AccessLog {
             format,
@@ -129,9 +108,7 @@ impl AccessLog {
             Sink::File(file) => file
                 .write_all(self.pending.as_bytes())
                 .and_then(|()| file.flush()),
-            Sink::Tcp(stream) => stream.write_all(self.pending.as_bytes()),
-            Sink::Udp(socket) => send_lines(&self.pending, |line| socket.send(line)),
-            Sink::Unix(socket) => send_lines(&self.pending, |line| socket.send(line)),
+            Sink::Socket(socket) => socket.send_lines(&self.pending),
         };
         if let Err(error) = result {
             log::debug!("access log lines dropped: {error}");
@@ -147,13 +124,6 @@ impl Drop for AccessLog {
 }
 
 /// One datagram per line.
-fn send_lines(pending: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
-    for line in pending.lines() {
-        send(line.as_bytes())?;
-    }
-    Ok(())
-}
-
 fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
     clock.write(out, SystemTime::now());
     out.push(' ');

@@ -97,7 +97,8 @@
 //! - [`faults`]: which injected faults act on a connection or request and what they do,
 //!   pure (no I/O, no clock); `server/faults.rs` keeps the worker's set in step with orders.
 //! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
-//!   sessions. [`metrics`] and [`access_log`]: figures and request lines.
+//!   sessions. [`metrics`] and [`access_log`]: figures and request lines; [`log_socket`]: the
+//!   TCP, UDP and Unix sockets log lines go to.
 
 pub mod access_log;
 pub mod backends;
@@ -105,6 +106,7 @@ pub mod faults;
 pub mod health;
 pub mod https;
 pub mod load_balancing;
+pub mod log_socket;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use sozu_command_lib::{
     request::{
         AddCertificate, CertificateAndKey, CertificateFilters, Fingerprint, Order,
-        RemoveCertificate, ReplaceCertificate, TlsVersion,
+        RemoveCertificate, ReplaceCertificate,
     },
     response::ResponseContent,
 };
@@ -17,6 +17,7 @@ use sozu_command_lib::{
 use super::{
     client::{Client, content},
     table,
+    tls_versions::{self, TlsVersionArg},
 };
 
 #[derive(Debug, Subcommand)]
@@ -42,13 +43,18 @@ pub enum CertificateCommand {
         #[arg(long, value_name = "FILE")]
         key: String,
         #[arg(long, value_delimiter = ',', value_name = "VERSIONS")]
-        tls_versions: Vec<TlsVersion>,
+        tls_versions: Vec<TlsVersionArg>,
     },
     /// Remove a certificate, named by its file or its fingerprint.
     Remove {
         #[arg(short, long, value_name = "ADDR")]
         address: SocketAddr,
-        #[arg(long, value_name = "FILE", required_unless_present = "fingerprint")]
+        #[arg(
+            long,
+            alias = "cert",
+            value_name = "FILE",
+            required_unless_present = "fingerprint"
+        )]
         certificate: Option<String>,
         #[arg(
             short,
@@ -68,7 +74,12 @@ pub enum CertificateCommand {
         new_certificate_chain: Option<String>,
         #[arg(long, value_name = "FILE")]
         new_key: String,
-        #[arg(long, value_name = "FILE", required_unless_present = "fingerprint")]
+        #[arg(
+            long,
+            alias = "old-cert",
+            value_name = "FILE",
+            required_unless_present = "fingerprint"
+        )]
         old_certificate: Option<String>,
         #[arg(
             short,
@@ -78,7 +89,7 @@ pub enum CertificateCommand {
         )]
         fingerprint: Option<Fingerprint>,
         #[arg(long, value_delimiter = ',', value_name = "VERSIONS")]
-        tls_versions: Vec<TlsVersion>,
+        tls_versions: Vec<TlsVersionArg>,
     },
 }
 
@@ -145,7 +156,7 @@ fn read(
     certificate: &str,
     chain: Option<&str>,
     key: &str,
-    versions: &[TlsVersion],
+    versions: &[TlsVersionArg],
 ) -> anyhow::Result<CertificateAndKey> {
     Ok(CertificateAndKey {
         certificate: read_file(certificate)?,
@@ -154,7 +165,7 @@ fn read(
             None => Vec::new(),
         },
         key: read_file(key)?,
-        versions: versions.to_vec(),
+        versions: tls_versions::supported(versions),
         names: Vec::new(),
     })
 }

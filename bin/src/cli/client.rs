@@ -19,9 +19,10 @@ use sozu_command_lib::{
 };
 
 use super::{
-    Cli, Command, backend, certificate, cluster,
+    Cli, Command, JsonFormat, backend, certificate, cluster,
     config_socket::{DEFAULT_TIMEOUT, read_config_socket},
-    connection_limit, fault, frontend, listener, metrics, processes, registration, state,
+    connection_limit, fault, frontend, listener, metrics, processes, registration, sozu_json,
+    state,
 };
 
 /// Where Sōzu looks for its configuration when no `-c` is given.
@@ -40,7 +41,7 @@ pub struct Client {
     /// How long to wait for the next answer; `None` waits without limit.
     timeout: Option<Duration>,
     next_id: u64,
-    pub json: bool,
+    pub json: Option<JsonFormat>,
 }
 
 /// Runs a subcommand that talks to the proxy. Any failure prints `error: …` and exits with 1.
@@ -217,7 +218,7 @@ impl Client {
             if response.is_final() {
                 return Ok(response);
             }
-            if progress && !self.json && !response.message.is_empty() {
+            if progress && self.json.is_none() && !response.message.is_empty() {
                 eprintln!("{}", response.message);
             }
         }
@@ -251,8 +252,10 @@ impl Client {
 
     /// Prints the outcome of an order that returns no content.
     pub fn print_done(&self, response: &Response) -> anyhow::Result<()> {
-        if self.json {
-            return print_json(response);
+        match self.json {
+            Some(JsonFormat::Sozu) => return print_pretty(&sozu_json::done()),
+            Some(JsonFormat::Compact) => return print_json(response),
+            None => {}
         }
         if response.message.is_empty() {
             println!("OK");
@@ -265,15 +268,30 @@ impl Client {
     /// Prints a query's content as JSON when `--json` is given and returns `true`; the caller
     /// prints text otherwise.
     pub fn printed_as_json(&self, response: &Response) -> anyhow::Result<bool> {
-        if !self.json {
+        let Some(format) = self.json else {
             return Ok(false);
-        }
-        match &response.content {
-            Some(content) => print_json(content)?,
-            None => print_json(response)?,
+        };
+        let sozu_shape = response
+            .content
+            .as_ref()
+            .filter(|_| format == JsonFormat::Sozu)
+            .and_then(sozu_json::shape);
+        match (sozu_shape, &response.content) {
+            (Some(shape), _) => print_pretty(&shape)?,
+            (None, Some(content)) => print_json(content)?,
+            (None, None) => print_json(response)?,
         }
         Ok(true)
     }
+}
+
+/// One JSON value, indented as Sōzu prints it.
+fn print_pretty(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// One JSON value on one line of stdout.

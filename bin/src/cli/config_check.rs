@@ -42,7 +42,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let orders = config.orders();
-    match print_orders(&orders, cli.json) {
+    match print_orders(&orders, cli.json.is_some()) {
         Ok(()) => {}
         // A reader such as `head` that stops early is not a failure of the check.
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}

@@ -142,7 +142,7 @@ fn status(cli: &Cli, client: &mut Client, settings: &EtcdProvider) -> anyhow::Re
         converged,
         nodes,
     };
-    if cli.json {
+    if cli.json.is_some() {
         println!("{}", serde_json::to_string(&status)?);
     } else {
         print_status(&status)?;

@@ -100,7 +100,9 @@ pub struct HttpFrontendArgs {
     /// Any case, `_` or `-` (`use_https`, `USE-HTTPS`), as Sōzu accepts.
     #[arg(long, value_enum, ignore_case = true)]
     redirect_scheme: Option<Scheme>,
-    #[arg(long, value_name = "TEMPLATE")]
+    /// The whole answer of the redirect (Sōzu's meaning), where `%REDIRECT_LOCATION` is the
+    /// target.
+    #[arg(long, value_name = "ANSWER")]
     redirect_template: Option<String>,
     #[arg(long, value_name = "TEMPLATE")]
     rewrite_host: Option<String>,

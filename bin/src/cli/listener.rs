@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use sozu_command_lib::{
     request::{
         H2Patch, Hsts, HttpListenerConfig, HttpListenerPatch, HttpsListenerConfig, ListenerAddress,
-        ListenerType, Order, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch, TlsVersion,
+        ListenerType, Order, TcpListenerConfig, TlsListenerConfig, TlsListenerPatch,
         UpdateHttpListener, UpdateHttpsListener, UpdateTcpListener, default_hsts_max_age,
     },
     response::ResponseContent,
@@ -17,6 +17,7 @@ use super::{
     client::{Client, content},
     content::InspectArgs,
     table,
+    tls_versions::{self, TlsVersionArg},
 };
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +68,7 @@ pub enum HttpsListenerCommand {
         http: HttpAdd,
         /// TLS_V12, TLS_V13 (comma-separated).
         #[arg(long, value_delimiter = ',', value_name = "VERSIONS")]
-        tls_versions: Vec<TlsVersion>,
+        tls_versions: Vec<TlsVersionArg>,
         /// TLS 1.2 cipher suites (comma-separated).
         #[arg(long, value_delimiter = ',', value_name = "CIPHERS")]
         tls_cipher_list: Vec<String>,
@@ -136,9 +137,10 @@ pub struct Timeouts {
 
 #[derive(Debug, Args)]
 pub struct ExpectProxy {
-    #[arg(long, conflicts_with = "no_expect_proxy")]
+    /// The last of `--expect-proxy` and `--no-expect-proxy` wins, as in Sōzu.
+    #[arg(long, overrides_with = "no_expect_proxy")]
     expect_proxy: bool,
-    #[arg(long)]
+    #[arg(long, overrides_with = "expect_proxy")]
     no_expect_proxy: bool,
 }
 
@@ -362,8 +364,9 @@ pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()>
                 tls_cipher_list,
             } => {
                 let mut tls = TlsListenerConfig::default();
+                let tls_versions = tls_versions::supported(tls_versions);
                 if !tls_versions.is_empty() {
-                    tls.versions = tls_versions.clone();
+                    tls.versions = tls_versions;
                 }
                 tls.cipher_list = tls_cipher_list.clone();
                 Order::AddHttpsListener(HttpsListenerConfig {
@@ -662,6 +665,26 @@ mod tests {
                 panic!("{command:?}");
             };
             assert_eq!(h2c.patch(), expected);
+        }
+    }
+
+    /// Issue 11: as in Sōzu, the last of `--expect-proxy` and `--no-expect-proxy` wins.
+    #[test]
+    fn the_last_expect_proxy_flag_wins() {
+        for (flags, expected) in [
+            (["--expect-proxy", "--no-expect-proxy"], Some(false)),
+            (["--no-expect-proxy", "--expect-proxy"], Some(true)),
+        ] {
+            let mut args = vec!["tcp", "update", "-a", "127.0.0.1:5432"];
+            args.extend(flags);
+            let command = parse(&args);
+            let ListenerCommand::Tcp {
+                command: TcpListenerCommand::Update { proxy, .. },
+            } = command
+            else {
+                panic!("{command:?}");
+            };
+            assert_eq!(proxy.patch(), expected, "{flags:?}");
         }
     }
 }

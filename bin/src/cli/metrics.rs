@@ -26,16 +26,19 @@ pub enum MetricsCommand {
         /// Print again every SECS seconds.
         #[arg(short, long, value_name = "SECS")]
         refresh: Option<u64>,
-        #[arg(long, value_delimiter = ',')]
+        /// Only these metrics (comma-separated).
+        #[arg(short, long, value_delimiter = ',')]
         names: Vec<String>,
-        #[arg(long, value_delimiter = ',', value_name = "IDS")]
+        /// Only these clusters (comma-separated ids).
+        #[arg(short = 'k', long, value_delimiter = ',', value_name = "IDS")]
         clusters: Vec<String>,
-        #[arg(long, value_delimiter = ',', value_name = "IDS")]
+        /// Only these backends (comma-separated ids).
+        #[arg(short, long, value_delimiter = ',', value_name = "IDS")]
         backends: Vec<String>,
         #[arg(long)]
         no_clusters: bool,
         /// One set of figures per worker instead of their merge.
-        #[arg(long)]
+        #[arg(short, long)]
         workers: bool,
     },
 }

@@ -23,11 +23,16 @@ mod listener;
 mod metrics;
 mod processes;
 mod registration;
+mod sozu_json;
 mod state;
 mod table;
+mod tls_versions;
 mod top;
 
-use std::{error::Error, num::ParseIntError, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    error::Error, ffi::OsString, num::ParseIntError, path::PathBuf, process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand};
 
@@ -45,14 +50,32 @@ pub struct Cli {
     /// The command socket of the running proxy, instead of the configuration's.
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print results as JSON, one value per line.
-    #[arg(short, long, global = true)]
-    pub json: bool,
+    /// Print results as JSON: as Sōzu 2.1 prints them, or with `--json=compact` in our compact
+    /// shapes, one value per line.
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "sozu"
+    )]
+    pub json: Option<JsonFormat>,
     /// How long to wait for the proxy's answer, in milliseconds; 0 waits without limit.
     #[arg(short, long, global = true, value_name = "MS", value_parser = milliseconds)]
     pub timeout: Option<Duration>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How `--json` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JsonFormat {
+    /// Sōzu 2.1's shapes (its protobuf JSON), where Sōzu has one; else compact.
+    Sozu,
+    /// Our shapes, one value per line.
+    Compact,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,17 +197,31 @@ fn milliseconds(text: &str) -> Result<Duration, ParseIntError> {
     text.parse().map(Duration::from_millis)
 }
 
+/// Where Sōzu's packages put the configuration.
+const SOZU_DEFAULT_CONFIG: &str = "/etc/sozu/config.toml";
+
+/// The configuration `sozu start` reads: `-c`, else the `SOZU_CONFIG` environment variable
+/// (`environment`), else the `SOZU_CONFIG` the binary was built with (as Sōzu reads it), else
+/// [`SOZU_DEFAULT_CONFIG`].
+fn start_config(flag: Option<&std::path::Path>, environment: Option<OsString>) -> PathBuf {
+    flag.map(PathBuf::from)
+        .or_else(|| {
+            environment
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| option_env!("SOZU_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(SOZU_DEFAULT_CONFIG))
+}
+
 /// Parses the command line and runs the subcommand.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Start => match &cli.config {
-            Some(config) => main_process::start(config),
-            None => {
-                eprintln!("error: sozu start needs a configuration file: pass -c/--config FILE");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Start => {
+            let config = start_config(cli.config.as_deref(), std::env::var_os("SOZU_CONFIG"));
+            main_process::start(&config)
+        }
         Command::Worker(args) => worker::run(args),
         Command::Main(args) => main_process::run_handed_over(args),
         Command::Config {
@@ -226,11 +263,13 @@ mod tests {
             Cli::try_parse_from(["sozu", "config", "check", "-c", "a.toml", "-j", "-t", "500"])
                 .unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("a.toml")));
-        assert!(cli.json);
+        assert_eq!(cli.json, Some(JsonFormat::Sozu));
         assert_eq!(cli.timeout, Some(Duration::from_millis(500)));
         let cli = Cli::try_parse_from(["sozu", "--config", "b.toml", "config", "check"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("b.toml")));
-        assert!(!cli.json);
+        assert_eq!(cli.json, None);
+        let cli = Cli::try_parse_from(["sozu", "status", "--json=compact"]).unwrap();
+        assert_eq!(cli.json, Some(JsonFormat::Compact));
     }
 
     #[test]
@@ -449,6 +488,82 @@ mod tests {
         ];
         for command in commands {
             if let Err(error) = Cli::try_parse_from(*command) {
+                panic!("{command:?}: {error}");
+            }
+        }
+    }
+
+    /// Issue 11: `sozu start` without `-c` reads `SOZU_CONFIG`, then Sōzu's default path.
+    #[test]
+    fn start_falls_back_to_sozu_config_then_the_default_path() {
+        let flag = std::path::Path::new("given.toml");
+        assert_eq!(
+            start_config(Some(flag), Some("env.toml".into())),
+            PathBuf::from("given.toml")
+        );
+        assert_eq!(
+            start_config(None, Some("env.toml".into())),
+            PathBuf::from("env.toml")
+        );
+        let built = option_env!("SOZU_CONFIG").unwrap_or(SOZU_DEFAULT_CONFIG);
+        assert_eq!(start_config(None, None), PathBuf::from(built));
+        assert_eq!(start_config(None, Some("".into())), PathBuf::from(built));
+    }
+
+    /// Issue 11: Sōzu's short flags of `metrics get` and its `--cert`/`--old-cert` spellings.
+    #[test]
+    fn sozu_short_flags_and_aliases_are_read() {
+        let cli = Cli::try_parse_from([
+            "sozu", "metrics", "get", "-n", "a,b", "-k", "app", "-b", "app-1", "-w",
+        ])
+        .unwrap();
+        let Command::Metrics {
+            command:
+                metrics::MetricsCommand::Get {
+                    names,
+                    clusters,
+                    backends,
+                    workers,
+                    ..
+                },
+        } = cli.command
+        else {
+            panic!("not metrics get: {cli:?}");
+        };
+        assert_eq!(
+            (names, clusters, backends),
+            (
+                vec!["a".to_string(), "b".to_string()],
+                vec!["app".to_string()],
+                vec!["app-1".to_string()]
+            )
+        );
+        assert!(workers);
+        for command in [
+            &[
+                "sozu",
+                "certificate",
+                "remove",
+                "-a",
+                "127.0.0.1:443",
+                "--cert",
+                "c.pem",
+            ][..],
+            &[
+                "sozu",
+                "certificate",
+                "replace",
+                "-a",
+                "127.0.0.1:443",
+                "--new-certificate",
+                "n.pem",
+                "--new-key",
+                "n.key",
+                "--old-cert",
+                "c.pem",
+            ],
+        ] {
+            if let Err(error) = Cli::try_parse_from(command) {
                 panic!("{command:?}: {error}");
             }
         }

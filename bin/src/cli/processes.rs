@@ -82,7 +82,7 @@ pub fn events(client: &mut Client) -> anyhow::Result<()> {
         let Some(ResponseContent::Event(event)) = response.content else {
             continue;
         };
-        if client.json {
+        if client.json.is_some() {
             print_json(&event)?;
         } else {
             let mut out = std::io::stdout().lock();

@@ -188,7 +188,12 @@ pub fn start(config_path: &Path) -> ExitCode {
     }
     let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
     let (settings, setting_warnings) = Settings::new(config_path, &config);
-    logging::init("main", &settings.log_filter, settings.log_output.clone());
+    logging::init(
+        "main",
+        &settings.log_filter,
+        settings.log_output.clone(),
+        settings.log_colored,
+    );
     for warning in setting_warnings {
         warn!("{warning}");
     }

@@ -3,7 +3,10 @@
 //! `NOTIFY_SOCKET` (a path, or an abstract name written `@name`).
 //!
 //! The service goes Starting → Ready once every worker has the state, Ready → Reloading →
-//! Ready around a reload of the configuration, and to Stopping once. When `NOTIFY_SOCKET` is
+//! Ready around a reload of the configuration, and to Stopping once. A hot upgrade hands the
+//! service over: the old main process names its successor with `MAINPID=`, so that systemd
+//! follows the new process rather than take the old one's exit for the service's; the new one
+//! then says READY=1 with its own pid once its workers have the state. When `NOTIFY_SOCKET` is
 //! unset nothing is sent. Workers never see the variable ([`VARIABLE`] is removed from their
 //! environment in `workers::spawn`): only the main process speaks for the service.
 
@@ -35,6 +38,8 @@ enum Stage {
     },
     /// Terminal.
     Stopping,
+    /// Terminal: a successor speaks for the service.
+    HandedOver,
 }
 
 /// The main process's side of the protocol.
@@ -90,7 +95,7 @@ impl Notifier {
     /// RELOADING=1: a reload begins. READY=1 follows when `ready` is called, or, when `task`
     /// is given, once that task ended (see [`Notifier::is_waiting_for`]).
     pub fn reloading(&mut self) {
-        if self.stage == Stage::Stopping {
+        if self.is_over() {
             return;
         }
         self.stage = Stage::Reloading { task: None };
@@ -111,11 +116,27 @@ impl Notifier {
 
     /// STOPPING=1, once.
     pub fn stopping(&mut self, status: &str) {
-        if self.stage == Stage::Stopping {
+        if self.is_over() {
             return;
         }
         self.stage = Stage::Stopping;
         self.send(&format!("STOPPING=1\nSTATUS={status}\n"));
+    }
+
+    /// MAINPID= of the new main process that took over in a hot upgrade, once; nothing
+    /// follows (this process exits).
+    pub fn handed_over(&mut self, successor: u32) {
+        if self.is_over() {
+            return;
+        }
+        self.stage = Stage::HandedOver;
+        self.send(&format!(
+            "MAINPID={successor}\nSTATUS=handed over to the new main process\n"
+        ));
+    }
+
+    fn is_over(&self) -> bool {
+        matches!(self.stage, Stage::Stopping | Stage::HandedOver)
     }
 
     fn send(&self, message: &str) {
@@ -175,5 +196,17 @@ mod tests {
         notifier.reloading();
         notifier.ready("serving");
         assert_eq!(notifier.stage, Stage::Stopping);
+    }
+
+    #[test]
+    fn nothing_follows_a_hand_over() {
+        let mut notifier = Notifier {
+            target: None,
+            stage: Stage::Ready,
+        };
+        notifier.handed_over(42);
+        notifier.reloading();
+        notifier.stopping("hard stop");
+        assert_eq!(notifier.stage, Stage::HandedOver);
     }
 }

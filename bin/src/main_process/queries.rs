@@ -209,6 +209,9 @@ pub fn state_counts(state: &ConfigState) -> BTreeMap<String, u64> {
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     let backends: usize = state.backends.values().map(BTreeMap::len).sum();
     let certificates: usize = state.certificates.values().map(BTreeMap::len).sum();
+    let active_listeners = state.http_listeners.values().filter(|l| l.active).count()
+        + state.https_listeners.values().filter(|l| l.active).count()
+        + state.tcp_listeners.values().filter(|l| l.active).count();
     [
         ("state.clusters", count(state.clusters.len())),
         ("state.backends", count(backends)),
@@ -219,6 +222,7 @@ pub fn state_counts(state: &ConfigState) -> BTreeMap<String, u64> {
         ("state.http_listeners", count(state.http_listeners.len())),
         ("state.https_listeners", count(state.https_listeners.len())),
         ("state.tcp_listeners", count(state.tcp_listeners.len())),
+        ("state.active_listeners", count(active_listeners)),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_string(), value))

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use serde::{Deserialize, Serialize};
 use sozu_command_lib::config::{AccessLogFormat, Config, LogTarget};
 
-use crate::{logging::LogOutput, worker::WorkerSettings};
+use crate::worker::WorkerSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -24,7 +24,10 @@ pub struct Settings {
     pub saved_state: Option<PathBuf>,
     pub automatic_state_save: bool,
     pub log_filter: String,
-    pub log_output: LogOutput,
+    pub log_output: LogTarget,
+    /// `log_colored`.
+    #[serde(default)]
+    pub log_colored: bool,
     pub worker_count: u16,
     pub worker_automatic_restart: bool,
     pub worker_timeout: Duration,
@@ -44,24 +47,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings of `config`, read from `config_path`, and what could not be honoured.
-    pub fn new(config_path: PathBuf, config: &Config) -> (Settings, Vec<String>) {
-        let mut warnings = Vec::new();
-        let log_output = match &config.log_target {
-            LogTarget::Stdout => LogOutput::Stdout,
-            LogTarget::File(path) => LogOutput::File(path.clone()),
-            other => {
-                warnings.push(format!(
-                    "log_target {other:?} is not supported yet: logging to stdout"
-                ));
-                LogOutput::Stdout
-            }
-        };
-        let log_file = match &log_output {
-            LogOutput::File(path) => Some(path.clone()),
-            LogOutput::Stdout => None,
-        };
-        let settings = Settings {
+    /// The settings of `config`, read from `config_path`.
+    pub fn new(config_path: PathBuf, config: &Config) -> Settings {
+        let log_output = config.log_target.clone();
+        Settings {
             config_path,
             command_socket: config.command_socket.clone(),
             command_buffer_size: config.command_buffer_size,
@@ -71,6 +60,7 @@ impl Settings {
             automatic_state_save: config.automatic_state_save,
             log_filter: config.log_level.clone(),
             log_output,
+            log_colored: config.log_colored,
             worker_count: config.worker_count,
             worker_automatic_restart: config.worker_automatic_restart,
             worker_timeout: config.worker_timeout,
@@ -92,7 +82,8 @@ impl Settings {
                 max_command_buffer_size: config.max_command_buffer_size,
                 retry_after: config.retry_after.as_secs(),
                 log_filter: config.log_level.clone(),
-                log_file,
+                log_target: Some(config.log_target.clone()),
+                log_colored: config.log_colored,
                 access_logs_target: config.access_logs_target.as_ref().map(ToString::to_string),
                 access_logs_format: match config.access_logs_format {
                     AccessLogFormat::Ascii => "ascii".to_string(),
@@ -112,8 +103,7 @@ impl Settings {
             },
             etcd: config.etcd.clone(),
             registration: config.registration.clone(),
-        };
-        (settings, warnings)
+        }
     }
 
     /// The most output a client may leave unread before it is disconnected: a few of the

@@ -302,6 +302,7 @@ impl Main {
                     "upgrade: the new main process (pid {}) took over; exiting",
                     successor.child.id()
                 );
+                self.notifier.handed_over(successor.child.id());
                 if let Some(to) = &successor.client {
                     // The successor answers this client; our copy of its socket just closes.
                     if let Some(mut client) = self.clients.remove(&to.client) {
@@ -632,6 +633,7 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
         "main",
         &handover.log_filter,
         handover.settings.log_output.clone(),
+        handover.settings.log_colored,
     );
     let expected = 1
         + handover.listeners.len()

@@ -231,7 +231,7 @@ impl Proxy {
 
     /// The workers' pids, from `status --json`.
     pub fn worker_pids(&self) -> Vec<i64> {
-        let output = self.ok(&["status", "--json"]);
+        let output = self.ok(&["status", "--json=compact"]);
         let value: serde_json::Value = serde_json::from_str(&output).expect("status as JSON");
         value["data"]
             .as_array()

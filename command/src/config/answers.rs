@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Sōzu's per-status keys of listeners, each naming a file; the code is the key's suffix.
-pub(super) const LISTENER_LEGACY_KEYS: &[&str] = &[
+pub const LISTENER_LEGACY_KEYS: &[&str] = &[
     "answer_301",
     "answer_400",
     "answer_401",

@@ -19,7 +19,7 @@ use super::{
     tls::{self, CertificateFiles},
 };
 use crate::{
-    hostname,
+    answer, hostname,
     request::{
         AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, ListenerType, Order,
         PathRule, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend,
@@ -407,7 +407,13 @@ fn http(
             ],
         )?
         .unwrap_or_default();
-    frontend.redirect_template = table.text("redirect_template", &rules::TEMPLATE)?;
+    let redirect_status = frontend.redirect.redirect_status();
+    frontend.redirect_template = table.with("redirect_template", |field| {
+        let text = field.string()?;
+        answer::check_redirect_template(redirect_status, text)
+            .map_err(|error| field.invalid(format!("a redirection answer: {error}")))?;
+        Ok(text.to_string())
+    })?;
     frontend.rewrite_host = table.text("rewrite_host", &rules::TEMPLATE)?;
     frontend.rewrite_path = table.text("rewrite_path", &rules::TEMPLATE)?;
     frontend.rewrite_port = table.number("rewrite_port", &rules::PORT)?;

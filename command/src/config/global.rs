@@ -76,7 +76,6 @@ pub(super) const KEYS: &[&str] = &[
 
 /// Top-level keys accepted and not in force, with what is done instead.
 const IGNORED: &[(&str, &str)] = &[
-    ("log_colored", "colored logs are not built yet"),
     ("access_logs_colored", "colored logs are not built yet"),
     (
         "audit_logs_target",
@@ -168,6 +167,8 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     let access_logs_target = loader.keep(access_logs_target).flatten();
     let log_target = top.with("log_target", |field| log_target(field, &loader.files));
     let log_target = loader.or(log_target, LogTarget::Stdout);
+    let log_colored = top.bool("log_colored");
+    let log_colored = loader.or(log_colored, false);
     let access_logs_format = access_logs_format(loader, top);
 
     let worker_count = top.number("worker_count", &rules::WORKER_COUNT);
@@ -222,6 +223,7 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         automatic_state_save,
         log_level,
         log_target,
+        log_colored,
         access_logs_target,
         access_logs_format,
         worker_count,

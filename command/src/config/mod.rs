@@ -36,7 +36,7 @@ use std::{
     time::Duration,
 };
 
-pub use self::faults::DEFAULT_TOXIPROXY_ADDRESS;
+pub use self::{answers::LISTENER_LEGACY_KEYS, faults::DEFAULT_TOXIPROXY_ADDRESS};
 use self::{
     document::{Document, Table},
     files::Files,
@@ -76,6 +76,8 @@ pub struct Config {
     pub log_level: String,
     /// Where logs go (`log_target`, default stdout).
     pub log_target: LogTarget,
+    /// Log levels in colour (ANSI escapes), as Sōzu's `log_colored`.
+    pub log_colored: bool,
     /// Where access logs go; `None` sends them with the other logs.
     pub access_logs_target: Option<LogTarget>,
     /// How access logs are written (`access_logs_format`, default one text line per request).
@@ -133,7 +135,7 @@ pub struct Config {
 }
 
 /// Where logs go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LogTarget {
     /// The process's standard output.
     Stdout,

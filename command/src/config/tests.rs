@@ -72,7 +72,6 @@ fn sozu_2_1_config_loads_with_warnings_only() {
     let (config, warnings) = Config::load(&fixtures().join("sozu-2.1.toml")).unwrap();
     let warned: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
     for key in [
-        "log_colored",
         "handle_process_affinity",
         "min_buffers",
         "zombie_check_interval",
@@ -684,7 +683,7 @@ fn answer_frontend_needs_no_cluster_and_reads_its_file() {
         r#"
 frontends = [
   {{ address = "127.0.0.1:8080", hostname = "localhost", answer = {{ status = 503, file = "503.html" }} }},
-  {{ address = "127.0.0.1:8080", hostname = "old.localhost", redirect = "permanent", redirect_template = "https://localhost%PATH" }},
+  {{ address = "127.0.0.1:8080", hostname = "old.localhost", redirect = "permanent", redirect_template = "HTTP/1.1 301 Moved Permanently\r\nLocation: %REDIRECT_LOCATION\r\n\r\n" }},
 ]
 {HTTP_LISTENER}"#
     ))
@@ -705,6 +704,30 @@ frontends = [
         panic!("not http");
     };
     assert_eq!(redirect.redirect, RedirectPolicy::Permanent);
+    assert!(
+        redirect
+            .redirect_template
+            .as_deref()
+            .is_some_and(|template| template.contains("Location: %REDIRECT_LOCATION"))
+    );
+}
+
+/// Issue 11: `redirect_template` is Sōzu's whole redirection answer; its status line must be
+/// the frontend's redirect status.
+#[test]
+fn a_redirect_template_with_another_status_is_refused() {
+    let message = error(&format!(
+        "frontends = [{{ address = \"127.0.0.1:8080\", hostname = \"a\", redirect = \"found\", \
+         redirect_template = \"HTTP/1.1 301 Moved\\r\\n\\r\\n\" }}]\n{HTTP_LISTENER}"
+    ));
+    assert_names(
+        &message,
+        &[
+            "`redirect_template`",
+            "at line 1",
+            "its frontend redirects with 302",
+        ],
+    );
 }
 
 #[test]
@@ -849,15 +872,18 @@ fn cipher_and_group_names_are_checked_and_made_canonical() {
 
 #[test]
 fn ignored_keys_warn_with_their_line() {
-    let (_, warnings) = parse("worker_count = 3\nlog_colored = true\n").unwrap();
+    let (config, warnings) = parse("worker_count = 3\naccess_logs_colored = true\n").unwrap();
     assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].key, "log_colored");
+    assert_eq!(warnings[0].key, "access_logs_colored");
     assert_eq!(warnings[0].line, 2);
     assert!(
         warnings[0]
             .to_string()
-            .starts_with("`log_colored` at line 2: accepted and ignored")
+            .starts_with("`access_logs_colored` at line 2: accepted and ignored")
     );
+    assert!(!config.log_colored);
+    let (config, warnings) = parse("log_colored = true\n").unwrap();
+    assert!(config.log_colored && warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]
@@ -1063,7 +1089,7 @@ fn bytes_that_would_forge_a_header_line_are_refused() {
         (frontend(r#"rewrite_host = "a\r\nX: 1""#), "rewrite_host"),
         (frontend(r#"rewrite_path = "/a b""#), "rewrite_path"),
         (
-            frontend(r#"redirect_template = "https://x\n""#),
+            frontend(r#"redirect_template = "HTTP/1.1 301 Moved\r\nLocation: a\rX: 1\r\n\r\n""#),
             "redirect_template",
         ),
         (

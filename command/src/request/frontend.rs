@@ -218,6 +218,19 @@ pub enum RedirectPolicy {
     Unauthorized,
 }
 
+impl RedirectPolicy {
+    /// The status of the redirection this policy answers, or `None` when it does not redirect
+    /// (`Forward`, `Unauthorized`).
+    pub fn redirect_status(self) -> Option<u16> {
+        match self {
+            Self::Permanent => Some(301),
+            Self::Found => Some(302),
+            Self::PermanentRedirect => Some(308),
+            Self::Forward | Self::Unauthorized => None,
+        }
+    }
+}
+
 /// The scheme of a redirection's target, written in `SCREAMING_SNAKE_CASE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -260,8 +260,7 @@ pub const HEALTH_CHECK_URI: TextRule = TextRule {
     first: Some(b'/'),
     expected: "a path starting with /, at most 2048 visible characters without #",
 };
-/// `rewrite_host`, `rewrite_path` and `redirect_template`: sent in a request line, a Host or a
-/// Location.
+/// `rewrite_host` and `rewrite_path`: sent in a request line, a Host or a Location.
 pub const TEMPLATE: TextRule = TextRule {
     min_len: 1,
     max_len: 2_048,

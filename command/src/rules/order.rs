@@ -237,8 +237,13 @@ impl Checker {
             self.text("method", method, &TOKEN)?;
         }
         self.tags(&frontend.tags)?;
+        if let Some(template) = &frontend.redirect_template {
+            answer::check_redirect_template(frontend.redirect.redirect_status(), template)
+                .map_err(|error| {
+                    self.invalid("redirect_template", excerpt(template), error.to_string())
+                })?;
+        }
         for (field, template) in [
-            ("redirect_template", &frontend.redirect_template),
             ("rewrite_host", &frontend.rewrite_host),
             ("rewrite_path", &frontend.rewrite_path),
         ] {

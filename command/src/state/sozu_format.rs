@@ -106,12 +106,25 @@ type Fields = Map<String, Value>;
 
 // Sōzu's enumerations: the name of each number, in order.
 const LISTENER_KINDS: &[&str] = &["HTTP", "HTTPS", "TCP"];
-const ALGORITHMS: &[&str] = &["ROUND_ROBIN", "RANDOM", "LEAST_LOADED", "POWER_OF_TWO"];
+const ALGORITHMS: &[&str] = &[
+    "ROUND_ROBIN",
+    "RANDOM",
+    "LEAST_LOADED",
+    "POWER_OF_TWO",
+    "HRW",
+    "MAGLEV",
+];
 const LOAD_METRICS: &[&str] = &["CONNECTIONS", "REQUESTS", "CONNECTION_TIME"];
 const PROXY_PROTOCOLS: &[&str] = &["EXPAND_HEADER", "SEND_HEADER", "RELAY_HEADER"];
 const PATH_KINDS: &[&str] = &["PREFIX", "REGEX", "EQUALS"];
 const POSITIONS: &[&str] = &["PRE", "POST", "TREE"];
-const REDIRECTS: &[&str] = &["FORWARD", "PERMANENT", "UNAUTHORIZED"];
+const REDIRECTS: &[&str] = &[
+    "FORWARD",
+    "PERMANENT",
+    "UNAUTHORIZED",
+    "FOUND",
+    "PERMANENT_REDIRECT",
+];
 const SCHEMES: &[&str] = &["USE_SAME", "USE_HTTP", "USE_HTTPS"];
 
 /// The fields of our order for Sōzu's request `kind`.
@@ -501,8 +514,10 @@ pub enum WriteError {
     },
 }
 
-/// The fields of Sōzu's request for `order`: the inverse of [`convert`].
-fn record_of(order: &Order) -> Result<Fields, WriteError> {
+/// The fields of Sōzu's request for `order` (an added listener, cluster, frontend, backend or
+/// certificate), as its protobuf JSON has them: the inverse of [`convert`]. Fields our order
+/// leaves unset are absent, where Sōzu writes `null`.
+pub fn record_of(order: &Order) -> Result<Map<String, Value>, WriteError> {
     let no_equivalent = |reason: String| WriteError::NoEquivalent {
         order: order.name(),
         reason,
@@ -839,6 +854,29 @@ mod tests {
             .map(|(_, o)| o)
             .collect();
         assert_eq!(again, orders);
+    }
+
+    /// Sōzu 2.1's enumerations go past the first values: FOUND (3) and PERMANENT_REDIRECT (4)
+    /// redirects, HRW (4) and MAGLEV (5) load balancing.
+    #[test]
+    fn sozu_s_later_enumeration_values_are_read_and_written() {
+        let text = format!(
+            "{}\n\0{}\n\0",
+            record(r#"{"ADD_CLUSTER":{"cluster_id":"web","load_balancing":5}}"#),
+            record(
+                r#"{"ADD_HTTP_FRONTEND":{"address":{"ip":{"inner":{"V4":2130706433}},"port":80},"hostname":"a.test","path":{"kind":0,"value":""},"position":2,"redirect":3,"redirect_scheme":2}}"#
+            ),
+        );
+        let orders: Vec<Order> = read(&text).unwrap().into_iter().map(|(_, o)| o).collect();
+        let (Order::AddCluster(cluster), Order::AddHttpFrontend(frontend)) =
+            (&orders[0], &orders[1])
+        else {
+            panic!("a cluster and a frontend: {orders:?}");
+        };
+        assert_eq!(cluster.load_balancing, LoadBalancingAlgorithm::Maglev);
+        assert_eq!(frontend.redirect, crate::request::RedirectPolicy::Found);
+        let fields = record_of(&orders[1]).unwrap();
+        assert_eq!(fields.get("redirect"), Some(&json!(3)));
     }
 
     #[test]

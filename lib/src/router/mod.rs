@@ -5,7 +5,7 @@
 //! [`Router::lookup`] once per request, which borrows the matching [`Route`] and allocates
 //! nothing. What to do with the request (forward, redirect, answer, edit headers) is read from
 //! the route's frontend by the caller; [`RouteMatch::rewrite`] and
-//! [`RouteMatch::redirect_location`] expand its templates (see `template` for their syntax).
+//! [`RouteMatch::rewritten_redirect`] expand its templates (see `template` for their syntax).
 //!
 //! # Precedence
 //!
@@ -47,13 +47,14 @@
 //!
 //! # Rewrites
 //!
-//! `rewrite_host`, `rewrite_path` and `redirect_template` are templates, compiled when the
-//! frontend is added: `$HOST[0]` (or `%HOST`) is the hostname, `$HOST[n]` the n-th capture of
+//! `rewrite_host` and `rewrite_path` are templates, compiled when the frontend is added: `$HOST[0]` (or `%HOST`) is the hostname, `$HOST[n]` the n-th capture of
 //! the hostname pattern in the order its labels are written (the label of a leading `*`, then
 //! the groups of each regex label); `$PATH[0]` (or `%PATH`) is the path without query,
 //! `$PATH[1]` the rest after a PREFIX, `$PATH[n]` the n-th group of a REGEX; `%PORT` the
 //! request's port. A template naming a capture the frontend cannot have is refused. The
-//! query of the request is appended to a rewritten path and to a redirect location. Unlike
+//! query of the request is appended to a rewritten path. A redirect frontend sends to its
+//! rewritten host, port and path; its `redirect_template` (as in Sōzu) is the whole answer,
+//! compiled when the frontend is added, where `%REDIRECT_LOCATION` is the target. Unlike
 //! Sōzu, `$PATH[n]` of a REGEX is its n-th group (Sōzu shifts them by one), and `$HOST[n]`
 //! counts labels from the left in the tree as in PRE and POST rules.
 
@@ -101,6 +102,8 @@ pub enum RouterError {
         template: String,
         source: TemplateError,
     },
+    #[error("invalid redirect_template")]
+    RedirectTemplate(#[source] answers::AnswerError),
 }
 
 /// A frontend, compiled for matching.
@@ -112,7 +115,8 @@ pub struct Route {
     method: Option<Box<[u8]>>,
     rewrite_host: Option<Template>,
     rewrite_path: Option<Template>,
-    redirect_template: Option<Template>,
+    /// The whole answer of a redirect frontend, when it has its own.
+    redirect_template: Option<answers::Template>,
     /// The frontend's fixed response, ready to render.
     fixed_answer: Option<answers::Template>,
 }
@@ -138,7 +142,15 @@ impl Route {
         };
         let rewrite_host = compile("rewrite_host", &frontend.rewrite_host)?;
         let rewrite_path = compile("rewrite_path", &frontend.rewrite_path)?;
-        let redirect_template = compile("redirect_template", &frontend.redirect_template)?;
+        let redirect_template = match (
+            frontend.redirect.redirect_status(),
+            &frontend.redirect_template,
+        ) {
+            (Some(status), Some(text)) => Some(
+                answers::Template::redirect(status, text).map_err(RouterError::RedirectTemplate)?,
+            ),
+            _ => None,
+        };
         Ok(Route {
             fixed_answer: frontend.answer.as_ref().map(answers::Template::fixed),
             method: frontend.method.as_deref().map(|m| m.as_bytes().into()),
@@ -162,6 +174,11 @@ impl Route {
     /// The frontend's fixed response, when it answers by itself.
     pub fn fixed_answer(&self) -> Option<&answers::Template> {
         self.fixed_answer.as_ref()
+    }
+
+    /// The whole answer of a redirect frontend with a `redirect_template`.
+    pub fn redirect_template(&self) -> Option<&answers::Template> {
+        self.redirect_template.as_ref()
     }
 
     /// Whether this frontend takes a path (without query) and method; the hostname is the
@@ -241,24 +258,6 @@ impl<'r> RouteMatch<'r> {
                 .map(|template| with_query(expand(template), target)),
             port,
         })
-    }
-
-    /// Where the frontend's `redirect_template` sends this request, with the request's query
-    /// appended, or `None` when it has no template (the caller then redirects to the same
-    /// host and path). Arguments as for [`RouteMatch::rewrite`].
-    pub fn redirect_location(
-        &self,
-        host: &[u8],
-        target: &[u8],
-        listener_port: u16,
-    ) -> Option<Vec<u8>> {
-        let route = self.route;
-        let template = route.redirect_template.as_ref()?;
-        let path = normalize::normalize(path::without_query(target));
-        let values = Values::new(&route.host, &route.path, host, &path, listener_port);
-        let mut out = Vec::new();
-        template.expand(&values, &mut out);
-        Some(with_query(out, target))
     }
 }
 

@@ -1,6 +1,7 @@
-//! Where a redirect frontend without `redirect_template` sends a request whose frontend also
-//! rewrites: Sōzu's redirect, the request's hostname and path with the frontend's
-//! `rewrite_host`, `rewrite_port` and `rewrite_path` in their place.
+//! Where a redirect frontend that also rewrites sends a request: Sōzu's redirect, the
+//! request's hostname and path with the frontend's `rewrite_host`, `rewrite_port` and
+//! `rewrite_path` in their place. The answer itself is the frontend's `redirect_template`, or
+//! the listener's page for the redirect status.
 
 use super::{RouteMatch, host};
 

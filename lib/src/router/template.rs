@@ -1,5 +1,5 @@
-//! Templates of `rewrite_host`, `rewrite_path` and `redirect_template`, compiled when a
-//! frontend is added and expanded only for the requests its route takes.
+//! Templates of `rewrite_host` and `rewrite_path`, compiled when a frontend is added and
+//! expanded only for the requests its route takes.
 //!
 //! A template is text with these variables:
 //!

@@ -7,6 +7,7 @@ use sozu_command_lib::request::{
 };
 
 use super::*;
+use crate::protocol::http::answers::AnswerError;
 
 fn address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -322,14 +323,14 @@ fn invalid_frontends_are_refused_and_change_nothing() {
         })
     ));
     let mut redirect = frontend("a", "a.com");
-    redirect.redirect_template = Some("https://x$PATH".to_string());
+    redirect.redirect = RedirectPolicy::Found;
+    redirect.redirect_template = Some("HTTP/1.1 301 Moved\r\n\r\n".to_string());
     assert!(matches!(
         router.add(redirect),
-        Err(RouterError::Template {
-            field: "redirect_template",
-            source: TemplateError::MissingIndex { .. },
-            ..
-        })
+        Err(RouterError::RedirectTemplate(AnswerError::RedirectStatus {
+            expected: 302,
+            found: 301
+        }))
     ));
     assert!(router.is_empty());
     assert_eq!(get(&router, "a.com", "/"), None);
@@ -428,27 +429,24 @@ fn rewrites_use_host_and_path_captures() {
         panic!("no route");
     };
     assert_eq!(found.rewrite(b"plain.com", b"/", 80), None);
-    assert_eq!(found.redirect_location(b"plain.com", b"/", 80), None);
+    assert_eq!(found.rewritten_redirect(b"plain.com", b"/", 80), None);
 }
 
 #[test]
-fn redirect_template_expands_the_same_variables() {
+fn a_redirect_expands_the_rewrite_templates() {
     let mut redirect = frontend("r", "*.old.com");
     redirect.cluster_id = None;
     redirect.redirect = RedirectPolicy::Permanent;
-    redirect.redirect_template = Some("https://$HOST[1].new.com:%PORT%PATH".to_string());
+    redirect.rewrite_host = Some("$HOST[1].new.com".to_string());
+    redirect.rewrite_path = Some("/v2%PATH".to_string());
     let router = router([redirect]);
     let Some(found) = router.lookup(b"shop.old.com", b"/cart?id=2", b"GET") else {
         panic!("no route");
     };
     assert_eq!(found.frontend().redirect, RedirectPolicy::Permanent);
     assert_eq!(
-        found.redirect_location(b"shop.old.com", b"/cart?id=2", 443),
-        Some(b"https://shop.new.com:443/cart?id=2".to_vec())
-    );
-    assert_eq!(
-        found.redirect_location(b"shop.old.com:8443", b"/cart", 443),
-        Some(b"https://shop.new.com:8443/cart".to_vec())
+        found.rewritten_redirect(b"shop.old.com", b"/cart?id=2", 443),
+        Some("shop.new.com/v2/cart?id=2".to_string())
     );
 }
 
@@ -524,7 +522,8 @@ fn rewrites_and_redirects_see_the_normalised_path() {
     let mut redirect = frontend("r", "old.com");
     redirect.cluster_id = None;
     redirect.redirect = RedirectPolicy::Permanent;
-    redirect.redirect_template = Some("https://new.com%PATH".to_string());
+    redirect.rewrite_host = Some("new.com".to_string());
+    redirect.rewrite_path = Some("%PATH".to_string());
     let router = router([prefixed, redirect]);
 
     let target = b"//old/./x/../y?z=1";
@@ -539,8 +538,8 @@ fn rewrites_and_redirects_see_the_normalised_path() {
         panic!("no route");
     };
     assert_eq!(
-        found.redirect_location(b"old.com", target, 443),
-        Some(b"https://new.com/cart?id=2".to_vec())
+        found.rewritten_redirect(b"old.com", target, 443),
+        Some("new.com/cart?id=2".to_string())
     );
 }
 

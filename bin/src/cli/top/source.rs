@@ -190,7 +190,7 @@ fn connection_options(cli: &Cli) -> Cli {
     Cli {
         config: cli.config.clone(),
         socket: cli.socket.clone(),
-        json: false,
+        json: None,
         timeout: cli.timeout,
         command: Command::Events,
     }

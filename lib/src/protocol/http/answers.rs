@@ -13,18 +13,27 @@
 //! | `%REQUEST_ID` | the request id (also sent in the request id header) |
 //! | `%CLUSTER_ID`, `%BACKEND_ID` | the cluster and backend involved, or `-` |
 //! | `%HOST`, `%PATH`, `%ROUTE` | the request's host, path, and both |
-//! | `%STATUS` | the status code |
-//! | `%DETAILS` | why the proxy answered, in words |
+//! | `%STATUS`, `%TEMPLATE_NAME` | the status code (Sōzu names its templates by status) |
+//! | `%DETAILS`, `%MESSAGE` | why the proxy answered, in words |
 //! | `%REDIRECT_LOCATION` | the target of a redirection |
 //! | `%WWW_AUTHENTICATE` | the authentication realm |
 //! | `%RETRY_AFTER` | seconds before retrying, on 429 |
+//! | `%DURATION` | the timeout that ran out, on 408 and 504 (`30s`), else empty |
+//! | `%CAPACITY` | the buffer size in bytes a head did not fit in, on 431 and 502, else empty |
+//! | `%PHASE` | where an invalid head broke (`StatusLine`, `Headers`), on 400, 414, 431, 502, 505, else empty |
+//! | `%SUCCESSFULLY_PARSED`, `%PARTIALLY_PARSED`, `%INVALID` | for an invalid head: its bytes before the broken line, that line up to the fault, and the rest, in hex between quotes (Sōzu's form); else `null` |
 //!
-//! Values are HTML-escaped in bodies, so a request cannot inject markup into an error page.
+//! These are Sōzu's variables, and each is replaced in every answer (Sōzu offers each only
+//! in some). Values are HTML-escaped in bodies, so a request cannot inject markup into an
+//! error page; values the proxy makes itself (numbers, phases, hex dumps) are written as they
+//! are, so that a page's script can read them.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 pub use sozu_command_lib::answer::AnswerError;
 use sozu_command_lib::request::FixedAnswer;
+
+use super::diagnostics::Diagnostic;
 
 /// Everything a template may refer to.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,6 +47,12 @@ pub struct AnswerContext<'a> {
     pub location: Option<&'a str>,
     pub www_authenticate: Option<&'a str>,
     pub retry_after: Option<u64>,
+    /// The timeout that ran out.
+    pub duration: Option<Duration>,
+    /// The size of the buffer a head did not fit in.
+    pub capacity: Option<usize>,
+    /// Where an invalid head broke.
+    pub diagnostic: Option<&'a Diagnostic>,
 }
 
 /// A response with variables, ready to render.
@@ -66,9 +81,35 @@ enum Variable {
     RedirectLocation,
     WwwAuthenticate,
     RetryAfter,
+    TemplateName,
+    Message,
+    Duration,
+    Capacity,
+    Phase,
+    SuccessfullyParsed,
+    PartiallyParsed,
+    Invalid,
 }
 
-const VARIABLES: [(&str, Variable); 11] = [
+impl Variable {
+    /// Whether the value may come from the request, and is then HTML-escaped in a body.
+    fn is_from_request(self) -> bool {
+        !matches!(
+            self,
+            Variable::Status
+                | Variable::TemplateName
+                | Variable::RetryAfter
+                | Variable::Duration
+                | Variable::Capacity
+                | Variable::Phase
+                | Variable::SuccessfullyParsed
+                | Variable::PartiallyParsed
+                | Variable::Invalid
+        )
+    }
+}
+
+const VARIABLES: [(&str, Variable); 19] = [
     ("%REQUEST_ID", Variable::RequestId),
     ("%CLUSTER_ID", Variable::ClusterId),
     ("%BACKEND_ID", Variable::BackendId),
@@ -80,6 +121,14 @@ const VARIABLES: [(&str, Variable); 11] = [
     ("%REDIRECT_LOCATION", Variable::RedirectLocation),
     ("%WWW_AUTHENTICATE", Variable::WwwAuthenticate),
     ("%RETRY_AFTER", Variable::RetryAfter),
+    ("%TEMPLATE_NAME", Variable::TemplateName),
+    ("%MESSAGE", Variable::Message),
+    ("%DURATION", Variable::Duration),
+    ("%CAPACITY", Variable::Capacity),
+    ("%PHASE", Variable::Phase),
+    ("%SUCCESSFULLY_PARSED", Variable::SuccessfullyParsed),
+    ("%PARTIALLY_PARSED", Variable::PartiallyParsed),
+    ("%INVALID", Variable::Invalid),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +181,7 @@ impl Text {
                 Piece::Variable(variable) => {
                     let start = out.len();
                     write_variable(*variable, status, context, out);
-                    if escape {
+                    if escape && variable.is_from_request() {
                         let value = out.split_off(start);
                         escape_html(&value, out);
                     }
@@ -153,15 +202,39 @@ fn write_variable(variable: Variable, status: u16, context: &AnswerContext<'_>, 
             out.push_str(context.host);
             out.push_str(context.path);
         }
-        Variable::Status => {
+        Variable::Status | Variable::TemplateName => {
             let _ = write!(out, "{status}");
         }
-        Variable::Details => out.push_str(context.details),
+        Variable::Details | Variable::Message => out.push_str(context.details),
         Variable::RedirectLocation => out.push_str(context.location.unwrap_or_default()),
         Variable::WwwAuthenticate => out.push_str(context.www_authenticate.unwrap_or_default()),
         Variable::RetryAfter => {
             let _ = write!(out, "{}", context.retry_after.unwrap_or_default());
         }
+        Variable::Duration => {
+            if let Some(duration) = context.duration {
+                let _ = write!(out, "{duration:?}");
+            }
+        }
+        Variable::Capacity => {
+            if let Some(capacity) = context.capacity {
+                let _ = write!(out, "{capacity}");
+            }
+        }
+        Variable::Phase => {
+            if let Some(diagnostic) = context.diagnostic {
+                out.push_str(diagnostic.phase.name());
+            }
+        }
+        Variable::SuccessfullyParsed => out.push_str(
+            context
+                .diagnostic
+                .map_or("null", |d| &d.successfully_parsed),
+        ),
+        Variable::PartiallyParsed => {
+            out.push_str(context.diagnostic.map_or("null", |d| &d.partially_parsed))
+        }
+        Variable::Invalid => out.push_str(context.diagnostic.map_or("null", |d| &d.invalid)),
     }
 }
 
@@ -294,6 +367,13 @@ impl Template {
                 .collect(),
             body: Text::parse(parsed.body),
         })
+    }
+
+    /// A redirect frontend's `redirect_template` for its redirect `status`: a custom answer
+    /// (see the module docs) whose status line, if it has one, says `status`.
+    pub fn redirect(status: u16, text: &str) -> Result<Template, AnswerError> {
+        sozu_command_lib::answer::check_redirect_template(Some(status), text)?;
+        Template::custom(status, text)
     }
 
     /// A frontend's fixed response, taken as it is (no variables). `Content-Length` and

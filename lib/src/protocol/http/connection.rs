@@ -2,7 +2,7 @@
 //! routing decision, sending the request on, writing the proxy's own answers, and moving to
 //! the next request of a kept connection. The response side is in [`super::response`].
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use sozu_command_lib::request::HeaderPosition;
 
@@ -12,6 +12,7 @@ use crate::{
         Http, HttpListener, SLOT,
         answers::{AnswerContext, Template},
         body::{Body, Sent, send_message},
+        diagnostics::Diagnostic,
         editor::{self, RequestEdits},
         faults::{self, Routed},
         parser::{
@@ -65,13 +66,18 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
     };
     if http.front_buf.is_full() {
         // The parser refuses an oversized head before the buffer fills; stay safe anyway.
-        return answer(
+        let extra = AnswerExtra {
+            capacity: Some(http.front_buf.capacity()),
+            ..AnswerExtra::default()
+        };
+        return answer_with(
             session,
             context,
             listener,
             431,
             "request head too large",
             Close::AfterAnswer,
+            extra,
         );
     }
     if session.front.read_closed || !session.front.readiness.event.contains(Ready::READABLE) {
@@ -130,13 +136,27 @@ fn refuse(
 ) -> Step {
     let status = error.status();
     log::debug!("session {}: {error}: {}", session.uid, error.violation());
-    answer(
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let id_header = listener.config.sozu_id_header.as_bytes();
+    let headers = &mut http.headers;
+    let diagnostic = Diagnostic::locate(http.front_buf.data(), |prefix| {
+        parse_request_head(prefix, &listener.limits, id_header, headers).is_err()
+    });
+    let extra = AnswerExtra {
+        capacity: Some(http.front_buf.capacity()),
+        diagnostic: Some(&diagnostic),
+        ..AnswerExtra::default()
+    };
+    answer_with(
         session,
         context,
         listener,
         status,
         &error.violation().to_string(),
         Close::AfterAnswer,
+        extra,
     )
 }
 
@@ -176,8 +196,8 @@ pub(super) fn answer_with(
 enum Rendered<'a> {
     /// The listener's (or cluster's) page for a status.
     Page(u16, &'a str, AnswerExtra<'a>),
-    /// A frontend's fixed response.
-    Fixed(&'a Template),
+    /// A frontend's own answer: its fixed response, or its redirect template.
+    Own(&'a Template, &'a str, AnswerExtra<'a>),
 }
 
 /// The one place answers of the proxy are written into `response_out`.
@@ -197,7 +217,7 @@ fn render_answer(
     }
     let (status, details, extra) = match rendered {
         Rendered::Page(status, details, extra) => (status, details, extra),
-        Rendered::Fixed(template) => (template.status, "", AnswerExtra::default()),
+        Rendered::Own(template, details, extra) => (template.status, details, extra),
     };
     stream.status = Some(status);
     stream.answered_by_proxy = true;
@@ -211,6 +231,9 @@ fn render_answer(
         location: extra.location,
         www_authenticate: extra.www_authenticate,
         retry_after: extra.retry_after,
+        duration: extra.duration,
+        capacity: extra.capacity,
+        diagnostic: extra.diagnostic,
     };
     let mut extra_fields = String::new();
     if !listener.config.sozu_id_header.is_empty() {
@@ -234,7 +257,7 @@ fn render_answer(
             &extra_fields,
             &mut http.response_out,
         ),
-        Rendered::Fixed(template) => template.render(
+        Rendered::Own(template, ..) => template.render(
             &answer_context,
             closes,
             &extra_fields,
@@ -265,6 +288,9 @@ pub(super) struct AnswerExtra<'a> {
     pub location: Option<&'a str>,
     pub www_authenticate: Option<&'a str>,
     pub retry_after: Option<u64>,
+    pub duration: Option<Duration>,
+    pub capacity: Option<usize>,
+    pub diagnostic: Option<&'a Diagnostic>,
 }
 
 /// Writes the proxy's answer; then closes or goes on with the next request.
@@ -363,7 +389,7 @@ fn route(
         headers: &http.headers,
         server_name: session.front.tls.as_ref().and_then(|tls| tls.server_name()),
     };
-    let (cluster, status, details, close, extra) =
+    let (cluster, status, details, close, extra, own) =
         match route::decide(listener, context.clusters, context.authorized, request) {
             RouteDecision::Forward(forward) => {
                 let routed = Routed {
@@ -399,29 +425,35 @@ fn route(
                 );
             }
             RouteDecision::Fixed { answer, close } => {
-                let step =
-                    render_answer(session, context, listener, Rendered::Fixed(answer), close);
-                return consume_head(session, step, head.head_len);
+                (None, answer.status, "", close, Extra::None, Some(answer))
             }
             RouteDecision::Answer {
                 status,
                 details,
                 cluster,
                 close,
-            } => (cluster, status, details, close, Extra::None),
+            } => (cluster, status, details, close, Extra::None, None),
             RouteDecision::Redirect {
                 status,
                 location,
+                template,
                 details,
                 cluster,
                 close,
-            } => (cluster, status, details, close, Extra::Location(location)),
+            } => (
+                cluster,
+                status,
+                details,
+                close,
+                Extra::Location(location),
+                template,
+            ),
             RouteDecision::Unauthorized {
                 realm,
                 details,
                 cluster,
                 close,
-            } => (cluster, 401, details, close, Extra::Realm(realm)),
+            } => (cluster, 401, details, close, Extra::Realm(realm), None),
         };
     if let Some(cluster) = cluster {
         http.stream.cluster_id.clear();
@@ -438,7 +470,11 @@ fn route(
             ..AnswerExtra::default()
         },
     };
-    let step = answer_with(session, context, listener, status, details, close, extra);
+    let rendered = match own {
+        Some(template) => Rendered::Own(template, details, extra),
+        None => Rendered::Page(status, details, extra),
+    };
+    let step = render_answer(session, context, listener, rendered, close);
     consume_head(session, step, head.head_len)
 }
 

@@ -29,6 +29,7 @@ pub mod answers;
 pub mod auth;
 mod body;
 mod connection;
+pub mod diagnostics;
 pub mod editor;
 mod faults;
 pub mod h2;
@@ -216,14 +217,21 @@ pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Fai
                 extra,
             )
         }
-        Failure::BackTimeout => answer(
-            session,
-            context,
-            listener,
-            504,
-            "the backend did not answer in time",
-            route::Close::AfterAnswer,
-        ),
+        Failure::BackTimeout => {
+            let extra = AnswerExtra {
+                duration: Some(session.timeouts.back),
+                ..AnswerExtra::default()
+            };
+            answer_with(
+                session,
+                context,
+                listener,
+                504,
+                "the backend did not answer in time",
+                route::Close::AfterAnswer,
+                extra,
+            )
+        }
         Failure::FrontTimeout => {
             let Stage::Http(http) = &session.stage else {
                 return Action::Close;
@@ -241,13 +249,24 @@ pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Fai
             if http.stream.phase == Phase::Head
                 && (http.stream.head_started.is_some() || waiting_for_first_request)
             {
-                answer(
+                // The timeout `connection::arm_head_timeout` armed.
+                let duration = if http.stream.head_started.is_some() {
+                    session.timeouts.request
+                } else {
+                    session.timeouts.front.min(session.timeouts.request)
+                };
+                let extra = AnswerExtra {
+                    duration: Some(duration),
+                    ..AnswerExtra::default()
+                };
+                answer_with(
                     session,
                     context,
                     listener,
                     408,
                     "request timeout",
                     route::Close::AfterAnswer,
+                    extra,
                 )
             } else {
                 return Action::Close;

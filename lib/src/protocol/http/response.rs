@@ -7,7 +7,11 @@ use crate::{
         http::{
             Http, HttpListener, SLOT,
             body::{Body, Sent, send_dechunked, send_message},
-            connection::{Step, answer, backend_failed, finish_stream, write_response_out},
+            connection::{
+                AnswerExtra, Step, answer, answer_with, backend_failed, finish_stream,
+                write_response_out,
+            },
+            diagnostics::Diagnostic,
             editor::{self, ResponseEdits},
             faults,
             parser::{
@@ -192,24 +196,39 @@ pub(super) fn read_response_head(
             Err(error) => {
                 log::warn!("session {}: {error}: {}", session.uid, error.violation());
                 http.stream.backend = Persistence::Close;
-                return answer(
+                let headers = &mut http.headers;
+                let diagnostic = Diagnostic::locate(http.back_buf.data(), |prefix| {
+                    parse_response_head(prefix, &listener.limits, method, headers).is_err()
+                });
+                let extra = AnswerExtra {
+                    capacity: Some(http.back_buf.capacity()),
+                    diagnostic: Some(&diagnostic),
+                    ..AnswerExtra::default()
+                };
+                return answer_with(
                     session,
                     context,
                     listener,
                     502,
                     &error.violation().to_string(),
                     Close::AfterAnswer,
+                    extra,
                 );
             }
         }
         if http.back_buf.is_full() {
-            return answer(
+            let extra = AnswerExtra {
+                capacity: Some(http.back_buf.capacity()),
+                ..AnswerExtra::default()
+            };
+            return answer_with(
                 session,
                 context,
                 listener,
                 502,
                 "response head too large",
                 Close::AfterAnswer,
+                extra,
             );
         }
     }

@@ -47,10 +47,12 @@ pub enum RouteDecision<'a> {
     },
     /// Answer with the frontend's fixed response.
     Fixed { answer: &'a Template, close: Close },
-    /// Redirect the client to `location`.
+    /// Redirect the client to `location`, with the frontend's `redirect_template` when it has
+    /// one, else the page for `status`.
     Redirect {
         status: u16,
         location: String,
+        template: Option<&'a Template>,
         details: &'static str,
         cluster: Option<&'a str>,
         close: Close,
@@ -182,49 +184,37 @@ pub fn decide<'a>(
         .as_deref()
         .and_then(|id| clusters.get(id));
     let cluster_id = cluster.map(|cluster| cluster.cluster_id.as_str());
-    match frontend.redirect {
-        RedirectPolicy::Forward => {}
-        RedirectPolicy::Unauthorized => {
-            return RouteDecision::Unauthorized {
-                realm: realm(cluster),
-                details: "denied by the frontend",
-                cluster: cluster_id,
-                close,
-            };
-        }
-        policy => {
-            let status = match policy {
-                RedirectPolicy::Found => 302,
-                RedirectPolicy::PermanentRedirect => 308,
-                _ => 301,
-            };
-            let location = match found.redirect_location(host, path, public.port()) {
-                Some(location) => String::from_utf8_lossy(&location).into_owned(),
-                None => {
-                    let scheme = match frontend.redirect_scheme {
-                        RedirectScheme::UseHttp => "http",
-                        RedirectScheme::UseHttps => "https",
-                        RedirectScheme::UseSame if listener.tls.is_some() => "https",
-                        RedirectScheme::UseSame => "http",
-                    };
-                    match found.rewritten_redirect(host, path, public.port()) {
-                        Some(target) => format!("{scheme}://{target}"),
-                        None => format!(
-                            "{scheme}://{}{}",
-                            String::from_utf8_lossy(host),
-                            origin_path(&String::from_utf8_lossy(path))
-                        ),
-                    }
-                }
-            };
-            return RouteDecision::Redirect {
-                status,
-                location,
-                details: "redirected by the frontend",
-                cluster: cluster_id,
-                close,
-            };
-        }
+    if frontend.redirect == RedirectPolicy::Unauthorized {
+        return RouteDecision::Unauthorized {
+            realm: realm(cluster),
+            details: "denied by the frontend",
+            cluster: cluster_id,
+            close,
+        };
+    }
+    if let Some(status) = frontend.redirect.redirect_status() {
+        let scheme = match frontend.redirect_scheme {
+            RedirectScheme::UseHttp => "http",
+            RedirectScheme::UseHttps => "https",
+            RedirectScheme::UseSame if listener.tls.is_some() => "https",
+            RedirectScheme::UseSame => "http",
+        };
+        let location = match found.rewritten_redirect(host, path, public.port()) {
+            Some(target) => format!("{scheme}://{target}"),
+            None => format!(
+                "{scheme}://{}{}",
+                String::from_utf8_lossy(host),
+                origin_path(&String::from_utf8_lossy(path))
+            ),
+        };
+        return RouteDecision::Redirect {
+            status,
+            location,
+            template: found.route().redirect_template(),
+            details: "redirected by the frontend",
+            cluster: cluster_id,
+            close,
+        };
     }
     let Some(cluster) = cluster else {
         return RouteDecision::Answer {
@@ -243,6 +233,7 @@ pub fn decide<'a>(
         return RouteDecision::Redirect {
             status: 301,
             location,
+            template: None,
             details: "HTTPS required",
             cluster: cluster_id,
             close,

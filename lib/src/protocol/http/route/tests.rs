@@ -258,14 +258,29 @@ fn redirects_keep_host_and_path_with_the_frontend_scheme() {
 }
 
 #[test]
-fn redirect_template_builds_the_location() {
+/// Issue 11: `redirect_template` is Sōzu's whole answer, not the Location: the location stays
+/// the request's (or the rewritten) target, and the template comes with the decision.
+fn redirect_template_is_the_answer_and_the_location_stays_the_target() {
     let mut setup = Setup::https(false);
     setup.frontend(None, "old.com", |frontend| {
         frontend.redirect = RedirectPolicy::Permanent;
-        frontend.redirect_template = Some("https://new.com/%PATH".to_string());
+        frontend.redirect_template =
+            Some("HTTP/1.1 301 Moved\r\nLocation: %REDIRECT_LOCATION\r\n\r\n".to_string());
     });
-    setup.decide(&get("old.com", "/a/b?c=d"), |decision| {
-        assert_redirect(decision, 301, "https://new.com//a/b?c=d")
+    setup.decide(&get("old.com", "/a/b?c=d"), |decision| match decision {
+        RouteDecision::Redirect {
+            status,
+            location,
+            template: Some(template),
+            ..
+        } => {
+            assert_eq!(
+                (status, location.as_str()),
+                (301, "https://old.com/a/b?c=d")
+            );
+            assert_eq!(template.status, 301);
+        }
+        other => panic!("expected a templated redirection, got {other:?}"),
     });
 }
 
