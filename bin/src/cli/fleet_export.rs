@@ -670,7 +670,7 @@ address = "127.0.0.1:8080"
 hostname = "old.example.com"
 redirect = "permanent"
 redirect_scheme = "use-https"
-redirect_template = "https://new.example.com%PATH"
+rewrite_host = "new.example.com"
 
 [[frontends]]
 address = "127.0.0.1:8080"

@@ -187,16 +187,13 @@ pub fn start(config_path: &Path) -> ExitCode {
         eprintln!("{}: {warning}", warning.severity);
     }
     let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
-    let (settings, setting_warnings) = Settings::new(config_path, &config);
+    let settings = Settings::new(config_path, &config);
     logging::init(
         "main",
         &settings.log_filter,
         settings.log_output.clone(),
         settings.log_colored,
     );
-    for warning in setting_warnings {
-        warn!("{warning}");
-    }
     let booted = boot(settings, &config);
     // The parsed file holds a copy of every frontend: it is not needed once the state is
     // built, and keeping it while serving doubled the main process's memory per frontend.

@@ -495,7 +495,7 @@ fn fault_answer(
                 session,
                 context,
                 listener,
-                Rendered::Fixed(&template),
+                Rendered::Own(&template, "", AnswerExtra::default()),
                 close,
             )
         }
