@@ -126,14 +126,22 @@ fn frontend_listed(proxy: &Proxy, hostname: &str) -> bool {
 
 /// One JSON line on `socket`; the final answer's line.
 fn order_line(socket: &Path, line: &str) -> String {
+    answer_lines(socket, line).pop().expect("a final answer")
+}
+
+/// One JSON line on `socket`; the answer's lines, `PROCESSING` ones first.
+fn answer_lines(socket: &Path, line: &str) -> Vec<String> {
     let mut stream = UnixStream::connect(socket).expect("connect to the socket");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.write_all(line.as_bytes()).unwrap();
     stream.write_all(b"\n").unwrap();
+    let mut lines = Vec::new();
     for answer in BufReader::new(stream).lines() {
         let answer = answer.expect("an answer");
-        if !answer.contains("\"PROCESSING\"") {
-            return answer;
+        let is_final = !answer.contains("\"PROCESSING\"");
+        lines.push(answer);
+        if is_final {
+            return lines;
         }
     }
     panic!("no final answer to {line}");
@@ -547,4 +555,34 @@ fn a_reload_keeps_the_routes_of_live_registrations() {
         (200, "api".into())
     );
     assert!(frontend_listed(&proxy, "api.test"));
+}
+
+/// `DEREGISTER` answers once the workers stopped sending new connections to the backend, so
+/// that a service reading the answer may finish what it was sent and exit (see redeploy.rs).
+#[test]
+fn deregister_answers_once_the_workers_removed_the_backend() {
+    let proxy = proxy_with_registration("");
+    let socket = registration_socket(&proxy);
+    let registered = order_line(
+        &socket,
+        &format!(
+            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"api","protocol":"http","listen":"{}","hostname":"api.test","backend":"{}","ttl":30}}}}"#,
+            free_address(),
+            free_address()
+        ),
+    );
+    assert!(registered.contains("reg-1"), "{registered}");
+    let lines = answer_lines(
+        &socket,
+        r#"{"id":"d","order":{"type":"DEREGISTER","registration_id":"reg-1"}}"#,
+    );
+    let [processing, done] = lines.as_slice() else {
+        panic!("not a PROCESSING line then the answer: {lines:#?}");
+    };
+    assert!(processing.contains("sent to 2 worker(s)"), "{processing}");
+    assert!(
+        done.contains("\"OK\"") && done.contains("reg-1 deregistered"),
+        "{done}"
+    );
+    assert!(!proxy.ok(&["registration", "list"]).contains("reg-1"));
 }
