@@ -557,6 +557,62 @@ fn a_reload_keeps_the_routes_of_live_registrations() {
     assert!(frontend_listed(&proxy, "api.test"));
 }
 
+/// A hot upgrade keeps the registrations: the new main process has them (a ttl one with its
+/// lease), serves their routes, watches the connections they live with, and takes new ones
+/// on the same registration socket.
+#[test]
+fn registrations_survive_an_upgrade() {
+    let proxy = proxy_with_registration("grace_period = 1");
+    let socket = registration_socket(&proxy);
+    let front = free_address();
+    let (mut service, registration_id) = python_service(&socket, front, "api");
+    let leased = order_line(
+        &socket,
+        &format!(
+            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"cron","protocol":"http","listen":"{}","hostname":"cron.test","backend":"{}","ttl":30}}}}"#,
+            free_address(),
+            free_address()
+        ),
+    );
+    assert!(leased.contains("reg-2"), "{leased}");
+    let old_main = proxy.main_pid();
+
+    let output = proxy.ok(&["upgrade", "-t", "20000"]);
+    assert!(output.contains("worker(s) replaced"), "{output}");
+    assert_ne!(proxy.main_pid(), old_main);
+    let listed = proxy.ok(&["registration", "list"]);
+    for expected in [&registration_id, &service.id().to_string(), "cron.test"] {
+        assert!(
+            listed.contains(expected),
+            "{expected} missing from:\n{listed}"
+        );
+    }
+    assert_eq!(
+        get_path(front, "api.test", "/").unwrap(),
+        (200, "api".into())
+    );
+    let renewed = order_line(
+        &socket,
+        r#"{"id":"n","order":{"type":"RENEW","registration_id":"reg-2"}}"#,
+    );
+    assert!(renewed.contains("renewed for 30s"), "{renewed}");
+    let other = listen(
+        &socket,
+        Definition::http("other", free_address(), "other.test"),
+    )
+    .expect("the registration socket takes registrations");
+    assert_eq!(other.registration_id(), "reg-3");
+
+    // The new process holds the service's connection: its end ends the registration.
+    kill_hard(&mut service);
+    assert!(wait_until(DEADLINE, || !proxy
+        .ok(&["registration", "list"])
+        .contains(&registration_id)));
+    assert!(wait_until(DEADLINE, || !frontend_listed(
+        &proxy, "api.test"
+    )));
+}
+
 /// `DEREGISTER` answers once the workers stopped sending new connections to the backend, so
 /// that a service reading the answer may finish what it was sent and exit (see redeploy.rs).
 #[test]

@@ -11,6 +11,7 @@
 //! The registration socket ([`socket`]) accepts only the three registration orders, within
 //! `allowed_hostnames` and `allowed_listen`; the command socket accepts them too, unchecked.
 
+mod handover;
 mod plan;
 mod socket;
 
@@ -29,7 +30,7 @@ use sozu_command_lib::{
 };
 
 use self::plan::{Resource, plan};
-pub use self::socket::RegistrationSocket;
+pub use self::{handover::Handed, socket::RegistrationSocket};
 use super::{
     Main, ok_message,
     orders::apply_order,
