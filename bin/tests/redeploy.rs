@@ -13,13 +13,12 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
-use common::{Backend, DEADLINE, Proxy, free_address, get_path, wait_until};
+use common::{Backend, DEADLINE, Proxy, free_address, get_path, start_registered, wait_until};
 use sozu_command_lib::registration::{Definition, listen};
 
 /// The time between the old service's exit and the new one's registration.
@@ -201,27 +200,15 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool, String
 
 /// Starts the old service; returns it and its standard input once it registered.
 fn old_service(proxy: &Proxy, front: SocketAddr) -> (Child, ChildStdin) {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(OLD_SERVICE)
-        .arg(proxy.dir.path().join("register.sock"))
-        .arg(front.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
+    let (mut child, _) = start_registered(
+        Command::new("python3")
+            .arg("-c")
+            .arg(OLD_SERVICE)
+            .arg(proxy.dir.path().join("register.sock"))
+            .arg(front.to_string())
+            .stdin(Stdio::piped()),
+    );
     let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = sender.send(line);
-    });
-    let line = receiver
-        .recv_timeout(DEADLINE)
-        .expect("the old service registers");
-    assert!(line.starts_with("reg-"), "the old service said {line:?}");
     (child, stdin)
 }
 

@@ -90,29 +90,16 @@ fn get_path(address: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16
 
 /// Starts the Python service; returns it once it printed its registration id.
 fn python_service(socket: &Path, front: SocketAddr, name: &str) -> (Child, String) {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(PYTHON_SERVICE)
-        .arg(socket)
-        .args([name, &front.to_string(), "api.test", "/", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        // http.server logs every request there.
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start python3");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = sender.send(line);
-    });
-    let line = receiver
-        .recv_timeout(DEADLINE)
-        .expect("the Python service registers");
-    assert!(line.starts_with("reg-"), "the Python service said {line:?}");
-    (child, line.trim().to_string())
+    common::start_registered(
+        Command::new("python3")
+            .arg("-c")
+            .arg(PYTHON_SERVICE)
+            .arg(socket)
+            .args([name, &front.to_string(), "api.test", "/", name])
+            .stdin(Stdio::null())
+            // http.server logs every request there.
+            .stderr(Stdio::null()),
+    )
 }
 
 fn kill_hard(child: &mut Child) {
@@ -127,6 +114,19 @@ fn frontend_listed(proxy: &Proxy, hostname: &str) -> bool {
 /// One JSON line on `socket`; the final answer's line.
 fn order_line(socket: &Path, line: &str) -> String {
     answer_lines(socket, line).pop().expect("a final answer")
+}
+
+/// A registration of `hostname` with a 30 s `ttl`, on a listener and to a backend of ports
+/// nobody uses; the final answer's line.
+fn register_for_30s(socket: &Path, cluster_id: &str, hostname: &str) -> String {
+    order_line(
+        socket,
+        &format!(
+            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"{cluster_id}","protocol":"http","listen":"{}","hostname":"{hostname}","backend":"{}","ttl":30}}}}"#,
+            free_address(),
+            free_address()
+        ),
+    )
 }
 
 /// One JSON line on `socket`; the answer's lines, `PROCESSING` ones first.
@@ -566,14 +566,7 @@ fn registrations_survive_an_upgrade() {
     let socket = registration_socket(&proxy);
     let front = free_address();
     let (mut service, registration_id) = python_service(&socket, front, "api");
-    let leased = order_line(
-        &socket,
-        &format!(
-            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"cron","protocol":"http","listen":"{}","hostname":"cron.test","backend":"{}","ttl":30}}}}"#,
-            free_address(),
-            free_address()
-        ),
-    );
+    let leased = register_for_30s(&socket, "cron", "cron.test");
     assert!(leased.contains("reg-2"), "{leased}");
     let old_main = proxy.main_pid();
 
@@ -619,14 +612,7 @@ fn registrations_survive_an_upgrade() {
 fn deregister_answers_once_the_workers_removed_the_backend() {
     let proxy = proxy_with_registration("");
     let socket = registration_socket(&proxy);
-    let registered = order_line(
-        &socket,
-        &format!(
-            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"api","protocol":"http","listen":"{}","hostname":"api.test","backend":"{}","ttl":30}}}}"#,
-            free_address(),
-            free_address()
-        ),
-    );
+    let registered = register_for_30s(&socket, "api", "api.test");
     assert!(registered.contains("reg-1"), "{registered}");
     let lines = answer_lines(
         &socket,

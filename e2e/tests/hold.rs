@@ -67,6 +67,17 @@ fn wait_depth(worker: &mut Worker, depth: u64) {
     );
 }
 
+/// Adds a backend answering `served` to the `held` cluster.
+fn add_backend(worker: &mut Worker) -> HttpBackend {
+    let backend = HttpBackend::ok("served");
+    worker.ok(Order::AddBackend(backend_order(
+        "held",
+        "held-0",
+        backend.address,
+    )));
+    backend
+}
+
 /// The next event of `kind` for the `held` cluster: its message.
 fn hold_event(worker: &mut Worker, kind: EventKind) -> String {
     let event = worker.wait_event(|event: &Event| {
@@ -84,12 +95,7 @@ fn http_request_held_is_served_when_a_backend_is_added() {
     let started = hold_event(&mut worker, EventKind::HoldStarted);
     assert!(started.starts_with("no available backend"), "{started}");
 
-    let backend = HttpBackend::ok("served");
-    worker.ok(Order::AddBackend(backend_order(
-        "held",
-        "held-0",
-        backend.address,
-    )));
+    let _backend = add_backend(&mut worker);
     let answer = client.join().expect("client");
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(answer.ends_with("served"), "{answer}");
@@ -114,12 +120,7 @@ fn past_max_held_a_request_gets_503_at_once() {
     assert_eq!(figure(&mut worker, "hold.refused"), 1);
     assert_eq!(figure(&mut worker, "hold.depth"), 1);
 
-    let backend = HttpBackend::ok("served");
-    worker.ok(Order::AddBackend(backend_order(
-        "held",
-        "held-0",
-        backend.address,
-    )));
+    let _backend = add_backend(&mut worker);
     let first = first.join().expect("client");
     assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
 }
@@ -159,12 +160,7 @@ fn a_held_client_that_leaves_stops_waiting() {
     assert_eq!(figure(&mut worker, "hold.abandoned"), 1);
 
     // The one that stayed keeps its place and is served.
-    let backend = HttpBackend::ok("served");
-    worker.ok(Order::AddBackend(backend_order(
-        "held",
-        "held-0",
-        backend.address,
-    )));
+    let _backend = add_backend(&mut worker);
     let answer = staying.join().expect("client");
     assert!(answer.ends_with("served"), "{answer}");
     assert_eq!(figure(&mut worker, "hold.released"), 1);

@@ -167,8 +167,9 @@ pub struct Successor {
     /// The workers whose channels were handed, paused meanwhile.
     handed: Vec<u32>,
     client: Option<ClientRef>,
-    /// The clients whose connection a registration lives with, handed and paused too.
-    registration_clients: Vec<u64>,
+    /// The clients whose channels were handed (the one that asked, those registrations live
+    /// with), paused meanwhile.
+    clients: Vec<u64>,
     outcome: mpsc::Receiver<anyhow::Result<()>>,
 }
 
@@ -269,16 +270,18 @@ impl Main {
             .filter(|w| w.channel_closed_at.is_none())
             .map(|w| w.id)
             .collect();
-        let registration_clients = self.registration_clients(to.as_ref().map(|to| to.client));
+        let asking = to.as_ref().map(|to| to.client);
+        let registration_clients = self.registration_clients(asking);
         match self.spawn_successor(&handed, to.as_ref(), &registration_clients) {
             Ok((child, outcome)) => {
                 info!("upgrade: new main process started (pid {})", child.id());
-                self.pause_channels(&handed, to.as_ref(), &registration_clients);
+                let clients: Vec<u64> = asking.into_iter().chain(registration_clients).collect();
+                self.pause_channels(&handed, &clients);
                 self.successor = Some(Successor {
                     child,
                     handed,
                     client: to,
-                    registration_clients,
+                    clients,
                     outcome,
                 });
             }
@@ -330,11 +333,7 @@ impl Main {
     fn abandon_successor(&mut self, mut successor: Successor, why: &str) {
         let _ = successor.child.kill();
         let _ = successor.child.wait();
-        self.resume_channels(
-            &successor.handed,
-            successor.client.as_ref(),
-            &successor.registration_clients,
-        );
+        self.resume_channels(&successor.handed, &successor.clients);
         error!("upgrade failed, going on as before: {why}");
         if let Some(to) = &successor.client {
             let message = format!("upgrade failed, nothing changed: {why}");
@@ -359,24 +358,20 @@ impl Main {
 
     /// Stops reading the handed channels, which the new process reads from now on if it takes
     /// over.
-    fn pause_channels(&mut self, workers: &[u32], client: Option<&ClientRef>, others: &[u64]) {
+    fn pause_channels(&mut self, workers: &[u32], clients: &[u64]) {
         for id in workers {
             if let Some(worker) = self.workers.get_mut(id) {
                 let _ = self.poll.registry().deregister(&mut worker.channel);
             }
         }
-        let clients = client
-            .map(|to| to.client)
-            .into_iter()
-            .chain(others.iter().copied());
         for id in clients {
-            if let Some(client) = self.clients.get_mut(&id) {
+            if let Some(client) = self.clients.get_mut(id) {
                 let _ = self.poll.registry().deregister(&mut client.channel);
             }
         }
     }
 
-    fn resume_channels(&mut self, workers: &[u32], client: Option<&ClientRef>, others: &[u64]) {
+    fn resume_channels(&mut self, workers: &[u32], clients: &[u64]) {
         let interest = Interest::READABLE | Interest::WRITABLE;
         for id in workers {
             if let Some(worker) = self.workers.get_mut(id) {
@@ -389,12 +384,8 @@ impl Main {
                 }
             }
         }
-        let clients = client
-            .map(|to| to.client)
-            .into_iter()
-            .chain(others.iter().copied());
         for id in clients {
-            if let Some(client) = self.clients.get_mut(&id) {
+            if let Some(client) = self.clients.get_mut(id) {
                 if let Err(error) =
                     self.poll
                         .registry()

@@ -570,3 +570,24 @@ pub fn sozu_reference() -> PathBuf {
         })
         .expect("shared/sozu/ (Sōzu 2.1's outputs and samples) in a parent folder of the project")
 }
+
+/// Starts `service`, a program that registers on the proxy and prints its registration id on
+/// its first line; returns it with that id once it printed it.
+pub fn start_registered(service: &mut Command) -> (Child, String) {
+    let mut child = service
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the service");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver
+        .recv_timeout(DEADLINE)
+        .expect("the service registers");
+    assert!(line.starts_with("reg-"), "the service said {line:?}");
+    (child, line.trim().to_string())
+}

@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use log::{debug, info};
+use log::debug;
 use sozu_command_lib::{
     request::DEFAULT_MAX_HELD,
     response::{Event, EventKind},
@@ -184,7 +184,7 @@ impl Server {
     }
 
     fn hold_event(&mut self, cluster_id: &str, kind: EventKind, message: String) {
-        info!("cluster `{cluster_id}`: {kind:?}: {message}");
+        debug!("cluster `{cluster_id}`: {kind:?}: {message}");
         self.respond(event_response(Event {
             kind,
             cluster_id: Some(cluster_id.to_string()),
