@@ -18,7 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Backend, DEADLINE, Proxy, free_address, get_path, start_registered, wait_until};
+use common::{
+    Backend, DEADLINE, EventStream, Proxy, free_address, get_path, start_registered, wait_until,
+};
 use sozu_command_lib::registration::{Definition, listen};
 
 /// The time between the old service's exit and the new one's registration.
@@ -234,6 +236,7 @@ fn a_redeployed_service_loses_no_request() {
     );
 
     // The old service stops; the new one registers after the gap, on another port.
+    let mut events = EventStream::subscribe(&proxy);
     drop(old_stdin);
     assert!(
         wait_until(DEADLINE, || old
@@ -257,6 +260,15 @@ fn a_redeployed_service_loses_no_request() {
     );
 
     stop.store(true, Ordering::SeqCst);
+    // Subscribers saw the cluster hold, then release what it held.
+    let held_then_released = events.wait_for(|seen| {
+        let position = |kind: &str| {
+            seen.iter()
+                .position(|line| line.contains(kind) && line.contains(r#""cluster_id":"api""#))
+        };
+        position("HOLD_STARTED").is_some_and(|held| position("HOLD_RELEASED") > Some(held))
+    });
+    assert!(held_then_released, "{:#?}", events.seen);
     for (client, kind) in clients.into_iter().zip(["per request", "keep-alive"]) {
         let outcomes = client.finish();
         let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.answer.is_err()).collect();

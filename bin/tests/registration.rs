@@ -1,7 +1,8 @@
 //! Registrations with the real binary (issue 15): services register their own routes through
 //! the client library, Python's standard library or raw JSON lines; a registration ends with
 //! its connection (even on `kill -9`), its backend goes at once and what it created after
-//! the grace period; the registration socket only takes registrations within its limits.
+//! the grace period; the registration socket only takes registrations within its limits;
+//! `DEREGISTER` answers once the workers dropped the backend; a hot upgrade keeps them.
 
 mod common;
 
@@ -11,7 +12,6 @@ use std::{
     os::unix::net::UnixStream,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     thread,
     time::Duration,
 };
@@ -417,24 +417,6 @@ fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
         "slow",
     ]);
 
-    let mut events = Command::new(common::SOZU)
-        .args(["events", "--json", "--socket"])
-        .arg(&proxy.socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run sozu events");
-    let stdout = events.stdout.take().expect("piped stdout");
-    let (sender, received) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
-
     let mut client = TcpStream::connect(proxy.http).unwrap();
     client.set_read_timeout(Some(DEADLINE)).unwrap();
     client
@@ -445,7 +427,7 @@ fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
     assert!(text_of(&first[..read]).starts_with("HTTP/1.1 200"));
 
     // The drain's first event follows the order at once: subscribe first.
-    assert!(wait_until(DEADLINE, || events_subscribed(&proxy)));
+    let mut events = common::EventStream::subscribe(&proxy);
     proxy.ok(&[
         "backend",
         "remove",
@@ -468,37 +450,25 @@ fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
 
     // The worker without sessions on the backend forgets it at once; the one with the
     // transfer reports it, cuts it at the deadline, then forgets the backend.
-    let mut seen = Vec::new();
     let position =
         |seen: &[String], needle: &str| seen.iter().position(|line| line.contains(needle));
-    let finished = wait_until(DEADLINE, || {
-        while let Ok(line) = received.try_recv() {
-            seen.push(line);
-        }
-        position(&seen, "deadline reached").is_some_and(|cut| {
+    let finished = events.wait_for(|seen| {
+        position(seen, "deadline reached").is_some_and(|cut| {
             seen.iter()
                 .skip(cut)
                 .any(|line| line.contains("REMOVED_BACKEND_HAS_NO_CONNECTIONS"))
         })
     });
-    let _ = events.kill();
-    let _ = events.wait();
+    let seen = &events.seen;
     assert!(finished, "no end of drain among {seen:#?}");
-    let left = position(&seen, "1 session(s) left, closed in 2s").expect("a progress event");
-    let cut = position(&seen, "deadline reached: closing 1 session(s)").expect("the cut");
+    let left = position(seen, "1 session(s) left, closed in 2s").expect("a progress event");
+    let cut = position(seen, "deadline reached: closing 1 session(s)").expect("the cut");
     assert!(left < cut, "{seen:#?}");
     assert!(seen[left].contains("BACKEND_DRAINING"), "{seen:#?}");
 }
 
 fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Whether a client subscribed to events (the CLI's `events` subcommand counts as one order).
-fn events_subscribed(proxy: &Proxy) -> bool {
-    proxy
-        .ok(&["state", "stats", "--json"])
-        .contains("orders.SUBSCRIBE_EVENTS")
 }
 
 #[test]
