@@ -1,7 +1,8 @@
 //! Registrations with the real binary (issue 15): services register their own routes through
 //! the client library, Python's standard library or raw JSON lines; a registration ends with
 //! its connection (even on `kill -9`), its backend goes at once and what it created after
-//! the grace period; the registration socket only takes registrations within its limits.
+//! the grace period; the registration socket only takes registrations within its limits;
+//! `DEREGISTER` answers once the workers dropped the backend; a hot upgrade keeps them.
 
 mod common;
 
@@ -11,7 +12,6 @@ use std::{
     os::unix::net::UnixStream,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     thread,
     time::Duration,
 };
@@ -90,29 +90,16 @@ fn get_path(address: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16
 
 /// Starts the Python service; returns it once it printed its registration id.
 fn python_service(socket: &Path, front: SocketAddr, name: &str) -> (Child, String) {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(PYTHON_SERVICE)
-        .arg(socket)
-        .args([name, &front.to_string(), "api.test", "/", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        // http.server logs every request there.
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start python3");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = sender.send(line);
-    });
-    let line = receiver
-        .recv_timeout(DEADLINE)
-        .expect("the Python service registers");
-    assert!(line.starts_with("reg-"), "the Python service said {line:?}");
-    (child, line.trim().to_string())
+    common::start_registered(
+        Command::new("python3")
+            .arg("-c")
+            .arg(PYTHON_SERVICE)
+            .arg(socket)
+            .args([name, &front.to_string(), "api.test", "/", name])
+            .stdin(Stdio::null())
+            // http.server logs every request there.
+            .stderr(Stdio::null()),
+    )
 }
 
 fn kill_hard(child: &mut Child) {
@@ -126,14 +113,35 @@ fn frontend_listed(proxy: &Proxy, hostname: &str) -> bool {
 
 /// One JSON line on `socket`; the final answer's line.
 fn order_line(socket: &Path, line: &str) -> String {
+    answer_lines(socket, line).pop().expect("a final answer")
+}
+
+/// A registration of `hostname` with a 30 s `ttl`, on a listener and to a backend of ports
+/// nobody uses; the final answer's line.
+fn register_for_30s(socket: &Path, cluster_id: &str, hostname: &str) -> String {
+    order_line(
+        socket,
+        &format!(
+            r#"{{"id":"r","order":{{"type":"REGISTER","cluster_id":"{cluster_id}","protocol":"http","listen":"{}","hostname":"{hostname}","backend":"{}","ttl":30}}}}"#,
+            free_address(),
+            free_address()
+        ),
+    )
+}
+
+/// One JSON line on `socket`; the answer's lines, `PROCESSING` ones first.
+fn answer_lines(socket: &Path, line: &str) -> Vec<String> {
     let mut stream = UnixStream::connect(socket).expect("connect to the socket");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.write_all(line.as_bytes()).unwrap();
     stream.write_all(b"\n").unwrap();
+    let mut lines = Vec::new();
     for answer in BufReader::new(stream).lines() {
         let answer = answer.expect("an answer");
-        if !answer.contains("\"PROCESSING\"") {
-            return answer;
+        let is_final = !answer.contains("\"PROCESSING\"");
+        lines.push(answer);
+        if is_final {
+            return lines;
         }
     }
     panic!("no final answer to {line}");
@@ -409,24 +417,6 @@ fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
         "slow",
     ]);
 
-    let mut events = Command::new(common::SOZU)
-        .args(["events", "--json", "--socket"])
-        .arg(&proxy.socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run sozu events");
-    let stdout = events.stdout.take().expect("piped stdout");
-    let (sender, received) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
-
     let mut client = TcpStream::connect(proxy.http).unwrap();
     client.set_read_timeout(Some(DEADLINE)).unwrap();
     client
@@ -437,7 +427,7 @@ fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
     assert!(text_of(&first[..read]).starts_with("HTTP/1.1 200"));
 
     // The drain's first event follows the order at once: subscribe first.
-    assert!(wait_until(DEADLINE, || events_subscribed(&proxy)));
+    let mut events = common::EventStream::subscribe(&proxy);
     proxy.ok(&[
         "backend",
         "remove",
@@ -460,37 +450,25 @@ fn a_drain_deadline_cuts_a_long_transfer_and_events_count_down() {
 
     // The worker without sessions on the backend forgets it at once; the one with the
     // transfer reports it, cuts it at the deadline, then forgets the backend.
-    let mut seen = Vec::new();
     let position =
         |seen: &[String], needle: &str| seen.iter().position(|line| line.contains(needle));
-    let finished = wait_until(DEADLINE, || {
-        while let Ok(line) = received.try_recv() {
-            seen.push(line);
-        }
-        position(&seen, "deadline reached").is_some_and(|cut| {
+    let finished = events.wait_for(|seen| {
+        position(seen, "deadline reached").is_some_and(|cut| {
             seen.iter()
                 .skip(cut)
                 .any(|line| line.contains("REMOVED_BACKEND_HAS_NO_CONNECTIONS"))
         })
     });
-    let _ = events.kill();
-    let _ = events.wait();
+    let seen = &events.seen;
     assert!(finished, "no end of drain among {seen:#?}");
-    let left = position(&seen, "1 session(s) left, closed in 2s").expect("a progress event");
-    let cut = position(&seen, "deadline reached: closing 1 session(s)").expect("the cut");
+    let left = position(seen, "1 session(s) left, closed in 2s").expect("a progress event");
+    let cut = position(seen, "deadline reached: closing 1 session(s)").expect("the cut");
     assert!(left < cut, "{seen:#?}");
     assert!(seen[left].contains("BACKEND_DRAINING"), "{seen:#?}");
 }
 
 fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Whether a client subscribed to events (the CLI's `events` subcommand counts as one order).
-fn events_subscribed(proxy: &Proxy) -> bool {
-    proxy
-        .ok(&["state", "stats", "--json=compact"])
-        .contains("orders.SUBSCRIBE_EVENTS")
 }
 
 #[test]
@@ -547,4 +525,76 @@ fn a_reload_keeps_the_routes_of_live_registrations() {
         (200, "api".into())
     );
     assert!(frontend_listed(&proxy, "api.test"));
+}
+
+/// A hot upgrade keeps the registrations: the new main process has them (a ttl one with its
+/// lease), serves their routes, watches the connections they live with, and takes new ones
+/// on the same registration socket.
+#[test]
+fn registrations_survive_an_upgrade() {
+    let proxy = proxy_with_registration("grace_period = 1");
+    let socket = registration_socket(&proxy);
+    let front = free_address();
+    let (mut service, registration_id) = python_service(&socket, front, "api");
+    let leased = register_for_30s(&socket, "cron", "cron.test");
+    assert!(leased.contains("reg-2"), "{leased}");
+    let old_main = proxy.main_pid();
+
+    let output = proxy.ok(&["upgrade", "-t", "20000"]);
+    assert!(output.contains("worker(s) replaced"), "{output}");
+    assert_ne!(proxy.main_pid(), old_main);
+    let listed = proxy.ok(&["registration", "list"]);
+    for expected in [&registration_id, &service.id().to_string(), "cron.test"] {
+        assert!(
+            listed.contains(expected),
+            "{expected} missing from:\n{listed}"
+        );
+    }
+    assert_eq!(
+        get_path(front, "api.test", "/").unwrap(),
+        (200, "api".into())
+    );
+    let renewed = order_line(
+        &socket,
+        r#"{"id":"n","order":{"type":"RENEW","registration_id":"reg-2"}}"#,
+    );
+    assert!(renewed.contains("renewed for 30s"), "{renewed}");
+    let other = listen(
+        &socket,
+        Definition::http("other", free_address(), "other.test"),
+    )
+    .expect("the registration socket takes registrations");
+    assert_eq!(other.registration_id(), "reg-3");
+
+    // The new process holds the service's connection: its end ends the registration.
+    kill_hard(&mut service);
+    assert!(wait_until(DEADLINE, || !proxy
+        .ok(&["registration", "list"])
+        .contains(&registration_id)));
+    assert!(wait_until(DEADLINE, || !frontend_listed(
+        &proxy, "api.test"
+    )));
+}
+
+/// `DEREGISTER` answers once the workers stopped sending new connections to the backend, so
+/// that a service reading the answer may finish what it was sent and exit (see redeploy.rs).
+#[test]
+fn deregister_answers_once_the_workers_removed_the_backend() {
+    let proxy = proxy_with_registration("");
+    let socket = registration_socket(&proxy);
+    let registered = register_for_30s(&socket, "api", "api.test");
+    assert!(registered.contains("reg-1"), "{registered}");
+    let lines = answer_lines(
+        &socket,
+        r#"{"id":"d","order":{"type":"DEREGISTER","registration_id":"reg-1"}}"#,
+    );
+    let [processing, done] = lines.as_slice() else {
+        panic!("not a PROCESSING line then the answer: {lines:#?}");
+    };
+    assert!(processing.contains("sent to 2 worker(s)"), "{processing}");
+    assert!(
+        done.contains("\"OK\"") && done.contains("reg-1 deregistered"),
+        "{done}"
+    );
+    assert!(!proxy.ok(&["registration", "list"]).contains("reg-1"));
 }

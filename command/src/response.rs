@@ -449,6 +449,15 @@ pub enum EventKind {
     FaultExpired,
     /// A fault was removed by an order.
     FaultRemoved,
+    /// A cluster with a `hold_timeout` has no available backend: its new connections and
+    /// requests wait (the first one started waiting, in this worker).
+    HoldStarted,
+    /// Held connections and requests of a cluster went on to a backend that became
+    /// available: how many, and how many still wait (the message says).
+    HoldReleased,
+    /// Held connections and requests of a cluster waited `hold_timeout` and got the 503
+    /// answer or a close: how many, and how many still wait (the message says).
+    HoldTimedOut,
 }
 
 /// A fault as `LIST_FAULTS` shows it.

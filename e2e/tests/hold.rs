@@ -1,6 +1,8 @@
 //! Holding: while a cluster with a `hold_timeout` has no available backend, HTTP requests and
 //! TCP connections wait, are released in arrival order when a backend is added, get the 503
-//! answer (or a close) when the timeout passes, and past `max_held` get it at once.
+//! answer (or a close) when the timeout passes, and past `max_held` get it at once; a client
+//! that leaves while held stops waiting. Events tell when a cluster starts holding, and how
+//! many were released or timed out.
 
 use std::{
     io::{Read, Write},
@@ -11,7 +13,7 @@ use std::{
 
 use sozu_command_lib::{
     request::{Cluster, Order, QueryMetrics},
-    response::{FilteredMetric, ResponseContent},
+    response::{Event, EventKind, FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{
     DEADLINE, Worker, backend::Backend, backend_order, http_backend::HttpBackend, wait_until,
@@ -65,22 +67,42 @@ fn wait_depth(worker: &mut Worker, depth: u64) {
     );
 }
 
-#[test]
-fn http_request_held_is_served_when_a_backend_is_added() {
-    let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.http_proxy("held.test", holding(DEADLINE, None), &[]);
-    let client = request(address);
-    wait_depth(&mut worker, 1);
-
+/// Adds a backend answering `served` to the `held` cluster.
+fn add_backend(worker: &mut Worker) -> HttpBackend {
     let backend = HttpBackend::ok("served");
     worker.ok(Order::AddBackend(backend_order(
         "held",
         "held-0",
         backend.address,
     )));
+    backend
+}
+
+/// The next event of `kind` for the `held` cluster: its message.
+fn hold_event(worker: &mut Worker, kind: EventKind) -> String {
+    let event = worker.wait_event(|event: &Event| {
+        event.kind == kind && event.cluster_id.as_deref() == Some("held")
+    });
+    event.message
+}
+
+#[test]
+fn http_request_held_is_served_when_a_backend_is_added() {
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.http_proxy("held.test", holding(DEADLINE, None), &[]);
+    let client = request(address);
+    wait_depth(&mut worker, 1);
+    let started = hold_event(&mut worker, EventKind::HoldStarted);
+    assert!(started.starts_with("no available backend"), "{started}");
+
+    let _backend = add_backend(&mut worker);
     let answer = client.join().expect("client");
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(answer.ends_with("served"), "{answer}");
+    assert_eq!(
+        hold_event(&mut worker, EventKind::HoldReleased),
+        "1 released to a backend, 0 still waiting"
+    );
     assert_eq!(figure(&mut worker, "hold.held"), 1);
     assert_eq!(figure(&mut worker, "hold.released"), 1);
     assert_eq!(figure(&mut worker, "hold.depth"), 0);
@@ -98,12 +120,7 @@ fn past_max_held_a_request_gets_503_at_once() {
     assert_eq!(figure(&mut worker, "hold.refused"), 1);
     assert_eq!(figure(&mut worker, "hold.depth"), 1);
 
-    let backend = HttpBackend::ok("served");
-    worker.ok(Order::AddBackend(backend_order(
-        "held",
-        "held-0",
-        backend.address,
-    )));
+    let _backend = add_backend(&mut worker);
     let first = first.join().expect("client");
     assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
 }
@@ -121,6 +138,32 @@ fn hold_timeout_reached_answers_503_after_it() {
         "answered before the timeout"
     );
     assert_eq!(figure(&mut worker, "hold.timed_out"), 1);
+    assert_eq!(figure(&mut worker, "hold.depth"), 0);
+    assert_eq!(
+        hold_event(&mut worker, EventKind::HoldTimedOut),
+        "1 timed out, 0 still waiting"
+    );
+}
+
+#[test]
+fn a_held_client_that_leaves_stops_waiting() {
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.http_proxy("held.test", holding(DEADLINE, None), &[]);
+    let staying = request(address);
+    wait_depth(&mut worker, 1);
+    let mut leaving = TcpStream::connect(address).expect("connect");
+    leaving.write_all(REQUEST).expect("send");
+    wait_depth(&mut worker, 2);
+
+    drop(leaving);
+    wait_depth(&mut worker, 1);
+    assert_eq!(figure(&mut worker, "hold.abandoned"), 1);
+
+    // The one that stayed keeps its place and is served.
+    let _backend = add_backend(&mut worker);
+    let answer = staying.join().expect("client");
+    assert!(answer.ends_with("served"), "{answer}");
+    assert_eq!(figure(&mut worker, "hold.released"), 1);
     assert_eq!(figure(&mut worker, "hold.depth"), 0);
 }
 

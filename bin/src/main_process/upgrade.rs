@@ -10,8 +10,10 @@
 //!    upgrade: nothing is ever written to a channel in blocking mode);
 //! 2. it stops reading those channels and starts the new process and a thread that sends it,
 //!    over the socket (SCM_RIGHTS), the command socket's listener, the listener sockets, the
-//!    workers' channels and the connection of the client that asked, with a JSON description
-//!    (settings, which descriptor is what), then the state, one order per line;
+//!    workers' channels, the connection of the client that asked, and the registrations'
+//!    (the registration socket, the connections registrations live with: see
+//!    `registration::handover`), with a JSON description (settings, which descriptor is what),
+//!    then the state, one order per line;
 //! 3. the new process sets itself up, writes its pid file and answers `ready`: the old process
 //!    exits, leaving the socket and pid files to its successor. If the new process fails or is
 //!    not ready in time, the old one kills it and goes on as before.
@@ -91,6 +93,9 @@ struct Handover {
     /// What the etcd provider put in place, so that the new process removes it when its keys go.
     #[serde(default)]
     fleet: Option<super::provider::Handed>,
+    /// The registrations, whose descriptors come last.
+    #[serde(default)]
+    registrations: Option<super::registration::Handed>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -162,6 +167,9 @@ pub struct Successor {
     /// The workers whose channels were handed, paused meanwhile.
     handed: Vec<u32>,
     client: Option<ClientRef>,
+    /// The clients whose channels were handed (the one that asked, those registrations live
+    /// with), paused meanwhile.
+    clients: Vec<u64>,
     outcome: mpsc::Receiver<anyhow::Result<()>>,
 }
 
@@ -243,11 +251,14 @@ impl Main {
             .values()
             .filter(|w| w.channel_closed_at.is_none() && w.channel.has_pending_output())
             .map(|w| format!("worker {}", w.id));
-        let client = client
-            .and_then(|to| self.clients.get(&to.client))
+        let asking = client.map(|to| to.client);
+        let clients = asking
+            .into_iter()
+            .chain(self.registration_clients(asking))
+            .filter_map(|id| self.clients.get(&id))
             .filter(|client| client.channel.has_pending_output())
             .map(|client| format!("the command client {}", client.id));
-        workers.chain(client).collect()
+        workers.chain(clients).collect()
     }
 
     /// Starts the new main process and a thread that hands it everything. The handed channels
@@ -259,14 +270,18 @@ impl Main {
             .filter(|w| w.channel_closed_at.is_none())
             .map(|w| w.id)
             .collect();
-        match self.spawn_successor(&handed, to.as_ref()) {
+        let asking = to.as_ref().map(|to| to.client);
+        let registration_clients = self.registration_clients(asking);
+        match self.spawn_successor(&handed, to.as_ref(), &registration_clients) {
             Ok((child, outcome)) => {
                 info!("upgrade: new main process started (pid {})", child.id());
-                self.pause_channels(&handed, to.as_ref());
+                let clients: Vec<u64> = asking.into_iter().chain(registration_clients).collect();
+                self.pause_channels(&handed, &clients);
                 self.successor = Some(Successor {
                     child,
                     handed,
                     client: to,
+                    clients,
                     outcome,
                 });
             }
@@ -319,7 +334,7 @@ impl Main {
     fn abandon_successor(&mut self, mut successor: Successor, why: &str) {
         let _ = successor.child.kill();
         let _ = successor.child.wait();
-        self.resume_channels(&successor.handed, successor.client.as_ref());
+        self.resume_channels(&successor.handed, &successor.clients);
         error!("upgrade failed, going on as before: {why}");
         if let Some(to) = &successor.client {
             let message = format!("upgrade failed, nothing changed: {why}");
@@ -344,18 +359,20 @@ impl Main {
 
     /// Stops reading the handed channels, which the new process reads from now on if it takes
     /// over.
-    fn pause_channels(&mut self, workers: &[u32], client: Option<&ClientRef>) {
+    fn pause_channels(&mut self, workers: &[u32], clients: &[u64]) {
         for id in workers {
             if let Some(worker) = self.workers.get_mut(id) {
                 let _ = self.poll.registry().deregister(&mut worker.channel);
             }
         }
-        if let Some(client) = client.and_then(|to| self.clients.get_mut(&to.client)) {
-            let _ = self.poll.registry().deregister(&mut client.channel);
+        for id in clients {
+            if let Some(client) = self.clients.get_mut(id) {
+                let _ = self.poll.registry().deregister(&mut client.channel);
+            }
         }
     }
 
-    fn resume_channels(&mut self, workers: &[u32], client: Option<&ClientRef>) {
+    fn resume_channels(&mut self, workers: &[u32], clients: &[u64]) {
         let interest = Interest::READABLE | Interest::WRITABLE;
         for id in workers {
             if let Some(worker) = self.workers.get_mut(id) {
@@ -368,13 +385,15 @@ impl Main {
                 }
             }
         }
-        if let Some(client) = client.and_then(|to| self.clients.get_mut(&to.client)) {
-            if let Err(error) =
-                self.poll
-                    .registry()
-                    .register(&mut client.channel, client.token, interest)
-            {
-                error!("cannot watch client {}'s channel again: {error}", client.id);
+        for id in clients {
+            if let Some(client) = self.clients.get_mut(id) {
+                if let Err(error) =
+                    self.poll
+                        .registry()
+                        .register(&mut client.channel, client.token, interest)
+                {
+                    error!("cannot watch client {id}'s channel again: {error}");
+                }
             }
         }
     }
@@ -385,9 +404,10 @@ impl Main {
         &mut self,
         handed: &[u32],
         to: Option<&ClientRef>,
+        registration_clients: &[u64],
     ) -> anyhow::Result<(Child, mpsc::Receiver<anyhow::Result<()>>)> {
         let (ours, theirs) = UnixStream::pair().context("cannot create the handover socket")?;
-        let (fds, description) = self.handover_contents(handed, to)?;
+        let (fds, description) = self.handover_contents(handed, to, registration_clients)?;
         let mut state = Vec::new();
         self.state
             .save(&mut state)
@@ -427,6 +447,7 @@ impl Main {
         &self,
         handed: &[u32],
         to: Option<&ClientRef>,
+        registration_clients: &[u64],
     ) -> anyhow::Result<(Vec<OwnedFd>, Vec<u8>)> {
         let copy = |fd: BorrowedFd<'_>| {
             fd.try_clone_to_owned()
@@ -454,6 +475,9 @@ impl Main {
                 client_request_id = Some(to.request_id.clone());
             }
         }
+        let (registrations, registration_fds) =
+            self.handed_registrations(registration_clients, to.map(|to| to.client))?;
+        fds.extend(registration_fds);
         let handover = Handover {
             settings: self.settings.clone(),
             listeners: self
@@ -483,6 +507,7 @@ impl Main {
                 })
                 .collect(),
             fleet: self.fleet.as_ref().map(super::provider::Fleet::handed),
+            registrations: Some(registrations),
         };
         Ok((fds, serde_json::to_vec(&handover)?))
     }
@@ -638,7 +663,11 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
     let expected = 1
         + handover.listeners.len()
         + handover.workers.len()
-        + usize::from(handover.client_request_id.is_some());
+        + usize::from(handover.client_request_id.is_some())
+        + handover
+            .registrations
+            .as_ref()
+            .map_or(0, super::registration::Handed::descriptors);
     if fds.len() != expected {
         bail!("received {} descriptors, expected {expected}", fds.len());
     }
@@ -661,12 +690,12 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
         Some(_) => Some(next_fd()?),
         None => None,
     };
+    let registration_fds = fds.collect::<Vec<_>>();
     let started = Instant::now();
     let state = ConfigState::load(BufReader::new(&stream)).context("cannot read the state")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut main = Main::new(handover.settings, exe, state, listeners, command_listener)?;
     main.serve_prometheus();
-    main.open_registration_socket();
     main.serve_toxiproxy();
     main.next_worker_id = handover.next_worker_id;
     main.desired_workers = handover.desired_workers;
@@ -699,6 +728,16 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
         }
         _ => None,
     };
+    match handover.registrations {
+        Some(handed) => {
+            main.adopt_registrations(
+                handed,
+                registration_fds,
+                client.as_ref().map(|to| to.client),
+            )?;
+        }
+        None => main.open_registration_socket(),
+    }
     main.write_pid_file();
     (&stream)
         .write_all(b"ready\n")

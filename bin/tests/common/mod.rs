@@ -570,3 +570,84 @@ pub fn sozu_reference() -> PathBuf {
         })
         .expect("shared/sozu/ (Sōzu 2.1's outputs and samples) in a parent folder of the project")
 }
+
+/// Starts `service`, a program that registers on the proxy and prints its registration id on
+/// its first line; returns it with that id once it printed it.
+pub fn start_registered(service: &mut Command) -> (Child, String) {
+    let mut child = service
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the service");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver
+        .recv_timeout(DEADLINE)
+        .expect("the service registers");
+    assert!(line.starts_with("reg-"), "the service said {line:?}");
+    (child, line.trim().to_string())
+}
+
+/// `sozu events --json` on a proxy: the events as they come, one JSON line each.
+pub struct EventStream {
+    child: Child,
+    received: mpsc::Receiver<String>,
+    /// The lines received so far, oldest first.
+    pub seen: Vec<String>,
+}
+
+impl EventStream {
+    /// Subscribes, and waits until the main process counted the subscription: events that
+    /// follow are seen.
+    pub fn subscribe(proxy: &Proxy) -> EventStream {
+        let mut child = Command::new(SOZU)
+            .args(["events", "--json", "--socket"])
+            .arg(&proxy.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run sozu events");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, received) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        assert!(
+            wait_until(DEADLINE, || proxy
+                .ok(&["state", "stats", "--json=compact"])
+                .contains("orders.SUBSCRIBE_EVENTS")),
+            "the subscription is not counted"
+        );
+        EventStream {
+            child,
+            received,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until `condition` holds for the lines received; whether it did.
+    pub fn wait_for(&mut self, mut condition: impl FnMut(&[String]) -> bool) -> bool {
+        wait_until(DEADLINE, || {
+            while let Ok(line) = self.received.try_recv() {
+                self.seen.push(line);
+            }
+            condition(&self.seen)
+        })
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

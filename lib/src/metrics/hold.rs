@@ -1,5 +1,6 @@
 //! Figures of held connections and requests (see `server/hold.rs`): how many were held,
-//! released to a backend, or timed out, and how many wait now, per cluster.
+//! released to a backend, timed out, refused or abandoned by their client, and how many wait
+//! now, per cluster.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,8 @@ pub enum HoldEvent {
     TimedOut,
     /// The cluster had `max_held` waiting already: it got the 503 answer or a close at once.
     Refused,
+    /// It was closed while it waited (its client left, or the worker stopped).
+    Abandoned,
 }
 
 /// The holding figures of one cluster.
@@ -25,6 +28,7 @@ pub(super) struct HoldFigures {
     released: u64,
     timed_out: u64,
     refused: u64,
+    abandoned: u64,
     depth: u64,
 }
 
@@ -36,6 +40,7 @@ impl HoldFigures {
             HoldEvent::Released => &mut self.released,
             HoldEvent::TimedOut => &mut self.timed_out,
             HoldEvent::Refused => &mut self.refused,
+            HoldEvent::Abandoned => &mut self.abandoned,
         };
         *count = count.saturating_add(1);
         self.depth = u64::try_from(depth).unwrap_or(u64::MAX);
@@ -47,6 +52,7 @@ impl HoldFigures {
         self.released = self.released.saturating_add(other.released);
         self.timed_out = self.timed_out.saturating_add(other.timed_out);
         self.refused = self.refused.saturating_add(other.refused);
+        self.abandoned = self.abandoned.saturating_add(other.abandoned);
         self.depth = self.depth.saturating_add(other.depth);
     }
 
@@ -61,6 +67,7 @@ impl HoldFigures {
             ("hold.released", FilteredMetric::Count(self.released)),
             ("hold.timed_out", FilteredMetric::Count(self.timed_out)),
             ("hold.refused", FilteredMetric::Count(self.refused)),
+            ("hold.abandoned", FilteredMetric::Count(self.abandoned)),
             (
                 "hold.depth",
                 FilteredMetric::Gauge(i64::try_from(self.depth).unwrap_or(i64::MAX)),

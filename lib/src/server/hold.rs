@@ -4,7 +4,12 @@
 //! Each loop turn releases the queues, in arrival order, of clusters that have a backend
 //! again (added, registered, back from a failed health check or a retry backoff); a session
 //! waiting past its deadline gets the cluster's 503 answer (HTTP) or a close (TCP), as does a
-//! session arriving when the cluster already holds `max_held` in this worker.
+//! session arriving when the cluster already holds `max_held` in this worker. A held session
+//! whose client leaves stops waiting at once.
+//!
+//! Events tell subscribers when a cluster starts holding (`HOLD_STARTED`), and, once per loop
+//! turn at most, how many of its sessions were released (`HOLD_RELEASED`) or timed out
+//! (`HOLD_TIMED_OUT`) and how many still wait.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -12,12 +17,15 @@ use std::{
 };
 
 use log::debug;
-use sozu_command_lib::request::DEFAULT_MAX_HELD;
+use sozu_command_lib::{
+    request::DEFAULT_MAX_HELD,
+    response::{Event, EventKind},
+};
 
-use super::{SWEEP_INTERVAL, Server};
+use super::{SWEEP_INTERVAL, Server, event_response};
 use crate::{
     metrics::HoldEvent,
-    session::{Action, Failure, backs::Slot},
+    session::{Action, Failure, Stage, backs::Slot, endpoint::Ready},
 };
 
 /// A session waiting for a backend of a cluster.
@@ -97,6 +105,13 @@ impl Server {
         }
         let deadline = now.checked_add(timeout)?;
         debug!("session {uid}: held until a backend of `{cluster_id}` is available");
+        if depth == 0 {
+            let message = format!(
+                "no available backend: holding for up to {}s, at most {max_held} at once",
+                timeout.as_secs_f32()
+            );
+            self.hold_event(cluster_id, EventKind::HoldStarted, message);
+        }
         let queue = self.holds.queues.entry(cluster_id.to_string()).or_default();
         queue.push_back(Held {
             key,
@@ -122,6 +137,7 @@ impl Server {
             // Sessions held again during this turn queue behind: release at most those
             // waiting now.
             let waiting = self.holds.depth(&cluster_id);
+            let (mut released, mut timed_out) = (0usize, 0usize);
             for _ in 0..waiting {
                 let available = self.backends.has_available(&cluster_id, now);
                 let Some(held) = self.holds.pop(&cluster_id, now, available) else {
@@ -136,6 +152,7 @@ impl Server {
                 }
                 let depth = self.holds.depth(&cluster_id);
                 let action = if available {
+                    released += 1;
                     self.recorder
                         .metrics
                         .hold(&cluster_id, HoldEvent::Released, depth);
@@ -145,6 +162,7 @@ impl Server {
                         sticky_id: held.sticky_id,
                     }
                 } else {
+                    timed_out += 1;
                     self.recorder
                         .metrics
                         .hold(&cluster_id, HoldEvent::TimedOut, depth);
@@ -152,7 +170,28 @@ impl Server {
                 };
                 self.handle_action(held.key, action);
             }
+            let depth = self.holds.depth(&cluster_id);
+            for (count, kind, what) in [
+                (released, EventKind::HoldReleased, "released to a backend"),
+                (timed_out, EventKind::HoldTimedOut, "timed out"),
+            ] {
+                if count > 0 {
+                    let message = format!("{count} {what}, {depth} still waiting");
+                    self.hold_event(&cluster_id, kind, message);
+                }
+            }
         }
+    }
+
+    fn hold_event(&mut self, cluster_id: &str, kind: EventKind, message: String) {
+        debug!("cluster `{cluster_id}`: {kind:?}: {message}");
+        self.respond(event_response(Event {
+            kind,
+            cluster_id: Some(cluster_id.to_string()),
+            backend_id: None,
+            address: None,
+            message,
+        }));
     }
 
     /// When the loop must wake for held sessions: the earliest deadline, and at least once
@@ -168,14 +207,44 @@ impl Server {
             .filter(|_| !self.holds.is_empty())
     }
 
+    /// Whether `ready`, seen on the front socket of session `key`, says that the client of a
+    /// held session left: a reset, or the end of an HTTP client's stream (a TCP client may
+    /// shut its write side and still wait for the answer).
+    pub(super) fn is_abandoned(&self, key: usize, ready: Ready) -> bool {
+        if self.holds.is_empty() || !(ready.contains(Ready::HUP) || ready.contains(Ready::ERROR)) {
+            return false;
+        }
+        let Some(session) = self.sessions.get(key) else {
+            return false;
+        };
+        let is_held = self
+            .holds
+            .queues
+            .values()
+            .flatten()
+            .any(|held| held.key == key && held.uid == session.uid);
+        is_held && (ready.contains(Ready::ERROR) || matches!(session.stage, Stage::Http(_)))
+    }
+
     /// A closing session stops waiting.
     pub(super) fn forget_held(&mut self, key: usize) {
         if self.holds.is_empty() {
             return;
         }
-        self.holds.queues.retain(|_, queue| {
+        let mut left = Vec::new();
+        self.holds.queues.retain(|cluster_id, queue| {
+            let before = queue.len();
             queue.retain(|held| held.key != key);
+            if queue.len() < before {
+                left.push((cluster_id.clone(), queue.len()));
+            }
             !queue.is_empty()
         });
+        for (cluster_id, depth) in left {
+            debug!("slot {key}: closed while held by `{cluster_id}`");
+            self.recorder
+                .metrics
+                .hold(&cluster_id, HoldEvent::Abandoned, depth);
+        }
     }
 }

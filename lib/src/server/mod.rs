@@ -456,6 +456,10 @@ impl Server {
                 }
             }
             Some(Owner::Front(key)) => {
+                if self.is_abandoned(key, ready) {
+                    self.close_session(key);
+                    return;
+                }
                 if let Some(session) = self.sessions.get_mut(key) {
                     session.add_front_event(ready);
                     self.drive(key);

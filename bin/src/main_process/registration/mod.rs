@@ -11,6 +11,7 @@
 //! The registration socket ([`socket`]) accepts only the three registration orders, within
 //! `allowed_hostnames` and `allowed_listen`; the command socket accepts them too, unchecked.
 
+mod handover;
 mod plan;
 mod socket;
 
@@ -29,7 +30,7 @@ use sozu_command_lib::{
 };
 
 use self::plan::{Resource, plan};
-pub use self::socket::RegistrationSocket;
+pub use self::{handover::Handed, socket::RegistrationSocket};
 use super::{
     Main, ok_message,
     orders::apply_order,
@@ -213,7 +214,7 @@ impl Main {
             return Response::ok("", Some(ResponseContent::Registered(ids)));
         }
         let created = registration.created.clone();
-        self.end_registration(registration_id, "refused by a worker");
+        self.end_registration(None, registration_id, "refused by a worker");
         for resource in created {
             if let Some(deadline) = self.registrations.created.get_mut(&resource) {
                 if deadline.is_some() {
@@ -250,19 +251,14 @@ impl Main {
         self.reply(&to, response);
     }
 
-    /// `DEREGISTER`: ends the registration now.
+    /// `DEREGISTER`: ends the registration now. The answer leaves once the workers stopped
+    /// sending new connections to its backend, so that a service can finish what it was
+    /// sent and exit without losing a request.
     pub(super) fn deregister(&mut self, to: ClientRef, id: RegistrationId) {
-        let response = match self.own_registration(&to, &id) {
-            Err(refusal) => Response::failure(to.request_id.clone(), refusal),
-            Ok(()) => {
-                self.end_registration(&id.registration_id, "deregistered");
-                ok_message(
-                    &to.request_id,
-                    format!("{} deregistered: its backend drains", id.registration_id),
-                )
-            }
-        };
-        self.reply(&to, response);
+        match self.own_registration(&to, &id) {
+            Err(refusal) => self.reply(&to, Response::failure(to.request_id.clone(), refusal)),
+            Ok(()) => self.end_registration(Some(to), &id.registration_id, "deregistered"),
+        }
     }
 
     /// `LIST_REGISTRATIONS`.
@@ -328,13 +324,13 @@ impl Main {
             .map(|r| r.ids.registration_id.clone())
             .collect();
         for id in ended {
-            self.end_registration(&id, "its connection closed");
+            self.end_registration(None, &id, "its connection closed");
         }
     }
 
     /// Ends a registration: its backend drains, and what it used that no other registration
-    /// uses starts its grace period.
-    fn end_registration(&mut self, id: &str, why: &str) {
+    /// uses starts its grace period. `to` gets the answer once the workers applied it.
+    fn end_registration(&mut self, to: Option<ClientRef>, id: &str, why: &str) {
         let Some(registration) = self.registrations.live.remove(id) else {
             return;
         };
@@ -356,7 +352,13 @@ impl Main {
                 address: registration.register.backend,
                 drain_timeout: None,
             });
-            self.change(None, order);
+            let what = format!("{id} deregistered ({why}): its backend drains");
+            self.change_batch(to, vec![order], what, |_| {
+                "the backend's removal".to_string()
+            });
+        } else if let Some(to) = to {
+            let message = format!("{id} deregistered: it had no backend left");
+            self.reply(&to, ok_message(&to.request_id, message));
         }
         let deadline = Instant::now() + grace;
         for resource in registration.uses {
@@ -380,7 +382,7 @@ impl Main {
             .map(|r| r.ids.registration_id.clone())
             .collect();
         for id in expired {
-            self.end_registration(&id, "not renewed within its ttl");
+            self.end_registration(None, &id, "not renewed within its ttl");
         }
         let due: Vec<Resource> = self
             .registrations

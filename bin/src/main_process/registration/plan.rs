@@ -6,6 +6,7 @@
 
 use std::{fmt, net::SocketAddr};
 
+use serde::{Deserialize, Serialize};
 use sozu_command_lib::{
     certificate::{self, CertificateError},
     request::{
@@ -20,7 +21,7 @@ use sozu_command_lib::{
 
 /// Something a registration may create. The variants are in the order they are removed:
 /// frontends before the certificate, the cluster and the listener they use.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Resource {
     HttpFrontend(FrontendKey),
     HttpsFrontend(FrontendKey),

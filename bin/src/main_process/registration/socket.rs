@@ -20,8 +20,8 @@ use crate::sys;
 
 #[derive(Debug)]
 pub struct RegistrationSocket {
-    listener: UnixListener,
-    path: PathBuf,
+    pub(super) listener: UnixListener,
+    pub(super) path: PathBuf,
 }
 
 impl RegistrationSocket {
