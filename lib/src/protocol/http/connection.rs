@@ -12,6 +12,7 @@ use crate::{
         answers::{AnswerContext, Template},
         body::{Body, Sent, send_message},
         editor::{self, RequestEdits},
+        h2,
         parser::{
             BodyFraming, Method, ParseError, Parsed, Persistence, RequestHead, parse_request_head,
         },
@@ -41,10 +42,21 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Step::Do(Action::Close);
     };
+    let Stage::Http(http) = &session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let mut parse = !http.front_buf.is_empty();
+    if http.served == 0 {
+        match h2::session::detect(session, listener) {
+            h2::session::Detect::Http1 => {}
+            h2::session::Detect::NeedMore => parse = false,
+            h2::session::Detect::H2 => return h2::session::start(session, context, listener),
+        }
+    }
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
-    if !http.front_buf.is_empty() {
+    if parse {
         let parsed = parse_request_head(
             http.front_buf.data(),
             &listener.limits,
