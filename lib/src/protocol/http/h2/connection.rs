@@ -554,6 +554,15 @@ impl Connection {
                     Cause::SelfDependency,
                 ));
             }
+            // A request ended by its HEADERS has no body: a Content-Length announcing one
+            // disagrees with its framing (RFC 9113 §8.1.1).
+            Ok(request) if end_stream && request.content_length.is_some_and(|l| l > 0) => {
+                return Err(FrameError::Stream(
+                    id,
+                    ErrorCode::ProtocolError,
+                    Cause::ContentLengthMismatch,
+                ));
+            }
             Ok(request) => request,
         };
         self.open_stream(id, request, end_stream, now, out)
