@@ -188,3 +188,55 @@ fn concurrent_streams_share_one_connection_and_proxy_answers_are_streams() {
     assert!(output.ends_with("\n2 404"), "{output}");
     assert_eq!(backend.requests().len(), 3);
 }
+
+#[test]
+fn h2load_requests_all_succeed_over_tls_and_h2c() {
+    let backend = echo_backend();
+    let mut worker = Worker::start(ServerConfig::default());
+    let h2c = h2c_proxy(&mut worker, backend.address);
+    worker.route(h2c, "127.0.0.1", "web");
+    let tls = free_address();
+    worker.ok(Order::AddHttpsListener(HttpsListenerConfig {
+        http: HttpListenerConfig::new(tls),
+        // h2load sends no SNI to an address.
+        tls: TlsListenerConfig {
+            strict_sni_binding: false,
+            ..with_certificate()
+        },
+    }));
+    worker.ok(Order::AddHttpsFrontend(HttpFrontend::new(
+        Some("web".to_string()),
+        tls,
+        "127.0.0.1",
+    )));
+    worker.ok(Order::ActivateListener(ListenerAddress {
+        address: tls,
+        proxy: ListenerType::Https,
+    }));
+    for url in [
+        format!("http://127.0.0.1:{}/", h2c.port()),
+        format!("https://127.0.0.1:{}/", tls.port()),
+    ] {
+        // 4 connections, up to 10 streams at once on each.
+        let output = Command::new("h2load")
+            .args([
+                "--requests",
+                "400",
+                "--clients",
+                "4",
+                "--max-concurrent-streams",
+                "10",
+            ])
+            .arg(&url)
+            .output()
+            .expect("h2load must be installed (.ci/install-test-tools installs nghttp2-client)");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "h2load failed: {report}");
+        assert!(
+            report.contains("400 succeeded, 0 failed, 0 errored"),
+            "{url}: {report}"
+        );
+        assert!(report.contains("400 2xx"), "{url}: {report}");
+    }
+    assert_eq!(backend.requests().len(), 800);
+}

@@ -12,8 +12,8 @@ use std::{
 };
 
 use sozu_command_lib::{
-    request::{Cluster, HttpListenerConfig, Order},
-    response::ResponseStatus,
+    request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
+    response::{FilteredMetric, ResponseContent, ResponseStatus},
 };
 use sozu_e2e::{
     DEADLINE, Worker, free_address,
@@ -58,6 +58,35 @@ fn h2c_proxy(backend: SocketAddr) -> (Worker, SocketAddr) {
     (worker, address)
 }
 
+/// A figure of the worker's proxy-wide metrics; 0 when absent.
+fn proxy_count(worker: &mut Worker, name: &str) -> u64 {
+    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
+    let Some(ResponseContent::Metrics(metrics)) = response.content else {
+        panic!("no metrics: {response:?}");
+    };
+    match metrics.proxy.get(name) {
+        Some(FilteredMetric::Count(count)) => *count,
+        _ => 0,
+    }
+}
+
+/// The sum of the proxy-wide counts whose name starts with `prefix`.
+fn proxy_counts(worker: &mut Worker, prefix: &str) -> u64 {
+    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
+    let Some(ResponseContent::Metrics(metrics)) = response.content else {
+        panic!("no metrics: {response:?}");
+    };
+    metrics
+        .proxy
+        .iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(_, figure)| match figure {
+            FilteredMetric::Count(count) => *count,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// curl in HTTP/2 with prior knowledge: the status it got, or its error.
 fn curl_status(address: SocketAddr, path: &str) -> Result<String, String> {
     let output = Command::new("curl")
@@ -78,7 +107,7 @@ fn curl_status(address: SocketAddr, path: &str) -> Result<String, String> {
 #[test]
 fn concurrent_streams_with_random_bodies_come_back_byte_for_byte() {
     let backend = HttpBackend::start(|request| Reply::Send(response(200, &[], &request.body.data)));
-    let (_worker, address) = h2c_proxy(backend.address);
+    let (mut worker, address) = h2c_proxy(backend.address);
     let port = address.port().to_string();
     let lines = run_client(&["bodies", &port, "40", "7"]);
     assert_eq!(lines.len(), 40, "{lines:?}");
@@ -91,6 +120,14 @@ fn concurrent_streams_with_random_bodies_come_back_byte_for_byte() {
         assert_eq!(sent, received, "{line}");
     }
     assert_eq!(backend.requests().len(), 40);
+    // Each stream is a request in the metrics (and the access log); the connection's figures
+    // are added when it closes.
+    assert_eq!(proxy_count(&mut worker, "requests"), 40);
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.streams"
+    ) == 40));
+    assert_eq!(proxy_count(&mut worker, "h2.connections"), 1);
 }
 
 #[test]
@@ -167,7 +204,7 @@ fn a_soft_stop_sends_goaway_and_lets_the_stream_in_flight_finish() {
 /// the flood ends with GOAWAY ENHANCE_YOUR_CALM, and every page is served.
 fn flood_leaves_others_served(arguments: &[&str]) {
     let backend = HttpBackend::ok("served");
-    let (_worker, address) = h2c_proxy(backend.address);
+    let (mut worker, address) = h2c_proxy(backend.address);
     let port = address.port().to_string();
     let mut arguments: Vec<&str> = arguments.to_vec();
     arguments.insert(1, &port);
@@ -182,6 +219,12 @@ fn flood_leaves_others_served(arguments: &[&str]) {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert_eq!(printed.trim(), format!("goaway {ENHANCE_YOUR_CALM}"));
     assert_eq!(curl_status(address, "/"), Ok("200".to_string()));
+    // The attacker's connection is counted under the limit it passed.
+    assert!(wait_until(DEADLINE, || proxy_counts(
+        &mut worker,
+        "h2.flood."
+    ) == 1));
+    assert!(proxy_count(&mut worker, "h2.goaways_sent") >= 1);
 }
 
 #[test]
