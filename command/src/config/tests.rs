@@ -923,6 +923,33 @@ fn example_of_the_documentation_is_valid() {
     );
 }
 
+#[test]
+fn http2_example_of_the_documentation_is_valid() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/http2.md")).unwrap();
+    let example = doc
+        .split("## Example")
+        .nth(1)
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    fs::copy(
+        fixtures().join("certificate.pem"),
+        folder.path().join("cert.pem"),
+    )
+    .unwrap();
+    fs::copy(fixtures().join("key.pem"), folder.path().join("key.pem")).unwrap();
+    let (config, warnings) = Config::parse(example, folder.path()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let [Listener::Https(https), Listener::Http(http)] = config.listeners.as_slice() else {
+        panic!("{:?}", config.listeners);
+    };
+    assert_eq!(https.tls.alpn_protocols, ["h2", "http/1.1"]);
+    assert_eq!(https.http.h2.max_concurrent_streams, 200);
+    assert!(http.h2c);
+}
+
 /// 10,000 clusters with 10 HTTP frontends each, one in ten of them on the HTTPS listener with its
 /// own certificate file: 100,000 frontends and 10,000 certificates.
 #[test]
