@@ -155,6 +155,38 @@ fn a_backend_failure_is_a_502_before_the_response_and_a_reset_after() {
 }
 
 #[test]
+fn interim_responses_are_relayed_before_the_final_one() {
+    let backend = HttpBackend::start(|_| {
+        let mut bytes =
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n".to_vec();
+        bytes.extend(response(200, &[], b"final"));
+        Reply::Send(bytes)
+    });
+    let (_worker, address) = h2c_proxy(backend.address);
+    let output = Command::new("curl")
+        .args([
+            "--silent",
+            "--verbose",
+            "--max-time",
+            "20",
+            "--http2-prior-knowledge",
+        ])
+        .arg(format!("http://127.0.0.1:{}/", address.port()))
+        .args(["--header", &format!("Host: {HOST}")])
+        .output()
+        .expect("curl must be installed (.ci/install-test-tools)");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let early = log.find("< HTTP/2 103").expect("the interim head");
+    let link = log
+        .find("< link: </style.css>; rel=preload")
+        .expect("its field");
+    let last = log.find("< HTTP/2 200").expect("the final head");
+    assert!(early < link && link < last, "{log}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "final");
+}
+
+#[test]
 fn a_stream_reset_mid_body_leaves_the_connection_serving() {
     let backend = HttpBackend::ok("after");
     let (_worker, address) = h2c_proxy(backend.address);

@@ -349,12 +349,21 @@ impl Exchange {
                 return Err(Failure::Answer(502, "invalid response head"));
             }
         };
+        if head.status == 101 {
+            // No upgrade is offered over HTTP/2: a switch would be to nothing.
+            self.backend = Persistence::Close;
+            return Err(Failure::Answer(502, "101 without an upgrade request"));
+        }
         if head.status < 200 {
-            // 1xx: interim heads are not relayed; a 101 switches to nothing over HTTP/2.
-            if head.status == 101 {
-                self.backend = Persistence::Close;
-                return Err(Failure::Answer(502, "101 without an upgrade request"));
-            }
+            // An interim head (100 Continue, 103 Early Hints) goes on as is, before the final one.
+            let interim = ParsedResponse {
+                head: &head,
+                fields: &self.headers,
+                buf,
+            };
+            codec
+                .send_response(self.id, interim, false, now, out)
+                .map_err(|_| Failure::Reset)?;
             back_buf.consume(head.head_len);
             return Ok(true);
         }
