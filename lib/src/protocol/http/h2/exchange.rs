@@ -631,3 +631,6 @@ impl std::fmt::Write for Hex<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
