@@ -10,6 +10,8 @@ per result, which the Rust test checks.
                              prints `goaway CODE` or `eof`
     continuation PORT COUNT  one header block in COUNT CONTINUATION frames (CVE-2024-27316);
                              prints `goaway CODE` or `eof`
+    stalled PORT SECONDS     a GET whose window stays closed for SECONDS, then opens;
+                             prints `status STATUS` and `body LENGTH`, or `reset`
     slow PORT                a GET of /slow, left in flight; prints `sent`, then each of
                              `goaway CODE LAST_STREAM`, `status STATUS`, `ended` as it comes
 """
@@ -218,6 +220,44 @@ def slow(port):
             return
 
 
+def stalled(port, seconds):
+    import h2.settings
+    import time
+
+    sock, conn = connect(port)
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    conn.send_headers(1, headers("GET", "/big"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    length = 0
+    opened = False
+    while True:
+        events = receive(sock, conn)
+        if events is None:
+            print("eof")
+            return
+        for event in events:
+            if isinstance(event, h2.events.ResponseReceived):
+                print("status", dict(event.headers)[b":status"].decode())
+                if not opened:
+                    # The client holds the body back past the backend timeout.
+                    time.sleep(seconds)
+                    conn.increment_flow_control_window(1 << 24, stream_id=1)
+                    sock.sendall(conn.data_to_send())
+                    opened = True
+            elif isinstance(event, h2.events.DataReceived):
+                length += len(event.data)
+                conn.acknowledge_received_data(event.flow_controlled_length, 1)
+            elif isinstance(event, h2.events.StreamReset):
+                print("reset")
+                return
+            elif isinstance(event, h2.events.StreamEnded):
+                print("body", length)
+                return
+        pending = conn.data_to_send()
+        if pending:
+            sock.sendall(pending)
+
+
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "bodies":
@@ -226,6 +266,8 @@ def main():
         reset(port)
     elif mode == "rapid-reset":
         rapid_reset(port, int(sys.argv[3]))
+    elif mode == "stalled":
+        stalled(port, float(sys.argv[3]))
     elif mode == "slow":
         slow(port)
     elif mode == "continuation":

@@ -9,6 +9,7 @@ use std::{
     net::SocketAddr,
     process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex, mpsc},
+    time::Duration,
 };
 
 use sozu_command_lib::{
@@ -152,6 +153,18 @@ fn a_backend_failure_is_a_502_before_the_response_and_a_reset_after() {
         "{cut}"
     );
     assert_eq!(curl_status(address, "/next"), Ok("200".to_string()));
+}
+
+#[test]
+fn a_client_holding_its_window_closed_does_not_make_the_backend_look_silent() {
+    let backend = HttpBackend::start(|_| Reply::Send(response(200, &[], &[b'x'; 100_000])));
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    listener.back_timeout = Duration::from_secs(1);
+    let address = worker.http_proxy_with(listener, HOST, Cluster::new("web"), &[backend.address]);
+    let lines = run_client(&["stalled", &address.port().to_string(), "2.5"]);
+    assert_eq!(lines, ["status 200", "body 100000"]);
 }
 
 #[test]

@@ -295,6 +295,12 @@ impl Exchange {
         matches!(self.response, ResponseSide::AwaitingHead)
     }
 
+    /// Whether response data waits for the client's flow-control windows.
+    pub fn waits_for_client(&self) -> bool {
+        let is_full = self.back_buf.as_ref().is_some_and(Buffer::is_full);
+        matches!(self.response, ResponseSide::Body(_)) && (!self.pending.is_empty() || is_full)
+    }
+
     /// Whether END_STREAM was sent.
     pub fn is_done(&self) -> bool {
         matches!(self.response, ResponseSide::Done)

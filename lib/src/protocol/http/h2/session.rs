@@ -128,7 +128,7 @@ pub(in crate::protocol::http) fn start(
     let Stage::Http(http) = std::mem::replace(&mut session.stage, Stage::Closed) else {
         return Step::Do(Action::Close);
     };
-    let config = listener.config.h2.clone();
+    let config = listener.config.h2;
     let idle = config.stream_idle_timeout.unwrap_or_else(|| {
         session
             .timeouts
@@ -212,10 +212,20 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
     let Stage::H2(h2) = stage else {
         return Step::Do(Action::Close);
     };
-    // Slots given back are gone from the session once the loop took their connection.
+    // Slots given back are gone from the session once the loop took their connection. A
+    // connection no stream owns (its stream ended while it was being opened) is given back.
     h2.mux
         .released
         .retain(|released| backs.get(released.slot).is_some());
+    for (slot, _) in backs.iter() {
+        let owned = h2.mux.exchanges.iter().any(|ex| ex.slot == Some(slot));
+        if !owned && !h2.mux.released.iter().any(|released| released.slot == slot) {
+            h2.mux.released.push(Released {
+                slot,
+                reusable: false,
+            });
+        }
+    }
     if let Some(released) = h2.mux.released.first() {
         return Step::Do(Action::DropBack(released.slot));
     }
@@ -803,6 +813,17 @@ pub(crate) fn back_timeout(session: &mut Session, slot: Slot, context: &mut Cont
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Action::Close;
     };
+    let Stage::H2(h2) = &session.stage else {
+        return Action::Close;
+    };
+    let exchange = h2.mux.exchanges.iter().find(|ex| ex.slot == Some(slot));
+    if exchange.is_some_and(Exchange::waits_for_client) {
+        // The backend is not silent: the client holds the response back (its windows),
+        // which the stream idle timeout bounds.
+        let after = session.timeouts.back;
+        session.touch_back(slot, after, context.now, context.timers);
+        return ready(session, context);
+    }
     let Stage::H2(h2) = &mut session.stage else {
         return Action::Close;
     };
