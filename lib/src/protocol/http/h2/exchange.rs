@@ -8,9 +8,7 @@
 //! credit goes back to the client only once they are written), and the backend's read buffer
 //! (the slot's own, from the pool) with the response data waiting for the client's windows.
 
-use std::{fmt::Write as _, time::Instant};
-
-use sozu_command_lib::request::HeaderPosition;
+use std::{fmt::Write as _, net::SocketAddr, time::Instant};
 
 use super::{
     Connection, ErrorCode, StreamId,
@@ -20,10 +18,9 @@ use crate::{
     pool::Buffer,
     protocol::http::{
         HttpListener,
-        answers::{AnswerContext, Template},
         body::Body,
-        connection::AnswerExtra,
-        editor::{self, RequestEdits, ResponseEdits},
+        connection::{self, Forwarded, Message, Rendered},
+        editor,
         parser::{
             BodyFraming, BodyProgress, Header, Method, Parsed, Persistence, parse_response_head,
         },
@@ -135,54 +132,33 @@ impl Exchange {
         request: &Request,
         forward: Forward<'_>,
         listener: &HttpListener,
-        origin: Origin,
+        client: SocketAddr,
         end_stream: bool,
     ) {
-        let Forward {
-            cluster,
-            frontend,
-            rewrite,
-            sticky_cookie,
-            sticky_id,
-            hsts,
-            ..
-        } = forward;
-        let stream = &mut self.stream;
-        stream.cluster_id.clear();
-        stream.cluster_id.push_str(&cluster.cluster_id);
-        let rewrite = rewrite.as_ref();
-        let edits = RequestEdits {
-            client: origin.client,
-            listener: listener.public_address(),
-            is_tls: listener.tls.is_some(),
-            request_id_header: &listener.config.sozu_id_header,
-            request_id: &stream.request_id,
-            send_x_real_ip: listener.config.send_x_real_ip,
-            elide_x_real_ip: listener.config.elide_x_real_ip,
-            rewrite_host: rewrite.and_then(|r| r.host.as_deref()),
-            rewrite_port: rewrite.and_then(|r| r.port),
-            rewrite_path: rewrite.and_then(|r| r.path.as_deref()),
-            rules: &frontend.headers,
-            sticky_cookie,
-            upgrade: None,
+        let message = Message {
+            buf: &request.bytes,
+            head: &request.head,
+            fields: &request.fields,
         };
-        editor::write_request_head(
-            &request.bytes,
-            &request.head,
-            &request.fields,
-            &edits,
+        let forwarded = Forwarded {
+            cluster: forward.cluster,
+            frontend: forward.frontend,
+            rewrite: forward.rewrite.as_ref(),
+            sticky_cookie: forward.sticky_cookie,
+            sticky_id: forward.sticky_id.as_deref(),
+            hsts: forward.hsts,
+        };
+        let stream = &mut self.stream;
+        connection::prepare_forward(
+            stream,
+            listener,
+            client,
+            message,
+            forwarded,
+            None,
             &mut self.request,
         );
-        stream.response_rules = frontend
-            .headers
-            .iter()
-            .filter(|rule| rule.position != HeaderPosition::Request)
-            .cloned()
-            .collect();
-        stream.hsts = hsts.cloned();
-        stream.sticky_name = sticky_cookie.map(str::to_string);
-        stream.requested_sticky.clone_from(&sticky_id);
-        self.sticky_id = sticky_id;
+        self.sticky_id = forward.sticky_id;
         self.framing = match request.head.body {
             BodyFraming::Chunked => Framing::Chunked,
             _ => Framing::Plain,
@@ -376,21 +352,7 @@ impl Exchange {
         if head.persistence == Persistence::Close {
             self.backend = Persistence::Close;
         }
-        let stream = &self.stream;
-        let set_sticky = stream
-            .sticky_cookie
-            .as_ref()
-            .map(|(name, value)| (name.as_str(), value.as_str()));
-        let edits = ResponseEdits {
-            request_id_header: &listener.config.sozu_id_header,
-            request_id: &stream.request_id,
-            rules: &stream.response_rules,
-            hsts: stream.hsts.as_ref(),
-            set_sticky,
-            close: false,
-            upgrade: false,
-            client_http10: false,
-        };
+        let edits = self.stream.response_edits(&listener.config.sozu_id_header);
         let mut edited = Vec::with_capacity(head.head_len + 128);
         editor::write_response_head(buf, &head, &self.headers, &edits, &mut edited);
         let body = Body::new(head.body, &listener.limits);
@@ -447,50 +409,16 @@ impl Exchange {
         &mut self,
         codec: &mut Connection,
         listener: &HttpListener,
-        answer: Answer<'_>,
+        answer: Rendered<'_>,
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<(), Failure> {
-        let stream = &mut self.stream;
-        stream.answered_by_proxy = true;
-        let (status, details, extra) = match answer {
-            Answer::Page(status, details, extra) => (status, details, extra),
-            Answer::Fixed(template) => (template.status, "", AnswerExtra::default()),
-        };
-        let context = AnswerContext {
-            request_id: &stream.request_id,
-            cluster_id: stream.cluster_id(),
-            backend_id: None,
-            host: &stream.host,
-            path: &stream.path,
-            details,
-            location: extra.location,
-            www_authenticate: extra.www_authenticate,
-            retry_after: extra.retry_after,
-        };
-        let mut extra_fields = String::new();
-        if !listener.config.sozu_id_header.is_empty() {
-            let _ = write!(
-                extra_fields,
-                "{}: {}\r\n",
-                listener.config.sozu_id_header, stream.request_id
-            );
-        }
         let mut rendered = Vec::with_capacity(512);
-        match answer {
-            Answer::Page(..) => {
-                listener
-                    .answers
-                    .render(status, &context, false, &extra_fields, &mut rendered);
-            }
-            Answer::Fixed(template) => {
-                template.render(&context, false, &extra_fields, &mut rendered);
-            }
-        }
+        connection::render(&mut self.stream, listener, answer, false, &mut rendered);
         let head_len =
             memchr::memmem::find(&rendered, b"\r\n\r\n").map_or(rendered.len(), |end| end + 4);
         self.pending.clear();
-        if stream.method != Some(Method::Head) {
+        if self.stream.method != Some(Method::Head) {
             self.pending
                 .extend_from_slice(rendered.get(head_len..).unwrap_or_default());
         }
@@ -611,21 +539,6 @@ impl Exchange {
         }
         self.backend = Persistence::Close;
     }
-}
-
-/// The client of an exchange, for the request edits.
-#[derive(Clone, Copy)]
-pub struct Origin {
-    pub client: std::net::SocketAddr,
-}
-
-/// What the proxy answers with.
-#[derive(Clone, Copy)]
-pub enum Answer<'a> {
-    /// The listener's (or cluster's) page for a status.
-    Page(u16, &'a str, AnswerExtra<'a>),
-    /// A frontend's fixed response.
-    Fixed(&'a Template),
 }
 
 /// Writes formatted text (a chunk size) into a byte vector, without allocating.

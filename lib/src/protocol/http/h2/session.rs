@@ -19,7 +19,7 @@ use std::{collections::VecDeque, time::Instant};
 
 use super::{
     Connection, ErrorCode, Event, Progress, StreamId,
-    exchange::{Answer, Exchange, Failure, Origin, State},
+    exchange::{Exchange, Failure, State},
     frame::PREFACE,
     headers::Request,
 };
@@ -27,7 +27,7 @@ use crate::{
     pool::Buffer,
     protocol::http::{
         HttpListener,
-        connection::{AnswerExtra, Step},
+        connection::{AnswerExtra, Extra, Rendered as Answer, Step},
         parser::Persistence,
         record::{self, new_request_id},
         route::{self, RouteDecision},
@@ -437,10 +437,7 @@ impl Mux {
         );
         let (cluster, status, details, extra) = match decision {
             RouteDecision::Forward(forward) => {
-                let origin = Origin {
-                    client: env.origin.client,
-                };
-                exchange.forward(request, forward, listener, origin, end_stream);
+                exchange.forward(request, forward, listener, env.origin.client, end_stream);
                 self.queue.push_back(id);
                 self.exchanges.push(exchange);
                 return;
@@ -472,18 +469,7 @@ impl Mux {
         if let Some(cluster) = cluster {
             exchange.stream.cluster_id.push_str(cluster);
         }
-        let extra = match &extra {
-            Extra::None => AnswerExtra::default(),
-            Extra::Location(location) => AnswerExtra {
-                location: Some(location),
-                ..AnswerExtra::default()
-            },
-            Extra::Realm(realm) => AnswerExtra {
-                www_authenticate: Some(realm),
-                ..AnswerExtra::default()
-            },
-        };
-        let answer = Answer::Page(status, details, extra);
+        let answer = Answer::Page(status, details, extra.answer_extra());
         self.answer_new(exchange, listener, answer, env, context);
     }
 
@@ -686,13 +672,6 @@ impl Mux {
             sticky_id,
         })
     }
-}
-
-/// What a routing decision adds to the proxy's answer.
-enum Extra<'a> {
-    None,
-    Location(String),
-    Realm(&'a str),
 }
 
 /// Moves an exchange's bytes over its backend connection: the request out, the response in
