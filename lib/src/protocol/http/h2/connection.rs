@@ -7,8 +7,8 @@
 //! stream error writes RST_STREAM and the connection goes on. Every value read from the
 //! wire goes through checked arithmetic.
 //!
-//! Here: reading frames and the connection's state; [`blocks`]: complete header blocks
-//! (requests, trailers); [`send`]: the sending side (credit, responses, data, resets,
+//! Here: reading frames and the connection's state; `blocks`: complete header blocks
+//! (requests, trailers); `send`: the sending side (credit, responses, data, resets,
 //! shutdown, deadlines).
 
 use std::{

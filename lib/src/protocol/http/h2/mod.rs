@@ -16,7 +16,7 @@
 //! - [`stream`]: the state of one stream;
 //! - [`connection`]: the state machine;
 //! - [`session`]: the stage of a session that serves a client in HTTP/2 with it, each
-//!   stream an [`exchange`] forwarded to an HTTP/1.1 backend.
+//!   stream an `exchange` forwarded to an HTTP/1.1 backend.
 
 pub mod connection;
 pub mod error;

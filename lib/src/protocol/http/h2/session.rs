@@ -1,5 +1,5 @@
 //! The HTTP/2 stage of a session: the [`Connection`] codec over the client connection, each
-//! stream an [`Exchange`] routed on its own ([`route::decide`], as HTTP/1.1 requests) and
+//! stream an `Exchange` routed on its own ([`route::decide`], as HTTP/1.1 requests) and
 //! forwarded to an HTTP/1.1 backend on a backend connection of its own: a slot of the
 //! session, taken from and given back to the idle pool like HTTP/1's.
 //!
@@ -10,7 +10,7 @@
 //! Backend connections are opened one at a time (the loop's connect, retry and hold logic is
 //! per session); the streams routed meanwhile wait their turn in order, while the others go
 //! on. Frames for the client go into one output buffer; frames are read from the client, and
-//! data from backends, only while that buffer holds less than [`OUT_HIGH_WATER`], so a client
+//! data from backends, only while that buffer holds less than `OUT_HIGH_WATER` (64 KiB), so a client
 //! that does not read holds its own streams back and nothing grows without bound. Within
 //! that, each stream moves at most a quantum per pass, so one stream never starves the others,
 //! and a stream's flow-control windows only hold that stream back.
