@@ -12,6 +12,9 @@ per result, which the Rust test checks.
                              prints `goaway CODE` or `eof`
     stalled PORT SECONDS     a GET whose window stays closed for SECONDS, then opens;
                              prints `status STATUS` and `body LENGTH`, or `reset`
+    held PORT                a GET, then (on a line from stdin) its reset and a PING; prints
+                             `sent`, then `reset` once the PING is acknowledged, and stays
+                             connected until stdin closes
     slow PORT                a GET of /slow, left in flight; prints `sent`, then each of
                              `goaway CODE LAST_STREAM`, `status STATUS`, `ended` as it comes
 """
@@ -258,6 +261,26 @@ def stalled(port, seconds):
             sock.sendall(pending)
 
 
+def held(port):
+    sock, conn = connect(port)
+    conn.send_headers(1, headers("GET", "/"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    print("sent", flush=True)
+    sys.stdin.readline()
+    conn.reset_stream(1)
+    conn.ping(b"12345678")
+    sock.sendall(conn.data_to_send())
+    acknowledged = False
+    while not acknowledged:
+        events = receive(sock, conn)
+        if events is None:
+            print("eof", flush=True)
+            return
+        acknowledged = any(isinstance(e, h2.events.PingAckReceived) for e in events)
+    print("reset", flush=True)
+    sys.stdin.readline()
+
+
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "bodies":
@@ -268,6 +291,8 @@ def main():
         rapid_reset(port, int(sys.argv[3]))
     elif mode == "stalled":
         stalled(port, float(sys.argv[3]))
+    elif mode == "held":
+        held(port)
     elif mode == "slow":
         slow(port)
     elif mode == "continuation":

@@ -5,7 +5,7 @@
 //! the attacker's connection while other clients are served.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     net::SocketAddr,
     process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -165,6 +165,45 @@ fn a_client_holding_its_window_closed_does_not_make_the_backend_look_silent() {
     let address = worker.http_proxy_with(listener, HOST, Cluster::new("web"), &[backend.address]);
     let lines = run_client(&["stalled", &address.port().to_string(), "2.5"]);
     assert_eq!(lines, ["status 200", "body 100000"]);
+}
+
+#[test]
+fn a_backend_connection_opened_for_a_stream_reset_meanwhile_is_closed() {
+    let backend = HttpBackend::ok("unused");
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    let address = worker.http_listener(listener);
+    let mut cluster = Cluster::new("held");
+    cluster.hold_timeout = Some(DEADLINE);
+    worker.ok(Order::AddCluster(cluster));
+    worker.route(address, HOST, "held");
+    let mut child = client(&["held", &address.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut next = move || lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(next(), "sent");
+    // The stream waits for a backend of its cluster; the client resets it meanwhile.
+    assert!(wait_until(DEADLINE, || proxy_counts(
+        &mut worker,
+        "hold.held"
+    ) == 1));
+    writeln!(stdin, "reset").expect("the client reads");
+    assert_eq!(next(), "reset");
+    // The backend comes: the connection opened for the stream has no stream any more.
+    worker.ok(Order::AddBackend(sozu_e2e::backend_order(
+        "held",
+        "held-0",
+        backend.address,
+    )));
+    assert!(wait_until(DEADLINE, || backend.connections() == 1));
+    assert!(wait_until(DEADLINE, || backend.open_connections() == 0));
+    drop(stdin);
+    let _ = child.wait();
 }
 
 #[test]
