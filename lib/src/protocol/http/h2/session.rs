@@ -14,6 +14,9 @@
 //! that does not read holds its own streams back and nothing grows without bound. Within
 //! that, each stream moves at most a quantum per pass, so one stream never starves the others,
 //! and a stream's flow-control windows only hold that stream back.
+//!
+//! `events`: what the loop tells the session besides readiness (timeouts, connects, soft
+//! stop, close).
 
 use std::{collections::VecDeque, time::Instant};
 
@@ -34,11 +37,18 @@ use crate::{
         stream::Stream,
     },
     session::{
-        Action, BackConnection, BackUse, Context, Failure as LoopFailure, Session, Stage,
+        Action, BackConnection, BackUse, Context, Session, Stage,
         backs::Slot,
         endpoint::{Ready, Transfer},
     },
     timer::{TimeoutKind, TimerKey},
+};
+
+mod events;
+
+pub(crate) use events::{
+    answer_failure, awaits_response, back_timeout, connected, front_timeout, is_back_reusable,
+    record_unfinished, stop,
 };
 
 /// Frames waiting for the client beyond which nothing more is read (from the client or from
@@ -749,193 +759,6 @@ fn arm_front_timeout(session: &mut Session, context: &mut Context<'_>) {
         Some(_) => {}
         None => session.front_timeout.cancel(),
     }
-}
-
-/// The front timeout fired: streams idle or stalled past their timeout are reset, and a
-/// connection idle without streams past the front timeout goes away.
-pub(crate) fn front_timeout(session: &mut Session, context: &mut Context<'_>) -> Action {
-    let origin = record::Origin::of(session);
-    let env = Env {
-        key: session.key,
-        uid: session.uid,
-        origin,
-    };
-    let front_after = session.timeouts.front;
-    let Stage::H2(h2) = &mut session.stage else {
-        return Action::Close;
-    };
-    let now = context.now;
-    let mut expired = std::mem::take(&mut h2.mux.expired);
-    if let Err(error) = h2.mux.codec.expire(now, &mut h2.mux.out, &mut expired) {
-        h2.mux.closing = true;
-        h2.mux.ended = Some(error.cause);
-    }
-    for id in expired.drain(..) {
-        if let Some(index) = h2.mux.exchanges.iter().position(|ex| ex.id == id) {
-            let mut exchange = h2.mux.exchanges.swap_remove(index);
-            exchange.backend = Persistence::Close;
-            h2.mux.end_exchange(exchange, &env, context);
-        }
-    }
-    h2.mux.expired = expired;
-    let is_idle = h2.mux.exchanges.is_empty() && h2.mux.codec.open_streams() == 0;
-    if is_idle && now.saturating_duration_since(h2.mux.idle_since) >= front_after {
-        h2.mux.codec.shutdown(now, &mut h2.mux.out);
-        h2.mux.closing = true;
-    }
-    ready(session, context)
-}
-
-/// A backend timeout fired for `slot`'s stream: 504 when its response head is awaited, else
-/// a reset.
-pub(crate) fn back_timeout(session: &mut Session, slot: Slot, context: &mut Context<'_>) -> Action {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
-        return Action::Close;
-    };
-    let Stage::H2(h2) = &session.stage else {
-        return Action::Close;
-    };
-    let exchange = h2.mux.exchanges.iter().find(|ex| ex.slot == Some(slot));
-    if exchange.is_some_and(Exchange::waits_for_client) {
-        // The backend is not silent: the client holds the response back (its windows),
-        // which the stream idle timeout bounds.
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, context.now, context.timers);
-        return ready(session, context);
-    }
-    let Stage::H2(h2) = &mut session.stage else {
-        return Action::Close;
-    };
-    if let Some(index) = h2.mux.exchanges.iter().position(|ex| ex.slot == Some(slot)) {
-        h2.mux.fail(
-            index,
-            Failure::Answer(504, "the backend did not answer in time"),
-            listener,
-            context.now,
-        );
-    }
-    ready(session, context)
-}
-
-/// The loop's answer for the stream being connected: no backend (503), or the client over
-/// its connection cap (429).
-pub(crate) fn answer_failure(
-    session: &mut Session,
-    context: &mut Context<'_>,
-    failure: LoopFailure,
-) -> Action {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
-        return Action::Close;
-    };
-    let Stage::H2(h2) = &mut session.stage else {
-        return Action::Close;
-    };
-    let (status, details, retry_after) = match failure {
-        LoopFailure::NoBackend => (503, "no backend available", None),
-        LoopFailure::TooManyConnections { retry_after } => {
-            (429, "too many connections", Some(retry_after))
-        }
-        LoopFailure::BackTimeout | LoopFailure::FrontTimeout => return ready(session, context),
-    };
-    if let Some(id) = h2.mux.connecting.take() {
-        if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.id == id) {
-            // The connect left nothing in the slot.
-            exchange.slot = None;
-            exchange.state = State::Answering;
-            exchange.backend = Persistence::Close;
-            let extra = AnswerExtra {
-                retry_after,
-                ..AnswerExtra::default()
-            };
-            let answer = Answer::Page(status, details, extra);
-            if exchange
-                .answer(
-                    &mut h2.mux.codec,
-                    listener,
-                    answer,
-                    context.now,
-                    &mut h2.mux.out,
-                )
-                .is_err()
-            {
-                exchange.reset(&mut h2.mux.codec, ErrorCode::InternalError, &mut h2.mux.out);
-                exchange.mark_done();
-            }
-        }
-    }
-    ready(session, context)
-}
-
-/// The backend connection of `slot` is established (or taken from the pool).
-pub(crate) fn connected(
-    session: &mut Session,
-    slot: Slot,
-    backend_sticky_id: &str,
-    back_use: BackUse,
-) {
-    let Stage::H2(h2) = &mut session.stage else {
-        return;
-    };
-    if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.slot == Some(slot)) {
-        if h2.mux.connecting == Some(exchange.id) {
-            h2.mux.connecting = None;
-        }
-        exchange.connected(backend_sticky_id, back_use);
-    }
-}
-
-/// Whether `slot`'s backend connection was given back clean, between requests.
-pub(crate) fn is_back_reusable(session: &Session, slot: Slot) -> bool {
-    let Stage::H2(h2) = &session.stage else {
-        return false;
-    };
-    h2.mux
-        .released
-        .iter()
-        .any(|released| released.slot == slot && released.reusable)
-        && session
-            .backs
-            .get(slot)
-            .is_some_and(BackConnection::is_clean)
-}
-
-/// Whether `slot`'s stream waits for its response head (a back timeout is then a 504).
-pub(crate) fn awaits_response(session: &Session, slot: Slot) -> bool {
-    let Stage::H2(h2) = &session.stage else {
-        return false;
-    };
-    h2.mux
-        .exchanges
-        .iter()
-        .any(|ex| ex.slot == Some(slot) && ex.state == State::Forwarding)
-}
-
-/// A soft stop: GOAWAY, the streams opened so far finish, later ones are refused. Returns
-/// whether the GOAWAY was just written (the session must be driven to send it).
-pub(crate) fn stop(session: &mut Session, now: Instant) -> bool {
-    let Stage::H2(h2) = &mut session.stage else {
-        return false;
-    };
-    let before = h2.mux.out.len();
-    h2.mux.codec.shutdown(now, &mut h2.mux.out);
-    h2.mux.out.len() > before
-}
-
-/// Records the streams a closing session leaves unfinished.
-pub(crate) fn record_unfinished(session: &mut Session, context: &mut Context<'_>) {
-    let origin = record::Origin::of(session);
-    let Stage::H2(h2) = &mut session.stage else {
-        return;
-    };
-    for exchange in &mut h2.mux.exchanges {
-        let back = exchange.slot.and_then(|slot| session.backs.get(slot));
-        let reused = exchange.back_use == BackUse::Reused;
-        record::record(&mut exchange.stream, &origin, back, reused, context);
-    }
-    context
-        .recorder
-        .metrics
-        .h2_connection(h2.mux.codec.counters(), h2.mux.ended);
 }
 
 impl std::fmt::Debug for H2 {
