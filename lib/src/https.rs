@@ -15,6 +15,8 @@ pub struct HttpsSettings {
     pub resolver: Arc<CertificateResolver>,
     /// Answer 421 to a request whose Host is not the name sent in SNI.
     pub strict_sni_binding: bool,
+    /// Only HTTP/2 is served: a client that negotiates no protocol by ALPN speaks HTTP/2.
+    pub disable_http11: bool,
 }
 
 impl HttpsSettings {
@@ -27,6 +29,7 @@ impl HttpsSettings {
             config,
             resolver,
             strict_sni_binding: settings.strict_sni_binding,
+            disable_http11: settings.disable_http11,
         })
     }
 
@@ -39,6 +42,7 @@ impl HttpsSettings {
             config,
             resolver: self.resolver.clone(),
             strict_sni_binding: settings.strict_sni_binding,
+            disable_http11: settings.disable_http11,
         })
     }
 

@@ -85,7 +85,10 @@
 //!   [`session::shaper`] is a session's write budget while faults act on it.
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
 //!   request with typed phases, the routing policy as a pure decision, Basic auth, the
-//!   proxy's answers, the access-log record); [`protocol::pipe`] copies bytes both ways (TCP
+//!   proxy's answers, the access-log record) and, in [`protocol::http::h2`], HTTP/2 toward
+//!   clients (a codec of its own, and a stage that takes over a connection whose ALPN or
+//!   preface says HTTP/2 and forwards each stream on a backend slot of its own, sharing the
+//!   routing, editing, answers and records of HTTP/1.1); [`protocol::pipe`] copies bytes both ways (TCP
 //!   mode, upgraded connections), with [`protocol::splice`] on Linux, after
 //!   [`protocol::sniff`] decided where a TCP connection goes; [`protocol::tls`] is
 //!   the rustls server side; [`protocol::proxy_protocol`] reads and writes PROXY headers.

@@ -229,7 +229,7 @@ fn listener(key: &str, order: &Order, files: Option<&Path>) -> anyhow::Result<Ta
                 Value::Boolean(tls.strict_sni_binding),
             );
             if tls.disable_http11 {
-                bail!("{key}: disable_http11 cannot be written in a configuration file");
+                table.insert("disable_http11".into(), Value::Boolean(true));
             }
             if let Some(hsts) = &tls.hsts {
                 table.insert("hsts".into(), Value::Table(hsts_table(hsts)));

@@ -420,17 +420,13 @@ fn tls(loader: &mut Loader, table: &mut Table<'_, '_>) -> Result<TlsListenerConf
         config.send_tls13_tickets = tickets;
     }
     if let Some(field) = table.field("alpn_protocols") {
-        config.alpn_protocols = tls::alpn_protocols(field, &mut loader.warnings)?;
+        config.alpn_protocols = tls::alpn_protocols(field)?;
     }
     if let Some(strict) = table.bool("strict_sni_binding")? {
         config.strict_sni_binding = strict;
     }
-    if let Some(field) = table.field("disable_http11") {
-        if field.bool()? {
-            return Err(field.refused(
-                "HTTP/2 is not built yet, so a listener without HTTP/1.1 could serve no one",
-            ));
-        }
+    if let Some(disable) = table.bool("disable_http11")? {
+        config.disable_http11 = disable;
     }
     config.hsts = table
         .field("hsts")

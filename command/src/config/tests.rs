@@ -77,7 +77,6 @@ fn sozu_2_1_config_loads_with_warnings_only() {
         "zombie_check_interval",
         "detail",
         "groups_list",
-        "alpn_protocols",
     ] {
         assert!(warned.contains(&key), "no warning for {key}: {warned:?}");
     }
@@ -107,7 +106,7 @@ fn sozu_2_1_config_loads_with_warnings_only() {
     assert_eq!(https.tls.cipher_list.len(), 6);
     assert!(https.tls.cipher_suites[0].starts_with("TLS13_"));
     assert_eq!(https.tls.groups_list, ["X25519", "secp256r1", "secp384r1"]);
-    assert_eq!(https.tls.alpn_protocols, ["http/1.1"]);
+    assert_eq!(https.tls.alpn_protocols, ["h2", "http/1.1"]);
     let certificate = https.tls.certificate.as_ref().unwrap();
     assert!(
         certificate
@@ -775,19 +774,27 @@ frontends = [{{ address = "127.0.0.1:8080", hostname = "a", answer = {{ status =
 }
 
 #[test]
-fn h2_alone_in_alpn_is_refused_and_disable_http11_too() {
+fn alpn_protocols_and_disable_http11_are_read() {
     let https = "[[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\n";
-    let message = error(&format!("{https}alpn_protocols = [\"h2\"]\n"));
-    assert_names(&message, &["`alpn_protocols` at line 4 is refused"]);
-    let message = error(&format!("{https}disable_http11 = true\n"));
-    assert_names(&message, &["`disable_http11` at line 4 is refused"]);
-    let (_, warnings) =
-        parse(&format!("{https}alpn_protocols = [\"h2\", \"http/1.1\"]\n")).unwrap();
-    assert_eq!(warnings.len(), 1);
+    let listener = |text: &str| {
+        let (config, warnings) = parse(&format!("{https}{text}")).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let Some(Listener::Https(https)) = config.listeners.into_iter().next() else {
+            panic!("no https listener");
+        };
+        https.tls
+    };
+    assert_eq!(listener("").alpn_protocols, ["h2", "http/1.1"]);
     assert_eq!(
-        (warnings[0].key.as_str(), warnings[0].line),
-        ("alpn_protocols", 4)
+        listener("alpn_protocols = [\"h2\"]\n").alpn_protocols,
+        ["h2"]
     );
+    let tls = listener("alpn_protocols = [\"http/1.1\", \"h2\", \"h2\"]\n");
+    assert_eq!(tls.alpn_protocols, ["http/1.1", "h2"]);
+    assert!(!tls.disable_http11);
+    assert!(listener("disable_http11 = true\n").disable_http11);
+    let message = error(&format!("{https}alpn_protocols = [\"h3\"]\n"));
+    assert_names(&message, &["`alpn_protocols`"]);
 }
 
 #[test]
@@ -940,6 +947,33 @@ fn example_of_the_documentation_is_valid() {
         config.clusters[2].proxy_protocol,
         Some(ProxyProtocolConfig::RelayHeader)
     );
+}
+
+#[test]
+fn http2_example_of_the_documentation_is_valid() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/http2.md")).unwrap();
+    let example = doc
+        .split("## Example")
+        .nth(1)
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    fs::copy(
+        fixtures().join("certificate.pem"),
+        folder.path().join("cert.pem"),
+    )
+    .unwrap();
+    fs::copy(fixtures().join("key.pem"), folder.path().join("key.pem")).unwrap();
+    let (config, warnings) = Config::parse(example, folder.path()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let [Listener::Https(https), Listener::Http(http)] = config.listeners.as_slice() else {
+        panic!("{:?}", config.listeners);
+    };
+    assert_eq!(https.tls.alpn_protocols, ["h2", "http/1.1"]);
+    assert_eq!(https.http.h2.max_concurrent_streams, 200);
+    assert!(http.h2c);
 }
 
 /// 10,000 clusters with 10 HTTP frontends each, one in ten of them on the HTTPS listener with its

@@ -233,35 +233,16 @@ pub(super) fn groups(
     Ok(groups)
 }
 
-/// `alpn_protocols`. `h2` is left out with a warning until the HTTP/2 frontend exists; a list
-/// with `h2` alone is refused, since it would turn away HTTP/1.1 clients.
-pub(super) fn alpn_protocols(
-    field: Field<'_, '_>,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<Vec<String>, ConfigError> {
-    let protocols = field
-        .items()?
-        .into_iter()
-        .map(|item| item.checked(rules::check_alpn_protocol).map(str::to_string))
-        .collect::<Result<Vec<String>, _>>()?;
-    let has_http11 = protocols.iter().any(|protocol| protocol == "http/1.1");
-    if protocols.iter().any(|protocol| protocol == "h2") {
-        if !has_http11 {
-            return Err(field.refused(
-                "HTTP/2 is not built yet, and offering h2 alone would turn away HTTP/1.1 \
-                 clients; add \"http/1.1\"",
-            ));
+/// `alpn_protocols`: `h2` and `http/1.1`, in the order of preference given, each once.
+pub(super) fn alpn_protocols(field: Field<'_, '_>) -> Result<Vec<String>, ConfigError> {
+    let mut protocols: Vec<String> = Vec::new();
+    for item in field.items()? {
+        let protocol = item.checked(rules::check_alpn_protocol)?;
+        if !protocols.iter().any(|known| known == protocol) {
+            protocols.push(protocol.to_string());
         }
-        warnings
-            .push(field.warning(
-                "h2 is left out until the HTTP/2 frontend is built: clients use http/1.1",
-            ));
     }
-    Ok(if has_http11 {
-        vec!["http/1.1".to_string()]
-    } else {
-        Vec::new()
-    })
+    Ok(protocols)
 }
 
 /// The files of a certificate, read: `certificate`, `key` and `certificate_chain`.

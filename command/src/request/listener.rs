@@ -195,10 +195,9 @@ fn default_tls13_tickets() -> u32 {
     4
 }
 
-/// The protocols offered by ALPN. `h2` is accepted for compatibility and ignored until the
-/// HTTP/2 frontend exists, so clients fall back to `http/1.1`.
+/// The protocols offered by ALPN, as Sōzu: HTTP/2 first, then HTTP/1.1.
 pub fn default_alpn_protocols() -> Vec<String> {
-    vec!["http/1.1".to_string()]
+    vec!["h2".to_string(), "http/1.1".to_string()]
 }
 
 fn default_true() -> bool {

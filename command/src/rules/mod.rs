@@ -316,8 +316,7 @@ pub fn check_edited_header_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// An ALPN protocol offered by an HTTPS listener: `h2` (accepted and left out until HTTP/2 is
-/// built) or `http/1.1`.
+/// An ALPN protocol offered by an HTTPS listener: `h2` or `http/1.1`.
 pub fn check_alpn_protocol(protocol: &str) -> Result<(), &'static str> {
     match protocol {
         "h2" | "http/1.1" => Ok(()),

@@ -291,7 +291,13 @@ fn tls_listener(fields: &Fields) -> Result<Fields, String> {
     copy(
         fields,
         &mut tls,
-        &["send_tls13_tickets", "strict_sni_binding", "hsts"],
+        &[
+            "send_tls13_tickets",
+            "strict_sni_binding",
+            "hsts",
+            "alpn_protocols",
+            "disable_http11",
+        ],
     );
     if let Some(groups) = fields.get("groups_list").and_then(Value::as_array) {
         // Canonical names, as the configuration file gives them; the post-quantum hybrid group
@@ -304,14 +310,6 @@ fn tls_listener(fields: &Fields) -> Result<Fields, String> {
             .map(|name| group(name).unwrap_or(name))
             .collect();
         tls.insert("groups_list".to_string(), json!(groups));
-    }
-    if let Some(alpn) = fields.get("alpn_protocols").and_then(Value::as_array) {
-        // HTTP/2 is not offered yet: `h2` is left out, as the configuration file does.
-        let alpn: Vec<&Value> = alpn
-            .iter()
-            .filter(|name| name.as_str() != Some("h2"))
-            .collect();
-        tls.insert("alpn_protocols".to_string(), json!(alpn));
     }
     if let Some(certificate) = fields.get("certificate").and_then(Value::as_str) {
         let key = fields

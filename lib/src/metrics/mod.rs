@@ -16,11 +16,13 @@
 //! `proxy_answers.CODE` (answers the proxy wrote itself), `tls.handshakes`,
 //! `tls.handshake_failures`, `backends.up`/`down`/`draining`, `up` (a backend: 1 or 0).
 
+mod h2;
 mod hold;
 pub mod merge;
 pub mod prometheus;
 pub mod statsd;
 
+use h2::H2Figures;
 pub use hold::HoldEvent;
 use hold::HoldFigures;
 
@@ -32,7 +34,10 @@ use std::{
 
 use hdrhistogram::Histogram;
 
-use crate::access_log::AccessLog;
+use crate::{
+    access_log::AccessLog,
+    protocol::http::h2::{Cause, Counters},
+};
 use sozu_command_lib::{
     request::QueryMetrics,
     response::{AggregatedMetrics, BackendStatus, ClusterMetrics, FilteredMetric, HistogramData},
@@ -253,6 +258,7 @@ pub struct Metrics {
     clusters: HashMap<String, ClusterFigures>,
     tls_handshakes: u64,
     tls_handshake_failures: u64,
+    h2: H2Figures,
     /// Figures are not kept per cluster and backend (`disable_cluster_metrics`).
     without_clusters: bool,
 }
@@ -272,6 +278,7 @@ impl Metrics {
             clusters: HashMap::new(),
             tls_handshakes: 0,
             tls_handshake_failures: 0,
+            h2: H2Figures::default(),
             without_clusters,
         }
     }
@@ -336,6 +343,14 @@ impl Metrics {
             self.tls_handshakes += 1;
         } else {
             self.tls_handshake_failures += 1;
+        }
+    }
+
+    /// An HTTP/2 client connection closed, after what `counters` tell; the proxy ended it
+    /// for `ended`, if it did.
+    pub fn h2_connection(&mut self, counters: &Counters, ended: Option<Cause>) {
+        if self.enabled {
+            self.h2.record(counters, ended);
         }
     }
 
@@ -436,6 +451,7 @@ impl Metrics {
             hold.add(&cluster.hold);
         }
         hold.write(names, &mut snapshot.proxy);
+        self.h2.write(names, &mut snapshot.proxy);
         for (address, traffic) in &self.listeners {
             let mut figures = BTreeMap::new();
             traffic.write(names, &mut figures);

@@ -79,6 +79,41 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "counter",
             "TLS handshakes that failed.",
         ),
+        "h2.connections" => simple(
+            "h2_connections_total",
+            "counter",
+            "HTTP/2 client connections closed.",
+        ),
+        "h2.streams" => simple(
+            "h2_streams_total",
+            "counter",
+            "HTTP/2 streams opened by clients.",
+        ),
+        "h2.resets_received" => simple(
+            "h2_resets_received_total",
+            "counter",
+            "HTTP/2 streams reset by clients.",
+        ),
+        "h2.resets_sent" => simple(
+            "h2_resets_sent_total",
+            "counter",
+            "HTTP/2 streams reset by the proxy.",
+        ),
+        "h2.streams_refused" => simple(
+            "h2_streams_refused_total",
+            "counter",
+            "HTTP/2 streams refused over the concurrency limit.",
+        ),
+        "h2.window_stalls" => simple(
+            "h2_window_stalls_total",
+            "counter",
+            "HTTP/2 sends that found a closed flow-control window.",
+        ),
+        "h2.goaways_sent" => simple(
+            "h2_goaways_sent_total",
+            "counter",
+            "HTTP/2 GOAWAY frames sent.",
+        ),
         "fleet.refused_values" => simple(
             "fleet_refused_values_total",
             "counter",
@@ -143,6 +178,14 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
                     "Answers written by the proxy itself, by status code.",
                     "code",
                     code,
+                )
+            } else if let Some(reason) = name.strip_prefix("h2.") {
+                labelled(
+                    "h2_connections_ended_total",
+                    "counter",
+                    "HTTP/2 connections the proxy ended, by reason.",
+                    "reason",
+                    reason,
                 )
             } else if let Some(state) = name.strip_prefix("backends.") {
                 labelled(

@@ -257,12 +257,20 @@ pub fn server_config(
         .map_err(TlsError::Settings)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    // The protocols the proxy serves, in the listener's order; `disable_http11` keeps h2 alone.
     config.alpn_protocols = settings
         .alpn_protocols
         .iter()
-        .filter(|protocol| protocol.as_str() == "http/1.1")
+        .filter(|protocol| match protocol.as_str() {
+            "h2" => true,
+            "http/1.1" => !settings.disable_http11,
+            _ => false,
+        })
         .map(|protocol| protocol.as_bytes().to_vec())
         .collect();
+    if settings.disable_http11 && config.alpn_protocols.is_empty() {
+        config.alpn_protocols.push(b"h2".to_vec());
+    }
     config.send_tls13_tickets = settings.send_tls13_tickets as usize;
     if settings.send_tls13_tickets > 0 {
         config.ticketer = ring::Ticketer::new().map_err(TlsError::Ticketer)?;
@@ -315,6 +323,11 @@ impl TlsStream {
 
     pub fn server_name(&self) -> Option<&str> {
         self.connection.server_name()
+    }
+
+    /// The protocol the client chose by ALPN, once the handshake got that far.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.connection.alpn_protocol()
     }
 
     pub fn is_handshaking(&self) -> bool {

@@ -713,14 +713,20 @@ impl Server {
     fn check_drained(&mut self) {
         if let Run::Draining { .. } = &self.run {
             let now = Instant::now();
-            let idle: Vec<usize> = self
-                .sessions
-                .iter()
-                .filter(|(_, session)| session.is_idle(now))
-                .map(|(key, _)| key)
-                .collect();
+            let mut idle = Vec::new();
+            let mut told = Vec::new();
+            for (key, session) in self.sessions.iter_mut() {
+                if session.is_idle(now) {
+                    idle.push(key);
+                } else if session.stop_gracefully(now) {
+                    told.push(key);
+                }
+            }
             for key in idle {
                 self.close_session(key);
+            }
+            for key in told {
+                self.drive(key);
             }
         }
         if let Run::Draining { request_id } = &self.run {

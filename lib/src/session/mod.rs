@@ -24,7 +24,7 @@ use crate::{
     faults::FaultSet,
     metrics::Recorder,
     pool::Pool,
-    protocol::http::{self, Http, HttpListener, auth::Authorized},
+    protocol::http::{self, Http, HttpListener, auth::Authorized, h2},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, sniff::Sniff},
     router::content::ContentRouter,
     session::endpoint::{Endpoint, Ready},
@@ -143,6 +143,8 @@ pub enum Stage {
     Pipe(Pipe),
     /// HTTP/1.1 requests and responses.
     Http(Box<Http>),
+    /// HTTP/2: many streams over the client connection, each on a backend connection slot.
+    H2(Box<h2::H2>),
     /// Closing: the last encrypted bytes for the client are still to be sent. The front timeout
     /// is armed once when the stage starts; when it fires the session closes, sent or not.
     Flushing,
@@ -261,6 +263,7 @@ impl Session {
                 },
                 Stage::Pipe(_) => tcp::ready(self, context),
                 Stage::Http(_) => http::ready(self, context),
+                Stage::H2(_) => h2::session::ready(self, context),
                 Stage::Flushing => Action::Wait,
                 Stage::Closed => Action::Close,
             };
@@ -279,7 +282,9 @@ impl Session {
                 None => {}
             }
         }
-        connecting.then_some(Action::Wait)
+        // HTTP/2 streams go on while one of them connects.
+        let waits = !matches!(self.stage, Stage::H2(_));
+        (connecting && waits).then_some(Action::Wait)
     }
 
     /// The client address a PROXY header or the socket reported.
@@ -299,6 +304,7 @@ impl Session {
     pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
         match self.stage {
             Stage::Http(_) => http::answer_for(self, context, failure),
+            Stage::H2(_) => h2::session::answer_failure(self, context, failure),
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
@@ -314,6 +320,7 @@ impl Session {
             Stage::Http(_) if slot == Slot::FIRST => {
                 http::connected(self, backend_sticky_id, back_use)
             }
+            Stage::H2(_) => h2::session::connected(self, slot, backend_sticky_id, back_use),
             Stage::Http(_)
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
@@ -328,6 +335,7 @@ impl Session {
     pub fn is_back_reusable(&self, slot: Slot) -> bool {
         match self.stage {
             Stage::Http(_) => http::back_is_reusable(self, slot),
+            Stage::H2(_) => h2::session::is_back_reusable(self, slot),
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
@@ -341,7 +349,23 @@ impl Session {
     pub fn is_idle(&self, now: Instant) -> bool {
         match self.stage {
             Stage::Http(_) => http::is_idle(self, now),
-            Stage::ExpectProxy(_)
+            // An HTTP/2 connection goes away by GOAWAY (see `stop_gracefully`).
+            Stage::H2(_)
+            | Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
+        }
+    }
+
+    /// A soft stop began: a session that can say so to its client (HTTP/2's GOAWAY) does.
+    /// Returns whether the session must be driven to send it.
+    pub fn stop_gracefully(&mut self, now: Instant) -> bool {
+        match self.stage {
+            Stage::H2(_) => h2::session::stop(self, now),
+            Stage::Http(_)
+            | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
             | Stage::Flushing
@@ -354,6 +378,7 @@ impl Session {
     pub fn record_unfinished(&mut self, context: &mut Context<'_>) {
         match self.stage {
             Stage::Http(_) => http::record_unfinished(self, context),
+            Stage::H2(_) => h2::session::record_unfinished(self, context),
             // A pipe on an HTTP listener is an upgraded request, recorded as such.
             Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_)
                 if !context.listeners.contains_key(&self.listener_address) =>
@@ -374,11 +399,17 @@ impl Session {
             TimeoutKind::Back(slot) if self.backs.get(slot).is_some_and(|b| !b.connected) => {
                 Action::ConnectFailed(slot)
             }
+            TimeoutKind::Back(slot) if h2::session::awaits_response(self, slot) => {
+                h2::session::back_timeout(self, slot, context)
+            }
             TimeoutKind::Back(_) if http::awaits_response(self) => {
                 http::answer_for(self, context, Failure::BackTimeout)
             }
             TimeoutKind::Front if matches!(self.stage, Stage::Http(_)) => {
                 http::answer_for(self, context, Failure::FrontTimeout)
+            }
+            TimeoutKind::Front if matches!(self.stage, Stage::H2(_)) => {
+                h2::session::front_timeout(self, context)
             }
             TimeoutKind::Front if matches!(self.stage, Stage::Sniff(_)) => {
                 tcp::inspection_over(self);

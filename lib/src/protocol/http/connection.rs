@@ -4,7 +4,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use sozu_command_lib::request::HeaderPosition;
+use sozu_command_lib::request::{Cluster, HeaderPosition, Hsts, HttpFrontend};
 
 use crate::{
     faults::RequestAnswer,
@@ -15,15 +15,18 @@ use crate::{
         diagnostics::Diagnostic,
         editor::{self, RequestEdits},
         faults::{self, Routed},
+        h2,
         parser::{
-            BodyFraming, Method, ParseError, Parsed, Persistence, RequestHead, parse_request_head,
+            BodyFraming, Header, Method, ParseError, Parsed, Persistence, RequestHead,
+            parse_request_head,
         },
         record::{new_request_id, record_stream},
         response,
         route::{self, Close, Forward, Request, Retry, RouteDecision},
-        stream::{Phase, RequestSide, ResponseSide},
+        stream::{Phase, RequestSide, ResponseSide, Stream},
         upgrade,
     },
+    router::Rewrite,
     session::endpoint::{Ready, Transfer},
     session::shaper::Way,
     session::{Action, BackConnection, BackUse, Context, Session, Stage},
@@ -45,10 +48,21 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Step::Do(Action::Close);
     };
+    let Stage::Http(http) = &session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let mut parse = !http.front_buf.is_empty();
+    if http.served == 0 {
+        match h2::session::detect(session, listener) {
+            h2::session::Detect::Http1 => {}
+            h2::session::Detect::NeedMore => parse = false,
+            h2::session::Detect::H2 => return h2::session::start(session, context, listener),
+        }
+    }
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
-    if !http.front_buf.is_empty() {
+    if parse {
         let parsed = parse_request_head(
             http.front_buf.data(),
             &listener.limits,
@@ -193,28 +207,24 @@ pub(super) fn answer_with(
 }
 
 /// What the proxy answers with.
-enum Rendered<'a> {
+#[derive(Clone, Copy)]
+pub(super) enum Rendered<'a> {
     /// The listener's (or cluster's) page for a status.
     Page(u16, &'a str, AnswerExtra<'a>),
     /// A frontend's own answer: its fixed response, or its redirect template.
     Own(&'a Template, &'a str, AnswerExtra<'a>),
 }
 
-/// The one place answers of the proxy are written into `response_out`.
-fn render_answer(
-    session: &mut Session,
-    context: &mut Context<'_>,
+/// Renders the proxy's answer to `stream` into `out`, as an HTTP/1.1 response with the
+/// request id field (and `Connection: keep-alive` for an HTTP/1.0 client whose connection
+/// stays). The one place answers are rendered, for both HTTP codecs.
+pub(super) fn render(
+    stream: &mut Stream,
     listener: &HttpListener,
     rendered: Rendered<'_>,
-    close: Close,
-) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
-    let stream = &mut http.stream;
-    if stream.request_id.is_empty() {
-        new_request_id(stream, session.uid, http.served);
-    }
+    closes: bool,
+    out: &mut Vec<u8>,
+) {
     let (status, details, extra) = match rendered {
         Rendered::Page(status, details, extra) => (status, details, extra),
         Rendered::Own(template, details, extra) => (template.status, details, extra),
@@ -243,27 +253,38 @@ fn render_answer(
             listener.config.sozu_id_header, stream.request_id
         );
     }
-    let closes = close == Close::AfterAnswer;
     if !closes && stream.is_http10() {
         extra_fields.push_str(KEEP_ALIVE_FIELD);
     }
-    http.response_out.clear();
-    http.response_out_sent = 0;
+    out.clear();
     match rendered {
-        Rendered::Page(..) => listener.answers.render(
-            status,
-            &answer_context,
-            closes,
-            &extra_fields,
-            &mut http.response_out,
-        ),
-        Rendered::Own(template, ..) => template.render(
-            &answer_context,
-            closes,
-            &extra_fields,
-            &mut http.response_out,
-        ),
+        Rendered::Page(..) => {
+            listener
+                .answers
+                .render(status, &answer_context, closes, &extra_fields, out);
+        }
+        Rendered::Own(template, ..) => template.render(&answer_context, closes, &extra_fields, out),
     }
+}
+
+/// The one place answers of the proxy are written into `response_out`.
+fn render_answer(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    rendered: Rendered<'_>,
+    close: Close,
+) -> Step {
+    let Stage::Http(http) = &mut session.stage else {
+        return Step::Do(Action::Close);
+    };
+    let stream = &mut http.stream;
+    if stream.request_id.is_empty() {
+        new_request_id(stream, session.uid, http.served);
+    }
+    let closes = close == Close::AfterAnswer;
+    render(stream, listener, rendered, closes, &mut http.response_out);
+    http.response_out_sent = 0;
     if stream.method == Some(Method::Head) {
         // A response to HEAD has no body, only the Content-Length a GET would get (RFC 9110
         // §9.3.2); body bytes would be read as the next response on a kept connection. The
@@ -459,17 +480,7 @@ fn route(
         http.stream.cluster_id.clear();
         http.stream.cluster_id.push_str(cluster);
     }
-    let extra = match &extra {
-        Extra::None => AnswerExtra::default(),
-        Extra::Location(location) => AnswerExtra {
-            location: Some(location),
-            ..AnswerExtra::default()
-        },
-        Extra::Realm(realm) => AnswerExtra {
-            www_authenticate: Some(realm),
-            ..AnswerExtra::default()
-        },
-    };
+    let extra = extra.answer_extra();
     let rendered = match own {
         Some(template) => Rendered::Own(template, details, extra),
         None => Rendered::Page(status, details, extra),
@@ -511,10 +522,26 @@ fn fault_answer(
 }
 
 /// What a routing decision adds to the proxy's answer.
-enum Extra<'a> {
+pub(super) enum Extra<'a> {
     None,
     Location(String),
     Realm(&'a str),
+}
+
+impl Extra<'_> {
+    pub(super) fn answer_extra(&self) -> AnswerExtra<'_> {
+        match self {
+            Extra::None => AnswerExtra::default(),
+            Extra::Location(location) => AnswerExtra {
+                location: Some(location),
+                ..AnswerExtra::default()
+            },
+            Extra::Realm(realm) => AnswerExtra {
+                www_authenticate: Some(realm),
+                ..AnswerExtra::default()
+            },
+        }
+    }
 }
 
 /// Takes an answered request's head out of the front buffer.
@@ -523,6 +550,74 @@ fn consume_head(session: &mut Session, step: Step, head_len: usize) -> Step {
         http.front_buf.consume(head_len);
     }
     step
+}
+
+/// A parsed request head and the bytes its spans point into.
+#[derive(Clone, Copy)]
+pub(super) struct Message<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+    pub fields: &'a [Header],
+}
+
+/// What a routing decision to forward says about the request's way to the backend.
+#[derive(Clone, Copy)]
+pub(super) struct Forwarded<'a> {
+    pub cluster: &'a Cluster,
+    pub frontend: &'a HttpFrontend,
+    pub rewrite: Option<&'a Rewrite>,
+    pub sticky_cookie: Option<&'a str>,
+    pub sticky_id: Option<&'a str>,
+    pub hsts: Option<&'a Hsts>,
+}
+
+/// Prepares `stream` to be forwarded (its cluster, the response rules of its frontend, HSTS,
+/// the sticky cookie's name and requested backend), and writes the request head for the
+/// backend into `out`, edited as the listener and the frontend say. For both HTTP codecs.
+pub(super) fn prepare_forward(
+    stream: &mut Stream,
+    listener: &HttpListener,
+    client: std::net::SocketAddr,
+    message: Message<'_>,
+    forwarded: Forwarded<'_>,
+    upgrade: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let Forwarded {
+        cluster,
+        frontend,
+        rewrite,
+        sticky_cookie,
+        sticky_id,
+        hsts,
+    } = forwarded;
+    stream.cluster_id.clear();
+    stream.cluster_id.push_str(&cluster.cluster_id);
+    let edits = RequestEdits {
+        client,
+        listener: listener.public_address(),
+        is_tls: listener.tls.is_some(),
+        request_id_header: &listener.config.sozu_id_header,
+        request_id: &stream.request_id,
+        send_x_real_ip: listener.config.send_x_real_ip,
+        elide_x_real_ip: listener.config.elide_x_real_ip,
+        rewrite_host: rewrite.and_then(|r| r.host.as_deref()),
+        rewrite_port: rewrite.and_then(|r| r.port),
+        rewrite_path: rewrite.and_then(|r| r.path.as_deref()),
+        rules: &frontend.headers,
+        sticky_cookie,
+        upgrade,
+    };
+    editor::write_request_head(message.buf, message.head, message.fields, &edits, out);
+    stream.response_rules = frontend
+        .headers
+        .iter()
+        .filter(|rule| rule.position != HeaderPosition::Request)
+        .cloned()
+        .collect();
+    stream.hsts = hsts.cloned();
+    stream.sticky_name = sticky_cookie.map(str::to_string);
+    stream.requested_sticky = sticky_id.map(str::to_string);
 }
 
 /// Prepares the head for the backend now, while the request bytes are here, and asks for a
@@ -557,40 +652,33 @@ fn forward_request(
         })
         .and_then(|value| upgrade::offered_websocket(value.slice(buf)));
     let stream = &mut http.stream;
-    stream.cluster_id.clear();
-    stream.cluster_id.push_str(&cluster.cluster_id);
-    let rewrite = rewrite.as_ref();
-    let edits = RequestEdits {
-        client,
-        listener: listener.public_address(),
-        is_tls: listener.tls.is_some(),
-        request_id_header: &listener.config.sozu_id_header,
-        request_id: &stream.request_id,
-        send_x_real_ip: listener.config.send_x_real_ip,
-        elide_x_real_ip: listener.config.elide_x_real_ip,
-        rewrite_host: rewrite.and_then(|r| r.host.as_deref()),
-        rewrite_port: rewrite.and_then(|r| r.port),
-        rewrite_path: rewrite.and_then(|r| r.path.as_deref()),
-        rules: &frontend.headers,
-        sticky_cookie,
-        upgrade,
+    let message = Message {
+        buf,
+        head,
+        fields: &http.headers,
     };
-    editor::write_request_head(buf, head, &http.headers, &edits, &mut http.request_out);
+    let forwarded = Forwarded {
+        cluster,
+        frontend,
+        rewrite: rewrite.as_ref(),
+        sticky_cookie,
+        sticky_id: sticky_id.as_deref(),
+        hsts,
+    };
+    prepare_forward(
+        stream,
+        listener,
+        client,
+        message,
+        forwarded,
+        upgrade,
+        &mut http.request_out,
+    );
     http.request_out_sent = 0;
-    stream.response_rules = frontend
-        .headers
-        .iter()
-        .filter(|rule| rule.position != HeaderPosition::Request)
-        .cloned()
-        .collect();
-    stream.hsts = hsts.cloned();
     stream.offers_upgrade = upgrade.is_some();
     stream.request = RequestSide::Sending(Body::new(head.body, &listener.limits));
     stream.retry = retry;
     http.front_buf.consume(head.head_len);
-
-    stream.sticky_name = sticky_cookie.map(str::to_string);
-    stream.requested_sticky.clone_from(&sticky_id);
     let cluster_id = stream.cluster_id.clone();
     let back_usable = back.is_some_and(BackConnection::is_clean) && http.back_buf.is_empty();
     let same_backend = back_usable

@@ -1,4 +1,4 @@
-//! HTTP/1.1: the HTTP stage of a session and the parts it is made of.
+//! HTTP: the HTTP/1.1 stage of a session, the HTTP/2 one ([`h2`]), and the parts they share.
 //!
 //! A session reads a request head, routes it ([`route`]), and then either answers by itself
 //! (redirections, authentication, answer frontends, errors: [`answers`]) or forwards the

@@ -1,11 +1,16 @@
 //! What a stream leaves behind: its request id, and its record (metrics and access log).
 
-use std::{fmt::Write as _, time::Instant};
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
 use crate::{
     metrics::RequestRecord,
     protocol::http::{SLOT, stream::Stream},
-    session::{Context, Session, Stage},
+    session::{BackConnection, Context, Session, Stage},
 };
 
 /// Gives the stream a request id: unique per worker process, session and request.
@@ -33,11 +38,50 @@ fn worker_seed() -> u32 {
 /// Records the current stream (metrics and access log), once; a stream never routed is not
 /// recorded.
 pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
+    let origin = Origin::of(session);
     let Stage::Http(http) = &mut session.stage else {
         return;
     };
     let reused = http.is_back_reused();
-    let stream = &mut http.stream;
+    let back = session.backs.get(SLOT);
+    let faults = session
+        .shaper
+        .as_ref()
+        .map_or(&[][..], |shaper| shaper.labels());
+    record(&mut http.stream, &origin, back, reused, faults, context);
+}
+
+/// Where a stream's client connection comes from, for its record.
+pub struct Origin {
+    pub listener: SocketAddr,
+    pub client: SocketAddr,
+    pub is_tls: bool,
+    /// How long the session's last backend connect took.
+    pub connect_time: Option<Duration>,
+}
+
+impl Origin {
+    pub fn of(session: &Session) -> Origin {
+        Origin {
+            listener: session.listener_address,
+            client: session.client_address,
+            is_tls: session.front.tls.is_some(),
+            connect_time: session.connect_time,
+        }
+    }
+}
+
+/// Records `stream` (metrics and access log), once; a stream never routed is not recorded.
+/// `back` is the backend connection that served it, `reused` when it served earlier requests;
+/// `faults` names the faults that acted on it.
+pub fn record(
+    stream: &mut Stream,
+    origin: &Origin,
+    back: Option<&BackConnection>,
+    reused: bool,
+    faults: &[Rc<str>],
+    context: &mut Context<'_>,
+) {
     let Some(routed_at) = stream.routed_at else {
         return;
     };
@@ -45,15 +89,11 @@ pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
         return;
     }
     stream.recorded = true;
-    let back = session.backs.get(SLOT).filter(|_| stream.used_backend);
+    let back = back.filter(|_| stream.used_backend);
     let record = RequestRecord {
-        listener: session.listener_address,
-        client: session.client_address,
-        protocol: if session.front.tls.is_some() {
-            "HTTPS"
-        } else {
-            "HTTP"
-        },
+        listener: origin.listener,
+        client: origin.client,
+        protocol: if origin.is_tls { "HTTPS" } else { "HTTP" },
         cluster_id: stream.cluster_id(),
         backend_id: back.map(|b| b.backend_id.as_str()),
         backend_address: back.map(|b| b.address),
@@ -65,7 +105,7 @@ pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
         bytes_in: stream.bytes_in,
         bytes_out: stream.bytes_out,
         connect_time: if stream.used_backend && !reused {
-            session.connect_time
+            origin.connect_time
         } else {
             None
         },
@@ -73,10 +113,7 @@ pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
         total_time: Instant::now().saturating_duration_since(routed_at),
         user_agent: &stream.user_agent,
         request_id: &stream.request_id,
-        faults: session
-            .shaper
-            .as_ref()
-            .map_or(&[], |faults| faults.labels()),
+        faults,
     };
     context.recorder.request_done(&record);
 }

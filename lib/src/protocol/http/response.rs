@@ -139,19 +139,11 @@ pub(super) fn read_response_head(
                     Persistence::KeepAlive
                 };
                 let stream = &http.stream;
-                let set_sticky = stream
-                    .sticky_cookie
-                    .as_ref()
-                    .map(|(name, value)| (name.as_str(), value.as_str()));
                 let edits = ResponseEdits {
-                    request_id_header: &listener.config.sozu_id_header,
-                    request_id: &stream.request_id,
-                    rules: &stream.response_rules,
-                    hsts: stream.hsts.as_ref(),
-                    set_sticky,
                     close: stream.client == Persistence::Close,
                     upgrade,
                     client_http10,
+                    ..stream.response_edits(&listener.config.sozu_id_header)
                 };
                 editor::write_response_head(
                     buf,

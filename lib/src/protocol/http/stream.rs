@@ -12,6 +12,7 @@ use sozu_command_lib::request::{HeaderEdit, Hsts};
 
 use crate::protocol::http::{
     body::Body,
+    editor::ResponseEdits,
     parser::{Method, Persistence, Version},
     route::{Close, Retry},
 };
@@ -156,6 +157,24 @@ impl Stream {
     /// Whether the final response head was parsed.
     pub fn has_response_head(&self) -> bool {
         matches!(self.response, ResponseSide::Relaying { .. })
+    }
+
+    /// The edits of the response to this stream (its request id, the frontend's rules, HSTS,
+    /// the sticky cookie), for a client connection that stays, in HTTP/1.1 or HTTP/2.
+    pub fn response_edits<'a>(&'a self, request_id_header: &'a str) -> ResponseEdits<'a> {
+        ResponseEdits {
+            request_id_header,
+            request_id: &self.request_id,
+            rules: &self.response_rules,
+            hsts: self.hsts.as_ref(),
+            set_sticky: self
+                .sticky_cookie
+                .as_ref()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+            close: false,
+            upgrade: false,
+            client_http10: false,
+        }
     }
 
     /// Whether the stream waits for the backend's response head (a back timeout is then a

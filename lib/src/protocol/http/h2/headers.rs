@@ -34,6 +34,8 @@ pub struct Request {
     pub head: RequestHead,
     /// The head in HTTP/1.1 form, final empty line included.
     pub bytes: Vec<u8>,
+    /// The head's field lines, as the HTTP/1.1 parser found them in `bytes`.
+    pub fields: Vec<Header>,
     /// The content-length the client declared, which its DATA frames must add up to.
     pub content_length: Option<u64>,
 }
@@ -249,7 +251,8 @@ pub fn decode_request(
     }
     bytes.extend_from_slice(&collect.lines);
     bytes.extend_from_slice(b"\r\n");
-    let head = parse_rendered(&bytes, limits, request_id_header)?;
+    let mut fields = Vec::new();
+    let head = parse_rendered(&bytes, limits, request_id_header, &mut fields)?;
     let content_length = match head.body {
         parser::BodyFraming::ContentLength(length) => Some(length),
         _ => None,
@@ -258,15 +261,17 @@ pub fn decode_request(
         return Ok(Request {
             head,
             bytes,
+            fields,
             content_length,
         });
     }
     bytes.truncate(bytes.len().saturating_sub(2));
     bytes.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    let head = parse_rendered(&bytes, limits, request_id_header)?;
+    let head = parse_rendered(&bytes, limits, request_id_header, &mut fields)?;
     Ok(Request {
         head,
         bytes,
+        fields,
         content_length,
     })
 }
@@ -276,8 +281,8 @@ fn parse_rendered(
     bytes: &[u8],
     limits: &ListLimits,
     request_id_header: &[u8],
+    fields: &mut Vec<Header>,
 ) -> Result<RequestHead, BlockError> {
-    let mut fields = Vec::new();
     let parse_limits = Limits {
         max_request_line: bytes.len(),
         max_header_section: bytes.len(),
@@ -285,7 +290,7 @@ fn parse_rendered(
             .unwrap_or(usize::MAX)
             .saturating_add(3),
     };
-    match parser::parse_request_head(bytes, &parse_limits, request_id_header, &mut fields) {
+    match parser::parse_request_head(bytes, &parse_limits, request_id_header, fields) {
         Ok(Parsed::Complete(head)) => Ok(head),
         Ok(Parsed::Partial) | Err(_) => Err(BlockError::Stream(Cause::Malformed)),
     }

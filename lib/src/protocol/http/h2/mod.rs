@@ -14,15 +14,17 @@
 //!   HTTP/1.1 [`RequestHead`](crate::protocol::http::parser::RequestHead), response heads;
 //! - [`flood`]: the counters of the flood defences;
 //! - [`stream`]: the state of one stream;
-//! - [`connection`]: the state machine.
-//!
-//! Not wired to sessions yet: the HTTP/1.1 stage stays the only one serving clients.
+//! - [`connection`]: the state machine;
+//! - [`session`]: the stage of a session that serves a client in HTTP/2 with it, each
+//!   stream an `exchange` forwarded to an HTTP/1.1 backend.
 
 pub mod connection;
 pub mod error;
+mod exchange;
 pub mod flood;
 pub mod frame;
 pub mod headers;
+pub mod session;
 pub mod settings;
 pub mod stream;
 
@@ -31,6 +33,7 @@ mod tests;
 
 pub use connection::{Connection, Counters, Event, Progress, SendError};
 pub use error::{Cause, ConnectionError, ErrorCode};
+pub use session::H2;
 
 /// A stream identifier: 31 bits, odd for streams the client opens.
 pub type StreamId = u32;

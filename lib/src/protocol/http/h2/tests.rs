@@ -764,6 +764,31 @@ fn body_must_match_content_length() {
 }
 
 #[test]
+fn a_request_ended_by_its_headers_must_not_announce_a_body() {
+    for (length, accepted) in [(&b"3"[..], false), (&b"0"[..], true)] {
+        let mut client = Client::new(H2Config::default());
+        client.frames();
+        let block = client.block(&[
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"a"),
+            (b":path", b"/"),
+            (b"content-length", length),
+        ]);
+        let mut bytes = Vec::new();
+        frame::write_headers(&mut bytes, 1, &block, true, 16_384);
+        let events = client.feed(&bytes).expect("at most a stream error");
+        if accepted {
+            assert_eq!(request_of(&events).content_length, Some(0));
+        } else {
+            // An HTTP/1.1 backend would wait for the 3 bytes announced.
+            assert_eq!(events, []);
+            assert_eq!(client.frames(), ["RST_STREAM 1 ProtocolError"]);
+        }
+    }
+}
+
+#[test]
 fn trailers_end_the_request() {
     let mut client = Client::new(H2Config::default());
     let mut bytes = client.request(1, false);

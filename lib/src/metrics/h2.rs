@@ -1,0 +1,65 @@
+//! Figures of HTTP/2 client connections: streams, resets each way, refused streams,
+//! flow-control stalls, GOAWAYs sent, and why connections were ended by the proxy (each
+//! reason of `Cause::metric`: flood limits, protocol errors, deadlines).
+
+use std::collections::BTreeMap;
+
+use sozu_command_lib::response::FilteredMetric;
+
+use crate::protocol::http::h2::{Cause, Counters};
+
+/// The HTTP/2 figures of a worker.
+#[derive(Debug, Clone, Default)]
+pub(super) struct H2Figures {
+    connections: u64,
+    totals: Counters,
+    /// Connections the proxy ended, by reason.
+    ended: BTreeMap<&'static str, u64>,
+}
+
+impl H2Figures {
+    /// Adds what happened over one connection, when it closes; `ended` is why the proxy
+    /// ended it, if it did.
+    pub(super) fn record(&mut self, counters: &Counters, ended: Option<Cause>) {
+        self.connections = self.connections.saturating_add(1);
+        let totals = &mut self.totals;
+        for (total, value) in [
+            (&mut totals.streams_opened, counters.streams_opened),
+            (&mut totals.resets_received, counters.resets_received),
+            (&mut totals.resets_sent, counters.resets_sent),
+            (&mut totals.streams_refused, counters.streams_refused),
+            (&mut totals.window_stalls, counters.window_stalls),
+            (&mut totals.goaways_sent, counters.goaways_sent),
+        ] {
+            *total = total.saturating_add(value);
+        }
+        if let Some(cause) = ended {
+            let count = self.ended.entry(cause.metric()).or_default();
+            *count = count.saturating_add(1);
+        }
+    }
+
+    /// The figures, with `names` filtering them (empty: all); nothing before the first
+    /// HTTP/2 connection.
+    pub(super) fn write(&self, names: &[String], out: &mut BTreeMap<String, FilteredMetric>) {
+        if self.connections == 0 {
+            return;
+        }
+        let totals = &self.totals;
+        let figures = [
+            ("h2.connections", self.connections),
+            ("h2.streams", totals.streams_opened),
+            ("h2.resets_received", totals.resets_received),
+            ("h2.resets_sent", totals.resets_sent),
+            ("h2.streams_refused", totals.streams_refused),
+            ("h2.window_stalls", totals.window_stalls),
+            ("h2.goaways_sent", totals.goaways_sent),
+        ];
+        let ended = self.ended.iter().map(|(name, count)| (*name, *count));
+        for (name, value) in figures.into_iter().chain(ended) {
+            if names.is_empty() || names.iter().any(|n| n == name) {
+                out.insert(name.to_string(), FilteredMetric::Count(value));
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! What the event loop tells an HTTP/2 session besides readiness: timeouts (the codec's
+//! deadlines, a stream's backend), the outcome of a connect, a soft stop, the session's end.
+
+use std::time::Instant;
+
+use super::{Env, Exchange, Failure, State, ready};
+use crate::{
+    protocol::http::{
+        connection::{AnswerExtra, Rendered as Answer},
+        h2::ErrorCode,
+        parser::Persistence,
+        record,
+    },
+    session::{
+        Action, BackConnection, BackUse, Context, Failure as LoopFailure, Session, Stage,
+        backs::Slot,
+    },
+};
+
+/// The front timeout fired: streams idle or stalled past their timeout are reset, and a
+/// connection idle without streams past the front timeout goes away.
+pub(crate) fn front_timeout(session: &mut Session, context: &mut Context<'_>) -> Action {
+    let origin = record::Origin::of(session);
+    let env = Env {
+        key: session.key,
+        uid: session.uid,
+        origin,
+    };
+    let front_after = session.timeouts.front;
+    let Stage::H2(h2) = &mut session.stage else {
+        return Action::Close;
+    };
+    let now = context.now;
+    let mut expired = std::mem::take(&mut h2.mux.expired);
+    if let Err(error) = h2.mux.codec.expire(now, &mut h2.mux.out, &mut expired) {
+        h2.mux.closing = true;
+        h2.mux.ended = Some(error.cause);
+    }
+    for id in expired.drain(..) {
+        if let Some(index) = h2.mux.exchanges.iter().position(|ex| ex.id == id) {
+            let mut exchange = h2.mux.exchanges.swap_remove(index);
+            exchange.backend = Persistence::Close;
+            h2.mux.end_exchange(exchange, &env, context);
+        }
+    }
+    h2.mux.expired = expired;
+    let is_idle = h2.mux.exchanges.is_empty() && h2.mux.codec.open_streams() == 0;
+    if is_idle && now.saturating_duration_since(h2.mux.idle_since) >= front_after {
+        h2.mux.codec.shutdown(now, &mut h2.mux.out);
+        h2.mux.closing = true;
+    }
+    ready(session, context)
+}
+
+/// A backend timeout fired for `slot`'s stream: 504 when its response head is awaited, else
+/// a reset.
+pub(crate) fn back_timeout(session: &mut Session, slot: Slot, context: &mut Context<'_>) -> Action {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Action::Close;
+    };
+    let Stage::H2(h2) = &session.stage else {
+        return Action::Close;
+    };
+    let exchange = h2.mux.exchanges.iter().find(|ex| ex.slot == Some(slot));
+    if exchange.is_some_and(Exchange::waits_for_client) {
+        // The backend is not silent: the client holds the response back (its windows),
+        // which the stream idle timeout bounds.
+        let after = session.timeouts.back;
+        session.touch_back(slot, after, context.now, context.timers);
+        return ready(session, context);
+    }
+    let Stage::H2(h2) = &mut session.stage else {
+        return Action::Close;
+    };
+    if let Some(index) = h2.mux.exchanges.iter().position(|ex| ex.slot == Some(slot)) {
+        h2.mux.fail(
+            index,
+            Failure::Answer(504, "the backend did not answer in time"),
+            listener,
+            context.now,
+        );
+    }
+    ready(session, context)
+}
+
+/// The loop's answer for the stream being connected: no backend (503), or the client over
+/// its connection cap (429).
+pub(crate) fn answer_failure(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    failure: LoopFailure,
+) -> Action {
+    let Some(listener) = context.listeners.get(&session.listener_address) else {
+        return Action::Close;
+    };
+    let Stage::H2(h2) = &mut session.stage else {
+        return Action::Close;
+    };
+    let (status, details, retry_after) = match failure {
+        LoopFailure::NoBackend => (503, "no backend available", None),
+        LoopFailure::TooManyConnections { retry_after } => {
+            (429, "too many connections", Some(retry_after))
+        }
+        LoopFailure::BackTimeout | LoopFailure::FrontTimeout => return ready(session, context),
+    };
+    if let Some(id) = h2.mux.connecting.take() {
+        if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.id == id) {
+            // The connect left nothing in the slot.
+            exchange.slot = None;
+            exchange.state = State::Answering;
+            exchange.backend = Persistence::Close;
+            let extra = AnswerExtra {
+                retry_after,
+                ..AnswerExtra::default()
+            };
+            let answer = Answer::Page(status, details, extra);
+            if exchange
+                .answer(
+                    &mut h2.mux.codec,
+                    listener,
+                    answer,
+                    context.now,
+                    &mut h2.mux.out,
+                )
+                .is_err()
+            {
+                exchange.reset(&mut h2.mux.codec, ErrorCode::InternalError, &mut h2.mux.out);
+                exchange.mark_done();
+            }
+        }
+    }
+    ready(session, context)
+}
+
+/// The backend connection of `slot` is established (or taken from the pool).
+pub(crate) fn connected(
+    session: &mut Session,
+    slot: Slot,
+    backend_sticky_id: &str,
+    back_use: BackUse,
+) {
+    let Stage::H2(h2) = &mut session.stage else {
+        return;
+    };
+    if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.slot == Some(slot)) {
+        if h2.mux.connecting == Some(exchange.id) {
+            h2.mux.connecting = None;
+        }
+        exchange.connected(backend_sticky_id, back_use);
+    }
+}
+
+/// Whether `slot`'s backend connection was given back clean, between requests.
+pub(crate) fn is_back_reusable(session: &Session, slot: Slot) -> bool {
+    let Stage::H2(h2) = &session.stage else {
+        return false;
+    };
+    h2.mux
+        .released
+        .iter()
+        .any(|released| released.slot == slot && released.reusable)
+        && session
+            .backs
+            .get(slot)
+            .is_some_and(BackConnection::is_clean)
+}
+
+/// Whether `slot`'s stream waits for its response head (a back timeout is then a 504).
+pub(crate) fn awaits_response(session: &Session, slot: Slot) -> bool {
+    let Stage::H2(h2) = &session.stage else {
+        return false;
+    };
+    h2.mux
+        .exchanges
+        .iter()
+        .any(|ex| ex.slot == Some(slot) && ex.state == State::Forwarding)
+}
+
+/// A soft stop: GOAWAY, the streams opened so far finish, later ones are refused. Returns
+/// whether the GOAWAY was just written (the session must be driven to send it).
+pub(crate) fn stop(session: &mut Session, now: Instant) -> bool {
+    let Stage::H2(h2) = &mut session.stage else {
+        return false;
+    };
+    let before = h2.mux.out.len();
+    h2.mux.codec.shutdown(now, &mut h2.mux.out);
+    h2.mux.out.len() > before
+}
+
+/// Records the streams a closing session leaves unfinished.
+pub(crate) fn record_unfinished(session: &mut Session, context: &mut Context<'_>) {
+    let origin = record::Origin::of(session);
+    let Stage::H2(h2) = &mut session.stage else {
+        return;
+    };
+    for exchange in &mut h2.mux.exchanges {
+        let back = exchange.slot.and_then(|slot| session.backs.get(slot));
+        let reused = exchange.back_use == BackUse::Reused;
+        record::record(&mut exchange.stream, &origin, back, reused, &[], context);
+    }
+    context
+        .recorder
+        .metrics
+        .h2_connection(h2.mux.codec.counters(), h2.mux.ended);
+}
