@@ -14,7 +14,13 @@ use sozu_command_lib::request::{
     Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, TcpFrontend,
     TcpListenerConfig, TcpRule, TcpScript,
 };
-use sozu_e2e::{DEADLINE, Worker, backend::Backend, free_address, tls::client_config, wait_until};
+use sozu_e2e::{
+    DEADLINE, Worker,
+    backend::{Backend, Pattern, checksum_stream, checksum_update, pattern_checksum},
+    free_address,
+    tls::client_config,
+    wait_until,
+};
 use sozu_lib::server::ServerConfig;
 
 /// A worker with an active TCP listener configured by `configure`, a default cluster
@@ -277,4 +283,151 @@ fn a_default_alone_serves_server_speaks_first_protocols_at_once() {
         plain_cluster,
     );
     assert_eq!(port.reach(b"", 1), "fallback");
+}
+
+/// A listener with `source` as its script and the clusters of `rules`.
+fn scripted_port(source: &str, rules: &[(&'static str, Option<TcpRule>)]) -> Port {
+    let source = source.to_string();
+    Port::start(
+        move |listener| {
+            listener.script = Some(TcpScript {
+                name: "route.lua".to_string(),
+                source,
+            })
+        },
+        rules,
+        plain_cluster,
+    )
+}
+
+#[test]
+fn a_script_sends_the_connection_to_a_remote_no_cluster_names() {
+    let remote = Backend::greeter(b"remote");
+    // `localhost` goes through the resolver thread; it may name ::1 first, where nothing
+    // listens: the next address is tried.
+    let source = format!(
+        r#"
+function route(data, peer)
+  if data == "by address" then
+    return {{ remote = "{address}" }}
+  end
+  return {{ remote = "localhost:{port}", data = "replaced" }}
+end
+"#,
+        address = remote.address,
+        port = remote.address.port()
+    );
+    let port = scripted_port(&source, &[]);
+    assert_eq!(port.reach(b"by address", 64), "remote");
+    assert!(wait_until(DEADLINE, || remote.received().len() == 1));
+    assert_eq!(remote.received()[0], b"by address");
+    assert_eq!(port.reach(b"by name", 64), "remote");
+    assert!(wait_until(DEADLINE, || remote.received().len() == 2));
+    assert_eq!(remote.received()[1], b"replaced");
+}
+
+#[test]
+fn a_script_answers_then_closes() {
+    let source = r#"
+function route(data, peer)
+  if data == "quit" then
+    return { close = "bye\n" }
+  end
+  return { close = true }
+end
+"#;
+    let port = scripted_port(source, &[]);
+    assert_eq!(port.reach(b"quit", 64), "bye\n");
+    assert_eq!(port.reach(b"other", 64), "");
+}
+
+#[test]
+fn a_script_answers_with_a_file() {
+    let path = std::env::temp_dir().join(format!("sozu-e2e-motd-{}", std::process::id()));
+    std::fs::write(&path, b"0123456789").expect("write the file");
+    let source = format!(
+        r#"
+function route(data, peer)
+  if data == "part" then
+    return {{ file = "{path}", reply = "R:", offset = 2, nbytes = 5 }}
+  end
+  return {{ file = "{path}" }}
+end
+"#,
+        path = path.display()
+    );
+    let port = scripted_port(&source, &[]);
+    assert_eq!(port.reach(b"part", 64), "R:23456");
+    assert_eq!(port.reach(b"whole", 64), "0123456789");
+    std::fs::remove_file(&path).expect("remove the file");
+}
+
+#[test]
+fn proxy_error_hears_of_a_backend_that_cannot_be_reached() {
+    let closed = free_address();
+    let source = format!(
+        r#"
+heard = nil
+function route(data, peer)
+  if heard then
+    return {{ close = heard }}
+  end
+  return {{ remote = "{closed}" }}
+end
+function proxy_error(peer, message)
+  heard = message
+end
+"#
+    );
+    let port = scripted_port(&source, &[]);
+    assert_eq!(port.reach(b"first", 64), "");
+    assert_eq!(
+        port.reach(b"second", 64),
+        format!("cannot connect to {closed}")
+    );
+}
+
+#[test]
+fn ten_megabytes_through_a_routed_connection_arrive_intact() {
+    const LENGTH: usize = 10 << 20;
+    let backend = Backend::exchanger(LENGTH);
+    let source = format!(
+        r#"
+function route(data, peer)
+  return {{ remote = "{}" }}
+end
+"#,
+        backend.address
+    );
+    let port = scripted_port(&source, &[]);
+    let stream = TcpStream::connect(port.address).expect("connect to the proxy");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let mut pattern = Pattern::new(0xc11e_0000);
+        let mut chunk = vec![0; 64 * 1024];
+        let mut left = LENGTH;
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        while left > 0 {
+            let count = left.min(chunk.len());
+            pattern.fill(&mut chunk[..count]);
+            hash = checksum_update(hash, &chunk[..count]);
+            writer.write_all(&chunk[..count]).expect("send");
+            left -= count;
+        }
+        writer.shutdown(Shutdown::Write).expect("shut down");
+        hash
+    });
+    let (received, checksum) = checksum_stream(&stream);
+    let sent = sender.join().expect("sender thread");
+    assert_eq!(received, LENGTH as u64);
+    assert_eq!(checksum, pattern_checksum(0xbac0_0000, LENGTH));
+    assert!(wait_until(DEADLINE, || !backend.received().is_empty()));
+    let mut expected = (LENGTH as u64).to_le_bytes().to_vec();
+    expected.extend_from_slice(&sent.to_le_bytes());
+    assert_eq!(
+        backend.received()[0],
+        expected,
+        "the backend got every byte"
+    );
 }

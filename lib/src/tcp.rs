@@ -20,6 +20,7 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
+        reply::{FileRegion, Reply, ReplyStatus},
         sniff::{Inspection, Sniff},
     },
     router::content::{Decision, Target, Verdict},
@@ -104,26 +105,11 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
         match sniff.decide(router, session.client_address) {
             Verdict::NeedMore => {}
             Verdict::Route(cluster_id) => {
-                route(session, context, cluster_id, None, None);
+                route(session, context, Target::Cluster(cluster_id), None, None);
                 return None;
             }
             Verdict::Close => return Some(Action::Close),
-            Verdict::Decision(Decision::Connect {
-                target: Target::Cluster(cluster_id),
-                data,
-                reply,
-            }) => {
-                route(session, context, cluster_id, data, reply);
-                return None;
-            }
-            Verdict::Decision(decision) => {
-                log::warn!(
-                    "session {}: the script's decision {decision:?} is not carried out by \
-                     TCP listeners yet, closing",
-                    session.uid
-                );
-                return Some(Action::Close);
-            }
+            Verdict::Decision(decision) => return carry_out(session, context, decision),
         }
         // The router waits only while more bytes may come.
         if sniff.is_complete() {
@@ -150,6 +136,79 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
     }
 }
 
+/// Carries out what a script or a program decided: a connection (to a cluster or a
+/// `remote`), or an answer by the proxy. Returns `None` once the next stage is in place.
+fn carry_out(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    decision: Decision,
+) -> Option<Action> {
+    let (bytes, file) = match decision {
+        Decision::Connect {
+            target,
+            data,
+            reply,
+        } => {
+            route(session, context, target, data, reply);
+            return None;
+        }
+        Decision::Close(farewell) => (farewell, None),
+        Decision::File {
+            path,
+            reply,
+            offset,
+            nbytes,
+        } => match FileRegion::open(&path, offset, nbytes) {
+            Ok(region) => (reply.unwrap_or_default(), Some(region)),
+            Err(error) => {
+                log::warn!(
+                    "session {}: cannot answer with {}: {error}, closing",
+                    session.uid,
+                    path.display()
+                );
+                return Some(Action::Close);
+            }
+        },
+        // The router answers `NeedMore` for a wait, never a decision.
+        Decision::Wait => return Some(Action::Close),
+    };
+    session.stage = Stage::Reply(Reply::new(bytes, file));
+    let front = session.timeouts.front;
+    session.touch_front(front, context.now, context.timers);
+    None
+}
+
+/// Sends the proxy's answer to the client, then closes.
+pub fn reply(session: &mut Session) -> Action {
+    let Stage::Reply(reply) = &mut session.stage else {
+        return Action::Close;
+    };
+    match reply.run(&mut session.front) {
+        ReplyStatus::Wait => Action::Wait,
+        ReplyStatus::Done => Action::Close,
+    }
+}
+
+/// The backend the connection was sent to cannot be reached: the listener's script hears of
+/// it (its `proxy_error(peer, message)`), and the connection closes.
+pub fn backend_unreachable(session: &mut Session, context: &mut Context<'_>) -> Action {
+    let message = match (&session.remote, &session.cluster_id) {
+        (Some(remote), _) => format!("cannot connect to {remote}"),
+        (None, Some(cluster_id)) => format!("no backend of cluster {cluster_id} can be reached"),
+        (None, None) => "no backend can be reached".to_string(),
+    };
+    tell_unreachable(session, context, &message)
+}
+
+/// Calls the listener's script's `proxy_error(peer, message)`, then closes.
+pub fn tell_unreachable(session: &Session, context: &mut Context<'_>, message: &str) -> Action {
+    log::debug!("session {}: {message}", session.uid);
+    if let Some(router) = context.content_routers.get_mut(&session.listener_address) {
+        router.proxy_error(session.client_address, message);
+    }
+    Action::Close
+}
+
 /// The inspection deadline passed: the router decides with the bytes it has.
 pub fn inspection_over(session: &mut Session) {
     if let Stage::Sniff(sniff) = &mut session.stage {
@@ -157,24 +216,33 @@ pub fn inspection_over(session: &mut Session) {
     }
 }
 
-/// Sends the connection to `cluster_id`: its pipe replays the bytes read so far (or `data`
-/// instead, when a script says so), after the PROXY header that cluster asks for; the client
-/// gets `reply` first.
+/// Sends the connection to `target`: its pipe replays the bytes read so far (or `data`
+/// instead, when a script says so), after the PROXY header a target cluster asks for; the
+/// client gets `reply` first.
 fn route(
     session: &mut Session,
     context: &mut Context<'_>,
-    cluster_id: String,
+    target: Target,
     data: Option<Vec<u8>>,
     reply: Option<Vec<u8>>,
 ) {
     let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
         return;
     };
-    let to_backend = context
-        .clusters
-        .get(&cluster_id)
-        .and_then(|cluster| cluster.proxy_protocol);
-    session.cluster_id = Some(cluster_id);
+    let to_backend = match target {
+        Target::Cluster(cluster_id) => {
+            let to_backend = context
+                .clusters
+                .get(&cluster_id)
+                .and_then(|cluster| cluster.proxy_protocol);
+            session.cluster_id = Some(cluster_id);
+            to_backend
+        }
+        Target::Remote(remote) => {
+            session.remote = Some(remote);
+            None
+        }
+    };
     let mut buffer = sniff.buffer;
     let mut head = backend_header(session, to_backend);
     if let Some(data) = data {
@@ -227,13 +295,17 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
         return Action::Close;
     };
     let Some(back) = session.backs.get_mut(Slot::FIRST) else {
-        return match &session.cluster_id {
-            Some(cluster_id) => Action::Connect {
+        return match (&session.cluster_id, &session.remote) {
+            (Some(cluster_id), _) => Action::Connect {
                 slot: Slot::FIRST,
                 cluster_id: cluster_id.clone(),
                 sticky_id: None,
             },
-            None => Action::Close,
+            (None, Some(remote)) => Action::ConnectRemote {
+                slot: Slot::FIRST,
+                remote: remote.clone(),
+            },
+            (None, None) => Action::Close,
         };
     };
     if !back.connected {

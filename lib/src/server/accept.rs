@@ -193,6 +193,7 @@ impl Server {
             connect_attempts: 0,
             started: now,
             counted_for_ip: None,
+            remote: None,
             connect_time: None,
             handshake_counted: false,
         };

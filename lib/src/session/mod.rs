@@ -23,7 +23,7 @@ use crate::{
     metrics::Recorder,
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized},
-    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, sniff::Sniff},
+    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, reply::Reply, sniff::Sniff},
     router::content::ContentRouter,
     session::endpoint::{Endpoint, Ready},
     tcp,
@@ -45,6 +45,9 @@ pub enum Action {
         cluster_id: String,
         sticky_id: Option<String>,
     },
+    /// Open a connection in `slot` to `remote`, a `host:port` a script chose (no cluster):
+    /// its name is resolved off the event loop first.
+    ConnectRemote { slot: Slot, remote: String },
     /// The backend connection of the slot just got established.
     Connected(Slot),
     /// The backend connection of the slot failed before any byte was sent: try another
@@ -93,8 +96,9 @@ pub enum BackUse {
 #[derive(Debug)]
 pub struct BackConnection {
     pub endpoint: Endpoint,
-    /// Counts the connection for its backend while it belongs to the session.
-    pub lease: BackendLease,
+    /// Counts the connection for its backend while it belongs to the session; `None` for a
+    /// connection to an address no cluster names (a script's `remote`).
+    pub lease: Option<BackendLease>,
     pub backend_id: String,
     pub address: SocketAddr,
     pub connected: bool,
@@ -145,6 +149,8 @@ pub enum Stage {
     Sniff(Sniff),
     /// Copying bytes both ways (TCP mode, or after an HTTP upgrade).
     Pipe(Pipe),
+    /// Answering a TCP client by the proxy (a script's farewell or file), then closing.
+    Reply(Reply),
     /// HTTP/1.1 requests and responses.
     Http(Box<Http>),
     /// Closing: the last encrypted bytes for the client are still to be sent. The front timeout
@@ -170,6 +176,8 @@ pub struct Session {
     pub received_proxy_header: Option<Vec<u8>>,
     pub stage: Stage,
     pub cluster_id: Option<String>,
+    /// The `host:port` a script chose instead of a cluster (TCP listeners).
+    pub remote: Option<String>,
     pub timeouts: SessionTimeouts,
     pub front_timeout: Timeout,
     pub connect_attempts: u32,
@@ -249,6 +257,7 @@ impl Session {
                     None => continue,
                 },
                 Stage::Pipe(_) => tcp::ready(self, context),
+                Stage::Reply(_) => tcp::reply(self),
                 Stage::Http(_) => http::ready(self, context),
                 Stage::Flushing => Action::Wait,
                 Stage::Closed => Action::Close,
@@ -288,9 +297,16 @@ impl Session {
     pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
         match self.stage {
             Stage::Http(_) => http::answer_for(self, context, failure),
+            Stage::Pipe(_)
+                if failure == Failure::NoBackend
+                    && !context.listeners.contains_key(&self.listener_address) =>
+            {
+                tcp::backend_unreachable(self, context)
+            }
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => Action::Close,
         }
@@ -307,6 +323,7 @@ impl Session {
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => {}
         }
@@ -320,6 +337,7 @@ impl Session {
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => false,
         }
@@ -333,6 +351,7 @@ impl Session {
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => false,
         }
@@ -344,7 +363,7 @@ impl Session {
         match self.stage {
             Stage::Http(_) => http::record_unfinished(self, context),
             // A pipe on an HTTP listener is an upgraded request, recorded as such.
-            Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_)
+            Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_) | Stage::Reply(_)
                 if !context.listeners.contains_key(&self.listener_address) =>
             {
                 tcp::record_connection(self, context)
@@ -352,6 +371,7 @@ impl Session {
             Stage::Pipe(_)
             | Stage::Sniff(_)
             | Stage::ExpectProxy(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => {}
         }
