@@ -214,6 +214,12 @@ impl ContentRouter {
         self.program = Some(program);
     }
 
+    /// Whether a connection may go anywhere: the listener has a frontend, a script or a
+    /// program.
+    pub fn can_route(&self) -> bool {
+        !self.rules.is_empty() || self.default.is_some() || self.has_decider()
+    }
+
     /// Whether something besides the rules decides (a script or a program).
     fn has_decider(&self) -> bool {
         self.script.is_some() || self.program.is_some()
