@@ -10,9 +10,13 @@ use std::{
 };
 
 use rustls::{ClientConnection, pki_types::ServerName};
-use sozu_command_lib::request::{
-    Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, TcpFrontend,
-    TcpListenerConfig, TcpRule, TcpScript,
+use sozu_command_lib::{
+    config::{AccessLogFormat, LogTarget},
+    request::{
+        Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, QueryMetrics,
+        TcpFrontend, TcpListenerConfig, TcpRule, TcpScript,
+    },
+    response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{
     DEADLINE, Worker,
@@ -21,13 +25,13 @@ use sozu_e2e::{
     tls::client_config,
     wait_until,
 };
-use sozu_lib::server::ServerConfig;
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 /// A worker with an active TCP listener configured by `configure`, a default cluster
 /// `fallback` and one cluster per `(name, rule)`; every cluster has one greeter backend that
 /// sends the cluster's name.
 struct Port {
-    _worker: Worker,
+    worker: Worker,
     address: SocketAddr,
     backends: Vec<(&'static str, Backend)>,
 }
@@ -38,7 +42,17 @@ impl Port {
         rules: &[(&'static str, Option<TcpRule>)],
         clusters: impl Fn(&str) -> Cluster,
     ) -> Port {
-        let mut worker = Worker::start(ServerConfig::default());
+        Port::start_on(ServerConfig::default(), configure, rules, clusters)
+    }
+
+    /// [`Port::start`] on a worker with `config`.
+    fn start_on(
+        config: ServerConfig,
+        configure: impl FnOnce(&mut TcpListenerConfig),
+        rules: &[(&'static str, Option<TcpRule>)],
+        clusters: impl Fn(&str) -> Cluster,
+    ) -> Port {
+        let mut worker = Worker::start(config);
         let mut listener = TcpListenerConfig::new(free_address());
         configure(&mut listener);
         let address = listener.address;
@@ -57,7 +71,7 @@ impl Port {
             proxy: ListenerType::Tcp,
         }));
         Port {
-            _worker: worker,
+            worker,
             address,
             backends,
         }
@@ -430,4 +444,107 @@ end
         expected,
         "the backend got every byte"
     );
+}
+
+#[test]
+fn a_script_that_loops_or_errors_closes_that_connection_and_the_worker_serves_others() {
+    let source = r#"
+function route(data, peer)
+  if data == "loop" then
+    while true do end
+  end
+  if data == "error" then
+    error("boom")
+  end
+  return { cluster = "served" }
+end
+"#;
+    let port = scripted_port(source, &[("served", None)]);
+    // A client that stays connected meanwhile is served once the others are closed.
+    let mut waiting = TcpStream::connect(port.address).expect("connect to the proxy");
+    waiting.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    assert_eq!(port.reach(b"loop", 64), "");
+    assert_eq!(port.reach(b"error", 64), "");
+    waiting.write_all(b"hello").expect("send");
+    let mut greeting = String::new();
+    waiting
+        .read_to_string(&mut greeting)
+        .expect("read the greeting");
+    assert_eq!(greeting, "served");
+    assert_eq!(port.reach(b"other", 64), "served");
+}
+
+#[test]
+fn each_rule_counts_its_matches_and_the_access_log_names_what_decided() {
+    let directory = std::env::temp_dir().join(format!("sozu-content-log-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let path = directory.join("access.log");
+    let config = ServerConfig {
+        access_logs: Some(AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Json,
+        }),
+        ..ServerConfig::default()
+    };
+    let source = r#"
+function route(data, peer)
+  if data == "error" then
+    error("boom")
+  end
+  return { cluster = "fallback" }
+end
+"#;
+    let mut port = Port::start_on(
+        config,
+        |listener| {
+            listener.script = Some(TcpScript {
+                name: "route.lua".to_string(),
+                source: source.to_string(),
+            })
+        },
+        &[("a", sni("a.test")), ("fallback", None)],
+        plain_cluster,
+    );
+    let hello = client_hello("a.test");
+    assert_eq!(port.reach(&hello, hello.len()), "a");
+    assert_eq!(port.reach(b"error", 64), "");
+    assert_eq!(port.reach(b"other", 64), "fallback");
+
+    let response = port
+        .worker
+        .order(Order::QueryMetrics(QueryMetrics::default()));
+    let Some(ResponseContent::Metrics(metrics)) = response.content else {
+        panic!("no metrics: {response:?}");
+    };
+    let figures = &metrics.listeners[&port.address.to_string()];
+    let count = |name: &str| match figures.get(name) {
+        Some(FilteredMetric::Count(count)) => *count,
+        other => panic!("{name}: {other:?} in {figures:?}"),
+    };
+    assert_eq!(count("content.matches"), 1);
+    assert_eq!(count("content.rule_matches.a sni = \"a.test\""), 1);
+    assert_eq!(count("content.script_decisions"), 1);
+    assert_eq!(count("content.script_errors"), 1);
+    assert_eq!(count("content.defaults_by_timeout"), 0);
+    assert_eq!(count("content.bytes_inspected"), hello.len() as u64 + 10);
+    assert!(matches!(
+        figures.get("content.decision_time"),
+        Some(FilteredMetric::Histogram(histogram)) if histogram.values.iter().map(|v| v.1).sum::<u64>() == 3
+    ));
+
+    // A round trip on the command channel: the worker flushed its lines before answering.
+    port.worker.ok(Order::Status);
+    let mut deciders = Vec::new();
+    assert!(wait_until(DEADLINE, || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        deciders = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|line| line["decided_by"].as_str().map(str::to_string))
+            .collect();
+        deciders.len() == 3
+    }));
+    deciders.sort();
+    assert_eq!(deciders, ["script", "script", "sni = \"a.test\""]);
+    std::fs::remove_dir_all(directory).expect("clean up");
 }

@@ -196,6 +196,11 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
         push_escaped(out, record.user_agent);
         out.push('"');
     }
+    if let Some(decider) = record.decided_by {
+        out.push_str(" decided_by=\"");
+        push_escaped(out, decider);
+        out.push('"');
+    }
     out.push('\n');
 }
 
@@ -254,6 +259,9 @@ fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
         "user_agent",
         Some(record.user_agent).filter(|a| !a.is_empty()),
     );
+    if record.decided_by.is_some() {
+        json_string(out, "decided_by", record.decided_by);
+    }
     out.push_str("}\n");
 }
 
@@ -410,6 +418,7 @@ mod tests {
             total_time: Duration::from_micros(1500),
             user_agent: "curl/8.0",
             request_id: "req-1",
+            decided_by: None,
         }
     }
 

@@ -101,8 +101,13 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
         let Stage::Sniff(sniff) = &mut session.stage else {
             return Some(Action::Close);
         };
-        let router = context.content_routers.get_mut(&session.listener_address);
-        match sniff.decide(router, session.client_address) {
+        let mut router = context.content_routers.get_mut(&session.listener_address);
+        let verdict = sniff.decide(router.as_deref_mut(), session.client_address);
+        if let (Some(router), false) = (router, verdict == Verdict::NeedMore) {
+            router.record_decision_time(context.now.saturating_duration_since(session.started));
+            session.decided_by = Some(router.last_decider().to_string());
+        }
+        match verdict {
             Verdict::NeedMore => {}
             Verdict::Route(cluster_id) => {
                 route(session, context, Target::Cluster(cluster_id), None, None);
@@ -403,6 +408,7 @@ pub fn record_connection(session: &Session, context: &mut Context<'_>) {
         total_time: context.now.duration_since(session.started),
         user_agent: "",
         request_id: "",
+        decided_by: session.decided_by.as_deref(),
     };
     context.recorder.request_done(&record);
 }

@@ -64,7 +64,7 @@ impl Timing {
         self.sum = self.sum.saturating_add(micros);
     }
 
-    fn data(&self) -> HistogramData {
+    pub(crate) fn data(&self) -> HistogramData {
         HistogramData {
             values: self
                 .histogram
@@ -77,7 +77,7 @@ impl Timing {
 }
 
 /// Records into an optional timing, creating it on the first sample.
-fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
+pub(crate) fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
     if timing.is_none() {
         *timing = Timing::new().map(Box::new);
     }
@@ -216,6 +216,8 @@ pub struct RequestRecord<'a> {
     pub total_time: Duration,
     pub user_agent: &'a str,
     pub request_id: &'a str,
+    /// For a TCP connection of a listener with content routing: what chose where it went.
+    pub decided_by: Option<&'a str>,
 }
 
 /// A backend's state for gauges.
@@ -550,6 +552,7 @@ mod tests {
             total_time: Duration::from_millis(3),
             user_agent: "",
             request_id: "id",
+            decided_by: None,
         }
     }
 

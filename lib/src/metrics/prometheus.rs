@@ -114,6 +114,31 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "histogram",
             "Time from sending a request to its response head.",
         ),
+        "content.matches" => simple(
+            "content_matches_total",
+            "counter",
+            "Connections a content rule of the listener took.",
+        ),
+        "content.script_decisions" => simple(
+            "content_script_decisions_total",
+            "counter",
+            "Connections the listener's script (or program) decided.",
+        ),
+        "content.script_errors" => simple(
+            "content_script_errors_total",
+            "counter",
+            "Calls of the listener's script that failed, each closing its connection.",
+        ),
+        "content.bytes_inspected" => simple(
+            "content_bytes_inspected_total",
+            "counter",
+            "Bytes looked at to decide where connections go.",
+        ),
+        "content.decision_time" => simple(
+            "content_decision_time_seconds",
+            "histogram",
+            "Time from accepting a connection to deciding where it goes.",
+        ),
         "response_time" => simple(
             "response_time_seconds",
             "histogram",
@@ -143,6 +168,22 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
                     "Answers written by the proxy itself, by status code.",
                     "code",
                     code,
+                )
+            } else if let Some(reason) = name.strip_prefix("content.defaults_by_") {
+                labelled(
+                    "content_defaults_total",
+                    "counter",
+                    "Connections given to the default frontend, by reason.",
+                    "reason",
+                    reason,
+                )
+            } else if let Some(rule) = name.strip_prefix("content.rule_matches.") {
+                labelled(
+                    "content_rule_matches_total",
+                    "counter",
+                    "Connections each content rule took, by cluster and rule.",
+                    "rule",
+                    rule,
                 )
             } else if let Some(state) = name.strip_prefix("backends.") {
                 labelled(

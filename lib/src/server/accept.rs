@@ -196,6 +196,7 @@ impl Server {
             started: now,
             counted_for_ip: None,
             remote: None,
+            decided_by: None,
             connect_time: None,
             handshake_counted: false,
         };

@@ -463,9 +463,15 @@ impl Server {
                     })
             })
             .collect();
-        self.recorder
+        let mut snapshot = self
+            .recorder
             .metrics
-            .snapshot(query, self.sessions.len(), &gauges)
+            .snapshot(query, self.sessions.len(), &gauges);
+        for (address, router) in &self.content_routers {
+            let figures = snapshot.listeners.entry(address.to_string()).or_default();
+            router.write_metrics(&query.metric_names, figures);
+        }
+        snapshot
     }
 
     fn dispatch(&mut self, token: Token, ready: Ready) {

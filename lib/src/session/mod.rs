@@ -178,6 +178,9 @@ pub struct Session {
     pub cluster_id: Option<String>,
     /// The `host:port` a script chose instead of a cluster (TCP listeners).
     pub remote: Option<String>,
+    /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
+    /// the access log.
+    pub decided_by: Option<String>,
     pub timeouts: SessionTimeouts,
     pub front_timeout: Timeout,
     pub connect_attempts: u32,

@@ -38,6 +38,7 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         started: Instant::now(),
         counted_for_ip: None,
         remote: None,
+        decided_by: None,
         connect_time: None,
         handshake_counted: false,
     }

@@ -73,6 +73,7 @@ pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
         total_time: Instant::now().saturating_duration_since(routed_at),
         user_agent: &stream.user_agent,
         request_id: &stream.request_id,
+        decided_by: None,
     };
     context.recorder.request_done(&record);
 }

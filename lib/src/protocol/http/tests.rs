@@ -140,6 +140,7 @@ impl Harness {
             started: Instant::now(),
             counted_for_ip: None,
             remote: None,
+            decided_by: None,
             connect_time: None,
             handshake_counted: false,
         };
