@@ -152,14 +152,20 @@ fn path(path: &std::path::Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
 
-/// A TCP server that writes `name` to each connection and closes it; returns its address.
+/// A TCP server that writes `name` to each connection, ends its stream, and reads what the
+/// client sends until it closes (closing with unread bytes would reset the connection);
+/// returns its address.
 fn greeter(name: &'static str) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a backend");
     let address = listener.local_addr().expect("its address");
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let _ = std::io::Write::write_all(&mut stream, name.as_bytes());
+            std::thread::spawn(move || {
+                let _ = std::io::Write::write_all(&mut stream, name.as_bytes());
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+            });
         }
     });
     address
@@ -249,4 +255,44 @@ fn sozu_route_runs_one_listener_decided_by_its_script_and_its_script_reloads_liv
     }
     let _ = route.kill();
     let _ = route.wait();
+}
+
+#[test]
+fn frontend_list_shows_each_rule_with_its_hit_count() {
+    let proxy = Proxy::start("");
+    let address = free_address();
+    let a = address.to_string();
+    let backend = greeter("hello");
+    proxy.ok(&["listener", "tcp", "add", "-a", &a]);
+    proxy.ok(&["cluster", "add", "-i", "greeted"]);
+    proxy.ok(&[
+        "backend",
+        "add",
+        "-i",
+        "greeted",
+        "--backend-id",
+        "greeted-0",
+        "-a",
+        &backend.to_string(),
+    ]);
+    proxy.ok(&[
+        "frontend", "tcp", "add", "-i", "greeted", "-a", &a, "--prefix", "hi",
+    ]);
+    proxy.ok(&["listener", "tcp", "activate", "-a", &a]);
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to the proxy");
+        stream
+            .set_read_timeout(Some(common::DEADLINE))
+            .expect("timeout");
+        std::io::Write::write_all(&mut stream, b"hi there").expect("send");
+        let mut greeting = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut greeting).expect("read");
+        assert_eq!(greeting, "hello");
+    }
+    let listed = proxy.ok(&["frontend", "list"]);
+    let row = listed
+        .lines()
+        .find(|line| line.contains("prefix"))
+        .unwrap_or_else(|| panic!("no TCP rule in {listed}"));
+    assert!(row.contains("cluster greeted (3 hits)"), "{listed}");
 }

@@ -417,10 +417,7 @@ impl ContentRouter {
             );
         }
         for (rule, cluster, matches) in self.rule_matches() {
-            put(
-                format!("content.rule_matches.{cluster} {rule}"),
-                FilteredMetric::Count(matches),
-            );
+            put(rule.matches_metric(cluster), FilteredMetric::Count(matches));
         }
     }
 
