@@ -384,7 +384,12 @@ fn proxy_error_hears_of_a_backend_that_cannot_be_reached() {
 heard = nil
 function route(data, peer)
   if heard then
-    return {{ close = heard }}
+    local message = heard
+    heard = nil
+    return {{ close = message }}
+  end
+  if data == "cluster" then
+    return {{ cluster = "dead" }}
   end
   return {{ remote = "{closed}" }}
 end
@@ -393,11 +398,17 @@ function proxy_error(peer, message)
 end
 "#
     );
-    let port = scripted_port(&source, &[]);
+    let mut port = scripted_port(&source, &[]);
     assert_eq!(port.reach(b"first", 64), "");
     assert_eq!(
         port.reach(b"second", 64),
         format!("cannot connect to {closed}")
+    );
+    port.worker.cluster(Cluster::new("dead"), &[closed]);
+    assert_eq!(port.reach(b"cluster", 64), "");
+    assert_eq!(
+        port.reach(b"then", 64),
+        "no backend of cluster dead can be reached"
     );
 }
 

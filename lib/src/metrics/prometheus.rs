@@ -421,4 +421,33 @@ mod tests {
         assert!(text.contains("sozu_backend_up{cluster=\"api\",backend=\"b\\\"1\"} 1\n"));
         assert_eq!(text.matches("# TYPE sozu_responses_total").count(), 1);
     }
+
+    #[test]
+    fn content_routing_figures_are_listener_families_with_their_rule_or_reason() {
+        let mut metrics = AggregatedMetrics::default();
+        let figures = metrics
+            .listeners
+            .entry("127.0.0.1:5000".to_string())
+            .or_default();
+        for (name, count) in [
+            ("content.matches", 3),
+            ("content.rule_matches.tenant-a sni = \"a.test\"", 3),
+            ("content.defaults_by_timeout", 2),
+            ("content.script_errors", 1),
+        ] {
+            figures.insert(name.to_string(), FilteredMetric::Count(count));
+        }
+        let text = render(&metrics, "sozu");
+        let listener = "listener=\"127.0.0.1:5000\"";
+        for sample in [
+            format!("sozu_listener_content_matches_total{{{listener}}} 3\n"),
+            format!(
+                "sozu_listener_content_rule_matches_total{{{listener},rule=\"tenant-a sni = \\\"a.test\\\"\"}} 3\n"
+            ),
+            format!("sozu_listener_content_defaults_total{{{listener},reason=\"timeout\"}} 2\n"),
+            format!("sozu_listener_content_script_errors_total{{{listener}}} 1\n"),
+        ] {
+            assert!(text.contains(&sample), "{sample} in {text}");
+        }
+    }
 }
