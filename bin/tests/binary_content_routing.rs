@@ -151,3 +151,148 @@ fn reload_rereads_the_script_and_a_broken_one_is_refused() {
 fn path(path: &std::path::Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
+
+/// A TCP server that writes `name` to each connection, ends its stream, and reads what the
+/// client sends until it closes (closing with unread bytes would reset the connection);
+/// returns its address.
+fn greeter(name: &'static str) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a backend");
+    let address = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = std::io::Write::write_all(&mut stream, name.as_bytes());
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+            });
+        }
+    });
+    address
+}
+
+/// A script that sends every connection to `remote`.
+fn to_remote(remote: std::net::SocketAddr) -> String {
+    format!("function route(data, peer)\n  return {{ remote = \"{remote}\" }}\nend\n")
+}
+
+/// What the backend a new connection to `proxy` reaches says.
+fn greeting(proxy: std::net::SocketAddr) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(proxy).ok()?;
+    stream.set_read_timeout(Some(common::DEADLINE)).ok()?;
+    let mut greeting = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut greeting).ok()?;
+    Some(greeting)
+}
+
+#[test]
+fn sozu_route_runs_one_listener_decided_by_its_script_and_its_script_reloads_live() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (one, two) = (greeter("one"), greeter("two"));
+    let script = write_file(dir.path(), "route.lua", &to_remote(one));
+    let proxy = free_address();
+    let socket = dir.path().join("route.sock");
+    let log = fs::File::create(dir.path().join("route.log")).expect("a log file");
+    let mut route = std::process::Command::new(common::SOZU)
+        .args([
+            "route",
+            path(&script),
+            "--bind",
+            &proxy.to_string(),
+            "-w",
+            "2",
+        ])
+        .arg("--command-socket")
+        .arg(&socket)
+        .stdout(log.try_clone().expect("clone the log file"))
+        .stderr(log)
+        .spawn()
+        .expect("sozu route");
+    let sozu = |args: &[&str]| {
+        std::process::Command::new(common::SOZU)
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .expect("run the command line")
+    };
+    assert!(
+        common::wait_until(common::DEADLINE, || greeting(proxy).as_deref()
+            == Some("one")),
+        "sozu route serves: {}",
+        fs::read_to_string(dir.path().join("route.log")).unwrap_or_default()
+    );
+    assert!(dir.path().join("route.toml").exists());
+
+    // Live reload through the proxy's own command socket: every worker took the new script
+    // once the order succeeded.
+    write_file(dir.path(), "route.lua", &to_remote(two));
+    let update = [
+        "listener",
+        "tcp",
+        "update",
+        "-a",
+        &proxy.to_string(),
+        "--script",
+    ];
+    let output = sozu(&[&update[..], &[path(&script)]].concat());
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    for _ in 0..4 {
+        assert_eq!(greeting(proxy).as_deref(), Some("two"));
+    }
+
+    write_file(dir.path(), "route.lua", BROKEN);
+    let output = sozu(&[&update[..], &[path(&script)]].concat());
+    assert!(!output.status.success());
+    let error = common::text(&output.stderr);
+    assert!(error.contains("route.lua:3:"), "{error}");
+    for _ in 0..4 {
+        assert_eq!(
+            greeting(proxy).as_deref(),
+            Some("two"),
+            "the old script stays"
+        );
+    }
+    let _ = route.kill();
+    let _ = route.wait();
+}
+
+#[test]
+fn frontend_list_shows_each_rule_with_its_hit_count() {
+    let proxy = Proxy::start("");
+    let address = free_address();
+    let a = address.to_string();
+    let backend = greeter("hello");
+    proxy.ok(&["listener", "tcp", "add", "-a", &a]);
+    proxy.ok(&["cluster", "add", "-i", "greeted"]);
+    proxy.ok(&[
+        "backend",
+        "add",
+        "-i",
+        "greeted",
+        "--backend-id",
+        "greeted-0",
+        "-a",
+        &backend.to_string(),
+    ]);
+    proxy.ok(&[
+        "frontend", "tcp", "add", "-i", "greeted", "-a", &a, "--prefix", "hi",
+    ]);
+    proxy.ok(&["listener", "tcp", "activate", "-a", &a]);
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to the proxy");
+        stream
+            .set_read_timeout(Some(common::DEADLINE))
+            .expect("timeout");
+        std::io::Write::write_all(&mut stream, b"hi there").expect("send");
+        let mut greeting = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut greeting).expect("read");
+        assert_eq!(greeting, "hello");
+    }
+    let listed = proxy.ok(&["frontend", "list"]);
+    let row = listed
+        .lines()
+        .find(|line| line.contains("prefix"))
+        .unwrap_or_else(|| panic!("no TCP rule in {listed}"));
+    assert!(row.contains("cluster greeted (3 hits)"), "{listed}");
+}

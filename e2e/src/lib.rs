@@ -29,7 +29,7 @@ use sozu_command_lib::{
     response::{Event, Response, ResponseStatus},
     scm::Listeners,
 };
-use sozu_lib::server::{EVENT_RESPONSE_ID, Server, ServerConfig, ServerError};
+use sozu_lib::server::{EVENT_RESPONSE_ID, Server, ServerConfig, ServerError, TcpRouters};
 
 /// How long a test waits for anything before failing.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -45,12 +45,32 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(config: ServerConfig) -> Worker {
+        Worker::spawn(config, |_| {})
+    }
+
+    /// Starts a worker and returns, with it, the handle that registers Rust routers on its TCP
+    /// listeners while it runs.
+    pub fn start_with_routers(config: ServerConfig) -> (Worker, TcpRouters) {
+        let (routers_sender, routers) = std::sync::mpsc::channel();
+        let worker = Worker::spawn(config, move |server| {
+            let _ = routers_sender.send(server.tcp_routers());
+        });
+        let routers = routers
+            .recv_timeout(DEADLINE)
+            .expect("the worker starts and hands its router registration");
+        (worker, routers)
+    }
+
+    /// Runs a worker on a thread; `started` sees it before it serves.
+    fn spawn(config: ServerConfig, started: impl FnOnce(&Server) + Send + 'static) -> Worker {
         // Logs go to the test's output, shown when it fails (RUST_LOG=debug for details).
         let _ = env_logger::builder().is_test(true).try_init();
         let (command, worker_end) =
             Channel::<Request, Response>::pair(4096, 16 << 20).expect("create a channel pair");
         let thread = std::thread::spawn(move || {
-            Server::new(config, worker_end, Listeners::default())?.run()
+            let server = Server::new(config, worker_end, Listeners::default())?;
+            started(&server);
+            server.run()
         });
         Worker {
             command,

@@ -10,18 +10,28 @@ use std::{
 };
 
 use rustls::{ClientConnection, pki_types::ServerName};
-use sozu_command_lib::request::{
-    Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, TcpFrontend,
-    TcpListenerConfig, TcpRule, TcpScript,
+use sozu_command_lib::{
+    config::{AccessLogFormat, LogTarget},
+    request::{
+        Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, QueryMetrics,
+        TcpFrontend, TcpListenerConfig, TcpRule, TcpScript,
+    },
+    response::{FilteredMetric, ResponseContent},
 };
-use sozu_e2e::{DEADLINE, Worker, backend::Backend, free_address, tls::client_config, wait_until};
-use sozu_lib::server::ServerConfig;
+use sozu_e2e::{
+    DEADLINE, Worker,
+    backend::{Backend, Pattern, checksum_stream, checksum_update, pattern_checksum},
+    free_address,
+    tls::client_config,
+    wait_until,
+};
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 /// A worker with an active TCP listener configured by `configure`, a default cluster
 /// `fallback` and one cluster per `(name, rule)`; every cluster has one greeter backend that
 /// sends the cluster's name.
 struct Port {
-    _worker: Worker,
+    worker: Worker,
     address: SocketAddr,
     backends: Vec<(&'static str, Backend)>,
 }
@@ -32,7 +42,17 @@ impl Port {
         rules: &[(&'static str, Option<TcpRule>)],
         clusters: impl Fn(&str) -> Cluster,
     ) -> Port {
-        let mut worker = Worker::start(ServerConfig::default());
+        Port::start_on(ServerConfig::default(), configure, rules, clusters)
+    }
+
+    /// [`Port::start`] on a worker with `config`.
+    fn start_on(
+        config: ServerConfig,
+        configure: impl FnOnce(&mut TcpListenerConfig),
+        rules: &[(&'static str, Option<TcpRule>)],
+        clusters: impl Fn(&str) -> Cluster,
+    ) -> Port {
+        let mut worker = Worker::start(config);
         let mut listener = TcpListenerConfig::new(free_address());
         configure(&mut listener);
         let address = listener.address;
@@ -51,7 +71,7 @@ impl Port {
             proxy: ListenerType::Tcp,
         }));
         Port {
-            _worker: worker,
+            worker,
             address,
             backends,
         }
@@ -277,4 +297,265 @@ fn a_default_alone_serves_server_speaks_first_protocols_at_once() {
         plain_cluster,
     );
     assert_eq!(port.reach(b"", 1), "fallback");
+}
+
+/// A listener with `source` as its script and the clusters of `rules`.
+fn scripted_port(source: &str, rules: &[(&'static str, Option<TcpRule>)]) -> Port {
+    let source = source.to_string();
+    Port::start(
+        move |listener| {
+            listener.script = Some(TcpScript {
+                name: "route.lua".to_string(),
+                source,
+            })
+        },
+        rules,
+        plain_cluster,
+    )
+}
+
+#[test]
+fn a_script_sends_the_connection_to_a_remote_no_cluster_names() {
+    let remote = Backend::greeter(b"remote");
+    // `localhost` goes through the resolver thread; it may name ::1 first, where nothing
+    // listens: the next address is tried.
+    let source = format!(
+        r#"
+function route(data, peer)
+  if data == "by address" then
+    return {{ remote = "{address}" }}
+  end
+  return {{ remote = "localhost:{port}", data = "replaced" }}
+end
+"#,
+        address = remote.address,
+        port = remote.address.port()
+    );
+    let port = scripted_port(&source, &[]);
+    assert_eq!(port.reach(b"by address", 64), "remote");
+    assert!(wait_until(DEADLINE, || remote.received().len() == 1));
+    assert_eq!(remote.received()[0], b"by address");
+    assert_eq!(port.reach(b"by name", 64), "remote");
+    assert!(wait_until(DEADLINE, || remote.received().len() == 2));
+    assert_eq!(remote.received()[1], b"replaced");
+}
+
+#[test]
+fn a_script_answers_then_closes() {
+    let source = r#"
+function route(data, peer)
+  if data == "quit" then
+    return { close = "bye\n" }
+  end
+  return { close = true }
+end
+"#;
+    let port = scripted_port(source, &[]);
+    assert_eq!(port.reach(b"quit", 64), "bye\n");
+    assert_eq!(port.reach(b"other", 64), "");
+}
+
+#[test]
+fn a_script_answers_with_a_file() {
+    let path = std::env::temp_dir().join(format!("sozu-e2e-motd-{}", std::process::id()));
+    std::fs::write(&path, b"0123456789").expect("write the file");
+    let source = format!(
+        r#"
+function route(data, peer)
+  if data == "part" then
+    return {{ file = "{path}", reply = "R:", offset = 2, nbytes = 5 }}
+  end
+  return {{ file = "{path}" }}
+end
+"#,
+        path = path.display()
+    );
+    let port = scripted_port(&source, &[]);
+    assert_eq!(port.reach(b"part", 64), "R:23456");
+    assert_eq!(port.reach(b"whole", 64), "0123456789");
+    std::fs::remove_file(&path).expect("remove the file");
+}
+
+#[test]
+fn proxy_error_hears_of_a_backend_that_cannot_be_reached() {
+    let closed = free_address();
+    let source = format!(
+        r#"
+heard = nil
+function route(data, peer)
+  if heard then
+    local message = heard
+    heard = nil
+    return {{ close = message }}
+  end
+  if data == "cluster" then
+    return {{ cluster = "dead" }}
+  end
+  return {{ remote = "{closed}" }}
+end
+function proxy_error(peer, message)
+  heard = message
+end
+"#
+    );
+    let mut port = scripted_port(&source, &[]);
+    assert_eq!(port.reach(b"first", 64), "");
+    assert_eq!(
+        port.reach(b"second", 64),
+        format!("cannot connect to {closed}")
+    );
+    port.worker.cluster(Cluster::new("dead"), &[closed]);
+    assert_eq!(port.reach(b"cluster", 64), "");
+    assert_eq!(
+        port.reach(b"then", 64),
+        "no backend of cluster dead can be reached"
+    );
+}
+
+#[test]
+fn ten_megabytes_through_a_routed_connection_arrive_intact() {
+    const LENGTH: usize = 10 << 20;
+    let backend = Backend::exchanger(LENGTH);
+    let source = format!(
+        r#"
+function route(data, peer)
+  return {{ remote = "{}" }}
+end
+"#,
+        backend.address
+    );
+    let port = scripted_port(&source, &[]);
+    let stream = TcpStream::connect(port.address).expect("connect to the proxy");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let mut pattern = Pattern::new(0xc11e_0000);
+        let mut chunk = vec![0; 64 * 1024];
+        let mut left = LENGTH;
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        while left > 0 {
+            let count = left.min(chunk.len());
+            pattern.fill(&mut chunk[..count]);
+            hash = checksum_update(hash, &chunk[..count]);
+            writer.write_all(&chunk[..count]).expect("send");
+            left -= count;
+        }
+        writer.shutdown(Shutdown::Write).expect("shut down");
+        hash
+    });
+    let (received, checksum) = checksum_stream(&stream);
+    let sent = sender.join().expect("sender thread");
+    assert_eq!(received, LENGTH as u64);
+    assert_eq!(checksum, pattern_checksum(0xbac0_0000, LENGTH));
+    assert!(wait_until(DEADLINE, || !backend.received().is_empty()));
+    let mut expected = (LENGTH as u64).to_le_bytes().to_vec();
+    expected.extend_from_slice(&sent.to_le_bytes());
+    assert_eq!(
+        backend.received()[0],
+        expected,
+        "the backend got every byte"
+    );
+}
+
+#[test]
+fn a_script_that_loops_or_errors_closes_that_connection_and_the_worker_serves_others() {
+    let source = r#"
+function route(data, peer)
+  if data == "loop" then
+    while true do end
+  end
+  if data == "error" then
+    error("boom")
+  end
+  return { cluster = "served" }
+end
+"#;
+    let port = scripted_port(source, &[("served", None)]);
+    // A client that stays connected meanwhile is served once the others are closed.
+    let mut waiting = TcpStream::connect(port.address).expect("connect to the proxy");
+    waiting.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    assert_eq!(port.reach(b"loop", 64), "");
+    assert_eq!(port.reach(b"error", 64), "");
+    waiting.write_all(b"hello").expect("send");
+    let mut greeting = String::new();
+    waiting
+        .read_to_string(&mut greeting)
+        .expect("read the greeting");
+    assert_eq!(greeting, "served");
+    assert_eq!(port.reach(b"other", 64), "served");
+}
+
+#[test]
+fn each_rule_counts_its_matches_and_the_access_log_names_what_decided() {
+    let directory = std::env::temp_dir().join(format!("sozu-content-log-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let path = directory.join("access.log");
+    let config = ServerConfig {
+        access_logs: Some(AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Json,
+        }),
+        ..ServerConfig::default()
+    };
+    let source = r#"
+function route(data, peer)
+  if data == "error" then
+    error("boom")
+  end
+  return { cluster = "fallback" }
+end
+"#;
+    let mut port = Port::start_on(
+        config,
+        |listener| {
+            listener.script = Some(TcpScript {
+                name: "route.lua".to_string(),
+                source: source.to_string(),
+            })
+        },
+        &[("a", sni("a.test")), ("fallback", None)],
+        plain_cluster,
+    );
+    let hello = client_hello("a.test");
+    assert_eq!(port.reach(&hello, hello.len()), "a");
+    assert_eq!(port.reach(b"error", 64), "");
+    assert_eq!(port.reach(b"other", 64), "fallback");
+
+    let response = port
+        .worker
+        .order(Order::QueryMetrics(QueryMetrics::default()));
+    let Some(ResponseContent::Metrics(metrics)) = response.content else {
+        panic!("no metrics: {response:?}");
+    };
+    let figures = &metrics.listeners[&port.address.to_string()];
+    let count = |name: &str| match figures.get(name) {
+        Some(FilteredMetric::Count(count)) => *count,
+        other => panic!("{name}: {other:?} in {figures:?}"),
+    };
+    assert_eq!(count("content.matches"), 1);
+    assert_eq!(count("content.rule_matches.a sni = \"a.test\""), 1);
+    assert_eq!(count("content.script_decisions"), 1);
+    assert_eq!(count("content.script_errors"), 1);
+    assert_eq!(count("content.defaults_by_timeout"), 0);
+    assert_eq!(count("content.bytes_inspected"), hello.len() as u64 + 10);
+    assert!(matches!(
+        figures.get("content.decision_time"),
+        Some(FilteredMetric::Histogram(histogram)) if histogram.values.iter().map(|v| v.1).sum::<u64>() == 3
+    ));
+
+    // A round trip on the command channel: the worker flushed its lines before answering.
+    port.worker.ok(Order::Status);
+    let mut deciders = Vec::new();
+    assert!(wait_until(DEADLINE, || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        deciders = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|line| line["decided_by"].as_str().map(str::to_string))
+            .collect();
+        deciders.len() == 3
+    }));
+    deciders.sort();
+    assert_eq!(deciders, ["script", "script", "sni = \"a.test\""]);
+    std::fs::remove_dir_all(directory).expect("clean up");
 }

@@ -171,6 +171,11 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
         push_escaped(out, &fault_names(record.faults));
         out.push('"');
     }
+    if let Some(decider) = record.decided_by {
+        out.push_str(" decided_by=\"");
+        push_escaped(out, decider);
+        out.push('"');
+    }
     out.push('\n');
 }
 
@@ -231,6 +236,9 @@ fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
     );
     if !record.faults.is_empty() {
         json_string(out, "fault", Some(&fault_names(record.faults)));
+    }
+    if record.decided_by.is_some() {
+        json_string(out, "decided_by", record.decided_by);
     }
     out.push_str("}\n");
 }
@@ -398,6 +406,7 @@ mod tests {
             user_agent: "curl/8.0",
             request_id: "req-1",
             faults: &[],
+            decided_by: None,
         }
     }
 

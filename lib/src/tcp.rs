@@ -25,6 +25,7 @@ use crate::{
     protocol::{
         pipe::{Pipe, PipeStatus},
         proxy_protocol,
+        reply::{FileRegion, Reply, ReplyStatus},
         sniff::{Inspection, Sniff},
     },
     router::content::{Decision, Target, Verdict},
@@ -105,24 +106,19 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
         let Stage::Sniff(sniff) = &mut session.stage else {
             return Some(Action::Close);
         };
-        let router = context.content_routers.get_mut(&session.listener_address);
-        match sniff.decide(router, session.client_address) {
+        let mut router = context.content_routers.get_mut(&session.listener_address);
+        let verdict = sniff.decide(router.as_deref_mut(), session.client_address);
+        if let (Some(router), false) = (router, verdict == Verdict::NeedMore) {
+            router.record_decision_time(context.now.saturating_duration_since(session.started));
+            session.decided_by = Some(router.last_decider().to_string());
+        }
+        match verdict {
             Verdict::NeedMore => {}
-            Verdict::Route(cluster_id) => return route(session, context, cluster_id, None, None),
-            Verdict::Close => return Some(Action::Close),
-            Verdict::Decision(Decision::Connect {
-                target: Target::Cluster(cluster_id),
-                data,
-                reply,
-            }) => return route(session, context, cluster_id, data, reply),
-            Verdict::Decision(decision) => {
-                log::warn!(
-                    "session {}: the script's decision {decision:?} is not carried out by \
-                     TCP listeners yet, closing",
-                    session.uid
-                );
-                return Some(Action::Close);
+            Verdict::Route(cluster_id) => {
+                return route(session, context, Target::Cluster(cluster_id), None, None);
             }
+            Verdict::Close => return Some(Action::Close),
+            Verdict::Decision(decision) => return carry_out(session, context, decision),
         }
         // The router waits only while more bytes may come.
         if sniff.is_complete() {
@@ -149,6 +145,78 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
     }
 }
 
+/// Carries out what a script or a program decided: a connection (to a cluster or a
+/// `remote`), or an answer by the proxy. Returns `None` once the next stage is in place.
+fn carry_out(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    decision: Decision,
+) -> Option<Action> {
+    let (bytes, file) = match decision {
+        Decision::Connect {
+            target,
+            data,
+            reply,
+        } => {
+            return route(session, context, target, data, reply);
+        }
+        Decision::Close(farewell) => (farewell, None),
+        Decision::File {
+            path,
+            reply,
+            offset,
+            nbytes,
+        } => match FileRegion::open(&path, offset, nbytes) {
+            Ok(region) => (reply.unwrap_or_default(), Some(region)),
+            Err(error) => {
+                log::warn!(
+                    "session {}: cannot answer with {}: {error}, closing",
+                    session.uid,
+                    path.display()
+                );
+                return Some(Action::Close);
+            }
+        },
+        // The router answers `NeedMore` for a wait, never a decision.
+        Decision::Wait => return Some(Action::Close),
+    };
+    session.stage = Stage::Reply(Reply::new(bytes, file));
+    let front = session.timeouts.front;
+    session.touch_front(front, context.now, context.timers);
+    None
+}
+
+/// Sends the proxy's answer to the client, then closes.
+pub fn reply(session: &mut Session) -> Action {
+    let Stage::Reply(reply) = &mut session.stage else {
+        return Action::Close;
+    };
+    match reply.run(&mut session.front) {
+        ReplyStatus::Wait => Action::Wait,
+        ReplyStatus::Done => Action::Close,
+    }
+}
+
+/// The backend the connection was sent to cannot be reached: the listener's script hears of
+/// it (its `proxy_error(peer, message)`), and the connection closes.
+pub fn backend_unreachable(session: &mut Session, context: &mut Context<'_>) -> Action {
+    let message = match (&session.remote, &session.cluster_id) {
+        (Some(remote), _) => format!("cannot connect to {remote}"),
+        (None, Some(cluster_id)) => format!("no backend of cluster {cluster_id} can be reached"),
+        (None, None) => "no backend can be reached".to_string(),
+    };
+    tell_unreachable(session, context, &message)
+}
+
+/// Calls the listener's script's `proxy_error(peer, message)`, then closes.
+pub fn tell_unreachable(session: &Session, context: &mut Context<'_>, message: &str) -> Action {
+    log::debug!("session {}: {message}", session.uid);
+    if let Some(router) = context.content_routers.get_mut(&session.listener_address) {
+        router.proxy_error(session.client_address, message);
+    }
+    Action::Close
+}
+
 /// The inspection deadline passed: the router decides with the bytes it has.
 pub fn inspection_over(session: &mut Session) {
     if let Stage::Sniff(sniff) = &mut session.stage {
@@ -156,23 +224,27 @@ pub fn inspection_over(session: &mut Session) {
     }
 }
 
-/// Sends the connection to `cluster_id`: its pipe replays the bytes read so far (or `data`
-/// instead, when a script says so), after the PROXY header that cluster asks for; the client
-/// gets `reply` first. The faults on the route may decide otherwise ([`apply_plan`]).
+/// Sends the connection to `target`: its pipe replays the bytes read so far (or `data`
+/// instead, when a script says so), after the PROXY header a target cluster asks for; the
+/// client gets `reply` first. The faults on the route may decide otherwise ([`apply_plan`]).
 /// Returns `None` once the pipe is in place, or the action to take.
 fn route(
     session: &mut Session,
     context: &mut Context<'_>,
-    cluster_id: String,
+    target: Target,
     data: Option<Vec<u8>>,
     reply: Option<Vec<u8>>,
 ) -> Option<Action> {
     let plan = if context.faults.is_empty() {
         None
     } else {
+        let cluster_id = match &target {
+            Target::Cluster(cluster_id) => Some(cluster_id.as_str()),
+            Target::Remote(_) => None,
+        };
         let route = Route {
             listener: session.listener_address,
-            cluster_id: Some(&cluster_id),
+            cluster_id,
             backend_id: None,
             hostname: None,
             client: session.client_address.ip(),
@@ -182,11 +254,20 @@ fn route(
     let Stage::Sniff(sniff) = std::mem::replace(&mut session.stage, Stage::Closed) else {
         return Some(Action::Close);
     };
-    let to_backend = context
-        .clusters
-        .get(&cluster_id)
-        .and_then(|cluster| cluster.proxy_protocol);
-    session.cluster_id = Some(cluster_id);
+    let to_backend = match target {
+        Target::Cluster(cluster_id) => {
+            let to_backend = context
+                .clusters
+                .get(&cluster_id)
+                .and_then(|cluster| cluster.proxy_protocol);
+            session.cluster_id = Some(cluster_id);
+            to_backend
+        }
+        Target::Remote(remote) => {
+            session.remote = Some(remote);
+            None
+        }
+    };
     let mut buffer = sniff.buffer;
     let mut head = backend_header(session, to_backend);
     if let Some(data) = data {
@@ -332,13 +413,17 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
         return Action::Close;
     };
     let Some(back) = session.backs.get_mut(Slot::FIRST) else {
-        return match &session.cluster_id {
-            Some(cluster_id) => Action::Connect {
+        return match (&session.cluster_id, &session.remote) {
+            (Some(cluster_id), _) => Action::Connect {
                 slot: Slot::FIRST,
                 cluster_id: cluster_id.clone(),
                 sticky_id: None,
             },
-            None => Action::Close,
+            (None, Some(remote)) => Action::ConnectRemote {
+                slot: Slot::FIRST,
+                remote: remote.clone(),
+            },
+            (None, None) => Action::Close,
         };
     };
     if !back.connected {
@@ -455,6 +540,7 @@ pub fn record_connection(session: &Session, context: &mut Context<'_>) {
             .shaper
             .as_ref()
             .map_or(&[], |faults| faults.labels()),
+        decided_by: session.decided_by.as_deref(),
     };
     context.recorder.request_done(&record);
 }

@@ -13,10 +13,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
-use sozu_command_lib::{
-    config::Config,
-    request::{ErrorProtocol, Fault, RawFault},
-};
+use sozu_command_lib::request::{ErrorProtocol, Fault, RawFault};
 
 /// The cluster the proxied traffic goes to.
 const CLUSTER: &str = "chaos";
@@ -165,37 +162,25 @@ impl ChaosArgs {
 /// Writes the configuration beside the command socket (`sozu-chaos.toml` by default: `sozu
 /// start -c` runs it again) and runs the proxy from it.
 pub fn run(args: &ChaosArgs) -> ExitCode {
-    let prepared = std::path::absolute(&args.command_socket)
-        .context("cannot resolve the command socket's path")
-        .and_then(|socket| {
-            let args = ChaosArgs {
-                command_socket: socket.clone(),
+    super::one_command::run(
+        &args.command_socket,
+        |socket| {
+            ChaosArgs {
+                command_socket: socket.to_path_buf(),
                 ..args.clone()
-            };
-            let text = args.config_text()?;
-            let path = socket.with_extension("toml");
-            let folder = path.parent().unwrap_or(std::path::Path::new("/"));
-            Config::parse(&text, folder).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok((path, socket))
-        });
-    match prepared {
-        Ok((path, socket)) => {
-            println!(
+            }
+            .config_text()
+        },
+        |path, socket| {
+            format!(
                 "proxying {} to {} ({}); change the behaviours with `sozu --socket {} fault …`",
                 args.proxy,
                 args.backend,
                 path.display(),
                 socket.display()
-            );
-            crate::main_process::start(&path)
-        }
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+            )
+        },
+    )
 }
 
 #[cfg(test)]
@@ -203,7 +188,10 @@ mod tests {
     use std::{path::Path, time::Duration};
 
     use clap::Parser;
-    use sozu_command_lib::request::{Effect, Probability};
+    use sozu_command_lib::{
+        config::Config,
+        request::{Effect, Probability},
+    };
 
     use super::*;
     use crate::cli::{Cli, Command};

@@ -102,6 +102,7 @@ fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         | Command::Config { .. }
         | Command::Top(_)
         | Command::Chaos(_)
+        | Command::Route(_)
         | Command::Fleet { .. } => {
             bail!("this subcommand does not talk to a running proxy")
         }

@@ -7,9 +7,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use sozu_command_lib::{
     request::{
         FrontendFilters, HeaderEdit, HeaderPosition, Hsts, HttpFrontend, Order, PathRule,
-        PathRuleKind, RedirectPolicy, RedirectScheme, TcpFrontend, default_hsts_max_age,
+        PathRuleKind, QueryMetrics, RedirectPolicy, RedirectScheme, TcpFrontend,
+        default_hsts_max_age,
     },
-    response::ResponseContent,
+    response::{FilteredMetric, Response, ResponseContent},
 };
 
 use super::{
@@ -368,7 +369,18 @@ fn list(client: &mut Client, filters: FrontendFilters) -> anyhow::Result<()> {
             ]);
         }
     }
+    let hits = rule_hits(client, &frontends.tcp);
     for frontend in &frontends.tcp {
+        let hit_count = frontend.rule.as_ref().and_then(|rule| {
+            hits.get(&frontend.address.to_string())?
+                .get(&rule.matches_metric(&frontend.cluster_id))
+        });
+        let target = match hit_count {
+            Some(FilteredMetric::Count(count)) => {
+                format!("cluster {} ({count} hits)", frontend.cluster_id)
+            }
+            _ => format!("cluster {}", frontend.cluster_id),
+        };
         rows.push(vec![
             "tcp".to_string(),
             frontend.address.to_string(),
@@ -379,7 +391,7 @@ fn list(client: &mut Client, filters: FrontendFilters) -> anyhow::Result<()> {
                 .unwrap_or_default(),
             String::new(),
             String::new(),
-            format!("cluster {}", frontend.cluster_id),
+            target,
         ]);
     }
     table::print(
@@ -394,6 +406,33 @@ fn list(client: &mut Client, filters: FrontendFilters) -> anyhow::Result<()> {
         &rows,
     )?;
     Ok(())
+}
+
+/// The hit counts of the TCP frontends' rules, per listener; empty when there is no rule or
+/// the workers' figures cannot be had.
+fn rule_hits(
+    client: &mut Client,
+    frontends: &[TcpFrontend],
+) -> BTreeMap<String, BTreeMap<String, FilteredMetric>> {
+    let metric_names: Vec<String> = frontends
+        .iter()
+        .filter_map(|frontend| Some(frontend.rule.as_ref()?.matches_metric(&frontend.cluster_id)))
+        .collect();
+    if metric_names.is_empty() {
+        return BTreeMap::new();
+    }
+    let query = QueryMetrics {
+        metric_names,
+        no_clusters: true,
+        ..QueryMetrics::default()
+    };
+    match client.order(Order::QueryMetrics(query)) {
+        Ok(Response {
+            content: Some(ResponseContent::Metrics(metrics)),
+            ..
+        }) => metrics.listeners,
+        _ => BTreeMap::new(),
+    }
 }
 
 /// What an HTTP frontend does with the requests it takes.

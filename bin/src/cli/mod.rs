@@ -21,8 +21,10 @@ mod fleet_export;
 mod frontend;
 mod listener;
 mod metrics;
+mod one_command;
 mod processes;
 mod registration;
+mod route;
 mod sozu_json;
 mod state;
 mod table;
@@ -181,6 +183,9 @@ pub enum Command {
     /// Vaurien's one command: proxy --proxy to --backend with faults given as --behavior
     /// PERCENT:NAME, and a command socket of its own.
     Chaos(chaos::ChaosArgs),
+    /// tproxy's and ProxyMachine's one command: a TCP listener on --bind whose connections go
+    /// where a Lua script decides (`remote`s), with a command socket of its own.
+    Route(route::RouteArgs),
     /// A live view in the terminal: workers, listeners, clusters, backends and events,
     /// refreshed every second. Keys: q quits, s sorts, / filters, arrows select.
     Top(top::TopArgs),
@@ -229,6 +234,7 @@ pub fn run() -> ExitCode {
         } => config_check::run(&cli),
         Command::Top(args) => top::run(&cli, args),
         Command::Chaos(args) => chaos::run(args),
+        Command::Route(args) => route::run(args),
         Command::Fleet { command } => fleet::run(&cli, command),
         command => client::run(&cli, command),
     }

@@ -149,6 +149,12 @@ impl TcpRule {
         }
     }
 
+    /// The name of the listener metric that counts the connections this rule took for the
+    /// cluster `cluster_id`.
+    pub fn matches_metric(&self, cluster_id: &str) -> String {
+        format!("content.rule_matches.{cluster_id} {self}")
+    }
+
     /// The same rule as another one: same kind, same value (names without regard to case).
     pub fn is_same(&self, other: &TcpRule) -> bool {
         match (self, other) {

@@ -69,7 +69,7 @@ impl Timing {
         self.sum = self.sum.saturating_add(micros);
     }
 
-    fn data(&self) -> HistogramData {
+    pub(crate) fn data(&self) -> HistogramData {
         HistogramData {
             values: self
                 .histogram
@@ -82,7 +82,7 @@ impl Timing {
 }
 
 /// Records into an optional timing, creating it on the first sample.
-fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
+pub(crate) fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
     if timing.is_none() {
         *timing = Timing::new().map(Box::new);
     }
@@ -223,6 +223,8 @@ pub struct RequestRecord<'a> {
     pub request_id: &'a str,
     /// The faults that acted on the request or connection (`fault="…"` in access logs).
     pub faults: &'a [std::rc::Rc<str>],
+    /// For a TCP connection of a listener with content routing: what chose where it went.
+    pub decided_by: Option<&'a str>,
 }
 
 /// A backend's state for gauges.
@@ -569,6 +571,7 @@ mod tests {
             user_agent: "",
             request_id: "id",
             faults: &[],
+            decided_by: None,
         }
     }
 

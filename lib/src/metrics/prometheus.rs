@@ -149,6 +149,31 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "histogram",
             "Time from sending a request to its response head.",
         ),
+        "content.matches" => simple(
+            "content_matches_total",
+            "counter",
+            "Connections a content rule of the listener took.",
+        ),
+        "content.script_decisions" => simple(
+            "content_script_decisions_total",
+            "counter",
+            "Connections the listener's script (or program) decided.",
+        ),
+        "content.script_errors" => simple(
+            "content_script_errors_total",
+            "counter",
+            "Calls of the listener's script that failed, each closing its connection.",
+        ),
+        "content.bytes_inspected" => simple(
+            "content_bytes_inspected_total",
+            "counter",
+            "Bytes looked at to decide where connections go.",
+        ),
+        "content.decision_time" => simple(
+            "content_decision_time_seconds",
+            "histogram",
+            "Time from accepting a connection to deciding where it goes.",
+        ),
         "response_time" => simple(
             "response_time_seconds",
             "histogram",
@@ -186,6 +211,22 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
                     "HTTP/2 connections the proxy ended, by reason.",
                     "reason",
                     reason,
+                )
+            } else if let Some(reason) = name.strip_prefix("content.defaults_by_") {
+                labelled(
+                    "content_defaults_total",
+                    "counter",
+                    "Connections given to the default frontend, by reason.",
+                    "reason",
+                    reason,
+                )
+            } else if let Some(rule) = name.strip_prefix("content.rule_matches.") {
+                labelled(
+                    "content_rule_matches_total",
+                    "counter",
+                    "Connections each content rule took, by cluster and rule.",
+                    "rule",
+                    rule,
                 )
             } else if let Some(state) = name.strip_prefix("backends.") {
                 labelled(
@@ -422,5 +463,34 @@ mod tests {
         assert!(text.contains("sozu_cluster_response_time_seconds_count{cluster=\"api\"} 3\n"));
         assert!(text.contains("sozu_backend_up{cluster=\"api\",backend=\"b\\\"1\"} 1\n"));
         assert_eq!(text.matches("# TYPE sozu_responses_total").count(), 1);
+    }
+
+    #[test]
+    fn content_routing_figures_are_listener_families_with_their_rule_or_reason() {
+        let mut metrics = AggregatedMetrics::default();
+        let figures = metrics
+            .listeners
+            .entry("127.0.0.1:5000".to_string())
+            .or_default();
+        for (name, count) in [
+            ("content.matches", 3),
+            ("content.rule_matches.tenant-a sni = \"a.test\"", 3),
+            ("content.defaults_by_timeout", 2),
+            ("content.script_errors", 1),
+        ] {
+            figures.insert(name.to_string(), FilteredMetric::Count(count));
+        }
+        let text = render(&metrics, "sozu");
+        let listener = "listener=\"127.0.0.1:5000\"";
+        for sample in [
+            format!("sozu_listener_content_matches_total{{{listener}}} 3\n"),
+            format!(
+                "sozu_listener_content_rule_matches_total{{{listener},rule=\"tenant-a sni = \\\"a.test\\\"\"}} 3\n"
+            ),
+            format!("sozu_listener_content_defaults_total{{{listener},reason=\"timeout\"}} 2\n"),
+            format!("sozu_listener_content_script_errors_total{{{listener}}} 1\n"),
+        ] {
+            assert!(text.contains(&sample), "{sample} in {text}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod pipe;
 pub mod proxy_protocol;
+pub mod reply;
 pub mod sniff;
 pub mod splice;
 pub mod tls;

@@ -10,6 +10,7 @@ use sozu_command_lib::request::{ListenerType, Timeouts};
 use super::{Owner, Run, Server};
 use crate::{
     pool::Pool,
+    router::content::ContentRouter,
     session::endpoint::Endpoint,
     session::{Session, Stage, backs::Backs},
     tcp,
@@ -87,14 +88,15 @@ impl Server {
         else {
             return;
         };
-        if config.script.is_none()
-            && self
-                .state
-                .tcp_frontends
-                .get(&listener)
-                .is_none_or(Vec::is_empty)
+        if !self
+            .content_routers
+            .get(&listener)
+            .is_some_and(ContentRouter::can_route)
         {
-            debug!("TCP listener {listener} has no frontend, closing connection from {peer}");
+            debug!(
+                "TCP listener {listener} has no frontend, script nor program, closing connection \
+                 from {peer}"
+            );
             return;
         }
         let timeouts = config.timeouts();
@@ -183,6 +185,8 @@ impl Server {
             connect_attempts: 0,
             started: now,
             counted_for_ip: None,
+            remote: None,
+            decided_by: None,
             connect_time: None,
             handshake_counted: false,
             shaper: None,

@@ -17,7 +17,7 @@ use mio::Token;
 
 use super::{Owner, Server};
 use crate::{
-    backends::BackendKey,
+    backends::{BackendKey, BackendLease},
     session::{BackConnection, endpoint::Endpoint},
     timer::Timeout,
 };
@@ -38,8 +38,9 @@ pub struct IdleConnection {
 }
 
 impl IdleConnection {
-    /// Takes a connection out of its session: it stops counting for its backend.
-    pub fn new(back: BackConnection, now: Instant) -> IdleConnection {
+    /// Takes a connection out of its session: it stops counting for its backend. `None` for
+    /// a connection to no backend (a script's `remote`), which is never kept.
+    pub fn new(back: BackConnection, now: Instant) -> Option<IdleConnection> {
         let BackConnection {
             endpoint,
             lease,
@@ -47,13 +48,13 @@ impl IdleConnection {
             address,
             ..
         } = back;
-        IdleConnection {
+        Some(IdleConnection {
             endpoint,
-            backend: lease.key(),
+            backend: lease?.key(),
             backend_id,
             address,
             since: now,
-        }
+        })
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
@@ -153,11 +154,17 @@ impl Server {
     /// Keeps a backend connection for later, or closes it if the pool is full or its backend
     /// takes no new connection.
     pub(super) fn keep_idle(&mut self, back: BackConnection) {
+        let Some(backend) = back.lease.as_ref().map(BackendLease::key) else {
+            self.drop_back(back);
+            return;
+        };
         let takes_connections = self
             .backends
-            .get(back.lease.key())
+            .get(backend)
             .is_some_and(|b| b.status == sozu_command_lib::response::BackendStatus::Normal);
-        let idle = IdleConnection::new(back, Instant::now());
+        let Some(idle) = IdleConnection::new(back, Instant::now()) else {
+            return;
+        };
         if !takes_connections {
             self.close_idle(idle);
             return;
@@ -191,7 +198,7 @@ impl Server {
         };
         Some(BackConnection {
             endpoint: idle.endpoint,
-            lease,
+            lease: Some(lease),
             backend_id: idle.backend_id,
             address: idle.address,
             connected: true,

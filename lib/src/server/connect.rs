@@ -2,18 +2,30 @@
 //! per-address cap), opening the socket for a (session, slot) or reusing a pooled one, the
 //! connect outcome, retries within the attempt budget, and giving the connection up.
 
-use std::{net::IpAddr, time::Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Instant,
+};
 
 use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
 
 use super::{Owner, Server};
 use crate::{
-    backends::{BackendKey, PickError},
+    backends::{BackendKey, BackendLease, PickError},
     session::endpoint::{Endpoint, Ready},
     session::{Action, BackConnection, BackUse, Failure, backs::Slot},
     timer::Timeout,
 };
+
+/// Why a backend socket could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OpenError {
+    /// The connect failed at once: another attempt may do better.
+    Connect,
+    /// The loop cannot watch the socket (or the session is gone): the session closes.
+    Register,
+}
 
 impl Server {
     /// Opens a connection to a backend of the cluster in the session's `slot`: the one
@@ -76,15 +88,40 @@ impl Server {
         if let Some(back) = self.take_idle(backend, now) {
             return self.reuse(key, slot, backend, back, now);
         }
-        let Some(session) = self.sessions.get_mut(key) else {
-            return Action::Wait;
-        };
         let Some((address, backend_id)) = self
             .backends
             .get(backend)
             .map(|b| (b.address, b.id.clone()))
         else {
             return self.answer_failure(key, Failure::NoBackend);
+        };
+        let Some(lease) = self.backends.lease(backend) else {
+            return self.answer_failure(key, Failure::NoBackend);
+        };
+        match self.open_back(key, slot, address, backend_id, Some(lease), now) {
+            Ok(()) => Action::Wait,
+            Err(OpenError::Connect) => {
+                self.backends.connect_failed(backend, now);
+                self.retry_or_give_up(key, slot)
+            }
+            Err(OpenError::Register) => Action::Close,
+        }
+    }
+
+    /// Opens a socket to `address` in the session's `slot`, registered with the loop, with the
+    /// connect timeout armed; counts the attempt. `backend_id` names where it goes in logs and
+    /// the access log; `lease` counts it for its backend (none for a script's `remote`).
+    pub(super) fn open_back(
+        &mut self,
+        key: usize,
+        slot: Slot,
+        address: SocketAddr,
+        backend_id: String,
+        lease: Option<BackendLease>,
+        now: Instant,
+    ) -> Result<(), OpenError> {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Err(OpenError::Register);
         };
         session.connect_attempts += 1;
         let mut stream = match TcpStream::connect(address) {
@@ -94,8 +131,7 @@ impl Server {
                     "session {}: connect to {address} failed at once: {error}",
                     session.uid
                 );
-                self.backends.connect_failed(backend, now);
-                return self.retry_or_give_up(key, slot);
+                return Err(OpenError::Connect);
             }
         };
         let _ = stream.set_nodelay(true);
@@ -107,12 +143,8 @@ impl Server {
         ) {
             error!("cannot register a connection to {address}: {error}");
             self.sockets.remove(token.0);
-            return Action::Close;
+            return Err(OpenError::Register);
         }
-        let Some(lease) = self.backends.lease(backend) else {
-            self.sockets.remove(token.0);
-            return self.answer_failure(key, Failure::NoBackend);
-        };
         session.backs.insert(
             slot,
             BackConnection {
@@ -127,7 +159,7 @@ impl Server {
         );
         let connect = session.timeouts.connect;
         session.touch_back(slot, connect, now, &mut self.timers);
-        Action::Wait
+        Ok(())
     }
 
     /// Gives the session's `slot` an idle connection to `backend` from the pool.
@@ -198,8 +230,9 @@ impl Server {
         };
         if let Some(back) = session.backs.get(slot) {
             let connect_time = now.duration_since(back.connect_started);
-            self.backends
-                .connect_succeeded(back.lease.key(), connect_time);
+            if let Some(lease) = &back.lease {
+                self.backends.connect_succeeded(lease.key(), connect_time);
+            }
             session.connect_time = Some(connect_time);
             if let Some(cluster_id) = &session.cluster_id {
                 self.recorder
@@ -207,7 +240,7 @@ impl Server {
                     .connected(cluster_id, &back.backend_id, connect_time);
             }
             debug!("session {}: connected to {}", session.uid, back.address);
-            if let Some(backend) = self.backends.get(back.lease.key()) {
+            if let Some(backend) = back.lease.as_ref().and_then(|l| self.backends.get(l.key())) {
                 session.backend_connected(
                     slot,
                     backend.sticky_id.as_deref().unwrap_or(&backend.id),
@@ -238,7 +271,9 @@ impl Server {
                     .metrics
                     .connect_failed(cluster_id, &back.backend_id, retried);
             }
-            self.backends.connect_failed(back.lease.key(), now);
+            if let Some(lease) = &back.lease {
+                self.backends.connect_failed(lease.key(), now);
+            }
             self.drop_back(back);
         }
         self.retry_or_give_up(key, slot)
@@ -250,15 +285,20 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        match &session.cluster_id {
-            Some(cluster_id) if session.connect_attempts < self.config.connect_attempts => {
-                Action::Connect {
-                    slot,
-                    cluster_id: cluster_id.clone(),
-                    sticky_id: None,
-                }
-            }
-            _ => self.answer_failure(key, Failure::NoBackend),
+        if session.connect_attempts >= self.config.connect_attempts {
+            return self.answer_failure(key, Failure::NoBackend);
+        }
+        match (&session.cluster_id, &session.remote) {
+            (Some(cluster_id), _) => Action::Connect {
+                slot,
+                cluster_id: cluster_id.clone(),
+                sticky_id: None,
+            },
+            (None, Some(remote)) => Action::ConnectRemote {
+                slot,
+                remote: remote.clone(),
+            },
+            (None, None) => self.answer_failure(key, Failure::NoBackend),
         }
     }
 

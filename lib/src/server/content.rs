@@ -56,7 +56,10 @@ impl Server {
                     Ok(())
                 }
             }),
-            None => ContentRouter::new(&listener.config, frontends).map(|router| {
+            None => ContentRouter::new(&listener.config, frontends).map(|mut router| {
+                if let Some(program) = self.waiting_programs.remove(&address) {
+                    router.set_program(program);
+                }
                 self.content_routers.insert(address, router);
             }),
         };

@@ -95,17 +95,16 @@ impl Server {
 
     /// Closes every session whose backend connection is `key`'s.
     fn close_backend_sessions(&mut self, key: BackendKey) {
-        let sessions: Vec<usize> = self
-            .sessions
-            .iter()
-            .filter(|(_, session)| {
-                session
-                    .backs
-                    .iter()
-                    .any(|(_, back)| back.lease.key() == key)
-            })
-            .map(|(slot, _)| slot)
-            .collect();
+        let sessions: Vec<usize> =
+            self.sessions
+                .iter()
+                .filter(|(_, session)| {
+                    session.backs.iter().any(|(_, back)| {
+                        back.lease.as_ref().is_some_and(|lease| lease.key() == key)
+                    })
+                })
+                .map(|(slot, _)| slot)
+                .collect();
         for slot in sessions {
             self.close_session(slot);
         }

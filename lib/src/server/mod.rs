@@ -11,11 +11,12 @@ use std::{
     io::{self, ErrorKind},
     net::{IpAddr, SocketAddr},
     os::fd::OwnedFd,
+    sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
 
 use log::{debug, error, info, warn};
-use mio::{Events, Interest, Poll, Token, net::TcpListener};
+use mio::{Events, Interest, Poll, Token, Waker, net::TcpListener};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
@@ -35,7 +36,7 @@ use crate::{
     metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
     protocol::http::{HttpListener, auth::Authorized},
-    router::content::ContentRouter,
+    router::content::{ContentRouter, TcpRouter, resolver::Resolver},
     session::endpoint::Ready,
     session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
     timer::{TimeoutKind, Timers},
@@ -50,7 +51,11 @@ mod faults;
 mod health;
 mod hold;
 mod orders;
+mod remote;
+mod tcp_routers;
 mod validation;
+
+pub use tcp_routers::{TcpRouters, WorkerGone};
 
 use backend_pool::BackendPool;
 
@@ -151,6 +156,8 @@ const CHANNEL_TOKEN: Token = Token(0);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     Channel,
+    /// The loop's waker: the resolver answered, or a router was registered.
+    Waker,
     Listener(SocketAddr),
     Front(usize),
     /// A backend connection of a session, in one of its slots.
@@ -230,6 +237,17 @@ pub struct Server {
     holds: hold::HoldQueues,
     /// The faults of the state, as they act on this worker's traffic.
     faults: FaultSet,
+    /// Wakes the loop from other threads (the resolver, router registrations).
+    waker: Arc<Waker>,
+    /// Resolves the host names of scripts' `remote`s; started at the first one.
+    resolver: Option<Resolver>,
+    /// Sessions waiting for the resolver, by name.
+    awaiting_names: remote::AwaitingNames,
+    /// Routers the embedding program registered, on their way in.
+    registrations: mpsc::Receiver<tcp_routers::Registration>,
+    registrations_sender: mpsc::Sender<tcp_routers::Registration>,
+    /// Registered routers whose listener does not exist yet.
+    waiting_programs: HashMap<SocketAddr, Box<dyn TcpRouter + Send>>,
 }
 
 /// Changes the log filter of the program running a worker; the error says why a filter is
@@ -256,6 +274,11 @@ impl Server {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(ServerError::RegisterChannel)?;
+        let waker_token = Token(sockets.insert(Owner::Waker));
+        let waker = Waker::new(poll.registry(), waker_token)
+            .map(Arc::new)
+            .map_err(ServerError::Poll)?;
+        let (registrations_sender, registrations) = mpsc::channel();
         let access_log = config
             .access_logs
             .as_ref()
@@ -309,6 +332,12 @@ impl Server {
             drains: Vec::new(),
             holds: hold::HoldQueues::default(),
             faults: FaultSet::new(faults::entropy()),
+            waker,
+            resolver: None,
+            awaiting_names: remote::AwaitingNames::default(),
+            registrations,
+            registrations_sender,
+            waiting_programs: HashMap::new(),
         })
     }
 
@@ -444,12 +473,20 @@ impl Server {
             .metrics
             .snapshot(query, self.sessions.len(), &gauges);
         self.faults.write_metrics(&mut snapshot.proxy);
+        for (address, router) in &self.content_routers {
+            let figures = snapshot.listeners.entry(address.to_string()).or_default();
+            router.write_metrics(&query.metric_names, figures);
+        }
         snapshot
     }
 
     fn dispatch(&mut self, token: Token, ready: Ready) {
         match self.sockets.get(token.0).copied() {
             Some(Owner::Channel) => self.channel_ready(ready),
+            Some(Owner::Waker) => {
+                self.receive_registrations();
+                self.receive_resolved();
+            }
             Some(Owner::Listener(address)) => {
                 if let Some(listener) = self.listeners.get_mut(&address) {
                     listener.pending = true;
@@ -593,6 +630,10 @@ impl Server {
                 Action::Reconnect { slot, cluster_id } => {
                     self.release_back(key, slot);
                     self.connect(key, slot, &cluster_id, None)
+                }
+                Action::ConnectRemote { slot, remote } => {
+                    self.release_back(key, slot);
+                    self.connect_remote(key, slot, &remote)
                 }
                 Action::ConnectFailed(slot) => self.connect_failed(key, slot),
                 Action::Connected(slot) => {

@@ -25,7 +25,7 @@ use crate::{
     metrics::Recorder,
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized, h2},
-    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, sniff::Sniff},
+    protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, reply::Reply, sniff::Sniff},
     router::content::ContentRouter,
     session::endpoint::{Endpoint, Ready},
     tcp,
@@ -48,6 +48,9 @@ pub enum Action {
         cluster_id: String,
         sticky_id: Option<String>,
     },
+    /// Open a connection in `slot` to `remote`, a `host:port` a script chose (no cluster):
+    /// its name is resolved off the event loop first.
+    ConnectRemote { slot: Slot, remote: String },
     /// The backend connection of the slot just got established.
     Connected(Slot),
     /// The backend connection of the slot failed before any byte was sent: try another
@@ -96,8 +99,9 @@ pub enum BackUse {
 #[derive(Debug)]
 pub struct BackConnection {
     pub endpoint: Endpoint,
-    /// Counts the connection for its backend while it belongs to the session.
-    pub lease: BackendLease,
+    /// Counts the connection for its backend while it belongs to the session; `None` for a
+    /// connection to an address no cluster names (a script's `remote`).
+    pub lease: Option<BackendLease>,
     pub backend_id: String,
     pub address: SocketAddr,
     pub connected: bool,
@@ -141,6 +145,8 @@ pub enum Stage {
     Sniff(Sniff),
     /// Copying bytes both ways (TCP mode, or after an HTTP upgrade).
     Pipe(Pipe),
+    /// Answering a TCP client by the proxy (a script's farewell or file), then closing.
+    Reply(Reply),
     /// HTTP/1.1 requests and responses.
     Http(Box<Http>),
     /// HTTP/2: many streams over the client connection, each on a backend connection slot.
@@ -168,6 +174,11 @@ pub struct Session {
     pub received_proxy_header: Option<Vec<u8>>,
     pub stage: Stage,
     pub cluster_id: Option<String>,
+    /// The `host:port` a script chose instead of a cluster (TCP listeners).
+    pub remote: Option<String>,
+    /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
+    /// the access log.
+    pub decided_by: Option<String>,
     pub timeouts: Timeouts,
     pub front_timeout: Timeout,
     pub connect_attempts: u32,
@@ -262,6 +273,7 @@ impl Session {
                     None => continue,
                 },
                 Stage::Pipe(_) => tcp::ready(self, context),
+                Stage::Reply(_) => tcp::reply(self),
                 Stage::Http(_) => http::ready(self, context),
                 Stage::H2(_) => h2::session::ready(self, context),
                 Stage::Flushing => Action::Wait,
@@ -305,9 +317,16 @@ impl Session {
         match self.stage {
             Stage::Http(_) => http::answer_for(self, context, failure),
             Stage::H2(_) => h2::session::answer_failure(self, context, failure),
+            Stage::Pipe(_)
+                if failure == Failure::NoBackend
+                    && !context.listeners.contains_key(&self.listener_address) =>
+            {
+                tcp::backend_unreachable(self, context)
+            }
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => Action::Close,
         }
@@ -325,6 +344,7 @@ impl Session {
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => {}
         }
@@ -339,6 +359,7 @@ impl Session {
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => false,
         }
@@ -354,6 +375,7 @@ impl Session {
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => false,
         }
@@ -368,6 +390,7 @@ impl Session {
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => false,
         }
@@ -380,7 +403,7 @@ impl Session {
             Stage::Http(_) => http::record_unfinished(self, context),
             Stage::H2(_) => h2::session::record_unfinished(self, context),
             // A pipe on an HTTP listener is an upgraded request, recorded as such.
-            Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_)
+            Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_) | Stage::Reply(_)
                 if !context.listeners.contains_key(&self.listener_address) =>
             {
                 tcp::record_connection(self, context)
@@ -388,6 +411,7 @@ impl Session {
             Stage::Pipe(_)
             | Stage::Sniff(_)
             | Stage::ExpectProxy(_)
+            | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => {}
         }

@@ -37,6 +37,8 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         connect_attempts: 0,
         started: Instant::now(),
         counted_for_ip: None,
+        remote: None,
+        decided_by: None,
         connect_time: None,
         handshake_counted: false,
         shaper: None,
@@ -48,7 +50,7 @@ fn connecting(map: &mut BackendMap, backend: SocketAddr, token: usize) -> BackCo
     let key = map.pick("c", None, Instant::now()).unwrap();
     BackConnection {
         endpoint: Endpoint::new(mio::net::TcpStream::connect(backend).unwrap(), Token(token)),
-        lease: map.lease(key).unwrap(),
+        lease: map.lease(key),
         backend_id: "b".to_string(),
         address: backend,
         connected: false,

@@ -114,6 +114,7 @@ pub fn record(
         user_agent: &stream.user_agent,
         request_id: &stream.request_id,
         faults,
+        decided_by: None,
     };
     context.recorder.request_done(&record);
 }

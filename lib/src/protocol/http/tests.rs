@@ -140,6 +140,8 @@ impl Harness {
             connect_attempts: 0,
             started: Instant::now(),
             counted_for_ip: None,
+            remote: None,
+            decided_by: None,
             connect_time: None,
             handshake_counted: false,
             shaper: None,
@@ -208,7 +210,7 @@ impl Harness {
             .unwrap();
         let back = BackConnection {
             endpoint,
-            lease: self.backends.lease(key).unwrap(),
+            lease: self.backends.lease(key),
             backend_id: format!("{cluster_id}-1"),
             address: self.backend.local_addr().unwrap(),
             connected: true,

@@ -30,15 +30,19 @@ pub mod resolver;
 mod rule;
 pub mod script;
 
-use std::net::SocketAddr;
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use sozu_command_lib::request::{RuleError, TcpFrontend, TcpListenerConfig, TcpRule};
+use sozu_command_lib::{
+    request::{RuleError, TcpFrontend, TcpListenerConfig, TcpRule},
+    response::FilteredMetric,
+};
 
 use self::rule::{CompiledRule, Facts};
 pub use self::{
     client_hello::{ClientHello, Hello, MAX_HELLO, read as read_client_hello},
     script::{Decision, Script, ScriptError, Target},
 };
+use crate::metrics::{Timing, sample};
 
 /// Whether some bytes match a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,28 @@ pub enum Verdict {
     /// What a script or a [`TcpRouter`] decided beyond a plain cluster or a plain close: a
     /// `remote`, bytes to send instead or first, a farewell, a file.
     Decision(Decision),
+}
+
+/// What decided where a connection goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decider {
+    Rule(TcpRule),
+    Script,
+    /// The embedding program's [`TcpRouter`].
+    Program,
+    /// The default frontend took it (or, without one, it was closed).
+    Default,
+}
+
+impl std::fmt::Display for Decider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decider::Rule(rule) => rule.fmt(f),
+            Decider::Script => f.write_str("script"),
+            Decider::Program => f.write_str("program"),
+            Decider::Default => f.write_str("default"),
+        }
+    }
 }
 
 /// Routing by the Rust program that embeds the library: the decisions of a script, made by
@@ -142,6 +168,9 @@ pub struct ContentRouter {
     /// Asked instead of the script when set.
     program: Option<Box<dyn TcpRouter>>,
     stats: ContentStats,
+    /// From the accept to the decision, per connection.
+    decision_time: Option<Box<Timing>>,
+    last_decider: Decider,
     /// Where a ClientHello split over records is gathered, kept between calls.
     scratch: Vec<u8>,
 }
@@ -161,6 +190,8 @@ impl ContentRouter {
             script,
             program: None,
             stats: ContentStats::default(),
+            decision_time: None,
+            last_decider: Decider::Default,
             scratch: Vec::new(),
         };
         router.set_frontends(frontends)?;
@@ -214,6 +245,12 @@ impl ContentRouter {
         self.program = Some(program);
     }
 
+    /// Whether a connection may go anywhere: the listener has a frontend, a script or a
+    /// program.
+    pub fn can_route(&self) -> bool {
+        !self.rules.is_empty() || self.default.is_some() || self.has_decider()
+    }
+
     /// Whether something besides the rules decides (a script or a program).
     fn has_decider(&self) -> bool {
         self.script.is_some() || self.program.is_some()
@@ -241,7 +278,8 @@ impl ContentRouter {
                         entry.cluster
                     );
                     let cluster = entry.cluster.clone();
-                    self.count_inspected(data);
+                    let rule = entry.rule.clone();
+                    self.decided(data, Decider::Rule(rule));
                     return Verdict::Route(cluster);
                 }
                 Judgement::NeedMore if !complete => return Verdict::NeedMore,
@@ -272,16 +310,16 @@ impl ContentRouter {
     /// The verdict of the program or the script, `None` when it waits (or there is none). A
     /// failing script call closes the connection.
     fn ask_decider(&mut self, data: &[u8], peer: SocketAddr) -> Option<Verdict> {
-        let decision = if let Some(program) = &mut self.program {
-            program.route(data, peer)
+        let (decision, decider) = if let Some(program) = &mut self.program {
+            (program.route(data, peer), Decider::Program)
         } else {
             let script = self.script.as_ref()?;
             match script.route(data, peer) {
-                Ok(decision) => decision,
+                Ok(decision) => (decision, Decider::Script),
                 Err(error) => {
                     self.stats.script_errors = self.stats.script_errors.saturating_add(1);
                     log::warn!("{peer}: {}, closing", with_cause(&error));
-                    self.count_inspected(data);
+                    self.decided(data, Decider::Script);
                     return Some(Verdict::Close);
                 }
             }
@@ -298,12 +336,12 @@ impl ContentRouter {
         };
         log::debug!("{peer}: the listener's script or program decided {verdict:?}");
         self.stats.script_decisions = self.stats.script_decisions.saturating_add(1);
-        self.count_inspected(data);
+        self.decided(data, decider);
         Some(verdict)
     }
 
     fn default_verdict(&mut self, data: &[u8], peer: SocketAddr) -> Verdict {
-        self.count_inspected(data);
+        self.decided(data, Decider::Default);
         match &self.default {
             Some(cluster) => Verdict::Route(cluster.clone()),
             None => {
@@ -313,7 +351,9 @@ impl ContentRouter {
         }
     }
 
-    fn count_inspected(&mut self, data: &[u8]) {
+    /// Accounts for a decision made on `data` by `decider`.
+    fn decided(&mut self, data: &[u8], decider: Decider) {
+        self.last_decider = decider;
         let inspected = u64::try_from(data.len()).unwrap_or(u64::MAX);
         self.stats.bytes_inspected = self.stats.bytes_inspected.saturating_add(inspected);
     }
@@ -330,8 +370,55 @@ impl ContentRouter {
         }
     }
 
+    /// What made the last decision (a verdict other than [`Verdict::NeedMore`]): read by
+    /// the caller right after [`ContentRouter::decide`], for the access log.
+    pub fn last_decider(&self) -> &Decider {
+        &self.last_decider
+    }
+
     pub fn stats(&self) -> &ContentStats {
         &self.stats
+    }
+
+    /// Records how long a connection waited for its decision.
+    pub fn record_decision_time(&mut self, waited: Duration) {
+        sample(&mut self.decision_time, waited);
+    }
+
+    /// Writes the listener's figures (those of `names`, or all when it is empty): its
+    /// counters as `content.*`, the decision time, and each rule's matches as
+    /// `content.rule_matches.<cluster> <rule>`.
+    pub fn write_metrics(&self, names: &[String], out: &mut BTreeMap<String, FilteredMetric>) {
+        let mut put = |name: String, value: FilteredMetric| {
+            if names.is_empty() || names.contains(&name) {
+                out.insert(name, value);
+            }
+        };
+        let stats = &self.stats;
+        let matches = self
+            .rules
+            .iter()
+            .fold(0u64, |total, entry| total.saturating_add(entry.matches));
+        for (name, value) in [
+            ("content.matches", matches),
+            ("content.defaults_by_timeout", stats.defaults_by_timeout),
+            ("content.defaults_by_size", stats.defaults_by_size),
+            ("content.defaults_by_miss", stats.defaults_by_miss),
+            ("content.script_decisions", stats.script_decisions),
+            ("content.script_errors", stats.script_errors),
+            ("content.bytes_inspected", stats.bytes_inspected),
+        ] {
+            put(name.to_string(), FilteredMetric::Count(value));
+        }
+        if let Some(timing) = &self.decision_time {
+            put(
+                "content.decision_time".to_string(),
+                FilteredMetric::Histogram(timing.data()),
+            );
+        }
+        for (rule, cluster, matches) in self.rule_matches() {
+            put(rule.matches_metric(cluster), FilteredMetric::Count(matches));
+        }
     }
 
     /// Each rule with its cluster and how many connections it took, in precedence order.

@@ -405,92 +405,48 @@ fn the_script_of_the_content_routing_doc_works() {
     assert_eq!(router.stats().script_errors, 0);
 }
 
-/// Issue 13, item 4: a SOCKS4 proxy for a program that embeds the library, in about 20 lines.
-struct Socks4;
+/// A program's router: `P` goes to the cluster `program`, anything else is closed with a word.
+/// The SOCKS4 proxy and ProxyMachine's Git router of issue 13, item 4, registered on a running
+/// worker and driven by real clients, are in `e2e/tests/content_clients.rs`.
+struct ByFirstByte;
 
-impl TcpRouter for Socks4 {
+impl TcpRouter for ByFirstByte {
     fn route(&mut self, buffered: &[u8], _peer: SocketAddr) -> Decision {
-        let Some((request, rest)) = buffered.split_at_checked(8) else {
-            return Decision::Wait;
-        };
-        if request[..2] != [4, 1] {
-            return Decision::Close(vec![0, 91, 0, 0, 0, 0, 0, 0]);
-        }
-        if !rest.contains(&0) {
-            return Decision::Wait;
-        }
-        let port = u16::from_be_bytes([request[2], request[3]]);
-        let ip = std::net::Ipv4Addr::new(request[4], request[5], request[6], request[7]);
-        Decision::Connect {
-            target: Target::Remote(SocketAddr::from((ip, port)).to_string()),
-            data: Some(Vec::new()),
-            reply: Some(vec![0, 90, 0, 0, 0, 0, 0, 0]),
-        }
-    }
-}
-
-/// ProxyMachine's Git router: `git-upload-pack /<user>/<repo>` goes to the user's cluster.
-struct GitRouter;
-
-impl TcpRouter for GitRouter {
-    fn route(&mut self, buffered: &[u8], _peer: SocketAddr) -> Decision {
-        // A pkt-line: four hexadecimal digits of length, then the command.
-        let Some(command) = buffered.get(4..) else {
-            return Decision::Wait;
-        };
-        let Some(path) = command.strip_prefix(b"git-upload-pack /") else {
-            return if b"git-upload-pack /".starts_with(command) {
-                Decision::Wait
-            } else {
-                Decision::Close(b"not a git request\n".to_vec())
-            };
-        };
-        match path.iter().position(|&byte| byte == b'/') {
-            Some(end) => Decision::Connect {
-                target: Target::Cluster(format!("git-{}", String::from_utf8_lossy(&path[..end]))),
+        match buffered.first() {
+            None => Decision::Wait,
+            Some(b'P') => Decision::Connect {
+                target: Target::Cluster("program".to_string()),
                 data: None,
                 reply: None,
             },
-            None => Decision::Wait,
+            Some(_) => Decision::Close(b"no\n".to_vec()),
         }
     }
 }
 
 #[test]
-fn a_program_routes_like_a_script() {
-    let mut router = ContentRouter::new(&listener(), &[frontend("fallback", None)]).unwrap();
-    router.set_program(Box::new(Socks4));
-    let request = include_bytes!("data/curl-socks4.bin");
-    assert_eq!(
-        router.decide(&request[..8], peer(), false),
-        Verdict::NeedMore
-    );
-    assert_eq!(
-        router.decide(request, peer(), false),
-        Verdict::Decision(Decision::Connect {
-            target: Target::Remote("10.1.2.3:8080".to_string()),
-            data: Some(Vec::new()),
-            reply: Some(vec![0, 90, 0, 0, 0, 0, 0, 0]),
-        })
-    );
-    assert_eq!(router.decide(b"", peer(), true), route("fallback"));
-
-    let mut git = ContentRouter::new(
-        &listener(),
+fn a_program_decides_after_the_rules_in_place_of_the_script() {
+    let mut router = ContentRouter::new(
+        &TcpListenerConfig {
+            script: Some(TcpScript {
+                name: "never.lua".to_string(),
+                source: "function route(d, p) return { close = true } end".to_string(),
+            }),
+            ..listener()
+        },
         &[frontend("ssh", Some(TcpRule::Protocol(TcpProtocol::Ssh)))],
     )
     .unwrap();
-    git.set_program(Box::new(GitRouter));
-    let clone = b"0032git-upload-pack /alice/project.git\0host=git.test\0";
-    assert_eq!(git.decide(&clone[..12], peer(), false), Verdict::NeedMore);
-    assert_eq!(git.decide(clone, peer(), false), route("git-alice"));
-    assert_eq!(git.decide(b"SSH-2.0-x\r\n", peer(), false), route("ssh"));
+    router.set_program(Box::new(ByFirstByte));
+    assert_eq!(router.decide(b"", peer(), false), Verdict::NeedMore);
+    assert_eq!(router.decide(b"P", peer(), false), route("program"));
+    assert_eq!(router.decide(b"SSH-2.0-x\r\n", peer(), false), route("ssh"));
     assert_eq!(
-        git.decide(b"0000HTTP", peer(), false),
-        Verdict::Decision(Decision::Close(b"not a git request\n".to_vec()))
+        router.decide(b"HTTP", peer(), false),
+        Verdict::Decision(Decision::Close(b"no\n".to_vec()))
     );
     assert_eq!(
-        git.stats().script_decisions,
+        router.stats().script_decisions,
         2,
         "the SSH rule decided first"
     );

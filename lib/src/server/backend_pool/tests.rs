@@ -49,7 +49,7 @@ fn attached(map: &BackendMap, key: BackendKey, token: usize) -> (BackConnection,
     let (endpoint, backend_end) = connection(token);
     let back = BackConnection {
         endpoint,
-        lease: map.lease(key).unwrap(),
+        lease: map.lease(key),
         backend_id: "a".to_string(),
         address: "127.0.0.1:1".parse().unwrap(),
         connected: true,
@@ -69,7 +69,7 @@ fn a_clean_pooled_connection_is_handed_out_again() {
     let mut pool = BackendPool::default();
     let (back, _backend_end) = attached(&map, key, 7);
     let now = Instant::now();
-    assert!(pool.keep(IdleConnection::new(back, now)).is_none());
+    assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
     let idle = pool.take(key, now, |_| panic!("nothing to close")).unwrap();
     assert_eq!(idle.endpoint.token, Token(7));
     assert!(pool.is_empty());
@@ -97,8 +97,14 @@ fn a_connection_the_backend_wrote_on_or_closed_is_never_handed_out() {
         );
         std::thread::yield_now();
     }
-    assert!(pool.keep(IdleConnection::new(wrote_on, now)).is_none());
-    assert!(pool.keep(IdleConnection::new(closed, now)).is_none());
+    assert!(
+        pool.keep(IdleConnection::new(wrote_on, now).unwrap())
+            .is_none()
+    );
+    assert!(
+        pool.keep(IdleConnection::new(closed, now).unwrap())
+            .is_none()
+    );
     let mut closed_tokens = Vec::new();
     let taken = pool.take(key, now, |stale| closed_tokens.push(stale.endpoint.token));
     assert!(taken.is_none());
@@ -113,7 +119,7 @@ fn a_connection_kept_too_long_is_closed_not_handed_out() {
     let mut pool = BackendPool::default();
     let now = Instant::now();
     let (back, _backend_end) = attached(&map, key, 3);
-    assert!(pool.keep(IdleConnection::new(back, now)).is_none());
+    assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
     let later = now + Duration::from_secs(31);
     let mut closed = 0;
     assert!(pool.take(key, later, |_| closed += 1).is_none());
@@ -126,13 +132,13 @@ fn sweep_takes_out_old_connections_and_those_of_gone_backends() {
     let mut pool = BackendPool::default();
     let now = Instant::now();
     let (back, _backend_end) = attached(&map, key, 4);
-    assert!(pool.keep(IdleConnection::new(back, now)).is_none());
+    assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
     assert!(pool.sweep(now, |_| false).is_empty());
     assert_eq!(pool.sweep(now, |_| true).len(), 1);
     assert!(pool.is_empty());
 
     let (back, _backend_end) = attached(&map, key, 5);
-    assert!(pool.keep(IdleConnection::new(back, now)).is_none());
+    assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
     assert_eq!(
         pool.sweep(now + Duration::from_secs(31), |_| false).len(),
         1
@@ -146,7 +152,7 @@ fn an_event_on_a_pooled_connection_takes_it_out() {
     let mut pool = BackendPool::default();
     let now = Instant::now();
     let (back, _backend_end) = attached(&map, key, 6);
-    assert!(pool.keep(IdleConnection::new(back, now)).is_none());
+    assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
     assert!(pool.remove(key, Token(99)).is_none());
     assert_eq!(pool.remove(key, Token(6)).unwrap().endpoint.token, Token(6));
     assert!(pool.is_empty());
@@ -161,10 +167,10 @@ fn the_pool_of_a_backend_is_bounded() {
     for token in 0..MAX_IDLE_PER_BACKEND {
         let (back, backend_end) = attached(&map, key, token);
         backend_ends.push(backend_end);
-        assert!(pool.keep(IdleConnection::new(back, now)).is_none());
+        assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
     }
     let (back, _backend_end) = attached(&map, key, MAX_IDLE_PER_BACKEND);
-    let refused = pool.keep(IdleConnection::new(back, now)).unwrap();
+    let refused = pool.keep(IdleConnection::new(back, now).unwrap()).unwrap();
     assert_eq!(refused.endpoint.token, Token(MAX_IDLE_PER_BACKEND));
 }
 
@@ -182,14 +188,17 @@ fn lease_counts_stay_right_through_connect_reuse_pool_failure_close_and_removal(
     assert_eq!(connections(&map, key), 2);
 
     // The first session is done with its connection: pooled, it counts no more.
-    assert!(pool.keep(IdleConnection::new(first, now)).is_none());
+    assert!(
+        pool.keep(IdleConnection::new(first, now).unwrap())
+            .is_none()
+    );
     assert_eq!(connections(&map, key), 1);
 
     // A third session reuses it.
     let idle = pool.take(key, now, |_| panic!("clean")).unwrap();
     let reused = BackConnection {
         endpoint: idle.endpoint,
-        lease: map.lease(idle.backend).unwrap(),
+        lease: map.lease(idle.backend),
         backend_id: idle.backend_id,
         address: idle.address,
         connected: true,
@@ -199,7 +208,7 @@ fn lease_counts_stay_right_through_connect_reuse_pool_failure_close_and_removal(
     assert_eq!(connections(&map, key), 2);
 
     // The second session's connect failed: its connection is closed.
-    map.connect_failed(second.lease.key(), now);
+    map.connect_failed(second.lease.as_ref().unwrap().key(), now);
     drop(second);
     assert_eq!(connections(&map, key), 1);
 
