@@ -171,28 +171,26 @@ EOF
     PROXY_PID[toxiproxy-clean]=$PID PROXY_PID[toxiproxy-toxic]=$PID
     PORTS[toxiproxy-clean]="- - $plain" PORTS[toxiproxy-toxic]="- - $toxic"
     wait_answer toxiproxy "$PID" localhost "http://127.0.0.1:$plain/"
-    curl -sS --max-time 5 -o /dev/null -X POST "http://$api/proxies/toxic/toxics" \
+    curl -sS --fail --max-time 5 -o /dev/null -X POST "http://$api/proxies/toxic/toxics" \
         -d '{"name": "zero-latency", "type": "latency", "stream": "downstream", "toxicity": 1, "attributes": {"latency": 0}}' ||
         die "Toxiproxy refused the latency toxic"
     faults_check_toxiproxy "$api"
 
-    local http_port tcp_port process
+    local http_port tcp_port port process
     for target in "${FAULT_TARGETS[@]}"; do
         read -r name scenario host <<<"$target"
         read -r http_port _ tcp_port <<<"${PORTS[$name]}"
-        process=toxiproxy
+        port=$tcp_port process=toxiproxy
+        [[ $scenario == http-keepalive ]] && port=$http_port
         [[ $name == sozu-* ]] && process=sozu-faults
-        if [[ $scenario == http-keepalive ]]; then
-            ANSWER_TIMEOUT=10 wait_answer "$process" "${PROXY_PID[$name]}" "$host" "http://127.0.0.1:$http_port/"
-        else
-            ANSWER_TIMEOUT=10 wait_answer "$process" "${PROXY_PID[$name]}" "$host" "http://127.0.0.1:$tcp_port/"
-        fi
+        ANSWER_TIMEOUT=10 wait_answer "$process" "${PROXY_PID[$name]}" "$host" "http://127.0.0.1:$port/"
     done
     faults_check_sozu
     say "sozu (faults on, listed) and Toxiproxy (toxic on) answer on every path"
 
     for round in $(seq "$ROUNDS"); do
-        local order=("${FAULT_TARGETS[@]:$(((round - 1) % ${#FAULT_TARGETS[@]}))}" "${FAULT_TARGETS[@]:0:$(((round - 1) % ${#FAULT_TARGETS[@]}))}")
+        local order
+        mapfile -t order < <(rotation "$round" "${FAULT_TARGETS[@]}")
         for target in "${order[@]}"; do
             read -r name scenario host <<<"$target"
             measure "$scenario" "$name" "$round" "$results" "$host"

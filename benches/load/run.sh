@@ -171,6 +171,15 @@ check_proxy() {
     say "$name answers on $checked"
 }
 
+# rotation ROUND ITEM...: the items, one a line, rotated by ROUND - 1, so that no item always
+# runs first on a cold cache.
+rotation() {
+    local round=$1
+    shift
+    local by=$(((round - 1) % $#))
+    printf '%s\n' "${@:by+1}" "${@:1:by}"
+}
+
 # --- configurations ----------------------------------------------------------------------------
 
 write_backend_config() {
@@ -448,8 +457,8 @@ main() {
         done
         for round in $(seq "$ROUNDS"); do
             for scenario in "${scenarios[@]}"; do
-                # Rotate the order each round, so no proxy always runs first on a cold cache.
-                local order=("${proxies[@]:$(((round - 1) % ${#proxies[@]}))}" "${proxies[@]:0:$(((round - 1) % ${#proxies[@]}))}")
+                local order
+                mapfile -t order < <(rotation "$round" "${proxies[@]}")
                 for proxy in "${order[@]}"; do
                     measure "$scenario" "$proxy" "$round" "$results"
                 done

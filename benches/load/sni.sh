@@ -146,7 +146,8 @@ run_sni() {
     say "every router sends SNI localhost and b.test to their own backends"
 
     for round in $(seq "$ROUNDS"); do
-        local order=("${SNI_ROUTERS[@]:$(((round - 1) % ${#SNI_ROUTERS[@]}))}" "${SNI_ROUTERS[@]:0:$(((round - 1) % ${#SNI_ROUTERS[@]}))}")
+        local order
+        mapfile -t order < <(rotation "$round" "${SNI_ROUTERS[@]}")
         for router in "${order[@]}"; do
             measure tls-connect "$router" "$round" "$results"
         done
