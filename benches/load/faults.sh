@@ -8,6 +8,7 @@ TOXIPROXY_BIN=${TOXIPROXY_BIN:-}               # a toxiproxy-server binary; empt
 TOXIPROXY_GIT=${TOXIPROXY_GIT:-}               # a git directory of Toxiproxy (when no module proxy)
 ZEROLOG_GIT=${ZEROLOG_GIT:-}                   # a git directory of zerolog (same)
 ZEROLOG_VERSION=1.31.0                         # the zerolog of Toxiproxy 2.7's go.mod
+SOZU_BASELINE_BIN=${SOZU_BASELINE_BIN:-}       # a sozu from before faults existed, compared too
 
 # The pseudo-proxies of the scenario (sozu's two share one process, Toxiproxy's another):
 # name, scenario measured through it, host asked for.
@@ -60,10 +61,29 @@ build_toxiproxy() {
         die "building Toxiproxy failed"
 }
 
+# write_faults_config DIR HTTP TCP_CLEAN TCP_FAULT [no-faults]: sozu's configuration, with the
+# two `latency 0` faults unless told otherwise (for a build from before faults existed).
 write_faults_config() {
-    local http=$1 tcp_clean=$2 tcp_fault=$3
-    mkdir -p "$WORK/faults"
-    cat >"$WORK/faults/sozu.toml" <<EOF
+    local dir=$1 http=$2 tcp_clean=$3 tcp_fault=$4 faults
+    faults=$(cat <<EOF
+[[faults]]
+name = "zero-latency-http"
+cluster_id = "faulted"
+type = "latency"
+latency = 0
+probability = 1
+
+[[faults]]
+name = "zero-latency-tcp"
+cluster_id = "tcp-faulted"
+type = "latency"
+latency = 0
+probability = 1
+EOF
+    )
+    [[ ${5:-} != no-faults ]] || faults=
+    mkdir -p "$dir"
+    cat >"$dir/sozu.toml" <<EOF
 command_socket = "sozu.sock"
 log_level = "error"
 log_target = "stdout"
@@ -82,19 +102,7 @@ address = "127.0.0.1:$tcp_clean"
 protocol = "tcp"
 address = "127.0.0.1:$tcp_fault"
 
-[[faults]]
-name = "zero-latency-http"
-cluster_id = "faulted"
-type = "latency"
-latency = 0
-probability = 1
-
-[[faults]]
-name = "zero-latency-tcp"
-cluster_id = "tcp-faulted"
-type = "latency"
-latency = 0
-probability = 1
+$faults
 
 [clusters.clean]
 protocol = "http"
@@ -147,11 +155,12 @@ assert proxies["plain"]["toxics"] == [], proxies
 # then measures each target ROUNDS times.
 run_faults() {
     local results=$1 ports http tcp_clean tcp_fault plain toxic api pid target name scenario host round
+    local targets=("${FAULT_TARGETS[@]}")
     build_toxiproxy
-    read -r -a ports <<<"$(helper ports 6)"
+    read -r -a ports <<<"$(helper ports 9)"
     http=${ports[0]} tcp_clean=${ports[1]} tcp_fault=${ports[2]} plain=${ports[3]} toxic=${ports[4]}
     api=127.0.0.1:${ports[5]}
-    write_faults_config "$http" "$tcp_clean" "$tcp_fault"
+    write_faults_config "$WORK/faults" "$http" "$tcp_clean" "$tcp_fault"
     start sozu-faults "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/faults/sozu.toml"
     pid=$PID
     PROXY_PID[sozu-http-clean]=$pid PROXY_PID[sozu-http-fault]=$pid
@@ -176,13 +185,24 @@ EOF
         die "Toxiproxy refused the latency toxic"
     faults_check_toxiproxy "$api"
 
+    if [[ -n $SOZU_BASELINE_BIN ]]; then
+        [[ -x $SOZU_BASELINE_BIN ]] || die "SOZU_BASELINE_BIN=$SOZU_BASELINE_BIN is not an executable"
+        write_faults_config "$WORK/faults-baseline" "${ports[6]}" "${ports[7]}" "${ports[8]}" no-faults
+        start sozu-baseline "$PROXY_CPU" "$SOZU_BASELINE_BIN" start -c "$WORK/faults-baseline/sozu.toml"
+        PROXY_PID[sozu-http-baseline]=$PID PROXY_PID[sozu-tcp-baseline]=$PID
+        PORTS[sozu-http-baseline]="${ports[6]} - -" PORTS[sozu-tcp-baseline]="- - ${ports[7]}"
+        wait_answer sozu-baseline "$PID" localhost "http://127.0.0.1:${ports[6]}/"
+        targets+=("sozu-http-baseline http-keepalive localhost" "sozu-tcp-baseline tcp-keepalive localhost")
+    fi
+
     local http_port tcp_port port process
-    for target in "${FAULT_TARGETS[@]}"; do
+    for target in "${targets[@]}"; do
         read -r name scenario host <<<"$target"
         read -r http_port _ tcp_port <<<"${PORTS[$name]}"
         port=$tcp_port process=toxiproxy
         [[ $scenario == http-keepalive ]] && port=$http_port
         [[ $name == sozu-* ]] && process=sozu-faults
+        [[ $name == *-baseline ]] && process=sozu-baseline
         ANSWER_TIMEOUT=10 wait_answer "$process" "${PROXY_PID[$name]}" "$host" "http://127.0.0.1:$port/"
     done
     faults_check_sozu
@@ -190,7 +210,7 @@ EOF
 
     for round in $(seq "$ROUNDS"); do
         local order
-        mapfile -t order < <(rotation "$round" "${FAULT_TARGETS[@]}")
+        mapfile -t order < <(rotation "$round" "${targets[@]}")
         for target in "${order[@]}"; do
             read -r name scenario host <<<"$target"
             measure "$scenario" "$name" "$round" "$results" "$host"

@@ -294,6 +294,8 @@ def faults_report(summary):
         ("tcp-keepalive", "sozu-tcp-fault", "sozu TCP, cluster with `latency 0`"),
         ("tcp-keepalive", "toxiproxy-clean", "Toxiproxy, no toxic"),
         ("tcp-keepalive", "toxiproxy-toxic", "Toxiproxy, `latency 0` toxic"),
+        ("http-keepalive", "sozu-http-baseline", "`SOZU_BASELINE_BIN` HTTP, no fault"),
+        ("tcp-keepalive", "sozu-tcp-baseline", "`SOZU_BASELINE_BIN` TCP, no fault"),
     ]
 
     def ratio_of(key, ours, theirs):
@@ -303,6 +305,16 @@ def faults_report(summary):
     tcp = (("tcp-keepalive", "sozu-tcp-fault"), ("tcp-keepalive", "sozu-tcp-clean"))
     toxic = (("tcp-keepalive", "sozu-tcp-fault"), ("tcp-keepalive", "toxiproxy-toxic"))
     toxiproxy = (("tcp-keepalive", "toxiproxy-toxic"), ("tcp-keepalive", "toxiproxy-clean"))
+    baseline = ""
+    if ("http-keepalive", "sozu-http-baseline") in summary:
+        baseline = (
+            " Without fault ÷ the baseline build, CPU per request: HTTP **"
+            + ratio_of("cpu", ("http-keepalive", "sozu-http-clean"),
+                       ("http-keepalive", "sozu-http-baseline"))
+            + "**, TCP **"
+            + ratio_of("cpu", ("tcp-keepalive", "sozu-tcp-clean"),
+                       ("tcp-keepalive", "sozu-tcp-baseline"))
+            + "** (aim: nothing measurable).")
     return ("### Faults: HTTP keep-alive with and without a `latency 0` fault, and Toxiproxy\n\n"
             + comparison(summary, rows, "req")
             + "\n\nWith the fault ÷ without, CPU per request: HTTP "
@@ -310,7 +322,8 @@ def faults_report(summary):
             f"sozu TCP with the fault ÷ Toxiproxy with the toxic: req/s "
             f"**{ratio_of('rate', *toxic)}** (aim: at least 1.5× when both cores are busy), "
             f"CPU per request {ratio_of('cpu', *toxic)}, RSS {ratio_of('rss', *toxic)}. "
-            f"Toxiproxy with the toxic ÷ without: req/s {ratio_of('rate', *toxiproxy)}.")
+            f"Toxiproxy with the toxic ÷ without: req/s {ratio_of('rate', *toxiproxy)}."
+            + baseline)
 
 
 def sni_report(summary):

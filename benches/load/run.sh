@@ -163,7 +163,7 @@ check_proxy() {
     fi
     if selected h2; then
         local answer
-        answer=$(curl -sS --max-time 5 --http2 --cacert "$CERT" -w ' HTTP/%{http_version}' "https://127.0.0.1:$https/" 2>&1) || true
+        answer=$(curl -sS --max-time 5 --http2 -H 'Host: localhost' --cacert "$CERT" -w ' HTTP/%{http_version}' "https://127.0.0.1:$https/" 2>&1) || true
         [[ $answer == "$TOKEN HTTP/2" ]] ||
             die "$name does not answer over HTTP/2 with ALPN h2 on :$https (got: ${answer:0:200})"
         checked+=", h2 :$https"
