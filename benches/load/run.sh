@@ -400,6 +400,8 @@ measure() {
     else
         read -r units seconds p50 p99 errors < <(helper parse-wrk "$out")
     fi
+    awk -v u="$units" 'BEGIN { exit !(u > 0) }' ||
+        die "$proxy served nothing during $scenario in round $round ($errors errors): $(tail -n 5 "$out")"
     local cpu
     cpu=$(awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN { printf "%.2f", a - b }')
     echo "$scenario $proxy $round $seconds $units $p50 $p99 $cpu $rss $errors" >>"$results"
