@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Helpers of the load benchmark (benches/load/run.sh): free ports, process usage, a streaming
-client, wrk output parsing, generated frontends and the final report.
+client, wrk and h2load output parsing, generated frontends and the final report.
 
 Only the standard library is used. Each subcommand prints plain text for the shell to read.
 """
@@ -25,6 +25,7 @@ SCENARIOS = [
     ("http-close", "HTTP, new connection per request", "req/s", "µs/req"),
     ("https-keepalive", "HTTPS keep-alive", "req/s", "µs/req"),
     ("https-handshake", "HTTPS, full handshake per request", "req/s", "µs/req"),
+    ("h2", "HTTP/2 over TLS (h2load)", "req/s", "µs/req"),
 ]
 PROXIES = [("sozu", "sozu"), ("haproxy", "HAProxy"), ("nginx", "nginx")]
 # Results file columns, written by run.sh (one line per measurement).
@@ -145,6 +146,39 @@ def parse_wrk(text):
     return requests, seconds, p50, p99, errors
 
 
+def parse_h2load(text, log):
+    """(requests, seconds, p50 ms, p99 ms, errors) from h2load's output and its --log-file
+    (tab-separated: start time µs, status, duration µs)."""
+    requests = seconds = None
+    errors = 0
+    for line in text.splitlines():
+        words = line.replace(",", "").split()
+        if words[:2] == ["finished", "in"]:
+            seconds = milliseconds(words[2]) / 1000
+        elif words[:1] == ["requests:"]:
+            # requests: 10 total, 10 started, 10 done, 10 succeeded, 0 failed, 0 errored, 0 timeout
+            counts = dict(zip(words[2::2], (int(w) for w in words[1::2])))
+            requests = counts["succeeded"]
+            errors += counts["failed"] + counts["errored"] + counts["timeout"]
+        elif words[:2] == ["status", "codes:"]:
+            # status codes: 10 2xx, 0 3xx, 0 4xx, 0 5xx
+            errors += sum(int(count) for count, kind in zip(words[2::2], words[3::2])
+                          if kind != "2xx")
+    if requests is None or seconds is None:
+        raise ValueError("no 'finished in' or 'requests:' line in h2load's output")
+    durations = []
+    for line in log.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].startswith("2"):
+            durations.append(int(fields[2]) / 1000)
+    p50 = p99 = float("nan")
+    if durations:
+        durations.sort()
+        p50 = durations[len(durations) // 2]
+        p99 = durations[min(len(durations) - 1, len(durations) * 99 // 100)]
+    return requests, seconds, p50, p99, errors
+
+
 def frontends(count, address):
     """TOML frontend lines host0.example.com … host{count-1}.example.com on `address`."""
     lines = ["frontends = ["]
@@ -217,18 +251,120 @@ def table(header, rows):
 
 def report(results, scale_results, meta):
     summary = summarize(read_results(results))
+    parts = main_tables(summary)
+
+    if scale_results and os.path.exists(scale_results):
+        parts.append(scale_report(summarize(read_results(scale_results)), meta))
+    logs_results = meta.get("logs_results")
+    if logs_results and os.path.exists(logs_results):
+        parts.append(logs_report(summarize(read_results(logs_results))))
+    faults_results = meta.get("faults_results")
+    if faults_results and os.path.exists(faults_results):
+        parts.append(faults_report(summarize(read_results(faults_results))))
+    sni_results = meta.get("sni_results")
+    if sni_results and os.path.exists(sni_results):
+        parts.append(sni_report(summarize(read_results(sni_results))))
+    return "\n\n".join(parts)
+
+
+def comparison(summary, rows, unit):
+    """A table of (scenario, proxy, label) rows: rate, p99, CPU per unit, core %, RSS, and the
+    errors wrk reported over all rounds."""
+    lines = []
+    for scenario, proxy, label in rows:
+        figures = summary.get((scenario, proxy))
+        if figures:
+            lines.append([label, number(figures["rate"]), number(figures["p99"]),
+                          number(figures["cpu"]), number(figures["busy"], 0),
+                          number(figures["rss"], 1),
+                          f"{int(figures['errors'])} of {int(figures['units']):,}"])
+    return table(["path", f"{unit}/s", "p99 ms", f"CPU µs/{unit}", "core %", "RSS MiB", "errors"],
+                 lines)
+
+
+def figure(summary, scenario, proxy, key):
+    return summary.get((scenario, proxy), {}).get(key, float("nan"))
+
+
+def faults_report(summary):
+    rows = [
+        ("http-keepalive", "sozu-http-clean", "sozu HTTP, cluster without fault"),
+        ("http-keepalive", "sozu-http-fault", "sozu HTTP, cluster with `latency 0`"),
+        ("tcp-keepalive", "sozu-tcp-clean", "sozu TCP, cluster without fault"),
+        ("tcp-keepalive", "sozu-tcp-fault", "sozu TCP, cluster with `latency 0`"),
+        ("tcp-keepalive", "toxiproxy-clean", "Toxiproxy, no toxic"),
+        ("tcp-keepalive", "toxiproxy-toxic", "Toxiproxy, `latency 0` toxic"),
+        ("http-keepalive", "sozu-http-baseline", "`SOZU_BASELINE_BIN` HTTP, no fault"),
+        ("tcp-keepalive", "sozu-tcp-baseline", "`SOZU_BASELINE_BIN` TCP, no fault"),
+    ]
+
+    def ratio_of(key, ours, theirs):
+        return ratio(figure(summary, *ours, key), figure(summary, *theirs, key))
+
+    http = (("http-keepalive", "sozu-http-fault"), ("http-keepalive", "sozu-http-clean"))
+    tcp = (("tcp-keepalive", "sozu-tcp-fault"), ("tcp-keepalive", "sozu-tcp-clean"))
+    toxic = (("tcp-keepalive", "sozu-tcp-fault"), ("tcp-keepalive", "toxiproxy-toxic"))
+    toxiproxy = (("tcp-keepalive", "toxiproxy-toxic"), ("tcp-keepalive", "toxiproxy-clean"))
+    baseline = ""
+    if ("http-keepalive", "sozu-http-baseline") in summary:
+        baseline = (
+            " Without fault ÷ the baseline build, CPU per request: HTTP **"
+            + ratio_of("cpu", ("http-keepalive", "sozu-http-clean"),
+                       ("http-keepalive", "sozu-http-baseline"))
+            + "**, TCP **"
+            + ratio_of("cpu", ("tcp-keepalive", "sozu-tcp-clean"),
+                       ("tcp-keepalive", "sozu-tcp-baseline"))
+            + "** (aim: nothing measurable).")
+    return ("### Faults: HTTP keep-alive with and without a `latency 0` fault, and Toxiproxy\n\n"
+            + comparison(summary, rows, "req")
+            + "\n\nWith the fault ÷ without, CPU per request: HTTP "
+            f"**{ratio_of('cpu', *http)}**, TCP **{ratio_of('cpu', *tcp)}** (aim: under 1.05×). "
+            f"sozu TCP with the fault ÷ Toxiproxy with the toxic: req/s "
+            f"**{ratio_of('rate', *toxic)}** (aim: at least 1.5× when both cores are busy), "
+            f"CPU per request {ratio_of('cpu', *toxic)}, RSS {ratio_of('rss', *toxic)}. "
+            f"Toxiproxy with the toxic ÷ without: req/s {ratio_of('rate', *toxiproxy)}."
+            + baseline)
+
+
+def sni_report(summary):
+    rows = [
+        ("tls-connect", "sozu-rules", "sozu, `sni` rules"),
+        ("tls-connect", "sozu-lua", "sozu, Lua script"),
+        ("tls-connect", "haproxy-sni", "HAProxy, `req_ssl_sni`"),
+        ("tls-connect", "sslh", "sslh, `sni_hostnames`"),
+    ]
+
+    def versus(key, proxy):
+        return ratio(figure(summary, "tls-connect", "sozu-rules", key),
+                     figure(summary, "tls-connect", proxy, key))
+
+    return ("### SNI routing without termination: a new TLS connection per request\n\n"
+            + comparison(summary, rows, "conn")
+            + "\n\nsozu with rules ÷ HAProxy: conn/s "
+            f"**{versus('rate', 'haproxy-sni')}**, CPU per connection "
+            f"**{versus('cpu', 'haproxy-sni')}**; ÷ sslh: conn/s **{versus('rate', 'sslh')}**, "
+            f"CPU per connection **{versus('cpu', 'sslh')}**. Script ÷ rules, CPU per "
+            "connection: **"
+            + ratio(figure(summary, "tls-connect", "sozu-lua", "cpu"),
+                    figure(summary, "tls-connect", "sozu-rules", "cpu"))
+            + "** (aim: within 1.5×).")
+
+
+def main_tables(summary):
+    """The tables of the scenarios run through sozu, HAProxy and nginx (none if none ran)."""
     parts = []
     names = [title for _, title in PROXIES]
     present = [s for s in SCENARIOS if any((s[0], p) in summary for p, _ in PROXIES)]
+    if not present:
+        return parts
 
     def cell(scenario, proxy, key, digits=None):
         figures = summary.get((scenario, proxy))
         return number(figures[key], digits) if figures else "–"
 
     def ratios(scenario, key):
-        ours = summary.get((scenario, "sozu"), {}).get(key, float("nan"))
-        return [ratio(ours, summary.get((scenario, p), {}).get(key, float("nan")))
-                for p in ("haproxy", "nginx")]
+        ours = figure(summary, scenario, "sozu", key)
+        return [ratio(ours, figure(summary, scenario, p, key)) for p in ("haproxy", "nginx")]
 
     rows = []
     for scenario, title, unit, _ in present:
@@ -251,7 +387,7 @@ def report(results, scale_results, meta):
 
     rows = []
     for scenario, title, _, _ in present:
-        if scenario in ("http-keepalive", "https-keepalive"):
+        if scenario in ("http-keepalive", "https-keepalive", "h2"):
             rows.append([title + ", p50 / p99 ms"]
                         + [cell(scenario, p, "p50") + " / " + cell(scenario, p, "p99")
                            for p, _ in PROXIES])
@@ -263,15 +399,9 @@ def report(results, scale_results, meta):
               for s, title, unit, _ in present for p, _ in PROXIES
               if (s, p) in summary and summary[(s, p)]["errors"] and unit != "MB/s"]
     if errors:
-        parts.append("Errors reported by wrk (socket errors and non-2xx answers): "
-                     + "; ".join(errors) + ".")
-
-    if scale_results and os.path.exists(scale_results):
-        parts.append(scale_report(summarize(read_results(scale_results)), meta))
-    logs_results = meta.get("logs_results")
-    if logs_results and os.path.exists(logs_results):
-        parts.append(logs_report(summarize(read_results(logs_results))))
-    return "\n\n".join(parts)
+        parts.append("Errors reported by wrk and h2load (socket errors, failed streams and "
+                     "non-2xx answers): " + "; ".join(errors) + ".")
+    return parts
 
 
 def logs_report(summary):
@@ -332,6 +462,9 @@ def main():
     for name, kind in (("port", int), ("path", str), ("connections", int), ("seconds", float)):
         command.add_argument(name, type=kind)
     commands.add_parser("parse-wrk").add_argument("file")
+    command = commands.add_parser("parse-h2load")
+    command.add_argument("file")
+    command.add_argument("log")
     command = commands.add_parser("frontends")
     command.add_argument("count", type=int)
     command.add_argument("address")
@@ -354,6 +487,9 @@ def main():
     elif args.command == "parse-wrk":
         with open(args.file) as output:
             print("%d %.3f %.3f %.3f %d" % parse_wrk(output.read()))
+    elif args.command == "parse-h2load":
+        with open(args.file) as output, open(args.log) as log:
+            print("%d %.3f %.3f %.3f %d" % parse_h2load(output.read(), log.read()))
     elif args.command == "frontends":
         print(frontends(args.count, args.address))
     elif args.command == "machine":

@@ -5,6 +5,7 @@
 #
 #   benches/load/run.sh                       # full run: 3 rounds of 10 s per scenario and proxy
 #   ROUNDS=1 DURATION=2 benches/load/run.sh   # a quick look, about a minute
+#   SCENARIOS="faults sni-routing h2" ROUNDS=1 DURATION=2 benches/load/run.sh
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,9 +15,12 @@ helper() { python3 -B "$HERE/helper.py" "$@"; }
 ROUNDS=${ROUNDS:-3}                 # rounds; each round runs every proxy once per scenario
 DURATION=${DURATION:-10}            # seconds of one measurement
 CONNECTIONS=${CONNECTIONS:-50}      # wrk connections
+H2_CONNECTIONS=${H2_CONNECTIONS:-10} # h2load connections of the h2 scenario
+H2_STREAMS=${H2_STREAMS:-10}        # h2load streams at once on each of them
 STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer scenario
 BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
-SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake scale logs}
+# faults and sni-routing are chosen by name only: they need Toxiproxy's source and sslh.
+SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake h2 scale logs}
 PROXIES=${PROXIES:-sozu haproxy nginx}
 SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-300}          # seconds a proxy may take to answer at start
@@ -31,6 +35,11 @@ WORK=
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+selected() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+source "$HERE/sozu-only.sh"
+source "$HERE/faults.sh"
+source "$HERE/sni.sh"
 
 cleanup() {
     local pid tree pids=()
@@ -58,15 +67,12 @@ trap 'exit 130' INT TERM
 
 # --- tools -------------------------------------------------------------------------------------
 
-install_tools() {
-    local missing=() packages=()
-    command -v haproxy >/dev/null || packages+=(haproxy)
-    command -v nginx >/dev/null || packages+=(nginx)
-    [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || packages+=(libnginx-mod-stream)
-    command -v wrk >/dev/null || packages+=(wrk)
-    command -v curl >/dev/null || packages+=(curl)
-    command -v taskset >/dev/null || packages+=(util-linux)
-    command -v python3 >/dev/null || packages+=(python3)
+# install_packages PACKAGE...: installs those of the Debian packages not installed yet.
+install_packages() {
+    local package packages=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || packages+=("$package")
+    done
     ((${#packages[@]})) || return 0
     if ((EUID != 0)); then
         die "missing Debian packages: ${packages[*]}; install them (apt-get install -y ${packages[*]}) or run as root"
@@ -74,7 +80,28 @@ install_tools() {
     say "installing ${packages[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-    for tool in haproxy nginx wrk curl taskset python3; do
+}
+
+install_tools() {
+    local missing=() packages=() tools=(haproxy nginx wrk curl taskset python3 openssl)
+    command -v haproxy >/dev/null || packages+=(haproxy)
+    command -v nginx >/dev/null || packages+=(nginx)
+    [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || packages+=(libnginx-mod-stream)
+    command -v wrk >/dev/null || packages+=(wrk)
+    command -v curl >/dev/null || packages+=(curl)
+    command -v taskset >/dev/null || packages+=(util-linux)
+    command -v python3 >/dev/null || packages+=(python3)
+    command -v openssl >/dev/null || packages+=(openssl)
+    if selected sni-routing; then
+        command -v sslh-ev >/dev/null || command -v sslh-select >/dev/null || packages+=(sslh)
+        tools+=(sslh)
+    fi
+    if selected h2; then
+        command -v h2load >/dev/null || packages+=(nghttp2-client)
+        tools+=(h2load)
+    fi
+    ((${#packages[@]} == 0)) || install_packages "${packages[@]}"
+    for tool in "${tools[@]}"; do
         command -v "$tool" >/dev/null || missing+=("$tool")
     done
     ((${#missing[@]} == 0)) || die "still missing after apt-get: ${missing[*]}"
@@ -135,7 +162,23 @@ check_proxy() {
         ANSWER_TIMEOUT=10 wait_answer "$name" "$pid" localhost "http://127.0.0.1:$tcp/"
         checked+=", tcp :$tcp"
     fi
+    if selected h2; then
+        local answer
+        answer=$(curl -sS --max-time 5 --http2 -H 'Host: localhost' --cacert "$CERT" -w ' HTTP/%{http_version}' "https://127.0.0.1:$https/" 2>&1) || true
+        [[ $answer == "$TOKEN HTTP/2" ]] ||
+            die "$name does not answer over HTTP/2 with ALPN h2 on :$https (got: ${answer:0:200})"
+        checked+=", h2 :$https"
+    fi
     say "$name answers on $checked"
+}
+
+# rotation ROUND ITEM...: the items, one a line, rotated by ROUND - 1, so that no item always
+# runs first on a cold cache.
+rotation() {
+    local round=$1
+    shift
+    local by=$(((round - 1) % $#))
+    printf '%s\n' "${@:by+1}" "${@:1:by}"
 }
 
 # --- configurations ----------------------------------------------------------------------------
@@ -166,6 +209,7 @@ http {
         default_type text/plain;
         location = / { return 200 "$TOKEN"; }
     }
+$(if selected sni-routing; then sni_backend_config; fi)
 }
 EOF
 }
@@ -196,6 +240,7 @@ send_tls13_tickets = 0
 # Clients reach https://127.0.0.1 with Host: localhost and send no SNI (an IP address is no
 # server name); like HAProxy's and nginx's listeners here, this one does not bind names to SNI.
 strict_sni_binding = false
+$(if selected h2; then echo 'alpn_protocols = ["h2", "http/1.1"]'; fi)
 
 [[listeners]]
 protocol = "tcp"
@@ -214,61 +259,6 @@ protocol = "tcp"
 frontends = [{ address = "127.0.0.1:$tcp" }]
 backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
 EOF
-}
-
-# write_scale_config COUNT PORT: a sozu config with COUNT frontends host{i}.example.com.
-write_scale_config() {
-    local count=$1 port=$2
-    mkdir -p "$WORK/scale-$count"
-    {
-        cat <<EOF
-command_socket = "sozu.sock"
-log_level = "error"
-log_target = "stdout"
-worker_count = 1
-max_connections = 5000
-
-[[listeners]]
-protocol = "http"
-address = "127.0.0.1:$port"
-
-[clusters.web]
-protocol = "http"
-backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
-EOF
-        helper frontends "$count" "127.0.0.1:$port"
-    } >"$WORK/scale-$count/sozu.toml"
-}
-
-# write_logs_config VARIANT PORT: an HTTP-only sozu config; the `logged` variant writes a JSON
-# access log line per request to a file (metrics are always kept).
-write_logs_config() {
-    local variant=$1 port=$2
-    mkdir -p "$WORK/logs-$variant"
-    {
-        cat <<EOF
-command_socket = "sozu.sock"
-log_level = "error"
-log_target = "stdout"
-worker_count = 1
-max_connections = 5000
-EOF
-        if [[ $variant == logged ]]; then
-            echo "access_logs_target = \"file://$WORK/logs-$variant/access.log\""
-            echo 'access_logs_format = "json"'
-        fi
-        cat <<EOF
-
-[[listeners]]
-protocol = "http"
-address = "127.0.0.1:$port"
-
-[clusters.web]
-protocol = "http"
-frontends = [{ address = "127.0.0.1:$port", hostname = "localhost" }]
-backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
-EOF
-    } >"$WORK/logs-$variant/sozu.toml"
 }
 
 write_haproxy_config() {
@@ -292,7 +282,7 @@ defaults
 frontend http
     mode http
     bind 127.0.0.1:$http
-    bind 127.0.0.1:$https ssl crt $WORK/haproxy.pem
+    bind 127.0.0.1:$https ssl crt $WORK/haproxy.pem$(if selected h2; then echo ' alpn h2,http/1.1'; fi)
     default_backend web
 
 frontend tcp
@@ -336,7 +326,7 @@ http {
     }
     server {
         listen 127.0.0.1:$http;
-        listen 127.0.0.1:$https ssl;
+        listen 127.0.0.1:$https ssl$(if selected h2; then echo ' http2'; fi);
         ssl_certificate $CERT;
         ssl_certificate_key $KEY;
         ssl_protocols TLSv1.3;
@@ -384,10 +374,15 @@ measure() {
     case $scenario in
         tcp-throughput) command=(python3 -B "$HERE/helper.py" stream "$tcp" /big.bin "$STREAMS" "$DURATION") ;;
         tcp-connect) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$tcp/") ;;
+        tcp-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$tcp/") ;;
         http-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$http/") ;;
         http-close) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$http/") ;;
         https-keepalive) command=("${wrk[@]}" "https://127.0.0.1:$https/") ;;
         https-handshake) command=("${wrk[@]}" "${close[@]}" "https://127.0.0.1:$https/") ;;
+        # The URL's name is the SNI: `localhost` (wrk tries each address the name has).
+        tls-connect) command=("${wrk[@]}" "${close[@]}" "https://localhost:$https/") ;;
+        h2) command=(h2load -t1 "-c$H2_CONNECTIONS" "-m$H2_STREAMS" -D "$DURATION" -H ":authority: $host"
+            "--log-file=$WORK/h2load.log" "https://127.0.0.1:$https/") ;;
         *) die "unknown scenario $scenario" ;;
     esac
     read -r cpu_before _ < <(helper usage "$pid")
@@ -401,9 +396,13 @@ measure() {
     kill -0 "$pid" 2>/dev/null || die "$proxy died during $scenario"
     if [[ $scenario == tcp-throughput ]]; then
         read -r units seconds <"$out"
+    elif [[ $scenario == h2 ]]; then
+        read -r units seconds p50 p99 errors < <(helper parse-h2load "$out" "$WORK/h2load.log")
     else
         read -r units seconds p50 p99 errors < <(helper parse-wrk "$out")
     fi
+    awk -v u="$units" 'BEGIN { exit !(u > 0) }' ||
+        die "$proxy served nothing during $scenario in round $round ($errors errors): $(tail -n 5 "$out")"
     local cpu
     cpu=$(awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN { printf "%.2f", a - b }')
     echo "$scenario $proxy $round $seconds $units $p50 $p99 $cpu $rss $errors" >>"$results"
@@ -428,8 +427,9 @@ main() {
 
     declare -gA PORTS PROXY_PID
     local ports proxy scenario round
-    read -r -a ports <<<"$(helper ports 10)"
+    read -r -a ports <<<"$(helper ports 12)"
     BACKEND_PORT=${ports[0]}
+    SNI_BACKEND_A=${ports[10]} SNI_BACKEND_B=${ports[11]}
     PORTS[sozu]="${ports[*]:1:3}"
     PORTS[haproxy]="${ports[*]:4:3}"
     PORTS[nginx]="${ports[*]:7:3}"
@@ -438,11 +438,13 @@ main() {
     start backend "$LOAD_CPU" nginx -e "$WORK/backend/error.log" -p "$WORK/backend" -c "$WORK/backend.conf"
     wait_answer backend "$PID" localhost "http://127.0.0.1:$BACKEND_PORT/"
 
-    local scenarios=() do_scale= do_logs=
+    local scenarios=() do_scale= do_logs= do_faults= do_sni=
     for scenario in $SCENARIOS; do
         case $scenario in
             scale) do_scale=1 ;;
             logs) do_logs=1 ;;
+            faults) do_faults=1 ;;
+            sni-routing) do_sni=1 ;;
             *) scenarios+=("$scenario") ;;
         esac
     done
@@ -458,8 +460,8 @@ main() {
         done
         for round in $(seq "$ROUNDS"); do
             for scenario in "${scenarios[@]}"; do
-                # Rotate the order each round, so no proxy always runs first on a cold cache.
-                local order=("${proxies[@]:$(((round - 1) % ${#proxies[@]}))}" "${proxies[@]:0:$(((round - 1) % ${#proxies[@]}))}")
+                local order
+                mapfile -t order < <(rotation "$round" "${proxies[@]}")
                 for proxy in "${order[@]}"; do
                     measure "$scenario" "$proxy" "$round" "$results"
                 done
@@ -467,47 +469,22 @@ main() {
         done
     fi
 
-    if [[ -n $do_scale ]]; then
-        local count counts port started
-        read -r -a counts <<<"$SCALE_FRONTENDS"
-        read -r -a ports <<<"$(helper ports "${#counts[@]}")"
-        for i in "${!counts[@]}"; do
-            count=${counts[$i]}
-            port=${ports[$i]}
-            write_scale_config "$count" "$port"
-            say "starting sozu with $count frontends"
-            started=$EPOCHREALTIME
-            start "sozu-$count" "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/scale-$count/sozu.toml"
-            PROXY_PID[sozu-$count]=$PID
-            PORTS[sozu-$count]="$port"
-            wait_answer "sozu-$count" "$PID" "host$((count - 1)).example.com" "http://127.0.0.1:$port/"
-            meta+=("load_seconds_$count=$(awk -v a="$EPOCHREALTIME" -v b="$started" 'BEGIN { printf "%.1f", a - b }')")
-        done
-        for round in $(seq "$ROUNDS"); do
-            for count in "${counts[@]}"; do
-                measure http-keepalive "sozu-$count" "$round" "$scale_results" "host$((count - 1)).example.com"
-            done
-        done
-    fi
+    [[ -z $do_scale ]] || run_scale "$scale_results"
+    [[ -z $do_logs ]] || run_logs "$WORK/logs.txt"
 
-    if [[ -n $do_logs ]]; then
-        local variant logs_ports
-        read -r -a logs_ports <<<"$(helper ports 2)"
-        for variant in quiet logged; do
-            port=${logs_ports[0]}
-            [[ $variant == logged ]] && port=${logs_ports[1]}
-            write_logs_config "$variant" "$port"
-            start "sozu-$variant" "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/logs-$variant/sozu.toml"
-            PROXY_PID[sozu-$variant]=$PID
-            PORTS[sozu-$variant]="$port"
-            wait_answer "sozu-$variant" "$PID" localhost "http://127.0.0.1:$port/"
-        done
-        for round in $(seq "$ROUNDS"); do
-            for variant in quiet logged; do
-                measure http-keepalive "sozu-$variant" "$round" "$WORK/logs.txt" localhost
-            done
-        done
-        meta+=("logs_results=$WORK/logs.txt")
+    local versions=
+    if [[ -n $do_faults ]]; then
+        run_faults "$WORK/faults.txt"
+        meta+=("faults_results=$WORK/faults.txt")
+        versions+="; Toxiproxy $("$TOXIPROXY_BIN" -version | awk '{ print $NF }') (\`$TOXIPROXY_BIN\`)"
+    fi
+    if [[ -n $do_sni ]]; then
+        run_sni "$WORK/sni.txt"
+        meta+=("sni_results=$WORK/sni.txt")
+        versions+="; $SSLH_VERSION"
+    fi
+    if selected h2; then
+        versions+="; $(h2load --version | head -n 1)"
     fi
 
     local date report file sozu_source=built
@@ -521,9 +498,12 @@ main() {
         echo "# Load benchmark, $date"
         echo
         echo "- machine: $(helper machine)"
-        echo "- sozu: \`$SOZU_BIN\` ($sozu_source; benchmark at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+        echo "- sozu: \`$SOZU_BIN\` ($sozu_source; benchmark at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)$versions"
         echo "- proxies on CPU $PROXY_CPU; wrk (1 thread, $CONNECTIONS connections) and the nginx backend on CPU $LOAD_CPU"
         echo "- $ROUNDS rounds of ${DURATION}s per scenario and proxy, medians; large transfer: $STREAMS downloads of ${BIG_FILE_MB} MB at once"
+        if selected h2; then
+            echo "- h2: h2load (1 thread, $H2_CONNECTIONS connections × $H2_STREAMS streams at once) on CPU $LOAD_CPU"
+        fi
         echo "- load average at start: $LOAD_AVERAGE (other work on the machine makes throughput noisy; CPU per request much less so)"
         echo
         echo "$report"
@@ -532,7 +512,7 @@ main() {
         echo
         echo '```'
         echo "scenario proxy round seconds units p50_ms p99_ms cpu_seconds rss_kb errors"
-        cat "$results" "$scale_results" 2>/dev/null
+        cat "$results" "$scale_results" "$WORK/logs.txt" "$WORK/faults.txt" "$WORK/sni.txt" 2>/dev/null || true
         echo '```'
         echo
         echo "</details>"
