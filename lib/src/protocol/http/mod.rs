@@ -25,21 +25,21 @@
 //! as typed phases), `connection` and `response` (the HTTP/1 codec: the request side and
 //! the proxy's answers, the response side), `record` (request ids, the access-log record).
 
-pub mod answers;
-pub mod auth;
+pub(crate) mod answers;
+pub(crate) mod auth;
 mod body;
 mod connection;
-pub mod diagnostics;
-pub mod editor;
+pub(crate) mod diagnostics;
+pub(crate) mod editor;
 mod faults;
 pub mod h2;
-pub mod listener;
+pub(crate) mod listener;
 pub mod parser;
 mod record;
 mod response;
-pub mod route;
+pub(crate) mod route;
 mod stream;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 use std::time::Instant;
 
@@ -86,6 +86,7 @@ pub struct Http {
 }
 
 impl Http {
+    /// A stage with no request yet, whose buffers come from `pool`.
     pub fn new(pool: &Pool) -> Http {
         Http {
             front_buf: pool.checkout(),
