@@ -98,13 +98,16 @@ pub struct ServerConfig {
 pub struct AccessLogSettings {
     /// `None`: through the process's logger, at `info` with the target `access`.
     pub target: Option<LogTarget>,
+    /// How each line is written: one human-readable line, or one JSON object.
     pub format: AccessLogFormat,
 }
 
 /// A statsd destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsdSettings {
+    /// The statsd server's UDP address.
     pub address: SocketAddr,
+    /// The prefix of every metric name (`sozu` by default in the configuration file).
     pub prefix: String,
     /// DogStatsD tags rather than names carrying the cluster and backend.
     pub tagged: bool,
@@ -133,16 +136,22 @@ impl Default for ServerConfig {
     }
 }
 
+/// Why [`Server::new`] or [`Server::run`] failed: the worker cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The mio poll (epoll) cannot be created.
     #[error("cannot create the event loop")]
     Poll(#[source] io::Error),
+    /// The command channel's socket cannot be registered with the poll.
     #[error("cannot register the command channel")]
     RegisterChannel(#[source] io::Error),
+    /// Reading or writing the command channel failed: the main process is gone.
     #[error("the command channel failed")]
     Channel(#[source] ChannelError),
+    /// The access log file or socket cannot be opened.
     #[error("cannot open the access log target")]
     AccessLog(#[source] io::Error),
+    /// The UDP socket that sends to statsd cannot be created.
     #[error("cannot create the statsd socket")]
     Statsd(#[source] io::Error),
 }
