@@ -8,7 +8,7 @@
 //! so a handshake sees the old set or the new one, never a mix; connections already open keep
 //! the certificate they were given.
 //!
-//! The transport ([`TlsStream`]) sits inside [`crate::session::endpoint::Endpoint`]: protocols read and
+//! The transport ([`TlsStream`]) sits inside `crate::session::endpoint::Endpoint`: protocols read and
 //! write plaintext as on a plain socket, and the handshake advances as bytes arrive.
 
 use std::{

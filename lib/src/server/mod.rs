@@ -3,7 +3,7 @@
 //! Orders arrive on the command channel and are applied between events; each gets exactly one
 //! final response. Sockets are registered once, edge-triggered, for reading and writing; a
 //! token names its owner (a listener, or one end of a session) in the `sockets` slab, so a
-//! socket keeps its token for life. Timeouts live in [`Timers`]. Nothing here blocks, and input
+//! socket keeps its token for life. Timeouts live in `Timers`. Nothing here blocks, and input
 //! never panics the loop: a session in trouble is closed and the loop goes on.
 
 use std::{

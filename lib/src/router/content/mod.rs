@@ -4,7 +4,7 @@
 //! The listener's Sniff stage (`protocol::sniff`) keeps the bytes read so far and calls
 //! [`ContentRouter::decide`] on every read and on its inspection deadline; the router answers
 //! [`Verdict::NeedMore`] until it can decide. It holds the listener's TCP frontends' rules
-//! ([`rule`]), its script ([`script`]) and its default frontend. Nothing here does I/O: a
+//! (`rule`), its script ([`script`]) and its default frontend. Nothing here does I/O: a
 //! script's `remote` host name is resolved by [`resolver`], off the event loop, by the caller.
 //!
 //! # Precedence
