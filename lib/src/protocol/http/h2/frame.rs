@@ -428,11 +428,13 @@ pub fn write_window_update(out: &mut Vec<u8>, stream: StreamId, increment: u32) 
 pub mod client {
     use super::*;
 
+    /// Appends a frame of any `kind` with `flags` and `payload` to `out`, valid or not.
     pub fn raw(out: &mut Vec<u8>, kind: u8, flags: u8, stream: StreamId, payload: &[u8]) {
         write_header(out, payload.len(), kind, flags, stream);
         out.extend_from_slice(payload);
     }
 
+    /// Appends a CONTINUATION carrying `fragment`; `end` sets END_HEADERS.
     pub fn continuation(out: &mut Vec<u8>, stream: StreamId, fragment: &[u8], end: bool) {
         raw(
             out,
@@ -443,25 +445,38 @@ pub mod client {
         );
     }
 
+    /// Appends a HEADERS frame with `fragment` and without END_HEADERS, so CONTINUATION frames must
+    /// follow; `end_stream` sets END_STREAM.
     pub fn headers_only(out: &mut Vec<u8>, stream: StreamId, fragment: &[u8], end_stream: bool) {
         let flags = if end_stream { END_STREAM } else { 0 };
         raw(out, HEADERS, flags, stream, fragment);
     }
 
+    /// Appends a PRIORITY frame making `stream` depend on `depends_on`, weight 16.
     pub fn priority(out: &mut Vec<u8>, stream: StreamId, depends_on: StreamId) {
         let mut payload = depends_on.to_be_bytes().to_vec();
         payload.push(16);
         raw(out, PRIORITY, 0, stream, &payload);
     }
 
+    /// The DATA frame type.
     pub const KIND_DATA: u8 = DATA;
+    /// The HEADERS frame type.
     pub const KIND_HEADERS: u8 = HEADERS;
+    /// The PUSH_PROMISE frame type, which a client may not send.
     pub const KIND_PUSH_PROMISE: u8 = PUSH_PROMISE;
+    /// The SETTINGS frame type.
     pub const KIND_SETTINGS: u8 = SETTINGS;
+    /// The PING frame type.
     pub const KIND_PING: u8 = PING;
+    /// The WINDOW_UPDATE frame type.
     pub const KIND_WINDOW_UPDATE: u8 = WINDOW_UPDATE;
+    /// The RST_STREAM frame type.
     pub const KIND_RST_STREAM: u8 = RST_STREAM;
+    /// The PADDED flag of DATA and HEADERS.
     pub const FLAG_PADDED: u8 = PADDED;
+    /// The PRIORITY flag of HEADERS.
     pub const FLAG_PRIORITY: u8 = PRIORITY_FLAG;
+    /// The END_HEADERS flag of HEADERS and CONTINUATION.
     pub const FLAG_END_HEADERS: u8 = END_HEADERS;
 }
