@@ -248,7 +248,8 @@ pub struct RequestRecord<'a> {
     pub total_time: Duration,
     /// The request's User-Agent value (empty when absent).
     pub user_agent: &'a str,
-    /// The request id the proxy sent to the backend (the client's, or a generated one).
+    /// The request's id, carried in the listener's request-id field: the client's, or one the
+    /// proxy generated.
     pub request_id: &'a str,
     /// The faults that acted on the request or connection (`fault="…"` in access logs).
     pub faults: &'a [std::rc::Rc<str>],

@@ -35,7 +35,7 @@ use crate::{pool::Buffer, session::endpoint::Transfer};
 /// Why a certificate or TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The certificate cannot be inspected (names, fingerprint, validity).
+    /// The certificate, its chain or its key fail the command crate's checks (PEM, X.509).
     #[error(transparent)]
     Certificate(#[from] CertificateError),
     /// The certificate or its chain is not PEM.

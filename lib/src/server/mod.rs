@@ -145,7 +145,7 @@ pub enum ServerError {
     /// The command channel's socket cannot be registered with the poll.
     #[error("cannot register the command channel")]
     RegisterChannel(#[source] io::Error),
-    /// Reading or writing the command channel failed: the main process is gone.
+    /// The command channel cannot be made non-blocking.
     #[error("the command channel failed")]
     Channel(#[source] ChannelError),
     /// The access log file or socket cannot be opened.

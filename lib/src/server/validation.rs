@@ -94,7 +94,8 @@ pub enum OrderError {
         /// Why the script was refused.
         source: Box<ScriptError>,
     },
-    /// A frontend's routing rule cannot be built (bad path regex, conflicting rule…).
+    /// A frontend cannot be added or removed: duplicate or unknown frontend, invalid hostname,
+    /// path regex or template.
     #[error("frontend {key}")]
     Route {
         /// The frontend's hostname, path and method.
