@@ -27,6 +27,9 @@ enum Sink {
     Socket(LogSocket),
 }
 
+/// Writes one line per request or TCP connection, in the configured format, to the configured
+/// target (the logger, stdout, a file or a socket). Lines are batched and written at most
+/// [`FLUSH_INTERVAL`] after they were formatted.
 pub struct AccessLog {
     format: AccessLogFormat,
     sink: Sink,

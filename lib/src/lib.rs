@@ -73,48 +73,53 @@
 //!
 //! - [`server`]: the event loop. It owns the sessions, the sockets (by token), the timers,
 //!   the backends, the idle pool and the orders, and never names a protocol: it acts on the
-//!   [`session::Action`]s sessions return. `server/accept.rs` accepts connections and gives
+//!   `session::Action`s sessions return. `server/accept.rs` accepts connections and gives
 //!   each session its first stage by listener kind; `server/connect.rs` opens backend
 //!   connections for a (session, slot); `server/backend_pool.rs` keeps idle backend
 //!   connections; `server/orders.rs` applies orders, checked by `server/validation.rs`;
 //!   `server/health.rs` runs active health checks.
-//! - [`session`]: a client connection, its backend connections by slot ([`session::backs`]),
+//! - `session`: a client connection, its backend connections by slot (`session::backs`),
 //!   and the stage (an enum with a hand-written delegating `match`) that moves bytes between
-//!   them; what the loop lends a stage is a [`session::Context`]. [`session::endpoint`] is
+//!   them; what the loop lends a stage is a `session::Context`. `session::endpoint` is
 //!   one end of a session: a socket, its token and readiness, reads and writes, TLS inside.
-//!   [`session::shaper`] is a session's write budget while faults act on it.
+//!   `session::shaper` is a session's write budget while faults act on it.
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
 //!   request with typed phases, the routing policy as a pure decision, Basic auth, the
 //!   proxy's answers, the access-log record) and, in [`protocol::http::h2`], HTTP/2 toward
 //!   clients (a codec of its own, and a stage that takes over a connection whose ALPN or
 //!   preface says HTTP/2 and forwards each stream on a backend slot of its own, sharing the
-//!   routing, editing, answers and records of HTTP/1.1); [`protocol::pipe`] copies bytes both ways (TCP
-//!   mode, upgraded connections), with [`protocol::splice`] on Linux, after
-//!   [`protocol::sniff`] decided where a TCP connection goes; [`protocol::tls`] is
+//!   routing, editing, answers and records of HTTP/1.1); `protocol::pipe` copies bytes both ways (TCP
+//!   mode, upgraded connections), with `protocol::splice` on Linux, after
+//!   `protocol::sniff` decided where a TCP connection goes; [`protocol::tls`] is
 //!   the rustls server side; [`protocol::proxy_protocol`] reads and writes PROXY headers.
-//! - [`tcp`] and [`https`]: what is particular to TCP listeners (the PROXY header stage, the
+//! - `tcp` and `https`: what is particular to TCP listeners (the PROXY header stage, the
 //!   pipe's first bytes) and to HTTPS listeners (TLS settings and certificates).
 //! - [`router`]: hostnames, paths and methods to frontends; one lookup per request.
 //! - [`backends`] and [`load_balancing`]: backends per cluster, their state, connection
-//!   accounting by lease, and the choice of a backend; [`health`] keeps health check verdicts.
+//!   accounting by lease, and the choice of a backend; `health` keeps health check verdicts.
 //! - [`faults`]: which injected faults act on a connection or request and what they do,
 //!   pure (no I/O, no clock); `server/faults.rs` keeps the worker's set in step with orders.
-//! - [`pool`]: fixed-size buffers reused across sessions. [`timer`]: the deadlines of
+//! - `pool`: fixed-size buffers reused across sessions. `timer`: the deadlines of
 //!   sessions. [`metrics`] and [`access_log`]: figures and request lines; [`log_socket`]: the
 //!   TCP, UDP and Unix sockets log lines go to.
+//!
+//! Every public item is documented (`missing_docs` is denied): a new one says what it means
+//! for a program that embeds the proxy, with its unit and when it is set. Modules only the
+//! crate uses are `pub(crate)`.
+#![deny(missing_docs)]
 
 pub mod access_log;
 pub mod backends;
 pub mod faults;
-pub mod health;
-pub mod https;
+pub(crate) mod health;
+pub(crate) mod https;
 pub mod load_balancing;
 pub mod log_socket;
 pub mod metrics;
-pub mod pool;
+pub(crate) mod pool;
 pub mod protocol;
 pub mod router;
 pub mod server;
-pub mod session;
-pub mod tcp;
-pub mod timer;
+pub(crate) mod session;
+pub(crate) mod tcp;
+pub(crate) mod timer;

@@ -20,8 +20,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A connected socket that takes log lines.
 #[derive(Debug)]
 pub enum LogSocket {
+    /// A UDP socket connected to the target: one datagram per write.
     Udp(UdpSocket),
+    /// A TCP connection to the target: lines are a byte stream.
     Tcp(TcpStream),
+    /// A Unix datagram socket connected to the target's path: one datagram per write.
     Unix(UnixDatagram),
 }
 

@@ -46,15 +46,24 @@ pub struct BackendKey {
     uid: u64,
 }
 
+/// One backend of a cluster, as the worker knows it: where it is, how it is chosen, and its state.
 #[derive(Debug)]
 pub struct Backend {
     uid: u64,
+    /// The cluster the backend belongs to.
     pub cluster_id: String,
+    /// The backend's id, unique within its cluster.
     pub id: String,
+    /// Where connections to the backend go.
     pub address: SocketAddr,
+    /// The value of the sticky session cookie that routes a client back to this backend.
     pub sticky_id: Option<String>,
+    /// The backend's share of new connections relative to its cluster's other backends (0 takes
+    /// none).
     pub weight: u32,
+    /// Used only when no non-backup backend of the cluster is available.
     pub backup: bool,
+    /// Whether the backend takes new connections, drains or is down.
     pub status: BackendStatus,
     /// Connections attached to sessions (including connects in progress), counted by leases.
     counters: Rc<Counters>,
@@ -104,6 +113,7 @@ impl Backend {
         }
     }
 
+    /// The backend's state as queries report it: status, open connections, failures, health.
     pub fn runtime(&self) -> BackendRuntime {
         BackendRuntime {
             status: self.reported_status(),
@@ -149,8 +159,10 @@ impl ClusterBackends {
 /// Why no backend could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PickError {
+    /// No cluster has this id.
     #[error("no cluster `{0}`")]
     NoCluster(String),
+    /// The cluster has no backend with this id.
     #[error("cluster `{0}` has no available backend")]
     NoBackend(String),
 }
@@ -169,6 +181,7 @@ pub struct BackendMap {
 }
 
 impl BackendMap {
+    /// A worker's empty set of backends.
     pub fn new() -> Self {
         BackendMap::default()
     }
@@ -278,6 +291,7 @@ impl BackendMap {
         });
     }
 
+    /// The backend `key` names, if it still exists.
     pub fn get(&self, key: BackendKey) -> Option<&Backend> {
         self.backends.get(key.index).filter(|b| b.uid == key.uid)
     }
@@ -476,12 +490,14 @@ impl BackendMap {
         }
     }
 
+    /// A request was sent to the backend: counts it as pending (for the least-loaded choice).
     pub fn request_started(&mut self, key: BackendKey) {
         if let Some(backend) = self.get_mut(key) {
             backend.requests += 1;
         }
     }
 
+    /// A request to the backend got its answer or failed: no longer pending.
     pub fn request_ended(&mut self, key: BackendKey) {
         if let Some(backend) = self.get_mut(key) {
             backend.requests = backend.requests.saturating_sub(1);

@@ -94,9 +94,14 @@ pub(crate) fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
 /// Figures of traffic through a listener, a cluster or a backend.
 #[derive(Debug, Default, Clone)]
 pub struct Traffic {
+    /// Requests that ended (for TCP, connections that ended), answered or not.
     pub requests: u64,
+    /// Connections: accepted client connections for the proxy and a listener, established backend
+    /// connections for a cluster and a backend.
     pub connections: u64,
+    /// Bytes received from clients, summed over ended requests.
     pub bytes_in: u64,
+    /// Bytes sent to clients, summed over ended requests.
     pub bytes_out: u64,
     /// Responses by class: 1xx to 5xx.
     pub status_classes: [u64; 5],
@@ -104,10 +109,16 @@ pub struct Traffic {
     pub error_codes: BTreeMap<u16, u64>,
     /// Answers written by the proxy itself, by code.
     pub proxy_answers: BTreeMap<u16, u64>,
+    /// Backend connections that failed to establish.
     pub connect_failures: u64,
+    /// Failed backend connections followed by another attempt (for a cluster only).
     pub retries: u64,
+    /// Time to establish backend connections; `None` until the first sample.
     pub connect_time: Option<Box<Timing>>,
+    /// Time from the request sent to the backend to the response head read; `None` until the first
+    /// sample.
     pub first_byte_time: Option<Box<Timing>>,
+    /// Time from routing a request to its end; `None` until the first sample.
     pub response_time: Option<Box<Timing>>,
 }
 
@@ -200,26 +211,45 @@ struct ClusterFigures {
 /// What happened to one request (or one TCP connection), for metrics and access logs.
 #[derive(Debug, Clone)]
 pub struct RequestRecord<'a> {
+    /// The address of the listener that accepted the client.
     pub listener: SocketAddr,
+    /// The client's address (the one a PROXY header gave, if any).
     pub client: SocketAddr,
     /// `HTTP`, `HTTPS` or `TCP`.
     pub protocol: &'static str,
+    /// The cluster the request was routed to; `None` when no frontend matched.
     pub cluster_id: Option<&'a str>,
+    /// The backend that served the request; `None` when none did (proxy answer, no backend).
     pub backend_id: Option<&'a str>,
+    /// The address of that backend, or of a script's `remote`.
     pub backend_address: Option<SocketAddr>,
+    /// The request method as sent (empty for TCP).
     pub method: &'a str,
+    /// The authority the request was routed by (empty for TCP).
     pub host: &'a str,
+    /// The path and query of the request (empty for TCP).
     pub path: &'a str,
     /// The status sent to the client; none for TCP connections and requests left unanswered.
     pub status: Option<u16>,
+    /// The proxy wrote the answer itself (an error page, a redirect, a fault) rather than relaying
+    /// a backend's.
     pub answered_by_proxy: bool,
     /// Bytes from the client (request) and to the client (response).
     pub bytes_in: u64,
+    /// Bytes sent to the client for this request.
     pub bytes_out: u64,
+    /// Time to establish the backend connection, when one was opened for this request (`None` for a
+    /// reused one).
     pub connect_time: Option<Duration>,
+    /// Time from the request sent to the backend to its response head read; `None` without a
+    /// backend response.
     pub first_byte_time: Option<Duration>,
+    /// Time from routing the request (or accepting the TCP connection) to its end.
     pub total_time: Duration,
+    /// The request's User-Agent value (empty when absent).
     pub user_agent: &'a str,
+    /// The request's id, carried in the listener's request-id field: the client's, or one the
+    /// proxy generated.
     pub request_id: &'a str,
     /// The faults that acted on the request or connection (`fault="…"` in access logs).
     pub faults: &'a [std::rc::Rc<str>],
@@ -230,19 +260,26 @@ pub struct RequestRecord<'a> {
 /// A backend's state for gauges.
 #[derive(Debug, Clone)]
 pub struct BackendGauge<'a> {
+    /// The cluster of the backend.
     pub cluster_id: &'a str,
+    /// The backend's id within its cluster.
     pub backend_id: &'a str,
+    /// Whether the backend takes new connections, drains or is down.
     pub status: BackendStatus,
+    /// Connections to the backend open now.
     pub connections: u64,
 }
 
 /// What a worker records of each request: figures, and the access log line.
 pub struct Recorder {
+    /// The worker's figures.
     pub metrics: Metrics,
+    /// The access log; `None` when access logs are off.
     pub access_log: Option<AccessLog>,
 }
 
 impl Recorder {
+    /// A request (or TCP connection) ended: counts it and writes its access log line.
     pub fn request_done(&mut self, record: &RequestRecord<'_>) {
         self.metrics.request_done(record);
         if let Some(access_log) = self.access_log.as_mut() {
@@ -272,6 +309,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Empty figures, recording; `without_clusters` keeps no per-cluster and per-backend figures
+    /// (`disable_cluster_metrics`).
     pub fn new(without_clusters: bool) -> Metrics {
         Metrics {
             enabled: true,
@@ -285,10 +324,12 @@ impl Metrics {
         }
     }
 
+    /// Starts or stops recording (the `CONFIGURE_METRICS` order); figures already kept stay.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
     }
 
+    /// Whether figures are recorded.
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
@@ -337,6 +378,7 @@ impl Metrics {
         self.listener(listener).connections += 1;
     }
 
+    /// A TLS handshake ended, successfully or not.
     pub fn tls_handshake(&mut self, succeeded: bool) {
         if !self.enabled {
             return;

@@ -33,6 +33,9 @@ pub struct Statsd {
 }
 
 impl Statsd {
+    /// A client that sends to `address` from an ephemeral UDP port, prefixing every name with
+    /// `prefix`; `tagged` sends the cluster, backend and listener as DogStatsD tags rather than in
+    /// the name.
     pub fn new(address: SocketAddr, prefix: &str, tagged: bool) -> io::Result<Statsd> {
         let bind: SocketAddr = if address.is_ipv4() {
             ([0, 0, 0, 0], 0).into()

@@ -2,9 +2,9 @@
 //! and buffers and says what it needs from the event loop; none touches the loop itself.
 
 pub mod http;
-pub mod pipe;
+pub(crate) mod pipe;
 pub mod proxy_protocol;
-pub mod reply;
-pub mod sniff;
-pub mod splice;
+pub(crate) mod reply;
+pub(crate) mod sniff;
+pub(crate) mod splice;
 pub mod tls;

@@ -18,7 +18,9 @@ const MAX_V2_LENGTH: usize = 16 + 4096;
 pub enum ProxyAddresses {
     /// A proxied connection: the real client and the address it connected to.
     Proxied {
+        /// The client's address.
         source: SocketAddr,
+        /// The address the client connected to (the sender's listener).
         destination: SocketAddr,
     },
     /// A connection of the sender itself (health check), or of an unknown family: keep the
@@ -29,22 +31,32 @@ pub enum ProxyAddresses {
 /// A parsed header and its length in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProxyHeader {
+    /// What the header says about the connection.
     pub addresses: ProxyAddresses,
+    /// The header's length in bytes: the connection's own bytes start at this offset.
     pub length: usize,
 }
 
+/// Why bytes are not a PROXY header the proxy accepts. The connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyProtocolError {
+    /// The input starts with neither the v1 `PROXY ` nor the v2 signature.
     #[error("not a PROXY protocol header")]
     NoSignature,
+    /// No CRLF within the 107 bytes a v1 line may have.
     #[error("PROXY v1 line longer than 107 bytes")]
     V1TooLong,
+    /// A v1 line with a bad protocol, address or port.
     #[error("malformed PROXY v1 line")]
     V1Malformed,
+    /// A v2 header whose version is not 2 or whose command is neither LOCAL nor PROXY; holds the
+    /// byte.
     #[error("unsupported PROXY v2 version or command byte {0:#04x}")]
     V2Command(u8),
+    /// A v2 header whose length is too short for the addresses of its family.
     #[error("PROXY v2 address block too short for its family")]
     V2Truncated,
+    /// A v2 header longer than 16 + 4096 bytes (TLVs included), more than the proxy accepts.
     #[error("PROXY v2 header longer than the allowed {MAX_V2_LENGTH} bytes")]
     V2TooLong,
 }

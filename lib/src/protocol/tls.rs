@@ -8,7 +8,7 @@
 //! so a handshake sees the old set or the new one, never a mix; connections already open keep
 //! the certificate they were given.
 //!
-//! The transport ([`TlsStream`]) sits inside [`crate::session::endpoint::Endpoint`]: protocols read and
+//! The transport ([`TlsStream`]) sits inside `crate::session::endpoint::Endpoint`: protocols read and
 //! write plaintext as on a plain socket, and the handshake advances as bytes arrive.
 
 use std::{
@@ -32,26 +32,37 @@ use sozu_command_lib::{
 
 use crate::{pool::Buffer, session::endpoint::Transfer};
 
+/// Why a certificate or TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The certificate, its chain or its key fail the command crate's checks (PEM, X.509).
     #[error(transparent)]
     Certificate(#[from] CertificateError),
+    /// The certificate or its chain is not PEM.
     #[error("the certificate chain is not valid PEM")]
     ChainPem(#[source] rustls_pki_types::pem::Error),
+    /// The private key is not PEM.
     #[error("the private key is not valid PEM")]
     KeyPem(#[source] rustls_pki_types::pem::Error),
+    /// The private key's type is not one rustls signs with.
     #[error("the private key type is not supported (RSA, ECDSA P-256/P-384 and Ed25519 are)")]
     KeyType(#[source] rustls::Error),
+    /// The private key is not the certificate's.
     #[error("the private key does not match the certificate")]
     KeyMismatch(#[source] rustls::Error),
+    /// A cipher suite name the proxy does not know; holds the name.
     #[error("unknown cipher suite `{0}`")]
     CipherSuite(String),
+    /// A key exchange group name the proxy does not know; holds the name.
     #[error("unknown key exchange group `{0}`")]
     Group(String),
+    /// The listener enables no TLS version.
     #[error("no TLS version enabled")]
     NoVersion,
+    /// rustls refused the combination of versions, suites and groups.
     #[error("the TLS settings are inconsistent")]
     Settings(#[source] rustls::Error),
+    /// The session ticket encrypter cannot be created.
     #[error("cannot create a session ticket key")]
     Ticketer(#[source] rustls::Error),
 }
@@ -59,8 +70,11 @@ pub enum TlsError {
 /// A certificate ready to serve, with what identifies it.
 #[derive(Debug, Clone)]
 pub struct LoadedCertificate {
+    /// The SHA-256 of the certificate (DER), which orders use to name it.
     pub fingerprint: Fingerprint,
+    /// The names the certificate serves (exact or `*.suffix`), matched against the client's SNI.
     pub names: Vec<String>,
+    /// The chain and signing key rustls serves.
     pub key: Arc<CertifiedKey>,
 }
 
@@ -166,6 +180,7 @@ impl CertificateResolver {
         }
     }
 
+    /// Serves `certificate` for its names from the next handshake on.
     pub fn add(&self, certificate: LoadedCertificate) {
         self.update(|table| table.add(certificate));
     }
@@ -178,10 +193,12 @@ impl CertificateResolver {
         });
     }
 
+    /// Stops serving the certificate with this fingerprint; `false` if the listener had none.
     pub fn remove(&self, fingerprint: &Fingerprint) -> bool {
         self.update(|table| table.remove(fingerprint))
     }
 
+    /// Sets the certificate served when no name matches (the listener's own), or removes it.
     pub fn set_default(&self, certificate: Option<LoadedCertificate>) {
         self.update(|table| table.default = certificate);
     }
@@ -321,6 +338,7 @@ impl TlsStream {
         })
     }
 
+    /// The name the client asked for by SNI, once the ClientHello was read.
     pub fn server_name(&self) -> Option<&str> {
         self.connection.server_name()
     }
@@ -330,6 +348,7 @@ impl TlsStream {
         self.connection.alpn_protocol()
     }
 
+    /// Whether the handshake is still in progress.
     pub fn is_handshaking(&self) -> bool {
         self.connection.is_handshaking()
     }

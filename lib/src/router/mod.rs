@@ -88,20 +88,35 @@ use trie::Trie;
 /// Why a frontend could not be added or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
+    /// A frontend with the same hostname, path and method already exists on the listener.
     #[error("frontend {0} already exists")]
     Duplicate(Box<FrontendKey>),
+    /// The listener has no frontend with this hostname, path and method.
     #[error("no frontend {0}")]
     NotFound(Box<FrontendKey>),
+    /// The hostname is not a valid hostname or wildcard pattern.
     #[error("invalid hostname pattern")]
     Hostname(#[from] HostnameError),
+    /// The frontend's path regex does not compile.
     #[error("invalid path regex `{path}`")]
-    PathRegex { path: String, source: regex::Error },
+    PathRegex {
+        /// The regex as written.
+        path: String,
+        /// What the regex crate refused.
+        source: regex::Error,
+    },
+    /// A rewrite template (`rewrite_host`, `rewrite_path`…) names a capture the frontend's patterns
+    /// do not have.
     #[error("invalid {field} `{template}`")]
     Template {
+        /// The frontend field that holds the template, as in the configuration (`rewrite_host`…).
         field: &'static str,
+        /// The template as written.
         template: String,
+        /// What is wrong with it.
         source: TemplateError,
     },
+    /// The frontend's `redirect_template` is not a valid answer template.
     #[error("invalid redirect_template")]
     RedirectTemplate(#[source] answers::AnswerError),
 }
@@ -163,10 +178,13 @@ impl Route {
         })
     }
 
+    /// The frontend as the order that added it described it.
     pub fn frontend(&self) -> &HttpFrontend {
         &self.frontend
     }
 
+    /// The cluster requests are sent to; `None` for a frontend that only answers, redirects or
+    /// denies.
     pub fn cluster_id(&self) -> Option<&str> {
         self.frontend.cluster_id.as_deref()
     }
@@ -219,14 +237,18 @@ pub struct Rewrite {
 }
 
 impl<'r> RouteMatch<'r> {
+    /// The compiled frontend that matched.
     pub fn route(&self) -> &'r Route {
         self.route
     }
 
+    /// The matched frontend as the order that added it described it.
     pub fn frontend(&self) -> &'r HttpFrontend {
         &self.route.frontend
     }
 
+    /// The cluster the request goes to; `None` for a frontend that only answers, redirects or
+    /// denies.
     pub fn cluster_id(&self) -> Option<&'r str> {
         self.route.cluster_id()
     }
@@ -291,6 +313,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router with no frontend: every lookup misses.
     pub fn new() -> Self {
         Router::default()
     }
@@ -300,6 +323,7 @@ impl Router {
         self.places.len()
     }
 
+    /// Whether the router holds no frontend.
     pub fn is_empty(&self) -> bool {
         self.places.is_empty()
     }

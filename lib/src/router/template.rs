@@ -22,12 +22,20 @@ use super::path::PathMatcher;
 /// Why a template was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
+    /// `$HOST` or `$PATH` without a capture number in brackets.
     #[error("`${variable}` must be followed by a capture number in brackets, as `${variable}[1]`")]
-    MissingIndex { variable: &'static str },
+    MissingIndex {
+        /// `HOST` or `PATH`.
+        variable: &'static str,
+    },
+    /// `$HOST[n]` or `$PATH[n]` names a capture the frontend's pattern does not have.
     #[error("`${variable}[{index}]` does not exist: this frontend has captures 0 to {last}")]
     NoSuchCapture {
+        /// `HOST` or `PATH`.
         variable: &'static str,
+        /// The capture number written.
         index: usize,
+        /// The highest capture number the pattern has.
         last: usize,
     },
 }

@@ -3,7 +3,7 @@
 //! Orders arrive on the command channel and are applied between events; each gets exactly one
 //! final response. Sockets are registered once, edge-triggered, for reading and writing; a
 //! token names its owner (a listener, or one end of a session) in the `sockets` slab, so a
-//! socket keeps its token for life. Timeouts live in [`Timers`]. Nothing here blocks, and input
+//! socket keeps its token for life. Timeouts live in `Timers`. Nothing here blocks, and input
 //! never panics the loop: a session in trouble is closed and the loop goes on.
 
 use std::{
@@ -98,13 +98,16 @@ pub struct ServerConfig {
 pub struct AccessLogSettings {
     /// `None`: through the process's logger, at `info` with the target `access`.
     pub target: Option<LogTarget>,
+    /// How each line is written: one human-readable line, or one JSON object.
     pub format: AccessLogFormat,
 }
 
 /// A statsd destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsdSettings {
+    /// The statsd server's UDP address.
     pub address: SocketAddr,
+    /// The prefix of every metric name (`sozu` by default in the configuration file).
     pub prefix: String,
     /// DogStatsD tags rather than names carrying the cluster and backend.
     pub tagged: bool,
@@ -133,16 +136,22 @@ impl Default for ServerConfig {
     }
 }
 
+/// Why [`Server::new`] or [`Server::run`] failed: the worker cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The mio poll (epoll) cannot be created.
     #[error("cannot create the event loop")]
     Poll(#[source] io::Error),
+    /// The command channel's socket cannot be registered with the poll.
     #[error("cannot register the command channel")]
     RegisterChannel(#[source] io::Error),
+    /// The command channel cannot be made non-blocking.
     #[error("the command channel failed")]
     Channel(#[source] ChannelError),
+    /// The access log file or socket cannot be opened.
     #[error("cannot open the access log target")]
     AccessLog(#[source] io::Error),
+    /// The UDP socket that sends to statsd cannot be created.
     #[error("cannot create the statsd socket")]
     Statsd(#[source] io::Error),
 }

@@ -476,28 +476,48 @@ pub enum ApplyError {
     /// The routing state refused the change.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The order names an HTTP or HTTPS listener the worker does not have.
     #[error("no HTTP or HTTPS listener on {address}")]
-    NoHttpListener { address: SocketAddr },
+    NoHttpListener {
+        /// The address the order names.
+        address: SocketAddr,
+    },
+    /// The order names an HTTPS listener the worker does not have.
     #[error("no HTTPS listener on {address}")]
-    NoHttpsListener { address: SocketAddr },
+    NoHttpsListener {
+        /// The address the order names.
+        address: SocketAddr,
+    },
+    /// An HTTPS listener's new TLS settings are not usable.
     #[error("listener {address}")]
     Tls {
+        /// The listener's address.
         address: SocketAddr,
+        /// What rustls refused.
         source: TlsError,
     },
+    /// The listening socket cannot be bound (address in use, not local, no permission…).
     #[error("cannot listen on {address}")]
     Bind {
+        /// The listener's address.
         address: SocketAddr,
+        /// The error of `bind` or `listen`.
         source: io::Error,
     },
+    /// The bound socket cannot be made non-blocking.
     #[error("cannot set {address} non-blocking")]
     NonBlocking {
+        /// The listener's address.
         address: SocketAddr,
+        /// The error of `fcntl`.
         source: io::Error,
     },
+    /// The listening socket cannot be registered with the event loop.
     #[error("cannot register listener {address}")]
     Register {
+        /// The listener's address.
         address: SocketAddr,
+        /// The error of the registration.
         source: io::Error,
     },
 }

@@ -43,41 +43,64 @@ use crate::{
 /// Why an order is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
+    /// A field of the order is out of its bounds or malformed.
     #[error(transparent)]
     Field(#[from] InvalidField),
+    /// The order names a listener the worker does not have, or has one of another kind there.
     #[error("no {kind} listener on {address}")]
     NoListener {
+        /// The address the order names.
         address: SocketAddr,
+        /// The kind of listener the order needs there.
         kind: ListenerType,
     },
+    /// A listener's custom answers do not parse as answer templates.
     #[error("listener {address}")]
     ListenerAnswers {
+        /// The listener's address.
         address: SocketAddr,
+        /// What is wrong with the answer.
         source: AnswerError,
     },
+    /// A cluster's custom answers do not parse as answer templates.
     #[error("cluster `{cluster}`")]
     ClusterAnswers {
+        /// The cluster's id.
         cluster: String,
+        /// What is wrong with the answer.
         source: AnswerError,
     },
+    /// An HTTPS listener's TLS settings (versions, cipher suites, groups…) are not usable.
     #[error("listener {address}")]
     Tls {
+        /// The listener's address.
         address: SocketAddr,
+        /// What rustls refused.
         source: TlsError,
     },
+    /// A certificate, its chain or its key do not parse, or do not match.
     #[error("invalid certificate for {address}")]
     Certificate {
+        /// The HTTPS listener the certificate is for.
         address: SocketAddr,
+        /// What is wrong with the certificate.
         source: TlsError,
     },
+    /// A TCP listener's content routing script does not load.
     #[error("listener {address}")]
     Script {
+        /// The listener's address.
         address: SocketAddr,
+        /// Why the script was refused.
         source: Box<ScriptError>,
     },
+    /// A frontend cannot be added or removed: duplicate or unknown frontend, invalid hostname,
+    /// path regex or template.
     #[error("frontend {key}")]
     Route {
+        /// The frontend's hostname, path and method.
         key: Box<FrontendKey>,
+        /// What the router refused.
         source: RouterError,
     },
 }
@@ -87,22 +110,31 @@ pub enum Validated {
     /// A new HTTP or HTTPS listener: its answers (with those of every cluster of the state)
     /// and, for HTTPS, its TLS settings.
     Listener {
+        /// The listener's answer templates.
         answers: Answers,
+        /// The TLS settings of an HTTPS listener; `None` for HTTP.
         tls: Option<HttpsSettings>,
     },
     /// A listener's new settings after an update, and the TLS settings for HTTPS (applied to
     /// the listener's existing certificate resolver).
     ListenerUpdate {
+        /// The listener's configuration after the update.
         config: HttpListenerConfig,
+        /// The listener's answer templates after the update.
         answers: Answers,
+        /// The HTTPS listener's TLS settings after the update; `None` for HTTP.
         tls: Option<TlsListenerConfig>,
     },
+    /// A certificate parsed and checked against its key, ready to add to a listener.
     Certificate(LoadedCertificate),
     /// A cluster's custom answers.
     Cluster {
+        /// The cluster's answer templates, by status.
         answers: std::collections::BTreeMap<u16, Template>,
+        /// The credentials the cluster's Basic auth accepts.
         authorized: Authorized,
     },
+    /// A frontend's routing rule, built and ready to insert into a listener's router.
     Route(Route),
     /// Nothing to build: the state's checks are all.
     Nothing,

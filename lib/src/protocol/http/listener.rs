@@ -12,13 +12,17 @@ use crate::{
 
 /// An HTTP or HTTPS listener as sessions see it: settings, routes and answers.
 pub struct HttpListener {
+    /// The listener's configuration, as the last order set it.
     pub config: HttpListenerConfig,
+    /// The listener's frontends: which cluster a request goes to.
     pub router: Router,
+    /// The listener's answer templates (with its clusters' overrides).
     pub answers: Answers,
     /// TLS settings and certificates, for an HTTPS listener.
     pub tls: Option<HttpsSettings>,
     /// HSTS policy of an HTTPS listener, for frontends without their own.
     pub hsts: Option<Hsts>,
+    /// The bounds on request heads, from the listener's configuration.
     pub limits: Limits,
 }
 

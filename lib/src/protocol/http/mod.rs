@@ -1,12 +1,12 @@
 //! HTTP: the HTTP/1.1 stage of a session, the HTTP/2 one ([`h2`]), and the parts they share.
 //!
-//! A session reads a request head, routes it ([`route`]), and then either answers by itself
-//! (redirections, authentication, answer frontends, errors: [`answers`]) or forwards the
+//! A session reads a request head, routes it (`route`), and then either answers by itself
+//! (redirections, authentication, answer frontends, errors: `answers`) or forwards the
 //! request to a backend of the frontend's cluster and relays the response. Requests on a
 //! keep-alive connection are handled one after the other, each routed on its own, so
 //! pipelined requests are answered in order; the backend connection is kept for the next
 //! request to the same cluster. A WebSocket `Upgrade` accepted with 101 turns the session
-//! into a byte pipe; other upgrades are removed from the request ([`upgrade`]), and CONNECT is
+//! into a byte pipe; other upgrades are removed from the request (`upgrade`), and CONNECT is
 //! refused with 405: the proxy opens no tunnel.
 //!
 //! Bodies are forwarded as they come, never buffered whole: the framing trackers of the
@@ -18,28 +18,28 @@
 //! HTTP/1.0 clients get what HTTP/1.0 knows: no interim (1xx) response, and a chunked
 //! response without its chunks, delimited by the end of the connection.
 //!
-//! The parts: [`parser`] (message heads, zero-copy over the buffer), [`editor`] (header
+//! The parts: [`parser`] (message heads, zero-copy over the buffer), `editor` (header
 //! edits), [`h2`] (HTTP/2 toward clients, a codec of its own whose requests come out as the
-//! same HTTP/1.1 heads), [`listener`] (what a listener gives its sessions), [`route`] (the routing policy,
-//! without I/O), [`auth`] (Basic authentication), `stream` (one request and its response
+//! same HTTP/1.1 heads), `listener` (what a listener gives its sessions), `route` (the routing policy,
+//! without I/O), `auth` (Basic authentication), `stream` (one request and its response
 //! as typed phases), `connection` and `response` (the HTTP/1 codec: the request side and
 //! the proxy's answers, the response side), `record` (request ids, the access-log record).
 
-pub mod answers;
-pub mod auth;
+pub(crate) mod answers;
+pub(crate) mod auth;
 mod body;
 mod connection;
-pub mod diagnostics;
-pub mod editor;
+pub(crate) mod diagnostics;
+pub(crate) mod editor;
 mod faults;
 pub mod h2;
-pub mod listener;
+pub(crate) mod listener;
 pub mod parser;
 mod record;
 mod response;
-pub mod route;
+pub(crate) mod route;
 mod stream;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 use std::time::Instant;
 
@@ -86,6 +86,7 @@ pub struct Http {
 }
 
 impl Http {
+    /// A stage with no request yet, whose buffers come from `pool`.
     pub fn new(pool: &Pool) -> Http {
         Http {
             front_buf: pool.checkout(),
@@ -320,7 +321,7 @@ pub fn back_is_reusable(session: &Session, slot: Slot) -> bool {
 /// Whether the session sits between requests with an idle backend connection.
 ///
 /// A connection that has not sent its first request is idle only after
-/// [`FIRST_REQUEST_GRACE`]: a client that just connected usually has its request on the way.
+/// `FIRST_REQUEST_GRACE`: a client that just connected usually has its request on the way.
 pub fn is_idle(session: &Session, now: Instant) -> bool {
     let Stage::Http(http) = &session.stage else {
         return false;

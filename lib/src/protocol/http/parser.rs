@@ -66,7 +66,9 @@ pub const MAX_LEADING_EMPTY_LINES: usize = 8;
 /// Invariant: `start <= end`, and both are within the parsed buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
+    /// Offset of the first byte.
     pub start: usize,
+    /// Offset just past the last byte (exclusive).
     pub end: usize,
 }
 
@@ -77,10 +79,12 @@ impl Span {
         buf.get(self.start..self.end).unwrap_or_default()
     }
 
+    /// Number of bytes covered (0 for an empty span).
     pub fn len(self) -> usize {
         self.end.saturating_sub(self.start)
     }
 
+    /// Whether the span covers no byte.
     pub fn is_empty(self) -> bool {
         self.end <= self.start
     }
@@ -113,20 +117,30 @@ impl Default for Limits {
 pub enum Parsed<T> {
     /// The bytes so far are a valid beginning; read more and parse again.
     Partial,
+    /// The head is whole and valid; `T` tells what it holds.
     Complete(T),
 }
 
 /// A request method. Methods are case-sensitive (RFC 9110 §9.1): `get` is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`: the response has no body whatever its framing fields say.
     Head,
+    /// `POST`.
     Post,
+    /// `PUT`.
     Put,
+    /// `DELETE`.
     Delete,
+    /// `CONNECT`: authority-form target; a 2xx answer turns the connection into a tunnel.
     Connect,
+    /// `OPTIONS`, the only method that may use the asterisk-form target.
     Options,
+    /// `TRACE`.
     Trace,
+    /// `PATCH`.
     Patch,
     /// Any other token, to be read from [`RequestHead::method_span`].
     Other,
@@ -162,9 +176,12 @@ pub enum TargetForm {
     Asterisk,
 }
 
+/// The HTTP/1 minor version of a message, from its request or status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Version {
+    /// `HTTP/1.0`: no persistence unless asked for, no Host required, no chunked coding.
     Http10,
+    /// `HTTP/1.1`: persistent by default, Host required.
     #[default]
     Http11,
 }
@@ -186,6 +203,8 @@ pub struct Authority {
     pub span: Span,
     /// The host alone, brackets included for an IPv6 literal.
     pub host: Span,
+    /// The port after the colon; `None` when the authority has none, and the default port of the
+    /// scheme applies.
     pub port: Option<u16>,
 }
 
@@ -194,7 +213,9 @@ pub struct Authority {
 pub enum BodyFraming {
     /// No body: the message ends with its head.
     None,
+    /// `Content-Length`: exactly this many bytes follow the head.
     ContentLength(u64),
+    /// `Transfer-Encoding: chunked`: the body ends with its last chunk and trailer section.
     Chunked,
     /// A response body that ends when the backend closes the connection.
     UntilClose,
@@ -203,44 +224,67 @@ pub enum BodyFraming {
 /// Whether the connection may carry another message after this one (RFC 9112 §9.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Persistence {
+    /// The connection may carry another message (the HTTP/1.1 default).
     #[default]
     KeepAlive,
+    /// The connection closes after this message (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive).
     Close,
 }
 
 /// The field names the proxy acts on, recognised during the scan, case-insensitively.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderKind {
+    /// `Host`.
     Host,
+    /// `Content-Length`.
     ContentLength,
+    /// `Transfer-Encoding`.
     TransferEncoding,
+    /// `Connection`, whose options decide persistence, upgrade and hop-by-hop fields.
     Connection,
+    /// `Keep-Alive` (hop-by-hop, removed when forwarding).
     KeepAlive,
+    /// `Proxy-Connection` (hop-by-hop, removed when forwarding).
     ProxyConnection,
+    /// `TE` (hop-by-hop, removed when forwarding).
     Te,
+    /// `Upgrade`.
     Upgrade,
+    /// `Expect`.
     Expect,
+    /// `Cookie`, read for sticky sessions.
     Cookie,
+    /// `Authorization`, checked against a frontend's Basic auth credentials.
     Authorization,
+    /// `Forwarded` (RFC 7239), rewritten by the proxy.
     Forwarded,
+    /// `X-Forwarded-For`, rewritten by the proxy.
     XForwardedFor,
+    /// `X-Forwarded-Proto`, rewritten by the proxy.
     XForwardedProto,
+    /// `X-Forwarded-Port`, rewritten by the proxy.
     XForwardedPort,
+    /// `X-Forwarded-Host`, rewritten by the proxy.
     XForwardedHost,
+    /// `X-Real-IP`, rewritten by the proxy.
     XRealIp,
     /// The request-id field whose name was given to [`parse_request_head`].
     RequestId,
+    /// Any field the proxy forwards without looking at it.
     Other,
 }
 
 /// One field line of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The field name, as written (case kept).
     pub name: Span,
     /// The value without its leading and trailing whitespace.
     pub value: Span,
     /// The end of the line, after its CRLF: `name.start..line_end` is the whole line.
     pub line_end: usize,
+    /// Which field the proxy recognised in the name.
     pub kind: HeaderKind,
     /// Named by a Connection option, so hop-by-hop (RFC 9110 §7.6.1). Never set on Host,
     /// Content-Length, Transfer-Encoding or Connection: the proxy keeps those whatever a
@@ -263,14 +307,19 @@ impl Header {
 pub struct RequestHead {
     /// Where the request line starts, after skipped empty lines.
     pub start: usize,
+    /// The method, recognised from its token.
     pub method: Method,
+    /// The method token as written (the name of an [`Method::Other`]).
     pub method_span: Span,
+    /// The request-target as written.
     pub target: Span,
+    /// Which of the four forms the target has.
     pub target_form: TargetForm,
     /// Path and query: the whole origin-form target; what follows the authority of an
     /// absolute-form one, which may be empty or start with `?` (an implied `/` comes
     /// first); `*` for asterisk-form; empty for authority-form.
     pub path: Span,
+    /// The version from the request line.
     pub version: Version,
     /// The authority to route by: the target's for absolute-form and authority-form
     /// (RFC 9112 §3.2.2), the Host field's otherwise; `None` for HTTP/1.0 without Host.
@@ -278,7 +327,9 @@ pub struct RequestHead {
     /// Length of the head from the start of the buffer, final CRLF included: the body
     /// starts at this offset.
     pub head_len: usize,
+    /// Where the request body ends (never [`BodyFraming::UntilClose`]).
     pub body: BodyFraming,
+    /// Whether the client asks to keep the connection after this request.
     pub persistence: Persistence,
     /// The value of the first Upgrade field, ignored (`None`) in HTTP/1.0 (RFC 9110 §7.8).
     pub upgrade: Option<Span>,
@@ -294,17 +345,24 @@ pub struct RequestHead {
 /// What the proxy needs from a response head. Positions are into the parsed buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseHead {
+    /// The version from the status line.
     pub version: Version,
     /// From 100 to 599.
     pub status: u16,
+    /// The reason phrase as written (possibly empty).
     pub reason: Span,
     /// Length of the head from the start of the buffer, final CRLF included.
     pub head_len: usize,
+    /// Where the response body ends, given the request method and the status.
     pub body: BodyFraming,
+    /// Whether the backend keeps the connection after this response.
     pub persistence: Persistence,
     /// The value of the first Upgrade field (meaningful with status 101).
     pub upgrade: Option<Span>,
+    /// Connection lists `upgrade`.
     pub is_connection_upgrade: bool,
+    /// Connection lists options other than close, keep-alive and upgrade; the fields they name
+    /// carry [`Header::is_connection_option`].
     pub has_connection_options: bool,
 }
 
@@ -320,19 +378,23 @@ pub enum Blame {
 /// A head that cannot be parsed, and which side sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The client sent a head that breaks this rule.
     #[error("invalid request head")]
     Request(#[source] Violation),
+    /// The backend sent a head that breaks this rule.
     #[error("invalid response head")]
     Response(#[source] Violation),
 }
 
 impl ParseError {
+    /// The rule the head broke, whichever side sent it.
     pub fn violation(self) -> Violation {
         match self {
             Self::Request(violation) | Self::Response(violation) => violation,
         }
     }
 
+    /// The side that sent the invalid head, which decides how the proxy answers.
     pub fn blame(self) -> Blame {
         match self {
             Self::Request(_) => Blame::Frontend,
@@ -352,56 +414,84 @@ impl ParseError {
 /// The rule a head broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
+    /// The request line is longer than [`Limits::max_request_line`] (414).
     #[error("request line longer than the limit")]
     RequestLineTooLong,
+    /// The head is larger than [`Limits::max_header_section`] (431).
     #[error("header section larger than the limit")]
     HeaderSectionTooLarge,
+    /// The head has more field lines than [`Limits::max_headers`] (431).
     #[error("more field lines than the limit")]
     TooManyHeaders,
+    /// More than [`MAX_LEADING_EMPTY_LINES`] empty lines precede the request line.
     #[error("too many empty lines before the request line")]
     TooManyEmptyLines,
+    /// A line ends with LF alone; the proxy refuses it rather than guess (RFC 9112 §2.2).
     #[error("line ending in a bare LF")]
     BareLf,
+    /// A CR is not followed by LF.
     #[error("CR not followed by LF")]
     BareCr,
+    /// The method is not a token.
     #[error("invalid method")]
     InvalidMethod,
+    /// The request-target is in none of the four forms, or does not fit its method.
     #[error("invalid request target")]
     InvalidTarget,
+    /// The version is not `HTTP/` followed by `digit.digit`.
     #[error("invalid HTTP version")]
     InvalidVersion,
+    /// A well-formed version other than HTTP/1.x (505 to a client).
     #[error("unsupported HTTP version")]
     UnsupportedVersion,
+    /// The status line has no three-digit status from 100 to 599, or is malformed.
     #[error("invalid status line")]
     InvalidStatusLine,
+    /// Obsolete line folding, or whitespace before the first field (RFC 9112 §5.2, §2.2).
     #[error("line folding or whitespace at the start of a field line")]
     ObsFold,
+    /// Whitespace between a field name and its colon (RFC 9112 §5.1).
     #[error("whitespace between a field name and its colon")]
     WhitespaceBeforeColon,
+    /// A field name that is empty or not a token.
     #[error("invalid field name")]
     InvalidFieldName,
+    /// A field value holding a control character other than horizontal tab.
     #[error("control character in a field value")]
     InvalidFieldValue,
+    /// An HTTP/1.1 request without Host (RFC 9112 §3.2).
     #[error("no Host field in an HTTP/1.1 request")]
     MissingHost,
+    /// A request with more than one Host field.
     #[error("more than one Host field")]
     DuplicateHost,
+    /// A Host value that is not a valid `uri-host[:port]`: empty host, or port above 65535.
     #[error("invalid Host field")]
     InvalidHost,
+    /// A Content-Length that is not a comma list of decimal numbers fitting in 64 bits, or has an
+    /// empty element.
     #[error("invalid Content-Length")]
     InvalidContentLength,
+    /// Several Content-Length values that are not all equal.
     #[error("differing Content-Length values")]
     ConflictingContentLength,
+    /// Both framing fields: a request smuggling vector, refused (RFC 9112 §6.3).
     #[error("both Content-Length and Transfer-Encoding")]
     ContentLengthWithTransferEncoding,
+    /// A Transfer-Encoding list that is not a list of tokens.
     #[error("invalid Transfer-Encoding")]
     InvalidTransferEncoding,
+    /// `chunked` listed more than once.
     #[error("chunked applied more than once")]
     ChunkedTwice,
+    /// A request whose Transfer-Encoding does not end with `chunked`: its body could not be
+    /// delimited.
     #[error("Transfer-Encoding of a request not ending with chunked")]
     TransferEncodingNotChunked,
+    /// Transfer-Encoding in an HTTP/1.0 message, which cannot use it.
     #[error("Transfer-Encoding in an HTTP/1.0 message")]
     TransferEncodingInHttp10,
+    /// A Connection option that is not a token.
     #[error("invalid Connection option")]
     InvalidConnection,
 }

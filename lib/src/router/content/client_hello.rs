@@ -32,6 +32,7 @@ pub struct ClientHello<'a> {
 pub enum Hello<T> {
     /// A ClientHello so far; more bytes are needed.
     Partial,
+    /// A whole ClientHello; `T` is what was read of it.
     Complete(T),
     /// Not a ClientHello (another protocol, or a malformed one).
     Invalid,

@@ -4,7 +4,7 @@
 //! The listener's Sniff stage (`protocol::sniff`) keeps the bytes read so far and calls
 //! [`ContentRouter::decide`] on every read and on its inspection deadline; the router answers
 //! [`Verdict::NeedMore`] until it can decide. It holds the listener's TCP frontends' rules
-//! ([`rule`]), its script ([`script`]) and its default frontend. Nothing here does I/O: a
+//! (`rule`), its script ([`script`]) and its default frontend. Nothing here does I/O: a
 //! script's `remote` host name is resolved by [`resolver`], off the event loop, by the caller.
 //!
 //! # Precedence
@@ -47,7 +47,9 @@ use crate::metrics::{Timing, sample};
 /// Whether some bytes match a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Judgement {
+    /// The bytes match the rule whatever follows.
     Match,
+    /// The bytes cannot match the rule whatever follows.
     NoMatch,
     /// More bytes could change the answer.
     NeedMore,
@@ -89,7 +91,9 @@ pub enum Verdict {
 /// What decided where a connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decider {
+    /// A TCP frontend's content rule matched.
     Rule(TcpRule),
+    /// The listener's Lua script decided.
     Script,
     /// The embedding program's [`TcpRouter`].
     Program,
@@ -120,12 +124,17 @@ pub trait TcpRouter {
 /// Why a listener's content routing cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
+    /// A TCP frontend's content rule cannot be compiled.
     #[error("TCP frontend {rule} of cluster `{cluster}`")]
     Rule {
+        /// The rule as written in the frontend.
         rule: TcpRule,
+        /// The cluster of the frontend.
         cluster: String,
+        /// What is wrong with the rule.
         source: RuleError,
     },
+    /// The listener's script does not load or has no `route` function.
     #[error(transparent)]
     Script(#[from] ScriptError),
 }
@@ -376,6 +385,8 @@ impl ContentRouter {
         &self.last_decider
     }
 
+    /// The listener's content routing counters: connections given to the default frontend and why,
+    /// script decisions and errors.
     pub fn stats(&self) -> &ContentStats {
         &self.stats
     }

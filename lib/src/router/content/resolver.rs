@@ -29,6 +29,7 @@ const MAX_PENDING: usize = 1024;
 /// The answer for one `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
+    /// The addresses the name resolved to, in the resolver's order.
     Resolved(Vec<SocketAddr>),
     /// Asked of the thread; `notify` will be called.
     Pending,

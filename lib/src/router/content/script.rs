@@ -43,14 +43,33 @@ const BUDGET_STEP: u32 = 1_000;
 /// line.
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
+    /// The script does not compile, or fails when run at load time.
     #[error("script {name} does not load")]
-    Load { name: String, source: mlua::Error },
+    Load {
+        /// The script's name, as the listener's configuration gives it.
+        name: String,
+        /// Lua's error.
+        source: mlua::Error,
+    },
+    /// The script loads but defines no `route(data, peer)` function; holds the script's name.
     #[error("script {0} defines no function `route(data, peer)`")]
     NoRoute(String),
+    /// A call of the script raised an error, or spent its instruction or memory budget.
     #[error("script {name} failed")]
-    Call { name: String, source: mlua::Error },
+    Call {
+        /// The script's name.
+        name: String,
+        /// Lua's error.
+        source: mlua::Error,
+    },
+    /// A call of the script returned something that breaks the contract.
     #[error("script {name} returned {what}")]
-    Result { name: String, what: String },
+    Result {
+        /// The script's name.
+        name: String,
+        /// What was returned, described.
+        what: String,
+    },
 }
 
 /// What a script (or a [`super::TcpRouter`]) decided.
@@ -61,17 +80,25 @@ pub enum Decision {
     /// Connect to `target`; send `data` instead of the buffered bytes, and `reply` to the
     /// client first, when given.
     Connect {
+        /// Where to connect.
         target: Target,
+        /// Bytes to send to the backend instead of the buffered ones; `None` forwards the buffered
+        /// bytes.
         data: Option<Vec<u8>>,
+        /// Bytes to send to the client before relaying; `None` sends nothing.
         reply: Option<Vec<u8>>,
     },
     /// Send these bytes to the client (possibly none), then close.
     Close(Vec<u8>),
     /// Send `reply`, then the file's bytes from `offset` (at most `nbytes`), then close.
     File {
+        /// The file to send.
         path: PathBuf,
+        /// Bytes to send before the file; `None` sends nothing.
         reply: Option<Vec<u8>>,
+        /// Where in the file to start, in bytes.
         offset: u64,
+        /// At most this many bytes of the file; `None` sends up to its end.
         nbytes: Option<u64>,
     },
 }
@@ -79,6 +106,7 @@ pub enum Decision {
 /// Where a connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// A cluster of the worker, by id: a backend is chosen as for any frontend.
     Cluster(String),
     /// `host:port`; a host name is resolved off the event loop (see `resolver`).
     Remote(String),

@@ -38,27 +38,50 @@ use super::{
 pub enum Event {
     /// A new stream with its request head.
     Request {
+        /// The new stream's id.
         stream: StreamId,
+        /// The decoded and validated request head.
         request: Box<Request>,
+        /// The request has no body: the HEADERS frame ended the stream.
         end_stream: bool,
     },
     /// Request body bytes: `data` is a range of the input given to `receive`. The session
     /// gives the flow-control credit back with [`Connection::release`] once it has
     /// forwarded them.
     Data {
+        /// The stream the bytes belong to.
         stream: StreamId,
+        /// Where the bytes lie in the input, padding excluded.
         data: Range<usize>,
+        /// The request body ends with these bytes.
         end_stream: bool,
     },
     /// The request's trailers, as HTTP/1.1 field lines; they end the request.
-    Trailers { stream: StreamId, fields: Vec<u8> },
+    Trailers {
+        /// The stream the trailers end.
+        stream: StreamId,
+        /// The trailer fields, each as an HTTP/1.1 field line with its CRLF.
+        fields: Vec<u8>,
+    },
     /// The client reset a stream.
-    Reset { stream: StreamId, code: ErrorCode },
+    Reset {
+        /// The stream reset.
+        stream: StreamId,
+        /// The client's reason.
+        code: ErrorCode,
+    },
     /// The proxy reset a stream the session knew, because of the client's error.
-    Aborted { stream: StreamId, cause: Cause },
+    Aborted {
+        /// The stream reset.
+        stream: StreamId,
+        /// What the client did wrong.
+        cause: Cause,
+    },
     /// The client will open no more streams; those up to `last_stream` may finish.
     GoAway {
+        /// The highest stream id the client may still expect an answer on.
         last_stream: StreamId,
+        /// Why the client closes the connection.
         code: ErrorCode,
     },
 }
@@ -70,20 +93,30 @@ pub enum Progress {
     /// input. Nothing was consumed.
     NeedMore,
     /// `len` bytes were consumed (a frame or the preface).
-    Consumed { len: usize, event: Option<Event> },
+    Consumed {
+        /// Bytes consumed from the start of the input.
+        len: usize,
+        /// What they meant for the session; `None` for frames the connection handled alone.
+        event: Option<Event>,
+    },
 }
 
 /// A command the connection cannot carry out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
+    /// The stream id names no open stream.
     #[error("no open stream {0}")]
     UnknownStream(StreamId),
+    /// A response head was already sent on the stream.
     #[error("stream {0} already has its response head")]
     HeadAlreadySent(StreamId),
+    /// Body or trailers before the response head.
     #[error("stream {0} has no response head yet")]
     NoHead(StreamId),
+    /// The stream's response already ended, or the stream was reset.
     #[error("stream {0} is closed for sending")]
     SendClosed(StreamId),
+    /// The connection was closed (GOAWAY sent after an error, or the client went away).
     #[error("the connection is closed")]
     ConnectionClosed,
 }
@@ -91,13 +124,17 @@ pub enum SendError {
 /// What happened over the connection, for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Streams the client opened.
     pub streams_opened: u64,
+    /// RST_STREAM frames received from the client.
     pub resets_received: u64,
+    /// RST_STREAM frames the proxy sent.
     pub resets_sent: u64,
     /// Streams refused because the client had too many open.
     pub streams_refused: u64,
     /// Times a send found a closed flow-control window.
     pub window_stalls: u64,
+    /// GOAWAY frames the proxy sent.
     pub goaways_sent: u64,
 }
 
@@ -223,10 +260,12 @@ impl Connection {
         }
     }
 
+    /// What happened over the connection so far, for the metrics.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
+    /// The connection's flood counters.
     pub fn flood(&self) -> &Flood {
         &self.flood
     }

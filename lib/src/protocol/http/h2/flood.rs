@@ -19,9 +19,13 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// The frames counted per window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Windowed {
+    /// RST_STREAM frames from the client.
     RstStream,
+    /// PING frames (not acknowledgements).
     Ping,
+    /// SETTINGS frames (not acknowledgements).
     Settings,
+    /// DATA frames with no payload and no END_STREAM.
     EmptyData,
     /// WINDOW_UPDATE on stream 0.
     ConnectionWindowUpdate,
@@ -113,6 +117,7 @@ pub struct Flood {
 }
 
 impl Flood {
+    /// Counters at zero, the first window starting at `now`.
     pub fn new(now: Instant) -> Self {
         Self {
             window_start: now,
@@ -142,6 +147,7 @@ impl Flood {
         Ok(())
     }
 
+    /// How many events of `kind` were counted over the connection so far.
     pub fn lifetime(&self, kind: Lifetime) -> u32 {
         self.lifetime[kind.index()]
     }

@@ -53,50 +53,79 @@ fn stream_id(bytes: [u8; 4]) -> StreamId {
 /// A frame read from the start of a buffer. Slices borrow that buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
+    /// DATA (RFC 9113 §6.1): body bytes of a stream.
     Data {
+        /// The stream the frame belongs to.
         stream: StreamId,
         /// Where the data lies in the input, padding excluded.
         data: Range<usize>,
         /// The whole payload length, padding included: what flow control counts.
         flow_len: u32,
+        /// The sender's last frame on the stream.
         end_stream: bool,
     },
+    /// HEADERS (RFC 9113 §6.2): opens a stream, or carries its trailers.
     Headers {
+        /// The stream the frame belongs to.
         stream: StreamId,
+        /// The first part of the HPACK-encoded header block, padding and priority removed.
         fragment: &'a [u8],
+        /// The sender's last frame on the stream.
         end_stream: bool,
+        /// The header block ends here; otherwise CONTINUATION frames follow.
         end_headers: bool,
         /// The priority block names the stream itself: a stream error (RFC 9113 §5.3.1),
         /// raised once the header block is decoded, as the HPACK state needs.
         is_self_dependent: bool,
     },
+    /// PRIORITY (RFC 9113 §6.3): ignored, except that one for a stream not open counts as a
+    /// glitch.
     Priority {
+        /// The stream the frame belongs to.
         stream: StreamId,
     },
+    /// RST_STREAM (RFC 9113 §6.4): the sender ends a stream.
     RstStream {
+        /// The stream ended.
         stream: StreamId,
+        /// Why the sender ended it.
         code: ErrorCode,
     },
+    /// SETTINGS (RFC 9113 §6.5): the sender's parameters, or the acknowledgement of ours.
     Settings {
+        /// An acknowledgement, with an empty payload.
         ack: bool,
         /// A multiple of 6 bytes: identifier and value pairs.
         payload: &'a [u8],
     },
+    /// PING (RFC 9113 §6.7): a liveness check to answer, or the answer to one.
     Ping {
+        /// An answer to a PING.
         ack: bool,
+        /// The opaque bytes an answer echoes.
         data: [u8; 8],
     },
+    /// GOAWAY (RFC 9113 §6.8): the sender stops taking new streams.
     GoAway {
+        /// The highest stream id the sender may still process.
         last_stream: StreamId,
+        /// Why the sender closes the connection.
         code: ErrorCode,
     },
+    /// WINDOW_UPDATE (RFC 9113 §6.9): more flow-control credit.
     WindowUpdate {
+        /// The stream whose window grows; 0 for the connection's.
         stream: StreamId,
+        /// Bytes of credit added, from 1 to 2^31-1 (the reader refuses 0).
         increment: u32,
     },
+    /// CONTINUATION (RFC 9113 §6.10): the next part of a header block.
     Continuation {
+        /// The stream of the header block.
         stream: StreamId,
+        /// The next part of the HPACK-encoded header block.
         fragment: &'a [u8],
+        /// The header block ends here.
         end_headers: bool,
     },
     /// A frame of an unknown type, which RFC 9113 §4.1 says to ignore.
@@ -109,7 +138,12 @@ pub enum Decoded<'a> {
     /// The input does not hold a whole frame yet.
     Partial,
     /// A frame, and the bytes it took from the input.
-    Frame { frame: Frame<'a>, len: usize },
+    Frame {
+        /// The frame read.
+        frame: Frame<'a>,
+        /// Its length in bytes, header included: the next frame starts at this offset.
+        len: usize,
+    },
 }
 
 /// Reads the frame at the start of `input`. `max_frame_size` is the size this endpoint
@@ -359,26 +393,31 @@ pub fn write_settings(out: &mut Vec<u8>, settings: &[(u16, u32)]) {
     }
 }
 
+/// Appends a SETTINGS acknowledgement to `out`.
 pub fn write_settings_ack(out: &mut Vec<u8>) {
     write_header(out, 0, SETTINGS, ACK, 0);
 }
 
+/// Appends a PING with `data` to `out`; `ack` makes it the answer to a client's PING.
 pub fn write_ping(out: &mut Vec<u8>, data: [u8; 8], ack: bool) {
     write_header(out, 8, PING, if ack { ACK } else { 0 }, 0);
     out.extend_from_slice(&data);
 }
 
+/// Appends a RST_STREAM ending `stream` with `code` to `out`.
 pub fn write_rst_stream(out: &mut Vec<u8>, stream: StreamId, code: ErrorCode) {
     write_header(out, 4, RST_STREAM, 0, stream);
     out.extend_from_slice(&code.to_u32().to_be_bytes());
 }
 
+/// Appends a GOAWAY to `out`: streams above `last_stream` will not be processed.
 pub fn write_goaway(out: &mut Vec<u8>, last_stream: StreamId, code: ErrorCode) {
     write_header(out, 8, GOAWAY, 0, 0);
     out.extend_from_slice(&(last_stream & MAX_WINDOW).to_be_bytes());
     out.extend_from_slice(&code.to_u32().to_be_bytes());
 }
 
+/// Appends a WINDOW_UPDATE granting `increment` bytes to `stream` (0: the connection) to `out`.
 pub fn write_window_update(out: &mut Vec<u8>, stream: StreamId, increment: u32) {
     write_header(out, 4, WINDOW_UPDATE, 0, stream);
     out.extend_from_slice(&(increment & MAX_WINDOW).to_be_bytes());
@@ -389,11 +428,13 @@ pub fn write_window_update(out: &mut Vec<u8>, stream: StreamId, increment: u32) 
 pub mod client {
     use super::*;
 
+    /// Appends a frame of any `kind` with `flags` and `payload` to `out`, valid or not.
     pub fn raw(out: &mut Vec<u8>, kind: u8, flags: u8, stream: StreamId, payload: &[u8]) {
         write_header(out, payload.len(), kind, flags, stream);
         out.extend_from_slice(payload);
     }
 
+    /// Appends a CONTINUATION carrying `fragment`; `end` sets END_HEADERS.
     pub fn continuation(out: &mut Vec<u8>, stream: StreamId, fragment: &[u8], end: bool) {
         raw(
             out,
@@ -404,25 +445,38 @@ pub mod client {
         );
     }
 
+    /// Appends a HEADERS frame with `fragment` and without END_HEADERS, so CONTINUATION frames must
+    /// follow; `end_stream` sets END_STREAM.
     pub fn headers_only(out: &mut Vec<u8>, stream: StreamId, fragment: &[u8], end_stream: bool) {
         let flags = if end_stream { END_STREAM } else { 0 };
         raw(out, HEADERS, flags, stream, fragment);
     }
 
+    /// Appends a PRIORITY frame making `stream` depend on `depends_on`, weight 16.
     pub fn priority(out: &mut Vec<u8>, stream: StreamId, depends_on: StreamId) {
         let mut payload = depends_on.to_be_bytes().to_vec();
         payload.push(16);
         raw(out, PRIORITY, 0, stream, &payload);
     }
 
+    /// The DATA frame type.
     pub const KIND_DATA: u8 = DATA;
+    /// The HEADERS frame type.
     pub const KIND_HEADERS: u8 = HEADERS;
+    /// The PUSH_PROMISE frame type, which a client may not send.
     pub const KIND_PUSH_PROMISE: u8 = PUSH_PROMISE;
+    /// The SETTINGS frame type.
     pub const KIND_SETTINGS: u8 = SETTINGS;
+    /// The PING frame type.
     pub const KIND_PING: u8 = PING;
+    /// The WINDOW_UPDATE frame type.
     pub const KIND_WINDOW_UPDATE: u8 = WINDOW_UPDATE;
+    /// The RST_STREAM frame type.
     pub const KIND_RST_STREAM: u8 = RST_STREAM;
+    /// The PADDED flag of DATA and HEADERS.
     pub const FLAG_PADDED: u8 = PADDED;
+    /// The PRIORITY flag of HEADERS.
     pub const FLAG_PRIORITY: u8 = PRIORITY_FLAG;
+    /// The END_HEADERS flag of HEADERS and CONTINUATION.
     pub const FLAG_END_HEADERS: u8 = END_HEADERS;
 }

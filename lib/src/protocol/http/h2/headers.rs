@@ -24,6 +24,7 @@ use crate::protocol::http::parser::{
 pub struct ListLimits {
     /// The RFC 9113 §6.5.2 size: names and values plus 32 bytes per field.
     pub max_size: u32,
+    /// The most fields a header list may have; more is a stream error.
     pub max_fields: u32,
 }
 
@@ -310,8 +311,11 @@ pub fn decode_trailers(
 /// buffer their positions point into.
 #[derive(Clone, Copy, Debug)]
 pub struct ParsedResponse<'a> {
+    /// The parsed status line and framing.
     pub head: &'a ResponseHead,
+    /// The head's field lines, positions into `buf`.
     pub fields: &'a [Header],
+    /// The buffer the head was parsed from.
     pub buf: &'a [u8],
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP/2 stage of a session: the [`Connection`] codec over the client connection, each
-//! stream an `Exchange` routed on its own ([`route::decide`], as HTTP/1.1 requests) and
+//! stream an `Exchange` routed on its own (`route::decide`, as HTTP/1.1 requests) and
 //! forwarded to an HTTP/1.1 backend on a backend connection of its own: a slot of the
 //! session, taken from and given back to the idle pool like HTTP/1's.
 //!

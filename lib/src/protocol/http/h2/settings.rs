@@ -6,11 +6,17 @@ use super::{
     frame::{DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE, MAX_WINDOW},
 };
 
+/// SETTINGS_HEADER_TABLE_SIZE: the largest HPACK dynamic table the sender's decoder keeps.
 pub const HEADER_TABLE_SIZE: u16 = 0x1;
+/// SETTINGS_ENABLE_PUSH: a client may only send 0 or 1; the proxy never pushes.
 pub const ENABLE_PUSH: u16 = 0x2;
+/// SETTINGS_MAX_CONCURRENT_STREAMS: the most streams the sender lets the peer open at once.
 pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+/// SETTINGS_INITIAL_WINDOW_SIZE: the initial flow-control window of new streams, at most 2^31-1.
 pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
+/// SETTINGS_MAX_FRAME_SIZE: the largest frame payload the sender accepts, from 2^14 to 2^24-1.
 pub const MAX_FRAME_SIZE: u16 = 0x5;
+/// SETTINGS_MAX_HEADER_LIST_SIZE: advisory bound of a header list the sender accepts.
 pub const MAX_HEADER_LIST_SIZE: u16 = 0x6;
 /// RFC 8441: extended CONNECT. Never advertised, so `:protocol` is refused.
 pub const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
@@ -24,8 +30,11 @@ pub const DEFAULT_HEADER_TABLE_SIZE: u32 = 4_096;
 /// The peer's settings that this endpoint acts on, as last received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerSettings {
+    /// The HPACK dynamic table size the peer's decoder allows the proxy's encoder, in bytes.
     pub header_table_size: u32,
+    /// The initial send window of the proxy's streams, in bytes.
     pub initial_window_size: u32,
+    /// The largest frame payload the proxy may send, in bytes.
     pub max_frame_size: u32,
     /// Advisory: the largest header list the peer accepts; `None` when unlimited.
     pub max_header_list_size: Option<u32>,

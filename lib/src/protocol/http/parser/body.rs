@@ -16,26 +16,37 @@ pub enum BodyProgress {
     Partial,
     /// The body ends after the first `len` bytes fed in this call; what follows belongs
     /// to the next message.
-    Complete { len: usize },
+    Complete {
+        /// Bytes of this call's input that belong to the body, from its start.
+        len: usize,
+    },
 }
 
 /// A chunked body that breaks the framing. The message cannot be delimited: close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkedError {
+    /// The chunk size is not hexadecimal.
     #[error("invalid chunk size")]
     InvalidChunkSize,
+    /// The chunk size has more than 16 hex digits, so it does not fit in 64 bits.
     #[error("chunk size of more than 16 hex digits")]
     ChunkSizeTooLong,
+    /// A chunk extension that is not `;name[=value]` with a token name.
     #[error("invalid chunk extension")]
     InvalidExtension,
+    /// The chunk size line is longer than [`MAX_CHUNK_LINE`].
     #[error("chunk size line longer than the limit")]
     ChunkLineTooLong,
+    /// A chunk line or chunk data not followed by CRLF.
     #[error("line not ending with CRLF")]
     InvalidLineEnd,
+    /// A trailer field line that is not a valid field line.
     #[error("invalid trailer field")]
     InvalidTrailer,
+    /// The trailer section is larger than [`Limits::max_header_section`].
     #[error("trailer section larger than the limit")]
     TrailerSectionTooLarge,
+    /// More trailer fields than [`Limits::max_headers`].
     #[error("more trailer fields than the limit")]
     TooManyTrailers,
 }
@@ -140,6 +151,7 @@ impl ChunkedBody {
         }
     }
 
+    /// Whether the last chunk and the trailer section were read: the body has ended.
     pub fn is_complete(&self) -> bool {
         self.stage == Stage::Done
     }
@@ -322,10 +334,12 @@ pub struct ContentLengthBody {
 }
 
 impl ContentLengthBody {
+    /// A body of `length` bytes (the Content-Length value).
     pub fn new(length: u64) -> Self {
         Self { remaining: length }
     }
 
+    /// Bytes of the body not yet fed.
     pub fn remaining(&self) -> u64 {
         self.remaining
     }
