@@ -17,6 +17,23 @@ per result, which the Rust test checks.
                              connected until stdin closes
     slow PORT                a GET of /slow, left in flight; prints `sent`, then each of
                              `goaway CODE LAST_STREAM`, `status STATUS`, `ended` as it comes
+    flood PORT KIND COUNT    COUNT frames of KIND at once: `ping`, `settings`,
+                             `window-update` (on stream 0), `priority` (for idle streams),
+                             `empty-data` (on an open stream), `made-you-reset` (streams
+                             opened, each answered with an invalid WINDOW_UPDATE, CVE-2025-8671);
+                             prints `goaway CODE` or `eof`
+    hpack PORT KIND          stream 1 is an HPACK bomb of KIND: `count` (many fields), `size`
+                             (one large field indexed and repeated), `table` (a dynamic table
+                             size update past the advertised one); then a GET on stream 3;
+                             prints `1 reset CODE` and `3 STATUS`, or `goaway CODE`
+    zero-window PORT         a GET of /big whose window is never opened; prints `1 STATUS`,
+                             then `goaway CODE` or `eof`
+    trailers PORT            a GET of /trailers; prints `status STATUS`, `body BODY`, then
+                             `trailer NAME VALUE` per trailer field and `ended`
+    sequential PORT PATH...  a GET of each PATH on one connection, each once the previous one
+                             ended; prints `PATH STATUS` per request (`PATH reset` if reset)
+    concurrent PORT COUNT    COUNT GETs sent at once, before the proxy's SETTINGS are read;
+                             prints `STREAM STATUS` or `STREAM reset CODE` per stream
 """
 
 import hashlib
@@ -34,11 +51,12 @@ HOST = "localhost"
 TIMEOUT = 20
 
 
-def connect(port):
+def connect(port, window=16 * 1024 * 1024):
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
-    conn.increment_flow_control_window(16 * 1024 * 1024)
+    if window:
+        conn.increment_flow_control_window(window)
     sock.sendall(conn.data_to_send())
     return sock, conn
 
@@ -173,20 +191,216 @@ def rapid_reset(port, count):
     wait_goaway(sock, conn)
 
 
+def frame(kind, flags, stream, payload):
+    """One frame, written by hand: the `h2` package refuses to send hostile sequences."""
+    return (
+        len(payload).to_bytes(3, "big")
+        + bytes([kind, flags])
+        + stream.to_bytes(4, "big")
+        + payload
+    )
+
+
 def continuation(port, count):
     sock, conn = connect(port)
     # A HEADERS frame without END_HEADERS, then CONTINUATION frames that never end.
     block = conn.encoder.encode(headers("GET", "/"))
-    frame = lambda kind, flags, payload: (
-        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + (1).to_bytes(4, "big") + payload
-    )
     try:
-        sock.sendall(frame(0x1, 0x1, block))
+        sock.sendall(frame(0x1, 0x1, 1, block))
         for _ in range(count):
-            sock.sendall(frame(0x9, 0x0, b"x-filler: " + b"a" * 8))
+            sock.sendall(frame(0x9, 0x0, 1, b"x-filler: " + b"a" * 8))
     except (ConnectionResetError, BrokenPipeError):
         pass
     wait_goaway(sock, conn)
+
+
+def read_frames(sock):
+    """Yields `(kind, flags, stream, payload)` per frame received, until the connection ends."""
+    data = b""
+    while True:
+        while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
+            readable, _, _ = select.select([sock], [], [], TIMEOUT)
+            if not readable:
+                raise TimeoutError("the proxy sent nothing in time")
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return
+            data += chunk
+        length = int.from_bytes(data[:3], "big")
+        stream = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+        yield data[3], data[4], stream, data[9 : 9 + length]
+        data = data[9 + length :]
+
+
+def acknowledge_settings(sock):
+    """Acknowledges the proxy's SETTINGS, unless it closed the connection meanwhile."""
+    try:
+        sock.sendall(frame(0x4, 0x1, 0, b""))
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+
+
+def wait_goaway_frame(sock):
+    """Reads frames until a GOAWAY: prints `goaway CODE`, or `eof` if the connection ends."""
+    for kind, _, _, payload in read_frames(sock):
+        if kind == 0x7:
+            print("goaway", int.from_bytes(payload[4:8], "big"))
+            return
+    print("eof")
+
+
+def flood(port, kind, count):
+    sock, conn = connect(port)
+    frames = []
+    if kind == "ping":
+        frames = [frame(0x6, 0, 0, index.to_bytes(8, "big")) for index in range(count)]
+    elif kind == "settings":
+        frames = [frame(0x4, 0, 0, b"")] * count
+    elif kind == "window-update":
+        frames = [frame(0x8, 0, 0, (1).to_bytes(4, "big"))] * count
+    elif kind == "priority":
+        # Exclusive dependency on stream 0, weight 16, for streams never opened.
+        frames = [frame(0x2, 0, 1001 + 2 * i, bytes([0x80, 0, 0, 0, 15])) for i in range(count)]
+    elif kind == "empty-data":
+        block = conn.encoder.encode(headers("POST", "/upload", [("content-length", "10")]))
+        frames = [frame(0x1, 0x4, 1, block)] + [frame(0x0, 0, 1, b"")] * count
+    elif kind == "made-you-reset":
+        # Each stream is opened with a body to come, then given a zero window increment:
+        # a stream error, so the proxy resets the stream the client made it work for.
+        for index in range(count):
+            stream = 1 + 2 * index
+            block = conn.encoder.encode(headers("POST", "/upload", [("content-length", "10")]))
+            frames.append(frame(0x1, 0x4, stream, block))
+            frames.append(frame(0x8, 0, stream, (0).to_bytes(4, "big")))
+    else:
+        raise SystemExit(f"unknown flood {kind}")
+    try:
+        sock.sendall(b"".join(frames))
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    wait_goaway_frame(sock)
+
+
+def hpack_bomb(port, kind):
+    sock, conn = connect(port)
+    if kind == "count":
+        extra = [(f"x-field-{index}", "1") for index in range(1000)]
+    elif kind == "size":
+        # Sent once into the dynamic table, then one byte per repetition.
+        extra = [("x-bomb", "a" * 4000)] * 40
+    elif kind == "table":
+        # A dynamic table size update far past the size the proxy advertised.
+        conn.encoder.header_table_size = 1 << 24
+        extra = []
+    else:
+        raise SystemExit(f"unknown bomb {kind}")
+    block = conn.encoder.encode(headers("GET", "/bomb", extra))
+    sock.sendall(frame(0x1, 0x5, 1, block))
+    # The proxy's HPACK state stays in step with the client's whatever becomes of stream 1.
+    sock.sendall(frame(0x1, 0x5, 3, conn.encoder.encode(headers("GET", "/after"))))
+    follow(sock, conn, 3, until_status=True)
+
+
+def zero_window(port):
+    # The connection's window stays at its initial 65535 bytes and is never opened.
+    sock, conn = connect(port, window=0)
+    conn.send_headers(1, headers("GET", "/big"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    follow(sock, conn, 1, until_status=False)
+
+
+def follow(sock, conn, watched, until_status):
+    """Prints what the proxy sends, frame by frame: `STREAM reset CODE` per RST_STREAM,
+    `STREAM STATUS` for the response head of stream `watched` (the end if `until_status`),
+    then `goaway CODE`, or `eof` if the connection ends without one."""
+    for kind, flags, stream, payload in read_frames(sock):
+        if kind == 0x3:
+            print(stream, "reset", int.from_bytes(payload, "big"), flush=True)
+        elif kind == 0x1 and stream == watched:
+            print(stream, dict(conn.decoder.decode(payload))[":status"], flush=True)
+            if until_status:
+                return
+        elif kind == 0x7:
+            print("goaway", int.from_bytes(payload[4:8], "big"))
+            return
+        elif kind == 0x4 and not flags & 0x1:
+            acknowledge_settings(sock)
+    print("eof")
+
+
+def each_event(sock, conn):
+    """Yields the events of what the proxy sends, and sends what the client has to say after
+    each read (acknowledgements, WINDOW_UPDATE); ends with the connection."""
+    while True:
+        events = receive(sock, conn)
+        if events is None:
+            return
+        yield from events
+        pending = conn.data_to_send()
+        if pending:
+            sock.sendall(pending)
+
+
+def trailers(port):
+    sock, conn = connect(port)
+    conn.send_headers(1, headers("GET", "/trailers"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    body = b""
+    for event in each_event(sock, conn):
+        if isinstance(event, h2.events.ResponseReceived):
+            print("status", dict(event.headers)[b":status"].decode())
+        elif isinstance(event, h2.events.DataReceived):
+            body += event.data
+            conn.acknowledge_received_data(event.flow_controlled_length, 1)
+        elif isinstance(event, h2.events.TrailersReceived):
+            print("body", body.decode())
+            for name, value in event.headers:
+                print("trailer", name.decode(), value.decode())
+        elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            print("ended" if isinstance(event, h2.events.StreamEnded) else "reset")
+            return
+    print("eof")
+
+
+def sequential(port, paths):
+    sock, conn = connect(port)
+    for path in paths:
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, headers("GET", path), end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status = result = "eof"
+        for event in each_event(sock, conn):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers)[b":status"].decode()
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, stream)
+            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                result = status if isinstance(event, h2.events.StreamEnded) else "reset"
+                break
+        sock.sendall(conn.data_to_send())
+        print(path, result)
+
+
+def concurrent(port, count):
+    sock, conn = connect(port)
+    for index in range(count):
+        conn.send_headers(1 + 2 * index, headers("GET", f"/{index}"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    results = {}
+    for event in each_event(sock, conn):
+        if isinstance(event, h2.events.ResponseReceived):
+            results[event.stream_id] = dict(event.headers)[b":status"].decode()
+        elif isinstance(event, h2.events.StreamReset):
+            results[event.stream_id] = f"reset {int(event.error_code)}"
+        elif isinstance(event, h2.events.DataReceived):
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        if len(results) == count:
+            break
+    for stream in sorted(results):
+        print(stream, results[stream])
 
 
 def slow(port):
@@ -196,19 +410,7 @@ def slow(port):
     conn.send_headers(1, headers("GET", "/slow"), end_stream=True)
     sock.sendall(conn.data_to_send())
     print("sent", flush=True)
-    data = b""
-    while True:
-        while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
-            readable, _, _ = select.select([sock], [], [], TIMEOUT)
-            chunk = sock.recv(65536) if readable else b""
-            if not chunk:
-                print("eof", flush=True)
-                return
-            data += chunk
-        length = int.from_bytes(data[:3], "big")
-        kind, flags = data[3], data[4]
-        stream = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
-        payload, data = data[9 : 9 + length], data[9 + length :]
+    for kind, flags, stream, payload in read_frames(sock):
         if kind == 0x7:
             last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
             code = int.from_bytes(payload[4:8], "big")
@@ -217,10 +419,11 @@ def slow(port):
             fields = dict(conn.decoder.decode(payload))
             print("status", fields[":status"], flush=True)
         elif kind == 0x4 and not flags & 0x1:
-            sock.sendall(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+            acknowledge_settings(sock)
         if kind in (0x0, 0x1) and stream == 1 and flags & 0x1:
             print("ended", flush=True)
             return
+    print("eof", flush=True)
 
 
 def stalled(port, seconds):
@@ -233,32 +436,25 @@ def stalled(port, seconds):
     sock.sendall(conn.data_to_send())
     length = 0
     opened = False
-    while True:
-        events = receive(sock, conn)
-        if events is None:
-            print("eof")
+    for event in each_event(sock, conn):
+        if isinstance(event, h2.events.ResponseReceived):
+            print("status", dict(event.headers)[b":status"].decode())
+            if not opened:
+                # The client holds the body back past the backend timeout.
+                time.sleep(seconds)
+                conn.increment_flow_control_window(1 << 24, stream_id=1)
+                sock.sendall(conn.data_to_send())
+                opened = True
+        elif isinstance(event, h2.events.DataReceived):
+            length += len(event.data)
+            conn.acknowledge_received_data(event.flow_controlled_length, 1)
+        elif isinstance(event, h2.events.StreamReset):
+            print("reset")
             return
-        for event in events:
-            if isinstance(event, h2.events.ResponseReceived):
-                print("status", dict(event.headers)[b":status"].decode())
-                if not opened:
-                    # The client holds the body back past the backend timeout.
-                    time.sleep(seconds)
-                    conn.increment_flow_control_window(1 << 24, stream_id=1)
-                    sock.sendall(conn.data_to_send())
-                    opened = True
-            elif isinstance(event, h2.events.DataReceived):
-                length += len(event.data)
-                conn.acknowledge_received_data(event.flow_controlled_length, 1)
-            elif isinstance(event, h2.events.StreamReset):
-                print("reset")
-                return
-            elif isinstance(event, h2.events.StreamEnded):
-                print("body", length)
-                return
-        pending = conn.data_to_send()
-        if pending:
-            sock.sendall(pending)
+        elif isinstance(event, h2.events.StreamEnded):
+            print("body", length)
+            return
+    print("eof")
 
 
 def held(port):
@@ -297,6 +493,18 @@ def main():
         slow(port)
     elif mode == "continuation":
         continuation(port, int(sys.argv[3]))
+    elif mode == "flood":
+        flood(port, sys.argv[3], int(sys.argv[4]))
+    elif mode == "hpack":
+        hpack_bomb(port, sys.argv[3])
+    elif mode == "zero-window":
+        zero_window(port)
+    elif mode == "trailers":
+        trailers(port)
+    elif mode == "sequential":
+        sequential(port, sys.argv[3:])
+    elif mode == "concurrent":
+        concurrent(port, int(sys.argv[3]))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

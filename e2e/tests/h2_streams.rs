@@ -13,7 +13,8 @@ use std::{
 };
 
 use sozu_command_lib::{
-    request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
+    config::{AccessLogFormat, LogTarget},
+    request::{Cluster, H2Config, HttpListenerConfig, Order, QueryMetrics},
     response::{FilteredMetric, ResponseContent, ResponseStatus},
 };
 use sozu_e2e::{
@@ -21,7 +22,7 @@ use sozu_e2e::{
     http_backend::{HttpBackend, Reply, response},
     wait_until,
 };
-use sozu_lib::server::ServerConfig;
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 const HOST: &str = "localhost";
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_client.py");
@@ -284,39 +285,302 @@ fn a_soft_stop_sends_goaway_and_lets_the_stream_in_flight_finish() {
     let _ = child.wait();
 }
 
-/// Runs a flood from the Python client while curl asks for pages through the same proxy:
-/// the flood ends with GOAWAY ENHANCE_YOUR_CALM, and every page is served.
-fn flood_leaves_others_served(arguments: &[&str]) {
-    let backend = HttpBackend::ok("served");
-    let (mut worker, address) = h2c_proxy(backend.address);
+/// Runs an attack from the Python client (`arguments` after the port) on an `h2c` listener
+/// with the `h2` settings given, while curl asks for pages through the same proxy: every
+/// page is served, during the attack and after it. The worker, and the attacker's lines.
+fn attack(h2: H2Config, arguments: &[&str]) -> (Worker, Vec<String>) {
+    let backend = HttpBackend::start(|request| match request.target() {
+        "/big" => Reply::Send(response(200, &[], &[b'x'; 200_000])),
+        _ => Reply::Send(response(200, &[], b"served")),
+    });
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    listener.h2 = h2;
+    let address = worker.http_proxy_with(listener, HOST, Cluster::new("web"), &[backend.address]);
     let port = address.port().to_string();
     let mut arguments: Vec<&str> = arguments.to_vec();
     arguments.insert(1, &port);
-    let attack = client(&arguments)
+    let attacker = client(&arguments)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs");
     for _ in 0..5 {
         assert_eq!(curl_status(address, "/"), Ok("200".to_string()));
     }
-    let output = attack.wait_with_output().expect("the client ends");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(printed.trim(), format!("goaway {ENHANCE_YOUR_CALM}"));
+    let output = attacker.wait_with_output().expect("the client ends");
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(curl_status(address, "/"), Ok("200".to_string()));
-    // The attacker's connection is counted under the limit it passed.
-    assert!(wait_until(DEADLINE, || proxy_counts(
-        &mut worker,
-        "h2.flood."
-    ) == 1));
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (worker, lines)
+}
+
+/// An attack that ends with GOAWAY ENHANCE_YOUR_CALM, counted under `cause` (a metric of
+/// `Cause::metric`), while others are served.
+fn flood_ends_with_goaway(h2: H2Config, arguments: &[&str], cause: &str) {
+    let (mut worker, lines) = attack(h2, arguments);
+    assert_eq!(lines, [format!("goaway {ENHANCE_YOUR_CALM}")]);
+    // The attacker's connection is counted under the limit it passed, once it is closed.
+    assert!(wait_until(DEADLINE, || proxy_count(&mut worker, cause) == 1));
+    assert_eq!(proxy_counts(&mut worker, "h2.flood."), 1);
     assert!(proxy_count(&mut worker, "h2.goaways_sent") >= 1);
 }
 
 #[test]
 fn a_rapid_reset_flood_ends_with_goaway_and_others_are_served() {
-    flood_leaves_others_served(&["rapid-reset", "2000"]);
+    flood_ends_with_goaway(
+        H2Config::default(),
+        &["rapid-reset", "2000"],
+        "h2.flood.rst_stream_abusive",
+    );
 }
 
 #[test]
 fn a_continuation_flood_ends_with_goaway_and_others_are_served() {
-    flood_leaves_others_served(&["continuation", "1000"]);
+    flood_ends_with_goaway(
+        H2Config::default(),
+        &["continuation", "1000"],
+        "h2.flood.continuation",
+    );
+}
+
+#[test]
+fn a_ping_flood_ends_with_goaway_and_others_are_served() {
+    let h2 = H2Config {
+        max_ping_per_window: 20,
+        ..H2Config::default()
+    };
+    flood_ends_with_goaway(h2, &["flood", "ping", "200"], "h2.flood.ping");
+}
+
+#[test]
+fn a_settings_flood_ends_with_goaway_and_others_are_served() {
+    let h2 = H2Config {
+        max_settings_per_window: 10,
+        ..H2Config::default()
+    };
+    flood_ends_with_goaway(h2, &["flood", "settings", "100"], "h2.flood.settings");
+}
+
+#[test]
+fn an_empty_data_flood_ends_with_goaway_and_others_are_served() {
+    let h2 = H2Config {
+        max_empty_data_per_window: 10,
+        ..H2Config::default()
+    };
+    flood_ends_with_goaway(h2, &["flood", "empty-data", "100"], "h2.flood.empty_data");
+}
+
+#[test]
+fn a_window_update_flood_ends_with_goaway_and_others_are_served() {
+    let h2 = H2Config {
+        max_window_update_stream0_per_window: 10,
+        ..H2Config::default()
+    };
+    flood_ends_with_goaway(
+        h2,
+        &["flood", "window-update", "100"],
+        "h2.flood.window_update",
+    );
+}
+
+#[test]
+fn a_priority_flood_ends_with_goaway_and_others_are_served() {
+    // PRIORITY frames for streams that are not open are glitches.
+    let h2 = H2Config {
+        max_glitch_count: 10,
+        ..H2Config::default()
+    };
+    flood_ends_with_goaway(h2, &["flood", "priority", "100"], "h2.flood.glitches");
+}
+
+#[test]
+fn made_you_reset_ends_with_goaway_and_others_are_served() {
+    // CVE-2025-8671: the client makes the proxy reset the streams it opened; the glitch
+    // limit is raised so that the limit of resets sent is the one passed.
+    let h2 = H2Config {
+        max_rst_stream_emitted_lifetime: 10,
+        max_glitch_count: 1000,
+        ..H2Config::default()
+    };
+    flood_ends_with_goaway(
+        h2,
+        &["flood", "made-you-reset", "50"],
+        "h2.flood.rst_stream_emitted",
+    );
+}
+
+#[test]
+fn hpack_bombs_reset_their_stream_and_others_are_served() {
+    // Too many fields, then a small block decoding into a large list: the stream is reset
+    // (PROTOCOL_ERROR), the connection goes on and serves the next stream.
+    for (kind, limits) in [
+        (
+            "count",
+            H2Config {
+                max_header_fields: 64,
+                ..H2Config::default()
+            },
+        ),
+        (
+            "size",
+            H2Config {
+                max_header_list_size: 32_768,
+                ..H2Config::default()
+            },
+        ),
+    ] {
+        let (mut worker, lines) = attack(limits, &["hpack", kind]);
+        assert_eq!(lines, ["1 reset 1", "3 200"], "{kind}");
+        assert!(wait_until(DEADLINE, || proxy_count(
+            &mut worker,
+            "h2.resets_sent"
+        ) == 1));
+    }
+}
+
+#[test]
+fn an_hpack_table_size_past_the_limit_ends_with_goaway_and_others_are_served() {
+    let (mut worker, lines) = attack(H2Config::default(), &["hpack", "table"]);
+    // COMPRESSION_ERROR: the HPACK state cannot be kept.
+    assert_eq!(lines, ["goaway 9"]);
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.compression"
+    ) == 1));
+}
+
+#[test]
+fn a_client_that_never_opens_its_window_is_closed_after_the_timeout() {
+    let h2 = H2Config {
+        stream_idle_timeout: Some(Duration::from_secs(1)),
+        ..H2Config::default()
+    };
+    let (mut worker, lines) = attack(h2, &["zero-window"]);
+    assert_eq!(
+        lines,
+        ["1 200".to_string(), format!("goaway {ENHANCE_YOUR_CALM}")]
+    );
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.zero_window_stall"
+    ) == 1));
+    assert!(proxy_count(&mut worker, "h2.window_stalls") >= 1);
+}
+
+#[test]
+fn streams_past_the_concurrency_limit_are_refused_and_others_are_served() {
+    let h2 = H2Config {
+        max_concurrent_streams: 2,
+        ..H2Config::default()
+    };
+    let (mut worker, lines) = attack(h2, &["concurrent", "3"]);
+    // REFUSED_STREAM (7) for the third: the client may retry it.
+    assert_eq!(lines, ["1 200", "3 200", "5 reset 7"]);
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.streams_refused"
+    ) == 1));
+}
+
+#[test]
+fn access_log_lines_of_streams_say_http2() {
+    let directory = std::env::temp_dir().join(format!("sozu-h2-access-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let path = directory.join("access.log");
+    let backend = HttpBackend::ok("logged");
+    let mut worker = Worker::start(ServerConfig {
+        access_logs: Some(AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Json,
+        }),
+        ..ServerConfig::default()
+    });
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    let address = worker.http_proxy_with(listener, HOST, Cluster::new("web"), &[backend.address]);
+    assert_eq!(curl_status(address, "/two"), Ok("200".to_string()));
+    // The same listener serves HTTP/1.1 to a client without the preface.
+    let output = Command::new("curl")
+        .args(["--silent", "--max-time", "20", "--output", "/dev/null"])
+        .arg(format!("http://127.0.0.1:{}/one", address.port()))
+        .args(["--header", &format!("Host: {HOST}")])
+        .output()
+        .expect("curl must be installed (.ci/install-test-tools)");
+    assert!(output.status.success());
+    // A round trip on the command channel: the worker flushed its lines before answering.
+    worker.ok(Order::Status);
+    assert!(wait_until(DEADLINE, || std::fs::read_to_string(&path)
+        .is_ok_and(|text| text.lines().count() == 2)));
+    let text = std::fs::read_to_string(&path).expect("read the access log");
+    let protocols: Vec<(String, String)> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .map(|line| (line["path"].to_string(), line["protocol"].to_string()))
+        .collect();
+    assert_eq!(
+        protocols,
+        [
+            (r#""/two""#.to_string(), r#""HTTP/2""#.to_string()),
+            (r#""/one""#.to_string(), r#""HTTP""#.to_string())
+        ]
+    );
+    std::fs::remove_dir_all(directory).expect("clean up");
+}
+
+#[test]
+fn trailers_of_a_chunked_response_are_relayed_as_a_trailers_frame() {
+    let backend = HttpBackend::start(|_| {
+        Reply::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Grpc-Status\r\n\r\n\
+              5\r\nhello\r\n0\r\nGrpc-Status: 0\r\nX-Checksum:  abc \r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let (_worker, address) = h2c_proxy(backend.address);
+    let lines = run_client(&["trailers", &address.port().to_string()]);
+    assert_eq!(
+        lines,
+        [
+            "status 200",
+            "body hello",
+            "trailer grpc-status 0",
+            "trailer x-checksum abc",
+            "ended"
+        ]
+    );
+}
+
+#[test]
+fn an_idempotent_request_failing_on_a_reused_backend_connection_is_sent_again_once() {
+    // The backend serves the first request, keeps its connection, and closes it without
+    // answering the second one: the proxy had taken it from its pool.
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let backend = HttpBackend::start(move |_| {
+        match served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            1 => Reply::Close,
+            _ => Reply::Send(response(200, &[], b"again")),
+        }
+    });
+    let (_worker, address) = h2c_proxy(backend.address);
+    // Two streams, one after the other, on one connection.
+    let port = address.port().to_string();
+    let lines = run_client(&["sequential", &port, "/first", "/second"]);
+    assert_eq!(lines, ["/first 200", "/second 200"]);
+    let targets: Vec<String> = backend
+        .requests()
+        .iter()
+        .map(|request| request.target().to_string())
+        .collect();
+    assert_eq!(targets, ["/first", "/second", "/second"]);
+    // The second request went again on a connection of its own.
+    assert_eq!(backend.connections(), 2);
 }

@@ -56,6 +56,9 @@ pub struct Origin {
     pub listener: SocketAddr,
     pub client: SocketAddr,
     pub is_tls: bool,
+    /// Whether the client speaks HTTP/2: its streams are logged as `HTTP/2` (`HTTPS/2`
+    /// over TLS).
+    pub is_h2: bool,
     /// How long the session's last backend connect took.
     pub connect_time: Option<Duration>,
 }
@@ -66,7 +69,26 @@ impl Origin {
             listener: session.listener_address,
             client: session.client_address,
             is_tls: session.front.tls.is_some(),
+            is_h2: false,
             connect_time: session.connect_time,
+        }
+    }
+
+    /// The origin of a session whose client speaks HTTP/2.
+    pub fn of_h2(session: &Session) -> Origin {
+        Origin {
+            is_h2: true,
+            ..Origin::of(session)
+        }
+    }
+
+    /// The protocol field of the access log.
+    fn protocol(&self) -> &'static str {
+        match (self.is_tls, self.is_h2) {
+            (false, false) => "HTTP",
+            (true, false) => "HTTPS",
+            (false, true) => "HTTP/2",
+            (true, true) => "HTTPS/2",
         }
     }
 }
@@ -93,7 +115,7 @@ pub fn record(
     let record = RequestRecord {
         listener: origin.listener,
         client: origin.client,
-        protocol: if origin.is_tls { "HTTPS" } else { "HTTP" },
+        protocol: origin.protocol(),
         cluster_id: stream.cluster_id(),
         backend_id: back.map(|b| b.backend_id.as_str()),
         backend_address: back.map(|b| b.address),

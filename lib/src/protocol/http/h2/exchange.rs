@@ -24,7 +24,7 @@ use crate::{
         parser::{
             BodyFraming, BodyProgress, Header, Method, Parsed, Persistence, parse_response_head,
         },
-        route::Forward,
+        route::{Forward, Retry},
         stream::Stream,
     },
     session::{BackUse, backs::Slot},
@@ -99,6 +99,9 @@ pub struct Exchange {
     pending: Vec<u8>,
     /// The response ends once `pending` is sent.
     pending_end: bool,
+    /// The trailer section of a chunked response (HTTP/1.1 field lines, then CRLF), sent
+    /// as a trailers HEADERS frame after the data.
+    trailers: Vec<u8>,
     /// The backend connection may serve another request after this one.
     pub backend: Persistence,
 }
@@ -122,6 +125,7 @@ impl Exchange {
             response: ResponseSide::AwaitingHead,
             pending: Vec::new(),
             pending_end: false,
+            trailers: Vec::new(),
             backend: Persistence::KeepAlive,
         }
     }
@@ -159,6 +163,7 @@ impl Exchange {
             &mut self.request,
         );
         self.sticky_id = forward.sticky_id;
+        self.stream.retry = forward.retry;
         self.framing = match request.head.body {
             BodyFraming::Chunked => Framing::Chunked,
             _ => Framing::Plain,
@@ -240,8 +245,11 @@ impl Exchange {
         if self.request_sent < self.request.len() {
             return;
         }
-        self.request.clear();
-        self.request_sent = 0;
+        // A request that may go again (see `Exchange::retry`) is kept until its response.
+        if self.stream.retry == Retry::Never {
+            self.request.clear();
+            self.request_sent = 0;
+        }
         if self.owed_credit > 0 {
             codec.release(self.id, self.owed_credit, out);
             self.owed_credit = 0;
@@ -253,7 +261,27 @@ impl Exchange {
 
     /// Whether the whole request reached the backend.
     pub fn request_done(&self) -> bool {
-        self.request_ended && self.request.is_empty()
+        self.request_ended && self.request_out().is_empty()
+    }
+
+    /// After its backend connection failed: a request that failed on a reused connection
+    /// before any byte of response, and may be sent again (idempotent, without a body), is
+    /// queued for a new connection, once (RFC 9112 §9.3.1), as HTTP/1.1 requests are.
+    /// Returns whether it was.
+    pub fn retry(&mut self) -> bool {
+        let may_retry = self.back_use == BackUse::Reused
+            && self.stream.retry == Retry::Once
+            && self.awaits_response()
+            && self.back_buf.as_ref().is_none_or(Buffer::is_empty);
+        if !may_retry {
+            return false;
+        }
+        self.stream.retry = Retry::Never;
+        self.back_use = BackUse::New;
+        self.request_sent = 0;
+        self.backend = Persistence::KeepAlive;
+        self.state = State::Queued;
+        true
     }
 
     /// Gives back the credit of request bytes that will never be written (the exchange
@@ -337,7 +365,9 @@ impl Exchange {
             return Err(Failure::Answer(502, "101 without an upgrade request"));
         }
         if head.status < 200 {
-            // An interim head (100 Continue, 103 Early Hints) goes on as is, before the final one.
+            // An interim head (100 Continue, 103 Early Hints) goes on as is, before the final
+            // one: the request can no longer be sent again.
+            self.stream.retry = Retry::Never;
             let interim = ParsedResponse {
                 head: &head,
                 fields: &self.headers,
@@ -441,9 +471,15 @@ impl Exchange {
         };
         let input = back_buf.data();
         let pending = &mut self.pending;
+        let trailers = &mut self.trailers;
         let taken = match body {
             Body::Chunked(chunked) => {
-                match chunked.feed_with(input, |data| pending.extend_from_slice(data)) {
+                let progress = chunked.feed_with_trailers(
+                    input,
+                    |data| pending.extend_from_slice(data),
+                    |byte| trailers.push(byte),
+                );
+                match progress {
                     Ok(BodyProgress::Partial) => input.len(),
                     Ok(BodyProgress::Complete { len }) => {
                         *body = Body::Done;
@@ -506,13 +542,25 @@ impl Exchange {
         }
         let take = self.pending.len().min(QUANTUM);
         let is_last = self.pending_end && take == self.pending.len();
+        let has_trailers = trailer_fields(&self.trailers).next().is_some();
         let chunk = self.pending.get(..take).unwrap_or_default();
-        let sent = codec
-            .send_data(self.id, chunk, is_last, now, out)
-            .map_err(|_| Failure::Reset)?;
+        // With trailers, the data does not end the stream: their HEADERS frame does. An
+        // empty last chunk is then no frame at all.
+        let sent = if has_trailers && chunk.is_empty() {
+            0
+        } else {
+            codec
+                .send_data(self.id, chunk, is_last && !has_trailers, now, out)
+                .map_err(|_| Failure::Reset)?
+        };
         self.pending.drain(..sent);
         self.stream.bytes_out = self.stream.bytes_out.saturating_add(sent as u64);
         if is_last && sent == take {
+            if has_trailers {
+                codec
+                    .send_trailers(self.id, trailer_fields(&self.trailers), out)
+                    .map_err(|_| Failure::Reset)?;
+            }
             self.response = ResponseSide::Done;
             return Ok(true);
         }
@@ -539,6 +587,29 @@ impl Exchange {
         }
         self.backend = Persistence::Close;
     }
+}
+
+/// The fields of a trailer section already checked by the chunked parser (`name:value`
+/// lines ended by CRLF), value whitespace trimmed, but the connection-specific ones, which
+/// HTTP/2 forbids (RFC 9113 §8.2.2).
+fn trailer_fields(section: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    const CONNECTION_SPECIFIC: [&[u8]; 6] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    section.split(|&byte| byte == b'\n').filter_map(|line| {
+        let colon = line.iter().position(|&byte| byte == b':')?;
+        let (name, value) = (line.get(..colon)?, line.get(colon + 1..)?);
+        let value = value.trim_ascii();
+        let is_connection_specific = CONNECTION_SPECIFIC
+            .iter()
+            .any(|forbidden| name.eq_ignore_ascii_case(forbidden));
+        (!is_connection_specific).then_some((name, value))
+    })
 }
 
 /// Writes formatted text (a chunk size) into a byte vector, without allocating.

@@ -210,7 +210,7 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
     let env = Env {
         key: session.key,
         uid: session.uid,
-        origin: record::Origin::of(session),
+        origin: record::Origin::of_h2(session),
     };
     let timeouts = session.timeouts;
     let Session {
@@ -578,10 +578,31 @@ impl Mux {
         match result {
             Ok(()) => progress,
             Err(failure) => {
-                self.fail(index, failure, listener, now);
+                if !(matches!(failure, Failure::Answer(..)) && self.retry(index)) {
+                    self.fail(index, failure, listener, now);
+                }
                 true
             }
         }
+    }
+
+    /// Queues an exchange whose reused backend connection failed again, first in line for
+    /// a new connection, when it may be sent again (see [`Exchange::retry`]).
+    fn retry(&mut self, index: usize) -> bool {
+        let Some(exchange) = self.exchanges.get_mut(index) else {
+            return false;
+        };
+        if !exchange.retry() {
+            return false;
+        }
+        if let Some(slot) = exchange.slot.take() {
+            self.released.push(Released {
+                slot,
+                reusable: false,
+            });
+        }
+        self.queue.push_front(exchange.id);
+        true
     }
 
     /// An exchange failed: answered when nothing of its response went out, else reset. Its

@@ -167,7 +167,19 @@ impl ChunkedBody {
     pub fn feed_with(
         &mut self,
         input: &[u8],
+        on_data: impl FnMut(&[u8]),
+    ) -> Result<BodyProgress, ChunkedError> {
+        self.feed_with_trailers(input, on_data, |_| {})
+    }
+
+    /// Like [`ChunkedBody::feed_with`], and shows `on_trailer` each byte of the trailer
+    /// section, in order: its field lines, each ended by CRLF, then the CRLF that ends the
+    /// body. The bytes are only shown once checked, so they are well-formed field lines.
+    pub fn feed_with_trailers(
+        &mut self,
+        input: &[u8],
         mut on_data: impl FnMut(&[u8]),
+        mut on_trailer: impl FnMut(u8),
     ) -> Result<BodyProgress, ChunkedError> {
         let mut pos = 0;
         loop {
@@ -196,6 +208,9 @@ impl ChunkedBody {
                     };
                     self.count(stage)?;
                     self.stage = self.next(stage, byte)?;
+                    if stage.is_trailer() {
+                        on_trailer(byte);
+                    }
                     pos += 1;
                 }
             }

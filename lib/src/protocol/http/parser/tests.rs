@@ -1172,6 +1172,27 @@ fn trailers_are_validated_like_field_lines() {
 }
 
 #[test]
+fn trailer_bytes_are_shown_apart_from_the_data() {
+    let body = b"3\r\nabc\r\n0\r\nGrpc-Status: 0\r\nX-B: 2\r\n\r\n";
+    let mut tracker = ChunkedBody::new(&Limits::default());
+    let mut data = Vec::new();
+    let mut trailers = Vec::new();
+    // Fed in two pieces, split inside a trailer line.
+    let (first, second) = body.split_at(20);
+    for piece in [first, second] {
+        let progress = tracker.feed_with_trailers(
+            piece,
+            |bytes| data.extend_from_slice(bytes),
+            |byte| trailers.push(byte),
+        );
+        assert!(progress.is_ok(), "{progress:?}");
+    }
+    assert!(tracker.is_complete());
+    assert_eq!(data, b"abc");
+    assert_eq!(trailers, b"Grpc-Status: 0\r\nX-B: 2\r\n\r\n");
+}
+
+#[test]
 fn trailers_are_bounded() {
     let limits = Limits {
         max_headers: 2,

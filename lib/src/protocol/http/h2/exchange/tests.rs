@@ -157,3 +157,14 @@ fn only_a_complete_exchange_leaves_its_backend_connection_reusable() {
     exchange.backend = Persistence::Close;
     assert!(!exchange.leaves_backend_clean());
 }
+
+#[test]
+fn trailer_fields_are_trimmed_and_connection_specific_ones_dropped() {
+    let section = b"Grpc-Status: 0\r\nConnection: close\r\nX-A:\t a b \r\nTE: trailers\r\n\r\n";
+    let fields: Vec<(&[u8], &[u8])> = super::trailer_fields(section).collect();
+    assert_eq!(
+        fields,
+        [(&b"Grpc-Status"[..], &b"0"[..]), (&b"X-A"[..], &b"a b"[..])]
+    );
+    assert_eq!(super::trailer_fields(b"\r\n").next(), None);
+}

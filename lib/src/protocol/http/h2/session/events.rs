@@ -20,7 +20,7 @@ use crate::{
 /// The front timeout fired: streams idle or stalled past their timeout are reset, and a
 /// connection idle without streams past the front timeout goes away.
 pub(crate) fn front_timeout(session: &mut Session, context: &mut Context<'_>) -> Action {
-    let origin = record::Origin::of(session);
+    let origin = record::Origin::of_h2(session);
     let env = Env {
         key: session.key,
         uid: session.uid,
@@ -189,7 +189,7 @@ pub(crate) fn stop(session: &mut Session, now: Instant) -> bool {
 
 /// Records the streams a closing session leaves unfinished.
 pub(crate) fn record_unfinished(session: &mut Session, context: &mut Context<'_>) {
-    let origin = record::Origin::of(session);
+    let origin = record::Origin::of_h2(session);
     let Stage::H2(h2) = &mut session.stage else {
         return;
     };
