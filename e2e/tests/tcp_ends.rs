@@ -12,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use rustls::{ClientConnection, pki_types::ServerName};
 use sozu_command_lib::{
     request::{
         Cluster, ListenerAddress, ListenerType, Order, QueryMetrics, TcpFrontend,
@@ -20,7 +19,7 @@ use sozu_command_lib::{
     },
     response::{FilteredMetric, ResponseContent},
 };
-use sozu_e2e::{DEADLINE, Worker, bind_listener, free_address, tls::client_config, wait_until};
+use sozu_e2e::{DEADLINE, Worker, bind_listener, free_address, tls::client_hello, wait_until};
 use sozu_lib::server::ServerConfig;
 
 /// What the backend answers, then what it sends last (a TLS server's close_notify).
@@ -30,16 +29,6 @@ const LAST_WORDS: &[u8] = b"\x15\x03\x03\x00\x02\x01\x00";
 /// Idle timeouts far longer than any wait of the tests: a session they close was not ended
 /// by its connections.
 const IDLE: Duration = Duration::from_secs(600);
-
-/// The ClientHello a rustls client sends for `server_name`.
-fn client_hello(server_name: &str) -> Vec<u8> {
-    let name = ServerName::try_from(server_name.to_string()).expect("a valid name");
-    let mut connection =
-        ClientConnection::new(client_config(&rustls::version::TLS13), name).expect("a client");
-    let mut hello = Vec::new();
-    connection.write_tls(&mut hello).expect("a ClientHello");
-    hello
-}
 
 /// A backend that reads `expected` bytes, answers [`ANSWER`] then [`LAST_WORDS`], and closes
 /// (an end of stream: it read everything it was sent).
