@@ -94,6 +94,16 @@ pub fn client_config(version: &'static rustls::SupportedProtocolVersion) -> Arc<
     Arc::new(config)
 }
 
+/// The ClientHello a TLS 1.3 rustls client sends for `server_name`.
+pub fn client_hello(server_name: &str) -> Vec<u8> {
+    let name = ServerName::try_from(server_name.to_string()).expect("a valid name");
+    let mut connection =
+        ClientConnection::new(client_config(&rustls::version::TLS13), name).expect("a client");
+    let mut hello = Vec::new();
+    connection.write_tls(&mut hello).expect("a ClientHello");
+    hello
+}
+
 /// A TLS connection to the proxy.
 pub type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 

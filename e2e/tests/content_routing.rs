@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use rustls::{ClientConnection, pki_types::ServerName};
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
     request::{
@@ -22,7 +21,7 @@ use sozu_e2e::{
     DEADLINE, Worker,
     backend::{Backend, Pattern, checksum_stream, checksum_update, pattern_checksum},
     free_address,
-    tls::client_config,
+    tls::client_hello,
     wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
@@ -109,16 +108,6 @@ impl Port {
         assert!(wait_until(DEADLINE, || !backend.received().is_empty()));
         backend.received().concat()
     }
-}
-
-/// The ClientHello a rustls client sends for `server_name`.
-fn client_hello(server_name: &str) -> Vec<u8> {
-    let name = ServerName::try_from(server_name.to_string()).expect("a valid name");
-    let mut connection =
-        ClientConnection::new(client_config(&rustls::version::TLS13), name).expect("a client");
-    let mut hello = Vec::new();
-    connection.write_tls(&mut hello).expect("a ClientHello");
-    hello
 }
 
 /// A cluster with the default settings.

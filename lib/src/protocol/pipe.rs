@@ -6,7 +6,9 @@
 //! for the backend), kept apart so that it never takes room from the stream. Bytes are read while the lane has room and written while
 //! it has data; a half-close is propagated (when one side ends its stream, the other side's
 //! write half is shut once the lane is flushed), so a client that shuts its write side still
-//! gets the whole answer. The pipe is done when both directions are finished.
+//! gets the whole answer. A side that resets ends its stream the same way (what it sent
+//! before still goes through), and the direction towards it is finished at once: nothing
+//! reaches it any more. The pipe is done when both directions are finished.
 //!
 //! When faults act on the session, each direction asks the session's write budget
 //! ([`Shaper`]) before writing and tells it what it read and wrote; kernel pipes are
@@ -119,7 +121,7 @@ impl Lane {
                 // The socket may hold more: it stays readable, and is read again once the
                 // pipe is drained.
                 Spliced::Full => Transfer::WouldBlock,
-                Spliced::Failed(kind) => Transfer::Error(kind),
+                Spliced::Failed(kind) => source.read_failed(kind.into()),
             },
         }
     }
@@ -391,9 +393,10 @@ fn copy(
     progress
 }
 
-/// The direction `source` → `sink` has delivered everything and ended.
+/// The direction `source` → `sink` has delivered everything and ended, or can deliver
+/// nothing more: `sink` reset the connection.
 fn is_finished(source: &Endpoint, lane: &Lane, sink: &Endpoint) -> bool {
-    source.read_closed && lane.is_empty() && sink.write_shut
+    sink.reset || (source.read_closed && lane.is_empty() && sink.write_shut)
 }
 
 /// Read while there is room to read into; write while there is something to send.
@@ -443,6 +446,47 @@ mod tests {
             .unwrap();
         assert!(waiter.peek(&mut [0]).unwrap() > 0);
         waiter.set_nonblocking(true).unwrap();
+    }
+
+    /// A client that resets ends the pipe at once: nothing reaches it any more, and the
+    /// backend's stream is ended after what the client sent. Edge-triggered, no other event
+    /// would come for the reset socket.
+    #[test]
+    fn a_client_reset_ends_the_pipe() {
+        let (client, mut front, _) = connection(0);
+        let (mut backend, mut back, _) = connection(1);
+        let pool = Pool::new(16, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout());
+        // The client closes with bytes of ours unread: its kernel resets the connection.
+        front.stream.write_all(b"unread").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(client.peek(&mut [0]).unwrap() > 0);
+        drop(client);
+        // Waits for the reset without taking the socket's error (a read or peek would): the
+        // client sends nothing, so the first readable event is the reset.
+        let mut poll = mio::Poll::new().unwrap();
+        poll.registry()
+            .register(&mut front.stream, Token(0), mio::Interest::READABLE)
+            .unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(
+            events.iter().any(mio::event::Event::is_error),
+            "the client reset"
+        );
+
+        front.readiness.event = Ready::READABLE | Ready::WRITABLE;
+        back.readiness.event = Ready::WRITABLE;
+        assert_eq!(pipe.run(&mut front, &mut back, None), PipeStatus::Done);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut received = Vec::new();
+        backend.read_to_end(&mut received).unwrap();
+        assert!(received.is_empty());
     }
 
     /// A pipe of one page has one slot, which the first piece of the stream spliced in takes

@@ -162,6 +162,9 @@ pub struct Endpoint {
     pub read_closed: bool,
     /// We shut our write side down.
     pub write_shut: bool,
+    /// The peer reset the connection (a read failed with it gone): nothing more comes from
+    /// it ([`Endpoint::read_closed`] is set too), and nothing written reaches it.
+    pub reset: bool,
     pub bytes_read: u64,
     pub bytes_written: u64,
 }
@@ -175,6 +178,7 @@ impl Endpoint {
             readiness: Readiness::default(),
             read_closed: false,
             write_shut: false,
+            reset: false,
             bytes_read: 0,
             bytes_written: 0,
         }
@@ -239,7 +243,7 @@ impl Endpoint {
                     self.readiness.event.remove(Ready::READABLE);
                     return Transfer::WouldBlock;
                 }
-                Err(error) => return self.failed(error),
+                Err(error) => return self.read_failed(error),
             }
         }
     }
@@ -284,6 +288,18 @@ impl Endpoint {
                 Err(error) => return self.failed(error),
             }
         }
+    }
+
+    /// A read failed with `error`. When the peer is gone (a reset), its stream ended for good:
+    /// unmarked, a stage waiting for the end of the stream would wait for an event that never
+    /// comes (the socket is edge-triggered and its readable flag is cleared).
+    pub fn read_failed(&mut self, error: io::Error) -> Transfer {
+        let transfer = self.failed(error);
+        if transfer == Transfer::Closed {
+            self.read_closed = true;
+            self.reset = true;
+        }
+        transfer
     }
 
     fn failed(&mut self, error: io::Error) -> Transfer {
