@@ -10,7 +10,7 @@ use std::{
     net::{IpAddr, SocketAddr, TcpStream},
 };
 
-use common::{DEADLINE, Backend, Proxy, free_address, kill, wait_until};
+use common::{Backend, DEADLINE, Proxy, free_address, kill, wait_until};
 use sozu_command_lib::registration::{Definition, Registered, listen};
 
 /// A proxy with a registration socket and a service registered for `api.test` on a new
@@ -134,8 +134,7 @@ fn a_killed_worker_loses_no_connection_of_a_registered_listener() {
                 .worker_pids()
                 .into_iter()
                 .find(|pid| ![first, second].contains(pid));
-            replacement.is_some()
-                && proxy.log_text().matches("has the current state").count() >= 3
+            replacement.is_some() && proxy.log_text().matches("has the current state").count() >= 3
         }),
         "no worker replaced {first}:\n{}",
         proxy.log_text()
