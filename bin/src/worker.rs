@@ -179,7 +179,6 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
     let listeners = scm
         .receive_listeners()
         .context("cannot receive the listener sockets")?;
-    drop(scm);
     let inherited = listeners.http.len() + listeners.https.len() + listeners.tcp.len();
     let settings = &args.settings;
     let channel = Channel::from_std(
@@ -188,6 +187,7 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
         settings.max_command_buffer_size,
     )?;
     let mut server = Server::new(settings.server_config()?, channel, listeners)?;
+    server.receive_listeners_from(scm);
     server.handle_log_filter(Box::new(|filter| {
         logging::check_filter(filter)?;
         logging::set_filter(filter);

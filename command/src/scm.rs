@@ -131,6 +131,12 @@ pub struct ScmSocket {
     stream: UnixStream,
 }
 
+impl AsFd for ScmSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 impl ScmSocket {
     /// Wraps `stream` and puts it in blocking mode.
     pub fn new(stream: UnixStream) -> Result<Self, ScmError> {
@@ -142,6 +148,23 @@ impl ScmSocket {
     pub fn pair() -> Result<(Self, Self), ScmError> {
         let (first, second) = UnixStream::pair().map_err(ScmError::Socket)?;
         Ok((Self::new(first)?, Self::new(second)?))
+    }
+
+    /// Whether a message (or the peer's close) waits to be received, without waiting: a
+    /// process that must not block checks this before [`ScmSocket::receive_fds`], when the
+    /// peer sends each message whole before telling it to look.
+    pub fn has_pending(&self) -> Result<bool, ScmError> {
+        let mut pollfd = libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, its count is 1, and a zero timeout never blocks.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
+        if ready < 0 {
+            return Err(ScmError::Receive(io::Error::last_os_error()));
+        }
+        Ok(ready > 0 && pollfd.revents != 0)
     }
 
     /// Sends `data` and duplicates of `fds` in one message. The caller keeps its descriptors.
@@ -482,6 +505,19 @@ mod tests {
         let client = TcpStream::connect(addr).unwrap();
         let (_, peer) = received.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn pending_shows_a_sent_message_and_the_peer_closing() {
+        let (sender, receiver) = ScmSocket::pair().unwrap();
+        assert!(!receiver.has_pending().unwrap());
+        let (_, original) = listener();
+        sender.send_fds(&[original.as_fd()], b"x").unwrap();
+        assert!(receiver.has_pending().unwrap());
+        receiver.receive_fds(1, 1).unwrap();
+        assert!(!receiver.has_pending().unwrap());
+        drop(sender);
+        assert!(receiver.has_pending().unwrap());
     }
 
     #[test]

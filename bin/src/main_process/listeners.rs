@@ -2,10 +2,13 @@
 //! previous main process during an upgrade) and handed to every worker it starts, so that all
 //! workers accept on the same sockets and a worker that stops refuses no connection.
 //!
-//! Only listeners active at start are bound here. A listener added or activated later is bound
-//! by each worker itself (with `SO_REUSEPORT`); the main process forgets its socket of a
-//! listener that is deactivated or removed, so that no socket keeps completing handshakes
-//! that nobody accepts.
+//! Listeners active at start are bound before the workers start. A listener activated later
+//! (an `ACTIVATE_LISTENER` order, a registration on a new address) is bound here too, when
+//! the main state takes the order, and its socket is sent on every worker's fd socket before
+//! the order goes out: the worker adopts it instead of binding (workers bind a socket
+//! themselves only if the main process could not send one). The main process forgets its
+//! socket of a listener that is deactivated or removed, so that no socket keeps completing
+//! handshakes that nobody accepts.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +17,7 @@ use std::{
     os::fd::{AsFd, BorrowedFd, OwnedFd},
 };
 
-use log::info;
+use log::{error, info, warn};
 use sozu_command_lib::{request::ListenerType, scm::Listeners, state::ConfigState};
 
 /// Queue of connections the kernel completes before a worker accepts them.
@@ -70,6 +73,29 @@ impl ListenerSockets {
             .map(|(address, (kind, socket))| (*address, *kind, socket.as_fd()))
     }
 
+    /// Binds `address` unless its socket is here already. Returns the new socket, as
+    /// [`ScmSocket::send_listeners`](sozu_command_lib::scm::ScmSocket) sends it.
+    fn bind_new(
+        &mut self,
+        address: SocketAddr,
+        kind: ListenerType,
+    ) -> Result<Option<Listeners<BorrowedFd<'_>>>, BindError> {
+        if self.sockets.contains_key(&address) {
+            return Ok(None);
+        }
+        let socket = bind(address).map_err(|source| BindError { address, source })?;
+        info!("listening on {address} ({kind})");
+        let socket = &self.sockets.entry(address).or_insert((kind, socket)).1;
+        let mut listeners = Listeners::default();
+        let list = match kind {
+            ListenerType::Http => &mut listeners.http,
+            ListenerType::Https => &mut listeners.https,
+            ListenerType::Tcp => &mut listeners.tcp,
+        };
+        list.push((address, socket.as_fd()));
+        Ok(Some(listeners))
+    }
+
     /// Closes the main process's copy of a listener's socket.
     pub fn forget(&mut self, address: SocketAddr) {
         if self.sockets.remove(&address).is_some() {
@@ -79,6 +105,34 @@ impl ListenerSockets {
 
     pub fn len(&self) -> usize {
         self.sockets.len()
+    }
+}
+
+impl super::Main {
+    /// Binds a listener that an order activates and sends its new socket to every worker,
+    /// before the order goes out. A socket that cannot be bound is logged: the workers then
+    /// try to bind it themselves, and their answers name the error.
+    pub(super) fn open_listener(&mut self, address: SocketAddr, kind: ListenerType) {
+        let listeners = match self.listeners.bind_new(address, kind) {
+            Ok(Some(listeners)) => listeners,
+            Ok(None) => return,
+            Err(error) => {
+                error!("{error}: {}", error.source);
+                return;
+            }
+        };
+        for worker in self.workers.values_mut() {
+            let Some(fd_socket) = &worker.fd_socket else {
+                continue;
+            };
+            if let Err(error) = fd_socket.send_listeners(&listeners) {
+                warn!(
+                    "cannot send the socket of {address} to worker {}: {error}",
+                    worker.id
+                );
+                worker.fd_socket = None;
+            }
+        }
     }
 }
 

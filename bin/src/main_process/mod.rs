@@ -838,6 +838,7 @@ impl Main {
                 pid,
                 process: Process::Child(spawned.child),
                 channel,
+                fd_socket: Some(spawned.fd_socket),
                 token,
                 run_state: RunState::Running,
                 restarts,

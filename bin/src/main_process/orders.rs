@@ -301,14 +301,19 @@ impl Main {
         self.start_task(task, &targets, &orders);
     }
 
-    /// What follows every change the main state took: forget the sockets of listeners that
-    /// stop, keep fault leases, save the state if asked to.
+    /// What follows every change the main state took: open the listeners that start and
+    /// forget the sockets of those that stop, keep fault leases, save the state if asked to.
     fn committed(&mut self, orders: &[Order]) {
         for order in orders {
-            if let Order::DeactivateListener(ListenerAddress { address, .. })
-            | Order::RemoveListener(ListenerAddress { address, .. }) = order
-            {
-                self.listeners.forget(*address);
+            match order {
+                Order::ActivateListener(ListenerAddress { address, proxy, .. }) => {
+                    self.open_listener(*address, *proxy);
+                }
+                Order::DeactivateListener(ListenerAddress { address, .. })
+                | Order::RemoveListener(ListenerAddress { address, .. }) => {
+                    self.listeners.forget(*address);
+                }
+                _ => {}
             }
         }
         self.faults_committed(orders);

@@ -112,6 +112,9 @@ struct HandedWorker {
     id: u32,
     pid: i32,
     restarts: u32,
+    /// Its fd socket follows its channel (absent from a previous version's handover).
+    #[serde(default)]
+    fd_socket: bool,
 }
 
 /// Workers being replaced one by one.
@@ -461,10 +464,14 @@ impl Main {
         for id in handed {
             if let Some(worker) = self.workers.get(id) {
                 fds.push(copy(worker.channel.as_fd())?);
+                if let Some(fd_socket) = &worker.fd_socket {
+                    fds.push(copy(fd_socket.as_fd())?);
+                }
                 workers.push(HandedWorker {
                     id: worker.id,
                     pid: worker.pid,
                     restarts: worker.restarts,
+                    fd_socket: worker.fd_socket.is_some(),
                 });
             }
         }
@@ -663,6 +670,7 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
     let expected = 1
         + handover.listeners.len()
         + handover.workers.len()
+        + handover.workers.iter().filter(|w| w.fd_socket).count()
         + usize::from(handover.client_request_id.is_some())
         + handover
             .registrations
@@ -683,8 +691,14 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
     }
     let listeners = ListenerSockets::adopt(listener_sockets);
     let mut worker_fds = Vec::new();
-    for _ in &handover.workers {
-        worker_fds.push(next_fd()?);
+    for worker in &handover.workers {
+        let channel = next_fd()?;
+        let fd_socket = if worker.fd_socket {
+            Some(next_fd()?)
+        } else {
+            None
+        };
+        worker_fds.push((channel, fd_socket));
     }
     let client_fd = match handover.client_request_id {
         Some(_) => Some(next_fd()?),
@@ -762,7 +776,14 @@ fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
 
 impl Main {
     /// Watches a worker started by the previous main process.
-    fn adopt_worker(&mut self, worker: HandedWorker, fd: OwnedFd) -> anyhow::Result<()> {
+    fn adopt_worker(
+        &mut self,
+        worker: HandedWorker,
+        (fd, fd_socket): (OwnedFd, Option<OwnedFd>),
+    ) -> anyhow::Result<()> {
+        let fd_socket = fd_socket
+            .map(|fd| ScmSocket::new(UnixStream::from(fd)))
+            .transpose()?;
         let mut channel = Channel::from_std(
             UnixStream::from(fd),
             self.settings.command_buffer_size,
@@ -781,6 +802,7 @@ impl Main {
                 pid: worker.pid,
                 process: Process::Adopted,
                 channel,
+                fd_socket,
                 token,
                 run_state: RunState::Running,
                 restarts: worker.restarts,

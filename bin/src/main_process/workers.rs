@@ -1,8 +1,9 @@
 //! Worker processes as the main process sees them: starting one (re-executing this binary
 //! with the hidden `worker` subcommand), its command channel, and knowing when it is gone.
 //!
-//! A worker gets two inherited sockets: on one the main process sends the listener sockets
-//! (SCM_RIGHTS), the other is the command channel. Workers run in their own process group, so
+//! A worker gets two inherited sockets: on one (the fd socket) the main process sends the
+//! listener sockets (SCM_RIGHTS), at start and whenever a listener is activated later, the
+//! other is the command channel. Workers run in their own process group, so
 //! that a Ctrl-C in the terminal reaches the main process only, which stops them in order.
 
 use std::{
@@ -45,6 +46,9 @@ pub struct Worker {
     pub pid: i32,
     pub process: Process,
     pub channel: Channel<Request, Response>,
+    /// Where the sockets of listeners activated later are sent; `None` once it failed, or
+    /// for a worker adopted from a main process that did not hand it over.
+    pub fd_socket: Option<ScmSocket>,
     pub token: Token,
     pub run_state: RunState,
     /// How many times this worker slot was restarted after its process died.
@@ -131,6 +135,8 @@ impl Worker {
 pub struct Spawned {
     pub child: Child,
     pub channel: Channel<Request, Response>,
+    /// Kept open: the sockets of listeners activated later go the same way.
+    pub fd_socket: ScmSocket,
 }
 
 /// Starts a worker process from `exe` and hands it the listener sockets.
@@ -169,7 +175,11 @@ pub fn spawn(
         settings.max_command_buffer_size,
     )?;
     channel.nonblocking()?;
-    Ok(Spawned { child, channel })
+    Ok(Spawned {
+        child,
+        channel,
+        fd_socket: scm,
+    })
 }
 
 /// Words for how a process ended.

@@ -24,7 +24,7 @@ use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
     request::{ListenerType, QueryMetrics, Request},
     response::{AggregatedMetrics, Event, Response, ResponseContent},
-    scm::Listeners,
+    scm::{Listeners, ScmSocket},
     state::ConfigState,
 };
 
@@ -48,6 +48,7 @@ mod connect;
 mod content;
 mod drain;
 mod faults;
+mod handed_listeners;
 mod health;
 mod hold;
 mod orders;
@@ -219,6 +220,8 @@ pub struct Server {
     yielded: Vec<usize>,
     /// Listener sockets received from another process, used when their listener is activated.
     inherited: HashMap<SocketAddr, std::net::TcpListener>,
+    /// Where the main process sends the sockets of listeners activated later.
+    fd_socket: Option<ScmSocket>,
     channel: Channel<Response, Request>,
     state: ConfigState,
     backends: BackendMap,
@@ -321,6 +324,7 @@ impl Server {
             authorized: FxHashMap::default(),
             yielded: Vec::new(),
             inherited,
+            fd_socket: None,
             channel,
             state: ConfigState::new(),
             backends: BackendMap::new(),

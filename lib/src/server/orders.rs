@@ -417,6 +417,7 @@ impl Server {
         if self.listeners.contains_key(&address) {
             return Ok(());
         }
+        self.receive_pending_listeners();
         let std_listener = match self.inherited.remove(&address) {
             Some(socket) => socket,
             None => bind_listener(address, 1024)
