@@ -34,11 +34,14 @@ pub struct Lane {
 
 #[derive(Debug)]
 enum Shaping {
-    /// Bytes wait `latency` ± `jitter` after they arrive; `chunks` holds, in order, when each
+    /// Bytes wait `latency` ± `jitter` after they arrive; `due` counts bytes received due at
+    /// once with nothing waiting ahead of them (never stored: a `latency 0` lane allocates
+    /// nothing), and `chunks` holds, in order after them, when each
     /// chunk of received bytes may leave and how many bytes it has.
     Latency {
         latency: Duration,
         jitter: Duration,
+        due: usize,
         chunks: VecDeque<(Instant, usize)>,
     },
     /// A token bucket kept as the instant from which the next byte may leave.
@@ -77,6 +80,7 @@ impl Lane {
             Effect::Latency { latency, jitter } => Shaping::Latency {
                 latency: *latency,
                 jitter: *jitter,
+                due: 0,
                 chunks: VecDeque::new(),
             },
             Effect::Bandwidth { rate } => Shaping::Bandwidth {
@@ -131,9 +135,13 @@ impl Lane {
 
     /// `count` bytes were read from the source, to be written by this lane.
     pub fn received(&mut self, now: Instant, count: usize) {
+        if count == 0 {
+            return;
+        }
         if let Shaping::Latency {
             latency,
             jitter,
+            due,
             chunks,
         } = &mut self.shaping
         {
@@ -148,6 +156,10 @@ impl Lane {
                 .unwrap_or(now);
             // Bytes leave in order: a chunk is never ready before the one ahead of it.
             let ready = chunks.back().map_or(ready, |(last, _)| ready.max(*last));
+            if ready <= now && chunks.is_empty() {
+                *due = due.saturating_add(count);
+                return;
+            }
             let full = chunks.len() >= MAX_CHUNKS;
             match chunks.back_mut() {
                 Some((last, size)) if full => {
@@ -162,17 +174,21 @@ impl Lane {
     /// How many of the `pending` bytes may be written at `now`.
     pub fn allowance(&mut self, now: Instant, pending: usize) -> Allowance {
         match &mut self.shaping {
-            Shaping::Latency { chunks, .. } => {
-                let ready: usize = chunks
+            Shaping::Latency { due, chunks, .. } => {
+                // Every byte received is due (or none waits): all may go in one write, with
+                // the bytes the lane never counted (there before the fault started, or added
+                // by the proxy, as an edited HTTP head).
+                if chunks.back().is_none_or(|(at, _)| *at <= now) {
+                    return Allowance::All;
+                }
+                let ready = chunks
                     .iter()
                     .take_while(|(at, _)| *at <= now)
                     .map(|(_, size)| *size)
-                    .fold(0, usize::saturating_add);
+                    .fold(*due, usize::saturating_add);
                 match chunks.front() {
-                    // Bytes that were there before the fault started are not delayed.
-                    None => Allowance::All,
                     Some((at, _)) if ready == 0 => Allowance::Later(*at),
-                    Some(_) => Allowance::Bytes(ready.min(pending)),
+                    _ => Allowance::Bytes(ready.min(pending)),
                 }
             }
             Shaping::Bandwidth {
@@ -210,8 +226,9 @@ impl Lane {
     /// `count` bytes were written at `now`.
     pub fn sent(&mut self, now: Instant, count: usize) {
         match &mut self.shaping {
-            Shaping::Latency { chunks, .. } => {
-                let mut left = count;
+            Shaping::Latency { due, chunks, .. } => {
+                let mut left = count.saturating_sub(*due);
+                *due = due.saturating_sub(count);
                 while left > 0 {
                     let Some((_, size)) = chunks.front_mut() else {
                         break;
@@ -410,6 +427,100 @@ mod tests {
         assert_eq!(
             lane.allowance(due, 5),
             Allowance::Later(later + Duration::from_millis(200))
+        );
+    }
+
+    /// A `latency 0` lane lets what it received through in the same turn, in one write with
+    /// the bytes it never counted (an edited HTTP head is longer than the one read), and
+    /// remembers nothing.
+    #[test]
+    fn zero_latency_lets_everything_through_at_once_and_stores_nothing() {
+        let start = Instant::now();
+        let mut lane = lane(
+            Effect::Latency {
+                latency: Duration::ZERO,
+                jitter: Duration::ZERO,
+            },
+            start,
+        );
+        lane.received(start, 10);
+        assert_eq!(lane.allowance(start, 25), Allowance::All);
+        let Shaping::Latency { chunks, .. } = &lane.shaping else {
+            unreachable!()
+        };
+        assert_eq!(chunks.capacity(), 0, "nothing stored, nothing allocated");
+    }
+
+    /// Bytes due on arrival are not stored, yet never wait behind bytes that came after them
+    /// and are due later (a jitter reaching the latency draws delays of 0).
+    #[test]
+    fn bytes_due_on_arrival_never_wait_behind_later_ones() {
+        let start = Instant::now();
+        let effect = Effect::Latency {
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_millis(1),
+        };
+        let mut exercised = false;
+        for seed in 0..50 {
+            let mut delays = FaultRng::new(seed);
+            let due = (0..20).take_while(|_| delays.between(0, 2) == 0).count();
+            let mut lane = Lane::new(&effect, start, FaultRng::new(seed));
+            for _ in 0..20 {
+                lane.received(start, 1);
+            }
+            let allowed = lane.allowance(start, 20);
+            match due {
+                0 => assert!(
+                    matches!(allowed, Allowance::Later(at) if at > start),
+                    "seed {seed}"
+                ),
+                20 => assert_eq!(allowed, Allowance::All, "seed {seed}"),
+                due => {
+                    exercised = true;
+                    assert_eq!(allowed, Allowance::Bytes(due), "seed {seed}");
+                }
+            }
+        }
+        assert!(exercised);
+    }
+
+    /// Once every chunk is due, the bytes the lane did not count go with them.
+    #[test]
+    fn bytes_all_due_go_in_one_write() {
+        let start = Instant::now();
+        let mut lane = lane(
+            Effect::Latency {
+                latency: Duration::from_millis(20),
+                jitter: Duration::ZERO,
+            },
+            start,
+        );
+        lane.received(start, 10);
+        let due = start + Duration::from_millis(20);
+        assert_eq!(lane.allowance(due, 40), Allowance::All);
+        lane.sent(due, 40);
+        assert_eq!(lane.allowance(due, 5), Allowance::All);
+    }
+
+    /// An empty read (a connection whose client sent nothing before its backend was up)
+    /// made a chunk of no byte due at once: the lane then asked to be woken in the past, and
+    /// the session spun on its resume timer until the real bytes were due.
+    #[test]
+    fn an_empty_read_never_asks_to_wait_for_the_past() {
+        let start = Instant::now();
+        let mut lane = lane(
+            Effect::Latency {
+                latency: Duration::from_millis(100),
+                jitter: Duration::ZERO,
+            },
+            start,
+        );
+        lane.received(start, 0);
+        let read = start + Duration::from_millis(5);
+        lane.received(read, 10);
+        assert_eq!(
+            lane.allowance(read, 10),
+            Allowance::Later(read + Duration::from_millis(100))
         );
     }
 

@@ -86,12 +86,30 @@ pub struct Route<'a> {
 }
 
 /// The parts of an HTTP request a selector looks at.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestFacts<'a> {
     /// The request target's path.
     pub path: &'a str,
-    /// Header fields, as (name, value).
-    pub headers: &'a [(&'a str, &'a str)],
+    /// Its header fields, looked up where they were parsed: nothing is copied per request.
+    pub headers: &'a dyn HeaderFields,
+}
+
+/// The header fields of a request, as a header selector asks for them.
+pub trait HeaderFields {
+    /// Whether a field is named `name` (in any case) with exactly `value`.
+    fn has(&self, name: &str, value: &str) -> bool;
+}
+
+/// Where the faults drawn for a request put their lanes and names: vectors the caller owns,
+/// emptied beforehand. A session fills its own again at each request, so a keep-alive
+/// connection allocates nothing for its faults once warm.
+pub struct Drawn<'a> {
+    /// Lanes of the request body.
+    pub upstream: &'a mut Vec<Lane>,
+    /// Lanes of the response body.
+    pub downstream: &'a mut Vec<Lane>,
+    /// The names of the faults that acted, for access logs and metrics (`fault="…"`).
+    pub labels: &'a mut Vec<Rc<str>>,
 }
 
 /// One fault of the state, as a worker applies it: its settings, its random generator and
@@ -170,11 +188,10 @@ impl ActiveFault {
             .path_prefix
             .as_deref()
             .is_none_or(|prefix| request.path.starts_with(prefix));
-        let header = selector.header.as_ref().is_none_or(|wanted| {
-            request.headers.iter().any(|(name, value)| {
-                name.eq_ignore_ascii_case(&wanted.name) && *value == wanted.value
-            })
-        });
+        let header = selector
+            .header
+            .as_ref()
+            .is_none_or(|wanted| request.headers.has(&wanted.name, &wanted.value));
         path && header
     }
 
@@ -343,12 +360,14 @@ impl FaultSet {
         plan
     }
 
-    /// What the faults do to an HTTP request on `route`, read at `now`.
+    /// What the faults do to an HTTP request on `route`, read at `now`; the lanes and names
+    /// of those that act go to `drawn`.
     pub fn request(
         &mut self,
         route: &Route<'_>,
         request: &RequestFacts<'_>,
         now: Instant,
+        drawn: &mut Drawn<'_>,
     ) -> RequestPlan {
         let mut plan = RequestPlan::default();
         for active in self.faults.values_mut() {
@@ -361,7 +380,7 @@ impl FaultSet {
             if !active.draw() {
                 continue;
             }
-            plan.labels.push(active.name.clone());
+            drawn.labels.push(active.name.clone());
             let direction = active.fault.direction;
             match &active.fault.effect {
                 Effect::HttpError(answer) => {
@@ -379,7 +398,7 @@ impl FaultSet {
                         plan.response_delay = plan.response_delay.saturating_add(*delay);
                     }
                 }
-                _ => active.push_lanes(now, &mut plan.upstream, &mut plan.downstream),
+                _ => active.push_lanes(now, drawn.upstream, drawn.downstream),
             }
         }
         plan
@@ -438,12 +457,6 @@ pub struct RequestPlan {
     pub request_delay: Duration,
     /// `http_delay` downstream: wait this long before relaying the response.
     pub response_delay: Duration,
-    /// Lanes of the request body.
-    pub upstream: Vec<Lane>,
-    /// Lanes of the response body.
-    pub downstream: Vec<Lane>,
-    /// The names of the faults that acted, for access logs and metrics (`fault="…"`).
-    pub labels: Vec<Rc<str>>,
 }
 
 /// The name of a fault's touched counter among a worker's proxy metrics, labelled as access

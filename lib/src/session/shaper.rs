@@ -2,7 +2,8 @@
 //! act on the session ([`crate::faults`]).
 //!
 //! A session carries a [`Shaper`] only while faults act on it (`Session::shaper` is `None`
-//! otherwise: a copy path without faults pays one branch). Every copy path (the pipe's two
+//! otherwise, or empty between the requests of a keep-alive HTTP connection: a copy path
+//! without faults pays one branch). Every copy path (the pipe's two
 //! directions, the HTTP request and response bodies) tells the shaper what it read
 //! ([`Shaper::received`]), asks before writing ([`Shaper::budget`]) and says what it wrote
 //! ([`Shaper::sent`]); a half-close waits for [`Shaper::may_close`].
@@ -18,7 +19,7 @@
 use std::{rc::Rc, time::Instant};
 
 use crate::{
-    faults::{Allowance, Lane},
+    faults::{Allowance, Drawn, Lane},
     session::endpoint::Endpoint,
     timer::{Timeout, TimerKey, Timers},
 };
@@ -66,6 +67,30 @@ impl Shaper {
             labels,
             ..Shaper::default()
         }
+    }
+
+    /// Empties the shaper for the next request of a keep-alive connection, keeping its room,
+    /// and hands its vectors to be filled with that request's faults ([`FaultSet::request`]).
+    /// An empty shaper acts as none: everything may go, no timer, no label.
+    ///
+    /// [`FaultSet::request`]: crate::faults::FaultSet::request
+    pub fn next_request(&mut self) -> Drawn<'_> {
+        self.clear();
+        Drawn {
+            upstream: &mut self.to_backend,
+            downstream: &mut self.to_client,
+            labels: &mut self.labels,
+        }
+    }
+
+    /// Forgets the faults of the request that ended, keeping the room they took: the shaper
+    /// then acts as none.
+    pub fn clear(&mut self) {
+        self.to_backend.clear();
+        self.to_client.clear();
+        self.labels.clear();
+        self.wake = None;
+        self.resume.cancel();
     }
 
     /// Adds the faults of `later` (those on a backend, drawn once it is chosen).
@@ -243,6 +268,74 @@ mod tests {
         assert_eq!(
             shaper.resume_timeout().deadline(),
             Some(now + Duration::from_millis(10))
+        );
+    }
+
+    fn resume_key() -> TimerKey {
+        TimerKey {
+            session: 0,
+            uid: 0,
+            kind: crate::timer::TimeoutKind::Resume,
+        }
+    }
+
+    /// Bytes due at `now` go in the same turn, in one write with those the lanes did not
+    /// count (an edited head), and no resume timer is asked for: nothing waits. A read of no
+    /// byte (a TCP connection whose client sent nothing before its backend was up) counts for
+    /// nothing.
+    #[test]
+    fn a_zero_latency_lane_lets_bytes_through_at_once_and_arms_no_timer() {
+        let now = Instant::now();
+        let zero = Effect::Latency {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+        };
+        let mut shaper = Shaper::new(
+            vec![Rc::from("zero")],
+            vec![lane(zero.clone(), now, "zero")],
+            vec![lane(zero, now, "zero")],
+        );
+        shaper.received(Way::ToBackend, now, 0);
+        shaper.received(Way::ToBackend, now, 10);
+        assert_eq!(
+            shaper.budget(Way::ToBackend, now, 30),
+            Budget::UpTo(usize::MAX)
+        );
+        shaper.sent(Way::ToBackend, now, 30);
+        shaper.received(Way::ToClient, now, 100);
+        assert_eq!(
+            shaper.budget(Way::ToClient, now, 100),
+            Budget::UpTo(usize::MAX)
+        );
+        let mut timers = Timers::new();
+        shaper.arm(now, resume_key(), &mut timers);
+        assert_eq!(shaper.resume_timeout().deadline(), None);
+        assert!(timers.is_empty(), "no timer armed when nothing waits");
+    }
+
+    /// A delayed write asks to be resumed when its bytes are due, never in the past (which
+    /// fired the resume timer at once, again and again, until they were).
+    #[test]
+    fn a_delayed_write_resumes_when_its_bytes_are_due() {
+        let start = Instant::now();
+        let effect = Effect::Latency {
+            latency: Duration::from_millis(100),
+            jitter: Duration::ZERO,
+        };
+        let mut shaper = Shaper::new(
+            vec![Rc::from("slow")],
+            vec![lane(effect, start, "slow")],
+            Vec::new(),
+        );
+        shaper.received(Way::ToBackend, start, 0);
+        let read = start + Duration::from_millis(5);
+        shaper.received(Way::ToBackend, read, 10);
+        assert_eq!(shaper.budget(Way::ToBackend, read, 10), Budget::Wait);
+        let mut timers = Timers::new();
+        shaper.arm(read, resume_key(), &mut timers);
+        assert_eq!(
+            shaper.resume_timeout().deadline(),
+            Some(read + Duration::from_millis(100))
         );
     }
 

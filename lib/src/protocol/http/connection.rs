@@ -344,8 +344,10 @@ pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) ->
     let back_persistence = http.stream.backend;
     let had_backend = http.stream.cluster_id().is_some();
     http.stream.next();
-    // The faults of a request are its own.
-    session.shaper = None;
+    // The faults of a request are its own; their room stays for the next one.
+    if let Some(shaper) = session.shaper.as_deref_mut() {
+        shaper.clear();
+    }
     session.cancel_back_timeout(SLOT);
     let after = session.timeouts.front;
     session.touch_front(after, context.now, context.timers);

@@ -14,7 +14,7 @@ use std::{
 use sozu_command_lib::request::Effect;
 
 use crate::{
-    faults::{FaultRng, FaultSet, Lane, RequestAnswer, RequestFacts, Route},
+    faults::{FaultRng, FaultSet, HeaderFields, Lane, RequestAnswer, RequestFacts, Route},
     protocol::http::parser::Header,
     session::shaper::{self, Budget, Shaper, Way},
     session::{Action, endpoint::Endpoint},
@@ -40,7 +40,8 @@ pub(super) struct Routed<'a> {
 }
 
 /// Draws the faults on a request of `client` on `listener` routed to a cluster and installs
-/// its write budget in `shaper` (the session's, replacing the previous request's).
+/// its write budget in `shaper` (the session's, emptied of the previous request's faults and
+/// filled again: a keep-alive connection allocates nothing for them once warm).
 pub(super) fn draw(
     faults: &mut FaultSet,
     shaper: &mut Option<Box<Shaper>>,
@@ -48,19 +49,10 @@ pub(super) fn draw(
     request: &Routed<'_>,
     now: Instant,
 ) -> Verdict {
-    *shaper = None;
     if faults.is_empty() {
+        *shaper = None;
         return Verdict::Forward;
     }
-    let headers: Vec<(&str, &str)> = request
-        .headers
-        .iter()
-        .filter_map(|header| {
-            let name = std::str::from_utf8(header.name.slice(request.buf)).ok()?;
-            let value = std::str::from_utf8(header.value.slice(request.buf)).ok()?;
-            Some((name, value))
-        })
-        .collect();
     let route = Route {
         listener,
         cluster_id: Some(request.cluster_id),
@@ -68,28 +60,48 @@ pub(super) fn draw(
         hostname: Some(request.host).filter(|host| !host.is_empty()),
         client: client.ip(),
     };
+    let headers = Fields {
+        headers: request.headers,
+        buf: request.buf,
+    };
     let facts = RequestFacts {
         path: request.path,
         headers: &headers,
     };
-    let plan = faults.request(&route, &facts, now);
-    if plan.labels.is_empty() {
+    let budget = shaper.get_or_insert_with(Box::default);
+    let mut drawn = budget.next_request();
+    let plan = faults.request(&route, &facts, now, &mut drawn);
+    if drawn.labels.is_empty() {
         return Verdict::Forward;
     }
-    let mut upstream = plan.upstream;
-    let mut downstream = plan.downstream;
     if !plan.request_delay.is_zero() {
-        upstream.push(delay_lane(plan.request_delay, now));
+        drawn.upstream.push(delay_lane(plan.request_delay, now));
     }
     if !plan.response_delay.is_zero() {
-        downstream.push(delay_lane(plan.response_delay, now));
+        drawn.downstream.push(delay_lane(plan.response_delay, now));
     }
-    let mut budget = Shaper::new(plan.labels, upstream, downstream);
     budget.received(Way::ToBackend, now, request.head_len);
-    *shaper = Some(Box::new(budget));
     match plan.answer {
         Some(answer) => Verdict::Answer(answer),
         None => Verdict::Forward,
+    }
+}
+
+/// A request's header fields where the parser left them.
+struct Fields<'a> {
+    headers: &'a [Header],
+    buf: &'a [u8],
+}
+
+impl HeaderFields for Fields<'_> {
+    fn has(&self, name: &str, value: &str) -> bool {
+        self.headers.iter().any(|header| {
+            header
+                .name
+                .slice(self.buf)
+                .eq_ignore_ascii_case(name.as_bytes())
+                && header.value.slice(self.buf) == value.as_bytes()
+        })
     }
 }
 

@@ -418,3 +418,44 @@ fn bytes_after_a_complete_response_close_the_backend_connection() {
     );
     harness.client_has_nothing();
 }
+
+/// A `latency 0` fault on a keep-alive connection (the benchmark's): each request and
+/// response goes through in the run that reads it, no resume timer is asked for, and the
+/// session keeps its write budget, with its room, from one request to the next instead of
+/// dropping it and allocating another.
+#[test]
+fn a_zero_latency_fault_passes_exchanges_at_once_and_keeps_its_budget() {
+    let mut harness = Harness::new();
+    let fault: sozu_command_lib::request::Fault = serde_json::from_value(serde_json::json!({
+        "name": "zero", "cluster_id": "api", "type": "latency", "latency": 0, "probability": 1,
+    }))
+    .unwrap();
+    harness
+        .faults
+        .sync(&[("zero".to_string(), fault)].into_iter().collect());
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    let mut budget = None;
+    for _ in 0..2 {
+        assert_eq!(harness.ready(), Action::Wait);
+        assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
+        let shaper = harness.session.shaper.as_deref_mut().unwrap();
+        assert_eq!(shaper.labels().len(), 1);
+        assert_eq!(shaper.resume_timeout().deadline(), None);
+        harness.respond(&mut backend_end, OK);
+        assert_eq!(harness.ready(), Action::ExchangeDone);
+        assert!(
+            harness
+                .client_reads_until("\r\n\r\nok")
+                .starts_with("HTTP/1.1 200 OK")
+        );
+        let kept: *const crate::session::shaper::Shaper = harness
+            .session
+            .shaper
+            .as_deref()
+            .expect("the budget stays between requests");
+        assert_eq!(*budget.get_or_insert(kept), kept, "the same budget");
+        harness.request(GET);
+    }
+}
