@@ -218,6 +218,14 @@ pub enum Order {
     Deregister(RegistrationId),
     /// The live registrations.
     ListRegistrations,
+
+    // Batches, from the main process to its workers (`doc/protocol.md`).
+    /// Opens a batch: the state changes that follow are applied as usual, each checked and
+    /// refused on its own, but answered once, at `END_BATCH`. Refused from clients.
+    BeginBatch,
+    /// Closes a batch: one answer for every state change since `BEGIN_BATCH`, OK when each was
+    /// applied, FAILURE naming each refused one otherwise. Refused from clients.
+    EndBatch,
 }
 
 impl Order {
@@ -327,6 +335,8 @@ impl Order {
             Order::Renew(_) => "RENEW",
             Order::Deregister(_) => "DEREGISTER",
             Order::ListRegistrations => "LIST_REGISTRATIONS",
+            Order::BeginBatch => "BEGIN_BATCH",
+            Order::EndBatch => "END_BATCH",
         }
     }
 }
