@@ -13,6 +13,7 @@ mod backend;
 mod certificate;
 mod cluster;
 mod content;
+mod decode;
 mod fault;
 mod frontend;
 mod h2;
@@ -63,7 +64,10 @@ impl Request {
 ///
 /// Orders that change the routing state are listed by [`Order::is_state_change`]; the others
 /// are queries or act on processes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Deserialize` is written by hand (`decode.rs`) for speed; the JSON is the same as
+/// serde's derived internal tagging reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Order {
     // Clusters and backends.
