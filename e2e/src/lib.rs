@@ -100,19 +100,30 @@ impl Worker {
     pub fn response_to(&mut self, id: &str) -> Response {
         let deadline = Instant::now() + DEADLINE;
         loop {
+            let response = self.next_response_before(deadline);
+            if response.id == id && response.is_final() {
+                return response;
+            }
+        }
+    }
+
+    /// The next response that is not an event, whatever request it answers.
+    pub fn next_response(&mut self) -> Response {
+        self.next_response_before(Instant::now() + DEADLINE)
+    }
+
+    fn next_response_before(&mut self, deadline: Instant) -> Response {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no response to {id} in time");
+            assert!(!left.is_zero(), "no response in time");
             let response = self
                 .command
                 .read_message_timeout(left)
                 .expect("read a response")
                 .expect("the worker closed its channel");
-            if let Some(event) = as_event(&response) {
-                self.events.push(event);
-                continue;
-            }
-            if response.id == id && response.is_final() {
-                return response;
+            match as_event(&response) {
+                Some(event) => self.events.push(event),
+                None => return response,
             }
         }
     }

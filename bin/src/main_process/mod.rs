@@ -621,9 +621,21 @@ impl Main {
             .collect()
     }
 
-    /// Starts a task: sends `orders` to each of `targets` under the task's id. During a
-    /// handover the workers' channels belong to the new process: the task fails at once.
-    fn start_task(&mut self, mut task: Task, targets: &[u32], orders: &[Order]) -> u64 {
+    /// Starts a task: sends `orders` to each of `targets` under the task's id, each order
+    /// answered on its own. During a handover the workers' channels belong to the new process:
+    /// the task fails at once.
+    fn start_task(&mut self, task: Task, targets: &[u32], orders: &[Order]) -> u64 {
+        self.start_task_as(task, targets, orders, Delivery::OneAnswerEach)
+    }
+
+    /// [`Main::start_task`], the orders delivered as `delivery` says.
+    fn start_task_as(
+        &mut self,
+        mut task: Task,
+        targets: &[u32],
+        orders: &[Order],
+        delivery: Delivery,
+    ) -> u64 {
         self.next_task += 1;
         let id = self.next_task;
         let request_id = id.to_string();
@@ -637,21 +649,23 @@ impl Main {
             let Some(worker) = self.workers.get_mut(worker_id) else {
                 continue;
             };
-            let mut sent = 0;
-            for order in orders {
-                let request = Request::new(request_id.clone(), order.clone());
-                match worker.channel.write_message(&request) {
-                    Ok(()) => sent += 1,
-                    Err(error) => {
-                        task.fail(*worker_id, format!("cannot send {order}: {error}"));
-                        if error.is_fatal() {
-                            break;
-                        }
+            let answers = match delivery {
+                Delivery::OneAnswerEach => send_orders(worker, &request_id, orders, &mut task),
+                Delivery::Batch => {
+                    let begin = send_orders(worker, &request_id, &[Order::BeginBatch], &mut task);
+                    if begin == 1 {
+                        send_orders(worker, &request_id, orders, &mut task);
+                        send_orders(worker, &request_id, &[Order::EndBatch], &mut task)
+                    } else {
+                        0
                     }
                 }
+            };
+            if let Err(error) = worker.channel.writable() {
+                task.fail(*worker_id, format!("cannot send orders: {error}"));
             }
-            if sent > 0 {
-                task.expect(*worker_id, sent);
+            if answers > 0 {
+                task.expect(*worker_id, answers);
             }
         }
         self.tasks.insert(id, task);
@@ -792,7 +806,8 @@ impl Main {
         Some(pid)
     }
 
-    /// Sends the current state to workers just started; each is ready once it answered all.
+    /// Sends the current state to workers just started, as one batch each; each is ready once
+    /// it answered the batch.
     fn send_state(&mut self, ids: &[u32]) {
         let orders = self.state.orders();
         for id in ids {
@@ -801,7 +816,7 @@ impl Main {
                 None,
                 self.settings.worker_timeout,
             );
-            self.start_task(task, &[*id], &orders);
+            self.start_task_as(task, &[*id], &orders, Delivery::Batch);
         }
     }
 
@@ -888,6 +903,30 @@ impl Main {
             }
         }
     }
+}
+
+/// How the orders of a task reach a worker, and so how many answers it owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Each order on its own, answered on its own.
+    OneAnswerEach,
+    /// Between `BEGIN_BATCH` and `END_BATCH`, answered once ([`sozu_lib::server`]'s batches):
+    /// the worker still checks each order and names each it refused.
+    Batch,
+}
+
+/// Queues `orders` for `worker` under `request_id`; the caller then writes the channel. Returns
+/// how many were queued; each refused one is a failure of `task`.
+fn send_orders(worker: &mut Worker, request_id: &str, orders: &[Order], task: &mut Task) -> usize {
+    let mut queued = 0;
+    for order in orders {
+        let request = Request::new(request_id, order.clone());
+        match worker.channel.queue_message(&request) {
+            Ok(()) => queued += 1,
+            Err(error) => task.fail(worker.id, format!("cannot send {order}: {error}")),
+        }
+    }
+    queued
 }
 
 /// An OK answer with a note and no content.

@@ -142,6 +142,10 @@ impl Main {
             Order::Renew(registration) => self.renew(to, registration),
             Order::Deregister(registration) => self.deregister(to, registration),
             Order::ListRegistrations => self.list_registrations(to),
+            Order::BeginBatch | Order::EndBatch => {
+                let message = format!("{order} is sent by the main process to its workers only");
+                self.reply(&to, Response::failure(id, message));
+            }
             Order::SoftStop => self.begin_stop(false, Some(to)),
             Order::HardStop => self.begin_stop(true, Some(to)),
             order => self.change(Some(to), order),

@@ -344,8 +344,16 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
     /// A message that cannot be serialised or exceeds the maximum message size is refused and
     /// nothing is queued.
     pub fn write_message(&mut self, message: &Tx) -> Result<(), ChannelError> {
-        self.output.push_line(message, self.input.max_line())?;
+        self.queue_message(message)?;
         self.writable().map(drop)
+    }
+
+    /// Queues one message without writing it: the next [`Channel::writable`] (or
+    /// [`Channel::write_message`]) writes it with whatever else is queued, so that many messages
+    /// cost a few large writes rather than one write each. Refuses what
+    /// [`Channel::write_message`] refuses, and then queues nothing.
+    pub fn queue_message(&mut self, message: &Tx) -> Result<(), ChannelError> {
+        self.output.push_line(message, self.input.max_line())
     }
 }
 

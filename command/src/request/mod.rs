@@ -13,6 +13,7 @@ mod backend;
 mod certificate;
 mod cluster;
 mod content;
+mod decode;
 mod fault;
 mod frontend;
 mod h2;
@@ -63,7 +64,10 @@ impl Request {
 ///
 /// Orders that change the routing state are listed by [`Order::is_state_change`]; the others
 /// are queries or act on processes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Deserialize` is written by hand (`decode.rs`) for speed; the JSON is the same as
+/// serde's derived internal tagging reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Order {
     // Clusters and backends.
@@ -218,6 +222,14 @@ pub enum Order {
     Deregister(RegistrationId),
     /// The live registrations.
     ListRegistrations,
+
+    // Batches, from the main process to its workers (`doc/protocol.md`).
+    /// Opens a batch: the state changes that follow are applied as usual, each checked and
+    /// refused on its own, but answered once, at `END_BATCH`. Refused from clients.
+    BeginBatch,
+    /// Closes a batch: one answer for every state change since `BEGIN_BATCH`, OK when each was
+    /// applied, FAILURE naming each refused one otherwise. Refused from clients.
+    EndBatch,
 }
 
 impl Order {
@@ -327,6 +339,8 @@ impl Order {
             Order::Renew(_) => "RENEW",
             Order::Deregister(_) => "DEREGISTER",
             Order::ListRegistrations => "LIST_REGISTRATIONS",
+            Order::BeginBatch => "BEGIN_BATCH",
+            Order::EndBatch => "END_BATCH",
         }
     }
 }

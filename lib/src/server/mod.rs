@@ -44,6 +44,7 @@ use crate::{
 
 mod accept;
 mod backend_pool;
+mod batch;
 mod connect;
 mod content;
 mod drain;
@@ -260,6 +261,8 @@ pub struct Server {
     registrations_sender: mpsc::Sender<tcp_routers::Registration>,
     /// Registered routers whose listener does not exist yet.
     waiting_programs: HashMap<SocketAddr, Box<dyn TcpRouter + Send>>,
+    /// The batch of orders open on the channel, answered at its end.
+    batch: Option<batch::Batch>,
 }
 
 /// Changes the log filter of the program running a worker; the error says why a filter is
@@ -351,6 +354,7 @@ impl Server {
             registrations,
             registrations_sender,
             waiting_programs: HashMap::new(),
+            batch: None,
         })
     }
 
@@ -816,18 +820,27 @@ impl Server {
                     Ok(None) => break,
                     Err(ChannelError::InvalidMessage { id, source, .. }) => {
                         let id = id.unwrap_or_default();
-                        self.respond(Response::failure(id, format!("invalid message: {source}")));
+                        self.refuse_line(id, format!("invalid message: {source}"));
                     }
                     Err(error) if error.is_fatal() => {
                         warn!("command channel failed: {error}");
                         break;
                     }
-                    Err(error) => self.respond(Response::failure("", error.to_string())),
+                    Err(error) => self.refuse_line(String::new(), error.to_string()),
                 }
                 if self.run == Run::Stopped {
                     break;
                 }
             }
+        }
+    }
+
+    /// A line of the channel that is no order: one more refusal of the open batch, else
+    /// answered at once.
+    fn refuse_line(&mut self, id: String, message: String) {
+        match &mut self.batch {
+            Some(batch) => batch.record("unreadable line", Err(message)),
+            None => self.respond(Response::failure(id, message)),
         }
     }
 

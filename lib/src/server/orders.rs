@@ -21,6 +21,7 @@ use sozu_command_lib::{
 
 use super::{
     ListenerSocket, Owner, Run, Server,
+    batch::Batch,
     validation::{OrderError, Validated, validate},
 };
 use crate::{
@@ -99,10 +100,29 @@ impl Server {
             Order::ListListeners | Order::ListFrontends(_) | Order::QueryClustersByDomain(_) => {
                 Response::failure(id, format!("{order} is answered by the main process"))
             }
-            order if order.is_state_change() => match self.apply_order(&order) {
-                Ok(()) => Response::ok(id, None),
-                Err(error) => Response::failure(id, error_chain(&error)),
+            Order::BeginBatch => {
+                if self.batch.is_some() {
+                    Response::failure(id, "BEGIN_BATCH: a batch is open already")
+                } else {
+                    self.batch = Some(Batch::default());
+                    return;
+                }
+            }
+            Order::EndBatch => match self.batch.take() {
+                Some(batch) => batch.into_response(id),
+                None => Response::failure(id, "END_BATCH without BEGIN_BATCH"),
             },
+            order if order.is_state_change() => {
+                let applied = self.apply_order(&order);
+                if let Some(batch) = &mut self.batch {
+                    batch.record(order.name(), applied.map_err(|error| error_chain(&error)));
+                    return;
+                }
+                match applied {
+                    Ok(()) => Response::ok(id, None),
+                    Err(error) => Response::failure(id, error_chain(&error)),
+                }
+            }
             order => Response::failure(id, format!("{order} is not handled by a worker")),
         };
         self.respond(response);
