@@ -121,7 +121,7 @@ impl WorkerSettings {
         args
     }
 
-    fn server_config(&self) -> anyhow::Result<ServerConfig> {
+    fn server_config(&self, worker_id: u32) -> anyhow::Result<ServerConfig> {
         let target = self
             .access_logs_target
             .as_deref()
@@ -143,6 +143,7 @@ impl WorkerSettings {
                 address,
                 prefix: self.statsd_prefix.clone(),
                 tagged: self.tagged_metrics,
+                worker_id,
             }),
             disable_cluster_metrics: self.disable_cluster_metrics,
             splice_pipe_capacity: self.splice_pipe_capacity,
@@ -186,7 +187,7 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
         settings.command_buffer_size,
         settings.max_command_buffer_size,
     )?;
-    let mut server = Server::new(settings.server_config()?, channel, listeners)?;
+    let mut server = Server::new(settings.server_config(args.id)?, channel, listeners)?;
     server.receive_listeners_from(scm);
     server.handle_log_filter(Box::new(|filter| {
         logging::check_filter(filter)?;

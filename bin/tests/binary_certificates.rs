@@ -108,3 +108,32 @@ fn an_expired_certificate_of_the_state_survives_restarts_and_upgrades() {
     assert!(proxy.ok(&["certificate", "list"]).contains("expired.test"));
     assert_eq!(workers_with_expired_certificate(&proxy), 2);
 }
+
+/// Issue 11: `certificate list -w` is answered by each worker, and printed per worker.
+#[test]
+fn each_worker_lists_its_certificates() {
+    let https = free_address();
+    let proxy = Proxy::start(&format!(
+        "[[listeners]]\nprotocol = \"https\"\naddress = \"{https}\"\n"
+    ));
+    proxy.ok(&[
+        "certificate",
+        "add",
+        "-a",
+        &https.to_string(),
+        "--certificate",
+        &format!("{FIXTURES}/example.pem"),
+        "--key",
+        &format!("{FIXTURES}/example.key"),
+    ]);
+    let listed = proxy.ok(&["certificate", "list", "-w"]);
+    let mut lines = listed.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("WORKER"), "{listed}");
+    let mut workers: Vec<&str> = lines
+        .filter(|line| line.contains("example.com"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    workers.sort_unstable();
+    assert_eq!(workers, ["0", "1"], "{listed}");
+}

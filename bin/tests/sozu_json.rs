@@ -166,3 +166,41 @@ fn changes_print_sozus_empty_object_and_compact_keeps_ours() {
     assert_eq!(compact["type"], "WORKERS", "{compact}");
     assert!(compact["data"].is_array(), "{compact}");
 }
+
+/// The message after `Request failed: ` in a failure's text.
+fn failure_message(text: &str) -> &str {
+    text.lines()
+        .find_map(|line| line.strip_prefix("Request failed: "))
+        .unwrap_or_else(|| panic!("no `Request failed:` line in {text:?}"))
+}
+
+#[test]
+fn a_refused_order_is_told_as_sozu_tells_it() {
+    let proxy = proxy();
+    let remove = [
+        "backend",
+        "remove",
+        "--id",
+        "no-such-cluster",
+        "--backend-id",
+        "nope",
+        "--address",
+        "127.0.0.1:1",
+    ];
+    for (json, fixture) in [
+        (true, "mutation-failure.json"),
+        (false, "mutation-failure.txt"),
+    ] {
+        let args: Vec<&str> = json.then_some("--json").into_iter().chain(remove).collect();
+        let output = proxy.sozu(&args);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        assert_eq!(common::text(&output.stdout), "", "{output:?}");
+        let ours = common::text(&output.stderr);
+        // Sōzu's text, with its message (its own wording) replaced by ours; the text file also
+        // has Sōzu's start-up lines about logs, which this proxy does not print.
+        let sozu = fs::read_to_string(sozu_reference().join(fixture)).expect("the fixture");
+        let start = sozu.find("\nRequest failed: ").expect("Sōzu's failure");
+        let expected = sozu[start..].replace(failure_message(&sozu), failure_message(&ours));
+        assert_eq!(ours, expected);
+    }
+}

@@ -180,7 +180,7 @@ fn access_log_lines_are_json_and_match_the_requests() {
 }
 
 #[test]
-fn statsd_receives_the_figures() {
+fn statsd_receives_sozus_lines() {
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind a statsd receiver");
     receiver
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -190,21 +190,43 @@ fn statsd_receives_the_figures() {
             address: receiver.local_addr().expect("receiver address"),
             prefix: "edge".to_string(),
             tagged: true,
+            worker_id: 7,
         }),
         ..ServerConfig::default()
     });
     for _ in 0..4 {
         exchange(address, FOUND);
     }
+    let version = env!("CARGO_PKG_VERSION");
+    let requests =
+        format!("edge.cluster.requests,origin=WRK-07,version={version},cluster_id=known:");
+    let timing =
+        format!("edge.cluster.request_time,origin=WRK-07,version={version},cluster_id=known:");
+    let proxy = format!("edge.http.requests,origin=WRK-07,version={version}:");
+    // Counters come as deltas and may straddle two flushes: add them up.
+    let (mut cluster_requests, mut samples, mut proxy_requests) = (0u64, 0, 0u64);
     let mut text = String::new();
     let mut buffer = [0u8; 4096];
+    let delta = |line: &str, key: &str| {
+        line.strip_prefix(key)
+            .and_then(|rest| rest.strip_suffix("|c"))
+            .and_then(|count| count.parse::<u64>().ok())
+    };
     assert!(
         wait_until(DEADLINE, || {
             if let Ok(count) = receiver.recv(&mut buffer) {
-                text.push_str(&String::from_utf8_lossy(&buffer[..count]));
+                let datagram = String::from_utf8_lossy(&buffer[..count]).into_owned();
+                for line in datagram.lines() {
+                    cluster_requests += delta(line, &requests).unwrap_or(0);
+                    proxy_requests += delta(line, &proxy).unwrap_or(0);
+                    if line.starts_with(&timing) && line.ends_with("|ms") {
+                        samples += 1;
+                    }
+                }
+                text.push_str(&datagram);
                 text.push('\n');
             }
-            text.contains("edge.requests:4|c|#cluster:known")
+            cluster_requests == 4 && proxy_requests == 4 && samples == 4
         }),
         "statsd lines: {text}"
     );

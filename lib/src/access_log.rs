@@ -291,6 +291,13 @@ fn json_number(out: &mut String, name: &str, value: Option<u64>) {
     }
 }
 
+/// `time` in RFC 3339, UTC, with milliseconds: `2025-11-30T20:30:00.123Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    Clock::default().write(&mut out, time);
+    out
+}
+
 /// RFC 3339 UTC times with milliseconds; the text of the current second is kept, since a
 /// busy worker logs many lines in one.
 #[derive(Default)]

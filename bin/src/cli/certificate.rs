@@ -223,23 +223,31 @@ fn list(client: &mut Client, filters: CertificateFilters, workers: bool) -> anyh
     if client.printed_as_json(&response)? {
         return Ok(());
     }
-    let ResponseContent::Certificates(certificates) = content(response)? else {
-        bail!("unexpected answer");
+    // Several workers answer each with their own list: one row per worker and certificate.
+    let (by_worker, contents) = match content(response)? {
+        ResponseContent::WorkerResponses(answers) => (true, answers.into_iter().collect()),
+        content => (false, vec![(String::new(), content)]),
     };
-    let rows: Vec<Vec<String>> = certificates
-        .iter()
-        .map(|certificate| {
-            vec![
+    let mut rows = Vec::new();
+    for (worker, content) in contents {
+        let ResponseContent::Certificates(certificates) = content else {
+            bail!("unexpected answer");
+        };
+        rows.extend(certificates.iter().map(|certificate| {
+            let mut row: Vec<String> = by_worker.then(|| worker.clone()).into_iter().collect();
+            row.extend([
                 certificate.address.to_string(),
                 certificate.fingerprint.to_string(),
                 certificate
                     .not_after
                     .map_or_else(String::new, |not_after| not_after.to_string()),
                 certificate.names.join(","),
-            ]
-        })
-        .collect();
-    table::print(&["ADDRESS", "FINGERPRINT", "NOT AFTER", "NAMES"], &rows)?;
+            ]);
+            row
+        }));
+    }
+    let columns = ["WORKER", "ADDRESS", "FINGERPRINT", "NOT AFTER", "NAMES"];
+    table::print(&columns[usize::from(!by_worker)..], &rows)?;
     Ok(())
 }
 

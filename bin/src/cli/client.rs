@@ -44,15 +44,30 @@ pub struct Client {
     pub json: Option<JsonFormat>,
 }
 
-/// Runs a subcommand that talks to the proxy. Any failure prints `error: …` and exits with 1.
+/// A FAILURE answer to an order, carrying the proxy's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OrderFailed(pub String);
+
+/// Runs a subcommand that talks to the proxy, and exits with 1 on any failure: an order the
+/// proxy refused is told on stderr as Sōzu's command line tells it (`failure_text`), with or
+/// without `--json`; any other failure prints `error: …`.
 pub fn run(cli: &Cli, command: &Command) -> ExitCode {
     match connect_and_run(cli, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match error.downcast_ref::<OrderFailed>() {
+                Some(OrderFailed(message)) => eprint!("{}", failure_text(message)),
+                None => eprintln!("error: {error:#}"),
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// What Sōzu 2.1's command line prints on stderr when the proxy refuses an order.
+fn failure_text(message: &str) -> String {
+    format!("\nRequest failed: {message}\n\nError: Cli(Failure({message:?}))\n")
 }
 
 fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
@@ -236,11 +251,10 @@ impl Client {
         order: Order,
         progress: bool,
     ) -> anyhow::Result<Response> {
-        let name = order.name();
         let id = self.send(order)?;
         let response = self.final_response(&id, progress)?;
         match response.status {
-            ResponseStatus::Failure => bail!("{name} failed: {}", response.message),
+            ResponseStatus::Failure => Err(OrderFailed(response.message).into()),
             _ => Ok(response),
         }
     }

@@ -9,6 +9,7 @@
 //! client gets its final answer once they all answered ([`tasks`]). Hot upgrades hand
 //! everything to a new main process ([`upgrade`]).
 
+mod audit;
 mod command_server;
 mod dashboard;
 mod faults;
@@ -160,6 +161,8 @@ pub struct Main {
     toxiproxy: Option<toxiproxy::ToxiproxyApi>,
     /// systemd's readiness notifications.
     notifier: notify::Notifier,
+    /// `audit_logs_target` and `audit_logs_json_target`.
+    audit: audit::Audit,
 }
 
 /// A certificate whose validity ends within this time is reported, once a day.
@@ -295,6 +298,10 @@ impl Main {
             .context("cannot start the etcd provider")?;
         // A state that arrives whole (configuration, saved state, upgrade) starts its leases now.
         let fault_leases = faults::Leases::starting(&state, Instant::now());
+        let audit = audit::Audit::open(
+            settings.audit_logs_target.as_deref(),
+            settings.audit_logs_json_target.as_deref(),
+        );
         Ok(Main {
             poll,
             owners: Slab::new(),
@@ -330,6 +337,7 @@ impl Main {
             fault_leases,
             toxiproxy: None,
             notifier: notify::Notifier::from_env(),
+            audit,
         })
     }
 

@@ -24,7 +24,7 @@ use sozu_command_lib::{
 use sozu_lib::{metrics, server::validate};
 
 use super::{
-    Main, Stop, ok_message, queries, state_file,
+    Main, Stop, audit, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -34,6 +34,14 @@ impl Main {
         let Request { id, order } = request;
         *self.request_counts.entry(order.name()).or_insert(0) += 1;
         debug!("client {client}: {order} ({id})");
+        if let Some(sender) = self.clients.get(&client) {
+            let socket = match (sender.restricted, &self.settings.registration.socket) {
+                (true, Some(path)) => path.as_path(),
+                _ => self.settings.command_socket.as_path(),
+            };
+            self.audit
+                .record(&audit::Actor::of(sender, socket), &id, &order);
+        }
         let to = ClientRef {
             client,
             request_id: id.clone(),

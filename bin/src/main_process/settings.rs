@@ -28,6 +28,12 @@ pub struct Settings {
     /// `log_colored`.
     #[serde(default)]
     pub log_colored: bool,
+    /// `audit_logs_target` and `audit_logs_json_target`: where each order that changes
+    /// something is recorded, as text and as JSON.
+    #[serde(default)]
+    pub audit_logs_target: Option<PathBuf>,
+    #[serde(default)]
+    pub audit_logs_json_target: Option<PathBuf>,
     pub worker_count: u16,
     pub worker_automatic_restart: bool,
     pub worker_timeout: Duration,
@@ -61,6 +67,8 @@ impl Settings {
             log_filter: config.log_level.clone(),
             log_output,
             log_colored: config.log_colored,
+            audit_logs_target: config.audit_logs_target.clone(),
+            audit_logs_json_target: config.audit_logs_json_target.clone(),
             worker_count: config.worker_count,
             worker_automatic_restart: config.worker_automatic_restart,
             worker_timeout: config.worker_timeout,

@@ -78,14 +78,6 @@ pub(super) const KEYS: &[&str] = &[
 const IGNORED: &[(&str, &str)] = &[
     ("access_logs_colored", "colored logs are not built yet"),
     (
-        "audit_logs_target",
-        "the control-plane audit log is not built yet",
-    ),
-    (
-        "audit_logs_json_target",
-        "the control-plane audit log is not built yet",
-    ),
-    (
         "handle_process_affinity",
         "pinning workers to CPU cores is not built yet",
     ),
@@ -165,6 +157,11 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         log_target(field, &loader.files)
     });
     let access_logs_target = loader.keep(access_logs_target).flatten();
+    let audit_logs_target = top.with("audit_logs_target", |field| loader.files.path(field));
+    let audit_logs_target = loader.keep(audit_logs_target).flatten();
+    let audit_logs_json_target =
+        top.with("audit_logs_json_target", |field| loader.files.path(field));
+    let audit_logs_json_target = loader.keep(audit_logs_json_target).flatten();
     let log_target = top.with("log_target", |field| log_target(field, &loader.files));
     let log_target = loader.or(log_target, LogTarget::Stdout);
     let log_colored = top.bool("log_colored");
@@ -226,6 +223,8 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         log_colored,
         access_logs_target,
         access_logs_format,
+        audit_logs_target,
+        audit_logs_json_target,
         worker_count,
         worker_automatic_restart,
         worker_timeout,

@@ -82,6 +82,11 @@ pub struct Config {
     pub access_logs_target: Option<LogTarget>,
     /// How access logs are written (`access_logs_format`, default one text line per request).
     pub access_logs_format: AccessLogFormat,
+    /// A file each order that changes something is appended to, one text line per order with
+    /// the user and process that sent it (`audit_logs_target`).
+    pub audit_logs_target: Option<PathBuf>,
+    /// The same as `audit_logs_target`, one JSON object per line (`audit_logs_json_target`).
+    pub audit_logs_json_target: Option<PathBuf>,
 
     /// Worker processes started (`worker_count`, 1 to 1024, default 2).
     pub worker_count: u16,

@@ -111,8 +111,11 @@ pub struct StatsdSettings {
     pub address: SocketAddr,
     /// The prefix of every metric name (`sozu` by default in the configuration file).
     pub prefix: String,
-    /// DogStatsD tags rather than names carrying the cluster and backend.
+    /// Tags after the name (`,origin=WRK-00,cluster_id=…`) rather than names carrying the
+    /// worker, cluster and backend.
     pub tagged: bool,
+    /// The worker's id, sent as Sōzu's `origin` (`WRK-00`).
+    pub worker_id: u32,
 }
 
 /// How often figures are pushed to statsd.
@@ -303,7 +306,14 @@ impl Server {
         let statsd = config
             .statsd
             .as_ref()
-            .map(|settings| Statsd::new(settings.address, &settings.prefix, settings.tagged))
+            .map(|settings| {
+                Statsd::new(
+                    settings.address,
+                    &settings.prefix,
+                    settings.tagged,
+                    settings.worker_id,
+                )
+            })
             .transpose()
             .map_err(ServerError::Statsd)?;
         let recorder = Recorder {
