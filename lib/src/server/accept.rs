@@ -12,7 +12,7 @@ use crate::{
     pool::Pool,
     router::content::ContentRouter,
     session::endpoint::Endpoint,
-    session::{Session, Stage, backs::Backs},
+    session::{Accepted, Session},
     tcp,
 };
 
@@ -169,28 +169,15 @@ impl Server {
         self.next_uid += 1;
         let now = Instant::now();
         self.recorder.metrics.accepted(listener);
-        let mut session = Session {
+        let accepted = Accepted {
             uid,
             key,
             listener_address: listener,
             front: Endpoint::new(stream, token),
-            backs: Backs::default(),
             client_address: peer,
             local_address: local,
-            received_proxy_header: None,
-            stage: Stage::Closed,
-            cluster_id: None,
-            timeouts,
-            front_timeout: Default::default(),
-            connect_attempts: 0,
-            started: now,
-            counted_for_ip: None,
-            remote: None,
-            decided_by: None,
-            connect_time: None,
-            handshake_counted: false,
-            shaper: None,
         };
+        let mut session = Session::new(accepted, timeouts, now);
         first_stage(&mut session, &self.pool);
         session.touch_front(timeouts.front, now, &mut self.timers);
         entry.insert(session);

@@ -194,7 +194,59 @@ pub struct Session {
     pub shaper: Option<Box<Shaper>>,
 }
 
+/// Where a new session's client connection comes from.
+pub struct Accepted {
+    /// Unique for the worker's lifetime.
+    pub uid: u64,
+    /// The session's slot in the loop's session slab.
+    pub key: usize,
+    /// The listener that accepted the connection.
+    pub listener_address: SocketAddr,
+    /// The client's socket.
+    pub front: Endpoint,
+    /// The client, as the socket reports it.
+    pub client_address: SocketAddr,
+    /// The address the client connected to.
+    pub local_address: SocketAddr,
+}
+
 impl Session {
+    /// A session on an accepted connection, started at `now`: in no stage yet, with no backend
+    /// connection, no cluster and no fault.
+    pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> Session {
+        let Accepted {
+            uid,
+            key,
+            listener_address,
+            front,
+            client_address,
+            local_address,
+        } = accepted;
+        Session {
+            uid,
+            key,
+            listener_address,
+            front,
+            backs: Backs::default(),
+            client_address,
+            local_address,
+            received_proxy_header: None,
+            stage: Stage::Closed,
+            cluster_id: None,
+            timeouts,
+            front_timeout: Timeout::default(),
+            connect_attempts: 0,
+            started: now,
+            counted_for_ip: None,
+            remote: None,
+            decided_by: None,
+            connect_time: None,
+            handshake_counted: false,
+            shaper: None,
+        }
+    }
+
+    /// The key of the session's timer of `kind`.
     pub fn timer_key(&self, kind: TimeoutKind) -> TimerKey {
         TimerKey {
             session: self.key,

@@ -16,33 +16,23 @@ use crate::{backends::BackendMap, metrics::Metrics};
 /// A session on an accepted client connection, in no stage, with no backend connection.
 fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
     let timeout = Duration::from_secs(10);
-    Session {
+    let accepted = Accepted {
         uid: 1,
         key: 0,
         listener_address: address,
         front: Endpoint::new(front, Token(1)),
-        backs: Backs::default(),
         client_address: address,
         local_address: address,
-        received_proxy_header: None,
-        stage: Stage::Closed,
-        cluster_id: Some("c".to_string()),
-        timeouts: Timeouts {
-            front: timeout,
-            back: timeout,
-            connect: timeout,
-            request: timeout,
-        },
-        front_timeout: Timeout::default(),
-        connect_attempts: 0,
-        started: Instant::now(),
-        counted_for_ip: None,
-        remote: None,
-        decided_by: None,
-        connect_time: None,
-        handshake_counted: false,
-        shaper: None,
-    }
+    };
+    let timeouts = Timeouts {
+        front: timeout,
+        back: timeout,
+        connect: timeout,
+        request: timeout,
+    };
+    let mut session = Session::new(accepted, timeouts, Instant::now());
+    session.cluster_id = Some("c".to_string());
+    session
 }
 
 /// A connect in progress to `backend`, counted for the only backend of `map`.

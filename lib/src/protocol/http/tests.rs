@@ -21,7 +21,7 @@ use crate::{
     metrics::{Metrics, Recorder},
     protocol::http::{answers::Answers, parser::Limits},
     router::{Router, content::ContentRouter},
-    session::backs::Backs,
+    session::Accepted,
     session::endpoint::{Endpoint, Ready, Unread},
     timer::{Timeout, TimeoutKind, Timers},
 };
@@ -119,33 +119,22 @@ impl Harness {
         let (front, client) = pair(&front_listener, 1);
         let pool = Pool::new(16_384, 2, 8);
         let timeout = Duration::from_secs(10);
-        let session = Session {
+        let accepted = Accepted {
             uid: 1,
             key: 0,
             listener_address: address,
             front,
-            backs: Backs::default(),
             client_address: client.local_addr().unwrap(),
             local_address: address,
-            received_proxy_header: None,
-            stage: Stage::Http(Box::new(Http::new(&pool))),
-            cluster_id: None,
-            timeouts: Timeouts {
-                front: timeout,
-                back: timeout,
-                connect: timeout,
-                request: timeout,
-            },
-            front_timeout: Timeout::default(),
-            connect_attempts: 0,
-            started: Instant::now(),
-            counted_for_ip: None,
-            remote: None,
-            decided_by: None,
-            connect_time: None,
-            handshake_counted: false,
-            shaper: None,
         };
+        let timeouts = Timeouts {
+            front: timeout,
+            back: timeout,
+            connect: timeout,
+            request: timeout,
+        };
+        let mut session = Session::new(accepted, timeouts, Instant::now());
+        session.stage = Stage::Http(Box::new(Http::new(&pool)));
         Harness {
             session,
             client,
