@@ -34,6 +34,12 @@ per result, which the Rust test checks.
                              ended; prints `PATH STATUS` per request (`PATH reset` if reset)
     concurrent PORT COUNT    COUNT GETs sent at once, before the proxy's SETTINGS are read;
                              prints `STREAM STATUS` or `STREAM reset CODE` per stream
+    timed PORT PATH...       a GET of each PATH, all sent at once on one connection; prints
+                             `PATH STATUS MILLISECONDS BODY` per request, in order, with the
+                             time from sending to the end of its stream (`reset` for STATUS
+                             if it was reset)
+    statuses PORT PATH COUNT COUNT GETs of PATH on one connection, 50 at most in flight;
+                             prints `STATUS N` per status (`reset N` for streams reset)
 """
 
 import hashlib
@@ -477,6 +483,63 @@ def held(port):
     sys.stdin.readline()
 
 
+def timed(port, paths):
+    import time
+
+    sock, conn = connect(port)
+    streams = {}
+    for path in paths:
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, headers("GET", path), end_stream=True)
+        streams[stream] = path
+    sock.sendall(conn.data_to_send())
+    started = time.monotonic()
+    status, body, ended = {}, {stream: b"" for stream in streams}, {}
+    for event in each_event(sock, conn):
+        if isinstance(event, h2.events.ResponseReceived):
+            status[event.stream_id] = dict(event.headers)[b":status"].decode()
+        elif isinstance(event, h2.events.DataReceived):
+            body[event.stream_id] += event.data
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            if isinstance(event, h2.events.StreamReset):
+                status[event.stream_id] = "reset"
+            ended[event.stream_id] = round((time.monotonic() - started) * 1000)
+        if len(ended) == len(streams):
+            break
+    for stream, path in streams.items():
+        text = " ".join(body[stream].decode(errors="replace").split())
+        print(path, status.get(stream, "eof"), ended.get(stream, -1), text)
+
+
+def statuses(port, path, count):
+    sock, conn = connect(port)
+    counts, in_flight, sent, done = {}, set(), 0, 0
+    while done < count:
+        while sent < count and len(in_flight) < 50:
+            stream = conn.get_next_available_stream_id()
+            conn.send_headers(stream, headers("GET", path), end_stream=True)
+            in_flight.add(stream)
+            sent += 1
+        sock.sendall(conn.data_to_send())
+        events = receive(sock, conn)
+        if events is None:
+            break
+        for event in events:
+            if isinstance(event, h2.events.ResponseReceived):
+                code = dict(event.headers)[b":status"].decode()
+                counts[code] = counts.get(code, 0) + 1
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                counts["reset"] = counts.get("reset", 0) + 1
+            if isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                in_flight.discard(event.stream_id)
+                done += 1
+    for code in sorted(counts):
+        print(code, counts[code])
+
+
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "bodies":
@@ -505,6 +568,10 @@ def main():
         sequential(port, sys.argv[3:])
     elif mode == "concurrent":
         concurrent(port, int(sys.argv[3]))
+    elif mode == "timed":
+        timed(port, sys.argv[3:])
+    elif mode == "statuses":
+        statuses(port, sys.argv[3], int(sys.argv[4]))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

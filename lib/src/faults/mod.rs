@@ -369,12 +369,55 @@ impl FaultSet {
         now: Instant,
         drawn: &mut Drawn<'_>,
     ) -> RequestPlan {
+        self.request_among(now, drawn, |active| {
+            active.is_on_route(route) && active.selects(route.client, Some(request))
+        })
+    }
+
+    /// Adds to `candidates` the faults on one backend of the route's cluster whose selector
+    /// takes `request`: they are drawn once its backend is chosen
+    /// ([`FaultSet::backend_request`]).
+    pub fn backend_candidates(
+        &self,
+        route: &Route<'_>,
+        request: &RequestFacts<'_>,
+        candidates: &mut Vec<Rc<str>>,
+    ) {
+        for active in self.faults.values() {
+            let on_cluster = matches!(&active.fault.target,
+                FaultTarget::Backend { cluster_id, .. } if route.cluster_id == Some(cluster_id.as_str()));
+            if on_cluster && active.selects(route.client, Some(request)) {
+                candidates.push(active.name.clone());
+            }
+        }
+    }
+
+    /// What the faults among `candidates` (as [`FaultSet::backend_candidates`] found them,
+    /// and unchanged since) that target the route's backend do to a request sent to it.
+    pub fn backend_request(
+        &mut self,
+        route: &Route<'_>,
+        candidates: &[Rc<str>],
+        now: Instant,
+        drawn: &mut Drawn<'_>,
+    ) -> RequestPlan {
+        self.request_among(now, drawn, |active| {
+            candidates.iter().any(|name| Rc::ptr_eq(name, &active.name))
+                && active.is_on_route(route)
+        })
+    }
+
+    fn request_among(
+        &mut self,
+        now: Instant,
+        drawn: &mut Drawn<'_>,
+        among: impl Fn(&ActiveFault) -> bool,
+    ) -> RequestPlan {
         let mut plan = RequestPlan::default();
         for active in self.faults.values_mut() {
             // Protocol errors are for raw TCP: they are not even drawn for HTTP.
             let is_tcp = matches!(active.fault.effect, Effect::Error { .. });
-            if is_tcp || !active.is_on_route(route) || !active.selects(route.client, Some(request))
-            {
+            if is_tcp || !among(active) {
                 continue;
             }
             if !active.draw() {

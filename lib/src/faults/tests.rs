@@ -253,6 +253,61 @@ fn backend_and_frontend_targets_match_their_route() {
     );
 }
 
+/// A fault on a backend is no part of a request's draw at routing, when no backend is
+/// chosen yet: its selector picks the request as a candidate, and it is drawn (and counted)
+/// only for requests whose chosen backend is its own.
+#[test]
+fn a_backend_fault_is_drawn_once_its_backend_is_chosen() {
+    let now = Instant::now();
+    let mut faults = set(&[
+        fault(serde_json::json!({
+            "name": "one-backend", "cluster_id": "api", "backend_id": "api-1",
+            "type": "transient", "count": 2, "path_prefix": "/v1",
+        })),
+        fault(serde_json::json!({
+            "name": "other-cluster", "cluster_id": "web", "backend_id": "api-1", "type": "down",
+        })),
+    ]);
+    let mut routed = route("api");
+    routed.backend_id = None;
+    let (plan, labels) = request(&mut faults, &routed, &GET, now);
+    assert!(plan.answer.is_none() && labels.is_empty());
+    let mut candidates = Vec::new();
+    faults.backend_candidates(&routed, &GET, &mut candidates);
+    assert_eq!(
+        candidates.len(),
+        1,
+        "only the fault on the request's cluster"
+    );
+    let elsewhere = RequestFacts {
+        path: "/v2",
+        headers: &NO_HEADERS,
+    };
+    let mut none = Vec::new();
+    faults.backend_candidates(&routed, &elsewhere, &mut none);
+    assert!(none.is_empty(), "the selector leaves other paths alone");
+
+    let mut backend_request = |backend_id| {
+        let mut chosen = route("api");
+        chosen.backend_id = Some(backend_id);
+        let (mut upstream, mut downstream, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut drawn = Drawn {
+            upstream: &mut upstream,
+            downstream: &mut downstream,
+            labels: &mut labels,
+        };
+        faults
+            .backend_request(&chosen, &candidates, now, &mut drawn)
+            .answer
+    };
+    assert_eq!(backend_request("api-0"), None, "another backend");
+    assert_eq!(backend_request("api-1"), Some(RequestAnswer::NoBackend));
+    assert_eq!(backend_request("api-0"), None);
+    assert_eq!(backend_request("api-1"), Some(RequestAnswer::NoBackend));
+    assert_eq!(backend_request("api-1"), None, "recovered after two");
+    assert_eq!(faults.get("one-backend").map(ActiveFault::touched), Some(2));
+}
+
 #[test]
 fn sync_keeps_the_state_of_unchanged_faults_and_restarts_changed_ones() {
     let blip = fault(serde_json::json!({

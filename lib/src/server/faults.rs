@@ -1,11 +1,15 @@
 //! The worker's faults ([`crate::faults`]), kept in step with the state: after every applied
 //! order the [`FaultSet`](crate::faults::FaultSet) takes the state's faults, and when a fault
-//! went or changed, the sessions carrying its lanes drop them and are driven again (what a
-//! `timeout` of 0 held moves on).
+//! went or changed, the sessions carrying its lanes (in their own budget, or in their HTTP/2
+//! streams' budgets) drop them and are driven again (what a `timeout` of 0 held moves on).
 
-use std::hash::{BuildHasher, Hasher};
+use std::{
+    hash::{BuildHasher, Hasher},
+    rc::Rc,
+};
 
 use super::Server;
+use crate::session::Stage;
 
 impl Server {
     /// Gives the worker's fault set the state's faults, and frees what stale faults hold.
@@ -18,10 +22,16 @@ impl Server {
             .sessions
             .iter_mut()
             .filter_map(|(key, session)| {
-                let shaper = session.shaper.as_mut()?;
-                shaper
-                    .drop_stale(|name| faults.is_current(name))
-                    .then_some(key)
+                let is_current = |name: &Rc<str>| faults.is_current(name);
+                let mut freed = session
+                    .shaper
+                    .as_mut()
+                    .is_some_and(|shaper| shaper.drop_stale(is_current));
+                // An HTTP/2 session's streams have budgets of their own.
+                if let Stage::H2(h2) = &mut session.stage {
+                    freed |= h2.drop_stale_faults(is_current);
+                }
+                freed.then_some(key)
             })
             .collect();
         for key in freed {

@@ -53,6 +53,9 @@ pub struct Shaper {
     to_client: Vec<Lane>,
     /// The faults that acted, for access logs (`fault="…"`).
     labels: Vec<Rc<str>>,
+    /// Faults on backends of the request's cluster that its selectors took when it was
+    /// routed: drawn once its backend is chosen ([`Shaper::draw_for_backend`]).
+    for_backend: Vec<Rc<str>>,
     /// The earliest instant a deferred write asked for during this run.
     wake: Option<Instant>,
     resume: Timeout,
@@ -89,8 +92,51 @@ impl Shaper {
         self.to_backend.clear();
         self.to_client.clear();
         self.labels.clear();
+        self.for_backend.clear();
         self.wake = None;
         self.resume.cancel();
+    }
+
+    /// Where the faults on a backend that the request's selectors take go, when it is routed.
+    pub fn backend_candidates(&mut self) -> &mut Vec<Rc<str>> {
+        &mut self.for_backend
+    }
+
+    /// Whether faults on a backend wait for the request's backend to be chosen.
+    pub fn awaits_backend(&self) -> bool {
+        !self.for_backend.is_empty()
+    }
+
+    /// Once the request's backend is chosen, draws the faults on a backend that its
+    /// selectors took: `draw` gets them and fills the shaper's vectors as at routing; the
+    /// lanes it adds toward the backend count the `waiting` bytes of the request, not sent
+    /// yet, as received at `now`. The candidates are spent: `None` when there were none.
+    pub fn draw_for_backend<R>(
+        &mut self,
+        now: Instant,
+        waiting: usize,
+        draw: impl FnOnce(&[Rc<str>], &mut Drawn<'_>) -> R,
+    ) -> Option<R> {
+        if self.for_backend.is_empty() {
+            return None;
+        }
+        let candidates = std::mem::take(&mut self.for_backend);
+        let earlier = self.to_backend.len();
+        let result = draw(
+            &candidates,
+            &mut Drawn {
+                upstream: &mut self.to_backend,
+                downstream: &mut self.to_client,
+                labels: &mut self.labels,
+            },
+        );
+        for lane in self.to_backend.iter_mut().skip(earlier) {
+            lane.received(now, waiting);
+        }
+        // The room stays for the next request.
+        self.for_backend = candidates;
+        self.for_backend.clear();
+        Some(result)
     }
 
     /// Adds the faults of `later` (those on a backend, drawn once it is chosen).
@@ -112,7 +158,9 @@ impl Shaper {
         }
     }
 
-    fn wake_at(&mut self, at: Instant) {
+    /// Asks to be driven again at `at` (the earliest of such instants wins, at the next
+    /// [`Shaper::arm`]).
+    pub fn wake_at(&mut self, at: Instant) {
         self.wake = Some(self.wake.map_or(at, |wake| wake.min(at)));
     }
 
@@ -180,9 +228,9 @@ impl Shaper {
         due
     }
 
-    /// Sets the resume timer at the earliest instant a deferred write or a lane's deadline
-    /// asks for after `now`, or disarms it.
-    pub fn arm(&mut self, now: Instant, key: TimerKey, timers: &mut Timers) {
+    /// The earliest instant a deferred write asked for during this run, or a lane's deadline
+    /// after `now`: when the shaper's owner must be driven again.
+    pub fn next_resume(&mut self, now: Instant) -> Option<Instant> {
         let deadline = self
             .to_backend
             .iter()
@@ -190,11 +238,15 @@ impl Shaper {
             .filter_map(Lane::deadline)
             .filter(|at| *at > now)
             .min();
-        let next = match (self.wake.take(), deadline) {
+        match (self.wake.take(), deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        match next {
+        }
+    }
+
+    /// Sets the resume timer at [`Shaper::next_resume`], or disarms it.
+    pub fn arm(&mut self, now: Instant, key: TimerKey, timers: &mut Timers) {
+        match self.next_resume(now) {
             Some(at) => {
                 if self.resume.deadline() != Some(at) {
                     self.resume.set(at, key, timers);

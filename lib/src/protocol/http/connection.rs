@@ -1,28 +1,27 @@
 //! The HTTP/1 codec, request side: reading request heads from the front buffer, acting on the
-//! routing decision, sending the request on, writing the proxy's own answers, and moving to
-//! the next request of a kept connection. The response side is in [`super::response`].
+//! routing decision (`routing`), sending the request on, writing the proxy's own answers, and
+//! moving to the next request of a kept connection. The response side is in
+//! [`super::response`].
 
 use std::{fmt::Write as _, time::Duration};
 
 use sozu_command_lib::request::{Cluster, HeaderPosition, Hsts, HttpFrontend};
 
 use crate::{
-    faults::RequestAnswer,
     protocol::http::{
         Http, HttpListener, SLOT,
         answers::{AnswerContext, Template},
         body::{Body, Sent, send_message},
         diagnostics::Diagnostic,
         editor::{self, RequestEdits},
-        faults::{self, Routed},
-        h2,
+        faults, h2,
         parser::{
             BodyFraming, Header, Method, ParseError, Parsed, Persistence, RequestHead,
             parse_request_head,
         },
         record::{new_request_id, record_stream},
         response,
-        route::{self, Close, Forward, Request, Retry, RouteDecision},
+        route::{Close, Forward, Retry},
         stream::{Phase, RequestSide, ResponseSide, Stream},
         upgrade,
     },
@@ -32,6 +31,8 @@ use crate::{
     session::{Action, BackConnection, BackUse, Context, Session, Stage},
     timer::{self, TimeoutKind},
 };
+
+mod routing;
 
 /// What a step of the session achieved.
 pub(super) enum Step {
@@ -70,7 +71,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
             &mut http.headers,
         );
         match parsed {
-            Ok(Parsed::Complete(head)) => return route(session, context, listener, head),
+            Ok(Parsed::Complete(head)) => return routing::route(session, context, listener, head),
             Ok(Parsed::Partial) => {}
             Err(error) => return refuse(session, context, listener, error),
         }
@@ -268,7 +269,7 @@ pub(super) fn render(
 }
 
 /// The one place answers of the proxy are written into `response_out`.
-fn render_answer(
+pub(super) fn render_answer(
     session: &mut Session,
     context: &mut Context<'_>,
     listener: &HttpListener,
@@ -359,199 +360,6 @@ pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) ->
         return Step::Do(action);
     }
     Step::Progress
-}
-
-/// Decides what to do with a parsed request ([`route::decide`]) and does it: answer it, or
-/// forward it to a cluster. An answered request's head leaves the buffer, so the next request
-/// is read after it.
-fn route(
-    session: &mut Session,
-    context: &mut Context<'_>,
-    listener: &HttpListener,
-    head: RequestHead,
-) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
-    let http: &mut Http = http;
-    let buf = http.front_buf.data();
-    let stream = &mut http.stream;
-    new_request_id(stream, session.uid, http.served);
-    let host = head
-        .authority
-        .map(|a| a.span.slice(buf))
-        .unwrap_or_default();
-    stream.host.clear();
-    stream.host.push_str(&String::from_utf8_lossy(host));
-    stream.path.clear();
-    stream
-        .path
-        .push_str(&String::from_utf8_lossy(head.path.slice(buf)));
-    stream.method = Some(head.method);
-    stream
-        .method_text
-        .push_str(&String::from_utf8_lossy(head.method_span.slice(buf)));
-    if let Some(agent) = http
-        .headers
-        .iter()
-        .find(|header| header.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
-    {
-        stream
-            .user_agent
-            .push_str(&String::from_utf8_lossy(agent.value.slice(buf)));
-    }
-    stream.routed_at = Some(context.now);
-    stream.bytes_in = head.head_len as u64;
-    stream.client = head.persistence;
-    stream.version = head.version;
-    session.front_timeout.cancel();
-
-    let request = Request {
-        buf,
-        head: &head,
-        headers: &http.headers,
-        server_name: session.front.tls.as_ref().and_then(|tls| tls.server_name()),
-    };
-    let (cluster, status, details, close, extra, own) =
-        match route::decide(listener, context.clusters, context.authorized, request) {
-            RouteDecision::Forward(forward) => {
-                let routed = Routed {
-                    cluster_id: &forward.cluster.cluster_id,
-                    host: &http.stream.host,
-                    path: &http.stream.path,
-                    headers: &http.headers,
-                    buf,
-                    head_len: head.head_len,
-                };
-                let addresses = (session.listener_address, session.client_address);
-                let verdict = faults::draw(
-                    context.faults,
-                    &mut session.shaper,
-                    addresses,
-                    &routed,
-                    context.now,
-                );
-                if let faults::Verdict::Answer(answer) = verdict {
-                    http.stream.cluster_id.clear();
-                    http.stream.cluster_id.push_str(&forward.cluster.cluster_id);
-                    let step = fault_answer(session, context, listener, answer, &head);
-                    return consume_head(session, step, head.head_len);
-                }
-                let back = session.backs.get(SLOT);
-                return forward_request(
-                    http,
-                    back,
-                    session.client_address,
-                    listener,
-                    &head,
-                    forward,
-                );
-            }
-            RouteDecision::Fixed { answer, close } => {
-                (None, answer.status, "", close, Extra::None, Some(answer))
-            }
-            RouteDecision::Answer {
-                status,
-                details,
-                cluster,
-                close,
-            } => (cluster, status, details, close, Extra::None, None),
-            RouteDecision::Redirect {
-                status,
-                location,
-                template,
-                details,
-                cluster,
-                close,
-            } => (
-                cluster,
-                status,
-                details,
-                close,
-                Extra::Location(location),
-                template,
-            ),
-            RouteDecision::Unauthorized {
-                realm,
-                details,
-                cluster,
-                close,
-            } => (cluster, 401, details, close, Extra::Realm(realm), None),
-        };
-    if let Some(cluster) = cluster {
-        http.stream.cluster_id.clear();
-        http.stream.cluster_id.push_str(cluster);
-    }
-    let extra = extra.answer_extra();
-    let rendered = match own {
-        Some(template) => Rendered::Own(template, details, extra),
-        None => Rendered::Page(status, details, extra),
-    };
-    let step = render_answer(session, context, listener, rendered, close);
-    consume_head(session, step, head.head_len)
-}
-
-/// Answers a request by itself, as a fault says: its `http_error` answer, or the 503 of a
-/// cluster with no backend up.
-fn fault_answer(
-    session: &mut Session,
-    context: &mut Context<'_>,
-    listener: &HttpListener,
-    answer: RequestAnswer,
-    head: &RequestHead,
-) -> Step {
-    match answer {
-        RequestAnswer::Fixed(fixed) => {
-            let template = Template::fixed(&fixed);
-            let close = route::answer_close(head);
-            render_answer(
-                session,
-                context,
-                listener,
-                Rendered::Own(&template, "", AnswerExtra::default()),
-                close,
-            )
-        }
-        RequestAnswer::NoBackend => self::answer(
-            session,
-            context,
-            listener,
-            503,
-            "no backend available",
-            Close::AfterAnswer,
-        ),
-    }
-}
-
-/// What a routing decision adds to the proxy's answer.
-pub(super) enum Extra<'a> {
-    None,
-    Location(String),
-    Realm(&'a str),
-}
-
-impl Extra<'_> {
-    pub(super) fn answer_extra(&self) -> AnswerExtra<'_> {
-        match self {
-            Extra::None => AnswerExtra::default(),
-            Extra::Location(location) => AnswerExtra {
-                location: Some(location),
-                ..AnswerExtra::default()
-            },
-            Extra::Realm(realm) => AnswerExtra {
-                www_authenticate: Some(realm),
-                ..AnswerExtra::default()
-            },
-        }
-    }
-}
-
-/// Takes an answered request's head out of the front buffer.
-fn consume_head(session: &mut Session, step: Step, head_len: usize) -> Step {
-    if let Stage::Http(http) = &mut session.stage {
-        http.front_buf.consume(head_len);
-    }
-    step
 }
 
 /// A parsed request head and the bytes its spans point into.
@@ -712,6 +520,9 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Step::Do(Action::Close);
     };
+    if let Some(step) = faults::backend_chosen(session, context, listener) {
+        return step;
+    }
     let Some(back) = session.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };

@@ -14,48 +14,70 @@ use std::{
 use sozu_command_lib::request::Effect;
 
 use crate::{
-    faults::{FaultRng, FaultSet, HeaderFields, Lane, RequestAnswer, RequestFacts, Route},
-    protocol::http::parser::Header,
+    faults::{
+        Drawn, FaultRng, FaultSet, HeaderFields, Lane, RequestAnswer, RequestFacts, RequestPlan,
+        Route,
+    },
+    protocol::http::{
+        HttpListener, SLOT,
+        connection::{self, Step},
+        outcome,
+        parser::{Header, Persistence, RequestHead},
+        route::Close,
+        stream::RequestSide,
+    },
     session::shaper::{self, Budget, Shaper, Way},
-    session::{Action, endpoint::Endpoint},
+    session::{Action, Context, Session, Stage, endpoint::Endpoint},
 };
 
 /// What the faults do to a routed request.
 pub(super) enum Verdict {
-    /// Forward it (through the budget installed on the session, if any).
+    /// Forward it (through the budget installed, if any).
     Forward,
     /// The proxy answers it by itself.
     Answer(RequestAnswer),
 }
 
-/// The request being routed, as the faults see it.
+/// A routed request as the faults see it.
 pub(super) struct Routed<'a> {
-    pub cluster_id: &'a str,
     pub host: &'a str,
     pub path: &'a str,
     pub headers: &'a [Header],
+    /// The bytes the head's spans point into.
     pub buf: &'a [u8],
-    /// Bytes of the request (its head) about to go to the backend.
-    pub head_len: usize,
+    /// Its head in HTTP/1.1 form, about to go to the backend.
+    pub head: &'a RequestHead,
 }
 
-/// Draws the faults on a request of `client` on `listener` routed to a cluster and installs
-/// its write budget in `shaper` (the session's, emptied of the previous request's faults and
-/// filled again: a keep-alive connection allocates nothing for them once warm).
-pub(super) fn draw(
-    faults: &mut FaultSet,
-    shaper: &mut Option<Box<Shaper>>,
-    (listener, client): (SocketAddr, SocketAddr),
-    request: &Routed<'_>,
-    now: Instant,
-) -> Verdict {
+/// Where the faults on a request are drawn: the worker's faults, the request, and the write
+/// budget the faults that act go to (the session's for HTTP/1, the stream's for HTTP/2).
+pub(super) struct Draw<'a> {
+    pub faults: &'a mut FaultSet,
+    pub shaper: &'a mut Option<Box<Shaper>>,
+    /// The listener's and the client's addresses.
+    pub addresses: (SocketAddr, SocketAddr),
+    pub request: Routed<'a>,
+    pub now: Instant,
+}
+
+/// Draws the faults on a request routed to `cluster_id` and installs its write budget in
+/// the draw's shaper (emptied of the previous request's faults and filled again: a
+/// keep-alive connection allocates nothing for them once warm).
+pub(super) fn draw(draw: Draw<'_>, cluster_id: &str) -> Verdict {
+    let Draw {
+        faults,
+        shaper,
+        addresses: (listener, client),
+        request,
+        now,
+    } = draw;
     if faults.is_empty() {
         *shaper = None;
         return Verdict::Forward;
     }
     let route = Route {
         listener,
-        cluster_id: Some(request.cluster_id),
+        cluster_id: Some(cluster_id),
         backend_id: None,
         hostname: Some(request.host).filter(|host| !host.is_empty()),
         client: client.ip(),
@@ -71,17 +93,54 @@ pub(super) fn draw(
     let budget = shaper.get_or_insert_with(Box::default);
     let mut drawn = budget.next_request();
     let plan = faults.request(&route, &facts, now, &mut drawn);
-    if drawn.labels.is_empty() {
-        return Verdict::Forward;
+    let acted = !drawn.labels.is_empty();
+    push_delays(&plan, &mut drawn, now);
+    if faults.targets_backends_of(cluster_id) {
+        faults.backend_candidates(&route, &facts, budget.backend_candidates());
     }
-    if !plan.request_delay.is_zero() {
-        drawn.upstream.push(delay_lane(plan.request_delay, now));
+    if acted {
+        budget.received(Way::ToBackend, now, request.head.head_len);
     }
-    if !plan.response_delay.is_zero() {
-        drawn.downstream.push(delay_lane(plan.response_delay, now));
-    }
-    budget.received(Way::ToBackend, now, request.head_len);
     match plan.answer {
+        Some(answer) => Verdict::Answer(answer),
+        None => Verdict::Forward,
+    }
+}
+
+/// Where a request went: its listener and client, then its cluster and the backend chosen.
+pub(super) struct Chosen<'a> {
+    pub addresses: (SocketAddr, SocketAddr),
+    pub cluster_id: &'a str,
+    pub backend_id: &'a str,
+}
+
+/// Draws the faults on the backend chosen for a request (those its selectors took when it
+/// was routed, [`draw`]) into its write budget, before any of its `waiting` bytes went to
+/// the backend. Without candidates, one emptiness check.
+pub(super) fn draw_backend(
+    faults: &mut FaultSet,
+    shaper: Option<&mut Shaper>,
+    chosen: Chosen<'_>,
+    waiting: usize,
+    now: Instant,
+) -> Verdict {
+    let Some(shaper) = shaper.filter(|shaper| shaper.awaits_backend()) else {
+        return Verdict::Forward;
+    };
+    let (listener, client) = chosen.addresses;
+    let route = Route {
+        listener,
+        cluster_id: Some(chosen.cluster_id),
+        backend_id: Some(chosen.backend_id),
+        hostname: None,
+        client: client.ip(),
+    };
+    let answer = shaper.draw_for_backend(now, waiting, |candidates, drawn| {
+        let plan = faults.backend_request(&route, candidates, now, drawn);
+        push_delays(&plan, drawn, now);
+        plan.answer
+    });
+    match answer.flatten() {
         Some(answer) => Verdict::Answer(answer),
         None => Verdict::Forward,
     }
@@ -105,6 +164,16 @@ impl HeaderFields for Fields<'_> {
     }
 }
 
+/// The lanes of a plan's `http_delay`s.
+fn push_delays(plan: &RequestPlan, drawn: &mut Drawn<'_>, now: Instant) {
+    if !plan.request_delay.is_zero() {
+        drawn.upstream.push(delay_lane(plan.request_delay, now));
+    }
+    if !plan.response_delay.is_zero() {
+        drawn.downstream.push(delay_lane(plan.response_delay, now));
+    }
+}
+
 /// `http_delay`: a lane that lets bytes go `delay` after they arrive (for the request, after
 /// the routing; for the response, after its first bytes come from the backend).
 fn delay_lane(delay: Duration, now: Instant) -> Lane {
@@ -115,9 +184,25 @@ fn delay_lane(delay: Duration, now: Instant) -> Lane {
     Lane::new(&effect, now, FaultRng::new(0))
 }
 
+/// What the budget allows now of the `pending()` bytes going `way`: a reset or a cut that is
+/// due comes first. Without a budget, everything, at the cost of one branch.
+pub(super) fn allowance(
+    shaper: Option<&mut Shaper>,
+    way: Way,
+    now: Instant,
+    pending: impl FnOnce() -> usize,
+) -> Budget {
+    let Some(shaper) = shaper else {
+        return Budget::UpTo(usize::MAX);
+    };
+    match shaper.due(now) {
+        Some(due) => due,
+        None => shaper.budget(way, now, pending()),
+    }
+}
+
 /// How many of the `pending()` bytes going `way` may be written now (`Ok(0)`: none yet), or
-/// the action that ends the session (a cut, or a reset of `front`'s connection). Without a
-/// budget, everything, at the cost of one branch.
+/// the action that ends the session (a cut, or a reset of `front`'s connection).
 pub(super) fn budget(
     shaper: Option<&mut Shaper>,
     front: &Endpoint,
@@ -125,14 +210,7 @@ pub(super) fn budget(
     now: Instant,
     pending: impl FnOnce() -> usize,
 ) -> Result<usize, Action> {
-    let Some(shaper) = shaper else {
-        return Ok(usize::MAX);
-    };
-    let budget = match shaper.due(now) {
-        Some(due) => due,
-        None => shaper.budget(way, now, pending()),
-    };
-    match budget {
+    match allowance(shaper, way, now, pending) {
         Budget::UpTo(limit) => Ok(limit),
         Budget::Wait => Ok(0),
         Budget::Cut => Err(Action::Close),
@@ -141,4 +219,48 @@ pub(super) fn budget(
             Err(Action::Close)
         }
     }
+}
+
+/// Draws the faults on the backend just chosen for an HTTP/1 session's request, before any
+/// byte of it went there ([`draw_backend`]); the step that answers the request when one of
+/// them does. The backend connection stays, clean, for the next request.
+pub(super) fn backend_chosen(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+) -> Option<Step> {
+    let Stage::Http(http) = &session.stage else {
+        return None;
+    };
+    let back = session.backs.get(SLOT)?;
+    let chosen = Chosen {
+        addresses: (session.listener_address, session.client_address),
+        cluster_id: &http.stream.cluster_id,
+        backend_id: &back.backend_id,
+    };
+    let waiting = http.request_out.len().saturating_sub(http.request_out_sent);
+    let shaper = session.shaper.as_deref_mut();
+    let Verdict::Answer(fault) = draw_backend(context.faults, shaper, chosen, waiting, context.now)
+    else {
+        return None;
+    };
+    // A body the proxy does not read would be taken for the next request.
+    let body_read = match &http.stream.request {
+        RequestSide::Sending(body) => body.is_done(),
+        RequestSide::Sent => true,
+    };
+    let close = if body_read && http.stream.client == Persistence::KeepAlive {
+        Close::KeepAlive
+    } else {
+        Close::AfterAnswer
+    };
+    let cluster = http.stream.cluster_id.clone();
+    let answer = outcome::fault_answer(&cluster, fault, close);
+    Some(connection::render_answer(
+        session,
+        context,
+        listener,
+        answer.rendered(),
+        answer.close,
+    ))
 }

@@ -21,7 +21,8 @@
 //! The parts: [`parser`] (message heads, zero-copy over the buffer), `editor` (header
 //! edits), [`h2`] (HTTP/2 toward clients, a codec of its own whose requests come out as the
 //! same HTTP/1.1 heads), `listener` (what a listener gives its sessions), `route` (the routing policy,
-//! without I/O), `auth` (Basic authentication), `stream` (one request and its response
+//! without I/O), `outcome` (a routing decision and the faults drawn on it, as a forward or an
+//! answer, for both codecs), `faults` (faults on requests and their write budget), `auth` (Basic authentication), `stream` (one request and its response
 //! as typed phases), `connection` and `response` (the HTTP/1 codec: the request side and
 //! the proxy's answers, the response side), `record` (request ids, the access-log record).
 
@@ -34,6 +35,7 @@ pub(crate) mod editor;
 mod faults;
 pub mod h2;
 pub(crate) mod listener;
+mod outcome;
 pub mod parser;
 mod record;
 mod response;

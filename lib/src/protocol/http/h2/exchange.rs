@@ -27,7 +27,7 @@ use crate::{
         route::{Forward, Retry},
         stream::Stream,
     },
-    session::{BackUse, backs::Slot},
+    session::{BackUse, backs::Slot, shaper::Shaper},
 };
 
 /// Response data handed to the codec per exchange and pass, so streams take turns.
@@ -104,6 +104,8 @@ pub struct Exchange {
     trailers: Vec<u8>,
     /// The backend connection may serve another request after this one.
     pub backend: Persistence,
+    /// The faults acting on the stream, when some do: its write budget.
+    pub shaper: Option<Box<Shaper>>,
 }
 
 impl Exchange {
@@ -127,6 +129,7 @@ impl Exchange {
             pending_end: false,
             trailers: Vec::new(),
             backend: Persistence::KeepAlive,
+            shaper: None,
         }
     }
 
@@ -330,12 +333,14 @@ impl Exchange {
             && self.back_buf.as_ref().is_none_or(Buffer::is_empty)
     }
 
-    /// Parses the response head in the back buffer and sends it, edited as HTTP/1.1
-    /// responses are. Interim heads are dropped. Returns whether a head was taken.
+    /// Parses the response head in the first `limit` bytes of the back buffer (those the
+    /// stream's faults let go) and sends it, edited as HTTP/1.1 responses are. Returns whether
+    /// a head was taken.
     pub fn read_head(
         &mut self,
         codec: &mut Connection,
         listener: &HttpListener,
+        limit: usize,
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<bool, Failure> {
@@ -343,13 +348,14 @@ impl Exchange {
         let Some(back_buf) = self.back_buf.as_mut() else {
             return Ok(false);
         };
-        if back_buf.is_empty() {
+        if back_buf.is_empty() || limit == 0 {
             return Ok(false);
         }
-        let buf = back_buf.data();
+        let all = back_buf.data();
+        let buf = all.get(..limit).unwrap_or(all);
         let head = match parse_response_head(buf, &listener.limits, method, &mut self.headers) {
             Ok(Parsed::Complete(head)) => head,
-            Ok(Parsed::Partial) if back_buf.is_full() => {
+            Ok(Parsed::Partial) if back_buf.is_full() && buf.len() == all.len() => {
                 return Err(Failure::Answer(502, "response head too large"));
             }
             Ok(Parsed::Partial) => return Ok(false),
@@ -457,9 +463,10 @@ impl Exchange {
         self.send_head(codec, listener, head, Body::Done, now, out)
     }
 
-    /// Moves response body bytes from the back buffer into `pending`, without their chunked
-    /// coding. Returns whether anything moved.
-    pub fn decode_body(&mut self) -> Result<bool, Failure> {
+    /// Moves response body bytes, of the first `limit` bytes of the back buffer (those the
+    /// stream's faults let go), into `pending`, without their chunked coding. Returns whether
+    /// anything moved.
+    pub fn decode_body(&mut self, limit: usize) -> Result<bool, Failure> {
         if !self.pending.is_empty() || self.pending_end {
             return Ok(false);
         }
@@ -469,7 +476,8 @@ impl Exchange {
         let Some(back_buf) = self.back_buf.as_mut() else {
             return Ok(false);
         };
-        let input = back_buf.data();
+        let all = back_buf.data();
+        let input = all.get(..limit).unwrap_or(all);
         let pending = &mut self.pending;
         let trailers = &mut self.trailers;
         let taken = match body {

@@ -30,20 +30,24 @@ use crate::{
     pool::Buffer,
     protocol::http::{
         HttpListener,
-        connection::{AnswerExtra, Extra, Rendered as Answer, Step},
+        connection::{AnswerExtra, Rendered as Answer, Step},
+        faults,
+        outcome::{Outcome, outcome},
         parser::Persistence,
         record::{self, new_request_id},
-        route::{self, RouteDecision},
+        route,
         stream::Stream,
     },
     session::{
         Action, BackConnection, BackUse, Context, Session, Stage,
         backs::Slot,
         endpoint::{Ready, Transfer},
+        shaper::Way,
     },
     timer::{TimeoutKind, TimerKey},
 };
 
+mod budget;
 mod events;
 
 pub(crate) use events::{
@@ -183,6 +187,12 @@ pub(in crate::protocol::http) fn start(
 
 /// Drives an HTTP/2 session until it would block.
 pub(crate) fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
+    let action = drive(session, context);
+    budget::ask_resume(session, context.now);
+    action
+}
+
+fn drive(session: &mut Session, context: &mut Context<'_>) -> Action {
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Action::Close;
     };
@@ -376,7 +386,12 @@ impl Mux {
                 let bytes = input.get(data).unwrap_or_default();
                 let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
                 match self.exchange_mut(stream).filter(|ex| ex.takes_body()) {
-                    Some(exchange) => exchange.push_body(bytes, end_stream),
+                    Some(exchange) => {
+                        if let Some(shaper) = exchange.shaper.as_deref_mut() {
+                            shaper.received(Way::ToBackend, context.now, bytes.len());
+                        }
+                        exchange.push_body(bytes, end_stream);
+                    }
                     // Nobody reads this body: its credit goes back at once.
                     None => self.codec.release(stream, len, &mut self.out),
                 }
@@ -445,59 +460,32 @@ impl Mux {
             context.authorized,
             route_request,
         );
-        let (cluster, status, details, extra, own) = match decision {
-            RouteDecision::Forward(forward) => {
+        let draw = faults::Draw {
+            faults: context.faults,
+            shaper: &mut exchange.shaper,
+            addresses: (env.origin.listener, env.origin.client),
+            request: faults::Routed {
+                host: &exchange.stream.host,
+                path: &exchange.stream.path,
+                headers: &request.fields,
+                buf,
+                head,
+            },
+            now: context.now,
+        };
+        let answer = match outcome(decision, draw) {
+            Outcome::Forward(forward) => {
                 exchange.forward(request, forward, listener, env.origin.client, end_stream);
                 self.queue.push_back(id);
                 self.exchanges.push(exchange);
                 return;
             }
-            RouteDecision::Fixed { answer, .. } => {
-                self.answer_new(
-                    exchange,
-                    listener,
-                    Answer::Own(answer, "", AnswerExtra::default()),
-                    env,
-                    context,
-                );
-                return;
-            }
-            RouteDecision::Answer {
-                status,
-                details,
-                cluster,
-                ..
-            } => (cluster, status, details, Extra::None, None),
-            RouteDecision::Redirect {
-                status,
-                location,
-                template,
-                details,
-                cluster,
-                ..
-            } => (
-                cluster,
-                status,
-                details,
-                Extra::Location(location),
-                template,
-            ),
-            RouteDecision::Unauthorized {
-                realm,
-                details,
-                cluster,
-                ..
-            } => (cluster, 401, details, Extra::Realm(realm), None),
+            Outcome::Answer(answer) => answer,
         };
-        if let Some(cluster) = cluster {
+        if let Some(cluster) = answer.cluster {
             exchange.stream.cluster_id.push_str(cluster);
         }
-        let extra = extra.answer_extra();
-        let answer = match own {
-            Some(template) => Answer::Own(template, details, extra),
-            None => Answer::Page(status, details, extra),
-        };
-        self.answer_new(exchange, listener, answer, env, context);
+        self.answer_new(exchange, listener, answer.rendered(), env, context);
     }
 
     /// Answers a request the proxy does not forward; its body, if any, is dropped.
@@ -552,6 +540,13 @@ impl Mux {
                     uid: env.uid,
                     kind: TimeoutKind::Back(slot),
                 };
+                let addresses = (env.origin.listener, env.origin.client);
+                if let Some(fault) =
+                    budget::backend_chosen(exchange, back, context.faults, addresses, now)
+                {
+                    self.answer_fault(index, fault, listener, now);
+                    return true;
+                }
                 if exchange.back_buf.is_none() {
                     exchange.back_buf = Some(context.pool.checkout());
                 }
@@ -661,12 +656,13 @@ impl Mux {
             }
             let back = exchange.slot.and_then(|slot| backs.get(slot));
             let reused = exchange.back_use == BackUse::Reused;
+            let faults = exchange.shaper.as_ref().map_or(&[][..], |s| s.labels());
             record::record(
                 &mut exchange.stream,
                 &env.origin,
                 back,
                 reused,
-                &[],
+                faults,
                 context,
             );
             if let Some(slot) = exchange.slot.take() {
@@ -691,7 +687,15 @@ impl Mux {
         if self.connecting == Some(exchange.id) {
             self.connecting = None;
         }
-        record::record(&mut exchange.stream, &env.origin, None, false, &[], context);
+        let faults = exchange.shaper.as_ref().map_or(&[][..], |s| s.labels());
+        record::record(
+            &mut exchange.stream,
+            &env.origin,
+            None,
+            false,
+            faults,
+            context,
+        );
         if let Some(slot) = exchange.slot.take() {
             self.released.push(Released {
                 slot,
@@ -742,19 +746,28 @@ fn forward(
 ) -> Result<bool, Failure> {
     let endpoint = &mut back.endpoint;
     let mut moved = false;
-    let pending = exchange.request_out();
-    if !pending.is_empty() && endpoint.readiness.event.contains(Ready::WRITABLE) {
-        match endpoint.write(pending) {
-            Transfer::Moved(count) => {
-                exchange.request_written(count, codec, now, out);
-                moved = true;
-            }
-            Transfer::WouldBlock => {}
-            Transfer::Closed | Transfer::Error(_) => {
-                return Err(Failure::Answer(
-                    502,
-                    "the backend closed the connection before answering",
-                ));
+    let waiting = exchange.request_out().len();
+    if waiting > 0 && endpoint.readiness.event.contains(Ready::WRITABLE) {
+        let shaper = exchange.shaper.as_deref_mut();
+        let limit = budget::stream_budget(shaper, endpoint, Way::ToBackend, now, waiting)?;
+        let pending = exchange.request_out();
+        let allowed = pending.get(..limit.min(waiting)).unwrap_or_default();
+        if !allowed.is_empty() {
+            match endpoint.write(allowed) {
+                Transfer::Moved(count) => {
+                    if let Some(shaper) = exchange.shaper.as_deref_mut() {
+                        shaper.sent(Way::ToBackend, now, count);
+                    }
+                    exchange.request_written(count, codec, now, out);
+                    moved = true;
+                }
+                Transfer::WouldBlock => {}
+                Transfer::Closed | Transfer::Error(_) => {
+                    return Err(Failure::Answer(
+                        502,
+                        "the backend closed the connection before answering",
+                    ));
+                }
             }
         }
     }
@@ -763,6 +776,9 @@ fn forward(
             match endpoint.read(buf.space()) {
                 Transfer::Moved(count) => {
                     buf.fill(count);
+                    if let Some(shaper) = exchange.shaper.as_deref_mut() {
+                        shaper.received(Way::ToClient, now, count);
+                    }
                     moved = true;
                 }
                 Transfer::WouldBlock => {}
@@ -772,13 +788,23 @@ fn forward(
     } else if endpoint.read_closed && exchange.wants_backend_input() {
         exchange.backend_closed()?;
     }
+    // The response's bytes leave the backend's buffer as the stream's budget allows.
+    let unread = |exchange: &Exchange| exchange.back_buf.as_ref().map_or(0, |b| b.data().len());
+    let before = unread(exchange);
+    let shaper = exchange.shaper.as_deref_mut();
+    let limit = budget::stream_budget(shaper, endpoint, Way::ToClient, now, before)?;
     if exchange.awaits_response() {
-        while exchange.awaits_response() && exchange.read_head(codec, listener, now, out)? {
+        while exchange.awaits_response() && exchange.read_head(codec, listener, limit, now, out)? {
             *progress = true;
         }
     }
-    if exchange.decode_body()? {
+    let taken = before.saturating_sub(unread(exchange));
+    if exchange.decode_body(limit.saturating_sub(taken))? {
         *progress = true;
+    }
+    let taken = before.saturating_sub(unread(exchange));
+    if let Some(shaper) = exchange.shaper.as_deref_mut() {
+        shaper.sent(Way::ToClient, now, taken);
     }
     if exchange.send_body(codec, now, out)? {
         *progress = true;

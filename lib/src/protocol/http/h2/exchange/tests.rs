@@ -94,19 +94,19 @@ fn a_chunked_response_is_decoded_and_ends_the_stream() {
         b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         &pool,
     );
-    assert_eq!(exchange.decode_body(), Ok(true));
+    assert_eq!(exchange.decode_body(usize::MAX), Ok(true));
     assert_eq!(exchange.pending, b"abcde");
     assert!(exchange.pending_end);
     assert!(exchange.back_buf.as_ref().is_some_and(|buf| buf.is_empty()));
     // Nothing more is decoded until the pending data is sent.
-    assert_eq!(exchange.decode_body(), Ok(false));
+    assert_eq!(exchange.decode_body(usize::MAX), Ok(false));
 }
 
 #[test]
 fn a_broken_chunked_response_resets_the_stream() {
     let pool = Pool::new(16_393, 1, 2);
     let mut exchange = relaying(BodyFraming::Chunked, b"zz\r\nabc\r\n", &pool);
-    assert_eq!(exchange.decode_body(), Err(Failure::Reset));
+    assert_eq!(exchange.decode_body(usize::MAX), Err(Failure::Reset));
     assert_eq!(exchange.backend, Persistence::Close);
 }
 
@@ -114,7 +114,7 @@ fn a_broken_chunked_response_resets_the_stream() {
 fn a_content_length_body_stops_at_its_length() {
     let pool = Pool::new(16_393, 1, 2);
     let mut exchange = relaying(BodyFraming::ContentLength(3), b"abcEXTRA", &pool);
-    assert_eq!(exchange.decode_body(), Ok(true));
+    assert_eq!(exchange.decode_body(usize::MAX), Ok(true));
     assert_eq!(exchange.pending, b"abc");
     assert!(exchange.pending_end);
     // Bytes past the response stay: the connection cannot be reused.
@@ -142,7 +142,7 @@ fn a_backend_close_is_judged_by_where_the_response_is() {
     // The body's last bytes are still in the buffer: they go out first.
     let mut unread = relaying(BodyFraming::ContentLength(3), b"abc", &pool);
     assert_eq!(unread.backend_closed(), Ok(()));
-    assert_eq!(unread.decode_body(), Ok(true));
+    assert_eq!(unread.decode_body(usize::MAX), Ok(true));
     assert!(unread.pending_end);
 }
 

@@ -1,0 +1,301 @@
+//! Faults on HTTP/2 streams (issue 14), through a real worker with an `h2c` listener, the
+//! Python `h2` client (`h2_client.py`) and curl, and real HTTP backends: each stream draws
+//! its faults as an HTTP/1 request does, and a faulted stream never holds back another
+//! stream of its connection.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use sozu_command_lib::{
+    config::{AccessLogFormat, LogTarget},
+    request::{AddFault, Cluster, Fault, HttpListenerConfig, Order, QueryMetrics},
+    response::{FilteredMetric, ResponseContent},
+};
+use sozu_e2e::{
+    DEADLINE, Worker, free_address, http_backend::HttpBackend, http_client::Client, wait_until,
+};
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_client.py");
+/// The host the Python client asks for.
+const HOST: &str = "localhost";
+
+fn add_fault(worker: &mut Worker, json: serde_json::Value) {
+    let fault: Fault = serde_json::from_value(json).expect("a valid fault");
+    worker.ok(Order::AddFault(AddFault { fault }));
+}
+
+/// Runs the Python client to its end; its output lines.
+fn run_client(arguments: &[&str]) -> Vec<String> {
+    let output: Output = Command::new("python3")
+        .arg(CLIENT)
+        .args(arguments)
+        .output()
+        .expect("python3 must be installed (.ci/install-test-tools)");
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// One stream of `timed`: its status, how long it took, its body.
+#[derive(Debug)]
+struct Timed {
+    status: String,
+    milliseconds: u64,
+    body: String,
+}
+
+/// GETs of `paths`, sent at once as streams of one connection; their results in order.
+fn timed(address: SocketAddr, paths: &[&str]) -> Vec<Timed> {
+    let port = address.port().to_string();
+    let mut arguments = vec!["timed", port.as_str()];
+    arguments.extend_from_slice(paths);
+    let lines = run_client(&arguments);
+    assert_eq!(lines.len(), paths.len(), "{lines:?}");
+    lines
+        .iter()
+        .zip(paths)
+        .map(|(line, path)| {
+            let mut fields = line.splitn(4, ' ');
+            assert_eq!(fields.next(), Some(*path), "{line}");
+            Timed {
+                status: fields.next().unwrap_or_default().to_string(),
+                milliseconds: fields
+                    .next()
+                    .and_then(|ms| ms.parse().ok())
+                    .expect("a duration"),
+                body: fields.next().unwrap_or_default().to_string(),
+            }
+        })
+        .collect()
+}
+
+/// How many of `count` GETs of `path` on one connection got `status`.
+fn count_status(address: SocketAddr, path: &str, count: usize, status: &str) -> usize {
+    let port = address.port().to_string();
+    let count = count.to_string();
+    run_client(&["statuses", &port, path, &count])
+        .iter()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(code, _)| *code == status)
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A worker, writing its access log to a file of a fresh directory when `log` names one,
+/// with an `h2c` listener routing [`HOST`] to cluster `app` and its `backends`.
+fn h2c_proxy(log: Option<&str>, backends: &[SocketAddr]) -> (Worker, SocketAddr, PathBuf) {
+    let directory = std::env::temp_dir().join(format!(
+        "sozu-faults-h2-{}-{}",
+        log.unwrap_or("none"),
+        std::process::id()
+    ));
+    let path = directory.join("access.log");
+    let access_logs = log.map(|_| {
+        std::fs::create_dir_all(&directory).expect("temporary directory");
+        AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Ascii,
+        }
+    });
+    let mut worker = Worker::start(ServerConfig {
+        access_logs,
+        ..ServerConfig::default()
+    });
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    let address = worker.http_proxy_with(listener, HOST, Cluster::new("app"), backends);
+    (worker, address, path)
+}
+
+/// The access log's lines once it has `count` of them.
+fn log_lines(worker: &mut Worker, path: &PathBuf, count: usize) -> Vec<String> {
+    // A round trip on the command channel: the worker flushed its lines before answering.
+    worker.ok(Order::Status);
+    assert!(wait_until(DEADLINE, || std::fs::read_to_string(path)
+        .is_ok_and(|text| text.lines().count() >= count)));
+    let text = std::fs::read_to_string(path).expect("read the access log");
+    text.lines().map(str::to_string).collect()
+}
+
+/// How many requests the fault `name` touched, from the worker's metrics.
+fn touched(worker: &mut Worker, name: &str) -> u64 {
+    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
+    let Some(ResponseContent::Metrics(metrics)) = response.content else {
+        panic!("no metrics: {response:?}");
+    };
+    match metrics
+        .proxy
+        .get(&format!("fault.touched{{fault=\"{name}\"}}"))
+    {
+        Some(FilteredMetric::Count(count)) => *count,
+        _ => 0,
+    }
+}
+
+#[test]
+fn http_error_answers_one_stream_while_a_concurrent_stream_is_served() {
+    let backend = HttpBackend::ok("from the backend");
+    let (mut worker, address, log) = h2c_proxy(Some("error"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "injected-503", "cluster_id": "app", "type": "http_error",
+            "status": 503, "body": "injected outage", "path_prefix": "/api"}),
+    );
+    let results = timed(address, &["/api/users", "/index.html"]);
+    assert_eq!(results[0].status, "503", "{results:?}");
+    assert_eq!(results[0].body, "injected outage");
+    assert_eq!(results[1].status, "200", "{results:?}");
+    assert_eq!(results[1].body, "from the backend");
+    let targets: Vec<String> = backend
+        .requests()
+        .iter()
+        .map(|request| request.target().to_string())
+        .collect();
+    assert_eq!(targets, ["/index.html"], "the faulted stream never left");
+    assert_eq!(touched(&mut worker, "injected-503"), 1);
+
+    let lines = log_lines(&mut worker, &log, 2);
+    let faulted: Vec<&String> = lines.iter().filter(|line| line.contains("/api")).collect();
+    assert_eq!(faulted.len(), 1, "{lines:?}");
+    assert!(
+        faulted[0].contains(" 503 ") && faulted[0].ends_with("fault=\"injected-503\""),
+        "{}",
+        faulted[0]
+    );
+    let clean = lines.iter().find(|line| line.contains("/index.html"));
+    assert!(
+        clean.is_some_and(|line| !line.contains("fault=")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn latency_of_200_ms_delays_one_stream_by_200_to_230_ms_and_not_its_neighbour() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "lag", "cluster_id": "app", "type": "latency",
+            "latency": 200, "path_prefix": "/slow"}),
+    );
+    let results = timed(address, &["/slow", "/fast"]);
+    assert_eq!(
+        (results[0].status.as_str(), results[1].status.as_str()),
+        ("200", "200")
+    );
+    let slow = results[0].milliseconds;
+    assert!((200..=230).contains(&slow), "{results:?}");
+    // Sent at the same time on the same connection, the other stream does not wait for it.
+    assert!(results[1].milliseconds < 100, "{results:?}");
+}
+
+#[test]
+fn http_delay_upstream_holds_an_h2_request_for_curl() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "wait", "cluster_id": "app", "type": "http_delay",
+            "delay": 200, "direction": "upstream"}),
+    );
+    let url = format!("http://{HOST}:{}/", address.port());
+    // Each request is held; the shortest of three is what the fault adds.
+    let shortest = (0..3)
+        .map(|_| {
+            let output = Command::new("curl")
+                .args(["--silent", "--show-error", "--http2-prior-knowledge"])
+                .args(["--output", "/dev/null"])
+                .args(["--write-out", "%{http_version} %{time_total}"])
+                .arg(&url)
+                .output()
+                .expect("curl must be installed (.ci/install-test-tools)");
+            assert!(output.status.success(), "{output:?}");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let (version, time) = text.split_once(' ').expect("two fields");
+            assert_eq!(version, "2", "{text}");
+            time.parse::<f64>().expect("a time")
+        })
+        .fold(f64::INFINITY, f64::min);
+    assert!((0.2..=0.23).contains(&shortest), "{shortest}");
+    assert_eq!(touched(&mut worker, "wait"), 3);
+}
+
+#[test]
+fn probability_one_half_faults_450_to_550_of_1000_h2_streams() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "coin", "cluster_id": "app", "type": "http_error",
+            "probability": 0.5}),
+    );
+    let faulted = count_status(address, "/", 1_000, "503");
+    assert!((450..=550).contains(&faulted), "{faulted} of 1000");
+    assert_eq!(backend.requests().len(), 1_000 - faulted);
+    assert_eq!(touched(&mut worker, "coin"), faulted as u64);
+}
+
+#[test]
+fn transient_fails_the_next_three_streams_then_recovers() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "blip", "cluster_id": "app", "type": "transient",
+            "count": 3}),
+    );
+    let results = timed(address, &["/1", "/2", "/3", "/4", "/5"]);
+    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["503", "503", "503", "200", "200"], "{results:?}");
+    assert_eq!(backend.requests().len(), 2);
+}
+
+/// A fault on one backend of a round-robin cluster answers the requests the load balancer
+/// sends to that backend, HTTP/1 and HTTP/2 alike, and only those.
+#[test]
+fn a_backend_fault_answers_only_the_requests_sent_to_that_backend() {
+    let zero = HttpBackend::ok("zero");
+    let one = HttpBackend::ok("one");
+    let (mut worker, address, _) = h2c_proxy(None, &[zero.address, one.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "sick", "cluster_id": "app", "backend_id": "app-1",
+            "type": "http_error", "status": 503, "body": "injected"}),
+    );
+    // HTTP/1: a new connection per request, so each one is balanced.
+    let mut answers: Vec<(u16, String)> = (0..4)
+        .map(|_| {
+            let response = Client::connect(address).get(HOST, "/");
+            (response.status, response.text().to_string())
+        })
+        .collect();
+    // HTTP/2: streams sent at once, each on a backend connection of its own.
+    answers.extend(
+        timed(address, &["/a", "/b", "/c", "/d"])
+            .into_iter()
+            .map(|result| (result.status.parse().expect("a status"), result.body)),
+    );
+    answers.sort();
+    let expected: Vec<(u16, String)> = [(200, "zero"), (503, "injected")]
+        .iter()
+        .flat_map(|(status, body)| std::iter::repeat_n((*status, body.to_string()), 4))
+        .collect();
+    assert_eq!(answers, expected);
+    assert_eq!(
+        one.requests().len(),
+        0,
+        "nothing reached the faulted backend"
+    );
+    assert_eq!(zero.requests().len(), 4);
+    assert_eq!(touched(&mut worker, "sick"), 4);
+}
