@@ -15,7 +15,10 @@ use sozu_command_lib::{
     response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{
-    DEADLINE, Worker, free_address, http_backend::HttpBackend, http_client::Client, wait_until,
+    DEADLINE, Worker, free_address,
+    http_backend::{HttpBackend, Reply, response},
+    http_client::Client,
+    wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -298,4 +301,24 @@ fn a_backend_fault_answers_only_the_requests_sent_to_that_backend() {
     );
     assert_eq!(zero.requests().len(), 4);
     assert_eq!(touched(&mut worker, "sick"), 4);
+}
+
+/// `limit_data` ends the stream it cuts (its response stops after the limit and the stream
+/// is reset), never the client connection: the other stream is served whole.
+#[test]
+fn limit_data_resets_its_stream_and_the_other_stream_is_served() {
+    let body = "x".repeat(100_000);
+    let backend = HttpBackend::start(move |_| Reply::Send(response(200, &[], body.as_bytes())));
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "short", "cluster_id": "app", "type": "limit_data",
+            "bytes": 1000, "path_prefix": "/cut"}),
+    );
+    let results = timed(address, &["/cut", "/whole"]);
+    assert_eq!(results[0].status, "reset", "{results:?}");
+    assert!(results[0].body.len() < 1000, "{}", results[0].body.len());
+    assert_eq!(results[1].status, "200", "{results:?}");
+    assert_eq!(results[1].body.len(), 100_000);
+    assert_eq!(backend.requests().len(), 2);
 }
