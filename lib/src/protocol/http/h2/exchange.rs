@@ -519,6 +519,14 @@ impl Exchange {
                 502,
                 "the backend closed the connection before answering",
             )),
+            ResponseSide::Body(Body::UntilClose)
+                if self.back_buf.as_ref().is_some_and(|buf| !buf.is_empty()) =>
+            {
+                // Bytes still in the buffer (held by the client's windows or the stream's
+                // faults) are the end of the body: it ends at the next close seen once they
+                // are taken.
+                Ok(())
+            }
             ResponseSide::Body(body @ Body::UntilClose) => {
                 *body = Body::Done;
                 if self.pending.is_empty() {

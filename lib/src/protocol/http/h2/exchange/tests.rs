@@ -146,6 +146,24 @@ fn a_backend_close_is_judged_by_where_the_response_is() {
     assert!(unread.pending_end);
 }
 
+/// A body that ends with the connection keeps what the buffer holds when the backend
+/// closes (bytes the client's windows or the stream's faults held back): they go out, then
+/// the body ends.
+#[test]
+fn a_close_delimited_body_keeps_its_buffered_end() {
+    let pool = Pool::new(16_393, 1, 2);
+    let mut exchange = relaying(BodyFraming::UntilClose, b"abc", &pool);
+    exchange.pending.extend_from_slice(b"held");
+    assert_eq!(exchange.backend_closed(), Ok(()));
+    assert!(!exchange.pending_end);
+    exchange.pending.clear();
+    assert_eq!(exchange.decode_body(usize::MAX), Ok(true));
+    assert_eq!(exchange.pending, b"abc");
+    exchange.pending.clear();
+    assert_eq!(exchange.backend_closed(), Ok(()));
+    assert!(exchange.pending_end);
+}
+
 #[test]
 fn only_a_complete_exchange_leaves_its_backend_connection_reusable() {
     let pool = Pool::new(16_393, 1, 2);
