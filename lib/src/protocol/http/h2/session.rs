@@ -188,7 +188,10 @@ pub(in crate::protocol::http) fn start(
 /// Drives an HTTP/2 session until it would block.
 pub(crate) fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
     let action = drive(session, context);
-    budget::ask_resume(session, context.now);
+    // Without faults, no stream has a budget to wait for.
+    if !context.faults.is_empty() {
+        budget::ask_resume(session, context.now);
+    }
     action
 }
 
