@@ -11,7 +11,7 @@ use std::{
 
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
-    request::{AddFault, Cluster, Fault, HttpListenerConfig, Order, QueryMetrics},
+    request::{AddFault, Cluster, Fault, FaultName, HttpListenerConfig, Order, QueryMetrics},
     response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{
@@ -321,4 +321,39 @@ fn limit_data_resets_its_stream_and_the_other_stream_is_served() {
     assert_eq!(results[1].status, "200", "{results:?}");
     assert_eq!(results[1].body.len(), 100_000);
     assert_eq!(backend.requests().len(), 2);
+}
+
+/// `timeout` 0 holds one stream's response until the fault goes, while the other stream of
+/// the connection is served; once removed, the held stream flows on.
+#[test]
+fn a_stream_held_by_timeout_0_flows_once_the_fault_is_removed() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, log) = h2c_proxy(Some("held"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "hold", "cluster_id": "app", "type": "timeout",
+            "timeout": 0, "path_prefix": "/held"}),
+    );
+    let client = std::thread::spawn(move || timed(address, &["/held", "/free"]));
+    let lines = log_lines(&mut worker, &log, 1);
+    assert!(
+        lines.iter().all(|line| !line.contains("/held")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|line| line.contains("/free")), "{lines:?}");
+    worker.ok(Order::RemoveFault(FaultName {
+        name: "hold".to_string(),
+    }));
+    let results = client.join().expect("the client thread");
+    assert_eq!(
+        (results[0].status.as_str(), results[0].body.as_str()),
+        ("200", "ok")
+    );
+    assert_eq!(results[1].status, "200");
+    let lines = log_lines(&mut worker, &log, 2);
+    let held = lines.iter().find(|line| line.contains("/held"));
+    assert!(
+        held.is_some_and(|line| line.ends_with("fault=\"hold\"")),
+        "{lines:?}"
+    );
 }
