@@ -357,3 +357,44 @@ fn a_stream_held_by_timeout_0_flows_once_the_fault_is_removed() {
         "{lines:?}"
     );
 }
+
+/// `reset_peer` resets the stream it acts on, never the client connection.
+#[test]
+fn reset_peer_resets_its_stream_and_the_other_stream_is_served() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "rst", "cluster_id": "app", "type": "reset_peer",
+            "timeout": 0, "path_prefix": "/reset"}),
+    );
+    let results = timed(address, &["/reset", "/fine"]);
+    assert_eq!(results[0].status, "reset", "{results:?}");
+    assert_eq!(
+        (results[1].status.as_str(), results[1].body.as_str()),
+        ("200", "ok")
+    );
+}
+
+/// 100 KB/s on one stream's response: its 100 KB body takes 0.95 to 1.1 s (the relative
+/// bounds of the 1 MB in 9.5 to 11 s), while the other stream is not paced.
+#[test]
+fn bandwidth_paces_one_stream_and_not_its_neighbour() {
+    let body = "y".repeat(100_000);
+    let backend = HttpBackend::start(move |_| Reply::Send(response(200, &[], body.as_bytes())));
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "thin", "cluster_id": "app", "type": "bandwidth",
+            "rate": 100, "path_prefix": "/paced"}),
+    );
+    let results = timed(address, &["/paced", "/quick"]);
+    assert_eq!(results[0].body.len(), 100_000);
+    assert!(
+        (950..=1_100).contains(&results[0].milliseconds),
+        "{}",
+        results[0].milliseconds
+    );
+    assert_eq!(results[1].body.len(), 100_000);
+    assert!(results[1].milliseconds < 300, "{}", results[1].milliseconds);
+}
