@@ -8,7 +8,9 @@
 //! [`ConnectionPlan`]: close at once, refuse as if no backend were up, answer a protocol
 //! error, or shape the bytes through one [`Lane`] per fault and direction. An HTTP request
 //! gets a [`RequestPlan`] from [`FaultSet::request`] the same way, with the HTTP faults
-//! (error answer, delays). A copy path asks its lanes how many bytes may move
+//! (error answer, delays); the faults on a backend of its cluster are picked by their selector
+//! then ([`FaultSet::backend_candidates`]) and drawn once its backend is chosen
+//! ([`FaultSet::backend_request`]). A copy path asks its lanes how many bytes may move
 //! ([`Lane::allowance`]) and gets an [`Allowance`], the shape the session's write budget
 //! consumes. A route with no fault costs one emptiness check.
 

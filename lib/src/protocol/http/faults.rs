@@ -2,9 +2,11 @@
 //! ([`FaultSet::request`]) decide whether the proxy answers it by itself (`http_error`, or the
 //! cluster's 503 for `down`, `transient`, `blackout`), and install the request's write budget:
 //! the lanes of byte faults on the request and response bodies, and `http_delay` as a lane
-//! that holds the request (upstream) or the response (downstream) for the delay. The HTTP copy
-//! paths ask that budget ([`budget`]) as the pipe does. A route without faults pays one
-//! emptiness check, and nothing is allocated then.
+//! that holds the request (upstream) or the response (downstream) for the delay. The faults on
+//! the backend the request goes to are drawn into the same budget once that backend is chosen
+//! ([`draw_backend`]). The HTTP copy paths ask that budget ([`budget`], [`allowance`]) as the
+//! pipe does: the session's for HTTP/1, each stream's for HTTP/2. A route without faults pays
+//! one emptiness check, and nothing is allocated then.
 
 use std::{
     net::SocketAddr,
