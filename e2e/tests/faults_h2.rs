@@ -4,9 +4,10 @@
 //! stream of its connection.
 
 use std::{
+    io::{BufRead, BufReader, Write},
     net::SocketAddr,
     path::PathBuf,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
 };
 
 use sozu_command_lib::{
@@ -399,4 +400,49 @@ fn bandwidth_paces_one_stream_and_not_its_neighbour() {
     );
     assert_eq!(results[1].body.len(), 100_000);
     assert!(results[1].milliseconds < 300, "{}", results[1].milliseconds);
+}
+
+/// A stream a fault holds carries the fault's name in the access log however it ends: reset
+/// by its client, or left unfinished when the client connection goes.
+#[test]
+fn a_held_stream_that_never_ends_is_still_labelled() {
+    let backend = HttpBackend::ok("ok");
+    let (mut worker, address, log) = h2c_proxy(Some("gone"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "hold", "cluster_id": "app", "type": "timeout",
+            "timeout": 0}),
+    );
+    let port = address.port().to_string();
+    for ending in ["reset", "gone"] {
+        let mut client = Command::new("python3")
+            .args([CLIENT, "held", &port])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 must be installed (.ci/install-test-tools)");
+        let mut stdout = BufReader::new(client.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("the client's first line");
+        assert_eq!(line, "sent\n");
+        if ending == "reset" {
+            let mut stdin = client.stdin.take().expect("piped");
+            stdin.write_all(b"\n").expect("tell the client to reset");
+            line.clear();
+            stdout
+                .read_line(&mut line)
+                .expect("the client's second line");
+            assert_eq!(line, "reset\n");
+        }
+        client.kill().expect("end the client");
+        client.wait().expect("the client ended");
+    }
+    let lines = log_lines(&mut worker, &log, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|line| line.ends_with("fault=\"hold\"")),
+        "{lines:?}"
+    );
 }

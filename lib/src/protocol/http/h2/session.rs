@@ -659,7 +659,7 @@ impl Mux {
             }
             let back = exchange.slot.and_then(|slot| backs.get(slot));
             let reused = exchange.back_use == BackUse::Reused;
-            let faults = exchange.shaper.as_ref().map_or(&[][..], |s| s.labels());
+            let faults = budget::labels(&exchange.shaper);
             record::record(
                 &mut exchange.stream,
                 &env.origin,
@@ -690,7 +690,7 @@ impl Mux {
         if self.connecting == Some(exchange.id) {
             self.connecting = None;
         }
-        let faults = exchange.shaper.as_ref().map_or(&[][..], |s| s.labels());
+        let faults = budget::labels(&exchange.shaper);
         record::record(
             &mut exchange.stream,
             &env.origin,

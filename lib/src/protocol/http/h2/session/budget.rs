@@ -138,3 +138,8 @@ impl Mux {
         }
     }
 }
+
+/// The names of the faults that acted on a stream, for its record.
+pub(super) fn labels(shaper: &Option<Box<Shaper>>) -> &[Rc<str>] {
+    shaper.as_deref().map_or(&[], Shaper::labels)
+}

@@ -196,7 +196,8 @@ pub(crate) fn record_unfinished(session: &mut Session, context: &mut Context<'_>
     for exchange in &mut h2.mux.exchanges {
         let back = exchange.slot.and_then(|slot| session.backs.get(slot));
         let reused = exchange.back_use == BackUse::Reused;
-        record::record(&mut exchange.stream, &origin, back, reused, &[], context);
+        let faults = super::budget::labels(&exchange.shaper);
+        record::record(&mut exchange.stream, &origin, back, reused, faults, context);
     }
     context
         .recorder
