@@ -446,3 +446,21 @@ fn a_held_stream_that_never_ends_is_still_labelled() {
         "{lines:?}"
     );
 }
+
+/// A response that ends with its backend connection, paced by a fault: the backend has sent
+/// it all and closed long before the stream took its last bytes, which still all arrive.
+#[test]
+fn a_paced_close_delimited_response_arrives_whole() {
+    let mut reply = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+    reply.extend(std::iter::repeat_n(b'z', 50_000));
+    let backend = HttpBackend::start(move |_| Reply::SendAndClose(reply.clone()));
+    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "thin", "cluster_id": "app", "type": "bandwidth",
+            "rate": 100}),
+    );
+    let results = timed(address, &["/"]);
+    assert_eq!(results[0].status, "200", "{results:?}");
+    assert_eq!(results[0].body.len(), 50_000);
+}
