@@ -4,6 +4,8 @@
 //! access log.
 
 use std::{
+    io::{Read, Write},
+    net::TcpStream,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -213,4 +215,42 @@ fn bandwidth_of_100_kb_per_second_paces_a_response_body() {
     let started = Instant::now();
     assert_eq!(get(&mut client, "/small").body, expected);
     assert!(started.elapsed() < Duration::from_millis(300));
+}
+
+/// A response that ends with its backend connection, paced by a fault: the backend has sent
+/// it all and closed long before the client took its last bytes, which still all arrive.
+#[test]
+fn a_paced_close_delimited_response_arrives_whole() {
+    let mut reply = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+    reply.extend(std::iter::repeat_n(b'z', 50_000));
+    let backend = HttpBackend::start(move |_| Reply::SendAndClose(reply.clone()));
+    let mut worker = Worker::start(ServerConfig::default());
+    let address = worker.http_proxy("app.test", Cluster::new("app"), &[backend.address]);
+    add_fault(
+        &mut worker,
+        serde_json::json!({"name": "thin", "cluster_id": "app", "type": "bandwidth", "rate": 100}),
+    );
+    let mut stream = TcpStream::connect(address).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .expect("send the request");
+    let mut received = Vec::new();
+    stream
+        .read_to_end(&mut received)
+        .expect("read until the proxy closes");
+    let start = body_start(&received);
+    assert_eq!(received.len() - start, 50_000);
+    assert!(received[start..].iter().all(|&byte| byte == b'z'));
+}
+
+/// Where the body of a raw response starts.
+fn body_start(response: &[u8]) -> usize {
+    response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|end| end + 4)
+        .expect("a complete head")
 }

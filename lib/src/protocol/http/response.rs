@@ -355,10 +355,14 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
             Transfer::WouldBlock => {}
             Transfer::Closed => {
                 if matches!(body, Body::UntilClose) {
-                    *body = Body::Done;
-                    http.stream.client = Persistence::Close;
-                    http.stream.backend = Persistence::Close;
-                    progress = true;
+                    // Bytes still buffered (held by a fault or a slow client) are the end of
+                    // the body: it ends once they are sent (`read_closed`, below).
+                    if http.back_buf.is_empty() {
+                        *body = Body::Done;
+                        http.stream.client = Persistence::Close;
+                        http.stream.backend = Persistence::Close;
+                        progress = true;
+                    }
                 } else if http.back_buf.is_empty() {
                     // The backend ended its stream before the end of the body: the client
                     // gets a cut response and the connection closes.
