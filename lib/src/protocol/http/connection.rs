@@ -681,10 +681,9 @@ fn forward_request(
     stream.request = RequestSide::Sending(Body::new(head.body, &listener.limits));
     stream.retry = retry;
     http.front_buf.consume(head.head_len);
-    let cluster_id = stream.cluster_id.clone();
     let back_usable = back.is_some_and(BackConnection::is_clean) && http.back_buf.is_empty();
     let same_backend = back_usable
-        && http.back_cluster == cluster_id
+        && http.back_cluster == stream.cluster_id
         && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
     if same_backend {
         stream.phase = Phase::Forwarding;
@@ -699,10 +698,10 @@ fn forward_request(
     stream.phase = Phase::Connecting;
     http.back_use = BackUse::New;
     http.back_cluster.clear();
-    http.back_cluster.push_str(&cluster_id);
+    http.back_cluster.push_str(&stream.cluster_id);
     Step::Do(Action::Connect {
         slot: SLOT,
-        cluster_id,
+        cluster_id: stream.cluster_id.clone(),
         sticky_id,
     })
 }
