@@ -98,6 +98,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
         if session.front.read_closed {
             return Step::Do(Action::Close);
         }
+        lend_idle_buffers(http);
         arm_head_timeout(session, context);
         return Step::Wait;
     }
@@ -110,10 +111,21 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
             Step::Progress
         }
         Transfer::WouldBlock => {
+            lend_idle_buffers(http);
             arm_head_timeout(session, context);
             Step::Wait
         }
         Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
+    }
+}
+
+/// A connection waiting for a request head with nothing buffered lends its buffers' memory
+/// to the pool until bytes arrive, so an idle keep-alive connection holds no buffer: the next
+/// read takes one again (a pop from the pool's free list, no allocation once warm).
+fn lend_idle_buffers(http: &mut Http) {
+    if http.front_buf.is_empty() {
+        http.front_buf.release();
+        http.back_buf.release();
     }
 }
 
