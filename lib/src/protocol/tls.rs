@@ -323,6 +323,20 @@ pub struct TlsStream {
     early_input: Option<Buffer>,
 }
 
+/// The socket as rustls reads it, noting whether a read gave less than the room offered.
+struct ShortReads<'a> {
+    socket: &'a mut TcpStream,
+    was_short: bool,
+}
+
+impl Read for ShortReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let count = self.socket.read(buf)?;
+        self.was_short = count < buf.len();
+        Ok(count)
+    }
+}
+
 impl TlsStream {
     /// A server connection whose first input is `already_read`, then the socket.
     pub fn new(
@@ -360,7 +374,8 @@ impl TlsStream {
 
     /// Reads plaintext into `space`, pulling TLS records from the early input, then from
     /// `socket`, as needed; handshake messages the records call for are sent at once. `readable`
-    /// says whether the socket may have bytes; it is cleared when the socket is drained.
+    /// says whether the socket may have bytes; it is cleared when the socket is drained (a
+    /// short read, or `EAGAIN`).
     pub fn read(
         &mut self,
         socket: &mut TcpStream,
@@ -386,7 +401,19 @@ impl TlsStream {
                     received
                 }
                 None if !*readable => return Transfer::WouldBlock,
-                None => self.connection.read_tls(socket),
+                None => {
+                    let mut reads = ShortReads {
+                        socket,
+                        was_short: false,
+                    };
+                    let received = self.connection.read_tls(&mut reads);
+                    if reads.was_short {
+                        // The kernel gave less than asked: the socket is drained, and the next
+                        // bytes come with an event. No call just to see `EAGAIN`.
+                        *readable = false;
+                    }
+                    received
+                }
             };
             match received {
                 Ok(0) => {
