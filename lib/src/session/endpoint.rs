@@ -359,6 +359,18 @@ impl Endpoint {
             && self.unread() == Unread::Nothing
     }
 
+    /// [`Endpoint::is_clean`] from the flags the event loop keeps current: the kernel is asked
+    /// (a `MSG_PEEK`) only when a readable flag is set, which a read that filled the buffer may
+    /// leave behind. For a connection whose events of the current batch were all noted before
+    /// its session runs (the event loop notes backend events first).
+    pub fn is_clean_as_reported(&self) -> bool {
+        let event = self.readiness.event;
+        !self.write_shut
+            && !event.contains(Ready::HUP)
+            && !event.contains(Ready::ERROR)
+            && (!event.contains(Ready::READABLE) || self.unread() == Unread::Nothing)
+    }
+
     /// Encrypted bytes are waiting for the socket.
     pub fn has_pending_output(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.wants_write())
@@ -555,6 +567,43 @@ mod tests {
             );
             assert_eq!(proxy.read(&mut space), Transfer::Closed);
         }
+    }
+
+    #[test]
+    fn a_kept_connection_is_judged_by_its_flags_and_peeked_only_when_readable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_end = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut backend_end, _) = listener.accept().unwrap();
+        proxy_end.set_nonblocking(true).unwrap();
+        let mut endpoint = Endpoint::new(TcpStream::from_std(proxy_end), Token(1));
+        endpoint.readiness.event = Ready::WRITABLE;
+        assert!(endpoint.is_clean_as_reported() && endpoint.is_clean());
+
+        // Stray bytes in the kernel, not reported yet: the loop notes every backend event of a
+        // batch before sessions run, so the flags stand for what came before this batch.
+        backend_end.write_all(b"stray").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while endpoint.unread() == Unread::Nothing {
+            assert!(std::time::Instant::now() < deadline, "nothing arrived");
+            std::thread::yield_now();
+        }
+        assert!(endpoint.is_clean_as_reported(), "no flag: no system call");
+        assert!(!endpoint.is_clean());
+        endpoint.readiness.event.insert(Ready::READABLE);
+        assert!(
+            !endpoint.is_clean_as_reported(),
+            "a readable flag: the kernel is asked"
+        );
+
+        let mut space = [0; 16];
+        assert_eq!(endpoint.read(&mut space), Transfer::Moved(5));
+        endpoint.readiness.event.insert(Ready::READABLE);
+        assert!(
+            endpoint.is_clean_as_reported(),
+            "a stale readable flag over nothing"
+        );
+        endpoint.readiness.event.insert(Ready::HUP);
+        assert!(!endpoint.is_clean_as_reported());
     }
 
     #[test]

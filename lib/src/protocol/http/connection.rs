@@ -693,7 +693,8 @@ fn forward_request(
     stream.request = RequestSide::Sending(Body::new(head.body, &listener.limits));
     stream.retry = retry;
     http.front_buf.consume(head.head_len);
-    let back_usable = back.is_some_and(BackConnection::is_clean) && http.back_buf.is_empty();
+    let back_usable =
+        back.is_some_and(BackConnection::is_clean_as_reported) && http.back_buf.is_empty();
     let same_backend = back_usable
         && http.back_cluster == stream.cluster_id
         && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
