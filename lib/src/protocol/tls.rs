@@ -323,6 +323,9 @@ pub struct TlsStream {
     early_input: Option<Buffer>,
 }
 
+/// Several slices of at most this many bytes in all are written as one ([`TlsStream::write`]).
+const JOIN_LIMIT: usize = 2048;
+
 /// The socket as rustls reads it, noting whether a read gave less than the room offered.
 struct ShortReads<'a> {
     socket: &'a mut TcpStream,
@@ -454,7 +457,26 @@ impl TlsStream {
         if let Err(transfer) = self.flush_if(socket, writable) {
             return transfer;
         }
-        let accepted = match self.connection.writer().write_vectored(slices) {
+        let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+        let written = if slices.len() > 1 && offered <= JOIN_LIMIT {
+            // rustls allocates to gather several slices: a small message (a head and a short
+            // body) is joined on the stack and encrypted from one slice instead.
+            let mut joined = [0u8; JOIN_LIMIT];
+            let mut end = 0;
+            for slice in slices {
+                let start = end;
+                end += slice.len();
+                if let Some(room) = joined.get_mut(start..end) {
+                    room.copy_from_slice(slice);
+                }
+            }
+            self.connection
+                .writer()
+                .write(joined.get(..end).unwrap_or_default())
+        } else {
+            self.connection.writer().write_vectored(slices)
+        };
+        let accepted = match written {
             Ok(0) => return Transfer::WouldBlock,
             Ok(count) => count,
             Err(error) => return Transfer::from_error(&error),

@@ -533,6 +533,7 @@ mod tests {
                 // Wait for the proxy's word before the last bytes and the end.
                 let mut go = [0; 2];
                 client.read_exact(&mut go).unwrap();
+                assert_eq!(&go, b"go", "two slices arrive joined, in order");
                 client.write_all(b"bye").unwrap();
                 client.conn.send_close_notify();
                 client.flush().unwrap();
@@ -549,7 +550,9 @@ mod tests {
                 "the short read drained the socket: no call to see EAGAIN"
             );
 
-            while let Transfer::WouldBlock = proxy.write(b"go") {
+            // Two slices, as a head and a body go: joined into one record.
+            let slices = [IoSlice::new(b"g"), IoSlice::new(b"o")];
+            while let Transfer::WouldBlock = proxy.write_vectored(&slices) {
                 proxy.readiness.event.insert(Ready::WRITABLE);
                 std::thread::yield_now();
             }
