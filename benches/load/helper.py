@@ -114,6 +114,54 @@ def stream(port, path, connections, seconds):
     return sum(totals), time.monotonic() - started
 
 
+def hold_idle(port, count, ready_file):
+    """Opens `count` keep-alive connections to 127.0.0.1:`port`, sends one request on each and
+    reads its whole answer (Content-Length framing), writes "ready" to `ready_file`, then keeps
+    them open and idle until stdin closes."""
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    connections = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SystemExit(f"127.0.0.1:{port} closed a connection before answering")
+            answer += chunk
+        head, body = answer.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"127.0.0.1:{port} answered {head[:40]!r}")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        if length is None:
+            raise SystemExit(f"127.0.0.1:{port} answered without a Content-Length")
+        while len(body) < length:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SystemExit(f"127.0.0.1:{port} closed a connection inside an answer")
+            body += chunk
+        connections.append(sock)
+    with open(ready_file, "w") as ready:
+        ready.write("ready\n")
+    sys.stdin.read()
+    return len(connections)
+
+
+def idle_report(path):
+    """The table of the idle scenario: RSS each proxy gained per idle keep-alive connection."""
+    rows = []
+    for line in open(path):
+        _, proxy, count, before, after = line.split()
+        per = (int(after) - int(before)) / int(count)
+        rows.append([dict(PROXIES).get(proxy, proxy), count, before, after, number(per, 2)])
+    if not rows:
+        return ""
+    return ("### Idle keep-alive connections (RSS of the whole proxy, main and workers)\n\n"
+            + table(["proxy", "connections", "RSS before KiB", "RSS idle KiB", "KiB per connection"],
+                    rows))
+
+
 def milliseconds(text):
     """wrk's latency ('512.00us', '1.23ms', '2.00s') in milliseconds."""
     for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
@@ -261,6 +309,9 @@ def report(results, scale_results, meta):
     faults_results = meta.get("faults_results")
     if faults_results and os.path.exists(faults_results):
         parts.append(faults_report(summarize(read_results(faults_results))))
+    idle_results = meta.get("idle_results")
+    if idle_results and os.path.exists(idle_results):
+        parts.append(idle_report(idle_results))
     sni_results = meta.get("sni_results")
     if sni_results and os.path.exists(sni_results):
         parts.append(sni_report(summarize(read_results(sni_results))))
@@ -461,6 +512,9 @@ def main():
     command = commands.add_parser("stream")
     for name, kind in (("port", int), ("path", str), ("connections", int), ("seconds", float)):
         command.add_argument(name, type=kind)
+    command = commands.add_parser("hold-idle")
+    for name, kind in (("port", int), ("count", int), ("ready_file", str)):
+        command.add_argument(name, type=kind)
     commands.add_parser("parse-wrk").add_argument("file")
     command = commands.add_parser("parse-h2load")
     command.add_argument("file")
@@ -484,6 +538,8 @@ def main():
     elif args.command == "stream":
         received, elapsed = stream(args.port, args.path, args.connections, args.seconds)
         print("%.3f %.3f" % (received / 1e6, elapsed))
+    elif args.command == "hold-idle":
+        hold_idle(args.port, args.count, args.ready_file)
     elif args.command == "parse-wrk":
         with open(args.file) as output:
             print("%d %.3f %.3f %.3f %d" % parse_wrk(output.read()))

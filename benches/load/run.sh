@@ -19,7 +19,7 @@ H2_CONNECTIONS=${H2_CONNECTIONS:-10} # h2load connections of the h2 scenario
 H2_STREAMS=${H2_STREAMS:-10}        # h2load streams at once on each of them
 STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer scenario
 BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
-# faults and sni-routing are chosen by name only: they need Toxiproxy's source and sslh.
+# faults, sni-routing and idle are chosen by name only: they need Toxiproxy's source and sslh.
 SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake h2 scale logs}
 PROXIES=${PROXIES:-sozu haproxy nginx}
 SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
@@ -40,6 +40,7 @@ selected() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 source "$HERE/sozu-only.sh"
 source "$HERE/faults.sh"
 source "$HERE/sni.sh"
+source "$HERE/idle.sh"
 
 cleanup() {
     local pid tree pids=()
@@ -191,7 +192,8 @@ worker_processes 1;
 daemon off;
 pid $WORK/backend/nginx.pid;
 error_log $WORK/backend/error.log error;
-events { worker_connections 10000; }
+worker_rlimit_nofile 65536;
+events { worker_connections 40000; }
 http {
     access_log off;
     client_body_temp_path $WORK/backend;
@@ -438,13 +440,14 @@ main() {
     start backend "$LOAD_CPU" nginx -e "$WORK/backend/error.log" -p "$WORK/backend" -c "$WORK/backend.conf"
     wait_answer backend "$PID" localhost "http://127.0.0.1:$BACKEND_PORT/"
 
-    local scenarios=() do_scale= do_logs= do_faults= do_sni=
+    local scenarios=() do_scale= do_logs= do_faults= do_sni= do_idle=
     for scenario in $SCENARIOS; do
         case $scenario in
             scale) do_scale=1 ;;
             logs) do_logs=1 ;;
             faults) do_faults=1 ;;
             sni-routing) do_sni=1 ;;
+            idle) do_idle=1 ;;
             *) scenarios+=("$scenario") ;;
         esac
     done
@@ -471,6 +474,10 @@ main() {
 
     [[ -z $do_scale ]] || run_scale "$scale_results"
     [[ -z $do_logs ]] || run_logs "$WORK/logs.txt"
+    if [[ -n $do_idle ]]; then
+        run_idle "$WORK/idle.txt"
+        meta+=("idle_results=$WORK/idle.txt")
+    fi
 
     local versions=
     if [[ -n $do_faults ]]; then
@@ -512,7 +519,7 @@ main() {
         echo
         echo '```'
         echo "scenario proxy round seconds units p50_ms p99_ms cpu_seconds rss_kb errors"
-        cat "$results" "$scale_results" "$WORK/logs.txt" "$WORK/faults.txt" "$WORK/sni.txt" 2>/dev/null || true
+        cat "$results" "$scale_results" "$WORK/logs.txt" "$WORK/faults.txt" "$WORK/sni.txt" "$WORK/idle.txt" 2>/dev/null || true
         echo '```'
         echo
         echo "</details>"

@@ -135,34 +135,42 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
     push_address(out, record.client);
     out.push_str(" -> ");
     push_address(out, record.listener);
-    let _ = write!(
-        out,
-        " {} {}/{}",
-        record.protocol,
-        record.cluster_id.unwrap_or("-"),
-        record.backend_id.unwrap_or("-"),
-    );
+    out.push(' ');
+    out.push_str(record.protocol);
+    out.push(' ');
+    out.push_str(record.cluster_id.unwrap_or("-"));
+    out.push('/');
+    out.push_str(record.backend_id.unwrap_or("-"));
     if record.method.is_empty() {
         out.push_str(" -");
     } else {
-        let _ = write!(out, " \"{} ", record.method);
+        out.push_str(" \"");
+        out.push_str(record.method);
+        out.push(' ');
         push_escaped(out, record.host);
         push_escaped(out, record.path);
         out.push('"');
     }
     match record.status {
         Some(status) => {
-            let _ = write!(out, " {status}");
+            out.push(' ');
+            push_number(out, u64::from(status));
         }
         None => out.push_str(" -"),
     }
-    let _ = write!(out, " in={} out={}", record.bytes_in, record.bytes_out);
-    let _ = write!(out, " total={}", Millis(record.total_time));
+    out.push_str(" in=");
+    push_number(out, record.bytes_in);
+    out.push_str(" out=");
+    push_number(out, record.bytes_out);
+    out.push_str(" total=");
+    push_millis(out, record.total_time);
     if let Some(connect) = record.connect_time {
-        let _ = write!(out, " connect={}", Millis(connect));
+        out.push_str(" connect=");
+        push_millis(out, connect);
     }
     if let Some(first_byte) = record.first_byte_time {
-        let _ = write!(out, " response={}", Millis(first_byte));
+        out.push_str(" response=");
+        push_millis(out, first_byte);
     }
     if !record.user_agent.is_empty() {
         out.push_str(" \"");
@@ -182,23 +190,35 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
     out.push('\n');
 }
 
-/// A duration in milliseconds with microsecond precision.
-struct Millis(Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = self.0.as_micros();
-        write!(f, "{}.{:03}ms", micros / 1000, micros % 1000)
-    }
+/// A duration in milliseconds with microsecond precision: `1.500ms`.
+fn push_millis(out: &mut String, duration: Duration) {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    push_number(out, micros / 1000);
+    out.push('.');
+    push_padded(out, micros % 1000, 3);
+    out.push_str("ms");
 }
 
-/// Request text as printable ASCII: quotes, backslashes and other bytes escaped.
+/// Request text as printable ASCII: quotes, backslashes and other bytes escaped as
+/// [`std::ascii::escape_default`] does. Runs of bytes that need no escape are copied at once.
 fn push_escaped(out: &mut String, text: &str) {
-    out.extend(
-        text.bytes()
-            .flat_map(std::ascii::escape_default)
-            .map(char::from),
-    );
+    let mut plain_from = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        if !needs_ascii_escape(byte) {
+            continue;
+        }
+        // A run holds printable ASCII only, so both its ends are character boundaries (an
+        // empty run may start inside a character: `get` then gives nothing, as it should).
+        out.push_str(text.get(plain_from..at).unwrap_or_default());
+        out.extend(std::ascii::escape_default(byte).map(char::from));
+        plain_from = at + 1;
+    }
+    out.push_str(text.get(plain_from..).unwrap_or_default());
+}
+
+/// Whether [`std::ascii::escape_default`] changes `byte`.
+fn needs_ascii_escape(byte: u8) -> bool {
+    !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\'' | b'\\')
 }
 
 /// One JSON object, written field by field into `out` (no intermediate values).
@@ -218,7 +238,9 @@ fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
     json_string(out, "backend", record.backend_id);
     match record.backend_address {
         Some(address) => {
-            let _ = write!(out, ",\"backend_address\":\"{address}\"");
+            out.push_str(",\"backend_address\":\"");
+            push_address(out, address);
+            out.push('"');
         }
         None => out.push_str(",\"backend_address\":null"),
     }
@@ -226,7 +248,11 @@ fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
     json_string(out, "host", Some(record.host).filter(|h| !h.is_empty()));
     json_string(out, "path", Some(record.path).filter(|p| !p.is_empty()));
     json_number(out, "status", record.status.map(u64::from));
-    let _ = write!(out, ",\"answered_by_proxy\":{}", record.answered_by_proxy);
+    out.push_str(if record.answered_by_proxy {
+        ",\"answered_by_proxy\":true"
+    } else {
+        ",\"answered_by_proxy\":false"
+    });
     json_number(out, "bytes_in", Some(record.bytes_in));
     json_number(out, "bytes_out", Some(record.bytes_out));
     json_number(out, "total_us", Some(micros(record.total_time)));
@@ -257,38 +283,60 @@ fn fault_names(faults: &[std::rc::Rc<str>]) -> String {
 
 /// `,"name":"value"` with the value escaped, or `,"name":null`.
 fn json_string(out: &mut String, name: &str, value: Option<&str>) {
-    let _ = write!(out, ",\"{name}\":");
+    json_name(out, name);
     let Some(value) = value else {
         out.push_str("null");
         return;
     };
     out.push('"');
-    for character in value.chars() {
-        match character {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            control if control.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(control));
-            }
-            other => out.push(other),
+    // Most values need no escape: a byte scan finds them without decoding characters (0xc2
+    // leads the C1 controls, U+0080 to U+009F).
+    if !value
+        .bytes()
+        .any(|byte| byte < 0x20 || matches!(byte, b'"' | b'\\' | 0x7f | 0xc2))
+    {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
+    let mut plain_from = 0;
+    for (at, character) in value.char_indices() {
+        let escape = match character {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            control if control.is_control() => "",
+            _ => continue,
+        };
+        out.push_str(value.get(plain_from..at).unwrap_or_default());
+        plain_from = at + character.len_utf8();
+        if escape.is_empty() {
+            out.push_str("\\u");
+            push_hex(out, u64::from(u32::from(character)), 4);
+        } else {
+            out.push_str(escape);
         }
     }
+    out.push_str(value.get(plain_from..).unwrap_or_default());
     out.push('"');
 }
 
 /// `,"name":value`, or `,"name":null`.
 fn json_number(out: &mut String, name: &str, value: Option<u64>) {
+    json_name(out, name);
     match value {
-        Some(value) => {
-            let _ = write!(out, ",\"{name}\":{value}");
-        }
-        None => {
-            let _ = write!(out, ",\"{name}\":null");
-        }
+        Some(value) => push_number(out, value),
+        None => out.push_str("null"),
     }
+}
+
+/// `,"name":`.
+fn json_name(out: &mut String, name: &str) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
 }
 
 /// `time` in RFC 3339, UTC, with milliseconds: `2025-11-30T20:30:00.123Z`.
@@ -326,7 +374,9 @@ impl Clock {
             self.second = seconds;
         }
         out.push_str(&self.text);
-        let _ = write!(out, ".{:03}Z", since_epoch.subsec_millis());
+        out.push('.');
+        push_padded(out, u64::from(since_epoch.subsec_millis()), 3);
+        out.push('Z');
     }
 }
 
@@ -350,26 +400,38 @@ fn push_address(out: &mut String, address: SocketAddr) {
     }
 }
 
-fn push_number(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
+fn push_number(out: &mut String, value: u64) {
+    push_padded(out, value, 1);
+}
+
+/// `value` in decimal, with leading zeros up to `width` digits.
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    push_digits::<10>(out, value, width);
+}
+
+/// `value` in lowercase hexadecimal, with leading zeros up to `width` digits.
+pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {
+    push_digits::<16>(out, value, width);
+}
+
+/// `value` in `RADIX` (at most 16), with leading zeros up to `width` digits (at most 20). The
+/// radix is a constant so that the divisions compile to multiplications.
+fn push_digits<const RADIX: u64>(out: &mut String, mut value: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [b'0'; 20];
     let mut start = digits.len();
-    loop {
+    while start > 0 && (value > 0 || digits.len() - start < width.max(1)) {
         start -= 1;
-        if let Some(slot) = digits.get_mut(start) {
-            *slot = b'0' + (value % 10) as u8;
+        // The remainder is below `RADIX`, at most 16: it indexes `DIGITS`.
+        if let (Some(slot), Some(&digit)) =
+            (digits.get_mut(start), DIGITS.get((value % RADIX) as usize))
+        {
+            *slot = digit;
         }
-        value /= 10;
-        if value == 0 || start == 0 {
-            break;
-        }
+        value /= RADIX;
     }
-    out.extend(
-        digits
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .map(|&d| char::from(d)),
-    );
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default());
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -474,6 +536,65 @@ mod tests {
         assert_eq!(value["cluster"], "api");
         assert_eq!(value["connect_us"], 250);
         assert!(value["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// Texts with every kind of byte the escapes handle: quotes, backslashes, C0 and C1
+    /// controls, DEL, multi-byte characters at both ends and between escapes.
+    const AWKWARD: [&str; 7] = [
+        "",
+        "plain/path?q=1",
+        "\"quoted\" \\ back'slash",
+        "\u{0}\t\r\n\u{1f}\u{7f}",
+        "é/ü\u{85}\u{9f}x",
+        "日本\"語",
+        "a\u{1}b\u{2028}c😀",
+    ];
+
+    #[test]
+    fn ascii_escapes_are_those_of_escape_default() {
+        for text in AWKWARD {
+            let mut out = String::new();
+            push_escaped(&mut out, text);
+            let expected: String = text
+                .bytes()
+                .flat_map(std::ascii::escape_default)
+                .map(char::from)
+                .collect();
+            assert_eq!(out, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_strings_round_trip_and_escape_controls() {
+        for text in AWKWARD {
+            let mut out = String::from("{\"x\":0");
+            json_string(&mut out, "text", Some(text));
+            out.push('}');
+            let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(value["text"], text, "{out}");
+            assert!(!out.chars().any(char::is_control), "{out:?}");
+        }
+        let mut out = String::new();
+        json_string(&mut out, "c1", Some("\u{85}"));
+        assert_eq!(out, ",\"c1\":\"\\u0085\"");
+    }
+
+    #[test]
+    fn numbers_are_written_like_display() {
+        for value in [0, 7, 10, 999, 1000, 65_535, u64::MAX] {
+            let mut out = String::new();
+            push_number(&mut out, value);
+            assert_eq!(out, value.to_string());
+            out.clear();
+            push_padded(&mut out, value, 3);
+            assert_eq!(out, format!("{value:03}"));
+            out.clear();
+            push_hex(&mut out, value, 8);
+            assert_eq!(out, format!("{value:08x}"));
+        }
+        let mut out = String::new();
+        push_millis(&mut out, Duration::from_micros(1_002_030));
+        assert_eq!(out, "1002.030ms");
     }
 
     #[test]

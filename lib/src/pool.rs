@@ -49,9 +49,11 @@ impl Pool {
             None => vec![0; inner.buffer_size].into_boxed_slice(),
         };
         Buffer {
+            size: data.len(),
             data,
             start: 0,
             end: 0,
+            is_held: true,
             pool: Rc::downgrade(&self.inner),
         }
     }
@@ -69,11 +71,17 @@ impl Pool {
 /// Bytes read from one socket and not yet written to the other.
 ///
 /// Invariant: `start <= end <= data.len()`. `data[start..end]` is pending data;
-/// `data[end..]` is free room for the next read.
+/// `data[end..]` is free room for the next read. While a connection idles, an empty buffer
+/// may give its memory back to the pool ([`Buffer::release`]): `data` is then empty and
+/// `is_held` false, and the next [`Buffer::space`] takes memory from the pool again.
 pub struct Buffer {
     data: Box<[u8]>,
+    /// The capacity, held or not.
+    size: usize,
     start: usize,
     end: usize,
+    /// Whether `data` is the buffer's memory (counted in the pool's `in_use`).
+    is_held: bool,
     pool: std::rc::Weak<RefCell<PoolInner>>,
 }
 
@@ -92,12 +100,12 @@ impl Buffer {
     }
 
     pub fn capacity(&self) -> usize {
-        self.data.len()
+        self.size
     }
 
     /// Room left after the pending bytes, counting what compaction would free.
     pub fn available(&self) -> usize {
-        self.data.len() - self.len()
+        self.size - self.len()
     }
 
     pub fn is_full(&self) -> bool {
@@ -118,8 +126,50 @@ impl Buffer {
         self.end = 0;
     }
 
+    /// Gives the memory of an empty buffer back to the pool, for a connection that idles
+    /// between requests; the next [`Buffer::space`] takes memory from the pool again. Does
+    /// nothing to a buffer with pending bytes, or whose pool is gone.
+    pub fn release(&mut self) {
+        if !self.is_held || !self.is_empty() {
+            return;
+        }
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        let mut pool = pool.borrow_mut();
+        pool.in_use = pool.in_use.saturating_sub(1);
+        let data = std::mem::take(&mut self.data);
+        if pool.free.len() < pool.max_idle && data.len() == pool.buffer_size {
+            pool.free.push(data);
+        }
+        self.is_held = false;
+        self.clear();
+    }
+
+    /// Whether the buffer holds its memory (it does unless [`Buffer::release`]d).
+    pub fn is_held(&self) -> bool {
+        self.is_held
+    }
+
+    /// Takes memory from the pool again after [`Buffer::release`].
+    fn reacquire(&mut self) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        let mut pool = pool.borrow_mut();
+        pool.in_use += 1;
+        self.data = match pool.free.pop() {
+            Some(data) if data.len() == self.size => data,
+            _ => vec![0; self.size].into_boxed_slice(),
+        };
+        self.is_held = true;
+    }
+
     /// Free room at the end, after moving pending bytes to the front if that makes room.
     pub fn space(&mut self) -> &mut [u8] {
+        if !self.is_held {
+            self.reacquire();
+        }
         if self.end == self.data.len() && self.start > 0 {
             self.data.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -150,6 +200,9 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
+        if !self.is_held {
+            return;
+        }
         if let Some(pool) = self.pool.upgrade() {
             let mut pool = pool.borrow_mut();
             pool.in_use = pool.in_use.saturating_sub(1);
@@ -183,6 +236,45 @@ mod tests {
         drop((a, b, c));
         assert_eq!(pool.in_use(), 0);
         assert_eq!(pool.inner.borrow().free.len(), 2, "keeps at most max_idle");
+    }
+
+    #[test]
+    fn a_released_buffer_lends_its_memory_and_takes_it_back_on_use() {
+        let pool = Pool::new(8, 0, 2);
+        let mut buffer = pool.checkout();
+        assert_eq!(buffer.read_from(&mut &b"abc"[..]).unwrap(), 3);
+        buffer.release();
+        assert!(buffer.is_held(), "pending bytes keep the memory");
+        assert_eq!(pool.in_use(), 1);
+
+        buffer.consume(3);
+        buffer.release();
+        assert!(!buffer.is_held());
+        assert_eq!(pool.in_use(), 0);
+        assert_eq!(
+            pool.inner.borrow().free.len(),
+            1,
+            "the memory went back to the pool"
+        );
+        assert_eq!(buffer.capacity(), 8);
+        assert!(buffer.is_empty() && !buffer.is_full());
+        assert_eq!(buffer.available(), 8);
+        assert_eq!(buffer.data(), b"");
+        buffer.release();
+        assert_eq!(pool.in_use(), 0, "releasing twice counts once");
+
+        assert_eq!(buffer.read_from(&mut &b"defghijkl"[..]).unwrap(), 8);
+        assert!(buffer.is_held() && buffer.is_full());
+        assert_eq!(buffer.data(), b"defghijk");
+        assert_eq!(pool.in_use(), 1);
+        assert!(
+            pool.inner.borrow().free.is_empty(),
+            "the pool's buffer was taken again"
+        );
+        buffer.consume(8);
+        buffer.release();
+        drop(buffer);
+        assert_eq!(pool.in_use(), 0, "a released buffer's drop counts nothing");
     }
 
     #[test]

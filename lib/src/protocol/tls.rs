@@ -323,6 +323,23 @@ pub struct TlsStream {
     early_input: Option<Buffer>,
 }
 
+/// Several slices of at most this many bytes in all are written as one ([`TlsStream::write`]).
+const JOIN_LIMIT: usize = 2048;
+
+/// The socket as rustls reads it, noting whether a read gave less than the room offered.
+struct ShortReads<'a> {
+    socket: &'a mut TcpStream,
+    was_short: bool,
+}
+
+impl Read for ShortReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let count = self.socket.read(buf)?;
+        self.was_short = count < buf.len();
+        Ok(count)
+    }
+}
+
 impl TlsStream {
     /// A server connection whose first input is `already_read`, then the socket.
     pub fn new(
@@ -360,7 +377,8 @@ impl TlsStream {
 
     /// Reads plaintext into `space`, pulling TLS records from the early input, then from
     /// `socket`, as needed; handshake messages the records call for are sent at once. `readable`
-    /// says whether the socket may have bytes; it is cleared when the socket is drained.
+    /// says whether the socket may have bytes; it is cleared when the socket is drained (a
+    /// short read, or `EAGAIN`).
     pub fn read(
         &mut self,
         socket: &mut TcpStream,
@@ -386,7 +404,19 @@ impl TlsStream {
                     received
                 }
                 None if !*readable => return Transfer::WouldBlock,
-                None => self.connection.read_tls(socket),
+                None => {
+                    let mut reads = ShortReads {
+                        socket,
+                        was_short: false,
+                    };
+                    let received = self.connection.read_tls(&mut reads);
+                    if reads.was_short {
+                        // The kernel gave less than asked: the socket is drained, and the next
+                        // bytes come with an event. No call just to see `EAGAIN`.
+                        *readable = false;
+                    }
+                    received
+                }
             };
             match received {
                 Ok(0) => {
@@ -427,7 +457,26 @@ impl TlsStream {
         if let Err(transfer) = self.flush_if(socket, writable) {
             return transfer;
         }
-        let accepted = match self.connection.writer().write_vectored(slices) {
+        let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+        let written = if slices.len() > 1 && offered <= JOIN_LIMIT {
+            // rustls allocates to gather several slices: a small message (a head and a short
+            // body) is joined on the stack and encrypted from one slice instead.
+            let mut joined = [0u8; JOIN_LIMIT];
+            let mut end = 0;
+            for slice in slices {
+                let start = end;
+                end += slice.len();
+                if let Some(room) = joined.get_mut(start..end) {
+                    room.copy_from_slice(slice);
+                }
+            }
+            self.connection
+                .writer()
+                .write(joined.get(..end).unwrap_or_default())
+        } else {
+            self.connection.writer().write_vectored(slices)
+        };
+        let accepted = match written {
             Ok(0) => return Transfer::WouldBlock,
             Ok(count) => count,
             Err(error) => return Transfer::from_error(&error),

@@ -394,6 +394,12 @@ impl Server {
                 }
                 return Err(ServerError::Poll(error));
             }
+            // What each backend socket reported is known before any session runs: a session
+            // about to reuse its kept backend connection sees the bytes or the close that came
+            // with this batch from the flags, without asking the kernel.
+            for event in events.iter() {
+                self.note_back_event(event.token(), Ready::from_event(event));
+            }
             for event in events.iter() {
                 self.dispatch(event.token(), Ready::from_event(event));
             }
@@ -505,6 +511,15 @@ impl Server {
             router.write_metrics(&query.metric_names, figures);
         }
         snapshot
+    }
+
+    /// Notes the readiness of a backend connection's socket on its session, without driving it.
+    fn note_back_event(&mut self, token: Token, ready: Ready) {
+        if let Some(Owner::Back { session: key, slot }) = self.sockets.get(token.0).copied() {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.add_back_event(slot, ready);
+            }
+        }
     }
 
     fn dispatch(&mut self, token: Token, ready: Ready) {

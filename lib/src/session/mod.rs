@@ -117,6 +117,12 @@ impl BackConnection {
     pub fn is_clean(&self) -> bool {
         self.connected && self.endpoint.is_clean()
     }
+
+    /// [`BackConnection::is_clean`] from the readiness flags ([`Endpoint::is_clean_as_reported`]):
+    /// for the kept connection of a session about to send it the next request.
+    pub fn is_clean_as_reported(&self) -> bool {
+        self.connected && self.endpoint.is_clean_as_reported()
+    }
 }
 
 /// What the session can use from the event loop while it runs.

@@ -99,6 +99,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
         if session.front.read_closed {
             return Step::Do(Action::Close);
         }
+        lend_idle_buffers(http);
         arm_head_timeout(session, context);
         return Step::Wait;
     }
@@ -111,10 +112,21 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
             Step::Progress
         }
         Transfer::WouldBlock => {
+            lend_idle_buffers(http);
             arm_head_timeout(session, context);
             Step::Wait
         }
         Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
+    }
+}
+
+/// A connection waiting for a request head with nothing buffered lends its buffers' memory
+/// to the pool until bytes arrive, so an idle keep-alive connection holds no buffer: the next
+/// read takes one again (a pop from the pool's free list, no allocation once warm).
+fn lend_idle_buffers(http: &mut Http) {
+    if http.front_buf.is_empty() {
+        http.front_buf.release();
+        http.back_buf.release();
     }
 }
 
@@ -489,10 +501,10 @@ fn forward_request(
     stream.request = RequestSide::Sending(Body::new(head.body, &listener.limits));
     stream.retry = retry;
     http.front_buf.consume(head.head_len);
-    let cluster_id = stream.cluster_id.clone();
-    let back_usable = back.is_some_and(BackConnection::is_clean) && http.back_buf.is_empty();
+    let back_usable =
+        back.is_some_and(BackConnection::is_clean_as_reported) && http.back_buf.is_empty();
     let same_backend = back_usable
-        && http.back_cluster == cluster_id
+        && http.back_cluster == stream.cluster_id
         && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
     if same_backend {
         stream.phase = Phase::Forwarding;
@@ -507,10 +519,10 @@ fn forward_request(
     stream.phase = Phase::Connecting;
     http.back_use = BackUse::New;
     http.back_cluster.clear();
-    http.back_cluster.push_str(&cluster_id);
+    http.back_cluster.push_str(&stream.cluster_id);
     Step::Do(Action::Connect {
         slot: SLOT,
-        cluster_id,
+        cluster_id: stream.cluster_id.clone(),
         sticky_id,
     })
 }

@@ -93,10 +93,12 @@ impl Http {
         Http {
             front_buf: pool.checkout(),
             back_buf: pool.checkout(),
-            headers: Vec::with_capacity(32),
-            request_out: Vec::with_capacity(1024),
+            // Room for common heads; larger ones grow these once per connection. They stay
+            // with an idle connection, so their size is memory per idle connection.
+            headers: Vec::with_capacity(16),
+            request_out: Vec::with_capacity(512),
             request_out_sent: 0,
-            response_out: Vec::with_capacity(1024),
+            response_out: Vec::with_capacity(512),
             response_out_sent: 0,
             stream: Stream::default(),
             served: 0,

@@ -1,13 +1,13 @@
 //! What a stream leaves behind: its request id, and its record (metrics and access log).
 
 use std::{
-    fmt::Write as _,
     net::SocketAddr,
     rc::Rc,
     time::{Duration, Instant},
 };
 
 use crate::{
+    access_log::push_hex,
     metrics::RequestRecord,
     protocol::http::{SLOT, stream::Stream},
     session::{BackConnection, Context, Session, Stage},
@@ -15,14 +15,11 @@ use crate::{
 
 /// Gives the stream a request id: unique per worker process, session and request.
 pub fn new_request_id(stream: &mut Stream, session_uid: u64, served: u64) {
-    stream.request_id.clear();
-    let _ = write!(
-        stream.request_id,
-        "{:08x}{:08x}{:08x}",
-        worker_seed(),
-        session_uid,
-        served
-    );
+    let id = &mut stream.request_id;
+    id.clear();
+    push_hex(id, u64::from(worker_seed()), 8);
+    push_hex(id, session_uid, 8);
+    push_hex(id, served, 8);
 }
 
 /// A per-process random value, so request ids of two workers differ.

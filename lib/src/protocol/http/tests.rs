@@ -352,6 +352,39 @@ fn a_kept_connection_serves_the_same_cluster_and_another_cluster_gets_a_new_one(
 }
 
 #[test]
+fn an_idle_kept_connection_lends_its_buffers_and_takes_them_again_for_the_next_request() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    assert_eq!(harness.ready(), Action::Wait);
+    backend_reads_head(&mut backend_end);
+    assert_eq!(harness.pool.in_use(), 2);
+    harness.respond(&mut backend_end, OK);
+    assert_eq!(harness.ready(), Action::ExchangeDone);
+    harness.client_reads_until("\r\n\r\nok");
+    // The loop drives the session again after the exchange: it waits for a head, idle.
+    assert_eq!(harness.ready(), Action::Wait);
+    assert_eq!(
+        harness.pool.in_use(),
+        0,
+        "an idle connection holds no buffer"
+    );
+
+    for _ in 0..2 {
+        harness.request(GET);
+        assert_eq!(harness.ready(), Action::Wait);
+        assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
+        harness.respond(&mut backend_end, OK);
+        assert_eq!(harness.ready(), Action::ExchangeDone);
+        let response = harness.client_reads_until("\r\n\r\nok");
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert_eq!(harness.ready(), Action::Wait);
+        assert_eq!(harness.pool.in_use(), 0);
+    }
+}
+
+#[test]
 fn a_websocket_101_turns_the_session_into_a_pipe() {
     let mut harness = Harness::new();
     harness.request(

@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# Figures of the sozu worker that do not depend on the load of the machine: system calls,
+# allocations and CPU time per request, counted by `perf stat` (syscall tracepoints, uprobes on
+# the C library's malloc, calloc and realloc, task-clock) over a fixed number of requests sent
+# by `h2load --h1 -n`, for HTTP keep-alive, HTTPS keep-alive, TCP mode (keep-alive through the
+# pipe) and HTTP keep-alive with a JSON or the default access log to a file. An nginx backend
+# answers. See doc/benchmarks.md, "Per request".
+#
+#   benches/load/per-request.sh                      # builds sozu (release)
+#   SOZU_BIN=target/debug/sozu REQUESTS=5000 benches/load/per-request.sh
+#   SCENARIOS="http-keepalive" PROFILE=1 benches/load/per-request.sh   # and a perf profile
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+helper() { python3 -B "$HERE/helper.py" "$@"; }
+
+REQUESTS=${REQUESTS:-20000}         # requests measured per scenario (after as many to warm up)
+CONNECTIONS=${CONNECTIONS:-10}      # h2load connections
+SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive logs-json logs-default}
+SOZU_BIN=${SOZU_BIN:-}
+PROFILE=${PROFILE:-}                # set: also record a profile of each scenario (perf record -g)
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+LIBC=${LIBC:-/lib/x86_64-linux-gnu/libc.so.6}
+SYSCALLS=(read readv recvfrom recvmsg write writev sendto sendmsg epoll_wait epoll_pwait
+    epoll_ctl accept4 connect close shutdown setsockopt clock_gettime)
+
+STARTED_PIDS=()
+WORK=
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        read -r -a tree <<<"$(helper tree "$pid" 2>/dev/null || true)"
+        kill -TERM "${tree[@]}" 2>/dev/null || true
+    done
+    [[ -z $WORK || -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start() {
+    local name=$1 cpu=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
+    PID=$!
+    STARTED_PIDS+=("$PID")
+}
+
+# wait_answer URL [CURL ARGS...]: waits (60 s at most) until URL answers the backend's token.
+wait_answer() {
+    local url=$1 deadline=$((SECONDS + 60)) body
+    shift
+    while ((SECONDS < deadline)); do
+        body=$(curl -sS --max-time 5 -H 'Host: localhost' "$@" "$url" 2>/dev/null || true)
+        [[ $body == "$TOKEN" ]] && return 0
+        sleep 0.2
+    done
+    die "$url does not answer the backend's token (got: ${body:0:200})"
+}
+
+install_tools() {
+    local packages=()
+    command -v perf >/dev/null || packages+=(linux-perf)
+    command -v h2load >/dev/null || packages+=(nghttp2-client)
+    command -v nginx >/dev/null || packages+=(nginx)
+    ((${#packages[@]} == 0)) && return 0
+    ((EUID == 0)) || die "missing Debian packages: ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+}
+
+# allocation_events: the perf events that count calls of malloc, calloc and realloc (uprobes,
+# added once; they need root).
+allocation_events() {
+    local function events=()
+    for function in malloc calloc realloc; do
+        perf probe -l 2>/dev/null | grep -q "probe_libc:$function " ||
+            perf probe -q -x "$LIBC" "$function" >/dev/null 2>&1 || die "perf probe $function failed (root needed)"
+        events+=("probe_libc:$function")
+    done
+    local IFS=,
+    echo "${events[*]}"
+}
+
+write_configs() {
+    cat >"$WORK/backend.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/backend.pid;
+error_log $WORK/backend-error.log error;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    client_body_temp_path $WORK;
+    proxy_temp_path $WORK;
+    fastcgi_temp_path $WORK;
+    uwsgi_temp_path $WORK;
+    scgi_temp_path $WORK;
+    keepalive_requests 10000000;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        location = / { return 200 "$TOKEN"; }
+    }
+}
+EOF
+    local variant log
+    for variant in quiet json default; do
+        log=
+        case $variant in
+            json) log="access_logs_target = \"file://$WORK/access-json.log\""$'\n''access_logs_format = "json"' ;;
+            default) log="access_logs_target = \"file://$WORK/access-default.log\"" ;;
+        esac
+        read -r http https tcp <<<"${PORTS[$variant]}"
+        cat >"$WORK/sozu-$variant.toml" <<EOF
+command_socket = "$WORK/sozu-$variant.sock"
+log_level = "error"
+log_target = "stdout"
+worker_count = 1
+max_connections = 5000
+$log
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:$http"
+
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:$https"
+certificate = "$ROOT/bin/assets/certificate.pem"
+key = "$ROOT/bin/assets/key.pem"
+tls_versions = ["TLS_V13"]
+cipher_suites = ["TLS13_AES_128_GCM_SHA256"]
+groups_list = ["X25519"]
+strict_sni_binding = false
+
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:$tcp"
+
+[clusters.web]
+protocol = "http"
+frontends = [
+  { address = "127.0.0.1:$http", hostname = "localhost" },
+  { address = "127.0.0.1:$https", hostname = "localhost" },
+]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+
+[clusters.stream]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:$tcp" }]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+EOF
+    done
+}
+
+# worker_of PID: the worker process of the sozu started as PID (its only child).
+worker_of() {
+    local deadline=$((SECONDS + 30)) child
+    while ((SECONDS < deadline)); do
+        child=$(pgrep -P "$1" | head -n 1 || true)
+        [[ -n $child ]] && {
+            echo "$child"
+            return
+        }
+        sleep 0.1
+    done
+    die "sozu $1 started no worker"
+}
+
+# load URL COUNT: COUNT requests on CONNECTIONS kept connections; fails unless all got a 2xx.
+load() {
+    local out
+    out=$(taskset -c "$LOAD_CPU" h2load --h1 -n "$2" -c "$CONNECTIONS" -H ':authority: localhost' "$1" 2>&1) ||
+        die "h2load failed: ${out: -500}"
+    grep -q "status codes: $2 2xx" <<<"$out" || die "not every answer was a 2xx: $(grep -E 'requests:|status codes' <<<"$out")"
+}
+
+# measure SCENARIO WORKER URL: counts over REQUESTS requests, one line of RESULTS.
+measure() {
+    local scenario=$1 worker=$2 url=$3 events syscall perf_pid
+    events="task-clock,$ALLOCATIONS,raw_syscalls:sys_enter"
+    for syscall in "${SYSCALLS[@]}"; do
+        events+=",syscalls:sys_enter_$syscall"
+    done
+    load "$url" "$REQUESTS"
+    perf stat -x, -e "$events" -p "$worker" -o "$WORK/$scenario.stat" &
+    perf_pid=$!
+    sleep 0.5
+    load "$url" "$REQUESTS"
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    python3 - "$WORK/$scenario.stat" "$scenario" "$REQUESTS" >>"$RESULTS" <<'EOF'
+import sys
+path, scenario, requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
+counts = {}
+for line in open(path):
+    fields = line.strip().split(",")
+    if len(fields) < 3 or line.startswith("#"):
+        continue
+    try:
+        counts[fields[2].split(":")[-1].replace("sys_enter_", "")] = float(fields[0])
+    except ValueError:
+        pass
+per = lambda *names: sum(counts.get(n, 0) for n in names) / requests
+print(f"{scenario} {per('task-clock') * 1000:.2f} {per('malloc', 'calloc', 'realloc'):.2f} "
+      f"{per('sys_enter'):.2f} {per('read', 'readv', 'recvfrom', 'recvmsg'):.2f} "
+      f"{per('write', 'writev', 'sendto', 'sendmsg'):.2f} {per('epoll_wait', 'epoll_pwait'):.3f} "
+      f"{per('epoll_ctl'):.3f} {per('clock_gettime'):.2f}")
+EOF
+    if [[ -n $PROFILE ]]; then
+        perf record -g -o "$WORK/$scenario.perf" -p "$worker" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.5
+        load "$url" "$REQUESTS"
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        perf report -i "$WORK/$scenario.perf" --no-children --percent-limit 1.5 --stdio -g none \
+            2>/dev/null | grep -E '^ +[0-9]' >"$WORK/$scenario.profile" || true
+        say "profile of $scenario (self time):"
+        cat "$WORK/$scenario.profile" >&2
+        # Where the allocations come from: the call chains of malloc, calloc and realloc.
+        perf record -e "$ALLOCATIONS" --call-graph dwarf -o "$WORK/$scenario.allocations" \
+            -p "$worker" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.5
+        load "$url" 2000
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        perf report -i "$WORK/$scenario.allocations" --no-children --stdio -G \
+            2>/dev/null >"$WORK/$scenario.allocations.txt" || true
+        say "allocation call chains of $scenario in $WORK/$scenario.allocations.txt"
+    fi
+}
+
+main() {
+    install_tools
+    if [[ -z $SOZU_BIN ]]; then
+        (cd "$ROOT" && cargo build --release --bin sozu)
+        SOZU_BIN=$ROOT/target/release/sozu
+    fi
+    ALLOCATIONS=$(allocation_events)
+    WORK=$(mktemp -d /tmp/sozu-per-request.XXXXXX)
+    chmod 755 "$WORK"
+    TOKEN="backend-$RANDOM$RANDOM"
+    RESULTS=$WORK/results.txt
+    declare -gA PORTS
+    local ports variant scenario http https tcp
+    read -r -a ports <<<"$(helper ports 10)"
+    BACKEND_PORT=${ports[0]}
+    PORTS[quiet]="${ports[*]:1:3}"
+    PORTS[json]="${ports[*]:4:3}"
+    PORTS[default]="${ports[*]:7:3}"
+    write_configs
+    start backend "$LOAD_CPU" nginx -e "$WORK/backend-error.log" -p "$WORK" -c "$WORK/backend.conf"
+    declare -A WORKER
+    for variant in quiet json default; do
+        start "sozu-$variant" "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/sozu-$variant.toml"
+        WORKER[$variant]=$(worker_of "$PID")
+    done
+    for variant in quiet json default; do
+        read -r http https tcp <<<"${PORTS[$variant]}"
+        wait_answer "http://127.0.0.1:$http/"
+    done
+    read -r http https tcp <<<"${PORTS[quiet]}"
+    wait_answer "https://127.0.0.1:$https/" -k
+    wait_answer "http://127.0.0.1:$tcp/"
+    : >"$RESULTS"
+    for scenario in $SCENARIOS; do
+        say "$scenario: $REQUESTS requests on $CONNECTIONS connections"
+        case $scenario in
+            http-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$http/" ;;
+            https-keepalive) measure "$scenario" "${WORKER[quiet]}" "https://127.0.0.1:$https/" ;;
+            tcp-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$tcp/" ;;
+            logs-json | logs-default)
+                read -r variant _ _ <<<"${PORTS[${scenario#logs-}]}"
+                measure "$scenario" "${WORKER[${scenario#logs-}]}" "http://127.0.0.1:$variant/"
+                ;;
+            *) die "unknown scenario $scenario" ;;
+        esac
+    done
+    {
+        echo "- $(helper machine); sozu \`$SOZU_BIN\` at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $REQUESTS requests on $CONNECTIONS connections (h2load --h1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo
+        echo "| scenario | CPU µs | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$RESULTS"
+        echo
+        echo "(each figure per request, on the sozu worker; reads and writes on both sides)"
+    } | tee "$WORK/report.md"
+}
+
+main "$@"
