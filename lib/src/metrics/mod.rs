@@ -38,6 +38,7 @@ use hdrhistogram::Histogram;
 use crate::{
     access_log::AccessLog,
     protocol::http::h2::{Cause, Counters},
+    session::endpoint::Endpoint,
 };
 use sozu_command_lib::{
     request::QueryMetrics,
@@ -396,6 +397,13 @@ impl Metrics {
     pub fn h2_connection(&mut self, counters: &Counters, ended: Option<Cause>) {
         if self.enabled {
             self.h2.record(counters, ended);
+        }
+    }
+
+    /// A backend connection closed: an HTTP/2 one adds its figures (`h2.backend.*`).
+    pub fn backend_closed(&mut self, endpoint: &Endpoint) {
+        if let Some(link) = endpoint.h2.as_deref().filter(|_| self.enabled) {
+            self.h2.record_backend(link.counters());
         }
     }
 
