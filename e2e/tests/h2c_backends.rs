@@ -11,11 +11,12 @@ use std::{
 };
 
 use sozu_command_lib::{
+    config::{AccessLogFormat, LogTarget},
     request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
     response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, wait_until};
-use sozu_lib::server::ServerConfig;
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 const HOST: &str = "localhost";
 const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2c_backend.py");
@@ -57,7 +58,11 @@ impl Drop for H2cBackend {
 /// A worker with an HTTP listener (serving HTTP/1.1, and HTTP/2 with prior knowledge)
 /// routing [`HOST`] to an `http2` cluster whose backend is `backend`.
 fn proxy(backend: SocketAddr) -> (Worker, SocketAddr) {
-    let mut worker = Worker::start(ServerConfig::default());
+    proxy_with(ServerConfig::default(), backend)
+}
+
+fn proxy_with(config: ServerConfig, backend: SocketAddr) -> (Worker, SocketAddr) {
+    let mut worker = Worker::start(config);
     let mut listener = HttpListenerConfig::new(free_address());
     listener.h2c = true;
     let mut cluster = Cluster::new("grpc");
@@ -306,4 +311,55 @@ fn a_hostile_backend_fails_its_own_requests_only() {
         &mut worker,
         "h2.backend.ended"
     ) >= 2));
+}
+
+#[test]
+fn access_logs_and_metrics_name_the_backend_protocol() {
+    let directory = std::env::temp_dir().join(format!("sozu-h2c-access-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let path = directory.join("access.log");
+    let backend = H2cBackend::start();
+    let config = ServerConfig {
+        access_logs: Some(AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Json,
+        }),
+        ..ServerConfig::default()
+    };
+    let (mut worker, address) = proxy_with(config, backend.address);
+    for version in ["--http2-prior-knowledge", "--http1.1"] {
+        let (ok, _) = curl(address, &[version, &url(address, "/logged")]);
+        assert!(ok, "{version}");
+    }
+    // A round trip on the command channel: the worker flushed its lines before answering.
+    worker.ok(Order::Status);
+    assert!(wait_until(DEADLINE, || std::fs::read_to_string(&path)
+        .is_ok_and(|text| text.lines().count() == 2)));
+    let text = std::fs::read_to_string(&path).expect("read the access log");
+    let protocols: Vec<(String, String)> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .map(|line| {
+            (
+                line["protocol"].to_string(),
+                line["backend_protocol"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        protocols,
+        [
+            (r#""HTTP/2""#.to_string(), r#""HTTP/2""#.to_string()),
+            (r#""HTTP""#.to_string(), r#""HTTP/2""#.to_string())
+        ]
+    );
+    std::fs::remove_dir_all(directory).expect("clean up");
+    // The backend connection (kept in the pool, shared by both clients) adds its figures
+    // once it closes: when the backend goes away.
+    drop(backend);
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.streams"
+    ) == 2));
+    assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 1);
 }

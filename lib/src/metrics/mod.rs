@@ -257,6 +257,9 @@ pub struct RequestRecord<'a> {
     pub faults: &'a [std::rc::Rc<str>],
     /// For a TCP connection of a listener with content routing: what chose where it went.
     pub decided_by: Option<&'a str>,
+    /// The protocol spoken to the backend when it is not HTTP/1.1:
+    /// `HTTP/2` for a cluster with `http2 = true` (`backend_protocol=HTTP/2` in access logs).
+    pub backend_protocol: Option<&'static str>,
 }
 
 /// A backend's state for gauges.
@@ -623,6 +626,7 @@ mod tests {
             request_id: "id",
             faults: &[],
             decided_by: None,
+            backend_protocol: None,
         }
     }
 
