@@ -21,6 +21,7 @@ use sozu_lib::server::{AccessLogSettings, ServerConfig};
 const HOST: &str = "localhost";
 const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2c_backend.py");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_client.py");
+const GRPC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc_echo.py");
 
 /// The h2c backend, stopped when dropped.
 struct H2cBackend {
@@ -30,8 +31,13 @@ struct H2cBackend {
 
 impl H2cBackend {
     fn start() -> H2cBackend {
+        H2cBackend::run(&[BACKEND])
+    }
+
+    /// Runs the Python program with `arguments`, which prints its port on its first line.
+    fn run(arguments: &[&str]) -> H2cBackend {
         let mut child = Command::new("python3")
-            .arg(BACKEND)
+            .args(arguments)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 must be installed (.ci/install-test-tools)");
@@ -91,8 +97,13 @@ fn url(address: SocketAddr, path: &str) -> String {
 
 /// The Python HTTP/2 client's output lines.
 fn run_client(arguments: &[&str]) -> Vec<String> {
+    run_python(CLIENT, arguments)
+}
+
+/// The output lines of the Python program `script` run with `arguments`.
+fn run_python(script: &str, arguments: &[&str]) -> Vec<String> {
     let output = Command::new("python3")
-        .arg(CLIENT)
+        .arg(script)
         .args(arguments)
         .output()
         .expect("python3 must be installed (.ci/install-test-tools)");
@@ -362,4 +373,22 @@ fn access_logs_and_metrics_name_the_backend_protocol() {
         "h2.backend.streams"
     ) == 2));
     assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 1);
+}
+
+#[test]
+fn a_grpc_round_trip_crosses_the_proxy() {
+    let service = H2cBackend::run(&[GRPC, "server"]);
+    let (_worker, address) = proxy(service.address);
+    let lines = run_python(GRPC, &["client", &address.port().to_string(), "12"]);
+    assert_eq!(lines.len(), 13, "{lines:?}");
+    for line in &lines[..12] {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let ["echo", size, "same", length] = fields.as_slice() else {
+            panic!("unexpected line {line}");
+        };
+        // The service's trailing metadata came back in the response's trailers.
+        assert_eq!(size, length, "{line}");
+    }
+    // A gRPC error is a status in the trailers of a 200 response.
+    assert_eq!(lines[12], "fail NOT_FOUND missing");
 }

@@ -505,7 +505,8 @@ impl Link {
     }
 
     /// Sends the HEADERS of a request head: pseudo-header fields from the request line and
-    /// Host, the other fields but the connection-specific ones (RFC 9113 §8.2.2).
+    /// Host, the other fields but the connection-specific ones (RFC 9113 §8.2.2), and
+    /// `te: trailers`.
     fn open_stream(&mut self, bytes: &[u8], head: &parser::RequestHead) {
         let next = if self.stream == 0 {
             1
@@ -551,12 +552,13 @@ impl Link {
                         | HeaderKind::TransferEncoding
                         | HeaderKind::Upgrade
                 );
-            let value = field.value.slice(bytes);
-            let is_te_other_than_trailers =
-                field.kind == HeaderKind::Te && !value.eq_ignore_ascii_case(b"trailers");
-            (!is_connection_specific && !is_te_other_than_trailers)
-                .then(|| (field.name.slice(bytes), value))
+            (!is_connection_specific && field.kind != HeaderKind::Te)
+                .then(|| (field.name.slice(bytes), field.value.slice(bytes)))
         });
+        // The proxy relays trailers (to HTTP/2 clients, and in chunked bodies to HTTP/1.1
+        // ones), and gRPC services refuse requests without `te: trailers`, which the
+        // HTTP/1.1 editing removed as hop-by-hop: it is always sent (RFC 9113 §8.2.2).
+        let regular = regular.chain(std::iter::once((&b"te"[..], &b"trailers"[..])));
         let mut block = Vec::with_capacity(bytes.len());
         self.encoder
             .fields(pseudo.into_iter().chain(regular), &mut block);
@@ -1026,6 +1028,11 @@ impl Link {
         } else if let Some(length) = content_length {
             let remaining = length.ok_or(protocol(Cause::ContentLengthMismatch))?;
             Framing::Length { remaining }
+        } else if end_stream {
+            // A head that ends the stream (gRPC's trailers-only response) has an empty body:
+            // said so, an HTTP/2 client gets it as one HEADERS frame ending the stream.
+            self.decoded.extend_from_slice(b"content-length: 0\r\n");
+            Framing::Length { remaining: 0 }
         } else {
             self.decoded
                 .extend_from_slice(b"transfer-encoding: chunked\r\n");

@@ -174,7 +174,7 @@ fn a_request_with_a_length_goes_as_headers_and_data() {
     let (head, body, _, ended) = request_of(&harness.backend_events());
     assert_eq!(
         head,
-        b"POST /upload?x=1 HTTP/1.1\r\nhost: example.com\r\ncontent-length: 5\r\nx-tag: a\r\n\r\n"
+        b"POST /upload?x=1 HTTP/1.1\r\nhost: example.com\r\ncontent-length: 5\r\nx-tag: a\r\nte: trailers\r\n\r\n"
     );
     assert_eq!(body, b"hello");
     assert!(ended);
@@ -183,7 +183,7 @@ fn a_request_with_a_length_goes_as_headers_and_data() {
 #[test]
 fn a_chunked_request_with_trailers_ends_with_a_trailers_block() {
     let mut harness = Harness::new();
-    let request = b"POST /rpc HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nGrpc-Timeout: 1S\r\n\r\n";
+    let request = b"POST /rpc HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTE: gzip\r\nX-Tag: a\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nGrpc-Timeout: 1S\r\n\r\n";
     // Split anywhere: the head and the chunks may come in pieces.
     for piece in request.chunks(7) {
         assert_eq!(harness.write(piece), Transfer::Moved(piece.len()));
@@ -191,7 +191,7 @@ fn a_chunked_request_with_trailers_ends_with_a_trailers_block() {
     let (head, body, trailers, ended) = request_of(&harness.backend_events());
     assert_eq!(
         head,
-        b"POST /rpc HTTP/1.1\r\nhost: h\r\nte: trailers\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"POST /rpc HTTP/1.1\r\nhost: h\r\nx-tag: a\r\nte: trailers\r\ntransfer-encoding: chunked\r\n\r\n"
     );
     assert_eq!(body, b"abcde");
     assert_eq!(trailers, b"grpc-timeout: 1S\r\n");
@@ -419,4 +419,19 @@ fn a_response_with_a_connection_field_is_refused() {
     let (response, end, _) = harness.read(&frames);
     assert!(response.is_empty());
     assert_eq!(end, Transfer::Error(io::ErrorKind::InvalidData));
+}
+
+#[test]
+fn a_head_ending_the_stream_reads_as_an_empty_body() {
+    let mut harness = Harness::new();
+    harness.write(b"POST /rpc HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+    harness.backend_events();
+    let mut frames = Vec::new();
+    let head = harness.block(&[(b":status", b"200"), (b"grpc-status", b"5")]);
+    frame::write_headers(&mut frames, 1, &head, true, 16_384);
+    let (response, _, _) = harness.read(&frames);
+    assert_eq!(
+        response,
+        b"HTTP/1.1 200 \r\ngrpc-status: 5\r\ncontent-length: 0\r\n\r\n"
+    );
 }
