@@ -24,6 +24,8 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import hpack
+from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 next_connection = 0
 lock = threading.Lock()
@@ -98,7 +100,22 @@ def serve(sock, number):
                 conn.ping(index.to_bytes(8, "big"))
             respond(stream_id, [(":status", "200")], b"flooded")
         elif path == "/big-header":
-            respond(stream_id, [(":status", "200"), ("x-big", "v" * 200_000)], b"big")
+            # Encoded without Huffman coding (the h2 package's is slow on such a value) and
+            # framed by hand: HEADERS then CONTINUATION frames of 16 kB.
+            block = hpack.Encoder().encode(
+                [(":status", "200"), ("x-big", "v" * 200_000)], huffman=False
+            )
+            chunks = [block[at : at + 16_384] for at in range(0, len(block), 16_384)]
+            frames = []
+            for index, chunk in enumerate(chunks):
+                frame = HeadersFrame(stream_id) if index == 0 else ContinuationFrame(stream_id)
+                frame.data = chunk
+                if index == len(chunks) - 1:
+                    frame.flags.add("END_HEADERS")
+                frames.append(frame.serialize())
+            sock.sendall(conn.data_to_send() + b"".join(frames))
+            del streams[stream_id]
+            closing = True
         elif path == "/reset-mid":
             conn.send_headers(stream_id, [(":status", "200")])
             conn.send_data(stream_id, b"m" * 1000)
