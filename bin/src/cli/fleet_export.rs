@@ -640,6 +640,7 @@ protocol = "http"
 load_balancing = "LEAST_LOADED"
 load_metric = "REQUESTS"
 sticky_session = true
+http2 = true
 https_redirect = true
 https_redirect_port = 8443
 max_connections_per_ip = 7
