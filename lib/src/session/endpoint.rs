@@ -1,4 +1,5 @@
-//! One end of a session: a TCP socket, its event-loop token, and its readiness.
+//! One end of a session: a TCP socket, its event-loop token, and its readiness; TLS inside a
+//! client's, HTTP/2 framing (`h2::backend::Link`) inside a backend's of an `http2` cluster.
 //!
 //! Sockets are registered once, edge-triggered, for both reading and writing. The kernel's
 //! side of readiness (`event`) is set by events and cleared when a call would block; the
