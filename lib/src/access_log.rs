@@ -187,6 +187,9 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
         push_escaped(out, decider);
         out.push('"');
     }
+    if let Some(protocol) = record.backend_protocol {
+        let _ = write!(out, " backend_protocol={protocol}");
+    }
     out.push('\n');
 }
 
@@ -268,6 +271,9 @@ fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
     }
     if record.decided_by.is_some() {
         json_string(out, "decided_by", record.decided_by);
+    }
+    if record.backend_protocol.is_some() {
+        json_string(out, "backend_protocol", record.backend_protocol);
     }
     out.push_str("}\n");
 }
@@ -479,6 +485,7 @@ mod tests {
             request_id: "req-1",
             faults: &[],
             decided_by: None,
+            backend_protocol: None,
         }
     }
 

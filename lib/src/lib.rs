@@ -88,7 +88,10 @@
 //!   proxy's answers, the access-log record) and, in [`protocol::http::h2`], HTTP/2 toward
 //!   clients (a codec of its own, and a stage that takes over a connection whose ALPN or
 //!   preface says HTTP/2 and forwards each stream on a backend slot of its own, sharing the
-//!   routing, editing, answers and records of HTTP/1.1); `protocol::pipe` copies bytes both ways (TCP
+//!   routing, editing, answers and records of HTTP/1.1) and toward the backends of clusters
+//!   with `http2 = true` (`h2::backend`: a link inside the backend's endpoint, as TLS is
+//!   inside a client's, that carries the HTTP/1.1 exchanges of its slot as streams);
+//!   `protocol::pipe` copies bytes both ways (TCP
 //!   mode, upgraded connections), with `protocol::splice` on Linux, after
 //!   `protocol::sniff` decided where a TCP connection goes; [`protocol::tls`] is
 //!   the rustls server side; [`protocol::proxy_protocol`] reads and writes PROXY headers.

@@ -541,6 +541,7 @@ pub fn record_connection(session: &Session, context: &mut Context<'_>) {
             .as_ref()
             .map_or(&[], |faults| faults.labels()),
         decided_by: session.decided_by.as_deref(),
+        backend_protocol: None,
     };
     context.recorder.request_done(&record);
 }

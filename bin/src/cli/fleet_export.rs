@@ -351,9 +351,7 @@ fn cluster_table(
         table.insert("health_check".into(), Value::Table(health_check(check)));
     }
     if cluster.http2 {
-        bail!(
-            "{key}: http2 = true cannot be written in a configuration file (it is ignored there)"
-        );
+        table.insert("http2".into(), Value::Boolean(true));
     }
     if is_tcp {
         let send_proxy = match (cluster.proxy_protocol, expects_proxy) {
@@ -642,6 +640,7 @@ protocol = "http"
 load_balancing = "LEAST_LOADED"
 load_metric = "REQUESTS"
 sticky_session = true
+http2 = true
 https_redirect = true
 https_redirect_port = 8443
 max_connections_per_ip = 7

@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
 /// Keys that only HTTP clusters use.
 const HTTP_KEYS: &[&str] = &[
     "sticky_session",
+    "http2",
     "https_redirect",
     "https_redirect_port",
     "answer_503",
@@ -183,11 +184,6 @@ fn settings(
         .field("health_check")
         .map(|field| health_check(loader, field, name))
         .transpose()?;
-    let http2 = table.ignore(
-        "http2",
-        "accepted and ignored: HTTP/2 is not built yet, backends are spoken to in HTTP/1.1",
-    );
-    loader.warn(http2);
     let send_proxy = match protocol {
         ClusterProtocol::Http => {
             http_settings(loader, table, &mut cluster)?;
@@ -218,6 +214,7 @@ fn http_settings(
     cluster: &mut Cluster,
 ) -> Result<(), ConfigError> {
     cluster.sticky_session = table.bool("sticky_session")?.unwrap_or(false);
+    cluster.http2 = table.bool("http2")?.unwrap_or(false);
     cluster.https_redirect = table.bool("https_redirect")?.unwrap_or(false);
     cluster.https_redirect_port = table.number("https_redirect_port", &rules::PORT)?;
     cluster.answers = answers::custom_answers(loader, table, answers::CLUSTER_LEGACY_KEYS)?;

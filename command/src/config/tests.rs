@@ -974,6 +974,8 @@ fn http2_example_of_the_documentation_is_valid() {
     assert_eq!(https.tls.alpn_protocols, ["h2", "http/1.1"]);
     assert_eq!(https.http.h2.max_concurrent_streams, 200);
     assert!(http.h2c);
+    // `http2 = true`: the cluster's backends are spoken to in HTTP/2 (no warning above).
+    assert!(config.clusters[0].http2);
 }
 
 /// 10,000 clusters with 10 HTTP frontends each, one in ten of them on the HTTPS listener with its

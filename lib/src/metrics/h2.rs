@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sozu_command_lib::response::FilteredMetric;
 
-use crate::protocol::http::h2::{Cause, Counters};
+use crate::protocol::http::h2::{Cause, Counters, backend::LinkCounters};
 
 /// The HTTP/2 figures of a worker.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +15,11 @@ pub(super) struct H2Figures {
     totals: Counters,
     /// Connections the proxy ended, by reason.
     ended: BTreeMap<&'static str, u64>,
+    /// HTTP/2 connections to backends, closed.
+    backend_connections: u64,
+    backend: LinkCounters,
+    /// Backend connections the proxy ended for the backend's protocol errors or floods.
+    backend_ended: u64,
 }
 
 impl H2Figures {
@@ -39,9 +44,36 @@ impl H2Figures {
         }
     }
 
+    /// Adds what happened over one HTTP/2 connection to a backend, when it closes.
+    pub(super) fn record_backend(&mut self, counters: &LinkCounters) {
+        self.backend_connections = self.backend_connections.saturating_add(1);
+        let totals = &mut self.backend;
+        for (total, value) in [
+            (&mut totals.streams, counters.streams),
+            (&mut totals.resets_received, counters.resets_received),
+            (&mut totals.goaways_received, counters.goaways_received),
+            (&mut self.backend_ended, u64::from(counters.ended_by_proxy)),
+        ] {
+            *total = total.saturating_add(value);
+        }
+    }
+
     /// The figures, with `names` filtering them (empty: all); nothing before the first
     /// HTTP/2 connection.
     pub(super) fn write(&self, names: &[String], out: &mut BTreeMap<String, FilteredMetric>) {
+        let backend = [
+            ("h2.backend.connections", self.backend_connections),
+            ("h2.backend.streams", self.backend.streams),
+            ("h2.backend.resets_received", self.backend.resets_received),
+            ("h2.backend.goaways_received", self.backend.goaways_received),
+            ("h2.backend.ended", self.backend_ended),
+        ];
+        let backend = backend.into_iter().filter(|_| self.backend_connections > 0);
+        for (name, value) in backend {
+            if names.is_empty() || names.iter().any(|n| n == name) {
+                out.insert(name.to_string(), FilteredMetric::Count(value));
+            }
+        }
         if self.connections == 0 {
             return;
         }

@@ -38,6 +38,7 @@ use hdrhistogram::Histogram;
 use crate::{
     access_log::AccessLog,
     protocol::http::h2::{Cause, Counters},
+    session::endpoint::Endpoint,
 };
 use sozu_command_lib::{
     request::QueryMetrics,
@@ -256,6 +257,9 @@ pub struct RequestRecord<'a> {
     pub faults: &'a [std::rc::Rc<str>],
     /// For a TCP connection of a listener with content routing: what chose where it went.
     pub decided_by: Option<&'a str>,
+    /// The protocol spoken to the backend when it is not HTTP/1.1:
+    /// `HTTP/2` for a cluster with `http2 = true` (`backend_protocol=HTTP/2` in access logs).
+    pub backend_protocol: Option<&'static str>,
 }
 
 /// A backend's state for gauges.
@@ -396,6 +400,13 @@ impl Metrics {
     pub fn h2_connection(&mut self, counters: &Counters, ended: Option<Cause>) {
         if self.enabled {
             self.h2.record(counters, ended);
+        }
+    }
+
+    /// A backend connection closed: an HTTP/2 one adds its figures (`h2.backend.*`).
+    pub fn backend_closed(&mut self, endpoint: &Endpoint) {
+        if let Some(link) = endpoint.h2.as_deref().filter(|_| self.enabled) {
+            self.h2.record_backend(link.counters());
         }
     }
 
@@ -615,6 +626,7 @@ mod tests {
             request_id: "id",
             faults: &[],
             decided_by: None,
+            backend_protocol: None,
         }
     }
 

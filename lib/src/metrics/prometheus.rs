@@ -114,6 +114,31 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "counter",
             "HTTP/2 GOAWAY frames sent.",
         ),
+        "h2.backend.connections" => simple(
+            "h2_backend_connections_total",
+            "counter",
+            "HTTP/2 connections to backends closed.",
+        ),
+        "h2.backend.streams" => simple(
+            "h2_backend_streams_total",
+            "counter",
+            "HTTP/2 streams opened toward backends.",
+        ),
+        "h2.backend.resets_received" => simple(
+            "h2_backend_resets_received_total",
+            "counter",
+            "HTTP/2 streams reset by backends.",
+        ),
+        "h2.backend.goaways_received" => simple(
+            "h2_backend_goaways_received_total",
+            "counter",
+            "HTTP/2 GOAWAY frames received from backends.",
+        ),
+        "h2.backend.ended" => simple(
+            "h2_backend_ended_total",
+            "counter",
+            "HTTP/2 backend connections the proxy ended for the backend's errors or floods.",
+        ),
         "fleet.refused_values" => simple(
             "fleet_refused_values_total",
             "counter",

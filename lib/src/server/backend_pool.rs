@@ -220,6 +220,7 @@ impl Server {
 
     /// Closes an idle backend connection. Closing the socket removes it from epoll.
     pub(super) fn close_idle(&mut self, idle: IdleConnection) {
+        self.recorder.metrics.backend_closed(&idle.endpoint);
         self.sockets.try_remove(idle.endpoint.token.0);
     }
 }

@@ -85,8 +85,17 @@ impl Server {
                     return self.answer_failure(key, Failure::NoBackend);
                 }
             };
+        let http2 = self
+            .state
+            .clusters
+            .get(cluster_id)
+            .is_some_and(|cluster| cluster.http2);
         if let Some(back) = self.take_idle(backend, now) {
-            return self.reuse(key, slot, backend, back, now);
+            // A pooled connection speaks what its cluster spoke when it was opened.
+            if back.endpoint.speaks_h2() == http2 {
+                return self.reuse(key, slot, backend, back, now);
+            }
+            self.drop_back(back);
         }
         let Some((address, backend_id)) = self
             .backends
@@ -99,7 +108,12 @@ impl Server {
             return self.answer_failure(key, Failure::NoBackend);
         };
         match self.open_back(key, slot, address, backend_id, Some(lease), now) {
-            Ok(()) => Action::Wait,
+            Ok(()) => {
+                if http2 {
+                    self.speak_h2(key, slot, now);
+                }
+                Action::Wait
+            }
             Err(OpenError::Connect) => {
                 self.backends.connect_failed(backend, now);
                 self.retry_or_give_up(key, slot)
@@ -160,6 +174,22 @@ impl Server {
         let connect = session.timeouts.connect;
         session.touch_back(slot, connect, now, &mut self.timers);
         Ok(())
+    }
+
+    /// Makes the new connection of the session's `slot` an HTTP/2 one (cleartext, prior
+    /// knowledge), the backend held to the HTTP/2 limits of the session's listener.
+    fn speak_h2(&mut self, key: usize, slot: Slot, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let limits = self
+            .http_listeners
+            .get(&session.listener_address)
+            .map(|listener| listener.config.h2)
+            .unwrap_or_default();
+        if let Some(back) = session.backs.get_mut(slot) {
+            back.endpoint.start_h2(limits, now);
+        }
     }
 
     /// Gives the session's `slot` an idle connection to `backend` from the pool.
@@ -305,6 +335,7 @@ impl Server {
     /// Closes a backend connection; its lease ends with it. Closing the socket removes it
     /// from epoll: no `deregister` call is needed, as the descriptor is not shared.
     pub(super) fn drop_back(&mut self, back: BackConnection) {
+        self.recorder.metrics.backend_closed(&back.endpoint);
         self.sockets.try_remove(back.endpoint.token.0);
         drop(back);
     }

@@ -1,4 +1,5 @@
-//! One end of a session: a TCP socket, its event-loop token, and its readiness.
+//! One end of a session: a TCP socket, its event-loop token, and its readiness; TLS inside a
+//! client's, HTTP/2 framing (`h2::backend::Link`) inside a backend's of an `http2` cluster.
 //!
 //! Sockets are registered once, edge-triggered, for both reading and writing. The kernel's
 //! side of readiness (`event`) is set by events and cleared when a call would block; the
@@ -10,12 +11,17 @@ use std::{
     net::Shutdown,
     ops::{BitAnd, BitOr, BitOrAssign, Not},
     sync::Arc,
+    time::Instant,
 };
 
 use mio::{Token, net::TcpStream};
 use rustls::ServerConfig;
+use sozu_command_lib::request::H2Config;
 
-use crate::{pool::Buffer, protocol::tls::TlsStream};
+use crate::{
+    pool::Buffer,
+    protocol::{http::h2::backend::Link, tls::TlsStream},
+};
 
 /// A set of readiness flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,6 +162,9 @@ pub enum Unread {
 pub struct Endpoint {
     pub stream: TcpStream,
     pub tls: Option<Box<TlsStream>>,
+    /// A backend connection spoken to in HTTP/2 (a cluster with `http2 = true`): reads and
+    /// writes carry HTTP/1.1 messages, each exchanged as a stream.
+    pub h2: Option<Box<Link>>,
     pub token: Token,
     pub readiness: Readiness,
     /// The peer reported end of stream (read side finished).
@@ -174,6 +183,7 @@ impl Endpoint {
         Endpoint {
             stream,
             tls: None,
+            h2: None,
             token,
             readiness: Readiness::default(),
             read_closed: false,
@@ -204,6 +214,37 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Speaks HTTP/2 with prior knowledge on this new backend connection, holding the
+    /// backend to `limits` (see [`Link`]).
+    pub fn start_h2(&mut self, limits: H2Config, now: Instant) {
+        self.h2 = Some(Box::new(Link::new(limits, now)));
+    }
+
+    /// Whether the connection speaks HTTP/2 to its backend.
+    pub fn speaks_h2(&self) -> bool {
+        self.h2.is_some()
+    }
+
+    /// Lets a backend connection that frames what it carries (HTTP/2) do its own work,
+    /// whatever its stage does: send the frames it queued, and read the frames the backend
+    /// sent (flow-control credit for a request body the stage waits to write, PINGs,
+    /// SETTINGS); response bytes wait in it until the stage reads them.
+    pub fn service(&mut self) {
+        let Some(link) = self.h2.as_mut() else {
+            return;
+        };
+        let mut readable = self.readiness.event.contains(Ready::READABLE);
+        let mut writable = self.readiness.event.contains(Ready::WRITABLE);
+        link.service(&mut self.stream, &mut readable, &mut writable);
+        for (flag, is_set) in [(Ready::READABLE, readable), (Ready::WRITABLE, writable)] {
+            if is_set {
+                self.readiness.event.insert(flag);
+            } else {
+                self.readiness.event.remove(flag);
+            }
+        }
+    }
+
     /// Reads into `space`. A short read means the kernel had no more at that moment, so the
     /// readable flag is cleared without another call to see `EAGAIN`, unless the peer
     /// already reported a hangup (then the end of stream is still to be read).
@@ -219,6 +260,23 @@ impl Endpoint {
                 matches!(transfer, Transfer::Moved(_)) && self.readiness.event.contains(Ready::HUP);
             if !readable && !end_pending {
                 self.readiness.event.remove(Ready::READABLE);
+            }
+            match transfer {
+                Transfer::Moved(count) => self.bytes_read += count as u64,
+                Transfer::Closed => self.read_closed = true,
+                Transfer::WouldBlock | Transfer::Error(_) => {}
+            }
+            return transfer;
+        }
+        if let Some(link) = self.h2.as_mut() {
+            let mut readable = self.readiness.event.contains(Ready::READABLE);
+            let mut writable = false;
+            let transfer = link.read(&mut self.stream, space, &mut readable, &mut writable);
+            if !readable {
+                self.readiness.event.remove(Ready::READABLE);
+            }
+            if writable {
+                self.readiness.event.insert(Ready::WRITABLE);
             }
             match transfer {
                 Transfer::Moved(count) => self.bytes_read += count as u64,
@@ -265,6 +323,17 @@ impl Endpoint {
         if let Some(tls) = self.tls.as_mut() {
             let mut writable = self.readiness.event.contains(Ready::WRITABLE);
             let transfer = tls.write(&mut self.stream, slices, &mut writable);
+            if !writable {
+                self.readiness.event.remove(Ready::WRITABLE);
+            }
+            if let Transfer::Moved(count) = transfer {
+                self.bytes_written += count as u64;
+            }
+            return transfer;
+        }
+        if let Some(link) = self.h2.as_mut() {
+            let mut writable = self.readiness.event.contains(Ready::WRITABLE);
+            let transfer = link.write(&mut self.stream, slices, &mut writable);
             if !writable {
                 self.readiness.event.remove(Ready::WRITABLE);
             }
@@ -335,6 +404,11 @@ impl Endpoint {
         if self.read_closed {
             return Unread::End;
         }
+        match self.h2.as_deref() {
+            Some(link) if link.has_unread() => return Unread::Bytes,
+            Some(link) if !link.is_idle() => return Unread::End,
+            _ => {}
+        }
         let mut byte = [0u8; 1];
         loop {
             return match self.stream.peek(&mut byte) {
@@ -374,11 +448,22 @@ impl Endpoint {
     /// Encrypted bytes are waiting for the socket.
     pub fn has_pending_output(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+            || self
+                .h2
+                .as_ref()
+                .is_some_and(|link| link.has_pending_output())
     }
 
     /// Sends pending encrypted bytes; true when nothing is left (or nothing can be sent any
     /// more because the socket failed).
     pub fn flush(&mut self) -> bool {
+        if let Some(link) = self.h2.as_mut() {
+            let flushed = link.flush(&mut self.stream);
+            if !flushed {
+                self.readiness.event.remove(Ready::WRITABLE);
+            }
+            return flushed;
+        }
         let Some(tls) = self.tls.as_mut() else {
             return true;
         };

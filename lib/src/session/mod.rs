@@ -318,6 +318,9 @@ impl Session {
         if let Some(action) = self.check_connection() {
             return action;
         }
+        for (_, back) in self.backs.iter_mut() {
+            back.endpoint.service();
+        }
         loop {
             return match self.stage {
                 Stage::ExpectProxy(_) => match tcp::read_proxy_header(self, context) {

@@ -134,6 +134,9 @@ pub fn record(
         request_id: &stream.request_id,
         faults,
         decided_by: None,
+        backend_protocol: back
+            .filter(|back| back.endpoint.speaks_h2())
+            .map(|_| "HTTP/2"),
     };
     context.recorder.request_done(&record);
 }

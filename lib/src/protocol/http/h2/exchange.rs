@@ -608,7 +608,7 @@ impl Exchange {
 /// The fields of a trailer section already checked by the chunked parser (`name:value`
 /// lines ended by CRLF), value whitespace trimmed, but the connection-specific ones, which
 /// HTTP/2 forbids (RFC 9113 §8.2.2).
-fn trailer_fields(section: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub(super) fn trailer_fields(section: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     const CONNECTION_SPECIFIC: [&[u8]; 6] = [
         b"connection",
         b"keep-alive",

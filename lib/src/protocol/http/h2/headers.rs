@@ -57,6 +57,8 @@ struct Pseudo {
     scheme: Option<Vec<u8>>,
     authority: Option<Vec<u8>>,
     path: Option<Vec<u8>>,
+    /// `:status`, read in responses only.
+    status: Option<Vec<u8>>,
 }
 
 /// Fields gathered while a block is decoded: the checks run field by field, and the first
@@ -108,6 +110,7 @@ impl Collect<'_> {
                 b"scheme" => &mut self.pseudo.scheme,
                 b"authority" => &mut self.pseudo.authority,
                 b"path" => &mut self.pseudo.path,
+                b"status" => &mut self.pseudo.status,
                 // `:protocol` (RFC 8441) is refused: extended CONNECT is not advertised.
                 _ => return Err(Cause::Malformed),
             };
@@ -215,7 +218,11 @@ pub fn decode_request(
         scheme,
         authority,
         path,
+        status,
     } = collect.pseudo;
+    if status.is_some() {
+        return Err(malformed);
+    }
     let method = method.ok_or(malformed)?;
     let mut bytes = Vec::with_capacity(collect.lines.len() + 128);
     if method == b"CONNECT" {
@@ -305,6 +312,41 @@ pub fn decode_trailers(
     limits: &ListLimits,
 ) -> Result<Vec<u8>, BlockError> {
     collect(decoder, block, limits, true).map(|collect| collect.lines)
+}
+
+/// Decodes the header block of a response from an HTTP/2 backend: its `:status` (the only
+/// pseudo-header a response has, RFC 9113 §8.3.2) and its regular fields as HTTP/1.1 field
+/// lines, with the checks of a request's fields (lowercase names, values, no
+/// connection-specific field).
+pub fn decode_response(
+    decoder: &mut Decoder<'_>,
+    block: &[u8],
+    limits: &ListLimits,
+) -> Result<(u16, Vec<u8>), BlockError> {
+    let mut collect = collect(decoder, block, limits, false)?;
+    let malformed = BlockError::Stream(Cause::Malformed);
+    let pseudo = &collect.pseudo;
+    if pseudo.method.is_some()
+        || pseudo.scheme.is_some()
+        || pseudo.authority.is_some()
+        || pseudo.path.is_some()
+    {
+        return Err(malformed);
+    }
+    let status = match pseudo.status.as_deref() {
+        Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) && a != b'0' => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(malformed),
+    };
+    if let Some(host) = collect.host.take() {
+        push_line(&mut collect.lines, b"host", &host);
+    }
+    if !collect.cookies.is_empty() {
+        let cookies = std::mem::take(&mut collect.cookies);
+        push_line(&mut collect.lines, b"cookie", &cookies);
+    }
+    Ok((status, collect.lines))
 }
 
 /// A response head read from an HTTP/1.1 backend: the parsed head, its fields, and the

@@ -15,9 +15,12 @@
 //! - [`flood`]: the counters of the flood defences;
 //! - [`stream`]: the state of one stream;
 //! - [`connection`]: the state machine;
+//! - [`backend`]: HTTP/2 toward the backends of clusters with `http2 = true`, each
+//!   connection carrying its session's HTTP/1.1 exchanges as streams;
 //! - [`session`]: the stage of a session that serves a client in HTTP/2 with it, each
 //!   stream an `exchange` forwarded to an HTTP/1.1 backend.
 
+pub mod backend;
 pub mod connection;
 pub mod error;
 mod exchange;

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""An h2c backend (HTTP/2 in cleartext, prior knowledge) for the tests of h2c_backends.rs,
+built on the Python `h2` package (installed by .ci/install-test-tools).
+
+It listens on 127.0.0.1 (an ephemeral port, printed on the first line of stdout) and serves
+each connection on a thread of its own. What it does depends on the request path:
+
+- `/echo...`: 200 with the request body, and trailers: `x-body-length`, `x-connection` (the
+  connection's number, from 1), `grpc-status: 0`, and the request's trailers each echoed as
+  `x-echo-<name>`;
+- `/reset`: RST_STREAM INTERNAL_ERROR as soon as the request head arrives;
+- `/reset-mid`: the response head and 1000 bytes, then RST_STREAM INTERNAL_ERROR;
+- `/goaway`: 200 `bye`, then GOAWAY naming this stream, and the connection closes;
+- `/ping-flood`: 1000 PING frames, then 200 (a flood the proxy must refuse);
+- `/big-header`: a 200 whose header list is far over the proxy's limit;
+- anything else: 200 with `<method> <path> <authority> <connection>` as body.
+"""
+
+import socket
+import sys
+import threading
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import hpack
+from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+next_connection = 0
+lock = threading.Lock()
+
+
+class Stream:
+    def __init__(self, headers):
+        self.headers = {name.decode(): value.decode() for name, value in headers}
+        self.body = bytearray()
+        self.trailers = []
+        # What is left to send: data, then trailers (a list of pairs) ending the stream.
+        self.out = bytearray()
+        self.out_trailers = None
+        self.out_end = False
+
+
+def serve(sock, number):
+    config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+    conn = h2.connection.H2Connection(config=config)
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    streams = {}
+    closing = False
+
+    def respond(stream_id, headers, body=b"", trailers=None):
+        conn.send_headers(stream_id, headers)
+        stream = streams[stream_id]
+        stream.out += body
+        stream.out_trailers = trailers
+        stream.out_end = True
+
+    def pump():
+        for stream_id, stream in list(streams.items()):
+            if not stream.out_end:
+                continue
+            while stream.out:
+                window = min(
+                    conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size
+                )
+                if window <= 0:
+                    break
+                chunk = bytes(stream.out[:window])
+                del stream.out[:window]
+                conn.send_data(stream_id, chunk)
+            if not stream.out:
+                if stream.out_trailers:
+                    conn.send_headers(stream_id, stream.out_trailers, end_stream=True)
+                else:
+                    conn.end_stream(stream_id)
+                del streams[stream_id]
+
+    def finish(stream_id):
+        nonlocal closing
+        stream = streams[stream_id]
+        path = stream.headers.get(":path", "")
+        if path.startswith("/echo") or path == "/trailers":
+            trailers = [
+                ("x-body-length", str(len(stream.body))),
+                ("x-connection", str(number)),
+                ("grpc-status", "0"),
+            ]
+            trailers += [("x-echo-" + name.decode(), value.decode()) for name, value in stream.trailers]
+            respond(stream_id, [(":status", "200"), ("content-type", "application/octet-stream")],
+                    bytes(stream.body), trailers)
+        elif path == "/goaway":
+            respond(stream_id, [(":status", "200"), ("content-length", "3")], b"bye")
+            pump()
+            conn.close_connection(last_stream_id=stream_id)
+            closing = True
+        elif path == "/ping-flood":
+            for index in range(1000):
+                conn.ping(index.to_bytes(8, "big"))
+            respond(stream_id, [(":status", "200")], b"flooded")
+        elif path == "/big-header":
+            # Encoded without Huffman coding (the h2 package's is slow on such a value) and
+            # framed by hand: HEADERS then CONTINUATION frames of 16 kB.
+            block = hpack.Encoder().encode(
+                [(":status", "200"), ("x-big", "v" * 200_000)], huffman=False
+            )
+            chunks = [block[at : at + 16_384] for at in range(0, len(block), 16_384)]
+            frames = []
+            for index, chunk in enumerate(chunks):
+                frame = HeadersFrame(stream_id) if index == 0 else ContinuationFrame(stream_id)
+                frame.data = chunk
+                if index == len(chunks) - 1:
+                    frame.flags.add("END_HEADERS")
+                frames.append(frame.serialize())
+            sock.sendall(conn.data_to_send() + b"".join(frames))
+            del streams[stream_id]
+            closing = True
+        elif path == "/reset-mid":
+            conn.send_headers(stream_id, [(":status", "200")])
+            conn.send_data(stream_id, b"m" * 1000)
+            conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            del streams[stream_id]
+        else:
+            body = "{} {} {} {}".format(
+                stream.headers.get(":method"), path, stream.headers.get(":authority"), number
+            ).encode()
+            respond(stream_id, [(":status", "200"), ("content-length", str(len(body)))], body)
+
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    streams[event.stream_id] = Stream(event.headers)
+                    if streams[event.stream_id].headers.get(":path") == "/reset":
+                        conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                        del streams[event.stream_id]
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    if event.stream_id in streams:
+                        streams[event.stream_id].body += event.data
+                elif isinstance(event, h2.events.TrailersReceived):
+                    if event.stream_id in streams:
+                        streams[event.stream_id].trailers = event.headers
+                elif isinstance(event, h2.events.StreamEnded):
+                    if event.stream_id in streams:
+                        finish(event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    streams.pop(event.stream_id, None)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    sock.sendall(conn.data_to_send())
+                    return
+            pump()
+            sock.sendall(conn.data_to_send())
+            if closing:
+                return
+    except (OSError, h2.exceptions.ProtocolError):
+        return
+    finally:
+        sock.close()
+
+
+def main():
+    global next_connection
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    print(listener.getsockname()[1], flush=True)
+    while True:
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with lock:
+            next_connection += 1
+            number = next_connection
+        threading.Thread(target=serve, args=(sock, number), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

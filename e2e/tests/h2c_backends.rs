@@ -1,0 +1,394 @@
+//! Clusters with `http2 = true`: the proxy speaks HTTP/2 in cleartext with prior knowledge to
+//! their backends, whatever the client speaks. The backend is a real HTTP/2 server on the
+//! Python `h2` package (`h2c_backend.py`, installed by `.ci/install-test-tools`), which speaks
+//! nothing else: an HTTP/1.1 request would fail. The clients are curl (HTTP/1.1 and HTTP/2
+//! with prior knowledge), the Python `h2` client of `h2_client.py`, and raw sockets.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+};
+
+use sozu_command_lib::{
+    config::{AccessLogFormat, LogTarget},
+    request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
+    response::{FilteredMetric, ResponseContent},
+};
+use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, wait_until};
+use sozu_lib::server::{AccessLogSettings, ServerConfig};
+
+const HOST: &str = "localhost";
+const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2c_backend.py");
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_client.py");
+const GRPC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc_echo.py");
+
+/// The h2c backend, stopped when dropped.
+struct H2cBackend {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl H2cBackend {
+    fn start() -> H2cBackend {
+        H2cBackend::run(&[BACKEND])
+    }
+
+    /// Runs the Python program with `arguments`, which prints its port on its first line.
+    fn run(arguments: &[&str]) -> H2cBackend {
+        let mut child = Command::new("python3")
+            .args(arguments)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 must be installed (.ci/install-test-tools)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the backend prints its port");
+        let port: u16 = line.trim().parse().expect("a port number");
+        H2cBackend {
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for H2cBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A worker with an HTTP listener (serving HTTP/1.1, and HTTP/2 with prior knowledge)
+/// routing [`HOST`] to an `http2` cluster whose backend is `backend`.
+fn proxy(backend: SocketAddr) -> (Worker, SocketAddr) {
+    proxy_with(ServerConfig::default(), backend)
+}
+
+fn proxy_with(config: ServerConfig, backend: SocketAddr) -> (Worker, SocketAddr) {
+    let mut worker = Worker::start(config);
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    let mut cluster = Cluster::new("grpc");
+    cluster.http2 = true;
+    let address = worker.http_proxy_with(listener, HOST, cluster, &[backend]);
+    (worker, address)
+}
+
+/// Runs curl against the proxy at `address`: its exit success, and what it printed.
+fn curl(address: SocketAddr, arguments: &[&str]) -> (bool, String) {
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20"])
+        .args(["--resolve", &format!("{HOST}:{}:127.0.0.1", address.port())])
+        .args(arguments)
+        .output()
+        .expect("curl must be installed (.ci/install-test-tools)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn url(address: SocketAddr, path: &str) -> String {
+    format!("http://{HOST}:{}{path}", address.port())
+}
+
+/// The Python HTTP/2 client's output lines.
+fn run_client(arguments: &[&str]) -> Vec<String> {
+    run_python(CLIENT, arguments)
+}
+
+/// The output lines of the Python program `script` run with `arguments`.
+fn run_python(script: &str, arguments: &[&str]) -> Vec<String> {
+    let output = Command::new("python3")
+        .arg(script)
+        .args(arguments)
+        .output()
+        .expect("python3 must be installed (.ci/install-test-tools)");
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A figure of the worker's proxy-wide metrics; 0 when absent.
+fn proxy_count(worker: &mut Worker, name: &str) -> u64 {
+    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
+    let Some(ResponseContent::Metrics(metrics)) = response.content else {
+        panic!("no metrics: {response:?}");
+    };
+    match metrics.proxy.get(name) {
+        Some(FilteredMetric::Count(count)) => *count,
+        _ => 0,
+    }
+}
+
+#[test]
+fn concurrent_h2_streams_reach_an_h2c_backend_byte_for_byte() {
+    let backend = H2cBackend::start();
+    let (_worker, address) = proxy(backend.address);
+    let port = address.port().to_string();
+    // 40 POST streams at once on one client connection, bodies of random sizes up to 300 kB
+    // (past every flow-control window), each echoed by the backend.
+    let lines = run_client(&["bodies", &port, "40", "11"]);
+    assert_eq!(lines.len(), 40, "{lines:?}");
+    for line in &lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [_, status, sent, received] = fields.as_slice() else {
+            panic!("unexpected line {line}");
+        };
+        assert_eq!(*status, "200", "{line}");
+        assert_eq!(sent, received, "{line}");
+    }
+}
+
+#[test]
+fn http11_and_http2_clients_reach_an_h2c_backend() {
+    let backend = H2cBackend::start();
+    let (_worker, address) = proxy(backend.address);
+    let authority = format!("{HOST}:{}", address.port());
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let (ok, body) = curl(address, &[version, &url(address, "/hello?x=1")]);
+        assert!(ok, "{version}");
+        let fields: Vec<&str> = body.split(' ').collect();
+        assert_eq!(
+            fields[..3],
+            ["GET", "/hello?x=1", authority.as_str()],
+            "{body}"
+        );
+    }
+    // A body of a random size both ways, from an HTTP/1.1 client with a content-length and
+    // with a chunked body.
+    let body: Vec<u8> = (0..200_001u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = std::env::temp_dir().join(format!("h2c-body-{}", address.port()));
+    std::fs::write(&file, &body).expect("write the body");
+    let data = format!("@{}", file.display());
+    for extra in [&[][..], &["--header", "Transfer-Encoding: chunked"][..]] {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "20", "--http1.1"])
+            .args(["--resolve", &format!("{HOST}:{}:127.0.0.1", address.port())])
+            .args(["--data-binary", &data])
+            .args(extra)
+            .arg(url(address, "/echo"))
+            .output()
+            .expect("curl must be installed");
+        assert!(output.status.success(), "{extra:?}");
+        assert!(output.stdout == body, "the echoed body differs ({extra:?})");
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn trailers_cross_the_h2c_backend_both_ways() {
+    let backend = H2cBackend::start();
+    let (_worker, address) = proxy(backend.address);
+    // HTTP/1.1 client: the trailers of its chunked request reach the backend (which echoes
+    // them as response trailers), and the response's trailers come back in the trailer
+    // section of the chunked response.
+    let mut client = Client::connect(address);
+    let response = client.exchange(
+        "POST",
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n5\r\nhello\r\n0\r\nx-check: 42\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+    let transcript = String::from_utf8_lossy(&client.transcript()).into_owned();
+    for trailer in [
+        "x-body-length: 5\r\n",
+        "grpc-status: 0\r\n",
+        "x-echo-x-check: 42\r\n",
+    ] {
+        assert!(
+            transcript.contains(trailer),
+            "{trailer:?} in {transcript:?}"
+        );
+    }
+    // HTTP/2 client: the response's trailers end its stream.
+    let lines = run_client(&["trailers", &address.port().to_string()]);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("status 200"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"trailer grpc-status 0".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("ended"), "{lines:?}");
+}
+
+#[test]
+fn a_backend_reset_is_a_502_before_the_response_and_a_stream_reset_after() {
+    let backend = H2cBackend::start();
+    let (_worker, address) = proxy(backend.address);
+    let status = ["--output", "/dev/null", "--write-out", "%{response_code}"];
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let mut arguments = vec![version];
+        arguments.extend(status);
+        let reset = url(address, "/reset");
+        arguments.push(&reset);
+        assert_eq!(
+            curl(address, &arguments),
+            (true, "502".to_string()),
+            "{version}"
+        );
+    }
+    // After the response head, the client's stream is reset (HTTP/2) or its connection cut
+    // (HTTP/1.1): curl fails either way, and the proxy goes on.
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let (ok, _) = curl(address, &[version, &url(address, "/reset-mid")]);
+        assert!(!ok, "{version}: a truncated response must not look whole");
+    }
+    let (ok, body) = curl(
+        address,
+        &["--http2-prior-knowledge", &url(address, "/hello")],
+    );
+    assert!(ok && body.starts_with("GET /hello"), "{body}");
+}
+
+/// The number of the backend connection that served a GET of `path`.
+fn backend_connection(address: SocketAddr, path: &str) -> String {
+    let (ok, body) = curl(address, &["--http2-prior-knowledge", &url(address, path)]);
+    assert!(ok, "{path}");
+    body.rsplit(' ').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_backend_goaway_finishes_its_stream_and_the_next_request_opens_a_new_connection() {
+    let backend = H2cBackend::start();
+    let (mut worker, address) = proxy(backend.address);
+    // Kept backend connections are reused: both requests go over connection 1.
+    assert_eq!(backend_connection(address, "/a"), "1");
+    assert_eq!(backend_connection(address, "/b"), "1");
+    // The backend answers, then sends GOAWAY naming that stream and closes.
+    let (ok, body) = curl(
+        address,
+        &["--http2-prior-knowledge", &url(address, "/goaway")],
+    );
+    assert!(ok);
+    assert_eq!(body, "bye");
+    assert_eq!(backend_connection(address, "/c"), "2");
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.goaways_received"
+    ) == 1));
+}
+
+#[test]
+fn a_hostile_backend_fails_its_own_requests_only() {
+    let backend = H2cBackend::start();
+    let (mut worker, address) = proxy(backend.address);
+    let port = address.port().to_string();
+    let status = |path: &str| {
+        let target = url(address, path);
+        curl(
+            address,
+            &[
+                "--http2-prior-knowledge",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{response_code}",
+                &target,
+            ],
+        )
+    };
+    // A PING flood and a header list far over the limit: the proxy ends that backend
+    // connection (GOAWAY ENHANCE_YOUR_CALM) and answers 502.
+    assert_eq!(status("/ping-flood"), (true, "502".to_string()));
+    assert_eq!(status("/big-header"), (true, "502".to_string()));
+    // Meanwhile and after, other clients are served by the same backend.
+    let lines = run_client(&["bodies", &port, "10", "5"]);
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.split(' ').nth(1) == Some("200")),
+        "{lines:?}"
+    );
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.ended"
+    ) >= 2));
+}
+
+#[test]
+fn access_logs_and_metrics_name_the_backend_protocol() {
+    let directory = std::env::temp_dir().join(format!("sozu-h2c-access-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let path = directory.join("access.log");
+    let backend = H2cBackend::start();
+    let config = ServerConfig {
+        access_logs: Some(AccessLogSettings {
+            target: Some(LogTarget::File(path.clone())),
+            format: AccessLogFormat::Json,
+        }),
+        ..ServerConfig::default()
+    };
+    let (mut worker, address) = proxy_with(config, backend.address);
+    for version in ["--http2-prior-knowledge", "--http1.1"] {
+        let (ok, _) = curl(address, &[version, &url(address, "/logged")]);
+        assert!(ok, "{version}");
+    }
+    // A round trip on the command channel: the worker flushed its lines before answering.
+    worker.ok(Order::Status);
+    assert!(wait_until(DEADLINE, || std::fs::read_to_string(&path)
+        .is_ok_and(|text| text.lines().count() == 2)));
+    let text = std::fs::read_to_string(&path).expect("read the access log");
+    let protocols: Vec<(String, String)> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .map(|line| {
+            (
+                line["protocol"].to_string(),
+                line["backend_protocol"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        protocols,
+        [
+            (r#""HTTP/2""#.to_string(), r#""HTTP/2""#.to_string()),
+            (r#""HTTP""#.to_string(), r#""HTTP/2""#.to_string())
+        ]
+    );
+    std::fs::remove_dir_all(directory).expect("clean up");
+    // The backend connection (kept in the pool, shared by both clients) adds its figures
+    // once it closes: when the backend goes away.
+    drop(backend);
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.streams"
+    ) == 2));
+    assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 1);
+}
+
+#[test]
+fn a_grpc_round_trip_crosses_the_proxy() {
+    let service = H2cBackend::run(&[GRPC, "server"]);
+    let (_worker, address) = proxy(service.address);
+    let lines = run_python(GRPC, &["client", &address.port().to_string(), "12"]);
+    assert_eq!(lines.len(), 13, "{lines:?}");
+    for line in &lines[..12] {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let ["echo", size, "same", length] = fields.as_slice() else {
+            panic!("unexpected line {line}");
+        };
+        // The service's trailing metadata came back in the response's trailers.
+        assert_eq!(size, length, "{line}");
+    }
+    // A gRPC error is a status in the trailers of a 200 response.
+    assert_eq!(lines[12], "fail NOT_FOUND missing");
+}
