@@ -82,6 +82,8 @@ pub struct Exchange {
     pub state: State,
     pub slot: Option<Slot>,
     pub sticky_id: Option<String>,
+    /// The sticky id of the backend its connection goes to, once connected.
+    pub backend_sticky: String,
     pub back_use: BackUse,
     /// The request bytes to write to the backend, from `request_sent`.
     request: Vec<u8>,
@@ -114,6 +116,7 @@ impl Exchange {
             state: State::Answering,
             slot: None,
             sticky_id: None,
+            backend_sticky: String::new(),
             back_use: BackUse::New,
             request: Vec::new(),
             request_sent: 0,

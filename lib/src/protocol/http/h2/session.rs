@@ -9,7 +9,8 @@
 //!
 //! Backend connections are opened one at a time (the loop's connect, retry and hold logic is
 //! per session); the streams routed meanwhile wait their turn in order, while the others go
-//! on. Frames for the client go into one output buffer; frames are read from the client, and
+//! on. Frames for the client go into one output buffer, written once nothing else moves (all
+//! the frames made ready in a turn leave in one write); frames are read from the client, and
 //! data from backends, only while that buffer holds less than `OUT_HIGH_WATER` (64 KiB), so a client
 //! that does not read holds its own streams back and nothing grows without bound. Within
 //! that, each stream moves at most a quantum per pass, so one stream never starves the others,
@@ -38,22 +39,30 @@ use crate::{
     },
     session::{
         Action, BackConnection, BackUse, Context, Session, Stage,
-        backs::Slot,
-        endpoint::{Ready, Transfer},
+        backs::Backs,
+        endpoint::{Endpoint, Ready, Transfer},
     },
     timer::{TimeoutKind, TimerKey},
 };
 
 mod events;
+mod slots;
+
+use slots::{Idle, Released};
 
 pub(crate) use events::{
-    answer_failure, awaits_response, back_timeout, connected, front_timeout, is_back_reusable,
-    record_unfinished, stop,
+    answer_failure, back_timeout, connected, front_timeout, is_back_reusable,
+    handles_back_timeout, record_unfinished, stop,
 };
 
 /// Frames waiting for the client beyond which nothing more is read (from the client or from
 /// backends) until the client takes some.
 const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Slots given back and connects a session asks the loop for in a row (the loop runs the
+/// session again after each) before it yields, so that the loop's own bound on a chain of
+/// actions is never reached however many streams finish or connect at once.
+const CHAINED_ACTIONS: u32 = 32;
 
 /// Which protocol a new connection speaks, from what is known before its first request.
 pub(in crate::protocol::http) enum Detect {
@@ -91,14 +100,6 @@ pub(in crate::protocol::http) fn detect(session: &Session, listener: &HttpListen
     }
 }
 
-/// A backend connection slot being given back.
-#[derive(Debug, Clone, Copy)]
-struct Released {
-    slot: Slot,
-    /// Clean, between requests: it may go to the idle pool.
-    reusable: bool,
-}
-
 /// The HTTP/2 stage: the client's bytes, and what reads them.
 pub struct H2 {
     input: Buffer,
@@ -126,6 +127,12 @@ struct Mux {
     /// Why the proxy ended the connection, when it did, for the metrics.
     ended: Option<super::Cause>,
     expired: Vec<StreamId>,
+    /// Clean backend connections kept between streams.
+    idle: Vec<Idle>,
+    /// By slot index: whether a stream, a release or an idle connection holds the slot.
+    held: Vec<bool>,
+    /// Actions asked for since the session last waited (see `CHAINED_ACTIONS`).
+    chained: u32,
 }
 
 /// Replaces the HTTP/1 stage of a connection that speaks HTTP/2; the bytes it read so far
@@ -176,6 +183,9 @@ pub(in crate::protocol::http) fn start(
             closing: false,
             ended: None,
             expired: Vec::new(),
+            idle: Vec::new(),
+            held: Vec::new(),
+            chained: 0,
         },
     }));
     Step::Do(Action::Upgraded)
@@ -222,43 +232,22 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
     let Stage::H2(h2) = stage else {
         return Step::Do(Action::Close);
     };
-    // Slots given back are gone from the session once the loop took their connection. A
-    // connection no stream owns (its stream ended while it was being opened) is given back.
-    h2.mux
-        .released
-        .retain(|released| backs.get(released.slot).is_some());
-    for (slot, _) in backs.iter() {
-        let owned = h2.mux.exchanges.iter().any(|ex| ex.slot == Some(slot));
-        if !owned && !h2.mux.released.iter().any(|released| released.slot == slot) {
-            h2.mux.released.push(Released {
-                slot,
-                reusable: false,
-            });
-        }
+    if h2.mux.chained >= CHAINED_ACTIONS {
+        h2.mux.chained = 0;
+        return Step::Do(Action::Yield);
     }
-    if let Some(released) = h2.mux.released.first() {
-        return Step::Do(Action::DropBack(released.slot));
+    if let Some(slot) = h2.mux.settle_slots(backs) {
+        h2.mux.chained += 1;
+        return Step::Do(Action::DropBack(slot));
     }
     let mut progress = false;
 
-    // Frames to the client.
-    if h2.mux.out_sent < h2.mux.out.len() && front.readiness.event.contains(Ready::WRITABLE) {
-        match front.write(h2.mux.out.get(h2.mux.out_sent..).unwrap_or_default()) {
-            Transfer::Moved(count) => {
-                h2.mux.out_sent += count;
-                if h2.mux.out_sent >= h2.mux.out.len() {
-                    h2.mux.out.clear();
-                    h2.mux.out_sent = 0;
-                }
-                progress = true;
-            }
-            Transfer::WouldBlock => {}
-            Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
-        }
-    }
-    let flushed = h2.mux.out_sent >= h2.mux.out.len();
     if h2.mux.closing || (h2.mux.codec.is_finished() && h2.mux.exchanges.is_empty()) {
-        if flushed {
+        progress = match flush(&mut h2.mux, front) {
+            Ok(moved) => moved,
+            Err(step) => return step,
+        };
+        if h2.mux.backlog() == 0 {
             front.shutdown_write();
             return Step::Do(Action::Close);
         }
@@ -300,13 +289,52 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
             progress = true;
         }
     }
-    if let Some(step) = h2.mux.finish_exchanges(backs, &env, context) {
+    // Giving a slot back runs the session again at once: the frames wait for the next write.
+    if let Some(step) = h2.mux.finish_exchanges(backs, &env, timeouts.back, context) {
+        h2.mux.chained += 1;
         return step;
     }
     if let Some(action) = h2.mux.next_connect(backs) {
+        h2.mux.chained += 1;
+        // A new connection leaves the session waiting for its outcome: the frames go first.
+        if let Err(step) = flush(&mut h2.mux, front) {
+            return step;
+        }
         return Step::Do(action);
     }
-    if progress { Step::Progress } else { Step::Wait }
+    // Frames to the client: written once nothing else moves, so that everything made ready
+    // in a turn leaves in one write; or sooner, to make room.
+    if !progress || h2.mux.backlog() >= OUT_HIGH_WATER {
+        match flush(&mut h2.mux, front) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
+    }
+    if progress {
+        return Step::Progress;
+    }
+    h2.mux.chained = 0;
+    Step::Wait
+}
+
+/// Writes the frames waiting for the client, as far as the socket takes them, in one call.
+/// Returns whether any byte went.
+fn flush(mux: &mut Mux, front: &mut Endpoint) -> Result<bool, Step> {
+    if mux.backlog() == 0 || !front.readiness.event.contains(Ready::WRITABLE) {
+        return Ok(false);
+    }
+    match front.write(mux.out.get(mux.out_sent..).unwrap_or_default()) {
+        Transfer::Moved(count) => {
+            mux.out_sent = mux.out_sent.saturating_add(count);
+            if mux.out_sent >= mux.out.len() {
+                mux.out.clear();
+                mux.out_sent = 0;
+            }
+            Ok(true)
+        }
+        Transfer::WouldBlock => Ok(false),
+        Transfer::Closed | Transfer::Error(_) => Err(Step::Do(Action::Close)),
+    }
 }
 
 impl Mux {
@@ -528,7 +556,7 @@ impl Mux {
     fn exchange_step(
         &mut self,
         index: usize,
-        backs: &mut crate::session::backs::Backs,
+        backs: &mut Backs,
         env: &Env,
         timeouts: &sozu_command_lib::request::Timeouts,
         listener: &HttpListener,
@@ -635,12 +663,13 @@ impl Mux {
         }
     }
 
-    /// Takes out the exchanges whose response went out whole (recorded, their slot given
-    /// back); asks the loop to take the first slot given back.
+    /// Takes out the exchanges whose response went out whole (recorded, their slot kept
+    /// idle or given back, see `slots`); asks the loop to take the first slot given back.
     fn finish_exchanges(
         &mut self,
-        backs: &crate::session::backs::Backs,
+        backs: &mut Backs,
         env: &Env,
+        idle_after: std::time::Duration,
         context: &mut Context<'_>,
     ) -> Option<Step> {
         let mut index = 0;
@@ -669,12 +698,12 @@ impl Mux {
                 &[],
                 context,
             );
-            if let Some(slot) = exchange.slot.take() {
-                self.released.push(Released {
-                    slot,
-                    reusable: exchange.leaves_backend_clean(),
-                });
-            }
+            let key = TimerKey {
+                session: env.key,
+                uid: env.uid,
+                kind: TimeoutKind::Front,
+            };
+            self.leave_slot(&mut exchange, backs, key, context, idle_after);
         }
         if removed && self.exchanges.is_empty() {
             self.idle_since = context.now;
@@ -703,30 +732,6 @@ impl Mux {
         }
     }
 
-    /// Starts the next connect, one at a time: a free slot for the oldest queued stream.
-    fn next_connect(&mut self, backs: &crate::session::backs::Backs) -> Option<Action> {
-        if self.connecting.is_some() {
-            return None;
-        }
-        let id = *self.queue.front()?;
-        let slot = (0..=u8::MAX).map(Slot).find(|&slot| {
-            backs.get(slot).is_none()
-                && !self.exchanges.iter().any(|ex| ex.slot == Some(slot))
-                && !self.released.iter().any(|released| released.slot == slot)
-        })?;
-        self.queue.pop_front();
-        let exchange = self.exchange_mut(id)?;
-        exchange.slot = Some(slot);
-        exchange.state = State::Connecting;
-        let cluster_id = exchange.stream.cluster_id.clone();
-        let sticky_id = exchange.sticky_id.clone();
-        self.connecting = Some(id);
-        Some(Action::Connect {
-            slot,
-            cluster_id,
-            sticky_id,
-        })
-    }
 }
 
 /// Moves an exchange's bytes over its backend connection: the request out, the response in
