@@ -196,9 +196,13 @@ pub(crate) fn ready(session: &mut Session, context: &mut Context<'_>) -> Action 
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Action::Close;
     };
+    let mut worked = false;
     for _ in 0..1024 {
-        match step(session, context, listener) {
-            Step::Progress => continue,
+        match step(session, context, listener, worked) {
+            Step::Progress => {
+                worked = true;
+                continue;
+            }
             Step::Wait => {
                 arm_front_timeout(session, context);
                 return Action::Wait;
@@ -216,7 +220,14 @@ struct Env {
     origin: record::Origin,
 }
 
-fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListener) -> Step {
+/// One pass over the connection and its streams; `worked`: an earlier pass of this drive
+/// moved something.
+fn step(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    worked: bool,
+) -> Step {
     let env = Env {
         key: session.key,
         uid: session.uid,
@@ -302,9 +313,16 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
         }
         return Step::Do(action);
     }
-    // Frames to the client: written once nothing else moves, so that everything made ready
-    // in a turn leaves in one write; or sooner, to make room.
-    if !progress || h2.mux.backlog() >= OUT_HIGH_WATER {
+    // Frames to the client: written once nothing else moves; after a drive that moved
+    // something, once the loop has handled the other events of its turn (the session yields
+    // and is driven again at the end of the turn), so that the frames of every stream the
+    // turn moved leave in one write. Sooner when the buffer is full, to make room.
+    let is_full = h2.mux.backlog() >= OUT_HIGH_WATER;
+    let can_write = h2.mux.backlog() > 0 && front.readiness.event.contains(Ready::WRITABLE);
+    if !progress && worked && can_write && !is_full {
+        return Step::Do(Action::Yield);
+    }
+    if !progress || is_full {
         match flush(&mut h2.mux, front) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
@@ -395,7 +413,10 @@ impl Mux {
                 stream,
                 request,
                 end_stream,
-            } => self.on_request(stream, &request, end_stream, env, listener, context),
+            } => {
+                self.on_request(stream, &request, end_stream, env, listener, context);
+                self.codec.recycle(request);
+            }
             Event::Data {
                 stream,
                 data,
