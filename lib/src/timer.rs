@@ -232,7 +232,10 @@ mod tests {
         assert!(timers.needs_sweep(10));
         timers.retain(|at, _| current.is_queued_at(at));
         assert_eq!(timers.len(), 1, "only the live entry stays");
-        assert_eq!(timers.next_deadline(), Some(start + Duration::from_secs(100)));
+        assert_eq!(
+            timers.next_deadline(),
+            Some(start + Duration::from_secs(100))
+        );
         // The next sweep waits for the heap to double, whatever the floor.
         current.set(start + Duration::from_secs(1), key(0), &mut timers);
         assert!(!timers.needs_sweep(0));

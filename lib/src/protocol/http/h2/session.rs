@@ -51,8 +51,8 @@ mod slots;
 use slots::{Idle, Released};
 
 pub(crate) use events::{
-    answer_failure, back_timeout, connected, front_timeout, is_back_reusable,
-    handles_back_timeout, record_unfinished, stop,
+    answer_failure, back_timeout, connected, front_timeout, handles_back_timeout, is_back_reusable,
+    record_unfinished, stop,
 };
 
 /// Frames waiting for the client beyond which nothing more is read (from the client or from
@@ -169,24 +169,7 @@ pub(in crate::protocol::http) fn start(
     session.front_timeout.cancel();
     session.stage = Stage::H2(Box::new(H2 {
         input: http.front_buf,
-        mux: Mux {
-            codec,
-            out,
-            out_sent: 0,
-            exchanges: Vec::new(),
-            queue: VecDeque::new(),
-            connecting: None,
-            released: Vec::new(),
-            requests: 0,
-            server_name,
-            idle_since: context.now,
-            closing: false,
-            ended: None,
-            expired: Vec::new(),
-            idle: Vec::new(),
-            held: Vec::new(),
-            chained: 0,
-        },
+        mux: Mux::new(codec, out, server_name, context.now),
     }));
     Step::Do(Action::Upgraded)
 }
@@ -356,6 +339,29 @@ fn flush(mux: &mut Mux, front: &mut Endpoint) -> Result<bool, Step> {
 }
 
 impl Mux {
+    /// A connection's streams, from its codec, the frames it wrote so far (`out`), and the
+    /// TLS server name the client sent.
+    fn new(codec: Connection, out: Vec<u8>, server_name: Option<String>, now: Instant) -> Mux {
+        Mux {
+            codec,
+            out,
+            out_sent: 0,
+            exchanges: Vec::new(),
+            queue: VecDeque::new(),
+            connecting: None,
+            released: Vec::new(),
+            requests: 0,
+            server_name,
+            idle_since: now,
+            closing: false,
+            ended: None,
+            expired: Vec::new(),
+            idle: Vec::new(),
+            held: Vec::new(),
+            chained: 0,
+        }
+    }
+
     /// Frame bytes not yet written to the client.
     fn backlog(&self) -> usize {
         self.out.len().saturating_sub(self.out_sent)
@@ -724,7 +730,8 @@ impl Mux {
                 uid: env.uid,
                 kind: TimeoutKind::Front,
             };
-            self.leave_slot(&mut exchange, backs, key, context, idle_after);
+            let timers = (context.now, &mut *context.timers);
+            self.leave_slot(&mut exchange, backs, key, timers, idle_after);
         }
         if removed && self.exchanges.is_empty() {
             self.idle_since = context.now;
@@ -752,7 +759,6 @@ impl Mux {
             self.idle_since = context.now;
         }
     }
-
 }
 
 /// Moves an exchange's bytes over its backend connection: the request out, the response in

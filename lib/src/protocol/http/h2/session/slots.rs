@@ -10,16 +10,19 @@
 //! back for the loop to check; one idle past the back timeout, and those left when the
 //! session ends, go back to the loop's pool.
 
-use std::{mem, time::Duration};
+use std::{
+    mem,
+    time::{Duration, Instant},
+};
 
 use super::{Exchange, Mux, State};
 use crate::{
     session::{
-        Action, BackConnection, BackUse, Context,
+        Action, BackConnection, BackUse,
         backs::{Backs, Slot},
         endpoint::Ready,
     },
-    timer::{TimeoutKind, TimerKey},
+    timer::{TimeoutKind, TimerKey, Timers},
 };
 
 /// A backend connection slot being given back.
@@ -118,7 +121,7 @@ impl Mux {
         exchange: &mut Exchange,
         backs: &mut Backs,
         key: TimerKey,
-        context: &mut Context<'_>,
+        (now, timers): (Instant, &mut Timers),
         idle_after: Duration,
     ) {
         let Some(slot) = exchange.slot.take() else {
@@ -131,8 +134,7 @@ impl Mux {
                     kind: TimeoutKind::Back(slot),
                     ..key
                 };
-                back.timeout
-                    .set_after(context.now, idle_after, key, context.timers);
+                back.timeout.set_after(now, idle_after, key, timers);
                 self.idle.push(Idle {
                     slot,
                     cluster_id: mem::take(&mut exchange.stream.cluster_id),
@@ -217,3 +219,6 @@ impl Mux {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
