@@ -1,30 +1,29 @@
 //! The HTTP/2 stage of a session: the [`Connection`] codec over the client connection, each
 //! stream an `Exchange` routed on its own (`route::decide`, as HTTP/1.1 requests) and
 //! forwarded to an HTTP/1.1 backend on a backend connection of its own: a slot of the
-//! session, taken from and given back to the idle pool like HTTP/1's.
+//! session, kept idle between streams, or taken from and given back to the loop's pool.
 //!
-//! A connection starts here from the HTTP/1 stage, before its first request: on TLS when
-//! ALPN chose `h2` (or chose nothing on a listener with `disable_http11`), in cleartext when
-//! an `h2c` listener reads the connection preface.
-//!
-//! Backend connections are opened one at a time (the loop's connect, retry and hold logic is
-//! per session); the streams routed meanwhile wait their turn in order, while the others go
-//! on. Frames for the client go into one output buffer, written once nothing else moves (all
-//! the frames made ready in a turn leave in one write); frames are read from the client, and
-//! data from backends, only while that buffer holds less than `OUT_HIGH_WATER` (64 KiB), so a client
+//! New backend connections are opened one at a time (the loop's connect, retry and hold
+//! logic is per session); the streams routed meanwhile wait their turn in order, or take
+//! over an idle connection at once, while the others go on. Frames for the client go into
+//! one output buffer, written once nothing else moves, and after a drive that moved
+//! something once the loop has handled the other events of its turn: the frames of every
+//! stream the turn moved leave in one write. Frames are read from the client, and data from
+//! backends, only while that buffer holds less than `OUT_HIGH_WATER` (64 KiB), so a client
 //! that does not read holds its own streams back and nothing grows without bound. Within
-//! that, each stream moves at most a quantum per pass, so one stream never starves the others,
-//! and a stream's flow-control windows only hold that stream back.
+//! that, each stream moves at most a quantum per pass, so one stream never starves the
+//! others, and a stream's flow-control windows only hold that stream back.
 //!
-//! `events`: what the loop tells the session besides readiness (timeouts, connects, soft
-//! stop, close).
+//! - `start`: how a connection becomes HTTP/2;
+//! - `slots`: the backend connections by slot (held, idle, given back, connects);
+//! - `events`: what the loop tells the session besides readiness (timeouts, connects, soft
+//!   stop, close).
 
 use std::{collections::VecDeque, time::Instant};
 
 use super::{
     Connection, ErrorCode, Event, Progress, StreamId,
     exchange::{Exchange, Failure, State},
-    frame::PREFACE,
     headers::Request,
 };
 use crate::{
@@ -47,8 +46,10 @@ use crate::{
 
 mod events;
 mod slots;
+mod start;
 
 use slots::{Idle, Released};
+pub(in crate::protocol::http) use start::{Detect, detect, start};
 
 pub(crate) use events::{
     answer_failure, back_timeout, connected, front_timeout, handles_back_timeout, is_back_reusable,
@@ -63,42 +64,6 @@ const OUT_HIGH_WATER: usize = 64 * 1024;
 /// session again after each) before it yields, so that the loop's own bound on a chain of
 /// actions is never reached however many streams finish or connect at once.
 const CHAINED_ACTIONS: u32 = 32;
-
-/// Which protocol a new connection speaks, from what is known before its first request.
-pub(in crate::protocol::http) enum Detect {
-    Http1,
-    /// The bytes so far may be the start of the HTTP/2 preface: read more.
-    NeedMore,
-    H2,
-}
-
-/// Whether the client connection speaks HTTP/2: ALPN `h2` on TLS (or no ALPN on a listener
-/// with `disable_http11`), the preface on a cleartext listener with `h2c`.
-pub(in crate::protocol::http) fn detect(session: &Session, listener: &HttpListener) -> Detect {
-    let Stage::Http(http) = &session.stage else {
-        return Detect::Http1;
-    };
-    let input = http.front_buf.data();
-    if let Some(tls) = session.front.tls.as_ref() {
-        if tls.is_handshaking() {
-            return Detect::Http1;
-        }
-        let is_h2 = match tls.alpn_protocol() {
-            Some(protocol) => protocol == b"h2",
-            None => listener.tls.as_ref().is_some_and(|tls| tls.disable_http11),
-        };
-        return if is_h2 { Detect::H2 } else { Detect::Http1 };
-    }
-    if !listener.config.h2c || input.is_empty() {
-        Detect::Http1
-    } else if input.starts_with(PREFACE) {
-        Detect::H2
-    } else if PREFACE.starts_with(input) {
-        Detect::NeedMore
-    } else {
-        Detect::Http1
-    }
-}
 
 /// The HTTP/2 stage: the client's bytes, and what reads them.
 pub struct H2 {
@@ -133,45 +98,6 @@ struct Mux {
     held: Vec<bool>,
     /// Actions asked for since the session last waited (see `CHAINED_ACTIONS`).
     chained: u32,
-}
-
-/// Replaces the HTTP/1 stage of a connection that speaks HTTP/2; the bytes it read so far
-/// are the start of the HTTP/2 connection.
-pub(in crate::protocol::http) fn start(
-    session: &mut Session,
-    context: &mut Context<'_>,
-    listener: &HttpListener,
-) -> Step {
-    let Stage::Http(http) = std::mem::replace(&mut session.stage, Stage::Closed) else {
-        return Step::Do(Action::Close);
-    };
-    let config = listener.config.h2;
-    let idle = config.stream_idle_timeout.unwrap_or_else(|| {
-        session
-            .timeouts
-            .back
-            .max(std::time::Duration::from_secs(30))
-    });
-    let mut codec = Connection::new(
-        config,
-        idle,
-        listener.config.sozu_id_header.as_bytes(),
-        context.now,
-    );
-    let mut out = Vec::with_capacity(1024);
-    codec.start(&mut out);
-    let server_name = session
-        .front
-        .tls
-        .as_ref()
-        .and_then(|tls| tls.server_name())
-        .map(str::to_string);
-    session.front_timeout.cancel();
-    session.stage = Stage::H2(Box::new(H2 {
-        input: http.front_buf,
-        mux: Mux::new(codec, out, server_name, context.now),
-    }));
-    Step::Do(Action::Upgraded)
 }
 
 /// Drives an HTTP/2 session until it would block.
