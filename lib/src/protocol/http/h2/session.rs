@@ -23,7 +23,7 @@ use std::{collections::VecDeque, time::Instant};
 
 use super::{
     Connection, ErrorCode, Event, Progress, StreamId,
-    exchange::{Exchange, Failure, State},
+    exchange::{Buffers, Exchange, Failure, State},
     headers::Request,
 };
 use crate::{
@@ -98,6 +98,8 @@ struct Mux {
     held: Vec<bool>,
     /// Actions asked for since the session last waited (see `CHAINED_ACTIONS`).
     chained: u32,
+    /// The buffers of exchanges done with, for the next ones.
+    spare: Vec<Buffers>,
 }
 
 /// Drives an HTTP/2 session until it would block.
@@ -285,6 +287,16 @@ impl Mux {
             idle: Vec::new(),
             held: Vec::new(),
             chained: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Keeps the buffers of an exchange done with for a next one, as many as the streams
+    /// forwarded at once.
+    fn recycle(&mut self, exchange: Exchange) {
+        let buffers = exchange.into_buffers();
+        if buffers.is_worth_keeping() && self.spare.len() <= self.exchanges.len() {
+            self.spare.push(buffers);
         }
     }
 
@@ -413,7 +425,7 @@ impl Mux {
             stream.user_agent = text(agent.value.slice(buf));
         }
         stream.routed_at = Some(context.now);
-        let mut exchange = Exchange::new(id, stream);
+        let mut exchange = Exchange::with_buffers(id, stream, self.spare.pop().unwrap_or_default());
         let route_request = route::Request {
             buf,
             head,
@@ -658,6 +670,7 @@ impl Mux {
             };
             let timers = (context.now, &mut *context.timers);
             self.leave_slot(&mut exchange, backs, key, timers, idle_after);
+            self.recycle(exchange);
         }
         if removed && self.exchanges.is_empty() {
             self.idle_since = context.now;
@@ -684,6 +697,7 @@ impl Mux {
         if self.exchanges.is_empty() {
             self.idle_since = context.now;
         }
+        self.recycle(exchange);
     }
 }
 

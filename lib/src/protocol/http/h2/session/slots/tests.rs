@@ -9,7 +9,7 @@ use std::{
 use mio::Token;
 use sozu_command_lib::request::H2Config;
 
-use super::super::{Exchange, Mux, State};
+use super::super::{Buffers, Exchange, Mux, State};
 use crate::{
     protocol::http::{h2::Connection, stream::Stream},
     session::{
@@ -54,7 +54,7 @@ fn backs(backend: &TcpListener, slots: &[Slot]) -> Backs {
 fn exchange(id: u32, cluster: &str, state: State) -> Exchange {
     let mut stream = Stream::default();
     stream.cluster_id.push_str(cluster);
-    let mut exchange = Exchange::new(id, stream);
+    let mut exchange = Exchange::with_buffers(id, stream, Buffers::default());
     exchange.state = state;
     exchange
 }
