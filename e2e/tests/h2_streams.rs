@@ -8,7 +8,11 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::SocketAddr,
     process::{Child, Command, Output, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
@@ -583,4 +587,35 @@ fn an_idempotent_request_failing_on_a_reused_backend_connection_is_sent_again_on
     assert_eq!(targets, ["/first", "/second", "/second"]);
     // The second request went again on a connection of its own.
     assert_eq!(backend.connections(), 2);
+}
+
+/// Issue 16: a session forwards more than 256 streams at once, each on a backend connection
+/// of its own (slots were numbered by a byte). The backend answers none before it holds
+/// every request: all 300 are in flight together.
+#[test]
+fn three_hundred_streams_are_forwarded_at_once() {
+    const STREAMS: usize = 300;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&arrived);
+    let backend = HttpBackend::start(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let all_in = wait_until(DEADLINE, || seen.load(Ordering::SeqCst) >= STREAMS);
+        let status = if all_in { 200 } else { 504 };
+        Reply::Send(response(status, &[], b"together"))
+    });
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut listener = HttpListenerConfig::new(free_address());
+    listener.h2c = true;
+    listener.h2 = H2Config {
+        max_concurrent_streams: 400,
+        ..H2Config::default()
+    };
+    let address = worker.http_proxy_with(listener, HOST, Cluster::new("web"), &[backend.address]);
+    let lines = run_client(&["concurrent", &address.port().to_string(), "300"]);
+    assert_eq!(lines.len(), STREAMS, "{lines:?}");
+    for line in &lines {
+        assert!(line.ends_with(" 200"), "{line}");
+    }
+    assert_eq!(arrived.load(Ordering::SeqCst), STREAMS);
+    assert_eq!(backend.connections(), STREAMS);
 }

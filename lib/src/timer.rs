@@ -52,6 +52,8 @@ pub struct TimerKey {
 #[derive(Debug, Default)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    /// Entries left by the last sweep: all live then.
+    swept_to: usize,
 }
 
 impl Timers {
@@ -86,10 +88,19 @@ impl Timers {
         self.heap.len()
     }
 
-    /// Drops the entries of timeouts that no longer exist (their session closed), which would
-    /// otherwise stay until their deadline.
-    pub fn retain(&mut self, mut exists: impl FnMut(&TimerKey) -> bool) {
-        self.heap.retain(|Reverse((_, key))| exists(key));
+    /// Whether stale entries may outnumber the live ones enough for a sweep to be due: more
+    /// than `floor` entries, and more than twice as many as the last sweep left, so that
+    /// sweeping costs a constant per entry pushed however many timeouts are live.
+    pub fn needs_sweep(&self, floor: usize) -> bool {
+        self.heap.len() > floor.max(self.swept_to.saturating_mul(2))
+    }
+
+    /// Keeps only the entries `is_live` accepts (given each entry's instant and key): the
+    /// others, of timeouts that no longer exist (their session or backend connection went) or
+    /// that were queued again at another instant, would otherwise stay until their instant.
+    pub fn retain(&mut self, mut is_live: impl FnMut(Instant, &TimerKey) -> bool) {
+        self.heap.retain(|Reverse((at, key))| is_live(*at, key));
+        self.swept_to = self.heap.len();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,6 +140,11 @@ impl Timeout {
 
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    /// Whether this timeout's heap entry is the one at `at` (any other entry of it is stale).
+    pub fn is_queued_at(&self, at: Instant) -> bool {
+        self.queued == Some(at)
     }
 
     /// Handles this timeout's heap entry for instant `at` coming due at `now`. Returns true
@@ -197,6 +213,34 @@ mod tests {
             later(start, Duration::from_secs(5)),
             start + Duration::from_secs(5)
         );
+    }
+
+    /// A backend connection that leaves its slot takes its timeout along, and the next one in
+    /// the slot queues a new entry: the old entry is stale though its session lives. The
+    /// sweep drops it (it kept every entry of a live session, so an HTTP/2 session, which
+    /// changes connections at each stream, grew the heap until every turn swept it whole).
+    #[test]
+    fn a_sweep_drops_the_stale_entries_of_live_sessions() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut current = Timeout::default();
+        for request in 1..=100 {
+            current = Timeout::default();
+            current.set(start + Duration::from_secs(request), key(0), &mut timers);
+        }
+        assert_eq!(timers.len(), 100);
+        assert!(timers.needs_sweep(10));
+        timers.retain(|at, _| current.is_queued_at(at));
+        assert_eq!(timers.len(), 1, "only the live entry stays");
+        assert_eq!(
+            timers.next_deadline(),
+            Some(start + Duration::from_secs(100))
+        );
+        // The next sweep waits for the heap to double, whatever the floor.
+        current.set(start + Duration::from_secs(1), key(0), &mut timers);
+        assert!(!timers.needs_sweep(0));
+        current.set(start, key(0), &mut timers);
+        assert!(timers.needs_sweep(0));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use crate::{
     router::content::{ContentRouter, TcpRouter, resolver::Resolver},
     session::endpoint::Ready,
     session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
-    timer::{TimeoutKind, Timers},
+    timer::Timers,
 };
 
 mod accept;
@@ -747,40 +747,32 @@ impl Server {
     }
 
     fn fire_timers(&mut self) {
-        // Entries of closed sessions wait for their deadline in the heap; at thousands of
-        // connections per second they would pile up. Sweep them when they outnumber the live
-        // timeouts (two per session) several times over: amortized, a constant per entry.
-        if self.timers.len() > 8 * self.sessions.len() + 4096 {
-            let sessions = &self.sessions;
-            self.timers.retain(|key| {
+        // Entries of closed sessions and of backend connections gone from their slot (an
+        // HTTP/2 stream's, each request) wait for their instant in the heap; at thousands per
+        // second they would pile up. Sweep them when they outnumber the live ones.
+        if self.timers.needs_sweep(8 * self.sessions.len() + 4096) {
+            let sessions = &mut self.sessions;
+            self.timers.retain(|at, key| {
                 sessions
-                    .get(key.session)
-                    .is_some_and(|session| session.uid == key.uid)
+                    .get_mut(key.session)
+                    .filter(|session| session.uid == key.uid)
+                    .and_then(|session| session.timeout_mut(key.kind))
+                    .is_some_and(|timeout| timeout.is_queued_at(at))
             });
         }
         let now = Instant::now();
         while let Some((at, key)) = self.timers.pop_due(now) {
-            let Some(session) = self
+            let Some(timeout) = self
                 .sessions
                 .get_mut(key.session)
                 .filter(|s| s.uid == key.uid)
+                .and_then(|session| session.timeout_mut(key.kind))
             else {
+                // The session closed, or the connection left the slot with its timeout.
                 continue;
             };
-            let timeout = match key.kind {
-                TimeoutKind::Front => &mut session.front_timeout,
-                TimeoutKind::Back(slot) => match session.backs.timeout_mut(slot) {
-                    Some(timeout) => timeout,
-                    // The connection left the slot: its timeout went with it.
-                    None => continue,
-                },
-                TimeoutKind::Resume => match session.shaper.as_mut() {
-                    Some(shaper) => shaper.resume_timeout(),
-                    None => continue,
-                },
-            };
             if timeout.on_due(at, now, key, &mut self.timers) {
-                debug!("session {}: {:?} timeout", session.uid, key.kind);
+                debug!("session {}: {:?} timeout", key.uid, key.kind);
                 let action = self
                     .with_session(key.session, |session, context| {
                         session.timed_out(key.kind, context)

@@ -267,6 +267,15 @@ impl Session {
         self.front_timeout.set_after(now, after, key, timers);
     }
 
+    /// The timeout of `kind`, while it exists.
+    pub fn timeout_mut(&mut self, kind: TimeoutKind) -> Option<&mut Timeout> {
+        match kind {
+            TimeoutKind::Front => Some(&mut self.front_timeout),
+            TimeoutKind::Back(slot) => self.backs.timeout_mut(slot),
+            TimeoutKind::Resume => self.shaper.as_mut().map(|shaper| shaper.resume_timeout()),
+        }
+    }
+
     /// Restarts the back timeout of `slot`'s connection.
     pub fn touch_back(&mut self, slot: Slot, after: Duration, now: Instant, timers: &mut Timers) {
         let key = self.timer_key(TimeoutKind::Back(slot));
@@ -484,7 +493,7 @@ impl Session {
             TimeoutKind::Back(slot) if self.backs.get(slot).is_some_and(|b| !b.connected) => {
                 Action::ConnectFailed(slot)
             }
-            TimeoutKind::Back(slot) if h2::session::awaits_response(self, slot) => {
+            TimeoutKind::Back(slot) if h2::session::handles_back_timeout(self, slot) => {
                 h2::session::back_timeout(self, slot, context)
             }
             TimeoutKind::Back(_) if http::awaits_response(self) => {

@@ -35,7 +35,7 @@ use super::{
     exchange::trailer_fields,
     flood::{Flood, Lifetime, Windowed},
     frame::{self, Decoded, Frame, MAX_WINDOW, PREFACE},
-    headers::{self, BlockError, HeaderEncoder, ListLimits},
+    headers::{self, BlockError, HeaderEncoder, ListLimits, Scratch},
     settings::{self, DEFAULT_WINDOW, PeerSettings},
 };
 use crate::{
@@ -162,6 +162,8 @@ pub struct Link {
     write_blocked: bool,
     block: Vec<u8>,
     pending: Option<PendingBlock>,
+    /// The buffers of header block decoding, kept from one block to the next.
+    decoding: Scratch,
     scratch: Vec<u8>,
     fields: Vec<parser::Header>,
     counters: LinkCounters,
@@ -223,6 +225,7 @@ impl Link {
             write_blocked: false,
             block: Vec::new(),
             pending: None,
+            decoding: Scratch::default(),
             scratch: Vec::new(),
             fields: Vec::new(),
             counters: LinkCounters::default(),
@@ -967,19 +970,33 @@ impl Link {
         {
             // The backend may not open streams, nor send on ended ones. The block is
             // decoded first to keep the HPACK state right, then refused.
-            let _ = headers::decode_trailers(&mut self.decoder, &self.block, &limits);
+            let _ = headers::decode_trailers(
+                &mut self.decoder,
+                &self.block,
+                &limits,
+                &mut self.decoding,
+            );
             return Err(protocol(Cause::ClosedStream));
         }
         match self.response {
             Response::AwaitingHead { method } => {
-                let (status, lines) =
-                    headers::decode_response(&mut self.decoder, &self.block, &limits)
-                        .map_err(block_error)?;
+                let (status, lines) = headers::decode_response(
+                    &mut self.decoder,
+                    &self.block,
+                    &limits,
+                    &mut self.decoding,
+                )
+                .map_err(block_error)?;
                 self.response_head(method, status, &lines, pending.end_stream)
             }
             Response::Body(framing) => {
-                let trailers = headers::decode_trailers(&mut self.decoder, &self.block, &limits)
-                    .map_err(block_error)?;
+                let trailers = headers::decode_trailers(
+                    &mut self.decoder,
+                    &self.block,
+                    &limits,
+                    &mut self.decoding,
+                )
+                .map_err(block_error)?;
                 if !pending.end_stream {
                     return Err(protocol(Cause::Malformed));
                 }

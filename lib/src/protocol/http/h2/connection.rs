@@ -28,7 +28,7 @@ use super::{
     error::{Cause, ConnectionError, ErrorCode, FrameError},
     flood::{Flood, Lifetime, Windowed},
     frame::{self, Decoded, Frame, MAX_WINDOW},
-    headers::{HeaderEncoder, ListLimits, Request},
+    headers::{HeaderEncoder, ListLimits, Request, Scratch},
     settings::{self, DEFAULT_WINDOW, PeerSettings},
     stream::{Recv, Send, Stream},
 };
@@ -192,6 +192,10 @@ pub struct Connection {
     recently_reset: VecDeque<StreamId>,
     /// Reused for encoding header blocks.
     scratch: Vec<u8>,
+    /// Reused for decoding header blocks.
+    decoding: Scratch,
+    /// A request the session is done with, whose buffers the next one reuses.
+    spare: Option<Box<Request>>,
     counters: Counters,
 }
 
@@ -228,6 +232,8 @@ impl Connection {
             peer_going_away: false,
             recently_reset: VecDeque::new(),
             scratch: Vec::new(),
+            decoding: Scratch::default(),
+            spare: None,
             counters: Counters::default(),
         }
     }
@@ -258,6 +264,12 @@ impl Connection {
             frame::write_window_update(out, 0, increment);
             self.recv_window = target;
         }
+    }
+
+    /// Gives back the request of an [`Event::Request`] once read: the next request is
+    /// decoded into its buffers.
+    pub fn recycle(&mut self, request: Box<Request>) {
+        self.spare = Some(request);
     }
 
     /// What happened over the connection so far, for the metrics.

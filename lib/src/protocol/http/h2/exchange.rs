@@ -74,6 +74,27 @@ pub enum Failure {
     Reset,
 }
 
+/// The buffers of an exchange, which the session keeps from one stream to the next: once
+/// they have grown, a stream allocates none of them.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    request: Vec<u8>,
+    headers: Vec<Header>,
+    pending: Vec<u8>,
+    trailers: Vec<u8>,
+    head: Vec<u8>,
+}
+
+impl Buffers {
+    /// Whether the buffers are small enough to keep (a large body may have grown them).
+    pub fn is_worth_keeping(&self) -> bool {
+        const LARGEST: usize = 64 * 1024;
+        self.request.capacity() <= LARGEST
+            && self.pending.capacity() <= LARGEST
+            && self.trailers.capacity() <= LARGEST
+    }
+}
+
 /// One stream and its forwarding state.
 pub struct Exchange {
     pub id: StreamId,
@@ -82,6 +103,8 @@ pub struct Exchange {
     pub state: State,
     pub slot: Option<Slot>,
     pub sticky_id: Option<String>,
+    /// The sticky id of the backend its connection goes to, once connected.
+    pub backend_sticky: String,
     pub back_use: BackUse,
     /// The request bytes to write to the backend, from `request_sent`.
     request: Vec<u8>,
@@ -106,30 +129,66 @@ pub struct Exchange {
     pub backend: Persistence,
     /// The faults acting on the stream, when some do: its write budget.
     pub shaper: Option<Box<Shaper>>,
+    /// The edited response head, on its way to HPACK.
+    head: Vec<u8>,
 }
 
 impl Exchange {
-    pub fn new(id: StreamId, stream: Stream) -> Exchange {
+    /// A new exchange whose buffers are `buffers`, those of an exchange done with.
+    pub fn with_buffers(id: StreamId, stream: Stream, buffers: Buffers) -> Exchange {
+        let Buffers {
+            request,
+            headers,
+            pending,
+            trailers,
+            head,
+        } = buffers;
         Exchange {
             id,
             stream,
             state: State::Answering,
             slot: None,
             sticky_id: None,
+            backend_sticky: String::new(),
             back_use: BackUse::New,
-            request: Vec::new(),
+            request,
             request_sent: 0,
             framing: Framing::Plain,
             owed_credit: 0,
             request_ended: false,
             back_buf: None,
-            headers: Vec::new(),
+            headers,
             response: ResponseSide::AwaitingHead,
-            pending: Vec::new(),
+            pending,
             pending_end: false,
-            trailers: Vec::new(),
+            trailers,
             backend: Persistence::KeepAlive,
             shaper: None,
+            head,
+        }
+    }
+
+    /// Ends the exchange; its buffers, emptied, for another one.
+    pub fn into_buffers(self) -> Buffers {
+        let Exchange {
+            mut request,
+            mut headers,
+            mut pending,
+            mut trailers,
+            mut head,
+            ..
+        } = self;
+        request.clear();
+        headers.clear();
+        pending.clear();
+        trailers.clear();
+        head.clear();
+        Buffers {
+            request,
+            headers,
+            pending,
+            trailers,
+            head,
         }
     }
 
@@ -389,7 +448,7 @@ impl Exchange {
             self.backend = Persistence::Close;
         }
         let edits = self.stream.response_edits(&listener.config.sozu_id_header);
-        let mut edited = Vec::with_capacity(head.head_len + 128);
+        let mut edited = std::mem::take(&mut self.head);
         editor::write_response_head(buf, &head, &self.headers, &edits, &mut edited);
         let body = Body::new(head.body, &listener.limits);
         back_buf.consume(head.head_len);
@@ -397,8 +456,9 @@ impl Exchange {
             .stream
             .request_sent_at
             .map(|sent| now.saturating_duration_since(sent));
-        self.send_head(codec, listener, &edited, body, now, out)?;
-        Ok(true)
+        let sent = self.send_head(codec, listener, &edited, body, now, out);
+        self.head = edited;
+        sent.map(|()| true)
     }
 
     /// Sends an HTTP/1.1 head (the backend's, edited, or the proxy's answer) as HEADERS.

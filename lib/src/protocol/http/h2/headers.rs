@@ -10,7 +10,7 @@
 //! HTTP/1.1 backend. A request with a body and no content-length gets
 //! `transfer-encoding: chunked`, the framing its DATA frames need on HTTP/1.1.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, ops::Range};
 
 use loona_hpack::{Decoder, Encoder};
 
@@ -50,34 +50,45 @@ pub enum BlockError {
     Stream(Cause),
 }
 
-/// The pseudo-header fields of a request (RFC 9113 §8.3.1).
+/// The buffers of header block decoding, kept from one block to the next so that a
+/// connection decodes its requests without allocating once they have grown.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    /// The pseudo-header and Host values of the block, which [`Pseudo`] points into.
+    values: Vec<u8>,
+    /// The Cookie values, joined.
+    cookies: Vec<u8>,
+    /// Regular fields as HTTP/1.1 lines.
+    lines: Vec<u8>,
+}
+
+/// The pseudo-header fields of a request (RFC 9113 §8.3.1), and its Host field: ranges of
+/// [`Scratch::values`].
 #[derive(Default)]
 struct Pseudo {
-    method: Option<Vec<u8>>,
-    scheme: Option<Vec<u8>>,
-    authority: Option<Vec<u8>>,
-    path: Option<Vec<u8>>,
+    method: Option<Range<usize>>,
+    scheme: Option<Range<usize>>,
+    authority: Option<Range<usize>>,
+    path: Option<Range<usize>>,
     /// `:status`, read in responses only.
-    status: Option<Vec<u8>>,
+    status: Option<Range<usize>>,
+    host: Option<Range<usize>>,
 }
 
 /// Fields gathered while a block is decoded: the checks run field by field, and the first
 /// failure is kept while decoding goes on (the HPACK state must stay in step).
-struct Collect<'l> {
+struct Collect<'l, 's> {
     limits: &'l ListLimits,
     size: u64,
     fields: u32,
     pseudo: Pseudo,
     seen_regular: bool,
-    host: Option<Vec<u8>>,
-    cookies: Vec<u8>,
-    /// Regular fields as HTTP/1.1 lines.
-    lines: Vec<u8>,
+    scratch: &'s mut Scratch,
     is_trailer: bool,
     failure: Option<Cause>,
 }
 
-impl Collect<'_> {
+impl Collect<'_, '_> {
     fn field(&mut self, name: &[u8], value: &[u8]) {
         self.size = self
             .size
@@ -97,6 +108,14 @@ impl Collect<'_> {
         }
     }
 
+    /// Keeps `value` in the scratch values; where it lies there.
+    fn keep(&mut self, value: &[u8]) -> Range<usize> {
+        let values = &mut self.scratch.values;
+        let start = values.len();
+        values.extend_from_slice(value);
+        start..values.len()
+    }
+
     fn check(&mut self, name: &[u8], value: &[u8]) -> Result<(), Cause> {
         if !is_valid_value(value) {
             return Err(Cause::Malformed);
@@ -105,19 +124,26 @@ impl Collect<'_> {
             if self.seen_regular || self.is_trailer {
                 return Err(Cause::Malformed);
             }
-            let slot = match pseudo {
-                b"method" => &mut self.pseudo.method,
-                b"scheme" => &mut self.pseudo.scheme,
-                b"authority" => &mut self.pseudo.authority,
-                b"path" => &mut self.pseudo.path,
-                b"status" => &mut self.pseudo.status,
+            let is_set = match pseudo {
+                b"method" => self.pseudo.method.is_some(),
+                b"scheme" => self.pseudo.scheme.is_some(),
+                b"authority" => self.pseudo.authority.is_some(),
+                b"path" => self.pseudo.path.is_some(),
+                b"status" => self.pseudo.status.is_some(),
                 // `:protocol` (RFC 8441) is refused: extended CONNECT is not advertised.
                 _ => return Err(Cause::Malformed),
             };
-            if slot.is_some() {
+            if is_set {
                 return Err(Cause::Malformed);
             }
-            *slot = Some(value.to_vec());
+            let kept = Some(self.keep(value));
+            match pseudo {
+                b"method" => self.pseudo.method = kept,
+                b"scheme" => self.pseudo.scheme = kept,
+                b"authority" => self.pseudo.authority = kept,
+                b"status" => self.pseudo.status = kept,
+                _ => self.pseudo.path = kept,
+            }
             return Ok(());
         }
         self.seen_regular = true;
@@ -130,21 +156,22 @@ impl Collect<'_> {
             | b"upgrade" => Err(Cause::Malformed),
             b"te" if value != b"trailers" => Err(Cause::Malformed),
             b"host" if !self.is_trailer => {
-                if self.host.is_some() {
+                if self.pseudo.host.is_some() {
                     return Err(Cause::Malformed);
                 }
-                self.host = Some(value.to_vec());
+                self.pseudo.host = Some(self.keep(value));
                 Ok(())
             }
             b"cookie" if !self.is_trailer => {
-                if !self.cookies.is_empty() {
-                    self.cookies.extend_from_slice(b"; ");
+                let cookies = &mut self.scratch.cookies;
+                if !cookies.is_empty() {
+                    cookies.extend_from_slice(b"; ");
                 }
-                self.cookies.extend_from_slice(value);
+                cookies.extend_from_slice(value);
                 Ok(())
             }
             _ => {
-                push_line(&mut self.lines, name, value);
+                push_line(&mut self.scratch.lines, name, value);
                 Ok(())
             }
         }
@@ -172,22 +199,25 @@ fn is_valid_value(value: &[u8]) -> bool {
         && !value.last().is_some_and(is_ows)
 }
 
-/// Decodes `block` into fields, checking each; the collected fields, or why they are refused.
-fn collect<'l>(
+/// Decodes `block` into fields, checking each, into `scratch` (cleared first); the
+/// pseudo-header fields, or why the block is refused.
+fn collect(
     decoder: &mut Decoder<'_>,
     block: &[u8],
-    limits: &'l ListLimits,
+    limits: &ListLimits,
     is_trailer: bool,
-) -> Result<Collect<'l>, BlockError> {
+    scratch: &mut Scratch,
+) -> Result<Pseudo, BlockError> {
+    scratch.values.clear();
+    scratch.cookies.clear();
+    scratch.lines.clear();
     let mut collect = Collect {
         limits,
         size: 0,
         fields: 0,
         pseudo: Pseudo::default(),
         seen_regular: false,
-        host: None,
-        cookies: Vec::new(),
-        lines: Vec::new(),
+        scratch,
         is_trailer,
         failure: None,
     };
@@ -198,36 +228,37 @@ fn collect<'l>(
         .map_err(|_| BlockError::Compression)?;
     match collect.failure {
         Some(cause) => Err(BlockError::Stream(cause)),
-        None => Ok(collect),
+        None => Ok(collect.pseudo),
     }
 }
 
-/// Decodes the header block of a request. `end_stream`: the HEADERS frame ended the
-/// stream, so the request has no body.
+/// Decodes the header block of a request, with `scratch` for the decoding. `end_stream`: the
+/// HEADERS frame ended the stream, so the request has no body. The request is written into
+/// `buffers` (its bytes and its fields, those of a request done with).
 pub fn decode_request(
     decoder: &mut Decoder<'_>,
     block: &[u8],
     limits: &ListLimits,
     request_id_header: &[u8],
     end_stream: bool,
+    scratch: &mut Scratch,
+    buffers: (Vec<u8>, Vec<Header>),
 ) -> Result<Request, BlockError> {
-    let collect = collect(decoder, block, limits, false)?;
+    let pseudo = collect(decoder, block, limits, false, scratch)?;
+    let values = scratch.values.as_slice();
+    let value = |range: Option<Range<usize>>| range.and_then(|range| values.get(range));
     let malformed = BlockError::Stream(Cause::Malformed);
-    let Pseudo {
-        method,
-        scheme,
-        authority,
-        path,
-        status,
-    } = collect.pseudo;
-    if status.is_some() {
+    if pseudo.status.is_some() {
         return Err(malformed);
     }
-    let method = method.ok_or(malformed)?;
-    let mut bytes = Vec::with_capacity(collect.lines.len() + 128);
+    let method = value(pseudo.method).ok_or(malformed)?;
+    let (scheme, path) = (value(pseudo.scheme), value(pseudo.path));
+    let authority = value(pseudo.authority);
+    let (mut bytes, mut fields) = buffers;
+    bytes.clear();
     if method == b"CONNECT" {
         // RFC 9113 §8.5: only `:method` and `:authority`.
-        let authority = authority.as_deref().ok_or(malformed)?;
+        let authority = authority.ok_or(malformed)?;
         if scheme.is_some() || path.is_some() {
             return Err(malformed);
         }
@@ -240,26 +271,25 @@ pub fn decode_request(
         if !(scheme == b"http" || scheme == b"https") || !(path.starts_with(b"/") || is_asterisk) {
             return Err(malformed);
         }
-        bytes.extend_from_slice(&method);
+        bytes.extend_from_slice(method);
         bytes.push(b' ');
-        bytes.extend_from_slice(&path);
+        bytes.extend_from_slice(path);
     }
     bytes.extend_from_slice(b" HTTP/1.1\r\n");
     // RFC 9113 §8.3.1: `:authority` and Host must name the same thing; one host line.
-    let host = match (authority, collect.host) {
+    let host = match (authority, value(pseudo.host)) {
         (Some(authority), Some(host)) if authority != host => return Err(malformed),
         (Some(authority), _) => Some(authority),
         (None, host) => host,
     };
-    if let Some(host) = &host {
+    if let Some(host) = host {
         push_line(&mut bytes, b"host", host);
     }
-    if !collect.cookies.is_empty() {
-        push_line(&mut bytes, b"cookie", &collect.cookies);
+    if !scratch.cookies.is_empty() {
+        push_line(&mut bytes, b"cookie", &scratch.cookies);
     }
-    bytes.extend_from_slice(&collect.lines);
+    bytes.extend_from_slice(&scratch.lines);
     bytes.extend_from_slice(b"\r\n");
-    let mut fields = Vec::new();
     let head = parse_rendered(&bytes, limits, request_id_header, &mut fields)?;
     let content_length = match head.body {
         parser::BodyFraming::ContentLength(length) => Some(length),
@@ -310,22 +340,24 @@ pub fn decode_trailers(
     decoder: &mut Decoder<'_>,
     block: &[u8],
     limits: &ListLimits,
+    scratch: &mut Scratch,
 ) -> Result<Vec<u8>, BlockError> {
-    collect(decoder, block, limits, true).map(|collect| collect.lines)
+    collect(decoder, block, limits, true, scratch)?;
+    Ok(scratch.lines.clone())
 }
 
-/// Decodes the header block of a response from an HTTP/2 backend: its `:status` (the only
-/// pseudo-header a response has, RFC 9113 §8.3.2) and its regular fields as HTTP/1.1 field
-/// lines, with the checks of a request's fields (lowercase names, values, no
-/// connection-specific field).
+/// Decodes the header block of a response from an HTTP/2 backend, with `scratch` for the
+/// decoding: its `:status` (the only pseudo-header a response has, RFC 9113 §8.3.2) and its
+/// regular fields as HTTP/1.1 field lines, with the checks of a request's fields (lowercase
+/// names, values, no connection-specific field).
 pub fn decode_response(
     decoder: &mut Decoder<'_>,
     block: &[u8],
     limits: &ListLimits,
+    scratch: &mut Scratch,
 ) -> Result<(u16, Vec<u8>), BlockError> {
-    let mut collect = collect(decoder, block, limits, false)?;
+    let pseudo = collect(decoder, block, limits, false, scratch)?;
     let malformed = BlockError::Stream(Cause::Malformed);
-    let pseudo = &collect.pseudo;
     if pseudo.method.is_some()
         || pseudo.scheme.is_some()
         || pseudo.authority.is_some()
@@ -333,20 +365,22 @@ pub fn decode_response(
     {
         return Err(malformed);
     }
-    let status = match pseudo.status.as_deref() {
+    let values = scratch.values.as_slice();
+    let status = match pseudo.status.and_then(|range| values.get(range)) {
         Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) && a != b'0' => {
             u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
         }
         _ => return Err(malformed),
     };
-    if let Some(host) = collect.host.take() {
-        push_line(&mut collect.lines, b"host", &host);
+    let mut lines = Vec::with_capacity(scratch.lines.len() + scratch.cookies.len() + 64);
+    if let Some(host) = pseudo.host.and_then(|range| values.get(range)) {
+        push_line(&mut lines, b"host", host);
     }
-    if !collect.cookies.is_empty() {
-        let cookies = std::mem::take(&mut collect.cookies);
-        push_line(&mut collect.lines, b"cookie", &cookies);
+    if !scratch.cookies.is_empty() {
+        push_line(&mut lines, b"cookie", &scratch.cookies);
     }
-    Ok((status, collect.lines))
+    lines.extend_from_slice(&scratch.lines);
+    Ok((status, lines))
 }
 
 /// A response head read from an HTTP/1.1 backend: the parsed head, its fields, and the

@@ -1,29 +1,29 @@
 //! The HTTP/2 stage of a session: the [`Connection`] codec over the client connection, each
 //! stream an `Exchange` routed on its own (`route::decide`, as HTTP/1.1 requests) and
 //! forwarded to an HTTP/1.1 backend on a backend connection of its own: a slot of the
-//! session, taken from and given back to the idle pool like HTTP/1's.
+//! session, kept idle between streams, or taken from and given back to the loop's pool.
 //!
-//! A connection starts here from the HTTP/1 stage, before its first request: on TLS when
-//! ALPN chose `h2` (or chose nothing on a listener with `disable_http11`), in cleartext when
-//! an `h2c` listener reads the connection preface.
-//!
-//! Backend connections are opened one at a time (the loop's connect, retry and hold logic is
-//! per session); the streams routed meanwhile wait their turn in order, while the others go
-//! on. Frames for the client go into one output buffer; frames are read from the client, and
-//! data from backends, only while that buffer holds less than `OUT_HIGH_WATER` (64 KiB), so a client
+//! New backend connections are opened one at a time (the loop's connect, retry and hold
+//! logic is per session); the streams routed meanwhile wait their turn in order, or take
+//! over an idle connection at once, while the others go on. Frames for the client go into
+//! one output buffer, written once nothing else moves, and after a drive that moved
+//! something once the loop has handled the other events of its turn: the frames of every
+//! stream the turn moved leave in one write. Frames are read from the client, and data from
+//! backends, only while that buffer holds less than `OUT_HIGH_WATER` (64 KiB), so a client
 //! that does not read holds its own streams back and nothing grows without bound. Within
-//! that, each stream moves at most a quantum per pass, so one stream never starves the others,
-//! and a stream's flow-control windows only hold that stream back.
+//! that, each stream moves at most a quantum per pass, so one stream never starves the
+//! others, and a stream's flow-control windows only hold that stream back.
 //!
-//! `events`: what the loop tells the session besides readiness (timeouts, connects, soft
-//! stop, close).
+//! - `start`: how a connection becomes HTTP/2;
+//! - `slots`: the backend connections by slot (held, idle, given back, connects);
+//! - `events`: what the loop tells the session besides readiness (timeouts, connects, soft
+//!   stop, close).
 
 use std::{collections::VecDeque, time::Instant};
 
 use super::{
     Connection, ErrorCode, Event, Progress, StreamId,
-    exchange::{Exchange, Failure, State},
-    frame::PREFACE,
+    exchange::{Buffers, Exchange, Failure, State},
     headers::Request,
 };
 use crate::{
@@ -40,8 +40,8 @@ use crate::{
     },
     session::{
         Action, BackConnection, BackUse, Context, Session, Stage,
-        backs::Slot,
-        endpoint::{Ready, Transfer},
+        backs::Backs,
+        endpoint::{Endpoint, Ready, Transfer},
         shaper::Way,
     },
     timer::{TimeoutKind, TimerKey},
@@ -49,9 +49,14 @@ use crate::{
 
 mod budget;
 mod events;
+mod slots;
+mod start;
+
+use slots::{Idle, Released};
+pub(in crate::protocol::http) use start::{Detect, detect, start};
 
 pub(crate) use events::{
-    answer_failure, awaits_response, back_timeout, connected, front_timeout, is_back_reusable,
+    answer_failure, back_timeout, connected, front_timeout, handles_back_timeout, is_back_reusable,
     record_unfinished, stop,
 };
 
@@ -59,49 +64,10 @@ pub(crate) use events::{
 /// backends) until the client takes some.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 
-/// Which protocol a new connection speaks, from what is known before its first request.
-pub(in crate::protocol::http) enum Detect {
-    Http1,
-    /// The bytes so far may be the start of the HTTP/2 preface: read more.
-    NeedMore,
-    H2,
-}
-
-/// Whether the client connection speaks HTTP/2: ALPN `h2` on TLS (or no ALPN on a listener
-/// with `disable_http11`), the preface on a cleartext listener with `h2c`.
-pub(in crate::protocol::http) fn detect(session: &Session, listener: &HttpListener) -> Detect {
-    let Stage::Http(http) = &session.stage else {
-        return Detect::Http1;
-    };
-    let input = http.front_buf.data();
-    if let Some(tls) = session.front.tls.as_ref() {
-        if tls.is_handshaking() {
-            return Detect::Http1;
-        }
-        let is_h2 = match tls.alpn_protocol() {
-            Some(protocol) => protocol == b"h2",
-            None => listener.tls.as_ref().is_some_and(|tls| tls.disable_http11),
-        };
-        return if is_h2 { Detect::H2 } else { Detect::Http1 };
-    }
-    if !listener.config.h2c || input.is_empty() {
-        Detect::Http1
-    } else if input.starts_with(PREFACE) {
-        Detect::H2
-    } else if PREFACE.starts_with(input) {
-        Detect::NeedMore
-    } else {
-        Detect::Http1
-    }
-}
-
-/// A backend connection slot being given back.
-#[derive(Debug, Clone, Copy)]
-struct Released {
-    slot: Slot,
-    /// Clean, between requests: it may go to the idle pool.
-    reusable: bool,
-}
+/// Slots given back and connects a session asks the loop for in a row (the loop runs the
+/// session again after each) before it yields, so that the loop's own bound on a chain of
+/// actions is never reached however many streams finish or connect at once.
+const CHAINED_ACTIONS: u32 = 32;
 
 /// The HTTP/2 stage: the client's bytes, and what reads them.
 pub struct H2 {
@@ -130,59 +96,14 @@ struct Mux {
     /// Why the proxy ended the connection, when it did, for the metrics.
     ended: Option<super::Cause>,
     expired: Vec<StreamId>,
-}
-
-/// Replaces the HTTP/1 stage of a connection that speaks HTTP/2; the bytes it read so far
-/// are the start of the HTTP/2 connection.
-pub(in crate::protocol::http) fn start(
-    session: &mut Session,
-    context: &mut Context<'_>,
-    listener: &HttpListener,
-) -> Step {
-    let Stage::Http(http) = std::mem::replace(&mut session.stage, Stage::Closed) else {
-        return Step::Do(Action::Close);
-    };
-    let config = listener.config.h2;
-    let idle = config.stream_idle_timeout.unwrap_or_else(|| {
-        session
-            .timeouts
-            .back
-            .max(std::time::Duration::from_secs(30))
-    });
-    let mut codec = Connection::new(
-        config,
-        idle,
-        listener.config.sozu_id_header.as_bytes(),
-        context.now,
-    );
-    let mut out = Vec::with_capacity(1024);
-    codec.start(&mut out);
-    let server_name = session
-        .front
-        .tls
-        .as_ref()
-        .and_then(|tls| tls.server_name())
-        .map(str::to_string);
-    session.front_timeout.cancel();
-    session.stage = Stage::H2(Box::new(H2 {
-        input: http.front_buf,
-        mux: Mux {
-            codec,
-            out,
-            out_sent: 0,
-            exchanges: Vec::new(),
-            queue: VecDeque::new(),
-            connecting: None,
-            released: Vec::new(),
-            requests: 0,
-            server_name,
-            idle_since: context.now,
-            closing: false,
-            ended: None,
-            expired: Vec::new(),
-        },
-    }));
-    Step::Do(Action::Upgraded)
+    /// Clean backend connections kept between streams.
+    idle: Vec<Idle>,
+    /// By slot index: whether a stream, a release or an idle connection holds the slot.
+    held: Vec<bool>,
+    /// Actions asked for since the session last waited (see `CHAINED_ACTIONS`).
+    chained: u32,
+    /// The buffers of exchanges done with, for the next ones.
+    spare: Vec<Buffers>,
 }
 
 /// Drives an HTTP/2 session until it would block.
@@ -199,9 +120,13 @@ fn drive(session: &mut Session, context: &mut Context<'_>) -> Action {
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Action::Close;
     };
+    let mut worked = false;
     for _ in 0..1024 {
-        match step(session, context, listener) {
-            Step::Progress => continue,
+        match step(session, context, listener, worked) {
+            Step::Progress => {
+                worked = true;
+                continue;
+            }
             Step::Wait => {
                 arm_front_timeout(session, context);
                 return Action::Wait;
@@ -219,7 +144,14 @@ struct Env {
     origin: record::Origin,
 }
 
-fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListener) -> Step {
+/// One pass over the connection and its streams; `worked`: an earlier pass of this drive
+/// moved something.
+fn step(
+    session: &mut Session,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+    worked: bool,
+) -> Step {
     let env = Env {
         key: session.key,
         uid: session.uid,
@@ -235,43 +167,22 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
     let Stage::H2(h2) = stage else {
         return Step::Do(Action::Close);
     };
-    // Slots given back are gone from the session once the loop took their connection. A
-    // connection no stream owns (its stream ended while it was being opened) is given back.
-    h2.mux
-        .released
-        .retain(|released| backs.get(released.slot).is_some());
-    for (slot, _) in backs.iter() {
-        let owned = h2.mux.exchanges.iter().any(|ex| ex.slot == Some(slot));
-        if !owned && !h2.mux.released.iter().any(|released| released.slot == slot) {
-            h2.mux.released.push(Released {
-                slot,
-                reusable: false,
-            });
-        }
+    if h2.mux.chained >= CHAINED_ACTIONS {
+        h2.mux.chained = 0;
+        return Step::Do(Action::Yield);
     }
-    if let Some(released) = h2.mux.released.first() {
-        return Step::Do(Action::DropBack(released.slot));
+    if let Some(slot) = h2.mux.settle_slots(backs) {
+        h2.mux.chained += 1;
+        return Step::Do(Action::DropBack(slot));
     }
     let mut progress = false;
 
-    // Frames to the client.
-    if h2.mux.out_sent < h2.mux.out.len() && front.readiness.event.contains(Ready::WRITABLE) {
-        match front.write(h2.mux.out.get(h2.mux.out_sent..).unwrap_or_default()) {
-            Transfer::Moved(count) => {
-                h2.mux.out_sent += count;
-                if h2.mux.out_sent >= h2.mux.out.len() {
-                    h2.mux.out.clear();
-                    h2.mux.out_sent = 0;
-                }
-                progress = true;
-            }
-            Transfer::WouldBlock => {}
-            Transfer::Closed | Transfer::Error(_) => return Step::Do(Action::Close),
-        }
-    }
-    let flushed = h2.mux.out_sent >= h2.mux.out.len();
     if h2.mux.closing || (h2.mux.codec.is_finished() && h2.mux.exchanges.is_empty()) {
-        if flushed {
+        progress = match flush(&mut h2.mux, front) {
+            Ok(moved) => moved,
+            Err(step) => return step,
+        };
+        if h2.mux.backlog() == 0 {
             front.shutdown_write();
             return Step::Do(Action::Close);
         }
@@ -313,16 +224,95 @@ fn step(session: &mut Session, context: &mut Context<'_>, listener: &HttpListene
             progress = true;
         }
     }
-    if let Some(step) = h2.mux.finish_exchanges(backs, &env, context) {
+    // Giving a slot back runs the session again at once: the frames wait for the next write.
+    if let Some(step) = h2.mux.finish_exchanges(backs, &env, timeouts.back, context) {
+        h2.mux.chained += 1;
         return step;
     }
     if let Some(action) = h2.mux.next_connect(backs) {
+        h2.mux.chained += 1;
+        // A new connection leaves the session waiting for its outcome: the frames go first.
+        if let Err(step) = flush(&mut h2.mux, front) {
+            return step;
+        }
         return Step::Do(action);
     }
-    if progress { Step::Progress } else { Step::Wait }
+    // Frames to the client: written once nothing else moves; after a drive that moved
+    // something, once the loop has handled the other events of its turn (the session yields
+    // and is driven again at the end of the turn), so that the frames of every stream the
+    // turn moved leave in one write. Sooner when the buffer is full, to make room.
+    let is_full = h2.mux.backlog() >= OUT_HIGH_WATER;
+    let can_write = h2.mux.backlog() > 0 && front.readiness.event.contains(Ready::WRITABLE);
+    if !progress && worked && can_write && !is_full {
+        return Step::Do(Action::Yield);
+    }
+    if !progress || is_full {
+        match flush(&mut h2.mux, front) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
+    }
+    if progress {
+        return Step::Progress;
+    }
+    h2.mux.chained = 0;
+    Step::Wait
+}
+
+/// Writes the frames waiting for the client, as far as the socket takes them, in one call.
+/// Returns whether any byte went.
+fn flush(mux: &mut Mux, front: &mut Endpoint) -> Result<bool, Step> {
+    if mux.backlog() == 0 || !front.readiness.event.contains(Ready::WRITABLE) {
+        return Ok(false);
+    }
+    match front.write(mux.out.get(mux.out_sent..).unwrap_or_default()) {
+        Transfer::Moved(count) => {
+            mux.out_sent = mux.out_sent.saturating_add(count);
+            if mux.out_sent >= mux.out.len() {
+                mux.out.clear();
+                mux.out_sent = 0;
+            }
+            Ok(true)
+        }
+        Transfer::WouldBlock => Ok(false),
+        Transfer::Closed | Transfer::Error(_) => Err(Step::Do(Action::Close)),
+    }
 }
 
 impl Mux {
+    /// A connection's streams, from its codec, the frames it wrote so far (`out`), and the
+    /// TLS server name the client sent.
+    fn new(codec: Connection, out: Vec<u8>, server_name: Option<String>, now: Instant) -> Mux {
+        Mux {
+            codec,
+            out,
+            out_sent: 0,
+            exchanges: Vec::new(),
+            queue: VecDeque::new(),
+            connecting: None,
+            released: Vec::new(),
+            requests: 0,
+            server_name,
+            idle_since: now,
+            closing: false,
+            ended: None,
+            expired: Vec::new(),
+            idle: Vec::new(),
+            held: Vec::new(),
+            chained: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Keeps the buffers of an exchange done with for a next one, as many as the streams
+    /// forwarded at once.
+    fn recycle(&mut self, exchange: Exchange) {
+        let buffers = exchange.into_buffers();
+        if buffers.is_worth_keeping() && self.spare.len() <= self.exchanges.len() {
+            self.spare.push(buffers);
+        }
+    }
+
     /// Frame bytes not yet written to the client.
     fn backlog(&self) -> usize {
         self.out.len().saturating_sub(self.out_sent)
@@ -380,7 +370,10 @@ impl Mux {
                 stream,
                 request,
                 end_stream,
-            } => self.on_request(stream, &request, end_stream, env, listener, context),
+            } => {
+                self.on_request(stream, &request, end_stream, env, listener, context);
+                self.codec.recycle(request);
+            }
             Event::Data {
                 stream,
                 data,
@@ -450,7 +443,7 @@ impl Mux {
             stream.user_agent = text(agent.value.slice(buf));
         }
         stream.routed_at = Some(context.now);
-        let mut exchange = Exchange::new(id, stream);
+        let mut exchange = Exchange::with_buffers(id, stream, self.spare.pop().unwrap_or_default());
         let route_request = route::Request {
             buf,
             head,
@@ -519,7 +512,7 @@ impl Mux {
     fn exchange_step(
         &mut self,
         index: usize,
-        backs: &mut crate::session::backs::Backs,
+        backs: &mut Backs,
         env: &Env,
         timeouts: &sozu_command_lib::request::Timeouts,
         listener: &HttpListener,
@@ -633,12 +626,13 @@ impl Mux {
         }
     }
 
-    /// Takes out the exchanges whose response went out whole (recorded, their slot given
-    /// back); asks the loop to take the first slot given back.
+    /// Takes out the exchanges whose response went out whole (recorded, their slot kept
+    /// idle or given back, see `slots`); asks the loop to take the first slot given back.
     fn finish_exchanges(
         &mut self,
-        backs: &crate::session::backs::Backs,
+        backs: &mut Backs,
         env: &Env,
+        idle_after: std::time::Duration,
         context: &mut Context<'_>,
     ) -> Option<Step> {
         let mut index = 0;
@@ -668,12 +662,14 @@ impl Mux {
                 faults,
                 context,
             );
-            if let Some(slot) = exchange.slot.take() {
-                self.released.push(Released {
-                    slot,
-                    reusable: exchange.leaves_backend_clean(),
-                });
-            }
+            let key = TimerKey {
+                session: env.key,
+                uid: env.uid,
+                kind: TimeoutKind::Front,
+            };
+            let timers = (context.now, &mut *context.timers);
+            self.leave_slot(&mut exchange, backs, key, timers, idle_after);
+            self.recycle(exchange);
         }
         if removed && self.exchanges.is_empty() {
             self.idle_since = context.now;
@@ -708,31 +704,7 @@ impl Mux {
         if self.exchanges.is_empty() {
             self.idle_since = context.now;
         }
-    }
-
-    /// Starts the next connect, one at a time: a free slot for the oldest queued stream.
-    fn next_connect(&mut self, backs: &crate::session::backs::Backs) -> Option<Action> {
-        if self.connecting.is_some() {
-            return None;
-        }
-        let id = *self.queue.front()?;
-        let slot = (0..=u8::MAX).map(Slot).find(|&slot| {
-            backs.get(slot).is_none()
-                && !self.exchanges.iter().any(|ex| ex.slot == Some(slot))
-                && !self.released.iter().any(|released| released.slot == slot)
-        })?;
-        self.queue.pop_front();
-        let exchange = self.exchange_mut(id)?;
-        exchange.slot = Some(slot);
-        exchange.state = State::Connecting;
-        let cluster_id = exchange.stream.cluster_id.clone();
-        let sticky_id = exchange.sticky_id.clone();
-        self.connecting = Some(id);
-        Some(Action::Connect {
-            slot,
-            cluster_id,
-            sticky_id,
-        })
+        self.recycle(exchange);
     }
 }
 

@@ -45,16 +45,23 @@ impl Connection {
         let limits = self.list_limits();
         let is_new = self.is_idle(id);
         if !is_new || id % 2 == 0 {
-            let trailers = headers::decode_trailers(&mut self.decoder, block, &limits);
+            let trailers =
+                headers::decode_trailers(&mut self.decoder, block, &limits, &mut self.decoding);
             return self.trailers(id, trailers, end_stream, is_self_dependent, now);
         }
         self.last_client_stream = id;
+        let mut spare = self.spare.take();
         let request = headers::decode_request(
             &mut self.decoder,
             block,
             &limits,
             &self.request_id_header,
             end_stream,
+            &mut self.decoding,
+            spare
+                .as_deref_mut()
+                .map(|spare| (mem::take(&mut spare.bytes), mem::take(&mut spare.fields)))
+                .unwrap_or_default(),
         );
         let request = match request {
             Err(BlockError::Compression) => {
@@ -81,7 +88,7 @@ impl Connection {
             }
             Ok(request) => request,
         };
-        self.open_stream(id, request, end_stream, now, out)
+        self.open_stream(id, request, spare, end_stream, now, out)
     }
 
     /// A header block on a stream that is not new: trailers of an open stream. On a
@@ -155,11 +162,12 @@ impl Connection {
     }
 
     /// Opens a stream for a decoded request, unless the connection is shutting down or
-    /// the client has too many streams open.
+    /// the client has too many streams open. `boxed`, a spare box, carries the request.
     pub(super) fn open_stream(
         &mut self,
         id: StreamId,
         request: Request,
+        boxed: Option<Box<Request>>,
         end_stream: bool,
         now: Instant,
         out: &mut Vec<u8>,
@@ -193,9 +201,16 @@ impl Connection {
             stalled_since: None,
         });
         self.counters.streams_opened = self.counters.streams_opened.saturating_add(1);
+        let request = match boxed {
+            Some(mut boxed) => {
+                *boxed = request;
+                boxed
+            }
+            None => Box::new(request),
+        };
         Ok(Some(Event::Request {
             stream: id,
-            request: Box::new(request),
+            request,
             end_stream,
         }))
     }

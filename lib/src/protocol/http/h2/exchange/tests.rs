@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sozu_command_lib::request::H2Config;
 
-use super::{Exchange, Failure, Framing, ResponseSide};
+use super::{Buffers, Exchange, Failure, Framing, ResponseSide};
 use crate::{
     pool::Pool,
     protocol::http::{
@@ -17,7 +17,7 @@ use crate::{
 };
 
 fn exchange(framing: Framing) -> Exchange {
-    let mut exchange = Exchange::new(1, Stream::default());
+    let mut exchange = Exchange::with_buffers(1, Stream::default(), Buffers::default());
     exchange.framing = framing;
     exchange
 }
@@ -185,4 +185,18 @@ fn trailer_fields_are_trimmed_and_connection_specific_ones_dropped() {
         [(&b"Grpc-Status"[..], &b"0"[..]), (&b"X-A"[..], &b"a b"[..])]
     );
     assert_eq!(super::trailer_fields(b"\r\n").next(), None);
+}
+
+#[test]
+fn the_buffers_of_an_exchange_done_with_serve_the_next_one_emptied() {
+    let mut done = exchange(Framing::Plain);
+    done.push_body(&[b'x'; 1000], true);
+    let buffers = done.into_buffers();
+    assert!(buffers.is_worth_keeping());
+    let next = Exchange::with_buffers(3, Stream::default(), buffers);
+    assert!(next.request_out().is_empty());
+    assert!(next.request.capacity() >= 1000, "the capacity stays");
+    let mut large = exchange(Framing::Plain);
+    large.push_body(&vec![0; 100_000], true);
+    assert!(!large.into_buffers().is_worth_keeping());
 }

@@ -52,15 +52,18 @@ pub(crate) fn front_timeout(session: &mut Session, context: &mut Context<'_>) ->
     ready(session, context)
 }
 
-/// A backend timeout fired for `slot`'s stream: 504 when its response head is awaited, else
-/// a reset.
+/// A backend timeout fired for `slot`: an idle connection goes to the pool; for a stream,
+/// 504 when its response head is awaited, else a reset.
 pub(crate) fn back_timeout(session: &mut Session, slot: Slot, context: &mut Context<'_>) -> Action {
     let Some(listener) = context.listeners.get(&session.listener_address) else {
         return Action::Close;
     };
-    let Stage::H2(h2) = &session.stage else {
+    let Stage::H2(h2) = &mut session.stage else {
         return Action::Close;
     };
+    if h2.mux.expire_idle(slot) {
+        return ready(session, context);
+    }
     let exchange = h2.mux.exchanges.iter().find(|ex| ex.slot == Some(slot));
     if exchange.is_some_and(Exchange::waits_for_client) {
         // The backend is not silent: the client holds the response back (its windows),
@@ -147,33 +150,39 @@ pub(crate) fn connected(
             h2.mux.connecting = None;
         }
         exchange.connected(backend_sticky_id, back_use);
+        exchange.backend_sticky = backend_sticky_id.to_string();
     }
 }
 
-/// Whether `slot`'s backend connection was given back clean, between requests.
+/// Whether `slot`'s backend connection was given back clean, between requests, or is idle.
 pub(crate) fn is_back_reusable(session: &Session, slot: Slot) -> bool {
     let Stage::H2(h2) = &session.stage else {
         return false;
     };
-    h2.mux
+    let is_given_back_clean = h2
+        .mux
         .released
         .iter()
-        .any(|released| released.slot == slot && released.reusable)
+        .any(|released| released.slot == slot && released.reusable);
+    (is_given_back_clean || h2.mux.is_idle_slot(slot))
         && session
             .backs
             .get(slot)
             .is_some_and(BackConnection::is_clean)
 }
 
-/// Whether `slot`'s stream waits for its response head (a back timeout is then a 504).
-pub(crate) fn awaits_response(session: &Session, slot: Slot) -> bool {
+/// Whether the stage handles `slot`'s back timeout: its stream is forwarding (a back timeout
+/// is then a 504 or a reset), or its connection is idle (it then goes to the pool).
+pub(crate) fn handles_back_timeout(session: &Session, slot: Slot) -> bool {
     let Stage::H2(h2) = &session.stage else {
         return false;
     };
-    h2.mux
-        .exchanges
-        .iter()
-        .any(|ex| ex.slot == Some(slot) && ex.state == State::Forwarding)
+    h2.mux.is_idle_slot(slot)
+        || h2
+            .mux
+            .exchanges
+            .iter()
+            .any(|ex| ex.slot == Some(slot) && ex.state == State::Forwarding)
 }
 
 /// A soft stop: GOAWAY, the streams opened so far finish, later ones are refused. Returns
