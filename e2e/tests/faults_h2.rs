@@ -276,32 +276,38 @@ fn a_backend_fault_answers_only_the_requests_sent_to_that_backend() {
         serde_json::json!({"name": "sick", "cluster_id": "app", "backend_id": "app-1",
             "type": "http_error", "status": 503, "body": "injected"}),
     );
-    // HTTP/1: a new connection per request, so each one is balanced.
-    let mut answers: Vec<(u16, String)> = (0..4)
+    // HTTP/1: a new connection per request, so each one is balanced: two to each backend.
+    let mut http1: Vec<(u16, String)> = (0..4)
         .map(|_| {
             let response = Client::connect(address).get(HOST, "/");
             (response.status, response.text().to_string())
         })
         .collect();
-    // HTTP/2: streams sent at once, each on a backend connection of its own.
-    answers.extend(
-        timed(address, &["/a", "/b", "/c", "/d"])
-            .into_iter()
-            .map(|result| (result.status.parse().expect("a status"), result.body)),
-    );
-    answers.sort();
+    http1.sort();
     let expected: Vec<(u16, String)> = [(200, "zero"), (503, "injected")]
         .iter()
-        .flat_map(|(status, body)| std::iter::repeat_n((*status, body.to_string()), 4))
+        .flat_map(|(status, body)| std::iter::repeat_n((*status, body.to_string()), 2))
         .collect();
-    assert_eq!(answers, expected);
+    assert_eq!(http1, expected);
+    // HTTP/2: a stream that finds the session's idle connection to a backend takes it over
+    // (as an HTTP/1.1 connection keeps its backend), so how the streams split between the
+    // backends varies; each one is answered by the fault exactly when it went to `app-1`.
+    let streams = timed(address, &["/a", "/b", "/c", "/d"]);
+    let mut injected = 0;
+    for result in &streams {
+        match (result.status.as_str(), result.body.as_str()) {
+            ("200", "zero") => {}
+            ("503", "injected") => injected += 1,
+            _ => panic!("{streams:?}"),
+        }
+    }
     assert_eq!(
         one.requests().len(),
         0,
         "nothing reached the faulted backend"
     );
-    assert_eq!(zero.requests().len(), 4);
-    assert_eq!(touched(&mut worker, "sick"), 4);
+    assert_eq!(zero.requests().len(), 2 + 4 - injected);
+    assert_eq!(touched(&mut worker, "sick"), 2 + injected as u64);
 }
 
 /// `limit_data` ends the stream it cuts (its response stops after the limit and the stream

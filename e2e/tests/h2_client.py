@@ -463,22 +463,29 @@ def stalled(port, seconds):
     print("eof")
 
 
-def held(port):
-    sock, conn = connect(port)
-    conn.send_headers(1, headers("GET", "/"), end_stream=True)
-    sock.sendall(conn.data_to_send())
-    print("sent", flush=True)
-    sys.stdin.readline()
-    conn.reset_stream(1)
+def ping_acknowledged(sock, conn):
+    """Sends a PING and waits for its ACK: the proxy read every frame sent before it."""
     conn.ping(b"12345678")
     sock.sendall(conn.data_to_send())
-    acknowledged = False
-    while not acknowledged:
+    while True:
         events = receive(sock, conn)
         if events is None:
             print("eof", flush=True)
-            return
-        acknowledged = any(isinstance(e, h2.events.PingAckReceived) for e in events)
+            return False
+        if any(isinstance(e, h2.events.PingAckReceived) for e in events):
+            return True
+
+
+def held(port):
+    sock, conn = connect(port)
+    conn.send_headers(1, headers("GET", "/"), end_stream=True)
+    if not ping_acknowledged(sock, conn):
+        return
+    print("sent", flush=True)
+    sys.stdin.readline()
+    conn.reset_stream(1)
+    if not ping_acknowledged(sock, conn):
+        return
     print("reset", flush=True)
     sys.stdin.readline()
 
