@@ -989,6 +989,7 @@ impl ConfigState {
                 fingerprint: fingerprint.clone(),
                 names: certificate.names.clone(),
                 not_after: Some(certificate.not_after),
+                pem: filters.full.then(|| certificate.certificate.clone()),
             })
             .collect()
     }

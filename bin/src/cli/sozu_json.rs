@@ -13,11 +13,18 @@ use serde_json::{Map, Value, json};
 use sozu_command_lib::{
     config::LISTENER_LEGACY_KEYS,
     request::{
-        AddBackend, Cluster, HttpFrontend, HttpListenerConfig, HttpsListenerConfig, Order,
-        TcpFrontend, TcpListenerConfig,
+        AddBackend, AddCertificate, Cluster, HttpFrontend, HttpListenerConfig, HttpsListenerConfig,
+        Order, TcpFrontend, TcpListenerConfig, default_id_header,
     },
-    response::{ClusterInformation, ListedFrontends, ListenersList, ResponseContent, RunState},
+    response::{
+        AggregatedMetrics, CertificateSummary, ClusterInformation, ClusterMetrics, FilteredMetric,
+        HistogramData, ListedFrontends, ListenersList, ResponseContent, RunState,
+    },
     state::sozu_format,
+};
+use sozu_lib::{
+    metrics::statsd_names::{Level, sozu_name},
+    protocol::tls,
 };
 
 /// The keys of Sōzu's `RequestHttpFrontend`.
@@ -149,18 +156,28 @@ pub fn shape(content: &ResponseContent) -> Option<Value> {
         ResponseContent::RequestCounts(counts) => {
             json!({ "REQUEST_COUNTS": { "map": request_counts(counts) } })
         }
-        ResponseContent::ClusterHashes(hashes) => {
-            answered_by_main(json!({ "CLUSTER_HASHES": { "map": hashes } }))
-        }
+        ResponseContent::ClusterHashes(hashes) => json!({ "CLUSTER_HASHES": { "map": hashes } }),
         ResponseContent::Clusters(clusters) => {
             let vec: Vec<Value> = clusters.iter().map(cluster_information).collect();
-            answered_by_main(json!({ "CLUSTERS": { "vec": vec } }))
+            json!({ "CLUSTERS": { "vec": vec } })
         }
         ResponseContent::Frontends(frontends) => {
             json!({ "FRONTEND_LIST": frontend_list(frontends) })
         }
         ResponseContent::Listeners(listeners) => {
             json!({ "LISTENERS_LIST": listeners_list(listeners) })
+        }
+        ResponseContent::Metrics(metrics) => json!({ "METRICS": aggregated_metrics(metrics) }),
+        ResponseContent::Certificates(certificates) => certificate_list(certificates),
+        ResponseContent::WorkerResponses(answers) => {
+            let map: Option<Map<String, Value>> = answers
+                .iter()
+                .map(|(worker, content)| {
+                    let content_type = shape(content)?;
+                    Some((worker.clone(), json!({ "content_type": content_type })))
+                })
+                .collect();
+            json!({ "WORKER_RESPONSES": { "map": map? } })
         }
         _ => return None,
     })
@@ -179,13 +196,6 @@ fn run_state(state: RunState) -> u8 {
         RunState::Stopped => 2,
         RunState::NotAnswering => 3,
     }
-}
-
-/// A query Sōzu sends to each worker and to its main process, answered here by the main
-/// process alone (its state is the one the workers apply): Sōzu's `WORKER_RESPONSES` with the
-/// `main` entry.
-fn answered_by_main(content_type: Value) -> Value {
-    json!({ "WORKER_RESPONSES": { "map": { "main": { "content_type": content_type } } } })
 }
 
 /// Sōzu counts the requests that make its state, by request name (`AddCluster`); ours are
@@ -213,33 +223,48 @@ fn request_counts(counts: &BTreeMap<String, u64>) -> Map<String, Value> {
         .collect()
 }
 
-/// The record of `order` with Sōzu's `keys`, those our record lacks set as Sōzu prints them
-/// unset: an empty map or list for maps and lists, else `null`.
+/// The record of `order` with Sōzu's `keys`, those our record lacks or leaves empty set as
+/// Sōzu prints them unset ([`unset`]), and those at their default printed `null`, as Sōzu
+/// prints a field its configuration left unset ([`at_default`]).
 fn record(order: Order, keys: &[&str]) -> Value {
     let mut fields = sozu_format::record_of(&order).unwrap_or_default();
     for key in keys {
         let value = fields.entry(key.to_string()).or_insert(Value::Null);
-        if value.is_null() {
+        if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
             *value = unset(key);
+        } else if at_default(key, value) {
+            *value = Value::Null;
         }
     }
     Value::Object(fields)
 }
 
+/// Whether `value` is the default of the optional field `key` of Sōzu's records, which Sōzu
+/// prints `null` unless set: a frontend's forward `redirect`, its `redirect_scheme` of the
+/// same scheme and `required_auth` off, a backend's `backup` off, a listener's `Sozu-Id`
+/// header and strict SNI binding.
+fn at_default(key: &str, value: &Value) -> bool {
+    match key {
+        "redirect" | "redirect_scheme" => *value == json!(0),
+        "required_auth" | "backup" => *value == json!(false),
+        "strict_sni_binding" => *value == json!(true),
+        "sozu_id_header" => *value == json!(default_id_header()),
+        _ => false,
+    }
+}
+
 /// How Sōzu prints the unset field `key`. An empty `cipher_list`, `cipher_suites` or
-/// `groups_list` means the TLS library's defaults, which Sōzu would list; `signature_algorithms`
-/// is always empty here: the proxy does not restrict them (the TLS library picks one of those
-/// the client offers).
+/// `groups_list` means the TLS library's defaults, listed as Sōzu lists its own;
+/// `signature_algorithms` is always empty here: the proxy does not restrict them (the TLS
+/// library picks one of those the client offers).
 fn unset(key: &str) -> Value {
     match key {
         "tags" | "answers" => json!({}),
-        "headers"
-        | "authorized_hashes"
-        | "certificate_chain"
-        | "signature_algorithms"
-        | "cipher_list"
-        | "cipher_suites"
-        | "groups_list" => json!([]),
+        "cipher_list" | "cipher_suites" => json!(tls::default_cipher_suites()),
+        "groups_list" => json!(tls::default_groups()),
+        "headers" | "authorized_hashes" | "certificate_chain" | "signature_algorithms" => {
+            json!([])
+        }
         _ => Value::Null,
     }
 }
@@ -352,4 +377,243 @@ fn listeners_list(listeners: &ListenersList) -> Value {
         "tcp_listeners": tcp,
         "udp_listeners": {},
     })
+}
+
+/// The keys of Sōzu's `CertificateAndKey`.
+const CERTIFICATE_KEYS: &[&str] = &[
+    "certificate",
+    "certificate_chain",
+    "key",
+    "versions",
+    "names",
+];
+
+/// Certificates as Sōzu lists them: the main state's whole (`CERTIFICATES_WITH_FINGERPRINTS`,
+/// by fingerprint, when the answer carries their PEM), a worker's as summaries by listener
+/// (`CERTIFICATES_BY_ADDRESS`, one per name).
+fn certificate_list(certificates: &[CertificateSummary]) -> Value {
+    if certificates.iter().all(|listed| listed.pem.is_some()) {
+        let certs: Map<String, Value> = certificates
+            .iter()
+            .filter_map(|listed| {
+                let pem = listed.pem.clone()?;
+                let order = Order::AddCertificate(AddCertificate {
+                    address: listed.address,
+                    certificate: pem,
+                    allow_expired: false,
+                });
+                let record = sozu_format::record_of(&order).ok()?;
+                let mut certificate = record.get("certificate").cloned().unwrap_or_default();
+                if let Value::Object(fields) = &mut certificate {
+                    fields.insert("names".to_string(), json!(listed.names));
+                    fields.retain(|key, _| CERTIFICATE_KEYS.contains(&key.as_str()));
+                    for key in CERTIFICATE_KEYS {
+                        fields.entry(key.to_string()).or_insert_with(|| json!([]));
+                    }
+                }
+                Some((listed.fingerprint.to_string(), certificate))
+            })
+            .collect();
+        return json!({ "CERTIFICATES_WITH_FINGERPRINTS": { "certs": certs } });
+    }
+    let mut by_address: BTreeMap<std::net::SocketAddr, Vec<Value>> = BTreeMap::new();
+    for listed in certificates {
+        let summaries = by_address.entry(listed.address).or_default();
+        summaries.extend(
+            listed.names.iter().map(
+                |name| json!({ "domain": name, "fingerprint": listed.fingerprint.to_string() }),
+            ),
+        );
+    }
+    let list: Vec<Value> = by_address
+        .into_iter()
+        .map(|(address, summaries)| {
+            json!({
+                "address": sozu_format::sozu_address(address),
+                "certificate_summaries": summaries,
+            })
+        })
+        .collect();
+    json!({ "CERTIFICATES_BY_ADDRESS": { "certificates": list } })
+}
+
+/// Sōzu's `AggregatedMetrics`: the main process's figures, each worker's (`metrics get -w`),
+/// and the clusters' and proxying figures merged over the workers, under Sōzu's names
+/// ([`sozu_name`]). Our per-listener figures have no place there and are left out.
+fn aggregated_metrics(metrics: &AggregatedMetrics) -> Value {
+    let workers: Map<String, Value> = metrics
+        .workers
+        .iter()
+        .map(|(id, worker)| {
+            let figures = json!({
+                "proxy": figures(&worker.proxy, Level::Proxy),
+                "clusters": cluster_metrics(&worker.clusters),
+            });
+            (id.clone(), figures)
+        })
+        .collect();
+    json!({
+        "main": figures(&metrics.main, Level::Proxy),
+        "workers": workers,
+        "clusters": cluster_metrics(&metrics.clusters),
+        "proxying": figures(&metrics.proxy, Level::Proxy),
+    })
+}
+
+/// Sōzu's `ClusterMetrics` of each cluster, its backends as a list.
+fn cluster_metrics(clusters: &BTreeMap<String, ClusterMetrics>) -> Map<String, Value> {
+    clusters
+        .iter()
+        .map(|(cluster_id, cluster)| {
+            let backends: Vec<Value> = cluster
+                .backends
+                .iter()
+                .map(|(backend_id, metrics)| {
+                    json!({
+                        "backend_id": backend_id,
+                        "metrics": figures(metrics, Level::Backend),
+                    })
+                })
+                .collect();
+            let metrics = json!({
+                "cluster": figures(&cluster.cluster, Level::Cluster),
+                "backends": backends,
+            });
+            (cluster_id.clone(), metrics)
+        })
+        .collect()
+}
+
+/// Figures as Sōzu's `FilteredMetrics` (`{"inner": {"COUNT": n}}`), by Sōzu's name. A
+/// distribution gives two, as in Sōzu: `NAME` (`PERCENTILES`) and `NAME_histogram`
+/// (`HISTOGRAM`), in milliseconds. The command line asks for distributions as recorded
+/// (`histograms`), so none comes as percentiles already.
+fn figures(figures: &BTreeMap<String, FilteredMetric>, level: Level) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (name, value) in figures {
+        let name = sozu_name(level, name).into_owned();
+        let inner = match value {
+            FilteredMetric::Gauge(gauge) => json!({ "GAUGE": gauge }),
+            FilteredMetric::Count(count) => json!({ "COUNT": count }),
+            FilteredMetric::Histogram(data) => {
+                let histogram = json!({ "inner": { "HISTOGRAM": histogram(data) } });
+                out.insert(format!("{name}_histogram"), histogram);
+                json!({ "PERCENTILES": percentiles(data) })
+            }
+            FilteredMetric::Percentiles(_) => continue,
+        };
+        out.insert(name, json!({ "inner": inner }));
+    }
+    out
+}
+
+/// Microseconds as Sōzu's whole milliseconds.
+fn millis(micros: u64) -> u64 {
+    micros / 1000
+}
+
+/// Sōzu's `Percentiles` of a distribution recorded in microseconds, in milliseconds: each is
+/// the smallest recorded value with at least that share of the samples at or below it.
+fn percentiles(data: &HistogramData) -> Value {
+    let samples = data
+        .values
+        .iter()
+        .fold(0u64, |total, (_, count)| total.saturating_add(*count));
+    let at = |parts: u128, whole: u128| {
+        let rank = (u128::from(samples) * parts).div_ceil(whole).max(1);
+        let mut seen = 0u128;
+        data.values
+            .iter()
+            .find(|(_, count)| {
+                seen += u128::from(*count);
+                seen >= rank
+            })
+            .map_or(0, |(value, _)| millis(*value))
+    };
+    json!({
+        "samples": samples,
+        "p_50": at(50, 100),
+        "p_90": at(90, 100),
+        "p_99": at(99, 100),
+        "p_99_9": at(999, 1_000),
+        "p_99_99": at(9_999, 10_000),
+        "p_99_999": at(99_999, 100_000),
+        "p_100": at(1, 1),
+        "sum": millis(data.sum),
+    })
+}
+
+/// Sōzu's `FilteredHistogram` of a distribution recorded in microseconds: cumulative counts
+/// of the samples of at most 0, 1, 3, 7, … milliseconds (2ⁿ − 1), up to the largest.
+fn histogram(data: &HistogramData) -> Value {
+    let mut buckets = Vec::new();
+    let mut values = data.values.iter().peekable();
+    let mut count = 0u64;
+    if let Some(largest) = data.values.last().map(|(value, _)| millis(*value)) {
+        let mut le = 0u64;
+        loop {
+            while let Some((_, samples)) = values.next_if(|(value, _)| millis(*value) <= le) {
+                count = count.saturating_add(*samples);
+            }
+            buckets.push(json!({ "count": count, "le": le }));
+            if le >= largest {
+                break;
+            }
+            le = le.saturating_mul(2).saturating_add(1);
+        }
+    }
+    json!({ "sum": millis(data.sum), "count": count, "buckets": buckets })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributions_are_sozus_percentiles_and_histogram_in_milliseconds() {
+        // 9 samples under 1 ms, 11 at 1.5 ms, one at 3.2 ms (as microseconds).
+        let data = HistogramData {
+            values: vec![(400, 9), (1_500, 11), (3_200, 1)],
+            sum: 9 * 400 + 11 * 1_500 + 3_200,
+        };
+        let mut metrics = BTreeMap::new();
+        metrics.insert("response_time".to_string(), FilteredMetric::Histogram(data));
+        metrics.insert("requests".to_string(), FilteredMetric::Count(21));
+        metrics.insert("active_connections".to_string(), FilteredMetric::Gauge(2));
+        let shaped = figures(&metrics, Level::Proxy);
+        assert_eq!(shaped["http.requests"], json!({ "inner": { "COUNT": 21 } }));
+        assert_eq!(
+            shaped["client.connections"],
+            json!({ "inner": { "GAUGE": 2 } })
+        );
+        assert_eq!(
+            shaped["request_time"],
+            json!({ "inner": { "PERCENTILES": {
+                "samples": 21, "p_50": 1, "p_90": 1, "p_99": 3, "p_99_9": 3,
+                "p_99_99": 3, "p_99_999": 3, "p_100": 3, "sum": 23,
+            } } })
+        );
+        assert_eq!(
+            shaped["request_time_histogram"],
+            json!({ "inner": { "HISTOGRAM": {
+                "sum": 23,
+                "count": 21,
+                "buckets": [
+                    { "count": 9, "le": 0 },
+                    { "count": 20, "le": 1 },
+                    { "count": 21, "le": 3 },
+                ],
+            } } })
+        );
+    }
+
+    #[test]
+    fn an_empty_distribution_has_no_bucket() {
+        let empty = HistogramData::default();
+        assert_eq!(
+            histogram(&empty),
+            json!({ "sum": 0, "count": 0, "buckets": [] })
+        );
+        assert_eq!(percentiles(&empty)["p_100"], 0);
+    }
 }

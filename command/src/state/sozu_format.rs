@@ -629,7 +629,8 @@ fn addresses(ours: &Fields) -> Result<Fields, String> {
     Ok(fields)
 }
 
-fn sozu_address(address: SocketAddr) -> Value {
+/// An address as Sōzu's JSON writes it: `{"ip": {"inner": {"V4": n}}, "port": p}`.
+pub fn sozu_address(address: SocketAddr) -> Value {
     let inner = match address.ip() {
         IpAddr::V4(ip) => json!({ "V4": u32::from(ip) }),
         IpAddr::V6(ip) => {
