@@ -1082,5 +1082,6 @@ pub enum LoadError {
 
 mod faults;
 pub mod sozu_format;
+pub mod sozu_records;
 #[cfg(test)]
 mod tests;

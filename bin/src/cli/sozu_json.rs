@@ -20,123 +20,13 @@ use sozu_command_lib::{
         AggregatedMetrics, CertificateSummary, ClusterInformation, ClusterMetrics, FilteredMetric,
         HistogramData, ListedFrontends, ListenersList, ResponseContent, RunState,
     },
-    state::sozu_format,
+    state::{sozu_format, sozu_records},
 };
 use sozu_lib::{
     metrics::statsd_names::{Level, sozu_name},
     protocol::tls,
 };
 
-/// The keys of Sōzu's `RequestHttpFrontend`.
-const HTTP_FRONTEND_KEYS: &[&str] = &[
-    "cluster_id",
-    "address",
-    "hostname",
-    "path",
-    "method",
-    "position",
-    "tags",
-    "redirect",
-    "required_auth",
-    "redirect_scheme",
-    "redirect_template",
-    "rewrite_host",
-    "rewrite_path",
-    "rewrite_port",
-    "headers",
-    "hsts",
-];
-/// The keys of Sōzu's `RequestTcpFrontend`.
-const TCP_FRONTEND_KEYS: &[&str] = &["cluster_id", "address", "tags"];
-/// The keys of Sōzu's `Cluster`.
-const CLUSTER_KEYS: &[&str] = &[
-    "cluster_id",
-    "sticky_session",
-    "https_redirect",
-    "proxy_protocol",
-    "load_balancing",
-    "answer_503",
-    "load_metric",
-    "http2",
-    "answers",
-    "https_redirect_port",
-    "authorized_hashes",
-    "www_authenticate",
-    "max_connections_per_ip",
-    "retry_after",
-    "health_check",
-    "udp",
-];
-/// The keys of Sōzu's `AddBackend`.
-const BACKEND_KEYS: &[&str] = &[
-    "cluster_id",
-    "backend_id",
-    "address",
-    "sticky_id",
-    "load_balancing_parameters",
-    "backup",
-];
-/// The keys Sōzu's HTTP and HTTPS listeners share.
-const HTTP_LISTENER_KEYS: &[&str] = &[
-    "address",
-    "public_address",
-    "expect_proxy",
-    "sticky_name",
-    "front_timeout",
-    "back_timeout",
-    "connect_timeout",
-    "request_timeout",
-    "active",
-    "http_answers",
-    "h2_max_rst_stream_per_window",
-    "h2_max_ping_per_window",
-    "h2_max_settings_per_window",
-    "h2_max_empty_data_per_window",
-    "h2_max_continuation_frames",
-    "h2_max_glitch_count",
-    "h2_initial_connection_window",
-    "h2_max_concurrent_streams",
-    "h2_stream_shrink_ratio",
-    "h2_max_rst_stream_lifetime",
-    "h2_max_rst_stream_abusive_lifetime",
-    "h2_max_rst_stream_emitted_lifetime",
-    "h2_max_header_list_size",
-    "h2_stream_idle_timeout_seconds",
-    "h2_max_header_table_size",
-    "h2_graceful_shutdown_deadline_seconds",
-    "h2_max_window_update_stream0_per_window",
-    "sozu_id_header",
-    "answers",
-    "elide_x_real_ip",
-    "send_x_real_ip",
-    "h2_max_header_fields",
-];
-/// The keys only Sōzu's HTTPS listeners have.
-const HTTPS_LISTENER_KEYS: &[&str] = &[
-    "versions",
-    "cipher_list",
-    "cipher_suites",
-    "signature_algorithms",
-    "groups_list",
-    "certificate",
-    "certificate_chain",
-    "key",
-    "send_tls13_tickets",
-    "alpn_protocols",
-    "strict_sni_binding",
-    "disable_http11",
-    "hsts",
-];
-/// The keys of Sōzu's TCP listeners.
-const TCP_LISTENER_KEYS: &[&str] = &[
-    "address",
-    "public_address",
-    "expect_proxy",
-    "front_timeout",
-    "back_timeout",
-    "connect_timeout",
-    "active",
-];
 /// Sōzu's JSON for `content`, or `None` when Sōzu has no such shape.
 pub fn shape(content: &ResponseContent) -> Option<Value> {
     Some(match content {
@@ -223,15 +113,16 @@ fn request_counts(counts: &BTreeMap<String, u64>) -> Map<String, Value> {
         .collect()
 }
 
-/// The record of `order` with Sōzu's `keys`, those our record lacks or leaves empty set as
-/// Sōzu prints them unset ([`unset`]), and those at their default printed `null`, as Sōzu
-/// prints a field its configuration left unset ([`at_default`]).
-fn record(order: Order, keys: &[&str]) -> Value {
+/// The record of `order` with every field of Sōzu's ([`sozu_records::complete`]), those our
+/// record leaves unset or empty printed as Sōzu prints them ([`shown_unset`]), and those at
+/// their default printed `null`, as Sōzu prints a field its configuration left unset
+/// ([`at_default`]).
+fn record(order: Order) -> Value {
     let mut fields = sozu_format::record_of(&order).unwrap_or_default();
-    for key in keys {
-        let value = fields.entry(key.to_string()).or_insert(Value::Null);
+    sozu_records::complete(&order, &mut fields);
+    for (key, value) in &mut fields {
         if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
-            *value = unset(key);
+            *value = shown_unset(key);
         } else if at_default(key, value) {
             *value = Value::Null;
         }
@@ -257,24 +148,20 @@ fn at_default(key: &str, value: &Value) -> bool {
 /// `groups_list` means the TLS library's defaults, listed as Sōzu lists its own;
 /// `signature_algorithms` is always empty here: the proxy does not restrict them (the TLS
 /// library picks one of those the client offers).
-fn unset(key: &str) -> Value {
+fn shown_unset(key: &str) -> Value {
     match key {
-        "tags" | "answers" => json!({}),
         "cipher_list" | "cipher_suites" => json!(tls::default_cipher_suites()),
         "groups_list" => json!(tls::default_groups()),
-        "headers" | "authorized_hashes" | "certificate_chain" | "signature_algorithms" => {
-            json!([])
-        }
-        _ => Value::Null,
+        _ => sozu_records::unset(key),
     }
 }
 
 fn http_frontend(frontend: &HttpFrontend) -> Value {
-    record(Order::AddHttpFrontend(frontend.clone()), HTTP_FRONTEND_KEYS)
+    record(Order::AddHttpFrontend(frontend.clone()))
 }
 
 fn tcp_frontend(frontend: &TcpFrontend) -> Value {
-    record(Order::AddTcpFrontend(frontend.clone()), TCP_FRONTEND_KEYS)
+    record(Order::AddTcpFrontend(frontend.clone()))
 }
 
 fn frontend_list(frontends: &ListedFrontends) -> Value {
@@ -294,7 +181,7 @@ fn cluster_information(information: &ClusterInformation) -> Value {
         .map(|backend| backend_record(&backend.backend))
         .collect();
     json!({
-        "configuration": record(Order::AddCluster(cluster.clone()), CLUSTER_KEYS),
+        "configuration": record(Order::AddCluster(cluster.clone())),
         "http_frontends": information.http_frontends.iter().map(http_frontend).collect::<Vec<_>>(),
         "https_frontends": information.https_frontends.iter().map(http_frontend).collect::<Vec<_>>(),
         "tcp_frontends": information.tcp_frontends.iter().map(tcp_frontend).collect::<Vec<_>>(),
@@ -304,7 +191,7 @@ fn cluster_information(information: &ClusterInformation) -> Value {
 }
 
 fn backend_record(backend: &AddBackend) -> Value {
-    record(Order::AddBackend(backend.clone()), BACKEND_KEYS)
+    record(Order::AddBackend(backend.clone()))
 }
 
 /// A listener's record with its activity and Sōzu's `http_answers` (its legacy per-status
@@ -347,20 +234,15 @@ fn listeners_list(listeners: &ListenersList) -> Value {
         .iter()
         .map(|listed| {
             let order = Order::AddHttpListener(HttpListenerConfig::clone(&listed.config));
-            listener(record(order, HTTP_LISTENER_KEYS), listed.active, true)
+            listener(record(order), listed.active, true)
         })
-        .collect();
-    let https_keys: Vec<&str> = HTTP_LISTENER_KEYS
-        .iter()
-        .chain(HTTPS_LISTENER_KEYS)
-        .copied()
         .collect();
     let https: Map<String, Value> = listeners
         .https
         .iter()
         .map(|listed| {
             let order = Order::AddHttpsListener(HttpsListenerConfig::clone(&listed.config));
-            listener(record(order, &https_keys), listed.active, true)
+            listener(record(order), listed.active, true)
         })
         .collect();
     let tcp: Map<String, Value> = listeners
@@ -368,7 +250,7 @@ fn listeners_list(listeners: &ListenersList) -> Value {
         .iter()
         .map(|listed| {
             let order = Order::AddTcpListener(TcpListenerConfig::clone(&listed.config));
-            listener(record(order, TCP_LISTENER_KEYS), listed.active, false)
+            listener(record(order), listed.active, false)
         })
         .collect();
     json!({
@@ -378,15 +260,6 @@ fn listeners_list(listeners: &ListenersList) -> Value {
         "udp_listeners": {},
     })
 }
-
-/// The keys of Sōzu's `CertificateAndKey`.
-const CERTIFICATE_KEYS: &[&str] = &[
-    "certificate",
-    "certificate_chain",
-    "key",
-    "versions",
-    "names",
-];
 
 /// Certificates as Sōzu lists them: the main state's whole (`CERTIFICATES_WITH_FINGERPRINTS`,
 /// by fingerprint, when the answer carries their PEM), a worker's as summaries by listener
@@ -402,14 +275,12 @@ fn certificate_list(certificates: &[CertificateSummary]) -> Value {
                     certificate: pem,
                     allow_expired: false,
                 });
-                let record = sozu_format::record_of(&order).ok()?;
-                let mut certificate = record.get("certificate").cloned().unwrap_or_default();
+                let mut record = sozu_format::record_of(&order).ok()?;
+                sozu_records::complete(&order, &mut record);
+                let mut certificate = record.remove("certificate").unwrap_or_default();
                 if let Value::Object(fields) = &mut certificate {
                     fields.insert("names".to_string(), json!(listed.names));
-                    fields.retain(|key, _| CERTIFICATE_KEYS.contains(&key.as_str()));
-                    for key in CERTIFICATE_KEYS {
-                        fields.entry(key.to_string()).or_insert_with(|| json!([]));
-                    }
+                    fields.retain(|key, _| sozu_records::CERTIFICATE_KEYS.contains(&key.as_str()));
                 }
                 Some((listed.fingerprint.to_string(), certificate))
             })

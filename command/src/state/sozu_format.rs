@@ -484,7 +484,8 @@ fn address(fields: &Fields, key: &str) -> Result<Value, String> {
 /// `found` redirect) is an error naming it, and nothing is worth keeping of a partial file.
 pub fn write(orders: &[Order], out: &mut impl std::io::Write) -> Result<usize, WriteError> {
     for (index, order) in orders.iter().enumerate() {
-        let record = record_of(order)?;
+        let mut record = record_of(order)?;
+        super::sozu_records::complete(order, &mut record);
         let record = json!({
             "id": format!("SAVE-{index}"),
             "content": { "request_type": { order.name(): record } },
