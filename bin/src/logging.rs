@@ -20,8 +20,18 @@ use sozu_lib::log_socket::LogSocket;
 struct SwappableLogger {
     role: String,
     output: LogTarget,
-    colored: bool,
+    style: Style,
     inner: RwLock<env_logger::Logger>,
+}
+
+/// How lines look.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    /// Levels in colour (`log_colored`).
+    pub levels: bool,
+    /// ANSI escapes in messages are written (coloured access lines, `access_logs_colored`);
+    /// without, they are stripped.
+    pub escapes: bool,
 }
 
 static LOGGER: OnceLock<SwappableLogger> = OnceLock::new();
@@ -29,17 +39,26 @@ static LOGGER: OnceLock<SwappableLogger> = OnceLock::new();
 /// Installs the logger of this process. `role` tags every line (`main`, `worker 2`);
 /// `colored` writes levels in colour. Does nothing when a logger is already installed.
 pub fn init(role: impl Into<String>, filter: &str, output: LogTarget, colored: bool) {
+    let style = Style {
+        levels: colored,
+        escapes: colored,
+    };
+    init_styled(role, filter, output, style);
+}
+
+/// [`init`] with the [`Style`] of lines.
+pub fn init_styled(role: impl Into<String>, filter: &str, output: LogTarget, style: Style) {
     let role = role.into();
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|value| !value.trim().is_empty())
         .unwrap_or_else(|| filter.to_string());
-    let inner = build(&role, &filter, &output, colored);
+    let inner = build(&role, &filter, &output, style);
     let max_level = inner.filter();
     let logger = LOGGER.get_or_init(|| SwappableLogger {
         role,
         output,
-        colored,
+        style,
         inner: RwLock::new(inner),
     });
     if log::set_logger(logger).is_ok() {
@@ -52,25 +71,30 @@ pub fn set_filter(filter: &str) {
     let Some(logger) = LOGGER.get() else {
         return;
     };
-    let inner = build(&logger.role, filter, &logger.output, logger.colored);
+    let inner = build(&logger.role, filter, &logger.output, logger.style);
     log::set_max_level(inner.filter());
     if let Ok(mut current) = logger.inner.write() {
         *current = inner;
     }
 }
 
-fn build(role: &str, filter: &str, output: &LogTarget, colored: bool) -> env_logger::Logger {
+fn build(role: &str, filter: &str, output: &LogTarget, style: Style) -> env_logger::Logger {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(filter);
-    builder.write_style(if colored {
+    builder.write_style(if style.escapes {
         env_logger::WriteStyle::Always
     } else {
         env_logger::WriteStyle::Never
     });
     let role = role.to_string();
     let pid = std::process::id();
+    let levels = style.levels;
     builder.format(move |buf, record| {
-        let style = buf.default_level_style(record.level());
+        let style = if levels {
+            buf.default_level_style(record.level())
+        } else {
+            Default::default()
+        };
         writeln!(
             buf,
             "{} {style}{:<5}{style:#} {role}[{pid}] {}",

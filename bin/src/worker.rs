@@ -68,6 +68,10 @@ pub struct WorkerSettings {
     /// `ascii` or `json`.
     #[arg(long, default_value = "ascii")]
     pub access_logs_format: String,
+    /// Text access log lines in colour (`access_logs_colored`, when they go to stdout).
+    #[arg(long)]
+    #[serde(default)]
+    pub access_logs_colored: bool,
     /// Where figures are pushed as statsd.
     #[arg(long)]
     pub statsd_address: Option<std::net::SocketAddr>,
@@ -104,6 +108,9 @@ impl WorkerSettings {
             args.push(format!("--access-logs-target={target}"));
         }
         args.push(format!("--access-logs-format={}", self.access_logs_format));
+        if self.access_logs_colored {
+            args.push("--access-logs-colored".to_string());
+        }
         if let Some(address) = self.statsd_address {
             args.push(format!("--statsd-address={address}"));
         }
@@ -138,7 +145,11 @@ impl WorkerSettings {
             command_buffer_size: self.command_buffer_size,
             max_command_buffer_size: self.max_command_buffer_size,
             retry_after: Duration::from_secs(self.retry_after),
-            access_logs: Some(AccessLogSettings { target, format }),
+            access_logs: Some(AccessLogSettings {
+                target,
+                format,
+                colored: self.access_logs_colored,
+            }),
             statsd: self.statsd_address.map(|address| StatsdSettings {
                 address,
                 prefix: self.statsd_prefix.clone(),
@@ -158,11 +169,17 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
         .log_target
         .clone()
         .unwrap_or(LogTarget::Stdout);
-    logging::init(
+    // Coloured access lines without a target of their own go through the logger, which
+    // must then keep their escapes.
+    let style = logging::Style {
+        levels: args.settings.log_colored,
+        escapes: args.settings.log_colored || args.settings.access_logs_colored,
+    };
+    logging::init_styled(
         format!("worker {}", args.id),
         &args.settings.log_filter,
         output,
-        args.settings.log_colored,
+        style,
     );
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,7 +47,7 @@ fn cli_and_prometheus_report_the_requests_sent() {
         assert_eq!(proxy.get("unknown.test").expect("a request").0, 404);
     }
 
-    let json = proxy.ok(&["metrics", "get", "--json"]);
+    let json = proxy.ok(&["metrics", "get", "--json=compact"]);
     let value: serde_json::Value = serde_json::from_str(&json).expect("metrics as JSON");
     let figures = &value["data"];
     assert_eq!(figures["proxy"]["requests"]["COUNT"], 9, "{json}");

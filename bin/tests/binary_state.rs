@@ -154,6 +154,31 @@ fn a_state_file_written_by_sozu_loads_and_routes() {
     ours.sort();
     sozu.sort();
     assert_eq!(ours, sozu);
+    // Each record has every field of Sōzu's record of its kind: Sōzu's reader refuses a record
+    // without one of its lists or maps.
+    let fields = |text: &str| -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut fields = std::collections::BTreeMap::new();
+        for record in text.split('\0').filter(|record| !record.trim().is_empty()) {
+            let value: serde_json::Value = serde_json::from_str(record.trim()).unwrap();
+            let request = value["content"]["request_type"].as_object().unwrap();
+            let (kind, record) = request.iter().next().unwrap();
+            let mut keys: Vec<String> = record.as_object().unwrap().keys().cloned().collect();
+            if let Some(certificate) = record["certificate"].as_object() {
+                keys.extend(certificate.keys().map(|key| format!("certificate.{key}")));
+            }
+            keys.sort();
+            fields.insert(kind.clone(), keys);
+        }
+        fields
+    };
+    let (ours, sozu) = (fields(&written), fields(&original));
+    for (kind, keys) in &sozu {
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|key| !ours[kind].contains(key))
+            .collect();
+        assert!(missing.is_empty(), "{kind} lacks {missing:?}");
+    }
     let output = proxy.ok(&["state", "load", "-f", saved_path]);
     assert!(output.contains("(0 applied,"), "{output}");
     assert!(output.contains("0 refused"), "{output}");

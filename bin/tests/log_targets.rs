@@ -130,3 +130,22 @@ fn an_unreachable_tcp_target_is_named_and_logs_go_to_stderr() {
         read()
     );
 }
+
+/// `access_logs_colored` (Sōzu's key): access lines written to stdout carry Sōzu's escapes,
+/// the status in its class's colour.
+#[test]
+fn access_logs_colored_colours_access_lines_on_stdout() {
+    let backend = common::Backend::start("app");
+    let proxy = common::Proxy::start("access_logs_colored = true\n");
+    proxy.route("app", "app.test", &backend);
+    assert_eq!(proxy.get("app.test").expect("a response").0, 200);
+    assert!(
+        common::wait_until(DEADLINE, || {
+            proxy
+                .log_text()
+                .contains("app/app-app \"GET app.test/\" \x1b[32m200\x1b[m")
+        }),
+        "{}",
+        proxy.log_text()
+    );
+}

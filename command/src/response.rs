@@ -9,8 +9,9 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::request::{
-    AddBackend, Cluster, Fingerprint, HealthCheckConfig, HttpFrontend, HttpListenerConfig,
-    HttpsListenerConfig, RegistrationIds, RegistrationInfo, TcpFrontend, TcpListenerConfig,
+    AddBackend, CertificateAndKey, Cluster, Fingerprint, HealthCheckConfig, HttpFrontend,
+    HttpListenerConfig, HttpsListenerConfig, RegistrationIds, RegistrationInfo, TcpFrontend,
+    TcpListenerConfig,
 };
 
 /// One message from the proxy to a client: the answer, or a progress note, for the request with the
@@ -304,6 +305,10 @@ pub struct CertificateSummary {
     /// End of validity, in seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<i64>,
+    /// The certificate, its chain and its private key, when the query asked for them
+    /// (`full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem: Option<CertificateAndKey>,
 }
 
 /// Metrics of the proxy, merged across workers unless asked per worker.

@@ -989,6 +989,7 @@ impl ConfigState {
                 fingerprint: fingerprint.clone(),
                 names: certificate.names.clone(),
                 not_after: Some(certificate.not_after),
+                pem: filters.full.then(|| certificate.certificate.clone()),
             })
             .collect()
     }
@@ -1081,5 +1082,6 @@ pub enum LoadError {
 
 mod faults;
 pub mod sozu_format;
+pub mod sozu_records;
 #[cfg(test)]
 mod tests;

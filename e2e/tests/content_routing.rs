@@ -483,6 +483,7 @@ fn each_rule_counts_its_matches_and_the_access_log_names_what_decided() {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format: AccessLogFormat::Json,
+            colored: false,
         }),
         ..ServerConfig::default()
     };

@@ -36,6 +36,7 @@ fn logging_worker(format: AccessLogFormat, name: &str) -> (Worker, PathBuf) {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format,
+            colored: false,
         }),
         ..ServerConfig::default()
     });

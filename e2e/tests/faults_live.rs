@@ -299,6 +299,7 @@ fn faulted_tcp_connections_are_labelled_in_the_access_log() {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format: AccessLogFormat::Json,
+            colored: false,
         }),
         ..ServerConfig::default()
     });

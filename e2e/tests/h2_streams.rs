@@ -505,6 +505,7 @@ fn access_log_lines_of_streams_say_http2() {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format: AccessLogFormat::Json,
+            colored: false,
         }),
         ..ServerConfig::default()
     });

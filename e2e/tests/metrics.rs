@@ -143,6 +143,7 @@ fn access_log_lines_are_json_and_match_the_requests() {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format: AccessLogFormat::Json,
+            colored: false,
         }),
         ..ServerConfig::default()
     });

@@ -32,6 +32,8 @@ enum Sink {
 /// [`FLUSH_INTERVAL`] after they were formatted.
 pub struct AccessLog {
     format: AccessLogFormat,
+    /// The escapes of text lines: [`COLORED`] or [`PLAIN`].
+    palette: &'static Palette,
     sink: Sink,
     /// Formatted lines waiting for the next flush, each ending with a newline.
     pending: String,
@@ -45,8 +47,13 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 const FLUSH_SIZE: usize = 32 * 1024;
 
 impl AccessLog {
-    /// Opens the target (`None`: the process's logger).
-    pub fn new(target: Option<&LogTarget>, format: AccessLogFormat) -> io::Result<AccessLog> {
+    /// Opens the target (`None`: the process's logger); `colored` text lines carry ANSI
+    /// escapes ([`COLORED`]).
+    pub fn new(
+        target: Option<&LogTarget>,
+        format: AccessLogFormat,
+        colored: bool,
+    ) -> io::Result<AccessLog> {
         let sink = match target {
             None => Sink::Logger,
             Some(LogTarget::Stdout) => Sink::Stdout(io::stdout()),
@@ -60,6 +67,7 @@ impl AccessLog {
         };
         Ok(AccessLog {
             format,
+            palette: if colored { &COLORED } else { &PLAIN },
             sink,
             pending: String::with_capacity(2 * FLUSH_SIZE),
             last_flush: Instant::now(),
@@ -76,7 +84,9 @@ impl AccessLog {
         }
         let start = self.pending.len();
         match self.format {
-            AccessLogFormat::Ascii => write_ascii(&mut self.pending, &mut self.clock, record),
+            AccessLogFormat::Ascii => {
+                write_ascii(&mut self.pending, &mut self.clock, record, self.palette);
+            }
             AccessLogFormat::Json => write_json(&mut self.pending, &mut self.clock, record),
         }
         if let Sink::Logger = self.sink {
@@ -126,16 +136,61 @@ impl Drop for AccessLog {
     }
 }
 
+/// The ANSI escapes of a text line.
+struct Palette {
+    /// Starts bold text.
+    bold: &'static str,
+    /// Starts dim text.
+    dim: &'static str,
+    /// Ends bold, dim and colour.
+    reset: &'static str,
+}
+
+/// No escapes.
+const PLAIN: Palette = Palette {
+    bold: "",
+    dim: "",
+    reset: "",
+};
+
+/// Sōzu's colours: ids bold, the protocol and request bold with the status in its class's
+/// colour, the user agent dim.
+const COLORED: Palette = Palette {
+    bold: "\x1b[;1m",
+    dim: "\x1b[2m",
+    reset: "\x1b[m",
+};
+
+impl Palette {
+    /// The colour of `status` (Sōzu's: 2xx green, 3xx blue, 4xx yellow, 5xx red).
+    fn status(&self, status: u16) -> &'static str {
+        if self.reset.is_empty() {
+            return "";
+        }
+        match status {
+            200..=299 => "\x1b[32m",
+            300..=399 => "\x1b[34m",
+            400..=499 => "\x1b[33m",
+            500..=599 => "\x1b[31m",
+            _ => "",
+        }
+    }
+}
+
 /// One datagram per line.
-fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
+fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>, palette: &Palette) {
+    let Palette { bold, dim, reset } = palette;
     clock.write(out, SystemTime::now());
     out.push(' ');
+    out.push_str(bold);
     out.push_str(record.request_id);
+    out.push_str(reset);
     out.push(' ');
     push_address(out, record.client);
     out.push_str(" -> ");
     push_address(out, record.listener);
     out.push(' ');
+    out.push_str(bold);
     out.push_str(record.protocol);
     out.push(' ');
     out.push_str(record.cluster_id.unwrap_or("-"));
@@ -154,9 +209,14 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
     match record.status {
         Some(status) => {
             out.push(' ');
+            out.push_str(palette.status(status));
             push_number(out, u64::from(status));
+            out.push_str(reset);
         }
-        None => out.push_str(" -"),
+        None => {
+            out.push_str(" -");
+            out.push_str(reset);
+        }
     }
     out.push_str(" in=");
     push_number(out, record.bytes_in);
@@ -173,9 +233,12 @@ fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) 
         push_millis(out, first_byte);
     }
     if !record.user_agent.is_empty() {
-        out.push_str(" \"");
+        out.push(' ');
+        out.push_str(dim);
+        out.push('"');
         push_escaped(out, record.user_agent);
         out.push('"');
+        out.push_str(reset);
     }
     if !record.faults.is_empty() {
         out.push_str(" fault=\"");
@@ -525,12 +588,40 @@ mod tests {
     #[test]
     fn ascii_line_has_every_field() {
         let mut out = String::new();
-        write_ascii(&mut out, &mut Clock::default(), &record());
+        write_ascii(&mut out, &mut Clock::default(), &record(), &PLAIN);
         let line = out.split_once(' ').unwrap().1;
         assert_eq!(
             line,
             "req-1 203.0.113.5:40000 -> 127.0.0.1:8080 HTTP api/api-1 \"GET example.com/a\\\"b\" 200 in=120 out=4567 total=1.500ms connect=0.250ms response=1.200ms \"curl/8.0\"\n"
         );
+    }
+
+    #[test]
+    fn colored_line_has_sozus_escapes() {
+        let mut record = record();
+        let mut lines = Vec::new();
+        for status in [Some(200), Some(302), Some(404), Some(503), None] {
+            record.status = status;
+            let mut out = String::new();
+            write_ascii(&mut out, &mut Clock::default(), &record, &COLORED);
+            lines.push(out.split_once(' ').unwrap().1.to_string());
+        }
+        assert_eq!(
+            lines[0],
+            "\x1b[;1mreq-1\x1b[m 203.0.113.5:40000 -> 127.0.0.1:8080 \x1b[;1mHTTP api/api-1 \"GET example.com/a\\\"b\" \x1b[32m200\x1b[m in=120 out=4567 total=1.500ms connect=0.250ms response=1.200ms \x1b[2m\"curl/8.0\"\x1b[m\n"
+        );
+        for (line, status) in lines[1..].iter().zip([
+            "\x1b[34m302\x1b[m",
+            "\x1b[33m404\x1b[m",
+            "\x1b[31m503\x1b[m",
+            "\" -\x1b[m",
+        ]) {
+            assert!(line.contains(status), "{line:?}");
+        }
+        // Without colours, the same line has no escape at all.
+        let mut out = String::new();
+        write_ascii(&mut out, &mut Clock::default(), &record, &PLAIN);
+        assert!(!out.contains('\x1b'), "{out:?}");
     }
 
     #[test]
@@ -609,8 +700,12 @@ mod tests {
         let directory = std::env::temp_dir().join(format!("sozu-access-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("access.log");
-        let mut log =
-            AccessLog::new(Some(&LogTarget::File(path.clone())), AccessLogFormat::Json).unwrap();
+        let mut log = AccessLog::new(
+            Some(&LogTarget::File(path.clone())),
+            AccessLogFormat::Json,
+            false,
+        )
+        .unwrap();
         log.log(&record());
         log.log(&record());
         assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "");

@@ -15,6 +15,7 @@ use sozu_command_lib::{
 };
 
 use super::{
+    JsonFormat,
     client::{Client, content},
     table,
     tls_versions::{self, TlsVersionArg},
@@ -103,6 +104,8 @@ pub fn run(client: &mut Client, command: &CertificateCommand) -> anyhow::Result<
             let filters = CertificateFilters {
                 fingerprint: fingerprint.clone(),
                 domain: domain.clone(),
+                // Sōzu prints the main state's certificates whole; its workers, summaries.
+                full: client.json == Some(JsonFormat::Sozu) && !*workers,
             };
             return list(client, filters, *workers);
         }

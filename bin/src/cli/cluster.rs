@@ -6,13 +6,14 @@ use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use sozu_command_lib::{
     request::{
-        Cluster, ClusterId, DomainFilter, HealthCheckConfig, HealthCheckFilter,
+        Cluster, ClusterId, ClustersOfWorkers, DomainFilter, HealthCheckConfig, HealthCheckFilter,
         LoadBalancingAlgorithm, Order, ProxyProtocolConfig, SetHealthCheck,
     },
     response::{ClusterInformation, ResponseContent},
 };
 
 use super::{
+    JsonFormat,
     client::{Client, content},
     table,
 };
@@ -216,21 +217,25 @@ fn query(client: &mut Client, id: &str) -> anyhow::Result<ClusterInformation> {
 }
 
 fn list(client: &mut Client, id: Option<&str>, domain: Option<&str>) -> anyhow::Result<()> {
-    let order = match (id, domain) {
-        (Some(id), _) => Order::QueryClusterById(ClusterId {
-            cluster_id: id.to_string(),
-        }),
-        (None, Some(domain)) => {
-            let (hostname, path) = match domain.split_once('/') {
-                Some((hostname, path)) => (hostname, Some(format!("/{path}"))),
-                None => (domain, None),
-            };
-            Order::QueryClustersByDomain(DomainFilter {
-                hostname: hostname.to_string(),
-                path,
-            })
+    let domain = domain.map(|domain| {
+        let (hostname, path) = match domain.split_once('/') {
+            Some((hostname, path)) => (hostname, Some(format!("/{path}"))),
+            None => (domain, None),
+        };
+        DomainFilter {
+            hostname: hostname.to_string(),
+            path,
         }
-        (None, None) => Order::QueryClustersHashes,
+    });
+    let query = ClustersOfWorkers {
+        cluster_id: id.map(str::to_string),
+        domain,
+    };
+    // Sōzu's shapes hold each worker's answer beside the main process's.
+    let order = if client.json == Some(JsonFormat::Sozu) {
+        Order::QueryClustersOfWorkers(query)
+    } else {
+        query.query()
     };
     let response = client.order(order)?;
     if client.printed_as_json(&response)? {

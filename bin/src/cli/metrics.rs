@@ -12,7 +12,10 @@ use sozu_command_lib::{
     response::{AggregatedMetrics, FilteredMetric, ResponseContent},
 };
 
-use super::client::{Client, print_json};
+use super::{
+    JsonFormat,
+    client::{Client, print_json},
+};
 
 #[derive(Debug, Subcommand)]
 pub enum MetricsCommand {
@@ -67,7 +70,8 @@ pub fn run(client: &mut Client, command: &MetricsCommand) -> anyhow::Result<()> 
                 metric_names: names.clone(),
                 no_clusters: *no_clusters,
                 workers: *workers,
-                histograms: false,
+                // Sōzu's shapes hold each distribution as a histogram and as percentiles.
+                histograms: client.json == Some(JsonFormat::Sozu),
             };
             loop {
                 let response = client.order(Order::QueryMetrics(query.clone()))?;

@@ -87,6 +87,10 @@ impl Main {
                 let hashes = queries::cluster_hashes(&self.state);
                 self.reply(&to, answer(ResponseContent::ClusterHashes(hashes)));
             }
+            Order::QueryClustersOfWorkers(query) => {
+                let order = query.query();
+                self.ask_workers(to, Purpose::ClustersOfWorkers { query }, order);
+            }
             Order::QueryCertificatesFromTheState(filters) => {
                 let certificates = self.state.certificate_summaries(&filters);
                 self.reply(&to, answer(ResponseContent::Certificates(certificates)));
@@ -583,6 +587,10 @@ impl Main {
             Purpose::Faults => self.faults_response(&task),
             Purpose::ClusterById { cluster_id } => self.cluster_response(&task, cluster_id),
             Purpose::Forward { note } => forward_response(&task, note.as_deref()),
+            Purpose::ClustersOfWorkers { query } => {
+                let main = queries::clusters_answer(&self.state, &query.query());
+                clusters_of_workers_response(&task, main)
+            }
             Purpose::Metrics {
                 list,
                 workers,
@@ -761,6 +769,20 @@ fn metrics_response(task: &Task, list: bool, per_worker: bool, histograms: bool)
         ResponseContent::Metrics(merged)
     };
     let mut response = Response::ok("", Some(content));
+    response.message = task.failures.join("; ");
+    response
+}
+
+/// Each worker's answer by worker id and the main state's (`main`) under `main`, as Sōzu
+/// answers its cluster queries.
+fn clusters_of_workers_response(task: &Task, main: ResponseContent) -> Response {
+    let mut answers: std::collections::BTreeMap<String, ResponseContent> = task
+        .contents
+        .iter()
+        .map(|(worker, content)| (worker.to_string(), content.clone()))
+        .collect();
+    answers.insert("main".to_string(), main);
+    let mut response = Response::ok("", Some(ResponseContent::WorkerResponses(answers)));
     response.message = task.failures.join("; ");
     response
 }

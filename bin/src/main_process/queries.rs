@@ -9,10 +9,11 @@ use std::{
 use sozu_command_lib::{
     request::{
         DomainFilter, FrontendFilters, HealthCheckConfig, HttpFrontend, ListenerAddress,
-        ListenerType,
+        ListenerType, Order,
     },
     response::{
         BackendInformation, ClusterInformation, ListedFrontends, ListedListener, ListenersList,
+        ResponseContent,
     },
     state::ConfigState,
 };
@@ -134,23 +135,32 @@ pub fn cluster_information(state: &ConfigState, cluster_id: &str) -> Option<Clus
 /// Clusters that a frontend for `hostname` (and a path starting with `path`, if given) routes
 /// to.
 pub fn clusters_by_domain(state: &ConfigState, filter: &DomainFilter) -> Vec<ClusterInformation> {
-    let hostname = filter.hostname.to_ascii_lowercase();
     let ids: BTreeSet<&str> = state
         .http_frontends
         .values()
         .chain(state.https_frontends.values())
-        .filter(|f| f.hostname.eq_ignore_ascii_case(&hostname))
-        .filter(|f| {
-            filter
-                .path
-                .as_ref()
-                .is_none_or(|path| f.path.value.starts_with(path.as_str()))
-        })
+        .filter(|f| filter.matches(f))
         .filter_map(|f| f.cluster_id.as_deref())
         .collect();
     ids.into_iter()
         .filter_map(|id| cluster_information(state, id))
         .collect()
+}
+
+/// The main state's answer to a cluster query (`QUERY_CLUSTER_BY_ID`,
+/// `QUERY_CLUSTERS_BY_DOMAIN`, or else `QUERY_CLUSTERS_HASHES`), as a worker answers it.
+pub fn clusters_answer(state: &ConfigState, query: &Order) -> ResponseContent {
+    match query {
+        Order::QueryClusterById(query) => ResponseContent::Clusters(
+            cluster_information(state, &query.cluster_id)
+                .into_iter()
+                .collect(),
+        ),
+        Order::QueryClustersByDomain(filter) => {
+            ResponseContent::Clusters(clusters_by_domain(state, filter))
+        }
+        _ => ResponseContent::ClusterHashes(cluster_hashes(state)),
+    }
 }
 
 /// Certificates whose fingerprint is the one asked, and one of whose names contains `domain`.

@@ -97,6 +97,15 @@ impl Settings {
                     AccessLogFormat::Ascii => "ascii".to_string(),
                     AccessLogFormat::Json => "json".to_string(),
                 },
+                // As Sōzu: only lines that reach stdout are coloured.
+                access_logs_colored: config.access_logs_colored
+                    && matches!(
+                        config
+                            .access_logs_target
+                            .as_ref()
+                            .unwrap_or(&config.log_target),
+                        LogTarget::Stdout
+                    ),
                 statsd_address: config.metrics.as_ref().and_then(|metrics| metrics.address),
                 statsd_prefix: config
                     .metrics

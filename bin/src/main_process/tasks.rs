@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sozu_command_lib::response::ResponseContent;
+use sozu_command_lib::{request::ClustersOfWorkers, response::ResponseContent};
 
 /// Who asked, and under which request id, so that the final answer reaches them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub enum Purpose {
     /// A query the workers answer and the main process passes on, after `note` (what the main
     /// process did itself) when there is one.
     Forward { note: Option<String> },
+    /// `QUERY_CLUSTERS_OF_WORKERS`: the workers' answers to `query`, beside the main state's.
+    ClustersOfWorkers { query: ClustersOfWorkers },
     /// The initial state of a worker just started.
     Setup { worker: u32 },
     /// `QUERY_METRICS`: the workers' figures, merged (or side by side when `workers`), with

@@ -76,7 +76,6 @@ pub(super) const KEYS: &[&str] = &[
 
 /// Top-level keys accepted and not in force, with what is done instead.
 const IGNORED: &[(&str, &str)] = &[
-    ("access_logs_colored", "colored logs are not built yet"),
     (
         "handle_process_affinity",
         "pinning workers to CPU cores is not built yet",
@@ -166,6 +165,8 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     let log_target = loader.or(log_target, LogTarget::Stdout);
     let log_colored = top.bool("log_colored");
     let log_colored = loader.or(log_colored, false);
+    let access_logs_colored = top.bool("access_logs_colored");
+    let access_logs_colored = loader.or(access_logs_colored, log_colored);
     let access_logs_format = access_logs_format(loader, top);
 
     let worker_count = top.number("worker_count", &rules::WORKER_COUNT);
@@ -223,6 +224,7 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         log_colored,
         access_logs_target,
         access_logs_format,
+        access_logs_colored,
         audit_logs_target,
         audit_logs_json_target,
         worker_count,

@@ -82,6 +82,9 @@ pub struct Config {
     pub access_logs_target: Option<LogTarget>,
     /// How access logs are written (`access_logs_format`, default one text line per request).
     pub access_logs_format: AccessLogFormat,
+    /// Access log lines in colour, as Sōzu's `access_logs_colored` (default `log_colored`).
+    /// Only text lines written to stdout are coloured, as in Sōzu.
+    pub access_logs_colored: bool,
     /// A file each order that changes something is appended to, one text line per order with
     /// the user and process that sent it (`audit_logs_target`).
     pub audit_logs_target: Option<PathBuf>,

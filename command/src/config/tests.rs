@@ -879,18 +879,33 @@ fn cipher_and_group_names_are_checked_and_made_canonical() {
 
 #[test]
 fn ignored_keys_warn_with_their_line() {
-    let (config, warnings) = parse("worker_count = 3\naccess_logs_colored = true\n").unwrap();
+    let (config, warnings) = parse("worker_count = 3\nmin_buffers = 1\n").unwrap();
     assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].key, "access_logs_colored");
+    assert_eq!(warnings[0].key, "min_buffers");
     assert_eq!(warnings[0].line, 2);
     assert!(
         warnings[0]
             .to_string()
-            .starts_with("`access_logs_colored` at line 2: accepted and ignored")
+            .starts_with("`min_buffers` at line 2: accepted and ignored")
     );
     assert!(!config.log_colored);
     let (config, warnings) = parse("log_colored = true\n").unwrap();
     assert!(config.log_colored && warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn access_logs_colored_follows_log_colored_unless_set() {
+    let colored = |text: &str| {
+        let (config, warnings) = parse(text).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        config.access_logs_colored
+    };
+    assert!(!colored(""));
+    assert!(colored("log_colored = true\n"));
+    assert!(!colored(
+        "log_colored = true\naccess_logs_colored = false\n"
+    ));
+    assert!(colored("access_logs_colored = true\n"));
 }
 
 #[test]

@@ -60,6 +60,7 @@ const TYPES: &[&str] = &[
     "QUERY_CLUSTER_BY_ID",
     "QUERY_CLUSTERS_BY_DOMAIN",
     "QUERY_CLUSTERS_HASHES",
+    "QUERY_CLUSTERS_OF_WORKERS",
     "QUERY_CERTIFICATES_FROM_THE_STATE",
     "QUERY_CERTIFICATES_FROM_WORKERS",
     "QUERY_METRICS",
@@ -137,6 +138,9 @@ fn order_of<'de, D: Deserializer<'de>>(tag: &str, fields: D) -> Result<Order, D:
             Order::QueryClustersByDomain(Deserialize::deserialize(fields)?)
         }
         "QUERY_CLUSTERS_HASHES" => unit(fields, Order::QueryClustersHashes)?,
+        "QUERY_CLUSTERS_OF_WORKERS" => {
+            Order::QueryClustersOfWorkers(Deserialize::deserialize(fields)?)
+        }
         "QUERY_CERTIFICATES_FROM_THE_STATE" => {
             Order::QueryCertificatesFromTheState(Deserialize::deserialize(fields)?)
         }

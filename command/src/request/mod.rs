@@ -12,6 +12,7 @@
 mod backend;
 mod certificate;
 mod cluster;
+mod clusters_of_workers;
 mod content;
 mod decode;
 mod fault;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::*;
 pub use certificate::*;
 pub use cluster::*;
+pub use clusters_of_workers::*;
 pub use content::*;
 pub use fault::*;
 pub use frontend::*;
@@ -172,6 +174,8 @@ pub enum Order {
     QueryClustersByDomain(DomainFilter),
     /// A hash of each cluster's configuration, to compare nodes.
     QueryClustersHashes,
+    /// A cluster query answered by each worker and the main process, side by side.
+    QueryClustersOfWorkers(ClustersOfWorkers),
     /// The certificates of the state, by listener.
     QueryCertificatesFromTheState(CertificateFilters),
     /// The certificates each worker serves.
@@ -318,6 +322,7 @@ impl Order {
             Order::QueryClusterById(_) => "QUERY_CLUSTER_BY_ID",
             Order::QueryClustersByDomain(_) => "QUERY_CLUSTERS_BY_DOMAIN",
             Order::QueryClustersHashes => "QUERY_CLUSTERS_HASHES",
+            Order::QueryClustersOfWorkers(_) => "QUERY_CLUSTERS_OF_WORKERS",
             Order::QueryCertificatesFromTheState(_) => "QUERY_CERTIFICATES_FROM_THE_STATE",
             Order::QueryCertificatesFromWorkers(_) => "QUERY_CERTIFICATES_FROM_WORKERS",
             Order::QueryMetrics(_) => "QUERY_METRICS",

@@ -55,6 +55,10 @@ pub struct CertificateFilters {
     /// Only certificates one of whose names contains this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// Each certificate with its PEM, chain and private key (what Sōzu's `certificate list`
+    /// prints).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
 }
 
 /// `QUERY_METRICS`: which figures to return, and how.

@@ -141,6 +141,14 @@ fn order_names_match_their_json_tags() {
         Order::Status,
         Order::SoftStop,
         Order::QueryClustersHashes,
+        Order::QueryClustersOfWorkers(ClustersOfWorkers::default()),
+        Order::QueryClustersOfWorkers(ClustersOfWorkers {
+            cluster_id: None,
+            domain: Some(DomainFilter {
+                hostname: "app.test".to_string(),
+                path: None,
+            }),
+        }),
         Order::RemoveCluster(ClusterId {
             cluster_id: "c".to_string(),
         }),
@@ -164,6 +172,38 @@ fn order_names_match_their_json_tags() {
         let json = serde_json::to_value(&order).unwrap();
         assert_eq!(json["type"], order.name());
     }
+}
+
+#[test]
+fn clusters_of_workers_names_the_query_each_process_answers() {
+    let request = parse(
+        r#"{"id":"a","order":{"type":"QUERY_CLUSTERS_OF_WORKERS","domain":{"hostname":"app.test"}}}"#,
+    )
+    .unwrap();
+    let Order::QueryClustersOfWorkers(query) = &request.order else {
+        panic!("{request:?}");
+    };
+    assert_eq!(
+        query.query(),
+        Order::QueryClustersByDomain(DomainFilter {
+            hostname: "app.test".to_string(),
+            path: None,
+        })
+    );
+    assert_eq!(
+        ClustersOfWorkers::default().query(),
+        Order::QueryClustersHashes
+    );
+    let by_id = ClustersOfWorkers {
+        cluster_id: Some("app".to_string()),
+        domain: None,
+    };
+    assert_eq!(
+        by_id.query(),
+        Order::QueryClusterById(ClusterId {
+            cluster_id: "app".to_string()
+        })
+    );
 }
 
 #[test]

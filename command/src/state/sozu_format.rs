@@ -484,7 +484,8 @@ fn address(fields: &Fields, key: &str) -> Result<Value, String> {
 /// `found` redirect) is an error naming it, and nothing is worth keeping of a partial file.
 pub fn write(orders: &[Order], out: &mut impl std::io::Write) -> Result<usize, WriteError> {
     for (index, order) in orders.iter().enumerate() {
-        let record = record_of(order)?;
+        let mut record = record_of(order)?;
+        super::sozu_records::complete(order, &mut record);
         let record = json!({
             "id": format!("SAVE-{index}"),
             "content": { "request_type": { order.name(): record } },
@@ -629,7 +630,8 @@ fn addresses(ours: &Fields) -> Result<Fields, String> {
     Ok(fields)
 }
 
-fn sozu_address(address: SocketAddr) -> Value {
+/// An address as Sōzu's JSON writes it: `{"ip": {"inner": {"V4": n}}, "port": p}`.
+pub fn sozu_address(address: SocketAddr) -> Value {
     let inner = match address.ip() {
         IpAddr::V4(ip) => json!({ "V4": u32::from(ip) }),
         IpAddr::V6(ip) => {

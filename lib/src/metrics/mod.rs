@@ -21,7 +21,7 @@ mod hold;
 pub mod merge;
 pub mod prometheus;
 pub mod statsd;
-mod statsd_names;
+pub mod statsd_names;
 
 use h2::H2Figures;
 pub use hold::HoldEvent;

@@ -1,20 +1,25 @@
 //! The names Sōzu gives over StatsD to the figures this proxy counts under its own names, so
-//! that dashboards built on Sōzu's lines keep working. `sozu metrics get` and Prometheus keep
-//! the proxy's own names; doc/metrics.md has the whole table.
+//! that dashboards built on Sōzu's lines keep working. `sozu metrics get --json` (Sōzu's
+//! shapes) uses them too; `sozu metrics get` and Prometheus keep the proxy's own names;
+//! doc/metrics.md has the whole table.
 
 use std::borrow::Cow;
 
 /// The level a figure is counted at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Level {
+pub enum Level {
+    /// The proxy as a whole.
     Proxy,
+    /// One listener.
     Listener,
+    /// One cluster.
     Cluster,
+    /// One backend of a cluster.
     Backend,
 }
 
 /// Sōzu's StatsD name for one of our figures; a figure Sōzu has no name for keeps ours.
-pub(super) fn sozu_name(level: Level, name: &str) -> Cow<'_, str> {
+pub fn sozu_name(level: Level, name: &str) -> Cow<'_, str> {
     let renamed = match (level, name) {
         (Level::Proxy, "requests") => "http.requests",
         (Level::Proxy, "connections") => "listener.accepted.total",

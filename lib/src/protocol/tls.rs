@@ -310,6 +310,25 @@ fn cipher_suite(name: &str) -> Option<SupportedCipherSuite> {
         .copied()
 }
 
+/// The cipher suites in force when a listener names none (the provider's defaults), by
+/// rustls name, in order of preference.
+pub fn default_cipher_suites() -> Vec<&'static str> {
+    ring::DEFAULT_CIPHER_SUITES
+        .iter()
+        .filter_map(|suite| suite.suite().as_str())
+        .collect()
+}
+
+/// The key exchange groups in force when a listener names none (the provider's defaults), by
+/// the names `groups_list` takes, in order of preference.
+pub fn default_groups() -> Vec<String> {
+    ring::default_provider()
+        .kx_groups
+        .iter()
+        .map(|group| format!("{:?}", group.name()))
+        .collect()
+}
+
 /// Whether the provider knows every name, for validating settings without building them.
 pub fn check_settings(settings: &TlsListenerConfig) -> Result<(), TlsError> {
     server_config(settings, Arc::new(CertificateResolver::default())).map(|_| ())
@@ -544,6 +563,19 @@ mod tests {
     const LOCALHOST_KEY: &str = include_str!("../../../command/tests/fixtures/localhost.key");
     const EXAMPLE: &str = include_str!("../../../command/tests/fixtures/example.pem");
     const EXAMPLE_KEY: &str = include_str!("../../../command/tests/fixtures/example.key");
+
+    #[test]
+    fn defaults_are_names_the_settings_take() {
+        let suites = default_cipher_suites();
+        assert_eq!(suites.first(), Some(&"TLS13_AES_256_GCM_SHA384"));
+        assert!(suites.iter().all(|name| cipher_suite(name).is_some()));
+        let settings = TlsListenerConfig {
+            groups_list: default_groups(),
+            ..TlsListenerConfig::default()
+        };
+        assert_eq!(settings.groups_list, ["X25519", "secp256r1", "secp384r1"]);
+        assert!(check_settings(&settings).is_ok());
+    }
 
     #[test]
     fn a_key_of_another_certificate_is_refused() {

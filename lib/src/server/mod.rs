@@ -102,6 +102,8 @@ pub struct AccessLogSettings {
     pub target: Option<LogTarget>,
     /// How each line is written: one human-readable line, or one JSON object.
     pub format: AccessLogFormat,
+    /// Human-readable lines in colour (ANSI escapes), as Sōzu colours them.
+    pub colored: bool,
 }
 
 /// A statsd destination.
@@ -300,7 +302,9 @@ impl Server {
         let access_log = config
             .access_logs
             .as_ref()
-            .map(|settings| AccessLog::new(settings.target.as_ref(), settings.format))
+            .map(|settings| {
+                AccessLog::new(settings.target.as_ref(), settings.format, settings.colored)
+            })
             .transpose()
             .map_err(ServerError::AccessLog)?;
         let statsd = config

@@ -64,6 +64,19 @@ impl Server {
                 let clusters = self.cluster_information(Some(&query.cluster_id));
                 Response::ok(id, Some(ResponseContent::Clusters(clusters)))
             }
+            Order::QueryClustersByDomain(filter) => {
+                let frontends = self.state.http_frontends.values();
+                let cluster_ids: std::collections::BTreeSet<&str> = frontends
+                    .chain(self.state.https_frontends.values())
+                    .filter(|frontend| filter.matches(frontend))
+                    .filter_map(|frontend| frontend.cluster_id.as_deref())
+                    .collect();
+                let clusters = cluster_ids
+                    .into_iter()
+                    .flat_map(|cluster_id| self.cluster_information(Some(cluster_id)))
+                    .collect();
+                Response::ok(id, Some(ResponseContent::Clusters(clusters)))
+            }
             Order::Logging(filter) => match self.log_filter_handler.as_mut() {
                 Some(handler) => match handler(&filter.filter) {
                     Ok(()) => Response::ok(id, None),
@@ -97,7 +110,7 @@ impl Server {
                 id,
                 Some(ResponseContent::ClusterHashes(self.state.cluster_hashes())),
             ),
-            Order::ListListeners | Order::ListFrontends(_) | Order::QueryClustersByDomain(_) => {
+            Order::ListListeners | Order::ListFrontends(_) | Order::QueryClustersOfWorkers(_) => {
                 Response::failure(id, format!("{order} is answered by the main process"))
             }
             Order::BeginBatch => {
