@@ -9,7 +9,8 @@
 //! Sessions hold a [`BackendLease`] for each backend connection they have: it counts the
 //! connection for its backend from the moment it is attached to a session (connect started,
 //! or taken from the idle pool) until it leaves it (pooled, closed, or the session gone), and
-//! its `Drop` is the only place a connection stops counting (see `lease.rs`). A key stays valid
+//! its `Drop` is the only place a connection stops counting (see `lease.rs`). The lease also
+//! counts the request its connection carries, for the `requests` load metric. A key stays valid
 //! while the backend has connections, and a stale key (the backend is gone) is simply not found.
 
 mod lease;
@@ -65,10 +66,9 @@ pub struct Backend {
     pub backup: bool,
     /// Whether the backend takes new connections, drains or is down.
     pub status: BackendStatus,
-    /// Connections attached to sessions (including connects in progress), counted by leases.
+    /// Connections attached to sessions (including connects in progress) and the requests
+    /// they carry, counted by leases.
     counters: Rc<Counters>,
-    /// Requests sent and not yet answered.
-    pub requests: u64,
     /// Connect failures in a row.
     pub failures: u32,
     /// When a down backend may be probed again.
@@ -97,10 +97,15 @@ impl Backend {
         self.counters.connections()
     }
 
+    /// Requests forwarded to the backend whose response has not ended.
+    pub fn requests(&self) -> u64 {
+        self.counters.requests()
+    }
+
     fn load(&self) -> Load {
         Load {
             connections: self.connections(),
-            requests: self.requests,
+            requests: self.requests(),
             average_connect_time: self.connect_time,
         }
     }
@@ -232,7 +237,6 @@ impl BackendMap {
             backup: add.backup,
             status: BackendStatus::Normal,
             counters: Counters::new(self.drained.clone()),
-            requests: 0,
             failures: 0,
             retry_at: None,
             backoff: INITIAL_BACKOFF,
@@ -487,20 +491,6 @@ impl BackendMap {
             .collect();
         for index in drained {
             self.forget(index);
-        }
-    }
-
-    /// A request was sent to the backend: counts it as pending (for the least-loaded choice).
-    pub fn request_started(&mut self, key: BackendKey) {
-        if let Some(backend) = self.get_mut(key) {
-            backend.requests += 1;
-        }
-    }
-
-    /// A request to the backend got its answer or failed: no longer pending.
-    pub fn request_ended(&mut self, key: BackendKey) {
-        if let Some(backend) = self.get_mut(key) {
-            backend.requests = backend.requests.saturating_sub(1);
         }
     }
 
@@ -761,6 +751,55 @@ pub(crate) mod tests {
         assert_eq!(map.cluster_backends("c").count(), 1);
         let kinds: Vec<_> = map.take_events().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [EventKind::RemovedBackendHasNoConnections]);
+    }
+
+    #[test]
+    fn a_lease_counts_its_request_once_and_never_beyond_its_life() {
+        let mut map = BackendMap::new();
+        map.set_cluster(&Cluster::new("c"));
+        add(&mut map, "c", "a", 1, false);
+        let key = map.pick("c", None, Instant::now()).unwrap();
+        let requests = |map: &BackendMap| map.get(key).unwrap().requests();
+        let mut first = map.lease(key).unwrap();
+        let mut second = map.lease(key).unwrap();
+        first.request_started();
+        first.request_started();
+        assert_eq!(requests(&map), 1, "one request per connection");
+        second.request_started();
+        assert_eq!(requests(&map), 2);
+        first.request_ended();
+        first.request_ended();
+        assert_eq!(requests(&map), 1, "ended once");
+        drop(first);
+        assert_eq!(
+            requests(&map),
+            1,
+            "a lease without a request changes nothing"
+        );
+        drop(second);
+        assert_eq!(requests(&map), 0, "the lease's end ends its request");
+        assert_eq!(map.get(key).unwrap().connections(), 0);
+    }
+
+    /// The `requests` metric reads what the leases count: LEAST_LOADED picks the backend
+    /// with no request in flight.
+    #[test]
+    fn least_loaded_by_requests_picks_the_backend_without_a_request() {
+        let mut cluster = Cluster::new("c");
+        cluster.load_balancing = LoadBalancingAlgorithm::LeastLoaded;
+        cluster.load_metric = Some(LoadMetric::Requests);
+        let mut map = BackendMap::new();
+        map.set_cluster(&cluster);
+        add(&mut map, "c", "a", 1, false);
+        add(&mut map, "c", "b", 2, false);
+        let now = Instant::now();
+        let busy = map.pick("c", None, now).unwrap();
+        let mut lease = map.lease(busy).unwrap();
+        lease.request_started();
+        let busy_id = map.get(busy).unwrap().id.clone();
+        for _ in 0..4 {
+            assert_ne!(picked_id(&mut map, now), Some(busy_id.clone()));
+        }
     }
 
     #[test]

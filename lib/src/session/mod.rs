@@ -117,6 +117,21 @@ impl BackConnection {
     pub fn is_clean(&self) -> bool {
         self.connected && self.endpoint.is_clean()
     }
+
+    /// A request is forwarded on the connection: its backend counts it until
+    /// [`BackConnection::request_ended`] or the connection leaves the session.
+    pub fn request_started(&mut self) {
+        if let Some(lease) = &mut self.lease {
+            lease.request_started();
+        }
+    }
+
+    /// The request on the connection got its whole response, or was abandoned.
+    pub fn request_ended(&mut self) {
+        if let Some(lease) = &mut self.lease {
+            lease.request_ended();
+        }
+    }
 }
 
 /// What the session can use from the event loop while it runs.
