@@ -24,6 +24,7 @@ mod settings;
 mod signals;
 mod state_file;
 mod supervision;
+mod task_answers;
 mod tasks;
 mod toxiproxy;
 mod upgrade;
