@@ -26,7 +26,7 @@ use crate::{
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized, h2},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, reply::Reply, sniff::Sniff},
-    router::content::ContentRouter,
+    router::content::{ContentRouter, Decider},
     session::endpoint::{Endpoint, Ready},
     tcp,
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
@@ -193,7 +193,7 @@ pub struct Session {
     pub remote: Option<String>,
     /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
     /// the access log.
-    pub decided_by: Option<String>,
+    pub decided_by: Option<Decider>,
     pub timeouts: Timeouts,
     pub front_timeout: Timeout,
     pub connect_attempts: u32,
