@@ -226,22 +226,21 @@ fn listener_common(fields: &Fields) -> Result<Fields, String> {
     Ok(order)
 }
 
+/// The HTTP listener fields that Sōzu's records and our orders name and shape alike.
+const HTTP_LISTENER_KEYS: &[&str] = &[
+    "sticky_name",
+    "sozu_id_header",
+    "front_timeout",
+    "back_timeout",
+    "connect_timeout",
+    "request_timeout",
+    "send_x_real_ip",
+    "elide_x_real_ip",
+];
+
 fn http_listener(fields: &Fields) -> Result<Fields, String> {
     let mut order = listener_common(fields)?;
-    copy(
-        fields,
-        &mut order,
-        &[
-            "sticky_name",
-            "sozu_id_header",
-            "front_timeout",
-            "back_timeout",
-            "connect_timeout",
-            "request_timeout",
-            "send_x_real_ip",
-            "elide_x_real_ip",
-        ],
-    );
+    copy(fields, &mut order, HTTP_LISTENER_KEYS);
     // `http_answers.answer_NNN` (older) and `answers` (by status), as our `answers`.
     let mut answers = Fields::new();
     if let Some(legacy) = fields.get("http_answers").and_then(Value::as_object) {
@@ -644,22 +643,9 @@ fn sozu_address(address: SocketAddr) -> Value {
 /// The fields of an HTTP or TCP listener (and the HTTP half of an HTTPS one).
 fn sozu_listener(ours: &Fields) -> Result<Fields, String> {
     let mut fields = addresses(ours)?;
-    copy(
-        ours,
-        &mut fields,
-        &[
-            "expect_proxy",
-            "sticky_name",
-            "sozu_id_header",
-            "front_timeout",
-            "back_timeout",
-            "connect_timeout",
-            "request_timeout",
-            "send_x_real_ip",
-            "elide_x_real_ip",
-            "answers",
-        ],
-    );
+    copy(ours, &mut fields, &["expect_proxy"]);
+    copy(ours, &mut fields, HTTP_LISTENER_KEYS);
+    copy(ours, &mut fields, &["answers"]);
     fields.insert("active".to_string(), json!(false));
     Ok(fields)
 }
