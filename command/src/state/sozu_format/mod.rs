@@ -363,25 +363,24 @@ fn cluster(fields: &Fields) -> Result<Fields, String> {
     Ok(order)
 }
 
+/// The HTTP frontend fields that Sōzu's records and our orders name and shape alike.
+const HTTP_FRONTEND_KEYS: &[&str] = &[
+    "cluster_id",
+    "hostname",
+    "method",
+    "tags",
+    "required_auth",
+    "redirect_template",
+    "rewrite_host",
+    "rewrite_path",
+    "rewrite_port",
+    "hsts",
+];
+
 fn http_frontend(fields: &Fields) -> Result<Fields, String> {
     let mut order = Fields::new();
     order.insert("address".to_string(), address(fields, "address")?);
-    copy(
-        fields,
-        &mut order,
-        &[
-            "cluster_id",
-            "hostname",
-            "method",
-            "tags",
-            "required_auth",
-            "redirect_template",
-            "rewrite_host",
-            "rewrite_path",
-            "rewrite_port",
-            "hsts",
-        ],
-    );
+    copy(fields, &mut order, HTTP_FRONTEND_KEYS);
     if let Some(path) = fields.get("path").and_then(Value::as_object) {
         let kind = named(path, "kind", PATH_KINDS)?;
         let value = path.get("value").cloned().unwrap_or(json!(""));

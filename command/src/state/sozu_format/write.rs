@@ -221,22 +221,7 @@ fn sozu_frontend(ours: &Fields) -> Result<Fields, String> {
         return Err("an answer frontend is an extension of this proxy".to_string());
     }
     let mut fields = addresses(ours)?;
-    copy(
-        ours,
-        &mut fields,
-        &[
-            "cluster_id",
-            "hostname",
-            "method",
-            "tags",
-            "required_auth",
-            "redirect_template",
-            "rewrite_host",
-            "rewrite_path",
-            "rewrite_port",
-            "hsts",
-        ],
-    );
+    copy(ours, &mut fields, HTTP_FRONTEND_KEYS);
     let path = ours.get("path").and_then(Value::as_object);
     let kind = path.map_or(Ok(json!(0)), |path| number(path, "kind", PATH_KINDS))?;
     let value = path
