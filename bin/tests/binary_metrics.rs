@@ -5,14 +5,13 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     process::{Command, Stdio},
-    sync::mpsc,
     thread,
 };
 
-use common::{Backend, DEADLINE, Proxy, SOZU, free_address, wait_until};
+use common::{Backend, DEADLINE, EventStream, Proxy, events_of, free_address, wait_until};
 
 fn scrape(address: std::net::SocketAddr) -> String {
     let mut stream = TcpStream::connect(address).expect("connect to the Prometheus endpoint");
@@ -130,38 +129,15 @@ fn events_show_a_backend_going_down_and_up() {
         "flaky",
     ]);
 
-    let mut events = Command::new(SOZU)
-        .args(["--socket"])
-        .arg(&proxy.socket)
-        .arg("events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sozu events");
-    let (lines, received) = mpsc::channel();
-    let stdout = events.stdout.take().expect("events output");
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let saw = |wanted: &str, seen: &mut Vec<String>| {
-        wait_until(DEADLINE, || {
-            while let Ok(line) = received.try_recv() {
-                seen.push(line);
-            }
-            // Keep the backend failing (or answering) so that the event happens.
+    let mut events = EventStream::subscribe(&proxy);
+    // Keep the backend failing (or answering) so that the event happens.
+    let mut saw = |kind: &str| {
+        events.wait_for(|seen| {
             let _ = proxy.get("flaky.test");
-            seen.iter().any(|line| line.contains(wanted))
+            events_of(seen, kind).any(|event| event["backend_id"] == "flaky-0")
         })
     };
-    assert!(
-        saw("BACKEND_DOWN", &mut seen),
-        "no BACKEND_DOWN in {seen:?}"
-    );
+    assert!(saw("BACKEND_DOWN"), "no BACKEND_DOWN");
 
     // Something answers on the address now: the next probe after the backoff succeeds.
     let listener = std::net::TcpListener::bind(address).expect("take the backend's address");
@@ -173,9 +149,7 @@ fn events_show_a_backend_going_down_and_up() {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nup");
         }
     });
-    assert!(saw("BACKEND_UP", &mut seen), "no BACKEND_UP in {seen:?}");
-    let _ = events.kill();
-    let _ = events.wait();
+    assert!(saw("BACKEND_UP"), "no BACKEND_UP in {:?}", events.seen);
 }
 
 #[test]
@@ -219,31 +193,18 @@ fn a_certificate_about_to_expire_is_reported_to_event_subscribers() {
          backends = [{{ address = \"127.0.0.1:1\" }}]\n",
         dir = dir.path().display()
     ));
-    let mut events = Command::new(SOZU)
-        .arg("--socket")
-        .arg(&proxy.socket)
-        .arg("events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sozu events");
-    let stdout = events.stdout.take().expect("events output");
-    let (lines, received) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let line = received.recv_timeout(DEADLINE).expect("an event");
-    assert!(line.contains("CERTIFICATE_EXPIRES_SOON"), "{line}");
+    let mut events = EventStream::subscribe(&proxy);
     assert!(
-        line.contains("soon.test") && line.contains("expires in"),
-        "{line}"
+        events.wait_for(
+            |seen| events_of(seen, "CERTIFICATE_EXPIRES_SOON").any(|event| {
+                event["message"].as_str().is_some_and(|message| {
+                    message.contains("soon.test") && message.contains("expires in")
+                })
+            })
+        ),
+        "{:?}",
+        events.seen
     );
-    let _ = events.kill();
-    let _ = events.wait();
 }
 
 /// Connections to the endpoint the main process may hold at once (`MAX_SCRAPES`), and how long

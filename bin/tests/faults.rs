@@ -5,14 +5,12 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use common::{DEADLINE, Proxy, SOZU, wait_until};
+use common::{DEADLINE, EventStream, Proxy, SOZU, events_of, wait_until};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -115,44 +113,8 @@ fn faults_are_added_refused_listed_and_reset() {
 #[test]
 fn a_lease_ends_by_itself_and_events_say_so() {
     let proxy = Proxy::start(CONFIG);
-    let mut events = Command::new(SOZU)
-        .args(["--socket"])
-        .arg(&proxy.socket)
-        .arg("events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sozu events");
-    let (lines, received) = mpsc::channel();
-    let stdout = events.stdout.take().expect("events output");
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // `sozu events` is subscribed once the removal of a probe fault reaches it: a probe is
-    // added and removed until then (a removal made before the subscription is not seen).
     proxy.ok(&["fault", "reset"]);
-    let mut seen = Vec::new();
-    let saw = |wanted: &str, seen: &mut Vec<String>| {
-        wait_until(DEADLINE, || {
-            while let Ok(line) = received.try_recv() {
-                seen.push(line);
-            }
-            seen.iter().any(|line| line.contains(wanted))
-        })
-    };
-    assert!(wait_until(DEADLINE, || {
-        proxy.ok(&["fault", "add", "-n", "probe", "-i", "api", "--type", "down"]);
-        proxy.ok(&["fault", "remove", "-n", "probe"]);
-        while let Ok(line) = received.try_recv() {
-            seen.push(line);
-        }
-        seen.iter().any(|line| line.contains("FAULT_REMOVED"))
-    }));
-
+    let mut events = EventStream::subscribe(&proxy);
     let added = Instant::now();
     proxy.ok(&[
         "fault", "add", "-n", "leased", "-i", "api", "--type", "down", "--ttl", "1",
@@ -160,14 +122,22 @@ fn a_lease_ends_by_itself_and_events_say_so() {
     let lease = listed(&proxy)[0]["remaining_ms"].as_u64().expect("a lease");
     assert!(lease <= 1_000, "{lease}");
     assert!(
-        saw("FAULT_STARTED cluster=api fault `leased`", &mut seen),
-        "{seen:?}"
+        events.wait_for(|seen| events_of(seen, "FAULT_STARTED").any(|event| {
+            event["cluster_id"] == "api"
+                && event["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("fault `leased`"))
+        })),
+        "{:?}",
+        events.seen
     );
-    assert!(saw("FAULT_EXPIRED", &mut seen), "{seen:?}");
+    assert!(
+        events.wait_for(|seen| events_of(seen, "FAULT_EXPIRED").next().is_some()),
+        "{:?}",
+        events.seen
+    );
     assert!(added.elapsed() >= Duration::from_secs(1), "expired early");
     assert!(names(&proxy).is_empty());
-    let _ = events.kill();
-    let _ = events.wait();
 }
 
 #[test]

@@ -55,6 +55,13 @@ impl Started {
         text(&output.stdout)
     }
 
+    /// Whether the main process ended within [`DEADLINE`].
+    fn main_exits(&mut self) -> bool {
+        wait_until(DEADLINE, || {
+            self.main.try_wait().is_ok_and(|status| status.is_some())
+        })
+    }
+
     fn worker_pids(&self) -> Vec<i64> {
         let output = self.sozu(&["status", "--json=compact"]);
         let value: serde_json::Value = serde_json::from_str(&output).expect("status as JSON");
@@ -107,6 +114,16 @@ fn start(dir: &Path, config: &Path, socket: PathBuf, notify_socket: &str) -> Sta
     Started { main, socket, log }
 }
 
+/// Starts sozu on the sample configuration in `dir`, with a notify socket file there: returns
+/// that socket, the processes, the configuration's path and the HTTP listener's address.
+fn start_with_notify_file(dir: &Path) -> (UnixDatagram, Started, PathBuf, std::net::SocketAddr) {
+    let notify_path = dir.join("notify.sock");
+    let listener = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let (config, http, socket) = sample_config(dir);
+    let started = start(dir, &config, socket, &notify_path.display().to_string());
+    (listener, started, config, http)
+}
+
 /// The next datagram, waiting at most [`DEADLINE`].
 fn next_message(listener: &UnixDatagram, started: &Started) -> String {
     listener
@@ -125,15 +142,7 @@ fn next_message(listener: &UnixDatagram, started: &Started) -> String {
 #[test]
 fn ready_once_routing_then_reloading_ready_around_a_reload_then_stopping() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let notify_path = dir.path().join("notify.sock");
-    let listener = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
-    let (config, http, socket) = sample_config(dir.path());
-    let mut started = start(
-        dir.path(),
-        &config,
-        socket,
-        &notify_path.display().to_string(),
-    );
+    let (listener, mut started, config, http) = start_with_notify_file(dir.path());
 
     let ready = next_message(&listener, &started);
     assert!(ready.lines().any(|line| line == "READY=1"), "{ready}");
@@ -196,10 +205,7 @@ fn ready_once_routing_then_reloading_ready_around_a_reload_then_stopping() {
         stopping.lines().any(|line| line == "STOPPING=1"),
         "{stopping}"
     );
-    assert!(wait_until(DEADLINE, || started
-        .main
-        .try_wait()
-        .is_ok_and(|status| status.is_some())));
+    assert!(started.main_exits());
 }
 
 #[test]
@@ -222,10 +228,7 @@ fn abstract_notify_socket_gets_ready_and_stopping_on_sigterm() {
         stopping.lines().any(|line| line == "STOPPING=1"),
         "{stopping}"
     );
-    assert!(wait_until(DEADLINE, || started
-        .main
-        .try_wait()
-        .is_ok_and(|status| status.is_some())));
+    assert!(started.main_exits());
 }
 
 /// Issue 11: a hot upgrade under systemd hands the service over. The old main process names
@@ -235,15 +238,7 @@ fn abstract_notify_socket_gets_ready_and_stopping_on_sigterm() {
 #[test]
 fn a_hot_upgrade_names_the_new_main_process() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let notify_path = dir.path().join("notify.sock");
-    let listener = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
-    let (config, http, socket) = sample_config(dir.path());
-    let mut started = start(
-        dir.path(),
-        &config,
-        socket,
-        &notify_path.display().to_string(),
-    );
+    let (listener, mut started, _, http) = start_with_notify_file(dir.path());
     let ready = next_message(&listener, &started);
     assert!(ready.lines().any(|line| line == "READY=1"), "{ready}");
     let old = started.main.id();
@@ -277,10 +272,7 @@ fn a_hot_upgrade_names_the_new_main_process() {
                 && main_pid(message) == Some(successor)),
         "no READY=1 from the successor {successor}: {messages:?}"
     );
-    assert!(wait_until(DEADLINE, || started
-        .main
-        .try_wait()
-        .is_ok_and(|status| status.is_some())));
+    assert!(started.main_exits());
     let (status, body) = get(http, "localhost").expect("a request after the upgrade");
     assert_eq!(status, 200, "{body}");
 }

@@ -109,6 +109,7 @@ fn h2c_proxy(log: Option<&str>, backends: &[SocketAddr]) -> (Worker, SocketAddr,
         AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format: AccessLogFormat::Ascii,
+            colored: false,
         }
     });
     let mut worker = Worker::start(ServerConfig {

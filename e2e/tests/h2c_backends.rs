@@ -334,6 +334,7 @@ fn access_logs_and_metrics_name_the_backend_protocol() {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
             format: AccessLogFormat::Json,
+            colored: false,
         }),
         ..ServerConfig::default()
     };

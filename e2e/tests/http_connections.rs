@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, thread};
 
 use sozu_command_lib::{
-    request::{Cluster, ClusterId, HttpListenerConfig, Order},
+    request::{Cluster, ClusterId, HttpListenerConfig, LoadBalancingAlgorithm, LoadMetric, Order},
     response::{ResponseContent, ResponseStatus},
 };
 use sozu_e2e::{
@@ -160,6 +160,48 @@ fn a_backend_closing_its_idle_connection_does_not_fail_the_next_request() {
     }
     assert_eq!(backend.requests().len(), 10);
     assert_eq!(backend.connections(), 10);
+}
+
+/// A backend answering each request with its name, except `/slow`, which it never answers.
+fn named_with_a_slow_path(name: &'static str) -> HttpBackend {
+    HttpBackend::start(move |request| match request.target() {
+        "/slow" => Reply::Hang,
+        _ => Reply::Send(response(200, &[], name.as_bytes())),
+    })
+}
+
+/// LEAST_LOADED comparing requests: while one backend holds a request it has not answered,
+/// new requests go to the idle one (before requests were counted, every backend had 0 and
+/// ties alternated between them).
+#[test]
+fn least_loaded_by_requests_avoids_the_backend_holding_a_slow_request() {
+    let first = named_with_a_slow_path("first");
+    let second = named_with_a_slow_path("second");
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut cluster = Cluster::new("app");
+    cluster.load_balancing = LoadBalancingAlgorithm::LeastLoaded;
+    cluster.load_metric = Some(LoadMetric::Requests);
+    let address = worker.http_proxy(HOST, cluster, &[first.address, second.address]);
+
+    let mut slow_client = Client::connect(address);
+    slow_client.send(&get(HOST, "/slow"));
+    let holds_slow = |backend: &HttpBackend| {
+        backend
+            .requests()
+            .iter()
+            .any(|request| request.target() == "/slow")
+    };
+    assert!(wait_until(DEADLINE, || holds_slow(&first) || holds_slow(&second)));
+    let idle = if holds_slow(&first) {
+        "second"
+    } else {
+        "first"
+    };
+
+    for index in 0..4 {
+        let mut client = Client::connect(address);
+        assert_eq!(client.get(HOST, "/").text(), idle, "request {index}");
+    }
 }
 
 /// A backend that answers the first request of each connection and closes the connection when

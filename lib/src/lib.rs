@@ -77,7 +77,9 @@
 //!   each session its first stage by listener kind; `server/connect.rs` opens backend
 //!   connections for a (session, slot); `server/backend_pool.rs` keeps idle backend
 //!   connections; `server/orders.rs` applies orders, checked by `server/validation.rs`;
-//!   `server/health.rs` runs active health checks.
+//!   `server/health.rs` runs active health checks; `server/channel.rs` reads orders and
+//!   writes responses and events; `server/observations.rs` flushes access logs and statsd;
+//!   `server/config.rs` holds the settings a worker starts with.
 //! - `session`: a client connection, its backend connections by slot (`session::backs`),
 //!   and the stage (an enum with a hand-written delegating `match`) that moves bytes between
 //!   them; what the loop lends a stage is a `session::Context`. `session::endpoint` is

@@ -28,7 +28,7 @@ use crate::{
         reply::{FileRegion, Reply, ReplyStatus},
         sniff::{Inspection, Sniff},
     },
-    router::content::{Decision, Target, Verdict},
+    router::content::{Decider, Decision, Target, Verdict},
     session::endpoint::{Ready, Transfer},
     session::{Action, Context, Session, Stage, backs::Slot},
     timer::TimeoutKind,
@@ -110,7 +110,7 @@ pub fn sniff(session: &mut Session, context: &mut Context<'_>) -> Option<Action>
         let verdict = sniff.decide(router.as_deref_mut(), session.client_address);
         if let (Some(router), false) = (router, verdict == Verdict::NeedMore) {
             router.record_decision_time(context.now.saturating_duration_since(session.started));
-            session.decided_by = Some(router.last_decider().to_string());
+            session.decided_by = Some(router.last_decider().clone());
         }
         match verdict {
             Verdict::NeedMore => {}
@@ -540,7 +540,7 @@ pub fn record_connection(session: &Session, context: &mut Context<'_>) {
             .shaper
             .as_ref()
             .map_or(&[], |faults| faults.labels()),
-        decided_by: session.decided_by.as_deref(),
+        decided_by: session.decided_by.as_ref().map(Decider::label),
         backend_protocol: None,
     };
     context.recorder.request_done(&record);

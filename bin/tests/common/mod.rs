@@ -645,6 +645,18 @@ impl EventStream {
     }
 }
 
+/// The events among `lines` (as `sozu events --json` writes them, one JSON object a line) of
+/// kind `kind`.
+pub fn events_of<'a>(
+    lines: &'a [String],
+    kind: &'a str,
+) -> impl Iterator<Item = serde_json::Value> + 'a {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(move |event| event["kind"] == kind)
+}
+
 impl Drop for EventStream {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -4,6 +4,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::SocketAddr,
+    time::Duration,
 };
 
 use super::{
@@ -355,18 +356,10 @@ fn http(
     })? {
         config.sozu_id_header = sozu_id_header.to_string();
     }
-    config.front_timeout = table
-        .seconds("front_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.front);
-    config.back_timeout = table
-        .seconds("back_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.back);
-    config.connect_timeout = table
-        .seconds("connect_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.connect);
-    config.request_timeout = table
-        .seconds("request_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.request);
+    config.front_timeout = timeout(table, "front_timeout", settings.timeouts.front)?;
+    config.back_timeout = timeout(table, "back_timeout", settings.timeouts.back)?;
+    config.connect_timeout = timeout(table, "connect_timeout", settings.timeouts.connect)?;
+    config.request_timeout = timeout(table, "request_timeout", settings.timeouts.request)?;
     config.answers = answers::custom_answers(loader, table, answers::LISTENER_LEGACY_KEYS)?;
     config.send_x_real_ip = table.bool("send_x_real_ip")?.unwrap_or(false);
     config.elide_x_real_ip = table.bool("elide_x_real_ip")?.unwrap_or(false);
@@ -386,6 +379,15 @@ fn http(
         config.h2.graceful_shutdown_deadline = deadline;
     }
     Ok(config)
+}
+
+/// The listener's `key` timeout, or the configuration's `default` when the listener sets none.
+fn timeout(
+    table: &mut Table<'_, '_>,
+    key: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    Ok(table.seconds(key, &rules::TIMEOUT)?.unwrap_or(default))
 }
 
 /// The TLS settings of an HTTPS listener.
@@ -443,15 +445,9 @@ fn tcp(
     let mut config = TcpListenerConfig::new(address);
     config.public_address = table.address("public_address")?;
     config.expect_proxy = table.bool("expect_proxy")?.unwrap_or(false);
-    config.front_timeout = table
-        .seconds("front_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.front);
-    config.back_timeout = table
-        .seconds("back_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.back);
-    config.connect_timeout = table
-        .seconds("connect_timeout", &rules::TIMEOUT)?
-        .unwrap_or(settings.timeouts.connect);
+    config.front_timeout = timeout(table, "front_timeout", settings.timeouts.front)?;
+    config.back_timeout = timeout(table, "back_timeout", settings.timeouts.back)?;
+    config.connect_timeout = timeout(table, "connect_timeout", settings.timeouts.connect)?;
     config.splice = table.bool("splice")?.unwrap_or(false);
     Ok(config)
 }

@@ -10,6 +10,32 @@ use super::{
     seconds, status_keys,
 };
 
+/// For a patch type whose listed fields each replace the config field of the same name when
+/// set: `set_fields` writes those the patch sets, and `between(old, new)` is the patch that
+/// turns `old` into `new` (the listed fields that changed, the other fields as given).
+macro_rules! patch_fields {
+    (
+        $patch:ident for $config:ident { $($field:ident),+ $(,)? }
+        between($old:ident, $new:ident) { $($other:ident: $value:expr),* $(,)? }
+    ) => {
+        impl $patch {
+            /// Writes the values the patch sets into `config`, leaving the fields it does
+            /// not set.
+            fn set_fields(&self, config: &mut $config) {
+                $(set(&mut config.$field, &self.$field);)+
+            }
+
+            /// The patch that turns `old` into `new`.
+            pub fn between($old: &$config, $new: &$config) -> Self {
+                $patch {
+                    $($field: changed(&$old.$field, &$new.$field),)+
+                    $($other: $value,)*
+                }
+            }
+        }
+    };
+}
+
 /// Settings shared by HTTP and HTTPS listeners.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -381,14 +407,7 @@ impl HttpListenerPatch {
     /// Writes the patch's values into `config`, leaving the fields it does not set. Answers given
     /// as empty strings go back to the built-in page.
     pub fn apply(&self, config: &mut HttpListenerConfig) {
-        set(&mut config.public_address, &self.public_address);
-        set(&mut config.expect_proxy, &self.expect_proxy);
-        set(&mut config.sticky_name, &self.sticky_name);
-        set(&mut config.sozu_id_header, &self.sozu_id_header);
-        set(&mut config.front_timeout, &self.front_timeout);
-        set(&mut config.back_timeout, &self.back_timeout);
-        set(&mut config.connect_timeout, &self.connect_timeout);
-        set(&mut config.request_timeout, &self.request_timeout);
+        self.set_fields(config);
         for (code, answer) in &self.answers {
             if answer.is_empty() {
                 config.answers.remove(code);
@@ -396,46 +415,42 @@ impl HttpListenerPatch {
                 config.answers.insert(*code, answer.clone());
             }
         }
-        set(&mut config.send_x_real_ip, &self.send_x_real_ip);
-        set(&mut config.elide_x_real_ip, &self.elide_x_real_ip);
-        set(&mut config.h2c, &self.h2c);
         self.h2.apply(&mut config.h2);
-    }
-
-    /// The patch that turns `old` into `new`.
-    pub fn between(old: &HttpListenerConfig, new: &HttpListenerConfig) -> Self {
-        let mut answers: BTreeMap<u16, String> = old
-            .answers
-            .keys()
-            .filter(|code| !new.answers.contains_key(code))
-            .map(|code| (*code, String::new()))
-            .collect();
-        for (code, answer) in &new.answers {
-            if old.answers.get(code) != Some(answer) {
-                answers.insert(*code, answer.clone());
-            }
-        }
-        HttpListenerPatch {
-            public_address: changed(&old.public_address, &new.public_address),
-            expect_proxy: changed(&old.expect_proxy, &new.expect_proxy),
-            sticky_name: changed(&old.sticky_name, &new.sticky_name),
-            sozu_id_header: changed(&old.sozu_id_header, &new.sozu_id_header),
-            front_timeout: changed(&old.front_timeout, &new.front_timeout),
-            back_timeout: changed(&old.back_timeout, &new.back_timeout),
-            connect_timeout: changed(&old.connect_timeout, &new.connect_timeout),
-            request_timeout: changed(&old.request_timeout, &new.request_timeout),
-            answers,
-            send_x_real_ip: changed(&old.send_x_real_ip, &new.send_x_real_ip),
-            elide_x_real_ip: changed(&old.elide_x_real_ip, &new.elide_x_real_ip),
-            h2c: changed(&old.h2c, &new.h2c),
-            h2: H2Patch::between(&old.h2, &new.h2),
-        }
     }
 
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == HttpListenerPatch::default()
     }
+}
+
+patch_fields! {
+    HttpListenerPatch for HttpListenerConfig {
+        public_address, expect_proxy, sticky_name, sozu_id_header, front_timeout, back_timeout,
+        connect_timeout, request_timeout, send_x_real_ip, elide_x_real_ip, h2c,
+    }
+    between(old, new) {
+        answers: answers_between(&old.answers, &new.answers),
+        h2: H2Patch::between(&old.h2, &new.h2),
+    }
+}
+
+/// The answers to set (an empty string restores the built-in page) so that `old` becomes `new`.
+fn answers_between(
+    old: &BTreeMap<u16, String>,
+    new: &BTreeMap<u16, String>,
+) -> BTreeMap<u16, String> {
+    let mut answers: BTreeMap<u16, String> = old
+        .keys()
+        .filter(|code| !new.contains_key(code))
+        .map(|code| (*code, String::new()))
+        .collect();
+    for (code, answer) in new {
+        if old.get(code) != Some(answer) {
+            answers.insert(*code, answer.clone());
+        }
+    }
+    answers
 }
 
 /// Replaces `field` with the patch's value, when the patch has one.
@@ -524,38 +539,21 @@ pub struct TlsListenerPatch {
 impl TlsListenerPatch {
     /// Writes the patch's values into `config`, leaving the fields it does not set.
     pub fn apply(&self, config: &mut TlsListenerConfig) {
-        set(&mut config.versions, &self.versions);
-        set(&mut config.cipher_list, &self.cipher_list);
-        set(&mut config.cipher_suites, &self.cipher_suites);
-        set(&mut config.groups_list, &self.groups_list);
-        set(&mut config.certificate, &self.certificate);
-        set(&mut config.send_tls13_tickets, &self.send_tls13_tickets);
-        set(&mut config.alpn_protocols, &self.alpn_protocols);
-        set(&mut config.strict_sni_binding, &self.strict_sni_binding);
-        set(&mut config.disable_http11, &self.disable_http11);
-        set(&mut config.hsts, &self.hsts);
-    }
-
-    /// The patch that turns `old` into `new`.
-    pub fn between(old: &TlsListenerConfig, new: &TlsListenerConfig) -> Self {
-        TlsListenerPatch {
-            versions: changed(&old.versions, &new.versions),
-            cipher_list: changed(&old.cipher_list, &new.cipher_list),
-            cipher_suites: changed(&old.cipher_suites, &new.cipher_suites),
-            groups_list: changed(&old.groups_list, &new.groups_list),
-            certificate: changed(&old.certificate, &new.certificate),
-            send_tls13_tickets: changed(&old.send_tls13_tickets, &new.send_tls13_tickets),
-            alpn_protocols: changed(&old.alpn_protocols, &new.alpn_protocols),
-            strict_sni_binding: changed(&old.strict_sni_binding, &new.strict_sni_binding),
-            disable_http11: changed(&old.disable_http11, &new.disable_http11),
-            hsts: changed(&old.hsts, &new.hsts),
-        }
+        self.set_fields(config);
     }
 
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == TlsListenerPatch::default()
     }
+}
+
+patch_fields! {
+    TlsListenerPatch for TlsListenerConfig {
+        versions, cipher_list, cipher_suites, groups_list, certificate, send_tls13_tickets,
+        alpn_protocols, strict_sni_binding, disable_http11, hsts,
+    }
+    between(old, new) {}
 }
 
 /// Changes to a TCP listener's settings; absent fields stay.
@@ -621,30 +619,16 @@ pub struct UpdateTcpListener {
 impl UpdateTcpListener {
     /// Writes the update's values into `config`, leaving the fields it does not set.
     pub fn apply(&self, config: &mut TcpListenerConfig) {
-        set(&mut config.public_address, &self.public_address);
-        set(&mut config.expect_proxy, &self.expect_proxy);
-        set(&mut config.front_timeout, &self.front_timeout);
-        set(&mut config.back_timeout, &self.back_timeout);
-        set(&mut config.connect_timeout, &self.connect_timeout);
-        set(&mut config.splice, &self.splice);
-        set(&mut config.inspect_bytes, &self.inspect_bytes);
-        set(&mut config.inspect_timeout, &self.inspect_timeout);
-        set(&mut config.script, &self.script);
+        self.set_fields(config);
     }
+}
 
-    /// The update that turns `old` into `new`.
-    pub fn between(old: &TcpListenerConfig, new: &TcpListenerConfig) -> Self {
-        UpdateTcpListener {
-            address: new.address,
-            public_address: changed(&old.public_address, &new.public_address),
-            expect_proxy: changed(&old.expect_proxy, &new.expect_proxy),
-            front_timeout: changed(&old.front_timeout, &new.front_timeout),
-            back_timeout: changed(&old.back_timeout, &new.back_timeout),
-            connect_timeout: changed(&old.connect_timeout, &new.connect_timeout),
-            splice: changed(&old.splice, &new.splice),
-            inspect_bytes: changed(&old.inspect_bytes, &new.inspect_bytes),
-            inspect_timeout: changed(&old.inspect_timeout, &new.inspect_timeout),
-            script: changed(&old.script, &new.script),
-        }
+patch_fields! {
+    UpdateTcpListener for TcpListenerConfig {
+        public_address, expect_proxy, front_timeout, back_timeout, connect_timeout, splice,
+        inspect_bytes, inspect_timeout, script,
+    }
+    between(old, new) {
+        address: new.address,
     }
 }

@@ -4,6 +4,10 @@
 //! A backend shares its [`Counters`] with its leases. Creating a lease counts the connection;
 //! dropping it (connection pooled, closed, or the session gone) uncounts it, and when a
 //! draining backend loses its last connection the map is told, so it can forget the backend.
+//!
+//! A lease also counts the request its connection carries, from the moment it is forwarded
+//! to the backend until its response ends or the exchange is abandoned: ending the lease ends
+//! its request too, so a count never outlives its connection.
 
 use std::{cell::Cell, rc::Rc};
 
@@ -13,6 +17,8 @@ use super::BackendKey;
 #[derive(Debug)]
 pub(super) struct Counters {
     connections: Cell<u64>,
+    /// Requests forwarded to the backend whose response has not ended.
+    requests: Cell<u64>,
     /// The backend was removed: it goes when its last connection ends.
     draining: Cell<bool>,
     /// Shared by every backend of the map: a draining backend lost its last connection.
@@ -24,6 +30,7 @@ impl Counters {
     pub(super) fn new(drained: Rc<Cell<bool>>) -> Rc<Self> {
         Rc::new(Counters {
             connections: Cell::new(0),
+            requests: Cell::new(0),
             draining: Cell::new(false),
             drained,
         })
@@ -32,6 +39,11 @@ impl Counters {
     /// Connections attached to sessions (including connects in progress).
     pub(super) fn connections(&self) -> u64 {
         self.connections.get()
+    }
+
+    /// Requests forwarded to the backend whose response has not ended.
+    pub(super) fn requests(&self) -> u64 {
+        self.requests.get()
     }
 
     /// From now on, the last lease to end tells the map that the backend can be forgotten.
@@ -46,6 +58,15 @@ impl Counters {
 pub struct BackendLease {
     key: BackendKey,
     counters: Rc<Counters>,
+    /// The connection carries a request, counted in `counters.requests`.
+    request: Request,
+}
+
+/// Whether a backend connection carries a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    None,
+    Active,
 }
 
 impl BackendLease {
@@ -54,17 +75,42 @@ impl BackendLease {
         counters
             .connections
             .set(counters.connections.get().saturating_add(1));
-        BackendLease { key, counters }
+        BackendLease {
+            key,
+            counters,
+            request: Request::None,
+        }
     }
 
     /// The backend the connection goes to.
     pub fn key(&self) -> BackendKey {
         self.key
     }
+
+    /// A request is forwarded on the connection: counts it for the backend, once however
+    /// often it is said.
+    pub fn request_started(&mut self) {
+        if self.request == Request::None {
+            self.request = Request::Active;
+            let requests = &self.counters.requests;
+            requests.set(requests.get().saturating_add(1));
+        }
+    }
+
+    /// The request's response ended, or the exchange was abandoned: the backend no longer
+    /// counts it. Nothing happens when no request is counted.
+    pub fn request_ended(&mut self) {
+        if self.request == Request::Active {
+            self.request = Request::None;
+            let requests = &self.counters.requests;
+            requests.set(requests.get().saturating_sub(1));
+        }
+    }
 }
 
 impl Drop for BackendLease {
     fn drop(&mut self) {
+        self.request_ended();
         let counters = &self.counters;
         let left = counters.connections.get().saturating_sub(1);
         counters.connections.set(left);

@@ -9,7 +9,8 @@
 //! Sessions hold a [`BackendLease`] for each backend connection they have: it counts the
 //! connection for its backend from the moment it is attached to a session (connect started,
 //! or taken from the idle pool) until it leaves it (pooled, closed, or the session gone), and
-//! its `Drop` is the only place a connection stops counting (see `lease.rs`). A key stays valid
+//! its `Drop` is the only place a connection stops counting (see `lease.rs`). The lease also
+//! counts the request its connection carries, for the `requests` load metric. A key stays valid
 //! while the backend has connections, and a stale key (the backend is gone) is simply not found.
 
 mod lease;
@@ -65,10 +66,9 @@ pub struct Backend {
     pub backup: bool,
     /// Whether the backend takes new connections, drains or is down.
     pub status: BackendStatus,
-    /// Connections attached to sessions (including connects in progress), counted by leases.
+    /// Connections attached to sessions (including connects in progress) and the requests
+    /// they carry, counted by leases.
     counters: Rc<Counters>,
-    /// Requests sent and not yet answered.
-    pub requests: u64,
     /// Connect failures in a row.
     pub failures: u32,
     /// When a down backend may be probed again.
@@ -97,10 +97,15 @@ impl Backend {
         self.counters.connections()
     }
 
+    /// Requests forwarded to the backend whose response has not ended.
+    pub fn requests(&self) -> u64 {
+        self.counters.requests()
+    }
+
     fn load(&self) -> Load {
         Load {
             connections: self.connections(),
-            requests: self.requests,
+            requests: self.requests(),
             average_connect_time: self.connect_time,
         }
     }
@@ -232,7 +237,6 @@ impl BackendMap {
             backup: add.backup,
             status: BackendStatus::Normal,
             counters: Counters::new(self.drained.clone()),
-            requests: 0,
             failures: 0,
             retry_at: None,
             backoff: INITIAL_BACKOFF,
@@ -490,20 +494,6 @@ impl BackendMap {
         }
     }
 
-    /// A request was sent to the backend: counts it as pending (for the least-loaded choice).
-    pub fn request_started(&mut self, key: BackendKey) {
-        if let Some(backend) = self.get_mut(key) {
-            backend.requests += 1;
-        }
-    }
-
-    /// A request to the backend got its answer or failed: no longer pending.
-    pub fn request_ended(&mut self, key: BackendKey) {
-        if let Some(backend) = self.get_mut(key) {
-            backend.requests = backend.requests.saturating_sub(1);
-        }
-    }
-
     fn mark_dirty(&mut self, cluster_id: &str) {
         if let Some(cluster) = self.clusters.get_mut(cluster_id) {
             cluster.dirty = true;
@@ -639,174 +629,4 @@ fn refresh_eligible(cluster: &mut ClusterBackends, backends: &Slab<Backend>, now
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A key that names no backend, for tests of code that only carries keys.
-    pub(crate) fn key_for_tests() -> BackendKey {
-        BackendKey { index: 0, uid: 0 }
-    }
-
-    fn add(map: &mut BackendMap, cluster: &str, id: &str, port: u16, backup: bool) {
-        add_weighted(map, cluster, id, port, backup, 100);
-    }
-
-    fn add_weighted(
-        map: &mut BackendMap,
-        cluster: &str,
-        id: &str,
-        port: u16,
-        backup: bool,
-        weight: u32,
-    ) {
-        map.add(&AddBackend {
-            cluster_id: cluster.to_string(),
-            backend_id: id.to_string(),
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            sticky_id: None,
-            weight,
-            backup,
-        });
-    }
-
-    fn picked_id(map: &mut BackendMap, now: Instant) -> Option<String> {
-        let key = map.pick("c", None, now).ok()?;
-        map.get(key).map(|b| b.id.clone())
-    }
-
-    #[test]
-    fn round_robin_alternates_between_normal_backends() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        add(&mut map, "c", "a", 1, false);
-        add(&mut map, "c", "b", 2, false);
-        add(&mut map, "c", "spare", 3, true);
-        let now = Instant::now();
-        let picks: Vec<_> = (0..4).map(|_| picked_id(&mut map, now).unwrap()).collect();
-        assert_eq!(picks.iter().filter(|id| *id == "a").count(), 2);
-        assert_eq!(picks.iter().filter(|id| *id == "b").count(), 2);
-    }
-
-    #[test]
-    fn failing_backend_goes_down_then_is_probed_after_backoff() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        add(&mut map, "c", "a", 1, false);
-        add(&mut map, "c", "spare", 3, true);
-        let now = Instant::now();
-        let key = map.pick("c", None, now).unwrap();
-        for _ in 0..FAILURES_BEFORE_DOWN {
-            map.connect_failed(key, now);
-        }
-        assert_eq!(map.get(key).unwrap().status, BackendStatus::Down);
-        assert_eq!(
-            picked_id(&mut map, now).as_deref(),
-            Some("spare"),
-            "backup takes over"
-        );
-        let later = now + INITIAL_BACKOFF;
-        assert_eq!(
-            picked_id(&mut map, later).as_deref(),
-            Some("a"),
-            "probe after backoff"
-        );
-        map.connect_succeeded(key, Duration::from_millis(1));
-        assert_eq!(map.get(key).unwrap().status, BackendStatus::Normal);
-        let kinds: Vec<_> = map.take_events().into_iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, [EventKind::BackendDown, EventKind::BackendUp]);
-    }
-
-    #[test]
-    fn no_backend_is_reported_once() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        let now = Instant::now();
-        assert_eq!(
-            map.pick("c", None, now),
-            Err(PickError::NoBackend("c".to_string()))
-        );
-        assert_eq!(
-            map.pick("c", None, now),
-            Err(PickError::NoBackend("c".to_string()))
-        );
-        assert_eq!(map.take_events().len(), 1);
-        assert_eq!(
-            map.pick("x", None, now),
-            Err(PickError::NoCluster("x".to_string()))
-        );
-    }
-
-    #[test]
-    fn removed_backend_drains_until_its_last_connection_ends() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        add(&mut map, "c", "a", 1, false);
-        add(&mut map, "c", "b", 2, false);
-        let now = Instant::now();
-        let key = loop {
-            let key = map.pick("c", None, now).unwrap();
-            if map.get(key).unwrap().id == "a" {
-                break key;
-            }
-        };
-        let lease = map.lease(key).unwrap();
-        map.remove("c", "a");
-        assert_eq!(map.get(key).unwrap().status, BackendStatus::Draining);
-        for _ in 0..10 {
-            assert_eq!(picked_id(&mut map, now).as_deref(), Some("b"));
-        }
-        drop(lease);
-        map.release_drained();
-        assert!(map.get(key).is_none());
-        assert_eq!(map.cluster_backends("c").count(), 1);
-        let kinds: Vec<_> = map.take_events().into_iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, [EventKind::RemovedBackendHasNoConnections]);
-    }
-
-    #[test]
-    fn sticky_pick_finds_the_named_backend_while_it_is_up() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        add(&mut map, "c", "a", 1, false);
-        add(&mut map, "c", "b", 2, false);
-        let now = Instant::now();
-        let key = map.pick_sticky("c", "b", now).unwrap();
-        assert_eq!(map.get(key).unwrap().id, "b");
-        for _ in 0..FAILURES_BEFORE_DOWN {
-            map.connect_failed(key, now);
-        }
-        assert!(map.pick_sticky("c", "b", now).is_none());
-    }
-
-    /// Issue 10, item 14: a cookie must not send traffic where the balancer would not.
-    #[test]
-    fn sticky_pick_ignores_a_backend_of_weight_0_and_a_backup_while_a_normal_one_is_up() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        add(&mut map, "c", "normal", 1, false);
-        add_weighted(&mut map, "c", "idle", 2, false, 0);
-        add(&mut map, "c", "spare", 3, true);
-        let now = Instant::now();
-        assert!(map.pick_sticky("c", "normal", now).is_some());
-        assert_eq!(map.pick_sticky("c", "idle", now), None, "weight 0");
-        assert_eq!(map.pick_sticky("c", "spare", now), None, "backup");
-
-        // Once no normal backend takes traffic, the backup does, by cookie too.
-        map.remove("c", "normal");
-        let key = map.pick_sticky("c", "spare", now).unwrap();
-        assert_eq!(map.get(key).unwrap().id, "spare");
-        assert_eq!(map.pick_sticky("c", "idle", now), None, "still weight 0");
-    }
-
-    /// A normal backend of weight 0 takes no traffic, so backups take over when it is the
-    /// only one left (as HAProxy, where a server of weight 0 is not usable).
-    #[test]
-    fn backups_take_over_when_normal_backends_all_have_weight_0() {
-        let mut map = BackendMap::new();
-        map.set_cluster(&Cluster::new("c"));
-        add_weighted(&mut map, "c", "idle", 1, false, 0);
-        add(&mut map, "c", "spare", 2, true);
-        let now = Instant::now();
-        assert_eq!(picked_id(&mut map, now).as_deref(), Some("spare"));
-    }
-}
+pub(crate) mod tests;

@@ -15,15 +15,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info};
 use mio::{Events, Interest, Poll, Token, Waker, net::TcpListener};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
     channel::{Channel, ChannelError},
-    config::{AccessLogFormat, LogTarget},
-    request::{ListenerType, QueryMetrics, Request},
-    response::{AggregatedMetrics, Event, Response, ResponseContent},
+    request::{ListenerType, Request},
+    response::Response,
     scm::{Listeners, ScmSocket},
     state::ConfigState,
 };
@@ -33,7 +32,7 @@ use crate::{
     backends::{BackendKey, BackendMap},
     faults::FaultSet,
     health::{HealthRecord, Probe},
-    metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
+    metrics::{Metrics, Recorder, statsd::Statsd},
     pool::Pool,
     protocol::http::{HttpListener, auth::Authorized},
     router::content::{ContentRouter, TcpRouter, resolver::Resolver},
@@ -45,6 +44,8 @@ use crate::{
 mod accept;
 mod backend_pool;
 mod batch;
+mod channel;
+mod config;
 mod connect;
 mod content;
 mod drain;
@@ -52,6 +53,7 @@ mod faults;
 mod handed_listeners;
 mod health;
 mod hold;
+mod observations;
 mod orders;
 mod remote;
 mod tcp_routers;
@@ -60,88 +62,13 @@ mod validation;
 pub use tcp_routers::{TcpRouters, WorkerGone};
 
 use backend_pool::BackendPool;
+use channel::event_response;
+use observations::STATSD_INTERVAL;
+
+pub use config::{AccessLogSettings, ServerConfig, StatsdSettings};
 
 pub use orders::{ApplyError, bind_listener};
 pub use validation::{OrderError, Validated, validate};
-
-/// Settings of a worker that orders do not change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// Sessions open at once; accepting pauses at the cap.
-    pub max_connections: usize,
-    /// Size of each pooled buffer; a session uses two.
-    pub buffer_size: usize,
-    /// Buffers allocated at start.
-    pub min_buffers: usize,
-    /// Free buffers kept for reuse.
-    pub max_buffers: usize,
-    /// Initial size of the command channel's buffer.
-    pub command_buffer_size: usize,
-    /// The largest message accepted on the command channel.
-    pub max_command_buffer_size: usize,
-    /// Backends tried for one connection before giving up.
-    pub connect_attempts: u32,
-    /// Connections accepted from one listener before serving other events.
-    pub accept_batch: usize,
-    /// The `Retry-After` of 429 answers, unless the cluster sets its own.
-    pub retry_after: Duration,
-    /// Access logs; `None` writes none.
-    pub access_logs: Option<AccessLogSettings>,
-    /// Where figures are pushed as statsd.
-    pub statsd: Option<StatsdSettings>,
-    /// Keep figures for the proxy and listeners only, not per cluster and backend.
-    pub disable_cluster_metrics: bool,
-    /// Size of the kernel pipes of TCP listeners with `splice`; 0 keeps the kernel's default.
-    pub splice_pipe_capacity: usize,
-}
-
-/// Where access logs go and how they look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLogSettings {
-    /// `None`: through the process's logger, at `info` with the target `access`.
-    pub target: Option<LogTarget>,
-    /// How each line is written: one human-readable line, or one JSON object.
-    pub format: AccessLogFormat,
-    /// Human-readable lines in colour (ANSI escapes), as Sōzu colours them.
-    pub colored: bool,
-}
-
-/// A statsd destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatsdSettings {
-    /// The statsd server's UDP address.
-    pub address: SocketAddr,
-    /// The prefix of every metric name (`sozu` by default in the configuration file).
-    pub prefix: String,
-    /// Tags after the name (`,origin=WRK-00,cluster_id=…`) rather than names carrying the
-    /// worker, cluster and backend.
-    pub tagged: bool,
-    /// The worker's id, sent as Sōzu's `origin` (`WRK-00`).
-    pub worker_id: u32,
-}
-
-/// How often figures are pushed to statsd.
-const STATSD_INTERVAL: Duration = Duration::from_secs(1);
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            max_connections: 10_000,
-            buffer_size: 16_393,
-            min_buffers: 1,
-            max_buffers: 1_000,
-            command_buffer_size: 1_000_000,
-            max_command_buffer_size: 2_000_000,
-            connect_attempts: 3,
-            accept_batch: 64,
-            retry_after: Duration::from_secs(60),
-            access_logs: None,
-            statsd: None,
-            disable_cluster_metrics: false,
-            splice_pipe_capacity: 0,
-        }
-    }
-}
 
 /// Why [`Server::new`] or [`Server::run`] failed: the worker cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -470,53 +397,6 @@ impl Server {
             .any(|cluster| cluster.health_check.is_some())
     }
 
-    /// Writes the access log lines of this turn, and pushes figures to statsd when due.
-    fn flush_observations(&mut self) {
-        let now = Instant::now();
-        if let Some(access_log) = self.recorder.access_log.as_mut() {
-            access_log.flush_if_due(now);
-        }
-        if now < self.next_statsd_flush {
-            return;
-        }
-        self.next_statsd_flush = now + STATSD_INTERVAL;
-        if self.statsd.is_some() && self.recorder.metrics.is_enabled() {
-            let snapshot = self.metrics_snapshot(&QueryMetrics::default());
-            if let Some(statsd) = self.statsd.as_mut() {
-                statsd.flush(&snapshot);
-            }
-        }
-    }
-
-    /// The worker's figures for a query.
-    fn metrics_snapshot(&self, query: &QueryMetrics) -> AggregatedMetrics {
-        let gauges: Vec<BackendGauge<'_>> = self
-            .state
-            .clusters
-            .keys()
-            .flat_map(|cluster_id| {
-                self.backends
-                    .cluster_backends(cluster_id)
-                    .map(|backend| BackendGauge {
-                        cluster_id: &backend.cluster_id,
-                        backend_id: &backend.id,
-                        status: backend.reported_status(),
-                        connections: backend.connections(),
-                    })
-            })
-            .collect();
-        let mut snapshot = self
-            .recorder
-            .metrics
-            .snapshot(query, self.sessions.len(), &gauges);
-        self.faults.write_metrics(&mut snapshot.proxy);
-        for (address, router) in &self.content_routers {
-            let figures = snapshot.listeners.entry(address.to_string()).or_default();
-            router.write_metrics(&query.metric_names, figures);
-        }
-        snapshot
-    }
-
     /// Notes the readiness of a backend connection's socket on its session, without driving it.
     fn note_back_event(&mut self, token: Token, ready: Ready) {
         if let Some(Owner::Back { session: key, slot }) = self.sockets.get(token.0).copied() {
@@ -817,66 +697,4 @@ impl Server {
             }
         }
     }
-
-    fn send_events(&mut self) {
-        for event in self.backends.take_events() {
-            info!("event {:?} for cluster {:?}", event.kind, event.cluster_id);
-            self.respond(event_response(event));
-        }
-    }
-
-    fn channel_ready(&mut self, ready: Ready) {
-        if ready.contains(Ready::WRITABLE) {
-            if let Err(error) = self.channel.writable() {
-                warn!("command channel write failed: {error}");
-            }
-        }
-        if ready.contains(Ready::READABLE) || ready.contains(Ready::HUP) {
-            if let Err(error) = self.channel.readable() {
-                warn!("command channel read failed: {error}");
-            }
-            loop {
-                match self.channel.read_message() {
-                    Ok(Some(request)) => self.handle_request(request),
-                    Ok(None) => break,
-                    Err(ChannelError::InvalidMessage { id, source, .. }) => {
-                        let id = id.unwrap_or_default();
-                        self.refuse_line(id, format!("invalid message: {source}"));
-                    }
-                    Err(error) if error.is_fatal() => {
-                        warn!("command channel failed: {error}");
-                        break;
-                    }
-                    Err(error) => self.refuse_line(String::new(), error.to_string()),
-                }
-                if self.run == Run::Stopped {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// A line of the channel that is no order: one more refusal of the open batch, else
-    /// answered at once.
-    fn refuse_line(&mut self, id: String, message: String) {
-        match &mut self.batch {
-            Some(batch) => batch.record("unreadable line", Err(message)),
-            None => self.respond(Response::failure(id, message)),
-        }
-    }
-
-    fn respond(&mut self, response: Response) {
-        if let Err(error) = self.channel.write_message(&response) {
-            warn!("cannot send response {}: {error}", response.id);
-        }
-    }
-
-    fn flush_channel(&mut self) {
-        let _ = self.channel.blocking();
-        let _ = self.channel.writable();
-    }
-}
-
-fn event_response(event: Event) -> Response {
-    Response::ok(EVENT_RESPONSE_ID, Some(ResponseContent::Event(event)))
 }

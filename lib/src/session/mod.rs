@@ -26,7 +26,7 @@ use crate::{
     pool::Pool,
     protocol::http::{self, Http, HttpListener, auth::Authorized, h2},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, reply::Reply, sniff::Sniff},
-    router::content::ContentRouter,
+    router::content::{ContentRouter, Decider},
     session::endpoint::{Endpoint, Ready},
     tcp,
     timer::{Timeout, TimeoutKind, TimerKey, Timers},
@@ -123,6 +123,21 @@ impl BackConnection {
     pub fn is_clean_as_reported(&self) -> bool {
         self.connected && self.endpoint.is_clean_as_reported()
     }
+
+    /// A request is forwarded on the connection: its backend counts it until
+    /// [`BackConnection::request_ended`] or the connection leaves the session.
+    pub fn request_started(&mut self) {
+        if let Some(lease) = &mut self.lease {
+            lease.request_started();
+        }
+    }
+
+    /// The request on the connection got its whole response, or was abandoned.
+    pub fn request_ended(&mut self) {
+        if let Some(lease) = &mut self.lease {
+            lease.request_ended();
+        }
+    }
 }
 
 /// What the session can use from the event loop while it runs.
@@ -184,7 +199,7 @@ pub struct Session {
     pub remote: Option<String>,
     /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
     /// the access log.
-    pub decided_by: Option<String>,
+    pub decided_by: Option<Decider>,
     pub timeouts: Timeouts,
     pub front_timeout: Timeout,
     pub connect_attempts: u32,

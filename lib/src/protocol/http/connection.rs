@@ -307,6 +307,10 @@ pub(super) fn render_answer(
         }
     }
     http.stream.phase = Phase::Answering(close);
+    // A request forwarded before is over for its backend: the proxy answers it.
+    if let Some(back) = session.backs.get_mut(SLOT) {
+        back.request_ended();
+    }
     let after = session.timeouts.front;
     session.touch_front(after, context.now, context.timers);
     Step::Progress
@@ -538,6 +542,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
     let Some(back) = session.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
+    back.request_started();
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };

@@ -390,6 +390,9 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
 
 /// The response went out whole: switch to a pipe, close, or go on with the next request.
 fn end_response(session: &mut Session, context: &mut Context<'_>, relay: Relay) -> Step {
+    if let Some(back) = session.backs.get_mut(SLOT) {
+        back.request_ended();
+    }
     if relay == Relay::SwitchToPipe {
         return upgrade_to_pipe(session, context);
     }

@@ -281,11 +281,7 @@ fn a_request_on_a_reused_connection_the_backend_closed_is_retried_once() {
     assert_eq!(harness.ready(), connect("api"));
     // A pooled connection the backend closed meanwhile.
     let backend_end = harness.attach("api", BackUse::Reused);
-    drop(backend_end);
-    arrived(&harness.session.backs.get(SLOT).unwrap().endpoint);
-    harness
-        .session
-        .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
+    harness.backend_closes(backend_end);
     assert_eq!(
         harness.ready(),
         Action::Reconnect {
@@ -293,15 +289,15 @@ fn a_request_on_a_reused_connection_the_backend_closed_is_retried_once() {
             cluster_id: "api".to_string()
         }
     );
+    // The loop drops the failed connection, and the request it counted, before connecting.
+    harness.release_back();
+    assert_eq!(harness.api_requests(), 0);
     // The new connection fails too: no second retry, a 502.
     let backend_end = harness.attach("api", BackUse::New);
-    drop(backend_end);
-    arrived(&harness.session.backs.get(SLOT).unwrap().endpoint);
-    harness
-        .session
-        .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
+    harness.backend_closes(backend_end);
     assert_eq!(harness.ready(), Action::Close);
     assert!(harness.client_reads(12).starts_with("HTTP/1.1 502"));
+    assert_eq!(harness.api_requests(), 0);
 }
 
 #[test]
@@ -406,11 +402,7 @@ fn a_websocket_101_turns_the_session_into_a_pipe() {
 #[test]
 fn an_unsolicited_101_is_a_502_and_the_backend_connection_is_not_kept() {
     let mut harness = Harness::new();
-    harness.request(GET);
-    assert_eq!(harness.ready(), connect("api"));
-    let mut backend_end = harness.attach("api", BackUse::New);
-    assert_eq!(harness.ready(), Action::Wait);
-    backend_reads_head(&mut backend_end);
+    let mut backend_end = harness.forward_to_api(GET);
     harness.respond(
         &mut backend_end,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
@@ -423,11 +415,7 @@ fn an_unsolicited_101_is_a_502_and_the_backend_connection_is_not_kept() {
 #[test]
 fn bytes_after_a_complete_response_close_the_backend_connection() {
     let mut harness = Harness::new();
-    harness.request(GET);
-    assert_eq!(harness.ready(), connect("api"));
-    let mut backend_end = harness.attach("api", BackUse::New);
-    assert_eq!(harness.ready(), Action::Wait);
-    backend_reads_head(&mut backend_end);
+    let mut backend_end = harness.forward_to_api(GET);
     harness.respond(
         &mut backend_end,
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
@@ -480,4 +468,86 @@ fn a_zero_latency_fault_passes_exchanges_at_once_and_keeps_its_budget() {
         assert_eq!(*budget.get_or_insert(kept), kept, "the same budget");
         harness.request(GET);
     }
+}
+
+impl Harness {
+    /// Requests the backend of `api` counts as forwarded and not yet answered.
+    fn api_requests(&self) -> u64 {
+        self.backends
+            .cluster_backends("api")
+            .map(|backend| backend.requests())
+            .sum()
+    }
+
+    /// The loop takes the backend connection away (session closed, retry, pooled).
+    fn release_back(&mut self) {
+        drop(self.session.backs.take(SLOT));
+    }
+
+    /// The backend closes its end; the stage hears of it.
+    fn backend_closes(&mut self, backend_end: TcpStream) {
+        drop(backend_end);
+        arrived(&self.session.backs.get(SLOT).unwrap().endpoint);
+        self.session
+            .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
+    }
+
+    /// The client sends `request` for `api`; the stage asks for a connection, gets a new one,
+    /// and sends the request on it: returns the backend's end, the head read.
+    fn forward_to_api(&mut self, request: &str) -> TcpStream {
+        self.request(request);
+        assert_eq!(self.ready(), connect("api"));
+        let mut backend_end = self.attach("api", BackUse::New);
+        assert_eq!(self.ready(), Action::Wait);
+        backend_reads_head(&mut backend_end);
+        backend_end
+    }
+}
+
+#[test]
+fn a_forwarded_request_counts_for_its_backend_until_its_response_ends() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    assert_eq!(harness.api_requests(), 0, "not forwarded while connecting");
+    let mut backend_end = harness.attach("api", BackUse::New);
+    for _ in 0..2 {
+        assert_eq!(harness.ready(), Action::Wait);
+        backend_reads_head(&mut backend_end);
+        assert_eq!(harness.api_requests(), 1);
+        harness.respond(&mut backend_end, OK);
+        assert_eq!(harness.ready(), Action::ExchangeDone);
+        assert_eq!(harness.api_requests(), 0);
+        harness.client_reads_until("\r\n\r\nok");
+        // The next request goes on the kept connection.
+        harness.request(GET);
+    }
+}
+
+#[test]
+fn a_request_the_client_abandons_stops_counting_when_its_connection_goes() {
+    let mut harness = Harness::new();
+    harness.request("POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nab");
+    assert_eq!(harness.ready(), connect("api"));
+    let _backend_end = harness.attach("api", BackUse::New);
+    assert_eq!(harness.ready(), Action::Wait);
+    assert_eq!(harness.api_requests(), 1);
+    harness.client.shutdown(std::net::Shutdown::Write).unwrap();
+    arrived(&harness.session.front);
+    harness.session.add_front_event(Ready::READABLE);
+    assert_eq!(harness.ready(), Action::Close);
+    harness.release_back();
+    assert_eq!(harness.api_requests(), 0);
+}
+
+#[test]
+fn a_request_the_backend_fails_stops_counting_when_the_proxy_answers() {
+    let mut harness = Harness::new();
+    let backend_end = harness.forward_to_api(GET);
+    assert_eq!(harness.api_requests(), 1);
+    harness.backend_closes(backend_end);
+    assert_eq!(harness.ready(), Action::Close);
+    assert!(harness.client_reads(12).starts_with("HTTP/1.1 502"));
+    assert!(harness.session.backs.get(SLOT).is_some());
+    assert_eq!(harness.api_requests(), 0);
 }

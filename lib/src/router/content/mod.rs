@@ -30,7 +30,7 @@ pub mod resolver;
 mod rule;
 pub mod script;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, rc::Rc, time::Duration};
 
 use sozu_command_lib::{
     request::{RuleError, TcpFrontend, TcpListenerConfig, TcpRule},
@@ -88,11 +88,12 @@ pub enum Verdict {
     Decision(Decision),
 }
 
-/// What decided where a connection goes.
+/// What decided where a connection goes. Cheap to clone: a session keeps it for its access
+/// log line without allocating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decider {
-    /// A TCP frontend's content rule matched.
-    Rule(TcpRule),
+    /// A TCP frontend's content rule matched: the rule as written, shared with the router.
+    Rule(Rc<str>),
     /// The listener's Lua script decided.
     Script,
     /// The embedding program's [`TcpRouter`].
@@ -101,14 +102,22 @@ pub enum Decider {
     Default,
 }
 
+impl Decider {
+    /// The decider as the access log names it: the rule as written, `script`, `program` or
+    /// `default`.
+    pub fn label(&self) -> &str {
+        match self {
+            Decider::Rule(rule) => rule,
+            Decider::Script => "script",
+            Decider::Program => "program",
+            Decider::Default => "default",
+        }
+    }
+}
+
 impl std::fmt::Display for Decider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Decider::Rule(rule) => rule.fmt(f),
-            Decider::Script => f.write_str("script"),
-            Decider::Program => f.write_str("program"),
-            Decider::Default => f.write_str("default"),
-        }
+        f.write_str(self.label())
     }
 }
 
@@ -162,6 +171,8 @@ pub struct ContentStats {
 #[derive(Debug)]
 struct Entry {
     rule: TcpRule,
+    /// The rule as written, the [`Decider`] of the connections it routes.
+    label: Rc<str>,
     cluster: String,
     compiled: CompiledRule,
     matches: u64,
@@ -229,6 +240,7 @@ impl ContentRouter {
                 .map_or(0, |e| e.matches);
             rules.push(Entry {
                 rule: rule.clone(),
+                label: Rc::from(rule.to_string()),
                 cluster: frontend.cluster_id.clone(),
                 compiled,
                 matches,
@@ -287,8 +299,8 @@ impl ContentRouter {
                         entry.cluster
                     );
                     let cluster = entry.cluster.clone();
-                    let rule = entry.rule.clone();
-                    self.decided(data, Decider::Rule(rule));
+                    let label = entry.label.clone();
+                    self.decided(data, Decider::Rule(label));
                     return Verdict::Route(cluster);
                 }
                 Judgement::NeedMore if !complete => return Verdict::NeedMore,

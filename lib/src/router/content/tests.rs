@@ -451,3 +451,24 @@ fn a_program_decides_after_the_rules_in_place_of_the_script() {
         "the SSH rule decided first"
     );
 }
+
+/// The access log names the rule that routed a connection: the label is the router's, shared,
+/// not a string made per connection.
+#[test]
+fn the_deciding_rule_is_named_by_a_label_the_router_shares() {
+    let mut router = example();
+    let ssh = include_bytes!("data/ssh-banner.bin");
+    assert_eq!(router.decide(ssh, peer(), false), route("ssh"));
+    let first = router.last_decider().clone();
+    assert_eq!(
+        first.label(),
+        TcpRule::Protocol(TcpProtocol::Ssh).to_string()
+    );
+    assert_eq!(router.decide(ssh, peer(), false), route("ssh"));
+    let (Decider::Rule(first), Decider::Rule(second)) = (first, router.last_decider()) else {
+        panic!("a rule decided");
+    };
+    assert!(Rc::ptr_eq(&first, second));
+    assert_eq!(router.decide(b"", peer(), true), route("fallback"));
+    assert_eq!(router.last_decider().label(), "default");
+}

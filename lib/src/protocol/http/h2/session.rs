@@ -531,6 +531,8 @@ impl Mux {
                 let Some(back) = backs.get_mut(slot) else {
                     return false;
                 };
+                // Counted until the slot is given back (its lease then ends the request).
+                back.request_started();
                 let key = TimerKey {
                     session: env.key,
                     uid: env.uid,

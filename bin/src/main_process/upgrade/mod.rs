@@ -22,19 +22,25 @@
 //! or be stopped): clients get their answers, those that need the workers or would change the
 //! state being refused until the handover ends (the new process gets the state as it was).
 //!
-//! The new process adopts the old workers and replaces each with a worker of its own binary:
-//! the new worker gets the state, and once it answered all of it, the old one is told to
-//! finish its sessions and exit. `UPGRADE_WORKER` replaces one worker the same way.
+//! The new process adopts the old workers ([`take_over`]) and replaces each with a worker of
+//! its own binary ([`replacement`]): the new worker gets the state, and once it answered all
+//! of it, the old one is told to finish its sessions and exit. `UPGRADE_WORKER` replaces one
+//! worker the same way.
+
+mod replacement;
+mod take_over;
+
+pub use replacement::Replacement;
+pub use take_over::run_handed_over;
 
 use std::{
-    collections::VecDeque,
     io::{BufRead, BufReader, Write},
     net::{Shutdown, SocketAddr},
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
         unix::{net::UnixStream, process::CommandExt},
     },
-    process::{Child, Command, ExitCode, Stdio},
+    process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -43,23 +49,10 @@ use anyhow::{Context, bail};
 use log::{error, info, warn};
 use mio::Interest;
 use serde::{Deserialize, Serialize};
-use sozu_command_lib::{
-    channel::Channel,
-    request::ListenerType,
-    response::{Response, RunState},
-    scm::ScmSocket,
-    state::ConfigState,
-};
+use sozu_command_lib::{request::ListenerType, response::Response, scm::ScmSocket};
 
-use super::{
-    Exit, Main, Owner,
-    listeners::ListenerSockets,
-    ok_message,
-    settings::Settings,
-    tasks::ClientRef,
-    workers::{MAX_RESTART_DELAY, PendingRestart, Process, Worker},
-};
-use crate::{logging, sys};
+use super::{Exit, Main, settings::Settings, tasks::ClientRef};
+use crate::sys;
 
 /// Most descriptors a handover carries: the command socket, listeners, workers, one client.
 const MAX_HANDOVER_FDS: usize = 16_384;
@@ -115,28 +108,6 @@ struct HandedWorker {
     /// Its fd socket follows its channel (absent from a previous version's handover).
     #[serde(default)]
     fd_socket: bool,
-}
-
-/// Workers being replaced one by one.
-#[derive(Debug)]
-pub struct Replacement {
-    client: Option<ClientRef>,
-    /// Old workers still to replace.
-    queue: VecDeque<u32>,
-    /// The old worker being replaced, and its replacement, which is getting the state.
-    current: Option<(u32, u32)>,
-    replaced: usize,
-    failures: Vec<String>,
-    started: Instant,
-}
-
-impl Replacement {
-    /// Whether client `id` waits for this replacement's answer.
-    pub fn is_for(&self, id: u64) -> bool {
-        self.client
-            .as_ref()
-            .is_some_and(|client| client.client == id)
-    }
 }
 
 /// An upgrade of the main process that was asked for and waits for the workers: for the tasks
@@ -518,99 +489,6 @@ impl Main {
         };
         Ok((fds, serde_json::to_vec(&handover)?))
     }
-
-    /// `UPGRADE_WORKER`: replaces one worker by a new one from the binary now on disk.
-    pub(super) fn upgrade_worker(&mut self, to: ClientRef, worker_id: u32) {
-        let refusal = if self.stop.is_some() {
-            Some("sozu is stopping".to_string())
-        } else if self.replacement.is_some()
-            || self.pending_main_upgrade.is_some()
-            || self.successor.is_some()
-        {
-            Some("an upgrade is already in progress".to_string())
-        } else if !self.serving_workers().contains(&worker_id) {
-            Some(format!("no serving worker {worker_id}"))
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            self.reply(&to, Response::failure(to.request_id.clone(), refusal));
-            return;
-        }
-        let message = format!("replacing worker {worker_id}");
-        self.reply(&to, Response::processing(to.request_id.clone(), message));
-        self.start_replacement(Some(to), vec![worker_id]);
-    }
-
-    fn start_replacement(&mut self, client: Option<ClientRef>, old: Vec<u32>) {
-        info!("replacing {} worker(s) one by one", old.len());
-        self.replacement = Some(Replacement {
-            client,
-            queue: old.into(),
-            current: None,
-            replaced: 0,
-            failures: Vec::new(),
-            started: Instant::now(),
-        });
-        self.advance_replacement();
-    }
-
-    /// Moves the replacement on: once the new worker has the state, the old one stops and the
-    /// next one is replaced; once all are, the client is told.
-    pub(super) fn advance_replacement(&mut self) {
-        let Some(mut replacement) = self.replacement.take() else {
-            return;
-        };
-        loop {
-            if let Some((old, new)) = replacement.current {
-                match self.workers.get(&new) {
-                    Some(worker) if !worker.ready => {
-                        self.replacement = Some(replacement);
-                        return;
-                    }
-                    Some(_) => {
-                        info!("worker {new} replaces worker {old}, which finishes its sessions");
-                        self.retire_worker(old);
-                        replacement.replaced += 1;
-                    }
-                    None => replacement
-                        .failures
-                        .push(format!("the replacement of worker {old} did not start")),
-                }
-                replacement.current = None;
-            }
-            let Some(old) = replacement.queue.pop_front() else {
-                break;
-            };
-            if !self.serving_workers().contains(&old) {
-                continue;
-            }
-            match self.launch_new_worker() {
-                Some(new) => replacement.current = Some((old, new)),
-                None => replacement
-                    .failures
-                    .push(format!("cannot start a replacement for worker {old}")),
-            }
-        }
-        let message = format!(
-            "upgrade done in {:?}: main process pid {}, {} worker(s) replaced",
-            replacement.started.elapsed(),
-            std::process::id(),
-            replacement.replaced
-        );
-        info!("{message}");
-        if let Some(to) = &replacement.client {
-            let response = if replacement.failures.is_empty() {
-                ok_message(&to.request_id, message)
-            } else {
-                Response::failure(
-                    to.request_id.clone(),
-                    format!("{message}; {}", replacement.failures.join("; ")),
-                )
-            };
-            self.reply(to, response);
-        }
-    }
 }
 
 /// The handover itself, on its own thread: the descriptors with their description, then the
@@ -640,180 +518,4 @@ fn send_handover(
         bail!("the new main process failed before taking over (see its log)");
     }
     Ok(())
-}
-
-/// `sozu main`: takes over from the previous main process, then serves.
-pub fn run_handed_over(args: &HandoverArgs) -> ExitCode {
-    match take_over(args.handover_fd) {
-        Ok(main) => main.run(),
-        Err(error) => {
-            error!("cannot take over from the previous main process: {error:#}");
-            eprintln!("error: cannot take over from the previous main process: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn take_over(handover_fd: i32) -> anyhow::Result<Main> {
-    let stream = UnixStream::from(sys::take_inherited_fd(handover_fd)?);
-    let (fds, data) = ScmSocket::new(stream.try_clone()?)?
-        .receive_fds(MAX_HANDOVER_FDS, MAX_HANDOVER_DATA)
-        .context("cannot receive the sockets")?;
-    let handover: Handover =
-        serde_json::from_slice(&data).context("invalid handover description")?;
-    logging::init(
-        "main",
-        &handover.log_filter,
-        handover.settings.log_output.clone(),
-        handover.settings.log_colored,
-    );
-    let expected = 1
-        + handover.listeners.len()
-        + handover.workers.len()
-        + handover.workers.iter().filter(|w| w.fd_socket).count()
-        + usize::from(handover.client_request_id.is_some())
-        + handover
-            .registrations
-            .as_ref()
-            .map_or(0, super::registration::Handed::descriptors);
-    if fds.len() != expected {
-        bail!("received {} descriptors, expected {expected}", fds.len());
-    }
-    let mut fds = fds.into_iter();
-    let mut next_fd =
-        || -> anyhow::Result<OwnedFd> { fds.next().context("a handed-over descriptor is missing") };
-    let command_listener = std::os::unix::net::UnixListener::from(next_fd()?);
-    command_listener.set_nonblocking(true)?;
-    let command_listener = mio::net::UnixListener::from_std(command_listener);
-    let mut listener_sockets = Vec::new();
-    for (address, kind) in &handover.listeners {
-        listener_sockets.push((*address, *kind, next_fd()?));
-    }
-    let listeners = ListenerSockets::adopt(listener_sockets);
-    let mut worker_fds = Vec::new();
-    for worker in &handover.workers {
-        let channel = next_fd()?;
-        let fd_socket = if worker.fd_socket {
-            Some(next_fd()?)
-        } else {
-            None
-        };
-        worker_fds.push((channel, fd_socket));
-    }
-    let client_fd = match handover.client_request_id {
-        Some(_) => Some(next_fd()?),
-        None => None,
-    };
-    let registration_fds = fds.collect::<Vec<_>>();
-    let started = Instant::now();
-    let state = ConfigState::load(BufReader::new(&stream)).context("cannot read the state")?;
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let mut main = Main::new(handover.settings, exe, state, listeners, command_listener)?;
-    main.serve_prometheus();
-    main.serve_toxiproxy();
-    main.next_worker_id = handover.next_worker_id;
-    main.desired_workers = handover.desired_workers;
-    main.log_filter = handover.log_filter;
-    if let (Some(fleet), Some(handed)) = (&mut main.fleet, handover.fleet) {
-        fleet.adopt(handed);
-    }
-    for pending in handover.pending_restarts {
-        let delay = Duration::from_millis(pending.in_ms).min(MAX_RESTART_DELAY);
-        main.pending_restarts.insert(
-            pending.id,
-            PendingRestart {
-                at: Instant::now() + delay,
-                restarts: pending.restarts,
-                quick_deaths: pending.quick_deaths,
-            },
-        );
-    }
-    let mut adopted = Vec::new();
-    for (worker, fd) in handover.workers.into_iter().zip(worker_fds) {
-        adopted.push(worker.id);
-        main.adopt_worker(worker, fd)?;
-    }
-    let client = match (client_fd, handover.client_request_id) {
-        (Some(fd), Some(request_id)) => {
-            let stream = UnixStream::from(fd);
-            stream.set_nonblocking(true)?;
-            let client = main.add_client(mio::net::UnixStream::from_std(stream));
-            Some(ClientRef { client, request_id })
-        }
-        _ => None,
-    };
-    match handover.registrations {
-        Some(handed) => {
-            main.adopt_registrations(
-                handed,
-                registration_fds,
-                client.as_ref().map(|to| to.client),
-            )?;
-        }
-        None => main.open_registration_socket(),
-    }
-    main.write_pid_file();
-    (&stream)
-        .write_all(b"ready\n")
-        .context("cannot confirm to the previous main process")?;
-    info!(
-        "took over from the previous main process in {:?}: {} worker(s), {} listener socket(s)",
-        started.elapsed(),
-        adopted.len(),
-        main.listeners.len()
-    );
-    if let Some(to) = &client {
-        let message = format!(
-            "new main process (pid {}) took over; replacing {} worker(s)",
-            std::process::id(),
-            adopted.len()
-        );
-        main.reply(to, Response::processing(to.request_id.clone(), message));
-    }
-    main.start_replacement(client, adopted);
-    Ok(main)
-}
-
-impl Main {
-    /// Watches a worker started by the previous main process.
-    fn adopt_worker(
-        &mut self,
-        worker: HandedWorker,
-        (fd, fd_socket): (OwnedFd, Option<OwnedFd>),
-    ) -> anyhow::Result<()> {
-        let fd_socket = fd_socket
-            .map(|fd| ScmSocket::new(UnixStream::from(fd)))
-            .transpose()?;
-        let mut channel = Channel::from_std(
-            UnixStream::from(fd),
-            self.settings.command_buffer_size,
-            self.settings.max_command_buffer_size,
-        )?;
-        channel.nonblocking()?;
-        let token = self.register_owner(Owner::Worker(worker.id));
-        self.poll
-            .registry()
-            .register(&mut channel, token, Interest::READABLE | Interest::WRITABLE)
-            .with_context(|| format!("cannot watch worker {}", worker.id))?;
-        self.workers.insert(
-            worker.id,
-            Worker {
-                id: worker.id,
-                pid: worker.pid,
-                process: Process::Adopted,
-                channel,
-                fd_socket,
-                token,
-                run_state: RunState::Running,
-                restarts: worker.restarts,
-                retiring: false,
-                soft_stop_at: None,
-                ready: true,
-                channel_closed_at: None,
-                started_at: Instant::now(),
-                quick_deaths: 0,
-            },
-        );
-        Ok(())
-    }
 }
