@@ -21,7 +21,7 @@ use sozu_command_lib::{
     response::{ClusterInformation, EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
-use sozu_lib::{metrics, server::validate};
+use sozu_lib::{metrics, protocol::tls::KeyCheck, server::validate};
 
 use super::{
     Main, Stop, audit, ok_message, queries, state_file,
@@ -795,7 +795,7 @@ fn forward_response(task: &Task, note: Option<&str>) -> Response {
 /// ([`sozu_lib::server::validate`]): an order the main state takes is never refused by a
 /// worker, so the main state never holds what the workers do not.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    validate(state, order).map_err(|error| with_causes(&error))?;
+    validate(state, order, KeyCheck::Now).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 

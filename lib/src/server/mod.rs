@@ -35,7 +35,10 @@ use crate::{
     health::{HealthRecord, Probe},
     metrics::{BackendGauge, Metrics, Recorder, statsd::Statsd},
     pool::Pool,
-    protocol::http::{HttpListener, auth::Authorized},
+    protocol::{
+        http::{HttpListener, auth::Authorized},
+        tls::KeyCheck,
+    },
     router::content::{ContentRouter, TcpRouter, resolver::Resolver},
     session::endpoint::Ready,
     session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
@@ -93,6 +96,10 @@ pub struct ServerConfig {
     pub disable_cluster_metrics: bool,
     /// Size of the kernel pipes of TCP listeners with `splice`; 0 keeps the kernel's default.
     pub splice_pipe_capacity: usize,
+    /// When the private keys of `ADD_CERTIFICATE` and `REPLACE_CERTIFICATE` are decoded and
+    /// checked: `Now` (the default) refuses a bad pair with the order; `OnFirstUse` suits a
+    /// worker fed by a main process that checked every pair.
+    pub key_check: KeyCheck,
 }
 
 /// Where access logs go and how they look.
@@ -137,6 +144,7 @@ impl Default for ServerConfig {
             statsd: None,
             disable_cluster_metrics: false,
             splice_pipe_capacity: 0,
+            key_check: KeyCheck::Now,
         }
     }
 }
