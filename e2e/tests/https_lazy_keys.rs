@@ -6,15 +6,20 @@
 
 use std::{io::Read, io::Write, net::SocketAddr};
 
-use sozu_command_lib::request::{
-    AddCertificate, CertificateAndKey, Cluster, HttpFrontend, HttpListenerConfig,
-    HttpsListenerConfig, ListenerAddress, ListenerType, Order, TlsListenerConfig,
+use sozu_command_lib::{
+    request::{
+        AddCertificate, CertificateAndKey, Cluster, HttpFrontend, HttpListenerConfig,
+        HttpsListenerConfig, ListenerAddress, ListenerType, Order, QueryMetrics,
+        TlsListenerConfig,
+    },
+    response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{
-    Worker,
+    DEADLINE, Worker,
     backend::Backend,
     backend_order, free_address,
     tls::{TlsClient, certificate, fixture, tls_connect},
+    wait_until,
 };
 use sozu_lib::{protocol::tls::KeyCheck, server::ServerConfig};
 
@@ -57,6 +62,19 @@ fn add(worker: &mut Worker, address: SocketAddr, certificate: CertificateAndKey)
         certificate,
         allow_expired: false,
     }));
+}
+
+/// The worker's `tls.handshake_failures`.
+fn handshake_failures(worker: &mut Worker) -> u64 {
+    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
+    match response.content {
+        Some(ResponseContent::Metrics(metrics)) => match metrics.proxy.get("tls.handshake_failures")
+        {
+            Some(FilteredMetric::Count(count)) => *count,
+            _ => 0,
+        },
+        other => panic!("no metrics: {other:?}"),
+    }
 }
 
 fn get(stream: &mut TlsClient, host: &str) -> String {
@@ -110,4 +128,8 @@ fn a_key_that_does_not_match_fails_its_handshakes_only() {
         let response = get(&mut stream, "www.example.com");
         assert!(response.ends_with("from the backend"), "{response}");
     }
+    assert!(
+        wait_until(DEADLINE, || handshake_failures(&mut worker) == 2),
+        "both failed handshakes counted"
+    );
 }
