@@ -9,8 +9,7 @@ use std::{io::Read, io::Write, net::SocketAddr};
 use sozu_command_lib::{
     request::{
         AddCertificate, CertificateAndKey, Cluster, HttpFrontend, HttpListenerConfig,
-        HttpsListenerConfig, ListenerAddress, ListenerType, Order, QueryMetrics,
-        TlsListenerConfig,
+        HttpsListenerConfig, ListenerAddress, ListenerType, Order, QueryMetrics, TlsListenerConfig,
     },
     response::{FilteredMetric, ResponseContent},
 };
@@ -68,11 +67,12 @@ fn add(worker: &mut Worker, address: SocketAddr, certificate: CertificateAndKey)
 fn handshake_failures(worker: &mut Worker) -> u64 {
     let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
     match response.content {
-        Some(ResponseContent::Metrics(metrics)) => match metrics.proxy.get("tls.handshake_failures")
-        {
-            Some(FilteredMetric::Count(count)) => *count,
-            _ => 0,
-        },
+        Some(ResponseContent::Metrics(metrics)) => {
+            match metrics.proxy.get("tls.handshake_failures") {
+                Some(FilteredMetric::Count(count)) => *count,
+                _ => 0,
+            }
+        }
         other => panic!("no metrics: {other:?}"),
     }
 }

@@ -282,7 +282,7 @@ impl Server {
                 self.apply_to_state(order)?;
                 if let Some(listener) = self.http_listeners.get_mut(address) {
                     listener.answers = answers;
-                    listener.config = config;
+                    listener.config = *config;
                     if let Some(tls) = tls {
                         listener.hsts = tls.hsts;
                         listener.tls = settings;

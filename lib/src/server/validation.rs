@@ -118,8 +118,9 @@ pub enum Validated {
     /// A listener's new settings after an update, and the TLS settings for HTTPS (applied to
     /// the listener's existing certificate resolver).
     ListenerUpdate {
-        /// The listener's configuration after the update.
-        config: HttpListenerConfig,
+        /// The listener's configuration after the update (boxed: the other variants are
+        /// much smaller).
+        config: Box<HttpListenerConfig>,
         /// The listener's answer templates after the update.
         answers: Answers,
         /// The HTTPS listener's TLS settings after the update; `None` for HTTP.
@@ -179,7 +180,7 @@ pub fn validate(
             update.http.apply(&mut config);
             Ok(Validated::ListenerUpdate {
                 answers: listener_answers(state, &config)?,
-                config,
+                config: Box::new(config),
                 tls: None,
             })
         }
@@ -201,7 +202,7 @@ pub fn validate(
             HttpsSettings::new(&tls).map_err(|source| OrderError::Tls { address, source })?;
             Ok(Validated::ListenerUpdate {
                 answers: listener_answers(state, &config)?,
-                config,
+                config: Box::new(config),
                 tls: Some(tls),
             })
         }

@@ -573,7 +573,7 @@ proptest! {
 /// A change of the routing state as the frontend proptest below draws it.
 #[derive(Debug, Clone)]
 enum FrontendChange {
-    Add(HttpFrontend),
+    Add(Box<HttpFrontend>),
     /// Removes the frontend added by the n-th `Add` so far (modulo their number).
     Remove(prop::sample::Index),
     /// Removes a cluster with its frontends, then adds it back without them.
@@ -582,8 +582,8 @@ enum FrontendChange {
 
 fn arb_frontend_change() -> impl Strategy<Value = FrontendChange> {
     prop_oneof![
-        5 => arb_http_frontend(ListenerType::Http).prop_map(FrontendChange::Add),
-        5 => arb_http_frontend(ListenerType::Https).prop_map(FrontendChange::Add),
+        5 => arb_http_frontend(ListenerType::Http).prop_map(|f| FrontendChange::Add(Box::new(f))),
+        5 => arb_http_frontend(ListenerType::Https).prop_map(|f| FrontendChange::Add(Box::new(f))),
         3 => any::<prop::sample::Index>().prop_map(FrontendChange::Remove),
         1 => arb_cluster_id().prop_map(FrontendChange::RemoveCluster),
     ]
@@ -607,9 +607,9 @@ proptest! {
             let orders = match change {
                 FrontendChange::Add(frontend) => {
                     let order = if frontend.address.port() >= 3 {
-                        Order::AddHttpsFrontend(frontend)
+                        Order::AddHttpsFrontend(*frontend)
                     } else {
-                        Order::AddHttpFrontend(frontend)
+                        Order::AddHttpFrontend(*frontend)
                     };
                     added.push(order.clone());
                     vec![order]
