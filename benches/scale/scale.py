@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The scale benchmark of sozu (benches/scale/run.sh): how long the binary takes from start to
-routing the last of many frontends, how much memory each frontend costs, and how long a
-command-line call takes when given that configuration file.
+routing the last of many frontends, how much memory each frontend costs, how long a
+command-line call takes when given that configuration file, how long one order takes to be in
+force on every worker, and whether requests fail while orders change the state all the time.
 
 For each count N of COUNTS, a configuration of N HTTP frontends (100 per cluster, one backend
 each) starts with default settings; then one configuration mixes the largest N with
@@ -14,7 +15,9 @@ Only the standard library is used, plus curl as the client.
 
 import base64
 import datetime
+import http.client
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -31,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 ASSETS = os.path.join(ROOT, "bin", "assets")
 FRONTENDS_PER_CLUSTER = 100
 CLI_CALLS = 7
+ORDER_ROUNDS = 7
 
 
 def setting(name, default):
@@ -216,6 +220,142 @@ class Proxy:
         self.log.close()
 
 
+class Orders:
+    """A client of the command socket: orders sent as JSON lines, answers read by a thread."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.lock = threading.Lock()
+        self.done = {}
+        self.waiting = {}
+        self.ok = self.failed = 0
+        self.failures = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            for line in self.sock.makefile("r"):
+                self._take(json.loads(line))
+        except (OSError, ValueError):
+            return  # closed by close()
+
+    def _take(self, answer):
+        if answer["status"] == "PROCESSING":
+            return
+        with self.lock:
+            if answer["status"] == "OK":
+                self.ok += 1
+            else:
+                self.failed += 1
+                self.failures.append(answer.get("message", ""))
+            event = self.waiting.pop(answer["id"], None)
+            self.done[answer["id"]] = time.monotonic()
+        if event:
+            event.set()
+
+    def send(self, ident, order, wait=False):
+        event = threading.Event()
+        with self.lock:
+            if wait:
+                self.waiting[ident] = event
+        self.sock.sendall((json.dumps({"id": ident, "order": order}) + "\n").encode())
+        return event
+
+    def close(self):
+        self.sock.close()
+
+
+def frontend_order(kind, address, hostname, cluster):
+    return {"type": kind, "cluster_id": cluster, "address": address, "hostname": hostname}
+
+
+def order_in_force_ms(socket_path, http_port, token):
+    """Median milliseconds from sending one ADD_HTTP_FRONTEND to its OK, which the main process
+    sends once every worker applied it; each new name is then checked to route (not timed)."""
+    orders = Orders(socket_path)
+    address = f"127.0.0.1:{http_port}"
+    times = []
+    try:
+        for round_ in range(ORDER_ROUNDS):
+            name = f"order{round_}.example.com"
+            started = time.monotonic()
+            answered = orders.send(f"o{round_}", frontend_order(
+                "ADD_HTTP_FRONTEND", address, name, "c0"), wait=True)
+            if not answered.wait(10):
+                raise Broken(f"no answer to ADD_HTTP_FRONTEND {name} in 10 s")
+            times.append((time.monotonic() - started) * 1000)
+            if orders.failed:
+                raise Broken(f"ADD_HTTP_FRONTEND refused: {orders.failures}")
+            if not curl(f"http://{address}/", name, token):
+                raise Broken(f"{name} not routed once its order was answered")
+    finally:
+        orders.close()
+    return statistics.median(times)
+
+
+def churn(socket_path, http_port, backend_port, token, rate, seconds):
+    """`rate` orders a second for `seconds` (frontends and backends of cluster c0
+    added then removed), while a keep-alive client asks for h0.example.com (cluster c0) in a
+    loop. Returns (orders answered per second, failed orders, requests, failed requests)."""
+    orders = Orders(socket_path)
+    address = f"127.0.0.1:{http_port}"
+    stop = threading.Event()
+    requests = {"done": 0, "failed": 0}
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
+        while not stop.is_set():
+            try:
+                connection.request("GET", "/", headers={"Host": "h0.example.com"})
+                response = connection.getresponse()
+                if response.status != 200 or response.read().decode() != token:
+                    requests["failed"] += 1
+            except (OSError, http.client.HTTPException):
+                requests["failed"] += 1
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
+            requests["done"] += 1
+        connection.close()
+
+    reader = threading.Thread(target=client)
+    reader.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        while sent < rate * seconds:
+            index = sent // 4
+            name = f"churn{index}.example.com"
+            backend = {"cluster_id": "c0", "backend_id": f"churn-{index}",
+                       "address": f"127.0.0.1:{backend_port}"}
+            batch = [
+                frontend_order("ADD_HTTP_FRONTEND", address, name, "c0"),
+                dict(backend, type="ADD_BACKEND"),
+                frontend_order("REMOVE_HTTP_FRONTEND", address, name, "c0"),
+                dict(backend, type="REMOVE_BACKEND"),
+            ]
+            for order in batch:
+                orders.send(f"churn{sent}", order)
+                sent += 1
+            # Paced: the n-th order leaves at n / rate seconds.
+            delay = started + sent / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        deadline = time.monotonic() + 30
+        while orders.ok + orders.failed < sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        reader.join()
+        orders.close()
+    if orders.ok + orders.failed < sent:
+        raise Broken(f"churn: {sent - orders.ok - orders.failed} of {sent} orders unanswered")
+    if orders.failed:
+        raise Broken(f"churn: {orders.failed} orders refused: {orders.failures[:3]}")
+    last = max(orders.done.values())
+    return sent / (last - started), orders.failed, requests["done"], requests["failed"]
+
+
 def run_scenario(binary, work, http_count, https_count, backend_port, token, timeout):
     folder = os.path.join(work, f"{http_count}-{https_count}")
     os.makedirs(folder)
@@ -245,6 +385,12 @@ def run_scenario(binary, work, http_count, https_count, backend_port, token, tim
             proxy.cli("-c", config) for _ in range(CLI_CALLS))
         figures["cli_socket_ms"] = statistics.median(
             proxy.cli("--socket", socket_path) for _ in range(CLI_CALLS))
+        figures["order_ms"] = order_in_force_ms(socket_path, http_port, token)
+        rate = int(setting("CHURN_RATE", "1000"))
+        seconds = float(setting("CHURN_SECONDS", "3"))
+        (figures["churn_rate"], figures["churn_failed_orders"], figures["churn_requests"],
+         figures["churn_failed_requests"]) = churn(socket_path, http_port, backend_port, token,
+                                                   rate, seconds)
         return figures
     finally:
         proxy.stop()
@@ -264,10 +410,13 @@ def report(runs, meta):
                      f"{run['https_s']:.2f}" if "https_s" in run else "–",
                      f"{run['ready_s']:.2f}", f"{run['main_kib'] / 1024:.1f}",
                      " / ".join(f"{kib / 1024:.1f}" for kib in workers),
-                     f"{run['cli_config_ms']:.1f}", f"{run['cli_socket_ms']:.1f}"])
+                     f"{run['cli_config_ms']:.1f}", f"{run['cli_socket_ms']:.1f}",
+                     f"{run['order_ms']:.1f}", f"{run['churn_rate']:,.0f}",
+                     f"{run['churn_failed_requests']} / {run['churn_requests']:,}"])
     text = table(["HTTP", "HTTPS + certificates", "last HTTP routed s", "last HTTPS routed s",
                   "all workers ready s", "main RSS MiB", "worker RSS MiB", "CLI -c ms",
-                  "CLI --socket ms"], rows)
+                  "CLI --socket ms", "order in force ms", "churn orders/s",
+                  "failed / requests during churn"], rows)
     plain = sorted((run for run in runs if not run["https"]), key=lambda run: run["http"])
     slopes = []
     for small, large in zip(plain, plain[1:]):

@@ -16,7 +16,10 @@ use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
     scm::ScmSocket,
 };
-use sozu_lib::server::{AccessLogSettings, Server, ServerConfig, StatsdSettings};
+use sozu_lib::{
+    protocol::tls::KeyCheck,
+    server::{AccessLogSettings, Server, ServerConfig, StatsdSettings},
+};
 
 use crate::{logging, sys};
 
@@ -158,6 +161,10 @@ impl WorkerSettings {
             }),
             disable_cluster_metrics: self.disable_cluster_metrics,
             splice_pipe_capacity: self.splice_pipe_capacity,
+            // The main process checked every certificate's key before sending its order
+            // (`main_process::orders::apply_order`): decoding each again here would only delay
+            // the start.
+            key_check: KeyCheck::OnFirstUse,
             ..ServerConfig::default()
         })
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use sozu_command_lib::request::{CertificateAndKey, Fingerprint, TlsListenerConfig};
 
-use crate::protocol::tls::{self, CertificateResolver, LoadedCertificate, TlsError};
+use crate::protocol::tls::{self, CertificateResolver, KeyCheck, LoadedCertificate, TlsError};
 
 /// The TLS settings of an HTTPS listener, ready for handshakes.
 pub struct HttpsSettings {
@@ -62,5 +62,7 @@ impl HttpsSettings {
 fn default_certificate(
     certificate: Option<&CertificateAndKey>,
 ) -> Result<Option<LoadedCertificate>, TlsError> {
-    certificate.map(tls::load_certificate).transpose()
+    certificate
+        .map(|certificate| tls::load_certificate(certificate, KeyCheck::Now))
+        .transpose()
 }

@@ -13,6 +13,7 @@ mod audit;
 mod command_server;
 mod dashboard;
 mod faults;
+mod key_check;
 mod listeners;
 mod notify;
 mod orders;

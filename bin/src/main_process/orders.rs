@@ -21,10 +21,10 @@ use sozu_command_lib::{
     response::{EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
-use sozu_lib::server::validate;
+use sozu_lib::{protocol::tls::KeyCheck, server::validate};
 
 use super::{
-    Main, Stop, audit, ok_message, queries, state_file,
+    Main, Stop, audit, key_check, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -574,7 +574,7 @@ impl Main {
 /// ([`sozu_lib::server::validate`]): an order the main state takes is never refused by a
 /// worker, so the main state never holds what the workers do not.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    validate(state, order).map_err(|error| with_causes(&error))?;
+    validate(state, order, KeyCheck::Now).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
@@ -599,8 +599,9 @@ fn config_state(path: &Path) -> Result<ConfigState, String> {
 /// check it: what `sozu config check` accepts, `sozu start` and a reload accept too.
 pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
-    for order in config.orders() {
-        apply_order(&mut state, &order)
+    let orders = config.orders();
+    for (order, key) in orders.iter().zip(key_check::check_keys(&orders)) {
+        key.and_then(|()| key_check::apply_order_with_checked_keys(&mut state, order))
             .map_err(|error| format!("the {order} order is refused: {error}"))?;
     }
     Ok(state)

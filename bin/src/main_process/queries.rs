@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
+    sync::Arc,
 };
 
 use sozu_command_lib::{
@@ -77,7 +78,7 @@ pub fn frontends(state: &ConfigState, filters: &FrontendFilters) -> ListedFronte
             .http_frontends
             .values()
             .filter(|f| matches(f))
-            .cloned()
+            .map(|frontend| HttpFrontend::clone(frontend))
             .collect();
     }
     if all || filters.https {
@@ -85,7 +86,7 @@ pub fn frontends(state: &ConfigState, filters: &FrontendFilters) -> ListedFronte
             .https_frontends
             .values()
             .filter(|f| matches(f))
-            .cloned()
+            .map(|frontend| HttpFrontend::clone(frontend))
             .collect();
     }
     if (all || filters.tcp) && filters.domain.is_none() {
@@ -97,20 +98,20 @@ pub fn frontends(state: &ConfigState, filters: &FrontendFilters) -> ListedFronte
 /// What the main state knows of one cluster; backends carry no run time figures.
 pub fn cluster_information(state: &ConfigState, cluster_id: &str) -> Option<ClusterInformation> {
     let cluster = state.clusters.get(cluster_id)?;
-    let belongs = |f: &&HttpFrontend| f.cluster_id.as_deref() == Some(cluster_id);
+    let belongs = |f: &&Arc<HttpFrontend>| f.cluster_id.as_deref() == Some(cluster_id);
     Some(ClusterInformation {
         cluster: cluster.clone(),
         http_frontends: state
             .http_frontends
             .values()
             .filter(belongs)
-            .cloned()
+            .map(|frontend| HttpFrontend::clone(frontend))
             .collect(),
         https_frontends: state
             .https_frontends
             .values()
             .filter(belongs)
-            .cloned()
+            .map(|frontend| HttpFrontend::clone(frontend))
             .collect(),
         tcp_frontends: state
             .tcp_frontends

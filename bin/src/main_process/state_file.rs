@@ -16,7 +16,7 @@ use sozu_command_lib::{
     state::{ConfigState, sozu_format},
 };
 
-use super::orders::apply_order;
+use super::key_check;
 use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
@@ -53,12 +53,17 @@ pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
         .filter_map(|order| serde_json::to_string(order).ok())
         .collect();
     let mut merged = Merged::default();
-    for (line, order) in orders {
-        if serde_json::to_string(&order).is_ok_and(|text| existing.contains(&text)) {
-            merged.unchanged += 1;
-            continue;
-        }
-        match apply_order(state, &order) {
+    let orders: Vec<(usize, Order)> = orders
+        .into_iter()
+        .filter(|(_, order)| {
+            let unchanged = serde_json::to_string(order).is_ok_and(|text| existing.contains(&text));
+            merged.unchanged += usize::from(unchanged);
+            !unchanged
+        })
+        .collect();
+    let keys = key_check::check_keys(orders.iter().map(|(_, order)| order));
+    for ((line, order), key) in orders.into_iter().zip(keys) {
+        match key.and_then(|()| key_check::apply_order_with_checked_keys(state, &order)) {
             Ok(()) => merged.applied.push(order),
             Err(error) => merged
                 .conflicts

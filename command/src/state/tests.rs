@@ -9,8 +9,9 @@ use crate::{
         certificate_and_key,
     },
     request::{
-        FixedAnswer, LoadBalancingAlgorithm, PathRule, PathRuleKind, RulePosition, TcpProtocol,
-        TcpScript, TlsListenerConfig, UpdateTcpListener,
+        AddCertificate, ConnectionLimit, FixedAnswer, ListenerAddress, LoadBalancingAlgorithm,
+        PathRule, PathRuleKind, RemoveCertificate, ReplaceCertificate, RulePosition, TcpProtocol,
+        TcpRule, TcpScript, TlsListenerConfig, UpdateTcpListener,
     },
 };
 

@@ -4,7 +4,11 @@
 //! Certificates are found by the names they carry (subject alternative names and common name,
 //! exact or `*.` wildcard) unless an order lists names explicitly; a client without SNI, or
 //! with an unknown name, gets the listener's default certificate (or, without one, the most
-//! recently added). A certificate change swaps one immutable table for another under a lock,
+//! recently added). A certificate's private key is decoded when it is loaded or, with
+//! [`KeyCheck::OnFirstUse`], at the first handshake that needs it: a worker whose main process
+//! has checked every pair loads thousands of certificates without decoding their keys. A key
+//! that fails then fails those handshakes only (logged once), never the worker.
+//! A certificate change swaps one immutable table for another under a lock,
 //! so a handshake sees the old set or the new one, never a mix; connections already open keep
 //! the certificate they were given.
 //!
@@ -14,8 +18,10 @@
 use std::{
     collections::HashMap,
     io::{ErrorKind, IoSlice, Read, Write},
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
 };
+
+use log::error;
 
 use mio::net::TcpStream;
 use rustls::{
@@ -67,6 +73,17 @@ pub enum TlsError {
     Ticketer(#[source] rustls::Error),
 }
 
+/// When a certificate's private key is decoded and checked against the certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// While loading: a key that does not decode or does not match is refused then.
+    #[default]
+    Now,
+    /// At the first handshake that needs the certificate. For a worker whose orders come from
+    /// a main process that checked each pair with [`KeyCheck::Now`] before sending it.
+    OnFirstUse,
+}
+
 /// A certificate ready to serve, with what identifies it.
 #[derive(Debug, Clone)]
 pub struct LoadedCertificate {
@@ -74,13 +91,77 @@ pub struct LoadedCertificate {
     pub fingerprint: Fingerprint,
     /// The names the certificate serves (exact or `*.suffix`), matched against the client's SNI.
     pub names: Vec<String>,
-    /// The chain and signing key rustls serves.
-    pub key: Arc<CertifiedKey>,
+    /// The chain and signing key rustls serves, decoded now or on first use.
+    key: Arc<ServedKey>,
+}
+
+impl LoadedCertificate {
+    /// The chain and signing key to serve, decoded on the first call for a certificate loaded
+    /// with [`KeyCheck::OnFirstUse`]; `None` when they do not decode or do not match (said
+    /// once at `error!`): the handshakes that would serve it fail.
+    pub fn certified_key(&self) -> Option<Arc<CertifiedKey>> {
+        self.key
+            .decoded
+            .get_or_init(|| {
+                let pem = self.key.pem.as_ref()?;
+                certified_key(pem)
+                    .map(Arc::new)
+                    .map_err(|error| {
+                        error!(
+                            "certificate {}: {error}; handshakes that need it fail",
+                            self.fingerprint
+                        );
+                    })
+                    .ok()
+            })
+            .clone()
+    }
+}
+
+/// The chain and signing key of a certificate, or its PEM until first use.
+struct ServedKey {
+    /// The certificate and key as ordered, kept only when decoding waits for first use.
+    pem: Option<CertificateAndKey>,
+    /// The decoded chain and key; set at load with [`KeyCheck::Now`]. `None` inside: they
+    /// failed to decode.
+    decoded: OnceLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for ServedKey {
+    /// Never the key: only whether it was decoded.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedKey")
+            .field("decoded", &self.decoded.get().map(Option::is_some))
+            .finish()
+    }
+}
+
+/// Reads a certificate's fingerprint and names, and decodes its chain and key when `check`
+/// says now (refusing a key that does not decode or does not match).
+pub fn load_certificate(
+    certificate: &CertificateAndKey,
+    check: KeyCheck,
+) -> Result<LoadedCertificate, TlsError> {
+    let facts = certificate::inspect(certificate)?;
+    let key = match check {
+        KeyCheck::Now => ServedKey {
+            pem: None,
+            decoded: OnceLock::from(Some(Arc::new(certified_key(certificate)?))),
+        },
+        KeyCheck::OnFirstUse => ServedKey {
+            pem: Some(certificate.clone()),
+            decoded: OnceLock::new(),
+        },
+    };
+    Ok(LoadedCertificate {
+        fingerprint: facts.fingerprint,
+        names: facts.names,
+        key: Arc::new(key),
+    })
 }
 
 /// Decodes a certificate, its chain and its key, and checks that the key matches.
-pub fn load_certificate(certificate: &CertificateAndKey) -> Result<LoadedCertificate, TlsError> {
-    let facts = certificate::inspect(certificate)?;
+fn certified_key(certificate: &CertificateAndKey) -> Result<CertifiedKey, TlsError> {
     let mut chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(certificate.certificate.as_bytes())
             .collect::<Result<_, _>>()
@@ -95,11 +176,7 @@ pub fn load_certificate(certificate: &CertificateAndKey) -> Result<LoadedCertifi
     let signing_key = ring::sign::any_supported_type(&key).map_err(TlsError::KeyType)?;
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(TlsError::KeyMismatch)?;
-    Ok(LoadedCertificate {
-        fingerprint: facts.fingerprint,
-        names: facts.names,
-        key: Arc::new(certified),
-    })
+    Ok(certified)
 }
 
 /// The certificates of one listener, as an immutable table swapped whole on change.
@@ -158,7 +235,7 @@ impl CertificateTable {
         by_name
             .or(self.default.as_ref())
             .or_else(|| self.order.last().and_then(|f| self.by_fingerprint.get(f)))
-            .map(|certificate| certificate.key.clone())
+            .and_then(LoadedCertificate::certified_key)
     }
 }
 
@@ -579,9 +656,9 @@ mod tests {
 
     #[test]
     fn a_key_of_another_certificate_is_refused() {
-        assert!(load_certificate(&pair(LOCALHOST, LOCALHOST_KEY)).is_ok());
+        assert!(load_certificate(&pair(LOCALHOST, LOCALHOST_KEY), KeyCheck::Now).is_ok());
         assert!(matches!(
-            load_certificate(&pair(LOCALHOST, EXAMPLE_KEY)),
+            load_certificate(&pair(LOCALHOST, EXAMPLE_KEY), KeyCheck::Now),
             Err(TlsError::KeyMismatch(_))
         ));
     }
@@ -589,12 +666,16 @@ mod tests {
     #[test]
     fn names_find_their_certificate_and_others_get_the_default() {
         let mut table = CertificateTable::default();
-        let localhost = load_certificate(&pair(LOCALHOST, LOCALHOST_KEY)).unwrap();
-        let example = load_certificate(&pair(EXAMPLE, EXAMPLE_KEY)).unwrap();
+        let localhost = load_certificate(&pair(LOCALHOST, LOCALHOST_KEY), KeyCheck::Now).unwrap();
+        let example = load_certificate(&pair(EXAMPLE, EXAMPLE_KEY), KeyCheck::Now).unwrap();
         table.add(localhost.clone());
         table.add(example.clone());
         let is = |found: Option<Arc<CertifiedKey>>, expected: &LoadedCertificate| {
-            found.is_some_and(|key| Arc::ptr_eq(&key, &expected.key))
+            found.is_some_and(|key| {
+                expected
+                    .certified_key()
+                    .is_some_and(|served| Arc::ptr_eq(&key, &served))
+            })
         };
         assert!(is(table.find(Some("localhost")), &localhost));
         assert!(is(table.find(Some("EXAMPLE.com")), &example));
@@ -608,6 +689,34 @@ mod tests {
         assert!(is(table.find(None), &localhost));
         assert!(table.remove(&example.fingerprint));
         assert!(is(table.find(Some("example.com")), &localhost));
+    }
+
+    #[test]
+    fn a_key_checked_on_first_use_is_decoded_once_then() {
+        let lazy = load_certificate(&pair(LOCALHOST, LOCALHOST_KEY), KeyCheck::OnFirstUse)
+            .expect("the certificate itself is read now");
+        assert_eq!(lazy.names, ["localhost", "127.0.0.1"]);
+        assert!(
+            lazy.key.decoded.get().is_none(),
+            "not decoded while loading"
+        );
+        let first = lazy.certified_key().expect("a matching key decodes");
+        let again = lazy.certified_key().expect("still there");
+        assert!(Arc::ptr_eq(&first, &again), "decoded once");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_checked_on_first_use_fails_its_handshakes_only() {
+        let lazy = load_certificate(&pair(LOCALHOST, EXAMPLE_KEY), KeyCheck::OnFirstUse)
+            .expect("the key is not looked at while loading");
+        assert!(lazy.certified_key().is_none());
+        let mut table = CertificateTable::default();
+        let example = load_certificate(&pair(EXAMPLE, EXAMPLE_KEY), KeyCheck::OnFirstUse)
+            .expect("a good pair");
+        table.add(lazy);
+        table.add(example);
+        assert!(table.find(Some("localhost")).is_none(), "no key to serve");
+        assert!(table.find(Some("example.com")).is_some());
     }
 
     #[test]

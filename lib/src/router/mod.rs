@@ -69,6 +69,8 @@ mod trie;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 
@@ -124,7 +126,8 @@ pub enum RouterError {
 /// A frontend, compiled for matching.
 #[derive(Debug)]
 pub struct Route {
-    frontend: HttpFrontend,
+    /// Shared with the worker's state (see [`Route::share_frontend`]).
+    frontend: Arc<HttpFrontend>,
     host: HostPattern,
     path: PathMatcher,
     method: Option<Box<[u8]>>,
@@ -138,7 +141,8 @@ pub struct Route {
 
 impl Route {
     /// Compiles the patterns and templates of `frontend`.
-    pub fn compile(frontend: HttpFrontend) -> Result<Self, RouterError> {
+    pub fn compile(frontend: impl Into<Arc<HttpFrontend>>) -> Result<Self, RouterError> {
+        let frontend = frontend.into();
         let host = HostPattern::parse(&frontend.hostname)?;
         let path = PathMatcher::new(&frontend.path)?;
         let compile = |field: &'static str, source: &Option<String>| {
@@ -181,6 +185,14 @@ impl Route {
     /// The frontend as the order that added it described it.
     pub fn frontend(&self) -> &HttpFrontend {
         &self.frontend
+    }
+
+    /// Holds `frontend` instead of its own copy when both are the same frontend, so that a
+    /// worker's state and router keep one copy of it between them.
+    pub fn share_frontend(&mut self, frontend: &Arc<HttpFrontend>) {
+        if self.frontend == *frontend {
+            self.frontend = frontend.clone();
+        }
     }
 
     /// The cluster requests are sent to; `None` for a frontend that only answers, redirects or
@@ -306,10 +318,12 @@ pub struct Router {
     pre: Vec<Route>,
     tree: Trie,
     post: Vec<Route>,
-    /// Every frontend, and where it sits. A TREE frontend is found again from its key's
-    /// hostname, parsed anew on removal: keeping each parsed pattern here too (labels and
-    /// their strings) doubled the router's memory per frontend.
-    places: HashMap<FrontendKey, RulePosition, FxBuildHasher>,
+    /// The PRE and POST frontends, and where each sits. A TREE frontend is found in the tree
+    /// from its key's hostname, parsed anew: an index of every key (or of every parsed
+    /// pattern) here would double the router's memory per frontend.
+    listed: HashMap<FrontendKey, RulePosition, FxBuildHasher>,
+    /// How many frontends the router holds.
+    len: usize,
 }
 
 impl Router {
@@ -320,12 +334,12 @@ impl Router {
 
     /// How many frontends the router holds.
     pub fn len(&self) -> usize {
-        self.places.len()
+        self.len
     }
 
     /// Whether the router holds no frontend.
     pub fn is_empty(&self) -> bool {
-        self.places.is_empty()
+        self.len == 0
     }
 
     /// Adds a frontend. Fails, changing nothing, when one with the same key exists or when
@@ -337,7 +351,11 @@ impl Router {
     /// Adds a compiled route; refused when a frontend with its key is in already.
     pub fn insert(&mut self, route: Route) -> Result<(), RouterError> {
         let key = route.frontend.key();
-        if self.places.contains_key(&key) {
+        let in_tree = self
+            .tree
+            .rules(&route.host)
+            .is_some_and(|rules| rules.contains(|r| r.has_key(&key)));
+        if in_tree || self.listed.contains_key(&key) {
             return Err(RouterError::Duplicate(Box::new(key)));
         }
         let position = route.frontend.position;
@@ -346,46 +364,52 @@ impl Router {
             RulePosition::Tree => self.tree.insert(route),
             RulePosition::Post => self.post.push(route),
         }
-        self.places.insert(key, position);
+        if position != RulePosition::Tree {
+            self.listed.insert(key, position);
+        }
+        self.len = self.len.saturating_add(1);
         Ok(())
     }
 
     /// Removes the frontend with this key and gives it back.
-    pub fn remove(&mut self, key: &FrontendKey) -> Result<HttpFrontend, RouterError> {
-        let not_found = || RouterError::NotFound(Box::new(key.clone()));
-        let position = *self.places.get(key).ok_or_else(not_found)?;
+    pub fn remove(&mut self, key: &FrontendKey) -> Result<Arc<HttpFrontend>, RouterError> {
         let is_target = |route: &Route| route.has_key(key);
-        let removed = match position {
-            RulePosition::Pre => take_first(&mut self.pre, is_target),
+        let removed = match self.listed.get(key) {
+            Some(RulePosition::Pre) => take_first(&mut self.pre, is_target),
+            Some(RulePosition::Post) => take_first(&mut self.post, is_target),
             // The hostname parsed when the frontend was added.
-            RulePosition::Tree => HostPattern::parse(&key.hostname)
+            Some(RulePosition::Tree) | None => HostPattern::parse(&key.hostname)
                 .ok()
                 .and_then(|host| self.tree.remove(&host, is_target)),
-            RulePosition::Post => take_first(&mut self.post, is_target),
         };
-        if removed.is_some() {
-            self.places.remove(key);
-        }
-        removed.map(|route| route.frontend).ok_or_else(not_found)
+        let route = removed.ok_or_else(|| RouterError::NotFound(Box::new(key.clone())))?;
+        self.listed.remove(key);
+        self.len = self.len.saturating_sub(1);
+        Ok(route.frontend)
     }
 
     /// Removes every frontend of a cluster; returns how many there were.
     pub fn remove_cluster(&mut self, cluster_id: &str) -> usize {
-        let mut removed = Vec::new();
+        let mut listed = Vec::new();
+        let mut removed = 0;
         let mut keep = |route: &Route| {
             let belongs = route.cluster_id() == Some(cluster_id);
             if belongs {
-                removed.push(route.frontend.key());
+                removed += 1;
+                if route.frontend.position != RulePosition::Tree {
+                    listed.push(route.frontend.key());
+                }
             }
             !belongs
         };
         self.pre.retain(|route| keep(route));
         self.post.retain(|route| keep(route));
         self.tree.retain(&mut keep);
-        for key in &removed {
-            self.places.remove(key);
+        for key in &listed {
+            self.listed.remove(key);
         }
-        removed.len()
+        self.len = self.len.saturating_sub(removed);
+        removed
     }
 
     /// The frontend that takes a request to `host` (`host[:port]`), `target` (the path, with

@@ -167,6 +167,13 @@ impl PathRules {
             })
     }
 
+    /// Whether a frontend for which `is_target` holds is here.
+    pub(crate) fn contains(&self, is_target: impl Fn(&Route) -> bool) -> bool {
+        [&self.equals, &self.regexes, &self.prefixes]
+            .into_iter()
+            .any(|routes| routes.iter().any(&is_target))
+    }
+
     /// Keeps the frontends for which `keep` holds, in their order.
     pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&Route) -> bool) {
         self.equals.retain(|r| keep(r));

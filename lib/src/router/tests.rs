@@ -336,6 +336,66 @@ fn invalid_frontends_are_refused_and_change_nothing() {
     assert_eq!(get(&router, "a.com", "/"), None);
 }
 
+/// The router finds a TREE frontend's key in the tree and keeps an index of the PRE and POST
+/// ones only: adding, removing and removing a cluster keep both, and the count, consistent.
+#[test]
+fn every_change_keeps_the_keys_and_the_count_consistent() {
+    let tree = frontend("a", "api.example.com");
+    let wildcard = frontend("a", "*.example.com");
+    let regex = frontend("b", "/api[0-9]+/.example.com");
+    let pre = at(frontend("a", "pre.com"), RulePosition::Pre);
+    let post = at(frontend("b", "post.com"), RulePosition::Post);
+    let mut router = router([
+        tree.clone(),
+        wildcard.clone(),
+        regex.clone(),
+        pre.clone(),
+        post.clone(),
+    ]);
+    assert_eq!(router.len(), 5);
+    // The same key, whatever its position or the case of its hostname, is a duplicate.
+    for duplicate in [
+        at(tree.clone(), RulePosition::Pre),
+        frontend("other", "API.Example.COM"),
+        at(pre.clone(), RulePosition::Tree),
+        at(post.clone(), RulePosition::Pre),
+        wildcard.clone(),
+        regex.clone(),
+    ] {
+        assert!(
+            matches!(
+                router.add(duplicate.clone()),
+                Err(RouterError::Duplicate(_))
+            ),
+            "{duplicate:?}"
+        );
+    }
+    assert_eq!(router.len(), 5);
+    assert_eq!(router.remove_cluster("a"), 3);
+    assert_eq!(router.len(), 2);
+    for gone in [&tree, &wildcard, &pre] {
+        assert!(matches!(
+            router.remove(&gone.key()),
+            Err(RouterError::NotFound(_))
+        ));
+    }
+    assert_eq!(get(&router, "api7.example.com", "/"), cluster("b"));
+    assert_eq!(get(&router, "pre.com", "/"), None);
+    // What was removed with its cluster can come back, once.
+    assert!(router.add(at(tree.clone(), RulePosition::Post)).is_ok());
+    assert!(router.add(pre.clone()).is_ok());
+    assert!(matches!(
+        router.add(tree.clone()),
+        Err(RouterError::Duplicate(_))
+    ));
+    assert_eq!(router.len(), 4);
+    assert_eq!(get(&router, "api.example.com", "/"), cluster("a"));
+    assert!(router.remove(&tree.key()).is_ok());
+    assert!(router.remove(&post.key()).is_ok());
+    assert_eq!(router.len(), 2);
+    assert_eq!(get(&router, "api.example.com", "/"), None);
+}
+
 #[test]
 fn remove_gives_the_frontend_back_and_falls_back() {
     let specific = with_path(
@@ -351,9 +411,9 @@ fn remove_gives_the_frontend_back_and_falls_back() {
         at(frontend("pre", "pre.com"), RulePosition::Pre),
     ]);
     assert_eq!(router.len(), 4);
-    assert!(matches!(router.remove(&specific.key()), Ok(f) if f == specific));
+    assert!(matches!(router.remove(&specific.key()), Ok(f) if *f == specific));
     assert_eq!(get(&router, "api.example.com", "/"), cluster("regex"));
-    assert!(matches!(router.remove(&regex.key()), Ok(f) if f == regex));
+    assert!(matches!(router.remove(&regex.key()), Ok(f) if *f == regex));
     assert_eq!(get(&router, "api.example.com", "/"), cluster("wildcard"));
     assert!(matches!(
         router.remove(&specific.key()),

@@ -55,6 +55,15 @@ impl Trie {
         rules.insert(route);
     }
 
+    /// The frontends of exactly `host`, if it has any.
+    pub(crate) fn rules(&self, host: &HostPattern) -> Option<&PathRules> {
+        match host {
+            HostPattern::Any => Some(&self.any),
+            HostPattern::Exact(name) => self.exact.get(name),
+            HostPattern::Labels(labels) => self.root.rules(labels),
+        }
+    }
+
     /// Removes the first frontend of `host` for which `is_target` holds.
     pub(crate) fn remove(
         &mut self,
@@ -149,6 +158,23 @@ impl Node {
                 // `index` was just found or pushed.
                 self.regexes[index].1.rules_mut(left)
             }
+        }
+    }
+
+    /// The frontends of the hostname `labels` (leftmost first) below this node, if any.
+    fn rules(&self, labels: &[LabelPattern]) -> Option<&PathRules> {
+        match labels.split_last() {
+            None => Some(&self.routes),
+            Some((LabelPattern::Wildcard, _)) => Some(&self.wildcard),
+            Some((LabelPattern::Exact(label), left)) => {
+                self.exact.get(label.as_bytes())?.rules(left)
+            }
+            Some((LabelPattern::Regex(regex), left)) => self
+                .regexes
+                .iter()
+                .find(|(r, _)| r.as_str() == regex.as_str())?
+                .1
+                .rules(left),
         }
     }
 

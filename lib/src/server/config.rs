@@ -5,6 +5,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use sozu_command_lib::config::{AccessLogFormat, LogTarget};
 
+use crate::protocol::tls::KeyCheck;
+
 /// Settings of a worker that orders do not change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -34,6 +36,10 @@ pub struct ServerConfig {
     pub disable_cluster_metrics: bool,
     /// Size of the kernel pipes of TCP listeners with `splice`; 0 keeps the kernel's default.
     pub splice_pipe_capacity: usize,
+    /// When the private keys of `ADD_CERTIFICATE` and `REPLACE_CERTIFICATE` are decoded and
+    /// checked: `Now` (the default) refuses a bad pair with the order; `OnFirstUse` suits a
+    /// worker fed by a main process that checked every pair.
+    pub key_check: KeyCheck,
 }
 
 /// Where access logs go and how they look.
@@ -77,6 +83,7 @@ impl Default for ServerConfig {
             statsd: None,
             disable_cluster_metrics: false,
             splice_pipe_capacity: 0,
+            key_check: KeyCheck::Now,
         }
     }
 }

@@ -4,14 +4,14 @@
 //! answers and routes it can compile) and against the [`ConfigState`]; only then does it
 //! change the running structures, so an order that fails changes nothing.
 
-use std::{collections::BTreeMap, io, net::SocketAddr};
+use std::{collections::BTreeMap, io, net::SocketAddr, sync::Arc};
 
 use log::{debug, error, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
     request::{
-        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration,
-        Order, Request, UpdateHttpListener, UpdateHttpsListener,
+        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, ListenerType,
+        MetricsConfiguration, Order, Request, UpdateHttpListener, UpdateHttpsListener,
     },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
@@ -175,7 +175,7 @@ impl Server {
             .filter(|cluster| only.is_none_or(|id| cluster.cluster_id == id))
             .map(|cluster| {
                 let cluster_id = &cluster.cluster_id;
-                let belongs = |f: &&HttpFrontend| f.cluster_id.as_ref() == Some(cluster_id);
+                let belongs = |f: &&Arc<HttpFrontend>| f.cluster_id.as_ref() == Some(cluster_id);
                 let configured = self.state.backends.get(cluster_id);
                 let mut backends: Vec<BackendInformation> = self
                     .backends
@@ -204,14 +204,14 @@ impl Server {
                         .http_frontends
                         .values()
                         .filter(belongs)
-                        .cloned()
+                        .map(|frontend| HttpFrontend::clone(frontend))
                         .collect(),
                     https_frontends: self
                         .state
                         .https_frontends
                         .values()
                         .filter(belongs)
-                        .cloned()
+                        .map(|frontend| HttpFrontend::clone(frontend))
                         .collect(),
                     tcp_frontends: self
                         .state
@@ -230,7 +230,7 @@ impl Server {
     /// Validates an order (with [`validate`], as the main process does) and applies it. On
     /// error nothing changed.
     pub(super) fn apply_order(&mut self, order: &Order) -> Result<(), ApplyError> {
-        let validated = validate(&self.state, order)?;
+        let validated = validate(&self.state, order, self.config.key_check)?;
         let applied = match (order, validated) {
             (Order::ActivateListener(listener), _) => {
                 if self.state.listener_kind(listener.address) != Some(listener.proxy) {
@@ -295,7 +295,7 @@ impl Server {
                 self.apply_to_state(order)?;
                 if let Some(listener) = self.http_listeners.get_mut(address) {
                     listener.answers = answers;
-                    listener.config = config;
+                    listener.config = *config;
                     if let Some(tls) = tls {
                         listener.hsts = tls.hsts;
                         listener.tls = settings;
@@ -305,7 +305,7 @@ impl Server {
             }
             (
                 Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend),
-                Validated::Route(route),
+                Validated::Route(mut route),
             ) => {
                 if !self.http_listeners.contains_key(&frontend.address) {
                     return Err(ApplyError::NoHttpListener {
@@ -313,6 +313,13 @@ impl Server {
                     });
                 }
                 self.apply_to_state(order)?;
+                let kind = match order {
+                    Order::AddHttpsFrontend(_) => ListenerType::Https,
+                    _ => ListenerType::Http,
+                };
+                if let Some(shared) = self.state.http_frontends_of(kind).get(&frontend.key()) {
+                    route.share_frontend(shared);
+                }
                 if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {
                     // The state refused a duplicate already, and the router holds what the
                     // state holds.

@@ -32,7 +32,7 @@ use crate::{
             answers::{AnswerError, Answers, Template, parse_answers},
             auth::Authorized,
         },
-        tls::{self, LoadedCertificate, TlsError},
+        tls::{self, KeyCheck, LoadedCertificate, TlsError},
     },
     router::{
         Route, RouterError,
@@ -118,8 +118,9 @@ pub enum Validated {
     /// A listener's new settings after an update, and the TLS settings for HTTPS (applied to
     /// the listener's existing certificate resolver).
     ListenerUpdate {
-        /// The listener's configuration after the update.
-        config: HttpListenerConfig,
+        /// The listener's configuration after the update (boxed: the other variants are
+        /// much smaller).
+        config: Box<HttpListenerConfig>,
         /// The listener's answer templates after the update.
         answers: Answers,
         /// The HTTPS listener's TLS settings after the update; `None` for HTTP.
@@ -143,7 +144,15 @@ pub enum Validated {
 /// Checks `order` against `state` and against what the worker's code accepts. The state is
 /// not changed; [`ConfigState::apply`] then changes it (and makes the checks that depend on
 /// what the state holds: duplicates, dangling references).
-pub fn validate(state: &ConfigState, order: &Order) -> Result<Validated, OrderError> {
+///
+/// `keys` says when the private key of a certificate order is decoded and checked: with
+/// [`KeyCheck::OnFirstUse`], a key that does not match passes here and fails the handshakes
+/// that need it.
+pub fn validate(
+    state: &ConfigState,
+    order: &Order,
+    keys: KeyCheck,
+) -> Result<Validated, OrderError> {
     rules::check_order(order)?;
     match order {
         Order::AddHttpListener(config) => Ok(Validated::Listener {
@@ -171,7 +180,7 @@ pub fn validate(state: &ConfigState, order: &Order) -> Result<Validated, OrderEr
             update.http.apply(&mut config);
             Ok(Validated::ListenerUpdate {
                 answers: listener_answers(state, &config)?,
-                config,
+                config: Box::new(config),
                 tls: None,
             })
         }
@@ -193,12 +202,12 @@ pub fn validate(state: &ConfigState, order: &Order) -> Result<Validated, OrderEr
             HttpsSettings::new(&tls).map_err(|source| OrderError::Tls { address, source })?;
             Ok(Validated::ListenerUpdate {
                 answers: listener_answers(state, &config)?,
-                config,
+                config: Box::new(config),
                 tls: Some(tls),
             })
         }
-        Order::AddCertificate(add) => load(add.address, &add.certificate),
-        Order::ReplaceCertificate(replace) => load(replace.address, &replace.new_certificate),
+        Order::AddCertificate(add) => load(add.address, &add.certificate, keys),
+        Order::ReplaceCertificate(replace) => load(replace.address, &replace.new_certificate, keys),
         Order::AddCluster(cluster) => parse_answers(&cluster.answers)
             .map(|answers| Validated::Cluster {
                 answers,
@@ -259,8 +268,12 @@ pub(super) fn listener_answers(
     Ok(answers)
 }
 
-fn load(address: SocketAddr, certificate: &CertificateAndKey) -> Result<Validated, OrderError> {
-    tls::load_certificate(certificate)
+fn load(
+    address: SocketAddr,
+    certificate: &CertificateAndKey,
+    keys: KeyCheck,
+) -> Result<Validated, OrderError> {
+    tls::load_certificate(certificate, keys)
         .map(Validated::Certificate)
         .map_err(|source| OrderError::Certificate { address, source })
 }

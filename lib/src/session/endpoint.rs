@@ -519,7 +519,7 @@ mod tests {
         use super::super::*;
         use crate::{
             pool::Pool,
-            protocol::tls::{CertificateResolver, load_certificate, server_config},
+            protocol::tls::{CertificateResolver, KeyCheck, load_certificate, server_config},
         };
 
         const DEADLINE: Duration = Duration::from_secs(5);
@@ -571,7 +571,7 @@ mod tests {
         fn tls_pair() -> (Endpoint, StreamOwned<ClientConnection, std::net::TcpStream>) {
             let resolver = Arc::new(CertificateResolver::default());
             let certificate = CertificateAndKey::new(CERTIFICATE, KEY);
-            resolver.add(load_certificate(&certificate).unwrap());
+            resolver.add(load_certificate(&certificate, KeyCheck::Now).unwrap());
             let config = server_config(&TlsListenerConfig::default(), resolver).unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let client_socket =

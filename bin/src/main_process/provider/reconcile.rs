@@ -8,7 +8,7 @@
 //! if it had one, and is reported. The main process then sends `state.diff(&target)`: only
 //! what changed.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use sozu_command_lib::{
     request::{
@@ -191,12 +191,12 @@ fn removal(state: &ConfigState, order: &Order) -> Option<Order> {
                 fingerprint: fingerprint.clone(),
             })
         }
-        Order::AddHttpFrontend(frontend) => {
-            Order::RemoveHttpFrontend(state.http_frontends.get(&frontend.key())?.clone())
-        }
-        Order::AddHttpsFrontend(frontend) => {
-            Order::RemoveHttpsFrontend(state.https_frontends.get(&frontend.key())?.clone())
-        }
+        Order::AddHttpFrontend(frontend) => Order::RemoveHttpFrontend(HttpFrontend::clone(
+            state.http_frontends.get(&frontend.key())?,
+        )),
+        Order::AddHttpsFrontend(frontend) => Order::RemoveHttpsFrontend(HttpFrontend::clone(
+            state.https_frontends.get(&frontend.key())?,
+        )),
         Order::AddTcpFrontend(frontend) => {
             Order::RemoveTcpFrontend(state.tcp_frontend_with_rule_of(frontend)?.clone())
         }
@@ -240,8 +240,10 @@ fn ensure(state: &mut ConfigState, order: &Order) -> Result<(), String> {
 
 /// Whether exactly `order`'s object is in `state`.
 fn is_in_place(state: &ConfigState, order: &Order) -> bool {
-    let same_http = |frontends: &BTreeMap<_, HttpFrontend>, frontend: &HttpFrontend| {
-        frontends.get(&frontend.key()) == Some(frontend)
+    let same_http = |frontends: &BTreeMap<_, Arc<HttpFrontend>>, frontend: &HttpFrontend| {
+        frontends
+            .get(&frontend.key())
+            .is_some_and(|kept| **kept == *frontend)
     };
     match order {
         Order::AddBackend(backend) => {

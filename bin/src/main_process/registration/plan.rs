@@ -38,13 +38,11 @@ impl Resource {
             Resource::HttpFrontend(key) => state
                 .http_frontends
                 .get(key)
-                .cloned()
-                .map(Order::RemoveHttpFrontend),
+                .map(|frontend| Order::RemoveHttpFrontend(HttpFrontend::clone(frontend))),
             Resource::HttpsFrontend(key) => state
                 .https_frontends
                 .get(key)
-                .cloned()
-                .map(Order::RemoveHttpsFrontend),
+                .map(|frontend| Order::RemoveHttpsFrontend(HttpFrontend::clone(frontend))),
             Resource::TcpFrontend(address) => state
                 .default_tcp_frontend(*address)
                 .cloned()

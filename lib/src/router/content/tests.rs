@@ -343,13 +343,17 @@ fn bad_rules_are_refused_with_their_frontend() {
 fn an_order_with_a_script_that_does_not_load_is_refused_naming_the_lua_error() {
     use sozu_command_lib::{request::UpdateTcpListener, state::ConfigState};
 
-    use crate::server::validate;
+    use crate::{protocol::tls::KeyCheck, server::validate};
 
     let broken = TcpListenerConfig {
         script: Some(script("function route(d, p)\n  return {\n")),
         ..listener()
     };
-    let Err(error) = validate(&ConfigState::new(), &Order::AddTcpListener(broken)) else {
+    let Err(error) = validate(
+        &ConfigState::new(),
+        &Order::AddTcpListener(broken),
+        KeyCheck::Now,
+    ) else {
         panic!("a script that does not load was accepted");
     };
     assert_eq!(error.to_string(), "listener 127.0.0.1:5000");
@@ -363,7 +367,11 @@ fn an_order_with_a_script_that_does_not_load_is_refused_naming_the_lua_error() {
         script: Some(Some(script("x = 1"))),
         ..UpdateTcpListener::between(&listener(), &listener())
     };
-    let Err(error) = validate(&state, &Order::UpdateTcpListenerConfig(update)) else {
+    let Err(error) = validate(
+        &state,
+        &Order::UpdateTcpListenerConfig(update),
+        KeyCheck::Now,
+    ) else {
         panic!("a script without route was accepted");
     };
     let script_error = std::error::Error::source(&error).unwrap().to_string();
@@ -375,7 +383,14 @@ fn an_order_with_a_script_that_does_not_load_is_refused_naming_the_lua_error() {
         script: Some(script(SOCKS4)),
         ..listener()
     };
-    assert!(validate(&ConfigState::new(), &Order::AddTcpListener(good)).is_ok());
+    assert!(
+        validate(
+            &ConfigState::new(),
+            &Order::AddTcpListener(good),
+            KeyCheck::Now
+        )
+        .is_ok()
+    );
 }
 
 #[test]

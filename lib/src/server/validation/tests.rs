@@ -23,7 +23,7 @@ use sozu_command_lib::{
     state::ConfigState,
 };
 
-use super::validate;
+use super::{KeyCheck, validate};
 use crate::server::{Server, ServerConfig};
 
 const LOCALHOST: &str = include_str!("../../../../command/tests/fixtures/localhost.pem");
@@ -558,7 +558,7 @@ proptest! {
         let mut main = ConfigState::new();
         let (mut server, _main) = worker();
         for order in setup().iter().chain(&orders) {
-            let accepted = validate(&main, order)
+            let accepted = validate(&main, order, KeyCheck::Now)
                 .map_err(|error| error.to_string())
                 .and_then(|_| main.apply(order).map_err(|error| error.to_string()));
             if accepted.is_ok() {
@@ -567,5 +567,79 @@ proptest! {
             }
         }
         prop_assert_eq!(&server.state, &main);
+    }
+}
+
+/// A change of the routing state as the frontend proptest below draws it.
+#[derive(Debug, Clone)]
+enum FrontendChange {
+    Add(Box<HttpFrontend>),
+    /// Removes the frontend added by the n-th `Add` so far (modulo their number).
+    Remove(prop::sample::Index),
+    /// Removes a cluster with its frontends, then adds it back without them.
+    RemoveCluster(String),
+}
+
+fn arb_frontend_change() -> impl Strategy<Value = FrontendChange> {
+    prop_oneof![
+        5 => arb_http_frontend(ListenerType::Http).prop_map(|f| FrontendChange::Add(Box::new(f))),
+        5 => arb_http_frontend(ListenerType::Https).prop_map(|f| FrontendChange::Add(Box::new(f))),
+        3 => any::<prop::sample::Index>().prop_map(FrontendChange::Remove),
+        1 => arb_cluster_id().prop_map(FrontendChange::RemoveCluster),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever frontends are added and removed, each listener's router holds as many as the
+    /// worker's state has on it, and each one once between them: the state's copy.
+    #[test]
+    fn the_router_holds_what_the_state_holds(
+        changes in prop::collection::vec(arb_frontend_change(), 1..48)
+    ) {
+        let (mut server, _main) = worker();
+        for order in setup() {
+            prop_assert!(server.apply_order(&order).is_ok());
+        }
+        let mut added: Vec<Order> = Vec::new();
+        for change in changes {
+            let orders = match change {
+                FrontendChange::Add(frontend) => {
+                    let order = if frontend.address.port() >= 3 {
+                        Order::AddHttpsFrontend(*frontend)
+                    } else {
+                        Order::AddHttpFrontend(*frontend)
+                    };
+                    added.push(order.clone());
+                    vec![order]
+                }
+                FrontendChange::Remove(index) if !added.is_empty() => {
+                    match &added[index.index(added.len())] {
+                        Order::AddHttpsFrontend(f) => vec![Order::RemoveHttpsFrontend(f.clone())],
+                        Order::AddHttpFrontend(f) => vec![Order::RemoveHttpFrontend(f.clone())],
+                        _ => Vec::new(),
+                    }
+                }
+                FrontendChange::Remove(_) => Vec::new(),
+                FrontendChange::RemoveCluster(cluster_id) => vec![
+                    Order::RemoveCluster(ClusterId { cluster_id: cluster_id.clone() }),
+                    Order::AddCluster(Cluster::new(&cluster_id)),
+                ],
+            };
+            for order in &orders {
+                // Refusals (duplicates, unknown names) are fine: they must change nothing.
+                let _ = server.apply_order(order);
+            }
+            for (address, listener) in &server.http_listeners {
+                let kind = if listener.tls.is_some() { ListenerType::Https } else { ListenerType::Http };
+                let in_state = server.state.http_frontends_of(kind);
+                let on_listener = in_state.keys().filter(|key| key.address == *address).count();
+                prop_assert_eq!(listener.router.len(), on_listener, "{}", address);
+            }
+            for frontend in server.state.http_frontends.values().chain(server.state.https_frontends.values()) {
+                prop_assert_eq!(std::sync::Arc::strong_count(frontend), 2, "{:?}", frontend);
+            }
+        }
     }
 }
