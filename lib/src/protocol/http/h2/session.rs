@@ -16,6 +16,7 @@
 //!
 //! - `start`: how a connection becomes HTTP/2;
 //! - `slots`: the backend connections by slot (held, idle, given back, connects);
+//! - `forward`: an exchange's bytes over its backend connection, within its stream's budget;
 //! - `events`: what the loop tells the session besides readiness (timeouts, connects, soft
 //!   stop, close).
 
@@ -39,7 +40,7 @@ use crate::{
         stream::Stream,
     },
     session::{
-        Action, BackConnection, BackUse, Context, Session, Stage,
+        Action, BackUse, Context, Session, Stage,
         backs::Backs,
         endpoint::{Endpoint, Ready, Transfer},
         shaper::Way,
@@ -49,6 +50,7 @@ use crate::{
 
 mod budget;
 mod events;
+mod forward;
 mod slots;
 mod start;
 
@@ -548,7 +550,7 @@ impl Mux {
                 if exchange.back_buf.is_none() {
                     exchange.back_buf = Some(context.pool.checkout());
                 }
-                let moved = forward(
+                let moved = forward::forward(
                     exchange,
                     back,
                     &mut self.codec,
@@ -708,86 +710,6 @@ impl Mux {
         }
         self.recycle(exchange);
     }
-}
-
-/// Moves an exchange's bytes over its backend connection: the request out, the response in
-/// and on to the client. Returns whether the backend connection moved.
-fn forward(
-    exchange: &mut Exchange,
-    back: &mut BackConnection,
-    codec: &mut Connection,
-    listener: &HttpListener,
-    now: Instant,
-    out: &mut Vec<u8>,
-    progress: &mut bool,
-) -> Result<bool, Failure> {
-    let endpoint = &mut back.endpoint;
-    let mut moved = false;
-    let waiting = exchange.request_out().len();
-    if waiting > 0 && endpoint.readiness.event.contains(Ready::WRITABLE) {
-        let shaper = exchange.shaper.as_deref_mut();
-        let limit = budget::stream_budget(shaper, endpoint, Way::ToBackend, now, waiting)?;
-        let pending = exchange.request_out();
-        let allowed = pending.get(..limit.min(waiting)).unwrap_or_default();
-        if !allowed.is_empty() {
-            match endpoint.write(allowed) {
-                Transfer::Moved(count) => {
-                    if let Some(shaper) = exchange.shaper.as_deref_mut() {
-                        shaper.sent(Way::ToBackend, now, count);
-                    }
-                    exchange.request_written(count, codec, now, out);
-                    moved = true;
-                }
-                Transfer::WouldBlock => {}
-                Transfer::Closed | Transfer::Error(_) => {
-                    return Err(Failure::Answer(
-                        502,
-                        "the backend closed the connection before answering",
-                    ));
-                }
-            }
-        }
-    }
-    if exchange.wants_backend_input() && endpoint.readiness.event.contains(Ready::READABLE) {
-        if let Some(buf) = exchange.back_buf.as_mut() {
-            match endpoint.read(buf.space()) {
-                Transfer::Moved(count) => {
-                    buf.fill(count);
-                    if let Some(shaper) = exchange.shaper.as_deref_mut() {
-                        shaper.received(Way::ToClient, now, count);
-                    }
-                    moved = true;
-                }
-                Transfer::WouldBlock => {}
-                Transfer::Closed | Transfer::Error(_) => exchange.backend_closed()?,
-            }
-        }
-    } else if endpoint.read_closed && exchange.wants_backend_input() {
-        exchange.backend_closed()?;
-    }
-    // The response's bytes leave the backend's buffer as the stream's budget allows.
-    let unread = |exchange: &Exchange| exchange.back_buf.as_ref().map_or(0, |b| b.data().len());
-    let before = unread(exchange);
-    let shaper = exchange.shaper.as_deref_mut();
-    let limit = budget::stream_budget(shaper, endpoint, Way::ToClient, now, before)?;
-    if exchange.awaits_response() {
-        while exchange.awaits_response() && exchange.read_head(codec, listener, limit, now, out)? {
-            *progress = true;
-        }
-    }
-    let taken = before.saturating_sub(unread(exchange));
-    if exchange.decode_body(limit.saturating_sub(taken))? {
-        *progress = true;
-    }
-    let taken = before.saturating_sub(unread(exchange));
-    if let Some(shaper) = exchange.shaper.as_deref_mut() {
-        shaper.sent(Way::ToClient, now, taken);
-    }
-    if exchange.send_body(codec, now, out)? {
-        *progress = true;
-    }
-    *progress |= moved;
-    Ok(moved)
 }
 
 /// Sets the front timeout to the codec's next deadline, or to the idle timeout of a
