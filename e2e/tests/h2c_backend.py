@@ -10,7 +10,8 @@ each connection on a thread of its own. What it does depends on the request path
   `x-echo-<name>`;
 - `/reset`: RST_STREAM INTERNAL_ERROR as soon as the request head arrives;
 - `/reset-mid`: the response head and 1000 bytes, then RST_STREAM INTERNAL_ERROR;
-- `/goaway`: 200 `bye`, then GOAWAY naming this stream, and the connection closes;
+- `/goaway`: 200 `bye <connection>`, then GOAWAY naming this stream, and the connection
+  closes;
 - `/ping-flood`: 1000 PING frames, then 200 (a flood the proxy must refuse);
 - `/big-header`: a 200 whose header list is far over the proxy's limit;
 - anything else: 200 with `<method> <path> <authority> <connection>` as body.
@@ -91,7 +92,8 @@ def serve(sock, number):
             respond(stream_id, [(":status", "200"), ("content-type", "application/octet-stream")],
                     bytes(stream.body), trailers)
         elif path == "/goaway":
-            respond(stream_id, [(":status", "200"), ("content-length", "3")], b"bye")
+            body = b"bye %d" % number
+            respond(stream_id, [(":status", "200"), ("content-length", str(len(body)))], body)
             pump()
             conn.close_connection(last_stream_id=stream_id)
             closing = True
