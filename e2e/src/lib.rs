@@ -330,3 +330,22 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Runs the Python program `script` with `arguments` to its end and returns its output lines;
+/// panics, with its standard error, when it fails.
+pub fn run_python(script: &str, arguments: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .args(arguments)
+        .output()
+        .expect("python3 must be installed (.ci/install-test-tools)");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::SocketAddr,
     path::PathBuf,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
 };
 
 use sozu_command_lib::{
@@ -19,7 +19,7 @@ use sozu_e2e::{
     DEADLINE, Worker, free_address,
     http_backend::{HttpBackend, Reply, response},
     http_client::Client,
-    wait_until,
+    run_python, wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -34,20 +34,7 @@ fn add_fault(worker: &mut Worker, json: serde_json::Value) {
 
 /// Runs the Python client to its end; its output lines.
 fn run_client(arguments: &[&str]) -> Vec<String> {
-    let output: Output = Command::new("python3")
-        .arg(CLIENT)
-        .args(arguments)
-        .output()
-        .expect("python3 must be installed (.ci/install-test-tools)");
-    assert!(
-        output.status.success(),
-        "the client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    run_python(CLIENT, arguments)
 }
 
 /// One stream of `timed`: its status, how long it took, its body.

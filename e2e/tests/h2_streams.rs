@@ -7,7 +7,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     net::SocketAddr,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -24,7 +24,7 @@ use sozu_command_lib::{
 use sozu_e2e::{
     DEADLINE, Worker, free_address,
     http_backend::{HttpBackend, Reply, response},
-    wait_until,
+    run_python, wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -41,18 +41,7 @@ fn client(arguments: &[&str]) -> Command {
 
 /// Runs the Python client to its end; its output lines.
 fn run_client(arguments: &[&str]) -> Vec<String> {
-    let output: Output = client(arguments)
-        .output()
-        .expect("python3 must be installed (.ci/install-test-tools)");
-    assert!(
-        output.status.success(),
-        "the client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    run_python(CLIENT, arguments)
 }
 
 /// A worker with an `h2c` listener routing [`HOST`] to `backend`.

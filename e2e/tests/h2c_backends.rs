@@ -15,7 +15,7 @@ use sozu_command_lib::{
     request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
     response::{FilteredMetric, ResponseContent},
 };
-use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, wait_until};
+use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, run_python, wait_until};
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 const HOST: &str = "localhost";
@@ -98,24 +98,6 @@ fn url(address: SocketAddr, path: &str) -> String {
 /// The Python HTTP/2 client's output lines.
 fn run_client(arguments: &[&str]) -> Vec<String> {
     run_python(CLIENT, arguments)
-}
-
-/// The output lines of the Python program `script` run with `arguments`.
-fn run_python(script: &str, arguments: &[&str]) -> Vec<String> {
-    let output = Command::new("python3")
-        .arg(script)
-        .args(arguments)
-        .output()
-        .expect("python3 must be installed (.ci/install-test-tools)");
-    assert!(
-        output.status.success(),
-        "the client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// A figure of the worker's proxy-wide metrics; 0 when absent.
