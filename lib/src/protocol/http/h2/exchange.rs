@@ -264,11 +264,7 @@ impl Exchange {
         match self.framing {
             Framing::Plain => self.request.extend_from_slice(data),
             Framing::Chunked => {
-                if !data.is_empty() {
-                    let _ = write!(Hex(&mut self.request), "{:x}\r\n", data.len());
-                    self.request.extend_from_slice(data);
-                    self.request.extend_from_slice(b"\r\n");
-                }
+                push_chunk(&mut self.request, data);
                 if end {
                     self.request.extend_from_slice(b"0\r\n\r\n");
                 }
@@ -686,6 +682,17 @@ pub(super) fn trailer_fields(section: &[u8]) -> impl Iterator<Item = (&[u8], &[u
             .any(|forbidden| name.eq_ignore_ascii_case(forbidden));
         (!is_connection_specific).then_some((name, value))
     })
+}
+
+/// Appends `data` to `out` as one chunk of an HTTP/1.1 chunked body (size line, data, CRLF),
+/// without allocating; nothing for empty data, which would read as the last chunk.
+pub(super) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let _ = write!(Hex(out), "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes formatted text (a chunk size) into a byte vector, without allocating.

@@ -8,6 +8,7 @@ use super::{Framing, Link, PendingBlock, Response};
 use crate::protocol::http::h2::{
     StreamId,
     error::{Cause, ErrorCode, FrameError},
+    exchange,
     flood::{Lifetime, Windowed},
     frame::{self, Decoded, Frame, MAX_WINDOW},
     headers::{self, BlockError, ListLimits},
@@ -268,14 +269,7 @@ impl Link {
                 Framing::Length { remaining }
             }
             Framing::Chunked => {
-                if !data.is_empty() {
-                    use std::fmt::Write as _;
-                    let mut size = String::new();
-                    let _ = write!(size, "{:x}\r\n", data.len());
-                    self.decoded.extend_from_slice(size.as_bytes());
-                    self.decoded.extend_from_slice(data);
-                    self.decoded.extend_from_slice(b"\r\n");
-                }
+                exchange::push_chunk(&mut self.decoded, data);
                 if end_stream {
                     self.decoded.extend_from_slice(b"0\r\n\r\n");
                 }
