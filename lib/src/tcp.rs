@@ -540,3 +540,6 @@ pub fn record_connection(io: &SessionIo, context: &mut Context<'_>) {
     };
     context.recorder.request_done(&record);
 }
+
+#[cfg(test)]
+mod tests;

@@ -555,3 +555,22 @@ fn a_request_the_backend_fails_stops_counting_when_the_proxy_answers() {
     assert!(harness.io.backs.get(SLOT).is_some());
     assert_eq!(harness.api_requests(), 0);
 }
+
+#[test]
+fn a_client_preface_on_an_h2c_listener_turns_the_stage_into_http2_with_the_bytes_read() {
+    let mut harness = Harness::new();
+    for listener in harness.listeners.values_mut() {
+        listener.config.h2c = true;
+    }
+    harness.request(std::str::from_utf8(h2::frame::PREFACE).unwrap());
+    assert_eq!(harness.ready(), Action::Upgraded);
+    assert!(matches!(harness.stage, Stage::H2(_)));
+    // The HTTP/2 stage took the preface the HTTP/1 stage read: it answers with its SETTINGS
+    // frame (type 4 on stream 0) instead of waiting for the preface again. Having read, it
+    // yields, and writes when driven again (as the loop does at the end of its turn).
+    assert_eq!(harness.ready(), Action::Yield);
+    assert_eq!(harness.ready(), Action::Wait);
+    let frame_head = harness.client_reads(9);
+    assert_eq!(frame_head.as_bytes()[3], 4, "{frame_head:?}");
+    assert_eq!(&frame_head.as_bytes()[5..9], &[0, 0, 0, 0]);
+}
