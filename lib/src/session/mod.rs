@@ -5,6 +5,13 @@
 //! [`Session::ready`] when a socket of the session has an event; the session works until it
 //! would block and returns an [`Action`] for what only the loop can do: open a backend
 //! connection, or close. Stages never reach into the loop.
+//!
+//! A [`Session`] is its [`Stage`] and a [`SessionIo`] (sockets, addresses, timeouts), kept
+//! apart so that [`Stage::ready`] lends a stage's own state and the `SessionIo` at once: no
+//! protocol code takes the whole session. A stage that becomes another (an upgrade to a
+//! pipe, HTTP/2, the end of a PROXY header or of sniffing, a fault that lingers) returns
+//! the next stage in an [`Outcome`], which the stage's `match` puts in place. A stage can be
+//! driven in a unit test with a `SessionIo` over loopback sockets and a [`Context`].
 
 use std::{
     collections::BTreeMap,
