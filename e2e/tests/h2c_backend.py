@@ -115,9 +115,10 @@ def serve(sock, number):
                 if index == len(chunks) - 1:
                     frame.flags.add("END_HEADERS")
                 frames.append(frame.serialize())
+            # The connection stays open: the proxy must be the one that ends it (a close
+            # here could reach the proxy as a reset before it read the header block).
             sock.sendall(conn.data_to_send() + b"".join(frames))
             del streams[stream_id]
-            closing = True
         elif path == "/reset-mid":
             conn.send_headers(stream_id, [(":status", "200")])
             conn.send_data(stream_id, b"m" * 1000)
