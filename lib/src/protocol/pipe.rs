@@ -25,12 +25,19 @@ use crate::{
 };
 
 pub struct Pipe {
+    /// Boxed: a session's stage is as large as its largest variant, and every session of
+    /// the worker (HTTP ones included) would otherwise carry room for two lanes.
+    lanes: Box<Lanes>,
+    /// The pipe ran once with its backend connected.
+    started: bool,
+}
+
+/// The two directions of a pipe.
+struct Lanes {
     /// Client to backend.
     front_to_back: Lane,
     /// Backend to client.
     back_to_front: Lane,
-    /// The pipe ran once with its backend connected.
-    started: bool,
 }
 
 /// Where one direction's bytes wait between the two sockets.
@@ -200,8 +207,10 @@ struct Progress {
 impl Pipe {
     pub fn new(front_to_back: Buffer, back_to_front: Buffer) -> Self {
         Pipe {
-            front_to_back: Lane::new(Store::Buffer(front_to_back)),
-            back_to_front: Lane::new(Store::Buffer(back_to_front)),
+            lanes: Box::new(Lanes {
+                front_to_back: Lane::new(Store::Buffer(front_to_back)),
+                back_to_front: Lane::new(Store::Buffer(back_to_front)),
+            }),
             started: false,
         }
     }
@@ -219,13 +228,15 @@ impl Pipe {
         let pipes = KernelPipe::new(capacity).and_then(|up| Ok((up, KernelPipe::new(capacity)?)));
         match pipes {
             Ok((up, down)) => Ok(Pipe {
-                front_to_back: Lane::new(Store::Kernel {
-                    prefix: Some(prefix),
-                    pipe: up,
-                }),
-                back_to_front: Lane::new(Store::Kernel {
-                    prefix: None,
-                    pipe: down,
+                lanes: Box::new(Lanes {
+                    front_to_back: Lane::new(Store::Kernel {
+                        prefix: Some(prefix),
+                        pipe: up,
+                    }),
+                    back_to_front: Lane::new(Store::Kernel {
+                        prefix: None,
+                        pipe: down,
+                    }),
                 }),
                 started: false,
             }),
@@ -236,20 +247,20 @@ impl Pipe {
     /// The backend gets `header` before any byte of the client's stream. The header has its
     /// own storage: however full the stream's buffer is, no byte of either is dropped.
     pub fn with_backend_header(mut self, header: Vec<u8>) -> Self {
-        self.front_to_back.head = header;
+        self.lanes.front_to_back.head = header;
         self
     }
 
     /// The client gets `reply` before any byte of the backend's stream (a script's `reply`).
     pub fn with_client_header(mut self, reply: Vec<u8>) -> Self {
-        self.back_to_front.head = reply;
+        self.lanes.back_to_front.head = reply;
         self
     }
 
     /// The client's bytes read before the pipe existed, to count as received now by the
     /// faults' lanes towards the backend (with the PROXY header that goes first).
     pub fn waiting_for_backend(&self) -> usize {
-        self.front_to_back.pending()
+        self.lanes.front_to_back.pending()
     }
 
     /// Moves bytes both ways as far as the sockets allow, and as the session's faults allow
@@ -265,7 +276,7 @@ impl Pipe {
         }
         let upstream = copy(
             front,
-            &mut self.front_to_back,
+            &mut self.lanes.front_to_back,
             back,
             shaping
                 .as_mut()
@@ -273,7 +284,7 @@ impl Pipe {
         );
         let downstream = copy(
             back,
-            &mut self.back_to_front,
+            &mut self.lanes.back_to_front,
             front,
             shaping
                 .as_mut()
@@ -290,13 +301,15 @@ impl Pipe {
         if let Some(status) = due(shaping.as_mut()) {
             return status;
         }
-        if is_finished(front, &self.front_to_back, back)
-            && is_finished(back, &self.back_to_front, front)
+        if is_finished(front, &self.lanes.front_to_back, back)
+            && is_finished(back, &self.lanes.back_to_front, front)
         {
             return PipeStatus::Done;
         }
-        front.readiness.interest = interest(front, &self.front_to_back, &self.back_to_front);
-        back.readiness.interest = interest(back, &self.back_to_front, &self.front_to_back);
+        front.readiness.interest =
+            interest(front, &self.lanes.front_to_back, &self.lanes.back_to_front);
+        back.readiness.interest =
+            interest(back, &self.lanes.back_to_front, &self.lanes.front_to_back);
         PipeStatus::Wait {
             front_active: upstream.source_active || downstream.sink_active,
             back_active: upstream.sink_active || downstream.source_active,

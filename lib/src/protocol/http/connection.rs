@@ -63,6 +63,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
     let Stage::Http(http) = &mut session.stage else {
         return Step::Do(Action::Close);
     };
+    listener.spares.attach(http);
     if parse {
         let parsed = parse_request_head(
             http.front_buf.data(),
@@ -99,7 +100,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
         if session.front.read_closed {
             return Step::Do(Action::Close);
         }
-        lend_idle_buffers(http);
+        lend_idle_buffers(http, listener);
         arm_head_timeout(session, context);
         return Step::Wait;
     }
@@ -112,7 +113,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
             Step::Progress
         }
         Transfer::WouldBlock => {
-            lend_idle_buffers(http);
+            lend_idle_buffers(http, listener);
             arm_head_timeout(session, context);
             Step::Wait
         }
@@ -121,12 +122,14 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
 }
 
 /// A connection waiting for a request head with nothing buffered lends its buffers' memory
-/// to the pool until bytes arrive, so an idle keep-alive connection holds no buffer: the next
-/// read takes one again (a pop from the pool's free list, no allocation once warm).
-fn lend_idle_buffers(http: &mut Http) {
+/// to the pool, and its scratch space to the listener's spares, until bytes arrive, so an
+/// idle keep-alive connection holds neither: the next read takes them again (pops from free
+/// lists, no allocation once warm).
+fn lend_idle_buffers(http: &mut Http, listener: &HttpListener) {
     if http.front_buf.is_empty() {
         http.front_buf.release();
         http.back_buf.release();
+        listener.spares.lend(http);
     }
 }
 
