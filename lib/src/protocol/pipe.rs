@@ -3,7 +3,11 @@
 //!
 //! Each direction is a lane: a pooled buffer, or (TCP listeners with `splice`) a kernel
 //! pipe fed and drained by `splice(2)`, behind a head of bytes that go first (the PROXY header
-//! for the backend), kept apart so that it never takes room from the stream. Bytes are read while the lane has room and written while
+//! for the backend), kept apart so that it never takes room from the stream. A spliced lane
+//! starts with a buffer too, and moves to a kernel pipe the first time a read fills it: the
+//! bytes of a bulk transfer then stay in the kernel, while an exchange of small messages
+//! (most connections) costs no pipe (two descriptors, and system calls to make and close
+//! them). Bytes are read while the lane has room and written while
 //! it has data; a half-close is propagated (when one side ends its stream, the other side's
 //! write half is shut once the lane is flushed), so a client that shuts its write side still
 //! gets the whole answer. A side that resets ends its stream the same way (what it sent
@@ -46,6 +50,9 @@ struct Lane {
     /// header for the backend. Empty once sent.
     head: Vec<u8>,
     store: Store,
+    /// The capacity of the kernel pipe (0: the kernel's default) the lane moves to when a
+    /// read fills its buffer; `None` once it moved, or when it stays in user space.
+    bulk: Option<usize>,
 }
 
 /// Where a lane keeps the stream's bytes.
@@ -64,6 +71,29 @@ impl Lane {
         Lane {
             head: Vec::new(),
             store,
+            bulk: None,
+        }
+    }
+
+    /// Moves a lane whose buffer a read just filled to a kernel pipe, the buffer's bytes going
+    /// first: a bulk transfer. Stays in user space if the kernel refuses a pipe.
+    fn to_kernel(&mut self) {
+        if !matches!(self.store, Store::Buffer(_)) {
+            return;
+        }
+        let Some(capacity) = self.bulk.take() else {
+            return;
+        };
+        let pipe = match KernelPipe::new(capacity) {
+            Ok(pipe) => pipe,
+            Err(error) => {
+                log::warn!("cannot create a kernel pipe, copying instead: {error}");
+                return;
+            }
+        };
+        let before = std::mem::replace(&mut self.store, Store::Kernel { prefix: None, pipe });
+        if let (Store::Buffer(buffer), Store::Kernel { prefix, .. }) = (before, &mut self.store) {
+            *prefix = Some(buffer);
         }
     }
 
@@ -108,6 +138,9 @@ impl Lane {
                 let transfer = source.read(buffer.space());
                 if let Transfer::Moved(count) = transfer {
                     buffer.fill(count);
+                    if buffer.is_full() {
+                        self.to_kernel();
+                    }
                 }
                 transfer
             }
@@ -148,7 +181,12 @@ impl Lane {
             Store::Buffer(buffer) => write_from(buffer, sink, limit),
             Store::Kernel { prefix, pipe } => {
                 if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
-                    return write_from(buffer, sink, limit);
+                    let transfer = write_from(buffer, sink, limit);
+                    // Sent: the buffer goes back to the pool.
+                    if prefix.as_ref().is_some_and(Buffer::is_empty) {
+                        *prefix = None;
+                    }
+                    return transfer;
                 }
                 match pipe.drain_into(sink.stream.as_raw_fd(), limit) {
                     Spliced::Moved(count) => {
@@ -221,27 +259,19 @@ impl Pipe {
         !std::mem::replace(&mut self.started, true)
     }
 
-    /// A pipe whose bytes go through kernel pipes of `capacity` bytes (0: the kernel's
-    /// default); `prefix` (client bytes read already) goes to the backend first. If the kernel refuses pipes, `prefix`
-    /// comes back with the error.
-    pub fn spliced(prefix: Buffer, capacity: usize) -> Result<Self, (Buffer, std::io::Error)> {
-        let pipes = KernelPipe::new(capacity).and_then(|up| Ok((up, KernelPipe::new(capacity)?)));
-        match pipes {
-            Ok((up, down)) => Ok(Pipe {
-                lanes: Box::new(Lanes {
-                    front_to_back: Lane::new(Store::Kernel {
-                        prefix: Some(prefix),
-                        pipe: up,
-                    }),
-                    back_to_front: Lane::new(Store::Kernel {
-                        prefix: None,
-                        pipe: down,
-                    }),
-                }),
-                started: false,
-            }),
-            Err(error) => Err((prefix, error)),
-        }
+    /// Each direction moves to a kernel pipe of `capacity` bytes (0: the kernel's default)
+    /// once a read fills its buffer, when the kernel allows it.
+    pub fn splicing_bulk(mut self, capacity: usize) -> Self {
+        self.lanes.front_to_back.bulk = Some(capacity);
+        self.lanes.back_to_front.bulk = Some(capacity);
+        self
+    }
+
+    /// Whether each direction (to the backend, to the client) moved to a kernel pipe.
+    #[cfg(test)]
+    fn lanes_in_kernel(&self) -> [bool; 2] {
+        [&self.lanes.front_to_back, &self.lanes.back_to_front]
+            .map(|lane| matches!(lane.store, Store::Kernel { .. }))
     }
 
     /// The backend gets `header` before any byte of the client's stream. The header has its
@@ -503,17 +533,17 @@ mod tests {
     }
 
     /// A pipe of one page has one slot, which the first piece of the stream spliced in takes
-    /// however small it is: the pipe is full with 5 bytes in it. The socket still holds the
+    /// however small it is: the pipe is full with 1 byte in it. The socket still holds the
     /// second piece and must stay readable (edge-triggered: no new event will come for it).
+    /// The lane's 4-byte buffer fills with the first 4 bytes, so the lane moves to the kernel
+    /// pipe at once; those 4 bytes still go first.
     #[test]
     fn a_pipe_out_of_slots_leaves_the_socket_readable() {
         let (mut client, mut front, front_waiter) = connection(0);
         let (backend_side, mut back, _) = connection(1);
         let mut backend = backend_side;
-        let pool = Pool::new(16, 0, 1);
-        let Ok(mut pipe) = Pipe::spliced(pool.checkout(), 4096) else {
-            panic!("kernel pipes are available");
-        };
+        let pool = Pool::new(4, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout()).splicing_bulk(4096);
         front.readiness.event = Ready::READABLE | Ready::WRITABLE;
 
         client.write_all(b"first").unwrap();
@@ -543,5 +573,57 @@ mod tests {
         let mut received = [0; 11];
         backend.read_exact(&mut received).unwrap();
         assert_eq!(&received, b"firstsecond");
+        assert_eq!(pipe.lanes_in_kernel(), [true, false]);
+        assert_eq!(
+            pool.in_use(),
+            1,
+            "the sent buffer of the lane went back to the pool"
+        );
+    }
+
+    /// A spliced pipe moves a direction to a kernel pipe only when a read fills its buffer:
+    /// small messages both ways stay in user space (no pipe made), a bulk transfer moves, and
+    /// every byte arrives in order.
+    #[test]
+    fn a_spliced_pipe_moves_a_direction_to_the_kernel_when_its_bytes_come_in_bulk() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (mut backend, mut back, back_waiter) = connection(1);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let pool = Pool::new(16, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout()).splicing_bulk(0);
+        front.readiness.event = Ready::WRITABLE;
+        back.readiness.event = Ready::WRITABLE;
+
+        client.write_all(b"question").unwrap();
+        wait_readable(&front_waiter);
+        front.readiness.event.insert(Ready::READABLE);
+        pipe.run(&mut front, &mut back, None);
+        let mut received = [0; 8];
+        backend.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"question");
+        backend.write_all(b"answer").unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE);
+        pipe.run(&mut front, &mut back, None);
+        let mut received = [0; 6];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"answer");
+        assert_eq!(pipe.lanes_in_kernel(), [false, false], "small messages");
+
+        // One write on loopback arrives whole: one run moves it all.
+        let bulk: Vec<u8> = (0..200u8).collect();
+        backend.write_all(&bulk).unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE);
+        pipe.run(&mut front, &mut back, None);
+        let mut received = vec![0; bulk.len()];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(received, bulk);
+        assert_eq!(pipe.lanes_in_kernel(), [false, true], "a bulk transfer");
     }
 }
