@@ -240,6 +240,9 @@ struct Progress {
     sink_active: bool,
     broken: bool,
     reset: bool,
+    /// The source ended its stream and everything it sent was delivered (and the faults let
+    /// the sink's stream end): the sink's stream is to be ended.
+    ended: bool,
 }
 
 impl Pipe {
@@ -331,9 +334,19 @@ impl Pipe {
         if let Some(status) = due(shaping.as_mut()) {
             return status;
         }
-        if is_finished(front, &self.lanes.front_to_back, back)
-            && is_finished(back, &self.lanes.back_to_front, front)
-        {
+        // When both directions are over, the session closes both sockets; closing a socket
+        // ends our stream as a `shutdown` would when nothing is left to read on it, so the
+        // direction that ends last needs no call of its own.
+        let is_done = (back.reset || upstream.ended) && (front.reset || downstream.ended);
+        for (ended, sink) in [
+            (upstream.ended, &mut *back),
+            (downstream.ended, &mut *front),
+        ] {
+            if ended && !(is_done && sink.closes_like_shutdown()) {
+                sink.shutdown_write();
+            }
+        }
+        if is_done {
             return PipeStatus::Done;
         }
         front.readiness.interest =
@@ -424,22 +437,13 @@ fn copy(
             break;
         }
     }
-    if source.read_closed
+    progress.ended = source.read_closed
         && lane.is_empty()
-        && !sink.write_shut
-        && shaping
-            .as_mut()
-            .is_none_or(|(shaper, way, now)| shaper.may_close(*way, *now))
-    {
-        sink.shutdown_write();
-    }
+        && (sink.write_shut
+            || shaping
+                .as_mut()
+                .is_none_or(|(shaper, way, now)| shaper.may_close(*way, *now)));
     progress
-}
-
-/// The direction `source` → `sink` has delivered everything and ended, or can deliver
-/// nothing more: `sink` reset the connection.
-fn is_finished(source: &Endpoint, lane: &Lane, sink: &Endpoint) -> bool {
-    sink.reset || (source.read_closed && lane.is_empty() && sink.write_shut)
 }
 
 /// Read while there is room to read into; write while there is something to send.
@@ -579,6 +583,51 @@ mod tests {
             1,
             "the sent buffer of the lane went back to the pool"
         );
+    }
+
+    /// The direction that ends first is ended with a `shutdown`; when the other one ends, the
+    /// pipe is done and the session closes both sockets, which ends that last stream: no
+    /// `shutdown` call for it, and the peer still gets every byte, then the end of stream.
+    #[test]
+    fn the_direction_that_ends_last_is_ended_by_the_close() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (mut backend, mut back, back_waiter) = connection(1);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let pool = Pool::new(16, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout());
+        front.readiness.event = Ready::WRITABLE;
+        back.readiness.event = Ready::WRITABLE;
+
+        client.write_all(b"hi").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_readable(&front_waiter);
+        front.readiness.event.insert(Ready::READABLE | Ready::HUP);
+        assert!(matches!(
+            pipe.run(&mut front, &mut back, None),
+            PipeStatus::Wait { .. }
+        ));
+        assert!(back.write_shut, "the first direction to end is shut down");
+        let mut received = Vec::new();
+        backend.read_to_end(&mut received).unwrap();
+        assert_eq!(received, b"hi");
+
+        backend.write_all(b"yo").unwrap();
+        backend.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE | Ready::HUP);
+        assert_eq!(pipe.run(&mut front, &mut back, None), PipeStatus::Done);
+        assert!(!front.write_shut, "the close ends the last direction");
+        // The socket closes with its last descriptor (the test holds a second one).
+        drop(front);
+        drop(front_waiter);
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).unwrap();
+        assert_eq!(received, b"yo");
     }
 
     /// A spliced pipe moves a direction to a kernel pipe only when a read fills its buffer:
