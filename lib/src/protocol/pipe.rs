@@ -77,7 +77,7 @@ impl Lane {
 
     /// Moves a lane whose buffer a read just filled to a kernel pipe, the buffer's bytes going
     /// first: a bulk transfer. Stays in user space if the kernel refuses a pipe.
-    fn to_kernel(&mut self) {
+    fn move_to_kernel(&mut self) {
         if !matches!(self.store, Store::Buffer(_)) {
             return;
         }
@@ -139,7 +139,7 @@ impl Lane {
                 if let Transfer::Moved(count) = transfer {
                     buffer.fill(count);
                     if buffer.is_full() {
-                        self.to_kernel();
+                        self.move_to_kernel();
                     }
                 }
                 transfer
