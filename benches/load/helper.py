@@ -23,6 +23,7 @@ SCENARIOS = [
     ("tcp-connect", "TCP, new connection per request", "conn/s", "µs/conn"),
     ("http-keepalive", "HTTP keep-alive", "req/s", "µs/req"),
     ("http-close", "HTTP, new connection per request", "req/s", "µs/req"),
+    ("1mib", "HTTP keep-alive, 1 MiB responses", "req/s", "µs/req"),
     ("https-keepalive", "HTTPS keep-alive", "req/s", "µs/req"),
     ("https-handshake", "HTTPS, full handshake per request", "req/s", "µs/req"),
     ("h2", "HTTP/2 over TLS (h2load)", "req/s", "µs/req"),
@@ -423,6 +424,12 @@ def main_tables(summary):
                     + ratios(scenario, "rate"))
     parts.append("### Throughput (median; higher is better)\n\n" + table(
         ["scenario", "unit"] + names + ["sozu/HAProxy", "sozu/nginx"], rows))
+    direct = figure(summary, "1mib", "direct", "rate")
+    if direct == direct:  # not NaN: measured
+        parts.append("1 MiB responses ÷ the same requests straight to the backend (direct, "
+                     f"{number(direct)} req/s): " + ", ".join(
+                         f"{title} {ratio(figure(summary, '1mib', p, 'rate'), direct)}"
+                         for p, title in PROXIES))
 
     rows = []
     for scenario, title, _, unit in present:

@@ -20,7 +20,7 @@ H2_STREAMS=${H2_STREAMS:-10}        # h2load streams at once on each of them
 STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer scenario
 BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
 # faults, sni-routing and idle are chosen by name only: they need Toxiproxy's source and sslh.
-SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close https-keepalive https-handshake h2 scale logs}
+SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close 1mib https-keepalive https-handshake h2 scale logs}
 PROXIES=${PROXIES:-sozu haproxy nginx}
 SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-300}          # seconds a proxy may take to answer at start
@@ -187,6 +187,7 @@ rotation() {
 write_backend_config() {
     mkdir -p "$WORK/www" "$WORK/backend"
     truncate -s "${BIG_FILE_MB}M" "$WORK/www/big.bin"
+    truncate -s 1M "$WORK/www/1mib.bin"
     cat >"$WORK/backend.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -379,6 +380,7 @@ measure() {
         tcp-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$tcp/") ;;
         http-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$http/") ;;
         http-close) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$http/") ;;
+        1mib) command=("${wrk[@]}" "http://127.0.0.1:$http/1mib.bin") ;;
         https-keepalive) command=("${wrk[@]}" "https://127.0.0.1:$https/") ;;
         https-handshake) command=("${wrk[@]}" "${close[@]}" "https://127.0.0.1:$https/") ;;
         # The URL's name is the SNI: `localhost` (wrk tries each address the name has).
@@ -439,6 +441,9 @@ main() {
     write_backend_config
     start backend "$LOAD_CPU" nginx -e "$WORK/backend/error.log" -p "$WORK/backend" -c "$WORK/backend.conf"
     wait_answer backend "$PID" localhost "http://127.0.0.1:$BACKEND_PORT/"
+    # `1mib` is also measured straight from the backend, without a proxy ("direct").
+    PORTS[direct]="$BACKEND_PORT $BACKEND_PORT $BACKEND_PORT"
+    PROXY_PID[direct]=$PID
 
     local scenarios=() do_scale= do_logs= do_faults= do_sni= do_idle=
     for scenario in $SCENARIOS; do
@@ -468,6 +473,7 @@ main() {
                 for proxy in "${order[@]}"; do
                     measure "$scenario" "$proxy" "$round" "$results"
                 done
+                [[ $scenario != 1mib ]] || measure "$scenario" direct "$round" "$results"
             done
         done
     fi

@@ -252,7 +252,7 @@ fn route(
         buffer.clear();
         head.extend_from_slice(&data);
     }
-    let pipe = pipe(io, buffer, context.pool, sniff.splice)
+    let pipe = pipe(buffer, context.pool, sniff.splice)
         .with_backend_header(head)
         .with_client_header(reply.unwrap_or_default());
     let waiting = pipe.waiting_for_backend();
@@ -367,21 +367,13 @@ fn backend_chosen(pipe: &Pipe, io: &mut SessionIo, context: &mut Context<'_>) ->
 }
 
 /// A pipe whose first bytes for the backend are `already_read` (the client's bytes read so
-/// far): through the kernel when `splice` is set and the kernel allows it, else through pooled
-/// buffers.
-fn pipe(io: &SessionIo, already_read: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
+/// far), through pooled buffers; with `splice`, each direction moves to a kernel pipe of that
+/// capacity once its bytes come in bulk.
+fn pipe(already_read: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
+    let pipe = Pipe::new(already_read, pool.checkout());
     match splice {
-        None => Pipe::new(already_read, pool.checkout()),
-        Some(capacity) => match Pipe::spliced(already_read, capacity) {
-            Ok(pipe) => pipe,
-            Err((already_read, error)) => {
-                log::warn!(
-                    "session {}: cannot create kernel pipes, copying instead: {error}",
-                    io.uid
-                );
-                Pipe::new(already_read, pool.checkout())
-            }
-        },
+        Some(capacity) => pipe.splicing_bulk(capacity),
+        None => pipe,
     }
 }
 

@@ -448,6 +448,8 @@ fn tcp(
     config.front_timeout = timeout(table, "front_timeout", settings.timeouts.front)?;
     config.back_timeout = timeout(table, "back_timeout", settings.timeouts.back)?;
     config.connect_timeout = timeout(table, "connect_timeout", settings.timeouts.connect)?;
-    config.splice = table.bool("splice")?.unwrap_or(false);
+    if let Some(splice) = table.bool("splice")? {
+        config.splice = splice;
+    }
     Ok(config)
 }

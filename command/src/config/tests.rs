@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use super::*;
 use crate::request::{
     HttpFrontend, ListenerType, LoadBalancingAlgorithm, ProxyProtocolConfig, RedirectPolicy,
-    TlsVersion,
+    TcpListenerConfig, TlsVersion,
 };
 
 fn fixtures() -> PathBuf {
@@ -1313,4 +1313,33 @@ fn the_content_routing_doc_orders_parse() {
         let order: crate::request::Order = serde_json::from_str(line).unwrap();
         assert_eq!(order.name(), "ADD_TCP_FRONTEND");
     }
+}
+
+#[test]
+fn tcp_listeners_splice_unless_told_not_to() {
+    let (config, _) = parse(
+        r#"
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:5432"
+
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:5433"
+splice = false
+"#,
+    )
+    .unwrap();
+    let splice: Vec<bool> = config
+        .listeners
+        .iter()
+        .map(|listener| match listener {
+            Listener::Tcp(tcp) => tcp.splice,
+            other => panic!("not tcp: {other:?}"),
+        })
+        .collect();
+    assert_eq!(splice, [true, false]);
+    let order: TcpListenerConfig =
+        serde_json::from_str(r#"{ "address": "127.0.0.1:5434" }"#).unwrap();
+    assert!(order.splice, "an order without `splice` splices");
 }

@@ -122,6 +122,11 @@ pub fn default_id_header() -> String {
     "Sozu-Id".to_string()
 }
 
+/// TCP listeners splice bulk transfers unless told not to.
+pub fn default_splice() -> bool {
+    true
+}
+
 /// A client connection's default idle limit: 60 seconds.
 pub fn default_front_timeout() -> Duration {
     Duration::from_secs(60)
@@ -252,8 +257,9 @@ pub struct TcpListenerConfig {
     /// How long connecting to a backend may take.
     #[serde(default = "default_connect_timeout", with = "seconds")]
     pub connect_timeout: Duration,
-    /// Move bytes with `splice(2)` through a pipe instead of copying them through user space.
-    #[serde(default)]
+    /// Move the bytes of bulk transfers with `splice(2)` through kernel pipes instead of
+    /// copying them through user space (on by default).
+    #[serde(default = "default_splice")]
     pub splice: bool,
     /// Content routing: past this many bytes without a matching rule, the default frontend.
     #[serde(default = "default_inspect_bytes")]
@@ -287,7 +293,7 @@ impl TcpListenerConfig {
             front_timeout: default_front_timeout(),
             back_timeout: default_back_timeout(),
             connect_timeout: default_connect_timeout(),
-            splice: false,
+            splice: default_splice(),
             inspect_bytes: default_inspect_bytes(),
             inspect_timeout: default_inspect_timeout(),
             script: None,

@@ -3,7 +3,11 @@
 //!
 //! Each direction is a lane: a pooled buffer, or (TCP listeners with `splice`) a kernel
 //! pipe fed and drained by `splice(2)`, behind a head of bytes that go first (the PROXY header
-//! for the backend), kept apart so that it never takes room from the stream. Bytes are read while the lane has room and written while
+//! for the backend), kept apart so that it never takes room from the stream. A spliced lane
+//! starts with a buffer too, and moves to a kernel pipe the first time a read fills it: the
+//! bytes of a bulk transfer then stay in the kernel, while an exchange of small messages
+//! (most connections) costs no pipe (two descriptors, and system calls to make and close
+//! them). Bytes are read while the lane has room and written while
 //! it has data; a half-close is propagated (when one side ends its stream, the other side's
 //! write half is shut once the lane is flushed), so a client that shuts its write side still
 //! gets the whole answer. A side that resets ends its stream the same way (what it sent
@@ -25,12 +29,19 @@ use crate::{
 };
 
 pub struct Pipe {
+    /// Boxed: a session's stage is as large as its largest variant, and every session of
+    /// the worker (HTTP ones included) would otherwise carry room for two lanes.
+    lanes: Box<Lanes>,
+    /// The pipe ran once with its backend connected.
+    started: bool,
+}
+
+/// The two directions of a pipe.
+struct Lanes {
     /// Client to backend.
     front_to_back: Lane,
     /// Backend to client.
     back_to_front: Lane,
-    /// The pipe ran once with its backend connected.
-    started: bool,
 }
 
 /// Where one direction's bytes wait between the two sockets.
@@ -39,6 +50,9 @@ struct Lane {
     /// header for the backend. Empty once sent.
     head: Vec<u8>,
     store: Store,
+    /// The capacity of the kernel pipe (0: the kernel's default) the lane moves to when a
+    /// read fills its buffer; `None` once it moved, or when it stays in user space.
+    bulk: Option<usize>,
 }
 
 /// Where a lane keeps the stream's bytes.
@@ -57,6 +71,29 @@ impl Lane {
         Lane {
             head: Vec::new(),
             store,
+            bulk: None,
+        }
+    }
+
+    /// Moves a lane whose buffer a read just filled to a kernel pipe, the buffer's bytes going
+    /// first: a bulk transfer. Stays in user space if the kernel refuses a pipe.
+    fn move_to_kernel(&mut self) {
+        if !matches!(self.store, Store::Buffer(_)) {
+            return;
+        }
+        let Some(capacity) = self.bulk.take() else {
+            return;
+        };
+        let pipe = match KernelPipe::new(capacity) {
+            Ok(pipe) => pipe,
+            Err(error) => {
+                log::warn!("cannot create a kernel pipe, copying instead: {error}");
+                return;
+            }
+        };
+        let before = std::mem::replace(&mut self.store, Store::Kernel { prefix: None, pipe });
+        if let (Store::Buffer(buffer), Store::Kernel { prefix, .. }) = (before, &mut self.store) {
+            *prefix = Some(buffer);
         }
     }
 
@@ -101,6 +138,9 @@ impl Lane {
                 let transfer = source.read(buffer.space());
                 if let Transfer::Moved(count) = transfer {
                     buffer.fill(count);
+                    if buffer.is_full() {
+                        self.move_to_kernel();
+                    }
                 }
                 transfer
             }
@@ -141,7 +181,12 @@ impl Lane {
             Store::Buffer(buffer) => write_from(buffer, sink, limit),
             Store::Kernel { prefix, pipe } => {
                 if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
-                    return write_from(buffer, sink, limit);
+                    let transfer = write_from(buffer, sink, limit);
+                    // Sent: the buffer goes back to the pool.
+                    if prefix.as_ref().is_some_and(Buffer::is_empty) {
+                        *prefix = None;
+                    }
+                    return transfer;
                 }
                 match pipe.drain_into(sink.stream.as_raw_fd(), limit) {
                     Spliced::Moved(count) => {
@@ -195,13 +240,18 @@ struct Progress {
     sink_active: bool,
     broken: bool,
     reset: bool,
+    /// The source ended its stream and everything it sent was delivered (and the faults let
+    /// the sink's stream end): the sink's stream is to be ended.
+    ended: bool,
 }
 
 impl Pipe {
     pub fn new(front_to_back: Buffer, back_to_front: Buffer) -> Self {
         Pipe {
-            front_to_back: Lane::new(Store::Buffer(front_to_back)),
-            back_to_front: Lane::new(Store::Buffer(back_to_front)),
+            lanes: Box::new(Lanes {
+                front_to_back: Lane::new(Store::Buffer(front_to_back)),
+                back_to_front: Lane::new(Store::Buffer(back_to_front)),
+            }),
             started: false,
         }
     }
@@ -212,44 +262,38 @@ impl Pipe {
         !std::mem::replace(&mut self.started, true)
     }
 
-    /// A pipe whose bytes go through kernel pipes of `capacity` bytes (0: the kernel's
-    /// default); `prefix` (client bytes read already) goes to the backend first. If the kernel refuses pipes, `prefix`
-    /// comes back with the error.
-    pub fn spliced(prefix: Buffer, capacity: usize) -> Result<Self, (Buffer, std::io::Error)> {
-        let pipes = KernelPipe::new(capacity).and_then(|up| Ok((up, KernelPipe::new(capacity)?)));
-        match pipes {
-            Ok((up, down)) => Ok(Pipe {
-                front_to_back: Lane::new(Store::Kernel {
-                    prefix: Some(prefix),
-                    pipe: up,
-                }),
-                back_to_front: Lane::new(Store::Kernel {
-                    prefix: None,
-                    pipe: down,
-                }),
-                started: false,
-            }),
-            Err(error) => Err((prefix, error)),
-        }
+    /// Each direction moves to a kernel pipe of `capacity` bytes (0: the kernel's default)
+    /// once a read fills its buffer, when the kernel allows it.
+    pub fn splicing_bulk(mut self, capacity: usize) -> Self {
+        self.lanes.front_to_back.bulk = Some(capacity);
+        self.lanes.back_to_front.bulk = Some(capacity);
+        self
+    }
+
+    /// Whether each direction (to the backend, to the client) moved to a kernel pipe.
+    #[cfg(test)]
+    fn lanes_in_kernel(&self) -> [bool; 2] {
+        [&self.lanes.front_to_back, &self.lanes.back_to_front]
+            .map(|lane| matches!(lane.store, Store::Kernel { .. }))
     }
 
     /// The backend gets `header` before any byte of the client's stream. The header has its
     /// own storage: however full the stream's buffer is, no byte of either is dropped.
     pub fn with_backend_header(mut self, header: Vec<u8>) -> Self {
-        self.front_to_back.head = header;
+        self.lanes.front_to_back.head = header;
         self
     }
 
     /// The client gets `reply` before any byte of the backend's stream (a script's `reply`).
     pub fn with_client_header(mut self, reply: Vec<u8>) -> Self {
-        self.back_to_front.head = reply;
+        self.lanes.back_to_front.head = reply;
         self
     }
 
     /// The client's bytes read before the pipe existed, to count as received now by the
     /// faults' lanes towards the backend (with the PROXY header that goes first).
     pub fn waiting_for_backend(&self) -> usize {
-        self.front_to_back.pending()
+        self.lanes.front_to_back.pending()
     }
 
     /// Moves bytes both ways as far as the sockets allow, and as the session's faults allow
@@ -265,7 +309,7 @@ impl Pipe {
         }
         let upstream = copy(
             front,
-            &mut self.front_to_back,
+            &mut self.lanes.front_to_back,
             back,
             shaping
                 .as_mut()
@@ -273,7 +317,7 @@ impl Pipe {
         );
         let downstream = copy(
             back,
-            &mut self.back_to_front,
+            &mut self.lanes.back_to_front,
             front,
             shaping
                 .as_mut()
@@ -290,13 +334,25 @@ impl Pipe {
         if let Some(status) = due(shaping.as_mut()) {
             return status;
         }
-        if is_finished(front, &self.front_to_back, back)
-            && is_finished(back, &self.back_to_front, front)
-        {
+        // When both directions are over, the session closes both sockets; closing a socket
+        // ends our stream as a `shutdown` would when nothing is left to read on it, so the
+        // direction that ends last needs no call of its own.
+        let is_done = (back.reset || upstream.ended) && (front.reset || downstream.ended);
+        for (ended, sink) in [
+            (upstream.ended, &mut *back),
+            (downstream.ended, &mut *front),
+        ] {
+            if ended && !(is_done && sink.closes_like_shutdown()) {
+                sink.shutdown_write();
+            }
+        }
+        if is_done {
             return PipeStatus::Done;
         }
-        front.readiness.interest = interest(front, &self.front_to_back, &self.back_to_front);
-        back.readiness.interest = interest(back, &self.back_to_front, &self.front_to_back);
+        front.readiness.interest =
+            interest(front, &self.lanes.front_to_back, &self.lanes.back_to_front);
+        back.readiness.interest =
+            interest(back, &self.lanes.back_to_front, &self.lanes.front_to_back);
         PipeStatus::Wait {
             front_active: upstream.source_active || downstream.sink_active,
             back_active: upstream.sink_active || downstream.source_active,
@@ -381,22 +437,13 @@ fn copy(
             break;
         }
     }
-    if source.read_closed
+    progress.ended = source.read_closed
         && lane.is_empty()
-        && !sink.write_shut
-        && shaping
-            .as_mut()
-            .is_none_or(|(shaper, way, now)| shaper.may_close(*way, *now))
-    {
-        sink.shutdown_write();
-    }
+        && (sink.write_shut
+            || shaping
+                .as_mut()
+                .is_none_or(|(shaper, way, now)| shaper.may_close(*way, *now)));
     progress
-}
-
-/// The direction `source` → `sink` has delivered everything and ended, or can deliver
-/// nothing more: `sink` reset the connection.
-fn is_finished(source: &Endpoint, lane: &Lane, sink: &Endpoint) -> bool {
-    sink.reset || (source.read_closed && lane.is_empty() && sink.write_shut)
 }
 
 /// Read while there is room to read into; write while there is something to send.
@@ -490,17 +537,17 @@ mod tests {
     }
 
     /// A pipe of one page has one slot, which the first piece of the stream spliced in takes
-    /// however small it is: the pipe is full with 5 bytes in it. The socket still holds the
+    /// however small it is: the pipe is full with 1 byte in it. The socket still holds the
     /// second piece and must stay readable (edge-triggered: no new event will come for it).
+    /// The lane's 4-byte buffer fills with the first 4 bytes, so the lane moves to the kernel
+    /// pipe at once; those 4 bytes still go first.
     #[test]
     fn a_pipe_out_of_slots_leaves_the_socket_readable() {
         let (mut client, mut front, front_waiter) = connection(0);
         let (backend_side, mut back, _) = connection(1);
         let mut backend = backend_side;
-        let pool = Pool::new(16, 0, 1);
-        let Ok(mut pipe) = Pipe::spliced(pool.checkout(), 4096) else {
-            panic!("kernel pipes are available");
-        };
+        let pool = Pool::new(4, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout()).splicing_bulk(4096);
         front.readiness.event = Ready::READABLE | Ready::WRITABLE;
 
         client.write_all(b"first").unwrap();
@@ -530,5 +577,102 @@ mod tests {
         let mut received = [0; 11];
         backend.read_exact(&mut received).unwrap();
         assert_eq!(&received, b"firstsecond");
+        assert_eq!(pipe.lanes_in_kernel(), [true, false]);
+        assert_eq!(
+            pool.in_use(),
+            1,
+            "the sent buffer of the lane went back to the pool"
+        );
+    }
+
+    /// The direction that ends first is ended with a `shutdown`; when the other one ends, the
+    /// pipe is done and the session closes both sockets, which ends that last stream: no
+    /// `shutdown` call for it, and the peer still gets every byte, then the end of stream.
+    #[test]
+    fn the_direction_that_ends_last_is_ended_by_the_close() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (mut backend, mut back, back_waiter) = connection(1);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let pool = Pool::new(16, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout());
+        front.readiness.event = Ready::WRITABLE;
+        back.readiness.event = Ready::WRITABLE;
+
+        client.write_all(b"hi").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_readable(&front_waiter);
+        front.readiness.event.insert(Ready::READABLE | Ready::HUP);
+        assert!(matches!(
+            pipe.run(&mut front, &mut back, None),
+            PipeStatus::Wait { .. }
+        ));
+        assert!(back.write_shut, "the first direction to end is shut down");
+        let mut received = Vec::new();
+        backend.read_to_end(&mut received).unwrap();
+        assert_eq!(received, b"hi");
+
+        backend.write_all(b"yo").unwrap();
+        backend.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE | Ready::HUP);
+        assert_eq!(pipe.run(&mut front, &mut back, None), PipeStatus::Done);
+        assert!(!front.write_shut, "the close ends the last direction");
+        // The socket closes with its last descriptor (the test holds a second one).
+        drop(front);
+        drop(front_waiter);
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).unwrap();
+        assert_eq!(received, b"yo");
+    }
+
+    /// A spliced pipe moves a direction to a kernel pipe only when a read fills its buffer:
+    /// small messages both ways stay in user space (no pipe made), a bulk transfer moves, and
+    /// every byte arrives in order.
+    #[test]
+    fn a_spliced_pipe_moves_a_direction_to_the_kernel_when_its_bytes_come_in_bulk() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (mut backend, mut back, back_waiter) = connection(1);
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let pool = Pool::new(16, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout()).splicing_bulk(0);
+        front.readiness.event = Ready::WRITABLE;
+        back.readiness.event = Ready::WRITABLE;
+
+        client.write_all(b"question").unwrap();
+        wait_readable(&front_waiter);
+        front.readiness.event.insert(Ready::READABLE);
+        pipe.run(&mut front, &mut back, None);
+        let mut received = [0; 8];
+        backend.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"question");
+        backend.write_all(b"answer").unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE);
+        pipe.run(&mut front, &mut back, None);
+        let mut received = [0; 6];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"answer");
+        assert_eq!(pipe.lanes_in_kernel(), [false, false], "small messages");
+
+        // One write on loopback arrives whole: one run moves it all.
+        let bulk: Vec<u8> = (0..200u8).collect();
+        backend.write_all(&bulk).unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE);
+        pipe.run(&mut front, &mut back, None);
+        let mut received = vec![0; bulk.len()];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(received, bulk);
+        assert_eq!(pipe.lanes_in_kernel(), [false, true], "a bulk transfer");
     }
 }

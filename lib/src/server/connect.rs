@@ -49,12 +49,13 @@ impl Server {
             let limit = cluster
                 .and_then(|c| c.max_connections_per_ip)
                 .unwrap_or(self.state.max_connections_per_ip);
-            let count = self
-                .per_ip
-                .get(&(cluster_id.to_string(), client_ip))
-                .copied()
-                .unwrap_or(0);
-            if limit > 0 && count >= limit {
+            // Without a limit (the default) there is no count to look up.
+            let is_over = limit > 0
+                && self
+                    .per_ip
+                    .get(&(cluster_id.to_string(), client_ip))
+                    .is_some_and(|&count| count >= limit);
+            if is_over {
                 debug!(
                     "session {uid}: {client_ip} is over its {limit} connections to `{cluster_id}`"
                 );

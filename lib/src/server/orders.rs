@@ -430,6 +430,7 @@ impl Server {
                 tls,
                 hsts,
                 limits: Limits::default(),
+                spares: Default::default(),
             },
         );
         Ok(())

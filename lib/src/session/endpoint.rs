@@ -397,6 +397,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether closing the socket now ends our stream as [`Endpoint::shutdown_write`] would:
+    /// a plain socket whose peer's end of stream was read, so nothing is left unread (the
+    /// close sends a FIN, not a reset) and no encrypted or framed bytes wait to be sent.
+    pub fn closes_like_shutdown(&self) -> bool {
+        self.tls.is_none() && self.h2.is_none() && self.read_closed && !self.reset
+    }
+
     /// What the peer sent that was not read yet. It asks the kernel (a non-blocking `MSG_PEEK`
     /// of one byte, which consumes nothing), so a stale readable flag does not count. For plain
     /// sockets: backend connections.

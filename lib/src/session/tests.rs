@@ -146,3 +146,15 @@ fn a_session_holds_two_backend_connections_at_once() {
     );
     assert_eq!(map.get(key).unwrap().connections(), 1);
 }
+
+/// Every session of the worker carries its stage inline: a pipe (two lanes) is boxed, so
+/// sessions in other stages do not carry room for it.
+#[test]
+fn a_pipe_takes_no_room_in_the_sessions_of_other_stages() {
+    use std::mem::size_of;
+    assert!(size_of::<Pipe>() <= 2 * size_of::<usize>());
+    let largest_other = size_of::<Sniff>()
+        .max(size_of::<tcp::ExpectProxy>())
+        .max(size_of::<Reply>());
+    assert!(size_of::<Stage>() <= largest_other + size_of::<usize>());
+}

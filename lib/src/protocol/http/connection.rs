@@ -71,6 +71,7 @@ pub(super) fn read_request_head(
             h2::session::Detect::H2 => return h2::session::start(http, io, context, listener),
         }
     }
+    listener.spares.attach(http);
     if parse {
         let parsed = parse_request_head(
             http.front_buf.data(),
@@ -103,7 +104,7 @@ pub(super) fn read_request_head(
         if io.front.read_closed {
             return Step::Do(Action::Close);
         }
-        lend_idle_buffers(http);
+        lend_idle_buffers(http, listener);
         arm_head_timeout(http, io, context);
         return Step::Wait;
     }
@@ -116,7 +117,7 @@ pub(super) fn read_request_head(
             Step::Progress
         }
         Transfer::WouldBlock => {
-            lend_idle_buffers(http);
+            lend_idle_buffers(http, listener);
             arm_head_timeout(http, io, context);
             Step::Wait
         }
@@ -125,12 +126,14 @@ pub(super) fn read_request_head(
 }
 
 /// A connection waiting for a request head with nothing buffered lends its buffers' memory
-/// to the pool until bytes arrive, so an idle keep-alive connection holds no buffer: the next
-/// read takes one again (a pop from the pool's free list, no allocation once warm).
-fn lend_idle_buffers(http: &mut Http) {
+/// to the pool, and its scratch space to the listener's spares, until bytes arrive, so an
+/// idle keep-alive connection holds neither: the next read takes them again (pops from free
+/// lists, no allocation once warm).
+fn lend_idle_buffers(http: &mut Http, listener: &HttpListener) {
     if http.front_buf.is_empty() {
         http.front_buf.release();
         http.back_buf.release();
+        listener.spares.lend(http);
     }
 }
 

@@ -6,7 +6,7 @@ use sozu_command_lib::request::{Hsts, HttpListenerConfig};
 
 use crate::{
     https::HttpsSettings,
-    protocol::http::{answers::Answers, parser::Limits},
+    protocol::http::{answers::Answers, parser::Limits, spares::Spares},
     router::Router,
 };
 
@@ -24,6 +24,8 @@ pub struct HttpListener {
     pub hsts: Option<Hsts>,
     /// The bounds on request heads, from the listener's configuration.
     pub limits: Limits,
+    /// Scratch space its idle connections lent.
+    pub spares: Spares,
 }
 
 impl HttpListener {

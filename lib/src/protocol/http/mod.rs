@@ -40,6 +40,7 @@ pub mod parser;
 mod record;
 mod response;
 pub(crate) mod route;
+pub mod spares;
 mod stream;
 pub(crate) mod upgrade;
 
@@ -69,6 +70,9 @@ const SLOT: Slot = Slot::FIRST;
 pub struct Http {
     front_buf: Buffer,
     back_buf: Buffer,
+    /// Whether the stage holds its scratch space (`headers`, `request_out`, `response_out`,
+    /// the stream's texts), which it lends while it idles ([`spares`]).
+    holds_scratch: bool,
     headers: Vec<Header>,
     /// Head to send to the backend, and how much of it was sent.
     request_out: Vec<u8>,
@@ -94,12 +98,12 @@ impl Http {
         Http {
             front_buf: pool.checkout(),
             back_buf: pool.checkout(),
-            // Room for common heads; larger ones grow these once per connection. They stay
-            // with an idle connection, so their size is memory per idle connection.
-            headers: Vec::with_capacity(16),
-            request_out: Vec::with_capacity(512),
+            // The scratch space comes from the listener's spares on the first read.
+            holds_scratch: false,
+            headers: Vec::new(),
+            request_out: Vec::new(),
             request_out_sent: 0,
-            response_out: Vec::with_capacity(512),
+            response_out: Vec::new(),
             response_out_sent: 0,
             stream: Stream::default(),
             served: 0,
@@ -120,6 +124,15 @@ impl Http {
     /// The cluster of the request being forwarded.
     pub fn cluster_id(&self) -> Option<&str> {
         self.stream.cluster_id()
+    }
+
+    /// The bytes of scratch space the stage holds (see [`spares`]).
+    #[cfg(test)]
+    fn scratch_capacity(&self) -> usize {
+        self.headers.capacity() * std::mem::size_of::<Header>()
+            + self.request_out.capacity()
+            + self.response_out.capacity()
+            + self.stream.texts_capacity()
     }
 
     fn is_back_reused(&self) -> bool {

@@ -118,30 +118,65 @@ pub struct Stream {
     pub recorded: bool,
 }
 
+/// The texts of a stream, whose allocations pass from one stream to the next.
+#[derive(Default)]
+pub struct Texts([String; 6]);
+
+impl Texts {
+    /// Empties every text, keeping its allocation.
+    pub fn clear(&mut self) {
+        for text in &mut self.0 {
+            text.clear();
+        }
+    }
+}
+
 impl Stream {
     /// The next stream on the same connection, keeping the allocations of this one's texts.
     pub fn next(&mut self) {
-        let mut texts = [
+        let mut texts = self.take_texts();
+        texts.clear();
+        *self = Stream::default();
+        self.put_texts(texts);
+    }
+
+    /// Takes the stream's texts out, leaving empty ones (which hold no memory).
+    pub fn take_texts(&mut self) -> Texts {
+        Texts([
             std::mem::take(&mut self.cluster_id),
             std::mem::take(&mut self.host),
             std::mem::take(&mut self.path),
             std::mem::take(&mut self.request_id),
             std::mem::take(&mut self.method_text),
             std::mem::take(&mut self.user_agent),
-        ];
-        for text in &mut texts {
-            text.clear();
-        }
-        let [cluster_id, host, path, request_id, method_text, user_agent] = texts;
-        *self = Stream {
-            cluster_id,
-            host,
-            path,
-            request_id,
-            method_text,
-            user_agent,
-            ..Stream::default()
-        };
+        ])
+    }
+
+    /// The bytes the stream's texts hold.
+    #[cfg(test)]
+    pub fn texts_capacity(&self) -> usize {
+        [
+            &self.cluster_id,
+            &self.host,
+            &self.path,
+            &self.request_id,
+            &self.method_text,
+            &self.user_agent,
+        ]
+        .iter()
+        .map(|text| text.capacity())
+        .sum()
+    }
+
+    /// Gives the stream `texts` as its texts.
+    pub fn put_texts(&mut self, texts: Texts) {
+        let Texts([cluster_id, host, path, request_id, method_text, user_agent]) = texts;
+        self.cluster_id = cluster_id;
+        self.host = host;
+        self.path = path;
+        self.request_id = request_id;
+        self.method_text = method_text;
+        self.user_agent = user_agent;
     }
 
     /// The cluster the request was routed to.

@@ -101,6 +101,7 @@ impl Harness {
             tls: None,
             hsts: None,
             limits: Limits::default(),
+            spares: Default::default(),
         };
         let mut backends = BackendMap::new();
         let mut clusters = BTreeMap::new();
@@ -215,6 +216,11 @@ impl Harness {
         self.stage
             .backend_connected(SLOT, &format!("{cluster_id}-1"), back_use);
         backend_end
+    }
+
+    /// Scratch spaces the listener keeps for its connections.
+    fn spares(&self) -> usize {
+        self.listeners.values().map(|l| l.spares.len()).sum()
     }
 
     /// The backend sends `response` on `backend_end`; the stage hears of it.
@@ -381,6 +387,43 @@ fn an_idle_kept_connection_lends_its_buffers_and_takes_them_again_for_the_next_r
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         assert_eq!(harness.ready(), Action::Wait);
         assert_eq!(harness.pool.in_use(), 0);
+    }
+}
+
+#[test]
+fn an_idle_kept_connection_lends_its_scratch_space_to_the_listener_and_takes_one_back() {
+    let mut harness = Harness::new();
+    harness.request(GET);
+    assert_eq!(harness.ready(), connect("api"));
+    let mut backend_end = harness.attach("api", BackUse::New);
+    for _ in 0..2 {
+        assert_eq!(harness.ready(), Action::Wait);
+        assert_eq!(
+            harness.spares(),
+            0,
+            "a busy connection holds its scratch space"
+        );
+        assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
+        harness.respond(&mut backend_end, OK);
+        assert_eq!(harness.ready(), Action::ExchangeDone);
+        let response = harness.client_reads_until("\r\n\r\nok");
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert_eq!(harness.ready(), Action::Wait);
+        assert_eq!(
+            harness.spares(),
+            1,
+            "an idle connection lends its scratch space"
+        );
+        let Stage::Http(http) = &harness.stage else {
+            panic!("the session left HTTP");
+        };
+        assert_eq!(
+            http.scratch_capacity(),
+            0,
+            "an idle connection holds no scratch memory"
+        );
+        // The next request takes the spare back: no new scratch space.
+        harness.request(GET);
     }
 }
 

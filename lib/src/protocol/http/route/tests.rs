@@ -51,6 +51,7 @@ impl Setup {
                 tls,
                 hsts: None,
                 limits: Limits::default(),
+                spares: Default::default(),
             },
             clusters: BTreeMap::new(),
             authorized: FxHashMap::default(),
