@@ -17,6 +17,7 @@ use sozu_command_lib::request::{Cluster, Timeouts};
 
 pub mod backs;
 pub mod endpoint;
+pub mod mux;
 pub mod shaper;
 
 use crate::{
@@ -342,9 +343,6 @@ impl Session {
         if let Some(action) = self.check_connection() {
             return action;
         }
-        for (_, back) in self.backs.iter_mut() {
-            back.endpoint.service();
-        }
         loop {
             return match self.stage {
                 Stage::ExpectProxy(_) => match tcp::read_proxy_header(self, context) {
@@ -553,11 +551,11 @@ fn connect_outcome(back: &mut BackConnection) -> Option<ConnectOutcome> {
     }
     // A backend may also accept, answer and close before we look: a hangup alone is no
     // failure. The socket's pending error tells.
-    match back.endpoint.stream.take_error() {
+    match back.endpoint.take_error() {
         Ok(None) => {}
         Ok(Some(_)) | Err(_) => return Some(ConnectOutcome::Failed),
     }
-    match back.endpoint.stream.peer_addr() {
+    match back.endpoint.peer_addr() {
         Ok(_) => {
             back.connected = true;
             Some(ConnectOutcome::Established)
