@@ -20,8 +20,6 @@ pub(super) struct H2Figures {
     backend: LinkCounters,
     /// Backend connections the proxy ended for the backend's protocol errors or floods.
     backend_ended: u64,
-    /// The most streams in flight at once on one backend connection.
-    backend_most_concurrent: u64,
 }
 
 impl H2Figures {
@@ -49,13 +47,13 @@ impl H2Figures {
     /// Adds what happened over one HTTP/2 connection to a backend, when it closes.
     pub(super) fn record_backend(&mut self, counters: &LinkCounters) {
         self.backend_connections = self.backend_connections.saturating_add(1);
-        self.backend_most_concurrent = self.backend_most_concurrent.max(counters.max_concurrent);
         let totals = &mut self.backend;
         for (total, value) in [
             (&mut totals.streams, counters.streams),
             (&mut totals.resets_received, counters.resets_received),
             (&mut totals.goaways_received, counters.goaways_received),
             (&mut totals.streams_refused, counters.streams_refused),
+            (&mut totals.streams_shared, counters.streams_shared),
             (&mut self.backend_ended, u64::from(counters.ended_by_proxy)),
         ] {
             *total = total.saturating_add(value);
@@ -71,10 +69,7 @@ impl H2Figures {
             ("h2.backend.resets_received", self.backend.resets_received),
             ("h2.backend.goaways_received", self.backend.goaways_received),
             ("h2.backend.streams_refused", self.backend.streams_refused),
-            (
-                "h2.backend.most_concurrent_streams",
-                self.backend_most_concurrent,
-            ),
+            ("h2.backend.streams_shared", self.backend.streams_shared),
             ("h2.backend.ended", self.backend_ended),
         ];
         let backend = backend.into_iter().filter(|_| self.backend_connections > 0);

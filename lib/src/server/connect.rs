@@ -251,11 +251,19 @@ impl Server {
                     .connected(cluster_id, &back.backend_id, connect_time);
             }
             debug!("session {}: connected to {}", session.uid, back.address);
+            // A stream shares its connection: a failure before its response (a GOAWAY
+            // refusing it, the connection lost to another stream's doing) may say nothing
+            // of its request, which may then go again as on a kept connection.
+            let back_use = if counted {
+                BackUse::Reused
+            } else {
+                BackUse::New
+            };
             if let Some(backend) = back.lease.as_ref().and_then(|l| self.backends.get(l.key())) {
                 session.backend_connected(
                     slot,
                     backend.sticky_id.as_deref().unwrap_or(&backend.id),
-                    BackUse::New,
+                    back_use,
                 );
             }
         }

@@ -79,8 +79,8 @@ pub struct LinkCounters {
     pub goaways_received: u64,
     /// Streams in flight that a GOAWAY said the backend did not process.
     pub streams_refused: u64,
-    /// The most streams open at once.
-    pub max_concurrent: u64,
+    /// Streams opened while another one was in flight on the connection.
+    pub streams_shared: u64,
     /// The proxy ended the connection for the backend's protocol error or flood.
     pub ended_by_proxy: bool,
 }

@@ -193,9 +193,10 @@ impl Link {
             end_stream,
             self.peer.max_frame_size,
         );
+        if !self.open.is_empty() {
+            self.counters.streams_shared = self.counters.streams_shared.saturating_add(1);
+        }
         self.open.insert(next, key);
-        let open = u64::try_from(self.open.len()).unwrap_or(u64::MAX);
-        self.counters.max_concurrent = self.counters.max_concurrent.max(open);
         let initial_window = i64::from(self.peer.initial_window_size);
         if let Some(stream) = self.streams.get_mut(key) {
             stream.id = next;
