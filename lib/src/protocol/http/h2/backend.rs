@@ -6,7 +6,7 @@
 //! decoder, the connection's flow-control windows, the backend's SETTINGS, the flood
 //! counters, GOAWAY, and one [`LinkStream`] per stream handle, by key. The socket is not
 //! in it: every call that sends or receives is given the socket
-//! ([`crate::session::mux::Mux`] owns both and shares them with the sessions' handles).
+//! (`session::mux::Mux` owns both and shares them with the sessions' handles).
 //!
 //! Per stream, what its owner writes is an HTTP/1.1 request as the proxy renders it for any
 //! backend (from an HTTP/1.1 client or from an HTTP/2 stream), and it goes out as one
