@@ -12,7 +12,7 @@ use std::{
 
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
-    request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
+    request::{Cluster, HttpListenerConfig, Order, QueryMetrics, RemoveBackend},
     response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, run_python, wait_until};
@@ -586,4 +586,25 @@ fn a_backend_killed_mid_flight_fails_its_streams_502_before_the_head_and_cut_aft
         "{lines:?}"
     );
     assert_eq!(release(stuck), "reset");
+}
+
+#[test]
+fn an_idle_backend_connection_closes_when_its_backend_is_removed() {
+    let backend = H2cBackend::start();
+    let (mut worker, address) = proxy(backend.address);
+    assert_eq!(backend_connection(address, "/a"), "1");
+    // The connection stays for the next requests of any client.
+    assert_eq!(backend_connection(address, "/b"), "1");
+    assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 0);
+    worker.ok(Order::RemoveBackend(RemoveBackend {
+        cluster_id: "grpc".to_string(),
+        backend_id: "grpc-0".to_string(),
+        address: backend.address,
+        drain_timeout: None,
+    }));
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.connections"
+    ) == 1));
+    assert_eq!(proxy_count(&mut worker, "h2.backend.streams"), 2);
 }

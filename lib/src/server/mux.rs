@@ -26,6 +26,7 @@ use std::{cell::RefCell, collections::HashMap, net::Shutdown, rc::Rc, time::Inst
 
 use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
+use sozu_command_lib::response::BackendStatus;
 
 use super::{Owner, Server, backend_pool::IDLE_BACKEND_TIMEOUT, connect::OpenError};
 use crate::{
@@ -413,9 +414,14 @@ impl Server {
     }
 
     /// Closes the connections with no handle kept past the idle pool's time or whose
-    /// backend is gone, and those over.
+    /// backend was removed (it drains: its last connection lets it go), and those over.
     pub(super) fn sweep_muxes(&mut self, now: Instant) {
         let backends = &self.backends;
+        let is_removed = |backend| {
+            backends
+                .get(backend)
+                .is_none_or(|b| b.status == BackendStatus::Draining)
+        };
         let expired: Vec<(BackendKey, SharedMux)> = self
             .muxes
             .all()
@@ -423,7 +429,7 @@ impl Server {
                 shared.try_borrow().is_ok_and(|mux| {
                     let idle = mux.link.handles() == 0
                         && (now.saturating_duration_since(mux.since) >= IDLE_BACKEND_TIMEOUT
-                            || backends.get(mux.backend()).is_none());
+                            || is_removed(mux.backend()));
                     idle || mux.link.is_over()
                 })
             })
