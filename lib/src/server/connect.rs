@@ -326,7 +326,13 @@ impl Server {
     /// Closes a backend connection; its lease ends with it. Closing the socket removes it
     /// from epoll: no `deregister` call is needed, as the descriptor is not shared.
     pub(super) fn drop_back(&mut self, back: BackConnection) {
-        self.sockets.try_remove(back.endpoint.token.0);
+        let token = back.endpoint.token;
+        self.sockets.try_remove(token.0);
+        if back.endpoint.speaks_h2() {
+            // The token goes back to the slab: news of the stream not delivered yet would
+            // reach whatever takes the token next.
+            self.wakes.retain(|(owner, _)| *owner != token);
+        }
         drop(back);
     }
 

@@ -276,13 +276,8 @@ impl Server {
                 || mux_ref.socket.take_error().ok().flatten().is_some();
             if failed {
                 warn!("connecting to backend {} failed", mux_ref.address);
-                self.backends.connect_failed(backend, Instant::now());
-                mux_ref.state = MuxState::Failed;
-                let owners: Vec<Token> = mux_ref.link.owners().collect();
-                self.wakes
-                    .extend(owners.into_iter().map(|owner| (owner, Ready::ERROR)));
                 drop(guard);
-                self.close_mux(backend, &mux);
+                self.fail_connect(backend, &mux, Instant::now());
                 return;
             } else if event.contains(Ready::WRITABLE) {
                 mux_ref.state = MuxState::Open;
@@ -401,16 +396,27 @@ impl Server {
             return;
         };
         let mux = Rc::clone(handle.mux());
-        let Ok((backend, connecting)) = mux
-            .try_borrow()
-            .map(|mux| (mux.backend(), mux.state == MuxState::Connecting))
-        else {
+        let Ok(backend) = mux.try_borrow().map(|mux| mux.backend()) else {
             return;
         };
-        if connecting {
-            self.backends.connect_failed(backend, now);
-            self.close_mux(backend, &mux);
-        }
+        self.fail_connect(backend, &mux, now);
+    }
+
+    /// The connect of `mux` failed (or took too long): counted once against its backend,
+    /// every stream waiting on it told (an error: their own connects failed), and the
+    /// connection closed. Nothing happens to a connection no longer connecting.
+    fn fail_connect(&mut self, backend: BackendKey, mux: &SharedMux, now: Instant) {
+        let owners: Vec<Token> = match mux.try_borrow_mut() {
+            Ok(mut mux) if mux.state == MuxState::Connecting => {
+                mux.state = MuxState::Failed;
+                mux.link.owners().collect()
+            }
+            _ => return,
+        };
+        self.backends.connect_failed(backend, now);
+        self.wakes
+            .extend(owners.into_iter().map(|owner| (owner, Ready::ERROR)));
+        self.close_mux(backend, mux);
     }
 
     /// Closes the connections with no handle kept past the idle pool's time or whose

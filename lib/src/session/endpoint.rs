@@ -17,7 +17,11 @@ use std::{
 use mio::{Token, net::TcpStream};
 use rustls::ServerConfig;
 
-use crate::{pool::Buffer, protocol::tls::TlsStream, session::mux::MuxStream};
+use crate::{
+    pool::Buffer,
+    protocol::tls::TlsStream,
+    session::mux::{MuxState, MuxStream},
+};
 
 /// A set of readiness flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -249,19 +253,28 @@ impl Endpoint {
     }
 
     /// The error of a connect that failed, if any: `Err` when it cannot be known. A stream
-    /// of a shared connection is told of its connection's connect by the loop (writable:
-    /// established; an error: failed), so asked, it failed.
+    /// of a shared connection has its connection's: `NotConnected` once that failed.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         match &self.stream {
             Socket::Tcp(stream) => stream.take_error(),
-            Socket::Mux(_) => Ok(Some(ErrorKind::NotConnected.into())),
+            Socket::Mux(handle) => {
+                let failed = !matches!(handle.state(), Some(MuxState::Connecting | MuxState::Open));
+                Ok(failed.then(|| ErrorKind::NotConnected.into()))
+            }
         }
     }
 
-    /// The peer's address; `NotConnected` while a connect is in progress.
+    /// The peer's address; `NotConnected` while a connect is in progress (for a stream of
+    /// a shared connection, while that connection connects).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match &self.stream {
             Socket::Tcp(stream) => stream.peer_addr(),
+            Socket::Mux(handle) if handle.state() == Some(MuxState::Open) => {
+                handle.mux().try_borrow().map_or_else(
+                    |_| Err(ErrorKind::NotConnected.into()),
+                    |mux| Ok(mux.address),
+                )
+            }
             Socket::Mux(_) => Err(ErrorKind::NotConnected.into()),
         }
     }

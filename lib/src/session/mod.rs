@@ -540,6 +540,18 @@ fn connect_outcome(back: &mut BackConnection) -> Option<ConnectOutcome> {
     if event.is_empty() {
         return None;
     }
+    if back.endpoint.speaks_h2() {
+        // A stream of a shared connection: its connection's state tells, whatever event
+        // woke it (an event meant for a token's former owner included).
+        return match (back.endpoint.take_error(), back.endpoint.peer_addr()) {
+            (Ok(Some(_)) | Err(_), _) => Some(ConnectOutcome::Failed),
+            (Ok(None), Ok(_)) => {
+                back.connected = true;
+                Some(ConnectOutcome::Established)
+            }
+            (Ok(None), Err(_)) => None,
+        };
+    }
     // A connect that failed is reported with an error flag; writable without one means
     // established, and costs no system call to confirm.
     if event.contains(Ready::WRITABLE)

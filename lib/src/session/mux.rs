@@ -87,6 +87,12 @@ impl MuxStream {
         &self.mux
     }
 
+    /// Whether its connection is connected yet (`None`: borrowed, which the loop never
+    /// lets happen while a session runs).
+    pub fn state(&self) -> Option<MuxState> {
+        self.mux.try_borrow().ok().map(|mux| mux.state)
+    }
+
     /// Reads the response for the session (see [`Link::read`]).
     pub fn read(&self, space: &mut [u8], readable: &mut bool, writable: &mut bool) -> Transfer {
         let Ok(mut mux) = self.mux.try_borrow_mut() else {

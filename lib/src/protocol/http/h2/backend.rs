@@ -487,7 +487,11 @@ impl Link {
             }
         }
         if !self.flush(socket) {
+            // The owner is told once the frames queued went out.
             *writable = false;
+            if let Some(stream) = self.streams.get_mut(key) {
+                stream.write_blocked = true;
+            }
         }
         if let Some(end) = self.ended.filter(|_| taken == 0) {
             return end;

@@ -196,6 +196,12 @@ impl Link {
                     self.counters.streams_refused = self.counters.streams_refused.saturating_add(1);
                     self.end_stream(key, Transfer::Closed);
                 }
+                // The handles between requests learn that their next one goes elsewhere.
+                for (_, stream) in self.streams.iter() {
+                    if !stream.is_in_flight() {
+                        self.wakes.push((stream.owner, Ready::READABLE));
+                    }
+                }
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => {

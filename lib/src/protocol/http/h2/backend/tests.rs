@@ -24,11 +24,12 @@ use crate::{
 };
 
 /// A socket in memory: reads take `incoming` (would block when empty), writes append to
-/// `written`.
+/// `written` (or would block, while `full`).
 #[derive(Default)]
 struct Socket {
     incoming: Vec<u8>,
     written: Vec<u8>,
+    full: bool,
 }
 
 impl Read for Socket {
@@ -45,6 +46,9 @@ impl Read for Socket {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.full {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         self.written.extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -678,4 +682,51 @@ fn a_handle_leaving_in_flight_cancels_its_stream() {
     let frames = no_content(&mut harness, 1);
     harness.receive(&frames);
     assert!(harness.link.accepts_streams());
+}
+
+#[test]
+fn a_request_taken_while_the_socket_is_full_tells_its_owner_once_sent() {
+    let mut harness = Harness::new();
+    harness.socket.full = true;
+    let request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    let mut writable = true;
+    let taken = harness.link.write(
+        harness.key,
+        &mut harness.socket,
+        &[IoSlice::new(request)],
+        &mut writable,
+    );
+    assert_eq!(taken, Transfer::Moved(request.len()), "queued");
+    assert!(!writable, "the frames wait for the socket");
+    harness.socket.full = false;
+    harness.receive(&[]);
+    assert!(
+        harness
+            .link
+            .take_wakes()
+            .contains(&(Token(1), Ready::WRITABLE))
+    );
+    assert!(matches!(
+        harness.backend_events().first(),
+        Some((Event::Request { stream: 1, .. }, _))
+    ));
+}
+
+#[test]
+fn a_goaway_tells_the_handles_between_requests() {
+    let mut harness = Harness::new();
+    let idle = harness.link.attach(Token(2));
+    harness.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    let mut frames = Vec::new();
+    frame::write_goaway(&mut frames, 1, ErrorCode::NoError);
+    harness.receive(&frames);
+    assert!(
+        harness
+            .link
+            .take_wakes()
+            .contains(&(Token(2), Ready::READABLE)),
+        "its next request must go elsewhere"
+    );
+    assert!(!harness.link.is_idle(idle));
 }
