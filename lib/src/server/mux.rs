@@ -174,7 +174,7 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        session.backs.insert(
+        session.io.backs.insert(
             slot,
             BackConnection {
                 endpoint,
@@ -187,14 +187,14 @@ impl Server {
             },
         );
         if !open {
-            let connect = session.timeouts.connect;
-            session.touch_back(slot, connect, now, &mut self.timers);
+            let connect = session.io.timeouts.connect;
+            session.io.touch_back(slot, connect, now, &mut self.timers);
             return Action::Wait;
         }
-        session.connect_time = None;
+        session.io.connect_time = None;
         session.backend_connected(slot, &sticky, BackUse::Reused);
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, now, &mut self.timers);
+        let after = session.io.timeouts.back;
+        session.io.touch_back(slot, after, now, &mut self.timers);
         self.run_session(key)
     }
 
@@ -209,13 +209,13 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Err(OpenError::Register);
         };
-        session.connect_attempts += 1;
+        session.io.connect_attempts += 1;
         let limits = self
             .http_listeners
-            .get(&session.listener_address)
+            .get(&session.io.listener_address)
             .map(|listener| listener.config.h2)
             .unwrap_or_default();
-        let uid = session.uid;
+        let uid = session.io.uid;
         let Some((address, backend_id)) = self
             .backends
             .get(backend)
@@ -345,7 +345,7 @@ impl Server {
             for (token, ready) in std::mem::take(&mut self.wakes) {
                 if let Some(Owner::Back { session, slot }) = self.sockets.get(token.0).copied() {
                     if let Some(target) = self.sessions.get_mut(session) {
-                        target.add_back_event(slot, ready);
+                        target.io.add_back_event(slot, ready);
                         self.drive(session);
                     }
                 }
