@@ -4,6 +4,12 @@ per result, which the Rust test checks.
 
     bodies PORT COUNT SEED   COUNT concurrent POST streams with bodies of random sizes;
                              prints `STREAM STATUS SENT_SHA256 RECEIVED_SHA256` per stream
+    gather PORT COUNT SEED N as `bodies`, to `/gather/N` (h2c_backend.py); each line ends
+                             with the backend connection of the stream's `x-connection`
+                             trailer (`-` without one)
+    stuck PORT PATH          a GET of PATH whose window stays closed: prints `status STATUS`
+                             once its head came, then, after a line from stdin, opens the
+                             window and prints `body LENGTH` (or `reset`)
     reset PORT               a POST reset mid-body, then a GET on the same connection;
                              prints `get STATUS`
     rapid-reset PORT COUNT   COUNT streams opened and reset at once (CVE-2023-44487);
@@ -92,20 +98,21 @@ def receive(sock, conn):
     return events
 
 
-def bodies(port, count, seed):
+def bodies(port, count, seed, path="/echo", with_connection=False):
     rng = random.Random(seed)
     sock, conn = connect(port)
     to_send = {}
     sent = {}
     received = {}
     status = {}
+    connection = {}
     ended = set()
     for index in range(count):
         stream = conn.get_next_available_stream_id()
         size = rng.choice([0, 1, rng.randrange(1, 70_000), rng.randrange(1, 300_000)])
         body = rng.randbytes(size)
         conn.send_headers(
-            stream, headers("POST", f"/echo/{index}", [("content-length", str(size))])
+            stream, headers("POST", f"{path}/{index}", [("content-length", str(size))])
         )
         to_send[stream] = body
         sent[stream] = hashlib.sha256(body).hexdigest()
@@ -137,6 +144,8 @@ def bodies(port, count, seed):
             elif isinstance(event, h2.events.DataReceived):
                 received[event.stream_id].update(event.data)
                 conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived):
+                connection[event.stream_id] = dict(event.headers).get(b"x-connection", b"-")
             elif isinstance(event, h2.events.StreamEnded):
                 ended.add(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
@@ -146,7 +155,10 @@ def bodies(port, count, seed):
         if pending:
             sock.sendall(pending)
     for stream in sorted(sent):
-        print(f"{stream} {status.get(stream)} {sent[stream]} {received[stream].hexdigest()}")
+        line = f"{stream} {status.get(stream)} {sent[stream]} {received[stream].hexdigest()}"
+        if with_connection:
+            line += " " + connection.get(stream, b"-").decode()
+        print(line)
 
 
 def reset(port):
@@ -463,6 +475,32 @@ def stalled(port, seconds):
     print("eof")
 
 
+def stuck(port, path):
+    import h2.settings
+
+    sock, conn = connect(port)
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    conn.send_headers(1, headers("GET", path), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    length = 0
+    for event in each_event(sock, conn):
+        if isinstance(event, h2.events.ResponseReceived):
+            print("status", dict(event.headers)[b":status"].decode(), flush=True)
+            sys.stdin.readline()
+            conn.increment_flow_control_window(1 << 24, stream_id=1)
+            sock.sendall(conn.data_to_send())
+        elif isinstance(event, h2.events.DataReceived):
+            length += len(event.data)
+            conn.acknowledge_received_data(event.flow_controlled_length, 1)
+        elif isinstance(event, h2.events.StreamReset):
+            print("reset", flush=True)
+            return
+        elif isinstance(event, h2.events.StreamEnded):
+            print("body", length, flush=True)
+            return
+    print("eof", flush=True)
+
+
 def ping_acknowledged(sock, conn):
     """Sends a PING and waits for its ACK: the proxy read every frame sent before it."""
     conn.ping(b"12345678")
@@ -551,6 +589,11 @@ def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "bodies":
         bodies(port, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "gather":
+        gather = f"/gather/{int(sys.argv[5])}"
+        bodies(port, int(sys.argv[3]), int(sys.argv[4]), gather, with_connection=True)
+    elif mode == "stuck":
+        stuck(port, sys.argv[3])
     elif mode == "reset":
         reset(port)
     elif mode == "rapid-reset":

@@ -3,7 +3,8 @@
 built on the Python `h2` package (installed by .ci/install-test-tools).
 
 It listens on 127.0.0.1 (an ephemeral port, printed on the first line of stdout) and serves
-each connection on a thread of its own. What it does depends on the request path:
+each connection on a thread of its own, advertising SETTINGS_MAX_CONCURRENT_STREAMS of its
+first argument (100 without one). What it does depends on the request path:
 
 - `/echo...`: 200 with the request body, and trailers: `x-body-length`, `x-connection` (the
   connection's number, from 1), `grpc-status: 0`, and the request's trailers each echoed as
@@ -14,12 +15,25 @@ each connection on a thread of its own. What it does depends on the request path
   closes;
 - `/ping-flood`: 1000 PING frames, then 200 (a flood the proxy must refuse);
 - `/big-header`: a 200 whose header list is far over the proxy's limit;
+- `/gather/N...`: as `/echo`, but the response waits until N `/gather` streams were in
+  flight at once over all connections (then they, and every later one, are answered); after
+  10 seconds without, a 504 instead;
+- `/drain/N...`: on the first connection, waits until N `/drain` streams are in flight on it,
+  then answers the lower half of them (`drained <connection>`), sends GOAWAY naming the last
+  one answered, and closes: the others were not processed. On later connections, answered
+  at once;
+- `/big/N`: 200 with N bytes, and `x-connection` in the head;
+- `/stats`: `<connections> <most streams in flight at once on one connection>`;
 - anything else: 200 with `<method> <path> <authority> <connection>` as body.
 """
 
+import select
 import socket
 import sys
 import threading
+import time
+
+import h2.settings
 
 import h2.config
 import h2.connection
@@ -30,6 +44,13 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 next_connection = 0
 lock = threading.Lock()
+max_streams = 100
+# Streams in flight on all connections, the most on one connection, and the `/gather`
+# streams in flight with the largest number they wait for.
+most_in_flight = 0
+gathering = 0
+gathered = False
+GATHER_TIMEOUT = 10
 
 
 class Stream:
@@ -44,12 +65,56 @@ class Stream:
 
 
 def serve(sock, number):
+    global most_in_flight, gathering, gathered
     config = h2.config.H2Configuration(client_side=False, header_encoding=None)
     conn = h2.connection.H2Connection(config=config)
+    conn.local_settings = h2.settings.Settings(
+        client=False,
+        initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: conn.DEFAULT_MAX_HEADER_LIST_SIZE,
+        },
+    )
     conn.initiate_connection()
     sock.sendall(conn.data_to_send())
     streams = {}
     closing = False
+    in_flight = set()
+    # Streams waiting: (stream id, target, since) for `/gather`, stream ids for `/drain`.
+    waiting = []
+    draining = []
+
+    def count(stream_id):
+        global most_in_flight
+        in_flight.add(stream_id)
+        with lock:
+            most_in_flight = max(most_in_flight, len(in_flight))
+
+    def echo(stream_id):
+        stream = streams[stream_id]
+        trailers = [
+            ("x-body-length", str(len(stream.body))),
+            ("x-connection", str(number)),
+            ("grpc-status", "0"),
+        ]
+        trailers += [("x-echo-" + name.decode(), value.decode()) for name, value in stream.trailers]
+        respond(stream_id, [(":status", "200"), ("content-type", "application/octet-stream")],
+                bytes(stream.body), trailers)
+
+    def release_gathered():
+        global gathering
+        for entry in list(waiting):
+            stream_id, target, since = entry
+            with lock:
+                ready = gathered or gathering >= target
+            if ready:
+                waiting.remove(entry)
+                echo(stream_id)
+            elif time.monotonic() - since > GATHER_TIMEOUT:
+                waiting.remove(entry)
+                respond(stream_id, [(":status", "504"), ("content-length", "0")])
+                with lock:
+                    gathering -= 1
 
     def respond(stream_id, headers, body=b"", trailers=None):
         conn.send_headers(stream_id, headers)
@@ -77,20 +142,46 @@ def serve(sock, number):
                 else:
                     conn.end_stream(stream_id)
                 del streams[stream_id]
+                in_flight.discard(stream_id)
 
     def finish(stream_id):
+        global gathering, gathered
         nonlocal closing
         stream = streams[stream_id]
         path = stream.headers.get(":path", "")
         if path.startswith("/echo") or path == "/trailers":
-            trailers = [
-                ("x-body-length", str(len(stream.body))),
-                ("x-connection", str(number)),
-                ("grpc-status", "0"),
-            ]
-            trailers += [("x-echo-" + name.decode(), value.decode()) for name, value in stream.trailers]
-            respond(stream_id, [(":status", "200"), ("content-type", "application/octet-stream")],
-                    bytes(stream.body), trailers)
+            echo(stream_id)
+        elif path.startswith("/gather/"):
+            target = int(path.split("/")[2])
+            with lock:
+                gathering += 1
+                if gathering >= target:
+                    gathered = True
+            waiting.append((stream_id, target, time.monotonic()))
+        elif path.startswith("/drain/"):
+            target = int(path.split("/")[2])
+            if number > 1:
+                body = b"drained %d" % number
+                respond(stream_id, [(":status", "200"), ("content-length", str(len(body)))], body)
+                return
+            draining.append(stream_id)
+            if len(draining) < target:
+                return
+            answered = sorted(draining)[: target // 2]
+            for answered_id in answered:
+                body = b"drained %d" % number
+                respond(answered_id, [(":status", "200"), ("content-length", str(len(body)))], body)
+            pump()
+            conn.close_connection(last_stream_id=answered[-1])
+            closing = True
+        elif path.startswith("/big/"):
+            size = int(path.split("/")[2])
+            respond(stream_id, [(":status", "200"), ("content-length", str(size)),
+                                ("x-connection", str(number))], b"b" * size)
+        elif path == "/stats":
+            with lock:
+                body = b"%d %d" % (next_connection, most_in_flight)
+            respond(stream_id, [(":status", "200"), ("content-length", str(len(body)))], body)
         elif path == "/goaway":
             body = b"bye %d" % number
             respond(stream_id, [(":status", "200"), ("content-length", str(len(body)))], body)
@@ -132,11 +223,20 @@ def serve(sock, number):
 
     try:
         while True:
+            if waiting:
+                # Held streams are released by other connections' threads: look again soon.
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if not readable:
+                    release_gathered()
+                    pump()
+                    sock.sendall(conn.data_to_send())
+                    continue
             data = sock.recv(65536)
             if not data:
                 return
             for event in conn.receive_data(data):
                 if isinstance(event, h2.events.RequestReceived):
+                    count(event.stream_id)
                     streams[event.stream_id] = Stream(event.headers)
                     if streams[event.stream_id].headers.get(":path") == "/reset":
                         conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -153,9 +253,11 @@ def serve(sock, number):
                         finish(event.stream_id)
                 elif isinstance(event, h2.events.StreamReset):
                     streams.pop(event.stream_id, None)
+                    in_flight.discard(event.stream_id)
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     sock.sendall(conn.data_to_send())
                     return
+            release_gathered()
             pump()
             sock.sendall(conn.data_to_send())
             if closing:
@@ -167,7 +269,9 @@ def serve(sock, number):
 
 
 def main():
-    global next_connection
+    global next_connection, max_streams
+    if len(sys.argv) > 1:
+        max_streams = int(sys.argv[1])
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))

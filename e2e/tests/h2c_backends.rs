@@ -12,7 +12,7 @@ use std::{
 
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
-    request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
+    request::{Cluster, HttpListenerConfig, Order, QueryMetrics, RemoveBackend},
     response::{FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, run_python, wait_until};
@@ -383,4 +383,228 @@ fn a_grpc_round_trip_crosses_the_proxy() {
     }
     // A gRPC error is a status in the trailers of a 200 response.
     assert_eq!(lines[12], "fail NOT_FOUND missing");
+}
+
+/// `gather` lines of the Python client (`STREAM STATUS SENT RECEIVED CONNECTION`): each
+/// stream answered 200 with its body byte for byte. Returns the backend connections used.
+fn gathered(lines: &[String]) -> std::collections::BTreeSet<String> {
+    let mut connections = std::collections::BTreeSet::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [_, status, sent, received, connection] = fields.as_slice() else {
+            panic!("unexpected line {line}");
+        };
+        assert_eq!(*status, "200", "{line}");
+        assert_eq!(sent, received, "{line}");
+        connections.insert(connection.to_string());
+    }
+    connections
+}
+
+/// What the backend's `/stats` says: connections accepted, and the most streams in flight
+/// at once on one of them.
+fn backend_stats(address: SocketAddr) -> (u32, u32) {
+    let (ok, body) = curl(
+        address,
+        &["--http2-prior-knowledge", &url(address, "/stats")],
+    );
+    assert!(ok, "{body}");
+    let numbers: Vec<u32> = body
+        .split(' ')
+        .map(|field| field.parse().expect("a number"))
+        .collect();
+    let [connections, most] = numbers[..] else {
+        panic!("unexpected stats {body}");
+    };
+    (connections, most)
+}
+
+/// A backend allowing 20 streams per connection, behind a proxy that already spoke to it
+/// once (so it knows the backend's limit).
+fn backend_of_20_streams() -> (H2cBackend, Worker, SocketAddr) {
+    let backend = H2cBackend::run(&[BACKEND, "20"]);
+    let (worker, address) = proxy(backend.address);
+    assert_eq!(backend_connection(address, "/warm"), "1");
+    (backend, worker, address)
+}
+
+#[test]
+fn fifty_streams_of_one_client_share_backend_connections_within_their_limit() {
+    let (backend, mut worker, address) = backend_of_20_streams();
+    let port = address.port().to_string();
+    // The backend answers none until all 50 are in flight at once: 50 streams need 3
+    // connections of 20, and no more are opened.
+    let lines = run_client(&["gather", &port, "50", "3", "50"]);
+    assert_eq!(lines.len(), 50, "{lines:?}");
+    let connections = gathered(&lines);
+    assert!(connections.len() <= 3, "{connections:?}");
+    let (opened, most) = backend_stats(address);
+    assert!(opened <= 3, "{opened} backend connections");
+    assert!((2..=20).contains(&most), "{most} streams at once on one");
+    // The connections' figures are added when they close: when the backend goes away.
+    drop(backend);
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.connections"
+    ) == u64::from(opened)));
+    // Every stream but the first of each connection went beside others.
+    assert_eq!(proxy_count(&mut worker, "h2.backend.streams_shared"), 47);
+}
+
+#[test]
+fn fifty_streams_of_five_clients_share_backend_connections_within_their_limit() {
+    let (_backend, _worker, address) = backend_of_20_streams();
+    let port = address.port().to_string();
+    let clients: Vec<_> = (0..5)
+        .map(|seed| {
+            let port = port.clone();
+            std::thread::spawn(move || {
+                run_client(&["gather", &port, "10", &seed.to_string(), "50"])
+            })
+        })
+        .collect();
+    let mut connections = std::collections::BTreeSet::new();
+    for client in clients {
+        let lines = client.join().expect("the client ran");
+        assert_eq!(lines.len(), 10, "{lines:?}");
+        connections.extend(gathered(&lines));
+    }
+    assert!(connections.len() <= 3, "{connections:?}");
+    let (opened, most) = backend_stats(address);
+    assert!(opened <= 3, "{opened} backend connections");
+    assert!(most <= 20, "{most} streams at once on one");
+}
+
+/// The Python client of `mode` with stdin piped, its first line read.
+fn held_client(arguments: &[&str]) -> (Child, String) {
+    let mut child = Command::new("python3")
+        .arg(CLIENT)
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (.ci/install-test-tools)");
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let mut line = String::new();
+    let mut reader = BufReader::new(stdout);
+    reader.read_line(&mut line).expect("a first line");
+    (child, line.trim().to_string())
+}
+
+/// Lets a held client go on, and returns the rest of what it printed.
+fn release(mut child: Child) -> String {
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"go\n")
+        .expect("the client reads its stdin");
+    let output = child.wait_with_output().expect("the client ends");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn a_slow_reading_client_stream_does_not_stall_the_others_on_its_backend_connection() {
+    let backend = H2cBackend::start();
+    let (_worker, address) = proxy(backend.address);
+    let port = address.port().to_string();
+    assert_eq!(backend_connection(address, "/warm"), "1");
+    // A client reads the head of a 4 MB response and never opens its window: far more than
+    // the proxy's buffers and the stream's window toward the backend.
+    let (stuck, first) = held_client(&["stuck", &port, "/big/4000000"]);
+    assert_eq!(first, "status 200");
+    // Meanwhile, streams of another client go over the same backend connection and finish.
+    let lines = run_client(&["gather", &port, "10", "8", "1"]);
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert_eq!(gathered(&lines).into_iter().collect::<Vec<_>>(), ["1"]);
+    assert_eq!(
+        backend_stats(address).0,
+        1,
+        "one backend connection for all"
+    );
+    assert_eq!(release(stuck), "body 4000000");
+}
+
+#[test]
+fn a_backend_goaway_mid_flight_fails_the_unprocessed_streams_over_to_a_new_connection() {
+    let backend = H2cBackend::start();
+    let (mut worker, address) = proxy(backend.address);
+    let port = address.port().to_string();
+    // Ten GETs at once, on the first backend connection; the backend answers the first
+    // five, and its GOAWAY says it did not process the others: they go again on a new
+    // connection.
+    let paths: Vec<String> = (0..10).map(|index| format!("/drain/10/{index}")).collect();
+    let mut arguments = vec!["timed", port.as_str()];
+    arguments.extend(paths.iter().map(String::as_str));
+    let lines = run_client(&arguments);
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    let mut by_connection = std::collections::BTreeMap::<String, usize>::new();
+    for line in &lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [_, status, _, "drained", connection] = fields.as_slice() else {
+            panic!("unexpected line {line}");
+        };
+        assert_eq!(*status, "200", "{line}");
+        *by_connection.entry(connection.to_string()).or_default() += 1;
+    }
+    assert_eq!(
+        by_connection,
+        [("1".to_string(), 5), ("2".to_string(), 5)].into()
+    );
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.streams_refused"
+    ) == 5));
+}
+
+#[test]
+fn a_backend_killed_mid_flight_fails_its_streams_502_before_the_head_and_cut_after() {
+    let mut backend = H2cBackend::start();
+    let (_worker, address) = proxy(backend.address);
+    let port = address.port().to_string();
+    assert_eq!(backend_connection(address, "/warm"), "1");
+    let (stuck, first) = held_client(&["stuck", &port, "/big/4000000"]);
+    assert_eq!(first, "status 200");
+    // Five POSTs the backend holds (it waits for 100 at once).
+    let gathering = {
+        let port = port.clone();
+        std::thread::spawn(move || run_client(&["gather", &port, "5", "9", "100"]))
+    };
+    // In flight at once on the backend: the big response, the five, and the `/stats` asking.
+    assert!(wait_until(DEADLINE, || backend_stats(address).1 >= 7));
+    let _ = backend.child.kill();
+    let _ = backend.child.wait();
+    // Each gets a 502 (and, its upload cut short, may be reset once answered).
+    let lines = gathering.join().expect("the client ran");
+    let answered: Vec<&String> = lines.iter().filter(|l| !l.ends_with("reset")).collect();
+    assert_eq!(answered.len(), 5, "{lines:?}");
+    assert!(
+        answered
+            .iter()
+            .all(|line| line.split(' ').nth(1) == Some("502")),
+        "{lines:?}"
+    );
+    assert_eq!(release(stuck), "reset");
+}
+
+#[test]
+fn an_idle_backend_connection_closes_when_its_backend_is_removed() {
+    let backend = H2cBackend::start();
+    let (mut worker, address) = proxy(backend.address);
+    assert_eq!(backend_connection(address, "/a"), "1");
+    // The connection stays for the next requests of any client.
+    assert_eq!(backend_connection(address, "/b"), "1");
+    assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 0);
+    worker.ok(Order::RemoveBackend(RemoveBackend {
+        cluster_id: "grpc".to_string(),
+        backend_id: "grpc-0".to_string(),
+        address: backend.address,
+        drain_timeout: None,
+    }));
+    assert!(wait_until(DEADLINE, || proxy_count(
+        &mut worker,
+        "h2.backend.connections"
+    ) == 1));
+    assert_eq!(proxy_count(&mut worker, "h2.backend.streams"), 2);
 }

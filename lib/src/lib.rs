@@ -76,7 +76,8 @@
 //!   `session::Action`s sessions return. `server/accept.rs` accepts connections and gives
 //!   each session its first stage by listener kind; `server/connect.rs` opens backend
 //!   connections for a (session, slot); `server/backend_pool.rs` keeps idle backend
-//!   connections; `server/orders.rs` applies orders, checked by `server/validation.rs`;
+//!   connections; `server/mux.rs` shares backend HTTP/2 connections among sessions'
+//!   streams, bounded per backend; `server/orders.rs` applies orders, checked by `server/validation.rs`;
 //!   `server/health.rs` runs active health checks; `server/channel.rs` reads orders and
 //!   writes responses and events; `server/observations.rs` flushes access logs and statsd;
 //!   `server/config.rs` holds the settings a worker starts with.
@@ -87,7 +88,8 @@
 //!   `session::Context` (what the loop lends: clock, timers, pool, listeners, clusters,
 //!   recorder, faults); they return an `Action` for the loop, or the stage they become
 //!   (`session::Outcome::Become`), never touching the session itself. `session::endpoint` is
-//!   one end of a session: a socket, its token and readiness, reads and writes, TLS inside.
+//!   one end of a session: a socket (or a stream of a shared backend HTTP/2 connection,
+//!   `session::mux`), its token and readiness, reads and writes, TLS inside.
 //!   `session::shaper` is a session's write budget while faults act on it.
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per
 //!   request with typed phases, the routing policy as a pure decision, Basic auth, the
@@ -95,8 +97,8 @@
 //!   clients (a codec of its own, and a stage that takes over a connection whose ALPN or
 //!   preface says HTTP/2 and forwards each stream on a backend slot of its own, sharing the
 //!   routing, editing, answers and records of HTTP/1.1) and toward the backends of clusters
-//!   with `http2 = true` (`h2::backend`: a link inside the backend's endpoint, as TLS is
-//!   inside a client's, that carries the HTTP/1.1 exchanges of its slot as streams);
+//!   with `http2 = true` (`h2::backend`: the state of a backend connection shared by many
+//!   sessions, each slot's HTTP/1.1 exchanges carried as streams through a handle);
 //!   `protocol::pipe` copies bytes both ways (TCP
 //!   mode, upgraded connections), with `protocol::splice` on Linux, after
 //!   `protocol::sniff` decided where a TCP connection goes; [`protocol::tls`] is

@@ -5,6 +5,9 @@
 //! dropping it (connection pooled, closed, or the session gone) uncounts it, and when a
 //! draining backend loses its last connection the map is told, so it can forget the backend.
 //!
+//! A stream of a shared HTTP/2 connection gets its own lease from the connection's
+//! ([`BackendLease::for_stream`]): it counts the stream's request, not a connection.
+//!
 //! A lease also counts the request its connection carries, from the moment it is forwarded
 //! to the backend until its response ends or the exchange is abandoned: ending the lease ends
 //! its request too, so a count never outlives its connection.
@@ -60,6 +63,17 @@ pub struct BackendLease {
     counters: Rc<Counters>,
     /// The connection carries a request, counted in `counters.requests`.
     request: Request,
+    /// What the lease counts besides its request.
+    counts: Counts,
+}
+
+/// What a lease counts besides its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    /// A connection to the backend.
+    Connection,
+    /// Only its request: a stream of a connection another lease counts.
+    Stream,
 }
 
 /// Whether a backend connection carries a request.
@@ -79,6 +93,18 @@ impl BackendLease {
             key,
             counters,
             request: Request::None,
+            counts: Counts::Connection,
+        }
+    }
+
+    /// A lease for a stream of this lease's connection: it counts the stream's request,
+    /// and no connection.
+    pub fn for_stream(&self) -> BackendLease {
+        BackendLease {
+            key: self.key,
+            counters: Rc::clone(&self.counters),
+            request: Request::None,
+            counts: Counts::Stream,
         }
     }
 
@@ -111,6 +137,9 @@ impl BackendLease {
 impl Drop for BackendLease {
     fn drop(&mut self) {
         self.request_ended();
+        if self.counts == Counts::Stream {
+            return;
+        }
         let counters = &self.counters;
         let left = counters.connections.get().saturating_sub(1);
         counters.connections.set(left);

@@ -219,3 +219,32 @@ fn backups_take_over_when_normal_backends_all_have_weight_0() {
     let now = Instant::now();
     assert_eq!(picked_id(&mut map, now).as_deref(), Some("spare"));
 }
+
+#[test]
+fn a_stream_lease_counts_its_request_and_no_connection() {
+    let mut map = BackendMap::new();
+    map.set_cluster(&Cluster::new("c"));
+    add(&mut map, "c", "a", 1, false);
+    let key = map.pick("c", None, Instant::now()).unwrap();
+    let connection = map.lease(key).unwrap();
+    let mut streams = [connection.for_stream(), connection.for_stream()];
+    for stream in &mut streams {
+        stream.request_started();
+    }
+    let backend = |map: &BackendMap| {
+        let backend = map.get(key).unwrap();
+        (backend.connections(), backend.requests())
+    };
+    assert_eq!(backend(&map), (1, 2), "one connection carries two requests");
+    let [first, second] = streams;
+    drop(first);
+    assert_eq!(backend(&map), (1, 1));
+    drop(connection);
+    assert_eq!(
+        backend(&map),
+        (0, 1),
+        "a stream outliving its connection's lease"
+    );
+    drop(second);
+    assert_eq!(backend(&map), (0, 0));
+}

@@ -52,6 +52,8 @@ impl H2Figures {
             (&mut totals.streams, counters.streams),
             (&mut totals.resets_received, counters.resets_received),
             (&mut totals.goaways_received, counters.goaways_received),
+            (&mut totals.streams_refused, counters.streams_refused),
+            (&mut totals.streams_shared, counters.streams_shared),
             (&mut self.backend_ended, u64::from(counters.ended_by_proxy)),
         ] {
             *total = total.saturating_add(value);
@@ -66,6 +68,8 @@ impl H2Figures {
             ("h2.backend.streams", self.backend.streams),
             ("h2.backend.resets_received", self.backend.resets_received),
             ("h2.backend.goaways_received", self.backend.goaways_received),
+            ("h2.backend.streams_refused", self.backend.streams_refused),
+            ("h2.backend.streams_shared", self.backend.streams_shared),
             ("h2.backend.ended", self.backend_ended),
         ];
         let backend = backend.into_iter().filter(|_| self.backend_connections > 0);

@@ -37,8 +37,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     access_log::AccessLog,
-    protocol::http::h2::{Cause, Counters},
-    session::endpoint::Endpoint,
+    protocol::http::h2::{Cause, Counters, backend::LinkCounters},
 };
 use sozu_command_lib::{
     request::QueryMetrics,
@@ -403,10 +402,10 @@ impl Metrics {
         }
     }
 
-    /// A backend connection closed: an HTTP/2 one adds its figures (`h2.backend.*`).
-    pub fn backend_closed(&mut self, endpoint: &Endpoint) {
-        if let Some(link) = endpoint.h2.as_deref().filter(|_| self.enabled) {
-            self.h2.record_backend(link.counters());
+    /// An HTTP/2 backend connection closed after what `counters` tell (`h2.backend.*`).
+    pub fn h2_backend_closed(&mut self, counters: &LinkCounters) {
+        if self.enabled {
+            self.h2.record_backend(counters);
         }
     }
 

@@ -134,6 +134,16 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "counter",
             "HTTP/2 GOAWAY frames received from backends.",
         ),
+        "h2.backend.streams_refused" => simple(
+            "h2_backend_streams_refused_total",
+            "counter",
+            "HTTP/2 streams toward backends that a GOAWAY said were not processed.",
+        ),
+        "h2.backend.streams_shared" => simple(
+            "h2_backend_streams_shared_total",
+            "counter",
+            "HTTP/2 streams opened toward backends beside others in flight on their connection.",
+        ),
         "h2.backend.ended" => simple(
             "h2_backend_ended_total",
             "counter",

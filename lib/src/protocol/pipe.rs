@@ -144,24 +144,28 @@ impl Lane {
                 }
                 transfer
             }
-            Store::Kernel { pipe, .. } => match pipe.fill_from(source.stream.as_raw_fd()) {
-                Spliced::Moved(count) => {
-                    source.bytes_read += count as u64;
-                    Transfer::Moved(count)
-                }
-                Spliced::End => {
-                    source.read_closed = true;
-                    source.readiness.event.remove(Ready::READABLE);
-                    Transfer::Closed
-                }
-                Spliced::WouldBlock => {
-                    source.readiness.event.remove(Ready::READABLE);
-                    Transfer::WouldBlock
-                }
-                // The socket may hold more: it stays readable, and is read again once the
-                // pipe is drained.
-                Spliced::Full => Transfer::WouldBlock,
-                Spliced::Failed(kind) => source.read_failed(kind.into()),
+            // Kernel pipes join TCP sockets only (TCP listeners and clusters).
+            Store::Kernel { pipe, .. } => match source.tcp().map(|stream| stream.as_raw_fd()) {
+                None => Transfer::Error(std::io::ErrorKind::Unsupported),
+                Some(fd) => match pipe.fill_from(fd) {
+                    Spliced::Moved(count) => {
+                        source.bytes_read += count as u64;
+                        Transfer::Moved(count)
+                    }
+                    Spliced::End => {
+                        source.read_closed = true;
+                        source.readiness.event.remove(Ready::READABLE);
+                        Transfer::Closed
+                    }
+                    Spliced::WouldBlock => {
+                        source.readiness.event.remove(Ready::READABLE);
+                        Transfer::WouldBlock
+                    }
+                    // The socket may hold more: it stays readable, and is read again once the
+                    // pipe is drained.
+                    Spliced::Full => Transfer::WouldBlock,
+                    Spliced::Failed(kind) => source.read_failed(kind.into()),
+                },
             },
         }
     }
@@ -188,7 +192,10 @@ impl Lane {
                     }
                     return transfer;
                 }
-                match pipe.drain_into(sink.stream.as_raw_fd(), limit) {
+                let Some(fd) = sink.tcp().map(|stream| stream.as_raw_fd()) else {
+                    return Transfer::Error(std::io::ErrorKind::Unsupported);
+                };
+                match pipe.drain_into(fd, limit) {
                     Spliced::Moved(count) => {
                         sink.bytes_written += count as u64;
                         Transfer::Moved(count)
@@ -505,7 +512,7 @@ mod tests {
         let pool = Pool::new(16, 0, 2);
         let mut pipe = Pipe::new(pool.checkout(), pool.checkout());
         // The client closes with bytes of ours unread: its kernel resets the connection.
-        front.stream.write_all(b"unread").unwrap();
+        front.tcp_mut().unwrap().write_all(b"unread").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -515,7 +522,7 @@ mod tests {
         // client sends nothing, so the first readable event is the reset.
         let mut poll = mio::Poll::new().unwrap();
         poll.registry()
-            .register(&mut front.stream, Token(0), mio::Interest::READABLE)
+            .register(front.tcp_mut().unwrap(), Token(0), mio::Interest::READABLE)
             .unwrap();
         let mut events = mio::Events::with_capacity(4);
         poll.poll(&mut events, Some(Duration::from_secs(10)))

@@ -130,7 +130,10 @@ impl Reply {
             if !front.readiness.event.contains(Ready::WRITABLE) {
                 return Ok(false);
             }
-            match send_file(front.stream.as_raw_fd(), region, wanted) {
+            let Some(stream) = front.tcp() else {
+                return Ok(true);
+            };
+            match send_file(stream.as_raw_fd(), region, wanted) {
                 // The file got shorter since it was opened.
                 Ok(0) => return Ok(true),
                 // A short count may mean a full socket or a shorter file: the next call tells.
@@ -238,7 +241,7 @@ mod tests {
         let mut reply = Reply::new(Vec::new(), Some(FileRegion::open(&path, 0, None).unwrap()));
         let mut poll = mio::Poll::new().unwrap();
         poll.registry()
-            .register(&mut front.stream, Token(1), mio::Interest::WRITABLE)
+            .register(front.tcp_mut().unwrap(), Token(1), mio::Interest::WRITABLE)
             .unwrap();
         let mut events = mio::Events::with_capacity(4);
         while reply.phase == Phase::Sending {

@@ -25,7 +25,7 @@ use crate::{
 /// Idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 64;
 /// How long an idle backend connection is kept.
-const IDLE_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const IDLE_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An established backend connection that no session uses.
 #[derive(Debug)]
@@ -220,7 +220,6 @@ impl Server {
 
     /// Closes an idle backend connection. Closing the socket removes it from epoll.
     pub(super) fn close_idle(&mut self, idle: IdleConnection) {
-        self.recorder.metrics.backend_closed(&idle.endpoint);
         self.sockets.try_remove(idle.endpoint.token.0);
     }
 }

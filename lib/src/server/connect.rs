@@ -91,12 +91,11 @@ impl Server {
             .clusters
             .get(cluster_id)
             .is_some_and(|cluster| cluster.http2);
+        if http2 {
+            return self.connect_stream(key, slot, backend, now);
+        }
         if let Some(back) = self.take_idle(backend, now) {
-            // A pooled connection speaks what its cluster spoke when it was opened.
-            if back.endpoint.speaks_h2() == http2 {
-                return self.reuse(key, slot, backend, back, now);
-            }
-            self.drop_back(back);
+            return self.reuse(key, slot, backend, back, now);
         }
         let Some((address, backend_id)) = self
             .backends
@@ -109,12 +108,7 @@ impl Server {
             return self.answer_failure(key, Failure::NoBackend);
         };
         match self.open_back(key, slot, address, backend_id, Some(lease), now) {
-            Ok(()) => {
-                if http2 {
-                    self.speak_h2(key, slot, now);
-                }
-                Action::Wait
-            }
+            Ok(()) => Action::Wait,
             Err(OpenError::Connect) => {
                 self.backends.connect_failed(backend, now);
                 self.retry_or_give_up(key, slot)
@@ -177,22 +171,6 @@ impl Server {
         Ok(())
     }
 
-    /// Makes the new connection of the session's `slot` an HTTP/2 one (cleartext, prior
-    /// knowledge), the backend held to the HTTP/2 limits of the session's listener.
-    fn speak_h2(&mut self, key: usize, slot: Slot, now: Instant) {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let limits = self
-            .http_listeners
-            .get(&session.io.listener_address)
-            .map(|listener| listener.config.h2)
-            .unwrap_or_default();
-        if let Some(back) = session.io.backs.get_mut(slot) {
-            back.endpoint.start_h2(limits, now);
-        }
-    }
-
     /// Gives the session's `slot` an idle connection to `backend` from the pool.
     pub(super) fn reuse(
         &mut self,
@@ -224,7 +202,8 @@ impl Server {
     }
 
     /// Takes the backend connection of the session's `slot` away: into the pool when it is
-    /// clean and idle, else closed.
+    /// clean and idle, else closed. (A stream of a shared connection is closed: its
+    /// connection stays with the loop.)
     pub(super) fn release_back(&mut self, key: usize, slot: Slot) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
@@ -233,7 +212,7 @@ impl Server {
         let Some(back) = session.io.backs.take(slot) else {
             return;
         };
-        if reusable {
+        if reusable && !back.endpoint.speaks_h2() {
             self.keep_idle(back);
         } else {
             self.drop_back(back);
@@ -261,21 +240,31 @@ impl Server {
         };
         if let Some(back) = session.io.backs.get(slot) {
             let connect_time = now.duration_since(back.connect_started);
-            if let Some(lease) = &back.lease {
+            // A stream's connection counted its connect once (`Server::mux_event`).
+            let counted = back.endpoint.speaks_h2();
+            if let Some(lease) = back.lease.as_ref().filter(|_| !counted) {
                 self.backends.connect_succeeded(lease.key(), connect_time);
             }
             session.io.connect_time = Some(connect_time);
-            if let Some(cluster_id) = &session.io.cluster_id {
+            if let Some(cluster_id) = session.io.cluster_id.as_ref().filter(|_| !counted) {
                 self.recorder
                     .metrics
                     .connected(cluster_id, &back.backend_id, connect_time);
             }
             debug!("session {}: connected to {}", session.io.uid, back.address);
+            // A stream shares its connection: a failure before its response (a GOAWAY
+            // refusing it, the connection lost to another stream's doing) may say nothing
+            // of its request, which may then go again as on a kept connection.
+            let back_use = if counted {
+                BackUse::Reused
+            } else {
+                BackUse::New
+            };
             if let Some(backend) = back.lease.as_ref().and_then(|l| self.backends.get(l.key())) {
                 session.backend_connected(
                     slot,
                     backend.sticky_id.as_deref().unwrap_or(&backend.id),
-                    BackUse::New,
+                    back_use,
                 );
             }
         }
@@ -302,7 +291,9 @@ impl Server {
                     .metrics
                     .connect_failed(cluster_id, &back.backend_id, retried);
             }
-            if let Some(lease) = &back.lease {
+            if back.endpoint.speaks_h2() {
+                self.stream_connect_failed(&back, now);
+            } else if let Some(lease) = &back.lease {
                 self.backends.connect_failed(lease.key(), now);
             }
             self.drop_back(back);
@@ -336,8 +327,13 @@ impl Server {
     /// Closes a backend connection; its lease ends with it. Closing the socket removes it
     /// from epoll: no `deregister` call is needed, as the descriptor is not shared.
     pub(super) fn drop_back(&mut self, back: BackConnection) {
-        self.recorder.metrics.backend_closed(&back.endpoint);
-        self.sockets.try_remove(back.endpoint.token.0);
+        let token = back.endpoint.token;
+        self.sockets.try_remove(token.0);
+        if back.endpoint.speaks_h2() {
+            // The token goes back to the slab: news of the stream not delivered yet would
+            // reach whatever takes the token next.
+            self.wakes.retain(|(owner, _)| *owner != token);
+        }
         drop(back);
     }
 

@@ -53,6 +53,7 @@ mod faults;
 mod handed_listeners;
 mod health;
 mod hold;
+mod mux;
 mod observations;
 mod orders;
 mod remote;
@@ -110,6 +111,8 @@ enum Owner {
     },
     /// A kept-alive backend connection waiting in the pool of its backend.
     Idle(BackendKey),
+    /// A backend HTTP/2 connection shared by sessions' streams ([`mux`]).
+    Mux(BackendKey),
     /// A health check in flight, by its slot.
     Probe(usize),
 }
@@ -170,6 +173,11 @@ pub struct Server {
     next_statsd_flush: Instant,
     /// Idle backend connections.
     idle_pool: BackendPool,
+    /// Backend HTTP/2 connections shared by sessions' streams.
+    muxes: mux::Muxes,
+    /// Streams whose sessions must be told (their handle's token) of news of their
+    /// connection, and what.
+    wakes: Vec<(Token, Ready)>,
     next_sweep: Instant,
     /// Health checks in flight, and what they found so far per backend.
     probes: Slab<Probe>,
@@ -282,6 +290,8 @@ impl Server {
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
             idle_pool: BackendPool::default(),
+            muxes: mux::Muxes::default(),
+            wakes: Vec::new(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             probes: Slab::new(),
             health: HashMap::new(),
@@ -334,6 +344,7 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(event.token(), Ready::from_event(event));
             }
+            self.wake_streams();
             self.drive_yielded();
             self.accept_pending();
             self.fire_timers();
@@ -343,6 +354,7 @@ impl Server {
             self.flush_observations();
             self.housekeeping(Instant::now());
             self.check_drained();
+            self.wake_streams();
             if self.channel.is_closed() && self.run == Run::Running {
                 info!("command channel closed, stopping");
                 self.run = Run::Stopped;
@@ -374,7 +386,11 @@ impl Server {
         {
             wake_at(at);
         }
-        if !self.idle_pool.is_empty() || !self.probes.is_empty() || self.has_health_checks() {
+        if !self.idle_pool.is_empty()
+            || !self.muxes.is_empty()
+            || !self.probes.is_empty()
+            || self.has_health_checks()
+        {
             wake_at(self.next_sweep);
         }
         if let Some(at) = self.next_drain_wake() {
@@ -435,6 +451,7 @@ impl Server {
                 }
             }
             Some(Owner::Idle(backend)) => self.idle_event(backend, token),
+            Some(Owner::Mux(backend)) => self.mux_event(backend, token, ready),
             Some(Owner::Probe(slot)) => self.probe_event(slot),
             None => debug!("event for unknown token {token:?}"),
         }
@@ -449,6 +466,7 @@ impl Server {
         self.next_sweep = now + SWEEP_INTERVAL;
         self.run_health_checks(now);
         self.sweep_idle(now);
+        self.sweep_muxes(now);
     }
 
     /// Runs a session until it waits, acting on what it asks.

@@ -2,8 +2,10 @@
 //!
 //! A backend connection belongs to (session, [`Slot`]): its socket's token names both, its
 //! back timeout is the slot's, and the loop's answers about it (connected, connect failed)
-//! name the slot. HTTP/1 and TCP use one slot at a time; a stage that holds several
-//! connections at once (HTTP/2 streams, each with its own, a connect after sniffing) uses
+//! name the slot. A slot holds a socket, or a stream of a backend HTTP/2 connection shared
+//! with other slots and sessions (`session::mux`). HTTP/1 and TCP use one slot at a time; a
+//! stage that holds several connections at once (HTTP/2 streams, each with its own, a
+//! connect after sniffing) uses
 //! several: as many as the streams it forwards at once, which `h2_max_concurrent_streams`
 //! bounds.
 

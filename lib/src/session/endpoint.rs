@@ -1,5 +1,6 @@
-//! One end of a session: a TCP socket, its event-loop token, and its readiness; TLS inside a
-//! client's, HTTP/2 framing (`h2::backend::Link`) inside a backend's of an `http2` cluster.
+//! One end of a session: a TCP socket (or, toward a backend of an `http2` cluster, a stream
+//! of a shared HTTP/2 connection, [`MuxStream`]), its event-loop token, and its readiness;
+//! TLS inside a client's.
 //!
 //! Sockets are registered once, edge-triggered, for both reading and writing. The kernel's
 //! side of readiness (`event`) is set by events and cleared when a call would block; the
@@ -8,19 +9,18 @@
 
 use std::{
     io::{self, ErrorKind, IoSlice, Read, Write},
-    net::Shutdown,
+    net::{Shutdown, SocketAddr},
     ops::{BitAnd, BitOr, BitOrAssign, Not},
     sync::Arc,
-    time::Instant,
 };
 
 use mio::{Token, net::TcpStream};
 use rustls::ServerConfig;
-use sozu_command_lib::request::H2Config;
 
 use crate::{
     pool::Buffer,
-    protocol::{http::h2::backend::Link, tls::TlsStream},
+    protocol::tls::TlsStream,
+    session::mux::{MuxState, MuxStream},
 };
 
 /// A set of readiness flags.
@@ -156,15 +156,23 @@ pub enum Unread {
     End,
 }
 
+/// What an endpoint reads from and writes to.
+#[derive(Debug)]
+pub enum Socket {
+    /// A TCP socket of its own.
+    Tcp(TcpStream),
+    /// A stream of a backend HTTP/2 connection shared with other sessions (a cluster with
+    /// `http2 = true`): reads and writes carry HTTP/1.1 messages, each exchanged as a
+    /// stream. Its token is the handle's own, which the loop wakes; no socket is behind it.
+    Mux(MuxStream),
+}
+
 /// A socket of a session: plain, or encrypted when `tls` is set (then reads and writes carry
 /// plaintext, and the handshake advances as bytes arrive).
 #[derive(Debug)]
 pub struct Endpoint {
-    pub stream: TcpStream,
+    pub stream: Socket,
     pub tls: Option<Box<TlsStream>>,
-    /// A backend connection spoken to in HTTP/2 (a cluster with `http2 = true`): reads and
-    /// writes carry HTTP/1.1 messages, each exchanged as a stream.
-    pub h2: Option<Box<Link>>,
     pub token: Token,
     pub readiness: Readiness,
     /// The peer reported end of stream (read side finished).
@@ -180,10 +188,19 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(stream: TcpStream, token: Token) -> Self {
+        Endpoint::over(Socket::Tcp(stream), token)
+    }
+
+    /// An endpoint on a stream of a shared backend HTTP/2 connection; `token` is the
+    /// handle's, through which the loop wakes it.
+    pub fn mux_stream(stream: MuxStream, token: Token) -> Self {
+        Endpoint::over(Socket::Mux(stream), token)
+    }
+
+    fn over(stream: Socket, token: Token) -> Self {
         Endpoint {
             stream,
             tls: None,
-            h2: None,
             token,
             readiness: Readiness::default(),
             read_closed: false,
@@ -214,34 +231,51 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Speaks HTTP/2 with prior knowledge on this new backend connection, holding the
-    /// backend to `limits` (see [`Link`]).
-    pub fn start_h2(&mut self, limits: H2Config, now: Instant) {
-        self.h2 = Some(Box::new(Link::new(limits, now)));
-    }
-
-    /// Whether the connection speaks HTTP/2 to its backend.
+    /// Whether the connection speaks HTTP/2 to its backend (a stream of a shared one).
     pub fn speaks_h2(&self) -> bool {
-        self.h2.is_some()
+        matches!(self.stream, Socket::Mux(_))
     }
 
-    /// Lets a backend connection that frames what it carries (HTTP/2) do its own work,
-    /// whatever its stage does: send the frames it queued, and read the frames the backend
-    /// sent (flow-control credit for a request body the stage waits to write, PINGs,
-    /// SETTINGS); response bytes wait in it until the stage reads them.
-    pub fn service(&mut self) {
-        let Some(link) = self.h2.as_mut() else {
-            return;
-        };
-        let mut readable = self.readiness.event.contains(Ready::READABLE);
-        let mut writable = self.readiness.event.contains(Ready::WRITABLE);
-        link.service(&mut self.stream, &mut readable, &mut writable);
-        for (flag, is_set) in [(Ready::READABLE, readable), (Ready::WRITABLE, writable)] {
-            if is_set {
-                self.readiness.event.insert(flag);
-            } else {
-                self.readiness.event.remove(flag);
+    /// The TCP socket, unless the endpoint is a stream of a shared connection.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match &self.stream {
+            Socket::Tcp(stream) => Some(stream),
+            Socket::Mux(_) => None,
+        }
+    }
+
+    /// The TCP socket, unless the endpoint is a stream of a shared connection.
+    pub fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
+        match &mut self.stream {
+            Socket::Tcp(stream) => Some(stream),
+            Socket::Mux(_) => None,
+        }
+    }
+
+    /// The error of a connect that failed, if any: `Err` when it cannot be known. A stream
+    /// of a shared connection has its connection's: `NotConnected` once that failed.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match &self.stream {
+            Socket::Tcp(stream) => stream.take_error(),
+            Socket::Mux(handle) => {
+                let failed = !matches!(handle.state(), Some(MuxState::Connecting | MuxState::Open));
+                Ok(failed.then(|| ErrorKind::NotConnected.into()))
             }
+        }
+    }
+
+    /// The peer's address; `NotConnected` while a connect is in progress (for a stream of
+    /// a shared connection, while that connection connects).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match &self.stream {
+            Socket::Tcp(stream) => stream.peer_addr(),
+            Socket::Mux(handle) if handle.state() == Some(MuxState::Open) => {
+                handle.mux().try_borrow().map_or_else(
+                    |_| Err(ErrorKind::NotConnected.into()),
+                    |mux| Ok(mux.address),
+                )
+            }
+            Socket::Mux(_) => Err(ErrorKind::NotConnected.into()),
         }
     }
 
@@ -252,9 +286,29 @@ impl Endpoint {
         if space.is_empty() {
             return Transfer::WouldBlock;
         }
+        let stream = match &mut self.stream {
+            Socket::Tcp(stream) => stream,
+            Socket::Mux(handle) => {
+                let mut readable = self.readiness.event.contains(Ready::READABLE);
+                let mut writable = false;
+                let transfer = handle.read(space, &mut readable, &mut writable);
+                if !readable {
+                    self.readiness.event.remove(Ready::READABLE);
+                }
+                if writable {
+                    self.readiness.event.insert(Ready::WRITABLE);
+                }
+                match transfer {
+                    Transfer::Moved(count) => self.bytes_read += count as u64,
+                    Transfer::Closed => self.read_closed = true,
+                    Transfer::WouldBlock | Transfer::Error(_) => {}
+                }
+                return transfer;
+            }
+        };
         if let Some(tls) = self.tls.as_mut() {
             let mut readable = self.readiness.event.contains(Ready::READABLE);
-            let transfer = tls.read(&mut self.stream, space, &mut readable);
+            let transfer = tls.read(stream, space, &mut readable);
             // After a hangup, a short read still leaves the end of stream to read.
             let end_pending =
                 matches!(transfer, Transfer::Moved(_)) && self.readiness.event.contains(Ready::HUP);
@@ -268,25 +322,8 @@ impl Endpoint {
             }
             return transfer;
         }
-        if let Some(link) = self.h2.as_mut() {
-            let mut readable = self.readiness.event.contains(Ready::READABLE);
-            let mut writable = false;
-            let transfer = link.read(&mut self.stream, space, &mut readable, &mut writable);
-            if !readable {
-                self.readiness.event.remove(Ready::READABLE);
-            }
-            if writable {
-                self.readiness.event.insert(Ready::WRITABLE);
-            }
-            match transfer {
-                Transfer::Moved(count) => self.bytes_read += count as u64,
-                Transfer::Closed => self.read_closed = true,
-                Transfer::WouldBlock | Transfer::Error(_) => {}
-            }
-            return transfer;
-        }
         loop {
-            match self.stream.read(space) {
+            match stream.read(space) {
                 Ok(0) => {
                     self.read_closed = true;
                     self.readiness.event.remove(Ready::READABLE);
@@ -320,20 +357,23 @@ impl Endpoint {
         if offered == 0 {
             return Transfer::WouldBlock;
         }
+        let stream = match &mut self.stream {
+            Socket::Tcp(stream) => stream,
+            Socket::Mux(handle) => {
+                let mut writable = self.readiness.event.contains(Ready::WRITABLE);
+                let transfer = handle.write(slices, &mut writable);
+                if !writable {
+                    self.readiness.event.remove(Ready::WRITABLE);
+                }
+                if let Transfer::Moved(count) = transfer {
+                    self.bytes_written += count as u64;
+                }
+                return transfer;
+            }
+        };
         if let Some(tls) = self.tls.as_mut() {
             let mut writable = self.readiness.event.contains(Ready::WRITABLE);
-            let transfer = tls.write(&mut self.stream, slices, &mut writable);
-            if !writable {
-                self.readiness.event.remove(Ready::WRITABLE);
-            }
-            if let Transfer::Moved(count) = transfer {
-                self.bytes_written += count as u64;
-            }
-            return transfer;
-        }
-        if let Some(link) = self.h2.as_mut() {
-            let mut writable = self.readiness.event.contains(Ready::WRITABLE);
-            let transfer = link.write(&mut self.stream, slices, &mut writable);
+            let transfer = tls.write(stream, slices, &mut writable);
             if !writable {
                 self.readiness.event.remove(Ready::WRITABLE);
             }
@@ -343,7 +383,7 @@ impl Endpoint {
             return transfer;
         }
         loop {
-            match self.stream.write_vectored(slices) {
+            match stream.write_vectored(slices) {
                 Ok(0) => return Transfer::Closed,
                 Ok(count) => {
                     self.bytes_written += count as u64;
@@ -392,8 +432,11 @@ impl Endpoint {
             tls.close();
         }
         if self.flush() {
-            // The peer may be gone already; nothing more to do then.
-            let _ = self.stream.shutdown(Shutdown::Write);
+            // The peer may be gone already; nothing more to do then. A stream of a shared
+            // connection ends with its request's framing.
+            if let Some(stream) = self.tcp() {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
         }
     }
 
@@ -411,14 +454,15 @@ impl Endpoint {
         if self.read_closed {
             return Unread::End;
         }
-        match self.h2.as_deref() {
-            Some(link) if link.has_unread() => return Unread::Bytes,
-            Some(link) if !link.is_idle() => return Unread::End,
-            _ => {}
-        }
+        let stream = match &self.stream {
+            Socket::Tcp(stream) => stream,
+            Socket::Mux(handle) if handle.has_unread() => return Unread::Bytes,
+            Socket::Mux(handle) if !handle.is_idle() => return Unread::End,
+            Socket::Mux(_) => return Unread::Nothing,
+        };
         let mut byte = [0u8; 1];
         loop {
-            return match self.stream.peek(&mut byte) {
+            return match stream.peek(&mut byte) {
                 Ok(0) => Unread::End,
                 Ok(_) => Unread::Bytes,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -452,32 +496,22 @@ impl Endpoint {
             && (!event.contains(Ready::READABLE) || self.unread() == Unread::Nothing)
     }
 
-    /// Encrypted bytes are waiting for the socket.
+    /// Encrypted bytes are waiting for the socket. (A shared connection's frames are its
+    /// own to send.)
     pub fn has_pending_output(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.wants_write())
-            || self
-                .h2
-                .as_ref()
-                .is_some_and(|link| link.has_pending_output())
     }
 
     /// Sends pending encrypted bytes; true when nothing is left (or nothing can be sent any
     /// more because the socket failed).
     pub fn flush(&mut self) -> bool {
-        if let Some(link) = self.h2.as_mut() {
-            let flushed = link.flush(&mut self.stream);
-            if !flushed {
-                self.readiness.event.remove(Ready::WRITABLE);
-            }
-            return flushed;
-        }
-        let Some(tls) = self.tls.as_mut() else {
+        let (Some(tls), Socket::Tcp(stream)) = (self.tls.as_mut(), &mut self.stream) else {
             return true;
         };
-        match tls.flush(&mut self.stream) {
+        match tls.flush(stream) {
             Ok(()) => {
                 if self.write_shut {
-                    let _ = self.stream.shutdown(Shutdown::Write);
+                    let _ = stream.shutdown(Shutdown::Write);
                 }
                 true
             }

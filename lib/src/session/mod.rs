@@ -24,6 +24,7 @@ use sozu_command_lib::request::{Cluster, Timeouts};
 
 pub mod backs;
 pub mod endpoint;
+pub mod mux;
 pub mod shaper;
 
 use crate::{
@@ -400,9 +401,6 @@ impl Session {
         if let Some(action) = io.check_connection(waits) {
             return action;
         }
-        for (_, back) in io.backs.iter_mut() {
-            back.endpoint.service();
-        }
         self.stage.ready(io, context)
     }
 
@@ -668,6 +666,18 @@ fn connect_outcome(back: &mut BackConnection) -> Option<ConnectOutcome> {
     if event.is_empty() {
         return None;
     }
+    if back.endpoint.speaks_h2() {
+        // A stream of a shared connection: its connection's state tells, whatever event
+        // woke it (an event meant for a token's former owner included).
+        return match (back.endpoint.take_error(), back.endpoint.peer_addr()) {
+            (Ok(Some(_)) | Err(_), _) => Some(ConnectOutcome::Failed),
+            (Ok(None), Ok(_)) => {
+                back.connected = true;
+                Some(ConnectOutcome::Established)
+            }
+            (Ok(None), Err(_)) => None,
+        };
+    }
     // A connect that failed is reported with an error flag; writable without one means
     // established, and costs no system call to confirm.
     if event.contains(Ready::WRITABLE)
@@ -679,11 +689,11 @@ fn connect_outcome(back: &mut BackConnection) -> Option<ConnectOutcome> {
     }
     // A backend may also accept, answer and close before we look: a hangup alone is no
     // failure. The socket's pending error tells.
-    match back.endpoint.stream.take_error() {
+    match back.endpoint.take_error() {
         Ok(None) => {}
         Ok(Some(_)) | Err(_) => return Some(ConnectOutcome::Failed),
     }
-    match back.endpoint.stream.peer_addr() {
+    match back.endpoint.peer_addr() {
         Ok(_) => {
             back.connected = true;
             Some(ConnectOutcome::Established)

@@ -275,9 +275,11 @@ impl Shaper {
 /// Makes the close of `endpoint`'s socket a reset (RST, through `SO_LINGER` 0): its peer
 /// sees `ECONNRESET`.
 pub fn reset_on_close(endpoint: &Endpoint) {
-    if let Err(error) =
-        socket2::SockRef::from(&endpoint.stream).set_linger(Some(std::time::Duration::ZERO))
-    {
+    // A stream of a shared connection has no socket of its own: dropping it resets it.
+    let Some(stream) = endpoint.tcp() else {
+        return;
+    };
+    if let Err(error) = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO)) {
         log::debug!("cannot make a close a reset: {error}");
     }
 }

@@ -1,23 +1,34 @@
-//! HTTP/2 toward a backend: the connection to a backend of a cluster with `http2 = true`
-//! (cleartext with prior knowledge, RFC 9113 §3.3), seen by its session as an HTTP/1.1
-//! connection.
+//! HTTP/2 toward a backend: a connection to a backend of a cluster with `http2 = true`
+//! (cleartext with prior knowledge, RFC 9113 §3.3) carrying many streams at once, each seen
+//! by its owner as an HTTP/1.1 connection.
 //!
-//! A [`Link`] sits in the backend's [`Endpoint`](crate::session::endpoint::Endpoint), as TLS
-//! sits in a client's: what the session writes is an HTTP/1.1 request as the proxy renders
-//! it for any backend (from an HTTP/1.1 client or from an HTTP/2 stream), and it goes out as
-//! one HTTP/2 stream (HEADERS, DATA within the backend's flow-control windows, trailers);
-//! what the session reads is the response of that stream written as HTTP/1.1 (status line,
-//! fields, a chunked body whose trailer section carries the response's trailers). The
-//! session's HTTP/1.1 parsers then read both with their usual strictness, so an exchange
-//! cannot mean one thing on one side and another on the other.
+//! A [`Link`] is the connection-level state of one such connection: the HPACK encoder and
+//! decoder, the connection's flow-control windows, the backend's SETTINGS, the flood
+//! counters, GOAWAY, and one [`LinkStream`] per stream handle, by key. The socket is not
+//! in it: every call that sends or receives is given the socket
+//! (`session::mux::Mux` owns both and shares them with the sessions' handles).
 //!
-//! One stream is in flight at a time; the next request of the connection (a reused backend
-//! connection) opens the next stream. The backend is held to the limits of an HTTP/2
-//! client (the defaults of the listener keys `h2_*`): floods of PING, SETTINGS, empty DATA,
-//! WINDOW_UPDATE, RST_STREAM and CONTINUATION frames, header blocks and lists over the limits
-//! end the connection with GOAWAY, and its exchange fails (a 502 before the response head).
-//! A RST_STREAM of the stream in flight ends its exchange the same way; a GOAWAY lets the
-//! stream in flight finish when the backend names it, and the connection is not reused.
+//! Per stream, what its owner writes is an HTTP/1.1 request as the proxy renders it for any
+//! backend (from an HTTP/1.1 client or from an HTTP/2 stream), and it goes out as one
+//! HTTP/2 stream (HEADERS, DATA within the backend's flow-control windows, trailers); what
+//! its owner reads is the response of that stream written as HTTP/1.1 (status line, fields,
+//! a chunked body whose trailer section carries the response's trailers). The session's
+//! HTTP/1.1 parsers then read both with their usual strictness, so an exchange cannot mean
+//! one thing on one side and another on the other. A handle carries one exchange at a time;
+//! its next request opens the next stream.
+//!
+//! Flow control is per stream: the data of a stream waits in its own buffer, and the
+//! stream's window is opened again only when its owner read it, so a slow reader stalls
+//! only its stream; the connection's window is given back as frames are read. A stream is
+//! opened only while fewer than the backend's SETTINGS_MAX_CONCURRENT_STREAMS are open; a
+//! request beyond waits (its owner is told when it may write again).
+//!
+//! The backend is held to the limits of an HTTP/2 client (the defaults of the listener keys
+//! `h2_*`): floods of PING, SETTINGS, empty DATA, WINDOW_UPDATE, RST_STREAM and CONTINUATION
+//! frames, header blocks and lists over the limits end the connection with GOAWAY, and every
+//! stream on it fails (a 502 before the response head, a cut after). A RST_STREAM ends its
+//! stream only. A GOAWAY lets the streams the backend names (up to its last stream id)
+//! finish and fails the later ones as not processed; no new stream opens.
 //!
 //! Every value read from the wire goes through checked arithmetic.
 
@@ -27,6 +38,9 @@ use std::{
 };
 
 use loona_hpack::Decoder;
+use mio::Token;
+use rustc_hash::FxHashMap;
+use slab::Slab;
 use sozu_command_lib::request::H2Config;
 
 use super::{
@@ -39,7 +53,7 @@ use super::{
 };
 use crate::{
     protocol::http::parser::{self, ChunkedBody, Method},
-    session::endpoint::Transfer,
+    session::endpoint::{Ready, Transfer},
 };
 
 /// The receive window of each stream, advertised in the proxy's SETTINGS.
@@ -50,6 +64,9 @@ const CONNECTION_WINDOW: u32 = 1024 * 1024;
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// The longest request head taken (the proxy renders heads shorter than its buffers).
 const MAX_HEAD: usize = 64 * 1024;
+/// The streams a connection carries at once when the backend does not say
+/// (SETTINGS_MAX_CONCURRENT_STREAMS unset), and the most it carries whatever it says.
+pub const MAX_STREAMS: u32 = 128;
 
 /// What happened over a backend connection, for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,11 +77,15 @@ pub struct LinkCounters {
     pub resets_received: u64,
     /// GOAWAY frames the backend sent.
     pub goaways_received: u64,
+    /// Streams in flight that a GOAWAY said the backend did not process.
+    pub streams_refused: u64,
+    /// Streams opened while another one was in flight on the connection.
+    pub streams_shared: u64,
     /// The proxy ended the connection for the backend's protocol error or flood.
     pub ended_by_proxy: bool,
 }
 
-/// The request side of the stream in flight.
+/// The request side of a stream.
 #[derive(Debug)]
 enum Request {
     /// No request: the next bytes start a head.
@@ -88,7 +109,7 @@ enum RequestBody {
     },
 }
 
-/// How the response body is written for the session.
+/// How the response body is written for the owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {
     /// No body may come (HEAD, 204, 304).
@@ -99,7 +120,7 @@ enum Framing {
     Chunked,
 }
 
-/// The response side of the stream in flight.
+/// The response side of a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Response {
     /// No stream in flight.
@@ -120,10 +141,66 @@ struct PendingBlock {
     continuations: u32,
 }
 
-/// An HTTP/2 connection to a backend carrying the HTTP/1.1 exchanges of its session.
+/// One stream handle of a connection: the exchange it carries now, in both directions.
 ///
-/// Invariant: `response` is `Idle` or `Done` whenever `request` is `Idle` or `Head`; a
-/// stream is in flight from its HEADERS until its response ends.
+/// Invariant: `response` is `Idle` or `Done` whenever `request` is `Idle` or `Head`; the
+/// handle's stream is open (in [`Link`]'s `open`) from its HEADERS until both its request
+/// and its response ended, or it was reset.
+#[derive(Debug)]
+pub struct LinkStream {
+    /// Whom to wake when the stream has news (the owner's event-loop token).
+    owner: Token,
+    /// The stream in flight, or the last one (0: none yet).
+    id: StreamId,
+    request: Request,
+    response: Response,
+    send_window: i64,
+    recv_window: u32,
+    /// Data credit owed to the backend once the owner read the data.
+    unreturned: u32,
+    /// The response in HTTP/1.1 form, not yet read by the owner from `decoded_sent` on.
+    decoded: Vec<u8>,
+    decoded_sent: usize,
+    /// A request waits on flow control, on the concurrency limit or on the response in
+    /// flight: the owner is told it may write again when that changes.
+    write_blocked: bool,
+    /// Why the stream carries nothing more (after `decoded` is read): reset by the backend,
+    /// not processed (GOAWAY), or its connection ended.
+    ended: Option<Transfer>,
+}
+
+impl LinkStream {
+    fn new(owner: Token) -> Self {
+        LinkStream {
+            owner,
+            id: 0,
+            request: Request::Idle,
+            response: Response::Idle,
+            send_window: 0,
+            recv_window: 0,
+            unreturned: 0,
+            decoded: Vec::new(),
+            decoded_sent: 0,
+            write_blocked: false,
+            ended: None,
+        }
+    }
+
+    fn has_unread(&self) -> bool {
+        self.decoded_sent < self.decoded.len()
+    }
+
+    fn is_in_flight(&self) -> bool {
+        !matches!(self.request, Request::Idle | Request::Sent)
+            || matches!(
+                self.response,
+                Response::AwaitingHead { .. } | Response::Body(_)
+            )
+    }
+}
+
+/// An HTTP/2 connection to a backend carrying the HTTP/1.1 exchanges of many owners, one
+/// stream each at a time.
 pub struct Link {
     limits: H2Config,
     flood: Flood,
@@ -136,26 +213,19 @@ pub struct Link {
     out_sent: usize,
     /// Bytes read from the backend, not yet a whole frame.
     input: Vec<u8>,
-    /// The response in HTTP/1.1 form, not yet read by the session from `decoded_sent` on.
-    decoded: Vec<u8>,
-    decoded_sent: usize,
-    /// The stream in flight, or the last one.
-    stream: StreamId,
-    request: Request,
-    response: Response,
+    /// The last stream opened.
+    last_stream: StreamId,
+    streams: Slab<LinkStream>,
+    /// The open streams: id to key in `streams`.
+    open: FxHashMap<StreamId, usize>,
     send_window: i64,
-    stream_send_window: i64,
     recv_window: u32,
-    stream_recv_window: u32,
-    /// Data credit owed to the backend once the session read the data.
+    /// Connection credit owed to the backend: given back once the frames read are handled.
     unreturned: u32,
-    /// The backend sent GOAWAY: no new stream goes on this connection.
-    going_away: bool,
-    /// Why the connection carries nothing more (after `decoded` is read).
+    /// The backend sent GOAWAY naming this last stream: no new stream goes on.
+    going_away: Option<StreamId>,
+    /// Why the connection carries nothing more.
     ended: Option<Transfer>,
-    /// A request waits on flow control or on the response in flight: the session is told
-    /// it may write again when that changes.
-    write_blocked: bool,
     block: Vec<u8>,
     pending: Option<PendingBlock>,
     /// The buffers of header block decoding, kept from one block to the next.
@@ -163,15 +233,18 @@ pub struct Link {
     scratch: Vec<u8>,
     fields: Vec<parser::Header>,
     counters: LinkCounters,
+    /// Owners to wake, and for what.
+    wakes: Vec<(Token, Ready)>,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Link")
-            .field("stream", &self.stream)
-            .field("request", &self.request)
-            .field("response", &self.response)
+            .field("last_stream", &self.last_stream)
+            .field("streams", &self.streams.len())
+            .field("open", &self.open.len())
+            .field("going_away", &self.going_away)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
@@ -206,25 +279,21 @@ impl Link {
             out,
             out_sent: 0,
             input: Vec::new(),
-            decoded: Vec::new(),
-            decoded_sent: 0,
-            stream: 0,
-            request: Request::Idle,
-            response: Response::Idle,
+            last_stream: 0,
+            streams: Slab::new(),
+            open: FxHashMap::default(),
             send_window: i64::from(DEFAULT_WINDOW),
-            stream_send_window: i64::from(DEFAULT_WINDOW),
             recv_window: CONNECTION_WINDOW,
-            stream_recv_window: STREAM_WINDOW,
             unreturned: 0,
-            going_away: false,
+            going_away: None,
             ended: None,
-            write_blocked: false,
             block: Vec::new(),
             pending: None,
             decoding: Scratch::default(),
             scratch: Vec::new(),
             fields: Vec::new(),
             counters: LinkCounters::default(),
+            wakes: Vec::new(),
         }
     }
 
@@ -233,20 +302,69 @@ impl Link {
         &self.counters
     }
 
-    /// Whether the connection can carry another request: no stream in flight, nothing
-    /// unread, and neither side ended it.
-    pub fn is_idle(&self) -> bool {
-        self.ended.is_none()
-            && !self.going_away
-            && matches!(self.request, Request::Idle | Request::Sent)
-            && matches!(self.response, Response::Idle | Response::Done)
-            && self.decoded_sent == self.decoded.len()
-            && self.input.is_empty()
+    /// A new stream handle for `owner`, woken through its token; returns its key.
+    pub fn attach(&mut self, owner: Token) -> usize {
+        self.streams.insert(LinkStream::new(owner))
     }
 
-    /// Response bytes are waiting for the session.
-    pub fn has_unread(&self) -> bool {
-        self.decoded_sent < self.decoded.len()
+    /// The handle `key` goes away: a stream still in flight is cancelled (RST_STREAM), and
+    /// the owners that waited for a stream to close may go on.
+    pub fn detach(&mut self, key: usize) {
+        let Some(stream) = self.streams.try_remove(key) else {
+            return;
+        };
+        self.wakes.retain(|(owner, _)| *owner != stream.owner);
+        if self.open.remove(&stream.id).is_some() {
+            if self.ended.is_none() {
+                frame::write_rst_stream(&mut self.out, stream.id, ErrorCode::Cancel);
+            }
+            self.wake_writers();
+        }
+    }
+
+    /// How many handles the connection has.
+    pub fn handles(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether the backend's SETTINGS arrived.
+    pub fn has_settings(&self) -> bool {
+        self.has_settings
+    }
+
+    /// The most streams the backend lets the connection carry at once (its
+    /// SETTINGS_MAX_CONCURRENT_STREAMS, at most [`MAX_STREAMS`]).
+    pub fn max_streams(&self) -> usize {
+        let max = self
+            .peer
+            .max_concurrent_streams
+            .map_or(MAX_STREAMS, |max| max.min(MAX_STREAMS));
+        usize::try_from(max).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the connection may get new handles: neither side ended it, the backend did
+    /// not send GOAWAY, and stream ids are left.
+    pub fn accepts_streams(&self) -> bool {
+        self.ended.is_none() && self.going_away.is_none() && self.last_stream < MAX_WINDOW - 2
+    }
+
+    /// Whether the connection carries nothing more: ended, or gone away with no stream left.
+    pub fn is_over(&self) -> bool {
+        self.ended.is_some() || (self.going_away.is_some() && self.open.is_empty())
+    }
+
+    /// Whether the handle can carry another request: no stream in flight, nothing unread,
+    /// and neither side ended it.
+    pub fn is_idle(&self, key: usize) -> bool {
+        self.accepts_streams()
+            && self.streams.get(key).is_some_and(|stream| {
+                stream.ended.is_none() && !stream.is_in_flight() && !stream.has_unread()
+            })
+    }
+
+    /// Response bytes are waiting for the owner of `key`.
+    pub fn has_unread(&self, key: usize) -> bool {
+        self.streams.get(key).is_some_and(LinkStream::has_unread)
     }
 
     /// Frames are waiting for the socket.
@@ -254,30 +372,53 @@ impl Link {
         self.out_sent < self.out.len()
     }
 
-    /// Reads the response for the session into `space`. `readable` says whether the socket
-    /// may have bytes, and is cleared when it has none; `writable` is set when a request
-    /// that waited (on flow control, or on the previous response) may go on.
+    /// The owners to wake, and for what, since the last call.
+    pub fn take_wakes(&mut self) -> Vec<(Token, Ready)> {
+        std::mem::take(&mut self.wakes)
+    }
+
+    /// Every handle's owner, for when the connection ends or connects.
+    pub fn owners(&self) -> impl Iterator<Item = Token> + '_ {
+        self.streams.iter().map(|(_, stream)| stream.owner)
+    }
+
+    /// Ends the connection from outside (its socket failed, or the proxy closes it):
+    /// every stream fails.
+    pub fn abort(&mut self, transfer: Transfer) {
+        self.end(transfer);
+    }
+
+    /// Reads the response of `key` for its owner into `space`; `readable` is cleared when
+    /// nothing is left to read now, and `writable` set when its request may go on.
     pub fn read(
         &mut self,
-        socket: &mut (impl Read + Write),
+        key: usize,
+        socket: &mut impl Write,
         space: &mut [u8],
         readable: &mut bool,
         writable: &mut bool,
     ) -> Transfer {
-        if !self.has_unread() && self.ended.is_none() && *readable {
-            self.read_frames(socket, readable);
-            self.unblock(writable);
+        let Some(stream) = self.streams.get_mut(key) else {
+            return Transfer::Closed;
+        };
+        if stream.write_blocked && self.ended.is_some() {
+            stream.write_blocked = false;
+            *writable = true;
         }
-        self.flush(socket);
-        if self.has_unread() {
-            *readable = true;
-            return Transfer::Moved(self.deliver(space));
+        if stream.has_unread() {
+            let count = self.deliver(key, space);
+            self.flush(socket);
+            return Transfer::Moved(count);
         }
-        self.ended.unwrap_or(Transfer::WouldBlock)
+        *readable = false;
+        let ended = self.streams.get(key).and_then(|stream| stream.ended);
+        ended.or(self.ended).unwrap_or(Transfer::WouldBlock)
     }
 
-    /// Reads and handles what the socket has, until it would block or the connection ends.
-    fn read_frames(&mut self, socket: &mut impl Read, readable: &mut bool) {
+    /// Reads and handles what the socket has, until it would block or the connection ends;
+    /// gives the connection's credit back and sends what that queued. `readable` is
+    /// cleared when the socket has nothing more.
+    pub fn service(&mut self, socket: &mut (impl Read + Write), readable: &mut bool) {
         let mut chunk = [0u8; 16 * 1024];
         while *readable && self.ended.is_none() {
             match socket.read(&mut chunk) {
@@ -292,77 +433,81 @@ impl Link {
                 Err(error) => self.end(Transfer::from_error(&error)),
             }
         }
-    }
-
-    /// Sets `writable` when a request that waited may go on.
-    fn unblock(&mut self, writable: &mut bool) {
-        if self.write_blocked && self.can_take_request() {
-            self.write_blocked = false;
-            *writable = true;
+        let credit = std::mem::take(&mut self.unreturned);
+        if credit > 0 && self.ended.is_none() {
+            frame::write_window_update(&mut self.out, 0, credit);
+            self.recv_window = self.recv_window.saturating_add(credit).min(MAX_WINDOW);
+        }
+        if self.flush(socket) {
+            self.wake_writers();
         }
     }
 
-    /// Sends queued frames when `writable`, and reads what the backend sent when `readable`
-    /// (keeping the response for [`Link::read`]). Afterwards `readable` says whether the
-    /// session has something to read, `writable` whether it may write.
-    pub fn service(
-        &mut self,
-        socket: &mut (impl Read + Write),
-        readable: &mut bool,
-        writable: &mut bool,
-    ) {
-        if *writable && !self.flush(socket) {
-            *writable = false;
-        }
-        self.read_frames(socket, readable);
-        if self.has_unread() || self.ended.is_some() {
-            *readable = true;
-        }
-        self.unblock(writable);
-        if !self.flush(socket) {
-            *writable = false;
+    /// Tells the owners whose request waited that it may try again (a stream closed and
+    /// made room, a window grew, or the frames queued went out).
+    fn wake_writers(&mut self) {
+        for (_, stream) in self.streams.iter_mut() {
+            if std::mem::take(&mut stream.write_blocked) {
+                self.wakes.push((stream.owner, Ready::WRITABLE));
+            }
         }
     }
 
-    /// Takes request bytes from `slices` (as many as flow control and the frames already
-    /// queued allow) and sends them as frames. `writable` is cleared when nothing more can
-    /// go now.
+    /// Takes request bytes of `key` from `slices` (as many as flow control and the frames
+    /// already queued allow) and sends them as frames. `writable` is cleared when nothing
+    /// more can go now.
     pub fn write(
         &mut self,
-        socket: &mut (impl Read + Write),
+        key: usize,
+        socket: &mut impl Write,
         slices: &[IoSlice<'_>],
         writable: &mut bool,
     ) -> Transfer {
-        if let Some(end) = self.ended {
+        let stream_end = self.streams.get(key).map(|stream| stream.ended);
+        let Some(stream_end) = stream_end else {
+            return Transfer::Closed;
+        };
+        if let Some(end) = stream_end.or(self.ended) {
             return match end {
                 Transfer::Moved(_) | Transfer::WouldBlock => Transfer::Closed,
                 end => end,
             };
         }
+        if self.going_away.is_some() && !self.streams.get(key).is_some_and(LinkStream::is_in_flight)
+        {
+            // No new stream on a connection going away: the owner tries another.
+            return Transfer::Closed;
+        }
         let mut taken = 0;
         for slice in slices {
-            let count = self.take_request(slice);
+            let count = self.take_request(key, slice);
             taken += count;
             if count < slice.len() {
                 break;
             }
         }
         if !self.flush(socket) {
+            // The owner is told once the frames queued went out.
             *writable = false;
+            if let Some(stream) = self.streams.get_mut(key) {
+                stream.write_blocked = true;
+            }
         }
         if let Some(end) = self.ended.filter(|_| taken == 0) {
             return end;
         }
         if taken == 0 {
-            self.write_blocked = true;
+            if let Some(stream) = self.streams.get_mut(key) {
+                stream.write_blocked = true;
+            }
             *writable = false;
             return Transfer::WouldBlock;
         }
         Transfer::Moved(taken)
     }
 
-    /// Writes queued frames; true when none is left (or the socket failed, which the next
-    /// read reports).
+    /// Writes queued frames; true when none is left (or the socket failed, which ends the
+    /// connection).
     pub fn flush(&mut self, socket: &mut impl Write) -> bool {
         while let Some(pending) = self
             .out
@@ -388,48 +533,81 @@ impl Link {
         true
     }
 
+    /// The connection ends: every stream's owner is told.
     fn end(&mut self, transfer: Transfer) {
-        if self.ended.is_none() {
-            self.ended = Some(transfer);
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(transfer);
+        for (_, stream) in self.streams.iter_mut() {
+            stream.write_blocked = false;
+            self.wakes
+                .push((stream.owner, Ready::READABLE | Ready::WRITABLE));
         }
     }
 
-    /// Copies response bytes into `space`; once all are read, the data credit goes back.
-    fn deliver(&mut self, space: &mut [u8]) -> usize {
-        let pending = self.decoded.get(self.decoded_sent..).unwrap_or_default();
+    /// The stream of `key` ends without a whole response (reset, not processed): its owner
+    /// reads `transfer` once it read what came before.
+    fn end_stream(&mut self, key: usize, transfer: Transfer) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        if stream.ended.is_none() {
+            stream.ended = Some(transfer);
+        }
+        stream.write_blocked = false;
+        let owner = stream.owner;
+        if self.open.remove(&stream.id).is_some() {
+            self.wake_writers();
+        }
+        self.wakes.push((owner, Ready::READABLE | Ready::WRITABLE));
+    }
+
+    /// Closes the stream of `key` once both its request and its response ended.
+    fn close_if_done(&mut self, key: usize) {
+        let Some(stream) = self.streams.get(key) else {
+            return;
+        };
+        if matches!(stream.request, Request::Sent)
+            && matches!(stream.response, Response::Done)
+            && self.open.remove(&stream.id).is_some()
+        {
+            self.wake_writers();
+        }
+    }
+
+    /// Copies response bytes of `key` into `space`; once all are read, the stream's data
+    /// credit goes back.
+    fn deliver(&mut self, key: usize, space: &mut [u8]) -> usize {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return 0;
+        };
+        let pending = stream
+            .decoded
+            .get(stream.decoded_sent..)
+            .unwrap_or_default();
         let count = pending.len().min(space.len());
         if let (Some(target), Some(source)) = (space.get_mut(..count), pending.get(..count)) {
             target.copy_from_slice(source);
         }
-        self.decoded_sent += count;
-        if self.decoded_sent == self.decoded.len() {
-            self.decoded.clear();
-            self.decoded_sent = 0;
-            self.return_credit();
+        stream.decoded_sent += count;
+        if stream.decoded_sent == stream.decoded.len() {
+            stream.decoded.clear();
+            stream.decoded_sent = 0;
+            let credit = std::mem::take(&mut stream.unreturned);
+            let receiving = matches!(
+                stream.response,
+                Response::Body(_) | Response::AwaitingHead { .. }
+            );
+            if credit > 0 && receiving && self.ended.is_none() {
+                frame::write_window_update(&mut self.out, stream.id, credit);
+                stream.recv_window = stream.recv_window.saturating_add(credit).min(MAX_WINDOW);
+            }
         }
         count
     }
 
-    fn return_credit(&mut self) {
-        let credit = std::mem::take(&mut self.unreturned);
-        if credit == 0 || self.ended.is_some() {
-            return;
-        }
-        frame::write_window_update(&mut self.out, 0, credit);
-        self.recv_window = self.recv_window.saturating_add(credit).min(MAX_WINDOW);
-        if matches!(
-            self.response,
-            Response::Body(_) | Response::AwaitingHead { .. }
-        ) {
-            frame::write_window_update(&mut self.out, self.stream, credit);
-            self.stream_recv_window = self
-                .stream_recv_window
-                .saturating_add(credit)
-                .min(MAX_WINDOW);
-        }
-    }
-
-    /// Ends the connection for an error: GOAWAY to the backend, and the exchange fails.
+    /// Ends the connection for an error: GOAWAY to the backend, and every stream fails.
     fn fail(&mut self, code: ErrorCode) {
         if self.ended.is_none() {
             frame::write_goaway(&mut self.out, 0, code);

@@ -16,7 +16,7 @@
 //! - [`stream`]: the state of one stream;
 //! - [`connection`]: the state machine;
 //! - [`backend`]: HTTP/2 toward the backends of clusters with `http2 = true`, each
-//!   connection carrying its session's HTTP/1.1 exchanges as streams;
+//!   connection carrying the HTTP/1.1 exchanges of many sessions as concurrent streams;
 //! - [`session`]: the stage of a session that serves a client in HTTP/2 with it, each
 //!   stream an `exchange` forwarded to an HTTP/1.1 backend.
 

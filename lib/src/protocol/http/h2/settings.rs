@@ -38,6 +38,8 @@ pub struct PeerSettings {
     pub max_frame_size: u32,
     /// Advisory: the largest header list the peer accepts; `None` when unlimited.
     pub max_header_list_size: Option<u32>,
+    /// The most streams the peer lets the proxy open at once; `None` when unlimited.
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl Default for PeerSettings {
@@ -47,6 +49,7 @@ impl Default for PeerSettings {
             initial_window_size: DEFAULT_WINDOW,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_header_list_size: None,
+            max_concurrent_streams: None,
         }
     }
 }
@@ -75,6 +78,7 @@ impl PeerSettings {
                 }
                 MAX_FRAME_SIZE => next.max_frame_size = value,
                 MAX_HEADER_LIST_SIZE => next.max_header_list_size = Some(value),
+                MAX_CONCURRENT_STREAMS => next.max_concurrent_streams = Some(value),
                 _ => {}
             }
         }

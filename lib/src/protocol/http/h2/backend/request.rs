@@ -1,5 +1,5 @@
-//! The request side of a backend HTTP/2 connection: an HTTP/1.1 request, as the session
-//! writes it, opened as a stream (HEADERS) and its body sent as DATA within the backend's
+//! The request side of a backend HTTP/2 stream: an HTTP/1.1 request, as its owner writes
+//! it, opened as a stream (HEADERS) and its body sent as DATA within the backend's
 //! windows, with its trailers.
 
 use super::{Link, MAX_HEAD, OUT_HIGH_WATER, Request, RequestBody, Response, STREAM_WINDOW};
@@ -8,44 +8,66 @@ use crate::protocol::http::h2::{
     exchange::trailer_fields,
     frame::{self, MAX_WINDOW},
 };
-use crate::protocol::http::parser::{
-    self, BodyFraming, BodyProgress, ChunkedBody, HeaderKind, Limits, Method, Parsed, TargetForm,
+use crate::{
+    protocol::http::parser::{
+        self, BodyFraming, BodyProgress, ChunkedBody, HeaderKind, Limits, Method, Parsed,
+        TargetForm,
+    },
+    session::endpoint::Transfer,
 };
 
 impl Link {
-    /// A new request may start, or the body in progress may move.
-    pub(super) fn can_take_request(&self) -> bool {
-        match self.request {
+    /// A new request of `key` may start, or the body in progress may move.
+    pub(super) fn can_take_request(&self, key: usize) -> bool {
+        let Some(stream) = self.streams.get(key) else {
+            return false;
+        };
+        match stream.request {
             Request::Idle | Request::Sent => {
-                matches!(self.response, Response::Idle | Response::Done) && !self.going_away
+                matches!(stream.response, Response::Idle | Response::Done)
+                    && self.going_away.is_none()
+                    && self.open.len() < self.max_streams()
             }
             Request::Head(_) => true,
-            Request::Body(_) => self.window() > 0,
+            Request::Body(_) => self.window(key) > 0,
         }
     }
 
-    /// Bytes of body the backend's windows allow now.
-    pub(super) fn window(&self) -> u64 {
-        u64::try_from(self.send_window.min(self.stream_send_window).max(0)).unwrap_or(0)
+    /// Bytes of body of `key` the backend's windows allow now.
+    pub(super) fn window(&self, key: usize) -> u64 {
+        let stream_window = self.streams.get(key).map_or(0, |stream| stream.send_window);
+        u64::try_from(self.send_window.min(stream_window).max(0)).unwrap_or(0)
     }
 
-    /// Takes the next bytes of the request; returns how many.
-    pub(super) fn take_request(&mut self, input: &[u8]) -> usize {
+    /// Takes the next bytes of the request of `key`; returns how many.
+    pub(super) fn take_request(&mut self, key: usize, input: &[u8]) -> usize {
         let mut taken = 0;
         while taken < input.len() && self.ended.is_none() && self.out.len() < OUT_HIGH_WATER {
             let rest = input.get(taken..).unwrap_or_default();
-            let count = match &mut self.request {
+            let Some(stream) = self.streams.get(key) else {
+                break;
+            };
+            if stream.ended.is_some() {
+                break;
+            }
+            let count = match &stream.request {
                 Request::Idle | Request::Sent => {
-                    if !self.can_take_request() {
+                    if !self.can_take_request(key) {
                         break;
                     }
-                    self.request = Request::Head(Vec::new());
+                    if let Some(stream) = self.streams.get_mut(key) {
+                        stream.request = Request::Head(Vec::new());
+                    }
                     0
                 }
-                Request::Head(_) => self.take_head(rest),
-                Request::Body(_) => self.take_body(rest),
+                Request::Head(_) => self.take_head(key, rest),
+                Request::Body(_) => self.take_body(key, rest),
             };
-            if count == 0 && !matches!(self.request, Request::Head(_)) {
+            let in_head = self
+                .streams
+                .get(key)
+                .is_some_and(|stream| matches!(stream.request, Request::Head(_)));
+            if count == 0 && !in_head {
                 break;
             }
             taken += count;
@@ -55,54 +77,58 @@ impl Link {
 
     /// Takes bytes of a head; once it is whole, sends its HEADERS. Returns the bytes that
     /// belong to the head.
-    pub(super) fn take_head(&mut self, input: &[u8]) -> usize {
-        let Request::Head(head) = &mut self.request else {
+    pub(super) fn take_head(&mut self, key: usize, input: &[u8]) -> usize {
+        let Some(Request::Head(head)) = self.streams.get_mut(key).map(|s| &mut s.request) else {
             return 0;
         };
         let before = head.len();
         let room = MAX_HEAD.saturating_sub(before);
         head.extend_from_slice(input.get(..room.min(input.len())).unwrap_or(input));
+        let head_bytes = std::mem::take(head);
         let limits = Limits {
             max_request_line: MAX_HEAD,
             max_header_section: MAX_HEAD,
             max_headers: usize::try_from(self.limits.max_header_fields).unwrap_or(usize::MAX),
         };
-        let head_bytes = std::mem::take(head);
         let parsed = parser::parse_request_head(&head_bytes, &limits, b"", &mut self.fields);
         match parsed {
             Ok(Parsed::Complete(parsed)) => {
                 let taken = parsed.head_len.saturating_sub(before);
-                self.open_stream(&head_bytes, &parsed);
+                self.open_stream(key, &head_bytes, &parsed);
                 taken
             }
             Ok(Parsed::Partial) if head_bytes.len() < MAX_HEAD => {
                 let taken = head_bytes.len() - before;
-                self.request = Request::Head(head_bytes);
+                if let Some(stream) = self.streams.get_mut(key) {
+                    stream.request = Request::Head(head_bytes);
+                }
                 taken
             }
             Ok(Parsed::Partial) | Err(_) => {
-                self.fail(ErrorCode::InternalError);
+                // The proxy rendered this head: not one is a bug of ours, not the backend's.
+                self.end_stream(key, Transfer::Error(std::io::ErrorKind::InvalidData));
                 0
             }
         }
     }
 
-    /// Sends the HEADERS of a request head: pseudo-header fields from the request line and
-    /// Host, the other fields but the connection-specific ones (RFC 9113 §8.2.2), and
-    /// `te: trailers`.
-    pub(super) fn open_stream(&mut self, bytes: &[u8], head: &parser::RequestHead) {
-        let next = if self.stream == 0 {
+    /// Sends the HEADERS of a request head of `key`: pseudo-header fields from the request
+    /// line and Host, the other fields but the connection-specific ones (RFC 9113 §8.2.2),
+    /// and `te: trailers`.
+    pub(super) fn open_stream(&mut self, key: usize, bytes: &[u8], head: &parser::RequestHead) {
+        let next = if self.last_stream == 0 {
             1
         } else {
-            self.stream.saturating_add(2)
+            self.last_stream.saturating_add(2)
         };
-        if next > MAX_WINDOW || head.method == Method::Connect {
-            // Stream ids ran out, or a tunnel was asked for: neither goes over this
-            // connection (RFC 9113 §8.5 CONNECT is not proxied to HTTP/2 backends).
-            self.fail(ErrorCode::NoError);
+        if next > MAX_WINDOW || head.method == Method::Connect || self.going_away.is_some() {
+            // Stream ids ran out, the backend goes away, or a tunnel was asked for: none
+            // goes over this connection (RFC 9113 §8.5 CONNECT is not proxied to HTTP/2
+            // backends).
+            self.end_stream(key, Transfer::Closed);
             return;
         }
-        self.stream = next;
+        self.last_stream = next;
         self.counters.streams = self.counters.streams.saturating_add(1);
         let authority = head.authority.map(|authority| authority.span.slice(bytes));
         let path: &[u8] = match head.target_form {
@@ -162,30 +188,42 @@ impl Link {
         };
         frame::write_headers(
             &mut self.out,
-            self.stream,
+            next,
             &block,
             end_stream,
             self.peer.max_frame_size,
         );
-        self.stream_send_window = i64::from(self.peer.initial_window_size);
-        self.stream_recv_window = STREAM_WINDOW;
-        self.response = Response::AwaitingHead {
-            method: head.method,
-        };
-        self.request = match body {
-            Some(body) => Request::Body(body),
-            None => Request::Sent,
-        };
+        if !self.open.is_empty() {
+            self.counters.streams_shared = self.counters.streams_shared.saturating_add(1);
+        }
+        self.open.insert(next, key);
+        let initial_window = i64::from(self.peer.initial_window_size);
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.id = next;
+            stream.send_window = initial_window;
+            stream.recv_window = STREAM_WINDOW;
+            stream.unreturned = 0;
+            stream.response = Response::AwaitingHead {
+                method: head.method,
+            };
+            stream.request = match body {
+                Some(body) => Request::Body(body),
+                None => Request::Sent,
+            };
+        }
     }
 
-    /// Takes body bytes within the windows; returns how many.
-    pub(super) fn take_body(&mut self, input: &[u8]) -> usize {
-        let window = usize::try_from(self.window()).unwrap_or(usize::MAX);
+    /// Takes body bytes of `key` within the windows; returns how many.
+    pub(super) fn take_body(&mut self, key: usize, input: &[u8]) -> usize {
+        let window = usize::try_from(self.window(key)).unwrap_or(usize::MAX);
         let input = input.get(..window.min(input.len())).unwrap_or_default();
         if input.is_empty() {
             return 0;
         }
-        let Request::Body(body) = &mut self.request else {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return 0;
+        };
+        let Request::Body(body) = &mut stream.request else {
             return 0;
         };
         self.scratch.clear();
@@ -207,14 +245,17 @@ impl Link {
                     Ok(BodyProgress::Partial) => (input.len(), None),
                     Ok(BodyProgress::Complete { len }) => (len, Some(std::mem::take(trailers))),
                     Err(_) => {
-                        self.fail(ErrorCode::InternalError);
+                        self.end_stream(key, Transfer::Error(std::io::ErrorKind::InvalidData));
+                        self.reset(key);
                         return 0;
                     }
                 }
             }
         };
+        let id = stream.id;
         let data = std::mem::take(&mut self.scratch);
         self.send_data(
+            key,
             &data,
             trailers
                 .as_ref()
@@ -225,35 +266,43 @@ impl Link {
             if trailer_fields(&section).next().is_some() {
                 let mut block = Vec::new();
                 self.encoder.fields(trailer_fields(&section), &mut block);
-                frame::write_headers(
-                    &mut self.out,
-                    self.stream,
-                    &block,
-                    true,
-                    self.peer.max_frame_size,
-                );
+                frame::write_headers(&mut self.out, id, &block, true, self.peer.max_frame_size);
             }
-            self.request = Request::Sent;
+            if let Some(stream) = self.streams.get_mut(key) {
+                stream.request = Request::Sent;
+            }
+            self.close_if_done(key);
         }
         taken
     }
 
-    /// Queues `data` as DATA frames (the windows were checked), the last one ending the
-    /// stream when `end_stream`.
-    pub(super) fn send_data(&mut self, data: &[u8], end_stream: bool) {
+    /// Cancels the stream of `key` toward the backend (RST_STREAM).
+    fn reset(&mut self, key: usize) {
+        if let Some(stream) = self.streams.get(key) {
+            frame::write_rst_stream(&mut self.out, stream.id, ErrorCode::Cancel);
+        }
+    }
+
+    /// Queues `data` of `key` as DATA frames (the windows were checked), the last one ending
+    /// the stream when `end_stream`.
+    pub(super) fn send_data(&mut self, key: usize, data: &[u8], end_stream: bool) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
         let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
         self.send_window = self.send_window.saturating_sub(len);
-        self.stream_send_window = self.stream_send_window.saturating_sub(len);
+        stream.send_window = stream.send_window.saturating_sub(len);
+        let id = stream.id;
         let size = usize::try_from(self.peer.max_frame_size)
             .unwrap_or(usize::MAX)
             .max(1);
         let mut chunks = data.chunks(size).peekable();
         if chunks.peek().is_none() && end_stream {
-            frame::write_data(&mut self.out, self.stream, &[], true);
+            frame::write_data(&mut self.out, id, &[], true);
         }
         while let Some(chunk) = chunks.next() {
             let is_last = chunks.peek().is_none();
-            frame::write_data(&mut self.out, self.stream, chunk, is_last && end_stream);
+            frame::write_data(&mut self.out, id, chunk, is_last && end_stream);
         }
     }
 }

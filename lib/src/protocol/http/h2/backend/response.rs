@@ -1,6 +1,10 @@
 //! The response side of a backend HTTP/2 connection: the frames the backend sends, checked
-//! and held to the flood limits, and the response of the stream in flight written as
-//! HTTP/1.1 for the session to read.
+//! and held to the flood limits, and the response of each stream written as HTTP/1.1 for
+//! its owner to read.
+//!
+//! A response that breaks the rules of its stream (a content-length its data does not add
+//! up to, a malformed head) fails that stream only (RST_STREAM); what breaks the connection
+//! (framing, HPACK, floods, flow control) fails them all (GOAWAY).
 
 use std::time::Instant;
 
@@ -13,7 +17,10 @@ use crate::protocol::http::h2::{
     frame::{self, Decoded, Frame, MAX_WINDOW},
     headers::{self, BlockError, ListLimits},
 };
-use crate::{protocol::http::parser::Method, session::endpoint::Transfer};
+use crate::{
+    protocol::http::parser::Method,
+    session::endpoint::{Ready, Transfer},
+};
 
 impl Link {
     /// Reads the whole frames of `input`.
@@ -35,14 +42,21 @@ impl Link {
                 Err(error) => Err(error),
             };
             self.input = input;
-            if let Err(error) = outcome {
-                let code = match error {
-                    FrameError::Connection(code, _) | FrameError::Stream(_, code, _) => code,
-                };
-                self.fail(code);
+            match outcome {
+                Ok(()) => {}
+                Err(FrameError::Connection(code, _)) => self.fail(code),
+                Err(FrameError::Stream(id, code, _)) => self.fail_stream(id, code),
             }
         }
         self.input.drain(..offset.min(self.input.len()));
+    }
+
+    /// Resets stream `id` for the backend's error; its owner's exchange fails.
+    fn fail_stream(&mut self, id: StreamId, code: ErrorCode) {
+        frame::write_rst_stream(&mut self.out, id, code);
+        if let Some(key) = self.open.get(&id).copied() {
+            self.end_stream(key, Transfer::Error(std::io::ErrorKind::InvalidData));
+        }
     }
 
     pub(super) fn handle(
@@ -117,17 +131,12 @@ impl Link {
             Frame::RstStream { stream, .. } => {
                 self.count(Windowed::RstStream, now)?;
                 self.count_lifetime(Lifetime::RstStream)?;
-                if stream > self.stream {
+                if stream > self.last_stream {
                     return Err(protocol(Cause::IdleStream));
                 }
-                if stream == self.stream
-                    && matches!(
-                        self.response,
-                        Response::AwaitingHead { .. } | Response::Body(_)
-                    )
-                {
+                if let Some(key) = self.open.get(&stream).copied() {
                     self.counters.resets_received = self.counters.resets_received.saturating_add(1);
-                    self.end(Transfer::Closed);
+                    self.end_stream(key, Transfer::Closed);
                 }
                 Ok(())
             }
@@ -141,18 +150,25 @@ impl Link {
                 let old_window = i64::from(self.peer.initial_window_size);
                 self.peer.apply(payload)?;
                 let delta = i64::from(self.peer.initial_window_size) - old_window;
-                let window = self.stream_send_window.saturating_add(delta);
-                if window > i64::from(MAX_WINDOW) {
-                    return Err(FrameError::Connection(
-                        ErrorCode::FlowControlError,
-                        Cause::WindowOverflow,
-                    ));
+                for key in self.open.values() {
+                    let Some(stream) = self.streams.get_mut(*key) else {
+                        continue;
+                    };
+                    let window = stream.send_window.saturating_add(delta);
+                    if window > i64::from(MAX_WINDOW) {
+                        return Err(FrameError::Connection(
+                            ErrorCode::FlowControlError,
+                            Cause::WindowOverflow,
+                        ));
+                    }
+                    stream.send_window = window;
                 }
-                self.stream_send_window = window;
                 self.encoder
                     .set_peer_table_size(self.peer.header_table_size);
                 frame::write_settings_ack(&mut self.out);
                 self.has_settings = true;
+                // More room or a bigger window: requests that waited may go on.
+                self.wake_writers();
                 Ok(())
             }
             Frame::Ping { ack, data } => {
@@ -164,15 +180,27 @@ impl Link {
             }
             Frame::GoAway { last_stream, .. } => {
                 self.counters.goaways_received = self.counters.goaways_received.saturating_add(1);
-                self.going_away = true;
-                let in_flight = matches!(
-                    self.response,
-                    Response::AwaitingHead { .. } | Response::Body(_)
-                );
-                if in_flight && self.stream > last_stream {
-                    // The backend did not process the stream (RFC 9113 §6.8): it fails as
-                    // a connection closed before the response.
-                    self.end(Transfer::Closed);
+                let last_stream = self
+                    .going_away
+                    .map_or(last_stream, |before| before.min(last_stream));
+                self.going_away = Some(last_stream);
+                // The backend did not process the later streams (RFC 9113 §6.8): each fails
+                // as a connection closed before its response, and may go again elsewhere.
+                let refused: Vec<usize> = self
+                    .open
+                    .iter()
+                    .filter(|(id, _)| **id > last_stream)
+                    .map(|(_, key)| *key)
+                    .collect();
+                for key in refused {
+                    self.counters.streams_refused = self.counters.streams_refused.saturating_add(1);
+                    self.end_stream(key, Transfer::Closed);
+                }
+                // The handles between requests learn that their next one goes elsewhere.
+                for (_, stream) in self.streams.iter() {
+                    if !stream.is_in_flight() {
+                        self.wakes.push((stream.owner, Ready::READABLE));
+                    }
                 }
                 Ok(())
             }
@@ -180,9 +208,12 @@ impl Link {
                 let window = if stream == 0 {
                     self.count(Windowed::ConnectionWindowUpdate, now)?;
                     &mut self.send_window
-                } else if stream == self.stream {
-                    &mut self.stream_send_window
-                } else if stream > self.stream {
+                } else if let Some(key) = self.open.get(&stream).copied() {
+                    match self.streams.get_mut(key) {
+                        Some(open) => &mut open.send_window,
+                        None => return Ok(()),
+                    }
+                } else if stream > self.last_stream {
                     return Err(protocol(Cause::IdleStream));
                 } else {
                     return Ok(());
@@ -195,6 +226,7 @@ impl Link {
                     ));
                 }
                 *window = grown;
+                self.wake_writers();
                 Ok(())
             }
         }
@@ -217,7 +249,7 @@ impl Link {
 
     pub(super) fn data(
         &mut self,
-        stream: StreamId,
+        id: StreamId,
         data: &[u8],
         flow_len: u32,
         end_stream: bool,
@@ -232,55 +264,61 @@ impl Link {
             .recv_window
             .checked_sub(flow_len)
             .ok_or_else(window_exceeded)?;
-        if stream > self.stream || stream == 0 {
+        // The connection's credit goes back once the frames read are handled: a stream's
+        // data waits within its own window, never holding the others'.
+        self.unreturned = self.unreturned.saturating_add(flow_len);
+        if id > self.last_stream || id == 0 {
             return Err(protocol(Cause::IdleStream));
         }
-        let Response::Body(framing) = self.response else {
-            // Data of a stream that ended (or before its head): its credit goes back.
-            if stream == self.stream && matches!(self.response, Response::AwaitingHead { .. }) {
-                return Err(protocol(Cause::Malformed));
-            }
-            self.unreturned = self.unreturned.saturating_add(flow_len);
+        let Some(key) = self.open.get(&id).copied() else {
+            // Data of a stream that ended or was reset: dropped.
             return Ok(());
         };
-        if stream != self.stream {
-            self.unreturned = self.unreturned.saturating_add(flow_len);
+        let Some(stream) = self.streams.get_mut(key) else {
             return Ok(());
-        }
-        self.stream_recv_window = self
-            .stream_recv_window
+        };
+        let Response::Body(framing) = stream.response else {
+            return Err(stream_error(id, Cause::Malformed));
+        };
+        stream.recv_window = stream
+            .recv_window
             .checked_sub(flow_len)
             .ok_or_else(window_exceeded)?;
-        self.unreturned = self.unreturned.saturating_add(flow_len);
+        stream.unreturned = stream.unreturned.saturating_add(flow_len);
         let len = data.len() as u64;
         let next = match framing {
             Framing::Empty if !data.is_empty() => {
-                return Err(protocol(Cause::ContentLengthMismatch));
+                return Err(stream_error(id, Cause::ContentLengthMismatch));
             }
             Framing::Empty => Framing::Empty,
             Framing::Length { remaining } => {
                 let remaining = remaining
                     .checked_sub(len)
-                    .ok_or(protocol(Cause::ContentLengthMismatch))?;
+                    .ok_or(stream_error(id, Cause::ContentLengthMismatch))?;
                 if end_stream && remaining > 0 {
-                    return Err(protocol(Cause::ContentLengthMismatch));
+                    return Err(stream_error(id, Cause::ContentLengthMismatch));
                 }
-                self.decoded.extend_from_slice(data);
+                stream.decoded.extend_from_slice(data);
                 Framing::Length { remaining }
             }
             Framing::Chunked => {
-                exchange::push_chunk(&mut self.decoded, data);
+                exchange::push_chunk(&mut stream.decoded, data);
                 if end_stream {
-                    self.decoded.extend_from_slice(b"0\r\n\r\n");
+                    stream.decoded.extend_from_slice(b"0\r\n\r\n");
                 }
                 Framing::Chunked
             }
         };
-        self.response = if end_stream {
+        stream.response = if end_stream {
             Response::Done
         } else {
             Response::Body(next)
         };
+        let owner = stream.owner;
+        self.wakes.push((owner, Ready::READABLE));
+        if end_stream {
+            self.close_if_done(key);
+        }
         Ok(())
     }
 
@@ -290,23 +328,29 @@ impl Link {
             max_size: self.limits.max_header_list_size,
             max_fields: self.limits.max_header_fields,
         };
-        if pending.stream != self.stream
-            || !matches!(
-                self.response,
-                Response::AwaitingHead { .. } | Response::Body(_)
-            )
-        {
-            // The backend may not open streams, nor send on ended ones. The block is
-            // decoded first to keep the HPACK state right, then refused.
+        let id = pending.stream;
+        let open = self.open.get(&id).copied();
+        let response = open
+            .and_then(|key| self.streams.get(key))
+            .map(|stream| stream.response);
+        let (Some(key), Some(response @ (Response::AwaitingHead { .. } | Response::Body(_)))) =
+            (open, response)
+        else {
+            // The backend may not open streams; a stream the proxy reset may still get the
+            // blocks the backend sent meanwhile. The block is decoded first to keep the
+            // HPACK state right.
             let _ = headers::decode_trailers(
                 &mut self.decoder,
                 &self.block,
                 &limits,
                 &mut self.decoding,
             );
-            return Err(protocol(Cause::ClosedStream));
-        }
-        match self.response {
+            if id > self.last_stream || id == 0 || id % 2 == 0 || open.is_some() {
+                return Err(protocol(Cause::ClosedStream));
+            }
+            return Ok(());
+        };
+        match response {
             Response::AwaitingHead { method } => {
                 let (status, lines) = headers::decode_response(
                     &mut self.decoder,
@@ -314,8 +358,8 @@ impl Link {
                     &limits,
                     &mut self.decoding,
                 )
-                .map_err(block_error)?;
-                self.response_head(method, status, &lines, pending.end_stream)
+                .map_err(|error| block_error(id, error))?;
+                self.response_head(key, method, status, &lines, pending.end_stream)?;
             }
             Response::Body(framing) => {
                 let trailers = headers::decode_trailers(
@@ -324,81 +368,98 @@ impl Link {
                     &limits,
                     &mut self.decoding,
                 )
-                .map_err(block_error)?;
+                .map_err(|error| block_error(id, error))?;
                 if !pending.end_stream {
-                    return Err(protocol(Cause::Malformed));
+                    return Err(stream_error(id, Cause::Malformed));
                 }
+                let Some(stream) = self.streams.get_mut(key) else {
+                    return Ok(());
+                };
                 match framing {
                     Framing::Chunked => {
-                        self.decoded.extend_from_slice(b"0\r\n");
-                        self.decoded.extend_from_slice(&trailers);
-                        self.decoded.extend_from_slice(b"\r\n");
+                        stream.decoded.extend_from_slice(b"0\r\n");
+                        stream.decoded.extend_from_slice(&trailers);
+                        stream.decoded.extend_from_slice(b"\r\n");
                     }
                     // Trailers after a declared length have no HTTP/1.1 form: dropped.
                     Framing::Length { remaining: 0 } | Framing::Empty => {}
-                    Framing::Length { .. } => return Err(protocol(Cause::ContentLengthMismatch)),
+                    Framing::Length { .. } => {
+                        return Err(stream_error(id, Cause::ContentLengthMismatch));
+                    }
                 }
-                self.response = Response::Done;
-                Ok(())
+                stream.response = Response::Done;
             }
-            Response::Idle | Response::Done => Err(protocol(Cause::ClosedStream)),
+            Response::Idle | Response::Done => return Err(protocol(Cause::ClosedStream)),
         }
+        if let Some(stream) = self.streams.get(key) {
+            self.wakes.push((stream.owner, Ready::READABLE));
+        }
+        self.close_if_done(key);
+        Ok(())
     }
 
-    /// Writes a response head as HTTP/1.1, with the framing its body needs.
+    /// Writes a response head of `key` as HTTP/1.1, with the framing its body needs.
     pub(super) fn response_head(
         &mut self,
+        key: usize,
         method: Method,
         status: u16,
         lines: &[u8],
         end_stream: bool,
     ) -> Result<(), FrameError> {
+        let going_away = self.going_away.is_some();
+        let Some(stream) = self.streams.get_mut(key) else {
+            return Ok(());
+        };
+        let id = stream.id;
         // RFC 9113 §8.6: no 101 in HTTP/2.
         if status == 101 || (status < 200 && end_stream) {
-            return Err(protocol(Cause::Malformed));
+            return Err(stream_error(id, Cause::Malformed));
         }
-        let head_start = self.decoded.len();
-        self.decoded.extend_from_slice(b"HTTP/1.1 ");
-        self.decoded
-            .extend_from_slice(status.to_string().as_bytes());
-        self.decoded.extend_from_slice(b" \r\n");
-        self.decoded.extend_from_slice(lines);
+        let decoded = &mut stream.decoded;
+        let head_start = decoded.len();
+        decoded.extend_from_slice(b"HTTP/1.1 ");
+        decoded.extend_from_slice(status.to_string().as_bytes());
+        decoded.extend_from_slice(b" \r\n");
+        decoded.extend_from_slice(lines);
         if status < 200 {
-            self.decoded.extend_from_slice(b"\r\n");
+            decoded.extend_from_slice(b"\r\n");
             return Ok(());
         }
         let content_length = content_length(lines);
         let framing = if method == Method::Head || status == 204 || status == 304 {
             Framing::Empty
         } else if let Some(length) = content_length {
-            let remaining = length.ok_or(protocol(Cause::ContentLengthMismatch))?;
+            let Some(remaining) = length else {
+                decoded.truncate(head_start);
+                return Err(stream_error(id, Cause::ContentLengthMismatch));
+            };
             Framing::Length { remaining }
         } else if end_stream {
             // A head that ends the stream (gRPC's trailers-only response) has an empty body:
             // said so, an HTTP/2 client gets it as one HEADERS frame ending the stream.
-            self.decoded.extend_from_slice(b"content-length: 0\r\n");
+            decoded.extend_from_slice(b"content-length: 0\r\n");
             Framing::Length { remaining: 0 }
         } else {
-            self.decoded
-                .extend_from_slice(b"transfer-encoding: chunked\r\n");
+            decoded.extend_from_slice(b"transfer-encoding: chunked\r\n");
             Framing::Chunked
         };
-        if self.going_away {
+        if going_away {
             // The connection carries nothing after this response.
-            self.decoded.extend_from_slice(b"connection: close\r\n");
+            decoded.extend_from_slice(b"connection: close\r\n");
         }
-        self.decoded.extend_from_slice(b"\r\n");
-        self.response = Response::Body(framing);
+        decoded.extend_from_slice(b"\r\n");
+        stream.response = Response::Body(framing);
         if end_stream {
             match framing {
-                Framing::Chunked => self.decoded.extend_from_slice(b"0\r\n\r\n"),
+                Framing::Chunked => decoded.extend_from_slice(b"0\r\n\r\n"),
                 Framing::Length { remaining } if remaining > 0 => {
-                    self.decoded.truncate(head_start);
-                    return Err(protocol(Cause::ContentLengthMismatch));
+                    decoded.truncate(head_start);
+                    return Err(stream_error(id, Cause::ContentLengthMismatch));
                 }
                 Framing::Length { .. } | Framing::Empty => {}
             }
-            self.response = Response::Done;
+            stream.response = Response::Done;
         }
         Ok(())
     }
@@ -430,17 +491,21 @@ fn protocol(cause: Cause) -> FrameError {
     FrameError::Connection(ErrorCode::ProtocolError, cause)
 }
 
+fn stream_error(id: StreamId, cause: Cause) -> FrameError {
+    FrameError::Stream(id, ErrorCode::ProtocolError, cause)
+}
+
 fn calm(cause: Cause) -> FrameError {
     FrameError::Connection(ErrorCode::EnhanceYourCalm, cause)
 }
 
-/// A header block the proxy cannot take from a backend: the connection ends either way
-/// (a stream error on the only stream in flight fails its exchange just the same).
-fn block_error(error: BlockError) -> FrameError {
+/// A header block the proxy cannot take from a backend: a compression error ends the
+/// connection (the HPACK state is lost), a malformed list fails its stream.
+fn block_error(id: StreamId, error: BlockError) -> FrameError {
     match error {
         BlockError::Compression => {
             FrameError::Connection(ErrorCode::CompressionError, Cause::Compression)
         }
-        BlockError::Stream(cause) => FrameError::Connection(ErrorCode::ProtocolError, cause),
+        BlockError::Stream(cause) => stream_error(id, cause),
     }
 }

@@ -7,6 +7,7 @@ use std::{
 };
 
 use loona_hpack::Encoder;
+use mio::Token;
 use sozu_command_lib::request::H2Config;
 
 use super::Link;
@@ -15,18 +16,20 @@ use crate::{
         h2::{
             Connection, ErrorCode, Event, Progress,
             frame::{self, Decoded, Frame},
+            settings,
         },
         parser::{self, BodyFraming, Limits, Method, Parsed},
     },
-    session::endpoint::Transfer,
+    session::endpoint::{Ready, Transfer},
 };
 
 /// A socket in memory: reads take `incoming` (would block when empty), writes append to
-/// `written`.
+/// `written` (or would block, while `full`).
 #[derive(Default)]
 struct Socket {
     incoming: Vec<u8>,
     written: Vec<u8>,
+    full: bool,
 }
 
 impl Read for Socket {
@@ -43,6 +46,9 @@ impl Read for Socket {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.full {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         self.written.extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -55,6 +61,8 @@ impl Write for Socket {
 /// The link, its socket, and the backend's side: the proxy's server codec.
 struct Harness {
     link: Link,
+    /// The one stream handle the tests use, but where they open more.
+    key: usize,
     socket: Socket,
     backend: Connection,
     /// What the backend's codec wrote that was not handed to the link yet.
@@ -68,8 +76,11 @@ impl Harness {
         let mut backend = Connection::new(H2Config::default(), Duration::from_secs(30), b"", now);
         let mut backend_out = Vec::new();
         backend.start(&mut backend_out);
+        let mut link = Link::new(H2Config::default(), now);
+        let key = link.attach(Token(1));
         Self {
-            link: Link::new(H2Config::default(), now),
+            link,
+            key,
             socket: Socket::default(),
             backend,
             backend_out,
@@ -79,9 +90,14 @@ impl Harness {
 
     /// Writes request bytes through the link; how many it took.
     fn write(&mut self, bytes: &[u8]) -> Transfer {
+        self.write_on(self.key, bytes)
+    }
+
+    /// Writes request bytes of the handle `key`; how many it took.
+    fn write_on(&mut self, key: usize, bytes: &[u8]) -> Transfer {
         let mut writable = true;
         self.link
-            .write(&mut self.socket, &[IoSlice::new(bytes)], &mut writable)
+            .write(key, &mut self.socket, &[IoSlice::new(bytes)], &mut writable)
     }
 
     /// Hands what the link sent to the backend's codec; its events.
@@ -112,21 +128,43 @@ impl Harness {
         events
     }
 
-    /// Sends the backend's pending frames and `frames` to the link; reads all it gives.
+    /// Sends the backend's pending frames and `frames` to the link; reads all it gives the
+    /// test's handle, and says whether its owner was told it may write.
     fn read(&mut self, frames: &[u8]) -> (Vec<u8>, Transfer, bool) {
+        self.receive(frames);
+        let writable = self
+            .link
+            .take_wakes()
+            .iter()
+            .any(|(owner, ready)| *owner == Token(1) && ready.contains(Ready::WRITABLE));
+        let (response, end) = self.read_on(self.key);
+        (response, end, writable)
+    }
+
+    /// Sends the backend's pending frames and `frames` to the link.
+    fn receive(&mut self, frames: &[u8]) {
         self.socket.incoming.append(&mut self.backend_out);
         self.socket.incoming.extend_from_slice(frames);
+        let mut readable = true;
+        self.link.service(&mut self.socket, &mut readable);
+    }
+
+    /// Reads all the link gives the handle `key`.
+    fn read_on(&mut self, key: usize) -> (Vec<u8>, Transfer) {
         let mut response = Vec::new();
         let mut writable = false;
         loop {
             let mut readable = true;
             let mut space = [0u8; 4096];
-            match self
-                .link
-                .read(&mut self.socket, &mut space, &mut readable, &mut writable)
-            {
+            match self.link.read(
+                key,
+                &mut self.socket,
+                &mut space,
+                &mut readable,
+                &mut writable,
+            ) {
                 Transfer::Moved(count) => response.extend_from_slice(&space[..count]),
-                end => return (response, end, writable),
+                end => return (response, end),
             }
         }
     }
@@ -223,7 +261,7 @@ fn a_response_with_trailers_reads_as_a_chunked_http11_response() {
         matches!(parsed, Ok(Parsed::Complete(head)) if head.status == 200 && head.body == BodyFraming::Chunked)
     );
     assert!(
-        harness.link.is_idle(),
+        harness.link.is_idle(harness.key),
         "the stream ended: the connection may carry another"
     );
 }
@@ -292,7 +330,7 @@ fn a_reset_before_the_response_reads_as_a_closed_connection() {
     assert!(response.is_empty());
     assert_eq!(end, Transfer::Closed);
     assert_eq!(harness.link.counters().resets_received, 1);
-    assert!(!harness.link.is_idle());
+    assert!(!harness.link.is_idle(harness.key));
 }
 
 #[test]
@@ -311,7 +349,7 @@ fn a_goaway_naming_the_stream_lets_it_finish_without_reuse() {
         b"HTTP/1.1 200 \r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
     );
     assert_eq!(harness.link.counters().goaways_received, 1);
-    assert!(!harness.link.is_idle());
+    assert!(!harness.link.is_idle(harness.key));
 }
 
 #[test]
@@ -326,8 +364,8 @@ fn a_goaway_below_the_stream_fails_it() {
     assert_eq!(end, Transfer::Closed);
 }
 
-/// The GOAWAY the link sent, if any.
-fn goaway_sent(bytes: &[u8]) -> Option<ErrorCode> {
+/// The last frame the link sent that `pick` picks, if any.
+fn last_sent<T>(bytes: &[u8], mut pick: impl FnMut(Frame<'_>) -> Option<T>) -> Option<T> {
     let mut at = 0;
     let mut found = None;
     while at < bytes.len() {
@@ -337,15 +375,29 @@ fn goaway_sent(bytes: &[u8]) -> Option<ErrorCode> {
         }
         match frame::decode(&bytes[at..], frame::MAX_MAX_FRAME_SIZE) {
             Ok(Decoded::Frame { frame, len }) => {
-                if let Frame::GoAway { code, .. } = frame {
-                    found = Some(code);
-                }
+                found = pick(frame).or(found);
                 at += len;
             }
             _ => break,
         }
     }
     found
+}
+
+/// The GOAWAY the link sent, if any.
+fn goaway_sent(bytes: &[u8]) -> Option<ErrorCode> {
+    last_sent(bytes, |frame| match frame {
+        Frame::GoAway { code, .. } => Some(code),
+        _ => None,
+    })
+}
+
+/// The last RST_STREAM the link sent, if any.
+fn reset_sent(bytes: &[u8]) -> Option<(u32, ErrorCode)> {
+    last_sent(bytes, |frame| match frame {
+        Frame::RstStream { stream, code } => Some((stream, code)),
+        _ => None,
+    })
 }
 
 #[test]
@@ -402,10 +454,13 @@ fn data_beyond_the_declared_length_fails_the_exchange() {
     frame::write_data(&mut frames, 1, b"too long", true);
     let (_, end, _) = harness.read(&frames);
     assert_eq!(end, Transfer::Error(io::ErrorKind::InvalidData));
+    // The stream's error: the connection goes on for the others.
+    assert_eq!(goaway_sent(&harness.socket.written), None);
     assert_eq!(
-        goaway_sent(&harness.socket.written),
-        Some(ErrorCode::ProtocolError)
+        reset_sent(&harness.socket.written),
+        Some((1, ErrorCode::ProtocolError))
     );
+    assert!(harness.link.accepts_streams());
 }
 
 #[test]
@@ -434,4 +489,244 @@ fn a_head_ending_the_stream_reads_as_an_empty_body() {
         response,
         b"HTTP/1.1 200 \r\ngrpc-status: 5\r\ncontent-length: 0\r\n\r\n"
     );
+}
+
+/// A 204 response head ending stream `stream`.
+fn no_content(harness: &mut Harness, stream: u32) -> Vec<u8> {
+    let mut frames = Vec::new();
+    let head = harness.block(&[(b":status", b"204")]);
+    frame::write_headers(&mut frames, stream, &head, true, 16_384);
+    frames
+}
+
+#[test]
+fn two_handles_carry_concurrent_streams_on_one_connection() {
+    let mut harness = Harness::new();
+    let other = harness.link.attach(Token(2));
+    harness.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.write_on(other, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    let events = harness.backend_events();
+    let opened: Vec<u32> = events
+        .iter()
+        .filter_map(|(event, _)| match event {
+            Event::Request { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, [1, 3], "both in flight at once");
+    // The later stream is answered first; each handle reads its own response.
+    let mut frames = Vec::new();
+    let head = harness.block(&[(b":status", b"200"), (b"content-length", b"1")]);
+    frame::write_headers(&mut frames, 3, &head, false, 16_384);
+    frame::write_data(&mut frames, 3, b"b", true);
+    harness.receive(&frames);
+    let wakes = harness.link.take_wakes();
+    assert!(
+        wakes.iter().all(|(owner, _)| *owner == Token(2)),
+        "{wakes:?}"
+    );
+    assert_eq!(
+        harness.read_on(harness.key),
+        (Vec::new(), Transfer::WouldBlock)
+    );
+    let (response, _) = harness.read_on(other);
+    assert_eq!(response, b"HTTP/1.1 200 \r\ncontent-length: 1\r\n\r\nb");
+    let frames = no_content(&mut harness, 1);
+    let (response, _, _) = harness.read(&frames);
+    assert_eq!(response, b"HTTP/1.1 204 \r\n\r\n");
+    assert!(harness.link.is_idle(harness.key) && harness.link.is_idle(other));
+    assert_eq!(harness.link.counters().streams_shared, 1);
+}
+
+#[test]
+fn a_stream_whose_owner_does_not_read_holds_only_its_own_window() {
+    let mut harness = Harness::new();
+    let other = harness.link.attach(Token(2));
+    harness.write(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.write_on(other, b"GET /fast HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    let mut frames = Vec::new();
+    for stream in [1, 3] {
+        let head = harness.block(&[(b":status", b"200")]);
+        frame::write_headers(&mut frames, stream, &head, false, 16_384);
+        frame::write_data(&mut frames, stream, &[b'x'; 16_384], false);
+    }
+    harness.receive(&frames);
+    let updates = |bytes: &[u8]| {
+        let mut found = Vec::new();
+        last_sent(bytes, |frame| {
+            if let Frame::WindowUpdate { stream, .. } = frame {
+                found.push(stream);
+            }
+            None::<()>
+        });
+        found
+    };
+    // The connection's credit came back at once; no stream's yet.
+    assert_eq!(updates(&harness.socket.written), [0]);
+    harness.socket.written.clear();
+    let (response, _) = harness.read_on(other);
+    assert!(response.len() > 16_384, "the head and a chunk of data");
+    assert_eq!(
+        updates(&harness.socket.written),
+        [3],
+        "the stream read gets its credit back, the one not read does not"
+    );
+}
+
+#[test]
+fn a_request_beyond_the_backends_concurrency_waits_for_a_stream_to_close() {
+    let mut harness = Harness::new();
+    let other = harness.link.attach(Token(2));
+    let mut frames = Vec::new();
+    frame::write_settings(&mut frames, &[(settings::MAX_CONCURRENT_STREAMS, 1)]);
+    harness.socket.incoming.extend_from_slice(&frames);
+    let mut readable = true;
+    harness.link.service(&mut harness.socket, &mut readable);
+    assert_eq!(harness.link.max_streams(), 1);
+    let first = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_eq!(harness.write(first), Transfer::Moved(first.len()));
+    assert_eq!(
+        harness.write_on(other, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+        Transfer::WouldBlock
+    );
+    harness.backend_events();
+    harness.link.take_wakes();
+    let frames = no_content(&mut harness, 1);
+    harness.receive(&frames);
+    assert!(
+        harness
+            .link
+            .take_wakes()
+            .contains(&(Token(2), Ready::WRITABLE)),
+        "the waiting request is told it may go"
+    );
+    let second = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_eq!(
+        harness.write_on(other, second),
+        Transfer::Moved(second.len())
+    );
+}
+
+#[test]
+fn a_goaway_fails_only_the_streams_after_its_last_stream() {
+    let mut harness = Harness::new();
+    let other = harness.link.attach(Token(2));
+    harness.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.write_on(other, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    let mut frames = Vec::new();
+    frame::write_goaway(&mut frames, 1, ErrorCode::NoError);
+    harness.receive(&frames);
+    assert_eq!(harness.read_on(other), (Vec::new(), Transfer::Closed));
+    assert_eq!(harness.link.counters().streams_refused, 1);
+    assert!(!harness.link.accepts_streams());
+    let frames = no_content(&mut harness, 1);
+    let (response, _, _) = harness.read(&frames);
+    assert_eq!(response, b"HTTP/1.1 204 \r\nconnection: close\r\n\r\n");
+    assert!(harness.link.is_over(), "gone away with no stream left");
+}
+
+#[test]
+fn a_reset_ends_only_its_stream() {
+    let mut harness = Harness::new();
+    let other = harness.link.attach(Token(2));
+    harness.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.write_on(other, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    let mut frames = Vec::new();
+    frame::write_rst_stream(&mut frames, 3, ErrorCode::InternalError);
+    harness.receive(&frames);
+    assert_eq!(harness.read_on(other), (Vec::new(), Transfer::Closed));
+    let frames = no_content(&mut harness, 1);
+    let (response, _, _) = harness.read(&frames);
+    assert_eq!(response, b"HTTP/1.1 204 \r\n\r\n");
+    assert!(harness.link.accepts_streams());
+}
+
+#[test]
+fn losing_the_connection_fails_every_stream() {
+    let mut harness = Harness::new();
+    let other = harness.link.attach(Token(2));
+    harness.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.write_on(other, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    harness.receive(&[]);
+    harness.link.abort(Transfer::Closed);
+    let woken: Vec<Token> = harness
+        .link
+        .take_wakes()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert!(woken.contains(&Token(1)) && woken.contains(&Token(2)));
+    for key in [harness.key, other] {
+        assert_eq!(harness.read_on(key), (Vec::new(), Transfer::Closed));
+    }
+    assert!(harness.link.is_over());
+}
+
+#[test]
+fn a_handle_leaving_in_flight_cancels_its_stream() {
+    let mut harness = Harness::new();
+    harness.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    harness.link.detach(harness.key);
+    harness.link.flush(&mut harness.socket);
+    assert_eq!(
+        reset_sent(&harness.socket.written),
+        Some((1, ErrorCode::Cancel))
+    );
+    assert_eq!(harness.link.handles(), 0);
+    // What the backend still sends for it is dropped.
+    let frames = no_content(&mut harness, 1);
+    harness.receive(&frames);
+    assert!(harness.link.accepts_streams());
+}
+
+#[test]
+fn a_request_taken_while_the_socket_is_full_tells_its_owner_once_sent() {
+    let mut harness = Harness::new();
+    harness.socket.full = true;
+    let request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    let mut writable = true;
+    let taken = harness.link.write(
+        harness.key,
+        &mut harness.socket,
+        &[IoSlice::new(request)],
+        &mut writable,
+    );
+    assert_eq!(taken, Transfer::Moved(request.len()), "queued");
+    assert!(!writable, "the frames wait for the socket");
+    harness.socket.full = false;
+    harness.receive(&[]);
+    assert!(
+        harness
+            .link
+            .take_wakes()
+            .contains(&(Token(1), Ready::WRITABLE))
+    );
+    assert!(matches!(
+        harness.backend_events().first(),
+        Some((Event::Request { stream: 1, .. }, _))
+    ));
+}
+
+#[test]
+fn a_goaway_tells_the_handles_between_requests() {
+    let mut harness = Harness::new();
+    let idle = harness.link.attach(Token(2));
+    harness.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    let mut frames = Vec::new();
+    frame::write_goaway(&mut frames, 1, ErrorCode::NoError);
+    harness.receive(&frames);
+    assert!(
+        harness
+            .link
+            .take_wakes()
+            .contains(&(Token(2), Ready::READABLE)),
+        "its next request must go elsewhere"
+    );
+    assert!(!harness.link.is_idle(idle));
 }

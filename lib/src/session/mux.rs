@@ -1,0 +1,153 @@
+//! A backend HTTP/2 connection shared by many sessions: [`Mux`] holds the socket and the
+//! connection's state ([`Link`]), and each session's slot that forwards to it holds a
+//! [`MuxStream`], a handle on one stream, instead of a socket.
+//!
+//! The event loop owns the muxes (`server::mux`): a mux's socket token maps to it, the loop
+//! reads the frames when the socket is readable and flushes when it is writable, and wakes
+//! the (session, slot) of every stream that got bytes, lost its stream, or may write again
+//! ([`Link::take_wakes`]); those wakes go through the handles' own tokens, which map to
+//! their (session, slot) like a socket's. Through its handle, a session writes its request
+//! (framed and sent at once, the socket shared) and reads its response, as HTTP/1.1, through
+//! the same [`Endpoint`](super::endpoint::Endpoint) calls as for any backend connection.
+//!
+//! The mux and its handles share it through `Rc<RefCell<_>>`: the loop is single-threaded,
+//! and a borrow never outlives one call (a session never holds one while the loop runs).
+
+use std::{cell::RefCell, io::IoSlice, rc::Rc, time::Instant};
+
+use log::error;
+use mio::{Token, net::TcpStream};
+
+use crate::{
+    backends::{BackendKey, BackendLease},
+    protocol::http::h2::backend::Link,
+    session::endpoint::{Readiness, Transfer},
+};
+
+/// Whether a mux's socket is connected yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuxState {
+    /// The connect is in progress: its streams wait.
+    Connecting,
+    /// Established: streams flow.
+    Open,
+    /// The connect failed: its streams fail with it.
+    Failed,
+}
+
+/// A backend HTTP/2 connection: its socket, its state, and who leases it.
+#[derive(Debug)]
+pub struct Mux {
+    /// The socket, registered with the loop under `token`.
+    pub socket: TcpStream,
+    pub token: Token,
+    pub readiness: Readiness,
+    pub state: MuxState,
+    /// The connection's HTTP/2 state and its streams.
+    pub link: Link,
+    /// Counts the connection for its backend while it lives.
+    pub lease: BackendLease,
+    pub backend_id: String,
+    pub address: std::net::SocketAddr,
+    /// When it was opened, then when its last handle left: an idle mux is closed after the
+    /// idle pool's time.
+    pub since: Instant,
+}
+
+impl Mux {
+    /// The backend the connection goes to.
+    pub fn backend(&self) -> BackendKey {
+        self.lease.key()
+    }
+}
+
+/// A mux as the loop and the handles share it.
+pub type SharedMux = Rc<RefCell<Mux>>;
+
+/// A session's handle on one stream of a [`Mux`]: what the session's backend endpoint
+/// reads from and writes to. Dropping it cancels the stream in flight.
+#[derive(Debug)]
+pub struct MuxStream {
+    mux: SharedMux,
+    key: usize,
+}
+
+impl MuxStream {
+    /// A new handle on `mux`, whose owner is woken through `owner`.
+    pub fn attach(mux: &SharedMux, owner: Token) -> Option<MuxStream> {
+        let key = mux.try_borrow_mut().ok()?.link.attach(owner);
+        Some(MuxStream {
+            mux: Rc::clone(mux),
+            key,
+        })
+    }
+
+    /// The mux the handle is on.
+    pub fn mux(&self) -> &SharedMux {
+        &self.mux
+    }
+
+    /// Whether its connection is connected yet (`None`: borrowed, which the loop never
+    /// lets happen while a session runs).
+    pub fn state(&self) -> Option<MuxState> {
+        self.mux.try_borrow().ok().map(|mux| mux.state)
+    }
+
+    /// Reads the response for the session (see [`Link::read`]).
+    pub fn read(&self, space: &mut [u8], readable: &mut bool, writable: &mut bool) -> Transfer {
+        let Ok(mut mux) = self.mux.try_borrow_mut() else {
+            error!("a backend HTTP/2 connection was borrowed twice");
+            return Transfer::Error(std::io::ErrorKind::Other);
+        };
+        let Mux { socket, link, .. } = &mut *mux;
+        link.read(self.key, socket, space, readable, writable)
+    }
+
+    /// Writes request bytes (see [`Link::write`]).
+    pub fn write(&self, slices: &[IoSlice<'_>], writable: &mut bool) -> Transfer {
+        let Ok(mut mux) = self.mux.try_borrow_mut() else {
+            error!("a backend HTTP/2 connection was borrowed twice");
+            return Transfer::Error(std::io::ErrorKind::Other);
+        };
+        if mux.state == MuxState::Connecting {
+            *writable = false;
+            return Transfer::WouldBlock;
+        }
+        let Mux { socket, link, .. } = &mut *mux;
+        link.write(self.key, socket, slices, writable)
+    }
+
+    /// Whether the handle can carry another request (see [`Link::is_idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.mux
+            .try_borrow()
+            .is_ok_and(|mux| mux.link.is_idle(self.key))
+    }
+
+    /// Response bytes are waiting for the session.
+    pub fn has_unread(&self) -> bool {
+        self.mux
+            .try_borrow()
+            .is_ok_and(|mux| mux.link.has_unread(self.key))
+    }
+}
+
+impl Drop for MuxStream {
+    fn drop(&mut self) {
+        let Ok(mut mux) = self.mux.try_borrow_mut() else {
+            error!("a backend HTTP/2 connection was borrowed while a stream left it");
+            return;
+        };
+        let Mux {
+            socket,
+            link,
+            since,
+            ..
+        } = &mut *mux;
+        link.detach(self.key);
+        link.flush(socket);
+        if link.handles() == 0 {
+            *since = Instant::now();
+        }
+    }
+}
