@@ -1,6 +1,6 @@
 //! HTTPS through a real worker: certificates chosen by SNI, the default certificate, TLS
 //! versions, live certificate changes, refused certificates, strict SNI binding, HSTS, a client
-//! that stops reading, and `curl` as a client.
+//! that stops reading, `curl` as a client, and session resumption (rustls and `openssl s_client`).
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -8,7 +8,7 @@ use std::{
     process::Command,
 };
 
-use rustls::{ClientConnection, StreamOwned};
+use rustls::{ClientConnection, HandshakeKind, StreamOwned};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use sozu_command_lib::request::{
     AddCertificate, CertificateAndKey, Cluster, Fingerprint, Hsts, HttpFrontend,
@@ -21,7 +21,9 @@ use sozu_e2e::{
     backend::Backend,
     backend_order, free_address,
     http_backend::{HttpBackend, Reply, response},
-    tls::{FIXTURES, TlsClient, certificate, client_config, fixture, tls_connect},
+    tls::{
+        FIXTURES, TlsClient, certificate, client_config, fixture, tls_connect, tls_connect_with,
+    },
     wait_until,
 };
 use sozu_lib::server::ServerConfig;
@@ -530,6 +532,76 @@ fn a_proxy_header_and_the_client_hello_in_one_write_complete_the_handshake() {
         assert!(
             head.contains("X-Forwarded-For: 203.0.113.7"),
             "the PROXY header's client is forwarded: {head}"
+        );
+    }
+}
+
+/// Connects twice with one client configuration (one session store), fetching a page each time
+/// (which reads the tickets a TLS 1.3 server sends after its handshake); whether the second
+/// handshake resumed the first one's session.
+fn second_connection_resumes(
+    address: SocketAddr,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> bool {
+    let config = client_config(version);
+    let mut first =
+        tls_connect_with(address, Some("localhost"), config.clone()).expect("a first handshake");
+    assert_eq!(first.conn.handshake_kind(), Some(HandshakeKind::Full));
+    assert!(get(&mut first, "localhost").ends_with("from the backend"));
+    let mut second =
+        tls_connect_with(address, Some("localhost"), config).expect("a second handshake");
+    let kind = second.conn.handshake_kind();
+    assert!(get(&mut second, "localhost").ends_with("from the backend"));
+    kind == Some(HandshakeKind::Resumed)
+}
+
+#[test]
+fn a_client_resumes_its_session_with_tls_12_and_13() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup(with_default_certificate());
+    assert!(second_connection_resumes(address, &rustls::version::TLS12));
+    assert!(second_connection_resumes(address, &rustls::version::TLS13));
+}
+
+#[test]
+fn without_tls13_tickets_only_tls_12_resumes_by_session_id() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup(TlsListenerConfig {
+        send_tls13_tickets: 0,
+        ..with_default_certificate()
+    });
+    assert!(second_connection_resumes(address, &rustls::version::TLS12));
+    assert!(!second_connection_resumes(address, &rustls::version::TLS13));
+}
+
+#[test]
+fn openssl_reconnects_with_the_session_of_its_first_connection() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup(with_default_certificate());
+    for version in ["-tls1_2", "-tls1_3"] {
+        // `-reconnect` connects 5 more times with the first connection's session; stdin at its
+        // end makes each connection close at once. `timeout` bounds a server that never closes.
+        let output = Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-reconnect", version])
+            .args(["-connect", &address.to_string(), "-servername", "localhost"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl must be installed (.ci/install-test-tools installs it)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let count = |prefix: &str| stdout.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(
+            (count("New, "), count("Reused, ")),
+            (1, 5),
+            "{version}: one full handshake, then 5 resumed: {stdout}"
         );
     }
 }
