@@ -580,28 +580,67 @@ fn without_tls13_tickets_only_tls_12_resumes_by_session_id() {
     assert!(!second_connection_resumes(address, &rustls::version::TLS13));
 }
 
+/// `openssl s_client` to `address` with `arguments`, sending a request for `localhost` and
+/// reading the answer (and so the tickets sent after a TLS 1.3 handshake) until the proxy
+/// closes; its output. `timeout` bounds a server that never closes.
+fn openssl_client(address: SocketAddr, arguments: &[&str]) -> String {
+    let mut child = Command::new("timeout")
+        .args([
+            "10",
+            "openssl",
+            "s_client",
+            "-ign_eof",
+            "-servername",
+            "localhost",
+        ])
+        .args(["-connect", &address.to_string()])
+        .args(arguments)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl must be installed (.ci/install-test-tools installs it)");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let output = child.wait_with_output().expect("openssl ends");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
-fn openssl_reconnects_with_the_session_of_its_first_connection() {
+fn openssl_resumes_its_session_with_tls_12_and_13() {
     let Setup {
         address,
         worker: _worker,
         ..
     } = setup(with_default_certificate());
-    for version in ["-tls1_2", "-tls1_3"] {
-        // `-reconnect` connects 5 more times with the first connection's session; stdin at its
-        // end makes each connection close at once. `timeout` bounds a server that never closes.
-        let output = Command::new("timeout")
-            .args(["10", "openssl", "s_client", "-reconnect", version])
-            .args(["-connect", &address.to_string(), "-servername", "localhost"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("openssl must be installed (.ci/install-test-tools installs it)");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let count = |prefix: &str| stdout.lines().filter(|l| l.starts_with(prefix)).count();
-        assert_eq!(
-            (count("New, "), count("Reused, ")),
-            (1, 5),
-            "{version}: one full handshake, then 5 resumed: {stdout}"
-        );
-    }
+    let count =
+        |output: &str, prefix: &str| output.lines().filter(|l| l.starts_with(prefix)).count();
+    // TLS 1.2: `-reconnect` connects 5 more times with the first connection's session.
+    let output = openssl_client(address, &["-tls1_2", "-reconnect"]);
+    assert_eq!(
+        (count(&output, "New, "), count(&output, "Reused, ")),
+        (1, 5),
+        "one full handshake, then 5 resumed: {output}"
+    );
+    // TLS 1.3: `-reconnect` does not wait for the tickets, which come after the handshake; the
+    // session of a first connection that read its answer is saved, then offered by a second.
+    let session = std::env::temp_dir().join(format!("sozu-e2e-session-{}.pem", address.port()));
+    let session = session.to_str().expect("a UTF-8 temporary path");
+    let first = openssl_client(address, &["-tls1_3", "-sess_out", session]);
+    assert!(
+        first.contains("from the backend") && count(&first, "New, ") > 0,
+        "{first}"
+    );
+    let second = openssl_client(address, &["-tls1_3", "-sess_in", session]);
+    let _ = std::fs::remove_file(session);
+    assert!(second.contains("from the backend"), "{second}");
+    assert_eq!(
+        (count(&second, "New, "), count(&second, "Reused, ") > 0),
+        (0, true),
+        "the second connection resumed: {second}"
+    );
 }
