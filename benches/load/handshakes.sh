@@ -38,6 +38,7 @@ log_level = "error"
 log_target = "stdout"
 worker_count = 1
 max_connections = 5000
+# curl's checks reach https://127.0.0.1 and send no SNI (an IP address is no server name).
 
 [[listeners]]
 protocol = "https"
@@ -47,6 +48,7 @@ key = "$KEY"
 tls_versions = ["TLS_V13"]
 cipher_suites = ["TLS13_AES_128_GCM_SHA256"]
 groups_list = ["X25519"]
+strict_sni_binding = false
 
 [[listeners]]
 protocol = "https"
@@ -56,6 +58,7 @@ key = "$WORK/ecdsa.key"
 tls_versions = ["TLS_V13"]
 cipher_suites = ["TLS13_AES_128_GCM_SHA256"]
 groups_list = ["X25519"]
+strict_sni_binding = false
 
 [clusters.web]
 protocol = "http"
