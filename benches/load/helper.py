@@ -163,6 +163,55 @@ def idle_report(path):
                     rows))
 
 
+HANDSHAKE_VARIANTS = [
+    ("rsa-full", "RSA 2048, full handshake"),
+    ("ecdsa-full", "ECDSA P-256, full handshake"),
+    ("rsa-resumed", "RSA 2048, resumed (ticket)"),
+    ("ecdsa-resumed", "ECDSA P-256, resumed (ticket)"),
+]
+
+
+def handshakes_report(path, baseline_note):
+    """The tables of the handshakes scenario: rate and CPU per handshake (medians over rounds)
+    of each proxy per variant, with sozu's ratios to the others."""
+    groups = {}
+    for line in open(path):
+        variant, proxy, _, seconds, count, resumed, cpu = line.split()
+        groups.setdefault((variant, proxy), []).append(
+            (int(count) / float(seconds), float(cpu) * 1e6 / int(count), int(resumed) / int(count)))
+    if not groups:
+        return ""
+    proxies = [p for p in ("sozu", "sozu-baseline", "haproxy", "nginx")
+               if any(key[1] == p for key in groups)]
+    names = {"sozu": "sozu", "sozu-baseline": "sozu baseline", "haproxy": "HAProxy",
+             "nginx": "nginx"}
+
+    def figure(variant, proxy, index):
+        rows = groups.get((variant, proxy))
+        return median([row[index] for row in rows]) if rows else float("nan")
+
+    others = [p for p in proxies if p != "sozu"]
+    rate_rows, cpu_rows = [], []
+    for variant, title in HANDSHAKE_VARIANTS:
+        if not any((variant, p) in groups for p in proxies):
+            continue
+        rate_rows.append([title] + [number(figure(variant, p, 0)) for p in proxies]
+                         + [ratio(figure(variant, "sozu", 0), figure(variant, p, 0))
+                            for p in others])
+        cpu_rows.append([title] + [number(figure(variant, p, 1)) for p in proxies]
+                        + [ratio(figure(variant, "sozu", 1), figure(variant, p, 1))
+                           for p in others]
+                        + ["/".join(number(100 * figure(variant, p, 2), 0) for p in proxies)])
+    header = ["handshakes"] + [names[p] for p in proxies]
+    versus = ["sozu/" + names[p] for p in others]
+    note = f" The baseline: {baseline_note}." if baseline_note and "sozu-baseline" in proxies else ""
+    return ("### TLS 1.3 handshakes, tickets on (median; one GET per connection)\n\n"
+            "Handshakes per second:\n\n" + table(header + versus, rate_rows)
+            + "\n\nProxy CPU µs per handshake (user + system time of its processes), and the "
+            "share of connections that resumed, in %:" + note + "\n\n"
+            + table(header + versus + ["resumed %"], cpu_rows))
+
+
 def milliseconds(text):
     """wrk's latency ('512.00us', '1.23ms', '2.00s') in milliseconds."""
     for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
@@ -316,6 +365,9 @@ def report(results, scale_results, meta):
     sni_results = meta.get("sni_results")
     if sni_results and os.path.exists(sni_results):
         parts.append(sni_report(summarize(read_results(sni_results))))
+    handshakes_results = meta.get("handshakes_results")
+    if handshakes_results and os.path.exists(handshakes_results):
+        parts.append(handshakes_report(handshakes_results, meta.get("baseline", "")))
     return "\n\n".join(parts)
 
 

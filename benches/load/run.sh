@@ -19,7 +19,8 @@ H2_CONNECTIONS=${H2_CONNECTIONS:-10} # h2load connections of the h2 scenario
 H2_STREAMS=${H2_STREAMS:-10}        # h2load streams at once on each of them
 STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer scenario
 BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
-# faults, sni-routing and idle are chosen by name only: they need Toxiproxy's source and sslh.
+# faults, sni-routing, idle and handshakes are chosen by name only: they need Toxiproxy's source
+# and sslh, many open files, or a client of their own.
 SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close 1mib https-keepalive https-handshake h2 scale logs}
 PROXIES=${PROXIES:-sozu haproxy nginx}
 SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
@@ -41,6 +42,7 @@ source "$HERE/sozu-only.sh"
 source "$HERE/faults.sh"
 source "$HERE/sni.sh"
 source "$HERE/idle.sh"
+source "$HERE/handshakes.sh"
 
 cleanup() {
     local pid tree pids=()
@@ -445,7 +447,7 @@ main() {
     PORTS[direct]="$BACKEND_PORT $BACKEND_PORT $BACKEND_PORT"
     PROXY_PID[direct]=$PID
 
-    local scenarios=() do_scale= do_logs= do_faults= do_sni= do_idle=
+    local scenarios=() do_scale= do_logs= do_faults= do_sni= do_idle= do_handshakes=
     for scenario in $SCENARIOS; do
         case $scenario in
             scale) do_scale=1 ;;
@@ -453,6 +455,7 @@ main() {
             faults) do_faults=1 ;;
             sni-routing) do_sni=1 ;;
             idle) do_idle=1 ;;
+            handshakes) do_handshakes=1 ;;
             *) scenarios+=("$scenario") ;;
         esac
     done
@@ -484,6 +487,10 @@ main() {
         run_idle "$WORK/idle.txt"
         meta+=("idle_results=$WORK/idle.txt")
     fi
+    if [[ -n $do_handshakes ]]; then
+        run_handshakes "$WORK/handshakes.txt"
+        meta+=("handshakes_results=$WORK/handshakes.txt" "baseline=\`$SOZU_BASELINE\` $SOZU_BASELINE_NOTE")
+    fi
 
     local versions=
     if [[ -n $do_faults ]]; then
@@ -514,6 +521,9 @@ main() {
         echo "- sozu: \`$SOZU_BIN\` ($sozu_source; benchmark at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)$versions"
         echo "- proxies on CPU $PROXY_CPU; wrk (1 thread, $CONNECTIONS connections) and the nginx backend on CPU $LOAD_CPU"
         echo "- $ROUNDS rounds of ${DURATION}s per scenario and proxy, medians; large transfer: $STREAMS downloads of ${BIG_FILE_MB} MB at once"
+        if [[ -n $do_handshakes ]]; then
+            echo "- handshakes: tls-handshakes ($HANDSHAKE_THREADS threads, $HANDSHAKES connections per measurement) on CPU $LOAD_CPU"
+        fi
         if selected h2; then
             echo "- h2: h2load (1 thread, $H2_CONNECTIONS connections × $H2_STREAMS streams at once) on CPU $LOAD_CPU"
         fi
@@ -526,6 +536,10 @@ main() {
         echo '```'
         echo "scenario proxy round seconds units p50_ms p99_ms cpu_seconds rss_kb errors"
         cat "$results" "$scale_results" "$WORK/logs.txt" "$WORK/faults.txt" "$WORK/sni.txt" "$WORK/idle.txt" 2>/dev/null || true
+        [[ ! -s $WORK/handshakes.txt ]] || {
+            echo "variant proxy round seconds handshakes resumed cpu_seconds"
+            cat "$WORK/handshakes.txt"
+        }
         echo '```'
         echo
         echo "</details>"

@@ -9,7 +9,7 @@ use std::{
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::ring,
+    crypto::aws_lc_rs,
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sozu_command_lib::request::CertificateAndKey;
@@ -58,7 +58,7 @@ impl ServerCertVerifier for AcceptAnything {
             message,
             certificate,
             signature,
-            &ring::default_provider().signature_verification_algorithms,
+            &aws_lc_rs::default_provider().signature_verification_algorithms,
         )
     }
 
@@ -72,12 +72,12 @@ impl ServerCertVerifier for AcceptAnything {
             message,
             certificate,
             signature,
-            &ring::default_provider().signature_verification_algorithms,
+            &aws_lc_rs::default_provider().signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        ring::default_provider()
+        aws_lc_rs::default_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
@@ -85,7 +85,7 @@ impl ServerCertVerifier for AcceptAnything {
 
 /// A client of one TLS version that accepts any certificate.
 pub fn client_config(version: &'static rustls::SupportedProtocolVersion) -> Arc<ClientConfig> {
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
         .with_protocol_versions(&[version])
         .expect("a valid client version")
         .dangerous()
@@ -114,12 +114,21 @@ pub fn tls_connect(
     server_name: Option<&str>,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Result<TlsClient, std::io::Error> {
+    tls_connect_with(address, server_name, client_config(version))
+}
+
+/// Like [`tls_connect`], with a client configuration of the caller's: connections made with one
+/// configuration share its session store, so a later one can resume an earlier one's session.
+pub fn tls_connect_with(
+    address: SocketAddr,
+    server_name: Option<&str>,
+    config: Arc<ClientConfig>,
+) -> Result<TlsClient, std::io::Error> {
     let name = match server_name {
         Some(name) => ServerName::try_from(name.to_string()).expect("a valid name"),
         None => ServerName::IpAddress(address.ip().into()),
     };
-    let connection =
-        ClientConnection::new(client_config(version), name).map_err(std::io::Error::other)?;
+    let connection = ClientConnection::new(config, name).map_err(std::io::Error::other)?;
     let socket = TcpStream::connect(address)?;
     socket.set_read_timeout(Some(DEADLINE))?;
     let mut stream = StreamOwned::new(connection, socket);

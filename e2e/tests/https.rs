@@ -1,6 +1,6 @@
 //! HTTPS through a real worker: certificates chosen by SNI, the default certificate, TLS
 //! versions, live certificate changes, refused certificates, strict SNI binding, HSTS, a client
-//! that stops reading, and `curl` as a client.
+//! that stops reading, `curl` as a client, and session resumption (rustls and `openssl s_client`).
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -8,7 +8,7 @@ use std::{
     process::Command,
 };
 
-use rustls::{ClientConnection, StreamOwned};
+use rustls::{ClientConnection, HandshakeKind, StreamOwned};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use sozu_command_lib::request::{
     AddCertificate, CertificateAndKey, Cluster, Fingerprint, Hsts, HttpFrontend,
@@ -21,7 +21,9 @@ use sozu_e2e::{
     backend::Backend,
     backend_order, free_address,
     http_backend::{HttpBackend, Reply, response},
-    tls::{FIXTURES, TlsClient, certificate, client_config, fixture, tls_connect},
+    tls::{
+        FIXTURES, TlsClient, certificate, client_config, fixture, tls_connect, tls_connect_with,
+    },
     wait_until,
 };
 use sozu_lib::server::ServerConfig;
@@ -532,4 +534,113 @@ fn a_proxy_header_and_the_client_hello_in_one_write_complete_the_handshake() {
             "the PROXY header's client is forwarded: {head}"
         );
     }
+}
+
+/// Connects twice with one client configuration (one session store), fetching a page each time
+/// (which reads the tickets a TLS 1.3 server sends after its handshake); whether the second
+/// handshake resumed the first one's session.
+fn second_connection_resumes(
+    address: SocketAddr,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> bool {
+    let config = client_config(version);
+    let mut first =
+        tls_connect_with(address, Some("localhost"), config.clone()).expect("a first handshake");
+    assert_eq!(first.conn.handshake_kind(), Some(HandshakeKind::Full));
+    assert!(get(&mut first, "localhost").ends_with("from the backend"));
+    let mut second =
+        tls_connect_with(address, Some("localhost"), config).expect("a second handshake");
+    let kind = second.conn.handshake_kind();
+    assert!(get(&mut second, "localhost").ends_with("from the backend"));
+    kind == Some(HandshakeKind::Resumed)
+}
+
+#[test]
+fn a_client_resumes_its_session_with_tls_12_and_13() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup(with_default_certificate());
+    assert!(second_connection_resumes(address, &rustls::version::TLS12));
+    assert!(second_connection_resumes(address, &rustls::version::TLS13));
+}
+
+#[test]
+fn without_tls13_tickets_only_tls_12_resumes_by_session_id() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup(TlsListenerConfig {
+        send_tls13_tickets: 0,
+        ..with_default_certificate()
+    });
+    assert!(second_connection_resumes(address, &rustls::version::TLS12));
+    assert!(!second_connection_resumes(address, &rustls::version::TLS13));
+}
+
+/// `openssl s_client` to `address` with `arguments`, sending a request for `localhost` and
+/// reading the answer (and so the tickets sent after a TLS 1.3 handshake) until the proxy
+/// closes; its output. `timeout` bounds a server that never closes.
+fn openssl_client(address: SocketAddr, arguments: &[&str]) -> String {
+    let mut child = Command::new("timeout")
+        .args([
+            "10",
+            "openssl",
+            "s_client",
+            "-ign_eof",
+            "-servername",
+            "localhost",
+        ])
+        .args(["-connect", &address.to_string()])
+        .args(arguments)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl must be installed (.ci/install-test-tools installs it)");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let output = child.wait_with_output().expect("openssl ends");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn openssl_resumes_its_session_with_tls_12_and_13() {
+    let Setup {
+        address,
+        worker: _worker,
+        ..
+    } = setup(with_default_certificate());
+    let count =
+        |output: &str, prefix: &str| output.lines().filter(|l| l.starts_with(prefix)).count();
+    // TLS 1.2: `-reconnect` connects 5 more times with the first connection's session.
+    let output = openssl_client(address, &["-tls1_2", "-reconnect"]);
+    assert_eq!(
+        (count(&output, "New, "), count(&output, "Reused, ")),
+        (1, 5),
+        "one full handshake, then 5 resumed: {output}"
+    );
+    // TLS 1.3: `-reconnect` does not wait for the tickets, which come after the handshake; the
+    // session of a first connection that read its answer is saved, then offered by a second.
+    let session = std::env::temp_dir().join(format!("sozu-e2e-session-{}.pem", address.port()));
+    let session = session.to_str().expect("a UTF-8 temporary path");
+    let first = openssl_client(address, &["-tls1_3", "-sess_out", session]);
+    assert!(
+        first.contains("from the backend") && count(&first, "New, ") > 0,
+        "{first}"
+    );
+    let second = openssl_client(address, &["-tls1_3", "-sess_in", session]);
+    let _ = std::fs::remove_file(session);
+    assert!(second.contains("from the backend"), "{second}");
+    assert_eq!(
+        (count(&second, "New, "), count(&second, "Reused, ") > 0),
+        (0, true),
+        "the second connection resumed: {second}"
+    );
 }

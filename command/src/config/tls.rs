@@ -1,6 +1,6 @@
 //! TLS names of the configuration file: protocol versions, cipher suites, key exchange groups
-//! and ALPN protocols, checked against what the TLS library of this build (rustls with the ring
-//! provider) supports.
+//! and ALPN protocols, checked against what the TLS library of this build (rustls with the
+//! aws-lc-rs provider) supports.
 //!
 //! Suites and groups are accepted under their OpenSSL, IANA and rustls spellings and written
 //! in orders under one canonical spelling: the name of rustls's `CipherSuite` or `NamedGroup`
@@ -124,7 +124,8 @@ const GROUPS: [(&str, &[&str]); 3] = [
     ("secp384r1", &["P-384"]),
 ];
 
-/// A group Sōzu offers by default that the ring provider does not have.
+/// A group Sōzu offers by default that this build does not offer yet (the provider has it, but
+/// the listener's TLS settings do not take it yet).
 const UNAVAILABLE_GROUP: &str = "X25519MLKEM768";
 
 /// The canonical name of the supported key exchange group that `name` spells.
@@ -203,7 +204,7 @@ pub(super) fn cipher_suites(
 }
 
 /// `groups_list`, canonical names in order of preference. `X25519MLKEM768` is dropped with a
-/// warning: the ring provider has no ML-KEM.
+/// warning: this build does not offer ML-KEM yet.
 pub(super) fn groups(
     field: Field<'_, '_>,
     warnings: &mut Vec<ConfigWarning>,
@@ -212,8 +213,8 @@ pub(super) fn groups(
     for name in names(field)? {
         if name.eq_ignore_ascii_case(UNAVAILABLE_GROUP) {
             warnings.push(field.warning(format!(
-                "{UNAVAILABLE_GROUP} is not available in this build (the ring provider has no \
-                 ML-KEM) and is left out"
+                "{UNAVAILABLE_GROUP} is not available in this build (no ML-KEM key exchange \
+                 yet) and is left out"
             )));
             continue;
         }

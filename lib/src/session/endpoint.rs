@@ -602,7 +602,7 @@ mod tests {
             }
 
             fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-                rustls::crypto::ring::default_provider()
+                rustls::crypto::aws_lc_rs::default_provider()
                     .signature_verification_algorithms
                     .supported_schemes()
             }
@@ -624,7 +624,7 @@ mod tests {
             let pool = Pool::new(1024, 0, 1);
             proxy.start_tls(config, 16_384, pool.checkout()).unwrap();
             let client_config = ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
+                rustls::crypto::aws_lc_rs::default_provider(),
             ))
             .with_safe_default_protocol_versions()
             .unwrap()

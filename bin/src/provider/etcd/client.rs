@@ -352,7 +352,10 @@ impl Client {
 
 /// The agent of every endpoint of `settings`: their TLS, no proxy, errors as answers.
 fn agent(settings: &EtcdProvider) -> Result<Agent, Error> {
-    let mut tls = TlsConfig::builder();
+    // The proxy's TLS provider: ureq would otherwise need ring in the build as well.
+    let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ));
     if let Some(authority) = &settings.ca_certificate {
         let certificates = certificates(authority)?;
         tls = tls.root_certs(RootCerts::new_with_certs(&certificates));

@@ -209,7 +209,7 @@ pub(crate) mod tests {
 
     /// The first flight of a rustls client for `name` offering `alpn`.
     pub(crate) fn rustls_client_hello(name: &str, alpn: &[&[u8]]) -> Vec<u8> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports the default versions")
