@@ -356,6 +356,36 @@ def churn(socket_path, http_port, backend_port, token, rate, seconds):
     return sent / (last - started), orders.failed, requests["done"], requests["failed"]
 
 
+def state_load(binary, folder, state_path, http_port, last, token, timeout):
+    """Seconds of `sozu state load` of `state_path` into a proxy started with the same
+    listeners and nothing else, from the call to its answer (the main process answers once
+    every worker applied the state), and the orders the file holds; `last` must then route."""
+    config = os.path.join(folder, "listeners-only.toml")
+    with open(os.path.join(folder, "config.toml")) as full, open(config, "w") as bare:
+        for line in full:
+            if line.startswith("[clusters."):
+                break
+            bare.write(line)
+    proxy = Proxy(binary, config)
+    try:
+        proxy.wait("every worker of the listener-only proxy has the current state",
+                   lambda: 0 < len(children(proxy.process.pid))
+                   <= proxy.log_text().count("has the current state"), timeout)
+        started = time.monotonic()
+        result = subprocess.run([binary, "-c", config, "state", "load", "-f", state_path],
+                                capture_output=True, text=True)
+        elapsed = time.monotonic() - started
+        if result.returncode != 0:
+            raise Broken(f"state load failed: {result.stderr.strip()} {result.stdout.strip()}")
+        if not curl(f"http://127.0.0.1:{http_port}/", last, token):
+            raise Broken(f"{last} not routed after the state load")
+        with open(state_path) as state:
+            orders = sum(1 for line in state if line.strip())
+        return elapsed, orders
+    finally:
+        proxy.stop()
+
+
 def run_scenario(binary, work, http_count, https_count, backend_port, token, timeout):
     folder = os.path.join(work, f"{http_count}-{https_count}")
     os.makedirs(folder)
@@ -391,9 +421,19 @@ def run_scenario(binary, work, http_count, https_count, backend_port, token, tim
         (figures["churn_rate"], figures["churn_failed_orders"], figures["churn_requests"],
          figures["churn_failed_requests"]) = churn(socket_path, http_port, backend_port, token,
                                                    rate, seconds)
-        return figures
+        if https_count:
+            state_path = os.path.join(folder, "state.json")
+            saved = subprocess.run([binary, "--socket", socket_path, "state", "save", "-f",
+                                    state_path], capture_output=True, text=True)
+            if saved.returncode != 0:
+                raise Broken(f"state save failed: {saved.stderr.strip()}")
+        else:
+            return figures
     finally:
         proxy.stop()
+    figures["state_load_s"], figures["state_orders"] = state_load(
+        binary, folder, state_path, http_port, last, token, timeout)
+    return figures
 
 
 def table(header, rows):
@@ -430,6 +470,11 @@ def report(runs, meta):
     if slopes:
         text += "\n\nRSS per HTTP frontend, in bytes (growth between two runs ÷ frontends added):\n\n"
         text += table(["frontends", "main", "each worker", "main + 1 worker"], slopes)
+    for run in runs:
+        if "state_load_s" in run:
+            text += (f"\n\n`state load` of the state saved by the {run['http']:,} + "
+                     f"{run['https']:,} run ({run['state_orders']:,} orders) into a proxy with "
+                     f"its listeners only: {run['state_load_s']:.2f} s\n")
     header = "\n".join(f"- {key}: {value}" for key, value in meta.items())
     return f"## Scale benchmark, {meta['date']}\n\n{header}\n\n{text}\n"
 

@@ -17,17 +17,21 @@ use crate::cli::with_causes;
 
 /// For each order, whether its certificate (if it brings one) has a key that decodes and
 /// matches, with the message [`super::orders::apply_order`] would give otherwise.
+///
+/// The certificate orders, not the orders, are shared out among the cores: a configuration's
+/// certificates come together (after its clusters and backends, before its frontends), so
+/// equal shares of all orders gave every certificate to one core.
 pub fn check_keys<'a>(orders: impl IntoIterator<Item = &'a Order>) -> Vec<Result<(), String>> {
     let orders: Vec<&Order> = orders.into_iter().collect();
     let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    let share = orders.len().div_ceil(cores).max(1);
-    thread::scope(|scope| {
-        let parts: Vec<_> = orders
-            .chunks(share)
+    let mut verdicts: Vec<Result<(), String>> = vec![Ok(()); orders.len()];
+    let checked: Vec<(usize, Result<(), String>)> = thread::scope(|scope| {
+        let parts: Vec<_> = certificate_shares(&orders, cores)
+            .into_iter()
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|order| check_key(order))
+                        .map(|(index, order)| (*index, check_key(order)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -38,20 +42,42 @@ pub fn check_keys<'a>(orders: impl IntoIterator<Item = &'a Order>) -> Vec<Result
                 part.join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
-            .collect::<Vec<Result<(), String>>>()
-    })
+            .collect()
+    });
+    for (index, verdict) in checked {
+        if let Some(slot) = verdicts.get_mut(index) {
+            *slot = verdict;
+        }
+    }
+    verdicts
 }
 
+/// The orders that bring a certificate, with their index, in at most `cores` shares of
+/// nearly equal length.
+fn certificate_shares<'a>(orders: &[&'a Order], cores: usize) -> Vec<Vec<(usize, &'a Order)>> {
+    let certificates: Vec<(usize, &Order)> = orders
+        .iter()
+        .enumerate()
+        .filter(|(_, order)| {
+            matches!(
+                order,
+                Order::AddCertificate(_) | Order::ReplaceCertificate(_)
+            )
+        })
+        .map(|(index, order)| (index, *order))
+        .collect();
+    let share = certificates.len().div_ceil(cores.max(1)).max(1);
+    certificates
+        .chunks(share)
+        .map(<[(usize, &Order)]>::to_vec)
+        .collect()
+}
+
+/// A certificate's check does not depend on the state.
 fn check_key(order: &Order) -> Result<(), String> {
-    match order {
-        // A certificate's check does not depend on the state.
-        Order::AddCertificate(_) | Order::ReplaceCertificate(_) => {
-            validate(&ConfigState::new(), order, KeyCheck::Now)
-                .map(|_| ())
-                .map_err(|error| with_causes(&error))
-        }
-        _ => Ok(()),
-    }
+    validate(&ConfigState::new(), order, KeyCheck::Now)
+        .map(|_| ())
+        .map_err(|error| with_causes(&error))
 }
 
 /// [`super::orders::apply_order`] for an order whose certificate key [`check_keys`] passed.
@@ -76,6 +102,26 @@ mod tests {
             certificate: CertificateAndKey::new(LOCALHOST, key),
             allow_expired: true,
         })
+    }
+
+    /// Issue 17: a configuration's certificates come together, and equal shares of all its
+    /// orders gave them all to the first core.
+    #[test]
+    fn certificates_are_shared_out_among_the_cores() {
+        let other = Order::RemoveCluster(ClusterId {
+            cluster_id: "a".to_string(),
+        });
+        let certificate = add_certificate(LOCALHOST_KEY);
+        let mut orders = vec![&other; 2];
+        orders.extend([&certificate; 4]);
+        orders.extend([&other; 10]);
+        let shares = certificate_shares(&orders, 2);
+        let indexes: Vec<Vec<usize>> = shares
+            .iter()
+            .map(|share| share.iter().map(|(index, _)| *index).collect())
+            .collect();
+        assert_eq!(indexes, [vec![2, 3], vec![4, 5]]);
+        assert!(certificate_shares(&[&other], 2).is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use sozu_command_lib::{
 use sozu_lib::{protocol::tls::KeyCheck, server::validate};
 
 use super::{
-    Main, Stop, audit, key_check, ok_message, queries, state_file,
+    Delivery, Main, Stop, audit, key_check, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -314,7 +314,14 @@ impl Main {
             self.reply(to, Response::processing(to.request_id.clone(), message));
         }
         let task = Task::new(purpose, to, self.settings.worker_timeout);
-        self.start_task(task, &targets, &orders);
+        // Many orders (a reload, a state load) are answered once by each worker, not once per
+        // order: 120,000 answers to read cost the main process more than the orders.
+        let delivery = if orders.len() > 1 {
+            Delivery::Batch
+        } else {
+            Delivery::OneAnswerEach
+        };
+        self.start_task_as(task, &targets, &orders, delivery);
     }
 
     /// What follows every change the main state took: open the listeners that start and

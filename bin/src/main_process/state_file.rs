@@ -47,8 +47,11 @@ impl Merged {
 /// change it.
 pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
     // Orders compare by their JSON text, which is canonical: one field order, one spelling.
-    let existing: HashSet<String> = state
-        .orders()
+    // Only an order of a kind the state's orders have can be one of them: the others (most
+    // of a state loaded after a restart) are not serialised.
+    let current = state.orders();
+    let kinds: HashSet<&str> = current.iter().map(Order::name).collect();
+    let existing: HashSet<String> = current
         .iter()
         .filter_map(|order| serde_json::to_string(order).ok())
         .collect();
@@ -56,7 +59,8 @@ pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
     let orders: Vec<(usize, Order)> = orders
         .into_iter()
         .filter(|(_, order)| {
-            let unchanged = serde_json::to_string(order).is_ok_and(|text| existing.contains(&text));
+            let unchanged = kinds.contains(order.name())
+                && serde_json::to_string(order).is_ok_and(|text| existing.contains(&text));
             merged.unchanged += usize::from(unchanged);
             !unchanged
         })

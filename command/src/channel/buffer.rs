@@ -217,6 +217,20 @@ impl OutputBuffer {
         Ok(())
     }
 
+    /// Appends `json`, one message serialised already, and a newline; nothing when it is
+    /// longer than `max`.
+    pub(super) fn push_json(&mut self, json: &[u8], max: usize) -> Result<(), ChannelError> {
+        if json.len() > max {
+            return Err(ChannelError::OutgoingMessageTooLarge {
+                size: json.len(),
+                max,
+            });
+        }
+        self.data.extend_from_slice(json);
+        self.data.push(b'\n');
+        Ok(())
+    }
+
     /// Drops `written` bytes from the front of the pending output. Memory moves only once the
     /// written part is at least half of the buffer, so moving costs O(1) per byte written.
     pub(super) fn consume(&mut self, written: usize) {

@@ -355,6 +355,14 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
     pub fn queue_message(&mut self, message: &Tx) -> Result<(), ChannelError> {
         self.output.push_line(message, self.input.max_line())
     }
+
+    /// Queues one message the caller serialised already, as [`Channel::queue_message`] would
+    /// have written it: `json` is one message of type `Tx` in compact JSON (without newline,
+    /// as `serde_json::to_writer` writes it). The same orders sent to many workers are
+    /// serialised once this way. Refuses a message over the maximum size.
+    pub fn queue_json(&mut self, json: &[u8]) -> Result<(), ChannelError> {
+        self.output.push_json(json, self.input.max_line())
+    }
 }
 
 impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
