@@ -1,6 +1,9 @@
 //! Backend connections of sessions: choosing a backend (sticky, balanced, within the
 //! per-address cap), opening the socket for a (session, slot) or reusing a pooled one, the
 //! connect outcome, retries within the attempt budget, and giving the connection up.
+//!
+//! Attempts, retries and holding are per (session, slot): the streams of one HTTP/2 session
+//! connect at the same time, each within its own budget, to the cluster each was routed to.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -14,7 +17,7 @@ use super::{Owner, Server};
 use crate::{
     backends::{BackendKey, BackendLease, PickError},
     session::endpoint::{Endpoint, Ready},
-    session::{Action, BackConnection, BackUse, Failure, backs::Slot},
+    session::{Action, BackConnection, BackUse, Failure, Session, backs::Slot},
     timer::Timeout,
 };
 
@@ -42,6 +45,7 @@ impl Server {
             return Action::Wait;
         };
         session.cluster_id = Some(cluster_id.to_string());
+        session.backs.connect_to(slot, Some(cluster_id));
         let uid = session.uid;
         let client_ip = session.client_address.ip();
         if session.counted_for_ip.as_deref() != Some(cluster_id) {
@@ -62,7 +66,7 @@ impl Server {
                     .and_then(|c| c.retry_after)
                     .unwrap_or(self.config.retry_after)
                     .as_secs();
-                return self.answer_failure(key, Failure::TooManyConnections { retry_after });
+                return self.answer_failure(key, slot, Failure::TooManyConnections { retry_after });
             }
             // A keep-alive connection moving to another cluster stops counting for the one
             // it leaves: it counts for the cluster it uses now.
@@ -78,11 +82,11 @@ impl Server {
             match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
                 Ok(backend) => backend,
                 Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
-                    if let Some(held) = self.hold(key, slot, cluster_id, sticky_id, now) {
-                        return held;
+                    if self.hold(key, slot, cluster_id, sticky_id, now) {
+                        return self.after_open(key);
                     }
                     debug!("session {uid}: no backend available in `{cluster_id}`");
-                    return self.answer_failure(key, Failure::NoBackend);
+                    return self.answer_failure(key, slot, Failure::NoBackend);
                 }
             };
         let http2 = self
@@ -102,17 +106,17 @@ impl Server {
             .get(backend)
             .map(|b| (b.address, b.id.clone()))
         else {
-            return self.answer_failure(key, Failure::NoBackend);
+            return self.answer_failure(key, slot, Failure::NoBackend);
         };
         let Some(lease) = self.backends.lease(backend) else {
-            return self.answer_failure(key, Failure::NoBackend);
+            return self.answer_failure(key, slot, Failure::NoBackend);
         };
         match self.open_back(key, slot, address, backend_id, Some(lease), now) {
             Ok(()) => {
                 if http2 {
                     self.speak_h2(key, slot, now);
                 }
-                Action::Wait
+                self.after_open(key)
             }
             Err(OpenError::Connect) => {
                 self.backends.connect_failed(backend, now);
@@ -122,8 +126,20 @@ impl Server {
         }
     }
 
+    /// While the connect of a slot goes on (a socket being opened, or held until a backend is
+    /// available), the session waits for its outcome, unless connects of other slots wait
+    /// their turn: it is run again to ask for them at once.
+    fn after_open(&mut self, key: usize) -> Action {
+        let wants_connects = self.sessions.get(key).is_some_and(Session::wants_connects);
+        if wants_connects {
+            self.run_session(key)
+        } else {
+            Action::Wait
+        }
+    }
+
     /// Opens a socket to `address` in the session's `slot`, registered with the loop, with the
-    /// connect timeout armed; counts the attempt. `backend_id` names where it goes in logs and
+    /// connect timeout armed; counts the slot's attempt. `backend_id` names where it goes in logs and
     /// the access log; `lease` counts it for its backend (none for a script's `remote`).
     pub(super) fn open_back(
         &mut self,
@@ -137,7 +153,7 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Err(OpenError::Register);
         };
-        session.connect_attempts += 1;
+        session.backs.count_attempt(slot);
         let mut stream = match TcpStream::connect(address) {
             Ok(stream) => stream,
             Err(error) => {
@@ -215,6 +231,7 @@ impl Server {
             return Action::Wait;
         };
         session.backs.insert(slot, back);
+        session.backs.reset_attempts(slot);
         session.connect_time = None;
         session.backend_connected(slot, &sticky, BackUse::Reused);
         let after = session.timeouts.back;
@@ -264,7 +281,7 @@ impl Server {
                 self.backends.connect_succeeded(lease.key(), connect_time);
             }
             session.connect_time = Some(connect_time);
-            if let Some(cluster_id) = &session.cluster_id {
+            if let Some(cluster_id) = session.backs.cluster_id(slot) {
                 self.recorder
                     .metrics
                     .connected(cluster_id, &back.backend_id, connect_time);
@@ -278,7 +295,7 @@ impl Server {
                 );
             }
         }
-        session.connect_attempts = 0;
+        session.backs.reset_attempts(slot);
         let after = session.timeouts.back;
         session.touch_back(slot, after, now, &mut self.timers);
     }
@@ -295,8 +312,8 @@ impl Server {
                 "session {}: connecting to backend {} failed",
                 session.uid, back.address
             );
-            if let Some(cluster_id) = &session.cluster_id {
-                let retried = session.connect_attempts < self.config.connect_attempts;
+            if let Some(cluster_id) = session.backs.cluster_id(slot) {
+                let retried = session.backs.attempts(slot) < self.config.connect_attempts;
                 self.recorder
                     .metrics
                     .connect_failed(cluster_id, &back.backend_id, retried);
@@ -309,26 +326,27 @@ impl Server {
         self.retry_or_give_up(key, slot)
     }
 
-    /// After a failed connect in `slot`: another attempt within the budget, else the
-    /// session's answer for no backend.
+    /// After a failed connect in `slot`: another attempt within the slot's budget, else the
+    /// session's answer for no backend (and the slot's next connect starts afresh).
     pub(super) fn retry_or_give_up(&mut self, key: usize, slot: Slot) -> Action {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        if session.connect_attempts >= self.config.connect_attempts {
-            return self.answer_failure(key, Failure::NoBackend);
+        if session.backs.attempts(slot) >= self.config.connect_attempts {
+            session.backs.reset_attempts(slot);
+            return self.answer_failure(key, slot, Failure::NoBackend);
         }
-        match (&session.cluster_id, &session.remote) {
+        match (session.backs.cluster_id(slot), &session.remote) {
             (Some(cluster_id), _) => Action::Connect {
                 slot,
-                cluster_id: cluster_id.clone(),
+                cluster_id: cluster_id.to_string(),
                 sticky_id: None,
             },
             (None, Some(remote)) => Action::ConnectRemote {
                 slot,
                 remote: remote.clone(),
             },
-            (None, None) => self.answer_failure(key, Failure::NoBackend),
+            (None, None) => self.answer_failure(key, slot, Failure::NoBackend),
         }
     }
 

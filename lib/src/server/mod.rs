@@ -524,9 +524,9 @@ impl Server {
     }
 
     /// Lets the session answer by itself for something the loop found.
-    fn answer_failure(&mut self, key: usize, failure: Failure) -> Action {
+    fn answer_failure(&mut self, key: usize, slot: Slot, failure: Failure) -> Action {
         self.with_session(key, |session, context| {
-            session.answer_failure(failure, context)
+            session.answer_failure(slot, failure, context)
         })
         .unwrap_or(Action::Wait)
     }

@@ -202,7 +202,6 @@ pub struct Session {
     pub decided_by: Option<Decider>,
     pub timeouts: Timeouts,
     pub front_timeout: Timeout,
-    pub connect_attempts: u32,
     pub started: Instant,
     /// The cluster the session counts for in the per-(cluster, client address) limit: the one
     /// its latest request was forwarded to.
@@ -256,7 +255,6 @@ impl Session {
             cluster_id: None,
             timeouts,
             front_timeout: Timeout::default(),
-            connect_attempts: 0,
             started: now,
             counted_for_ip: None,
             remote: None,
@@ -396,12 +394,17 @@ impl Session {
         }
     }
 
-    /// Answers the client by itself for something the loop found (an HTTP answer); other
-    /// stages close.
-    pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
+    /// Answers the client by itself for something the loop found about `slot` (an HTTP
+    /// answer; for HTTP/2, on the stream of that slot); other stages close.
+    pub fn answer_failure(
+        &mut self,
+        slot: Slot,
+        failure: Failure,
+        context: &mut Context<'_>,
+    ) -> Action {
         match self.stage {
             Stage::Http(_) => http::answer_for(self, context, failure),
-            Stage::H2(_) => h2::session::answer_failure(self, context, failure),
+            Stage::H2(_) => h2::session::answer_failure(self, slot, context, failure),
             Stage::Pipe(_)
                 if failure == Failure::NoBackend
                     && !context.listeners.contains_key(&self.listener_address) =>
@@ -414,6 +417,21 @@ impl Session {
             | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => Action::Close,
+        }
+    }
+
+    /// Whether connects of the session wait their turn while one is being opened (HTTP/2
+    /// streams routed at once): the loop runs it again to ask for them.
+    pub fn wants_connects(&self) -> bool {
+        match &self.stage {
+            Stage::H2(h2) => h2.wants_connects(),
+            Stage::Http(_)
+            | Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Reply(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
         }
     }
 
