@@ -37,7 +37,6 @@ use crate::{
         parser::Persistence,
         record::{self, new_request_id},
         route,
-        stream::Stream,
     },
     session::{
         Action, BackUse, Context, Session, Stage,
@@ -430,27 +429,14 @@ impl Mux {
         context: &mut Context<'_>,
     ) {
         self.requests = self.requests.saturating_add(1);
-        let mut stream = Stream::default();
-        new_request_id(&mut stream, env.uid, self.requests);
+        // The stream of an exchange done with keeps its texts' allocations.
+        let mut exchange = Exchange::with_buffers(id, self.spare.pop().unwrap_or_default());
         let buf = request.bytes.as_slice();
         let head = &request.head;
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        stream.host = head
-            .authority
-            .map(|authority| text(authority.span.slice(buf)))
-            .unwrap_or_default();
-        stream.path = text(head.path.slice(buf));
-        stream.method = Some(head.method);
-        stream.method_text = text(head.method_span.slice(buf));
-        if let Some(agent) = request
-            .fields
-            .iter()
-            .find(|field| field.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
-        {
-            stream.user_agent = text(agent.value.slice(buf));
-        }
+        let stream = &mut exchange.stream;
+        new_request_id(stream, env.uid, self.requests);
+        stream.describe(buf, head, &request.fields);
         stream.routed_at = Some(context.now);
-        let mut exchange = Exchange::with_buffers(id, stream, self.spare.pop().unwrap_or_default());
         let route_request = route::Request {
             buf,
             head,
