@@ -90,7 +90,7 @@ impl Server {
             return false;
         };
         let max_held = cluster.max_held.unwrap_or(DEFAULT_MAX_HELD);
-        let Some(uid) = self.sessions.get(key).map(|session| session.uid) else {
+        let Some(uid) = self.sessions.get(key).map(|session| session.io.uid) else {
             return false;
         };
         if self.holds.queues.get(cluster_id).is_some_and(|queue| {
@@ -154,7 +154,7 @@ impl Server {
                 if self
                     .sessions
                     .get(held.key)
-                    .is_none_or(|session| session.uid != held.uid)
+                    .is_none_or(|session| session.io.uid != held.uid)
                 {
                     continue;
                 }
@@ -230,7 +230,7 @@ impl Server {
             .queues
             .values()
             .flatten()
-            .any(|held| held.key == key && held.uid == session.uid);
+            .any(|held| held.key == key && held.uid == session.io.uid);
         is_held && (ready.contains(Ready::ERROR) || matches!(session.stage, Stage::Http(_)))
     }
 
