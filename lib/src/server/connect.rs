@@ -128,19 +128,22 @@ impl Server {
 
     /// While the connect of a slot goes on (a socket being opened, or held until a backend is
     /// available), the session waits for its outcome, unless connects of other slots wait
-    /// their turn: it is run again to ask for them at once.
-    fn after_open(&mut self, key: usize) -> Action {
+    /// their turn: it is driven again at the end of this loop turn to ask for them (not at
+    /// once, so that each chain of actions stays within the loop's bound however many
+    /// streams connect, each with its own retries).
+    fn after_open(&self, key: usize) -> Action {
         let wants_connects = self.sessions.get(key).is_some_and(Session::wants_connects);
         if wants_connects {
-            self.run_session(key)
+            Action::Yield
         } else {
             Action::Wait
         }
     }
 
     /// Opens a socket to `address` in the session's `slot`, registered with the loop, with the
-    /// connect timeout armed; counts the slot's attempt. `backend_id` names where it goes in logs and
-    /// the access log; `lease` counts it for its backend (none for a script's `remote`).
+    /// connect timeout armed; counts the slot's attempt. `backend_id` names where it goes in
+    /// logs and the access log; `lease` counts it for its backend (none for a script's
+    /// `remote`).
     pub(super) fn open_back(
         &mut self,
         key: usize,
@@ -298,6 +301,22 @@ impl Server {
         session.io.backs.reset_attempts(slot);
         let after = session.io.timeouts.back;
         session.io.touch_back(slot, after, now, &mut self.timers);
+    }
+
+    /// The backend connection of `slot` is up: accounted for, as are those of the other slots
+    /// whose connects ended meanwhile (the streams of an HTTP/2 session connect at the same
+    /// time, and many may end in one turn: one round of the loop's chain of actions for each
+    /// would exceed its bound), then the session runs.
+    pub(super) fn connected_and_run(&mut self, key: usize, mut slot: Slot) -> Action {
+        loop {
+            self.connected(key, slot);
+            // Each round accounts for another slot whose connect just ended: the session's
+            // slots bound the rounds.
+            match self.run_session(key) {
+                Action::Connected(next) => slot = next,
+                action => return action,
+            }
+        }
     }
 
     /// The connect failed before any byte was sent: forget that connection and try another

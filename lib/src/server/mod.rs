@@ -563,10 +563,7 @@ impl Server {
                     self.connect_remote(key, slot, &remote)
                 }
                 Action::ConnectFailed(slot) => self.connect_failed(key, slot),
-                Action::Connected(slot) => {
-                    self.connected(key, slot);
-                    self.run_session(key)
-                }
+                Action::Connected(slot) => self.connected_and_run(key, slot),
                 Action::ExchangeDone | Action::Upgraded => self.run_session(key),
                 Action::DropBack(slot) => {
                     self.release_back(key, slot);
