@@ -9,7 +9,7 @@
 
 use std::{
     io::Write,
-    net::{Shutdown, SocketAddr, TcpStream},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -80,7 +80,16 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Serves every request with `handler`.
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpBackend {
-        let listener = crate::bind_listener();
+        HttpBackend::start_on(crate::bind_listener(), |_| {}, handler)
+    }
+
+    /// Serves every request with `handler` on `listener`, once `before` returned: it runs on
+    /// the backend's thread before the first accept (to hold the accept queue back).
+    pub fn start_on(
+        listener: TcpListener,
+        before: impl FnOnce(&TcpListener) + Send + 'static,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> HttpBackend {
         let address = listener.local_addr().expect("backend address");
         let records = Arc::new(Mutex::new(Records::default()));
         let open = Arc::new(AtomicUsize::new(0));
@@ -89,6 +98,7 @@ impl HttpBackend {
             let records = records.clone();
             let open = open.clone();
             thread::spawn(move || {
+                before(&listener);
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
                     let connection = {

@@ -1,6 +1,9 @@
 //! Backend connections of sessions: choosing a backend (sticky, balanced, within the
 //! per-address cap), opening the socket for a (session, slot) or reusing a pooled one, the
 //! connect outcome, retries within the attempt budget, and giving the connection up.
+//!
+//! Attempts, retries and holding are per (session, slot): the streams of one HTTP/2 session
+//! connect at the same time, each within its own budget, to the cluster each was routed to.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -14,7 +17,7 @@ use super::{Owner, Server};
 use crate::{
     backends::{BackendKey, BackendLease, PickError},
     session::endpoint::{Endpoint, Ready},
-    session::{Action, BackConnection, BackUse, Failure, backs::Slot},
+    session::{Action, BackConnection, BackUse, Failure, Session, backs::Slot},
     timer::Timeout,
 };
 
@@ -42,6 +45,7 @@ impl Server {
             return Action::Wait;
         };
         session.io.cluster_id = Some(cluster_id.to_string());
+        session.io.backs.connect_to(slot, Some(cluster_id));
         let uid = session.io.uid;
         let client_ip = session.io.client_address.ip();
         if session.io.counted_for_ip.as_deref() != Some(cluster_id) {
@@ -63,7 +67,7 @@ impl Server {
                     .and_then(|c| c.retry_after)
                     .unwrap_or(self.config.retry_after)
                     .as_secs();
-                return self.answer_failure(key, Failure::TooManyConnections { retry_after });
+                return self.answer_failure(key, slot, Failure::TooManyConnections { retry_after });
             }
             // A keep-alive connection moving to another cluster stops counting for the one
             // it leaves: it counts for the cluster it uses now.
@@ -79,11 +83,11 @@ impl Server {
             match sticky.map_or_else(|| self.backends.pick(cluster_id, Some(client_ip), now), Ok) {
                 Ok(backend) => backend,
                 Err(PickError::NoBackend(_) | PickError::NoCluster(_)) => {
-                    if let Some(held) = self.hold(key, slot, cluster_id, sticky_id, now) {
-                        return held;
+                    if self.hold(key, slot, cluster_id, sticky_id, now) {
+                        return self.after_open(key);
                     }
                     debug!("session {uid}: no backend available in `{cluster_id}`");
-                    return self.answer_failure(key, Failure::NoBackend);
+                    return self.answer_failure(key, slot, Failure::NoBackend);
                 }
             };
         let http2 = self
@@ -102,13 +106,13 @@ impl Server {
             .get(backend)
             .map(|b| (b.address, b.id.clone()))
         else {
-            return self.answer_failure(key, Failure::NoBackend);
+            return self.answer_failure(key, slot, Failure::NoBackend);
         };
         let Some(lease) = self.backends.lease(backend) else {
-            return self.answer_failure(key, Failure::NoBackend);
+            return self.answer_failure(key, slot, Failure::NoBackend);
         };
         match self.open_back(key, slot, address, backend_id, Some(lease), now) {
-            Ok(()) => Action::Wait,
+            Ok(()) => self.after_open(key),
             Err(OpenError::Connect) => {
                 self.backends.connect_failed(backend, now);
                 self.retry_or_give_up(key, slot)
@@ -117,9 +121,24 @@ impl Server {
         }
     }
 
+    /// While the connect of a slot goes on (a socket being opened, or held until a backend is
+    /// available), the session waits for its outcome, unless connects of other slots wait
+    /// their turn: it is driven again at the end of this loop turn to ask for them (not at
+    /// once, so that each chain of actions stays within the loop's bound however many
+    /// streams connect, each with its own retries).
+    pub(super) fn after_open(&self, key: usize) -> Action {
+        let wants_connects = self.sessions.get(key).is_some_and(Session::wants_connects);
+        if wants_connects {
+            Action::Yield
+        } else {
+            Action::Wait
+        }
+    }
+
     /// Opens a socket to `address` in the session's `slot`, registered with the loop, with the
-    /// connect timeout armed; counts the attempt. `backend_id` names where it goes in logs and
-    /// the access log; `lease` counts it for its backend (none for a script's `remote`).
+    /// connect timeout armed; counts the slot's attempt. `backend_id` names where it goes in
+    /// logs and the access log; `lease` counts it for its backend (none for a script's
+    /// `remote`).
     pub(super) fn open_back(
         &mut self,
         key: usize,
@@ -132,7 +151,7 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Err(OpenError::Register);
         };
-        session.io.connect_attempts += 1;
+        session.io.backs.count_attempt(slot);
         let mut stream = match TcpStream::connect(address) {
             Ok(stream) => stream,
             Err(error) => {
@@ -194,6 +213,7 @@ impl Server {
             return Action::Wait;
         };
         session.io.backs.insert(slot, back);
+        session.io.backs.reset_attempts(slot);
         session.io.connect_time = None;
         session.backend_connected(slot, &sticky, BackUse::Reused);
         let after = session.io.timeouts.back;
@@ -246,7 +266,7 @@ impl Server {
                 self.backends.connect_succeeded(lease.key(), connect_time);
             }
             session.io.connect_time = Some(connect_time);
-            if let Some(cluster_id) = session.io.cluster_id.as_ref().filter(|_| !counted) {
+            if let Some(cluster_id) = session.io.backs.cluster_id(slot).filter(|_| !counted) {
                 self.recorder
                     .metrics
                     .connected(cluster_id, &back.backend_id, connect_time);
@@ -268,9 +288,25 @@ impl Server {
                 );
             }
         }
-        session.io.connect_attempts = 0;
+        session.io.backs.reset_attempts(slot);
         let after = session.io.timeouts.back;
         session.io.touch_back(slot, after, now, &mut self.timers);
+    }
+
+    /// The backend connection of `slot` is up: accounted for, as are those of the other slots
+    /// whose connects ended meanwhile (the streams of an HTTP/2 session connect at the same
+    /// time, and many may end in one turn: one round of the loop's chain of actions for each
+    /// would exceed its bound), then the session runs.
+    pub(super) fn connected_and_run(&mut self, key: usize, mut slot: Slot) -> Action {
+        loop {
+            self.connected(key, slot);
+            // Each round accounts for another slot whose connect just ended: the session's
+            // slots bound the rounds.
+            match self.run_session(key) {
+                Action::Connected(next) => slot = next,
+                action => return action,
+            }
+        }
     }
 
     /// The connect failed before any byte was sent: forget that connection and try another
@@ -285,8 +321,8 @@ impl Server {
                 "session {}: connecting to backend {} failed",
                 session.io.uid, back.address
             );
-            if let Some(cluster_id) = &session.io.cluster_id {
-                let retried = session.io.connect_attempts < self.config.connect_attempts;
+            if let Some(cluster_id) = session.io.backs.cluster_id(slot) {
+                let retried = session.io.backs.attempts(slot) < self.config.connect_attempts;
                 self.recorder
                     .metrics
                     .connect_failed(cluster_id, &back.backend_id, retried);
@@ -301,26 +337,27 @@ impl Server {
         self.retry_or_give_up(key, slot)
     }
 
-    /// After a failed connect in `slot`: another attempt within the budget, else the
-    /// session's answer for no backend.
+    /// After a failed connect in `slot`: another attempt within the slot's budget, else the
+    /// session's answer for no backend (and the slot's next connect starts afresh).
     pub(super) fn retry_or_give_up(&mut self, key: usize, slot: Slot) -> Action {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        if session.io.connect_attempts >= self.config.connect_attempts {
-            return self.answer_failure(key, Failure::NoBackend);
+        if session.io.backs.attempts(slot) >= self.config.connect_attempts {
+            session.io.backs.reset_attempts(slot);
+            return self.answer_failure(key, slot, Failure::NoBackend);
         }
-        match (&session.io.cluster_id, &session.io.remote) {
+        match (session.io.backs.cluster_id(slot), &session.io.remote) {
             (Some(cluster_id), _) => Action::Connect {
                 slot,
-                cluster_id: cluster_id.clone(),
+                cluster_id: cluster_id.to_string(),
                 sticky_id: None,
             },
             (None, Some(remote)) => Action::ConnectRemote {
                 slot,
                 remote: remote.clone(),
             },
-            (None, None) => self.answer_failure(key, Failure::NoBackend),
+            (None, None) => self.answer_failure(key, slot, Failure::NoBackend),
         }
     }
 

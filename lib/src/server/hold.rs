@@ -72,8 +72,9 @@ impl HoldQueues {
 }
 
 impl Server {
-    /// Parks the session's connect to `cluster_id`, which has no available backend, when the
-    /// cluster holds and has room; `None` when the session must get its failure at once.
+    /// Parks the connect of the session's `slot` to `cluster_id`, which has no available
+    /// backend, when the cluster holds and has room; false when the session must get its
+    /// failure at once.
     pub(super) fn hold(
         &mut self,
         key: usize,
@@ -81,19 +82,24 @@ impl Server {
         cluster_id: &str,
         sticky_id: Option<&str>,
         now: Instant,
-    ) -> Option<Action> {
-        let cluster = self.state.clusters.get(cluster_id)?;
-        let timeout = cluster.hold_timeout.filter(|timeout| !timeout.is_zero())?;
+    ) -> bool {
+        let Some(cluster) = self.state.clusters.get(cluster_id) else {
+            return false;
+        };
+        let Some(timeout) = cluster.hold_timeout.filter(|timeout| !timeout.is_zero()) else {
+            return false;
+        };
         let max_held = cluster.max_held.unwrap_or(DEFAULT_MAX_HELD);
-        let uid = self.sessions.get(key)?.io.uid;
-        if self
-            .holds
-            .queues
-            .get(cluster_id)
-            .is_some_and(|queue| queue.iter().any(|held| held.key == key && held.uid == uid))
-        {
-            // The stage asked again (more bytes came): it keeps its place.
-            return Some(Action::Wait);
+        let Some(uid) = self.sessions.get(key).map(|session| session.io.uid) else {
+            return false;
+        };
+        if self.holds.queues.get(cluster_id).is_some_and(|queue| {
+            queue
+                .iter()
+                .any(|held| held.key == key && held.uid == uid && held.slot == slot)
+        }) {
+            // The stage asked again for this slot (more bytes came): it keeps its place.
+            return true;
         }
         let depth = self.holds.depth(cluster_id);
         if u64::try_from(depth).unwrap_or(u64::MAX) >= max_held {
@@ -101,9 +107,11 @@ impl Server {
             self.recorder
                 .metrics
                 .hold(cluster_id, HoldEvent::Refused, depth);
-            return None;
+            return false;
         }
-        let deadline = now.checked_add(timeout)?;
+        let Some(deadline) = now.checked_add(timeout) else {
+            return false;
+        };
         debug!("session {uid}: held until a backend of `{cluster_id}` is available");
         if depth == 0 {
             let message = format!(
@@ -123,7 +131,7 @@ impl Server {
         self.recorder
             .metrics
             .hold(cluster_id, HoldEvent::Held, depth.saturating_add(1));
-        Some(Action::Wait)
+        true
     }
 
     /// Releases the held sessions of clusters that have a backend again, and fails those
@@ -166,7 +174,7 @@ impl Server {
                     self.recorder
                         .metrics
                         .hold(&cluster_id, HoldEvent::TimedOut, depth);
-                    self.answer_failure(held.key, Failure::NoBackend)
+                    self.answer_failure(held.key, held.slot, Failure::NoBackend)
                 };
                 self.handle_action(held.key, action);
             }

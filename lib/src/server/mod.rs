@@ -543,9 +543,9 @@ impl Server {
     }
 
     /// Lets the session answer by itself for something the loop found.
-    fn answer_failure(&mut self, key: usize, failure: Failure) -> Action {
+    fn answer_failure(&mut self, key: usize, slot: Slot, failure: Failure) -> Action {
         self.with_session(key, |session, context| {
-            session.answer_failure(failure, context)
+            session.answer_failure(slot, failure, context)
         })
         .unwrap_or(Action::Wait)
     }
@@ -581,10 +581,7 @@ impl Server {
                     self.connect_remote(key, slot, &remote)
                 }
                 Action::ConnectFailed(slot) => self.connect_failed(key, slot),
-                Action::Connected(slot) => {
-                    self.connected(key, slot);
-                    self.run_session(key)
-                }
+                Action::Connected(slot) => self.connected_and_run(key, slot),
                 Action::ExchangeDone | Action::Upgraded => self.run_session(key),
                 Action::DropBack(slot) => {
                     self.release_back(key, slot);

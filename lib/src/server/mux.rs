@@ -139,7 +139,7 @@ impl Server {
     ) -> Action {
         let mux = match self.muxes.choose(backend) {
             Choice::Existing(mux) => mux,
-            Choice::Open => match self.open_mux(key, backend, now) {
+            Choice::Open => match self.open_mux(key, slot, backend, now) {
                 Ok(mux) => mux,
                 Err(OpenError::Connect) => {
                     self.backends.connect_failed(backend, now);
@@ -189,8 +189,9 @@ impl Server {
         if !open {
             let connect = session.io.timeouts.connect;
             session.io.touch_back(slot, connect, now, &mut self.timers);
-            return Action::Wait;
+            return self.after_open(key);
         }
+        session.io.backs.reset_attempts(slot);
         session.io.connect_time = None;
         session.backend_connected(slot, &sticky, BackUse::Reused);
         let after = session.io.timeouts.back;
@@ -199,17 +200,19 @@ impl Server {
     }
 
     /// Opens a new HTTP/2 connection to `backend` for the session `key` (whose listener's
-    /// HTTP/2 limits hold the backend); counts the attempt against the session's budget.
+    /// HTTP/2 limits hold the backend); counts the attempt against the budget of the
+    /// session's `slot`.
     fn open_mux(
         &mut self,
         key: usize,
+        slot: Slot,
         backend: BackendKey,
         now: Instant,
     ) -> Result<SharedMux, OpenError> {
         let Some(session) = self.sessions.get_mut(key) else {
             return Err(OpenError::Register);
         };
-        session.io.connect_attempts += 1;
+        session.io.backs.count_attempt(slot);
         let limits = self
             .http_listeners
             .get(&session.io.listener_address)

@@ -36,7 +36,7 @@ impl Server {
             return Action::Wait;
         };
         let uid = session.io.uid;
-        let attempt = usize::try_from(session.io.connect_attempts).unwrap_or(usize::MAX);
+        let attempt = usize::try_from(session.io.backs.attempts(slot)).unwrap_or(usize::MAX);
         let lookup = match self.resolver() {
             Some(resolver) => resolver.lookup(remote, now),
             None => Lookup::Failed("no resolver thread".to_string()),

@@ -8,6 +8,10 @@
 //! connect after sniffing) uses
 //! several: as many as the streams it forwards at once, which `h2_max_concurrent_streams`
 //! bounds.
+//!
+//! Each slot also keeps its own connects: the cluster it connects to and the attempts made
+//! since its last connection was established, so that the streams of one session connect,
+//! retry and give up each on its own, at the same time.
 
 use crate::{session::BackConnection, timer::Timeout};
 
@@ -33,7 +37,17 @@ impl Slot {
 /// The backend connections of a session, by slot.
 #[derive(Debug, Default)]
 pub struct Backs {
-    slots: Vec<Option<BackConnection>>,
+    slots: Vec<SlotState>,
+}
+
+/// What a slot holds: its connection, and its connects.
+#[derive(Debug, Default)]
+struct SlotState {
+    back: Option<BackConnection>,
+    /// The cluster of the slot's latest connect (none for a script's `remote`).
+    cluster_id: Option<String>,
+    /// Connect attempts since the slot's last connection was established.
+    attempts: u32,
 }
 
 impl Backs {
@@ -43,32 +57,38 @@ impl Backs {
     }
 
     pub fn get(&self, slot: Slot) -> Option<&BackConnection> {
-        self.slots.get(slot.index())?.as_ref()
+        self.slots.get(slot.index())?.back.as_ref()
     }
 
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut BackConnection> {
-        self.slots.get_mut(slot.index())?.as_mut()
+        self.slots.get_mut(slot.index())?.back.as_mut()
+    }
+
+    /// The state of `slot`, created when the session never used it.
+    fn state_mut(&mut self, slot: Slot) -> Option<&mut SlotState> {
+        let index = slot.index();
+        if self.slots.len() <= index {
+            self.slots
+                .resize_with(index.checked_add(1)?, SlotState::default);
+        }
+        self.slots.get_mut(index)
     }
 
     /// Puts a connection in `slot`; returns the one it replaces.
     pub fn insert(&mut self, slot: Slot, connection: BackConnection) -> Option<BackConnection> {
-        let index = slot.index();
-        if self.slots.len() <= index {
-            self.slots.resize_with(index + 1, || None);
-        }
-        self.slots.get_mut(index)?.replace(connection)
+        self.state_mut(slot)?.back.replace(connection)
     }
 
     /// Takes the connection out of `slot`.
     pub fn take(&mut self, slot: Slot) -> Option<BackConnection> {
-        self.slots.get_mut(slot.index())?.take()
+        self.slots.get_mut(slot.index())?.back.take()
     }
 
     /// The connections, by slot.
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &BackConnection)> {
-        self.slots.iter().enumerate().filter_map(|(index, back)| {
+        self.slots.iter().enumerate().filter_map(|(index, state)| {
             let slot = Slot::at(index)?;
-            Some((slot, back.as_ref()?))
+            Some((slot, state.back.as_ref()?))
         })
     }
 
@@ -77,14 +97,85 @@ impl Backs {
         self.slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(index, back)| {
+            .filter_map(|(index, state)| {
                 let slot = Slot::at(index)?;
-                Some((slot, back.as_mut()?))
+                Some((slot, state.back.as_mut()?))
             })
+    }
+
+    /// `slot` connects to `cluster_id` (none: to a script's `remote`).
+    pub fn connect_to(&mut self, slot: Slot, cluster_id: Option<&str>) {
+        let Some(state) = self.state_mut(slot) else {
+            return;
+        };
+        if state.cluster_id.as_deref() != cluster_id {
+            state.cluster_id = cluster_id.map(str::to_string);
+        }
+    }
+
+    /// The cluster `slot` connects to, if any.
+    pub fn cluster_id(&self, slot: Slot) -> Option<&str> {
+        self.slots.get(slot.index())?.cluster_id.as_deref()
+    }
+
+    /// Counts a connect attempt of `slot`.
+    pub fn count_attempt(&mut self, slot: Slot) {
+        if let Some(state) = self.state_mut(slot) {
+            state.attempts = state.attempts.saturating_add(1);
+        }
+    }
+
+    /// The connect attempts of `slot` since its last connection was established (or since
+    /// it gave up).
+    pub fn attempts(&self, slot: Slot) -> u32 {
+        self.slots
+            .get(slot.index())
+            .map_or(0, |state| state.attempts)
+    }
+
+    /// `slot`'s connect ended (established, or given up): the next one starts afresh.
+    pub fn reset_attempts(&mut self, slot: Slot) {
+        if let Some(state) = self.slots.get_mut(slot.index()) {
+            state.attempts = 0;
+        }
     }
 
     /// The back timeout of `slot`'s connection, if it has one.
     pub fn timeout_mut(&mut self, slot: Slot) -> Option<&mut Timeout> {
         self.get_mut(slot).map(|back| &mut back.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backs, Slot};
+
+    #[test]
+    fn each_slot_counts_its_own_connect_attempts() {
+        let mut backs = Backs::default();
+        let (first, second) = (Slot::FIRST, Slot(3));
+        backs.count_attempt(first);
+        backs.count_attempt(first);
+        backs.count_attempt(second);
+        assert_eq!((backs.attempts(first), backs.attempts(second)), (2, 1));
+        // One slot's connection established leaves the other's attempts counting.
+        backs.reset_attempts(first);
+        backs.count_attempt(second);
+        assert_eq!((backs.attempts(first), backs.attempts(second)), (0, 2));
+        assert_eq!(backs.attempts(Slot(7)), 0);
+        // Counting creates no connection.
+        assert_eq!(backs.iter().count(), 0);
+    }
+
+    #[test]
+    fn each_slot_remembers_the_cluster_it_connects_to() {
+        let mut backs = Backs::default();
+        backs.connect_to(Slot::FIRST, Some("a"));
+        backs.connect_to(Slot(1), Some("b"));
+        assert_eq!(backs.cluster_id(Slot::FIRST), Some("a"));
+        assert_eq!(backs.cluster_id(Slot(1)), Some("b"));
+        backs.connect_to(Slot(1), None);
+        assert_eq!(backs.cluster_id(Slot(1)), None);
+        assert_eq!(backs.cluster_id(Slot(2)), None);
     }
 }

@@ -444,7 +444,7 @@ impl Endpoint {
     /// a plain socket whose peer's end of stream was read, so nothing is left unread (the
     /// close sends a FIN, not a reset) and no encrypted or framed bytes wait to be sent.
     pub fn closes_like_shutdown(&self) -> bool {
-        self.tls.is_none() && self.h2.is_none() && self.read_closed && !self.reset
+        self.tls.is_none() && self.tcp().is_some() && self.read_closed && !self.reset
     }
 
     /// What the peer sent that was not read yet. It asks the kernel (a non-blocking `MSG_PEEK`

@@ -220,7 +220,6 @@ pub struct SessionIo {
     pub decided_by: Option<Decider>,
     pub timeouts: Timeouts,
     pub front_timeout: Timeout,
-    pub connect_attempts: u32,
     pub started: Instant,
     /// The cluster the session counts for in the per-(cluster, client address) limit: the one
     /// its latest request was forwarded to.
@@ -284,7 +283,6 @@ impl SessionIo {
             cluster_id: None,
             timeouts,
             front_timeout: Timeout::default(),
-            connect_attempts: 0,
             started: now,
             counted_for_ip: None,
             remote: None,
@@ -404,10 +402,22 @@ impl Session {
         self.stage.ready(io, context)
     }
 
-    /// Answers the client by itself for something the loop found (an HTTP answer); other
-    /// stages close.
-    pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
-        self.stage.answer_failure(&mut self.io, failure, context)
+    /// Answers the client by itself for something the loop found about `slot` (an HTTP
+    /// answer; for HTTP/2, on the stream of that slot); other stages close.
+    pub fn answer_failure(
+        &mut self,
+        slot: Slot,
+        failure: Failure,
+        context: &mut Context<'_>,
+    ) -> Action {
+        self.stage
+            .answer_failure(&mut self.io, slot, failure, context)
+    }
+
+    /// Whether connects of the session wait their turn while one is being opened (HTTP/2
+    /// streams routed at once): the loop runs it again to ask for them.
+    pub fn wants_connects(&self) -> bool {
+        self.stage.wants_connects()
     }
 
     /// The backend connection of `slot` is established (`New`) or was taken from the idle
@@ -525,11 +535,12 @@ impl Stage {
         Some(action)
     }
 
-    /// Answers the client by itself for something the loop found (an HTTP answer); other
-    /// stages close.
+    /// Answers the client by itself for something the loop found about `slot` (an HTTP
+    /// answer; for HTTP/2, on the stream of that slot); other stages close.
     pub fn answer_failure(
         &mut self,
         io: &mut SessionIo,
+        slot: Slot,
         failure: Failure,
         context: &mut Context<'_>,
     ) -> Action {
@@ -538,7 +549,7 @@ impl Stage {
                 let outcome = http::answer_for(http, io, context, failure);
                 self.settle(outcome, io, context)
             }
-            Stage::H2(h2) => h2::session::answer_failure(h2, io, context, failure),
+            Stage::H2(h2) => h2::session::answer_failure(h2, io, slot, context, failure),
             Stage::Pipe(_)
                 if failure == Failure::NoBackend
                     && !context.listeners.contains_key(&io.listener_address) =>
@@ -551,6 +562,21 @@ impl Stage {
             | Stage::Reply(_)
             | Stage::Flushing
             | Stage::Closed => Action::Close,
+        }
+    }
+
+    /// Whether streams of the stage wait for a backend connect of their own while one is
+    /// being opened (HTTP/2 streams routed at once).
+    pub fn wants_connects(&self) -> bool {
+        match self {
+            Stage::H2(h2) => h2.wants_connects(),
+            Stage::Http(_)
+            | Stage::ExpectProxy(_)
+            | Stage::Sniff(_)
+            | Stage::Pipe(_)
+            | Stage::Reply(_)
+            | Stage::Flushing
+            | Stage::Closed => false,
         }
     }
 

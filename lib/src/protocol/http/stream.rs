@@ -13,7 +13,7 @@ use sozu_command_lib::request::{HeaderEdit, Hsts};
 use crate::protocol::http::{
     body::Body,
     editor::ResponseEdits,
-    parser::{Method, Persistence, Version},
+    parser::{Header, Method, Persistence, RequestHead, Version},
     route::{Close, Retry},
 };
 
@@ -179,6 +179,24 @@ impl Stream {
         self.user_agent = user_agent;
     }
 
+    /// Takes the texts of the request `head` (parsed from `buf`, with its `fields`): host,
+    /// path, method and user agent, into the stream's kept allocations.
+    pub fn describe(&mut self, buf: &[u8], head: &RequestHead, fields: &[Header]) {
+        let host = head
+            .authority
+            .map(|a| a.span.slice(buf))
+            .unwrap_or_default();
+        set_text(&mut self.host, host);
+        set_text(&mut self.path, head.path.slice(buf));
+        self.method = Some(head.method);
+        set_text(&mut self.method_text, head.method_span.slice(buf));
+        let agent = fields
+            .iter()
+            .find(|field| field.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
+            .map(|agent| agent.value.slice(buf));
+        set_text(&mut self.user_agent, agent.unwrap_or_default());
+    }
+
     /// The cluster the request was routed to.
     pub fn cluster_id(&self) -> Option<&str> {
         (!self.cluster_id.is_empty()).then_some(self.cluster_id.as_str())
@@ -217,4 +235,10 @@ impl Stream {
     pub fn awaits_response(&self) -> bool {
         self.phase == Phase::Forwarding && !self.has_response_head()
     }
+}
+
+/// Replaces `text` with `bytes` (invalid UTF-8 replaced), in its allocation.
+fn set_text(text: &mut String, bytes: &[u8]) {
+    text.clear();
+    text.push_str(&String::from_utf8_lossy(bytes));
 }

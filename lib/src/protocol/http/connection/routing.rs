@@ -28,29 +28,7 @@ pub(super) fn route(
     let buf = http.front_buf.data();
     let stream = &mut http.stream;
     new_request_id(stream, io.uid, http.served);
-    let host = head
-        .authority
-        .map(|a| a.span.slice(buf))
-        .unwrap_or_default();
-    stream.host.clear();
-    stream.host.push_str(&String::from_utf8_lossy(host));
-    stream.path.clear();
-    stream
-        .path
-        .push_str(&String::from_utf8_lossy(head.path.slice(buf)));
-    stream.method = Some(head.method);
-    stream
-        .method_text
-        .push_str(&String::from_utf8_lossy(head.method_span.slice(buf)));
-    if let Some(agent) = http
-        .headers
-        .iter()
-        .find(|header| header.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
-    {
-        stream
-            .user_agent
-            .push_str(&String::from_utf8_lossy(agent.value.slice(buf)));
-    }
+    stream.describe(buf, &head, &http.headers);
     stream.routed_at = Some(context.now);
     stream.bytes_in = head.head_len as u64;
     stream.client = head.persistence;

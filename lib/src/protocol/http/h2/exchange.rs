@@ -76,8 +76,10 @@ pub enum Failure {
 
 /// The buffers of an exchange, which the session keeps from one stream to the next: once
 /// they have grown, a stream allocates none of them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Buffers {
+    /// The stream done with, its texts emptied but their allocations kept.
+    stream: Stream,
     request: Vec<u8>,
     headers: Vec<Header>,
     pending: Vec<u8>,
@@ -135,8 +137,9 @@ pub struct Exchange {
 
 impl Exchange {
     /// A new exchange whose buffers are `buffers`, those of an exchange done with.
-    pub fn with_buffers(id: StreamId, stream: Stream, buffers: Buffers) -> Exchange {
+    pub fn with_buffers(id: StreamId, buffers: Buffers) -> Exchange {
         let Buffers {
+            stream,
             request,
             headers,
             pending,
@@ -171,6 +174,7 @@ impl Exchange {
     /// Ends the exchange; its buffers, emptied, for another one.
     pub fn into_buffers(self) -> Buffers {
         let Exchange {
+            mut stream,
             mut request,
             mut headers,
             mut pending,
@@ -178,12 +182,14 @@ impl Exchange {
             mut head,
             ..
         } = self;
+        stream.next();
         request.clear();
         headers.clear();
         pending.clear();
         trailers.clear();
         head.clear();
         Buffers {
+            stream,
             request,
             headers,
             pending,

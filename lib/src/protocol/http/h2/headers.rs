@@ -12,7 +12,7 @@
 
 use std::{borrow::Cow, ops::Range};
 
-use loona_hpack::{Decoder, Encoder};
+use loona_hpack::{Decoder, encoder::encode_integer_into};
 
 use super::error::Cause;
 use crate::protocol::http::parser::{
@@ -395,9 +395,12 @@ pub struct ParsedResponse<'a> {
     pub buf: &'a [u8],
 }
 
-/// Encodes header blocks, keeping the HPACK dynamic table within the size the peer allows.
+/// Encodes header blocks without the HPACK dynamic table (as HAProxy and nginx do): a field
+/// of the static table is one byte; another field whose name is in the static table is that
+/// index and its value as a literal, otherwise name and value are literals; never Huffman
+/// coded. Nothing is searched nor inserted per field, so a response head costs a few
+/// instructions per byte; the table stays empty, within any size the peer allows.
 pub struct HeaderEncoder {
-    encoder: Encoder<'static>,
     /// The table size last signalled to the peer.
     table_size: u32,
     /// A smaller size the peer asked for, to signal at the start of the next block
@@ -410,12 +413,99 @@ pub struct HeaderEncoder {
 impl Default for HeaderEncoder {
     fn default() -> Self {
         Self {
-            encoder: Encoder::new(),
             table_size: super::settings::DEFAULT_HEADER_TABLE_SIZE,
             pending_size: None,
             name: Vec::new(),
         }
     }
+}
+
+/// The entry of the HPACK static table (RFC 7541 Appendix A) that holds both `name` and
+/// `value`, for the fields a response or request head often has.
+fn static_field(name: &[u8], value: &[u8]) -> Option<usize> {
+    Some(match (name, value) {
+        (b":method", b"GET") => 2,
+        (b":method", b"POST") => 3,
+        (b":path", b"/") => 4,
+        (b":path", b"/index.html") => 5,
+        (b":scheme", b"http") => 6,
+        (b":scheme", b"https") => 7,
+        (b":status", b"200") => 8,
+        (b":status", b"204") => 9,
+        (b":status", b"206") => 10,
+        (b":status", b"304") => 11,
+        (b":status", b"400") => 12,
+        (b":status", b"404") => 13,
+        (b":status", b"500") => 14,
+        (b"accept-encoding", b"gzip, deflate") => 16,
+        _ => return None,
+    })
+}
+
+/// The first entry of the HPACK static table (RFC 7541 Appendix A) named `name`.
+fn static_name(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b":authority" => 1,
+        b":method" => 2,
+        b":path" => 4,
+        b":scheme" => 6,
+        b":status" => 8,
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
+        _ => return None,
+    })
+}
+
+/// Writes an HPACK string literal, not Huffman coded (RFC 7541 §5.2).
+fn push_literal(block: &mut Vec<u8>, text: &[u8]) {
+    // Writing into a Vec cannot fail.
+    let _ = encode_integer_into(text.len(), 7, 0, block);
+    block.extend_from_slice(text);
 }
 
 impl HeaderEncoder {
@@ -433,8 +523,7 @@ impl HeaderEncoder {
         if let Some(size) = self.pending_size.take() {
             let size = usize::try_from(size).unwrap_or(0);
             // A dynamic table size update: `001` and a 5-bit prefix integer.
-            if loona_hpack::encoder::encode_integer_into(size, 5, 0x20, block).is_ok() {
-                self.encoder.set_max_table_size(size);
+            if encode_integer_into(size, 5, 0x20, block).is_ok() {
                 self.table_size = u32::try_from(size).unwrap_or(0);
             }
         }
@@ -443,8 +532,30 @@ impl HeaderEncoder {
     fn field(&mut self, name: &[u8], value: &[u8], block: &mut Vec<u8>) {
         self.name.clear();
         self.name.extend(name.iter().map(u8::to_ascii_lowercase));
+        let name = self.name.as_slice();
         // Writing into a Vec cannot fail.
-        let _ = self.encoder.encode_header_into((&self.name, value), block);
+        if let Some(index) = static_field(name, value) {
+            // Indexed field (§6.1).
+            let _ = encode_integer_into(index, 7, 0x80, block);
+            return;
+        }
+        // Literal without indexing (§6.2.2); never indexed (§6.2.3) for credentials and
+        // cookies, so that no later hop stores them in a table.
+        let is_sensitive = matches!(
+            name,
+            b"authorization" | b"proxy-authorization" | b"cookie" | b"set-cookie"
+        );
+        let leading = if is_sensitive { 0x10 } else { 0x00 };
+        match static_name(name) {
+            Some(index) => {
+                let _ = encode_integer_into(index, 4, leading, block);
+            }
+            None => {
+                block.push(leading);
+                push_literal(block, name);
+            }
+        }
+        push_literal(block, value);
     }
 
     /// Encodes a response head read from an HTTP/1.1 backend: `:status`, then the fields
@@ -484,5 +595,78 @@ impl HeaderEncoder {
         for (name, value) in fields {
             self.field(name, value, block);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use loona_hpack::Decoder;
+
+    use super::{HeaderEncoder, ParsedResponse};
+    use crate::protocol::http::parser::{self, Limits, Method, Parsed};
+
+    /// Encodes the response head `raw` as the connection would.
+    fn encode(encoder: &mut HeaderEncoder, raw: &[u8]) -> Vec<u8> {
+        let mut fields = Vec::new();
+        let head =
+            match parser::parse_response_head(raw, &Limits::default(), Method::Get, &mut fields) {
+                Ok(Parsed::Complete(head)) => head,
+                other => panic!("{other:?}"),
+            };
+        let mut block = Vec::new();
+        let response = ParsedResponse {
+            head: &head,
+            fields: &fields,
+            buf: raw,
+        };
+        encoder.response(response, &mut block);
+        block
+    }
+
+    fn decode(decoder: &mut Decoder<'_>, block: &[u8]) -> Vec<(String, String)> {
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("text");
+        decoder
+            .decode(block)
+            .expect("a valid block")
+            .into_iter()
+            .map(|(name, value)| (text(name), text(value)))
+            .collect()
+    }
+
+    #[test]
+    fn a_response_head_uses_the_static_table_and_literals_only() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nX-Custom: 1\r\nSet-Cookie: a=b\r\n\r\n";
+        let block = encode(&mut HeaderEncoder::default(), raw);
+        let mut expected = vec![0x88]; // :status 200, static entry 8.
+        expected.extend_from_slice(b"\x0f\x27\x05nginx"); // server (54), literal value.
+        expected.extend_from_slice(b"\x00\x08x-custom\x011"); // literal name and value.
+        expected.extend_from_slice(b"\x1f\x28\x03a=b"); // set-cookie (55), never indexed.
+        assert_eq!(block, expected);
+    }
+
+    #[test]
+    fn blocks_decode_to_the_fields_and_leave_the_peer_table_empty() {
+        let mut encoder = HeaderEncoder::default();
+        let mut decoder = Decoder::new();
+        let raw = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nDate: Sun, 06 Dec 2026 16:00:00 GMT\r\nX-Trace: abc\r\n\r\n";
+        let expected = [
+            (":status", "404"),
+            ("content-type", "text/html"),
+            ("date", "Sun, 06 Dec 2026 16:00:00 GMT"),
+            ("x-trace", "abc"),
+        ]
+        .map(|(name, value)| (name.to_string(), value.to_string()));
+        for _ in 0..2 {
+            let block = encode(&mut encoder, raw);
+            assert_eq!(decode(&mut decoder, &block), expected);
+        }
+        // Nothing was added to the decoder's dynamic table: a table of size 0 decodes the
+        // same blocks.
+        let mut small = Decoder::new();
+        small.set_max_table_size(0);
+        let block = encode(&mut encoder, raw);
+        assert_eq!(decode(&mut small, &block), expected);
+        let status = encode(&mut encoder, b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        assert_eq!(status, b"\x08\x03503");
     }
 }

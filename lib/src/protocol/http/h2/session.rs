@@ -3,9 +3,9 @@
 //! forwarded to an HTTP/1.1 backend on a backend connection of its own: a slot of the
 //! session, kept idle between streams, or taken from and given back to the loop's pool.
 //!
-//! New backend connections are opened one at a time (the loop's connect, retry and hold
-//! logic is per session); the streams routed meanwhile wait their turn in order, or take
-//! over an idle connection at once, while the others go on. Frames for the client go into
+//! New backend connections are opened at once for every stream routed, each in its own slot
+//! (the loop's connect attempts, retries and hold are per slot), oldest stream first; a
+//! stream that fits an idle connection takes it over instead. Frames for the client go into
 //! one output buffer, written once nothing else moves, and after a drive that moved
 //! something once the loop has handled the other events of its turn: the frames of every
 //! stream the turn moved leave in one write. Frames are read from the client, and data from
@@ -37,7 +37,6 @@ use crate::{
         parser::Persistence,
         record::{self, new_request_id},
         route,
-        stream::Stream,
     },
     session::{
         Action, BackUse, Context, SessionIo,
@@ -85,7 +84,6 @@ struct Mux {
     exchanges: Vec<Exchange>,
     /// Streams routed to a cluster, waiting to connect, oldest first.
     queue: VecDeque<StreamId>,
-    connecting: Option<StreamId>,
     released: Vec<Released>,
     /// Streams received, for request ids.
     requests: u64,
@@ -106,6 +104,13 @@ struct Mux {
     chained: u32,
     /// The buffers of exchanges done with, for the next ones.
     spare: Vec<Buffers>,
+}
+
+impl H2 {
+    /// Whether streams wait for a backend connect of their own (see [`Mux::next_connect`]).
+    pub(crate) fn wants_connects(&self) -> bool {
+        self.mux.wants_connects()
+    }
 }
 
 /// Drives an HTTP/2 session until it would block.
@@ -286,7 +291,6 @@ impl Mux {
             out_sent: 0,
             exchanges: Vec::new(),
             queue: VecDeque::new(),
-            connecting: None,
             released: Vec::new(),
             requests: 0,
             server_name,
@@ -420,27 +424,14 @@ impl Mux {
         context: &mut Context<'_>,
     ) {
         self.requests = self.requests.saturating_add(1);
-        let mut stream = Stream::default();
-        new_request_id(&mut stream, env.uid, self.requests);
+        // The stream of an exchange done with keeps its texts' allocations.
+        let mut exchange = Exchange::with_buffers(id, self.spare.pop().unwrap_or_default());
         let buf = request.bytes.as_slice();
         let head = &request.head;
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        stream.host = head
-            .authority
-            .map(|authority| text(authority.span.slice(buf)))
-            .unwrap_or_default();
-        stream.path = text(head.path.slice(buf));
-        stream.method = Some(head.method);
-        stream.method_text = text(head.method_span.slice(buf));
-        if let Some(agent) = request
-            .fields
-            .iter()
-            .find(|field| field.name.slice(buf).eq_ignore_ascii_case(b"user-agent"))
-        {
-            stream.user_agent = text(agent.value.slice(buf));
-        }
+        let stream = &mut exchange.stream;
+        new_request_id(stream, env.uid, self.requests);
+        stream.describe(buf, head, &request.fields);
         stream.routed_at = Some(context.now);
-        let mut exchange = Exchange::with_buffers(id, stream, self.spare.pop().unwrap_or_default());
         let route_request = route::Request {
             buf,
             head,
@@ -682,9 +673,6 @@ impl Mux {
     fn end_exchange(&mut self, mut exchange: Exchange, env: &Env, context: &mut Context<'_>) {
         exchange.release_credit(&mut self.codec, &mut self.out);
         self.queue.retain(|&id| id != exchange.id);
-        if self.connecting == Some(exchange.id) {
-            self.connecting = None;
-        }
         let faults = budget::labels(&exchange.shaper);
         record::record(
             &mut exchange.stream,

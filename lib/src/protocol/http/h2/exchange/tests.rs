@@ -12,12 +12,11 @@ use crate::{
         body::Body,
         h2::Connection,
         parser::{BodyFraming, Limits, Persistence},
-        stream::Stream,
     },
 };
 
 fn exchange(framing: Framing) -> Exchange {
-    let mut exchange = Exchange::with_buffers(1, Stream::default(), Buffers::default());
+    let mut exchange = Exchange::with_buffers(1, Buffers::default());
     exchange.framing = framing;
     exchange
 }
@@ -193,7 +192,7 @@ fn the_buffers_of_an_exchange_done_with_serve_the_next_one_emptied() {
     done.push_body(&[b'x'; 1000], true);
     let buffers = done.into_buffers();
     assert!(buffers.is_worth_keeping());
-    let next = Exchange::with_buffers(3, Stream::default(), buffers);
+    let next = Exchange::with_buffers(3, buffers);
     assert!(next.request_out().is_empty());
     assert!(next.request.capacity() >= 1000, "the capacity stays");
     let mut large = exchange(Framing::Plain);

@@ -81,11 +81,12 @@ pub(crate) fn back_timeout(
     ready(h2, io, context)
 }
 
-/// The loop's answer for the stream being connected: no backend (503), or the client over
-/// its connection cap (429).
+/// The loop's answer for the stream connecting in `slot`: no backend (503), or the client
+/// over its connection cap (429).
 pub(crate) fn answer_failure(
     h2: &mut H2,
     io: &mut SessionIo,
+    slot: Slot,
     context: &mut Context<'_>,
     failure: LoopFailure,
 ) -> Action {
@@ -99,30 +100,33 @@ pub(crate) fn answer_failure(
         }
         LoopFailure::BackTimeout | LoopFailure::FrontTimeout => return ready(h2, io, context),
     };
-    if let Some(id) = h2.mux.connecting.take() {
-        if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.id == id) {
-            // The connect left nothing in the slot.
-            exchange.slot = None;
-            exchange.state = State::Answering;
-            exchange.backend = Persistence::Close;
-            let extra = AnswerExtra {
-                retry_after,
-                ..AnswerExtra::default()
-            };
-            let answer = Answer::Page(status, details, extra);
-            if exchange
-                .answer(
-                    &mut h2.mux.codec,
-                    listener,
-                    answer,
-                    context.now,
-                    &mut h2.mux.out,
-                )
-                .is_err()
-            {
-                exchange.reset(&mut h2.mux.codec, ErrorCode::InternalError, &mut h2.mux.out);
-                exchange.mark_done();
-            }
+    let connecting = h2
+        .mux
+        .exchanges
+        .iter_mut()
+        .find(|ex| ex.slot == Some(slot) && ex.state == State::Connecting);
+    if let Some(exchange) = connecting {
+        // The connect left nothing in the slot.
+        exchange.slot = None;
+        exchange.state = State::Answering;
+        exchange.backend = Persistence::Close;
+        let extra = AnswerExtra {
+            retry_after,
+            ..AnswerExtra::default()
+        };
+        let answer = Answer::Page(status, details, extra);
+        if exchange
+            .answer(
+                &mut h2.mux.codec,
+                listener,
+                answer,
+                context.now,
+                &mut h2.mux.out,
+            )
+            .is_err()
+        {
+            exchange.reset(&mut h2.mux.codec, ErrorCode::InternalError, &mut h2.mux.out);
+            exchange.mark_done();
         }
     }
     ready(h2, io, context)
@@ -131,9 +135,6 @@ pub(crate) fn answer_failure(
 /// The backend connection of `slot` is established (or taken from the pool).
 pub(crate) fn connected(h2: &mut H2, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
     if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.slot == Some(slot)) {
-        if h2.mux.connecting == Some(exchange.id) {
-            h2.mux.connecting = None;
-        }
         exchange.connected(backend_sticky_id, back_use);
         exchange.backend_sticky = backend_sticky_id.to_string();
     }

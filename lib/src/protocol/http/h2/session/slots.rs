@@ -1,6 +1,6 @@
 //! The backend connections of an HTTP/2 session, by slot: which slots streams, releases and
 //! idle connections hold, the connections given back to the loop, those kept between
-//! streams, and the connects of queued streams.
+//! streams, and the connects of queued streams, each in its own slot, all at once.
 //!
 //! A stream that leaves its backend connection clean keeps it in the session, idle, rather
 //! than giving it back to the loop: the next stream routed to the same cluster (and backend,
@@ -165,12 +165,10 @@ impl Mux {
     }
 
     /// Gives queued streams the idle connections that fit them, then starts the next
-    /// connect, one at a time: a free slot for the oldest stream still queued.
+    /// connect: a free slot for the oldest stream still queued, whatever other streams are
+    /// connecting meanwhile (the loop asks again at once while [`Mux::wants_connects`]).
     pub(super) fn next_connect(&mut self, backs: &Backs) -> Option<Action> {
         self.take_over_idle();
-        if self.connecting.is_some() {
-            return None;
-        }
         let id = *self.queue.front()?;
         // Fewer slots are held than this: one below it is free.
         let held = self.exchanges.len() + self.released.len() + self.idle.len();
@@ -185,12 +183,16 @@ impl Mux {
         exchange.state = State::Connecting;
         let cluster_id = exchange.stream.cluster_id.clone();
         let sticky_id = exchange.sticky_id.clone();
-        self.connecting = Some(id);
         Some(Action::Connect {
             slot,
             cluster_id,
             sticky_id,
         })
+    }
+
+    /// Whether streams wait for a connect of their own.
+    pub(super) fn wants_connects(&self) -> bool {
+        !self.queue.is_empty()
     }
 
     /// Queued streams take over the idle connections that fit them.

@@ -11,7 +11,7 @@ use sozu_command_lib::request::H2Config;
 
 use super::super::{Buffers, Exchange, Mux, State};
 use crate::{
-    protocol::http::{h2::Connection, stream::Stream},
+    protocol::http::h2::Connection,
     session::{
         Action, BackConnection, BackUse,
         backs::{Backs, Slot},
@@ -52,9 +52,8 @@ fn backs(backend: &TcpListener, slots: &[Slot]) -> Backs {
 
 /// A stream routed to `cluster`, in `state`.
 fn exchange(id: u32, cluster: &str, state: State) -> Exchange {
-    let mut stream = Stream::default();
-    stream.cluster_id.push_str(cluster);
-    let mut exchange = Exchange::with_buffers(id, stream, Buffers::default());
+    let mut exchange = Exchange::with_buffers(id, Buffers::default());
+    exchange.stream.cluster_id.push_str(cluster);
     exchange.state = state;
     exchange
 }
