@@ -14,6 +14,8 @@ each connection on a thread of its own. What it does depends on the request path
   closes;
 - `/ping-flood`: 1000 PING frames, then 200 (a flood the proxy must refuse);
 - `/big-header`: a 200 whose header list is far over the proxy's limit;
+- `/health`, when started with a file name as argument: the status written in that file,
+  and a line `health` appended to that file's name + `.log` (for health checks);
 - anything else: 200 with `<method> <path> <authority> <connection>` as body.
 """
 
@@ -118,6 +120,12 @@ def serve(sock, number):
             sock.sendall(conn.data_to_send() + b"".join(frames))
             del streams[stream_id]
             closing = True
+        elif path == "/health" and len(sys.argv) > 1:
+            with open(sys.argv[1]) as status_file:
+                status = status_file.read().strip()
+            with open(sys.argv[1] + ".log", "a") as log:
+                log.write("health\n")
+            respond(stream_id, [(":status", status), ("content-length", "0")])
         elif path == "/reset-mid":
             conn.send_headers(stream_id, [(":status", "200")])
             conn.send_data(stream_id, b"m" * 1000)
