@@ -438,6 +438,7 @@ pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
     let shaping = session
         .shaper
         .as_deref_mut()
+        .filter(|faults| faults.is_shaping())
         .map(|faults| (faults, context.now));
     match pipe.run(&mut session.front, &mut back.endpoint, shaping) {
         PipeStatus::Wait {

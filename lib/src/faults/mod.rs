@@ -214,8 +214,12 @@ impl ActiveFault {
     }
 
     /// Adds the lanes of this fault's effect to those of a connection or request, in the
-    /// fault's directions, each with a generator drawn from the fault's.
+    /// fault's directions, each with a generator drawn from the fault's; none for an effect
+    /// that leaves bytes as they are ([`Lane::shapes`]).
     fn push_lanes(&mut self, now: Instant, upstream: &mut Vec<Lane>, downstream: &mut Vec<Lane>) {
+        if !Lane::shapes(&self.fault.effect) {
+            return;
+        }
         let direction = self.fault.direction;
         if direction.is_upstream() {
             let rng = FaultRng::new(self.rng.next_u64());

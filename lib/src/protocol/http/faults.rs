@@ -187,14 +187,15 @@ fn delay_lane(delay: Duration, now: Instant) -> Lane {
 }
 
 /// What the budget allows now of the `pending()` bytes going `way`: a reset or a cut that is
-/// due comes first. Without a budget, everything, at the cost of one branch.
+/// due comes first. Without a budget, or one that shapes nothing (no fault, or only faults
+/// that leave bytes as they are), everything, at the cost of a branch or two.
 pub(super) fn allowance(
     shaper: Option<&mut Shaper>,
     way: Way,
     now: Instant,
     pending: impl FnOnce() -> usize,
 ) -> Budget {
-    let Some(shaper) = shaper else {
+    let Some(shaper) = shaper.filter(|shaper| shaper.is_shaping()) else {
         return Budget::UpTo(usize::MAX);
     };
     match shaper.due(now) {
@@ -231,6 +232,13 @@ pub(super) fn backend_chosen(
     context: &mut Context<'_>,
     listener: &HttpListener,
 ) -> Option<Step> {
+    if !session
+        .shaper
+        .as_deref()
+        .is_some_and(Shaper::awaits_backend)
+    {
+        return None;
+    }
     let Stage::Http(http) = &session.stage else {
         return None;
     };
