@@ -282,6 +282,18 @@ impl FaultSet {
             .is_some_and(|active| Rc::ptr_eq(&active.name, name))
     }
 
+    /// Which faults may act on a request on `route`, in one pass: for a route no fault may
+    /// act on, that pass is all the faults cost.
+    pub fn reach(&self, route: &Route<'_>) -> Reach {
+        let mut reach = Reach::default();
+        for active in self.faults.values() {
+            reach.route |= active.is_on_route(route);
+            reach.backends |= matches!(&active.fault.target,
+                FaultTarget::Backend { cluster_id, .. } if route.cluster_id == Some(cluster_id.as_str()));
+        }
+        reach
+    }
+
     /// Whether a fault targets one backend of `cluster_id`: such faults apply once the
     /// backend is chosen ([`FaultSet::connection`] with the backend in the route).
     pub fn targets_backends_of(&self, cluster_id: &str) -> bool {
@@ -451,6 +463,22 @@ impl FaultSet {
             }
         }
         plan
+    }
+}
+
+/// Which faults may act on a request ([`FaultSet::reach`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// A fault is on the request's route (its listener, host name or cluster).
+    pub route: bool,
+    /// A fault is on a backend of its cluster: drawn once the backend is chosen.
+    pub backends: bool,
+}
+
+impl Reach {
+    /// Whether no fault may act on the request.
+    pub fn is_none(self) -> bool {
+        !self.route && !self.backends
     }
 }
 

@@ -387,3 +387,38 @@ fn a_zero_latency_labels_without_lanes() {
     let plan = jittery.connection(&route("api"), now);
     assert_eq!(plan.downstream.len(), 1);
 }
+
+/// A request may be acted on by a fault on its route, or on a backend of its cluster (drawn
+/// once the backend is chosen); a route of another cluster or listener is left alone.
+#[test]
+fn reach_finds_faults_on_the_route_or_its_backends() {
+    let faults = set(&[
+        fault(serde_json::json!({
+            "name": "api", "cluster_id": "api", "type": "latency", "latency": 10,
+        })),
+        fault(serde_json::json!({
+            "name": "backend", "cluster_id": "web", "backend_id": "web-1", "type": "latency",
+            "latency": 10,
+        })),
+    ]);
+    let routed = |cluster_id| Route {
+        backend_id: None,
+        ..route(cluster_id)
+    };
+    let reach = |route| faults.reach(&route);
+    assert_eq!(
+        reach(routed("api")),
+        Reach {
+            route: true,
+            backends: false
+        }
+    );
+    assert_eq!(
+        reach(routed("web")),
+        Reach {
+            route: false,
+            backends: true
+        }
+    );
+    assert!(reach(routed("other")).is_none());
+}
