@@ -80,9 +80,13 @@
 //!   `server/health.rs` runs active health checks; `server/channel.rs` reads orders and
 //!   writes responses and events; `server/observations.rs` flushes access logs and statsd;
 //!   `server/config.rs` holds the settings a worker starts with.
-//! - `session`: a client connection, its backend connections by slot (`session::backs`),
-//!   and the stage (an enum with a hand-written delegating `match`) that moves bytes between
-//!   them; what the loop lends a stage is a `session::Context`. `session::endpoint` is
+//! - `session`: a client connection as two parts borrowed apart: its stage (an enum with a
+//!   hand-written delegating `match`) that moves bytes, and `session::SessionIo`, the rest
+//!   (the client endpoint, its backend connections by slot (`session::backs`), addresses,
+//!   timeouts). A stage's functions take their own state, `&mut SessionIo` and a
+//!   `session::Context` (what the loop lends: clock, timers, pool, listeners, clusters,
+//!   recorder, faults); they return an `Action` for the loop, or the stage they become
+//!   (`session::Outcome::Become`), never touching the session itself. `session::endpoint` is
 //!   one end of a session: a socket, its token and readiness, reads and writes, TLS inside.
 //!   `session::shaper` is a session's write budget while faults act on it.
 //! - [`protocol`]: the stages. [`protocol::http`] is HTTP/1.1 (the codec, a stream per

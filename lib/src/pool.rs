@@ -146,6 +146,23 @@ impl Buffer {
         self.clear();
     }
 
+    /// Moves the buffer out (its memory and pending bytes, no copy), leaving this one empty
+    /// and holding no memory, as if [`Buffer::release`]d: for a stage that hands its buffers
+    /// to the stage that follows it.
+    pub fn take(&mut self) -> Buffer {
+        let taken = Buffer {
+            data: std::mem::take(&mut self.data),
+            size: self.size,
+            start: self.start,
+            end: self.end,
+            is_held: self.is_held,
+            pool: self.pool.clone(),
+        };
+        self.is_held = false;
+        self.clear();
+        taken
+    }
+
     /// Whether the buffer holds its memory (it does unless [`Buffer::release`]d).
     pub fn is_held(&self) -> bool {
         self.is_held

@@ -54,6 +54,11 @@ impl Sniff {
         self.inspection == Inspection::Over || self.buffer.is_full()
     }
 
+    /// The inspection deadline passed: the router decides with the bytes it has.
+    pub fn inspection_over(&mut self) {
+        self.inspection = Inspection::Over;
+    }
+
     /// Asks the listener's router where the connection of `peer` goes; without a router (the
     /// listener is gone) it closes.
     pub fn decide(&self, router: Option<&mut ContentRouter>, peer: SocketAddr) -> Verdict {

@@ -105,7 +105,7 @@ impl Server {
             inspect_timeout: config.inspect_timeout,
         };
         let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
-            tcp::first_stage(session, pool, config.expect_proxy, then)
+            session.stage = tcp::first_stage(&mut session.io, pool, config.expect_proxy, then);
         }) else {
             return;
         };
@@ -129,7 +129,7 @@ impl Server {
         let timeouts = config.timeouts();
         let then = tcp::AfterProxy::Http(tls_config);
         let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
-            tcp::first_stage(session, pool, config.expect_proxy, then)
+            session.stage = tcp::first_stage(&mut session.io, pool, config.expect_proxy, then);
         }) else {
             return;
         };
@@ -179,7 +179,9 @@ impl Server {
         };
         let mut session = Session::new(accepted, timeouts, now);
         first_stage(&mut session, &self.pool);
-        session.touch_front(timeouts.front, now, &mut self.timers);
+        session
+            .io
+            .touch_front(timeouts.front, now, &mut self.timers);
         entry.insert(session);
         debug!("session {uid}: accepted {peer} on {listener}");
         Some(key)

@@ -41,10 +41,10 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        session.cluster_id = Some(cluster_id.to_string());
-        let uid = session.uid;
-        let client_ip = session.client_address.ip();
-        if session.counted_for_ip.as_deref() != Some(cluster_id) {
+        session.io.cluster_id = Some(cluster_id.to_string());
+        let uid = session.io.uid;
+        let client_ip = session.io.client_address.ip();
+        if session.io.counted_for_ip.as_deref() != Some(cluster_id) {
             let cluster = self.state.clusters.get(cluster_id);
             let limit = cluster
                 .and_then(|c| c.max_connections_per_ip)
@@ -66,7 +66,7 @@ impl Server {
             }
             // A keep-alive connection moving to another cluster stops counting for the one
             // it leaves: it counts for the cluster it uses now.
-            let left = session.counted_for_ip.replace(cluster_id.to_string());
+            let left = session.io.counted_for_ip.replace(cluster_id.to_string());
             self.uncount_per_ip(left, client_ip);
             *self
                 .per_ip
@@ -137,13 +137,13 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Err(OpenError::Register);
         };
-        session.connect_attempts += 1;
+        session.io.connect_attempts += 1;
         let mut stream = match TcpStream::connect(address) {
             Ok(stream) => stream,
             Err(error) => {
                 debug!(
                     "session {}: connect to {address} failed at once: {error}",
-                    session.uid
+                    session.io.uid
                 );
                 return Err(OpenError::Connect);
             }
@@ -159,7 +159,7 @@ impl Server {
             self.sockets.remove(token.0);
             return Err(OpenError::Register);
         }
-        session.backs.insert(
+        session.io.backs.insert(
             slot,
             BackConnection {
                 endpoint: Endpoint::new(stream, token),
@@ -171,8 +171,8 @@ impl Server {
                 timeout: Timeout::default(),
             },
         );
-        let connect = session.timeouts.connect;
-        session.touch_back(slot, connect, now, &mut self.timers);
+        let connect = session.io.timeouts.connect;
+        session.io.touch_back(slot, connect, now, &mut self.timers);
         Ok(())
     }
 
@@ -184,10 +184,10 @@ impl Server {
         };
         let limits = self
             .http_listeners
-            .get(&session.listener_address)
+            .get(&session.io.listener_address)
             .map(|listener| listener.config.h2)
             .unwrap_or_default();
-        if let Some(back) = session.backs.get_mut(slot) {
+        if let Some(back) = session.io.backs.get_mut(slot) {
             back.endpoint.start_h2(limits, now);
         }
     }
@@ -214,11 +214,11 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        session.backs.insert(slot, back);
-        session.connect_time = None;
+        session.io.backs.insert(slot, back);
+        session.io.connect_time = None;
         session.backend_connected(slot, &sticky, BackUse::Reused);
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, now, &mut self.timers);
+        let after = session.io.timeouts.back;
+        session.io.touch_back(slot, after, now, &mut self.timers);
         self.run_session(key)
     }
 
@@ -229,7 +229,7 @@ impl Server {
             return;
         };
         let reusable = session.is_back_reusable(slot);
-        let Some(back) = session.backs.take(slot) else {
+        let Some(back) = session.io.backs.take(slot) else {
             return;
         };
         if reusable {
@@ -244,7 +244,7 @@ impl Server {
         while let Some(slot) = self
             .sessions
             .get(key)
-            .and_then(|session| session.backs.iter().next())
+            .and_then(|session| session.io.backs.iter().next())
             .map(|(slot, _)| slot)
         {
             self.release_back(key, slot);
@@ -258,18 +258,18 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        if let Some(back) = session.backs.get(slot) {
+        if let Some(back) = session.io.backs.get(slot) {
             let connect_time = now.duration_since(back.connect_started);
             if let Some(lease) = &back.lease {
                 self.backends.connect_succeeded(lease.key(), connect_time);
             }
-            session.connect_time = Some(connect_time);
-            if let Some(cluster_id) = &session.cluster_id {
+            session.io.connect_time = Some(connect_time);
+            if let Some(cluster_id) = &session.io.cluster_id {
                 self.recorder
                     .metrics
                     .connected(cluster_id, &back.backend_id, connect_time);
             }
-            debug!("session {}: connected to {}", session.uid, back.address);
+            debug!("session {}: connected to {}", session.io.uid, back.address);
             if let Some(backend) = back.lease.as_ref().and_then(|l| self.backends.get(l.key())) {
                 session.backend_connected(
                     slot,
@@ -278,9 +278,9 @@ impl Server {
                 );
             }
         }
-        session.connect_attempts = 0;
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, now, &mut self.timers);
+        session.io.connect_attempts = 0;
+        let after = session.io.timeouts.back;
+        session.io.touch_back(slot, after, now, &mut self.timers);
     }
 
     /// The connect failed before any byte was sent: forget that connection and try another
@@ -290,13 +290,13 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        if let Some(back) = session.backs.take(slot) {
+        if let Some(back) = session.io.backs.take(slot) {
             warn!(
                 "session {}: connecting to backend {} failed",
-                session.uid, back.address
+                session.io.uid, back.address
             );
-            if let Some(cluster_id) = &session.cluster_id {
-                let retried = session.connect_attempts < self.config.connect_attempts;
+            if let Some(cluster_id) = &session.io.cluster_id {
+                let retried = session.io.connect_attempts < self.config.connect_attempts;
                 self.recorder
                     .metrics
                     .connect_failed(cluster_id, &back.backend_id, retried);
@@ -315,10 +315,10 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        if session.connect_attempts >= self.config.connect_attempts {
+        if session.io.connect_attempts >= self.config.connect_attempts {
             return self.answer_failure(key, Failure::NoBackend);
         }
-        match (&session.cluster_id, &session.remote) {
+        match (&session.io.cluster_id, &session.io.remote) {
             (Some(cluster_id), _) => Action::Connect {
                 slot,
                 cluster_id: cluster_id.clone(),

@@ -99,7 +99,7 @@ impl Server {
             self.sessions
                 .iter()
                 .filter(|(_, session)| {
-                    session.backs.iter().any(|(_, back)| {
+                    session.io.backs.iter().any(|(_, back)| {
                         back.lease.as_ref().is_some_and(|lease| lease.key() == key)
                     })
                 })

@@ -24,6 +24,7 @@ impl Server {
             .filter_map(|(key, session)| {
                 let is_current = |name: &Rc<str>| faults.is_current(name);
                 let mut freed = session
+                    .io
                     .shaper
                     .as_mut()
                     .is_some_and(|shaper| shaper.drop_stale(is_current));

@@ -85,7 +85,7 @@ impl Server {
         let cluster = self.state.clusters.get(cluster_id)?;
         let timeout = cluster.hold_timeout.filter(|timeout| !timeout.is_zero())?;
         let max_held = cluster.max_held.unwrap_or(DEFAULT_MAX_HELD);
-        let uid = self.sessions.get(key)?.uid;
+        let uid = self.sessions.get(key)?.io.uid;
         if self
             .holds
             .queues
@@ -146,7 +146,7 @@ impl Server {
                 if self
                     .sessions
                     .get(held.key)
-                    .is_none_or(|session| session.uid != held.uid)
+                    .is_none_or(|session| session.io.uid != held.uid)
                 {
                     continue;
                 }
@@ -222,7 +222,7 @@ impl Server {
             .queues
             .values()
             .flatten()
-            .any(|held| held.key == key && held.uid == session.uid);
+            .any(|held| held.key == key && held.uid == session.io.uid);
         is_held && (ready.contains(Ready::ERROR) || matches!(session.stage, Stage::Http(_)))
     }
 

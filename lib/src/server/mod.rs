@@ -401,7 +401,7 @@ impl Server {
     fn note_back_event(&mut self, token: Token, ready: Ready) {
         if let Some(Owner::Back { session: key, slot }) = self.sockets.get(token.0).copied() {
             if let Some(session) = self.sessions.get_mut(key) {
-                session.add_back_event(slot, ready);
+                session.io.add_back_event(slot, ready);
             }
         }
     }
@@ -424,13 +424,13 @@ impl Server {
                     return;
                 }
                 if let Some(session) = self.sessions.get_mut(key) {
-                    session.add_front_event(ready);
+                    session.io.add_front_event(ready);
                     self.drive(key);
                 }
             }
             Some(Owner::Back { session: key, slot }) => {
                 if let Some(session) = self.sessions.get_mut(key) {
-                    session.add_back_event(slot, ready);
+                    session.io.add_back_event(slot, ready);
                     self.drive(key);
                 }
             }
@@ -504,14 +504,15 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        if !session.handshake_counted
+        if !session.io.handshake_counted
             && session
+                .io
                 .front
                 .tls
                 .as_ref()
                 .is_some_and(|tls| !tls.is_handshaking())
         {
-            session.handshake_counted = true;
+            session.io.handshake_counted = true;
             self.recorder.metrics.tls_handshake(true);
         }
     }
@@ -586,15 +587,17 @@ impl Server {
             return;
         };
         let is_flushing = matches!(session.stage, Stage::Flushing);
-        if is_flushing || !session.front.has_pending_output() || session.front.flush() {
+        if is_flushing || !session.io.front.has_pending_output() || session.io.front.flush() {
             self.close_session(key);
             return;
         }
         self.release_backs(key);
         if let Some(session) = self.sessions.get_mut(key) {
             session.stage = Stage::Flushing;
-            let after = session.timeouts.front;
-            session.touch_front(after, Instant::now(), &mut self.timers);
+            let after = session.io.timeouts.front;
+            session
+                .io
+                .touch_front(after, Instant::now(), &mut self.timers);
         }
     }
 
@@ -606,6 +609,7 @@ impl Server {
             return;
         };
         if session
+            .io
             .front
             .tls
             .as_ref()
@@ -615,14 +619,17 @@ impl Server {
         }
         debug!(
             "session {}: closed after {:?} ({} bytes in, {} out)",
-            session.uid,
-            session.started.elapsed(),
-            session.front.bytes_read,
-            session.front.bytes_written
+            session.io.uid,
+            session.io.started.elapsed(),
+            session.io.front.bytes_read,
+            session.io.front.bytes_written
         );
         // Dropping the session closes its socket, which leaves epoll by itself.
-        self.sockets.try_remove(session.front.token.0);
-        self.uncount_per_ip(session.counted_for_ip.take(), session.client_address.ip());
+        self.sockets.try_remove(session.io.front.token.0);
+        self.uncount_per_ip(
+            session.io.counted_for_ip.take(),
+            session.io.client_address.ip(),
+        );
     }
 
     /// Records what a closing session had not recorded yet.
@@ -639,8 +646,8 @@ impl Server {
             self.timers.retain(|at, key| {
                 sessions
                     .get_mut(key.session)
-                    .filter(|session| session.uid == key.uid)
-                    .and_then(|session| session.timeout_mut(key.kind))
+                    .filter(|session| session.io.uid == key.uid)
+                    .and_then(|session| session.io.timeout_mut(key.kind))
                     .is_some_and(|timeout| timeout.is_queued_at(at))
             });
         }
@@ -649,8 +656,8 @@ impl Server {
             let Some(timeout) = self
                 .sessions
                 .get_mut(key.session)
-                .filter(|s| s.uid == key.uid)
-                .and_then(|session| session.timeout_mut(key.kind))
+                .filter(|s| s.io.uid == key.uid)
+                .and_then(|session| session.io.timeout_mut(key.kind))
             else {
                 // The session closed, or the connection left the slot with its timeout.
                 continue;

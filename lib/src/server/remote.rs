@@ -35,8 +35,8 @@ impl Server {
         let Some(session) = self.sessions.get(key) else {
             return Action::Wait;
         };
-        let uid = session.uid;
-        let attempt = usize::try_from(session.connect_attempts).unwrap_or(usize::MAX);
+        let uid = session.io.uid;
+        let attempt = usize::try_from(session.io.connect_attempts).unwrap_or(usize::MAX);
         let lookup = match self.resolver() {
             Some(resolver) => resolver.lookup(remote, now),
             None => Lookup::Failed("no resolver thread".to_string()),
@@ -93,7 +93,7 @@ impl Server {
                 let is_same_session = self
                     .sessions
                     .get(awaiting.key)
-                    .is_some_and(|session| session.uid == awaiting.uid);
+                    .is_some_and(|session| session.io.uid == awaiting.uid);
                 if is_same_session {
                     let action = self.connect_remote(awaiting.key, awaiting.slot, &name);
                     self.handle_action(awaiting.key, action);
@@ -105,7 +105,7 @@ impl Server {
     /// Tells the listener's script that the session's `remote` cannot be reached, and closes.
     fn remote_unreachable(&mut self, key: usize, message: &str) -> Action {
         self.with_session(key, |session, context| {
-            tcp::tell_unreachable(session, context, message)
+            tcp::tell_unreachable(&session.io, context, message)
         })
         .unwrap_or(Action::Wait)
     }

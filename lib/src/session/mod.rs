@@ -5,6 +5,13 @@
 //! [`Session::ready`] when a socket of the session has an event; the session works until it
 //! would block and returns an [`Action`] for what only the loop can do: open a backend
 //! connection, or close. Stages never reach into the loop.
+//!
+//! A [`Session`] is its [`Stage`] and a [`SessionIo`] (sockets, addresses, timeouts), kept
+//! apart so that [`Stage::ready`] lends a stage's own state and the `SessionIo` at once: no
+//! protocol code takes the whole session. A stage that becomes another (an upgrade to a
+//! pipe, HTTP/2, the end of a PROXY header or of sniffing, a fault that lingers) returns
+//! the next stage in an [`Outcome`], which the stage's `match` puts in place. A stage can be
+//! driven in a unit test with a `SessionIo` over loopback sockets and a [`Context`].
 
 use std::{
     collections::BTreeMap,
@@ -179,7 +186,18 @@ pub enum Stage {
     Closed,
 }
 
+/// A session: where it is in its protocol, and the rest, kept apart so that a stage can be
+/// driven with its own state and the rest borrowed at once (`Stage::ready`).
 pub struct Session {
+    /// Where the session is in its protocol.
+    pub stage: Stage,
+    /// Everything else: sockets, addresses, timeouts.
+    pub io: SessionIo,
+}
+
+/// The session's parts other than its stage: its sockets, addresses, timeouts and what it
+/// decided so far. A stage works on its own state and on these, lent alongside it.
+pub struct SessionIo {
     /// Unique for the worker's lifetime; tells this session from a later one in the same slot.
     pub uid: u64,
     /// The session's slot in the loop's session slab.
@@ -193,7 +211,6 @@ pub struct Session {
     pub local_address: SocketAddr,
     /// The raw PROXY header received, kept to relay it to the backend.
     pub received_proxy_header: Option<Vec<u8>>,
-    pub stage: Stage,
     pub cluster_id: Option<String>,
     /// The `host:port` a script chose instead of a cluster (TCP listeners).
     pub remote: Option<String>,
@@ -235,6 +252,17 @@ impl Session {
     /// A session on an accepted connection, started at `now`: in no stage yet, with no backend
     /// connection, no cluster and no fault.
     pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> Session {
+        Session {
+            stage: Stage::Closed,
+            io: SessionIo::new(accepted, timeouts, now),
+        }
+    }
+}
+
+impl SessionIo {
+    /// The parts of a session on an accepted connection, started at `now`: no backend
+    /// connection, no cluster and no fault.
+    pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> SessionIo {
         let Accepted {
             uid,
             key,
@@ -243,7 +271,7 @@ impl Session {
             client_address,
             local_address,
         } = accepted;
-        Session {
+        SessionIo {
             uid,
             key,
             listener_address,
@@ -252,7 +280,6 @@ impl Session {
             client_address,
             local_address,
             received_proxy_header: None,
-            stage: Stage::Closed,
             cluster_id: None,
             timeouts,
             front_timeout: Timeout::default(),
@@ -318,72 +345,6 @@ impl Session {
         }
     }
 
-    /// Works until the session would block, and says what the loop must do next.
-    pub fn ready(&mut self, context: &mut Context<'_>) -> Action {
-        let action = self.run_stage(context);
-        if let Some(shaper) = self.shaper.as_mut() {
-            let key = TimerKey {
-                session: self.key,
-                uid: self.uid,
-                kind: TimeoutKind::Resume,
-            };
-            shaper.arm(context.now, key, context.timers);
-        }
-        action
-    }
-
-    fn run_stage(&mut self, context: &mut Context<'_>) -> Action {
-        if self.front.has_pending_output() && self.front.readiness.event.contains(Ready::WRITABLE) {
-            let flushed = self.front.flush();
-            if matches!(self.stage, Stage::Flushing) {
-                return if flushed { Action::Close } else { Action::Wait };
-            }
-        }
-        if let Some(action) = self.check_connection() {
-            return action;
-        }
-        for (_, back) in self.backs.iter_mut() {
-            back.endpoint.service();
-        }
-        loop {
-            return match self.stage {
-                Stage::ExpectProxy(_) => match tcp::read_proxy_header(self, context) {
-                    Some(action) => action,
-                    // The header is read and the next stage is in place.
-                    None => continue,
-                },
-                Stage::Sniff(_) => match tcp::sniff(self, context) {
-                    Some(action) => action,
-                    // The pipe is in place.
-                    None => continue,
-                },
-                Stage::Pipe(_) => tcp::ready(self, context),
-                Stage::Reply(_) => tcp::reply(self),
-                Stage::Http(_) => http::ready(self, context),
-                Stage::H2(_) => h2::session::ready(self, context),
-                Stage::Flushing => Action::Wait,
-                Stage::Closed => Action::Close,
-            };
-        }
-    }
-
-    /// Detects the end of a backend connect, in the first slot that has news of one:
-    /// established, or failed. While a connect is in progress without news, the stage waits.
-    fn check_connection(&mut self) -> Option<Action> {
-        let mut connecting = false;
-        for (slot, back) in self.backs.iter_mut().filter(|(_, back)| !back.connected) {
-            connecting = true;
-            match connect_outcome(back) {
-                Some(ConnectOutcome::Established) => return Some(Action::Connected(slot)),
-                Some(ConnectOutcome::Failed) => return Some(Action::ConnectFailed(slot)),
-                None => {}
-            }
-        }
-        // HTTP/2 streams go on while one of them connects.
-        let waits = !matches!(self.stage, Stage::H2(_));
-        (connecting && waits).then_some(Action::Wait)
-    }
-
     /// The client address a PROXY header or the socket reported.
     pub fn set_proxy_addresses(&mut self, addresses: ProxyAddresses) {
         if let ProxyAddresses::Proxied {
@@ -395,18 +356,196 @@ impl Session {
             self.local_address = destination;
         }
     }
+}
+
+/// What a stage's run ends in.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per run of a stage and moved straight into the session: boxing \
+              the next stage would allocate at every transition"
+)]
+pub enum Outcome {
+    /// The loop must act; the stage stays.
+    Act(Action),
+    /// The stage is over: the session goes on in `next`, built by the stage from its own
+    /// parts. `then` is what the loop must do next, or `None` to drive the new stage at once.
+    Become { next: Stage, then: Option<Action> },
+}
+
+impl Session {
+    /// Works until the session would block, and says what the loop must do next.
+    pub fn ready(&mut self, context: &mut Context<'_>) -> Action {
+        let action = self.run_stage(context);
+        if let Some(shaper) = self.io.shaper.as_mut() {
+            let key = TimerKey {
+                session: self.io.key,
+                uid: self.io.uid,
+                kind: TimeoutKind::Resume,
+            };
+            shaper.arm(context.now, key, context.timers);
+        }
+        action
+    }
+
+    fn run_stage(&mut self, context: &mut Context<'_>) -> Action {
+        let io = &mut self.io;
+        if io.front.has_pending_output() && io.front.readiness.event.contains(Ready::WRITABLE) {
+            let flushed = io.front.flush();
+            if matches!(self.stage, Stage::Flushing) {
+                return if flushed { Action::Close } else { Action::Wait };
+            }
+        }
+        // HTTP/2 streams go on while one of them connects.
+        let waits = !matches!(self.stage, Stage::H2(_));
+        if let Some(action) = io.check_connection(waits) {
+            return action;
+        }
+        for (_, back) in io.backs.iter_mut() {
+            back.endpoint.service();
+        }
+        self.stage.ready(io, context)
+    }
 
     /// Answers the client by itself for something the loop found (an HTTP answer); other
     /// stages close.
     pub fn answer_failure(&mut self, failure: Failure, context: &mut Context<'_>) -> Action {
-        match self.stage {
-            Stage::Http(_) => http::answer_for(self, context, failure),
-            Stage::H2(_) => h2::session::answer_failure(self, context, failure),
+        self.stage.answer_failure(&mut self.io, failure, context)
+    }
+
+    /// The backend connection of `slot` is established (`New`) or was taken from the idle
+    /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions.
+    pub fn backend_connected(&mut self, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
+        self.stage
+            .backend_connected(slot, backend_sticky_id, back_use);
+    }
+
+    /// Whether the backend connection of `slot` sits idle and clean between requests: it may
+    /// go to the idle pool and serve another session.
+    pub fn is_back_reusable(&self, slot: Slot) -> bool {
+        self.stage.is_back_reusable(&self.io, slot)
+    }
+
+    /// Whether the session waits for a request with nothing in flight (a stopping worker
+    /// closes such sessions).
+    pub fn is_idle(&self, now: Instant) -> bool {
+        self.stage.is_idle(&self.io, now)
+    }
+
+    /// A soft stop began: a session that can say so to its client (HTTP/2's GOAWAY) does.
+    /// Returns whether the session must be driven to send it.
+    pub fn stop_gracefully(&mut self, now: Instant) -> bool {
+        self.stage.stop_gracefully(now)
+    }
+
+    /// Records what the closing session had not recorded yet: its TCP connection, or an
+    /// HTTP request that got no complete answer.
+    pub fn record_unfinished(&mut self, context: &mut Context<'_>) {
+        self.stage.record_unfinished(&mut self.io, context);
+    }
+
+    /// A timeout of the session fired. Returns what the loop must do.
+    pub fn timed_out(&mut self, kind: TimeoutKind, context: &mut Context<'_>) -> Action {
+        match self.stage.timed_out(&mut self.io, kind, context) {
+            Some(action) => action,
+            None => self.ready(context),
+        }
+    }
+}
+
+impl Stage {
+    /// Drives the stage with the session's other parts until it would block, applying the
+    /// transitions it returns, and says what the loop must do next.
+    pub fn ready(&mut self, io: &mut SessionIo, context: &mut Context<'_>) -> Action {
+        let outcome = match self {
+            Stage::ExpectProxy(expect) => tcp::read_proxy_header(expect, io, context),
+            Stage::Sniff(sniff) => tcp::sniff(sniff, io, context),
+            Stage::Pipe(pipe) => tcp::ready(pipe, io, context),
+            Stage::Reply(reply) => Outcome::Act(tcp::reply(reply, io)),
+            Stage::Http(http) => http::ready(http, io, context),
+            Stage::H2(h2) => Outcome::Act(h2::session::ready(h2, io, context)),
+            Stage::Flushing => Outcome::Act(Action::Wait),
+            Stage::Closed => Outcome::Act(Action::Close),
+        };
+        self.settle(outcome, io, context)
+    }
+
+    /// Applies what a run of the stage ended in: the next stage, driven at once unless the
+    /// loop must act first.
+    fn settle(
+        &mut self,
+        outcome: Outcome,
+        io: &mut SessionIo,
+        context: &mut Context<'_>,
+    ) -> Action {
+        match outcome {
+            Outcome::Act(action) => action,
+            Outcome::Become { next, then } => {
+                *self = next;
+                match then {
+                    Some(action) => action,
+                    None => self.ready(io, context),
+                }
+            }
+        }
+    }
+
+    /// A timeout of `kind` fired: what the loop must do, or `None` to drive the session
+    /// again (the write budget's resume, the end of a TCP connection's inspection).
+    pub fn timed_out(
+        &mut self,
+        io: &mut SessionIo,
+        kind: TimeoutKind,
+        context: &mut Context<'_>,
+    ) -> Option<Action> {
+        if let TimeoutKind::Back(slot) = kind {
+            if io.backs.get(slot).is_some_and(|back| !back.connected) {
+                return Some(Action::ConnectFailed(slot));
+            }
+        }
+        let action = match (kind, &mut *self) {
+            (TimeoutKind::Resume, _) => return None,
+            (TimeoutKind::Back(slot), Stage::H2(h2))
+                if h2::session::handles_back_timeout(h2, slot) =>
+            {
+                h2::session::back_timeout(h2, io, slot, context)
+            }
+            (TimeoutKind::Back(_), Stage::Http(http)) if http.awaits_response() => {
+                let outcome = http::answer_for(http, io, context, Failure::BackTimeout);
+                self.settle(outcome, io, context)
+            }
+            (TimeoutKind::Front, Stage::Http(http)) => {
+                let outcome = http::answer_for(http, io, context, Failure::FrontTimeout);
+                self.settle(outcome, io, context)
+            }
+            (TimeoutKind::Front, Stage::H2(h2)) => h2::session::front_timeout(h2, io, context),
+            (TimeoutKind::Front, Stage::Sniff(sniff)) => {
+                sniff.inspection_over();
+                return None;
+            }
+            _ => Action::Close,
+        };
+        Some(action)
+    }
+
+    /// Answers the client by itself for something the loop found (an HTTP answer); other
+    /// stages close.
+    pub fn answer_failure(
+        &mut self,
+        io: &mut SessionIo,
+        failure: Failure,
+        context: &mut Context<'_>,
+    ) -> Action {
+        match self {
+            Stage::Http(http) => {
+                let outcome = http::answer_for(http, io, context, failure);
+                self.settle(outcome, io, context)
+            }
+            Stage::H2(h2) => h2::session::answer_failure(h2, io, context, failure),
             Stage::Pipe(_)
                 if failure == Failure::NoBackend
-                    && !context.listeners.contains_key(&self.listener_address) =>
+                    && !context.listeners.contains_key(&io.listener_address) =>
             {
-                tcp::backend_unreachable(self, context)
+                tcp::backend_unreachable(io, context)
             }
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
@@ -420,11 +559,9 @@ impl Session {
     /// The backend connection of `slot` is established (`New`) or was taken from the idle
     /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions.
     pub fn backend_connected(&mut self, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
-        match self.stage {
-            Stage::Http(_) if slot == Slot::FIRST => {
-                http::connected(self, backend_sticky_id, back_use)
-            }
-            Stage::H2(_) => h2::session::connected(self, slot, backend_sticky_id, back_use),
+        match self {
+            Stage::Http(http) if slot == Slot::FIRST => http.connected(backend_sticky_id, back_use),
+            Stage::H2(h2) => h2::session::connected(h2, slot, backend_sticky_id, back_use),
             Stage::Http(_)
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
@@ -435,12 +572,11 @@ impl Session {
         }
     }
 
-    /// Whether the backend connection of `slot` sits idle and clean between requests: it may
-    /// go to the idle pool and serve another session.
-    pub fn is_back_reusable(&self, slot: Slot) -> bool {
-        match self.stage {
-            Stage::Http(_) => http::back_is_reusable(self, slot),
-            Stage::H2(_) => h2::session::is_back_reusable(self, slot),
+    /// Whether the backend connection of `slot` sits idle and clean between requests.
+    pub fn is_back_reusable(&self, io: &SessionIo, slot: Slot) -> bool {
+        match self {
+            Stage::Http(http) => http.is_back_reusable(io, slot),
+            Stage::H2(h2) => h2::session::is_back_reusable(h2, io, slot),
             Stage::ExpectProxy(_)
             | Stage::Sniff(_)
             | Stage::Pipe(_)
@@ -450,11 +586,10 @@ impl Session {
         }
     }
 
-    /// Whether the session waits for a request with nothing in flight (a stopping worker
-    /// closes such sessions).
-    pub fn is_idle(&self, now: Instant) -> bool {
-        match self.stage {
-            Stage::Http(_) => http::is_idle(self, now),
+    /// Whether the stage waits for a request with nothing in flight.
+    pub fn is_idle(&self, io: &SessionIo, now: Instant) -> bool {
+        match self {
+            Stage::Http(http) => http.is_idle(io, now),
             // An HTTP/2 connection goes away by GOAWAY (see `stop_gracefully`).
             Stage::H2(_)
             | Stage::ExpectProxy(_)
@@ -466,11 +601,11 @@ impl Session {
         }
     }
 
-    /// A soft stop began: a session that can say so to its client (HTTP/2's GOAWAY) does.
-    /// Returns whether the session must be driven to send it.
+    /// A soft stop began: HTTP/2 says so with GOAWAY. Returns whether the session must be
+    /// driven to send it.
     pub fn stop_gracefully(&mut self, now: Instant) -> bool {
-        match self.stage {
-            Stage::H2(_) => h2::session::stop(self, now),
+        match self {
+            Stage::H2(h2) => h2::session::stop(h2, now),
             Stage::Http(_)
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)
@@ -483,15 +618,15 @@ impl Session {
 
     /// Records what the closing session had not recorded yet: its TCP connection, or an
     /// HTTP request that got no complete answer.
-    pub fn record_unfinished(&mut self, context: &mut Context<'_>) {
-        match self.stage {
-            Stage::Http(_) => http::record_unfinished(self, context),
-            Stage::H2(_) => h2::session::record_unfinished(self, context),
+    pub fn record_unfinished(&mut self, io: &mut SessionIo, context: &mut Context<'_>) {
+        match self {
+            Stage::Http(http) => http::record_unfinished(http, io, context),
+            Stage::H2(h2) => h2::session::record_unfinished(h2, io, context),
             // A pipe on an HTTP listener is an upgraded request, recorded as such.
             Stage::Pipe(_) | Stage::Sniff(_) | Stage::ExpectProxy(_) | Stage::Reply(_)
-                if !context.listeners.contains_key(&self.listener_address) =>
+                if !context.listeners.contains_key(&io.listener_address) =>
             {
-                tcp::record_connection(self, context)
+                tcp::record_connection(io, context)
             }
             Stage::Pipe(_)
             | Stage::Sniff(_)
@@ -501,32 +636,23 @@ impl Session {
             | Stage::Closed => {}
         }
     }
+}
 
-    /// A timeout of the session fired. Returns what the loop must do.
-    pub fn timed_out(&mut self, kind: TimeoutKind, context: &mut Context<'_>) -> Action {
-        match kind {
-            TimeoutKind::Back(slot) if self.backs.get(slot).is_some_and(|b| !b.connected) => {
-                Action::ConnectFailed(slot)
+impl SessionIo {
+    /// Detects the end of a backend connect, in the first slot that has news of one:
+    /// established, or failed. While a connect is in progress without news, the stage waits
+    /// when it `waits`.
+    fn check_connection(&mut self, waits: bool) -> Option<Action> {
+        let mut connecting = false;
+        for (slot, back) in self.backs.iter_mut().filter(|(_, back)| !back.connected) {
+            connecting = true;
+            match connect_outcome(back) {
+                Some(ConnectOutcome::Established) => return Some(Action::Connected(slot)),
+                Some(ConnectOutcome::Failed) => return Some(Action::ConnectFailed(slot)),
+                None => {}
             }
-            TimeoutKind::Back(slot) if h2::session::handles_back_timeout(self, slot) => {
-                h2::session::back_timeout(self, slot, context)
-            }
-            TimeoutKind::Back(_) if http::awaits_response(self) => {
-                http::answer_for(self, context, Failure::BackTimeout)
-            }
-            TimeoutKind::Front if matches!(self.stage, Stage::Http(_)) => {
-                http::answer_for(self, context, Failure::FrontTimeout)
-            }
-            TimeoutKind::Front if matches!(self.stage, Stage::H2(_)) => {
-                h2::session::front_timeout(self, context)
-            }
-            TimeoutKind::Front if matches!(self.stage, Stage::Sniff(_)) => {
-                tcp::inspection_over(self);
-                self.ready(context)
-            }
-            TimeoutKind::Resume => self.ready(context),
-            _ => Action::Close,
         }
+        (connecting && waits).then_some(Action::Wait)
     }
 }
 

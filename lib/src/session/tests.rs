@@ -31,7 +31,7 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         request: timeout,
     };
     let mut session = Session::new(accepted, timeouts, Instant::now());
-    session.cluster_id = Some("c".to_string());
+    session.io.cluster_id = Some("c".to_string());
     session
 }
 
@@ -71,9 +71,11 @@ fn a_session_holds_two_backend_connections_at_once() {
 
     let (first, second) = (Slot(0), Slot(1));
     session
+        .io
         .backs
         .insert(first, connecting(&mut map, backend_address, 2));
     session
+        .io
         .backs
         .insert(second, connecting(&mut map, backend_address, 3));
     let _accepted = [backend.accept().unwrap(), backend.accept().unwrap()];
@@ -105,35 +107,42 @@ fn a_session_holds_two_backend_connections_at_once() {
 
     // Each slot has its own back timeout.
     let now = context.now;
-    session.touch_back(first, Duration::from_secs(1), now, context.timers);
-    session.touch_back(second, Duration::from_secs(2), now, context.timers);
+    session
+        .io
+        .touch_back(first, Duration::from_secs(1), now, context.timers);
+    session
+        .io
+        .touch_back(second, Duration::from_secs(2), now, context.timers);
     assert_eq!(
-        session.backs.get(first).unwrap().timeout.deadline(),
+        session.io.backs.get(first).unwrap().timeout.deadline(),
         Some(now + Duration::from_secs(1))
     );
     assert_eq!(
-        session.backs.get(second).unwrap().timeout.deadline(),
+        session.io.backs.get(second).unwrap().timeout.deadline(),
         Some(now + Duration::from_secs(2))
     );
 
     // No news of either connect: the session waits.
     assert_eq!(session.ready(&mut context), Action::Wait);
     // The second connect is reported established first, on its own slot.
-    session.add_back_event(second, Ready::WRITABLE);
+    session.io.add_back_event(second, Ready::WRITABLE);
     assert_eq!(session.ready(&mut context), Action::Connected(second));
-    assert!(session.backs.get(second).unwrap().connected);
-    assert!(!session.backs.get(first).unwrap().connected);
+    assert!(session.io.backs.get(second).unwrap().connected);
+    assert!(!session.io.backs.get(first).unwrap().connected);
     // The first one's connect timeout names its slot.
     assert_eq!(
         session.timed_out(TimeoutKind::Back(first), &mut context),
         Action::ConnectFailed(first)
     );
-    session.add_back_event(first, Ready::WRITABLE);
+    session.io.add_back_event(first, Ready::WRITABLE);
     assert_eq!(session.ready(&mut context), Action::Connected(first));
 
     // One connection leaves its slot; the other stays, and only it counts.
-    drop(session.backs.take(first));
-    assert!(session.backs.get(first).is_none());
-    assert_eq!(session.backs.get(second).unwrap().endpoint.token, Token(3));
+    drop(session.io.backs.take(first));
+    assert!(session.io.backs.get(first).is_none());
+    assert_eq!(
+        session.io.backs.get(second).unwrap().endpoint.token,
+        Token(3)
+    );
     assert_eq!(map.get(key).unwrap().connections(), 1);
 }

@@ -28,7 +28,7 @@ use crate::{
     router::Rewrite,
     session::endpoint::{Ready, Transfer},
     session::shaper::Way,
-    session::{Action, BackConnection, BackUse, Context, Session, Stage},
+    session::{Action, BackConnection, BackUse, Context, SessionIo},
     timer::{self, TimeoutKind},
 };
 
@@ -42,27 +42,35 @@ pub(super) enum Step {
     Wait,
     /// The event loop must act.
     Do(Action),
+    /// The HTTP/1 stage is over: the session goes on in the stage this names.
+    Become(Next),
+}
+
+/// What the HTTP/1 stage turns into.
+pub(super) enum Next {
+    /// A byte pipe over the stage's buffers, after a 101.
+    Pipe,
+    /// HTTP/2, which took the bytes read so far as the start of its connection.
+    H2(Box<h2::H2>),
 }
 
 /// Reads and parses a request head, then routes the request.
-pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
-        return Step::Do(Action::Close);
-    };
-    let Stage::Http(http) = &session.stage else {
+pub(super) fn read_request_head(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+) -> Step {
+    let Some(listener) = context.listeners.get(&io.listener_address) else {
         return Step::Do(Action::Close);
     };
     let mut parse = !http.front_buf.is_empty();
     if http.served == 0 {
-        match h2::session::detect(session, listener) {
+        match h2::session::detect(http, io, listener) {
             h2::session::Detect::Http1 => {}
             h2::session::Detect::NeedMore => parse = false,
-            h2::session::Detect::H2 => return h2::session::start(session, context, listener),
+            h2::session::Detect::H2 => return h2::session::start(http, io, context, listener),
         }
     }
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
     if parse {
         let parsed = parse_request_head(
             http.front_buf.data(),
@@ -71,39 +79,35 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
             &mut http.headers,
         );
         match parsed {
-            Ok(Parsed::Complete(head)) => return routing::route(session, context, listener, head),
+            Ok(Parsed::Complete(head)) => return routing::route(http, io, context, listener, head),
             Ok(Parsed::Partial) => {}
-            Err(error) => return refuse(session, context, listener, error),
+            Err(error) => return refuse(http, io, context, listener, error),
         }
     }
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
     if http.front_buf.is_full() {
         // The parser refuses an oversized head before the buffer fills; stay safe anyway.
         let extra = AnswerExtra {
             capacity: Some(http.front_buf.capacity()),
             ..AnswerExtra::default()
         };
-        return answer_with(
-            session,
+        return render_answer(
+            http,
+            io,
             context,
             listener,
-            431,
-            "request head too large",
+            Rendered::Page(431, "request head too large", extra),
             Close::AfterAnswer,
-            extra,
         );
     }
-    if session.front.read_closed || !session.front.readiness.event.contains(Ready::READABLE) {
-        if session.front.read_closed {
+    if io.front.read_closed || !io.front.readiness.event.contains(Ready::READABLE) {
+        if io.front.read_closed {
             return Step::Do(Action::Close);
         }
         lend_idle_buffers(http);
-        arm_head_timeout(session, context);
+        arm_head_timeout(http, io, context);
         return Step::Wait;
     }
-    match session.front.read(http.front_buf.space()) {
+    match io.front.read(http.front_buf.space()) {
         Transfer::Moved(count) => {
             http.front_buf.fill(count);
             if http.stream.head_started.is_none() {
@@ -113,7 +117,7 @@ pub(super) fn read_request_head(session: &mut Session, context: &mut Context<'_>
         }
         Transfer::WouldBlock => {
             lend_idle_buffers(http);
-            arm_head_timeout(session, context);
+            arm_head_timeout(http, io, context);
             Step::Wait
         }
         Transfer::Closed | Transfer::Error(_) => Step::Do(Action::Close),
@@ -134,38 +138,31 @@ fn lend_idle_buffers(http: &mut Http) {
 /// exchange (for a new connection, the request timeout from accept when it is shorter), then
 /// the request timeout from that byte. Neither moves once set: a client cannot stretch them by
 /// trickling bytes, nor by sending what holds no request byte (TLS records without data).
-fn arm_head_timeout(session: &mut Session, context: &mut Context<'_>) {
-    let Stage::Http(http) = &session.stage else {
-        return;
-    };
-    let key = session.timer_key(TimeoutKind::Front);
-    let timeouts = session.timeouts;
+fn arm_head_timeout(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) {
+    let key = io.timer_key(TimeoutKind::Front);
+    let timeouts = io.timeouts;
     let deadline = match http.stream.head_started {
         Some(started) => timer::later(started, timeouts.request),
         // A new connection (its TLS handshake included) has the request timeout, when shorter,
         // to send its first request: holding connections open costs a client nothing.
-        None if http.served == 0 => {
-            timer::later(session.started, timeouts.front.min(timeouts.request))
-        }
+        None if http.served == 0 => timer::later(io.started, timeouts.front.min(timeouts.request)),
         None => timer::later(http.idle_since, timeouts.front),
     };
-    if session.front_timeout.deadline() != Some(deadline) {
-        session.front_timeout.set(deadline, key, context.timers);
+    if io.front_timeout.deadline() != Some(deadline) {
+        io.front_timeout.set(deadline, key, context.timers);
     }
 }
 
 /// Answers a request head that cannot be parsed, and closes.
 fn refuse(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
     error: ParseError,
 ) -> Step {
     let status = error.status();
-    log::debug!("session {}: {error}: {}", session.uid, error.violation());
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
+    log::debug!("session {}: {error}: {}", io.uid, error.violation());
     let id_header = listener.config.sozu_id_header.as_bytes();
     let headers = &mut http.headers;
     let diagnostic = Diagnostic::locate(http.front_buf.data(), |prefix| {
@@ -176,20 +173,20 @@ fn refuse(
         diagnostic: Some(&diagnostic),
         ..AnswerExtra::default()
     };
-    answer_with(
-        session,
+    render_answer(
+        http,
+        io,
         context,
         listener,
-        status,
-        &error.violation().to_string(),
+        Rendered::Page(status, &error.violation().to_string(), extra),
         Close::AfterAnswer,
-        extra,
     )
 }
 
 /// Writes an answer of the proxy into `response_out` and switches to writing it.
 pub(super) fn answer(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
     status: u16,
@@ -197,21 +194,9 @@ pub(super) fn answer(
     close: Close,
 ) -> Step {
     let extra = AnswerExtra::default();
-    answer_with(session, context, listener, status, details, close, extra)
-}
-
-/// Writes the listener's (or cluster's) answer for `status`, with `extra` values.
-pub(super) fn answer_with(
-    session: &mut Session,
-    context: &mut Context<'_>,
-    listener: &HttpListener,
-    status: u16,
-    details: &str,
-    close: Close,
-    extra: AnswerExtra<'_>,
-) -> Step {
     render_answer(
-        session,
+        http,
+        io,
         context,
         listener,
         Rendered::Page(status, details, extra),
@@ -282,18 +267,16 @@ pub(super) fn render(
 
 /// The one place answers of the proxy are written into `response_out`.
 pub(super) fn render_answer(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
     rendered: Rendered<'_>,
     close: Close,
 ) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
     let stream = &mut http.stream;
     if stream.request_id.is_empty() {
-        new_request_id(stream, session.uid, http.served);
+        new_request_id(stream, io.uid, http.served);
     }
     let closes = close == Close::AfterAnswer;
     render(stream, listener, rendered, closes, &mut http.response_out);
@@ -308,11 +291,11 @@ pub(super) fn render_answer(
     }
     http.stream.phase = Phase::Answering(close);
     // A request forwarded before is over for its backend: the proxy answers it.
-    if let Some(back) = session.backs.get_mut(SLOT) {
+    if let Some(back) = io.backs.get_mut(SLOT) {
         back.request_ended();
     }
-    let after = session.timeouts.front;
-    session.touch_front(after, context.now, context.timers);
+    let after = io.timeouts.front;
+    io.touch_front(after, context.now, context.timers);
     Step::Progress
 }
 
@@ -332,26 +315,29 @@ pub(super) struct AnswerExtra<'a> {
 }
 
 /// Writes the proxy's answer; then closes or goes on with the next request.
-pub(super) fn write_answer(session: &mut Session, context: &mut Context<'_>, close: Close) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
+pub(super) fn write_answer(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+    close: Close,
+) -> Step {
     if http.response_out_sent < http.response_out.len() {
-        return write_response_out(session, context);
+        return write_response_out(http, io, context);
     }
-    record_stream(session, context);
+    record_stream(http, io, context);
     if close == Close::AfterAnswer {
-        session.front.shutdown_write();
+        io.front.shutdown_write();
         return Step::Do(Action::Close);
     }
-    finish_stream(session, context)
+    finish_stream(http, io, context)
 }
 
 /// Ends a stream on a connection that stays open: the next request may be in the buffer.
-pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
+pub(super) fn finish_stream(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+) -> Step {
     http.served += 1;
     http.idle_since = context.now;
     http.request_out.clear();
@@ -362,12 +348,12 @@ pub(super) fn finish_stream(session: &mut Session, context: &mut Context<'_>) ->
     let had_backend = http.stream.cluster_id().is_some();
     http.stream.next();
     // The faults of a request are its own; their room stays for the next one.
-    if let Some(shaper) = session.shaper.as_deref_mut() {
+    if let Some(shaper) = io.shaper.as_deref_mut() {
         shaper.clear();
     }
-    session.cancel_back_timeout(SLOT);
-    let after = session.timeouts.front;
-    session.touch_front(after, context.now, context.timers);
+    io.cancel_back_timeout(SLOT);
+    let after = io.timeouts.front;
+    io.touch_front(after, context.now, context.timers);
     if had_backend {
         let action = match back_persistence {
             Persistence::Close => Action::DropBack(SLOT),
@@ -532,21 +518,18 @@ fn forward_request(
 }
 
 /// Sends the request to the backend and relays the response, both ways at once.
-pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
+pub(super) fn forward(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Step {
+    let Some(listener) = context.listeners.get(&io.listener_address) else {
         return Step::Do(Action::Close);
     };
-    if let Some(step) = faults::backend_chosen(session, context, listener) {
+    if let Some(step) = faults::backend_chosen(http, io, context, listener) {
         return step;
     }
-    let Some(back) = session.backs.get_mut(SLOT) else {
+    let Some(back) = io.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
     back.request_started();
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
-    let front = &mut session.front;
+    let front = &mut io.front;
     let back = &mut back.endpoint;
     let mut progress = false;
     let mut front_active = false;
@@ -555,7 +538,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
     // Client → backend: the head, then body bytes as the framing allows.
     if let RequestSide::Sending(body) = &mut http.stream.request {
         let limit = match faults::budget(
-            session.shaper.as_deref_mut(),
+            io.shaper.as_deref_mut(),
             front,
             Way::ToBackend,
             context.now,
@@ -577,7 +560,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
         ) {
             Sent::Nothing => {}
             Sent::Moved { head, body } => {
-                if let Some(shaper) = session.shaper.as_deref_mut() {
+                if let Some(shaper) = io.shaper.as_deref_mut() {
                     shaper.sent(Way::ToBackend, context.now, head + body);
                 }
                 if http.request_out_sent == http.request_out.len()
@@ -593,7 +576,8 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
             }
             Sent::InvalidBody => {
                 return answer(
-                    session,
+                    http,
+                    io,
                     context,
                     listener,
                     400,
@@ -601,7 +585,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
                     Close::AfterAnswer,
                 );
             }
-            Sent::Failed => return backend_failed(session, context, listener),
+            Sent::Failed => return backend_failed(http, io, context, listener),
         }
         let RequestSide::Sending(body) = &mut http.stream.request else {
             return Step::Do(Action::Close);
@@ -614,7 +598,7 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
             match front.read(http.front_buf.space()) {
                 Transfer::Moved(count) => {
                     http.front_buf.fill(count);
-                    if let Some(shaper) = session.shaper.as_deref_mut() {
+                    if let Some(shaper) = io.shaper.as_deref_mut() {
                         shaper.received(Way::ToBackend, context.now, count);
                     }
                     progress = true;
@@ -636,9 +620,9 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
 
     // Backend → client.
     let step = if http.stream.has_response_head() {
-        response::relay_response_body(session, context)
+        response::relay_response_body(http, io, context)
     } else {
-        response::read_response_head(session, context, listener)
+        response::read_response_head(http, io, context, listener)
     };
     match step {
         Step::Progress => progress = true,
@@ -646,25 +630,23 @@ pub(super) fn forward(session: &mut Session, context: &mut Context<'_>) -> Step 
         other => return other,
     }
     if front_active {
-        let after = session.timeouts.front;
-        session.touch_front(after, context.now, context.timers);
+        let after = io.timeouts.front;
+        io.touch_front(after, context.now, context.timers);
     }
     if back_active {
-        let after = session.timeouts.back;
-        session.touch_back(SLOT, after, context.now, context.timers);
+        let after = io.timeouts.back;
+        io.touch_back(SLOT, after, context.now, context.timers);
     }
     if progress { Step::Progress } else { Step::Wait }
 }
 
 /// The backend connection failed while the request was being sent or the response awaited.
 pub(super) fn backend_failed(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
 ) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
     let stream = &mut http.stream;
     if stream.has_response_head() || http.response_out_sent < http.response_out.len() {
         // Part of the final response went out, or an interim one is on its way: the client
@@ -674,7 +656,8 @@ pub(super) fn backend_failed(
     if matches!(stream.response, ResponseSide::ReadingHead) {
         // The backend closed inside a head: no response, as if it had sent nothing.
         return answer(
-            session,
+            http,
+            io,
             context,
             listener,
             502,
@@ -696,7 +679,8 @@ pub(super) fn backend_failed(
         });
     }
     answer(
-        session,
+        http,
+        io,
         context,
         listener,
         502,
@@ -706,23 +690,24 @@ pub(super) fn backend_failed(
 }
 
 /// Writes pending bytes of `response_out` to the client.
-pub(super) fn write_response_out(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
-    if !session.front.readiness.event.contains(Ready::WRITABLE) {
+pub(super) fn write_response_out(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+) -> Step {
+    if !io.front.readiness.event.contains(Ready::WRITABLE) {
         return Step::Wait;
     }
     let pending = http
         .response_out
         .get(http.response_out_sent..)
         .unwrap_or_default();
-    match session.front.write(pending) {
+    match io.front.write(pending) {
         Transfer::Moved(count) => {
             http.response_out_sent += count;
             http.stream.bytes_out += count as u64;
-            let after = session.timeouts.front;
-            session.touch_front(after, context.now, context.timers);
+            let after = io.timeouts.front;
+            io.touch_front(after, context.now, context.timers);
             Step::Progress
         }
         Transfer::WouldBlock => Step::Wait,

@@ -21,7 +21,7 @@ use crate::{
         Route,
     },
     protocol::http::{
-        HttpListener, SLOT,
+        Http, HttpListener, SLOT,
         connection::{self, Step},
         outcome,
         parser::{Header, Persistence, RequestHead},
@@ -29,7 +29,7 @@ use crate::{
         stream::RequestSide,
     },
     session::shaper::{self, Budget, Shaper, Way},
-    session::{Action, Context, Session, Stage, endpoint::Endpoint},
+    session::{Action, Context, SessionIo, endpoint::Endpoint},
 };
 
 /// What the faults do to a routed request.
@@ -240,28 +240,22 @@ pub(super) fn budget(
 /// byte of it went there ([`draw_backend`]); the step that answers the request when one of
 /// them does. The backend connection stays, clean, for the next request.
 pub(super) fn backend_chosen(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
 ) -> Option<Step> {
-    if !session
-        .shaper
-        .as_deref()
-        .is_some_and(Shaper::awaits_backend)
-    {
+    if !io.shaper.as_deref().is_some_and(Shaper::awaits_backend) {
         return None;
     }
-    let Stage::Http(http) = &session.stage else {
-        return None;
-    };
-    let back = session.backs.get(SLOT)?;
+    let back = io.backs.get(SLOT)?;
     let chosen = Chosen {
-        addresses: (session.listener_address, session.client_address),
+        addresses: (io.listener_address, io.client_address),
         cluster_id: &http.stream.cluster_id,
         backend_id: &back.backend_id,
     };
     let waiting = http.request_out.len().saturating_sub(http.request_out_sent);
-    let shaper = session.shaper.as_deref_mut();
+    let shaper = io.shaper.as_deref_mut();
     let Verdict::Answer(fault) = draw_backend(context.faults, shaper, chosen, waiting, context.now)
     else {
         return None;
@@ -279,7 +273,8 @@ pub(super) fn backend_chosen(
     let cluster = http.stream.cluster_id.clone();
     let answer = outcome::fault_answer(&cluster, fault, close);
     Some(connection::render_answer(
-        session,
+        http,
+        io,
         context,
         listener,
         answer.rendered(),

@@ -13,7 +13,7 @@
 //! parser find where a message ends (`body`), so bytes after it (a pipelined request, say)
 //! are never sent with it. No byte crosses from one exchange to the next on the backend side
 //! either: a backend connection that holds bytes after a complete response, or sends any
-//! while no request is outstanding, is closed, never reused (see [`back_is_reusable`]).
+//! while no request is outstanding, is closed, never reused (see [`Http::is_back_reusable`]).
 //!
 //! HTTP/1.0 clients get what HTTP/1.0 knows: no interim (1xx) response, and a chunked
 //! response without its chunks, delimited by the end of the connection.
@@ -50,14 +50,15 @@ pub use listener::HttpListener;
 use crate::{
     pool::{Buffer, Pool},
     protocol::http::{
-        connection::{AnswerExtra, Step, answer, answer_with},
+        connection::{AnswerExtra, Next, Rendered, Step, answer, render_answer},
         parser::Header,
         stream::{Phase, Stream},
     },
+    protocol::pipe::Pipe,
     session::endpoint::{Ready, Unread},
     session::{
-        Action, BackConnection, BackUse, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage,
-        backs::Slot,
+        Action, BackConnection, BackUse, Context, FIRST_REQUEST_GRACE, Failure, Outcome, SessionIo,
+        Stage, backs::Slot,
     },
 };
 
@@ -126,40 +127,51 @@ impl Http {
     }
 }
 
-/// Drives an HTTP session until it would block.
-pub fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
+/// Drives an HTTP stage until it would block, or until it becomes another stage (a pipe
+/// after an upgrade, HTTP/2).
+pub fn ready(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Outcome {
     for _ in 0..1024 {
-        let step = step(session, context);
-        match step {
+        match step(http, io, context) {
             Step::Progress => continue,
-            Step::Wait => return Action::Wait,
-            Step::Do(action) => return action,
+            Step::Wait => return Outcome::Act(Action::Wait),
+            Step::Do(action) => return Outcome::Act(action),
+            Step::Become(next) => return upgraded(http, next),
         }
     }
     // A session that keeps making progress yields to the others; its sockets are still ready
     // and it will be driven again on the next turn.
-    Action::Yield
+    Outcome::Act(Action::Yield)
 }
 
-fn step(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
+/// The stage the HTTP stage becomes, built from the stage's buffers: the loop drives the
+/// session again.
+fn upgraded(http: &mut Http, next: Next) -> Outcome {
+    let next = match next {
+        Next::Pipe => Stage::Pipe(Pipe::new(http.front_buf.take(), http.back_buf.take())),
+        Next::H2(h2) => Stage::H2(h2),
     };
+    Outcome::Become {
+        next,
+        then: Some(Action::Upgraded),
+    }
+}
+
+fn step(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Step {
     match http.stream.phase {
-        Phase::Head => match back_news(session) {
-            Unread::Nothing => connection::read_request_head(session, context),
+        Phase::Head => match back_news(io) {
+            Unread::Nothing => connection::read_request_head(http, io, context),
             Unread::Bytes => {
                 log::warn!(
                     "session {}: the backend sent bytes with no request outstanding",
-                    session.uid
+                    io.uid
                 );
                 Step::Do(Action::DropBack(SLOT))
             }
             Unread::End => Step::Do(Action::DropBack(SLOT)),
         },
         Phase::Connecting => Step::Wait,
-        Phase::Answering(close) => connection::write_answer(session, context, close),
-        Phase::Forwarding => connection::forward(session, context),
+        Phase::Answering(close) => connection::write_answer(http, io, context, close),
+        Phase::Forwarding => connection::forward(http, io, context),
     }
 }
 
@@ -167,8 +179,8 @@ fn step(session: &mut Session, context: &mut Context<'_>) -> Step {
 /// answer no request (a leftover of an earlier response, or a forged one): kept, they would
 /// be read as the response to the next request, so the connection must go, as one the
 /// backend closed must.
-fn back_news(session: &mut Session) -> Unread {
-    let Some(back) = session.backs.get_mut(SLOT).filter(|back| back.connected) else {
+fn back_news(io: &mut SessionIo) -> Unread {
+    let Some(back) = io.backs.get_mut(SLOT).filter(|back| back.connected) else {
         return Unread::Nothing;
     };
     let endpoint = &mut back.endpoint;
@@ -188,19 +200,25 @@ fn back_news(session: &mut Session) -> Unread {
 }
 
 /// Records a request that ends without a complete answer, when its session closes.
-pub fn record_unfinished(session: &mut Session, context: &mut Context<'_>) {
-    record::record_stream(session, context);
+pub fn record_unfinished(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) {
+    record::record_stream(http, io, context);
 }
 
 /// Answers the client for an event the loop saw: no backend (503), the per-address cap (429),
 /// a connect that failed on every attempt (503).
-pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Failure) -> Action {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
-        return Action::Close;
+pub fn answer_for(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+    failure: Failure,
+) -> Outcome {
+    let Some(listener) = context.listeners.get(&io.listener_address) else {
+        return Outcome::Act(Action::Close);
     };
     let step = match failure {
         Failure::NoBackend => answer(
-            session,
+            http,
+            io,
             context,
             listener,
             503,
@@ -212,43 +230,38 @@ pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Fai
                 retry_after: Some(retry_after),
                 ..AnswerExtra::default()
             };
-            answer_with(
-                session,
+            render_answer(
+                http,
+                io,
                 context,
                 listener,
-                429,
-                "too many connections",
+                Rendered::Page(429, "too many connections", extra),
                 route::Close::AfterAnswer,
-                extra,
             )
         }
         Failure::BackTimeout => {
             let extra = AnswerExtra {
-                duration: Some(session.timeouts.back),
+                duration: Some(io.timeouts.back),
                 ..AnswerExtra::default()
             };
-            answer_with(
-                session,
+            render_answer(
+                http,
+                io,
                 context,
                 listener,
-                504,
-                "the backend did not answer in time",
+                Rendered::Page(504, "the backend did not answer in time", extra),
                 route::Close::AfterAnswer,
-                extra,
             )
         }
         Failure::FrontTimeout => {
-            let Stage::Http(http) = &session.stage else {
-                return Action::Close;
-            };
-            if session
+            if io
                 .front
                 .tls
                 .as_ref()
                 .is_some_and(|tls| tls.is_handshaking())
             {
                 // A handshake that did not finish in time: nothing can be said to the client.
-                return Action::Close;
+                return Outcome::Act(Action::Close);
             }
             let waiting_for_first_request = http.served == 0 && http.stream.head_started.is_none();
             if http.stream.phase == Phase::Head
@@ -256,83 +269,77 @@ pub fn answer_for(session: &mut Session, context: &mut Context<'_>, failure: Fai
             {
                 // The timeout `connection::arm_head_timeout` armed.
                 let duration = if http.stream.head_started.is_some() {
-                    session.timeouts.request
+                    io.timeouts.request
                 } else {
-                    session.timeouts.front.min(session.timeouts.request)
+                    io.timeouts.front.min(io.timeouts.request)
                 };
                 let extra = AnswerExtra {
                     duration: Some(duration),
                     ..AnswerExtra::default()
                 };
-                answer_with(
-                    session,
+                render_answer(
+                    http,
+                    io,
                     context,
                     listener,
-                    408,
-                    "request timeout",
+                    Rendered::Page(408, "request timeout", extra),
                     route::Close::AfterAnswer,
-                    extra,
                 )
             } else {
-                return Action::Close;
+                return Outcome::Act(Action::Close);
             }
         }
     };
     match step {
-        Step::Do(action) => action,
-        Step::Progress | Step::Wait => ready(session, context),
+        Step::Do(action) => Outcome::Act(action),
+        Step::Become(next) => upgraded(http, next),
+        Step::Progress | Step::Wait => ready(http, io, context),
     }
 }
 
-/// The backend connection is established (or taken from the pool): start forwarding.
-/// `backend_sticky_id` names the backend for sticky sessions.
-pub fn connected(session: &mut Session, backend_sticky_id: &str, back_use: BackUse) {
-    let Stage::Http(http) = &mut session.stage else {
-        return;
-    };
-    if http.stream.phase == Phase::Connecting {
-        http.stream.phase = Phase::Forwarding;
-    }
-    // Whatever was read from another connection is no part of this one's responses.
-    http.back_buf.clear();
-    http.back_use = back_use;
-    http.back_sticky_id = Some(backend_sticky_id.to_string());
-    let stream = &mut http.stream;
-    if let Some(name) = &stream.sticky_name {
-        if stream.requested_sticky.as_deref() != Some(backend_sticky_id) {
-            stream.sticky_cookie = Some((name.clone(), backend_sticky_id.to_string()));
+impl Http {
+    /// The backend connection is established (or taken from the pool): start forwarding.
+    /// `backend_sticky_id` names the backend for sticky sessions.
+    pub fn connected(&mut self, backend_sticky_id: &str, back_use: BackUse) {
+        if self.stream.phase == Phase::Connecting {
+            self.stream.phase = Phase::Forwarding;
+        }
+        // Whatever was read from another connection is no part of this one's responses.
+        self.back_buf.clear();
+        self.back_use = back_use;
+        self.back_sticky_id = Some(backend_sticky_id.to_string());
+        let stream = &mut self.stream;
+        if let Some(name) = &stream.sticky_name {
+            if stream.requested_sticky.as_deref() != Some(backend_sticky_id) {
+                stream.sticky_cookie = Some((name.clone(), backend_sticky_id.to_string()));
+            }
         }
     }
-}
 
-/// Whether the exchange is waiting for the response head (a back timeout is then a 504).
-pub fn awaits_response(session: &Session) -> bool {
-    matches!(&session.stage, Stage::Http(http) if http.stream.awaits_response())
-}
+    /// Whether the exchange is waiting for the response head (a back timeout is then a 504).
+    pub fn awaits_response(&self) -> bool {
+        self.stream.awaits_response()
+    }
 
-/// Whether the session's backend connection in `slot` sits idle between requests, clean: it
-/// may serve another session. Nothing may be left of the last response, in the buffer or the
-/// socket.
-pub fn back_is_reusable(session: &Session, slot: Slot) -> bool {
-    let clean = slot == SLOT
-        && session
-            .backs
-            .get(SLOT)
-            .is_some_and(BackConnection::is_clean);
-    matches!(&session.stage, Stage::Http(http) if clean && http.stream.phase == Phase::Head && http.back_buf.is_empty())
-}
+    /// Whether the session's backend connection in `slot` sits idle between requests, clean:
+    /// it may serve another session. Nothing may be left of the last response, in the buffer
+    /// or the socket.
+    pub fn is_back_reusable(&self, io: &SessionIo, slot: Slot) -> bool {
+        slot == SLOT
+            && io.backs.get(SLOT).is_some_and(BackConnection::is_clean)
+            && self.stream.phase == Phase::Head
+            && self.back_buf.is_empty()
+    }
 
-/// Whether the session sits between requests with an idle backend connection.
-///
-/// A connection that has not sent its first request is idle only after
-/// `FIRST_REQUEST_GRACE`: a client that just connected usually has its request on the way.
-pub fn is_idle(session: &Session, now: Instant) -> bool {
-    let Stage::Http(http) = &session.stage else {
-        return false;
-    };
-    let waited =
-        http.served > 0 || now.saturating_duration_since(session.started) >= FIRST_REQUEST_GRACE;
-    http.stream.phase == Phase::Head && http.front_buf.is_empty() && waited
+    /// Whether the session sits between requests with an idle backend connection.
+    ///
+    /// A connection that has not sent its first request is idle only after
+    /// `FIRST_REQUEST_GRACE`: a client that just connected usually has its request on the way.
+    pub fn is_idle(&self, io: &SessionIo, now: Instant) -> bool {
+        let waited =
+            self.served > 0 || now.saturating_duration_since(io.started) >= FIRST_REQUEST_GRACE;
+        self.stream.phase == Phase::Head && self.front_buf.is_empty() && waited
+    }
 }
 
 impl std::fmt::Debug for Http {

@@ -9,8 +9,8 @@ use std::{
 use crate::{
     access_log::push_hex,
     metrics::RequestRecord,
-    protocol::http::{SLOT, stream::Stream},
-    session::{BackConnection, Context, Session, Stage},
+    protocol::http::{Http, SLOT, stream::Stream},
+    session::{BackConnection, Context, SessionIo},
 };
 
 /// Gives the stream a request id: unique per worker process, session and request.
@@ -34,17 +34,11 @@ fn worker_seed() -> u32 {
 
 /// Records the current stream (metrics and access log), once; a stream never routed is not
 /// recorded.
-pub fn record_stream(session: &mut Session, context: &mut Context<'_>) {
-    let origin = Origin::of(session);
-    let Stage::Http(http) = &mut session.stage else {
-        return;
-    };
+pub fn record_stream(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) {
+    let origin = Origin::of(io);
     let reused = http.is_back_reused();
-    let back = session.backs.get(SLOT);
-    let faults = session
-        .shaper
-        .as_ref()
-        .map_or(&[][..], |shaper| shaper.labels());
+    let back = io.backs.get(SLOT);
+    let faults = io.shaper.as_ref().map_or(&[][..], |shaper| shaper.labels());
     record(&mut http.stream, &origin, back, reused, faults, context);
 }
 
@@ -61,21 +55,21 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn of(session: &Session) -> Origin {
+    pub fn of(io: &SessionIo) -> Origin {
         Origin {
-            listener: session.listener_address,
-            client: session.client_address,
-            is_tls: session.front.tls.is_some(),
+            listener: io.listener_address,
+            client: io.client_address,
+            is_tls: io.front.tls.is_some(),
             is_h2: false,
-            connect_time: session.connect_time,
+            connect_time: io.connect_time,
         }
     }
 
     /// The origin of a session whose client speaks HTTP/2.
-    pub fn of_h2(session: &Session) -> Origin {
+    pub fn of_h2(io: &SessionIo) -> Origin {
         Origin {
             is_h2: true,
-            ..Origin::of(session)
+            ..Origin::of(io)
         }
     }
 

@@ -3,30 +3,27 @@
 //! stream ends.
 
 use crate::{
-    protocol::{
-        http::{
-            Http, HttpListener, SLOT,
-            body::{Body, Sent, send_dechunked, send_message},
-            connection::{
-                AnswerExtra, Step, answer, answer_with, backend_failed, finish_stream,
-                write_response_out,
-            },
-            diagnostics::Diagnostic,
-            editor::{self, ResponseEdits},
-            faults,
-            parser::{
-                BodyFraming, Header, HeaderKind, Method, Parsed, Persistence, parse_response_head,
-            },
-            record::record_stream,
-            route::Close,
-            stream::{Phase, Relay, RequestSide, ResponseSide},
-            upgrade,
+    protocol::http::{
+        Http, HttpListener, SLOT,
+        body::{Body, Sent, send_dechunked, send_message},
+        connection::{
+            AnswerExtra, Next, Rendered, Step, answer, backend_failed, finish_stream,
+            render_answer, write_response_out,
         },
-        pipe::Pipe,
+        diagnostics::Diagnostic,
+        editor::{self, ResponseEdits},
+        faults,
+        parser::{
+            BodyFraming, Header, HeaderKind, Method, Parsed, Persistence, parse_response_head,
+        },
+        record::record_stream,
+        route::Close,
+        stream::{Phase, Relay, RequestSide, ResponseSide},
+        upgrade,
     },
     session::endpoint::{Ready, Transfer},
     session::shaper::Way,
-    session::{Action, Context, Session, Stage},
+    session::{Action, Context, SessionIo},
     timer::TimeoutKind,
 };
 
@@ -48,20 +45,18 @@ fn is_chunked_alone(buf: &[u8], headers: &[Header]) -> bool {
 /// clients), switches to a pipe on a 101 that accepts the WebSocket upgrade offered, and
 /// prepares the edited head of the final response.
 pub(super) fn read_response_head(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
 ) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
-    let Some(back_connection) = session.backs.get_mut(SLOT) else {
+    let Some(back_connection) = io.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
     let back = &mut back_connection.endpoint;
     // A 1xx head being written to the client blocks reading the next head.
     if http.response_out_sent < http.response_out.len() {
-        return write_response_out(session, context);
+        return write_response_out(http, io, context);
     }
     let method = http.stream.method.unwrap_or(Method::Get);
     if !http.back_buf.is_empty() {
@@ -98,7 +93,15 @@ pub(super) fn read_response_head(
                     } else {
                         "101 without an upgrade request"
                     };
-                    return answer(session, context, listener, 502, details, Close::AfterAnswer);
+                    return answer(
+                        http,
+                        io,
+                        context,
+                        listener,
+                        502,
+                        details,
+                        Close::AfterAnswer,
+                    );
                 }
                 // An HTTP/1.0 client knows no transfer coding: the proxy removes `chunked`
                 // (RFC 9112 §7.1.3), and cannot remove any other.
@@ -114,7 +117,8 @@ pub(super) fn read_response_head(
                 {
                     http.stream.backend = Persistence::Close;
                     return answer(
-                        session,
+                        http,
+                        io,
                         context,
                         listener,
                         502,
@@ -175,18 +179,18 @@ pub(super) fn read_response_head(
                     }
                 };
                 if upgrade {
-                    session.cancel_back_timeout(SLOT);
+                    io.cancel_back_timeout(SLOT);
                 } else {
                     // The body is awaited from the backend too: one that stalls after the head
                     // must not hold the client until the front timeout.
-                    let after = session.timeouts.back;
-                    session.touch_back(SLOT, after, context.now, context.timers);
+                    let after = io.timeouts.back;
+                    io.touch_back(SLOT, after, context.now, context.timers);
                 }
                 return Step::Progress;
             }
             Ok(Parsed::Partial) => {}
             Err(error) => {
-                log::warn!("session {}: {error}: {}", session.uid, error.violation());
+                log::warn!("session {}: {error}: {}", io.uid, error.violation());
                 http.stream.backend = Persistence::Close;
                 let headers = &mut http.headers;
                 let diagnostic = Diagnostic::locate(http.back_buf.data(), |prefix| {
@@ -197,14 +201,13 @@ pub(super) fn read_response_head(
                     diagnostic: Some(&diagnostic),
                     ..AnswerExtra::default()
                 };
-                return answer_with(
-                    session,
+                return render_answer(
+                    http,
+                    io,
                     context,
                     listener,
-                    502,
-                    &error.violation().to_string(),
+                    Rendered::Page(502, &error.violation().to_string(), extra),
                     Close::AfterAnswer,
-                    extra,
                 );
             }
         }
@@ -213,19 +216,18 @@ pub(super) fn read_response_head(
                 capacity: Some(http.back_buf.capacity()),
                 ..AnswerExtra::default()
             };
-            return answer_with(
-                session,
+            return render_answer(
+                http,
+                io,
                 context,
                 listener,
-                502,
-                "response head too large",
+                Rendered::Page(502, "response head too large", extra),
                 Close::AfterAnswer,
-                extra,
             );
         }
     }
     if back.read_closed {
-        return backend_failed(session, context, listener);
+        return backend_failed(http, io, context, listener);
     }
     if !back.readiness.event.contains(Ready::READABLE) {
         return Step::Wait;
@@ -233,33 +235,34 @@ pub(super) fn read_response_head(
     match back.read(http.back_buf.space()) {
         Transfer::Moved(count) => {
             http.back_buf.fill(count);
-            if let Some(shaper) = session.shaper.as_deref_mut() {
+            if let Some(shaper) = io.shaper.as_deref_mut() {
                 shaper.received(Way::ToClient, context.now, count);
             }
             http.stream.response = ResponseSide::ReadingHead;
-            let after = session.timeouts.back;
-            session.touch_back(SLOT, after, context.now, context.timers);
+            let after = io.timeouts.back;
+            io.touch_back(SLOT, after, context.now, context.timers);
             Step::Progress
         }
         Transfer::WouldBlock => Step::Wait,
-        Transfer::Closed | Transfer::Error(_) => backend_failed(session, context, listener),
+        Transfer::Closed | Transfer::Error(_) => backend_failed(http, io, context, listener),
     }
 }
 
 /// Relays the response head and body to the client, and ends the stream when the body is
 /// complete.
-pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let front_key = session.timer_key(TimeoutKind::Front);
-    let back_key = session.timer_key(TimeoutKind::Back(SLOT));
-    let timeouts = session.timeouts;
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
-    let Some(back_connection) = session.backs.get_mut(SLOT) else {
+pub(super) fn relay_response_body(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+) -> Step {
+    let front_key = io.timer_key(TimeoutKind::Front);
+    let back_key = io.timer_key(TimeoutKind::Back(SLOT));
+    let timeouts = io.timeouts;
+    let Some(back_connection) = io.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
     let back = &mut back_connection.endpoint;
-    let front = &mut session.front;
+    let front = &mut io.front;
     let ResponseSide::Relaying { body, relay } = &mut http.stream.response else {
         return Step::Do(Action::Close);
     };
@@ -267,7 +270,7 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
     let mut progress = false;
 
     let limit = match faults::budget(
-        session.shaper.as_deref_mut(),
+        io.shaper.as_deref_mut(),
         front,
         Way::ToClient,
         context.now,
@@ -305,13 +308,12 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
     match sent {
         Sent::Nothing => {}
         Sent::Moved { head, body } => {
-            if let Some(shaper) = session.shaper.as_deref_mut() {
+            if let Some(shaper) = io.shaper.as_deref_mut() {
                 shaper.sent(Way::ToClient, context.now, head + body);
             }
             http.stream.bytes_out += (head + body) as u64;
             progress = true;
-            session
-                .front_timeout
+            io.front_timeout
                 .set_after(context.now, timeouts.front, front_key, context.timers);
             // The exchange moves: a slow reader does not make the backend look silent.
             back_connection
@@ -319,7 +321,7 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
                 .set_after(context.now, timeouts.back, back_key, context.timers);
         }
         Sent::InvalidBody => {
-            log::warn!("session {}: invalid chunked response body", session.uid);
+            log::warn!("session {}: invalid chunked response body", io.uid);
             return Step::Do(Action::Close);
         }
         Sent::Failed => return Step::Do(Action::Close),
@@ -328,8 +330,8 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
     let body_done =
         matches!(&http.stream.response, ResponseSide::Relaying { body, .. } if body.is_done());
     if head_sent && body_done {
-        record_stream(session, context);
-        return end_response(session, context, relay);
+        record_stream(http, io, context);
+        return end_response(http, io, context, relay);
     }
     let ResponseSide::Relaying { body, .. } = &mut http.stream.response else {
         return Step::Do(Action::Close);
@@ -341,7 +343,7 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
         match back.read(http.back_buf.space()) {
             Transfer::Moved(count) => {
                 http.back_buf.fill(count);
-                if let Some(shaper) = session.shaper.as_deref_mut() {
+                if let Some(shaper) = io.shaper.as_deref_mut() {
                     shaper.received(Way::ToClient, context.now, count);
                 }
                 progress = true;
@@ -368,7 +370,7 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
                     // gets a cut response and the connection closes.
                     log::warn!(
                         "session {}: backend closed in the middle of a response",
-                        session.uid
+                        io.uid
                     );
                     return Step::Do(Action::Close);
                 }
@@ -389,16 +391,18 @@ pub(super) fn relay_response_body(session: &mut Session, context: &mut Context<'
 }
 
 /// The response went out whole: switch to a pipe, close, or go on with the next request.
-fn end_response(session: &mut Session, context: &mut Context<'_>, relay: Relay) -> Step {
-    if let Some(back) = session.backs.get_mut(SLOT) {
+fn end_response(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+    relay: Relay,
+) -> Step {
+    if let Some(back) = io.backs.get_mut(SLOT) {
         back.request_ended();
     }
     if relay == Relay::SwitchToPipe {
-        return upgrade_to_pipe(session, context);
+        return upgrade_to_pipe(io, context);
     }
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
     let stream = &mut http.stream;
     if !http.back_buf.is_empty() {
         // Bytes after a complete response answer no request (a body on a HEAD response,
@@ -406,7 +410,7 @@ fn end_response(session: &mut Session, context: &mut Context<'_>, relay: Relay) 
         // would reach the wrong request. The connection can carry no other request.
         log::warn!(
             "session {}: the backend sent {} bytes past the end of its response",
-            session.uid,
+            io.uid,
             http.back_buf.data().len()
         );
         stream.backend = Persistence::Close;
@@ -423,24 +427,16 @@ fn end_response(session: &mut Session, context: &mut Context<'_>, relay: Relay) 
             // for a request, so the loop can pool it for another session.
             stream.phase = Phase::Head;
         }
-        session.front.shutdown_write();
+        io.front.shutdown_write();
         return Step::Do(Action::Close);
     }
-    finish_stream(session, context)
+    finish_stream(http, io, context)
 }
 
-/// After a 101: the rest of the connection is a pipe of bytes both ways.
-fn upgrade_to_pipe(session: &mut Session, context: &mut Context<'_>) -> Step {
-    let Stage::Http(http) = std::mem::replace(&mut session.stage, Stage::Closed) else {
-        return Step::Do(Action::Close);
-    };
-    let Http {
-        front_buf,
-        back_buf,
-        ..
-    } = *http;
-    session.stage = Stage::Pipe(Pipe::new(front_buf, back_buf));
-    let after = session.timeouts.front;
-    session.touch_front(after, context.now, context.timers);
-    Step::Do(Action::Upgraded)
+/// After a 101: the rest of the connection is a pipe of bytes both ways, over the stage's
+/// buffers.
+fn upgrade_to_pipe(io: &mut SessionIo, context: &mut Context<'_>) -> Step {
+    let after = io.timeouts.front;
+    io.touch_front(after, context.now, context.timers);
+    Step::Become(Next::Pipe)
 }

@@ -28,9 +28,10 @@ use crate::{
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// A session in the HTTP stage, with everything the loop would lend it.
+/// An HTTP stage and the session's other parts, with everything the loop would lend them.
 struct Harness {
-    session: Session,
+    stage: Stage,
+    io: SessionIo,
     client: TcpStream,
     backend: TcpListener,
     backends: BackendMap,
@@ -133,10 +134,11 @@ impl Harness {
             connect: timeout,
             request: timeout,
         };
-        let mut session = Session::new(accepted, timeouts, Instant::now());
-        session.stage = Stage::Http(Box::new(Http::new(&pool)));
+        let io = SessionIo::new(accepted, timeouts, Instant::now());
+        let stage = Stage::Http(Box::new(Http::new(&pool)));
         Harness {
-            session,
+            stage,
+            io,
             client,
             backend,
             backends,
@@ -154,7 +156,7 @@ impl Harness {
         }
     }
 
-    fn context(&mut self) -> (&mut Session, Context<'_>) {
+    fn context(&mut self) -> (&mut Stage, &mut SessionIo, Context<'_>) {
         let context = Context {
             now: Instant::now(),
             timers: &mut self.timers,
@@ -166,26 +168,28 @@ impl Harness {
             recorder: &mut self.recorder,
             faults: &mut self.faults,
         };
-        (&mut self.session, context)
+        (&mut self.stage, &mut self.io, context)
     }
 
     /// Runs the stage as the loop would after an event.
     fn ready(&mut self) -> Action {
-        let (session, mut context) = self.context();
-        session.ready(&mut context)
+        let (stage, io, mut context) = self.context();
+        stage.ready(io, &mut context)
     }
 
     fn timed_out(&mut self, kind: TimeoutKind) -> Action {
-        let (session, mut context) = self.context();
-        session.timed_out(kind, &mut context)
+        let (stage, io, mut context) = self.context();
+        match stage.timed_out(io, kind, &mut context) {
+            Some(action) => action,
+            None => self.ready(),
+        }
     }
 
     /// The client sends `request`; the stage hears of it.
     fn request(&mut self, request: &str) {
         self.client.write_all(request.as_bytes()).unwrap();
-        arrived(&self.session.front);
-        self.session
-            .add_front_event(Ready::READABLE | Ready::WRITABLE);
+        arrived(&self.io.front);
+        self.io.add_front_event(Ready::READABLE | Ready::WRITABLE);
     }
 
     /// Gives the session an established connection to the backend of `cluster_id`, as the
@@ -206,9 +210,9 @@ impl Harness {
             connect_started: Instant::now(),
             timeout: Timeout::default(),
         };
-        self.session.backs.insert(SLOT, back);
-        self.session.add_back_event(SLOT, Ready::WRITABLE);
-        self.session
+        self.io.backs.insert(SLOT, back);
+        self.io.add_back_event(SLOT, Ready::WRITABLE);
+        self.stage
             .backend_connected(SLOT, &format!("{cluster_id}-1"), back_use);
         backend_end
     }
@@ -216,8 +220,8 @@ impl Harness {
     /// The backend sends `response` on `backend_end`; the stage hears of it.
     fn respond(&mut self, backend_end: &mut TcpStream, response: &str) {
         backend_end.write_all(response.as_bytes()).unwrap();
-        arrived(&self.session.backs.get(SLOT).unwrap().endpoint);
-        self.session
+        arrived(&self.io.backs.get(SLOT).unwrap().endpoint);
+        self.io
             .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
     }
 
@@ -303,7 +307,7 @@ fn a_request_on_a_reused_connection_the_backend_closed_is_retried_once() {
 #[test]
 fn a_front_timeout_is_408_while_a_head_is_awaited_and_a_plain_close_between_requests() {
     let mut harness = Harness::new();
-    harness.session.add_front_event(Ready::WRITABLE);
+    harness.io.add_front_event(Ready::WRITABLE);
     assert_eq!(harness.timed_out(TimeoutKind::Front), Action::Close);
     assert!(harness.client_reads(12).starts_with("HTTP/1.1 408"));
 
@@ -340,7 +344,7 @@ fn a_kept_connection_serves_the_same_cluster_and_another_cluster_gets_a_new_one(
     assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
     harness.respond(&mut backend_end, OK);
     assert_eq!(harness.ready(), Action::ExchangeDone);
-    assert!(harness.session.is_back_reusable(SLOT));
+    assert!(harness.stage.is_back_reusable(&harness.io, SLOT));
 
     // Another cluster: a new connection.
     harness.request("GET / HTTP/1.1\r\nHost: other.com\r\n\r\n");
@@ -396,7 +400,7 @@ fn a_websocket_101_turns_the_session_into_a_pipe() {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     );
     assert_eq!(harness.ready(), Action::Upgraded);
-    assert!(matches!(harness.session.stage, Stage::Pipe(_)));
+    assert!(matches!(harness.stage, Stage::Pipe(_)));
 }
 
 #[test]
@@ -409,7 +413,7 @@ fn an_unsolicited_101_is_a_502_and_the_backend_connection_is_not_kept() {
     );
     assert_eq!(harness.ready(), Action::Close);
     assert!(harness.client_reads(12).starts_with("HTTP/1.1 502"));
-    assert!(!harness.session.is_back_reusable(SLOT));
+    assert!(!harness.stage.is_back_reusable(&harness.io, SLOT));
 }
 
 #[test]
@@ -450,7 +454,7 @@ fn a_zero_latency_fault_passes_exchanges_at_once_and_keeps_its_budget() {
     for _ in 0..2 {
         assert_eq!(harness.ready(), Action::Wait);
         assert!(backend_reads_head(&mut backend_end).starts_with("GET / HTTP/1.1\r\n"));
-        let shaper = harness.session.shaper.as_deref_mut().unwrap();
+        let shaper = harness.io.shaper.as_deref_mut().unwrap();
         assert_eq!(shaper.labels().len(), 1);
         assert_eq!(shaper.resume_timeout().deadline(), None);
         harness.respond(&mut backend_end, OK);
@@ -461,7 +465,7 @@ fn a_zero_latency_fault_passes_exchanges_at_once_and_keeps_its_budget() {
                 .starts_with("HTTP/1.1 200 OK")
         );
         let kept: *const crate::session::shaper::Shaper = harness
-            .session
+            .io
             .shaper
             .as_deref()
             .expect("the budget stays between requests");
@@ -481,14 +485,14 @@ impl Harness {
 
     /// The loop takes the backend connection away (session closed, retry, pooled).
     fn release_back(&mut self) {
-        drop(self.session.backs.take(SLOT));
+        drop(self.io.backs.take(SLOT));
     }
 
     /// The backend closes its end; the stage hears of it.
     fn backend_closes(&mut self, backend_end: TcpStream) {
         drop(backend_end);
-        arrived(&self.session.backs.get(SLOT).unwrap().endpoint);
-        self.session
+        arrived(&self.io.backs.get(SLOT).unwrap().endpoint);
+        self.io
             .add_back_event(SLOT, Ready::READABLE | Ready::WRITABLE);
     }
 
@@ -533,8 +537,8 @@ fn a_request_the_client_abandons_stops_counting_when_its_connection_goes() {
     assert_eq!(harness.ready(), Action::Wait);
     assert_eq!(harness.api_requests(), 1);
     harness.client.shutdown(std::net::Shutdown::Write).unwrap();
-    arrived(&harness.session.front);
-    harness.session.add_front_event(Ready::READABLE);
+    arrived(&harness.io.front);
+    harness.io.add_front_event(Ready::READABLE);
     assert_eq!(harness.ready(), Action::Close);
     harness.release_back();
     assert_eq!(harness.api_requests(), 0);
@@ -548,6 +552,25 @@ fn a_request_the_backend_fails_stops_counting_when_the_proxy_answers() {
     harness.backend_closes(backend_end);
     assert_eq!(harness.ready(), Action::Close);
     assert!(harness.client_reads(12).starts_with("HTTP/1.1 502"));
-    assert!(harness.session.backs.get(SLOT).is_some());
+    assert!(harness.io.backs.get(SLOT).is_some());
     assert_eq!(harness.api_requests(), 0);
+}
+
+#[test]
+fn a_client_preface_on_an_h2c_listener_turns_the_stage_into_http2_with_the_bytes_read() {
+    let mut harness = Harness::new();
+    for listener in harness.listeners.values_mut() {
+        listener.config.h2c = true;
+    }
+    harness.request(std::str::from_utf8(h2::frame::PREFACE).unwrap());
+    assert_eq!(harness.ready(), Action::Upgraded);
+    assert!(matches!(harness.stage, Stage::H2(_)));
+    // The HTTP/2 stage took the preface the HTTP/1 stage read: it answers with its SETTINGS
+    // frame (type 4 on stream 0) instead of waiting for the preface again. Having read, it
+    // yields, and writes when driven again (as the loop does at the end of its turn).
+    assert_eq!(harness.ready(), Action::Yield);
+    assert_eq!(harness.ready(), Action::Wait);
+    let frame_head = harness.client_reads(9);
+    assert_eq!(frame_head.as_bytes()[3], 4, "{frame_head:?}");
+    assert_eq!(&frame_head.as_bytes()[5..9], &[0, 0, 0, 0]);
 }

@@ -11,25 +11,23 @@ use crate::{
         record::new_request_id,
         route::{self, Request},
     },
-    session::{Action, Context, Session, Stage},
+    session::{Context, SessionIo},
 };
 
 /// Decides what to do with a parsed request ([`route::decide`]) and does it: answer it, or
 /// forward it to a cluster. An answered request's head leaves the buffer, so the next request
 /// is read after it.
 pub(super) fn route(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
     head: RequestHead,
 ) -> Step {
-    let Stage::Http(http) = &mut session.stage else {
-        return Step::Do(Action::Close);
-    };
     let http: &mut Http = http;
     let buf = http.front_buf.data();
     let stream = &mut http.stream;
-    new_request_id(stream, session.uid, http.served);
+    new_request_id(stream, io.uid, http.served);
     let host = head
         .authority
         .map(|a| a.span.slice(buf))
@@ -57,19 +55,19 @@ pub(super) fn route(
     stream.bytes_in = head.head_len as u64;
     stream.client = head.persistence;
     stream.version = head.version;
-    session.front_timeout.cancel();
+    io.front_timeout.cancel();
 
     let request = Request {
         buf,
         head: &head,
         headers: &http.headers,
-        server_name: session.front.tls.as_ref().and_then(|tls| tls.server_name()),
+        server_name: io.front.tls.as_ref().and_then(|tls| tls.server_name()),
     };
     let decision = route::decide(listener, context.clusters, context.authorized, request);
     let draw = faults::Draw {
         faults: context.faults,
-        shaper: &mut session.shaper,
-        addresses: (session.listener_address, session.client_address),
+        shaper: &mut io.shaper,
+        addresses: (io.listener_address, io.client_address),
         request: Routed {
             host: &http.stream.host,
             path: &http.stream.path,
@@ -81,8 +79,8 @@ pub(super) fn route(
     };
     let answer = match outcome(decision, draw) {
         Outcome::Forward(forward) => {
-            let back = session.backs.get(SLOT);
-            return forward_request(http, back, session.client_address, listener, &head, forward);
+            let back = io.backs.get(SLOT);
+            return forward_request(http, back, io.client_address, listener, &head, forward);
         }
         Outcome::Answer(answer) => answer,
     };
@@ -90,14 +88,12 @@ pub(super) fn route(
         http.stream.cluster_id.clear();
         http.stream.cluster_id.push_str(cluster);
     }
-    let step = render_answer(session, context, listener, answer.rendered(), answer.close);
-    consume_head(session, step, head.head_len)
+    let step = render_answer(http, io, context, listener, answer.rendered(), answer.close);
+    consume_head(http, step, head.head_len)
 }
 
 /// Takes an answered request's head out of the front buffer.
-fn consume_head(session: &mut Session, step: Step, head_len: usize) -> Step {
-    if let Stage::Http(http) = &mut session.stage {
-        http.front_buf.consume(head_len);
-    }
+fn consume_head(http: &mut Http, step: Step, head_len: usize) -> Step {
+    http.front_buf.consume(head_len);
     step
 }

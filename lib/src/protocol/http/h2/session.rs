@@ -40,7 +40,7 @@ use crate::{
         stream::Stream,
     },
     session::{
-        Action, BackUse, Context, Session, Stage,
+        Action, BackUse, Context, SessionIo,
         backs::Backs,
         endpoint::{Endpoint, Ready, Transfer},
         shaper::Way,
@@ -109,31 +109,33 @@ struct Mux {
 }
 
 /// Drives an HTTP/2 session until it would block.
-pub(crate) fn ready(session: &mut Session, context: &mut Context<'_>) -> Action {
-    let action = drive(session, context);
+pub(crate) fn ready(h2: &mut H2, io: &mut SessionIo, context: &mut Context<'_>) -> Action {
+    let action = drive(h2, io, context);
     // Without faults, no stream has a budget to wait for.
     if !context.faults.is_empty() {
-        budget::ask_resume(session, context.now);
+        budget::ask_resume(h2, io, context.now);
     }
     action
 }
 
-fn drive(session: &mut Session, context: &mut Context<'_>) -> Action {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
+fn drive(h2: &mut H2, io: &mut SessionIo, context: &mut Context<'_>) -> Action {
+    let Some(listener) = context.listeners.get(&io.listener_address) else {
         return Action::Close;
     };
     let mut worked = false;
     for _ in 0..1024 {
-        match step(session, context, listener, worked) {
+        match step(h2, io, context, listener, worked) {
             Step::Progress => {
                 worked = true;
                 continue;
             }
             Step::Wait => {
-                arm_front_timeout(session, context);
+                arm_front_timeout(h2, io, context);
                 return Action::Wait;
             }
             Step::Do(action) => return action,
+            // HTTP/2 turns into no other stage.
+            Step::Become(_) => return Action::Close,
         }
     }
     Action::Yield
@@ -149,26 +151,19 @@ struct Env {
 /// One pass over the connection and its streams; `worked`: an earlier pass of this drive
 /// moved something.
 fn step(
-    session: &mut Session,
+    h2: &mut H2,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
     worked: bool,
 ) -> Step {
     let env = Env {
-        key: session.key,
-        uid: session.uid,
-        origin: record::Origin::of_h2(session),
+        key: io.key,
+        uid: io.uid,
+        origin: record::Origin::of_h2(io),
     };
-    let timeouts = session.timeouts;
-    let Session {
-        stage,
-        front,
-        backs,
-        ..
-    } = session;
-    let Stage::H2(h2) = stage else {
-        return Step::Do(Action::Close);
-    };
+    let timeouts = io.timeouts;
+    let SessionIo { front, backs, .. } = io;
     if h2.mux.chained >= CHAINED_ACTIONS {
         h2.mux.chained = 0;
         return Step::Do(Action::Yield);
@@ -714,20 +709,17 @@ impl Mux {
 
 /// Sets the front timeout to the codec's next deadline, or to the idle timeout of a
 /// connection without streams.
-fn arm_front_timeout(session: &mut Session, context: &mut Context<'_>) {
-    let Stage::H2(h2) = &session.stage else {
-        return;
-    };
+fn arm_front_timeout(h2: &mut H2, io: &mut SessionIo, context: &mut Context<'_>) {
     let idle = (h2.mux.exchanges.is_empty() && h2.mux.codec.open_streams() == 0)
-        .then(|| h2.mux.idle_since + session.timeouts.front);
+        .then(|| h2.mux.idle_since + io.timeouts.front);
     let deadline = h2.mux.codec.next_deadline().into_iter().chain(idle).min();
-    let key = session.timer_key(TimeoutKind::Front);
+    let key = io.timer_key(TimeoutKind::Front);
     match deadline {
-        Some(at) if session.front_timeout.deadline() != Some(at) => {
-            session.front_timeout.set(at, key, context.timers);
+        Some(at) if io.front_timeout.deadline() != Some(at) => {
+            io.front_timeout.set(at, key, context.timers);
         }
         Some(_) => {}
-        None => session.front_timeout.cancel(),
+        None => io.front_timeout.cancel(),
     }
 }
 

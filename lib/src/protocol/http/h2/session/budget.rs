@@ -11,7 +11,7 @@
 
 use std::{net::SocketAddr, rc::Rc, time::Instant};
 
-use super::{H2, Mux, Released, Session, Stage};
+use super::{H2, Mux, Released};
 use crate::{
     faults::{FaultSet, RequestAnswer},
     protocol::http::{
@@ -25,7 +25,7 @@ use crate::{
         route::Close,
     },
     session::{
-        BackConnection,
+        BackConnection, SessionIo,
         endpoint::Endpoint,
         shaper::{self, Budget, Shaper, Way},
     },
@@ -54,10 +54,7 @@ pub(super) fn stream_budget(
 
 /// Sets the session's resume timer (armed after the run, by `Session::ready`) at the
 /// earliest instant a stream's budget asked for.
-pub(super) fn ask_resume(session: &mut Session, now: Instant) {
-    let Stage::H2(h2) = &mut session.stage else {
-        return;
-    };
+pub(super) fn ask_resume(h2: &mut H2, io: &mut SessionIo, now: Instant) {
     let next = h2
         .mux
         .exchanges
@@ -65,7 +62,7 @@ pub(super) fn ask_resume(session: &mut Session, now: Instant) {
         .filter_map(|exchange| exchange.shaper.as_deref_mut()?.next_resume(now))
         .min();
     if let Some(at) = next {
-        session.shaper.get_or_insert_with(Box::default).wake_at(at);
+        io.shaper.get_or_insert_with(Box::default).wake_at(at);
     }
 }
 

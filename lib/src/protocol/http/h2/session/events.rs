@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Env, Exchange, Failure, State, ready};
+use super::{Env, Exchange, Failure, H2, State, ready};
 use crate::{
     protocol::http::{
         connection::{AnswerExtra, Rendered as Answer},
@@ -12,24 +12,20 @@ use crate::{
         record,
     },
     session::{
-        Action, BackConnection, BackUse, Context, Failure as LoopFailure, Session, Stage,
-        backs::Slot,
+        Action, BackConnection, BackUse, Context, Failure as LoopFailure, SessionIo, backs::Slot,
     },
 };
 
 /// The front timeout fired: streams idle or stalled past their timeout are reset, and a
 /// connection idle without streams past the front timeout goes away.
-pub(crate) fn front_timeout(session: &mut Session, context: &mut Context<'_>) -> Action {
-    let origin = record::Origin::of_h2(session);
+pub(crate) fn front_timeout(h2: &mut H2, io: &mut SessionIo, context: &mut Context<'_>) -> Action {
+    let origin = record::Origin::of_h2(io);
     let env = Env {
-        key: session.key,
-        uid: session.uid,
+        key: io.key,
+        uid: io.uid,
         origin,
     };
-    let front_after = session.timeouts.front;
-    let Stage::H2(h2) = &mut session.stage else {
-        return Action::Close;
-    };
+    let front_after = io.timeouts.front;
     let now = context.now;
     let mut expired = std::mem::take(&mut h2.mux.expired);
     if let Err(error) = h2.mux.codec.expire(now, &mut h2.mux.out, &mut expired) {
@@ -49,32 +45,31 @@ pub(crate) fn front_timeout(session: &mut Session, context: &mut Context<'_>) ->
         h2.mux.codec.shutdown(now, &mut h2.mux.out);
         h2.mux.closing = true;
     }
-    ready(session, context)
+    ready(h2, io, context)
 }
 
 /// A backend timeout fired for `slot`: an idle connection goes to the pool; for a stream,
 /// 504 when its response head is awaited, else a reset.
-pub(crate) fn back_timeout(session: &mut Session, slot: Slot, context: &mut Context<'_>) -> Action {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
-        return Action::Close;
-    };
-    let Stage::H2(h2) = &mut session.stage else {
+pub(crate) fn back_timeout(
+    h2: &mut H2,
+    io: &mut SessionIo,
+    slot: Slot,
+    context: &mut Context<'_>,
+) -> Action {
+    let Some(listener) = context.listeners.get(&io.listener_address) else {
         return Action::Close;
     };
     if h2.mux.expire_idle(slot) {
-        return ready(session, context);
+        return ready(h2, io, context);
     }
     let exchange = h2.mux.exchanges.iter().find(|ex| ex.slot == Some(slot));
     if exchange.is_some_and(Exchange::waits_for_client) {
         // The backend is not silent: the client holds the response back (its windows),
         // which the stream idle timeout bounds.
-        let after = session.timeouts.back;
-        session.touch_back(slot, after, context.now, context.timers);
-        return ready(session, context);
+        let after = io.timeouts.back;
+        io.touch_back(slot, after, context.now, context.timers);
+        return ready(h2, io, context);
     }
-    let Stage::H2(h2) = &mut session.stage else {
-        return Action::Close;
-    };
     if let Some(index) = h2.mux.exchanges.iter().position(|ex| ex.slot == Some(slot)) {
         h2.mux.fail(
             index,
@@ -83,20 +78,18 @@ pub(crate) fn back_timeout(session: &mut Session, slot: Slot, context: &mut Cont
             context.now,
         );
     }
-    ready(session, context)
+    ready(h2, io, context)
 }
 
 /// The loop's answer for the stream being connected: no backend (503), or the client over
 /// its connection cap (429).
 pub(crate) fn answer_failure(
-    session: &mut Session,
+    h2: &mut H2,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     failure: LoopFailure,
 ) -> Action {
-    let Some(listener) = context.listeners.get(&session.listener_address) else {
-        return Action::Close;
-    };
-    let Stage::H2(h2) = &mut session.stage else {
+    let Some(listener) = context.listeners.get(&io.listener_address) else {
         return Action::Close;
     };
     let (status, details, retry_after) = match failure {
@@ -104,7 +97,7 @@ pub(crate) fn answer_failure(
         LoopFailure::TooManyConnections { retry_after } => {
             (429, "too many connections", Some(retry_after))
         }
-        LoopFailure::BackTimeout | LoopFailure::FrontTimeout => return ready(session, context),
+        LoopFailure::BackTimeout | LoopFailure::FrontTimeout => return ready(h2, io, context),
     };
     if let Some(id) = h2.mux.connecting.take() {
         if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.id == id) {
@@ -132,19 +125,11 @@ pub(crate) fn answer_failure(
             }
         }
     }
-    ready(session, context)
+    ready(h2, io, context)
 }
 
 /// The backend connection of `slot` is established (or taken from the pool).
-pub(crate) fn connected(
-    session: &mut Session,
-    slot: Slot,
-    backend_sticky_id: &str,
-    back_use: BackUse,
-) {
-    let Stage::H2(h2) = &mut session.stage else {
-        return;
-    };
+pub(crate) fn connected(h2: &mut H2, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
     if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.slot == Some(slot)) {
         if h2.mux.connecting == Some(exchange.id) {
             h2.mux.connecting = None;
@@ -155,28 +140,19 @@ pub(crate) fn connected(
 }
 
 /// Whether `slot`'s backend connection was given back clean, between requests, or is idle.
-pub(crate) fn is_back_reusable(session: &Session, slot: Slot) -> bool {
-    let Stage::H2(h2) = &session.stage else {
-        return false;
-    };
+pub(crate) fn is_back_reusable(h2: &H2, io: &SessionIo, slot: Slot) -> bool {
     let is_given_back_clean = h2
         .mux
         .released
         .iter()
         .any(|released| released.slot == slot && released.reusable);
     (is_given_back_clean || h2.mux.is_idle_slot(slot))
-        && session
-            .backs
-            .get(slot)
-            .is_some_and(BackConnection::is_clean)
+        && io.backs.get(slot).is_some_and(BackConnection::is_clean)
 }
 
 /// Whether the stage handles `slot`'s back timeout: its stream is forwarding (a back timeout
 /// is then a 504 or a reset), or its connection is idle (it then goes to the pool).
-pub(crate) fn handles_back_timeout(session: &Session, slot: Slot) -> bool {
-    let Stage::H2(h2) = &session.stage else {
-        return false;
-    };
+pub(crate) fn handles_back_timeout(h2: &H2, slot: Slot) -> bool {
     h2.mux.is_idle_slot(slot)
         || h2
             .mux
@@ -187,23 +163,17 @@ pub(crate) fn handles_back_timeout(session: &Session, slot: Slot) -> bool {
 
 /// A soft stop: GOAWAY, the streams opened so far finish, later ones are refused. Returns
 /// whether the GOAWAY was just written (the session must be driven to send it).
-pub(crate) fn stop(session: &mut Session, now: Instant) -> bool {
-    let Stage::H2(h2) = &mut session.stage else {
-        return false;
-    };
+pub(crate) fn stop(h2: &mut H2, now: Instant) -> bool {
     let before = h2.mux.out.len();
     h2.mux.codec.shutdown(now, &mut h2.mux.out);
     h2.mux.out.len() > before
 }
 
 /// Records the streams a closing session leaves unfinished.
-pub(crate) fn record_unfinished(session: &mut Session, context: &mut Context<'_>) {
-    let origin = record::Origin::of_h2(session);
-    let Stage::H2(h2) = &mut session.stage else {
-        return;
-    };
+pub(crate) fn record_unfinished(h2: &mut H2, io: &mut SessionIo, context: &mut Context<'_>) {
+    let origin = record::Origin::of_h2(io);
     for exchange in &mut h2.mux.exchanges {
-        let back = exchange.slot.and_then(|slot| session.backs.get(slot));
+        let back = exchange.slot.and_then(|slot| io.backs.get(slot));
         let reused = exchange.back_use == BackUse::Reused;
         let faults = super::budget::labels(&exchange.shaper);
         record::record(&mut exchange.stream, &origin, back, reused, faults, context);

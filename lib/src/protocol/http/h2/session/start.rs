@@ -5,11 +5,11 @@
 use super::{H2, Mux};
 use crate::{
     protocol::http::{
-        HttpListener,
-        connection::Step,
+        Http, HttpListener,
+        connection::{Next, Step},
         h2::{Connection, frame::PREFACE},
     },
-    session::{Action, Context, Session, Stage},
+    session::{Context, SessionIo},
 };
 
 /// Which protocol a new connection speaks, from what is known before its first request.
@@ -22,12 +22,13 @@ pub(in crate::protocol::http) enum Detect {
 
 /// Whether the client connection speaks HTTP/2: ALPN `h2` on TLS (or no ALPN on a listener
 /// with `disable_http11`), the preface on a cleartext listener with `h2c`.
-pub(in crate::protocol::http) fn detect(session: &Session, listener: &HttpListener) -> Detect {
-    let Stage::Http(http) = &session.stage else {
-        return Detect::Http1;
-    };
+pub(in crate::protocol::http) fn detect(
+    http: &Http,
+    io: &SessionIo,
+    listener: &HttpListener,
+) -> Detect {
     let input = http.front_buf.data();
-    if let Some(tls) = session.front.tls.as_ref() {
+    if let Some(tls) = io.front.tls.as_ref() {
         if tls.is_handshaking() {
             return Detect::Http1;
         }
@@ -48,23 +49,18 @@ pub(in crate::protocol::http) fn detect(session: &Session, listener: &HttpListen
     }
 }
 
-/// Replaces the HTTP/1 stage of a connection that speaks HTTP/2; the bytes it read so far
-/// are the start of the HTTP/2 connection.
+/// The HTTP/2 stage that replaces the HTTP/1 stage of a connection that speaks HTTP/2; the
+/// bytes it read so far (taken from `http`) are the start of the HTTP/2 connection.
 pub(in crate::protocol::http) fn start(
-    session: &mut Session,
+    http: &mut Http,
+    io: &mut SessionIo,
     context: &mut Context<'_>,
     listener: &HttpListener,
 ) -> Step {
-    let Stage::Http(http) = std::mem::replace(&mut session.stage, Stage::Closed) else {
-        return Step::Do(Action::Close);
-    };
     let config = listener.config.h2;
-    let idle = config.stream_idle_timeout.unwrap_or_else(|| {
-        session
-            .timeouts
-            .back
-            .max(std::time::Duration::from_secs(30))
-    });
+    let idle = config
+        .stream_idle_timeout
+        .unwrap_or_else(|| io.timeouts.back.max(std::time::Duration::from_secs(30)));
     let mut codec = Connection::new(
         config,
         idle,
@@ -73,16 +69,15 @@ pub(in crate::protocol::http) fn start(
     );
     let mut out = Vec::with_capacity(1024);
     codec.start(&mut out);
-    let server_name = session
+    let server_name = io
         .front
         .tls
         .as_ref()
         .and_then(|tls| tls.server_name())
         .map(str::to_string);
-    session.front_timeout.cancel();
-    session.stage = Stage::H2(Box::new(H2 {
-        input: http.front_buf,
+    io.front_timeout.cancel();
+    Step::Become(Next::H2(Box::new(H2 {
+        input: http.front_buf.take(),
         mux: Mux::new(codec, out, server_name, context.now),
-    }));
-    Step::Do(Action::Upgraded)
+    })))
 }
