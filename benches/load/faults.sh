@@ -1,7 +1,9 @@
 # The `faults` scenario of the load benchmark, sourced by run.sh: HTTP keep-alive through a
 # cluster without fault and through one with a `latency 0` fault of probability 1, over HTTP and
-# over TCP, and the same through Toxiproxy with and without a `latency 0` toxic. One sozu and
-# one Toxiproxy, both on PROXY_CPU; see doc/benchmarks.md.
+# over TCP, and the same through Toxiproxy with and without a `latency 0` toxic; then sozu's
+# faulted TCP path and Toxiproxy's toxic one again with pipelined requests (pipeline.lua), so
+# that the proxies rather than the client and backend bound the rate. One sozu and one
+# Toxiproxy, both on PROXY_CPU; see doc/benchmarks.md.
 
 TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-2.7.0}  # the Toxiproxy release built from source
 TOXIPROXY_BIN=${TOXIPROXY_BIN:-}               # a toxiproxy-server binary; empty: build one
@@ -12,13 +14,17 @@ SOZU_BASELINE_BIN=${SOZU_BASELINE_BIN:-}       # a sozu from before faults exist
 
 # The pseudo-proxies of the scenario (sozu's two share one process, Toxiproxy's another):
 # name, scenario measured through it, host asked for.
+# The two HTTP clusters' names and host names have the same lengths, so that hashing and
+# parsing them costs the same and only the fault differs.
 FAULT_TARGETS=(
-    "sozu-http-clean http-keepalive localhost"
-    "sozu-http-fault http-keepalive faulted.localhost"
+    "sozu-http-clean http-keepalive clean.localhost"
+    "sozu-http-fault http-keepalive fault.localhost"
     "sozu-tcp-clean tcp-keepalive localhost"
     "sozu-tcp-fault tcp-keepalive localhost"
     "toxiproxy-clean tcp-keepalive localhost"
     "toxiproxy-toxic tcp-keepalive localhost"
+    "sozu-tcp-fault tcp-pipelined localhost"
+    "toxiproxy-toxic tcp-pipelined localhost"
 )
 
 # Go packages of Debian that Toxiproxy's server imports (zerolog aside: Debian 12's is too old).
@@ -68,7 +74,7 @@ write_faults_config() {
     faults=$(cat <<EOF
 [[faults]]
 name = "zero-latency-http"
-cluster_id = "faulted"
+cluster_id = "fault"
 type = "latency"
 latency = 0
 probability = 1
@@ -106,12 +112,12 @@ $faults
 
 [clusters.clean]
 protocol = "http"
-frontends = [{ address = "127.0.0.1:$http", hostname = "localhost" }]
+frontends = [{ address = "127.0.0.1:$http", hostname = "clean.localhost" }]
 backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
 
-[clusters.faulted]
+[clusters.fault]
 protocol = "http"
-frontends = [{ address = "127.0.0.1:$http", hostname = "faulted.localhost" }]
+frontends = [{ address = "127.0.0.1:$http", hostname = "fault.localhost" }]
 backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
 
 [clusters.tcp-clean]
@@ -167,7 +173,7 @@ run_faults() {
     PROXY_PID[sozu-tcp-clean]=$pid PROXY_PID[sozu-tcp-fault]=$pid
     PORTS[sozu-http-clean]="$http - -" PORTS[sozu-http-fault]="$http - -"
     PORTS[sozu-tcp-clean]="- - $tcp_clean" PORTS[sozu-tcp-fault]="- - $tcp_fault"
-    wait_answer sozu-faults "$pid" localhost "http://127.0.0.1:$http/"
+    wait_answer sozu-faults "$pid" clean.localhost "http://127.0.0.1:$http/"
 
     cat >"$WORK/faults/toxiproxy.json" <<EOF
 [
@@ -191,8 +197,8 @@ EOF
         start sozu-baseline "$PROXY_CPU" "$SOZU_BASELINE_BIN" start -c "$WORK/faults-baseline/sozu.toml"
         PROXY_PID[sozu-http-baseline]=$PID PROXY_PID[sozu-tcp-baseline]=$PID
         PORTS[sozu-http-baseline]="${ports[6]} - -" PORTS[sozu-tcp-baseline]="- - ${ports[7]}"
-        wait_answer sozu-baseline "$PID" localhost "http://127.0.0.1:${ports[6]}/"
-        targets+=("sozu-http-baseline http-keepalive localhost" "sozu-tcp-baseline tcp-keepalive localhost")
+        wait_answer sozu-baseline "$PID" clean.localhost "http://127.0.0.1:${ports[6]}/"
+        targets+=("sozu-http-baseline http-keepalive clean.localhost" "sozu-tcp-baseline tcp-keepalive localhost")
     fi
 
     local http_port tcp_port port process

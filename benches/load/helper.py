@@ -400,6 +400,8 @@ def faults_report(summary):
         ("tcp-keepalive", "toxiproxy-toxic", "Toxiproxy, `latency 0` toxic"),
         ("http-keepalive", "sozu-http-baseline", "`SOZU_BASELINE_BIN` HTTP, no fault"),
         ("tcp-keepalive", "sozu-tcp-baseline", "`SOZU_BASELINE_BIN` TCP, no fault"),
+        ("tcp-pipelined", "sozu-tcp-fault", "sozu TCP with `latency 0`, pipelined"),
+        ("tcp-pipelined", "toxiproxy-toxic", "Toxiproxy with the toxic, pipelined"),
     ]
 
     def ratio_of(key, ours, theirs):
@@ -409,6 +411,7 @@ def faults_report(summary):
     tcp = (("tcp-keepalive", "sozu-tcp-fault"), ("tcp-keepalive", "sozu-tcp-clean"))
     toxic = (("tcp-keepalive", "sozu-tcp-fault"), ("tcp-keepalive", "toxiproxy-toxic"))
     toxiproxy = (("tcp-keepalive", "toxiproxy-toxic"), ("tcp-keepalive", "toxiproxy-clean"))
+    pipelined = (("tcp-pipelined", "sozu-tcp-fault"), ("tcp-pipelined", "toxiproxy-toxic"))
     baseline = ""
     if ("http-keepalive", "sozu-http-baseline") in summary:
         baseline = (
@@ -426,7 +429,10 @@ def faults_report(summary):
             f"sozu TCP with the fault ÷ Toxiproxy with the toxic: req/s "
             f"**{ratio_of('rate', *toxic)}** (aim: at least 1.5× when both cores are busy), "
             f"CPU per request {ratio_of('cpu', *toxic)}, RSS {ratio_of('rss', *toxic)}. "
-            f"Toxiproxy with the toxic ÷ without: req/s {ratio_of('rate', *toxiproxy)}."
+            f"Toxiproxy with the toxic ÷ without: req/s {ratio_of('rate', *toxiproxy)}. "
+            f"Pipelined, sozu TCP with the fault ÷ Toxiproxy with the toxic: req/s "
+            f"**{ratio_of('rate', *pipelined)}**, CPU per request "
+            f"{ratio_of('cpu', *pipelined)}, RSS {ratio_of('rss', *pipelined)}."
             + baseline)
 
 

@@ -3,12 +3,16 @@
 # allocations and CPU time per request, counted by `perf stat` (syscall tracepoints, uprobes on
 # the C library's malloc, calloc and realloc, task-clock) over a fixed number of requests sent
 # by `h2load --h1 -n`, for HTTP keep-alive, HTTPS keep-alive, TCP mode (keep-alive through the
-# pipe) and HTTP keep-alive with a JSON or the default access log to a file. An nginx backend
-# answers. See doc/benchmarks.md, "Per request".
+# pipe), HTTP keep-alive with a JSON or the default access log to a file, and the paths of
+# the faults scenario: a `latency 0` fault of probability 1 on HTTP and on TCP, a route
+# without fault in a worker that has faults, and the two faulted paths again once their
+# faults are removed (`*-unfaulted`: the same names, so the same work but the faults'). With hardware counters, also user and kernel
+# instructions. An nginx backend answers. See doc/benchmarks.md, "Per request".
 #
 #   benches/load/per-request.sh                      # builds sozu (release)
 #   SOZU_BIN=target/debug/sozu REQUESTS=5000 benches/load/per-request.sh
 #   SCENARIOS="http-keepalive" PROFILE=1 benches/load/per-request.sh   # and a perf profile
+#   CALLGRIND=1 REQUESTS=5000 benches/load/per-request.sh  # user instructions, under callgrind
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,9 +21,10 @@ helper() { python3 -B "$HERE/helper.py" "$@"; }
 
 REQUESTS=${REQUESTS:-20000}         # requests measured per scenario (after as many to warm up)
 CONNECTIONS=${CONNECTIONS:-10}      # h2load connections
-SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive logs-json logs-default}
+SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive logs-json logs-default http-fault http-beside-fault tcp-fault http-unfaulted tcp-unfaulted}
 SOZU_BIN=${SOZU_BIN:-}
 PROFILE=${PROFILE:-}                # set: also record a profile of each scenario (perf record -g)
+CALLGRIND=${CALLGRIND:-}            # set: run sozu under callgrind, count its user instructions
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LIBC=${LIBC:-/lib/x86_64-linux-gnu/libc.so.6}
@@ -51,12 +56,13 @@ start() {
     STARTED_PIDS+=("$PID")
 }
 
-# wait_answer URL [CURL ARGS...]: waits (60 s at most) until URL answers the backend's token.
+# wait_answer URL [CURL ARGS...]: waits (60 s at most) until URL answers the backend's token
+# (asked for host ANSWER_HOST, localhost by default).
 wait_answer() {
     local url=$1 deadline=$((SECONDS + 60)) body
     shift
     while ((SECONDS < deadline)); do
-        body=$(curl -sS --max-time 5 -H 'Host: localhost' "$@" "$url" 2>/dev/null || true)
+        body=$(curl -sS --max-time 5 -H "Host: ${ANSWER_HOST:-localhost}" "$@" "$url" 2>/dev/null || true)
         [[ $body == "$TOKEN" ]] && return 0
         sleep 0.2
     done
@@ -108,14 +114,15 @@ http {
     }
 }
 EOF
-    local variant log
-    for variant in quiet json default; do
-        log=
+    local variant log faults
+    for variant in quiet json default faults; do
+        log= faults=
         case $variant in
             json) log="access_logs_target = \"file://$WORK/access-json.log\""$'\n''access_logs_format = "json"' ;;
             default) log="access_logs_target = \"file://$WORK/access-default.log\"" ;;
+            faults) faults=$(fault_clusters) ;;
         esac
-        read -r http https tcp <<<"${PORTS[$variant]}"
+        read -r http https tcp _ <<<"${PORTS[$variant]}"
         cat >"$WORK/sozu-$variant.toml" <<EOF
 command_socket = "$WORK/sozu-$variant.sock"
 log_level = "error"
@@ -154,8 +161,53 @@ backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
 protocol = "tcp"
 frontends = [{ address = "127.0.0.1:$tcp" }]
 backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+$faults
 EOF
     done
+}
+
+# remove_faults: removes the faults of the faults variant (once).
+remove_faults() {
+    [[ -z ${FAULTS_REMOVED:-} ]] || return 0
+    "$SOZU_BIN" fault reset -c "$WORK/sozu-faults.toml" >/dev/null || die "sozu fault reset failed"
+    FAULTS_REMOVED=1
+}
+
+# fault_clusters: the faults variant's additions: an HTTP cluster for `faulted.localhost` on
+# the same listener and a TCP listener, each cluster with a `latency 0` fault of probability 1.
+fault_clusters() {
+    local http tcp_fault
+    read -r http _ _ tcp_fault <<<"${PORTS[faults]}"
+    cat <<EOF
+
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:$tcp_fault"
+
+[clusters.faulted]
+protocol = "http"
+frontends = [{ address = "127.0.0.1:$http", hostname = "faulted.localhost" }]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+
+[clusters.stream-faulted]
+protocol = "tcp"
+frontends = [{ address = "127.0.0.1:$tcp_fault" }]
+backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+
+[[faults]]
+name = "zero-latency-http"
+cluster_id = "faulted"
+type = "latency"
+latency = 0
+probability = 1
+
+[[faults]]
+name = "zero-latency-tcp"
+cluster_id = "stream-faulted"
+type = "latency"
+latency = 0
+probability = 1
+EOF
 }
 
 # worker_of PID: the worker process of the sozu started as PID (its only child).
@@ -172,42 +224,77 @@ worker_of() {
     die "sozu $1 started no worker"
 }
 
-# load URL COUNT: COUNT requests on CONNECTIONS kept connections; fails unless all got a 2xx.
+# load URL COUNT [HOST]: COUNT requests on CONNECTIONS kept connections (to HOST, localhost by
+# default); fails unless all got a 2xx.
 load() {
     local out
-    out=$(taskset -c "$LOAD_CPU" h2load --h1 -n "$2" -c "$CONNECTIONS" -H ':authority: localhost' "$1" 2>&1) ||
+    out=$(taskset -c "$LOAD_CPU" h2load --h1 -n "$2" -c "$CONNECTIONS" -H ":authority: ${3:-localhost}" "$1" 2>&1) ||
         die "h2load failed: ${out: -500}"
     grep -q "status codes: $2 2xx" <<<"$out" || die "not every answer was a 2xx: $(grep -E 'requests:|status codes' <<<"$out")"
 }
 
-# measure SCENARIO WORKER URL: counts over REQUESTS requests, one line of RESULTS.
+# instruction_events: user and kernel instructions, when the CPU's counters are exposed (not
+# in most virtual machines: then the report shows "-").
+instruction_events() {
+    perf stat -x, -e instructions:u,instructions:k true 2>&1 >/dev/null | grep -q 'not supported' ||
+        echo ",instructions:u,instructions:k"
+}
+
+# callgrind_instructions SCENARIO WORKER: the user instructions callgrind counted in WORKER
+# since it was zeroed (dumped under SCENARIO's name).
+callgrind_instructions() {
+    local dump deadline=$((SECONDS + 30))
+    callgrind_control -d "$1" "$2" >/dev/null
+    # The worker writes the dump once it runs again, after callgrind_control returned.
+    while ((SECONDS < deadline)); do
+        dump=$(grep -l -s "^desc: Trigger: .*dump $1\$" "$WORK/callgrind.$2".* | head -n 1 || true)
+        if [[ -n $dump ]] && grep -q -E '^(summary|totals):' "$dump"; then
+            awk '/^(summary|totals):/ { print $2; exit }' "$dump"
+            return
+        fi
+        sleep 0.2
+    done
+    die "callgrind wrote no dump for $1"
+}
+
+# measure SCENARIO WORKER URL [HOST]: counts over REQUESTS requests, one line of RESULTS.
 measure() {
-    local scenario=$1 worker=$2 url=$3 events syscall perf_pid
-    events="task-clock,$ALLOCATIONS,raw_syscalls:sys_enter"
+    local scenario=$1 worker=$2 url=$3 host=${4:-localhost} events syscall perf_pid
+    events="task-clock,$ALLOCATIONS,raw_syscalls:sys_enter$INSTRUCTIONS"
     for syscall in "${SYSCALLS[@]}"; do
         events+=",syscalls:sys_enter_$syscall"
     done
-    load "$url" "$REQUESTS"
+    load "$url" "$REQUESTS" "$host"
+    [[ -z $CALLGRIND ]] || callgrind_control -z "$worker" >/dev/null
     perf stat -x, -e "$events" -p "$worker" -o "$WORK/$scenario.stat" &
     perf_pid=$!
     sleep 0.5
-    load "$url" "$REQUESTS"
+    load "$url" "$REQUESTS" "$host"
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
-    python3 - "$WORK/$scenario.stat" "$scenario" "$REQUESTS" >>"$RESULTS" <<'EOF'
+    local counted=
+    [[ -z $CALLGRIND ]] || counted=$(callgrind_instructions "$scenario" "$worker")
+    python3 - "$WORK/$scenario.stat" "$scenario" "$REQUESTS" "$counted" >>"$RESULTS" <<'EOF'
 import sys
-path, scenario, requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, scenario, requests, counted = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 counts = {}
+if counted:
+    counts["instructions_u"] = float(counted)
 for line in open(path):
     fields = line.strip().split(",")
     if len(fields) < 3 or line.startswith("#"):
         continue
+    name = fields[2]
+    if name.startswith("instructions"):
+        name = name.replace(":", "_")
     try:
-        counts[fields[2].split(":")[-1].replace("sys_enter_", "")] = float(fields[0])
+        counts[name.split(":")[-1].replace("sys_enter_", "")] = float(fields[0])
     except ValueError:
         pass
 per = lambda *names: sum(counts.get(n, 0) for n in names) / requests
-print(f"{scenario} {per('task-clock') * 1000:.2f} {per('malloc', 'calloc', 'realloc'):.2f} "
+instructions = lambda name: f"{per(name):.0f}" if name in counts else "-"
+print(f"{scenario} {per('task-clock') * 1000:.2f} {instructions('instructions_u')} "
+      f"{instructions('instructions_k')} {per('malloc', 'calloc', 'realloc'):.2f} "
       f"{per('sys_enter'):.2f} {per('read', 'readv', 'recvfrom', 'recvmsg'):.2f} "
       f"{per('write', 'writev', 'sendto', 'sendmsg'):.2f} {per('epoll_wait', 'epoll_pwait'):.3f} "
       f"{per('epoll_ctl'):.3f} {per('clock_gettime'):.2f}")
@@ -216,7 +303,7 @@ EOF
         perf record -g -o "$WORK/$scenario.perf" -p "$worker" >/dev/null 2>&1 &
         perf_pid=$!
         sleep 0.5
-        load "$url" "$REQUESTS"
+        load "$url" "$REQUESTS" "$host"
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
         perf report -i "$WORK/$scenario.perf" --no-children --percent-limit 1.5 --stdio -g none \
@@ -228,7 +315,7 @@ EOF
             -p "$worker" >/dev/null 2>&1 &
         perf_pid=$!
         sleep 0.5
-        load "$url" 2000
+        load "$url" 2000 "$host"
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
         perf report -i "$WORK/$scenario.allocations" --no-children --stdio -G \
@@ -244,28 +331,42 @@ main() {
         SOZU_BIN=$ROOT/target/release/sozu
     fi
     ALLOCATIONS=$(allocation_events)
+    INSTRUCTIONS=$(instruction_events)
     WORK=$(mktemp -d /tmp/sozu-per-request.XXXXXX)
+    UNDER=()
+    if [[ -n $CALLGRIND ]]; then
+        command -v valgrind >/dev/null || die "CALLGRIND needs valgrind (Debian package valgrind)"
+        UNDER=(valgrind -q --tool=callgrind --trace-children=yes "--callgrind-out-file=$WORK/callgrind.%p")
+        INSTRUCTIONS=
+    fi
     chmod 755 "$WORK"
     TOKEN="backend-$RANDOM$RANDOM"
     RESULTS=$WORK/results.txt
     declare -gA PORTS
     local ports variant scenario http https tcp
-    read -r -a ports <<<"$(helper ports 10)"
+    read -r -a ports <<<"$(helper ports 14)"
     BACKEND_PORT=${ports[0]}
     PORTS[quiet]="${ports[*]:1:3}"
     PORTS[json]="${ports[*]:4:3}"
     PORTS[default]="${ports[*]:7:3}"
+    # http https tcp, and the TCP listener of the faulted cluster.
+    PORTS[faults]="${ports[*]:10:4}"
     write_configs
     start backend "$LOAD_CPU" nginx -e "$WORK/backend-error.log" -p "$WORK" -c "$WORK/backend.conf"
     declare -A WORKER
-    for variant in quiet json default; do
-        start "sozu-$variant" "$PROXY_CPU" "$SOZU_BIN" start -c "$WORK/sozu-$variant.toml"
+    # One after the other: under callgrind, a worker started along with others may take longer
+    # than its main process waits for its first answer, and be replaced.
+    for variant in quiet json default faults; do
+        start "sozu-$variant" "$PROXY_CPU" "${UNDER[@]}" "$SOZU_BIN" start -c "$WORK/sozu-$variant.toml"
+        read -r http https tcp _ <<<"${PORTS[$variant]}"
+        wait_answer "http://127.0.0.1:$http/"
         WORKER[$variant]=$(worker_of "$PID")
     done
-    for variant in quiet json default; do
-        read -r http https tcp <<<"${PORTS[$variant]}"
-        wait_answer "http://127.0.0.1:$http/"
-    done
+    local fault_http fault_tcp
+    read -r fault_http _ _ fault_tcp <<<"${PORTS[faults]}"
+    wait_answer "http://127.0.0.1:$fault_http/"
+    ANSWER_HOST=faulted.localhost wait_answer "http://127.0.0.1:$fault_http/"
+    wait_answer "http://127.0.0.1:$fault_tcp/"
     read -r http https tcp <<<"${PORTS[quiet]}"
     wait_answer "https://127.0.0.1:$https/" -k
     wait_answer "http://127.0.0.1:$tcp/"
@@ -280,15 +381,26 @@ main() {
                 read -r variant _ _ <<<"${PORTS[${scenario#logs-}]}"
                 measure "$scenario" "${WORKER[${scenario#logs-}]}" "http://127.0.0.1:$variant/"
                 ;;
+            http-fault) measure "$scenario" "${WORKER[faults]}" "http://127.0.0.1:$fault_http/" faulted.localhost ;;
+            http-beside-fault) measure "$scenario" "${WORKER[faults]}" "http://127.0.0.1:$fault_http/" ;;
+            tcp-fault) measure "$scenario" "${WORKER[faults]}" "http://127.0.0.1:$fault_tcp/" ;;
+            http-unfaulted | tcp-unfaulted)
+                remove_faults
+                if [[ $scenario == http-* ]]; then
+                    measure "$scenario" "${WORKER[faults]}" "http://127.0.0.1:$fault_http/" faulted.localhost
+                else
+                    measure "$scenario" "${WORKER[faults]}" "http://127.0.0.1:$fault_tcp/"
+                fi
+                ;;
             *) die "unknown scenario $scenario" ;;
         esac
     done
     {
         echo "- $(helper machine); sozu \`$SOZU_BIN\` at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $REQUESTS requests on $CONNECTIONS connections (h2load --h1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
         echo
-        echo "| scenario | CPU µs | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-        awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$RESULTS"
+        echo "| scenario | CPU µs | instructions (user) | instructions (kernel) | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$RESULTS"
         echo
         echo "(each figure per request, on the sozu worker; reads and writes on both sides)"
     } | tee "$WORK/report.md"

@@ -380,6 +380,7 @@ measure() {
         tcp-throughput) command=(python3 -B "$HERE/helper.py" stream "$tcp" /big.bin "$STREAMS" "$DURATION") ;;
         tcp-connect) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$tcp/") ;;
         tcp-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$tcp/") ;;
+        tcp-pipelined) command=("${wrk[@]}" -s "$HERE/pipeline.lua" "http://127.0.0.1:$tcp/") ;;
         http-keepalive) command=("${wrk[@]}" "http://127.0.0.1:$http/") ;;
         http-close) command=("${wrk[@]}" "${close[@]}" "http://127.0.0.1:$http/") ;;
         1mib) command=("${wrk[@]}" "http://127.0.0.1:$http/1mib.bin") ;;

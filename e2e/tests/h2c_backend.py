@@ -4,7 +4,8 @@ built on the Python `h2` package (installed by .ci/install-test-tools).
 
 It listens on 127.0.0.1 (an ephemeral port, printed on the first line of stdout) and serves
 each connection on a thread of its own, advertising SETTINGS_MAX_CONCURRENT_STREAMS of its
-first argument (100 without one). What it does depends on the request path:
+first argument (100 without one); a second argument names the file of its `/health` status.
+What it does depends on the request path:
 
 - `/echo...`: 200 with the request body, and trailers: `x-body-length`, `x-connection` (the
   connection's number, from 1), `grpc-status: 0`, and the request's trailers each echoed as
@@ -24,6 +25,8 @@ first argument (100 without one). What it does depends on the request path:
   at once;
 - `/big/N`: 200 with N bytes, and `x-connection` in the head;
 - `/stats`: `<connections> <most streams in flight at once on one connection>`;
+- `/health`, when started with a file name as second argument: the status written in that
+  file, and a line `health` appended to that file's name + `.log` (for health checks);
 - anything else: 200 with `<method> <path> <authority> <connection>` as body.
 """
 
@@ -210,6 +213,12 @@ def serve(sock, number):
             # here could reach the proxy as a reset before it read the header block).
             sock.sendall(conn.data_to_send() + b"".join(frames))
             del streams[stream_id]
+        elif path == "/health" and len(sys.argv) > 2:
+            with open(sys.argv[2]) as status_file:
+                status = status_file.read().strip()
+            with open(sys.argv[2] + ".log", "a") as log:
+                log.write("health\n")
+            respond(stream_id, [(":status", status), ("content-length", "0")])
         elif path == "/reset-mid":
             conn.send_headers(stream_id, [(":status", "200")])
             conn.send_data(stream_id, b"m" * 1000)

@@ -8,12 +8,16 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
-    request::{Cluster, HttpListenerConfig, Order, QueryMetrics, RemoveBackend},
-    response::{FilteredMetric, ResponseContent},
+    request::{
+        Cluster, HealthCheckConfig, HttpListenerConfig, Order, QueryMetrics, RemoveBackend,
+        SetHealthCheck,
+    },
+    response::{EventKind, FilteredMetric, ResponseContent},
 };
 use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, run_python, wait_until};
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
@@ -607,4 +611,73 @@ fn an_idle_backend_connection_closes_when_its_backend_is_removed() {
         "h2.backend.connections"
     ) == 1));
     assert_eq!(proxy_count(&mut worker, "h2.backend.streams"), 2);
+
+/// Health checks of an `http2 = true` cluster speak HTTP/2 with prior knowledge (issue 16):
+/// the h2c-only backend answers them (an HTTP/1.1 probe fails its preface) and stays in the
+/// rotation; once its health path answers 503 it goes out, and comes back when it recovers.
+#[test]
+fn health_checks_of_an_h2c_backend_speak_http2() {
+    let directory = std::env::temp_dir().join(format!("h2c-health-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("a temporary directory");
+    let status = directory.join("status");
+    let checks = directory.join("status.log");
+    std::fs::write(&status, "200").expect("write the health status");
+    let status_argument = status.to_string_lossy().into_owned();
+    let backend = H2cBackend::run(&[BACKEND, "100", &status_argument]);
+    let (mut worker, address) = proxy(backend.address);
+    worker.ok(Order::SetHealthCheck(SetHealthCheck {
+        cluster_id: "grpc".to_string(),
+        health_check: HealthCheckConfig {
+            uri: "/health".to_string(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            expected_status: 0,
+        },
+    }));
+    let checked = || {
+        std::fs::read_to_string(&checks)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(
+        wait_until(DEADLINE, || checked() >= 2),
+        "the backend answered no HTTP/2 health check"
+    );
+    // Every event that came is read with the answer to this order.
+    proxy_count(&mut worker, "h2.backend.streams");
+    assert!(
+        !worker
+            .events
+            .iter()
+            .any(|event| event.kind == EventKind::HealthCheckUnhealthy),
+        "{:?}",
+        worker.events
+    );
+    let (ok, body) = curl(address, &["--http1.1", &url(address, "/up")]);
+    assert!(ok && body.starts_with("GET /up "), "{body}");
+
+    std::fs::write(&status, "503").expect("write the health status");
+    let event = worker.wait_event(|event| event.kind == EventKind::HealthCheckUnhealthy);
+    assert_eq!(event.backend_id.as_deref(), Some("grpc-0"));
+    let (_, body) = curl(
+        address,
+        &[
+            "--http1.1",
+            "--write-out",
+            "%{http_code}",
+            &url(address, "/down"),
+        ],
+    );
+    assert!(body.ends_with("503"), "{body}");
+
+    std::fs::write(&status, "200").expect("write the health status");
+    let event = worker.wait_event(|event| event.kind == EventKind::HealthCheckHealthy);
+    assert_eq!(event.backend_id.as_deref(), Some("grpc-0"));
+    let (ok, body) = curl(address, &["--http1.1", &url(address, "/again")]);
+    assert!(ok && body.starts_with("GET /again "), "{body}");
+    drop(backend);
+    std::fs::remove_dir_all(directory).expect("clean up");
 }

@@ -2,10 +2,14 @@
 //! `uri` every `interval`, and takes a backend out after `unhealthy_threshold` failed probes in a
 //! row, back in after `healthy_threshold` good ones.
 //!
-//! A [`Probe`] is one check: a non-blocking connect, `GET uri HTTP/1.1` with
-//! `Connection: close`, and the status line of the answer. A probe succeeds when the status is
+//! A [`Probe`] is one check: a non-blocking connect, then `GET uri` in the protocol the
+//! cluster's backends speak, and the status of the answer: `GET uri HTTP/1.1` with
+//! `Connection: close` and its status line, or, for a cluster with `http2 = true`, one HTTP/2
+//! stream with prior knowledge and its `:status` ([`h2`]). A probe succeeds when the status is
 //! the expected one (any 2xx when `expected_status` is 0) before `timeout`. The event loop
 //! owns the probe's socket like a session's and calls [`Probe::ready`] on its events.
+
+mod h2;
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -29,6 +33,23 @@ pub enum ProbeOutcome {
     Unhealthy(String),
 }
 
+/// The protocol a cluster's backends speak, which its probes speak too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeProtocol {
+    Http1,
+    /// HTTP/2 in cleartext with prior knowledge (clusters with `http2 = true`).
+    H2c,
+}
+
+/// What a probe read of the answer so far.
+#[derive(Debug)]
+enum Answer {
+    /// The HTTP/1.1 answer's first bytes, up to its status line.
+    Http1(Vec<u8>),
+    /// The HTTP/2 frames of the probe's stream.
+    H2c(Box<h2::Reply>),
+}
+
 /// One health check in flight.
 #[derive(Debug)]
 pub struct Probe {
@@ -36,9 +57,10 @@ pub struct Probe {
     pub stream: TcpStream,
     pub token: Token,
     pub deadline: Instant,
-    request: Vec<u8>,
+    /// Bytes for the backend, written from `written` on.
+    out: Vec<u8>,
     written: usize,
-    response: Vec<u8>,
+    answer: Answer,
     expected_status: u16,
 }
 
@@ -48,23 +70,33 @@ impl Probe {
         backend: BackendKey,
         address: SocketAddr,
         check: &HealthCheckConfig,
+        protocol: ProbeProtocol,
         token: Token,
         now: Instant,
     ) -> std::io::Result<Probe> {
         let stream = TcpStream::connect(address)?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: sozu-health-check\r\nConnection: close\r\n\r\n",
-            check.uri
-        )
-        .into_bytes();
+        let (out, answer) = match protocol {
+            ProbeProtocol::Http1 => {
+                let request = format!(
+                    "GET {} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: sozu-health-check\r\nConnection: close\r\n\r\n",
+                    check.uri
+                );
+                (request.into_bytes(), Answer::Http1(Vec::with_capacity(128)))
+            }
+            ProbeProtocol::H2c => {
+                let mut out = Vec::with_capacity(128 + check.uri.len());
+                h2::request(&check.uri, &address.to_string(), &mut out);
+                (out, Answer::H2c(Box::new(h2::Reply::new())))
+            }
+        };
         Ok(Probe {
             backend,
             stream,
             token,
             deadline: timer::later(now, check.timeout),
-            request,
+            out,
             written: 0,
-            response: Vec::with_capacity(128),
+            answer,
             expected_status: check.expected_status,
         })
     }
@@ -77,34 +109,23 @@ impl Probe {
                 return ProbeOutcome::Unhealthy(format!("connect failed: {error}"));
             }
         }
-        while self.written < self.request.len() {
-            match self
-                .stream
-                .write(self.request.get(self.written..).unwrap_or_default())
-            {
-                Ok(count) => self.written += count,
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                    return ProbeOutcome::Pending;
-                }
-                Err(error) if error.kind() == ErrorKind::NotConnected => {
-                    return ProbeOutcome::Pending;
-                }
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => {
-                    return ProbeOutcome::Unhealthy(format!("cannot send the request: {error}"));
-                }
-            }
+        if let Err(error) = self.flush() {
+            return ProbeOutcome::Unhealthy(format!("cannot send the request: {error}"));
+        }
+        if self.written < self.out.len() {
+            return ProbeOutcome::Pending;
         }
         let mut chunk = [0u8; 512];
         loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return self.judge(true),
+                Ok(0) => return self.take(&[]),
                 Ok(count) => {
-                    self.response
-                        .extend_from_slice(chunk.get(..count).unwrap_or_default());
-                    let outcome = self.judge(false);
-                    if outcome != ProbeOutcome::Pending || self.response.len() >= MAX_RESPONSE {
+                    let outcome = self.take(chunk.get(..count).unwrap_or_default());
+                    if outcome != ProbeOutcome::Pending {
                         return outcome;
+                    }
+                    if let Err(error) = self.flush() {
+                        return ProbeOutcome::Unhealthy(format!("cannot answer: {error}"));
                     }
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {
@@ -118,34 +139,86 @@ impl Probe {
         }
     }
 
-    /// The verdict on the bytes read so far; `ended` when the backend closed.
-    fn judge(&self, ended: bool) -> ProbeOutcome {
-        let Some(line_end) = self.response.iter().position(|&b| b == b'\n') else {
-            return if ended || self.response.len() >= MAX_RESPONSE {
-                ProbeOutcome::Unhealthy("no status line".to_string())
-            } else {
-                ProbeOutcome::Pending
-            };
-        };
-        let line = String::from_utf8_lossy(self.response.get(..line_end).unwrap_or_default());
-        let mut parts = line.split(' ');
-        let version = parts.next().unwrap_or_default();
-        let status: Option<u16> = parts.next().and_then(|code| code.trim().parse().ok());
-        match status {
-            Some(status) if version.starts_with("HTTP/1.") => {
-                let healthy = if self.expected_status == 0 {
-                    (200..300).contains(&status)
-                } else {
-                    status == self.expected_status
-                };
-                if healthy {
-                    ProbeOutcome::Healthy
-                } else {
-                    ProbeOutcome::Unhealthy(format!("answered {status}"))
+    /// Writes what is left of `out`, as far as the socket takes it.
+    fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(pending) = self.out.get(self.written..).filter(|rest| !rest.is_empty()) {
+            match self.stream.write(pending) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(count) => self.written += count,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::NotConnected
+                    ) =>
+                {
+                    return Ok(());
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes bytes of the answer (none: the backend closed) and gives the verdict, once known.
+    fn take(&mut self, bytes: &[u8]) -> ProbeOutcome {
+        let ended = bytes.is_empty();
+        match &mut self.answer {
+            Answer::Http1(response) => {
+                response.extend_from_slice(bytes);
+                match status_line(response, ended) {
+                    Ok(Some(status)) => self.verdict(status),
+                    Ok(None) => ProbeOutcome::Pending,
+                    Err(reason) => ProbeOutcome::Unhealthy(reason),
                 }
             }
-            _ => ProbeOutcome::Unhealthy(format!("invalid status line `{}`", line.trim_end())),
+            Answer::H2c(reply) => match reply.receive(bytes, &mut self.out) {
+                Ok(Some(status)) => {
+                    // The answer is known: end the connection politely, as far as the socket
+                    // takes it now; the probe closes it next.
+                    h2::goodbye(&mut self.out);
+                    let _ = self.flush();
+                    self.verdict(status)
+                }
+                Ok(None) if ended => ProbeOutcome::Unhealthy("closed before answering".to_string()),
+                Ok(None) => ProbeOutcome::Pending,
+                Err(reason) => ProbeOutcome::Unhealthy(reason),
+            },
         }
+    }
+
+    /// The verdict on an answer's status.
+    fn verdict(&self, status: u16) -> ProbeOutcome {
+        let healthy = if self.expected_status == 0 {
+            (200..300).contains(&status)
+        } else {
+            status == self.expected_status
+        };
+        if healthy {
+            ProbeOutcome::Healthy
+        } else {
+            ProbeOutcome::Unhealthy(format!("answered {status}"))
+        }
+    }
+}
+
+/// The status of an HTTP/1.1 answer whose first bytes are `response` (`ended`: all of it),
+/// once its status line is whole.
+fn status_line(response: &[u8], ended: bool) -> Result<Option<u16>, String> {
+    let Some(line_end) = response.iter().position(|&b| b == b'\n') else {
+        return if ended || response.len() >= MAX_RESPONSE {
+            Err("no status line".to_string())
+        } else {
+            Ok(None)
+        };
+    };
+    let line = String::from_utf8_lossy(response.get(..line_end).unwrap_or_default());
+    let mut parts = line.split(' ');
+    let version = parts.next().unwrap_or_default();
+    let status: Option<u16> = parts.next().and_then(|code| code.trim().parse().ok());
+    match status {
+        Some(status) if version.starts_with("HTTP/1.") => Ok(Some(status)),
+        _ => Err(format!("invalid status line `{}`", line.trim_end())),
     }
 }
 
@@ -216,7 +289,15 @@ mod tests {
             request
         });
         let key = crate::backends::tests::key_for_tests();
-        let mut probe = Probe::start(key, address, &check(), Token(1), Instant::now()).unwrap();
+        let mut probe = Probe::start(
+            key,
+            address,
+            &check(),
+            ProbeProtocol::Http1,
+            Token(1),
+            Instant::now(),
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let outcome = probe.ready();
@@ -256,8 +337,15 @@ mod tests {
         };
         let key = crate::backends::tests::key_for_tests();
         let now = Instant::now();
-        let probe =
-            Probe::start(key, listener.local_addr().unwrap(), &check, Token(1), now).unwrap();
+        let probe = Probe::start(
+            key,
+            listener.local_addr().unwrap(),
+            &check,
+            ProbeProtocol::Http1,
+            Token(1),
+            now,
+        )
+        .unwrap();
         assert!(probe.deadline > now + Duration::from_secs(365 * 24 * 3600));
     }
 

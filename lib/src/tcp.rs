@@ -432,7 +432,11 @@ fn run_pipe(
     if pipe.first_run() {
         return Err(backend_chosen(pipe, io, context).unwrap_or(Fate::Proxy));
     }
-    let shaping = io.shaper.as_deref_mut().map(|faults| (faults, context.now));
+    let shaping = io
+        .shaper
+        .as_deref_mut()
+        .filter(|faults| faults.is_shaping())
+        .map(|faults| (faults, context.now));
     match pipe.run(&mut io.front, &mut back.endpoint, shaping) {
         PipeStatus::Wait {
             front_active,

@@ -122,6 +122,17 @@ impl Lane {
         lane
     }
 
+    /// Whether `effect` does anything to the bytes of a direction: a `latency` of 0 ± 0 lets
+    /// every byte through at once, so a fault with it gets no lane (it still acts: its name
+    /// labels what it touched), and its copy paths pay nothing more than a route without
+    /// fault.
+    pub fn shapes(effect: &Effect) -> bool {
+        match effect {
+            Effect::Latency { latency, jitter } => !(latency.is_zero() && jitter.is_zero()),
+            _ => true,
+        }
+    }
+
     /// The same lane, belonging to the fault named `fault`.
     pub fn of_fault(mut self, fault: Rc<str>) -> Self {
         self.fault = Some(fault);

@@ -214,8 +214,12 @@ impl ActiveFault {
     }
 
     /// Adds the lanes of this fault's effect to those of a connection or request, in the
-    /// fault's directions, each with a generator drawn from the fault's.
+    /// fault's directions, each with a generator drawn from the fault's; none for an effect
+    /// that leaves bytes as they are ([`Lane::shapes`]).
     fn push_lanes(&mut self, now: Instant, upstream: &mut Vec<Lane>, downstream: &mut Vec<Lane>) {
+        if !Lane::shapes(&self.fault.effect) {
+            return;
+        }
         let direction = self.fault.direction;
         if direction.is_upstream() {
             let rng = FaultRng::new(self.rng.next_u64());
@@ -276,6 +280,18 @@ impl FaultSet {
         self.faults
             .get(&**name)
             .is_some_and(|active| Rc::ptr_eq(&active.name, name))
+    }
+
+    /// Which faults may act on a request on `route`, in one pass: for a route no fault may
+    /// act on, that pass is all the faults cost.
+    pub fn reach(&self, route: &Route<'_>) -> Reach {
+        let mut reach = Reach::default();
+        for active in self.faults.values() {
+            reach.route |= active.is_on_route(route);
+            reach.backends |= matches!(&active.fault.target,
+                FaultTarget::Backend { cluster_id, .. } if route.cluster_id == Some(cluster_id.as_str()));
+        }
+        reach
     }
 
     /// Whether a fault targets one backend of `cluster_id`: such faults apply once the
@@ -447,6 +463,22 @@ impl FaultSet {
             }
         }
         plan
+    }
+}
+
+/// Which faults may act on a request ([`FaultSet::reach`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// A fault is on the request's route (its listener, host name or cluster).
+    pub route: bool,
+    /// A fault is on a backend of its cluster: drawn once the backend is chosen.
+    pub backends: bool,
+}
+
+impl Reach {
+    /// Whether no fault may act on the request.
+    pub fn is_none(self) -> bool {
+        !self.route && !self.backends
     }
 }
 

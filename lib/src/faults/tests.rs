@@ -357,3 +357,68 @@ fn the_strictest_allowance_wins() {
     .connection(&route("api"), now);
     assert_eq!(allowance(&mut plan.downstream, now, 100), Bytes(10));
 }
+
+/// A `latency` of 0 ± 0 acts (it labels what it touched and counts it) but shapes nothing:
+/// no lane for a request nor a connection, so their copy paths run as without fault. Any
+/// jitter, or a latency, gives lanes again.
+#[test]
+fn a_zero_latency_labels_without_lanes() {
+    let now = Instant::now();
+    let mut faults = set(&[fault(serde_json::json!({
+        "name": "zero", "cluster_id": "api", "type": "latency", "latency": 0, "direction": "both",
+    }))]);
+    let (mut upstream, mut downstream, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    let mut drawn = Drawn {
+        upstream: &mut upstream,
+        downstream: &mut downstream,
+        labels: &mut labels,
+    };
+    faults.request(&route("api"), &GET, now, &mut drawn);
+    assert_eq!(labels, [Rc::from("zero")]);
+    assert!(upstream.is_empty() && downstream.is_empty());
+    let plan = faults.connection(&route("api"), now);
+    assert!(!plan.is_clean());
+    assert!(plan.upstream.is_empty() && plan.downstream.is_empty());
+    assert_eq!(faults.touched().collect::<Vec<_>>(), [("zero", 2)]);
+
+    let mut jittery = set(&[fault(serde_json::json!({
+        "name": "jitter", "cluster_id": "api", "type": "latency", "latency": 0, "jitter": 5,
+    }))]);
+    let plan = jittery.connection(&route("api"), now);
+    assert_eq!(plan.downstream.len(), 1);
+}
+
+/// A request may be acted on by a fault on its route, or on a backend of its cluster (drawn
+/// once the backend is chosen); a route of another cluster or listener is left alone.
+#[test]
+fn reach_finds_faults_on_the_route_or_its_backends() {
+    let faults = set(&[
+        fault(serde_json::json!({
+            "name": "api", "cluster_id": "api", "type": "latency", "latency": 10,
+        })),
+        fault(serde_json::json!({
+            "name": "backend", "cluster_id": "web", "backend_id": "web-1", "type": "latency",
+            "latency": 10,
+        })),
+    ]);
+    let routed = |cluster_id| Route {
+        backend_id: None,
+        ..route(cluster_id)
+    };
+    let reach = |route| faults.reach(&route);
+    assert_eq!(
+        reach(routed("api")),
+        Reach {
+            route: true,
+            backends: false
+        }
+    );
+    assert_eq!(
+        reach(routed("web")),
+        Reach {
+            route: false,
+            backends: true
+        }
+    );
+    assert!(reach(routed("other")).is_none());
+}

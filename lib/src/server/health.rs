@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use log::{debug, warn};
 use mio::{Interest, Token};
+use sozu_command_lib::request::HealthCheckConfig;
 
 use super::{Owner, Server};
 use crate::{
     backends::BackendKey,
-    health::{HealthRecord, Probe, ProbeOutcome},
+    health::{HealthRecord, Probe, ProbeOutcome, ProbeProtocol},
     timer,
 };
 
@@ -25,20 +26,31 @@ impl Server {
         for slot in expired {
             self.finish_probe(slot, ProbeOutcome::Unhealthy("timed out".to_string()));
         }
-        let checked: Vec<(String, sozu_command_lib::request::HealthCheckConfig)> = self
+        let checked: Vec<(String, HealthCheckConfig, ProbeProtocol)> = self
             .state
             .clusters
             .values()
-            .filter_map(|cluster| Some((cluster.cluster_id.clone(), cluster.health_check.clone()?)))
+            .filter_map(|cluster| {
+                let protocol = if cluster.http2 {
+                    ProbeProtocol::H2c
+                } else {
+                    ProbeProtocol::Http1
+                };
+                Some((
+                    cluster.cluster_id.clone(),
+                    cluster.health_check.clone()?,
+                    protocol,
+                ))
+            })
             .collect();
-        for (cluster_id, check) in checked {
+        for (cluster_id, check, protocol) in checked {
             for (backend, address) in self.backends.probe_targets(&cluster_id) {
                 let record = self.health.entry(backend).or_default();
                 if record.in_flight.is_some() || record.next_at.is_some_and(|at| at > now) {
                     continue;
                 }
                 record.next_at = Some(timer::later(now, check.interval));
-                self.start_probe(backend, address, &check, now);
+                self.start_probe(backend, address, &check, protocol, now);
             }
         }
         // Records of backends that are gone.
@@ -51,13 +63,14 @@ impl Server {
         &mut self,
         backend: BackendKey,
         address: std::net::SocketAddr,
-        check: &sozu_command_lib::request::HealthCheckConfig,
+        check: &HealthCheckConfig,
+        protocol: ProbeProtocol,
         now: Instant,
     ) {
         let slot = self.probes.vacant_entry();
         let probe_slot = slot.key();
         let token = Token(self.sockets.insert(Owner::Probe(probe_slot)));
-        let mut probe = match Probe::start(backend, address, check, token, now) {
+        let mut probe = match Probe::start(backend, address, check, protocol, token, now) {
             Ok(probe) => probe,
             Err(error) => {
                 self.sockets.remove(token.0);

@@ -146,6 +146,15 @@ impl Shaper {
         self.to_client.extend(later.to_client);
     }
 
+    /// Whether a lane acts on a way, or a resume is asked for or armed: otherwise the shaper
+    /// only carries the names of the faults that acted, and every byte may move.
+    pub fn is_shaping(&self) -> bool {
+        !self.to_backend.is_empty()
+            || !self.to_client.is_empty()
+            || self.wake.is_some()
+            || self.resume.deadline().is_some()
+    }
+
     /// The names of the faults that acted.
     pub fn labels(&self) -> &[Rc<str>] {
         &self.labels
@@ -246,6 +255,9 @@ impl Shaper {
 
     /// Sets the resume timer at [`Shaper::next_resume`], or disarms it.
     pub fn arm(&mut self, now: Instant, key: TimerKey, timers: &mut Timers) {
+        if !self.is_shaping() {
+            return;
+        }
         match self.next_resume(now) {
             Some(at) => {
                 if self.resume.deadline() != Some(at) {

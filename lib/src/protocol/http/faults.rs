@@ -64,7 +64,8 @@ pub(super) struct Draw<'a> {
 
 /// Draws the faults on a request routed to `cluster_id` and installs its write budget in
 /// the draw's shaper (emptied of the previous request's faults and filled again: a
-/// keep-alive connection allocates nothing for them once warm).
+/// keep-alive connection allocates nothing for them once warm). A route that no fault can
+/// act on costs one pass over the faults.
 pub(super) fn draw(draw: Draw<'_>, cluster_id: &str) -> Verdict {
     let Draw {
         faults,
@@ -84,6 +85,13 @@ pub(super) fn draw(draw: Draw<'_>, cluster_id: &str) -> Verdict {
         hostname: Some(request.host).filter(|host| !host.is_empty()),
         client: client.ip(),
     };
+    let reach = faults.reach(&route);
+    if reach.is_none() {
+        if let Some(shaper) = shaper.as_deref_mut() {
+            shaper.clear();
+        }
+        return Verdict::Forward;
+    }
     let headers = Fields {
         headers: request.headers,
         buf: request.buf,
@@ -94,10 +102,14 @@ pub(super) fn draw(draw: Draw<'_>, cluster_id: &str) -> Verdict {
     };
     let budget = shaper.get_or_insert_with(Box::default);
     let mut drawn = budget.next_request();
-    let plan = faults.request(&route, &facts, now, &mut drawn);
+    let plan = if reach.route {
+        faults.request(&route, &facts, now, &mut drawn)
+    } else {
+        RequestPlan::default()
+    };
     let acted = !drawn.labels.is_empty();
     push_delays(&plan, &mut drawn, now);
-    if faults.targets_backends_of(cluster_id) {
+    if reach.backends {
         faults.backend_candidates(&route, &facts, budget.backend_candidates());
     }
     if acted {
@@ -187,14 +199,15 @@ fn delay_lane(delay: Duration, now: Instant) -> Lane {
 }
 
 /// What the budget allows now of the `pending()` bytes going `way`: a reset or a cut that is
-/// due comes first. Without a budget, everything, at the cost of one branch.
+/// due comes first. Without a budget, or one that shapes nothing (no fault, or only faults
+/// that leave bytes as they are), everything, at the cost of a branch or two.
 pub(super) fn allowance(
     shaper: Option<&mut Shaper>,
     way: Way,
     now: Instant,
     pending: impl FnOnce() -> usize,
 ) -> Budget {
-    let Some(shaper) = shaper else {
+    let Some(shaper) = shaper.filter(|shaper| shaper.is_shaping()) else {
         return Budget::UpTo(usize::MAX);
     };
     match shaper.due(now) {
@@ -232,6 +245,9 @@ pub(super) fn backend_chosen(
     context: &mut Context<'_>,
     listener: &HttpListener,
 ) -> Option<Step> {
+    if !io.shaper.as_deref().is_some_and(Shaper::awaits_backend) {
+        return None;
+    }
     let back = io.backs.get(SLOT)?;
     let chosen = Chosen {
         addresses: (io.listener_address, io.client_address),
