@@ -611,6 +611,7 @@ fn an_idle_backend_connection_closes_when_its_backend_is_removed() {
         "h2.backend.connections"
     ) == 1));
     assert_eq!(proxy_count(&mut worker, "h2.backend.streams"), 2);
+}
 
 /// Health checks of an `http2 = true` cluster speak HTTP/2 with prior knowledge (issue 16):
 /// the h2c-only backend answers them (an HTTP/1.1 probe fails its preface) and stays in the
