@@ -12,6 +12,7 @@
 mod audit;
 mod command_server;
 mod dashboard;
+mod delivery;
 mod faults;
 mod key_check;
 mod listeners;
@@ -47,7 +48,7 @@ use mio::{Events, Interest, Poll, Token, Waker, net::UnixListener};
 use slab::Slab;
 use sozu_command_lib::{
     config::Config,
-    request::{Order, Request},
+    request::Order,
     response::{Event, EventKind, Response, ResponseContent, RunState},
     state::ConfigState,
 };
@@ -55,6 +56,7 @@ use sozu_lib::server::EVENT_RESPONSE_ID;
 
 use self::{
     command_server::Client,
+    delivery::{BatchJson, Delivery, send_orders},
     listeners::ListenerSockets,
     settings::Settings,
     tasks::{ClientRef, Task},
@@ -721,145 +723,9 @@ impl Main {
     }
 }
 
-/// How the orders of a task reach a worker, and so how many answers it owes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    /// Each order on its own, answered on its own.
-    OneAnswerEach,
-    /// Between `BEGIN_BATCH` and `END_BATCH`, answered once ([`sozu_lib::server`]'s batches):
-    /// the worker still checks each order and names each it refused.
-    Batch,
-}
-
-/// Queues `orders` for `worker` under `request_id`; the caller then writes the channel. Returns
-/// how many were queued; each refused one is a failure of `task`.
-fn send_orders(worker: &mut Worker, request_id: &str, orders: &[Order], task: &mut Task) -> usize {
-    let mut queued = 0;
-    for order in orders {
-        let request = Request::new(request_id, order.clone());
-        match worker.channel.queue_message(&request) {
-            Ok(()) => queued += 1,
-            Err(error) => task.fail(worker.id, format!("cannot send {order}: {error}")),
-        }
-    }
-    queued
-}
-
-/// The orders of a batch in JSON, each serialised once whatever the number of workers that
-/// get them: serialising 100,000 orders (and cloning each into a [`Request`]) for every
-/// worker was a tenth of the main process's start.
-struct BatchJson<'o> {
-    orders: &'o [Order],
-    /// The orders' JSON, one after the other.
-    json: Vec<u8>,
-    /// Where each order's JSON ends in `json`, or why it could not be serialised.
-    ends: Vec<Result<usize, String>>,
-}
-
-impl<'o> BatchJson<'o> {
-    fn new(orders: &'o [Order]) -> Self {
-        let mut json = Vec::new();
-        let ends = orders
-            .iter()
-            .map(|order| {
-                let start = json.len();
-                serde_json::to_writer(&mut json, order)
-                    .map(|()| json.len())
-                    .map_err(|error| {
-                        json.truncate(start);
-                        error.to_string()
-                    })
-            })
-            .collect();
-        BatchJson { orders, json, ends }
-    }
-
-    /// Queues every order for `worker` as a request with the id `request_id`; each one refused
-    /// is a failure of `task`.
-    fn send(&self, worker: &mut Worker, request_id: &str, task: &mut Task) {
-        let channel = &mut worker.channel;
-        let mut failures = Vec::new();
-        self.for_each_request(request_id, |order, json| {
-            let queued = json.and_then(|json| channel.queue_json(json).map_err(|e| e.to_string()));
-            if let Err(error) = queued {
-                failures.push(format!("cannot send {order}: {error}"));
-            }
-        });
-        for failure in failures {
-            task.fail(worker.id, failure);
-        }
-    }
-
-    /// Gives `each` every order with the JSON of its [`Request`] under the id `request_id`
-    /// (`{"id":…,"order":…}`, as [`Channel::queue_message`] writes it), or why there is none.
-    ///
-    /// [`Channel::queue_message`]: sozu_command_lib::channel::Channel::queue_message
-    fn for_each_request(
-        &self,
-        request_id: &str,
-        mut each: impl FnMut(&Order, Result<&[u8], String>),
-    ) {
-        let mut prefix = br#"{"id":"#.to_vec();
-        if let Err(error) = serde_json::to_writer(&mut prefix, request_id) {
-            for order in self.orders {
-                each(order, Err(error.to_string()));
-            }
-            return;
-        }
-        prefix.extend_from_slice(br#","order":"#);
-        let mut line = Vec::new();
-        let mut start = 0;
-        for (order, end) in self.orders.iter().zip(&self.ends) {
-            match end {
-                Ok(end) => {
-                    line.clear();
-                    line.extend_from_slice(&prefix);
-                    line.extend_from_slice(self.json.get(start..*end).unwrap_or_default());
-                    line.push(b'}');
-                    start = *end;
-                    each(order, Ok(&line));
-                }
-                Err(error) => each(order, Err(error.clone())),
-            }
-        }
-    }
-}
-
 /// An OK answer with a note and no content.
 fn ok_message(id: &str, message: impl Into<String>) -> Response {
     let mut response = Response::ok(id, None);
     response.message = message.into();
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use sozu_command_lib::request::{Cluster, ClusterId, HttpFrontend};
-
-    use super::*;
-
-    /// Issue 17: a batch serialised once must read as the requests `queue_message` writes.
-    #[test]
-    fn a_batch_serialised_once_is_the_json_of_each_request() {
-        let address = "127.0.0.1:8080".parse().expect("an address");
-        let orders = vec![
-            Order::AddCluster(Cluster::new("a \"quoted\" cluster")),
-            Order::AddHttpFrontend(HttpFrontend::new(
-                Some("a".to_string()),
-                address,
-                "example.com",
-            )),
-            Order::RemoveCluster(ClusterId {
-                cluster_id: "é\n".to_string(),
-            }),
-        ];
-        let batch = BatchJson::new(&orders);
-        let mut seen = Vec::new();
-        batch.for_each_request("7\"", |order, json| {
-            let expected = serde_json::to_vec(&Request::new("7\"", order.clone()));
-            assert_eq!(json.ok(), expected.as_deref().ok());
-            seen.push(order.clone());
-        });
-        assert_eq!(seen, orders);
-    }
 }
