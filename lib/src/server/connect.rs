@@ -135,6 +135,32 @@ impl Server {
         }
     }
 
+    /// Opens a non-blocking connection to `address` for the session `uid`, registered with
+    /// the loop (readable and writable) under a new token that `owner` owns.
+    pub(super) fn connect_socket(
+        &mut self,
+        uid: u64,
+        address: SocketAddr,
+        owner: Owner,
+    ) -> Result<(TcpStream, Token), OpenError> {
+        let mut stream = TcpStream::connect(address).map_err(|error| {
+            debug!("session {uid}: connect to {address} failed at once: {error}");
+            OpenError::Connect
+        })?;
+        let _ = stream.set_nodelay(true);
+        let token = Token(self.sockets.insert(owner));
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!("cannot register a connection to {address}: {error}");
+            self.sockets.remove(token.0);
+            return Err(OpenError::Register);
+        }
+        Ok((stream, token))
+    }
+
     /// Opens a socket to `address` in the session's `slot`, registered with the loop, with the
     /// connect timeout armed; counts the slot's attempt. `backend_id` names where it goes in
     /// logs and the access log; `lease` counts it for its backend (none for a script's
@@ -152,27 +178,13 @@ impl Server {
             return Err(OpenError::Register);
         };
         session.io.backs.count_attempt(slot);
-        let mut stream = match TcpStream::connect(address) {
-            Ok(stream) => stream,
-            Err(error) => {
-                debug!(
-                    "session {}: connect to {address} failed at once: {error}",
-                    session.io.uid
-                );
-                return Err(OpenError::Connect);
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let token = Token(self.sockets.insert(Owner::Back { session: key, slot }));
-        if let Err(error) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            error!("cannot register a connection to {address}: {error}");
+        let uid = session.io.uid;
+        let (stream, token) =
+            self.connect_socket(uid, address, Owner::Back { session: key, slot })?;
+        let Some(session) = self.sessions.get_mut(key) else {
             self.sockets.remove(token.0);
             return Err(OpenError::Register);
-        }
+        };
         session.io.backs.insert(
             slot,
             BackConnection {

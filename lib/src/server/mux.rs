@@ -25,7 +25,7 @@
 use std::{cell::RefCell, collections::HashMap, net::Shutdown, rc::Rc, time::Instant};
 
 use log::{debug, error, warn};
-use mio::{Interest, Token, net::TcpStream};
+use mio::Token;
 use sozu_command_lib::response::BackendStatus;
 
 use super::{Owner, Server, backend_pool::IDLE_BACKEND_TIMEOUT, connect::OpenError};
@@ -229,21 +229,7 @@ impl Server {
         let Some(lease) = self.backends.lease(backend) else {
             return Err(OpenError::Connect);
         };
-        let mut socket = TcpStream::connect(address).map_err(|error| {
-            debug!("session {uid}: connect to {address} failed at once: {error}");
-            OpenError::Connect
-        })?;
-        let _ = socket.set_nodelay(true);
-        let token = Token(self.sockets.insert(Owner::Mux(backend)));
-        if let Err(error) = self.poll.registry().register(
-            &mut socket,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            error!("cannot register a connection to {address}: {error}");
-            self.sockets.remove(token.0);
-            return Err(OpenError::Register);
-        }
+        let (socket, token) = self.connect_socket(uid, address, Owner::Mux(backend))?;
         debug!("session {uid}: new HTTP/2 connection to {address}");
         let mux = Rc::new(RefCell::new(Mux {
             socket,

@@ -3,7 +3,7 @@
 
 use std::{cell::RefCell, net::TcpListener, rc::Rc, time::Instant};
 
-use mio::Token;
+use mio::{Token, net::TcpStream};
 use sozu_command_lib::request::{AddBackend, Cluster, H2Config};
 
 use super::*;
