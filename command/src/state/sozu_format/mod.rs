@@ -123,6 +123,18 @@ const LOAD_METRICS: &[&str] = &["CONNECTIONS", "REQUESTS", "CONNECTION_TIME"];
 const PROXY_PROTOCOLS: &[&str] = &["EXPAND_HEADER", "SEND_HEADER", "RELAY_HEADER"];
 const PATH_KINDS: &[&str] = &["PREFIX", "REGEX", "EQUALS"];
 const POSITIONS: &[&str] = &["PRE", "POST", "TREE"];
+/// The fields of a cluster that Sōzu's records and ours name alike.
+const CLUSTER_FIELDS: &[&str] = &[
+    "cluster_id",
+    "sticky_session",
+    "https_redirect",
+    "https_redirect_port",
+    "authorized_hashes",
+    "www_authenticate",
+    "max_connections_per_ip",
+    "retry_after",
+    "answers",
+];
 const REDIRECTS: &[&str] = &[
     "FORWARD",
     "PERMANENT",
@@ -331,21 +343,7 @@ fn tls_listener(fields: &Fields) -> Result<Fields, String> {
 
 fn cluster(fields: &Fields) -> Result<Fields, String> {
     let mut order = Fields::new();
-    copy(
-        fields,
-        &mut order,
-        &[
-            "cluster_id",
-            "sticky_session",
-            "https_redirect",
-            "https_redirect_port",
-            "authorized_hashes",
-            "www_authenticate",
-            "max_connections_per_ip",
-            "retry_after",
-            "answers",
-        ],
-    );
+    copy(fields, &mut order, CLUSTER_FIELDS);
     if let Some(body) = fields.get("answer_503").filter(|body| !body.is_null()) {
         let answers = order
             .entry("answers")

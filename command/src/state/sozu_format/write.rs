@@ -80,21 +80,7 @@ fn sozu_fields(order: &Order, ours: &Fields) -> Result<Fields, String> {
         }
         Order::AddCluster(_) => {
             let mut fields = Fields::new();
-            copy(
-                ours,
-                &mut fields,
-                &[
-                    "cluster_id",
-                    "sticky_session",
-                    "https_redirect",
-                    "https_redirect_port",
-                    "authorized_hashes",
-                    "www_authenticate",
-                    "max_connections_per_ip",
-                    "retry_after",
-                    "answers",
-                ],
-            );
+            copy(ours, &mut fields, CLUSTER_FIELDS);
             fields.insert(
                 "load_balancing".to_string(),
                 number(ours, "load_balancing", ALGORITHMS)?,
