@@ -30,6 +30,7 @@ LOAD_CPU=${LOAD_CPU:-1}             # the core of wrk and the backend
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 SOZU_BIN=${SOZU_BIN:-}              # the sozu binary; empty: build it (cargo build --release)
 SOZU_NOTE=${SOZU_NOTE:-}            # a note on that binary, written in the report
+REALTIME=${REALTIME:-}              # set: proxies, backend and clients run SCHED_FIFO (shared machine)
 
 STARTED_PIDS=()
 WORK=
@@ -122,11 +123,23 @@ build_sozu() {
 
 # --- processes ---------------------------------------------------------------------------------
 
+# pinned CPU COMMAND...: runs COMMAND on CPU, at real-time priority (SCHED_FIFO 10) when
+# REALTIME is set, so that other users' processes on a shared machine do not take its core.
+pinned() {
+    local cpu=$1
+    shift
+    if [[ -n $REALTIME ]]; then
+        taskset -c "$cpu" chrt -f 10 "$@"
+    else
+        taskset -c "$cpu" "$@"
+    fi
+}
+
 # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, output to $WORK/NAME.log; sets $PID.
 start() {
     local name=$1 cpu=$2
     shift 2
-    taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
+    pinned "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
     PID=$!
     STARTED_PIDS+=("$PID")
 }
@@ -393,7 +406,7 @@ measure() {
         *) die "unknown scenario $scenario" ;;
     esac
     read -r cpu_before _ < <(helper usage "$pid")
-    taskset -c "$LOAD_CPU" "${command[@]}" >"$out" &
+    pinned "$LOAD_CPU" "${command[@]}" >"$out" &
     load=$!
     # RSS halfway through, while every connection is open.
     sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')"
@@ -520,7 +533,7 @@ main() {
         echo
         echo "- machine: $(helper machine)"
         echo "- sozu: \`$SOZU_BIN\` ($sozu_source; benchmark at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)$versions"
-        echo "- proxies on CPU $PROXY_CPU; wrk (1 thread, $CONNECTIONS connections) and the nginx backend on CPU $LOAD_CPU"
+        echo "- proxies on CPU $PROXY_CPU; wrk (1 thread, $CONNECTIONS connections) and the nginx backend on CPU $LOAD_CPU${REALTIME:+; all of them SCHED_FIFO 10 (REALTIME)}"
         echo "- $ROUNDS rounds of ${DURATION}s per scenario and proxy, medians; large transfer: $STREAMS downloads of ${BIG_FILE_MB} MB at once"
         if [[ -n $do_handshakes ]]; then
             echo "- handshakes: tls-handshakes ($HANDSHAKE_THREADS threads, $HANDSHAKES connections per measurement) on CPU $LOAD_CPU"
