@@ -158,3 +158,135 @@ fn plain_fd(endpoint: &Endpoint) -> Option<RawFd> {
     }
     endpoint.tcp().map(AsRawFd::as_raw_fd)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        thread,
+        time::{Duration, Instant},
+    };
+
+    use mio::Token;
+
+    use super::*;
+    use crate::protocol::http::parser::{BodyFraming, Limits};
+
+    /// A loopback connection: the test's blocking end, and the proxy's as an endpoint.
+    fn connection() -> (TcpStream, Endpoint) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let endpoint = Endpoint::new(mio::net::TcpStream::from_std(ours), Token(1));
+        (peer, endpoint)
+    }
+
+    fn settings() -> BodySplice {
+        BodySplice {
+            min_body: 1,
+            pipe_capacity: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_bytes_the_length_owes_are_spliced() {
+        const LENGTH: usize = 300_000;
+        let (mut backend, mut source) = connection();
+        let (mut client, mut sink) = connection();
+        let body: Vec<u8> = (0..LENGTH).map(|i| (i % 251) as u8).collect();
+        let mut wire = body.clone();
+        wire.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let writer = thread::spawn(move || backend.write_all(&wire).map(|()| backend));
+        let reader = thread::spawn(move || {
+            let mut received = vec![0; LENGTH];
+            client.read_exact(&mut received).map(|()| received)
+        });
+        let framing = Body::new(
+            BodyFraming::ContentLength(LENGTH as u64),
+            &Limits::default(),
+        );
+        let mut spliced = SplicedBody::start(settings(), &framing, &source, &sink).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !spliced.is_done() {
+            assert!(Instant::now() < deadline, "the body did not go through");
+            // As the loop would after events on both sockets.
+            source.readiness.event.insert(Ready::READABLE);
+            sink.readiness.event.insert(Ready::WRITABLE);
+            let relayed = spliced.relay(&mut source, &mut sink);
+            assert!(
+                matches!(relayed, Relayed::Moved { .. } | Relayed::Nothing),
+                "{relayed:?}"
+            );
+        }
+        assert_eq!(reader.join().unwrap().unwrap(), body);
+        let _backend = writer.join().unwrap().unwrap();
+        let mut rest = [0; 17];
+        let tcp = source.tcp_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut taken = 0;
+        while taken < rest.len() {
+            assert!(
+                Instant::now() < deadline,
+                "the bytes after the body are gone"
+            );
+            match tcp.read(&mut rest[taken..]) {
+                Ok(count) => taken += count,
+                Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock),
+            }
+        }
+        assert_eq!(&rest, b"HTTP/1.1 200 OK\r\n", "they stay in the socket");
+    }
+
+    #[test]
+    fn small_chunked_or_close_delimited_bodies_are_not_spliced() {
+        let (_backend, source) = connection();
+        let (_client, sink) = connection();
+        let limits = Limits::default();
+        let length = |bytes| Body::new(BodyFraming::ContentLength(bytes), &limits);
+        let large = BodySplice {
+            min_body: 1000,
+            pipe_capacity: 0,
+        };
+        assert!(SplicedBody::start(large, &length(1000), &source, &sink).is_some());
+        assert!(SplicedBody::start(large, &length(999), &source, &sink).is_none());
+        let chunked = Body::new(BodyFraming::Chunked, &limits);
+        assert!(SplicedBody::start(large, &chunked, &source, &sink).is_none());
+        let until_close = Body::new(BodyFraming::UntilClose, &limits);
+        assert!(SplicedBody::start(large, &until_close, &source, &sink).is_none());
+        let off = BodySplice {
+            min_body: 0,
+            ..large
+        };
+        assert!(SplicedBody::start(off, &length(1 << 30), &source, &sink).is_none());
+    }
+
+    #[test]
+    fn a_source_that_ends_early_cuts_the_body() {
+        let (mut backend, mut source) = connection();
+        let (mut client, mut sink) = connection();
+        backend.write_all(b"only this").unwrap();
+        drop(backend);
+        let framing = Body::new(BodyFraming::ContentLength(100), &Limits::default());
+        let mut spliced = SplicedBody::start(settings(), &framing, &source, &sink).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the end of the source was not seen"
+            );
+            source.readiness.event.insert(Ready::READABLE);
+            sink.readiness.event.insert(Ready::WRITABLE);
+            match spliced.relay(&mut source, &mut sink) {
+                Relayed::Cut => break,
+                Relayed::Moved { .. } | Relayed::Nothing => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!spliced.is_done());
+        let mut received = [0; 9];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"only this");
+    }
+}
