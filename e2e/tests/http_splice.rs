@@ -14,7 +14,7 @@ use sozu_command_lib::{
 };
 use sozu_e2e::{
     DEADLINE, Worker,
-    backend::{Pattern, checksum_update},
+    backend::{digest, pattern},
     http_backend::{HttpBackend, Reply, response},
     http_client::{Client, get, post},
     wire::WireError,
@@ -23,17 +23,6 @@ use sozu_lib::server::ServerConfig;
 
 const LENGTH: usize = 4 << 20;
 const HOST: &str = "bulk.example.com";
-
-fn pattern(seed: u64, length: usize) -> Vec<u8> {
-    let mut bytes = vec![0; length];
-    Pattern::new(seed).fill(&mut bytes);
-    bytes
-}
-
-/// Length and checksum, to compare large byte strings with a readable failure.
-fn digest(bytes: &[u8]) -> (usize, u64) {
-    (bytes.len(), checksum_update(0xcbf2_9ce4_8422_2325, bytes))
-}
 
 fn proxy_with(config: ServerConfig, backend: &HttpBackend) -> (Worker, SocketAddr) {
     let mut worker = Worker::start(config);
@@ -85,7 +74,7 @@ fn a_four_mebibyte_response_is_spliced_byte_for_byte_and_the_connection_goes_on(
     assert_eq!(first.status, 200);
     assert_eq!(digest(&first.body), expected);
     assert_mostly_spliced(&mut worker, 1);
-    // The metrics and the access log count the spliced bytes as sent to the client.
+    // The request's record (its figures, and its access log line) counts the spliced bytes.
     assert!(proxy_count(&mut worker, "bytes_out") >= LENGTH as u64);
     assert_eq!(client.get(HOST, "/small").text(), "small");
     assert_eq!(digest(&client.get(HOST, "/download").body), expected);

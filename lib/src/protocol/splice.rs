@@ -1,5 +1,6 @@
 //! Linux `splice(2)` through a kernel pipe: bytes go from one socket to the other without being
-//! copied into user space. Used by TCP listeners with `splice = true`.
+//! copied into user space. Used by TCP listeners with `splice = true`, and for the rest of
+//! large HTTP/1 bodies of known length (`protocol::http::splice`).
 //!
 //! A [`KernelPipe`] is one direction. Its capacity is what the kernel reports (`F_GETPIPE_SZ`),
 //! not what was asked. `EAGAIN` when filling it has two meanings, the source socket is drained
