@@ -46,14 +46,7 @@ fn chunked(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn ten_megabyte_request_body_with_content_length_arrives_intact() {
-    let backend = HttpBackend::start(|request| {
-        let (length, checksum) = digest(&request.body.data);
-        Reply::Send(response(
-            200,
-            &[],
-            format!("{length} {checksum}").as_bytes(),
-        ))
-    });
+    let backend = HttpBackend::digesting();
     let (_worker, address) = proxy(&backend);
     let body = pattern(1, LENGTH);
     let mut client = Client::connect(address);

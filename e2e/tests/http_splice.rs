@@ -139,14 +139,7 @@ fn a_backend_that_closes_inside_a_spliced_body_cuts_the_response() {
 /// connection takes the next request.
 #[test]
 fn a_four_mebibyte_upload_is_spliced_byte_for_byte() {
-    let backend = HttpBackend::start(|request| {
-        let (length, checksum) = digest(&request.body.data);
-        Reply::Send(response(
-            200,
-            &[],
-            format!("{length} {checksum}").as_bytes(),
-        ))
-    });
+    let backend = HttpBackend::digesting();
     let (mut worker, address) = proxy(&backend);
     let body = pattern(4, LENGTH);
     let (length, checksum) = digest(&body);
