@@ -6,13 +6,17 @@
 # pipe), HTTP keep-alive with a JSON or the default access log to a file, and the paths of
 # the faults scenario: a `latency 0` fault of probability 1 on HTTP and on TCP, a route
 # without fault in a worker that has faults, and the two faulted paths again once their
-# faults are removed (`*-unfaulted`: the same names, so the same work but the faults'). With hardware counters, also user and kernel
-# instructions. An nginx backend answers. See doc/benchmarks.md, "Per request".
+# faults are removed (`*-unfaulted`: the same names, so the same work but the faults'), and
+# 1 MiB responses (`1mib`: bodies spliced; `1mib-copied`: copied through 16 KiB buffers,
+# `splice_min_body_bytes = 0`; `1mib-bigbuffers`: copied through 256 KiB buffers, larger
+# reads and vectored writes; each figure is then per MiB). With hardware counters, also user
+# and kernel instructions. An nginx backend answers. See doc/benchmarks.md, "Per request".
 #
 #   benches/load/per-request.sh                      # builds sozu (release)
 #   SOZU_BIN=target/debug/sozu REQUESTS=5000 benches/load/per-request.sh
 #   SCENARIOS="http-keepalive" PROFILE=1 benches/load/per-request.sh   # and a perf profile
 #   CALLGRIND=1 REQUESTS=5000 benches/load/per-request.sh  # user instructions, under callgrind
+#   SCENARIOS="1mib 1mib-copied 1mib-bigbuffers" REQUESTS=1000 benches/load/per-request.sh
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -111,16 +115,20 @@ http {
     server {
         listen 127.0.0.1:$BACKEND_PORT backlog=4096;
         location = / { return 200 "$TOKEN"; }
+        location = /1mib { alias $WORK/1mib; }
     }
 }
 EOF
-    local variant log faults
-    for variant in quiet json default faults; do
-        log= faults=
+    head -c 1048576 /dev/urandom >"$WORK/1mib"
+    local variant settings faults
+    for variant in "${VARIANTS[@]}"; do
+        settings= faults=
         case $variant in
-            json) log="access_logs_target = \"file://$WORK/access-json.log\""$'\n''access_logs_format = "json"' ;;
-            default) log="access_logs_target = \"file://$WORK/access-default.log\"" ;;
+            json) settings="access_logs_target = \"file://$WORK/access-json.log\""$'\n''access_logs_format = "json"' ;;
+            default) settings="access_logs_target = \"file://$WORK/access-default.log\"" ;;
             faults) faults=$(fault_clusters) ;;
+            copied) settings="splice_min_body_bytes = 0" ;;
+            bigbuffers) settings="splice_min_body_bytes = 0"$'\n''buffer_size = 262144' ;;
         esac
         read -r http https tcp _ <<<"${PORTS[$variant]}"
         cat >"$WORK/sozu-$variant.toml" <<EOF
@@ -129,7 +137,7 @@ log_level = "error"
 log_target = "stdout"
 worker_count = 1
 max_connections = 5000
-$log
+$settings
 
 [[listeners]]
 protocol = "http"
@@ -344,19 +352,25 @@ main() {
     RESULTS=$WORK/results.txt
     declare -gA PORTS
     local ports variant scenario http https tcp
-    read -r -a ports <<<"$(helper ports 14)"
+    read -r -a ports <<<"$(helper ports 20)"
     BACKEND_PORT=${ports[0]}
     PORTS[quiet]="${ports[*]:1:3}"
     PORTS[json]="${ports[*]:4:3}"
     PORTS[default]="${ports[*]:7:3}"
     # http https tcp, and the TCP listener of the faulted cluster.
     PORTS[faults]="${ports[*]:10:4}"
+    PORTS[copied]="${ports[*]:14:3}"
+    PORTS[bigbuffers]="${ports[*]:17:3}"
+    # The 1 MiB scenarios' own sozus start only when they are measured.
+    VARIANTS=(quiet json default faults)
+    [[ " $SCENARIOS " != *" 1mib-copied "* ]] || VARIANTS+=(copied)
+    [[ " $SCENARIOS " != *" 1mib-bigbuffers "* ]] || VARIANTS+=(bigbuffers)
     write_configs
     start backend "$LOAD_CPU" nginx -e "$WORK/backend-error.log" -p "$WORK" -c "$WORK/backend.conf"
     declare -A WORKER
     # One after the other: under callgrind, a worker started along with others may take longer
     # than its main process waits for its first answer, and be replaced.
-    for variant in quiet json default faults; do
+    for variant in "${VARIANTS[@]}"; do
         start "sozu-$variant" "$PROXY_CPU" "${UNDER[@]}" "$SOZU_BIN" start -c "$WORK/sozu-$variant.toml"
         read -r http https tcp _ <<<"${PORTS[$variant]}"
         wait_answer "http://127.0.0.1:$http/"
@@ -391,6 +405,11 @@ main() {
                 else
                     measure "$scenario" "${WORKER[faults]}" "http://127.0.0.1:$fault_tcp/"
                 fi
+                ;;
+            1mib) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$http/1mib" ;;
+            1mib-copied | 1mib-bigbuffers)
+                read -r variant _ _ <<<"${PORTS[${scenario#1mib-}]}"
+                measure "$scenario" "${WORKER[${scenario#1mib-}]}" "http://127.0.0.1:$variant/1mib"
                 ;;
             *) die "unknown scenario $scenario" ;;
         esac

@@ -13,7 +13,7 @@ use anyhow::Context;
 use log::{error, info};
 use sozu_command_lib::{
     channel::Channel,
-    config::{AccessLogFormat, LogTarget},
+    config::{AccessLogFormat, DEFAULT_SPLICE_MIN_BODY, LogTarget},
     scm::ScmSocket,
 };
 use sozu_lib::{
@@ -87,6 +87,9 @@ pub struct WorkerSettings {
     /// Capacity of the kernel pipes of spliced TCP listeners; 0 keeps the kernel's.
     #[arg(long, default_value_t = 0)]
     pub splice_pipe_capacity: usize,
+    /// The least HTTP/1 body left after its head that is spliced; 0 splices none.
+    #[arg(long, default_value_t = DEFAULT_SPLICE_MIN_BODY)]
+    pub splice_min_body: u64,
 }
 
 impl WorkerSettings {
@@ -128,6 +131,7 @@ impl WorkerSettings {
             "--splice-pipe-capacity={}",
             self.splice_pipe_capacity
         ));
+        args.push(format!("--splice-min-body={}", self.splice_min_body));
         args
     }
 
@@ -161,6 +165,7 @@ impl WorkerSettings {
             }),
             disable_cluster_metrics: self.disable_cluster_metrics,
             splice_pipe_capacity: self.splice_pipe_capacity,
+            http_splice_min_body: self.splice_min_body,
             // The main process checked every certificate's key before sending its order
             // (`main_process::orders::apply_order`): decoding each again here would only delay
             // the start.

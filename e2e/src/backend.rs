@@ -208,6 +208,18 @@ impl Pattern {
     }
 }
 
+/// `length` bytes of [`Pattern`] from `seed`.
+pub fn pattern(seed: u64, length: usize) -> Vec<u8> {
+    let mut bytes = vec![0; length];
+    Pattern::new(seed).fill(&mut bytes);
+    bytes
+}
+
+/// Length and checksum, to compare large byte strings with a readable failure.
+pub fn digest(bytes: &[u8]) -> (usize, u64) {
+    (bytes.len(), checksum_update(0xcbf2_9ce4_8422_2325, bytes))
+}
+
 /// Reads a stream to its end; returns the byte count and an FNV-1a checksum.
 pub fn checksum_stream(mut stream: impl Read) -> (u64, u64) {
     let mut buffer = vec![0; 64 * 1024];

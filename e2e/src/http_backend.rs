@@ -129,6 +129,19 @@ impl HttpBackend {
         HttpBackend::start(move |_| Reply::Send(response(200, &[], body.as_bytes())))
     }
 
+    /// Answers every request `200 OK` with its body's length and checksum
+    /// ([`crate::backend::digest`]), as `LENGTH CHECKSUM`.
+    pub fn digesting() -> HttpBackend {
+        HttpBackend::start(|request| {
+            let (length, checksum) = crate::backend::digest(&request.body.data);
+            Reply::Send(response(
+                200,
+                &[],
+                format!("{length} {checksum}").as_bytes(),
+            ))
+        })
+    }
+
     /// The requests received so far, in the order they were read.
     pub fn requests(&self) -> Vec<Request> {
         self.records.lock().expect("records").requests.clone()

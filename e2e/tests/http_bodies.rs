@@ -10,7 +10,7 @@ use std::{
 use sozu_command_lib::request::Cluster;
 use sozu_e2e::{
     Worker,
-    backend::{Pattern, checksum_update},
+    backend::{digest, pattern},
     http_backend::{HttpBackend, Reply, chunked_response, response},
     http_client::{Client, post},
 };
@@ -18,17 +18,6 @@ use sozu_lib::server::ServerConfig;
 
 const LENGTH: usize = 10 << 20;
 const HOST: &str = "bulk.example.com";
-
-fn pattern(seed: u64, length: usize) -> Vec<u8> {
-    let mut bytes = vec![0; length];
-    Pattern::new(seed).fill(&mut bytes);
-    bytes
-}
-
-/// Length and checksum, to compare large byte strings with a readable failure.
-fn digest(bytes: &[u8]) -> (usize, u64) {
-    (bytes.len(), checksum_update(0xcbf2_9ce4_8422_2325, bytes))
-}
 
 fn proxy(backend: &HttpBackend) -> (Worker, SocketAddr) {
     let mut worker = Worker::start(ServerConfig::default());
@@ -57,14 +46,7 @@ fn chunked(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn ten_megabyte_request_body_with_content_length_arrives_intact() {
-    let backend = HttpBackend::start(|request| {
-        let (length, checksum) = digest(&request.body.data);
-        Reply::Send(response(
-            200,
-            &[],
-            format!("{length} {checksum}").as_bytes(),
-        ))
-    });
+    let backend = HttpBackend::digesting();
     let (_worker, address) = proxy(&backend);
     let body = pattern(1, LENGTH);
     let mut client = Client::connect(address);

@@ -100,7 +100,8 @@
 //!   with `http2 = true` (`h2::backend`: the state of a backend connection shared by many
 //!   sessions, each slot's HTTP/1.1 exchanges carried as streams through a handle);
 //!   `protocol::pipe` copies bytes both ways (TCP
-//!   mode, upgraded connections), with `protocol::splice` on Linux, after
+//!   mode, upgraded connections), with `protocol::splice` on Linux (which also carries large
+//!   HTTP/1 bodies of known length), after
 //!   `protocol::sniff` decided where a TCP connection goes; [`protocol::tls`] is
 //!   the rustls server side; [`protocol::proxy_protocol`] reads and writes PROXY headers.
 //! - `tcp` and `https`: what is particular to TCP listeners (the PROXY header stage, the

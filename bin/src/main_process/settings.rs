@@ -117,6 +117,7 @@ impl Settings {
                     .is_some_and(|metrics| metrics.tagged_metrics),
                 disable_cluster_metrics: config.disable_cluster_metrics,
                 splice_pipe_capacity: config.splice_pipe_capacity,
+                splice_min_body: config.splice_min_body,
             },
             etcd: config.etcd.clone(),
             registration: config.registration.clone(),

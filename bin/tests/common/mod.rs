@@ -198,9 +198,16 @@ impl Proxy {
 
     /// A cluster with one backend, and an HTTP frontend for `hostname`.
     pub fn route(&self, cluster: &str, hostname: &str, backend: &Backend) {
+        let backend_id = format!("{cluster}-{}", backend.name);
+        self.route_to(cluster, hostname, &backend_id, backend.address);
+    }
+
+    /// A cluster with one backend, `backend_id` at `address`, and an HTTP frontend for
+    /// `hostname`.
+    pub fn route_to(&self, cluster: &str, hostname: &str, backend_id: &str, address: SocketAddr) {
         let http = self.http.to_string();
         self.ok(&["cluster", "add", "-i", cluster]);
-        self.add_backend(cluster, backend);
+        self.add_backend_at(cluster, backend_id, address);
         self.ok(&[
             "frontend",
             "http",
@@ -217,15 +224,20 @@ impl Proxy {
     /// Adds `backend` to `cluster`, as backend `CLUSTER-NAME`.
     pub fn add_backend(&self, cluster: &str, backend: &Backend) {
         let backend_id = format!("{cluster}-{}", backend.name);
+        self.add_backend_at(cluster, &backend_id, backend.address);
+    }
+
+    /// Adds the backend `backend_id` at `address` to `cluster`.
+    pub fn add_backend_at(&self, cluster: &str, backend_id: &str, address: SocketAddr) {
         self.ok(&[
             "backend",
             "add",
             "-i",
             cluster,
             "--backend-id",
-            &backend_id,
+            backend_id,
             "-a",
-            &backend.address.to_string(),
+            &address.to_string(),
         ]);
     }
 

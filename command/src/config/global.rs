@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{
-    AccessLogFormat, Config, Loader, LogTarget, MetricsConfig,
+    AccessLogFormat, Config, DEFAULT_SPLICE_MIN_BODY, Loader, LogTarget, MetricsConfig,
     document::{Field, Table},
     error::ConfigError,
     files::Files,
@@ -64,6 +64,7 @@ pub(super) const KEYS: &[&str] = &[
     "retry_after",
     "basic_auth_max_credential_bytes",
     "splice_pipe_capacity_bytes",
+    "splice_min_body_bytes",
     "metrics",
     "toxiproxy",
     "faults",
@@ -204,6 +205,8 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
     let splice_pipe_capacity =
         top.number("splice_pipe_capacity_bytes", &rules::SPLICE_PIPE_CAPACITY);
     let splice_pipe_capacity = loader.or(splice_pipe_capacity, 0);
+    let splice_min_body = top.number("splice_min_body_bytes", &rules::SPLICE_MIN_BODY);
+    let splice_min_body = loader.or(splice_min_body, DEFAULT_SPLICE_MIN_BODY);
     let metrics = top.field("metrics").map(|field| metrics(loader, field));
     let metrics = metrics.and_then(|metrics| loader.keep(metrics));
     let toxiproxy = top
@@ -245,6 +248,7 @@ pub(super) fn settings(loader: &mut Loader, top: &mut Table<'_, '_>) -> Config {
         retry_after,
         disable_cluster_metrics,
         splice_pipe_capacity,
+        splice_min_body,
         metrics,
         toxiproxy,
         etcd: None,

@@ -52,6 +52,10 @@ use crate::request::{
     AddBackend, AddCertificate, AddFault, Cluster, ConnectionLimit, Fault, Order, Timeouts,
 };
 
+/// The default `splice_min_body_bytes`: below a few pipe-fulls, a kernel pipe costs more
+/// system calls than it saves copies.
+pub const DEFAULT_SPLICE_MIN_BODY: u64 = 64 * 1024;
+
 /// A parsed configuration file: the settings of the main process and the workers, and the
 /// routing state to build at start.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +123,9 @@ pub struct Config {
     pub disable_cluster_metrics: bool,
     /// Capacity of the kernel pipes of spliced TCP listeners, in bytes; 0 keeps the kernel's.
     pub splice_pipe_capacity: usize,
+    /// The least HTTP/1 body left after its head that moves with `splice(2)`, in bytes
+    /// (`splice_min_body_bytes`); 0 splices no HTTP body.
+    pub splice_min_body: u64,
     /// The `[metrics]` section; `None` sends metrics nowhere (they can still be queried).
     pub metrics: Option<MetricsConfig>,
     /// `[toxiproxy]`: where the Toxiproxy-compatible API is served; off when `None`.

@@ -68,6 +68,18 @@ fn defaults_of_an_empty_file_are_sozu_defaults() {
 }
 
 #[test]
+fn http_bodies_splice_from_64_kib_unless_told_otherwise() {
+    assert_eq!(parse("").unwrap().0.splice_min_body, 65_536);
+    let (config, warnings) = parse("splice_min_body_bytes = 0\n").unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(config.splice_min_body, 0);
+    assert_names(
+        &error("splice_min_body_bytes = -1\n"),
+        &["splice_min_body_bytes", "0 to 1099511627776 bytes"],
+    );
+}
+
+#[test]
 fn sozu_2_1_config_loads_with_warnings_only() {
     let (config, warnings) = Config::load(&fixtures().join("sozu-2.1.toml")).unwrap();
     let warned: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();

@@ -131,6 +131,8 @@ pub fn h2_bounds(key: &str) -> Bounds {
 
 /// The capacity of a splice pipe, in bytes; 0 keeps the kernel's.
 pub const SPLICE_PIPE_CAPACITY: Bounds = Bounds::new(0, 268_435_456, Unit::Bytes);
+/// The least HTTP/1 body left after its head that is spliced, in bytes; 0 splices none.
+pub const SPLICE_MIN_BODY: Bounds = Bounds::new(0, 1 << 40, Unit::Bytes);
 /// How many first bytes of a TCP connection content routing inspects (the session's buffer
 /// bounds it too).
 pub const INSPECT_BYTES: Bounds = Bounds::new(1, 1_048_576, Unit::Bytes);

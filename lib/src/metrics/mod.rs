@@ -14,7 +14,8 @@
 //! `active_connections`, `connect_time`, `first_byte_time` (request sent to response head),
 //! `response_time` (request head read to response end), `connect_failures`, `retries`,
 //! `proxy_answers.CODE` (answers the proxy wrote itself), `tls.handshakes`,
-//! `tls.handshake_failures`, `backends.up`/`down`/`draining`, `up` (a backend: 1 or 0).
+//! `tls.handshake_failures`, `http.spliced_bytes` (HTTP body bytes moved with `splice(2)`),
+//! `backends.up`/`down`/`draining`, `up` (a backend: 1 or 0).
 
 mod h2;
 mod hold;
@@ -301,6 +302,8 @@ pub struct Metrics {
     clusters: HashMap<String, ClusterFigures>,
     tls_handshakes: u64,
     tls_handshake_failures: u64,
+    /// Bytes of HTTP bodies moved with `splice(2)` (`http.spliced_bytes`).
+    spliced_bytes: u64,
     h2: H2Figures,
     /// Figures are not kept per cluster and backend (`disable_cluster_metrics`).
     without_clusters: bool,
@@ -323,6 +326,7 @@ impl Metrics {
             clusters: HashMap::new(),
             tls_handshakes: 0,
             tls_handshake_failures: 0,
+            spliced_bytes: 0,
             h2: H2Figures::default(),
             without_clusters,
         }
@@ -391,6 +395,13 @@ impl Metrics {
             self.tls_handshakes += 1;
         } else {
             self.tls_handshake_failures += 1;
+        }
+    }
+
+    /// `count` bytes of an HTTP body went to their sink through a kernel pipe.
+    pub fn spliced(&mut self, count: usize) {
+        if self.enabled {
+            self.spliced_bytes += count as u64;
         }
     }
 
@@ -494,6 +505,7 @@ impl Metrics {
         for (name, value) in [
             ("tls.handshakes", self.tls_handshakes),
             ("tls.handshake_failures", self.tls_handshake_failures),
+            ("http.spliced_bytes", self.spliced_bytes),
         ] {
             if wanted(name) {
                 snapshot

@@ -79,6 +79,11 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "counter",
             "TLS handshakes that failed.",
         ),
+        "http.spliced_bytes" => simple(
+            "http_spliced_bytes_total",
+            "counter",
+            "Bytes of HTTP bodies moved with splice(2).",
+        ),
         "h2.connections" => simple(
             "h2_connections_total",
             "counter",

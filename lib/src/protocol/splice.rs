@@ -1,5 +1,6 @@
 //! Linux `splice(2)` through a kernel pipe: bytes go from one socket to the other without being
-//! copied into user space. Used by TCP listeners with `splice = true`.
+//! copied into user space. Used by TCP listeners with `splice = true`, and for the rest of
+//! large HTTP/1 bodies of known length (`protocol::http::splice`).
 //!
 //! A [`KernelPipe`] is one direction. Its capacity is what the kernel reports (`F_GETPIPE_SZ`),
 //! not what was asked. `EAGAIN` when filling it has two meanings, the source socket is drained
@@ -91,10 +92,17 @@ impl KernelPipe {
     /// Moves bytes from the `source` socket into the pipe. `WouldBlock` means the socket is
     /// drained; `Full` that the pipe must be drained before the socket can be read further.
     pub fn fill_from(&mut self, source: RawFd) -> Spliced {
-        if self.is_full() {
+        self.fill_from_at_most(source, usize::MAX)
+    }
+
+    /// [`KernelPipe::fill_from`], taking at most `limit` bytes from the socket: the bytes
+    /// after them (say, the next message) stay in the socket. A `limit` of 0 reads nothing
+    /// (`Full`): a splice of 0 bytes would read as the end of the stream.
+    pub fn fill_from_at_most(&mut self, source: RawFd, limit: usize) -> Spliced {
+        if self.is_full() || limit == 0 {
             return Spliced::Full;
         }
-        let room = self.capacity.saturating_sub(self.pending);
+        let room = self.capacity.saturating_sub(self.pending).min(limit);
         match splice(source, self.write_end.as_raw_fd(), room) {
             Spliced::Moved(count) => {
                 self.pending = self.pending.saturating_add(count);

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use sozu_command_lib::config::{AccessLogFormat, LogTarget};
+use sozu_command_lib::config::{AccessLogFormat, DEFAULT_SPLICE_MIN_BODY, LogTarget};
 
 use crate::protocol::tls::KeyCheck;
 
@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub disable_cluster_metrics: bool,
     /// Size of the kernel pipes of TCP listeners with `splice`; 0 keeps the kernel's default.
     pub splice_pipe_capacity: usize,
+    /// The least HTTP/1 body left after its head that moves with `splice(2)` (plain HTTP,
+    /// `Content-Length` bodies); 0 splices none.
+    pub http_splice_min_body: u64,
     /// When the private keys of `ADD_CERTIFICATE` and `REPLACE_CERTIFICATE` are decoded and
     /// checked: `Now` (the default) refuses a bad pair with the order; `OnFirstUse` suits a
     /// worker fed by a main process that checked every pair.
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             statsd: None,
             disable_cluster_metrics: false,
             splice_pipe_capacity: 0,
+            http_splice_min_body: DEFAULT_SPLICE_MIN_BODY,
             key_check: KeyCheck::Now,
         }
     }

@@ -34,7 +34,7 @@ use crate::{
     health::{HealthRecord, Probe},
     metrics::{Metrics, Recorder, statsd::Statsd},
     pool::Pool,
-    protocol::http::{HttpListener, auth::Authorized},
+    protocol::http::{HttpListener, auth::Authorized, splice::BodySplice},
     router::content::{ContentRouter, TcpRouter, resolver::Resolver},
     session::endpoint::Ready,
     session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
@@ -491,6 +491,7 @@ impl Server {
             state,
             recorder,
             faults,
+            config,
             ..
         } = self;
         let session = sessions.get_mut(key)?;
@@ -504,6 +505,10 @@ impl Server {
             authorized,
             recorder,
             faults,
+            body_splice: BodySplice {
+                min_body: config.http_splice_min_body,
+                pipe_capacity: config.splice_pipe_capacity,
+            },
         };
         Some(work(session, &mut context))
     }

@@ -32,7 +32,7 @@ use crate::{
     faults::FaultSet,
     metrics::Recorder,
     pool::Pool,
-    protocol::http::{self, Http, HttpListener, auth::Authorized, h2},
+    protocol::http::{self, Http, HttpListener, auth::Authorized, h2, splice::BodySplice},
     protocol::{pipe::Pipe, proxy_protocol::ProxyAddresses, reply::Reply, sniff::Sniff},
     router::content::{ContentRouter, Decider},
     session::endpoint::{Endpoint, Ready},
@@ -164,6 +164,8 @@ pub struct Context<'a> {
     pub recorder: &'a mut Recorder,
     /// The worker's faults, asked when a connection or request is routed.
     pub faults: &'a mut FaultSet,
+    /// When HTTP/1 bodies move through kernel pipes.
+    pub body_splice: BodySplice,
 }
 
 /// Where a session is in its protocol. Stages only move forward.

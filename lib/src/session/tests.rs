@@ -103,6 +103,7 @@ fn a_session_holds_two_backend_connections_at_once() {
         authorized: &authorized,
         recorder: &mut recorder,
         faults: &mut faults,
+        body_splice: crate::protocol::http::splice::BodySplice::default(),
     };
 
     // Each slot has its own back timeout.

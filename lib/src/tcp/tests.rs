@@ -90,6 +90,7 @@ impl Loop {
             authorized: &self.authorized,
             recorder: &mut self.recorder,
             faults: &mut self.faults,
+            body_splice: crate::protocol::http::splice::BodySplice::default(),
         };
         stage.ready(io, &mut context)
     }

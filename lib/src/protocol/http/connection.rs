@@ -22,6 +22,7 @@ use crate::{
         record::{new_request_id, record_stream},
         response,
         route::{Close, Forward, Retry},
+        splice::{Relayed, SplicedBody},
         stream::{Phase, RequestSide, ResponseSide, Stream},
         upgrade,
     },
@@ -532,14 +533,26 @@ pub(super) fn forward(http: &mut Http, io: &mut SessionIo, context: &mut Context
         return Step::Do(Action::Close);
     };
     back.request_started();
+    let mut progress = false;
+    if http.request_splice.is_some() {
+        match relay_spliced_request(http, io, context, listener) {
+            Ok(moved) => progress = moved,
+            Err(step) => return step,
+        }
+    }
+    let shaped = faults::shapes(io);
+    let Some(back) = io.backs.get_mut(SLOT) else {
+        return Step::Do(Action::Close);
+    };
     let front = &mut io.front;
     let back = &mut back.endpoint;
-    let mut progress = false;
     let mut front_active = false;
     let mut back_active = false;
 
     // Client → backend: the head, then body bytes as the framing allows.
-    if let RequestSide::Sending(body) = &mut http.stream.request {
+    if http.request_splice.is_none()
+        && let RequestSide::Sending(body) = &mut http.stream.request
+    {
         let limit = match faults::budget(
             io.shaper.as_deref_mut(),
             front,
@@ -593,7 +606,13 @@ pub(super) fn forward(http: &mut Http, io: &mut SessionIo, context: &mut Context
         let RequestSide::Sending(body) = &mut http.stream.request else {
             return Step::Do(Action::Close);
         };
-        if !body.is_done()
+        if http.request_out_sent == http.request_out.len() && http.front_buf.is_empty() && !shaped {
+            // Every body byte read so far went out: the rest may go socket to socket.
+            http.request_splice = SplicedBody::start(context.body_splice, body, front, back);
+            progress |= http.request_splice.is_some();
+        }
+        if http.request_splice.is_none()
+            && !body.is_done()
             && !http.front_buf.is_full()
             && !front.read_closed
             && front.readiness.event.contains(Ready::READABLE)
@@ -641,6 +660,41 @@ pub(super) fn forward(http: &mut Http, io: &mut SessionIo, context: &mut Context
         io.touch_back(SLOT, after, context.now, context.timers);
     }
     if progress { Step::Progress } else { Step::Wait }
+}
+
+/// Moves the rest of the request body through its kernel pipe: whether bytes moved, or the
+/// step that ends the exchange.
+fn relay_spliced_request(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+    listener: &HttpListener,
+) -> Result<bool, Step> {
+    let (Some(spliced), Some(back)) = (http.request_splice.as_mut(), io.backs.get_mut(SLOT)) else {
+        return Err(Step::Do(Action::Close));
+    };
+    let (filled, drained) = match spliced.relay(&mut io.front, &mut back.endpoint) {
+        Relayed::Moved { filled, drained } => (filled, drained),
+        Relayed::Nothing => return Ok(false),
+        // The client ended its stream in the middle of a request body.
+        Relayed::Cut | Relayed::SourceFailed => return Err(Step::Do(Action::Close)),
+        Relayed::SinkFailed => return Err(backend_failed(http, io, context, listener)),
+    };
+    if spliced.is_done() {
+        http.request_splice = None;
+        http.stream.request = RequestSide::Sent;
+    }
+    let timeouts = io.timeouts;
+    if filled > 0 {
+        io.touch_front(timeouts.front, context.now, context.timers);
+    }
+    if drained > 0 {
+        http.stream.bytes_in += drained as u64;
+        http.stream.request_sent += drained as u64;
+        context.recorder.metrics.spliced(drained);
+        io.touch_back(SLOT, timeouts.back, context.now, context.timers);
+    }
+    Ok(true)
 }
 
 /// The backend connection failed while the request was being sent or the response awaited.

@@ -236,6 +236,12 @@ pub(super) fn budget(
     }
 }
 
+/// Whether faults act on the bytes of the session's exchange: then every byte goes through
+/// the write budget, and no body is spliced.
+pub(super) fn shapes(io: &SessionIo) -> bool {
+    io.shaper.as_deref().is_some_and(Shaper::is_shaping)
+}
+
 /// Draws the faults on the backend just chosen for an HTTP/1 session's request, before any
 /// byte of it went there ([`draw_backend`]); the step that answers the request when one of
 /// them does. The backend connection stays, clean, for the next request.

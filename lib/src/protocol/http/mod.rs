@@ -11,7 +11,8 @@
 //!
 //! Bodies are forwarded as they come, never buffered whole: the framing trackers of the
 //! parser find where a message ends (`body`), so bytes after it (a pipelined request, say)
-//! are never sent with it. No byte crosses from one exchange to the next on the backend side
+//! are never sent with it. The rest of a large body of known length between two plain
+//! sockets moves through a kernel pipe (`splice`), no more bytes than its length owes. No byte crosses from one exchange to the next on the backend side
 //! either: a backend connection that holds bytes after a complete response, or sends any
 //! while no request is outstanding, is closed, never reused (see [`Http::is_back_reusable`]).
 //!
@@ -24,7 +25,8 @@
 //! without I/O), `outcome` (a routing decision and the faults drawn on it, as a forward or an
 //! answer, for both codecs), `faults` (faults on requests and their write budget), `auth` (Basic authentication), `stream` (one request and its response
 //! as typed phases), `connection` and `response` (the HTTP/1 codec: the request side and
-//! the proxy's answers, the response side), `record` (request ids, the access-log record).
+//! the proxy's answers, the response side), `record` (request ids, the access-log record), `splice` (large bodies of known length
+//! moved from socket to socket through a kernel pipe).
 
 pub(crate) mod answers;
 pub(crate) mod auth;
@@ -41,6 +43,7 @@ mod record;
 mod response;
 pub(crate) mod route;
 pub mod spares;
+pub(crate) mod splice;
 mod stream;
 pub(crate) mod upgrade;
 
@@ -53,6 +56,7 @@ use crate::{
     protocol::http::{
         connection::{AnswerExtra, Next, Rendered, Step, answer, render_answer},
         parser::Header,
+        splice::SplicedBody,
         stream::{Phase, Stream},
     },
     protocol::pipe::Pipe,
@@ -90,6 +94,10 @@ pub struct Http {
     back_use: BackUse,
     /// The sticky id of the attached backend connection's backend.
     back_sticky_id: Option<String>,
+    /// The rest of the request body, when it moves through a kernel pipe.
+    request_splice: Option<Box<SplicedBody>>,
+    /// The rest of the response body, when it moves through a kernel pipe.
+    response_splice: Option<Box<SplicedBody>>,
 }
 
 impl Http {
@@ -111,6 +119,8 @@ impl Http {
             back_cluster: String::new(),
             back_use: BackUse::New,
             back_sticky_id: None,
+            request_splice: None,
+            response_splice: None,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::{
         },
         record::record_stream,
         route::Close,
+        splice::{Relayed, SplicedBody},
         stream::{Phase, Relay, RequestSide, ResponseSide},
         upgrade,
     },
@@ -255,6 +256,10 @@ pub(super) fn relay_response_body(
     io: &mut SessionIo,
     context: &mut Context<'_>,
 ) -> Step {
+    if http.response_splice.is_some() {
+        return relay_spliced_body(http, io, context);
+    }
+    let shaped = faults::shapes(io);
     let front_key = io.timer_key(TimeoutKind::Front);
     let back_key = io.timer_key(TimeoutKind::Back(SLOT));
     let timeouts = io.timeouts;
@@ -336,6 +341,13 @@ pub(super) fn relay_response_body(
     let ResponseSide::Relaying { body, .. } = &mut http.stream.response else {
         return Step::Do(Action::Close);
     };
+    if relay == Relay::AsIs && head_sent && http.back_buf.is_empty() && !shaped {
+        // Every body byte read so far went out: the rest may go socket to socket.
+        http.response_splice = SplicedBody::start(context.body_splice, body, back, front);
+        if http.response_splice.is_some() {
+            return Step::Progress;
+        }
+    }
     if !http.back_buf.is_full()
         && !back.read_closed
         && back.readiness.event.contains(Ready::READABLE)
@@ -388,6 +400,49 @@ pub(super) fn relay_response_body(
         }
     }
     if progress { Step::Progress } else { Step::Wait }
+}
+
+/// Relays the rest of a response body through its kernel pipe, and ends the stream when the
+/// body is complete. A backend that ends its stream before the end of the body cuts the
+/// response: the client connection closes.
+fn relay_spliced_body(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Step {
+    let (Some(spliced), Some(back_connection)) =
+        (http.response_splice.as_mut(), io.backs.get_mut(SLOT))
+    else {
+        return Step::Do(Action::Close);
+    };
+    match spliced.relay(&mut back_connection.endpoint, &mut io.front) {
+        Relayed::Moved { filled, drained } => {
+            let timeouts = io.timeouts;
+            // Either side moving shows the exchange alive: a slow reader does not make the
+            // backend look silent.
+            io.touch_back(SLOT, timeouts.back, context.now, context.timers);
+            if drained > 0 {
+                http.stream.bytes_out += drained as u64;
+                context.recorder.metrics.spliced(drained);
+                io.touch_front(timeouts.front, context.now, context.timers);
+            }
+            log::trace!("session {}: spliced {filled} in, {drained} out", io.uid);
+        }
+        Relayed::Nothing => return Step::Wait,
+        Relayed::Cut => {
+            log::warn!(
+                "session {}: backend closed in the middle of a response",
+                io.uid
+            );
+            return Step::Do(Action::Close);
+        }
+        Relayed::SourceFailed | Relayed::SinkFailed => return Step::Do(Action::Close),
+    }
+    if !spliced.is_done() {
+        return Step::Progress;
+    }
+    http.response_splice = None;
+    if let ResponseSide::Relaying { body, .. } = &mut http.stream.response {
+        *body = Body::Done;
+    }
+    record_stream(http, io, context);
+    end_response(http, io, context, Relay::AsIs)
 }
 
 /// The response went out whole: switch to a pipe, close, or go on with the next request.

@@ -168,6 +168,7 @@ impl Harness {
             authorized: &self.authorized,
             recorder: &mut self.recorder,
             faults: &mut self.faults,
+            body_splice: crate::protocol::http::splice::BodySplice::default(),
         };
         (&mut self.stage, &mut self.io, context)
     }

@@ -1,0 +1,292 @@
+//! HTTP/1 bodies through a kernel pipe: once a message's head went out and every body byte
+//! read with it was sent, the rest of a large body of known length moves from one socket
+//! to the other with `splice(2)` ([`crate::protocol::splice`]), never copied into user
+//! space.
+//!
+//! Only the counted remainder is spliced: each splice from the source takes at most the
+//! bytes the `Content-Length` still owes, so bytes after the body (a pipelined message, or
+//! a backend's extra bytes) stay in the socket, where the buffered path finds them. Chunked
+//! bodies, bodies that end with the connection, TLS and HTTP/2 backend streams stay on the
+//! buffered path, and so does a message whose session faults shape (the caller's check):
+//! their bytes must be seen, decoded or budgeted.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::{
+    protocol::{
+        http::body::Body,
+        splice::{KernelPipe, Spliced},
+    },
+    session::endpoint::{Endpoint, Ready},
+};
+
+/// When HTTP/1 bodies are spliced: the worker's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BodySplice {
+    /// The least body left, after the bytes read with the head, that is spliced; 0 splices
+    /// none.
+    pub min_body: u64,
+    /// The capacity asked of each kernel pipe; 0 keeps the kernel's default.
+    pub pipe_capacity: usize,
+}
+
+/// The rest of a body of known length on its way through a kernel pipe.
+///
+/// Invariant: the pipe holds body bytes only, and `unread` plus the bytes in the pipe are
+/// what the body still owes its sink.
+#[derive(Debug)]
+pub struct SplicedBody {
+    pipe: KernelPipe,
+    /// Bytes of the body still in the source socket.
+    unread: u64,
+}
+
+/// What one round of [`SplicedBody::relay`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// `filled` bytes came from the source into the pipe, `drained` went to the sink.
+    Moved { filled: usize, drained: usize },
+    /// Neither socket is ready.
+    Nothing,
+    /// The source ended before the body did, and the pipe is empty: the message is cut.
+    Cut,
+    /// The source socket failed.
+    SourceFailed,
+    /// The sink socket failed, or its peer is gone.
+    SinkFailed,
+}
+
+impl SplicedBody {
+    /// A spliced body for the rest of `body`, when it is worth it and allowed: a
+    /// `Content-Length` body owing at least `settings.min_body` bytes, between two plain TCP
+    /// sockets. The caller makes sure every body byte it read was sent already. `None` keeps
+    /// the body on the buffered path (also when the kernel gives no pipe).
+    pub fn start(
+        settings: BodySplice,
+        body: &Body,
+        source: &Endpoint,
+        sink: &Endpoint,
+    ) -> Option<Box<SplicedBody>> {
+        let Body::Length(length) = body else {
+            return None;
+        };
+        let unread = length.remaining();
+        if settings.min_body == 0
+            || unread < settings.min_body
+            || plain_fd(source).is_none()
+            || plain_fd(sink).is_none()
+        {
+            return None;
+        }
+        match KernelPipe::new(settings.pipe_capacity) {
+            Ok(pipe) => Some(Box::new(SplicedBody { pipe, unread })),
+            Err(error) => {
+                log::warn!("no kernel pipe for a body, it is copied instead: {error}");
+                None
+            }
+        }
+    }
+
+    /// Whether the whole body reached the sink's socket.
+    pub fn is_done(&self) -> bool {
+        self.unread == 0 && self.pipe.is_empty()
+    }
+
+    /// Fills the pipe from `source` with at most what the body owes, then drains it into
+    /// `sink`, as far as the sockets' readiness allows. A socket that would block loses its
+    /// flag (edge-triggered: its next event sets it again).
+    pub fn relay(&mut self, source: &mut Endpoint, sink: &mut Endpoint) -> Relayed {
+        let Some(source_fd) = plain_fd(source) else {
+            return Relayed::SourceFailed;
+        };
+        let Some(sink_fd) = plain_fd(sink) else {
+            return Relayed::SinkFailed;
+        };
+        let mut filled = 0;
+        if self.unread > 0
+            && !source.read_closed
+            && source.readiness.event.contains(Ready::READABLE)
+        {
+            let limit = usize::try_from(self.unread).unwrap_or(usize::MAX);
+            match self.pipe.fill_from_at_most(source_fd, limit) {
+                Spliced::Moved(count) => {
+                    filled = count;
+                    self.unread = self.unread.saturating_sub(count as u64);
+                    source.bytes_read += count as u64;
+                }
+                Spliced::End => {
+                    source.read_closed = true;
+                    source.readiness.event.remove(Ready::READABLE);
+                }
+                Spliced::WouldBlock => source.readiness.event.remove(Ready::READABLE),
+                // The socket may hold more: it stays readable until the pipe is drained.
+                Spliced::Full => {}
+                Spliced::Failed(kind) => {
+                    source.read_failed(kind.into());
+                    return Relayed::SourceFailed;
+                }
+            }
+        }
+        let mut drained = 0;
+        if !self.pipe.is_empty() && sink.readiness.event.contains(Ready::WRITABLE) {
+            match self.pipe.drain_into(sink_fd, usize::MAX) {
+                Spliced::Moved(count) => {
+                    drained = count;
+                    sink.bytes_written += count as u64;
+                }
+                Spliced::WouldBlock | Spliced::Full => {
+                    sink.readiness.event.remove(Ready::WRITABLE);
+                }
+                Spliced::End | Spliced::Failed(_) => return Relayed::SinkFailed,
+            }
+        }
+        if filled > 0 || drained > 0 {
+            Relayed::Moved { filled, drained }
+        } else if self.unread > 0 && source.read_closed && self.pipe.is_empty() {
+            Relayed::Cut
+        } else {
+            Relayed::Nothing
+        }
+    }
+}
+
+/// The descriptor of a plain TCP socket: not encrypted, not a stream of a shared HTTP/2
+/// connection.
+fn plain_fd(endpoint: &Endpoint) -> Option<RawFd> {
+    if endpoint.tls.is_some() {
+        return None;
+    }
+    endpoint.tcp().map(AsRawFd::as_raw_fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        thread,
+        time::{Duration, Instant},
+    };
+
+    use mio::Token;
+
+    use super::*;
+    use crate::protocol::http::parser::{BodyFraming, Limits};
+
+    /// A loopback connection: the test's blocking end, and the proxy's as an endpoint.
+    fn connection() -> (TcpStream, Endpoint) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let endpoint = Endpoint::new(mio::net::TcpStream::from_std(ours), Token(1));
+        (peer, endpoint)
+    }
+
+    fn settings() -> BodySplice {
+        BodySplice {
+            min_body: 1,
+            pipe_capacity: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_bytes_the_length_owes_are_spliced() {
+        const LENGTH: usize = 300_000;
+        let (mut backend, mut source) = connection();
+        let (mut client, mut sink) = connection();
+        let body: Vec<u8> = (0..LENGTH).map(|i| (i % 251) as u8).collect();
+        let mut wire = body.clone();
+        wire.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let writer = thread::spawn(move || backend.write_all(&wire).map(|()| backend));
+        let reader = thread::spawn(move || {
+            let mut received = vec![0; LENGTH];
+            client.read_exact(&mut received).map(|()| received)
+        });
+        let framing = Body::new(
+            BodyFraming::ContentLength(LENGTH as u64),
+            &Limits::default(),
+        );
+        let mut spliced = SplicedBody::start(settings(), &framing, &source, &sink).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !spliced.is_done() {
+            assert!(Instant::now() < deadline, "the body did not go through");
+            // As the loop would after events on both sockets.
+            source.readiness.event.insert(Ready::READABLE);
+            sink.readiness.event.insert(Ready::WRITABLE);
+            let relayed = spliced.relay(&mut source, &mut sink);
+            assert!(
+                matches!(relayed, Relayed::Moved { .. } | Relayed::Nothing),
+                "{relayed:?}"
+            );
+        }
+        assert_eq!(reader.join().unwrap().unwrap(), body);
+        let _backend = writer.join().unwrap().unwrap();
+        let mut rest = [0; 17];
+        let tcp = source.tcp_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut taken = 0;
+        while taken < rest.len() {
+            assert!(
+                Instant::now() < deadline,
+                "the bytes after the body are gone"
+            );
+            match tcp.read(&mut rest[taken..]) {
+                Ok(count) => taken += count,
+                Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock),
+            }
+        }
+        assert_eq!(&rest, b"HTTP/1.1 200 OK\r\n", "they stay in the socket");
+    }
+
+    #[test]
+    fn small_chunked_or_close_delimited_bodies_are_not_spliced() {
+        let (_backend, source) = connection();
+        let (_client, sink) = connection();
+        let limits = Limits::default();
+        let length = |bytes| Body::new(BodyFraming::ContentLength(bytes), &limits);
+        let large = BodySplice {
+            min_body: 1000,
+            pipe_capacity: 0,
+        };
+        assert!(SplicedBody::start(large, &length(1000), &source, &sink).is_some());
+        assert!(SplicedBody::start(large, &length(999), &source, &sink).is_none());
+        let chunked = Body::new(BodyFraming::Chunked, &limits);
+        assert!(SplicedBody::start(large, &chunked, &source, &sink).is_none());
+        let until_close = Body::new(BodyFraming::UntilClose, &limits);
+        assert!(SplicedBody::start(large, &until_close, &source, &sink).is_none());
+        let off = BodySplice {
+            min_body: 0,
+            ..large
+        };
+        assert!(SplicedBody::start(off, &length(1 << 30), &source, &sink).is_none());
+    }
+
+    #[test]
+    fn a_source_that_ends_early_cuts_the_body() {
+        let (mut backend, mut source) = connection();
+        let (mut client, mut sink) = connection();
+        backend.write_all(b"only this").unwrap();
+        drop(backend);
+        let framing = Body::new(BodyFraming::ContentLength(100), &Limits::default());
+        let mut spliced = SplicedBody::start(settings(), &framing, &source, &sink).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the end of the source was not seen"
+            );
+            source.readiness.event.insert(Ready::READABLE);
+            sink.readiness.event.insert(Ready::WRITABLE);
+            match spliced.relay(&mut source, &mut sink) {
+                Relayed::Cut => break,
+                Relayed::Moved { .. } | Relayed::Nothing => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!spliced.is_done());
+        let mut received = [0; 9];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"only this");
+    }
+}
