@@ -3,7 +3,11 @@
 # over TCP, and the same through Toxiproxy with and without a `latency 0` toxic; then sozu's
 # faulted TCP path and Toxiproxy's toxic one again with pipelined requests (pipeline.lua), so
 # that the proxies rather than the client and backend bound the rate. One sozu and one
-# Toxiproxy, both on PROXY_CPU; see doc/benchmarks.md.
+# Toxiproxy, both on PROXY_CPU, both in front of one backend on LOAD_CPU: bench-backend
+# (benches/src/bin/bench-backend.rs, FAULTS_BACKEND=light), which answers all the pipelined
+# requests of one read in one write and costs the client's core less than nginx, so that the
+# proxies rather than the client's core bound the rates; or the nginx backend of the other
+# scenarios (FAULTS_BACKEND=nginx). See doc/benchmarks.md.
 
 TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-2.7.0}  # the Toxiproxy release built from source
 TOXIPROXY_BIN=${TOXIPROXY_BIN:-}               # a toxiproxy-server binary; empty: build one
@@ -11,6 +15,8 @@ TOXIPROXY_GIT=${TOXIPROXY_GIT:-}               # a git directory of Toxiproxy (w
 ZEROLOG_GIT=${ZEROLOG_GIT:-}                   # a git directory of zerolog (same)
 ZEROLOG_VERSION=1.31.0                         # the zerolog of Toxiproxy 2.7's go.mod
 SOZU_BASELINE_BIN=${SOZU_BASELINE_BIN:-}       # a sozu from before faults existed, compared too
+FAULTS_BACKEND=${FAULTS_BACKEND:-light}        # the backend of both proxies: light or nginx
+BENCH_BACKEND=${BENCH_BACKEND:-}               # a bench-backend binary; empty: build one
 
 # The pseudo-proxies of the scenario (sozu's two share one process, Toxiproxy's another):
 # name, scenario measured through it, host asked for.
@@ -67,6 +73,27 @@ build_toxiproxy() {
         die "building Toxiproxy failed"
 }
 
+# start_faults_backend: sets FAULTS_BACKEND_PORT, the backend of both proxies. `light`: a
+# bench-backend (built in release unless BENCH_BACKEND is given) on its own port and LOAD_CPU,
+# answering the run's token; `nginx`: the nginx backend every scenario shares.
+start_faults_backend() {
+    case $FAULTS_BACKEND in
+        nginx) FAULTS_BACKEND_PORT=$BACKEND_PORT ;;
+        light)
+            if [[ -z $BENCH_BACKEND ]]; then
+                say "building bench-backend (release)"
+                (cd "$ROOT" && cargo build --release -p sozu-benches --bin bench-backend)
+                BENCH_BACKEND=$ROOT/target/release/bench-backend
+            fi
+            [[ -x $BENCH_BACKEND ]] || die "BENCH_BACKEND=$BENCH_BACKEND is not an executable"
+            FAULTS_BACKEND_PORT=$(helper ports 1)
+            start bench-backend "$LOAD_CPU" "$BENCH_BACKEND" "$FAULTS_BACKEND_PORT" "$TOKEN"
+            wait_answer bench-backend "$PID" localhost "http://127.0.0.1:$FAULTS_BACKEND_PORT/"
+            ;;
+        *) die "FAULTS_BACKEND=$FAULTS_BACKEND: light or nginx" ;;
+    esac
+}
+
 # write_faults_config DIR HTTP TCP_CLEAN TCP_FAULT [no-faults]: sozu's configuration, with the
 # two `latency 0` faults unless told otherwise (for a build from before faults existed).
 write_faults_config() {
@@ -113,22 +140,22 @@ $faults
 [clusters.clean]
 protocol = "http"
 frontends = [{ address = "127.0.0.1:$http", hostname = "clean.localhost" }]
-backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+backends = [{ address = "127.0.0.1:$FAULTS_BACKEND_PORT" }]
 
 [clusters.fault]
 protocol = "http"
 frontends = [{ address = "127.0.0.1:$http", hostname = "fault.localhost" }]
-backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+backends = [{ address = "127.0.0.1:$FAULTS_BACKEND_PORT" }]
 
 [clusters.tcp-clean]
 protocol = "tcp"
 frontends = [{ address = "127.0.0.1:$tcp_clean" }]
-backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+backends = [{ address = "127.0.0.1:$FAULTS_BACKEND_PORT" }]
 
 [clusters.tcp-faulted]
 protocol = "tcp"
 frontends = [{ address = "127.0.0.1:$tcp_fault" }]
-backends = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+backends = [{ address = "127.0.0.1:$FAULTS_BACKEND_PORT" }]
 EOF
 }
 
@@ -163,6 +190,7 @@ run_faults() {
     local results=$1 ports http tcp_clean tcp_fault plain toxic api pid target name scenario host round
     local targets=("${FAULT_TARGETS[@]}")
     build_toxiproxy
+    start_faults_backend
     read -r -a ports <<<"$(helper ports 9)"
     http=${ports[0]} tcp_clean=${ports[1]} tcp_fault=${ports[2]} plain=${ports[3]} toxic=${ports[4]}
     api=127.0.0.1:${ports[5]}
@@ -177,8 +205,8 @@ run_faults() {
 
     cat >"$WORK/faults/toxiproxy.json" <<EOF
 [
-  {"name": "plain", "listen": "127.0.0.1:$plain", "upstream": "127.0.0.1:$BACKEND_PORT", "enabled": true},
-  {"name": "toxic", "listen": "127.0.0.1:$toxic", "upstream": "127.0.0.1:$BACKEND_PORT", "enabled": true}
+  {"name": "plain", "listen": "127.0.0.1:$plain", "upstream": "127.0.0.1:$FAULTS_BACKEND_PORT", "enabled": true},
+  {"name": "toxic", "listen": "127.0.0.1:$toxic", "upstream": "127.0.0.1:$FAULTS_BACKEND_PORT", "enabled": true}
 ]
 EOF
     start toxiproxy "$PROXY_CPU" env LOG_LEVEL=error "$TOXIPROXY_BIN" -host 127.0.0.1 -port "${ports[5]}" \

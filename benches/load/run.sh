@@ -511,6 +511,7 @@ main() {
         run_faults "$WORK/faults.txt"
         meta+=("faults_results=$WORK/faults.txt")
         versions+="; Toxiproxy $("$TOXIPROXY_BIN" -version | awk '{ print $NF }') (\`$TOXIPROXY_BIN\`)"
+        versions+="; faults backend (of sozu and Toxiproxy, FAULTS_BACKEND): $FAULTS_BACKEND"
     fi
     if [[ -n $do_sni ]]; then
         run_sni "$WORK/sni.txt"
