@@ -115,34 +115,48 @@ def stream(port, path, connections, seconds):
     return sum(totals), time.monotonic() - started
 
 
+IDLE_BATCH = 10
+
+
+def read_answer(sock, port):
+    """Reads one whole answer (Content-Length framing) from `sock`; stops the run on anything
+    but a 200."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit(f"127.0.0.1:{port} closed a connection before answering")
+        answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"127.0.0.1:{port} answered {head[:40]!r}")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), None)
+    if length is None:
+        raise SystemExit(f"127.0.0.1:{port} answered without a Content-Length")
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit(f"127.0.0.1:{port} closed a connection inside an answer")
+        body += chunk
+
+
 def hold_idle(port, count, ready_file):
     """Opens `count` keep-alive connections to 127.0.0.1:`port`, sends one request on each and
-    reads its whole answer (Content-Length framing), writes "ready" to `ready_file`, then keeps
-    them open and idle until stdin closes."""
+    reads its whole answer, writes "ready" to `ready_file`, then keeps them open and idle until
+    stdin closes. Connections go by batches of IDLE_BATCH, whose requests are all sent before
+    their answers are read: on a loaded machine, one connection at a time waits for the
+    scheduler at every step."""
     request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
     connections = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(request)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise SystemExit(f"127.0.0.1:{port} closed a connection before answering")
-            answer += chunk
-        head, body = answer.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise SystemExit(f"127.0.0.1:{port} answered {head[:40]!r}")
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), None)
-        if length is None:
-            raise SystemExit(f"127.0.0.1:{port} answered without a Content-Length")
-        while len(body) < length:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise SystemExit(f"127.0.0.1:{port} closed a connection inside an answer")
-            body += chunk
-        connections.append(sock)
+    while len(connections) < count:
+        batch = [socket.create_connection(("127.0.0.1", port), timeout=30)
+                 for _ in range(min(IDLE_BATCH, count - len(connections)))]
+        for sock in batch:
+            sock.sendall(request)
+        for sock in batch:
+            read_answer(sock, port)
+        connections.extend(batch)
     with open(ready_file, "w") as ready:
         ready.write("ready\n")
     sys.stdin.read()

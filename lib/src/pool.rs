@@ -3,12 +3,19 @@
 //! A [`Buffer`] is checked out of a [`Pool`] and goes back to it when dropped. The pool keeps
 //! at most `max_idle` free buffers; beyond that, returned buffers are freed. The number of
 //! buffers in use is bounded by the sessions (`max_connections`), not by the pool.
+//!
+//! Every session holds buffers, idle or not, so a [`Buffer`] itself is kept small: its
+//! offsets are 32 bits (a buffer is at most [`MAX_BUFFER_SIZE`] bytes; the configuration
+//! allows 1 MiB).
 
 use std::{
     cell::RefCell,
     io::{self, Read, Write},
     rc::Rc,
 };
+
+/// The largest buffer a pool makes: offsets in a buffer are 32 bits.
+pub const MAX_BUFFER_SIZE: usize = u32::MAX as usize;
 
 /// Free buffers shared by the sessions of one worker.
 #[derive(Clone)]
@@ -24,9 +31,10 @@ struct PoolInner {
 }
 
 impl Pool {
-    /// A pool of `buffer_size`-byte buffers, with `min_idle` allocated up front and at most
-    /// `max_idle` kept when unused.
+    /// A pool of `buffer_size`-byte buffers (at most [`MAX_BUFFER_SIZE`]), with `min_idle`
+    /// allocated up front and at most `max_idle` kept when unused.
     pub fn new(buffer_size: usize, min_idle: usize, max_idle: usize) -> Self {
+        let buffer_size = buffer_size.min(MAX_BUFFER_SIZE);
         let free = (0..min_idle.min(max_idle))
             .map(|_| vec![0; buffer_size].into_boxed_slice())
             .collect();
@@ -49,7 +57,7 @@ impl Pool {
             None => vec![0; inner.buffer_size].into_boxed_slice(),
         };
         Buffer {
-            size: data.len(),
+            size: offset(data.len()),
             data,
             start: 0,
             end: 0,
@@ -76,23 +84,30 @@ impl Pool {
 /// `is_held` false, and the next [`Buffer::space`] takes memory from the pool again.
 pub struct Buffer {
     data: Box<[u8]>,
+    pool: std::rc::Weak<RefCell<PoolInner>>,
     /// The capacity, held or not.
-    size: usize,
-    start: usize,
-    end: usize,
+    size: u32,
+    start: u32,
+    end: u32,
     /// Whether `data` is the buffer's memory (counted in the pool's `in_use`).
     is_held: bool,
-    pool: std::rc::Weak<RefCell<PoolInner>>,
+}
+
+/// A position in a buffer, which is at most [`MAX_BUFFER_SIZE`] bytes long (so it fits).
+fn offset(position: usize) -> u32 {
+    u32::try_from(position).unwrap_or(u32::MAX)
 }
 
 impl Buffer {
     /// Pending bytes.
     pub fn data(&self) -> &[u8] {
-        self.data.get(self.start..self.end).unwrap_or_default()
+        self.data
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        self.end - self.start
+        (self.end - self.start) as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,12 +115,12 @@ impl Buffer {
     }
 
     pub fn capacity(&self) -> usize {
-        self.size
+        self.size as usize
     }
 
     /// Room left after the pending bytes, counting what compaction would free.
     pub fn available(&self) -> usize {
-        self.size - self.len()
+        self.capacity() - self.len()
     }
 
     pub fn is_full(&self) -> bool {
@@ -114,7 +129,7 @@ impl Buffer {
 
     /// Marks `count` pending bytes as used.
     pub fn consume(&mut self, count: usize) {
-        self.start = (self.start + count).min(self.end);
+        self.start = offset((self.start as usize).saturating_add(count)).min(self.end);
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -176,8 +191,8 @@ impl Buffer {
         let mut pool = pool.borrow_mut();
         pool.in_use += 1;
         self.data = match pool.free.pop() {
-            Some(data) if data.len() == self.size => data,
-            _ => vec![0; self.size].into_boxed_slice(),
+            Some(data) if data.len() == self.capacity() => data,
+            _ => vec![0; self.capacity()].into_boxed_slice(),
         };
         self.is_held = true;
     }
@@ -187,17 +202,22 @@ impl Buffer {
         if !self.is_held {
             self.reacquire();
         }
-        if self.end == self.data.len() && self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
+        if self.end as usize == self.data.len() && self.start > 0 {
+            self.data
+                .copy_within(self.start as usize..self.end as usize, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        self.data.get_mut(self.end..).unwrap_or_default()
+        self.data.get_mut(self.end as usize..).unwrap_or_default()
     }
 
     /// Marks `count` bytes written into [`Buffer::space`] as pending.
     pub fn fill(&mut self, count: usize) {
-        self.end = (self.end + count).min(self.data.len());
+        self.end = offset(
+            (self.end as usize)
+                .saturating_add(count)
+                .min(self.data.len()),
+        );
     }
 
     /// Reads once from `reader` into the free room.
@@ -242,6 +262,13 @@ impl std::fmt::Debug for Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every session holds two buffers (an HTTP stage) or one (the TCP stages before their
+    /// pipe), idle or not.
+    #[test]
+    fn a_buffer_is_small() {
+        assert!(std::mem::size_of::<Buffer>() <= 40);
+    }
 
     #[test]
     fn buffers_return_to_the_pool() {

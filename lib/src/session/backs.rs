@@ -68,8 +68,14 @@ impl Backs {
     fn state_mut(&mut self, slot: Slot) -> Option<&mut SlotState> {
         let index = slot.index();
         if self.slots.len() <= index {
-            self.slots
-                .resize_with(index.checked_add(1)?, SlotState::default);
+            let count = index.checked_add(1)?;
+            // HTTP/1 and TCP sessions use one slot all their life: room for the slots asked
+            // for, not the four a vector starts with (each slot is a few hundred bytes that
+            // an idle connection would carry). Later slots (HTTP/2 streams) grow as usual.
+            if self.slots.capacity() == 0 {
+                self.slots.reserve_exact(count);
+            }
+            self.slots.resize_with(count, SlotState::default);
         }
         self.slots.get_mut(index)
     }
@@ -177,5 +183,16 @@ mod tests {
         backs.connect_to(Slot(1), None);
         assert_eq!(backs.cluster_id(Slot(1)), None);
         assert_eq!(backs.cluster_id(Slot(2)), None);
+    }
+
+    /// An idle HTTP/1 or TCP session carries its one slot, not room for four.
+    #[test]
+    fn a_session_with_one_slot_holds_room_for_one() {
+        let mut backs = Backs::default();
+        backs.connect_to(Slot::FIRST, Some("a"));
+        assert_eq!(backs.slots.capacity(), 1);
+        backs.connect_to(Slot(1), Some("b"));
+        backs.connect_to(Slot(2), Some("c"));
+        assert!(backs.slots.capacity() >= 3);
     }
 }

@@ -159,3 +159,20 @@ fn a_pipe_takes_no_room_in_the_sessions_of_other_stages() {
         .max(size_of::<Reply>());
     assert!(size_of::<Stage>() <= largest_other + size_of::<usize>());
 }
+
+/// What an idle keep-alive HTTP connection holds for its whole idle life: its session in the
+/// loop's slab, its HTTP stage (boxed) and its kept backend connection. Thousands of idle
+/// connections multiply each byte: a field added to these types must earn its place (or go
+/// behind a box, as the pipe's lanes did).
+#[test]
+fn the_types_an_idle_connection_holds_stay_within_their_sizes() {
+    use std::mem::size_of;
+    assert!(size_of::<Session>() <= 544, "{}", size_of::<Session>());
+    assert!(size_of::<Stage>() <= 80, "{}", size_of::<Stage>());
+    assert!(size_of::<Http>() <= 752, "{}", size_of::<Http>());
+    assert!(
+        size_of::<BackConnection>() <= 208,
+        "{}",
+        size_of::<BackConnection>()
+    );
+}

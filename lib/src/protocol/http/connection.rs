@@ -438,10 +438,11 @@ pub(super) fn prepare_forward(
 
 /// Prepares the head for the backend now, while the request bytes are here, and asks for a
 /// backend connection, unless the attached one serves the same cluster (and backend, for a
-/// sticky request).
+/// sticky request). `back` is the attached backend connection and the cluster it was opened
+/// for.
 fn forward_request(
     http: &mut Http,
-    back: Option<&BackConnection>,
+    back: Option<(&BackConnection, Option<&str>)>,
     client: std::net::SocketAddr,
     listener: &HttpListener,
     head: &RequestHead,
@@ -495,10 +496,9 @@ fn forward_request(
     stream.request = RequestSide::Sending(Body::new(head.body, &listener.limits));
     stream.retry = retry;
     http.front_buf.consume(head.head_len);
-    let back_usable =
-        back.is_some_and(BackConnection::is_clean_as_reported) && http.back_buf.is_empty();
-    let same_backend = back_usable
-        && http.back_cluster == stream.cluster_id
+    let same_backend = back.is_some_and(|(back, cluster)| {
+        back.is_clean_as_reported() && cluster == Some(stream.cluster_id.as_str())
+    }) && http.back_buf.is_empty()
         && (sticky_id.is_none() || sticky_id == http.back_sticky_id);
     if same_backend {
         stream.phase = Phase::Forwarding;
@@ -512,8 +512,6 @@ fn forward_request(
     }
     stream.phase = Phase::Connecting;
     http.back_use = BackUse::New;
-    http.back_cluster.clear();
-    http.back_cluster.push_str(&stream.cluster_id);
     Step::Do(Action::Connect {
         slot: SLOT,
         cluster_id: stream.cluster_id.clone(),

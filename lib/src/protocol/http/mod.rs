@@ -89,8 +89,6 @@ pub struct Http {
     served: u64,
     /// When the last exchange ended: a kept connection idles from then on.
     idle_since: Instant,
-    /// The cluster the attached backend connection belongs to.
-    back_cluster: String,
     back_use: BackUse,
     /// The sticky id of the attached backend connection's backend.
     back_sticky_id: Option<String>,
@@ -116,7 +114,6 @@ impl Http {
             stream: Stream::default(),
             served: 0,
             idle_since: Instant::now(),
-            back_cluster: String::new(),
             back_use: BackUse::New,
             back_sticky_id: None,
             request_splice: None,

@@ -212,6 +212,8 @@ impl Harness {
             connect_started: Instant::now(),
             timeout: Timeout::default(),
         };
+        // As the loop's connect does: the slot remembers the cluster it connects to.
+        self.io.backs.connect_to(SLOT, Some(cluster_id));
         self.io.backs.insert(SLOT, back);
         self.io.add_back_event(SLOT, Ready::WRITABLE);
         self.stage

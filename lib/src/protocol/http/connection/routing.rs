@@ -57,7 +57,10 @@ pub(super) fn route(
     };
     let answer = match outcome(decision, draw) {
         Outcome::Forward(forward) => {
-            let back = io.backs.get(SLOT);
+            let back = io
+                .backs
+                .get(SLOT)
+                .map(|back| (back, io.backs.cluster_id(SLOT)));
             return forward_request(http, back, io.client_address, listener, &head, forward);
         }
         Outcome::Answer(answer) => answer,
