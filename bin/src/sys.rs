@@ -1,14 +1,14 @@
 //! The few system calls the binary makes without a safe std API: descriptor flags for handing
 //! sockets to a child across `exec`, signalling a process that is not our child, the umask
 //! around the creation of the command socket, who is at the other end of it, and the id of a
-//! group named in the configuration, the monotonic clock as systemd reads it, giving freed
-//! heap memory back to the system, and dropping the code start-up used from resident memory.
+//! group named in the configuration, the monotonic clock as systemd reads it, and giving
+//! freed heap memory back to the system.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
     unsafe_code,
-    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r, clock_gettime, malloc_trim and \
-              madvise are FFI calls with no safe std equivalent"
+    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r and clock_gettime are FFI calls \
+              with no safe std equivalent"
 )]
 
 use std::{
@@ -187,158 +187,3 @@ pub fn release_free_memory() {
 /// Other allocators than glibc's give memory back by themselves, or not at all.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
-
-/// Drops the code and read-only data of this program and its libraries from the process's
-/// resident memory: the main process and each worker call it once their start-up is over.
-/// Start-up (the command line, the configuration, logging, building the state) runs code the
-/// process never runs again, and the kernel maps the pages around each page touched
-/// (fault-around): with a binary of many megabytes of code, that left 8 to 9 MiB of it
-/// resident in each process for good. After this call, each page comes back from the page
-/// cache, which still holds it, the first time it is touched (a minor fault): what stays
-/// resident is the code the process runs from then on.
-///
-/// A traced process (a debugger's breakpoints are written into its code pages, which this
-/// would drop) is left as it is.
-#[cfg(target_os = "linux")]
-pub fn release_startup_code() {
-    if is_traced() {
-        return;
-    }
-    // SAFETY: sysconf reads a constant of the system.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .unwrap_or(4096)
-        .max(1);
-    let mut segments: Vec<(usize, usize)> = Vec::new();
-    // SAFETY: dl_iterate_phdr calls `read_only_segments` once per loaded object, on this
-    // thread, before it returns; `segments` outlives the call and is reached only through the
-    // pointer passed, which the callback takes as what it is.
-    unsafe {
-        libc::dl_iterate_phdr(Some(read_only_segments), (&raw mut segments).cast());
-    }
-    for (start, end) in segments {
-        // Only the whole pages inside the segment: a page it shares with another segment stays.
-        let (Some(start), end) = (start.checked_next_multiple_of(page), end / page * page) else {
-            continue;
-        };
-        if end > start {
-            // SAFETY: [start, end) lies inside a loaded segment that is not writable: code or
-            // read-only data mapped privately from its file and never written (relocations go
-            // to writable segments). MADV_DONTNEED drops those pages from the page tables; the
-            // next access maps the same bytes from the file again. No Rust object lives there.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-            }
-        }
-    }
-}
-
-/// `dl_iterate_phdr`'s callback: adds the loaded segments of one object that are not writable,
-/// as (start, end) addresses, to the vector `data` points to. The vDSO, which is no file, is
-/// left out.
-#[cfg(target_os = "linux")]
-unsafe extern "C" fn read_only_segments(
-    info: *mut libc::dl_phdr_info,
-    _size: libc::size_t,
-    data: *mut libc::c_void,
-) -> libc::c_int {
-    // SAFETY: dl_iterate_phdr passes an `info` valid for the call, and `data` is the vector
-    // release_startup_code passed, not otherwise borrowed during the call.
-    let (info, segments) = unsafe { (&*info, &mut *data.cast::<Vec<(usize, usize)>>()) };
-    if !info.dlpi_name.is_null() {
-        // SAFETY: a non-null dlpi_name is a NUL-terminated string that outlives the call.
-        let name = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-        if name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
-            return 0;
-        }
-    }
-    if info.dlpi_phdr.is_null() {
-        return 0;
-    }
-    // SAFETY: dlpi_phdr points to the object's dlpi_phnum program headers, valid for the call.
-    let headers =
-        unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-    let Ok(base) = usize::try_from(info.dlpi_addr) else {
-        return 0;
-    };
-    for header in headers {
-        if header.p_type != libc::PT_LOAD || header.p_flags & libc::PF_W != 0 {
-            continue;
-        }
-        let (Ok(address), Ok(length)) = (
-            usize::try_from(header.p_vaddr),
-            usize::try_from(header.p_memsz),
-        ) else {
-            continue;
-        };
-        if let Some(start) = base.checked_add(address)
-            && let Some(end) = start.checked_add(length)
-        {
-            segments.push((start, end));
-        }
-    }
-    0
-}
-
-/// Whether a debugger (or another tracer) is attached to this process.
-#[cfg(target_os = "linux")]
-fn is_traced() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .filter_map(|line| line.strip_prefix("TracerPid:"))
-            .any(|pid| pid.trim() != "0")
-    })
-}
-
-/// Elsewhere, the program's pages stay as they are.
-#[cfg(not(target_os = "linux"))]
-pub fn release_startup_code() {}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::*;
-
-    /// Resident pages mapped from files (code and read-only data), in KiB.
-    fn resident_file_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status
-            .lines()
-            .find_map(|line| line.strip_prefix("RssFile:"))
-            .unwrap();
-        line.trim().trim_end_matches("kB").trim().parse().unwrap()
-    }
-
-    #[test]
-    fn the_segments_found_hold_this_code_and_none_is_writable() {
-        let mut segments: Vec<(usize, usize)> = Vec::new();
-        // SAFETY: as in release_startup_code.
-        unsafe {
-            libc::dl_iterate_phdr(Some(read_only_segments), (&raw mut segments).cast());
-        }
-        let code = release_startup_code as *const () as usize;
-        assert!(
-            segments
-                .iter()
-                .any(|&(start, end)| start <= code && code < end)
-        );
-        let data = &raw const segments as usize;
-        assert!(
-            !segments
-                .iter()
-                .any(|&(start, end)| start <= data && data < end)
-        );
-    }
-
-    /// The code start-up touched leaves resident memory, and the process runs on (its pages
-    /// come back as they are used).
-    #[test]
-    fn releasing_the_startup_code_shrinks_resident_memory_and_code_still_runs() {
-        let before = resident_file_kib();
-        release_startup_code();
-        let after = resident_file_kib();
-        assert!(after < before, "{before} KiB -> {after} KiB");
-        let mut words: Vec<String> = "the code runs on".split(' ').map(String::from).collect();
-        words.sort();
-        assert_eq!(words.join(" "), "code on runs the");
-    }
-}

@@ -224,7 +224,6 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
         Ok(())
     }));
     info!("started with {inherited} listener socket(s)");
-    sys::release_startup_code();
     server.run()?;
     Ok(())
 }

@@ -207,7 +207,6 @@ pub fn start(config_path: &Path) -> ExitCode {
     // built, and keeping it while serving doubled the main process's memory per frontend.
     drop(config);
     crate::sys::release_free_memory();
-    crate::sys::release_startup_code();
     match booted {
         Ok(main) => main.run(),
         Err(error) => {
