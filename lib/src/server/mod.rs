@@ -127,6 +127,9 @@ struct ListenerSocket {
     token: Token,
     /// The listener may have connections waiting that were not accepted yet.
     pending: bool,
+    /// Accepted sockets inherit `TCP_NODELAY` from the listener ([`accept::nodelay_on_accepted`]):
+    /// no `setsockopt` per connection. Otherwise each accepted socket gets it.
+    nodelay_inherited: bool,
 }
 
 /// Whether the worker runs, drains or stops.
