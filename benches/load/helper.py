@@ -141,6 +141,43 @@ def read_answer(sock, port):
         body += chunk
 
 
+def connects(port, count, connections):
+    """Sends `count` requests of `/` through 127.0.0.1:`port`, each on a new connection
+    (`Connection: close`, read to its end), `connections` at a time; fails unless every
+    answer is a 200."""
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    remaining = [count]
+    lock = threading.Lock()
+    failures = []
+
+    def client():
+        while True:
+            with lock:
+                if remaining[0] == 0 or failures:
+                    return
+                remaining[0] -= 1
+            answer = bytearray()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(request)
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            except OSError as error:
+                failures.append(str(error))
+                return
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                failures.append(f"answer {bytes(answer[:40])!r}")
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"requests through 127.0.0.1:{port} failed: {failures[0]}")
+
+
 def hold_idle(port, count, ready_file):
     """Opens `count` keep-alive connections to 127.0.0.1:`port`, sends one request on each and
     reads its whole answer, writes "ready" to `ready_file`, then keeps them open and idle until
@@ -591,6 +628,9 @@ def main():
     command = commands.add_parser("stream")
     for name, kind in (("port", int), ("path", str), ("connections", int), ("seconds", float)):
         command.add_argument(name, type=kind)
+    command = commands.add_parser("connects")
+    for name in ("port", "count", "connections"):
+        command.add_argument(name, type=int)
     command = commands.add_parser("hold-idle")
     for name, kind in (("port", int), ("count", int), ("ready_file", str)):
         command.add_argument(name, type=kind)
@@ -617,6 +657,8 @@ def main():
     elif args.command == "stream":
         received, elapsed = stream(args.port, args.path, args.connections, args.seconds)
         print("%.3f %.3f" % (received / 1e6, elapsed))
+    elif args.command == "connects":
+        connects(args.port, args.count, args.connections)
     elif args.command == "hold-idle":
         hold_idle(args.port, args.count, args.ready_file)
     elif args.command == "parse-wrk":

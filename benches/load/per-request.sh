@@ -3,7 +3,8 @@
 # allocations and CPU time per request, counted by `perf stat` (syscall tracepoints, uprobes on
 # the C library's malloc, calloc and realloc, task-clock) over a fixed number of requests sent
 # by `h2load --h1 -n`, for HTTP keep-alive, HTTPS keep-alive, TCP mode (keep-alive through the
-# pipe), HTTP keep-alive with a JSON or the default access log to a file, and the paths of
+# pipe; and `tcp-connect`: a new client connection per request, so a new backend connection
+# each, sent by helper.py's `connects`), HTTP keep-alive with a JSON or the default access log to a file, and the paths of
 # the faults scenario: a `latency 0` fault of probability 1 on HTTP and on TCP, a route
 # without fault in a worker that has faults, and the two faulted paths again once their
 # faults are removed (`*-unfaulted`: the same names, so the same work but the faults'), and
@@ -25,7 +26,7 @@ helper() { python3 -B "$HERE/helper.py" "$@"; }
 
 REQUESTS=${REQUESTS:-20000}         # requests measured per scenario (after as many to warm up)
 CONNECTIONS=${CONNECTIONS:-10}      # h2load connections
-SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive logs-json logs-default http-fault http-beside-fault tcp-fault http-unfaulted tcp-unfaulted}
+SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive tcp-connect logs-json logs-default http-fault http-beside-fault tcp-fault http-unfaulted tcp-unfaulted}
 SOZU_BIN=${SOZU_BIN:-}
 PROFILE=${PROFILE:-}                # set: also record a profile of each scenario (perf record -g)
 CALLGRIND=${CALLGRIND:-}            # set: run sozu under callgrind, count its user instructions
@@ -233,9 +234,15 @@ worker_of() {
 }
 
 # load URL COUNT [HOST]: COUNT requests on CONNECTIONS kept connections (to HOST, localhost by
-# default); fails unless all got a 2xx.
+# default); fails unless all got a 2xx. With NEW_CONNECTIONS set, each request on a new
+# connection instead, CONNECTIONS at a time (URL: http://127.0.0.1:PORT/).
 load() {
-    local out
+    local out port
+    if [[ -n ${NEW_CONNECTIONS:-} ]]; then
+        port=${1#http://127.0.0.1:}
+        taskset -c "$LOAD_CPU" python3 -B "$HERE/helper.py" connects "${port%/}" "$2" "$CONNECTIONS"
+        return
+    fi
     out=$(taskset -c "$LOAD_CPU" h2load --h1 -n "$2" -c "$CONNECTIONS" -H ":authority: ${3:-localhost}" "$1" 2>&1) ||
         die "h2load failed: ${out: -500}"
     grep -q "status codes: $2 2xx" <<<"$out" || die "not every answer was a 2xx: $(grep -E 'requests:|status codes' <<<"$out")"
@@ -391,6 +398,7 @@ main() {
             http-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$http/" ;;
             https-keepalive) measure "$scenario" "${WORKER[quiet]}" "https://127.0.0.1:$https/" ;;
             tcp-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$tcp/" ;;
+            tcp-connect) NEW_CONNECTIONS=1 measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$tcp/" ;;
             logs-json | logs-default)
                 read -r variant _ _ <<<"${PORTS[${scenario#logs-}]}"
                 measure "$scenario" "${WORKER[${scenario#logs-}]}" "http://127.0.0.1:$variant/"

@@ -17,12 +17,12 @@ mod lease;
 
 use std::{
     cell::Cell,
-    collections::HashMap,
     net::{IpAddr, SocketAddr},
     rc::Rc,
     time::{Duration, Instant},
 };
 
+use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
     request::{AddBackend, Cluster, LoadBalancingAlgorithm, LoadMetric},
@@ -176,7 +176,9 @@ pub enum PickError {
 #[derive(Default)]
 pub struct BackendMap {
     backends: Slab<Backend>,
-    clusters: HashMap<String, ClusterBackends>,
+    /// By cluster id (named by orders, never by a client: a fast hash, looked up on every
+    /// connect).
+    clusters: FxHashMap<String, ClusterBackends>,
     next_uid: u64,
     /// Events waiting to be reported to the main process.
     events: Vec<Event>,
@@ -430,15 +432,15 @@ impl BackendMap {
 
     /// Reports a cluster that found no backend before and has one now.
     fn note_recovery(&mut self, key: BackendKey) {
-        let Some(cluster_id) = self.get(key).map(|b| b.cluster_id.clone()) else {
+        let Some(backend) = self.backends.get(key.index).filter(|b| b.uid == key.uid) else {
             return;
         };
-        if let Some(cluster) = self.clusters.get_mut(&cluster_id) {
+        if let Some(cluster) = self.clusters.get_mut(&backend.cluster_id) {
             if cluster.was_unavailable {
                 cluster.was_unavailable = false;
                 self.events.push(Event {
                     kind: EventKind::ClusterRecovered,
-                    cluster_id: Some(cluster_id),
+                    cluster_id: Some(backend.cluster_id.clone()),
                     backend_id: None,
                     address: None,
                     message: String::new(),

@@ -28,13 +28,10 @@ use h2::H2Figures;
 pub use hold::HoldEvent;
 use hold::HoldFigures;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::SocketAddr,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
 
 use crate::{
     access_log::AccessLog,
@@ -206,7 +203,7 @@ impl Traffic {
 #[derive(Debug, Default, Clone)]
 struct ClusterFigures {
     traffic: Traffic,
-    backends: HashMap<String, Traffic>,
+    backends: FxHashMap<String, Traffic>,
     hold: HoldFigures,
 }
 
@@ -294,12 +291,15 @@ impl Recorder {
 }
 
 /// Every figure of a worker.
+///
+/// Its maps are looked up several times per request or TCP connection, by keys that orders
+/// and listeners name (never a client): a fast hash (Fx), not one that resists flooding.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     enabled: bool,
     proxy: Traffic,
-    listeners: HashMap<SocketAddr, Traffic>,
-    clusters: HashMap<String, ClusterFigures>,
+    listeners: FxHashMap<SocketAddr, Traffic>,
+    clusters: FxHashMap<String, ClusterFigures>,
     tls_handshakes: u64,
     tls_handshake_failures: u64,
     /// Bytes of HTTP bodies moved with `splice(2)` (`http.spliced_bytes`).
@@ -322,8 +322,8 @@ impl Metrics {
         Metrics {
             enabled: true,
             proxy: Traffic::default(),
-            listeners: HashMap::new(),
-            clusters: HashMap::new(),
+            listeners: FxHashMap::default(),
+            clusters: FxHashMap::default(),
             tls_handshakes: 0,
             tls_handshake_failures: 0,
             spliced_bytes: 0,

@@ -16,6 +16,20 @@ use crate::{
     tcp,
 };
 
+/// Sets `TCP_NODELAY` on a listening socket, which the sockets it accepts inherit (Linux
+/// copies the listener's options into each accepted socket): one `setsockopt` per listener
+/// instead of one per connection. Returns whether it is set; if not, each accepted socket
+/// must get it.
+pub(super) fn nodelay_on_accepted(listener: &std::net::TcpListener) -> bool {
+    match socket2::SockRef::from(listener).set_tcp_nodelay(true) {
+        Ok(()) => true,
+        Err(error) => {
+            warn!("cannot set TCP_NODELAY on a listener, setting it per connection: {error}");
+            false
+        }
+    }
+}
+
 impl Server {
     pub(super) fn can_accept(&self) -> bool {
         self.run == Run::Running && self.sessions.len() < self.config.max_connections
@@ -39,6 +53,9 @@ impl Server {
                 };
                 match listener.socket.accept() {
                     Ok((stream, peer)) => {
+                        if !listener.nodelay_inherited {
+                            let _ = stream.set_nodelay(true);
+                        }
                         let kind = listener.kind;
                         self.create_session(address, kind, stream, peer);
                     }
@@ -145,7 +162,6 @@ impl Server {
         timeouts: Timeouts,
         first_stage: impl FnOnce(&mut Session, &Pool),
     ) -> Option<usize> {
-        let _ = stream.set_nodelay(true);
         // A listener bound to one address is the connection's local address; only a wildcard
         // listener needs to ask the kernel (`getsockname`).
         let local = if listener.ip().is_unspecified() {
@@ -185,5 +201,24 @@ impl Server {
         entry.insert(session);
         debug!("session {uid}: accepted {peer} on {listener}");
         Some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::nodelay_on_accepted;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_their_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(nodelay_on_accepted(&listener));
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "no setsockopt per connection needed"
+        );
     }
 }

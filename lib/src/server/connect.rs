@@ -44,7 +44,10 @@ impl Server {
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        session.io.cluster_id = Some(cluster_id.to_string());
+        // A TCP session's route already named the cluster: no copy of its id per connection.
+        if session.io.cluster_id.as_deref() != Some(cluster_id) {
+            session.io.cluster_id = Some(cluster_id.to_string());
+        }
         session.io.backs.connect_to(slot, Some(cluster_id));
         let uid = session.io.uid;
         let client_ip = session.io.client_address.ip();

@@ -127,6 +127,9 @@ struct ListenerSocket {
     token: Token,
     /// The listener may have connections waiting that were not accepted yet.
     pending: bool,
+    /// Accepted sockets inherit `TCP_NODELAY` from the listener ([`accept::nodelay_on_accepted`]):
+    /// no `setsockopt` per connection. Otherwise each accepted socket gets it.
+    nodelay_inherited: bool,
 }
 
 /// Whether the worker runs, drains or stops.
@@ -145,7 +148,7 @@ pub struct Server {
     poll: Poll,
     sockets: Slab<Owner>,
     sessions: Slab<Session>,
-    listeners: HashMap<SocketAddr, ListenerSocket>,
+    listeners: FxHashMap<SocketAddr, ListenerSocket>,
     /// Routes, answers and settings of HTTP and HTTPS listeners.
     http_listeners: FxHashMap<SocketAddr, HttpListener>,
     /// Where connections accepted on each TCP listener go, from their first bytes.
@@ -270,7 +273,7 @@ impl Server {
             poll,
             sockets,
             sessions: Slab::with_capacity(config.max_connections.min(65_536)),
-            listeners: HashMap::new(),
+            listeners: FxHashMap::default(),
             http_listeners: FxHashMap::default(),
             content_routers: FxHashMap::default(),
             authorized: FxHashMap::default(),

@@ -467,6 +467,7 @@ impl Server {
         std_listener
             .set_nonblocking(true)
             .map_err(|source| ApplyError::NonBlocking { address, source })?;
+        let nodelay_inherited = super::accept::nodelay_on_accepted(&std_listener);
         let mut socket = TcpListener::from_std(std_listener);
         let token = Token(self.sockets.insert(Owner::Listener(address)));
         if let Err(error) = self
@@ -488,6 +489,7 @@ impl Server {
                 socket,
                 token,
                 pending: true,
+                nodelay_inherited,
             },
         );
         Ok(())

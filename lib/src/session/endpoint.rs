@@ -182,6 +182,9 @@ pub struct Endpoint {
     /// The peer reset the connection (a read failed with it gone): nothing more comes from
     /// it ([`Endpoint::read_closed`] is set too), and nothing written reaches it.
     pub reset: bool,
+    /// A short read after the peer's hangup drained what preceded its end of stream: the
+    /// next read reports the end without asking the kernel.
+    end_reached: bool,
     pub bytes_read: u64,
     pub bytes_written: u64,
 }
@@ -206,6 +209,7 @@ impl Endpoint {
             read_closed: false,
             write_shut: false,
             reset: false,
+            end_reached: false,
             bytes_read: 0,
             bytes_written: 0,
         }
@@ -281,7 +285,8 @@ impl Endpoint {
 
     /// Reads into `space`. A short read means the kernel had no more at that moment, so the
     /// readable flag is cleared without another call to see `EAGAIN`, unless the peer
-    /// already reported a hangup (then the end of stream is still to be read).
+    /// already reported a hangup: then the end of stream is still to be read, and on a plain
+    /// socket the next read reports it without a call ([`Endpoint::note_drained`]).
     pub fn read(&mut self, space: &mut [u8]) -> Transfer {
         if space.is_empty() {
             return Transfer::WouldBlock;
@@ -322,6 +327,11 @@ impl Endpoint {
             }
             return transfer;
         }
+        if self.end_reached {
+            self.read_closed = true;
+            self.readiness.event.remove(Ready::READABLE);
+            return Transfer::Closed;
+        }
         loop {
             match stream.read(space) {
                 Ok(0) => {
@@ -331,8 +341,8 @@ impl Endpoint {
                 }
                 Ok(count) => {
                     self.bytes_read += count as u64;
-                    if count < space.len() && !self.readiness.event.contains(Ready::HUP) {
-                        self.readiness.event.remove(Ready::READABLE);
+                    if count < space.len() {
+                        self.note_drained();
                     }
                     return Transfer::Moved(count);
                 }
@@ -343,6 +353,20 @@ impl Endpoint {
                 }
                 Err(error) => return self.read_failed(error),
             }
+        }
+    }
+
+    /// A read took less than it had room for: the kernel had nothing more. Without a hangup
+    /// reported, more may come later (the readable flag is cleared, so no call is made to
+    /// see `EAGAIN`). After one without an error (the peer's FIN: TCP delivers in order, so
+    /// every byte before it was queued when the hangup was reported), what was read was
+    /// the last: the end of stream is known without another call, which would return 0.
+    fn note_drained(&mut self) {
+        let event = self.readiness.event;
+        if !event.contains(Ready::HUP) {
+            self.readiness.event.remove(Ready::READABLE);
+        } else if !event.contains(Ready::ERROR) {
+            self.end_reached = true;
         }
     }
 
