@@ -6,13 +6,17 @@
 # pipe), HTTP keep-alive with a JSON or the default access log to a file, and the paths of
 # the faults scenario: a `latency 0` fault of probability 1 on HTTP and on TCP, a route
 # without fault in a worker that has faults, and the two faulted paths again once their
-# faults are removed (`*-unfaulted`: the same names, so the same work but the faults'). With hardware counters, also user and kernel
-# instructions. An nginx backend answers. See doc/benchmarks.md, "Per request".
+# faults are removed (`*-unfaulted`: the same names, so the same work but the faults'), and
+# HTTP/2 over TLS (`h2`: ALPN h2, H2_STREAMS streams at once on each connection, to the same
+# HTTP/1.1 backend; not in the default list, name it in SCENARIOS). With hardware counters,
+# also user and kernel instructions. An nginx backend answers. See doc/benchmarks.md, "Per
+# request".
 #
 #   benches/load/per-request.sh                      # builds sozu (release)
 #   SOZU_BIN=target/debug/sozu REQUESTS=5000 benches/load/per-request.sh
 #   SCENARIOS="http-keepalive" PROFILE=1 benches/load/per-request.sh   # and a perf profile
 #   CALLGRIND=1 REQUESTS=5000 benches/load/per-request.sh  # user instructions, under callgrind
+#   SCENARIOS=h2 CALLGRIND=1 SOZU_BIN=target/debug/sozu benches/load/per-request.sh
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,6 +25,7 @@ helper() { python3 -B "$HERE/helper.py" "$@"; }
 
 REQUESTS=${REQUESTS:-20000}         # requests measured per scenario (after as many to warm up)
 CONNECTIONS=${CONNECTIONS:-10}      # h2load connections
+H2_STREAMS=${H2_STREAMS:-10}        # h2load streams at once on each connection (scenario h2)
 SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive logs-json logs-default http-fault http-beside-fault tcp-fault http-unfaulted tcp-unfaulted}
 SOZU_BIN=${SOZU_BIN:-}
 PROFILE=${PROFILE:-}                # set: also record a profile of each scenario (perf record -g)
@@ -225,10 +230,11 @@ worker_of() {
 }
 
 # load URL COUNT [HOST]: COUNT requests on CONNECTIONS kept connections (to HOST, localhost by
-# default); fails unless all got a 2xx.
+# default), over HTTP/1.1 or, when CLIENT says so, HTTP/2; fails unless all got a 2xx.
+CLIENT=(--h1)
 load() {
     local out
-    out=$(taskset -c "$LOAD_CPU" h2load --h1 -n "$2" -c "$CONNECTIONS" -H ":authority: ${3:-localhost}" "$1" 2>&1) ||
+    out=$(taskset -c "$LOAD_CPU" h2load "${CLIENT[@]}" -n "$2" -c "$CONNECTIONS" -H ":authority: ${3:-localhost}" "$1" 2>&1) ||
         die "h2load failed: ${out: -500}"
     grep -q "status codes: $2 2xx" <<<"$out" || die "not every answer was a 2xx: $(grep -E 'requests:|status codes' <<<"$out")"
 }
@@ -376,6 +382,11 @@ main() {
         case $scenario in
             http-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$http/" ;;
             https-keepalive) measure "$scenario" "${WORKER[quiet]}" "https://127.0.0.1:$https/" ;;
+            h2)
+                CLIENT=(-m "$H2_STREAMS")
+                measure "$scenario" "${WORKER[quiet]}" "https://127.0.0.1:$https/"
+                CLIENT=(--h1)
+                ;;
             tcp-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$tcp/" ;;
             logs-json | logs-default)
                 read -r variant _ _ <<<"${PORTS[${scenario#logs-}]}"
@@ -396,7 +407,7 @@ main() {
         esac
     done
     {
-        echo "- $(helper machine); sozu \`$SOZU_BIN\` at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $REQUESTS requests on $CONNECTIONS connections (h2load --h1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "- $(helper machine); sozu \`$SOZU_BIN\` at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $REQUESTS requests on $CONNECTIONS connections (h2load --h1; h2: $H2_STREAMS streams at once on each); load average $(cut -d' ' -f1-3 /proc/loadavg)"
         echo
         echo "| scenario | CPU µs | instructions (user) | instructions (kernel) | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -39,7 +39,7 @@ use crate::{
         route,
     },
     session::{
-        Action, BackUse, Context, SessionIo,
+        Action, Context, SessionIo,
         backs::Backs,
         endpoint::{Endpoint, Ready, Transfer},
         shaper::Way,
@@ -642,16 +642,8 @@ impl Mux {
                     .reset(exchange.id, ErrorCode::NoError, &mut self.out);
             }
             let back = exchange.slot.and_then(|slot| backs.get(slot));
-            let reused = exchange.back_use == BackUse::Reused;
             let faults = budget::labels(&exchange.shaper);
-            record::record(
-                &mut exchange.stream,
-                &env.origin,
-                back,
-                reused,
-                faults,
-                context,
-            );
+            record::record(&mut exchange.stream, &env.origin, back, faults, context);
             let key = TimerKey {
                 session: env.key,
                 uid: env.uid,
@@ -674,14 +666,7 @@ impl Mux {
         exchange.release_credit(&mut self.codec, &mut self.out);
         self.queue.retain(|&id| id != exchange.id);
         let faults = budget::labels(&exchange.shaper);
-        record::record(
-            &mut exchange.stream,
-            &env.origin,
-            None,
-            false,
-            faults,
-            context,
-        );
+        record::record(&mut exchange.stream, &env.origin, None, faults, context);
         if let Some(slot) = exchange.slot.take() {
             self.released.push(Released {
                 slot,
