@@ -34,6 +34,7 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
 
 use crate::{
     access_log::AccessLog,
@@ -205,7 +206,7 @@ impl Traffic {
 #[derive(Debug, Default, Clone)]
 struct ClusterFigures {
     traffic: Traffic,
-    backends: HashMap<String, Traffic>,
+    backends: FxHashMap<String, Traffic>,
     hold: HoldFigures,
 }
 
@@ -298,7 +299,9 @@ pub struct Metrics {
     enabled: bool,
     proxy: Traffic,
     listeners: HashMap<SocketAddr, Traffic>,
-    clusters: HashMap<String, ClusterFigures>,
+    /// By cluster id (names from the configuration, not from clients: a fast hash serves),
+    /// looked up twice per request.
+    clusters: FxHashMap<String, ClusterFigures>,
     tls_handshakes: u64,
     tls_handshake_failures: u64,
     h2: H2Figures,
@@ -320,7 +323,7 @@ impl Metrics {
             enabled: true,
             proxy: Traffic::default(),
             listeners: HashMap::new(),
-            clusters: HashMap::new(),
+            clusters: FxHashMap::default(),
             tls_handshakes: 0,
             tls_handshake_failures: 0,
             h2: H2Figures::default(),
