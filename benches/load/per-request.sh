@@ -10,14 +10,17 @@
 # faults are removed (`*-unfaulted`: the same names, so the same work but the faults'), and
 # 1 MiB responses (`1mib`: bodies spliced; `1mib-copied`: copied through 16 KiB buffers,
 # `splice_min_body_bytes = 0`; `1mib-bigbuffers`: copied through 256 KiB buffers, larger
-# reads and vectored writes; each figure is then per MiB). With hardware counters, also user
-# and kernel instructions. An nginx backend answers. See doc/benchmarks.md, "Per request".
+# reads and vectored writes; each figure is then per MiB), and HTTP/2 over TLS (`h2`: ALPN h2,
+# H2_STREAMS streams at once on each connection, to the same HTTP/1.1 backend; not in the
+# default list, name it in SCENARIOS). With hardware counters, also user and kernel
+# instructions. An nginx backend answers. See doc/benchmarks.md, "Per request".
 #
 #   benches/load/per-request.sh                      # builds sozu (release)
 #   SOZU_BIN=target/debug/sozu REQUESTS=5000 benches/load/per-request.sh
 #   SCENARIOS="http-keepalive" PROFILE=1 benches/load/per-request.sh   # and a perf profile
 #   CALLGRIND=1 REQUESTS=5000 benches/load/per-request.sh  # user instructions, under callgrind
 #   SCENARIOS="1mib 1mib-copied 1mib-bigbuffers" REQUESTS=1000 benches/load/per-request.sh
+#   SCENARIOS=h2 CALLGRIND=1 SOZU_BIN=target/debug/sozu benches/load/per-request.sh
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +29,7 @@ helper() { python3 -B "$HERE/helper.py" "$@"; }
 
 REQUESTS=${REQUESTS:-20000}         # requests measured per scenario (after as many to warm up)
 CONNECTIONS=${CONNECTIONS:-10}      # h2load connections
+H2_STREAMS=${H2_STREAMS:-10}        # h2load streams at once on each connection (scenario h2)
 SCENARIOS=${SCENARIOS:-http-keepalive https-keepalive tcp-keepalive tcp-connect logs-json logs-default http-fault http-beside-fault tcp-fault http-unfaulted tcp-unfaulted}
 SOZU_BIN=${SOZU_BIN:-}
 PROFILE=${PROFILE:-}                # set: also record a profile of each scenario (perf record -g)
@@ -234,8 +238,10 @@ worker_of() {
 }
 
 # load URL COUNT [HOST]: COUNT requests on CONNECTIONS kept connections (to HOST, localhost by
-# default); fails unless all got a 2xx. With NEW_CONNECTIONS set, each request on a new
-# connection instead, CONNECTIONS at a time (URL: http://127.0.0.1:PORT/).
+# default), over HTTP/1.1 or, when CLIENT says so, HTTP/2; fails unless all got a 2xx. With
+# NEW_CONNECTIONS set, each request on a new connection instead, CONNECTIONS at a time (URL:
+# http://127.0.0.1:PORT/).
+CLIENT=(--h1)
 load() {
     local out port
     if [[ -n ${NEW_CONNECTIONS:-} ]]; then
@@ -243,7 +249,7 @@ load() {
         taskset -c "$LOAD_CPU" python3 -B "$HERE/helper.py" connects "${port%/}" "$2" "$CONNECTIONS"
         return
     fi
-    out=$(taskset -c "$LOAD_CPU" h2load --h1 -n "$2" -c "$CONNECTIONS" -H ":authority: ${3:-localhost}" "$1" 2>&1) ||
+    out=$(taskset -c "$LOAD_CPU" h2load "${CLIENT[@]}" -n "$2" -c "$CONNECTIONS" -H ":authority: ${3:-localhost}" "$1" 2>&1) ||
         die "h2load failed: ${out: -500}"
     grep -q "status codes: $2 2xx" <<<"$out" || die "not every answer was a 2xx: $(grep -E 'requests:|status codes' <<<"$out")"
 }
@@ -397,6 +403,11 @@ main() {
         case $scenario in
             http-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$http/" ;;
             https-keepalive) measure "$scenario" "${WORKER[quiet]}" "https://127.0.0.1:$https/" ;;
+            h2)
+                CLIENT=(-m "$H2_STREAMS")
+                measure "$scenario" "${WORKER[quiet]}" "https://127.0.0.1:$https/"
+                CLIENT=(--h1)
+                ;;
             tcp-keepalive) measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$tcp/" ;;
             tcp-connect) NEW_CONNECTIONS=1 measure "$scenario" "${WORKER[quiet]}" "http://127.0.0.1:$tcp/" ;;
             logs-json | logs-default)
@@ -423,7 +434,7 @@ main() {
         esac
     done
     {
-        echo "- $(helper machine); sozu \`$SOZU_BIN\` at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $REQUESTS requests on $CONNECTIONS connections (h2load --h1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "- $(helper machine); sozu \`$SOZU_BIN\` at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $REQUESTS requests on $CONNECTIONS connections (h2load --h1; h2: $H2_STREAMS streams at once on each); load average $(cut -d' ' -f1-3 /proc/loadavg)"
         echo
         echo "| scenario | CPU µs | instructions (user) | instructions (kernel) | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -319,8 +319,11 @@ fn a_hostile_backend_fails_its_own_requests_only() {
     ) >= 2));
 }
 
+/// The first stream waits for the backend connection's connect: its access log line gives
+/// that connect's time, per stream (issue 16); the second goes on the connection already
+/// open, and took no connect.
 #[test]
-fn access_logs_and_metrics_name_the_backend_protocol() {
+fn access_logs_and_metrics_name_the_backend_protocol_and_each_stream_s_connect() {
     let directory = std::env::temp_dir().join(format!("sozu-h2c-access-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("temporary directory");
     let path = directory.join("access.log");
@@ -343,9 +346,12 @@ fn access_logs_and_metrics_name_the_backend_protocol() {
     assert!(wait_until(DEADLINE, || std::fs::read_to_string(&path)
         .is_ok_and(|text| text.lines().count() == 2)));
     let text = std::fs::read_to_string(&path).expect("read the access log");
-    let protocols: Vec<(String, String)> = text
+    let lines: Vec<serde_json::Value> = text
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let protocols: Vec<(String, String)> = lines
+        .iter()
         .map(|line| {
             (
                 line["protocol"].to_string(),
@@ -360,6 +366,8 @@ fn access_logs_and_metrics_name_the_backend_protocol() {
             (r#""HTTP""#.to_string(), r#""HTTP/2""#.to_string())
         ]
     );
+    assert!(lines[0]["connect_us"].is_u64(), "{}", lines[0]);
+    assert!(lines[1]["connect_us"].is_null(), "{}", lines[1]);
     std::fs::remove_dir_all(directory).expect("clean up");
     // The backend connection (kept in the pool, shared by both clients) adds its figures
     // once it closes: when the backend goes away.

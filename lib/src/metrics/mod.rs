@@ -299,6 +299,8 @@ pub struct Metrics {
     enabled: bool,
     proxy: Traffic,
     listeners: FxHashMap<SocketAddr, Traffic>,
+    /// By cluster id (names from the configuration, not from clients: a fast hash serves),
+    /// looked up twice per request.
     clusters: FxHashMap<String, ClusterFigures>,
     tls_handshakes: u64,
     tls_handshake_failures: u64,

@@ -18,7 +18,10 @@ use mio::Token;
 use super::{Owner, Server};
 use crate::{
     backends::{BackendKey, BackendLease},
-    session::{BackConnection, endpoint::Endpoint},
+    session::{
+        BackConnection,
+        endpoint::{Endpoint, Ready},
+    },
     timer::Timeout,
 };
 
@@ -87,7 +90,8 @@ impl BackendPool {
 
     /// A connection to `backend` that can carry a request, the most recently pooled first.
     /// Those kept too long, or on which the backend sent anything since they were pooled (even
-    /// if no event said so yet), are handed to `close` on the way.
+    /// if no event said so yet), are handed to `close` on the way. The one handed out carries
+    /// no readable flag: the kernel just said it has nothing to read.
     pub fn take(
         &mut self,
         backend: BackendKey,
@@ -96,8 +100,15 @@ impl BackendPool {
     ) -> Option<IdleConnection> {
         let list = self.idle.get_mut(&backend)?;
         let mut found = None;
-        while let Some(idle) = list.pop() {
+        while let Some(mut idle) = list.pop() {
             if idle.endpoint.is_clean() && idle.is_fresh(now) {
+                // A readable flag left set (the event of bytes its last session read before
+                // the event came) is stale. Kept, it would have the connection read right
+                // after its request is written: when that read finds the response, the
+                // response's own event comes after the exchange ended, and the connection,
+                // idle, looks written to and is given back to be checked (a peek) and pooled
+                // again with the flag, for every request or two.
+                idle.endpoint.readiness.event.remove(Ready::READABLE);
                 found = Some(idle);
                 break;
             }

@@ -384,7 +384,7 @@ impl Server {
         if back.endpoint.speaks_h2() {
             // The token goes back to the slab: news of the stream not delivered yet would
             // reach whatever takes the token next.
-            self.wakes.retain(|(owner, _)| *owner != token);
+            self.wakes.forget(token);
         }
         drop(back);
     }

@@ -37,7 +37,9 @@ use crate::{
     protocol::http::{HttpListener, auth::Authorized, splice::BodySplice},
     router::content::{ContentRouter, TcpRouter, resolver::Resolver},
     session::endpoint::Ready,
-    session::{Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot},
+    session::{
+        Action, Context, FIRST_REQUEST_GRACE, Failure, Session, Stage, backs::Slot, mux::Wakes,
+    },
     timer::Timers,
 };
 
@@ -179,8 +181,10 @@ pub struct Server {
     /// Backend HTTP/2 connections shared by sessions' streams.
     muxes: mux::Muxes,
     /// Streams whose sessions must be told (their handle's token) of news of their
-    /// connection, and what.
-    wakes: Vec<(Token, Ready)>,
+    /// connection, and what: the links of `muxes` queue them there.
+    wakes: Wakes,
+    /// The wakes being delivered, kept between turns (`Server::wake_streams`).
+    wake_batch: Vec<(Token, Ready)>,
     next_sweep: Instant,
     /// Health checks in flight, and what they found so far per backend.
     probes: Slab<Probe>,
@@ -294,7 +298,8 @@ impl Server {
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
             idle_pool: BackendPool::default(),
             muxes: mux::Muxes::default(),
-            wakes: Vec::new(),
+            wakes: Wakes::default(),
+            wake_batch: Vec::new(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             probes: Slab::new(),
             health: HashMap::new(),
@@ -447,9 +452,13 @@ impl Server {
                     self.drive(key);
                 }
             }
-            Some(Owner::Back { session: key, slot }) => {
-                if let Some(session) = self.sessions.get_mut(key) {
-                    session.io.add_back_event(slot, ready);
+            // Its flags were noted before any session ran (`note_back_event`). Noted again
+            // now, they would be stale when the session already read what the event reported
+            // (driven for another event of the batch): an HTTP/2 session's connection, idle
+            // once its response was read, would look written to and be given back, checked
+            // and pooled, at every request.
+            Some(Owner::Back { session: key, .. }) => {
+                if self.sessions.contains(key) {
                     self.drive(key);
                 }
             }

@@ -236,7 +236,7 @@ impl Server {
             token,
             readiness: Readiness::default(),
             state: MuxState::Connecting,
-            link: Link::new(limits, now),
+            link: Link::new(limits, now, self.wakes.clone()),
             lease,
             backend_id,
             address,
@@ -277,9 +277,9 @@ impl Server {
                         .metrics
                         .connected(&cluster_id, &mux_ref.backend_id, connect_time);
                 }
-                let owners: Vec<Token> = mux_ref.link.owners().collect();
-                self.wakes
-                    .extend(owners.into_iter().map(|owner| (owner, Ready::WRITABLE)));
+                for owner in mux_ref.link.owners() {
+                    self.wakes.push(owner, Ready::WRITABLE);
+                }
             } else {
                 return;
             }
@@ -307,31 +307,22 @@ impl Server {
             }
         }
         drop(guard);
-        self.collect_wakes(&mux);
         self.close_mux_if_over(backend, &mux);
     }
 
-    /// Takes what `mux`'s streams have to tell their sessions.
-    fn collect_wakes(&mut self, mux: &SharedMux) {
-        if let Ok(mut mux) = mux.try_borrow_mut() {
-            let wakes = mux.link.take_wakes();
-            self.wakes.extend(wakes);
-        }
-    }
-
-    /// Drives the sessions whose streams have news, until none has.
+    /// Drives the sessions whose streams have news, until none has. The news wait in
+    /// [`Wakes`], where the links queued them: no connection is looked at, and the batch's
+    /// vector is kept from one turn to the next.
     pub(super) fn wake_streams(&mut self) {
+        let mut batch = std::mem::take(&mut self.wake_batch);
         // Driving a session may give news to others (a stream closed makes room); the
         // bound only guards against a bug waking forever.
         for _ in 0..64 {
-            let muxes: Vec<SharedMux> = self.muxes.all().cloned().collect();
-            for mux in &muxes {
-                self.collect_wakes(mux);
+            self.wakes.take_into(&mut batch);
+            if batch.is_empty() {
+                break;
             }
-            if self.wakes.is_empty() {
-                return;
-            }
-            for (token, ready) in std::mem::take(&mut self.wakes) {
+            for (token, ready) in batch.drain(..) {
                 if let Some(Owner::Back { session, slot }) = self.sockets.get(token.0).copied() {
                     if let Some(target) = self.sessions.get_mut(session) {
                         target.io.add_back_event(slot, ready);
@@ -340,6 +331,7 @@ impl Server {
                 }
             }
         }
+        self.wake_batch = batch;
     }
 
     /// Closes `mux` if it carries nothing more, or it failed.
@@ -370,8 +362,6 @@ impl Server {
         let _ = socket.shutdown(Shutdown::Both);
         self.sockets.try_remove(token.0);
         self.recorder.metrics.h2_backend_closed(link.counters());
-        let wakes = link.take_wakes();
-        self.wakes.extend(wakes);
     }
 
     /// A stream's connect failed or timed out while its connection was connecting: that
@@ -403,8 +393,9 @@ impl Server {
             _ => return,
         };
         self.backends.connect_failed(backend, now);
-        self.wakes
-            .extend(owners.into_iter().map(|owner| (owner, Ready::ERROR)));
+        for owner in owners {
+            self.wakes.push(owner, Ready::ERROR);
+        }
         self.close_mux(backend, mux);
     }
 

@@ -423,10 +423,12 @@ impl Session {
     }
 
     /// The backend connection of `slot` is established (`New`) or was taken from the idle
-    /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions.
+    /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions, and
+    /// `connect_time` how long a connect the slot's request waited for took.
     pub fn backend_connected(&mut self, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
+        let connect_time = self.io.connect_time;
         self.stage
-            .backend_connected(slot, backend_sticky_id, back_use);
+            .backend_connected(slot, backend_sticky_id, back_use, connect_time);
     }
 
     /// Whether the backend connection of `slot` sits idle and clean between requests: it may
@@ -583,11 +585,22 @@ impl Stage {
     }
 
     /// The backend connection of `slot` is established (`New`) or was taken from the idle
-    /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions.
-    pub fn backend_connected(&mut self, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
+    /// pool (`Reused`); `backend_sticky_id` names its backend for sticky sessions, and
+    /// `connect_time` how long a connect the slot's request waited for took.
+    pub fn backend_connected(
+        &mut self,
+        slot: Slot,
+        backend_sticky_id: &str,
+        back_use: BackUse,
+        connect_time: Option<Duration>,
+    ) {
         match self {
-            Stage::Http(http) if slot == Slot::FIRST => http.connected(backend_sticky_id, back_use),
-            Stage::H2(h2) => h2::session::connected(h2, slot, backend_sticky_id, back_use),
+            Stage::Http(http) if slot == Slot::FIRST => {
+                http.connected(backend_sticky_id, back_use, connect_time);
+            }
+            Stage::H2(h2) => {
+                h2::session::connected(h2, slot, backend_sticky_id, back_use, connect_time)
+            }
             Stage::Http(_)
             | Stage::ExpectProxy(_)
             | Stage::Sniff(_)

@@ -4,9 +4,10 @@
 //!
 //! The event loop owns the muxes (`server::mux`): a mux's socket token maps to it, the loop
 //! reads the frames when the socket is readable and flushes when it is writable, and wakes
-//! the (session, slot) of every stream that got bytes, lost its stream, or may write again
-//! ([`Link::take_wakes`]); those wakes go through the handles' own tokens, which map to
-//! their (session, slot) like a socket's. Through its handle, a session writes its request
+//! the (session, slot) of every stream that got bytes, lost its stream, or may write again:
+//! every link queues those news in the loop's one [`Wakes`] as they happen, so the loop
+//! finds them without looking at each connection; they go through the handles' own tokens,
+//! which map to their (session, slot) like a socket's. Through its handle, a session writes its request
 //! (framed and sent at once, the socket shared) and reads its response, as HTTP/1.1, through
 //! the same [`Endpoint`](super::endpoint::Endpoint) calls as for any backend connection.
 //!
@@ -21,8 +22,43 @@ use mio::{Token, net::TcpStream};
 use crate::{
     backends::{BackendKey, BackendLease},
     protocol::http::h2::backend::Link,
-    session::endpoint::{Readiness, Transfer},
+    session::endpoint::{Readiness, Ready, Transfer},
 };
+
+/// The streams' owners to wake, and for what: one queue per worker, shared by the loop and
+/// the [`Link`] of every shared connection, which pushes to it as news happen (frames read,
+/// room made, the connection ended), whoever drives it (the loop or a session through its
+/// handle). The loop drains it ([`Wakes::take_into`]) into a batch it keeps, so a turn
+/// allocates nothing once both have grown to the busiest turn's size.
+#[derive(Debug, Clone, Default)]
+pub struct Wakes(Rc<RefCell<Vec<(Token, Ready)>>>);
+
+impl Wakes {
+    /// Queues news for `owner`.
+    pub fn push(&self, owner: Token, ready: Ready) {
+        match self.0.try_borrow_mut() {
+            Ok(mut queue) => queue.push((owner, ready)),
+            Err(_) => error!("the wake queue was borrowed twice"),
+        }
+    }
+
+    /// Drops the news queued for `owner` (it went away; its token may be reused).
+    pub fn forget(&self, owner: Token) {
+        match self.0.try_borrow_mut() {
+            Ok(mut queue) => queue.retain(|(queued, _)| *queued != owner),
+            Err(_) => error!("the wake queue was borrowed twice"),
+        }
+    }
+
+    /// Moves the queued news to `batch`, which must be empty: the two vectors swap, so
+    /// both keep their allocations.
+    pub fn take_into(&self, batch: &mut Vec<(Token, Ready)>) {
+        match self.0.try_borrow_mut() {
+            Ok(mut queue) => std::mem::swap(&mut *queue, batch),
+            Err(_) => error!("the wake queue was borrowed twice"),
+        }
+    }
+}
 
 /// Whether a mux's socket is connected yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,5 +185,45 @@ impl Drop for MuxStream {
         if link.handles() == 0 {
             *since = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draining_the_wakes_keeps_both_allocations() {
+        let wakes = Wakes::default();
+        let mut batch = Vec::new();
+        for _ in 0..8 {
+            wakes.push(Token(1), Ready::READABLE);
+        }
+        wakes.take_into(&mut batch);
+        assert_eq!(batch.len(), 8);
+        let batch_at = batch.as_ptr();
+        batch.clear();
+        wakes.push(Token(2), Ready::WRITABLE);
+        wakes.take_into(&mut batch);
+        assert_eq!(batch, [(Token(2), Ready::WRITABLE)]);
+        batch.clear();
+        wakes.push(Token(3), Ready::WRITABLE);
+        wakes.take_into(&mut batch);
+        assert_eq!(
+            batch.as_ptr(),
+            batch_at,
+            "the first batch's vector came back: no new allocation"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_owner_gets_no_news() {
+        let wakes = Wakes::default();
+        wakes.push(Token(1), Ready::READABLE);
+        wakes.push(Token(2), Ready::READABLE);
+        wakes.forget(Token(1));
+        let mut batch = Vec::new();
+        wakes.take_into(&mut batch);
+        assert_eq!(batch, [(Token(2), Ready::READABLE)]);
     }
 }

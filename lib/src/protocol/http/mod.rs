@@ -47,7 +47,7 @@ pub(crate) mod splice;
 mod stream;
 pub(crate) mod upgrade;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use listener::HttpListener;
 
@@ -140,10 +140,6 @@ impl Http {
             + self.request_out.capacity()
             + self.response_out.capacity()
             + self.stream.texts_capacity()
-    }
-
-    fn is_back_reused(&self) -> bool {
-        self.back_use == BackUse::Reused
     }
 }
 
@@ -319,8 +315,15 @@ pub fn answer_for(
 
 impl Http {
     /// The backend connection is established (or taken from the pool): start forwarding.
-    /// `backend_sticky_id` names the backend for sticky sessions.
-    pub fn connected(&mut self, backend_sticky_id: &str, back_use: BackUse) {
+    /// `backend_sticky_id` names the backend for sticky sessions; `connect_time` is how long
+    /// the connect took, when the request waited for one.
+    pub fn connected(
+        &mut self,
+        backend_sticky_id: &str,
+        back_use: BackUse,
+        connect_time: Option<Duration>,
+    ) {
+        self.stream.connect_time = connect_time;
         if self.stream.phase == Phase::Connecting {
             self.stream.phase = Phase::Forwarding;
         }

@@ -1,10 +1,6 @@
 //! What a stream leaves behind: its request id, and its record (metrics and access log).
 
-use std::{
-    net::SocketAddr,
-    rc::Rc,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, rc::Rc, time::Instant};
 
 use crate::{
     access_log::push_hex,
@@ -36,10 +32,9 @@ fn worker_seed() -> u32 {
 /// recorded.
 pub fn record_stream(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) {
     let origin = Origin::of(io);
-    let reused = http.is_back_reused();
     let back = io.backs.get(SLOT);
     let faults = io.shaper.as_ref().map_or(&[][..], |shaper| shaper.labels());
-    record(&mut http.stream, &origin, back, reused, faults, context);
+    record(&mut http.stream, &origin, back, faults, context);
 }
 
 /// Where a stream's client connection comes from, for its record.
@@ -50,8 +45,6 @@ pub struct Origin {
     /// Whether the client speaks HTTP/2: its streams are logged as `HTTP/2` (`HTTPS/2`
     /// over TLS).
     pub is_h2: bool,
-    /// How long the session's last backend connect took.
-    pub connect_time: Option<Duration>,
 }
 
 impl Origin {
@@ -61,7 +54,6 @@ impl Origin {
             client: io.client_address,
             is_tls: io.front.tls.is_some(),
             is_h2: false,
-            connect_time: io.connect_time,
         }
     }
 
@@ -85,13 +77,12 @@ impl Origin {
 }
 
 /// Records `stream` (metrics and access log), once; a stream never routed is not recorded.
-/// `back` is the backend connection that served it, `reused` when it served earlier requests;
-/// `faults` names the faults that acted on it.
+/// `back` is the backend connection that served it; `faults` names the faults that acted on
+/// it.
 pub fn record(
     stream: &mut Stream,
     origin: &Origin,
     back: Option<&BackConnection>,
-    reused: bool,
     faults: &[Rc<str>],
     context: &mut Context<'_>,
 ) {
@@ -117,11 +108,7 @@ pub fn record(
         answered_by_proxy: stream.answered_by_proxy,
         bytes_in: stream.bytes_in,
         bytes_out: stream.bytes_out,
-        connect_time: if stream.used_backend && !reused {
-            origin.connect_time
-        } else {
-            None
-        },
+        connect_time: stream.connect_time.filter(|_| stream.used_backend),
         first_byte_time: stream.first_byte_time,
         total_time: Instant::now().saturating_duration_since(routed_at),
         user_agent: &stream.user_agent,

@@ -114,6 +114,9 @@ pub struct Stream {
     pub bytes_out: u64,
     /// A backend connection served this request.
     pub used_backend: bool,
+    /// How long the connect of the backend connection this request waited for took (none
+    /// when it went on a connection already established: a kept, pooled or shared one).
+    pub connect_time: Option<Duration>,
     /// The stream was recorded (metrics and access log).
     pub recorded: bool,
 }

@@ -216,8 +216,9 @@ impl Harness {
         self.io.backs.connect_to(SLOT, Some(cluster_id));
         self.io.backs.insert(SLOT, back);
         self.io.add_back_event(SLOT, Ready::WRITABLE);
+        let connect_time = (back_use == BackUse::New).then_some(Duration::from_micros(250));
         self.stage
-            .backend_connected(SLOT, &format!("{cluster_id}-1"), back_use);
+            .backend_connected(SLOT, &format!("{cluster_id}-1"), back_use, connect_time);
         backend_end
     }
 

@@ -79,6 +79,24 @@ fn a_clean_pooled_connection_is_handed_out_again() {
     );
 }
 
+/// Issue 16: a stale readable flag went back and forth between the pool and the sessions
+/// (see `BackendPool::take`), costing a peek per request or two.
+#[test]
+fn a_pooled_connection_is_handed_out_without_a_stale_readable_flag() {
+    let (map, key) = one_backend();
+    let mut pool = BackendPool::default();
+    let (mut back, _backend_end) = attached(&map, key, 7);
+    back.endpoint
+        .readiness
+        .event
+        .insert(Ready::READABLE | Ready::WRITABLE);
+    let now = Instant::now();
+    assert!(pool.keep(IdleConnection::new(back, now).unwrap()).is_none());
+    let idle = pool.take(key, now, |_| panic!("nothing to close")).unwrap();
+    assert!(!idle.endpoint.readiness.event.contains(Ready::READABLE));
+    assert!(idle.endpoint.readiness.event.contains(Ready::WRITABLE));
+}
+
 #[test]
 fn a_connection_the_backend_wrote_on_or_closed_is_never_handed_out() {
     let (map, key) = one_backend();

@@ -7,7 +7,7 @@ use mio::{Token, net::TcpStream};
 use sozu_command_lib::request::{AddBackend, Cluster, H2Config};
 
 use super::*;
-use crate::{backends::BackendMap, protocol::http::h2::backend::MAX_STREAMS};
+use crate::{backends::BackendMap, protocol::http::h2::backend::MAX_STREAMS, session::mux::Wakes};
 
 /// A backend map with one backend, its key, and a listener standing for the backend.
 fn backend() -> (BackendMap, BackendKey, TcpListener) {
@@ -30,7 +30,7 @@ fn backend() -> (BackendMap, BackendKey, TcpListener) {
 fn mux(map: &BackendMap, key: BackendKey, listener: &TcpListener, handles: usize) -> SharedMux {
     let address = listener.local_addr().unwrap();
     let socket = TcpStream::connect(address).unwrap();
-    let mut link = Link::new(H2Config::default(), Instant::now());
+    let mut link = Link::new(H2Config::default(), Instant::now(), Wakes::default());
     for owner in 0..handles {
         link.attach(Token(owner));
     }

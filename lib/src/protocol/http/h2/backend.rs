@@ -45,6 +45,7 @@ use sozu_command_lib::request::H2Config;
 
 use super::{
     StreamId,
+    assembly::HeaderAssembly,
     error::ErrorCode,
     flood::Flood,
     frame::{self, MAX_WINDOW, PREFACE},
@@ -53,7 +54,10 @@ use super::{
 };
 use crate::{
     protocol::http::parser::{self, ChunkedBody, Method},
-    session::endpoint::{Ready, Transfer},
+    session::{
+        endpoint::{Ready, Transfer},
+        mux::Wakes,
+    },
 };
 
 /// The receive window of each stream, advertised in the proxy's SETTINGS.
@@ -131,14 +135,6 @@ enum Response {
     Body(Framing),
     /// The response ended.
     Done,
-}
-
-/// A header block whose CONTINUATION frames are still coming.
-#[derive(Clone, Copy, Debug)]
-struct PendingBlock {
-    stream: StreamId,
-    end_stream: bool,
-    continuations: u32,
 }
 
 /// One stream handle of a connection: the exchange it carries now, in both directions.
@@ -226,15 +222,15 @@ pub struct Link {
     going_away: Option<StreamId>,
     /// Why the connection carries nothing more.
     ended: Option<Transfer>,
-    block: Vec<u8>,
-    pending: Option<PendingBlock>,
+    /// The header block being received.
+    headers: HeaderAssembly,
     /// The buffers of header block decoding, kept from one block to the next.
     decoding: Scratch,
     scratch: Vec<u8>,
     fields: Vec<parser::Header>,
     counters: LinkCounters,
-    /// Owners to wake, and for what.
-    wakes: Vec<(Token, Ready)>,
+    /// Where owners to wake, and for what, are queued (the loop's).
+    wakes: Wakes,
 }
 
 impl std::fmt::Debug for Link {
@@ -252,8 +248,9 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// A connection about to start: the preface and the proxy's SETTINGS are queued, and go
-    /// out with the first write. `limits` bounds what the backend may send.
-    pub fn new(limits: H2Config, now: Instant) -> Self {
+    /// out with the first write. `limits` bounds what the backend may send; its streams'
+    /// owners are woken through `wakes`.
+    pub fn new(limits: H2Config, now: Instant, wakes: Wakes) -> Self {
         let mut decoder = Decoder::new();
         decoder.set_max_allowed_table_size(settings::DEFAULT_HEADER_TABLE_SIZE as usize);
         let mut out = Vec::with_capacity(1024);
@@ -287,13 +284,12 @@ impl Link {
             unreturned: 0,
             going_away: None,
             ended: None,
-            block: Vec::new(),
-            pending: None,
+            headers: HeaderAssembly::default(),
             decoding: Scratch::default(),
             scratch: Vec::new(),
             fields: Vec::new(),
             counters: LinkCounters::default(),
-            wakes: Vec::new(),
+            wakes,
         }
     }
 
@@ -313,7 +309,7 @@ impl Link {
         let Some(stream) = self.streams.try_remove(key) else {
             return;
         };
-        self.wakes.retain(|(owner, _)| *owner != stream.owner);
+        self.wakes.forget(stream.owner);
         if self.open.remove(&stream.id).is_some() {
             if self.ended.is_none() {
                 frame::write_rst_stream(&mut self.out, stream.id, ErrorCode::Cancel);
@@ -370,11 +366,6 @@ impl Link {
     /// Frames are waiting for the socket.
     pub fn has_pending_output(&self) -> bool {
         self.out_sent < self.out.len()
-    }
-
-    /// The owners to wake, and for what, since the last call.
-    pub fn take_wakes(&mut self) -> Vec<(Token, Ready)> {
-        std::mem::take(&mut self.wakes)
     }
 
     /// Every handle's owner, for when the connection ends or connects.
@@ -448,7 +439,7 @@ impl Link {
     fn wake_writers(&mut self) {
         for (_, stream) in self.streams.iter_mut() {
             if std::mem::take(&mut stream.write_blocked) {
-                self.wakes.push((stream.owner, Ready::WRITABLE));
+                self.wakes.push(stream.owner, Ready::WRITABLE);
             }
         }
     }
@@ -542,7 +533,7 @@ impl Link {
         for (_, stream) in self.streams.iter_mut() {
             stream.write_blocked = false;
             self.wakes
-                .push((stream.owner, Ready::READABLE | Ready::WRITABLE));
+                .push(stream.owner, Ready::READABLE | Ready::WRITABLE);
         }
     }
 
@@ -560,7 +551,7 @@ impl Link {
         if self.open.remove(&stream.id).is_some() {
             self.wake_writers();
         }
-        self.wakes.push((owner, Ready::READABLE | Ready::WRITABLE));
+        self.wakes.push(owner, Ready::READABLE | Ready::WRITABLE);
     }
 
     /// Closes the stream of `key` once both its request and its response ended.

@@ -25,6 +25,7 @@ mod send;
 
 use super::{
     StreamId,
+    assembly::HeaderAssembly,
     error::{Cause, ConnectionError, ErrorCode, FrameError},
     flood::{Flood, Lifetime, Windowed},
     frame::{self, Decoded, Frame, MAX_WINDOW},
@@ -149,15 +150,6 @@ enum Phase {
     Closed,
 }
 
-/// A header block whose CONTINUATION frames are still coming.
-#[derive(Clone, Copy, Debug)]
-struct PendingBlock {
-    stream: StreamId,
-    end_stream: bool,
-    is_self_dependent: bool,
-    continuations: u32,
-}
-
 /// How many streams reset by the proxy are remembered, so that the header blocks the
 /// client sent before it saw the reset are dropped rather than taken for a protocol error.
 const REMEMBERED_RESETS: usize = 128;
@@ -182,9 +174,8 @@ pub struct Connection {
     /// Connection credit released by the session or owed for discarded data.
     unreturned: u32,
     stalled_since: Option<Instant>,
-    /// The fragments of the header block being received.
-    block: Vec<u8>,
-    pending: Option<PendingBlock>,
+    /// The header block being received.
+    headers: HeaderAssembly,
     /// The deadline of a graceful shutdown in progress; `None` without one or without limit.
     shutdown: Option<Option<Instant>>,
     peer_going_away: bool,
@@ -226,8 +217,7 @@ impl Connection {
             recv_window: DEFAULT_WINDOW,
             unreturned: 0,
             stalled_since: None,
-            block: Vec::new(),
-            pending: None,
+            headers: HeaderAssembly::default(),
             shutdown: None,
             peer_going_away: false,
             recently_reset: VecDeque::new(),
@@ -359,7 +349,7 @@ impl Connection {
         self.phase = Phase::Closed;
         self.shutdown = None;
         self.peer_going_away = false;
-        self.pending = None;
+        self.headers.abandon();
         self.streams.clear();
         ConnectionError { code, cause }
     }
@@ -403,14 +393,7 @@ impl Connection {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<Option<Event>, FrameError> {
-        if let Some(pending) = self.pending {
-            if !matches!(frame, Frame::Continuation { stream, .. } if stream == pending.stream) {
-                return Err(connection(
-                    ErrorCode::ProtocolError,
-                    Cause::ExpectedContinuation,
-                ));
-            }
-        }
+        self.headers.check_next(&frame)?;
         if self.phase == Phase::FirstSettings
             && !matches!(frame, Frame::Settings { ack: false, .. })
         {
@@ -433,48 +416,26 @@ impl Connection {
                 end_headers,
                 is_self_dependent,
             } => {
-                self.block.clear();
-                self.block.extend_from_slice(fragment);
-                self.check_block_size()?;
-                let block = PendingBlock {
-                    stream,
-                    end_stream,
-                    is_self_dependent,
-                    continuations: 0,
-                };
-                if !end_headers {
-                    self.pending = Some(block);
-                    return Ok(None);
+                let start = (stream, end_stream, is_self_dependent);
+                match self
+                    .headers
+                    .headers(start, fragment, end_headers, &self.config)?
+                {
+                    Some(block) => self.header_block(block, now, out),
+                    None => Ok(None),
                 }
-                self.header_block(block, now, out)
             }
             Frame::Continuation {
                 stream,
                 fragment,
                 end_headers,
-            } => {
-                let Some(mut pending) = self.pending.filter(|p| p.stream == stream) else {
-                    return Err(connection(
-                        ErrorCode::ProtocolError,
-                        Cause::UnexpectedContinuation,
-                    ));
-                };
-                pending.continuations = pending.continuations.saturating_add(1);
-                if pending.continuations > self.config.max_continuation_frames {
-                    return Err(connection(
-                        ErrorCode::EnhanceYourCalm,
-                        Cause::ContinuationFlood,
-                    ));
-                }
-                self.block.extend_from_slice(fragment);
-                self.check_block_size()?;
-                if !end_headers {
-                    self.pending = Some(pending);
-                    return Ok(None);
-                }
-                self.pending = None;
-                self.header_block(pending, now, out)
-            }
+            } => match self
+                .headers
+                .continuation(stream, fragment, end_headers, &self.config)?
+            {
+                Some(block) => self.header_block(block, now, out),
+                None => Ok(None),
+            },
             Frame::Priority { stream } => {
                 // Priorities are ignored (RFC 9113 §5.3.2). One for a stream that is not
                 // open is the PRIORITY flood pattern: a glitch.
@@ -502,18 +463,6 @@ impl Connection {
             }
             Frame::Unknown => Ok(None),
         }
-    }
-
-    /// A header block larger than the header list limit is a CONTINUATION flood: it is
-    /// refused before being decoded, which loses the HPACK state, so the connection ends.
-    fn check_block_size(&self) -> Result<(), FrameError> {
-        if self.block.len() > self.config.max_header_list_size as usize {
-            return Err(connection(
-                ErrorCode::EnhanceYourCalm,
-                Cause::HeaderBlockTooLarge,
-            ));
-        }
-        Ok(())
     }
 
     fn list_limits(&self) -> ListLimits {

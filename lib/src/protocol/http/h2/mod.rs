@@ -9,6 +9,8 @@
 //! of the input, never copied.
 //!
 //! - [`frame`]: reading and writing frames, with the checks that need no state;
+//! - `assembly`: a header block put together from HEADERS and CONTINUATION frames, for
+//!   the blocks of clients and of backends alike;
 //! - [`settings`]: the client's SETTINGS;
 //! - [`headers`]: HPACK (the `loona-hpack` crate), request heads translated to the
 //!   HTTP/1.1 [`RequestHead`](crate::protocol::http::parser::RequestHead), response heads;
@@ -20,6 +22,7 @@
 //! - [`session`]: the stage of a session that serves a client in HTTP/2 with it, each
 //!   stream an `exchange` forwarded to an HTTP/1.1 backend.
 
+mod assembly;
 pub mod backend;
 pub mod connection;
 pub mod error;

@@ -39,7 +39,7 @@ use crate::{
         route,
     },
     session::{
-        Action, BackUse, Context, SessionIo,
+        Action, Context, SessionIo,
         backs::Backs,
         endpoint::{Endpoint, Ready, Transfer},
         shaper::Way,
@@ -104,6 +104,9 @@ struct Mux {
     chained: u32,
     /// The buffers of exchanges done with, for the next ones.
     spare: Vec<Buffers>,
+    /// The most exchanges open at once so far: as many buffers are kept (open or spare),
+    /// so that as many streams at once again start without allocating.
+    most_open: usize,
 }
 
 impl H2 {
@@ -302,6 +305,7 @@ impl Mux {
             held: Vec::new(),
             chained: 0,
             spare: Vec::new(),
+            most_open: 0,
         }
     }
 
@@ -309,9 +313,16 @@ impl Mux {
     /// forwarded at once.
     fn recycle(&mut self, exchange: Exchange) {
         let buffers = exchange.into_buffers();
-        if buffers.is_worth_keeping() && self.spare.len() <= self.exchanges.len() {
+        let kept = self.spare.len().saturating_add(self.exchanges.len());
+        if buffers.is_worth_keeping() && kept < self.most_open {
             self.spare.push(buffers);
         }
+    }
+
+    /// Adds an exchange to those open.
+    fn open(&mut self, exchange: Exchange) {
+        self.exchanges.push(exchange);
+        self.most_open = self.most_open.max(self.exchanges.len());
     }
 
     /// Frame bytes not yet written to the client.
@@ -461,7 +472,7 @@ impl Mux {
             Outcome::Forward(forward) => {
                 exchange.forward(request, forward, listener, env.origin.client, end_stream);
                 self.queue.push_back(id);
-                self.exchanges.push(exchange);
+                self.open(exchange);
                 return;
             }
             Outcome::Answer(answer) => answer,
@@ -491,7 +502,7 @@ impl Mux {
         if answered.is_err() || exchange.is_done() {
             self.end_exchange(exchange, env, context);
         } else {
-            self.exchanges.push(exchange);
+            self.open(exchange);
         }
     }
 
@@ -642,16 +653,8 @@ impl Mux {
                     .reset(exchange.id, ErrorCode::NoError, &mut self.out);
             }
             let back = exchange.slot.and_then(|slot| backs.get(slot));
-            let reused = exchange.back_use == BackUse::Reused;
             let faults = budget::labels(&exchange.shaper);
-            record::record(
-                &mut exchange.stream,
-                &env.origin,
-                back,
-                reused,
-                faults,
-                context,
-            );
+            record::record(&mut exchange.stream, &env.origin, back, faults, context);
             let key = TimerKey {
                 session: env.key,
                 uid: env.uid,
@@ -674,14 +677,7 @@ impl Mux {
         exchange.release_credit(&mut self.codec, &mut self.out);
         self.queue.retain(|&id| id != exchange.id);
         let faults = budget::labels(&exchange.shaper);
-        record::record(
-            &mut exchange.stream,
-            &env.origin,
-            None,
-            false,
-            faults,
-            context,
-        );
+        record::record(&mut exchange.stream, &env.origin, None, faults, context);
         if let Some(slot) = exchange.slot.take() {
             self.released.push(Released {
                 slot,

@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
-use super::{Framing, Link, PendingBlock, Response};
+use super::{Framing, Link, Response};
 use crate::protocol::http::h2::{
     StreamId,
+    assembly::HeaderBlock,
     error::{Cause, ErrorCode, FrameError},
     exchange,
     flood::{Lifetime, Windowed},
@@ -65,11 +66,7 @@ impl Link {
         input: &[u8],
         now: Instant,
     ) -> Result<(), FrameError> {
-        if let Some(pending) = self.pending {
-            if !matches!(frame, Frame::Continuation { stream, .. } if stream == pending.stream) {
-                return Err(protocol(Cause::ExpectedContinuation));
-            }
-        }
+        self.headers.check_next(&frame)?;
         if !self.has_settings && !matches!(frame, Frame::Settings { ack: false, .. }) {
             return Err(protocol(Cause::FirstFrameNotSettings));
         }
@@ -90,43 +87,27 @@ impl Link {
                 end_headers,
                 ..
             } => {
-                self.block.clear();
-                self.block.extend_from_slice(fragment);
-                self.check_block_size()?;
-                let pending = PendingBlock {
-                    stream,
-                    end_stream,
-                    continuations: 0,
-                };
-                if end_headers {
-                    self.header_block(pending)
-                } else {
-                    self.pending = Some(pending);
-                    Ok(())
+                // What a backend says of priorities is ignored (RFC 9113 §5.3.2).
+                let start = (stream, end_stream, false);
+                match self
+                    .headers
+                    .headers(start, fragment, end_headers, &self.limits)?
+                {
+                    Some(block) => self.header_block(block),
+                    None => Ok(()),
                 }
             }
             Frame::Continuation {
                 stream,
                 fragment,
                 end_headers,
-            } => {
-                let Some(mut pending) = self.pending.filter(|p| p.stream == stream) else {
-                    return Err(protocol(Cause::UnexpectedContinuation));
-                };
-                pending.continuations = pending.continuations.saturating_add(1);
-                if pending.continuations > self.limits.max_continuation_frames {
-                    return Err(calm(Cause::ContinuationFlood));
-                }
-                self.block.extend_from_slice(fragment);
-                self.check_block_size()?;
-                if end_headers {
-                    self.pending = None;
-                    self.header_block(pending)
-                } else {
-                    self.pending = Some(pending);
-                    Ok(())
-                }
-            }
+            } => match self
+                .headers
+                .continuation(stream, fragment, end_headers, &self.limits)?
+            {
+                Some(block) => self.header_block(block),
+                None => Ok(()),
+            },
             Frame::Priority { .. } | Frame::Unknown => Ok(()),
             Frame::RstStream { stream, .. } => {
                 self.count(Windowed::RstStream, now)?;
@@ -199,7 +180,7 @@ impl Link {
                 // The handles between requests learn that their next one goes elsewhere.
                 for (_, stream) in self.streams.iter() {
                     if !stream.is_in_flight() {
-                        self.wakes.push((stream.owner, Ready::READABLE));
+                        self.wakes.push(stream.owner, Ready::READABLE);
                     }
                 }
                 Ok(())
@@ -238,13 +219,6 @@ impl Link {
 
     pub(super) fn count_lifetime(&mut self, kind: Lifetime) -> Result<(), FrameError> {
         self.flood.record_lifetime(kind, &self.limits).map_err(calm)
-    }
-
-    pub(super) fn check_block_size(&self) -> Result<(), FrameError> {
-        if self.block.len() > self.limits.max_header_list_size as usize {
-            return Err(calm(Cause::HeaderBlockTooLarge));
-        }
-        Ok(())
     }
 
     pub(super) fn data(
@@ -315,7 +289,7 @@ impl Link {
             Response::Body(next)
         };
         let owner = stream.owner;
-        self.wakes.push((owner, Ready::READABLE));
+        self.wakes.push(owner, Ready::READABLE);
         if end_stream {
             self.close_if_done(key);
         }
@@ -323,7 +297,7 @@ impl Link {
     }
 
     /// A whole header block: the response head (or an interim one), or the trailers.
-    pub(super) fn header_block(&mut self, pending: PendingBlock) -> Result<(), FrameError> {
+    pub(super) fn header_block(&mut self, pending: HeaderBlock) -> Result<(), FrameError> {
         let limits = ListLimits {
             max_size: self.limits.max_header_list_size,
             max_fields: self.limits.max_header_fields,
@@ -341,7 +315,7 @@ impl Link {
             // HPACK state right.
             let _ = headers::decode_trailers(
                 &mut self.decoder,
-                &self.block,
+                &self.headers.block,
                 &limits,
                 &mut self.decoding,
             );
@@ -354,7 +328,7 @@ impl Link {
             Response::AwaitingHead { method } => {
                 let (status, lines) = headers::decode_response(
                     &mut self.decoder,
-                    &self.block,
+                    &self.headers.block,
                     &limits,
                     &mut self.decoding,
                 )
@@ -364,7 +338,7 @@ impl Link {
             Response::Body(framing) => {
                 let trailers = headers::decode_trailers(
                     &mut self.decoder,
-                    &self.block,
+                    &self.headers.block,
                     &limits,
                     &mut self.decoding,
                 )
@@ -392,7 +366,7 @@ impl Link {
             Response::Idle | Response::Done => return Err(protocol(Cause::ClosedStream)),
         }
         if let Some(stream) = self.streams.get(key) {
-            self.wakes.push((stream.owner, Ready::READABLE));
+            self.wakes.push(stream.owner, Ready::READABLE);
         }
         self.close_if_done(key);
         Ok(())

@@ -20,7 +20,10 @@ use crate::{
         },
         parser::{self, BodyFraming, Limits, Method, Parsed},
     },
-    session::endpoint::{Ready, Transfer},
+    session::{
+        endpoint::{Ready, Transfer},
+        mux::Wakes,
+    },
 };
 
 /// A socket in memory: reads take `incoming` (would block when empty), writes append to
@@ -61,6 +64,8 @@ impl Write for Socket {
 /// The link, its socket, and the backend's side: the proxy's server codec.
 struct Harness {
     link: Link,
+    /// Where the link queues its owners' news.
+    wakes: Wakes,
     /// The one stream handle the tests use, but where they open more.
     key: usize,
     socket: Socket,
@@ -76,16 +81,25 @@ impl Harness {
         let mut backend = Connection::new(H2Config::default(), Duration::from_secs(30), b"", now);
         let mut backend_out = Vec::new();
         backend.start(&mut backend_out);
-        let mut link = Link::new(H2Config::default(), now);
+        let wakes = Wakes::default();
+        let mut link = Link::new(H2Config::default(), now, wakes.clone());
         let key = link.attach(Token(1));
         Self {
             link,
+            wakes,
             key,
             socket: Socket::default(),
             backend,
             backend_out,
             encoder: Encoder::new(),
         }
+    }
+
+    /// The news the link queued for its owners since the last call.
+    fn take_wakes(&self) -> Vec<(Token, Ready)> {
+        let mut wakes = Vec::new();
+        self.wakes.take_into(&mut wakes);
+        wakes
     }
 
     /// Writes request bytes through the link; how many it took.
@@ -133,7 +147,6 @@ impl Harness {
     fn read(&mut self, frames: &[u8]) -> (Vec<u8>, Transfer, bool) {
         self.receive(frames);
         let writable = self
-            .link
             .take_wakes()
             .iter()
             .any(|(owner, ready)| *owner == Token(1) && ready.contains(Ready::WRITABLE));
@@ -520,7 +533,7 @@ fn two_handles_carry_concurrent_streams_on_one_connection() {
     frame::write_headers(&mut frames, 3, &head, false, 16_384);
     frame::write_data(&mut frames, 3, b"b", true);
     harness.receive(&frames);
-    let wakes = harness.link.take_wakes();
+    let wakes = harness.take_wakes();
     assert!(
         wakes.iter().all(|(owner, _)| *owner == Token(2)),
         "{wakes:?}"
@@ -591,14 +604,11 @@ fn a_request_beyond_the_backends_concurrency_waits_for_a_stream_to_close() {
         Transfer::WouldBlock
     );
     harness.backend_events();
-    harness.link.take_wakes();
+    harness.take_wakes();
     let frames = no_content(&mut harness, 1);
     harness.receive(&frames);
     assert!(
-        harness
-            .link
-            .take_wakes()
-            .contains(&(Token(2), Ready::WRITABLE)),
+        harness.take_wakes().contains(&(Token(2), Ready::WRITABLE)),
         "the waiting request is told it may go"
     );
     let second = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -653,12 +663,7 @@ fn losing_the_connection_fails_every_stream() {
     harness.backend_events();
     harness.receive(&[]);
     harness.link.abort(Transfer::Closed);
-    let woken: Vec<Token> = harness
-        .link
-        .take_wakes()
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
+    let woken: Vec<Token> = harness.take_wakes().into_iter().map(|(t, _)| t).collect();
     assert!(woken.contains(&Token(1)) && woken.contains(&Token(2)));
     for key in [harness.key, other] {
         assert_eq!(harness.read_on(key), (Vec::new(), Transfer::Closed));
@@ -700,12 +705,7 @@ fn a_request_taken_while_the_socket_is_full_tells_its_owner_once_sent() {
     assert!(!writable, "the frames wait for the socket");
     harness.socket.full = false;
     harness.receive(&[]);
-    assert!(
-        harness
-            .link
-            .take_wakes()
-            .contains(&(Token(1), Ready::WRITABLE))
-    );
+    assert!(harness.take_wakes().contains(&(Token(1), Ready::WRITABLE)));
     assert!(matches!(
         harness.backend_events().first(),
         Some((Event::Request { stream: 1, .. }, _))
@@ -722,10 +722,7 @@ fn a_goaway_tells_the_handles_between_requests() {
     frame::write_goaway(&mut frames, 1, ErrorCode::NoError);
     harness.receive(&frames);
     assert!(
-        harness
-            .link
-            .take_wakes()
-            .contains(&(Token(2), Ready::READABLE)),
+        harness.take_wakes().contains(&(Token(2), Ready::READABLE)),
         "its next request must go elsewhere"
     );
     assert!(!harness.link.is_idle(idle));

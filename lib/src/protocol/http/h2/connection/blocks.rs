@@ -3,9 +3,10 @@
 
 use std::{mem, time::Instant};
 
-use super::{Connection, Event, PendingBlock, connection, escalated};
+use super::{Connection, Event, connection, escalated};
 use crate::protocol::http::h2::{
     StreamId,
+    assembly::HeaderBlock,
     error::{Cause, ErrorCode, FrameError},
     flood::Lifetime,
     headers::{self, BlockError, Request},
@@ -16,13 +17,13 @@ use crate::protocol::http::h2::{
 impl Connection {
     pub(super) fn header_block(
         &mut self,
-        pending: PendingBlock,
+        pending: HeaderBlock,
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<Option<Event>, FrameError> {
-        let block = mem::take(&mut self.block);
+        let block = mem::take(&mut self.headers.block);
         let result = self.decode_block(pending, &block, now, out);
-        self.block = block;
+        self.headers.block = block;
         result
     }
 
@@ -31,12 +32,12 @@ impl Connection {
     /// client's whatever becomes of the stream.
     pub(super) fn decode_block(
         &mut self,
-        pending: PendingBlock,
+        pending: HeaderBlock,
         block: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<Option<Event>, FrameError> {
-        let PendingBlock {
+        let HeaderBlock {
             stream: id,
             end_stream,
             is_self_dependent,

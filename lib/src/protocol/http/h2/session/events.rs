@@ -1,7 +1,7 @@
 //! What the event loop tells an HTTP/2 session besides readiness: timeouts (the codec's
 //! deadlines, a stream's backend), the outcome of a connect, a soft stop, the session's end.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Env, Exchange, Failure, H2, State, ready};
 use crate::{
@@ -132,10 +132,18 @@ pub(crate) fn answer_failure(
     ready(h2, io, context)
 }
 
-/// The backend connection of `slot` is established (or taken from the pool).
-pub(crate) fn connected(h2: &mut H2, slot: Slot, backend_sticky_id: &str, back_use: BackUse) {
+/// The backend connection of `slot` is established (or taken from the pool, or a stream of
+/// a shared one): its stream records `connect_time`, how long a connect it waited for took.
+pub(crate) fn connected(
+    h2: &mut H2,
+    slot: Slot,
+    backend_sticky_id: &str,
+    back_use: BackUse,
+    connect_time: Option<Duration>,
+) {
     if let Some(exchange) = h2.mux.exchanges.iter_mut().find(|ex| ex.slot == Some(slot)) {
         exchange.connected(backend_sticky_id, back_use);
+        exchange.stream.connect_time = connect_time;
         exchange.backend_sticky = backend_sticky_id.to_string();
     }
 }
@@ -175,9 +183,8 @@ pub(crate) fn record_unfinished(h2: &mut H2, io: &mut SessionIo, context: &mut C
     let origin = record::Origin::of_h2(io);
     for exchange in &mut h2.mux.exchanges {
         let back = exchange.slot.and_then(|slot| io.backs.get(slot));
-        let reused = exchange.back_use == BackUse::Reused;
         let faults = super::budget::labels(&exchange.shaper);
-        record::record(&mut exchange.stream, &origin, back, reused, faults, context);
+        record::record(&mut exchange.stream, &origin, back, faults, context);
     }
     context
         .recorder

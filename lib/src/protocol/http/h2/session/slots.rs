@@ -33,20 +33,20 @@ pub(super) struct Released {
     pub(super) reusable: bool,
 }
 
-/// A clean backend connection kept between streams.
+/// A clean backend connection kept between streams. The cluster it was opened for is its
+/// slot's ([`Backs::cluster_id`]): the stream that leaves it keeps its own text, whose
+/// allocation passes to the next stream.
 #[derive(Debug)]
 pub(super) struct Idle {
     slot: Slot,
-    /// The cluster it was opened for.
-    cluster_id: String,
     /// Its backend's sticky id.
     backend_sticky: String,
 }
 
 impl Idle {
     /// Whether `exchange` may send its request over this connection.
-    fn fits(&self, exchange: &Exchange) -> bool {
-        self.cluster_id == exchange.stream.cluster_id
+    fn fits(&self, exchange: &Exchange, backs: &Backs) -> bool {
+        backs.cluster_id(self.slot) == Some(exchange.stream.cluster_id.as_str())
             && exchange
                 .sticky_id
                 .as_deref()
@@ -137,7 +137,6 @@ impl Mux {
                 back.timeout.set_after(now, idle_after, key, timers);
                 self.idle.push(Idle {
                     slot,
-                    cluster_id: mem::take(&mut exchange.stream.cluster_id),
                     backend_sticky: mem::take(&mut exchange.backend_sticky),
                 });
             }
@@ -168,7 +167,7 @@ impl Mux {
     /// connect: a free slot for the oldest stream still queued, whatever other streams are
     /// connecting meanwhile (the loop asks again at once while [`Mux::wants_connects`]).
     pub(super) fn next_connect(&mut self, backs: &Backs) -> Option<Action> {
-        self.take_over_idle();
+        self.take_over_idle(backs);
         let id = *self.queue.front()?;
         // Fewer slots are held than this: one below it is free.
         let held = self.exchanges.len() + self.released.len() + self.idle.len();
@@ -196,7 +195,7 @@ impl Mux {
     }
 
     /// Queued streams take over the idle connections that fit them.
-    fn take_over_idle(&mut self) {
+    fn take_over_idle(&mut self, backs: &Backs) {
         if self.idle.is_empty() {
             return;
         }
@@ -210,7 +209,7 @@ impl Mux {
             let Some(exchange) = exchanges.iter_mut().find(|exchange| exchange.id == id) else {
                 return true;
             };
-            let Some(position) = idle.iter().position(|idle| idle.fits(exchange)) else {
+            let Some(position) = idle.iter().position(|idle| idle.fits(exchange, backs)) else {
                 return true;
             };
             let idle = idle.swap_remove(position);

@@ -1,5 +1,6 @@
 //! Backend slots of an HTTP/2 session over real loopback connections: kept idle between
-//! streams, taken over by the next stream that fits, given back when the backend stirs.
+//! streams, taken over by the next stream that fits, given back when the backend stirs; and
+//! the buffers of finished streams, kept for the next ones.
 
 use std::{
     net::TcpListener,
@@ -28,7 +29,7 @@ fn mux() -> Mux {
     Mux::new(codec, Vec::new(), None, now)
 }
 
-/// Backend connections in `slots`, established, to a listener of the test.
+/// Backend connections in `slots`, established for cluster `c`, to a listener of the test.
 fn backs(backend: &TcpListener, slots: &[Slot]) -> Backs {
     let address = backend.local_addr().expect("address");
     let mut backs = Backs::default();
@@ -46,6 +47,7 @@ fn backs(backend: &TcpListener, slots: &[Slot]) -> Backs {
                 timeout: Timeout::default(),
             },
         );
+        backs.connect_to(slot, Some("c"));
     }
     backs
 }
@@ -189,4 +191,28 @@ fn an_idle_connection_past_its_timeout_goes_back_to_the_pool() {
     assert!(!mux.expire_idle(Slot(0)));
     assert_eq!(mux.settle_slots(&backs), Some(Slot(0)));
     assert!(mux.released[0].reusable);
+}
+
+/// Issue 16: with the spares bounded by the streams still open as each one finished, half
+/// of a batch of streams that ended together started the next batch on new buffers.
+#[test]
+fn a_batch_of_streams_done_together_leaves_buffers_for_as_many() {
+    let mut mux = mux();
+    for id in 0..10 {
+        mux.open(exchange(2 * id + 1, "c", State::Forwarding));
+    }
+    while let Some(exchange) = mux.exchanges.pop() {
+        mux.recycle(exchange);
+    }
+    assert_eq!(mux.spare.len(), 10);
+    // One more stream on buffers of its own: they are not kept.
+    mux.open(exchange(21, "c", State::Forwarding));
+    if let Some(exchange) = mux.exchanges.pop() {
+        mux.recycle(exchange);
+    }
+    assert_eq!(
+        mux.spare.len(),
+        10,
+        "no more than the most streams open at once"
+    );
 }
