@@ -156,6 +156,14 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        text = stat.read()
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid):
     found = []
     for entry in os.listdir("/proc"):
@@ -359,7 +367,8 @@ def churn(socket_path, http_port, backend_port, token, rate, seconds):
 def state_load(binary, folder, state_path, http_port, last, token, timeout):
     """Seconds of `sozu state load` of `state_path` into a proxy started with the same
     listeners and nothing else, from the call to its answer (the main process answers once
-    every worker applied the state), and the orders the file holds; `last` must then route."""
+    every worker applied the state), the orders the file holds, and the CPU seconds the load
+    took the main process then each worker; `last` must then route."""
     config = os.path.join(folder, "listeners-only.toml")
     with open(os.path.join(folder, "config.toml")) as full, open(config, "w") as bare:
         for line in full:
@@ -371,17 +380,20 @@ def state_load(binary, folder, state_path, http_port, last, token, timeout):
         proxy.wait("every worker of the listener-only proxy has the current state",
                    lambda: 0 < len(children(proxy.process.pid))
                    <= proxy.log_text().count("has the current state"), timeout)
+        pids = [proxy.process.pid] + children(proxy.process.pid)
+        cpu_before = [cpu_seconds(pid) for pid in pids]
         started = time.monotonic()
         result = subprocess.run([binary, "-c", config, "state", "load", "-f", state_path],
                                 capture_output=True, text=True)
         elapsed = time.monotonic() - started
+        cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before)]
         if result.returncode != 0:
             raise Broken(f"state load failed: {result.stderr.strip()} {result.stdout.strip()}")
         if not curl(f"http://127.0.0.1:{http_port}/", last, token):
             raise Broken(f"{last} not routed after the state load")
         with open(state_path) as state:
             orders = sum(1 for line in state if line.strip())
-        return elapsed, orders
+        return elapsed, orders, cpu
     finally:
         proxy.stop()
 
@@ -408,6 +420,9 @@ def run_scenario(binary, work, http_count, https_count, backend_port, token, tim
         figures["ready_s"] = proxy.wait(
             "every worker has the current state",
             lambda: proxy.log_text().count("has the current state") >= len(workers), timeout)
+        # CPU seconds of the start, which a loaded machine does not inflate as it does time.
+        figures["main_cpu_s"] = cpu_seconds(proxy.process.pid)
+        figures["worker_cpu_s"] = [cpu_seconds(pid) for pid in workers]
         figures["main_kib"] = rss_kib(proxy.process.pid)
         figures["worker_kib"] = [rss_kib(pid) for pid in workers]
         socket_path = os.path.join(folder, "sozu.sock")
@@ -431,7 +446,7 @@ def run_scenario(binary, work, http_count, https_count, backend_port, token, tim
             return figures
     finally:
         proxy.stop()
-    figures["state_load_s"], figures["state_orders"] = state_load(
+    figures["state_load_s"], figures["state_orders"], figures["state_load_cpu_s"] = state_load(
         binary, folder, state_path, http_port, last, token, timeout)
     return figures
 
@@ -448,13 +463,15 @@ def report(runs, meta):
         workers = run["worker_kib"]
         rows.append([f"{run['http']:,}", f"{run['https']:,}", f"{run['http_s']:.2f}",
                      f"{run['https_s']:.2f}" if "https_s" in run else "–",
-                     f"{run['ready_s']:.2f}", f"{run['main_kib'] / 1024:.1f}",
+                     f"{run['ready_s']:.2f}", f"{run['main_cpu_s']:.2f}",
+                     " / ".join(f"{cpu:.2f}" for cpu in run["worker_cpu_s"]),
+                     f"{run['main_kib'] / 1024:.1f}",
                      " / ".join(f"{kib / 1024:.1f}" for kib in workers),
                      f"{run['cli_config_ms']:.1f}", f"{run['cli_socket_ms']:.1f}",
                      f"{run['order_ms']:.1f}", f"{run['churn_rate']:,.0f}",
                      f"{run['churn_failed_requests']} / {run['churn_requests']:,}"])
     text = table(["HTTP", "HTTPS + certificates", "last HTTP routed s", "last HTTPS routed s",
-                  "all workers ready s", "main RSS MiB", "worker RSS MiB", "CLI -c ms",
+                  "all workers ready s", "main CPU s", "worker CPU s", "main RSS MiB", "worker RSS MiB", "CLI -c ms",
                   "CLI --socket ms", "order in force ms", "churn orders/s",
                   "failed / requests during churn"], rows)
     plain = sorted((run for run in runs if not run["https"]), key=lambda run: run["http"])
@@ -474,7 +491,10 @@ def report(runs, meta):
         if "state_load_s" in run:
             text += (f"\n\n`state load` of the state saved by the {run['http']:,} + "
                      f"{run['https']:,} run ({run['state_orders']:,} orders) into a proxy with "
-                     f"its listeners only: {run['state_load_s']:.2f} s\n")
+                     f"its listeners only: {run['state_load_s']:.2f} s; CPU s of the main "
+                     f"process {run['state_load_cpu_s'][0]:.2f}, of each worker "
+                     + " / ".join(f"{cpu:.2f}" for cpu in run["state_load_cpu_s"][1:])
+                     + "\n")
     header = "\n".join(f"- {key}: {value}" for key, value in meta.items())
     return f"## Scale benchmark, {meta['date']}\n\n{header}\n\n{text}\n"
 

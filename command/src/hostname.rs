@@ -102,6 +102,37 @@ pub enum HostnameError {
 ///
 /// A port suffix is not part of a pattern: frontends match hostnames with the port stripped.
 pub fn parse_pattern(hostname: &str) -> Result<Vec<LabelPattern>, HostnameError> {
+    let mut labels = Vec::new();
+    walk_pattern(hostname, |label| {
+        labels.push(match label {
+            Checked::Exact(label) => LabelPattern::Exact(label.to_ascii_lowercase()),
+            Checked::Wildcard => LabelPattern::Wildcard,
+            Checked::Regex(regex) => LabelPattern::Regex(regex),
+        });
+    })?;
+    Ok(labels)
+}
+
+/// Checks a hostname pattern as [`parse_pattern`] does, with the same errors, without
+/// keeping its labels: the configuration reader and the check of each order only need to
+/// know, and the main process checks each of 100,000 frontends several times at start.
+pub fn check_pattern(hostname: &str) -> Result<(), HostnameError> {
+    walk_pattern(hostname, drop)
+}
+
+/// A label of a pattern once checked.
+enum Checked<'a> {
+    /// As written (an IPv6 literal is one such label, brackets included).
+    Exact(&'a str),
+    Wildcard,
+    Regex(regex::Regex),
+}
+
+/// Splits and checks a hostname pattern, giving `take` each label, leftmost first.
+fn walk_pattern<'a>(
+    hostname: &'a str,
+    mut take: impl FnMut(Checked<'a>),
+) -> Result<(), HostnameError> {
     if hostname.is_empty() {
         return Err(HostnameError::Empty);
     }
@@ -110,21 +141,25 @@ pub fn parse_pattern(hostname: &str) -> Result<Vec<LabelPattern>, HostnameError>
     }
     if let Some(literal) = hostname.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return match literal.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => Ok(vec![LabelPattern::Exact(hostname.to_ascii_lowercase())]),
+            Ok(_) => {
+                take(Checked::Exact(hostname));
+                Ok(())
+            }
             Err(_) => Err(HostnameError::InvalidCharacter {
                 hostname: hostname.to_string(),
                 label: hostname.to_string(),
             }),
         };
     }
-    let mut labels = Vec::new();
     let mut rest = hostname;
+    let mut is_first = true;
     loop {
         let (label, remainder) = split_label(rest, hostname)?;
-        labels.push(label_pattern(label, hostname, labels.is_empty())?);
+        take(label_pattern(label, hostname, is_first)?);
+        is_first = false;
         match remainder {
             Some(remainder) => rest = remainder,
-            None => return Ok(labels),
+            None => return Ok(()),
         }
     }
 }
@@ -157,11 +192,11 @@ fn split_label<'a>(
     }
 }
 
-fn label_pattern(
-    label: &str,
+fn label_pattern<'a>(
+    label: &'a str,
     hostname: &str,
     is_first: bool,
-) -> Result<LabelPattern, HostnameError> {
+) -> Result<Checked<'a>, HostnameError> {
     if label.is_empty() {
         return Err(HostnameError::EmptyLabel {
             hostname: hostname.to_string(),
@@ -169,7 +204,7 @@ fn label_pattern(
     }
     if label == "*" {
         return if is_first {
-            Ok(LabelPattern::Wildcard)
+            Ok(Checked::Wildcard)
         } else {
             Err(HostnameError::MisplacedWildcard {
                 hostname: hostname.to_string(),
@@ -178,7 +213,7 @@ fn label_pattern(
     }
     if let Some(source) = label.strip_prefix('/').and_then(|l| l.strip_suffix('/')) {
         return regex::Regex::new(&format!("(?i)^(?:{source})$"))
-            .map(LabelPattern::Regex)
+            .map(Checked::Regex)
             .map_err(|source| HostnameError::InvalidRegex {
                 hostname: hostname.to_string(),
                 label: label.to_string(),
@@ -194,7 +229,7 @@ fn label_pattern(
             label: label.to_string(),
         });
     }
-    Ok(LabelPattern::Exact(label.to_ascii_lowercase()))
+    Ok(Checked::Exact(label))
 }
 
 #[cfg(test)]
@@ -243,6 +278,34 @@ mod tests {
     fn ipv6_literal_is_one_label() {
         assert_eq!(labels("[::1]"), ["[::1]"]);
         assert!(parse_pattern("[nope]").is_err());
+    }
+
+    /// Issue 17: the check without labels refuses exactly what the parser refuses, with the
+    /// same message.
+    #[test]
+    fn checking_a_pattern_refuses_what_parsing_refuses() {
+        let patterns = [
+            "example.com",
+            "API.Example.com",
+            "*.example.com",
+            "*",
+            "api.*.com",
+            "/a.c[0-9]/.example.com",
+            "/api(/.com",
+            "/api.com",
+            "[::1]",
+            "[nope]",
+            "",
+            "a..b",
+            "example.com.",
+            "exa mple.com",
+            &"a".repeat(254),
+        ];
+        for pattern in patterns {
+            let parsed = parse_pattern(pattern).map(drop).map_err(|e| e.to_string());
+            let checked = check_pattern(pattern).map_err(|e| e.to_string());
+            assert_eq!(checked, parsed, "{pattern}");
+        }
     }
 
     #[test]

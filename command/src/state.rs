@@ -8,7 +8,10 @@
 //! orders that build it from empty, so a saved file can be read and edited by hand.
 
 use std::{
-    collections::{BTreeMap, btree_map::Entry},
+    collections::{
+        BTreeMap,
+        btree_map::{Entry, VacantEntry},
+    },
     io::{self, BufRead, Write},
     net::SocketAddr,
     sync::Arc,
@@ -94,6 +97,43 @@ impl ConfigState {
     /// applies it. On error the state is unchanged.
     pub fn apply(&mut self, order: &Order) -> Result<(), StateError> {
         rules::check_order(order)?;
+        self.change(order)
+    }
+
+    /// [`ConfigState::apply`] of an order the caller gives away: the frontend it adds is kept
+    /// as it is instead of copied (a start builds 100,000 of them). On error the state is
+    /// unchanged and the order is given back.
+    pub fn apply_owned(&mut self, order: Order) -> Result<(), Box<(StateError, Order)>> {
+        if let Err(error) = rules::check_order(&order) {
+            return Err(Box::new((error.into(), order)));
+        }
+        let (frontend, kind) = match order {
+            Order::AddHttpFrontend(frontend) => (frontend, ListenerType::Http),
+            Order::AddHttpsFrontend(frontend) => (frontend, ListenerType::Https),
+            other => {
+                return self
+                    .change(&other)
+                    .map_err(|error| Box::new((error, other)));
+            }
+        };
+        match self.http_frontend_slot(&frontend, kind) {
+            Ok(slot) => {
+                slot.insert(Arc::new(frontend));
+                Ok(())
+            }
+            Err(error) => {
+                let order = if kind == ListenerType::Https {
+                    Order::AddHttpsFrontend(frontend)
+                } else {
+                    Order::AddHttpFrontend(frontend)
+                };
+                Err(Box::new((error, order)))
+            }
+        }
+    }
+
+    /// Applies an order whose fields are checked.
+    fn change(&mut self, order: &Order) -> Result<(), StateError> {
         match order {
             Order::AddCluster(cluster) => self.add_cluster(cluster),
             Order::RemoveCluster(id) => self.remove_cluster(id),
@@ -238,17 +278,25 @@ impl ConfigState {
         frontend: &HttpFrontend,
         kind: ListenerType,
     ) -> Result<(), StateError> {
+        self.http_frontend_slot(frontend, kind)?
+            .insert(Arc::new(frontend.clone()));
+        Ok(())
+    }
+
+    /// Where `frontend` goes, once its listener and cluster are found and no frontend has its
+    /// key.
+    fn http_frontend_slot(
+        &mut self,
+        frontend: &HttpFrontend,
+        kind: ListenerType,
+    ) -> Result<VacantEntry<'_, FrontendKey, Arc<HttpFrontend>>, StateError> {
         self.require_listener(frontend.address, kind)?;
         if let Some(cluster_id) = &frontend.cluster_id {
             self.require_cluster(cluster_id)?;
         }
-        let frontends = self.http_frontends_mut(kind);
-        match frontends.entry(frontend.key()) {
+        match self.http_frontends_mut(kind).entry(frontend.key()) {
             Entry::Occupied(entry) => Err(StateError::FrontendExists(entry.key().clone())),
-            Entry::Vacant(entry) => {
-                entry.insert(Arc::new(frontend.clone()));
-                Ok(())
-            }
+            Entry::Vacant(entry) => Ok(entry),
         }
     }
 

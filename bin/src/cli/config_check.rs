@@ -36,12 +36,12 @@ pub fn run(cli: &Cli) -> ExitCode {
     for warning in &warnings {
         eprintln!("{}: {warning}", warning.severity);
     }
-    if let Err(error) = crate::main_process::state_of_config(&config) {
+    let orders = config.into_orders();
+    if let Err(error) = crate::main_process::state_of_orders(orders.clone()) {
         eprintln!("error: {error}");
         eprintln!("{}: invalid, 1 error(s)", path.display());
         return ExitCode::FAILURE;
     }
-    let orders = config.orders();
     match print_orders(&orders, cli.json.is_some()) {
         Ok(()) => {}
         // A reader such as `head` that stops early is not a failure of the check.

@@ -5,14 +5,15 @@ use sozu_command_lib::request::{Order, Request};
 
 use super::{tasks::Task, workers::Worker};
 
-/// How the orders of a task reach a worker, and so how many answers it owes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Delivery {
+/// The orders of a task and how they reach a worker, and so how many answers it owes.
+#[derive(Clone, Copy)]
+pub(super) enum Delivery<'d> {
     /// Each order on its own, answered on its own.
-    OneAnswerEach,
+    OneAnswerEach(&'d [Order]),
     /// Between `BEGIN_BATCH` and `END_BATCH`, answered once ([`sozu_lib::server`]'s batches):
-    /// the worker still checks each order and names each it refused.
-    Batch,
+    /// the worker still checks each order and names each it refused. Serialised before, once
+    /// for every worker that gets it.
+    Batch(&'d BatchJson<'d>),
 }
 
 /// Queues `orders` for `worker` under `request_id`; the caller then writes the channel. Returns

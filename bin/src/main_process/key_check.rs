@@ -11,7 +11,7 @@
 use std::{num::NonZeroUsize, thread};
 
 use sozu_command_lib::{request::Order, state::ConfigState};
-use sozu_lib::{protocol::tls::KeyCheck, server::validate};
+use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use crate::cli::with_causes;
 
@@ -75,15 +75,19 @@ fn certificate_shares<'a>(orders: &[&'a Order], cores: usize) -> Vec<Vec<(usize,
 
 /// A certificate's check does not depend on the state.
 fn check_key(order: &Order) -> Result<(), String> {
-    validate(&ConfigState::new(), order, KeyCheck::Now)
-        .map(|_| ())
-        .map_err(|error| with_causes(&error))
+    check(&ConfigState::new(), order, KeyCheck::Now).map_err(|error| with_causes(&error))
 }
 
 /// [`super::orders::apply_order`] for an order whose certificate key [`check_keys`] passed.
 pub fn apply_order_with_checked_keys(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    validate(state, order, KeyCheck::OnFirstUse).map_err(|error| with_causes(&error))?;
+    check_with_checked_keys(state, order)?;
     state.apply(order).map_err(|error| with_causes(&error))
+}
+
+/// The check of [`apply_order_with_checked_keys`], for a caller that then applies the order
+/// itself.
+pub fn check_with_checked_keys(state: &ConfigState, order: &Order) -> Result<(), String> {
+    check(state, order, KeyCheck::OnFirstUse).map_err(|error| with_causes(&error))
 }
 
 #[cfg(test)]

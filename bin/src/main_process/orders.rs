@@ -21,10 +21,10 @@ use sozu_command_lib::{
     response::{EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
-use sozu_lib::{protocol::tls::KeyCheck, server::validate};
+use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use super::{
-    Delivery, Main, Stop, audit, key_check, ok_message, queries, state_file,
+    BatchJson, Delivery, Main, Stop, audit, key_check, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -316,12 +316,12 @@ impl Main {
         let task = Task::new(purpose, to, self.settings.worker_timeout);
         // Many orders (a reload, a state load) are answered once by each worker, not once per
         // order: 120,000 answers to read cost the main process more than the orders.
-        let delivery = if orders.len() > 1 {
-            Delivery::Batch
+        if orders.len() > 1 {
+            let batch = BatchJson::new(&orders);
+            self.start_task_as(task, &targets, Delivery::Batch(&batch));
         } else {
-            Delivery::OneAnswerEach
-        };
-        self.start_task_as(task, &targets, &orders, delivery);
+            self.start_task_as(task, &targets, Delivery::OneAnswerEach(&orders));
+        }
     }
 
     /// What follows every change the main state took: open the listeners that start and
@@ -577,11 +577,11 @@ impl Main {
     }
 }
 
-/// Applies an order to a state after the check every worker makes
-/// ([`sozu_lib::server::validate`]): an order the main state takes is never refused by a
+/// Applies an order to a state after the check every worker makes (the verdict of
+/// [`sozu_lib::server::validate`]): an order the main state takes is never refused by a
 /// worker, so the main state never holds what the workers do not.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    validate(state, order, KeyCheck::Now).map_err(|error| with_causes(&error))?;
+    check(state, order, KeyCheck::Now).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
@@ -599,17 +599,31 @@ fn config_state(path: &Path) -> Result<ConfigState, String> {
                 .join("; ")
         )
     })?;
-    state_of_config(&config).map_err(|error| format!("{}: {error}", path.display()))
+    state_of_config(config).map_err(|error| format!("{}: {error}", path.display()))
 }
 
 /// The routing state a loaded configuration describes, each order checked as the workers
 /// check it: what `sozu config check` accepts, `sozu start` and a reload accept too.
-pub fn state_of_config(config: &Config) -> Result<ConfigState, String> {
+pub fn state_of_config(config: Config) -> Result<ConfigState, String> {
+    state_of_orders(config.into_orders())
+}
+
+/// The routing state `orders` build from empty, each checked as the workers check it; the
+/// state takes each order's content instead of a copy.
+pub fn state_of_orders(orders: Vec<Order>) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
-    let orders = config.orders();
-    for (order, key) in orders.iter().zip(key_check::check_keys(&orders)) {
-        key.and_then(|()| key_check::apply_order_with_checked_keys(&mut state, order))
-            .map_err(|error| format!("the {order} order is refused: {error}"))?;
+    let keys = key_check::check_keys(&orders);
+    for (order, key) in orders.into_iter().zip(keys) {
+        let applied = match key.and_then(|()| key_check::check_with_checked_keys(&state, &order)) {
+            Ok(()) => state.apply_owned(order).map_err(|refused| {
+                let (error, order) = *refused;
+                (with_causes(&error), order)
+            }),
+            Err(error) => Err((error, order)),
+        };
+        if let Err((error, order)) = applied {
+            return Err(format!("the {order} order is refused: {error}"));
+        }
     }
     Ok(state)
 }

@@ -13,7 +13,7 @@ use sozu_command_lib::{
 };
 
 use super::{
-    Delivery, Main, Owner, RETIRE_GRACE, queries,
+    BatchJson, Delivery, Main, Owner, RETIRE_GRACE, queries,
     tasks::{Purpose, Task},
     workers::{self, PendingRestart, Process, QUICK_DEATH, Worker},
 };
@@ -120,17 +120,18 @@ impl Main {
         Some(pid)
     }
 
-    /// Sends the current state to workers just started, as one batch each; each is ready once
-    /// it answered the batch.
+    /// Sends the current state to workers just started, as one batch each, serialised once
+    /// for all of them; each is ready once it answered the batch.
     pub(super) fn send_state(&mut self, ids: &[u32]) {
         let orders = self.state.orders();
+        let batch = BatchJson::new(&orders);
         for id in ids {
             let task = Task::new(
                 Purpose::Setup { worker: *id },
                 None,
                 self.settings.worker_timeout,
             );
-            self.start_task_as(task, &[*id], &orders, Delivery::Batch);
+            self.start_task_as(task, &[*id], Delivery::Batch(&batch));
         }
     }
 

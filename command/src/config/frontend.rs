@@ -41,11 +41,11 @@ pub enum Frontend {
 
 impl Frontend {
     /// The order that adds the frontend.
-    pub fn add_order(&self) -> Order {
+    pub fn into_order(self) -> Order {
         match self {
-            Frontend::Http(frontend) => Order::AddHttpFrontend(frontend.clone()),
-            Frontend::Https(frontend) => Order::AddHttpsFrontend(frontend.clone()),
-            Frontend::Tcp(frontend) => Order::AddTcpFrontend(frontend.clone()),
+            Frontend::Http(frontend) => Order::AddHttpFrontend(frontend),
+            Frontend::Https(frontend) => Order::AddHttpsFrontend(frontend),
+            Frontend::Tcp(frontend) => Order::AddTcpFrontend(frontend),
         }
     }
 }
@@ -337,7 +337,7 @@ fn http(
 ) -> Result<HttpFrontend, ConfigError> {
     let hostname_field = table.required("hostname")?;
     let hostname = hostname_field.string()?;
-    if let Err(error) = hostname::parse_pattern(hostname) {
+    if let Err(error) = hostname::check_pattern(hostname) {
         return Err(hostname_field.invalid(format!("a hostname pattern ({error})")));
     }
     let cluster_id = owner.map(|owner| owner.id.to_string());

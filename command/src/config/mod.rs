@@ -301,6 +301,12 @@ impl Config {
     /// The orders that build this configuration's routing state from empty: listeners, their
     /// activation, clusters, backends, certificates, frontends, the connection limit, then the faults.
     pub fn orders(&self) -> Vec<Order> {
+        self.clone().into_orders()
+    }
+
+    /// [`Config::orders`], taking the configuration apart instead of copying it: at 100,000
+    /// frontends, a copy of each and freeing the originals was a tenth of a start.
+    pub fn into_orders(self) -> Vec<Order> {
         let activations = if self.activate_listeners {
             self.listeners.len()
         } else {
@@ -324,10 +330,10 @@ impl Config {
                     .map(|listener| Order::ActivateListener(listener.listener_address())),
             );
         }
-        orders.extend(self.clusters.iter().cloned().map(Order::AddCluster));
-        orders.extend(self.backends.iter().cloned().map(Order::AddBackend));
-        orders.extend(self.certificates.iter().cloned().map(Order::AddCertificate));
-        orders.extend(self.frontends.iter().map(Frontend::add_order));
+        orders.extend(self.clusters.into_iter().map(Order::AddCluster));
+        orders.extend(self.backends.into_iter().map(Order::AddBackend));
+        orders.extend(self.certificates.into_iter().map(Order::AddCertificate));
+        orders.extend(self.frontends.into_iter().map(Frontend::into_order));
         if self.max_connections_per_ip != 0 {
             orders.push(Order::SetMaxConnectionsPerIp(ConnectionLimit {
                 max_connections_per_ip: self.max_connections_per_ip,
@@ -335,8 +341,7 @@ impl Config {
         }
         orders.extend(
             self.faults
-                .iter()
-                .cloned()
+                .into_iter()
                 .map(|fault| Order::AddFault(AddFault { fault })),
         );
         orders

@@ -136,7 +136,7 @@ pub(super) fn read(
             .map(|item| {
                 let text = item.string()?;
                 let pattern = text.strip_prefix("*.").unwrap_or(text);
-                if text != "*" && hostname::parse_pattern(pattern).is_err() {
+                if text != "*" && hostname::check_pattern(pattern).is_err() {
                     return Err(item.invalid("a hostname, `*.suffix` or `*`"));
                 }
                 Ok(text.to_string())

@@ -211,7 +211,7 @@ impl Checker {
         if let Some(cluster_id) = &frontend.cluster_id {
             self.text("cluster_id", cluster_id, &IDENTIFIER)?;
         }
-        hostname::parse_pattern(&frontend.hostname).map_err(|error| {
+        hostname::check_pattern(&frontend.hostname).map_err(|error| {
             self.invalid(
                 "hostname",
                 excerpt(&frontend.hostname),
@@ -316,7 +316,7 @@ impl Checker {
             }
             FaultTarget::Frontend { hostname, .. } => {
                 if let Some(hostname) = hostname {
-                    hostname::parse_pattern(hostname).map_err(|error| {
+                    hostname::check_pattern(hostname).map_err(|error| {
                         self.invalid("hostname", excerpt(hostname), hostname_rule(&error))
                     })?;
                 }

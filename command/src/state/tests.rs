@@ -668,3 +668,25 @@ proptest! {
         prop_assert_eq!(loaded, state);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Issue 17: an order given away does to the state what the same order lent does, and a
+    /// refused one comes back whole with the same error.
+    #[test]
+    fn an_order_given_away_applies_as_one_lent(orders in arb_orders()) {
+        let mut lent = ConfigState::new();
+        let mut given = ConfigState::new();
+        for order in orders {
+            let expected = lent.apply(&order).map_err(|error| error.to_string());
+            let applied = given.apply_owned(order.clone()).map_err(|refused| {
+                let (error, back) = *refused;
+                assert_eq!(back, order);
+                error.to_string()
+            });
+            prop_assert_eq!(applied, expected);
+            prop_assert_eq!(&given, &lent);
+        }
+    }
+}

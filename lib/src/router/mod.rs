@@ -75,8 +75,8 @@ use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use sozu_command_lib::{
-    hostname::HostnameError,
-    request::{FrontendKey, HttpFrontend, RulePosition},
+    hostname::{self, HostnameError},
+    request::{FrontendKey, HttpFrontend, PathRuleKind, RulePosition},
 };
 
 use crate::protocol::http::answers;
@@ -180,6 +180,21 @@ impl Route {
             redirect_template,
             frontend,
         })
+    }
+
+    /// Whether [`Route::compile`] takes `frontend`, with its error, without building the
+    /// route when only the hostname can be refused (no path regex, no template): the main
+    /// process checks every frontend it is given and keeps no route.
+    pub fn check(frontend: &HttpFrontend) -> Result<(), RouterError> {
+        let is_plain = frontend.path.kind != PathRuleKind::Regex
+            && frontend.rewrite_host.is_none()
+            && frontend.rewrite_path.is_none()
+            && frontend.redirect_template.is_none();
+        if is_plain {
+            Ok(hostname::check_pattern(&frontend.hostname)?)
+        } else {
+            Route::compile(frontend.clone()).map(drop)
+        }
     }
 
     /// The frontend as the order that added it described it.

@@ -71,7 +71,7 @@ use observations::STATSD_INTERVAL;
 pub use config::{AccessLogSettings, ServerConfig, StatsdSettings};
 
 pub use orders::{ApplyError, bind_listener};
-pub use validation::{OrderError, Validated, validate};
+pub use validation::{OrderError, Validated, check, validate};
 
 /// Why [`Server::new`] or [`Server::run`] failed: the worker cannot serve.
 #[derive(Debug, thiserror::Error)]

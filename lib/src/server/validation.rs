@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 
 use sozu_command_lib::{
     request::{
-        CertificateAndKey, FrontendKey, HttpListenerConfig, ListenerType, Order, TcpScript,
-        TlsListenerConfig,
+        CertificateAndKey, FrontendKey, HttpFrontend, HttpListenerConfig, ListenerType, Order,
+        TcpScript, TlsListenerConfig,
     },
     rules::{self, InvalidField},
     state::ConfigState,
@@ -220,10 +220,7 @@ pub fn validate(
         Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
             Route::compile(frontend.clone())
                 .map(Validated::Route)
-                .map_err(|source| OrderError::Route {
-                    key: Box::new(frontend.key()),
-                    source,
-                })
+                .map_err(|source| route_error(frontend, source))
         }
         Order::AddTcpListener(config) => load_script(config.address, config.script.as_ref()),
         Order::UpdateTcpListenerConfig(update) => load_script(
@@ -231,6 +228,26 @@ pub fn validate(
             update.script.as_ref().and_then(Option::as_ref),
         ),
         _ => Ok(Validated::Nothing),
+    }
+}
+
+/// [`validate`] for a caller that keeps nothing it builds (the main process): the same
+/// verdict and error, but a frontend's route is built only when checking it needs that (see
+/// [`Route::check`]).
+pub fn check(state: &ConfigState, order: &Order, keys: KeyCheck) -> Result<(), OrderError> {
+    match order {
+        Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
+            rules::check_order(order)?;
+            Route::check(frontend).map_err(|source| route_error(frontend, source))
+        }
+        _ => validate(state, order, keys).map(drop),
+    }
+}
+
+fn route_error(frontend: &HttpFrontend, source: RouterError) -> OrderError {
+    OrderError::Route {
+        key: Box::new(frontend.key()),
+        source,
     }
 }
 

@@ -23,7 +23,7 @@ use sozu_command_lib::{
     state::ConfigState,
 };
 
-use super::{KeyCheck, validate};
+use super::{KeyCheck, check, validate};
 use crate::server::{Server, ServerConfig};
 
 const LOCALHOST: &str = include_str!("../../../../command/tests/fixtures/localhost.pem");
@@ -567,6 +567,27 @@ proptest! {
             }
         }
         prop_assert_eq!(&server.state, &main);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Issue 17: the main process's check, which builds no route when it need not, gives the
+    /// verdict and the error [`validate`] gives.
+    #[test]
+    fn checking_an_order_is_validating_it(
+        orders in prop::collection::vec(arb_order(), 1..32)
+    ) {
+        let mut main = ConfigState::new();
+        for order in setup().iter().chain(&orders) {
+            let validated = validate(&main, order, KeyCheck::Now).map(drop).map_err(|e| format!("{e:?}"));
+            let checked = check(&main, order, KeyCheck::Now).map_err(|e| format!("{e:?}"));
+            prop_assert_eq!(&checked, &validated, "{:?}", order);
+            if checked.is_ok() {
+                let _ = main.apply(order);
+            }
+        }
     }
 }
 
