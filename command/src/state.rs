@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     request::{
-        AddBackend, CertificateAndKey, Cluster, ClusterId, Fault, Fingerprint, FrontendKey,
-        HttpFrontend, HttpListenerConfig, HttpsListenerConfig, ListenerType, Order, RemoveBackend,
+        AddBackend, CertificateAndKey, Cluster, ClusterId, Fault, Fingerprint, HttpFrontend,
+        HttpListenerConfig, HttpsListenerConfig, ListenerType, Order, RemoveBackend,
         SetHealthCheck, TcpFrontend, TcpListenerConfig,
     },
     rules,
@@ -70,9 +70,9 @@ pub struct ConfigState {
     pub backends: BTreeMap<String, BTreeMap<String, AddBackend>>,
     /// HTTP frontends, by listener address, hostname, path and method. Shared: a worker's
     /// router holds the same frontends (see [`ConfigState::http_frontends_of`]).
-    pub http_frontends: BTreeMap<FrontendKey, Arc<HttpFrontend>>,
+    pub http_frontends: HttpFrontends,
     /// HTTPS frontends, by listener address, hostname, path and method.
-    pub https_frontends: BTreeMap<FrontendKey, Arc<HttpFrontend>>,
+    pub https_frontends: HttpFrontends,
     /// The TCP frontends of each TCP listener, in the order they were added (which breaks
     /// ties between rules of the same specificity); at most one has no rule (the default).
     pub tcp_frontends: BTreeMap<SocketAddr, Vec<TcpFrontend>>,
@@ -177,9 +177,8 @@ impl ConfigState {
             .ok_or_else(|| StateError::NoCluster(cluster_id.clone()))?;
         self.backends.remove(cluster_id);
         let belongs = |frontend: &HttpFrontend| frontend.cluster_id.as_ref() == Some(cluster_id);
-        self.http_frontends.retain(|_, frontend| !belongs(frontend));
-        self.https_frontends
-            .retain(|_, frontend| !belongs(frontend));
+        self.http_frontends.retain(|frontend| !belongs(frontend));
+        self.https_frontends.retain(|frontend| !belongs(frontend));
         for frontends in self.tcp_frontends.values_mut() {
             frontends.retain(|frontend| &frontend.cluster_id != cluster_id);
         }
@@ -243,13 +242,12 @@ impl ConfigState {
             self.require_cluster(cluster_id)?;
         }
         let frontends = self.http_frontends_mut(kind);
-        match frontends.entry(frontend.key()) {
-            Entry::Occupied(entry) => Err(StateError::FrontendExists(entry.key().clone())),
-            Entry::Vacant(entry) => {
-                entry.insert(Arc::new(frontend.clone()));
-                Ok(())
-            }
+        if frontends.get_same_key(frontend).is_some() {
+            return Err(StateError::FrontendExists(frontend.key()));
         }
+        // Not there: the insertion cannot be refused.
+        let _ = frontends.insert(Arc::new(frontend.clone()));
+        Ok(())
     }
 
     fn remove_http_frontend(
@@ -265,10 +263,7 @@ impl ConfigState {
     }
 
     /// The HTTP frontends, or the HTTPS ones for [`ListenerType::Https`].
-    pub fn http_frontends_of(
-        &self,
-        kind: ListenerType,
-    ) -> &BTreeMap<FrontendKey, Arc<HttpFrontend>> {
+    pub fn http_frontends_of(&self, kind: ListenerType) -> &HttpFrontends {
         if kind == ListenerType::Https {
             &self.https_frontends
         } else {
@@ -276,10 +271,7 @@ impl ConfigState {
         }
     }
 
-    fn http_frontends_mut(
-        &mut self,
-        kind: ListenerType,
-    ) -> &mut BTreeMap<FrontendKey, Arc<HttpFrontend>> {
+    fn http_frontends_mut(&mut self, kind: ListenerType) -> &mut HttpFrontends {
         if kind == ListenerType::Https {
             &mut self.https_frontends
         } else {
@@ -420,11 +412,13 @@ mod certificates;
 mod diff;
 mod error;
 mod faults;
+mod frontends;
 mod listeners;
 pub mod sozu_format;
 pub mod sozu_records;
 
 pub use error::{LoadError, StateError, TcpRuleName};
+pub use frontends::HttpFrontends;
 
 #[cfg(test)]
 mod tests;
