@@ -139,7 +139,7 @@ struct HttpFrontendFields<'a> {
     cluster_id: Option<Cow<'a, str>>,
     address: SocketAddr,
     hostname: Cow<'a, str>,
-    #[serde(default, skip_serializing_if = "is_any_path")]
+    #[serde(default, skip_serializing_if = "PathRule::is_any")]
     path: Cow<'a, PathRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     method: Option<Cow<'a, str>>,
@@ -169,15 +169,11 @@ struct HttpFrontendFields<'a> {
     answer: Option<Cow<'a, FixedAnswer>>,
 }
 
-fn is_any_path(path: &Cow<'_, PathRule>) -> bool {
-    path.is_any()
-}
-
-fn is_empty_map(tags: &Cow<'_, BTreeMap<String, String>>) -> bool {
+fn is_empty_map(tags: &BTreeMap<String, String>) -> bool {
     tags.is_empty()
 }
 
-fn is_empty_list(headers: &Cow<'_, [HeaderEdit]>) -> bool {
+fn is_empty_list(headers: &[HeaderEdit]) -> bool {
     headers.is_empty()
 }
 

@@ -125,21 +125,6 @@ impl KeyParts for FrontendKey {
     }
 }
 
-impl KeyParts for Keyed {
-    fn address(&self) -> SocketAddr {
-        self.0.address
-    }
-    fn hostname(&self) -> &str {
-        &self.0.hostname
-    }
-    fn path(&self) -> &PathRule {
-        &self.0.path
-    }
-    fn method(&self) -> Option<&str> {
-        self.0.method.as_deref()
-    }
-}
-
 /// The order of [`FrontendKey`] (whose hostname is in lower case): address, hostname, path
 /// rule, method.
 impl Ord for dyn KeyParts + '_ {
@@ -173,13 +158,14 @@ impl Eq for dyn KeyParts + '_ {}
 
 impl<'a> Borrow<dyn KeyParts + 'a> for Keyed {
     fn borrow(&self) -> &(dyn KeyParts + 'a) {
-        self
+        &*self.0
     }
 }
 
 impl Ord for Keyed {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self as &dyn KeyParts).cmp(other as &dyn KeyParts)
+        let (a, b): (&dyn KeyParts, &dyn KeyParts) = (&*self.0, &*other.0);
+        a.cmp(b)
     }
 }
 

@@ -132,7 +132,7 @@ pub struct Route {
     path: PathMatcher,
     method: Option<Box<[u8]>>,
     /// Templates and answer, compiled; `None` for the frontends without any (most of them),
-    /// which keeps a route at a fifth of its size with them inline.
+    /// which keeps a route at a third of its size with them inline.
     compiled: Option<Box<CompiledOptions>>,
 }
 

@@ -881,7 +881,7 @@ fn overlong_hostname_only_matches_the_catch_all() {
 }
 
 /// A layout guard: a worker holds one route per frontend (100,000 and more). A route was
-/// 280 bytes with its templates and answers inline, and the rules of a hostname 72 bytes in
+/// about 290 bytes with its templates and answers inline, and the rules of a hostname 72 bytes in
 /// each slot of the hostname table.
 #[test]
 fn routes_and_path_rules_stay_small() {
