@@ -8,10 +8,7 @@
 //! orders that build it from empty, so a saved file can be read and edited by hand.
 
 use std::{
-    collections::{
-        BTreeMap,
-        btree_map::{Entry, VacantEntry},
-    },
+    collections::{BTreeMap, btree_map::Entry},
     io::{self, BufRead, Write},
     net::SocketAddr,
     sync::Arc,
@@ -21,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     request::{
-        AddBackend, CertificateAndKey, Cluster, ClusterId, Fault, Fingerprint, FrontendKey,
-        HttpFrontend, HttpListenerConfig, HttpsListenerConfig, ListenerType, Order, RemoveBackend,
+        AddBackend, CertificateAndKey, Cluster, ClusterId, Fault, Fingerprint, HttpFrontend,
+        HttpListenerConfig, HttpsListenerConfig, ListenerType, Order, RemoveBackend,
         SetHealthCheck, TcpFrontend, TcpListenerConfig,
     },
     rules,
@@ -73,9 +70,9 @@ pub struct ConfigState {
     pub backends: BTreeMap<String, BTreeMap<String, AddBackend>>,
     /// HTTP frontends, by listener address, hostname, path and method. Shared: a worker's
     /// router holds the same frontends (see [`ConfigState::http_frontends_of`]).
-    pub http_frontends: BTreeMap<FrontendKey, Arc<HttpFrontend>>,
+    pub http_frontends: HttpFrontends,
     /// HTTPS frontends, by listener address, hostname, path and method.
-    pub https_frontends: BTreeMap<FrontendKey, Arc<HttpFrontend>>,
+    pub https_frontends: HttpFrontends,
     /// The TCP frontends of each TCP listener, in the order they were added (which breaks
     /// ties between rules of the same specificity); at most one has no rule (the default).
     pub tcp_frontends: BTreeMap<SocketAddr, Vec<TcpFrontend>>,
@@ -116,20 +113,15 @@ impl ConfigState {
                     .map_err(|error| Box::new((error, other)));
             }
         };
-        match self.http_frontend_slot(&frontend, kind) {
-            Ok(slot) => {
-                slot.insert(Arc::new(frontend));
-                Ok(())
-            }
-            Err(error) => {
+        self.insert_http_frontend(frontend, kind)
+            .map_err(|(error, frontend)| {
                 let order = if kind == ListenerType::Https {
                     Order::AddHttpsFrontend(frontend)
                 } else {
                     Order::AddHttpFrontend(frontend)
                 };
-                Err(Box::new((error, order)))
-            }
-        }
+                Box::new((error, order))
+            })
     }
 
     /// Applies an order whose fields are checked.
@@ -217,9 +209,8 @@ impl ConfigState {
             .ok_or_else(|| StateError::NoCluster(cluster_id.clone()))?;
         self.backends.remove(cluster_id);
         let belongs = |frontend: &HttpFrontend| frontend.cluster_id.as_ref() == Some(cluster_id);
-        self.http_frontends.retain(|_, frontend| !belongs(frontend));
-        self.https_frontends
-            .retain(|_, frontend| !belongs(frontend));
+        self.http_frontends.retain(|frontend| !belongs(frontend));
+        self.https_frontends.retain(|frontend| !belongs(frontend));
         for frontends in self.tcp_frontends.values_mut() {
             frontends.retain(|frontend| &frontend.cluster_id != cluster_id);
         }
@@ -278,26 +269,32 @@ impl ConfigState {
         frontend: &HttpFrontend,
         kind: ListenerType,
     ) -> Result<(), StateError> {
-        self.http_frontend_slot(frontend, kind)?
-            .insert(Arc::new(frontend.clone()));
-        Ok(())
+        self.insert_http_frontend(frontend.clone(), kind)
+            .map_err(|(error, _)| error)
     }
 
-    /// Where `frontend` goes, once its listener and cluster are found and no frontend has its
-    /// key.
-    fn http_frontend_slot(
+    /// Keeps `frontend` once its listener and cluster are found and no frontend has its key;
+    /// otherwise gives it back with the reason.
+    fn insert_http_frontend(
         &mut self,
-        frontend: &HttpFrontend,
+        frontend: HttpFrontend,
         kind: ListenerType,
-    ) -> Result<VacantEntry<'_, FrontendKey, Arc<HttpFrontend>>, StateError> {
-        self.require_listener(frontend.address, kind)?;
-        if let Some(cluster_id) = &frontend.cluster_id {
-            self.require_cluster(cluster_id)?;
+    ) -> Result<(), (StateError, HttpFrontend)> {
+        let known = self
+            .require_listener(frontend.address, kind)
+            .and_then(|()| match &frontend.cluster_id {
+                Some(cluster_id) => self.require_cluster(cluster_id),
+                None => Ok(()),
+            });
+        if let Err(error) = known {
+            return Err((error, frontend));
         }
-        match self.http_frontends_mut(kind).entry(frontend.key()) {
-            Entry::Occupied(entry) => Err(StateError::FrontendExists(entry.key().clone())),
-            Entry::Vacant(entry) => Ok(entry),
-        }
+        self.http_frontends_mut(kind)
+            .insert(Arc::new(frontend))
+            .map_err(|frontend| {
+                let frontend = Arc::unwrap_or_clone(frontend);
+                (StateError::FrontendExists(frontend.key()), frontend)
+            })
     }
 
     fn remove_http_frontend(
@@ -313,10 +310,7 @@ impl ConfigState {
     }
 
     /// The HTTP frontends, or the HTTPS ones for [`ListenerType::Https`].
-    pub fn http_frontends_of(
-        &self,
-        kind: ListenerType,
-    ) -> &BTreeMap<FrontendKey, Arc<HttpFrontend>> {
+    pub fn http_frontends_of(&self, kind: ListenerType) -> &HttpFrontends {
         if kind == ListenerType::Https {
             &self.https_frontends
         } else {
@@ -324,10 +318,7 @@ impl ConfigState {
         }
     }
 
-    fn http_frontends_mut(
-        &mut self,
-        kind: ListenerType,
-    ) -> &mut BTreeMap<FrontendKey, Arc<HttpFrontend>> {
+    fn http_frontends_mut(&mut self, kind: ListenerType) -> &mut HttpFrontends {
         if kind == ListenerType::Https {
             &mut self.https_frontends
         } else {
@@ -468,11 +459,13 @@ mod certificates;
 mod diff;
 mod error;
 mod faults;
+mod frontends;
 mod listeners;
 pub mod sozu_format;
 pub mod sozu_records;
 
 pub use error::{LoadError, StateError, TcpRuleName};
+pub use frontends::HttpFrontends;
 
 #[cfg(test)]
 mod tests;

@@ -770,18 +770,16 @@ frontends = [{{ address = "127.0.0.1:8080", hostname = "a", answer = {{ status =
 "#
     ))
     .unwrap();
-    let expected = HttpFrontend {
-        answer: Some(crate::request::FixedAnswer {
-            status: 200,
-            headers: Vec::new(),
-            body: "ok".to_string(),
-        }),
-        ..HttpFrontend::new(
-            Some("web".to_string()),
-            "127.0.0.1:8080".parse().unwrap(),
-            "a",
-        )
-    };
+    let mut expected = HttpFrontend::new(
+        Some("web".to_string()),
+        "127.0.0.1:8080".parse().unwrap(),
+        "a",
+    );
+    expected.answer = Some(crate::request::FixedAnswer {
+        status: 200,
+        headers: Vec::new(),
+        body: "ok".to_string(),
+    });
     assert_eq!(config.frontends, [Frontend::Http(expected)]);
 }
 

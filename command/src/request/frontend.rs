@@ -1,9 +1,16 @@
 //! Frontends: which requests (HTTP, HTTPS) or connections (TCP) of a listener go to which
 //! cluster, and what is done to them on the way.
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    ops::{Deref, DerefMut},
+    time::Duration,
+};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::{TcpFrontendFields, TcpRule, seconds};
 
@@ -12,11 +19,16 @@ use super::{TcpFrontendFields, TcpRule, seconds};
 ///
 /// A frontend is identified by its listener address, hostname, path rule and method; the
 /// remaining fields describe what it does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(deny_unknown_fields)]
+///
+/// A proxy holds one record per frontend, so most frontends (forward every path of a hostname
+/// to a cluster) must stay small: the fields that such a frontend leaves empty live apart, in
+/// [`FrontendOptions`], allocated only when one of them is set. They read and write as fields
+/// of the frontend (`frontend.headers`, through `Deref`), and the JSON form lists them with
+/// the others, in the same order as before.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Hash)]
+#[serde(from = "HttpFrontendFields<'static>")]
 pub struct HttpFrontend {
     /// The cluster requests go to. A frontend without a cluster redirects, denies or answers.
-    #[serde(default, alias = "app_id", skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
     /// The listener the frontend belongs to, by address; its kind (HTTP or HTTPS) follows the
     /// order.
@@ -25,48 +37,201 @@ pub struct HttpFrontend {
     /// (`/api[0-9]+/.example.com`).
     pub hostname: String,
     /// Which paths it takes (default: every path).
-    #[serde(default, skip_serializing_if = "PathRule::is_any")]
     pub path: PathRule,
     /// The only request method it takes (`GET`…); `None` takes every method.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// When it is tried among the listener's frontends (default `TREE`).
-    #[serde(default)]
     pub position: RulePosition,
-    /// Free labels (name, value), kept with the frontend and shown in listings; the proxy does
-    /// not act on them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
     /// Forward to the cluster (default), redirect, or deny.
-    #[serde(default)]
     pub redirect: RedirectPolicy,
     /// The scheme of a redirection's target: the request's own (default), `http` or `https`.
-    #[serde(default)]
     pub redirect_scheme: RedirectScheme,
-    /// The target of a redirection, with `%HOST`, `%PATH` and `%PORT` replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirect_template: Option<String>,
-    /// New Host for the backend; `$HOST[n]` and `$PATH[n]` insert captures of the match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewrite_host: Option<String>,
-    /// New path for the backend; `$HOST[n]` and `$PATH[n]` insert captures of the match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewrite_path: Option<String>,
     /// New port in the Host sent to the backend.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_port: Option<u16>,
     /// Requests must carry HTTP Basic credentials listed in the cluster's `authorized_hashes`.
-    #[serde(default)]
     pub required_auth: bool,
+    /// Tags, header edits, templates, HSTS and fixed answer: empty for most frontends.
+    options: Options,
+}
+
+/// The fields of an [`HttpFrontend`] that most frontends leave empty, read and written as
+/// fields of the frontend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct FrontendOptions {
+    /// Free labels (name, value), kept with the frontend and shown in listings; the proxy does
+    /// not act on them.
+    pub tags: BTreeMap<String, String>,
+    /// The target of a redirection, with `%HOST`, `%PATH` and `%PORT` replaced.
+    pub redirect_template: Option<String>,
+    /// New Host for the backend; `$HOST[n]` and `$PATH[n]` insert captures of the match.
+    pub rewrite_host: Option<String>,
+    /// New path for the backend; `$HOST[n]` and `$PATH[n]` insert captures of the match.
+    pub rewrite_path: Option<String>,
     /// Headers added, replaced or deleted on the way, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderEdit>,
     /// The `Strict-Transport-Security` policy of this frontend, replacing the listener's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
     /// Answer every request with this response, without any backend.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<FixedAnswer>,
+}
+
+/// The options of a frontend without any: what a frontend reads when it has none.
+static NO_OPTIONS: FrontendOptions = FrontendOptions {
+    tags: BTreeMap::new(),
+    redirect_template: None,
+    rewrite_host: None,
+    rewrite_path: None,
+    headers: Vec::new(),
+    hsts: None,
+    answer: None,
+};
+
+/// A frontend's options, allocated when one is set. Compared and hashed by content, so a
+/// frontend whose options were set and then emptied equals one that never had any.
+#[derive(Debug, Clone, Default)]
+struct Options(Option<Box<FrontendOptions>>);
+
+impl Options {
+    fn new(options: FrontendOptions) -> Self {
+        Options((options != NO_OPTIONS).then(|| Box::new(options)))
+    }
+
+    fn get(&self) -> &FrontendOptions {
+        self.0.as_deref().unwrap_or(&NO_OPTIONS)
+    }
+}
+
+impl PartialEq for Options {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Options {}
+
+impl std::hash::Hash for Options {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.get().hash(state);
+    }
+}
+
+impl Deref for HttpFrontend {
+    type Target = FrontendOptions;
+
+    fn deref(&self) -> &FrontendOptions {
+        self.options.get()
+    }
+}
+
+impl DerefMut for HttpFrontend {
+    /// Allocates the options on their first write.
+    fn deref_mut(&mut self) -> &mut FrontendOptions {
+        self.options.0.get_or_insert_default()
+    }
+}
+
+/// The JSON form of an [`HttpFrontend`], its fields in their order: borrowed from a frontend
+/// to write it, owned when read.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFrontendFields<'a> {
+    #[serde(default, alias = "app_id", skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<Cow<'a, str>>,
+    address: SocketAddr,
+    hostname: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "PathRule::is_any")]
+    path: Cow<'a, PathRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    method: Option<Cow<'a, str>>,
+    #[serde(default)]
+    position: RulePosition,
+    #[serde(default, skip_serializing_if = "is_empty_map")]
+    tags: Cow<'a, BTreeMap<String, String>>,
+    #[serde(default)]
+    redirect: RedirectPolicy,
+    #[serde(default)]
+    redirect_scheme: RedirectScheme,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redirect_template: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rewrite_host: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rewrite_path: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rewrite_port: Option<u16>,
+    #[serde(default)]
+    required_auth: bool,
+    #[serde(default, skip_serializing_if = "is_empty_list")]
+    headers: Cow<'a, [HeaderEdit]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hsts: Option<Cow<'a, Hsts>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answer: Option<Cow<'a, FixedAnswer>>,
+}
+
+fn is_empty_map(tags: &BTreeMap<String, String>) -> bool {
+    tags.is_empty()
+}
+
+fn is_empty_list(headers: &[HeaderEdit]) -> bool {
+    headers.is_empty()
+}
+
+impl From<HttpFrontendFields<'_>> for HttpFrontend {
+    fn from(fields: HttpFrontendFields<'_>) -> Self {
+        let owned = |text: Cow<'_, str>| text.into_owned();
+        HttpFrontend {
+            cluster_id: fields.cluster_id.map(owned),
+            address: fields.address,
+            hostname: fields.hostname.into_owned(),
+            path: fields.path.into_owned(),
+            method: fields.method.map(owned),
+            position: fields.position,
+            redirect: fields.redirect,
+            redirect_scheme: fields.redirect_scheme,
+            rewrite_port: fields.rewrite_port,
+            required_auth: fields.required_auth,
+            options: Options::new(FrontendOptions {
+                tags: fields.tags.into_owned(),
+                redirect_template: fields.redirect_template.map(owned),
+                rewrite_host: fields.rewrite_host.map(owned),
+                rewrite_path: fields.rewrite_path.map(owned),
+                headers: fields.headers.into_owned(),
+                hsts: fields.hsts.map(Cow::into_owned),
+                answer: fields.answer.map(Cow::into_owned),
+            }),
+        }
+    }
+}
+
+/// A text field of a frontend, borrowed to be written.
+fn borrowed(text: &Option<String>) -> Option<Cow<'_, str>> {
+    text.as_deref().map(Cow::Borrowed)
+}
+
+impl Serialize for HttpFrontend {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        HttpFrontendFields {
+            cluster_id: borrowed(&self.cluster_id),
+            address: self.address,
+            hostname: Cow::Borrowed(&self.hostname),
+            path: Cow::Borrowed(&self.path),
+            method: borrowed(&self.method),
+            position: self.position,
+            tags: Cow::Borrowed(&self.tags),
+            redirect: self.redirect,
+            redirect_scheme: self.redirect_scheme,
+            redirect_template: borrowed(&self.redirect_template),
+            rewrite_host: borrowed(&self.rewrite_host),
+            rewrite_path: borrowed(&self.rewrite_path),
+            rewrite_port: self.rewrite_port,
+            required_auth: self.required_auth,
+            headers: Cow::Borrowed(&self.headers),
+            hsts: self.hsts.as_ref().map(Cow::Borrowed),
+            answer: self.answer.as_ref().map(Cow::Borrowed),
+        }
+        .serialize(serializer)
+    }
 }
 
 impl HttpFrontend {
@@ -83,17 +248,11 @@ impl HttpFrontend {
             path: PathRule::default(),
             method: None,
             position: RulePosition::default(),
-            tags: BTreeMap::new(),
             redirect: RedirectPolicy::default(),
             redirect_scheme: RedirectScheme::default(),
-            redirect_template: None,
-            rewrite_host: None,
-            rewrite_path: None,
             rewrite_port: None,
             required_auth: false,
-            headers: Vec::new(),
-            hsts: None,
-            answer: None,
+            options: Options::default(),
         }
     }
 

@@ -245,3 +245,68 @@ fn listener_timeouts_default_to_sozu_values() {
     assert_eq!(listener.back_timeout, Duration::from_secs(30));
     assert_eq!(listener.sticky_name, "SOZUBALANCEID");
 }
+
+/// Every field of a frontend, in the order the JSON form writes them (Sōzu's order).
+const FULL_FRONTEND: &str = concat!(
+    r#"{"cluster_id":"api","address":"127.0.0.1:8080","hostname":"Api.example.com","#,
+    r#""path":{"kind":"PREFIX","value":"/v1"},"method":"GET","position":"PRE","#,
+    r#""tags":{"team":"a"},"redirect":"FOUND","redirect_scheme":"USE_HTTPS","#,
+    r#""redirect_template":"moved","rewrite_host":"$HOST[0]","rewrite_path":"/x$PATH[1]","#,
+    r#""rewrite_port":8443,"required_auth":true,"#,
+    r#""headers":[{"position":"REQUEST","key":"x-a","value":"1"}],"#,
+    r#""hsts":{"enabled":true,"max_age":60,"include_subdomains":false,"preload":false,"force_replace_backend":false},"#,
+    r#""answer":{"status":200,"body":"ok"}}"#,
+);
+
+#[test]
+fn a_frontend_with_every_field_writes_them_in_order() {
+    let frontend: HttpFrontend = serde_json::from_str(FULL_FRONTEND).unwrap();
+    assert_eq!(frontend.tags["team"], "a");
+    assert_eq!(frontend.rewrite_port, Some(8443));
+    assert_eq!(frontend.answer.as_ref().map(|a| a.status), Some(200));
+    assert_eq!(serde_json::to_string(&frontend).unwrap(), FULL_FRONTEND);
+}
+
+#[test]
+fn a_plain_frontend_writes_only_its_fields() {
+    let json = r#"{"address":"127.0.0.1:80","hostname":"a","position":"TREE","redirect":"FORWARD","redirect_scheme":"USE_SAME","required_auth":false}"#;
+    let frontend: HttpFrontend = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        frontend,
+        HttpFrontend::new(None, "127.0.0.1:80".parse().unwrap(), "a")
+    );
+    assert_eq!(serde_json::to_string(&frontend).unwrap(), json);
+    let error = serde_json::from_str::<HttpFrontend>(
+        r#"{"address":"127.0.0.1:80","hostname":"a","hedaers":[]}"#,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("hedaers"), "{error}");
+}
+
+#[test]
+fn options_set_then_emptied_leave_an_equal_frontend() {
+    let plain = HttpFrontend::new(None, "127.0.0.1:80".parse().unwrap(), "a");
+    let mut edited = plain.clone();
+    edited.tags.insert("k".into(), "v".into());
+    assert_ne!(edited, plain);
+    edited.tags.clear();
+    assert_eq!(edited, plain);
+    let hash = |frontend: &HttpFrontend| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        frontend.hash(&mut hasher);
+        hasher.finish()
+    };
+    assert_eq!(hash(&edited), hash(&plain));
+}
+
+/// A layout guard: a proxy holds one record per frontend (100,000 and more), in the main
+/// process and in each worker. The record was 352 bytes with its options inline.
+#[test]
+fn a_frontend_record_stays_small() {
+    assert!(
+        std::mem::size_of::<HttpFrontend>() <= 160,
+        "HttpFrontend is {} bytes",
+        std::mem::size_of::<HttpFrontend>()
+    );
+}

@@ -43,13 +43,13 @@ impl ConfigState {
             }
         }
         self.diff_certificates(target, &mut orders);
-        for (key, frontend) in &target.http_frontends {
-            if self.http_frontends.get(key) != Some(frontend) {
+        for frontend in target.http_frontends.values() {
+            if self.http_frontends.get_same_key(frontend) != Some(frontend) {
                 orders.push(Order::AddHttpFrontend(HttpFrontend::clone(frontend)));
             }
         }
-        for (key, frontend) in &target.https_frontends {
-            if self.https_frontends.get(key) != Some(frontend) {
+        for frontend in target.https_frontends.values() {
+            if self.https_frontends.get_same_key(frontend) != Some(frontend) {
                 orders.push(Order::AddHttpsFrontend(HttpFrontend::clone(frontend)));
             }
         }
@@ -72,13 +72,13 @@ impl ConfigState {
     /// Frontends that are gone or changed in `target`. Those of a listener that changes kind
     /// are removed too, since the listener goes first.
     fn diff_removed_frontends(&self, target: &ConfigState, orders: &mut Vec<Order>) {
-        for (key, frontend) in &self.http_frontends {
-            if target.http_frontends.get(key) != Some(frontend) {
+        for frontend in self.http_frontends.values() {
+            if target.http_frontends.get_same_key(frontend) != Some(frontend) {
                 orders.push(Order::RemoveHttpFrontend(HttpFrontend::clone(frontend)));
             }
         }
-        for (key, frontend) in &self.https_frontends {
-            if target.https_frontends.get(key) != Some(frontend) {
+        for frontend in self.https_frontends.values() {
+            if target.https_frontends.get_same_key(frontend) != Some(frontend) {
                 orders.push(Order::RemoveHttpsFrontend(HttpFrontend::clone(frontend)));
             }
         }

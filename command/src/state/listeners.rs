@@ -98,11 +98,13 @@ impl ConfigState {
         match listener.proxy {
             ListenerType::Http => {
                 self.http_listeners.remove(&address);
-                self.http_frontends.retain(|key, _| key.address != address);
+                self.http_frontends
+                    .retain(|frontend| frontend.address != address);
             }
             ListenerType::Https => {
                 self.https_listeners.remove(&address);
-                self.https_frontends.retain(|key, _| key.address != address);
+                self.https_frontends
+                    .retain(|frontend| frontend.address != address);
                 self.certificates.remove(&address);
             }
             ListenerType::Tcp => {

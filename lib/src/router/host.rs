@@ -82,7 +82,7 @@ pub(crate) enum HostPattern {
     /// Labels leftmost first, as [`parse_pattern`] gives them, at least one of them a wildcard
     /// or a regex; a wildcard stands for exactly one label and only comes first. Matches
     /// hostnames of at most [`MAX_NAME`] bytes.
-    Labels(Vec<LabelPattern>),
+    Labels(Box<[LabelPattern]>),
 }
 
 impl HostPattern {
@@ -92,7 +92,7 @@ impl HostPattern {
             [LabelPattern::Wildcard] => HostPattern::Any,
             _ => match exact_name(&labels) {
                 Some(name) => HostPattern::Exact(name),
-                None => HostPattern::Labels(labels),
+                None => HostPattern::Labels(labels.into()),
             },
         })
     }

@@ -15,7 +15,9 @@
 use regex::bytes::Regex;
 use sozu_command_lib::request::{PathRule, PathRuleKind};
 
-use super::{Route, RouterError, normalize::normalize_percent_encoding, same_bytes};
+use super::{
+    Route, RouterError, host::HostPattern, normalize::normalize_percent_encoding, same_bytes,
+};
 
 /// The path of a request target without its query.
 pub(crate) fn without_query(path: &[u8]) -> &[u8] {
@@ -105,90 +107,76 @@ impl PathMatcher {
 
 /// The frontends of one hostname, kept in the order they are tried (see the module doc).
 ///
-/// Invariant: `equals` has the rules with a method before those without; `prefixes` is sorted
-/// by decreasing prefix length, then rules with a method first; `regexes` is in insertion
-/// order.
+/// Invariant: the routes are sorted by [`rank`]: EQUALS rules (those with a method first),
+/// then REGEX rules in insertion order, then PREFIX rules by decreasing prefix length (those
+/// with a method first); routes of equal rank stay in insertion order. One list rather than
+/// one per kind: a router holds one `PathRules` per hostname, most with a single rule.
 #[derive(Debug, Default)]
 pub(crate) struct PathRules {
-    equals: Vec<Route>,
-    regexes: Vec<Route>,
-    prefixes: Vec<Route>,
+    routes: Vec<Route>,
 }
 
 impl PathRules {
     pub(crate) fn is_empty(&self) -> bool {
-        self.equals.is_empty() && self.regexes.is_empty() && self.prefixes.is_empty()
+        self.routes.is_empty()
     }
 
     pub(crate) fn insert(&mut self, route: Route) {
-        // Most hostnames have one rule: a first push would reserve room for four routes of
-        // several hundred bytes each, which dominates memory at 100,000 frontends.
-        let list = match &route.path {
-            PathMatcher::Equals(_) => &mut self.equals,
-            PathMatcher::Regex(_) => &mut self.regexes,
-            PathMatcher::Prefix(_) => &mut self.prefixes,
-        };
-        if list.is_empty() {
-            list.reserve_exact(1);
+        // Most hostnames have one rule: a first push would reserve room for four routes.
+        if self.routes.is_empty() {
+            self.routes.reserve_exact(1);
         }
-        match &route.path {
-            PathMatcher::Equals(_) => {
-                let at = if route.method.is_some() {
-                    self.equals.partition_point(|r| r.method.is_some())
-                } else {
-                    self.equals.len()
-                };
-                self.equals.insert(at, route);
-            }
-            PathMatcher::Regex(_) => self.regexes.push(route),
-            PathMatcher::Prefix(prefix) => {
-                let rank = (std::cmp::Reverse(prefix.len()), route.method.is_none());
-                let at = self.prefixes.partition_point(|r| prefix_rank(r) <= rank);
-                self.prefixes.insert(at, route);
-            }
-        }
+        let new = rank(&route);
+        let at = self.routes.partition_point(|r| rank(r) <= new);
+        self.routes.insert(at, route);
     }
 
     /// The first frontend that takes this path (without query) and method.
     pub(crate) fn find(&self, path: &[u8], method: &[u8]) -> Option<&Route> {
-        let takes = |route: &&Route| route.takes(path, method);
-        (self.equals.iter().find(takes))
-            .or_else(|| self.regexes.iter().find(takes))
-            .or_else(|| self.prefixes.iter().find(takes))
+        self.routes.iter().find(|route| route.takes(path, method))
     }
 
     /// Removes and returns the first frontend for which `is_target` holds.
     pub(crate) fn remove(&mut self, is_target: impl Fn(&Route) -> bool) -> Option<Route> {
-        [&mut self.equals, &mut self.regexes, &mut self.prefixes]
-            .into_iter()
-            .find_map(|routes| {
-                let index = routes.iter().position(&is_target)?;
-                Some(routes.remove(index))
-            })
+        let index = self.routes.iter().position(is_target)?;
+        Some(self.routes.remove(index))
+    }
+
+    /// The lowercase hostname of these rules when it is made of exact labels: every route
+    /// of one `PathRules` has the same hostname pattern.
+    pub(crate) fn exact_name(&self) -> Option<&[u8]> {
+        match &self.routes.first()?.host {
+            HostPattern::Exact(name) => Some(name),
+            HostPattern::Any | HostPattern::Labels(_) => None,
+        }
+    }
+
+    /// Whether these rules are those of the hostname `name`, made of exact labels.
+    pub(crate) fn has_exact_name(&self, name: &[u8]) -> bool {
+        self.exact_name().is_some_and(|own| same_bytes(own, name))
     }
 
     /// Whether a frontend for which `is_target` holds is here.
     pub(crate) fn contains(&self, is_target: impl Fn(&Route) -> bool) -> bool {
-        [&self.equals, &self.regexes, &self.prefixes]
-            .into_iter()
-            .any(|routes| routes.iter().any(&is_target))
+        self.routes.iter().any(is_target)
     }
 
     /// Keeps the frontends for which `keep` holds, in their order.
     pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&Route) -> bool) {
-        self.equals.retain(|r| keep(r));
-        self.regexes.retain(|r| keep(r));
-        self.prefixes.retain(|r| keep(r));
+        self.routes.retain(|r| keep(r));
     }
 }
 
-/// Where a PREFIX rule sorts: longer prefixes first, then rules with a method.
-fn prefix_rank(route: &Route) -> (std::cmp::Reverse<usize>, bool) {
-    let length = match &route.path {
-        PathMatcher::Prefix(prefix) => prefix.len(),
-        PathMatcher::Equals(_) | PathMatcher::Regex(_) => 0,
-    };
-    (std::cmp::Reverse(length), route.method.is_none())
+/// Where a rule sorts among those of its hostname: EQUALS, REGEX, then PREFIX rules, longer
+/// prefixes first; rules with a method before those without, except among REGEX rules, which
+/// keep the order they were added in.
+fn rank(route: &Route) -> (u8, std::cmp::Reverse<usize>, bool) {
+    let without_method = route.method.is_none();
+    match &route.path {
+        PathMatcher::Equals(_) => (0, std::cmp::Reverse(0), without_method),
+        PathMatcher::Regex(_) => (1, std::cmp::Reverse(0), false),
+        PathMatcher::Prefix(prefix) => (2, std::cmp::Reverse(prefix.len()), without_method),
+    }
 }
 
 #[cfg(test)]

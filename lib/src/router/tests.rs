@@ -879,3 +879,20 @@ fn overlong_hostname_only_matches_the_catch_all() {
     let catch_all = router([frontend("any", "*"), frontend("wildcard", "*.example.com")]);
     assert_eq!(get(&catch_all, &host, "/"), cluster("any"));
 }
+
+/// A layout guard: a worker holds one route per frontend (100,000 and more). A route was
+/// about 290 bytes with its templates and answers inline, and the rules of a hostname 72 bytes in
+/// each slot of the hostname table.
+#[test]
+fn routes_and_path_rules_stay_small() {
+    assert!(
+        std::mem::size_of::<Route>() <= 96,
+        "Route is {} bytes",
+        std::mem::size_of::<Route>()
+    );
+    assert!(
+        std::mem::size_of::<super::path::PathRules>() <= 24,
+        "PathRules is {} bytes",
+        std::mem::size_of::<super::path::PathRules>()
+    );
+}

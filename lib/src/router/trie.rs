@@ -9,7 +9,9 @@
 //! many hostnames there are. The hostname is folded to lowercase in a stack buffer; a lookup
 //! allocates nothing.
 
-use hashbrown::{Equivalent, HashMap};
+use std::hash::BuildHasher;
+
+use hashbrown::{Equivalent, HashMap, HashTable};
 use regex::Regex;
 use rustc_hash::FxBuildHasher;
 use sozu_command_lib::hostname::LabelPattern;
@@ -21,8 +23,10 @@ use super::{Route, same_bytes};
 /// The hostnames of TREE frontends, and the frontends of each.
 #[derive(Debug, Default)]
 pub(crate) struct Trie {
-    /// Frontends of hostnames made of exact labels, by lowercase hostname.
-    exact: HashMap<Box<[u8]>, PathRules, FxBuildHasher>,
+    /// Frontends of hostnames made of exact labels, by lowercase hostname. The hostname is
+    /// read from the routes (see [`PathRules::exact_name`]) rather than kept as a key: one
+    /// copy less of every hostname.
+    exact: HashTable<PathRules>,
     /// The patterns with a `*` or a regex label.
     root: Node,
     /// The frontends of the catch-all `*`, tried after every hostname of the tree.
@@ -49,7 +53,19 @@ impl Trie {
     pub(crate) fn insert(&mut self, route: Route) {
         let rules = match &route.host {
             HostPattern::Any => &mut self.any,
-            HostPattern::Exact(name) => self.exact.entry(name.clone()).or_default(),
+            HostPattern::Exact(name) => {
+                let hash = name_hash(name);
+                match self
+                    .exact
+                    .find_entry(hash, |rules| rules.has_exact_name(name))
+                {
+                    Ok(entry) => entry.into_mut(),
+                    Err(absent) => absent
+                        .into_table()
+                        .insert_unique(hash, PathRules::default(), rules_hash)
+                        .into_mut(),
+                }
+            }
             HostPattern::Labels(labels) => self.root.rules_mut(labels),
         };
         rules.insert(route);
@@ -59,7 +75,9 @@ impl Trie {
     pub(crate) fn rules(&self, host: &HostPattern) -> Option<&PathRules> {
         match host {
             HostPattern::Any => Some(&self.any),
-            HostPattern::Exact(name) => self.exact.get(name),
+            HostPattern::Exact(name) => self
+                .exact
+                .find(name_hash(name), |rules| rules.has_exact_name(name)),
             HostPattern::Labels(labels) => self.root.rules(labels),
         }
     }
@@ -73,10 +91,13 @@ impl Trie {
         match host {
             HostPattern::Any => self.any.remove(is_target),
             HostPattern::Exact(name) => {
-                let rules = self.exact.get_mut(name)?;
-                let removed = rules.remove(is_target)?;
-                if rules.is_empty() {
-                    self.exact.remove(name);
+                let mut entry = self
+                    .exact
+                    .find_entry(name_hash(name), |rules| rules.has_exact_name(name))
+                    .ok()?;
+                let removed = entry.get_mut().remove(is_target)?;
+                if entry.get().is_empty() {
+                    entry.remove();
                 }
                 Some(removed)
             }
@@ -86,7 +107,7 @@ impl Trie {
 
     /// Keeps the frontends for which `keep` holds and drops the nodes left empty.
     pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&Route) -> bool) {
-        self.exact.retain(|_, rules| {
+        self.exact.retain(|rules| {
             rules.retain(keep);
             !rules.is_empty()
         });
@@ -116,7 +137,9 @@ impl Trie {
                     *to = from.to_ascii_lowercase();
                 }
                 let folded = &*folded;
-                (self.exact.get(&Lowercase(folded)).and_then(pick))
+                (self.exact)
+                    .find(name_hash(folded), |rules| rules.has_exact_name(folded))
+                    .and_then(pick)
                     .or_else(|| self.root.find(Some(folded), pick))
             }
             // Longer than any hostname a pattern other than `*` matches.
@@ -256,6 +279,16 @@ impl Node {
             Some(_) => None,
         }
     }
+}
+
+/// The hash of a lowercase hostname in [`Trie::exact`].
+fn name_hash(name: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+/// The hash of the hostname of rules in [`Trie::exact`], which are never empty there.
+fn rules_hash(rules: &PathRules) -> u64 {
+    rules.exact_name().map_or(0, name_hash)
 }
 
 /// A lowercase label or hostname looked up among the keys of a map. It hashes as the keys do

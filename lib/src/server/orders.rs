@@ -317,7 +317,7 @@ impl Server {
                     Order::AddHttpsFrontend(_) => ListenerType::Https,
                     _ => ListenerType::Http,
                 };
-                if let Some(shared) = self.state.http_frontends_of(kind).get(&frontend.key()) {
+                if let Some(shared) = self.state.http_frontends_of(kind).get_same_key(frontend) {
                     route.share_frontend(shared);
                 }
                 if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {

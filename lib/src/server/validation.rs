@@ -123,8 +123,8 @@ pub enum Validated {
         config: Box<HttpListenerConfig>,
         /// The listener's answer templates after the update.
         answers: Answers,
-        /// The HTTPS listener's TLS settings after the update; `None` for HTTP.
-        tls: Option<TlsListenerConfig>,
+        /// The HTTPS listener's TLS settings after the update; `None` for HTTP (boxed too).
+        tls: Option<Box<TlsListenerConfig>>,
     },
     /// A certificate parsed and checked against its key, ready to add to a listener.
     Certificate(LoadedCertificate),
@@ -203,7 +203,7 @@ pub fn validate(
             Ok(Validated::ListenerUpdate {
                 answers: listener_answers(state, &config)?,
                 config: Box::new(config),
-                tls: Some(tls),
+                tls: Some(Box::new(tls)),
             })
         }
         Order::AddCertificate(add) => load(add.address, &add.certificate, keys),

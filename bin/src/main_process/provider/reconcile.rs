@@ -8,14 +8,14 @@
 //! if it had one, and is reported. The main process then sends `state.diff(&target)`: only
 //! what changed.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use sozu_command_lib::{
     request::{
         ClusterId, HttpFrontend, ListenerAddress, ListenerType, Order, RemoveBackend,
         RemoveCertificate,
     },
-    state::ConfigState,
+    state::{ConfigState, HttpFrontends},
 };
 
 use super::super::orders::apply_order;
@@ -240,9 +240,9 @@ fn ensure(state: &mut ConfigState, order: &Order) -> Result<(), String> {
 
 /// Whether exactly `order`'s object is in `state`.
 fn is_in_place(state: &ConfigState, order: &Order) -> bool {
-    let same_http = |frontends: &BTreeMap<_, Arc<HttpFrontend>>, frontend: &HttpFrontend| {
+    let same_http = |frontends: &HttpFrontends, frontend: &HttpFrontend| {
         frontends
-            .get(&frontend.key())
+            .get_same_key(frontend)
             .is_some_and(|kept| **kept == *frontend)
     };
     match order {

@@ -655,7 +655,7 @@ proptest! {
             for (address, listener) in &server.http_listeners {
                 let kind = if listener.tls.is_some() { ListenerType::Https } else { ListenerType::Http };
                 let in_state = server.state.http_frontends_of(kind);
-                let on_listener = in_state.keys().filter(|key| key.address == *address).count();
+                let on_listener = in_state.values().filter(|f| f.address == *address).count();
                 prop_assert_eq!(listener.router.len(), on_listener, "{}", address);
             }
             for frontend in server.state.http_frontends.values().chain(server.state.https_frontends.values()) {

@@ -1,0 +1,250 @@
+//! The HTTP or HTTPS frontends of a state, ordered by key.
+//!
+//! A state holds 100,000 frontends and more, in the main process and in every worker: each is
+//! stored once, behind an `Arc` shared with a worker's router, and its key (listener address,
+//! hostname without case, path rule, method) is read from the frontend itself instead of being
+//! kept beside it as a [`FrontendKey`], which was a second copy of the hostname and a B-tree
+//! slot of 120 bytes instead of 8.
+
+use std::{borrow::Borrow, cmp::Ordering, collections::BTreeSet, net::SocketAddr, sync::Arc};
+
+use crate::request::{FrontendKey, HttpFrontend, PathRule};
+
+/// Frontends by listener address, hostname (without case), path rule and method, in the order
+/// of [`FrontendKey`].
+#[derive(Debug, Clone, Default)]
+pub struct HttpFrontends(BTreeSet<Keyed>);
+
+impl HttpFrontends {
+    /// How many frontends there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The frontend with this key.
+    pub fn get(&self, key: &FrontendKey) -> Option<&Arc<HttpFrontend>> {
+        self.0.get(key as &dyn KeyParts).map(|keyed| &keyed.0)
+    }
+
+    /// The frontend with the same key as `frontend` (which may differ in other fields).
+    pub fn get_same_key(&self, frontend: &HttpFrontend) -> Option<&Arc<HttpFrontend>> {
+        self.0.get(frontend as &dyn KeyParts).map(|keyed| &keyed.0)
+    }
+
+    /// The frontends in key order.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<HttpFrontend>> {
+        self.0.iter().map(|keyed| &keyed.0)
+    }
+
+    /// Adds `frontend`, or gives it back when one with its key is there already.
+    pub fn insert(&mut self, frontend: Arc<HttpFrontend>) -> Result<(), Arc<HttpFrontend>> {
+        if self.0.contains(&*frontend as &dyn KeyParts) {
+            return Err(frontend);
+        }
+        self.0.insert(Keyed(frontend));
+        Ok(())
+    }
+
+    /// Removes the frontend with this key and gives it back.
+    pub fn remove(&mut self, key: &FrontendKey) -> Option<Arc<HttpFrontend>> {
+        self.0.take(key as &dyn KeyParts).map(|keyed| keyed.0)
+    }
+
+    /// Keeps the frontends for which `keep` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&HttpFrontend) -> bool) {
+        self.0.retain(|keyed| keep(&keyed.0));
+    }
+}
+
+/// Two sets are equal when they hold equal frontends, every field compared.
+impl PartialEq for HttpFrontends {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.values().zip(other.values()).all(|(a, b)| a == b)
+    }
+}
+
+impl Eq for HttpFrontends {}
+
+impl FromIterator<HttpFrontend> for HttpFrontends {
+    /// The last of frontends with the same key stays.
+    fn from_iter<I: IntoIterator<Item = HttpFrontend>>(frontends: I) -> Self {
+        let mut set = BTreeSet::new();
+        for frontend in frontends {
+            set.replace(Keyed(Arc::new(frontend)));
+        }
+        HttpFrontends(set)
+    }
+}
+
+/// A frontend ordered and compared by its key only.
+#[derive(Debug, Clone)]
+struct Keyed(Arc<HttpFrontend>);
+
+/// The parts of a frontend's key, as a frontend or a [`FrontendKey`] holds them, so that a
+/// set of frontends can be searched with either.
+trait KeyParts {
+    fn address(&self) -> SocketAddr;
+    /// The hostname, in any case: compared in lower case.
+    fn hostname(&self) -> &str;
+    fn path(&self) -> &PathRule;
+    fn method(&self) -> Option<&str>;
+}
+
+impl KeyParts for HttpFrontend {
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+    fn hostname(&self) -> &str {
+        &self.hostname
+    }
+    fn path(&self) -> &PathRule {
+        &self.path
+    }
+    fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+}
+
+impl KeyParts for FrontendKey {
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+    fn hostname(&self) -> &str {
+        &self.hostname
+    }
+    fn path(&self) -> &PathRule {
+        &self.path
+    }
+    fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+}
+
+/// The order of [`FrontendKey`] (whose hostname is in lower case): address, hostname, path
+/// rule, method.
+impl Ord for dyn KeyParts + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.address()
+            .cmp(&other.address())
+            .then_with(|| folded(self.hostname()).cmp(folded(other.hostname())))
+            .then_with(|| self.path().cmp(other.path()))
+            .then_with(|| self.method().cmp(&other.method()))
+    }
+}
+
+/// The bytes of a hostname in lower case, as [`FrontendKey`] holds it.
+fn folded(hostname: &str) -> impl Iterator<Item = u8> + '_ {
+    hostname.bytes().map(|byte| byte.to_ascii_lowercase())
+}
+
+impl PartialOrd for dyn KeyParts + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn KeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn KeyParts + '_ {}
+
+impl<'a> Borrow<dyn KeyParts + 'a> for Keyed {
+    fn borrow(&self) -> &(dyn KeyParts + 'a) {
+        &*self.0
+    }
+}
+
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b): (&dyn KeyParts, &dyn KeyParts) = (&*self.0, &*other.0);
+        a.cmp(b)
+    }
+}
+
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Keyed {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::PathRuleKind;
+
+    fn frontend(port: u16, hostname: &str, path: &str, method: Option<&str>) -> HttpFrontend {
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut frontend = HttpFrontend::new(None, address, hostname);
+        frontend.path = PathRule {
+            kind: PathRuleKind::Prefix,
+            value: path.to_string(),
+        };
+        frontend.method = method.map(str::to_string);
+        frontend
+    }
+
+    fn sample() -> Vec<HttpFrontend> {
+        vec![
+            frontend(81, "a.test", "", None),
+            frontend(80, "B.test", "/x", None),
+            frontend(80, "b.test", "", Some("GET")),
+            frontend(80, "a.test", "/", None),
+            frontend(80, "Ab.test", "", None),
+            frontend(80, "a.test", "", None),
+            frontend(80, "b.test", "", None),
+        ]
+    }
+
+    #[test]
+    fn frontends_are_in_the_order_of_their_keys() {
+        let frontends: HttpFrontends = sample().into_iter().collect();
+        let keys: Vec<FrontendKey> = frontends.values().map(|f| f.key()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(frontends.len(), sample().len());
+    }
+
+    #[test]
+    fn a_key_finds_its_frontend_whatever_the_case_of_its_hostname() {
+        let mut frontends: HttpFrontends = sample().into_iter().collect();
+        let upper = frontend(80, "B.TEST", "/x", None);
+        let found = frontends.get(&upper.key()).map(|f| f.hostname.clone());
+        assert_eq!(found.as_deref(), Some("B.test"));
+        assert!(frontends.get_same_key(&upper).is_some());
+        assert!(frontends.insert(Arc::new(upper.clone())).is_err());
+        assert!(
+            frontends
+                .get(&frontend(80, "B.test", "/y", None).key())
+                .is_none()
+        );
+        assert!(frontends.remove(&upper.key()).is_some());
+        assert!(frontends.get_same_key(&upper).is_none());
+        assert_eq!(frontends.len(), sample().len() - 1);
+    }
+
+    #[test]
+    fn sets_are_equal_when_every_field_is() {
+        let frontends: HttpFrontends = sample().into_iter().collect();
+        let mut tagged = sample();
+        tagged[0].tags.insert("k".into(), "v".into());
+        assert_ne!(frontends, tagged.into_iter().collect());
+        assert_eq!(frontends, sample().into_iter().rev().collect());
+    }
+}
