@@ -114,7 +114,8 @@ impl ConfigState {
             }
         };
         self.insert_http_frontend(frontend, kind)
-            .map_err(|(error, frontend)| {
+            .map_err(|refused| {
+                let (error, frontend) = *refused;
                 let order = if kind == ListenerType::Https {
                     Order::AddHttpsFrontend(frontend)
                 } else {
@@ -270,7 +271,7 @@ impl ConfigState {
         kind: ListenerType,
     ) -> Result<(), StateError> {
         self.insert_http_frontend(frontend.clone(), kind)
-            .map_err(|(error, _)| error)
+            .map_err(|refused| refused.0)
     }
 
     /// Keeps `frontend` once its listener and cluster are found and no frontend has its key;
@@ -279,7 +280,7 @@ impl ConfigState {
         &mut self,
         frontend: HttpFrontend,
         kind: ListenerType,
-    ) -> Result<(), (StateError, HttpFrontend)> {
+    ) -> Result<(), Box<(StateError, HttpFrontend)>> {
         let known = self
             .require_listener(frontend.address, kind)
             .and_then(|()| match &frontend.cluster_id {
@@ -287,13 +288,13 @@ impl ConfigState {
                 None => Ok(()),
             });
         if let Err(error) = known {
-            return Err((error, frontend));
+            return Err(Box::new((error, frontend)));
         }
         self.http_frontends_mut(kind)
             .insert(Arc::new(frontend))
             .map_err(|frontend| {
                 let frontend = Arc::unwrap_or_clone(frontend);
-                (StateError::FrontendExists(frontend.key()), frontend)
+                Box::new((StateError::FrontendExists(frontend.key()), frontend))
             })
     }
 
