@@ -169,7 +169,8 @@ fn the_types_an_idle_connection_holds_stay_within_their_sizes() {
     use std::mem::size_of;
     assert!(size_of::<Session>() <= 544, "{}", size_of::<Session>());
     assert!(size_of::<Stage>() <= 80, "{}", size_of::<Stage>());
-    assert!(size_of::<Http>() <= 752, "{}", size_of::<Http>());
+    // 752 before the body splices (two boxes) and the stream's own connect time (16 bytes).
+    assert!(size_of::<Http>() <= 784, "{}", size_of::<Http>());
     assert!(
         size_of::<BackConnection>() <= 208,
         "{}",
