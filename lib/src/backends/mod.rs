@@ -81,6 +81,11 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// The name sticky sessions know the backend by: its sticky id, or else its id.
+    pub fn sticky_name(&self) -> &str {
+        self.sticky_id.as_deref().unwrap_or(&self.id)
+    }
+
     fn is_eligible(&self, now: Instant) -> bool {
         if !self.healthy {
             return false;
@@ -297,6 +302,14 @@ impl BackendMap {
         });
     }
 
+    /// The sticky name of the backend `key` names ([`Backend::sticky_name`]); empty once it
+    /// is gone.
+    pub fn sticky_name(&self, key: BackendKey) -> String {
+        self.get(key)
+            .map(|backend| backend.sticky_name().to_owned())
+            .unwrap_or_default()
+    }
+
     /// The backend `key` names, if it still exists.
     pub fn get(&self, key: BackendKey) -> Option<&Backend> {
         self.backends.get(key.index).filter(|b| b.uid == key.uid)
@@ -386,7 +399,7 @@ impl BackendMap {
         refresh_if_stale(cluster, &self.backends, now);
         cluster.eligible.iter().find_map(|&index| {
             let backend = self.backends.get(index)?;
-            let matches = backend.sticky_id.as_deref().unwrap_or(&backend.id) == sticky_id;
+            let matches = backend.sticky_name() == sticky_id;
             matches.then_some(BackendKey {
                 index,
                 uid: backend.uid,

@@ -219,11 +219,7 @@ impl Server {
         }
         // The socket was writable when pooled; edge-triggered, it stays so until a write fills it.
         back.endpoint.readiness.event.insert(Ready::WRITABLE);
-        let sticky = self
-            .backends
-            .get(backend)
-            .map(|b| b.sticky_id.clone().unwrap_or_else(|| b.id.clone()))
-            .unwrap_or_default();
+        let sticky = self.backends.sticky_name(backend);
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
@@ -296,11 +292,7 @@ impl Server {
                 BackUse::New
             };
             if let Some(backend) = back.lease.as_ref().and_then(|l| self.backends.get(l.key())) {
-                session.backend_connected(
-                    slot,
-                    backend.sticky_id.as_deref().unwrap_or(&backend.id),
-                    back_use,
-                );
+                session.backend_connected(slot, backend.sticky_name(), back_use);
             }
         }
         session.io.backs.reset_attempts(slot);

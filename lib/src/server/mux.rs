@@ -166,11 +166,7 @@ impl Server {
         if open {
             endpoint.readiness.event.insert(Ready::WRITABLE);
         }
-        let sticky = self
-            .backends
-            .get(backend)
-            .map(|b| b.sticky_id.clone().unwrap_or_else(|| b.id.clone()))
-            .unwrap_or_default();
+        let sticky = self.backends.sticky_name(backend);
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
