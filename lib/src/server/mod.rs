@@ -157,7 +157,9 @@ pub struct Server {
     content_routers: FxHashMap<SocketAddr, ContentRouter>,
     /// The Basic-auth credentials of each cluster that lists some.
     authorized: FxHashMap<String, Authorized>,
-    /// Sessions that yielded with work left, to drive again on the next turn.
+    /// Sessions that yielded with work left, to drive again once this poll's events are
+    /// handled (a session that yields again there waits for the next poll, taken without
+    /// blocking).
     yielded: Vec<usize>,
     /// Listener sockets received from another process, used when their listener is activated.
     inherited: HashMap<SocketAddr, std::net::TcpListener>,
@@ -552,7 +554,7 @@ impl Server {
         }
     }
 
-    /// Drives again the sessions that yielded on the last turn.
+    /// Drives again the sessions that yielded while this poll's events were handled.
     fn drive_yielded(&mut self) {
         for key in std::mem::take(&mut self.yielded) {
             self.drive(key);

@@ -47,7 +47,8 @@ use shaper::Shaper;
 pub enum Action {
     /// Nothing more until the next event.
     Wait,
-    /// The session could go on but yields to the others: drive it again on the next turn.
+    /// The session could go on but yields to the others: the loop drives it again once every
+    /// other event of the same poll has been handled.
     Yield,
     /// Open a connection to a backend of `cluster_id` (the one named by `sticky_id` when it
     /// is available) in `slot`, replacing any backend connection the slot has.
