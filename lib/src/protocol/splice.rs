@@ -85,6 +85,7 @@ impl KernelPipe {
     }
 
     /// The pipe's size in bytes, as the kernel reports it.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.capacity
     }
