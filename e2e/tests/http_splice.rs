@@ -6,6 +6,8 @@
 use std::{
     io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
+    sync::mpsc,
+    thread,
 };
 
 use sozu_command_lib::{
@@ -24,14 +26,14 @@ use sozu_lib::server::ServerConfig;
 const LENGTH: usize = 4 << 20;
 const HOST: &str = "bulk.example.com";
 
-fn proxy_with(config: ServerConfig, backend: &HttpBackend) -> (Worker, SocketAddr) {
+fn proxy_with(config: ServerConfig, backends: &[SocketAddr]) -> (Worker, SocketAddr) {
     let mut worker = Worker::start(config);
-    let address = worker.http_proxy(HOST, Cluster::new("bulk"), &[backend.address]);
+    let address = worker.http_proxy(HOST, Cluster::new("bulk"), backends);
     (worker, address)
 }
 
 fn proxy(backend: &HttpBackend) -> (Worker, SocketAddr) {
-    proxy_with(ServerConfig::default(), backend)
+    proxy_with(ServerConfig::default(), &[backend.address])
 }
 
 /// A figure of the proxy as a whole (0 when the worker has not counted any).
@@ -112,6 +114,163 @@ fn bytes_after_a_spliced_body_are_never_relayed() {
     );
 }
 
+/// A body smaller than its pipe (sized to the body, rounded up by the kernel): the room left
+/// in the pipe never takes the bytes after the body.
+#[test]
+fn bytes_after_a_body_smaller_than_its_pipe_are_never_relayed() {
+    const SHORT: usize = 200_000;
+    let body = pattern(8, SHORT);
+    let expected = digest(&body);
+    let backend = HttpBackend::start(move |request| {
+        if request.target() == "/next" {
+            return Reply::Send(response(200, &[], b"genuine"));
+        }
+        let mut wire = response(200, &[], &body);
+        wire.extend_from_slice(&response(200, &[], b"forged"));
+        Reply::Send(wire)
+    });
+    let (mut worker, address) = proxy(&backend);
+    let mut client = Client::connect(address);
+    assert_eq!(digest(&client.get(HOST, "/download").body), expected);
+    let spliced = proxy_count(&mut worker, "http.spliced_bytes");
+    assert!((1..=SHORT as u64).contains(&spliced), "{spliced}");
+    assert_eq!(client.get(HOST, "/next").text(), "genuine");
+}
+
+/// Reads one request head from `stream`, byte by byte (the test's backends get one request
+/// at a time).
+fn read_head(stream: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a request head");
+        head.push(byte[0]);
+    }
+}
+
+/// Reads from `stream` until `wire` holds at least `length` bytes.
+fn read_at_least(stream: &mut TcpStream, wire: &mut Vec<u8>, length: usize) {
+    let mut chunk = vec![0; 64 << 10];
+    while wire.len() < length {
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("the response ended after {} bytes", wire.len()),
+            Ok(count) => wire.extend_from_slice(&chunk[..count]),
+            Err(error) => panic!("reading the response: {error}"),
+        }
+    }
+}
+
+/// A backend that stops in the middle of a body until the client got what was sent: the
+/// proxy relays what came, waits for the rest (the pipe empty, the backend's socket
+/// drained), and splices it when it comes; the connection then takes the next request.
+#[test]
+fn a_backend_that_stalls_inside_a_spliced_body_is_waited_for() {
+    const HALF: usize = LENGTH / 2;
+    let body = pattern(9, LENGTH);
+    let expected = digest(&body);
+    let listener = sozu_e2e::bind_listener();
+    let backend_address = listener.local_addr().expect("backend address");
+    let (go_on, resume) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the proxy connects");
+        read_head(&mut stream);
+        let mut wire = format!("HTTP/1.1 200 OK\r\nContent-Length: {LENGTH}\r\n\r\n").into_bytes();
+        wire.extend_from_slice(&body[..HALF]);
+        stream.write_all(&wire).expect("the first half");
+        resume
+            .recv_timeout(DEADLINE)
+            .expect("the client got the first half");
+        stream.write_all(&body[HALF..]).expect("the second half");
+        read_head(&mut stream);
+        stream
+            .write_all(&response(200, &[], b"next"))
+            .expect("the next response");
+        let mut rest = Vec::new();
+        let _closed = stream.read_to_end(&mut rest);
+    });
+    let (mut worker, address) = proxy_with(ServerConfig::default(), &[backend_address]);
+    let mut stream = TcpStream::connect(address).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    stream.write_all(&get(HOST, "/stalls")).expect("send");
+    let mut wire = Vec::new();
+    read_at_least(&mut stream, &mut wire, 1);
+    let head_end = loop {
+        if let Some(at) = wire.windows(4).position(|window| window == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let more = wire.len() + 1;
+        read_at_least(&mut stream, &mut wire, more);
+    };
+    read_at_least(&mut stream, &mut wire, head_end + HALF);
+    assert_eq!(
+        wire.len(),
+        head_end + HALF,
+        "no byte of the second half yet"
+    );
+    go_on.send(()).expect("the backend waits");
+    read_at_least(&mut stream, &mut wire, head_end + LENGTH);
+    assert_eq!(digest(&wire[head_end..head_end + LENGTH]), expected);
+    let spliced = proxy_count(&mut worker, "http.spliced_bytes");
+    assert!(spliced >= (LENGTH - HALF) as u64, "{spliced}");
+    stream
+        .write_all(&get(HOST, "/next"))
+        .expect("send the next");
+    let mut next = wire.split_off(head_end + LENGTH);
+    while !next.ends_with(b"next") {
+        let more = next.len() + 1;
+        read_at_least(&mut stream, &mut next, more);
+    }
+    assert!(next.starts_with(b"HTTP/1.1 200"), "{next:?}");
+}
+
+/// A client that reads slowly, through a small receive buffer, a few KiB at a time: the pipe
+/// fills, the proxy stops reading from the backend until the client takes bytes, and the
+/// body arrives whole.
+#[test]
+fn a_client_that_reads_slowly_gets_the_whole_spliced_body() {
+    let body = pattern(10, LENGTH);
+    let expected = digest(&body);
+    let backend = HttpBackend::start(move |_| Reply::Send(response(200, &[], &body)));
+    let (mut worker, address) = proxy(&backend);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("create a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    socket
+        .connect(&address.into())
+        .expect("connect to the proxy");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    stream.write_all(&get(HOST, "/download")).expect("send");
+    let mut wire = Vec::new();
+    let mut chunk = [0; 2048];
+    let head_end = loop {
+        let count = stream.read(&mut chunk).expect("the response");
+        assert!(count > 0, "the response ended early");
+        wire.extend_from_slice(&chunk[..count]);
+        if let Some(at) = wire.windows(4).position(|window| window == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    while wire.len() < head_end + LENGTH {
+        let count = stream.read(&mut chunk).expect("the body");
+        assert!(
+            count > 0,
+            "the body ended after {} bytes",
+            wire.len() - head_end
+        );
+        wire.extend_from_slice(&chunk[..count]);
+    }
+    assert_eq!(wire.len(), head_end + LENGTH, "not one byte more");
+    assert_eq!(digest(&wire[head_end..]), expected);
+    assert_mostly_spliced(&mut worker, 1);
+}
+
 /// A backend that closes before the end of its `Content-Length`: the client gets the bytes
 /// that came, then the end of the connection, not a wait for bytes that never come.
 #[test]
@@ -162,7 +321,7 @@ fn no_body_is_spliced_when_splicing_is_off() {
         http_splice_min_body: 0,
         ..ServerConfig::default()
     };
-    let (mut worker, address) = proxy_with(config, &backend);
+    let (mut worker, address) = proxy_with(config, &[backend.address]);
     let mut client = Client::connect(address);
     assert_eq!(digest(&client.get(HOST, "/download").body), expected);
     assert_eq!(proxy_count(&mut worker, "http.spliced_bytes"), 0);

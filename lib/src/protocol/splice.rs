@@ -84,6 +84,12 @@ impl KernelPipe {
         self.pending == 0
     }
 
+    /// The pipe's size in bytes, as the kernel reports it.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// No room for more until some bytes are drained.
     pub fn is_full(&self) -> bool {
         self.out_of_slots || self.pending >= self.capacity
