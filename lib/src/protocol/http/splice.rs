@@ -10,7 +10,13 @@
 //! buffered path, and so does a message whose session faults shape (the caller's check):
 //! their bytes must be seen, decoded or budgeted.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    sync::{
+        OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use crate::{
     protocol::{
@@ -39,6 +45,95 @@ pub struct BodySplice {
 /// scenario served twice the responses per second with these pipes).
 pub const BODY_PIPE_CAPACITY: u64 = 1 << 20;
 
+/// The kernel's default pipe size, which needs no lease from [`LARGE_PIPES`].
+const DEFAULT_PIPE_CAPACITY: usize = 1 << 16;
+
+/// The kernel counts the pages of every pipe of a user against `fs.pipe-user-pages-soft`
+/// (16,384 pages, 64 MiB, by default) and, past it, refuses to grow an unprivileged user's
+/// pipes and gives its new ones 2 pages: 64 bodies of a mebibyte at once would shrink every
+/// pipe the user opens next, the TCP listeners' included. Body pipes above the default size
+/// take at most half of that limit together; a body beyond it gets a pipe of the default
+/// size, as before pipes were sized to bodies.
+static LARGE_PIPES: PipeLedger = PipeLedger::new();
+
+/// The bytes body pipes above the default size may take together: half of
+/// `fs.pipe-user-pages-soft` (4 KiB pages), no bound when that limit is off (0), 32 MiB when
+/// it cannot be read.
+fn large_pipe_budget() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok())
+            .map_or(32 << 20, |pages| match pages {
+                0 => usize::MAX,
+                pages => pages.saturating_mul(4096) / 2,
+            })
+    })
+}
+
+/// The bytes of large pipes held now, against a budget.
+#[derive(Debug)]
+struct PipeLedger {
+    held: AtomicUsize,
+}
+
+impl PipeLedger {
+    const fn new() -> PipeLedger {
+        PipeLedger {
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// `bytes` more, if they fit in `budget` with what is held.
+    fn lease(&'static self, bytes: usize, budget: usize) -> Option<PipeLease> {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|&total| total <= budget)
+            })
+            .ok()
+            .map(|_| PipeLease {
+                ledger: self,
+                bytes,
+            })
+    }
+}
+
+/// Bytes of a [`PipeLedger`] held until dropped, with the pipe they were asked for.
+#[derive(Debug)]
+struct PipeLease {
+    ledger: &'static PipeLedger,
+    bytes: usize,
+}
+
+impl Drop for PipeLease {
+    fn drop(&mut self) {
+        self.ledger.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// The capacity to ask for a body owing `unread` bytes, and the lease it takes: the size set
+/// (`pipe_capacity`), else the body's size up to [`BODY_PIPE_CAPACITY`] while `ledger` has
+/// room for it within `budget`, else the kernel's default (0).
+fn pipe_size(
+    pipe_capacity: usize,
+    unread: u64,
+    ledger: &'static PipeLedger,
+    budget: usize,
+) -> (usize, Option<PipeLease>) {
+    if pipe_capacity > 0 {
+        return (pipe_capacity, None);
+    }
+    let wanted = usize::try_from(unread.min(BODY_PIPE_CAPACITY)).unwrap_or(usize::MAX);
+    if wanted <= DEFAULT_PIPE_CAPACITY {
+        return (wanted, None);
+    }
+    match ledger.lease(wanted, budget) {
+        Some(lease) => (wanted, Some(lease)),
+        None => (0, None),
+    }
+}
+
 /// The rest of a body of known length on its way through a kernel pipe.
 ///
 /// Invariant: the pipe holds body bytes only, and `unread` plus the bytes in the pipe are
@@ -48,6 +143,9 @@ pub struct SplicedBody {
     pipe: KernelPipe,
     /// Bytes of the body still in the source socket.
     unread: u64,
+    /// The share of [`LARGE_PIPES`] the pipe was asked with, if it is larger than the
+    /// default.
+    _lease: Option<PipeLease>,
 }
 
 /// What one round of [`SplicedBody::relay`] did.
@@ -87,12 +185,18 @@ impl SplicedBody {
         {
             return None;
         }
-        let capacity = match settings.pipe_capacity {
-            0 => usize::try_from(unread.min(BODY_PIPE_CAPACITY)).unwrap_or(usize::MAX),
-            set => set,
-        };
+        let (capacity, lease) = pipe_size(
+            settings.pipe_capacity,
+            unread,
+            &LARGE_PIPES,
+            large_pipe_budget(),
+        );
         match KernelPipe::new(capacity) {
-            Ok(pipe) => Some(Box::new(SplicedBody { pipe, unread })),
+            Ok(pipe) => Some(Box::new(SplicedBody {
+                pipe,
+                unread,
+                _lease: lease,
+            })),
             Err(error) => {
                 log::warn!("no kernel pipe for a body, it is copied instead: {error}");
                 None
@@ -294,6 +398,31 @@ mod tests {
             ..sized
         };
         assert_eq!(capacity(set, 64 << 20), 1 << 16, "the size set");
+    }
+
+    #[test]
+    fn large_body_pipes_fall_back_to_the_default_size_past_their_budget() {
+        static LEDGER: PipeLedger = PipeLedger::new();
+        let budget = 2 << 20;
+        let (first, first_lease) = pipe_size(0, 5 << 20, &LEDGER, budget);
+        let (second, second_lease) = pipe_size(0, 1 << 20, &LEDGER, budget);
+        assert_eq!((first, second), (1 << 20, 1 << 20));
+        assert_eq!(LEDGER.held.load(Ordering::Relaxed), 2 << 20);
+        let (third, third_lease) = pipe_size(0, 300_000, &LEDGER, budget);
+        assert_eq!(third, 0, "past the budget: the kernel's default");
+        assert!(third_lease.is_none());
+        let (small, small_lease) = pipe_size(0, 10_000, &LEDGER, budget);
+        assert_eq!(small, 10_000, "a default-sized pipe needs no lease");
+        assert!(small_lease.is_none());
+        let (set, set_lease) = pipe_size(4 << 20, 5 << 20, &LEDGER, budget);
+        assert_eq!(set, 4 << 20, "a size set by the operator is asked as is");
+        assert!(set_lease.is_none());
+        drop(first_lease);
+        assert_eq!(LEDGER.held.load(Ordering::Relaxed), 1 << 20);
+        let (again, again_lease) = pipe_size(0, 300_000, &LEDGER, budget);
+        assert_eq!(again, 300_000, "room again once a body is done");
+        drop((second_lease, again_lease));
+        assert_eq!(LEDGER.held.load(Ordering::Relaxed), 0);
     }
 
     #[test]
