@@ -207,6 +207,17 @@ struct ClusterFigures {
     hold: HoldFigures,
 }
 
+impl ClusterFigures {
+    /// The figures of one of the cluster's backends, created on its first use.
+    fn backend(&mut self, backend_id: &str) -> Option<&mut Traffic> {
+        if !self.backends.contains_key(backend_id) {
+            self.backends
+                .insert(backend_id.to_string(), Traffic::default());
+        }
+        self.backends.get_mut(backend_id)
+    }
+}
+
 /// What happened to one request (or one TCP connection), for metrics and access logs.
 #[derive(Debug, Clone)]
 pub struct RequestRecord<'a> {
@@ -369,16 +380,6 @@ impl Metrics {
         self.clusters.get_mut(cluster_id)
     }
 
-    fn backend(&mut self, cluster_id: &str, backend_id: &str) -> Option<&mut Traffic> {
-        let cluster = self.cluster(cluster_id)?;
-        if !cluster.backends.contains_key(backend_id) {
-            cluster
-                .backends
-                .insert(backend_id.to_string(), Traffic::default());
-        }
-        cluster.backends.get_mut(backend_id)
-    }
-
     /// A client connection was accepted on `listener`.
     pub fn accepted(&mut self, listener: SocketAddr) {
         if !self.enabled {
@@ -427,11 +428,12 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        if let Some(cluster) = self.cluster(cluster_id) {
-            cluster.traffic.connections += 1;
-            sample(&mut cluster.traffic.connect_time, connect_time);
-        }
-        if let Some(backend) = self.backend(cluster_id, backend_id) {
+        let Some(cluster) = self.cluster(cluster_id) else {
+            return;
+        };
+        cluster.traffic.connections += 1;
+        sample(&mut cluster.traffic.connect_time, connect_time);
+        if let Some(backend) = cluster.backend(backend_id) {
             backend.connections += 1;
             sample(&mut backend.connect_time, connect_time);
         }
@@ -442,11 +444,12 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        if let Some(cluster) = self.cluster(cluster_id) {
-            cluster.traffic.connect_failures += 1;
-            cluster.traffic.retries += u64::from(retried);
-        }
-        if let Some(backend) = self.backend(cluster_id, backend_id) {
+        let Some(cluster) = self.cluster(cluster_id) else {
+            return;
+        };
+        cluster.traffic.connect_failures += 1;
+        cluster.traffic.retries += u64::from(retried);
+        if let Some(backend) = cluster.backend(backend_id) {
             backend.connect_failures += 1;
         }
     }
@@ -469,15 +472,16 @@ impl Metrics {
         }
         self.proxy.record_request(record);
         self.listener(record.listener).record_request(record);
-        if let Some(cluster_id) = record.cluster_id {
-            if let Some(cluster) = self.cluster(cluster_id) {
-                cluster.traffic.record_request(record);
-            }
-            if let Some(backend_id) = record.backend_id {
-                if let Some(backend) = self.backend(cluster_id, backend_id) {
-                    backend.record_request(record);
-                }
-            }
+        // One lookup of the cluster for its figures and its backend's.
+        let Some(cluster_id) = record.cluster_id else {
+            return;
+        };
+        let Some(cluster) = self.cluster(cluster_id) else {
+            return;
+        };
+        cluster.traffic.record_request(record);
+        if let Some(backend) = record.backend_id.and_then(move |id| cluster.backend(id)) {
+            backend.record_request(record);
         }
     }
 

@@ -436,10 +436,24 @@ pub struct TlsStream {
     /// Ciphertext read from the socket before TLS started (what followed a PROXY header in
     /// the same read), taken before the socket's next bytes. `None` once taken, never empty.
     early_input: Option<Buffer>,
+    /// rustls may have plaintext, or an end, to give: false once its reader said it had
+    /// nothing or gave less than the room offered, until more TLS input is taken. A read then
+    /// goes to the socket without asking rustls first.
+    may_have_plaintext: bool,
+    /// The client's close_notify was received: rustls's reader is asked every time, and says
+    /// so once the plaintext before it was read.
+    peer_closed: bool,
 }
 
 /// Several slices of at most this many bytes in all are written as one ([`TlsStream::write`]).
 const JOIN_LIMIT: usize = 2048;
+
+thread_local! {
+    /// Where [`TlsStream::write`] joins small slices: one per worker thread, so that a write
+    /// neither zeroes a fresh array on the stack nor makes a connection any larger.
+    static JOINED: std::cell::RefCell<[u8; JOIN_LIMIT]> =
+        const { std::cell::RefCell::new([0; JOIN_LIMIT]) };
+}
 
 /// The socket as rustls reads it, noting whether a read gave less than the room offered.
 struct ShortReads<'a> {
@@ -467,6 +481,8 @@ impl TlsStream {
         Ok(TlsStream {
             connection,
             early_input: (!already_read.is_empty()).then_some(already_read),
+            may_have_plaintext: true,
+            peer_closed: false,
         })
     }
 
@@ -501,11 +517,18 @@ impl TlsStream {
         readable: &mut bool,
     ) -> Transfer {
         loop {
-            match self.connection.reader().read(space) {
-                Ok(0) => return Transfer::Closed,
-                Ok(count) => return Transfer::Moved(count),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => return Transfer::Closed,
+            if self.may_have_plaintext {
+                match self.connection.reader().read(space) {
+                    Ok(0) => return Transfer::Closed,
+                    Ok(count) => {
+                        self.may_have_plaintext = count == space.len() || self.peer_closed;
+                        return Transfer::Moved(count);
+                    }
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                        self.may_have_plaintext = false;
+                    }
+                    Err(_) => return Transfer::Closed,
+                }
             }
             let received = match self.early_input.as_mut() {
                 Some(early) => {
@@ -533,6 +556,7 @@ impl TlsStream {
                     received
                 }
             };
+            self.may_have_plaintext = true;
             match received {
                 Ok(0) => {
                     // End of stream without close_notify: whatever was decrypted was read.
@@ -540,11 +564,14 @@ impl TlsStream {
                     return Transfer::Closed;
                 }
                 Ok(_) => {
-                    if let Err(error) = self.connection.process_new_packets() {
-                        log::debug!("TLS error: {error}");
-                        // Send the alert rustls prepared, best effort.
-                        let _ = self.flush(socket);
-                        return Transfer::Error(ErrorKind::InvalidData);
+                    match self.connection.process_new_packets() {
+                        Ok(state) => self.peer_closed = state.peer_has_closed(),
+                        Err(error) => {
+                            log::debug!("TLS error: {error}");
+                            // Send the alert rustls prepared, best effort.
+                            let _ = self.flush(socket);
+                            return Transfer::Error(ErrorKind::InvalidData);
+                        }
                     }
                     // Handshake messages and tickets go out as soon as they exist.
                     if let Err(transfer) = self.flush(socket) {
@@ -573,23 +600,9 @@ impl TlsStream {
             return transfer;
         }
         let offered: usize = slices.iter().map(|slice| slice.len()).sum();
-        let written = if slices.len() > 1 && offered <= JOIN_LIMIT {
-            // rustls allocates to gather several slices: a small message (a head and a short
-            // body) is joined on the stack and encrypted from one slice instead.
-            let mut joined = [0u8; JOIN_LIMIT];
-            let mut end = 0;
-            for slice in slices {
-                let start = end;
-                end += slice.len();
-                if let Some(room) = joined.get_mut(start..end) {
-                    room.copy_from_slice(slice);
-                }
-            }
-            self.connection
-                .writer()
-                .write(joined.get(..end).unwrap_or_default())
-        } else {
-            self.connection.writer().write_vectored(slices)
+        let written = match self.write_joined(slices, offered) {
+            Some(written) => written,
+            None => self.connection.writer().write_vectored(slices),
         };
         let accepted = match written {
             Ok(0) => return Transfer::WouldBlock,
@@ -600,6 +613,33 @@ impl TlsStream {
             return transfer;
         }
         Transfer::Moved(accepted)
+    }
+
+    /// Encrypts several slices of `offered` bytes in all from one, when they fit
+    /// `JOINED`: rustls allocates to gather slices, and a small message (a head and a short
+    /// body) is the common case. `None`: not joined.
+    fn write_joined(
+        &mut self,
+        slices: &[IoSlice<'_>],
+        offered: usize,
+    ) -> Option<std::io::Result<usize>> {
+        if slices.len() < 2 || offered > JOIN_LIMIT {
+            return None;
+        }
+        JOINED
+            .try_with(|joined| {
+                let mut joined = joined.try_borrow_mut().ok()?;
+                let mut end = 0;
+                for slice in slices {
+                    let start = end;
+                    end += slice.len();
+                    joined.get_mut(start..end)?.copy_from_slice(slice);
+                }
+                let message = joined.get(..end)?;
+                Some(self.connection.writer().write(message))
+            })
+            .ok()
+            .flatten()
     }
 
     fn flush_if(&mut self, socket: &mut TcpStream, writable: &mut bool) -> Result<(), Transfer> {

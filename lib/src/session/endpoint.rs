@@ -720,6 +720,35 @@ mod tests {
             );
             assert_eq!(proxy.read(&mut space), Transfer::Closed);
         }
+
+        #[test]
+        fn a_close_notify_read_with_the_last_plaintext_ends_the_stream_without_an_event() {
+            let (mut proxy, mut client) = tls_pair();
+            let client = std::thread::spawn(move || {
+                while client.conn.is_handshaking() {
+                    client.conn.complete_io(&mut client.sock).unwrap();
+                }
+                // The record and the alert in one write; the TCP connection stays open: no
+                // hangup tells the proxy.
+                client.conn.writer().write_all(b"last").unwrap();
+                client.conn.send_close_notify();
+                client.flush().unwrap();
+                client
+            });
+            let mut space = [0; 64];
+            let both = Ready::READABLE | Ready::WRITABLE;
+            assert_eq!(
+                read_until_moved(&mut proxy, &mut space, both),
+                Transfer::Moved(4)
+            );
+            let _client = client.join().unwrap();
+            proxy.readiness.event.remove(Ready::READABLE);
+            assert_eq!(
+                proxy.read(&mut space),
+                Transfer::Closed,
+                "the alert came with the plaintext: the end is known with no event to come"
+            );
+        }
     }
 
     #[test]

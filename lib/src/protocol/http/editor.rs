@@ -314,17 +314,39 @@ fn write_node(out: &mut Vec<u8>, ip: IpAddr) {
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(ip) => {
-            let [a, b, c, d] = ip.octets();
-            push_decimal(out, a.into());
-            for octet in [b, c, d] {
-                out.push(b'.');
-                push_decimal(out, octet.into());
-            }
+            let mut text = [0u8; 15];
+            let len = ipv4_text(ip.octets(), &mut text);
+            out.extend_from_slice(text.get(..len).unwrap_or_default());
         }
         IpAddr::V6(ip) => {
             let _ = write!(out, "{ip}");
         }
     }
+}
+
+/// Writes the dotted decimal text of `octets` into `text` (15 bytes at most) and returns its
+/// length: one copy into the head instead of one per octet and dot.
+fn ipv4_text(octets: [u8; 4], text: &mut [u8; 15]) -> usize {
+    let mut len = 0;
+    let mut put = |byte: u8| {
+        if let Some(slot) = text.get_mut(len) {
+            *slot = byte;
+            len += 1;
+        }
+    };
+    for (index, octet) in octets.into_iter().enumerate() {
+        if index > 0 {
+            put(b'.');
+        }
+        if octet >= 100 {
+            put(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            put(b'0' + octet / 10 % 10);
+        }
+        put(b'0' + octet % 10);
+    }
+    len
 }
 
 /// `value` in decimal.
@@ -354,7 +376,9 @@ pub fn write_response_head(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, head.status);
+    out.push(b' ');
     out.extend_from_slice(head.reason.slice(buf));
     out.extend_from_slice(b"\r\n");
     let mut has_hsts = false;
@@ -640,6 +664,21 @@ mod tests {
             out.clear();
             push_decimal(&mut out, port);
             assert_eq!(out, port.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn every_octet_in_every_position_is_written_as_display_writes_it() {
+        let mut out = Vec::new();
+        for octet in 0..=u8::MAX {
+            for position in 0..4 {
+                let mut octets = [255, 0, 9, 10];
+                octets[position] = octet;
+                let ip = IpAddr::V4(Ipv4Addr::from(octets));
+                out.clear();
+                push_ip(&mut out, ip);
+                assert_eq!(out, ip.to_string().as_bytes());
+            }
         }
     }
 
