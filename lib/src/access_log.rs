@@ -354,7 +354,7 @@ fn any_byte_to_escape(bytes: &[u8], also: u8) -> bool {
     chunks
         .remainder()
         .iter()
-        .any(|&byte| byte < 0x20 || byte >= 0x7f || matches!(byte, b'"' | b'\\') || byte == also)
+        .any(|&byte| !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\\') || byte == also)
 }
 
 /// The JSON object of `record`, logged at `now`, written field by field into `out` (no
@@ -826,7 +826,7 @@ mod tests {
     #[test]
     fn the_scan_finds_every_byte_to_escape() {
         for byte in 0..=u8::MAX {
-            let escaped = byte < 0x20 || byte >= 0x7f || matches!(byte, b'"' | b'\\' | b'\'');
+            let escaped = !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\\' | b'\'');
             for at in 0..16 {
                 let mut bytes = vec![b'a'; 16];
                 bytes[at] = byte;
