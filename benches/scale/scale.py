@@ -426,10 +426,12 @@ def run_scenario(binary, work, http_count, https_count, backend_port, token, tim
         figures["main_kib"] = rss_kib(proxy.process.pid)
         figures["worker_kib"] = [rss_kib(pid) for pid in workers]
         socket_path = os.path.join(folder, "sozu.sock")
-        figures["cli_config_ms"] = statistics.median(
-            proxy.cli("-c", config) for _ in range(CLI_CALLS))
-        figures["cli_socket_ms"] = statistics.median(
-            proxy.cli("--socket", socket_path) for _ in range(CLI_CALLS))
+        # Every call is kept for the report's raw figures; the table shows medians.
+        figures["cli_config_ms_each"] = [proxy.cli("-c", config) for _ in range(CLI_CALLS)]
+        figures["cli_config_ms"] = statistics.median(figures["cli_config_ms_each"])
+        figures["cli_socket_ms_each"] = [proxy.cli("--socket", socket_path)
+                                         for _ in range(CLI_CALLS)]
+        figures["cli_socket_ms"] = statistics.median(figures["cli_socket_ms_each"])
         figures["order_ms"] = order_in_force_ms(socket_path, http_port, token)
         rate = int(setting("CHURN_RATE", "1000"))
         seconds = float(setting("CHURN_SECONDS", "3"))
@@ -496,7 +498,10 @@ def report(runs, meta):
                      + " / ".join(f"{cpu:.2f}" for cpu in run["state_load_cpu_s"][1:])
                      + "\n")
     header = "\n".join(f"- {key}: {value}" for key, value in meta.items())
-    return f"## Scale benchmark, {meta['date']}\n\n{header}\n\n{text}\n"
+    raw = "\n".join(json.dumps(run) for run in runs)
+    return (f"## Scale benchmark, {meta['date']}\n\n{header}\n\n{text}\n\n"
+            "<details><summary>Every measurement (one JSON object per run)</summary>\n\n"
+            f"```\n{raw}\n```\n\n</details>\n")
 
 
 def machine():
@@ -527,7 +532,13 @@ def main():
         "machine": machine(),
         "load average (1, 5, 15 min) before": load_before,
         "sozu": version.stdout.strip() + (f" ({os.environ['SOZU_NOTE']})"
-                                          if os.environ.get("SOZU_NOTE") else ""),
+                                          if os.environ.get("SOZU_NOTE") else "")
+        + f", `{binary}`; benchmark at commit " + subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+            text=True).stdout.strip(),
+        "versions": f"Python {sys.version.split()[0]}; "
+        + subprocess.run(["curl", "--version"], capture_output=True,
+                         text=True).stdout.split("\n")[0].split(" (")[0],
         "settings": "defaults (2 workers), log level info, one backend per 100 frontends",
     }
     runs = []

@@ -6,11 +6,15 @@
 //! ([`AccessLog::flush_if_due`]), so logging costs a system call per many requests, not per
 //! request. A sink that cannot take more (a full socket) drops lines rather than block the
 //! worker.
+//!
+//! Formatting is on every request's path, so it works on bytes: texts are copied whole when
+//! they need no escape (checked eight bytes at a time), numbers are written without the
+//! formatting machinery, and what consecutive lines repeat (the time of the current
+//! millisecond, the text of each IP address) is kept rather than written again.
 
 use std::{
-    fmt::Write as _,
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     net::SocketAddr,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -23,7 +27,7 @@ use crate::{log_socket::LogSocket, metrics::RequestRecord};
 enum Sink {
     Logger,
     Stdout(io::Stdout),
-    File(BufWriter<File>),
+    File(File),
     Socket(LogSocket),
 }
 
@@ -35,10 +39,11 @@ pub struct AccessLog {
     /// The escapes of text lines: [`COLORED`] or [`PLAIN`].
     palette: &'static Palette,
     sink: Sink,
-    /// Formatted lines waiting for the next flush, each ending with a newline.
-    pending: String,
+    /// Formatted lines waiting for the next flush, each ending with a newline. UTF-8: every
+    /// text in them comes from a `&str`, cut only around ASCII bytes.
+    pending: Vec<u8>,
     last_flush: Instant,
-    clock: Clock,
+    texts: Texts,
 }
 
 /// Lines wait at most this long before they are written…
@@ -57,9 +62,9 @@ impl AccessLog {
         let sink = match target {
             None => Sink::Logger,
             Some(LogTarget::Stdout) => Sink::Stdout(io::stdout()),
-            Some(LogTarget::File(path)) => Sink::File(BufWriter::new(
-                OpenOptions::new().create(true).append(true).open(path)?,
-            )),
+            Some(LogTarget::File(path)) => {
+                Sink::File(OpenOptions::new().create(true).append(true).open(path)?)
+            }
             Some(target) => match LogSocket::connect(target)? {
                 Some(socket) => Sink::Socket(socket),
                 None => Sink::Stdout(io::stdout()),
@@ -69,9 +74,9 @@ impl AccessLog {
             format,
             palette: if colored { &COLORED } else { &PLAIN },
             sink,
-            pending: String::with_capacity(2 * FLUSH_SIZE),
+            pending: Vec::with_capacity(2 * FLUSH_SIZE),
             last_flush: Instant::now(),
-            clock: Clock::default(),
+            texts: Texts::default(),
         })
     }
 
@@ -83,15 +88,23 @@ impl AccessLog {
             }
         }
         let start = self.pending.len();
+        let now = SystemTime::now();
         match self.format {
             AccessLogFormat::Ascii => {
-                write_ascii(&mut self.pending, &mut self.clock, record, self.palette);
+                write_ascii(
+                    &mut self.pending,
+                    &mut self.texts,
+                    now,
+                    record,
+                    self.palette,
+                );
             }
-            AccessLogFormat::Json => write_json(&mut self.pending, &mut self.clock, record),
+            AccessLogFormat::Json => write_json(&mut self.pending, &mut self.texts, now, record),
         }
         if let Sink::Logger = self.sink {
-            let line = self.pending.split_off(start);
-            log::info!(target: "access", "{}", line.trim_end());
+            let line = self.pending.get(start..).unwrap_or_default();
+            log::info!(target: "access", "{}", String::from_utf8_lossy(line).trim_end());
+            self.pending.truncate(start);
         }
     }
 
@@ -117,10 +130,8 @@ impl AccessLog {
         }
         let result = match &mut self.sink {
             Sink::Logger => Ok(()),
-            Sink::Stdout(stdout) => stdout.lock().write_all(self.pending.as_bytes()),
-            Sink::File(file) => file
-                .write_all(self.pending.as_bytes())
-                .and_then(|()| file.flush()),
+            Sink::Stdout(stdout) => stdout.lock().write_all(&self.pending),
+            Sink::File(file) => file.write_all(&self.pending),
             Sink::Socket(socket) => socket.send_lines(&self.pending),
         };
         if let Err(error) = result {
@@ -177,109 +188,138 @@ impl Palette {
     }
 }
 
-/// One datagram per line.
-fn write_ascii(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>, palette: &Palette) {
-    let Palette { bold, dim, reset } = palette;
-    clock.write(out, SystemTime::now());
-    out.push(' ');
-    out.push_str(bold);
-    out.push_str(record.request_id);
-    out.push_str(reset);
-    out.push(' ');
-    push_address(out, record.client);
-    out.push_str(" -> ");
-    push_address(out, record.listener);
-    out.push(' ');
-    out.push_str(bold);
-    out.push_str(record.protocol);
-    out.push(' ');
-    out.push_str(record.cluster_id.unwrap_or("-"));
-    out.push('/');
-    out.push_str(record.backend_id.unwrap_or("-"));
+/// What consecutive lines repeat, kept between them: the time of the current millisecond
+/// and the text of the last IP address of each address field.
+#[derive(Default)]
+struct Texts {
+    clock: Clock,
+    client: IpText,
+    listener: IpText,
+    backend: IpText,
+}
+
+/// The text line of `record`, logged at `now`.
+fn write_ascii(
+    out: &mut Vec<u8>,
+    texts: &mut Texts,
+    now: SystemTime,
+    record: &RequestRecord<'_>,
+    palette: &Palette,
+) {
+    let bold = palette.bold.as_bytes();
+    let dim = palette.dim.as_bytes();
+    let reset = palette.reset.as_bytes();
+    texts.clock.write(out, now);
+    out.push(b' ');
+    out.extend_from_slice(bold);
+    out.extend_from_slice(record.request_id.as_bytes());
+    out.extend_from_slice(reset);
+    out.push(b' ');
+    texts.client.write(out, record.client);
+    out.extend_from_slice(b" -> ");
+    texts.listener.write(out, record.listener);
+    out.push(b' ');
+    out.extend_from_slice(bold);
+    out.extend_from_slice(record.protocol.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(record.cluster_id.unwrap_or("-").as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(record.backend_id.unwrap_or("-").as_bytes());
     if record.method.is_empty() {
-        out.push_str(" -");
+        out.extend_from_slice(b" -");
     } else {
-        out.push_str(" \"");
-        out.push_str(record.method);
-        out.push(' ');
+        out.extend_from_slice(b" \"");
+        out.extend_from_slice(record.method.as_bytes());
+        out.push(b' ');
         push_escaped(out, record.host);
         push_escaped(out, record.path);
-        out.push('"');
+        out.push(b'"');
     }
     match record.status {
         Some(status) => {
-            out.push(' ');
-            out.push_str(palette.status(status));
+            out.push(b' ');
+            out.extend_from_slice(palette.status(status).as_bytes());
             push_number(out, u64::from(status));
-            out.push_str(reset);
+            out.extend_from_slice(reset);
         }
         None => {
-            out.push_str(" -");
-            out.push_str(reset);
+            out.extend_from_slice(b" -");
+            out.extend_from_slice(reset);
         }
     }
-    out.push_str(" in=");
+    out.extend_from_slice(b" in=");
     push_number(out, record.bytes_in);
-    out.push_str(" out=");
+    out.extend_from_slice(b" out=");
     push_number(out, record.bytes_out);
-    out.push_str(" total=");
+    out.extend_from_slice(b" total=");
     push_millis(out, record.total_time);
     if let Some(connect) = record.connect_time {
-        out.push_str(" connect=");
+        out.extend_from_slice(b" connect=");
         push_millis(out, connect);
     }
     if let Some(first_byte) = record.first_byte_time {
-        out.push_str(" response=");
+        out.extend_from_slice(b" response=");
         push_millis(out, first_byte);
     }
     if !record.user_agent.is_empty() {
-        out.push(' ');
-        out.push_str(dim);
-        out.push('"');
+        out.push(b' ');
+        out.extend_from_slice(dim);
+        out.push(b'"');
         push_escaped(out, record.user_agent);
-        out.push('"');
-        out.push_str(reset);
+        out.push(b'"');
+        out.extend_from_slice(reset);
     }
     if !record.faults.is_empty() {
-        out.push_str(" fault=\"");
-        push_escaped(out, &fault_names(record.faults));
-        out.push('"');
+        out.extend_from_slice(b" fault=\"");
+        for_each_fault(record.faults, |name| push_escaped(out, name));
+        out.push(b'"');
     }
     if let Some(decider) = record.decided_by {
-        out.push_str(" decided_by=\"");
+        out.extend_from_slice(b" decided_by=\"");
         push_escaped(out, decider);
-        out.push('"');
+        out.push(b'"');
     }
     if let Some(protocol) = record.backend_protocol {
-        let _ = write!(out, " backend_protocol={protocol}");
+        out.extend_from_slice(b" backend_protocol=");
+        out.extend_from_slice(protocol.as_bytes());
     }
-    out.push('\n');
+    out.push(b'\n');
+}
+
+/// Calls `write` with the name of each fault that acted, and with the commas between them.
+fn for_each_fault(faults: &[std::rc::Rc<str>], mut write: impl FnMut(&str)) {
+    for (index, name) in faults.iter().enumerate() {
+        if index > 0 {
+            write(",");
+        }
+        write(name);
+    }
 }
 
 /// A duration in milliseconds with microsecond precision: `1.500ms`.
-fn push_millis(out: &mut String, duration: Duration) {
+fn push_millis(out: &mut Vec<u8>, duration: Duration) {
     let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
     push_number(out, micros / 1000);
-    out.push('.');
+    out.push(b'.');
     push_padded(out, micros % 1000, 3);
-    out.push_str("ms");
+    out.extend_from_slice(b"ms");
 }
 
 /// Request text as printable ASCII: quotes, backslashes and other bytes escaped as
-/// [`std::ascii::escape_default`] does. Runs of bytes that need no escape are copied at once.
-fn push_escaped(out: &mut String, text: &str) {
-    let mut plain_from = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        if !needs_ascii_escape(byte) {
-            continue;
-        }
-        // A run holds printable ASCII only, so both its ends are character boundaries (an
-        // empty run may start inside a character: `get` then gives nothing, as it should).
-        out.push_str(text.get(plain_from..at).unwrap_or_default());
-        out.extend(std::ascii::escape_default(byte).map(char::from));
-        plain_from = at + 1;
+/// [`std::ascii::escape_default`] does. Text that needs no escape (most) is copied at once.
+fn push_escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if !any_byte_to_escape(bytes, b'\'') {
+        out.extend_from_slice(bytes);
+        return;
     }
-    out.push_str(text.get(plain_from..).unwrap_or_default());
+    for &byte in bytes {
+        if needs_ascii_escape(byte) {
+            out.extend(std::ascii::escape_default(byte));
+        } else {
+            out.push(byte);
+        }
+    }
 }
 
 /// Whether [`std::ascii::escape_default`] changes `byte`.
@@ -287,220 +327,285 @@ fn needs_ascii_escape(byte: u8) -> bool {
     !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\'' | b'\\')
 }
 
-/// One JSON object, written field by field into `out` (no intermediate values).
-fn write_json(out: &mut String, clock: &mut Clock, record: &RequestRecord<'_>) {
+/// Whether `bytes` holds a byte that either format may escape: a control (below 0x20 or
+/// DEL), a quote, a backslash, `also`, or any byte of a multi-byte character. Eight bytes at
+/// a time, with the bit tricks of "Bit Twiddling Hacks" (a byte below `n`: `x - n` borrows
+/// into its high bit; a byte equal to `c`: `x ^ c` is zero).
+fn any_byte_to_escape(bytes: &[u8], also: u8) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_in = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let escaped_in = |word: u64| {
+        word & HIGHS != 0
+            || word.wrapping_sub(ONES * 0x20) & HIGHS != 0
+            || zero_in(word ^ (ONES * u64::from(b'"')))
+            || zero_in(word ^ (ONES * u64::from(b'\\')))
+            || zero_in(word ^ (ONES * 0x7f))
+            || zero_in(word ^ (ONES * u64::from(also)))
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        if escaped_in(u64::from_ne_bytes(word)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&byte| !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\\') || byte == also)
+}
+
+/// The JSON object of `record`, logged at `now`, written field by field into `out` (no
+/// intermediate values).
+fn write_json(out: &mut Vec<u8>, texts: &mut Texts, now: SystemTime, record: &RequestRecord<'_>) {
     let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-    out.push_str("{\"time\":\"");
-    clock.write(out, SystemTime::now());
-    out.push('"');
-    json_string(out, "request_id", Some(record.request_id));
-    out.push_str(",\"client\":\"");
-    push_address(out, record.client);
-    out.push_str("\",\"listener\":\"");
-    push_address(out, record.listener);
-    out.push('"');
-    json_string(out, "protocol", Some(record.protocol));
-    json_string(out, "cluster", record.cluster_id);
-    json_string(out, "backend", record.backend_id);
+    out.extend_from_slice(b"{\"time\":\"");
+    texts.clock.write(out, now);
+    out.push(b'"');
+    json_string(out, b",\"request_id\":", Some(record.request_id));
+    out.extend_from_slice(b",\"client\":\"");
+    texts.client.write(out, record.client);
+    out.extend_from_slice(b"\",\"listener\":\"");
+    texts.listener.write(out, record.listener);
+    out.push(b'"');
+    json_string(out, b",\"protocol\":", Some(record.protocol));
+    json_string(out, b",\"cluster\":", record.cluster_id);
+    json_string(out, b",\"backend\":", record.backend_id);
     match record.backend_address {
         Some(address) => {
-            out.push_str(",\"backend_address\":\"");
-            push_address(out, address);
-            out.push('"');
+            out.extend_from_slice(b",\"backend_address\":\"");
+            texts.backend.write(out, address);
+            out.push(b'"');
         }
-        None => out.push_str(",\"backend_address\":null"),
+        None => out.extend_from_slice(b",\"backend_address\":null"),
     }
-    json_string(out, "method", Some(record.method).filter(|m| !m.is_empty()));
-    json_string(out, "host", Some(record.host).filter(|h| !h.is_empty()));
-    json_string(out, "path", Some(record.path).filter(|p| !p.is_empty()));
-    json_number(out, "status", record.status.map(u64::from));
-    out.push_str(if record.answered_by_proxy {
-        ",\"answered_by_proxy\":true"
+    json_string(out, b",\"method\":", non_empty(record.method));
+    json_string(out, b",\"host\":", non_empty(record.host));
+    json_string(out, b",\"path\":", non_empty(record.path));
+    json_number(out, b",\"status\":", record.status.map(u64::from));
+    out.extend_from_slice(if record.answered_by_proxy {
+        b",\"answered_by_proxy\":true"
     } else {
-        ",\"answered_by_proxy\":false"
+        b",\"answered_by_proxy\":false"
     });
-    json_number(out, "bytes_in", Some(record.bytes_in));
-    json_number(out, "bytes_out", Some(record.bytes_out));
-    json_number(out, "total_us", Some(micros(record.total_time)));
-    json_number(out, "connect_us", record.connect_time.map(micros));
-    json_number(out, "response_us", record.first_byte_time.map(micros));
-    json_string(
+    json_number(out, b",\"bytes_in\":", Some(record.bytes_in));
+    json_number(out, b",\"bytes_out\":", Some(record.bytes_out));
+    json_number(out, b",\"total_us\":", Some(micros(record.total_time)));
+    json_number(out, b",\"connect_us\":", record.connect_time.map(micros));
+    json_number(
         out,
-        "user_agent",
-        Some(record.user_agent).filter(|a| !a.is_empty()),
+        b",\"response_us\":",
+        record.first_byte_time.map(micros),
     );
+    json_string(out, b",\"user_agent\":", non_empty(record.user_agent));
     if !record.faults.is_empty() {
-        json_string(out, "fault", Some(&fault_names(record.faults)));
+        out.extend_from_slice(b",\"fault\":\"");
+        for_each_fault(record.faults, |name| push_json_escaped(out, name));
+        out.push(b'"');
     }
     if record.decided_by.is_some() {
-        json_string(out, "decided_by", record.decided_by);
+        json_string(out, b",\"decided_by\":", record.decided_by);
     }
     if record.backend_protocol.is_some() {
-        json_string(out, "backend_protocol", record.backend_protocol);
+        json_string(out, b",\"backend_protocol\":", record.backend_protocol);
     }
-    out.push_str("}\n");
+    out.extend_from_slice(b"}\n");
 }
 
-/// The names of the faults that acted, separated by commas.
-fn fault_names(faults: &[std::rc::Rc<str>]) -> String {
-    faults
-        .iter()
-        .map(|name| &**name)
-        .collect::<Vec<&str>>()
-        .join(",")
+/// `text`, or `None` when it is empty (`null` in JSON lines).
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
 }
 
-/// `,"name":"value"` with the value escaped, or `,"name":null`.
-fn json_string(out: &mut String, name: &str, value: Option<&str>) {
-    json_name(out, name);
+/// `name` (`,"name":`) and the value: a JSON string, escaped, or `null`.
+fn json_string(out: &mut Vec<u8>, name: &[u8], value: Option<&str>) {
+    out.extend_from_slice(name);
     let Some(value) = value else {
-        out.push_str("null");
+        out.extend_from_slice(b"null");
         return;
     };
-    out.push('"');
-    // Most values need no escape: a byte scan finds them without decoding characters (0xc2
-    // leads the C1 controls, U+0080 to U+009F).
-    if !value
-        .bytes()
-        .any(|byte| byte < 0x20 || matches!(byte, b'"' | b'\\' | 0x7f | 0xc2))
-    {
-        out.push_str(value);
-        out.push('"');
+    out.push(b'"');
+    push_json_escaped(out, value);
+    out.push(b'"');
+}
+
+/// `value` inside a JSON string: quotes, backslashes and controls (C0, DEL and C1) escaped.
+fn push_json_escaped(out: &mut Vec<u8>, value: &str) {
+    // Most values need no escape: a scan of the bytes finds them without decoding characters.
+    if !any_byte_to_escape(value.as_bytes(), b'"') {
+        out.extend_from_slice(value.as_bytes());
         return;
     }
     let mut plain_from = 0;
     for (at, character) in value.char_indices() {
-        let escape = match character {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            control if control.is_control() => "",
+        let escape: &[u8] = match character {
+            '"' => b"\\\"",
+            '\\' => b"\\\\",
+            '\n' => b"\\n",
+            '\r' => b"\\r",
+            '\t' => b"\\t",
+            control if control.is_control() => b"",
             _ => continue,
         };
-        out.push_str(value.get(plain_from..at).unwrap_or_default());
+        // Both ends are character boundaries: `char_indices` gave them.
+        out.extend_from_slice(value.as_bytes().get(plain_from..at).unwrap_or_default());
         plain_from = at + character.len_utf8();
         if escape.is_empty() {
-            out.push_str("\\u");
-            push_hex(out, u64::from(u32::from(character)), 4);
+            out.extend_from_slice(b"\\u");
+            push_digits::<16>(out, u64::from(u32::from(character)), 4);
         } else {
-            out.push_str(escape);
+            out.extend_from_slice(escape);
         }
     }
-    out.push_str(value.get(plain_from..).unwrap_or_default());
-    out.push('"');
+    out.extend_from_slice(value.as_bytes().get(plain_from..).unwrap_or_default());
 }
 
-/// `,"name":value`, or `,"name":null`.
-fn json_number(out: &mut String, name: &str, value: Option<u64>) {
-    json_name(out, name);
+/// `name` (`,"name":`) and the value, or `null`.
+fn json_number(out: &mut Vec<u8>, name: &[u8], value: Option<u64>) {
+    out.extend_from_slice(name);
     match value {
         Some(value) => push_number(out, value),
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
-}
-
-/// `,"name":`.
-fn json_name(out: &mut String, name: &str) {
-    out.push_str(",\"");
-    out.push_str(name);
-    out.push_str("\":");
 }
 
 /// `time` in RFC 3339, UTC, with milliseconds: `2025-11-30T20:30:00.123Z`.
 pub fn rfc3339(time: SystemTime) -> String {
-    let mut out = String::with_capacity(24);
+    let mut out = Vec::with_capacity(24);
     Clock::default().write(&mut out, time);
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// RFC 3339 UTC times with milliseconds; the text of the current second is kept, since a
-/// busy worker logs many lines in one.
+/// RFC 3339 UTC times with milliseconds. The text of the last millisecond is kept, since a
+/// busy worker logs many lines in one; only its last digits change within a second.
 #[derive(Default)]
 struct Clock {
-    second: u64,
-    /// `YYYY-MM-DDTHH:MM:SS` of `second`, empty before the first use.
-    text: String,
+    /// Milliseconds since the epoch of `text`.
+    millis: u64,
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `millis`, empty before the first use.
+    text: Vec<u8>,
 }
 
 impl Clock {
-    fn write(&mut self, out: &mut String, time: SystemTime) {
+    fn write(&mut self, out: &mut Vec<u8>, time: SystemTime) {
         let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let seconds = since_epoch.as_secs();
-        if self.text.is_empty() || seconds != self.second {
-            let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-            let (year, month, day) = civil_from_days(days);
+        let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+        let new_second = self.text.is_empty() || millis / 1000 != self.millis / 1000;
+        if new_second {
+            let seconds = millis / 1000;
+            let (year, month, day) = civil_from_days(i64::try_from(seconds / 86_400).unwrap_or(0));
             let of_day = seconds % 86_400;
-            self.text.clear();
-            let _ = write!(
-                self.text,
-                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-                of_day / 3600,
-                of_day / 60 % 60,
-                of_day % 60,
-            );
-            self.second = seconds;
-        }
-        out.push_str(&self.text);
-        out.push('.');
-        push_padded(out, u64::from(since_epoch.subsec_millis()), 3);
-        out.push('Z');
-    }
-}
-
-/// An address as `a.b.c.d:port` (IPv6 as `[..]:port`), without the formatting machinery on
-/// the common IPv4 path.
-fn push_address(out: &mut String, address: SocketAddr) {
-    match address {
-        SocketAddr::V4(address) => {
-            for (index, octet) in address.ip().octets().iter().enumerate() {
-                if index > 0 {
-                    out.push('.');
-                }
-                push_number(out, u64::from(*octet));
+            let text = &mut self.text;
+            text.clear();
+            push_padded(text, u64::try_from(year).unwrap_or(0), 4);
+            for (separator, value) in [
+                (b'-', u64::from(month)),
+                (b'-', u64::from(day)),
+                (b'T', of_day / 3600),
+                (b':', of_day / 60 % 60),
+                (b':', of_day % 60),
+            ] {
+                text.push(separator);
+                push_padded(text, value, 2);
             }
-            out.push(':');
-            push_number(out, u64::from(address.port()));
+            text.extend_from_slice(b".000Z");
         }
-        SocketAddr::V6(address) => {
-            let _ = write!(out, "{address}");
+        if new_second || millis != self.millis {
+            // The milliseconds are the three digits before the final `Z`.
+            let end = self.text.len().saturating_sub(1);
+            self.text.truncate(end.saturating_sub(3));
+            push_padded(&mut self.text, millis % 1000, 3);
+            self.text.push(b'Z');
         }
+        self.millis = millis;
+        out.extend_from_slice(&self.text);
     }
 }
 
-fn push_number(out: &mut String, value: u64) {
-    push_padded(out, value, 1);
+/// The text of the last IP address of one field of the lines (IPv6 in brackets, with its
+/// scope), kept since consecutive lines mostly repeat it: only the port is written anew.
+#[derive(Default)]
+struct IpText {
+    /// `text`'s address, its port zero; `None` before the first use.
+    address: Option<SocketAddr>,
+    text: Vec<u8>,
+}
+
+impl IpText {
+    /// Writes `address` as its `Display` does: `a.b.c.d:port` or `[..]:port`.
+    fn write(&mut self, out: &mut Vec<u8>, address: SocketAddr) {
+        let mut key = address;
+        key.set_port(0);
+        if self.address != Some(key) {
+            self.text.clear();
+            match key {
+                SocketAddr::V4(v4) => {
+                    for (index, octet) in v4.ip().octets().iter().enumerate() {
+                        if index > 0 {
+                            self.text.push(b'.');
+                        }
+                        push_number(&mut self.text, u64::from(*octet));
+                    }
+                }
+                // Writing into a `Vec` cannot fail.
+                SocketAddr::V6(v6) => {
+                    let _ = match v6.scope_id() {
+                        0 => write!(self.text, "[{}]", v6.ip()),
+                        scope => write!(self.text, "[{}%{scope}]", v6.ip()),
+                    };
+                }
+            }
+            self.address = Some(key);
+        }
+        out.extend_from_slice(&self.text);
+        out.push(b':');
+        push_number(out, u64::from(address.port()));
+    }
+}
+
+fn push_number(out: &mut Vec<u8>, value: u64) {
+    push_digits::<10>(out, value, 1);
 }
 
 /// `value` in decimal, with leading zeros up to `width` digits.
-fn push_padded(out: &mut String, value: u64, width: usize) {
+fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
     push_digits::<10>(out, value, width);
 }
 
-/// `value` in lowercase hexadecimal, with leading zeros up to `width` digits.
+/// `value` in lowercase hexadecimal, with leading zeros up to `width` digits, into a text.
 pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {
-    push_digits::<16>(out, value, width);
+    let (digits, start) = digits::<16>(value, width);
+    out.extend(digits.iter().skip(start).map(|&digit| char::from(digit)));
 }
 
-/// `value` in `RADIX` (at most 16), with leading zeros up to `width` digits (at most 20). The
-/// radix is a constant so that the divisions compile to multiplications.
-fn push_digits<const RADIX: u64>(out: &mut String, mut value: u64, width: usize) {
+/// `value` in `RADIX`, with leading zeros up to `width` digits.
+fn push_digits<const RADIX: u64>(out: &mut Vec<u8>, value: u64, width: usize) {
+    let (digits, start) = digits::<RADIX>(value, width);
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+}
+
+/// The digits of `value` in `RADIX` (at most 16), with leading zeros up to `width` digits (at
+/// most 20), and where they start in the array. The radix is a constant so that the
+/// divisions compile to multiplications.
+fn digits<const RADIX: u64>(mut value: u64, width: usize) -> ([u8; 20], usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
-    while start > 0 && (value > 0 || digits.len() - start < width.max(1)) {
-        start -= 1;
-        // The remainder is below `RADIX`, at most 16: it indexes `DIGITS`.
-        if let (Some(slot), Some(&digit)) =
-            (digits.get_mut(start), DIGITS.get((value % RADIX) as usize))
-        {
-            *slot = digit;
+    for slot in digits.iter_mut().rev() {
+        if value == 0 && start + width.max(1) <= 20 {
+            break;
         }
+        // The remainder is below `RADIX`, at most 16: it indexes `DIGITS`.
+        *slot = DIGITS
+            .get((value % RADIX) as usize)
+            .copied()
+            .unwrap_or(b'0');
         value /= RADIX;
+        start -= 1;
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default());
+    (digits, start)
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -524,6 +629,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+
     use super::*;
 
     fn record() -> RequestRecord<'static> {
@@ -552,46 +659,75 @@ mod tests {
         }
     }
 
+    /// What was written, as text (it must be UTF-8).
+    fn text(out: Vec<u8>) -> String {
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The line of `record` in `format`, at `time`, from fresh kept texts.
+    fn line(format: AccessLogFormat, time: SystemTime, record: &RequestRecord<'_>) -> String {
+        let mut out = Vec::new();
+        match format {
+            AccessLogFormat::Ascii => {
+                write_ascii(&mut out, &mut Texts::default(), time, record, &PLAIN)
+            }
+            AccessLogFormat::Json => write_json(&mut out, &mut Texts::default(), time, record),
+        }
+        text(out)
+    }
+
     #[test]
     fn dates_are_civil() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(20_422), (2025, 11, 30));
-        let mut out = String::new();
+        let mut out = Vec::new();
         let mut clock = Clock::default();
-        clock.write(
-            &mut out,
-            UNIX_EPOCH + Duration::from_millis(1_764_460_800_123),
+        for millis in [
+            1_764_460_800_123,
+            1_764_460_800_123,
+            1_764_460_800_999,
+            1_764_460_801_004,
+            1_764_460_861_000,
+        ] {
+            clock.write(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
+        }
+        assert_eq!(
+            text(out),
+            "2025-11-30T00:00:00.123Z2025-11-30T00:00:00.123Z2025-11-30T00:00:00.999Z\
+             2025-11-30T00:00:01.004Z2025-11-30T00:01:01.000Z"
         );
-        clock.write(
-            &mut out,
-            UNIX_EPOCH + Duration::from_millis(1_764_460_801_004),
-        );
-        assert_eq!(out, "2025-11-30T00:00:00.123Z2025-11-30T00:00:01.004Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
     fn addresses_are_written_like_display() {
+        let scoped = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 80, 0, 7));
+        let mut kept = IpText::default();
         for address in [
             "0.0.0.0:0",
             "203.0.113.5:40000",
+            "203.0.113.5:40001",
             "255.255.255.255:65535",
             "[::1]:8080",
-        ] {
-            let address: SocketAddr = address.parse().unwrap();
-            let mut out = String::new();
-            push_address(&mut out, address);
-            assert_eq!(out, address.to_string());
+            "[::1]:8081",
+            "127.0.0.1:80",
+        ]
+        .map(|address| address.parse::<SocketAddr>().unwrap())
+        .into_iter()
+        .chain([scoped])
+        {
+            let mut out = Vec::new();
+            kept.write(&mut out, address);
+            assert_eq!(text(out), address.to_string());
         }
     }
 
     #[test]
     fn ascii_line_has_every_field() {
-        let mut out = String::new();
-        write_ascii(&mut out, &mut Clock::default(), &record(), &PLAIN);
-        let line = out.split_once(' ').unwrap().1;
+        let line = line(AccessLogFormat::Ascii, SystemTime::now(), &record());
         assert_eq!(
-            line,
+            line.split_once(' ').unwrap().1,
             "req-1 203.0.113.5:40000 -> 127.0.0.1:8080 HTTP api/api-1 \"GET example.com/a\\\"b\" 200 in=120 out=4567 total=1.500ms connect=0.250ms response=1.200ms \"curl/8.0\"\n"
         );
     }
@@ -602,9 +738,15 @@ mod tests {
         let mut lines = Vec::new();
         for status in [Some(200), Some(302), Some(404), Some(503), None] {
             record.status = status;
-            let mut out = String::new();
-            write_ascii(&mut out, &mut Clock::default(), &record, &COLORED);
-            lines.push(out.split_once(' ').unwrap().1.to_string());
+            let mut out = Vec::new();
+            write_ascii(
+                &mut out,
+                &mut Texts::default(),
+                SystemTime::now(),
+                &record,
+                &COLORED,
+            );
+            lines.push(text(out).split_once(' ').unwrap().1.to_string());
         }
         assert_eq!(
             lines[0],
@@ -619,16 +761,14 @@ mod tests {
             assert!(line.contains(status), "{line:?}");
         }
         // Without colours, the same line has no escape at all.
-        let mut out = String::new();
-        write_ascii(&mut out, &mut Clock::default(), &record, &PLAIN);
-        assert!(!out.contains('\x1b'), "{out:?}");
+        let line = line(AccessLogFormat::Ascii, SystemTime::now(), &record);
+        assert!(!line.contains('\x1b'), "{line:?}");
     }
 
     #[test]
     fn json_line_parses() {
-        let mut out = String::new();
-        write_json(&mut out, &mut Clock::default(), &record());
-        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        let line = line(AccessLogFormat::Json, SystemTime::now(), &record());
+        let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(value["status"], 200);
         assert_eq!(value["path"], "/a\"b");
         assert_eq!(value["cluster"], "api");
@@ -637,8 +777,9 @@ mod tests {
     }
 
     /// Texts with every kind of byte the escapes handle: quotes, backslashes, C0 and C1
-    /// controls, DEL, multi-byte characters at both ends and between escapes.
-    const AWKWARD: [&str; 7] = [
+    /// controls, DEL, multi-byte characters at both ends and between escapes, and each of
+    /// them past the first eight bytes (the scan's word) and at the end (its remainder).
+    const AWKWARD: [&str; 13] = [
         "",
         "plain/path?q=1",
         "\"quoted\" \\ back'slash",
@@ -646,18 +787,20 @@ mod tests {
         "é/ü\u{85}\u{9f}x",
         "日本\"語",
         "a\u{1}b\u{2028}c😀",
+        "/eight-by/tes-pla/in-words/and-then\"",
+        "/eight-by/tes-pla/in-words/and-then\\",
+        "/eight-by/tes-pla/in-words/and-then'",
+        "/eight-by/tes-pla/in-words/and-then\u{7f}",
+        "/eight-by\u{1}tes-pla/in-words",
+        "/eight-by/tes-pla/\u{e9}n-words/and-then",
     ];
 
     #[test]
     fn ascii_escapes_are_those_of_escape_default() {
         for text in AWKWARD {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_escaped(&mut out, text);
-            let expected: String = text
-                .bytes()
-                .flat_map(std::ascii::escape_default)
-                .map(char::from)
-                .collect();
+            let expected: Vec<u8> = text.bytes().flat_map(std::ascii::escape_default).collect();
             assert_eq!(out, expected, "{text:?}");
         }
     }
@@ -665,34 +808,153 @@ mod tests {
     #[test]
     fn json_strings_round_trip_and_escape_controls() {
         for text in AWKWARD {
-            let mut out = String::from("{\"x\":0");
-            json_string(&mut out, "text", Some(text));
-            out.push('}');
+            let mut out = b"{\"x\":0".to_vec();
+            json_string(&mut out, b",\"text\":", Some(text));
+            out.push(b'}');
+            let out = super::tests::text(out);
             let value: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(value["text"], text, "{out}");
             assert!(!out.chars().any(char::is_control), "{out:?}");
         }
-        let mut out = String::new();
-        json_string(&mut out, "c1", Some("\u{85}"));
-        assert_eq!(out, ",\"c1\":\"\\u0085\"");
+        let mut out = Vec::new();
+        json_string(&mut out, b",\"c1\":", Some("\u{85}"));
+        assert_eq!(text(out), ",\"c1\":\"\\u0085\"");
+    }
+
+    /// Every byte alone, at each place of a word, and as its remainder: the eight-byte scan
+    /// says a text needs an escape exactly when one of its bytes does.
+    #[test]
+    fn the_scan_finds_every_byte_to_escape() {
+        for byte in 0..=u8::MAX {
+            let escaped = !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\\' | b'\'');
+            for at in 0..16 {
+                let mut bytes = vec![b'a'; 16];
+                bytes[at] = byte;
+                assert_eq!(
+                    any_byte_to_escape(&bytes, b'\''),
+                    escaped,
+                    "{byte:#x} at {at}"
+                );
+                assert_eq!(any_byte_to_escape(&bytes[..=at], b'\''), escaped);
+            }
+        }
+    }
+
+    /// A record of every kind of field text a client can send: quotes, backslashes, controls,
+    /// DEL, C1 controls, and bytes that are not UTF-8 (the session decodes them lossily).
+    fn hostile_record<'a>(path: &'a str, faults: &'a [std::rc::Rc<str>]) -> RequestRecord<'a> {
+        RequestRecord {
+            listener: "[::1]:8443".parse().unwrap(),
+            client: "[2001:db8::5]:40000".parse().unwrap(),
+            protocol: "HTTPS",
+            host: "ex\"ample\\.com",
+            path,
+            user_agent: "agent\n\u{1b}[31m\u{7f}\u{85}é",
+            status: Some(404),
+            answered_by_proxy: true,
+            connect_time: None,
+            faults,
+            decided_by: Some("rule \"1\""),
+            backend_protocol: Some("HTTP/2"),
+            ..record()
+        }
+    }
+
+    /// The exact lines of both formats, at a fixed time, for hostile texts and for a record
+    /// without routing, backend or answer: the formats of doc/metrics.md, byte for byte (the
+    /// lines the formatter wrote before it worked on bytes).
+    #[test]
+    fn lines_are_exactly_the_documented_formats() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_764_534_600_123);
+        let path = String::from_utf8_lossy(b"/a\"b\\c\x00\x1f\xff\xfe'd?q=%22");
+        let faults: [std::rc::Rc<str>; 2] = ["slow".into(), "drop\"x".into()];
+        let hostile = hostile_record(&path, &faults);
+        let bare = RequestRecord {
+            cluster_id: None,
+            backend_id: None,
+            backend_address: None,
+            method: "",
+            host: "",
+            path: "",
+            status: None,
+            connect_time: None,
+            first_byte_time: None,
+            user_agent: "",
+            protocol: "TCP",
+            ..record()
+        };
+        let mut lines = Vec::new();
+        for record in [&record(), &hostile, &bare] {
+            for format in [AccessLogFormat::Ascii, AccessLogFormat::Json] {
+                lines.push(line(format, time, record));
+            }
+        }
+        let mut out = Vec::new();
+        write_ascii(&mut out, &mut Texts::default(), time, &hostile, &COLORED);
+        lines.push(text(out));
+        let expected = [
+            "2025-11-30T20:30:00.123Z req-1 203.0.113.5:40000 -> 127.0.0.1:8080 HTTP api/api-1 \"GET example.com/a\\\"b\" 200 in=120 out=4567 total=1.500ms connect=0.250ms response=1.200ms \"curl/8.0\"",
+            "{\"time\":\"2025-11-30T20:30:00.123Z\",\"request_id\":\"req-1\",\"client\":\"203.0.113.5:40000\",\"listener\":\"127.0.0.1:8080\",\"protocol\":\"HTTP\",\"cluster\":\"api\",\"backend\":\"api-1\",\"backend_address\":\"127.0.0.1:9000\",\"method\":\"GET\",\"host\":\"example.com\",\"path\":\"/a\\\"b\",\"status\":200,\"answered_by_proxy\":false,\"bytes_in\":120,\"bytes_out\":4567,\"total_us\":1500,\"connect_us\":250,\"response_us\":1200,\"user_agent\":\"curl/8.0\"}",
+            "2025-11-30T20:30:00.123Z req-1 [2001:db8::5]:40000 -> [::1]:8443 HTTPS api/api-1 \"GET ex\\\"ample\\\\.com/a\\\"b\\\\c\\x00\\x1f\\xef\\xbf\\xbd\\xef\\xbf\\xbd\\'d?q=%22\" 404 in=120 out=4567 total=1.500ms response=1.200ms \"agent\\n\\x1b[31m\\x7f\\xc2\\x85\\xc3\\xa9\" fault=\"slow,drop\\\"x\" decided_by=\"rule \\\"1\\\"\" backend_protocol=HTTP/2",
+            "{\"time\":\"2025-11-30T20:30:00.123Z\",\"request_id\":\"req-1\",\"client\":\"[2001:db8::5]:40000\",\"listener\":\"[::1]:8443\",\"protocol\":\"HTTPS\",\"cluster\":\"api\",\"backend\":\"api-1\",\"backend_address\":\"127.0.0.1:9000\",\"method\":\"GET\",\"host\":\"ex\\\"ample\\\\.com\",\"path\":\"/a\\\"b\\\\c\\u0000\\u001f��'d?q=%22\",\"status\":404,\"answered_by_proxy\":true,\"bytes_in\":120,\"bytes_out\":4567,\"total_us\":1500,\"connect_us\":null,\"response_us\":1200,\"user_agent\":\"agent\\n\\u001b[31m\\u007f\\u0085é\",\"fault\":\"slow,drop\\\"x\",\"decided_by\":\"rule \\\"1\\\"\",\"backend_protocol\":\"HTTP/2\"}",
+            "2025-11-30T20:30:00.123Z req-1 203.0.113.5:40000 -> 127.0.0.1:8080 TCP -/- - - in=120 out=4567 total=1.500ms",
+            "{\"time\":\"2025-11-30T20:30:00.123Z\",\"request_id\":\"req-1\",\"client\":\"203.0.113.5:40000\",\"listener\":\"127.0.0.1:8080\",\"protocol\":\"TCP\",\"cluster\":null,\"backend\":null,\"backend_address\":null,\"method\":null,\"host\":null,\"path\":null,\"status\":null,\"answered_by_proxy\":false,\"bytes_in\":120,\"bytes_out\":4567,\"total_us\":1500,\"connect_us\":null,\"response_us\":null,\"user_agent\":null}",
+            "2025-11-30T20:30:00.123Z \u{1b}[;1mreq-1\u{1b}[m [2001:db8::5]:40000 -> [::1]:8443 \u{1b}[;1mHTTPS api/api-1 \"GET ex\\\"ample\\\\.com/a\\\"b\\\\c\\x00\\x1f\\xef\\xbf\\xbd\\xef\\xbf\\xbd\\'d?q=%22\" \u{1b}[33m404\u{1b}[m in=120 out=4567 total=1.500ms response=1.200ms \u{1b}[2m\"agent\\n\\x1b[31m\\x7f\\xc2\\x85\\xc3\\xa9\"\u{1b}[m fault=\"slow,drop\\\"x\" decided_by=\"rule \\\"1\\\"\" backend_protocol=HTTP/2",
+        ];
+        assert_eq!(lines.len(), expected.len());
+        for (line, expected) in lines.iter().zip(expected) {
+            assert_eq!(line.strip_suffix('\n'), Some(expected));
+        }
+        // The hostile texts come back whole from the JSON line.
+        let value: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+        assert_eq!(value["path"], *path);
+        assert_eq!(value["host"], hostile.host);
+        assert_eq!(value["user_agent"], hostile.user_agent);
+        assert_eq!(value["fault"], "slow,drop\"x");
+        for line in [&lines[1], &lines[5]] {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+
+    /// Lines written one after the other share the kept texts (time, addresses) and stay
+    /// exact when they change.
+    #[test]
+    fn kept_texts_follow_each_line() {
+        let mut texts = Texts::default();
+        let mut out = Vec::new();
+        let mut expected = String::new();
+        let start = UNIX_EPOCH + Duration::from_millis(1_764_534_600_123);
+        for (step, client) in ["203.0.113.5:1", "203.0.113.5:2", "[::1]:3", "10.0.0.1:4"]
+            .iter()
+            .enumerate()
+        {
+            let record = RequestRecord {
+                client: client.parse().unwrap(),
+                ..record()
+            };
+            let time = start + Duration::from_millis(step as u64 * 700);
+            write_json(&mut out, &mut texts, time, &record);
+            expected.push_str(&line(AccessLogFormat::Json, time, &record));
+        }
+        assert_eq!(text(out), expected);
     }
 
     #[test]
     fn numbers_are_written_like_display() {
         for value in [0, 7, 10, 999, 1000, 65_535, u64::MAX] {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_number(&mut out, value);
-            assert_eq!(out, value.to_string());
-            out.clear();
+            assert_eq!(text(out), value.to_string());
+            let mut out = Vec::new();
             push_padded(&mut out, value, 3);
-            assert_eq!(out, format!("{value:03}"));
-            out.clear();
+            assert_eq!(text(out), format!("{value:03}"));
+            let mut out = String::new();
             push_hex(&mut out, value, 8);
             assert_eq!(out, format!("{value:08x}"));
         }
-        let mut out = String::new();
+        let mut out = Vec::new();
         push_millis(&mut out, Duration::from_micros(1_002_030));
-        assert_eq!(out, "1002.030ms");
+        assert_eq!(text(out), "1002.030ms");
     }
 
     #[test]

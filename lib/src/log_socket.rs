@@ -61,9 +61,9 @@ impl LogSocket {
 
     /// Sends `lines`, each ending with a newline: as they are on a stream, one datagram per
     /// line (without its newline) on a datagram socket.
-    pub fn send_lines(&mut self, lines: &str) -> io::Result<()> {
+    pub fn send_lines(&mut self, lines: &[u8]) -> io::Result<()> {
         match self {
-            LogSocket::Tcp(stream) => stream.write_all(lines.as_bytes()),
+            LogSocket::Tcp(stream) => stream.write_all(lines),
             LogSocket::Udp(socket) => each_line(lines, |line| socket.send(line)),
             LogSocket::Unix(socket) => each_line(lines, |line| socket.send(line)),
         }
@@ -71,9 +71,12 @@ impl LogSocket {
 }
 
 /// Sends each non-empty line of `lines` with `send`; the first error stops.
-fn each_line(lines: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
-    for line in lines.split('\n').filter(|line| !line.is_empty()) {
-        send(line.as_bytes())?;
+fn each_line(lines: &[u8], mut send: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
+    for line in lines
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        send(line)?;
     }
     Ok(())
 }
@@ -81,7 +84,7 @@ fn each_line(lines: &str, mut send: impl FnMut(&[u8]) -> io::Result<usize>) -> i
 /// A logger writes each record in one call: the record is sent as its own line or datagram.
 impl Write for LogSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send_lines(&String::from_utf8_lossy(buf))?;
+        self.send_lines(buf)?;
         Ok(buf.len())
     }
 
@@ -101,7 +104,7 @@ mod tests {
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target = LogTarget::Udp(receiver.local_addr().unwrap());
         let mut socket = LogSocket::connect(&target).unwrap().unwrap();
-        socket.send_lines("first\nsecond\n").unwrap();
+        socket.send_lines(b"first\nsecond\n").unwrap();
         let mut buf = [0; 64];
         let count = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..count], b"first");
@@ -127,7 +130,7 @@ mod tests {
         let target = LogTarget::Tcp(listener.local_addr().unwrap());
         let mut socket = LogSocket::connect(&target).unwrap().unwrap();
         let (mut accepted, _) = listener.accept().unwrap();
-        socket.send_lines("one\ntwo\n").unwrap();
+        socket.send_lines(b"one\ntwo\n").unwrap();
         drop(socket);
         let mut text = String::new();
         accepted.read_to_string(&mut text).unwrap();
