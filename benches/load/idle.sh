@@ -1,7 +1,8 @@
 # The `idle` scenario of the load benchmark, sourced by run.sh (chosen by name only): each proxy
 # gets IDLE_CONNECTIONS keep-alive client connections, one request on each, then left idle; the
-# RSS the proxy gained (main and workers) is divided by the connections. Each proxy runs with
-# its own configuration, sized for the connections (and the backend connections they hold).
+# memory the proxy gained (main and workers: RSS, and PSS, which counts pages shared between
+# its processes once) is divided by the connections. Each proxy runs with its own
+# configuration, sized for the connections (and the backend connections they hold).
 
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 
@@ -76,8 +77,9 @@ http {
 EOF
 }
 
-# run_idle RESULTS: per proxy, the RSS before and with IDLE_CONNECTIONS idle connections, one
-# line "idle PROXY CONNECTIONS RSS_BEFORE_KB RSS_IDLE_KB" each.
+# run_idle RESULTS: per proxy, the memory before and with IDLE_CONNECTIONS idle connections, one
+# line "idle PROXY CONNECTIONS RSS_BEFORE RSS_IDLE PSS_BEFORE PSS_IDLE ANON_BEFORE ANON_IDLE
+# SOCKETS_IDLE" each (KiB; ANON is the anonymous part of PSS; SOCKETS the open sockets).
 run_idle() {
     local results=$1 ports proxy port pid holder before after deadline
     # A proxy holds a client and often a backend connection per idle connection.
@@ -106,7 +108,7 @@ run_idle() {
         esac
         pid=$PID
         wait_answer "idle-$proxy" "$pid" localhost "http://127.0.0.1:$port/"
-        read -r _ before < <(helper usage "$pid")
+        read -r -a before < <(helper memory "$pid")
         rm -f "$WORK/idle-ready" "$WORK/idle-hold"
         mkfifo "$WORK/idle-hold"
         # The holder keeps its connections while its stdin, this fifo, stays open (fd 9).
@@ -119,10 +121,12 @@ run_idle() {
             ((SECONDS < deadline)) || die "$IDLE_CONNECTIONS idle connections through $proxy took over 300 s"
             sleep 0.2
         done
-        read -r _ after < <(helper usage "$pid")
-        echo "idle $proxy $IDLE_CONNECTIONS $before $after" >>"$results"
-        say "$(awk -v p="$proxy" -v n="$IDLE_CONNECTIONS" -v b="$before" -v a="$after" \
-            'BEGIN { printf "idle             %-12s %d connections: %.2f KiB each", p, n, (a - b) / n }')"
+        read -r -a after < <(helper memory "$pid")
+        echo "idle $proxy $IDLE_CONNECTIONS ${before[0]} ${after[0]} ${before[1]} ${after[1]}" \
+            "${before[2]} ${after[2]} ${after[3]}" >>"$results"
+        say "$(awk -v p="$proxy" -v n="$IDLE_CONNECTIONS" -v b="${before[0]}" -v a="${after[0]}" \
+            -v pb="${before[1]}" -v pa="${after[1]}" \
+            'BEGIN { printf "idle             %-12s %d connections: %.2f KiB each (RSS), %.2f (PSS); whole proxy %d KiB RSS, %d KiB PSS", p, n, (a - b) / n, (pa - pb) / n, a, pa }')"
         exec 9>&-
         wait "$holder" || die "the idle client through $proxy failed"
         read -r -a tree <<<"$(helper tree "$pid")"
