@@ -36,6 +36,9 @@ EOF
 global
     nbthread 1
     maxconn $limit
+    # HAProxy sizes its open files for a backend connection per client (2 x maxconn); a
+    # container capped at 20,000 cannot give 10,000 clients that: warn instead of failing.
+    no strict-limits
 
 defaults
     mode http
