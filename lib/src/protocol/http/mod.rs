@@ -5,7 +5,10 @@
 //! request to a backend of the frontend's cluster and relays the response. Requests on a
 //! keep-alive connection are handled one after the other, each routed on its own, so
 //! pipelined requests are answered in order; the backend connection is kept for the next
-//! request to the same cluster. A WebSocket `Upgrade` accepted with 101 turns the session
+//! request to the same cluster, for one back timeout: a client idle longer gives it to the
+//! worker's idle pool ([`Http::release_idle_back`]). A waiting connection also lends its
+//! buffers, scratch space and per-request state (`spares`), so it holds little more than
+//! its sockets. A WebSocket `Upgrade` accepted with 101 turns the session
 //! into a byte pipe; other upgrades are removed from the request (`upgrade`), and CONNECT is
 //! refused with 405: the proxy opens no tunnel.
 //!
