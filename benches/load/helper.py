@@ -83,6 +83,29 @@ def usage(root):
     return ticks / CLOCK_TICKS, pages * PAGE_KB
 
 
+def memory(root):
+    """The memory of `root` and its descendants, in KiB, from /proc/PID/smaps_rollup: RSS
+    (shared pages counted once per process that maps them), PSS (each shared page divided
+    among the processes that map it: a main and a worker running the same binary count its
+    code once between them), the anonymous part of PSS (heap, stacks: what no file backs),
+    and the number of open sockets (client and backend connections, listeners)."""
+    totals = {"Rss": 0, "Pss": 0, "Pss_Anon": 0}
+    sockets = 0
+    for pid in tree(root, process_table()):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    name, _, rest = line.partition(":")
+                    if name in totals:
+                        totals[name] += int(rest.split()[0])
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    sockets += 1
+        except OSError:
+            continue
+    return totals["Rss"], totals["Pss"], totals["Pss_Anon"], sockets
+
+
 def stream(port, path, connections, seconds):
     """Downloads `path` over and over on `connections` connections for `seconds`, reading in
     1 MiB chunks so that the client costs little per byte. Returns (bytes, elapsed seconds)."""
@@ -203,17 +226,32 @@ def hold_idle(port, count, ready_file):
 
 
 def idle_report(path):
-    """The table of the idle scenario: RSS each proxy gained per idle keep-alive connection."""
+    """The tables of the idle scenario: the memory each proxy gained per idle keep-alive
+    connection, and its whole memory before and with them, as RSS and as PSS."""
     rows = []
     for line in open(path):
-        _, proxy, count, before, after = line.split()
-        per = (int(after) - int(before)) / int(count)
-        rows.append([dict(PROXIES).get(proxy, proxy), count, before, after, number(per, 2)])
+        (_, proxy, count, rss_before, rss_after, pss_before, pss_after, anon_before, anon_after,
+         sockets) = line.split()
+        count = int(count)
+
+        def per(before, after):
+            return number((int(after) - int(before)) / count, 2)
+
+        rows.append([dict(PROXIES).get(proxy, proxy), f"{count:,}", rss_before, rss_after,
+                     per(rss_before, rss_after), pss_before, pss_after,
+                     per(pss_before, pss_after), anon_before, anon_after, sockets])
     if not rows:
         return ""
-    return ("### Idle keep-alive connections (RSS of the whole proxy, main and workers)\n\n"
-            + table(["proxy", "connections", "RSS before KiB", "RSS idle KiB", "KiB per connection"],
-                    rows))
+    return ("### Idle keep-alive connections (memory of the whole proxy, main and workers)\n\n"
+            "RSS counts a page once per process that maps it (sozu's main and worker, nginx's "
+            "master and worker run one binary: its code pages count twice); PSS divides each "
+            "shared page among the processes that map it; anonymous is the part of PSS no file "
+            "backs (heap, stacks). Sockets: open in the proxy's processes with the connections "
+            "(client and backend connections, listeners).\n\n"
+            + table(["proxy", "connections", "RSS before KiB", "RSS idle KiB",
+                     "RSS KiB per connection", "PSS before KiB", "PSS idle KiB",
+                     "PSS KiB per connection", "anonymous before KiB", "anonymous idle KiB",
+                     "sockets idle"], rows))
 
 
 HANDSHAKE_VARIANTS = [
@@ -658,6 +696,7 @@ def main():
     commands.add_parser("ports").add_argument("count", type=int)
     command = commands.add_parser("usage")
     command.add_argument("pid", type=int)
+    commands.add_parser("memory").add_argument("pid", type=int)
     commands.add_parser("tree").add_argument("pid", type=int)
     command = commands.add_parser("stream")
     for name, kind in (("port", int), ("path", str), ("connections", int), ("seconds", float)):
@@ -689,6 +728,8 @@ def main():
         print(*free_ports(args.count))
     elif args.command == "usage":
         print("%.2f %d" % usage(args.pid))
+    elif args.command == "memory":
+        print("%d %d %d %d" % memory(args.pid))
     elif args.command == "tree":
         print(*tree(args.pid, process_table()))
     elif args.command == "stream":

@@ -50,6 +50,13 @@ struct SlotState {
     attempts: u32,
 }
 
+impl SlotState {
+    /// Neither a connection nor a connect attempt to remember.
+    fn is_unused(&self) -> bool {
+        self.back.is_none() && self.attempts == 0
+    }
+}
+
 impl Backs {
     /// How many slots the session has used at once: every slot in use is below it.
     pub fn slot_count(&self) -> usize {
@@ -85,9 +92,15 @@ impl Backs {
         self.state_mut(slot)?.back.replace(connection)
     }
 
-    /// Takes the connection out of `slot`.
+    /// Takes the connection out of `slot`. When no slot has a connection or a connect under
+    /// way any more, the slots' room is freed: a keep-alive session whose idle backend
+    /// connection went to the pool holds none (its next connect names its cluster again).
     pub fn take(&mut self, slot: Slot) -> Option<BackConnection> {
-        self.slots.get_mut(slot.index())?.back.take()
+        let back = self.slots.get_mut(slot.index())?.back.take();
+        if self.slots.iter().all(SlotState::is_unused) {
+            self.slots = Vec::new();
+        }
+        back
     }
 
     /// The connections, by slot.
@@ -183,6 +196,22 @@ mod tests {
         backs.connect_to(Slot(1), None);
         assert_eq!(backs.cluster_id(Slot(1)), None);
         assert_eq!(backs.cluster_id(Slot(2)), None);
+    }
+
+    /// A session whose last connection left, with no connect under way, keeps no room for
+    /// slots; one still connecting keeps its slot's cluster and attempts for the retry.
+    #[test]
+    fn slots_without_connection_or_attempt_take_no_room() {
+        let mut backs = Backs::default();
+        backs.connect_to(Slot::FIRST, Some("a"));
+        backs.count_attempt(Slot::FIRST);
+        assert!(backs.take(Slot::FIRST).is_none());
+        assert_eq!(backs.cluster_id(Slot::FIRST), Some("a"));
+        assert_eq!(backs.attempts(Slot::FIRST), 1);
+        backs.reset_attempts(Slot::FIRST);
+        assert!(backs.take(Slot::FIRST).is_none());
+        assert_eq!(backs.slots.capacity(), 0);
+        assert_eq!(backs.cluster_id(Slot::FIRST), None);
     }
 
     /// An idle HTTP/1 or TCP session carries its one slot, not room for four.

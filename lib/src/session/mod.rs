@@ -526,6 +526,9 @@ impl Stage {
                 let outcome = http::answer_for(http, io, context, Failure::BackTimeout);
                 self.settle(outcome, io, context)
             }
+            (TimeoutKind::Back(_), Stage::Http(http)) if http.is_between_requests() => {
+                http.release_idle_back()
+            }
             (TimeoutKind::Front, Stage::Http(http)) => {
                 let outcome = http::answer_for(http, io, context, Failure::FrontTimeout);
                 self.settle(outcome, io, context)

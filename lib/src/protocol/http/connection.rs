@@ -355,7 +355,11 @@ pub(super) fn finish_stream(
     if let Some(shaper) = io.shaper.as_deref_mut() {
         shaper.clear();
     }
-    io.cancel_back_timeout(SLOT);
+    // A kept backend connection idles with the session for one back timeout, then goes to
+    // the worker's pool (`Http::release_idle_back`): a client that idles holds none. The
+    // deadline only moves later than the one the exchange set: no timer is queued.
+    let back_after = io.timeouts.back;
+    io.touch_back(SLOT, back_after, context.now, context.timers);
     let after = io.timeouts.front;
     io.touch_front(after, context.now, context.timers);
     if had_backend {

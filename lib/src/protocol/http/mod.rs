@@ -5,7 +5,10 @@
 //! request to a backend of the frontend's cluster and relays the response. Requests on a
 //! keep-alive connection are handled one after the other, each routed on its own, so
 //! pipelined requests are answered in order; the backend connection is kept for the next
-//! request to the same cluster. A WebSocket `Upgrade` accepted with 101 turns the session
+//! request to the same cluster, for one back timeout: a client idle longer gives it to the
+//! worker's idle pool ([`Http::release_idle_back`]). A waiting connection also lends its
+//! buffers, scratch space and per-request state (`spares`), so it holds little more than
+//! its sockets. A WebSocket `Upgrade` accepted with 101 turns the session
 //! into a byte pipe; other upgrades are removed from the request (`upgrade`), and CONNECT is
 //! refused with 405: the proxy opens no tunnel.
 //!
@@ -57,7 +60,7 @@ use crate::{
         connection::{AnswerExtra, Next, Rendered, Step, answer, render_answer},
         parser::Header,
         splice::SplicedBody,
-        stream::{Phase, Stream},
+        stream::{Phase, StreamBox},
     },
     protocol::pipe::Pipe,
     session::endpoint::{Ready, Unread},
@@ -75,7 +78,7 @@ pub struct Http {
     front_buf: Buffer,
     back_buf: Buffer,
     /// Whether the stage holds its scratch space (`headers`, `request_out`, `response_out`,
-    /// the stream's texts), which it lends while it idles ([`spares`]).
+    /// the stream), which it lends while it idles ([`spares`]).
     holds_scratch: bool,
     headers: Vec<Header>,
     /// Head to send to the backend, and how much of it was sent.
@@ -84,7 +87,7 @@ pub struct Http {
     /// Head (or whole answer) to send to the client, and how much of it was sent.
     response_out: Vec<u8>,
     response_out_sent: usize,
-    stream: Stream,
+    stream: StreamBox,
     /// Requests answered on this connection.
     served: u64,
     /// When the last exchange ended: a kept connection idles from then on.
@@ -111,7 +114,7 @@ impl Http {
             request_out_sent: 0,
             response_out: Vec::new(),
             response_out_sent: 0,
-            stream: Stream::default(),
+            stream: StreamBox::default(),
             served: 0,
             idle_since: Instant::now(),
             back_use: BackUse::New,
@@ -352,6 +355,21 @@ impl Http {
             && io.backs.get(SLOT).is_some_and(BackConnection::is_clean)
             && self.stream.phase == Phase::Head
             && self.back_buf.is_empty()
+    }
+
+    /// Whether no request is under way: the stage waits for (or reads) the next request
+    /// head, and its backend connection, if it kept one, serves nothing.
+    pub fn is_between_requests(&self) -> bool {
+        self.stream.phase == Phase::Head
+    }
+
+    /// The back timeout of the kept backend connection fired between requests: the connection
+    /// leaves the session, for the worker's idle pool (or closed, when the pool has no room
+    /// or the connection is not clean), and its sticky id with it. The next request gets a
+    /// pooled connection or a new one.
+    pub fn release_idle_back(&mut self) -> Action {
+        self.back_sticky_id = None;
+        Action::DropBack(SLOT)
     }
 
     /// Whether the session sits between requests with an idle backend connection.

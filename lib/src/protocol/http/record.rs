@@ -31,10 +31,14 @@ fn worker_seed() -> u32 {
 /// Records the current stream (metrics and access log), once; a stream never routed is not
 /// recorded.
 pub fn record_stream(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) {
+    // A lent stream was never routed: nothing to record.
+    let Some(stream) = http.stream.held_mut() else {
+        return;
+    };
     let origin = Origin::of(io);
     let back = io.backs.get(SLOT);
     let faults = io.shaper.as_ref().map_or(&[][..], |shaper| shaper.labels());
-    record(&mut http.stream, &origin, back, faults, context);
+    record(stream, &origin, back, faults, context);
 }
 
 /// Where a stream's client connection comes from, for its record.

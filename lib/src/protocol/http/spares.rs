@@ -2,7 +2,8 @@
 //!
 //! An exchange works with scratch space: the parsed header fields of a head, the edited
 //! request head for the backend, the response head (or the proxy's answer) for the client,
-//! and the texts of its stream (host, path, request id…). A keep-alive connection waiting for
+//! and its stream (the per-request state, with its texts: host, path, request id…). A
+//! keep-alive connection waiting for
 //! its next request needs none of it, and thousands of such connections would each keep
 //! theirs. So a connection that starts waiting with nothing buffered lends its scratch to its
 //! listener's [`Spares`] (as it lends its buffers to the pool), and takes one back (its own
@@ -11,11 +12,11 @@
 
 use std::cell::RefCell;
 
-use crate::protocol::http::{Http, parser::Header, stream::Texts};
+use crate::protocol::http::{Http, parser::Header, stream::Stream};
 
 /// Scratch spaces a listener keeps for its connections: enough for as many connections
 /// going idle and busy again at once as a loaded worker serves, a bounded memory cost
-/// (about 2 KiB each) whatever the number of idle connections.
+/// (about 2.5 KiB each) whatever the number of idle connections.
 pub const MAX_SPARES: usize = 256;
 
 /// Room for common heads; larger ones grow it once, and it keeps that room.
@@ -27,7 +28,7 @@ pub(crate) struct Scratch {
     headers: Vec<Header>,
     request_out: Vec<u8>,
     response_out: Vec<u8>,
-    texts: Texts,
+    stream: Box<Stream>,
 }
 
 impl Scratch {
@@ -37,7 +38,7 @@ impl Scratch {
             headers: Vec::with_capacity(HEADERS),
             request_out: Vec::with_capacity(HEAD_OUT),
             response_out: Vec::with_capacity(HEAD_OUT),
-            texts: Texts::default(),
+            stream: Box::default(),
         }
     }
 }
@@ -50,25 +51,27 @@ pub struct Spares {
 
 impl Spares {
     /// Gives `http`'s scratch space to the spares, if it holds one and it is not in use: no
-    /// head parsed or waiting to be sent. The stage keeps empty vectors and strings (no
-    /// memory); [`Spares::attach`] gives it scratch space again.
+    /// head parsed or waiting to be sent, no request started. The stage keeps empty vectors
+    /// and a lent stream (no memory); [`Spares::attach`] gives it scratch space again.
     pub(crate) fn lend(&self, http: &mut Http) {
         if !http.holds_scratch || !http.request_out.is_empty() || !http.response_out.is_empty() {
             return;
         }
+        let Some(stream) = http.stream.lend() else {
+            return;
+        };
         http.holds_scratch = false;
         let mut scratch = Scratch {
             headers: std::mem::take(&mut http.headers),
             request_out: std::mem::take(&mut http.request_out),
             response_out: std::mem::take(&mut http.response_out),
-            texts: http.stream.take_texts(),
+            stream,
         };
         let Ok(mut free) = self.free.try_borrow_mut() else {
             return;
         };
         if free.len() < MAX_SPARES {
             scratch.headers.clear();
-            scratch.texts.clear();
             free.push(scratch);
         }
     }
@@ -88,7 +91,7 @@ impl Spares {
         http.headers = scratch.headers;
         http.request_out = scratch.request_out;
         http.response_out = scratch.response_out;
-        http.stream.put_texts(scratch.texts);
+        http.stream.put(scratch.stream);
         http.holds_scratch = true;
     }
 

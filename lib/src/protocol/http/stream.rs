@@ -6,7 +6,10 @@
 //! one stream at a time; the state here is all a request needs, so a connection carrying
 //! many can hold many.
 
-use std::time::{Duration, Instant};
+use std::{
+    ops::{Deref, DerefMut},
+    time::{Duration, Instant},
+};
 
 use sozu_command_lib::request::{HeaderEdit, Hsts};
 
@@ -66,7 +69,6 @@ pub enum Relay {
 }
 
 /// Per-request state, reset for each request.
-#[derive(Default)]
 pub struct Stream {
     pub phase: Phase,
     /// When the first byte of the request head arrived.
@@ -121,13 +123,119 @@ pub struct Stream {
     pub recorded: bool,
 }
 
-/// The texts of a stream, whose allocations pass from one stream to the next.
+impl Stream {
+    /// The state before a request: no byte of it read yet.
+    pub const FRESH: Stream = Stream {
+        phase: Phase::Head,
+        head_started: None,
+        method: None,
+        cluster_id: String::new(),
+        host: String::new(),
+        path: String::new(),
+        request_id: String::new(),
+        request: RequestSide::Sent,
+        request_sent: 0,
+        response: ResponseSide::AwaitingHead,
+        client: Persistence::KeepAlive,
+        backend: Persistence::KeepAlive,
+        version: Version::Http11,
+        offers_upgrade: false,
+        sticky_name: None,
+        requested_sticky: None,
+        sticky_cookie: None,
+        response_rules: Vec::new(),
+        hsts: None,
+        retry: Retry::Never,
+        routed_at: None,
+        request_sent_at: None,
+        first_byte_time: None,
+        method_text: String::new(),
+        user_agent: String::new(),
+        status: None,
+        answered_by_proxy: false,
+        bytes_in: 0,
+        bytes_out: 0,
+        used_backend: false,
+        connect_time: None,
+        recorded: false,
+    };
+}
+
+impl Default for Stream {
+    fn default() -> Stream {
+        Stream::FRESH
+    }
+}
+
+/// What a lent [`StreamBox`] reads as.
+static FRESH: Stream = Stream::FRESH;
+
+/// The stream of an HTTP/1 connection, in a box that the connection lends to its listener's
+/// spares while it waits for its next request (see [`super::spares`]): a waiting connection
+/// then holds a null pointer instead of the whole per-request state.
+///
+/// A lent stream reads as [`Stream::FRESH`], which is what the stream of a waiting connection
+/// is ([`StreamBox::lend`] takes only such a stream). Writing to a lent stream gives it a new
+/// box: the spares give one back before a request is read, so only paths that start no
+/// request (a timeout's answer) can do so, at the cost of an allocation.
 #[derive(Default)]
-pub struct Texts([String; 6]);
+pub struct StreamBox(Option<Box<Stream>>);
+
+impl StreamBox {
+    /// Takes the stream out if it is held and waits for a request: nothing of one read,
+    /// nothing routed, so it is as [`Stream::next`] (or a new connection) left it, fresh but
+    /// for its texts' allocations. Else `None`, and the stream stays.
+    pub fn lend(&mut self) -> Option<Box<Stream>> {
+        let stream = self.0.as_deref()?;
+        let is_waiting = stream.phase == Phase::Head
+            && stream.head_started.is_none()
+            && stream.routed_at.is_none();
+        if !is_waiting {
+            return None;
+        }
+        self.0.take()
+    }
+
+    /// Gives a lent stream `stream` as its box; a stream held (a new box written to while
+    /// lent) stays, and `stream` is dropped.
+    pub fn put(&mut self, stream: Box<Stream>) {
+        if self.0.is_none() {
+            self.0 = Some(stream);
+        }
+    }
+
+    /// The stream, unless it is lent.
+    pub fn held_mut(&mut self) -> Option<&mut Stream> {
+        self.0.as_deref_mut()
+    }
+
+    /// Whether the stream is lent.
+    #[cfg(test)]
+    pub fn is_lent(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl Deref for StreamBox {
+    type Target = Stream;
+
+    fn deref(&self) -> &Stream {
+        self.0.as_deref().unwrap_or(&FRESH)
+    }
+}
+
+impl DerefMut for StreamBox {
+    fn deref_mut(&mut self) -> &mut Stream {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+/// The texts of a stream, whose allocations pass from one stream to the next.
+struct Texts([String; 6]);
 
 impl Texts {
     /// Empties every text, keeping its allocation.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         for text in &mut self.0 {
             text.clear();
         }
@@ -144,7 +252,7 @@ impl Stream {
     }
 
     /// Takes the stream's texts out, leaving empty ones (which hold no memory).
-    pub fn take_texts(&mut self) -> Texts {
+    fn take_texts(&mut self) -> Texts {
         Texts([
             std::mem::take(&mut self.cluster_id),
             std::mem::take(&mut self.host),
@@ -172,7 +280,7 @@ impl Stream {
     }
 
     /// Gives the stream `texts` as its texts.
-    pub fn put_texts(&mut self, texts: Texts) {
+    fn put_texts(&mut self, texts: Texts) {
         let Texts([cluster_id, host, path, request_id, method_text, user_agent]) = texts;
         self.cluster_id = cluster_id;
         self.host = host;

@@ -426,9 +426,42 @@ fn an_idle_kept_connection_lends_its_scratch_space_to_the_listener_and_takes_one
             0,
             "an idle connection holds no scratch memory"
         );
+        assert!(
+            http.stream.is_lent(),
+            "an idle connection holds no per-request state"
+        );
         // The next request takes the spare back: no new scratch space.
         harness.request(GET);
     }
+}
+
+/// Issue 17 (aim 5): a kept backend connection that idles for a back timeout leaves the
+/// session (the loop pools it), so an idle client holds none; the next request asks for a
+/// connection again and is answered.
+#[test]
+fn a_kept_connection_idle_for_a_back_timeout_leaves_and_the_next_request_connects_again() {
+    let mut harness = Harness::new();
+    let mut backend_end = harness.forward_to_api(GET);
+    harness.respond(&mut backend_end, OK);
+    assert_eq!(harness.ready(), Action::ExchangeDone);
+    harness.client_reads_until("\r\n\r\nok");
+    assert_eq!(harness.ready(), Action::Wait);
+    let kept = harness.io.backs.get(SLOT).expect("the connection is kept");
+    assert!(
+        kept.timeout.deadline().is_some(),
+        "the end of the exchange armed the back timeout"
+    );
+    assert_eq!(
+        harness.timed_out(TimeoutKind::Back(SLOT)),
+        Action::DropBack(SLOT)
+    );
+    harness.release_back();
+
+    let mut backend_end = harness.forward_to_api(GET);
+    harness.respond(&mut backend_end, OK);
+    assert_eq!(harness.ready(), Action::ExchangeDone);
+    let response = harness.client_reads_until("\r\n\r\nok");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
 }
 
 #[test]
