@@ -581,7 +581,7 @@ impl Main {
 /// [`sozu_lib::server::validate`]): an order the main state takes is never refused by a
 /// worker, so the main state never holds what the workers do not.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    check(state, order, KeyCheck::Now).map_err(|error| with_causes(&error))?;
+    check(state, order, KeyCheck::PublicPart).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
