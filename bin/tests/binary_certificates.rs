@@ -1,12 +1,13 @@
 //! Certificates through the command line: a key that is not the certificate's is refused by
-//! the main process with its reason, and nothing changes; an expired certificate is judged
-//! once, when a client adds it, and never again when the state is replayed.
+//! the main process with its reason, and nothing changes; a key whose private part alone is
+//! corrupt fails its first handshakes only; an expired certificate is judged once, when a
+//! client adds it, and never again when the state is replayed.
 
 mod common;
 
-use std::fs;
+use std::{fs, net::SocketAddr, process::Command};
 
-use common::{DEADLINE, Proxy, free_address, kill, wait_until};
+use common::{Backend, DEADLINE, Proxy, free_address, kill, wait_until};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../command/tests/fixtures");
 
@@ -44,6 +45,132 @@ fn a_certificate_with_another_key_is_refused_and_changes_nothing() {
     ]);
     let listed = proxy.ok(&["certificate", "list", "--json"]);
     assert!(listed.contains("example.com"), "{listed}");
+}
+
+/// Issue 17, aim 4: keys that are not keys, or of another type, are refused by the main
+/// process with their reason, whether a client adds them or the configuration brings them.
+#[test]
+fn keys_that_are_not_the_certificate_s_are_refused_with_their_reason() {
+    let https = free_address();
+    let proxy = Proxy::start(&format!(
+        "[[listeners]]\nprotocol = \"https\"\naddress = \"{https}\"\n"
+    ));
+    let https = https.to_string();
+    let not_a_key = common::write_file(
+        proxy.dir.path(),
+        "not-a-key.pem",
+        "-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n",
+    );
+    for (key, reason) in [
+        (
+            not_a_key.display().to_string(),
+            "not a well-formed PKCS#8, PKCS#1 RSA or SEC1 EC key",
+        ),
+        (
+            format!("{FIXTURES}/secp256k1.key"),
+            "the private key type is not supported",
+        ),
+        (format!("{FIXTURES}/key.pem"), "does not match"),
+    ] {
+        let error = proxy.fails(&[
+            "certificate",
+            "add",
+            "-a",
+            &https,
+            "--certificate",
+            &format!("{FIXTURES}/example.pem"),
+            "--key",
+            &key,
+        ]);
+        assert!(error.contains(reason), "{key}: {error}");
+    }
+    let listed = proxy.ok(&["certificate", "list", "--json"]);
+    assert!(!listed.contains("example.com"), "{listed}");
+
+    let config = proxy.dir.path().join("mismatched.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[listeners]]\nprotocol = \"https\"\naddress = \"{https}\"\n\n\
+             [clusters.web]\nprotocol = \"http\"\n\
+             frontends = [{{ address = \"{https}\", hostname = \"example.com\", \
+             certificate = \"{FIXTURES}/example.pem\", key = \"{FIXTURES}/localhost.key\" }}]\n\
+             backends = [{{ address = \"127.0.0.1:1\" }}]\n"
+        ),
+    )
+    .expect("write the configuration");
+    let checked = Command::new(env!("CARGO_BIN_EXE_sozu"))
+        .args(["config", "check", "-c"])
+        .arg(&config)
+        .output()
+        .expect("the binary runs");
+    let said = common::text(&checked.stderr) + &common::text(&checked.stdout);
+    assert!(!checked.status.success(), "{said}");
+    assert!(said.contains("does not match"), "{said}");
+}
+
+/// Whether curl completes a TLS handshake with `name` at `address` and gets an answer.
+fn answers_over_tls(address: SocketAddr, name: &str) -> bool {
+    Command::new("curl")
+        .args(["-sk", "--max-time", "5", "-o", "/dev/null", "--resolve"])
+        .arg(format!("{name}:{}:127.0.0.1", address.port()))
+        .arg(format!("https://{name}:{}/", address.port()))
+        .status()
+        .expect("curl must be installed (.ci/install-test-tools installs it)")
+        .success()
+}
+
+/// The handshakes the workers failed (`tls.handshake_failures`, all workers).
+fn handshake_failures(proxy: &Proxy) -> u64 {
+    let json = proxy.ok(&["metrics", "get", "--json=compact"]);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("metrics as JSON");
+    value["data"]["proxy"]["tls.handshake_failures"]["COUNT"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Issue 17, aim 4: the main process compares a key's public part with its certificate's and
+/// no more, so a key whose private part alone is corrupt starts; the workers decode it at the
+/// first handshake that needs it, which fails cleanly (logged, counted), and they go on
+/// serving the other names.
+#[test]
+fn a_key_with_a_corrupt_private_part_fails_its_handshakes_only() {
+    let https = free_address();
+    let backend = Backend::start("web");
+    let frontend = |hostname: &str, name: &str, key: &str| {
+        format!(
+            "{{ address = \"{https}\", hostname = \"{hostname}\", \
+             certificate = \"{FIXTURES}/{name}.pem\", key = \"{FIXTURES}/{key}\" }}"
+        )
+    };
+    let proxy = Proxy::start(&format!(
+        "[[listeners]]\nprotocol = \"https\"\naddress = \"{https}\"\n\n\
+         [clusters.web]\nprotocol = \"http\"\nfrontends = [{}, {}]\n\
+         backends = [{{ address = \"{}\" }}]\n",
+        frontend("example.com", "example", "example-corrupt.key"),
+        frontend("localhost", "localhost", "localhost.key"),
+        backend.address,
+    ));
+    let workers = proxy.worker_pids();
+    for _ in 0..2 {
+        assert!(!answers_over_tls(https, "example.com"), "no key to serve");
+        assert!(
+            answers_over_tls(https, "localhost"),
+            "the other name is served"
+        );
+    }
+    assert!(
+        wait_until(DEADLINE, || handshake_failures(&proxy) >= 2),
+        "the failed handshakes are counted"
+    );
+    assert!(
+        proxy
+            .log_text()
+            .contains("the private key does not decode; handshakes that need it fail"),
+        "{}",
+        proxy.log_text()
+    );
+    assert_eq!(proxy.worker_pids(), workers, "no worker died");
 }
 
 /// How many workers report the certificate for `expired.test`.

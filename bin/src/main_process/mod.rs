@@ -14,7 +14,6 @@ mod command_server;
 mod dashboard;
 mod delivery;
 mod faults;
-mod key_check;
 mod listeners;
 mod notify;
 mod orders;

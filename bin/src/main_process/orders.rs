@@ -24,7 +24,7 @@ use sozu_command_lib::{
 use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use super::{
-    BatchJson, Delivery, Main, Stop, audit, key_check, ok_message, queries, state_file,
+    BatchJson, Delivery, Main, Stop, audit, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -579,9 +579,11 @@ impl Main {
 
 /// Applies an order to a state after the check every worker makes (the verdict of
 /// [`sozu_lib::server::validate`]): an order the main state takes is never refused by a
-/// worker, so the main state never holds what the workers do not.
+/// worker, so the main state never holds what the workers do not. A certificate's key is
+/// compared with the certificate by their public parts ([`KeyCheck::PublicPart`]); the
+/// workers decode it at its first handshake.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    check(state, order, KeyCheck::Now).map_err(|error| with_causes(&error))?;
+    check(state, order, KeyCheck::PublicPart).map_err(|error| with_causes(&error))?;
     state.apply(order).map_err(|error| with_causes(&error))
 }
 
@@ -612,14 +614,13 @@ pub fn state_of_config(config: Config) -> Result<ConfigState, String> {
 /// state takes each order's content instead of a copy.
 pub fn state_of_orders(orders: Vec<Order>) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
-    let keys = key_check::check_keys(&orders);
-    for (order, key) in orders.into_iter().zip(keys) {
-        let applied = match key.and_then(|()| key_check::check_with_checked_keys(&state, &order)) {
+    for order in orders {
+        let applied = match check(&state, &order, KeyCheck::PublicPart) {
             Ok(()) => state.apply_owned(order).map_err(|refused| {
                 let (error, order) = *refused;
                 (with_causes(&error), order)
             }),
-            Err(error) => Err((error, order)),
+            Err(error) => Err((with_causes(&error), order)),
         };
         if let Err((error, order)) = applied {
             return Err(format!("the {order} order is refused: {error}"));

@@ -16,7 +16,7 @@ use sozu_command_lib::{
     state::{ConfigState, sozu_format},
 };
 
-use super::key_check;
+use super::orders::apply_order;
 use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
@@ -65,9 +65,8 @@ pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
             !unchanged
         })
         .collect();
-    let keys = key_check::check_keys(orders.iter().map(|(_, order)| order));
-    for ((line, order), key) in orders.into_iter().zip(keys) {
-        match key.and_then(|()| key_check::apply_order_with_checked_keys(state, &order)) {
+    for (line, order) in orders {
+        match apply_order(state, &order) {
             Ok(()) => merged.applied.push(order),
             Err(error) => merged
                 .conflicts

@@ -5,9 +5,10 @@
 //! exact or `*.` wildcard) unless an order lists names explicitly; a client without SNI, or
 //! with an unknown name, gets the listener's default certificate (or, without one, the most
 //! recently added). A certificate's private key is decoded when it is loaded or, with
-//! [`KeyCheck::OnFirstUse`], at the first handshake that needs it: a worker whose main process
-//! has checked every pair loads thousands of certificates without decoding their keys. A key
-//! that fails then fails those handshakes only (logged once), never the worker.
+//! [`KeyCheck::PublicPart`] and [`KeyCheck::OnFirstUse`], at the first handshake that needs it:
+//! the main process compares each key's public part with its certificate's (`key_pair`, cheap),
+//! and a worker loads thousands of certificates without decoding their keys. A key that fails
+//! then fails those handshakes only (logged once), never the worker.
 //! A certificate change swaps one immutable table for another under a lock,
 //! so a handshake sees the old set or the new one, never a mix; connections already open keep
 //! the certificate they were given.
@@ -38,6 +39,9 @@ use sozu_command_lib::{
 
 use crate::{pool::Buffer, session::endpoint::Transfer};
 
+mod der;
+mod key_pair;
+
 /// Why a certificate or TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -50,12 +54,22 @@ pub enum TlsError {
     /// The private key is not PEM.
     #[error("the private key is not valid PEM")]
     KeyPem(#[source] rustls_pki_types::pem::Error),
+    /// The private key is not a well-formed PKCS#8, PKCS#1 or SEC1 structure.
+    #[error("the private key is not a well-formed PKCS#8, PKCS#1 RSA or SEC1 EC key")]
+    KeyEncoding,
     /// The private key's type is not one rustls signs with.
     #[error("the private key type is not supported (RSA, ECDSA P-256/P-384/P-521 and Ed25519 are)")]
-    KeyType(#[source] rustls::Error),
+    KeyType,
     /// The private key is not the certificate's.
     #[error("the private key does not match the certificate")]
-    KeyMismatch(#[source] rustls::Error),
+    KeyMismatch,
+    /// The certificate's public key cannot be read to compare the key with it.
+    #[error("the certificate's public key info cannot be read")]
+    CertificateKey,
+    /// The private key is the certificate's by its public part, but does not decode: its
+    /// private part is invalid.
+    #[error("the private key does not decode")]
+    KeyDecode(#[source] rustls::Error),
     /// A cipher suite name the proxy does not know; holds the name.
     #[error("unknown cipher suite `{0}`")]
     CipherSuite(String),
@@ -73,14 +87,23 @@ pub enum TlsError {
     Ticketer(#[source] rustls::Error),
 }
 
-/// When a certificate's private key is decoded and checked against the certificate.
+/// When a certificate's private key is checked against the certificate, and decoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum KeyCheck {
-    /// While loading: a key that does not decode or does not match is refused then.
+    /// While loading, the key is decoded: a key that does not decode or does not match is
+    /// refused then.
     #[default]
     Now,
-    /// At the first handshake that needs the certificate. For a worker whose orders come from
-    /// a main process that checked each pair with [`KeyCheck::Now`] before sending it.
+    /// While loading, the public part the key's encoding carries is compared with the
+    /// certificate's (a key that carries none, an EC key without its point or an Ed25519 key
+    /// in PKCS#8 v1, is decoded to compute it): a key of another certificate, of a type rustls
+    /// does not sign with, or not a key at all is refused then, at a small part of the cost of
+    /// decoding an RSA key. The key is decoded at the first handshake that needs it, so a key
+    /// whose private part alone is corrupt fails those handshakes. The main process's check.
+    PublicPart,
+    /// Nothing while loading: the key is decoded and compared at the first handshake that
+    /// needs the certificate. For a worker whose orders come from a main process that checked
+    /// each pair with [`KeyCheck::PublicPart`] before sending it.
     OnFirstUse,
 }
 
@@ -136,19 +159,19 @@ impl std::fmt::Debug for ServedKey {
     }
 }
 
-/// Reads a certificate's fingerprint and names, and decodes its chain and key when `check`
-/// says now (refusing a key that does not decode or does not match).
+/// Reads a certificate's fingerprint and names, and checks its key as `check` says
+/// ([`check_key`]).
 pub fn load_certificate(
     certificate: &CertificateAndKey,
     check: KeyCheck,
 ) -> Result<LoadedCertificate, TlsError> {
     let facts = certificate::inspect(certificate)?;
-    let key = match check {
-        KeyCheck::Now => ServedKey {
+    let key = match check_key(certificate, check)? {
+        Some(decoded) => ServedKey {
             pem: None,
-            decoded: OnceLock::from(Some(Arc::new(certified_key(certificate)?))),
+            decoded: OnceLock::from(Some(Arc::new(decoded))),
         },
-        KeyCheck::OnFirstUse => ServedKey {
+        None => ServedKey {
             pem: Some(certificate.clone()),
             decoded: OnceLock::new(),
         },
@@ -158,6 +181,32 @@ pub fn load_certificate(
         names: facts.names,
         key: Arc::new(key),
     })
+}
+
+/// What [`load_certificate`] checks, for a caller that keeps nothing it loads (the main
+/// process).
+pub fn check_certificate(certificate: &CertificateAndKey, check: KeyCheck) -> Result<(), TlsError> {
+    certificate::inspect(certificate)?;
+    check_key(certificate, check).map(drop)
+}
+
+/// The checks of a certificate's key while loading: with [`KeyCheck::Now`], the decoded chain
+/// and key; with [`KeyCheck::PublicPart`], the comparison of their public parts.
+fn check_key(
+    certificate: &CertificateAndKey,
+    check: KeyCheck,
+) -> Result<Option<CertifiedKey>, TlsError> {
+    match check {
+        KeyCheck::Now => certified_key(certificate).map(Some),
+        KeyCheck::PublicPart => {
+            let leaf = CertificateDer::pem_slice_iter(certificate.certificate.as_bytes())
+                .next()
+                .ok_or(CertificateError::NoCertificate)?
+                .map_err(TlsError::ChainPem)?;
+            compare_keys(&private_key(certificate)?, &leaf).map(|()| None)
+        }
+        KeyCheck::OnFirstUse => Ok(None),
+    }
 }
 
 /// Decodes a certificate, its chain and its key, and checks that the key matches.
@@ -171,12 +220,33 @@ fn certified_key(certificate: &CertificateAndKey) -> Result<CertifiedKey, TlsErr
             chain.push(der.map_err(TlsError::ChainPem)?);
         }
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(certificate.key.as_bytes()).map_err(TlsError::KeyPem)?;
-    let signing_key = aws_lc_rs::sign::any_supported_type(&key).map_err(TlsError::KeyType)?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(TlsError::KeyMismatch)?;
-    Ok(certified)
+    let key = private_key(certificate)?;
+    compare_keys(&key, chain.first().ok_or(CertificateError::NoCertificate)?)?;
+    let signing_key = aws_lc_rs::sign::any_supported_type(&key).map_err(TlsError::KeyDecode)?;
+    Ok(CertifiedKey::new(chain, signing_key))
+}
+
+fn private_key(certificate: &CertificateAndKey) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(certificate.key.as_bytes()).map_err(TlsError::KeyPem)
+}
+
+/// Whether `key` is the key of `leaf` (a certificate's DER), by their public parts
+/// ([`key_pair::compare`]); a key whose encoding does not carry its public part is decoded to
+/// compute it.
+fn compare_keys(key: &PrivateKeyDer<'_>, leaf: &[u8]) -> Result<(), TlsError> {
+    let certificate_key = match key_pair::compare(key, leaf) {
+        Ok(key_pair::Comparison::Matches) => return Ok(()),
+        Ok(key_pair::Comparison::NeedsDecoding(certificate_key)) => certificate_key,
+        Err(key_pair::Refusal::Malformed) => return Err(TlsError::KeyEncoding),
+        Err(key_pair::Refusal::Unsupported) => return Err(TlsError::KeyType),
+        Err(key_pair::Refusal::Mismatch) => return Err(TlsError::KeyMismatch),
+        Err(key_pair::Refusal::CertificateKey) => return Err(TlsError::CertificateKey),
+    };
+    let signing_key = aws_lc_rs::sign::any_supported_type(key).map_err(TlsError::KeyDecode)?;
+    match signing_key.public_key() {
+        Some(public_key) if public_key.as_ref() == certificate_key => Ok(()),
+        _ => Err(TlsError::KeyMismatch),
+    }
 }
 
 /// The certificates of one listener, as an immutable table swapped whole on change.
@@ -718,8 +788,72 @@ mod tests {
         assert!(load_certificate(&pair(LOCALHOST, LOCALHOST_KEY), KeyCheck::Now).is_ok());
         assert!(matches!(
             load_certificate(&pair(LOCALHOST, EXAMPLE_KEY), KeyCheck::Now),
-            Err(TlsError::KeyMismatch(_))
+            Err(TlsError::KeyMismatch)
         ));
+    }
+
+    /// Issue 17, aim 4: the main process compares public parts instead of decoding each key,
+    /// and refuses what decoding refused, with the same messages.
+    #[test]
+    fn the_public_part_check_refuses_what_decoding_refuses() {
+        let fixture = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/../command/tests/fixtures/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .expect("a fixture")
+        };
+        let ed25519 = fixture("ed25519.pem");
+        for (certificate, key) in [
+            (LOCALHOST, LOCALHOST_KEY.to_string()),
+            (EXAMPLE, EXAMPLE_KEY.to_string()),
+            (EXAMPLE, fixture("example-pkcs1.key")),
+            (LOCALHOST, fixture("localhost-sec1.key")),
+            (&ed25519, fixture("ed25519.key")),
+        ] {
+            for check in [KeyCheck::Now, KeyCheck::PublicPart] {
+                assert!(
+                    check_certificate(&pair(certificate, &key), check).is_ok(),
+                    "{check:?} {key}"
+                );
+            }
+        }
+        let refused = |certificate: &str, key: &str| {
+            let now = check_certificate(&pair(certificate, key), KeyCheck::Now)
+                .map_err(|error| error.to_string());
+            let public_part = check_certificate(&pair(certificate, key), KeyCheck::PublicPart)
+                .map_err(|error| error.to_string());
+            assert_eq!(now, public_part, "{key}");
+            now.expect_err("refused")
+        };
+        let mismatch = "the private key does not match the certificate";
+        assert_eq!(refused(LOCALHOST, EXAMPLE_KEY), mismatch);
+        assert_eq!(refused(EXAMPLE, &fixture("key.pem")), mismatch);
+        assert_eq!(refused(&ed25519, &fixture("ed25519-other.key")), mismatch);
+        assert_eq!(refused(LOCALHOST, &fixture("localhost2.key")), mismatch);
+        assert!(refused(LOCALHOST, &fixture("secp256k1.key")).contains("not supported"));
+        let not_a_key = "-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n";
+        assert!(refused(LOCALHOST, not_a_key).contains("not a well-formed"));
+        assert!(refused(LOCALHOST, "no key").contains("not a PEM private key"));
+    }
+
+    /// The cheap check's blind spot: a key whose private part alone is corrupt passes it and
+    /// fails when decoded, at its first handshake.
+    #[test]
+    fn a_corrupt_private_part_fails_when_decoded_only() {
+        let corrupt = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../command/tests/fixtures/example-corrupt.key"
+        ))
+        .expect("a fixture");
+        let certificate = pair(EXAMPLE, &corrupt);
+        assert!(matches!(
+            check_certificate(&certificate, KeyCheck::Now),
+            Err(TlsError::KeyDecode(_))
+        ));
+        let loaded = load_certificate(&certificate, KeyCheck::PublicPart)
+            .expect("its public part is the certificate's");
+        assert!(loaded.certified_key().is_none(), "no key to serve");
     }
 
     #[test]

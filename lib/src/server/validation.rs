@@ -145,9 +145,9 @@ pub enum Validated {
 /// not changed; [`ConfigState::apply`] then changes it (and makes the checks that depend on
 /// what the state holds: duplicates, dangling references).
 ///
-/// `keys` says when the private key of a certificate order is decoded and checked: with
-/// [`KeyCheck::OnFirstUse`], a key that does not match passes here and fails the handshakes
-/// that need it.
+/// `keys` says how the private key of a certificate order is checked here (see [`KeyCheck`]):
+/// with [`KeyCheck::OnFirstUse`], a key that does not match passes here and fails the
+/// handshakes that need it.
 pub fn validate(
     state: &ConfigState,
     order: &Order,
@@ -233,15 +233,32 @@ pub fn validate(
 
 /// [`validate`] for a caller that keeps nothing it builds (the main process): the same
 /// verdict and error, but a frontend's route is built only when checking it needs that (see
-/// [`Route::check`]).
+/// [`Route::check`]), and a certificate is not kept.
 pub fn check(state: &ConfigState, order: &Order, keys: KeyCheck) -> Result<(), OrderError> {
     match order {
         Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
             rules::check_order(order)?;
             Route::check(frontend).map_err(|source| route_error(frontend, source))
         }
+        Order::AddCertificate(add) => {
+            rules::check_order(order)?;
+            check_certificate(add.address, &add.certificate, keys)
+        }
+        Order::ReplaceCertificate(replace) => {
+            rules::check_order(order)?;
+            check_certificate(replace.address, &replace.new_certificate, keys)
+        }
         _ => validate(state, order, keys).map(drop),
     }
+}
+
+fn check_certificate(
+    address: SocketAddr,
+    certificate: &CertificateAndKey,
+    keys: KeyCheck,
+) -> Result<(), OrderError> {
+    tls::check_certificate(certificate, keys)
+        .map_err(|source| OrderError::Certificate { address, source })
 }
 
 fn route_error(frontend: &HttpFrontend, source: RouterError) -> OrderError {
