@@ -128,14 +128,19 @@ fn half_close_still_delivers_the_whole_answer(splice: bool) {
 fn a_backend_that_ends_first_still_hears_the_client(splice: bool) {
     let backend = Backend::greeter(b"the answer comes first, then its end");
     let mut worker = Worker::start(ServerConfig::default());
-    let address = worker.tcp_proxy_with(listener(splice), Cluster::new("first"), &[backend.address]);
+    let address =
+        worker.tcp_proxy_with(listener(splice), Cluster::new("first"), &[backend.address]);
 
     let mut stream = connect(address);
     stream.write_all(b"hello").expect("send");
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).expect("read the answer and its end");
+    stream
+        .read_to_end(&mut answer)
+        .expect("read the answer and its end");
     assert_eq!(answer, b"the answer comes first, then its end");
-    stream.write_all(b", and more").expect("send after the backend's end");
+    stream
+        .write_all(b", and more")
+        .expect("send after the backend's end");
     stream
         .shutdown(Shutdown::Write)
         .expect("shut down the write side");
