@@ -23,6 +23,7 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 SCENARIOS = [
     ("tcp-throughput", "TCP, large transfer", "MB/s", "ms/GB"),
     ("tcp-connect", "TCP, new connection per request", "conn/s", "µs/conn"),
+    ("tcp-keepalive", "TCP, kept-alive client connections", "req/s", "µs/req"),
     ("http-keepalive", "HTTP keep-alive", "req/s", "µs/req"),
     ("http-close", "HTTP, new connection per request", "req/s", "µs/req"),
     ("1mib", "HTTP keep-alive, 1 MiB responses", "req/s", "µs/req"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Figures of the sozu worker that do not depend on the load of the machine: system calls,
-# allocations and CPU time per request, counted by `perf stat` (syscall tracepoints, uprobes on
-# the C library's malloc, calloc and realloc, task-clock) over a fixed number of requests sent
+# allocations, packets and CPU time per request, counted by `perf stat` (syscall tracepoints,
+# uprobes on the C library's malloc, calloc and realloc, net:net_dev_xmit, task-clock) over a fixed number of requests sent
 # by `h2load --h1 -n`, for HTTP keep-alive, HTTPS keep-alive, TCP mode (keep-alive through the
 # pipe; and `tcp-connect`: a new client connection per request, so a new backend connection
 # each, sent by helper.py's `connects`), HTTP keep-alive with a JSON or the default access log to a file, and the paths of
@@ -282,7 +282,7 @@ callgrind_instructions() {
 # measure SCENARIO WORKER URL [HOST]: counts over REQUESTS requests, one line of RESULTS.
 measure() {
     local scenario=$1 worker=$2 url=$3 host=${4:-localhost} events syscall perf_pid
-    events="task-clock,$ALLOCATIONS,raw_syscalls:sys_enter$INSTRUCTIONS"
+    events="task-clock,$ALLOCATIONS,raw_syscalls:sys_enter,net:net_dev_xmit$INSTRUCTIONS"
     for syscall in "${SYSCALLS[@]}"; do
         events+=",syscalls:sys_enter_$syscall"
     done
@@ -319,7 +319,7 @@ print(f"{scenario} {per('task-clock') * 1000:.2f} {instructions('instructions_u'
       f"{instructions('instructions_k')} {per('malloc', 'calloc', 'realloc'):.2f} "
       f"{per('sys_enter'):.2f} {per('read', 'readv', 'recvfrom', 'recvmsg'):.2f} "
       f"{per('write', 'writev', 'sendto', 'sendmsg'):.2f} {per('epoll_wait', 'epoll_pwait'):.3f} "
-      f"{per('epoll_ctl'):.3f} {per('clock_gettime'):.2f}")
+      f"{per('epoll_ctl'):.3f} {per('clock_gettime'):.2f} {per('net_dev_xmit'):.2f}")
 EOF
     if [[ -n $PROFILE ]]; then
         perf record -g -o "$WORK/$scenario.perf" -p "$worker" >/dev/null 2>&1 &
@@ -448,11 +448,12 @@ main() {
     {
         echo "- $(helper machine); sozu \`$SOZU_BIN\` ($("$SOZU_BIN" --version 2>&1 | head -n 1)) at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $(h2load --version | head -n 1); $(nginx -v 2>&1 | cut -d' ' -f3) (backend); $(perf --version)${CALLGRIND:+; $(valgrind --version)}; $REQUESTS requests on $CONNECTIONS connections (h2load --h1; h2: $H2_STREAMS streams at once on each); load average $(cut -d' ' -f1-3 /proc/loadavg)"
         echo
-        echo "| scenario | CPU µs | instructions (user) | instructions (kernel) | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$RESULTS"
+        echo "| scenario | CPU µs | instructions (user) | instructions (kernel) | allocations | system calls | reads | writes | epoll_wait | epoll_ctl | clock_gettime | packets |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 }' "$RESULTS"
         echo
-        echo "(each figure per request, on the sozu worker; reads and writes on both sides)"
+        echo "(each figure per request, on the sozu worker; reads and writes on both sides; packets: those the"
+        echo "loopback sent while the worker ran, its own and the ones its peers' kernel answered at once)"
     } | tee "$WORK/report.md"
 }
 

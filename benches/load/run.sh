@@ -49,7 +49,7 @@ STREAMS=${STREAMS:-4}               # parallel downloads of the large-transfer s
 BIG_FILE_MB=${BIG_FILE_MB:-100}     # size of the large file
 # faults, sni-routing, idle and handshakes are chosen by name only: they need Toxiproxy's source
 # and sslh, many open files, or a client of their own.
-SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect http-keepalive http-close 1mib https-keepalive https-handshake h2 scale logs}
+SCENARIOS=${SCENARIOS:-tcp-throughput tcp-connect tcp-keepalive http-keepalive http-close 1mib https-keepalive https-handshake h2 scale logs}
 PROXIES=${PROXIES:-sozu haproxy nginx}
 SCALE_FRONTENDS=${SCALE_FRONTENDS:-1000 100000}  # frontend counts compared by the scale scenario
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-300}          # seconds a proxy may take to answer at start

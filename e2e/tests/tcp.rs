@@ -121,6 +121,33 @@ fn half_close_still_delivers_the_whole_answer(splice: bool) {
     assert_eq!(backend.received(), [b"question".to_vec()]);
 }
 
+/// A backend that ends its stream first (its answer, then its end, with the client's stream
+/// still open): the client gets the whole answer, then the end of stream (with the answer's
+/// last bytes, in one segment), and what it sends after that still reaches the backend, which
+/// reads until the client ends.
+fn a_backend_that_ends_first_still_hears_the_client(splice: bool) {
+    let backend = Backend::greeter(b"the answer comes first, then its end");
+    let mut worker = Worker::start(ServerConfig::default());
+    let address =
+        worker.tcp_proxy_with(listener(splice), Cluster::new("first"), &[backend.address]);
+
+    let mut stream = connect(address);
+    stream.write_all(b"hello").expect("send");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("read the answer and its end");
+    assert_eq!(answer, b"the answer comes first, then its end");
+    stream
+        .write_all(b", and more")
+        .expect("send after the backend's end");
+    stream
+        .shutdown(Shutdown::Write)
+        .expect("shut down the write side");
+    assert!(wait_until(DEADLINE, || !backend.received().is_empty()));
+    assert_eq!(backend.received(), [b"hello, and more".to_vec()]);
+}
+
 fn removed_backend_drains_while_new_connections_go_elsewhere(splice: bool) {
     let first = Backend::echo();
     let second = Backend::echo();
@@ -462,6 +489,7 @@ both_ways! {
     a_hundred_megabytes_each_way_arrive_intact,
     a_thousand_concurrent_connections_complete,
     half_close_still_delivers_the_whole_answer,
+    a_backend_that_ends_first_still_hears_the_client,
     removed_backend_drains_while_new_connections_go_elsewhere,
     a_dead_backend_is_skipped_for_a_live_one,
     without_a_live_backend_the_client_is_closed_promptly,

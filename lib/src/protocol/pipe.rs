@@ -171,21 +171,26 @@ impl Lane {
     }
 
     /// Writes at most `limit` bytes from the lane to `sink`: the head, then bytes read before a
-    /// kernel pipe existed, then the stream.
-    fn drain_into(&mut self, sink: &mut Endpoint, limit: usize) -> Transfer {
+    /// kernel pipe existed, then the stream. `source_ended`: the source's stream ended and the
+    /// sink's is ended as soon as the lane is empty, so a write that empties it is the last
+    /// one before the end of stream.
+    fn drain_into(&mut self, sink: &mut Endpoint, limit: usize, source_ended: bool) -> Transfer {
+        let pending = self.pending();
+        let last = source_ended && pending <= limit;
         if !self.head.is_empty() {
             let end = self.head.len().min(limit);
-            let transfer = sink.write(&self.head[..end]);
+            let transfer = write_part(sink, &self.head[..end], last && end == pending);
             if let Transfer::Moved(count) = transfer {
                 self.head.drain(..count.min(self.head.len()));
             }
             return transfer;
         }
         match &mut self.store {
-            Store::Buffer(buffer) => write_from(buffer, sink, limit),
+            Store::Buffer(buffer) => write_from(buffer, sink, limit, last),
             Store::Kernel { prefix, pipe } => {
                 if let Some(buffer) = prefix.as_mut().filter(|buffer| !buffer.is_empty()) {
-                    let transfer = write_from(buffer, sink, limit);
+                    let last = last && pipe.is_empty();
+                    let transfer = write_from(buffer, sink, limit, last);
                     // Sent: the buffer goes back to the pool.
                     if prefix.as_ref().is_some_and(Buffer::is_empty) {
                         *prefix = None;
@@ -212,14 +217,24 @@ impl Lane {
     }
 }
 
-/// Writes at most `limit` of a buffer's pending bytes to `sink` and consumes what was taken.
-fn write_from(buffer: &mut Buffer, sink: &mut Endpoint, limit: usize) -> Transfer {
+/// Writes at most `limit` of a buffer's pending bytes to `sink` and consumes what was taken;
+/// `last`: they are all the lane holds and the end of stream follows them.
+fn write_from(buffer: &mut Buffer, sink: &mut Endpoint, limit: usize, last: bool) -> Transfer {
     let data = buffer.data();
-    let transfer = sink.write(&data[..data.len().min(limit)]);
+    let transfer = write_part(sink, &data[..data.len().min(limit)], last);
     if let Transfer::Moved(count) = transfer {
         buffer.consume(count);
     }
     transfer
+}
+
+/// Writes `data` to `sink`, as the last bytes before the end of stream when `last`.
+fn write_part(sink: &mut Endpoint, data: &[u8], last: bool) -> Transfer {
+    if last {
+        sink.write_before_end(data)
+    } else {
+        sink.write(data)
+    }
 }
 
 /// What a run of the pipe achieved.
@@ -424,7 +439,10 @@ fn copy(
                     return progress;
                 }
             };
-            match (limit > 0).then(|| lane.drain_into(sink, limit)) {
+            // Without faults, the sink's stream ends in this run once the ended source's
+            // bytes are all sent (faults may hold the end back: no bytes wait for it then).
+            let source_ended = source.read_to_the_end() && shaping.is_none();
+            match (limit > 0).then(|| lane.drain_into(sink, limit, source_ended)) {
                 None => {}
                 Some(Transfer::Moved(count)) => {
                     if let Some((shaper, way, now)) = shaping.as_mut() {
@@ -635,6 +653,78 @@ mod tests {
         let mut received = Vec::new();
         client.read_to_end(&mut received).unwrap();
         assert_eq!(received, b"yo");
+    }
+
+    /// The segments the kernel sent so far on `endpoint`'s socket (`TCP_INFO`).
+    #[allow(unsafe_code)]
+    fn segments_sent(endpoint: &Endpoint) -> u32 {
+        use std::os::fd::AsRawFd;
+        let fd = endpoint.tcp().unwrap().as_raw_fd();
+        // SAFETY: `tcp_info` is plain integers, for which zero is a valid value.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut length = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap();
+        // SAFETY: `info` and `length` are valid for writes and `length` is `info`'s size.
+        let result = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                std::ptr::from_mut(&mut info).cast(),
+                &mut length,
+            )
+        };
+        assert_eq!(result, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_segs_out
+    }
+
+    /// A backend's last bytes and its end of stream reach the client in one segment: the
+    /// write that empties the lane of an ended source holds its tail in the kernel
+    /// (`MSG_MORE`), and the `shutdown` that follows sends it with the FIN, not alone after
+    /// it (one segment, and one acknowledgement, fewer per connection). The client still gets
+    /// every byte, then the end of stream, and the backend still gets what the client sends
+    /// after that.
+    #[test]
+    fn the_last_bytes_and_the_end_of_stream_leave_in_one_segment() {
+        let (mut client, mut front, front_waiter) = connection(0);
+        let (mut backend, mut back, back_waiter) = connection(1);
+        front.tcp().unwrap().set_nodelay(true).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        backend
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let pool = Pool::new(64, 0, 2);
+        let mut pipe = Pipe::new(pool.checkout(), pool.checkout());
+        front.readiness.event = Ready::WRITABLE;
+        back.readiness.event = Ready::WRITABLE;
+
+        backend.write_all(b"the answer, then the end").unwrap();
+        backend.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_readable(&back_waiter);
+        back.readiness.event.insert(Ready::READABLE | Ready::HUP);
+        let before = segments_sent(&front);
+        assert!(matches!(
+            pipe.run(&mut front, &mut back, None),
+            PipeStatus::Wait { .. }
+        ));
+        assert!(front.write_shut, "the backend's end is passed on");
+        assert_eq!(segments_sent(&front) - before, 1, "the bytes and the FIN");
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).unwrap();
+        assert_eq!(received, b"the answer, then the end");
+
+        client.write_all(b"after").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_readable(&front_waiter);
+        front.readiness.event.insert(Ready::READABLE | Ready::HUP);
+        assert_eq!(pipe.run(&mut front, &mut back, None), PipeStatus::Done);
+        // The session closes the sockets (the test holds a second descriptor of each).
+        drop(back);
+        drop(back_waiter);
+        let mut received = Vec::new();
+        backend.read_to_end(&mut received).unwrap();
+        assert_eq!(received, b"after");
     }
 
     /// A spliced pipe moves a direction to a kernel pipe only when a read fills its buffer:

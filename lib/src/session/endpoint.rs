@@ -356,6 +356,13 @@ impl Endpoint {
         }
     }
 
+    /// The peer's stream ended and everything before its end was read: known from the read
+    /// that returned 0, or from a short read after the hangup (the next read reports the end
+    /// without a call).
+    pub fn read_to_the_end(&self) -> bool {
+        self.read_closed || self.end_reached
+    }
+
     /// A read took less than it had room for: the kernel had nothing more. Without a hangup
     /// reported, more may come later (the readable flag is cleared, so no call is made to
     /// see `EAGAIN`). After one without an error (the peer's FIN: TCP delivers in order, so
@@ -377,6 +384,19 @@ impl Endpoint {
 
     /// Writes several slices in one system call.
     pub fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> Transfer {
+        self.send(slices, false)
+    }
+
+    /// Writes the last bytes of our stream, which [`Endpoint::shutdown_write`] or the close
+    /// follows at once: on a plain socket the kernel holds the tail of them (`MSG_MORE`) so
+    /// that the end of stream leaves in the same segment, not in one of its own.
+    pub fn write_before_end(&mut self, data: &[u8]) -> Transfer {
+        self.send(&[IoSlice::new(data)], true)
+    }
+
+    /// Writes `slices`, holding the tail in the kernel when `more` follows at once (plain
+    /// sockets only).
+    fn send(&mut self, slices: &[IoSlice<'_>], more: bool) -> Transfer {
         let offered: usize = slices.iter().map(|slice| slice.len()).sum();
         if offered == 0 {
             return Transfer::WouldBlock;
@@ -407,7 +427,13 @@ impl Endpoint {
             return transfer;
         }
         loop {
-            match stream.write_vectored(slices) {
+            let written = if more {
+                socket2::SockRef::from(&*stream)
+                    .send_vectored_with_flags(slices, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            } else {
+                stream.write_vectored(slices)
+            };
+            match written {
                 Ok(0) => return Transfer::Closed,
                 Ok(count) => {
                     self.bytes_written += count as u64;
