@@ -21,7 +21,7 @@ if [[ -n ${QUICK:-} ]]; then
     : "${ROUNDS:=1}" "${DURATION:=2}" "${BIG_FILE_MB:=10}" "${SCALE_FRONTENDS:=10 100}"
     : "${IDLE_CONNECTIONS:=100}" "${HANDSHAKES:=50}" "${RESULTS_DIR:=$(mktemp -d)}"
     if [[ -z ${SCENARIOS:-} ]]; then
-        SCENARIOS="tcp-throughput tcp-connect http-keepalive http-close 1mib https-keepalive https-handshake h2 scale logs sni-routing idle handshakes"
+        SCENARIOS="tcp-throughput tcp-connect tcp-keepalive http-keepalive http-close 1mib https-keepalive https-handshake h2 scale logs sni-routing idle handshakes"
         if [[ -n ${TOXIPROXY_BIN:-} ]] || compgen -G "$ROOT/target/bench-tools/toxiproxy-server-*" >/dev/null; then
             SCENARIOS+=" faults"
         fi
