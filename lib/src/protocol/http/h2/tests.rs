@@ -1442,7 +1442,7 @@ fn a_smaller_table_size_once_acknowledged_needs_a_size_update_in_the_next_block(
         max_header_table_size: 0,
         ..H2Config::default()
     };
-    let mut client = Client::new(config.clone());
+    let mut client = Client::new(config);
     let mut bytes = Vec::new();
     frame::write_settings_ack(&mut bytes);
     frame::write_headers(&mut bytes, 1, &fields, true, 16_384);
