@@ -12,13 +12,12 @@
 //! [`MAX_CONTINUATIONS`] CONTINUATION frames, at most [`MAX_FRAMES`] frames in all; anything
 //! else is a failed check, never a panic.
 
-use loona_hpack::Decoder;
-
 use crate::protocol::http::h2::{
     ErrorCode, StreamId,
     error::FrameError,
     frame::{self, DEFAULT_MAX_FRAME_SIZE, Decoded, Frame, PREFACE},
     headers::{self, BlockError, HeaderEncoder, ListLimits, Scratch},
+    hpack::Decoder,
     settings,
 };
 
@@ -73,7 +72,7 @@ pub fn goodbye(out: &mut Vec<u8>) {
 /// The reading side of an HTTP/2 probe: frames received so far, until the final status of
 /// the probe's stream.
 pub struct Reply {
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     scratch: Scratch,
     /// Bytes received, not yet a whole frame (at most one frame and one read).
     input: Vec<u8>,
@@ -98,10 +97,8 @@ impl std::fmt::Debug for Reply {
 impl Reply {
     /// Nothing received yet; the HPACK table bounded by the default size the probe keeps.
     pub fn new() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(settings::DEFAULT_HEADER_TABLE_SIZE as usize);
         Reply {
-            decoder,
+            decoder: Decoder::default(),
             scratch: Scratch::default(),
             input: Vec::new(),
             block: Vec::new(),

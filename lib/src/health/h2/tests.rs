@@ -63,7 +63,9 @@ fn the_request_opens_one_stream_with_a_get_of_the_uri() {
         panic!("HEADERS ending stream 1");
     };
     assert_eq!(len, rest.len(), "nothing after the HEADERS");
-    let fields = Decoder::new().decode(fragment).expect("a valid block");
+    let fields = loona_hpack::Decoder::new()
+        .decode(fragment)
+        .expect("a valid block");
     let fields: Vec<(&[u8], &[u8])> = fields
         .iter()
         .map(|(name, value)| (name.as_slice(), value.as_slice()))

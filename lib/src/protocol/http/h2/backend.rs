@@ -37,7 +37,6 @@ use std::{
     time::Instant,
 };
 
-use loona_hpack::Decoder;
 use mio::Token;
 use rustc_hash::FxHashMap;
 use slab::Slab;
@@ -50,6 +49,7 @@ use super::{
     flood::Flood,
     frame::{self, MAX_WINDOW, PREFACE},
     headers::{HeaderEncoder, Scratch},
+    hpack::Decoder,
     settings::{self, DEFAULT_WINDOW, PeerSettings},
 };
 use crate::{
@@ -200,7 +200,7 @@ impl LinkStream {
 pub struct Link {
     limits: H2Config,
     flood: Flood,
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     encoder: HeaderEncoder,
     peer: PeerSettings,
     has_settings: bool,
@@ -251,8 +251,6 @@ impl Link {
     /// out with the first write. `limits` bounds what the backend may send; its streams'
     /// owners are woken through `wakes`.
     pub fn new(limits: H2Config, now: Instant, wakes: Wakes) -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(settings::DEFAULT_HEADER_TABLE_SIZE as usize);
         let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(PREFACE);
         frame::write_settings(
@@ -269,7 +267,8 @@ impl Link {
         Self {
             limits,
             flood: Flood::new(now),
-            decoder,
+            // Until the backend acknowledges our SETTINGS, the default table size applies.
+            decoder: Decoder::default(),
             encoder: HeaderEncoder::default(),
             peer: PeerSettings::default(),
             has_settings: false,

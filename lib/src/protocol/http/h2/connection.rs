@@ -17,7 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use loona_hpack::Decoder;
 use sozu_command_lib::request::H2Config;
 
 mod blocks;
@@ -30,6 +29,7 @@ use super::{
     flood::{Flood, Lifetime, Windowed},
     frame::{self, Decoded, Frame, MAX_WINDOW},
     headers::{HeaderEncoder, ListLimits, Request, Scratch},
+    hpack::Decoder,
     settings::{self, DEFAULT_WINDOW, PeerSettings},
     stream::{Recv, Send, Stream},
 };
@@ -161,7 +161,7 @@ pub struct Connection {
     request_id_header: Box<[u8]>,
     phase: Phase,
     flood: Flood,
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     encoder: HeaderEncoder,
     peer: PeerSettings,
     /// Open streams, in no order. Few enough (the concurrency limit) for a linear search.
@@ -199,16 +199,14 @@ impl Connection {
         request_id_header: &[u8],
         now: Instant,
     ) -> Self {
-        let mut decoder = Decoder::new();
-        // Until the client acknowledges our SETTINGS, the default table size applies.
-        decoder.set_max_allowed_table_size(settings::DEFAULT_HEADER_TABLE_SIZE as usize);
         Self {
             config,
             stream_idle_timeout,
             request_id_header: request_id_header.into(),
             phase: Phase::Preface,
             flood: Flood::new(now),
-            decoder,
+            // Until the client acknowledges our SETTINGS, the default table size applies.
+            decoder: Decoder::default(),
             encoder: HeaderEncoder::default(),
             peer: PeerSettings::default(),
             streams: Vec::new(),
@@ -620,7 +618,7 @@ impl Connection {
             .map_err(escalated)?;
         if ack {
             self.decoder
-                .set_max_allowed_table_size(self.config.max_header_table_size as usize);
+                .set_max_table_size(self.config.max_header_table_size);
             return Ok(None);
         }
         let old_window = i64::from(self.peer.initial_window_size);

@@ -10,11 +10,12 @@
 //! HTTP/1.1 backend. A request with a body and no content-length gets
 //! `transfer-encoding: chunked`, the framing its DATA frames need on HTTP/1.1.
 
-use std::{borrow::Cow, ops::Range};
+use std::ops::Range;
 
-use loona_hpack::{Decoder, encoder::encode_integer_into};
-
-use super::error::Cause;
+use super::{
+    error::Cause,
+    hpack::{Decoder, encode_integer},
+};
 use crate::protocol::http::parser::{
     self, Header, HeaderKind, Limits, Parsed, RequestHead, ResponseHead,
 };
@@ -202,7 +203,7 @@ fn is_valid_value(value: &[u8]) -> bool {
 /// Decodes `block` into fields, checking each, into `scratch` (cleared first); the
 /// pseudo-header fields, or why the block is refused.
 fn collect(
-    decoder: &mut Decoder<'_>,
+    decoder: &mut Decoder,
     block: &[u8],
     limits: &ListLimits,
     is_trailer: bool,
@@ -222,9 +223,7 @@ fn collect(
         failure: None,
     };
     decoder
-        .decode_with_cb(block, |name: Cow<'_, [u8]>, value: Cow<'_, [u8]>| {
-            collect.field(&name, &value)
-        })
+        .decode(block, |name, value| collect.field(name, value))
         .map_err(|_| BlockError::Compression)?;
     match collect.failure {
         Some(cause) => Err(BlockError::Stream(cause)),
@@ -236,7 +235,7 @@ fn collect(
 /// HEADERS frame ended the stream, so the request has no body. The request is written into
 /// `buffers` (its bytes and its fields, those of a request done with).
 pub fn decode_request(
-    decoder: &mut Decoder<'_>,
+    decoder: &mut Decoder,
     block: &[u8],
     limits: &ListLimits,
     request_id_header: &[u8],
@@ -337,7 +336,7 @@ fn parse_rendered(
 /// Decodes a trailer block: regular fields only, written as HTTP/1.1 field lines (the
 /// trailer section of a chunked body, without its final empty line).
 pub fn decode_trailers(
-    decoder: &mut Decoder<'_>,
+    decoder: &mut Decoder,
     block: &[u8],
     limits: &ListLimits,
     scratch: &mut Scratch,
@@ -351,7 +350,7 @@ pub fn decode_trailers(
 /// regular fields as HTTP/1.1 field lines, with the checks of a request's fields (lowercase
 /// names, values, no connection-specific field).
 pub fn decode_response(
-    decoder: &mut Decoder<'_>,
+    decoder: &mut Decoder,
     block: &[u8],
     limits: &ListLimits,
     scratch: &mut Scratch,
@@ -503,8 +502,7 @@ fn static_name(name: &[u8]) -> Option<usize> {
 
 /// Writes an HPACK string literal, not Huffman coded (RFC 7541 §5.2).
 fn push_literal(block: &mut Vec<u8>, text: &[u8]) {
-    // Writing into a Vec cannot fail.
-    let _ = encode_integer_into(text.len(), 7, 0, block);
+    encode_integer(text.len(), 7, 0, block);
     block.extend_from_slice(text);
 }
 
@@ -521,11 +519,9 @@ impl HeaderEncoder {
     fn start_block(&mut self, block: &mut Vec<u8>) {
         block.clear();
         if let Some(size) = self.pending_size.take() {
-            let size = usize::try_from(size).unwrap_or(0);
             // A dynamic table size update: `001` and a 5-bit prefix integer.
-            if encode_integer_into(size, 5, 0x20, block).is_ok() {
-                self.table_size = u32::try_from(size).unwrap_or(0);
-            }
+            encode_integer(usize::try_from(size).unwrap_or(0), 5, 0x20, block);
+            self.table_size = size;
         }
     }
 
@@ -533,10 +529,9 @@ impl HeaderEncoder {
         self.name.clear();
         self.name.extend(name.iter().map(u8::to_ascii_lowercase));
         let name = self.name.as_slice();
-        // Writing into a Vec cannot fail.
         if let Some(index) = static_field(name, value) {
             // Indexed field (§6.1).
-            let _ = encode_integer_into(index, 7, 0x80, block);
+            encode_integer(index, 7, 0x80, block);
             return;
         }
         // Literal without indexing (§6.2.2); never indexed (§6.2.3) for credentials and
@@ -547,9 +542,7 @@ impl HeaderEncoder {
         );
         let leading = if is_sensitive { 0x10 } else { 0x00 };
         match static_name(name) {
-            Some(index) => {
-                let _ = encode_integer_into(index, 4, leading, block);
-            }
+            Some(index) => encode_integer(index, 4, leading, block),
             None => {
                 block.push(leading);
                 push_literal(block, name);

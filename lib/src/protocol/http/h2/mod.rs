@@ -12,8 +12,9 @@
 //! - `assembly`: a header block put together from HEADERS and CONTINUATION frames, for
 //!   the blocks of clients and of backends alike;
 //! - [`settings`]: the client's SETTINGS;
-//! - [`headers`]: HPACK (the `loona-hpack` crate), request heads translated to the
-//!   HTTP/1.1 [`RequestHead`](crate::protocol::http::parser::RequestHead), response heads;
+//! - [`hpack`]: HPACK decoding (tables, Huffman code), and its integers;
+//! - [`headers`]: header blocks: request heads translated to the HTTP/1.1
+//!   [`RequestHead`](crate::protocol::http::parser::RequestHead), response heads;
 //! - [`flood`]: the counters of the flood defences;
 //! - [`stream`]: the state of one stream;
 //! - [`connection`]: the state machine;
@@ -30,6 +31,7 @@ mod exchange;
 pub mod flood;
 pub mod frame;
 pub mod headers;
+pub mod hpack;
 pub mod session;
 pub mod settings;
 pub mod stream;

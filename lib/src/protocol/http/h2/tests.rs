@@ -1435,6 +1435,37 @@ fn dynamic_table_size_update_above_the_limit_is_a_compression_error() {
 }
 
 #[test]
+fn a_smaller_table_size_once_acknowledged_needs_a_size_update_in_the_next_block() {
+    // `:method GET`, `:scheme https`, `:path /`, `:authority a`: nothing indexed.
+    let fields = [0x82, 0x87, 0x84, 0x01, 0x01, b'a'];
+    let config = H2Config {
+        max_header_table_size: 0,
+        ..H2Config::default()
+    };
+    let mut client = Client::new(config);
+    let mut bytes = Vec::new();
+    frame::write_settings_ack(&mut bytes);
+    frame::write_headers(&mut bytes, 1, &fields, true, 16_384);
+    assert_eq!(
+        client.feed(&bytes),
+        error(ErrorCode::CompressionError, Cause::Compression)
+    );
+    // The same block after a size update to 0 is a request.
+    let mut client = Client::new(config);
+    let mut bytes = Vec::new();
+    frame::write_settings_ack(&mut bytes);
+    let mut block = vec![0x20];
+    block.extend_from_slice(&fields);
+    frame::write_headers(&mut bytes, 1, &block, true, 16_384);
+    let events = client.feed(&bytes).expect("a request");
+    assert!(
+        request_of(&events)
+            .bytes
+            .starts_with(b"GET / HTTP/1.1\r\nhost: a\r\n")
+    );
+}
+
+#[test]
 fn streams_over_the_concurrency_limit_are_refused() {
     let mut client = Client::new(H2Config {
         max_concurrent_streams: 2,

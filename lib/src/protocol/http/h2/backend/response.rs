@@ -125,7 +125,7 @@ impl Link {
                 self.count(Windowed::Settings, now)?;
                 if ack {
                     self.decoder
-                        .set_max_allowed_table_size(self.limits.max_header_table_size as usize);
+                        .set_max_table_size(self.limits.max_header_table_size);
                     return Ok(());
                 }
                 let old_window = i64::from(self.peer.initial_window_size);
