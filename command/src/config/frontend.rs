@@ -21,9 +21,9 @@ use super::{
 use crate::{
     answer, hostname,
     request::{
-        AddCertificate, FrontendKey, HeaderEdit, HeaderPosition, HttpFrontend, ListenerType, Order,
-        PathRule, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend,
-        TlsVersion,
+        AddCertificate, FrontendKey, FrontendOptions, HeaderEdit, HeaderPosition, HttpFrontend,
+        ListenerType, Order, PathRule, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition,
+        TcpFrontend, TlsVersion,
     },
     rules,
 };
@@ -384,7 +384,12 @@ fn http(
             ],
         )?
         .unwrap_or_default();
-    frontend.tags = table.with("tags", tags)?.unwrap_or_default();
+    // The options are set at once at the end: written one by one, even empty, they would be
+    // allocated for every frontend.
+    let mut options = FrontendOptions {
+        tags: table.with("tags", tags)?.unwrap_or_default(),
+        ..FrontendOptions::default()
+    };
     frontend.redirect = table
         .choice(
             "redirect",
@@ -408,21 +413,21 @@ fn http(
         )?
         .unwrap_or_default();
     let redirect_status = frontend.redirect.redirect_status();
-    frontend.redirect_template = table.with("redirect_template", |field| {
+    options.redirect_template = table.with("redirect_template", |field| {
         let text = field.string()?;
         answer::check_redirect_template(redirect_status, text)
             .map_err(|error| field.invalid(format!("a redirection answer: {error}")))?;
         Ok(text.to_string())
     })?;
-    frontend.rewrite_host = table.text("rewrite_host", &rules::TEMPLATE)?;
-    frontend.rewrite_path = table.text("rewrite_path", &rules::TEMPLATE)?;
+    options.rewrite_host = table.text("rewrite_host", &rules::TEMPLATE)?;
+    options.rewrite_path = table.text("rewrite_path", &rules::TEMPLATE)?;
     frontend.rewrite_port = table.number("rewrite_port", &rules::PORT)?;
     frontend.required_auth = table.bool("required_auth")?.unwrap_or(false);
     if let Some(field) = table.field("headers") {
-        frontend.headers = header_edits(loader, field)?;
+        options.headers = header_edits(loader, field)?;
     }
     if is_https {
-        frontend.hsts = table
+        options.hsts = table
             .field("hsts")
             .map(|field| tls::hsts(loader, field))
             .transpose()?;
@@ -434,15 +439,15 @@ fn http(
         loader.warn(warning);
     }
     if let Some(field) = table.field("answer") {
-        frontend.answer = Some(answers::fixed_answer(loader, field)?);
+        options.answer = Some(answers::fixed_answer(loader, field)?);
     }
-    if owner.is_none() && frontend.answer.is_none() && frontend.redirect == RedirectPolicy::Forward
-    {
+    if owner.is_none() && options.answer.is_none() && frontend.redirect == RedirectPolicy::Forward {
         return Err(item.requires(
             "`answer`, or a `redirect` other than forward: a frontend outside [clusters.<id>] \
              has no cluster to forward to",
         ));
     }
+    frontend.set_options(options);
     Ok(frontend)
 }
 

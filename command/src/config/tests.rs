@@ -783,6 +783,29 @@ frontends = [{{ address = "127.0.0.1:8080", hostname = "a", answer = {{ status =
     assert_eq!(config.frontends, [Frontend::Http(expected)]);
 }
 
+/// Issue 17: a frontend without options (most of 100,000) read from the file takes no memory
+/// for them; one with an option has them.
+#[test]
+fn a_frontend_without_options_allocates_none() {
+    let (config, _) = parse(&format!(
+        r#"{HTTP_LISTENER}
+[clusters.web]
+protocol = "http"
+frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "a" }},
+  {{ address = "127.0.0.1:8080", hostname = "b", tags = {{ team = "x" }} }},
+]
+"#
+    ))
+    .unwrap();
+    let [Frontend::Http(plain), Frontend::Http(tagged)] = config.frontends.as_slice() else {
+        panic!("two http frontends: {:?}", config.frontends);
+    };
+    assert!(!plain.has_options());
+    assert!(tagged.has_options());
+    assert_eq!(tagged.tags.get("team").map(String::as_str), Some("x"));
+}
+
 #[test]
 fn alpn_protocols_and_disable_http11_are_read() {
     let https = "[[listeners]]\nprotocol = \"https\"\naddress = \"127.0.0.1:8443\"\n";

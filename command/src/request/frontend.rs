@@ -256,6 +256,18 @@ impl HttpFrontend {
         }
     }
 
+    /// Sets every option at once, allocating them only when one is set: writing even an empty
+    /// value through a field (`frontend.tags = …`) allocates them, which a reader building
+    /// 100,000 frontends avoids this way.
+    pub fn set_options(&mut self, options: FrontendOptions) {
+        self.options = Options::new(options);
+    }
+
+    /// Whether the frontend's options are allocated (see [`HttpFrontend::set_options`]).
+    pub fn has_options(&self) -> bool {
+        self.options.0.is_some()
+    }
+
     /// What identifies the frontend among those of its listener.
     pub fn key(&self) -> FrontendKey {
         FrontendKey {

@@ -76,9 +76,13 @@ pub(crate) enum HostPattern {
     /// `*` alone: every non-empty hostname (even one longer than [`MAX_NAME`]), tried after
     /// every other pattern of its position.
     Any,
-    /// Exact labels only (the common case): the lowercase hostname, labels joined by dots.
-    /// One allocation instead of one per label, as a router holds one per frontend.
+    /// Exact labels only: the lowercase hostname, labels joined by dots. One allocation
+    /// instead of one per label, as a router holds one per frontend.
     Exact(Box<[u8]>),
+    /// Exact labels only, written by the frontend as [`HostPattern::Exact`] would hold them
+    /// (the common case): the name is the frontend's own hostname, read from the route
+    /// instead of copied, which saves a worker an allocation per frontend.
+    AsWritten,
     /// Labels leftmost first, as [`parse_pattern`] gives them, at least one of them a wildcard
     /// or a regex; a wildcard stands for exactly one label and only comes first. Matches
     /// hostnames of at most [`MAX_NAME`] bytes.
@@ -97,22 +101,23 @@ impl HostPattern {
         })
     }
 
-    /// Whether a normalized hostname matches, label by label.
-    pub(crate) fn matches(&self, name: &[u8]) -> bool {
+    /// [`HostPattern::Exact`] with the frontend's own hostname, `written`, when it is that
+    /// name: what a route keeps instead of a copy.
+    pub(crate) fn sharing_name(self, written: &str) -> Self {
         match self {
-            HostPattern::Any => !name.is_empty(),
-            // Equal bytes are equal labels: both sides split at the same dots.
-            HostPattern::Exact(exact) => name.len() <= MAX_NAME && exact.eq_ignore_ascii_case(name),
-            HostPattern::Labels(patterns) => {
-                if name.len() > MAX_NAME {
-                    return false;
-                }
-                let mut labels = labels(name);
-                patterns
-                    .iter()
-                    .all(|pattern| labels.next().is_some_and(|l| label_matches(pattern, l)))
-                    && labels.next().is_none()
-            }
+            HostPattern::Exact(name) if *name == *written.as_bytes() => HostPattern::AsWritten,
+            pattern => pattern,
+        }
+    }
+
+    /// How the pattern is filed and matched; `written` is the hostname of the frontend it
+    /// was parsed from.
+    pub(crate) fn key<'a>(&'a self, written: &'a str) -> HostKey<'a> {
+        match self {
+            HostPattern::Any => HostKey::Any,
+            HostPattern::Exact(name) => HostKey::Exact(name),
+            HostPattern::AsWritten => HostKey::Exact(written.as_bytes()),
+            HostPattern::Labels(labels) => HostKey::Labels(labels),
         }
     }
 
@@ -120,7 +125,7 @@ impl HostPattern {
     /// and the groups of each regex label.
     pub(crate) fn capture_count(&self) -> usize {
         match self {
-            HostPattern::Any | HostPattern::Exact(_) => 0,
+            HostPattern::Any | HostPattern::Exact(_) | HostPattern::AsWritten => 0,
             HostPattern::Labels(patterns) => patterns
                 .iter()
                 .map(|pattern| match pattern {
@@ -154,6 +159,38 @@ impl HostPattern {
                             .map_or(&b""[..], |m| m.as_str().as_bytes())
                     }));
                 }
+            }
+        }
+    }
+}
+
+/// A hostname pattern as the tree files it, its name borrowed from the route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HostKey<'a> {
+    /// `*` alone.
+    Any,
+    /// The lowercase hostname of exact labels.
+    Exact(&'a [u8]),
+    /// Labels leftmost first, one of them a wildcard or a regex.
+    Labels(&'a [LabelPattern]),
+}
+
+impl HostKey<'_> {
+    /// Whether a normalized hostname matches, label by label.
+    pub(crate) fn matches(self, name: &[u8]) -> bool {
+        match self {
+            HostKey::Any => !name.is_empty(),
+            // Equal bytes are equal labels: both sides split at the same dots.
+            HostKey::Exact(exact) => name.len() <= MAX_NAME && exact.eq_ignore_ascii_case(name),
+            HostKey::Labels(patterns) => {
+                if name.len() > MAX_NAME {
+                    return false;
+                }
+                let mut labels = labels(name);
+                patterns
+                    .iter()
+                    .all(|pattern| labels.next().is_some_and(|l| label_matches(pattern, l)))
+                    && labels.next().is_none()
             }
         }
     }
@@ -217,14 +254,35 @@ mod tests {
         };
         assert_eq!(&*name, b"api.example.com");
         let pattern = HostPattern::Exact(name);
-        assert!(pattern.matches(b"api.EXAMPLE.com"));
-        assert!(!pattern.matches(b"api.example.co"));
-        assert!(!pattern.matches(b"x.api.example.com"));
+        let key = pattern.key("API.Example.com");
+        assert!(key.matches(b"api.EXAMPLE.com"));
+        assert!(!key.matches(b"api.example.co"));
+        assert!(!key.matches(b"x.api.example.com"));
         assert_eq!(pattern.capture_count(), 0);
         assert!(matches!(
             HostPattern::parse("*.example.com"),
             Ok(HostPattern::Labels(_))
         ));
+    }
+
+    #[test]
+    fn a_lowercase_name_is_shared_with_the_frontend() {
+        let parse = |hostname: &str| match HostPattern::parse(hostname) {
+            Ok(pattern) => pattern.sharing_name(hostname),
+            Err(error) => panic!("{hostname} refused: {error}"),
+        };
+        let shared = parse("api.example.com");
+        assert!(matches!(shared, HostPattern::AsWritten));
+        assert!(matches!(
+            shared.key("api.example.com"),
+            HostKey::Exact(b"api.example.com")
+        ));
+        assert!(shared.key("api.example.com").matches(b"API.example.com"));
+        assert_eq!(shared.capture_count(), 0);
+        // Written otherwise than the lowercase name: the name is kept.
+        assert!(matches!(parse("API.example.com"), HostPattern::Exact(_)));
+        assert!(matches!(parse("*.example.com"), HostPattern::Labels(_)));
+        assert!(matches!(parse("*"), HostPattern::Any));
     }
 
     #[test]

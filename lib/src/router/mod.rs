@@ -81,7 +81,7 @@ use sozu_command_lib::{
 
 use crate::protocol::http::answers;
 
-use host::HostPattern;
+use host::{HostKey, HostPattern};
 use path::PathMatcher;
 pub use template::TemplateError;
 use template::{Template, Values};
@@ -160,7 +160,7 @@ impl Route {
     /// Compiles the patterns and templates of `frontend`.
     pub fn compile(frontend: impl Into<Arc<HttpFrontend>>) -> Result<Self, RouterError> {
         let frontend = frontend.into();
-        let host = HostPattern::parse(&frontend.hostname)?;
+        let host = HostPattern::parse(&frontend.hostname)?.sharing_name(&frontend.hostname);
         let path = PathMatcher::new(&frontend.path)?;
         let compile = |field: &'static str, source: &Option<String>| {
             source
@@ -254,7 +254,12 @@ impl Route {
 
     /// Whether this frontend takes the request, hostname included (`name` is normalized).
     fn takes_request(&self, name: &[u8], path: &[u8], method: &[u8]) -> bool {
-        self.takes(path, method) && self.host.matches(name)
+        self.takes(path, method) && self.host_key().matches(name)
+    }
+
+    /// The hostname pattern as the tree files it.
+    fn host_key(&self) -> HostKey<'_> {
+        self.host.key(&self.frontend.hostname)
     }
 
     fn has_key(&self, key: &FrontendKey) -> bool {
@@ -390,7 +395,7 @@ impl Router {
         let key = route.frontend.key();
         let in_tree = self
             .tree
-            .rules(&route.host)
+            .rules(route.host_key())
             .is_some_and(|rules| rules.contains(|r| r.has_key(&key)));
         if in_tree || self.listed.contains_key(&key) {
             return Err(RouterError::Duplicate(Box::new(key)));
@@ -417,7 +422,7 @@ impl Router {
             // The hostname parsed when the frontend was added.
             Some(RulePosition::Tree) | None => HostPattern::parse(&key.hostname)
                 .ok()
-                .and_then(|host| self.tree.remove(&host, is_target)),
+                .and_then(|host| self.tree.remove(host.key(&key.hostname), is_target)),
         };
         let route = removed.ok_or_else(|| RouterError::NotFound(Box::new(key.clone())))?;
         self.listed.remove(key);

@@ -15,9 +15,7 @@
 use regex::bytes::Regex;
 use sozu_command_lib::request::{PathRule, PathRuleKind};
 
-use super::{
-    Route, RouterError, host::HostPattern, normalize::normalize_percent_encoding, same_bytes,
-};
+use super::{Route, RouterError, host::HostKey, normalize::normalize_percent_encoding, same_bytes};
 
 /// The path of a request target without its query.
 pub(crate) fn without_query(path: &[u8]) -> &[u8] {
@@ -145,9 +143,9 @@ impl PathRules {
     /// The lowercase hostname of these rules when it is made of exact labels: every route
     /// of one `PathRules` has the same hostname pattern.
     pub(crate) fn exact_name(&self) -> Option<&[u8]> {
-        match &self.routes.first()?.host {
-            HostPattern::Exact(name) => Some(name),
-            HostPattern::Any | HostPattern::Labels(_) => None,
+        match self.routes.first()?.host_key() {
+            HostKey::Exact(name) => Some(name),
+            HostKey::Any | HostKey::Labels(_) => None,
         }
     }
 

@@ -631,6 +631,31 @@ proptest! {
         prop_assert_eq!(get(&router, &format!("x.{host}"), "/"), None);
     }
 
+    /// A hostname written in lower case is matched from the frontend's own hostname, one
+    /// written otherwise from a lowercase copy: both route, clash and are removed alike.
+    #[test]
+    fn the_case_a_hostname_is_written_in_does_not_change_routing(
+        host in "[a-z]{1,8}(\\.[a-z]{1,8}){1,3}",
+        written_upper in prop::collection::vec(any::<bool>(), 36),
+        asked_upper in prop::collection::vec(any::<bool>(), 36),
+    ) {
+        let with_case = |upper: &[bool]| -> String {
+            host.chars()
+                .zip(upper.iter().chain(std::iter::repeat(&false)))
+                .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c })
+                .collect()
+        };
+        let (written, asked) = (with_case(&written_upper), with_case(&asked_upper));
+        let mut router = router([frontend("c", &written)]);
+        prop_assert_eq!(get(&router, &asked, "/"), cluster("c"));
+        prop_assert!(router.add(frontend("d", &asked)).is_err());
+        prop_assert!(router.remove(&frontend("c", &asked).key()).is_ok());
+        prop_assert_eq!(get(&router, &written, "/"), None);
+        prop_assert!(router.add(frontend("d", &asked)).is_ok());
+        prop_assert_eq!(get(&router, &written, "/"), cluster("d"));
+        prop_assert_eq!(router.len(), 1);
+    }
+
     /// The key property: with any set of frontends, lookup agrees with a linear scan that
     /// applies the precedence rules of the module doc, also after removals.
     #[test]

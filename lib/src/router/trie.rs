@@ -16,7 +16,7 @@ use regex::Regex;
 use rustc_hash::FxBuildHasher;
 use sozu_command_lib::hostname::LabelPattern;
 
-use super::host::{self, HostPattern, MAX_NAME};
+use super::host::{self, HostKey, MAX_NAME};
 use super::path::PathRules;
 use super::{Route, same_bytes};
 
@@ -51,9 +51,9 @@ struct Node {
 
 impl Trie {
     pub(crate) fn insert(&mut self, route: Route) {
-        let rules = match &route.host {
-            HostPattern::Any => &mut self.any,
-            HostPattern::Exact(name) => {
+        let rules = match route.host_key() {
+            HostKey::Any => &mut self.any,
+            HostKey::Exact(name) => {
                 let hash = name_hash(name);
                 match self
                     .exact
@@ -66,31 +66,31 @@ impl Trie {
                         .into_mut(),
                 }
             }
-            HostPattern::Labels(labels) => self.root.rules_mut(labels),
+            HostKey::Labels(labels) => self.root.rules_mut(labels),
         };
         rules.insert(route);
     }
 
     /// The frontends of exactly `host`, if it has any.
-    pub(crate) fn rules(&self, host: &HostPattern) -> Option<&PathRules> {
+    pub(crate) fn rules(&self, host: HostKey<'_>) -> Option<&PathRules> {
         match host {
-            HostPattern::Any => Some(&self.any),
-            HostPattern::Exact(name) => self
+            HostKey::Any => Some(&self.any),
+            HostKey::Exact(name) => self
                 .exact
                 .find(name_hash(name), |rules| rules.has_exact_name(name)),
-            HostPattern::Labels(labels) => self.root.rules(labels),
+            HostKey::Labels(labels) => self.root.rules(labels),
         }
     }
 
     /// Removes the first frontend of `host` for which `is_target` holds.
     pub(crate) fn remove(
         &mut self,
-        host: &HostPattern,
+        host: HostKey<'_>,
         is_target: impl Fn(&Route) -> bool,
     ) -> Option<Route> {
         match host {
-            HostPattern::Any => self.any.remove(is_target),
-            HostPattern::Exact(name) => {
+            HostKey::Any => self.any.remove(is_target),
+            HostKey::Exact(name) => {
                 let mut entry = self
                     .exact
                     .find_entry(name_hash(name), |rules| rules.has_exact_name(name))
@@ -101,7 +101,7 @@ impl Trie {
                 }
                 Some(removed)
             }
-            HostPattern::Labels(labels) => self.root.remove(labels, &is_target),
+            HostKey::Labels(labels) => self.root.remove(labels, &is_target),
         }
     }
 
