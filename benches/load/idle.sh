@@ -91,10 +91,12 @@ EOF
 # SOCKETS_IDLE" each (KiB; ANON is the anonymous part of PSS; SOCKETS the open sockets).
 run_idle() {
     local results=$1 ports proxy port pid holder before after deadline
-    # A proxy holds a client connection per idle connection; a backend connection per client
-    # only for a while (sozu until its back timeout, 5 s here; HAProxy and nginx pool a few),
-    # so that 10,000 connections fit the 20,000 open files of a container.
-    local files=$((IDLE_CONNECTIONS + 1000))
+    # A proxy holds a client connection per idle connection, and while the connections come in
+    # a backend connection for each that asked within the last back timeout (sozu keeps it
+    # with its client that long, 5 s here; HAProxy and nginx pool a few): a ramp faster than
+    # that holds both for every client, as the backend does (a quiet machine opened 10,000 in
+    # under 5 s, and sozu answered 503 when its 20,000 files ran out).
+    local files=$((2 * IDLE_CONNECTIONS + 1000))
     ((EUID != 0)) || ulimit -Hn "$((files > $(ulimit -Hn) ? files : $(ulimit -Hn)))" 2>/dev/null || true
     ulimit -n "$(ulimit -Hn)"
     (($(ulimit -n) >= files)) ||
