@@ -1,4 +1,3 @@
-
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use super::*;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn pair(certificate: &str, key: &str) -> CertificateAndKey {
