@@ -63,6 +63,14 @@ pub enum CertificateError {
 
 /// Decodes a certificate and its key, and reads the facts the state keeps.
 pub fn inspect(certificate: &CertificateAndKey) -> Result<CertificateFacts, CertificateError> {
+    inspect_with_leaf(certificate).map(|(facts, _)| facts)
+}
+
+/// [`inspect`], with the DER of the leaf certificate it decoded, for a caller that checks the
+/// key against it without decoding the PEM text again.
+pub fn inspect_with_leaf(
+    certificate: &CertificateAndKey,
+) -> Result<(CertificateFacts, CertificateDer<'static>), CertificateError> {
     let leaf = leaf_der(&certificate.certificate)?;
     for chain in &certificate.certificate_chain {
         for der in CertificateDer::pem_slice_iter(chain.as_bytes()) {
@@ -87,12 +95,13 @@ pub fn inspect(certificate: &CertificateAndKey) -> Result<CertificateFacts, Cert
     if names.is_empty() {
         return Err(CertificateError::NoNames);
     }
-    Ok(CertificateFacts {
+    let facts = CertificateFacts {
         fingerprint: Fingerprint::of_der(&leaf),
         names,
         not_before: x509.validity().not_before.timestamp(),
         not_after: x509.validity().not_after.timestamp(),
-    })
+    };
+    Ok((facts, leaf))
 }
 
 /// Whether `pem` holds a private key block. Decoding the key (in constant time, as secrets

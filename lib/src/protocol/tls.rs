@@ -165,8 +165,8 @@ pub fn load_certificate(
     certificate: &CertificateAndKey,
     check: KeyCheck,
 ) -> Result<LoadedCertificate, TlsError> {
-    let facts = certificate::inspect(certificate)?;
-    let key = match check_key(certificate, check)? {
+    let (facts, leaf) = certificate::inspect_with_leaf(certificate)?;
+    let key = match check_key(certificate, &leaf, check)? {
         Some(decoded) => ServedKey {
             pem: None,
             decoded: OnceLock::from(Some(Arc::new(decoded))),
@@ -186,25 +186,21 @@ pub fn load_certificate(
 /// What [`load_certificate`] checks, for a caller that keeps nothing it loads (the main
 /// process).
 pub fn check_certificate(certificate: &CertificateAndKey, check: KeyCheck) -> Result<(), TlsError> {
-    certificate::inspect(certificate)?;
-    check_key(certificate, check).map(drop)
+    let (_, leaf) = certificate::inspect_with_leaf(certificate)?;
+    check_key(certificate, &leaf, check).map(drop)
 }
 
 /// The checks of a certificate's key while loading: with [`KeyCheck::Now`], the decoded chain
-/// and key; with [`KeyCheck::PublicPart`], the comparison of their public parts.
+/// and key; with [`KeyCheck::PublicPart`], the comparison of their public parts (`leaf`: the
+/// leaf certificate's DER, decoded by [`certificate::inspect_with_leaf`]).
 fn check_key(
     certificate: &CertificateAndKey,
+    leaf: &[u8],
     check: KeyCheck,
 ) -> Result<Option<CertifiedKey>, TlsError> {
     match check {
         KeyCheck::Now => certified_key(certificate).map(Some),
-        KeyCheck::PublicPart => {
-            let leaf = CertificateDer::pem_slice_iter(certificate.certificate.as_bytes())
-                .next()
-                .ok_or(CertificateError::NoCertificate)?
-                .map_err(TlsError::ChainPem)?;
-            compare_keys(&private_key(certificate)?, &leaf).map(|()| None)
-        }
+        KeyCheck::PublicPart => compare_keys(&private_key(certificate)?, leaf).map(|()| None),
         KeyCheck::OnFirstUse => Ok(None),
     }
 }
