@@ -472,27 +472,7 @@ mod tests {
     use mio::{Events, Poll};
 
     use super::*;
-
-    /// The segments the kernel sent so far on `stream` (`TCP_INFO`).
-    #[allow(unsafe_code)]
-    fn segments_sent(stream: &TcpStream) -> u32 {
-        use std::os::fd::AsRawFd;
-        // SAFETY: `tcp_info` is plain integers, for which zero is a valid value.
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut length = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap();
-        // SAFETY: `info` and `length` are valid for writes and `length` is `info`'s size.
-        let result = unsafe {
-            libc::getsockopt(
-                stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                std::ptr::from_mut(&mut info).cast(),
-                &mut length,
-            )
-        };
-        assert_eq!(result, 0, "TCP_INFO: {}", io::Error::last_os_error());
-        info.tcpi_segs_out
-    }
+    use crate::protocol::pipe::tests::segments_sent;
 
     /// Opens a connection to `listener` as `acknowledgement` says and waits until it is
     /// established (writable).
