@@ -484,7 +484,7 @@ fn interest(endpoint: &Endpoint, inbound: &Lane, outbound: &Lane) -> Ready {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::{
         io::{Read, Write},
         net::{TcpListener, TcpStream},
@@ -655,18 +655,16 @@ mod tests {
         assert_eq!(received, b"yo");
     }
 
-    /// The segments the kernel sent so far on `endpoint`'s socket (`TCP_INFO`).
+    /// The segments the kernel sent so far on `socket` (`TCP_INFO`).
     #[allow(unsafe_code)]
-    fn segments_sent(endpoint: &Endpoint) -> u32 {
-        use std::os::fd::AsRawFd;
-        let fd = endpoint.tcp().unwrap().as_raw_fd();
+    pub(crate) fn segments_sent(socket: &impl std::os::fd::AsRawFd) -> u32 {
         // SAFETY: `tcp_info` is plain integers, for which zero is a valid value.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut length = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap();
         // SAFETY: `info` and `length` are valid for writes and `length` is `info`'s size.
         let result = unsafe {
             libc::getsockopt(
-                fd,
+                socket.as_raw_fd(),
                 libc::IPPROTO_TCP,
                 libc::TCP_INFO,
                 std::ptr::from_mut(&mut info).cast(),
@@ -703,13 +701,17 @@ mod tests {
         backend.shutdown(std::net::Shutdown::Write).unwrap();
         wait_readable(&back_waiter);
         back.readiness.event.insert(Ready::READABLE | Ready::HUP);
-        let before = segments_sent(&front);
+        let before = segments_sent(front.tcp().unwrap());
         assert!(matches!(
             pipe.run(&mut front, &mut back, None),
             PipeStatus::Wait { .. }
         ));
         assert!(front.write_shut, "the backend's end is passed on");
-        assert_eq!(segments_sent(&front) - before, 1, "the bytes and the FIN");
+        assert_eq!(
+            segments_sent(front.tcp().unwrap()) - before,
+            1,
+            "the bytes and the FIN"
+        );
         let mut received = Vec::new();
         client.read_to_end(&mut received).unwrap();
         assert_eq!(received, b"the answer, then the end");

@@ -6,12 +6,14 @@
 //! connect at the same time, each within its own budget, to the cluster each was routed to.
 
 use std::{
+    io,
     net::{IpAddr, SocketAddr},
     time::Instant,
 };
 
 use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::{Owner, Server};
 use crate::{
@@ -139,18 +141,24 @@ impl Server {
     }
 
     /// Opens a non-blocking connection to `address` for the session `uid`, registered with
-    /// the loop (readable and writable) under a new token that `owner` owns.
+    /// the loop (readable and writable) under a new token that `owner` owns. A session's
+    /// connection holds back the handshake's last acknowledgement for its first bytes
+    /// ([`open_stream`]); a shared HTTP/2 connection does not.
     pub(super) fn connect_socket(
         &mut self,
         uid: u64,
         address: SocketAddr,
         owner: Owner,
     ) -> Result<(TcpStream, Token), OpenError> {
-        let mut stream = TcpStream::connect(address).map_err(|error| {
+        let acknowledgement = if matches!(owner, Owner::Back { .. }) {
+            Acknowledgement::WithFirstBytes
+        } else {
+            Acknowledgement::AtOnce
+        };
+        let mut stream = open_stream(address, acknowledgement).map_err(|error| {
             debug!("session {uid}: connect to {address} failed at once: {error}");
             OpenError::Connect
         })?;
-        let _ = stream.set_nodelay(true);
         let token = Token(self.sockets.insert(owner));
         if let Err(error) = self.poll.registry().register(
             &mut stream,
@@ -309,10 +317,29 @@ impl Server {
             self.connected(key, slot);
             // Each round accounts for another slot whose connect just ended: the session's
             // slots bound the rounds.
-            match self.run_session(key) {
+            let action = self.run_session(key);
+            self.acknowledge_from_now_on(key, slot);
+            match action {
                 Action::Connected(next) => slot = next,
                 action => return action,
             }
+        }
+    }
+
+    /// The session ran once with the connection of `slot` up: the acknowledgement held back
+    /// for its first bytes ([`Acknowledgement::WithFirstBytes`]) left with them, or leaves
+    /// now if it sent none (a client that has not spoken yet, a backend that speaks first).
+    /// From now on the connection acknowledges as the kernel does by default, at once while
+    /// it is young: a backend that writes its answer in small pieces without `TCP_NODELAY`
+    /// is not held by Nagle's algorithm waiting for a delayed acknowledgement.
+    fn acknowledge_from_now_on(&self, key: usize, slot: Slot) {
+        let stream = self
+            .sessions
+            .get(key)
+            .and_then(|session| session.io.backs.get(slot))
+            .and_then(|back| back.endpoint.tcp());
+        if let Some(stream) = stream {
+            let _ = SockRef::from(stream).set_tcp_quickack(true);
         }
     }
 
@@ -394,5 +421,106 @@ impl Server {
                 self.per_ip.remove(&ip_key);
             }
         }
+    }
+}
+
+/// When a new backend connection acknowledges the backend's side of the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Acknowledgement {
+    /// As the kernel does by default: an ACK alone as soon as the connect ends.
+    AtOnce,
+    /// With the first bytes sent, in their segment (`TCP_QUICKACK` off before the connect,
+    /// like HAProxy's `option tcp-smart-connect`): one packet fewer per connection, and the
+    /// backend accepts it with the bytes already there. The kernel sends it alone after
+    /// its delayed-acknowledgement timeout, up to 200 ms, if nothing is sent: the session's
+    /// first run once connected ends the hold ([`Server::connected_and_run`]).
+    WithFirstBytes,
+}
+
+/// Opens a non-blocking TCP connection to `address`, without Nagle's delay, its
+/// handshake's last acknowledgement sent as `acknowledgement` says.
+pub(super) fn open_stream(
+    address: SocketAddr,
+    acknowledgement: Acknowledgement,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    // Best effort: a socket without them still works, as the kernel's default.
+    let _ = socket.set_tcp_nodelay(true);
+    if acknowledgement == Acknowledgement::WithFirstBytes {
+        let _ = socket.set_tcp_quickack(false);
+    }
+    match socket.connect(&address.into()) {
+        Ok(()) => {}
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(error) => return Err(error),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::TcpListener,
+        time::Duration,
+    };
+
+    use mio::{Events, Poll};
+
+    use super::*;
+    use crate::protocol::pipe::tests::segments_sent;
+
+    /// Opens a connection to `listener` as `acknowledgement` says and waits until it is
+    /// established (writable).
+    fn connected(listener: &TcpListener, acknowledgement: Acknowledgement) -> TcpStream {
+        let mut stream = open_stream(listener.local_addr().unwrap(), acknowledgement).unwrap();
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut stream, Token(0), Interest::WRITABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(events.iter().any(|event| event.is_writable()));
+        stream
+    }
+
+    /// A session's backend connection sends its first bytes with the handshake's last
+    /// acknowledgement: a SYN and one segment of data, where the kernel's default sends a
+    /// SYN, an ACK, then the data.
+    #[test]
+    fn the_first_bytes_carry_the_last_acknowledgement_of_the_handshake() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        for (acknowledgement, segments) in [
+            (Acknowledgement::AtOnce, 3),
+            (Acknowledgement::WithFirstBytes, 2),
+        ] {
+            let mut stream = connected(&listener, acknowledgement);
+            stream.write_all(b"hello").unwrap();
+            let (mut accepted, _) = listener.accept().unwrap();
+            let mut received = [0; 5];
+            accepted.read_exact(&mut received).unwrap();
+            assert_eq!(&received, b"hello");
+            assert_eq!(segments_sent(&stream), segments, "{acknowledgement:?}");
+        }
+    }
+
+    /// With nothing to send, the held acknowledgement leaves when asked: the backend
+    /// accepts the connection at once (a backend that speaks first is not kept waiting for
+    /// the kernel's delayed-acknowledgement timeout).
+    #[test]
+    fn with_nothing_to_send_the_acknowledgement_leaves_when_asked() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stream = connected(&listener, Acknowledgement::WithFirstBytes);
+        assert!(listener.accept().is_err(), "accepted before the ACK");
+        assert_eq!(segments_sent(&stream), 1, "the SYN alone");
+        SockRef::from(&stream).set_tcp_quickack(true).unwrap();
+        assert_eq!(segments_sent(&stream), 2, "the SYN, then the ACK");
+        assert!(listener.accept().is_ok());
     }
 }
