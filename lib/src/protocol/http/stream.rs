@@ -290,9 +290,17 @@ impl Stream {
         self.user_agent = user_agent;
     }
 
-    /// Takes the texts of the request `head` (parsed from `buf`, with its `fields`): host,
-    /// path, method and user agent, into the stream's kept allocations.
-    pub fn describe(&mut self, buf: &[u8], head: &RequestHead, fields: &[Header]) {
+    /// Takes the texts of the request `head` (parsed from `buf`, with its `fields`) into the
+    /// stream's kept allocations: host and path (routing, faults, answers), and the method and
+    /// user agent, which only the access log shows, when a line will be written
+    /// (`for_access_log`).
+    pub fn describe(
+        &mut self,
+        buf: &[u8],
+        head: &RequestHead,
+        fields: &[Header],
+        for_access_log: bool,
+    ) {
         let host = head
             .authority
             .map(|a| a.span.slice(buf))
@@ -300,6 +308,9 @@ impl Stream {
         set_text(&mut self.host, host);
         set_text(&mut self.path, head.path.slice(buf));
         self.method = Some(head.method);
+        if !for_access_log {
+            return;
+        }
         set_text(&mut self.method_text, head.method_span.slice(buf));
         let agent = fields
             .iter()
@@ -348,8 +359,12 @@ impl Stream {
     }
 }
 
-/// Replaces `text` with `bytes` (invalid UTF-8 replaced), in its allocation.
+/// Replaces `text` with `bytes` (invalid UTF-8 replaced), in its allocation. Request texts
+/// are almost always UTF-8: they are then copied as they are.
 fn set_text(text: &mut String, bytes: &[u8]) {
     text.clear();
-    text.push_str(&String::from_utf8_lossy(bytes));
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => text.push_str(valid),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
+    }
 }

@@ -28,7 +28,8 @@ pub(super) fn route(
     let buf = http.front_buf.data();
     let stream = &mut http.stream;
     new_request_id(stream, io.uid, http.served);
-    stream.describe(buf, &head, &http.headers);
+    let for_access_log = context.recorder.access_log.is_some();
+    stream.describe(buf, &head, &http.headers, for_access_log);
     stream.routed_at = Some(context.now);
     stream.bytes_in = head.head_len as u64;
     stream.client = head.persistence;

@@ -441,7 +441,8 @@ impl Mux {
         let head = &request.head;
         let stream = &mut exchange.stream;
         new_request_id(stream, env.uid, self.requests);
-        stream.describe(buf, head, &request.fields);
+        let for_access_log = context.recorder.access_log.is_some();
+        stream.describe(buf, head, &request.fields, for_access_log);
         stream.routed_at = Some(context.now);
         let route_request = route::Request {
             buf,
