@@ -81,12 +81,19 @@ impl AccessLog {
         })
     }
 
+    /// Whether a line logged now is written: always, but through the process's logger, which
+    /// may leave out the `access` target.
+    pub fn writes_lines(&self) -> bool {
+        match self.sink {
+            Sink::Logger => log::log_enabled!(target: "access", log::Level::Info),
+            Sink::Stdout(_) | Sink::File(_) | Sink::Socket(_) => true,
+        }
+    }
+
     /// Formats the line of a request.
     pub fn log(&mut self, record: &RequestRecord<'_>) {
-        if let Sink::Logger = self.sink {
-            if !log::log_enabled!(target: "access", log::Level::Info) {
-                return;
-            }
+        if !self.writes_lines() {
+            return;
         }
         let start = self.pending.len();
         let now = SystemTime::now();
@@ -505,7 +512,7 @@ fn push_json_escapes(out: &mut Vec<u8>, value: &str) {
         plain_from = at + character.len_utf8();
         if escape.is_empty() {
             out.extend_from_slice(b"\\u");
-            push_hex_bytes(out, u64::from(u32::from(character)), 4);
+            push_digits::<16>(out, u64::from(u32::from(character)), 4);
         } else {
             out.extend_from_slice(escape);
         }
@@ -653,8 +660,7 @@ fn push_number(out: &mut Vec<u8>, value: u64) {
 }
 
 /// `value` in decimal, with leading zeros up to `width` digits (at most 20). Two digits at a
-/// time, into twenty bytes added at once and then cut to the digits: no loop per digit, no
-/// call to `memcpy`.
+/// time, into twenty bytes added at once and then cut to the digits (no call to `memcpy`).
 #[inline(always)]
 fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
     let count = (value.checked_ilog10().unwrap_or(0) as usize + 1)
@@ -698,30 +704,36 @@ const DIGIT_PAIRS: [[u8; 2]; 100] = {
 
 /// `value` in lowercase hexadecimal, with leading zeros up to `width` digits, into a text.
 pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {
-    let (digits, start) = hex_digits(value, width);
-    // Hexadecimal digits are ASCII.
-    out.push_str(std::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default());
+    let (digits, start) = digits::<16>(value, width);
+    out.extend(digits.iter().skip(start).map(|&digit| char::from(digit)));
 }
 
-/// `value` in lowercase hexadecimal, with leading zeros up to `width` digits.
-fn push_hex_bytes(out: &mut Vec<u8>, value: u64, width: usize) {
-    let (digits, start) = hex_digits(value, width);
+/// `value` in `RADIX`, with leading zeros up to `width` digits.
+fn push_digits<const RADIX: u64>(out: &mut Vec<u8>, value: u64, width: usize) {
+    let (digits, start) = digits::<RADIX>(value, width);
     out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
-/// The hexadecimal digits of `value`, with leading zeros up to `width` digits (at most 16),
-/// and where they start in the array.
-fn hex_digits(value: u64, width: usize) -> ([u8; 16], usize) {
+/// The digits of `value` in `RADIX` (at most 16), with leading zeros up to `width` digits (at
+/// most 20), and where they start in the array. The radix is a constant so that the
+/// divisions compile to multiplications.
+fn digits<const RADIX: u64>(mut value: u64, width: usize) -> ([u8; 20], usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [b'0'; 16];
-    for (slot, shift) in digits.iter_mut().zip((0..16).rev()) {
-        let nibble = (value >> (4 * shift)) as usize & 0xf;
-        *slot = DIGITS.get(nibble).copied().unwrap_or(b'0');
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        if value == 0 && start + width.max(1) <= 20 {
+            break;
+        }
+        // The remainder is below `RADIX`, at most 16: it indexes `DIGITS`.
+        *slot = DIGITS
+            .get((value % RADIX) as usize)
+            .copied()
+            .unwrap_or(b'0');
+        value /= RADIX;
+        start -= 1;
     }
-    let count = (value.checked_ilog2().unwrap_or(0) as usize / 4 + 1)
-        .max(width)
-        .min(16);
-    (digits, 16 - count)
+    (digits, start)
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).

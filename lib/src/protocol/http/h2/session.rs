@@ -35,7 +35,7 @@ use crate::{
         faults,
         outcome::{Outcome, outcome},
         parser::Persistence,
-        record::{self, new_request_id},
+        record::{self, new_request_id, writes_access_lines},
         route,
     },
     session::{
@@ -441,8 +441,7 @@ impl Mux {
         let head = &request.head;
         let stream = &mut exchange.stream;
         new_request_id(stream, env.uid, self.requests);
-        let for_access_log = context.recorder.access_log.is_some();
-        stream.describe(buf, head, &request.fields, for_access_log);
+        stream.describe(buf, head, &request.fields, writes_access_lines(context));
         stream.routed_at = Some(context.now);
         let route_request = route::Request {
             buf,
