@@ -375,7 +375,7 @@ fn copy_if_plain<const ALSO: u8>(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
                 .iter()
                 .rev()
                 .fold(u64::from_le_bytes([b'a'; 8]), |word, &byte| {
-                    word << 8 | u64::from(byte)
+                    (word << 8) | u64::from(byte)
                 });
             (padded.to_le_bytes(), 0, padding)
         }
