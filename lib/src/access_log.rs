@@ -16,6 +16,7 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
     net::SocketAddr,
+    ops::Range,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -80,12 +81,19 @@ impl AccessLog {
         })
     }
 
+    /// Whether a line logged now is written: always, but through the process's logger, which
+    /// may leave out the `access` target.
+    pub fn writes_lines(&self) -> bool {
+        match self.sink {
+            Sink::Logger => log::log_enabled!(target: "access", log::Level::Info),
+            Sink::Stdout(_) | Sink::File(_) | Sink::Socket(_) => true,
+        }
+    }
+
     /// Formats the line of a request.
     pub fn log(&mut self, record: &RequestRecord<'_>) {
-        if let Sink::Logger = self.sink {
-            if !log::log_enabled!(target: "access", log::Level::Info) {
-                return;
-            }
+        if !self.writes_lines() {
+            return;
         }
         let start = self.pending.len();
         let now = SystemTime::now();
@@ -296,23 +304,29 @@ fn for_each_fault(faults: &[std::rc::Rc<str>], mut write: impl FnMut(&str)) {
     }
 }
 
-/// A duration in milliseconds with microsecond precision: `1.500ms`.
+/// A duration in milliseconds with microsecond precision: `1.500ms`. Written as the count
+/// of microseconds, of four digits at least, whose last three then move after the point.
 fn push_millis(out: &mut Vec<u8>, duration: Duration) {
     let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-    push_number(out, micros / 1000);
-    out.push(b'.');
-    push_padded(out, micros % 1000, 3);
-    out.extend_from_slice(b"ms");
+    push_padded(out, micros, 4);
+    let [a, b, c] = out.last_chunk().copied().unwrap_or([b'0'; 3]);
+    out.truncate(out.len().saturating_sub(3));
+    out.extend_from_slice(&[b'.', a, b, c, b'm', b's']);
 }
 
 /// Request text as printable ASCII: quotes, backslashes and other bytes escaped as
-/// [`std::ascii::escape_default`] does. Text that needs no escape (most) is copied at once.
+/// [`std::ascii::escape_default`] does. Text that needs no escape (most) is copied as it is
+/// checked.
+#[inline(always)]
 fn push_escaped(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    if !any_byte_to_escape(bytes, b'\'') {
-        out.extend_from_slice(bytes);
-        return;
+    if !copy_if_plain::<b'\''>(out, text.as_bytes()) {
+        push_ascii_escapes(out, text.as_bytes());
     }
+}
+
+/// `bytes`, each as [`std::ascii::escape_default`] writes it.
+#[cold]
+fn push_ascii_escapes(out: &mut Vec<u8>, bytes: &[u8]) {
     for &byte in bytes {
         if needs_ascii_escape(byte) {
             out.extend(std::ascii::escape_default(byte));
@@ -327,34 +341,71 @@ fn needs_ascii_escape(byte: u8) -> bool {
     !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\'' | b'\\')
 }
 
-/// Whether `bytes` holds a byte that either format may escape: a control (below 0x20 or
-/// DEL), a quote, a backslash, `also`, or any byte of a multi-byte character. Eight bytes at
-/// a time, with the bit tricks of "Bit Twiddling Hacks" (a byte below `n`: `x - n` borrows
-/// into its high bit; a byte equal to `c`: `x ^ c` is zero).
-fn any_byte_to_escape(bytes: &[u8], also: u8) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let zero_in = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
-    let escaped_in = |word: u64| {
-        word & HIGHS != 0
-            || word.wrapping_sub(ONES * 0x20) & HIGHS != 0
-            || zero_in(word ^ (ONES * u64::from(b'"')))
-            || zero_in(word ^ (ONES * u64::from(b'\\')))
-            || zero_in(word ^ (ONES * 0x7f))
-            || zero_in(word ^ (ONES * u64::from(also)))
-    };
+/// Copies `bytes` to the end of `out` when none of them is a byte that either format may
+/// escape ([`word_to_escape`], with `ALSO`), and says whether it did; `out` is left as it was
+/// otherwise. Eight bytes at a time: a text of eight bytes or more ends with a word that
+/// overlaps the one before it (written again, over the same bytes), a shorter one is one
+/// word padded with a plain byte, so no text costs a call to `memcpy`.
+#[inline(always)]
+fn copy_if_plain<const ALSO: u8>(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let start = out.len();
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0; 8];
         word.copy_from_slice(chunk);
-        if escaped_in(u64::from_ne_bytes(word)) {
-            return true;
+        if word_to_escape::<ALSO>(word) {
+            out.truncate(start);
+            return false;
         }
+        out.extend_from_slice(&word);
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&byte| !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\\') || byte == also)
+    let tail = chunks.remainder();
+    if tail.is_empty() {
+        return true;
+    }
+    // The last word: the text's last eight bytes, of which those before the tail are
+    // written already (and are written again, over themselves); or the whole short text,
+    // padded with a plain byte that is then dropped (gathered in a number, in the order of
+    // the bytes in memory, since a loop of byte copies would become a call to `memcpy`).
+    let padding = 8 - tail.len();
+    let (word, rewind, excess) = match bytes.last_chunk::<8>() {
+        Some(last) => (*last, padding, 0),
+        None => {
+            let padded = tail
+                .iter()
+                .rev()
+                .fold(u64::from_le_bytes([b'a'; 8]), |word, &byte| {
+                    (word << 8) | u64::from(byte)
+                });
+            (padded.to_le_bytes(), 0, padding)
+        }
+    };
+    if word_to_escape::<ALSO>(word) {
+        out.truncate(start);
+        return false;
+    }
+    out.truncate(out.len().saturating_sub(rewind));
+    out.extend_from_slice(&word);
+    out.truncate(out.len().saturating_sub(excess));
+    true
+}
+
+/// Whether `word` holds a byte that either format may escape: a control (below 0x20 or DEL),
+/// a quote, a backslash, `ALSO`, or any byte of a multi-byte character. With the bit tricks
+/// of "Bit Twiddling Hacks", each giving a high bit in a byte where it holds (or only
+/// after one where it holds, through a carry or a borrow): `x + 1` sets it from 0x7f up,
+/// `x - 0x20` borrows into it below 0x20, `x ^ c` is zero where a byte is `c`.
+fn word_to_escape<const ALSO: u8>(word: [u8; 8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let word = u64::from_ne_bytes(word);
+    let zero_in = |word: u64| word.wrapping_sub(ONES) & !word;
+    let found = (word | word.wrapping_add(ONES))
+        | (word.wrapping_sub(ONES * 0x20) & !word)
+        | zero_in(word ^ (ONES * u64::from(b'"')))
+        | zero_in(word ^ (ONES * u64::from(b'\\')))
+        | zero_in(word ^ (ONES * u64::from(ALSO)));
+    found & HIGHS != 0
 }
 
 /// The JSON object of `record`, logged at `now`, written field by field into `out` (no
@@ -364,15 +415,15 @@ fn write_json(out: &mut Vec<u8>, texts: &mut Texts, now: SystemTime, record: &Re
     out.extend_from_slice(b"{\"time\":\"");
     texts.clock.write(out, now);
     out.push(b'"');
-    json_string(out, b",\"request_id\":", Some(record.request_id));
+    json_string(out, b",\"request_id\":\"", Some(record.request_id));
     out.extend_from_slice(b",\"client\":\"");
     texts.client.write(out, record.client);
     out.extend_from_slice(b"\",\"listener\":\"");
     texts.listener.write(out, record.listener);
     out.push(b'"');
-    json_string(out, b",\"protocol\":", Some(record.protocol));
-    json_string(out, b",\"cluster\":", record.cluster_id);
-    json_string(out, b",\"backend\":", record.backend_id);
+    json_string(out, b",\"protocol\":\"", Some(record.protocol));
+    json_string(out, b",\"cluster\":\"", record.cluster_id);
+    json_string(out, b",\"backend\":\"", record.backend_id);
     match record.backend_address {
         Some(address) => {
             out.extend_from_slice(b",\"backend_address\":\"");
@@ -381,9 +432,9 @@ fn write_json(out: &mut Vec<u8>, texts: &mut Texts, now: SystemTime, record: &Re
         }
         None => out.extend_from_slice(b",\"backend_address\":null"),
     }
-    json_string(out, b",\"method\":", non_empty(record.method));
-    json_string(out, b",\"host\":", non_empty(record.host));
-    json_string(out, b",\"path\":", non_empty(record.path));
+    json_string(out, b",\"method\":\"", non_empty(record.method));
+    json_string(out, b",\"host\":\"", non_empty(record.host));
+    json_string(out, b",\"path\":\"", non_empty(record.path));
     json_number(out, b",\"status\":", record.status.map(u64::from));
     out.extend_from_slice(if record.answered_by_proxy {
         b",\"answered_by_proxy\":true"
@@ -399,17 +450,17 @@ fn write_json(out: &mut Vec<u8>, texts: &mut Texts, now: SystemTime, record: &Re
         b",\"response_us\":",
         record.first_byte_time.map(micros),
     );
-    json_string(out, b",\"user_agent\":", non_empty(record.user_agent));
+    json_string(out, b",\"user_agent\":\"", non_empty(record.user_agent));
     if !record.faults.is_empty() {
         out.extend_from_slice(b",\"fault\":\"");
         for_each_fault(record.faults, |name| push_json_escaped(out, name));
         out.push(b'"');
     }
     if record.decided_by.is_some() {
-        json_string(out, b",\"decided_by\":", record.decided_by);
+        json_string(out, b",\"decided_by\":\"", record.decided_by);
     }
     if record.backend_protocol.is_some() {
-        json_string(out, b",\"backend_protocol\":", record.backend_protocol);
+        json_string(out, b",\"backend_protocol\":\"", record.backend_protocol);
     }
     out.extend_from_slice(b"}\n");
 }
@@ -419,25 +470,32 @@ fn non_empty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
 
-/// `name` (`,"name":`) and the value: a JSON string, escaped, or `null`.
+/// `name` with the opening quote of its value (`,"name":"`) and the value, escaped, or the
+/// name and `null`.
+#[inline(always)]
 fn json_string(out: &mut Vec<u8>, name: &[u8], value: Option<&str>) {
-    out.extend_from_slice(name);
     let Some(value) = value else {
+        out.extend_from_slice(name.split_last().map_or(name, |(_, name)| name));
         out.extend_from_slice(b"null");
         return;
     };
-    out.push(b'"');
+    out.extend_from_slice(name);
     push_json_escaped(out, value);
     out.push(b'"');
 }
 
 /// `value` inside a JSON string: quotes, backslashes and controls (C0, DEL and C1) escaped.
+#[inline(always)]
 fn push_json_escaped(out: &mut Vec<u8>, value: &str) {
     // Most values need no escape: a scan of the bytes finds them without decoding characters.
-    if !any_byte_to_escape(value.as_bytes(), b'"') {
-        out.extend_from_slice(value.as_bytes());
-        return;
+    if !copy_if_plain::<b'"'>(out, value.as_bytes()) {
+        push_json_escapes(out, value);
     }
+}
+
+/// `value` inside a JSON string, escaping what needs it, character by character.
+#[cold]
+fn push_json_escapes(out: &mut Vec<u8>, value: &str) {
     let mut plain_from = 0;
     for (at, character) in value.char_indices() {
         let escape: &[u8] = match character {
@@ -463,6 +521,7 @@ fn push_json_escaped(out: &mut Vec<u8>, value: &str) {
 }
 
 /// `name` (`,"name":`) and the value, or `null`.
+#[inline(always)]
 fn json_number(out: &mut Vec<u8>, name: &[u8], value: Option<u64>) {
     out.extend_from_slice(name);
     match value {
@@ -479,17 +538,31 @@ pub fn rfc3339(time: SystemTime) -> String {
 }
 
 /// RFC 3339 UTC times with milliseconds. The text of the last millisecond is kept, since a
-/// busy worker logs many lines in one; only its last digits change within a second.
+/// busy worker logs many lines in one (a time within it is then only compared with its
+/// bounds); only its last digits change within a second.
 #[derive(Default)]
 struct Clock {
     /// Milliseconds since the epoch of `text`.
     millis: u64,
+    /// The times within that millisecond; `None` before the first use.
+    within: Option<Range<SystemTime>>,
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `millis`, empty before the first use.
     text: Vec<u8>,
 }
 
 impl Clock {
     fn write(&mut self, out: &mut Vec<u8>, time: SystemTime) {
+        if !self
+            .within
+            .as_ref()
+            .is_some_and(|within| within.contains(&time))
+        {
+            self.set(time);
+        }
+        out.extend_from_slice(&self.text);
+    }
+
+    fn set(&mut self, time: SystemTime) {
         let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
         let new_second = self.text.is_empty() || millis / 1000 != self.millis / 1000;
@@ -512,35 +585,49 @@ impl Clock {
             }
             text.extend_from_slice(b".000Z");
         }
-        if new_second || millis != self.millis {
-            // The milliseconds are the three digits before the final `Z`.
-            let end = self.text.len().saturating_sub(1);
-            self.text.truncate(end.saturating_sub(3));
-            push_padded(&mut self.text, millis % 1000, 3);
-            self.text.push(b'Z');
-        }
+        // The milliseconds are the three digits before the final `Z`.
+        let end = self.text.len().saturating_sub(1);
+        self.text.truncate(end.saturating_sub(3));
+        push_padded(&mut self.text, millis % 1000, 3);
+        self.text.push(b'Z');
         self.millis = millis;
-        out.extend_from_slice(&self.text);
+        let start = UNIX_EPOCH.checked_add(Duration::from_millis(millis));
+        let end = start.and_then(|start| start.checked_add(Duration::from_millis(1)));
+        self.within = start.zip(end).map(|(start, end)| start..end);
     }
 }
 
-/// The text of the last IP address of one field of the lines (IPv6 in brackets, with its
-/// scope), kept since consecutive lines mostly repeat it: only the port is written anew.
+/// The text of the last address of one field of the lines (IPv6 in brackets, with its
+/// scope), kept since consecutive lines mostly repeat it, or repeat its IP address with
+/// another port: only the port is then written anew.
 #[derive(Default)]
 struct IpText {
-    /// `text`'s address, its port zero; `None` before the first use.
+    /// `text`'s address; `None` before the first use.
     address: Option<SocketAddr>,
+    /// The address as its `Display` writes it: `a.b.c.d:port` or `[..]:port`.
     text: Vec<u8>,
+    /// The length of the IP part of `text`, up to its colon.
+    ip_len: usize,
 }
 
 impl IpText {
-    /// Writes `address` as its `Display` does: `a.b.c.d:port` or `[..]:port`.
+    #[inline(always)]
     fn write(&mut self, out: &mut Vec<u8>, address: SocketAddr) {
-        let mut key = address;
-        key.set_port(0);
-        if self.address != Some(key) {
+        if self.address != Some(address) {
+            self.set(address);
+        }
+        out.extend_from_slice(&self.text);
+    }
+
+    #[inline(never)]
+    fn set(&mut self, address: SocketAddr) {
+        let same_ip = self.address.is_some_and(|mut kept| {
+            kept.set_port(address.port());
+            kept == address
+        });
+        if !same_ip {
             self.text.clear();
-            match key {
+            match address {
                 SocketAddr::V4(v4) => {
                     for (index, octet) in v4.ip().octets().iter().enumerate() {
                         if index > 0 {
@@ -557,22 +644,63 @@ impl IpText {
                     };
                 }
             }
-            self.address = Some(key);
+            self.text.push(b':');
+            self.ip_len = self.text.len();
         }
-        out.extend_from_slice(&self.text);
-        out.push(b':');
-        push_number(out, u64::from(address.port()));
+        self.text.truncate(self.ip_len);
+        push_number(&mut self.text, u64::from(address.port()));
+        self.address = Some(address);
     }
 }
 
+/// `value` in decimal.
+#[inline(always)]
 fn push_number(out: &mut Vec<u8>, value: u64) {
-    push_digits::<10>(out, value, 1);
+    push_padded(out, value, 1);
 }
 
-/// `value` in decimal, with leading zeros up to `width` digits.
-fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    push_digits::<10>(out, value, width);
+/// `value` in decimal, with leading zeros up to `width` digits (at most 20). Two digits at a
+/// time, into twenty bytes added at once and then cut to the digits (no call to `memcpy`).
+#[inline(always)]
+fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let count = (value.checked_ilog10().unwrap_or(0) as usize + 1)
+        .max(width)
+        .min(20);
+    let start = out.len();
+    out.extend_from_slice(&[b'0'; 20]);
+    let digits = out.get_mut(start..).unwrap_or_default();
+    let mut end = count;
+    while value >= 10 {
+        // Below 100: a pair of `DIGIT_PAIRS`.
+        let pair = DIGIT_PAIRS
+            .get((value % 100) as usize)
+            .unwrap_or(&[b'0'; 2]);
+        end = end.saturating_sub(2);
+        if let Some(slot) = digits.get_mut(end..end + 2) {
+            slot.copy_from_slice(pair);
+        }
+        value /= 100;
+    }
+    if value > 0 {
+        end = end.saturating_sub(1);
+        if let Some(slot) = digits.get_mut(end) {
+            // Below 10.
+            *slot = b'0' + value as u8;
+        }
+    }
+    out.truncate(start + count);
 }
+
+/// The decimal digits of 0 to 99.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[b'0'; 2]; 100];
+    let mut value = 0;
+    while value < 100 {
+        pairs[value] = [b'0' + (value / 10) as u8, b'0' + (value % 10) as u8];
+        value += 1;
+    }
+    pairs
+};
 
 /// `value` in lowercase hexadecimal, with leading zeros up to `width` digits, into a text.
 pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {

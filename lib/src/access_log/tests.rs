@@ -58,13 +58,20 @@ fn dates_are_civil() {
         1_764_460_800_999,
         1_764_460_801_004,
         1_764_460_861_000,
+        1_764_460_861_000,
+        1_764_460_800_999,
     ] {
         clock.write(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
+    }
+    // Within a millisecond, and at the first instant of the next one.
+    for micros in [1_764_460_800_999_999, 1_764_460_801_000_000] {
+        clock.write(&mut out, UNIX_EPOCH + Duration::from_micros(micros));
     }
     assert_eq!(
         text(out),
         "2025-11-30T00:00:00.123Z2025-11-30T00:00:00.123Z2025-11-30T00:00:00.999Z\
-             2025-11-30T00:00:01.004Z2025-11-30T00:01:01.000Z"
+             2025-11-30T00:00:01.004Z2025-11-30T00:01:01.000Z2025-11-30T00:01:01.000Z\
+             2025-11-30T00:00:00.999Z2025-11-30T00:00:00.999Z2025-11-30T00:00:01.000Z"
     );
     assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
 }
@@ -178,7 +185,7 @@ fn ascii_escapes_are_those_of_escape_default() {
 fn json_strings_round_trip_and_escape_controls() {
     for text in AWKWARD {
         let mut out = b"{\"x\":0".to_vec();
-        json_string(&mut out, b",\"text\":", Some(text));
+        json_string(&mut out, b",\"text\":\"", Some(text));
         out.push(b'}');
         let out = super::tests::text(out);
         let value: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -186,27 +193,36 @@ fn json_strings_round_trip_and_escape_controls() {
         assert!(!out.chars().any(char::is_control), "{out:?}");
     }
     let mut out = Vec::new();
-    json_string(&mut out, b",\"c1\":", Some("\u{85}"));
+    json_string(&mut out, b",\"c1\":\"", Some("\u{85}"));
     assert_eq!(text(out), ",\"c1\":\"\\u0085\"");
 }
 
-/// Every byte alone, at each place of a word, and as its remainder: the eight-byte scan
-/// says a text needs an escape exactly when one of its bytes does.
+/// Every byte alone, at each place of a word, in texts of every length up to two words and a
+/// half (a short text, whole words, and words with a tail): the scan says a text needs an
+/// escape exactly when one of its bytes does, copies the text whole when none does, and
+/// leaves what was written before as it was when one does.
 #[test]
 fn the_scan_finds_every_byte_to_escape() {
     for byte in 0..=u8::MAX {
         let escaped = !(0x20..0x7f).contains(&byte) || matches!(byte, b'"' | b'\\' | b'\'');
-        for at in 0..16 {
-            let mut bytes = vec![b'a'; 16];
-            bytes[at] = byte;
-            assert_eq!(
-                any_byte_to_escape(&bytes, b'\''),
-                escaped,
-                "{byte:#x} at {at}"
-            );
-            assert_eq!(any_byte_to_escape(&bytes[..=at], b'\''), escaped);
+        for len in 1..=20 {
+            for at in 0..len {
+                let mut bytes: Vec<u8> = (0..len).map(|index| b'a' + index as u8).collect();
+                bytes[at] = byte;
+                let mut out = b"before".to_vec();
+                let copied = copy_if_plain::<b'\''>(&mut out, &bytes);
+                assert_eq!(copied, !escaped, "{byte:#x} at {at} of {len}");
+                let mut expected = b"before".to_vec();
+                if copied {
+                    expected.extend_from_slice(&bytes);
+                }
+                assert_eq!(out, expected, "{byte:#x} at {at} of {len}");
+            }
         }
     }
+    let mut out = Vec::new();
+    assert!(copy_if_plain::<b'\''>(&mut out, b""));
+    assert!(out.is_empty());
 }
 
 /// A record of every kind of field text a client can send: quotes, backslashes, controls,
@@ -321,9 +337,18 @@ fn numbers_are_written_like_display() {
         push_hex(&mut out, value, 8);
         assert_eq!(out, format!("{value:08x}"));
     }
-    let mut out = Vec::new();
-    push_millis(&mut out, Duration::from_micros(1_002_030));
-    assert_eq!(text(out), "1002.030ms");
+    for (micros, expected) in [
+        (0, "0.000ms"),
+        (5, "0.005ms"),
+        (999, "0.999ms"),
+        (1000, "1.000ms"),
+        (1_002_030, "1002.030ms"),
+        (u64::MAX, "18446744073709551.615ms"),
+    ] {
+        let mut out = b"before ".to_vec();
+        push_millis(&mut out, Duration::from_micros(micros));
+        assert_eq!(text(out), format!("before {expected}"));
+    }
 }
 
 #[test]

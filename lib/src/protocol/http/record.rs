@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, rc::Rc, time::Instant};
 
 use crate::{
-    access_log::push_hex,
+    access_log::{AccessLog, push_hex},
     metrics::RequestRecord,
     protocol::http::{Http, SLOT, stream::Stream},
     session::{BackConnection, Context, SessionIo},
@@ -16,6 +16,16 @@ pub fn new_request_id(stream: &mut Stream, session_uid: u64, served: u64) {
     push_hex(id, u64::from(worker_seed()), 8);
     push_hex(id, session_uid, 8);
     push_hex(id, served, 8);
+}
+
+/// Whether the access log writes a line for each request: the stream then keeps the texts only
+/// the line shows ([`Stream::describe`]).
+pub fn writes_access_lines(context: &Context<'_>) -> bool {
+    context
+        .recorder
+        .access_log
+        .as_ref()
+        .is_some_and(AccessLog::writes_lines)
 }
 
 /// A per-process random value, so request ids of two workers differ.

@@ -290,9 +290,17 @@ impl Stream {
         self.user_agent = user_agent;
     }
 
-    /// Takes the texts of the request `head` (parsed from `buf`, with its `fields`): host,
-    /// path, method and user agent, into the stream's kept allocations.
-    pub fn describe(&mut self, buf: &[u8], head: &RequestHead, fields: &[Header]) {
+    /// Takes the texts of the request `head` (parsed from `buf`, with its `fields`) into the
+    /// stream's kept allocations: host and path (routing, faults, answers), and the method and
+    /// user agent, which only the access log shows, when a line will be written
+    /// (`for_access_log`).
+    pub fn describe(
+        &mut self,
+        buf: &[u8],
+        head: &RequestHead,
+        fields: &[Header],
+        for_access_log: bool,
+    ) {
         let host = head
             .authority
             .map(|a| a.span.slice(buf))
@@ -300,6 +308,9 @@ impl Stream {
         set_text(&mut self.host, host);
         set_text(&mut self.path, head.path.slice(buf));
         self.method = Some(head.method);
+        if !for_access_log {
+            return;
+        }
         set_text(&mut self.method_text, head.method_span.slice(buf));
         let agent = fields
             .iter()
@@ -348,8 +359,61 @@ impl Stream {
     }
 }
 
-/// Replaces `text` with `bytes` (invalid UTF-8 replaced), in its allocation.
+/// Replaces `text` with `bytes` (invalid UTF-8 replaced), in its allocation. Request texts
+/// are almost always UTF-8: they are then copied as they are.
 fn set_text(text: &mut String, bytes: &[u8]) {
     text.clear();
-    text.push_str(&String::from_utf8_lossy(bytes));
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => text.push_str(valid),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::http::parser::{Limits, Parsed, parse_request_head};
+
+    /// The stream of `raw`'s head, described with or without an access log line to come.
+    fn described(raw: &[u8], for_access_log: bool) -> Stream {
+        let mut fields = Vec::new();
+        let Ok(Parsed::Complete(head)) =
+            parse_request_head(raw, &Limits::default(), b"", &mut fields)
+        else {
+            panic!("not a complete head: {raw:?}");
+        };
+        let mut stream = Stream::default();
+        stream.describe(raw, &head, &fields, for_access_log);
+        stream
+    }
+
+    #[test]
+    fn method_and_user_agent_are_kept_only_for_the_access_log() {
+        let raw = b"GET /a?b HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n";
+        let logged = described(raw, true);
+        assert_eq!(
+            (logged.host.as_str(), logged.path.as_str()),
+            ("example.com", "/a?b")
+        );
+        assert_eq!(
+            (logged.method_text.as_str(), logged.user_agent.as_str()),
+            ("GET", "curl/8.0")
+        );
+        let unlogged = described(raw, false);
+        assert_eq!(
+            (unlogged.host.as_str(), unlogged.path.as_str()),
+            ("example.com", "/a?b")
+        );
+        assert_eq!(
+            (unlogged.method_text.as_str(), unlogged.user_agent.as_str()),
+            ("", "")
+        );
+    }
+
+    #[test]
+    fn texts_that_are_not_utf8_are_decoded_lossily() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: x\xc3\r\n\r\n";
+        let stream = described(raw, true);
+        assert_eq!(stream.user_agent, "x\u{fffd}");
+    }
 }

@@ -8,7 +8,7 @@ use crate::{
         faults::{self, Routed},
         outcome::{Outcome, outcome},
         parser::RequestHead,
-        record::new_request_id,
+        record::{new_request_id, writes_access_lines},
         route::{self, Request},
     },
     session::{Context, SessionIo},
@@ -28,7 +28,7 @@ pub(super) fn route(
     let buf = http.front_buf.data();
     let stream = &mut http.stream;
     new_request_id(stream, io.uid, http.served);
-    stream.describe(buf, &head, &http.headers);
+    stream.describe(buf, &head, &http.headers, writes_access_lines(context));
     stream.routed_at = Some(context.now);
     stream.bytes_in = head.head_len as u64;
     stream.client = head.persistence;

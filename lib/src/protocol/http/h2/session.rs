@@ -35,7 +35,7 @@ use crate::{
         faults,
         outcome::{Outcome, outcome},
         parser::Persistence,
-        record::{self, new_request_id},
+        record::{self, new_request_id, writes_access_lines},
         route,
     },
     session::{
@@ -441,7 +441,7 @@ impl Mux {
         let head = &request.head;
         let stream = &mut exchange.stream;
         new_request_id(stream, env.uid, self.requests);
-        stream.describe(buf, head, &request.fields);
+        stream.describe(buf, head, &request.fields, writes_access_lines(context));
         stream.routed_at = Some(context.now);
         let route_request = route::Request {
             buf,
