@@ -75,7 +75,10 @@ pub fn merge(state: &mut ConfigState, read: StateOrders) -> Merged {
     for (line, order, json) in orders {
         match apply_order(state, &order) {
             Ok(()) => {
-                match (text.as_deref().and_then(|text| text.get(json)), &mut merged.written) {
+                match (
+                    text.as_deref().and_then(|text| text.get(json)),
+                    &mut merged.written,
+                ) {
                     (Some(json), Some(written)) => written.push(json),
                     // Serialised instead, all of them.
                     _ => merged.written = None,
@@ -195,8 +198,13 @@ pub fn read(mut reader: impl Read) -> Result<StateOrders, String> {
                 "line {number}: {order} does not change the routing state"
             ));
         }
-        let json_start = line_start.saturating_add(line.len().saturating_sub(line.trim_start().len()));
-        orders.push((number, order, json_start..json_start.saturating_add(json.len())));
+        let json_start =
+            line_start.saturating_add(line.len().saturating_sub(line.trim_start().len()));
+        orders.push((
+            number,
+            order,
+            json_start..json_start.saturating_add(json.len()),
+        ));
     }
     Ok(StateOrders {
         orders,

@@ -10,8 +10,8 @@ use log::{debug, error, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
     request::{
-        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, ListenerType,
-        MetricsConfiguration, Order, Request, UpdateHttpListener, UpdateHttpsListener,
+        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration,
+        Order, Request, UpdateHttpListener, UpdateHttpsListener,
     },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,

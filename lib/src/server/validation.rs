@@ -170,15 +170,21 @@ pub fn validate_checked(
     let validated = match order {
         Order::AddCertificate(add) => {
             let (loaded, facts) = load(add.address, &add.certificate, keys)?;
-            return Ok((Validated::Certificate(loaded), checked.with_certificate(facts)));
+            return Ok((
+                Validated::Certificate(loaded),
+                checked.with_certificate(facts),
+            ));
         }
         Order::ReplaceCertificate(replace) => {
             let (loaded, facts) = load(replace.address, &replace.new_certificate, keys)?;
-            return Ok((Validated::Certificate(loaded), checked.with_certificate(facts)));
+            return Ok((
+                Validated::Certificate(loaded),
+                checked.with_certificate(facts),
+            ));
         }
         Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-            let route = Route::compile(frontend.clone())
-                .map_err(|source| route_error(frontend, source))?;
+            let route =
+                Route::compile(frontend.clone()).map_err(|source| route_error(frontend, source))?;
             let checked = checked.with_frontend(route.shared_frontend());
             return Ok((Validated::Route(route), checked));
         }
