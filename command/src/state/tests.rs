@@ -683,7 +683,7 @@ proptest! {
         for order in orders {
             let expected = lent.apply(&order).map_err(|error| error.to_string());
             let fields = rules::check_order(&order);
-            let applied = match fields {
+            let applied = match fields.clone() {
                 Err(error) => Err(StateError::from(error).to_string()),
                 Ok(fields) => given.apply_owned(order.clone(), Checked::new(fields)).map_err(|refused| {
                     let (error, back) = *refused;
