@@ -210,6 +210,9 @@ fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
         .receive_listeners()
         .context("cannot receive the listener sockets")?;
     let inherited = listeners.http.len() + listeners.https.len() + listeners.tcp.len();
+    if !listeners.https.is_empty() {
+        sozu_lib::protocol::tls::seed_random_in_background();
+    }
     let settings = &args.settings;
     let channel = Channel::from_std(
         UnixStream::from(channel),

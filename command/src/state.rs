@@ -17,12 +17,13 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    certificate::CertificateFacts,
     request::{
         AddBackend, CertificateAndKey, Cluster, ClusterId, Fault, Fingerprint, HttpFrontend,
         HttpListenerConfig, HttpsListenerConfig, ListenerType, Order, RemoveBackend,
         SetHealthCheck, TcpFrontend, TcpListenerConfig,
     },
-    rules,
+    rules::{self, FieldsChecked},
 };
 
 /// A listener's settings and whether it accepts connections.
@@ -93,23 +94,39 @@ impl ConfigState {
     /// Validates `order` (its fields by [`rules::check_order`], then against the state) and
     /// applies it. On error the state is unchanged.
     pub fn apply(&mut self, order: &Order) -> Result<(), StateError> {
-        rules::check_order(order)?;
-        self.change(order)
+        let fields = rules::check_order(order)?;
+        self.apply_checked(order, Checked::new(fields))
     }
 
-    /// [`ConfigState::apply`] of an order the caller gives away: the frontend it adds is kept
-    /// as it is instead of copied (a start builds 100,000 of them). On error the state is
-    /// unchanged and the order is given back.
-    pub fn apply_owned(&mut self, order: Order) -> Result<(), Box<(StateError, Order)>> {
-        if let Err(error) = rules::check_order(&order) {
-            return Err(Box::new((error.into(), order)));
+    /// [`ConfigState::apply`] of an order whose check found what `checked` holds: its fields
+    /// are not checked again, and its certificate is not read again when `checked` has its
+    /// facts. On error the state is unchanged.
+    pub fn apply_checked(&mut self, order: &Order, checked: Checked) -> Result<(), StateError> {
+        match (order, checked.frontend) {
+            (Order::AddHttpFrontend(_), Some(frontend)) => self
+                .insert_shared_http_frontend(frontend, ListenerType::Http)
+                .map_err(|refused| refused.0),
+            (Order::AddHttpsFrontend(_), Some(frontend)) => self
+                .insert_shared_http_frontend(frontend, ListenerType::Https)
+                .map_err(|refused| refused.0),
+            _ => self.change(order, checked.certificate),
         }
+    }
+
+    /// [`ConfigState::apply_checked`] of an order the caller gives away: the frontend it adds
+    /// is kept as it is instead of copied (a start builds 100,000 of them). On error the state
+    /// is unchanged and the order is given back.
+    pub fn apply_owned(
+        &mut self,
+        order: Order,
+        checked: Checked,
+    ) -> Result<(), Box<(StateError, Order)>> {
         let (frontend, kind) = match order {
             Order::AddHttpFrontend(frontend) => (frontend, ListenerType::Http),
             Order::AddHttpsFrontend(frontend) => (frontend, ListenerType::Https),
             other => {
                 return self
-                    .change(&other)
+                    .change(&other, checked.certificate)
                     .map_err(|error| Box::new((error, other)));
             }
         };
@@ -125,8 +142,13 @@ impl ConfigState {
             })
     }
 
-    /// Applies an order whose fields are checked.
-    fn change(&mut self, order: &Order) -> Result<(), StateError> {
+    /// Applies an order whose fields are checked; `certificate`, when given, holds the facts
+    /// of the certificate the order brings.
+    fn change(
+        &mut self,
+        order: &Order,
+        certificate: Option<CertificateFacts>,
+    ) -> Result<(), StateError> {
         match order {
             Order::AddCluster(cluster) => self.add_cluster(cluster),
             Order::RemoveCluster(id) => self.remove_cluster(id),
@@ -146,8 +168,8 @@ impl ConfigState {
             }
             Order::AddTcpFrontend(frontend) => self.add_tcp_frontend(frontend),
             Order::RemoveTcpFrontend(frontend) => self.remove_tcp_frontend(frontend),
-            Order::AddCertificate(add) => self.add_certificate(add),
-            Order::ReplaceCertificate(replace) => self.replace_certificate(replace),
+            Order::AddCertificate(add) => self.add_certificate(add, certificate),
+            Order::ReplaceCertificate(replace) => self.replace_certificate(replace, certificate),
             Order::RemoveCertificate(remove) => self.remove_certificate(remove),
             Order::AddHttpListener(config) => self.add_http_listener(config),
             Order::AddHttpsListener(config) => self.add_https_listener(config),
@@ -281,6 +303,19 @@ impl ConfigState {
         frontend: HttpFrontend,
         kind: ListenerType,
     ) -> Result<(), Box<(StateError, HttpFrontend)>> {
+        self.insert_shared_http_frontend(Arc::new(frontend), kind)
+            .map_err(|refused| {
+                let (error, frontend) = *refused;
+                Box::new((error, Arc::unwrap_or_clone(frontend)))
+            })
+    }
+
+    /// [`ConfigState::insert_http_frontend`] of a frontend shared with its holders.
+    fn insert_shared_http_frontend(
+        &mut self,
+        frontend: Arc<HttpFrontend>,
+        kind: ListenerType,
+    ) -> Result<(), Box<(StateError, Arc<HttpFrontend>)>> {
         let known = self
             .require_listener(frontend.address, kind)
             .and_then(|()| match &frontend.cluster_id {
@@ -291,11 +326,8 @@ impl ConfigState {
             return Err(Box::new((error, frontend)));
         }
         self.http_frontends_mut(kind)
-            .insert(Arc::new(frontend))
-            .map_err(|frontend| {
-                let frontend = Arc::unwrap_or_clone(frontend);
-                Box::new((StateError::FrontendExists(frontend.key()), frontend))
-            })
+            .insert(frontend)
+            .map_err(|frontend| Box::new((StateError::FrontendExists(frontend.key()), frontend)))
     }
 
     fn remove_http_frontend(
@@ -453,6 +485,39 @@ impl ConfigState {
                 (cluster_id.clone(), hasher.finish())
             })
             .collect()
+    }
+}
+
+/// What the check of an order found, so that [`ConfigState::apply_checked`] does not find it
+/// again: the proof that its fields are checked, and what the check read of the order (the
+/// facts of the certificate it brings, the frontend it adds shared with a worker's router).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    certificate: Option<CertificateFacts>,
+    frontend: Option<Arc<HttpFrontend>>,
+}
+
+impl Checked {
+    /// An order whose fields [`rules::check_order`] accepted.
+    pub fn new(_fields: FieldsChecked) -> Self {
+        Checked {
+            certificate: None,
+            frontend: None,
+        }
+    }
+
+    /// With the facts of the certificate the order brings (`ADD_CERTIFICATE`,
+    /// `REPLACE_CERTIFICATE`), read from that certificate by the caller's check.
+    pub fn with_certificate(mut self, facts: CertificateFacts) -> Self {
+        self.certificate = Some(facts);
+        self
+    }
+
+    /// With the frontend the order adds (`ADD_HTTP_FRONTEND`, `ADD_HTTPS_FRONTEND`), equal to
+    /// the order's: the state keeps this one instead of a copy, shared with its other holders.
+    pub fn with_frontend(mut self, frontend: Arc<HttpFrontend>) -> Self {
+        self.frontend = Some(frontend);
+        self
     }
 }
 

@@ -33,6 +33,14 @@ impl HttpsSettings {
         })
     }
 
+    /// What [`HttpsSettings::new`] checks, for a caller that keeps nothing it builds (the
+    /// main process, a worker checking an update): the same verdict and error, without the
+    /// ticketer's keys nor the session cache that serving needs.
+    pub fn check(settings: &TlsListenerConfig) -> Result<(), TlsError> {
+        default_certificate(settings.certificate.as_ref())?;
+        tls::check_server_settings(settings)
+    }
+
     /// New settings for the same listener: the certificates added by orders stay.
     pub fn updated(&self, settings: &TlsListenerConfig) -> Result<HttpsSettings, TlsError> {
         let default = default_certificate(settings.certificate.as_ref())?;

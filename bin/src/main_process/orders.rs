@@ -24,7 +24,9 @@ use sozu_command_lib::{
 use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use super::{
-    BatchJson, Delivery, Main, Stop, audit, ok_message, queries, state_file,
+    BatchJson, Delivery, Main, Stop, audit,
+    delivery::WrittenJson,
+    ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -300,6 +302,19 @@ impl Main {
         what: String,
         purpose: Purpose,
     ) {
+        self.commit_written(to, orders, None, what, purpose);
+    }
+
+    /// [`Main::commit_as`] of orders whose JSON `written` holds (a state file's lines), which
+    /// are then not serialised again.
+    fn commit_written(
+        &mut self,
+        to: Option<ClientRef>,
+        orders: Vec<Order>,
+        written: Option<WrittenJson>,
+        what: String,
+        purpose: Purpose,
+    ) {
         self.committed(&orders);
         let targets = self.serving_workers();
         if targets.is_empty() && matches!(purpose, Purpose::Change { .. }) {
@@ -317,7 +332,7 @@ impl Main {
         // Many orders (a reload, a state load) are answered once by each worker, not once per
         // order: 120,000 answers to read cost the main process more than the orders.
         if orders.len() > 1 {
-            let batch = BatchJson::new(&orders);
+            let batch = BatchJson::written(&orders, written);
             self.start_task_as(task, &targets, Delivery::Batch(&batch));
         } else {
             self.start_task_as(task, &targets, Delivery::OneAnswerEach(&orders));
@@ -412,7 +427,8 @@ impl Main {
                 self.reply(to, ok_message(&to.request_id, format!("{what}: done")));
             }
         } else {
-            self.commit(waiting, merged.applied, what);
+            let purpose = Purpose::Change { what: what.clone() };
+            self.commit_written(waiting, merged.applied, merged.written, what, purpose);
         }
         if let Some((to, message)) = refused {
             self.reply(&to, Response::failure(to.request_id.clone(), message));
@@ -583,8 +599,10 @@ impl Main {
 /// compared with the certificate by their public parts ([`KeyCheck::PublicPart`]); the
 /// workers decode it at its first handshake.
 pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String> {
-    check(state, order, KeyCheck::PublicPart).map_err(|error| with_causes(&error))?;
-    state.apply(order).map_err(|error| with_causes(&error))
+    let checked = check(state, order, KeyCheck::PublicPart).map_err(|error| with_causes(&error))?;
+    state
+        .apply_checked(order, checked)
+        .map_err(|error| with_causes(&error))
 }
 
 /// The routing state a configuration file describes.
@@ -616,7 +634,7 @@ pub fn state_of_orders(orders: Vec<Order>) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
     for order in orders {
         let applied = match check(&state, &order, KeyCheck::PublicPart) {
-            Ok(()) => state.apply_owned(order).map_err(|refused| {
+            Ok(checked) => state.apply_owned(order, checked).map_err(|refused| {
                 let (error, order) = *refused;
                 (with_causes(&error), order)
             }),

@@ -7,6 +7,7 @@ use std::{
     collections::HashSet,
     fs,
     io::{self, BufWriter, Read, Write},
+    ops::Range,
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
@@ -16,7 +17,7 @@ use sozu_command_lib::{
     state::{ConfigState, sozu_format},
 };
 
-use super::orders::apply_order;
+use super::{delivery::WrittenJson, orders::apply_order};
 use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
@@ -24,6 +25,8 @@ use crate::cli::with_causes;
 pub struct Merged {
     /// The orders the state took, in file order: what the workers must get.
     pub applied: Vec<Order>,
+    /// Their JSON as the file wrote it, for a file of ours (see [`StateOrders`]).
+    pub written: Option<WrittenJson>,
     /// Orders that would recreate an item identical to one the state holds.
     pub unchanged: usize,
     /// The orders the state refused, each as `line N: ORDER is refused: why`.
@@ -45,7 +48,8 @@ impl Merged {
 /// Applies each order of a state file (with its line) to `state`, one by one: an order equal
 /// to one that builds `state` is skipped, an order the state refuses is reported, the others
 /// change it.
-pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
+pub fn merge(state: &mut ConfigState, read: StateOrders) -> Merged {
+    let StateOrders { orders, text } = read;
     // Orders compare by their JSON text, which is canonical: one field order, one spelling.
     // Only an order of a kind the state's orders have can be one of them: the others (most
     // of a state loaded after a restart) are not serialised.
@@ -55,19 +59,32 @@ pub fn merge(state: &mut ConfigState, orders: Vec<(usize, Order)>) -> Merged {
         .iter()
         .filter_map(|order| serde_json::to_string(order).ok())
         .collect();
-    let mut merged = Merged::default();
-    let orders: Vec<(usize, Order)> = orders
+    let mut merged = Merged {
+        written: text.as_ref().map(|_| WrittenJson::default()),
+        ..Merged::default()
+    };
+    let orders: Vec<(usize, Order, Range<usize>)> = orders
         .into_iter()
-        .filter(|(_, order)| {
+        .filter(|(_, order, _)| {
             let unchanged = kinds.contains(order.name())
                 && serde_json::to_string(order).is_ok_and(|text| existing.contains(&text));
             merged.unchanged += usize::from(unchanged);
             !unchanged
         })
         .collect();
-    for (line, order) in orders {
+    for (line, order, json) in orders {
         match apply_order(state, &order) {
-            Ok(()) => merged.applied.push(order),
+            Ok(()) => {
+                match (
+                    text.as_deref().and_then(|text| text.get(json)),
+                    &mut merged.written,
+                ) {
+                    (Some(json), Some(written)) => written.push(json),
+                    // Serialised instead, all of them.
+                    _ => merged.written = None,
+                }
+                merged.applied.push(order);
+            }
             Err(error) => merged
                 .conflicts
                 .push(format!("line {line}: {order} is refused: {error}")),
@@ -136,34 +153,63 @@ impl<W: Write> Write for CountLines<W> {
     }
 }
 
+/// The orders of a state file, each with its line number and where its JSON is in the file's
+/// text, which is kept for a file of ours (one order per line).
+#[derive(Debug, Default)]
+pub struct StateOrders {
+    /// Each order, with its line and the range of its JSON in `text` (empty without text).
+    pub orders: Vec<(usize, Order, Range<usize>)>,
+    /// The file's text; `None` for Sōzu's records, which are not our orders' JSON.
+    text: Option<String>,
+}
+
 /// The orders of a state file with their line numbers: ours (one order per line; blank lines
 /// and `#` comments are skipped) or Sōzu's (JSON records separated by `\n\0`), told apart by
 /// content. The first line that is not an order is named.
-pub fn read(mut reader: impl Read) -> Result<Vec<(usize, Order)>, String> {
+pub fn read(mut reader: impl Read) -> Result<StateOrders, String> {
     let mut text = String::new();
     reader
         .read_to_string(&mut text)
         .map_err(|error| format!("cannot read the state file: {error}"))?;
     if sozu_format::is_sozu_state(&text) {
-        return sozu_format::read(&text).map_err(|error| with_causes(&error));
+        let orders = sozu_format::read(&text).map_err(|error| with_causes(&error))?;
+        return Ok(StateOrders {
+            orders: orders
+                .into_iter()
+                .map(|(line, order)| (line, order, 0..0))
+                .collect(),
+            text: None,
+        });
     }
     let mut orders = Vec::new();
-    for (index, line) in text.lines().enumerate() {
+    let mut next_line = 0usize;
+    for (index, line) in text.split('\n').enumerate() {
         let number = index + 1;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
+        let line_start = next_line;
+        next_line = next_line.saturating_add(line.len()).saturating_add(1);
+        let json = line.trim();
+        if json.is_empty() || json.starts_with('#') {
             continue;
         }
-        let order: Order = serde_json::from_str(text)
+        let order: Order = serde_json::from_str(json)
             .map_err(|error| format!("line {number} is not a valid order: {error}"))?;
         if !order.is_state_change() {
             return Err(format!(
                 "line {number}: {order} does not change the routing state"
             ));
         }
-        orders.push((number, order));
+        let json_start =
+            line_start.saturating_add(line.len().saturating_sub(line.trim_start().len()));
+        orders.push((
+            number,
+            order,
+            json_start..json_start.saturating_add(json.len()),
+        ));
     }
-    Ok(orders)
+    Ok(StateOrders {
+        orders,
+        text: Some(text),
+    })
 }
 
 #[cfg(test)]
@@ -172,6 +218,35 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Issue 17: the orders of a state load reach the workers as the file wrote them, so
+    /// each keeps its JSON, without the line's spaces; those the state did not take are not
+    /// sent.
+    #[test]
+    fn orders_keep_their_json_as_written_and_only_applied_ones_are_sent() {
+        let text = "# a comment\n\n  {\"type\":\"ADD_CLUSTER\",\"cluster_id\":\"a\"}  \r\n\
+                    {\"type\":\"REMOVE_CLUSTER\",\"cluster_id\":\"b\"}\n\
+                    {\"cluster_id\":\"c\", \"type\":\"ADD_CLUSTER\"}\n";
+        let read = read(text.as_bytes()).unwrap();
+        let lines: Vec<usize> = read.orders.iter().map(|(line, _, _)| *line).collect();
+        assert_eq!(lines, [3, 4, 5]);
+        let merged = merge(&mut ConfigState::new(), read);
+        assert_eq!(merged.applied.len(), 2);
+        assert_eq!(merged.conflicts.len(), 1, "{:?}", merged.conflicts);
+        let written = merged.written.expect("the JSON of our file");
+        let batch = super::super::BatchJson::written(&merged.applied, Some(written));
+        let mut sent = Vec::new();
+        batch.for_each_request("1", |_, json| {
+            sent.push(String::from_utf8(json.unwrap().to_vec()).unwrap());
+        });
+        assert_eq!(
+            sent,
+            [
+                r#"{"id":"1","order":{"type":"ADD_CLUSTER","cluster_id":"a"}}"#,
+                r#"{"id":"1","order":{"cluster_id":"c", "type":"ADD_CLUSTER"}}"#,
+            ]
+        );
     }
 
     /// Issue 10, item 6: the state file, which holds private keys, was created with the umask

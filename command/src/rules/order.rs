@@ -614,9 +614,15 @@ fn hostname_rule(error: &HostnameError) -> String {
 
 /// Checks every field of an order against its rule. Orders that change nothing and removals
 /// of frontends and certificates have nothing to check here: the state refuses what it lacks.
-pub fn check_order(order: &Order) -> Result<(), InvalidField> {
-    Checker::new().order(order)
+/// What it gives back proves the check to [`crate::state::ConfigState::apply_checked`], which
+/// then does not make it again.
+pub fn check_order(order: &Order) -> Result<FieldsChecked, InvalidField> {
+    Checker::new().order(order).map(|()| FieldsChecked(()))
 }
+
+/// The proof that [`check_order`] accepted an order's fields: only it makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldsChecked(());
 
 #[cfg(test)]
 mod tests {

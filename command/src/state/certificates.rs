@@ -22,9 +22,25 @@ impl ConfigState {
             .map_err(|source| StateError::Certificate { address, source })
     }
 
-    pub(super) fn add_certificate(&mut self, add: &AddCertificate) -> Result<(), StateError> {
+    /// The facts of `certificate`: `known` when the caller read them, else read now.
+    fn facts_of(
+        address: SocketAddr,
+        certificate: &CertificateAndKey,
+        known: Option<CertificateFacts>,
+    ) -> Result<CertificateFacts, StateError> {
+        match known {
+            Some(facts) => Ok(facts),
+            None => Self::inspect_certificate(address, certificate),
+        }
+    }
+
+    pub(super) fn add_certificate(
+        &mut self,
+        add: &AddCertificate,
+        known: Option<CertificateFacts>,
+    ) -> Result<(), StateError> {
         self.require_listener(add.address, ListenerType::Https)?;
-        let facts = Self::inspect_certificate(add.address, &add.certificate)?;
+        let facts = Self::facts_of(add.address, &add.certificate, known)?;
         let certificates = self.certificates.entry(add.address).or_default();
         if certificates.contains_key(&facts.fingerprint) {
             return Err(StateError::CertificateExists {
@@ -47,10 +63,11 @@ impl ConfigState {
     pub(super) fn replace_certificate(
         &mut self,
         replace: &ReplaceCertificate,
+        known: Option<CertificateFacts>,
     ) -> Result<(), StateError> {
         let address = replace.address;
         self.require_listener(address, ListenerType::Https)?;
-        let facts = Self::inspect_certificate(address, &replace.new_certificate)?;
+        let facts = Self::facts_of(address, &replace.new_certificate, known)?;
         let no_old = || StateError::NoCertificate {
             address,
             fingerprint: replace.old_fingerprint.clone(),

@@ -673,20 +673,45 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Issue 17: an order given away does to the state what the same order lent does, and a
-    /// refused one comes back whole with the same error.
+    /// refused one comes back whole with the same error; so does an order applied with what
+    /// its check found (the frontend it adds, shared, and its certificate's facts).
     #[test]
     fn an_order_given_away_applies_as_one_lent(orders in arb_orders()) {
         let mut lent = ConfigState::new();
         let mut given = ConfigState::new();
+        let mut checked = ConfigState::new();
         for order in orders {
             let expected = lent.apply(&order).map_err(|error| error.to_string());
-            let applied = given.apply_owned(order.clone()).map_err(|refused| {
-                let (error, back) = *refused;
-                assert_eq!(back, order);
-                error.to_string()
-            });
-            prop_assert_eq!(applied, expected);
+            let fields = rules::check_order(&order);
+            let applied = match fields.clone() {
+                Err(error) => Err(StateError::from(error).to_string()),
+                Ok(fields) => given.apply_owned(order.clone(), Checked::new(fields)).map_err(|refused| {
+                    let (error, back) = *refused;
+                    assert_eq!(back, order);
+                    error.to_string()
+                }),
+            };
+            prop_assert_eq!(&applied, &expected);
             prop_assert_eq!(&given, &lent);
+            if let Ok(fields) = fields {
+                let found = match &order {
+                    Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
+                        Checked::new(fields).with_frontend(Arc::new(frontend.clone()))
+                    }
+                    Order::AddCertificate(AddCertificate { certificate, .. })
+                    | Order::ReplaceCertificate(ReplaceCertificate {
+                        new_certificate: certificate,
+                        ..
+                    }) => match crate::certificate::inspect(certificate) {
+                        Ok(facts) => Checked::new(fields).with_certificate(facts),
+                        Err(_) => Checked::new(fields),
+                    },
+                    _ => Checked::new(fields),
+                };
+                let applied = checked.apply_checked(&order, found).map_err(|error| error.to_string());
+                prop_assert_eq!(applied, expected);
+                prop_assert_eq!(&checked, &lent);
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use sozu_command_lib::{
-    certificate::{self, CertificateError},
+    certificate::{self, CertificateError, CertificateFacts},
     request::{CertificateAndKey, Fingerprint, TlsListenerConfig, TlsVersion},
 };
 
@@ -165,6 +165,15 @@ pub fn load_certificate(
     certificate: &CertificateAndKey,
     check: KeyCheck,
 ) -> Result<LoadedCertificate, TlsError> {
+    load_certificate_with_facts(certificate, check).map(|(loaded, _)| loaded)
+}
+
+/// [`load_certificate`], with the facts of the certificate it read, for a caller whose state
+/// keeps them ([`sozu_command_lib::state::Checked::with_certificate`]).
+pub fn load_certificate_with_facts(
+    certificate: &CertificateAndKey,
+    check: KeyCheck,
+) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
     let (facts, leaf) = certificate::inspect_with_leaf(certificate)?;
     let key = match check_key(certificate, &leaf, check)? {
         Some(decoded) => ServedKey {
@@ -176,18 +185,22 @@ pub fn load_certificate(
             decoded: OnceLock::new(),
         },
     };
-    Ok(LoadedCertificate {
-        fingerprint: facts.fingerprint,
-        names: facts.names,
+    let loaded = LoadedCertificate {
+        fingerprint: facts.fingerprint.clone(),
+        names: facts.names.clone(),
         key: Arc::new(key),
-    })
+    };
+    Ok((loaded, facts))
 }
 
 /// What [`load_certificate`] checks, for a caller that keeps nothing it loads (the main
-/// process).
-pub fn check_certificate(certificate: &CertificateAndKey, check: KeyCheck) -> Result<(), TlsError> {
-    let (_, leaf) = certificate::inspect_with_leaf(certificate)?;
-    check_key(certificate, &leaf, check).map(drop)
+/// process), with the facts of the certificate it read.
+pub fn check_certificate(
+    certificate: &CertificateAndKey,
+    check: KeyCheck,
+) -> Result<CertificateFacts, TlsError> {
+    let (facts, leaf) = certificate::inspect_with_leaf(certificate)?;
+    check_key(certificate, &leaf, check).map(|_| facts)
 }
 
 /// The checks of a certificate's key while loading: with [`KeyCheck::Now`], the decoded chain
@@ -375,11 +388,52 @@ fn provider() -> CryptoProvider {
     }
 }
 
+/// Seeds the random number generator TLS uses, on a thread of its own, for a worker that
+/// starts with HTTPS listeners: its first seeding takes the process about 45 ms of CPU (the
+/// jitter entropy source of aws-lc), which the first HTTPS listener's ticketer would
+/// otherwise pay while the worker applies its initial state, before it routes anything. The
+/// thread does it while the worker waits for that state; the generator's one-time
+/// initialisation makes any other user wait until it is done.
+pub fn seed_random_in_background() {
+    let seeding = std::thread::Builder::new()
+        .name("seed-random".to_string())
+        .spawn(|| {
+            let mut byte = [0u8; 1];
+            if provider().secure_random.fill(&mut byte).is_err() {
+                error!("the random number generator could not be seeded");
+            }
+        });
+    if let Err(error) = seeding {
+        error!("cannot start the thread that seeds the random number generator: {error}");
+    }
+}
+
 /// The rustls configuration of an HTTPS listener.
 pub fn server_config(
     settings: &TlsListenerConfig,
     resolver: Arc<CertificateResolver>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = settings_config(settings, resolver)?;
+    if settings.send_tls13_tickets > 0 {
+        config.ticketer = aws_lc_rs::Ticketer::new().map_err(TlsError::Ticketer)?;
+    }
+    config.session_storage = ServerSessionMemoryCache::new(20_000);
+    Ok(Arc::new(config))
+}
+
+/// Whether a listener's TLS settings build a server configuration, as [`server_config`]
+/// checks them, without what serving needs besides: the ticketer's keys, whose random
+/// numbers cost a process its first seeding of the generator (about 45 ms of CPU, the
+/// main process's and each worker's), and the session cache.
+pub fn check_server_settings(settings: &TlsListenerConfig) -> Result<(), TlsError> {
+    settings_config(settings, Arc::new(CertificateResolver::default())).map(drop)
+}
+
+/// The server configuration `settings` describe, without tickets nor session cache.
+fn settings_config(
+    settings: &TlsListenerConfig,
+    resolver: Arc<CertificateResolver>,
+) -> Result<ServerConfig, TlsError> {
     let mut provider = provider();
     let wanted: Vec<&String> = settings
         .cipher_list
@@ -451,12 +505,8 @@ pub fn server_config(
         config.alpn_protocols.push(b"h2".to_vec());
     }
     config.send_tls13_tickets = settings.send_tls13_tickets as usize;
-    if settings.send_tls13_tickets > 0 {
-        config.ticketer = aws_lc_rs::Ticketer::new().map_err(TlsError::Ticketer)?;
-    }
-    config.session_storage = ServerSessionMemoryCache::new(20_000);
     config.ignore_client_order = true;
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// A cipher suite of the aws-lc-rs provider by its rustls name.

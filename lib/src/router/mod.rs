@@ -126,7 +126,7 @@ pub enum RouterError {
 /// A frontend, compiled for matching.
 #[derive(Debug)]
 pub struct Route {
-    /// Shared with the worker's state (see [`Route::share_frontend`]).
+    /// Shared with the worker's state (see [`Route::shared_frontend`]).
     frontend: Arc<HttpFrontend>,
     host: HostPattern,
     path: PathMatcher,
@@ -222,12 +222,10 @@ impl Route {
         &self.frontend
     }
 
-    /// Holds `frontend` instead of its own copy when both are the same frontend, so that a
-    /// worker's state and router keep one copy of it between them.
-    pub fn share_frontend(&mut self, frontend: &Arc<HttpFrontend>) {
-        if self.frontend == *frontend {
-            self.frontend = frontend.clone();
-        }
+    /// The frontend the route holds, for a worker's state to keep the same one: the state and
+    /// the router keep one copy of it between them.
+    pub fn shared_frontend(&self) -> Arc<HttpFrontend> {
+        Arc::clone(&self.frontend)
     }
 
     /// The cluster requests are sent to; `None` for a frontend that only answers, redirects or

@@ -10,19 +10,19 @@ use log::{debug, error, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
     request::{
-        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, ListenerType,
-        MetricsConfiguration, Order, Request, UpdateHttpListener, UpdateHttpsListener,
+        AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration,
+        Order, Request, UpdateHttpListener, UpdateHttpsListener,
     },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
     },
-    state::StateError,
+    state::{Checked, StateError},
 };
 
 use super::{
     ListenerSocket, Owner, Run, Server,
     batch::Batch,
-    validation::{OrderError, Validated, validate},
+    validation::{OrderError, Validated, validate_checked},
 };
 use crate::{
     https::HttpsSettings,
@@ -227,10 +227,10 @@ impl Server {
             .collect()
     }
 
-    /// Validates an order (with [`validate`], as the main process does) and applies it. On
-    /// error nothing changed.
+    /// Validates an order (with [`validate_checked`], as the main process does) and applies
+    /// it. On error nothing changed.
     pub(super) fn apply_order(&mut self, order: &Order) -> Result<(), ApplyError> {
-        let validated = validate(&self.state, order, self.config.key_check)?;
+        let (validated, checked) = validate_checked(&self.state, order, self.config.key_check)?;
         let applied = match (order, validated) {
             (Order::ActivateListener(listener), _) => {
                 if self.state.listener_kind(listener.address) != Some(listener.proxy) {
@@ -240,18 +240,18 @@ impl Server {
                     }));
                 }
                 self.activate(listener)?;
-                self.apply_to_state(order)
+                self.apply_to_state(order, checked)
             }
             (Order::AddHttpListener(config), Validated::Listener { answers, tls }) => {
-                self.add_http_listener(order, config, answers, tls, None)
+                self.add_http_listener(order, checked, config, answers, tls, None)
             }
             (Order::AddHttpsListener(config), Validated::Listener { answers, tls }) => {
                 let hsts = config.tls.hsts.clone();
-                self.add_http_listener(order, &config.http, answers, tls, hsts)
+                self.add_http_listener(order, checked, &config.http, answers, tls, hsts)
             }
             (Order::AddCertificate(add), Validated::Certificate(loaded)) => {
                 self.require_https_settings(add.address)?;
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 if let Some(settings) = self.https_settings(add.address) {
                     settings.add_certificate(loaded);
                 }
@@ -259,14 +259,14 @@ impl Server {
             }
             (Order::ReplaceCertificate(replace), Validated::Certificate(loaded)) => {
                 self.require_https_settings(replace.address)?;
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 if let Some(settings) = self.https_settings(replace.address) {
                     settings.replace_certificate(&replace.old_fingerprint, loaded);
                 }
                 Ok(())
             }
             (Order::RemoveCertificate(remove), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 if let Some(settings) = self.https_settings(remove.address) {
                     settings.remove_certificate(&remove.fingerprint);
                 }
@@ -292,7 +292,7 @@ impl Server {
                     ),
                     None => None,
                 };
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 if let Some(listener) = self.http_listeners.get_mut(address) {
                     listener.answers = answers;
                     listener.config = *config;
@@ -305,21 +305,15 @@ impl Server {
             }
             (
                 Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend),
-                Validated::Route(mut route),
+                Validated::Route(route),
             ) => {
                 if !self.http_listeners.contains_key(&frontend.address) {
                     return Err(ApplyError::NoHttpListener {
                         address: frontend.address,
                     });
                 }
-                self.apply_to_state(order)?;
-                let kind = match order {
-                    Order::AddHttpsFrontend(_) => ListenerType::Https,
-                    _ => ListenerType::Http,
-                };
-                if let Some(shared) = self.state.http_frontends_of(kind).get_same_key(frontend) {
-                    route.share_frontend(shared);
-                }
+                // The state keeps the frontend the route holds.
+                self.apply_to_state(order, checked)?;
                 if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {
                     // The state refused a duplicate already, and the router holds what the
                     // state holds.
@@ -330,7 +324,7 @@ impl Server {
                 Ok(())
             }
             (Order::RemoveHttpFrontend(frontend) | Order::RemoveHttpsFrontend(frontend), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 if let Some(listener) = self.http_listeners.get_mut(&frontend.address) {
                     let _ = listener.router.remove(&frontend.key());
                 }
@@ -343,7 +337,7 @@ impl Server {
                     authorized,
                 },
             ) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 for listener in self.http_listeners.values_mut() {
                     listener
                         .answers
@@ -362,7 +356,7 @@ impl Server {
                 Ok(())
             }
             (Order::RemoveCluster(id), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 for listener in self.http_listeners.values_mut() {
                     listener.router.remove_cluster(&id.cluster_id);
                     listener.answers.remove_cluster(&id.cluster_id);
@@ -372,12 +366,12 @@ impl Server {
                 Ok(())
             }
             (Order::AddBackend(backend), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 self.backends.add(backend);
                 Ok(())
             }
             (Order::RemoveBackend(backend), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 let draining = self
                     .backends
                     .remove(&backend.cluster_id, &backend.backend_id);
@@ -387,22 +381,22 @@ impl Server {
                 Ok(())
             }
             (Order::DeactivateListener(listener), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 self.deactivate(listener.address);
                 Ok(())
             }
             (Order::RemoveListener(listener), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 self.deactivate(listener.address);
                 self.http_listeners.remove(&listener.address);
                 Ok(())
             }
             (Order::RemoveHealthCheck(id), _) => {
-                self.apply_to_state(order)?;
+                self.apply_to_state(order, checked)?;
                 self.backends.clear_health(&id.cluster_id);
                 Ok(())
             }
-            (order, _) => self.apply_to_state(order),
+            (order, _) => self.apply_to_state(order, checked),
         };
         if applied.is_ok() {
             self.sync_content_routers(order);
@@ -415,12 +409,13 @@ impl Server {
     fn add_http_listener(
         &mut self,
         order: &Order,
+        checked: Checked,
         config: &HttpListenerConfig,
         answers: Answers,
         tls: Option<HttpsSettings>,
         hsts: Option<Hsts>,
     ) -> Result<(), ApplyError> {
-        self.apply_to_state(order)?;
+        self.apply_to_state(order, checked)?;
         self.http_listeners.insert(
             config.address,
             HttpListener {
@@ -436,8 +431,8 @@ impl Server {
         Ok(())
     }
 
-    fn apply_to_state(&mut self, order: &Order) -> Result<(), ApplyError> {
-        Ok(self.state.apply(order)?)
+    fn apply_to_state(&mut self, order: &Order, checked: Checked) -> Result<(), ApplyError> {
+        Ok(self.state.apply_checked(order, checked)?)
     }
 
     fn https_settings(&self, address: SocketAddr) -> Option<&HttpsSettings> {

@@ -17,12 +17,13 @@
 use std::net::SocketAddr;
 
 use sozu_command_lib::{
+    certificate::CertificateFacts,
     request::{
         CertificateAndKey, FrontendKey, HttpFrontend, HttpListenerConfig, ListenerType, Order,
         TcpScript, TlsListenerConfig,
     },
     rules::{self, InvalidField},
-    state::ConfigState,
+    state::{Checked, ConfigState},
 };
 
 use crate::{
@@ -153,7 +154,48 @@ pub fn validate(
     order: &Order,
     keys: KeyCheck,
 ) -> Result<Validated, OrderError> {
-    rules::check_order(order)?;
+    validate_checked(state, order, keys).map(|(validated, _)| validated)
+}
+
+/// [`validate`], with what the state then takes to apply the order without finding it again
+/// ([`ConfigState::apply_checked`]): the proof that its fields are checked, the facts of the
+/// certificate it brings, the frontend it adds (the one its route holds, so that the state and
+/// the router share it).
+pub fn validate_checked(
+    state: &ConfigState,
+    order: &Order,
+    keys: KeyCheck,
+) -> Result<(Validated, Checked), OrderError> {
+    let checked = Checked::new(rules::check_order(order)?);
+    let validated = match order {
+        Order::AddCertificate(add) => {
+            let (loaded, facts) = load(add.address, &add.certificate, keys)?;
+            return Ok((
+                Validated::Certificate(loaded),
+                checked.with_certificate(facts),
+            ));
+        }
+        Order::ReplaceCertificate(replace) => {
+            let (loaded, facts) = load(replace.address, &replace.new_certificate, keys)?;
+            return Ok((
+                Validated::Certificate(loaded),
+                checked.with_certificate(facts),
+            ));
+        }
+        Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
+            let route =
+                Route::compile(frontend.clone()).map_err(|source| route_error(frontend, source))?;
+            let checked = checked.with_frontend(route.shared_frontend());
+            return Ok((Validated::Route(route), checked));
+        }
+        order => validated(state, order)?,
+    };
+    Ok((validated, checked))
+}
+
+/// What [`validate`] builds for an order whose fields are checked, but a certificate's or a
+/// frontend's.
+fn validated(state: &ConfigState, order: &Order) -> Result<Validated, OrderError> {
     match order {
         Order::AddHttpListener(config) => Ok(Validated::Listener {
             answers: listener_answers(state, config)?,
@@ -199,15 +241,13 @@ pub fn validate(
             update.tls.apply(&mut tls);
             // What the listener's settings will be built with: the same checks as
             // `HttpsSettings::updated`.
-            HttpsSettings::new(&tls).map_err(|source| OrderError::Tls { address, source })?;
+            HttpsSettings::check(&tls).map_err(|source| OrderError::Tls { address, source })?;
             Ok(Validated::ListenerUpdate {
                 answers: listener_answers(state, &config)?,
                 config: Box::new(config),
                 tls: Some(Box::new(tls)),
             })
         }
-        Order::AddCertificate(add) => load(add.address, &add.certificate, keys),
-        Order::ReplaceCertificate(replace) => load(replace.address, &replace.new_certificate, keys),
         Order::AddCluster(cluster) => parse_answers(&cluster.answers)
             .map(|answers| Validated::Cluster {
                 answers,
@@ -217,11 +257,6 @@ pub fn validate(
                 cluster: cluster.cluster_id.clone(),
                 source,
             }),
-        Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-            Route::compile(frontend.clone())
-                .map(Validated::Route)
-                .map_err(|source| route_error(frontend, source))
-        }
         Order::AddTcpListener(config) => load_script(config.address, config.script.as_ref()),
         Order::UpdateTcpListenerConfig(update) => load_script(
             update.address,
@@ -231,24 +266,36 @@ pub fn validate(
     }
 }
 
-/// [`validate`] for a caller that keeps nothing it builds (the main process): the same
+/// [`validate_checked`] for a caller that keeps nothing it builds (the main process): the same
 /// verdict and error, but a frontend's route is built only when checking it needs that (see
-/// [`Route::check`]), and a certificate is not kept.
-pub fn check(state: &ConfigState, order: &Order, keys: KeyCheck) -> Result<(), OrderError> {
+/// [`Route::check`]), a certificate is not kept (its facts are), and an HTTPS listener's
+/// settings are checked without the ticketer's keys ([`HttpsSettings::check`]).
+pub fn check(state: &ConfigState, order: &Order, keys: KeyCheck) -> Result<Checked, OrderError> {
     match order {
         Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-            rules::check_order(order)?;
-            Route::check(frontend).map_err(|source| route_error(frontend, source))
+            let checked = Checked::new(rules::check_order(order)?);
+            Route::check(frontend).map_err(|source| route_error(frontend, source))?;
+            Ok(checked)
         }
         Order::AddCertificate(add) => {
-            rules::check_order(order)?;
-            check_certificate(add.address, &add.certificate, keys)
+            let checked = Checked::new(rules::check_order(order)?);
+            let facts = check_certificate(add.address, &add.certificate, keys)?;
+            Ok(checked.with_certificate(facts))
         }
         Order::ReplaceCertificate(replace) => {
-            rules::check_order(order)?;
-            check_certificate(replace.address, &replace.new_certificate, keys)
+            let checked = Checked::new(rules::check_order(order)?);
+            let facts = check_certificate(replace.address, &replace.new_certificate, keys)?;
+            Ok(checked.with_certificate(facts))
         }
-        _ => validate(state, order, keys).map(drop),
+        Order::AddHttpsListener(config) => {
+            let checked = Checked::new(rules::check_order(order)?);
+            let address = config.http.address;
+            HttpsSettings::check(&config.tls)
+                .map_err(|source| OrderError::Tls { address, source })?;
+            listener_answers(state, &config.http)?;
+            Ok(checked)
+        }
+        _ => validate_checked(state, order, keys).map(|(_, checked)| checked),
     }
 }
 
@@ -256,7 +303,7 @@ fn check_certificate(
     address: SocketAddr,
     certificate: &CertificateAndKey,
     keys: KeyCheck,
-) -> Result<(), OrderError> {
+) -> Result<CertificateFacts, OrderError> {
     tls::check_certificate(certificate, keys)
         .map_err(|source| OrderError::Certificate { address, source })
 }
@@ -306,9 +353,8 @@ fn load(
     address: SocketAddr,
     certificate: &CertificateAndKey,
     keys: KeyCheck,
-) -> Result<Validated, OrderError> {
-    tls::load_certificate(certificate, keys)
-        .map(Validated::Certificate)
+) -> Result<(LoadedCertificate, CertificateFacts), OrderError> {
+    tls::load_certificate_with_facts(certificate, keys)
         .map_err(|source| OrderError::Certificate { address, source })
 }
 
