@@ -32,12 +32,7 @@ use h2::H2Figures;
 pub use hold::HoldEvent;
 use hold::HoldFigures;
 
-use std::{
-    collections::BTreeMap,
-    hash::BuildHasher,
-    net::SocketAddr,
-    time::Duration,
-};
+use std::{collections::BTreeMap, hash::BuildHasher, net::SocketAddr, time::Duration};
 
 use hashbrown::{Equivalent, HashTable};
 use hdrhistogram::Histogram;
@@ -605,7 +600,11 @@ impl Metrics {
         };
         for (way, traffic) in &self.requests {
             totals.proxy.add(traffic);
-            totals.listeners.entry(way.listener).or_default().add(traffic);
+            totals
+                .listeners
+                .entry(way.listener)
+                .or_default()
+                .add(traffic);
             let Some(cluster) = way
                 .cluster
                 .as_deref()
