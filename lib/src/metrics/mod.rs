@@ -4,7 +4,11 @@
 //! Figures are plain integers and histograms owned by the worker's loop: no lock, and no
 //! allocation on the hot path once a cluster or backend has been seen (its entry is created on
 //! its first request). Timing histograms are created on their first sample, so idle clusters
-//! cost a few words. [`Metrics::snapshot`] turns the figures into the command channel's
+//! cost a few words. A request's figures are recorded once, on the way it took (its listener,
+//! cluster and backend: [`RequestKey`]); the proxy's, each listener's, each cluster's and each
+//! backend's are the sums of their ways', added up when figures are read (histograms of the
+//! same bounds add up exactly), so a request costs one lookup and two samples, not four of
+//! each. [`Metrics::snapshot`] turns the figures into the command channel's
 //! [`AggregatedMetrics`], with histograms as recorded values so that the main process can merge
 //! the workers' distributions ([`merge`]) before computing percentiles; [`prometheus`] renders
 //! the text exposition format; [`statsd`] pushes figures over UDP.
@@ -28,10 +32,11 @@ use h2::H2Figures;
 pub use hold::HoldEvent;
 use hold::HoldFigures;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, hash::BuildHasher, net::SocketAddr, time::Duration};
 
+use hashbrown::{Equivalent, HashTable};
 use hdrhistogram::Histogram;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::{
     access_log::AccessLog,
@@ -68,6 +73,13 @@ impl Timing {
         self.sum = self.sum.saturating_add(micros);
     }
 
+    /// Adds the samples of `other`, as if they had been recorded here.
+    fn add(&mut self, other: &Timing) {
+        // Same bounds on both sides: the counts add up index by index, and cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+        self.sum = self.sum.saturating_add(other.sum);
+    }
+
     pub(crate) fn data(&self) -> HistogramData {
         HistogramData {
             values: self
@@ -87,6 +99,15 @@ pub(crate) fn sample(timing: &mut Option<Box<Timing>>, duration: Duration) {
     }
     if let Some(timing) = timing {
         timing.record(duration);
+    }
+}
+
+/// Adds the samples of `from` into `into`, creating it when it had none.
+fn add_timing(into: &mut Option<Box<Timing>>, from: Option<&Timing>) {
+    match (into.as_mut(), from) {
+        (_, None) => {}
+        (Some(into), Some(from)) => into.add(from),
+        (None, Some(from)) => *into = Some(Box::new(from.clone())),
     }
 }
 
@@ -150,6 +171,28 @@ impl Traffic {
         sample(&mut self.response_time, record.total_time);
     }
 
+    /// Adds the figures of `other`, as if its events had been recorded here.
+    fn add(&mut self, other: &Traffic) {
+        self.requests += other.requests;
+        self.connections += other.connections;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        for (class, count) in self.status_classes.iter_mut().zip(other.status_classes) {
+            *class += count;
+        }
+        for (code, count) in &other.error_codes {
+            *self.error_codes.entry(*code).or_default() += count;
+        }
+        for (code, count) in &other.proxy_answers {
+            *self.proxy_answers.entry(*code).or_default() += count;
+        }
+        self.connect_failures += other.connect_failures;
+        self.retries += other.retries;
+        add_timing(&mut self.connect_time, other.connect_time.as_deref());
+        add_timing(&mut self.first_byte_time, other.first_byte_time.as_deref());
+        add_timing(&mut self.response_time, other.response_time.as_deref());
+    }
+
     /// The figures, with `names` filtering them (empty: all).
     fn write(&self, names: &[String], out: &mut BTreeMap<String, FilteredMetric>) {
         let mut put = |name: String, value: FilteredMetric| {
@@ -210,11 +253,63 @@ struct ClusterFigures {
 impl ClusterFigures {
     /// The figures of one of the cluster's backends, created on its first use.
     fn backend(&mut self, backend_id: &str) -> Option<&mut Traffic> {
-        if !self.backends.contains_key(backend_id) {
-            self.backends
-                .insert(backend_id.to_string(), Traffic::default());
+        entry(&mut self.backends, backend_id)
+    }
+}
+
+/// The entry of `map` for `id`, created on its first use (the id is copied only then).
+fn entry<'a, T: Default>(map: &'a mut FxHashMap<String, T>, id: &str) -> Option<&'a mut T> {
+    if !map.contains_key(id) {
+        map.insert(id.to_string(), T::default());
+    }
+    map.get_mut(id)
+}
+
+/// The way a request took through the worker, on which its figures are recorded: the
+/// listener that accepted its client, and the cluster and backend it went to (none when it
+/// was not routed, when no backend served it, or when figures are not kept per cluster).
+#[derive(Debug, Clone)]
+struct RequestKey {
+    listener: SocketAddr,
+    cluster: Option<Box<str>>,
+    backend: Option<Box<str>>,
+}
+
+/// A [`RequestKey`] borrowed from a request's record: the form looked up and hashed.
+#[derive(Hash, PartialEq, Eq)]
+struct RequestKeyRef<'a> {
+    listener: SocketAddr,
+    cluster: Option<&'a str>,
+    backend: Option<&'a str>,
+}
+
+impl RequestKey {
+    fn borrowed(&self) -> RequestKeyRef<'_> {
+        RequestKeyRef {
+            listener: self.listener,
+            cluster: self.cluster.as_deref(),
+            backend: self.backend.as_deref(),
         }
-        self.backends.get_mut(backend_id)
+    }
+}
+
+impl RequestKeyRef<'_> {
+    fn owned(&self) -> RequestKey {
+        RequestKey {
+            listener: self.listener,
+            cluster: self.cluster.map(Box::from),
+            backend: self.backend.map(Box::from),
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        FxBuildHasher.hash_one(self)
+    }
+}
+
+impl Equivalent<RequestKey> for RequestKeyRef<'_> {
+    fn equivalent(&self, key: &RequestKey) -> bool {
+        *self == key.borrowed()
     }
 }
 
@@ -270,6 +365,13 @@ pub struct RequestRecord<'a> {
     pub backend_protocol: Option<&'static str>,
 }
 
+/// The figures of every level once the requests' ways are added in ([`Metrics::totals`]).
+struct Totals {
+    proxy: Traffic,
+    listeners: FxHashMap<SocketAddr, Traffic>,
+    clusters: FxHashMap<String, ClusterFigures>,
+}
+
 /// A backend's state for gauges.
 #[derive(Debug, Clone)]
 pub struct BackendGauge<'a> {
@@ -310,9 +412,11 @@ pub struct Metrics {
     enabled: bool,
     proxy: Traffic,
     listeners: FxHashMap<SocketAddr, Traffic>,
-    /// By cluster id (names from the configuration, not from clients: a fast hash serves),
-    /// looked up twice per request.
+    /// By cluster id (names from the configuration, not from clients: a fast hash serves).
+    /// Their request figures are in `requests`.
     clusters: FxHashMap<String, ClusterFigures>,
+    /// The figures of requests, by the way they took: one lookup per request.
+    requests: HashTable<(RequestKey, Traffic)>,
     tls_handshakes: u64,
     tls_handshake_failures: u64,
     /// Bytes of HTTP bodies moved with `splice(2)` (`http.spliced_bytes`).
@@ -337,6 +441,7 @@ impl Metrics {
             proxy: Traffic::default(),
             listeners: FxHashMap::default(),
             clusters: FxHashMap::default(),
+            requests: HashTable::new(),
             tls_handshakes: 0,
             tls_handshake_failures: 0,
             spliced_bytes: 0,
@@ -373,11 +478,7 @@ impl Metrics {
         if self.without_clusters {
             return None;
         }
-        if !self.clusters.contains_key(cluster_id) {
-            self.clusters
-                .insert(cluster_id.to_string(), ClusterFigures::default());
-        }
-        self.clusters.get_mut(cluster_id)
+        entry(&mut self.clusters, cluster_id)
     }
 
     /// A client connection was accepted on `listener`.
@@ -465,24 +566,58 @@ impl Metrics {
         }
     }
 
-    /// A request (or TCP connection) ended.
+    /// A request (or TCP connection) ended: its figures go to the way it took.
     pub fn request_done(&mut self, record: &RequestRecord<'_>) {
         if !self.enabled {
             return;
         }
-        self.proxy.record_request(record);
-        self.listener(record.listener).record_request(record);
-        // One lookup of the cluster for its figures and its backend's.
-        let Some(cluster_id) = record.cluster_id else {
-            return;
+        let key = RequestKeyRef {
+            listener: record.listener,
+            cluster: record.cluster_id.filter(|_| !self.without_clusters),
+            backend: record
+                .backend_id
+                .filter(|_| record.cluster_id.is_some() && !self.without_clusters),
         };
-        let Some(cluster) = self.cluster(cluster_id) else {
-            return;
+        let (_, traffic) = self
+            .requests
+            .entry(
+                key.hash(),
+                |(way, _)| key.equivalent(way),
+                |(way, _)| way.borrowed().hash(),
+            )
+            .or_insert_with(|| (key.owned(), Traffic::default()))
+            .into_mut();
+        traffic.record_request(record);
+    }
+
+    /// The figures of the proxy, of each listener and of each cluster and its backends: what
+    /// was recorded on them, plus the request figures of every way through them.
+    fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            proxy: self.proxy.clone(),
+            listeners: self.listeners.clone(),
+            clusters: self.clusters.clone(),
         };
-        cluster.traffic.record_request(record);
-        if let Some(backend) = record.backend_id.and_then(move |id| cluster.backend(id)) {
-            backend.record_request(record);
+        for (way, traffic) in &self.requests {
+            totals.proxy.add(traffic);
+            totals
+                .listeners
+                .entry(way.listener)
+                .or_default()
+                .add(traffic);
+            let Some(cluster) = way
+                .cluster
+                .as_deref()
+                .and_then(|id| entry(&mut totals.clusters, id))
+            else {
+                continue;
+            };
+            cluster.traffic.add(traffic);
+            if let Some(backend) = way.backend.as_deref().and_then(|id| cluster.backend(id)) {
+                backend.add(traffic);
+            }
         }
+        totals
     }
 
     /// The figures asked for. `sessions` is the count of open sessions; `backends` gives the
@@ -494,8 +629,9 @@ impl Metrics {
         backends: &[BackendGauge<'_>],
     ) -> AggregatedMetrics {
         let names = &query.metric_names;
+        let totals = self.totals();
         let mut snapshot = AggregatedMetrics::default();
-        self.proxy.write(names, &mut snapshot.proxy);
+        totals.proxy.write(names, &mut snapshot.proxy);
         let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
         let gauges = [(
             "active_connections",
@@ -520,12 +656,12 @@ impl Metrics {
             }
         }
         let mut hold = HoldFigures::default();
-        for cluster in self.clusters.values() {
+        for cluster in totals.clusters.values() {
             hold.add(&cluster.hold);
         }
         hold.write(names, &mut snapshot.proxy);
         self.h2.write(names, &mut snapshot.proxy);
-        for (address, traffic) in &self.listeners {
+        for (address, traffic) in &totals.listeners {
             let mut figures = BTreeMap::new();
             traffic.write(names, &mut figures);
             snapshot.listeners.insert(address.to_string(), figures);
@@ -537,7 +673,7 @@ impl Metrics {
             |id: &str| query.cluster_ids.is_empty() || query.cluster_ids.iter().any(|c| c == id);
         let backend_wanted =
             |id: &str| query.backend_ids.is_empty() || query.backend_ids.iter().any(|b| b == id);
-        for (cluster_id, cluster) in &self.clusters {
+        for (cluster_id, cluster) in &totals.clusters {
             if !cluster_wanted(cluster_id) {
                 continue;
             }
@@ -614,131 +750,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record<'a>(
-        status: Option<u16>,
-        cluster: Option<&'a str>,
-        backend: Option<&'a str>,
-    ) -> RequestRecord<'a> {
-        RequestRecord {
-            listener: "127.0.0.1:80".parse().unwrap(),
-            client: "127.0.0.1:5000".parse().unwrap(),
-            protocol: "HTTP",
-            cluster_id: cluster,
-            backend_id: backend,
-            backend_address: None,
-            method: "GET",
-            host: "example.com",
-            path: "/",
-            status,
-            answered_by_proxy: false,
-            bytes_in: 100,
-            bytes_out: 1000,
-            connect_time: None,
-            first_byte_time: Some(Duration::from_millis(2)),
-            total_time: Duration::from_millis(3),
-            user_agent: "",
-            request_id: "id",
-            faults: &[],
-            decided_by: None,
-            backend_protocol: None,
-        }
-    }
-
-    fn count(figures: &BTreeMap<String, FilteredMetric>, name: &str) -> u64 {
-        match figures.get(name) {
-            Some(FilteredMetric::Count(count)) => *count,
-            other => panic!("{name}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn requests_are_counted_at_every_level() {
-        let mut metrics = Metrics::new(false);
-        metrics.request_done(&record(Some(200), Some("api"), Some("api-1")));
-        metrics.request_done(&record(Some(404), Some("api"), Some("api-1")));
-        metrics.request_done(&record(Some(503), None, None));
-        let snapshot = metrics.snapshot(&QueryMetrics::default(), 1, &[]);
-        assert_eq!(count(&snapshot.proxy, "requests"), 3);
-        assert_eq!(count(&snapshot.proxy, "status.5xx"), 1);
-        assert_eq!(count(&snapshot.proxy, "bytes_out"), 3000);
-        let api = &snapshot.clusters["api"];
-        assert_eq!(count(&api.cluster, "requests"), 2);
-        assert_eq!(count(&api.cluster, "status.404"), 1);
-        assert_eq!(count(&api.backends["api-1"], "status.2xx"), 1);
-        let Some(FilteredMetric::Histogram(histogram)) = api.cluster.get("response_time") else {
-            panic!("no response time");
-        };
-        assert_eq!(histogram.values.iter().map(|(_, n)| n).sum::<u64>(), 2);
-        assert_eq!(histogram.sum, 6000);
-    }
-
-    #[test]
-    fn queries_filter_clusters_backends_and_names() {
-        let mut metrics = Metrics::new(false);
-        metrics.request_done(&record(Some(200), Some("api"), Some("api-1")));
-        metrics.request_done(&record(Some(200), Some("web"), Some("web-1")));
-        let query = QueryMetrics {
-            cluster_ids: vec!["web".to_string()],
-            metric_names: vec!["requests".to_string()],
-            ..QueryMetrics::default()
-        };
-        let snapshot = metrics.snapshot(&query, 0, &[]);
-        assert_eq!(snapshot.clusters.keys().collect::<Vec<_>>(), ["web"]);
-        assert_eq!(snapshot.proxy.keys().collect::<Vec<_>>(), ["requests"]);
-        let snapshot = metrics.snapshot(
-            &QueryMetrics {
-                no_clusters: true,
-                ..QueryMetrics::default()
-            },
-            0,
-            &[],
-        );
-        assert!(snapshot.clusters.is_empty());
-    }
-
-    #[test]
-    fn disabled_metrics_count_nothing_and_clear_forgets() {
-        let mut metrics = Metrics::new(false);
-        metrics.set_enabled(false);
-        metrics.request_done(&record(Some(200), Some("api"), None));
-        metrics.set_enabled(true);
-        metrics.request_done(&record(Some(200), Some("api"), None));
-        let snapshot = metrics.snapshot(&QueryMetrics::default(), 0, &[]);
-        assert_eq!(count(&snapshot.proxy, "requests"), 1);
-        metrics.clear();
-        let snapshot = metrics.snapshot(&QueryMetrics::default(), 0, &[]);
-        assert_eq!(count(&snapshot.proxy, "requests"), 0);
-        assert!(metrics.is_enabled());
-    }
-
-    #[test]
-    fn backend_gauges_count_states() {
-        let metrics = Metrics::new(false);
-        let backends = [
-            BackendGauge {
-                cluster_id: "api",
-                backend_id: "a",
-                status: BackendStatus::Normal,
-                connections: 2,
-            },
-            BackendGauge {
-                cluster_id: "api",
-                backend_id: "b",
-                status: BackendStatus::Down,
-                connections: 0,
-            },
-        ];
-        let snapshot = metrics.snapshot(&QueryMetrics::default(), 0, &backends);
-        let api = &snapshot.clusters["api"];
-        assert_eq!(api.cluster["backends.up"], FilteredMetric::Gauge(1));
-        assert_eq!(api.cluster["backends.down"], FilteredMetric::Gauge(1));
-        assert_eq!(
-            api.backends["a"]["active_connections"],
-            FilteredMetric::Gauge(2)
-        );
-        assert_eq!(api.backends["b"]["up"], FilteredMetric::Gauge(0));
-    }
-}
+mod tests;

@@ -357,12 +357,14 @@ impl Server {
             self.wake_streams();
             self.drive_yielded();
             self.accept_pending();
-            self.fire_timers();
-            self.check_drains(Instant::now());
-            self.check_holds(Instant::now());
+            // One reading of the clock serves the turn's timers and periodic work.
+            let now = Instant::now();
+            self.fire_timers(now);
+            self.check_drains(now);
+            self.check_holds(now);
             self.send_events();
-            self.flush_observations();
-            self.housekeeping(Instant::now());
+            self.flush_observations(now);
+            self.housekeeping(now);
             self.check_drained();
             self.wake_streams();
             if self.channel.is_closed() && self.run == Run::Running {
@@ -671,7 +673,8 @@ impl Server {
         self.with_session(key, |session, context| session.record_unfinished(context));
     }
 
-    fn fire_timers(&mut self) {
+    /// Acts on the timeouts due at `now`.
+    fn fire_timers(&mut self, now: Instant) {
         // Entries of closed sessions and of backend connections gone from their slot (an
         // HTTP/2 stream's, each request) wait for their instant in the heap; at thousands per
         // second they would pile up. Sweep them when they outnumber the live ones.
@@ -685,7 +688,6 @@ impl Server {
                     .is_some_and(|timeout| timeout.is_queued_at(at))
             });
         }
-        let now = Instant::now();
         while let Some((at, key)) = self.timers.pop_due(now) {
             let Some(timeout) = self
                 .sessions

@@ -13,9 +13,9 @@ use crate::metrics::BackendGauge;
 pub(super) const STATSD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Server {
-    /// Writes the access log lines of this turn, and pushes figures to statsd when due.
-    pub(super) fn flush_observations(&mut self) {
-        let now = Instant::now();
+    /// Writes the access log lines of this turn, and pushes figures to statsd when due
+    /// (`now` is the turn's time).
+    pub(super) fn flush_observations(&mut self, now: Instant) {
         if let Some(access_log) = self.recorder.access_log.as_mut() {
             access_log.flush_if_due(now);
         }

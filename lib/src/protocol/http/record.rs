@@ -1,6 +1,6 @@
 //! What a stream leaves behind: its request id, and its record (metrics and access log).
 
-use std::{net::SocketAddr, rc::Rc, time::Instant};
+use std::{net::SocketAddr, rc::Rc};
 
 use crate::{
     access_log::{AccessLog, push_hex},
@@ -124,7 +124,8 @@ pub fn record(
         bytes_out: stream.bytes_out,
         connect_time: stream.connect_time.filter(|_| stream.used_backend),
         first_byte_time: stream.first_byte_time,
-        total_time: Instant::now().saturating_duration_since(routed_at),
+        // The time of the event that ended the stream: the clock is read once per event.
+        total_time: context.now.saturating_duration_since(routed_at),
         user_agent: &stream.user_agent,
         request_id: &stream.request_id,
         faults,
