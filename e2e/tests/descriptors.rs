@@ -10,18 +10,14 @@
 //! process would share the limit.
 
 use std::{
-    io::{BufRead, BufReader},
     net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use socket2::{Domain, Socket, Type};
-use sozu_command_lib::{
-    request::{Cluster, HttpListenerConfig, Order, QueryMetrics},
-    response::{FilteredMetric, ResponseContent},
-};
-use sozu_e2e::{Worker, free_address, http_client::Client};
+use sozu_command_lib::request::{Cluster, HttpListenerConfig};
+use sozu_e2e::{PythonServer, Worker, free_address, http_client::Client};
 use sozu_lib::server::ServerConfig;
 
 const HOST: &str = "descriptors.test";
@@ -52,38 +48,6 @@ server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
-
-struct Backend {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Backend {
-    fn start() -> Backend {
-        let mut child = Command::new("python3")
-            .args(["-c", BACKEND])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 must be installed (.ci/install-test-tools)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the backend prints its port");
-        let port: u16 = line.trim().parse().expect("a port number");
-        Backend {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The descriptors open in this process, by number.
 fn open_descriptors() -> Vec<usize> {
@@ -121,17 +85,6 @@ fn set_open_files_limit(limit: usize) {
     assert!(status.success(), "prlimit failed");
 }
 
-fn proxy_count(worker: &mut Worker, name: &str) -> u64 {
-    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
-    match response.content {
-        Some(ResponseContent::Metrics(metrics)) => match metrics.proxy.get(name) {
-            Some(FilteredMetric::Count(count)) => *count,
-            _ => 0,
-        },
-        other => panic!("no metrics: {other:?}"),
-    }
-}
-
 /// A client connected over the socket made beforehand: no descriptor is taken.
 fn connect(socket: Socket, address: SocketAddr) -> Client {
     socket
@@ -142,7 +95,7 @@ fn connect(socket: Socket, address: SocketAddr) -> Client {
 
 #[test]
 fn out_of_descriptors_the_worker_closes_idle_backend_connections_instead_of_refusing() {
-    let backend = Backend::start();
+    let backend = PythonServer::start(&["-c", BACKEND]);
     let mut worker = Worker::start(ServerConfig::default());
     let mut listener = HttpListenerConfig::new(free_address());
     // Kept backend connections stay with their clients for the whole test.
@@ -165,7 +118,7 @@ fn out_of_descriptors_the_worker_closes_idle_backend_connections_instead_of_refu
         assert_eq!(response.text(), format!("connection {}", index + 1));
         clients.push(client);
     }
-    assert_eq!(proxy_count(&mut worker, "descriptors.reclaimed"), 0);
+    assert_eq!(worker.proxy_count("descriptors.reclaimed"), 0);
 
     // The worker has one descriptor left: the client takes it, its request needs another.
     // The least recently used kept connection (the first client's) is closed for it.
@@ -174,7 +127,7 @@ fn out_of_descriptors_the_worker_closes_idle_backend_connections_instead_of_refu
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.text(), format!("connection {}", KEPT + 1));
     clients.push(client);
-    assert_eq!(proxy_count(&mut worker, "descriptors.reclaimed"), 1);
+    assert_eq!(worker.proxy_count("descriptors.reclaimed"), 1);
     // The most recently used one was kept.
     let response = clients[KEPT - 1].get(HOST, "/again");
     assert_eq!(response.text(), format!("connection {KEPT}"));
@@ -187,13 +140,13 @@ fn out_of_descriptors_the_worker_closes_idle_backend_connections_instead_of_refu
         clients.push(client);
     }
     assert_eq!(
-        proxy_count(&mut worker, "descriptors.reclaimed"),
+        worker.proxy_count("descriptors.reclaimed"),
         (1 + 2 * (MORE - 1)) as u64
     );
     // A client whose kept connection was closed is served over a new one.
     let response = clients[0].get(HOST, "/after");
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(proxy_count(&mut worker, "descriptors.exhausted"), 0);
+    assert_eq!(worker.proxy_count("descriptors.exhausted"), 0);
 
     // Every descriptor is a client's but one, a kept backend connection: it is closed for
     // the next client, whose request then finds nothing to close: a 503 at once (and the
@@ -202,14 +155,14 @@ fn out_of_descriptors_the_worker_closes_idle_backend_connections_instead_of_refu
     let mut refused = connect(sockets.remove(0), address);
     let response = refused.get(HOST, "/nothing-left");
     assert_eq!(response.status, 503);
-    assert_eq!(proxy_count(&mut worker, "descriptors.exhausted"), 2);
+    assert_eq!(worker.proxy_count("descriptors.exhausted"), 2);
 
     // A client that sends nothing takes the descriptor back; the next one waits in the
     // backlog, the worker's accepts paused: it tries again every 100 ms, not at every turn
     // of its loop.
     let silent = connect(sockets.remove(0), address);
     let mut waiting = connect(sockets.remove(0), address);
-    let exhausted = proxy_count(&mut worker, "descriptors.exhausted");
+    let exhausted = worker.proxy_count("descriptors.exhausted");
     let started = Instant::now();
     waiting
         .stream()
@@ -221,7 +174,7 @@ fn out_of_descriptors_the_worker_closes_idle_backend_connections_instead_of_refu
         waiting.try_response("GET").is_err(),
         "no descriptor to accept it"
     );
-    let tries = proxy_count(&mut worker, "descriptors.exhausted") - exhausted;
+    let tries = worker.proxy_count("descriptors.exhausted") - exhausted;
     let most = started.elapsed().as_millis() / 100 + 2;
     assert!(
         tries <= most as u64,
