@@ -52,7 +52,11 @@ pub struct Client {
 impl Client {
     /// Connects to `address`; every read waits at most [`DEADLINE`].
     pub fn connect(address: SocketAddr) -> Client {
-        let stream = TcpStream::connect(address).expect("connect to the proxy");
+        Client::over(TcpStream::connect(address).expect("connect to the proxy"))
+    }
+
+    /// A client over a connected `stream`; every read waits at most [`DEADLINE`].
+    pub fn over(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(DEADLINE))
             .expect("set a read timeout");

@@ -15,7 +15,9 @@ pub mod tls;
 pub mod wire;
 
 use std::{
+    io::{BufRead, BufReader},
     net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -24,9 +26,9 @@ use sozu_command_lib::{
     channel::Channel,
     request::{
         AddBackend, Cluster, HttpFrontend, HttpListenerConfig, ListenerAddress, ListenerType,
-        Order, Request, TcpFrontend, TcpListenerConfig,
+        Order, QueryMetrics, Request, TcpFrontend, TcpListenerConfig,
     },
-    response::{Event, Response, ResponseStatus},
+    response::{Event, FilteredMetric, Response, ResponseContent, ResponseStatus},
     scm::Listeners,
 };
 use sozu_lib::server::{EVENT_RESPONSE_ID, Server, ServerConfig, ServerError, TcpRouters};
@@ -250,6 +252,18 @@ impl Worker {
         address
     }
 
+    /// A figure of the worker's proxy-wide metrics; 0 when absent.
+    pub fn proxy_count(&mut self, name: &str) -> u64 {
+        let response = self.order(Order::QueryMetrics(QueryMetrics::default()));
+        let Some(ResponseContent::Metrics(metrics)) = response.content else {
+            panic!("no metrics: {response:?}");
+        };
+        match metrics.proxy.get(name) {
+            Some(FilteredMetric::Count(count)) => *count,
+            _ => 0,
+        }
+    }
+
     /// Waits for the worker thread to end; true if it ended before the deadline.
     pub fn join(mut self, timeout: Duration) -> bool {
         let Some(thread) = self.thread.take() else {
@@ -331,10 +345,54 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// A server in a Python process of its own (a backend the tests cannot write in Rust, or one
+/// whose descriptors must not count in the test's process), stopped when dropped.
+pub struct PythonServer {
+    child: Child,
+    /// Where it listens, on 127.0.0.1.
+    pub address: SocketAddr,
+}
+
+impl PythonServer {
+    /// Runs `python3` with `arguments` (a script and its arguments, or `-c` and a program),
+    /// which prints the port it listens on as its first line.
+    pub fn start(arguments: &[&str]) -> PythonServer {
+        let mut child = Command::new("python3")
+            .args(arguments)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 must be installed (.ci/install-test-tools)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the server prints its port");
+        let port: u16 = line.trim().parse().expect("a port number");
+        PythonServer {
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl PythonServer {
+    /// Stops the server (its connections end with it).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Runs the Python program `script` with `arguments` to its end and returns its output lines;
 /// panics, with its standard error, when it fails.
 pub fn run_python(script: &str, arguments: &[&str]) -> Vec<String> {
-    let output = std::process::Command::new("python3")
+    let output = Command::new("python3")
         .arg(script)
         .args(arguments)
         .output()

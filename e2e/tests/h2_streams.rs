@@ -53,18 +53,6 @@ fn h2c_proxy(backend: SocketAddr) -> (Worker, SocketAddr) {
     (worker, address)
 }
 
-/// A figure of the worker's proxy-wide metrics; 0 when absent.
-fn proxy_count(worker: &mut Worker, name: &str) -> u64 {
-    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
-    let Some(ResponseContent::Metrics(metrics)) = response.content else {
-        panic!("no metrics: {response:?}");
-    };
-    match metrics.proxy.get(name) {
-        Some(FilteredMetric::Count(count)) => *count,
-        _ => 0,
-    }
-}
-
 /// The sum of the proxy-wide counts whose name starts with `prefix`.
 fn proxy_counts(worker: &mut Worker, prefix: &str) -> u64 {
     let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
@@ -117,12 +105,9 @@ fn concurrent_streams_with_random_bodies_come_back_byte_for_byte() {
     assert_eq!(backend.requests().len(), 40);
     // Each stream is a request in the metrics (and the access log); the connection's figures
     // are added when it closes.
-    assert_eq!(proxy_count(&mut worker, "requests"), 40);
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.streams"
-    ) == 40));
-    assert_eq!(proxy_count(&mut worker, "h2.connections"), 1);
+    assert_eq!(worker.proxy_count("requests"), 40);
+    assert!(wait_until(DEADLINE, || worker.proxy_count("h2.streams") == 40));
+    assert_eq!(worker.proxy_count("h2.connections"), 1);
 }
 
 #[test]
@@ -322,9 +307,9 @@ fn flood_ends_with_goaway(h2: H2Config, arguments: &[&str], cause: &str) {
     let (mut worker, lines) = attack(h2, arguments);
     assert_eq!(lines, [format!("goaway {ENHANCE_YOUR_CALM}")]);
     // The attacker's connection is counted under the limit it passed, once it is closed.
-    assert!(wait_until(DEADLINE, || proxy_count(&mut worker, cause) == 1));
+    assert!(wait_until(DEADLINE, || worker.proxy_count(cause) == 1));
     assert_eq!(proxy_counts(&mut worker, "h2.flood."), 1);
-    assert!(proxy_count(&mut worker, "h2.goaways_sent") >= 1);
+    assert!(worker.proxy_count("h2.goaways_sent") >= 1);
 }
 
 #[test]
@@ -433,10 +418,9 @@ fn hpack_bombs_reset_their_stream_and_others_are_served() {
     ] {
         let (mut worker, lines) = attack(limits, &["hpack", kind]);
         assert_eq!(lines, ["1 reset 1", "3 200"], "{kind}");
-        assert!(wait_until(DEADLINE, || proxy_count(
-            &mut worker,
-            "h2.resets_sent"
-        ) == 1));
+        assert!(wait_until(DEADLINE, || worker
+            .proxy_count("h2.resets_sent")
+            == 1));
     }
 }
 
@@ -445,10 +429,9 @@ fn an_hpack_table_size_past_the_limit_ends_with_goaway_and_others_are_served() {
     let (mut worker, lines) = attack(H2Config::default(), &["hpack", "table"]);
     // COMPRESSION_ERROR: the HPACK state cannot be kept.
     assert_eq!(lines, ["goaway 9"]);
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.compression"
-    ) == 1));
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.compression")
+        == 1));
 }
 
 #[test]
@@ -462,11 +445,10 @@ fn a_client_that_never_opens_its_window_is_closed_after_the_timeout() {
         lines,
         ["1 200".to_string(), format!("goaway {ENHANCE_YOUR_CALM}")]
     );
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.zero_window_stall"
-    ) == 1));
-    assert!(proxy_count(&mut worker, "h2.window_stalls") >= 1);
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.zero_window_stall")
+        == 1));
+    assert!(worker.proxy_count("h2.window_stalls") >= 1);
 }
 
 #[test]
@@ -478,10 +460,9 @@ fn streams_past_the_concurrency_limit_are_refused_and_others_are_served() {
     let (mut worker, lines) = attack(h2, &["concurrent", "3"]);
     // REFUSED_STREAM (7) for the third: the client may retry it.
     assert_eq!(lines, ["1 200", "3 200", "5 reset 7"]);
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.streams_refused"
-    ) == 1));
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.streams_refused")
+        == 1));
 }
 
 #[test]

@@ -14,12 +14,13 @@ use std::{
 use sozu_command_lib::{
     config::{AccessLogFormat, LogTarget},
     request::{
-        Cluster, HealthCheckConfig, HttpListenerConfig, Order, QueryMetrics, RemoveBackend,
-        SetHealthCheck,
+        Cluster, HealthCheckConfig, HttpListenerConfig, Order, RemoveBackend, SetHealthCheck,
     },
-    response::{EventKind, FilteredMetric, ResponseContent},
+    response::EventKind,
 };
-use sozu_e2e::{DEADLINE, Worker, free_address, http_client::Client, run_python, wait_until};
+use sozu_e2e::{
+    DEADLINE, PythonServer, Worker, free_address, http_client::Client, run_python, wait_until,
+};
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
 const HOST: &str = "localhost";
@@ -28,41 +29,8 @@ const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_client.py");
 const GRPC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc_echo.py");
 
 /// The h2c backend, stopped when dropped.
-struct H2cBackend {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl H2cBackend {
-    fn start() -> H2cBackend {
-        H2cBackend::run(&[BACKEND])
-    }
-
-    /// Runs the Python program with `arguments`, which prints its port on its first line.
-    fn run(arguments: &[&str]) -> H2cBackend {
-        let mut child = Command::new("python3")
-            .args(arguments)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 must be installed (.ci/install-test-tools)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the backend prints its port");
-        let port: u16 = line.trim().parse().expect("a port number");
-        H2cBackend {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for H2cBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn h2c_backend() -> PythonServer {
+    PythonServer::start(&[BACKEND])
 }
 
 /// A worker with an HTTP listener (serving HTTP/1.1, and HTTP/2 with prior knowledge)
@@ -104,21 +72,9 @@ fn run_client(arguments: &[&str]) -> Vec<String> {
     run_python(CLIENT, arguments)
 }
 
-/// A figure of the worker's proxy-wide metrics; 0 when absent.
-fn proxy_count(worker: &mut Worker, name: &str) -> u64 {
-    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
-    let Some(ResponseContent::Metrics(metrics)) = response.content else {
-        panic!("no metrics: {response:?}");
-    };
-    match metrics.proxy.get(name) {
-        Some(FilteredMetric::Count(count)) => *count,
-        _ => 0,
-    }
-}
-
 #[test]
 fn concurrent_h2_streams_reach_an_h2c_backend_byte_for_byte() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (_worker, address) = proxy(backend.address);
     let port = address.port().to_string();
     // 40 POST streams at once on one client connection, bodies of random sizes up to 300 kB
@@ -137,7 +93,7 @@ fn concurrent_h2_streams_reach_an_h2c_backend_byte_for_byte() {
 
 #[test]
 fn http11_and_http2_clients_reach_an_h2c_backend() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (_worker, address) = proxy(backend.address);
     let authority = format!("{HOST}:{}", address.port());
     for version in ["--http1.1", "--http2-prior-knowledge"] {
@@ -175,7 +131,7 @@ fn http11_and_http2_clients_reach_an_h2c_backend() {
 
 #[test]
 fn trailers_cross_the_h2c_backend_both_ways() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (_worker, address) = proxy(backend.address);
     // HTTP/1.1 client: the trailers of its chunked request reach the backend (which echoes
     // them as response trailers), and the response's trailers come back in the trailer
@@ -217,7 +173,7 @@ fn trailers_cross_the_h2c_backend_both_ways() {
 
 #[test]
 fn a_backend_reset_is_a_502_before_the_response_and_a_stream_reset_after() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (_worker, address) = proxy(backend.address);
     let status = ["--output", "/dev/null", "--write-out", "%{response_code}"];
     for version in ["--http1.1", "--http2-prior-knowledge"] {
@@ -253,7 +209,7 @@ fn backend_connection(address: SocketAddr, path: &str) -> String {
 
 #[test]
 fn a_backend_goaway_finishes_its_stream_and_the_next_request_opens_a_new_connection() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (mut worker, address) = proxy(backend.address);
     // A client's backend connection goes back to the pool when the client leaves, which may
     // come after the next client's request: which connection serves each request varies.
@@ -275,15 +231,14 @@ fn a_backend_goaway_finishes_its_stream_and_the_next_request_opens_a_new_connect
             "{path} went over the connection that sent GOAWAY"
         );
     }
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.backend.goaways_received"
-    ) == 1));
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.backend.goaways_received")
+        == 1));
 }
 
 #[test]
 fn a_hostile_backend_fails_its_own_requests_only() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (mut worker, address) = proxy(backend.address);
     let port = address.port().to_string();
     let status = |path: &str| {
@@ -313,10 +268,9 @@ fn a_hostile_backend_fails_its_own_requests_only() {
             .all(|line| line.split(' ').nth(1) == Some("200")),
         "{lines:?}"
     );
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.backend.ended"
-    ) >= 2));
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.backend.ended")
+        >= 2));
 }
 
 /// The first stream waits for the backend connection's connect: its access log line gives
@@ -327,7 +281,7 @@ fn access_logs_and_metrics_name_the_backend_protocol_and_each_stream_s_connect()
     let directory = std::env::temp_dir().join(format!("sozu-h2c-access-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("temporary directory");
     let path = directory.join("access.log");
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let config = ServerConfig {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
@@ -372,16 +326,15 @@ fn access_logs_and_metrics_name_the_backend_protocol_and_each_stream_s_connect()
     // The backend connection (kept in the pool, shared by both clients) adds its figures
     // once it closes: when the backend goes away.
     drop(backend);
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.backend.streams"
-    ) == 2));
-    assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 1);
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.backend.streams")
+        == 2));
+    assert_eq!(worker.proxy_count("h2.backend.connections"), 1);
 }
 
 #[test]
 fn a_grpc_round_trip_crosses_the_proxy() {
-    let service = H2cBackend::run(&[GRPC, "server"]);
+    let service = PythonServer::start(&[GRPC, "server"]);
     let (_worker, address) = proxy(service.address);
     let lines = run_python(GRPC, &["client", &address.port().to_string(), "12"]);
     assert_eq!(lines.len(), 13, "{lines:?}");
@@ -433,8 +386,8 @@ fn backend_stats(address: SocketAddr) -> (u32, u32) {
 
 /// A backend allowing 20 streams per connection, behind a proxy that already spoke to it
 /// once (so it knows the backend's limit).
-fn backend_of_20_streams() -> (H2cBackend, Worker, SocketAddr) {
-    let backend = H2cBackend::run(&[BACKEND, "20"]);
+fn backend_of_20_streams() -> (PythonServer, Worker, SocketAddr) {
+    let backend = PythonServer::start(&[BACKEND, "20"]);
     let (worker, address) = proxy(backend.address);
     assert_eq!(backend_connection(address, "/warm"), "1");
     (backend, worker, address)
@@ -455,12 +408,11 @@ fn fifty_streams_of_one_client_share_backend_connections_within_their_limit() {
     assert!((2..=20).contains(&most), "{most} streams at once on one");
     // The connections' figures are added when they close: when the backend goes away.
     drop(backend);
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.backend.connections"
-    ) == u64::from(opened)));
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.backend.connections")
+        == u64::from(opened)));
     // Every stream but the first of each connection went beside others.
-    assert_eq!(proxy_count(&mut worker, "h2.backend.streams_shared"), 47);
+    assert_eq!(worker.proxy_count("h2.backend.streams_shared"), 47);
 }
 
 #[test]
@@ -518,7 +470,7 @@ fn release(mut child: Child) -> String {
 
 #[test]
 fn a_slow_reading_client_stream_does_not_stall_the_others_on_its_backend_connection() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (_worker, address) = proxy(backend.address);
     let port = address.port().to_string();
     assert_eq!(backend_connection(address, "/warm"), "1");
@@ -540,7 +492,7 @@ fn a_slow_reading_client_stream_does_not_stall_the_others_on_its_backend_connect
 
 #[test]
 fn a_backend_goaway_mid_flight_fails_the_unprocessed_streams_over_to_a_new_connection() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (mut worker, address) = proxy(backend.address);
     let port = address.port().to_string();
     // Ten GETs at once, on the first backend connection; the backend answers the first
@@ -564,15 +516,14 @@ fn a_backend_goaway_mid_flight_fails_the_unprocessed_streams_over_to_a_new_conne
         by_connection,
         [("1".to_string(), 5), ("2".to_string(), 5)].into()
     );
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.backend.streams_refused"
-    ) == 5));
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.backend.streams_refused")
+        == 5));
 }
 
 #[test]
 fn a_backend_killed_mid_flight_fails_its_streams_502_before_the_head_and_cut_after() {
-    let mut backend = H2cBackend::start();
+    let mut backend = h2c_backend();
     let (_worker, address) = proxy(backend.address);
     let port = address.port().to_string();
     assert_eq!(backend_connection(address, "/warm"), "1");
@@ -585,8 +536,7 @@ fn a_backend_killed_mid_flight_fails_its_streams_502_before_the_head_and_cut_aft
     };
     // In flight at once on the backend: the big response, the five, and the `/stats` asking.
     assert!(wait_until(DEADLINE, || backend_stats(address).1 >= 7));
-    let _ = backend.child.kill();
-    let _ = backend.child.wait();
+    backend.stop();
     // Each gets a 502 (and, its upload cut short, may be reset once answered).
     let lines = gathering.join().expect("the client ran");
     let answered: Vec<&String> = lines.iter().filter(|l| !l.ends_with("reset")).collect();
@@ -602,23 +552,22 @@ fn a_backend_killed_mid_flight_fails_its_streams_502_before_the_head_and_cut_aft
 
 #[test]
 fn an_idle_backend_connection_closes_when_its_backend_is_removed() {
-    let backend = H2cBackend::start();
+    let backend = h2c_backend();
     let (mut worker, address) = proxy(backend.address);
     assert_eq!(backend_connection(address, "/a"), "1");
     // The connection stays for the next requests of any client.
     assert_eq!(backend_connection(address, "/b"), "1");
-    assert_eq!(proxy_count(&mut worker, "h2.backend.connections"), 0);
+    assert_eq!(worker.proxy_count("h2.backend.connections"), 0);
     worker.ok(Order::RemoveBackend(RemoveBackend {
         cluster_id: "grpc".to_string(),
         backend_id: "grpc-0".to_string(),
         address: backend.address,
         drain_timeout: None,
     }));
-    assert!(wait_until(DEADLINE, || proxy_count(
-        &mut worker,
-        "h2.backend.connections"
-    ) == 1));
-    assert_eq!(proxy_count(&mut worker, "h2.backend.streams"), 2);
+    assert!(wait_until(DEADLINE, || worker
+        .proxy_count("h2.backend.connections")
+        == 1));
+    assert_eq!(worker.proxy_count("h2.backend.streams"), 2);
 }
 
 /// Health checks of an `http2 = true` cluster speak HTTP/2 with prior knowledge (issue 16):
@@ -632,7 +581,7 @@ fn health_checks_of_an_h2c_backend_speak_http2() {
     let checks = directory.join("status.log");
     std::fs::write(&status, "200").expect("write the health status");
     let status_argument = status.to_string_lossy().into_owned();
-    let backend = H2cBackend::run(&[BACKEND, "100", &status_argument]);
+    let backend = PythonServer::start(&[BACKEND, "100", &status_argument]);
     let (mut worker, address) = proxy(backend.address);
     worker.ok(Order::SetHealthCheck(SetHealthCheck {
         cluster_id: "grpc".to_string(),
@@ -656,7 +605,7 @@ fn health_checks_of_an_h2c_backend_speak_http2() {
         "the backend answered no HTTP/2 health check"
     );
     // Every event that came is read with the answer to this order.
-    proxy_count(&mut worker, "h2.backend.streams");
+    worker.proxy_count("h2.backend.streams");
     assert!(
         !worker
             .events

@@ -10,10 +10,7 @@ use std::{
     thread,
 };
 
-use sozu_command_lib::{
-    request::{AddFault, Cluster, Fault, Order, QueryMetrics},
-    response::{FilteredMetric, ResponseContent},
-};
+use sozu_command_lib::request::{AddFault, Cluster, Fault, Order};
 use sozu_e2e::{
     DEADLINE, Worker,
     backend::{digest, pattern},
@@ -37,21 +34,10 @@ fn proxy(backend: &HttpBackend) -> (Worker, SocketAddr) {
 }
 
 /// A figure of the proxy as a whole (0 when the worker has not counted any).
-fn proxy_count(worker: &mut Worker, name: &str) -> u64 {
-    let response = worker.order(Order::QueryMetrics(QueryMetrics::default()));
-    match response.content {
-        Some(ResponseContent::Metrics(metrics)) => match metrics.proxy.get(name) {
-            Some(FilteredMetric::Count(count)) => *count,
-            _ => 0,
-        },
-        other => panic!("no metrics: {other:?}"),
-    }
-}
-
 /// The last 3 MiB at least of a 4 MiB body were spliced: only what came with the head (a
 /// buffer's worth at most) went through user space.
 fn assert_mostly_spliced(worker: &mut Worker, bodies: u64) {
-    let spliced = proxy_count(worker, "http.spliced_bytes");
+    let spliced = worker.proxy_count("http.spliced_bytes");
     let least = bodies * (LENGTH as u64 - (1 << 20));
     assert!(
         (least..=bodies * LENGTH as u64).contains(&spliced),
@@ -77,7 +63,7 @@ fn a_four_mebibyte_response_is_spliced_byte_for_byte_and_the_connection_goes_on(
     assert_eq!(digest(&first.body), expected);
     assert_mostly_spliced(&mut worker, 1);
     // The request's record (its figures, and its access log line) counts the spliced bytes.
-    assert!(proxy_count(&mut worker, "bytes_out") >= LENGTH as u64);
+    assert!(worker.proxy_count("bytes_out") >= LENGTH as u64);
     assert_eq!(client.get(HOST, "/small").text(), "small");
     assert_eq!(digest(&client.get(HOST, "/download").body), expected);
     assert_mostly_spliced(&mut worker, 2);
@@ -132,7 +118,7 @@ fn bytes_after_a_body_smaller_than_its_pipe_are_never_relayed() {
     let (mut worker, address) = proxy(&backend);
     let mut client = Client::connect(address);
     assert_eq!(digest(&client.get(HOST, "/download").body), expected);
-    let spliced = proxy_count(&mut worker, "http.spliced_bytes");
+    let spliced = worker.proxy_count("http.spliced_bytes");
     assert!((1..=SHORT as u64).contains(&spliced), "{spliced}");
     assert_eq!(client.get(HOST, "/next").text(), "genuine");
 }
@@ -212,7 +198,7 @@ fn a_backend_that_stalls_inside_a_spliced_body_is_waited_for() {
     go_on.send(()).expect("the backend waits");
     read_at_least(&mut stream, &mut wire, head_end + LENGTH);
     assert_eq!(digest(&wire[head_end..head_end + LENGTH]), expected);
-    let spliced = proxy_count(&mut worker, "http.spliced_bytes");
+    let spliced = worker.proxy_count("http.spliced_bytes");
     assert!(spliced >= (LENGTH - HALF) as u64, "{spliced}");
     stream
         .write_all(&get(HOST, "/next"))
@@ -290,7 +276,7 @@ fn a_backend_that_closes_inside_a_spliced_body_cuts_the_response() {
         Err(WireError::Io(error)) if error.kind() == ErrorKind::ConnectionReset => {}
         other => panic!("not a cut response: {:?}", other.map(|r| r.status)),
     }
-    let spliced = proxy_count(&mut worker, "http.spliced_bytes");
+    let spliced = worker.proxy_count("http.spliced_bytes");
     assert!(spliced > 0 && spliced <= sent as u64, "{spliced}");
 }
 
@@ -306,7 +292,7 @@ fn a_four_mebibyte_upload_is_spliced_byte_for_byte() {
     let answer = client.exchange("POST", &post(HOST, "/upload", &body));
     assert_eq!(answer.text(), format!("{length} {checksum}"));
     assert_mostly_spliced(&mut worker, 1);
-    assert!(proxy_count(&mut worker, "bytes_in") >= LENGTH as u64);
+    assert!(worker.proxy_count("bytes_in") >= LENGTH as u64);
     let answer = client.exchange("POST", &post(HOST, "/upload", b"tiny"));
     assert_eq!(answer.text(), format!("4 {}", digest(b"tiny").1));
 }
@@ -324,7 +310,7 @@ fn no_body_is_spliced_when_splicing_is_off() {
     let (mut worker, address) = proxy_with(config, &[backend.address]);
     let mut client = Client::connect(address);
     assert_eq!(digest(&client.get(HOST, "/download").body), expected);
-    assert_eq!(proxy_count(&mut worker, "http.spliced_bytes"), 0);
+    assert_eq!(worker.proxy_count("http.spliced_bytes"), 0);
 }
 
 /// A fault that acts on the response's bytes keeps the body on the buffered path, where it
@@ -351,5 +337,5 @@ fn a_fault_on_the_bytes_keeps_the_body_out_of_the_kernel_pipe() {
         Err(error) => panic!("the proxy did not close the connection: {error}"),
     }
     assert_eq!(received.len(), 300_000);
-    assert_eq!(proxy_count(&mut worker, "http.spliced_bytes"), 0);
+    assert_eq!(worker.proxy_count("http.spliced_bytes"), 0);
 }

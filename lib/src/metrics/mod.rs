@@ -19,6 +19,7 @@
 //! `response_time` (request head read to response end), `connect_failures`, `retries`,
 //! `proxy_answers.CODE` (answers the proxy wrote itself), `tls.handshakes`,
 //! `tls.handshake_failures`, `http.spliced_bytes` (HTTP body bytes moved with `splice(2)`),
+//! `descriptors.reclaimed` and `descriptors.exhausted` (the worker out of descriptors),
 //! `backends.up`/`down`/`draining`, `up` (a backend: 1 or 0).
 
 mod h2;
@@ -421,6 +422,11 @@ pub struct Metrics {
     tls_handshake_failures: u64,
     /// Bytes of HTTP bodies moved with `splice(2)` (`http.spliced_bytes`).
     spliced_bytes: u64,
+    /// Idle backend connections closed for their descriptors (`descriptors.reclaimed`).
+    descriptors_reclaimed: u64,
+    /// Times the worker had no descriptor for a connection and none to free
+    /// (`descriptors.exhausted`).
+    descriptors_exhausted: u64,
     h2: H2Figures,
     /// Figures are not kept per cluster and backend (`disable_cluster_metrics`).
     without_clusters: bool,
@@ -445,6 +451,8 @@ impl Metrics {
             tls_handshakes: 0,
             tls_handshake_failures: 0,
             spliced_bytes: 0,
+            descriptors_reclaimed: 0,
+            descriptors_exhausted: 0,
             h2: H2Figures::default(),
             without_clusters,
         }
@@ -506,6 +514,20 @@ impl Metrics {
     pub fn spliced(&mut self, count: usize) {
         if self.enabled {
             self.spliced_bytes += count as u64;
+        }
+    }
+
+    /// `count` idle backend connections were closed to free their descriptors.
+    pub fn descriptors_reclaimed(&mut self, count: usize) {
+        if self.enabled {
+            self.descriptors_reclaimed += count as u64;
+        }
+    }
+
+    /// The worker had no descriptor for a connection and no idle backend connection to free.
+    pub fn descriptors_exhausted(&mut self) {
+        if self.enabled {
+            self.descriptors_exhausted += 1;
         }
     }
 
@@ -648,6 +670,8 @@ impl Metrics {
             ("tls.handshakes", self.tls_handshakes),
             ("tls.handshake_failures", self.tls_handshake_failures),
             ("http.spliced_bytes", self.spliced_bytes),
+            ("descriptors.reclaimed", self.descriptors_reclaimed),
+            ("descriptors.exhausted", self.descriptors_exhausted),
         ] {
             if wanted(name) {
                 snapshot

@@ -84,6 +84,16 @@ fn family(prefix: &str, level: &str, name: &str) -> Option<Family> {
             "counter",
             "Bytes of HTTP bodies moved with splice(2).",
         ),
+        "descriptors.reclaimed" => simple(
+            "descriptors_reclaimed_total",
+            "counter",
+            "Idle backend connections closed because the worker was out of descriptors.",
+        ),
+        "descriptors.exhausted" => simple(
+            "descriptors_exhausted_total",
+            "counter",
+            "Times the worker was out of descriptors with no idle backend connection to close.",
+        ),
         "h2.connections" => simple(
             "h2_connections_total",
             "counter",

@@ -7,7 +7,7 @@ use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
 use sozu_command_lib::request::{ListenerType, Timeouts};
 
-use super::{Owner, Run, Server};
+use super::{Owner, Run, Server, reclaim};
 use crate::{
     pool::Pool,
     router::content::ContentRouter,
@@ -32,11 +32,16 @@ pub(super) fn nodelay_on_accepted(listener: &std::net::TcpListener) -> bool {
 
 impl Server {
     pub(super) fn can_accept(&self) -> bool {
-        self.run == Run::Running && self.sessions.len() < self.config.max_connections
+        self.run == Run::Running
+            && self.sessions.len() < self.config.max_connections
+            && self.descriptors.accepts_paused_until.is_none()
     }
 
-    /// Accepts waiting connections, a bounded batch per listener per turn.
+    /// Accepts waiting connections, a bounded batch per listener per turn. Out of descriptors,
+    /// idle backend connections are closed to accept (`reclaim`); with none to close, accepts
+    /// pause and the connections wait in the backlog.
     pub(super) fn accept_pending(&mut self) {
+        self.resume_accepts();
         let pending: Vec<SocketAddr> = self
             .listeners
             .iter()
@@ -64,9 +69,15 @@ impl Server {
                         break;
                     }
                     Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                    Err(error) if reclaim::is_out_of_descriptors(&error) => {
+                        if self.reclaim_descriptors(&error) == 0 {
+                            self.pause_accepts();
+                            return;
+                        }
+                    }
                     Err(error) => {
-                        // EMFILE and the like: leave the connection in the backlog and retry on
-                        // the next turn rather than spin.
+                        // ENOBUFS and the like: leave the connection in the backlog and retry
+                        // on the next turn rather than spin.
                         warn!("accept on {address} failed: {error}");
                         listener.pending = false;
                         break;

@@ -132,6 +132,14 @@ impl BackendPool {
         Some(idle)
     }
 
+    /// Every pooled connection, as (when it was pooled, its backend, its socket's token).
+    pub fn pooled(&self) -> impl Iterator<Item = (Instant, BackendKey, Token)> + '_ {
+        self.idle
+            .values()
+            .flatten()
+            .map(|idle| (idle.since, idle.backend, idle.endpoint.token))
+    }
+
     /// Takes out the connections kept too long or whose backend is gone.
     pub fn sweep(
         &mut self,

@@ -15,7 +15,7 @@ use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::{Owner, Server};
+use super::{Owner, Server, reclaim};
 use crate::{
     backends::{BackendKey, BackendLease, PickError},
     session::endpoint::{Endpoint, Ready},
@@ -30,6 +30,9 @@ pub(super) enum OpenError {
     Connect,
     /// The loop cannot watch the socket (or the session is gone): the session closes.
     Register,
+    /// The worker is out of descriptors and had no idle backend connection to close: the
+    /// request is refused (503), and the backend is not blamed.
+    NoDescriptor,
 }
 
 impl Server {
@@ -123,7 +126,18 @@ impl Server {
                 self.retry_or_give_up(key, slot)
             }
             Err(OpenError::Register) => Action::Close,
+            Err(OpenError::NoDescriptor) => self.refuse_without_descriptor(key, slot),
         }
+    }
+
+    /// No descriptor for the connect of the session's `slot`, and none to free: the request
+    /// is answered 503 at once (another attempt would find none either).
+    pub(super) fn refuse_without_descriptor(&mut self, key: usize, slot: Slot) -> Action {
+        if let Some(session) = self.sessions.get_mut(key) {
+            debug!("session {}: no descriptor to connect", session.io.uid);
+            session.io.backs.reset_attempts(slot);
+        }
+        self.answer_failure(key, slot, Failure::NoBackend)
     }
 
     /// While the connect of a slot goes on (a socket being opened, or held until a backend is
@@ -155,10 +169,27 @@ impl Server {
         } else {
             Acknowledgement::AtOnce
         };
-        let mut stream = open_stream(address, acknowledgement).map_err(|error| {
-            debug!("session {uid}: connect to {address} failed at once: {error}");
-            OpenError::Connect
-        })?;
+        let mut stream = match open_stream(address, acknowledgement) {
+            Ok(stream) => stream,
+            // Out of descriptors: closing idle backend connections frees some.
+            Err(error) if reclaim::is_out_of_descriptors(&error) => {
+                if self.reclaim_descriptors(&error) == 0 {
+                    return Err(OpenError::NoDescriptor);
+                }
+                open_stream(address, acknowledgement).map_err(|error| {
+                    debug!("session {uid}: connect to {address} failed at once: {error}");
+                    if reclaim::is_out_of_descriptors(&error) {
+                        OpenError::NoDescriptor
+                    } else {
+                        OpenError::Connect
+                    }
+                })?
+            }
+            Err(error) => {
+                debug!("session {uid}: connect to {address} failed at once: {error}");
+                return Err(OpenError::Connect);
+            }
+        };
         let token = Token(self.sockets.insert(owner));
         if let Err(error) = self.poll.registry().register(
             &mut stream,

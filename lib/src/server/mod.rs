@@ -58,6 +58,7 @@ mod hold;
 mod mux;
 mod observations;
 mod orders;
+mod reclaim;
 mod remote;
 mod tcp_routers;
 mod validation;
@@ -180,6 +181,8 @@ pub struct Server {
     next_statsd_flush: Instant,
     /// Idle backend connections.
     idle_pool: BackendPool,
+    /// What the loop knows of its descriptors running out ([`reclaim`]).
+    descriptors: reclaim::Descriptors,
     /// Backend HTTP/2 connections shared by sessions' streams.
     muxes: mux::Muxes,
     /// Streams whose sessions must be told (their handle's token) of news of their
@@ -299,6 +302,7 @@ impl Server {
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,
             idle_pool: BackendPool::default(),
+            descriptors: reclaim::Descriptors::default(),
             muxes: mux::Muxes::default(),
             wakes: Wakes::default(),
             wake_batch: Vec::new(),
@@ -404,6 +408,9 @@ impl Server {
             || self.has_health_checks()
         {
             wake_at(self.next_sweep);
+        }
+        if let Some(at) = self.descriptors.accepts_paused_until {
+            wake_at(at);
         }
         if let Some(at) = self.next_drain_wake() {
             wake_at(at);

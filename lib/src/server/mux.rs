@@ -146,6 +146,7 @@ impl Server {
                     return self.retry_or_give_up(key, slot);
                 }
                 Err(OpenError::Register) => return Action::Close,
+                Err(OpenError::NoDescriptor) => return self.refuse_without_descriptor(key, slot),
             },
         };
         let token = Token(self.sockets.insert(Owner::Back { session: key, slot }));

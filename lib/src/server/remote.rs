@@ -64,6 +64,7 @@ impl Server {
             Ok(()) => Action::Wait,
             Err(OpenError::Connect) => self.retry_or_give_up(key, slot),
             Err(OpenError::Register) => Action::Close,
+            Err(OpenError::NoDescriptor) => self.refuse_without_descriptor(key, slot),
         }
     }
 

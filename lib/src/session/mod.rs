@@ -438,6 +438,28 @@ impl Session {
         self.stage.is_back_reusable(&self.io, slot)
     }
 
+    /// Since when the backend connection an HTTP/1 session keeps between requests idles, if
+    /// it keeps one, clean: the loop may close it when it runs out of descriptors.
+    pub fn kept_back_since(&self) -> Option<Instant> {
+        match &self.stage {
+            Stage::Http(http) => http.kept_back_since(&self.io),
+            _ => None,
+        }
+    }
+
+    /// Takes away the backend connection an HTTP/1 session keeps between requests (see
+    /// [`Session::kept_back_since`]), for the loop to close: the next request gets a pooled
+    /// connection or a new one.
+    pub fn take_kept_back(&mut self) -> Option<BackConnection> {
+        let Stage::Http(http) = &mut self.stage else {
+            return None;
+        };
+        http.kept_back_since(&self.io)?;
+        // The stage forgets the connection's sticky id, as when its back timeout fires.
+        let _ = http.release_idle_back();
+        self.io.backs.take(Slot::FIRST)
+    }
+
     /// Whether the session waits for a request with nothing in flight (a stopping worker
     /// closes such sessions).
     pub fn is_idle(&self, now: Instant) -> bool {

@@ -357,6 +357,12 @@ impl Http {
             && self.back_buf.is_empty()
     }
 
+    /// Since when the backend connection the stage keeps between requests idles, when it
+    /// keeps one that could serve another request ([`Http::is_back_reusable`]).
+    pub fn kept_back_since(&self, io: &SessionIo) -> Option<Instant> {
+        self.is_back_reusable(io, SLOT).then_some(self.idle_since)
+    }
+
     /// Whether no request is under way: the stage waits for (or reads) the next request
     /// head, and its backend connection, if it kept one, serves nothing.
     pub fn is_between_requests(&self) -> bool {
