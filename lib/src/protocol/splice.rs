@@ -186,7 +186,8 @@ pub fn notsent_lowat(socket: RawFd) -> io::Result<u32> {
     if result != 0 {
         return Err(io::Error::last_os_error());
     }
-    u32::try_from(value).map_err(|_| io::ErrorKind::InvalidData.into())
+    // The kernel keeps it unsigned: no limit reads as `u32::MAX`.
+    Ok(u32::from_ne_bytes(value.to_ne_bytes()))
 }
 
 fn splice(from: RawFd, to: RawFd, length: usize) -> Spliced {
