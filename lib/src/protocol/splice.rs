@@ -141,6 +141,55 @@ impl KernelPipe {
     }
 }
 
+/// Sets `TCP_NOTSENT_LOWAT` on a TCP socket: a write takes bytes only while fewer than `bytes`
+/// of what was written wait for TCP to send them, and the socket reports itself writable once
+/// fewer than half that wait. What is written then leaves from the writer's own call, not
+/// later from the peer's acknowledgements.
+pub fn set_notsent_lowat(socket: RawFd, bytes: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a descriptor the caller keeps open, reading one c_int from a
+    // valid reference of that size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::from_ref(&value).cast(),
+            INT_LENGTH,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The size of a `c_int` socket option.
+const INT_LENGTH: libc::socklen_t = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+
+/// The `TCP_NOTSENT_LOWAT` of a TCP socket.
+#[cfg(test)]
+pub fn notsent_lowat(socket: RawFd) -> io::Result<u32> {
+    let mut value: libc::c_int = 0;
+    let mut length = INT_LENGTH;
+    // SAFETY: getsockopt on an open descriptor, writing at most `length` bytes into `value`.
+    let result = unsafe {
+        libc::getsockopt(
+            socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::from_mut(&mut value).cast(),
+            &raw mut length,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel keeps it unsigned: no limit reads as `u32::MAX`.
+    Ok(u32::from_ne_bytes(value.to_ne_bytes()))
+}
+
 fn splice(from: RawFd, to: RawFd, length: usize) -> Spliced {
     loop {
         // SAFETY: both descriptors are open for the duration of the call (owned by the caller's

@@ -18,7 +18,7 @@ use crate::{
         },
         record::record_stream,
         route::Close,
-        splice::{Relayed, SplicedBody},
+        splice::{Relayed, SplicedBody, limit_unsent},
         stream::{Phase, Relay, RequestSide, ResponseSide},
         upgrade,
     },
@@ -345,6 +345,7 @@ pub(super) fn relay_response_body(
         // Every body byte read so far went out: the rest may go socket to socket.
         http.response_splice = SplicedBody::start(context.body_splice, body, back, front);
         if http.response_splice.is_some() {
+            limit_unsent(front);
             return Step::Progress;
         }
     }
