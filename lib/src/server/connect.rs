@@ -62,11 +62,7 @@ impl Server {
                 .and_then(|c| c.max_connections_per_ip)
                 .unwrap_or(self.state.max_connections_per_ip);
             // Without a limit (the default) there is no count to look up.
-            let is_over = limit > 0
-                && self
-                    .per_ip
-                    .get(&(cluster_id.to_string(), client_ip))
-                    .is_some_and(|&count| count >= limit);
+            let is_over = limit > 0 && self.per_ip.count(cluster_id, client_ip) >= limit;
             if is_over {
                 debug!(
                     "session {uid}: {client_ip} is over its {limit} connections to `{cluster_id}`"
@@ -81,10 +77,7 @@ impl Server {
             // it leaves: it counts for the cluster it uses now.
             let left = session.io.counted_for_ip.replace(cluster_id.to_string());
             self.uncount_per_ip(left, client_ip);
-            *self
-                .per_ip
-                .entry((cluster_id.to_string(), client_ip))
-                .or_insert(0) += 1;
+            self.per_ip.add(cluster_id, client_ip);
         }
         let sticky = sticky_id.and_then(|id| self.backends.pick_sticky(cluster_id, id, now));
         let backend =
@@ -445,13 +438,7 @@ impl Server {
         let Some(cluster_id) = cluster_id else {
             return;
         };
-        let ip_key = (cluster_id, client_ip);
-        if let Some(count) = self.per_ip.get_mut(&ip_key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.per_ip.remove(&ip_key);
-            }
-        }
+        self.per_ip.remove(&cluster_id, client_ip);
     }
 }
 

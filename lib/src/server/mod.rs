@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     io::{self, ErrorKind},
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     os::fd::OwnedFd,
     sync::{Arc, mpsc},
     time::{Duration, Instant},
@@ -58,6 +58,7 @@ mod hold;
 mod mux;
 mod observations;
 mod orders;
+mod per_ip;
 mod reclaim;
 mod remote;
 mod tcp_routers;
@@ -175,7 +176,7 @@ pub struct Server {
     next_uid: u64,
     run: Run,
     /// Connections per (cluster, client address), for `max_connections_per_ip`.
-    per_ip: HashMap<(String, IpAddr), u64>,
+    per_ip: per_ip::PerIp,
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
@@ -297,7 +298,7 @@ impl Server {
             config,
             next_uid: 0,
             run: Run::Running,
-            per_ip: HashMap::new(),
+            per_ip: per_ip::PerIp::default(),
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,

@@ -8,7 +8,7 @@
 //! while `event & interest` is not empty, so no `epoll_ctl` is needed when interest changes.
 
 use std::{
-    io::{self, ErrorKind, IoSlice, Read, Write},
+    io::{self, ErrorKind, IoSlice, Read},
     net::{Shutdown, SocketAddr},
     ops::{BitAnd, BitOr, BitOrAssign, Not},
     sync::Arc,
@@ -426,12 +426,19 @@ impl Endpoint {
             }
             return transfer;
         }
+        let flags = if more {
+            libc::MSG_MORE | libc::MSG_NOSIGNAL
+        } else {
+            libc::MSG_NOSIGNAL
+        };
+        let socket = socket2::SockRef::from(&*stream);
         loop {
-            let written = if more {
-                socket2::SockRef::from(&*stream)
-                    .send_vectored_with_flags(slices, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-            } else {
-                stream.write_vectored(slices)
+            // One slice (the most frequent case) goes by `send`, which skips the file layer
+            // a `writev` goes through (the vector's copy from user memory, the file checks);
+            // several go by `sendmsg`, in one call.
+            let written = match slices {
+                [slice] => socket.send_with_flags(slice, flags),
+                _ => socket.send_vectored_with_flags(slices, flags),
             };
             match written {
                 Ok(0) => return Transfer::Closed,
