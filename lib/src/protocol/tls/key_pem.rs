@@ -1,5 +1,5 @@
-//! A private key's PEM decoded in constant time, in a third of the instructions of
-//! `rustls_pki_types`'s decoder.
+//! A private key's PEM decoded in constant time, in about a third of the instructions
+//! of `rustls_pki_types`'s decoder.
 //!
 //! Base64 that carries a secret must be decoded without branches or table look-ups that depend
 //! on its characters; `rustls_pki_types` does so with about 90 instructions a character
@@ -83,44 +83,35 @@ fn decode_written_form(pem: &[u8]) -> Option<PrivateKeyDer<'static>> {
 /// The bytes of base64 lines whose padding, if any, ends the last line; `None` for anything
 /// else (other characters, padding inside, a length that is not whole quantums, nothing).
 fn base64(content: &[u8]) -> Option<Vec<u8>> {
-    let mut der = Vec::with_capacity(content.len() / 4 * 3);
-    // Four sextets, most significant first.
-    let mut quantum: u32 = 0;
-    let mut sextets: usize = 0;
-    let mut padding: usize = 0;
-    // Negative once a character is outside the alphabet.
-    let mut invalid: i32 = 0;
-    for &character in content {
-        match character {
-            b'\n' | b'\r' => continue,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            _ if padding > 0 => return None,
-            _ => {}
-        }
-        let value = sextet(character);
-        invalid |= value;
-        quantum = (quantum << 6) | (value as u32 & 0x3f);
-        sextets += 1;
-        if sextets == 4 {
-            der.extend_from_slice(&quantum.to_be_bytes()[1..]);
-            quantum = 0;
-            sextets = 0;
-        }
-    }
-    if invalid < 0 || der.is_empty() {
+    let mut characters = Vec::with_capacity(content.len());
+    characters.extend(
+        content
+            .iter()
+            .copied()
+            .filter(|&c| c != b'\n' && c != b'\r'),
+    );
+    let padding = characters.iter().rev().take_while(|&&c| c == b'=').count();
+    if padding > 2 || characters.is_empty() || characters.len() % 4 != 0 {
         return None;
     }
-    match (sextets, padding) {
-        (0, 0) => {}
-        // "xxx=": 18 bits, two bytes.
-        (3, 1) => der.extend_from_slice(&(quantum << 6).to_be_bytes()[1..3]),
-        // "xx==": 12 bits, one byte.
-        (2, 2) => der.extend_from_slice(&(quantum << 12).to_be_bytes()[1..2]),
-        _ => return None,
+    // Padding decodes as zero bits, and its bytes are cut after.
+    let unpadded = characters.len().saturating_sub(padding);
+    if let Some(pad) = characters.get_mut(unpadded..) {
+        pad.fill(b'A');
     }
+    let mut der = vec![0; characters.len() / 4 * 3];
+    // Negative once a character (`=` inside included) is outside the alphabet.
+    let mut invalid: i32 = 0;
+    for (quantum, bytes) in characters.chunks_exact(4).zip(der.chunks_exact_mut(3)) {
+        let [a, b, c, d] = [quantum[0], quantum[1], quantum[2], quantum[3]].map(sextet);
+        invalid |= a | b | c | d;
+        let value = (a << 18) | (b << 12) | (c << 6) | d;
+        bytes.copy_from_slice(&value.to_be_bytes()[1..]);
+    }
+    if invalid < 0 {
+        return None;
+    }
+    der.truncate(der.len().saturating_sub(padding));
     Some(der)
 }
 

@@ -26,7 +26,9 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// What `rustls_pki_types` makes of a text: the key's encoding and DER, or the error's text.
-fn reference(pem: &[u8]) -> Result<(std::mem::Discriminant<PrivateKeyDer<'static>>, Vec<u8>), String> {
+fn reference(
+    pem: &[u8],
+) -> Result<(std::mem::Discriminant<PrivateKeyDer<'static>>, Vec<u8>), String> {
     PrivateKeyDer::from_pem_slice(pem)
         .map(|key| (std::mem::discriminant(&key), key.secret_der().to_vec()))
         .map_err(|error| error.to_string())
@@ -64,7 +66,9 @@ fn written_keys_decode_as_rustls_pki_types_decodes_them() {
             std::mem::discriminant(&expected),
             "{name}"
         );
-        let crlf = String::from_utf8(pem.clone()).expect("text").replace('\n', "\r\n");
+        let crlf = String::from_utf8(pem.clone())
+            .expect("text")
+            .replace('\n', "\r\n");
         assert_eq!(ours(crlf.as_bytes()), reference(&pem), "{name} with CRLF");
     }
 }
@@ -77,12 +81,24 @@ fn other_texts_are_left_to_rustls_pki_types() {
     let body_start = pem.find('\n').expect("a header") + 1;
     let odd = [
         format!("a comment\n{pem}"),
-        pem.replacen("-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY----- ", 1),
-        pem.replacen("-----END PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", 1),
+        pem.replacen(
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN PRIVATE KEY----- ",
+            1,
+        ),
+        pem.replacen(
+            "-----END PRIVATE KEY-----",
+            "-----END RSA PRIVATE KEY-----",
+            1,
+        ),
         pem.replacen("-----END PRIVATE KEY-----\n", "", 1),
         format!("{} {}", &pem[..body_start], &pem[body_start..]),
         format!("{}*{}", &pem[..body_start], &pem[body_start + 1..]),
-        pem.replacen("-----BEGIN PRIVATE KEY-----", "-----BEGIN CERTIFICATE-----", 1),
+        pem.replacen(
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN CERTIFICATE-----",
+            1,
+        ),
         String::new(),
         "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".to_string(),
         "-----BEGIN PRIVATE KEY-----\nAAA=A===\n-----END PRIVATE KEY-----\n".to_string(),
@@ -90,7 +106,11 @@ fn other_texts_are_left_to_rustls_pki_types() {
     ];
     for text in odd {
         assert!(decode_written_form(text.as_bytes()).is_none(), "{text:?}");
-        assert_eq!(ours(text.as_bytes()), reference(text.as_bytes()), "{text:?}");
+        assert_eq!(
+            ours(text.as_bytes()),
+            reference(text.as_bytes()),
+            "{text:?}"
+        );
     }
 }
 
