@@ -41,6 +41,7 @@ use crate::{pool::Buffer, session::endpoint::Transfer};
 
 mod der;
 mod key_pair;
+mod key_pem;
 
 /// Why a certificate or TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +237,7 @@ fn certified_key(certificate: &CertificateAndKey) -> Result<CertifiedKey, TlsErr
 }
 
 fn private_key(certificate: &CertificateAndKey) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(certificate.key.as_bytes()).map_err(TlsError::KeyPem)
+    key_pem::decode(certificate.key.as_bytes()).map_err(TlsError::KeyPem)
 }
 
 /// Whether `key` is the key of `leaf` (a certificate's DER), by their public parts
