@@ -330,8 +330,10 @@ fn state_with_early_workers(
     );
     let mut state = ConfigState::new();
     let mut first = Vec::new();
-    orders::apply_orders(&mut state, listener_orders, |order| first.push(order.clone()))
-        .map_err(refused_configuration)?;
+    orders::apply_orders(&mut state, listener_orders, |order| {
+        first.push(order.clone())
+    })
+    .map_err(refused_configuration)?;
     let listeners = ListenerSockets::bind_active(&state)?;
     let mut worker_settings = settings.worker.clone();
     worker_settings.log_filter = settings.log_filter.clone();

@@ -96,7 +96,9 @@ impl EarlyWorkers {
                 Err(error) => Err(error.to_string()),
             };
             if let Err(error) = queued {
-                worker.failures.push(format!("cannot send {order}: {error}"));
+                worker
+                    .failures
+                    .push(format!("cannot send {order}: {error}"));
             }
         }
         self.queued += 1;
