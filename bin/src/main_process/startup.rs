@@ -102,7 +102,7 @@ impl EarlyWorkers {
             }
         }
         self.queued += 1;
-        if self.queued.is_multiple_of(ORDERS_PER_WRITE) {
+        if self.queued % ORDERS_PER_WRITE == 0 {
             self.write();
         }
     }
