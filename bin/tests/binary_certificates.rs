@@ -109,6 +109,40 @@ fn keys_that_are_not_the_certificate_s_are_refused_with_their_reason() {
     assert!(said.contains("does not match"), "{said}");
 }
 
+/// Issue 17, aim 4: the workers start while the main process checks the configuration's
+/// orders; a refused one ends the start as before: an error naming it, the workers stopped,
+/// no command socket left.
+#[test]
+fn a_start_whose_configuration_is_refused_leaves_nothing_running() {
+    let (dir, config, _) = Proxy::prepare("");
+    let https = free_address();
+    let mut text = fs::read_to_string(&config).expect("read the configuration");
+    text.push_str(&format!(
+        "[[listeners]]\nprotocol = \"https\"\naddress = \"{https}\"\n\n\
+         [clusters.web]\nprotocol = \"http\"\n\
+         frontends = [{{ address = \"{https}\", hostname = \"example.com\", \
+         certificate = \"{FIXTURES}/example.pem\", key = \"{FIXTURES}/localhost.key\" }}]\n\
+         backends = [{{ address = \"127.0.0.1:1\" }}]\n"
+    ));
+    fs::write(&config, text).expect("write the configuration");
+    let started = Command::new(env!("CARGO_BIN_EXE_sozu"))
+        .args(["start", "-c"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("the binary runs");
+    let said = common::text(&started.stderr) + &common::text(&started.stdout);
+    assert!(!started.status.success(), "{said}");
+    assert!(said.contains("does not match"), "{said}");
+    assert!(!dir.path().join("sozu.sock").exists(), "{said}");
+    assert!(!dir.path().join("sozu.pid").exists(), "{said}");
+    // The listener is free again: the workers that held it are gone.
+    assert!(
+        wait_until(DEADLINE, || std::net::TcpListener::bind(https).is_ok()),
+        "{said}"
+    );
+}
+
 /// Whether curl completes a TLS handshake with `name` at `address` and gets an answer.
 fn answers_over_tls(address: SocketAddr, name: &str) -> bool {
     Command::new("curl")

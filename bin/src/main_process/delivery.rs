@@ -14,6 +14,9 @@ pub(super) enum Delivery<'d> {
     /// the worker still checks each order and names each it refused. Serialised before, once
     /// for every worker that gets it.
     Batch(&'d BatchJson<'d>),
+    /// The `END_BATCH` of a batch whose orders were queued already (a start's, as its state was
+    /// built: [`super::startup`]), answered once.
+    EndOfBatch,
 }
 
 /// Queues `orders` for `worker` under `request_id`; the caller then writes the channel. Returns

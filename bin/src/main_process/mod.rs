@@ -23,6 +23,7 @@ mod queries;
 mod registration;
 mod settings;
 mod signals;
+mod startup;
 mod state_file;
 mod supervision;
 mod task_answers;
@@ -58,6 +59,7 @@ use self::{
     delivery::{BatchJson, Delivery, send_orders},
     listeners::ListenerSockets,
     settings::Settings,
+    startup::EarlyWorkers,
     tasks::{ClientRef, Task},
     workers::{PendingRestart, Process, Worker},
 };
@@ -216,33 +218,46 @@ pub fn start(config_path: &Path) -> ExitCode {
 }
 
 /// Builds the state, opens the sockets, writes the pid file and starts the workers.
+///
+/// The workers start once the listeners are bound and get each order of the configuration
+/// once it passed its check, so that they apply the state while the main process builds it
+/// ([`startup`]). With a saved state to merge, they start once the whole state is built.
 fn boot(settings: Settings, config: Config) -> anyhow::Result<Main> {
     let started = Instant::now();
-    let mut state = orders::state_of_config(config)
-        .map_err(|error| anyhow::anyhow!("the configuration is refused: {error}"))?;
-    if let Some(path) = &settings.saved_state {
-        load_saved_state(&mut state, path);
-    }
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let command_listener = command_server::bind(
         &settings.command_socket,
         settings.command_allowed_uids.is_some(),
     )?;
-    let listeners = ListenerSockets::bind_active(&state)?;
-    let mut main = Main::new(settings, exe, state, listeners, command_listener)?;
+    let socket = settings.command_socket.clone();
+    let (mut main, early) = match build(settings, exe, config, command_listener) {
+        Ok(built) => built,
+        Err(error) => {
+            let _ = fs::remove_file(&socket);
+            return Err(error);
+        }
+    };
     main.serve_prometheus();
     main.open_registration_socket();
     main.serve_toxiproxy();
     main.write_pid_file();
-    // Every worker starts at once; the state's orders are built once for all.
-    let ids: Vec<u32> = (0..main.desired_workers)
-        .filter_map(|_| {
-            let id = main.next_worker_id;
-            main.next_worker_id += 1;
-            main.spawn_worker(id, 0).map(|_| id)
-        })
-        .collect();
-    main.send_state(&ids);
+    match early {
+        Some(early) => {
+            main.next_worker_id = u32::from(main.settings.worker_count);
+            main.adopt_early_workers(early);
+        }
+        None => {
+            // Every worker starts at once; the state's orders are built once for all.
+            let ids: Vec<u32> = (0..main.desired_workers)
+                .filter_map(|_| {
+                    let id = main.next_worker_id;
+                    main.next_worker_id += 1;
+                    main.spawn_worker(id, 0).map(|_| id)
+                })
+                .collect();
+            main.send_state(&ids);
+        }
+    }
     info!(
         "started in {:?}: {} worker(s), {} listener socket(s), command socket {}",
         started.elapsed(),
@@ -251,6 +266,93 @@ fn boot(settings: Settings, config: Config) -> anyhow::Result<Main> {
         main.settings.command_socket.display()
     );
     Ok(main)
+}
+
+/// The main process of [`boot`] with its state, and the workers started while it was built
+/// (none with a saved state to merge: they start once it is merged).
+fn build(
+    settings: Settings,
+    exe: PathBuf,
+    config: Config,
+    command_listener: UnixListener,
+) -> anyhow::Result<(Main, Option<EarlyWorkers>)> {
+    let (state, listeners, early) = match &settings.saved_state {
+        Some(path) => {
+            let mut state = orders::state_of_config(config).map_err(refused_configuration)?;
+            load_saved_state(&mut state, path);
+            let listeners = ListenerSockets::bind_active(&state)?;
+            (state, listeners, None)
+        }
+        None => {
+            let (state, listeners, early) = state_with_early_workers(&settings, &exe, config)?;
+            (state, listeners, Some(early))
+        }
+    };
+    match Main::new(settings, exe, state, listeners, command_listener) {
+        Ok(main) => Ok((main, early)),
+        Err(error) => {
+            if let Some(early) = early {
+                early.abort();
+            }
+            Err(error)
+        }
+    }
+}
+
+fn refused_configuration(error: String) -> anyhow::Error {
+    anyhow::anyhow!("the configuration is refused: {error}")
+}
+
+/// The configuration's state, with its listeners bound and the workers started as soon as they
+/// are: each order goes to the workers once it passed its check, while the next ones are
+/// checked. If an order is refused the workers are stopped.
+fn state_with_early_workers(
+    settings: &Settings,
+    exe: &Path,
+    config: Config,
+) -> anyhow::Result<(ConfigState, ListenerSockets, EarlyWorkers)> {
+    let mut listener_orders = config.into_orders();
+    // The listeners come first (`Config::into_orders`): their sockets go to the workers as
+    // they start.
+    let others = listener_orders.split_off(
+        listener_orders
+            .iter()
+            .take_while(|order| {
+                matches!(
+                    order,
+                    Order::AddHttpListener(_)
+                        | Order::AddHttpsListener(_)
+                        | Order::AddTcpListener(_)
+                        | Order::ActivateListener(_)
+                )
+            })
+            .count(),
+    );
+    let mut state = ConfigState::new();
+    let mut first = Vec::new();
+    orders::apply_orders(&mut state, listener_orders, |order| {
+        first.push(order.clone())
+    })
+    .map_err(refused_configuration)?;
+    let listeners = ListenerSockets::bind_active(&state)?;
+    let mut worker_settings = settings.worker.clone();
+    worker_settings.log_filter = settings.log_filter.clone();
+    let mut early = EarlyWorkers::spawn(
+        exe,
+        u32::from(settings.worker_count),
+        &worker_settings,
+        &listeners,
+    );
+    for order in &first {
+        early.send(order);
+    }
+    match orders::apply_orders(&mut state, others, |order| early.send(order)) {
+        Ok(()) => Ok((state, listeners, early)),
+        Err(error) => {
+            early.abort();
+            Err(refused_configuration(error))
+        }
+    }
 }
 
 /// Merges the saved state file into the configuration's state, as `state load` does: orders
@@ -657,6 +759,9 @@ impl Main {
             let answers = match delivery {
                 Delivery::OneAnswerEach(orders) => {
                     send_orders(worker, &request_id, orders, &mut task)
+                }
+                Delivery::EndOfBatch => {
+                    send_orders(worker, &request_id, &[Order::EndBatch], &mut task)
                 }
                 Delivery::Batch(batch) => {
                     let begin = send_orders(worker, &request_id, &[Order::BeginBatch], &mut task);

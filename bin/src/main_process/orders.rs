@@ -632,17 +632,32 @@ pub fn state_of_config(config: Config) -> Result<ConfigState, String> {
 /// state takes each order's content instead of a copy.
 pub fn state_of_orders(orders: Vec<Order>) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
+    apply_orders(&mut state, orders, |_| {})?;
+    Ok(state)
+}
+
+/// Applies `orders` to `state` in turn, each checked as the workers check it, the state taking
+/// each order's content; `checked` sees each order once its check passed, before the state
+/// takes it (the start sends it to the workers then). Stops at the first order refused.
+pub fn apply_orders(
+    state: &mut ConfigState,
+    orders: impl IntoIterator<Item = Order>,
+    mut checked: impl FnMut(&Order),
+) -> Result<(), String> {
     for order in orders {
-        let applied = match check(&state, &order, KeyCheck::PublicPart) {
-            Ok(checked) => state.apply_owned(order, checked).map_err(|refused| {
-                let (error, order) = *refused;
-                (with_causes(&error), order)
-            }),
+        let applied = match check(state, &order, KeyCheck::PublicPart) {
+            Ok(proof) => {
+                checked(&order);
+                state.apply_owned(order, proof).map_err(|refused| {
+                    let (error, order) = *refused;
+                    (with_causes(&error), order)
+                })
+            }
             Err(error) => Err((with_causes(&error), order)),
         };
         if let Err((error, order)) = applied {
             return Err(format!("the {order} order is refused: {error}"));
         }
     }
-    Ok(state)
+    Ok(())
 }

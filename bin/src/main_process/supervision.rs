@@ -14,8 +14,9 @@ use sozu_command_lib::{
 
 use super::{
     BatchJson, Delivery, Main, Owner, RETIRE_GRACE, queries,
+    startup::EarlyWorkers,
     tasks::{Purpose, Task},
-    workers::{self, PendingRestart, Process, QUICK_DEATH, Worker},
+    workers::{self, PendingRestart, Process, QUICK_DEATH, Spawned, Worker},
 };
 
 impl Main {
@@ -139,13 +140,37 @@ impl Main {
     pub(super) fn spawn_worker(&mut self, id: u32, restarts: u32) -> Option<i32> {
         let mut settings = self.settings.worker.clone();
         settings.log_filter = self.log_filter.clone();
-        let spawned = match workers::spawn(&self.exe, id, &settings, &self.listeners) {
-            Ok(spawned) => spawned,
+        match workers::spawn(&self.exe, id, &settings, &self.listeners) {
+            Ok(spawned) => self.add_worker(id, spawned, restarts),
             Err(error) => {
                 error!("cannot start worker {id}: {error:#}");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// The workers started while the state was built ([`EarlyWorkers`]): each is registered
+    /// and its batch ended, answered once it applied the whole state.
+    pub(super) fn adopt_early_workers(&mut self, early: EarlyWorkers) {
+        for worker in early.into_workers() {
+            let id = worker.id;
+            if self.add_worker(id, worker.spawned, 0).is_none() {
+                continue;
+            }
+            let mut task = Task::new(
+                Purpose::Setup { worker: id },
+                None,
+                self.settings.worker_timeout,
+            );
+            for failure in worker.failures {
+                task.fail(id, failure);
+            }
+            self.start_task_as(task, &[id], Delivery::EndOfBatch);
+        }
+    }
+
+    /// Registers the worker process just started in slot `id`. Returns its pid.
+    fn add_worker(&mut self, id: u32, spawned: Spawned, restarts: u32) -> Option<i32> {
         let pid = i32::try_from(spawned.child.id()).unwrap_or(-1);
         let mut channel = spawned.channel;
         let token = self.register_owner(Owner::Worker(id));
