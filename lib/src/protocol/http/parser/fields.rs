@@ -508,7 +508,11 @@ mod tests {
     #[test]
     fn known_names_compare_as_ignoring_ascii_case_does() {
         for known in KNOWN {
-            assert!(known.iter().all(|&byte| byte == b'-' || byte.is_ascii_lowercase()));
+            assert!(
+                known
+                    .iter()
+                    .all(|&byte| byte == b'-' || byte.is_ascii_lowercase())
+            );
             for place in 0..known.len() {
                 for byte in (0..=u8::MAX).filter(|&byte| is_tchar(byte)) {
                     let mut name = known.to_vec();
@@ -534,7 +538,11 @@ mod tests {
                 name.push(byte);
                 name.extend_from_slice(b"-z9");
                 let expected = if is_tchar(byte) { name.len() } else { place };
-                assert_eq!(field_name_len(&name), expected, "byte {byte:#04x} at {place}");
+                assert_eq!(
+                    field_name_len(&name),
+                    expected,
+                    "byte {byte:#04x} at {place}"
+                );
             }
         }
     }
