@@ -337,6 +337,23 @@ fn numbers_are_written_like_display() {
         push_hex(&mut out, value, 8);
         assert_eq!(out, format!("{value:08x}"));
     }
+    for (value, width) in [
+        (0, 1),
+        (0, 16),
+        (0x9, 1),
+        (0xa, 1),
+        (0xf0, 1),
+        (0x1234_5678, 8),
+        (0xdead_beef, 8),
+        (0x1_0000_0000, 8),
+        (0x0123_4567_89ab_cdef, 8),
+        (u64::MAX, 8),
+        (0xabc, 5),
+    ] {
+        let mut out = String::from("id:");
+        push_hex(&mut out, value, width);
+        assert_eq!(out, format!("id:{value:0width$x}"));
+    }
     for (micros, expected) in [
         (0, "0.000ms"),
         (5, "0.005ms"),
