@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
 
-use super::{decode, decode_written_form, sextet};
+use super::{decode, decode_written_form};
 
 /// The keys of `command/tests/fixtures` (PKCS#8 RSA, EC and Ed25519 keys, a PKCS#1 RSA key, a
 /// SEC1 EC key).
@@ -38,18 +38,6 @@ fn ours(pem: &[u8]) -> Result<(std::mem::Discriminant<PrivateKeyDer<'static>>, V
     decode(pem)
         .map(|key| (std::mem::discriminant(&key), key.secret_der().to_vec()))
         .map_err(|error| error.to_string())
-}
-
-#[test]
-fn every_character_has_its_base64_value() {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for character in 0..=u8::MAX {
-        let expected = alphabet
-            .iter()
-            .position(|&c| c == character)
-            .map_or(-1, |value| value as i32);
-        assert_eq!(sextet(character), expected, "{character:#x}");
-    }
 }
 
 /// Issue 17, aim 4: the fixtures' keys take the fast path and decode as `rustls_pki_types`
