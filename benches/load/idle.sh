@@ -92,12 +92,12 @@ EOF
 run_idle() {
     local results=$1 ports proxy port pid holder before after deadline
     # A proxy holds a client connection per idle connection, and while the connections come in
-    # a backend connection for each that asked within the last back timeout (sozu keeps it
-    # with its client that long, 5 s here; HAProxy and nginx pool a few): a ramp faster than
-    # that would hold both for every client. Out of descriptors, sozu closes the idle backend
-    # connections it keeps (least recently used first) rather than refuse a client, so each
-    # process needs a descriptor per client and some room, not two (a container capped at
-    # 20,000 files runs 10,000 connections; the backend holds what the proxy keeps).
+    # backend connections (sozu keeps 64 of a backend with their clients for a back timeout,
+    # 5 s here, and pools the others as their exchange ends; HAProxy and nginx pool a few).
+    # Out of descriptors, sozu closes the idle backend connections it keeps (least recently
+    # used first) rather than refuse a client, so each process needs a descriptor per client
+    # and some room, not two (a container capped at 20,000 files runs 10,000 connections; the
+    # backend holds what the proxy keeps).
     local files=$((IDLE_CONNECTIONS + 1000))
     ((EUID != 0)) || ulimit -Hn "$((files > $(ulimit -Hn) ? files : $(ulimit -Hn)))" 2>/dev/null || true
     ulimit -n "$(ulimit -Hn)"

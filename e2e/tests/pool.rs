@@ -174,3 +174,30 @@ fn a_keep_alive_client_idle_for_a_back_timeout_gives_its_backend_connection_to_t
     );
     assert_eq!(backend.accepted(), 1, "the pooled connection served them");
 }
+
+/// Issue 17 (aim 5): clients that each send a request and then idle keep at most 64
+/// connections of a backend between requests. The next ones give theirs to the pool as their
+/// exchange ends, where the next client's request takes it: 80 such clients cost the backend
+/// 65 connections, not one each, and every client is still served on its next request.
+#[test]
+fn idle_clients_keep_at_most_64_connections_of_a_backend() {
+    let backend = Backend::http_ok("pooled answer");
+    let (mut worker, address) = setup(&backend);
+    let request = b"GET / HTTP/1.1\r\nHost: pool.test\r\n\r\n";
+    let mut clients = Vec::new();
+    for _ in 0..80 {
+        let mut client = TcpStream::connect(address).expect("connect");
+        client.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        client.write_all(request).expect("send");
+        read_answers(&mut client, "pooled answer", 1);
+        clients.push(client);
+    }
+    assert_eq!(backend_connections(&mut worker), 64);
+    assert_eq!(backend.accepted(), 65);
+    for client in &mut clients {
+        client.write_all(request).expect("send");
+        read_answers(client, "pooled answer", 1);
+    }
+    assert_eq!(backend.received().len(), 160);
+    assert!(backend.accepted() <= 66, "{}", backend.accepted());
+}

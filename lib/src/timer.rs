@@ -5,6 +5,10 @@
 //! writes a field. When the heap entry comes due, [`Timeout::on_due`] compares it with the
 //! current deadline and either fires or queues the entry again at the new deadline. So each
 //! timeout has at most one live heap entry, and pushing a deadline costs O(1) on the hot path.
+//!
+//! Every idle connection has an entry (its front timeout), so an entry is kept small (24
+//! bytes: its instant as nanoseconds from the heap's epoch, the key packed), and the heap
+//! gives back the room a peak of connections left once its entries are gone.
 
 use std::{
     cmp::Reverse,
@@ -48,12 +52,49 @@ pub struct TimerKey {
     pub kind: TimeoutKind,
 }
 
+/// [`TimeoutKind::Front`] in an [`Entry`]; a backend slot is its number, below these.
+const FRONT: u32 = u32::MAX;
+/// [`TimeoutKind::Resume`] in an [`Entry`].
+const RESUME: u32 = u32::MAX - 1;
+/// The room the heap keeps however few its entries: giving back less saves too little to be
+/// worth the copy.
+const KEPT_ROOM: usize = 1024;
+
+/// A heap entry: an instant and a [`TimerKey`] in 24 bytes, where `(Instant, TimerKey)` took
+/// 40. Ordered by instant first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    /// Nanoseconds from the heap's epoch (before it: negative), which spans ±292 years.
+    at: i64,
+    uid: u64,
+    session: u32,
+    /// [`FRONT`], [`RESUME`] or a backend slot.
+    kind: u32,
+}
+
 /// The deadlines of every session of a worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    /// The instant entries count from.
+    epoch: Instant,
     /// Entries left by the last sweep: all live then.
     swept_to: usize,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            epoch: Instant::now(),
+            swept_to: 0,
+        }
+    }
+}
+
+/// The nanoseconds of `elapsed` as an `i64`, saturating (at 292 years, beyond [`FOREVER`]).
+fn signed_nanos(elapsed: Duration) -> i64 {
+    i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
 }
 
 impl Timers {
@@ -61,9 +102,59 @@ impl Timers {
         Timers::default()
     }
 
+    /// `at` in an entry: exact for any instant within 292 years of the epoch.
+    fn offset(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.epoch) {
+            Some(after) => signed_nanos(after),
+            None => signed_nanos(self.epoch.saturating_duration_since(at)).saturating_neg(),
+        }
+    }
+
+    /// The instant of an entry (the one [`Timers::offset`] was given).
+    fn instant(&self, offset: i64) -> Instant {
+        let distance = Duration::from_nanos(offset.unsigned_abs());
+        let at = if offset >= 0 {
+            self.epoch.checked_add(distance)
+        } else {
+            self.epoch.checked_sub(distance)
+        };
+        at.unwrap_or(self.epoch)
+    }
+
+    fn entry(&self, at: Instant, key: TimerKey) -> Option<Entry> {
+        let kind = match key.kind {
+            TimeoutKind::Front => FRONT,
+            TimeoutKind::Resume => RESUME,
+            TimeoutKind::Back(Slot(slot)) if slot < RESUME => slot,
+            TimeoutKind::Back(_) => return None,
+        };
+        Some(Entry {
+            at: self.offset(at),
+            uid: key.uid,
+            session: u32::try_from(key.session).ok()?,
+            kind,
+        })
+    }
+
+    fn unpack(&self, entry: &Entry) -> (Instant, TimerKey) {
+        let kind = match entry.kind {
+            FRONT => TimeoutKind::Front,
+            RESUME => TimeoutKind::Resume,
+            slot => TimeoutKind::Back(Slot(slot)),
+        };
+        let key = TimerKey {
+            session: usize::try_from(entry.session).unwrap_or(usize::MAX),
+            uid: entry.uid,
+            kind,
+        };
+        (self.instant(entry.at), key)
+    }
+
     /// The earliest queued deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap
+            .peek()
+            .map(|Reverse(entry)| self.instant(entry.at))
     }
 
     /// How long the event loop may wait before a timer is due (None: no timer queued).
@@ -74,14 +165,37 @@ impl Timers {
 
     /// The next entry due at `now`, removed from the heap.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKey)> {
+        let now = self.offset(now);
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
+            Some(Reverse(entry)) if entry.at <= now => {
+                let due = self.heap.pop().map(|Reverse(entry)| self.unpack(&entry));
+                self.give_back_room();
+                due
+            }
             _ => None,
         }
     }
 
-    fn push(&mut self, at: Instant, key: TimerKey) {
-        self.heap.push(Reverse((at, key)));
+    /// Queues an entry. A key no entry can hold (a session slot or a backend slot beyond 32
+    /// bits: more than memory could hold) is refused: returns false.
+    fn push(&mut self, at: Instant, key: TimerKey) -> bool {
+        let Some(entry) = self.entry(at, key) else {
+            return false;
+        };
+        self.heap.push(Reverse(entry));
+        true
+    }
+
+    /// Frees most of the heap's room once a peak of entries is gone (thousands of
+    /// connections that came at once and left, or went idle with one timeout each instead of
+    /// two): the room left is twice the entries, and at least [`KEPT_ROOM`]. The heap grows
+    /// again by doubling; shrinking only below a quarter makes each entry pay a constant.
+    fn give_back_room(&mut self) {
+        let room = self.heap.capacity();
+        if room > KEPT_ROOM && self.heap.len() < room / 4 {
+            self.heap
+                .shrink_to(self.heap.len().saturating_mul(2).max(KEPT_ROOM));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -99,8 +213,14 @@ impl Timers {
     /// others, of timeouts that no longer exist (their session or backend connection went) or
     /// that were queued again at another instant, would otherwise stay until their instant.
     pub fn retain(&mut self, mut is_live: impl FnMut(Instant, &TimerKey) -> bool) {
-        self.heap.retain(|Reverse((at, key))| is_live(*at, key));
+        let mut heap = std::mem::take(&mut self.heap);
+        heap.retain(|Reverse(entry)| {
+            let (at, key) = self.unpack(entry);
+            is_live(at, &key)
+        });
+        self.heap = heap;
         self.swept_to = self.heap.len();
+        self.give_back_room();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,9 +242,8 @@ impl Timeout {
     /// Arms the timeout to fire at `at`, replacing any earlier deadline.
     pub fn set(&mut self, at: Instant, key: TimerKey, timers: &mut Timers) {
         self.deadline = Some(at);
-        if self.queued.is_none_or(|queued| at < queued) {
+        if self.queued.is_none_or(|queued| at < queued) && timers.push(at, key) {
             self.queued = Some(at);
-            timers.push(at, key);
         }
     }
 
@@ -166,8 +285,9 @@ impl Timeout {
                 true
             }
             Some(deadline) => {
-                self.queued = Some(deadline);
-                timers.push(deadline, key);
+                if timers.push(deadline, key) {
+                    self.queued = Some(deadline);
+                }
                 false
             }
             None => false,
@@ -241,6 +361,86 @@ mod tests {
         assert!(!timers.needs_sweep(0));
         current.set(start, key(0), &mut timers);
         assert!(timers.needs_sweep(0));
+    }
+
+    /// Every idle connection has a front timeout queued: its entry stays small.
+    #[test]
+    fn an_entry_takes_24_bytes() {
+        assert_eq!(std::mem::size_of::<Reverse<Entry>>(), 24);
+    }
+
+    /// Keys and instants come out of the heap as they went in: every kind of timeout, an
+    /// instant before the heap's epoch, and one at the furthest deadline.
+    #[test]
+    fn entries_keep_their_instant_and_key() {
+        let before = Instant::now();
+        let mut timers = Timers::new();
+        let kinds = [
+            TimeoutKind::Front,
+            TimeoutKind::Resume,
+            TimeoutKind::Back(Slot::FIRST),
+            TimeoutKind::Back(Slot(RESUME - 1)),
+        ];
+        let far = later(before, Duration::MAX);
+        for (index, kind) in kinds.into_iter().enumerate() {
+            let key = TimerKey {
+                session: index,
+                uid: u64::MAX - index as u64,
+                kind,
+            };
+            assert!(timers.push(before, key));
+            assert!(timers.push(far, key));
+        }
+        let mut due = Vec::new();
+        while let Some(entry) = timers.pop_due(before) {
+            due.push(entry);
+        }
+        due.sort();
+        let expected: Vec<_> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| {
+                let key = TimerKey {
+                    session: index,
+                    uid: u64::MAX - index as u64,
+                    kind,
+                };
+                (before, key)
+            })
+            .collect();
+        assert_eq!(due, expected);
+        assert_eq!(timers.next_deadline(), Some(far));
+        assert_eq!(timers.len(), kinds.len());
+    }
+
+    /// 10,000 connections came at once and their timeouts fired: the heap gives back the
+    /// room they took (it kept room for 16,384 entries, 640 KiB, for the worker's life).
+    #[test]
+    fn the_heap_gives_back_the_room_of_a_peak() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let mut timeouts = vec![Timeout::default(); 10_000];
+        for (session, timeout) in timeouts.iter_mut().enumerate() {
+            timeout.set(start + Duration::from_secs(1), key(session), &mut timers);
+        }
+        timeouts[0].set(start, key(0), &mut timers);
+        assert!(timers.heap.capacity() >= 10_000);
+        assert_eq!(fire(&mut timers, &mut timeouts, start), [0]);
+        assert!(timers.heap.capacity() >= 10_000, "most entries are live");
+        let fired = fire(&mut timers, &mut timeouts, start + Duration::from_secs(1));
+        assert_eq!(fired.len(), 9_999);
+        assert!(
+            timers.heap.capacity() <= 2 * KEPT_ROOM,
+            "{}",
+            timers.heap.capacity()
+        );
+        // A sweep that leaves few entries gives the room back too.
+        for (session, timeout) in timeouts.iter_mut().enumerate() {
+            timeout.set(start + Duration::from_secs(2), key(session), &mut timers);
+        }
+        timers.retain(|_, key| key.session < 10);
+        assert_eq!(timers.len(), 10);
+        assert!(timers.heap.capacity() <= 2 * KEPT_ROOM);
     }
 
     #[test]

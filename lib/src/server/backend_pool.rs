@@ -20,6 +20,7 @@ use crate::{
     backends::{BackendKey, BackendLease},
     session::{
         BackConnection,
+        backs::Slot,
         endpoint::{Endpoint, Ready},
     },
     timer::Timeout,
@@ -27,6 +28,9 @@ use crate::{
 
 /// Idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 64;
+/// Connections of a backend that HTTP/1 clients keep between requests, at most: beyond, a
+/// connection goes to the pool as its exchange ends (see [`Server::bound_kept_backs`]).
+const MAX_KEPT_PER_BACKEND: u64 = MAX_IDLE_PER_BACKEND as u64;
 /// How long an idle backend connection is kept.
 pub(super) const IDLE_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -196,6 +200,37 @@ impl Server {
                 }
             }
             Some(refused) => self.close_idle(refused),
+        }
+    }
+
+    /// An HTTP/1 exchange of the session `key` ended and the session keeps its backend
+    /// connection for its next request (for one back timeout). When the backend has more
+    /// than [`MAX_KEPT_PER_BACKEND`] connections idle with clients, this one goes to the pool
+    /// at once instead (or is closed when the pool is full), where any client's next request
+    /// takes it. Otherwise a burst of clients that each send a request and then idle (10,000
+    /// in two seconds) holds a backend connection per client for a back timeout: twice the
+    /// sockets, and the connections' state left as holes in the heap once they are gone.
+    pub(super) fn bound_kept_backs(&mut self, key: usize) {
+        let Server {
+            sessions, backends, ..
+        } = self;
+        let Some(session) = sessions.get_mut(key) else {
+            return;
+        };
+        let idle_with_clients = session
+            .io
+            .backs
+            .get(Slot::FIRST)
+            .and_then(|back| back.lease.as_ref())
+            .and_then(|lease| backends.get(lease.key()))
+            .map_or(0, |backend| {
+                backend.connections().saturating_sub(backend.requests())
+            });
+        if idle_with_clients <= MAX_KEPT_PER_BACKEND {
+            return;
+        }
+        if let Some(back) = session.take_kept_back() {
+            self.keep_idle(back);
         }
     }
 

@@ -611,7 +611,11 @@ impl Server {
                 }
                 Action::ConnectFailed(slot) => self.connect_failed(key, slot),
                 Action::Connected(slot) => self.connected_and_run(key, slot),
-                Action::ExchangeDone | Action::Upgraded => self.run_session(key),
+                Action::ExchangeDone => {
+                    self.bound_kept_backs(key);
+                    self.run_session(key)
+                }
+                Action::Upgraded => self.run_session(key),
                 Action::DropBack(slot) => {
                     self.release_back(key, slot);
                     self.run_session(key)

@@ -68,7 +68,8 @@ pub enum Action {
     /// A kept backend connection turned out closed: open another one in the slot, without
     /// counting a failure against the backend.
     Reconnect { slot: Slot, cluster_id: String },
-    /// An exchange ended and the backend connection stays for the next request.
+    /// An exchange ended and the backend connection stays for the next request (unless its
+    /// backend has many connections idle with clients: `Server::bound_kept_backs`).
     ExchangeDone,
     /// An exchange ended and the slot's backend connection must be closed.
     DropBack(Slot),
