@@ -1,4 +1,4 @@
-use super::*;
+use super::{config::cipher_suite, *};
 
 fn pair(certificate: &str, key: &str) -> CertificateAndKey {
     CertificateAndKey::new(certificate, key)
