@@ -1,3 +1,5 @@
+use sozu_command_lib::request::TlsListenerConfig;
+
 use super::{config::cipher_suite, *};
 
 fn pair(certificate: &str, key: &str) -> CertificateAndKey {
