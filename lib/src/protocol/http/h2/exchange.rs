@@ -135,6 +135,8 @@ pub struct Exchange {
     head: Vec<u8>,
     /// The fields the client marked never indexed in the request head.
     never_indexed: NeverIndexed,
+    /// The fields the backend marked never indexed in the response head being sent.
+    response_never_indexed: NeverIndexed,
 }
 
 impl Exchange {
@@ -171,6 +173,7 @@ impl Exchange {
             shaper: None,
             head,
             never_indexed: NeverIndexed::default(),
+            response_never_indexed: NeverIndexed::default(),
         }
     }
 
@@ -471,19 +474,19 @@ impl Exchange {
             .stream
             .request_sent_at
             .map(|sent| now.saturating_duration_since(sent));
-        let sent = self.send_head(codec, listener, &edited, never_indexed, body, now, out);
+        self.response_never_indexed.clone_from(never_indexed);
+        let sent = self.send_head(codec, listener, &edited, body, now, out);
         self.head = edited;
         sent.map(|()| true)
     }
 
     /// Sends an HTTP/1.1 head (the backend's, edited, or the proxy's answer) as HEADERS,
-    /// the fields named in `never_indexed` never indexed.
+    /// the fields named in `response_never_indexed` never indexed.
     fn send_head(
         &mut self,
         codec: &mut Connection,
         listener: &HttpListener,
         head_bytes: &[u8],
-        never_indexed: &NeverIndexed,
         body: Body,
         now: Instant,
         out: &mut Vec<u8>,
@@ -499,7 +502,7 @@ impl Exchange {
             head: &head,
             fields: &self.headers,
             buf: head_bytes,
-            never_indexed,
+            never_indexed: &self.response_never_indexed,
         };
         if codec
             .send_response(self.id, response, end_stream, now, out)
@@ -538,8 +541,8 @@ impl Exchange {
         }
         self.pending_end = true;
         let head = rendered.get(..head_len).unwrap_or_default();
-        let never_indexed = NeverIndexed::none();
-        self.send_head(codec, listener, head, never_indexed, Body::Done, now, out)
+        self.response_never_indexed.clear();
+        self.send_head(codec, listener, head, Body::Done, now, out)
     }
 
     /// Moves response body bytes, of the first `limit` bytes of the back buffer (those the
