@@ -67,7 +67,7 @@ fn check(block: &[u8], expected: &[(&str, &str)]) {
         .collect();
     let mut ours = Vec::new();
     Decoder::default()
-        .decode(block, |name, value| {
+        .decode(block, |name, value, _| {
             ours.push((name.to_vec(), value.to_vec()))
         })
         .expect("a valid block");
@@ -95,7 +95,7 @@ fn decode(criterion: &mut Criterion) {
             bencher.iter(|| {
                 let mut length = 0;
                 decoder
-                    .decode(black_box(block), |name, value| {
+                    .decode(black_box(block), |name, value, _| {
                         length += name.len() + value.len();
                     })
                     .expect("a valid block");

@@ -44,6 +44,10 @@ per result, which the Rust test checks.
                              `PATH STATUS MILLISECONDS BODY` per request, in order, with the
                              time from sending to the end of its stream (`reset` for STATUS
                              if it was reset)
+    sensitive PORT           a GET of /sensitive (h2c_backend.py) with `x-secret: s` sent never
+                             indexed (RFC 7541 §6.2.3) and `x-plain: p`; prints `backend BODY`
+                             (the fields the backend got never indexed) and `client NAMES`
+                             (the response's fields the client got never indexed)
     statuses PORT PATH COUNT COUNT GETs of PATH on one connection, 50 at most in flight;
                              prints `STATUS N` per status (`reset N` for streams reset)
 """
@@ -58,6 +62,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+from hpack import NeverIndexedHeaderTuple
 
 HOST = "localhost"
 TIMEOUT = 20
@@ -383,6 +388,26 @@ def trailers(port):
     print("eof")
 
 
+def sensitive(port):
+    sock, conn = connect(port)
+    extra = (NeverIndexedHeaderTuple("x-secret", "s"), ("x-plain", "p"))
+    conn.send_headers(1, headers("GET", "/sensitive", extra), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    body = b""
+    marked = []
+    for event in each_event(sock, conn):
+        if isinstance(event, h2.events.ResponseReceived):
+            marked = [h[0].decode() for h in event.headers if not getattr(h, "indexable", True)]
+        elif isinstance(event, h2.events.DataReceived):
+            body += event.data
+            conn.acknowledge_received_data(event.flow_controlled_length, 1)
+        elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            print("backend", body.decode())
+            print("client", " ".join(marked))
+            return
+    print("eof")
+
+
 def sequential(port, paths):
     sock, conn = connect(port)
     for path in paths:
@@ -620,6 +645,8 @@ def main():
         concurrent(port, int(sys.argv[3]))
     elif mode == "timed":
         timed(port, sys.argv[3:])
+    elif mode == "sensitive":
+        sensitive(port)
     elif mode == "statuses":
         statuses(port, sys.argv[3], int(sys.argv[4]))
     else:

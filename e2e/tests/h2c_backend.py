@@ -27,6 +27,9 @@ What it does depends on the request path:
 - `/stats`: `<connections> <most streams in flight at once on one connection>`;
 - `/health`, when started with a file name as second argument: the status written in that
   file, and a line `health` appended to that file's name + `.log` (for health checks);
+- `/sensitive`: 200 with the names of the request's fields sent never indexed (RFC 7541
+  §6.2.3) as body, space-separated, and `x-token: t` never indexed and `x-plain: p` in the
+  head;
 - anything else: 200 with `<method> <path> <authority> <connection>` as body.
 """
 
@@ -43,6 +46,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import hpack
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 next_connection = 0
@@ -59,6 +63,10 @@ GATHER_TIMEOUT = 10
 class Stream:
     def __init__(self, headers):
         self.headers = {name.decode(): value.decode() for name, value in headers}
+        # hpack decodes a field sent never indexed as a NeverIndexedHeaderTuple.
+        self.never_indexed = [
+            header[0].decode() for header in headers if not getattr(header, "indexable", True)
+        ]
         self.body = bytearray()
         self.trailers = []
         # What is left to send: data, then trailers (a list of pairs) ending the stream.
@@ -219,6 +227,14 @@ def serve(sock, number):
             with open(sys.argv[2] + ".log", "a") as log:
                 log.write("health\n")
             respond(stream_id, [(":status", status), ("content-length", "0")])
+        elif path == "/sensitive":
+            body = " ".join(stream.never_indexed).encode()
+            respond(stream_id, [
+                (":status", "200"),
+                NeverIndexedHeaderTuple("x-token", "t"),
+                ("x-plain", "p"),
+                ("content-length", str(len(body))),
+            ], body)
         elif path == "/reset-mid":
             conn.send_headers(stream_id, [(":status", "200")])
             conn.send_data(stream_id, b"m" * 1000)

@@ -639,3 +639,14 @@ fn health_checks_of_an_h2c_backend_speak_http2() {
     drop(backend);
     std::fs::remove_dir_all(directory).expect("clean up");
 }
+
+#[test]
+fn fields_marked_never_indexed_stay_never_indexed_through_the_proxy() {
+    // RFC 7541 §6.2.3: an intermediary re-encodes a field its sender marked never indexed
+    // with the same representation, both ways. The client marks `x-secret`, the backend
+    // `x-token`; `x-plain` is sent without that mark both ways.
+    let backend = h2c_backend();
+    let (_worker, address) = proxy(backend.address);
+    let lines = run_client(&["sensitive", &address.port().to_string()]);
+    assert_eq!(lines, ["backend x-secret", "client x-token"]);
+}

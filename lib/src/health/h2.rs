@@ -16,7 +16,7 @@ use crate::protocol::http::h2::{
     ErrorCode, StreamId,
     error::FrameError,
     frame::{self, DEFAULT_MAX_FRAME_SIZE, Decoded, Frame, PREFACE},
-    headers::{self, BlockError, HeaderEncoder, ListLimits, Scratch},
+    headers::{self, BlockError, HeaderEncoder, ListLimits, NeverIndexed, Scratch},
     hpack::Decoder,
     settings,
 };
@@ -59,6 +59,7 @@ pub fn request(uri: &str, authority: &str, out: &mut Vec<u8>) {
             (b":path", uri.as_bytes()),
             (b"user-agent", b"sozu-health-check"),
         ],
+        NeverIndexed::none(),
         &mut block,
     );
     frame::write_headers(out, STREAM, &block, true, DEFAULT_MAX_FRAME_SIZE);

@@ -125,6 +125,15 @@ impl Muxes {
     fn all(&self) -> impl Iterator<Item = &SharedMux> {
         self.by_backend.values().flatten()
     }
+
+    /// The connections no stream handle uses (none carries a stream), as (since when, their
+    /// backend, their socket's token): closing one loses no exchange.
+    pub(super) fn unused(&self) -> impl Iterator<Item = (Instant, BackendKey, Token)> + '_ {
+        self.all().filter_map(|shared| {
+            let mux = shared.try_borrow().ok()?;
+            (mux.link.handles() == 0).then(|| (mux.since, mux.backend(), mux.token))
+        })
+    }
 }
 
 impl Server {
@@ -359,6 +368,17 @@ impl Server {
         let _ = socket.shutdown(Shutdown::Both);
         self.sockets.try_remove(token.0);
         self.recorder.metrics.h2_backend_closed(link.counters());
+    }
+
+    /// Closes the connection to `backend` with socket `token` if no stream handle uses it
+    /// (the worker needs its descriptor).
+    pub(super) fn close_unused_mux(&mut self, backend: BackendKey, token: Token) {
+        let Some(mux) = self.muxes.find(backend, token) else {
+            return;
+        };
+        if mux.try_borrow().is_ok_and(|mux| mux.link.handles() == 0) {
+            self.close_mux(backend, &mux);
+        }
     }
 
     /// A stream's connect failed or timed out while its connection was connecting: that

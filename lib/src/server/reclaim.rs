@@ -1,7 +1,10 @@
 //! Out of descriptors: when the worker cannot open a socket (`EMFILE`, `ENFILE`), it closes
 //! idle backend connections, least recently used first, rather than refuse the client: those
-//! in the idle pool and those that HTTP/1 sessions keep between requests (for one back
-//! timeout). They cost their next user a connect, where a refusal costs a client its request.
+//! in the idle pool, those that HTTP/1 sessions keep between requests (for one back
+//! timeout), and the shared HTTP/2 connections no stream handle uses (kept for the idle
+//! pool's time). They cost their next user a connect, where a refusal costs a client its
+//! request. A shared HTTP/2 connection with a handle is never closed for its descriptor (a
+//! handle a session keeps between requests holds no descriptor of its own).
 //!
 //! Connections are closed by batches (an eighth of the idle ones, at least one and at most
 //! [`MAX_BATCH`]): finding the least recently used looks at every session, which the batch
@@ -51,6 +54,11 @@ enum Idle {
     },
     /// Kept by the session with this key.
     Kept(usize),
+    /// A shared HTTP/2 connection no stream handle uses.
+    Mux {
+        backend: BackendKey,
+        token: Token,
+    },
 }
 
 /// How many of `idle` connections to close at once.
@@ -82,7 +90,9 @@ impl Server {
     /// The worker is out of descriptors: closes a batch of idle backend connections, least
     /// recently used first. Returns how many were closed (none: nothing could be freed).
     pub(super) fn reclaim_descriptors(&mut self, error: &io::Error) -> usize {
-        let idle_count = self.idle_pool.pooled().count() + self.kept_backs().count();
+        let idle_count = self.idle_pool.pooled().count()
+            + self.kept_backs().count()
+            + self.muxes.unused().count();
         let count = batch_size(idle_count);
         debug!("out of descriptors: closing {count} idle backend connections");
         if count == 0 {
@@ -94,7 +104,11 @@ impl Server {
             .idle_pool
             .pooled()
             .map(|(since, backend, token)| (since, Idle::Pooled { backend, token }));
-        let chosen = oldest(pooled.chain(self.kept_backs()), count);
+        let muxes = self
+            .muxes
+            .unused()
+            .map(|(since, backend, token)| (since, Idle::Mux { backend, token }));
+        let chosen = oldest(pooled.chain(self.kept_backs()).chain(muxes), count);
         for (_, candidate) in chosen {
             match candidate {
                 Idle::Pooled { backend, token } => {
@@ -111,6 +125,7 @@ impl Server {
                         self.drop_back(back);
                     }
                 }
+                Idle::Mux { backend, token } => self.close_unused_mux(backend, token),
             }
         }
         self.recorder.metrics.descriptors_reclaimed(count);
@@ -194,7 +209,7 @@ mod tests {
             .into_iter()
             .map(|(_, candidate)| match candidate {
                 Idle::Kept(key) => key,
-                Idle::Pooled { .. } => usize::MAX,
+                Idle::Pooled { .. } | Idle::Mux { .. } => usize::MAX,
             })
             .collect();
         chosen.sort_unstable();

@@ -19,7 +19,7 @@ use rustls::ServerConfig;
 
 use crate::{
     pool::Buffer,
-    protocol::tls::TlsStream,
+    protocol::{http::h2::headers::NeverIndexed, tls::TlsStream},
     session::mux::{MuxState, MuxStream},
 };
 
@@ -238,6 +238,23 @@ impl Endpoint {
     /// Whether the connection speaks HTTP/2 to its backend (a stream of a shared one).
     pub fn speaks_h2(&self) -> bool {
         matches!(self.stream, Socket::Mux(_))
+    }
+
+    /// Encodes the fields named in `never_indexed` never indexed in the next request head,
+    /// on a stream of a shared HTTP/2 connection (an HTTP/1.1 backend has no such mark).
+    pub fn mark_never_indexed(&self, never_indexed: &NeverIndexed) {
+        if let Socket::Mux(handle) = &self.stream {
+            handle.mark_never_indexed(never_indexed);
+        }
+    }
+
+    /// The fields an HTTP/2 backend marked never indexed in the response heads of the
+    /// stream in flight: none over HTTP/1.1.
+    pub fn response_never_indexed(&self) -> NeverIndexed {
+        match &self.stream {
+            Socket::Mux(handle) => handle.response_never_indexed(),
+            Socket::Tcp(_) => NeverIndexed::default(),
+        }
     }
 
     /// The TCP socket, unless the endpoint is a stream of a shared connection.

@@ -440,22 +440,29 @@ impl Session {
     }
 
     /// Since when the backend connection an HTTP/1 session keeps between requests idles, if
-    /// it keeps one, clean: the loop may close it when it runs out of descriptors.
+    /// it keeps one, clean, with a socket of its own: the loop may close it when it runs out
+    /// of descriptors.
     pub fn kept_back_since(&self) -> Option<Instant> {
-        match &self.stage {
-            Stage::Http(http) => http.kept_back_since(&self.io),
-            _ => None,
-        }
+        let Stage::Http(http) = &self.stage else {
+            return None;
+        };
+        // A stream handle on a shared HTTP/2 connection holds no descriptor of its own.
+        let is_shared = self
+            .io
+            .backs
+            .get(Slot::FIRST)
+            .is_some_and(|back| back.endpoint.speaks_h2());
+        http.kept_back_since(&self.io).filter(|_| !is_shared)
     }
 
     /// Takes away the backend connection an HTTP/1 session keeps between requests (see
     /// [`Session::kept_back_since`]), for the loop to close: the next request gets a pooled
     /// connection or a new one.
     pub fn take_kept_back(&mut self) -> Option<BackConnection> {
+        self.kept_back_since()?;
         let Stage::Http(http) = &mut self.stage else {
             return None;
         };
-        http.kept_back_since(&self.io)?;
         // The stage forgets the connection's sticky id, as when its back timeout fires.
         let _ = http.release_idle_back();
         self.io.backs.take(Slot::FIRST)

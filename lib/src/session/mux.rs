@@ -21,7 +21,7 @@ use mio::{Token, net::TcpStream};
 
 use crate::{
     backends::{BackendKey, BackendLease},
-    protocol::http::h2::backend::Link,
+    protocol::http::h2::{backend::Link, headers::NeverIndexed},
     session::endpoint::{Readiness, Ready, Transfer},
 };
 
@@ -158,6 +158,25 @@ impl MuxStream {
         self.mux
             .try_borrow()
             .is_ok_and(|mux| mux.link.is_idle(self.key))
+    }
+
+    /// Encodes the fields named in `never_indexed` never indexed in the next request head
+    /// (see [`Link::mark_never_indexed`]).
+    pub fn mark_never_indexed(&self, never_indexed: &NeverIndexed) {
+        match self.mux.try_borrow_mut() {
+            Ok(mut mux) => mux.link.mark_never_indexed(self.key, never_indexed),
+            Err(_) => error!("a backend HTTP/2 connection was borrowed twice"),
+        }
+    }
+
+    /// The fields the backend marked never indexed in the response heads (see
+    /// [`Link::response_never_indexed`]).
+    pub fn response_never_indexed(&self) -> NeverIndexed {
+        self.mux
+            .try_borrow()
+            .ok()
+            .and_then(|mux| mux.link.response_never_indexed(self.key).cloned())
+            .unwrap_or_default()
     }
 
     /// Response bytes are waiting for the session.

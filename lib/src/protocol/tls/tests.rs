@@ -1,4 +1,6 @@
-use super::*;
+use sozu_command_lib::request::TlsListenerConfig;
+
+use super::{config::cipher_suite, *};
 
 fn pair(certificate: &str, key: &str) -> CertificateAndKey {
     CertificateAndKey::new(certificate, key)

@@ -1,5 +1,6 @@
 //! Choosing a connection for a new stream: packed up to the backend's limit, a new one when
-//! all are full, and no more than the bound.
+//! all are full, and no more than the bound; which connections a worker out of descriptors
+//! may close.
 
 use std::{cell::RefCell, net::TcpListener, rc::Rc, time::Instant};
 
@@ -96,4 +97,19 @@ fn a_new_connection_is_assumed_to_carry_what_the_backend_said_last() {
         matches!(muxes.choose(key), Choice::Open),
         "two handles fill a connection of a backend that allows two streams"
     );
+}
+
+#[test]
+fn only_connections_without_a_handle_are_unused() {
+    let (map, key, listener) = backend();
+    let mut muxes = Muxes::default();
+    let unused = mux(&map, key, &listener, 0);
+    muxes.insert(key, Rc::clone(&unused));
+    muxes.insert(key, mux(&map, key, &listener, 1));
+    muxes.insert(key, mux(&map, key, &listener, 5));
+    let found: Vec<(BackendKey, Token)> = muxes
+        .unused()
+        .map(|(_, backend, token)| (backend, token))
+        .collect();
+    assert_eq!(found, [(key, unused.borrow().token)]);
 }

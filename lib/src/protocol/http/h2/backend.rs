@@ -48,7 +48,7 @@ use super::{
     error::ErrorCode,
     flood::Flood,
     frame::{self, MAX_WINDOW, PREFACE},
-    headers::{HeaderEncoder, Scratch},
+    headers::{HeaderEncoder, NeverIndexed, Scratch},
     hpack::Decoder,
     settings::{self, DEFAULT_WINDOW, PeerSettings},
 };
@@ -163,6 +163,11 @@ pub struct LinkStream {
     /// Why the stream carries nothing more (after `decoded` is read): reset by the backend,
     /// not processed (GOAWAY), or its connection ended.
     ended: Option<Transfer>,
+    /// The fields the owner's client marked never indexed, for the next request head.
+    request_never_indexed: NeverIndexed,
+    /// The fields the backend marked never indexed in the response heads of the stream in
+    /// flight (an interim head's and the final one's together).
+    response_never_indexed: NeverIndexed,
 }
 
 impl LinkStream {
@@ -179,6 +184,8 @@ impl LinkStream {
             decoded_sent: 0,
             write_blocked: false,
             ended: None,
+            request_never_indexed: NeverIndexed::default(),
+            response_never_indexed: NeverIndexed::default(),
         }
     }
 
@@ -355,6 +362,21 @@ impl Link {
             && self.streams.get(key).is_some_and(|stream| {
                 stream.ended.is_none() && !stream.is_in_flight() && !stream.has_unread()
             })
+    }
+
+    /// The fields to encode never indexed in the next request head of `key` (RFC 7541
+    /// §6.2.3: those its client marked so), in place of any set before.
+    pub fn mark_never_indexed(&mut self, key: usize, never_indexed: &NeverIndexed) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.request_never_indexed.clone_from(never_indexed);
+        }
+    }
+
+    /// The fields the backend marked never indexed in the response heads of `key`'s stream.
+    pub fn response_never_indexed(&self, key: usize) -> Option<&NeverIndexed> {
+        self.streams
+            .get(key)
+            .map(|stream| &stream.response_never_indexed)
     }
 
     /// Response bytes are waiting for the owner of `key`.

@@ -12,7 +12,7 @@ use std::{fmt::Write as _, net::SocketAddr, time::Instant};
 
 use super::{
     Connection, ErrorCode, StreamId,
-    headers::{ParsedResponse, Request},
+    headers::{NeverIndexed, ParsedResponse, Request},
 };
 use crate::{
     pool::Buffer,
@@ -133,6 +133,10 @@ pub struct Exchange {
     pub shaper: Option<Box<Shaper>>,
     /// The edited response head, on its way to HPACK.
     head: Vec<u8>,
+    /// The fields the client marked never indexed in the request head.
+    never_indexed: NeverIndexed,
+    /// The fields the backend marked never indexed in the response head being sent.
+    response_never_indexed: NeverIndexed,
 }
 
 impl Exchange {
@@ -168,6 +172,8 @@ impl Exchange {
             backend: Persistence::KeepAlive,
             shaper: None,
             head,
+            never_indexed: NeverIndexed::default(),
+            response_never_indexed: NeverIndexed::default(),
         }
     }
 
@@ -237,6 +243,7 @@ impl Exchange {
             _ => Framing::Plain,
         };
         self.request_ended = end_stream;
+        self.never_indexed.clone_from(&request.never_indexed);
         self.state = State::Queued;
     }
 
@@ -293,6 +300,12 @@ impl Exchange {
     /// The request bytes waiting for the backend.
     pub fn request_out(&self) -> &[u8] {
         self.request.get(self.request_sent..).unwrap_or_default()
+    }
+
+    /// The fields the client marked never indexed, when the request head is still to be
+    /// written (from its start): an HTTP/2 backend gets them never indexed too.
+    pub fn head_never_indexed(&self) -> Option<&NeverIndexed> {
+        (self.request_sent == 0 && !self.request.is_empty()).then_some(&self.never_indexed)
     }
 
     /// `count` request bytes were written to the backend. Once all are, their flow-control
@@ -397,11 +410,13 @@ impl Exchange {
     /// Parses the response head in the first `limit` bytes of the back buffer (those the
     /// stream's faults let go) and sends it, edited as HTTP/1.1 responses are. Returns whether
     /// a head was taken.
+    /// `never_indexed`: the fields the backend marked never indexed, which go on so.
     pub fn read_head(
         &mut self,
         codec: &mut Connection,
         listener: &HttpListener,
         limit: usize,
+        never_indexed: &NeverIndexed,
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<bool, Failure> {
@@ -439,6 +454,7 @@ impl Exchange {
                 head: &head,
                 fields: &self.headers,
                 buf,
+                never_indexed,
             };
             codec
                 .send_response(self.id, interim, false, now, out)
@@ -458,12 +474,14 @@ impl Exchange {
             .stream
             .request_sent_at
             .map(|sent| now.saturating_duration_since(sent));
+        self.response_never_indexed.clone_from(never_indexed);
         let sent = self.send_head(codec, listener, &edited, body, now, out);
         self.head = edited;
         sent.map(|()| true)
     }
 
-    /// Sends an HTTP/1.1 head (the backend's, edited, or the proxy's answer) as HEADERS.
+    /// Sends an HTTP/1.1 head (the backend's, edited, or the proxy's answer) as HEADERS,
+    /// the fields named in `response_never_indexed` never indexed.
     fn send_head(
         &mut self,
         codec: &mut Connection,
@@ -484,6 +502,7 @@ impl Exchange {
             head: &head,
             fields: &self.headers,
             buf: head_bytes,
+            never_indexed: &self.response_never_indexed,
         };
         if codec
             .send_response(self.id, response, end_stream, now, out)
@@ -522,6 +541,7 @@ impl Exchange {
         }
         self.pending_end = true;
         let head = rendered.get(..head_len).unwrap_or_default();
+        self.response_never_indexed.clear();
         self.send_head(codec, listener, head, Body::Done, now, out)
     }
 

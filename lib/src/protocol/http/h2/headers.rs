@@ -9,12 +9,16 @@
 //! syntax, Host syntax): no message can mean one thing to the proxy and another to an
 //! HTTP/1.1 backend. A request with a body and no content-length gets
 //! `transfer-encoding: chunked`, the framing its DATA frames need on HTTP/1.1.
+//!
+//! The fields a peer marked never indexed (RFC 7541 §6.2.3) are named in a [`NeverIndexed`]
+//! beside the HTTP/1.1 head, which has no room for the mark: encoded toward an HTTP/2 peer,
+//! fields of those names are never indexed either, as the RFC asks of an intermediary.
 
 use std::ops::Range;
 
 use super::{
     error::Cause,
-    hpack::{Decoder, encode_integer},
+    hpack::{Decoder, Indexing, encode_integer},
 };
 use crate::protocol::http::parser::{
     self, Header, HeaderKind, Limits, Parsed, RequestHead, ResponseHead,
@@ -40,6 +44,51 @@ pub struct Request {
     pub fields: Vec<Header>,
     /// The content-length the client declared, which its DATA frames must add up to.
     pub content_length: Option<u64>,
+    /// The fields the client marked never indexed.
+    pub never_indexed: NeverIndexed,
+}
+
+/// The names of the fields a peer marked never indexed (RFC 7541 §6.2.3) in one header
+/// block. The proxy carries a message as HTTP/1.1, where the mark has no place, and may
+/// edit it: it keeps the names beside it, and encodes every field of these names never
+/// indexed toward the next HTTP/2 peer. A field may always be sent never indexed, so a name
+/// shared with a field the sender let be indexed costs that field its indexing only. Empty
+/// (the usual case), it allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NeverIndexed(Vec<Box<[u8]>>);
+
+/// No field marked never indexed.
+static NONE: NeverIndexed = NeverIndexed(Vec::new());
+
+impl NeverIndexed {
+    /// The empty set, for a message no peer marked (an HTTP/1.1 one, the proxy's own).
+    pub fn none() -> &'static NeverIndexed {
+        &NONE
+    }
+
+    /// Whether a field named `name` (lowercase) was marked never indexed.
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.0.iter().any(|marked| **marked == *name)
+    }
+
+    /// Adds `name` (lowercase).
+    pub fn insert(&mut self, name: &[u8]) {
+        if !self.contains(name) {
+            self.0.push(name.into());
+        }
+    }
+
+    /// Adds the names of `other`.
+    pub fn add_all(&mut self, other: &NeverIndexed) {
+        for name in &other.0 {
+            self.insert(name);
+        }
+    }
+
+    /// Forgets every name (their allocations stay).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Why a header block was refused.
@@ -61,6 +110,15 @@ pub struct Scratch {
     cookies: Vec<u8>,
     /// Regular fields as HTTP/1.1 lines.
     lines: Vec<u8>,
+    /// The fields of the block marked never indexed.
+    never_indexed: NeverIndexed,
+}
+
+impl Scratch {
+    /// The fields marked never indexed in the block decoded last.
+    pub fn never_indexed(&self) -> &NeverIndexed {
+        &self.never_indexed
+    }
 }
 
 /// The pseudo-header fields of a request (RFC 9113 §8.3.1), and its Host field: ranges of
@@ -90,7 +148,7 @@ struct Collect<'l, 's> {
 }
 
 impl Collect<'_, '_> {
-    fn field(&mut self, name: &[u8], value: &[u8]) {
+    fn field(&mut self, name: &[u8], value: &[u8], indexing: Indexing) {
         self.size = self
             .size
             .saturating_add(name.len() as u64)
@@ -106,6 +164,10 @@ impl Collect<'_, '_> {
             self.failure = Some(Cause::TooManyHeaderFields);
         } else if let Err(cause) = self.check(name, value) {
             self.failure = Some(cause);
+        } else if indexing == Indexing::Never {
+            // Host goes on as `:authority` toward an HTTP/2 backend.
+            let name = if name == b"host" { b":authority" } else { name };
+            self.scratch.never_indexed.insert(name);
         }
     }
 
@@ -212,6 +274,7 @@ fn collect(
     scratch.values.clear();
     scratch.cookies.clear();
     scratch.lines.clear();
+    scratch.never_indexed.clear();
     let mut collect = Collect {
         limits,
         size: 0,
@@ -223,7 +286,9 @@ fn collect(
         failure: None,
     };
     decoder
-        .decode(block, |name, value| collect.field(name, value))
+        .decode(block, |name, value, indexing| {
+            collect.field(name, value, indexing);
+        })
         .map_err(|_| BlockError::Compression)?;
     match collect.failure {
         Some(cause) => Err(BlockError::Stream(cause)),
@@ -300,6 +365,7 @@ pub fn decode_request(
             bytes,
             fields,
             content_length,
+            never_indexed: scratch.never_indexed.clone(),
         });
     }
     bytes.truncate(bytes.len().saturating_sub(2));
@@ -310,6 +376,7 @@ pub fn decode_request(
         bytes,
         fields,
         content_length,
+        never_indexed: scratch.never_indexed.clone(),
     })
 }
 
@@ -392,6 +459,8 @@ pub struct ParsedResponse<'a> {
     pub fields: &'a [Header],
     /// The buffer the head was parsed from.
     pub buf: &'a [u8],
+    /// The fields its sender marked never indexed.
+    pub never_indexed: &'a NeverIndexed,
 }
 
 /// Encodes header blocks without the HPACK dynamic table (as HAProxy and nginx do): a field
@@ -525,7 +594,13 @@ impl HeaderEncoder {
         }
     }
 
-    fn field(&mut self, name: &[u8], value: &[u8], block: &mut Vec<u8>) {
+    fn field(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        never_indexed: &NeverIndexed,
+        block: &mut Vec<u8>,
+    ) {
         self.name.clear();
         self.name.extend(name.iter().map(u8::to_ascii_lowercase));
         let name = self.name.as_slice();
@@ -535,11 +610,12 @@ impl HeaderEncoder {
             return;
         }
         // Literal without indexing (§6.2.2); never indexed (§6.2.3) for credentials and
-        // cookies, so that no later hop stores them in a table.
+        // cookies, so that no later hop stores them in a table, and for the fields the
+        // sender marked so (an intermediary keeps the representation).
         let is_sensitive = matches!(
             name,
             b"authorization" | b"proxy-authorization" | b"cookie" | b"set-cookie"
-        );
+        ) || never_indexed.contains(name);
         let leading = if is_sensitive { 0x10 } else { 0x00 };
         match static_name(name) {
             Some(index) => encode_integer(index, 4, leading, block),
@@ -560,7 +636,7 @@ impl HeaderEncoder {
         status[0] = b'0' + u8::try_from(digits / 100).unwrap_or(0);
         status[1] = b'0' + u8::try_from(digits / 10 % 10).unwrap_or(0);
         status[2] = b'0' + u8::try_from(digits % 10).unwrap_or(0);
-        self.field(b":status", &status, block);
+        self.field(b":status", &status, response.never_indexed, block);
         for field in response.fields {
             let is_connection_specific = field.is_connection_option
                 || matches!(
@@ -573,20 +649,23 @@ impl HeaderEncoder {
                 );
             if !is_connection_specific {
                 let buf = response.buf;
-                self.field(field.name.slice(buf), field.value.slice(buf), block);
+                let (name, value) = (field.name.slice(buf), field.value.slice(buf));
+                self.field(name, value, response.never_indexed, block);
             }
         }
     }
 
-    /// Encodes trailers (or any list of regular fields).
+    /// Encodes trailers (or any list of fields), those named in `never_indexed` never
+    /// indexed.
     pub fn fields<'f>(
         &mut self,
         fields: impl IntoIterator<Item = (&'f [u8], &'f [u8])>,
+        never_indexed: &NeverIndexed,
         block: &mut Vec<u8>,
     ) {
         self.start_block(block);
         for (name, value) in fields {
-            self.field(name, value, block);
+            self.field(name, value, never_indexed, block);
         }
     }
 }
@@ -595,11 +674,23 @@ impl HeaderEncoder {
 mod tests {
     use loona_hpack::Decoder;
 
-    use super::{HeaderEncoder, ParsedResponse};
-    use crate::protocol::http::parser::{self, Limits, Method, Parsed};
+    use super::{HeaderEncoder, ListLimits, NeverIndexed, ParsedResponse, Scratch};
+    use crate::protocol::http::{
+        h2::hpack,
+        parser::{self, Limits, Method, Parsed},
+    };
 
     /// Encodes the response head `raw` as the connection would.
     fn encode(encoder: &mut HeaderEncoder, raw: &[u8]) -> Vec<u8> {
+        encode_marked(encoder, raw, NeverIndexed::none())
+    }
+
+    /// Encodes the response head `raw`, the fields named in `never_indexed` never indexed.
+    fn encode_marked(
+        encoder: &mut HeaderEncoder,
+        raw: &[u8],
+        never_indexed: &NeverIndexed,
+    ) -> Vec<u8> {
         let mut fields = Vec::new();
         let head =
             match parser::parse_response_head(raw, &Limits::default(), Method::Get, &mut fields) {
@@ -611,6 +702,7 @@ mod tests {
             head: &head,
             fields: &fields,
             buf: raw,
+            never_indexed,
         };
         encoder.response(response, &mut block);
         block
@@ -635,6 +727,75 @@ mod tests {
         expected.extend_from_slice(b"\x00\x08x-custom\x011"); // literal name and value.
         expected.extend_from_slice(b"\x1f\x28\x03a=b"); // set-cookie (55), never indexed.
         assert_eq!(block, expected);
+    }
+
+    #[test]
+    fn fields_their_sender_marked_never_indexed_are_encoded_never_indexed() {
+        let raw = b"HTTP/1.1 200 OK\r\nX-Token: t\r\nX-Custom: 1\r\nServer: s\r\n\r\n";
+        let mut never_indexed = NeverIndexed::default();
+        never_indexed.insert(b"x-token");
+        never_indexed.insert(b"server");
+        let block = encode_marked(&mut HeaderEncoder::default(), raw, &never_indexed);
+        let mut expected = vec![0x88];
+        expected.extend_from_slice(b"\x10\x07x-token\x01t"); // never indexed, literal name.
+        expected.extend_from_slice(b"\x00\x08x-custom\x011"); // without indexing.
+        expected.extend_from_slice(b"\x1f\x27\x01s"); // server (54), never indexed.
+        assert_eq!(block, expected);
+    }
+
+    #[test]
+    fn the_fields_a_client_marked_never_indexed_are_named_beside_its_request() {
+        let limits = ListLimits {
+            max_size: 16_384,
+            max_fields: 64,
+        };
+        let mut decoder = hpack::Decoder::default();
+        let mut scratch = Scratch::default();
+        // GET http /, `:authority: h` never indexed (index 1), `x-secret: s` never indexed
+        // and `x-tag: a` without indexing, both with literal names.
+        let mut block = b"\x82\x86\x84\x11\x01h".to_vec();
+        block.extend_from_slice(b"\x10\x08x-secret\x01s\x00\x05x-tag\x01a");
+        let buffers = || (Vec::new(), Vec::new());
+        let request = super::decode_request(
+            &mut decoder,
+            &block,
+            &limits,
+            b"",
+            true,
+            &mut scratch,
+            buffers(),
+        )
+        .expect("a valid request");
+        assert!(request.never_indexed.contains(b":authority"));
+        assert!(request.never_indexed.contains(b"x-secret"));
+        assert!(!request.never_indexed.contains(b"x-tag"));
+        assert!(request.bytes.ends_with(b"x-secret: s\r\nx-tag: a\r\n\r\n"));
+        // A `host` field marked so names `:authority`, the pseudo-header it goes on as.
+        let block = b"\x82\x86\x84\x10\x04host\x01h";
+        let request = super::decode_request(
+            &mut decoder,
+            block,
+            &limits,
+            b"",
+            true,
+            &mut scratch,
+            buffers(),
+        )
+        .expect("a valid request");
+        assert!(request.never_indexed.contains(b":authority"));
+        assert!(!request.never_indexed.contains(b"x-secret"));
+        // The next block's marks are its own.
+        let request = super::decode_request(
+            &mut decoder,
+            b"\x82\x86\x84\x01\x01h",
+            &limits,
+            b"",
+            true,
+            &mut scratch,
+            buffers(),
+        )
+        .expect("a valid request");
+        assert_eq!(request.never_indexed, NeverIndexed::default());
     }
 
     #[test]

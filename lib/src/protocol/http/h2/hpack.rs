@@ -59,6 +59,17 @@ pub enum HpackError {
     TableSizeUpdateMissing,
 }
 
+/// Whether the hops after the decoder may store a field in an HPACK table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Indexing {
+    /// An indexed field, or a literal with or without indexing (RFC 7541 §6.1, §6.2.1,
+    /// §6.2.2).
+    Allowed,
+    /// A literal never indexed (§6.2.3): its sender protects it (a credential, a token), and
+    /// an intermediary must encode it with the same representation.
+    Never,
+}
+
 /// Decodes the header blocks of one HTTP/2 connection, in order.
 #[derive(Debug)]
 pub struct Decoder {
@@ -104,13 +115,13 @@ impl Decoder {
         }
     }
 
-    /// Decodes `block`, a whole header block, calling `on_field` with the name and value of
-    /// each field in order. On error the table is out of step with the peer's: the
-    /// connection must end.
+    /// Decodes `block`, a whole header block, calling `on_field` with the name, value and
+    /// indexing of each field in order. On error the table is out of step with the peer's:
+    /// the connection must end.
     pub fn decode(
         &mut self,
         block: &[u8],
-        mut on_field: impl FnMut(&[u8], &[u8]),
+        mut on_field: impl FnMut(&[u8], &[u8], Indexing),
     ) -> Result<(), HpackError> {
         let mut input = block;
         while input.first().is_some_and(|&byte| byte & 0xe0 == 0x20) {
@@ -125,16 +136,22 @@ impl Decoder {
                 0x80.. => {
                     let index = integer(&mut input, 7)?;
                     let (name, value) = self.entry(index)?;
-                    on_field(name, value);
+                    on_field(name, value, Indexing::Allowed);
                 }
                 // Literal with incremental indexing (§6.2.1): `01` and a 6-bit name index.
                 0x40..=0x7f => self.indexed_literal(&mut input, &mut on_field)?,
                 // Dynamic table size update (§6.3): `001`.
                 0x20..=0x3f => return Err(HpackError::TableSizeUpdateNotAtStart),
                 // Literal without indexing (`0000`, §6.2.2) or never indexed (`0001`,
-                // §6.2.3): a 4-bit name index. Nothing here ever indexes a field, so both
-                // read the same.
-                _ => self.literal(&mut input, &mut on_field)?,
+                // §6.2.3): a 4-bit name index. Both read the same; the caller is told which.
+                _ => {
+                    let indexing = if byte & 0x10 == 0 {
+                        Indexing::Allowed
+                    } else {
+                        Indexing::Never
+                    };
+                    self.literal(&mut input, indexing, &mut on_field)?;
+                }
             }
         }
         Ok(())
@@ -172,7 +189,8 @@ impl Decoder {
     fn literal(
         &mut self,
         input: &mut &[u8],
-        on_field: &mut impl FnMut(&[u8], &[u8]),
+        indexing: Indexing,
+        on_field: &mut impl FnMut(&[u8], &[u8], Indexing),
     ) -> Result<(), HpackError> {
         let index = integer(input, 4)?;
         let name = if index == 0 {
@@ -185,7 +203,7 @@ impl Decoder {
             .ok_or(HpackError::Index(index))?
         };
         let value = string(input, &mut self.values)?;
-        on_field(name, value);
+        on_field(name, value, indexing);
         Ok(())
     }
 
@@ -193,7 +211,7 @@ impl Decoder {
     fn indexed_literal(
         &mut self,
         input: &mut &[u8],
-        on_field: &mut impl FnMut(&[u8], &[u8]),
+        on_field: &mut impl FnMut(&[u8], &[u8], Indexing),
     ) -> Result<(), HpackError> {
         let index = integer(input, 6)?;
         let name = if index == 0 {
@@ -209,7 +227,7 @@ impl Decoder {
             &self.names
         };
         let value = string(input, &mut self.values)?;
-        on_field(name, value);
+        on_field(name, value, Indexing::Allowed);
         self.table.insert(name, value);
         Ok(())
     }

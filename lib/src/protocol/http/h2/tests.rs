@@ -11,7 +11,7 @@ use super::{
     connection::{Connection, Event, Progress, SendError},
     error::{Cause, ConnectionError, ErrorCode},
     frame::{self, Decoded, Frame, client},
-    headers::ParsedResponse,
+    headers::{NeverIndexed, ParsedResponse},
 };
 use crate::protocol::http::parser::{self, BodyFraming, Limits, Method, Parsed, ResponseHead};
 
@@ -826,7 +826,12 @@ fn parsed<'a>(
     fields: &'a [parser::Header],
     buf: &'a [u8],
 ) -> ParsedResponse<'a> {
-    ParsedResponse { head, fields, buf }
+    ParsedResponse {
+        head,
+        fields,
+        buf,
+        never_indexed: NeverIndexed::none(),
+    }
 }
 
 fn response_head(raw: &[u8]) -> (ResponseHead, Vec<parser::Header>) {

@@ -7,6 +7,7 @@ use crate::protocol::http::h2::{
     error::ErrorCode,
     exchange::trailer_fields,
     frame::{self, MAX_WINDOW},
+    headers::NeverIndexed,
 };
 use crate::{
     protocol::http::parser::{
@@ -169,8 +170,12 @@ impl Link {
         // HTTP/1.1 editing removed as hop-by-hop: it is always sent (RFC 9113 §8.2.2).
         let regular = regular.chain(std::iter::once((&b"te"[..], &b"trailers"[..])));
         let mut block = Vec::with_capacity(bytes.len());
+        let never_indexed = self
+            .streams
+            .get(key)
+            .map_or(NeverIndexed::none(), |stream| &stream.request_never_indexed);
         self.encoder
-            .fields(pseudo.into_iter().chain(regular), &mut block);
+            .fields(pseudo.into_iter().chain(regular), never_indexed, &mut block);
         let (body, end_stream) = match head.body {
             BodyFraming::ContentLength(0) | BodyFraming::None | BodyFraming::UntilClose => {
                 (None, true)
@@ -203,6 +208,8 @@ impl Link {
             stream.send_window = initial_window;
             stream.recv_window = STREAM_WINDOW;
             stream.unreturned = 0;
+            stream.request_never_indexed.clear();
+            stream.response_never_indexed.clear();
             stream.response = Response::AwaitingHead {
                 method: head.method,
             };
@@ -265,7 +272,9 @@ impl Link {
         if let Some(section) = trailers {
             if trailer_fields(&section).next().is_some() {
                 let mut block = Vec::new();
-                self.encoder.fields(trailer_fields(&section), &mut block);
+                let never_indexed = NeverIndexed::none();
+                self.encoder
+                    .fields(trailer_fields(&section), never_indexed, &mut block);
                 frame::write_headers(&mut self.out, id, &block, true, self.peer.max_frame_size);
             }
             if let Some(stream) = self.streams.get_mut(key) {

@@ -333,6 +333,10 @@ impl Link {
                     &mut self.decoding,
                 )
                 .map_err(|error| block_error(id, error))?;
+                if let Some(stream) = self.streams.get_mut(key) {
+                    let marked = self.decoding.never_indexed();
+                    stream.response_never_indexed.add_all(marked);
+                }
                 self.response_head(key, method, status, &lines, pending.end_stream)?;
             }
             Response::Body(framing) => {

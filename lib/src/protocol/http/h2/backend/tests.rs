@@ -16,6 +16,7 @@ use crate::{
         h2::{
             Connection, ErrorCode, Event, Progress,
             frame::{self, Decoded, Frame},
+            headers::NeverIndexed,
             settings,
         },
         parser::{self, BodyFraming, Limits, Method, Parsed},
@@ -726,4 +727,48 @@ fn a_goaway_tells_the_handles_between_requests() {
         "its next request must go elsewhere"
     );
     assert!(!harness.link.is_idle(idle));
+}
+
+#[test]
+fn fields_marked_never_indexed_go_to_the_backend_never_indexed_for_one_request() {
+    let mut harness = Harness::new();
+    let mut marked = NeverIndexed::default();
+    marked.insert(b"x-secret");
+    harness.link.mark_never_indexed(harness.key, &marked);
+    harness.write(b"GET / HTTP/1.1\r\nHost: h\r\nX-Secret: s\r\nX-Tag: a\r\n\r\n");
+    let never_indexed = |events: &[(Event, Vec<u8>)]| {
+        events.iter().find_map(|(event, _)| match event {
+            Event::Request { request, .. } => Some(request.never_indexed.clone()),
+            _ => None,
+        })
+    };
+    // The backend (the proxy's own server codec) decoded `x-secret` as never indexed.
+    let first = never_indexed(&harness.backend_events()).expect("a request");
+    assert!(first.contains(b"x-secret"));
+    assert!(!first.contains(b"x-tag"));
+    let frames = no_content(&mut harness, 1);
+    harness.read(&frames);
+    // The marks were for that request only.
+    harness.write(b"GET / HTTP/1.1\r\nHost: h\r\nX-Secret: s\r\n\r\n");
+    let second = never_indexed(&harness.backend_events()).expect("a request");
+    assert_eq!(second, NeverIndexed::default());
+}
+
+#[test]
+fn fields_the_backend_marked_never_indexed_are_named_beside_its_response() {
+    let mut harness = Harness::new();
+    harness.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    harness.backend_events();
+    // :status 200, `x-token: t` never indexed, `x-tag: a` without indexing.
+    let head = b"\x88\x10\x07x-token\x01t\x00\x05x-tag\x01a";
+    let mut frames = Vec::new();
+    frame::write_headers(&mut frames, 1, head, true, 16_384);
+    let (response, _, _) = harness.read(&frames);
+    assert!(response.starts_with(b"HTTP/1.1 200 \r\nx-token: t\r\nx-tag: a\r\n"));
+    let marked = harness
+        .link
+        .response_never_indexed(harness.key)
+        .expect("the handle");
+    assert!(marked.contains(b"x-token"));
+    assert!(!marked.contains(b"x-tag"));
 }

@@ -9,7 +9,7 @@ use crate::protocol::http::h2::{
     StreamId,
     error::{Cause, ConnectionError, ErrorCode},
     frame::{self, MAX_WINDOW},
-    headers::ParsedResponse,
+    headers::{NeverIndexed, ParsedResponse},
     settings::DEFAULT_WINDOW,
     stream::{Recv, Send, Stream},
 };
@@ -111,7 +111,8 @@ impl Connection {
             Send::Body => stream.send = Send::Closed,
         }
         let mut block = mem::take(&mut self.scratch);
-        self.encoder.fields(fields, &mut block);
+        self.encoder
+            .fields(fields, NeverIndexed::none(), &mut block);
         frame::write_headers(out, id, &block, true, self.peer.max_frame_size);
         self.scratch = block;
         self.remove_if_closed(id);

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use super::{Decoder, HpackError, encode_integer, huffman, integer};
+use super::{Decoder, HpackError, Indexing, encode_integer, huffman, integer};
 
 /// The bytes of a hex dump as RFC 7541 prints them (spaces and line breaks ignored).
 fn hex(dump: &str) -> Vec<u8> {
@@ -17,7 +17,7 @@ type Fields = Vec<(String, String)>;
 
 fn decode(decoder: &mut Decoder, block: &[u8]) -> Result<Fields, HpackError> {
     let mut fields = Vec::new();
-    decoder.decode(block, |name, value| {
+    decoder.decode(block, |name, value, _| {
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         fields.push((text(name), text(value)));
     })?;
@@ -28,6 +28,37 @@ fn fields(list: &[(&str, &str)]) -> Fields {
     list.iter()
         .map(|&(name, value)| (name.to_string(), value.to_string()))
         .collect()
+}
+
+/// How each field of `block` is marked.
+fn indexings(block: &[u8]) -> Vec<Indexing> {
+    let mut marks = Vec::new();
+    Decoder::default()
+        .decode(block, |_, _, indexing| marks.push(indexing))
+        .expect("a valid block");
+    marks
+}
+
+#[test]
+fn a_never_indexed_literal_is_reported_as_such_and_the_others_are_not() {
+    // RFC 7541 C.2.3: `password: secret`, never indexed, then the same as a literal
+    // without indexing (C.2.2's form), with indexing (C.2.1's form) and an indexed field.
+    let mut block = hex("1008 7061 7373 776f 7264 0673 6563 7265 74");
+    block.extend_from_slice(&hex("0008 7061 7373 776f 7264 0673 6563 7265 74"));
+    block.extend_from_slice(&hex("4008 7061 7373 776f 7264 0673 6563 7265 74"));
+    block.extend_from_slice(&hex("82"));
+    // A never indexed literal whose name is an index (authorization, 23).
+    block.extend_from_slice(&hex("1f08 0673 6563 7265 74"));
+    assert_eq!(
+        indexings(&block),
+        [
+            Indexing::Never,
+            Indexing::Allowed,
+            Indexing::Allowed,
+            Indexing::Allowed,
+            Indexing::Never
+        ]
+    );
 }
 
 /// The dynamic table's entries, newest first, and its size.

@@ -38,6 +38,9 @@ pub(super) fn forward(
         let limit = budget::stream_budget(shaper, endpoint, Way::ToBackend, now, waiting)?;
         let pending = exchange.request_out();
         let allowed = pending.get(..limit.min(waiting)).unwrap_or_default();
+        if let Some(never_indexed) = exchange.head_never_indexed() {
+            endpoint.mark_never_indexed(never_indexed);
+        }
         if !allowed.is_empty() {
             match endpoint.write(allowed) {
                 Transfer::Moved(count) => {
@@ -80,7 +83,10 @@ pub(super) fn forward(
     let shaper = exchange.shaper.as_deref_mut();
     let limit = budget::stream_budget(shaper, endpoint, Way::ToClient, now, before)?;
     if exchange.awaits_response() {
-        while exchange.awaits_response() && exchange.read_head(codec, listener, limit, now, out)? {
+        let never_indexed = endpoint.response_never_indexed();
+        while exchange.awaits_response()
+            && exchange.read_head(codec, listener, limit, &never_indexed, now, out)?
+        {
             *progress = true;
         }
     }

@@ -1,0 +1,122 @@
+//! A worker out of descriptors closes idle HTTP/2 backend connections (issue 17, aim 5), as
+//! it closes idle HTTP/1 ones (`descriptors.rs`): a shared connection to a backend of an
+//! `http2` cluster that no stream handle uses is closed, least recently used first, to accept
+//! a client or connect its request; one that carries a stream stays.
+//!
+//! As in `descriptors.rs`, the worker runs in this test's process, whose open-files limit the
+//! test lowers (with `prlimit`), the h2c backends (`h2c_backend.py`) run in processes of their
+//! own, and the clients' sockets are made before the limit. This file holds one test: any
+//! other test of the process would share the limit.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    process::Command,
+    time::Duration,
+};
+
+use socket2::{Domain, Socket, Type};
+use sozu_command_lib::request::Cluster;
+use sozu_e2e::{DEADLINE, PythonServer, Worker, http_client::Client, wait_until};
+use sozu_lib::server::ServerConfig;
+
+const HOST: &str = "descriptors-h2.test";
+/// Routed to a cluster of its own, whose connection carries a stream in flight.
+const BUSY_HOST: &str = "busy.test";
+const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2c_backend.py");
+/// Backends of the cluster: each gets its own HTTP/2 connection.
+const BACKENDS: usize = 4;
+
+/// The descriptors open in this process.
+fn open_descriptors() -> Vec<usize> {
+    let listed: Vec<usize> = std::fs::read_dir("/proc/self/fd")
+        .expect("list /proc/self/fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The listing's own descriptor was among them: it is closed now.
+    listed
+        .into_iter()
+        .filter(|fd| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists())
+        .collect()
+}
+
+/// The open-files limit that leaves no descriptor free: the lowest free number, which a new
+/// descriptor would take (a limit is one more than the highest number a descriptor may take).
+fn limit_leaving_none() -> usize {
+    let open = open_descriptors();
+    (0..).find(|fd| !open.contains(fd)).unwrap_or(0)
+}
+
+/// Sets this process's soft limit of open files (the hard one stays). Spawning `prlimit`
+/// takes descriptors: the limit is never raised again.
+fn set_open_files_limit(limit: usize) {
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--nofile={limit}:"))
+        .status()
+        .expect("prlimit (util-linux) must be installed");
+    assert!(status.success(), "prlimit failed");
+}
+
+#[test]
+fn out_of_descriptors_the_worker_closes_idle_http2_backend_connections_not_busy_ones() {
+    let backends: Vec<PythonServer> = (0..BACKENDS)
+        .map(|_| PythonServer::start(&[BACKEND]))
+        .collect();
+    let busy_backend = PythonServer::start(&[BACKEND]);
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut cluster = Cluster::new("h2");
+    cluster.http2 = true;
+    let addresses: Vec<SocketAddr> = backends.iter().map(|backend| backend.address).collect();
+    let address = worker.http_proxy(HOST, cluster, &addresses);
+    let mut busy_cluster = Cluster::new("busy");
+    busy_cluster.http2 = true;
+    worker.cluster(busy_cluster, &[busy_backend.address]);
+    worker.route(address, BUSY_HOST, "busy");
+
+    // One request to each backend, from clients that leave: each backend keeps an HTTP/2
+    // connection that no handle uses (for the idle pool's time).
+    for index in 0..BACKENDS {
+        let mut client = Client::connect(address);
+        let request = format!("GET /{index} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+        let response = client.exchange("GET", request.as_bytes());
+        assert_eq!(response.status, 200, "{}", response.text());
+        client.assert_closed();
+    }
+
+    // A request held by its backend (`/gather/2` waits for a second one, 10 s at most, then
+    // gets a 504 without body): its connection carries a stream. Seen once the worker holds
+    // the client's socket and the connection's.
+    let before = open_descriptors().len();
+    let mut busy = Client::connect(address);
+    busy.send(format!("GET /gather/2 HTTP/1.1\r\nHost: {BUSY_HOST}\r\n\r\n").as_bytes());
+    assert!(
+        wait_until(DEADLINE, || open_descriptors().len() >= before + 3),
+        "the busy request reached its backend"
+    );
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a client socket");
+
+    // No descriptor left: the client's accept, then its request's connect if its backend's
+    // connection was the one closed, each close an idle HTTP/2 connection.
+    set_open_files_limit(limit_leaving_none());
+    socket
+        .connect(&address.into())
+        .expect("connect to the proxy");
+    let mut client = Client::over(TcpStream::from(socket));
+    let response = client.get(HOST, "/over");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let reclaimed = worker.proxy_count("descriptors.reclaimed");
+    assert!((1..=2).contains(&reclaimed), "{reclaimed} reclaimed");
+    assert_eq!(worker.proxy_count("descriptors.exhausted"), 0);
+
+    // The busy connection stayed: its stream gets the backend's own answer (a 504 without
+    // body once the backend stops waiting), where a closed one would have got the proxy's
+    // 502.
+    busy.stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("set a read timeout");
+    let response = busy.response("GET");
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert_eq!(response.text(), "");
+    drop((busy, client, worker, backends, busy_backend));
+}
