@@ -8,6 +8,7 @@
 //! deadline ([`wait_until`]); nothing sleeps to synchronise.
 
 pub mod backend;
+pub mod descriptors;
 pub mod http_backend;
 pub mod http_client;
 pub mod scripted_backend;

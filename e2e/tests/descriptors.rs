@@ -11,13 +11,17 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    process::Command,
     time::{Duration, Instant},
 };
 
 use socket2::{Domain, Socket, Type};
 use sozu_command_lib::request::{Cluster, HttpListenerConfig};
-use sozu_e2e::{PythonServer, Worker, free_address, http_client::Client};
+use sozu_e2e::{
+    PythonServer, Worker,
+    descriptors::{limit_leaving, set_open_files_limit},
+    free_address,
+    http_client::Client,
+};
 use sozu_lib::server::ServerConfig;
 
 const HOST: &str = "descriptors.test";
@@ -48,42 +52,6 @@ server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
-
-/// The descriptors open in this process, by number.
-fn open_descriptors() -> Vec<usize> {
-    let listed: Vec<usize> = std::fs::read_dir("/proc/self/fd")
-        .expect("list /proc/self/fd")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    // The listing's own descriptor was among them: it is closed now.
-    listed
-        .into_iter()
-        .filter(|fd| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists())
-        .collect()
-}
-
-/// The open-files limit that leaves `room` descriptors free: a limit is one more than the
-/// highest number a new descriptor may take, and descriptors open (some inherited, numbered
-/// high) take their numbers.
-fn limit_leaving(room: usize) -> usize {
-    let open = open_descriptors();
-    let mut limit = room;
-    while limit - open.iter().filter(|&&fd| fd < limit).count() < room {
-        limit += 1;
-    }
-    limit
-}
-
-/// Sets this process's soft limit of open files (the hard one stays).
-fn set_open_files_limit(limit: usize) {
-    let status = Command::new("prlimit")
-        .arg("--pid")
-        .arg(std::process::id().to_string())
-        .arg(format!("--nofile={limit}:"))
-        .status()
-        .expect("prlimit (util-linux) must be installed");
-    assert!(status.success(), "prlimit failed");
-}
 
 /// A client connected over the socket made beforehand: no descriptor is taken.
 fn connect(socket: Socket, address: SocketAddr) -> Client {

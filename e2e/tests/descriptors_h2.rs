@@ -10,13 +10,17 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    process::Command,
     time::Duration,
 };
 
 use socket2::{Domain, Socket, Type};
 use sozu_command_lib::request::Cluster;
-use sozu_e2e::{DEADLINE, PythonServer, Worker, http_client::Client, wait_until};
+use sozu_e2e::{
+    DEADLINE, PythonServer, Worker,
+    descriptors::{limit_leaving, open_descriptors, set_open_files_limit},
+    http_client::Client,
+    wait_until,
+};
 use sozu_lib::server::ServerConfig;
 
 const HOST: &str = "descriptors-h2.test";
@@ -25,38 +29,6 @@ const BUSY_HOST: &str = "busy.test";
 const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2c_backend.py");
 /// Backends of the cluster: each gets its own HTTP/2 connection.
 const BACKENDS: usize = 4;
-
-/// The descriptors open in this process.
-fn open_descriptors() -> Vec<usize> {
-    let listed: Vec<usize> = std::fs::read_dir("/proc/self/fd")
-        .expect("list /proc/self/fd")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    // The listing's own descriptor was among them: it is closed now.
-    listed
-        .into_iter()
-        .filter(|fd| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists())
-        .collect()
-}
-
-/// The open-files limit that leaves no descriptor free: the lowest free number, which a new
-/// descriptor would take (a limit is one more than the highest number a descriptor may take).
-fn limit_leaving_none() -> usize {
-    let open = open_descriptors();
-    (0..).find(|fd| !open.contains(fd)).unwrap_or(0)
-}
-
-/// Sets this process's soft limit of open files (the hard one stays). Spawning `prlimit`
-/// takes descriptors: the limit is never raised again.
-fn set_open_files_limit(limit: usize) {
-    let status = Command::new("prlimit")
-        .arg("--pid")
-        .arg(std::process::id().to_string())
-        .arg(format!("--nofile={limit}:"))
-        .status()
-        .expect("prlimit (util-linux) must be installed");
-    assert!(status.success(), "prlimit failed");
-}
 
 #[test]
 fn out_of_descriptors_the_worker_closes_idle_http2_backend_connections_not_busy_ones() {
@@ -98,7 +70,7 @@ fn out_of_descriptors_the_worker_closes_idle_http2_backend_connections_not_busy_
 
     // No descriptor left: the client's accept, then its request's connect if its backend's
     // connection was the one closed, each close an idle HTTP/2 connection.
-    set_open_files_limit(limit_leaving_none());
+    set_open_files_limit(limit_leaving(0));
     socket
         .connect(&address.into())
         .expect("connect to the proxy");
