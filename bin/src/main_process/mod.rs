@@ -59,7 +59,6 @@ use self::{
     delivery::{BatchJson, Delivery, send_orders},
     listeners::ListenerSockets,
     settings::Settings,
-    startup::EarlyWorkers,
     tasks::{ClientRef, Task},
     workers::{PendingRestart, Process, Worker},
 };
@@ -230,7 +229,7 @@ fn boot(settings: Settings, config: Config) -> anyhow::Result<Main> {
         settings.command_allowed_uids.is_some(),
     )?;
     let socket = settings.command_socket.clone();
-    let (mut main, early) = match build(settings, exe, config, command_listener) {
+    let (mut main, early) = match startup::build(settings, exe, config, command_listener) {
         Ok(built) => built,
         Err(error) => {
             let _ = fs::remove_file(&socket);
@@ -266,93 +265,6 @@ fn boot(settings: Settings, config: Config) -> anyhow::Result<Main> {
         main.settings.command_socket.display()
     );
     Ok(main)
-}
-
-/// The main process of [`boot`] with its state, and the workers started while it was built
-/// (none with a saved state to merge: they start once it is merged).
-fn build(
-    settings: Settings,
-    exe: PathBuf,
-    config: Config,
-    command_listener: UnixListener,
-) -> anyhow::Result<(Main, Option<EarlyWorkers>)> {
-    let (state, listeners, early) = match &settings.saved_state {
-        Some(path) => {
-            let mut state = orders::state_of_config(config).map_err(refused_configuration)?;
-            load_saved_state(&mut state, path);
-            let listeners = ListenerSockets::bind_active(&state)?;
-            (state, listeners, None)
-        }
-        None => {
-            let (state, listeners, early) = state_with_early_workers(&settings, &exe, config)?;
-            (state, listeners, Some(early))
-        }
-    };
-    match Main::new(settings, exe, state, listeners, command_listener) {
-        Ok(main) => Ok((main, early)),
-        Err(error) => {
-            if let Some(early) = early {
-                early.abort();
-            }
-            Err(error)
-        }
-    }
-}
-
-fn refused_configuration(error: String) -> anyhow::Error {
-    anyhow::anyhow!("the configuration is refused: {error}")
-}
-
-/// The configuration's state, with its listeners bound and the workers started as soon as they
-/// are: each order goes to the workers once it passed its check, while the next ones are
-/// checked. If an order is refused the workers are stopped.
-fn state_with_early_workers(
-    settings: &Settings,
-    exe: &Path,
-    config: Config,
-) -> anyhow::Result<(ConfigState, ListenerSockets, EarlyWorkers)> {
-    let mut listener_orders = config.into_orders();
-    // The listeners come first (`Config::into_orders`): their sockets go to the workers as
-    // they start.
-    let others = listener_orders.split_off(
-        listener_orders
-            .iter()
-            .take_while(|order| {
-                matches!(
-                    order,
-                    Order::AddHttpListener(_)
-                        | Order::AddHttpsListener(_)
-                        | Order::AddTcpListener(_)
-                        | Order::ActivateListener(_)
-                )
-            })
-            .count(),
-    );
-    let mut state = ConfigState::new();
-    let mut first = Vec::new();
-    orders::apply_orders(&mut state, listener_orders, |order| {
-        first.push(order.clone())
-    })
-    .map_err(refused_configuration)?;
-    let listeners = ListenerSockets::bind_active(&state)?;
-    let mut worker_settings = settings.worker.clone();
-    worker_settings.log_filter = settings.log_filter.clone();
-    let mut early = EarlyWorkers::spawn(
-        exe,
-        u32::from(settings.worker_count),
-        &worker_settings,
-        &listeners,
-    );
-    for order in &first {
-        early.send(order);
-    }
-    match orders::apply_orders(&mut state, others, |order| early.send(order)) {
-        Ok(()) => Ok((state, listeners, early)),
-        Err(error) => {
-            early.abort();
-            Err(refused_configuration(error))
-        }
-    }
 }
 
 /// Merges the saved state file into the configuration's state, as `state load` does: orders

@@ -8,13 +8,17 @@
 //! under the id of the worker's setup task ([`super::Main::end_first_batch`]): the worker
 //! answers once, naming each order it refused, as for any state it is sent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use log::{error, warn};
-use sozu_command_lib::request::Order;
+use mio::net::UnixListener;
+use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
 
 use super::{
+    Main,
     listeners::ListenerSockets,
+    load_saved_state, orders,
+    settings::Settings,
     workers::{self, Spawned},
 };
 use crate::worker::WorkerSettings;
@@ -127,6 +131,93 @@ impl EarlyWorkers {
             let mut child = worker.spawned.child;
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// The main process of [`super::boot`] with its state, and the workers started while it was built
+/// (none with a saved state to merge: they start once it is merged).
+pub(super) fn build(
+    settings: Settings,
+    exe: PathBuf,
+    config: Config,
+    command_listener: UnixListener,
+) -> anyhow::Result<(Main, Option<EarlyWorkers>)> {
+    let (state, listeners, early) = match &settings.saved_state {
+        Some(path) => {
+            let mut state = orders::state_of_config(config).map_err(refused_configuration)?;
+            load_saved_state(&mut state, path);
+            let listeners = ListenerSockets::bind_active(&state)?;
+            (state, listeners, None)
+        }
+        None => {
+            let (state, listeners, early) = state_with_early_workers(&settings, &exe, config)?;
+            (state, listeners, Some(early))
+        }
+    };
+    match Main::new(settings, exe, state, listeners, command_listener) {
+        Ok(main) => Ok((main, early)),
+        Err(error) => {
+            if let Some(early) = early {
+                early.abort();
+            }
+            Err(error)
+        }
+    }
+}
+
+fn refused_configuration(error: String) -> anyhow::Error {
+    anyhow::anyhow!("the configuration is refused: {error}")
+}
+
+/// The configuration's state, with its listeners bound and the workers started as soon as they
+/// are: each order goes to the workers once it passed its check, while the next ones are
+/// checked. If an order is refused the workers are stopped.
+fn state_with_early_workers(
+    settings: &Settings,
+    exe: &Path,
+    config: Config,
+) -> anyhow::Result<(ConfigState, ListenerSockets, EarlyWorkers)> {
+    let mut listener_orders = config.into_orders();
+    // The listeners come first (`Config::into_orders`): their sockets go to the workers as
+    // they start.
+    let others = listener_orders.split_off(
+        listener_orders
+            .iter()
+            .take_while(|order| {
+                matches!(
+                    order,
+                    Order::AddHttpListener(_)
+                        | Order::AddHttpsListener(_)
+                        | Order::AddTcpListener(_)
+                        | Order::ActivateListener(_)
+                )
+            })
+            .count(),
+    );
+    let mut state = ConfigState::new();
+    let mut first = Vec::new();
+    orders::apply_orders(&mut state, listener_orders, |order| {
+        first.push(order.clone())
+    })
+    .map_err(refused_configuration)?;
+    let listeners = ListenerSockets::bind_active(&state)?;
+    let mut worker_settings = settings.worker.clone();
+    worker_settings.log_filter = settings.log_filter.clone();
+    let mut early = EarlyWorkers::spawn(
+        exe,
+        u32::from(settings.worker_count),
+        &worker_settings,
+        &listeners,
+    );
+    for order in &first {
+        early.send(order);
+    }
+    match orders::apply_orders(&mut state, others, |order| early.send(order)) {
+        Ok(()) => Ok((state, listeners, early)),
+        Err(error) => {
+            early.abort();
+            Err(refused_configuration(error))
         }
     }
 }
