@@ -77,9 +77,15 @@ impl Main {
                 task.started.elapsed()
             );
         }
-        if self.notifier.is_starting() && self.workers.values().all(|worker| worker.ready) {
-            let status = format!("serving with {} worker(s)", self.workers.len());
-            self.notifier.ready(&status);
+        if self.workers.values().all(|worker| worker.ready) {
+            // Each worker's channel held every order of its state until the worker read it
+            // (at a start, the orders are queued as fast as they are checked, faster than the
+            // workers apply them): that memory is free now, in holes of the heap.
+            crate::sys::release_free_memory();
+            if self.notifier.is_starting() {
+                let status = format!("serving with {} worker(s)", self.workers.len());
+                self.notifier.ready(&status);
+            }
         }
         self.advance_replacement();
     }
