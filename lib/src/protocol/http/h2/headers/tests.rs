@@ -73,50 +73,33 @@ fn the_fields_a_client_marked_never_indexed_are_named_beside_its_request() {
     };
     let mut decoder = hpack::Decoder::default();
     let mut scratch = Scratch::default();
+    let mut decode = |block: &[u8]| {
+        super::decode_request(
+            &mut decoder,
+            block,
+            &limits,
+            b"",
+            true,
+            &mut scratch,
+            (Vec::new(), Vec::new()),
+        )
+        .expect("a valid request")
+    };
     // GET http /, `:authority: h` never indexed (index 1), `x-secret: s` never indexed
     // and `x-tag: a` without indexing, both with literal names.
     let mut block = b"\x82\x86\x84\x11\x01h".to_vec();
     block.extend_from_slice(b"\x10\x08x-secret\x01s\x00\x05x-tag\x01a");
-    let buffers = || (Vec::new(), Vec::new());
-    let request = super::decode_request(
-        &mut decoder,
-        &block,
-        &limits,
-        b"",
-        true,
-        &mut scratch,
-        buffers(),
-    )
-    .expect("a valid request");
+    let request = decode(&block);
     assert!(request.never_indexed.contains(b":authority"));
     assert!(request.never_indexed.contains(b"x-secret"));
     assert!(!request.never_indexed.contains(b"x-tag"));
     assert!(request.bytes.ends_with(b"x-secret: s\r\nx-tag: a\r\n\r\n"));
     // A `host` field marked so names `:authority`, the pseudo-header it goes on as.
-    let block = b"\x82\x86\x84\x10\x04host\x01h";
-    let request = super::decode_request(
-        &mut decoder,
-        block,
-        &limits,
-        b"",
-        true,
-        &mut scratch,
-        buffers(),
-    )
-    .expect("a valid request");
+    let request = decode(b"\x82\x86\x84\x10\x04host\x01h");
     assert!(request.never_indexed.contains(b":authority"));
     assert!(!request.never_indexed.contains(b"x-secret"));
     // The next block's marks are its own.
-    let request = super::decode_request(
-        &mut decoder,
-        b"\x82\x86\x84\x01\x01h",
-        &limits,
-        b"",
-        true,
-        &mut scratch,
-        buffers(),
-    )
-    .expect("a valid request");
+    let request = decode(b"\x82\x86\x84\x01\x01h");
     assert_eq!(request.never_indexed, NeverIndexed::default());
 }
 
