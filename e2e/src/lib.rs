@@ -19,6 +19,7 @@ use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpListener},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -325,11 +326,53 @@ pub fn bind_listener() -> TcpListener {
     socket.into()
 }
 
-/// A port on 127.0.0.1 that nothing listens on at the time of the call.
+/// An address on 127.0.0.1 that nothing is bound to at the time of the call, for a listener
+/// the proxy binds later.
+///
+/// The port is taken outside the kernel's ephemeral range: a port bound to 0 and released can
+/// become, before the proxy binds it, the source port of a connection a concurrent test opens,
+/// and the proxy's bind then fails with "Address already in use". Calls in one process take
+/// the ports of that span one after the other, from an offset drawn from the process id, so
+/// that two test processes running at once rarely try the same ones.
 pub fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (first, count) = ports_outside_ephemeral_range();
+    let offset = std::process::id().wrapping_mul(7919);
+    for _ in 0..count {
+        let index = offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % count;
+        let Ok(port) = u16::try_from(first + index) else {
+            continue;
+        };
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no free port on 127.0.0.1 outside the ephemeral range");
+}
+
+/// The first port and the number of ports of the larger span of unprivileged ports outside
+/// `net.ipv4.ip_local_port_range` (32768–60999 unless configured otherwise).
+fn ports_outside_ephemeral_range() -> (u32, u32) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(str::parse::<u32>);
+            Some((bounds.next()?.ok()?, bounds.next()?.ok()?))
+        })
+        .unwrap_or((32768, 60999));
+    let (low, high) = (range.0.clamp(1024, 65536), range.1.clamp(1023, 65535));
+    let below = low - 1024;
+    let above = 65535 - high;
+    assert!(
+        below.max(above) >= 1000,
+        "the ephemeral port range {range:?} leaves too few ports for the tests' listeners"
+    );
+    if below >= above {
+        (1024, below)
+    } else {
+        (high + 1, above)
+    }
 }
 
 /// Waits until `condition` holds, checking every few milliseconds, at most `timeout`.

@@ -42,12 +42,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
-/// A port nobody listens on right now.
-pub fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("an ephemeral port")
-}
+pub use sozu_e2e::free_address;
 
 /// A proxy run by the real binary, in its own temporary folder.
 pub struct Proxy {
