@@ -1,7 +1,7 @@
 //! How a task's orders reach the workers: one answer per order, or a batch answered once,
 //! serialised once for all workers.
 
-use sozu_command_lib::request::{Order, Request};
+use sozu_command_lib::request::{Order, Request, write_order};
 
 use super::{tasks::Task, workers::Worker};
 
@@ -69,7 +69,7 @@ impl<'o> BatchJson<'o> {
             .iter()
             .map(|order| {
                 let start = json.len();
-                serde_json::to_writer(&mut json, order)
+                write_order(order, &mut json)
                     .map(|()| json.len())
                     .map_err(|error| {
                         json.truncate(start);

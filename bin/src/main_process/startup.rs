@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use log::{error, warn};
 use mio::net::UnixListener;
-use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
+use sozu_command_lib::{
+    config::Config,
+    request::{Order, write_order},
+    state::ConfigState,
+};
 
 use super::{
     Main,
@@ -87,7 +91,7 @@ impl EarlyWorkers {
         let serialised = serde_json::to_writer(&mut self.line, FIRST_BATCH_ID)
             .and_then(|()| {
                 self.line.extend_from_slice(br#","order":"#);
-                serde_json::to_writer(&mut self.line, order)
+                write_order(order, &mut self.line)
             })
             .map(|()| self.line.push(b'}'));
         for worker in &mut self.workers {

@@ -214,6 +214,33 @@ fn malformed_lines_are_reported_and_the_next_line_parses() {
     assert_eq!(channel.read_message().unwrap(), Some(order(2)));
 }
 
+/// Issue 17: lines are decoded as text once checked as UTF-8 as a whole; a line that is not
+/// UTF-8 is still refused for the string that is not, and a string with non-ASCII characters
+/// still reads.
+#[test]
+fn lines_that_are_not_utf8_are_refused_and_others_read() {
+    let (mut channel, mut raw) = reader(1024);
+    raw.write_all(b"{\"id\":\"a\xff\",\"n\":1}\n").unwrap();
+    raw.write_all("{\"id\":\"é\\n\u{1F600}\",\"n\":2}\n".as_bytes())
+        .unwrap();
+    let error = channel.read_message().unwrap_err();
+    let ChannelError::InvalidMessage { source, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(
+        source.to_string().starts_with("invalid unicode code point"),
+        "{source}"
+    );
+    let read = channel.read_message().unwrap();
+    assert_eq!(
+        read,
+        Some(Order {
+            id: "é\n\u{1F600}".to_string(),
+            n: 2
+        })
+    );
+}
+
 #[test]
 fn peer_close_is_reported_after_the_buffered_messages() {
     for blocking in [true, false] {

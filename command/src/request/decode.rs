@@ -248,7 +248,7 @@ mod tests {
     /// Orders of every shape: those of a full configuration (listeners of each kind with
     /// their TLS settings and answers, clusters, frontends, backends, certificates), with
     /// orders without fields and orders holding an enumeration.
-    fn sample_orders() -> Vec<Order> {
+    pub(in crate::request) fn sample_orders() -> Vec<Order> {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let (config, _) = Config::load(&fixtures.join("sozu-2.1.toml")).expect("the fixture loads");
         let mut orders = config.orders();
