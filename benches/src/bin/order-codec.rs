@@ -89,7 +89,10 @@ fn run(path: &Path) -> Result<(), String> {
         black_box(decode_text(&lines)?),
     ] {
         if decoded.len() != orders.len()
-            || decoded.iter().zip(&orders).any(|(request, order)| request.order != *order)
+            || decoded
+                .iter()
+                .zip(&orders)
+                .any(|(request, order)| request.order != *order)
         {
             return Err("a decoded order differs from the one serialised".to_string());
         }

@@ -236,7 +236,7 @@ impl<'de> Visitor<'de> for OrderVisitor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::request) mod tests {
     use std::path::Path;
 
     use super::*;

@@ -3,18 +3,22 @@
 //!
 //! `serde_json::to_writer` goes through the derived `Serialize` impls: the internal tag, one
 //! map entry per field, a socket address formatted through `Display`, each string scanned for
-//! escapes byte by byte. [`write_order`] writes the most frequent orders — frontends without
-//! options, nine in ten orders of a large configuration — straight into the buffer, and every
-//! other order through `serde_json`. The bytes are the same as `serde_json::to_writer` writes
-//! (the tests compare them), so workers, state files and embedders read the same JSON.
+//! escapes byte by byte. [`write_order`] writes the most frequent orders of a large state —
+//! frontends without options, and certificates with their key (whose PEM texts are most of
+//! the bytes) — straight into the buffer, and every other order through `serde_json`. The
+//! bytes are the same as `serde_json::to_writer` writes (the tests compare them), so workers,
+//! state files and embedders read the same JSON.
 
 use std::net::SocketAddr;
 
-use super::{HttpFrontend, Order, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition};
+use super::{
+    AddCertificate, CertificateAndKey, HttpFrontend, Order, PathRuleKind, RedirectPolicy,
+    RedirectScheme, RulePosition,
+};
 
 /// Appends `order`'s JSON to `out`, as `serde_json::to_writer(out, order)` does. On an error
 /// (which only `serde_json` may return), `out` may hold part of the order.
-pub fn write_order(order: &Order, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+pub fn write_order(order: &Order, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match order {
         Order::AddHttpFrontend(frontend)
         | Order::RemoveHttpFrontend(frontend)
@@ -24,17 +28,47 @@ pub fn write_order(order: &Order, out: &mut Vec<u8>) -> Result<(), serde_json::E
         {
             write_frontend(order.name(), frontend, out)
         }
+        Order::AddCertificate(add) if is_plain(&add.certificate) => write_add_certificate(add, out),
         _ => serde_json::to_writer(out, order),
     }
 }
 
+/// Whether a certificate has no TLS versions and no names of its own (those of a
+/// configuration's certificates), the fields [`write_add_certificate`] leaves to `serde_json`.
+fn is_plain(certificate: &CertificateAndKey) -> bool {
+    certificate.versions.is_empty() && certificate.names.is_empty()
+}
+
+/// An `ADD_CERTIFICATE` of a certificate without versions or names, its fields in the order of
+/// `AddCertificate` and `CertificateAndKey`.
+fn write_add_certificate(add: &AddCertificate, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    out.extend_from_slice(br#"{"type":"ADD_CERTIFICATE","address":"#);
+    write_address(add.address, out)?;
+    out.extend_from_slice(br#","certificate":{"certificate":"#);
+    write_str(&add.certificate.certificate, out)?;
+    if !add.certificate.certificate_chain.is_empty() {
+        out.extend_from_slice(br#","certificate_chain":["#);
+        for (index, pem) in add.certificate.certificate_chain.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_str(pem, out)?;
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(br#","key":"#);
+    write_str(&add.certificate.key, out)?;
+    out.extend_from_slice(if add.allow_expired {
+        br#"},"allow_expired":true}"#
+    } else {
+        br#"},"allow_expired":false}"#
+    });
+    Ok(())
+}
+
 /// A frontend without options, its fields in the order of `HttpFrontendFields`, those left
 /// out when `serde` skips them left out.
-fn write_frontend(
-    tag: &str,
-    frontend: &HttpFrontend,
-    out: &mut Vec<u8>,
-) -> Result<(), serde_json::Error> {
+fn write_frontend(tag: &str, frontend: &HttpFrontend, out: &mut Vec<u8>) -> serde_json::Result<()> {
     out.extend_from_slice(br#"{"type":""#);
     out.extend_from_slice(tag.as_bytes());
     out.push(b'"');
@@ -76,24 +110,52 @@ fn write_frontend(
     Ok(())
 }
 
-/// A string in quotes: copied when nothing in it needs an escape (hostnames, cluster ids),
-/// else written by `serde_json`, which knows its escapes.
-fn write_str(text: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    let plain = text
-        .bytes()
-        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\');
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-        Ok(())
-    } else {
-        serde_json::to_writer(out, text)
+/// A string in quotes. When its only character to escape is the line feed (hostnames, cluster
+/// ids, PEM texts), it is copied a line at a time with `\n` between lines; else it is written by
+/// `serde_json`, which knows every escape.
+fn write_str(text: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    if needs_escape_other_than_line_feed(text.as_bytes()) {
+        return serde_json::to_writer(out, text);
     }
+    out.reserve(text.len().saturating_add(2));
+    out.push(b'"');
+    for (index, line) in text.split('\n').enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b"\\n");
+        }
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.push(b'"');
+    Ok(())
+}
+
+/// Whether `bytes` hold a byte JSON escapes, other than the line feed: a control character,
+/// `"` or `\`. Eight bytes at a time: a word without a byte below 0x20 (most words of a PEM
+/// text), nor a zero byte once XORed with `"` or `\`, needs no look at its bytes.
+fn needs_escape_other_than_line_feed(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let escaped = |byte: u8| (byte < 0x20 && byte != b'\n') || byte == b'"' || byte == b'\\';
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH != 0;
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for chunk in words {
+        let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else {
+            return true;
+        };
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
+        if has_zero(word ^ (ONES * u64::from(b'"')))
+            || has_zero(word ^ (ONES * u64::from(b'\\')))
+            || (control && chunk.iter().any(|byte| escaped(*byte)))
+        {
+            return true;
+        }
+    }
+    tail.iter().any(|byte| escaped(*byte))
 }
 
 /// An IPv4 address and port in quotes, in the digits of `Display`; an IPv6 one by `serde_json`.
-fn write_address(address: SocketAddr, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+fn write_address(address: SocketAddr, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let SocketAddr::V4(address) = address else {
         return serde_json::to_writer(out, &address);
     };
@@ -258,6 +320,64 @@ mod tests {
             }
         }
         assert_eq!(count, 168);
+    }
+
+    /// Issue 17: strings are escaped as `serde_json` escapes them, whatever the position of
+    /// the character to escape in the words the scan reads.
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut texts = vec![
+            String::new(),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_string(),
+            "\n\n".to_string(),
+            "é\n😀 \u{7f}".to_string(),
+        ];
+        for special in (0u8..0x80).map(char::from).chain(['é', '\u{2028}']) {
+            for length in 0..20 {
+                for at in 0..length {
+                    let mut text = "a".repeat(at);
+                    text.push(special);
+                    text.push_str(&"b".repeat(length - at - 1));
+                    texts.push(text);
+                }
+            }
+        }
+        for text in texts {
+            let mut fast = Vec::new();
+            write_str(&text, &mut fast).expect("a string is written");
+            let expected = serde_json::to_vec(&text).expect("a string serialises");
+            assert_eq!(fast, expected, "{text:?}");
+        }
+    }
+
+    /// Issue 17: certificates, with or without chain, versions and names, are written as
+    /// `serde_json` writes them.
+    #[test]
+    fn certificates_are_written_as_serde_json_writes_them() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\r\nMIGHAgEA\r\n-----END PRIVATE KEY-----";
+        for (index, address) in ["127.0.0.1:443", "[::1]:8443"].into_iter().enumerate() {
+            let mut certificate = CertificateAndKey::new(pem, key);
+            for chain in [
+                vec![],
+                vec![pem.to_string()],
+                vec![pem.to_string(), "\"".to_string()],
+            ] {
+                certificate.certificate_chain = chain;
+                let add = AddCertificate {
+                    address: address.parse().expect("an address"),
+                    certificate: certificate.clone(),
+                    allow_expired: index == 1,
+                };
+                assert_same_json(&Order::AddCertificate(add));
+            }
+            certificate.names = vec!["example.com".to_string()];
+            assert_same_json(&Order::AddCertificate(AddCertificate {
+                address: address.parse().expect("an address"),
+                certificate,
+                allow_expired: false,
+            }));
+        }
     }
 
     /// Issue 17: every other order is written by `serde_json`.
