@@ -111,47 +111,70 @@ fn write_frontend(tag: &str, frontend: &HttpFrontend, out: &mut Vec<u8>) -> serd
 }
 
 /// A string in quotes. When its only character to escape is the line feed (hostnames, cluster
-/// ids, PEM texts), it is copied a line at a time with `\n` between lines; else it is written by
+/// ids, PEM texts), it is copied a run at a time with `\n` between runs; else it is written by
 /// `serde_json`, which knows every escape.
 fn write_str(text: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    if needs_escape_other_than_line_feed(text.as_bytes()) {
-        return serde_json::to_writer(out, text);
+    let start = out.len();
+    if write_plain_str(text.as_bytes(), out) {
+        Ok(())
+    } else {
+        out.truncate(start);
+        serde_json::to_writer(out, text)
     }
-    out.reserve(text.len().saturating_add(2));
-    out.push(b'"');
-    for (index, line) in text.split('\n').enumerate() {
-        if index > 0 {
-            out.extend_from_slice(b"\\n");
-        }
-        out.extend_from_slice(line.as_bytes());
-    }
-    out.push(b'"');
-    Ok(())
 }
 
-/// Whether `bytes` hold a byte JSON escapes, other than the line feed: a control character,
-/// `"` or `\`. Eight bytes at a time: a word without a byte below 0x20 (most words of a PEM
-/// text), nor a zero byte once XORed with `"` or `\`, needs no look at its bytes.
-fn needs_escape_other_than_line_feed(bytes: &[u8]) -> bool {
+/// Appends `bytes` in quotes with their line feeds escaped, eight bytes at a time: a word
+/// without a byte below 0x20 (most words of a PEM text), nor a zero byte once XORed with `"` or
+/// `\`, is left for the copy of its run; the flagged bytes of the others are looked at one by
+/// one. Returns false, having written part of the string, when a byte needs another escape.
+fn write_plain_str(bytes: &[u8], out: &mut Vec<u8>) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let escaped = |byte: u8| (byte < 0x20 && byte != b'\n') || byte == b'"' || byte == b'\\';
-    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH != 0;
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
-    for chunk in words {
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    out.reserve(bytes.len().saturating_add(2));
+    out.push(b'"');
+    // Where the run not copied yet starts.
+    let mut run = 0;
+    // Handles the byte at `position` that a word flagged, or of the tail: false when it needs
+    // an escape other than the line feed's. A flag may be false (a byte after a flagged one).
+    let mut visit = |position: usize, byte: u8, out: &mut Vec<u8>| {
+        if byte == b'\n' {
+            out.extend_from_slice(bytes.get(run..position).unwrap_or_default());
+            out.extend_from_slice(b"\\n");
+            run = position.saturating_add(1);
+            true
+        } else {
+            byte >= 0x20 && byte != b'"' && byte != b'\\'
+        }
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0usize;
+    for chunk in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else {
-            return true;
+            return false;
         };
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
-        if has_zero(word ^ (ONES * u64::from(b'"')))
-            || has_zero(word ^ (ONES * u64::from(b'\\')))
-            || (control && chunk.iter().any(|byte| escaped(*byte)))
-        {
-            return true;
+        let mut flagged = (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
+            | zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        while flagged != 0 {
+            // Each flag is the high bit of its byte: bytes in order, the first lowest.
+            let offset = (flagged.trailing_zeros() / 8) as usize;
+            flagged &= flagged.wrapping_sub(1);
+            let byte = chunk.get(offset).copied().unwrap_or_default();
+            if !visit(at.saturating_add(offset), byte, out) {
+                return false;
+            }
+        }
+        at = at.saturating_add(8);
+    }
+    for (offset, byte) in words.remainder().iter().enumerate() {
+        if !visit(at.saturating_add(offset), *byte, out) {
+            return false;
         }
     }
-    tail.iter().any(|byte| escaped(*byte))
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
+    out.push(b'"');
+    true
 }
 
 /// An IPv4 address and port in quotes, in the digits of `Display`; an IPv6 one by `serde_json`.
@@ -331,6 +354,10 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_string(),
             "\n\n".to_string(),
             "é\n😀 \u{7f}".to_string(),
+            "ab\ncd\"ef\ngh".to_string(),
+            "abcdefgh\nijklmno\\pqrstuvwxyz\n".to_string(),
+            "line\r\nbreaks\r\n".to_string(),
+            "x".repeat(64) + "\n" + &"y".repeat(64) + "\n",
         ];
         for special in (0u8..0x80).map(char::from).chain(['é', '\u{2028}']) {
             for length in 0..20 {
