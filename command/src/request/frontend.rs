@@ -51,7 +51,7 @@ pub struct HttpFrontend {
     /// Requests must carry HTTP Basic credentials listed in the cluster's `authorized_hashes`.
     pub required_auth: bool,
     /// Tags, header edits, templates, HSTS and fixed answer: empty for most frontends.
-    options: Options,
+    pub(super) options: Options,
 }
 
 /// The fields of an [`HttpFrontend`] that most frontends leave empty, read and written as
@@ -89,7 +89,7 @@ static NO_OPTIONS: FrontendOptions = FrontendOptions {
 /// A frontend's options, allocated when one is set. Compared and hashed by content, so a
 /// frontend whose options were set and then emptied equals one that never had any.
 #[derive(Debug, Clone, Default)]
-struct Options(Option<Box<FrontendOptions>>);
+pub(super) struct Options(Option<Box<FrontendOptions>>);
 
 impl Options {
     fn new(options: FrontendOptions) -> Self {

@@ -41,14 +41,28 @@ fn is_plain(certificate: &CertificateAndKey) -> bool {
 
 /// An `ADD_CERTIFICATE` of a certificate without versions or names, its fields in the order of
 /// `AddCertificate` and `CertificateAndKey`.
+/// The patterns name every field: a field added to either struct fails to compile here until it
+/// is written.
 fn write_add_certificate(add: &AddCertificate, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let AddCertificate {
+        address,
+        certificate,
+        allow_expired,
+    } = add;
+    let CertificateAndKey {
+        certificate,
+        certificate_chain,
+        key,
+        versions: _,
+        names: _,
+    } = certificate;
     out.extend_from_slice(br#"{"type":"ADD_CERTIFICATE","address":"#);
-    write_address(add.address, out)?;
+    write_address(*address, out)?;
     out.extend_from_slice(br#","certificate":{"certificate":"#);
-    write_str(&add.certificate.certificate, out)?;
-    if !add.certificate.certificate_chain.is_empty() {
+    write_str(certificate, out)?;
+    if !certificate_chain.is_empty() {
         out.extend_from_slice(br#","certificate_chain":["#);
-        for (index, pem) in add.certificate.certificate_chain.iter().enumerate() {
+        for (index, pem) in certificate_chain.iter().enumerate() {
             if index > 0 {
                 out.push(b',');
             }
@@ -57,8 +71,8 @@ fn write_add_certificate(add: &AddCertificate, out: &mut Vec<u8>) -> serde_json:
         out.push(b']');
     }
     out.extend_from_slice(br#","key":"#);
-    write_str(&add.certificate.key, out)?;
-    out.extend_from_slice(if add.allow_expired {
+    write_str(key, out)?;
+    out.extend_from_slice(if *allow_expired {
         br#"},"allow_expired":true}"#
     } else {
         br#"},"allow_expired":false}"#
@@ -67,42 +81,56 @@ fn write_add_certificate(add: &AddCertificate, out: &mut Vec<u8>) -> serde_json:
 }
 
 /// A frontend without options, its fields in the order of `HttpFrontendFields`, those left
-/// out when `serde` skips them left out.
+/// out when `serde` skips them left out. The pattern names every field: a field added to
+/// `HttpFrontend` fails to compile here until it is written.
 fn write_frontend(tag: &str, frontend: &HttpFrontend, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let HttpFrontend {
+        cluster_id,
+        address,
+        hostname,
+        path,
+        method,
+        position: rule_position,
+        redirect: policy,
+        redirect_scheme: scheme,
+        rewrite_port,
+        required_auth,
+        options: _,
+    } = frontend;
     out.extend_from_slice(br#"{"type":""#);
     out.extend_from_slice(tag.as_bytes());
     out.push(b'"');
-    if let Some(cluster_id) = &frontend.cluster_id {
+    if let Some(cluster_id) = cluster_id {
         out.extend_from_slice(br#","cluster_id":"#);
         write_str(cluster_id, out)?;
     }
     out.extend_from_slice(br#","address":"#);
-    write_address(frontend.address, out)?;
+    write_address(*address, out)?;
     out.extend_from_slice(br#","hostname":"#);
-    write_str(&frontend.hostname, out)?;
-    if !frontend.path.is_any() {
+    write_str(hostname, out)?;
+    if !path.is_any() {
         out.extend_from_slice(br#","path":{"kind":""#);
-        out.extend_from_slice(path_kind(frontend.path.kind).as_bytes());
+        out.extend_from_slice(path_kind(path.kind).as_bytes());
         out.extend_from_slice(br#"","value":"#);
-        write_str(&frontend.path.value, out)?;
+        write_str(&path.value, out)?;
         out.push(b'}');
     }
-    if let Some(method) = &frontend.method {
+    if let Some(method) = method {
         out.extend_from_slice(br#","method":"#);
         write_str(method, out)?;
     }
     out.extend_from_slice(br#","position":""#);
-    out.extend_from_slice(position(frontend.position).as_bytes());
+    out.extend_from_slice(position(*rule_position).as_bytes());
     out.extend_from_slice(br#"","redirect":""#);
-    out.extend_from_slice(redirect(frontend.redirect).as_bytes());
+    out.extend_from_slice(redirect(*policy).as_bytes());
     out.extend_from_slice(br#"","redirect_scheme":""#);
-    out.extend_from_slice(redirect_scheme(frontend.redirect_scheme).as_bytes());
+    out.extend_from_slice(redirect_scheme(*scheme).as_bytes());
     out.push(b'"');
-    if let Some(port) = frontend.rewrite_port {
+    if let Some(port) = rewrite_port {
         out.extend_from_slice(br#","rewrite_port":"#);
         serde_json::to_writer(&mut *out, &port)?;
     }
-    out.extend_from_slice(if frontend.required_auth {
+    out.extend_from_slice(if *required_auth {
         br#","required_auth":true}"#
     } else {
         br#","required_auth":false}"#
