@@ -702,11 +702,11 @@ const DIGIT_PAIRS: [[u8; 2]; 100] = {
     pairs
 };
 
-/// `value` in lowercase hexadecimal, with leading zeros up to `width` digits (at most 16), into
-/// a text: the request id's three numbers. The sixteen digits are computed eight at a time
-/// ([`hex_word`]) and added with one copy: one char at a time, a request id cost about a
-/// thousand instructions (issue 17).
-pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {
+/// `value` in lowercase hexadecimal, with leading zeros up to `width` digits (at most 16): the
+/// request id's three numbers. The sixteen digits are computed eight at a time ([`hex_word`])
+/// and added with one copy: one char at a time, a request id cost about a thousand
+/// instructions (issue 17).
+pub(crate) fn push_hex(out: &mut Vec<u8>, value: u64, width: usize) {
     let significant = (u64::BITS - value.leading_zeros()).div_ceil(4) as usize;
     let count = significant.max(width).clamp(1, 16);
     let high = hex_word((value >> 32) as u32);
@@ -715,9 +715,7 @@ pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {
     let (high_digits, low_digits) = digits.split_at_mut(8);
     high_digits.copy_from_slice(&high.to_be_bytes());
     low_digits.copy_from_slice(&low.to_be_bytes());
-    let text = digits.get(16 - count..).unwrap_or_default();
-    // Hexadecimal digits are ASCII: the conversion never fails.
-    out.push_str(std::str::from_utf8(text).unwrap_or_default());
+    out.extend_from_slice(digits.get(16 - count..).unwrap_or_default());
 }
 
 /// The eight lowercase hexadecimal digits of `value`, most significant first in big-endian

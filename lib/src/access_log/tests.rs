@@ -333,9 +333,9 @@ fn numbers_are_written_like_display() {
         let mut out = Vec::new();
         push_padded(&mut out, value, 3);
         assert_eq!(text(out), format!("{value:03}"));
-        let mut out = String::new();
+        let mut out = Vec::new();
         push_hex(&mut out, value, 8);
-        assert_eq!(out, format!("{value:08x}"));
+        assert_eq!(text(out), format!("{value:08x}"));
     }
     for (value, width) in [
         (0, 1),
@@ -350,9 +350,9 @@ fn numbers_are_written_like_display() {
         (u64::MAX, 8),
         (0xabc, 5),
     ] {
-        let mut out = String::from("id:");
+        let mut out = b"id:".to_vec();
         push_hex(&mut out, value, width);
-        assert_eq!(out, format!("id:{value:0width$x}"));
+        assert_eq!(text(out), format!("id:{value:0width$x}"));
     }
     for (micros, expected) in [
         (0, "0.000ms"),

@@ -60,8 +60,9 @@ pub(super) fn read_request_head(
     http: &mut Http,
     io: &mut SessionIo,
     context: &mut Context<'_>,
+    listener: Option<&HttpListener>,
 ) -> Step {
-    let Some(listener) = context.listeners.get(&io.listener_address) else {
+    let Some(listener) = listener else {
         return Step::Do(Action::Close);
     };
     let mut parse = !http.front_buf.is_empty();
@@ -524,8 +525,13 @@ fn forward_request(
 }
 
 /// Sends the request to the backend and relays the response, both ways at once.
-pub(super) fn forward(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Step {
-    let Some(listener) = context.listeners.get(&io.listener_address) else {
+pub(super) fn forward(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+    listener: Option<&HttpListener>,
+) -> Step {
+    let Some(listener) = listener else {
         return Step::Do(Action::Close);
     };
     if let Some(step) = faults::backend_chosen(http, io, context, listener) {

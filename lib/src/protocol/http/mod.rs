@@ -149,8 +149,11 @@ impl Http {
 /// Drives an HTTP stage until it would block, or until it becomes another stage (a pipe
 /// after an upgrade, HTTP/2).
 pub fn ready(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Outcome {
+    // Looked up once for all the steps of this event: the listeners do not change meanwhile.
+    let listeners = context.listeners;
+    let listener = listeners.get(&io.listener_address);
     for _ in 0..1024 {
-        match step(http, io, context) {
+        match step(http, io, context, listener) {
             Step::Progress => continue,
             Step::Wait => return Outcome::Act(Action::Wait),
             Step::Do(action) => return Outcome::Act(action),
@@ -175,10 +178,17 @@ fn upgraded(http: &mut Http, next: Next) -> Outcome {
     }
 }
 
-fn step(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Step {
+/// A step of the stage; `listener` is the session's listener (`None`: it is gone, and the
+/// session closes at its next read or forward).
+fn step(
+    http: &mut Http,
+    io: &mut SessionIo,
+    context: &mut Context<'_>,
+    listener: Option<&HttpListener>,
+) -> Step {
     match http.stream.phase {
         Phase::Head => match back_news(io) {
-            Unread::Nothing => connection::read_request_head(http, io, context),
+            Unread::Nothing => connection::read_request_head(http, io, context, listener),
             Unread::Bytes => {
                 log::warn!(
                     "session {}: the backend sent bytes with no request outstanding",
@@ -190,7 +200,7 @@ fn step(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) -> Step 
         },
         Phase::Connecting => Step::Wait,
         Phase::Answering(close) => connection::write_answer(http, io, context, close),
-        Phase::Forwarding => connection::forward(http, io, context),
+        Phase::Forwarding => connection::forward(http, io, context, listener),
     }
 }
 

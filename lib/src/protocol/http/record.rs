@@ -10,12 +10,16 @@ use crate::{
 };
 
 /// Gives the stream a request id: unique per worker process, session and request.
+/// The three numbers go to the stream's text as bytes, checked as UTF-8 once (the text keeps
+/// its memory: neither conversion copies).
 pub fn new_request_id(stream: &mut Stream, session_uid: u64, served: u64) {
-    let id = &mut stream.request_id;
+    let mut id = std::mem::take(&mut stream.request_id).into_bytes();
     id.clear();
-    push_hex(id, u64::from(worker_seed()), 8);
-    push_hex(id, session_uid, 8);
-    push_hex(id, served, 8);
+    push_hex(&mut id, u64::from(worker_seed()), 8);
+    push_hex(&mut id, session_uid, 8);
+    push_hex(&mut id, served, 8);
+    // Hexadecimal digits are ASCII: the conversion never fails.
+    stream.request_id = String::from_utf8(id).unwrap_or_default();
 }
 
 /// Whether the access log writes a line for each request: the stream then keeps the texts only

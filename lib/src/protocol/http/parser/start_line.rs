@@ -1,11 +1,8 @@
 //! Start lines: the request line (RFC 9112 §3) with the empty lines that may precede it,
-//! and the status line (RFC 9112 §4), parsed with nom's streaming combinators.
+//! and the status line (RFC 9112 §4), matched byte by byte on slices.
 //!
-//! nom's `Incomplete` becomes [`Stop::Partial`] here, at the boundary, and each of its
-//! errors the [`Violation`] of the step that failed.
-
-use nom::IResult;
-use nom::bytes::streaming::{tag, take, take_while, take_while1};
+//! A step that runs out of bytes before it can decide is [`Stop::Partial`]; a step that
+//! sees a wrong byte is the [`Violation`] of that step.
 
 use super::{
     Limits, MAX_LEADING_EMPTY_LINES, Method, Span, Stop, Version, Violation, is_target_byte,
@@ -53,27 +50,45 @@ pub(super) fn request_line(buf: &[u8], start: usize, limits: &Limits) -> Result<
 }
 
 fn request_line_parts(input: &[u8], start: usize) -> Result<RequestLine, Stop> {
-    let at = |rest: &[u8]| start + (input.len() - rest.len());
-    let (rest, method) = step(take_while1(is_tchar)(input), Violation::InvalidMethod)?;
-    let (rest, _) = step(tag(&b" "[..])(rest), Violation::InvalidMethod)?;
-    let target_start = at(rest);
-    let (rest, target) = step(take_while1(is_target_byte)(rest), Violation::InvalidTarget)?;
-    let (rest, _) = step(tag(&b" "[..])(rest), Violation::InvalidTarget)?;
-    let (rest, version) = http_version(rest)?;
+    let method_len = run(input, is_tchar, Violation::InvalidMethod)?;
+    let after_method = after_space(input, method_len, Violation::InvalidMethod)?;
+    let target_len = run(after_method, is_target_byte, Violation::InvalidTarget)?;
+    let after_target = after_space(after_method, target_len, Violation::InvalidTarget)?;
+    let (rest, version) = http_version(after_target)?;
     let rest = line_end(rest, Violation::InvalidVersion)?;
+    let target_start = start + method_len + 1;
     Ok(RequestLine {
-        method: Method::from_token(method),
+        method: Method::from_token(input.get(..method_len).unwrap_or_default()),
         method_span: Span {
             start,
-            end: start + method.len(),
+            end: start + method_len,
         },
         target: Span {
             start: target_start,
-            end: target_start + target.len(),
+            end: target_start + target_len,
         },
         version,
-        end: at(rest),
+        end: start + (input.len() - rest.len()),
     })
+}
+
+/// The length of the run of bytes that `accept` takes at the start of `input`, which must
+/// not be empty (`empty`) and must end before `input` does (else more bytes may extend it).
+fn run(input: &[u8], accept: impl Fn(u8) -> bool, empty: Violation) -> Result<usize, Stop> {
+    match input.iter().position(|&byte| !accept(byte)) {
+        None => Err(Stop::Partial),
+        Some(0) => Err(empty.into()),
+        Some(len) => Ok(len),
+    }
+}
+
+/// The bytes after the SP expected at `input[at]`, a byte that exists.
+fn after_space(input: &[u8], at: usize, otherwise: Violation) -> Result<&[u8], Stop> {
+    match input.get(at..).unwrap_or_default() {
+        [b' ', rest @ ..] => Ok(rest),
+        [] => Err(Stop::Partial),
+        _ => Err(otherwise.into()),
+    }
 }
 
 pub(super) struct StatusLine {
@@ -93,35 +108,37 @@ pub(super) fn status_line(buf: &[u8], limits: &Limits) -> Result<StatusLine, Sto
 }
 
 fn status_line_parts(buf: &[u8]) -> Result<StatusLine, Stop> {
-    let at = |rest: &[u8]| buf.len() - rest.len();
     let (rest, version) = http_version(buf)?;
-    let (rest, _) = step(tag(&b" "[..])(rest), Violation::InvalidStatusLine)?;
-    let (rest, digits) = step(take(3usize)(rest), Violation::InvalidStatusLine)?;
+    let (digits, rest) = match rest {
+        [b' ', a, b, c, rest @ ..] => ([*a, *b, *c], rest),
+        [] | [b' '] | [b' ', _] | [b' ', _, _] => return Err(Stop::Partial),
+        _ => return Err(Violation::InvalidStatusLine.into()),
+    };
     let status = status_code(digits).ok_or(Violation::InvalidStatusLine)?;
     // The SP before an empty reason-phrase is tolerated when missing: it is unambiguous.
-    let (rest, reason) = match rest {
-        [b' ', after @ ..] => step(
-            take_while(is_text_byte)(after),
-            Violation::InvalidStatusLine,
-        )?,
+    let (reason_start, reason_len) = match rest {
+        [b' ', after @ ..] => match after.iter().position(|&byte| !is_text_byte(byte)) {
+            Some(len) => (buf.len() - after.len(), len),
+            None => return Err(Stop::Partial),
+        },
         [] => return Err(Stop::Partial),
-        _ => (rest, &[][..]),
+        _ => (buf.len() - rest.len(), 0),
     };
-    let reason_start = at(rest) - reason.len();
+    let rest = buf.get(reason_start + reason_len..).unwrap_or_default();
     let rest = line_end(rest, Violation::InvalidStatusLine)?;
     Ok(StatusLine {
         version,
         status,
         reason: Span {
             start: reason_start,
-            end: reason_start + reason.len(),
+            end: reason_start + reason_len,
         },
-        end: at(rest),
+        end: buf.len() - rest.len(),
     })
 }
 
-fn status_code(digits: &[u8]) -> Option<u16> {
-    match *digits {
+fn status_code(digits: [u8; 3]) -> Option<u16> {
+    match digits {
         [
             hundreds @ b'1'..=b'5',
             tens @ b'0'..=b'9',
@@ -139,9 +156,20 @@ fn status_code(digits: &[u8]) -> Option<u16> {
 /// proxy speaks (RFC 9110 §2.5); another major version is unsupported (505) rather than
 /// invalid.
 fn http_version(input: &[u8]) -> Result<(&[u8], Version), Stop> {
-    let (rest, _) = step(tag(&b"HTTP/"[..])(input), Violation::InvalidVersion)?;
-    let (rest, digits) = step(take(3usize)(rest), Violation::InvalidVersion)?;
-    let version = match *digits {
+    const NAME: &[u8] = b"HTTP/";
+    let (digits, rest) = match input {
+        [b'H', b'T', b'T', b'P', b'/', major, dot, minor, rest @ ..] => {
+            ([*major, *dot, *minor], rest)
+        }
+        shorter
+            if shorter.len() < NAME.len() + 3
+                && NAME.starts_with(shorter.get(..NAME.len()).unwrap_or(shorter)) =>
+        {
+            return Err(Stop::Partial);
+        }
+        _ => return Err(Violation::InvalidVersion.into()),
+    };
+    let version = match digits {
         [b'1', b'.', b'0'] => Version::Http10,
         [b'1', b'.', minor] if minor.is_ascii_digit() => Version::Http11,
         [major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
@@ -161,12 +189,4 @@ fn line_end(input: &[u8], otherwise: Violation) -> Result<&[u8], Stop> {
         [b'\n', ..] => Err(Violation::BareLf.into()),
         _ => Err(otherwise.into()),
     }
-}
-
-/// Converts a nom step at the parser boundary: `Incomplete` is `Partial`, never an error.
-fn step<O>(result: IResult<&[u8], O, ()>, violation: Violation) -> Result<(&[u8], O), Stop> {
-    result.map_err(|error| match error {
-        nom::Err::Incomplete(_) => Stop::Partial,
-        nom::Err::Error(()) | nom::Err::Failure(()) => Stop::Invalid(violation),
-    })
 }
