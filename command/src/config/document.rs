@@ -75,9 +75,16 @@ impl<'i> Document<'i> {
         Table {
             doc: self,
             name,
-            entries,
+            entries: entries
+                .iter()
+                .map(|(key, value)| Entry {
+                    name: key.get_ref(),
+                    key_offset: key.span().start,
+                    value,
+                    used: false,
+                })
+                .collect(),
             line: self.line(offset),
-            used: Vec::with_capacity(entries.len()),
         }
     }
 
@@ -148,14 +155,28 @@ fn is_bare_key(key: &str) -> bool {
 
 /// One table of the file: a section such as `[[listeners]]`, or an inline table such as a
 /// frontend.
+///
+/// Its entries are kept in a vector searched from the start: a table has a few keys, or many
+/// that are never looked up by name (`[clusters]`), and each frontend asks for about twenty
+/// keys it mostly does not have, which a comparison of lengths answers.
 pub(super) struct Table<'t, 'i> {
     doc: &'t Document<'i>,
     /// How messages name the table: `[[listeners]]`, `[clusters.web]`, `a frontend`.
     name: &'t str,
-    entries: &'t DeTable<'i>,
+    /// In the parser's order (by key).
+    entries: Vec<Entry<'t, 'i>>,
     line: usize,
-    /// The keys read so far, and the unknown ones already reported.
-    used: Vec<&'t str>,
+}
+
+/// One key of a table and its value.
+#[derive(Clone, Copy)]
+struct Entry<'t, 'i> {
+    name: &'t str,
+    /// Where the key is written.
+    key_offset: usize,
+    value: &'t Spanned<DeValue<'i>>,
+    /// Read, or reported as unknown already.
+    used: bool,
 }
 
 impl<'t, 'i> Table<'t, 'i> {
@@ -168,15 +189,12 @@ impl<'t, 'i> Table<'t, 'i> {
         let mut entries: Vec<_> = self
             .entries
             .iter()
-            .map(|(key, value)| {
-                let key_text: &'t str = key.get_ref();
-                let field = Field {
-                    doc: self.doc,
-                    key: key_text,
-                    line: self.doc.line(key.span().start),
-                    value,
-                };
-                (key.span().start, key_text, field)
+            .map(|entry| {
+                (
+                    entry.key_offset,
+                    entry.name,
+                    self.entry_field(entry.name, entry),
+                )
             })
             .collect();
         entries.sort_unstable_by_key(|(offset, _, _)| *offset);
@@ -230,27 +248,38 @@ impl<'t, 'i> Table<'t, 'i> {
         known: &[&'static [&'static str]],
     ) -> Vec<(&'t str, usize, Option<&'static str>)> {
         let is_known = |key: &str| known.iter().any(|group| group.contains(&key));
-        let entries: &'t DeTable<'i> = self.entries;
         let mut unknown = Vec::new();
-        for (key, _) in entries.iter().filter(|(key, _)| !is_known(key.get_ref())) {
-            let name: &'t str = key.get_ref();
-            self.used.push(name);
-            unknown.push((name, self.doc.line(key.span().start), closest(name, known)));
+        for entry in self
+            .entries
+            .iter_mut()
+            .filter(|entry| !is_known(entry.name))
+        {
+            entry.used = true;
+            unknown.push((
+                entry.name,
+                self.doc.line(entry.key_offset),
+                closest(entry.name, known),
+            ));
         }
         unknown
     }
 
     /// The value of `key`, if the table has one; `key` counts as read.
     pub fn field(&mut self, key: &'static str) -> Option<Field<'t, 'i>> {
-        self.used.push(key);
-        self.entries
-            .get_key_value(key)
-            .map(|(spanned_key, value)| Field {
-                doc: self.doc,
-                key,
-                line: self.doc.line(spanned_key.span().start),
-                value,
-            })
+        let entry = self.entries.iter_mut().find(|entry| entry.name == key)?;
+        entry.used = true;
+        let entry = *entry;
+        Some(self.entry_field(key, &entry))
+    }
+
+    /// The field of `entry`, named `key` in messages.
+    fn entry_field(&self, key: &'t str, entry: &Entry<'t, 'i>) -> Field<'t, 'i> {
+        Field {
+            doc: self.doc,
+            key,
+            line: self.doc.line(entry.key_offset),
+            value: entry.value,
+        }
     }
 
     pub fn required(&mut self, key: &'static str) -> Result<Field<'t, 'i>, ConfigError> {
@@ -263,7 +292,7 @@ impl<'t, 'i> Table<'t, 'i> {
 
     /// Whether the table has `key`; it does not count as read.
     pub fn has(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
+        self.entries.iter().any(|entry| entry.name == key)
     }
 
     /// A warning when the table has `key`, which is accepted and not in force.
@@ -327,15 +356,11 @@ impl<'t, 'i> Table<'t, 'i> {
 
     /// The first key of the table that was never read: a key that has no meaning where it is.
     pub fn unused(&self) -> Result<(), ConfigError> {
-        let mut unused = self
-            .entries
-            .iter()
-            .filter(|(key, _)| !self.used.contains(&key.get_ref().as_ref()));
-        match unused.next() {
-            Some((key, _)) => Err(ConfigError::NotApplicable {
-                key: key.get_ref().to_string(),
+        match self.entries.iter().find(|entry| !entry.used) {
+            Some(entry) => Err(ConfigError::NotApplicable {
+                key: entry.name.to_string(),
                 section: self.name.to_string(),
-                line: self.doc.line(key.span().start),
+                line: self.doc.line(entry.key_offset),
             }),
             None => Ok(()),
         }

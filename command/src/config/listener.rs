@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+use rustc_hash::FxHashMap;
+
 use super::{
     Config, Loader, answers, content,
     document::{Field, Table},
@@ -137,8 +139,9 @@ const UDP_KEYS: &[&str] = &["max_rx_datagram_size", "max_flows"];
 #[derive(Default)]
 pub(super) struct Listeners {
     list: Vec<Listener>,
-    /// Index in `list` by address.
-    by_address: HashMap<SocketAddr, usize>,
+    /// Index in `list` by address; looked up for every frontend, with a hash made for keys
+    /// that are not hostile (a configuration file's addresses).
+    by_address: FxHashMap<SocketAddr, usize>,
     /// Addresses of the refused UDP listeners, to explain why their frontends have no listener.
     udp: HashSet<SocketAddr>,
 }
