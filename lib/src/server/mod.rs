@@ -47,6 +47,7 @@ mod accept;
 mod backend_pool;
 mod batch;
 mod channel;
+mod cluster_ids;
 mod config;
 mod connect;
 mod content;
@@ -177,6 +178,8 @@ pub struct Server {
     run: Run,
     /// Connections per (cluster, client address), for `max_connections_per_ip`.
     per_ip: per_ip::PerIp,
+    /// The cluster ids sessions hold, shared.
+    cluster_ids: cluster_ids::ClusterIds,
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
@@ -299,6 +302,7 @@ impl Server {
             next_uid: 0,
             run: Run::Running,
             per_ip: per_ip::PerIp::default(),
+            cluster_ids: cluster_ids::ClusterIds::default(),
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,

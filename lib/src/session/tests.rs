@@ -31,7 +31,7 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         request: timeout,
     };
     let mut session = Session::new(accepted, timeouts, Instant::now());
-    session.io.cluster_id = Some("c".to_string());
+    session.io.cluster_id = Some("c".into());
     session
 }
 
