@@ -442,7 +442,7 @@ fn run_pipe(
             front_active,
             back_active,
         } => {
-            let timeouts = io.timeouts;
+            let timeouts = *io.timeouts;
             if front_active {
                 io.touch_front(timeouts.front, context.now, context.timers);
             }

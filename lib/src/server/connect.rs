@@ -52,7 +52,7 @@ impl Server {
         };
         // A TCP session's route already named the cluster: no copy of its id per connection.
         if session.io.cluster_id.as_deref() != Some(cluster_id) {
-            session.io.cluster_id = Some(self.cluster_ids.get(cluster_id));
+            session.io.cluster_id = Some(self.cluster_ids.get(cluster_id, |id| Rc::from(id)));
         }
         session.io.backs.connect_to(slot, Some(cluster_id));
         let uid = session.io.uid;

@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
     channel::{Channel, ChannelError},
-    request::{ListenerType, Request},
+    request::{ListenerType, Request, Timeouts},
     response::Response,
     scm::{Listeners, ScmSocket},
     state::ConfigState,
@@ -47,7 +47,6 @@ mod accept;
 mod backend_pool;
 mod batch;
 mod channel;
-mod cluster_ids;
 mod config;
 mod connect;
 mod content;
@@ -62,6 +61,7 @@ mod orders;
 mod per_ip;
 mod reclaim;
 mod remote;
+mod shared;
 mod tcp_routers;
 mod validation;
 
@@ -179,7 +179,9 @@ pub struct Server {
     /// Connections per (cluster, client address), for `max_connections_per_ip`.
     per_ip: per_ip::PerIp,
     /// The cluster ids sessions hold, shared.
-    cluster_ids: cluster_ids::ClusterIds,
+    cluster_ids: shared::Shared<str>,
+    /// The listeners' timeouts sessions hold, shared.
+    timeouts: shared::Shared<Timeouts>,
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
@@ -302,7 +304,8 @@ impl Server {
             next_uid: 0,
             run: Run::Running,
             per_ip: per_ip::PerIp::default(),
-            cluster_ids: cluster_ids::ClusterIds::default(),
+            cluster_ids: shared::Shared::default(),
+            timeouts: shared::Shared::default(),
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,

@@ -223,7 +223,8 @@ pub struct SessionIo {
     /// What few sessions have (a PROXY header, a TCP route's decider or `remote`), boxed so
     /// that the others (an idle HTTP connection) carry 8 bytes for it rather than 72.
     rare: Option<Box<Rare>>,
-    pub timeouts: Timeouts,
+    /// The listener's timeouts, shared with its other sessions.
+    pub timeouts: Rc<Timeouts>,
     pub front_timeout: Timeout,
     pub started: Instant,
     /// The cluster the session counts for in the per-(cluster, client address) limit: the one
@@ -268,7 +269,7 @@ pub struct Accepted {
 impl Session {
     /// A session on an accepted connection, started at `now`: in no stage yet, with no backend
     /// connection, no cluster and no fault.
-    pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> Session {
+    pub fn new(accepted: Accepted, timeouts: Rc<Timeouts>, now: Instant) -> Session {
         Session {
             stage: Stage::Closed,
             io: SessionIo::new(accepted, timeouts, now),
@@ -279,7 +280,7 @@ impl Session {
 impl SessionIo {
     /// The parts of a session on an accepted connection, started at `now`: no backend
     /// connection, no cluster and no fault.
-    pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> SessionIo {
+    pub fn new(accepted: Accepted, timeouts: Rc<Timeouts>, now: Instant) -> SessionIo {
         let Accepted {
             uid,
             key,

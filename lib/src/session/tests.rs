@@ -30,7 +30,7 @@ fn session(front: mio::net::TcpStream, address: SocketAddr) -> Session {
         connect: timeout,
         request: timeout,
     };
-    let mut session = Session::new(accepted, timeouts, Instant::now());
+    let mut session = Session::new(accepted, timeouts.into(), Instant::now());
     session.io.cluster_id = Some("c".into());
     session
 }
