@@ -8,7 +8,7 @@
 //! replays them; a PROXY header for the backend, when the cluster sends one, goes ahead of
 //! them from storage of its own.
 
-use std::{sync::Arc, time::Duration};
+use std::{rc::Rc, sync::Arc, time::Duration};
 
 use crate::{
     faults::{ConnectionPlan, ConnectionVerdict, Route},
@@ -58,10 +58,10 @@ pub enum AfterProxy {
 /// listener expects one, else what follows it.
 pub fn first_stage(io: &mut SessionIo, pool: &Pool, expect_proxy: bool, then: AfterProxy) -> Stage {
     if expect_proxy {
-        Stage::ExpectProxy(ExpectProxy {
+        Stage::ExpectProxy(Box::new(ExpectProxy {
             buffer: pool.checkout(),
             then,
-        })
+        }))
     } else {
         after_proxy(io, pool, then, pool.checkout())
     }
@@ -74,7 +74,7 @@ fn after_proxy(io: &mut SessionIo, pool: &Pool, then: AfterProxy, already_read: 
         AfterProxy::Pipe {
             splice,
             inspect_timeout,
-        } => Stage::Sniff(Sniff::new(already_read, splice, inspect_timeout)),
+        } => Stage::Sniff(Box::new(Sniff::new(already_read, splice, inspect_timeout))),
         AfterProxy::Http(None) => Stage::Http(Box::new(Http::with_input(pool, already_read))),
         AfterProxy::Http(Some(config)) => {
             // What followed the PROXY header is the start of the TLS stream (the ClientHello).
@@ -98,7 +98,7 @@ pub fn sniff(sniff: &mut Sniff, io: &mut SessionIo, context: &mut Context<'_>) -
         let verdict = sniff.decide(router.as_deref_mut(), io.client_address);
         if let (Some(router), false) = (router, verdict == Verdict::NeedMore) {
             router.record_decision_time(context.now.saturating_duration_since(io.started));
-            io.decided_by = Some(router.last_decider().clone());
+            io.rare_mut().decided_by = Some(router.last_decider().clone());
         }
         match verdict {
             Verdict::NeedMore => {}
@@ -172,7 +172,7 @@ fn carry_out(
     let front = io.timeouts.front;
     io.touch_front(front, context.now, context.timers);
     Outcome::Become {
-        next: Stage::Reply(Reply::new(bytes, file)),
+        next: Stage::Reply(Box::new(Reply::new(bytes, file))),
         then: None,
     }
 }
@@ -188,7 +188,7 @@ pub fn reply(reply: &mut Reply, io: &mut SessionIo) -> Action {
 /// The backend the connection was sent to cannot be reached: the listener's script hears of
 /// it (its `proxy_error(peer, message)`), and the connection closes.
 pub fn backend_unreachable(io: &SessionIo, context: &mut Context<'_>) -> Action {
-    let message = match (&io.remote, &io.cluster_id) {
+    let message = match (io.remote(), &io.cluster_id) {
         (Some(remote), _) => format!("cannot connect to {remote}"),
         (None, Some(cluster_id)) => format!("no backend of cluster {cluster_id} can be reached"),
         (None, None) => "no backend can be reached".to_string(),
@@ -238,11 +238,11 @@ fn route(
                 .clusters
                 .get(&cluster_id)
                 .and_then(|cluster| cluster.proxy_protocol);
-            io.cluster_id = Some(cluster_id);
+            io.cluster_id = Some(Rc::from(cluster_id));
             to_backend
         }
         Target::Remote(remote) => {
-            io.remote = Some(remote);
+            io.rare_mut().remote = Some(remote);
             None
         }
     };
@@ -318,7 +318,7 @@ fn apply_plan(
             // closed.
             let hold = io
                 .cluster_id
-                .as_ref()
+                .as_deref()
                 .and_then(|id| context.clusters.get(id))
                 .and_then(|cluster| cluster.hold_timeout)
                 .filter(|timeout| !timeout.is_zero());
@@ -379,7 +379,7 @@ fn pipe(already_read: Buffer, pool: &Pool, splice: Option<usize>) -> Pipe {
 
 /// The PROXY header the backend must receive; empty when the cluster sends none.
 fn backend_header(io: &SessionIo, to_backend: Option<ProxyProtocolConfig>) -> Vec<u8> {
-    match (to_backend, &io.received_proxy_header) {
+    match (to_backend, io.received_proxy_header()) {
         (Some(ProxyProtocolConfig::RelayHeader), Some(raw)) => raw.clone(),
         (Some(ProxyProtocolConfig::SendHeader | ProxyProtocolConfig::RelayHeader), _) => {
             let mut header = Vec::with_capacity(52);
@@ -413,10 +413,10 @@ fn run_pipe(
     context: &mut Context<'_>,
 ) -> Result<Action, Fate> {
     let Some(back) = io.backs.get_mut(Slot::FIRST) else {
-        return Ok(match (&io.cluster_id, &io.remote) {
+        return Ok(match (&io.cluster_id, io.remote()) {
             (Some(cluster_id), _) => Action::Connect {
                 slot: Slot::FIRST,
-                cluster_id: cluster_id.clone(),
+                cluster_id: cluster_id.to_string(),
                 sticky_id: None,
             },
             (None, Some(remote)) => Action::ConnectRemote {
@@ -442,7 +442,7 @@ fn run_pipe(
             front_active,
             back_active,
         } => {
-            let timeouts = io.timeouts;
+            let timeouts = *io.timeouts;
             if front_active {
                 io.touch_front(timeouts.front, context.now, context.timers);
             }
@@ -476,7 +476,7 @@ pub fn read_proxy_header(
                     .get(..header.length)
                     .map(<[u8]>::to_vec);
                 expect.buffer.consume(header.length);
-                io.received_proxy_header = raw;
+                io.rare_mut().received_proxy_header = raw;
                 io.set_proxy_addresses(header.addresses);
                 let already_read = expect.buffer.take();
                 let next = after_proxy(io, context.pool, expect.then.clone(), already_read);
@@ -531,7 +531,7 @@ pub fn record_connection(io: &SessionIo, context: &mut Context<'_>) {
         user_agent: "",
         request_id: "",
         faults: io.shaper.as_ref().map_or(&[], |faults| faults.labels()),
-        decided_by: io.decided_by.as_ref().map(Decider::label),
+        decided_by: io.decided_by().map(Decider::label),
         backend_protocol: None,
     };
     context.recorder.request_done(&record);

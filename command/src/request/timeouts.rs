@@ -13,7 +13,7 @@ use super::{
 };
 
 /// How long each phase of a proxied connection may last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     /// How long a client connection may stay idle (`front_timeout`, default 60 seconds).
     pub front: Duration,

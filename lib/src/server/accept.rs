@@ -1,7 +1,7 @@
 //! Accepting connections: a bounded batch per listener per turn, and the first stage of each
 //! session, by listener kind.
 
-use std::{io::ErrorKind, net::SocketAddr, time::Instant};
+use std::{io::ErrorKind, net::SocketAddr, rc::Rc, time::Instant};
 
 use log::{debug, error, warn};
 use mio::{Interest, Token, net::TcpStream};
@@ -204,7 +204,8 @@ impl Server {
             client_address: peer,
             local_address: local,
         };
-        let mut session = Session::new(accepted, timeouts, now);
+        let shared = self.timeouts.get(&timeouts, |timeouts| Rc::new(*timeouts));
+        let mut session = Session::new(accepted, shared, now);
         first_stage(&mut session, &self.pool);
         session
             .io

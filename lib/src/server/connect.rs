@@ -8,6 +8,7 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
+    rc::Rc,
     time::Instant,
 };
 
@@ -51,7 +52,7 @@ impl Server {
         };
         // A TCP session's route already named the cluster: no copy of its id per connection.
         if session.io.cluster_id.as_deref() != Some(cluster_id) {
-            session.io.cluster_id = Some(cluster_id.to_string());
+            session.io.cluster_id = Some(self.cluster_ids.get(cluster_id, |id| Rc::from(id)));
         }
         session.io.backs.connect_to(slot, Some(cluster_id));
         let uid = session.io.uid;
@@ -75,7 +76,10 @@ impl Server {
             }
             // A keep-alive connection moving to another cluster stops counting for the one
             // it leaves: it counts for the cluster it uses now.
-            let left = session.io.counted_for_ip.replace(cluster_id.to_string());
+            let left = std::mem::replace(
+                &mut session.io.counted_for_ip,
+                session.io.cluster_id.clone(),
+            );
             self.uncount_per_ip(left, client_ip);
             self.per_ip.add(cluster_id, client_ip);
         }
@@ -405,7 +409,7 @@ impl Server {
             session.io.backs.reset_attempts(slot);
             return self.answer_failure(key, slot, Failure::NoBackend);
         }
-        match (session.io.backs.cluster_id(slot), &session.io.remote) {
+        match (session.io.backs.cluster_id(slot), session.io.remote()) {
             (Some(cluster_id), _) => Action::Connect {
                 slot,
                 cluster_id: cluster_id.to_string(),
@@ -434,7 +438,7 @@ impl Server {
 
     /// A connection of `client_ip` stops counting for `cluster_id` (for
     /// `max_connections_per_ip`).
-    pub(super) fn uncount_per_ip(&mut self, cluster_id: Option<String>, client_ip: IpAddr) {
+    pub(super) fn uncount_per_ip(&mut self, cluster_id: Option<Rc<str>>, client_ip: IpAddr) {
         let Some(cluster_id) = cluster_id else {
             return;
         };

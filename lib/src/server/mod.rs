@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 use sozu_command_lib::{
     channel::{Channel, ChannelError},
-    request::{ListenerType, Request},
+    request::{ListenerType, Request, Timeouts},
     response::Response,
     scm::{Listeners, ScmSocket},
     state::ConfigState,
@@ -61,6 +61,7 @@ mod orders;
 mod per_ip;
 mod reclaim;
 mod remote;
+mod shared;
 mod tcp_routers;
 mod validation;
 
@@ -177,6 +178,10 @@ pub struct Server {
     run: Run,
     /// Connections per (cluster, client address), for `max_connections_per_ip`.
     per_ip: per_ip::PerIp,
+    /// The cluster ids sessions hold, shared.
+    cluster_ids: shared::Shared<str>,
+    /// The listeners' timeouts sessions hold, shared.
+    timeouts: shared::Shared<Timeouts>,
     recorder: Recorder,
     statsd: Option<Statsd>,
     next_statsd_flush: Instant,
@@ -299,6 +304,8 @@ impl Server {
             next_uid: 0,
             run: Run::Running,
             per_ip: per_ip::PerIp::default(),
+            cluster_ids: shared::Shared::default(),
+            timeouts: shared::Shared::default(),
             recorder,
             statsd,
             next_statsd_flush: Instant::now() + STATSD_INTERVAL,

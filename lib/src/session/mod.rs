@@ -16,6 +16,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -172,14 +173,16 @@ pub struct Context<'a> {
 
 /// Where a session is in its protocol. Stages only move forward.
 pub enum Stage {
-    /// Reading the PROXY protocol header the listener expects.
-    ExpectProxy(tcp::ExpectProxy),
-    /// Deciding where a TCP connection goes, its first bytes held.
-    Sniff(Sniff),
+    /// Reading the PROXY protocol header the listener expects. Boxed, as the other stages
+    /// only some sessions pass through: every session of the worker carries room for its
+    /// stage, an idle HTTP connection too.
+    ExpectProxy(Box<tcp::ExpectProxy>),
+    /// Deciding where a TCP connection goes, its first bytes held (boxed).
+    Sniff(Box<Sniff>),
     /// Copying bytes both ways (TCP mode, or after an HTTP upgrade).
     Pipe(Pipe),
-    /// Answering a TCP client by the proxy (a script's farewell or file), then closing.
-    Reply(Reply),
+    /// Answering a TCP client by the proxy (a script's farewell or file), then closing (boxed).
+    Reply(Box<Reply>),
     /// HTTP/1.1 requests and responses.
     Http(Box<Http>),
     /// HTTP/2: many streams over the client connection, each on a backend connection slot.
@@ -214,26 +217,37 @@ pub struct SessionIo {
     pub client_address: SocketAddr,
     /// The address the client connected to.
     pub local_address: SocketAddr,
-    /// The raw PROXY header received, kept to relay it to the backend.
-    pub received_proxy_header: Option<Vec<u8>>,
-    pub cluster_id: Option<String>,
-    /// The `host:port` a script chose instead of a cluster (TCP listeners).
-    pub remote: Option<String>,
-    /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
-    /// the access log.
-    pub decided_by: Option<Decider>,
-    pub timeouts: Timeouts,
+    /// The cluster the session's latest connect went to, shared with the other sessions
+    /// naming it.
+    pub cluster_id: Option<Rc<str>>,
+    /// What few sessions have (a PROXY header, a TCP route's decider or `remote`), boxed so
+    /// that the others (an idle HTTP connection) carry 8 bytes for it rather than 72.
+    rare: Option<Box<Rare>>,
+    /// The listener's timeouts, shared with its other sessions.
+    pub timeouts: Rc<Timeouts>,
     pub front_timeout: Timeout,
     pub started: Instant,
     /// The cluster the session counts for in the per-(cluster, client address) limit: the one
     /// its latest request was forwarded to.
-    pub counted_for_ip: Option<String>,
+    pub counted_for_ip: Option<Rc<str>>,
     /// How long the last backend connect took.
     pub connect_time: Option<Duration>,
     /// The TLS handshake was counted in the metrics.
     pub handshake_counted: bool,
     /// The faults acting on the session, when some do: its write budget.
     pub shaper: Option<Box<Shaper>>,
+}
+
+/// The parts of a session that only some sessions use ([`SessionIo::rare_mut`]).
+#[derive(Default)]
+pub struct Rare {
+    /// The raw PROXY header received, kept to relay it to the backend.
+    pub received_proxy_header: Option<Vec<u8>>,
+    /// The `host:port` a script chose instead of a cluster (TCP listeners).
+    pub remote: Option<String>,
+    /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
+    /// the access log.
+    pub decided_by: Option<Decider>,
 }
 
 /// Where a new session's client connection comes from.
@@ -255,7 +269,7 @@ pub struct Accepted {
 impl Session {
     /// A session on an accepted connection, started at `now`: in no stage yet, with no backend
     /// connection, no cluster and no fault.
-    pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> Session {
+    pub fn new(accepted: Accepted, timeouts: Rc<Timeouts>, now: Instant) -> Session {
         Session {
             stage: Stage::Closed,
             io: SessionIo::new(accepted, timeouts, now),
@@ -266,7 +280,7 @@ impl Session {
 impl SessionIo {
     /// The parts of a session on an accepted connection, started at `now`: no backend
     /// connection, no cluster and no fault.
-    pub fn new(accepted: Accepted, timeouts: Timeouts, now: Instant) -> SessionIo {
+    pub fn new(accepted: Accepted, timeouts: Rc<Timeouts>, now: Instant) -> SessionIo {
         let Accepted {
             uid,
             key,
@@ -283,18 +297,36 @@ impl SessionIo {
             backs: Backs::default(),
             client_address,
             local_address,
-            received_proxy_header: None,
             cluster_id: None,
+            rare: None,
             timeouts,
             front_timeout: Timeout::default(),
             started: now,
             counted_for_ip: None,
-            remote: None,
-            decided_by: None,
             connect_time: None,
             handshake_counted: false,
             shaper: None,
         }
+    }
+
+    /// The session's rarely used parts, made when first set.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// The raw PROXY header received, kept to relay it to the backend.
+    pub fn received_proxy_header(&self) -> Option<&Vec<u8>> {
+        self.rare.as_ref()?.received_proxy_header.as_ref()
+    }
+
+    /// The `host:port` a script chose instead of a cluster (TCP listeners).
+    pub fn remote(&self) -> Option<&String> {
+        self.rare.as_ref()?.remote.as_ref()
+    }
+
+    /// What chose where a TCP connection went, for the access log.
+    pub fn decided_by(&self) -> Option<&Decider> {
+        self.rare.as_ref()?.decided_by.as_ref()
     }
 
     /// The key of the session's timer of `kind`.

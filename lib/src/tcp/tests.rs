@@ -116,7 +116,7 @@ fn a_proxy_header_then_a_default_frontend_turn_the_stage_into_a_pipe_that_replay
         connect: timeout,
         request: timeout,
     };
-    let mut io = SessionIo::new(accepted, timeouts, Instant::now());
+    let mut io = SessionIo::new(accepted, timeouts.into(), Instant::now());
     let mut event_loop = Loop::new(address);
     let then = AfterProxy::Pipe {
         splice: None,

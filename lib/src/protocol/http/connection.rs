@@ -145,7 +145,7 @@ fn lend_idle_buffers(http: &mut Http, listener: &HttpListener) {
 /// trickling bytes, nor by sending what holds no request byte (TLS records without data).
 fn arm_head_timeout(http: &mut Http, io: &mut SessionIo, context: &mut Context<'_>) {
     let key = io.timer_key(TimeoutKind::Front);
-    let timeouts = io.timeouts;
+    let timeouts = *io.timeouts;
     let deadline = match http.stream.head_started {
         Some(started) => timer::later(started, timeouts.request),
         // A new connection (its TLS handshake included) has the request timeout, when shorter,
@@ -692,7 +692,7 @@ fn relay_spliced_request(
         http.request_splice = None;
         http.stream.request = RequestSide::Sent;
     }
-    let timeouts = io.timeouts;
+    let timeouts = *io.timeouts;
     if filled > 0 {
         io.touch_front(timeouts.front, context.now, context.timers);
     }

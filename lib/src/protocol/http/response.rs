@@ -262,7 +262,7 @@ pub(super) fn relay_response_body(
     let shaped = faults::shapes(io);
     let front_key = io.timer_key(TimeoutKind::Front);
     let back_key = io.timer_key(TimeoutKind::Back(SLOT));
-    let timeouts = io.timeouts;
+    let timeouts = *io.timeouts;
     let Some(back_connection) = io.backs.get_mut(SLOT) else {
         return Step::Do(Action::Close);
     };
@@ -414,7 +414,7 @@ fn relay_spliced_body(http: &mut Http, io: &mut SessionIo, context: &mut Context
     };
     match spliced.relay(&mut back_connection.endpoint, &mut io.front) {
         Relayed::Moved { filled, drained } => {
-            let timeouts = io.timeouts;
+            let timeouts = *io.timeouts;
             // Either side moving shows the exchange alive: a slow reader does not make the
             // backend look silent.
             io.touch_back(SLOT, timeouts.back, context.now, context.timers);

@@ -135,7 +135,7 @@ impl Harness {
             connect: timeout,
             request: timeout,
         };
-        let io = SessionIo::new(accepted, timeouts, Instant::now());
+        let io = SessionIo::new(accepted, timeouts.into(), Instant::now());
         let stage = Stage::Http(Box::new(Http::new(&pool)));
         Harness {
             stage,

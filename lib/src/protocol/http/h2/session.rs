@@ -170,7 +170,7 @@ fn step(
         uid: io.uid,
         origin: record::Origin::of_h2(io),
     };
-    let timeouts = io.timeouts;
+    let timeouts = *io.timeouts;
     let SessionIo { front, backs, .. } = io;
     if h2.mux.chained >= CHAINED_ACTIONS {
         h2.mux.chained = 0;
