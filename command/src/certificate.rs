@@ -4,8 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::{CertificateDer, pem::PemObject};
 use base64::Engine as _;
+use rustls_pki_types::{CertificateDer, pem::PemObject};
 use x509_parser::{
     certificate::X509CertificateParser,
     extensions::{GeneralName, SubjectAlternativeName},
@@ -143,19 +143,18 @@ const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY
 /// every certificate of a large state. One pass over the text for each marker.
 fn is_private_key_pem(pem: &str) -> bool {
     let labels_after = |marker: &str| -> u8 {
-        pem.match_indices(marker)
-            .fold(0u8, |found, (start, _)| {
-                let after = pem.get(start + marker.len()..).unwrap_or_default();
-                KEY_LABELS
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, label)| {
-                        after
-                            .strip_prefix(*label)
-                            .is_some_and(|rest| rest.starts_with("-----"))
-                    })
-                    .fold(found, |found, (index, _)| found | 1 << index)
-            })
+        pem.match_indices(marker).fold(0u8, |found, (start, _)| {
+            let after = pem.get(start + marker.len()..).unwrap_or_default();
+            KEY_LABELS
+                .iter()
+                .enumerate()
+                .filter(|(_, label)| {
+                    after
+                        .strip_prefix(*label)
+                        .is_some_and(|rest| rest.starts_with("-----"))
+                })
+                .fold(found, |found, (index, _)| found | 1 << index)
+        })
     };
     labels_after("-----BEGIN ") & labels_after("-----END ") != 0
 }
@@ -219,7 +218,10 @@ const MAX_BASE64: usize = 64 * 1024;
 /// reader's character by character loop.
 fn written_leaf(pem: &[u8]) -> Option<Vec<u8>> {
     let body = pem.strip_prefix(BEGIN_CERTIFICATE)?;
-    let body = body.strip_prefix(b"\r").unwrap_or(body).strip_prefix(b"\n")?;
+    let body = body
+        .strip_prefix(b"\r")
+        .unwrap_or(body)
+        .strip_prefix(b"\n")?;
     let end = memchr::memmem::find(body, END_CERTIFICATE)?;
     let after = body.get(end.checked_add(END_CERTIFICATE.len())?..)?;
     if !(after.is_empty() || after.starts_with(b"\n") || after.starts_with(b"\r\n")) {

@@ -158,7 +158,8 @@ fn a_key_of_another_certificate_checked_on_first_use_fails_its_handshakes_only()
 #[test]
 fn a_chain_checked_on_first_use_fails_its_handshakes_only() {
     let mut broken = pair(LOCALHOST, LOCALHOST_KEY);
-    broken.certificate_chain = vec!["-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_string()];
+    broken.certificate_chain =
+        vec!["-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_string()];
     assert!(matches!(
         load_certificate(&broken, KeyCheck::PublicPart),
         Err(TlsError::Certificate(CertificateError::InvalidChainPem(_)))
