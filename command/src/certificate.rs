@@ -140,23 +140,26 @@ const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY
 /// `-----BEGIN label-----` and `-----END label-----` lines, anywhere. Decoding the key (in
 /// constant time, as secrets are) and checking it against the certificate is the TLS code's
 /// job (`sozu_lib::protocol::tls::load_certificate`); here it would cost as much again for
-/// every certificate of a large state. One pass over the text for each marker.
+/// every certificate of a large state. One pass over the text for each marker (`memmem`).
 fn is_private_key_pem(pem: &str) -> bool {
-    let labels_after = |marker: &str| -> u8 {
-        pem.match_indices(marker).fold(0u8, |found, (start, _)| {
-            let after = pem.get(start + marker.len()..).unwrap_or_default();
+    let pem = pem.as_bytes();
+    let labels_after = |marker: &[u8]| -> u8 {
+        memchr::memmem::find_iter(pem, marker).fold(0u8, |found, start| {
+            let after = pem
+                .get(start.saturating_add(marker.len())..)
+                .unwrap_or_default();
             KEY_LABELS
                 .iter()
                 .enumerate()
                 .filter(|(_, label)| {
                     after
-                        .strip_prefix(*label)
-                        .is_some_and(|rest| rest.starts_with("-----"))
+                        .strip_prefix(label.as_bytes())
+                        .is_some_and(|rest| rest.starts_with(b"-----"))
                 })
                 .fold(found, |found, (index, _)| found | 1 << index)
         })
     };
-    labels_after("-----BEGIN ") & labels_after("-----END ") != 0
+    labels_after(b"-----BEGIN ") & labels_after(b"-----END ") != 0
 }
 
 /// Refuses the certificate a client's order brings (`ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`)
