@@ -4,8 +4,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use rustls_pki_types::{CertificateDer, pem::PemObject};
-use x509_parser::{extensions::GeneralName, prelude::FromDer};
+use x509_parser::{
+    certificate::X509CertificateParser,
+    extensions::{GeneralName, SubjectAlternativeName},
+    nom::Parser as _,
+    oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME,
+    prelude::FromDer,
+};
 
 use crate::request::{CertificateAndKey, Fingerprint, Order};
 
@@ -80,8 +87,30 @@ pub fn inspect_with_leaf(
     if !is_private_key_pem(&certificate.key) {
         return Err(CertificateError::InvalidKeyPem);
     }
+    facts_of_leaf(certificate, leaf)
+}
 
-    let (_, x509) = x509_parser::certificate::X509Certificate::from_der(&leaf)
+/// The facts of the leaf certificate alone, with its DER: the chain and the key are not
+/// looked at. For a worker, whose orders come from a main process that checked them whole
+/// ([`inspect_with_leaf`]); the TLS code decodes the chain and the key at first use.
+pub fn inspect_leaf(
+    certificate: &CertificateAndKey,
+) -> Result<(CertificateFacts, CertificateDer<'static>), CertificateError> {
+    let leaf = leaf_der(&certificate.certificate)?;
+    facts_of_leaf(certificate, leaf)
+}
+
+/// Reads the names (or takes the order's) and the validity of `leaf`, the DER of the
+/// certificate's leaf, and computes its fingerprint.
+fn facts_of_leaf(
+    certificate: &CertificateAndKey,
+    leaf: CertificateDer<'static>,
+) -> Result<(CertificateFacts, CertificateDer<'static>), CertificateError> {
+    // The extensions are not parsed one by one (a failure there never refused a certificate):
+    // only the subject alternative names are, by `names_of`.
+    let (_, x509) = X509CertificateParser::new()
+        .with_deep_parse_extensions(false)
+        .parse(&leaf)
         .map_err(CertificateError::InvalidX509)?;
     let names = if certificate.names.is_empty() {
         names_of(&x509)
@@ -104,17 +133,33 @@ pub fn inspect_with_leaf(
     Ok((facts, leaf))
 }
 
-/// Whether `pem` holds a private key block. Decoding the key (in constant time, as secrets
-/// are) and checking it against the certificate is the TLS code's job
-/// (`sozu_lib::protocol::tls::load_certificate`); here it would cost as much again for every
-/// certificate of a large state.
+/// The labels of the private key PEM blocks [`is_private_key_pem`] accepts.
+const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
+
+/// Whether `pem` holds a private key block: for one of [`KEY_LABELS`], both its
+/// `-----BEGIN label-----` and `-----END label-----` lines, anywhere. Decoding the key (in
+/// constant time, as secrets are) and checking it against the certificate is the TLS code's
+/// job (`sozu_lib::protocol::tls::load_certificate`); here it would cost as much again for
+/// every certificate of a large state. One pass over the text for each marker (`memmem`).
 fn is_private_key_pem(pem: &str) -> bool {
-    ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"]
-        .iter()
-        .any(|label| {
-            pem.contains(&format!("-----BEGIN {label}-----"))
-                && pem.contains(&format!("-----END {label}-----"))
+    let pem = pem.as_bytes();
+    let labels_after = |marker: &[u8]| -> u8 {
+        memchr::memmem::find_iter(pem, marker).fold(0u8, |found, start| {
+            let after = pem
+                .get(start.saturating_add(marker.len())..)
+                .unwrap_or_default();
+            KEY_LABELS
+                .iter()
+                .enumerate()
+                .filter(|(_, label)| {
+                    after
+                        .strip_prefix(label.as_bytes())
+                        .is_some_and(|rest| rest.starts_with(b"-----"))
+                })
+                .fold(found, |found, (index, _)| found | 1 << index)
         })
+    };
+    labels_after(b"-----BEGIN ") & labels_after(b"-----END ") != 0
 }
 
 /// Refuses the certificate a client's order brings (`ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`)
@@ -152,16 +197,66 @@ pub fn unix_now() -> i64 {
 
 /// The DER of the first certificate of a PEM text.
 fn leaf_der(pem: &str) -> Result<CertificateDer<'static>, CertificateError> {
+    if let Some(der) = written_leaf(pem.as_bytes()) {
+        return Ok(CertificateDer::from(der));
+    }
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
         .ok_or(CertificateError::NoCertificate)?
         .map_err(CertificateError::InvalidCertificatePem)
 }
 
+const BEGIN_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const END_CERTIFICATE: &[u8] = b"-----END CERTIFICATE-----";
+/// Above this much base64, a certificate goes to `rustls_pki_types` (whose own limit is far
+/// higher): a certificate is a few KiB.
+const MAX_BASE64: usize = 64 * 1024;
+
+/// The DER of a certificate's PEM in the form certificates are written in: the text starts
+/// with its `BEGIN CERTIFICATE` line, then lines of canonical base64 and the
+/// `END CERTIFICATE` line, each ended by `\n` or `\r\n` (the last one may end the text).
+/// `None` for any other text, valid or not, which `rustls_pki_types`'s PEM reader then decides
+/// on; what this accepts, that reader decodes to the same bytes. A certificate is public, so
+/// its base64 is decoded with the `base64` crate's tables, several times faster than that
+/// reader's character by character loop.
+fn written_leaf(pem: &[u8]) -> Option<Vec<u8>> {
+    let body = pem.strip_prefix(BEGIN_CERTIFICATE)?;
+    let body = body
+        .strip_prefix(b"\r")
+        .unwrap_or(body)
+        .strip_prefix(b"\n")?;
+    let end = memchr::memmem::find(body, END_CERTIFICATE)?;
+    let after = body.get(end.checked_add(END_CERTIFICATE.len())?..)?;
+    if !(after.is_empty() || after.starts_with(b"\n") || after.starts_with(b"\r\n")) {
+        return None;
+    }
+    let lines = body.get(..end)?;
+    if lines.len() > MAX_BASE64 || lines.last().is_some_and(|last| *last != b'\n') {
+        return None;
+    }
+    let mut base64 = Vec::with_capacity(lines.len());
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', lines) {
+        let line = lines.get(start..end)?;
+        base64.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        start = end.checked_add(1)?;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&base64)
+        .ok()
+}
+
 fn names_of(x509: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    if let Ok(Some(san)) = x509.subject_alternative_name() {
-        for name in &san.value.general_names {
+    // As `X509Certificate::subject_alternative_name` would read them once parsed: none when
+    // the extension is twice there or does not parse.
+    let san = x509
+        .get_extension_unique(&OID_X509_EXT_SUBJECT_ALT_NAME)
+        .ok()
+        .flatten()
+        .and_then(|extension| SubjectAlternativeName::from_der(extension.value).ok());
+    if let Some((_, san)) = san {
+        for name in &san.general_names {
             match name {
                 GeneralName::DNSName(dns) => names.push(dns.to_ascii_lowercase()),
                 GeneralName::IPAddress(bytes) => {
@@ -230,6 +325,76 @@ pub(crate) mod tests {
         let facts = inspect(&certificate_and_key(CERTIFICATE, KEY)).unwrap();
         let der = leaf_der(CERTIFICATE).unwrap();
         assert_eq!(facts.fingerprint, Fingerprint::of_der(&der));
+    }
+
+    /// What the PEM reader of `rustls_pki_types` gives for the first certificate of `pem`.
+    fn read_by_pki_types(pem: &str) -> Option<Vec<u8>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .map(|der| der.to_vec())
+    }
+
+    #[test]
+    fn the_written_form_decodes_as_the_pem_reader_does() {
+        for pem in [CERTIFICATE, OTHER_CERTIFICATE, EXPIRED_CERTIFICATE] {
+            let expected = read_by_pki_types(pem);
+            assert!(expected.is_some());
+            for form in [
+                pem.to_string(),
+                pem.replace('\n', "\r\n"),
+                pem.trim_end().to_string(),
+            ] {
+                assert_eq!(written_leaf(form.as_bytes()), expected, "{form:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_forms_are_left_to_the_pem_reader() {
+        let (head, rest) = CERTIFICATE.split_at(40);
+        let others = [
+            format!("a comment\n{CERTIFICATE}"),
+            format!("{head} {rest}"),
+            CERTIFICATE.replace("-----END CERTIFICATE-----", "-----END CERTIFICATE----- x"),
+            CERTIFICATE.replace("MII", "MI-"),
+            CERTIFICATE.replace('\n', "\r"),
+            "-----BEGIN CERTIFICATE-----\nAB==\n-----END CERTIFICATE-----\n".to_string(),
+        ];
+        for pem in others {
+            assert!(written_leaf(pem.as_bytes()).is_none(), "{pem:?}");
+            assert_eq!(
+                leaf_der(&pem).ok().map(|der| der.to_vec()),
+                read_by_pki_types(&pem),
+                "{pem:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_needs_both_lines_of_one_label() {
+        assert!(is_private_key_pem(KEY));
+        assert!(is_private_key_pem(OTHER_KEY));
+        for (begin, end) in [
+            ("PRIVATE KEY", "PRIVATE KEY"),
+            ("RSA PRIVATE KEY", "RSA PRIVATE KEY"),
+            ("EC PRIVATE KEY", "EC PRIVATE KEY"),
+        ] {
+            let pem = format!("-----BEGIN {begin}-----\nAAAA\n-----END {end}-----\n");
+            assert!(is_private_key_pem(&pem), "{pem}");
+        }
+        for pem in [
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(!is_private_key_pem(pem), "{pem}");
+        }
+        assert!(is_private_key_pem(
+            "------BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----"
+        ));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! recently added). A certificate's private key is decoded when it is loaded or, with
 //! [`KeyCheck::PublicPart`] and [`KeyCheck::OnFirstUse`], at the first handshake that needs it:
 //! the main process compares each key's public part with its certificate's (`key_pair`, cheap),
-//! and a worker loads thousands of certificates without decoding their keys. A key that fails
-//! then fails those handshakes only (logged once), never the worker.
+//! and a worker loads thousands of certificates without decoding their keys or chains (it
+//! reads each leaf certificate's names and fingerprint only). A key or chain that fails then
+//! fails those handshakes only (logged once), never the worker.
 //! A certificate change swaps one immutable table for another under a lock,
 //! so a handshake sees the old set or the new one, never a mix; connections already open keep
 //! the certificate they were given.
@@ -111,9 +112,11 @@ pub enum KeyCheck {
     /// decoding an RSA key. The key is decoded at the first handshake that needs it, so a key
     /// whose private part alone is corrupt fails those handshakes. The main process's check.
     PublicPart,
-    /// Nothing while loading: the key is decoded and compared at the first handshake that
-    /// needs the certificate. For a worker whose orders come from a main process that checked
-    /// each pair with [`KeyCheck::PublicPart`] before sending it.
+    /// Nothing while loading but the leaf certificate's names, validity and fingerprint
+    /// ([`certificate::inspect_leaf`]): the chain and the key are decoded, and the key
+    /// compared, at the first handshake that needs the certificate. For a worker whose orders
+    /// come from a main process that checked each pair with [`KeyCheck::PublicPart`] before
+    /// sending it.
     OnFirstUse,
 }
 
@@ -184,7 +187,10 @@ pub fn load_certificate_with_facts(
     certificate: &CertificateAndKey,
     check: KeyCheck,
 ) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
-    let (facts, leaf) = certificate::inspect_with_leaf(certificate)?;
+    let (facts, leaf) = match check {
+        KeyCheck::OnFirstUse => certificate::inspect_leaf(certificate)?,
+        KeyCheck::Now | KeyCheck::PublicPart => certificate::inspect_with_leaf(certificate)?,
+    };
     let key = match check_key(certificate, &leaf, check)? {
         Some(decoded) => ServedKey {
             pem: None,

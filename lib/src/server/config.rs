@@ -40,8 +40,9 @@ pub struct ServerConfig {
     /// `Content-Length` bodies); 0 splices none.
     pub http_splice_min_body: u64,
     /// When the private keys of `ADD_CERTIFICATE` and `REPLACE_CERTIFICATE` are decoded and
-    /// checked: `Now` (the default) refuses a bad pair with the order; `OnFirstUse` suits a
-    /// worker fed by a main process that checked every pair.
+    /// checked: `Now` (the default) refuses a bad pair with the order; `OnFirstUse` (which
+    /// reads the leaf certificate alone with the order, its chain and key at first use) suits
+    /// a worker fed by a main process that checked every pair.
     pub key_check: KeyCheck,
 }
 

@@ -153,6 +153,34 @@ fn a_key_of_another_certificate_checked_on_first_use_fails_its_handshakes_only()
     assert!(table.find(Some("example.com")).is_some());
 }
 
+/// Issue 17, aim 4: a worker reads the leaf certificate alone; the chain and the key, which
+/// the main process checked, are decoded at first use.
+#[test]
+fn a_chain_checked_on_first_use_fails_its_handshakes_only() {
+    let mut broken = pair(LOCALHOST, LOCALHOST_KEY);
+    broken.certificate_chain =
+        vec!["-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_string()];
+    assert!(matches!(
+        load_certificate(&broken, KeyCheck::PublicPart),
+        Err(TlsError::Certificate(CertificateError::InvalidChainPem(_)))
+    ));
+    let lazy = load_certificate(&broken, KeyCheck::OnFirstUse)
+        .expect("the chain is not looked at while loading");
+    assert_eq!(lazy.names, ["localhost", "127.0.0.1"]);
+    assert!(lazy.certified_key().is_none());
+
+    let mut not_a_key = pair(LOCALHOST, "no key here");
+    assert!(matches!(
+        load_certificate(&not_a_key, KeyCheck::PublicPart),
+        Err(TlsError::Certificate(CertificateError::InvalidKeyPem))
+    ));
+    not_a_key.names = vec!["Other.Test".to_string()];
+    let lazy = load_certificate(&not_a_key, KeyCheck::OnFirstUse)
+        .expect("the key is not looked at while loading");
+    assert_eq!(lazy.names, ["other.test"]);
+    assert!(lazy.certified_key().is_none());
+}
+
 #[test]
 fn unknown_cipher_names_are_refused() {
     let mut settings = TlsListenerConfig::default();
