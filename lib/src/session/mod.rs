@@ -26,7 +26,10 @@ use sozu_command_lib::request::{Cluster, Timeouts};
 pub mod backs;
 pub mod endpoint;
 pub mod mux;
+mod rare;
 pub mod shaper;
+
+pub use rare::Rare;
 
 use crate::{
     backends::BackendLease,
@@ -238,18 +241,6 @@ pub struct SessionIo {
     pub shaper: Option<Box<Shaper>>,
 }
 
-/// The parts of a session that only some sessions use ([`SessionIo::rare_mut`]).
-#[derive(Default)]
-pub struct Rare {
-    /// The raw PROXY header received, kept to relay it to the backend.
-    pub received_proxy_header: Option<Vec<u8>>,
-    /// The `host:port` a script chose instead of a cluster (TCP listeners).
-    pub remote: Option<String>,
-    /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
-    /// the access log.
-    pub decided_by: Option<Decider>,
-}
-
 /// Where a new session's client connection comes from.
 pub struct Accepted {
     /// Unique for the worker's lifetime.
@@ -307,26 +298,6 @@ impl SessionIo {
             handshake_counted: false,
             shaper: None,
         }
-    }
-
-    /// The session's rarely used parts, made when first set.
-    pub fn rare_mut(&mut self) -> &mut Rare {
-        self.rare.get_or_insert_with(Box::default)
-    }
-
-    /// The raw PROXY header received, kept to relay it to the backend.
-    pub fn received_proxy_header(&self) -> Option<&Vec<u8>> {
-        self.rare.as_ref()?.received_proxy_header.as_ref()
-    }
-
-    /// The `host:port` a script chose instead of a cluster (TCP listeners).
-    pub fn remote(&self) -> Option<&String> {
-        self.rare.as_ref()?.remote.as_ref()
-    }
-
-    /// What chose where a TCP connection went, for the access log.
-    pub fn decided_by(&self) -> Option<&Decider> {
-        self.rare.as_ref()?.decided_by.as_ref()
     }
 
     /// The key of the session's timer of `kind`.
