@@ -60,11 +60,8 @@ pub(super) fn read_request_head(
     http: &mut Http,
     io: &mut SessionIo,
     context: &mut Context<'_>,
-    listener: Option<&HttpListener>,
+    listener: &HttpListener,
 ) -> Step {
-    let Some(listener) = listener else {
-        return Step::Do(Action::Close);
-    };
     let mut parse = !http.front_buf.is_empty();
     if http.served == 0 {
         match h2::session::detect(http, io, listener) {
@@ -529,11 +526,8 @@ pub(super) fn forward(
     http: &mut Http,
     io: &mut SessionIo,
     context: &mut Context<'_>,
-    listener: Option<&HttpListener>,
+    listener: &HttpListener,
 ) -> Step {
-    let Some(listener) = listener else {
-        return Step::Do(Action::Close);
-    };
     if let Some(step) = faults::backend_chosen(http, io, context, listener) {
         return step;
     }

@@ -188,7 +188,9 @@ fn step(
 ) -> Step {
     match http.stream.phase {
         Phase::Head => match back_news(io) {
-            Unread::Nothing => connection::read_request_head(http, io, context, listener),
+            Unread::Nothing => listener.map_or(Step::Do(Action::Close), |listener| {
+                connection::read_request_head(http, io, context, listener)
+            }),
             Unread::Bytes => {
                 log::warn!(
                     "session {}: the backend sent bytes with no request outstanding",
@@ -200,7 +202,9 @@ fn step(
         },
         Phase::Connecting => Step::Wait,
         Phase::Answering(close) => connection::write_answer(http, io, context, close),
-        Phase::Forwarding => connection::forward(http, io, context, listener),
+        Phase::Forwarding => listener.map_or(Step::Do(Action::Close), |listener| {
+            connection::forward(http, io, context, listener)
+        }),
     }
 }
 
