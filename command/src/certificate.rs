@@ -234,16 +234,23 @@ fn written_leaf(pem: &[u8]) -> Option<Vec<u8>> {
     if lines.len() > MAX_BASE64 || lines.last().is_some_and(|last| *last != b'\n') {
         return None;
     }
-    let mut base64 = Vec::with_capacity(lines.len());
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', lines) {
-        let line = lines.get(start..end)?;
-        base64.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-        start = end.checked_add(1)?;
-    }
     base64::engine::general_purpose::STANDARD
-        .decode(&base64)
+        .decode(pem_lines_joined(lines))
         .ok()
+}
+
+/// The characters of a PEM section's lines, joined: each line without its `\n` or `\r\n`
+/// end. Certificates ([`leaf_der`]) and keys (the TLS code's constant-time key reader) are
+/// joined so before their base64 is decoded.
+pub fn pem_lines_joined(lines: &[u8]) -> Vec<u8> {
+    let mut characters = Vec::with_capacity(lines.len());
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', lines).chain(std::iter::once(lines.len())) {
+        let line = lines.get(start..end).unwrap_or_default();
+        characters.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        start = end.saturating_add(1);
+    }
+    characters
 }
 
 fn names_of(x509: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {

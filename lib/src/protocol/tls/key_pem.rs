@@ -85,13 +85,7 @@ fn decode_written_form(pem: &[u8]) -> Option<PrivateKeyDer<'static>> {
 /// characters, padding inside, a length that is not whole quantums, nothing).
 fn base64(content: &[u8]) -> Option<Vec<u8>> {
     use base64ct::Encoding as _;
-    let mut characters = Vec::with_capacity(content.len());
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', content).chain(std::iter::once(content.len())) {
-        let line = content.get(start..end).unwrap_or_default();
-        characters.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-        start = end.saturating_add(1);
-    }
+    let characters = sozu_command_lib::certificate::pem_lines_joined(content);
     if characters.is_empty() {
         return None;
     }
