@@ -127,6 +127,20 @@ impl Server {
         }
     }
 
+    /// Opens a connection in the session's `slot` to a backend of the cluster its route
+    /// chose ([`Action::ConnectToCluster`]); a session without one closes.
+    pub(super) fn connect_to_cluster(&mut self, key: usize, slot: Slot) -> Action {
+        self.release_back(key, slot);
+        let cluster_id = self
+            .sessions
+            .get(key)
+            .and_then(|session| session.io.cluster_id.clone());
+        match cluster_id {
+            Some(cluster_id) => self.connect(key, slot, &cluster_id, None),
+            None => Action::Close,
+        }
+    }
+
     /// No descriptor for the connect of the session's `slot`, and none to free: the request
     /// is answered 503 at once (another attempt would find none either).
     pub(super) fn refuse_without_descriptor(&mut self, key: usize, slot: Slot) -> Action {
