@@ -54,7 +54,10 @@ impl Server {
         if session.io.cluster_id.as_deref() != Some(cluster_id) {
             session.io.cluster_id = Some(self.cluster_ids.get(cluster_id, |id| Rc::from(id)));
         }
-        session.io.backs.connect_to(slot, Some(cluster_id));
+        session
+            .io
+            .backs
+            .connect_to(slot, session.io.cluster_id.clone());
         let uid = session.io.uid;
         let client_ip = session.io.client_address.ip();
         if session.io.counted_for_ip.as_deref() != Some(cluster_id) {
