@@ -98,12 +98,19 @@ pub fn sniff(sniff: &mut Sniff, io: &mut SessionIo, context: &mut Context<'_>) -
         let verdict = sniff.decide(router.as_deref_mut(), io.client_address);
         if let (Some(router), false) = (router, verdict == Verdict::NeedMore) {
             router.record_decision_time(context.now.saturating_duration_since(io.started));
-            io.rare_mut().decided_by = Some(router.last_decider().clone());
+            io.set_decided_by(router.last_decider());
         }
         match verdict {
             Verdict::NeedMore => {}
             Verdict::Route(cluster_id) => {
-                return route(sniff, io, context, Target::Cluster(cluster_id), None, None);
+                return route(
+                    sniff,
+                    io,
+                    context,
+                    Destination::Cluster(cluster_id),
+                    None,
+                    None,
+                );
             }
             Verdict::Close => return Outcome::Act(Action::Close),
             Verdict::Decision(decision) => return carry_out(sniff, io, context, decision),
@@ -147,7 +154,7 @@ fn carry_out(
             data,
             reply,
         } => {
-            return route(sniff, io, context, target, data, reply);
+            return route(sniff, io, context, Destination::from(target), data, reply);
         }
         Decision::Close(farewell) => (farewell, None),
         Decision::File {
@@ -205,6 +212,23 @@ pub fn tell_unreachable(io: &SessionIo, context: &mut Context<'_>, message: &str
     Action::Close
 }
 
+/// Where a routed connection goes.
+enum Destination {
+    /// A backend of this cluster (the router's shared id, or a script's).
+    Cluster(Rc<str>),
+    /// The `host:port` a script chose.
+    Remote(String),
+}
+
+impl From<Target> for Destination {
+    fn from(target: Target) -> Destination {
+        match target {
+            Target::Cluster(cluster_id) => Destination::Cluster(Rc::from(cluster_id)),
+            Target::Remote(remote) => Destination::Remote(remote),
+        }
+    }
+}
+
 /// Sends the connection to `target`: its pipe replays the bytes read so far (or `data`
 /// instead, when a script says so), after the PROXY header a target cluster asks for; the
 /// client gets `reply` first. The faults on the route may decide otherwise ([`apply_plan`]).
@@ -212,7 +236,7 @@ fn route(
     sniff: &mut Sniff,
     io: &mut SessionIo,
     context: &mut Context<'_>,
-    target: Target,
+    target: Destination,
     data: Option<Vec<u8>>,
     reply: Option<Vec<u8>>,
 ) -> Outcome {
@@ -220,8 +244,8 @@ fn route(
         None
     } else {
         let cluster_id = match &target {
-            Target::Cluster(cluster_id) => Some(cluster_id.as_str()),
-            Target::Remote(_) => None,
+            Destination::Cluster(cluster_id) => Some(&**cluster_id),
+            Destination::Remote(_) => None,
         };
         let route = Route {
             listener: io.listener_address,
@@ -233,15 +257,15 @@ fn route(
         Some(context.faults.connection(&route, context.now)).filter(|plan| !plan.is_clean())
     };
     let to_backend = match target {
-        Target::Cluster(cluster_id) => {
+        Destination::Cluster(cluster_id) => {
             let to_backend = context
                 .clusters
-                .get(&cluster_id)
+                .get(&*cluster_id)
                 .and_then(|cluster| cluster.proxy_protocol);
-            io.cluster_id = Some(Rc::from(cluster_id));
+            io.cluster_id = Some(cluster_id);
             to_backend
         }
-        Target::Remote(remote) => {
+        Destination::Remote(remote) => {
             io.rare_mut().remote = Some(remote);
             None
         }
@@ -414,11 +438,7 @@ fn run_pipe(
 ) -> Result<Action, Fate> {
     let Some(back) = io.backs.get_mut(Slot::FIRST) else {
         return Ok(match (&io.cluster_id, io.remote()) {
-            (Some(cluster_id), _) => Action::Connect {
-                slot: Slot::FIRST,
-                cluster_id: cluster_id.to_string(),
-                sticky_id: None,
-            },
+            (Some(_), _) => Action::ConnectToCluster(Slot::FIRST),
             (None, Some(remote)) => Action::ConnectRemote {
                 slot: Slot::FIRST,
                 remote: remote.clone(),

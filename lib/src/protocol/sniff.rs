@@ -73,6 +73,8 @@ impl Sniff {
 mod tests {
     use sozu_command_lib::request::{TcpFrontend, TcpListenerConfig, TcpRule};
 
+    use std::rc::Rc;
+
     use super::*;
     use crate::pool::Pool;
 
@@ -92,7 +94,7 @@ mod tests {
         let mut alone = ContentRouter::new(&config, &[frontend("tcp", None)]).unwrap();
         assert_eq!(
             sniff.decide(Some(&mut alone), peer),
-            Verdict::Route("tcp".to_string())
+            Verdict::Route(Rc::from("tcp"))
         );
 
         let prefix = TcpRule::Prefix("GET ".to_string());
@@ -105,7 +107,7 @@ mod tests {
         sniff.inspection = Inspection::Over;
         assert_eq!(
             sniff.decide(Some(&mut ruled), peer),
-            Verdict::Route("tcp".to_string())
+            Verdict::Route(Rc::from("tcp"))
         );
         assert_eq!(sniff.decide(None, peer), Verdict::Close);
     }

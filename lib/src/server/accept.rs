@@ -108,12 +108,7 @@ impl Server {
         stream: TcpStream,
         peer: SocketAddr,
     ) {
-        let Some(config) = self
-            .state
-            .tcp_listeners
-            .get(&listener)
-            .map(|l| l.config.clone())
-        else {
+        let Some(config) = self.state.tcp_listeners.get(&listener).map(|l| &l.config) else {
             return;
         };
         if !self
@@ -128,12 +123,13 @@ impl Server {
             return;
         }
         let timeouts = config.timeouts();
+        let expect_proxy = config.expect_proxy;
         let then = tcp::AfterProxy::Pipe {
             splice: config.splice.then_some(self.config.splice_pipe_capacity),
             inspect_timeout: config.inspect_timeout,
         };
         let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
-            session.stage = tcp::first_stage(&mut session.io, pool, config.expect_proxy, then);
+            session.stage = tcp::first_stage(&mut session.io, pool, expect_proxy, then);
         }) else {
             return;
         };
@@ -149,15 +145,15 @@ impl Server {
         let Some(http_listener) = self.http_listeners.get(&listener) else {
             return;
         };
-        let config = http_listener.config.clone();
         let tls_config = http_listener
             .tls
             .as_ref()
             .map(|settings| settings.config.clone());
-        let timeouts = config.timeouts();
+        let timeouts = http_listener.config.timeouts();
+        let expect_proxy = http_listener.config.expect_proxy;
         let then = tcp::AfterProxy::Http(tls_config);
         let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
-            session.stage = tcp::first_stage(&mut session.io, pool, config.expect_proxy, then);
+            session.stage = tcp::first_stage(&mut session.io, pool, expect_proxy, then);
         }) else {
             return;
         };

@@ -54,7 +54,10 @@ impl Server {
         if session.io.cluster_id.as_deref() != Some(cluster_id) {
             session.io.cluster_id = Some(self.cluster_ids.get(cluster_id, |id| Rc::from(id)));
         }
-        session.io.backs.connect_to(slot, Some(cluster_id));
+        session
+            .io
+            .backs
+            .connect_to(slot, session.io.cluster_id.clone());
         let uid = session.io.uid;
         let client_ip = session.io.client_address.ip();
         if session.io.counted_for_ip.as_deref() != Some(cluster_id) {
@@ -124,6 +127,20 @@ impl Server {
             }
             Err(OpenError::Register) => Action::Close,
             Err(OpenError::NoDescriptor) => self.refuse_without_descriptor(key, slot),
+        }
+    }
+
+    /// Opens a connection in the session's `slot` to a backend of the cluster its route
+    /// chose ([`Action::ConnectToCluster`]); a session without one closes.
+    pub(super) fn connect_to_cluster(&mut self, key: usize, slot: Slot) -> Action {
+        self.release_back(key, slot);
+        let cluster_id = self
+            .sessions
+            .get(key)
+            .and_then(|session| session.io.cluster_id.clone());
+        match cluster_id {
+            Some(cluster_id) => self.connect(key, slot, &cluster_id, None),
+            None => Action::Close,
         }
     }
 

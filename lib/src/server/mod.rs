@@ -608,6 +608,7 @@ impl Server {
                     self.release_back(key, slot);
                     self.connect(key, slot, &cluster_id, sticky_id.as_deref())
                 }
+                Action::ConnectToCluster(slot) => self.connect_to_cluster(key, slot),
                 Action::Reconnect { slot, cluster_id } => {
                     self.release_back(key, slot);
                     self.connect(key, slot, &cluster_id, None)

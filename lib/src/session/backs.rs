@@ -13,6 +13,8 @@
 //! since its last connection was established, so that the streams of one session connect,
 //! retry and give up each on its own, at the same time.
 
+use std::rc::Rc;
+
 use crate::{session::BackConnection, timer::Timeout};
 
 /// Names one backend connection of a session.
@@ -44,8 +46,9 @@ pub struct Backs {
 #[derive(Debug, Default)]
 struct SlotState {
     back: Option<BackConnection>,
-    /// The cluster of the slot's latest connect (none for a script's `remote`).
-    cluster_id: Option<String>,
+    /// The cluster of the slot's latest connect (none for a script's `remote`): the session's
+    /// shared id, not a copy.
+    cluster_id: Option<Rc<str>>,
     /// Connect attempts since the slot's last connection was established.
     attempts: u32,
 }
@@ -123,12 +126,9 @@ impl Backs {
     }
 
     /// `slot` connects to `cluster_id` (none: to a script's `remote`).
-    pub fn connect_to(&mut self, slot: Slot, cluster_id: Option<&str>) {
-        let Some(state) = self.state_mut(slot) else {
-            return;
-        };
-        if state.cluster_id.as_deref() != cluster_id {
-            state.cluster_id = cluster_id.map(str::to_string);
+    pub fn connect_to(&mut self, slot: Slot, cluster_id: Option<Rc<str>>) {
+        if let Some(state) = self.state_mut(slot) {
+            state.cluster_id = cluster_id;
         }
     }
 
@@ -167,6 +167,8 @@ impl Backs {
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use super::{Backs, Slot};
 
     #[test]
@@ -189,8 +191,8 @@ mod tests {
     #[test]
     fn each_slot_remembers_the_cluster_it_connects_to() {
         let mut backs = Backs::default();
-        backs.connect_to(Slot::FIRST, Some("a"));
-        backs.connect_to(Slot(1), Some("b"));
+        backs.connect_to(Slot::FIRST, Some(Rc::from("a")));
+        backs.connect_to(Slot(1), Some(Rc::from("b")));
         assert_eq!(backs.cluster_id(Slot::FIRST), Some("a"));
         assert_eq!(backs.cluster_id(Slot(1)), Some("b"));
         backs.connect_to(Slot(1), None);
@@ -203,7 +205,7 @@ mod tests {
     #[test]
     fn slots_without_connection_or_attempt_take_no_room() {
         let mut backs = Backs::default();
-        backs.connect_to(Slot::FIRST, Some("a"));
+        backs.connect_to(Slot::FIRST, Some(Rc::from("a")));
         backs.count_attempt(Slot::FIRST);
         assert!(backs.take(Slot::FIRST).is_none());
         assert_eq!(backs.cluster_id(Slot::FIRST), Some("a"));
@@ -218,10 +220,10 @@ mod tests {
     #[test]
     fn a_session_with_one_slot_holds_room_for_one() {
         let mut backs = Backs::default();
-        backs.connect_to(Slot::FIRST, Some("a"));
+        backs.connect_to(Slot::FIRST, Some(Rc::from("a")));
         assert_eq!(backs.slots.capacity(), 1);
-        backs.connect_to(Slot(1), Some("b"));
-        backs.connect_to(Slot(2), Some("c"));
+        backs.connect_to(Slot(1), Some(Rc::from("b")));
+        backs.connect_to(Slot(2), Some(Rc::from("c")));
         assert!(backs.slots.capacity() >= 3);
     }
 }

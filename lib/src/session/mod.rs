@@ -61,6 +61,10 @@ pub enum Action {
         cluster_id: String,
         sticky_id: Option<String>,
     },
+    /// Open a connection in `slot` to a backend of the session's cluster
+    /// ([`SessionIo::cluster_id`], set by its route): a TCP session's connect, with no copy
+    /// of the id.
+    ConnectToCluster(Slot),
     /// Open a connection in `slot` to `remote`, a `host:port` a script chose (no cluster):
     /// its name is resolved off the event loop first.
     ConnectRemote { slot: Slot, remote: String },
@@ -237,6 +241,9 @@ pub struct SessionIo {
     pub connect_time: Option<Duration>,
     /// The TLS handshake was counted in the metrics.
     pub handshake_counted: bool,
+    /// A TCP route's default frontend took the connection ([`SessionIo::decided_by`]): the
+    /// most common decider, kept without making the rare parts.
+    decided_by_default: bool,
     /// The faults acting on the session, when some do: its write budget.
     pub shaper: Option<Box<Shaper>>,
 }
@@ -296,6 +303,7 @@ impl SessionIo {
             counted_for_ip: None,
             connect_time: None,
             handshake_counted: false,
+            decided_by_default: false,
             shaper: None,
         }
     }

@@ -1,6 +1,7 @@
-//! What few sessions have: a PROXY header to relay, a TCP route's decider or a script's
-//! `remote`. Boxed in [`SessionIo`], made when first set, so that the others (an idle HTTP
-//! connection) carry 8 bytes for it.
+//! What few sessions have: a PROXY header to relay, a TCP route's decider (other than a
+//! default frontend) or a script's `remote`. Boxed in [`SessionIo`], made when first set, so
+//! that the others (an idle HTTP connection, a TCP connection to a default frontend) carry 8
+//! bytes for it.
 
 use super::{Decider, SessionIo};
 
@@ -11,9 +12,9 @@ pub struct Rare {
     pub received_proxy_header: Option<Vec<u8>>,
     /// The `host:port` a script chose instead of a cluster (TCP listeners).
     pub remote: Option<String>,
-    /// What chose where a TCP connection went (a rule, `script`, `program`, `default`), for
-    /// the access log.
-    pub decided_by: Option<Decider>,
+    /// What chose where a TCP connection went (a rule, `script` or `program`), for the access
+    /// log; a default frontend is a flag of the session's own.
+    decided_by: Option<Decider>,
 }
 
 impl SessionIo {
@@ -34,6 +35,20 @@ impl SessionIo {
 
     /// What chose where a TCP connection went, for the access log.
     pub fn decided_by(&self) -> Option<&Decider> {
-        self.rare.as_ref()?.decided_by.as_ref()
+        const DEFAULT: &Decider = &Decider::Default;
+        match self.rare.as_ref().and_then(|rare| rare.decided_by.as_ref()) {
+            Some(decider) => Some(decider),
+            None => self.decided_by_default.then_some(DEFAULT),
+        }
+    }
+
+    /// Records what chose where a TCP connection went. The default frontend, the decider of
+    /// most connections, makes no rare parts.
+    pub fn set_decided_by(&mut self, decider: &Decider) {
+        if *decider == Decider::Default {
+            self.decided_by_default = true;
+        } else {
+            self.rare_mut().decided_by = Some(decider.clone());
+        }
     }
 }

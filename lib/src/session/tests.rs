@@ -178,3 +178,24 @@ fn the_types_an_idle_connection_holds_stay_within_their_sizes() {
         size_of::<BackConnection>()
     );
 }
+
+/// A TCP connection the default frontend took names `default` in its access log line
+/// without making the session's rare parts (an allocation per connection); the other
+/// deciders are kept there.
+#[test]
+fn the_default_decider_is_kept_without_the_rare_parts() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (front, client_address) = listener.accept().unwrap();
+    front.set_nonblocking(true).unwrap();
+    let mut session = session(mio::net::TcpStream::from_std(front), client_address);
+    assert_eq!(session.io.decided_by(), None);
+
+    session.io.set_decided_by(&Decider::Default);
+    assert_eq!(session.io.decided_by(), Some(&Decider::Default));
+    assert!(session.io.rare.is_none());
+
+    session.io.set_decided_by(&Decider::Script);
+    assert_eq!(session.io.decided_by(), Some(&Decider::Script));
+    assert!(session.io.rare.is_some());
+}

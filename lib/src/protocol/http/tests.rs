@@ -213,7 +213,9 @@ impl Harness {
             timeout: Timeout::default(),
         };
         // As the loop's connect does: the slot remembers the cluster it connects to.
-        self.io.backs.connect_to(SLOT, Some(cluster_id));
+        self.io
+            .backs
+            .connect_to(SLOT, Some(std::rc::Rc::from(cluster_id)));
         self.io.backs.insert(SLOT, back);
         self.io.add_back_event(SLOT, Ready::WRITABLE);
         let connect_time = (back_use == BackUse::New).then_some(Duration::from_micros(250));

@@ -79,8 +79,9 @@ impl Judgement {
 pub enum Verdict {
     /// Wait for more bytes (or for the inspection deadline).
     NeedMore,
-    /// Connect to this cluster and forward every byte buffered so far.
-    Route(String),
+    /// Connect to this cluster and forward every byte buffered so far. The router's own copy
+    /// of the id, shared: a verdict allocates nothing.
+    Route(Rc<str>),
     /// Close the connection without a word.
     Close,
     /// What a script or a [`TcpRouter`] decided beyond a plain cluster or a plain close: a
@@ -173,7 +174,7 @@ struct Entry {
     rule: TcpRule,
     /// The rule as written, the [`Decider`] of the connections it routes.
     label: Rc<str>,
-    cluster: String,
+    cluster: Rc<str>,
     compiled: CompiledRule,
     matches: u64,
 }
@@ -183,7 +184,7 @@ pub struct ContentRouter {
     inspect_bytes: usize,
     /// Sorted by precedence.
     rules: Vec<Entry>,
-    default: Option<String>,
+    default: Option<Rc<str>>,
     script: Option<Script>,
     /// Asked instead of the script when set.
     program: Option<Box<dyn TcpRouter>>,
@@ -225,7 +226,7 @@ impl ContentRouter {
         let mut default = None;
         for frontend in frontends {
             let Some(rule) = &frontend.rule else {
-                default = Some(frontend.cluster_id.clone());
+                default = Some(Rc::from(frontend.cluster_id.as_str()));
                 continue;
             };
             let compiled = CompiledRule::compile(rule).map_err(|source| ContentError::Rule {
@@ -236,12 +237,12 @@ impl ContentRouter {
             let matches = self
                 .rules
                 .iter()
-                .find(|e| e.rule == *rule && e.cluster == frontend.cluster_id)
+                .find(|e| e.rule == *rule && *e.cluster == *frontend.cluster_id)
                 .map_or(0, |e| e.matches);
             rules.push(Entry {
                 rule: rule.clone(),
                 label: Rc::from(rule.to_string()),
-                cluster: frontend.cluster_id.clone(),
+                cluster: Rc::from(frontend.cluster_id.as_str()),
                 compiled,
                 matches,
             });
@@ -298,7 +299,7 @@ impl ContentRouter {
                         entry.rule,
                         entry.cluster
                     );
-                    let cluster = entry.cluster.clone();
+                    let cluster = Rc::clone(&entry.cluster);
                     let label = entry.label.clone();
                     self.decided(data, Decider::Rule(label));
                     return Verdict::Route(cluster);
@@ -351,7 +352,7 @@ impl ContentRouter {
                 target: Target::Cluster(cluster),
                 data: None,
                 reply: None,
-            } => Verdict::Route(cluster),
+            } => Verdict::Route(Rc::from(cluster)),
             Decision::Close(farewell) if farewell.is_empty() => Verdict::Close,
             decision => Verdict::Decision(decision),
         };
@@ -364,7 +365,7 @@ impl ContentRouter {
     fn default_verdict(&mut self, data: &[u8], peer: SocketAddr) -> Verdict {
         self.decided(data, Decider::Default);
         match &self.default {
-            Some(cluster) => Verdict::Route(cluster.clone()),
+            Some(cluster) => Verdict::Route(Rc::clone(cluster)),
             None => {
                 log::debug!("{peer}: no content rule matched and no default frontend, closing");
                 Verdict::Close
@@ -448,7 +449,7 @@ impl ContentRouter {
     pub fn rule_matches(&self) -> impl Iterator<Item = (&TcpRule, &str, u64)> {
         self.rules
             .iter()
-            .map(|entry| (&entry.rule, entry.cluster.as_str(), entry.matches))
+            .map(|entry| (&entry.rule, &*entry.cluster, entry.matches))
     }
 }
 

@@ -41,7 +41,7 @@ fn example() -> ContentRouter {
 }
 
 fn route(cluster: &str) -> Verdict {
-    Verdict::Route(cluster.to_string())
+    Verdict::Route(Rc::from(cluster))
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn backs(backend: &TcpListener, slots: &[Slot]) -> Backs {
                 timeout: Timeout::default(),
             },
         );
-        backs.connect_to(slot, Some("c"));
+        backs.connect_to(slot, Some(std::rc::Rc::from("c")));
     }
     backs
 }
