@@ -268,6 +268,22 @@ mod tests {
     }
 
     #[test]
+    fn a_subcommand_s_flags_are_defined_when_it_is_named() {
+        let command = Cli::command();
+        for name in ["worker", "cluster", "listener"] {
+            let subcommand = command.find_subcommand(name).unwrap();
+            assert_eq!(subcommand.get_arguments().count(), 0, "{name}");
+            assert_eq!(subcommand.get_subcommands().count(), 0, "{name}");
+        }
+        let mut command = Cli::command();
+        command.build();
+        let worker = command.find_subcommand("worker").unwrap();
+        assert!(worker.get_arguments().any(|flag| flag.get_long() == Some("id")));
+        let cluster = command.find_subcommand("cluster").unwrap();
+        assert!(cluster.find_subcommand("add").is_some());
+    }
+
+    #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
         let cli =
             Cli::try_parse_from(["sozu", "config", "check", "-c", "a.toml", "-j", "-t", "500"])
