@@ -278,7 +278,11 @@ mod tests {
         let mut command = Cli::command();
         command.build();
         let worker = command.find_subcommand("worker").unwrap();
-        assert!(worker.get_arguments().any(|flag| flag.get_long() == Some("id")));
+        assert!(
+            worker
+                .get_arguments()
+                .any(|flag| flag.get_long() == Some("id"))
+        );
         let cluster = command.find_subcommand("cluster").unwrap();
         assert!(cluster.find_subcommand("add").is_some());
     }
