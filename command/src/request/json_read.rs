@@ -18,9 +18,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    AddCertificate, CertificateAndKey, HttpFrontend, Order, PathRule, PathRuleKind,
-    RedirectPolicy, RedirectScheme, Request, RulePosition, frontend::Options,
-    json::next_to_escape,
+    AddCertificate, CertificateAndKey, HttpFrontend, Order, PathRule, PathRuleKind, RedirectPolicy,
+    RedirectScheme, Request, RulePosition, frontend::Options, json::next_to_escape,
 };
 
 /// The order of `text` when it is one of those [`write_order`](super::write_order) writes
