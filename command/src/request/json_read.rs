@@ -40,7 +40,7 @@ pub fn read_written_request(text: &str) -> Option<Request> {
     reader.literal(r#","order":"#)?;
     let order = reader.order()?;
     reader.literal("}")?;
-    reader.rest.is_empty().then(|| Request { id, order })
+    reader.rest.is_empty().then_some(Request { id, order })
 }
 
 /// What is left to read of a text; every method gives `None` when the text is not what it
