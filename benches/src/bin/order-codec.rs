@@ -6,9 +6,13 @@
 //! - `serialise_with_write_order`: the same with `request::write_order`, as it does now;
 //! - `decode_bytes`: each request line (`{"id":…,"order":…}`) decoded from its bytes, as a
 //!   worker's channel did;
-//! - `decode_text`: each line checked as UTF-8 once, then decoded as text, as it does now.
+//! - `decode_text`: each line checked as UTF-8 once, then decoded as text, as it did in the
+//!   ninth wave;
+//! - `decode_written`: each line checked as UTF-8 once, then read by
+//!   `request::read_written_request` when it is one of the orders `write_order` writes itself,
+//!   else decoded as text, as it does now.
 //!
-//! Both serialisations must give the same bytes and both decodings the orders serialised, or
+//! Both serialisations must give the same bytes and every decoding the orders serialised, or
 //! the program fails.
 //!
 //!     order-codec CONFIG.toml
@@ -17,7 +21,7 @@ use std::{hint::black_box, path::Path, process::ExitCode};
 
 use sozu_command_lib::{
     config::Config,
-    request::{Order, Request, write_order},
+    request::{Order, Request, read_written_request, write_order},
 };
 
 /// The orders' JSON, one after the other, and where each ends.
@@ -65,6 +69,20 @@ fn decode_text(lines: &[Vec<u8>]) -> Result<Vec<Request>, String> {
         .collect()
 }
 
+#[inline(never)]
+fn decode_written(lines: &[Vec<u8>]) -> Result<Vec<Request>, String> {
+    lines
+        .iter()
+        .map(|line| {
+            let text = std::str::from_utf8(line).map_err(|error| error.to_string())?;
+            match read_written_request(text) {
+                Some(request) => Ok(request),
+                None => serde_json::from_str(text).map_err(|error| error.to_string()),
+            }
+        })
+        .collect()
+}
+
 fn run(path: &Path) -> Result<(), String> {
     let (config, _) = Config::load(path).map_err(|errors| format!("{errors:?}"))?;
     let orders = config.orders();
@@ -87,6 +105,7 @@ fn run(path: &Path) -> Result<(), String> {
     for decoded in [
         black_box(decode_bytes(&lines)?),
         black_box(decode_text(&lines)?),
+        black_box(decode_written(&lines)?),
     ] {
         if decoded.len() != orders.len()
             || decoded

@@ -13,7 +13,7 @@ use std::{
 };
 
 use sozu_command_lib::{
-    request::{Order, StateFormat},
+    request::{Order, StateFormat, read_written_order},
     state::{ConfigState, sozu_format},
 };
 
@@ -191,8 +191,11 @@ pub fn read(mut reader: impl Read) -> Result<StateOrders, String> {
         if json.is_empty() || json.starts_with('#') {
             continue;
         }
-        let order: Order = serde_json::from_str(json)
-            .map_err(|error| format!("line {number} is not a valid order: {error}"))?;
+        let order: Order = match read_written_order(json) {
+            Some(order) => order,
+            None => serde_json::from_str(json)
+                .map_err(|error| format!("line {number} is not a valid order: {error}"))?,
+        };
         if !order.is_state_change() {
             return Err(format!(
                 "line {number}: {order} does not change the routing state"

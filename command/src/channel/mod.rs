@@ -376,7 +376,21 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
     /// returned. [`ChannelError::MessageTooLarge`] and [`ChannelError::InvalidMessage`] concern
     /// one line: the next call returns the next message.
     pub fn read_message(&mut self) -> Result<Option<Rx>, ChannelError> {
-        self.receive(None)
+        self.receive(None, None)
+    }
+
+    /// Like [`Channel::read_message`], but each line of valid UTF-8 is first given to `fast`,
+    /// a decoder of the lines it knows best (a worker reads the main process's orders with
+    /// [`read_written_request`]); a line it gives `None` for is decoded by `serde_json` as
+    /// [`Channel::read_message`] decodes it. `fast` must give what `serde_json` gives for the
+    /// lines it reads.
+    ///
+    /// [`read_written_request`]: crate::request::read_written_request
+    pub fn read_message_with(
+        &mut self,
+        fast: fn(&str) -> Option<Rx>,
+    ) -> Result<Option<Rx>, ChannelError> {
+        self.receive(None, Some(fast))
     }
 
     /// Like [`Channel::read_message`] in blocking mode, but waits at most `timeout`, whatever the
@@ -388,7 +402,7 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
         if mode == Mode::NonBlocking {
             self.blocking()?;
         }
-        let received = self.receive(Some(timeout));
+        let received = self.receive(Some(timeout), None);
         let restored = self
             .stream
             .set_read_timeout(None)
@@ -404,12 +418,16 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
 
     /// Reads until a complete frame is buffered. With a timeout (blocking mode only), each read
     /// waits at most until the deadline; a timeout too large for `Instant` waits without limit.
-    fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Rx>, ChannelError> {
+    fn receive(
+        &mut self,
+        timeout: Option<Duration>,
+        fast: Option<fn(&str) -> Option<Rx>>,
+    ) -> Result<Option<Rx>, ChannelError> {
         let deadline =
             timeout.and_then(|timeout| Some((Instant::now().checked_add(timeout)?, timeout)));
         loop {
             match self.input.next_frame() {
-                Frame::Line(line) => return self.parse(line).map(Some),
+                Frame::Line(line) => return self.parse(line, fast).map(Some),
                 Frame::TooLarge { size_so_far } => {
                     return Err(ChannelError::MessageTooLarge {
                         size_so_far,
@@ -444,11 +462,19 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
     /// Decodes one line. A line of valid UTF-8 (every line a sozu process or a serde client
     /// writes) is checked once as a whole and decoded as text, which spares `serde_json` the
     /// check of each string it reads on its own (an eighth of a worker's decoding of the
-    /// orders at start); any other line is decoded from its bytes, refused as before.
-    fn parse(&self, line: Range<usize>) -> Result<Rx, ChannelError> {
+    /// orders at start); any other line is decoded from its bytes, refused as before. A text
+    /// line goes to `fast` first, when given.
+    fn parse(
+        &self,
+        line: Range<usize>,
+        fast: Option<fn(&str) -> Option<Rx>>,
+    ) -> Result<Rx, ChannelError> {
         let bytes = self.input.line(line);
         let decoded = match std::str::from_utf8(bytes) {
-            Ok(text) => serde_json::from_str(text),
+            Ok(text) => match fast.and_then(|fast| fast(text)) {
+                Some(message) => return Ok(message),
+                None => serde_json::from_str(text),
+            },
             Err(_) => serde_json::from_slice(bytes),
         };
         decoded.map_err(|source| ChannelError::InvalidMessage {

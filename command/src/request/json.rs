@@ -151,58 +151,54 @@ fn write_str(text: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
     }
 }
 
-/// Appends `bytes` in quotes with their line feeds escaped, eight bytes at a time: a word
-/// without a byte below 0x20 (most words of a PEM text), nor a zero byte once XORed with `"` or
-/// `\`, is left for the copy of its run; the flagged bytes of the others are looked at one by
-/// one. Returns false, having written part of the string, when a byte needs another escape.
+/// Appends `bytes` in quotes with their line feeds escaped, the runs between them copied
+/// whole (see [`next_to_escape`]). Returns false, having written part of the string, when a
+/// byte needs another escape.
 fn write_plain_str(bytes: &[u8], out: &mut Vec<u8>) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
     out.reserve(bytes.len().saturating_add(2));
     out.push(b'"');
     // Where the run not copied yet starts.
     let mut run = 0;
-    // Handles the byte at `position` that a word flagged, or of the tail: false when it needs
-    // an escape other than the line feed's. A flag may be false (a byte after a flagged one).
-    let mut visit = |position: usize, byte: u8, out: &mut Vec<u8>| {
-        if byte == b'\n' {
-            out.extend_from_slice(bytes.get(run..position).unwrap_or_default());
-            out.extend_from_slice(b"\\n");
-            run = position.saturating_add(1);
-            true
-        } else {
-            byte >= 0x20 && byte != b'"' && byte != b'\\'
-        }
-    };
-    let mut words = bytes.chunks_exact(8);
-    let mut at = 0usize;
-    for chunk in &mut words {
-        let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else {
-            return false;
-        };
-        let mut flagged = (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
-            | zero_bytes(word ^ (ONES * u64::from(b'"')))
-            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        while flagged != 0 {
-            // Each flag is the high bit of its byte: bytes in order, the first lowest.
-            let offset = (flagged.trailing_zeros() / 8) as usize;
-            flagged &= flagged.wrapping_sub(1);
-            let byte = chunk.get(offset).copied().unwrap_or_default();
-            if !visit(at.saturating_add(offset), byte, out) {
-                return false;
-            }
-        }
-        at = at.saturating_add(8);
-    }
-    for (offset, byte) in words.remainder().iter().enumerate() {
-        if !visit(at.saturating_add(offset), *byte, out) {
+    while let Some(at) = next_to_escape(bytes, run) {
+        if bytes.get(at) != Some(&b'\n') {
             return false;
         }
+        out.extend_from_slice(bytes.get(run..at).unwrap_or_default());
+        out.extend_from_slice(b"\\n");
+        run = at.saturating_add(1);
     }
     out.extend_from_slice(bytes.get(run..).unwrap_or_default());
     out.push(b'"');
     true
+}
+
+/// Where the first byte from `from` on that a JSON string cannot hold as it is (below 0x20,
+/// `"` or `\`) is, looked for eight bytes at a time: a word without a byte below 0x20, nor a
+/// zero byte once XORed with `"` or `\`, is skipped whole. In a flagged word, the lowest flag
+/// is always a byte to escape (a false flag only follows a true one). `None` when there is no
+/// such byte, or `from` is past the end.
+pub(super) fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    let rest = bytes.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
+    for chunk in &mut words {
+        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        let flagged = (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
+            | zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if flagged != 0 {
+            // Each flag is the high bit of its byte: bytes in order, the first lowest.
+            return Some(at.saturating_add((flagged.trailing_zeros() / 8) as usize));
+        }
+        at = at.saturating_add(8);
+    }
+    let tail = words.remainder();
+    tail.iter()
+        .position(|byte| *byte < 0x20 || *byte == b'"' || *byte == b'\\')
+        .map(|offset| at.saturating_add(offset))
 }
 
 /// An IPv4 address and port in quotes, in the digits of `Display`; an IPv6 one by `serde_json`.

@@ -4,6 +4,7 @@
 use log::{info, warn};
 use sozu_command_lib::{
     channel::ChannelError,
+    request::read_written_request,
     response::{Event, Response, ResponseContent},
 };
 
@@ -29,7 +30,7 @@ impl Server {
                 warn!("command channel read failed: {error}");
             }
             loop {
-                match self.channel.read_message() {
+                match self.channel.read_message_with(read_written_request) {
                     Ok(Some(request)) => self.handle_request(request),
                     Ok(None) => break,
                     Err(ChannelError::InvalidMessage { id, source, .. }) => {
