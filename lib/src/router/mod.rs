@@ -137,7 +137,7 @@ pub struct Route {
 }
 
 /// What a route compiles from the options of its frontend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct CompiledOptions {
     rewrite_host: Option<Template>,
     rewrite_path: Option<Template>,
@@ -312,9 +312,10 @@ impl<'r> RouteMatch<'r> {
     pub fn rewrite(&self, host: &[u8], target: &[u8], listener_port: u16) -> Option<Rewrite> {
         let route = self.route;
         let port = route.frontend.rewrite_port;
-        let none = CompiledOptions::default();
-        let compiled = route.compiled.as_deref().unwrap_or(&none);
-        if compiled.rewrite_host.is_none() && compiled.rewrite_path.is_none() && port.is_none() {
+        let compiled = route.compiled.as_deref();
+        let rewrite_host = compiled.and_then(|compiled| compiled.rewrite_host.as_ref());
+        let rewrite_path = compiled.and_then(|compiled| compiled.rewrite_path.as_ref());
+        if rewrite_host.is_none() && rewrite_path.is_none() && port.is_none() {
             return None;
         }
         let path = normalize::normalize(path::without_query(target));
@@ -325,11 +326,8 @@ impl<'r> RouteMatch<'r> {
             out
         };
         Some(Rewrite {
-            host: compiled.rewrite_host.as_ref().map(expand),
-            path: compiled
-                .rewrite_path
-                .as_ref()
-                .map(|template| with_query(expand(template), target)),
+            host: rewrite_host.map(expand),
+            path: rewrite_path.map(|template| with_query(expand(template), target)),
             port,
         })
     }

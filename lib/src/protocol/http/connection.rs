@@ -648,10 +648,13 @@ pub(super) fn forward(
     } else {
         response::read_response_head(http, io, context, listener)
     };
+    // Each variant by name: a catch-all binding would make the other arms drop `step`
+    // through a call to its drop glue.
     match step {
         Step::Progress => progress = true,
         Step::Wait => {}
-        other => return other,
+        Step::Do(action) => return Step::Do(action),
+        Step::Become(next) => return Step::Become(next),
     }
     if front_active {
         let after = io.timeouts.front;

@@ -188,9 +188,12 @@ fn step(
 ) -> Step {
     match http.stream.phase {
         Phase::Head => match back_news(io) {
-            Unread::Nothing => listener.map_or(Step::Do(Action::Close), |listener| {
-                connection::read_request_head(http, io, context, listener)
-            }),
+            // A `match`, not `map_or`: the default `Step` would be built and dropped (a call
+            // to its drop glue) on every step.
+            Unread::Nothing => match listener {
+                Some(listener) => connection::read_request_head(http, io, context, listener),
+                None => Step::Do(Action::Close),
+            },
             Unread::Bytes => {
                 log::warn!(
                     "session {}: the backend sent bytes with no request outstanding",
@@ -202,9 +205,10 @@ fn step(
         },
         Phase::Connecting => Step::Wait,
         Phase::Answering(close) => connection::write_answer(http, io, context, close),
-        Phase::Forwarding => listener.map_or(Step::Do(Action::Close), |listener| {
-            connection::forward(http, io, context, listener)
-        }),
+        Phase::Forwarding => match listener {
+            Some(listener) => connection::forward(http, io, context, listener),
+            None => Step::Do(Action::Close),
+        },
     }
 }
 

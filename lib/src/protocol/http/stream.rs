@@ -416,4 +416,94 @@ mod tests {
         let stream = described(raw, true);
         assert_eq!(stream.user_agent, "x\u{fffd}");
     }
+
+    /// Every field of `stream`, as text: the pattern names them all.
+    fn shown(stream: &Stream) -> String {
+        let Stream {
+            phase,
+            head_started,
+            method,
+            cluster_id,
+            host,
+            path,
+            request_id,
+            request,
+            request_sent,
+            response,
+            client,
+            backend,
+            version,
+            offers_upgrade,
+            sticky_name,
+            requested_sticky,
+            sticky_cookie,
+            response_rules,
+            hsts,
+            retry,
+            routed_at,
+            request_sent_at,
+            first_byte_time,
+            method_text,
+            user_agent,
+            status,
+            answered_by_proxy,
+            bytes_in,
+            bytes_out,
+            used_backend,
+            connect_time,
+            recorded,
+        } = stream;
+        format!(
+            "{phase:?} {head_started:?} {method:?} {cluster_id:?} {host:?} {path:?} \
+             {request_id:?} {request:?} {request_sent:?} {response:?} {client:?} {backend:?} \
+             {version:?} {offers_upgrade:?} {sticky_name:?} {requested_sticky:?} \
+             {sticky_cookie:?} {response_rules:?} {hsts:?} {retry:?} {routed_at:?} \
+             {request_sent_at:?} {first_byte_time:?} {method_text:?} {user_agent:?} {status:?} \
+             {answered_by_proxy:?} {bytes_in:?} {bytes_out:?} {used_backend:?} {connect_time:?} \
+             {recorded:?}"
+        )
+    }
+
+    #[test]
+    fn the_next_stream_is_fresh_but_keeps_its_texts_allocations() {
+        let raw = b"GET /a?b HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n";
+        let mut stream = described(raw, true);
+        let now = Instant::now();
+        stream.phase = Phase::Forwarding;
+        stream.head_started = Some(now);
+        stream.cluster_id.push_str("cluster");
+        stream.request_id.push_str("id");
+        stream.request_sent = 1;
+        stream.response = ResponseSide::ReadingHead;
+        stream.client = Persistence::Close;
+        stream.backend = Persistence::Close;
+        stream.version = Version::Http10;
+        stream.offers_upgrade = true;
+        stream.sticky_name = Some("sticky".to_owned());
+        stream.requested_sticky = Some("b".to_owned());
+        stream.sticky_cookie = Some(("sticky".to_owned(), "b".to_owned()));
+        stream.hsts = Some(Hsts {
+            enabled: true,
+            max_age: Duration::from_secs(1),
+            include_subdomains: false,
+            preload: false,
+            force_replace_backend: false,
+        });
+        stream.retry = Retry::Once;
+        stream.routed_at = Some(now);
+        stream.request_sent_at = Some(now);
+        stream.first_byte_time = Some(Duration::from_millis(1));
+        stream.status = Some(200);
+        stream.answered_by_proxy = true;
+        stream.bytes_in = 1;
+        stream.bytes_out = 1;
+        stream.used_backend = true;
+        stream.connect_time = Some(Duration::from_millis(1));
+        stream.recorded = true;
+        let capacity = stream.texts_capacity();
+        assert!(capacity > 0);
+        stream.next();
+        assert_eq!(shown(&stream), shown(&Stream::FRESH));
+        assert_eq!(stream.texts_capacity(), capacity);
+    }
 }

@@ -72,10 +72,7 @@ pub(super) fn scan(
 /// Parses the field line at `start`, which is neither empty nor starting with whitespace.
 fn field_line(buf: &[u8], start: usize, request_id_header: &[u8]) -> Result<Header, Stop> {
     let line = buf.get(start..).unwrap_or_default();
-    let name_len = line
-        .iter()
-        .position(|&byte| !is_tchar(byte))
-        .unwrap_or(line.len());
+    let name_len = field_name_len(line);
     match line.get(name_len..).unwrap_or_default() {
         [b':', ..] if name_len > 0 => {}
         [] => return Err(Stop::Partial),
@@ -118,6 +115,63 @@ fn field_line(buf: &[u8], start: usize, request_id_header: &[u8]) -> Result<Head
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
+/// The length of the run of `tchar` bytes at the start of `bytes`: it ends at the colon of a
+/// field line, at another byte that is not a `tchar` or at the end of `bytes`.
+fn field_name_len(bytes: &[u8]) -> usize {
+    let mut len = 0;
+    // Eight bytes at a time: letters, digits and `-`, all the bytes of almost every name, are
+    // passed over without a branch per byte; another byte is looked up in the table.
+    loop {
+        let rest = bytes.get(len..).unwrap_or_default();
+        let (word, available) = padded_word(rest);
+        let others = not_alphanumeric_or_dash(word);
+        if others == 0 {
+            // Eight name bytes (the zero padding is marked).
+            len += 8;
+            continue;
+        }
+        let first = (others.trailing_zeros() / 8) as usize;
+        if first >= available {
+            return len + available;
+        }
+        len += first;
+        if !rest.get(first).is_some_and(|&byte| is_tchar(byte)) {
+            return len;
+        }
+        len += 1;
+    }
+}
+
+/// The first eight bytes of `bytes` as a little-endian word, zero padded, and how many of them
+/// are bytes of `bytes`. A zero byte is neither a `tchar` nor a field value byte: a scan stops
+/// at the padding.
+fn padded_word(bytes: &[u8]) -> (u64, usize) {
+    match bytes.first_chunk::<8>() {
+        Some(chunk) => (u64::from_le_bytes(*chunk), 8),
+        None => {
+            let mut word = [0; 8];
+            for (padded, &byte) in word.iter_mut().zip(bytes) {
+                *padded = byte;
+            }
+            (u64::from_le_bytes(word), bytes.len())
+        }
+    }
+}
+
+/// The high bit of each byte of `word` that is not an ASCII letter, digit or `-`, exactly: the
+/// sums are made on the seven low bits of each byte, which never carry into the next byte.
+fn not_alphanumeric_or_dash(word: u64) -> u64 {
+    let low = word & !HIGH_BITS;
+    // The high bit of each byte of `low` at least `floor`, or above `ceiling`.
+    let at_least = |bytes: u64, floor: u8| bytes + ONES * u64::from(0x80 - floor);
+    let above = |bytes: u64, ceiling: u8| bytes + ONES * u64::from(0x7f - ceiling);
+    let lower = low | (ONES * 0x20);
+    let letters = at_least(lower, b'a') & !above(lower, b'z');
+    let digits = at_least(low, b'0') & !above(low, b'9');
+    let dashes = !above(low ^ (ONES * u64::from(b'-')), 0);
+    (!(letters | digits | dashes) & HIGH_BITS) | (word & HIGH_BITS)
+}
+
 /// The length of the run of field value bytes (HTAB, SP, VCHAR, obs-text) at the start of
 /// `bytes`: it ends at the CR of the line, at an invalid byte or at the end of `bytes`.
 fn field_value_len(bytes: &[u8]) -> usize {
@@ -126,18 +180,8 @@ fn field_value_len(bytes: &[u8]) -> usize {
     // branch per byte; the rare HTAB resumes the scan just after it.
     loop {
         let rest = bytes.get(len..).unwrap_or_default();
-        let (word, available) = match rest.first_chunk::<8>() {
-            Some(chunk) => (*chunk, 8),
-            None => {
-                // Zero padding is a control byte, so the scan stops at the end of `bytes`.
-                let mut word = [0; 8];
-                for (padded, &byte) in word.iter_mut().zip(rest) {
-                    *padded = byte;
-                }
-                (word, rest.len())
-            }
-        };
-        let controls = control_bytes(u64::from_le_bytes(word));
+        let (word, available) = padded_word(rest);
+        let controls = control_bytes(word);
         if controls == 0 {
             len += 8;
             continue;
@@ -164,9 +208,9 @@ fn control_bytes(word: u64) -> u64 {
     (below_space | is_del) & HIGH_BITS
 }
 
-/// The kind of a field name, compared by length first, then case-insensitively.
+/// The kind of a field name (a token), compared by length first, then case-insensitively.
 fn classify(name: &[u8], request_id_header: &[u8]) -> HeaderKind {
-    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    let is = |known: &[u8]| is_known_name(name, known);
     let kind = match name.len() {
         2 if is(b"te") => HeaderKind::Te,
         4 if is(b"host") => HeaderKind::Host,
@@ -187,10 +231,30 @@ fn classify(name: &[u8], request_id_header: &[u8]) -> HeaderKind {
         17 if is(b"x-forwarded-proto") => HeaderKind::XForwardedProto,
         _ => HeaderKind::Other,
     };
-    if kind == HeaderKind::Other && is(request_id_header) {
+    if kind == HeaderKind::Other && name.eq_ignore_ascii_case(request_id_header) {
         HeaderKind::RequestId
     } else {
         kind
+    }
+}
+
+/// Whether the token `name` is `known` (lowercase letters and `-`, of the same length) in any
+/// case, compared eight bytes at a time: setting bit 5 of each byte lowercases a letter, leaves
+/// `-` as it is, and makes no other `tchar` a lowercase letter or `-`.
+fn is_known_name(name: &[u8], known: &[u8]) -> bool {
+    const LOWERCASE: u64 = ONES * 0x20;
+    let (mut name, mut known) = (name, known);
+    loop {
+        let (name_word, available) = padded_word(name);
+        let (known_word, _) = padded_word(known);
+        if (name_word | LOWERCASE) != (known_word | LOWERCASE) {
+            return false;
+        }
+        if available < 8 {
+            return true;
+        }
+        name = name.get(8..).unwrap_or_default();
+        known = known.get(8..).unwrap_or_default();
     }
 }
 
@@ -417,10 +481,85 @@ mod tests {
     use proptest::collection::vec;
     use proptest::prelude::*;
 
-    use super::super::is_text_byte;
-    use super::field_value_len;
+    use super::super::{is_tchar, is_text_byte};
+    use super::{field_name_len, field_value_len, is_known_name};
+
+    /// The names `classify` knows, all lowercase letters and `-`.
+    const KNOWN: [&[u8]; 17] = [
+        b"te",
+        b"host",
+        b"cookie",
+        b"expect",
+        b"upgrade",
+        b"forwarded",
+        b"x-real-ip",
+        b"connection",
+        b"keep-alive",
+        b"authorization",
+        b"content-length",
+        b"x-forwarded-for",
+        b"proxy-connection",
+        b"x-forwarded-port",
+        b"x-forwarded-host",
+        b"transfer-encoding",
+        b"x-forwarded-proto",
+    ];
+
+    #[test]
+    fn known_names_compare_as_ignoring_ascii_case_does() {
+        for known in KNOWN {
+            assert!(
+                known
+                    .iter()
+                    .all(|&byte| byte == b'-' || byte.is_ascii_lowercase())
+            );
+            for place in 0..known.len() {
+                for byte in (0..=u8::MAX).filter(|&byte| is_tchar(byte)) {
+                    let mut name = known.to_vec();
+                    name[place] = byte;
+                    assert_eq!(
+                        is_known_name(&name, known),
+                        name.eq_ignore_ascii_case(known),
+                        "{:?} against {:?}",
+                        String::from_utf8_lossy(&name),
+                        String::from_utf8_lossy(known),
+                    );
+                }
+            }
+            assert!(is_known_name(&known.to_ascii_uppercase(), known));
+        }
+    }
+
+    #[test]
+    fn name_scan_classifies_every_byte_at_every_place_of_a_word() {
+        for byte in 0..=u8::MAX {
+            for place in 0..10 {
+                let mut name = vec![b'N'; place];
+                name.push(byte);
+                name.extend_from_slice(b"-z9");
+                let expected = if is_tchar(byte) { name.len() } else { place };
+                assert_eq!(
+                    field_name_len(&name),
+                    expected,
+                    "byte {byte:#04x} at {place}"
+                );
+            }
+        }
+    }
 
     proptest! {
+        #[test]
+        fn word_name_scan_matches_byte_scan_anywhere(
+            bytes in vec(prop_oneof![
+                b'a'..=b'z', b'A'..=b'Z', b'0'..=b'9', Just(b'-'), Just(b':'), Just(b'_'),
+                Just(b'@'), Just(b'`'), Just(b'{'), Just(b'/'), Just(0x7f), any::<u8>(),
+            ], 0..40),
+        ) {
+            let expected = bytes.iter().position(|&byte| !is_tchar(byte)).unwrap_or(bytes.len());
+            prop_assert_eq!(field_name_len(&bytes), expected);
+        }
+
+
         #[test]
         fn word_scan_matches_byte_scan(
             bytes in vec(prop_oneof![0x20..0x7fu8, Just(b'\t'), Just(b'\r'), Just(0x7f), any::<u8>()], 0..40),
