@@ -116,26 +116,35 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The length of the run of `tchar` bytes at the start of `bytes`: it ends at the colon of a
-/// field line, at another byte that is not a `tchar` or at the end of `bytes`.
+/// field line, at another byte that is not a `tchar` or at the end of `bytes`. Letters, digits
+/// and `-`, all the bytes of almost every name, are passed over eight at a time; another byte
+/// is looked up in the table.
 fn field_name_len(bytes: &[u8]) -> usize {
+    run_len(bytes, not_alphanumeric_or_dash, is_tchar)
+}
+
+/// The length of the run at the start of `bytes` of the bytes `marks` leaves unmarked in a
+/// word and of the marked ones `passes` lets through, read eight bytes at a time: a word
+/// without a marked byte is passed over without a branch per byte. `marks` gives the high bit
+/// of the bytes to look at, exact for the lowest one at least.
+#[inline(always)]
+fn run_len(bytes: &[u8], marks: impl Fn(u64) -> u64, passes: impl Fn(u8) -> bool) -> usize {
     let mut len = 0;
-    // Eight bytes at a time: letters, digits and `-`, all the bytes of almost every name, are
-    // passed over without a branch per byte; another byte is looked up in the table.
     loop {
         let rest = bytes.get(len..).unwrap_or_default();
         let (word, available) = padded_word(rest);
-        let others = not_alphanumeric_or_dash(word);
-        if others == 0 {
-            // Eight name bytes (the zero padding is marked).
+        let marked = marks(word);
+        if marked == 0 {
+            // Eight bytes of the run (the zero padding is always marked).
             len += 8;
             continue;
         }
-        let first = (others.trailing_zeros() / 8) as usize;
+        let first = (marked.trailing_zeros() / 8) as usize;
         if first >= available {
             return len + available;
         }
         len += first;
-        if !rest.get(first).is_some_and(|&byte| is_tchar(byte)) {
+        if !rest.get(first).is_some_and(|&byte| passes(byte)) {
             return len;
         }
         len += 1;
@@ -173,29 +182,11 @@ fn not_alphanumeric_or_dash(word: u64) -> u64 {
 }
 
 /// The length of the run of field value bytes (HTAB, SP, VCHAR, obs-text) at the start of
-/// `bytes`: it ends at the CR of the line, at an invalid byte or at the end of `bytes`.
+/// `bytes`: it ends at the CR of the line, at an invalid byte or at the end of `bytes`. The
+/// lowest control byte of a word is found without a branch per byte; the rare HTAB resumes
+/// the scan just after it.
 fn field_value_len(bytes: &[u8]) -> usize {
-    let mut len = 0;
-    // Eight bytes at a time: the lowest control byte of a word is found without a
-    // branch per byte; the rare HTAB resumes the scan just after it.
-    loop {
-        let rest = bytes.get(len..).unwrap_or_default();
-        let (word, available) = padded_word(rest);
-        let controls = control_bytes(word);
-        if controls == 0 {
-            len += 8;
-            continue;
-        }
-        let first = (controls.trailing_zeros() / 8) as usize;
-        if first >= available {
-            return len + available;
-        }
-        len += first;
-        if rest.get(first) != Some(&b'\t') {
-            return len;
-        }
-        len += 1;
-    }
+    run_len(bytes, control_bytes, |byte| byte == b'\t')
 }
 
 /// The high bit of each byte of `word` below 0x20 or equal to 0x7f (the "has less than"
