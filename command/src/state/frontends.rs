@@ -129,14 +129,20 @@ impl KeyParts for FrontendKey {
 }
 
 /// The order of [`FrontendKey`] (whose hostname is in lower case): address, hostname, path
-/// rule, method.
+/// rule, method. Generic, so that two frontends of the set (an insertion: 17 comparisons in a
+/// set of 100,000) compare without a dynamic call per part; a search by key goes through
+/// `dyn KeyParts`.
+fn cmp_keys<A: KeyParts + ?Sized, B: KeyParts + ?Sized>(a: &A, b: &B) -> Ordering {
+    a.address()
+        .cmp(&b.address())
+        .then_with(|| cmp_folded(a.hostname(), b.hostname()))
+        .then_with(|| a.path().cmp(b.path()))
+        .then_with(|| a.method().cmp(&b.method()))
+}
+
 impl Ord for dyn KeyParts + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.address()
-            .cmp(&other.address())
-            .then_with(|| cmp_folded(self.hostname(), other.hostname()))
-            .then_with(|| self.path().cmp(other.path()))
-            .then_with(|| self.method().cmp(&other.method()))
+        cmp_keys(self, other)
     }
 }
 
@@ -178,8 +184,7 @@ impl<'a> Borrow<dyn KeyParts + 'a> for Keyed {
 
 impl Ord for Keyed {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (a, b): (&dyn KeyParts, &dyn KeyParts) = (&*self.0, &*other.0);
-        a.cmp(b)
+        cmp_keys(&*self.0, &*other.0)
     }
 }
 
