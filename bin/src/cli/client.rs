@@ -55,6 +55,8 @@ pub struct OrderFailed(pub String);
 pub fn run(cli: &Cli, command: &Command) -> ExitCode {
     match connect_and_run(cli, command) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`sozu events | head -1`) is not a failure.
+        Err(error) if error.is::<ReaderGone>() => ExitCode::SUCCESS,
         Err(error) => {
             match error.downcast_ref::<OrderFailed>() {
                 Some(OrderFailed(message)) => eprint!("{}", failure_text(message)),
@@ -62,6 +64,21 @@ pub fn run(cli: &Cli, command: &Command) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Stdout's reader went away (`sozu events | head -1`): the command stops without a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct ReaderGone;
+
+/// Writes to stdout and flushes; a closed pipe becomes [`ReaderGone`] (not the command socket's
+/// broken pipe, which is a failure).
+pub fn write_out(write: impl FnOnce(&mut io::StdoutLock) -> io::Result<()>) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Err(ReaderGone.into()),
+        result => Ok(result?),
     }
 }
 
@@ -302,20 +319,18 @@ impl Client {
 
 /// One JSON value, indented as Sōzu prints it.
 fn print_pretty(value: &serde_json::Value) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
+    write_out(|out| {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        writeln!(out)
+    })
 }
 
 /// One JSON value on one line of stdout.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
+    write_out(|out| {
+        serde_json::to_writer(&mut *out, value)?;
+        writeln!(out)
+    })
 }
 
 /// The content of a response, or an error naming what was expected.

@@ -2,10 +2,9 @@
 //! merges their figures. `get` prints them by level (proxy, listeners, clusters, backends), or
 //! as JSON with `--json`.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, fmt::Write as _, io::Write as _, time::Duration};
 
 use clap::Subcommand;
-use std::{collections::BTreeMap, fmt::Write as _};
 
 use sozu_command_lib::{
     request::{MetricsConfiguration, Order, QueryMetrics},
@@ -14,7 +13,7 @@ use sozu_command_lib::{
 
 use super::{
     JsonFormat,
-    client::{Client, print_json},
+    client::{Client, print_json, write_out},
 };
 
 #[derive(Debug, Subcommand)]
@@ -77,13 +76,16 @@ pub fn run(client: &mut Client, command: &MetricsCommand) -> anyhow::Result<()> 
                 let response = client.order(Order::QueryMetrics(query.clone()))?;
                 if !client.printed_as_json(&response)? {
                     match &response.content {
-                        Some(ResponseContent::Metrics(metrics)) => print!("{}", render(metrics)),
-                        Some(ResponseContent::MetricNames(names)) => {
-                            for name in names {
-                                println!("{name}");
-                            }
+                        Some(ResponseContent::Metrics(metrics)) => {
+                            write_out(|out| write!(out, "{}", render(metrics)))?
                         }
-                        Some(content) => println!("{}", serde_json::to_string_pretty(content)?),
+                        Some(ResponseContent::MetricNames(names)) => write_out(|out| {
+                            names.iter().try_for_each(|name| writeln!(out, "{name}"))
+                        })?,
+                        Some(content) => {
+                            let text = serde_json::to_string_pretty(content)?;
+                            write_out(|out| writeln!(out, "{text}"))?
+                        }
                         None => print_json(&response)?,
                     }
                 }

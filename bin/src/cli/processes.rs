@@ -10,7 +10,7 @@ use sozu_command_lib::{
 use sozu_lib::server::EVENT_RESPONSE_ID;
 
 use super::{
-    client::{Client, content, print_json},
+    client::{Client, content, print_json, write_out},
     table,
 };
 
@@ -85,9 +85,7 @@ pub fn events(client: &mut Client) -> anyhow::Result<()> {
         if client.json.is_some() {
             print_json(&event)?;
         } else {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", crate::live::describe(&event))?;
-            out.flush()?;
+            write_out(|out| writeln!(out, "{}", crate::live::describe(&event)))?;
         }
     }
     Ok(())
