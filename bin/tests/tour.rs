@@ -1,14 +1,15 @@
-//! A new user's tour of the product as its docs show it (doc/cli.md), against
+//! A new user's tour of the product as its docs show it (doc/cli.md, doc/faults.md), against
 //! the real binary: each test is a defect the tour found.
 
 mod common;
 
 use std::{
-    io::Read,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
     process::{Command, Stdio},
 };
 
-use common::{DEADLINE, Proxy, SOZU, text, wait_until};
+use common::{DEADLINE, Proxy, SOZU, free_address, text, wait_until};
 
 /// `sozu metrics get -r 1 | head -2`: once the reader goes, the next refresh ends the command
 /// quietly, as `sozu events | head -1` does, instead of a panic (exit 101) with a backtrace.
@@ -35,4 +36,60 @@ fn metrics_refresh_ends_quietly_when_its_reader_goes() {
     let errors = text(&output.stderr);
     assert!(!errors.contains("panicked"), "{errors}");
     assert!(output.status.success(), "{:?}: {errors}", output.status);
+}
+
+/// One request to the Toxiproxy API: its status and body.
+fn toxiproxy(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(api).expect("connect to the Toxiproxy API");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `POST /proxies` with a `listen` address this host cannot bind answers 500, as Toxiproxy
+/// does, and keeps nothing: the same name is free for the next attempt, and no listener is left
+/// in the state (it was kept, shown active, and every retry got 409 `proxy already exists`).
+#[test]
+fn a_toxiproxy_proxy_that_cannot_listen_is_not_kept() {
+    let api = free_address();
+    let proxy = Proxy::start(&format!("[toxiproxy]\naddress = \"{api}\"\n"));
+    let unbindable =
+        r#"{"name": "redis", "upstream": "127.0.0.1:6379", "listen": "192.0.2.1:26379"}"#;
+    let (status, body) = toxiproxy(api, "POST", "/proxies", unbindable);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("listen tcp 192.0.2.1:26379"), "{body}");
+    assert_eq!(
+        toxiproxy(api, "GET", "/proxies", ""),
+        (200, "{}".to_string())
+    );
+    assert!(!proxy.ok(&["listener", "list"]).contains("192.0.2.1"));
+
+    let listen = free_address();
+    let good =
+        format!(r#"{{"name": "redis", "upstream": "127.0.0.1:6379", "listen": "{listen}"}}"#);
+    let (status, body) = toxiproxy(api, "POST", "/proxies", &good);
+    assert_eq!(status, 201, "{body}");
+    let moved = r#"{"listen": "192.0.2.1:26379"}"#;
+    let (status, body) = toxiproxy(api, "POST", "/proxies/redis", moved);
+    assert_eq!(status, 500, "{body}");
+    let (_, shown) = toxiproxy(api, "GET", "/proxies/redis", "");
+    assert!(shown.contains(&listen.to_string()), "{shown}");
 }
