@@ -93,3 +93,35 @@ fn a_toxiproxy_proxy_that_cannot_listen_is_not_kept() {
     let (_, shown) = toxiproxy(api, "GET", "/proxies/redis", "");
     assert!(shown.contains(&listen.to_string()), "{shown}");
 }
+
+/// `POST /populate` with a proxy whose upstream changed but not its `listen` replaces it, as
+/// Toxiproxy does; it answered 500 `address already in use` (the listener was removed and added
+/// again in one change, while the workers still held the address).
+#[test]
+fn toxiproxy_populate_replaces_a_proxy_on_the_same_listen_address() {
+    let api = free_address();
+    let proxy = Proxy::start(&format!("[toxiproxy]\naddress = \"{api}\"\n"));
+    let listen = free_address();
+    let item = |upstream: &str| {
+        format!(r#"[{{"name": "db", "upstream": "{upstream}", "listen": "{listen}"}}]"#)
+    };
+    let (status, body) = toxiproxy(api, "POST", "/populate", &item("127.0.0.1:5432"));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = toxiproxy(api, "POST", "/populate", &item("127.0.0.1:5433"));
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("127.0.0.1:5433"), "{body}");
+    let (_, shown) = toxiproxy(api, "GET", "/proxies/db", "");
+    assert!(
+        shown.contains("127.0.0.1:5433") && shown.contains(r#""enabled":true"#),
+        "{shown}"
+    );
+    assert!(
+        TcpStream::connect(listen).is_ok(),
+        "nothing listens on {listen}"
+    );
+    assert!(
+        proxy
+            .ok(&["listener", "list"])
+            .contains(&listen.to_string())
+    );
+}

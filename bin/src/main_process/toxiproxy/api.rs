@@ -446,7 +446,8 @@ fn populate(state: &ConfigState, body: &[u8]) -> Result<Reply, Answer> {
         let name = text(object, "name").ok_or_else(|| missing("name"))?;
         text(object, "upstream").ok_or_else(|| missing("upstream"))?;
         let mut replaced = Vec::new();
-        if let Ok(existing) = find_proxy(&after, name) {
+        let existing = find_proxy(&after, name).ok();
+        if let Some(existing) = &existing {
             let same_listen = text(object, "listen")
                 .is_none_or(|listen| address(listen, "listen").ok() == Some(existing.listen));
             let same_upstream = text(object, "upstream").and_then(|u| address(u, "upstream").ok())
@@ -462,14 +463,46 @@ fn populate(state: &ConfigState, body: &[u8]) -> Result<Reply, Answer> {
         check_listen(state, &proxy)?;
         let created = creation(&proxy);
         apply(&mut after, &created)?;
-        orders.extend(replaced);
-        orders.extend(created);
+        let change = replaced.into_iter().chain(created).collect();
+        orders.extend(match &existing {
+            Some(existing) => keeping_listener(existing, &proxy, change),
+            None => change,
+        });
         shown.push(created_json(&proxy));
     }
     Ok(Reply::AfterChange {
         orders,
         answer: json_answer(201, &json!({ "proxies": shown })),
     })
+}
+
+/// The orders that replace `existing` with `proxy`, keeping the listener when both listen on
+/// the same address: removing and adding it in one change would have the workers listen again
+/// on an address they still hold (500 `address already in use`). Its activation follows
+/// `enabled`.
+fn keeping_listener(existing: &Proxy, proxy: &Proxy, change: Vec<Order>) -> Vec<Order> {
+    if existing.listen != proxy.listen {
+        return change;
+    }
+    let mut orders: Vec<Order> = change
+        .into_iter()
+        .filter(|order| {
+            !matches!(
+                order,
+                Order::RemoveListener(_) | Order::AddTcpListener(_) | Order::ActivateListener(_)
+            )
+        })
+        .collect();
+    let listener = ListenerAddress {
+        address: proxy.listen,
+        proxy: ListenerType::Tcp,
+    };
+    match (existing.enabled, proxy.enabled) {
+        (false, true) => orders.push(Order::ActivateListener(listener)),
+        (true, false) => orders.push(Order::DeactivateListener(listener)),
+        _ => {}
+    }
+    orders
 }
 
 /// Applies `orders` to a copy of the state being built, refusing like the main state would.
