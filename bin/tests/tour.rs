@@ -4,12 +4,13 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{SocketAddr, TcpStream},
     process::{Command, Stdio},
 };
 
 use common::{DEADLINE, Proxy, SOZU, free_address, text, wait_until};
+use sozu_e2e::http_client::Client;
 
 /// `sozu metrics get -r 1 | head -2`: once the reader goes, the next refresh ends the command
 /// quietly, as `sozu events | head -1` does, instead of a panic (exit 101) with a backtrace.
@@ -38,30 +39,15 @@ fn metrics_refresh_ends_quietly_when_its_reader_goes() {
     assert!(output.status.success(), "{:?}: {errors}", output.status);
 }
 
-/// One request to the Toxiproxy API: its status and body.
+/// One request to the Toxiproxy API, read with strict framing: its status and body.
 fn toxiproxy(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(api).expect("connect to the Toxiproxy API");
-    stream
-        .set_read_timeout(Some(DEADLINE))
-        .expect("a read timeout");
-    write!(
-        stream,
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .expect("send the request");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read the answer");
-    let status = answer
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+    );
+    let response = Client::connect(api).exchange(method, request.as_bytes());
+    (response.status, response.text())
 }
 
 /// `POST /proxies` with a `listen` address this host cannot bind answers 500, as Toxiproxy
