@@ -11,7 +11,7 @@ use std::{
 use sozu_command_lib::{
     request::{
         Cluster, ListenerAddress, ListenerType, Order, ProxyProtocolConfig, RemoveBackend,
-        TcpListenerConfig,
+        TcpListenerConfig, UpdateTcpListener,
     },
     response::{EventKind, ResponseContent, ResponseStatus},
 };
@@ -324,6 +324,30 @@ fn front_idle_timeout_closes_a_silent_client(splice: bool) {
     closed_by_a_one_second_timeout(connect(address), started);
 }
 
+/// A listener's new timeouts hold for the connections it accepts after the order.
+fn updated_front_timeout_holds_for_new_connections(splice: bool) {
+    let backend = Backend::recorder(b"");
+    let mut worker = Worker::start(ServerConfig::default());
+    let mut listener = listener(splice);
+    listener.front_timeout = Duration::from_secs(60);
+    listener.back_timeout = Duration::from_secs(60);
+    let address = worker.tcp_proxy_with(listener, Cluster::new("updated"), &[backend.address]);
+    worker.ok(Order::UpdateTcpListenerConfig(UpdateTcpListener {
+        address,
+        public_address: None,
+        expect_proxy: None,
+        front_timeout: Some(Duration::from_secs(1)),
+        back_timeout: None,
+        connect_timeout: None,
+        splice: None,
+        inspect_bytes: None,
+        inspect_timeout: None,
+        script: None,
+    }));
+    let started = Instant::now();
+    closed_by_a_one_second_timeout(connect(address), started);
+}
+
 fn back_idle_timeout_closes_when_the_backend_goes_silent(splice: bool) {
     // The backend reads forever and never answers; the client keeps sending, so only the
     // backend side is idle.
@@ -525,6 +549,7 @@ both_ways! {
     without_a_live_backend_the_client_is_closed_promptly,
     connect_timeout_fires_on_a_backend_that_never_answers,
     front_idle_timeout_closes_a_silent_client,
+    updated_front_timeout_holds_for_new_connections,
     back_idle_timeout_closes_when_the_backend_goes_silent,
     max_connections_makes_extra_clients_wait_in_the_backlog,
     proxy_v1_received_is_relayed_byte_for_byte,

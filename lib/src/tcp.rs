@@ -103,14 +103,7 @@ pub fn sniff(sniff: &mut Sniff, io: &mut SessionIo, context: &mut Context<'_>) -
         match verdict {
             Verdict::NeedMore => {}
             Verdict::Route(cluster_id) => {
-                return route(
-                    sniff,
-                    io,
-                    context,
-                    Destination::Cluster(cluster_id),
-                    None,
-                    None,
-                );
+                return route(sniff, io, context, Some(cluster_id), None, None);
             }
             Verdict::Close => return Outcome::Act(Action::Close),
             Verdict::Decision(decision) => return carry_out(sniff, io, context, decision),
@@ -154,7 +147,14 @@ fn carry_out(
             data,
             reply,
         } => {
-            return route(sniff, io, context, Destination::from(target), data, reply);
+            let cluster_id = match target {
+                Target::Cluster(cluster_id) => Some(Rc::from(cluster_id)),
+                Target::Remote(remote) => {
+                    io.rare_mut().remote = Some(remote);
+                    None
+                }
+            };
+            return route(sniff, io, context, cluster_id, data, reply);
         }
         Decision::Close(farewell) => (farewell, None),
         Decision::File {
@@ -212,64 +212,38 @@ pub fn tell_unreachable(io: &SessionIo, context: &mut Context<'_>, message: &str
     Action::Close
 }
 
-/// Where a routed connection goes.
-enum Destination {
-    /// A backend of this cluster (the router's shared id, or a script's).
-    Cluster(Rc<str>),
-    /// The `host:port` a script chose.
-    Remote(String),
-}
-
-impl From<Target> for Destination {
-    fn from(target: Target) -> Destination {
-        match target {
-            Target::Cluster(cluster_id) => Destination::Cluster(Rc::from(cluster_id)),
-            Target::Remote(remote) => Destination::Remote(remote),
-        }
-    }
-}
-
-/// Sends the connection to `target`: its pipe replays the bytes read so far (or `data`
-/// instead, when a script says so), after the PROXY header a target cluster asks for; the
-/// client gets `reply` first. The faults on the route may decide otherwise ([`apply_plan`]).
+/// Sends the connection to a backend of `cluster_id`, or to the `remote` a script chose
+/// (already in the session) when there is none: its pipe replays the bytes read so far (or
+/// `data` instead, when a script says so), after the PROXY header a target cluster asks for;
+/// the client gets `reply` first. The faults on the route may decide otherwise
+/// ([`apply_plan`]).
 fn route(
     sniff: &mut Sniff,
     io: &mut SessionIo,
     context: &mut Context<'_>,
-    target: Destination,
+    cluster_id: Option<Rc<str>>,
     data: Option<Vec<u8>>,
     reply: Option<Vec<u8>>,
 ) -> Outcome {
     let plan = if context.faults.is_empty() {
         None
     } else {
-        let cluster_id = match &target {
-            Destination::Cluster(cluster_id) => Some(&**cluster_id),
-            Destination::Remote(_) => None,
-        };
         let route = Route {
             listener: io.listener_address,
-            cluster_id,
+            cluster_id: cluster_id.as_deref(),
             backend_id: None,
             hostname: None,
             client: io.client_address.ip(),
         };
         Some(context.faults.connection(&route, context.now)).filter(|plan| !plan.is_clean())
     };
-    let to_backend = match target {
-        Destination::Cluster(cluster_id) => {
-            let to_backend = context
-                .clusters
-                .get(&*cluster_id)
-                .and_then(|cluster| cluster.proxy_protocol);
-            io.cluster_id = Some(cluster_id);
-            to_backend
-        }
-        Destination::Remote(remote) => {
-            io.rare_mut().remote = Some(remote);
-            None
-        }
-    };
+    let to_backend = cluster_id
+        .as_deref()
+        .and_then(|id| context.clusters.get(id))
+        .and_then(|cluster| cluster.proxy_protocol);
+    if cluster_id.is_some() {
+        io.cluster_id = cluster_id;
+    }
     let mut buffer = sniff.buffer.take();
     let mut head = backend_header(io, to_backend);
     if let Some(data) = data {
@@ -438,7 +412,11 @@ fn run_pipe(
 ) -> Result<Action, Fate> {
     let Some(back) = io.backs.get_mut(Slot::FIRST) else {
         return Ok(match (&io.cluster_id, io.remote()) {
-            (Some(_), _) => Action::ConnectToCluster(Slot::FIRST),
+            (Some(cluster_id), _) => Action::Connect {
+                slot: Slot::FIRST,
+                cluster_id: Rc::clone(cluster_id),
+                sticky_id: None,
+            },
             (None, Some(remote)) => Action::ConnectRemote {
                 slot: Slot::FIRST,
                 remote: remote.clone(),

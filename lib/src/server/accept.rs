@@ -61,8 +61,8 @@ impl Server {
                         if !listener.nodelay_inherited {
                             let _ = stream.set_nodelay(true);
                         }
-                        let kind = listener.kind;
-                        self.create_session(address, kind, stream, peer);
+                        let (kind, timeouts) = (listener.kind, Rc::clone(&listener.timeouts));
+                        self.create_session(address, kind, timeouts, stream, peer);
                     }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => {
                         listener.pending = false;
@@ -87,17 +87,20 @@ impl Server {
         }
     }
 
+    /// Starts the session of a connection accepted on `listener`, of `kind`, whose sessions
+    /// hold `timeouts`.
     pub(super) fn create_session(
         &mut self,
         listener: SocketAddr,
         kind: ListenerType,
+        timeouts: Rc<Timeouts>,
         stream: TcpStream,
         peer: SocketAddr,
     ) {
         match kind {
-            ListenerType::Tcp => self.create_tcp_session(listener, stream, peer),
+            ListenerType::Tcp => self.create_tcp_session(listener, timeouts, stream, peer),
             ListenerType::Http | ListenerType::Https => {
-                self.create_http_session(listener, stream, peer)
+                self.create_http_session(listener, timeouts, stream, peer)
             }
         }
     }
@@ -105,6 +108,7 @@ impl Server {
     pub(super) fn create_tcp_session(
         &mut self,
         listener: SocketAddr,
+        timeouts: Rc<Timeouts>,
         stream: TcpStream,
         peer: SocketAddr,
     ) {
@@ -122,7 +126,6 @@ impl Server {
             );
             return;
         }
-        let timeouts = config.timeouts();
         let expect_proxy = config.expect_proxy;
         let then = tcp::AfterProxy::Pipe {
             splice: config.splice.then_some(self.config.splice_pipe_capacity),
@@ -139,6 +142,7 @@ impl Server {
     pub(super) fn create_http_session(
         &mut self,
         listener: SocketAddr,
+        timeouts: Rc<Timeouts>,
         stream: TcpStream,
         peer: SocketAddr,
     ) {
@@ -149,7 +153,6 @@ impl Server {
             .tls
             .as_ref()
             .map(|settings| settings.config.clone());
-        let timeouts = http_listener.config.timeouts();
         let expect_proxy = http_listener.config.expect_proxy;
         let then = tcp::AfterProxy::Http(tls_config);
         let Some(key) = self.new_session(listener, stream, peer, timeouts, |session, pool| {
@@ -166,7 +169,7 @@ impl Server {
         listener: SocketAddr,
         mut stream: TcpStream,
         peer: SocketAddr,
-        timeouts: Timeouts,
+        timeouts: Rc<Timeouts>,
         first_stage: impl FnOnce(&mut Session, &Pool),
     ) -> Option<usize> {
         // A listener bound to one address is the connection's local address; only a wildcard
@@ -200,12 +203,10 @@ impl Server {
             client_address: peer,
             local_address: local,
         };
-        let shared = self.timeouts.get(&timeouts, |timeouts| Rc::new(*timeouts));
-        let mut session = Session::new(accepted, shared, now);
+        let front = timeouts.front;
+        let mut session = Session::new(accepted, timeouts, now);
         first_stage(&mut session, &self.pool);
-        session
-            .io
-            .touch_front(timeouts.front, now, &mut self.timers);
+        session.io.touch_front(front, now, &mut self.timers);
         entry.insert(session);
         debug!("session {uid}: accepted {peer} on {listener}");
         Some(key)

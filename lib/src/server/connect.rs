@@ -43,17 +43,19 @@ impl Server {
         &mut self,
         key: usize,
         slot: Slot,
-        cluster_id: &str,
+        cluster_id: Rc<str>,
         sticky_id: Option<&str>,
     ) -> Action {
         let now = Instant::now();
         let Some(session) = self.sessions.get_mut(key) else {
             return Action::Wait;
         };
-        // A TCP session's route already named the cluster: no copy of its id per connection.
-        if session.io.cluster_id.as_deref() != Some(cluster_id) {
-            session.io.cluster_id = Some(self.cluster_ids.get(cluster_id, |id| Rc::from(id)));
+        // A TCP session's route already named the cluster: its own id came back. Any other
+        // id becomes the one the worker's sessions share.
+        if session.io.cluster_id.as_ref() != Some(&cluster_id) {
+            session.io.cluster_id = Some(self.cluster_ids.get(&cluster_id, |_| cluster_id.clone()));
         }
+        let cluster_id = &*cluster_id;
         session
             .io
             .backs
@@ -127,20 +129,6 @@ impl Server {
             }
             Err(OpenError::Register) => Action::Close,
             Err(OpenError::NoDescriptor) => self.refuse_without_descriptor(key, slot),
-        }
-    }
-
-    /// Opens a connection in the session's `slot` to a backend of the cluster its route
-    /// chose ([`Action::ConnectToCluster`]); a session without one closes.
-    pub(super) fn connect_to_cluster(&mut self, key: usize, slot: Slot) -> Action {
-        self.release_back(key, slot);
-        let cluster_id = self
-            .sessions
-            .get(key)
-            .and_then(|session| session.io.cluster_id.clone());
-        match cluster_id {
-            Some(cluster_id) => self.connect(key, slot, &cluster_id, None),
-            None => Action::Close,
         }
     }
 
@@ -426,10 +414,13 @@ impl Server {
             session.io.backs.reset_attempts(slot);
             return self.answer_failure(key, slot, Failure::NoBackend);
         }
-        match (session.io.backs.cluster_id(slot), session.io.remote()) {
+        match (
+            session.io.backs.shared_cluster_id(slot),
+            session.io.remote(),
+        ) {
             (Some(cluster_id), _) => Action::Connect {
                 slot,
-                cluster_id: cluster_id.to_string(),
+                cluster_id: Rc::clone(cluster_id),
                 sticky_id: None,
             },
             (None, Some(remote)) => Action::ConnectRemote {

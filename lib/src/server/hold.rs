@@ -13,6 +13,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    rc::Rc,
     time::Instant,
 };
 
@@ -166,7 +167,7 @@ impl Server {
                         .hold(&cluster_id, HoldEvent::Released, depth);
                     Action::Connect {
                         slot: held.slot,
-                        cluster_id: cluster_id.clone(),
+                        cluster_id: self.cluster_ids.get(&cluster_id, |id| Rc::from(id)),
                         sticky_id: held.sticky_id,
                     }
                 } else {

@@ -11,6 +11,7 @@ use std::{
     io::{self, ErrorKind},
     net::SocketAddr,
     os::fd::OwnedFd,
+    rc::Rc,
     sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
@@ -135,6 +136,9 @@ struct ListenerSocket {
     /// Accepted sockets inherit `TCP_NODELAY` from the listener ([`accept::nodelay_on_accepted`]):
     /// no `setsockopt` per connection. Otherwise each accepted socket gets it.
     nodelay_inherited: bool,
+    /// The listener's timeouts, as its sessions hold them (shared): kept in step with the
+    /// listener's orders, so an accept looks nothing up.
+    timeouts: Rc<Timeouts>,
 }
 
 /// Whether the worker runs, drains or stops.
@@ -606,12 +610,11 @@ impl Server {
                     sticky_id,
                 } => {
                     self.release_back(key, slot);
-                    self.connect(key, slot, &cluster_id, sticky_id.as_deref())
+                    self.connect(key, slot, cluster_id, sticky_id.as_deref())
                 }
-                Action::ConnectToCluster(slot) => self.connect_to_cluster(key, slot),
                 Action::Reconnect { slot, cluster_id } => {
                     self.release_back(key, slot);
-                    self.connect(key, slot, &cluster_id, None)
+                    self.connect(key, slot, cluster_id, None)
                 }
                 Action::ConnectRemote { slot, remote } => {
                     self.release_back(key, slot);

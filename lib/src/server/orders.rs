@@ -4,14 +4,14 @@
 //! answers and routes it can compile) and against the [`ConfigState`]; only then does it
 //! change the running structures, so an order that fails changes nothing.
 
-use std::{collections::BTreeMap, io, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, io, net::SocketAddr, rc::Rc, sync::Arc};
 
 use log::{debug, error, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
     request::{
         AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, MetricsConfiguration,
-        Order, Request, UpdateHttpListener, UpdateHttpsListener,
+        Order, Request, Timeouts, UpdateHttpListener, UpdateHttpsListener,
     },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
@@ -399,6 +399,7 @@ impl Server {
             (order, _) => self.apply_to_state(order, checked),
         };
         if applied.is_ok() {
+            self.sync_listener_timeouts(order);
             self.sync_content_routers(order);
             self.sync_faults();
         }
@@ -462,6 +463,7 @@ impl Server {
         std_listener
             .set_nonblocking(true)
             .map_err(|source| ApplyError::NonBlocking { address, source })?;
+        let timeouts = self.listener_timeouts(address);
         let nodelay_inherited = super::accept::nodelay_on_accepted(&std_listener);
         let mut socket = TcpListener::from_std(std_listener);
         let token = Token(self.sockets.insert(Owner::Listener(address)));
@@ -485,9 +487,40 @@ impl Server {
                 token,
                 pending: true,
                 nodelay_inherited,
+                timeouts,
             },
         );
         Ok(())
+    }
+
+    /// The timeouts of the listener at `address` as its sessions share them: the state's
+    /// (TCP) or the HTTP listener's; the defaults for a listener the worker does not have.
+    fn listener_timeouts(&mut self, address: SocketAddr) -> Rc<Timeouts> {
+        let timeouts = match self.state.tcp_listeners.get(&address) {
+            Some(listener) => listener.config.timeouts(),
+            None => self
+                .http_listeners
+                .get(&address)
+                .map(|listener| listener.config.timeouts())
+                .unwrap_or_default(),
+        };
+        self.timeouts.get(&timeouts, |timeouts| Rc::new(*timeouts))
+    }
+
+    /// Gives a bound listener whose settings an applied `order` changed its new timeouts.
+    fn sync_listener_timeouts(&mut self, order: &Order) {
+        let address = match order {
+            Order::UpdateTcpListenerConfig(update) => update.address,
+            Order::UpdateHttpListenerConfig(UpdateHttpListener { address, .. })
+            | Order::UpdateHttpsListenerConfig(UpdateHttpsListener { address, .. }) => *address,
+            _ => return,
+        };
+        if self.listeners.contains_key(&address) {
+            let timeouts = self.listener_timeouts(address);
+            if let Some(listener) = self.listeners.get_mut(&address) {
+                listener.timeouts = timeouts;
+            }
+        }
     }
 
     fn deactivate(&mut self, address: SocketAddr) {

@@ -134,7 +134,12 @@ impl Backs {
 
     /// The cluster `slot` connects to, if any.
     pub fn cluster_id(&self, slot: Slot) -> Option<&str> {
-        self.slots.get(slot.index())?.cluster_id.as_deref()
+        self.shared_cluster_id(slot).map(|id| &**id)
+    }
+
+    /// The cluster `slot` connects to, as the id the worker's sessions share.
+    pub fn shared_cluster_id(&self, slot: Slot) -> Option<&Rc<str>> {
+        self.slots.get(slot.index())?.cluster_id.as_ref()
     }
 
     /// Counts a connect attempt of `slot`.

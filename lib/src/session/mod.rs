@@ -55,16 +55,13 @@ pub enum Action {
     /// other event of the same poll has been handled.
     Yield,
     /// Open a connection to a backend of `cluster_id` (the one named by `sticky_id` when it
-    /// is available) in `slot`, replacing any backend connection the slot has.
+    /// is available) in `slot`, replacing any backend connection the slot has. The id is
+    /// shared: a TCP session hands over its own ([`SessionIo::cluster_id`]), not a copy.
     Connect {
         slot: Slot,
-        cluster_id: String,
+        cluster_id: Rc<str>,
         sticky_id: Option<String>,
     },
-    /// Open a connection in `slot` to a backend of the session's cluster
-    /// ([`SessionIo::cluster_id`], set by its route): a TCP session's connect, with no copy
-    /// of the id.
-    ConnectToCluster(Slot),
     /// Open a connection in `slot` to `remote`, a `host:port` a script chose (no cluster):
     /// its name is resolved off the event loop first.
     ConnectRemote { slot: Slot, remote: String },
@@ -75,7 +72,7 @@ pub enum Action {
     ConnectFailed(Slot),
     /// A kept backend connection turned out closed: open another one in the slot, without
     /// counting a failure against the backend.
-    Reconnect { slot: Slot, cluster_id: String },
+    Reconnect { slot: Slot, cluster_id: Rc<str> },
     /// An exchange ended and the backend connection stays for the next request (unless its
     /// backend has many connections idle with clients: `Server::bound_kept_backs`).
     ExchangeDone,

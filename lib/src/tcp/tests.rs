@@ -134,7 +134,11 @@ fn a_proxy_header_then_a_default_frontend_turn_the_stage_into_a_pipe_that_replay
     // the pipe asks for a backend connection.
     assert_eq!(
         event_loop.ready(&mut stage, &mut io),
-        Action::ConnectToCluster(Slot::FIRST)
+        Action::Connect {
+            slot: Slot::FIRST,
+            cluster_id: Rc::from("tcp"),
+            sticky_id: None,
+        }
     );
     assert!(matches!(stage, Stage::Pipe(_)));
     assert_eq!(io.client_address, "10.0.0.1:1111".parse().unwrap());

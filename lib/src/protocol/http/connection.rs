@@ -3,7 +3,7 @@
 //! moving to the next request of a kept connection. The response side is in
 //! [`super::response`].
 
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, rc::Rc, time::Duration};
 
 use sozu_command_lib::request::{Cluster, HeaderPosition, Hsts, HttpFrontend};
 
@@ -516,7 +516,7 @@ fn forward_request(
     http.back_use = BackUse::New;
     Step::Do(Action::Connect {
         slot: SLOT,
-        cluster_id: stream.cluster_id.clone(),
+        cluster_id: Rc::from(stream.cluster_id.as_str()),
         sticky_id,
     })
 }
@@ -737,7 +737,12 @@ pub(super) fn backend_failed(
         stream.phase = Phase::Connecting;
         return Step::Do(Action::Reconnect {
             slot: SLOT,
-            cluster_id: stream.cluster_id.clone(),
+            // The kept connection served this cluster: its slot holds the shared id.
+            cluster_id: io
+                .backs
+                .shared_cluster_id(SLOT)
+                .filter(|id| ***id == *stream.cluster_id)
+                .map_or_else(|| Rc::from(stream.cluster_id.as_str()), Rc::clone),
         });
     }
     answer(

@@ -285,7 +285,7 @@ const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 fn connect(cluster_id: &str) -> Action {
     Action::Connect {
         slot: SLOT,
-        cluster_id: cluster_id.to_string(),
+        cluster_id: cluster_id.into(),
         sticky_id: None,
     }
 }
@@ -302,7 +302,7 @@ fn a_request_on_a_reused_connection_the_backend_closed_is_retried_once() {
         harness.ready(),
         Action::Reconnect {
             slot: SLOT,
-            cluster_id: "api".to_string()
+            cluster_id: "api".into()
         }
     );
     // The loop drops the failed connection, and the request it counted, before connecting.

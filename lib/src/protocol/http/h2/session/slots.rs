@@ -12,6 +12,7 @@
 
 use std::{
     mem,
+    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -180,7 +181,7 @@ impl Mux {
         let exchange = self.exchange_mut(id)?;
         exchange.slot = Some(slot);
         exchange.state = State::Connecting;
-        let cluster_id = exchange.stream.cluster_id.clone();
+        let cluster_id = Rc::from(exchange.stream.cluster_id.as_str());
         let sticky_id = exchange.sticky_id.clone();
         Some(Action::Connect {
             slot,

@@ -115,7 +115,7 @@ fn a_clean_connection_stays_idle_and_the_next_stream_to_its_cluster_takes_it_ove
         action,
         Some(Action::Connect {
             slot: Slot(1),
-            cluster_id: "other".to_string(),
+            cluster_id: "other".into(),
             sticky_id: None,
         })
     );
@@ -141,7 +141,7 @@ fn a_sticky_stream_takes_over_only_a_connection_to_its_backend() {
         action,
         Some(Action::Connect {
             slot: Slot(1),
-            cluster_id: "c".to_string(),
+            cluster_id: "c".into(),
             sticky_id: Some("b2".to_string()),
         })
     );
