@@ -93,9 +93,6 @@ pub enum TlsError {
     /// rustls refused the combination of versions, suites and groups.
     #[error("the TLS settings are inconsistent")]
     Settings(#[source] rustls::Error),
-    /// The session ticket encrypter cannot be created.
-    #[error("cannot create a session ticket key")]
-    Ticketer(#[source] rustls::Error),
 }
 
 /// When a certificate's private key is checked against the certificate, and decoded.

@@ -4,7 +4,7 @@
 //! with ASCII case folding, so nothing is allocated to compare them. Patterns come from
 //! [`sozu_command_lib::hostname::parse_pattern`]; this module only adds the catch-all `*`.
 
-use sozu_command_lib::hostname::{HostnameError, LabelPattern, parse_pattern};
+use sozu_command_lib::hostname::{HostnameError, LabelPattern, check_pattern, parse_pattern};
 
 /// The longest hostname a pattern other than `*` can match, as in DNS.
 pub(crate) const MAX_NAME: usize = 253;
@@ -79,9 +79,10 @@ pub(crate) enum HostPattern {
     /// Exact labels only: the lowercase hostname, labels joined by dots. One allocation
     /// instead of one per label, as a router holds one per frontend.
     Exact(Box<[u8]>),
-    /// Exact labels only, written by the frontend as [`HostPattern::Exact`] would hold them
-    /// (the common case): the name is the frontend's own hostname, read from the route
-    /// instead of copied, which saves a worker an allocation per frontend.
+    /// Exact labels only, written in lowercase (the common case): the name is the hostname
+    /// the pattern was parsed from, which the route holds (it is given to
+    /// [`HostPattern::key`]), read from there instead of copied: a worker saves an
+    /// allocation per frontend.
     AsWritten,
     /// Labels leftmost first, as [`parse_pattern`] gives them, at least one of them a wildcard
     /// or a regex; a wildcard stands for exactly one label and only comes first. Matches
@@ -90,24 +91,29 @@ pub(crate) enum HostPattern {
 }
 
 impl HostPattern {
+    /// The pattern of `hostname`; [`HostPattern::key`] must then be given the same hostname.
     pub(crate) fn parse(hostname: &str) -> Result<Self, HostnameError> {
+        // Without a wildcard, a regex or an IPv6 literal, every label is exact: checking the
+        // name is enough (one pass over its bytes for the common name), and its labels need
+        // not be split, copied and joined again. A worker compiles a route per frontend.
+        let is_exact = !hostname.bytes().any(|b| matches!(b, b'*' | b'/' | b'['));
+        if is_exact {
+            check_pattern(hostname)?;
+            return Ok(if hostname.bytes().any(|b| b.is_ascii_uppercase()) {
+                HostPattern::Exact(hostname.to_ascii_lowercase().into_bytes().into())
+            } else {
+                HostPattern::AsWritten
+            });
+        }
         let labels = parse_pattern(hostname)?;
         Ok(match labels.as_slice() {
             [LabelPattern::Wildcard] => HostPattern::Any,
             _ => match exact_name(&labels) {
+                Some(name) if *name == *hostname.as_bytes() => HostPattern::AsWritten,
                 Some(name) => HostPattern::Exact(name),
                 None => HostPattern::Labels(labels.into()),
             },
         })
-    }
-
-    /// [`HostPattern::Exact`] with the frontend's own hostname, `written`, when it is that
-    /// name: what a route keeps instead of a copy.
-    pub(crate) fn sharing_name(self, written: &str) -> Self {
-        match self {
-            HostPattern::Exact(name) if *name == *written.as_bytes() => HostPattern::AsWritten,
-            pattern => pattern,
-        }
     }
 
     /// How the pattern is filed and matched; `written` is the hostname of the frontend it
@@ -268,7 +274,7 @@ mod tests {
     #[test]
     fn a_lowercase_name_is_shared_with_the_frontend() {
         let parse = |hostname: &str| match HostPattern::parse(hostname) {
-            Ok(pattern) => pattern.sharing_name(hostname),
+            Ok(pattern) => pattern,
             Err(error) => panic!("{hostname} refused: {error}"),
         };
         let shared = parse("api.example.com");
@@ -279,10 +285,58 @@ mod tests {
         ));
         assert!(shared.key("api.example.com").matches(b"API.example.com"));
         assert_eq!(shared.capture_count(), 0);
+        assert!(matches!(parse("[::1]"), HostPattern::AsWritten));
         // Written otherwise than the lowercase name: the name is kept.
         assert!(matches!(parse("API.example.com"), HostPattern::Exact(_)));
+        assert!(matches!(parse("[::FFFF:1.2.3.4]"), HostPattern::Exact(_)));
         assert!(matches!(parse("*.example.com"), HostPattern::Labels(_)));
         assert!(matches!(parse("*"), HostPattern::Any));
+    }
+
+    /// What [`HostPattern::parse`] gives, taken from the labels [`parse_pattern`] splits: the
+    /// short way for names of exact labels must agree with it, errors included.
+    #[test]
+    fn exact_names_parse_as_their_labels_say() {
+        let names = [
+            "example.com",
+            "a-b_c.d9.example",
+            "Example.COM",
+            "x",
+            "",
+            ".",
+            "a..b",
+            "a.",
+            ".a",
+            "a b.com",
+            "é.com",
+            "a.*.com",
+            "*.example.com",
+            "*",
+            "/a+/.com",
+            "[::1]",
+            "[::1",
+            "api.example.com:8080",
+        ];
+        let long = format!("{}.com", "a".repeat(250));
+        for hostname in names.iter().copied().chain([long.as_str()]) {
+            match (HostPattern::parse(hostname), parse_pattern(hostname)) {
+                (Err(error), Err(expected)) => {
+                    assert_eq!(error.to_string(), expected.to_string(), "{hostname}");
+                }
+                (Ok(pattern), Ok(labels)) => match (&pattern, exact_name(&labels)) {
+                    (HostPattern::Any, _) => assert_eq!(labels, [LabelPattern::Wildcard]),
+                    (HostPattern::Labels(own), None) => assert_eq!(**own, *labels),
+                    (HostPattern::Exact(_) | HostPattern::AsWritten, Some(name)) => {
+                        assert!(
+                            matches!(pattern.key(hostname), HostKey::Exact(own) if *own == *name),
+                            "{hostname}"
+                        );
+                    }
+                    _ => panic!("{hostname}: {pattern:?} from {labels:?}"),
+                },
+                (parsed, expected) => panic!("{hostname}: {parsed:?} against {expected:?}"),
+            }
+        }
     }
 
     #[test]

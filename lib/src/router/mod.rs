@@ -160,7 +160,7 @@ impl Route {
     /// Compiles the patterns and templates of `frontend`.
     pub fn compile(frontend: impl Into<Arc<HttpFrontend>>) -> Result<Self, RouterError> {
         let frontend = frontend.into();
-        let host = HostPattern::parse(&frontend.hostname)?.sharing_name(&frontend.hostname);
+        let host = HostPattern::parse(&frontend.hostname)?;
         let path = PathMatcher::new(&frontend.path)?;
         let compile = |field: &'static str, source: &Option<String>| {
             source

@@ -4,13 +4,13 @@
 //! the CLI shows, and the seeding of the random number generator a worker does in the
 //! background.
 
-use std::sync::Arc;
+use std::sync::{Arc, Once, OnceLock};
 
 use log::error;
 use rustls::{
     ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
     crypto::{CryptoProvider, aws_lc_rs},
-    server::ServerSessionMemoryCache,
+    server::{ProducesTickets, ServerSessionMemoryCache},
 };
 use sozu_command_lib::request::{TlsListenerConfig, TlsVersion};
 
@@ -35,24 +35,28 @@ fn provider() -> CryptoProvider {
     }
 }
 
-/// Seeds the random number generator TLS uses, on a thread of its own, for a worker that
-/// starts with HTTPS listeners: its first seeding takes the process about 45 ms of CPU (the
-/// jitter entropy source of aws-lc), which the first HTTPS listener's ticketer would
-/// otherwise pay while the worker applies its initial state, before it routes anything. The
-/// thread does it while the worker waits for that state; the generator's one-time
-/// initialisation makes any other user wait until it is done.
+/// Seeds the random number generator TLS uses, on a thread of its own, once per process: its
+/// first seeding takes the process about 45 ms of CPU (the jitter entropy source of aws-lc),
+/// which the first handshake would otherwise pay. A worker calls it as it starts with HTTPS
+/// listeners, and [`server_config`] when an HTTPS listener is added: the thread seeds while
+/// the worker applies its state (the listeners' ticketers wait for their first handshake,
+/// [`FirstUseTicketer`]). The generator's one-time initialisation makes any other user wait
+/// until it is done.
 pub fn seed_random_in_background() {
-    let seeding = std::thread::Builder::new()
-        .name("seed-random".to_string())
-        .spawn(|| {
-            let mut byte = [0u8; 1];
-            if provider().secure_random.fill(&mut byte).is_err() {
-                error!("the random number generator could not be seeded");
-            }
-        });
-    if let Err(error) = seeding {
-        error!("cannot start the thread that seeds the random number generator: {error}");
-    }
+    static SEEDING: Once = Once::new();
+    SEEDING.call_once(|| {
+        let seeding = std::thread::Builder::new()
+            .name("seed-random".to_string())
+            .spawn(|| {
+                let mut byte = [0u8; 1];
+                if provider().secure_random.fill(&mut byte).is_err() {
+                    error!("the random number generator could not be seeded");
+                }
+            });
+        if let Err(error) = seeding {
+            error!("cannot start the thread that seeds the random number generator: {error}");
+        }
+    });
 }
 
 /// The rustls configuration of an HTTPS listener.
@@ -62,10 +66,55 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = settings_config(settings, resolver)?;
     if settings.send_tls13_tickets > 0 {
-        config.ticketer = aws_lc_rs::Ticketer::new().map_err(TlsError::Ticketer)?;
+        seed_random_in_background();
+        config.ticketer = Arc::new(FirstUseTicketer::default());
     }
     config.session_storage = ServerSessionMemoryCache::new(20_000);
     Ok(Arc::new(config))
+}
+
+/// The session ticket keys of a listener, made by its first handshake that asks rustls
+/// whether tickets are enabled: making them takes random numbers, whose generator's first
+/// seeding (tens of milliseconds of CPU) would otherwise stop a worker while it applies the
+/// order that adds the listener, at the start of its state. By that first handshake the
+/// generator was seeded in the background ([`seed_random_in_background`]).
+#[derive(Debug, Default)]
+struct FirstUseTicketer {
+    /// rustls's ticketer; `None` inside when it could not be made (said once at `error!`):
+    /// the listener's handshakes then go without tickets.
+    ticketer: OnceLock<Option<Arc<dyn ProducesTickets>>>,
+}
+
+impl FirstUseTicketer {
+    fn ticketer(&self) -> Option<&dyn ProducesTickets> {
+        self.ticketer
+            .get_or_init(|| {
+                aws_lc_rs::Ticketer::new()
+                    .map_err(|error| {
+                        error!("cannot create a session ticket key, no tickets sent: {error}");
+                    })
+                    .ok()
+            })
+            .as_deref()
+    }
+}
+
+impl ProducesTickets for FirstUseTicketer {
+    fn enabled(&self) -> bool {
+        self.ticketer().is_some_and(ProducesTickets::enabled)
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.ticketer().map_or(0, ProducesTickets::lifetime)
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.ticketer()?.encrypt(plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.ticketer()?.decrypt(cipher)
+    }
 }
 
 /// Whether a listener's TLS settings build a server configuration, as [`server_config`]
@@ -191,4 +240,44 @@ pub fn default_groups() -> Vec<String> {
 /// Whether the provider knows every name, for validating settings without building them.
 pub fn check_settings(settings: &TlsListenerConfig) -> Result<(), TlsError> {
     server_config(settings, Arc::new(CertificateResolver::default())).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_makes_its_ticket_keys_at_its_first_handshake() {
+        let settings = TlsListenerConfig {
+            send_tls13_tickets: 4,
+            ..TlsListenerConfig::default()
+        };
+        let config = match server_config(&settings, Arc::new(CertificateResolver::default())) {
+            Ok(config) => config,
+            Err(error) => panic!("default settings refused: {error}"),
+        };
+        let made = |config: &ServerConfig| !format!("{:?}", config.ticketer).contains("<uninit>");
+        assert!(!made(&config), "{:?}", config.ticketer);
+        assert!(config.ticketer.enabled());
+        assert!(made(&config));
+        assert!(config.ticketer.lifetime() > 0);
+        let ticket = config.ticketer.encrypt(b"session");
+        assert_eq!(
+            ticket.and_then(|ticket| config.ticketer.decrypt(&ticket)),
+            Some(b"session".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_listener_without_tickets_has_no_ticketer() {
+        let settings = TlsListenerConfig {
+            send_tls13_tickets: 0,
+            ..TlsListenerConfig::default()
+        };
+        let config = match server_config(&settings, Arc::new(CertificateResolver::default())) {
+            Ok(config) => config,
+            Err(error) => panic!("default settings refused: {error}"),
+        };
+        assert!(!config.ticketer.enabled());
+    }
 }
