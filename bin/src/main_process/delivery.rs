@@ -1,6 +1,9 @@
 //! How a task's orders reach the workers: one answer per order, or a batch answered once,
 //! serialised once for all workers.
 
+use std::collections::BTreeMap;
+
+use log::warn;
 use sozu_command_lib::request::{Order, Request, write_order};
 
 use super::{tasks::Task, workers::Worker};
@@ -50,19 +53,6 @@ pub(super) struct BatchJson<'o> {
 }
 
 impl<'o> BatchJson<'o> {
-    /// The batch of `orders` as their JSON `written` (a state file's lines) when it holds one
-    /// text per order, else serialised.
-    pub(super) fn written(orders: &'o [Order], written: Option<WrittenJson>) -> Self {
-        match written {
-            Some(written) if written.ends.len() == orders.len() => BatchJson {
-                orders,
-                json: written.json,
-                ends: written.ends.into_iter().map(Ok).collect(),
-            },
-            _ => BatchJson::new(orders),
-        }
-    }
-
     pub(super) fn new(orders: &'o [Order]) -> Self {
         let mut json = Vec::new();
         let ends = orders
@@ -131,22 +121,110 @@ impl<'o> BatchJson<'o> {
     }
 }
 
-/// Orders' JSON as a file wrote it, one after the other: a state file's lines, which the
-/// main process decoded to check and apply them, reach the workers as they are instead of
-/// being serialised again (a tenth of a state load's work in the main process).
-#[derive(Debug, Default)]
-pub(super) struct WrittenJson {
-    json: Vec<u8>,
-    /// Where each order's JSON ends in `json`.
-    ends: Vec<usize>,
+/// A batch whose orders are queued for the workers one by one as the main process applies
+/// them (a state load): the workers apply the first orders while the main process reads and
+/// checks the next ones, instead of waiting for the whole file to be merged. Each order goes
+/// as the file wrote it when there is such a text (decoded already to check it: not
+/// serialised again), else serialised once for every worker. `BEGIN_BATCH` goes with the
+/// first order, and the task that ends the batch takes the id reserved here
+/// ([`Delivery::EndOfBatch`]).
+pub(super) struct OrderStream {
+    targets: Vec<u32>,
+    request_id: String,
+    /// The request being queued.
+    line: Vec<u8>,
+    sent: usize,
+    /// The orders a worker's channel refused, each as `cannot send ORDER: why`.
+    failures: Vec<(u32, String)>,
 }
 
-impl WrittenJson {
-    /// Adds the JSON of the next order, as it was decoded into that order.
-    pub(super) fn push(&mut self, json: &str) {
-        self.json.extend_from_slice(json.as_bytes());
-        self.ends.push(self.json.len());
+impl OrderStream {
+    /// A stream to `targets` under the id of the task that will end it.
+    pub(super) fn new(targets: Vec<u32>, request_id: String) -> Self {
+        OrderStream {
+            targets,
+            request_id,
+            line: Vec::new(),
+            sent: 0,
+            failures: Vec::new(),
+        }
     }
+
+    /// Queues `order` (whose JSON is `json` when a file wrote it) for each target, after
+    /// `BEGIN_BATCH` for the first one, and writes what is queued every
+    /// [`ORDERS_PER_WRITE`] orders.
+    pub(super) fn send(
+        &mut self,
+        workers: &mut BTreeMap<u32, Worker>,
+        order: &Order,
+        json: Option<&str>,
+    ) {
+        if self.sent == 0 {
+            self.queue(workers, &Order::BeginBatch, None);
+        }
+        self.queue(workers, order, json);
+        self.sent += 1;
+        if self.sent % ORDERS_PER_WRITE == 0 {
+            for id in &self.targets {
+                if let Some(worker) = workers.get_mut(id) {
+                    if let Err(error) = worker.channel.writable() {
+                        warn!("cannot write to worker {id}: {error}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, workers: &mut BTreeMap<u32, Worker>, order: &Order, json: Option<&str>) {
+        let line = request_line(&mut self.line, &self.request_id, order, json);
+        for id in &self.targets {
+            let Some(worker) = workers.get_mut(id) else {
+                continue;
+            };
+            let queued = match &line {
+                Ok(()) => worker
+                    .channel
+                    .queue_json(&self.line)
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.clone()),
+            };
+            if let Err(error) = queued {
+                self.failures
+                    .push((*id, format!("cannot send {order}: {error}")));
+            }
+        }
+    }
+
+    /// The failures of the task that ends the batch.
+    pub(super) fn into_failures(self) -> Vec<(u32, String)> {
+        self.failures
+    }
+}
+
+/// How many orders of a stream are queued between two writes to the workers: often enough
+/// that they start applying early, seldom enough that the writes cost nothing.
+pub(super) const ORDERS_PER_WRITE: usize = 256;
+
+/// Writes into `line` the request `{"id":…,"order":…}` of `order` under `request_id`, as
+/// [`Channel::queue_message`] writes it, the order being `json` when a file wrote it.
+///
+/// [`Channel::queue_message`]: sozu_command_lib::channel::Channel::queue_message
+pub(super) fn request_line(
+    line: &mut Vec<u8>,
+    request_id: &str,
+    order: &Order,
+    json: Option<&str>,
+) -> Result<(), String> {
+    line.clear();
+    line.extend_from_slice(br#"{"id":"#);
+    serde_json::to_writer(&mut *line, request_id).map_err(|error| error.to_string())?;
+    line.extend_from_slice(br#","order":"#);
+    match json {
+        Some(json) => line.extend_from_slice(json.as_bytes()),
+        None => write_order(order, line).map_err(|error| error.to_string())?,
+    }
+    line.push(b'}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -178,44 +256,5 @@ mod tests {
             seen.push(order.clone());
         });
         assert_eq!(seen, orders);
-    }
-
-    /// Issue 17: orders sent as a file wrote them read as the orders themselves; a text per
-    /// order is needed, or they are serialised.
-    #[test]
-    fn a_batch_of_written_orders_is_sent_as_written() {
-        let orders = vec![
-            Order::AddCluster(Cluster::new("a")),
-            Order::RemoveCluster(ClusterId {
-                cluster_id: "b".to_string(),
-            }),
-        ];
-        let mut written = WrittenJson::default();
-        written.push(r#"{ "type": "ADD_CLUSTER", "cluster_id": "a" }"#);
-        written.push(r#"{"cluster_id":"b","type":"REMOVE_CLUSTER"}"#);
-        let batch = BatchJson::written(&orders, Some(written));
-        let mut sent = Vec::new();
-        batch.for_each_request("7", |order, json| {
-            let json = json.expect("a request");
-            let request: Request = serde_json::from_slice(json).expect("a request");
-            assert_eq!(&request.order, order);
-            sent.push(String::from_utf8_lossy(json).into_owned());
-        });
-        assert_eq!(
-            sent.first().map(String::as_str),
-            Some(r#"{"id":"7","order":{ "type": "ADD_CLUSTER", "cluster_id": "a" }}"#)
-        );
-        assert_eq!(sent.len(), 2);
-
-        let mut short = WrittenJson::default();
-        short.push(r#"{"type":"ADD_CLUSTER","cluster_id":"a"}"#);
-        let batch = BatchJson::written(&orders, Some(short));
-        let mut count = 0;
-        batch.for_each_request("7", |order, json| {
-            let expected = serde_json::to_vec(&Request::new("7", order.clone()));
-            assert_eq!(json.ok(), expected.as_deref().ok());
-            count += 1;
-        });
-        assert_eq!(count, 2);
     }
 }
