@@ -1,10 +1,18 @@
 //! How a task's orders reach the workers: one answer per order, or a batch answered once,
 //! serialised once for all workers.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    os::fd::AsFd,
+    time::{Duration, Instant},
+};
 
 use log::warn;
-use sozu_command_lib::request::{Order, Request, write_order};
+use sozu_command_lib::{
+    channel::Channel,
+    request::{Order, Request, write_order},
+    response::Response,
+};
 
 use super::{tasks::Task, workers::Worker};
 
@@ -130,6 +138,10 @@ impl<'o> BatchJson<'o> {
 /// ([`Delivery::EndOfBatch`]).
 pub(super) struct OrderStream {
     targets: Vec<u32>,
+    /// Whether each target stalled (see [`Feed::stalled`]).
+    stalled: Vec<bool>,
+    /// How long to wait for a worker whose queue is full (the worker timeout).
+    patience: Duration,
     request_id: String,
     /// The request being queued.
     line: Vec<u8>,
@@ -139,10 +151,13 @@ pub(super) struct OrderStream {
 }
 
 impl OrderStream {
-    /// A stream to `targets` under the id of the task that will end it.
-    pub(super) fn new(targets: Vec<u32>, request_id: String) -> Self {
+    /// A stream to `targets` under the id of the task that will end it, waiting at most
+    /// `patience` for a worker whose queue is full.
+    pub(super) fn new(targets: Vec<u32>, request_id: String, patience: Duration) -> Self {
         OrderStream {
+            stalled: vec![false; targets.len()],
             targets,
+            patience,
             request_id,
             line: Vec::new(),
             sent: 0,
@@ -165,13 +180,23 @@ impl OrderStream {
         self.queue(workers, order, json);
         self.sent += 1;
         if self.sent % ORDERS_PER_WRITE == 0 {
-            for id in &self.targets {
-                if let Some(worker) = workers.get_mut(id) {
-                    if let Err(error) = worker.channel.writable() {
-                        warn!("cannot write to worker {id}: {error}");
-                    }
+            let mut flags: Vec<Option<&mut bool>> = self.stalled.iter_mut().map(Some).collect();
+            let mut feeds = Vec::with_capacity(flags.len());
+            for (id, worker) in workers.iter_mut() {
+                let flag = self
+                    .targets
+                    .iter()
+                    .position(|target| target == id)
+                    .and_then(|target| flags.get_mut(target)?.take());
+                if let Some(stalled) = flag {
+                    feeds.push(Feed {
+                        id: *id,
+                        channel: &mut worker.channel,
+                        stalled,
+                    });
                 }
             }
+            write_and_wait(&mut feeds, self.patience);
         }
     }
 
@@ -204,6 +229,86 @@ impl OrderStream {
 /// How many orders of a stream are queued between two writes to the workers: often enough
 /// that they start applying early, seldom enough that the writes cost nothing.
 pub(super) const ORDERS_PER_WRITE: usize = 256;
+
+/// Above this much output queued for a worker, the main process waits for the worker to take
+/// some before it checks the next orders of a stream (a start's, a state load's): a worker
+/// applies orders more slowly than the main process checks them, and the whole state queued
+/// for each worker (50 MB at 100,000 frontends and 10,000 certificates) cost the main process
+/// a tenth of its start in page faults and copies, while the workers had no core to run on.
+pub(super) const MAX_QUEUED: usize = 4 << 20;
+
+/// A worker's channel fed a stream of orders.
+pub(super) struct Feed<'c> {
+    pub id: u32,
+    pub channel: &'c mut Channel<Request, Response>,
+    /// Whether the worker took nothing for a whole worker timeout: its orders are queued from
+    /// then on without waiting for it, and the task of the stream times out as for any worker
+    /// that does not answer.
+    pub stalled: &'c mut bool,
+}
+
+/// Writes to each channel what it takes now, then waits while one that is not stalled has
+/// more than [`MAX_QUEUED`] bytes queued, writing to each as it takes more. One still full
+/// after `patience` is stalled.
+pub(super) fn write_and_wait(feeds: &mut [Feed<'_>], patience: Duration) {
+    for feed in feeds.iter_mut() {
+        if let Err(error) = feed.channel.writable() {
+            warn!("cannot write to worker {}: {error}", feed.id);
+        }
+    }
+    let deadline = Instant::now() + patience;
+    while let Some(wait) = queues_full(feeds, deadline, patience) {
+        let fds: Vec<_> = feeds
+            .iter()
+            .map(|feed| {
+                // A channel with nothing queued would end the wait at once: not waited for.
+                let waits = !*feed.stalled
+                    && !feed.channel.is_closed()
+                    && feed.channel.pending_output_len() > 0;
+                waits.then(|| feed.channel.as_fd())
+            })
+            .collect();
+        let ready = match crate::sys::wait_writable(&fds, wait) {
+            Ok(ready) => ready,
+            Err(error) => {
+                warn!("cannot wait for the workers to take their orders: {error}");
+                return;
+            }
+        };
+        for (feed, ready) in feeds.iter_mut().zip(ready) {
+            if ready {
+                if let Err(error) = feed.channel.writable() {
+                    warn!("cannot write to worker {}: {error}", feed.id);
+                }
+            }
+        }
+    }
+}
+
+/// How long to wait at most for a channel with more than [`MAX_QUEUED`] bytes queued; `None`
+/// when none has. One still full at `deadline` is stalled: no longer waited for.
+fn queues_full(feeds: &mut [Feed<'_>], deadline: Instant, patience: Duration) -> Option<Duration> {
+    let now = Instant::now();
+    let mut full = false;
+    for feed in feeds.iter_mut() {
+        if *feed.stalled
+            || feed.channel.is_closed()
+            || feed.channel.pending_output_len() <= MAX_QUEUED
+        {
+            continue;
+        }
+        if now >= deadline {
+            warn!(
+                "worker {} took no order for {patience:?}: its orders are queued without waiting",
+                feed.id
+            );
+            *feed.stalled = true;
+        } else {
+            full = true;
+        }
+    }
+    full.then(|| deadline.saturating_duration_since(now))
+}
 
 /// Writes into `line` the request `{"id":…,"order":…}` of `order` under `request_id`, as
 /// [`Channel::queue_message`] writes it, the order being `json` when a file wrote it.
@@ -256,5 +361,77 @@ mod tests {
             seen.push(order.clone());
         });
         assert_eq!(seen, orders);
+    }
+
+    /// The queues of a worker's channel, a stream of 10 MiB of orders: 4 MiB queued at most.
+    fn a_stream_of_10_mib() -> (
+        Channel<Request, Response>,
+        Channel<Response, Request>,
+        usize,
+    ) {
+        let (mut main, worker) = Channel::<Request, Response>::pair(1 << 16, 1 << 20).unwrap();
+        main.nonblocking().unwrap();
+        let order = Order::AddCluster(Cluster::new("c".repeat(1000)));
+        let mut line = Vec::new();
+        request_line(&mut line, "1", &order, None).unwrap();
+        let count = (10 << 20) / line.len();
+        for _ in 0..count {
+            main.queue_json(&line).unwrap();
+        }
+        (main, worker, count)
+    }
+
+    /// Issue 17: a stream waits while a worker's queue is over [`MAX_QUEUED`] (the whole state
+    /// queued for each worker was a tenth of a start in page faults), and goes on as the
+    /// worker reads.
+    #[test]
+    fn a_full_queue_waits_for_the_worker_to_read() {
+        let (mut main, mut worker, count) = a_stream_of_10_mib();
+        let reader = std::thread::spawn(move || {
+            worker.blocking().unwrap();
+            for _ in 0..count {
+                assert!(worker.read_message().unwrap().is_some());
+            }
+        });
+        let mut stalled = false;
+        let mut feeds = [Feed {
+            id: 0,
+            channel: &mut main,
+            stalled: &mut stalled,
+        }];
+        write_and_wait(&mut feeds, Duration::from_secs(60));
+        assert!(main.pending_output_len() <= MAX_QUEUED);
+        assert!(!stalled);
+        main.blocking().unwrap();
+        main.writable().unwrap();
+        reader.join().unwrap();
+    }
+
+    /// A worker that reads nothing for the worker timeout is no longer waited for.
+    #[test]
+    fn a_worker_that_reads_nothing_stalls_after_the_timeout() {
+        let (mut main, _worker, _) = a_stream_of_10_mib();
+        let mut stalled = false;
+        let started = Instant::now();
+        let mut feeds = [Feed {
+            id: 0,
+            channel: &mut main,
+            stalled: &mut stalled,
+        }];
+        write_and_wait(&mut feeds, Duration::from_millis(100));
+        assert!(stalled);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(main.pending_output_len() > MAX_QUEUED);
+        let mut feeds = [Feed {
+            id: 0,
+            channel: &mut main,
+            stalled: &mut stalled,
+        }];
+        let again = Instant::now();
+        write_and_wait(&mut feeds, Duration::from_secs(60));
+        assert!(
+            again.elapsed() < Duration::from_secs(1),
+            "a stalled worker is not waited for"
+        );
     }
 }

@@ -437,6 +437,7 @@ impl Main {
                 self.serving_workers()
             },
             (self.next_task + 1).to_string(),
+            self.settings.worker_timeout,
         );
         let workers = &mut self.workers;
         let merged = state_file::merge(&mut self.state, orders, |order, json| {

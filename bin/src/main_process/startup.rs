@@ -9,18 +9,17 @@
 //! answers once, naming each order it refused, as for any state it is sent.
 
 use std::{
-    os::fd::AsFd,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use log::{error, warn};
+use log::error;
 use mio::net::UnixListener;
 use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
 
 use super::{
     Main,
-    delivery::{ORDERS_PER_WRITE, request_line},
+    delivery::{Feed, ORDERS_PER_WRITE, request_line, write_and_wait},
     listeners::ListenerSockets,
     load_saved_state, orders,
     settings::Settings,
@@ -31,13 +30,6 @@ use crate::worker::WorkerSettings;
 /// The request id of the first batch's orders: only its `END_BATCH` is answered, under the id
 /// of the setup task.
 const FIRST_BATCH_ID: &str = "start";
-
-/// Above this much output queued for a worker, the main process waits for the worker to take
-/// some before it checks the next orders: a worker applies orders more slowly than the main
-/// process checks them, and its whole state queued (50 MB at 100,000 frontends and 10,000
-/// certificates, for each worker) cost the main process a tenth of its start in page faults
-/// and copies while the workers had no core to run on.
-const MAX_QUEUED: usize = 4 << 20;
 
 /// A worker started before the state was complete.
 pub(super) struct EarlyWorker {
@@ -122,64 +114,18 @@ impl EarlyWorkers {
     }
 
     /// Writes to each worker what its channel takes now, then waits while a worker has more
-    /// than [`MAX_QUEUED`] bytes queued; the rest waits for the next write.
+    /// than [`super::delivery::MAX_QUEUED`] bytes queued; the rest waits for the next write.
     fn write(&mut self) {
-        for worker in &mut self.workers {
-            if let Err(error) = worker.spawned.channel.writable() {
-                warn!("cannot write to worker {}: {error}", worker.id);
-            }
-        }
-        let deadline = Instant::now() + self.patience;
-        while let Some(wait) = self.queues_full(deadline) {
-            let fds: Vec<_> = self
-                .workers
-                .iter()
-                .map(|worker| {
-                    let channel = &worker.spawned.channel;
-                    // A worker with nothing queued would end the wait at once: not waited for.
-                    let waits =
-                        !worker.stalled && !channel.is_closed() && channel.pending_output_len() > 0;
-                    waits.then(|| channel.as_fd())
-                })
-                .collect();
-            let ready = match crate::sys::wait_writable(&fds, wait) {
-                Ok(ready) => ready,
-                Err(error) => {
-                    warn!("cannot wait for the workers to take their orders: {error}");
-                    return;
-                }
-            };
-            for (worker, ready) in self.workers.iter_mut().zip(ready) {
-                if ready {
-                    if let Err(error) = worker.spawned.channel.writable() {
-                        warn!("cannot write to worker {}: {error}", worker.id);
-                    }
-                }
-            }
-        }
-    }
-
-    /// How long to wait at most for a worker with more than [`MAX_QUEUED`] bytes queued; `None`
-    /// when none has. A worker still full at `deadline` is stalled: no longer waited for.
-    fn queues_full(&mut self, deadline: Instant) -> Option<Duration> {
-        let now = Instant::now();
-        let mut full = false;
-        for worker in &mut self.workers {
-            let channel = &worker.spawned.channel;
-            if worker.stalled || channel.is_closed() || channel.pending_output_len() <= MAX_QUEUED {
-                continue;
-            }
-            if now >= deadline {
-                warn!(
-                    "worker {} took no order for {:?}: its orders are queued without waiting",
-                    worker.id, self.patience
-                );
-                worker.stalled = true;
-            } else {
-                full = true;
-            }
-        }
-        full.then(|| deadline.saturating_duration_since(now))
+        let mut feeds: Vec<Feed<'_>> = self
+            .workers
+            .iter_mut()
+            .map(|worker| Feed {
+                id: worker.id,
+                channel: &mut worker.spawned.channel,
+                stalled: &mut worker.stalled,
+            })
+            .collect();
+        write_and_wait(&mut feeds, self.patience);
     }
 
     /// The workers, their batch still open.
