@@ -324,11 +324,11 @@ impl Config {
                     .map(|listener| Order::ActivateListener(listener.listener_address())),
             )
             .collect();
-        let limit = (self.max_connections_per_ip != 0).then(|| {
-            Order::SetMaxConnectionsPerIp(ConnectionLimit {
+        let limit = (self.max_connections_per_ip != 0).then_some(Order::SetMaxConnectionsPerIp(
+            ConnectionLimit {
                 max_connections_per_ip: self.max_connections_per_ip,
-            })
-        });
+            },
+        ));
         listener_orders
             .into_iter()
             .chain(self.clusters.into_iter().map(Order::AddCluster))
