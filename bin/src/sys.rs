@@ -1,19 +1,20 @@
 //! The few system calls the binary makes without a safe std API: descriptor flags for handing
 //! sockets to a child across `exec`, signalling a process that is not our child, the umask
 //! around the creation of the command socket, who is at the other end of it, and the id of a
-//! group named in the configuration, the monotonic clock as systemd reads it, and giving
-//! freed heap memory back to the system.
+//! group named in the configuration, the monotonic clock as systemd reads it, giving
+//! freed heap memory back to the system, and waiting for sockets to take more output.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
     unsafe_code,
-    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r and clock_gettime are FFI calls \
-              with no safe std equivalent"
+    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r, clock_gettime and poll are FFI \
+              calls with no safe std equivalent"
 )]
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    time::Duration,
 };
 
 /// Lets `fd` survive `exec`, so that a child started next inherits it under the same number.
@@ -187,3 +188,30 @@ pub fn release_free_memory() {
 /// Other allocators than glibc's give memory back by themselves, or not at all.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
+
+/// Waits at most `timeout` until one of `fds` can be written to (or is closed or in error: a
+/// write then says why), and tells which can; `None` entries are not waited for. An
+/// interrupted wait returns with none ready.
+pub fn wait_writable(fds: &[Option<BorrowedFd<'_>>], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            // A negative descriptor is ignored by poll.
+            fd: fd.map_or(-1, |fd| fd.as_raw_fd()),
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    let count = libc::nfds_t::try_from(pollfds.len()).unwrap_or(libc::nfds_t::MAX);
+    let timeout = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pollfds` holds `count` initialised pollfd structures and lives across the call;
+    // their descriptors are borrowed from `fds`, open for the whole call, or -1.
+    let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), count, timeout) };
+    if ready < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(pollfds.iter().map(|pollfd| pollfd.revents != 0).collect())
+}

@@ -284,7 +284,7 @@ fn load_saved_state(state: &mut ConfigState, path: &Path) {
     };
     match state_file::read(std::io::BufReader::new(file)) {
         Ok(orders) => {
-            let merged = state_file::merge(state, orders);
+            let merged = state_file::merge(state, orders, |_, _| {});
             info!("saved state {}: {}", path.display(), merged.summary());
             for conflict in &merged.conflicts {
                 warn!("saved state {}: {conflict}", path.display());

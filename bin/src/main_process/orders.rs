@@ -25,7 +25,7 @@ use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use super::{
     BatchJson, Delivery, Main, Stop, audit,
-    delivery::WrittenJson,
+    delivery::OrderStream,
     ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
@@ -302,41 +302,63 @@ impl Main {
         what: String,
         purpose: Purpose,
     ) {
-        self.commit_written(to, orders, None, what, purpose);
+        let Some((targets, task)) = self.committed_task(to, &orders, what, purpose) else {
+            return;
+        };
+        // Many orders (a reload) are answered once by each worker, not once per order:
+        // 120,000 answers to read cost the main process more than the orders.
+        if orders.len() > 1 {
+            let batch = BatchJson::new(&orders);
+            self.start_task_as(task, &targets, Delivery::Batch(&batch));
+        } else {
+            self.start_task_as(task, &targets, Delivery::OneAnswerEach(&orders));
+        }
     }
 
-    /// [`Main::commit_as`] of orders whose JSON `written` holds (a state file's lines), which
-    /// are then not serialised again.
-    fn commit_written(
+    /// [`Main::commit_as`] of orders already queued for the workers as the state took them
+    /// (a state load's, see [`OrderStream`]): the task ends their batch.
+    fn commit_streamed(
         &mut self,
         to: Option<ClientRef>,
-        orders: Vec<Order>,
-        written: Option<WrittenJson>,
+        orders: &[Order],
+        stream: OrderStream,
         what: String,
         purpose: Purpose,
     ) {
-        self.committed(&orders);
+        let Some((targets, mut task)) = self.committed_task(to, orders, what, purpose) else {
+            return;
+        };
+        for (worker, failure) in stream.into_failures() {
+            task.fail(worker, failure);
+        }
+        self.start_task_as(task, &targets, Delivery::EndOfBatch);
+    }
+
+    /// What follows the orders the main state took ([`Main::committed`]), then the workers
+    /// that must get them and the task that waits for their answers, once the client was told
+    /// where they go; `None` when no worker runs (the client was told so).
+    fn committed_task(
+        &mut self,
+        to: Option<ClientRef>,
+        orders: &[Order],
+        what: String,
+        purpose: Purpose,
+    ) -> Option<(Vec<u32>, Task)> {
+        self.committed(orders);
         let targets = self.serving_workers();
         if targets.is_empty() && matches!(purpose, Purpose::Change { .. }) {
             if let Some(to) = &to {
                 let message = format!("{what}: applied; no worker is running");
                 self.reply(to, ok_message(&to.request_id, message));
             }
-            return;
+            return None;
         }
         if let Some(to) = &to {
             let message = format!("{what}: sent to {} worker(s)", targets.len());
             self.reply(to, Response::processing(to.request_id.clone(), message));
         }
         let task = Task::new(purpose, to, self.settings.worker_timeout);
-        // Many orders (a reload, a state load) are answered once by each worker, not once per
-        // order: 120,000 answers to read cost the main process more than the orders.
-        if orders.len() > 1 {
-            let batch = BatchJson::written(&orders, written);
-            self.start_task_as(task, &targets, Delivery::Batch(&batch));
-        } else {
-            self.start_task_as(task, &targets, Delivery::OneAnswerEach(&orders));
-        }
+        Some((targets, task))
     }
 
     /// What follows every change the main state took: open the listeners that start and
@@ -406,7 +428,21 @@ impl Main {
                 return;
             }
         };
-        let merged = state_file::merge(&mut self.state, orders);
+        // The orders go to the workers as the state takes them, in a batch ended by the task
+        // started below, which takes the id reserved here.
+        let mut stream = OrderStream::new(
+            if self.is_handing_over() {
+                Vec::new()
+            } else {
+                self.serving_workers()
+            },
+            (self.next_task + 1).to_string(),
+            self.settings.worker_timeout,
+        );
+        let workers = &mut self.workers;
+        let merged = state_file::merge(&mut self.state, orders, |order, json| {
+            stream.send(workers, order, json);
+        });
         let what = format!("state load from {} ({})", path.display(), merged.summary());
         info!("{what}");
         for conflict in &merged.conflicts {
@@ -428,7 +464,7 @@ impl Main {
             }
         } else {
             let purpose = Purpose::Change { what: what.clone() };
-            self.commit_written(waiting, merged.applied, merged.written, what, purpose);
+            self.commit_streamed(waiting, &merged.applied, stream, what, purpose);
         }
         if let Some((to, message)) = refused {
             self.reply(&to, Response::failure(to.request_id.clone(), message));
@@ -625,12 +661,12 @@ fn config_state(path: &Path) -> Result<ConfigState, String> {
 /// The routing state a loaded configuration describes, each order checked as the workers
 /// check it: what `sozu config check` accepts, `sozu start` and a reload accept too.
 pub fn state_of_config(config: Config) -> Result<ConfigState, String> {
-    state_of_orders(config.into_orders())
+    state_of_orders(config.into_order_iter())
 }
 
 /// The routing state `orders` build from empty, each checked as the workers check it; the
 /// state takes each order's content instead of a copy.
-pub fn state_of_orders(orders: Vec<Order>) -> Result<ConfigState, String> {
+pub fn state_of_orders(orders: impl IntoIterator<Item = Order>) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
     apply_orders(&mut state, orders, |_| {})?;
     Ok(state)

@@ -8,18 +8,18 @@
 //! under the id of the worker's setup task ([`super::Main::end_first_batch`]): the worker
 //! answers once, naming each order it refused, as for any state it is sent.
 
-use std::path::{Path, PathBuf};
-
-use log::{error, warn};
-use mio::net::UnixListener;
-use sozu_command_lib::{
-    config::Config,
-    request::{Order, write_order},
-    state::ConfigState,
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
 };
+
+use log::error;
+use mio::net::UnixListener;
+use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
 
 use super::{
     Main,
+    delivery::{Feed, ORDERS_PER_WRITE, request_line, write_and_wait},
     listeners::ListenerSockets,
     load_saved_state, orders,
     settings::Settings,
@@ -31,10 +31,6 @@ use crate::worker::WorkerSettings;
 /// of the setup task.
 const FIRST_BATCH_ID: &str = "start";
 
-/// How many orders are queued between two writes to the workers: often enough that they
-/// start applying early, seldom enough that the writes cost nothing.
-const ORDERS_PER_WRITE: usize = 256;
-
 /// A worker started before the state was complete.
 pub(super) struct EarlyWorker {
     pub id: u32,
@@ -42,6 +38,10 @@ pub(super) struct EarlyWorker {
     /// The orders that could not be sent to it, each as `cannot send ORDER: why`: failures of
     /// its setup task.
     pub failures: Vec<String>,
+    /// Whether it took nothing for a whole worker timeout: its output is queued from then on
+    /// without waiting for it, and its setup task times out as for any worker that does not
+    /// answer.
+    stalled: bool,
 }
 
 /// The workers of a start, fed the orders of the state as it is built.
@@ -50,6 +50,8 @@ pub(super) struct EarlyWorkers {
     /// The request being queued, serialised once for every worker.
     line: Vec<u8>,
     queued: usize,
+    /// How long to wait for a worker whose queue is full (the worker timeout).
+    patience: Duration,
 }
 
 impl EarlyWorkers {
@@ -60,6 +62,7 @@ impl EarlyWorkers {
         count: u32,
         settings: &WorkerSettings,
         listeners: &ListenerSockets,
+        patience: Duration,
     ) -> Self {
         let workers = (0..count)
             .filter_map(|id| match workers::spawn(exe, id, settings, listeners) {
@@ -67,6 +70,7 @@ impl EarlyWorkers {
                     id,
                     spawned,
                     failures: Vec::new(),
+                    stalled: false,
                 }),
                 Err(error) => {
                     error!("cannot start worker {id}: {error:#}");
@@ -78,6 +82,7 @@ impl EarlyWorkers {
             workers,
             line: Vec::new(),
             queued: 0,
+            patience,
         };
         early.send(&Order::BeginBatch);
         early
@@ -86,14 +91,7 @@ impl EarlyWorkers {
     /// Queues `order` for every worker, serialised once, and writes what is queued every
     /// [`ORDERS_PER_WRITE`] orders.
     pub(super) fn send(&mut self, order: &Order) {
-        self.line.clear();
-        self.line.extend_from_slice(br#"{"id":"#);
-        let serialised = serde_json::to_writer(&mut self.line, FIRST_BATCH_ID)
-            .and_then(|()| {
-                self.line.extend_from_slice(br#","order":"#);
-                write_order(order, &mut self.line)
-            })
-            .map(|()| self.line.push(b'}'));
+        let serialised = request_line(&mut self.line, FIRST_BATCH_ID, order, None);
         for worker in &mut self.workers {
             let queued = match &serialised {
                 Ok(()) => worker
@@ -101,7 +99,7 @@ impl EarlyWorkers {
                     .channel
                     .queue_json(&self.line)
                     .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
+                Err(error) => Err(error.clone()),
             };
             if let Err(error) = queued {
                 worker
@@ -115,13 +113,19 @@ impl EarlyWorkers {
         }
     }
 
-    /// Writes to each worker what its channel takes now; the rest waits for the next write.
+    /// Writes to each worker what its channel takes now, then waits while a worker has more
+    /// than [`super::delivery::MAX_QUEUED`] bytes queued; the rest waits for the next write.
     fn write(&mut self) {
-        for worker in &mut self.workers {
-            if let Err(error) = worker.spawned.channel.writable() {
-                warn!("cannot write to worker {}: {error}", worker.id);
-            }
-        }
+        let mut feeds: Vec<Feed<'_>> = self
+            .workers
+            .iter_mut()
+            .map(|worker| Feed {
+                id: worker.id,
+                channel: &mut worker.spawned.channel,
+                stalled: &mut worker.stalled,
+            })
+            .collect();
+        write_and_wait(&mut feeds, self.patience);
     }
 
     /// The workers, their batch still open.
@@ -182,23 +186,21 @@ fn state_with_early_workers(
     exe: &Path,
     config: Config,
 ) -> anyhow::Result<(ConfigState, ListenerSockets, EarlyWorkers)> {
-    let mut listener_orders = config.into_orders();
-    // The listeners come first (`Config::into_orders`): their sockets go to the workers as
-    // they start.
-    let others = listener_orders.split_off(
-        listener_orders
-            .iter()
-            .take_while(|order| {
-                matches!(
-                    order,
-                    Order::AddHttpListener(_)
-                        | Order::AddHttpsListener(_)
-                        | Order::AddTcpListener(_)
-                        | Order::ActivateListener(_)
-                )
-            })
-            .count(),
-    );
+    // The listeners come first (`Config::into_order_iter`): their sockets go to the workers as
+    // they start. The other orders are applied as the iterator makes them, never all held.
+    let mut others = config.into_order_iter().peekable();
+    let listener_orders: Vec<Order> = std::iter::from_fn(|| {
+        others.next_if(|order| {
+            matches!(
+                order,
+                Order::AddHttpListener(_)
+                    | Order::AddHttpsListener(_)
+                    | Order::AddTcpListener(_)
+                    | Order::ActivateListener(_)
+            )
+        })
+    })
+    .collect();
     let mut state = ConfigState::new();
     let mut first = Vec::new();
     orders::apply_orders(&mut state, listener_orders, |order| {
@@ -213,6 +215,7 @@ fn state_with_early_workers(
         u32::from(settings.worker_count),
         &worker_settings,
         &listeners,
+        settings.worker_timeout,
     );
     for order in &first {
         early.send(order);
@@ -245,6 +248,7 @@ mod tests {
             workers: Vec::new(),
             line: Vec::new(),
             queued: 0,
+            patience: Duration::ZERO,
         };
         for order in &orders {
             early.send(order);

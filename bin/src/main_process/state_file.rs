@@ -17,7 +17,7 @@ use sozu_command_lib::{
     state::{ConfigState, sozu_format},
 };
 
-use super::{delivery::WrittenJson, orders::apply_order};
+use super::orders::apply_order;
 use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
@@ -25,8 +25,6 @@ use crate::cli::with_causes;
 pub struct Merged {
     /// The orders the state took, in file order: what the workers must get.
     pub applied: Vec<Order>,
-    /// Their JSON as the file wrote it, for a file of ours (see [`StateOrders`]).
-    pub written: Option<WrittenJson>,
     /// Orders that would recreate an item identical to one the state holds.
     pub unchanged: usize,
     /// The orders the state refused, each as `line N: ORDER is refused: why`.
@@ -47,8 +45,13 @@ impl Merged {
 
 /// Applies each order of a state file (with its line) to `state`, one by one: an order equal
 /// to one that builds `state` is skipped, an order the state refuses is reported, the others
-/// change it.
-pub fn merge(state: &mut ConfigState, read: StateOrders) -> Merged {
+/// change it. `applied` sees each order the state took as soon as it took it, with its JSON as
+/// the file wrote it for a file of ours (see [`StateOrders`]).
+pub fn merge(
+    state: &mut ConfigState,
+    read: StateOrders,
+    mut applied: impl FnMut(&Order, Option<&str>),
+) -> Merged {
     let StateOrders { orders, text } = read;
     // Orders compare by their JSON text, which is canonical: one field order, one spelling.
     // Only an order of a kind the state's orders have can be one of them: the others (most
@@ -59,30 +62,17 @@ pub fn merge(state: &mut ConfigState, read: StateOrders) -> Merged {
         .iter()
         .filter_map(|order| serde_json::to_string(order).ok())
         .collect();
-    let mut merged = Merged {
-        written: text.as_ref().map(|_| WrittenJson::default()),
-        ..Merged::default()
-    };
-    let orders: Vec<(usize, Order, Range<usize>)> = orders
-        .into_iter()
-        .filter(|(_, order, _)| {
-            let unchanged = kinds.contains(order.name())
-                && serde_json::to_string(order).is_ok_and(|text| existing.contains(&text));
-            merged.unchanged += usize::from(unchanged);
-            !unchanged
-        })
-        .collect();
+    let mut merged = Merged::default();
     for (line, order, json) in orders {
+        let unchanged = kinds.contains(order.name())
+            && serde_json::to_string(&order).is_ok_and(|text| existing.contains(&text));
+        if unchanged {
+            merged.unchanged += 1;
+            continue;
+        }
         match apply_order(state, &order) {
             Ok(()) => {
-                match (
-                    text.as_deref().and_then(|text| text.get(json)),
-                    &mut merged.written,
-                ) {
-                    (Some(json), Some(written)) => written.push(json),
-                    // Serialised instead, all of them.
-                    _ => merged.written = None,
-                }
+                applied(&order, text.as_deref().and_then(|text| text.get(json)));
                 merged.applied.push(order);
             }
             Err(error) => merged
@@ -234,15 +224,14 @@ mod tests {
         let read = read(text.as_bytes()).unwrap();
         let lines: Vec<usize> = read.orders.iter().map(|(line, _, _)| *line).collect();
         assert_eq!(lines, [3, 4, 5]);
-        let merged = merge(&mut ConfigState::new(), read);
+        let mut sent = Vec::new();
+        let merged = merge(&mut ConfigState::new(), read, |order, json| {
+            let mut line = Vec::new();
+            super::super::delivery::request_line(&mut line, "1", order, json).unwrap();
+            sent.push(String::from_utf8(line).unwrap());
+        });
         assert_eq!(merged.applied.len(), 2);
         assert_eq!(merged.conflicts.len(), 1, "{:?}", merged.conflicts);
-        let written = merged.written.expect("the JSON of our file");
-        let batch = super::super::BatchJson::written(&merged.applied, Some(written));
-        let mut sent = Vec::new();
-        batch.for_each_request("1", |_, json| {
-            sent.push(String::from_utf8(json.unwrap().to_vec()).unwrap());
-        });
         assert_eq!(
             sent,
             [

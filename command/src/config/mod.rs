@@ -307,44 +307,40 @@ impl Config {
     /// [`Config::orders`], taking the configuration apart instead of copying it: at 100,000
     /// frontends, a copy of each and freeing the originals was a tenth of a start.
     pub fn into_orders(self) -> Vec<Order> {
-        let activations = if self.activate_listeners {
-            self.listeners.len()
-        } else {
-            0
-        };
-        let mut orders = Vec::with_capacity(
-            self.listeners.len()
-                + activations
-                + self.clusters.len()
-                + self.backends.len()
-                + self.certificates.len()
-                + self.frontends.len()
-                + self.faults.len()
-                + 1,
-        );
-        orders.extend(self.listeners.iter().map(Listener::add_order));
-        if self.activate_listeners {
-            orders.extend(
+        self.into_order_iter().collect()
+    }
+
+    /// The orders of [`Config::into_orders`], one at a time: a start applies each as it comes,
+    /// without a vector of every order (at 100,000 frontends, 70 MB written once and read once).
+    pub fn into_order_iter(self) -> impl Iterator<Item = Order> {
+        let listener_orders: Vec<Order> = self
+            .listeners
+            .iter()
+            .map(Listener::add_order)
+            .chain(
                 self.listeners
                     .iter()
+                    .filter(|_| self.activate_listeners)
                     .map(|listener| Order::ActivateListener(listener.listener_address())),
-            );
-        }
-        orders.extend(self.clusters.into_iter().map(Order::AddCluster));
-        orders.extend(self.backends.into_iter().map(Order::AddBackend));
-        orders.extend(self.certificates.into_iter().map(Order::AddCertificate));
-        orders.extend(self.frontends.into_iter().map(Frontend::into_order));
-        if self.max_connections_per_ip != 0 {
-            orders.push(Order::SetMaxConnectionsPerIp(ConnectionLimit {
+            )
+            .collect();
+        let limit = (self.max_connections_per_ip != 0).then_some(Order::SetMaxConnectionsPerIp(
+            ConnectionLimit {
                 max_connections_per_ip: self.max_connections_per_ip,
-            }));
-        }
-        orders.extend(
-            self.faults
-                .into_iter()
-                .map(|fault| Order::AddFault(AddFault { fault })),
-        );
-        orders
+            },
+        ));
+        listener_orders
+            .into_iter()
+            .chain(self.clusters.into_iter().map(Order::AddCluster))
+            .chain(self.backends.into_iter().map(Order::AddBackend))
+            .chain(self.certificates.into_iter().map(Order::AddCertificate))
+            .chain(self.frontends.into_iter().map(Frontend::into_order))
+            .chain(limit)
+            .chain(
+                self.faults
+                    .into_iter()
+                    .map(|fault| Order::AddFault(AddFault { fault })),
+            )
     }
 }
 

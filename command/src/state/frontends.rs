@@ -133,8 +133,7 @@ impl KeyParts for FrontendKey {
 /// set of 100,000) compare without a dynamic call per part; a search by key goes through
 /// `dyn KeyParts`.
 fn cmp_keys<A: KeyParts + ?Sized, B: KeyParts + ?Sized>(a: &A, b: &B) -> Ordering {
-    a.address()
-        .cmp(&b.address())
+    cmp_addresses(a.address(), b.address())
         .then_with(|| cmp_folded(a.hostname(), b.hostname()))
         .then_with(|| a.path().cmp(b.path()))
         .then_with(|| a.method().cmp(&b.method()))
@@ -143,6 +142,20 @@ fn cmp_keys<A: KeyParts + ?Sized, B: KeyParts + ?Sized>(a: &A, b: &B) -> Orderin
 impl Ord for dyn KeyParts + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
         cmp_keys(self, other)
+    }
+}
+
+/// The order of `SocketAddr`, IPv4 addresses (nearly all listeners) compared inline as a
+/// number and a port: `SocketAddr::cmp`, called out of line, was a quarter of a comparison
+/// of two frontends.
+fn cmp_addresses(a: SocketAddr, b: SocketAddr) -> Ordering {
+    match (a, b) {
+        (SocketAddr::V4(a), SocketAddr::V4(b)) => a
+            .ip()
+            .to_bits()
+            .cmp(&b.ip().to_bits())
+            .then_with(|| a.port().cmp(&b.port())),
+        _ => a.cmp(&b),
     }
 }
 
@@ -282,5 +295,33 @@ mod tests {
         tagged[0].tags.insert("k".into(), "v".into());
         assert_ne!(frontends, tagged.into_iter().collect());
         assert_eq!(frontends, sample().into_iter().rev().collect());
+    }
+
+    /// Issue 17: addresses compare inline as `SocketAddr` orders them (the address, then the
+    /// port; IPv4 before IPv6), whatever the sizes of their parts.
+    #[test]
+    fn addresses_compare_as_socket_addresses_do() {
+        let addresses: Vec<SocketAddr> = [
+            "0.0.0.0:0",
+            "0.0.0.0:65535",
+            "1.0.0.0:1",
+            "0.0.0.255:2",
+            "127.0.0.1:80",
+            "127.0.0.1:8080",
+            "127.0.0.2:80",
+            "255.255.255.255:1",
+            "[::1]:80",
+            "[::1]:79",
+            "[::ffff:127.0.0.1]:80",
+            "[2001:db8::1]:443",
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+        for a in &addresses {
+            for b in &addresses {
+                assert_eq!(cmp_addresses(*a, *b), a.cmp(b), "{a} against {b}");
+            }
+        }
     }
 }

@@ -67,8 +67,9 @@ fn decode_written_form(pem: &[u8]) -> Option<PrivateKeyDer<'static>> {
     let (header, body) = rest.split_at(header_end);
     let label = header.strip_suffix(b"-----")?;
     let encoding = Encoding::of_label(label)?;
-    // Base64 has no `-`: the first one starts the section's end line.
-    let end = body.iter().position(|&b| b == b'-')?;
+    // Base64 has no `-`: the first one starts the section's end line. `memchr` compares 32
+    // bytes at a time (a key's 1.7 KB byte by byte was a tenth of decoding it).
+    let end = memchr::memchr(b'-', body)?;
     let (content, end_line) = body.split_at(end);
     if content.len() > MAX_SECTION || !matches!(content.last(), Some(b'\n' | b'\r')) {
         return None;
