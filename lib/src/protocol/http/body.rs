@@ -66,9 +66,9 @@ pub enum Sent {
 }
 
 /// Sends a message on: what is left of its edited head (`out` from `out_sent`), then the body
-/// bytes in `buffer` that its framing allows, in one `writev`, at most `limit` bytes in all
-/// (the session's write budget). Bytes after the body (a pipelined request) stay in the
-/// buffer.
+/// bytes in `buffer` that its framing allows, in one write ([`write_head_and_body`]), at most
+/// `limit` bytes in all (the session's write budget). Bytes after the body (a pipelined
+/// request) stay in the buffer.
 pub fn send_message(
     sink: &mut Endpoint,
     out: &[u8],
