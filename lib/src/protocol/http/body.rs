@@ -193,28 +193,14 @@ pub fn send_dechunked(
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::Read,
-        net::{TcpListener, TcpStream},
-    };
-
-    use mio::Token;
+    use std::io::Read;
 
     use super::*;
-
-    /// A proxy's end over loopback and the peer's end that reads what it writes.
-    fn pair() -> (Endpoint, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (peer, _) = listener.accept().unwrap();
-        proxy.set_nonblocking(true).unwrap();
-        let endpoint = Endpoint::new(mio::net::TcpStream::from_std(proxy), Token(0));
-        (endpoint, peer)
-    }
+    use crate::protocol::http::splice::tests::connection;
 
     #[test]
     fn head_and_body_arrive_whole_and_in_order_whichever_way_they_go() {
-        let (mut proxy, mut peer) = pair();
+        let (mut peer, mut proxy) = connection();
         let long: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
         let cases: [(&[u8], &[u8]); 6] = [
             (b"GET / HTTP/1.1\r\n\r\n", b""),
