@@ -66,9 +66,9 @@ pub enum Sent {
 }
 
 /// Sends a message on: what is left of its edited head (`out` from `out_sent`), then the body
-/// bytes in `buffer` that its framing allows, in one `writev`, at most `limit` bytes in all
-/// (the session's write budget). Bytes after the body (a pipelined request) stay in the
-/// buffer.
+/// bytes in `buffer` that its framing allows, in one write ([`write_head_and_body`]), at most
+/// `limit` bytes in all (the session's write budget). Bytes after the body (a pipelined
+/// request) stay in the buffer.
 pub fn send_message(
     sink: &mut Endpoint,
     out: &[u8],
@@ -88,7 +88,7 @@ pub fn send_message(
         return Sent::Nothing;
     }
     let body_bytes = buffer.data().get(..available).unwrap_or_default();
-    match sink.write_vectored(&[IoSlice::new(head), IoSlice::new(body_bytes)]) {
+    match write_head_and_body(sink, head, body_bytes) {
         Transfer::Moved(count) => {
             let from_head = count.min(head.len());
             *out_sent += from_head;
@@ -108,6 +108,35 @@ pub fn send_message(
         Transfer::WouldBlock => Sent::Nothing,
         Transfer::Closed | Transfer::Error(_) => Sent::Failed,
     }
+}
+
+/// Head and body bytes up to this many in all go out from a copy joined on the stack.
+const JOINED_MAX: usize = 2048;
+
+/// Writes `head` then `body` in one system call. One empty, the other goes by `send`; both
+/// small (a head and a short body read together), they are copied end to end and go by `send`
+/// too: the kernel's `sendmsg` of two slices (the message header and the vector copied in and
+/// checked) costs about 500 cycles more than a `send` of the same bytes, far more than the
+/// copy. Larger, they go as two slices by `sendmsg`.
+fn write_head_and_body(sink: &mut Endpoint, head: &[u8], body: &[u8]) -> Transfer {
+    if body.is_empty() {
+        return sink.write(head);
+    }
+    if head.is_empty() {
+        return sink.write(body);
+    }
+    let total = head.len().saturating_add(body.len());
+    if total <= JOINED_MAX {
+        let mut joined = [0; JOINED_MAX];
+        if let Some(both) = joined.get_mut(..total)
+            && let Some((first, second)) = both.split_at_mut_checked(head.len())
+        {
+            first.copy_from_slice(head);
+            second.copy_from_slice(body);
+            return sink.write(both);
+        }
+    }
+    sink.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
 }
 
 /// Sends a chunked body without its chunked coding (to an HTTP/1.0 client): once `out` (the
@@ -159,5 +188,44 @@ pub fn send_dechunked(
         }
         Transfer::WouldBlock => unsent,
         Transfer::Closed | Transfer::Error(_) => Sent::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::protocol::http::splice::tests::connection;
+
+    #[test]
+    fn head_and_body_arrive_whole_and_in_order_whichever_way_they_go() {
+        let (mut peer, mut proxy) = connection();
+        let long: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"GET / HTTP/1.1\r\n\r\n", b""),
+            (b"", b"body only"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"hello"),
+            // Exactly the joined copy's size, then one byte over it.
+            (&long[..2000], &long[2000..2048]),
+            (&long[..2000], &long[2000..2049]),
+            (&long[..2500], &long[2500..]),
+        ];
+        for (head, body) in cases {
+            let total = head.len() + body.len();
+            assert_eq!(
+                write_head_and_body(&mut proxy, head, body),
+                Transfer::Moved(total)
+            );
+            let mut received = vec![0; total];
+            peer.read_exact(&mut received).unwrap();
+            assert_eq!(
+                received,
+                [head, body].concat(),
+                "{} + {}",
+                head.len(),
+                body.len()
+            );
+        }
     }
 }

@@ -299,7 +299,7 @@ fn plain_fd(endpoint: &Endpoint) -> Option<RawFd> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::{
         io::{Read, Write},
         net::{TcpListener, TcpStream},
@@ -313,7 +313,7 @@ mod tests {
     use crate::protocol::http::parser::{BodyFraming, Limits};
 
     /// A loopback connection: the test's blocking end, and the proxy's as an endpoint.
-    fn connection() -> (TcpStream, Endpoint) {
+    pub(in crate::protocol::http) fn connection() -> (TcpStream, Endpoint) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, _) = listener.accept().unwrap();
