@@ -246,20 +246,29 @@ pub fn check_settings(settings: &TlsListenerConfig) -> Result<(), TlsError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_listener_makes_its_ticket_keys_at_its_first_handshake() {
+    fn config_with_tickets(send_tls13_tickets: u32) -> Arc<ServerConfig> {
         let settings = TlsListenerConfig {
-            send_tls13_tickets: 4,
+            send_tls13_tickets,
             ..TlsListenerConfig::default()
         };
-        let config = match server_config(&settings, Arc::new(CertificateResolver::default())) {
+        match server_config(&settings, Arc::new(CertificateResolver::default())) {
             Ok(config) => config,
             Err(error) => panic!("default settings refused: {error}"),
-        };
-        let made = |config: &ServerConfig| !format!("{:?}", config.ticketer).contains("<uninit>");
-        assert!(!made(&config), "{:?}", config.ticketer);
+        }
+    }
+
+    #[test]
+    fn ticket_keys_are_made_at_the_first_call() {
+        let ticketer = FirstUseTicketer::default();
+        assert!(ticketer.ticketer.get().is_none());
+        assert!(ticketer.enabled());
+        assert!(matches!(ticketer.ticketer.get(), Some(Some(_))));
+    }
+
+    #[test]
+    fn a_listener_with_tickets_encrypts_and_decrypts_them() {
+        let config = config_with_tickets(4);
         assert!(config.ticketer.enabled());
-        assert!(made(&config));
         assert!(config.ticketer.lifetime() > 0);
         let ticket = config.ticketer.encrypt(b"session");
         assert_eq!(
@@ -270,14 +279,6 @@ mod tests {
 
     #[test]
     fn a_listener_without_tickets_has_no_ticketer() {
-        let settings = TlsListenerConfig {
-            send_tls13_tickets: 0,
-            ..TlsListenerConfig::default()
-        };
-        let config = match server_config(&settings, Arc::new(CertificateResolver::default())) {
-            Ok(config) => config,
-            Err(error) => panic!("default settings refused: {error}"),
-        };
-        assert!(!config.ticketer.enabled());
+        assert!(!config_with_tickets(0).ticketer.enabled());
     }
 }
