@@ -588,6 +588,8 @@ main() {
     report=$(helper report "$results" "$scale_results" "${meta[@]}")
     mkdir -p "$RESULTS_DIR"
     file=$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M).md
+    # Two runs within a minute keep both reports.
+    [[ ! -e $file ]] || file=$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M%S).md
     {
         echo "# Load benchmark, $date"
         echo

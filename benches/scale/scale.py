@@ -562,7 +562,11 @@ def main():
     text = report(runs, meta)
     print(text)
     os.makedirs(results, exist_ok=True)
-    name = datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + ".md"
+    now = datetime.datetime.now()
+    name = now.strftime("%Y-%m-%d-%H%M") + ".md"
+    # Two runs within a minute (before and after, back to back) keep both reports.
+    if os.path.exists(os.path.join(results, name)):
+        name = now.strftime("%Y-%m-%d-%H%M%S") + ".md"
     with open(os.path.join(results, name), "w") as file:
         file.write(text)
     say(f"report written to {os.path.join(results, name)}")
