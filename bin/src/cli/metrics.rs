@@ -25,8 +25,8 @@ pub enum MetricsCommand {
         /// List the metric names.
         #[arg(short, long)]
         list: bool,
-        /// Print again every SECS seconds.
-        #[arg(short, long, value_name = "SECS")]
+        /// Print again every SECS seconds (at least 1: 0 would query the proxy in a loop).
+        #[arg(short, long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
         refresh: Option<u64>,
         /// Only these metrics (comma-separated).
         #[arg(short, long, value_delimiter = ',')]

@@ -540,6 +540,17 @@ mod tests {
         assert_eq!(start_config(None, Some("".into())), PathBuf::from(built));
     }
 
+    /// `metrics get -r 0` would query the proxy in a tight loop: refused, naming the flag.
+    #[test]
+    fn a_metrics_refresh_of_zero_seconds_is_refused() {
+        let error = match Cli::try_parse_from(["sozu", "metrics", "get", "-r", "0"]) {
+            Ok(cli) => panic!("accepted: {cli:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("--refresh"), "{error}");
+        assert!(Cli::try_parse_from(["sozu", "metrics", "get", "-r", "1"]).is_ok());
+    }
+
     /// Issue 11: Sōzu's short flags of `metrics get` and its `--cert`/`--old-cert` spellings.
     #[test]
     fn sozu_short_flags_and_aliases_are_read() {
