@@ -331,19 +331,13 @@ fn updated_front_timeout_holds_for_new_connections(splice: bool) {
     let mut listener = listener(splice);
     listener.front_timeout = Duration::from_secs(60);
     listener.back_timeout = Duration::from_secs(60);
+    let shorter = TcpListenerConfig {
+        front_timeout: Duration::from_secs(1),
+        ..listener.clone()
+    };
+    let update = UpdateTcpListener::between(&listener, &shorter);
     let address = worker.tcp_proxy_with(listener, Cluster::new("updated"), &[backend.address]);
-    worker.ok(Order::UpdateTcpListenerConfig(UpdateTcpListener {
-        address,
-        public_address: None,
-        expect_proxy: None,
-        front_timeout: Some(Duration::from_secs(1)),
-        back_timeout: None,
-        connect_timeout: None,
-        splice: None,
-        inspect_bytes: None,
-        inspect_timeout: None,
-        script: None,
-    }));
+    worker.ok(Order::UpdateTcpListenerConfig(update));
     let started = Instant::now();
     closed_by_a_one_second_timeout(connect(address), started);
 }
