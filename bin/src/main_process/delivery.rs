@@ -201,21 +201,14 @@ impl OrderStream {
     }
 
     fn queue(&mut self, workers: &mut BTreeMap<u32, Worker>, order: &Order, json: Option<&str>) {
-        let line = request_line(&mut self.line, &self.request_id, order, json);
+        let serialised = request_line(&mut self.line, &self.request_id, order, json);
         for id in &self.targets {
             let Some(worker) = workers.get_mut(id) else {
                 continue;
             };
-            let queued = match &line {
-                Ok(()) => worker
-                    .channel
-                    .queue_json(&self.line)
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.clone()),
-            };
-            if let Err(error) = queued {
-                self.failures
-                    .push((*id, format!("cannot send {order}: {error}")));
+            if let Err(failure) = queue_request(&mut worker.channel, &serialised, &self.line, order)
+            {
+                self.failures.push((*id, failure));
             }
         }
     }
@@ -308,6 +301,20 @@ fn queues_full(feeds: &mut [Feed<'_>], deadline: Instant, patience: Duration) ->
         }
     }
     full.then(|| deadline.saturating_duration_since(now))
+}
+
+/// Queues on `channel` the request `line` holds (`serialised`: whether [`request_line`] wrote
+/// it), or says why `order` could not be sent: `cannot send ORDER: why`.
+pub(super) fn queue_request(
+    channel: &mut Channel<Request, Response>,
+    serialised: &Result<(), String>,
+    line: &[u8],
+    order: &Order,
+) -> Result<(), String> {
+    serialised
+        .clone()
+        .and_then(|()| channel.queue_json(line).map_err(|error| error.to_string()))
+        .map_err(|error| format!("cannot send {order}: {error}"))
 }
 
 /// Writes into `line` the request `{"id":…,"order":…}` of `order` under `request_id`, as

@@ -19,7 +19,7 @@ use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
 
 use super::{
     Main,
-    delivery::{Feed, ORDERS_PER_WRITE, request_line, write_and_wait},
+    delivery::{Feed, ORDERS_PER_WRITE, queue_request, request_line, write_and_wait},
     listeners::ListenerSockets,
     load_saved_state, orders,
     settings::Settings,
@@ -93,18 +93,9 @@ impl EarlyWorkers {
     pub(super) fn send(&mut self, order: &Order) {
         let serialised = request_line(&mut self.line, FIRST_BATCH_ID, order, None);
         for worker in &mut self.workers {
-            let queued = match &serialised {
-                Ok(()) => worker
-                    .spawned
-                    .channel
-                    .queue_json(&self.line)
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.clone()),
-            };
-            if let Err(error) = queued {
-                worker
-                    .failures
-                    .push(format!("cannot send {order}: {error}"));
+            let channel = &mut worker.spawned.channel;
+            if let Err(failure) = queue_request(channel, &serialised, &self.line, order) {
+                worker.failures.push(failure);
             }
         }
         self.queued += 1;
