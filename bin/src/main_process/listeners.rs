@@ -8,24 +8,41 @@
 //! the order goes out: the worker adopts it instead of binding (workers bind a socket
 //! themselves only if the main process could not send one). The main process forgets its
 //! socket of a listener that is deactivated or removed, so that no socket keeps completing
-//! handshakes that nobody accepts.
+//! handshakes that nobody accepts, once the change that does so is applied: a change that
+//! also activates a listener on the same address again (a state file, a reload, a batch
+//! that replaces a listener) gives it the same socket, sent to the workers again, since they
+//! still hold the old one when the main process takes the change and the address cannot be
+//! bound twice.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io,
     net::{SocketAddr, TcpListener},
     os::fd::{AsFd, BorrowedFd, OwnedFd},
 };
 
 use log::{error, info, warn};
-use sozu_command_lib::{request::ListenerType, scm::Listeners, state::ConfigState};
+use sozu_command_lib::{
+    request::{ListenerAddress, ListenerType, Order},
+    scm::Listeners,
+    state::ConfigState,
+};
+
+use super::workers::Worker;
 
 /// Queue of connections the kernel completes before a worker accepts them.
 const BACKLOG: i32 = 1024;
 
+/// A socket to send to the workers, with its address.
+type Sent<'s> = (SocketAddr, Listeners<BorrowedFd<'s>>);
+
 #[derive(Debug, Default)]
 pub struct ListenerSockets {
     sockets: BTreeMap<SocketAddr, (ListenerType, TcpListener)>,
+    /// Listeners that the change being applied deactivated or removed: their sockets are
+    /// closed when it is applied ([`ListenerSockets::settle`]), unless it activates a
+    /// listener on the same address again.
+    retiring: BTreeSet<SocketAddr>,
 }
 
 impl ListenerSockets {
@@ -38,7 +55,10 @@ impl ListenerSockets {
             info!("listening on {address} ({kind})");
             sockets.insert(address, (kind, socket));
         }
-        Ok(ListenerSockets { sockets })
+        Ok(ListenerSockets {
+            sockets,
+            retiring: BTreeSet::new(),
+        })
     }
 
     /// Sockets received from a previous main process.
@@ -48,6 +68,7 @@ impl ListenerSockets {
                 .into_iter()
                 .map(|(address, kind, fd)| (address, (kind, TcpListener::from(fd))))
                 .collect(),
+            retiring: BTreeSet::new(),
         }
     }
 
@@ -73,33 +94,55 @@ impl ListenerSockets {
             .map(|(address, (kind, socket))| (*address, *kind, socket.as_fd()))
     }
 
-    /// Binds `address` unless its socket is here already. Returns the new socket, as
+    /// What `order`, taken by the main state, does to the sockets before it goes to the
+    /// workers: an activation binds its address, or takes the socket of a listener that the
+    /// same change retired on that address (the workers dropped their copy with the
+    /// retiring order); a deactivation or a removal retires its socket. Returns the socket
+    /// every worker must get before the order, with its address, as
     /// [`ScmSocket::send_listeners`](sozu_command_lib::scm::ScmSocket) sends it.
-    fn bind_new(
-        &mut self,
-        address: SocketAddr,
-        kind: ListenerType,
-    ) -> Result<Option<Listeners<BorrowedFd<'_>>>, BindError> {
-        if self.sockets.contains_key(&address) {
-            return Ok(None);
+    fn follow(&mut self, order: &Order) -> Result<Option<Sent<'_>>, BindError> {
+        match order {
+            Order::ActivateListener(ListenerAddress { address, proxy }) => {
+                let (address, kind) = (*address, *proxy);
+                if self.retiring.remove(&address) {
+                    info!("the socket of {address} is kept for its new listener ({kind})");
+                } else if self.sockets.contains_key(&address) {
+                    return Ok(None);
+                } else {
+                    let socket = bind(address).map_err(|source| BindError { address, source })?;
+                    info!("listening on {address} ({kind})");
+                    self.sockets.insert(address, (kind, socket));
+                }
+                let Some(entry) = self.sockets.get_mut(&address) else {
+                    return Ok(None);
+                };
+                entry.0 = kind;
+                let mut listeners = Listeners::default();
+                let list = match kind {
+                    ListenerType::Http => &mut listeners.http,
+                    ListenerType::Https => &mut listeners.https,
+                    ListenerType::Tcp => &mut listeners.tcp,
+                };
+                list.push((address, entry.1.as_fd()));
+                Ok(Some((address, listeners)))
+            }
+            Order::DeactivateListener(ListenerAddress { address, .. })
+            | Order::RemoveListener(ListenerAddress { address, .. }) => {
+                if self.sockets.contains_key(address) {
+                    self.retiring.insert(*address);
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
         }
-        let socket = bind(address).map_err(|source| BindError { address, source })?;
-        info!("listening on {address} ({kind})");
-        let socket = &self.sockets.entry(address).or_insert((kind, socket)).1;
-        let mut listeners = Listeners::default();
-        let list = match kind {
-            ListenerType::Http => &mut listeners.http,
-            ListenerType::Https => &mut listeners.https,
-            ListenerType::Tcp => &mut listeners.tcp,
-        };
-        list.push((address, socket.as_fd()));
-        Ok(Some(listeners))
     }
 
-    /// Closes the main process's copy of a listener's socket.
-    pub fn forget(&mut self, address: SocketAddr) {
-        if self.sockets.remove(&address).is_some() {
-            info!("closed the main process's socket of {address}");
+    /// Closes the sockets of the listeners the change just applied retired.
+    pub fn settle(&mut self) {
+        for address in std::mem::take(&mut self.retiring) {
+            if self.sockets.remove(&address).is_some() {
+                info!("closed the main process's socket of {address}");
+            }
         }
     }
 
@@ -109,29 +152,43 @@ impl ListenerSockets {
 }
 
 impl super::Main {
-    /// Binds a listener that an order activates and sends its new socket to every worker,
-    /// before the order goes out. A socket that cannot be bound is logged: the workers then
-    /// try to bind it themselves, and their answers name the error.
-    pub(super) fn open_listener(&mut self, address: SocketAddr, kind: ListenerType) {
-        let listeners = match self.listeners.bind_new(address, kind) {
-            Ok(Some(listeners)) => listeners,
-            Ok(None) => return,
-            Err(error) => {
-                error!("{error}: {}", error.source);
-                return;
-            }
+    /// Follows the orders of a change the main state took, before they go to the workers
+    /// ([`ListenerSockets::follow`]), then closes the sockets it retired.
+    pub(super) fn follow_listeners(&mut self, orders: &[Order]) {
+        for order in orders {
+            follow(&mut self.listeners, &mut self.workers, order);
+        }
+        self.listeners.settle();
+    }
+}
+
+/// [`ListenerSockets::follow`] for one order of a change, sending the socket it gives to
+/// every worker. A socket that cannot be bound is logged: the workers then try to bind it
+/// themselves, and their answers name the error. The caller settles the change once all its
+/// orders are followed.
+pub(super) fn follow(
+    sockets: &mut ListenerSockets,
+    workers: &mut BTreeMap<u32, Worker>,
+    order: &Order,
+) {
+    let (address, listeners) = match sockets.follow(order) {
+        Ok(Some(listeners)) => listeners,
+        Ok(None) => return,
+        Err(error) => {
+            error!("{error}: {}", error.source);
+            return;
+        }
+    };
+    for worker in workers.values_mut() {
+        let Some(fd_socket) = &worker.fd_socket else {
+            continue;
         };
-        for worker in self.workers.values_mut() {
-            let Some(fd_socket) = &worker.fd_socket else {
-                continue;
-            };
-            if let Err(error) = fd_socket.send_listeners(&listeners) {
-                warn!(
-                    "cannot send the socket of {address} to worker {}: {error}",
-                    worker.id
-                );
-                worker.fd_socket = None;
-            }
+        if let Err(error) = fd_socket.send_listeners(&listeners) {
+            warn!(
+                "cannot send the socket of {address} to worker {}: {error}",
+                worker.id
+            );
+            worker.fd_socket = None;
         }
     }
 }

@@ -17,7 +17,7 @@ use log::{debug, error, info, warn};
 use sozu_command_lib::{
     certificate,
     config::Config,
-    request::{ListenerAddress, Order, Request, StateFormat, WorkerId},
+    request::{Order, Request, StateFormat, WorkerId},
     response::{EventKind, Response, ResponseContent, RunState, WorkerInfo},
     state::ConfigState,
 };
@@ -26,7 +26,7 @@ use sozu_lib::{protocol::tls::KeyCheck, server::check};
 use super::{
     BatchJson, Delivery, Main, Stop, audit,
     delivery::OrderStream,
-    ok_message, queries, state_file,
+    listeners, ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -233,6 +233,7 @@ impl Main {
                 .map_err(|error| format!("{order} is refused: {error}"))?;
         }
         self.state = next;
+        self.follow_listeners(&orders);
         self.committed(&orders);
         Ok((self.serving_workers(), orders))
     }
@@ -302,6 +303,7 @@ impl Main {
         what: String,
         purpose: Purpose,
     ) {
+        self.follow_listeners(&orders);
         let Some((targets, task)) = self.committed_task(to, &orders, what, purpose) else {
             return;
         };
@@ -316,7 +318,8 @@ impl Main {
     }
 
     /// [`Main::commit_as`] of orders already queued for the workers as the state took them
-    /// (a state load's, see [`OrderStream`]): the task ends their batch.
+    /// (a state load's, see [`OrderStream`]), their listener sockets followed as they went:
+    /// the task ends their batch.
     fn commit_streamed(
         &mut self,
         to: Option<ClientRef>,
@@ -361,21 +364,9 @@ impl Main {
         Some((targets, task))
     }
 
-    /// What follows every change the main state took: open the listeners that start and
-    /// forget the sockets of those that stop, keep fault leases, save the state if asked to.
+    /// What follows every change the main state took, its listener sockets followed already
+    /// ([`Main::follow_listeners`]): keep fault leases, save the state if asked to.
     fn committed(&mut self, orders: &[Order]) {
-        for order in orders {
-            match order {
-                Order::ActivateListener(ListenerAddress { address, proxy, .. }) => {
-                    self.open_listener(*address, *proxy);
-                }
-                Order::DeactivateListener(ListenerAddress { address, .. })
-                | Order::RemoveListener(ListenerAddress { address, .. }) => {
-                    self.listeners.forget(*address);
-                }
-                _ => {}
-            }
-        }
         self.faults_committed(orders);
         self.save_automatically();
     }
@@ -439,10 +430,12 @@ impl Main {
             (self.next_task + 1).to_string(),
             self.settings.worker_timeout,
         );
-        let workers = &mut self.workers;
+        let (workers, sockets) = (&mut self.workers, &mut self.listeners);
         let merged = state_file::merge(&mut self.state, orders, |order, json| {
+            listeners::follow(sockets, workers, order);
             stream.send(workers, order, json);
         });
+        self.listeners.settle();
         let what = format!("state load from {} ({})", path.display(), merged.summary());
         info!("{what}");
         for conflict in &merged.conflicts {
