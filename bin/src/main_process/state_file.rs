@@ -53,26 +53,17 @@ pub fn merge(
     mut applied: impl FnMut(&Order, Option<&str>),
 ) -> Merged {
     let StateOrders { orders, text } = read;
-    // Orders compare by their JSON text, which is canonical: one field order, one spelling.
-    // Only an order of a kind the state's orders have can be one of them: the others (most
-    // of a state loaded after a restart) are not serialised.
-    let current = state.orders();
-    let kinds: HashSet<&str> = current.iter().map(Order::name).collect();
-    let existing: HashSet<String> = current
-        .iter()
-        .filter_map(|order| serde_json::to_string(order).ok())
-        .collect();
+    let mut in_force = InForce::of(state);
     let mut merged = Merged::default();
     for (line, order, json) in orders {
-        let unchanged = kinds.contains(order.name())
-            && serde_json::to_string(&order).is_ok_and(|text| existing.contains(&text));
-        if unchanged {
+        if in_force.holds(state, &order) {
             merged.unchanged += 1;
             continue;
         }
         match apply_order(state, &order) {
             Ok(()) => {
                 applied(&order, text.as_deref().and_then(|text| text.get(json)));
+                in_force.took(&order);
                 merged.applied.push(order);
             }
             Err(error) => merged
@@ -81,6 +72,70 @@ pub fn merge(
         }
     }
     merged
+}
+
+/// The orders that build a state, to tell an order of a state file that would recreate an
+/// identical item. Orders compare by their JSON text, which is canonical: one field order,
+/// one spelling. Only an order of a kind the state's orders have can be one of them: the
+/// others (most of a state loaded after a restart) are not serialised.
+struct InForce {
+    kinds: HashSet<&'static str>,
+    orders: HashSet<String>,
+    /// The state took an order that takes something away (a removal, a deactivation): an
+    /// order of `orders` may no longer be in force, so they are read again from the state
+    /// at the next one met (a file that removes a listener and adds it again).
+    is_stale: bool,
+}
+
+impl InForce {
+    fn of(state: &ConfigState) -> Self {
+        let current = state.orders();
+        InForce {
+            kinds: current.iter().map(Order::name).collect(),
+            orders: current
+                .iter()
+                .filter_map(|order| serde_json::to_string(order).ok())
+                .collect(),
+            is_stale: false,
+        }
+    }
+
+    /// Whether `order` is one of the orders that build `state`.
+    fn holds(&mut self, state: &ConfigState, order: &Order) -> bool {
+        let met = |known: &Self| {
+            known.kinds.contains(order.name())
+                && serde_json::to_string(order).is_ok_and(|text| known.orders.contains(&text))
+        };
+        if !met(self) {
+            return false;
+        }
+        if self.is_stale {
+            *self = InForce::of(state);
+            return met(self);
+        }
+        true
+    }
+
+    /// `state` took `order`.
+    fn took(&mut self, order: &Order) {
+        if matches!(
+            order,
+            Order::RemoveCluster(_)
+                | Order::RemoveBackend(_)
+                | Order::RemoveHttpFrontend(_)
+                | Order::RemoveHttpsFrontend(_)
+                | Order::RemoveTcpFrontend(_)
+                | Order::RemoveCertificate(_)
+                | Order::ReplaceCertificate(_)
+                | Order::RemoveListener(_)
+                | Order::DeactivateListener(_)
+                | Order::RemoveHealthCheck(_)
+                | Order::RemoveFault(_)
+                | Order::ResetFaults
+        ) {
+            self.is_stale = true;
+        }
+    }
 }
 
 /// Writes the state as one order per line (or as Sōzu's records), through a temporary file
