@@ -111,3 +111,15 @@ fn toxiproxy_populate_replaces_a_proxy_on_the_same_listen_address() {
             .contains(&listen.to_string())
     );
 }
+
+/// `sozu cluster list -d DOMAIN` that no cluster routes says so (exit 0, as Sōzu's empty
+/// answer), instead of printing nothing; a domain that a cluster routes lists it.
+#[test]
+fn a_cluster_list_by_a_domain_nobody_routes_says_so() {
+    let proxy = Proxy::start("");
+    proxy.route_to("app", "app.test", "app-1", free_address());
+    let output = proxy.ok(&["cluster", "list", "-d", "nobody.test"]);
+    assert_eq!(output, "no cluster has a frontend for `nobody.test`\n");
+    let output = proxy.ok(&["cluster", "list", "-d", "app.test"]);
+    assert!(output.starts_with("cluster app: "), "{output}");
+}

@@ -217,7 +217,7 @@ fn query(client: &mut Client, id: &str) -> anyhow::Result<ClusterInformation> {
 }
 
 fn list(client: &mut Client, id: Option<&str>, domain: Option<&str>) -> anyhow::Result<()> {
-    let domain = domain.map(|domain| {
+    let filter = domain.map(|domain| {
         let (hostname, path) = match domain.split_once('/') {
             Some((hostname, path)) => (hostname, Some(format!("/{path}"))),
             None => (domain, None),
@@ -229,7 +229,7 @@ fn list(client: &mut Client, id: Option<&str>, domain: Option<&str>) -> anyhow::
     });
     let query = ClustersOfWorkers {
         cluster_id: id.map(str::to_string),
-        domain,
+        domain: filter,
     };
     // Sōzu's shapes hold each worker's answer beside the main process's.
     let order = if client.json == Some(JsonFormat::Sozu) {
@@ -248,6 +248,12 @@ fn list(client: &mut Client, id: Option<&str>, domain: Option<&str>) -> anyhow::
                 .map(|(id, hash)| vec![id.clone(), format!("{hash:016x}")])
                 .collect();
             table::print(&["CLUSTER", "HASH"], &rows)?;
+        }
+        ResponseContent::Clusters(clusters) if clusters.is_empty() => {
+            // Sōzu answers with empty tables and exit 0: a sentence says the same.
+            if let Some(domain) = domain {
+                println!("no cluster has a frontend for `{domain}`");
+            }
         }
         ResponseContent::Clusters(clusters) => {
             for (index, cluster) in clusters.iter().enumerate() {
