@@ -123,3 +123,24 @@ fn a_cluster_list_by_a_domain_nobody_routes_says_so() {
     let output = proxy.ok(&["cluster", "list", "-d", "app.test"]);
     assert!(output.starts_with("cluster app: "), "{output}");
 }
+
+/// `sozu status` right after `sozu upgrade`: the old workers, replaced and told to stop, show
+/// STOPPING until they exit, not RUNNING beside the new ones (they said RUNNING themselves
+/// for the grace before their SOFT_STOP).
+#[test]
+fn status_after_an_upgrade_shows_the_old_workers_stopping() {
+    let proxy = Proxy::start("");
+    let old = proxy.worker_pids();
+    let output = proxy.ok(&["upgrade", "-t", "20000"]);
+    assert!(output.contains("2 worker(s) replaced"), "{output}");
+    let status = proxy.ok(&["status", "--json=compact"]);
+    let value: serde_json::Value = serde_json::from_str(&status).expect("status as JSON");
+    let workers = value["data"].as_array().expect("a worker list");
+    let running: Vec<i64> = workers
+        .iter()
+        .filter(|worker| worker["run_state"] == "RUNNING")
+        .filter_map(|worker| worker["pid"].as_i64())
+        .collect();
+    assert_eq!(running.len(), 2, "{status}");
+    assert!(running.iter().all(|pid| !old.contains(pid)), "{status}");
+}

@@ -101,7 +101,7 @@ impl Main {
                 } else if let Some(ResponseContent::WorkerStatus(status)) =
                     task.contents.get(&worker.id)
                 {
-                    info.run_state = status.run_state;
+                    info.run_state = worker.shown_run_state(status.run_state);
                 }
                 info
             })

@@ -113,6 +113,16 @@ impl Worker {
         }
     }
 
+    /// The run state `status` shows, given the worker's own answer: a worker the main process
+    /// told to stop (replaced by an upgrade, or the proxy stopping) says RUNNING until it
+    /// gets SOFT_STOP after its grace, while it accepts nothing new already: STOPPING.
+    pub fn shown_run_state(&self, answered: RunState) -> RunState {
+        match (self.run_state, answered) {
+            (RunState::Stopping, RunState::Running) => RunState::Stopping,
+            (_, answered) => answered,
+        }
+    }
+
     /// The exit status, if the process has exited (it is then reaped). Always `None` for an
     /// adopted worker, which is not our child.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
