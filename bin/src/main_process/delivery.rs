@@ -137,9 +137,9 @@ impl<'o> BatchJson<'o> {
 /// first order, and the task that ends the batch takes the id reserved here
 /// ([`Delivery::EndOfBatch`]).
 pub(super) struct OrderStream {
+    /// The workers that get the orders; each one's [`Worker::stalled`] says whether it
+    /// stalled during this stream.
     targets: Vec<u32>,
-    /// Whether each target stalled (see [`Feed::stalled`]).
-    stalled: Vec<bool>,
     /// How long to wait for a worker whose queue is full (the worker timeout).
     patience: Duration,
     request_id: String,
@@ -155,7 +155,6 @@ impl OrderStream {
     /// `patience` for a worker whose queue is full.
     pub(super) fn new(targets: Vec<u32>, request_id: String, patience: Duration) -> Self {
         OrderStream {
-            stalled: vec![false; targets.len()],
             targets,
             patience,
             request_id,
@@ -175,27 +174,25 @@ impl OrderStream {
         json: Option<&str>,
     ) {
         if self.sent == 0 {
+            for id in &self.targets {
+                if let Some(worker) = workers.get_mut(id) {
+                    worker.stalled = false;
+                }
+            }
             self.queue(workers, &Order::BeginBatch, None);
         }
         self.queue(workers, order, json);
         self.sent += 1;
         if self.sent % ORDERS_PER_WRITE == 0 {
-            let mut flags: Vec<Option<&mut bool>> = self.stalled.iter_mut().map(Some).collect();
-            let mut feeds = Vec::with_capacity(flags.len());
-            for (id, worker) in workers.iter_mut() {
-                let flag = self
-                    .targets
-                    .iter()
-                    .position(|target| target == id)
-                    .and_then(|target| flags.get_mut(target)?.take());
-                if let Some(stalled) = flag {
-                    feeds.push(Feed {
-                        id: *id,
-                        channel: &mut worker.channel,
-                        stalled,
-                    });
-                }
-            }
+            let mut feeds: Vec<Feed<'_>> = workers
+                .iter_mut()
+                .filter(|(id, _)| self.targets.contains(id))
+                .map(|(id, worker)| Feed {
+                    id: *id,
+                    channel: &mut worker.channel,
+                    stalled: &mut worker.stalled,
+                })
+                .collect();
             write_and_wait(&mut feeds, self.patience);
         }
     }

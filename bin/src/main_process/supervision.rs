@@ -203,6 +203,7 @@ impl Main {
                 channel_closed_at: None,
                 started_at: Instant::now(),
                 quick_deaths: 0,
+                stalled: false,
             },
         );
         info!("worker {id} started (pid {pid})");

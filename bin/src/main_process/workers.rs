@@ -66,6 +66,10 @@ pub struct Worker {
     pub started_at: Instant,
     /// How many of this slot's previous processes in a row died soon after they started.
     pub quick_deaths: u32,
+    /// The worker took nothing of the stream of orders being queued for it (a state load's,
+    /// [`super::delivery::OrderStream`]) for a whole worker timeout: the rest of the stream
+    /// is queued without waiting for it (see [`super::delivery::Feed::stalled`]).
+    pub stalled: bool,
 }
 
 /// A worker that dies within this time of its start counts as a crash loop.

@@ -201,6 +201,7 @@ impl Main {
                 channel_closed_at: None,
                 started_at: Instant::now(),
                 quick_deaths: 0,
+                stalled: false,
             },
         );
         Ok(())
