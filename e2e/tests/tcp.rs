@@ -313,33 +313,51 @@ fn closed_by_a_one_second_timeout(mut stream: TcpStream, started: Instant) -> Ve
     answer
 }
 
+/// A worker proxying a listener to a backend that reads and never answers, so that only a
+/// timeout ends a connection: the front timeout is the one asked, the back one a minute.
+struct SilentBackend {
+    /// Listens as long as the test runs.
+    _backend: Backend,
+    worker: Worker,
+    listener: TcpListenerConfig,
+    address: SocketAddr,
+}
+
+impl SilentBackend {
+    fn start(splice: bool, front_timeout: Duration, cluster: &str) -> SilentBackend {
+        let backend = Backend::recorder(b"");
+        let mut worker = Worker::start(ServerConfig::default());
+        let mut listener = listener(splice);
+        listener.front_timeout = front_timeout;
+        listener.back_timeout = Duration::from_secs(60);
+        let address =
+            worker.tcp_proxy_with(listener.clone(), Cluster::new(cluster), &[backend.address]);
+        SilentBackend {
+            _backend: backend,
+            worker,
+            listener,
+            address,
+        }
+    }
+}
+
 fn front_idle_timeout_closes_a_silent_client(splice: bool) {
-    let backend = Backend::recorder(b"");
-    let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = listener(splice);
-    listener.front_timeout = Duration::from_secs(1);
-    listener.back_timeout = Duration::from_secs(60);
-    let address = worker.tcp_proxy_with(listener, Cluster::new("idle"), &[backend.address]);
+    let proxy = SilentBackend::start(splice, Duration::from_secs(1), "idle");
     let started = Instant::now();
-    closed_by_a_one_second_timeout(connect(address), started);
+    closed_by_a_one_second_timeout(connect(proxy.address), started);
 }
 
 /// A listener's new timeouts hold for the connections it accepts after the order.
 fn updated_front_timeout_holds_for_new_connections(splice: bool) {
-    let backend = Backend::recorder(b"");
-    let mut worker = Worker::start(ServerConfig::default());
-    let mut listener = listener(splice);
-    listener.front_timeout = Duration::from_secs(60);
-    listener.back_timeout = Duration::from_secs(60);
+    let mut proxy = SilentBackend::start(splice, Duration::from_secs(60), "updated");
     let shorter = TcpListenerConfig {
         front_timeout: Duration::from_secs(1),
-        ..listener.clone()
+        ..proxy.listener.clone()
     };
-    let update = UpdateTcpListener::between(&listener, &shorter);
-    let address = worker.tcp_proxy_with(listener, Cluster::new("updated"), &[backend.address]);
-    worker.ok(Order::UpdateTcpListenerConfig(update));
+    let update = UpdateTcpListener::between(&proxy.listener, &shorter);
+    proxy.worker.ok(Order::UpdateTcpListenerConfig(update));
     let started = Instant::now();
-    closed_by_a_one_second_timeout(connect(address), started);
+    closed_by_a_one_second_timeout(connect(proxy.address), started);
 }
 
 fn back_idle_timeout_closes_when_the_backend_goes_silent(splice: bool) {
