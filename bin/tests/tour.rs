@@ -144,3 +144,44 @@ fn status_after_an_upgrade_shows_the_old_workers_stopping() {
     assert_eq!(running.len(), 2, "{status}");
     assert!(running.iter().all(|pid| !old.contains(pid)), "{status}");
 }
+
+/// Runs `sozu ARGS` against a socket that does not exist: it must exit with 1 and say
+/// `reason` on stderr before trying to reach a proxy.
+fn refused_before_connecting(args: &[&str], reason: &str) {
+    let output = Command::new(SOZU)
+        .args(args)
+        .args(["--socket", "/nonexistent/sozu.sock"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the command line");
+    let errors = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {errors}");
+    assert!(errors.contains(reason), "{args:?}: {errors}");
+}
+
+/// Sōzu's `listener udp …` and `frontend udp …` are recognised and refused with a reason, as
+/// the configuration refuses UDP, instead of clap's `unrecognized subcommand 'udp'`.
+#[test]
+fn udp_subcommands_are_refused_as_not_built() {
+    let reason = "UDP listeners and frontends are not built yet";
+    let listener = [
+        "listener",
+        "udp",
+        "add",
+        "-a",
+        "127.0.0.1:5353",
+        "--max-flows",
+        "10",
+    ];
+    refused_before_connecting(&listener, reason);
+    let frontend = [
+        "frontend",
+        "udp",
+        "add",
+        "-i",
+        "dns",
+        "-a",
+        "127.0.0.1:5353",
+    ];
+    refused_before_connecting(&frontend, reason);
+}

@@ -88,6 +88,16 @@ fn failure_text(message: &str) -> String {
 }
 
 fn connect_and_run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
+    let is_udp = match command {
+        Command::Listener { command } => {
+            matches!(**command, listener::ListenerCommand::Udp { .. })
+        }
+        Command::Frontend { command } => matches!(command, frontend::FrontendCommand::Udp { .. }),
+        _ => false,
+    };
+    if is_udp {
+        bail!(super::UDP_NOT_BUILT);
+    }
     // `cluster health-check set --timeout S` is Sōzu's health check timeout, which the global
     // `-t/--timeout` flag takes: it is not the command line's timeout there.
     let is_health_check_set = matches!(

@@ -48,6 +48,11 @@ pub enum FrontendCommand {
         #[arg(short, long, value_name = "DOMAIN")]
         domain: Option<String>,
     },
+    /// Sōzu's UDP frontends: refused, they are not built yet.
+    Udp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        arguments: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +201,7 @@ pub fn run(client: &mut Client, command: &FrontendCommand) -> anyhow::Result<()>
                 })
             }
         },
+        FrontendCommand::Udp { .. } => bail!(super::UDP_NOT_BUILT),
         FrontendCommand::List {
             http,
             https,

@@ -36,6 +36,11 @@ pub enum ListenerCommand {
     },
     /// Every listener, with whether it accepts connections.
     List,
+    /// Sōzu's UDP listeners: refused, they are not built yet.
+    Udp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        arguments: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +344,7 @@ pub struct TlsUpdate {
 pub fn run(client: &mut Client, command: &ListenerCommand) -> anyhow::Result<()> {
     let order = match command {
         ListenerCommand::List => return list(client),
+        ListenerCommand::Udp { .. } => bail!(super::UDP_NOT_BUILT),
         ListenerCommand::Http { command } => match command {
             HttpListenerCommand::Add(add) => Order::AddHttpListener(add.config()?),
             HttpListenerCommand::Remove(a) => Order::RemoveListener(named(a, ListenerType::Http)),

@@ -206,6 +206,10 @@ fn milliseconds(text: &str) -> Result<Duration, ParseIntError> {
     text.parse().map(Duration::from_millis)
 }
 
+/// Why `listener udp …` and `frontend udp …`, Sōzu's subcommands, are refused.
+const UDP_NOT_BUILT: &str = "UDP listeners and frontends are not built yet: this proxy refuses \
+    them rather than drop their traffic (doc/coming-from-sozu.md)";
+
 /// Where Sōzu's packages put the configuration.
 const SOZU_DEFAULT_CONFIG: &str = "/etc/sozu/config.toml";
 
