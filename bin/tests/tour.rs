@@ -185,3 +185,14 @@ fn udp_subcommands_are_refused_as_not_built() {
     ];
     refused_before_connecting(&frontend, reason);
 }
+
+/// Sōzu's `top --tick-once` (and its other flags this view has not) is recognised and refused
+/// with a reason before any terminal or socket is touched, instead of clap's `unexpected
+/// argument`.
+#[test]
+fn sozu_top_flags_are_refused_as_not_built() {
+    let reason = "is Sōzu's and not built here";
+    refused_before_connecting(&["top", "--tick-once"], reason);
+    refused_before_connecting(&["top", "--snapshot", "3", "--detail", "cluster"], reason);
+    refused_before_connecting(&["top", "--no-mouse"], reason);
+}

@@ -39,6 +39,45 @@ pub struct TopArgs {
     /// Milliseconds between two refreshes (Sōzu's flag), instead of -r.
     #[arg(long, value_name = "MS", conflicts_with = "refresh")]
     refresh_ms: Option<u64>,
+    #[command(flatten)]
+    sozu_only: SozuOnlyFlags,
+}
+
+/// Flags of Sōzu's `top` that this view does not have: recognised, and refused with a
+/// reason, rather than taken for a typo or ignored.
+#[derive(Debug, Clone, Args)]
+struct SozuOnlyFlags {
+    #[arg(long, hide = true, value_name = "LEVEL")]
+    detail: Option<String>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    lease_ttl_seconds: Option<String>,
+    #[arg(long, hide = true, value_name = "NAME")]
+    skin: Option<String>,
+    #[arg(long, hide = true, value_name = "KIND")]
+    glyphs: Option<String>,
+    #[arg(long, hide = true)]
+    no_mouse: bool,
+    #[arg(long, hide = true, value_name = "N")]
+    snapshot: Option<String>,
+    #[arg(long, hide = true)]
+    tick_once: bool,
+}
+
+impl SozuOnlyFlags {
+    /// The first flag given, as written on the command line.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.detail.is_some(), "--detail"),
+            (self.lease_ttl_seconds.is_some(), "--lease-ttl-seconds"),
+            (self.skin.is_some(), "--skin"),
+            (self.glyphs.is_some(), "--glyphs"),
+            (self.no_mouse, "--no-mouse"),
+            (self.snapshot.is_some(), "--snapshot"),
+            (self.tick_once, "--tick-once"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 impl TopArgs {
@@ -63,6 +102,13 @@ fn refresh_seconds(text: &str) -> Result<f64, String> {
 }
 
 pub fn run(cli: &Cli, args: &TopArgs) -> ExitCode {
+    if let Some(flag) = args.sozu_only.first_given() {
+        eprintln!(
+            "error: `sozu top {flag}` is Sōzu's and not built here: this view takes -r SECS or \
+             --refresh-ms MS only (doc/cli.md)"
+        );
+        return ExitCode::FAILURE;
+    }
     let mut source = match Source::connect(cli) {
         Ok(source) => source,
         Err(error) => {
