@@ -71,3 +71,22 @@ fn a_state_file_re_adding_the_same_listener_activates_it() {
         .expect("an answer on the listener");
     assert_eq!(status, 404);
 }
+
+/// A reload whose file has a TCP listener where the running one has an HTTP listener: the
+/// same removal and activation on one address, in one change.
+#[test]
+fn a_reload_turning_an_http_listener_into_a_tcp_one_applies() {
+    let proxy = Proxy::start("");
+    let text = std::fs::read_to_string(&proxy.config).expect("the configuration");
+    let tcp = text.replace("protocol = \"http\"", "protocol = \"tcp\"");
+    assert_ne!(text, tcp);
+    std::fs::write(&proxy.config, tcp).expect("write the configuration");
+    let output = proxy.ok(&["reload"]);
+    assert!(output.contains("done"), "{output}");
+    let listeners = proxy.ok(&["listener", "list"]);
+    assert!(
+        listeners.contains(&format!("{}  TCP       yes", proxy.http)),
+        "{listeners}"
+    );
+    assert!(!proxy.log_text().contains("Address already in use"));
+}

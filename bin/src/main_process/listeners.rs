@@ -77,12 +77,7 @@ impl ListenerSockets {
     pub fn as_scm(&self) -> Listeners<BorrowedFd<'_>> {
         let mut listeners = Listeners::default();
         for (address, (kind, socket)) in &self.sockets {
-            let list = match kind {
-                ListenerType::Http => &mut listeners.http,
-                ListenerType::Https => &mut listeners.https,
-                ListenerType::Tcp => &mut listeners.tcp,
-            };
-            list.push((*address, socket.as_fd()));
+            push(&mut listeners, *kind, *address, socket.as_fd());
         }
         listeners
     }
@@ -118,12 +113,7 @@ impl ListenerSockets {
                 };
                 entry.0 = kind;
                 let mut listeners = Listeners::default();
-                let list = match kind {
-                    ListenerType::Http => &mut listeners.http,
-                    ListenerType::Https => &mut listeners.https,
-                    ListenerType::Tcp => &mut listeners.tcp,
-                };
-                list.push((address, entry.1.as_fd()));
+                push(&mut listeners, kind, address, entry.1.as_fd());
                 Ok(Some((address, listeners)))
             }
             Order::DeactivateListener(ListenerAddress { address, .. })
@@ -191,6 +181,21 @@ pub(super) fn follow(
             worker.fd_socket = None;
         }
     }
+}
+
+/// Adds a socket to the list of its kind.
+fn push<'s>(
+    listeners: &mut Listeners<BorrowedFd<'s>>,
+    kind: ListenerType,
+    address: SocketAddr,
+    socket: BorrowedFd<'s>,
+) {
+    let list = match kind {
+        ListenerType::Http => &mut listeners.http,
+        ListenerType::Https => &mut listeners.https,
+        ListenerType::Tcp => &mut listeners.tcp,
+    };
+    list.push((address, socket));
 }
 
 #[derive(Debug, thiserror::Error)]
