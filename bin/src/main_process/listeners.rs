@@ -15,7 +15,7 @@
 //! bound twice.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, btree_map::Entry},
     io,
     net::{SocketAddr, TcpListener},
     os::fd::{AsFd, BorrowedFd, OwnedFd},
@@ -99,17 +99,18 @@ impl ListenerSockets {
         match order {
             Order::ActivateListener(ListenerAddress { address, proxy }) => {
                 let (address, kind) = (*address, *proxy);
-                if self.retiring.remove(&address) {
-                    info!("the socket of {address} is kept for its new listener ({kind})");
-                } else if self.sockets.contains_key(&address) {
-                    return Ok(None);
-                } else {
-                    let socket = bind(address).map_err(|source| BindError { address, source })?;
-                    info!("listening on {address} ({kind})");
-                    self.sockets.insert(address, (kind, socket));
-                }
-                let Some(entry) = self.sockets.get_mut(&address) else {
-                    return Ok(None);
+                let entry = match self.sockets.entry(address) {
+                    Entry::Occupied(entry) if self.retiring.remove(&address) => {
+                        info!("the socket of {address} is kept for its new listener ({kind})");
+                        entry.into_mut()
+                    }
+                    Entry::Occupied(_) => return Ok(None),
+                    Entry::Vacant(entry) => {
+                        let socket =
+                            bind(address).map_err(|source| BindError { address, source })?;
+                        info!("listening on {address} ({kind})");
+                        entry.insert((kind, socket))
+                    }
                 };
                 entry.0 = kind;
                 let mut listeners = Listeners::default();
