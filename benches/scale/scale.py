@@ -99,7 +99,12 @@ def certificate(der, index):
 
 def write_config(folder, http_count, https_count, backend_port):
     """A configuration of `http_count` HTTP frontends h{i}.example.com and `https_count` HTTPS
-    frontends s{i}.example.com with a certificate each. Returns (path, http port, https port)."""
+    frontends s{i}.example.com with a certificate each. Returns (path, http port, https port).
+
+    All certificates name the one key file key.pem; with the setting KEY_FILES=each, every
+    certificate names a file of its own (certs/{i}.key, the same key's text), so that nothing
+    read once per path is read once for all."""
+    key_per_certificate = setting("KEY_FILES", "one") == "each"
     http_port, https_port = free_port(), free_port()
     lines = [
         'command_socket = "sozu.sock"',
@@ -127,9 +132,13 @@ def write_config(folder, http_count, https_count, backend_port):
                 name = f"certs/{host}.pem"
                 with open(os.path.join(folder, name), "w") as pem:
                     pem.write(certificate(der, host))
+                key = "key.pem"
+                if key_per_certificate:
+                    key = f"certs/{host}.key"
+                    shutil.copyfile(os.path.join(folder, "key.pem"), os.path.join(folder, key))
                 lines.append(f'  {{ address = "127.0.0.1:{https_port}", '
                              f'hostname = "s{host}.example.com", certificate = "{name}", '
-                             'key = "key.pem" },')
+                             f'key = "{key}" }},')
         lines.append("]")
     path = os.path.join(folder, "config.toml")
     with open(path, "w") as config:

@@ -206,6 +206,22 @@ fn leaf_der(pem: &str) -> Result<CertificateDer<'static>, CertificateError> {
         .map_err(CertificateError::InvalidCertificatePem)
 }
 
+/// Whether a certificate's text holds one PEM section, its first line and its last (but for a
+/// line end): the leaf [`inspect_leaf`] decodes is then all `rustls_pki_types`'s reader finds
+/// in it, and the TLS code keeps that DER rather than the text for a certificate it decodes at
+/// first use.
+pub fn holds_leaf_alone(pem: &str) -> bool {
+    let pem = pem.as_bytes();
+    let pem = pem
+        .strip_suffix(b"\n")
+        .map_or(pem, |pem| pem.strip_suffix(b"\r").unwrap_or(pem));
+    pem.starts_with(BEGIN_CERTIFICATE)
+        && pem.ends_with(END_CERTIFICATE)
+        && memchr::memmem::find_iter(pem, b"-----BEGIN ")
+            .nth(1)
+            .is_none()
+}
+
 const BEGIN_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
 const END_CERTIFICATE: &[u8] = b"-----END CERTIFICATE-----";
 /// Above this much base64, a certificate goes to `rustls_pki_types` (whose own limit is far

@@ -136,8 +136,8 @@ impl LoadedCertificate {
         self.key
             .decoded
             .get_or_init(|| {
-                let pem = self.key.pem.as_ref()?;
-                certified_key(pem)
+                let pending = self.key.pending.as_ref()?;
+                certified_key(&pending.certificate, pending.leaf.as_ref())
                     .map(Arc::new)
                     .map_err(|error| {
                         error!(
@@ -151,13 +151,43 @@ impl LoadedCertificate {
     }
 }
 
-/// The chain and signing key of a certificate, or its PEM until first use.
+/// The chain and signing key of a certificate, or what decodes them until first use.
 struct ServedKey {
-    /// The certificate and key as ordered, kept only when decoding waits for first use.
-    pem: Option<CertificateAndKey>,
+    /// Kept only when decoding waits for first use.
+    pending: Option<Pending>,
     /// The decoded chain and key; set at load with [`KeyCheck::Now`]. `None` inside: they
     /// failed to decode.
     decoded: OnceLock<Option<Arc<CertifiedKey>>>,
+}
+
+/// What decodes a certificate's chain and key at first use.
+struct Pending {
+    /// The chain and key as ordered, in PEM; the certificate's text only when `leaf` is not
+    /// all it holds (else left empty: a worker keeps every certificate's text in its state
+    /// already, and 10,000 copies of it cost 12 MB and their page faults).
+    certificate: CertificateAndKey,
+    /// The leaf certificate decoded at load, when the certificate's text holds it alone
+    /// ([`certificate::holds_leaf_alone`]).
+    leaf: Option<CertificateDer<'static>>,
+}
+
+impl Pending {
+    fn new(certificate: &CertificateAndKey, leaf: CertificateDer<'static>) -> Self {
+        let leaf = certificate::holds_leaf_alone(&certificate.certificate).then_some(leaf);
+        Pending {
+            certificate: CertificateAndKey {
+                certificate: match leaf {
+                    Some(_) => String::new(),
+                    None => certificate.certificate.clone(),
+                },
+                certificate_chain: certificate.certificate_chain.clone(),
+                key: certificate.key.clone(),
+                versions: Vec::new(),
+                names: Vec::new(),
+            },
+            leaf,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServedKey {
@@ -190,11 +220,11 @@ pub fn load_certificate_with_facts(
     };
     let key = match check_key(certificate, &leaf, check)? {
         Some(decoded) => ServedKey {
-            pem: None,
+            pending: None,
             decoded: OnceLock::from(Some(Arc::new(decoded))),
         },
         None => ServedKey {
-            pem: Some(certificate.clone()),
+            pending: Some(Pending::new(certificate, leaf)),
             decoded: OnceLock::new(),
         },
     };
@@ -225,18 +255,24 @@ fn check_key(
     check: KeyCheck,
 ) -> Result<Option<CertifiedKey>, TlsError> {
     match check {
-        KeyCheck::Now => certified_key(certificate).map(Some),
+        KeyCheck::Now => certified_key(certificate, None).map(Some),
         KeyCheck::PublicPart => compare_keys(&private_key(certificate)?, leaf).map(|()| None),
         KeyCheck::OnFirstUse => Ok(None),
     }
 }
 
-/// Decodes a certificate, its chain and its key, and checks that the key matches.
-fn certified_key(certificate: &CertificateAndKey) -> Result<CertifiedKey, TlsError> {
-    let mut chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(certificate.certificate.as_bytes())
+/// Decodes a certificate, its chain and its key, and checks that the key matches; `leaf`: the
+/// certificate decoded already, all its text holds.
+fn certified_key(
+    certificate: &CertificateAndKey,
+    leaf: Option<&CertificateDer<'static>>,
+) -> Result<CertifiedKey, TlsError> {
+    let mut chain: Vec<CertificateDer<'static>> = match leaf {
+        Some(leaf) => vec![leaf.clone()],
+        None => CertificateDer::pem_slice_iter(certificate.certificate.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(TlsError::ChainPem)?;
+            .map_err(TlsError::ChainPem)?,
+    };
     for pem in &certificate.certificate_chain {
         for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             chain.push(der.map_err(TlsError::ChainPem)?);

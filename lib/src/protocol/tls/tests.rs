@@ -153,6 +153,63 @@ fn a_key_of_another_certificate_checked_on_first_use_fails_its_handshakes_only()
     assert!(table.find(Some("example.com")).is_some());
 }
 
+/// Issue 17, aim 4: a certificate decoded at first use serves the chain that decoding it while
+/// loading serves (every certificate of its text, then its chain's), and keeps its text only
+/// when the leaf, decoded while loading, is not all the text holds.
+#[test]
+fn a_certificate_decoded_on_first_use_serves_the_chain_decoded_now() {
+    const CHAIN: &str = include_str!("../../../../command/tests/fixtures/certificate_chain.pem");
+    let alone = pair(LOCALHOST, LOCALHOST_KEY);
+    let with = |change: &dyn Fn(&mut CertificateAndKey)| {
+        let mut certificate = alone.clone();
+        change(&mut certificate);
+        certificate
+    };
+    let cases = [
+        (alone.clone(), false),
+        (
+            with(&|c| c.certificate_chain = vec![CHAIN.to_string()]),
+            false,
+        ),
+        (
+            with(&|c| c.certificate = LOCALHOST.replace('\n', "\r\n")),
+            false,
+        ),
+        (
+            with(&|c| c.certificate = LOCALHOST.trim_end().to_string()),
+            false,
+        ),
+        (
+            with(&|c| c.certificate = format!("{LOCALHOST}{CHAIN}")),
+            true,
+        ),
+        (
+            with(&|c| c.certificate = format!("{LOCALHOST}# a comment\n")),
+            true,
+        ),
+        (
+            with(&|c| c.certificate = format!("# a comment\n{LOCALHOST}")),
+            true,
+        ),
+    ];
+    for (certificate, keeps_text) in cases {
+        let now = load_certificate(&certificate, KeyCheck::Now)
+            .expect("a good pair")
+            .certified_key()
+            .expect("decoded");
+        let lazy = load_certificate(&certificate, KeyCheck::OnFirstUse).expect("a good pair");
+        let pending = lazy.key.pending.as_ref().expect("decoded at first use");
+        assert_eq!(
+            pending.certificate.certificate.is_empty(),
+            !keeps_text,
+            "{:?}",
+            certificate.certificate
+        );
+        let served = lazy.certified_key().expect("decodes");
+        assert_eq!(served.cert, now.cert, "{:?}", certificate.certificate);
+    }
+}
+
 /// Issue 17, aim 4: a worker reads the leaf certificate alone; the chain and the key, which
 /// the main process checked, are decoded at first use.
 #[test]
