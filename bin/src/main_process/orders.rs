@@ -363,6 +363,9 @@ impl Main {
 
     /// What follows every change the main state took: open the listeners that start and
     /// forget the sockets of those that stop, keep fault leases, save the state if asked to.
+    /// What follows orders the state took once they are on their way to the workers: the
+    /// listeners opened or closed, the faults' leases and events, the automatic save. Only
+    /// the orders of [`acts_when_committed`] matter to it.
     fn committed(&mut self, orders: &[Order]) {
         for order in orders {
             match order {
@@ -458,13 +461,13 @@ impl Main {
             );
             (None, to.map(|to| (to, message)))
         };
-        if merged.applied.is_empty() {
+        if merged.applied == 0 {
             if let Some(to) = &waiting {
                 self.reply(to, ok_message(&to.request_id, format!("{what}: done")));
             }
         } else {
             let purpose = Purpose::Change { what: what.clone() };
-            self.commit_streamed(waiting, &merged.applied, stream, what, purpose);
+            self.commit_streamed(waiting, &merged.to_commit, stream, what, purpose);
         }
         if let Some((to, message)) = refused {
             self.reply(&to, Response::failure(to.request_id.clone(), message));
@@ -627,6 +630,21 @@ impl Main {
             }
         }
     }
+}
+
+/// Whether [`Main::committed`] does anything with `order` (a listener opened or closed, a
+/// fault's lease or event): a state load keeps those orders only.
+pub(super) fn acts_when_committed(order: &Order) -> bool {
+    matches!(
+        order,
+        Order::ActivateListener(_)
+            | Order::DeactivateListener(_)
+            | Order::RemoveListener(_)
+            | Order::AddFault(_)
+            | Order::UpdateFault(_)
+            | Order::RemoveFault(_)
+            | Order::ResetFaults
+    )
 }
 
 /// Applies an order to a state after the check every worker makes (the verdict of
