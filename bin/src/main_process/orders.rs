@@ -364,8 +364,9 @@ impl Main {
         Some((targets, task))
     }
 
-    /// What follows every change the main state took, its listener sockets followed already
-    /// ([`Main::follow_listeners`]): keep fault leases, save the state if asked to.
+    /// What follows orders the state took once they are on their way to the workers, their
+    /// listener sockets followed already ([`Main::follow_listeners`]): the faults' leases and
+    /// events, the automatic save. Only the orders of [`acts_when_committed`] matter to it.
     fn committed(&mut self, orders: &[Order]) {
         self.faults_committed(orders);
         self.save_automatically();
@@ -451,13 +452,13 @@ impl Main {
             );
             (None, to.map(|to| (to, message)))
         };
-        if merged.applied.is_empty() {
+        if merged.applied == 0 {
             if let Some(to) = &waiting {
                 self.reply(to, ok_message(&to.request_id, format!("{what}: done")));
             }
         } else {
             let purpose = Purpose::Change { what: what.clone() };
-            self.commit_streamed(waiting, &merged.applied, stream, what, purpose);
+            self.commit_streamed(waiting, &merged.to_commit, stream, what, purpose);
         }
         if let Some((to, message)) = refused {
             self.reply(&to, Response::failure(to.request_id.clone(), message));
@@ -620,6 +621,18 @@ impl Main {
             }
         }
     }
+}
+
+/// Whether [`Main::committed`] does anything with `order` (a fault's lease or event): a
+/// state load keeps those orders only.
+pub(super) fn acts_when_committed(order: &Order) -> bool {
+    matches!(
+        order,
+        Order::AddFault(_)
+            | Order::UpdateFault(_)
+            | Order::RemoveFault(_)
+            | Order::ResetFaults
+    )
 }
 
 /// Applies an order to a state after the check every worker makes (the verdict of

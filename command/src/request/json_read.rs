@@ -62,10 +62,7 @@ impl<'a> Reader<'a> {
 
     fn order(&mut self) -> Option<Order> {
         self.literal(r#"{"type":""#)?;
-        let end = self.rest.find('"')?;
-        let tag = self.rest.get(..end)?;
-        self.rest = self.rest.get(end.checked_add(1)?..)?;
-        match tag {
+        match self.until_quote()? {
             "ADD_HTTP_FRONTEND" => self.frontend().map(Order::AddHttpFrontend),
             "REMOVE_HTTP_FRONTEND" => self.frontend().map(Order::RemoveHttpFrontend),
             "ADD_HTTPS_FRONTEND" => self.frontend().map(Order::AddHttpsFrontend),
@@ -184,11 +181,19 @@ impl<'a> Reader<'a> {
 
     /// One of `words` followed by its closing quote, the opening one read already.
     fn word<T: Copy>(&mut self, words: &[(&str, T)]) -> Option<T> {
-        let end = self.rest.find('"')?;
-        let found = self.rest.get(..end)?;
+        let found = self.until_quote()?;
         let (_, value) = words.iter().find(|(word, _)| *word == found)?;
-        self.rest = self.rest.get(end.checked_add(1)?..)?;
         Some(*value)
+    }
+
+    /// The text before the next quote, which is then read: a type, a word or an address, of a
+    /// few bytes, which a loop over them finds sooner than `str::find`'s searcher (150
+    /// instructions a call, three calls a frontend).
+    fn until_quote(&mut self) -> Option<&'a str> {
+        let end = self.rest.bytes().position(|byte| byte == b'"')?;
+        let found = self.rest.get(..end)?;
+        self.rest = self.rest.get(end.checked_add(1)?..)?;
+        Some(found)
     }
 
     fn boolean(&mut self) -> Option<bool> {
@@ -221,10 +226,7 @@ impl<'a> Reader<'a> {
     /// A socket address in a string without escapes, read as `serde` reads it (`FromStr`).
     fn address(&mut self) -> Option<SocketAddr> {
         self.literal("\"")?;
-        let end = self.rest.find('"')?;
-        let address = self.rest.get(..end)?.parse().ok()?;
-        self.rest = self.rest.get(end.checked_add(1)?..)?;
-        Some(address)
+        self.until_quote()?.parse().ok()
     }
 
     /// A string in quotes whose only escapes are `\n`, `\"` and `\\`, the runs between them

@@ -28,17 +28,21 @@ impl HttpFrontends {
 
     /// The frontend with this key.
     pub fn get(&self, key: &FrontendKey) -> Option<&Arc<HttpFrontend>> {
-        self.0.get(key as &dyn KeyParts).map(|keyed| &keyed.0)
+        self.0
+            .get(key as &dyn KeyParts)
+            .map(|keyed| &keyed.frontend)
     }
 
     /// The frontend with the same key as `frontend` (which may differ in other fields).
     pub fn get_same_key(&self, frontend: &HttpFrontend) -> Option<&Arc<HttpFrontend>> {
-        self.0.get(frontend as &dyn KeyParts).map(|keyed| &keyed.0)
+        self.0
+            .get(frontend as &dyn KeyParts)
+            .map(|keyed| &keyed.frontend)
     }
 
     /// The frontends in key order.
     pub fn values(&self) -> impl Iterator<Item = &Arc<HttpFrontend>> {
-        self.0.iter().map(|keyed| &keyed.0)
+        self.0.iter().map(|keyed| &keyed.frontend)
     }
 
     /// Adds `frontend`, or gives it back when one with its key is there already.
@@ -46,7 +50,7 @@ impl HttpFrontends {
         // One search of the tree: the set drops what it refuses, so a second handle on the
         // frontend is what gives it back.
         let given = Arc::clone(&frontend);
-        if self.0.insert(Keyed(frontend)) {
+        if self.0.insert(Keyed::new(frontend)) {
             Ok(())
         } else {
             Err(given)
@@ -55,12 +59,14 @@ impl HttpFrontends {
 
     /// Removes the frontend with this key and gives it back.
     pub fn remove(&mut self, key: &FrontendKey) -> Option<Arc<HttpFrontend>> {
-        self.0.take(key as &dyn KeyParts).map(|keyed| keyed.0)
+        self.0
+            .take(key as &dyn KeyParts)
+            .map(|keyed| keyed.frontend)
     }
 
     /// Keeps the frontends for which `keep` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(&HttpFrontend) -> bool) {
-        self.0.retain(|keyed| keep(&keyed.0));
+        self.0.retain(|keyed| keep(&keyed.frontend));
     }
 }
 
@@ -78,15 +84,47 @@ impl FromIterator<HttpFrontend> for HttpFrontends {
     fn from_iter<I: IntoIterator<Item = HttpFrontend>>(frontends: I) -> Self {
         let mut set = BTreeSet::new();
         for frontend in frontends {
-            set.replace(Keyed(Arc::new(frontend)));
+            set.replace(Keyed::new(Arc::new(frontend)));
         }
         HttpFrontends(set)
     }
 }
 
-/// A frontend ordered and compared by its key only.
+/// A frontend ordered and compared by its key only, with the first parts of its key as two
+/// numbers that order as the key does: an insertion into a set of 100,000 frontends makes
+/// about 32 comparisons, and most of them are decided by these numbers, in the set's own
+/// node, without reading the frontend and its hostname through two pointers (the comparison
+/// was a quarter of a worker's start and a sixth of the main process's).
 #[derive(Debug, Clone)]
-struct Keyed(Arc<HttpFrontend>);
+struct Keyed {
+    /// An IPv4 address and its port as `ip << 16 | port`; [`u64::MAX`] for an IPv6 address,
+    /// which the frontend's address then orders.
+    address: u64,
+    /// The hostname's first eight bytes in lower case, big-endian, zeros after a shorter
+    /// hostname: numbers in the order of the bytes.
+    hostname: u64,
+    frontend: Arc<HttpFrontend>,
+}
+
+impl Keyed {
+    fn new(frontend: Arc<HttpFrontend>) -> Self {
+        let address = match frontend.address {
+            SocketAddr::V4(address) => {
+                u64::from(address.ip().to_bits()) << 16 | u64::from(address.port())
+            }
+            SocketAddr::V6(_) => u64::MAX,
+        };
+        let mut first = [0; 8];
+        for (folded, byte) in first.iter_mut().zip(frontend.hostname.as_bytes()) {
+            *folded = byte.to_ascii_lowercase();
+        }
+        Keyed {
+            address,
+            hostname: u64::from_be_bytes(first),
+            frontend,
+        }
+    }
+}
 
 /// The parts of a frontend's key, as a frontend or a [`FrontendKey`] holds them, so that a
 /// set of frontends can be searched with either.
@@ -191,13 +229,22 @@ impl Eq for dyn KeyParts + '_ {}
 
 impl<'a> Borrow<dyn KeyParts + 'a> for Keyed {
     fn borrow(&self) -> &(dyn KeyParts + 'a) {
-        &*self.0
+        &*self.frontend
     }
 }
 
+/// The order of [`cmp_keys`]: two addresses that differ as numbers differ in that order
+/// (IPv6 ones, all [`u64::MAX`], are compared by [`cmp_keys`]), and then two hostnames whose
+/// first eight bytes differ, in lower case, differ at the first of those bytes, or one ended
+/// there (a zero against a byte: the shorter one comes first, as a prefix does).
 impl Ord for Keyed {
     fn cmp(&self, other: &Self) -> Ordering {
-        cmp_keys(&*self.0, &*other.0)
+        let numbers = if self.address == u64::MAX && other.address == u64::MAX {
+            Ordering::Equal
+        } else {
+            (self.address, self.hostname).cmp(&(other.address, other.hostname))
+        };
+        numbers.then_with(|| cmp_keys(&*self.frontend, &*other.frontend))
     }
 }
 
@@ -285,6 +332,40 @@ mod tests {
             let expected = a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase());
             assert_eq!(cmp_folded(a, b), expected, "{a} {b}");
             assert_eq!(cmp_folded(b, a), expected.reverse(), "{b} {a}");
+        }
+    }
+
+    fn any_frontend() -> impl proptest::strategy::Strategy<Value = HttpFrontend> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![
+                Just("127.0.0.1"),
+                Just("127.0.0.2"),
+                Just("::1"),
+                Just("::2")
+            ],
+            79u16..82,
+            "[a-bA-B.]{0,10}",
+            prop_oneof![Just(""), Just("/a")],
+        )
+            .prop_map(|(ip, port, hostname, path)| {
+                let address = SocketAddr::new(ip.parse().expect("an address"), port);
+                let mut frontend = frontend(80, &hostname, path, None);
+                frontend.address = address;
+                frontend
+            })
+    }
+
+    proptest::proptest! {
+        /// Issue 17: frontends of the set, compared by the numbers they keep beside them
+        /// first, order as their keys do (IPv6 addresses, hostnames that share their first
+        /// eight bytes or differ in case, one a prefix of the other).
+        #[test]
+        fn kept_numbers_order_frontends_as_their_keys(a in any_frontend(), b in any_frontend()) {
+            let expected = cmp_keys(&a, &b);
+            let (a, b) = (Keyed::new(Arc::new(a)), Keyed::new(Arc::new(b)));
+            proptest::prop_assert_eq!(a.cmp(&b), expected);
+            proptest::prop_assert_eq!(b.cmp(&a), expected.reverse());
         }
     }
 

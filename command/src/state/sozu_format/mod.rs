@@ -54,7 +54,9 @@ pub enum SozuStateError {
 /// Whether `text` is a state file written by Sōzu: records separated by NUL bytes, or a first
 /// record with Sōzu's `content` envelope. Ours is one order per line, with a `type` field.
 pub fn is_sozu_state(text: &str) -> bool {
-    text.contains('\0')
+    // Our files have no NUL: the whole text is read, by `memchr`'s vector search (`contains`
+    // went through `str`'s searcher, 16 bytes at a time: 55 M instructions for a 52 MB file).
+    memchr::memchr(0, text.as_bytes()).is_some()
         || text
             .lines()
             .map(str::trim)
