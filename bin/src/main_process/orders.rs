@@ -628,10 +628,7 @@ impl Main {
 pub(super) fn acts_when_committed(order: &Order) -> bool {
     matches!(
         order,
-        Order::AddFault(_)
-            | Order::UpdateFault(_)
-            | Order::RemoveFault(_)
-            | Order::ResetFaults
+        Order::AddFault(_) | Order::UpdateFault(_) | Order::RemoveFault(_) | Order::ResetFaults
     )
 }
 
