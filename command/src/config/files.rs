@@ -69,28 +69,19 @@ impl Files {
     /// The file `path` (as written) names, resolved, and its contents.
     ///
     /// The path in the configuration's folder, which [`Files::resolve`] chooses whenever
-    /// something is there, is opened without asking first whether it exists: a file read
-    /// already is taken from the cache, and one that opens is read from the open descriptor.
-    /// Only when it does not open is the path resolved as [`Files::resolve`] does (the current
-    /// folder, then the error of reading the resolved path), so what is read and every error
-    /// stay the same, at one `statx` less per file (two for a file read the first time).
+    /// something is there, is read (once, [`Files::contents`]) without asking first whether it
+    /// exists. Only when that fails is the path resolved as [`Files::resolve`] does (the
+    /// current folder, then the error of reading the resolved path), so what is read and every
+    /// error stay the same, at one `statx` less per file (two for a file read the first time).
     fn read_written(&mut self, path: &str) -> (PathBuf, Cached) {
         let in_folder = self.folder.join(path);
-        if let Some(Ok(contents)) = self.cache.get(&in_folder) {
-            return (in_folder.clone(), Ok(contents.clone()));
+        let contents = self.contents(&in_folder);
+        if contents.is_ok() {
+            return (in_folder, contents);
         }
-        match fs::File::open(&in_folder) {
-            Ok(file) => {
-                let contents = read_open(file).map_err(|error| (error.kind(), error.to_string()));
-                self.cache.insert(in_folder.clone(), contents.clone());
-                (in_folder, contents)
-            }
-            Err(_) => {
-                let resolved = self.resolve(path);
-                let contents = self.contents(&resolved);
-                (resolved, contents)
-            }
-        }
+        let resolved = self.resolve(path);
+        let contents = self.contents(&resolved);
+        (resolved, contents)
     }
 
     /// The contents of `path`, read once.
