@@ -16,10 +16,14 @@ pub mod tls;
 pub mod wire;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpListener},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -31,9 +35,10 @@ use sozu_command_lib::{
         Order, QueryMetrics, Request, TcpFrontend, TcpListenerConfig,
     },
     response::{Event, FilteredMetric, Response, ResponseContent, ResponseStatus},
-    scm::Listeners,
+    scm::{Listeners, ScmSocket},
 };
 use sozu_lib::server::{EVENT_RESPONSE_ID, Server, ServerConfig, ServerError, TcpRouters};
+pub use tempfile::TempDir;
 
 /// How long a test waits for anything before failing.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -41,6 +46,11 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// A worker event loop on its own thread, and the client end of its command channel.
 pub struct Worker {
     command: Channel<Request, Response>,
+    /// Where the worker receives listener sockets, as a worker of the binary does from its
+    /// main process: the sockets [`free_address`] holds.
+    fd_socket: ScmSocket,
+    /// The addresses of the listeners the worker was told to add, and not to remove.
+    listeners: BTreeSet<SocketAddr>,
     thread: Option<JoinHandle<Result<(), ServerError>>>,
     next_id: u64,
     /// Events received while waiting for responses.
@@ -71,13 +81,17 @@ impl Worker {
         let _ = env_logger::builder().is_test(true).try_init();
         let (command, worker_end) =
             Channel::<Request, Response>::pair(4096, 16 << 20).expect("create a channel pair");
+        let (fd_socket, worker_fd_socket) = ScmSocket::pair().expect("create an fd socket pair");
         let thread = std::thread::spawn(move || {
-            let server = Server::new(config, worker_end, Listeners::default())?;
+            let mut server = Server::new(config, worker_end, Listeners::default())?;
+            server.receive_listeners_from(worker_fd_socket);
             started(&server);
             server.run()
         });
         Worker {
             command,
+            fd_socket,
+            listeners: BTreeSet::new(),
             thread: Some(thread),
             next_id: 0,
             events: Vec::new(),
@@ -90,14 +104,61 @@ impl Worker {
         self.response_to(&id)
     }
 
-    /// Sends an order without waiting; returns its id.
+    /// Sends an order without waiting; returns its id. An activation of a listener the
+    /// worker was told to add, on an address [`free_address`] holds, sends the held socket
+    /// first, listening, as the binary's main process sends the sockets it binds.
     pub fn send(&mut self, order: Order) -> String {
+        match &order {
+            Order::AddHttpListener(listener) => {
+                self.listeners.insert(listener.address);
+            }
+            Order::AddHttpsListener(listener) => {
+                self.listeners.insert(listener.http.address);
+            }
+            Order::AddTcpListener(listener) => {
+                self.listeners.insert(listener.address);
+            }
+            Order::RemoveListener(listener) => {
+                self.listeners.remove(&listener.address);
+            }
+            Order::ActivateListener(listener) if self.listeners.contains(&listener.address) => {
+                self.hand_over(listener);
+            }
+            _ => {}
+        }
         self.next_id += 1;
         let id = format!("test-{}", self.next_id);
         self.command
             .write_message(&Request::new(id.clone(), order))
             .expect("send an order");
         id
+    }
+
+    /// Makes the socket [`free_address`] holds for `listener`'s address listen, and sends it
+    /// to the worker, which takes it instead of binding the address itself.
+    fn hand_over(&self, listener: &ListenerAddress) {
+        let Some(socket) = take_reserved(listener.address) else {
+            return;
+        };
+        socket.listen(4096).expect("listen on a reserved port");
+        let kind_listeners = vec![(listener.address, socket)];
+        let listeners = match listener.proxy {
+            ListenerType::Http => Listeners {
+                http: kind_listeners,
+                ..Listeners::default()
+            },
+            ListenerType::Https => Listeners {
+                https: kind_listeners,
+                ..Listeners::default()
+            },
+            ListenerType::Tcp => Listeners {
+                tcp: kind_listeners,
+                ..Listeners::default()
+            },
+        };
+        self.fd_socket
+            .send_listeners(&listeners)
+            .expect("send a listener socket to the worker");
     }
 
     /// Waits for the final response to request `id`.
@@ -326,14 +387,23 @@ pub fn bind_listener() -> TcpListener {
     socket.into()
 }
 
-/// An address on 127.0.0.1 that nothing is bound to at the time of the call, for a listener
-/// the proxy binds later.
+/// Sockets bound by [`free_address`], by address, until a [`Worker`] takes one for its
+/// listener.
+static RESERVED: Mutex<BTreeMap<SocketAddr, socket2::Socket>> = Mutex::new(BTreeMap::new());
+
+/// An address on 127.0.0.1 kept for a listener of a [`Worker`] of this process, and refusing
+/// connections until then.
 ///
-/// The port is taken outside the kernel's ephemeral range: a port bound to 0 and released can
-/// become, before the proxy binds it, the source port of a connection a concurrent test opens,
-/// and the proxy's bind then fails with "Address already in use". Calls in one process take
-/// the ports of that span one after the other, from an offset drawn from the process id, so
-/// that two test processes running at once rarely try the same ones.
+/// The port stays bound, by a socket without `SO_REUSEADDR` that does not listen: nothing
+/// else can bind it, so no other test or process takes it before the worker's listener, and a
+/// connection to it is refused (the address of a backend that is down). When a [`Worker`]
+/// activates a listener on it, that socket listens and is handed to the worker, as the
+/// binary's main process hands the sockets it binds; the port is never free in between. For
+/// an address that another process must bind, see [`address_for_another_process`].
+///
+/// The port is taken outside the kernel's ephemeral range, where no connection takes its
+/// source port. Calls in one process take the ports of that span one after the other, from an
+/// offset drawn from the process id, skipping the ports something holds.
 pub fn free_address() -> SocketAddr {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let (first, count) = ports_outside_ephemeral_range();
@@ -344,11 +414,32 @@ pub fn free_address() -> SocketAddr {
             continue;
         };
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        if TcpListener::bind(address).is_ok() {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("create a socket");
+        if socket.bind(&address.into()).is_ok() {
+            reserved().insert(address, socket);
             return address;
         }
     }
     panic!("no free port on 127.0.0.1 outside the ephemeral range");
+}
+
+/// An address on 127.0.0.1 that nothing is bound to at the time of the call, for a server
+/// that another process binds (a client's own daemon): [`free_address`]'s port, released.
+/// Something else may take it before that process binds it; within this harness nothing does.
+pub fn address_for_another_process() -> SocketAddr {
+    let address = free_address();
+    take_reserved(address);
+    address
+}
+
+/// The socket [`free_address`] holds for `address`, if it still does.
+fn take_reserved(address: SocketAddr) -> Option<socket2::Socket> {
+    reserved().remove(&address)
+}
+
+fn reserved() -> MutexGuard<'static, BTreeMap<SocketAddr, socket2::Socket>> {
+    RESERVED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The first port and the number of ports of the larger span of unprivileged ports outside
@@ -373,6 +464,15 @@ fn ports_outside_ephemeral_range() -> (u32, u32) {
     } else {
         (high + 1, above)
     }
+}
+
+/// A directory of the test's own for its files (access logs, a script's files, a client's
+/// keys), named after `name`, removed with everything in it when dropped.
+pub fn temporary_directory(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("sozu-e2e-{name}-"))
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 /// Waits until `condition` holds, checking every few milliseconds, at most `timeout`.
@@ -450,4 +550,44 @@ pub fn run_python(script: &str, arguments: &[&str]) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// Binds `address` as a proxy does (`SO_REUSEADDR`, then listening).
+    fn bind_as_a_proxy(address: SocketAddr) -> std::io::Result<TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(16)?;
+        Ok(socket.into())
+    }
+
+    #[test]
+    fn a_free_address_stays_taken_and_refusing_until_a_worker_listens_on_it() {
+        let address = free_address();
+        assert!(
+            bind_as_a_proxy(address).is_err(),
+            "another bind took the port"
+        );
+        assert!(TcpStream::connect(address).is_err(), "something accepts");
+
+        let mut worker = Worker::start(ServerConfig::default());
+        let listening = worker.http_listener(HttpListenerConfig::new(address));
+        assert_eq!(listening, address);
+        assert!(
+            TcpStream::connect(address).is_ok(),
+            "the worker does not accept"
+        );
+    }
+
+    #[test]
+    fn an_address_for_another_process_is_free_to_bind() {
+        let address = address_for_another_process();
+        assert!(bind_as_a_proxy(address).is_ok());
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Output, Stdio},
 };
 
@@ -13,7 +13,10 @@ use sozu_command_lib::request::{
     Cluster, ListenerAddress, ListenerType, Order, TcpFrontend, TcpListenerConfig, TcpProtocol,
     TcpRule, TcpScript,
 };
-use sozu_e2e::{DEADLINE, Worker, backend::Backend, free_address, wait_until};
+use sozu_e2e::{
+    DEADLINE, TempDir, Worker, address_for_another_process, backend::Backend, free_address,
+    temporary_directory, wait_until,
+};
 use sozu_lib::{
     router::content::{Decision, Target, TcpRouter},
     server::ServerConfig,
@@ -72,23 +75,6 @@ impl TcpRouter for GitRouter {
 }
 
 /// A directory of its own under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("sozu-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A server program started by the test, stopped when dropped.
 struct Server {
     child: Child,
@@ -146,7 +132,7 @@ fn git_daemon(dir: &Path, user: &str) -> Server {
     std::fs::write(repo.join("owner"), user).expect("write a file");
     git(&["-C", repo_path, "add", "owner"]);
     git(&["-C", repo_path, "commit", "-q", "-m", user]);
-    let address = free_address();
+    let address = address_for_another_process();
     // The daemon itself, not `git daemon`: killing that wrapper would leave the daemon behind.
     let exec_path = String::from_utf8(git(&["--exec-path"]).stdout).expect("a UTF-8 path");
     let mut command = Command::new(Path::new(exec_path.trim()).join("git-daemon"));
@@ -233,14 +219,14 @@ fn clones_reach_their_user(
     worker: &mut Worker,
     configure: impl FnOnce(&mut TcpListenerConfig),
 ) -> SocketAddr {
-    let alice = git_daemon(&dir.0, "alice");
-    let bob = git_daemon(&dir.0, "bob");
+    let alice = git_daemon(dir.path(), "alice");
+    let bob = git_daemon(dir.path(), "bob");
     // Clusters without frontends: only the router sends connections there.
     worker.cluster(Cluster::new("git-alice"), &[alice.address]);
     worker.cluster(Cluster::new("git-bob"), &[bob.address]);
     let proxy = listener(worker, configure, &[]);
-    assert_eq!(clone_owner(&dir.0, proxy, "alice"), "alice");
-    assert_eq!(clone_owner(&dir.0, proxy, "bob"), "bob");
+    assert_eq!(clone_owner(dir.path(), proxy, "alice"), "alice");
+    assert_eq!(clone_owner(dir.path(), proxy, "bob"), "bob");
     proxy
 }
 
@@ -267,7 +253,7 @@ fn the_lua_socks4_proxy_of_the_doc_carries_curl() {
 
 #[test]
 fn a_rust_git_router_registered_before_its_listener_sends_each_clone_to_its_user() {
-    let dir = TempDir::new("git-rust");
+    let dir = temporary_directory("git-rust");
     let (mut worker, routers) = Worker::start_with_routers(ServerConfig::default());
     let address = free_address();
     routers
@@ -278,7 +264,7 @@ fn a_rust_git_router_registered_before_its_listener_sends_each_clone_to_its_user
 
 #[test]
 fn the_lua_git_router_of_the_doc_sends_each_clone_to_its_user() {
-    let dir = TempDir::new("git-lua");
+    let dir = temporary_directory("git-lua");
     let mut worker = Worker::start(ServerConfig::default());
     clones_reach_their_user(&dir, &mut worker, |listener| {
         listener.script = Some(doc_script("upload%-pack"))
@@ -287,9 +273,9 @@ fn the_lua_git_router_of_the_doc_sends_each_clone_to_its_user() {
 
 #[test]
 fn an_ssh_client_reaches_sshd_by_protocol_detection() {
-    let dir = TempDir::new("ssh");
+    let dir = temporary_directory("ssh");
     let key = |name: &str| {
-        let path = dir.0.join(name);
+        let path = dir.path().join(name);
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", ""])
             .arg("-f")
@@ -298,10 +284,13 @@ fn an_ssh_client_reaches_sshd_by_protocol_detection() {
     };
     let host_key = key("host_key");
     let client_key = key("client_key");
-    std::fs::copy(dir.0.join("client_key.pub"), dir.0.join("authorized_keys"))
-        .expect("authorize the client's key");
-    let address = free_address();
-    let config = dir.0.join("sshd_config");
+    std::fs::copy(
+        dir.path().join("client_key.pub"),
+        dir.path().join("authorized_keys"),
+    )
+    .expect("authorize the client's key");
+    let address = address_for_another_process();
+    let config = dir.path().join("sshd_config");
     std::fs::write(
         &config,
         format!(
@@ -309,8 +298,8 @@ fn an_ssh_client_reaches_sshd_by_protocol_detection() {
              StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\n",
             host_key.display(),
-            dir.0.join("sshd.pid").display(),
-            dir.0.join("authorized_keys").display(),
+            dir.path().join("sshd.pid").display(),
+            dir.path().join("authorized_keys").display(),
         ),
     )
     .expect("write sshd's configuration");

@@ -20,7 +20,7 @@ use sozu_command_lib::{
 use sozu_e2e::{
     DEADLINE, Worker,
     backend::{Backend, Pattern, checksum_stream, checksum_update, pattern_checksum},
-    free_address,
+    free_address, temporary_directory,
     tls::client_hello,
     wait_until,
 };
@@ -346,7 +346,8 @@ end
 
 #[test]
 fn a_script_answers_with_a_file() {
-    let path = std::env::temp_dir().join(format!("sozu-e2e-motd-{}", std::process::id()));
+    let directory = temporary_directory("motd");
+    let path = directory.path().join("motd");
     std::fs::write(&path, b"0123456789").expect("write the file");
     let source = format!(
         r#"
@@ -362,7 +363,6 @@ end
     let port = scripted_port(&source, &[]);
     assert_eq!(port.reach(b"part", 64), "R:23456");
     assert_eq!(port.reach(b"whole", 64), "0123456789");
-    std::fs::remove_file(&path).expect("remove the file");
 }
 
 #[test]
@@ -476,9 +476,8 @@ end
 
 #[test]
 fn each_rule_counts_its_matches_and_the_access_log_names_what_decided() {
-    let directory = std::env::temp_dir().join(format!("sozu-content-log-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("temporary directory");
-    let path = directory.join("access.log");
+    let directory = temporary_directory("content-log");
+    let path = directory.path().join("access.log");
     let config = ServerConfig {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
@@ -547,5 +546,4 @@ end
     }));
     deciders.sort();
     assert_eq!(deciders, ["script", "script", "sni = \"a.test\""]);
-    std::fs::remove_dir_all(directory).expect("clean up");
 }

@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
@@ -19,7 +19,7 @@ use sozu_e2e::{
     DEADLINE, Worker, free_address,
     http_backend::{HttpBackend, Reply, response},
     http_client::Client,
-    run_python, wait_until,
+    run_python, temporary_directory, wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -82,22 +82,13 @@ fn count_status(address: SocketAddr, path: &str, count: usize, status: &str) -> 
         .unwrap_or(0)
 }
 
-/// A worker, writing its access log to a file of a fresh directory when `log` names one,
-/// with an `h2c` listener routing [`HOST`] to cluster `app` and its `backends`.
-fn h2c_proxy(log: Option<&str>, backends: &[SocketAddr]) -> (Worker, SocketAddr, PathBuf) {
-    let directory = std::env::temp_dir().join(format!(
-        "sozu-faults-h2-{}-{}",
-        log.unwrap_or("none"),
-        std::process::id()
-    ));
-    let path = directory.join("access.log");
-    let access_logs = log.map(|_| {
-        std::fs::create_dir_all(&directory).expect("temporary directory");
-        AccessLogSettings {
-            target: Some(LogTarget::File(path.clone())),
-            format: AccessLogFormat::Ascii,
-            colored: false,
-        }
+/// A worker, writing its access log to the file `log` when given, with an `h2c` listener
+/// routing [`HOST`] to cluster `app` and its `backends`.
+fn h2c_proxy(log: Option<&Path>, backends: &[SocketAddr]) -> (Worker, SocketAddr) {
+    let access_logs = log.map(|path| AccessLogSettings {
+        target: Some(LogTarget::File(path.to_path_buf())),
+        format: AccessLogFormat::Ascii,
+        colored: false,
     });
     let mut worker = Worker::start(ServerConfig {
         access_logs,
@@ -106,7 +97,7 @@ fn h2c_proxy(log: Option<&str>, backends: &[SocketAddr]) -> (Worker, SocketAddr,
     let mut listener = HttpListenerConfig::new(free_address());
     listener.h2c = true;
     let address = worker.http_proxy_with(listener, HOST, Cluster::new("app"), backends);
-    (worker, address, path)
+    (worker, address)
 }
 
 /// The access log's lines once it has `count` of them.
@@ -137,7 +128,9 @@ fn touched(worker: &mut Worker, name: &str) -> u64 {
 #[test]
 fn http_error_answers_one_stream_while_a_concurrent_stream_is_served() {
     let backend = HttpBackend::ok("from the backend");
-    let (mut worker, address, log) = h2c_proxy(Some("error"), &[backend.address]);
+    let directory = temporary_directory("faults-h2-error");
+    let log = directory.path().join("access.log");
+    let (mut worker, address) = h2c_proxy(Some(&log), &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "injected-503", "cluster_id": "app", "type": "http_error",
@@ -174,7 +167,7 @@ fn http_error_answers_one_stream_while_a_concurrent_stream_is_served() {
 #[test]
 fn latency_of_200_ms_delays_one_stream_by_200_to_230_ms_and_not_its_neighbour() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "lag", "cluster_id": "app", "type": "latency",
@@ -194,7 +187,7 @@ fn latency_of_200_ms_delays_one_stream_by_200_to_230_ms_and_not_its_neighbour() 
 #[test]
 fn http_delay_upstream_holds_an_h2_request_for_curl() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "wait", "cluster_id": "app", "type": "http_delay",
@@ -225,7 +218,7 @@ fn http_delay_upstream_holds_an_h2_request_for_curl() {
 #[test]
 fn probability_one_half_faults_450_to_550_of_1000_h2_streams() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "coin", "cluster_id": "app", "type": "http_error",
@@ -240,7 +233,7 @@ fn probability_one_half_faults_450_to_550_of_1000_h2_streams() {
 #[test]
 fn transient_fails_the_next_three_streams_then_recovers() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "blip", "cluster_id": "app", "type": "transient",
@@ -258,7 +251,7 @@ fn transient_fails_the_next_three_streams_then_recovers() {
 fn a_backend_fault_answers_only_the_requests_sent_to_that_backend() {
     let zero = HttpBackend::ok("zero");
     let one = HttpBackend::ok("one");
-    let (mut worker, address, _) = h2c_proxy(None, &[zero.address, one.address]);
+    let (mut worker, address) = h2c_proxy(None, &[zero.address, one.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "sick", "cluster_id": "app", "backend_id": "app-1",
@@ -304,7 +297,7 @@ fn a_backend_fault_answers_only_the_requests_sent_to_that_backend() {
 fn limit_data_resets_its_stream_and_the_other_stream_is_served() {
     let body = "x".repeat(100_000);
     let backend = HttpBackend::start(move |_| Reply::Send(response(200, &[], body.as_bytes())));
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "short", "cluster_id": "app", "type": "limit_data",
@@ -323,7 +316,9 @@ fn limit_data_resets_its_stream_and_the_other_stream_is_served() {
 #[test]
 fn a_stream_held_by_timeout_0_flows_once_the_fault_is_removed() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, log) = h2c_proxy(Some("held"), &[backend.address]);
+    let directory = temporary_directory("faults-h2-held");
+    let log = directory.path().join("access.log");
+    let (mut worker, address) = h2c_proxy(Some(&log), &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "hold", "cluster_id": "app", "type": "timeout",
@@ -357,7 +352,7 @@ fn a_stream_held_by_timeout_0_flows_once_the_fault_is_removed() {
 #[test]
 fn reset_peer_resets_its_stream_and_the_other_stream_is_served() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "rst", "cluster_id": "app", "type": "reset_peer",
@@ -379,7 +374,7 @@ fn reset_peer_resets_its_stream_and_the_other_stream_is_served() {
 fn bandwidth_paces_one_stream_and_not_its_neighbour() {
     let body = "y".repeat(100_000);
     let backend = HttpBackend::start(move |_| Reply::Send(response(200, &[], body.as_bytes())));
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "thin", "cluster_id": "app", "type": "bandwidth",
@@ -401,7 +396,9 @@ fn bandwidth_paces_one_stream_and_not_its_neighbour() {
 #[test]
 fn a_held_stream_that_never_ends_is_still_labelled() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, address, log) = h2c_proxy(Some("gone"), &[backend.address]);
+    let directory = temporary_directory("faults-h2-gone");
+    let log = directory.path().join("access.log");
+    let (mut worker, address) = h2c_proxy(Some(&log), &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "hold", "cluster_id": "app", "type": "timeout",
@@ -448,7 +445,7 @@ fn a_paced_close_delimited_response_arrives_whole() {
     let mut reply = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
     reply.extend(std::iter::repeat_n(b'z', 50_000));
     let backend = HttpBackend::start(move |_| Reply::SendAndClose(reply.clone()));
-    let (mut worker, address, _) = h2c_proxy(None, &[backend.address]);
+    let (mut worker, address) = h2c_proxy(None, &[backend.address]);
     add_fault(
         &mut worker,
         serde_json::json!({"name": "thin", "cluster_id": "app", "type": "bandwidth",

@@ -15,10 +15,10 @@ use sozu_command_lib::{
     request::{AddFault, Cluster, Fault, Order},
 };
 use sozu_e2e::{
-    DEADLINE, Worker,
+    DEADLINE, TempDir, Worker,
     http_backend::{HttpBackend, Reply, response},
     http_client::{Client, Response},
-    wait_until,
+    temporary_directory, wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -28,10 +28,9 @@ fn add_fault(worker: &mut Worker, json: serde_json::Value) {
 }
 
 /// A worker writing access logs in `format` to a file of a fresh directory.
-fn logging_worker(format: AccessLogFormat, name: &str) -> (Worker, PathBuf) {
-    let directory = std::env::temp_dir().join(format!("sozu-faults-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("temporary directory");
-    let path = directory.join("access.log");
+fn logging_worker(format: AccessLogFormat, name: &str) -> (Worker, PathBuf, TempDir) {
+    let directory = temporary_directory(&format!("faults-{name}"));
+    let path = directory.path().join("access.log");
     let worker = Worker::start(ServerConfig {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),
@@ -40,7 +39,7 @@ fn logging_worker(format: AccessLogFormat, name: &str) -> (Worker, PathBuf) {
         }),
         ..ServerConfig::default()
     });
-    (worker, path)
+    (worker, path, directory)
 }
 
 /// The access log's lines once it has `count` of them.
@@ -60,7 +59,7 @@ fn get(client: &mut Client, path: &str) -> Response {
 #[test]
 fn http_error_is_answered_by_the_proxy_and_labelled_in_the_access_log() {
     let backend = HttpBackend::ok("from the backend");
-    let (mut worker, path) = logging_worker(AccessLogFormat::Ascii, "ascii");
+    let (mut worker, path, _directory) = logging_worker(AccessLogFormat::Ascii, "ascii");
     let address = worker.http_proxy("app.test", Cluster::new("app"), &[backend.address]);
     add_fault(
         &mut worker,
@@ -95,7 +94,7 @@ fn http_error_is_answered_by_the_proxy_and_labelled_in_the_access_log() {
 #[test]
 fn the_json_access_log_names_the_fault() {
     let backend = HttpBackend::ok("ok");
-    let (mut worker, path) = logging_worker(AccessLogFormat::Json, "json");
+    let (mut worker, path, _directory) = logging_worker(AccessLogFormat::Json, "json");
     let address = worker.http_proxy("app.test", Cluster::new("app"), &[backend.address]);
     add_fault(
         &mut worker,

@@ -291,9 +291,8 @@ fn a_redis_error_is_answered_as_the_wire_protocol_has_it() {
 /// answered (`error`), closed (`blackout`) or proxied (`latency`).
 #[test]
 fn faulted_tcp_connections_are_labelled_in_the_access_log() {
-    let directory = std::env::temp_dir().join(format!("sozu-faults-tcp-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("temporary directory");
-    let path = directory.join("access.log");
+    let directory = sozu_e2e::temporary_directory("faults-tcp");
+    let path = directory.path().join("access.log");
     let backend = Backend::echo();
     let mut worker = Worker::start(ServerConfig {
         access_logs: Some(AccessLogSettings {
@@ -346,7 +345,6 @@ fn faulted_tcp_connections_are_labelled_in_the_access_log() {
     }));
     labels.sort();
     assert_eq!(labels, ["answered:oops", "closed:dark", "proxied:lag"]);
-    std::fs::remove_dir_all(directory).expect("clean up");
 }
 
 /// Which of `count` connections a fault closed at once (`true`) instead of proxying.

@@ -24,7 +24,7 @@ use sozu_command_lib::{
 use sozu_e2e::{
     DEADLINE, Worker, free_address,
     http_backend::{HttpBackend, Reply, response},
-    run_python, wait_until,
+    run_python, temporary_directory, wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -467,9 +467,8 @@ fn streams_past_the_concurrency_limit_are_refused_and_others_are_served() {
 
 #[test]
 fn access_log_lines_of_streams_say_http2() {
-    let directory = std::env::temp_dir().join(format!("sozu-h2-access-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("temporary directory");
-    let path = directory.join("access.log");
+    let directory = temporary_directory("h2-access");
+    let path = directory.path().join("access.log");
     let backend = HttpBackend::ok("logged");
     let mut worker = Worker::start(ServerConfig {
         access_logs: Some(AccessLogSettings {
@@ -508,7 +507,6 @@ fn access_log_lines_of_streams_say_http2() {
             (r#""/one""#.to_string(), r#""HTTP""#.to_string())
         ]
     );
-    std::fs::remove_dir_all(directory).expect("clean up");
 }
 
 #[test]

@@ -19,7 +19,8 @@ use sozu_command_lib::{
     response::EventKind,
 };
 use sozu_e2e::{
-    DEADLINE, PythonServer, Worker, free_address, http_client::Client, run_python, wait_until,
+    DEADLINE, PythonServer, Worker, free_address, http_client::Client, run_python,
+    temporary_directory, wait_until,
 };
 use sozu_lib::server::{AccessLogSettings, ServerConfig};
 
@@ -111,7 +112,8 @@ fn http11_and_http2_clients_reach_an_h2c_backend() {
     let body: Vec<u8> = (0..200_001u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let file = std::env::temp_dir().join(format!("h2c-body-{}", address.port()));
+    let directory = temporary_directory("h2c-body");
+    let file = directory.path().join("body");
     std::fs::write(&file, &body).expect("write the body");
     let data = format!("@{}", file.display());
     for extra in [&[][..], &["--header", "Transfer-Encoding: chunked"][..]] {
@@ -126,7 +128,6 @@ fn http11_and_http2_clients_reach_an_h2c_backend() {
         assert!(output.status.success(), "{extra:?}");
         assert!(output.stdout == body, "the echoed body differs ({extra:?})");
     }
-    let _ = std::fs::remove_file(&file);
 }
 
 #[test]
@@ -278,9 +279,8 @@ fn a_hostile_backend_fails_its_own_requests_only() {
 /// open, and took no connect.
 #[test]
 fn access_logs_and_metrics_name_the_backend_protocol_and_each_stream_s_connect() {
-    let directory = std::env::temp_dir().join(format!("sozu-h2c-access-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("temporary directory");
-    let path = directory.join("access.log");
+    let directory = temporary_directory("h2c-access");
+    let path = directory.path().join("access.log");
     let backend = h2c_backend();
     let config = ServerConfig {
         access_logs: Some(AccessLogSettings {
@@ -322,7 +322,6 @@ fn access_logs_and_metrics_name_the_backend_protocol_and_each_stream_s_connect()
     );
     assert!(lines[0]["connect_us"].is_u64(), "{}", lines[0]);
     assert!(lines[1]["connect_us"].is_null(), "{}", lines[1]);
-    std::fs::remove_dir_all(directory).expect("clean up");
     // The backend connection (kept in the pool, shared by both clients) adds its figures
     // once it closes: when the backend goes away.
     drop(backend);
@@ -575,10 +574,9 @@ fn an_idle_backend_connection_closes_when_its_backend_is_removed() {
 /// rotation; once its health path answers 503 it goes out, and comes back when it recovers.
 #[test]
 fn health_checks_of_an_h2c_backend_speak_http2() {
-    let directory = std::env::temp_dir().join(format!("h2c-health-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("a temporary directory");
-    let status = directory.join("status");
-    let checks = directory.join("status.log");
+    let directory = temporary_directory("h2c-health");
+    let status = directory.path().join("status");
+    let checks = directory.path().join("status.log");
     std::fs::write(&status, "200").expect("write the health status");
     let status_argument = status.to_string_lossy().into_owned();
     let backend = PythonServer::start(&[BACKEND, "100", &status_argument]);
@@ -637,7 +635,6 @@ fn health_checks_of_an_h2c_backend_speak_http2() {
     let (ok, body) = curl(address, &["--http1.1", &url(address, "/again")]);
     assert!(ok && body.starts_with("GET /again "), "{body}");
     drop(backend);
-    std::fs::remove_dir_all(directory).expect("clean up");
 }
 
 #[test]

@@ -21,6 +21,7 @@ use sozu_e2e::{
     backend::Backend,
     backend_order, free_address,
     http_backend::{HttpBackend, Reply, response},
+    temporary_directory,
     tls::{
         FIXTURES, TlsClient, certificate, client_config, fixture, tls_connect, tls_connect_with,
     },
@@ -628,7 +629,8 @@ fn openssl_resumes_its_session_with_tls_12_and_13() {
     );
     // TLS 1.3: `-reconnect` does not wait for the tickets, which come after the handshake; the
     // session of a first connection that read its answer is saved, then offered by a second.
-    let session = std::env::temp_dir().join(format!("sozu-e2e-session-{}.pem", address.port()));
+    let directory = temporary_directory("session");
+    let session = directory.path().join("session.pem");
     let session = session.to_str().expect("a UTF-8 temporary path");
     let first = openssl_client(address, &["-tls1_3", "-sess_out", session]);
     assert!(
@@ -636,7 +638,6 @@ fn openssl_resumes_its_session_with_tls_12_and_13() {
         "{first}"
     );
     let second = openssl_client(address, &["-tls1_3", "-sess_in", session]);
-    let _ = std::fs::remove_file(session);
     assert!(second.contains("from the backend"), "{second}");
     assert_eq!(
         (count(&second, "New, "), count(&second, "Reused, ") > 0),

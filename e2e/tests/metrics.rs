@@ -15,7 +15,10 @@ use sozu_command_lib::{
     },
     response::{AggregatedMetrics, FilteredMetric, ResponseContent},
 };
-use sozu_e2e::{DEADLINE, Worker, backend::Backend, backend_order, free_address, wait_until};
+use sozu_e2e::{
+    DEADLINE, Worker, backend::Backend, backend_order, free_address, temporary_directory,
+    wait_until,
+};
 use sozu_lib::{
     metrics::{merge, prometheus},
     server::{AccessLogSettings, ServerConfig, StatsdSettings},
@@ -136,9 +139,8 @@ fn metrics_can_be_disabled_and_cleared() {
 
 #[test]
 fn access_log_lines_are_json_and_match_the_requests() {
-    let directory = std::env::temp_dir().join(format!("sozu-access-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("temporary directory");
-    let path = directory.join("access.log");
+    let directory = temporary_directory("access");
+    let path = directory.path().join("access.log");
     let (mut worker, address) = setup(ServerConfig {
         access_logs: Some(AccessLogSettings {
             target: Some(LogTarget::File(path.clone())),

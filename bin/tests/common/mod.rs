@@ -42,7 +42,11 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
-pub use sozu_e2e::free_address;
+/// An address on 127.0.0.1 for a listener of the binary, another process: free when returned
+/// (see [`sozu_e2e::address_for_another_process`]).
+pub fn free_address() -> SocketAddr {
+    sozu_e2e::address_for_another_process()
+}
 
 /// A proxy run by the real binary, in its own temporary folder.
 pub struct Proxy {
