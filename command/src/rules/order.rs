@@ -627,6 +627,14 @@ pub fn check_order(order: &Order) -> Result<FieldsChecked, InvalidField> {
     Checker::new().order(order).map(|()| FieldsChecked(()))
 }
 
+/// [`check_order`] of an `ADD_HTTP_FRONTEND` or `ADD_HTTPS_FRONTEND` order, given its frontend
+/// alone: a caller that takes the frontend out of the order checks it without a copy of it.
+pub fn check_frontend(frontend: &HttpFrontend) -> Result<FieldsChecked, InvalidField> {
+    Checker::new()
+        .http_frontend(frontend)
+        .map(|()| FieldsChecked(()))
+}
+
 /// The proof that [`check_order`] accepted an order's fields: only it makes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldsChecked(());
