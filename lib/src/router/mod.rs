@@ -75,8 +75,9 @@ use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use sozu_command_lib::{
-    hostname::{self, HostnameError},
+    hostname::HostnameError,
     request::{FrontendKey, HttpFrontend, PathRuleKind, RulePosition},
+    rules::FieldsChecked,
 };
 
 use crate::protocol::http::answers;
@@ -202,16 +203,19 @@ impl Route {
         })
     }
 
-    /// Whether [`Route::compile`] takes `frontend`, with its error, without building the
-    /// route when only the hostname can be refused (no path regex, no template): the main
-    /// process checks every frontend it is given and keeps no route.
-    pub fn check(frontend: &HttpFrontend) -> Result<(), RouterError> {
+    /// Whether [`Route::compile`] takes `frontend`, whose fields are checked (`_fields`), with
+    /// its error, without building the route when it has no path regex nor template: the main
+    /// process checks every frontend it is given and keeps no route. Then only the hostname
+    /// could be refused, and the fields' check refused it already with
+    /// [`sozu_command_lib::hostname::check_pattern`], the check [`Route::compile`] makes of it: it is not made a
+    /// second time (in the main process, a third: the configuration's reader makes it too).
+    pub fn check(frontend: &HttpFrontend, _fields: FieldsChecked) -> Result<(), RouterError> {
         let is_plain = frontend.path.kind != PathRuleKind::Regex
             && frontend.rewrite_host.is_none()
             && frontend.rewrite_path.is_none()
             && frontend.redirect_template.is_none();
         if is_plain {
-            Ok(hostname::check_pattern(&frontend.hostname)?)
+            Ok(())
         } else {
             Route::compile(frontend.clone()).map(drop)
         }

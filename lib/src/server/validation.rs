@@ -285,9 +285,9 @@ fn validated(state: &ConfigState, order: &Order) -> Result<Validated, OrderError
 pub fn check(state: &ConfigState, order: &Order, keys: KeyCheck) -> Result<Checked, OrderError> {
     match order {
         Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-            let checked = Checked::new(rules::check_order(order)?);
-            Route::check(frontend).map_err(|source| route_error(frontend, source))?;
-            Ok(checked)
+            let fields = rules::check_order(order)?;
+            Route::check(frontend, fields).map_err(|source| route_error(frontend, source))?;
+            Ok(Checked::new(fields))
         }
         Order::AddCertificate(add) => {
             let checked = Checked::new(rules::check_order(order)?);
