@@ -391,22 +391,31 @@ impl Router {
     }
 
     /// Adds a compiled route; refused when a frontend with its key is in already.
+    ///
+    /// The route's [`FrontendKey`] (a copy of its hostname in lower case) is made only when
+    /// PRE or POST frontends are listed by theirs, or this one is to be: a start of 100,000
+    /// TREE frontends made and dropped one each for nothing.
     pub fn insert(&mut self, route: Route) -> Result<(), RouterError> {
-        let key = route.frontend.key();
+        let frontend = &route.frontend;
         let in_tree = self
             .tree
             .rules(route.host_key())
-            .is_some_and(|rules| rules.contains(|r| r.has_key(&key)));
-        if in_tree || self.listed.contains_key(&key) {
-            return Err(RouterError::Duplicate(Box::new(key)));
+            .is_some_and(|rules| rules.contains(|r| r.frontend.has_same_key(frontend)));
+        let position = frontend.position;
+        let key =
+            (position != RulePosition::Tree || !self.listed.is_empty()).then(|| frontend.key());
+        let is_listed = key
+            .as_ref()
+            .is_some_and(|key| self.listed.contains_key(key));
+        if in_tree || is_listed {
+            return Err(RouterError::Duplicate(Box::new(frontend.key())));
         }
-        let position = route.frontend.position;
         match position {
             RulePosition::Pre => self.pre.push(route),
             RulePosition::Tree => self.tree.insert(route),
             RulePosition::Post => self.post.push(route),
         }
-        if position != RulePosition::Tree {
+        if let Some(key) = key.filter(|_| position != RulePosition::Tree) {
             self.listed.insert(key, position);
         }
         self.len = self.len.saturating_add(1);
