@@ -702,9 +702,9 @@ frontends = [
     ));
     assert_eq!(
         message,
-        "duplicate frontend `127.0.0.1:8080 a.test/x` (`frontends`) at line 20, first defined at line 12\n\
-         duplicate frontend `127.0.0.1:8080 a.test/x GET` (`frontends`) at line 21, first defined at line 14\n\
-         duplicate frontend `127.0.0.1:8080 a.test` (`frontends`) at line 22, first defined at line 10"
+        "duplicate frontend `127.0.0.1:8080 a.test/x` (`frontends`) at line 24, first defined at line 15\n\
+         duplicate frontend `127.0.0.1:8080 a.test/x GET` (`frontends`) at line 25, first defined at line 17\n\
+         duplicate frontend `127.0.0.1:8080 a.test` (`frontends`) at line 26, first defined at line 13"
     );
 }
 
