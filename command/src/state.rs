@@ -103,14 +103,36 @@ impl ConfigState {
     /// facts. On error the state is unchanged.
     pub fn apply_checked(&mut self, order: &Order, checked: Checked) -> Result<(), StateError> {
         match (order, checked.frontend) {
-            (Order::AddHttpFrontend(_), Some(frontend)) => self
-                .insert_shared_http_frontend(frontend, ListenerType::Http)
-                .map_err(|refused| refused.0),
-            (Order::AddHttpsFrontend(_), Some(frontend)) => self
-                .insert_shared_http_frontend(frontend, ListenerType::Https)
-                .map_err(|refused| refused.0),
+            (Order::AddHttpFrontend(_), Some(frontend)) => {
+                self.insert_checked_frontend(frontend, ListenerType::Http)
+            }
+            (Order::AddHttpsFrontend(_), Some(frontend)) => {
+                self.insert_checked_frontend(frontend, ListenerType::Https)
+            }
             _ => self.change(order, checked.certificate),
         }
+    }
+
+    /// [`ConfigState::apply_checked`] of an `ADD_HTTP_FRONTEND` (`kind` HTTP) or
+    /// `ADD_HTTPS_FRONTEND` (`kind` HTTPS) order whose frontend the caller took out of it after
+    /// its check ([`rules::check_frontend`]): the state keeps `frontend`, shared with its other
+    /// holders.
+    pub fn add_checked_frontend(
+        &mut self,
+        frontend: Arc<HttpFrontend>,
+        kind: ListenerType,
+        _fields: FieldsChecked,
+    ) -> Result<(), StateError> {
+        self.insert_checked_frontend(frontend, kind)
+    }
+
+    fn insert_checked_frontend(
+        &mut self,
+        frontend: Arc<HttpFrontend>,
+        kind: ListenerType,
+    ) -> Result<(), StateError> {
+        self.insert_shared_http_frontend(frontend, kind)
+            .map_err(|refused| refused.0)
     }
 
     /// [`ConfigState::apply_checked`] of an order the caller gives away: the frontend it adds

@@ -6,12 +6,14 @@
 //! SNI certificate once per listener, however many frontends name its files.
 
 use std::{
-    collections::{BTreeMap, hash_map::Entry},
+    collections::BTreeMap,
+    hash::{BuildHasher, Hasher},
     net::SocketAddr,
     path::PathBuf,
 };
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use hashbrown::{HashTable, hash_table::Entry};
+use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use super::{
     Config, Loader, answers, content,
@@ -23,9 +25,9 @@ use super::{
 use crate::{
     answer, hostname,
     request::{
-        AddCertificate, FrontendKey, FrontendOptions, HeaderEdit, HeaderPosition, HttpFrontend,
-        ListenerType, Order, PathRule, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition,
-        TcpFrontend, TlsVersion,
+        AddCertificate, FrontendOptions, HeaderEdit, HeaderPosition, HttpFrontend, ListenerType,
+        Order, PathRule, PathRuleKind, RedirectPolicy, RedirectScheme, RulePosition, TcpFrontend,
+        TlsVersion,
     },
     rules,
 };
@@ -42,6 +44,14 @@ pub enum Frontend {
 }
 
 impl Frontend {
+    /// The frontend of an HTTP or HTTPS listener; `None` for TCP.
+    fn http(&self) -> Option<&HttpFrontend> {
+        match self {
+            Frontend::Http(frontend) | Frontend::Https(frontend) => Some(frontend),
+            Frontend::Tcp(_) => None,
+        }
+    }
+
     /// The order that adds the frontend.
     pub fn into_order(self) -> Order {
         match self {
@@ -122,10 +132,13 @@ pub(super) struct Routing<'l> {
     /// With their offset in the file.
     frontends: Vec<(usize, Frontend)>,
     certificates: Vec<(usize, AddCertificate)>,
-    /// The line of each HTTP and HTTPS frontend, by identity. The sets of this struct hash
-    /// with FxHash: their keys come from the operator's file, one or more per frontend, and
-    /// SipHash was a tenth of reading 100,000 frontends.
-    http_lines: FxHashMap<FrontendKey, usize>,
+    /// Each HTTP and HTTPS frontend by its key, as the hash of its key, its place in
+    /// `frontends` and its line: 24 bytes a frontend, where a map keyed by [`crate::request::FrontendKey`]s
+    /// took 120 and a copy of each hostname, and growing it was a tenth of the page faults of
+    /// a start at 100,000 frontends. The sets of this struct hash with FxHash: their keys come
+    /// from the operator's file, one or more per frontend, and SipHash was a tenth of reading
+    /// 100,000 frontends.
+    http_lines: HashTable<(u64, usize, usize)>,
     /// The line of each TCP frontend, by address, with its rule.
     tcp_lines: Vec<(TcpFrontend, usize)>,
     certificate_sources: FxHashSet<CertificateSource>,
@@ -138,7 +151,7 @@ impl<'l> Routing<'l> {
             settings,
             frontends: Vec::new(),
             certificates: Vec::new(),
-            http_lines: FxHashMap::default(),
+            http_lines: HashTable::new(),
             tcp_lines: Vec::new(),
             certificate_sources: FxHashSet::default(),
         }
@@ -162,17 +175,28 @@ impl<'l> Routing<'l> {
     fn insert(&mut self, read: ReadFrontend) -> Result<SocketAddr, ConfigError> {
         let address = match &read.frontend {
             Frontend::Http(frontend) | Frontend::Https(frontend) => {
-                match self.http_lines.entry(frontend.key()) {
+                let hash = key_hash(frontend);
+                let frontends = &self.frontends;
+                let is_first = |&(first_hash, index, _): &(u64, usize, usize)| {
+                    first_hash == hash
+                        && frontends
+                            .get(index)
+                            .and_then(|(_, first)| first.http())
+                            .is_some_and(|first| first.has_same_key(frontend))
+                };
+                match self.http_lines.entry(hash, is_first, |&(hash, ..)| hash) {
                     Entry::Occupied(first) => {
                         return Err(ConfigError::Duplicate {
                             what: "frontend",
-                            name: first.key().to_string(),
+                            name: frontend.key().to_string(),
                             key: "frontends",
                             line: read.line,
-                            first_line: *first.get(),
+                            first_line: first.get().2,
                         });
                     }
-                    Entry::Vacant(entry) => entry.insert(read.line),
+                    Entry::Vacant(entry) => {
+                        entry.insert((hash, self.frontends.len(), read.line));
+                    }
                 };
                 frontend.address
             }
@@ -230,6 +254,13 @@ impl<'l> Routing<'l> {
             self.frontends.into_iter().map(|(_, f)| f).collect(),
         )
     }
+}
+
+/// The hash of a frontend's key (see [`HttpFrontend::hash_key`]).
+fn key_hash(frontend: &HttpFrontend) -> u64 {
+    let mut hasher = FxBuildHasher.build_hasher();
+    frontend.hash_key(&mut hasher);
+    hasher.finish()
 }
 
 /// Top-level `frontends`: frontends of no cluster, which answer, redirect or deny.

@@ -669,6 +669,45 @@ backends = [
     );
 }
 
+/// Issue 17: frontends are the same when their listener, hostname (whatever its case), path
+/// rule and method are; each duplicate names the first frontend's line, across clusters, and
+/// is the only error, in line order.
+#[test]
+fn frontends_are_duplicates_by_listener_hostname_path_and_method() {
+    let message = error(&format!(
+        r#"{HTTP_LISTENER}
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:8081"
+
+[clusters.web]
+protocol = "http"
+frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "a.test" }},
+  {{ address = "127.0.0.1:8081", hostname = "a.test" }},
+  {{ address = "127.0.0.1:8080", hostname = "a.test", path = "/x" }},
+  {{ address = "127.0.0.1:8080", hostname = "a.test", path = "/x", path_type = "EQUALS" }},
+  {{ address = "127.0.0.1:8080", hostname = "a.test", path = "/x", method = "GET" }},
+  {{ address = "127.0.0.1:8080", hostname = "b.test" }},
+]
+
+[clusters.api]
+protocol = "http"
+frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "A.TEST", path = "/x" }},
+  {{ address = "127.0.0.1:8080", hostname = "a.test", path = "/x", method = "GET" }},
+  {{ address = "127.0.0.1:8080", hostname = "a.Test" }},
+]
+"#
+    ));
+    assert_eq!(
+        message,
+        "duplicate frontend `127.0.0.1:8080 a.test/x` (`frontends`) at line 24, first defined at line 15\n\
+         duplicate frontend `127.0.0.1:8080 a.test/x GET` (`frontends`) at line 25, first defined at line 17\n\
+         duplicate frontend `127.0.0.1:8080 a.test` (`frontends`) at line 26, first defined at line 13"
+    );
+}
+
 #[test]
 fn duplicate_listener_is_refused() {
     let message = error(&format!("{HTTP_LISTENER}{HTTP_LISTENER}"));

@@ -14,7 +14,7 @@ use std::fmt;
 
 mod order;
 
-pub use order::{FieldsChecked, InvalidField, check_order};
+pub use order::{FieldsChecked, InvalidField, check_frontend, check_order};
 
 /// The unit a number is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,38 +39,45 @@ fn excerpt(value: &str) -> String {
 }
 
 /// Checks field after field, naming each by its path.
-struct Checker {
-    /// The path of the structure being checked, with a trailing dot.
-    prefix: String,
+///
+/// The path is a chain of the structures being checked, on the stack: building it as a
+/// `String` allocated one per frontend (its `path.`) in the main process and in every worker.
+struct Checker<'p> {
+    /// The structure being checked and the checker of the one holding it; `None` for the
+    /// order itself.
+    within: Option<(&'p Checker<'p>, &'static str)>,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn new() -> Self {
-        Checker {
-            prefix: String::new(),
+        Checker { within: None }
+    }
+
+    /// The path of the structure being checked, with a trailing dot (`health_check.`).
+    fn prefix(&self) -> String {
+        match self.within {
+            Some((outer, name)) => format!("{}{name}.", outer.prefix()),
+            None => String::new(),
         }
     }
 
     fn invalid(&self, field: &str, value: String, expected: impl Into<String>) -> InvalidField {
         InvalidField {
-            field: format!("{}{field}", self.prefix),
+            field: format!("{}{field}", self.prefix()),
             value,
             expected: expected.into(),
         }
     }
 
-    /// Checks the fields of `name` with the prefix extended by it.
+    /// Checks the fields of `name` with the path extended by it.
     fn within<T>(
-        &mut self,
-        name: &str,
-        check: impl FnOnce(&mut Self) -> Result<T, InvalidField>,
+        &self,
+        name: &'static str,
+        check: impl FnOnce(&Checker<'_>) -> Result<T, InvalidField>,
     ) -> Result<T, InvalidField> {
-        let length = self.prefix.len();
-        self.prefix.push_str(name);
-        self.prefix.push('.');
-        let result = check(self);
-        self.prefix.truncate(length);
-        result
+        check(&Checker {
+            within: Some((self, name)),
+        })
     }
 
     fn number(&self, field: &str, value: u64, bounds: &Bounds) -> Result<(), InvalidField> {
@@ -144,7 +151,7 @@ impl Checker {
         Ok(())
     }
 
-    fn cluster(&mut self, cluster: &Cluster) -> Result<(), InvalidField> {
+    fn cluster(&self, cluster: &Cluster) -> Result<(), InvalidField> {
         self.text("cluster_id", &cluster.cluster_id, &IDENTIFIER)?;
         if let Some(port) = cluster.https_redirect_port {
             self.number("https_redirect_port", port.into(), &PORT)?;
@@ -207,7 +214,7 @@ impl Checker {
         self.number("weight", backend.weight.into(), &WEIGHT)
     }
 
-    fn http_frontend(&mut self, frontend: &HttpFrontend) -> Result<(), InvalidField> {
+    fn http_frontend(&self, frontend: &HttpFrontend) -> Result<(), InvalidField> {
         if let Some(cluster_id) = &frontend.cluster_id {
             self.text("cluster_id", cluster_id, &IDENTIFIER)?;
         }
@@ -407,7 +414,7 @@ impl Checker {
         self.texts("names", &certificate.names, &LABEL)
     }
 
-    fn http_listener(&mut self, config: &HttpListenerConfig) -> Result<(), InvalidField> {
+    fn http_listener(&self, config: &HttpListenerConfig) -> Result<(), InvalidField> {
         self.text("sticky_name", &config.sticky_name, &TOKEN)?;
         if !config.sozu_id_header.is_empty() {
             self.with(
@@ -463,7 +470,7 @@ impl Checker {
         Ok(())
     }
 
-    fn http_patch(&mut self, patch: &HttpListenerPatch) -> Result<(), InvalidField> {
+    fn http_patch(&self, patch: &HttpListenerPatch) -> Result<(), InvalidField> {
         if let Some(sticky_name) = &patch.sticky_name {
             self.text("sticky_name", sticky_name, &TOKEN)?;
         }
@@ -484,7 +491,7 @@ impl Checker {
         self.answers(&patch.answers, true)
     }
 
-    fn tls(&mut self, tls: &TlsListenerConfig) -> Result<(), InvalidField> {
+    fn tls(&self, tls: &TlsListenerConfig) -> Result<(), InvalidField> {
         if let Some(certificate) = &tls.certificate {
             self.within("certificate", |c| c.certificate(certificate))?;
         }
@@ -502,7 +509,7 @@ impl Checker {
         Ok(())
     }
 
-    fn tls_patch(&mut self, patch: &TlsListenerPatch) -> Result<(), InvalidField> {
+    fn tls_patch(&self, patch: &TlsListenerPatch) -> Result<(), InvalidField> {
         if let Some(Some(certificate)) = &patch.certificate {
             self.within("certificate", |c| c.certificate(certificate))?;
         }
@@ -518,7 +525,7 @@ impl Checker {
         Ok(())
     }
 
-    fn https_listener(&mut self, config: &HttpsListenerConfig) -> Result<(), InvalidField> {
+    fn https_listener(&self, config: &HttpsListenerConfig) -> Result<(), InvalidField> {
         self.within("http", |c| c.http_listener(&config.http))?;
         self.within("tls", |c| c.tls(&config.tls))
     }
@@ -561,7 +568,7 @@ impl Checker {
         self.text("backend_id", &backend.backend_id, &IDENTIFIER)
     }
 
-    fn order(&mut self, order: &Order) -> Result<(), InvalidField> {
+    fn order(&self, order: &Order) -> Result<(), InvalidField> {
         match order {
             Order::AddCluster(cluster) => self.cluster(cluster),
             Order::RemoveCluster(id) | Order::RemoveHealthCheck(id) => {
@@ -618,6 +625,14 @@ fn hostname_rule(error: &HostnameError) -> String {
 /// then does not make it again.
 pub fn check_order(order: &Order) -> Result<FieldsChecked, InvalidField> {
     Checker::new().order(order).map(|()| FieldsChecked(()))
+}
+
+/// [`check_order`] of an `ADD_HTTP_FRONTEND` or `ADD_HTTPS_FRONTEND` order, given its frontend
+/// alone: a caller that takes the frontend out of the order checks it without a copy of it.
+pub fn check_frontend(frontend: &HttpFrontend) -> Result<FieldsChecked, InvalidField> {
+    Checker::new()
+        .http_frontend(frontend)
+        .map(|()| FieldsChecked(()))
 }
 
 /// The proof that [`check_order`] accepted an order's fields: only it makes one.
@@ -720,6 +735,20 @@ mod tests {
             check_order(&Order::AddCluster(cluster)).unwrap_err().field,
             "answers.503"
         );
+    }
+
+    /// Issue 17: a field is named by the path of the structures holding it, and only by
+    /// them: after `path.value` is checked, the method is `method`, not `path.method`.
+    #[test]
+    fn fields_are_named_by_their_path_only_inside_their_structure() {
+        let mut frontend = HttpFrontend::new(None, "127.0.0.1:80".parse().unwrap(), "a.test");
+        frontend.path = crate::request::PathRule::prefix("/a\r\n");
+        let error = check_order(&Order::AddHttpFrontend(frontend.clone())).unwrap_err();
+        assert_eq!(error.field, "path.value");
+        frontend.path = crate::request::PathRule::prefix("/a");
+        frontend.method = Some("G T".to_string());
+        let error = check_order(&Order::AddHttpFrontend(frontend)).unwrap_err();
+        assert_eq!(error.field, "method");
     }
 
     #[test]

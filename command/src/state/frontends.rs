@@ -6,7 +6,14 @@
 //! kept beside it as a [`FrontendKey`], which was a second copy of the hostname and a B-tree
 //! slot of 120 bytes instead of 8.
 
-use std::{borrow::Borrow, cmp::Ordering, collections::BTreeSet, net::SocketAddr, sync::Arc};
+use std::{
+    borrow::Borrow,
+    cmp::Ordering,
+    collections::BTreeSet,
+    hash::{Hash, Hasher},
+    net::SocketAddr,
+    sync::Arc,
+};
 
 use crate::request::{FrontendKey, HttpFrontend, PathRule};
 
@@ -87,6 +94,27 @@ impl FromIterator<HttpFrontend> for HttpFrontends {
             set.replace(Keyed::new(Arc::new(frontend)));
         }
         HttpFrontends(set)
+    }
+}
+
+impl HttpFrontend {
+    /// Whether `other` has this frontend's key: the equality of their [`FrontendKey`]s, without
+    /// making them (a copy of the hostname in lower case each).
+    pub fn has_same_key(&self, other: &HttpFrontend) -> bool {
+        cmp_keys(self, other) == Ordering::Equal
+    }
+
+    /// Hashes this frontend's key as two frontends with the same key
+    /// ([`HttpFrontend::has_same_key`]) hash alike: the hostname in lower case, a byte at a
+    /// time, without making a [`FrontendKey`].
+    pub fn hash_key<H: Hasher>(&self, state: &mut H) {
+        self.address.hash(state);
+        for byte in self.hostname.bytes() {
+            state.write_u8(byte.to_ascii_lowercase());
+        }
+        state.write_usize(self.hostname.len());
+        self.path.hash(state);
+        self.method.hash(state);
     }
 }
 
@@ -366,6 +394,44 @@ mod tests {
             let (a, b) = (Keyed::new(Arc::new(a)), Keyed::new(Arc::new(b)));
             proptest::prop_assert_eq!(a.cmp(&b), expected);
             proptest::prop_assert_eq!(b.cmp(&a), expected.reverse());
+        }
+    }
+
+    fn key_hash(frontend: &HttpFrontend) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        frontend.hash_key(&mut hasher);
+        hasher.finish()
+    }
+
+    proptest::proptest! {
+        /// Issue 17: two frontends have the same key exactly when their [`FrontendKey`]s are
+        /// equal, and then hash alike.
+        #[test]
+        fn same_keys_are_equal_keys_and_hash_alike(a in any_frontend(), b in any_frontend()) {
+            let same = a.has_same_key(&b);
+            proptest::prop_assert_eq!(same, a.key() == b.key());
+            if same {
+                proptest::prop_assert_eq!(key_hash(&a), key_hash(&b));
+            }
+        }
+    }
+
+    #[test]
+    fn keys_differ_by_address_hostname_path_or_method_but_not_case() {
+        let a = frontend(80, "A.test", "/x", Some("GET"));
+        assert!(a.has_same_key(&frontend(80, "a.TEST", "/x", Some("GET"))));
+        assert_eq!(
+            key_hash(&a),
+            key_hash(&frontend(80, "a.TEST", "/x", Some("GET")))
+        );
+        for other in [
+            frontend(81, "a.test", "/x", Some("GET")),
+            frontend(80, "a.test.", "/x", Some("GET")),
+            frontend(80, "a.test", "/X", Some("GET")),
+            frontend(80, "a.test", "/x", None),
+            frontend(80, "a.test", "/x", Some("get")),
+        ] {
+            assert!(!a.has_same_key(&other), "{}", other.key());
         }
     }
 

@@ -75,8 +75,9 @@ use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use sozu_command_lib::{
-    hostname::{self, HostnameError},
+    hostname::HostnameError,
     request::{FrontendKey, HttpFrontend, PathRuleKind, RulePosition},
+    rules::FieldsChecked,
 };
 
 use crate::protocol::http::answers;
@@ -202,16 +203,19 @@ impl Route {
         })
     }
 
-    /// Whether [`Route::compile`] takes `frontend`, with its error, without building the
-    /// route when only the hostname can be refused (no path regex, no template): the main
-    /// process checks every frontend it is given and keeps no route.
-    pub fn check(frontend: &HttpFrontend) -> Result<(), RouterError> {
+    /// Whether [`Route::compile`] takes `frontend`, whose fields are checked (`_fields`), with
+    /// its error, without building the route when it has no path regex nor template: the main
+    /// process checks every frontend it is given and keeps no route. Then only the hostname
+    /// could be refused, and the fields' check refused it already with
+    /// [`sozu_command_lib::hostname::check_pattern`], the check [`Route::compile`] makes of it: it is not made a
+    /// second time (in the main process, a third: the configuration's reader makes it too).
+    pub fn check(frontend: &HttpFrontend, _fields: FieldsChecked) -> Result<(), RouterError> {
         let is_plain = frontend.path.kind != PathRuleKind::Regex
             && frontend.rewrite_host.is_none()
             && frontend.rewrite_path.is_none()
             && frontend.redirect_template.is_none();
         if is_plain {
-            Ok(hostname::check_pattern(&frontend.hostname)?)
+            Ok(())
         } else {
             Route::compile(frontend.clone()).map(drop)
         }
@@ -387,22 +391,31 @@ impl Router {
     }
 
     /// Adds a compiled route; refused when a frontend with its key is in already.
+    ///
+    /// The route's [`FrontendKey`] (a copy of its hostname in lower case) is made only when
+    /// PRE or POST frontends are listed by theirs, or this one is to be: a start of 100,000
+    /// TREE frontends made and dropped one each for nothing.
     pub fn insert(&mut self, route: Route) -> Result<(), RouterError> {
-        let key = route.frontend.key();
+        let frontend = &route.frontend;
         let in_tree = self
             .tree
             .rules(route.host_key())
-            .is_some_and(|rules| rules.contains(|r| r.has_key(&key)));
-        if in_tree || self.listed.contains_key(&key) {
-            return Err(RouterError::Duplicate(Box::new(key)));
+            .is_some_and(|rules| rules.contains(|r| r.frontend.has_same_key(frontend)));
+        let position = frontend.position;
+        let key =
+            (position != RulePosition::Tree || !self.listed.is_empty()).then(|| frontend.key());
+        let is_listed = key
+            .as_ref()
+            .is_some_and(|key| self.listed.contains_key(key));
+        if in_tree || is_listed {
+            return Err(RouterError::Duplicate(Box::new(frontend.key())));
         }
-        let position = route.frontend.position;
         match position {
             RulePosition::Pre => self.pre.push(route),
             RulePosition::Tree => self.tree.insert(route),
             RulePosition::Post => self.post.push(route),
         }
-        if position != RulePosition::Tree {
+        if let Some(key) = key.filter(|_| position != RulePosition::Tree) {
             self.listed.insert(key, position);
         }
         self.len = self.len.saturating_add(1);

@@ -345,7 +345,7 @@ impl Server {
     /// process gets the current state this way).
     pub fn load_state(&mut self, state: &ConfigState) -> Result<(), ApplyError> {
         for order in state.orders() {
-            self.apply_order(&order)?;
+            self.apply_order(order)?;
         }
         Ok(())
     }

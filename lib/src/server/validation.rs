@@ -14,7 +14,7 @@
 //! process, for the orders of its clients (see
 //! [`sozu_command_lib::certificate::check_not_expired`]).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use sozu_command_lib::{
     certificate::CertificateFacts,
@@ -22,7 +22,7 @@ use sozu_command_lib::{
         CertificateAndKey, FrontendKey, HttpFrontend, HttpListenerConfig, ListenerType, Order,
         TcpScript, TlsListenerConfig,
     },
-    rules::{self, InvalidField},
+    rules::{self, FieldsChecked, InvalidField},
     state::{Checked, ConfigState},
 };
 
@@ -166,6 +166,11 @@ pub fn validate_checked(
     order: &Order,
     keys: KeyCheck,
 ) -> Result<(Validated, Checked), OrderError> {
+    if let Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) = order {
+        let (route, fields) = validate_frontend(frontend.clone())?;
+        let checked = Checked::new(fields).with_frontend(route.shared_frontend());
+        return Ok((Validated::Route(route), checked));
+    }
     let checked = Checked::new(rules::check_order(order)?);
     let validated = match order {
         Order::AddCertificate(add) => {
@@ -182,15 +187,22 @@ pub fn validate_checked(
                 checked.with_certificate(facts),
             ));
         }
-        Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-            let route =
-                Route::compile(frontend.clone()).map_err(|source| route_error(frontend, source))?;
-            let checked = checked.with_frontend(route.shared_frontend());
-            return Ok((Validated::Route(route), checked));
-        }
         order => validated(state, order)?,
     };
     Ok((validated, checked))
+}
+
+/// [`validate_checked`] of an `ADD_HTTP_FRONTEND` or `ADD_HTTPS_FRONTEND` order's frontend,
+/// taken out of the order by a caller that gives it away (a worker): the route is compiled
+/// from the frontend itself, not from a copy of it, and holds it (see
+/// [`Route::shared_frontend`]); with it, the proof that its fields are checked, for
+/// [`ConfigState::add_checked_frontend`].
+pub fn validate_frontend(frontend: HttpFrontend) -> Result<(Route, FieldsChecked), OrderError> {
+    let fields = rules::check_frontend(&frontend)?;
+    let frontend = Arc::new(frontend);
+    let route =
+        Route::compile(Arc::clone(&frontend)).map_err(|source| route_error(&frontend, source))?;
+    Ok((route, fields))
 }
 
 /// What [`validate`] builds for an order whose fields are checked, but a certificate's or a
@@ -273,9 +285,9 @@ fn validated(state: &ConfigState, order: &Order) -> Result<Validated, OrderError
 pub fn check(state: &ConfigState, order: &Order, keys: KeyCheck) -> Result<Checked, OrderError> {
     match order {
         Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) => {
-            let checked = Checked::new(rules::check_order(order)?);
-            Route::check(frontend).map_err(|source| route_error(frontend, source))?;
-            Ok(checked)
+            let fields = rules::check_order(order)?;
+            Route::check(frontend, fields).map_err(|source| route_error(frontend, source))?;
+            Ok(Checked::new(fields))
         }
         Order::AddCertificate(add) => {
             let checked = Checked::new(rules::check_order(order)?);

@@ -562,7 +562,7 @@ proptest! {
                 .map_err(|error| error.to_string())
                 .and_then(|_| main.apply(order).map_err(|error| error.to_string()));
             if accepted.is_ok() {
-                let applied = server.apply_order(order);
+                let applied = server.apply_order(order.clone());
                 prop_assert!(applied.is_ok(), "{order:?}: the main accepted it, the worker said {applied:?}");
             }
         }
@@ -621,7 +621,7 @@ proptest! {
     ) {
         let (mut server, _main) = worker();
         for order in setup() {
-            prop_assert!(server.apply_order(&order).is_ok());
+            prop_assert!(server.apply_order(order).is_ok());
         }
         let mut added: Vec<Order> = Vec::new();
         for change in changes {
@@ -650,7 +650,7 @@ proptest! {
             };
             for order in &orders {
                 // Refusals (duplicates, unknown names) are fine: they must change nothing.
-                let _ = server.apply_order(order);
+                let _ = server.apply_order(order.clone());
             }
             for (address, listener) in &server.http_listeners {
                 let kind = if listener.tls.is_some() { ListenerType::Https } else { ListenerType::Http };
