@@ -145,8 +145,8 @@ pub(super) fn build(
     let (state, listeners, early) = match &settings.saved_state {
         Some(path) => {
             let mut state = orders::state_of_config(config).map_err(refused_configuration)?;
-            load_saved_state(&mut state, path);
-            let listeners = ListenerSockets::bind_active(&state)?;
+            let mut listeners = ListenerSockets::bind_active(&state)?;
+            load_saved_state(&mut state, &mut listeners, path);
             (state, listeners, None)
         }
         None => {

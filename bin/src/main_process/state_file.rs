@@ -17,7 +17,10 @@ use sozu_command_lib::{
     state::{ConfigState, sozu_format},
 };
 
-use super::orders::{acts_when_committed, apply_order};
+use super::{
+    listeners::ListenerSockets,
+    orders::{acts_when_committed, take_order},
+};
 use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
@@ -50,16 +53,19 @@ impl Merged {
 
 /// Applies each order of a state file (with its line) to `state`, one by one: an order equal
 /// to one that builds `state` is skipped, an order the state refuses is reported, the others
-/// change it. `applied` sees each order the state took as soon as it took it, with its JSON as
-/// the file wrote it for a file of ours (see [`StateOrders`]).
+/// change it. The listener `sockets` follow the state ([`take_order`]): an activation on an
+/// address that cannot be bound is refused too. `applied` sees each order the state took as
+/// soon as it took it, with its JSON as the file wrote it for a file of ours (see
+/// [`StateOrders`]).
 ///
-/// The frontends the state takes are copied into it ([`apply_order`] checks the order before
+/// The frontends the state takes are copied into it ([`take_order`] checks the order before
 /// the state takes it, and the order goes to `applied` once taken): the file's order is then
 /// dropped, and its memory is what the next order's copy takes.
 pub fn merge(
     state: &mut ConfigState,
+    sockets: &mut ListenerSockets,
     read: StateOrders,
-    mut applied: impl FnMut(&Order, Option<&str>),
+    mut applied: impl FnMut(&mut ListenerSockets, &Order, Option<&str>),
 ) -> Merged {
     let StateOrders { orders, text } = read;
     let mut in_force = InForce::of(state);
@@ -69,9 +75,13 @@ pub fn merge(
             merged.unchanged += 1;
             continue;
         }
-        match apply_order(state, &order) {
+        match take_order(state, sockets, &order) {
             Ok(()) => {
-                applied(&order, text.as_deref().and_then(|text| text.get(json)));
+                applied(
+                    sockets,
+                    &order,
+                    text.as_deref().and_then(|text| text.get(json)),
+                );
                 in_force.took(&order);
                 merged.applied += 1;
                 if acts_when_committed(&order) {
@@ -292,11 +302,17 @@ mod tests {
         let lines: Vec<usize> = read.orders.iter().map(|(line, _, _)| *line).collect();
         assert_eq!(lines, [3, 4, 5]);
         let mut sent = Vec::new();
-        let merged = merge(&mut ConfigState::new(), read, |order, json| {
-            let mut line = Vec::new();
-            super::super::delivery::request_line(&mut line, "1", order, json).unwrap();
-            sent.push(String::from_utf8(line).unwrap());
-        });
+        let mut sockets = ListenerSockets::default();
+        let merged = merge(
+            &mut ConfigState::new(),
+            &mut sockets,
+            read,
+            |_, order, json| {
+                let mut line = Vec::new();
+                super::super::delivery::request_line(&mut line, "1", order, json).unwrap();
+                sent.push(String::from_utf8(line).unwrap());
+            },
+        );
         assert_eq!(merged.applied, 2);
         assert!(merged.to_commit.is_empty());
         assert_eq!(merged.conflicts.len(), 1, "{:?}", merged.conflicts);
@@ -318,8 +334,9 @@ mod tests {
                     {\"type\":\"RESET_FAULTS\"}\n";
         let merged = merge(
             &mut ConfigState::new(),
+            &mut ListenerSockets::default(),
             read(text.as_bytes()).unwrap(),
-            |_, _| {},
+            |_, _, _| {},
         );
         assert_eq!(merged.applied, 2, "{:?}", merged.conflicts);
         assert_eq!(merged.to_commit, [Order::ResetFaults]);
