@@ -4,7 +4,6 @@
 //! applied.
 
 use std::{
-    collections::HashSet,
     fs,
     io::{self, BufWriter, Read, Write},
     ops::Range,
@@ -52,11 +51,11 @@ impl Merged {
 }
 
 /// Applies each order of a state file (with its line) to `state`, one by one: an order equal
-/// to one that builds `state` is skipped, an order the state refuses is reported, the others
-/// change it. The listener `sockets` follow the state ([`take_order`]): an activation on an
-/// address that cannot be bound is refused too. `applied` sees each order the state took as
-/// soon as it took it, with its JSON as the file wrote it for a file of ours (see
-/// [`StateOrders`]).
+/// to one that builds `state` is skipped (the state answers, [`ConfigState::is_in_force`]),
+/// an order the state refuses is reported, the others change it. The listener `sockets`
+/// follow the state ([`take_order`]): an activation on an address that cannot be bound is
+/// refused too. `applied` sees each order the state took as soon as it took it, with its JSON
+/// as the file wrote it for a file of ours (see [`StateOrders`]).
 ///
 /// The frontends the state takes are copied into it ([`take_order`] checks the order before
 /// the state takes it, and the order goes to `applied` once taken): the file's order is then
@@ -68,10 +67,9 @@ pub fn merge(
     mut applied: impl FnMut(&mut ListenerSockets, &Order, Option<&str>),
 ) -> Merged {
     let StateOrders { orders, text } = read;
-    let mut in_force = InForce::of(state);
     let mut merged = Merged::default();
     for (line, order, json) in orders {
-        if in_force.holds(state, &order) {
+        if state.is_in_force(&order) {
             merged.unchanged += 1;
             continue;
         }
@@ -82,7 +80,6 @@ pub fn merge(
                     &order,
                     text.as_deref().and_then(|text| text.get(json)),
                 );
-                in_force.took(&order);
                 merged.applied += 1;
                 if acts_when_committed(&order) {
                     merged.to_commit.push(order);
@@ -94,70 +91,6 @@ pub fn merge(
         }
     }
     merged
-}
-
-/// The orders that build a state, to tell an order of a state file that would recreate an
-/// identical item. Orders compare by their JSON text, which is canonical: one field order,
-/// one spelling. Only an order of a kind the state's orders have can be one of them: the
-/// others (most of a state loaded after a restart) are not serialised.
-struct InForce {
-    kinds: HashSet<&'static str>,
-    orders: HashSet<String>,
-    /// The state took an order that takes something away (a removal, a deactivation): an
-    /// order of `orders` may no longer be in force, so they are read again from the state
-    /// at the next one met (a file that removes a listener and adds it again).
-    is_stale: bool,
-}
-
-impl InForce {
-    fn of(state: &ConfigState) -> Self {
-        let current = state.orders();
-        InForce {
-            kinds: current.iter().map(Order::name).collect(),
-            orders: current
-                .iter()
-                .filter_map(|order| serde_json::to_string(order).ok())
-                .collect(),
-            is_stale: false,
-        }
-    }
-
-    /// Whether `order` is one of the orders that build `state`.
-    fn holds(&mut self, state: &ConfigState, order: &Order) -> bool {
-        let met = |known: &Self| {
-            known.kinds.contains(order.name())
-                && serde_json::to_string(order).is_ok_and(|text| known.orders.contains(&text))
-        };
-        if !met(self) {
-            return false;
-        }
-        if self.is_stale {
-            *self = InForce::of(state);
-            return met(self);
-        }
-        true
-    }
-
-    /// `state` took `order`.
-    fn took(&mut self, order: &Order) {
-        if matches!(
-            order,
-            Order::RemoveCluster(_)
-                | Order::RemoveBackend(_)
-                | Order::RemoveHttpFrontend(_)
-                | Order::RemoveHttpsFrontend(_)
-                | Order::RemoveTcpFrontend(_)
-                | Order::RemoveCertificate(_)
-                | Order::ReplaceCertificate(_)
-                | Order::RemoveListener(_)
-                | Order::DeactivateListener(_)
-                | Order::RemoveHealthCheck(_)
-                | Order::RemoveFault(_)
-                | Order::ResetFaults
-        ) {
-            self.is_stale = true;
-        }
-    }
 }
 
 /// Writes the state as one order per line (or as Sōzu's records), through a temporary file
