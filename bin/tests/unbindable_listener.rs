@@ -110,7 +110,7 @@ fn a_state_load_activating_a_held_port_refuses_that_line() {
     assert!(
         error.contains("2 applied")
             && error.contains("1 refused")
-            && error.contains(&format!("line 2: ACTIVATE_LISTENER"))
+            && error.contains("line 2: ACTIVATE_LISTENER")
             && error.contains(&format!("cannot listen on {address}"))
             && error.contains("Address already in use"),
         "{error}"
