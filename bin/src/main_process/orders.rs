@@ -25,7 +25,7 @@ use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use super::{
     BatchJson, Delivery, Main, Stop, audit,
-    delivery::OrderStream,
+    delivery::{OrderStream, Serving},
     listeners::{self, ListenerSockets},
     ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
@@ -435,14 +435,14 @@ impl Main {
         // The orders go to the workers as the state takes them, in a batch ended by the task
         // started below, which takes the id reserved here.
         let mut stream = OrderStream::new(
-            if self.is_handing_over() {
-                Vec::new()
-            } else {
-                self.serving_workers()
-            },
             (self.next_task + 1).to_string(),
             self.settings.worker_timeout,
         );
+        let targets = if self.is_handing_over() {
+            Vec::new()
+        } else {
+            self.serving_workers()
+        };
         let workers = &mut self.workers;
         let merged = state_file::merge(
             &mut self.state,
@@ -450,7 +450,11 @@ impl Main {
             orders,
             |sockets, order, json| {
                 listeners::follow(sockets, workers, order);
-                stream.send(workers, order, json);
+                let mut serving = Serving {
+                    workers,
+                    targets: &targets,
+                };
+                stream.send(&mut serving, order, json);
             },
         );
         self.listeners.settle();
