@@ -195,6 +195,11 @@ pub fn unix_now() -> i64 {
         })
 }
 
+/// The fingerprint of the first certificate of a PEM text, without reading the certificate.
+pub fn fingerprint(pem: &str) -> Result<Fingerprint, CertificateError> {
+    leaf_der(pem).map(|leaf| Fingerprint::of_der(&leaf))
+}
+
 /// The DER of the first certificate of a PEM text.
 fn leaf_der(pem: &str) -> Result<CertificateDer<'static>, CertificateError> {
     if let Some(der) = written_leaf(pem.as_bytes()) {

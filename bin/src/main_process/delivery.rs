@@ -130,82 +130,101 @@ impl<'o> BatchJson<'o> {
 }
 
 /// A batch whose orders are queued for the workers one by one as the main process applies
-/// them (a state load): the workers apply the first orders while the main process reads and
-/// checks the next ones, instead of waiting for the whole file to be merged. Each order goes
-/// as the file wrote it when there is such a text (decoded already to check it: not
-/// serialised again), else serialised once for every worker. `BEGIN_BATCH` goes with the
-/// first order, and the task that ends the batch takes the id reserved here
-/// ([`Delivery::EndOfBatch`]).
+/// them (a start's, a state load's): the workers apply the first orders while the main
+/// process reads and checks the next ones, instead of waiting for the whole state. Each order
+/// goes as a file wrote it when there is such a text (decoded already to check it: not
+/// serialised again), else serialised once for every worker. `BEGIN_BATCH` goes first, and
+/// the task that ends the batch takes the stream's request id ([`Delivery::EndOfBatch`]).
+///
+/// The stream does not hold its workers: each call is given the [`Fleet`] they live in
+/// (workers started with a start's stream, or the main process's serving workers).
 pub(super) struct OrderStream {
-    /// The workers that get the orders; each one's [`Worker::stalled`] says whether it
-    /// stalled during this stream.
-    targets: Vec<u32>,
     /// How long to wait for a worker whose queue is full (the worker timeout).
     patience: Duration,
     request_id: String,
     /// The request being queued.
     line: Vec<u8>,
+    /// Whether `BEGIN_BATCH` is queued.
+    has_begun: bool,
+    /// How many orders were queued after `BEGIN_BATCH`.
     sent: usize,
     /// The orders a worker's channel refused, each as `cannot send ORDER: why`.
     failures: Vec<(u32, String)>,
 }
 
+/// Where the workers of an [`OrderStream`] live.
+pub(super) trait Fleet {
+    /// The channel of each worker that gets the stream.
+    fn feeds(&mut self) -> impl Iterator<Item = Feed<'_>>;
+}
+
+/// The serving workers of the main process that get a stream.
+pub(super) struct Serving<'w> {
+    pub workers: &'w mut BTreeMap<u32, Worker>,
+    pub targets: &'w [u32],
+}
+
+impl Fleet for Serving<'_> {
+    fn feeds(&mut self) -> impl Iterator<Item = Feed<'_>> {
+        self.workers
+            .iter_mut()
+            .filter(|(id, _)| self.targets.contains(id))
+            .map(|(id, worker)| Feed {
+                id: *id,
+                channel: &mut worker.channel,
+                stalled: &mut worker.stalled,
+            })
+    }
+}
+
 impl OrderStream {
-    /// A stream to `targets` under the id of the task that will end it, waiting at most
-    /// `patience` for a worker whose queue is full.
-    pub(super) fn new(targets: Vec<u32>, request_id: String, patience: Duration) -> Self {
+    /// A stream under the id of the task that will end it, waiting at most `patience` for a
+    /// worker whose queue is full.
+    pub(super) fn new(request_id: String, patience: Duration) -> Self {
         OrderStream {
-            targets,
             patience,
             request_id,
             line: Vec::new(),
+            has_begun: false,
             sent: 0,
             failures: Vec::new(),
         }
     }
 
-    /// Queues `order` (whose JSON is `json` when a file wrote it) for each target, after
-    /// `BEGIN_BATCH` for the first one, and writes what is queued every
+    /// Queues `BEGIN_BATCH` for every worker of `fleet`, none of them stalled yet.
+    pub(super) fn begin(&mut self, fleet: &mut impl Fleet) {
+        let feeds = fleet.feeds().map(|feed| {
+            *feed.stalled = false;
+            feed
+        });
+        self.queue(feeds, &Order::BeginBatch, None);
+        self.has_begun = true;
+    }
+
+    /// Queues `order` (whose JSON is `json` when a file wrote it) for every worker of
+    /// `fleet`, after `BEGIN_BATCH` if it is not queued yet, and writes what is queued every
     /// [`ORDERS_PER_WRITE`] orders.
-    pub(super) fn send(
-        &mut self,
-        workers: &mut BTreeMap<u32, Worker>,
-        order: &Order,
-        json: Option<&str>,
-    ) {
-        if self.sent == 0 {
-            for id in &self.targets {
-                if let Some(worker) = workers.get_mut(id) {
-                    worker.stalled = false;
-                }
-            }
-            self.queue(workers, &Order::BeginBatch, None);
+    pub(super) fn send(&mut self, fleet: &mut impl Fleet, order: &Order, json: Option<&str>) {
+        if !self.has_begun {
+            self.begin(fleet);
         }
-        self.queue(workers, order, json);
+        self.queue(fleet.feeds(), order, json);
         self.sent += 1;
         if self.sent % ORDERS_PER_WRITE == 0 {
-            let mut feeds: Vec<Feed<'_>> = workers
-                .iter_mut()
-                .filter(|(id, _)| self.targets.contains(id))
-                .map(|(id, worker)| Feed {
-                    id: *id,
-                    channel: &mut worker.channel,
-                    stalled: &mut worker.stalled,
-                })
-                .collect();
-            write_and_wait(&mut feeds, self.patience);
+            write_and_wait(&mut fleet.feeds().collect::<Vec<_>>(), self.patience);
         }
     }
 
-    fn queue(&mut self, workers: &mut BTreeMap<u32, Worker>, order: &Order, json: Option<&str>) {
+    fn queue<'c>(
+        &mut self,
+        feeds: impl Iterator<Item = Feed<'c>>,
+        order: &Order,
+        json: Option<&str>,
+    ) {
         let serialised = request_line(&mut self.line, &self.request_id, order, json);
-        for id in &self.targets {
-            let Some(worker) = workers.get_mut(id) else {
-                continue;
-            };
-            if let Err(failure) = queue_request(&mut worker.channel, &serialised, &self.line, order)
-            {
-                self.failures.push((*id, failure));
+        for feed in feeds {
+            if let Err(failure) = queue_request(feed.channel, &serialised, &self.line, order) {
+                self.failures.push((feed.id, failure));
             }
         }
     }
@@ -365,6 +384,59 @@ mod tests {
             seen.push(order.clone());
         });
         assert_eq!(seen, orders);
+    }
+
+    /// One worker's channel, as a stream's fleet.
+    struct OneWorker(Channel<Request, Response>, bool);
+
+    impl Fleet for OneWorker {
+        fn feeds(&mut self) -> impl Iterator<Item = Feed<'_>> {
+            std::iter::once(Feed {
+                id: 0,
+                channel: &mut self.0,
+                stalled: &mut self.1,
+            })
+        }
+    }
+
+    /// Issue 17: a stream (a start's, a state load's) sends `BEGIN_BATCH`, then each order as
+    /// the request `queue_message` writes, or with the JSON a file wrote for it.
+    #[test]
+    fn a_stream_sends_begin_batch_then_each_order_as_its_request() {
+        let (main, mut worker) = Channel::<Request, Response>::pair(1 << 16, 1 << 20).unwrap();
+        let mut fleet = OneWorker(main, true);
+        let address = "127.0.0.1:8080".parse().expect("an address");
+        let cluster = Order::AddCluster(Cluster::new("a \"quoted\" cluster"));
+        let frontend =
+            Order::AddHttpFrontend(HttpFrontend::new(Some("a".to_string()), address, "é.com"));
+        let written = r#"{"cluster_id":"b", "type":"ADD_CLUSTER"}"#;
+        let mut stream = OrderStream::new("7\"".to_string(), Duration::from_secs(5));
+        stream.send(&mut fleet, &cluster, None);
+        assert!(!fleet.1, "a stream's worker is not stalled at its start");
+        stream.send(&mut fleet, &frontend, None);
+        stream.send(
+            &mut fleet,
+            &Order::AddCluster(Cluster::new("b")),
+            Some(written),
+        );
+        fleet.0.blocking().unwrap();
+        fleet.0.writable().unwrap();
+        assert!(stream.into_failures().is_empty());
+        let mut lines = Vec::new();
+        for _ in 0..4 {
+            lines.push(worker.read_message().unwrap().expect("a request"));
+        }
+        let expected = [
+            Order::BeginBatch,
+            cluster,
+            frontend,
+            Order::AddCluster(Cluster::new("b")),
+        ];
+        let expected: Vec<Request> = expected
+            .into_iter()
+            .map(|order| Request::new("7\"", order))
+            .collect();
+        assert_eq!(lines, expected);
     }
 
     /// The queues of a worker's channel, a stream of 10 MiB of orders: 4 MiB queued at most.

@@ -3,10 +3,11 @@
 //! workers accept on the same sockets and a worker that stops refuses no connection.
 //!
 //! Listeners active at start are bound before the workers start. A listener activated later
-//! (an `ACTIVATE_LISTENER` order, a registration on a new address) is bound here too, when
-//! the main state takes the order, and its socket is sent on every worker's fd socket before
-//! the order goes out: the worker adopts it instead of binding (workers bind a socket
-//! themselves only if the main process could not send one). The main process forgets its
+//! (an `ACTIVATE_LISTENER` order, a registration on a new address) is bound here too, before
+//! the main state takes the order ([`ListenerSockets::bind_activations`]): an address the main
+//! process cannot bind refuses the change, which then changes nothing. Its socket is sent on
+//! every worker's fd socket before the order goes out: the worker adopts it instead of
+//! binding (workers bind a socket themselves only if the main process could not send one). The main process forgets its
 //! socket of a listener that is deactivated or removed, so that no socket keeps completing
 //! handshakes that nobody accepts, once the change that does so is applied: a change that
 //! also activates a listener on the same address again (a state file, a reload, a batch
@@ -43,6 +44,10 @@ pub struct ListenerSockets {
     /// closed when it is applied ([`ListenerSockets::settle`]), unless it activates a
     /// listener on the same address again.
     retiring: BTreeSet<SocketAddr>,
+    /// Sockets bound for the change being taken ([`ListenerSockets::bind_activations`]) and
+    /// not yet sent to the workers: [`ListenerSockets::release`] closes them if the state
+    /// refuses the change.
+    fresh: BTreeSet<SocketAddr>,
 }
 
 impl ListenerSockets {
@@ -57,7 +62,7 @@ impl ListenerSockets {
         }
         Ok(ListenerSockets {
             sockets,
-            retiring: BTreeSet::new(),
+            ..ListenerSockets::default()
         })
     }
 
@@ -68,7 +73,7 @@ impl ListenerSockets {
                 .into_iter()
                 .map(|(address, kind, fd)| (address, (kind, TcpListener::from(fd))))
                 .collect(),
-            retiring: BTreeSet::new(),
+            ..ListenerSockets::default()
         }
     }
 
@@ -89,10 +94,57 @@ impl ListenerSockets {
             .map(|(address, (kind, socket))| (*address, *kind, socket.as_fd()))
     }
 
+    /// Binds the address of each activation of `orders` that has no socket, before the main
+    /// state takes them: the first address that cannot be bound is the error, and the sockets
+    /// this call bound are closed again. The others wait for [`ListenerSockets::follow`] to
+    /// send them to the workers, or for [`ListenerSockets::release`] if the state refuses
+    /// the change.
+    pub fn bind_activations<'o>(
+        &mut self,
+        orders: impl IntoIterator<Item = &'o Order>,
+    ) -> Result<(), BindError> {
+        let mut bound = Vec::new();
+        for order in orders {
+            let Order::ActivateListener(ListenerAddress { address, proxy }) = order else {
+                continue;
+            };
+            let Entry::Vacant(entry) = self.sockets.entry(*address) else {
+                continue;
+            };
+            match bind(*address) {
+                Ok(socket) => {
+                    entry.insert((*proxy, socket));
+                    self.fresh.insert(*address);
+                    bound.push(*address);
+                }
+                Err(source) => {
+                    for address in bound {
+                        self.fresh.remove(&address);
+                        self.sockets.remove(&address);
+                    }
+                    return Err(BindError {
+                        address: *address,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the sockets bound for a change ([`ListenerSockets::bind_activations`]) that
+    /// the state refused.
+    pub fn release(&mut self) {
+        for address in std::mem::take(&mut self.fresh) {
+            self.sockets.remove(&address);
+        }
+    }
+
     /// What `order`, taken by the main state, does to the sockets before it goes to the
-    /// workers: an activation binds its address, or takes the socket of a listener that the
-    /// same change retired on that address (the workers dropped their copy with the
-    /// retiring order); a deactivation or a removal retires its socket. Returns the socket
+    /// workers: an activation takes the socket bound for it
+    /// ([`ListenerSockets::bind_activations`]), or the socket of a listener that the same
+    /// change retired on that address (the workers dropped their copy with the retiring
+    /// order); a deactivation or a removal retires its socket. Returns the socket
     /// every worker must get before the order, with its address, as
     /// [`ScmSocket::send_listeners`](sozu_command_lib::scm::ScmSocket) sends it.
     fn follow(&mut self, order: &Order) -> Result<Option<Sent<'_>>, BindError> {
@@ -100,6 +152,10 @@ impl ListenerSockets {
             Order::ActivateListener(ListenerAddress { address, proxy }) => {
                 let (address, kind) = (*address, *proxy);
                 let entry = match self.sockets.entry(address) {
+                    Entry::Occupied(entry) if self.fresh.remove(&address) => {
+                        info!("listening on {address} ({kind})");
+                        entry.into_mut()
+                    }
                     Entry::Occupied(entry) if self.retiring.remove(&address) => {
                         info!("the socket of {address} is kept for its new listener ({kind})");
                         entry.into_mut()

@@ -269,8 +269,10 @@ fn boot(settings: Settings, config: Config) -> anyhow::Result<Main> {
 
 /// Merges the saved state file into the configuration's state, as `state load` does: orders
 /// that recreate what the configuration holds change nothing, conflicting ones are logged with
-/// their line, the rest is applied.
-fn load_saved_state(state: &mut ConfigState, path: &Path) {
+/// their line (an activation whose address cannot be bound among them), the rest is applied.
+/// `listeners` hold the sockets of the configuration's active listeners, and follow the
+/// merge.
+fn load_saved_state(state: &mut ConfigState, listeners: &mut ListenerSockets, path: &Path) {
     let file = match fs::File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == ErrorKind::NotFound => {
@@ -284,7 +286,10 @@ fn load_saved_state(state: &mut ConfigState, path: &Path) {
     };
     match state_file::read(std::io::BufReader::new(file)) {
         Ok(orders) => {
-            let merged = state_file::merge(state, orders, |_, _| {});
+            let merged = state_file::merge(state, listeners, orders, |sockets, order, _| {
+                listeners::follow(sockets, &mut BTreeMap::new(), order);
+            });
+            listeners.settle();
             info!("saved state {}: {}", path.display(), merged.summary());
             for conflict in &merged.conflicts {
                 warn!("saved state {}: {conflict}", path.display());

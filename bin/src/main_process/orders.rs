@@ -25,8 +25,9 @@ use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
 use super::{
     BatchJson, Delivery, Main, Stop, audit,
-    delivery::OrderStream,
-    listeners, ok_message, queries, state_file,
+    delivery::{OrderStream, Serving},
+    listeners::{self, ListenerSockets},
+    ok_message, queries, state_file,
     tasks::{ClientRef, Purpose, Task},
 };
 use crate::cli::with_causes;
@@ -223,15 +224,18 @@ impl Main {
     pub(super) fn apply_changes(
         &mut self,
         orders: Vec<Order>,
-    ) -> Result<(Vec<u32>, Vec<Order>), String> {
+    ) -> Result<(Vec<u32>, Vec<Order>), Refused> {
         if let Some(refusal) = self.change_refusal() {
-            return Err(refusal.to_string());
+            return Err(Refused::ByState(refusal.to_string()));
         }
         let mut next = self.state.clone();
         for order in &orders {
             apply_order(&mut next, order)
-                .map_err(|error| format!("{order} is refused: {error}"))?;
+                .map_err(|error| Refused::ByState(format!("{order} is refused: {error}")))?;
         }
+        self.listeners
+            .bind_activations(&orders)
+            .map_err(Refused::CannotListen)?;
         self.state = next;
         self.follow_listeners(&orders);
         self.committed(&orders);
@@ -246,7 +250,7 @@ impl Main {
         }
         let checked = certificate::check_not_expired(&order, certificate::unix_now())
             .map_err(|error| with_causes(&error))
-            .and_then(|()| apply_order(&mut self.state, &order));
+            .and_then(|()| take_order(&mut self.state, &mut self.listeners, &order));
         if let Err(message) = checked {
             if let Some(to) = &to {
                 self.reply(to, Response::failure(to.request_id.clone(), message));
@@ -282,6 +286,14 @@ impl Main {
                 }
                 return false;
             }
+        }
+        if let Err(error) = self.listeners.bind_activations(&orders) {
+            let message = format!("{what}: {}; nothing was changed", with_causes(&error));
+            warn!("{message}");
+            if let Some(to) = &to {
+                self.reply(to, Response::failure(to.request_id.clone(), message));
+            }
+            return false;
         }
         self.state = next;
         self.commit(to, orders, what);
@@ -423,19 +435,28 @@ impl Main {
         // The orders go to the workers as the state takes them, in a batch ended by the task
         // started below, which takes the id reserved here.
         let mut stream = OrderStream::new(
-            if self.is_handing_over() {
-                Vec::new()
-            } else {
-                self.serving_workers()
-            },
             (self.next_task + 1).to_string(),
             self.settings.worker_timeout,
         );
-        let (workers, sockets) = (&mut self.workers, &mut self.listeners);
-        let merged = state_file::merge(&mut self.state, orders, |order, json| {
-            listeners::follow(sockets, workers, order);
-            stream.send(workers, order, json);
-        });
+        let targets = if self.is_handing_over() {
+            Vec::new()
+        } else {
+            self.serving_workers()
+        };
+        let workers = &mut self.workers;
+        let merged = state_file::merge(
+            &mut self.state,
+            &mut self.listeners,
+            orders,
+            |sockets, order, json| {
+                listeners::follow(sockets, workers, order);
+                let mut serving = Serving {
+                    workers,
+                    targets: &targets,
+                };
+                stream.send(&mut serving, order, json);
+            },
+        );
         self.listeners.settle();
         let what = format!("state load from {} ({})", path.display(), merged.summary());
         info!("{what}");
@@ -642,6 +663,34 @@ pub fn apply_order(state: &mut ConfigState, order: &Order) -> Result<(), String>
     state
         .apply_checked(order, checked)
         .map_err(|error| with_causes(&error))
+}
+
+/// [`apply_order`] to the main state, whose listener sockets follow it: the address of an
+/// activation is bound once the order passed its check and before the state takes it
+/// ([`ListenerSockets::bind_activations`]), so that an address the main process cannot bind
+/// refuses the order (naming the address and the system's error) and changes nothing.
+pub fn take_order(
+    state: &mut ConfigState,
+    sockets: &mut ListenerSockets,
+    order: &Order,
+) -> Result<(), String> {
+    let checked = check(state, order, KeyCheck::PublicPart).map_err(|error| with_causes(&error))?;
+    sockets
+        .bind_activations([order])
+        .map_err(|error| with_causes(&error))?;
+    state.apply_checked(order, checked).map_err(|error| {
+        sockets.release();
+        with_causes(&error)
+    })
+}
+
+/// Why the main process refuses a change ([`Main::apply_changes`]).
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// The state refuses one of its orders, or no change is taken now.
+    ByState(String),
+    /// The main process cannot listen on an address the change activates.
+    CannotListen(listeners::BindError),
 }
 
 /// The routing state a configuration file describes.

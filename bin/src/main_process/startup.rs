@@ -19,7 +19,7 @@ use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
 
 use super::{
     Main,
-    delivery::{Feed, ORDERS_PER_WRITE, queue_request, request_line, write_and_wait},
+    delivery::{Feed, Fleet, OrderStream},
     listeners::ListenerSockets,
     load_saved_state, orders,
     settings::Settings,
@@ -47,11 +47,17 @@ pub(super) struct EarlyWorker {
 /// The workers of a start, fed the orders of the state as it is built.
 pub(super) struct EarlyWorkers {
     workers: Vec<EarlyWorker>,
-    /// The request being queued, serialised once for every worker.
-    line: Vec<u8>,
-    queued: usize,
-    /// How long to wait for a worker whose queue is full (the worker timeout).
-    patience: Duration,
+    stream: OrderStream,
+}
+
+impl Fleet for Vec<EarlyWorker> {
+    fn feeds(&mut self) -> impl Iterator<Item = Feed<'_>> {
+        self.iter_mut().map(|worker| Feed {
+            id: worker.id,
+            channel: &mut worker.spawned.channel,
+            stalled: &mut worker.stalled,
+        })
+    }
 }
 
 impl EarlyWorkers {
@@ -80,48 +86,27 @@ impl EarlyWorkers {
             .collect();
         let mut early = EarlyWorkers {
             workers,
-            line: Vec::new(),
-            queued: 0,
-            patience,
+            stream: OrderStream::new(FIRST_BATCH_ID.to_string(), patience),
         };
-        early.send(&Order::BeginBatch);
+        early.stream.begin(&mut early.workers);
         early
     }
 
-    /// Queues `order` for every worker, serialised once, and writes what is queued every
-    /// [`ORDERS_PER_WRITE`] orders.
+    /// Queues `order` for every worker ([`OrderStream::send`]).
     pub(super) fn send(&mut self, order: &Order) {
-        let serialised = request_line(&mut self.line, FIRST_BATCH_ID, order, None);
-        for worker in &mut self.workers {
-            let channel = &mut worker.spawned.channel;
-            if let Err(failure) = queue_request(channel, &serialised, &self.line, order) {
+        self.stream.send(&mut self.workers, order, None);
+    }
+
+    /// The workers, their batch still open, each with the orders that could not be sent to
+    /// it.
+    pub(super) fn into_workers(self) -> Vec<EarlyWorker> {
+        let mut workers = self.workers;
+        for (id, failure) in self.stream.into_failures() {
+            if let Some(worker) = workers.iter_mut().find(|worker| worker.id == id) {
                 worker.failures.push(failure);
             }
         }
-        self.queued += 1;
-        if self.queued % ORDERS_PER_WRITE == 0 {
-            self.write();
-        }
-    }
-
-    /// Writes to each worker what its channel takes now, then waits while a worker has more
-    /// than [`super::delivery::MAX_QUEUED`] bytes queued; the rest waits for the next write.
-    fn write(&mut self) {
-        let mut feeds: Vec<Feed<'_>> = self
-            .workers
-            .iter_mut()
-            .map(|worker| Feed {
-                id: worker.id,
-                channel: &mut worker.spawned.channel,
-                stalled: &mut worker.stalled,
-            })
-            .collect();
-        write_and_wait(&mut feeds, self.patience);
-    }
-
-    /// The workers, their batch still open.
-    pub(super) fn into_workers(self) -> Vec<EarlyWorker> {
-        self.workers
+        workers
     }
 
     /// Kills the workers: the start failed.
@@ -145,8 +130,8 @@ pub(super) fn build(
     let (state, listeners, early) = match &settings.saved_state {
         Some(path) => {
             let mut state = orders::state_of_config(config).map_err(refused_configuration)?;
-            load_saved_state(&mut state, path);
-            let listeners = ListenerSockets::bind_active(&state)?;
+            let mut listeners = ListenerSockets::bind_active(&state)?;
+            load_saved_state(&mut state, &mut listeners, path);
             (state, listeners, None)
         }
         None => {
@@ -217,37 +202,5 @@ fn state_with_early_workers(
             early.abort();
             Err(refused_configuration(error))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use sozu_command_lib::request::{Cluster, HttpFrontend, Request};
-
-    use super::*;
-
-    /// Issue 17: the orders streamed at start read as the requests `queue_message` writes.
-    #[test]
-    fn streamed_orders_are_the_json_of_each_request() {
-        let address = "127.0.0.1:8080".parse().expect("an address");
-        let orders = [
-            Order::BeginBatch,
-            Order::AddCluster(Cluster::new("a \"quoted\" cluster")),
-            Order::AddHttpFrontend(HttpFrontend::new(Some("a".to_string()), address, "é.com")),
-        ];
-        let mut early = EarlyWorkers {
-            workers: Vec::new(),
-            line: Vec::new(),
-            queued: 0,
-            patience: Duration::ZERO,
-        };
-        for order in &orders {
-            early.send(order);
-            let expected = serde_json::to_vec(&Request::new(FIRST_BATCH_ID, order.clone()));
-            assert_eq!(Some(&early.line), expected.as_ref().ok());
-            let request: Request = serde_json::from_slice(&early.line).expect("a request");
-            assert_eq!(&request.order, order);
-        }
-        assert_eq!(early.queued, orders.len());
     }
 }

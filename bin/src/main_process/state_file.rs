@@ -4,7 +4,6 @@
 //! applied.
 
 use std::{
-    collections::HashSet,
     fs,
     io::{self, BufWriter, Read, Write},
     ops::Range,
@@ -17,7 +16,10 @@ use sozu_command_lib::{
     state::{ConfigState, sozu_format},
 };
 
-use super::orders::{acts_when_committed, apply_order};
+use super::{
+    listeners::ListenerSockets,
+    orders::{acts_when_committed, take_order},
+};
 use crate::cli::with_causes;
 
 /// What merging a state file into a state did.
@@ -49,30 +51,35 @@ impl Merged {
 }
 
 /// Applies each order of a state file (with its line) to `state`, one by one: an order equal
-/// to one that builds `state` is skipped, an order the state refuses is reported, the others
-/// change it. `applied` sees each order the state took as soon as it took it, with its JSON as
-/// the file wrote it for a file of ours (see [`StateOrders`]).
+/// to one that builds `state` is skipped (the state answers, [`ConfigState::is_in_force`]),
+/// an order the state refuses is reported, the others change it. The listener `sockets`
+/// follow the state ([`take_order`]): an activation on an address that cannot be bound is
+/// refused too. `applied` sees each order the state took as soon as it took it, with its JSON
+/// as the file wrote it for a file of ours (see [`StateOrders`]).
 ///
-/// The frontends the state takes are copied into it ([`apply_order`] checks the order before
+/// The frontends the state takes are copied into it ([`take_order`] checks the order before
 /// the state takes it, and the order goes to `applied` once taken): the file's order is then
 /// dropped, and its memory is what the next order's copy takes.
 pub fn merge(
     state: &mut ConfigState,
+    sockets: &mut ListenerSockets,
     read: StateOrders,
-    mut applied: impl FnMut(&Order, Option<&str>),
+    mut applied: impl FnMut(&mut ListenerSockets, &Order, Option<&str>),
 ) -> Merged {
     let StateOrders { orders, text } = read;
-    let mut in_force = InForce::of(state);
     let mut merged = Merged::default();
     for (line, order, json) in orders {
-        if in_force.holds(state, &order) {
+        if state.is_in_force(&order) {
             merged.unchanged += 1;
             continue;
         }
-        match apply_order(state, &order) {
+        match take_order(state, sockets, &order) {
             Ok(()) => {
-                applied(&order, text.as_deref().and_then(|text| text.get(json)));
-                in_force.took(&order);
+                applied(
+                    sockets,
+                    &order,
+                    text.as_deref().and_then(|text| text.get(json)),
+                );
                 merged.applied += 1;
                 if acts_when_committed(&order) {
                     merged.to_commit.push(order);
@@ -84,70 +91,6 @@ pub fn merge(
         }
     }
     merged
-}
-
-/// The orders that build a state, to tell an order of a state file that would recreate an
-/// identical item. Orders compare by their JSON text, which is canonical: one field order,
-/// one spelling. Only an order of a kind the state's orders have can be one of them: the
-/// others (most of a state loaded after a restart) are not serialised.
-struct InForce {
-    kinds: HashSet<&'static str>,
-    orders: HashSet<String>,
-    /// The state took an order that takes something away (a removal, a deactivation): an
-    /// order of `orders` may no longer be in force, so they are read again from the state
-    /// at the next one met (a file that removes a listener and adds it again).
-    is_stale: bool,
-}
-
-impl InForce {
-    fn of(state: &ConfigState) -> Self {
-        let current = state.orders();
-        InForce {
-            kinds: current.iter().map(Order::name).collect(),
-            orders: current
-                .iter()
-                .filter_map(|order| serde_json::to_string(order).ok())
-                .collect(),
-            is_stale: false,
-        }
-    }
-
-    /// Whether `order` is one of the orders that build `state`.
-    fn holds(&mut self, state: &ConfigState, order: &Order) -> bool {
-        let met = |known: &Self| {
-            known.kinds.contains(order.name())
-                && serde_json::to_string(order).is_ok_and(|text| known.orders.contains(&text))
-        };
-        if !met(self) {
-            return false;
-        }
-        if self.is_stale {
-            *self = InForce::of(state);
-            return met(self);
-        }
-        true
-    }
-
-    /// `state` took `order`.
-    fn took(&mut self, order: &Order) {
-        if matches!(
-            order,
-            Order::RemoveCluster(_)
-                | Order::RemoveBackend(_)
-                | Order::RemoveHttpFrontend(_)
-                | Order::RemoveHttpsFrontend(_)
-                | Order::RemoveTcpFrontend(_)
-                | Order::RemoveCertificate(_)
-                | Order::ReplaceCertificate(_)
-                | Order::RemoveListener(_)
-                | Order::DeactivateListener(_)
-                | Order::RemoveHealthCheck(_)
-                | Order::RemoveFault(_)
-                | Order::ResetFaults
-        ) {
-            self.is_stale = true;
-        }
-    }
 }
 
 /// Writes the state as one order per line (or as Sōzu's records), through a temporary file
@@ -292,11 +235,17 @@ mod tests {
         let lines: Vec<usize> = read.orders.iter().map(|(line, _, _)| *line).collect();
         assert_eq!(lines, [3, 4, 5]);
         let mut sent = Vec::new();
-        let merged = merge(&mut ConfigState::new(), read, |order, json| {
-            let mut line = Vec::new();
-            super::super::delivery::request_line(&mut line, "1", order, json).unwrap();
-            sent.push(String::from_utf8(line).unwrap());
-        });
+        let mut sockets = ListenerSockets::default();
+        let merged = merge(
+            &mut ConfigState::new(),
+            &mut sockets,
+            read,
+            |_, order, json| {
+                let mut line = Vec::new();
+                super::super::delivery::request_line(&mut line, "1", order, json).unwrap();
+                sent.push(String::from_utf8(line).unwrap());
+            },
+        );
         assert_eq!(merged.applied, 2);
         assert!(merged.to_commit.is_empty());
         assert_eq!(merged.conflicts.len(), 1, "{:?}", merged.conflicts);
@@ -318,8 +267,9 @@ mod tests {
                     {\"type\":\"RESET_FAULTS\"}\n";
         let merged = merge(
             &mut ConfigState::new(),
+            &mut ListenerSockets::default(),
             read(text.as_bytes()).unwrap(),
-            |_, _| {},
+            |_, _, _| {},
         );
         assert_eq!(merged.applied, 2, "{:?}", merged.conflicts);
         assert_eq!(merged.to_commit, [Order::ResetFaults]);

@@ -239,6 +239,73 @@ impl ConfigState {
     pub fn orders(&self) -> Vec<Order> {
         ConfigState::default().diff(self)
     }
+
+    /// Whether `order` is one of [`ConfigState::orders`]: taking it again would recreate an
+    /// item identical to one the state holds, and change nothing. A query of the item the
+    /// order names, without building the orders (a state file merged on a running state asks
+    /// it of each of its orders). A certificate's leaf is decoded to find it only where the
+    /// listener has certificates.
+    pub fn is_in_force(&self, order: &Order) -> bool {
+        match order {
+            Order::AddCluster(cluster) => self.clusters.get(&cluster.cluster_id) == Some(cluster),
+            Order::AddBackend(backend) => {
+                self.backends
+                    .get(&backend.cluster_id)
+                    .and_then(|backends| backends.get(&backend.backend_id))
+                    == Some(backend)
+            }
+            Order::AddHttpFrontend(frontend) => self
+                .http_frontends
+                .get_same_key(frontend)
+                .is_some_and(|held| **held == *frontend),
+            Order::AddHttpsFrontend(frontend) => self
+                .https_frontends
+                .get_same_key(frontend)
+                .is_some_and(|held| **held == *frontend),
+            Order::AddTcpFrontend(frontend) => self
+                .tcp_frontends
+                .get(&frontend.address)
+                .is_some_and(|held| held.contains(frontend)),
+            Order::AddCertificate(add) => self.certificates.get(&add.address).is_some_and(|held| {
+                !held.is_empty()
+                    && crate::certificate::fingerprint(&add.certificate.certificate).is_ok_and(
+                        |fingerprint| {
+                            held.get(&fingerprint).is_some_and(|state| {
+                                state.certificate == add.certificate
+                                    && state.allow_expired == add.allow_expired
+                            })
+                        },
+                    )
+            }),
+            Order::AddHttpListener(config) => self
+                .http_listeners
+                .get(&config.address)
+                .is_some_and(|held| held.config == *config),
+            Order::AddHttpsListener(config) => self
+                .https_listeners
+                .get(&config.http.address)
+                .is_some_and(|held| held.config == *config),
+            Order::AddTcpListener(config) => self
+                .tcp_listeners
+                .get(&config.address)
+                .is_some_and(|held| held.config == *config),
+            Order::ActivateListener(listener) => {
+                let address = &listener.address;
+                match listener.proxy {
+                    ListenerType::Http => self.http_listeners.get(address).map(|l| l.active),
+                    ListenerType::Https => self.https_listeners.get(address).map(|l| l.active),
+                    ListenerType::Tcp => self.tcp_listeners.get(address).map(|l| l.active),
+                }
+                .unwrap_or(false)
+            }
+            Order::SetMaxConnectionsPerIp(limit) => {
+                self.max_connections_per_ip == limit.max_connections_per_ip
+                    && self.max_connections_per_ip != ConfigState::default().max_connections_per_ip
+            }
+            Order::AddFault(add) => self.faults.get(&add.fault.name) == Some(&add.fault),
+            _ => false,
+        }
+    }
 }
 
 /// How many TCP frontends of a listener stay when `current` becomes `target`: those of their

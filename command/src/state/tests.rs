@@ -715,3 +715,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Issue 17 (qa13): a state answers whether an order is one of the orders that build it,
+    /// as the serialised orders it replaces in a state load told it (their JSON compared).
+    #[test]
+    fn an_order_is_in_force_when_it_is_one_of_the_orders_of_the_state(
+        built in arb_orders(),
+        probes in arb_orders(),
+    ) {
+        let state = build(&built);
+        let orders: std::collections::HashSet<String> = state
+            .orders()
+            .iter()
+            .map(|order| serde_json::to_string(order).unwrap())
+            .collect();
+        for order in built.iter().chain(&probes) {
+            let expected = orders.contains(&serde_json::to_string(order).unwrap());
+            prop_assert_eq!(state.is_in_force(order), expected, "{}", order);
+        }
+    }
+}

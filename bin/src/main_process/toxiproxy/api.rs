@@ -327,20 +327,12 @@ fn address(text: &str, what: &str) -> Result<SocketAddr, Answer> {
         .map_err(|problem| cannot_listen(address, &problem))
 }
 
-fn cannot_listen(address: SocketAddr, problem: &std::io::Error) -> Answer {
+/// Toxiproxy's answer to a proxy that cannot listen: 500 and its listen error. The
+/// main process binds a listener before its state takes the activation
+/// ([`super::super::listeners::ListenerSockets::bind_activations`]), so such a proxy changes
+/// nothing.
+pub fn cannot_listen(address: SocketAddr, problem: &std::io::Error) -> Answer {
     error(500, &format!("listen tcp {address}: {problem}"))
-}
-
-/// Toxiproxy answers 500 and keeps nothing when a proxy cannot listen. The workers would refuse
-/// the listener only after the state took it, so an address no listener of the state holds is
-/// tried here first (`1.2.3.4:80`: not this host's; a port another program holds).
-fn check_listen(state: &ConfigState, proxy: &Proxy) -> Result<(), Answer> {
-    if !proxy.enabled || state.listener_kind(proxy.listen).is_some() {
-        return Ok(());
-    }
-    TcpListener::bind(proxy.listen)
-        .map(drop)
-        .map_err(|problem| cannot_listen(proxy.listen, &problem))
 }
 
 /// The orders that make a proxy.
@@ -415,7 +407,6 @@ fn created_json(proxy: &Proxy) -> Value {
 
 fn create_proxy(state: &ConfigState, body: &[u8]) -> Result<Reply, Answer> {
     let proxy = new_proxy(state, &object(body)?)?;
-    check_listen(state, &proxy)?;
     Ok(Reply::AfterChange {
         orders: creation(&proxy),
         answer: json_answer(201, &created_json(&proxy)),
@@ -460,7 +451,6 @@ fn populate(state: &ConfigState, body: &[u8]) -> Result<Reply, Answer> {
         }
         apply(&mut after, &replaced)?;
         let proxy = new_proxy(&after, object)?;
-        check_listen(state, &proxy)?;
         let created = creation(&proxy);
         apply(&mut after, &created)?;
         let change = replaced.into_iter().chain(created).collect();
@@ -529,7 +519,6 @@ fn update_proxy(state: &ConfigState, name: &str, body: &[u8]) -> Result<Reply, A
     if let Some(enabled) = object.get("enabled").and_then(Value::as_bool) {
         updated.enabled = enabled;
     }
-    check_listen(state, &updated)?;
     let mut orders = Vec::new();
     if updated.listen != proxy.listen {
         orders.push(Order::RemoveTcpFrontend(TcpFrontend {

@@ -24,6 +24,7 @@ use mio::{Interest, Token, net::TcpListener};
 use self::api::{Answer, ApiRequest, Reply};
 use super::{
     Main, Owner,
+    orders::Refused,
     tasks::{Purpose, Task},
 };
 
@@ -250,7 +251,11 @@ impl Main {
             return;
         }
         match self.apply_changes(orders) {
-            Err(message) => self.answer_toxiproxy(id, &api::error(400, &message)),
+            Err(Refused::ByState(message)) => self.answer_toxiproxy(id, &api::error(400, &message)),
+            Err(Refused::CannotListen(error)) => {
+                let answer = api::cannot_listen(error.address, &error.source);
+                self.answer_toxiproxy(id, &answer);
+            }
             Ok((targets, orders)) if targets.is_empty() => {
                 drop(orders);
                 self.answer_toxiproxy(id, &answer);
