@@ -199,6 +199,19 @@ impl ListenerSockets {
 }
 
 impl super::Main {
+    /// Makes `next`, the state once `orders` are applied to a copy of it, the main state, once
+    /// the sockets their activations need are bound ([`ListenerSockets::bind_activations`]):
+    /// an address that cannot be bound refuses the change, and the state stays as it was.
+    pub(super) fn replace_state(
+        &mut self,
+        next: ConfigState,
+        orders: &[Order],
+    ) -> Result<(), BindError> {
+        self.listeners.bind_activations(orders)?;
+        self.state = next;
+        Ok(())
+    }
+
     /// Follows the orders of a change the main state took, before they go to the workers
     /// ([`ListenerSockets::follow`]), then closes the sockets it retired.
     pub(super) fn follow_listeners(&mut self, orders: &[Order]) {

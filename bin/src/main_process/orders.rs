@@ -233,10 +233,8 @@ impl Main {
             apply_order(&mut next, order)
                 .map_err(|error| Refused::ByState(format!("{order} is refused: {error}")))?;
         }
-        self.listeners
-            .bind_activations(&orders)
+        self.replace_state(next, &orders)
             .map_err(Refused::CannotListen)?;
-        self.state = next;
         self.follow_listeners(&orders);
         self.committed(&orders);
         Ok((self.serving_workers(), orders))
@@ -287,7 +285,7 @@ impl Main {
                 return false;
             }
         }
-        if let Err(error) = self.listeners.bind_activations(&orders) {
+        if let Err(error) = self.replace_state(next, &orders) {
             let message = format!("{what}: {}; nothing was changed", with_causes(&error));
             warn!("{message}");
             if let Some(to) = &to {
@@ -295,7 +293,6 @@ impl Main {
             }
             return false;
         }
-        self.state = next;
         self.commit(to, orders, what);
         true
     }

@@ -160,12 +160,11 @@ impl Main {
         if self.refuse_while_stopping(&Some(to.clone())) {
             return;
         }
-        if let Err(error) = self.listeners.bind_activations(&planned.orders) {
+        if let Err(error) = self.replace_state(next, &planned.orders) {
             let message = format!("REGISTER refused: {}", crate::cli::with_causes(&error));
             self.reply(&to, Response::failure(to.request_id.clone(), message));
             return;
         }
-        self.state = next;
         for resource in &planned.created {
             self.registrations.created.insert(resource.clone(), None);
         }
