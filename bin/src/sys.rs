@@ -2,13 +2,14 @@
 //! sockets to a child across `exec`, signalling a process that is not our child, the umask
 //! around the creation of the command socket, who is at the other end of it, and the id of a
 //! group named in the configuration, the monotonic clock as systemd reads it, giving
-//! freed heap memory back to the system, and waiting for sockets to take more output.
+//! freed heap memory back to the system, keeping large allocations in the heap while the main
+//! process starts, and waiting for sockets to take more output.
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 #![allow(
     unsafe_code,
-    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r, clock_gettime and poll are FFI \
-              calls with no safe std equivalent"
+    reason = "fcntl, kill, umask, geteuid, getsockopt, getgrnam_r, clock_gettime, poll, \
+              malloc_trim and mallopt are FFI calls with no safe std equivalent"
 )]
 
 use std::{
@@ -188,6 +189,62 @@ pub fn release_free_memory() {
 /// Other allocators than glibc's give memory back by themselves, or not at all.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
+
+/// glibc's default of `M_MMAP_MAX`: how many allocations it may serve by `mmap` at once.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const DEFAULT_MMAP_MAX: libc::c_int = 65_536;
+
+/// Serves every allocation from the heap while it lives, none by `mmap` of its own.
+///
+/// glibc serves a large allocation (from 128 KiB, more once such allocations were freed) by a
+/// mapping of its own and unmaps it when freed: the next large allocation, or the many small
+/// ones that follow, take fresh pages, each a page fault the kernel zeroes. A start at 100,000
+/// frontends frees two such blocks of 55 MB (what the `toml` crate reads its document from)
+/// once the document is read, then builds the configuration's tables and the state: 90,600
+/// page faults, and 61,200 with the blocks reused (the kernel's share of the main
+/// process's time was 44 %, see doc/benchmarks.md). The main process holds this while it reads
+/// its configuration and builds its state; [`release_free_memory`] then gives back what the
+/// heap no longer needs. Once dropped, large allocations are mapped again, from 128 KiB: glibc
+/// stops raising that threshold once a setting was made, which keeps a long-running process's
+/// heap from holding large freed blocks (the setting many servers make for that reason).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub struct HeapOnly(());
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+impl HeapOnly {
+    /// Stops glibc from serving allocations by `mmap` until the value is dropped.
+    pub fn begin() -> Self {
+        // SAFETY: `mallopt` only changes a setting of the allocator, which is read under its
+        // own lock; no allocation is moved. `M_MMAP_MAX` at 0 makes every later allocation
+        // come from the heap; those already mapped stay where they are.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+        }
+        HeapOnly(())
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+impl Drop for HeapOnly {
+    fn drop(&mut self) {
+        // SAFETY: as in `begin`: the setting goes back to glibc's default.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, DEFAULT_MMAP_MAX);
+        }
+    }
+}
+
+/// Other allocators than glibc's decide for themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub struct HeapOnly(());
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+impl HeapOnly {
+    /// Nothing to change.
+    pub fn begin() -> Self {
+        HeapOnly(())
+    }
+}
 
 /// Waits at most `timeout` until one of `fds` can be written to (or is closed or in error: a
 /// write then says why), and tells which can; `None` entries are not waited for. An

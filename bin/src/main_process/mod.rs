@@ -177,6 +177,9 @@ const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// `sozu start`: loads the configuration, opens the sockets, starts the workers and serves
 /// until stopped.
 pub fn start(config_path: &Path) -> ExitCode {
+    // Until the state is built: the blocks the configuration's reading frees are reused for
+    // the document and the state instead of being unmapped and faulted in again.
+    let heap_only = crate::sys::HeapOnly::begin();
     let (config, warnings) = match Config::load(config_path) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -205,6 +208,7 @@ pub fn start(config_path: &Path) -> ExitCode {
     // The state takes the parsed file's frontends: keeping the file while serving doubled the
     // main process's memory per frontend, and copying them was a tenth of a start.
     let booted = boot(settings, config);
+    drop(heap_only);
     crate::sys::release_free_memory();
     match booted {
         Ok(main) => main.run(),
