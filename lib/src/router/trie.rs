@@ -26,11 +26,28 @@ pub(crate) struct Trie {
     /// Frontends of hostnames made of exact labels, by lowercase hostname. The hostname is
     /// read from the routes (see [`PathRules::exact_name`]) rather than kept as a key: one
     /// copy less of every hostname.
-    exact: HashTable<PathRules>,
+    exact: HashTable<Exact>,
     /// The patterns with a `*` or a regex label.
     root: Node,
     /// The frontends of the catch-all `*`, tried after every hostname of the tree.
     any: PathRules,
+}
+
+/// The frontends of one hostname of exact labels in [`Trie::exact`], with the hash of that
+/// hostname. Growing the table moves each entry by its hash: found again from the routes
+/// (the first route, its frontend, its hostname, each a pointer away), it was 9 % of a worker's
+/// start at 100,000 frontends (see doc/benchmarks.md).
+#[derive(Debug)]
+struct Exact {
+    hash: u64,
+    rules: PathRules,
+}
+
+impl Exact {
+    /// Whether these are the frontends of `name` (lowercase), of hash `hash`.
+    fn is(&self, hash: u64, name: &[u8]) -> bool {
+        self.hash == hash && self.rules.has_exact_name(name)
+    }
 }
 
 /// The hostname made of the labels on the way from the root to this node.
@@ -55,16 +72,21 @@ impl Trie {
             HostKey::Any => &mut self.any,
             HostKey::Exact(name) => {
                 let hash = name_hash(name);
-                match self
-                    .exact
-                    .find_entry(hash, |rules| rules.has_exact_name(name))
-                {
+                let exact = match self.exact.find_entry(hash, |exact| exact.is(hash, name)) {
                     Ok(entry) => entry.into_mut(),
                     Err(absent) => absent
                         .into_table()
-                        .insert_unique(hash, PathRules::default(), rules_hash)
+                        .insert_unique(
+                            hash,
+                            Exact {
+                                hash,
+                                rules: PathRules::default(),
+                            },
+                            |exact| exact.hash,
+                        )
                         .into_mut(),
-                }
+                };
+                &mut exact.rules
             }
             HostKey::Labels(labels) => self.root.rules_mut(labels),
         };
@@ -75,9 +97,12 @@ impl Trie {
     pub(crate) fn rules(&self, host: HostKey<'_>) -> Option<&PathRules> {
         match host {
             HostKey::Any => Some(&self.any),
-            HostKey::Exact(name) => self
-                .exact
-                .find(name_hash(name), |rules| rules.has_exact_name(name)),
+            HostKey::Exact(name) => {
+                let hash = name_hash(name);
+                self.exact
+                    .find(hash, |exact| exact.is(hash, name))
+                    .map(|exact| &exact.rules)
+            }
             HostKey::Labels(labels) => self.root.rules(labels),
         }
     }
@@ -91,12 +116,13 @@ impl Trie {
         match host {
             HostKey::Any => self.any.remove(is_target),
             HostKey::Exact(name) => {
+                let hash = name_hash(name);
                 let mut entry = self
                     .exact
-                    .find_entry(name_hash(name), |rules| rules.has_exact_name(name))
+                    .find_entry(hash, |exact| exact.is(hash, name))
                     .ok()?;
-                let removed = entry.get_mut().remove(is_target)?;
-                if entry.get().is_empty() {
+                let removed = entry.get_mut().rules.remove(is_target)?;
+                if entry.get().rules.is_empty() {
                     entry.remove();
                 }
                 Some(removed)
@@ -107,9 +133,9 @@ impl Trie {
 
     /// Keeps the frontends for which `keep` holds and drops the nodes left empty.
     pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&Route) -> bool) {
-        self.exact.retain(|rules| {
-            rules.retain(keep);
-            !rules.is_empty()
+        self.exact.retain(|exact| {
+            exact.rules.retain(keep);
+            !exact.rules.is_empty()
         });
         self.root.retain(keep);
         self.any.retain(keep);
@@ -137,9 +163,10 @@ impl Trie {
                     *to = from.to_ascii_lowercase();
                 }
                 let folded = &*folded;
+                let hash = name_hash(folded);
                 (self.exact)
-                    .find(name_hash(folded), |rules| rules.has_exact_name(folded))
-                    .and_then(pick)
+                    .find(hash, |exact| exact.is(hash, folded))
+                    .and_then(|exact| pick(&exact.rules))
                     .or_else(|| self.root.find(Some(folded), pick))
             }
             // Longer than any hostname a pattern other than `*` matches.
@@ -284,11 +311,6 @@ impl Node {
 /// The hash of a lowercase hostname in [`Trie::exact`].
 fn name_hash(name: &[u8]) -> u64 {
     FxBuildHasher.hash_one(name)
-}
-
-/// The hash of the hostname of rules in [`Trie::exact`], which are never empty there.
-fn rules_hash(rules: &PathRules) -> u64 {
-    rules.exact_name().map_or(0, name_hash)
 }
 
 /// A lowercase label or hostname looked up among the keys of a map. It hashes as the keys do
