@@ -535,6 +535,12 @@ impl Checked {
         self
     }
 
+    /// The facts of the certificate the order brings, when the check read them: the main
+    /// process gives them to its workers with the order.
+    pub fn certificate(&self) -> Option<&CertificateFacts> {
+        self.certificate.as_ref()
+    }
+
     /// With the frontend the order adds (`ADD_HTTP_FRONTEND`, `ADD_HTTPS_FRONTEND`), equal to
     /// the order's: the state keeps this one instead of a copy, shared with its other holders.
     pub fn with_frontend(mut self, frontend: Arc<HttpFrontend>) -> Self {

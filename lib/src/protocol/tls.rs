@@ -172,6 +172,21 @@ struct Pending {
 }
 
 impl Pending {
+    /// Everything `certificate` holds, none of it decoded yet: the whole chain, the leaf
+    /// included, and the key are decoded at first use.
+    fn whole(certificate: &CertificateAndKey) -> Self {
+        Pending {
+            certificate: CertificateAndKey {
+                certificate: certificate.certificate.clone(),
+                certificate_chain: certificate.certificate_chain.clone(),
+                key: certificate.key.clone(),
+                versions: Vec::new(),
+                names: Vec::new(),
+            },
+            leaf: None,
+        }
+    }
+
     fn new(certificate: &CertificateAndKey, leaf: CertificateDer<'static>) -> Self {
         let leaf = certificate::holds_leaf_alone(&certificate.certificate).then_some(leaf);
         Pending {
@@ -232,6 +247,33 @@ pub fn load_certificate_with_facts(
         fingerprint: facts.fingerprint.clone(),
         names: facts.names.clone(),
         key: Arc::new(key),
+    };
+    Ok((loaded, facts))
+}
+
+/// [`load_certificate_with_facts`] of a certificate whose facts the caller was given by a
+/// process it trusts: a worker's main process, which read them while checking the
+/// certificate and its key ([`KeyCheck::PublicPart`]). With [`KeyCheck::OnFirstUse`], nothing
+/// of the certificate is read now, not even its leaf (no PEM decoding, no X.509 parsing, no
+/// hash): it is served for the names of `facts` under their fingerprint, and the whole chain
+/// and the key are decoded, and compared, at the first handshake that needs them. With
+/// another check, which decodes the certificate anyway, `facts` are not used: the certificate
+/// is loaded as [`load_certificate_with_facts`] loads it.
+pub fn load_certificate_given_facts(
+    certificate: &CertificateAndKey,
+    facts: CertificateFacts,
+    check: KeyCheck,
+) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
+    if check != KeyCheck::OnFirstUse {
+        return load_certificate_with_facts(certificate, check);
+    }
+    let loaded = LoadedCertificate {
+        fingerprint: facts.fingerprint.clone(),
+        names: facts.names.clone(),
+        key: Arc::new(ServedKey {
+            pending: Some(Pending::whole(certificate)),
+            decoded: OnceLock::new(),
+        }),
     };
     Ok((loaded, facts))
 }

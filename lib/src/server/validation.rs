@@ -166,6 +166,21 @@ pub fn validate_checked(
     order: &Order,
     keys: KeyCheck,
 ) -> Result<(Validated, Checked), OrderError> {
+    validate_checked_given(state, order, keys, None)
+}
+
+/// [`validate_checked`] of an order given with the facts of the certificate it brings
+/// (`ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`), read by the worker's main process while it
+/// checked the order: the worker trusts them as it trusts the order, and with
+/// [`KeyCheck::OnFirstUse`] reads nothing of the certificate before its first handshake
+/// ([`tls::load_certificate_given_facts`]). Without facts, or for another order, the same as
+/// [`validate_checked`].
+pub fn validate_checked_given(
+    state: &ConfigState,
+    order: &Order,
+    keys: KeyCheck,
+    facts: Option<CertificateFacts>,
+) -> Result<(Validated, Checked), OrderError> {
     if let Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) = order {
         let (route, fields) = validate_frontend(frontend.clone())?;
         let checked = Checked::new(fields).with_frontend(route.shared_frontend());
@@ -174,14 +189,14 @@ pub fn validate_checked(
     let checked = Checked::new(rules::check_order(order)?);
     let validated = match order {
         Order::AddCertificate(add) => {
-            let (loaded, facts) = load(add.address, &add.certificate, keys)?;
+            let (loaded, facts) = load(add.address, &add.certificate, keys, facts)?;
             return Ok((
                 Validated::Certificate(loaded),
                 checked.with_certificate(facts),
             ));
         }
         Order::ReplaceCertificate(replace) => {
-            let (loaded, facts) = load(replace.address, &replace.new_certificate, keys)?;
+            let (loaded, facts) = load(replace.address, &replace.new_certificate, keys, facts)?;
             return Ok((
                 Validated::Certificate(loaded),
                 checked.with_certificate(facts),
@@ -361,13 +376,18 @@ pub(super) fn listener_answers(
     Ok(answers)
 }
 
+/// Loads a certificate, with the facts the main process gave when there are some.
 fn load(
     address: SocketAddr,
     certificate: &CertificateAndKey,
     keys: KeyCheck,
+    facts: Option<CertificateFacts>,
 ) -> Result<(LoadedCertificate, CertificateFacts), OrderError> {
-    tls::load_certificate_with_facts(certificate, keys)
-        .map_err(|source| OrderError::Certificate { address, source })
+    match facts {
+        Some(facts) => tls::load_certificate_given_facts(certificate, facts, keys),
+        None => tls::load_certificate_with_facts(certificate, keys),
+    }
+    .map_err(|source| OrderError::Certificate { address, source })
 }
 
 #[cfg(test)]

@@ -256,3 +256,77 @@ fn unknown_cipher_names_are_refused() {
         Err(TlsError::NoVersion)
     ));
 }
+
+/// The facts the main process reads of `certificate` while checking it, as a worker is given
+/// them with its order.
+fn facts_of(certificate: &CertificateAndKey) -> CertificateFacts {
+    check_certificate(certificate, KeyCheck::PublicPart).expect("the main process accepts it")
+}
+
+/// Issue 17, aim 4: a worker given the facts of a certificate reads nothing of it while
+/// loading (a text that is no certificate at all loads), serves it for the names given, and
+/// decodes the whole chain and the key at its first handshake, serving what decoding it
+/// while loading serves.
+#[test]
+fn a_certificate_given_its_facts_is_read_at_its_first_handshake_only() {
+    let certificate = pair(LOCALHOST, LOCALHOST_KEY);
+    let mut facts = facts_of(&certificate);
+    facts.names = vec!["given.test".to_string()];
+    let (lazy, kept) =
+        load_certificate_given_facts(&certificate, facts.clone(), KeyCheck::OnFirstUse)
+            .expect("loads");
+    assert_eq!(kept, facts);
+    assert_eq!(
+        lazy.names,
+        ["given.test"],
+        "the names given, not the certificate's"
+    );
+    assert_eq!(lazy.fingerprint, facts.fingerprint);
+    assert!(
+        lazy.key.decoded.get().is_none(),
+        "not decoded while loading"
+    );
+    let not_read = pair("not a certificate", "nor a key");
+    let unread = load_certificate_given_facts(&not_read, facts.clone(), KeyCheck::OnFirstUse)
+        .expect("nothing is read while loading")
+        .0;
+    assert!(unread.certified_key().is_none(), "fails at its first use");
+
+    let mut table = CertificateTable::default();
+    table.add(lazy.clone());
+    table.add(load_certificate(&pair(EXAMPLE, EXAMPLE_KEY), KeyCheck::OnFirstUse).unwrap());
+    let served = table
+        .find(Some("given.test"))
+        .expect("served by the names given");
+    let now = load_certificate(&certificate, KeyCheck::Now).unwrap();
+    let decoded = now.certified_key().expect("decoded");
+    assert_eq!(served.cert, decoded.cert);
+    assert!(
+        table
+            .find(Some("localhost"))
+            .is_some_and(|key| key.cert != decoded.cert),
+        "the certificate's own names are not the names given: the newest is served"
+    );
+}
+
+/// Issue 17, aim 4: given facts, a key that is not the certificate's fails the handshakes
+/// that need it, as it does without them with [`KeyCheck::OnFirstUse`]; with a check that
+/// decodes the key while loading, the facts change nothing: it is refused then.
+#[test]
+fn a_key_of_another_certificate_given_facts_fails_its_handshakes_only() {
+    let facts = facts_of(&pair(LOCALHOST, LOCALHOST_KEY));
+    let mismatched = pair(LOCALHOST, EXAMPLE_KEY);
+    let (lazy, _) = load_certificate_given_facts(&mismatched, facts.clone(), KeyCheck::OnFirstUse)
+        .expect("the key is not looked at while loading");
+    let mut table = CertificateTable::default();
+    table.add(load_certificate(&pair(EXAMPLE, EXAMPLE_KEY), KeyCheck::OnFirstUse).unwrap());
+    table.add(lazy);
+    assert!(table.find(Some("localhost")).is_none(), "no key to serve");
+    assert!(table.find(Some("example.com")).is_some());
+    for check in [KeyCheck::Now, KeyCheck::PublicPart] {
+        assert!(matches!(
+            load_certificate_given_facts(&mismatched, facts.clone(), check),
+            Err(TlsError::KeyMismatch)
+        ));
+    }
+}
