@@ -55,10 +55,11 @@ pub fn write_certificate_facts(
         not_after,
     } = facts;
     out.extend_from_slice(br#"{"fingerprint":""#);
-    for byte in fingerprint.0 {
-        out.push(hex_digit(byte >> 4));
-        out.push(hex_digit(byte & 0x0f));
+    let mut hex = [0u8; 64];
+    for (digits, byte) in hex.chunks_exact_mut(2).zip(fingerprint.0) {
+        digits.copy_from_slice(&[hex_digit(byte >> 4), hex_digit(byte & 0x0f)]);
     }
+    out.extend_from_slice(&hex);
     out.extend_from_slice(br#"","names":["#);
     for (index, name) in names.iter().enumerate() {
         if index > 0 {
