@@ -189,18 +189,16 @@ pub fn validate_checked_given(
     let checked = Checked::new(rules::check_order(order)?);
     let validated = match order {
         Order::AddCertificate(add) => {
-            let (loaded, facts) = load(add.address, &add.certificate, keys, facts)?;
-            return Ok((
-                Validated::Certificate(loaded),
-                checked.with_certificate(facts),
-            ));
+            return load(add.address, &add.certificate, keys, facts, checked);
         }
         Order::ReplaceCertificate(replace) => {
-            let (loaded, facts) = load(replace.address, &replace.new_certificate, keys, facts)?;
-            return Ok((
-                Validated::Certificate(loaded),
-                checked.with_certificate(facts),
-            ));
+            return load(
+                replace.address,
+                &replace.new_certificate,
+                keys,
+                facts,
+                checked,
+            );
         }
         order => validated(state, order)?,
     };
@@ -376,18 +374,28 @@ pub(super) fn listener_answers(
     Ok(answers)
 }
 
-/// Loads a certificate, with the facts the main process gave when there are some.
+/// Loads a certificate, with the facts the main process gave when there are some; the state
+/// then keeps the copy of its text the loaded certificate holds (each key's text held once by
+/// a worker).
 fn load(
     address: SocketAddr,
     certificate: &CertificateAndKey,
     keys: KeyCheck,
     facts: Option<CertificateFacts>,
-) -> Result<(LoadedCertificate, CertificateFacts), OrderError> {
-    match facts {
-        Some(facts) => tls::load_certificate_given_facts(certificate, facts, keys),
-        None => tls::load_certificate_with_facts(certificate, keys),
+    checked: Checked,
+) -> Result<(Validated, Checked), OrderError> {
+    let shared = Arc::new(certificate.clone());
+    let (loaded, facts) = match facts {
+        Some(facts) => tls::load_certificate_given_facts(&shared, facts, keys),
+        None => tls::load_shared_certificate_with_facts(&shared, keys),
     }
-    .map_err(|source| OrderError::Certificate { address, source })
+    .map_err(|source| OrderError::Certificate { address, source })?;
+    Ok((
+        Validated::Certificate(loaded),
+        checked
+            .with_certificate(facts)
+            .with_shared_certificate(shared),
+    ))
 }
 
 #[cfg(test)]

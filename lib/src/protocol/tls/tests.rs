@@ -154,8 +154,8 @@ fn a_key_of_another_certificate_checked_on_first_use_fails_its_handshakes_only()
 }
 
 /// Issue 17, aim 4: a certificate decoded at first use serves the chain that decoding it while
-/// loading serves (every certificate of its text, then its chain's), and keeps its text only
-/// when the leaf, decoded while loading, is not all the text holds.
+/// loading serves (every certificate of its text, then its chain's), and decodes its text
+/// again only when the leaf, decoded while loading, is not all the text holds.
 #[test]
 fn a_certificate_decoded_on_first_use_serves_the_chain_decoded_now() {
     const CHAIN: &str = include_str!("../../../../command/tests/fixtures/certificate_chain.pem");
@@ -200,8 +200,8 @@ fn a_certificate_decoded_on_first_use_serves_the_chain_decoded_now() {
         let lazy = load_certificate(&certificate, KeyCheck::OnFirstUse).expect("a good pair");
         let pending = lazy.key.pending.as_ref().expect("decoded at first use");
         assert_eq!(
-            pending.certificate.certificate.is_empty(),
-            !keeps_text,
+            pending.leaf.is_none(),
+            keeps_text,
             "{:?}",
             certificate.certificate
         );
@@ -269,7 +269,7 @@ fn facts_of(certificate: &CertificateAndKey) -> CertificateFacts {
 /// while loading serves.
 #[test]
 fn a_certificate_given_its_facts_is_read_at_its_first_handshake_only() {
-    let certificate = pair(LOCALHOST, LOCALHOST_KEY);
+    let certificate = Arc::new(pair(LOCALHOST, LOCALHOST_KEY));
     let mut facts = facts_of(&certificate);
     facts.names = vec!["given.test".to_string()];
     let (lazy, kept) =
@@ -286,7 +286,12 @@ fn a_certificate_given_its_facts_is_read_at_its_first_handshake_only() {
         lazy.key.decoded.get().is_none(),
         "not decoded while loading"
     );
-    let not_read = pair("not a certificate", "nor a key");
+    assert_eq!(
+        Arc::strong_count(&certificate),
+        2,
+        "its text is held, not copied"
+    );
+    let not_read = Arc::new(pair("not a certificate", "nor a key"));
     let unread = load_certificate_given_facts(&not_read, facts.clone(), KeyCheck::OnFirstUse)
         .expect("nothing is read while loading")
         .0;
@@ -315,7 +320,7 @@ fn a_certificate_given_its_facts_is_read_at_its_first_handshake_only() {
 #[test]
 fn a_key_of_another_certificate_given_facts_fails_its_handshakes_only() {
     let facts = facts_of(&pair(LOCALHOST, LOCALHOST_KEY));
-    let mismatched = pair(LOCALHOST, EXAMPLE_KEY);
+    let mismatched = Arc::new(pair(LOCALHOST, EXAMPLE_KEY));
     let (lazy, _) = load_certificate_given_facts(&mismatched, facts.clone(), KeyCheck::OnFirstUse)
         .expect("the key is not looked at while loading");
     let mut table = CertificateTable::default();
