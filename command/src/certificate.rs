@@ -17,7 +17,12 @@ use x509_parser::{
 use crate::request::{CertificateAndKey, Fingerprint, Order};
 
 /// The facts read from a certificate and its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// In JSON (`{"fingerprint":…,"names":[…],"not_before":…,"not_after":…}`), the main process
+/// gives them to its workers with the certificate orders it checked
+/// ([`crate::request::WorkerRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertificateFacts {
     /// The SHA-256 of the certificate's DER encoding.
     pub fingerprint: Fingerprint,

@@ -39,8 +39,9 @@ pub struct ListenerState<T> {
 /// A certificate loaded on an HTTPS listener, with what was read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateState {
-    /// The certificate, its chain and its private key, in PEM.
-    pub certificate: CertificateAndKey,
+    /// The certificate, its chain and its private key, in PEM: in a worker, the very text its
+    /// TLS table decodes at the certificate's first handshake ([`Checked::with_shared_certificate`]).
+    pub certificate: Arc<CertificateAndKey>,
     /// As the order that added it said. The state never judges a certificate's validity
     /// against the clock: the main process does, once, for the orders of its clients (see
     /// [`crate::certificate::check_not_expired`]), so that replaying a state (a restarted worker, an
@@ -109,7 +110,7 @@ impl ConfigState {
             (Order::AddHttpsFrontend(_), Some(frontend)) => {
                 self.insert_checked_frontend(frontend, ListenerType::Https)
             }
-            _ => self.change(order, checked.certificate),
+            _ => self.change(order, checked.certificate, checked.shared_certificate),
         }
     }
 
@@ -148,7 +149,7 @@ impl ConfigState {
             Order::AddHttpsFrontend(frontend) => (frontend, ListenerType::Https),
             other => {
                 return self
-                    .change(&other, checked.certificate)
+                    .change(&other, checked.certificate, checked.shared_certificate)
                     .map_err(|error| Box::new((error, other)));
             }
         };
@@ -165,11 +166,13 @@ impl ConfigState {
     }
 
     /// Applies an order whose fields are checked; `certificate`, when given, holds the facts
-    /// of the certificate the order brings.
+    /// of the certificate the order brings, and `shared` that certificate, kept instead of a
+    /// copy.
     fn change(
         &mut self,
         order: &Order,
         certificate: Option<CertificateFacts>,
+        shared: Option<Arc<CertificateAndKey>>,
     ) -> Result<(), StateError> {
         match order {
             Order::AddCluster(cluster) => self.add_cluster(cluster),
@@ -190,8 +193,10 @@ impl ConfigState {
             }
             Order::AddTcpFrontend(frontend) => self.add_tcp_frontend(frontend),
             Order::RemoveTcpFrontend(frontend) => self.remove_tcp_frontend(frontend),
-            Order::AddCertificate(add) => self.add_certificate(add, certificate),
-            Order::ReplaceCertificate(replace) => self.replace_certificate(replace, certificate),
+            Order::AddCertificate(add) => self.add_certificate(add, certificate, shared),
+            Order::ReplaceCertificate(replace) => {
+                self.replace_certificate(replace, certificate, shared)
+            }
             Order::RemoveCertificate(remove) => self.remove_certificate(remove),
             Order::AddHttpListener(config) => self.add_http_listener(config),
             Order::AddHttpsListener(config) => self.add_https_listener(config),
@@ -516,6 +521,7 @@ impl ConfigState {
 #[derive(Debug, Clone)]
 pub struct Checked {
     certificate: Option<CertificateFacts>,
+    shared_certificate: Option<Arc<CertificateAndKey>>,
     frontend: Option<Arc<HttpFrontend>>,
 }
 
@@ -524,6 +530,7 @@ impl Checked {
     pub fn new(_fields: FieldsChecked) -> Self {
         Checked {
             certificate: None,
+            shared_certificate: None,
             frontend: None,
         }
     }
@@ -533,6 +540,21 @@ impl Checked {
     pub fn with_certificate(mut self, facts: CertificateFacts) -> Self {
         self.certificate = Some(facts);
         self
+    }
+
+    /// With the certificate the order brings (`ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`), equal
+    /// to the order's: the state keeps this one instead of a copy, shared with its other
+    /// holders (a worker's TLS table, which decodes it at first use: each key's text is held
+    /// once).
+    pub fn with_shared_certificate(mut self, certificate: Arc<CertificateAndKey>) -> Self {
+        self.shared_certificate = Some(certificate);
+        self
+    }
+
+    /// The facts of the certificate the order brings, when the check read them: the main
+    /// process gives them to its workers with the order.
+    pub fn certificate(&self) -> Option<&CertificateFacts> {
+        self.certificate.as_ref()
     }
 
     /// With the frontend the order adds (`ADD_HTTP_FRONTEND`, `ADD_HTTPS_FRONTEND`), equal to

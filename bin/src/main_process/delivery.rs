@@ -9,8 +9,9 @@ use std::{
 
 use log::warn;
 use sozu_command_lib::{
+    certificate::CertificateFacts,
     channel::Channel,
-    request::{Order, Request, write_order},
+    request::{Order, Request, write_certificate_facts, write_order},
     response::Response,
 };
 
@@ -197,18 +198,26 @@ impl OrderStream {
             *feed.stalled = false;
             feed
         });
-        self.queue(feeds, &Order::BeginBatch, None);
+        self.queue(feeds, &Order::BeginBatch, None, None);
         self.has_begun = true;
     }
 
     /// Queues `order` (whose JSON is `json` when a file wrote it) for every worker of
     /// `fleet`, after `BEGIN_BATCH` if it is not queued yet, and writes what is queued every
-    /// [`ORDERS_PER_WRITE`] orders.
-    pub(super) fn send(&mut self, fleet: &mut impl Fleet, order: &Order, json: Option<&str>) {
+    /// [`ORDERS_PER_WRITE`] orders. `facts`: those of the certificate the order brings, as
+    /// the main process's check read them, given to workers of this binary only (see
+    /// [`request_line`]).
+    pub(super) fn send(
+        &mut self,
+        fleet: &mut impl Fleet,
+        order: &Order,
+        json: Option<&str>,
+        facts: Option<&CertificateFacts>,
+    ) {
         if !self.has_begun {
             self.begin(fleet);
         }
-        self.queue(fleet.feeds(), order, json);
+        self.queue(fleet.feeds(), order, json, facts);
         self.sent += 1;
         if self.sent % ORDERS_PER_WRITE == 0 {
             write_and_wait(&mut fleet.feeds().collect::<Vec<_>>(), self.patience);
@@ -220,8 +229,9 @@ impl OrderStream {
         feeds: impl Iterator<Item = Feed<'c>>,
         order: &Order,
         json: Option<&str>,
+        facts: Option<&CertificateFacts>,
     ) {
-        let serialised = request_line(&mut self.line, &self.request_id, order, json);
+        let serialised = request_line(&mut self.line, &self.request_id, order, json, facts);
         for feed in feeds {
             if let Err(failure) = queue_request(feed.channel, &serialised, &self.line, order) {
                 self.failures.push((feed.id, failure));
@@ -334,14 +344,21 @@ pub(super) fn queue_request(
 }
 
 /// Writes into `line` the request `{"id":…,"order":…}` of `order` under `request_id`, as
-/// [`Channel::queue_message`] writes it, the order being `json` when a file wrote it.
+/// [`Channel::queue_message`] writes it, the order being `json` when a file wrote it; with
+/// `facts`, those of the certificate the order brings after it (`,"certificate_facts":{…}`,
+/// a [`WorkerRequest`]): the worker then does not read the certificate again.
+///
+/// Only workers of this binary are given facts (a start's): one adopted from an older main
+/// process during an upgrade would refuse the field.
 ///
 /// [`Channel::queue_message`]: sozu_command_lib::channel::Channel::queue_message
+/// [`WorkerRequest`]: sozu_command_lib::request::WorkerRequest
 pub(super) fn request_line(
     line: &mut Vec<u8>,
     request_id: &str,
     order: &Order,
     json: Option<&str>,
+    facts: Option<&CertificateFacts>,
 ) -> Result<(), String> {
     line.clear();
     line.extend_from_slice(br#"{"id":"#);
@@ -350,6 +367,10 @@ pub(super) fn request_line(
     match json {
         Some(json) => line.extend_from_slice(json.as_bytes()),
         None => write_order(order, line).map_err(|error| error.to_string())?,
+    }
+    if let Some(facts) = facts {
+        line.extend_from_slice(br#","certificate_facts":"#);
+        write_certificate_facts(facts, line).map_err(|error| error.to_string())?;
     }
     line.push(b'}');
     Ok(())
@@ -411,13 +432,14 @@ mod tests {
             Order::AddHttpFrontend(HttpFrontend::new(Some("a".to_string()), address, "é.com"));
         let written = r#"{"cluster_id":"b", "type":"ADD_CLUSTER"}"#;
         let mut stream = OrderStream::new("7\"".to_string(), Duration::from_secs(5));
-        stream.send(&mut fleet, &cluster, None);
+        stream.send(&mut fleet, &cluster, None, None);
         assert!(!fleet.1, "a stream's worker is not stalled at its start");
-        stream.send(&mut fleet, &frontend, None);
+        stream.send(&mut fleet, &frontend, None, None);
         stream.send(
             &mut fleet,
             &Order::AddCluster(Cluster::new("b")),
             Some(written),
+            None,
         );
         fleet.0.blocking().unwrap();
         fleet.0.writable().unwrap();
@@ -439,6 +461,44 @@ mod tests {
         assert_eq!(lines, expected);
     }
 
+    /// Issue 17, aim 4: a stream gives the facts the main process's check read of a
+    /// certificate with its order, which the worker reads back with it; an order sent without
+    /// facts is read without.
+    #[test]
+    fn a_stream_sends_the_facts_of_a_certificate_with_its_order() {
+        let (main, mut worker) = Channel::<Request, Response>::pair(1 << 16, 1 << 20).unwrap();
+        let mut fleet = OneWorker(main, false);
+        let certificate = sozu_command_lib::request::CertificateAndKey::new(
+            include_str!("../../../command/tests/fixtures/localhost.pem"),
+            include_str!("../../../command/tests/fixtures/localhost.key"),
+        );
+        let facts = sozu_command_lib::certificate::inspect(&certificate).expect("facts");
+        let add = Order::AddCertificate(sozu_command_lib::request::AddCertificate {
+            address: "127.0.0.1:8443".parse().expect("an address"),
+            certificate,
+            allow_expired: false,
+        });
+        let mut stream = OrderStream::new("start".to_string(), Duration::from_secs(5));
+        stream.send(&mut fleet, &add, None, Some(&facts));
+        stream.send(&mut fleet, &add, None, None);
+        fleet.0.blocking().unwrap();
+        fleet.0.writable().unwrap();
+        assert!(stream.into_failures().is_empty());
+        let read = |worker: &mut Channel<Response, Request>| {
+            worker
+                .read_message_as(sozu_command_lib::request::read_worker_request)
+                .unwrap()
+                .expect("a request")
+        };
+        assert_eq!(read(&mut worker).order, Order::BeginBatch);
+        let given = read(&mut worker);
+        assert_eq!((given.id.as_str(), &given.order), ("start", &add));
+        assert_eq!(given.certificate_facts, Some(facts));
+        let without = read(&mut worker);
+        assert_eq!(without.order, add);
+        assert_eq!(without.certificate_facts, None);
+    }
+
     /// The queues of a worker's channel, a stream of 10 MiB of orders: 4 MiB queued at most.
     fn a_stream_of_10_mib() -> (
         Channel<Request, Response>,
@@ -449,7 +509,7 @@ mod tests {
         main.nonblocking().unwrap();
         let order = Order::AddCluster(Cluster::new("c".repeat(1000)));
         let mut line = Vec::new();
-        request_line(&mut line, "1", &order, None).unwrap();
+        request_line(&mut line, "1", &order, None, None).unwrap();
         let count = (10 << 20) / line.len();
         for _ in 0..count {
             main.queue_json(&line).unwrap();

@@ -19,7 +19,7 @@ use sozu_command_lib::{
     config::Config,
     request::{Order, Request, StateFormat, WorkerId},
     response::{EventKind, Response, ResponseContent, RunState, WorkerInfo},
-    state::ConfigState,
+    state::{Checked, ConfigState},
 };
 use sozu_lib::{protocol::tls::KeyCheck, server::check};
 
@@ -451,7 +451,7 @@ impl Main {
                     workers,
                     targets: &targets,
                 };
-                stream.send(&mut serving, order, json);
+                stream.send(&mut serving, order, json, None);
             },
         );
         self.listeners.settle();
@@ -717,22 +717,23 @@ pub fn state_of_config(config: Config) -> Result<ConfigState, String> {
 /// state takes each order's content instead of a copy.
 pub fn state_of_orders(orders: impl IntoIterator<Item = Order>) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
-    apply_orders(&mut state, orders, |_| {})?;
+    apply_orders(&mut state, orders, |_, _| {})?;
     Ok(state)
 }
 
 /// Applies `orders` to `state` in turn, each checked as the workers check it, the state taking
-/// each order's content; `checked` sees each order once its check passed, before the state
-/// takes it (the start sends it to the workers then). Stops at the first order refused.
+/// each order's content; `checked` sees each order once its check passed, with what the check
+/// found (the facts of a certificate), before the state takes it (the start sends it to the
+/// workers then). Stops at the first order refused.
 pub fn apply_orders(
     state: &mut ConfigState,
     orders: impl IntoIterator<Item = Order>,
-    mut checked: impl FnMut(&Order),
+    mut checked: impl FnMut(&Order, &Checked),
 ) -> Result<(), String> {
     for order in orders {
         let applied = match check(state, &order, KeyCheck::PublicPart) {
             Ok(proof) => {
-                checked(&order);
+                checked(&order, &proof);
                 state.apply_owned(order, proof).map_err(|refused| {
                     let (error, order) = *refused;
                     (with_causes(&error), order)

@@ -15,7 +15,9 @@ use std::{
 
 use log::error;
 use mio::net::UnixListener;
-use sozu_command_lib::{config::Config, request::Order, state::ConfigState};
+use sozu_command_lib::{
+    certificate::CertificateFacts, config::Config, request::Order, state::ConfigState,
+};
 
 use super::{
     Main,
@@ -92,9 +94,11 @@ impl EarlyWorkers {
         early
     }
 
-    /// Queues `order` for every worker ([`OrderStream::send`]).
-    pub(super) fn send(&mut self, order: &Order) {
-        self.stream.send(&mut self.workers, order, None);
+    /// Queues `order` for every worker ([`OrderStream::send`]), with the facts of the
+    /// certificate it brings (`facts`, as the main process's check read them): the workers of
+    /// a start are this binary's.
+    pub(super) fn send(&mut self, order: &Order, facts: Option<&CertificateFacts>) {
+        self.stream.send(&mut self.workers, order, None, facts);
     }
 
     /// The workers, their batch still open, each with the orders that could not be sent to
@@ -179,7 +183,7 @@ fn state_with_early_workers(
     .collect();
     let mut state = ConfigState::new();
     let mut first = Vec::new();
-    orders::apply_orders(&mut state, listener_orders, |order| {
+    orders::apply_orders(&mut state, listener_orders, |order, _| {
         first.push(order.clone())
     })
     .map_err(refused_configuration)?;
@@ -194,9 +198,11 @@ fn state_with_early_workers(
         settings.worker_timeout,
     );
     for order in &first {
-        early.send(order);
+        early.send(order, None);
     }
-    match orders::apply_orders(&mut state, others, |order| early.send(order)) {
+    match orders::apply_orders(&mut state, others, |order, checked| {
+        early.send(order, checked.certificate())
+    }) {
         Ok(()) => Ok((state, listeners, early)),
         Err(error) => {
             early.abort();

@@ -242,7 +242,7 @@ mod tests {
             read,
             |_, order, json| {
                 let mut line = Vec::new();
-                super::super::delivery::request_line(&mut line, "1", order, json).unwrap();
+                super::super::delivery::request_line(&mut line, "1", order, json, None).unwrap();
                 sent.push(String::from_utf8(line).unwrap());
             },
         );

@@ -393,6 +393,20 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
         self.receive(None, Some(fast))
     }
 
+    /// Like [`Channel::read_message_with`], but each line is a message of type `T`, which
+    /// holds more than `Rx` ([`Channel::read_message`] refuses what it does not know): a worker
+    /// reads its main process's orders as [`WorkerRequest`]s with [`read_worker_request`],
+    /// the facts its main process found with them.
+    ///
+    /// [`WorkerRequest`]: crate::request::WorkerRequest
+    /// [`read_worker_request`]: crate::request::read_worker_request
+    pub fn read_message_as<T: DeserializeOwned>(
+        &mut self,
+        fast: fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ChannelError> {
+        self.receive(None, Some(fast))
+    }
+
     /// Like [`Channel::read_message`] in blocking mode, but waits at most `timeout`, whatever the
     /// channel's mode (which is restored before returning). Returns
     /// [`ChannelError::Timeout`] when no complete message arrived in time; a message arriving
@@ -418,11 +432,11 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
 
     /// Reads until a complete frame is buffered. With a timeout (blocking mode only), each read
     /// waits at most until the deadline; a timeout too large for `Instant` waits without limit.
-    fn receive(
+    fn receive<T: DeserializeOwned>(
         &mut self,
         timeout: Option<Duration>,
-        fast: Option<fn(&str) -> Option<Rx>>,
-    ) -> Result<Option<Rx>, ChannelError> {
+        fast: Option<fn(&str) -> Option<T>>,
+    ) -> Result<Option<T>, ChannelError> {
         let deadline =
             timeout.and_then(|timeout| Some((Instant::now().checked_add(timeout)?, timeout)));
         loop {
@@ -464,11 +478,11 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
     /// check of each string it reads on its own (an eighth of a worker's decoding of the
     /// orders at start); any other line is decoded from its bytes, refused as before. A text
     /// line goes to `fast` first, when given.
-    fn parse(
+    fn parse<T: DeserializeOwned>(
         &self,
         line: Range<usize>,
-        fast: Option<fn(&str) -> Option<Rx>>,
-    ) -> Result<Rx, ChannelError> {
+        fast: Option<fn(&str) -> Option<T>>,
+    ) -> Result<T, ChannelError> {
         let bytes = self.input.line(line);
         let decoded = match std::str::from_utf8(bytes) {
             Ok(text) => match fast.and_then(|fast| fast(text)) {

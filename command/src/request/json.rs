@@ -15,6 +15,7 @@ use super::{
     AddCertificate, CertificateAndKey, HttpFrontend, Order, PathRuleKind, RedirectPolicy,
     RedirectScheme, RulePosition,
 };
+use crate::certificate::CertificateFacts;
 
 /// Appends `order`'s JSON to `out`, as `serde_json::to_writer(out, order)` does. On an error
 /// (which only `serde_json` may return), `out` may hold part of the order.
@@ -37,6 +38,41 @@ pub fn write_order(order: &Order, out: &mut Vec<u8>) -> serde_json::Result<()> {
 /// configuration's certificates), the fields [`write_add_certificate`] leaves to `serde_json`.
 fn is_plain(certificate: &CertificateAndKey) -> bool {
     certificate.versions.is_empty() && certificate.names.is_empty()
+}
+
+/// Appends the JSON of `facts` to `out`, as `serde_json::to_writer(out, facts)` does: the
+/// main process writes them after each certificate order of a start for its workers
+/// ([`super::WorkerRequest`]). The pattern names every field: a field added to
+/// `CertificateFacts` fails to compile here until it is written.
+pub fn write_certificate_facts(
+    facts: &CertificateFacts,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    let CertificateFacts {
+        fingerprint,
+        names,
+        not_before,
+        not_after,
+    } = facts;
+    out.extend_from_slice(br#"{"fingerprint":""#);
+    let mut hex = [0u8; 64];
+    for (digits, byte) in hex.chunks_exact_mut(2).zip(fingerprint.0) {
+        digits.copy_from_slice(&[hex_digit(byte >> 4), hex_digit(byte & 0x0f)]);
+    }
+    out.extend_from_slice(&hex);
+    out.extend_from_slice(br#"","names":["#);
+    for (index, name) in names.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_str(name, out)?;
+    }
+    out.extend_from_slice(br#"],"not_before":"#);
+    write_integer(*not_before, out);
+    out.extend_from_slice(br#","not_after":"#);
+    write_integer(*not_after, out);
+    out.push(b'}');
+    Ok(())
 }
 
 /// An `ADD_CERTIFICATE` of a certificate without versions or names, its fields in the order of
@@ -211,17 +247,34 @@ fn write_address(address: SocketAddr, out: &mut Vec<u8>) -> serde_json::Result<(
         if index > 0 {
             out.push(b'.');
         }
-        write_decimal(u32::from(octet), out);
+        write_decimal(u64::from(octet), out);
     }
     out.push(b':');
-    write_decimal(u32::from(address.port()), out);
+    write_decimal(u64::from(address.port()), out);
     out.push(b'"');
     Ok(())
 }
 
+/// The lowercase hexadecimal digit of `nibble` (below 16), as the fingerprint's `Display`
+/// writes it.
+fn hex_digit(nibble: u8) -> u8 {
+    match nibble {
+        0..=9 => b'0' + nibble,
+        _ => b'a' + (nibble & 0x0f).saturating_sub(10),
+    }
+}
+
+/// The decimal digits of `value`, after a minus sign when it is negative.
+fn write_integer(value: i64, out: &mut Vec<u8>) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_decimal(value.unsigned_abs(), out);
+}
+
 /// The decimal digits of `value`, without leading zeros.
-fn write_decimal(value: u32, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 10];
+fn write_decimal(value: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut rest = value;
     loop {

@@ -18,9 +18,11 @@
 use std::net::SocketAddr;
 
 use super::{
-    AddCertificate, CertificateAndKey, HttpFrontend, Order, PathRule, PathRuleKind, RedirectPolicy,
-    RedirectScheme, Request, RulePosition, frontend::Options, json::next_to_escape,
+    AddCertificate, CertificateAndKey, Fingerprint, HttpFrontend, Order, PathRule, PathRuleKind,
+    RedirectPolicy, RedirectScheme, Request, RulePosition, WorkerRequest, frontend::Options,
+    json::next_to_escape,
 };
+use crate::certificate::CertificateFacts;
 
 /// The order of `text` when it is one of those [`write_order`](super::write_order) writes
 /// itself, as `serde_json::from_str::<Order>(text)` would give it; `None` for any other text.
@@ -35,12 +37,31 @@ pub fn read_written_order(text: &str) -> Option<Order> {
 /// `serde_json::from_str::<Request>(text)` would give it; `None` for any other text.
 pub fn read_written_request(text: &str) -> Option<Request> {
     let mut reader = Reader { rest: text };
-    reader.literal(r#"{"id":"#)?;
-    let id = reader.string()?;
-    reader.literal(r#","order":"#)?;
-    let order = reader.order()?;
+    let (id, order) = reader.request()?;
     reader.literal("}")?;
     reader.rest.is_empty().then_some(Request { id, order })
+}
+
+/// The request of `text` as a worker reads it from its main process: a request
+/// [`read_written_request`] reads, or one whose order is followed by the facts of its
+/// certificate (`,"certificate_facts":{…}` as [`write_certificate_facts`] writes them), as
+/// `serde_json::from_str::<WorkerRequest>(text)` would give it; `None` for any other text.
+///
+/// [`write_certificate_facts`]: super::write_certificate_facts
+pub fn read_worker_request(text: &str) -> Option<WorkerRequest> {
+    let mut reader = Reader { rest: text };
+    let (id, order) = reader.request()?;
+    let certificate_facts = if reader.next_is(r#","certificate_facts":"#) {
+        Some(reader.certificate_facts()?)
+    } else {
+        None
+    };
+    reader.literal("}")?;
+    reader.rest.is_empty().then_some(WorkerRequest {
+        id,
+        order,
+        certificate_facts,
+    })
 }
 
 /// What is left to read of a text; every method gives `None` when the text is not what it
@@ -58,6 +79,77 @@ impl<'a> Reader<'a> {
     /// Whether the text goes on with `expected`, which is then read.
     fn next_is(&mut self, expected: &str) -> bool {
         self.literal(expected).is_some()
+    }
+
+    /// A request's id and order, up to the end of the order.
+    fn request(&mut self) -> Option<(String, Order)> {
+        self.literal(r#"{"id":"#)?;
+        let id = self.string()?;
+        self.literal(r#","order":"#)?;
+        Some((id, self.order()?))
+    }
+
+    /// A certificate's facts, as `write_certificate_facts` writes them.
+    fn certificate_facts(&mut self) -> Option<CertificateFacts> {
+        self.literal(r#"{"fingerprint":""#)?;
+        let fingerprint = self.fingerprint()?;
+        self.literal(r#","names":["#)?;
+        let mut names = Vec::new();
+        if !self.next_is("]") {
+            loop {
+                names.push(self.string()?);
+                if !self.next_is(",") {
+                    break;
+                }
+            }
+            self.literal("]")?;
+        }
+        self.literal(r#","not_before":"#)?;
+        let not_before = self.integer()?;
+        self.literal(r#","not_after":"#)?;
+        let not_after = self.integer()?;
+        self.literal("}")?;
+        Some(CertificateFacts {
+            fingerprint,
+            names,
+            not_before,
+            not_after,
+        })
+    }
+
+    /// A fingerprint's 64 hexadecimal digits and the closing quote, the opening one read
+    /// already; `None` for any other form (colons, spaces, escapes), which `serde_json` reads
+    /// with `Fingerprint::from_str`, 50 times slower.
+    fn fingerprint(&mut self) -> Option<Fingerprint> {
+        let digits = self.rest.as_bytes().get(..64)?;
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let [high, low] = <[u8; 2]>::try_from(pair).ok()?;
+            *byte = (hex_value(high)? << 4) | hex_value(low)?;
+        }
+        self.rest = self.rest.get(64..)?;
+        self.literal("\"")?;
+        Some(Fingerprint(bytes))
+    }
+
+    /// An `i64` as `write_certificate_facts` writes it: a minus sign for a negative one, then
+    /// decimal digits without a leading zero (but `0`); `None` for any other form.
+    fn integer(&mut self) -> Option<i64> {
+        let sign = usize::from(self.rest.starts_with('-'));
+        let digits = self
+            .rest
+            .bytes()
+            .skip(sign)
+            .position(|byte| !byte.is_ascii_digit())
+            .unwrap_or(self.rest.len().saturating_sub(sign));
+        let unsigned = self.rest.get(sign..sign.checked_add(digits)?)?;
+        if unsigned.is_empty() || (unsigned.len() > 1 && unsigned.starts_with('0')) {
+            return None;
+        }
+        let end = sign.checked_add(digits)?;
+        let value = self.rest.get(..end)?.parse().ok()?;
+        self.rest = self.rest.get(end..)?;
+        Some(value)
     }
 
     fn order(&mut self) -> Option<Order> {
@@ -265,6 +357,16 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The value of a hexadecimal digit, either case.
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -292,6 +394,119 @@ mod tests {
                 .unwrap_or_else(|error| panic!("serde refuses {line:?}: {error}"));
             assert_eq!(request, expected, "{line}");
         }
+        assert_worker_request_read_as_serde_reads(&line);
+    }
+
+    /// What [`read_worker_request`] gives for `line` is what `serde_json` gives, whenever it
+    /// reads it.
+    fn assert_worker_request_read_as_serde_reads(line: &str) {
+        if let Some(request) = read_worker_request(line) {
+            let expected: WorkerRequest = serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("serde refuses {line:?}: {error}"));
+            assert_eq!(request, expected, "{line}");
+        }
+    }
+
+    /// Facts of every shape: names to escape, validity bounds at the ends of `i64`.
+    fn sample_facts() -> Vec<CertificateFacts> {
+        let fingerprint = Fingerprint(std::array::from_fn(|index| (index * 37) as u8));
+        [
+            (vec![], 0, 0),
+            (vec!["a.test".to_string()], 1_700_000_000, 2_000_000_000),
+            (
+                vec!["*.x.test".to_string(), "q\"\\\né".to_string()],
+                -1,
+                -10,
+            ),
+            (vec!["b".to_string(); 3], i64::MIN, i64::MAX),
+        ]
+        .into_iter()
+        .map(|(names, not_before, not_after)| CertificateFacts {
+            fingerprint: fingerprint.clone(),
+            names,
+            not_before,
+            not_after,
+        })
+        .collect()
+    }
+
+    /// An `ADD_CERTIFICATE` as a start writes it.
+    fn certificate_order() -> Order {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        Order::AddCertificate(AddCertificate {
+            address: "127.0.0.1:443".parse().expect("an address"),
+            certificate: CertificateAndKey::new(pem, "key\n"),
+            allow_expired: false,
+        })
+    }
+
+    /// The line the main process writes for `order` with `facts`.
+    fn worker_line(order: &Order, facts: &CertificateFacts) -> String {
+        let mut json = Vec::new();
+        crate::request::write_certificate_facts(facts, &mut json).expect("facts are written");
+        let facts = String::from_utf8(json).expect("JSON is text");
+        format!(
+            r#"{{"id":"start","order":{},"certificate_facts":{facts}}}"#,
+            written(order)
+        )
+    }
+
+    /// Issue 17, aim 4: the facts of a certificate are written as `serde_json` writes them,
+    /// and a worker reads them back with their order, as `serde_json` reads the line; a line
+    /// without them (any client's, an older main process's) is still read, with no facts.
+    #[test]
+    fn certificate_facts_go_with_their_order_and_come_back() {
+        let order = certificate_order();
+        for facts in sample_facts() {
+            let mut json = Vec::new();
+            crate::request::write_certificate_facts(&facts, &mut json).expect("facts are written");
+            let expected = serde_json::to_vec(&facts).expect("facts serialise");
+            assert_eq!(
+                String::from_utf8_lossy(&json),
+                String::from_utf8_lossy(&expected)
+            );
+            let line = worker_line(&order, &facts);
+            let request = WorkerRequest {
+                id: "start".to_string(),
+                order: order.clone(),
+                certificate_facts: Some(facts),
+            };
+            assert_eq!(read_worker_request(&line), Some(request.clone()), "{line}");
+            let serialised = serde_json::to_string(&request).expect("a request serialises");
+            assert_eq!(serialised, line);
+            assert_worker_request_read_as_serde_reads(&line);
+            assert_eq!(read_written_request(&line), None, "{line}");
+        }
+        let line = worker_line(&order, &sample_facts().remove(1));
+        let hex = sample_facts().remove(1).fingerprint.to_string();
+        let colons = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| String::from_utf8_lossy(pair).into_owned())
+            .collect::<Vec<_>>()
+            .join(":");
+        for other in [hex.to_uppercase(), colons, format!(" {hex}"), hex.replacen('0', "+", 1)] {
+            let other = line.replace(&hex, &other);
+            assert_worker_request_read_as_serde_reads(&other);
+        }
+        assert!(read_worker_request(&line.replace(&hex, &hex.to_uppercase())).is_some());
+        let mut tab = sample_facts().remove(1);
+        tab.names.push("a\tb".to_string());
+        let line = worker_line(&order, &tab);
+        assert_eq!(
+            read_worker_request(&line),
+            None,
+            "a tab is left to serde_json: {line}"
+        );
+        let expected: WorkerRequest = serde_json::from_str(&line).expect("serde reads it");
+        assert_eq!(expected.certificate_facts, Some(tab));
+        let line = format!(r#"{{"id":"start","order":{}}}"#, written(&order));
+        let request = read_worker_request(&line).expect("a request without facts is read");
+        assert_eq!(request, WorkerRequest::from(Request::new("start", order)));
+        let cluster = r#"{"id":"1","order":{"type":"ADD_CLUSTER","cluster_id":"a"}}"#;
+        assert_eq!(read_worker_request(cluster), None, "left to serde_json");
+        let expected: WorkerRequest = serde_json::from_str(cluster).expect("serde reads it");
+        assert_eq!(expected.certificate_facts, None);
     }
 
     fn frontend() -> impl Strategy<Value = HttpFrontend> {
@@ -483,6 +698,33 @@ mod tests {
             }
             let mutated: String = mutated.into_iter().collect();
             assert_read_as_serde_reads(&mutated);
+        }
+
+        /// Issue 17, aim 4, hostile bytes: a worker's line with facts, cut, with a character
+        /// changed, dropped or inserted anywhere, is read as `serde_json` reads it or left to
+        /// it, never a panic.
+        #[test]
+        fn mutated_facts_are_read_as_serde_reads_them(
+            facts in prop::sample::select(sample_facts()),
+            at in any::<prop::sample::Index>(),
+            edit in 0usize..4,
+            inserted in prop::sample::select(
+                &['"', '\\', '{', '}', ',', ':', '-', '0', '9', 'a', 'é', '\n', ' '][..],
+            ),
+        ) {
+            let chars: Vec<char> = worker_line(&certificate_order(), &facts).chars().collect();
+            let at = at.index(chars.len());
+            let mut mutated = chars.clone();
+            match edit {
+                0 => mutated.truncate(at),
+                1 => {
+                    mutated.remove(at);
+                }
+                2 => mutated.insert(at, inserted),
+                _ => mutated[at] = inserted,
+            }
+            let mutated: String = mutated.into_iter().collect();
+            assert_worker_request_read_as_serde_reads(&mutated);
         }
     }
 }

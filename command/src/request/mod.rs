@@ -39,8 +39,8 @@ pub use content::*;
 pub use fault::*;
 pub use frontend::*;
 pub use h2::*;
-pub use json::write_order;
-pub use json_read::{read_written_order, read_written_request};
+pub use json::{write_certificate_facts, write_order};
+pub use json_read::{read_worker_request, read_written_order, read_written_request};
 pub use listener::*;
 pub use query::*;
 pub use registration::*;
@@ -54,6 +54,34 @@ pub struct Request {
     pub id: String,
     /// What to do.
     pub order: Order,
+}
+
+/// A request as the main process sends it to its workers: `{"id":…,"order":…}` as a
+/// [`Request`], and after the order, when the main process checked a certificate the order
+/// brings, `"certificate_facts":{…}`: what it read of the certificate, which the worker then
+/// takes instead of reading the certificate again. A worker trusts them as it trusts its
+/// orders; a request without them (any client's, an older main process's) is read as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerRequest {
+    /// The request's id, as in [`Request::id`].
+    pub id: String,
+    /// The order, as in [`Request::order`].
+    pub order: Order,
+    /// The facts of the certificate of an `ADD_CERTIFICATE` or `REPLACE_CERTIFICATE` order,
+    /// as the main process read them; absent when it gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_facts: Option<crate::certificate::CertificateFacts>,
+}
+
+impl From<Request> for WorkerRequest {
+    fn from(request: Request) -> Self {
+        WorkerRequest {
+            id: request.id,
+            order: request.order,
+            certificate_facts: None,
+        }
+    }
 }
 
 impl Request {

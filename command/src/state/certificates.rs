@@ -1,7 +1,7 @@
 //! The SNI certificates of HTTPS listeners: `ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`,
 //! `REMOVE_CERTIFICATE`, and their listing.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use super::{CertificateState, ConfigState, StateError};
 use crate::{
@@ -34,10 +34,13 @@ impl ConfigState {
         }
     }
 
+    /// Adds the certificate of `add`, with its facts when `known`, and kept as `shared` when
+    /// given (equal to the order's) instead of a copy.
     pub(super) fn add_certificate(
         &mut self,
         add: &AddCertificate,
         known: Option<CertificateFacts>,
+        shared: Option<Arc<CertificateAndKey>>,
     ) -> Result<(), StateError> {
         self.require_listener(add.address, ListenerType::Https)?;
         let facts = Self::facts_of(add.address, &add.certificate, known)?;
@@ -51,7 +54,7 @@ impl ConfigState {
         certificates.insert(
             facts.fingerprint,
             CertificateState {
-                certificate: add.certificate.clone(),
+                certificate: shared.unwrap_or_else(|| Arc::new(add.certificate.clone())),
                 allow_expired: add.allow_expired,
                 names: facts.names,
                 not_after: facts.not_after,
@@ -60,10 +63,13 @@ impl ConfigState {
         Ok(())
     }
 
+    /// Swaps the certificate `replace` names for its new one, as [`Self::add_certificate`]
+    /// adds it.
     pub(super) fn replace_certificate(
         &mut self,
         replace: &ReplaceCertificate,
         known: Option<CertificateFacts>,
+        shared: Option<Arc<CertificateAndKey>>,
     ) -> Result<(), StateError> {
         let address = replace.address;
         self.require_listener(address, ListenerType::Https)?;
@@ -88,7 +94,7 @@ impl ConfigState {
         certificates.insert(
             facts.fingerprint,
             CertificateState {
-                certificate: replace.new_certificate.clone(),
+                certificate: shared.unwrap_or_else(|| Arc::new(replace.new_certificate.clone())),
                 allow_expired: replace.allow_expired,
                 names: facts.names,
                 not_after: facts.not_after,
@@ -146,7 +152,9 @@ impl ConfigState {
                 fingerprint: fingerprint.clone(),
                 names: certificate.names.clone(),
                 not_after: Some(certificate.not_after),
-                pem: filters.full.then(|| certificate.certificate.clone()),
+                pem: filters
+                    .full
+                    .then(|| CertificateAndKey::clone(&certificate.certificate)),
             })
             .collect()
     }

@@ -184,7 +184,7 @@ impl ConfigState {
                 if current.is_none_or(|c| !c.contains_key(fingerprint)) {
                     orders.push(Order::AddCertificate(AddCertificate {
                         address: *address,
-                        certificate: state.certificate.clone(),
+                        certificate: crate::request::CertificateAndKey::clone(&state.certificate),
                         allow_expired: state.allow_expired,
                     }));
                 }
@@ -271,7 +271,7 @@ impl ConfigState {
                     && crate::certificate::fingerprint(&add.certificate.certificate).is_ok_and(
                         |fingerprint| {
                             held.get(&fingerprint).is_some_and(|state| {
-                                state.certificate == add.certificate
+                                *state.certificate == add.certificate
                                     && state.allow_expired == add.allow_expired
                             })
                         },

@@ -162,32 +162,13 @@ struct ServedKey {
 
 /// What decodes a certificate's chain and key at first use.
 struct Pending {
-    /// The chain and key as ordered, in PEM; the certificate's text only when `leaf` is not
-    /// all it holds (else left empty: a worker keeps every certificate's text in its state
-    /// already, and 10,000 copies of it cost 12 MB and their page faults).
-    certificate: CertificateAndKey,
+    /// The certificate, its chain and its key as ordered, in PEM: in a worker, the text its
+    /// state keeps ([`load_shared_certificate_with_facts`]), not a copy (10,000 copies of the
+    /// keys and chains cost 17 MB and their page faults).
+    certificate: Arc<CertificateAndKey>,
     /// The leaf certificate decoded at load, when the certificate's text holds it alone
-    /// ([`certificate::holds_leaf_alone`]).
+    /// ([`certificate::holds_leaf_alone`]): not decoded again at first use.
     leaf: Option<CertificateDer<'static>>,
-}
-
-impl Pending {
-    fn new(certificate: &CertificateAndKey, leaf: CertificateDer<'static>) -> Self {
-        let leaf = certificate::holds_leaf_alone(&certificate.certificate).then_some(leaf);
-        Pending {
-            certificate: CertificateAndKey {
-                certificate: match leaf {
-                    Some(_) => String::new(),
-                    None => certificate.certificate.clone(),
-                },
-                certificate_chain: certificate.certificate_chain.clone(),
-                key: certificate.key.clone(),
-                versions: Vec::new(),
-                names: Vec::new(),
-            },
-            leaf,
-        }
-    }
 }
 
 impl std::fmt::Debug for ServedKey {
@@ -214,6 +195,26 @@ pub fn load_certificate_with_facts(
     certificate: &CertificateAndKey,
     check: KeyCheck,
 ) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
+    load_with_facts(certificate, || Arc::new(certificate.clone()), check)
+}
+
+/// [`load_certificate_with_facts`] of a certificate the caller keeps too (a worker's state,
+/// [`sozu_command_lib::state::Checked::with_shared_certificate`]): a certificate whose
+/// decoding waits for its first use holds `certificate` itself, not a copy of its text.
+pub fn load_shared_certificate_with_facts(
+    certificate: &Arc<CertificateAndKey>,
+    check: KeyCheck,
+) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
+    load_with_facts(certificate, || Arc::clone(certificate), check)
+}
+
+/// [`load_certificate_with_facts`], `shared` giving the text a certificate whose decoding
+/// waits for its first use holds.
+fn load_with_facts(
+    certificate: &CertificateAndKey,
+    shared: impl FnOnce() -> Arc<CertificateAndKey>,
+    check: KeyCheck,
+) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
     let (facts, leaf) = match check {
         KeyCheck::OnFirstUse => certificate::inspect_leaf(certificate)?,
         KeyCheck::Now | KeyCheck::PublicPart => certificate::inspect_with_leaf(certificate)?,
@@ -224,7 +225,10 @@ pub fn load_certificate_with_facts(
             decoded: OnceLock::from(Some(Arc::new(decoded))),
         },
         None => ServedKey {
-            pending: Some(Pending::new(certificate, leaf)),
+            pending: Some(Pending {
+                leaf: certificate::holds_leaf_alone(&certificate.certificate).then_some(leaf),
+                certificate: shared(),
+            }),
             decoded: OnceLock::new(),
         },
     };
@@ -232,6 +236,37 @@ pub fn load_certificate_with_facts(
         fingerprint: facts.fingerprint.clone(),
         names: facts.names.clone(),
         key: Arc::new(key),
+    };
+    Ok((loaded, facts))
+}
+
+/// [`load_certificate_with_facts`] of a certificate whose facts the caller was given by a
+/// process it trusts: a worker's main process, which read them while checking the
+/// certificate and its key ([`KeyCheck::PublicPart`]). With [`KeyCheck::OnFirstUse`], nothing
+/// of the certificate is read now, not even its leaf (no PEM decoding, no X.509 parsing, no
+/// hash): it is served for the names of `facts` under their fingerprint, and the whole chain
+/// and the key are decoded, and compared, at the first handshake that needs them. With
+/// another check, which decodes the certificate anyway, `facts` are not used: the certificate
+/// is loaded as [`load_shared_certificate_with_facts`] loads it. The certificate served
+/// holds `certificate` itself, not a copy of its text.
+pub fn load_certificate_given_facts(
+    certificate: &Arc<CertificateAndKey>,
+    facts: CertificateFacts,
+    check: KeyCheck,
+) -> Result<(LoadedCertificate, CertificateFacts), TlsError> {
+    if check != KeyCheck::OnFirstUse {
+        return load_shared_certificate_with_facts(certificate, check);
+    }
+    let loaded = LoadedCertificate {
+        fingerprint: facts.fingerprint.clone(),
+        names: facts.names.clone(),
+        key: Arc::new(ServedKey {
+            pending: Some(Pending {
+                certificate: Arc::clone(certificate),
+                leaf: None,
+            }),
+            decoded: OnceLock::new(),
+        }),
     };
     Ok((loaded, facts))
 }

@@ -4,7 +4,7 @@
 use log::{info, warn};
 use sozu_command_lib::{
     channel::ChannelError,
-    request::read_written_request,
+    request::read_worker_request,
     response::{Event, Response, ResponseContent},
 };
 
@@ -30,7 +30,7 @@ impl Server {
                 warn!("command channel read failed: {error}");
             }
             loop {
-                match self.channel.read_message_with(read_written_request) {
+                match self.channel.read_message_as(read_worker_request) {
                     Ok(Some(request)) => self.handle_request(request),
                     Ok(None) => break,
                     Err(ChannelError::InvalidMessage { id, source, .. }) => {
@@ -75,3 +75,6 @@ impl Server {
 pub(super) fn event_response(event: Event) -> Response {
     Response::ok(EVENT_RESPONSE_ID, Some(ResponseContent::Event(event)))
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,9 +9,11 @@ use std::{collections::BTreeMap, io, net::SocketAddr, rc::Rc, sync::Arc};
 use log::{debug, error, info};
 use mio::{Interest, Token, net::TcpListener};
 use sozu_command_lib::{
+    certificate::CertificateFacts,
     request::{
         AddBackend, Hsts, HttpFrontend, HttpListenerConfig, ListenerAddress, ListenerType,
-        MetricsConfiguration, Order, Request, Timeouts, UpdateHttpListener, UpdateHttpsListener,
+        MetricsConfiguration, Order, Timeouts, UpdateHttpListener, UpdateHttpsListener,
+        WorkerRequest,
     },
     response::{
         BackendInformation, ClusterInformation, Response, ResponseContent, RunState, WorkerStatus,
@@ -22,7 +24,7 @@ use sozu_command_lib::{
 use super::{
     ListenerSocket, Owner, Run, Server,
     batch::Batch,
-    validation::{OrderError, Validated, validate_checked, validate_frontend},
+    validation::{OrderError, Validated, validate_checked_given, validate_frontend},
 };
 use crate::{
     https::HttpsSettings,
@@ -32,8 +34,14 @@ use crate::{
 };
 
 impl Server {
-    pub(super) fn handle_request(&mut self, request: Request) {
-        let Request { id, order } = request;
+    /// Answers a request of the main process (or of the program that embeds the worker),
+    /// with the facts of the certificate its order brings when the main process gave them.
+    pub(super) fn handle_request(&mut self, request: WorkerRequest) {
+        let WorkerRequest {
+            id,
+            order,
+            certificate_facts,
+        } = request;
         debug!("order {id}: {order}");
         // Orders and queries see backends as the last closed connections left them.
         self.backends.release_drained();
@@ -127,7 +135,7 @@ impl Server {
             },
             order if order.is_state_change() => {
                 let name = order.name();
-                let applied = self.apply_order(order);
+                let applied = self.apply_order_given(order, certificate_facts);
                 if let Some(batch) = &mut self.batch {
                     batch.record(name, applied.map_err(|error| error_chain(&error)));
                     return;
@@ -233,10 +241,20 @@ impl Server {
     /// which the route and the state then share (a start adds 100,000 of them: a copy of
     /// each, and freeing the order's, were a tenth of a worker's start).
     pub(super) fn apply_order(&mut self, order: Order) -> Result<(), ApplyError> {
+        self.apply_order_given(order, None)
+    }
+
+    /// [`Server::apply_order`] of an order given with the facts of the certificate it brings,
+    /// read by the main process ([`validate_checked_given`]).
+    fn apply_order_given(
+        &mut self,
+        order: Order,
+        certificate_facts: Option<CertificateFacts>,
+    ) -> Result<(), ApplyError> {
         match order {
             Order::AddHttpFrontend(frontend) => self.add_frontend(frontend, ListenerType::Http),
             Order::AddHttpsFrontend(frontend) => self.add_frontend(frontend, ListenerType::Https),
-            order => self.apply_other(&order),
+            order => self.apply_other(&order, certificate_facts),
         }
     }
 
@@ -264,9 +282,14 @@ impl Server {
         Ok(())
     }
 
-    /// [`Server::apply_order`] of an order that adds no HTTP or HTTPS frontend.
-    fn apply_other(&mut self, order: &Order) -> Result<(), ApplyError> {
-        let (validated, checked) = validate_checked(&self.state, order, self.config.key_check)?;
+    /// [`Server::apply_order_given`] of an order that adds no HTTP or HTTPS frontend.
+    fn apply_other(
+        &mut self,
+        order: &Order,
+        certificate_facts: Option<CertificateFacts>,
+    ) -> Result<(), ApplyError> {
+        let (validated, checked) =
+            validate_checked_given(&self.state, order, self.config.key_check, certificate_facts)?;
         let applied = match (order, validated) {
             (Order::ActivateListener(listener), _) => {
                 if self.state.listener_kind(listener.address) != Some(listener.proxy) {

@@ -166,6 +166,21 @@ pub fn validate_checked(
     order: &Order,
     keys: KeyCheck,
 ) -> Result<(Validated, Checked), OrderError> {
+    validate_checked_given(state, order, keys, None)
+}
+
+/// [`validate_checked`] of an order given with the facts of the certificate it brings
+/// (`ADD_CERTIFICATE`, `REPLACE_CERTIFICATE`), read by the worker's main process while it
+/// checked the order: the worker trusts them as it trusts the order, and with
+/// [`KeyCheck::OnFirstUse`] reads nothing of the certificate before its first handshake
+/// ([`tls::load_certificate_given_facts`]). Without facts, or for another order, the same as
+/// [`validate_checked`].
+pub fn validate_checked_given(
+    state: &ConfigState,
+    order: &Order,
+    keys: KeyCheck,
+    facts: Option<CertificateFacts>,
+) -> Result<(Validated, Checked), OrderError> {
     if let Order::AddHttpFrontend(frontend) | Order::AddHttpsFrontend(frontend) = order {
         let (route, fields) = validate_frontend(frontend.clone())?;
         let checked = Checked::new(fields).with_frontend(route.shared_frontend());
@@ -174,18 +189,16 @@ pub fn validate_checked(
     let checked = Checked::new(rules::check_order(order)?);
     let validated = match order {
         Order::AddCertificate(add) => {
-            let (loaded, facts) = load(add.address, &add.certificate, keys)?;
-            return Ok((
-                Validated::Certificate(loaded),
-                checked.with_certificate(facts),
-            ));
+            return load(add.address, &add.certificate, keys, facts, checked);
         }
         Order::ReplaceCertificate(replace) => {
-            let (loaded, facts) = load(replace.address, &replace.new_certificate, keys)?;
-            return Ok((
-                Validated::Certificate(loaded),
-                checked.with_certificate(facts),
-            ));
+            return load(
+                replace.address,
+                &replace.new_certificate,
+                keys,
+                facts,
+                checked,
+            );
         }
         order => validated(state, order)?,
     };
@@ -361,13 +374,28 @@ pub(super) fn listener_answers(
     Ok(answers)
 }
 
+/// Loads a certificate, with the facts the main process gave when there are some; the state
+/// then keeps the copy of its text the loaded certificate holds (each key's text held once by
+/// a worker).
 fn load(
     address: SocketAddr,
     certificate: &CertificateAndKey,
     keys: KeyCheck,
-) -> Result<(LoadedCertificate, CertificateFacts), OrderError> {
-    tls::load_certificate_with_facts(certificate, keys)
-        .map_err(|source| OrderError::Certificate { address, source })
+    facts: Option<CertificateFacts>,
+    checked: Checked,
+) -> Result<(Validated, Checked), OrderError> {
+    let shared = Arc::new(certificate.clone());
+    let (loaded, facts) = match facts {
+        Some(facts) => tls::load_certificate_given_facts(&shared, facts, keys),
+        None => tls::load_shared_certificate_with_facts(&shared, keys),
+    }
+    .map_err(|source| OrderError::Certificate { address, source })?;
+    Ok((
+        Validated::Certificate(loaded),
+        checked
+            .with_certificate(facts)
+            .with_shared_certificate(shared),
+    ))
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ fn is_in_place(state: &ConfigState, order: &Order) -> bool {
         }
         Order::AddCertificate(add) => state.certificates.get(&add.address).is_some_and(|loaded| {
             loaded.values().any(|loaded| {
-                loaded.certificate == add.certificate && loaded.allow_expired == add.allow_expired
+                *loaded.certificate == add.certificate && loaded.allow_expired == add.allow_expired
             })
         }),
         Order::AddHttpFrontend(frontend) => same_http(&state.http_frontends, frontend),
@@ -284,7 +284,9 @@ fn restoring(state: &ConfigState, removal: &Order) -> Option<Order> {
                 .get(&remove.fingerprint)?;
             Order::AddCertificate(sozu_command_lib::request::AddCertificate {
                 address: remove.address,
-                certificate: loaded.certificate.clone(),
+                certificate: sozu_command_lib::request::CertificateAndKey::clone(
+                    &loaded.certificate,
+                ),
                 allow_expired: loaded.allow_expired,
             })
         }

@@ -154,8 +154,8 @@ fn a_key_of_another_certificate_checked_on_first_use_fails_its_handshakes_only()
 }
 
 /// Issue 17, aim 4: a certificate decoded at first use serves the chain that decoding it while
-/// loading serves (every certificate of its text, then its chain's), and keeps its text only
-/// when the leaf, decoded while loading, is not all the text holds.
+/// loading serves (every certificate of its text, then its chain's), and decodes its text
+/// again only when the leaf, decoded while loading, is not all the text holds.
 #[test]
 fn a_certificate_decoded_on_first_use_serves_the_chain_decoded_now() {
     const CHAIN: &str = include_str!("../../../../command/tests/fixtures/certificate_chain.pem");
@@ -200,8 +200,8 @@ fn a_certificate_decoded_on_first_use_serves_the_chain_decoded_now() {
         let lazy = load_certificate(&certificate, KeyCheck::OnFirstUse).expect("a good pair");
         let pending = lazy.key.pending.as_ref().expect("decoded at first use");
         assert_eq!(
-            pending.certificate.certificate.is_empty(),
-            !keeps_text,
+            pending.leaf.is_none(),
+            keeps_text,
             "{:?}",
             certificate.certificate
         );
@@ -255,4 +255,83 @@ fn unknown_cipher_names_are_refused() {
         check_settings(&settings),
         Err(TlsError::NoVersion)
     ));
+}
+
+/// The facts the main process reads of `certificate` while checking it, as a worker is given
+/// them with its order.
+fn facts_of(certificate: &CertificateAndKey) -> CertificateFacts {
+    check_certificate(certificate, KeyCheck::PublicPart).expect("the main process accepts it")
+}
+
+/// Issue 17, aim 4: a worker given the facts of a certificate reads nothing of it while
+/// loading (a text that is no certificate at all loads), serves it for the names given, and
+/// decodes the whole chain and the key at its first handshake, serving what decoding it
+/// while loading serves.
+#[test]
+fn a_certificate_given_its_facts_is_read_at_its_first_handshake_only() {
+    let certificate = Arc::new(pair(LOCALHOST, LOCALHOST_KEY));
+    let mut facts = facts_of(&certificate);
+    facts.names = vec!["given.test".to_string()];
+    let (lazy, kept) =
+        load_certificate_given_facts(&certificate, facts.clone(), KeyCheck::OnFirstUse)
+            .expect("loads");
+    assert_eq!(kept, facts);
+    assert_eq!(
+        lazy.names,
+        ["given.test"],
+        "the names given, not the certificate's"
+    );
+    assert_eq!(lazy.fingerprint, facts.fingerprint);
+    assert!(
+        lazy.key.decoded.get().is_none(),
+        "not decoded while loading"
+    );
+    assert_eq!(
+        Arc::strong_count(&certificate),
+        2,
+        "its text is held, not copied"
+    );
+    let not_read = Arc::new(pair("not a certificate", "nor a key"));
+    let unread = load_certificate_given_facts(&not_read, facts.clone(), KeyCheck::OnFirstUse)
+        .expect("nothing is read while loading")
+        .0;
+    assert!(unread.certified_key().is_none(), "fails at its first use");
+
+    let mut table = CertificateTable::default();
+    table.add(lazy.clone());
+    table.add(load_certificate(&pair(EXAMPLE, EXAMPLE_KEY), KeyCheck::OnFirstUse).unwrap());
+    let served = table
+        .find(Some("given.test"))
+        .expect("served by the names given");
+    let now = load_certificate(&certificate, KeyCheck::Now).unwrap();
+    let decoded = now.certified_key().expect("decoded");
+    assert_eq!(served.cert, decoded.cert);
+    assert!(
+        table
+            .find(Some("localhost"))
+            .is_some_and(|key| key.cert != decoded.cert),
+        "the certificate's own names are not the names given: the newest is served"
+    );
+}
+
+/// Issue 17, aim 4: given facts, a key that is not the certificate's fails the handshakes
+/// that need it, as it does without them with [`KeyCheck::OnFirstUse`]; with a check that
+/// decodes the key while loading, the facts change nothing: it is refused then.
+#[test]
+fn a_key_of_another_certificate_given_facts_fails_its_handshakes_only() {
+    let facts = facts_of(&pair(LOCALHOST, LOCALHOST_KEY));
+    let mismatched = Arc::new(pair(LOCALHOST, EXAMPLE_KEY));
+    let (lazy, _) = load_certificate_given_facts(&mismatched, facts.clone(), KeyCheck::OnFirstUse)
+        .expect("the key is not looked at while loading");
+    let mut table = CertificateTable::default();
+    table.add(load_certificate(&pair(EXAMPLE, EXAMPLE_KEY), KeyCheck::OnFirstUse).unwrap());
+    table.add(lazy);
+    assert!(table.find(Some("localhost")).is_none(), "no key to serve");
+    assert!(table.find(Some("example.com")).is_some());
+    for check in [KeyCheck::Now, KeyCheck::PublicPart] {
+        assert!(matches!(
+            load_certificate_given_facts(&mismatched, facts.clone(), check),
+            Err(TlsError::KeyMismatch)
+        ));
+    }
 }

@@ -23,7 +23,7 @@ use sozu_command_lib::{
     state::ConfigState,
 };
 
-use super::{KeyCheck, check, validate};
+use super::{KeyCheck, check, validate, validate_checked_given};
 use crate::server::{Server, ServerConfig};
 
 const LOCALHOST: &str = include_str!("../../../../command/tests/fixtures/localhost.pem");
@@ -532,6 +532,46 @@ fn worker() -> (Server, Channel<Request, Response>) {
     };
     let server = Server::new(config, worker, Listeners::default()).expect("a worker");
     (server, main)
+}
+
+/// Issue 17, aim 4: a worker holds each certificate's text once, given its facts or not: its
+/// state keeps the very text its TLS table decodes at the certificate's first handshake.
+#[test]
+fn the_state_and_the_tls_table_share_a_certificate_text() {
+    let mut state = ConfigState::new();
+    for order in setup() {
+        state.apply(&order).expect("the setup applies");
+    }
+    let order = Order::AddCertificate(AddCertificate {
+        address: address(3),
+        certificate: CertificateAndKey::new(LOCALHOST, LOCALHOST_KEY),
+        allow_expired: false,
+    });
+    let facts = check(&state, &order, KeyCheck::PublicPart)
+        .expect("the main process accepts it")
+        .certificate()
+        .cloned();
+    assert!(facts.is_some());
+    for given in [None, facts] {
+        let mut state = state.clone();
+        let (validated, checked) =
+            validate_checked_given(&state, &order, KeyCheck::OnFirstUse, given)
+                .expect("a worker accepts it");
+        state.apply_checked(&order, checked).expect("applied");
+        let held = state
+            .certificates
+            .get(&address(3))
+            .and_then(|certificates| certificates.values().next())
+            .map(|certificate| std::sync::Arc::clone(&certificate.certificate))
+            .expect("held");
+        assert_eq!(
+            std::sync::Arc::strong_count(&held),
+            3,
+            "the state, the table, here"
+        );
+        drop(validated);
+        assert_eq!(std::sync::Arc::strong_count(&held), 2, "the state, here");
+    }
 }
 
 /// Listeners of each kind and two clusters, so that most random orders find what they name.
