@@ -433,6 +433,12 @@ impl<'t, 'i> Field<'t, 'i> {
         self.doc.line(self.offset)
     }
 
+    /// The line (counted from 1) of `offset` in this field's file: that of another value, as
+    /// a duplicate's message names the first.
+    pub fn line_at(&self, offset: usize) -> usize {
+        self.doc.line(offset)
+    }
+
     /// The value refused, with what was expected instead.
     pub fn invalid(&self, expected: impl Into<String>) -> ConfigError {
         ConfigError::InvalidValue {
