@@ -202,40 +202,46 @@ pub(super) fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// An IPv4 address and port in quotes, in the digits of `Display`; an IPv6 one by `serde_json`.
+/// The IPv4 text is put together on the stack from its end and copied at once: pushed byte by
+/// byte into `out`, each address cost 600 instructions (120,000 orders at a large start).
 fn write_address(address: SocketAddr, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let SocketAddr::V4(address) = address else {
         return serde_json::to_writer(out, &address);
     };
-    out.push(b'"');
-    for (index, octet) in address.ip().octets().into_iter().enumerate() {
-        if index > 0 {
-            out.push(b'.');
+    // `"255.255.255.255:65535"` is the longest: 23 bytes.
+    let mut text = [0u8; 23];
+    let mut start = text.len();
+    let mut put = |byte: u8| {
+        start = start.saturating_sub(1);
+        if let Some(slot) = text.get_mut(start) {
+            *slot = byte;
         }
-        write_decimal(u32::from(octet), out);
+    };
+    put(b'"');
+    put_decimal(u32::from(address.port()), &mut put);
+    put(b':');
+    for (index, octet) in address.ip().octets().into_iter().rev().enumerate() {
+        if index > 0 {
+            put(b'.');
+        }
+        put_decimal(u32::from(octet), &mut put);
     }
-    out.push(b':');
-    write_decimal(u32::from(address.port()), out);
-    out.push(b'"');
+    put(b'"');
+    out.extend_from_slice(text.get(start..).unwrap_or_default());
     Ok(())
 }
 
-/// The decimal digits of `value`, without leading zeros.
-fn write_decimal(value: u32, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 10];
-    let mut start = digits.len();
+/// Puts the decimal digits of `value`, without leading zeros, the last one first.
+fn put_decimal(value: u32, put: &mut impl FnMut(u8)) {
     let mut rest = value;
     loop {
-        start -= 1;
-        if let Some(digit) = digits.get_mut(start) {
-            // `rest % 10` is below 10.
-            *digit = b'0' + (rest % 10) as u8;
-        }
+        // `rest % 10` is below 10.
+        put(b'0' + (rest % 10) as u8);
         rest /= 10;
-        if rest == 0 || start == 0 {
+        if rest == 0 {
             break;
         }
     }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 fn path_kind(kind: PathRuleKind) -> &'static str {
@@ -287,6 +293,29 @@ mod tests {
             String::from_utf8_lossy(&fast),
             String::from_utf8_lossy(&expected)
         );
+    }
+
+    /// An IPv4 address is written as `serde_json` writes it, whatever the digits of each
+    /// octet and of the port, after what `out` holds already.
+    #[test]
+    fn addresses_are_written_as_serde_json_writes_them() {
+        let octets = [0u8, 1, 9, 10, 99, 100, 199, 255];
+        let ports = [0u16, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 65535];
+        for a in octets {
+            for b in octets {
+                for port in ports {
+                    let address = SocketAddr::from(([a, b, 255 - a, 255 - b], port));
+                    let mut out = b"x".to_vec();
+                    write_address(address, &mut out).expect("an address writes");
+                    let mut expected = b"x".to_vec();
+                    serde_json::to_writer(&mut expected, &address).expect("an address serialises");
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        String::from_utf8_lossy(&expected)
+                    );
+                }
+            }
+        }
     }
 
     /// Issue 17: frontends of every shape are written byte for byte as `serde_json` writes them.
