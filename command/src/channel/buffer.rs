@@ -248,12 +248,12 @@ impl OutputBuffer {
     /// written part is at least half of the buffer, so moving costs O(1) per byte written.
     ///
     /// Emptied, the buffer keeps its room while that is at most four times the most it held
-    /// since it was last empty (or [`OutputBuffer::KEPT`]), and else shrinks to that: a stream of orders (a start's, a
-    /// state load's) queues stretches of about the same size between two writes, which then
-    /// fit without growing the buffer again (shrunk to 64 KiB at each write and grown back, it
-    /// was a tenth of the main process's page faults at a start of 100,000 frontends), while a
-    /// channel back to small messages shrinks at its next write: what a worker's state made it
-    /// hold is not kept past that.
+    /// since it was last empty (or [`OutputBuffer::KEPT`]), and else shrinks to that: a stream
+    /// of orders (a start's, a state load's) queues stretches of about the same size between
+    /// two writes, which then fit without growing the buffer again (shrunk to 64 KiB at each
+    /// write and grown back, it was a tenth of the main process's page faults at a start of
+    /// 100,000 frontends), while a channel back to small messages shrinks at its next write:
+    /// what a worker's state made it hold is not kept past that.
     pub(super) fn consume(&mut self, written: usize) {
         self.start = (self.start + written).min(self.data.len());
         if self.start == self.data.len() {
