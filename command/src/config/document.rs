@@ -5,7 +5,7 @@
 //! that a key nobody reads is reported instead of silently ignored. A [`Field`] is one value
 //! with its key and line; its conversions fail with errors that name both.
 
-use std::{net::SocketAddr, ops::Range, str::FromStr, time::Duration};
+use std::{cell::RefCell, net::SocketAddr, ops::Range, str::FromStr, time::Duration};
 
 use toml::{
     Spanned,
@@ -23,6 +23,8 @@ pub(super) struct Document<'i> {
     text: &'i str,
     /// Byte offset of the first character of each line; `line_starts[0] == 0`.
     line_starts: Vec<usize>,
+    /// The addresses of the file parsed last (see [`Addresses`]).
+    addresses: RefCell<Addresses>,
 }
 
 impl<'i> Document<'i> {
@@ -30,7 +32,11 @@ impl<'i> Document<'i> {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(offset, _)| offset + 1))
             .collect();
-        Document { text, line_starts }
+        Document {
+            text,
+            line_starts,
+            addresses: RefCell::new(Addresses::default()),
+        }
     }
 
     /// The tables and values of the document, or the first syntax error.
@@ -136,6 +142,32 @@ impl<'i> Document<'i> {
     /// The first line before `before` whose table header is `table`.
     fn first_header(&self, table: &str, before: usize) -> Option<usize> {
         (1..before).find(|&line| table_header(self.line_text(line)) == Some(table))
+    }
+}
+
+/// The last few addresses parsed, each with its text: 100,000 frontends name the same few
+/// listeners, and parsing each one's `SocketAddr` again was 2 % of reading them.
+#[derive(Default)]
+struct Addresses {
+    /// At most [`Addresses::KEPT`], the oldest first.
+    recent: Vec<(Box<str>, SocketAddr)>,
+}
+
+impl Addresses {
+    /// How many addresses are kept: a file's frontends alternate between a few listeners.
+    const KEPT: usize = 8;
+
+    /// `text` as a socket address, parsed or found among the last ones parsed.
+    fn parse(&mut self, text: &str) -> Option<SocketAddr> {
+        if let Some((_, address)) = self.recent.iter().find(|(known, _)| **known == *text) {
+            return Some(*address);
+        }
+        let address = text.parse().ok()?;
+        if self.recent.len() == Self::KEPT {
+            self.recent.remove(0);
+        }
+        self.recent.push((text.into(), address));
+        Some(address)
     }
 }
 
@@ -433,6 +465,12 @@ impl<'t, 'i> Field<'t, 'i> {
         self.doc.line(self.offset)
     }
 
+    /// The line (counted from 1) of `offset` in this field's file: that of another value, as
+    /// a duplicate's message names the first.
+    pub fn line_at(&self, offset: usize) -> usize {
+        self.doc.line(offset)
+    }
+
     /// The value refused, with what was expected instead.
     pub fn invalid(&self, expected: impl Into<String>) -> ConfigError {
         ConfigError::InvalidValue {
@@ -536,7 +574,8 @@ impl<'t, 'i> Field<'t, 'i> {
         let text = self
             .string()
             .map_err(|_| self.invalid("an address as a string, like \"127.0.0.1:8080\""))?;
-        text.parse().map_err(|_| ConfigError::InvalidAddress {
+        let parsed = self.doc.addresses.borrow_mut().parse(text);
+        parsed.ok_or_else(|| ConfigError::InvalidAddress {
             key: self.key.to_string(),
             line: self.line(),
             value: text.to_string(),
@@ -627,6 +666,30 @@ mod tests {
         assert_eq!(doc.line(0), 1);
         assert_eq!(doc.line(6), 2);
         assert_eq!(doc.line(13), 4);
+    }
+
+    #[test]
+    fn an_address_is_the_one_of_its_text_whatever_was_parsed_before() {
+        let mut addresses = Addresses::default();
+        let texts: Vec<String> = (0..20)
+            .flat_map(|port| {
+                [
+                    format!("127.0.0.1:{}", 8000 + port),
+                    "127.0.0.1:8080".to_string(),
+                    format!("[::1]:{}", 9000 + port),
+                ]
+            })
+            .collect();
+        for text in texts.iter().chain(texts.iter().rev()) {
+            assert_eq!(addresses.parse(text), text.parse().ok(), "{text}");
+            assert!(addresses.recent.len() <= Addresses::KEPT);
+        }
+        assert_eq!(addresses.parse("127.0.0.1:8080 "), None);
+        assert_eq!(addresses.parse("127.0.0.1"), None);
+        assert_eq!(
+            addresses.parse("127.0.0.1:8080"),
+            "127.0.0.1:8080".parse().ok()
+        );
     }
 
     #[test]

@@ -107,9 +107,9 @@ pub(super) struct Owner<'a> {
 
 /// A frontend read from the file, before the checks across frontends.
 struct ReadFrontend {
-    /// Where the frontend starts in the file, to keep file order.
+    /// Where the frontend starts in the file, to keep file order and to count its line when a
+    /// message names it.
     offset: usize,
-    line: usize,
     frontend: Frontend,
     certificate: Option<(CertificateFiles, Vec<TlsVersion>)>,
 }
@@ -132,15 +132,16 @@ pub(super) struct Routing<'l> {
     /// With their offset in the file.
     frontends: Vec<(usize, Frontend)>,
     certificates: Vec<(usize, AddCertificate)>,
-    /// Each HTTP and HTTPS frontend by its key, as the hash of its key, its place in
-    /// `frontends` and its line: 24 bytes a frontend, where a map keyed by [`crate::request::FrontendKey`]s
-    /// took 120 and a copy of each hostname, and growing it was a tenth of the page faults of
-    /// a start at 100,000 frontends. The sets of this struct hash with FxHash: their keys come
-    /// from the operator's file, one or more per frontend, and SipHash was a tenth of reading
-    /// 100,000 frontends.
-    http_lines: HashTable<(u64, usize, usize)>,
-    /// The line of each TCP frontend, by address, with its rule.
-    tcp_lines: Vec<(TcpFrontend, usize)>,
+    /// Each HTTP and HTTPS frontend by its key, as the hash of its key and its place in
+    /// `frontends` (whose offset gives its line to a duplicate's message): 16 bytes a
+    /// frontend, where a map keyed by [`crate::request::FrontendKey`]s took 120 and a copy of
+    /// each hostname, and growing it was a tenth of the page faults of a start at 100,000
+    /// frontends. The sets of this struct hash with FxHash: their keys come from the
+    /// operator's file, one or more per frontend, and SipHash was a tenth of reading 100,000
+    /// frontends.
+    http_keys: HashTable<(u64, usize)>,
+    /// Each TCP frontend, by address, with its rule, and its offset in the file.
+    tcp_rules: Vec<(TcpFrontend, usize)>,
     certificate_sources: FxHashSet<CertificateSource>,
 }
 
@@ -151,8 +152,8 @@ impl<'l> Routing<'l> {
             settings,
             frontends: Vec::new(),
             certificates: Vec::new(),
-            http_lines: HashTable::new(),
-            tcp_lines: Vec::new(),
+            http_keys: HashTable::new(),
+            tcp_rules: Vec::new(),
             certificate_sources: FxHashSet::default(),
         }
     }
@@ -168,54 +169,63 @@ impl<'l> Routing<'l> {
     ) -> Option<SocketAddr> {
         let read = read(loader, item, name, owner, self.listeners, self.settings);
         let read = loader.keep(read)?;
-        let inserted = self.insert(read);
+        let inserted = self.insert(read, item);
         loader.keep(inserted)
     }
 
-    fn insert(&mut self, read: ReadFrontend) -> Result<SocketAddr, ConfigError> {
+    /// Keeps the frontend `read` from `item`, or refuses it as a duplicate: the lines of both
+    /// are counted then, for the message only.
+    fn insert(
+        &mut self,
+        read: ReadFrontend,
+        item: Field<'_, '_>,
+    ) -> Result<SocketAddr, ConfigError> {
         let address = match &read.frontend {
             Frontend::Http(frontend) | Frontend::Https(frontend) => {
                 let hash = key_hash(frontend);
                 let frontends = &self.frontends;
-                let is_first = |&(first_hash, index, _): &(u64, usize, usize)| {
+                let is_first = |&(first_hash, index): &(u64, usize)| {
                     first_hash == hash
                         && frontends
                             .get(index)
                             .and_then(|(_, first)| first.http())
                             .is_some_and(|first| first.has_same_key(frontend))
                 };
-                match self.http_lines.entry(hash, is_first, |&(hash, ..)| hash) {
+                match self.http_keys.entry(hash, is_first, |&(hash, _)| hash) {
                     Entry::Occupied(first) => {
+                        let first_offset = frontends
+                            .get(first.get().1)
+                            .map_or(read.offset, |(offset, _)| *offset);
                         return Err(ConfigError::Duplicate {
                             what: "frontend",
                             name: frontend.key().to_string(),
                             key: "frontends",
-                            line: read.line,
-                            first_line: first.get().2,
+                            line: item.line(),
+                            first_line: item.line_at(first_offset),
                         });
                     }
                     Entry::Vacant(entry) => {
-                        entry.insert((hash, self.frontends.len(), read.line));
+                        entry.insert((hash, self.frontends.len()));
                     }
                 };
                 frontend.address
             }
             Frontend::Tcp(frontend) => {
                 let first = self
-                    .tcp_lines
+                    .tcp_rules
                     .iter()
                     .find(|(f, _)| f.is_same_rule(frontend));
-                if let Some(&(_, first_line)) = first {
+                if let Some(&(_, first_offset)) = first {
                     let rule = crate::state::TcpRuleName(frontend.rule.clone());
                     return Err(ConfigError::Duplicate {
                         what: "tcp frontend",
                         name: format!("{} {rule}", frontend.address),
                         key: "address",
-                        line: read.line,
-                        first_line,
+                        line: item.line(),
+                        first_line: item.line_at(first_offset),
                     });
                 }
-                self.tcp_lines.push((frontend.clone(), read.line));
+                self.tcp_rules.push((frontend.clone(), read.offset));
                 frontend.address
             }
         };
@@ -355,7 +365,6 @@ fn read(
     table.unused()?;
     Ok(ReadFrontend {
         offset: item.offset(),
-        line: item.line(),
         frontend,
         certificate,
     })

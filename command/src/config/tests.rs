@@ -708,6 +708,49 @@ frontends = [
     );
 }
 
+/// A duplicate's line and its first's are counted only for the message, from where each
+/// frontend starts: the line of its `{`, however many lines it spans, in a cluster, at the top
+/// level and among TCP frontends.
+#[test]
+fn duplicates_name_the_line_where_each_frontend_starts() {
+    let message = error(&format!(
+        r#"frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "c.test", answer = {{ status = 404 }} }},
+  {{ address = "127.0.0.1:8080",
+     hostname = "c.test", answer = {{ status = 404 }} }},
+]
+{HTTP_LISTENER}
+[clusters.web]
+protocol = "http"
+frontends = [
+  {{ address = "127.0.0.1:8080", hostname = "a.test" }},
+  {{ address = "127.0.0.1:8080",
+     hostname = "b.test" }},
+  {{
+    address = "127.0.0.1:8080",
+    hostname = "B.test",
+  }},
+  {{ address = "127.0.0.1:8080", hostname = "a.test" }},
+]
+
+[clusters.db]
+protocol = "tcp"
+frontends = [
+  {{ address = "127.0.0.1:5432" }},
+
+  {{ address = "127.0.0.1:5432" }},
+]
+"#
+    ));
+    assert_eq!(
+        message,
+        "duplicate frontend `127.0.0.1:8080 c.test` (`frontends`) at line 3, first defined at line 2\n\
+         duplicate frontend `127.0.0.1:8080 b.test` (`frontends`) at line 17, first defined at line 15\n\
+         duplicate frontend `127.0.0.1:8080 a.test` (`frontends`) at line 21, first defined at line 14\n\
+         duplicate tcp frontend `127.0.0.1:5432 without a rule` (`address`) at line 29, first defined at line 27"
+    );
+}
+
 #[test]
 fn duplicate_listener_is_refused() {
     let message = error(&format!("{HTTP_LISTENER}{HTTP_LISTENER}"));

@@ -75,6 +75,32 @@ pub struct FrontendOptions {
     pub answer: Option<FixedAnswer>,
 }
 
+impl FrontendOptions {
+    /// Whether no option is set: equal to [`NO_OPTIONS`], told by looking at each field
+    /// instead of comparing it with theirs (a frontend's options are built and told empty once
+    /// per frontend of a configuration, and the comparison was 2 % of reading 100,000 of
+    /// them). The pattern names every field: a field added fails to compile here until it is
+    /// told.
+    pub fn is_empty(&self) -> bool {
+        let FrontendOptions {
+            tags,
+            redirect_template,
+            rewrite_host,
+            rewrite_path,
+            headers,
+            hsts,
+            answer,
+        } = self;
+        tags.is_empty()
+            && redirect_template.is_none()
+            && rewrite_host.is_none()
+            && rewrite_path.is_none()
+            && headers.is_empty()
+            && hsts.is_none()
+            && answer.is_none()
+    }
+}
+
 /// The options of a frontend without any: what a frontend reads when it has none.
 static NO_OPTIONS: FrontendOptions = FrontendOptions {
     tags: BTreeMap::new(),
@@ -93,7 +119,7 @@ pub(super) struct Options(Option<Box<FrontendOptions>>);
 
 impl Options {
     fn new(options: FrontendOptions) -> Self {
-        Options((options != NO_OPTIONS).then(|| Box::new(options)))
+        Options((!options.is_empty()).then(|| Box::new(options)))
     }
 
     fn get(&self) -> &FrontendOptions {

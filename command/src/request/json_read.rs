@@ -485,7 +485,12 @@ mod tests {
             .map(|pair| String::from_utf8_lossy(pair).into_owned())
             .collect::<Vec<_>>()
             .join(":");
-        for other in [hex.to_uppercase(), colons, format!(" {hex}"), hex.replacen('0', "+", 1)] {
+        for other in [
+            hex.to_uppercase(),
+            colons,
+            format!(" {hex}"),
+            hex.replacen('0', "+", 1),
+        ] {
             let other = line.replace(&hex, &other);
             assert_worker_request_read_as_serde_reads(&other);
         }

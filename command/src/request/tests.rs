@@ -310,3 +310,53 @@ fn a_frontend_record_stays_small() {
         std::mem::size_of::<HttpFrontend>()
     );
 }
+
+/// Options are empty exactly when they equal those of a frontend without any, whichever one
+/// field is set, and a frontend keeps them allocated exactly then.
+#[test]
+fn options_are_empty_only_without_any_field_set() {
+    let set_one: Vec<fn(&mut FrontendOptions)> = vec![
+        |options| {
+            options.tags.insert("a".to_string(), "b".to_string());
+        },
+        |options| options.redirect_template = Some(String::new()),
+        |options| options.rewrite_host = Some(String::new()),
+        |options| options.rewrite_path = Some(String::new()),
+        |options| {
+            options.headers.push(HeaderEdit {
+                position: HeaderPosition::Request,
+                key: "x".to_string(),
+                value: String::new(),
+            });
+        },
+        |options| {
+            options.hsts = Some(Hsts {
+                enabled: false,
+                max_age: Duration::ZERO,
+                include_subdomains: false,
+                preload: false,
+                force_replace_backend: false,
+            });
+        },
+        |options| {
+            options.answer = Some(FixedAnswer {
+                status: 200,
+                headers: Vec::new(),
+                body: String::new(),
+            });
+        },
+    ];
+    assert!(FrontendOptions::default().is_empty());
+    for (index, set) in set_one.iter().enumerate() {
+        let mut options = FrontendOptions::default();
+        set(&mut options);
+        assert!(!options.is_empty(), "field {index}");
+        assert_ne!(options, FrontendOptions::default(), "field {index}");
+        let mut frontend = HttpFrontend::new(None, "127.0.0.1:80".parse().unwrap(), "a.test");
+        frontend.set_options(options);
+        assert!(frontend.has_options(), "field {index}");
+    }
+    let mut frontend = HttpFrontend::new(None, "127.0.0.1:80".parse().unwrap(), "a.test");
+    frontend.set_options(FrontendOptions::default());
+    assert!(!frontend.has_options());
+}
