@@ -134,4 +134,6 @@ pub mod router;
 pub mod server;
 pub(crate) mod session;
 pub(crate) mod tcp;
+#[cfg(test)]
+mod testing;
 pub(crate) mod timer;

@@ -4,9 +4,8 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConnection, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+    ClientConnection, ServerConnection,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
 };
 use sozu_command_lib::{
     certificate::CertificateFacts,
@@ -23,6 +22,7 @@ use crate::{
     protocol::tls::{KeyCheck, check_certificate},
     server::{Server, ServerConfig},
     session::endpoint::Ready,
+    testing::client_trusting_anything,
 };
 
 const LOCALHOST: &str = include_str!("../../../../command/tests/fixtures/localhost.pem");
@@ -31,47 +31,6 @@ const LOCALHOST2: &str = include_str!("../../../../command/tests/fixtures/localh
 const LOCALHOST2_KEY: &str = include_str!("../../../../command/tests/fixtures/localhost2.key");
 const EXAMPLE: &str = include_str!("../../../../command/tests/fixtures/example.pem");
 const EXAMPLE_KEY: &str = include_str!("../../../../command/tests/fixtures/example.key");
-
-/// The test's client trusts any certificate: which one is served is what is tested.
-#[derive(Debug)]
-struct AcceptAnything;
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// The HTTPS listener of the test's worker.
 fn address() -> SocketAddr {
@@ -118,14 +77,7 @@ fn served(server: &Server, name: &str) -> Option<CertificateDer<'static>> {
         .and_then(|listener| listener.tls.as_ref())
         .expect("an HTTPS listener");
     let mut proxy = ServerConnection::new(settings.config.clone()).expect("a server connection");
-    let client_config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-    .with_no_client_auth();
+    let client_config = client_trusting_anything();
     let name = ServerName::try_from(name.to_string()).expect("a name");
     let mut client =
         ClientConnection::new(Arc::new(client_config), name).expect("a client connection");

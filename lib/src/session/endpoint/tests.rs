@@ -24,63 +24,19 @@ mod tls_reads {
         time::{Duration, Instant},
     };
 
-    use rustls::{
-        ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
-        client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-        pki_types::{CertificateDer, ServerName, UnixTime},
-    };
+    use rustls::{ClientConnection, StreamOwned, pki_types::ServerName};
     use sozu_command_lib::request::{CertificateAndKey, TlsListenerConfig};
 
     use super::super::*;
     use crate::{
         pool::Pool,
         protocol::tls::{CertificateResolver, KeyCheck, load_certificate, server_config},
+        testing::client_trusting_anything,
     };
 
     const DEADLINE: Duration = Duration::from_secs(5);
     const CERTIFICATE: &str = include_str!("../../../../command/tests/fixtures/localhost.pem");
     const KEY: &str = include_str!("../../../../command/tests/fixtures/localhost.key");
-
-    /// The test's client trusts any certificate: the transport is what is tested.
-    #[derive(Debug)]
-    struct AcceptAnything;
-
-    impl ServerCertVerifier for AcceptAnything {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
 
     /// The proxy's TLS end of a loopback connection, and the client's end, connected.
     fn tls_pair() -> (Endpoint, StreamOwned<ClientConnection, std::net::TcpStream>) {
@@ -96,14 +52,7 @@ mod tls_reads {
         let mut proxy = Endpoint::new(TcpStream::from_std(proxy_socket), Token(1));
         let pool = Pool::new(1024, 0, 1);
         proxy.start_tls(config, 16_384, pool.checkout()).unwrap();
-        let client_config = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-        .with_no_client_auth();
+        let client_config = client_trusting_anything();
         let name = ServerName::try_from("localhost").unwrap();
         let client = ClientConnection::new(Arc::new(client_config), name).unwrap();
         (proxy, StreamOwned::new(client, client_socket))
