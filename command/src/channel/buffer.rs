@@ -184,26 +184,15 @@ impl LineBuffer {
 
 /// Serialised messages waiting for the socket to take them.
 ///
-/// Invariant: `start <= data.len() <= peak`; `data[start..]` is pending, each message ending
-/// with a newline.
+/// Invariant: `start <= data.len()`; `data[start..]` is pending, each message ending with a
+/// newline.
 #[derive(Debug, Default)]
 pub(super) struct OutputBuffer {
     data: Vec<u8>,
     start: usize,
-    /// The most bytes the buffer held since it was last empty.
-    peak: usize,
 }
 
 impl OutputBuffer {
-    /// The room an emptied buffer always may keep, in bytes.
-    const KEPT: usize = 64 << 10;
-
-    /// The buffer's room now, in bytes: tests check that it stays bounded.
-    #[cfg(test)]
-    pub(super) fn capacity(&self) -> usize {
-        self.data.capacity()
-    }
-
     pub(super) fn pending(&self) -> &[u8] {
         &self.data[self.start..]
     }
@@ -225,7 +214,6 @@ impl OutputBuffer {
             return Err(ChannelError::OutgoingMessageTooLarge { size, max });
         }
         self.data.push(b'\n');
-        self.peak = self.peak.max(self.data.len());
         Ok(())
     }
 
@@ -240,107 +228,21 @@ impl OutputBuffer {
         }
         self.data.extend_from_slice(json);
         self.data.push(b'\n');
-        self.peak = self.peak.max(self.data.len());
         Ok(())
     }
 
     /// Drops `written` bytes from the front of the pending output. Memory moves only once the
     /// written part is at least half of the buffer, so moving costs O(1) per byte written.
-    ///
-    /// Emptied, the buffer keeps its room while that is at most four times the most it held
-    /// since it was last empty (or [`OutputBuffer::KEPT`]), and else shrinks to that: a stream
-    /// of orders (a start's, a state load's) queues stretches of about the same size between
-    /// two writes, which then fit without growing the buffer again (shrunk to 64 KiB at each
-    /// write and grown back, it was a tenth of the main process's page faults at a start of
-    /// 100,000 frontends), while a channel back to small messages shrinks at its next write:
-    /// what a worker's state made it hold is not kept past that.
     pub(super) fn consume(&mut self, written: usize) {
         self.start = (self.start + written).min(self.data.len());
         if self.start == self.data.len() {
-            let kept = self.peak.max(Self::KEPT);
-            self.peak = 0;
             self.data.clear();
-            if self.data.capacity() / 4 > kept {
-                self.data.shrink_to(kept);
-            }
+            // A worker's initial state fills it with every order: keep 64 KiB, not all that.
+            self.data.shrink_to(64 << 10);
             self.start = 0;
         } else if self.start >= self.data.len() / 2 {
             self.data.drain(..self.start);
             self.start = 0;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The JSON line of message `n`, padded to about `size` bytes.
-    fn message(n: usize, size: usize) -> Vec<u8> {
-        format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(size)).into_bytes()
-    }
-
-    /// Pushes `count` messages of about `size` bytes from `first` on.
-    fn push(buffer: &mut OutputBuffer, first: usize, count: usize, size: usize) {
-        for n in first..first + count {
-            buffer.push_json(&message(n, size), usize::MAX).unwrap();
-        }
-    }
-
-    /// Takes the pending output `chunk` bytes at a time, as a socket that takes that much per
-    /// write, into `taken`.
-    fn take_all(buffer: &mut OutputBuffer, chunk: usize, taken: &mut Vec<u8>) {
-        while !buffer.pending().is_empty() {
-            let written = chunk.min(buffer.pending().len());
-            taken.extend_from_slice(&buffer.pending()[..written]);
-            buffer.consume(written);
-        }
-    }
-
-    #[test]
-    fn a_stream_keeps_its_room_between_writes_and_its_order() {
-        let mut buffer = OutputBuffer::default();
-        let mut taken = Vec::new();
-        push(&mut buffer, 0, 256, 2000);
-        take_all(&mut buffer, 200_000, &mut taken);
-        let room = buffer.capacity();
-        assert!(room >= 256 * 2000, "{room}");
-        for stretch in 1..20 {
-            push(&mut buffer, stretch * 256, 256, 2000);
-            assert_eq!(buffer.capacity(), room, "grown again at stretch {stretch}");
-            take_all(&mut buffer, 200_000, &mut taken);
-            assert_eq!(buffer.capacity(), room, "shrunk at stretch {stretch}");
-        }
-        let expected: Vec<u8> = (0..20 * 256)
-            .flat_map(|n| {
-                let mut line = message(n, 2000);
-                line.push(b'\n');
-                line
-            })
-            .collect();
-        assert!(taken == expected, "messages lost or out of order");
-    }
-
-    #[test]
-    fn a_large_stream_does_not_pin_the_room_past_the_next_small_message() {
-        let mut buffer = OutputBuffer::default();
-        let mut taken = Vec::new();
-        push(&mut buffer, 0, 5000, 2000);
-        // A slow reader: written a little at a time, drained at each half.
-        take_all(&mut buffer, 7000, &mut taken);
-        assert!(buffer.capacity() >= 5000 * 2000);
-        push(&mut buffer, 5000, 1, 100);
-        take_all(&mut buffer, 7000, &mut taken);
-        assert!(
-            buffer.capacity() <= 4 * OutputBuffer::KEPT,
-            "{}",
-            buffer.capacity()
-        );
-        let lines: Vec<&[u8]> = taken.split(|byte| *byte == b'\n').collect();
-        assert_eq!(lines.len(), 5002);
-        for (n, line) in lines.iter().take(5001).enumerate() {
-            let prefix = format!("{{\"n\":{n},");
-            assert!(line.starts_with(prefix.as_bytes()), "line {n}");
         }
     }
 }
