@@ -35,9 +35,10 @@ fn provider() -> CryptoProvider {
     }
 }
 
-/// Seeds the random number generator TLS uses, on a thread of its own, once per process: its
-/// first seeding takes the process about 45 ms of CPU (the jitter entropy source of aws-lc),
-/// which the first handshake would otherwise pay. A worker calls it as it starts with HTTPS
+/// Seeds the random number generator TLS uses, on a thread of its own, once per process: with
+/// aws-lc's CPU jitter entropy source (its default, which a program embedding the library may
+/// keep; the workspace's binaries are built without it, see README.md) the first seeding takes
+/// the process about 45 ms of CPU, which the first handshake would otherwise pay. A worker calls it as it starts with HTTPS
 /// listeners, and [`server_config`] when an HTTPS listener is added: the thread seeds while
 /// the worker applies its state (the listeners' ticketers wait for their first handshake,
 /// [`FirstUseTicketer`]). The generator's one-time initialisation makes any other user wait
